@@ -1,0 +1,97 @@
+// See host_facts.h.
+#include "image/host_facts.h"
+
+#include "image/format.h"
+
+#include <cpuid.h>
+#include <cstring>
+#include <ctime>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+namespace mig::image {
+
+CpuFacts hostCpu() {
+  CpuFacts c{};
+  unsigned a = 0, b = 0, cx = 0, d = 0;
+  __get_cpuid(0, &a, &b, &cx, &d);
+  memcpy(c.vendor + 0, &b, 4);
+  memcpy(c.vendor + 4, &d, 4);
+  memcpy(c.vendor + 8, &cx, 4);
+  unsigned maxLeaf = a;
+  __get_cpuid(1, &a, &b, &cx, &d);
+  bool osxsave = (cx & bit_OSXSAVE) != 0;
+  if (osxsave) {
+    uint32_t lo, hi;
+    asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    c.xcr0 = (static_cast<uint64_t>(hi) << 32) | lo;
+  }
+  c.avx = (cx & bit_AVX) != 0 && (c.xcr0 & 0x6) == 0x6;
+  if (maxLeaf >= 7) {
+    __get_cpuid_count(7, 0, &a, &b, &cx, &d);
+    c.avx2 = c.avx && (b & bit_AVX2) != 0;
+    c.avx512f = (b & bit_AVX512F) != 0 && (c.xcr0 & 0xe0) == 0xe0;
+  }
+  if (maxLeaf >= 0xd && osxsave) {
+    __get_cpuid_count(0xd, 0, &a, &b, &cx, &d);
+    c.xsaveSize = b;
+  }
+  return c;
+}
+
+void fillCpu(schema::CpuFeatures::Builder out, const CpuFacts& cpu) {
+  out.setVendor(cpu.vendor);
+  out.setXcr0(cpu.xcr0);
+  out.setXsaveSize(cpu.xsaveSize);
+  out.setAvx(cpu.avx);
+  out.setAvx2(cpu.avx2);
+  out.setAvx512f(cpu.avx512f);
+}
+
+void fillHeader(schema::Header::Builder out, uint64_t jobId, int32_t vpid, kj::StringPtr command) {
+  out.setFormatVersion(kFormatVersion);
+  out.setArch("x86_64");
+  fillCpu(out.initCpu(), hostCpu());
+  struct utsname u {};
+  uname(&u);
+  out.setKernelRelease(u.release);
+  out.setHostname(u.nodename);
+  out.setPageSize(static_cast<uint32_t>(sysconf(_SC_PAGESIZE)));
+  struct timespec ts {};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  out.setCreatedNs(static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec);
+  out.setJobId(jobId);
+  out.setVpid(vpid);
+  out.setCommand(command);
+}
+
+namespace {
+
+// XSAVE state components by XCR0 bit (Intel SDM vol. 1, 13.1).
+struct Component {
+  int bit;
+  const char* name;
+};
+constexpr Component kComponents[] = {
+    {0, "x87"},          {1, "SSE"},           {2, "AVX"},
+    {3, "MPX bounds"},   {4, "MPX config"},    {5, "AVX-512 opmask"},
+    {6, "AVX-512 ZMM_Hi256"}, {7, "AVX-512 Hi16_ZMM"}, {9, "PKRU"},
+    {17, "AMX TILECFG"}, {18, "AMX TILEDATA"},
+};
+
+}  // namespace
+
+kj::Maybe<kj::String> cpuMismatch(schema::CpuFeatures::Reader image, const CpuFacts& host) {
+  uint64_t missing = image.getXcr0() & ~host.xcr0;
+  if (missing == 0) return nullptr;
+  kj::Vector<kj::String> names;
+  for (const auto& c : kComponents) {
+    if (missing & (1ull << c.bit)) names.add(kj::str(c.name));
+  }
+  if (names.size() == 0) names.add(kj::str("XSAVE component mask ", kj::hex(missing)));
+  return kj::str("image needs CPU register state this CPU lacks: ", kj::strArray(names, ", "),
+                 " (image XCR0 ", kj::hex(image.getXcr0()), ", this CPU ", kj::hex(host.xcr0),
+                 "); restart it on a host whose CPU has these features");
+}
+
+}  // namespace mig::image

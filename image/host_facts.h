@@ -1,0 +1,34 @@
+// Facts about this host that an image records (CPU register-state features,
+// kernel, hostname) and the check that a host can restore an image's registers.
+#pragma once
+
+#include "image/image.capnp.h"
+
+#include <kj/string.h>
+#include <kj/vector.h>
+
+#include <cstdint>
+
+namespace mig::image {
+
+struct CpuFacts {
+  char vendor[13];
+  uint64_t xcr0;       // XSAVE state components the OS enabled; 0 without OSXSAVE
+  uint32_t xsaveSize;  // XSAVE area size for xcr0
+  bool avx;
+  bool avx2;
+  bool avx512f;
+};
+
+CpuFacts hostCpu();
+
+void fillCpu(schema::CpuFeatures::Builder out, const CpuFacts& cpu);
+
+// Fills the header of an image made on this host now.
+void fillHeader(schema::Header::Builder out, uint64_t jobId, int32_t vpid, kj::StringPtr command);
+
+// Why this CPU cannot restore register state saved on `image`'s CPU, naming the
+// missing features; nullptr when it can.
+kj::Maybe<kj::String> cpuMismatch(schema::CpuFeatures::Reader image, const CpuFacts& host);
+
+}  // namespace mig::image

@@ -1,0 +1,102 @@
+# Metadata of the sections of a mig checkpoint image. Each section of an image
+# (see image/format.h for the framing) carries one of these structs as a Cap'n
+# Proto message; bulk page data travels raw beside it. Ordinals are never
+# renumbered: new fields are appended, so older images stay readable.
+@0xa6aa0d2ae921df10;
+
+$import "/capnp/c++.capnp".namespace("mig::image::schema");
+
+struct CpuFeatures {
+  # What the CPU state saved in the image needs from the CPU that restores it.
+  vendor @0 :Text;           # cpuid leaf 0 vendor string, informational
+  xcr0 @1 :UInt64;           # XSAVE state components enabled (XCR0); the image's
+                             # register frames may contain any of them
+  xsaveSize @2 :UInt32;      # bytes of the XSAVE area for xcr0 (cpuid 0xD.0 EBX)
+  avx @3 :Bool;
+  avx2 @4 :Bool;
+  avx512f @5 :Bool;
+}
+
+struct Header {
+  # First section of every image: where and when it was made.
+  formatVersion @0 :UInt32;  # repeats the frame's version, for tools
+  arch @1 :Text;             # "x86_64"
+  cpu @2 :CpuFeatures;
+  kernelRelease @3 :Text;    # uname -r of the checkpointing host
+  pageSize @4 :UInt32;
+  createdNs @5 :Int64;       # CLOCK_REALTIME at checkpoint, nanoseconds
+  jobId @6 :UInt64;          # 0 when the process was never registered with a shadowd
+  hostname @7 :Text;         # host that wrote the image
+  vpid @8 :Int32;            # the process's virtual PID
+  command @9 :Text;          # argv[0], for humans
+}
+
+struct MemoryRegion {
+  # One line of /proc/self/maps at checkpoint time.
+  start @0 :UInt64;
+  end @1 :UInt64;
+  prot @2 :UInt32;           # PROT_* bits
+  flags @3 :UInt32;          # MAP_PRIVATE or MAP_SHARED, plus MAP_GROWSDOWN etc.
+  kind @4 :Kind;
+  path @5 :Text;             # backing file for kind == file
+  fileOffset @6 :UInt64;
+  inode @7 :UInt64;          # consistency record of the backing file
+  device @8 :UInt64;
+  fileSize @9 :UInt64;
+  mtimeNs @10 :Int64;
+
+  enum Kind {
+    anonymous @0;            # private or shared anonymous memory
+    file @1;                 # mapped from `path`; unmodified pages are not saved
+    heap @2;                 # [heap]: restored with PR_SET_MM brk bounds
+    stack @3;                # [stack] of the main thread
+    vdso @4;                 # [vdso]: the restorer moves the new kernel's vdso here
+    vvar @5;                 # [vvar]
+    vvarVclock @6;           # [vvar_vclock] (kernel >= 6.13)
+    memfd @7;                # memfd or deleted shared file: contents are saved
+  }
+}
+
+struct MemoryMap {
+  regions @0 :List(MemoryRegion);  # sorted by start, non-overlapping
+}
+
+struct PageRun {
+  # `pages` consecutive pages starting at `addr`, stored back to back in the
+  # section's raw data in the order the runs are listed.
+  addr @0 :UInt64;
+  pages @1 :UInt32;
+}
+
+struct Pages {
+  # Page contents. The raw data of the section is the concatenation of the runs.
+  runs @0 :List(PageRun);
+}
+
+struct Thread {
+  # One thread stopped in the checkpoint signal handler.
+  vtid @0 :Int32;            # thread id the application knows
+  sigframe @1 :Data;         # the rt_sigframe the kernel pushed, incl. FPU/XSAVE state
+  sigframeAddr @2 :UInt64;   # where that frame lives on the thread's stack
+  fsBase @3 :UInt64;         # TLS base
+  gsBase @4 :UInt64;
+  tidAddress @5 :UInt64;     # CLONE_CHILD_CLEARTID / set_tid_address target
+  robustList @6 :UInt64;
+  robustListLen @7 :UInt64;
+  rseqAddr @8 :UInt64;
+  rseqLen @9 :UInt32;
+  rseqSig @10 :UInt32;
+  altStackSp @11 :UInt64;
+  altStackSize @12 :UInt64;
+  altStackFlags @13 :Int32;
+}
+
+struct Threads {
+  threads @0 :List(Thread);  # the first one is the main thread
+}
+
+struct End {
+  # Last section: lets a streaming reader tell a complete image from a cut one.
+  sections @0 :UInt32;       # number of sections before this one
+  dataBytes @1 :UInt64;      # sum of the raw data lengths of those sections
+}

@@ -1,0 +1,197 @@
+// See plan_builder.h.
+#include "image/plan_builder.h"
+
+#include "image/image_error.h"
+#include "image/plan_check.h"
+
+#include <algorithm>
+#include <kj/map.h>
+#include <kj/vector.h>
+
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <sys/mman.h>
+
+namespace mig::image {
+namespace {
+
+class StringTable {
+ public:
+  uint32_t add(kj::StringPtr s) {
+    KJ_IF_MAYBE(existing, offsets_.find(s)) { return *existing; }
+    uint32_t at = static_cast<uint32_t>(bytes_.size());
+    bytes_.addAll(s.asArray());
+    bytes_.add('\0');
+    offsets_.insert(kj::heapString(s), at);
+    return at;
+  }
+  kj::ArrayPtr<const char> bytes() const { return bytes_.asPtr(); }
+
+ private:
+  kj::Vector<char> bytes_;
+  kj::HashMap<kj::String, uint32_t> offsets_;
+};
+
+plan::Kind kindOf(schema::MemoryRegion::Kind k) {
+  using K = schema::MemoryRegion::Kind;
+  switch (k) {
+    case K::ANONYMOUS: return plan::kKindAnonymous;
+    case K::FILE: return plan::kKindFile;
+    case K::HEAP: return plan::kKindHeap;
+    case K::STACK: return plan::kKindStack;
+    case K::VDSO: return plan::kKindVdso;
+    case K::VVAR: return plan::kKindVvar;
+    case K::VVAR_VCLOCK: return plan::kKindVvarVclock;
+    case K::MEMFD: return plan::kKindMemfd;
+  }
+  return plan::kKindAnonymous;
+}
+
+// Index of the region containing addr, or -1.
+int64_t regionAt(kj::ArrayPtr<const plan::Region> regions, uint64_t addr) {
+  size_t lo = 0, hi = regions.size();
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (regions[mid].end <= addr) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo < regions.size() && regions[lo].start <= addr) return static_cast<int64_t>(lo);
+  return -1;
+}
+
+uint64_t align8(uint64_t v) { return alignUp(v, 8); }
+
+}  // namespace
+
+RestorePlan buildRestorePlan(FileReader& image) {
+  StringTable strings;
+  kj::Vector<kj::byte> blob;
+  kj::Vector<plan::Region> regions;
+  kj::Vector<plan::Pages> pages;
+  kj::Vector<plan::Thread> threads;
+
+  char resolved[PATH_MAX];
+  if (realpath(image.path().cStr(), resolved) == nullptr) {
+    fail(kj::str("cannot resolve the image path ", image.path()));
+  }
+  uint32_t imagePath = strings.add(resolved);
+
+  for (size_t i = 0; i < image.sectionCount(); ++i) {
+    if (image.section(i).type != static_cast<uint16_t>(SectionType::memoryMap)) continue;
+    for (auto r : image.meta<schema::MemoryMap>(i).getRegions()) {
+      if (!regions.empty() && r.getStart() < regions.back().end) {
+        fail(kj::str(image.section(i).describe(), ": region at ", kj::hex(r.getStart()),
+                     " overlaps an earlier memory map"));
+      }
+      plan::Region out{};
+      out.start = r.getStart();
+      out.end = r.getEnd();
+      out.prot = r.getProt();
+      out.mapFlags = r.getFlags();
+      out.kind = kindOf(r.getKind());
+      out.source = out.kind == plan::kKindFile ? plan::kSourceFile : plan::kSourceZero;
+      out.path = r.getPath().size() > 0 ? strings.add(r.getPath()) : plan::kNoString;
+      out.fileOffset = r.getFileOffset();
+      if (out.source == plan::kSourceFile && out.fileOffset % plan::kPage != 0) {
+        fail(kj::str(image.section(i).describe(), ": file region at ", kj::hex(out.start),
+                     " has an unaligned file offset"));
+      }
+      regions.add(out);
+    }
+  }
+
+  for (size_t i = 0; i < image.sectionCount(); ++i) {
+    const SectionInfo& info = image.section(i);
+    if (info.type != static_cast<uint16_t>(SectionType::pages)) continue;
+    uint64_t dataAt = 0;
+    for (auto run : image.meta<schema::Pages>(i).getRuns()) {
+      uint64_t addr = run.getAddr();
+      uint64_t left = static_cast<uint64_t>(run.getPages()) * plan::kPage;
+      while (left > 0) {  // a run may span adjacent regions: split it at their borders
+        int64_t ri = regionAt(regions, addr);
+        if (ri < 0) {
+          fail(kj::str(info.describe(), ": saved page at ", kj::hex(addr),
+                       " lies outside every mapped region"));
+        }
+        const plan::Region& owner = regions[ri];
+        uint64_t len = std::min<uint64_t>(left, owner.end - addr);
+        plan::Pages p{};
+        p.addr = addr;
+        p.len = len;
+        p.imageOffset = info.layout.dataOffset + dataAt;
+        p.region = static_cast<uint32_t>(ri);
+        p.method = (owner.mapFlags & MAP_SHARED) ? plan::kPagesCopy : plan::kPagesMap;
+        pages.add(p);
+        addr += len;
+        dataAt += len;
+        left -= len;
+      }
+    }
+  }
+
+  for (size_t i = 0; i < image.sectionCount(); ++i) {
+    if (image.section(i).type != static_cast<uint16_t>(SectionType::threads)) continue;
+    for (auto t : image.meta<schema::Threads>(i).getThreads()) {
+      plan::Thread out{};
+      out.vtid = t.getVtid();
+      out.flags = threads.empty() ? plan::kThreadMain : 0;
+      auto frame = t.getSigframe();
+      out.sigframe = blob.size();
+      out.sigframeLen = frame.size();
+      blob.addAll(frame);
+      while (blob.size() % 16 != 0) blob.add(0);
+      out.sigframeAddr = t.getSigframeAddr();
+      out.fsBase = t.getFsBase();
+      out.gsBase = t.getGsBase();
+      out.tidAddress = t.getTidAddress();
+      out.robustList = t.getRobustList();
+      out.robustListLen = t.getRobustListLen();
+      out.rseqAddr = t.getRseqAddr();
+      out.rseqLen = t.getRseqLen();
+      out.rseqSig = t.getRseqSig();
+      out.altStackSp = t.getAltStackSp();
+      out.altStackSize = t.getAltStackSize();
+      out.altStackFlags = t.getAltStackFlags();
+      threads.add(out);
+    }
+  }
+  if (threads.empty()) fail(kj::str("image ", image.path(), " has no threads section"));
+
+  plan::Header h{};
+  h.magic = plan::kMagic;
+  h.version = plan::kVersion;
+  h.headerSize = sizeof(plan::Header);
+  h.imagePath = imagePath;
+  h.regionCount = static_cast<uint32_t>(regions.size());
+  h.pagesCount = static_cast<uint32_t>(pages.size());
+  h.threadCount = static_cast<uint32_t>(threads.size());
+  h.regions = sizeof(plan::Header);
+  h.pages = h.regions + regions.size() * sizeof(plan::Region);
+  h.threads = h.pages + pages.size() * sizeof(plan::Pages);
+  h.strings = h.threads + threads.size() * sizeof(plan::Thread);
+  h.stringsSize = strings.bytes().size();
+  h.blob = align8(h.strings + h.stringsSize);
+  h.blobSize = blob.size();
+  h.totalSize = align8(h.blob + h.blobSize);
+
+  auto storage = kj::heapArray<uint64_t>(h.totalSize / 8);
+  memset(storage.begin(), 0, h.totalSize);
+  auto* base = reinterpret_cast<kj::byte*>(storage.begin());
+  auto copyIn = [&](uint64_t at, const void* from, size_t len) {
+    if (len > 0) memcpy(base + at, from, len);
+  };
+  copyIn(0, &h, sizeof(h));
+  copyIn(h.regions, regions.begin(), regions.size() * sizeof(plan::Region));
+  copyIn(h.pages, pages.begin(), pages.size() * sizeof(plan::Pages));
+  copyIn(h.threads, threads.begin(), threads.size() * sizeof(plan::Thread));
+  copyIn(h.strings, strings.bytes().begin(), h.stringsSize);
+  copyIn(h.blob, blob.begin(), h.blobSize);
+
+  if (const char* problem = plan::validate(base, h.totalSize)) {
+    fail(kj::str("image ", image.path(), " gives an invalid restore plan: ", problem));
+  }
+  return RestorePlan(kj::mv(storage));
+}
+
+}  // namespace mig::image

@@ -1,0 +1,29 @@
+// Derives a restore plan (restore_plan.h) from an indexed image file: the part of
+// restarting that needs a real C++ environment (Cap'n Proto, allocation, error
+// messages) runs here, so the restorer only executes the result.
+#pragma once
+
+#include "image/file_reader.h"
+#include "image/restore_plan.h"
+
+#include <kj/array.h>
+
+namespace mig::image {
+
+class RestorePlan {
+ public:
+  explicit RestorePlan(kj::Array<uint64_t> storage) : storage_(kj::mv(storage)) {}
+  const plan::Header& header() const { return *reinterpret_cast<const plan::Header*>(storage_.begin()); }
+  kj::ArrayPtr<const kj::byte> bytes() const {
+    return kj::arrayPtr(reinterpret_cast<const kj::byte*>(storage_.begin()), header().totalSize);
+  }
+
+ private:
+  kj::Array<uint64_t> storage_;  // uint64_t keeps the plan 8-byte aligned
+};
+
+// Throws (one line, naming what is wrong) when the image cannot be turned into a
+// plan, e.g. saved pages that lie outside every mapped region.
+RestorePlan buildRestorePlan(FileReader& image);
+
+}  // namespace mig::image

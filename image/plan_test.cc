@@ -1,0 +1,153 @@
+// The restore plan derived from an image, and the freestanding validator the
+// restorer runs on it.
+#include "image/file_reader.h"
+#include "image/host_facts.h"
+#include "image/image_test_util.h"
+#include "image/plan_builder.h"
+#include "image/plan_check.h"
+#include "image/sample_image.h"
+#include "image/section_check.h"
+#include "image/writer.h"
+
+#include <climits>
+#include <cstring>
+#include <vector>
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace mig::image {
+namespace {
+
+using testing::contains;
+using testing::errorOf;
+using testing::TempDir;
+
+TEST_CASE("a plan lists regions, page sources and threads of the image") {
+  TempDir dir;
+  auto path = dir.write("a.img", makeSampleImage());
+  FileReader f(path.c_str());
+  RestorePlan p = buildRestorePlan(f);
+  const plan::Header& h = p.header();
+  REQUIRE(plan::validate(&h, p.bytes().size()) == nullptr);
+  CHECK(h.regionCount == 4);
+  CHECK(h.pagesCount == 3);
+  CHECK(h.threadCount == 2);
+  char real[PATH_MAX];
+  REQUIRE(realpath(path.c_str(), real) != nullptr);
+  CHECK(std::string(plan::string(&h, h.imagePath)) == real);
+
+  const plan::Region* r = plan::regions(&h);
+  CHECK(r[3].source == plan::kSourceFile);
+  CHECK(std::string(plan::string(&h, r[3].path)) == "/usr/bin/true");
+  CHECK(r[0].source == plan::kSourceZero);
+
+  const plan::Pages* pg = plan::pages(&h);
+  CHECK(pg[0].method == plan::kPagesMap);
+  CHECK(pg[1].method == plan::kPagesCopy);  // region 1 is shared memory
+  // Each page source points at the page's bytes in the file.
+  for (uint32_t i = 0; i < h.pagesCount; ++i) {
+    kj::byte page[kPageSize];
+    REQUIRE(pread(f.fd(), page, sizeof(page), static_cast<off_t>(pg[i].imageOffset)) == sizeof(page));
+    CHECK(page[100] == samplePageByte(pg[i].addr, 100));
+    CHECK(pg[i].region == i);
+  }
+
+  const plan::Thread* t = plan::threads(&h);
+  CHECK(t[0].flags == plan::kThreadMain);
+  CHECK(t[1].flags == 0);
+  CHECK(t[1].vtid == 1235);
+  CHECK(t[1].sigframeLen == 65);
+  CHECK(static_cast<const kj::byte*>(plan::blob(&h, t[1].sigframe))[3] == 4);
+}
+
+TEST_CASE("pages outside every mapped region make the plan fail with the address") {
+  TempDir dir;
+  // An image whose pages have no memory map around them.
+  MemorySink sink;
+  {
+    capnp::MallocMessageBuilder header;
+    fillHeader(header.initRoot<schema::Header>(), 1, 1, "x");
+    ImageWriter w(sink, header);
+    capnp::MallocMessageBuilder meta;
+    auto runs = meta.initRoot<schema::Pages>().initRuns(1);
+    runs[0].setAddr(0x5000);
+    runs[0].setPages(1);
+    kj::byte page[kPageSize] = {};
+    w.beginData(SectionType::pages, meta, sizeof(page));
+    w.data(page, sizeof(page));
+    w.endData();
+    capnp::MallocMessageBuilder th;
+    th.initRoot<schema::Threads>().initThreads(1)[0].setVtid(7);
+    w.section(SectionType::threads, th);
+    w.finish();
+  }
+  FileReader f(dir.write("b.img", sink.bytes()).c_str());
+  auto e = errorOf([&] { buildRestorePlan(f); });
+  CHECK(contains(e, "section 1 (pages)"));
+  CHECK(contains(e, "5000 lies outside every mapped region"));
+}
+
+// Copies a valid plan so a test can corrupt one field.
+struct PlanCopy {
+  std::vector<uint64_t> words;
+  plan::Header* h() { return reinterpret_cast<plan::Header*>(words.data()); }
+  uint64_t size() { return h()->totalSize; }
+};
+
+PlanCopy validPlan(const TempDir& dir) {
+  FileReader f(dir.write("p.img", makeSampleImage()).c_str());
+  RestorePlan p = buildRestorePlan(f);
+  PlanCopy c;
+  c.words.resize(p.bytes().size() / 8);
+  memcpy(c.words.data(), p.bytes().begin(), p.bytes().size());
+  return c;
+}
+
+TEST_CASE("the plan validator refuses every kind of corrupt plan") {
+  TempDir dir;
+  struct Case {
+    const char* expect;
+    void (*edit)(plan::Header*);
+  };
+  const Case cases[] = {
+      {"wrong magic", [](plan::Header* h) { h->magic ^= 1; }},
+      {"version", [](plan::Header* h) { h->version = 9; }},
+      {"regions out of bounds", [](plan::Header* h) { h->regionCount = 0x7fffffff; }},
+      {"regions out of bounds", [](plan::Header* h) { h->regions = h->totalSize - 8; }},
+      {"pages out of bounds", [](plan::Header* h) { h->pages = ~0ull - 7; }},
+      {"threads out of bounds", [](plan::Header* h) { h->threadCount += 1000; }},
+      {"strings out of bounds", [](plan::Header* h) { h->stringsSize = ~0ull; }},
+      {"names no image", [](plan::Header* h) { h->imagePath = plan::kNoString; }},
+      {"not page aligned", [](plan::Header* h) { const_cast<plan::Region*>(plan::regions(h))[0].start += 1; }},
+      {"overlap", [](plan::Header* h) { const_cast<plan::Region*>(plan::regions(h))[1].start = plan::regions(h)[0].start; }},
+      {"outside their region", [](plan::Header* h) { const_cast<plan::Pages*>(plan::pages(h))[0].len = 1ull << 40; }},
+      {"missing region", [](plan::Header* h) { const_cast<plan::Pages*>(plan::pages(h))[0].region = 99; }},
+      {"frame out of bounds", [](plan::Header* h) { const_cast<plan::Thread*>(plan::threads(h))[0].sigframeLen = 1 << 30; }},
+      {"exactly one main thread", [](plan::Header* h) { const_cast<plan::Thread*>(plan::threads(h))[1].flags = plan::kThreadMain; }},
+      {"path out of bounds", [](plan::Header* h) { const_cast<plan::Region*>(plan::regions(h))[3].path = 1u << 30; }},
+  };
+  for (const Case& c : cases) {
+    PlanCopy p = validPlan(dir);
+    REQUIRE(plan::validate(p.h(), p.size()) == nullptr);
+    c.edit(p.h());
+    const char* why = plan::validate(p.h(), p.size());
+    INFO("expecting: " << c.expect);
+    REQUIRE(why != nullptr);
+    CHECK(contains(why, c.expect));
+  }
+  PlanCopy p = validPlan(dir);
+  CHECK(plan::validate(p.h(), p.size() - 8) != nullptr);
+  CHECK(plan::validate(p.h(), 16) != nullptr);
+}
+
+TEST_CASE("an unterminated string in the plan is refused") {
+  TempDir dir;
+  PlanCopy p = validPlan(dir);
+  plan::Header* h = p.h();
+  char* strings = reinterpret_cast<char*>(h) + h->strings;
+  memset(strings, 'x', h->stringsSize);
+  CHECK(plan::validate(h, p.size()) != nullptr);
+}
+
+}  // namespace
+}  // namespace mig::image

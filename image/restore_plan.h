@@ -1,0 +1,140 @@
+// The restore plan: a flat, fixed-layout description of what the restorer must do,
+// derived from an image by ordinary C++ code (plan_builder.h) and consumed as is by
+// the freestanding restorer (no libc, no Cap'n Proto, no allocation). Everything is
+// plain integers; references are byte offsets from the start of the plan, so the
+// plan can be handed over in a memfd and used wherever it is mapped.
+//
+//   Header | Region[regionCount] | Pages[pagesCount] | Thread[threadCount]
+//          | strings (NUL-terminated, referenced by offset) | blob (signal frames, auxv)
+//
+// Call plan::validate() (plan_check.h) before trusting any field.
+#pragma once
+
+#include <stdint.h>
+
+namespace mig::plan {
+
+inline constexpr uint64_t kMagic = 0x314e414c5047494dull;  // "MIGPLAN1" little-endian
+inline constexpr uint32_t kVersion = 1;
+inline constexpr uint32_t kNoString = 0xffffffffu;
+inline constexpr uint64_t kPage = 4096;
+
+// How a region's address range is created before page contents are applied.
+enum Source : uint32_t {
+  kSourceZero = 0,  // anonymous mapping (private or shared per mapFlags), zero-filled
+  kSourceFile = 1,  // mmap of `path` at `fileOffset`: unmodified file pages come from the file
+};
+
+// What a region is, for the regions the restorer treats specially.
+enum Kind : uint32_t {
+  kKindAnonymous = 0,
+  kKindFile = 1,
+  kKindHeap = 2,        // brk area: also set by PR_SET_MM_MAP
+  kKindStack = 3,
+  kKindVdso = 4,        // not mapped: the new kernel's vdso/vvar unit is moved here
+  kKindVvar = 5,
+  kKindVvarVclock = 6,
+  kKindMemfd = 7,
+};
+
+// How saved pages are put into place.
+enum PagesMethod : uint32_t {
+  kPagesMap = 0,   // mmap the image file range MAP_PRIVATE|MAP_FIXED over the region
+  kPagesCopy = 1,  // pread into the region (shared memory, where a private map would detach it)
+};
+
+struct Region {
+  uint64_t start;
+  uint64_t end;
+  uint32_t prot;      // PROT_* to leave the region with
+  uint32_t mapFlags;  // MAP_PRIVATE or MAP_SHARED, MAP_GROWSDOWN
+  uint32_t source;    // Source
+  uint32_t kind;      // Kind
+  uint32_t path;      // string offset of the backing file, or kNoString
+  uint32_t reserved;
+  uint64_t fileOffset;
+};
+static_assert(sizeof(Region) == 48);
+
+struct Pages {
+  uint64_t addr;
+  uint64_t len;
+  uint64_t imageOffset;  // byte offset in the image file, page aligned
+  uint32_t region;       // index of the Region that contains [addr, addr+len)
+  uint32_t method;       // PagesMethod
+};
+static_assert(sizeof(Pages) == 32);
+
+struct Thread {
+  int32_t vtid;
+  uint32_t flags;         // kThreadMain for the thread that continues as the restorer
+  uint64_t sigframe;      // blob offset of the saved rt_sigframe (registers, FPU/XSAVE, mask)
+  uint64_t sigframeLen;
+  uint64_t sigframeAddr;  // where the frame is copied before rt_sigreturn
+  uint64_t fsBase;
+  uint64_t gsBase;
+  uint64_t tidAddress;    // glibc's struct pthread tid field: CLONE_CHILD_CLEARTID/PARENT_SETTID
+  uint64_t robustList;
+  uint64_t robustListLen;
+  uint64_t rseqAddr;
+  uint32_t rseqLen;
+  uint32_t rseqSig;
+  uint64_t altStackSp;
+  uint64_t altStackSize;
+  int32_t altStackFlags;
+  uint32_t reserved;
+};
+static_assert(sizeof(Thread) == 112);
+
+inline constexpr uint32_t kThreadMain = 1;
+
+// Mirrors struct prctl_mm_map; zero when the image did not record it.
+struct MmLayout {
+  uint64_t startCode, endCode, startData, endData;
+  uint64_t startBrk, brk, startStack;
+  uint64_t argStart, argEnd, envStart, envEnd;
+  uint64_t auxv;     // blob offset of the saved auxiliary vector
+  uint64_t auxvLen;  // bytes
+};
+
+inline constexpr uint32_t kPlanHasMmLayout = 1;
+
+struct Header {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t headerSize;  // sizeof(Header) of the writer
+  uint64_t totalSize;   // bytes of the whole plan
+  uint32_t flags;       // kPlan*
+  uint32_t imagePath;   // string offset of the image file the Pages come from
+  uint32_t regionCount;
+  uint32_t pagesCount;
+  uint32_t threadCount;
+  uint32_t reserved;
+  uint64_t regions;     // byte offsets from the start of the plan
+  uint64_t pages;
+  uint64_t threads;
+  uint64_t strings;
+  uint64_t stringsSize;
+  uint64_t blob;
+  uint64_t blobSize;
+  MmLayout mm;
+};
+static_assert(sizeof(Header) == 208);
+
+inline const Region* regions(const Header* h) {
+  return reinterpret_cast<const Region*>(reinterpret_cast<const char*>(h) + h->regions);
+}
+inline const Pages* pages(const Header* h) {
+  return reinterpret_cast<const Pages*>(reinterpret_cast<const char*>(h) + h->pages);
+}
+inline const Thread* threads(const Header* h) {
+  return reinterpret_cast<const Thread*>(reinterpret_cast<const char*>(h) + h->threads);
+}
+inline const char* string(const Header* h, uint32_t offset) {
+  return reinterpret_cast<const char*>(h) + h->strings + offset;
+}
+inline const void* blob(const Header* h, uint64_t offset) {
+  return reinterpret_cast<const char*>(h) + h->blob + offset;
+}
+
+}  // namespace mig::plan

@@ -1,0 +1,24 @@
+// A small but complete synthetic image (header, memory map, pages with a known
+// pattern, threads, end) for tests and for seeding the fuzzer's corpus.
+#pragma once
+
+#include <kj/array.h>
+
+#include <cstdint>
+
+namespace mig::image {
+
+// Byte `i` of the page at `addr` in sample images.
+inline uint8_t samplePageByte(uint64_t addr, uint64_t i) {
+  return static_cast<uint8_t>((addr >> 12) * 31 + i * 7 + 1);
+}
+
+struct SampleOptions {
+  uint32_t pageRuns = 3;       // each of 1, 2, 3... pages, in separate regions
+  uint32_t threads = 2;
+  bool fileRegion = true;      // also a file-backed region (/usr/bin/true) without saved pages
+};
+
+kj::Array<kj::byte> makeSampleImage(const SampleOptions& options = {});
+
+}  // namespace mig::image

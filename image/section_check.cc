@@ -1,0 +1,108 @@
+// See section_check.h.
+#include "image/section_check.h"
+
+#include "image/image.capnp.h"
+#include "image/image_error.h"
+
+namespace mig::image {
+namespace {
+
+void requireNoData(const SectionInfo& info) {
+  if (info.dataLen != 0) fail(kj::str("this section type carries no data, found ", info.dataLen, " bytes"));
+}
+
+void checkHeader(const SectionInfo& info, schema::Header::Reader h) {
+  requireNoData(info);
+  if (h.getFormatVersion() != kFormatVersion) {
+    fail(kj::str("header says format version ", h.getFormatVersion()));
+  }
+  if (h.getArch() != "x86_64") {
+    fail(kj::str("image was made on architecture '", h.getArch(), "'; this host is x86_64"));
+  }
+  if (h.getPageSize() != kPageSize) {
+    fail(kj::str("image uses a page size of ", h.getPageSize(), " bytes; this host uses ",
+                 kPageSize));
+  }
+  // Touch every pointer field so a malformed one fails here, not in a later user.
+  (void)h.getKernelRelease();
+  (void)h.getHostname();
+  (void)h.getCommand();
+  (void)h.getCpu().getVendor();
+}
+
+void checkRange(uint64_t start, uint64_t end, kj::StringPtr what) {
+  if (start % kPageSize != 0 || end % kPageSize != 0) fail(kj::str(what, " is not page aligned"));
+  if (start >= end) fail(kj::str(what, " is empty or reversed"));
+  if (end > kUserAddressLimit) fail(kj::str(what, " lies outside the user address space"));
+}
+
+void checkMemoryMap(const SectionInfo& info, schema::MemoryMap::Reader m) {
+  requireNoData(info);
+  uint64_t prevEnd = 0;
+  uint32_t i = 0;
+  for (auto r : m.getRegions()) {
+    auto what = kj::str("region ", i, " [", kj::hex(r.getStart()), "-", kj::hex(r.getEnd()), ")");
+    checkRange(r.getStart(), r.getEnd(), what);
+    if (r.getStart() < prevEnd) fail(kj::str(what, " overlaps or precedes the previous region"));
+    if (r.getProt() > 7) fail(kj::str(what, " has unknown protection bits ", r.getProt()));
+    if (static_cast<uint16_t>(r.getKind()) > static_cast<uint16_t>(schema::MemoryRegion::Kind::MEMFD)) {
+      fail(kj::str(what, " has an unknown kind"));
+    }
+    if (r.getKind() == schema::MemoryRegion::Kind::FILE && r.getPath().size() == 0) {
+      fail(kj::str(what, " is file-backed but names no file"));
+    }
+    prevEnd = r.getEnd();
+    ++i;
+  }
+}
+
+void checkPages(const SectionInfo& info, schema::Pages::Reader p) {
+  uint64_t total = 0;
+  uint64_t prevEnd = 0;
+  uint32_t i = 0;
+  for (auto run : p.getRuns()) {
+    uint64_t len = static_cast<uint64_t>(run.getPages()) * kPageSize;
+    auto what = kj::str("page run ", i, " at ", kj::hex(run.getAddr()));
+    if (run.getPages() == 0) fail(kj::str(what, " has no pages"));
+    if (run.getAddr() > kUserAddressLimit) fail(kj::str(what, " lies outside the user address space"));
+    checkRange(run.getAddr(), run.getAddr() + len, what);
+    if (run.getAddr() < prevEnd) fail(kj::str(what, " overlaps or precedes the previous run"));
+    prevEnd = run.getAddr() + len;
+    total += len;  // cannot overflow: every run ends below 2^47 and runs do not overlap
+    ++i;
+  }
+  if (total != info.dataLen) {
+    fail(kj::str("page runs add up to ", total, " bytes but the section holds ", info.dataLen));
+  }
+}
+
+void checkThreads(const SectionInfo& info, schema::Threads::Reader t) {
+  requireNoData(info);
+  auto threads = t.getThreads();
+  if (threads.size() == 0) fail(kj::str("no threads"));
+  if (threads.size() > kMaxThreads) fail(kj::str(threads.size(), " threads is more than ", kMaxThreads));
+  uint32_t i = 0;
+  for (auto th : threads) {
+    if (th.getVtid() <= 0) fail(kj::str("thread ", i, " has thread id ", th.getVtid()));
+    if (th.getSigframe().size() > kMaxSigframeBytes) {
+      fail(kj::str("thread ", i, " has a ", th.getSigframe().size(), "-byte signal frame"));
+    }
+    ++i;
+  }
+}
+
+void checkEnd(const SectionInfo& info, schema::End::Reader) { requireNoData(info); }
+
+}  // namespace
+
+void checkSectionMeta(const SectionInfo& info, capnp::MessageReader& message) {
+  switch (static_cast<SectionType>(info.type)) {
+    case SectionType::header: return checkHeader(info, message.getRoot<schema::Header>());
+    case SectionType::memoryMap: return checkMemoryMap(info, message.getRoot<schema::MemoryMap>());
+    case SectionType::pages: return checkPages(info, message.getRoot<schema::Pages>());
+    case SectionType::threads: return checkThreads(info, message.getRoot<schema::Threads>());
+    case SectionType::end: return checkEnd(info, message.getRoot<schema::End>());
+  }
+}
+
+}  // namespace mig::image
