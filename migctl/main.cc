@@ -1,0 +1,39 @@
+// migctl: the command users type. Dispatches sub-commands; each lives in its own
+// file and returns the process exit status (0 ok, 1 failure, 2 usage error).
+#include "migctl/commands.h"
+
+#include <kj/exception.h>
+
+#include <cstdio>
+#include <cstring>
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: migctl COMMAND [ARGS...]\n"
+    "\n"
+    "Commands:\n"
+    "  image info FILE [--verify] [--plan]\n"
+    "                  print a checkpoint image's header and sections; --verify checks\n"
+    "                  every checksum, --plan shows the restore plan derived from it\n"
+    "  help            this text\n"
+    "\n"
+    "Run 'migctl COMMAND --help' for one command's options.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+      strcmp(argv[1], "-h") == 0) {
+    fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  try {
+    if (strcmp(argv[1], "image") == 0) return mig::migctl::imageCommand(argc - 2, argv + 2);
+  } catch (const kj::Exception& e) {
+    fprintf(stderr, "migctl: %s\n", e.getDescription().cStr());
+    return 1;
+  }
+  fprintf(stderr, "migctl: unknown command '%s' (see 'migctl --help')\n", argv[1]);
+  return 2;
+}
