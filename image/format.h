@@ -43,6 +43,8 @@ enum class SectionType : uint16_t {
   memoryMap = 2,
   pages = 3,
   threads = 4,
+  process = 5,
+  files = 6,
   end = 0xffff,
 };
 

@@ -76,8 +76,10 @@ struct Pages {
 struct Thread {
   # One thread stopped in the checkpoint signal handler.
   vtid @0 :Int32;            # thread id the application knows
-  sigframe @1 :Data;         # the rt_sigframe the kernel pushed, incl. FPU/XSAVE state
-  sigframeAddr @2 :UInt64;   # where that frame lives on the thread's stack
+  sigframe @1 :Data;         # the frame's bytes when they are not in saved memory (empty:
+                             # the frame lies on the thread's stack, saved with it)
+  sigframeAddr @2 :UInt64;   # address of the frame's struct ucontext: the stack pointer
+                             # rt_sigreturn needs
   fsBase @3 :UInt64;         # TLS base
   gsBase @4 :UInt64;
   tidAddress @5 :UInt64;     # CLONE_CHILD_CLEARTID / set_tid_address target
@@ -89,10 +91,86 @@ struct Thread {
   altStackSp @11 :UInt64;
   altStackSize @12 :UInt64;
   altStackFlags @13 :Int32;
+  pendingSignals @14 :List(UInt32);  # signals pending for this thread only
 }
 
 struct Threads {
   threads @0 :List(Thread);  # the first one is the main thread
+}
+
+struct MmLayout {
+  # The kernel's idea of the process layout (struct prctl_mm_map), restored with
+  # prctl(PR_SET_MM, PR_SET_MM_MAP) so brk(), /proc/self/cmdline and environ work.
+  startCode @0 :UInt64;
+  endCode @1 :UInt64;
+  startData @2 :UInt64;
+  endData @3 :UInt64;
+  startBrk @4 :UInt64;
+  brk @5 :UInt64;
+  startStack @6 :UInt64;
+  argStart @7 :UInt64;
+  argEnd @8 :UInt64;
+  envStart @9 :UInt64;
+  envEnd @10 :UInt64;
+  auxv @11 :Data;            # the saved auxiliary vector, as in /proc/pid/auxv
+}
+
+struct SigAction {
+  # One kernel sigaction, as rt_sigaction takes it.
+  handler @0 :UInt64;
+  flags @1 :UInt64;
+  restorer @2 :UInt64;
+  mask @3 :UInt64;
+}
+
+struct Timer {
+  valueNs @0 :Int64;         # time left until it fires, 0 = disarmed
+  intervalNs @1 :Int64;
+}
+
+struct Rlimit {
+  resource @0 :UInt32;
+  soft @1 :UInt64;
+  hard @2 :UInt64;
+}
+
+struct Process {
+  # Process-wide kernel state other than memory, threads and files.
+  mm @0 :MmLayout;
+  sigactions @1 :List(SigAction);  # index i is signal i+1
+  itimerReal @2 :Timer;            # alarm() / setitimer(ITIMER_REAL)
+  umask @3 :UInt32;
+  cwd @4 :Text;
+  rlimits @5 :List(Rlimit);
+  resumeInfoAddr @6 :UInt64;       # where the restorer writes plan::ResumeInfo for the shim
+  monotonicNs @7 :Int64;           # CLOCK_MONOTONIC at the freeze
+  processPending @8 :List(UInt32); # signals pending for the whole process
+}
+
+struct FileDescriptor {
+  fd @0 :Int32;
+  kind @1 :Kind;
+  path @2 :Text;             # as /proc/pid/fd showed it (without " (deleted)")
+  flags @3 :UInt32;          # open(2) flags: access mode, O_APPEND, O_NONBLOCK, ...
+  cloexec @4 :Bool;
+  offset @5 :Int64;
+  dupOf @6 :Int32 = -1;      # lowest fd sharing this open file description, or -1
+  inode @7 :UInt64;          # consistency record of a regular file
+  device @8 :UInt64;
+  size @9 :UInt64;
+  mtimeNs @10 :Int64;
+  contents @11 :Data;        # a deleted file's contents (kind == unlinked)
+
+  enum Kind {
+    file @0;                 # regular file or directory, reopened by path
+    inherited @1;            # terminal, pipe or socket: the restarting command's own fd
+    device @2;               # /dev/null and friends, reopened by path
+    unlinked @3;             # deleted while open: recreated from contents, deleted again
+  }
+}
+
+struct Files {
+  fds @0 :List(FileDescriptor);
 }
 
 struct End {

@@ -24,6 +24,8 @@ const char* sectionTypeName(uint16_t type) {
     case SectionType::memoryMap: return "memory-map";
     case SectionType::pages: return "pages";
     case SectionType::threads: return "threads";
+    case SectionType::process: return "process";
+    case SectionType::files: return "files";
     case SectionType::end: return "end";
   }
   return nullptr;

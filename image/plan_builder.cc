@@ -70,6 +70,9 @@ RestorePlan buildRestorePlan(FileReader& image) {
   kj::Vector<plan::Region> regions;
   kj::Vector<plan::Pages> pages;
   kj::Vector<plan::Thread> threads;
+  kj::Vector<plan::SigAction> sigactions;
+  kj::Vector<plan::Fd> fds;
+  plan::Header h{};
 
   char resolved[PATH_MAX];
   if (realpath(image.path().cStr(), resolved) == nullptr) {
@@ -153,12 +156,41 @@ RestorePlan buildRestorePlan(FileReader& image) {
       out.altStackSp = t.getAltStackSp();
       out.altStackSize = t.getAltStackSize();
       out.altStackFlags = t.getAltStackFlags();
+      for (uint32_t sig : t.getPendingSignals()) {
+        if (sig >= 1 && sig <= 64) out.pendingMask |= 1ull << (sig - 1);
+      }
       threads.add(out);
     }
   }
   if (threads.empty()) fail(kj::str("image ", image.path(), " has no threads section"));
 
-  plan::Header h{};
+  for (size_t i = 0; i < image.sectionCount(); ++i) {
+    if (image.section(i).type != static_cast<uint16_t>(SectionType::process)) continue;
+    auto p = image.meta<schema::Process>(i);
+    auto mm = p.getMm();
+    h.flags |= plan::kPlanHasMmLayout;
+    h.mm = plan::MmLayout{mm.getStartCode(), mm.getEndCode(), mm.getStartData(), mm.getEndData(),
+                          mm.getStartBrk(), mm.getBrk(), mm.getStartStack(), mm.getArgStart(),
+                          mm.getArgEnd(), mm.getEnvStart(), mm.getEnvEnd(), blob.size(),
+                          mm.getAuxv().size()};
+    blob.addAll(mm.getAuxv());
+    while (blob.size() % 16 != 0) blob.add(0);
+    for (auto a : p.getSigactions()) {
+      sigactions.add(plan::SigAction{a.getHandler(), a.getFlags(), a.getRestorer(), a.getMask()});
+    }
+    h.itimerValueNs = p.getItimerReal().getValueNs();
+    h.itimerIntervalNs = p.getItimerReal().getIntervalNs();
+    h.resumeInfoAddr = p.getResumeInfoAddr();
+    for (uint32_t sig : p.getProcessPending()) {
+      if (sig >= 1 && sig <= 64) h.processPending |= 1ull << (sig - 1);
+    }
+  }
+  for (size_t i = 0; i < image.sectionCount(); ++i) {
+    if (image.section(i).type != static_cast<uint16_t>(SectionType::files)) continue;
+    for (auto f : image.meta<schema::Files>(i).getFds()) {
+      fds.add(plan::Fd{f.getFd(), f.getCloexec() ? plan::kFdCloexec : 0u});
+    }
+  }
   h.magic = plan::kMagic;
   h.version = plan::kVersion;
   h.headerSize = sizeof(plan::Header);
@@ -169,7 +201,11 @@ RestorePlan buildRestorePlan(FileReader& image) {
   h.regions = sizeof(plan::Header);
   h.pages = h.regions + regions.size() * sizeof(plan::Region);
   h.threads = h.pages + pages.size() * sizeof(plan::Pages);
-  h.strings = h.threads + threads.size() * sizeof(plan::Thread);
+  h.sigactionCount = static_cast<uint32_t>(sigactions.size());
+  h.fdCount = static_cast<uint32_t>(fds.size());
+  h.sigactions = h.threads + threads.size() * sizeof(plan::Thread);
+  h.fds = h.sigactions + sigactions.size() * sizeof(plan::SigAction);
+  h.strings = h.fds + fds.size() * sizeof(plan::Fd);
   h.stringsSize = strings.bytes().size();
   h.blob = align8(h.strings + h.stringsSize);
   h.blobSize = blob.size();
@@ -185,6 +221,8 @@ RestorePlan buildRestorePlan(FileReader& image) {
   copyIn(h.regions, regions.begin(), regions.size() * sizeof(plan::Region));
   copyIn(h.pages, pages.begin(), pages.size() * sizeof(plan::Pages));
   copyIn(h.threads, threads.begin(), threads.size() * sizeof(plan::Thread));
+  copyIn(h.sigactions, sigactions.begin(), sigactions.size() * sizeof(plan::SigAction));
+  copyIn(h.fds, fds.begin(), fds.size() * sizeof(plan::Fd));
   copyIn(h.strings, strings.bytes().begin(), h.stringsSize);
   copyIn(h.blob, blob.begin(), h.blobSize);
 

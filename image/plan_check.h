@@ -46,6 +46,10 @@ inline const char* validate(const void* p, uint64_t size) {
   if (!arrayFits(h->regions, h->regionCount, sizeof(Region), size)) return "plan regions out of bounds";
   if (!arrayFits(h->pages, h->pagesCount, sizeof(Pages), size)) return "plan pages out of bounds";
   if (!arrayFits(h->threads, h->threadCount, sizeof(Thread), size)) return "plan threads out of bounds";
+  if (h->sigactionCount > 64 || !arrayFits(h->sigactions, h->sigactionCount, sizeof(SigAction), size)) {
+    return "plan sigactions out of bounds";
+  }
+  if (!arrayFits(h->fds, h->fdCount, sizeof(Fd), size)) return "plan fds out of bounds";
   if (!fits(h->strings, h->stringsSize, size)) return "plan strings out of bounds";
   if (!fits(h->blob, h->blobSize, size)) return "plan blob out of bounds";
   if (h->imagePath == kNoString || !stringOk(h, h->imagePath)) return "plan names no image file";
@@ -87,6 +91,20 @@ inline const char* validate(const void* p, uint64_t size) {
     if (t[i].flags & kThreadMain) ++mains;
   }
   if (mains != 1) return "plan must have exactly one main thread";
+  const Fd* fd = fds(h);
+  for (uint32_t i = 0; i < h->fdCount; ++i) {
+    if (fd[i].fd < 0) return "plan fd is negative";
+  }
+  if (h->itimerValueNs < 0 || h->itimerIntervalNs < 0) return "plan timer is negative";
+  if (h->resumeInfoAddr != 0) {
+    if (h->resumeInfoAddr % 8 != 0) return "plan resume info is unaligned";
+    bool inside = false;
+    for (uint32_t i = 0; i < h->regionCount; ++i) {
+      inside = inside || (h->resumeInfoAddr >= r[i].start && r[i].end - h->resumeInfoAddr >= sizeof(ResumeInfo) &&
+                          (r[i].prot & 2) != 0);
+    }
+    if (!inside) return "plan resume info is not in writable memory";
+  }
   if ((h->flags & kPlanHasMmLayout) && !fits(h->mm.auxv, h->mm.auxvLen, h->blobSize)) {
     return "plan auxv out of bounds";
   }

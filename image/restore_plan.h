@@ -5,7 +5,18 @@
 // plan can be handed over in a memfd and used wherever it is mapped.
 //
 //   Header | Region[regionCount] | Pages[pagesCount] | Thread[threadCount]
+//          | SigAction[sigactionCount] | Fd[fdCount]
 //          | strings (NUL-terminated, referenced by offset) | blob (signal frames, auxv)
+//
+// The restorer, in order: moves itself out of the way of the regions; creates
+// every region, puts saved pages in place, sets final protections; moves the new
+// kernel's [vvar]/[vvar_vclock]/[vdso] unit onto the old one's address; sets the mm
+// layout (PR_SET_MM_MAP); installs sigactions and the ITIMER_REAL timer; sets
+// FD_CLOEXEC per Fd and closes its own plan and image fds; writes ResumeInfo at
+// resumeInfoAddr; starts every thread (clone with CLONE_SETTLS, CLONE_PARENT_SETTID
+// and CLONE_CHILD_CLEARTID at tidAddress), each re-registering its robust list,
+// rseq area and sigaltstack, queueing its pending signals, and finally executing
+// rt_sigreturn with the stack pointer at sigframeAddr.
 //
 // Call plan::validate() (plan_check.h) before trusting any field.
 #pragma once
@@ -70,7 +81,8 @@ struct Thread {
   uint32_t flags;         // kThreadMain for the thread that continues as the restorer
   uint64_t sigframe;      // blob offset of the saved rt_sigframe (registers, FPU/XSAVE, mask)
   uint64_t sigframeLen;
-  uint64_t sigframeAddr;  // where the frame is copied before rt_sigreturn
+  uint64_t sigframeAddr;  // address of the frame's struct ucontext (the stack pointer for
+                          // rt_sigreturn); the frame is copied there first if sigframeLen > 0
   uint64_t fsBase;
   uint64_t gsBase;
   uint64_t tidAddress;    // glibc's struct pthread tid field: CLONE_CHILD_CLEARTID/PARENT_SETTID
@@ -83,8 +95,9 @@ struct Thread {
   uint64_t altStackSize;
   int32_t altStackFlags;
   uint32_t reserved;
+  uint64_t pendingMask;   // bit (n-1): signal n pending for this thread, re-raised before resuming
 };
-static_assert(sizeof(Thread) == 112);
+static_assert(sizeof(Thread) == 120);
 
 inline constexpr uint32_t kThreadMain = 1;
 
@@ -98,6 +111,33 @@ struct MmLayout {
 };
 
 inline constexpr uint32_t kPlanHasMmLayout = 1;
+
+// A kernel sigaction as rt_sigaction(2) takes it (struct kernel_sigaction).
+struct SigAction {
+  uint64_t handler;
+  uint64_t flags;
+  uint64_t restorer;
+  uint64_t mask;
+};
+static_assert(sizeof(SigAction) == 32);
+
+// An fd that must exist when the process resumes; it is already open (migctl set it up
+// before exec'ing the restorer), the restorer only sets its close-on-exec flag.
+struct Fd {
+  int32_t fd;
+  uint32_t flags;  // kFdCloexec
+};
+inline constexpr uint32_t kFdCloexec = 1;
+
+// Written by the restorer at Header::resumeInfoAddr inside the restored memory: how the
+// shim learns it has been restored, and what changed.
+struct ResumeInfo {
+  uint64_t magic;        // kResumeMagic once restored; the shim clears it before a checkpoint
+  int32_t realPid;       // the new kernel PID of the process
+  int32_t reserved;
+  int64_t monotonicNs;   // CLOCK_MONOTONIC when the restorer ran
+};
+inline constexpr uint64_t kResumeMagic = 0x44454d5553455247ull;  // "GRESUMED"
 
 struct Header {
   uint64_t magic;
@@ -118,8 +158,16 @@ struct Header {
   uint64_t blob;
   uint64_t blobSize;
   MmLayout mm;
+  uint32_t sigactionCount;  // entry i is signal i+1; at most 64
+  uint32_t fdCount;
+  uint64_t sigactions;      // byte offsets from the start of the plan
+  uint64_t fds;
+  int64_t itimerValueNs;    // ITIMER_REAL left at the freeze; 0 = disarmed
+  int64_t itimerIntervalNs;
+  uint64_t resumeInfoAddr;  // 0: none
+  uint64_t processPending;  // bit (n-1): signal n pending for the process
 };
-static_assert(sizeof(Header) == 208);
+static_assert(sizeof(Header) == 264);
 
 inline const Region* regions(const Header* h) {
   return reinterpret_cast<const Region*>(reinterpret_cast<const char*>(h) + h->regions);
@@ -129,6 +177,12 @@ inline const Pages* pages(const Header* h) {
 }
 inline const Thread* threads(const Header* h) {
   return reinterpret_cast<const Thread*>(reinterpret_cast<const char*>(h) + h->threads);
+}
+inline const SigAction* sigactions(const Header* h) {
+  return reinterpret_cast<const SigAction*>(reinterpret_cast<const char*>(h) + h->sigactions);
+}
+inline const Fd* fds(const Header* h) {
+  return reinterpret_cast<const Fd*>(reinterpret_cast<const char*>(h) + h->fds);
 }
 inline const char* string(const Header* h, uint32_t offset) {
   return reinterpret_cast<const char*>(h) + h->strings + offset;

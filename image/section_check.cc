@@ -91,6 +91,33 @@ void checkThreads(const SectionInfo& info, schema::Threads::Reader t) {
   }
 }
 
+void checkProcess(const SectionInfo& info, schema::Process::Reader p) {
+  requireNoData(info);
+  if (p.getSigactions().size() > 64) fail(kj::str(p.getSigactions().size(), " signal actions, at most 64"));
+  if (p.getItimerReal().getValueNs() < 0 || p.getItimerReal().getIntervalNs() < 0) {
+    fail(kj::str("negative timer"));
+  }
+  if (p.getMm().getAuxv().size() > 4096) fail(kj::str("auxiliary vector of ", p.getMm().getAuxv().size(), " bytes"));
+  (void)p.getCwd();
+  (void)p.getRlimits();
+  (void)p.getProcessPending();
+}
+
+void checkFiles(const SectionInfo& info, schema::Files::Reader f) {
+  requireNoData(info);
+  int32_t prev = -1;
+  for (auto fd : f.getFds()) {
+    if (fd.getFd() <= prev) fail(kj::str("fd ", fd.getFd(), " is out of order or repeated"));
+    if (fd.getDupOf() >= fd.getFd()) fail(kj::str("fd ", fd.getFd(), " duplicates a later fd"));
+    if (static_cast<uint16_t>(fd.getKind()) > static_cast<uint16_t>(schema::FileDescriptor::Kind::UNLINKED)) {
+      fail(kj::str("fd ", fd.getFd(), " has an unknown kind"));
+    }
+    (void)fd.getPath();
+    (void)fd.getContents();
+    prev = fd.getFd();
+  }
+}
+
 void checkEnd(const SectionInfo& info, schema::End::Reader) { requireNoData(info); }
 
 }  // namespace
@@ -101,6 +128,8 @@ void checkSectionMeta(const SectionInfo& info, capnp::MessageReader& message) {
     case SectionType::memoryMap: return checkMemoryMap(info, message.getRoot<schema::MemoryMap>());
     case SectionType::pages: return checkPages(info, message.getRoot<schema::Pages>());
     case SectionType::threads: return checkThreads(info, message.getRoot<schema::Threads>());
+    case SectionType::process: return checkProcess(info, message.getRoot<schema::Process>());
+    case SectionType::files: return checkFiles(info, message.getRoot<schema::Files>());
     case SectionType::end: return checkEnd(info, message.getRoot<schema::End>());
   }
 }

@@ -67,7 +67,7 @@ void printPlan(FileReader& f) {
   const plan::Header& h = p.header();
   printf("  restore plan: %" PRIu64 " bytes, %u regions, %u page ranges, %u threads\n", h.totalSize,
          h.regionCount, h.pagesCount, h.threadCount);
-  static const char* kKinds[] = {"anon", "file", "heap", "stack", "vdso", "vvar", "vvar_vclock", "memfd"};
+  static const char* kKinds[] = {"anon", "file", "heap", "stack", "vdso", "vvar", "vvar_vclock", "memfd"};  // plan::Kind
   const plan::Region* r = plan::regions(&h);
   for (uint32_t i = 0; i < h.regionCount; ++i) {
     char prot[4] = {r[i].prot & 1 ? 'r' : '-', r[i].prot & 2 ? 'w' : '-', r[i].prot & 4 ? 'x' : '-', 0};
