@@ -159,13 +159,16 @@ struct FileDescriptor {
   device @8 :UInt64;
   size @9 :UInt64;
   mtimeNs @10 :Int64;
-  contents @11 :Data;        # a deleted file's contents (kind == unlinked)
+  contents @11 :Data;        # a deleted file's contents (kind == unlinked), or the bytes
+                             # that were in a pipe's buffer (kind == pipe, on the read end)
+  pipeId @12 :UInt64;        # kind == pipe: the pipe's inode; both ends carry it
 
   enum Kind {
     file @0;                 # regular file or directory, reopened by path
     inherited @1;            # terminal, pipe or socket: the restarting command's own fd
     device @2;               # /dev/null and friends, reopened by path
     unlinked @3;             # deleted while open: recreated from contents, deleted again
+    pipe @4;                 # a pipe whose both ends the process holds: recreated
   }
 }
 

@@ -109,7 +109,7 @@ void checkFiles(const SectionInfo& info, schema::Files::Reader f) {
   for (auto fd : f.getFds()) {
     if (fd.getFd() <= prev) fail(kj::str("fd ", fd.getFd(), " is out of order or repeated"));
     if (fd.getDupOf() >= fd.getFd()) fail(kj::str("fd ", fd.getFd(), " duplicates a later fd"));
-    if (static_cast<uint16_t>(fd.getKind()) > static_cast<uint16_t>(schema::FileDescriptor::Kind::UNLINKED)) {
+    if (static_cast<uint16_t>(fd.getKind()) > static_cast<uint16_t>(schema::FileDescriptor::Kind::PIPE)) {
       fail(kj::str("fd ", fd.getFd(), " has an unknown kind"));
     }
     (void)fd.getPath();

@@ -13,6 +13,10 @@ constexpr const char* kUsage =
     "usage: migctl COMMAND [ARGS...]\n"
     "\n"
     "Commands:\n"
+    "  checkpoint PID -o FILE [--stop]\n"
+    "                  write a checkpoint image of a process running under libmig.so\n"
+    "  restart FILE [--force]\n"
+    "                  become the process saved in FILE, continuing where it was\n"
     "  image info FILE [--verify] [--plan]\n"
     "                  print a checkpoint image's header and sections; --verify checks\n"
     "                  every checksum, --plan shows the restore plan derived from it\n"
@@ -30,6 +34,8 @@ int main(int argc, char** argv) {
   }
   try {
     if (strcmp(argv[1], "image") == 0) return mig::migctl::imageCommand(argc - 2, argv + 2);
+    if (strcmp(argv[1], "checkpoint") == 0) return mig::migctl::checkpointCommand(argc - 2, argv + 2);
+    if (strcmp(argv[1], "restart") == 0) return mig::migctl::restartCommand(argc - 2, argv + 2);
   } catch (const kj::Exception& e) {
     fprintf(stderr, "migctl: %s\n", e.getDescription().cStr());
     return 1;

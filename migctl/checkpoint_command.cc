@@ -1,0 +1,105 @@
+// `migctl checkpoint PID -o FILE [--stop]`: writes an image of a running process.
+#include "image/byte_io.h"
+#include "image/image_error.h"
+#include "image/process_capture.h"
+#include "migctl/commands.h"
+#include "migctl/control_client.h"
+
+#include <kj/array.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <csignal>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace mig::migctl {
+namespace {
+
+constexpr const char* kUsage =
+    "usage: migctl checkpoint PID -o FILE [--stop] [--timeout SECONDS]\n"
+    "\n"
+    "Writes a checkpoint image of process PID (which runs under libmig.so) to FILE.\n"
+    "The process is frozen while its image is written and then goes on, unless\n"
+    "--stop is given: then it ends once the complete image is on disk. FILE appears\n"
+    "only when complete; on any error the process goes on untouched.\n"
+    "  -o FILE            where to write the image (required)\n"
+    "  --stop             end the process after the image is written\n"
+    "  --timeout SECONDS  how long to wait for the process to freeze (default 30)\n";
+
+// Waits (bounded) until process `pid` is gone, so a following restart cannot race it.
+void waitGone(pid_t pid, int seconds) {
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) return;  // already gone
+  struct pollfd p = {pidfd, POLLIN, 0};
+  int ready = poll(&p, 1, seconds * 1000);
+  close(pidfd);
+  if (ready == 0) image::fail(kj::str("process ", pid, " did not end after the checkpoint"));
+}
+
+}  // namespace
+
+int checkpointCommand(int argc, char** argv) {
+  const char* pidArg = nullptr;
+  const char* out = nullptr;
+  bool stop = false;
+  int timeout = 30;
+  for (int i = 0; i < argc; ++i) {
+    if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) out = argv[++i];
+    else if (strcmp(argv[i], "--stop") == 0) stop = true;
+    else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) timeout = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      fputs(kUsage, stdout);
+      return 0;
+    } else if (argv[i][0] != '-' && pidArg == nullptr) pidArg = argv[i];
+    else {
+      fprintf(stderr, "migctl checkpoint: unexpected argument '%s'\n%s", argv[i], kUsage);
+      return 2;
+    }
+  }
+  if (pidArg == nullptr || out == nullptr || timeout <= 0) {
+    fprintf(stderr, "migctl checkpoint: %s\n%s", pidArg == nullptr ? "no PID given" : "no output file given (-o FILE)", kUsage);
+    return 2;
+  }
+  char* end = nullptr;
+  long pid = strtol(pidArg, &end, 10);
+  if (*end != '\0' || pid <= 0) {
+    fprintf(stderr, "migctl checkpoint: '%s' is not a process ID\n", pidArg);
+    return 2;
+  }
+
+  ControlClient ctl(static_cast<pid_t>(pid));
+  image::AtomicFile file(out);  // before the freeze: a bad path fails with the process untouched
+  auto t0 = std::chrono::steady_clock::now();
+  control::Reply reply = ctl.freeze(timeout);
+
+  // Through /proc, the process's memory as the kernel sees it (works on any
+  // mapping, also unreadable ones).
+  image::ProcPageSource memory(static_cast<pid_t>(pid));
+  auto block = kj::heap<control::Block>();
+  if (reply.blockSize != sizeof(control::Block)) {
+    image::fail(kj::str("process ", pid, " runs an incompatible libmig (block size ", reply.blockSize, ")"));
+  }
+  memory.read(reply.blockAddr, block.get(), sizeof(control::Block));
+  image::CaptureStats stats = image::captureProcess(static_cast<pid_t>(pid), *block, memory, file.sink());
+  file.commit();
+  auto frozenMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (stop) {
+    ctl.exitProcess();
+    waitGone(static_cast<pid_t>(pid), timeout);
+  } else {
+    ctl.resume();
+  }
+  printf("checkpoint of process %ld written to %s: %.1f MiB, %llu pages, %u threads, %u fds; "
+         "frozen %.1f ms%s\n",
+         pid, out, static_cast<double>(stats.imageBytes) / (1 << 20),
+         static_cast<unsigned long long>(stats.savedPages), stats.threads, stats.fds, frozenMs,
+         stop ? "; process ended" : "");
+  return 0;
+}
+
+}  // namespace mig::migctl

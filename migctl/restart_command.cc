@@ -1,0 +1,142 @@
+// `migctl restart FILE [--force]`: becomes the process saved in FILE. Everything
+// that needs a real C++ environment happens here (checks, restore plan, fds, cwd,
+// limits); then migctl execs the freestanding restorer, which rebuilds memory and
+// threads and jumps back into the saved contexts. The restored process therefore
+// has migctl's PID, parent, terminal and job slot.
+#include "image/file_reader.h"
+#include "image/host_facts.h"
+#include "image/image_error.h"
+#include "image/plan_builder.h"
+#include "migctl/commands.h"
+#include "migctl/restart_files.h"
+
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <string>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace mig::migctl {
+namespace {
+
+using image::fail;
+
+constexpr const char* kUsage =
+    "usage: migctl restart FILE [--force]\n"
+    "\n"
+    "Continues the process saved in checkpoint image FILE, in this terminal: migctl\n"
+    "becomes that process (same PID as far as it can tell, its files reopened at their\n"
+    "offsets, its stdin/stdout/stderr connected to this command's own).\n"
+    "  --force   restart even if files it had open changed since the checkpoint\n"
+    "The same image can be restarted any number of times.\n";
+
+std::string findRestorer() {
+  if (const char* env = getenv("MIG_RESTORE")) return env;
+  char self[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n > 0) {
+    self[n] = '\0';
+    std::string dir(self, strrchr(self, '/') - self);
+    for (const char* rel : {"/mig-restore", "/../shim/restore/mig-restore", "/../libexec/mig/mig-restore"}) {
+      std::string p = dir + rel;
+      if (access(p.c_str(), X_OK) == 0) return p;
+    }
+  }
+  fail(kj::str("cannot find mig-restore next to migctl; set MIG_RESTORE to its path"));
+}
+
+// Refuses an image whose code would not be the same: every mapped file must still be
+// the file that was mapped.
+void checkMappedFiles(image::FileReader& img) {
+  for (size_t i = 0; i < img.sectionCount(); ++i) {
+    if (img.section(i).type != static_cast<uint16_t>(image::SectionType::memoryMap)) continue;
+    for (auto r : img.meta<image::schema::MemoryMap>(i).getRegions()) {
+      if (r.getKind() != image::schema::MemoryRegion::Kind::FILE) continue;
+      struct stat st {};
+      if (stat(r.getPath().cStr(), &st) != 0) {
+        fail(kj::str("mapped file ", r.getPath(), " is missing (", strerror(errno), "); cannot restart"));
+      }
+      int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+      if (st.st_ino != r.getInode() || static_cast<uint64_t>(st.st_size) != r.getFileSize() ||
+          mtime != r.getMtimeNs()) {
+        fail(kj::str("mapped file ", r.getPath(), " changed since the checkpoint; cannot restart"));
+      }
+    }
+  }
+}
+
+void applyProcessState(image::FileReader& img) {
+  for (size_t i = 0; i < img.sectionCount(); ++i) {
+    if (img.section(i).type != static_cast<uint16_t>(image::SectionType::process)) continue;
+    auto p = img.meta<image::schema::Process>(i);
+    if (chdir(p.getCwd().cStr()) != 0) {
+      fail(kj::str("the process's working directory ", p.getCwd(), " is not available here: ", strerror(errno)));
+    }
+    umask(static_cast<mode_t>(p.getUmask()));
+    for (auto l : p.getRlimits()) {
+      struct rlimit lim = {l.getSoft(), l.getHard()};
+      if (setrlimit(static_cast<__rlimit_resource>(l.getResource()), &lim) != 0) {
+        struct rlimit now {};
+        getrlimit(static_cast<__rlimit_resource>(l.getResource()), &now);
+        lim.rlim_max = now.rlim_max;  // raising a hard limit needs privilege: keep ours
+        lim.rlim_cur = std::min(lim.rlim_cur, now.rlim_max);
+        setrlimit(static_cast<__rlimit_resource>(l.getResource()), &lim);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int restartCommand(int argc, char** argv) {
+  const char* path = nullptr;
+  FileRestoreOptions options;
+  for (int i = 0; i < argc; ++i) {
+    if (strcmp(argv[i], "--force") == 0) options.force = true;
+    else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      fputs(kUsage, stdout);
+      return 0;
+    } else if (argv[i][0] != '-' && path == nullptr) path = argv[i];
+    else {
+      fprintf(stderr, "migctl restart: unexpected argument '%s'\n%s", argv[i], kUsage);
+      return 2;
+    }
+  }
+  if (path == nullptr) {
+    fprintf(stderr, "migctl restart: no image file given\n%s", kUsage);
+    return 2;
+  }
+
+  image::FileReader img(path);
+  img.verifyAll();
+  KJ_IF_MAYBE(why, image::cpuMismatch(img.header().getCpu(), image::hostCpu())) {
+    fail(kj::heapString(*why));
+  }
+  checkMappedFiles(img);
+  std::string restorer = findRestorer();
+  image::RestorePlan plan = image::buildRestorePlan(img);
+
+  int keep[2];
+  keep[0] = memfd_create("mig-plan", MFD_CLOEXEC);
+  if (keep[0] < 0) fail(kj::str("memfd_create: ", strerror(errno)));
+  auto bytes = plan.bytes();
+  if (write(keep[0], bytes.begin(), bytes.size()) != static_cast<ssize_t>(bytes.size())) {
+    fail(kj::str("cannot write the restore plan: ", strerror(errno)));
+  }
+  keep[1] = open(path, O_RDONLY | O_CLOEXEC);
+  if (keep[1] < 0) fail(kj::str("cannot open image ", path, ": ", strerror(errno)));
+
+  applyProcessState(img);  // cwd, umask, limits
+  restoreFiles(img, options, keep, 2);
+  std::string planFd = std::to_string(keep[0]), imageFd = std::to_string(keep[1]);
+  char* args[] = {const_cast<char*>(restorer.c_str()), planFd.data(), imageFd.data(), nullptr};
+  execv(restorer.c_str(), args);
+  fail(kj::str("cannot run ", restorer.c_str(), ": ", strerror(errno)));
+}
+
+}  // namespace mig::migctl

@@ -1,0 +1,20 @@
+// Puts the saved file descriptors of an image back at their numbers, in this
+// process (migctl restart), before it execs the restorer: regular files reopened at
+// their offsets after a consistency check, deleted files recreated and deleted
+// again, pipes recreated with their buffered bytes, dup()ed fds sharing one open
+// file, and terminals/pipes of the original reconnected to our own fds 0-2.
+#pragma once
+
+#include "image/file_reader.h"
+
+namespace mig::migctl {
+
+struct FileRestoreOptions {
+  bool force = false;  // restore against files that changed since the checkpoint
+};
+
+// `keep` are fds of ours that must survive (the image and the plan); they are moved
+// above every saved fd number first, and their new numbers are written back.
+void restoreFiles(image::FileReader& image, const FileRestoreOptions& options, int* keep, size_t keepCount);
+
+}  // namespace mig::migctl

@@ -1,0 +1,254 @@
+// See checkpoint.h. Everything between the first checkpoint signal and the release
+// runs without allocation or locks: other threads may be parked holding malloc's.
+#include "shim/checkpoint.h"
+
+#include "shim/raw_syscall.h"
+#include "shim/real_function.h"
+#include "shim/runtime.h"
+
+#include <asm/prctl.h>
+#include <cerrno>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+// glibc >= 2.35 publishes where it registered each thread's rseq area.
+extern "C" {
+extern const ptrdiff_t __rseq_offset __attribute__((weak));
+extern const unsigned int __rseq_size __attribute__((weak));
+}
+
+namespace mig::shim {
+namespace {
+
+constexpr uint32_t kRseqSig = 0x53053053;  // glibc's RSEQ_SIG on x86
+constexpr int kParkTimeoutMs = 5000;       // a thread that cannot take the signal (raw mask)
+constexpr int kCommandTimeoutMs = 300000;  // migctl writing a huge image
+
+int64_t monotonicNs() {
+  struct timespec ts;
+  rawSyscall(SYS_clock_gettime, CLOCK_MONOTONIC, reinterpret_cast<long>(&ts));
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+void futexWait(std::atomic<uint32_t>* word, uint32_t expected, const struct timespec* timeout) {
+  rawSyscall(SYS_futex, reinterpret_cast<long>(word), FUTEX_WAIT_PRIVATE, expected,
+             reinterpret_cast<long>(timeout));
+}
+
+void futexWakeAll(std::atomic<uint32_t>* word) {
+  rawSyscall(SYS_futex, reinterpret_cast<long>(word), FUTEX_WAKE_PRIVATE, 0x7fffffff);
+}
+
+void fillSlot(control::ThreadSlot& s, void* uc, bool isControl) {
+  s.realTid = static_cast<int32_t>(rawSyscall(SYS_gettid));
+  if (t_vtid == 0) t_vtid = s.realTid;
+  s.vtid = t_vtid;
+  s.ucontextAddr = reinterpret_cast<uint64_t>(uc);
+  rawSyscall(SYS_arch_prctl, ARCH_GET_FS, reinterpret_cast<long>(&s.fsBase));
+  rawSyscall(SYS_arch_prctl, ARCH_GET_GS, reinterpret_cast<long>(&s.gsBase));
+  rawSyscall(SYS_prctl, PR_GET_TID_ADDRESS, reinterpret_cast<long>(&s.tidAddress));
+  size_t len = 0;
+  rawSyscall(SYS_get_robust_list, 0, reinterpret_cast<long>(&s.robustList), reinterpret_cast<long>(&len));
+  s.robustListLen = len;
+  if (&__rseq_size != nullptr && __rseq_size > 0) {
+    s.rseqAddr = reinterpret_cast<uint64_t>(__builtin_thread_pointer()) + __rseq_offset;
+    s.rseqLen = 32;  // sizeof(struct rseq) as glibc registers it
+    s.rseqSig = kRseqSig;
+  }
+  stack_t ss;
+  if (rawSyscall(SYS_sigaltstack, 0, reinterpret_cast<long>(&ss)) == 0) {
+    s.altStackSp = reinterpret_cast<uint64_t>(ss.ss_sp);
+    s.altStackSize = ss.ss_size;
+    s.altStackFlags = ss.ss_flags & ~SS_ONSTACK;
+  }
+  s.isControlThread = isControl;
+}
+
+void writeAll(int fd, const void* p, size_t n) {
+  const char* c = static_cast<const char*>(p);
+  while (n > 0) {
+    long r = rawSyscall(SYS_write, fd, reinterpret_cast<long>(c), static_cast<long>(n));
+    if (r == -EINTR) continue;
+    if (r <= 0) return;
+    c += r;
+    n -= static_cast<size_t>(r);
+  }
+}
+
+// The control thread's part of the handler: report, then wait for migctl's verdict.
+void controlThreadParked() {
+  Runtime& rt = g_runtime;
+  control::Reply reply{};
+  reply.magic = control::kMagic;
+  reply.status = control::kOk;
+  reply.blockAddr = reinterpret_cast<uint64_t>(&rt.block);
+  reply.blockSize = sizeof(rt.block);
+  writeAll(rt.controlConn, &reply, sizeof(reply));
+
+  control::Request cmd{};
+  struct pollfd p = {rt.controlConn, POLLIN, 0};
+  long got = 0;
+  if (rawSyscall(SYS_poll, reinterpret_cast<long>(&p), 1, kCommandTimeoutMs) > 0) {
+    got = rawSyscall(SYS_read, rt.controlConn, reinterpret_cast<long>(&cmd), sizeof(cmd));
+  }
+  if (got == sizeof(cmd) && cmd.magic == control::kMagic && cmd.op == control::kOpExit) {
+    rawSyscall(SYS_exit_group, 0);
+  }
+  // Resume: on kOpResume, and also when migctl vanished, so the job never stays frozen.
+}
+
+void checkpointHandler(int, siginfo_t*, void* uc) {
+  int savedErrno = errno;
+  Runtime& rt = g_runtime;
+  if (rt.phase.load() != kPhaseStopping) {  // late or stray: nothing to do
+    errno = savedErrno;
+    return;
+  }
+  t_checkpointInterrupted = 1;
+  uint32_t generation = rt.release.load();
+  bool isControl = static_cast<pid_t>(rawSyscall(SYS_gettid)) == rt.controlTid;
+  uint32_t i = rt.nextSlot.fetch_add(1);
+  if (i < control::kMaxThreads) fillSlot(rt.block.threads[i], uc, isControl);
+  int64_t parkedAt = monotonicNs();
+  if (isControl) {
+    controlThreadParked();
+    rt.frozenNs += monotonicNs() - parkedAt;
+    rt.phase.store(kPhaseIdle);
+    rt.release.fetch_add(1);
+    futexWakeAll(&rt.release);
+  } else {
+    rt.parked.fetch_add(1);
+    futexWakeAll(&rt.parked);
+    while (rt.release.load() == generation) futexWait(&rt.release, generation, nullptr);
+  }
+  errno = savedErrno;
+}
+
+// Signals every thread but the caller that has not been signalled yet; returns how
+// many threads (besides the caller) there are in total.
+uint32_t signalThreads(pid_t* signalled, uint32_t& signalledCount) {
+  int dir = static_cast<int>(rawSyscall(SYS_open, reinterpret_cast<long>("/proc/self/task"),
+                                        O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir < 0) return 0;
+  pid_t self = static_cast<pid_t>(rawSyscall(SYS_gettid));
+  pid_t pid = static_cast<pid_t>(rawSyscall(SYS_getpid));
+  uint32_t total = 0;
+  char buf[4096];
+  for (;;) {
+    long n = rawSyscall(SYS_getdents64, dir, reinterpret_cast<long>(buf), sizeof(buf));
+    if (n <= 0) break;
+    for (long off = 0; off < n;) {
+      auto* d = reinterpret_cast<struct dirent64*>(buf + off);
+      off += d->d_reclen;
+      if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
+      pid_t tid = 0;
+      for (const char* c = d->d_name; *c; ++c) tid = tid * 10 + (*c - '0');
+      if (tid == self) continue;
+      ++total;
+      bool already = false;
+      for (uint32_t k = 0; k < signalledCount; ++k) already = already || signalled[k] == tid;
+      if (!already && signalledCount < control::kMaxThreads) {
+        signalled[signalledCount++] = tid;
+        rawSyscall(SYS_tgkill, pid, tid, kCheckpointSignal);
+      }
+    }
+  }
+  rawSyscall(SYS_close, dir);
+  return total;
+}
+
+void fillProcessState(control::Block& b) {
+  Runtime& rt = g_runtime;
+  b.magic = control::kMagic;
+  b.version = control::kVersion;
+  b.vpid = rt.vpid;
+  b.vppid = rt.vppid;
+  b.shimFdCount = 0;
+  b.shimFds[b.shimFdCount++] = rt.controlConn;
+  if (rt.controlListen >= 0) b.shimFds[b.shimFdCount++] = rt.controlListen;
+  if (rt.controlAlias >= 0) b.shimFds[b.shimFdCount++] = rt.controlAlias;
+  b.brk = static_cast<uint64_t>(rawSyscall(SYS_brk, 0));
+  b.resumeInfoAddr = reinterpret_cast<uint64_t>(&rt.resume);
+  struct itimerval it {};
+  rawSyscall(SYS_getitimer, ITIMER_REAL, reinterpret_cast<long>(&it));
+  b.itimerValueNs = static_cast<int64_t>(it.it_value.tv_sec) * 1000000000 + it.it_value.tv_usec * 1000;
+  b.itimerIntervalNs =
+      static_cast<int64_t>(it.it_interval.tv_sec) * 1000000000 + it.it_interval.tv_usec * 1000;
+  for (int sig = 1; sig <= 64; ++sig) {
+    control::KernelSigaction k{};
+    rawSyscall(SYS_rt_sigaction, sig, 0, reinterpret_cast<long>(&k), 8);
+    b.sigactions[sig - 1] = k;
+  }
+}
+
+}  // namespace
+
+void installCheckpointHandler() {
+  struct sigaction sa {};
+  sa.sa_sigaction = checkpointHandler;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigfillset(&sa.sa_mask);  // app signals wait (pending, so they are saved) while parked
+  MIG_REAL(sigaction)(kCheckpointSignal, &sa, nullptr);  // ours refuses this signal
+}
+
+bool runCheckpoint(int conn, const control::Request& request) {
+  Runtime& rt = g_runtime;
+  if (request.requesterPid > 0) prctl(PR_SET_PTRACER, request.requesterPid, 0, 0, 0);
+  rt.controlConn = conn;
+  rt.resume.magic = 0;
+  memset(&rt.block, 0, sizeof(rt.block));
+  rt.nextSlot.store(0);
+  rt.parked.store(0);
+  rt.phase.store(kPhaseStopping);
+
+  // Threads may be created while we signal: list again until every one is parked.
+  static pid_t signalled[control::kMaxThreads];
+  uint32_t signalledCount = 0;
+  int64_t deadline = monotonicNs() + static_cast<int64_t>(kParkTimeoutMs) * 1000000;
+  bool allParked = false;
+  while (monotonicNs() < deadline) {
+    uint32_t total = signalThreads(signalled, signalledCount);
+    uint32_t parked = rt.parked.load();
+    if (parked >= total) {
+      if (signalThreads(signalled, signalledCount) == total) {
+        allParked = true;
+        break;
+      }
+      continue;
+    }
+    struct timespec slice = {0, 20 * 1000 * 1000};
+    futexWait(&rt.parked, parked, &slice);
+  }
+  if (!allParked) {
+    control::Reply reply{control::kMagic, control::kThreadTimeout, 0, 0, 0};
+    writeAll(conn, &reply, sizeof(reply));
+    rt.phase.store(kPhaseIdle);
+    rt.release.fetch_add(1);
+    futexWakeAll(&rt.release);
+    return false;
+  }
+  fillProcessState(rt.block);
+  rt.block.monotonicNs = monotonicNs();
+  rt.block.threadCount = rt.nextSlot.load() + 1;  // + this thread, about to park
+  // Park ourselves through the same handler, so our registers are saved the same way.
+  rawSyscall(SYS_tgkill, rawSyscall(SYS_getpid), rawSyscall(SYS_gettid), kCheckpointSignal);
+  // Here either the threads were released, or we are a restored copy.
+  if (rt.resume.magic == plan::kResumeMagic) {
+    rt.phase.store(kPhaseIdle);
+    rt.restored = true;
+    rt.frozenNs += rt.resume.monotonicNs - rt.block.monotonicNs;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace mig::shim

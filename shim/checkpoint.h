@@ -1,0 +1,17 @@
+// Parking every thread of the process in the checkpoint signal handler, so migctl
+// can read a consistent image of it, then releasing them, ending the process, or
+// (in a restored process) carrying on after the restorer brought it back.
+#pragma once
+
+#include "shim/control_protocol.h"
+
+namespace mig::shim {
+
+void installCheckpointHandler();
+
+// Runs on the control thread for one checkpoint request on connection `conn`.
+// Returns once the threads run again (resumed, or restored in a new process).
+// Returns true when this process is a freshly restored one.
+bool runCheckpoint(int conn, const control::Request& request);
+
+}  // namespace mig::shim

@@ -1,0 +1,107 @@
+// The conversation between migctl and the shim's control thread (one Unix socket
+// per process, in the abstract namespace), and the checkpoint block: a fixed-layout
+// record the shim fills while every thread is parked, which migctl then reads from
+// the process's memory. Plain structs, no allocation: the shim fills them from a
+// signal handler.
+//
+//   migctl                               shim (control thread)
+//   connect  ctlSocketName(pid)
+//   Request{op = checkpoint} ───────────▶ parks every thread, fills the block
+//                            ◀─────────── Reply{status, blockAddr}
+//   reads /proc/pid/{maps,mem,...} and the block, writes the image
+//   Command{resume | exit}   ───────────▶ threads resume / process exits
+//
+// If migctl goes away before sending a Command, the threads resume.
+#pragma once
+
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+namespace mig::control {
+
+inline constexpr uint32_t kMagic = 0x4c54434d;  // "MCTL"
+inline constexpr uint32_t kVersion = 1;
+
+// Abstract socket name (leading NUL) of process `pid`'s control socket.
+// Returns the length to pass to bind/connect after sun_family.
+inline int ctlSocketName(char* out, size_t size, uid_t uid, pid_t pid) {
+  int n = snprintf(out + 1, size - 1, "mig/%u/ctl/%d", static_cast<unsigned>(uid), static_cast<int>(pid));
+  out[0] = '\0';
+  return n + 1;
+}
+
+enum Op : uint32_t {
+  kOpCheckpoint = 1,
+  kOpResume = 2,  // Command: let the threads continue
+  kOpExit = 3,    // Command: end the process (checkpoint --stop)
+};
+
+struct Request {
+  uint32_t magic;
+  uint32_t version;
+  uint32_t op;
+  int32_t requesterPid;  // allowed to read our memory (PR_SET_PTRACER)
+};
+
+enum Status : int32_t {
+  kOk = 0,
+  kBusy = 1,           // another checkpoint is in progress
+  kThreadTimeout = 2,  // a thread did not reach the checkpoint signal in time
+  kBadRequest = 3,
+};
+
+struct Reply {
+  uint32_t magic;
+  int32_t status;
+  uint64_t blockAddr;  // address of the Block in the process
+  uint32_t blockSize;
+  uint32_t reserved;
+};
+
+inline constexpr uint32_t kMaxThreads = 1024;
+inline constexpr uint32_t kMaxShimFds = 8;
+
+struct ThreadSlot {
+  int32_t realTid;
+  int32_t vtid;
+  uint64_t ucontextAddr;  // the saved frame's struct ucontext: rt_sigreturn's stack pointer
+  uint64_t fsBase;
+  uint64_t gsBase;
+  uint64_t tidAddress;    // PR_GET_TID_ADDRESS: glibc's struct pthread tid field
+  uint64_t robustList;
+  uint64_t robustListLen;
+  uint64_t rseqAddr;
+  uint32_t rseqLen;
+  uint32_t rseqSig;
+  uint64_t altStackSp;
+  uint64_t altStackSize;
+  int32_t altStackFlags;
+  uint32_t isControlThread;
+};
+
+struct KernelSigaction {
+  uint64_t handler;
+  uint64_t flags;
+  uint64_t restorer;
+  uint64_t mask;
+};
+
+struct Block {
+  uint32_t magic;
+  uint32_t version;
+  int32_t vpid;
+  int32_t vppid;
+  uint32_t threadCount;
+  uint32_t shimFdCount;
+  int32_t shimFds[kMaxShimFds];  // the shim's own fds: not part of the application
+  uint64_t brk;                  // current program break
+  uint64_t resumeInfoAddr;       // plan::ResumeInfo inside the shim
+  int64_t monotonicNs;           // CLOCK_MONOTONIC at the freeze
+  int64_t itimerValueNs;         // ITIMER_REAL remaining
+  int64_t itimerIntervalNs;
+  KernelSigaction sigactions[64];  // index i: signal i+1
+  ThreadSlot threads[kMaxThreads];
+};
+
+}  // namespace mig::control

@@ -1,0 +1,131 @@
+// The shim's control thread: started by the library constructor, it owns the
+// process's control socket (abstract Unix socket named by PID) and serves migctl's
+// checkpoint requests. It blocks every application signal, so the application's
+// handlers never run on it.
+#include "shim/checkpoint.h"
+#include "shim/control_protocol.h"
+#include "shim/raw_syscall.h"
+#include "shim/runtime.h"
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+namespace mig::shim {
+
+Runtime g_runtime;
+thread_local volatile sig_atomic_t t_checkpointInterrupted MIG_TLS;
+thread_local pid_t t_vtid MIG_TLS;
+
+pid_t realPid() { return static_cast<pid_t>(rawSyscall(SYS_getpid)); }
+pid_t realTid() { return static_cast<pid_t>(rawSyscall(SYS_gettid)); }
+
+namespace {
+
+int bindControlSocket(pid_t pid) {
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  struct sockaddr_un addr {};
+  addr.sun_family = AF_UNIX;
+  int len = control::ctlSocketName(addr.sun_path, sizeof(addr.sun_path), getuid(), pid);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), offsetof(sockaddr_un, sun_path) + len) != 0 ||
+      listen(fd, 4) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool peerAllowed(int conn) {
+  struct ucred cred {};
+  socklen_t len = sizeof(cred);
+  if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
+  return cred.uid == 0 || cred.uid == getuid();
+}
+
+// Serves one connection; returns true when this is now a freshly restored process.
+bool serve(int conn) {
+  control::Request req{};
+  if (!peerAllowed(conn) || read(conn, &req, sizeof(req)) != sizeof(req) ||
+      req.magic != control::kMagic || req.version != control::kVersion ||
+      req.op != control::kOpCheckpoint) {
+    control::Reply reply{control::kMagic, control::kBadRequest, 0, 0, 0};
+    (void)!write(conn, &reply, sizeof(reply));
+    return false;
+  }
+  if (!runCheckpoint(conn, req)) return false;
+  // A restored process: the old sockets were left out of the image, their numbers
+  // may be the application's now. Listen under the new real PID, which its parent
+  // sees, and under the virtual PID when no live process holds that name.
+  Runtime& rt = g_runtime;
+  rt.controlListen = bindControlSocket(realPid());
+  rt.controlAlias = realPid() != rt.vpid ? bindControlSocket(rt.vpid) : -1;
+  rt.controlConn = -1;
+  return true;
+}
+
+void* controlMain(void*) {
+  Runtime& rt = g_runtime;
+  rt.controlTid = realTid();
+  for (;;) {
+    if (rt.controlListen < 0) return nullptr;
+    struct pollfd fds[2] = {{rt.controlListen, POLLIN, 0}, {rt.controlAlias, POLLIN, 0}};
+    if (poll(fds, rt.controlAlias >= 0 ? 2 : 1, -1) < 0) continue;
+    int listener = (fds[0].revents & POLLIN) ? rt.controlListen : rt.controlAlias;
+    int conn = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    if (conn < 0) continue;
+    if (!serve(conn)) close(conn);
+  }
+}
+
+void startControlThread() {
+  Runtime& rt = g_runtime;
+  rt.controlListen = bindControlSocket(realPid());
+  if (rt.controlListen < 0) return;  // no control socket: the job runs, uncheckpointable
+  sigset_t all, old;
+  sigfillset(&all);
+  sigdelset(&all, kCheckpointSignal);
+  pthread_sigmask(SIG_SETMASK, &all, &old);  // the new thread inherits this mask
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  pthread_t t;
+  if (pthread_create(&t, &attr, controlMain, nullptr) != 0) {
+    close(rt.controlListen);
+    rt.controlListen = -1;
+  }
+  pthread_attr_destroy(&attr);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+void initProcess() {
+  Runtime& rt = g_runtime;
+  rt.vpid = realPid();
+  rt.vppid = static_cast<pid_t>(rawSyscall(SYS_getppid));
+  rt.restored = false;
+  rt.frozenNs = 0;
+  rt.controlListen = -1;
+  rt.controlAlias = -1;
+  rt.controlConn = -1;
+  t_vtid = 0;
+  installCheckpointHandler();
+  startControlThread();
+}
+
+// A forked child is a new job member born at home: its own PID is its virtual PID.
+void afterForkInChild() { initProcess(); }
+
+__attribute__((constructor)) void shimInit() {
+  initProcess();
+  pthread_atfork(nullptr, nullptr, afterForkInChild);
+}
+
+}  // namespace
+}  // namespace mig::shim

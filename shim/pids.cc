@@ -1,0 +1,63 @@
+// PID virtualisation: the process keeps the PIDs and TIDs it had before a restore.
+// getpid() is answered from memory (no system call).
+#include "shim/raw_syscall.h"
+#include "shim/runtime.h"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace mig::shim {
+namespace {
+
+// The real TID now of the thread whose virtual TID is `vtid`, or `vtid` itself when
+// it is not one of ours (not restored, or a thread born after the restore).
+pid_t realTidOf(pid_t vtid) {
+  Runtime& rt = g_runtime;
+  if (!rt.restored) return vtid;
+  const control::Block& b = rt.block;
+  for (uint32_t i = 0; i < b.threadCount && i < control::kMaxThreads; ++i) {
+    if (b.threads[i].vtid == vtid && b.threads[i].tidAddress != 0) {
+      return *reinterpret_cast<const volatile pid_t*>(b.threads[i].tidAddress);
+    }
+  }
+  return vtid;
+}
+
+pid_t realPidOf(pid_t vpid) {
+  Runtime& rt = g_runtime;
+  if (rt.restored && vpid == rt.vpid) return realPid();
+  if (rt.restored && vpid == -rt.vpid) return -static_cast<pid_t>(rawSyscall(SYS_getpgid, 0));
+  return vpid;
+}
+
+}  // namespace
+}  // namespace mig::shim
+
+using namespace mig::shim;
+
+extern "C" {
+
+__attribute__((visibility("default"))) pid_t getpid(void) {
+  pid_t v = g_runtime.vpid;
+  return v != 0 ? v : realPid();  // before the constructor ran
+}
+
+__attribute__((visibility("default"))) pid_t gettid(void) {
+  if (t_vtid == 0) t_vtid = realTid();
+  return t_vtid;
+}
+
+__attribute__((visibility("default"))) pid_t getppid(void) {
+  if (g_runtime.restored) return g_runtime.vppid;
+  return static_cast<pid_t>(rawSyscall(SYS_getppid));
+}
+
+__attribute__((visibility("default"))) int kill(pid_t pid, int sig) {
+  return static_cast<int>(syscall(SYS_kill, realPidOf(pid), sig));
+}
+
+__attribute__((visibility("default"))) int tgkill(pid_t tgid, pid_t tid, int sig) {
+  return static_cast<int>(syscall(SYS_tgkill, realPidOf(tgid), realTidOf(tid), sig));
+}
+
+}  // extern "C"

@@ -1,0 +1,58 @@
+// The shim's one process-global root object: identity (virtual PID), restore state
+// and the checkpoint machinery's shared state. Created zero-initialised in .bss, so
+// it is valid before the library constructor runs and needs no allocation; saved
+// and restored with the rest of memory.
+#pragma once
+
+#include "image/restore_plan.h"
+#include "shim/control_protocol.h"
+
+#include <atomic>
+#include <csignal>
+#include <cstdint>
+#include <sys/types.h>
+
+// The shim is preloaded, so its TLS is in the static block: initial-exec access is a
+// plain %fs-relative load, safe in signal handlers (no __tls_get_addr, no allocation).
+#define MIG_TLS __attribute__((tls_model("initial-exec")))
+
+namespace mig::shim {
+
+// The signal that parks a thread for a checkpoint. Hidden from the application
+// (signal_hiding.cc) so it stays deliverable.
+inline constexpr int kCheckpointSignal = 63;
+
+struct Runtime {
+  pid_t vpid;            // what getpid() returns, forever (the first real PID)
+  pid_t vppid;           // what getppid() returned before the first restore
+  bool restored;         // this process was restored from an image at least once
+  int64_t frozenNs;      // CLOCK_MONOTONIC time spent frozen (checkpoint parks, image gaps)
+
+  // Checkpoint state, shared between the control thread and the signal handlers.
+  std::atomic<uint32_t> phase;       // kPhaseIdle / kPhaseStopping
+  std::atomic<uint32_t> parked;      // threads parked in the handler (futex word)
+  std::atomic<uint32_t> nextSlot;
+  std::atomic<uint32_t> release;     // bumped to release parked threads (futex word)
+  pid_t controlTid;
+  int controlConn;                   // migctl's connection during a checkpoint
+  int controlListen;
+  int controlAlias;                  // listening under the virtual PID after a restore
+  control::Block block;
+  plan::ResumeInfo resume;           // written by the restorer
+};
+
+inline constexpr uint32_t kPhaseIdle = 0;
+inline constexpr uint32_t kPhaseStopping = 1;
+
+extern Runtime g_runtime;
+
+// Set by the checkpoint handler in the thread it interrupted; wrappers of calls
+// that a checkpoint turns into EINTR (sleeps, timed waits) check and clear it.
+extern thread_local volatile sig_atomic_t t_checkpointInterrupted MIG_TLS;
+// The thread's virtual TID: its first real TID, cached on first use.
+extern thread_local pid_t t_vtid MIG_TLS;
+
+pid_t realPid();
+pid_t realTid();
+
+}  // namespace mig::shim
