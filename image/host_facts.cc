@@ -88,9 +88,9 @@ kj::Maybe<kj::String> cpuMismatch(schema::CpuFeatures::Reader image, const CpuFa
   for (const auto& c : kComponents) {
     if (missing & (1ull << c.bit)) names.add(kj::str(c.name));
   }
-  if (names.size() == 0) names.add(kj::str("XSAVE component mask ", kj::hex(missing)));
+  if (names.size() == 0) names.add(kj::str("XSAVE components 0x", kj::hex(missing)));
   return kj::str("image needs CPU register state this CPU lacks: ", kj::strArray(names, ", "),
-                 " (image XCR0 ", kj::hex(image.getXcr0()), ", this CPU ", kj::hex(host.xcr0),
+                 " (image XCR0 0x", kj::hex(image.getXcr0()), ", this CPU 0x", kj::hex(host.xcr0),
                  "); restart it on a host whose CPU has these features");
 }
 

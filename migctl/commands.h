@@ -8,5 +8,6 @@ namespace mig::migctl {
 int imageCommand(int argc, char** argv);
 int checkpointCommand(int argc, char** argv);
 int restartCommand(int argc, char** argv);
+int runCommand(int argc, char** argv);
 
 }  // namespace mig::migctl

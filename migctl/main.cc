@@ -13,6 +13,8 @@ constexpr const char* kUsage =
     "usage: migctl COMMAND [ARGS...]\n"
     "\n"
     "Commands:\n"
+    "  run [--] PROGRAM [ARGS...]\n"
+    "                  run a program under mig (preloads libmig.so)\n"
     "  checkpoint PID -o FILE [--stop]\n"
     "                  write a checkpoint image of a process running under libmig.so\n"
     "  restart FILE [--force]\n"
@@ -34,6 +36,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (strcmp(argv[1], "image") == 0) return mig::migctl::imageCommand(argc - 2, argv + 2);
+    if (strcmp(argv[1], "run") == 0) return mig::migctl::runCommand(argc - 2, argv + 2);
     if (strcmp(argv[1], "checkpoint") == 0) return mig::migctl::checkpointCommand(argc - 2, argv + 2);
     if (strcmp(argv[1], "restart") == 0) return mig::migctl::restartCommand(argc - 2, argv + 2);
   } catch (const kj::Exception& e) {

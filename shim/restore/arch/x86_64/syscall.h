@@ -1,0 +1,117 @@
+// Raw x86_64 Linux system calls for the freestanding restorer: no libc, no errno.
+// Every call returns the kernel's value: a negative errno on failure.
+#pragma once
+
+#include <stdint.h>
+
+namespace mig::restore::sys {
+
+// System call numbers (arch/x86/entry/syscalls/syscall_64.tbl).
+enum : long {
+  kRead = 0,
+  kWrite = 1,
+  kClose = 3,
+  kFstat = 5,
+  kMmap = 9,
+  kMprotect = 10,
+  kMunmap = 11,
+  kRtSigaction = 13,
+  kRtSigprocmask = 14,
+  kRtSigreturn = 15,
+  kPread64 = 17,
+  kMremap = 25,
+  kSetitimer = 38,
+  kGetpid = 39,
+  kClone = 56,
+  kKill = 62,
+  kFcntl = 72,
+  kSigaltstack = 131,
+  kPrctl = 157,
+  kArchPrctl = 158,
+  kGettid = 186,
+  kFutex = 202,
+  kSetTidAddress = 218,
+  kClockGettime = 228,
+  kExitGroup = 231,
+  kTgkill = 234,
+  kOpenat = 257,
+  kSetRobustList = 273,
+  kPrlimit64 = 302,
+  kRseq = 334,
+};
+
+inline long call0(long n) {
+  long ret;
+  asm volatile("syscall" : "=a"(ret) : "a"(n) : "rcx", "r11", "memory");
+  return ret;
+}
+
+inline long call1(long n, long a) {
+  long ret;
+  asm volatile("syscall" : "=a"(ret) : "a"(n), "D"(a) : "rcx", "r11", "memory");
+  return ret;
+}
+
+inline long call2(long n, long a, long b) {
+  long ret;
+  asm volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b) : "rcx", "r11", "memory");
+  return ret;
+}
+
+inline long call3(long n, long a, long b, long c) {
+  long ret;
+  asm volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
+  return ret;
+}
+
+inline long call4(long n, long a, long b, long c, long d) {
+  long ret;
+  register long r10 asm("r10") = d;
+  asm volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10) : "rcx", "r11", "memory");
+  return ret;
+}
+
+inline long call5(long n, long a, long b, long c, long d, long e) {
+  long ret;
+  register long r10 asm("r10") = d;
+  register long r8 asm("r8") = e;
+  asm volatile("syscall"
+               : "=a"(ret)
+               : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8)
+               : "rcx", "r11", "memory");
+  return ret;
+}
+
+inline long call6(long n, long a, long b, long c, long d, long e, long f) {
+  long ret;
+  register long r10 asm("r10") = d;
+  register long r8 asm("r8") = e;
+  register long r9 asm("r9") = f;
+  asm volatile("syscall"
+               : "=a"(ret)
+               : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+               : "rcx", "r11", "memory");
+  return ret;
+}
+
+}  // namespace mig::restore::sys
+
+// Assembly helpers (arch/x86_64/start.S).
+extern "C" {
+
+// Sets the stack pointer to `stackTop` (aligned down to 16) and calls fn(arg) there;
+// never returns. Used to continue on the private stack, in a moved copy of the code.
+[[noreturn]] void mig_switch_stack(uint64_t stackTop, void (*fn)(void*), void* arg);
+
+// clone(2) that starts the child on `stackTop` running fn(arg) (which must not return).
+// Returns the child's TID (or a negative errno) in the parent.
+long mig_clone(uint64_t flags, uint64_t stackTop, uint64_t parentTid, uint64_t childTid,
+               uint64_t tls, void (*fn)(void*), void* arg);
+
+// The last steps of a restored thread, done with registers only: switch the stack pointer
+// to `ucontext` (the saved signal frame); if `leftCounter` != 0, atomically increment it
+// and FUTEX_WAKE it (the thread no longer uses its temporary stack); if `unmapLen` != 0,
+// munmap(unmapAddr, unmapLen) (the stack this code ran on); then rt_sigreturn.
+[[noreturn]] void mig_resume(uint64_t ucontext, uint64_t unmapAddr, uint64_t unmapLen,
+                             uint32_t* leftCounter);
+}
