@@ -118,6 +118,7 @@ int restartCommand(int argc, char** argv) {
     fail(kj::heapString(*why));
   }
   checkMappedFiles(img);
+  checkSavedFiles(img, options);
   std::string restorer = findRestorer();
   image::RestorePlan plan = image::buildRestorePlan(img);
 
@@ -132,7 +133,7 @@ int restartCommand(int argc, char** argv) {
   if (keep[1] < 0) fail(kj::str("cannot open image ", path, ": ", strerror(errno)));
 
   applyProcessState(img);  // cwd, umask, limits
-  restoreFiles(img, options, keep, 2);
+  restoreFiles(img, keep, 2);
   std::string planFd = std::to_string(keep[0]), imageFd = std::to_string(keep[1]);
   char* args[] = {const_cast<char*>(restorer.c_str()), planFd.data(), imageFd.data(), nullptr};
   execv(restorer.c_str(), args);

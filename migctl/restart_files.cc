@@ -83,12 +83,27 @@ int recreateUnlinked(FileDescriptor::Reader f) {
 
 }  // namespace
 
-void restoreFiles(image::FileReader& image, const FileRestoreOptions& options, int* keep, size_t keepCount) {
+namespace {
+
+kj::Vector<FileDescriptor::Reader> savedFds(image::FileReader& image) {
   kj::Vector<FileDescriptor::Reader> fds;
   for (size_t i = 0; i < image.sectionCount(); ++i) {
     if (image.section(i).type != static_cast<uint16_t>(image::SectionType::files)) continue;
     for (auto f : image.meta<image::schema::Files>(i).getFds()) fds.add(f);
   }
+  return fds;
+}
+
+}  // namespace
+
+void checkSavedFiles(image::FileReader& image, const FileRestoreOptions& options) {
+  for (auto f : savedFds(image)) {
+    if (f.getKind() == K::FILE && f.getDupOf() < 0) checkUnchanged(f, options.force);
+  }
+}
+
+void restoreFiles(image::FileReader& image, int* keep, size_t keepCount) {
+  kj::Vector<FileDescriptor::Reader> fds = savedFds(image);
   int maxFd = 2;
   for (auto f : fds) maxFd = std::max(maxFd, f.getFd());
   for (size_t i = 0; i < keepCount; ++i) {
@@ -97,11 +112,6 @@ void restoreFiles(image::FileReader& image, const FileRestoreOptions& options, i
     close(keep[i]);
     keep[i] = moved;
   }
-  // Check every file first, so a refusal leaves nothing half done.
-  for (auto f : fds) {
-    if (f.getKind() == K::FILE && f.getDupOf() < 0) checkUnchanged(f, options.force);
-  }
-
   // One new pipe per saved pipe, both ends parked above every saved fd number.
   std::map<uint64_t, std::pair<int, int>> pipes;
   for (auto f : fds) {

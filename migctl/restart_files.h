@@ -13,8 +13,12 @@ struct FileRestoreOptions {
   bool force = false;  // restore against files that changed since the checkpoint
 };
 
+// Refuses (throws, naming the file) when a regular file the process had open is
+// missing or changed since the checkpoint, unless options.force.
+void checkSavedFiles(image::FileReader& image, const FileRestoreOptions& options);
+
 // `keep` are fds of ours that must survive (the image and the plan); they are moved
 // above every saved fd number first, and their new numbers are written back.
-void restoreFiles(image::FileReader& image, const FileRestoreOptions& options, int* keep, size_t keepCount);
+void restoreFiles(image::FileReader& image, int* keep, size_t keepCount);
 
 }  // namespace mig::migctl

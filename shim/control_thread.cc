@@ -12,6 +12,9 @@
 #include <cstring>
 #include <poll.h>
 #include <pthread.h>
+#include <algorithm>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -28,9 +31,22 @@ pid_t realTid() { return static_cast<pid_t>(rawSyscall(SYS_gettid)); }
 
 namespace {
 
+// Moves one of our fds far above the numbers programs use on purpose (shells
+// dup2 onto 3..9, daemons onto low numbers), near the top of the fd limit.
+int moveHigh(int fd) {
+  struct rlimit lim {};
+  getrlimit(RLIMIT_NOFILE, &lim);
+  int floor = lim.rlim_cur > 128 ? static_cast<int>(std::min<rlim_t>(lim.rlim_cur, 4096)) - 64 : 64;
+  int high = fcntl(fd, F_DUPFD_CLOEXEC, floor);
+  if (high < 0) return fd;
+  close(fd);
+  return high;
+}
+
 int bindControlSocket(pid_t pid) {
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
+  fd = moveHigh(fd);
   struct sockaddr_un addr {};
   addr.sun_family = AF_UNIX;
   int len = control::ctlSocketName(addr.sun_path, sizeof(addr.sun_path), getuid(), pid);
@@ -79,6 +95,12 @@ void* controlMain(void*) {
     if (poll(fds, rt.controlAlias >= 0 ? 2 : 1, -1) < 0) continue;
     int listener = (fds[0].revents & POLLIN) ? rt.controlListen : rt.controlAlias;
     int conn = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    if (conn < 0 && (errno == EBADF || errno == ENOTSOCK || errno == EINVAL)) {
+      // The application closed or replaced our socket's fd: listen anew.
+      if (listener == rt.controlAlias) rt.controlAlias = -1;
+      else rt.controlListen = bindControlSocket(realPid());
+      continue;
+    }
     if (conn < 0) continue;
     if (!serve(conn)) close(conn);
   }

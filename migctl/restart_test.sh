@@ -1,0 +1,79 @@
+#!/bin/bash
+# migctl restart as a user meets it: a restarted job finishes as if never stopped,
+# twice from one image; and every refusal (corrupt or cut image, changed or missing
+# binary, changed open file, foreign CPU) is one clear line, with nothing started.
+# Args: MIGCTL LIBMIG REWRITE_TOOL
+set -u
+migctl=$1 libmig=$2 rewrite=$3
+dir=$(mktemp -d /tmp/mig-restart-XXXXXX)
+pids=()
+trap 'kill -9 "${pids[@]}" 2>/dev/null; rm -rf "$dir"' EXIT
+fails=0
+ok() { echo "ok - $1"; }
+bad() { echo "FAIL - $1"; shift; for f in "$@"; do echo "  --- $f"; sed 's/^/    /' "$f" 2>/dev/null; done; fails=$((fails + 1)); }
+
+# The job: its own copy of a program (so the test can change the binary), reading
+# an input file through stdio while it counts.
+cp "$(command -v cat)" "$dir/app-cat"
+seq 1 20000 > "$dir/input"
+cat > "$dir/job.sh" <<JOB
+exec 3< "$dir/input"
+for i in \$(seq 1 30); do read -r line <&3; echo "step \$i line \$line"; sleep 0.05; done
+echo done
+JOB
+# checkpoint_job NAME: runs the job under mig, stops it with an image at step 5.
+checkpoint_job() {
+  LD_PRELOAD=$libmig bash "$dir/job.sh" > "$dir/$1.out" 2>&1 &
+  local job=$!
+  pids+=($job)
+  for _ in $(seq 1 200); do grep -q 'step 5 ' "$dir/$1.out" && break; sleep 0.05; done
+  "$migctl" checkpoint "$job" -o "$dir/$1.img" --stop > "$dir/$1.ckpt" 2>&1 || bad "checkpoint for $1" "$dir/$1.ckpt"
+}
+expected() { for i in $(seq 1 30); do echo "step $i line $i"; done; echo done; }
+
+refused() {  # refused NAME PATTERN IMAGE [ARGS]: restart must fail with PATTERN, nothing run
+  local name=$1 pattern=$2 img=$3; shift 3
+  local out rc
+  out=$("$migctl" restart "$img" "$@" 2>&1 </dev/null); rc=$?
+  if [ $rc -ne 0 ] && [ "$(grep -c . <<<"$out")" -eq 1 ] && grep -qE -- "$pattern" <<<"$out"; then
+    ok "$name"
+  else bad "$name (exit $rc): $out"; fi
+}
+
+checkpoint_job base
+size=$(stat -c %s "$dir/base.img")
+
+head -c $((size - 5000)) "$dir/base.img" > "$dir/cut.img"
+refused "a truncated image is refused, naming the section" '^migctl: image truncated: section [0-9]+ \(' "$dir/cut.img"
+cp "$dir/base.img" "$dir/flip.img"
+printf '\x77' | dd of="$dir/flip.img" bs=1 seek=$((size - 3000)) conv=notrunc status=none
+refused "a corrupt image is refused, naming the section" 'section [0-9]+ \(pages\).*checksum mismatch' "$dir/flip.img"
+refused "a missing image is named" 'cannot open image .*nope.img' "$dir/nope.img"
+"$rewrite" "$dir/base.img" "$dir/amx.img" --add-xcr0 60000
+refused "an image needing CPU features this CPU lacks names them" 'AMX TILECFG, AMX TILEDATA' "$dir/amx.img"
+
+echo "changed" >> "$dir/input"
+refused "a changed open file is named, with the way out" "file $dir/input \(fd 3\) changed since the checkpoint; restart with --force" "$dir/base.img"
+seq 1 20000 > "$dir/input.new"; mv "$dir/input.new" "$dir/input"
+
+cp /bin/bash "$dir/bash"
+LD_PRELOAD=$libmig "$dir/bash" "$dir/job.sh" > "$dir/own.out" 2>&1 &
+job=$!; pids+=($job)
+for _ in $(seq 1 200); do grep -q 'step 3 ' "$dir/own.out" && break; sleep 0.05; done
+"$migctl" checkpoint "$job" -o "$dir/own.img" --stop > /dev/null 2>&1
+echo >> "$dir/bash"
+refused "a changed program binary is named" "mapped file $dir/bash changed since the checkpoint" "$dir/own.img"
+rm "$dir/bash"
+refused "a missing program binary is named" "mapped file $dir/bash is missing" "$dir/own.img"
+
+if [ "${MIG_RESTORE_READY:-1}" = 1 ]; then
+  for n in 1 2; do
+    cp "$dir/base.out" "$dir/again$n.out"
+    "$migctl" restart "$dir/base.img" >> "$dir/again$n.out" 2> "$dir/again$n.err" </dev/null; rc=$?
+    if [ $rc -eq 0 ] && diff <(expected) "$dir/again$n.out" > "$dir/again$n.diff"; then
+      ok "restart $n of one image finishes the job with exactly the undisturbed output"
+    else bad "restart $n (exit $rc)" "$dir/again$n.diff" "$dir/again$n.err"; fi
+  done
+fi
+
+[ "$fails" -eq 0 ]
