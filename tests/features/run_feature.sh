@@ -1,0 +1,356 @@
+#!/usr/bin/env bash
+# run_feature.sh: runs one program of the feature suite undisturbed or under
+# checkpoint/restart and checks that its stdout and exit status are exactly
+# those of an undisturbed run without mig.
+#
+# usage: run_feature.sh --migctl PATH --shim PATH --mode MODE [--at WHEN]
+#            [--timeout S] [--status N] [--datagen PATH --data NAME=SIZE[,text|binary]]...
+#            [--keep] -- PROGRAM ARGS...
+#
+#   --mode plain          run PROGRAM without mig (the reference), then under
+#                         LD_PRELOAD=SHIM; both must match. The LD_PRELOAD run
+#                         is skipped (not failed) while SHIM is '' or missing.
+#   --mode restart        the reference, then a run under LD_PRELOAD that is
+#                         checkpointed at WHEN with `migctl checkpoint PID -o
+#                         IMG --stop`; once it has ended, `migctl restart IMG`
+#                         continues it. Its output, appended to what the first
+#                         run printed, and its exit status must match.
+#   --mode restart-twice  as restart, then the same image is restarted a second
+#                         time (prefix + its own continuation must match too).
+#   --at WHEN             K: once the line "STEP K" is on stdout;
+#                         read:N[K|M|G]: once the process has read N bytes
+#                         (rchar of /proc/PID/io; for programs with no steps).
+#   --timeout S           limit for each step (each run, the checkpoint, each
+#                         restart); default 60.
+#   --status N            the exit status the program must have; default 0
+#                         (a shell's 128+SIG for death by signal SIG).
+#   --data NAME=SIZE      generate @DATA@/NAME once with DATAGEN PATH SIZE MODE
+#   --keep                keep the temporary directory (printed) for debugging.
+#
+# In ARGS, @DIR@ becomes an empty directory of the run's own (reference and
+# checkpointed runs get different ones, restarts reuse the checkpointed run's)
+# and @DATA@ the directory of the generated data. PROGRAM's stdin is
+# /dev/null and its stdout and stderr are pipes (read by cat into files), so
+# `migctl restart` reconnects them to its own, which are pipes to the same
+# files. Waiting is never done with sleeps: the harness polls the output file
+# or /proc/PID/io, and every wait has a limit. On failure it prints the
+# differences and the logs of every process (the program's stderr in each
+# run, migctl's output, and $MIG_LOG if set), then kills what it started.
+# Exit status: 0 passed, 1 failed, 77 skipped (the reason is printed).
+set -u
+
+if (( BASH_VERSINFO[0] < 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] < 1) )); then
+  echo "SKIP: run_feature.sh needs bash >= 5.1 (wait -n -p), this is $BASH_VERSION"
+  exit 77
+fi
+
+usage() { sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+die_usage() { echo "run_feature.sh: $*" >&2; echo "(see run_feature.sh --help)" >&2; exit 2; }
+
+migctl="" shim="" mode="" at="" limit=60 want_status=0 datagen="" keep=0
+datas=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --migctl) migctl=${2-}; shift 2 || die_usage "--migctl needs a value" ;;
+    --shim) shim=${2-}; shift 2 || die_usage "--shim needs a value" ;;
+    --mode) mode=${2-}; shift 2 || die_usage "--mode needs a value" ;;
+    --at) at=${2-}; shift 2 || die_usage "--at needs a value" ;;
+    --timeout) limit=${2-}; shift 2 || die_usage "--timeout needs a value" ;;
+    --status) want_status=${2-}; shift 2 || die_usage "--status needs a value" ;;
+    --datagen) datagen=${2-}; shift 2 || die_usage "--datagen needs a value" ;;
+    --data) datas+=("${2-}"); shift 2 || die_usage "--data needs a value" ;;
+    --keep) keep=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    --) shift; break ;;
+    *) die_usage "unknown argument '$1'" ;;
+  esac
+done
+[ $# -ge 1 ] || die_usage "no PROGRAM after --"
+prog=$1; shift
+prog_args=("$@")
+case $mode in plain|restart|restart-twice) ;; *) die_usage "--mode must be plain, restart or restart-twice" ;; esac
+[[ $limit =~ ^[0-9]+$ && $limit -gt 0 ]] || die_usage "--timeout must be a number of seconds"
+[[ $want_status =~ ^[0-9]+$ ]] || die_usage "--status must be a number"
+if [ "$mode" != plain ]; then
+  [ -n "$at" ] || die_usage "--mode $mode needs --at"
+  [[ $at =~ ^[0-9]+$ || $at =~ ^read:[0-9]+[KMG]?$ ]] || die_usage "--at must be K or read:N[K|M|G]"
+fi
+[ ${#datas[@]} -eq 0 ] || [ -n "$datagen" ] || die_usage "--data needs --datagen"
+
+abspath() { case $1 in /*) echo "$1" ;; */*) echo "$PWD/$1" ;; *) echo "$1" ;; esac; }
+prog=$(abspath "$prog")
+[ -n "$migctl" ] && migctl=$(abspath "$migctl")
+[ -n "$shim" ] && shim=$(abspath "$shim")
+[ -n "$datagen" ] && datagen=$(abspath "$datagen")
+
+shim_missing=""
+if [ -z "$shim" ]; then shim_missing="libmig.so is not built yet (no --shim given)"
+elif [ ! -f "$shim" ]; then shim_missing="libmig.so not found at $shim"
+fi
+if [ "$mode" != plain ]; then
+  [ -z "$shim_missing" ] || { echo "SKIP: $shim_missing"; exit 77; }
+  [ -n "$migctl" ] && [ -x "$migctl" ] || { echo "SKIP: migctl not found at '${migctl}'"; exit 77; }
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/mig-feature.XXXXXX") || { echo "FAIL: mktemp" >&2; exit 1; }
+cd "$work" || exit 1
+declare -A live=()   # PID -> what it is, for everything started and not yet reaped
+logs=()              # "title|file" of every log to show on failure
+failed=0
+
+cleanup() {
+  local p
+  for p in "${!live[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  for p in "${!live[@]}"; do { wait "$p"; } 2>/dev/null; done
+  if [ "$keep" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'echo "FAIL: interrupted (test timeout?)"; show_logs; exit 1' TERM INT HUP
+
+show_logs() {
+  local entry title file f
+  for entry in "${logs[@]}"; do
+    title=${entry%%|*} file=${entry#*|}
+    echo "=== $title ($file)"
+    if [ -s "$file" ]; then tail -n 200 "$file"; else echo "(empty)"; fi
+  done
+  if [ -n "${MIG_LOG:-}" ]; then
+    if [ -d "$MIG_LOG" ]; then
+      for f in "$MIG_LOG"/*; do [ -f "$f" ] && { echo "=== MIG_LOG $f"; tail -n 200 "$f"; }; done
+    elif [ -f "$MIG_LOG" ]; then
+      echo "=== MIG_LOG ($MIG_LOG)"; tail -n 200 "$MIG_LOG"
+    else
+      echo "=== MIG_LOG=$MIG_LOG: no such file"
+    fi
+  fi
+}
+
+fail() { echo "FAIL: $*"; failed=1; }
+finish() {   # prints the logs if anything failed and exits
+  if [ "$failed" != 0 ]; then show_logs; exit 1; fi
+  echo "PASS: $mode${at:+ at $at}"
+  exit 0
+}
+ok() { echo "ok - $*"; }
+
+# wait_pid PID WHAT: waits at most $limit s for our child PID (killing it
+# then); sets STATUS. Returns 1 on timeout. `wait -n` (bash >= 5.1) races PID
+# against a 1 s timer of our own; a PID that bash has already reaped and
+# dropped from its job table (gone from /proc) is collected with plain `wait`.
+STATUS=0
+wait_pid() {
+  local pid=$1 what=$2 timer first st end=$((SECONDS + limit))
+  while [ "$SECONDS" -lt "$end" ]; do
+    if [ ! -e "/proc/$pid" ]; then
+      wait "$pid" 2>/dev/null
+      STATUS=$?
+      unset "live[$pid]"
+      return 0
+    fi
+    sleep 1 &
+    timer=$!
+    live[$timer]="timer"
+    first=""
+    wait -n -p first "$pid" "$timer" 2>/dev/null
+    st=$?
+    # SIGKILL: a child forked but not yet exec'd would run our EXIT trap on SIGTERM
+    [ "$first" = "$timer" ] || { kill -KILL "$timer" 2>/dev/null; wait "$timer" 2>/dev/null; }
+    unset "live[$timer]"
+    if [ "$first" = "$pid" ]; then
+      STATUS=$st
+      unset "live[$pid]"
+      return 0
+    fi
+  done
+  kill -KILL "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  STATUS=$?
+  unset "live[$pid]"
+  fail "$what did not end within $limit s (killed)"
+  return 1
+}
+
+alive() {   # alive PID: running (not a zombie)
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [ "${stat%% *}" != Z ]
+}
+
+size_bytes() {   # 300M -> bytes
+  local n=${1%[KMG]}
+  case $1 in *K) echo $((n << 10)) ;; *M) echo $((n << 20)) ;; *G) echo $((n << 30)) ;; *) echo "$n" ;; esac
+}
+
+# Generated data, shared by every run of this invocation.
+mkdir -p "$work/data"
+for d in "${datas[@]}"; do
+  name=${d%%=*} spec=${d#*=}
+  size=${spec%%,*} kind=text
+  [[ $spec == *,* ]] && kind=${spec#*,}
+  [[ $name != "$d" && $name != */* && -n $name ]] || die_usage "bad --data '$d'"
+  if ! timeout "$limit" "$datagen" "$work/data/$name" "$size" "$kind" >"$work/datagen.log" 2>&1; then
+    logs+=("datagen|$work/datagen.log")
+    fail "could not generate $name ($size $kind)"
+    finish
+  fi
+done
+
+# start_run NAME PRELOAD: starts PROGRAM in run directory $work/NAME; sets PID.
+PID=""
+start_run() {
+  local name=$1 preload=$2 run=$work/$1 a args=()
+  mkdir -p "$run/dir"
+  for a in "${prog_args[@]}"; do
+    a=${a//@DIR@/$run/dir}
+    args+=("${a//@DATA@/$work/data}")
+  done
+  start_cats "$run" "$name"
+  if [ "$preload" = 1 ]; then
+    LD_PRELOAD=$shim "$prog" "${args[@]}" </dev/null >"$run/out.fifo" 2>"$run/err.fifo" &
+  else
+    "$prog" "${args[@]}" </dev/null >"$run/out.fifo" 2>"$run/err.fifo" &
+  fi
+  PID=$!
+  live[$PID]="$name: $prog"
+}
+
+# start_cats RUN NAME: the pipes that become the process's stdout and stderr,
+# appended to RUN/out and RUN/err.
+CAT_OUT="" CAT_ERR=""
+start_cats() {
+  local run=$1 name=$2
+  rm -f "$run/out.fifo" "$run/err.fifo"
+  mkfifo "$run/out.fifo" "$run/err.fifo" || { fail "mkfifo in $run"; finish; }
+  touch "$run/out" "$run/err"
+  cat "$run/out.fifo" >>"$run/out" & CAT_OUT=$!
+  cat "$run/err.fifo" >>"$run/err" & CAT_ERR=$!
+  live[$CAT_OUT]="$name: stdout reader" live[$CAT_ERR]="$name: stderr reader"
+  logs+=("$name: stderr|$run/err")
+}
+
+# finish_run NAME WHAT: waits for the process and its stdout/stderr readers;
+# sets STATUS to the process's exit status. Returns 1 on timeout.
+finish_run() {
+  local name=$1 what=$2 status
+  wait_pid "$PID" "$what" || return 1
+  status=$STATUS
+  wait_pid "$CAT_OUT" "the stdout reader of $what (is something else holding the pipe?)" || return 1
+  wait_pid "$CAT_ERR" "the stderr reader of $what" || return 1
+  STATUS=$status
+}
+
+# compare NAME STATUS: RUN/out and STATUS against the reference.
+compare() {
+  local name=$1 status=$2 out=$work/$1/out ref=$work/ref/out
+  if ! cmp -s "$ref" "$out"; then
+    fail "$name: stdout differs from the reference run's"
+    echo "--- reference ($(wc -c <"$ref") bytes) vs $name ($(wc -c <"$out") bytes):"
+    if grep -qI . "$ref" && grep -qI . "$out"; then
+      diff -u "$ref" "$out" | head -n 80
+    else
+      cmp "$ref" "$out" | head -n 5
+    fi
+  fi
+  if [ "$status" != "$ref_status" ]; then
+    fail "$name: exit status $status, the reference run's was $ref_status"
+  fi
+  [ "$failed" = 0 ] && ok "$name: stdout ($(wc -c <"$out") bytes) and exit status $status match"
+}
+
+# 1. The reference: PROGRAM without mig.
+start_run ref 0
+finish_run ref "the reference run" || finish
+ref_status=$STATUS
+if [ "$ref_status" != "$want_status" ]; then
+  if [ "$ref_status" = 77 ]; then
+    reason=$(tail -n 1 "$work/ref/err")
+    echo "SKIP: ${reason#SKIP: }"
+    exit 77
+  fi
+  fail "the reference run (without mig) exited with $ref_status, want $want_status"
+  echo "--- its stdout:"; tail -n 20 "$work/ref/out"
+  finish
+fi
+ok "reference: exit status $ref_status, $(wc -l <"$work/ref/out") lines"
+
+# 2. plain: the same under LD_PRELOAD, undisturbed.
+if [ "$mode" = plain ]; then
+  if [ -n "$shim_missing" ]; then
+    echo "skipped the LD_PRELOAD run: $shim_missing"
+  else
+    start_run preload 1
+    finish_run preload "the LD_PRELOAD run" && compare preload "$STATUS"
+  fi
+  finish
+fi
+
+# 3. restart: run under LD_PRELOAD until WHEN, checkpoint with --stop.
+start_run ckpt 1
+ckpt_pid=$PID
+deadline=$((SECONDS + limit))
+if [[ $at == read:* ]]; then
+  want_read=$(size_bytes "${at#read:}") what="having read ${at#read:} bytes"
+else
+  what="printing STEP $at"
+fi
+while :; do
+  if [[ $at == read:* ]]; then
+    rchar=0
+    if [ -r "/proc/$ckpt_pid/io" ]; then
+      while read -r key value; do [ "$key" = rchar: ] && rchar=$value; done <"/proc/$ckpt_pid/io" 2>/dev/null
+    elif alive "$ckpt_pid"; then
+      fail "cannot read /proc/$ckpt_pid/io to see how much the program has read"
+      finish
+    fi
+    [ "$rchar" -ge "$want_read" ] && break
+  elif grep -qxF "STEP $at" "$work/ckpt/out"; then
+    break
+  fi
+  if ! alive "$ckpt_pid"; then
+    fail "the program ended before $what: nothing to checkpoint"
+    finish_run ckpt "the checkpointed run"
+    finish
+  fi
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    fail "the program did not get to $what within $limit s"
+    finish
+  fi
+  sleep 0.01
+done
+ok "ckpt: PID $ckpt_pid reached $what"
+
+img=$work/image.mig
+logs+=("migctl checkpoint|$work/migctl-checkpoint.log")
+timeout -k 5 "$limit" "$migctl" checkpoint "$ckpt_pid" -o "$img" --stop >"$work/migctl-checkpoint.log" 2>&1
+st=$?
+if [ "$st" = 124 ]; then
+  fail "migctl checkpoint did not return within $limit s"
+  finish
+elif [ "$st" != 0 ]; then
+  fail "migctl checkpoint $ckpt_pid -o $img --stop exited with $st"
+  finish
+fi
+[ -s "$img" ] || { fail "migctl checkpoint succeeded but $img is missing or empty"; finish; }
+finish_run ckpt "the checkpointed process (after checkpoint --stop)" || finish
+ok "ckpt: image of $(du -k "$img" | cut -f1) KiB; the process ended with status $STATUS" \
+  "after printing $(wc -c <"$work/ckpt/out") bytes"
+cp "$work/ckpt/out" "$work/prefix"
+
+# 4. restart (twice for restart-twice), each continuing the prefix.
+restart_once() {
+  local name=$1 run=$work/$1
+  mkdir -p "$run"
+  cp "$work/prefix" "$run/out"
+  start_cats "$run" "$name"
+  "$migctl" restart "$img" </dev/null >"$run/out.fifo" 2>"$run/err.fifo" &
+  PID=$!
+  live[$PID]="$name: migctl restart"
+  finish_run "$name" "migctl restart ($name)" || return
+  compare "$name" "$STATUS"
+}
+restart_once restart1
+if [ "$mode" = restart-twice ] && [ "$failed" = 0 ]; then
+  restart_once restart2
+fi
+finish
