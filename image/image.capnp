@@ -92,6 +92,8 @@ struct Thread {
   altStackSize @12 :UInt64;
   altStackFlags @13 :Int32;
   pendingSignals @14 :List(UInt32);  # signals pending for this thread only
+  realTid @15 :Int32;        # kernel TID at the checkpoint: what futex words of the
+                             # robust mutexes it holds contain
 }
 
 struct Threads {

@@ -24,6 +24,7 @@ struct MappedRegion {
   kj::String path;  // backing file, "" for anonymous memory
   uint64_t offset;
   uint64_t inode;
+  bool fromImage = false;  // a private mapping of a mig image: memory of a restored process
 };
 
 struct PageSpan {

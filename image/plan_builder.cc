@@ -62,12 +62,36 @@ int64_t regionAt(kj::ArrayPtr<const plan::Region> regions, uint64_t addr) {
 
 uint64_t align8(uint64_t v) { return alignUp(v, 8); }
 
+// Views of one shared memory object (shared anonymous memory or a memfd mapped more
+// than once) get one share group number in Region::reserved, so the restorer maps
+// them from one new object and a write through one view shows through the others.
+// /proc/PID/maps gives each shmem object its own inode and each view its offset.
+void markShareGroups(kj::Vector<plan::Region>& regions, const kj::Vector<uint64_t>& inodes) {
+  auto shareable = [&](size_t i) {
+    const plan::Region& r = regions[i];
+    return (r.mapFlags & MAP_SHARED) && r.source == plan::kSourceZero && inodes[i] != 0;
+  };
+  uint32_t nextGroup = 1;
+  for (size_t i = 0; i < regions.size(); ++i) {
+    if (!shareable(i) || regions[i].reserved != 0) continue;
+    bool grouped = false;
+    for (size_t j = i + 1; j < regions.size(); ++j) {
+      if (shareable(j) && inodes[j] == inodes[i]) {
+        regions[j].reserved = nextGroup;
+        grouped = true;
+      }
+    }
+    if (grouped) regions[i].reserved = nextGroup++;
+  }
+}
+
 }  // namespace
 
 RestorePlan buildRestorePlan(FileReader& image) {
   StringTable strings;
   kj::Vector<kj::byte> blob;
   kj::Vector<plan::Region> regions;
+  kj::Vector<uint64_t> inodes;  // per region, to find views of one shared object
   kj::Vector<plan::Pages> pages;
   kj::Vector<plan::Thread> threads;
   kj::Vector<plan::SigAction> sigactions;
@@ -101,8 +125,10 @@ RestorePlan buildRestorePlan(FileReader& image) {
                      " has an unaligned file offset"));
       }
       regions.add(out);
+      inodes.add(r.getInode());
     }
   }
+  markShareGroups(regions, inodes);
 
   for (size_t i = 0; i < image.sectionCount(); ++i) {
     const SectionInfo& info = image.section(i);
@@ -156,6 +182,7 @@ RestorePlan buildRestorePlan(FileReader& image) {
       out.altStackSp = t.getAltStackSp();
       out.altStackSize = t.getAltStackSize();
       out.altStackFlags = t.getAltStackFlags();
+      out.reserved = static_cast<uint32_t>(t.getRealTid());  // the restorer's "old TID"
       for (uint32_t sig : t.getPendingSignals()) {
         if (sig >= 1 && sig <= 64) out.pendingMask |= 1ull << (sig - 1);
       }

@@ -1,4 +1,5 @@
 // See page_source.h.
+#include "image/format.h"
 #include "image/image_error.h"
 #include "image/page_source.h"
 
@@ -32,6 +33,22 @@ int openProc(pid_t pid, const char* what) {
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) fail(kj::str("cannot open ", path, ": ", strerror(errno)));
   return fd;
+}
+
+// Whether the file behind a mapping is a mig image. A restored process has pages
+// mapped straight from the image it came from; they are its memory, not a file's
+// contents, and must all be saved (the old image may be gone when the new one is
+// restarted). map_files reaches the file even if it was renamed or deleted.
+bool mappedFileIsImage(pid_t pid, const MappedRegion& r) {
+  char path[96];
+  snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, pid, r.start, r.end);
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fd = ::open(r.path.cStr(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char magic[sizeof(kMagic)] = {};
+  bool image = pread(fd, magic, sizeof(magic), 0) == sizeof(magic) && memcmp(magic, kMagic, sizeof(magic)) == 0;
+  ::close(fd);
+  return image;
 }
 
 }  // namespace
@@ -97,7 +114,14 @@ kj::Array<MappedRegion> ProcPageSource::regions() {
   KJ_DEFER(free(line));
   while (getline(&line, &cap, f) > 0) {
     MappedRegion r{};
-    if (parseMapsLine(line, r)) out.add(kj::mv(r));
+    if (!parseMapsLine(line, r)) continue;
+    if (r.kind == schema::MemoryRegion::Kind::FILE && r.flags == MAP_PRIVATE && mappedFileIsImage(pid_, r)) {
+      r.kind = schema::MemoryRegion::Kind::ANONYMOUS;
+      r.path = kj::heapString("");
+      r.inode = 0;
+      r.fromImage = true;
+    }
+    out.add(kj::mv(r));
   }
   return out.releaseAsArray();
 }
@@ -124,9 +148,10 @@ void ProcPageSource::pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& ou
       uint64_t e = entries[i];
       uint64_t addr = r.start + (first + i) * kPage;
       bool save;
-      if (sharedMemory) {
-        // Shared memory pages need not be mapped here to hold data: read them all,
-        // keep the ones that are not zero.
+      if (sharedMemory || r.fromImage) {
+        // Shared memory pages need not be mapped here to hold data, nor need pages
+        // still in the image a restored process maps: read them all, keep the ones
+        // that are not zero.
         read(addr, page, kPage);
         save = memcmp(page, zero, kPage) != 0;
       } else if (privateFile) {

@@ -141,6 +141,7 @@ void writeThreads(pid_t pid, const control::Block& block, ImageWriter& w, Captur
     const control::ThreadSlot& s = block.threads[order[k]];
     auto t = threads[k];
     t.setVtid(s.vtid);
+    t.setRealTid(s.realTid);
     t.setSigframeAddr(s.ucontextAddr);
     t.setFsBase(s.fsBase);
     t.setGsBase(s.gsBase);

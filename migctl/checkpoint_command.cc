@@ -79,18 +79,19 @@ int checkpointCommand(int argc, char** argv) {
 
   // Through /proc, the process's memory as the kernel sees it (works on any
   // mapping, also unreadable ones).
-  image::ProcPageSource memory(static_cast<pid_t>(pid));
+  const pid_t realPid = ctl.realPid();
+  image::ProcPageSource memory(realPid);
   auto block = kj::heap<control::Block>();
   if (reply.blockSize != sizeof(control::Block)) {
     image::fail(kj::str("process ", pid, " runs an incompatible libmig (block size ", reply.blockSize, ")"));
   }
   memory.read(reply.blockAddr, block.get(), sizeof(control::Block));
-  image::CaptureStats stats = image::captureProcess(static_cast<pid_t>(pid), *block, memory, file.sink());
+  image::CaptureStats stats = image::captureProcess(realPid, *block, memory, file.sink());
   file.commit();
   auto frozenMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   if (stop) {
     ctl.exitProcess();
-    waitGone(static_cast<pid_t>(pid), timeout);
+    waitGone(realPid, timeout);
   } else {
     ctl.resume();
   }

@@ -15,7 +15,7 @@ namespace mig::migctl {
 
 using image::fail;
 
-ControlClient::ControlClient(pid_t pid) : pid_(pid) {
+ControlClient::ControlClient(pid_t pid) : pid_(pid), realPid_(pid) {
   if (pid <= 0) fail(kj::str("'", pid, "' is not a process ID"));
   fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd_ < 0) fail(kj::str("cannot create a socket: ", strerror(errno)));
@@ -32,6 +32,9 @@ ControlClient::ControlClient(pid_t pid) : pid_(pid) {
     }
     fail(kj::str("cannot reach the mig control socket of process ", pid, ": ", strerror(err)));
   }
+  struct ucred cred {};
+  socklen_t credLen = sizeof(cred);
+  if (getsockopt(fd_, SOL_SOCKET, SO_PEERCRED, &cred, &credLen) == 0 && cred.pid > 0) realPid_ = cred.pid;
 }
 
 ControlClient::~ControlClient() {

@@ -17,6 +17,10 @@ class ControlClient {
   ControlClient(const ControlClient&) = delete;
   ControlClient& operator=(const ControlClient&) = delete;
 
+  // The process's kernel PID: `pid` itself, or, for a restored process reached by
+  // its virtual PID, the PID it runs under now (what /proc knows it by).
+  pid_t realPid() const { return realPid_; }
+
   // Parks every thread of the process; returns where its checkpoint block is.
   control::Reply freeze(int timeoutSeconds);
   // Lets the threads run again, or ends the process (after a complete image).
@@ -26,6 +30,7 @@ class ControlClient {
  private:
   void send(uint32_t op);
   pid_t pid_;
+  pid_t realPid_;
   int fd_ = -1;
   bool frozen_ = false;
 };

@@ -106,6 +106,8 @@ void restoreFiles(image::FileReader& image, int* keep, size_t keepCount) {
   kj::Vector<FileDescriptor::Reader> fds = savedFds(image);
   int maxFd = 2;
   for (auto f : fds) maxFd = std::max(maxFd, f.getFd());
+  // Warnings go to the stderr migctl was started with, not to whatever fd 2 becomes.
+  int warnFd = fcntl(2, F_DUPFD_CLOEXEC, maxFd + 1);
   for (size_t i = 0; i < keepCount; ++i) {
     int moved = fcntl(keep[i], F_DUPFD, maxFd + 1);  // no FD_CLOEXEC: the restorer needs it
     if (moved < 0) fail(kj::str("cannot move an fd out of the way: ", strerror(errno)));
@@ -165,7 +167,7 @@ void restoreFiles(image::FileReader& image, int* keep, size_t keepCount) {
           fcntl(target, F_SETFD, 0);
         } else {
           place(open("/dev/null", O_RDWR), target);
-          fprintf(stderr, "migctl restart: fd %d (%s) cannot be restored here; it is /dev/null now\n",
+          dprintf(warnFd, "migctl restart: fd %d (%s) cannot be restored here; it is /dev/null now\n",
                   target, f.getPath().cStr());
         }
         break;

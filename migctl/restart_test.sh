@@ -23,7 +23,8 @@ echo done
 JOB
 # checkpoint_job NAME: runs the job under mig, stops it with an image at step 5.
 checkpoint_job() {
-  LD_PRELOAD=$libmig bash "$dir/job.sh" > "$dir/$1.out" 2>&1 &
+  # Through a pipe, as a terminal would be: a restart reconnects it to its own stdout.
+  LD_PRELOAD=$libmig bash "$dir/job.sh" > >(cat > "$dir/$1.out") 2>&1 &
   local job=$!
   pids+=($job)
   for _ in $(seq 1 200); do grep -q 'step 5 ' "$dir/$1.out" && break; sleep 0.05; done
@@ -49,15 +50,23 @@ cp "$dir/base.img" "$dir/flip.img"
 printf '\x77' | dd of="$dir/flip.img" bs=1 seek=$((size - 3000)) conv=notrunc status=none
 refused "a corrupt image is refused, naming the section" 'section [0-9]+ \(pages\).*checksum mismatch' "$dir/flip.img"
 refused "a missing image is named" 'cannot open image .*nope.img' "$dir/nope.img"
-"$rewrite" "$dir/base.img" "$dir/amx.img" --add-xcr0 60000
-refused "an image needing CPU features this CPU lacks names them" 'AMX TILECFG, AMX TILEDATA' "$dir/amx.img"
+# Register state this CPU lacks: AMX, or else MPX (gone from recent CPUs), or AVX-512.
+flags=$(grep -m1 '^flags' /proc/cpuinfo)
+if ! grep -qw amx_tile <<<"$flags"; then xcr0=60000 names='AMX TILECFG, AMX TILEDATA'
+elif ! grep -qw mpx <<<"$flags"; then xcr0=18 names='MPX bounds, MPX config'
+else xcr0=e0 names='AVX-512 opmask'; fi
+"$rewrite" "$dir/base.img" "$dir/foreign.img" --add-xcr0 $xcr0
+refused "an image needing CPU features this CPU lacks names them" "$names" "$dir/foreign.img"
 
+# Change the input in place, then put back its bytes and times: same inode, size, mtime.
+touch -r "$dir/input" "$dir/input.times"
+input_size=$(stat -c %s "$dir/input")
 echo "changed" >> "$dir/input"
 refused "a changed open file is named, with the way out" "file $dir/input \(fd 3\) changed since the checkpoint; restart with --force" "$dir/base.img"
-seq 1 20000 > "$dir/input.new"; mv "$dir/input.new" "$dir/input"
+truncate -s "$input_size" "$dir/input"; touch -r "$dir/input.times" "$dir/input"
 
 cp /bin/bash "$dir/bash"
-LD_PRELOAD=$libmig "$dir/bash" "$dir/job.sh" > "$dir/own.out" 2>&1 &
+LD_PRELOAD=$libmig "$dir/bash" "$dir/job.sh" > >(cat > "$dir/own.out") 2>&1 &
 job=$!; pids+=($job)
 for _ in $(seq 1 200); do grep -q 'step 3 ' "$dir/own.out" && break; sleep 0.05; done
 "$migctl" checkpoint "$job" -o "$dir/own.img" --stop > /dev/null 2>&1

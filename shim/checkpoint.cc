@@ -52,6 +52,10 @@ void fillSlot(control::ThreadSlot& s, void* uc, bool isControl) {
   s.realTid = static_cast<int32_t>(rawSyscall(SYS_gettid));
   if (t_vtid == 0) t_vtid = s.realTid;
   s.vtid = t_vtid;
+  if (s.realTid != t_vtid && t_formerTids[0] != s.realTid) {
+    for (int k = kFormerTids - 1; k > 0; --k) t_formerTids[k] = t_formerTids[k - 1];
+    t_formerTids[0] = s.realTid;
+  }
   s.ucontextAddr = reinterpret_cast<uint64_t>(uc);
   rawSyscall(SYS_arch_prctl, ARCH_GET_FS, reinterpret_cast<long>(&s.fsBase));
   rawSyscall(SYS_arch_prctl, ARCH_GET_GS, reinterpret_cast<long>(&s.gsBase));
@@ -245,6 +249,7 @@ bool runCheckpoint(int conn, const control::Request& request) {
   if (rt.resume.magic == plan::kResumeMagic) {
     rt.phase.store(kPhaseIdle);
     rt.restored = true;
+    rt.controlTid = realTid();  // the next checkpoint must know this thread again
     rt.frozenNs += rt.resume.monotonicNs - rt.block.monotonicNs;
     return true;
   }

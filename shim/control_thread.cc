@@ -25,6 +25,7 @@ namespace mig::shim {
 Runtime g_runtime;
 thread_local volatile sig_atomic_t t_checkpointInterrupted MIG_TLS;
 thread_local pid_t t_vtid MIG_TLS;
+thread_local pid_t t_formerTids[kFormerTids] MIG_TLS;
 
 pid_t realPid() { return static_cast<pid_t>(rawSyscall(SYS_getpid)); }
 pid_t realTid() { return static_cast<pid_t>(rawSyscall(SYS_gettid)); }

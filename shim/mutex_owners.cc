@@ -22,8 +22,11 @@ void adoptOwner(pthread_mutex_t* m) {
   int kind = m->__data.__kind;
   bool ownerKind = (kind & kKindTypeMask) == PTHREAD_MUTEX_RECURSIVE_NP ||
                    (kind & kKindTypeMask) == PTHREAD_MUTEX_ERRORCHECK_NP || (kind & (kKindRobust | kKindPi));
-  pid_t old = t_vtid;
-  if (!ownerKind || old == 0 || m->__data.__owner != old) return;
+  if (!ownerKind) return;
+  pid_t old = m->__data.__owner;
+  bool mine = old != 0 && old == t_vtid;
+  for (int k = 0; k < kFormerTids; ++k) mine = mine || (old != 0 && old == t_formerTids[k]);
+  if (!mine) return;
   pid_t now = realTid();
   if (now == old) return;
   m->__data.__owner = now;

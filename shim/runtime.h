@@ -51,6 +51,10 @@ extern Runtime g_runtime;
 extern thread_local volatile sig_atomic_t t_checkpointInterrupted MIG_TLS;
 // The thread's virtual TID: its first real TID, cached on first use.
 extern thread_local pid_t t_vtid MIG_TLS;
+// Real TIDs the thread had at its last checkpoints (besides t_vtid): a mutex locked
+// then and not touched since still names one of them as its owner.
+inline constexpr int kFormerTids = 4;
+extern thread_local pid_t t_formerTids[kFormerTids] MIG_TLS;
 
 pid_t realPid();
 pid_t realTid();

@@ -110,6 +110,7 @@ struct SelfInput {
   uint64_t stackLimit;  // RLIMIT_STACK soft limit (room kept below the restored stacks)
   uint64_t lo;          // search bounds for gaps
   uint64_t hi;
+  bool alwaysMoveImage; // place a copy of the image in a gap even if it is not in the way
 };
 
 struct SelfLayout {
@@ -137,10 +138,21 @@ int64_t growthReservations(const plan::Header* h, uint64_t stackLimit, Range* ou
 int64_t regionContaining(const plan::Header* h, uint64_t addr, uint64_t len);
 
 // Everything that would make the restore fail halfway, found before anything is
-// changed: thread frames and tid addresses outside writable restored memory, more
-// threads than the restorer handles, a plan fd colliding with an application fd.
-// nullptr, or a message; *badIndex gets the thread or fd index concerned (or -1).
+// changed: thread frames, tid addresses and rseq areas outside writable restored
+// memory, more threads than the restorer handles, saved pages for the vDSO, a plan fd
+// colliding with an application fd. nullptr, or a message; *badIndex gets the thread,
+// pages or fd index concerned (or -1).
 const char* checkPlanForRestore(const plan::Header* h, int planFd, int imageFd, int64_t* badIndex);
+
+// What prctl(PR_SET_MM, PR_SET_MM_MAP) would refuse (kernel/sys.c, validate_prctl_map_addr
+// and prctl_set_mm_map), checked first to say which field is wrong: every address in
+// [minAddr, kUserTop + kPage), start_code < end_code, start_data <= end_data,
+// start_brk <= brk, arg_start <= arg_end, env_start <= env_end, (brk - start_brk) +
+// (end_data - start_data) within RLIMIT_DATA (`dataLimit`, ~0 = unlimited), auxv at
+// most `maxAuxvBytes` (sizeof mm->saved_auxv: 448 on 6.18 x86_64). The kernel answers
+// EINVAL to all of them. It does not check that the addresses are mapped, nor brk
+// against end_data. nullptr if none applies.
+const char* checkMmLayout(const plan::MmLayout& mm, uint64_t minAddr, uint64_t dataLimit, uint64_t maxAuxvBytes);
 
 // ---- small parsing helpers ----------------------------------------------------------
 

@@ -17,6 +17,10 @@
 #                         run printed, and its exit status must match.
 #   --mode restart-twice  as restart, then the same image is restarted a second
 #                         time (prefix + its own continuation must match too).
+#   --mode restart-chain  as restart, then the restarted process is checkpointed
+#                         again at AT2 (--at2, by its virtual PID) and that image
+#                         restarted: what a migration A -> B -> C does.
+#   --at2 WHEN            the second moment of restart-chain.
 #   --at WHEN             K: once the line "STEP K" is on stdout;
 #                         read:N[K|M|G]: once the process has read N bytes
 #                         (rchar of /proc/PID/io; for programs with no steps).
@@ -47,7 +51,7 @@ fi
 usage() { sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die_usage() { echo "run_feature.sh: $*" >&2; echo "(see run_feature.sh --help)" >&2; exit 2; }
 
-migctl="" shim="" mode="" at="" limit=60 want_status=0 datagen="" keep=0
+migctl="" shim="" mode="" at="" at2="" limit=60 want_status=0 datagen="" keep=0
 datas=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -55,6 +59,7 @@ while [ $# -gt 0 ]; do
     --shim) shim=${2-}; shift 2 || die_usage "--shim needs a value" ;;
     --mode) mode=${2-}; shift 2 || die_usage "--mode needs a value" ;;
     --at) at=${2-}; shift 2 || die_usage "--at needs a value" ;;
+    --at2) at2=${2-}; shift 2 || die_usage "--at2 needs a value" ;;
     --timeout) limit=${2-}; shift 2 || die_usage "--timeout needs a value" ;;
     --status) want_status=${2-}; shift 2 || die_usage "--status needs a value" ;;
     --datagen) datagen=${2-}; shift 2 || die_usage "--datagen needs a value" ;;
@@ -68,7 +73,8 @@ done
 [ $# -ge 1 ] || die_usage "no PROGRAM after --"
 prog=$1; shift
 prog_args=("$@")
-case $mode in plain|restart|restart-twice) ;; *) die_usage "--mode must be plain, restart or restart-twice" ;; esac
+case $mode in plain|restart|restart-twice|restart-chain) ;; *) die_usage "--mode must be plain, restart, restart-twice or restart-chain" ;; esac
+[ "$mode" != restart-chain ] || [ -n "$at2" ] || die_usage "--mode restart-chain needs --at2"
 [[ $limit =~ ^[0-9]+$ && $limit -gt 0 ]] || die_usage "--timeout must be a number of seconds"
 [[ $want_status =~ ^[0-9]+$ ]] || die_usage "--status must be a number"
 if [ "$mode" != plain ]; then
@@ -285,70 +291,95 @@ if [ "$mode" = plain ]; then
   finish
 fi
 
+# wait_moment PID OUT WHEN: waits until process PID (real) has printed "STEP K"
+# to OUT or read N bytes; fails and finishes if it ends first or takes too long.
+wait_moment() {
+  local pid=$1 out=$2 when=$3 deadline=$((SECONDS + limit)) what want_read rchar key value
+  if [[ $when == read:* ]]; then
+    want_read=$(size_bytes "${when#read:}") what="having read ${when#read:} bytes"
+  else
+    what="printing STEP $when"
+  fi
+  while :; do
+    if [[ $when == read:* ]]; then
+      rchar=0
+      if [ -r "/proc/$pid/io" ]; then
+        while read -r key value; do [ "$key" = rchar: ] && rchar=$value; done <"/proc/$pid/io" 2>/dev/null
+      elif alive "$pid"; then
+        fail "cannot read /proc/$pid/io to see how much the program has read"
+        finish
+      fi
+      [ "$rchar" -ge "$want_read" ] && break
+    elif grep -qxF "STEP $when" "$out"; then
+      break
+    fi
+    if ! alive "$pid"; then
+      fail "the program ended before $what: nothing to checkpoint"
+      finish_run "${out%/out}" "the run to checkpoint"
+      finish
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      fail "the program did not get to $what within $limit s"
+      finish
+    fi
+    sleep 0.01
+  done
+  ok "PID $pid reached $what"
+}
+
+# checkpoint_stop PID IMG NAME: migctl checkpoint PID -o IMG --stop, then waits for
+# the process (our child $PID) and its readers.
+checkpoint_stop() {
+  local pid=$1 img=$2 name=$3 st
+  logs+=("migctl checkpoint ($name)|$work/migctl-checkpoint-$name.log")
+  timeout -k 5 "$limit" "$migctl" checkpoint "$pid" -o "$img" --stop >"$work/migctl-checkpoint-$name.log" 2>&1
+  st=$?
+  if [ "$st" = 124 ]; then
+    fail "migctl checkpoint did not return within $limit s"
+    finish
+  elif [ "$st" != 0 ]; then
+    fail "migctl checkpoint $pid -o $img --stop exited with $st"
+    finish
+  fi
+  [ -s "$img" ] || { fail "migctl checkpoint succeeded but $img is missing or empty"; finish; }
+  finish_run "$name" "the checkpointed process (after checkpoint --stop)" || finish
+  ok "$name: image of $(du -k "$img" | cut -f1) KiB; the process ended with status $STATUS" \
+    "after printing $(wc -c <"$work/$name/out") bytes"
+}
+
 # 3. restart: run under LD_PRELOAD until WHEN, checkpoint with --stop.
 start_run ckpt 1
 ckpt_pid=$PID
-deadline=$((SECONDS + limit))
-if [[ $at == read:* ]]; then
-  want_read=$(size_bytes "${at#read:}") what="having read ${at#read:} bytes"
-else
-  what="printing STEP $at"
-fi
-while :; do
-  if [[ $at == read:* ]]; then
-    rchar=0
-    if [ -r "/proc/$ckpt_pid/io" ]; then
-      while read -r key value; do [ "$key" = rchar: ] && rchar=$value; done <"/proc/$ckpt_pid/io" 2>/dev/null
-    elif alive "$ckpt_pid"; then
-      fail "cannot read /proc/$ckpt_pid/io to see how much the program has read"
-      finish
-    fi
-    [ "$rchar" -ge "$want_read" ] && break
-  elif grep -qxF "STEP $at" "$work/ckpt/out"; then
-    break
-  fi
-  if ! alive "$ckpt_pid"; then
-    fail "the program ended before $what: nothing to checkpoint"
-    finish_run ckpt "the checkpointed run"
-    finish
-  fi
-  if [ "$SECONDS" -ge "$deadline" ]; then
-    fail "the program did not get to $what within $limit s"
-    finish
-  fi
-  sleep 0.01
-done
-ok "ckpt: PID $ckpt_pid reached $what"
-
+wait_moment "$ckpt_pid" "$work/ckpt/out" "$at"
 img=$work/image.mig
-logs+=("migctl checkpoint|$work/migctl-checkpoint.log")
-timeout -k 5 "$limit" "$migctl" checkpoint "$ckpt_pid" -o "$img" --stop >"$work/migctl-checkpoint.log" 2>&1
-st=$?
-if [ "$st" = 124 ]; then
-  fail "migctl checkpoint did not return within $limit s"
-  finish
-elif [ "$st" != 0 ]; then
-  fail "migctl checkpoint $ckpt_pid -o $img --stop exited with $st"
-  finish
-fi
-[ -s "$img" ] || { fail "migctl checkpoint succeeded but $img is missing or empty"; finish; }
-finish_run ckpt "the checkpointed process (after checkpoint --stop)" || finish
-ok "ckpt: image of $(du -k "$img" | cut -f1) KiB; the process ended with status $STATUS" \
-  "after printing $(wc -c <"$work/ckpt/out") bytes"
+checkpoint_stop "$ckpt_pid" "$img" ckpt
 cp "$work/ckpt/out" "$work/prefix"
 
-# 4. restart (twice for restart-twice), each continuing the prefix.
-restart_once() {
+# 4. restart (twice for restart-twice), each continuing the prefix; for
+# restart-chain, the restarted process is checkpointed again (by its virtual PID)
+# at AT2 and that image restarted.
+start_restart() {  # start_restart NAME IMG PREFIX
   local name=$1 run=$work/$1
   mkdir -p "$run"
-  cp "$work/prefix" "$run/out"
+  cp "$3" "$run/out"
   start_cats "$run" "$name"
-  "$migctl" restart "$img" </dev/null >"$run/out.fifo" 2>"$run/err.fifo" &
+  "$migctl" restart "$2" </dev/null >"$run/out.fifo" 2>"$run/err.fifo" &
   PID=$!
   live[$PID]="$name: migctl restart"
-  finish_run "$name" "migctl restart ($name)" || return
-  compare "$name" "$STATUS"
 }
+restart_once() {
+  start_restart "$1" "$img" "$work/prefix"
+  finish_run "$1" "migctl restart ($1)" || return
+  compare "$1" "$STATUS"
+}
+if [ "$mode" = restart-chain ]; then
+  start_restart restart1 "$img" "$work/prefix"
+  wait_moment "$PID" "$work/restart1/out" "$at2"
+  checkpoint_stop "$ckpt_pid" "$work/image2.mig" restart1
+  start_restart restart2 "$work/image2.mig" "$work/restart1/out"
+  finish_run restart2 "migctl restart (restart2)" && compare restart2 "$STATUS"
+  finish
+fi
 restart_once restart1
 if [ "$mode" = restart-twice ] && [ "$failed" = 0 ]; then
   restart_once restart2

@@ -25,6 +25,9 @@ enum : long {
   kClone = 56,
   kKill = 62,
   kFcntl = 72,
+  kFtruncate = 77,
+  kGetuid = 102,
+  kRtSigqueueinfo = 129,
   kSigaltstack = 131,
   kPrctl = 157,
   kArchPrctl = 158,
@@ -36,7 +39,9 @@ enum : long {
   kTgkill = 234,
   kOpenat = 257,
   kSetRobustList = 273,
+  kRtTgsigqueueinfo = 297,
   kPrlimit64 = 302,
+  kMemfdCreate = 319,
   kRseq = 334,
 };
 

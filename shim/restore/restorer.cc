@@ -1,0 +1,992 @@
+// mig-restore: the freestanding restorer. Exec'd as `mig-restore PLAN_FD IMAGE_FD`
+// with the application's fds, cwd, umask and rlimits already in place, it turns
+// itself into the restored process by executing a restore plan (image/restore_plan.h):
+//
+//   1. moves its own code, the plan and the kernel's vDSO out of the way of the plan's
+//      regions (and of the room a restored stack or heap needs to grow), and continues
+//      on a private stack in a gap no region uses; unmaps the kernel's initial stack;
+//   2-3. maps every region and puts the saved pages in place;
+//   4. moves the new kernel's [vvar]/[vvar_vclock]/[vdso] onto the old addresses;
+//   5. restores the mm layout (PR_SET_MM_MAP);
+//   6. installs sigactions and the ITIMER_REAL timer;
+//   7. sets close-on-exec flags, closes the plan and image fds;
+//   8. writes ResumeInfo for the shim;
+//   9. recreates the threads, each of which re-registers its kernel-side state (robust
+//      list, with the futex words of robust mutexes it holds moved to its new TID;
+//      rseq; sigaltstack), queues its pending signals and returns into its saved
+//      signal frame with rt_sigreturn. No thread returns before every thread is set
+//      up, so a failure never leaves part of the application running.
+//
+// Beyond the letter of the plan (see the comments at each): page runs under 64 KiB are
+// copied even when the plan says map, and stacks always get their pages copied; an
+// rseq length under 32 is registered as 32; views of one shared object are marked by
+// Region::reserved (share group) and restored as one memfd; Thread::reserved, when
+// set, is the thread's kernel TID at the checkpoint; the process gets argv[0]'s name.
+//
+// Built freestanding (no libc, no allocation, no exceptions), static-PIE without
+// runtime relocations, so that it runs from wherever it is copied to. Any failure
+// prints one line "mig-restore: <what failed>[: errno N]" on fd 2 and exits 127;
+// it never continues half-restored.
+//
+// The restorer's code and data stay mapped in the restored process (the last
+// instruction a thread executes here is the rt_sigreturn syscall, which cannot unmap
+// the page it is on): an anonymous copy of them (about 60 KiB resident), in a gap no
+// plan region and no stack or heap growth room uses. Its stacks are unmapped.
+#pragma GCC visibility push(hidden)
+
+#include "image/plan_check.h"
+#include "image/restore_plan.h"
+#include "shim/restore/arch/x86_64/syscall.h"
+#include "shim/restore/fmt.h"
+#include "shim/restore/layout.h"
+#include "shim/restore/linux_abi.h"
+
+extern "C" const char __ehdr_start[];
+
+namespace mig::restore {
+namespace {
+
+using namespace abi;
+
+// Copy page runs smaller than this instead of mapping them from the image: a mapping
+// per small run would cost two VMAs each (the limit is vm.max_map_count, 65530) and a
+// page fault later, for no gain over a pread. Large runs are mapped: that is what
+// makes a big image restart fast.
+constexpr uint64_t kMapMinBytes = 64 * 1024;
+constexpr uint32_t kMaxMaps = 512;
+constexpr uint32_t kMaxRegions = 1u << 18;
+
+struct ThreadCtl {
+  uint64_t sigframeAddr;
+  uint64_t fsBase;
+  uint64_t gsBase;
+  uint64_t tidAddress;
+  uint64_t robustList;
+  uint64_t robustListLen;
+  uint64_t rseqAddr;
+  uint64_t altStackSp;
+  uint64_t altStackSize;
+  uint64_t pendingMask;
+  uint32_t rseqLen;
+  uint32_t rseqSig;
+  int32_t altStackFlags;
+  int32_t vtid;
+  int32_t oldTid;  // the kernel TID the thread had at the checkpoint
+};
+
+struct State {
+  int planFd;
+  int imageFd;
+  bool debug;
+  int64_t startNs;
+  const plan::Header* plan;
+  uint64_t planSize;
+  Range planMap;
+  Range image;      // the restorer's own image, where it runs now
+  Range oldStack;   // the stack the kernel gave us
+  VdsoUnit vdso;    // the current kernel's vDSO unit, where it is now
+  VdsoUnit target;  // where the image's process had it
+  SelfLayout layout;
+  uint32_t mapCount;
+  MapEntry maps[kMaxMaps];
+  char text[64 * 1024];  // /proc/self/maps
+  uint64_t needWrite[kMaxRegions / 64];  // regions that get pages by copying
+  uint64_t grouped[kMaxRegions / 64];    // regions already mapped as a view of a share group
+  ThreadCtl threads[kMaxThreads];
+  uint32_t threadCount;
+  uint32_t mainIndex;
+  int32_t pid;   // the new kernel PID
+  int32_t vpid;  // the PID the process knows: its main thread's virtual TID
+  uint32_t uid;
+  // Futex words for starting the threads.
+  uint32_t setUp;  // children that finished their set-up
+  uint32_t go;     // 1: all set up, return into the saved contexts
+  uint32_t left;   // children that left their temporary stacks
+  // Statistics for MIG_RESTORE_DEBUG.
+  uint64_t mappedRuns, mappedBytes, copiedRuns, copiedBytes;
+};
+
+State g;
+
+// ---- failure and messages ------------------------------------------------------------
+
+void writeAll(int fd, const char* p, uint64_t n) {
+  while (n > 0) {
+    long w = sys::call3(sys::kWrite, fd, reinterpret_cast<long>(p), static_cast<long>(n));
+    if (w == -kEINTR) continue;
+    if (w <= 0) return;
+    p += w;
+    n -= static_cast<uint64_t>(w);
+  }
+}
+
+[[noreturn]] void die(Line& line) {
+  line.str("\n");
+  writeAll(2, line.data(), line.size());
+  for (;;) sys::call1(sys::kExitGroup, 127);
+}
+
+// "mig-restore: <what>: errno N" (negative kernel return value `err`).
+[[noreturn]] void failErr(Line& what, long err) {
+  Line line;
+  line.str("mig-restore: ").str(what.data()).str(": errno ").dec(-err);
+  die(line);
+}
+
+[[noreturn]] void failErr(const char* what, long err) {
+  Line w;
+  w.str(what);
+  failErr(w, err);
+}
+
+[[noreturn]] void fail(const char* what, const char* detail = nullptr) {
+  Line line;
+  line.str("mig-restore: ").str(what);
+  if (detail != nullptr) line.str(": ").str(detail);
+  die(line);
+}
+
+int64_t monotonicNs() {
+  Timespec ts{};
+  sys::call2(sys::kClockGettime, kClockMonotonic, reinterpret_cast<long>(&ts));
+  return ts.sec * 1000000000 + ts.nsec;
+}
+
+void debugLine(Line& line) {
+  if (!g.debug) return;
+  Line out;
+  out.str("mig-restore: [").udec(static_cast<uint64_t>(monotonicNs() - g.startNs) / 1000).str(" us] ");
+  out.str(line.data()).str("\n");
+  writeAll(2, out.data(), out.size());
+}
+
+void debug(const char* what) {
+  if (!g.debug) return;
+  Line l;
+  l.str(what);
+  debugLine(l);
+}
+
+// ---- small system call wrappers -----------------------------------------------------
+
+long mmap(uint64_t addr, uint64_t len, int prot, int flags, int fd, uint64_t off) {
+  return sys::call6(sys::kMmap, static_cast<long>(addr), static_cast<long>(len), prot, flags, fd,
+                    static_cast<long>(off));
+}
+
+long mremap(uint64_t from, uint64_t len, uint64_t to) {
+  return sys::call5(sys::kMremap, static_cast<long>(from), static_cast<long>(len), static_cast<long>(len),
+                    kMremapMaymove | kMremapFixed, static_cast<long>(to));
+}
+
+long munmap(uint64_t addr, uint64_t len) {
+  return sys::call2(sys::kMunmap, static_cast<long>(addr), static_cast<long>(len));
+}
+
+long openRead(const char* path, int flags) {
+  return sys::call4(sys::kOpenat, kAtFdcwd, reinterpret_cast<long>(path), flags | kOCloexec, 0);
+}
+
+void closeFd(long fd) {
+  if (fd >= 0) sys::call1(sys::kClose, fd);
+}
+
+void futexWaitWhile(uint32_t* word, uint32_t value) {
+  sys::call6(sys::kFutex, reinterpret_cast<long>(word), kFutexWait | kFutexPrivate, value, 0, 0, 0);
+}
+
+void futexWakeAll(uint32_t* word) {
+  sys::call6(sys::kFutex, reinterpret_cast<long>(word), kFutexWake | kFutexPrivate, 0x7fffffff, 0, 0, 0);
+}
+
+// Waits until *word == want (it only grows).
+void waitFor(uint32_t* word, uint32_t want) {
+  for (;;) {
+    uint32_t v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+    if (v == want) return;
+    futexWaitWhile(word, v);
+  }
+}
+
+// Reads a whole small file into buf (NUL-terminated); returns its length or a negative errno.
+long readSmallFile(const char* path, char* buf, uint64_t cap) {
+  long fd = openRead(path, kOReadOnly);
+  if (fd < 0) return fd;
+  uint64_t len = 0;
+  for (;;) {
+    if (len + 1 >= cap) {
+      closeFd(fd);
+      return -1000;  // too big
+    }
+    long n = sys::call3(sys::kRead, fd, reinterpret_cast<long>(buf + len), static_cast<long>(cap - 1 - len));
+    if (n == -kEINTR) continue;
+    if (n < 0) {
+      closeFd(fd);
+      return n;
+    }
+    if (n == 0) break;
+    len += static_cast<uint64_t>(n);
+  }
+  closeFd(fd);
+  buf[len] = '\0';
+  return static_cast<long>(len);
+}
+
+uint64_t readRlimitCur(int resource) {
+  Rlimit rl{};
+  if (sys::call4(sys::kPrlimit64, 0, resource, 0, reinterpret_cast<long>(&rl)) < 0) return kRlimInfinity;
+  return rl.cur;
+}
+
+bool testBit(const uint64_t* bits, uint32_t i) { return (bits[i / 64] >> (i % 64)) & 1; }
+void setBit(uint64_t* bits, uint32_t i) { bits[i / 64] |= 1ull << (i % 64); }
+
+// ---- step 1: out of the way -----------------------------------------------------------
+
+void readMaps() {
+  long n = readSmallFile("/proc/self/maps", g.text, sizeof(g.text));
+  if (n == -1000) fail("reading /proc/self/maps", "more than 64 KiB");
+  if (n < 0) failErr("reading /proc/self/maps", n);
+  int64_t count = parseMaps(g.text, static_cast<uint64_t>(n), g.maps, kMaxMaps);
+  if (count == -2) fail("reading /proc/self/maps", "too many mappings");
+  if (count < 0) fail("reading /proc/self/maps", "malformed line");
+  g.mapCount = static_cast<uint32_t>(count);
+}
+
+// The restorer's own image: every PT_LOAD segment, found through its ELF header.
+Range ownImage() {
+  const auto* eh = reinterpret_cast<const ElfHeader*>(__ehdr_start);
+  const uint64_t base = reinterpret_cast<uint64_t>(__ehdr_start);
+  const auto* ph = reinterpret_cast<const ElfPhdr*>(__ehdr_start + eh->phoff);
+  Range r{~0ull, 0};
+  bool headerLoaded = false;
+  for (uint16_t i = 0; i < eh->phnum; ++i) {
+    if (ph[i].type == kPtTls) fail("the restorer has a TLS segment (it must not use thread_local)");
+    if (ph[i].type != kPtLoad) continue;
+    if (ph[i].offset == 0 && ph[i].vaddr == 0) headerLoaded = true;
+    uint64_t s = pageDown(base + ph[i].vaddr), e = pageUp(base + ph[i].vaddr + ph[i].memsz);
+    if (s < r.start) r.start = s;
+    if (e > r.end) r.end = e;
+  }
+  if (!headerLoaded || r.empty()) fail("the restorer's ELF image has an unexpected layout");
+  return r;
+}
+
+bool zeroPage(uint64_t addr) {
+  const auto* p = reinterpret_cast<const uint64_t*>(addr);
+  for (uint64_t i = 0; i < kPage / 8; ++i) {
+    if (p[i] != 0) return false;
+  }
+  return true;
+}
+
+// Copies the restorer's image to `to` (fresh anonymous memory) and gives each segment
+// its protection back. Pages of .bss still all zero are not copied: they stay
+// untouched zero-fill pages in the copy too.
+void copyImage(uint64_t to) {
+  long m = mmap(to, g.image.size(), kProtRead | kProtWrite, kMapPrivate | kMapAnonymous | kMapFixedNoreplace, -1, 0);
+  if (m < 0) failErr("mapping room to move the restorer to", m);
+  if (static_cast<uint64_t>(m) != to) failErr("mapping room to move the restorer to (moved)", -kEINVAL);
+  const auto* eh = reinterpret_cast<const ElfHeader*>(__ehdr_start);
+  const uint64_t base = reinterpret_cast<uint64_t>(__ehdr_start);
+  const auto* ph = reinterpret_cast<const ElfPhdr*>(__ehdr_start + eh->phoff);
+  for (uint16_t i = 0; i < eh->phnum; ++i) {
+    if (ph[i].type != kPtLoad) continue;
+    uint64_t s = pageDown(base + ph[i].vaddr), e = pageUp(base + ph[i].vaddr + ph[i].memsz);
+    const uint64_t fileEnd = pageUp(base + ph[i].vaddr + ph[i].filesz);
+    for (uint64_t page = s; page < e; page += kPage) {
+      if (page >= fileEnd && zeroPage(page)) continue;
+      __builtin_memcpy(reinterpret_cast<void*>(to + (page - g.image.start)), reinterpret_cast<const void*>(page), kPage);
+    }
+  }
+  for (uint16_t i = 0; i < eh->phnum; ++i) {
+    if (ph[i].type != kPtLoad) continue;
+    uint64_t s = pageDown(base + ph[i].vaddr), e = pageUp(base + ph[i].vaddr + ph[i].memsz);
+    int prot = ((ph[i].flags & kPfR) ? kProtRead : 0) | ((ph[i].flags & kPfW) ? kProtWrite : 0) |
+               ((ph[i].flags & kPfX) ? kProtExec : 0);
+    long r = sys::call3(sys::kMprotect, static_cast<long>(to + (s - g.image.start)), static_cast<long>(e - s), prot);
+    if (r < 0) failErr("protecting the moved restorer", r);
+  }
+}
+
+void movePiece(Range& p, const char* name, uint64_t from, uint64_t newSpanStart, const char* why) {
+  if (p.empty()) return;
+  uint64_t to = newSpanStart + (p.start - from);
+  long r = mremap(p.start, p.size(), to);
+  if (r < 0) {
+    Line w;
+    w.str(why).str(": mremap ").str(name).str(" ").range(p.start, p.end).str(" to ").hex(to);
+    failErr(w, r);
+  }
+  p = Range{to, to + p.size()};
+}
+
+// Moves every piece of the current vDSO unit by the same distance (the vDSO code finds
+// its data pages at fixed offsets). Each piece is its own VMA and must move whole.
+void moveVdsoUnit(uint64_t newSpanStart, const char* why) {
+  const uint64_t from = g.vdso.span().start;
+  movePiece(g.vdso.vvar, "[vvar]", from, newSpanStart, why);
+  movePiece(g.vdso.vvarVclock, "[vvar_vclock]", from, newSpanStart, why);
+  movePiece(g.vdso.vdso, "[vdso]", from, newSpanStart, why);
+}
+
+[[noreturn]] void phaseB(void*);
+
+// Runs on the kernel's stack, in the restorer as loaded: decides and makes the moves,
+// then continues in phaseB on the private stack (in the moved copy, if it moved).
+[[noreturn]] void phaseA(uint64_t* sp) {
+  const uint64_t argc = sp[0];
+  char** argv = reinterpret_cast<char**>(sp + 1);
+  char** envp = argv + argc + 1;
+  char** e = envp;
+  for (; *e != nullptr; ++e) {
+    const char* s = *e;
+    const char* key = "MIG_RESTORE_DEBUG=";
+    int i = 0;
+    while (key[i] != '\0' && s[i] == key[i]) ++i;
+    if (key[i] == '\0' && s[i] != '\0' && s[i] != '0') g.debug = true;
+  }
+  uint64_t sysinfoEhdr = 0;
+  for (const uint64_t* av = reinterpret_cast<const uint64_t*>(e + 1); av[0] != kAtNull; av += 2) {
+    if (av[0] == kAtSysinfoEhdr) sysinfoEhdr = av[1];
+  }
+
+  if (argc != 3) fail("usage: mig-restore PLAN_FD IMAGE_FD");
+  g.planFd = parseFdArg(argv[1]);
+  g.imageFd = parseFdArg(argv[2]);
+  if (g.planFd < 0) fail("PLAN_FD is not a decimal fd number", argv[1]);
+  if (g.imageFd < 0) fail("IMAGE_FD is not a decimal fd number", argv[2]);
+
+  // The plan.
+  Stat st{};
+  long r = sys::call2(sys::kFstat, g.planFd, reinterpret_cast<long>(&st));
+  if (r < 0) {
+    Line w;
+    w.str("plan fd ").dec(g.planFd);
+    failErr(w, r);
+  }
+  if (st.size <= 0) fail("plan is empty");
+  g.planSize = static_cast<uint64_t>(st.size);
+  long m = mmap(0, pageUp(g.planSize), kProtRead, kMapPrivate, g.planFd, 0);
+  if (m < 0) {
+    Line w;
+    w.str("mapping the plan from fd ").dec(g.planFd);
+    failErr(w, m);
+  }
+  g.planMap = Range{static_cast<uint64_t>(m), static_cast<uint64_t>(m) + pageUp(g.planSize)};
+  g.plan = reinterpret_cast<const plan::Header*>(m);
+  if (const char* problem = plan::validate(g.plan, g.planSize)) fail("invalid plan", problem);
+
+  // The image.
+  r = sys::call2(sys::kFstat, g.imageFd, reinterpret_cast<long>(&st));
+  if (r < 0) {
+    Line w;
+    w.str("image fd ").dec(g.imageFd);
+    failErr(w, r);
+  }
+  if ((st.mode & kSIfmt) != kSIfreg) fail("image fd is not a regular file");
+  r = sys::call3(sys::kFcntl, g.imageFd, kFGetfl, 0);
+  if (r < 0) failErr("image fd flags", r);
+  if ((r & kOAccMode) == kOWriteOnly) fail("image fd is not open for reading");
+
+  int64_t bad = -1;
+  if (const char* problem = checkPlanForRestore(g.plan, g.planFd, g.imageFd, &bad)) {
+    Line w;
+    w.str("plan not restorable: ").str(problem);
+    if (bad >= 0) w.str(" (entry ").dec(bad).str(")");
+    fail(w.data());
+  }
+  if (g.plan->regionCount > kMaxRegions) fail("plan has more regions than the restorer handles");
+
+  // What is mapped now, and where the vDSO must go.
+  readMaps();
+  g.vdso = vdsoFromMaps(g.maps, g.mapCount);
+  if (sysinfoEhdr != 0 && g.vdso.vdso.start != sysinfoEhdr) {
+    fail("AT_SYSINFO_EHDR does not match [vdso] in /proc/self/maps");
+  }
+  if (const char* problem = vdsoFromPlan(g.plan, &g.target)) fail("invalid plan", problem);
+  if (const char* problem = matchVdso(g.vdso, g.target)) fail("cannot move the vDSO", problem);
+  g.image = ownImage();
+  const uint64_t here = reinterpret_cast<uint64_t>(sp);
+  for (uint32_t i = 0; i < g.mapCount; ++i) {
+    if (g.maps[i].start <= here && here < g.maps[i].end) g.oldStack = Range{g.maps[i].start, g.maps[i].end};
+  }
+  if (g.oldStack.empty()) fail("cannot find the initial stack in /proc/self/maps");
+
+  SelfInput in{};
+  in.plan = g.plan;
+  in.image = g.image;
+  in.planMap = g.planMap;
+  in.vdso = g.vdso;
+  in.maps = g.maps;
+  in.mapCount = g.mapCount;
+  in.stackLimit = readRlimitCur(kRlimitStack);
+  in.lo = 1ull << 32;
+  in.hi = kUserTop;
+  // The restorer's code and data stay in the restored process. As a mapping of the
+  // mig-restore file they would make a checkpoint of the restored process depend on
+  // that very file (the checkpointer maps file regions from their file at restart, and
+  // checks it did not change): always continue from an anonymous copy.
+  in.alwaysMoveImage = true;
+  if (const char* problem = computeSelfLayout(in, &g.layout)) fail("moving out of the way", problem);
+  const SelfLayout& L = g.layout;
+
+  m = mmap(L.privateStack.start, L.privateStack.size(), kProtRead | kProtWrite,
+           kMapPrivate | kMapAnonymous | kMapFixedNoreplace, -1, 0);
+  if (m < 0) failErr("mapping the restorer's stack", m);
+  if (static_cast<uint64_t>(m) != L.privateStack.start) failErr("mapping the restorer's stack (moved)", -kEINVAL);
+  if (L.movePlan) {
+    r = mremap(g.planMap.start, g.planMap.size(), L.planTo);
+    if (r < 0) failErr("moving the plan out of the way", r);
+    g.planMap = Range{L.planTo, L.planTo + g.planMap.size()};
+    g.plan = reinterpret_cast<const plan::Header*>(L.planTo);
+  }
+  if (L.moveVdso) moveVdsoUnit(L.vdsoTo, "moving the vDSO out of the way");
+
+  void (*next)(void*) = phaseB;
+  if (L.moveImage) {
+    copyImage(L.imageTo);
+    next = reinterpret_cast<void (*)(void*)>(reinterpret_cast<uint64_t>(next) - g.image.start + L.imageTo);
+  }
+  mig_switch_stack(L.privateStack.end, next, nullptr);
+}
+
+// ---- steps 2 and 3: regions and pages ---------------------------------------------------
+
+bool copiesPages(const plan::Region& r, const plan::Pages& p) {
+  // A growsdown stack must stay one anonymous growsdown mapping at its low end: never
+  // map image pages over it. A private map over shared memory would detach it.
+  if (r.kind == plan::kKindStack || (r.mapFlags & (kMapGrowsdown | kMapShared))) return true;
+  return p.method == plan::kPagesCopy || p.len < kMapMinBytes;
+}
+
+[[noreturn]] void regionFail(const char* what, const plan::Region& r, long err) {
+  Line w;
+  w.str(what).str(" region ").range(r.start, r.end);
+  if (r.path != plan::kNoString) w.str(" (").str(plan::string(g.plan, r.path)).str(")");
+  failErr(w, err);
+}
+
+// Views of one shared memory object (shared anonymous memory mapped twice, e.g. with
+// mremap(old_size 0), or a memfd mapped twice) must stay one object, or writes through
+// one view are not seen through the other. The plan marks them with the same nonzero
+// Region::reserved ("share group") on MAP_SHARED regions of kSourceZero, fileOffset
+// being the view's offset in the object (the offset column of /proc/pid/maps). All
+// views of a group are mapped from one new memfd when the group's first region comes.
+bool inShareGroup(const plan::Region& r) {
+  return r.reserved != 0 && (r.mapFlags & kMapShared) && r.source == plan::kSourceZero;
+}
+
+void mapShareGroup(uint32_t first) {
+  const plan::Header* h = g.plan;
+  const plan::Region* regions = plan::regions(h);
+  const uint32_t group = regions[first].reserved;
+  uint64_t size = 0;
+  for (uint32_t j = first; j < h->regionCount; ++j) {
+    const plan::Region& r = regions[j];
+    if (!inShareGroup(r) || r.reserved != group) continue;
+    if (r.fileOffset % kPage != 0 || r.fileOffset > (1ull << 46)) {
+      regionFail("mapping (bad offset in its share group)", r, -kEINVAL);
+    }
+    if (r.fileOffset + (r.end - r.start) > size) size = r.fileOffset + (r.end - r.start);
+  }
+  // Name the object after the memfd it was ("/memfd:NAME (deleted)"), if it was one.
+  char name[64] = "mig-shared";
+  if (regions[first].path != plan::kNoString) {
+    const char* p = plan::string(h, regions[first].path);
+    const char* prefix = "/memfd:";
+    int i = 0;
+    while (prefix[i] != '\0' && p[i] == prefix[i]) ++i;
+    if (prefix[i] == '\0') {
+      int n = 0;
+      for (const char* q = p + i; *q != '\0' && n < 63; ++q) {
+        bool deleted = true;
+        const char* suffix = " (deleted)";
+        for (int k = 0; suffix[k] != '\0'; ++k) deleted = deleted && q[k] == suffix[k];
+        if (deleted) break;
+        name[n++] = *q;
+      }
+      if (n > 0) name[n] = '\0';
+    }
+  }
+  long fd = sys::call2(sys::kMemfdCreate, reinterpret_cast<long>(name), kMfdCloexec);
+  if (fd < 0) regionFail("creating the shared object (memfd) of", regions[first], fd);
+  long r = sys::call2(sys::kFtruncate, fd, static_cast<long>(size));
+  if (r < 0) regionFail("sizing the shared object (memfd) of", regions[first], r);
+  for (uint32_t j = first; j < h->regionCount; ++j) {
+    const plan::Region& v = regions[j];
+    if (!inShareGroup(v) || v.reserved != group) continue;
+    const int prot = static_cast<int>(v.prot) | (testBit(g.needWrite, j) ? kProtWrite : 0);
+    long m = mmap(v.start, v.end - v.start, prot, kMapShared | kMapFixed, static_cast<int>(fd), v.fileOffset);
+    if (m < 0) regionFail("mapping a view of a shared object:", v, m);
+    setBit(g.grouped, j);
+  }
+  closeFd(fd);
+}
+
+void mapRegions() {
+  const plan::Header* h = g.plan;
+  const plan::Region* regions = plan::regions(h);
+  const plan::Pages* pages = plan::pages(h);
+  for (uint32_t i = 0; i < h->pagesCount; ++i) {
+    if (copiesPages(regions[pages[i].region], pages[i])) setBit(g.needWrite, pages[i].region);
+  }
+
+  long fd = -1;
+  uint32_t fdPath = plan::kNoString;
+  int fdMode = -1;
+  for (uint32_t i = 0; i < h->regionCount; ++i) {
+    const plan::Region& r = regions[i];
+    if (r.kind == plan::kKindVdso || r.kind == plan::kKindVvar || r.kind == plan::kKindVvarVclock) continue;
+    if (inShareGroup(r)) {
+      if (!testBit(g.grouped, i)) mapShareGroup(i);
+      continue;
+    }
+    const bool shared = (r.mapFlags & kMapShared) != 0;
+    const bool copyIn = testBit(g.needWrite, i);
+    const int prot = static_cast<int>(r.prot) | (copyIn ? kProtWrite : 0);
+    long m;
+    if (r.source == plan::kSourceFile) {
+      const int mode = shared && (prot & kProtWrite) ? kOReadWrite : kOReadOnly;
+      if (fd < 0 || fdPath != r.path || fdMode != mode) {
+        closeFd(fd);
+        fd = openRead(plan::string(h, r.path), mode);
+        if (fd < 0) regionFail("opening the file of", r, fd);
+        fdPath = r.path;
+        fdMode = mode;
+      }
+      m = mmap(r.start, r.end - r.start, prot, (shared ? kMapShared : kMapPrivate) | kMapFixed, static_cast<int>(fd),
+               r.fileOffset);
+    } else {
+      int flags = (shared ? kMapShared : kMapPrivate) | kMapAnonymous | kMapFixed;
+      if (r.mapFlags & kMapGrowsdown) flags |= kMapGrowsdown;
+      m = mmap(r.start, r.end - r.start, prot, flags, -1, 0);
+    }
+    if (m < 0) regionFail("mapping", r, m);
+    if (static_cast<uint64_t>(m) != r.start) regionFail("mapping (the kernel chose another address for)", r, -kEINVAL);
+  }
+  closeFd(fd);
+
+  for (uint32_t i = 0; i < h->pagesCount; ++i) {
+    const plan::Pages& p = pages[i];
+    const plan::Region& r = regions[p.region];
+    if (!copiesPages(r, p)) {
+      const int prot = static_cast<int>(r.prot) | (testBit(g.needWrite, p.region) ? kProtWrite : 0);
+      long m = mmap(p.addr, p.len, prot, kMapPrivate | kMapFixed, g.imageFd, p.imageOffset);
+      if (m < 0) {
+        Line w;
+        w.str("mapping saved pages ").range(p.addr, p.addr + p.len).str(" from image offset ").udec(p.imageOffset);
+        failErr(w, m);
+      }
+      ++g.mappedRuns;
+      g.mappedBytes += p.len;
+      continue;
+    }
+    uint64_t done = 0;
+    while (done < p.len) {
+      long n = sys::call4(sys::kPread64, g.imageFd, static_cast<long>(p.addr + done), static_cast<long>(p.len - done),
+                          static_cast<long>(p.imageOffset + done));
+      if (n == -kEINTR) continue;
+      if (n <= 0) {
+        Line w;
+        w.str("reading saved pages ").range(p.addr, p.addr + p.len).str(" at image offset ").udec(p.imageOffset + done);
+        if (n == 0) {
+          w.str(": the image file ends there");
+          fail(w.data());
+        }
+        failErr(w, n);
+      }
+      done += static_cast<uint64_t>(n);
+    }
+    ++g.copiedRuns;
+    g.copiedBytes += p.len;
+  }
+
+  for (uint32_t i = 0; i < h->regionCount; ++i) {
+    const plan::Region& r = regions[i];
+    if (!testBit(g.needWrite, i) || (r.prot & kProtWrite)) continue;
+    long res = sys::call3(sys::kMprotect, static_cast<long>(r.start), static_cast<long>(r.end - r.start),
+                          static_cast<long>(r.prot));
+    if (res < 0) regionFail("protecting", r, res);
+  }
+}
+
+// ---- step 4: vDSO ----------------------------------------------------------------------
+
+void placeVdso() {
+  if (!g.target.present()) return;
+  const uint64_t to = g.target.span().start;
+  if (g.vdso.span().start == to) return;
+  moveVdsoUnit(to, "moving the vDSO to the image's address");
+}
+
+// ---- step 5: mm layout -----------------------------------------------------------------
+
+void setMmLayout() {
+  const plan::Header* h = g.plan;
+  if (!(h->flags & plan::kPlanHasMmLayout)) return;
+  const plan::MmLayout& mm = h->mm;
+  PrctlMmMap map{};
+  map.startCode = mm.startCode;
+  map.endCode = mm.endCode;
+  map.startData = mm.startData;
+  map.endData = mm.endData;
+  map.startBrk = mm.startBrk;
+  map.brk = mm.brk;
+  map.startStack = mm.startStack;
+  map.argStart = mm.argStart;
+  map.argEnd = mm.argEnd;
+  map.envStart = mm.envStart;
+  map.envEnd = mm.envEnd;
+  map.auxv = mm.auxvLen > 0 ? reinterpret_cast<uint64_t>(plan::blob(h, mm.auxv)) : 0;
+  map.auxvSize = static_cast<uint32_t>(mm.auxvLen);
+  map.exeFd = 0xffffffffu;  // keep /proc/self/exe (changing it needs CAP_CHECKPOINT_RESTORE)
+  long r = sys::call5(sys::kPrctl, kPrSetMm, kPrSetMmMap, reinterpret_cast<long>(&map), sizeof(map), 0);
+  if (r == 0) return;
+  // Say which field the kernel objects to, by repeating its checks.
+  uint64_t minAddr = 65536;
+  char buf[64];
+  if (readSmallFile("/proc/sys/vm/mmap_min_addr", buf, sizeof(buf)) > 0) {
+    minAddr = 0;
+    for (int i = 0; buf[i] >= '0' && buf[i] <= '9'; ++i) minAddr = minAddr * 10 + static_cast<uint64_t>(buf[i] - '0');
+  }
+  // 448 bytes: AT_VECTOR_SIZE (56 words) on 6.18 x86_64; only used to explain a refusal.
+  const char* why = checkMmLayout(mm, minAddr, readRlimitCur(7 /* RLIMIT_DATA */), 448);
+  Line w;
+  w.str("prctl(PR_SET_MM, PR_SET_MM_MAP)");
+  if (why != nullptr) w.str(" (").str(why).str(")");
+  failErr(w, r);
+}
+
+// ---- step 6: signals and timer -------------------------------------------------------
+
+void setSignals() {
+  const plan::Header* h = g.plan;
+  const plan::SigAction* sa = plan::sigactions(h);
+  for (uint32_t i = 0; i < h->sigactionCount; ++i) {
+    const int sig = static_cast<int>(i + 1);
+    if (sig == kSigKill || sig == kSigStop) continue;
+    plan::SigAction act = sa[i];
+    long r = sys::call4(sys::kRtSigaction, sig, reinterpret_cast<long>(&act), 0, 8);
+    if (r < 0) {
+      Line w;
+      w.str("rt_sigaction(").dec(sig).str(")");
+      failErr(w, r);
+    }
+  }
+  // Always set: a timer armed in the process that exec'd the restorer survives exec.
+  Itimerval it{};
+  if (h->itimerValueNs > 0) {
+    const int64_t valueUs = (h->itimerValueNs + 999) / 1000;  // never round a running timer to "disarmed"
+    const int64_t intervalUs = (h->itimerIntervalNs + 999) / 1000;
+    it.value = Timeval{valueUs / 1000000, valueUs % 1000000};
+    it.interval = Timeval{intervalUs / 1000000, intervalUs % 1000000};
+  }
+  long r = sys::call3(sys::kSetitimer, kItimerReal, reinterpret_cast<long>(&it), 0);
+  if (r < 0) failErr("setitimer(ITIMER_REAL)", r);
+}
+
+// The kernel named the process after the restorer's file at exec ("mig-restore" in ps,
+// top, pgrep, killall). Name it after the restored argv[0] instead; threads created
+// afterwards inherit it. (The plan has no per-thread names: names set with
+// pthread_setname_np are not restored.)
+void setProcessName() {
+  const plan::Header* h = g.plan;
+  if (!(h->flags & plan::kPlanHasMmLayout) || h->mm.argEnd <= h->mm.argStart) return;
+  uint64_t len = h->mm.argEnd - h->mm.argStart;
+  if (len > 4096) len = 4096;
+  const int64_t ri = regionContaining(h, h->mm.argStart, len);
+  if (ri < 0 || !(plan::regions(h)[ri].prot & kProtRead)) return;
+  const char* arg0 = reinterpret_cast<const char*>(h->mm.argStart);
+  uint64_t end = 0, base = 0;
+  while (end < len && arg0[end] != '\0') {
+    if (arg0[end] == '/') base = end + 1;
+    ++end;
+  }
+  char name[16] = {};
+  for (uint64_t i = 0; i < 15 && base + i < end; ++i) name[i] = arg0[base + i];
+  if (name[0] == '\0') return;
+  sys::call2(sys::kPrctl, kPrSetName, reinterpret_cast<long>(name));
+}
+
+// ---- step 7: fds ---------------------------------------------------------------------
+
+void setFds() {
+  const plan::Header* h = g.plan;
+  const plan::Fd* fds = plan::fds(h);
+  for (uint32_t i = 0; i < h->fdCount; ++i) {
+    long r = sys::call3(sys::kFcntl, fds[i].fd, kFSetfd, (fds[i].flags & plan::kFdCloexec) ? kFdCloexec : 0);
+    if (r < 0) {
+      Line w;
+      w.str("setting close-on-exec of application fd ").dec(fds[i].fd);
+      failErr(w, r);
+    }
+  }
+  closeFd(g.planFd);
+  closeFd(g.imageFd);
+}
+
+// ---- step 8: resume info ---------------------------------------------------------------
+
+void writeResumeInfo() {
+  const plan::Header* h = g.plan;
+  if (h->resumeInfoAddr == 0) return;
+  auto* info = reinterpret_cast<plan::ResumeInfo*>(h->resumeInfoAddr);
+  info->realPid = g.pid;
+  info->reserved = 0;
+  info->monotonicNs = monotonicNs();
+  __atomic_store_n(&info->magic, plan::kResumeMagic, __ATOMIC_RELEASE);
+}
+
+// ---- step 9: threads ----------------------------------------------------------------------
+
+void loadThreads() {
+  const plan::Header* h = g.plan;
+  const plan::Thread* t = plan::threads(h);
+  g.threadCount = h->threadCount;
+  for (uint32_t i = 0; i < h->threadCount; ++i) {
+    ThreadCtl& c = g.threads[i];
+    c.sigframeAddr = t[i].sigframeAddr;
+    c.fsBase = t[i].fsBase;
+    c.gsBase = t[i].gsBase;
+    c.tidAddress = t[i].tidAddress;
+    c.robustList = t[i].robustList;
+    c.robustListLen = t[i].robustListLen;
+    c.rseqAddr = t[i].rseqAddr;
+    c.rseqLen = t[i].rseqLen;
+    c.rseqSig = t[i].rseqSig;
+    c.altStackSp = t[i].altStackSp;
+    c.altStackSize = t[i].altStackSize;
+    c.altStackFlags = t[i].altStackFlags;
+    c.pendingMask = t[i].pendingMask;
+    c.vtid = t[i].vtid;
+    c.oldTid = t[i].reserved != 0 ? static_cast<int32_t>(t[i].reserved) : t[i].vtid;
+    if (t[i].flags & plan::kThreadMain) {
+      g.mainIndex = i;
+      g.vpid = t[i].vtid;
+    }
+    if (t[i].sigframeLen > 0) {
+      // The frame starts with the 8-byte return address (pretcode), then the ucontext.
+      __builtin_memcpy(reinterpret_cast<void*>(t[i].sigframeAddr - 8), plan::blob(h, t[i].sigframe), t[i].sigframeLen);
+    }
+  }
+}
+
+[[noreturn]] void threadFail(const ThreadCtl& t, const char* what, long err) {
+  Line w;
+  w.str(what).str(" for thread ").dec(t.vtid);
+  failErr(w, err);
+}
+
+void registerRseq(const ThreadCtl& t) {
+  if (t.rseqAddr == 0) return;
+  // The kernel refuses areas shorter than the original struct rseq (32 bytes); glibc's
+  // area is that size even though glibc 2.36 reports __rseq_size 20.
+  const uint32_t len = t.rseqLen < kRseqMinLen ? kRseqMinLen : t.rseqLen;
+  long r = sys::call4(sys::kRseq, static_cast<long>(t.rseqAddr), len, 0, t.rseqSig);
+  if (r == -kEINVAL || r == -kEBUSY) {
+    // The saved area still holds the old process's cpu ids; clear them and try again.
+    auto* area = reinterpret_cast<volatile uint32_t*>(t.rseqAddr);
+    area[kRseqCpuIdStart / 4] = 0;
+    area[kRseqCpuId / 4] = kRseqCpuIdUninitialized;
+    *reinterpret_cast<volatile uint64_t*>(t.rseqAddr + kRseqCs) = 0;
+    long again = sys::call4(sys::kRseq, static_cast<long>(t.rseqAddr), len, 0, t.rseqSig);
+    if (again < 0) threadFail(t, "rseq registration (also after clearing its cpu ids)", again);
+    Line l;
+    l.str("rseq of thread ").dec(t.vtid).str(" registered after clearing its cpu ids (first try: errno ").dec(-r).str(")");
+    debugLine(l);
+    return;
+  }
+  if (r < 0) threadFail(t, "rseq registration", r);
+}
+
+bool restoredMemory(uint64_t addr, uint64_t len, int prot) {
+  int64_t i = regionContaining(g.plan, addr, len);
+  return i >= 0 && (plan::regions(g.plan)[i].prot & prot) == static_cast<uint32_t>(prot);
+}
+
+void adoptFutexOwner(uint64_t word, int32_t oldTid, int32_t newTid) {
+  constexpr uint32_t kTidMask = 0x3fffffff;  // FUTEX_TID_MASK
+  if (word % 4 != 0 || !restoredMemory(word, 4, kProtRead | kProtWrite)) return;
+  auto* w = reinterpret_cast<uint32_t*>(word);
+  uint32_t v = __atomic_load_n(w, __ATOMIC_RELAXED);
+  while ((v & kTidMask) == static_cast<uint32_t>(oldTid) &&
+         !__atomic_compare_exchange_n(w, &v, (v & ~kTidMask) | static_cast<uint32_t>(newTid), false,
+                                      __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+  }
+}
+
+// Robust mutexes the thread holds name its old TID in their futex words; when the
+// thread dies the kernel marks OWNER_DIED only in words naming its current TID, so
+// rewrite them (the futex word is kernel ABI; glibc's own __owner field is the shim's
+// business). The list is walked with every pointer checked against the restored
+// regions and at most 2048 entries (ROBUST_LIST_LIMIT), so a corrupt list is left alone.
+// The old TID: Thread::reserved when the plan sets it (the thread's real TID at the
+// checkpoint, which differs from vtid once a process has been restored before), else vtid.
+void adoptRobustMutexes(const ThreadCtl& t, int32_t newTid) {
+  const int32_t oldTid = t.oldTid;
+  if (t.robustList == 0 || t.robustListLen != 24 || oldTid == newTid) return;
+  if (t.robustList % 8 != 0 || !restoredMemory(t.robustList, 24, kProtRead)) return;
+  const auto* head = reinterpret_cast<const uint64_t*>(t.robustList);
+  const int64_t futexOffset = static_cast<int64_t>(head[1]);
+  uint64_t entry = head[0] & ~1ull;
+  for (int n = 0; n < 2048 && entry != t.robustList; ++n) {
+    if (entry % 8 != 0 || !restoredMemory(entry, 8, kProtRead)) break;
+    adoptFutexOwner(entry + static_cast<uint64_t>(futexOffset), oldTid, newTid);
+    entry = *reinterpret_cast<const uint64_t*>(entry) & ~1ull;
+  }
+  const uint64_t pending = head[2] & ~1ull;
+  if (pending != 0) adoptFutexOwner(pending + static_cast<uint64_t>(futexOffset), oldTid, newTid);
+}
+
+// The per-thread kernel state every restored thread re-creates for itself.
+void setUpThread(const ThreadCtl& t, bool isMain) {
+  long r;
+  if (isMain) {
+    r = sys::call2(sys::kArchPrctl, kArchSetFs, static_cast<long>(t.fsBase));
+    if (r < 0) threadFail(t, "arch_prctl(ARCH_SET_FS)", r);
+    if (t.tidAddress != 0) {
+      // glibc caches the thread's TID in struct pthread (pthread_kill, raise use it):
+      // the kernel fills it for cloned threads (CLONE_PARENT_SETTID), the main
+      // thread's is written here.
+      r = sys::call1(sys::kSetTidAddress, static_cast<long>(t.tidAddress));
+      *reinterpret_cast<volatile int32_t*>(t.tidAddress) = static_cast<int32_t>(r);
+    }
+  }
+  if (t.gsBase != 0) {
+    r = sys::call2(sys::kArchPrctl, kArchSetGs, static_cast<long>(t.gsBase));
+    if (r < 0) threadFail(t, "arch_prctl(ARCH_SET_GS)", r);
+  }
+  if (t.robustList != 0) {
+    r = sys::call2(sys::kSetRobustList, static_cast<long>(t.robustList), static_cast<long>(t.robustListLen));
+    if (r < 0) threadFail(t, "set_robust_list", r);
+    adoptRobustMutexes(t, static_cast<int32_t>(sys::call0(sys::kGettid)));
+  }
+  registerRseq(t);
+  if (t.altStackSize != 0 && !(t.altStackFlags & kSsDisable)) {
+    StackT ss{};
+    ss.sp = t.altStackSp;
+    ss.size = t.altStackSize;
+    ss.flags = static_cast<int32_t>(static_cast<uint32_t>(t.altStackFlags) & kSsAutodisarm);  // SS_ONSTACK is only reported
+    r = sys::call2(sys::kSigaltstack, reinterpret_cast<long>(&ss), 0);
+    if (r < 0) threadFail(t, "sigaltstack", r);
+  }
+}
+
+// Queues pending signals again; they stay blocked until rt_sigreturn restores the
+// saved mask. The plan has only which signals were pending, not their siginfo: each is
+// queued once as if the process had sent it to itself (si_pid = the process's virtual
+// PID, which is what getpid() says in the restored process; SI_TKILL for a thread's
+// own signals, as raise() and pthread_kill() make them, SI_USER for the process's, as
+// kill() does). The sender, realtime signal values and repeated realtime signals are
+// lost.
+void queuePending(const ThreadCtl& t, uint64_t mask, int32_t tid, bool processWide) {
+  for (int sig = 1; sig <= 64; ++sig) {
+    if (!((mask >> (sig - 1)) & 1) || sig == kSigKill || sig == kSigStop) continue;
+    SigInfo si{};
+    si.signo = sig;
+    si.code = processWide ? kSiUser : kSiTkill;
+    si.pid = g.vpid;
+    si.uid = g.uid;
+    long r = processWide ? sys::call3(sys::kRtSigqueueinfo, g.pid, sig, reinterpret_cast<long>(&si))
+                         : sys::call4(sys::kRtTgsigqueueinfo, g.pid, tid, sig, reinterpret_cast<long>(&si));
+    if (r < 0) {
+      Line w;
+      w.str(processWide ? "re-queueing process-wide pending signal " : "re-queueing pending signal ").dec(sig);
+      threadFail(t, w.data(), r);
+    }
+  }
+}
+
+[[noreturn]] void childMain(void* arg) {
+  const ThreadCtl& t = *static_cast<const ThreadCtl*>(arg);
+  setUpThread(t, false);
+  queuePending(t, t.pendingMask, static_cast<int32_t>(sys::call0(sys::kGettid)), false);
+  __atomic_fetch_add(&g.setUp, 1, __ATOMIC_RELEASE);
+  futexWakeAll(&g.setUp);
+  waitFor(&g.go, 1);
+  mig_resume(t.sigframeAddr, 0, 0, &g.left);
+}
+
+[[noreturn]] void startThreads() {
+  const uint32_t children = g.threadCount - 1;
+  if (children > 0) {
+    const Range& ts = g.layout.tempStacks;
+    long m = mmap(ts.start, ts.size(), kProtRead | kProtWrite, kMapPrivate | kMapAnonymous | kMapFixedNoreplace, -1, 0);
+    if (m < 0) failErr("mapping the threads' temporary stacks", m);
+    if (static_cast<uint64_t>(m) != ts.start) failErr("mapping the threads' temporary stacks (moved)", -kEINVAL);
+  }
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < g.threadCount; ++i) {
+    if (i == g.mainIndex) continue;
+    const ThreadCtl& t = g.threads[i];
+    uint64_t flags = kCloneVm | kCloneFs | kCloneFiles | kCloneSighand | kCloneThread | kCloneSysvsem | kCloneSettls;
+    if (t.tidAddress != 0) flags |= kCloneParentSettid | kCloneChildCleartid;
+    const uint64_t top = g.layout.tempStacks.start + (k + 1) * kTempStackSize;
+    long tid = mig_clone(flags, top, t.tidAddress, t.tidAddress, t.fsBase, childMain, &g.threads[i]);
+    if (tid < 0) threadFail(t, "clone", tid);
+    ++k;
+  }
+  // Every child has set itself up (a failure there ends the whole process) before any
+  // thread returns into the application.
+  waitFor(&g.setUp, children);
+  const ThreadCtl& main = g.threads[g.mainIndex];
+  setUpThread(main, true);
+  queuePending(main, main.pendingMask, static_cast<int32_t>(sys::call0(sys::kGettid)), false);
+  queuePending(main, g.plan->processPending, g.pid, true);
+  __atomic_store_n(&g.go, 1, __ATOMIC_RELEASE);
+  futexWakeAll(&g.go);
+  waitFor(&g.left, children);
+  if (!g.layout.tempStacks.empty()) munmap(g.layout.tempStacks.start, g.layout.tempStacks.size());
+  if (g.debug) {
+    Line l;
+    l.str("done: ").udec(g.plan->regionCount).str(" regions, ").udec(g.mappedRuns).str(" page runs mapped (");
+    l.udec(g.mappedBytes / 1024).str(" KiB), ").udec(g.copiedRuns).str(" copied (").udec(g.copiedBytes / 1024);
+    l.str(" KiB), ").udec(g.threadCount).str(" threads; restorer left at ").hex(g.layout.moveImage ? g.layout.imageTo : g.image.start);
+    debugLine(l);
+  }
+  munmap(g.planMap.start, g.planMap.size());
+  mig_resume(main.sigframeAddr, g.layout.privateStack.start, g.layout.privateStack.size(), nullptr);
+}
+
+// Runs on the private stack, possibly in the moved copy of the restorer.
+[[noreturn]] void phaseB(void*) {
+  if (g.layout.moveImage) munmap(g.image.start, g.image.size());
+  if (g.layout.moveImage) g.image = Range{g.layout.imageTo, g.layout.imageTo + g.image.size()};
+  munmap(g.oldStack.start, g.oldStack.size());
+  {
+    Line l;
+    l.str("out of the way: restorer ").hex(g.image.start).str(g.layout.moveImage ? " (moved)" : "");
+    l.str(", plan ").hex(g.planMap.start).str(g.layout.movePlan ? " (moved)" : "");
+    l.str(", stack ").hex(g.layout.privateStack.start).str(g.layout.moveVdso ? ", vDSO parked" : "");
+    debugLine(l);
+  }
+  mapRegions();
+  debug("regions mapped, pages in place");
+  placeVdso();
+  setMmLayout();
+  setSignals();
+  setFds();
+  g.pid = static_cast<int32_t>(sys::call0(sys::kGetpid));
+  g.uid = static_cast<uint32_t>(sys::call0(sys::kGetuid));
+  writeResumeInfo();
+  setProcessName();
+  loadThreads();
+  debug("process state set, starting threads");
+  startThreads();
+}
+
+}  // namespace
+}  // namespace mig::restore
+
+extern "C" [[noreturn]] void mig_restore_start(uint64_t* sp) {
+  using namespace mig::restore;
+  g.startNs = monotonicNs();
+  // Nothing may interrupt the restore: the application's handlers are installed long
+  // before its memory is consistent. rt_sigreturn restores each thread's saved mask.
+  uint64_t all = ~0ull;
+  sys::call4(sys::kRtSigprocmask, kSigSetmask, reinterpret_cast<long>(&all), 0, 8);
+  phaseA(sp);
+}
+
+#pragma GCC visibility pop
