@@ -92,6 +92,9 @@ struct Thread {
   altStackSize @12 :UInt64;
   altStackFlags @13 :Int32;
   pendingSignals @14 :List(UInt32);  # signals pending for this thread only
+  pendingSiginfo @16 :List(Data);  # each queued instance of a pending signal for this
+                             # thread: its 128-byte siginfo_t, in queue order (when the
+                             # checkpointer could read them; else only pendingSignals)
   realTid @15 :Int32;        # kernel TID at the checkpoint: what futex words of the
                              # robust mutexes it holds contain
 }
@@ -147,6 +150,7 @@ struct Process {
   resumeInfoAddr @6 :UInt64;       # where the restorer writes plan::ResumeInfo for the shim
   monotonicNs @7 :Int64;           # CLOCK_MONOTONIC at the freeze
   processPending @8 :List(UInt32); # signals pending for the whole process
+  processPendingSiginfo @9 :List(Data);  # their siginfo_t, as Thread.pendingSiginfo
 }
 
 struct FileDescriptor {

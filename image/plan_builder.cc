@@ -62,6 +62,29 @@ int64_t regionAt(kj::ArrayPtr<const plan::Region> regions, uint64_t addr) {
 
 uint64_t align8(uint64_t v) { return alignUp(v, 8); }
 
+// Pending signals of a thread (or the process, kProcessWide): those saved with their
+// siginfo become PendingSignal entries, in queue order; the returned mask has the
+// others, which the restorer re-raises with a made-up siginfo.
+uint64_t addPending(capnp::List<uint32_t>::Reader signals, capnp::List<capnp::Data>::Reader infos,
+                    int32_t thread, kj::Vector<plan::PendingSignal>& out) {
+  uint64_t withInfo = 0;
+  for (auto info : infos) {
+    plan::PendingSignal ps{};
+    ps.thread = thread;
+    memcpy(ps.info, info.begin(), std::min(info.size(), sizeof(ps.info)));
+    int32_t signo;
+    memcpy(&signo, ps.info, sizeof(signo));
+    if (signo < 1 || signo > 64) fail(kj::str("image: pending signal with bad number ", signo));
+    withInfo |= 1ull << (signo - 1);
+    out.add(ps);
+  }
+  uint64_t mask = 0;
+  for (uint32_t sig : signals) {
+    if (sig >= 1 && sig <= 64) mask |= 1ull << (sig - 1);
+  }
+  return mask & ~withInfo;
+}
+
 // Views of one shared memory object (shared anonymous memory or a memfd mapped more
 // than once) get one share group number in Region::reserved, so the restorer maps
 // them from one new object and a write through one view shows through the others.
@@ -96,6 +119,7 @@ RestorePlan buildRestorePlan(FileReader& image) {
   kj::Vector<plan::Thread> threads;
   kj::Vector<plan::SigAction> sigactions;
   kj::Vector<plan::Fd> fds;
+  kj::Vector<plan::PendingSignal> pending;
   plan::Header h{};
 
   char resolved[PATH_MAX];
@@ -183,9 +207,8 @@ RestorePlan buildRestorePlan(FileReader& image) {
       out.altStackSize = t.getAltStackSize();
       out.altStackFlags = t.getAltStackFlags();
       out.reserved = static_cast<uint32_t>(t.getRealTid());  // the restorer's "old TID"
-      for (uint32_t sig : t.getPendingSignals()) {
-        if (sig >= 1 && sig <= 64) out.pendingMask |= 1ull << (sig - 1);
-      }
+      out.pendingMask = addPending(t.getPendingSignals(), t.getPendingSiginfo(),
+                                   static_cast<int32_t>(threads.size()), pending);
       threads.add(out);
     }
   }
@@ -208,9 +231,7 @@ RestorePlan buildRestorePlan(FileReader& image) {
     h.itimerValueNs = p.getItimerReal().getValueNs();
     h.itimerIntervalNs = p.getItimerReal().getIntervalNs();
     h.resumeInfoAddr = p.getResumeInfoAddr();
-    for (uint32_t sig : p.getProcessPending()) {
-      if (sig >= 1 && sig <= 64) h.processPending |= 1ull << (sig - 1);
-    }
+    h.processPending = addPending(p.getProcessPending(), p.getProcessPendingSiginfo(), plan::kProcessWide, pending);
   }
   for (size_t i = 0; i < image.sectionCount(); ++i) {
     if (image.section(i).type != static_cast<uint16_t>(SectionType::files)) continue;
@@ -232,7 +253,9 @@ RestorePlan buildRestorePlan(FileReader& image) {
   h.fdCount = static_cast<uint32_t>(fds.size());
   h.sigactions = h.threads + threads.size() * sizeof(plan::Thread);
   h.fds = h.sigactions + sigactions.size() * sizeof(plan::SigAction);
-  h.strings = h.fds + fds.size() * sizeof(plan::Fd);
+  h.pendingCount = static_cast<uint32_t>(pending.size());
+  h.pendingSignals = h.fds + fds.size() * sizeof(plan::Fd);
+  h.strings = h.pendingSignals + pending.size() * sizeof(plan::PendingSignal);
   h.stringsSize = strings.bytes().size();
   h.blob = align8(h.strings + h.stringsSize);
   h.blobSize = blob.size();
@@ -250,6 +273,7 @@ RestorePlan buildRestorePlan(FileReader& image) {
   copyIn(h.threads, threads.begin(), threads.size() * sizeof(plan::Thread));
   copyIn(h.sigactions, sigactions.begin(), sigactions.size() * sizeof(plan::SigAction));
   copyIn(h.fds, fds.begin(), fds.size() * sizeof(plan::Fd));
+  copyIn(h.pendingSignals, pending.begin(), pending.size() * sizeof(plan::PendingSignal));
   copyIn(h.strings, strings.bytes().begin(), h.stringsSize);
   copyIn(h.blob, blob.begin(), h.blobSize);
 

@@ -50,6 +50,9 @@ inline const char* validate(const void* p, uint64_t size) {
     return "plan sigactions out of bounds";
   }
   if (!arrayFits(h->fds, h->fdCount, sizeof(Fd), size)) return "plan fds out of bounds";
+  if (h->pendingCount > 4096 || !arrayFits(h->pendingSignals, h->pendingCount, sizeof(PendingSignal), size)) {
+    return "plan pending signals out of bounds";
+  }
   if (!fits(h->strings, h->stringsSize, size)) return "plan strings out of bounds";
   if (!fits(h->blob, h->blobSize, size)) return "plan blob out of bounds";
   if (h->imagePath == kNoString || !stringOk(h, h->imagePath)) return "plan names no image file";
@@ -94,6 +97,15 @@ inline const char* validate(const void* p, uint64_t size) {
   const Fd* fd = fds(h);
   for (uint32_t i = 0; i < h->fdCount; ++i) {
     if (fd[i].fd < 0) return "plan fd is negative";
+  }
+  const PendingSignal* ps = pendingSignals(h);
+  for (uint32_t i = 0; i < h->pendingCount; ++i) {
+    int32_t signo;
+    __builtin_memcpy(&signo, ps[i].info, sizeof(signo));
+    if (signo < 1 || signo > 64) return "plan pending signal has a bad number";
+    if (ps[i].thread != kProcessWide && (ps[i].thread < 0 || static_cast<uint32_t>(ps[i].thread) >= h->threadCount)) {
+      return "plan pending signal names a missing thread";
+    }
   }
   if (h->itimerValueNs < 0 || h->itimerIntervalNs < 0) return "plan timer is negative";
   if (h->resumeInfoAddr != 0) {

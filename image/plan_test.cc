@@ -58,6 +58,17 @@ TEST_CASE("a plan lists regions, page sources and threads of the image") {
   CHECK(t[1].vtid == 1235);
   CHECK(t[1].sigframeLen == 65);
   CHECK(static_cast<const kj::byte*>(plan::blob(&h, t[1].sigframe))[3] == 4);
+  // A pending signal saved with its siginfo is queued from that; one without, from
+  // the mask.
+  CHECK(t[1].pendingMask == 1ull << (10 - 1));
+  REQUIRE(h.pendingCount == 1);
+  const plan::PendingSignal& ps = plan::pendingSignals(&h)[0];
+  CHECK(ps.thread == 1);
+  int32_t signo = 0, value = 0;
+  memcpy(&signo, ps.info, sizeof(signo));
+  memcpy(&value, ps.info + 24, sizeof(value));
+  CHECK(signo == 34);
+  CHECK(value == 11);
 }
 
 TEST_CASE("pages outside every mapped region make the plan fail with the address") {
@@ -124,6 +135,11 @@ TEST_CASE("the plan validator refuses every kind of corrupt plan") {
       {"missing region", [](plan::Header* h) { const_cast<plan::Pages*>(plan::pages(h))[0].region = 99; }},
       {"frame out of bounds", [](plan::Header* h) { const_cast<plan::Thread*>(plan::threads(h))[0].sigframeLen = 1 << 30; }},
       {"exactly one main thread", [](plan::Header* h) { const_cast<plan::Thread*>(plan::threads(h))[1].flags = plan::kThreadMain; }},
+      {"pending signals out of bounds", [](plan::Header* h) { h->pendingCount = 100000; }},
+      {"pending signal has a bad number", [](plan::Header* h) {
+         const_cast<plan::PendingSignal*>(plan::pendingSignals(h))[0].info[0] = 65; }},
+      {"pending signal names a missing thread", [](plan::Header* h) {
+         const_cast<plan::PendingSignal*>(plan::pendingSignals(h))[0].thread = 2; }},
       {"path out of bounds", [](plan::Header* h) { const_cast<plan::Region*>(plan::regions(h))[3].path = 1u << 30; }},
   };
   for (const Case& c : cases) {

@@ -1,4 +1,5 @@
 // See process_capture.h.
+#include "image/pending_siginfo.h"
 #include "image/process_capture.h"
 
 #include "image/host_facts.h"
@@ -65,6 +66,16 @@ void addSignals(uint64_t mask, capnp::List<uint32_t>::Builder out) {
   for (uint32_t sig = 1; sig <= 64; ++sig) {
     if (mask & (1ull << (sig - 1))) out.set(i++, sig);
   }
+}
+
+// The siginfo of each queued pending signal, when the queue can be read (see
+// pending_siginfo.h); only looked at when /proc says something is pending.
+template <typename InitList>
+void addSiginfo(PendingSiginfoReader& reader, pid_t tid, bool shared, InitList init) {
+  kj::Vector<QueuedSignal> queued;
+  if (!reader.read(tid, shared, queued)) return;
+  auto list = init(static_cast<uint32_t>(queued.size()));
+  for (size_t i = 0; i < queued.size(); ++i) list.set(i, kj::arrayPtr(queued[i].info, sizeof(queued[i].info)));
 }
 
 uint64_t pendingMask(const std::string& status, const char* field) {
@@ -137,6 +148,7 @@ void writeThreads(pid_t pid, const control::Block& block, ImageWriter& w, Captur
     if (block.threads[i].realTid == pid) order.insert(order.begin(), i);
     else order.push_back(i);
   }
+  PendingSiginfoReader siginfo(pid, block.vpid);
   for (uint32_t k = 0; k < n; ++k) {
     const control::ThreadSlot& s = block.threads[order[k]];
     auto t = threads[k];
@@ -158,6 +170,7 @@ void writeThreads(pid_t pid, const control::Block& block, ImageWriter& w, Captur
     snprintf(what, sizeof(what), "task/%d/status", s.realTid);
     uint64_t pending = pendingMask(readProcFile(pid, what), "SigPnd");
     addSignals(pending, t.initPendingSignals(static_cast<uint32_t>(__builtin_popcountll(pending))));
+    if (pending != 0) addSiginfo(siginfo, s.realTid, false, [&](uint32_t n) { return t.initPendingSiginfo(n); });
   }
   w.section(SectionType::threads, msg);
   stats.threads = n;
@@ -219,6 +232,10 @@ void writeProcess(pid_t pid, const control::Block& block, ImageWriter& w) {
   p.setMonotonicNs(block.monotonicNs);
   uint64_t shared = pendingMask(status, "ShdPnd");
   addSignals(shared, p.initProcessPending(static_cast<uint32_t>(__builtin_popcountll(shared))));
+  if (shared != 0) {
+    PendingSiginfoReader siginfo(pid, block.vpid);
+    addSiginfo(siginfo, pid, true, [&](uint32_t n) { return p.initProcessPendingSiginfo(n); });
+  }
   w.section(SectionType::process, msg);
 }
 

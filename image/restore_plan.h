@@ -5,7 +5,7 @@
 // plan can be handed over in a memfd and used wherever it is mapped.
 //
 //   Header | Region[regionCount] | Pages[pagesCount] | Thread[threadCount]
-//          | SigAction[sigactionCount] | Fd[fdCount]
+//          | SigAction[sigactionCount] | Fd[fdCount] | PendingSignal[pendingCount]
 //          | strings (NUL-terminated, referenced by offset) | blob (signal frames, auxv)
 //
 // The restorer, in order: moves itself out of the way of the regions; creates
@@ -26,7 +26,7 @@
 namespace mig::plan {
 
 inline constexpr uint64_t kMagic = 0x314e414c5047494dull;  // "MIGPLAN1" little-endian
-inline constexpr uint32_t kVersion = 1;
+inline constexpr uint32_t kVersion = 2;
 inline constexpr uint32_t kNoString = 0xffffffffu;
 inline constexpr uint64_t kPage = 4096;
 
@@ -96,10 +96,21 @@ struct Thread {
   int32_t altStackFlags;
   uint32_t reserved;
   uint64_t pendingMask;   // bit (n-1): signal n pending for this thread, re-raised before resuming
+                          // (without siginfo: those with one are PendingSignal entries)
 };
 static_assert(sizeof(Thread) == 120);
 
 inline constexpr uint32_t kThreadMain = 1;
+
+// One queued instance of a pending signal with the siginfo it carries, queued again
+// by the restorer (in plan order) on its thread, or on the process.
+struct PendingSignal {
+  int32_t thread;     // index into the threads, or kProcessWide
+  uint32_t reserved;
+  uint8_t info[128];  // siginfo_t; si_signo is the signal
+};
+static_assert(sizeof(PendingSignal) == 136);
+inline constexpr int32_t kProcessWide = -1;
 
 // Mirrors struct prctl_mm_map; zero when the image did not record it.
 struct MmLayout {
@@ -165,9 +176,13 @@ struct Header {
   int64_t itimerValueNs;    // ITIMER_REAL left at the freeze; 0 = disarmed
   int64_t itimerIntervalNs;
   uint64_t resumeInfoAddr;  // 0: none
-  uint64_t processPending;  // bit (n-1): signal n pending for the process
+  uint64_t processPending;  // bit (n-1): signal n pending for the process (without
+                            // siginfo: those with one are PendingSignal entries)
+  uint32_t pendingCount;
+  uint32_t reserved2;
+  uint64_t pendingSignals;  // byte offset from the start of the plan
 };
-static_assert(sizeof(Header) == 264);
+static_assert(sizeof(Header) == 280);
 
 inline const Region* regions(const Header* h) {
   return reinterpret_cast<const Region*>(reinterpret_cast<const char*>(h) + h->regions);
@@ -183,6 +198,9 @@ inline const SigAction* sigactions(const Header* h) {
 }
 inline const Fd* fds(const Header* h) {
   return reinterpret_cast<const Fd*>(reinterpret_cast<const char*>(h) + h->fds);
+}
+inline const PendingSignal* pendingSignals(const Header* h) {
+  return reinterpret_cast<const PendingSignal*>(reinterpret_cast<const char*>(h) + h->pendingSignals);
 }
 inline const char* string(const Header* h, uint32_t offset) {
   return reinterpret_cast<const char*>(h) + h->strings + offset;

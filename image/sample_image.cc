@@ -69,6 +69,17 @@ kj::Array<kj::byte> makeSampleImage(const SampleOptions& o) {
       threads[i].setSigframeAddr(0x7ff000000000 + i * 0x10000);
       threads[i].setFsBase(0x7f0000000000 + i * 0x1000);
     }
+    // The last thread has SIGUSR1 pending (mask only) and realtime signal 34 queued
+    // with its siginfo (si_value 11).
+    auto last = threads[o.threads - 1];
+    auto sigs = last.initPendingSignals(2);
+    sigs.set(0, 10);
+    sigs.set(1, 34);
+    kj::byte info[128] = {};
+    int32_t signo = 34, value = 11;
+    memcpy(info, &signo, sizeof(signo));
+    memcpy(info + 24, &value, sizeof(value));  // si_value
+    last.initPendingSiginfo(1).set(0, kj::arrayPtr(info, sizeof(info)));
     w.section(SectionType::threads, threadsMeta);
   }
   w.finish();

@@ -874,13 +874,30 @@ void setUpThread(const ThreadCtl& t, bool isMain) {
 }
 
 // Queues pending signals again; they stay blocked until rt_sigreturn restores the
-// saved mask. The plan has only which signals were pending, not their siginfo: each is
-// queued once as if the process had sent it to itself (si_pid = the process's virtual
+// saved mask. First the plan's PendingSignal entries of this thread (or of the process),
+// each with the siginfo it was sent with, in queue order: realtime signals keep their
+// values and repetitions. Then the signals the plan has only as a mask bit (the
+// checkpointer could not read their siginfo): each is queued once as if the process
+// had sent it to itself (si_pid = the process's virtual
 // PID, which is what getpid() says in the restored process; SI_TKILL for a thread's
 // own signals, as raise() and pthread_kill() make them, SI_USER for the process's, as
 // kill() does). The sender, realtime signal values and repeated realtime signals are
 // lost.
 void queuePending(const ThreadCtl& t, uint64_t mask, int32_t tid, bool processWide) {
+  const int32_t owner = processWide ? plan::kProcessWide : static_cast<int32_t>(&t - g.threads);
+  const plan::PendingSignal* saved = plan::pendingSignals(g.plan);
+  for (uint32_t i = 0; i < g.plan->pendingCount; ++i) {
+    if (saved[i].thread != owner) continue;
+    SigInfo si;
+    __builtin_memcpy(&si, saved[i].info, sizeof(si));
+    long r = processWide ? sys::call3(sys::kRtSigqueueinfo, g.pid, si.signo, reinterpret_cast<long>(&si))
+                         : sys::call4(sys::kRtTgsigqueueinfo, g.pid, tid, si.signo, reinterpret_cast<long>(&si));
+    if (r < 0) {
+      Line w;
+      w.str(processWide ? "re-queueing process-wide pending signal " : "re-queueing pending signal ").dec(si.signo);
+      threadFail(t, w.data(), r);
+    }
+  }
   for (int sig = 1; sig <= 64; ++sig) {
     if (!((mask >> (sig - 1)) & 1) || sig == kSigKill || sig == kSigStop) continue;
     SigInfo si{};
