@@ -151,6 +151,8 @@ struct Process {
   monotonicNs @7 :Int64;           # CLOCK_MONOTONIC at the freeze
   processPending @8 :List(UInt32); # signals pending for the whole process
   processPendingSiginfo @9 :List(Data);  # their siginfo_t, as Thread.pendingSiginfo
+  resumeEntry @10 :UInt64;         # the shim's mig_resumed_thread: each restored thread calls
+                                   # it instead of returning into its frame (0 = none)
 }
 
 struct FileDescriptor {

@@ -231,6 +231,7 @@ RestorePlan buildRestorePlan(FileReader& image) {
     h.itimerValueNs = p.getItimerReal().getValueNs();
     h.itimerIntervalNs = p.getItimerReal().getIntervalNs();
     h.resumeInfoAddr = p.getResumeInfoAddr();
+    h.resumeEntry = p.getResumeEntry();
     h.processPending = addPending(p.getProcessPending(), p.getProcessPendingSiginfo(), plan::kProcessWide, pending);
   }
   for (size_t i = 0; i < image.sectionCount(); ++i) {
@@ -239,6 +240,7 @@ RestorePlan buildRestorePlan(FileReader& image) {
       fds.add(plan::Fd{f.getFd(), f.getCloexec() ? plan::kFdCloexec : 0u});
     }
   }
+  h.configFd = -1;  // set by the caller (RestorePlan::setConfigFd) for a migrated process
   h.magic = plan::kMagic;
   h.version = plan::kVersion;
   h.headerSize = sizeof(plan::Header);

@@ -17,6 +17,9 @@ class RestorePlan {
   kj::ArrayPtr<const kj::byte> bytes() const {
     return kj::arrayPtr(reinterpret_cast<const kj::byte*>(storage_.begin()), header().totalSize);
   }
+  // The fd (open in the restorer when it starts) that carries the shim's forwarding
+  // Config (shim/forward/forward_config.h) into the restored process; -1 = none.
+  void setConfigFd(int fd) { reinterpret_cast<plan::Header*>(storage_.begin())->configFd = fd; }
 
  private:
   kj::Array<uint64_t> storage_;  // uint64_t keeps the plan 8-byte aligned

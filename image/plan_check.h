@@ -117,6 +117,14 @@ inline const char* validate(const void* p, uint64_t size) {
     }
     if (!inside) return "plan resume info is not in writable memory";
   }
+  if (h->resumeEntry != 0) {
+    bool code = false;
+    for (uint32_t i = 0; i < h->regionCount; ++i) {
+      code = code || (h->resumeEntry >= r[i].start && h->resumeEntry < r[i].end && (r[i].prot & 4) != 0);
+    }
+    if (!code) return "plan resume entry is not in executable memory";
+  }
+  if (h->configFd < -1) return "plan config fd is negative";
   if ((h->flags & kPlanHasMmLayout) && !fits(h->mm.auxv, h->mm.auxvLen, h->blobSize)) {
     return "plan auxv out of bounds";
   }

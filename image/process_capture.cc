@@ -169,6 +169,7 @@ void writeThreads(pid_t pid, const control::Block& block, ImageWriter& w, Captur
     char what[64];
     snprintf(what, sizeof(what), "task/%d/status", s.realTid);
     uint64_t pending = pendingMask(readProcFile(pid, what), "SigPnd");
+    stats.pendingSignals |= pending;
     addSignals(pending, t.initPendingSignals(static_cast<uint32_t>(__builtin_popcountll(pending))));
     if (pending != 0) addSiginfo(siginfo, s.realTid, false, [&](uint32_t n) { return t.initPendingSiginfo(n); });
   }
@@ -176,7 +177,7 @@ void writeThreads(pid_t pid, const control::Block& block, ImageWriter& w, Captur
   stats.threads = n;
 }
 
-void writeProcess(pid_t pid, const control::Block& block, ImageWriter& w) {
+void writeProcess(pid_t pid, const control::Block& block, ImageWriter& w, CaptureStats& stats) {
   capnp::MallocMessageBuilder msg;
   auto p = msg.initRoot<schema::Process>();
   // /proc/PID/stat: fields after the command's closing parenthesis, numbered from 3.
@@ -229,8 +230,10 @@ void writeProcess(pid_t pid, const control::Block& block, ImageWriter& w) {
     limits[r].setHard(lim.rlim_max);
   }
   p.setResumeInfoAddr(block.resumeInfoAddr);
+  p.setResumeEntry(block.resumeEntry);
   p.setMonotonicNs(block.monotonicNs);
   uint64_t shared = pendingMask(status, "ShdPnd");
+  stats.pendingSignals |= shared;
   addSignals(shared, p.initProcessPending(static_cast<uint32_t>(__builtin_popcountll(shared))));
   if (shared != 0) {
     PendingSiginfoReader siginfo(pid, block.vpid);
@@ -380,7 +383,7 @@ CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& 
   capnp::MallocMessageBuilder header;
   fillHeader(header.initRoot<schema::Header>(), 0, block.vpid, cmdline.c_str());
   ImageWriter w(out, header);
-  writeProcess(pid, block, w);
+  writeProcess(pid, block, w, stats);
   writeThreads(pid, block, w, stats);
   writeFiles(pid, block, w, stats);
   writeMemory(pid, memory, w, stats);

@@ -16,6 +16,8 @@ struct CaptureStats {
   uint64_t savedPages;
   uint32_t threads;
   uint32_t fds;
+  uint64_t pendingSignals;  // bit (n-1): signal n was pending (for a thread or the process)
+                            // and went into the image
 };
 
 CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& memory, ByteSink& out);

@@ -16,7 +16,8 @@
 // resumeInfoAddr; starts every thread (clone with CLONE_SETTLS, CLONE_PARENT_SETTID
 // and CLONE_CHILD_CLEARTID at tidAddress), each re-registering its robust list,
 // rseq area and sigaltstack, queueing its pending signals, and finally executing
-// rt_sigreturn with the stack pointer at sigframeAddr.
+// rt_sigreturn with the stack pointer at sigframeAddr (or, with resumeEntry, calling
+// the shim's entry, which does that rt_sigreturn itself).
 //
 // Call plan::validate() (plan_check.h) before trusting any field.
 #pragma once
@@ -145,7 +146,7 @@ inline constexpr uint32_t kFdCloexec = 1;
 struct ResumeInfo {
   uint64_t magic;        // kResumeMagic once restored; the shim clears it before a checkpoint
   int32_t realPid;       // the new kernel PID of the process
-  int32_t reserved;
+  int32_t configFd;      // Header::configFd: the forwarding Config memfd, or -1 (not migrated)
   int64_t monotonicNs;   // CLOCK_MONOTONIC when the restorer ran
 };
 inline constexpr uint64_t kResumeMagic = 0x44454d5553455247ull;  // "GRESUMED"
@@ -181,8 +182,15 @@ struct Header {
   uint32_t pendingCount;
   uint32_t reserved2;
   uint64_t pendingSignals;  // byte offset from the start of the plan
+  uint64_t resumeEntry;     // 0: threads resume with rt_sigreturn at sigframeAddr. Else the
+                            // address of the shim's `void mig_resumed_thread(uint64_t
+                            // ucontextAddr)`, which each thread calls instead, on its own
+                            // stack below its frame, and which ends in that rt_sigreturn
+  int32_t configFd;         // an open fd handed to the shim in ResumeInfo::configFd; -1 (or
+                            // 0, as in a zero-initialised header) = none
+  uint32_t reserved3;
 };
-static_assert(sizeof(Header) == 280);
+static_assert(sizeof(Header) == 296);
 
 inline const Region* regions(const Header* h) {
   return reinterpret_cast<const Region*>(reinterpret_cast<const char*>(h) + h->regions);

@@ -9,5 +9,9 @@ int imageCommand(int argc, char** argv);
 int checkpointCommand(int argc, char** argv);
 int restartCommand(int argc, char** argv);
 int runCommand(int argc, char** argv);
+int migrateCommand(int argc, char** argv);
+int listCommand(int argc, char** argv);
+int nodesCommand(int argc, char** argv);
+int sendCommand(int argc, char** argv);
 
 }  // namespace mig::migctl

@@ -3,6 +3,8 @@
 
 #include "image/image_error.h"
 
+#include <kj/vector.h>
+
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -77,6 +79,20 @@ void ControlClient::send(uint32_t op) {
 
 void ControlClient::resume() {
   send(control::kOpResume);
+  frozen_ = false;
+}
+
+void ControlClient::becomeDeputy(kj::ArrayPtr<const kj::StringPtr> argv) {
+  kj::Vector<char> args;
+  for (auto a : argv) {
+    args.addAll(a);
+    args.add('\0');
+  }
+  if (args.size() > control::kMaxDeputyArgs) fail(kj::str("deputy command line too long"));
+  send(control::kOpBecomeDeputy);
+  if (::write(fd_, args.begin(), args.size()) != static_cast<ssize_t>(args.size())) {
+    fail(kj::str("cannot send the deputy's command line: ", strerror(errno)));
+  }
   frozen_ = false;
 }
 

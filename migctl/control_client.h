@@ -4,6 +4,8 @@
 
 #include "shim/control_protocol.h"
 
+#include <kj/array.h>
+#include <kj/string.h>
 #include <sys/types.h>
 
 namespace mig::migctl {
@@ -26,6 +28,8 @@ class ControlClient {
   // Lets the threads run again, or ends the process (after a complete image).
   void resume();
   void exitProcess();
+  // Exec `argv` (the deputy) in place of the process, keeping its PID and fds.
+  void becomeDeputy(kj::ArrayPtr<const kj::StringPtr> argv);
 
  private:
   void send(uint32_t op);

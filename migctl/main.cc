@@ -22,6 +22,10 @@ constexpr const char* kUsage =
     "  image info FILE [--verify] [--plan]\n"
     "                  print a checkpoint image's header and sections; --verify checks\n"
     "                  every checksum, --plan shows the restore plan derived from it\n"
+    "  migrate PID --to NODE|HOST:PORT\n"
+    "                  move a running job to another host, live (needs shadowd)\n"
+    "  list            jobs on this host: where they run, their state\n"
+    "  nodes           the hosts this host's shadowd knows, and their load\n"
     "  help            this text\n"
     "\n"
     "Run 'migctl COMMAND --help' for one command's options.\n";
@@ -39,6 +43,10 @@ int main(int argc, char** argv) {
     if (strcmp(argv[1], "run") == 0) return mig::migctl::runCommand(argc - 2, argv + 2);
     if (strcmp(argv[1], "checkpoint") == 0) return mig::migctl::checkpointCommand(argc - 2, argv + 2);
     if (strcmp(argv[1], "restart") == 0) return mig::migctl::restartCommand(argc - 2, argv + 2);
+    if (strcmp(argv[1], "migrate") == 0) return mig::migctl::migrateCommand(argc - 2, argv + 2);
+    if (strcmp(argv[1], "list") == 0) return mig::migctl::listCommand(argc - 2, argv + 2);
+    if (strcmp(argv[1], "nodes") == 0) return mig::migctl::nodesCommand(argc - 2, argv + 2);
+    if (strcmp(argv[1], "send") == 0) return mig::migctl::sendCommand(argc - 2, argv + 2);
   } catch (const kj::Exception& e) {
     fprintf(stderr, "migctl: %s\n", e.getDescription().cStr());
     return 1;

@@ -7,8 +7,11 @@
 #include "image/host_facts.h"
 #include "image/image_error.h"
 #include "image/plan_builder.h"
+#include "migctl/clock_continuity.h"
 #include "migctl/commands.h"
 #include "migctl/restart_files.h"
+#include "shadow/hex.h"
+#include "shim/forward/forward_config.h"
 
 #include <cerrno>
 #include <climits>
@@ -33,7 +36,40 @@ constexpr const char* kUsage =
     "becomes that process (same PID as far as it can tell, its files reopened at their\n"
     "offsets, its stdin/stdout/stderr connected to this command's own).\n"
     "  --force   restart even if files it had open changed since the checkpoint\n"
-    "The same image can be restarted any number of times.\n";
+    "The same image can be restarted any number of times.\n"
+    "\n"
+    "shadowd restarts migrating jobs with --migrated --relay SOCKET --job-id ID\n"
+    "--token HEX [--local-path DIR]...: their fds stay at home and their calls go there.\n";
+
+// What shadowd passes for a job that migrated here.
+struct MigratedOptions {
+  bool migrated = false;
+  const char* relay = nullptr;
+  uint64_t jobId = 0;
+  kj::Array<kj::byte> token;
+  kj::Vector<const char*> localPaths;
+};
+
+// The shim's forwarding configuration, in a memfd the restorer leaves open for it.
+int writeForwardConfig(forward::Config& config, const MigratedOptions& m) {
+  config.magic = forward::kConfigMagic;
+  config.size = sizeof(config);
+  if (strlen(m.relay) >= sizeof(config.relaySocket)) fail(kj::str("relay socket path too long: ", m.relay));
+  strcpy(config.relaySocket, m.relay);
+  config.jobId = m.jobId;
+  if (m.token.size() != sizeof(config.token)) fail(kj::str("a job token must be ", sizeof(config.token), " bytes"));
+  memcpy(config.token, m.token.begin(), sizeof(config.token));
+  for (const char* p : m.localPaths) {
+    if (config.localPathCount == forward::kMaxLocalPaths) fail(kj::str("too many --local-path"));
+    if (strlen(p) >= forward::kPathMax) fail(kj::str("--local-path too long: ", p));
+    strcpy(config.localPaths[config.localPathCount++], p);
+  }
+  int fd = memfd_create("mig-forward", 0);  // inherited by the restorer, which hands it on
+  if (fd < 0 || write(fd, &config, sizeof(config)) != static_cast<ssize_t>(sizeof(config))) {
+    fail(kj::str("cannot write the forwarding configuration: ", strerror(errno)));
+  }
+  return fd;
+}
 
 std::string findRestorer() {
   if (const char* env = getenv("MIG_RESTORE")) return env;
@@ -70,11 +106,12 @@ void checkMappedFiles(image::FileReader& img) {
   }
 }
 
-void applyProcessState(image::FileReader& img) {
+void applyProcessState(image::FileReader& img, bool migrated) {
   for (size_t i = 0; i < img.sectionCount(); ++i) {
     if (img.section(i).type != static_cast<uint16_t>(image::SectionType::process)) continue;
     auto p = img.meta<image::schema::Process>(i);
-    if (chdir(p.getCwd().cStr()) != 0) {
+    // A migrated job's working directory is at home (its relative paths go there).
+    if (chdir(p.getCwd().cStr()) != 0 && !(migrated && chdir("/") == 0)) {
       fail(kj::str("the process's working directory ", p.getCwd(), " is not available here: ", strerror(errno)));
     }
     umask(static_cast<mode_t>(p.getUmask()));
@@ -96,8 +133,18 @@ void applyProcessState(image::FileReader& img) {
 int restartCommand(int argc, char** argv) {
   const char* path = nullptr;
   FileRestoreOptions options;
+  MigratedOptions migrated;
   for (int i = 0; i < argc; ++i) {
+    auto value = [&]() -> const char* {
+      if (i + 1 >= argc) fail(kj::str(argv[i], " needs a value"));
+      return argv[++i];
+    };
     if (strcmp(argv[i], "--force") == 0) options.force = true;
+    else if (strcmp(argv[i], "--migrated") == 0) migrated.migrated = true;
+    else if (strcmp(argv[i], "--relay") == 0) migrated.relay = value();
+    else if (strcmp(argv[i], "--job-id") == 0) migrated.jobId = strtoull(value(), nullptr, 10);
+    else if (strcmp(argv[i], "--token") == 0) migrated.token = shadow::unhex(value());
+    else if (strcmp(argv[i], "--local-path") == 0) migrated.localPaths.add(value());
     else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       fputs(kUsage, stdout);
       return 0;
@@ -118,11 +165,18 @@ int restartCommand(int argc, char** argv) {
     fail(kj::heapString(*why));
   }
   checkMappedFiles(img);
-  checkSavedFiles(img, options);
+  if (migrated.migrated) {
+    if (migrated.relay == nullptr || migrated.jobId == 0) fail(kj::str("--migrated needs --relay and --job-id"));
+  } else {
+    checkSavedFiles(img, options);  // a migrated job's files are at home, not here
+  }
   std::string restorer = findRestorer();
   image::RestorePlan plan = image::buildRestorePlan(img);
 
-  int keep[2];
+  int keep[3];
+  size_t keepCount = 2;
+  auto config = kj::heap<forward::Config>();
+  memset(config.get(), 0, sizeof(forward::Config));
   keep[0] = memfd_create("mig-plan", MFD_CLOEXEC);
   if (keep[0] < 0) fail(kj::str("memfd_create: ", strerror(errno)));
   auto bytes = plan.bytes();
@@ -132,8 +186,27 @@ int restartCommand(int argc, char** argv) {
   keep[1] = open(path, O_RDONLY | O_CLOEXEC);
   if (keep[1] < 0) fail(kj::str("cannot open image ", path, ": ", strerror(errno)));
 
-  applyProcessState(img);  // cwd, umask, limits
-  restoreFiles(img, keep, 2);
+  applyProcessState(img, migrated.migrated);  // cwd, umask, limits
+  if (migrated.migrated) {
+    int64_t jobClock = 0;
+    for (size_t i = 0; i < img.sectionCount(); ++i) {
+      if (img.section(i).type == static_cast<uint16_t>(image::SectionType::process)) {
+        jobClock = img.meta<image::schema::Process>(i).getMonotonicNs();
+      }
+    }
+    KJ_IF_MAYBE(why, keepJobClocks(jobClock)) {
+      // Said on shadowd's restore log; the job runs with this host's clocks.
+      fprintf(stderr, "migctl restart: the job's clocks may jump: %s\n", why->cStr());
+    }
+    placeStandIns(img, keep, keepCount, *config);
+    keep[keepCount++] = writeForwardConfig(*config, migrated);
+    plan.setConfigFd(keep[2]);
+    if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
+      fail(kj::str("cannot write the restore plan: ", strerror(errno)));
+    }
+  } else {
+    restoreFiles(img, keep, keepCount);
+  }
   std::string planFd = std::to_string(keep[0]), imageFd = std::to_string(keep[1]);
   char* args[] = {const_cast<char*>(restorer.c_str()), planFd.data(), imageFd.data(), nullptr};
   execv(restorer.c_str(), args);

@@ -102,18 +102,66 @@ void checkSavedFiles(image::FileReader& image, const FileRestoreOptions& options
   }
 }
 
-void restoreFiles(image::FileReader& image, int* keep, size_t keepCount) {
-  kj::Vector<FileDescriptor::Reader> fds = savedFds(image);
+namespace {
+
+// Moves our own fds that must survive above every saved fd number.
+int moveAbove(kj::ArrayPtr<const FileDescriptor::Reader> fds, int* keep, size_t keepCount) {
   int maxFd = 2;
   for (auto f : fds) maxFd = std::max(maxFd, f.getFd());
-  // Warnings go to the stderr migctl was started with, not to whatever fd 2 becomes.
-  int warnFd = fcntl(2, F_DUPFD_CLOEXEC, maxFd + 1);
   for (size_t i = 0; i < keepCount; ++i) {
     int moved = fcntl(keep[i], F_DUPFD, maxFd + 1);  // no FD_CLOEXEC: the restorer needs it
     if (moved < 0) fail(kj::str("cannot move an fd out of the way: ", strerror(errno)));
     close(keep[i]);
     keep[i] = moved;
   }
+  return maxFd;
+}
+
+// Closes everything we hold but the saved numbers and `keep`.
+void closeOthers(const std::set<int>& wanted, const int* keep, size_t keepCount) {
+  DIR* d = opendir("/proc/self/fd");
+  std::vector<int> extra;
+  if (d != nullptr) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+      int fd = atoi(e->d_name);
+      bool kept = wanted.count(fd) > 0 || fd == dirfd(d);
+      for (size_t i = 0; i < keepCount; ++i) kept = kept || keep[i] == fd;
+      if (!kept) extra.push_back(fd);
+    }
+    closedir(d);
+  }
+  for (int fd : extra) close(fd);
+}
+
+}  // namespace
+
+void placeStandIns(image::FileReader& image, int* keep, size_t keepCount, forward::Config& config) {
+  kj::Vector<FileDescriptor::Reader> fds = savedFds(image);
+  moveAbove(fds, keep, keepCount);
+  std::set<int> wanted;
+  for (auto f : fds) {
+    int target = f.getFd();
+    if (target < 0 || static_cast<uint32_t>(target) >= forward::kMaxFds) {
+      fail(kj::str("fd ", target, " is beyond what a migrated job can forward (", forward::kMaxFds, ")"));
+    }
+    wanted.insert(target);
+    if (f.getDupOf() >= 0) {
+      if (dup2(f.getDupOf(), target) < 0) fail(kj::str("cannot duplicate fd ", f.getDupOf(), " as ", target));
+    } else {
+      place(open("/dev/null", O_RDWR), target);  // the restorer sets close-on-exec as it was
+    }
+    config.forwardedFds[target / 64] |= 1ull << (target % 64);
+    if (f.getKind() == K::INHERITED || f.getKind() == K::PIPE) config.streamFds[target / 64] |= 1ull << (target % 64);
+  }
+  closeOthers(wanted, keep, keepCount);
+}
+
+void restoreFiles(image::FileReader& image, int* keep, size_t keepCount) {
+  kj::Vector<FileDescriptor::Reader> fds = savedFds(image);
+  int maxFd = moveAbove(fds, keep, keepCount);
+  // Warnings go to the stderr migctl was started with, not to whatever fd 2 becomes.
+  int warnFd = fcntl(2, F_DUPFD_CLOEXEC, maxFd + 1);
   // One new pipe per saved pipe, both ends parked above every saved fd number.
   std::map<uint64_t, std::pair<int, int>> pipes;
   for (auto f : fds) {
@@ -175,19 +223,7 @@ void restoreFiles(image::FileReader& image, int* keep, size_t keepCount) {
     }
   }
   // Close everything else we hold (also the parked pipe ends), except `keep`.
-  DIR* d = opendir("/proc/self/fd");
-  std::vector<int> extra;
-  if (d != nullptr) {
-    while (dirent* e = readdir(d)) {
-      if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-      int fd = atoi(e->d_name);
-      bool kept = wanted.count(fd) > 0 || fd == dirfd(d);
-      for (size_t i = 0; i < keepCount; ++i) kept = kept || keep[i] == fd;
-      if (!kept) extra.push_back(fd);
-    }
-    closedir(d);
-  }
-  for (int fd : extra) close(fd);
+  closeOthers(wanted, keep, keepCount);
 }
 
 }  // namespace mig::migctl

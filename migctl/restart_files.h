@@ -6,6 +6,7 @@
 #pragma once
 
 #include "image/file_reader.h"
+#include "shim/forward/forward_config.h"
 
 namespace mig::migctl {
 
@@ -20,5 +21,10 @@ void checkSavedFiles(image::FileReader& image, const FileRestoreOptions& options
 // `keep` are fds of ours that must survive (the image and the plan); they are moved
 // above every saved fd number first, and their new numbers are written back.
 void restoreFiles(image::FileReader& image, int* keep, size_t keepCount);
+
+// For a job that migrated here: its saved fds are its home fds, held at home by its
+// deputy. Each number gets a stand-in (/dev/null) and is
+// marked forwarded (and stream, for pipes, terminals and sockets) in `config`.
+void placeStandIns(image::FileReader& image, int* keep, size_t keepCount, forward::Config& config);
 
 }  // namespace mig::migctl

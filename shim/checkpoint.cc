@@ -2,6 +2,7 @@
 // runs without allocation or locks: other threads may be parked holding malloc's.
 #include "shim/checkpoint.h"
 
+#include "shim/forward/forward.h"
 #include "shim/raw_syscall.h"
 #include "shim/real_function.h"
 #include "shim/runtime.h"
@@ -88,6 +89,47 @@ void writeAll(int fd, const void* p, size_t n) {
   }
 }
 
+// The job migrated and its home process becomes the deputy (shadow/deputy_main.cc):
+// exec it in place, from this thread, while every other thread is parked. The job's
+// fds stay open (close-on-exec cleared: the deputy holds them for the job); ours are
+// close-on-exec and go. The deputy runs without the shim. No allocation here: other
+// threads may be parked holding malloc's lock.
+void execDeputy(char* args, size_t len) {
+  Runtime& rt = g_runtime;
+  static char* argv[64];
+  size_t argc = 0;
+  for (size_t i = 0; i < len && argc + 1 < 64; ++i) {
+    if (i == 0 || args[i - 1] == '\0') argv[argc++] = args + i;
+  }
+  argv[argc] = nullptr;
+  if (argc == 0 || args[len - 1] != '\0') return;
+  static char* envp[4096];
+  size_t envc = 0;
+  for (char** e = environ; *e != nullptr && envc + 1 < 4096; ++e) {
+    if (strncmp(*e, "LD_PRELOAD=", 11) != 0) envp[envc++] = *e;
+  }
+  envp[envc] = nullptr;
+  int dir = static_cast<int>(rawSyscall(SYS_open, reinterpret_cast<long>("/proc/self/fd"),
+                                        O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir < 0) return;
+  char buf[4096];
+  for (;;) {
+    long n = rawSyscall(SYS_getdents64, dir, reinterpret_cast<long>(buf), sizeof(buf));
+    if (n <= 0) break;
+    for (long off = 0; off < n;) {
+      auto* d = reinterpret_cast<struct dirent64*>(buf + off);
+      off += d->d_reclen;
+      if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
+      int fd = 0;
+      for (const char* c = d->d_name; *c; ++c) fd = fd * 10 + (*c - '0');
+      if (fd == dir || fd == rt.controlConn || fd == rt.controlListen || fd == rt.controlAlias) continue;
+      rawSyscall(SYS_fcntl, fd, F_SETFD, 0);
+    }
+  }
+  rawSyscall(SYS_close, dir);
+  rawSyscall(SYS_execve, reinterpret_cast<long>(argv[0]), reinterpret_cast<long>(argv), reinterpret_cast<long>(envp));
+}
+
 // The control thread's part of the handler: report, then wait for migctl's verdict.
 void controlThreadParked() {
   Runtime& rt = g_runtime;
@@ -106,6 +148,14 @@ void controlThreadParked() {
   }
   if (got == sizeof(cmd) && cmd.magic == control::kMagic && cmd.op == control::kOpExit) {
     rawSyscall(SYS_exit_group, 0);
+  }
+  if (got == sizeof(cmd) && cmd.magic == control::kMagic && cmd.op == control::kOpBecomeDeputy) {
+    static char args[control::kMaxDeputyArgs];
+    if (rawSyscall(SYS_poll, reinterpret_cast<long>(&p), 1, kCommandTimeoutMs) > 0) {
+      long n = rawSyscall(SYS_read, rt.controlConn, reinterpret_cast<long>(args), sizeof(args));
+      if (n > 0) execDeputy(args, static_cast<size_t>(n));
+    }
+    rawSyscall(SYS_exit_group, 127);  // the job runs elsewhere now: never on here too
   }
   // Resume: on kOpResume, and also when migctl vanished, so the job never stays frozen.
 }
@@ -182,6 +232,8 @@ void fillProcessState(control::Block& b) {
   if (rt.controlAlias >= 0) b.shimFds[b.shimFdCount++] = rt.controlAlias;
   b.brk = static_cast<uint64_t>(rawSyscall(SYS_brk, 0));
   b.resumeInfoAddr = reinterpret_cast<uint64_t>(&rt.resume);
+  b.resumeEntry = reinterpret_cast<uint64_t>(&mig_resumed_thread);
+  forward::prepareCheckpoint();  // relay connections are not part of the image
   struct itimerval it {};
   rawSyscall(SYS_getitimer, ITIMER_REAL, reinterpret_cast<long>(&it));
   b.itimerValueNs = static_cast<int64_t>(it.it_value.tv_sec) * 1000000000 + it.it_value.tv_usec * 1000;
@@ -251,6 +303,7 @@ bool runCheckpoint(int conn, const control::Request& request) {
     rt.restored = true;
     rt.controlTid = realTid();  // the next checkpoint must know this thread again
     rt.frozenNs += rt.resume.monotonicNs - rt.block.monotonicNs;
+    forward::onRestored(rt.resume.configFd);  // the other threads wait in mig_resumed_thread
     return true;
   }
   return false;

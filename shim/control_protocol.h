@@ -35,7 +35,10 @@ enum Op : uint32_t {
   kOpCheckpoint = 1,
   kOpResume = 2,  // Command: let the threads continue
   kOpExit = 3,    // Command: end the process (checkpoint --stop)
+  kOpBecomeDeputy = 4,  // Command: exec the deputy in place; its argv follows in the next
+                        // message (NUL-separated, at most kMaxDeputyArgs bytes)
 };
+inline constexpr uint32_t kMaxDeputyArgs = 4096;
 
 struct Request {
   uint32_t magic;
@@ -102,6 +105,7 @@ struct Block {
   int64_t itimerIntervalNs;
   KernelSigaction sigactions[64];  // index i: signal i+1
   ThreadSlot threads[kMaxThreads];
+  uint64_t resumeEntry;          // the shim's mig_resumed_thread (plan::Header::resumeEntry)
 };
 
 }  // namespace mig::control

@@ -6,6 +6,7 @@
 
 #include "image/restore_plan.h"
 #include "shim/control_protocol.h"
+#include "shim/forward/state.h"
 
 #include <atomic>
 #include <csignal>
@@ -39,6 +40,7 @@ struct Runtime {
   int controlAlias;                  // listening under the virtual PID after a restore
   control::Block block;
   plan::ResumeInfo resume;           // written by the restorer
+  forward::State forward;            // system call forwarding after a migration (shim/forward/)
 };
 
 inline constexpr uint32_t kPhaseIdle = 0;

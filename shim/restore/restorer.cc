@@ -15,7 +15,9 @@
 //      list, with the futex words of robust mutexes it holds moved to its new TID;
 //      rseq; sigaltstack), queues its pending signals and returns into its saved
 //      signal frame with rt_sigreturn. No thread returns before every thread is set
-//      up, so a failure never leaves part of the application running.
+//      up, so a failure never leaves part of the application running. When the plan has
+//      a resumeEntry, each thread calls that shim function (on its own stack, below its
+//      frame) instead, and the shim does the rt_sigreturn (see shim/forward/resume.cc).
 //
 // Beyond the letter of the plan (see the comments at each): page runs under 64 KiB are
 // copied even when the plan says map, and stacks always get their pages copied; an
@@ -733,7 +735,8 @@ void writeResumeInfo() {
   if (h->resumeInfoAddr == 0) return;
   auto* info = reinterpret_cast<plan::ResumeInfo*>(h->resumeInfoAddr);
   info->realPid = g.pid;
-  info->reserved = 0;
+  // 0 is what a zero-initialised plan header holds: never a config fd (it is stdin).
+  info->configFd = h->configFd > 0 ? h->configFd : -1;
   info->monotonicNs = monotonicNs();
   __atomic_store_n(&info->magic, plan::kResumeMagic, __ATOMIC_RELEASE);
 }
@@ -922,6 +925,7 @@ void queuePending(const ThreadCtl& t, uint64_t mask, int32_t tid, bool processWi
   __atomic_fetch_add(&g.setUp, 1, __ATOMIC_RELEASE);
   futexWakeAll(&g.setUp);
   waitFor(&g.go, 1);
+  if (g.plan->resumeEntry != 0) mig_resume_call(t.sigframeAddr, 0, 0, &g.left, g.plan->resumeEntry);
   mig_resume(t.sigframeAddr, 0, 0, &g.left);
 }
 
@@ -962,7 +966,11 @@ void queuePending(const ThreadCtl& t, uint64_t mask, int32_t tid, bool processWi
     l.str(" KiB), ").udec(g.threadCount).str(" threads; restorer left at ").hex(g.layout.moveImage ? g.layout.imageTo : g.image.start);
     debugLine(l);
   }
+  const uint64_t entry = g.plan->resumeEntry;
   munmap(g.planMap.start, g.planMap.size());
+  if (entry != 0) {
+    mig_resume_call(main.sigframeAddr, g.layout.privateStack.start, g.layout.privateStack.size(), nullptr, entry);
+  }
   mig_resume(main.sigframeAddr, g.layout.privateStack.start, g.layout.privateStack.size(), nullptr);
 }
 

@@ -6,7 +6,7 @@ MIG_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # Debian packages the build, the tests and the demo use.
 MIG_PACKAGES=(
   g++ meson ninja-build pkg-config
-  capnproto libcapnp-dev libuv1-dev libffi-dev doctest-dev libxxhash-dev
+  capnproto libcapnp-dev libuv1-dev libffi-dev doctest-dev libxxhash-dev libssl-dev
   clang-14 libclang-rt-14-dev     # libFuzzer targets
   iproute2 util-linux procps      # simulated hosts: ip, unshare, nsenter, ps
 )

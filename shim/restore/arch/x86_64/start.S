@@ -88,4 +88,40 @@ mig_resume:
 	ud2
 	.size	mig_resume, .-mig_resume
 
+/* void mig_resume_call(uint64_t ucontext, uint64_t unmapAddr, uint64_t unmapLen,
+ *                      uint32_t* leftCounter, uint64_t entry)
+ * Like mig_resume, but instead of rt_sigreturn calls entry(ucontext) (the shim's
+ * mig_resumed_thread, which ends in that rt_sigreturn) on the thread's own stack,
+ * 512 bytes below the frame, with a zero return address: it must not return. */
+	.globl	mig_resume_call
+	.hidden	mig_resume_call
+	.type	mig_resume_call, @function
+mig_resume_call:
+	movq	%rdi, %r12		/* ucontext */
+	movq	%r8, %r13		/* entry */
+	leaq	-512(%rdi), %rsp
+	andq	$-16, %rsp
+	subq	$8, %rsp		/* as after a call: %rsp + 8 is 16-byte aligned */
+	movq	$0, (%rsp)		/* no return address */
+	movq	%rsi, %r8
+	movq	%rdx, %r9
+	testq	%rcx, %rcx
+	jz	1f
+	lock incl (%rcx)
+	movq	%rcx, %rdi
+	movl	$129, %esi		/* FUTEX_WAKE | FUTEX_PRIVATE_FLAG */
+	movl	$1, %edx
+	movl	$202, %eax		/* __NR_futex */
+	syscall
+1:	testq	%r9, %r9
+	jz	2f
+	movq	%r8, %rdi
+	movq	%r9, %rsi
+	movl	$11, %eax		/* __NR_munmap */
+	syscall
+2:	movq	%r12, %rdi
+	xorl	%ebp, %ebp
+	jmp	*%r13
+	.size	mig_resume_call, .-mig_resume_call
+
 	.section .note.GNU-stack,"",@progbits

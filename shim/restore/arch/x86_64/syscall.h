@@ -119,4 +119,9 @@ long mig_clone(uint64_t flags, uint64_t stackTop, uint64_t parentTid, uint64_t c
 // munmap(unmapAddr, unmapLen) (the stack this code ran on); then rt_sigreturn.
 [[noreturn]] void mig_resume(uint64_t ucontext, uint64_t unmapAddr, uint64_t unmapLen,
                              uint32_t* leftCounter);
+
+// mig_resume's steps, then instead of rt_sigreturn a jump to entry(ucontext) with the
+// stack pointer 512 bytes below the frame (and a zero return address on it).
+[[noreturn]] void mig_resume_call(uint64_t ucontext, uint64_t unmapAddr, uint64_t unmapLen,
+                                  uint32_t* leftCounter, uint64_t entry);
 }

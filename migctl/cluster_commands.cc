@@ -1,0 +1,184 @@
+// `migctl migrate`, `migctl list`, `migctl nodes`: what a user asks of this host's
+// shadowd, over its local socket (rsc/mig.capnp, Local).
+#include "image/image_error.h"
+#include "migctl/commands.h"
+#include "shadow/error.h"
+#include "shadow/mig.capnp.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <unistd.h>
+
+namespace mig::migctl {
+namespace {
+
+using image::fail;
+
+constexpr uint64_t kMigrateTimeoutMs = 600000;
+constexpr uint64_t kQueryTimeoutMs = 20000;
+
+kj::String defaultSocket() {
+  const char* env = getenv("MIG_SHADOWD_SOCKET");
+  return env && *env ? kj::str(env) : kj::str("/tmp/mig-", getuid(), "/shadowd.sock");
+}
+
+struct LocalLink {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<capnp::TwoPartyClient> client;
+  rpc::Local::Client local = nullptr;
+
+  explicit LocalLink(kj::StringPtr socket) {
+    if (access(socket.cStr(), F_OK) != 0) {
+      fail(kj::str("no shadowd on this host (no socket at ", socket, "); start one: shadowd --listen HOST:PORT"));
+    }
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+      stream = io.provider->getNetwork().parseAddress(kj::str("unix:", socket)).wait(io.waitScope)->connect().wait(io.waitScope);
+    })) {
+      fail(kj::str("cannot reach shadowd at ", socket, " (is it running?): ", e->getDescription()));
+    }
+    client = kj::heap<capnp::TwoPartyClient>(*stream);
+    local = client->bootstrap().castAs<rpc::Local>();
+  }
+
+  template <typename T>
+  T wait(kj::Promise<T> p, uint64_t timeoutMs, kj::StringPtr what) {
+    auto timeout = io.provider->getTimer().afterDelay(timeoutMs * kj::MILLISECONDS).then([what = kj::str(what)]() -> T {
+      fail(kj::str(what, " timed out"));
+    });
+    return p.exclusiveJoin(kj::mv(timeout)).wait(io.waitScope);
+  }
+};
+
+const char* socketArg(int& argc, char**& argv, kj::String& storage) {
+  storage = defaultSocket();
+  for (int i = 0; i + 1 < argc; ++i) {
+    if (strcmp(argv[i], "--socket") == 0) {
+      storage = kj::str(argv[i + 1]);
+      for (int j = i; j + 2 < argc; ++j) argv[j] = argv[j + 2];
+      argc -= 2;
+      break;
+    }
+  }
+  return storage.cStr();
+}
+
+kj::String human(double seconds) {
+  if (seconds < 120) return kj::str(static_cast<int>(seconds), "s");
+  if (seconds < 7200) return kj::str(static_cast<int>(seconds / 60), "m");
+  return kj::str(static_cast<int>(seconds / 3600), "h");
+}
+
+}  // namespace
+
+int migrateCommand(int argc, char** argv) {
+  constexpr const char* usage =
+      "usage: migctl migrate PID --to NODE|HOST:PORT [--socket PATH]\n"
+      "\n"
+      "Moves the job PID (as its home host knows it) to another host, live: it goes on\n"
+      "there from where it was, its PID, files, terminal and parent stay at home. Run it\n"
+      "on the job's home host, also to move a job that already migrated elsewhere.\n";
+  kj::String storage;
+  const char* socket = socketArg(argc, argv, storage);
+  const char* to = nullptr;
+  long pid = 0;
+  for (int i = 0; i < argc; ++i) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      fputs(usage, stdout);
+      return 0;
+    } else if (strcmp(argv[i], "--to") == 0 && i + 1 < argc) to = argv[++i];
+    else if (argv[i][0] != '-' && pid == 0) pid = strtol(argv[i], nullptr, 10);
+    else {
+      fprintf(stderr, "migctl migrate: unexpected argument '%s'\n%s", argv[i], usage);
+      return 2;
+    }
+  }
+  if (pid <= 0 || to == nullptr) {
+    fprintf(stderr, "migctl migrate: %s\n%s", pid <= 0 ? "no PID given" : "no destination given (--to)", usage);
+    return 2;
+  }
+  LocalLink link(socket);
+  printf("migrating %ld to %s ...\n", pid, to);
+  fflush(stdout);
+  auto req = link.local.migrateRequest();
+  req.setPid(static_cast<int32_t>(pid));
+  req.setTo(to);
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    auto r = link.wait(req.send(), kMigrateTimeoutMs, "the migration");
+    auto m = r.getResult();
+    printf("migrated %ld to %s: frozen %.1f ms (image %.1f MiB, captured and sent in %.1f ms, restored in %.1f ms)\n",
+           pid, m.getDestination().cStr(), m.getFreezeMs(), static_cast<double>(m.getImageBytes()) / (1 << 20),
+           m.getTransferMs(), m.getRestoreMs());
+  })) {
+    fprintf(stderr, "migctl migrate: %ld stays where it was: moving it to %s failed: %s\n", pid, to,
+            shadow::oneLine(e->getDescription()).cStr());
+    return 1;
+  }
+  return 0;
+}
+
+int listCommand(int argc, char** argv) {
+  constexpr const char* usage =
+      "usage: migctl list [--socket PATH]\n"
+      "\n"
+      "Jobs on this host: those started here (also where they run now) and those that\n"
+      "migrated here.\n";
+  kj::String storage;
+  const char* socket = socketArg(argc, argv, storage);
+  if (argc > 0) {
+    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+      fputs(usage, stdout);
+      return 0;
+    }
+    fprintf(stderr, "migctl list: unexpected argument '%s'\n%s", argv[0], usage);
+    return 2;
+  }
+  LocalLink link(socket);
+  auto r = link.wait(link.local.listRequest().send(), kQueryTimeoutMs, "asking shadowd for its jobs");
+  printf("%-8s %-22s %-22s %-22s %9s %6s  %s\n", "PID", "HOME", "WHERE", "STATE", "RSS", "AGE", "COMMAND");
+  for (auto j : r.getJobs()) {
+    printf("%-8d %-22s %-22s %-22s %8lluK %6s  %s\n", j.getVpid(), j.getHome().cStr(), j.getLocation().cStr(),
+           j.getState().cStr(), static_cast<unsigned long long>(j.getRssKiB()), human(j.getAgeSeconds()).cStr(),
+           j.getCommand().cStr());
+  }
+  return 0;
+}
+
+int nodesCommand(int argc, char** argv) {
+  constexpr const char* usage =
+      "usage: migctl nodes [--socket PATH]\n"
+      "\n"
+      "The hosts this host's shadowd knows (its --nodes file), whether they answer, and\n"
+      "their load.\n";
+  kj::String storage;
+  const char* socket = socketArg(argc, argv, storage);
+  if (argc > 0) {
+    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+      fputs(usage, stdout);
+      return 0;
+    }
+    fprintf(stderr, "migctl nodes: unexpected argument '%s'\n%s", argv[0], usage);
+    return 2;
+  }
+  LocalLink link(socket);
+  auto r = link.wait(link.local.nodesRequest().send(), kQueryTimeoutMs, "asking shadowd for its nodes");
+  printf("%-12s %-22s %-12s %6s %5s %10s  %s\n", "NAME", "ADDRESS", "STATE", "LOAD", "JOBS", "MEM FREE", "HOSTNAME");
+  for (auto n : r.getNodes()) {
+    if (n.getReachable()) {
+      auto i = n.getInfo();
+      printf("%-12s %-22s %-12s %6.2f %5u %9lluM  %s\n", n.getName().cStr(), n.getAddress().cStr(), "up",
+             i.getLoad1(), i.getJobs(), static_cast<unsigned long long>(i.getMemAvailableKiB() / 1024),
+             i.getHostname().cStr());
+    } else {
+      printf("%-12s %-22s %-12s  (%s)\n", n.getName().cStr(), n.getAddress().cStr(), "unreachable", n.getError().cStr());
+    }
+  }
+  return 0;
+}
+
+}  // namespace mig::migctl

@@ -1,0 +1,160 @@
+// `migctl send`: the sending half of one migration hop, run by shadowd on the host
+// where the job runs (not meant to be typed). Logs in to the destination, asks it to
+// take the job, freezes the job, streams its image there, and once the destination
+// says the job runs, ends the job here: at home it becomes the job's deputy, on any
+// other host it exits. Any failure before that resumes the job here untouched.
+// Prints one line "MIGRATED FREEZE_MS IMAGE_BYTES TRANSFER_MS RESTORE_MS" on success.
+#include "image/byte_io.h"
+#include "image/image_error.h"
+#include "image/page_source.h"
+#include "image/process_capture.h"
+#include "migctl/commands.h"
+#include "migctl/control_client.h"
+#include "shadow/hex.h"
+#include "shadow/peer_login.h"
+
+#include <kj/async-io.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <unistd.h>
+#include <vector>
+
+namespace mig::migctl {
+namespace {
+
+using image::fail;
+
+constexpr size_t kChunk = 1 << 20;
+constexpr int kFreezeTimeoutSeconds = 30;
+
+constexpr const char* kUsage =
+    "usage: migctl send PID --to HOST:PORT --key FILE --job-id ID --token HEX --home HOST:PORT\n"
+    "                   --vpid N [--command TEXT] [--deputy PATH --shadowd-socket PATH]\n"
+    "\n"
+    "One hop of a migration, as shadowd runs it; use `migctl migrate` instead.\n";
+
+// The image as a stream of RPC writes to the destination's ImageSink. Streaming
+// calls: each send() returns when flow control lets the next one go.
+class RpcSink final : public image::ByteSink {
+ public:
+  RpcSink(rpc::ImageSink::Client sink, kj::WaitScope& ws) : sink_(kj::mv(sink)), ws_(ws) { buf_.reserve(kChunk); }
+
+  void write(const void* data, size_t len) override {
+    auto* p = static_cast<const kj::byte*>(data);
+    while (len > 0) {
+      size_t n = std::min(len, kChunk - buf_.size());
+      buf_.insert(buf_.end(), p, p + n);
+      p += n;
+      len -= n;
+      if (buf_.size() == kChunk) flush();
+    }
+  }
+
+  void flush() {
+    if (buf_.empty()) return;
+    auto req = sink_.writeRequest();
+    req.setBytes(kj::arrayPtr(buf_.data(), buf_.size()));
+    req.send().wait(ws_);
+    total_ += buf_.size();
+    buf_.clear();
+  }
+
+  uint64_t total() const { return total_; }
+  rpc::ImageSink::Client& sink() { return sink_; }
+
+ private:
+  rpc::ImageSink::Client sink_;
+  kj::WaitScope& ws_;
+  std::vector<kj::byte> buf_;
+  uint64_t total_ = 0;
+};
+
+double msSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+int sendCommand(int argc, char** argv) {
+  const char *to = nullptr, *keyPath = nullptr, *home = nullptr, *command = "", *deputy = nullptr,
+             *shadowdSocket = nullptr, *tokenHex = nullptr;
+  uint64_t jobId = 0;
+  long pid = 0, vpid = 0;
+  for (int i = 0; i < argc; ++i) {
+    auto is = [&](const char* name) { return strcmp(argv[i], name) == 0 && i + 1 < argc; };
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      fputs(kUsage, stdout);
+      return 0;
+    } else if (is("--to")) to = argv[++i];
+    else if (is("--key")) keyPath = argv[++i];
+    else if (is("--job-id")) jobId = strtoull(argv[++i], nullptr, 10);
+    else if (is("--token")) tokenHex = argv[++i];
+    else if (is("--home")) home = argv[++i];
+    else if (is("--vpid")) vpid = strtol(argv[++i], nullptr, 10);
+    else if (is("--command")) command = argv[++i];
+    else if (is("--deputy")) deputy = argv[++i];
+    else if (is("--shadowd-socket")) shadowdSocket = argv[++i];
+    else if (argv[i][0] != '-' && pid == 0) pid = strtol(argv[i], nullptr, 10);
+    else {
+      fprintf(stderr, "migctl send: unexpected argument '%s'\n%s", argv[i], kUsage);
+      return 2;
+    }
+  }
+  if (pid <= 0 || to == nullptr || keyPath == nullptr || jobId == 0 || tokenHex == nullptr || home == nullptr ||
+      (deputy != nullptr && shadowdSocket == nullptr)) {
+    fprintf(stderr, "migctl send: missing arguments\n%s", kUsage);
+    return 2;
+  }
+  if (deputy != nullptr && access(deputy, X_OK) != 0) fail(kj::str("the deputy program ", deputy, " is missing"));
+  auto token = shadow::unhex(tokenHex);
+  auto key = shadow::ClusterKey::load(keyPath);
+
+  auto io = kj::setupAsyncIo();
+  auto& ws = io.waitScope;
+  auto link = shadow::loginToPeer(io, key, to).wait(ws);
+  ControlClient ctl(static_cast<pid_t>(pid));
+
+  // The destination may refuse before anything happens to the job.
+  auto receive = link->node.receiveRequest();
+  auto ticket = receive.initTicket();
+  ticket.setJobId(jobId);
+  ticket.setToken(token);
+  ticket.setHome(home);
+  ticket.setVpid(static_cast<int32_t>(vpid > 0 ? vpid : pid));
+  ticket.setCommand(command);
+  RpcSink out(receive.send().wait(ws).getSink(), ws);
+
+  auto frozenAt = std::chrono::steady_clock::now();
+  control::Reply reply = ctl.freeze(kFreezeTimeoutSeconds);
+  const pid_t realPid = ctl.realPid();
+  image::ProcPageSource memory(realPid);
+  auto block = kj::heap<control::Block>();
+  if (reply.blockSize != sizeof(control::Block)) {
+    fail(kj::str("process ", pid, " runs an incompatible libmig (block size ", reply.blockSize, ")"));
+  }
+  memory.read(reply.blockAddr, block.get(), sizeof(control::Block));
+  image::CaptureStats stats = image::captureProcess(realPid, *block, memory, out);
+  out.flush();
+  double transferMs = msSince(frozenAt);
+
+  auto done = out.sink().doneRequest().send().wait(ws);
+  double restoreMs = done.getRestoreMs();
+  double freezeMs = msSince(frozenAt);
+
+  // The job runs at the destination: it must not go on here.
+  if (deputy != nullptr) {
+    auto idText = kj::str(jobId), tokenText = shadow::hex(token), dropText = kj::str(kj::hex(stats.pendingSignals));
+    kj::StringPtr args[] = {deputy, "--job-id", idText, "--token", tokenText, "--socket", shadowdSocket,
+                            "--drop-signals", dropText};
+    ctl.becomeDeputy(args);
+  } else {
+    ctl.exitProcess();
+  }
+  printf("MIGRATED %.3f %llu %.3f %.3f\n", freezeMs, static_cast<unsigned long long>(out.total()), transferMs,
+         restoreMs);
+  return 0;
+}
+
+}  // namespace mig::migctl

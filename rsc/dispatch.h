@@ -1,0 +1,34 @@
+// rsc/dispatch.h: the deputy's half of a forwarded call. One generic dispatcher runs
+// every row of the forward table (rsc/forward_table.h) by calling the row's libc
+// function through libffi, and is the whitelist: a request that names no row, or
+// that does not match its row exactly, runs nothing.
+#pragma once
+
+#include <kj/array.h>
+#include <kj/common.h>
+
+namespace mig::rsc {
+
+class Dispatcher {
+ public:
+  // Resolves every row's libc function once. With execute = false nothing is ever
+  // called: requests are validated and answered as if each call returned 0 (for
+  // fuzzing the parser without touching the file system).
+  explicit Dispatcher(bool execute = true);
+  ~Dispatcher();
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+  // Runs one request (rsc/wire.h) and returns its reply. A malformed request is
+  // answered with a header-only reply (result -1, error EPROTO; ENOSYS for a call id
+  // not in the table), never an exception. A request with kNoReply that succeeded
+  // gets an empty array: there is nothing to send. Replies never exceed kMaxMessage.
+  kj::Array<kj::byte> call(kj::ArrayPtr<const kj::byte> request);
+
+ private:
+  struct Prepared;                // a row's function and libffi call interface
+  kj::Array<Prepared> prepared_;  // by table index
+  bool execute_;
+};
+
+}  // namespace mig::rsc

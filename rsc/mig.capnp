@@ -1,0 +1,105 @@
+@0xbbf5b68ecd651e11;
+# The RPC interfaces between shadowd daemons (TCP, after the cluster-key login) and
+# between shadowd and the local tools (migctl, the deputy) on its owner-only Unix
+# socket. A forwarded system call travels as the opaque bytes of rsc/wire.h.
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("mig::rpc");
+
+interface Gate {
+  # What a shadowd's TCP port offers before login: nothing but the challenge.
+  challenge @0 () -> (nonce :Data);
+  login @1 (proof :Data, clientNonce :Data) -> (node :Node, proof :Data);
+  # proof = HMAC-SHA256(clusterKey, "mig-login" || nonce); the server answers with
+  # HMAC-SHA256(clusterKey, "mig-server" || clientNonce) so the client knows it too
+  # talks to a cluster member.
+}
+
+struct JobTicket {
+  # What identifies a migrated job and authorises its calls home.
+  jobId @0 :UInt64;
+  token @1 :Data;          # 32 random bytes made by the home shadowd
+  home @2 :Text;           # the home shadowd's address (host:port)
+  vpid @3 :Int32;          # the job's PID at home
+  command @4 :Text;        # for listings
+}
+
+struct NodeInfo {
+  hostname @0 :Text;
+  address @1 :Text;
+  load1 @2 :Float64;       # /proc/loadavg
+  jobs @3 :UInt32;         # jobs running on this host (local and migrated in)
+  memAvailableKiB @4 :UInt64;
+}
+
+interface Node {
+  # A shadowd as its peers see it after login.
+  info @0 () -> (info :NodeInfo);
+
+  receive @1 (ticket :JobTicket, imageBytes :UInt64) -> (sink :ImageSink);
+  # An incoming migration: the image is streamed to `sink`; refused with an exception
+  # (no room, binaries missing, ...).
+
+  sendJob @2 (jobId :UInt64, token :Data, to :Text) -> (result :MigrationResult);
+  # Asked by the job's home: migrate job `jobId`, which runs here, to `to`.
+
+  deputy @3 (jobId :UInt64, token :Data, location :Text) -> (deputy :Deputy);
+  # Asked of the job's home by the host the job runs on: the job's deputy, through
+  # which its calls go home. `location` is the asking host's address: from now on
+  # the job is there.
+
+  signal @4 (jobId :UInt64, token :Data, signal :Int32) -> ();
+  # Asked of the host the job runs on by its home: deliver `signal` to the job.
+
+  jobEnded @5 (jobId :UInt64, token :Data, status :Int32) -> ();
+  # Told to the job's home by the host it ran on: wait status (as waitpid gives it).
+}
+
+interface ImageSink {
+  write @0 (bytes :Data) -> stream;
+  done @1 () -> (realPid :Int32, restoreMs :Float64);
+  # The image is complete: restore it. Returns once the process runs and its calls
+  # reach home; throws (and leaves nothing behind) when it cannot be restored.
+}
+
+struct MigrationResult {
+  freezeMs @0 :Float64;     # the job was frozen this long
+  imageBytes @1 :UInt64;
+  transferMs @2 :Float64;
+  restoreMs @3 :Float64;
+  destination @4 :Text;
+}
+
+interface Deputy {
+  # The job's home process, exec'd in place of the job at its first migration.
+  call @0 (request :Data) -> (reply :Data);     # one forwarded system call (rsc/wire.h)
+  ended @1 (status :Int32) -> ();                # the job ended with this wait status
+}
+
+struct JobStatus {
+  vpid @0 :Int32;
+  home @1 :Text;
+  location @2 :Text;
+  state @3 :Text;           # running, migrating, deputy
+  rssKiB @4 :UInt64;
+  ageSeconds @5 :Float64;
+  command @6 :Text;
+  jobId @7 :UInt64;
+}
+
+interface Local {
+  # shadowd's Unix socket (owner-only): migctl and the deputies.
+  list @0 () -> (jobs :List(JobStatus));
+  nodes @1 () -> (nodes :List(NodeStatus));
+  migrate @2 (pid :Int32, to :Text) -> (result :MigrationResult);
+  registerDeputy @3 (jobId :UInt64, token :Data, deputy :Deputy) -> ();
+  deputySignal @4 (jobId :UInt64, token :Data, signal :Int32) -> ();
+}
+
+struct NodeStatus {
+  name @0 :Text;
+  address @1 :Text;
+  reachable @2 :Bool;
+  error @3 :Text;
+  info @4 :NodeInfo;
+}

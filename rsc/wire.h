@@ -1,0 +1,52 @@
+// rsc/wire.h: the bytes of one forwarded system call, as the shim on a remote host
+// sends it and the deputy at home answers it. This is the contract between the shim
+// (shim/forward/, async-signal-safe, no allocation) and the deputy's dispatcher
+// (rsc/dispatch.cc, libffi); shadowd only carries the bytes (a Data field of an RPC,
+// see rsc/mig.capnp), so adding a forwarded call is one row in rsc/forward_table.h.
+//
+// Request:  RequestHeader | payload for each input argument, in argument order
+// Reply:    ReplyHeader   | payload for each output argument, in argument order
+// Payload:  uint64_t byteCount | bytes | zero padding to a multiple of 8
+//
+// Input arguments are those of kinds InBuf, Path, InStruct, InOutStruct; output
+// arguments are OutBuf, OutStruct, InOutStruct (see forward_table.h). Pointer
+// arguments travel as payloads; in RequestHeader::args their slot holds the
+// application's pointer value, which the deputy ignores. Fd numbers are the same at
+// home and away (the deputy holds the job's fds under the numbers the job knows).
+#pragma once
+
+#include <stdint.h>
+
+namespace mig::rsc {
+
+inline constexpr uint32_t kRequestMagic = 0x51435352u;  // "RSCQ"
+inline constexpr uint32_t kReplyMagic = 0x50435352u;    // "RSCP"
+// Largest message either way; the shim splits larger reads and writes.
+inline constexpr uint32_t kMaxMessage = 1u << 20;
+inline constexpr uint32_t kMaxIo = kMaxMessage - 4096;
+
+// RequestHeader::flags
+inline constexpr uint32_t kNoReply = 1;  // pipelined write: the deputy answers only a failure,
+                                         // which the shim reports on a later call
+
+struct RequestHeader {
+  uint32_t magic;
+  uint32_t length;   // whole message, header included
+  uint64_t seq;      // per-connection sequence number, echoed in the reply
+  uint32_t call;     // forward table row id (CallId)
+  uint32_t flags;
+  int64_t args[6];   // the system call's arguments as the application passed them
+};
+static_assert(sizeof(RequestHeader) == 72);
+
+struct ReplyHeader {
+  uint32_t magic;
+  uint32_t length;   // whole message, header included
+  uint64_t seq;
+  int64_t result;    // the call's return value (>= 0), or -1
+  int32_t error;     // errno when result is -1, else 0
+  uint32_t reserved;
+};
+static_assert(sizeof(ReplyHeader) == 32);
+
+}  // namespace mig::rsc

@@ -1,0 +1,30 @@
+// Starting shadowd's helper processes (migctl send, migctl restart) from the event
+// loop: fork+exec with a clean signal mask, and their exit status through kj.
+#pragma once
+
+#include <kj/array.h>
+#include <kj/async-unix.h>
+#include <kj/string.h>
+#include <kj/vector.h>
+
+#include <sys/types.h>
+
+namespace mig::shadow {
+
+struct ChildSpec {
+  kj::Vector<kj::String> argv;
+  int stdinFd = -1;   // -1: /dev/null
+  int stdoutFd = -1;
+  int stderrFd = -1;
+};
+
+// Starts the child; throws if fork/exec setup fails. The child's exec failure shows
+// as exit status 127.
+pid_t spawnChild(const ChildSpec& spec);
+
+// Resolves with the wait status of `pid` (a child started with spawnChild).
+kj::Promise<int> childExit(kj::UnixEventPort& port, pid_t pid);
+
+kj::String describeStatus(int status);
+
+}  // namespace mig::shadow

@@ -1,0 +1,166 @@
+// See daemon.h.
+#include "shadow/daemon.h"
+#include "shadow/error.h"
+
+#include "shadow/child_process.h"
+
+#include <kj/debug.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <ctime>
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace mig::shadow {
+
+kj::String lastLine(kj::StringPtr text) {
+  size_t end = text.size();
+  while (end > 0 && text[end - 1] == '\n') --end;
+  size_t begin = end;
+  while (begin > 0 && text[begin - 1] != '\n') --begin;
+  return kj::heapString(text.slice(begin, end));
+}
+
+double nowSeconds() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<double>(ts.tv_sec) + ts.tv_nsec / 1e9;
+}
+
+Daemon::Daemon(kj::AsyncIoContext& io, DaemonConfig config, ClusterKey key)
+    : io_(io), config_(kj::mv(config)), key_(kj::mv(key)), errorHandler_(*this), tasks_(errorHandler_) {}
+
+void Daemon::ErrorHandler::taskFailed(kj::Exception&& e) { d_.log(kj::str("error: ", e.getDescription())); }
+
+void Daemon::log(kj::StringPtr line) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  struct tm tm;
+  localtime_r(&ts.tv_sec, &tm);
+  char when[32];
+  strftime(when, sizeof(when), "%H:%M:%S", &tm);
+  fprintf(stderr, "%s.%03ld shadowd: %s\n", when, ts.tv_nsec / 1000000, line.cStr());
+  fflush(stderr);
+}
+
+kj::String Daemon::resolveNode(kj::StringPtr nameOrAddress) const {
+  KJ_IF_MAYBE(a, config_.nodes.find(nameOrAddress)) { return kj::str(*a); }
+  return kj::str(nameOrAddress);
+}
+
+kj::Promise<rpc::Node::Client> Daemon::peer(kj::StringPtr nameOrAddress) {
+  auto address = resolveNode(nameOrAddress);
+  KJ_IF_MAYBE(link, peers_.find(address)) { return (*link)->node; }
+  require(key_.present(), "this shadowd has no cluster key: it cannot reach other hosts (--cluster-key FILE)");
+  return loginToPeer(io_, key_, address).then([this, address = kj::mv(address)](kj::Own<PeerLink> link) mutable {
+    rpc::Node::Client node = link->node;
+    // Forget the link when it breaks, so the next use connects again.
+    auto key = kj::str(address);
+    tasks_.add(link->client->onDisconnect().then([this, key = kj::mv(key)]() { dropPeer(key); }));
+    peers_.upsert(kj::mv(address), kj::mv(link), [](kj::Own<PeerLink>& old, kj::Own<PeerLink>&& fresh) { old = kj::mv(fresh); });
+    return node;
+  });
+}
+
+void Daemon::dropPeer(kj::StringPtr address) { peers_.erase(address); }
+
+HomeJob* Daemon::homeJobByVpid(pid_t vpid) {
+  for (auto& e : homeJobs_) {
+    if (e.value->vpid == vpid) return e.value.get();
+  }
+  return nullptr;
+}
+
+HostedJob* Daemon::hostedJob(uint64_t id, kj::ArrayPtr<const kj::byte> token) {
+  KJ_IF_MAYBE(j, hostedJobs_.find(id)) {
+    if (sameBytes((*j)->token, token)) return j->get();
+  }
+  return nullptr;
+}
+
+HomeJob& Daemon::homeJob(uint64_t id, kj::ArrayPtr<const kj::byte> token) {
+  KJ_IF_MAYBE(j, homeJobs_.find(id)) {
+    if (sameBytes((*j)->token, token)) return **j;
+  }
+  fail(kj::str("no such job here, or a wrong job token"));
+}
+
+kj::Promise<rpc::Deputy::Client> Daemon::deputyOf(HomeJob& job) {
+  KJ_IF_MAYBE(d, job.deputy) { return *d; }
+  auto paf = kj::newPromiseAndFulfiller<rpc::Deputy::Client>();
+  job.deputyWaiters.add(kj::mv(paf.fulfiller));
+  return kj::mv(paf.promise);
+}
+
+void Daemon::deputyRegistered(HomeJob& job, rpc::Deputy::Client deputy) {
+  job.deputy = deputy;
+  for (auto& w : job.deputyWaiters) w->fulfill(rpc::Deputy::Client(deputy));
+  job.deputyWaiters.clear();
+}
+
+kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t realPid, uint64_t jobId,
+                                    kj::ArrayPtr<const kj::byte> token, kj::StringPtr home, pid_t vpid,
+                                    kj::StringPtr command, kj::StringPtr to, bool becomeDeputy) {
+  ChildSpec spec;
+  spec.argv.add(kj::str(config_.migctl));
+  spec.argv.add(kj::str("send"));
+  spec.argv.add(kj::str(realPid));
+  spec.argv.add(kj::str("--to"));
+  spec.argv.add(kj::str(to));
+  spec.argv.add(kj::str("--key"));
+  spec.argv.add(kj::str(config_.keyPath));
+  spec.argv.add(kj::str("--job-id"));
+  spec.argv.add(kj::str(jobId));
+  spec.argv.add(kj::str("--token"));
+  spec.argv.add(hex(token));
+  spec.argv.add(kj::str("--home"));
+  spec.argv.add(kj::str(home));
+  spec.argv.add(kj::str("--vpid"));
+  spec.argv.add(kj::str(vpid));
+  spec.argv.add(kj::str("--command"));
+  spec.argv.add(kj::str(command));
+  if (becomeDeputy) {
+    spec.argv.add(kj::str("--deputy"));
+    spec.argv.add(kj::str(config_.deputy));
+    spec.argv.add(kj::str("--shadowd-socket"));
+    spec.argv.add(kj::str(config_.socketPath));
+  }
+  int out[2], err[2];
+  KJ_SYSCALL(pipe2(out, O_CLOEXEC));
+  KJ_SYSCALL(pipe2(err, O_CLOEXEC));
+  spec.stdoutFd = out[1];
+  spec.stderrFd = err[1];
+  pid_t pid = spawnChild(spec);
+  auto exited = childExit(eventPort(), pid);
+  close(out[1]);
+  close(err[1]);
+  auto outStream = io_.lowLevelProvider->wrapInputFd(out[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  auto errStream = io_.lowLevelProvider->wrapInputFd(err[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  auto outText = outStream->readAllText().attach(kj::mv(outStream));
+  auto errText = errStream->readAllText().attach(kj::mv(errStream));
+  return kj::joinPromises(kj::arr(kj::mv(outText), kj::mv(errText)))
+      .then([exited = kj::mv(exited)](kj::Array<kj::String> texts) mutable {
+        return exited.then([texts = kj::mv(texts)](int status) mutable { return kj::tuple(status, kj::mv(texts)); });
+      })
+      .then([result](kj::Tuple<int, kj::Array<kj::String>> r) mutable {
+        int status = kj::get<0>(r);
+        auto& texts = kj::get<1>(r);
+        // stdout: "MIGRATED freeze_ms image_bytes transfer_ms restore_ms"
+        double freeze = 0, transfer = 0, restore = 0;
+        unsigned long long bytes = 0;
+        bool ok = status == 0 &&
+                  sscanf(texts[0].cStr(), "MIGRATED %lf %llu %lf %lf", &freeze, &bytes, &transfer, &restore) == 4;
+        if (!ok) {
+          auto line = oneLine(lastLine(texts[1]));
+          if (line.size() == 0) line = kj::str("the sender ended with ", describeStatus(status));
+          fail(kj::mv(line));
+        }
+        result.setFreezeMs(freeze);
+        result.setImageBytes(bytes);
+        result.setTransferMs(transfer);
+        result.setRestoreMs(restore);
+      });
+}
+
+}  // namespace mig::shadow

@@ -1,0 +1,119 @@
+// shadowd's state and the operations its RPC services share: who we are, the jobs
+// whose home is here (and their deputies), the jobs that migrated in and run here,
+// and logged-in links to peer shadowds.
+#pragma once
+
+#include "shadow/cluster_key.h"
+#include "shadow/hex.h"
+#include "shadow/mig.capnp.h"
+#include "shadow/peer_login.h"
+
+#include <kj/async-io.h>
+#include <kj/async-unix.h>
+#include <kj/map.h>
+#include <kj/vector.h>
+
+#include <sys/types.h>
+
+namespace mig::shadow {
+
+struct DaemonConfig {
+  kj::String listen;          // host:port for peers ("" = none)
+  kj::String advertise;       // our address as peers should reach us (default: listen)
+  kj::String socketPath;      // owner-only Unix socket for migctl and deputies
+  kj::String relayPath;       // Unix socket where migrated jobs' shims send calls home
+  kj::String spoolDir;        // incoming images
+  kj::String migctl;          // the migctl that sends and restores images
+  kj::String deputy;          // the mig-deputy a job's home process becomes
+  kj::Vector<kj::String> localPaths;  // host-local path prefixes (shared file systems)
+  kj::HashMap<kj::String, kj::String> nodes;  // name -> address (--nodes FILE)
+  kj::String keyPath;         // "" = no key
+};
+
+// A job whose home is this host.
+struct HomeJob {
+  uint64_t id;
+  kj::Array<kj::byte> token;
+  pid_t vpid;
+  kj::String command;
+  kj::String location;        // address of the host it runs on; "" = still here
+  bool migrating = false;
+  bool ended = false;         // its end was reported; the deputy is exiting
+  double startedAt;           // CLOCK_REALTIME seconds
+  kj::Maybe<rpc::Deputy::Client> deputy;
+  kj::Vector<kj::Own<kj::PromiseFulfiller<rpc::Deputy::Client>>> deputyWaiters;
+  kj::Vector<int> signalsDuringMigration;
+};
+
+// A job that migrated in and runs here.
+struct HostedJob {
+  uint64_t id;
+  kj::Array<kj::byte> token;
+  kj::String home;
+  pid_t vpid;
+  pid_t realPid = 0;
+  kj::String command;
+  bool leaving = false;       // migrating away: its exit is not the job's end
+  bool running = false;       // its shim reached the relay
+  double startedAt;
+  kj::Own<kj::PromiseFulfiller<void>> onRunning;
+  kj::Maybe<rpc::Deputy::Client> deputy;  // through the home shadowd; dropped when it breaks
+};
+
+class Daemon {
+ public:
+  Daemon(kj::AsyncIoContext& io, DaemonConfig config, ClusterKey key);
+
+  kj::AsyncIoContext& io() { return io_; }
+  kj::UnixEventPort& eventPort() { return io_.unixEventPort; }
+  const DaemonConfig& config() const { return config_; }
+  const ClusterKey& key() const { return key_; }
+  kj::StringPtr address() const { return config_.advertise; }
+
+  // A logged-in Node of the peer at `address` (or node name from --nodes); links are
+  // kept and made again when they break.
+  kj::Promise<rpc::Node::Client> peer(kj::StringPtr address);
+  kj::String resolveNode(kj::StringPtr nameOrAddress) const;
+  void dropPeer(kj::StringPtr address);
+
+  kj::HashMap<uint64_t, kj::Own<HomeJob>>& homeJobs() { return homeJobs_; }
+  kj::HashMap<uint64_t, kj::Own<HostedJob>>& hostedJobs() { return hostedJobs_; }
+  HomeJob* homeJobByVpid(pid_t vpid);
+  HostedJob* hostedJob(uint64_t id, kj::ArrayPtr<const kj::byte> token);
+  HomeJob& homeJob(uint64_t id, kj::ArrayPtr<const kj::byte> token);  // throws if unknown
+
+  // The job's deputy, once it has registered.
+  kj::Promise<rpc::Deputy::Client> deputyOf(HomeJob& job);
+  void deputyRegistered(HomeJob& job, rpc::Deputy::Client deputy);
+
+  // Runs `migctl send` for a job that runs here and fills `result` from what it
+  // reports; fails with its one-line error. With becomeDeputy, the process (at home)
+  // becomes the job's deputy, else it ends once the job runs at `to`.
+  kj::Promise<void> runSender(rpc::MigrationResult::Builder result, pid_t realPid, uint64_t jobId, kj::ArrayPtr<const kj::byte> token,
+                                    kj::StringPtr home, pid_t vpid, kj::StringPtr command,
+                                    kj::StringPtr to, bool becomeDeputy);
+
+  kj::TaskSet& tasks() { return tasks_; }
+  void log(kj::StringPtr line);
+
+ private:
+  class ErrorHandler final : public kj::TaskSet::ErrorHandler {
+   public:
+    explicit ErrorHandler(Daemon& d) : d_(d) {}
+    void taskFailed(kj::Exception&& e) override;
+    Daemon& d_;
+  };
+  kj::AsyncIoContext& io_;
+  DaemonConfig config_;
+  ClusterKey key_;
+  ErrorHandler errorHandler_;
+  kj::TaskSet tasks_;
+  kj::HashMap<kj::String, kj::Own<PeerLink>> peers_;
+  kj::HashMap<uint64_t, kj::Own<HomeJob>> homeJobs_;
+  kj::HashMap<uint64_t, kj::Own<HostedJob>> hostedJobs_;
+};
+
+double nowSeconds();
+kj::String lastLine(kj::StringPtr text);
+
+}  // namespace mig::shadow

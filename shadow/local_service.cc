@@ -1,0 +1,345 @@
+// Local: shadowd's owner-only Unix socket, for migctl (list, nodes, migrate) and for
+// the deputies of jobs whose home is here (register, forward a signal).
+#include "shadow/child_process.h"
+#include "shadow/error.h"
+#include "shadow/services.h"
+
+#include "shim/control_protocol.h"
+
+#include <kj/debug.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <dirent.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace mig::shadow {
+namespace {
+
+constexpr uint64_t kNodeInfoTimeoutMs = 3000;
+
+kj::String readProc(pid_t pid, const char* what) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/%s", pid, what);
+  FILE* f = fopen(path, "re");
+  if (f == nullptr) return kj::str("");
+  char buf[4096];
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  return kj::heapString(buf, n);
+}
+
+kj::String commandOf(pid_t pid) {
+  auto raw = readProc(pid, "cmdline");
+  auto out = kj::heapString(raw);
+  for (auto& c : out) {
+    if (c == '\0') c = ' ';
+  }
+  size_t n = out.size();
+  while (n > 0 && out[n - 1] == ' ') --n;
+  return kj::heapString(out.slice(0, n));
+}
+
+uint64_t rssKiB(pid_t pid) {
+  auto status = readProc(pid, "status");
+  const char* at = strstr(status.cStr(), "VmRSS:");
+  return at ? strtoull(at + 6, nullptr, 10) : 0;
+}
+
+double ageSeconds(pid_t pid) {
+  auto stat = readProc(pid, "stat");
+  const char* close = strrchr(stat.cStr(), ')');
+  if (close == nullptr) return 0;
+  // Field 22 (starttime, clock ticks since boot); fields counted from 3 after ')'.
+  const char* p = close + 2;
+  for (int field = 3; field < 22 && *p; ++field) {
+    p = strchr(p, ' ');
+    if (p == nullptr) return 0;
+    ++p;
+  }
+  double start = strtod(p, nullptr) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  double up = 0;
+  if (FILE* f = fopen("/proc/uptime", "re")) {
+    if (fscanf(f, "%lf", &up) != 1) up = 0;
+    fclose(f);
+  }
+  return up > start ? up - start : 0;
+}
+
+// PIDs of this user's processes running under libmig (their shim listens on
+// @mig/<uid>/ctl/<pid>): /proc/net/unix lists abstract names with a leading '@'.
+kj::Vector<pid_t> shimProcesses() {
+  kj::Vector<pid_t> out;
+  FILE* f = fopen("/proc/net/unix", "re");
+  if (f == nullptr) return out;
+  char prefix[64];
+  snprintf(prefix, sizeof(prefix), "@mig/%u/ctl/", getuid());
+  char line[512];
+  while (fgets(line, sizeof(line), f)) {
+    const char* at = strstr(line, prefix);
+    if (at == nullptr) continue;
+    pid_t pid = static_cast<pid_t>(atoi(at + strlen(prefix)));
+    if (pid <= 0 || kill(pid, 0) != 0) continue;
+    bool seen = false;
+    for (pid_t p : out) seen = seen || p == pid;
+    if (!seen) out.add(pid);
+  }
+  fclose(f);
+  return out;
+}
+
+class LocalImpl final : public rpc::Local::Server {
+ public:
+  explicit LocalImpl(Daemon& d) : d_(d) {}
+
+  kj::Promise<void> list(ListContext context) override {
+    kj::Vector<kj::Function<void(rpc::JobStatus::Builder)>> rows;
+    kj::Vector<pid_t> listed;
+    for (auto& e : d_.homeJobs()) {
+      HomeJob& j = *e.value;
+      listed.add(j.vpid);
+      rows.add([&j, this](rpc::JobStatus::Builder b) {
+        b.setJobId(j.id);
+        b.setVpid(j.vpid);
+        b.setHome(d_.address());
+        b.setLocation(j.location.size() > 0 ? j.location.asPtr() : d_.address());
+        b.setState(j.migrating ? "migrating" : j.location.size() > 0 ? "away (deputy here)" : "running");
+        b.setAgeSeconds(nowSeconds() - j.startedAt);
+        b.setCommand(j.command);
+      });
+    }
+    for (auto& e : d_.hostedJobs()) {
+      HostedJob& j = *e.value;
+      if (j.realPid > 0) listed.add(j.realPid);
+      rows.add([&j, this](rpc::JobStatus::Builder b) {
+        b.setJobId(j.id);
+        b.setVpid(j.vpid);
+        b.setHome(j.home);
+        b.setLocation(d_.address());
+        b.setState(j.leaving ? "migrating" : j.running ? "running (migrated in)" : "arriving");
+        b.setRssKiB(j.realPid > 0 ? rssKiB(j.realPid) : 0);
+        b.setAgeSeconds(nowSeconds() - j.startedAt);
+        b.setCommand(j.command);
+      });
+    }
+    for (pid_t pid : shimProcesses()) {
+      bool seen = false;
+      for (pid_t p : listed) seen = seen || p == pid;
+      if (seen) continue;
+      rows.add([pid, this](rpc::JobStatus::Builder b) {
+        b.setVpid(pid);
+        b.setHome(d_.address());
+        b.setLocation(d_.address());
+        b.setState("running");
+        b.setRssKiB(rssKiB(pid));
+        b.setAgeSeconds(ageSeconds(pid));
+        b.setCommand(commandOf(pid));
+      });
+    }
+    auto out = context.getResults().initJobs(static_cast<unsigned>(rows.size()));
+    for (size_t i = 0; i < rows.size(); ++i) rows[i](out[i]);
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> nodes(NodesContext context) override {
+    kj::Vector<kj::Tuple<kj::String, kj::String>> wanted;
+    for (auto& e : d_.config().nodes) wanted.add(kj::tuple(kj::str(e.key), kj::str(e.value)));
+    auto out = context.getResults().initNodes(static_cast<unsigned>(wanted.size()));
+    kj::Vector<kj::Promise<void>> asks;
+    for (size_t i = 0; i < wanted.size(); ++i) {
+      auto row = out[i];
+      row.setName(kj::get<0>(wanted[i]));
+      row.setAddress(kj::get<1>(wanted[i]));
+      auto ask = d_.peer(kj::get<1>(wanted[i])).then([](rpc::Node::Client node) {
+        return node.infoRequest().send();
+      }).then([row](capnp::Response<rpc::Node::InfoResults> r) mutable {
+        row.setReachable(true);
+        row.setInfo(r.getInfo());
+      });
+      auto limited = ask.exclusiveJoin(d_.io().provider->getTimer().afterDelay(kNodeInfoTimeoutMs * kj::MILLISECONDS).then([]() {
+        fail(kj::str("no answer within 3 s"));
+      }));
+      asks.add(limited.catch_([row](kj::Exception&& e) mutable {
+        row.setReachable(false);
+        row.setError(e.getDescription());
+      }));
+    }
+    return kj::joinPromises(asks.releaseAsArray()).attach(kj::mv(wanted));
+  }
+
+  kj::Promise<void> migrate(MigrateContext context) override {
+    auto p = context.getParams();
+    pid_t pid = p.getPid();
+    auto to = d_.resolveNode(p.getTo());
+    auto result = context.getResults().initResult();
+    result.setDestination(to);
+
+    // A job whose home is here but which runs elsewhere: its host sends it on.
+    if (HomeJob* job = d_.homeJobByVpid(pid); job != nullptr && job->location.size() > 0) {
+      require(!job->migrating, "this job is already migrating");
+      job->migrating = true;
+      uint64_t id = job->id;
+      auto from = kj::str(job->location);
+      d_.log(kj::str("migrating job ", id, " (PID ", pid, ") from ", from, " to ", to));
+      return d_.peer(from)
+          .then([id, token = kj::heapArray<kj::byte>(job->token), to = kj::str(to)](rpc::Node::Client node) {
+            auto req = node.sendJobRequest();
+            req.setJobId(id);
+            req.setToken(token);
+            req.setTo(to);
+            return req.send();
+          })
+          .then([result](capnp::Response<rpc::Node::SendJobResults> r) mutable {
+            auto got = r.getResult();
+            result.setFreezeMs(got.getFreezeMs());
+            result.setImageBytes(got.getImageBytes());
+            result.setTransferMs(got.getTransferMs());
+            result.setRestoreMs(got.getRestoreMs());
+          })
+          .then([this, id, to = kj::str(to)]() -> kj::Promise<void> {
+                  finishMigration(id, kj::StringPtr(to));
+                  return kj::READY_NOW;
+                },
+                [this, id](kj::Exception&& e) -> kj::Promise<void> {
+                  finishMigration(id, nullptr);
+                  return kj::mv(e);
+                });
+    }
+
+    // A job that migrated in and runs here (migctl run on this host, not at home).
+    for (auto& e : d_.hostedJobs()) {
+      HostedJob& j = *e.value;
+      if (j.realPid != pid && j.vpid != pid) continue;
+      require(j.running && !j.leaving, "this job is not ready to migrate");
+      j.leaving = true;
+      uint64_t id = j.id;
+      return d_.runSender(result, j.realPid, j.id, j.token, j.home, j.vpid, j.command, to, false)
+          .catch_([this, id](kj::Exception&& e) -> kj::Promise<void> {
+            KJ_IF_MAYBE(h, d_.hostedJobs().find(id)) { (*h)->leaving = false; }
+            return kj::mv(e);
+          });
+    }
+
+    // A process of ours that never moved: its first migration; it becomes the deputy.
+    require(pid > 0, "bad PID");
+    if (kill(pid, 0) != 0 && errno == ESRCH) fail(kj::str("no process with PID ", pid));
+    require(d_.address().size() > 0, "this shadowd has no --listen address: jobs cannot come back to it");
+    HomeJob* job = d_.homeJobByVpid(pid);
+    if (job == nullptr) {
+      auto fresh = kj::heap<HomeJob>();
+      uint64_t id = 0;
+      auto idBytes = randomBytes(8);
+      memcpy(&id, idBytes.begin(), sizeof(id));
+      fresh->id = id >> 1;  // positive in every language that prints it
+      fresh->token = randomBytes(32);
+      fresh->vpid = pid;
+      fresh->command = commandOf(pid);
+      fresh->startedAt = nowSeconds() - ageSeconds(pid);
+      job = fresh.get();
+      d_.homeJobs().insert(job->id, kj::mv(fresh));
+    }
+    require(!job->migrating, "this job is already migrating");
+    job->migrating = true;
+    uint64_t id = job->id;
+    d_.log(kj::str("migrating job ", id, " (PID ", pid, ") to ", to));
+    // Opened while the process is surely the job: it stays the same process as the
+    // deputy, and its end (even by SIGKILL, or a deputy that failed) ends the job.
+    int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    require(pidfd >= 0, kj::str("cannot watch process ", pid, ": ", strerror(errno)));
+    auto watch = kj::heap<kj::AutoCloseFd>(pidfd);
+    return d_.runSender(result, pid, job->id, job->token, d_.address(), pid, job->command, to, true)
+        .then([this, id, to = kj::str(to), watch = kj::mv(watch)]() mutable -> kj::Promise<void> {
+                finishMigration(id, kj::StringPtr(to));
+                watchDeputy(d_, id, kj::mv(*watch));
+                return kj::READY_NOW;
+              },
+              [this, id](kj::Exception&& e) -> kj::Promise<void> {
+                // Still here, untouched: no deputy, no job record.
+                finishMigration(id, nullptr);
+                KJ_IF_MAYBE(j, d_.homeJobs().find(id)) {
+                  if ((*j)->location.size() == 0) d_.homeJobs().erase(id);
+                }
+                return kj::mv(e);
+              });
+  }
+
+  kj::Promise<void> registerDeputy(RegisterDeputyContext context) override {
+    auto p = context.getParams();
+    HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
+    d_.deputyRegistered(job, p.getDeputy());
+    d_.log(kj::str("job ", job.id, ": PID ", job.vpid, " is now its deputy"));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> deputySignal(DeputySignalContext context) override {
+    auto p = context.getParams();
+    HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
+    int sig = p.getSignal();
+    if (job.migrating) {
+      // Delivered once the job runs again, wherever that is.
+      job.signalsDuringMigration.add(sig);
+      return kj::READY_NOW;
+    }
+    return sendSignal(d_, job, sig);
+  }
+
+ private:
+  // `to`: where the job runs now (the migration worked), or null.
+  void finishMigration(uint64_t id, kj::Maybe<kj::StringPtr> to) {
+    KJ_IF_MAYBE(j, d_.homeJobs().find(id)) {
+      HomeJob& job = **j;
+      job.migrating = false;
+      KJ_IF_MAYBE(where, to) { job.location = kj::str(*where); }
+      auto pending = kj::mv(job.signalsDuringMigration);
+      for (int sig : pending) d_.tasks().add(sendSignal(d_, job, sig));
+    }
+  }
+
+  Daemon& d_;
+};
+
+}  // namespace
+
+kj::Promise<void> sendSignal(Daemon& d, HomeJob& job, int sig) {
+  require(job.location.size() > 0, "the job runs here: signal it directly");
+  return d.peer(job.location).then([id = job.id, token = kj::heapArray<kj::byte>(job.token), sig](rpc::Node::Client node) {
+    auto req = node.signalRequest();
+    req.setJobId(id);
+    req.setToken(token);
+    req.setSignal(sig);
+    return req.send().ignoreResult();
+  });
+}
+
+rpc::Local::Client makeLocal(Daemon& d) { return kj::heap<LocalImpl>(d); }
+
+void watchDeputy(Daemon& d, uint64_t jobId, kj::AutoCloseFd pidfd) {
+  // The observer must go before the fd it watches: members die in reverse order.
+  struct Watch {
+    Watch(kj::UnixEventPort& port, kj::AutoCloseFd f)
+        : fd(kj::mv(f)), observer(port, fd.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ) {}
+    kj::AutoCloseFd fd;
+    kj::UnixEventPort::FdObserver observer;
+  };
+  auto watch = kj::heap<Watch>(d.eventPort(), kj::mv(pidfd));
+  auto gone = watch->observer.whenBecomesReadable();
+  d.tasks().add(gone.attach(kj::mv(watch)).then([&d, jobId]() -> kj::Promise<void> {
+    KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) {
+      HomeJob& job = **j;
+      if (job.ended) return kj::READY_NOW;
+      // The deputy is gone (killed, even with SIGKILL, or it failed): the job must
+      // not outlive it.
+      d.log(kj::str("job ", job.id, ": its deputy (PID ", job.vpid, ") is gone; ending the job"));
+      auto kill = job.location.size() > 0 ? sendSignal(d, job, SIGKILL) : kj::Promise<void>(kj::READY_NOW);
+      d.homeJobs().erase(jobId);
+      return kill;
+    }
+    return kj::READY_NOW;
+  }));
+}
+
+}  // namespace mig::shadow

@@ -1,0 +1,269 @@
+// Node: what a logged-in peer shadowd may ask of this one: take a migrating job,
+// send a job that runs here elsewhere, reach the deputy of a job whose home is here,
+// deliver a signal to a job that runs here, report that a job ended.
+#include "shadow/child_process.h"
+#include "shadow/error.h"
+#include "shadow/services.h"
+
+#include <kj/debug.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace mig::shadow {
+namespace {
+
+constexpr uint64_t kRestoreTimeoutMs = 120000;
+
+}  // namespace
+
+void fillInfo(Daemon& d, rpc::NodeInfo::Builder info) {
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  info.setHostname(host);
+  info.setAddress(d.address());
+  double load = 0;
+  if (FILE* f = fopen("/proc/loadavg", "re")) {
+    if (fscanf(f, "%lf", &load) != 1) load = 0;
+    fclose(f);
+  }
+  info.setLoad1(load);
+  info.setJobs(static_cast<uint32_t>(d.hostedJobs().size()));
+  unsigned long long avail = 0;
+  if (FILE* f = fopen("/proc/meminfo", "re")) {
+    char line[256];
+    while (fgets(line, sizeof(line), f)) {
+      if (sscanf(line, "MemAvailable: %llu kB", &avail) == 1) break;
+    }
+    fclose(f);
+  }
+  info.setMemAvailableKiB(avail);
+}
+
+namespace {
+
+// Receives one image into the spool, then restores it.
+class ImageSinkImpl final : public rpc::ImageSink::Server {
+ public:
+  ImageSinkImpl(Daemon& d, uint64_t jobId) : d_(d), jobId_(jobId) {
+    path_ = kj::str(d.config().spoolDir, "/job-", jobId, ".img");
+    logPath_ = kj::str(d.config().spoolDir, "/job-", jobId, ".log");
+    fd_ = open(path_.cStr(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    require(fd_ >= 0, kj::str("cannot create ", path_, ": ", strerror(errno)));
+  }
+  ~ImageSinkImpl() noexcept(false) {
+    if (fd_ >= 0) close(fd_);
+    if (!restored_) {
+      unlink(path_.cStr());
+      // The job never ran here: forget it.
+      d_.hostedJobs().erase(jobId_);
+    }
+  }
+
+  kj::Promise<void> write(WriteContext context) override {
+    auto bytes = context.getParams().getBytes();
+    const kj::byte* p = bytes.begin();
+    size_t left = bytes.size();
+    while (left > 0) {
+      ssize_t n = ::write(fd_, p, left);
+      if (n < 0 && errno == EINTR) continue;
+      require(n > 0, kj::str("cannot write ", path_, ": ", strerror(errno)));
+      p += n;
+      left -= static_cast<size_t>(n);
+    }
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> done(DoneContext context) override {
+    require(fd_ >= 0, "image already complete");
+    KJ_SYSCALL(fsync(fd_));
+    close(fd_);
+    fd_ = -1;
+    HostedJob* job = nullptr;
+    KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { job = j->get(); }
+    require(job != nullptr, "the job was dropped during the transfer");
+
+    ChildSpec spec;
+    spec.argv.add(kj::str(d_.config().migctl));
+    spec.argv.add(kj::str("restart"));
+    spec.argv.add(kj::str(path_));
+    spec.argv.add(kj::str("--migrated"));
+    spec.argv.add(kj::str("--relay"));
+    spec.argv.add(kj::str(d_.config().relayPath));
+    spec.argv.add(kj::str("--job-id"));
+    spec.argv.add(kj::str(jobId_));
+    spec.argv.add(kj::str("--token"));
+    spec.argv.add(hex(job->token));
+    for (auto& p : d_.config().localPaths) {
+      spec.argv.add(kj::str("--local-path"));
+      spec.argv.add(kj::str(p));
+    }
+    int log = open(logPath_.cStr(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    spec.stderrFd = log;
+    auto started = nowSeconds();
+    pid_t pid = spawnChild(spec);
+    if (log >= 0) close(log);
+    job->realPid = pid;
+    auto exited = childExit(d_.eventPort(), pid).fork();
+
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    job->onRunning = kj::mv(paf.fulfiller);
+    auto failedEarly = exited.addBranch().then([this](int status) {
+      auto why = lastLine(readLog());
+      if (why.size() == 0) why = kj::str("the restore ended with ", describeStatus(status));
+      fail(kj::str("restore failed on ", d_.address(), ": ", why));
+    });
+    auto timeout = d_.io().provider->getTimer().afterDelay(kRestoreTimeoutMs * kj::MILLISECONDS).then([pid]() {
+      kill(pid, SIGKILL);
+      fail(kj::str("the restored process did not start within 120 s"));
+    });
+    return paf.promise.exclusiveJoin(kj::mv(failedEarly))
+        .exclusiveJoin(kj::mv(timeout))
+        .then([this, context, started, pid, exited = kj::mv(exited)]() mutable {
+          restored_ = true;
+          context.getResults().setRealPid(pid);
+          context.getResults().setRestoreMs((nowSeconds() - started) * 1000);
+          d_.log(kj::str("job ", jobId_, " runs here as PID ", pid));
+          watchJob(d_, jobId_, exited.addBranch(), kj::str(path_));
+        });
+  }
+
+  // When the job's process ends: unless it moved on, tell its home the status.
+  static void watchJob(Daemon& d, uint64_t jobId, kj::Promise<int> exited, kj::String image) {
+    d.tasks().add(exited.then([&d, jobId, image = kj::mv(image)](int status) -> kj::Promise<void> {
+      unlink(image.cStr());
+      unlink(kj::str(image.slice(0, image.size() - 4), ".log").cStr());  // job-ID.img -> job-ID.log
+      KJ_IF_MAYBE(j, d.hostedJobs().find(jobId)) {
+        auto job = kj::mv(*j);
+        d.hostedJobs().erase(jobId);
+        if (job->leaving) {
+          d.log(kj::str("job ", jobId, " left this host"));
+          return kj::READY_NOW;
+        }
+        d.log(kj::str("job ", jobId, " ended here: ", describeStatus(status)));
+        return d.peer(job->home).then([jobId, status, token = kj::mv(job->token)](rpc::Node::Client home) {
+          auto req = home.jobEndedRequest();
+          req.setJobId(jobId);
+          req.setToken(token);
+          req.setStatus(status);
+          return req.send().ignoreResult();
+        });
+      }
+      return kj::READY_NOW;
+    }));
+  }
+
+ private:
+  kj::String readLog() {
+    int fd = open(logPath_.cStr(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return kj::str("");
+    char buf[4096];
+    ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+    close(fd);
+    return kj::heapString(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  }
+
+  Daemon& d_;
+  uint64_t jobId_;
+  kj::String path_;
+  kj::String logPath_;
+  int fd_ = -1;
+  bool restored_ = false;
+};
+
+class NodeImpl final : public rpc::Node::Server {
+ public:
+  explicit NodeImpl(Daemon& d) : d_(d) {}
+
+  kj::Promise<void> info(InfoContext context) override {
+    fillInfo(d_, context.getResults().initInfo());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> receive(ReceiveContext context) override {
+    auto t = context.getParams().getTicket();
+    require(t.getToken().size() == 32, "a job ticket needs a 32-byte token");
+    require(d_.hostedJobs().find(t.getJobId()) == nullptr, kj::str("job ", t.getJobId(), " already runs here"));
+    mkdir(d_.config().spoolDir.cStr(), 0700);
+    auto job = kj::heap<HostedJob>();
+    job->id = t.getJobId();
+    job->token = kj::heapArray<kj::byte>(t.getToken());
+    job->home = kj::str(t.getHome());
+    job->vpid = t.getVpid();
+    job->command = kj::str(t.getCommand());
+    job->startedAt = nowSeconds();
+    uint64_t id = job->id;
+    d_.hostedJobs().insert(id, kj::mv(job));
+    d_.log(kj::str("receiving job ", id, " (PID ", t.getVpid(), " of ", t.getHome(), ": ", t.getCommand(), ")"));
+    context.getResults().setSink(kj::heap<ImageSinkImpl>(d_, id));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> sendJob(SendJobContext context) override {
+    auto p = context.getParams();
+    HostedJob* job = d_.hostedJob(p.getJobId(), p.getToken());
+    require(job != nullptr, "no such job runs here (or a wrong job token)");
+    require(job->running, "the job is not running here yet");
+    require(!job->leaving, "the job is already migrating");
+    job->leaving = true;
+    auto result = context.getResults().initResult();
+    auto to = d_.resolveNode(p.getTo());
+    result.setDestination(to);
+    uint64_t id = job->id;
+    return d_.runSender(result, job->realPid, job->id, job->token, job->home, job->vpid, job->command, to, false)
+        .catch_([this, id](kj::Exception&& e) -> kj::Promise<void> {
+          KJ_IF_MAYBE(j, d_.hostedJobs().find(id)) { (*j)->leaving = false; }
+          return kj::mv(e);
+        });
+  }
+
+  kj::Promise<void> deputy(DeputyContext context) override {
+    auto p = context.getParams();
+    HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
+    job.location = kj::str(p.getLocation());
+    return d_.deputyOf(job).then([context](rpc::Deputy::Client deputy) mutable {
+      context.getResults().setDeputy(kj::mv(deputy));
+    });
+  }
+
+  kj::Promise<void> signal(SignalContext context) override {
+    auto p = context.getParams();
+    HostedJob* job = d_.hostedJob(p.getJobId(), p.getToken());
+    require(job != nullptr && job->realPid > 0, "no such job runs here (or a wrong job token)");
+    require(p.getSignal() > 0 && p.getSignal() < 65, "bad signal number");
+    KJ_SYSCALL(kill(job->realPid, p.getSignal()));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> jobEnded(JobEndedContext context) override {
+    auto p = context.getParams();
+    // A job whose deputy is already gone was ended from here: nothing left to tell.
+    if (d_.homeJobs().find(p.getJobId()) == nullptr) return kj::READY_NOW;
+    HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
+    int status = p.getStatus();
+    uint64_t id = job.id;
+    job.ended = true;
+    d_.log(kj::str("job ", id, " (PID ", job.vpid, ") ended: ", describeStatus(status)));
+    return d_.deputyOf(job).then([this, id, status](rpc::Deputy::Client deputy) {
+      auto req = deputy.endedRequest();
+      req.setStatus(status);
+      // The deputy exits while answering: a broken connection is success here.
+      return req.send().ignoreResult().catch_([](kj::Exception&&) {}).then([this, id]() { d_.homeJobs().erase(id); });
+    });
+  }
+
+ private:
+  Daemon& d_;
+};
+
+}  // namespace
+
+rpc::Node::Client makeNode(Daemon& d) { return kj::heap<NodeImpl>(d); }
+
+}  // namespace mig::shadow

@@ -1,0 +1,44 @@
+// See peer_login.h.
+#include "shadow/peer_login.h"
+#include "shadow/error.h"
+
+#include <kj/debug.h>
+
+namespace mig::shadow {
+
+kj::Promise<kj::Own<PeerLink>> loginToPeer(kj::AsyncIoContext& io, const ClusterKey& key, kj::StringPtr address,
+                                           uint64_t timeoutMs) {
+  auto addr = kj::str(address);
+  auto work = io.provider->getNetwork()
+                  .parseAddress(addr)
+                  .then([](kj::Own<kj::NetworkAddress> a) { return a->connect(); })
+                  .then([&key, addr = kj::str(addr)](kj::Own<kj::AsyncIoStream> stream) mutable {
+                    auto link = kj::heap<PeerLink>();
+                    link->stream = kj::mv(stream);
+                    link->client = kj::heap<capnp::TwoPartyClient>(*link->stream);
+                    auto gate = link->client->bootstrap().castAs<rpc::Gate>();
+                    auto challenge = gate.challengeRequest().send();
+                    return challenge.then([&key, gate, link = kj::mv(link), addr = kj::mv(addr)](
+                                              capnp::Response<rpc::Gate::ChallengeResults> r) mutable {
+                      auto req = gate.loginRequest();
+                      req.setProof(key.proof(kClientLabel, r.getNonce()));
+                      auto myNonce = randomBytes(32);
+                      req.setClientNonce(myNonce);
+                      return req.send().then(
+                          [&key, link = kj::mv(link), myNonce = kj::mv(myNonce), addr = kj::mv(addr)](
+                              capnp::Response<rpc::Gate::LoginResults> r) mutable {
+                            if (!key.check(kServerLabel, myNonce, r.getProof())) {
+                              fail(kj::str(addr, " answered without the cluster key: not one of ours"));
+                            }
+                            link->node = r.getNode();
+                            return kj::mv(link);
+                          });
+                    });
+                  });
+  auto timeout = io.provider->getTimer().afterDelay(timeoutMs * kj::MILLISECONDS).then([addr = kj::str(address)]() -> kj::Own<PeerLink> {
+    fail(kj::str("no answer from ", addr, " (is shadowd running there?)"));
+  });
+  return work.exclusiveJoin(kj::mv(timeout));
+}
+
+}  // namespace mig::shadow

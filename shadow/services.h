@@ -1,0 +1,26 @@
+// The RPC services of shadowd (rsc/mig.capnp): Gate (a TCP connection before login),
+// Node (a logged-in peer), Local (migctl and deputies on the Unix socket), and the
+// ImageSink of an incoming migration.
+#pragma once
+
+#include "shadow/daemon.h"
+
+namespace mig::shadow {
+
+rpc::Gate::Client makeGate(Daemon& d);
+rpc::Node::Client makeNode(Daemon& d);
+void fillInfo(Daemon& d, rpc::NodeInfo::Builder info);
+
+rpc::Local::Client makeLocal(Daemon& d);
+
+// Ends the job (wherever it runs) when its deputy, the process `pidfd` refers to, ends
+// before the job has: killed, or failed to start.
+void watchDeputy(Daemon& d, uint64_t jobId, kj::AutoCloseFd pidfd);
+
+// Delivers `sig` to a job whose home is here, on the host it runs on.
+kj::Promise<void> sendSignal(Daemon& d, HomeJob& job, int sig);
+
+// The Unix socket where the shims of jobs running here send their calls home.
+kj::Promise<void> serveCallRelay(Daemon& d, kj::ConnectionReceiver& listener);
+
+}  // namespace mig::shadow

@@ -1,0 +1,89 @@
+// See activation.h and forward.h (the control thread's part of a restore, and the
+// checkpoint's).
+#include "shim/forward/activation.h"
+
+#include "shim/forward/connection.h"
+#include "shim/forward/forward.h"
+#include "shim/forward/signals.h"
+#include "shim/forward/state.h"
+#include "shim/forward/sud.h"
+#include "shim/raw_syscall.h"
+#include "shim/runtime.h"
+
+#include <cerrno>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+
+namespace mig::forward {
+namespace {
+
+using shim::rawSyscall;
+
+State& state() { return shim::g_runtime.forward; }
+
+}  // namespace
+
+bool loadConfig(int fd) {
+  State& s = state();
+  Config c{};
+  uint64_t got = 0;
+  while (got < sizeof(c)) {
+    long n = rawSyscall(SYS_pread64, fd, reinterpret_cast<long>(reinterpret_cast<char*>(&c) + got),
+                        static_cast<long>(sizeof(c) - got), static_cast<long>(got));
+    if (n == -EINTR) continue;
+    if (n <= 0) return false;
+    got += static_cast<uint64_t>(n);
+  }
+  if (c.magic != kConfigMagic || c.size != sizeof(Config)) return false;
+  c.relaySocket[sizeof(c.relaySocket) - 1] = '\0';
+  s.config = c;
+  return true;
+}
+
+void activateProcess() {
+  State& s = state();
+  dropAllConnections(false);  // numbers from before the restore may be the application's now
+  s.cwdLocal.store(0);
+  shimText();  // computed once, before any thread needs it
+  takeOverSignals();
+  s.status.store(kActive, std::memory_order_release);
+}
+
+bool dispatchThisThread() {
+  allowSyscalls();
+  if (state().status.load(std::memory_order_acquire) != kActive || !enableSud()) return false;
+  // A dispatched call while SIGSYS is blocked would kill the process.
+  uint64_t sigsys = kSigsysBit;
+  rawSyscall(SYS_rt_sigprocmask, SIG_UNBLOCK, reinterpret_cast<long>(&sigsys), 0, 8);
+  blockSyscalls();
+  return true;
+}
+
+void prepareCheckpoint() {
+  State& s = state();
+  if (s.generation.load() != 0) dropAllConnections(true);
+  s.released.store(0);
+}
+
+void onRestored(int configFd) {
+  State& s = state();
+  if (configFd >= 0) {
+    bool ok = loadConfig(configFd);
+    rawSyscall(SYS_close, configFd);
+    if (ok) {
+      activateProcess();
+      // Tell home at once that the job runs here (the relay learns it from the first
+      // connection), even if the application makes no forwarded call for a while.
+      // This thread's connection stays open until the next checkpoint.
+      connectNow();
+    } else {
+      s.status.store(kFailed);
+    }
+  } else {
+    s.status.store(kInactive);
+  }
+  s.released.store(1, std::memory_order_release);
+  rawSyscall(SYS_futex, reinterpret_cast<long>(&s.released), FUTEX_WAKE_PRIVATE, 0x7fffffff);
+}
+
+}  // namespace mig::forward

@@ -1,0 +1,203 @@
+// See connection.h. Runs in the SIGSYS handler with every signal blocked: raw system
+// calls from the shim's code only, no allocation, no errno.
+#include "shim/forward/connection.h"
+
+#include "rsc/marshal.h"
+#include "shim/raw_syscall.h"
+#include "shim/runtime.h"
+
+#include <cerrno>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+
+namespace mig::forward {
+namespace {
+
+using shim::rawSyscall;
+
+// Long enough for any call the deputy runs quickly however loaded the link is;
+// a relay that says nothing for this long is taken as gone (the call fails with EIO).
+constexpr int kReplyTimeoutMs = 120 * 1000;
+constexpr uint64_t kBufferSize = rsc::kMaxMessage;
+
+thread_local int t_conn MIG_TLS;
+thread_local uint32_t t_connGen MIG_TLS;   // generation t_conn was made in; 0 = none
+thread_local uint32_t t_connSlot MIG_TLS;  // its slot in State::connections, + 1
+thread_local uint64_t t_seq MIG_TLS;
+thread_local uint8_t* t_buf MIG_TLS;
+
+State& state() { return shim::g_runtime.forward; }
+
+bool haveConnection() {
+  uint32_t g = t_connGen;
+  return g != 0 && g == state().generation.load(std::memory_order_acquire);
+}
+
+// Where our connections go in the fd table: far above what programs use on purpose,
+// like the control socket (control_thread.cc), so they never take an fd number the
+// application is about to get.
+long highFloor() {
+  struct rlimit lim {};
+  rawSyscall(SYS_prlimit64, 0, RLIMIT_NOFILE, 0, reinterpret_cast<long>(&lim));
+  uint64_t cur = lim.rlim_cur > 65536 ? 65536 : lim.rlim_cur;
+  return cur >= 256 ? static_cast<long>(cur / 2) : 64;
+}
+
+long sendAll(int fd, const uint8_t* p, uint64_t n) {
+  while (n > 0) {
+    // MSG_NOSIGNAL: a relay that went away must give EIO, not SIGPIPE.
+    long w = rawSyscall(SYS_sendto, fd, reinterpret_cast<long>(p), static_cast<long>(n), MSG_NOSIGNAL, 0, 0);
+    if (w == -EINTR) continue;
+    if (w <= 0) return w < 0 ? w : -EIO;
+    p += w;
+    n -= static_cast<uint64_t>(w);
+  }
+  return 0;
+}
+
+long recvExact(int fd, uint8_t* p, uint64_t n, int timeoutMs) {
+  while (n > 0) {
+    struct pollfd pfd = {fd, POLLIN, 0};
+    long ready = rawSyscall(SYS_poll, reinterpret_cast<long>(&pfd), 1, timeoutMs);
+    if (ready == -EINTR) continue;
+    if (ready == 0) return -ETIMEDOUT;
+    if (ready < 0) return ready;
+    long r = rawSyscall(SYS_recvfrom, fd, reinterpret_cast<long>(p), static_cast<long>(n), 0, 0, 0);
+    if (r == -EINTR || r == -EAGAIN) continue;
+    if (r == 0) return -ECONNRESET;
+    if (r < 0) return r;
+    p += r;
+    n -= static_cast<uint64_t>(r);
+  }
+  return 0;
+}
+
+void forgetConnection(bool close) {
+  if (t_connSlot != 0) {
+    state().connections[t_connSlot - 1].store(0, std::memory_order_release);
+    t_connSlot = 0;
+  }
+  if (close) rawSyscall(SYS_close, t_conn);
+  t_connGen = 0;
+}
+
+void dropMine() {
+  if (haveConnection()) forgetConnection(true);
+}
+
+long connectRelay() {
+  State& s = state();
+  long fd = rawSyscall(SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fd;
+  long high = rawSyscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, highFloor());
+  if (high >= 0) {
+    rawSyscall(SYS_close, fd);
+    fd = high;
+  }
+  struct sockaddr_un addr {};
+  addr.sun_family = AF_UNIX;
+  static_assert(sizeof(addr.sun_path) == sizeof(s.config.relaySocket));
+  for (size_t i = 0; i + 1 < sizeof(addr.sun_path); ++i) addr.sun_path[i] = s.config.relaySocket[i];
+  long r = rawSyscall(SYS_connect, fd, reinterpret_cast<long>(&addr), sizeof(addr));
+  struct timeval tv = {kReplyTimeoutMs / 1000, 0};
+  if (r == 0) r = rawSyscall(SYS_setsockopt, fd, SOL_SOCKET, SO_SNDTIMEO, reinterpret_cast<long>(&tv), sizeof(tv));
+  if (r == 0) {
+    Hello hello{};
+    hello.magic = kHelloMagic;
+    hello.length = sizeof(hello);
+    hello.jobId = s.config.jobId;
+    for (size_t i = 0; i < sizeof(hello.token); ++i) hello.token[i] = s.config.token[i];
+    r = sendAll(static_cast<int>(fd), reinterpret_cast<const uint8_t*>(&hello), sizeof(hello));
+  }
+  if (r != 0) {
+    rawSyscall(SYS_close, fd);
+    return r;
+  }
+  for (uint32_t i = 0; i < kMaxConnections; ++i) {
+    int32_t expected = 0;
+    if (s.connections[i].compare_exchange_strong(expected, static_cast<int32_t>(fd) + 1)) {
+      t_connSlot = i + 1;
+      uint32_t used = s.connectionSlots.load();
+      while (used < i + 1 && !s.connectionSlots.compare_exchange_weak(used, i + 1)) {
+      }
+      break;
+    }
+  }
+  t_conn = static_cast<int>(fd);
+  t_connGen = s.generation.load(std::memory_order_acquire);
+  t_seq = 0;
+  return 0;
+}
+
+bool ensureBuffer() {
+  if (t_buf != nullptr) return true;
+  long m = rawSyscall(SYS_mmap, 0, kBufferSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m < 0) return false;
+  t_buf = reinterpret_cast<uint8_t*>(m);
+  return true;
+}
+
+}  // namespace
+
+bool isConnectionFd(int64_t fd) {
+  const State& s = state();
+  const uint32_t used = s.connectionSlots.load(std::memory_order_relaxed);
+  for (uint32_t i = 0; i < used && i < kMaxConnections; ++i) {
+    if (s.connections[i].load(std::memory_order_relaxed) == fd + 1) return true;
+  }
+  return false;
+}
+
+long forwardCall(const rsc::Row& row, const int64_t args[6], bool patient) {
+  if (!ensureBuffer()) return -ENOMEM;
+  if (!haveConnection() && connectRelay() != 0) return -EIO;
+  const uint64_t seq = ++t_seq;
+  int64_t len = rsc::encodeRequest(row, args, seq, 0, t_buf, kBufferSize);
+  if (len < 0) return len;
+  if (sendAll(t_conn, t_buf, static_cast<uint64_t>(len)) != 0) {
+    dropMine();
+    return -EIO;
+  }
+  const int timeout = patient ? -1 : kReplyTimeoutMs;
+  rsc::ReplyHeader h;
+  if (recvExact(t_conn, t_buf, sizeof(h), timeout) != 0) {
+    dropMine();
+    return -EIO;
+  }
+  __builtin_memcpy(&h, t_buf, sizeof(h));
+  if (h.magic != rsc::kReplyMagic || h.seq != seq || h.length < sizeof(h) ||
+      h.length > rsc::replyCapacity(row, args) ||
+      recvExact(t_conn, t_buf + sizeof(h), h.length - sizeof(h), timeout) != 0) {
+    dropMine();  // out of step with the relay: start over on a new connection
+    return -EIO;
+  }
+  int32_t error = 0;
+  int64_t r = rsc::decodeReply(row, args, seq, t_buf, h.length, &error);
+  return r == -1 ? -static_cast<long>(error) : static_cast<long>(r);
+}
+
+bool connectNow() { return haveConnection() || connectRelay() == 0; }
+
+void releaseThreadConnection() {
+  dropMine();
+  if (t_buf != nullptr) {
+    rawSyscall(SYS_munmap, reinterpret_cast<long>(t_buf), kBufferSize);
+    t_buf = nullptr;
+  }
+}
+
+void dropAllConnections(bool close) {
+  State& s = state();
+  for (uint32_t i = 0; i < kMaxConnections; ++i) {
+    int32_t v = s.connections[i].exchange(0);
+    if (v != 0 && close) rawSyscall(SYS_close, v - 1);
+  }
+  s.generation.fetch_add(1);
+}
+
+}  // namespace mig::forward

@@ -1,0 +1,42 @@
+// What a restored process needs to know to send its location-dependent calls home:
+// written by `migctl restart` on the destination host (run by shadowd) into a memfd
+// whose number reaches the shim through the restore plan (Header::configFd) and
+// ResumeInfo::configFd; the shim reads it once after the restore and closes it.
+// Fixed layout, no pointers: it crosses an exec.
+#pragma once
+
+#include <stdint.h>
+
+namespace mig::forward {
+
+inline constexpr uint64_t kConfigMagic = 0x31474643474947ull;  // "MIGCFG1"
+inline constexpr uint32_t kMaxFds = 4096;          // fds tracked as forwarded: 0 .. kMaxFds-1
+inline constexpr uint32_t kMaxLocalPaths = 8;
+inline constexpr uint32_t kPathMax = 256;
+
+struct Config {
+  uint64_t magic;
+  uint32_t size;                 // sizeof(Config) of the writer
+  uint32_t localPathCount;
+  char relaySocket[108];         // unix stream socket of the local shadowd's call relay
+  uint8_t reserved0[4];
+  uint64_t jobId;
+  uint8_t token[32];             // the job's token: the relay refuses a connection without it
+  uint64_t forwardedFds[kMaxFds / 64];  // bit n: fd n is a home fd (its local fd is a stand-in)
+  uint64_t streamFds[kMaxFds / 64];     // bit n: fd n is a stream (pipe, tty, socket): writes
+                                        // may be pipelined
+  char localPaths[kMaxLocalPaths][kPathMax];  // directory prefixes every host has (opened locally)
+  int64_t monotonicOffsetNs;     // add to this host's CLOCK_MONOTONIC to get the job's
+  int64_t realtimeOffsetNs;      // add to this host's CLOCK_REALTIME to get home's
+};
+
+// First bytes on every new connection from a shim thread to the relay.
+struct Hello {
+  uint32_t magic;                // kHelloMagic
+  uint32_t length;               // sizeof(Hello)
+  uint64_t jobId;
+  uint8_t token[32];
+};
+inline constexpr uint32_t kHelloMagic = 0x48435352u;  // "RSCH"
+
+}  // namespace mig::forward

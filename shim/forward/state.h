@@ -1,0 +1,69 @@
+// The process-wide state of system call forwarding, a member of the shim's Runtime
+// (zero-initialised, saved and restored with the rest of memory): whether forwarding
+// is on, the Config it runs with (which fds are home fds), and the registry of the
+// threads' relay connections. Every field is read from the SIGSYS handler, so all
+// changes after activation are single atomic stores or read-modify-writes.
+#pragma once
+
+#include "shim/control_protocol.h"
+#include "shim/forward/forward_config.h"
+
+#include <atomic>
+#include <cstdint>
+
+namespace mig::forward {
+
+enum Status : uint32_t {
+  kInactive = 0,  // everything runs locally (never migrated, or restarted without a Config)
+  kActive = 1,    // the handler forwards what concerns home
+  kFailed = 2,    // a Config was given but could not be used: everything runs locally
+};
+
+inline constexpr uint32_t kMaxConnections = 1024;
+
+struct State {
+  std::atomic<uint32_t> status;
+  // Futex word: 0 from each checkpoint on, 1 once the control thread of a restored
+  // process has activated (or decided against) forwarding; restored threads wait on it.
+  std::atomic<uint32_t> released;
+  // Bumped whenever every connection is dropped (checkpoint, activation): a thread's
+  // connection is only valid if it was made in the current generation.
+  std::atomic<uint32_t> generation;
+  // The working directory is a local one (the last chdir went to a local path).
+  std::atomic<uint32_t> cwdLocal;
+  Config config;  // forwardedFds bits change with atomic builtins
+  // fd + 1 of each thread's relay connection (0 = free slot), so checkpoints can drop
+  // them and close() cannot take them from us.
+  std::atomic<int32_t> connections[kMaxConnections];
+  std::atomic<uint32_t> connectionSlots;  // slots ever used: the rest are free
+  // What the application set for SIGSYS, which the shim keeps for itself.
+  control::KernelSigaction appSigsys;
+};
+
+// Is fd a home fd (its local number a stand-in)?
+inline bool isForwardedFd(const State& s, int64_t fd) {
+  if (fd < 0 || fd >= kMaxFds) return false;
+  uint64_t word = __atomic_load_n(&s.config.forwardedFds[fd / 64], __ATOMIC_ACQUIRE);
+  return (word >> (fd % 64)) & 1;
+}
+
+inline void setForwardedFd(State& s, int64_t fd, bool on) {
+  if (fd < 0 || fd >= kMaxFds) return;
+  uint64_t bit = 1ull << (fd % 64);
+  if (on) {
+    __atomic_fetch_or(&s.config.forwardedFds[fd / 64], bit, __ATOMIC_ACQ_REL);
+  } else {
+    __atomic_fetch_and(&s.config.forwardedFds[fd / 64], ~bit, __ATOMIC_ACQ_REL);
+    __atomic_fetch_and(&s.config.streamFds[fd / 64], ~bit, __ATOMIC_ACQ_REL);
+  }
+}
+
+inline bool isStreamFd(const State& s, int64_t fd) {
+  if (fd < 0 || fd >= kMaxFds) return false;
+  return (__atomic_load_n(&s.config.streamFds[fd / 64], __ATOMIC_ACQUIRE) >> (fd % 64)) & 1;
+}
+
+// Is fd one of the threads' relay connections?
+bool isConnectionFd(int64_t fd);
+
+}  // namespace mig::forward

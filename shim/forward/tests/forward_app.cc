@@ -1,0 +1,168 @@
+// The application side of the forwarding test (forward_test.sh): an ordinary
+// program, run under libmig.so with the forwarding test hook, whose fds 3, 4 and 5
+// are local placeholders (/dev/null) for home fds held by fake_relay. It uses them
+// every way a program does (stdio, libc calls, raw syscall(2), dup, vectored I/O,
+// two threads at once), opens files by relative path (its working directory is at
+// home) and by a host-local path, and prints what it observed on its own stdout,
+// which is local. The test script checks those lines and the files at "home".
+//
+//   forward_app TMP              the full run
+//   forward_app --cwd            prints the working directory only (control run)
+//   forward_app --unreachable    one write to home fd 3 (the relay is gone by then)
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <pthread.h>
+#include <string>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+namespace {
+
+constexpr int kLines = 200;
+
+void* pipeWriter(void*) {
+  for (int i = 0; i < kLines; ++i) {
+    char line[64];
+    int n = snprintf(line, sizeof(line), "pipe line %d\n", i);
+    if (write(5, line, static_cast<size_t>(n)) != n) {
+      printf("pipe write failed: %s\n", strerror(errno));
+      return nullptr;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  char cwd[4096];
+  if (argc == 2 && strcmp(argv[1], "--cwd") == 0) {
+    printf("cwd %s\n", getcwd(cwd, sizeof(cwd)) ? cwd : "?");
+    return 0;
+  }
+  if (argc == 2 && strcmp(argv[1], "--unreachable") == 0) {
+    errno = 0;
+    ssize_t w = write(3, "x\n", 2);
+    printf("unreachable write %zd errno %d\n", w, errno);
+    return 0;
+  }
+  if (argc != 2) return 2;
+  const std::string tmp = argv[1];
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+
+  // A host-local file first: it takes the lowest free local number (6), so the home
+  // open below gets a different number at home (6) than here (7).
+  const std::string localPath = tmp + "/local/local.txt";
+  int local = open(localPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  printf("local fd %d\n", local);
+  printf("local write %zd\n", write(local, "written locally\n", 16));
+
+  // stdio on a home fd (glibc's internal write).
+  FILE* out = fdopen(3, "w");
+  fprintf(out, "line 1 via stdio\n");
+  fflush(out);
+  // A raw system call.
+  syscall(SYS_write, 3, "line 2 via raw syscall\n", 23);
+
+  // stdio reads, ftell, fseek on a home fd.
+  FILE* in = fdopen(4, "r");
+  char first[256] = "", second[256] = "", again[256] = "";
+  if (!fgets(first, sizeof(first), in)) strcpy(first, "EOF\n");
+  long pos = ftell(in);
+  if (!fgets(second, sizeof(second), in)) strcpy(second, "EOF\n");
+  fseek(in, 0, SEEK_SET);
+  if (!fgets(again, sizeof(again), in)) strcpy(again, "EOF\n");
+  printf("in first %s", first);
+  printf("in ftell %ld\n", pos);
+  printf("in second %s", second);
+  printf("in again %s", again);
+
+  struct stat st {};
+  int fstatResult = fstat(3, &st);
+  printf("fstat3 %d ino %lu\n", fstatResult, static_cast<unsigned long>(st.st_ino));
+  errno = 0;
+  long off = lseek(5, 0, SEEK_CUR);  // a pipe at home; /dev/null here would say 0
+  printf("lseek5 %ld errno %d\n", off, errno);
+  printf("cwd %s\n", getcwd(cwd, sizeof(cwd)) ? cwd : "?");
+
+  // Relative paths go home.
+  int created = openat(AT_FDCWD, "created.txt", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  printf("created fd %d cloexec %d\n", created, (fcntl(created, F_GETFD) & FD_CLOEXEC) ? 1 : 0);
+  printf("created write %zd\n", write(created, "created at home\n", 16));
+  printf("created close %d\n", close(created));
+  printf("stat in.txt %d\n", stat("in.txt", &st));
+  errno = 0;
+  int missing = open("no/such/file", O_RDONLY);
+  printf("open missing %d errno %d\n", missing, errno);
+
+  // More than one message holds, both ways.
+  std::vector<char> big(3 << 20), back(3 << 20);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 23);
+  int b = open("big.bin", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  ssize_t wrote = write(b, big.data(), big.size());
+  lseek(b, 0, SEEK_SET);
+  ssize_t got = read(b, back.data(), back.size());
+  printf("big fd %d wrote %zd read %zd same %d\n", b, wrote, got, big == back ? 1 : 0);
+  close(b);
+
+  // Copies of a home fd are home fds too.
+  int d = dup(3);
+  printf("dup write %zd\n", write(d, "line 3 via dup\n", 15));
+  close(d);
+  int d2 = dup2(3, 20);
+  printf("dup2 %d write %zd\n", d2, write(20, "line 4 via dup2\n", 16));
+  close(20);
+  int d3 = fcntl(3, F_DUPFD_CLOEXEC, 30);
+  printf("dupfd %d write %zd\n", d3, write(d3, "line 5 via F_DUPFD\n", 19));
+  close(d3);
+  struct iovec iov[2] = {{const_cast<char*>("line 6 via "), 11}, {const_cast<char*>("writev\n"), 7}};
+  printf("writev %zd\n", writev(3, iov, 2));
+
+  // Child processes (posix_spawn's clone3 with a stack of its own, fork, vfork) run
+  // undispatched; the parent must stay dispatched after each.
+  int sys = system("exit 3");
+  printf("system %d\n", WIFEXITED(sys) ? WEXITSTATUS(sys) : -1);
+  char child[64] = "";
+  FILE* p = popen("echo from a child", "r");
+  if (p == nullptr || !fgets(child, sizeof(child), p)) strcpy(child, "nothing\n");
+  if (p != nullptr) pclose(p);
+  printf("popen %s", child);
+  pid_t f = fork();
+  if (f == 0) _exit(7);
+  int fst = 0;
+  waitpid(f, &fst, 0);
+  printf("fork child %d\n", WIFEXITED(fst) ? WEXITSTATUS(fst) : -1);
+  pid_t v = vfork();
+  if (v == 0) _exit(8);
+  waitpid(v, &fst, 0);
+  printf("vfork child %d\n", WIFEXITED(fst) ? WEXITSTATUS(fst) : -1);
+  syscall(SYS_write, 3, "line 7 after children\n", 22);
+
+  // Two threads forwarding at once, each on its own connection.
+  pthread_t t;
+  pthread_create(&t, nullptr, pipeWriter, nullptr);
+  for (int i = 0; i < kLines; ++i) {
+    char line[64];
+    int n = snprintf(line, sizeof(line), "main line %d\n", i);
+    if (syscall(SYS_write, 3, line, n) != n) printf("main write failed\n");
+  }
+  pthread_join(t, nullptr);
+
+  // A forwarded chdir moves relative paths along at home.
+  printf("chdir sub %d\n", chdir("sub"));
+  printf("cwd %s\n", getcwd(cwd, sizeof(cwd)) ? cwd : "?");
+  int s = open("subfile.txt", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  printf("subfile write %zd\n", write(s, "in sub\n", 7));
+  close(s);
+
+  printf("local close %d\n", close(local));
+  printf("DONE\n");
+  return 0;
+}
