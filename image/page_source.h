@@ -24,7 +24,9 @@ struct MappedRegion {
   kj::String path;  // backing file, "" for anonymous memory
   uint64_t offset;
   uint64_t inode;
-  bool fromImage = false;  // a private mapping of a mig image: memory of a restored process
+  bool saveWhole = false;  // a private file mapping saved as anonymous memory, every non-zero
+                           // page (a mig image a restored process maps; for a migration,
+                           // mappings of data files the destination may not have)
 };
 
 struct PageSpan {
@@ -53,7 +55,10 @@ class PageSource {
 // Reads a stopped (parked) process through /proc/PID/{maps,pagemap,mem}.
 class ProcPageSource final : public PageSource {
  public:
-  explicit ProcPageSource(pid_t pid);
+  // forMigration: the image goes to another host, which has the job's programs and
+  // libraries but maybe not its data files: private mappings of files that are not
+  // ELF objects are saved whole, as anonymous memory.
+  explicit ProcPageSource(pid_t pid, bool forMigration = false);
   ~ProcPageSource() noexcept(false) override;
 
   kj::Array<MappedRegion> regions() override;
@@ -63,6 +68,7 @@ class ProcPageSource final : public PageSource {
 
  private:
   pid_t pid_;
+  bool forMigration_;
   int pagemap_ = -1;
   int mem_ = -1;
 };

@@ -35,20 +35,28 @@ int openProc(pid_t pid, const char* what) {
   return fd;
 }
 
-// Whether the file behind a mapping is a mig image. A restored process has pages
-// mapped straight from the image it came from; they are its memory, not a file's
-// contents, and must all be saved (the old image may be gone when the new one is
-// restarted). map_files reaches the file even if it was renamed or deleted.
-bool mappedFileIsImage(pid_t pid, const MappedRegion& r) {
+// The first bytes of the file behind a mapping (zeros if it cannot be read).
+// map_files reaches the file even if it was renamed or deleted.
+void mappedFileMagic(pid_t pid, const MappedRegion& r, char (&magic)[8]) {
+  memset(magic, 0, sizeof(magic));
   char path[96];
   snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, pid, r.start, r.end);
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) fd = ::open(r.path.cStr(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char magic[sizeof(kMagic)] = {};
-  bool image = pread(fd, magic, sizeof(magic), 0) == sizeof(magic) && memcmp(magic, kMagic, sizeof(magic)) == 0;
+  if (fd < 0) return;
+  if (pread(fd, magic, sizeof(magic), 0) != sizeof(magic)) memset(magic, 0, sizeof(magic));
   ::close(fd);
-  return image;
+}
+
+// Private file mappings saved whole, as anonymous memory: a mig image that a restored
+// process maps (the image may be gone when the new one is restarted), and, for a
+// migration, mappings of files other than programs and libraries (ELF files, which
+// every host of a cluster has): data files may exist only at home.
+bool saveWholeMapping(pid_t pid, const MappedRegion& r, bool forMigration) {
+  char magic[8];
+  mappedFileMagic(pid, r, magic);
+  if (memcmp(magic, kMagic, sizeof(kMagic)) == 0) return true;
+  return forMigration && memcmp(magic, "\x7f" "ELF", 4) != 0;
 }
 
 }  // namespace
@@ -92,7 +100,7 @@ bool parseMapsLine(kj::StringPtr line, MappedRegion& out) {
   return true;
 }
 
-ProcPageSource::ProcPageSource(pid_t pid) : pid_(pid) {
+ProcPageSource::ProcPageSource(pid_t pid, bool forMigration) : pid_(pid), forMigration_(forMigration) {
   pagemap_ = openProc(pid, "pagemap");
   mem_ = openProc(pid, "mem");
 }
@@ -115,11 +123,12 @@ kj::Array<MappedRegion> ProcPageSource::regions() {
   while (getline(&line, &cap, f) > 0) {
     MappedRegion r{};
     if (!parseMapsLine(line, r)) continue;
-    if (r.kind == schema::MemoryRegion::Kind::FILE && r.flags == MAP_PRIVATE && mappedFileIsImage(pid_, r)) {
+    bool privateFile = r.kind == schema::MemoryRegion::Kind::FILE && r.flags == MAP_PRIVATE;
+    if (privateFile && saveWholeMapping(pid_, r, forMigration_)) {
       r.kind = schema::MemoryRegion::Kind::ANONYMOUS;
       r.path = kj::heapString("");
       r.inode = 0;
-      r.fromImage = true;
+      r.saveWhole = true;
     }
     out.add(kj::mv(r));
   }
@@ -148,7 +157,7 @@ void ProcPageSource::pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& ou
       uint64_t e = entries[i];
       uint64_t addr = r.start + (first + i) * kPage;
       bool save;
-      if (sharedMemory || r.fromImage) {
+      if (sharedMemory || r.saveWhole) {
         // Shared memory pages need not be mapped here to hold data, nor need pages
         // still in the image a restored process maps: read them all, keep the ones
         // that are not zero.

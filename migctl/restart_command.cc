@@ -39,7 +39,8 @@ constexpr const char* kUsage =
     "The same image can be restarted any number of times.\n"
     "\n"
     "shadowd restarts migrating jobs with --migrated --relay SOCKET --job-id ID\n"
-    "--token HEX [--local-path DIR]...: their fds stay at home and their calls go there.\n";
+    "[--local-path DIR]... and MIG_JOB_TOKEN=HEX in the environment: their fds stay at\n"
+    "home and their calls go there.\n";
 
 // What shadowd passes for a job that migrated here.
 struct MigratedOptions {
@@ -143,7 +144,6 @@ int restartCommand(int argc, char** argv) {
     else if (strcmp(argv[i], "--migrated") == 0) migrated.migrated = true;
     else if (strcmp(argv[i], "--relay") == 0) migrated.relay = value();
     else if (strcmp(argv[i], "--job-id") == 0) migrated.jobId = strtoull(value(), nullptr, 10);
-    else if (strcmp(argv[i], "--token") == 0) migrated.token = shadow::unhex(value());
     else if (strcmp(argv[i], "--local-path") == 0) migrated.localPaths.add(value());
     else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       fputs(kUsage, stdout);
@@ -167,6 +167,7 @@ int restartCommand(int argc, char** argv) {
   checkMappedFiles(img);
   if (migrated.migrated) {
     if (migrated.relay == nullptr || migrated.jobId == 0) fail(kj::str("--migrated needs --relay and --job-id"));
+    migrated.token = shadow::tokenFromEnv();
   } else {
     checkSavedFiles(img, options);  // a migrated job's files are at home, not here
   }
@@ -198,7 +199,7 @@ int restartCommand(int argc, char** argv) {
       // Said on shadowd's restore log; the job runs with this host's clocks.
       fprintf(stderr, "migctl restart: the job's clocks may jump: %s\n", why->cStr());
     }
-    placeStandIns(img, keep, keepCount, *config);
+    restoreFiles(img, keep, keepCount, config.get());
     keep[keepCount++] = writeForwardConfig(*config, migrated);
     plan.setConfigFd(keep[2]);
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {

@@ -136,28 +136,7 @@ void closeOthers(const std::set<int>& wanted, const int* keep, size_t keepCount)
 
 }  // namespace
 
-void placeStandIns(image::FileReader& image, int* keep, size_t keepCount, forward::Config& config) {
-  kj::Vector<FileDescriptor::Reader> fds = savedFds(image);
-  moveAbove(fds, keep, keepCount);
-  std::set<int> wanted;
-  for (auto f : fds) {
-    int target = f.getFd();
-    if (target < 0 || static_cast<uint32_t>(target) >= forward::kMaxFds) {
-      fail(kj::str("fd ", target, " is beyond what a migrated job can forward (", forward::kMaxFds, ")"));
-    }
-    wanted.insert(target);
-    if (f.getDupOf() >= 0) {
-      if (dup2(f.getDupOf(), target) < 0) fail(kj::str("cannot duplicate fd ", f.getDupOf(), " as ", target));
-    } else {
-      place(open("/dev/null", O_RDWR), target);  // the restorer sets close-on-exec as it was
-    }
-    config.forwardedFds[target / 64] |= 1ull << (target % 64);
-    if (f.getKind() == K::INHERITED || f.getKind() == K::PIPE) config.streamFds[target / 64] |= 1ull << (target % 64);
-  }
-  closeOthers(wanted, keep, keepCount);
-}
-
-void restoreFiles(image::FileReader& image, int* keep, size_t keepCount) {
+void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, forward::Config* migrated) {
   kj::Vector<FileDescriptor::Reader> fds = savedFds(image);
   int maxFd = moveAbove(fds, keep, keepCount);
   // Warnings go to the stderr migctl was started with, not to whatever fd 2 becomes.
@@ -178,8 +157,22 @@ void restoreFiles(image::FileReader& image, int* keep, size_t keepCount) {
   for (auto f : fds) {
     int target = f.getFd();
     wanted.insert(target);
+    // A migrated job's fds stay at home, held by its deputy, except pipes whose both
+    // ends it holds: those are its own and come along.
+    const bool home = migrated != nullptr && f.getKind() != K::PIPE;
+    if (home) {
+      if (target < 0 || static_cast<uint32_t>(target) >= forward::kMaxFds) {
+        fail(kj::str("fd ", target, " is beyond what a migrated job can forward (", forward::kMaxFds, ")"));
+      }
+      migrated->forwardedFds[target / 64] |= 1ull << (target % 64);
+      if (f.getKind() == K::INHERITED) migrated->streamFds[target / 64] |= 1ull << (target % 64);
+    }
     if (f.getDupOf() >= 0) {
       if (dup2(f.getDupOf(), target) < 0) fail(kj::str("cannot duplicate fd ", f.getDupOf(), " as ", target));
+      continue;
+    }
+    if (home) {
+      place(open("/dev/null", O_RDWR), target);  // a stand-in; the restorer sets close-on-exec
       continue;
     }
     switch (f.getKind()) {

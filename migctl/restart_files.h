@@ -20,11 +20,10 @@ void checkSavedFiles(image::FileReader& image, const FileRestoreOptions& options
 
 // `keep` are fds of ours that must survive (the image and the plan); they are moved
 // above every saved fd number first, and their new numbers are written back.
-void restoreFiles(image::FileReader& image, int* keep, size_t keepCount);
-
-// For a job that migrated here: its saved fds are its home fds, held at home by its
-// deputy. Each number gets a stand-in (/dev/null) and is
-// marked forwarded (and stream, for pipes, terminals and sockets) in `config`.
-void placeStandIns(image::FileReader& image, int* keep, size_t keepCount, forward::Config& config);
+// With `migrated` (a job that migrated here) the saved fds are its home fds, held at
+// home by its deputy: each number gets a stand-in (/dev/null) and is marked forwarded
+// (and stream, for terminals, pipes and sockets to other processes) in *migrated;
+// pipes whose both ends the job holds are recreated here as they were.
+void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, forward::Config* migrated = nullptr);
 
 }  // namespace mig::migctl

@@ -30,7 +30,7 @@ constexpr size_t kChunk = 1 << 20;
 constexpr int kFreezeTimeoutSeconds = 30;
 
 constexpr const char* kUsage =
-    "usage: migctl send PID --to HOST:PORT --key FILE --job-id ID --token HEX --home HOST:PORT\n"
+    "usage: MIG_JOB_TOKEN=HEX migctl send PID --to HOST:PORT --key FILE --job-id ID --home HOST:PORT\n"
     "                   --vpid N [--command TEXT] [--deputy PATH --shadowd-socket PATH]\n"
     "\n"
     "One hop of a migration, as shadowd runs it; use `migctl migrate` instead.\n";
@@ -79,7 +79,7 @@ double msSince(std::chrono::steady_clock::time_point t) {
 
 int sendCommand(int argc, char** argv) {
   const char *to = nullptr, *keyPath = nullptr, *home = nullptr, *command = "", *deputy = nullptr,
-             *shadowdSocket = nullptr, *tokenHex = nullptr;
+             *shadowdSocket = nullptr;
   uint64_t jobId = 0;
   long pid = 0, vpid = 0;
   for (int i = 0; i < argc; ++i) {
@@ -90,7 +90,6 @@ int sendCommand(int argc, char** argv) {
     } else if (is("--to")) to = argv[++i];
     else if (is("--key")) keyPath = argv[++i];
     else if (is("--job-id")) jobId = strtoull(argv[++i], nullptr, 10);
-    else if (is("--token")) tokenHex = argv[++i];
     else if (is("--home")) home = argv[++i];
     else if (is("--vpid")) vpid = strtol(argv[++i], nullptr, 10);
     else if (is("--command")) command = argv[++i];
@@ -102,13 +101,13 @@ int sendCommand(int argc, char** argv) {
       return 2;
     }
   }
-  if (pid <= 0 || to == nullptr || keyPath == nullptr || jobId == 0 || tokenHex == nullptr || home == nullptr ||
+  if (pid <= 0 || to == nullptr || keyPath == nullptr || jobId == 0 || home == nullptr ||
       (deputy != nullptr && shadowdSocket == nullptr)) {
     fprintf(stderr, "migctl send: missing arguments\n%s", kUsage);
     return 2;
   }
   if (deputy != nullptr && access(deputy, X_OK) != 0) fail(kj::str("the deputy program ", deputy, " is missing"));
-  auto token = shadow::unhex(tokenHex);
+  auto token = shadow::tokenFromEnv();
   auto key = shadow::ClusterKey::load(keyPath);
 
   auto io = kj::setupAsyncIo();
@@ -129,7 +128,7 @@ int sendCommand(int argc, char** argv) {
   auto frozenAt = std::chrono::steady_clock::now();
   control::Reply reply = ctl.freeze(kFreezeTimeoutSeconds);
   const pid_t realPid = ctl.realPid();
-  image::ProcPageSource memory(realPid);
+  image::ProcPageSource memory(realPid, /*forMigration=*/true);
   auto block = kj::heap<control::Block>();
   if (reply.blockSize != sizeof(control::Block)) {
     fail(kj::str("process ", pid, " runs an incompatible libmig (block size ", reply.blockSize, ")"));
@@ -145,8 +144,10 @@ int sendCommand(int argc, char** argv) {
 
   // The job runs at the destination: it must not go on here.
   if (deputy != nullptr) {
-    auto idText = kj::str(jobId), tokenText = shadow::hex(token), dropText = kj::str(kj::hex(stats.pendingSignals));
-    kj::StringPtr args[] = {deputy, "--job-id", idText, "--token", tokenText, "--socket", shadowdSocket,
+    // The token goes into the deputy's environment (see shim/checkpoint.cc, execDeputy).
+    auto idText = kj::str(jobId), tokenEnv = kj::str(shadow::kTokenEnv, "=", shadow::hex(token)),
+         dropText = kj::str(kj::hex(stats.pendingSignals));
+    kj::StringPtr args[] = {deputy, "--job-id", idText, tokenEnv, "--socket", shadowdSocket,
                             "--drop-signals", dropText};
     ctl.becomeDeputy(args);
   } else {

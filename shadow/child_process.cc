@@ -29,6 +29,7 @@ pid_t spawnChild(const ChildSpec& spec) {
     int null = open("/dev/null", O_RDWR);
     int fds[3] = {spec.stdinFd, spec.stdoutFd, spec.stderrFd};
     for (int i = 0; i < 3; ++i) dup2(fds[i] >= 0 ? fds[i] : null, i);
+    for (auto& e : spec.env) putenv(const_cast<char*>(e.cStr()));
     execv(argv[0], argv.begin());
     _exit(127);
   }

@@ -13,6 +13,9 @@ namespace mig::shadow {
 
 struct ChildSpec {
   kj::Vector<kj::String> argv;
+  // NAME=VALUE added to the environment: secrets go here, not on the command line
+  // (/proc/PID/environ is readable by the owner only, cmdline by everyone).
+  kj::Vector<kj::String> env;
   int stdinFd = -1;   // -1: /dev/null
   int stdoutFd = -1;
   int stderrFd = -1;

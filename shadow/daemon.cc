@@ -112,8 +112,7 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
   spec.argv.add(kj::str(config_.keyPath));
   spec.argv.add(kj::str("--job-id"));
   spec.argv.add(kj::str(jobId));
-  spec.argv.add(kj::str("--token"));
-  spec.argv.add(hex(token));
+  spec.env.add(kj::str(kTokenEnv, "=", hex(token)));
   spec.argv.add(kj::str("--home"));
   spec.argv.add(kj::str(home));
   spec.argv.add(kj::str("--vpid"));

@@ -8,7 +8,7 @@
 //   - ends the way the job ends (exit status or signal), so its parent sees that.
 // It prints nothing: its stdout and stderr are the job's.
 //
-// usage: mig-deputy --job-id ID --token HEX --socket SHADOWD_SOCKET [--drop-signals MASK]
+// usage: MIG_JOB_TOKEN=HEX mig-deputy --job-id ID --socket SHADOWD_SOCKET [--drop-signals MASK]
 #include "rsc/dispatch.h"
 #include "shadow/daemon.h"
 #include "shadow/mig.capnp.h"
@@ -100,10 +100,10 @@ int run(int argc, char** argv) {
   uint64_t dropSignals = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--job-id") == 0) jobId = strtoull(argv[i + 1], nullptr, 10);
-    else if (strcmp(argv[i], "--token") == 0) token = unhex(argv[i + 1]);
     else if (strcmp(argv[i], "--socket") == 0) socketPath = argv[i + 1];
     else if (strcmp(argv[i], "--drop-signals") == 0) dropSignals = strtoull(argv[i + 1], nullptr, 16);
   }
+  if (const char* t = getenv(kTokenEnv)) token = unhex(t);
   if (jobId == 0 || token.size() != 32 || socketPath == nullptr) return 127;
 
   // The inherited ITIMER_REAL belongs to the job, which took it along.

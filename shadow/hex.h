@@ -1,9 +1,11 @@
-// Hex text for job tokens on command lines (migctl send, mig-deputy).
+// Job tokens as text: hex, carried in the environment (never on command lines).
 #pragma once
 
 #include <kj/array.h>
 #include <kj/debug.h>
 #include <kj/string.h>
+
+#include <cstdlib>
 
 namespace mig::shadow {
 
@@ -30,6 +32,17 @@ inline kj::Array<kj::byte> unhex(kj::StringPtr text) {
     out[i] = static_cast<kj::byte>(nibble(text[2 * i]) << 4 | nibble(text[2 * i + 1]));
   }
   return out;
+}
+
+// The environment variable that carries a job's token (hex) to the programs that
+// need it: never on a command line, which every user of the host can read.
+inline constexpr const char* kTokenEnv = "MIG_JOB_TOKEN";
+
+// The token from the environment; throws if missing or malformed.
+inline kj::Array<kj::byte> tokenFromEnv() {
+  const char* t = getenv(kTokenEnv);
+  KJ_REQUIRE(t != nullptr, "no job token in the environment");
+  return unhex(t);
 }
 
 }  // namespace mig::shadow

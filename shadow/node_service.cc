@@ -98,8 +98,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     spec.argv.add(kj::str(d_.config().relayPath));
     spec.argv.add(kj::str("--job-id"));
     spec.argv.add(kj::str(jobId_));
-    spec.argv.add(kj::str("--token"));
-    spec.argv.add(hex(job->token));
+    spec.env.add(kj::str(kTokenEnv, "=", hex(job->token)));
     for (auto& p : d_.config().localPaths) {
       spec.argv.add(kj::str("--local-path"));
       spec.argv.add(kj::str(p));

@@ -96,15 +96,18 @@ void writeAll(int fd, const void* p, size_t n) {
 // threads may be parked holding malloc's lock.
 void execDeputy(char* args, size_t len) {
   Runtime& rt = g_runtime;
+  // NAME=VALUE entries among the args are for the environment (the job token: never
+  // on a command line, which every user can read).
   static char* argv[64];
-  size_t argc = 0;
-  for (size_t i = 0; i < len && argc + 1 < 64; ++i) {
-    if (i == 0 || args[i - 1] == '\0') argv[argc++] = args + i;
+  static char* envp[4096];
+  size_t argc = 0, envc = 0;
+  for (size_t i = 0; i < len && argc + 1 < 64 && envc + 1 < 64; ++i) {
+    if (i != 0 && args[i - 1] != '\0') continue;
+    if (argc > 0 && strncmp(args + i, "MIG_", 4) == 0 && strchr(args + i, '=') != nullptr) envp[envc++] = args + i;
+    else argv[argc++] = args + i;
   }
   argv[argc] = nullptr;
   if (argc == 0 || args[len - 1] != '\0') return;
-  static char* envp[4096];
-  size_t envc = 0;
   for (char** e = environ; *e != nullptr && envc + 1 < 4096; ++e) {
     if (strncmp(*e, "LD_PRELOAD=", 11) != 0) envp[envc++] = *e;
   }

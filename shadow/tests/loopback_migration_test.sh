@@ -4,7 +4,8 @@
 # A job started under libmig writes numbered lines to a file through stdio and to a
 # second file with raw write(2); it is migrated A -> B -> A mid-run. Checks: output
 # exact, nothing lost or repeated; the parent's wait gets the job's exit status; the
-# PID never changes; `kill -TERM` to the PID at home reaches the job's handler; and a
+# PID never changes; `kill -TERM` to the PID at home reaches the job's handler; a call
+# sent to the relay with a wrong job token runs nothing; and a
 # migration to a dead address or to a shadowd with another key leaves the job running
 # where it was, with one line saying why.
 #
@@ -66,6 +67,30 @@ else bad "migrate A -> B (exit $rc)" "$dir/m1.out" "$dir/a.log" "$dir/b.log"; fi
 wait_line "$dir/out.txt" "^step $((n + 8)) " || bad "the job goes on after A -> B" "$dir/out.txt" "$dir/b.log"
 A list > "$dir/list.out" 2>&1
 grep -q "^$jobpid .*127.0.0.1:$pb" "$dir/list.out" && ok "migctl list shows the job on B" || bad "list" "$dir/list.out"
+
+# A shim connection to B's call relay with the job's id but a wrong token: the
+# relay must hang up without running anything (here: an unlinkat of a victim file).
+jobid=$(sed -n 's/.*job \([0-9]*\) runs here as PID.*/\1/p' "$dir/b.log" | tail -1)
+touch "$dir/victim"
+python3 - "$dir/b/relay.sock" "${jobid:-0}" "$dir/victim" > "$dir/badtoken.out" 2>&1 <<'PY'
+import socket, struct, sys
+path, job, victim = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode() + b"\0"
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(path)
+s.sendall(struct.pack("<IIQ32s", 0x48435352, 48, job, b"\x01" * 32))  # Hello, wrong token
+payload = struct.pack("<Q", len(victim)) + victim + b"\0" * (-len(victim) % 8)
+# unlinkat(AT_FDCWD, victim, 0): forward table row 12
+header = struct.pack("<IIQII6q", 0x51435352, 72 + len(payload), 1, 12, 0, -100, 0, 0, 0, 0, 0)
+try:
+    s.sendall(header + payload)
+    print("reply bytes:", len(s.recv(4096)))
+except OSError as e:
+    print("connection closed:", e)
+PY
+if [ -n "$jobid" ] && [ -e "$dir/victim" ] && grep -qE "reply bytes: 0|connection closed" "$dir/badtoken.out"; then
+  ok "a call with the job's id and a wrong token is refused and runs nothing"
+else bad "wrong token (job id '$jobid')" "$dir/badtoken.out" "$dir/b.log"; fi
 
 n=$(grep -c '^step ' "$dir/out.txt")
 A migrate "$jobpid" --to 127.0.0.1:$pa > "$dir/m2.out" 2>&1; rc=$?

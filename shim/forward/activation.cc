@@ -36,6 +36,15 @@ bool loadConfig(int fd) {
   }
   if (c.magic != kConfigMagic || c.size != sizeof(Config)) return false;
   c.relaySocket[sizeof(c.relaySocket) - 1] = '\0';
+  // A job that forwarded before (an earlier hop) knows better than the restarting
+  // migctl which of its fds are home fds: those it opened on the last host (under a
+  // local path, a pipe, a /dev/null of its own) stay local.
+  if (s.config.magic == kConfigMagic) {
+    for (uint32_t i = 0; i < kMaxFds / 64; ++i) {
+      c.forwardedFds[i] = s.config.forwardedFds[i];
+      c.streamFds[i] = s.config.streamFds[i];
+    }
+  }
   s.config = c;
   return true;
 }

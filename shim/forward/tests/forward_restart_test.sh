@@ -59,7 +59,8 @@ read_home() {
   done
   fail "no '$1' from home"
 }
-MIGRATED=(--migrated --relay "$T/relay.sock" --job-id 4242 --token "$TOKEN")
+MIGRATED=(--migrated --relay "$T/relay.sock" --job-id 4242)
+export MIG_JOB_TOKEN=$TOKEN  # the token travels in the environment, never on a command line
 
 # First migration; while the restored job runs, a second one (from a process whose
 # threads are dispatched, some of them inside the SIGSYS handler).
