@@ -68,6 +68,19 @@ const char* socketArg(int& argc, char**& argv, kj::String& storage) {
   return storage.cStr();
 }
 
+// The arguments of a query command (only --socket, --help): -1 to go on with
+// `socket` set, else the exit status.
+int queryArgs(const char* name, const char* usage, int argc, char** argv, kj::String& socket) {
+  socketArg(argc, argv, socket);
+  if (argc == 0) return -1;
+  if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+    fputs(usage, stdout);
+    return 0;
+  }
+  fprintf(stderr, "migctl %s: unexpected argument '%s'\n%s", name, argv[0], usage);
+  return 2;
+}
+
 kj::String human(double seconds) {
   if (seconds < 120) return kj::str(static_cast<int>(seconds), "s");
   if (seconds < 7200) return kj::str(static_cast<int>(seconds / 60), "m");
@@ -128,16 +141,8 @@ int listCommand(int argc, char** argv) {
       "\n"
       "Jobs on this host: those started here (also where they run now) and those that\n"
       "migrated here.\n";
-  kj::String storage;
-  const char* socket = socketArg(argc, argv, storage);
-  if (argc > 0) {
-    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
-      fputs(usage, stdout);
-      return 0;
-    }
-    fprintf(stderr, "migctl list: unexpected argument '%s'\n%s", argv[0], usage);
-    return 2;
-  }
+  kj::String socket;
+  if (int status = queryArgs("list", usage, argc, argv, socket); status >= 0) return status;
   LocalLink link(socket);
   auto r = link.wait(link.local.listRequest().send(), kQueryTimeoutMs, "asking shadowd for its jobs");
   printf("%-8s %-22s %-22s %-22s %9s %6s  %s\n", "PID", "HOME", "WHERE", "STATE", "RSS", "AGE", "COMMAND");
@@ -155,16 +160,8 @@ int nodesCommand(int argc, char** argv) {
       "\n"
       "The hosts this host's shadowd knows (its --nodes file), whether they answer, and\n"
       "their load.\n";
-  kj::String storage;
-  const char* socket = socketArg(argc, argv, storage);
-  if (argc > 0) {
-    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
-      fputs(usage, stdout);
-      return 0;
-    }
-    fprintf(stderr, "migctl nodes: unexpected argument '%s'\n%s", argv[0], usage);
-    return 2;
-  }
+  kj::String socket;
+  if (int status = queryArgs("nodes", usage, argc, argv, socket); status >= 0) return status;
   LocalLink link(socket);
   auto r = link.wait(link.local.nodesRequest().send(), kQueryTimeoutMs, "asking shadowd for its nodes");
   printf("%-12s %-22s %-12s %6s %5s %10s  %s\n", "NAME", "ADDRESS", "STATE", "LOAD", "JOBS", "MEM FREE", "HOSTNAME");

@@ -18,8 +18,13 @@
 #include <kj/async-unix.h>
 #include <kj/debug.h>
 
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
@@ -59,18 +64,76 @@ constexpr int kReservedLow = 1024;
   _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
 }
 
+// Runs forwarded calls on threads of their own: a call may block (a read on the
+// terminal or a pipe) while the job's other threads go on making calls. A worker is
+// started whenever none is idle; idle ones wait for the next call.
+class CallPool {
+ public:
+  using Done = kj::Own<kj::CrossThreadPromiseFulfiller<kj::Array<kj::byte>>>;
+
+  explicit CallPool(rsc::Dispatcher& dispatcher) : dispatcher_(dispatcher) {}
+  ~CallPool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.detach();  // a worker may be blocked in a call: the process ends anyway
+  }
+
+  kj::Promise<kj::Array<kj::byte>> run(kj::Array<kj::byte> request) {
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<kj::Array<kj::byte>>();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      queue_.push_back({kj::mv(request), kj::mv(paf.fulfiller)});
+      if (idle_ == 0) threads_.emplace_back([this]() { work(); });
+    }
+    wake_.notify_one();
+    return kj::mv(paf.promise);
+  }
+
+ private:
+  struct Job {
+    kj::Array<kj::byte> request;
+    Done done;
+  };
+
+  void work() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      ++idle_;
+      wake_.wait(lock, [this]() { return stopping_ || !queue_.empty(); });
+      --idle_;
+      if (stopping_) return;
+      Job job = kj::mv(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      job.done->fulfill(dispatcher_.call(job.request));
+      lock.lock();
+    }
+  }
+
+  rsc::Dispatcher& dispatcher_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Job> queue_;
+  std::vector<std::thread> threads_;
+  int idle_ = 0;
+  bool stopping_ = false;
+};
+
 class DeputyImpl final : public rpc::Deputy::Server {
  public:
   kj::Promise<void> call(CallContext context) override {
-    auto reply = dispatcher_.call(context.getParams().getRequest());
-    context.getResults().setReply(reply);
-    return kj::READY_NOW;
+    return pool_.run(kj::heapArray<kj::byte>(context.getParams().getRequest()))
+        .then([context](kj::Array<kj::byte> reply) mutable { context.getResults().setReply(reply); });
   }
 
   kj::Promise<void> ended(EndedContext context) override { endLike(context.getParams().getStatus()); }
 
  private:
   rsc::Dispatcher dispatcher_;
+  CallPool pool_{dispatcher_};
 };
 
 kj::Vector<int> fillLowFds() {

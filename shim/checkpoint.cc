@@ -1,6 +1,7 @@
 // See checkpoint.h. Everything between the first checkpoint signal and the release
 // runs without allocation or locks: other threads may be parked holding malloc's.
 #include "shim/checkpoint.h"
+#include "shim/proc_dir.h"
 
 #include "shim/forward/forward.h"
 #include "shim/raw_syscall.h"
@@ -112,24 +113,10 @@ void execDeputy(char* args, size_t len) {
     if (strncmp(*e, "LD_PRELOAD=", 11) != 0) envp[envc++] = *e;
   }
   envp[envc] = nullptr;
-  int dir = static_cast<int>(rawSyscall(SYS_open, reinterpret_cast<long>("/proc/self/fd"),
-                                        O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir < 0) return;
-  char buf[4096];
-  for (;;) {
-    long n = rawSyscall(SYS_getdents64, dir, reinterpret_cast<long>(buf), sizeof(buf));
-    if (n <= 0) break;
-    for (long off = 0; off < n;) {
-      auto* d = reinterpret_cast<struct dirent64*>(buf + off);
-      off += d->d_reclen;
-      if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
-      int fd = 0;
-      for (const char* c = d->d_name; *c; ++c) fd = fd * 10 + (*c - '0');
-      if (fd == dir || fd == rt.controlConn || fd == rt.controlListen || fd == rt.controlAlias) continue;
-      rawSyscall(SYS_fcntl, fd, F_SETFD, 0);
-    }
-  }
-  rawSyscall(SYS_close, dir);
+  bool listed = forEachNumberedEntry("/proc/self/fd", [&](int fd, int dir) {
+    if (fd != dir && fd != rt.controlConn && fd != rt.controlListen && fd != rt.controlAlias) rawSyscall(SYS_fcntl, fd, F_SETFD, 0);
+  });
+  if (!listed) return;
   rawSyscall(SYS_execve, reinterpret_cast<long>(argv[0]), reinterpret_cast<long>(argv), reinterpret_cast<long>(envp));
 }
 
@@ -193,33 +180,19 @@ void checkpointHandler(int, siginfo_t*, void* uc) {
 // Signals every thread but the caller that has not been signalled yet; returns how
 // many threads (besides the caller) there are in total.
 uint32_t signalThreads(pid_t* signalled, uint32_t& signalledCount) {
-  int dir = static_cast<int>(rawSyscall(SYS_open, reinterpret_cast<long>("/proc/self/task"),
-                                        O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir < 0) return 0;
   pid_t self = static_cast<pid_t>(rawSyscall(SYS_gettid));
   pid_t pid = static_cast<pid_t>(rawSyscall(SYS_getpid));
   uint32_t total = 0;
-  char buf[4096];
-  for (;;) {
-    long n = rawSyscall(SYS_getdents64, dir, reinterpret_cast<long>(buf), sizeof(buf));
-    if (n <= 0) break;
-    for (long off = 0; off < n;) {
-      auto* d = reinterpret_cast<struct dirent64*>(buf + off);
-      off += d->d_reclen;
-      if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
-      pid_t tid = 0;
-      for (const char* c = d->d_name; *c; ++c) tid = tid * 10 + (*c - '0');
-      if (tid == self) continue;
-      ++total;
-      bool already = false;
-      for (uint32_t k = 0; k < signalledCount; ++k) already = already || signalled[k] == tid;
-      if (!already && signalledCount < control::kMaxThreads) {
-        signalled[signalledCount++] = tid;
-        rawSyscall(SYS_tgkill, pid, tid, kCheckpointSignal);
-      }
+  forEachNumberedEntry("/proc/self/task", [&](pid_t tid, int) {
+    if (tid == self) return;
+    ++total;
+    bool already = false;
+    for (uint32_t k = 0; k < signalledCount; ++k) already = already || signalled[k] == tid;
+    if (!already && signalledCount < control::kMaxThreads) {
+      signalled[signalledCount++] = tid;
+      rawSyscall(SYS_tgkill, pid, tid, kCheckpointSignal);
     }
-  }
-  rawSyscall(SYS_close, dir);
+  });
   return total;
 }
 

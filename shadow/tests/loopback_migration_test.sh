@@ -111,4 +111,23 @@ if diff <(for i in $(seq 1 "$last"); do echo "step $i pid $jobpid"; done) <(grep
   ok "$last lines through stdio and raw write(2), each once, in order, PID $jobpid throughout"
 else bad "output exact" "$dir/out.diff" "$dir/raw.diff"; fi
 
+# A job whose second thread is blocked reading its stdin (a pipe at home) while its
+# main thread keeps printing: the deputy must run both threads' calls at once.
+mkfifo "$dir/in.fifo"
+( LD_PRELOAD=$libmig "$job" 80 "$dir/raw2.txt" echo-stdin < "$dir/in.fifo" > "$dir/out2.txt" 2>&1 ) &
+pids+=($!)
+exec 7> "$dir/in.fifo"   # the writer end stays open: the reader blocks
+wait_line "$dir/out2.txt" '^step 3 ' || bad "the stdin job started" "$dir/out2.txt"
+job2=$(awk '/^step 1 /{print $4; exit}' "$dir/out2.txt")
+A migrate "$job2" --to 127.0.0.1:$pb > "$dir/m3.out" 2>&1 || bad "migrate the stdin job" "$dir/m3.out" "$dir/b.log"
+n=$(grep -c '^step ' "$dir/out2.txt")
+if wait_line "$dir/out2.txt" "^step $((n + 5)) "; then
+  ok "after migrating, a thread blocked reading stdin at home does not hold up the job's other calls"
+else bad "steps while a read is blocked" "$dir/out2.txt"; fi
+echo "hello from home" >&7
+if wait_line "$dir/out2.txt" '^got hello from home$'; then
+  ok "a line written to the job's stdin pipe at home reached its blocked read on B"
+else bad "stdin line" "$dir/out2.txt"; fi
+exec 7>&-
+
 [ "$fails" -eq 0 ]

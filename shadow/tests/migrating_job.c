@@ -1,10 +1,13 @@
 /* migrating_job: the job of loopback_migration_test.sh. Prints "step N pid P" per
  * step through stdio (line-buffered, to whatever stdout is), appends "raw N" to
  * RAW_FILE with a raw write(2) system call, and sleeps 100 ms per step. On SIGTERM
- * it prints "got SIGTERM" and exits with status 42.
- * usage: migrating_job STEPS RAW_FILE */
+ * it prints "got SIGTERM" and exits with status 42. With "echo-stdin", a second
+ * thread reads stdin line by line (blocking, while the steps go on) and prints
+ * "got LINE" for each.
+ * usage: migrating_job STEPS RAW_FILE [echo-stdin] */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +19,25 @@
 static volatile sig_atomic_t terminated;
 static void on_term(int sig) { (void)sig; terminated = 1; }
 
+static void *echo_stdin(void *arg)
+{
+  (void)arg;
+  char line[256];
+  while (fgets(line, sizeof line, stdin) != NULL)
+    printf("got %s", line);
+  return NULL;
+}
+
 int main(int argc, char **argv)
 {
-  if (argc != 3) {
-    fprintf(stderr, "usage: migrating_job STEPS RAW_FILE\n");
+  if (argc != 3 && !(argc == 4 && strcmp(argv[3], "echo-stdin") == 0)) {
+    fprintf(stderr, "usage: migrating_job STEPS RAW_FILE [echo-stdin]\n");
     return 2;
+  }
+  pthread_t reader;
+  if (argc == 4 && pthread_create(&reader, NULL, echo_stdin, NULL) != 0) {
+    fprintf(stderr, "pthread_create failed\n");
+    return 1;
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
   signal(SIGTERM, on_term);
