@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstring>
 #include <unistd.h>
+#include <deque>
 #include <vector>
 
 namespace mig::migctl {
@@ -27,6 +28,7 @@ namespace {
 using image::fail;
 
 constexpr size_t kChunk = 1 << 20;
+constexpr size_t kInFlight = 16;
 constexpr int kFreezeTimeoutSeconds = 30;
 
 constexpr const char* kUsage =
@@ -35,8 +37,8 @@ constexpr const char* kUsage =
     "\n"
     "One hop of a migration, as shadowd runs it; use `migctl migrate` instead.\n";
 
-// The image as a stream of RPC writes to the destination's ImageSink. Streaming
-// calls: each send() returns when flow control lets the next one go.
+// The image as RPC writes to the destination's ImageSink, kInFlight of them
+// outstanding at a time: enough to keep the link busy, bounded memory.
 class RpcSink final : public image::ByteSink {
  public:
   RpcSink(rpc::ImageSink::Client sink, kj::WaitScope& ws) : sink_(kj::mv(sink)), ws_(ws) { buf_.reserve(kChunk); }
@@ -52,13 +54,19 @@ class RpcSink final : public image::ByteSink {
     }
   }
 
-  void flush() {
-    if (buf_.empty()) return;
-    auto req = sink_.writeRequest();
-    req.setBytes(kj::arrayPtr(buf_.data(), buf_.size()));
-    req.send().wait(ws_);
-    total_ += buf_.size();
-    buf_.clear();
+  // Sends what is buffered; with `drain`, also waits until every write was taken.
+  void flush(bool drain = false) {
+    if (!buf_.empty()) {
+      auto req = sink_.writeRequest();
+      req.setBytes(kj::arrayPtr(buf_.data(), buf_.size()));
+      inFlight_.push_back(req.send().ignoreResult());
+      total_ += buf_.size();
+      buf_.clear();
+    }
+    while (inFlight_.size() > (drain ? 0 : kInFlight)) {
+      inFlight_.front().wait(ws_);
+      inFlight_.pop_front();
+    }
   }
 
   uint64_t total() const { return total_; }
@@ -68,6 +76,7 @@ class RpcSink final : public image::ByteSink {
   rpc::ImageSink::Client sink_;
   kj::WaitScope& ws_;
   std::vector<kj::byte> buf_;
+  std::deque<kj::Promise<void>> inFlight_;
   uint64_t total_ = 0;
 };
 
@@ -135,7 +144,7 @@ int sendCommand(int argc, char** argv) {
   }
   memory.read(reply.blockAddr, block.get(), sizeof(control::Block));
   image::CaptureStats stats = image::captureProcess(realPid, *block, memory, out);
-  out.flush();
+  out.flush(/*drain=*/true);
   double transferMs = msSince(frozenAt);
 
   auto done = out.sink().doneRequest().send().wait(ws);

@@ -56,7 +56,9 @@ interface Node {
 }
 
 interface ImageSink {
-  write @0 (bytes :Data) -> stream;
+  write @0 (bytes :Data) -> ();
+  # The sender keeps several writes in flight (a fixed window of its own: capnp's
+  # stream flow control sizes its window by SO_SNDBUF, far below a useful one).
   done @1 () -> (realPid :Int32, restoreMs :Float64);
   # The image is complete: restore it. Returns once the process runs and its calls
   # reach home; throws (and leaves nothing behind) when it cannot be restored.

@@ -1,0 +1,88 @@
+#!/bin/bash
+# Live migration between two shadowd on loopback, each figure beside its baseline
+# measured in the same run (DESIGN.md, "Performance targets"):
+#   - freeze time and transfer rate of a stop-and-copy migration of a process holding
+#     MIB MiB, beside a raw TCP stream of the same bytes over the same loopback;
+#   - a 64-byte write(2) to stdout after the migration (forwarded home through the
+#     deputy), beside the same write before it (local), and forwarded streaming of
+#     1 MiB writes beside local streaming.
+# usage: bench/migration_bench.sh [MIB]      (default 1024)
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${MIG_BUILD:-$root/build}
+mib=${1:-1024}
+dir=$(mktemp -d /tmp/mig-migbench.XXXXXX)
+pids=()
+trap 'kill -9 "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+head -c 32 /dev/urandom > "$dir/key"; chmod 600 "$dir/key"
+pa=$(port) pb=$(port)
+"$build/shadow/shadowd" --listen 127.0.0.1:$pa --cluster-key "$dir/key" --socket "$dir/a/sock" --log "$dir/a.log" & pids+=($!)
+"$build/shadow/shadowd" --listen 127.0.0.1:$pb --cluster-key "$dir/key" --socket "$dir/b/sock" --log "$dir/b.log" & pids+=($!)
+for s in a b; do for _ in $(seq 1 100); do [ -S "$dir/$s/sock" ] && break; sleep 0.05; done; done
+A() { MIG_SHADOWD_SOCKET=$dir/a/sock "$build/migctl/migctl" "$@"; }
+wait_for() { for _ in $(seq 1 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "timeout waiting for $2 in $1" >&2; exit 1; }
+median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+
+# 1. Freeze time and transfer rate, three hops (A->B, B->A, A->B), beside raw TCP.
+LD_PRELOAD=$build/shim/libmig.so "$build/bench/hold_memory" "$mib" > "$dir/hold.out" &
+job=$!; pids+=($job)
+wait_for "$dir/hold.out" READY
+freezes=() rates=() raws=()
+for to in $pb $pa $pb; do
+  line=$(A migrate "$job" --to 127.0.0.1:$to | tail -1)
+  # "... frozen F ms (image M MiB, captured and sent in T ms, restored in R ms)"
+  read -r f m t r <<<"$(sed -E 's/.*frozen ([0-9.]+) ms \(image ([0-9.]+) MiB, captured and sent in ([0-9.]+) ms, restored in ([0-9.]+) ms.*/\1 \2 \3 \4/' <<<"$line")"
+  freezes+=("$f")
+  rates+=("$(echo "$m / ($t / 1000)" | bc -l)")
+  raws+=("$(python3 - "$m" <<'PY'
+import socket, sys, threading, time
+n = int(float(sys.argv[1]) * 1048576)
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+def sink():
+    c, _ = srv.accept()
+    while c.recv(1 << 20):
+        pass
+t = threading.Thread(target=sink); t.start()
+s = socket.create_connection(srv.getsockname())
+buf = b"x" * (1 << 20)
+start = time.monotonic()
+left = n
+while left > 0:
+    s.sendall(buf[:min(left, len(buf))]); left -= min(left, len(buf))
+s.close(); t.join()
+print(n / 1048576 / (time.monotonic() - start))
+PY
+)")
+done
+img=$m
+printf 'process of %d MiB (image %.1f MiB), stop-and-copy, three hops on loopback:\n' "$mib" "$img"
+printf '  freeze time          : %8.1f ms   (median of %s)\n' "$(median "${freezes[@]}")" "${freezes[*]}"
+printf '  image transfer       : %8.1f MiB/s (median; capture + RPC stream + spool write)\n' "$(median "${rates[@]}")"
+printf '  raw TCP, same bytes  : %8.1f MiB/s (median; python sendall, 1 MiB buffers)\n' "$(median "${raws[@]}")"
+printf '  ratio                : %8.1f %%     (target >= 80 %%)\n' "$(echo "100 * $(median "${rates[@]}") / $(median "${raws[@]}")" | bc -l)"
+kill -9 "$job" 2>/dev/null || true
+
+# 2. write(2) to stdout: local (before migrating) and forwarded (after).
+io() {  # io NAME COUNT SIZE MIGRATE: one run; prints "ns MB/s"
+  local name=$1 count=$2 size=$3 migrate=$4 p
+  rm -f "$dir/go"
+  LD_PRELOAD=$build/shim/libmig.so "$build/bench/forwarded_io" "$dir/go" "$count" "$size" > "$dir/$name.sink" 2> "$dir/$name.err" &
+  p=$!; pids+=($p)
+  wait_for "$dir/$name.err" READY
+  if [ "$migrate" = 1 ]; then A migrate "$p" --to 127.0.0.1:$pb > "$dir/$name.mig" || { cat "$dir/$name.mig" >&2; exit 1; }; fi
+  touch "$dir/go"
+  wait_for "$dir/$name.err" RESULT
+  wait "$p" 2>/dev/null || true
+  sed -n 's/^RESULT //p' "$dir/$name.err"
+}
+read -r local_ns _ <<<"$(io small-local 200000 64 0)"
+read -r fwd_ns _ <<<"$(io small-fwd 20000 64 1)"
+read -r _ local_mbs <<<"$(io big-local 2000 1048576 0)"
+read -r _ fwd_mbs <<<"$(io big-fwd 500 1048576 1)"
+printf '64-byte write to stdout (a file at home):\n'
+printf '  local, before migrating : %8.0f ns\n' "$local_ns"
+printf '  forwarded, after        : %8.0f ns   (target <= 30000 ns round trip on loopback)\n' "$fwd_ns"
+printf '1 MiB writes to stdout:\n'
+printf '  local, before migrating : %8.1f MB/s\n' "$local_mbs"
+printf '  forwarded, after        : %8.1f MB/s   (target >= 200 MB/s)\n' "$fwd_mbs"
