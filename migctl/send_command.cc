@@ -121,8 +121,8 @@ int sendCommand(int argc, char** argv) {
 
   auto io = kj::setupAsyncIo();
   auto& ws = io.waitScope;
+  ControlClient ctl(static_cast<pid_t>(pid));  // a process not under mig: said before anything else
   auto link = shadow::loginToPeer(io, key, to).wait(ws);
-  ControlClient ctl(static_cast<pid_t>(pid));
 
   // The destination may refuse before anything happens to the job.
   auto receive = link->node.receiveRequest();

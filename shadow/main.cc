@@ -39,7 +39,8 @@ constexpr const char* kUsage =
     "  --spool DIR          where incoming images are kept while their job runs here\n"
     "                       (default: next to the socket)\n"
     "  --local-path DIR     a directory every host has (shared file system): migrated jobs\n"
-    "                       open files under it locally (repeatable)\n"
+    "                       open files under it locally (repeatable; also $MIG_LOCAL_PATHS,\n"
+    "                       colon-separated)\n"
     "  --log FILE           log there instead of stderr\n"
     "  -h, --help           this text\n";
 
@@ -103,8 +104,16 @@ int run(int argc, char** argv) {
     else if (arg == "--socket") config.socketPath = kj::str(value());
     else if (arg == "--spool") config.spoolDir = kj::str(value());
     else if (arg == "--local-path") config.localPaths.add(kj::str(value()));
-    else if (arg == "--log") logPath = argv[++i < argc ? i : (usageError("--log needs a value"), i)];
+    else if (arg == "--log") logPath = value().cStr();
     else usageError(kj::str("unknown argument '", arg, "'").cStr());
+  }
+  if (const char* env = getenv("MIG_LOCAL_PATHS")) {
+    for (const char* p = env; *p != '\0';) {
+      const char* end = strchr(p, ':');
+      size_t n = end != nullptr ? static_cast<size_t>(end - p) : strlen(p);
+      if (n > 0) config.localPaths.add(kj::heapString(p, n));
+      p += n + (end != nullptr ? 1 : 0);
+    }
   }
   if (logPath != nullptr) {
     int fd = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);

@@ -1,5 +1,7 @@
 // See peer_login.h.
 #include "shadow/peer_login.h"
+
+#include "shadow/error.h"
 #include "shadow/error.h"
 
 #include <kj/debug.h>
@@ -12,6 +14,9 @@ kj::Promise<kj::Own<PeerLink>> loginToPeer(kj::AsyncIoContext& io, const Cluster
   auto work = io.provider->getNetwork()
                   .parseAddress(addr)
                   .then([](kj::Own<kj::NetworkAddress> a) { return a->connect(); })
+                  .catch_([addr = kj::str(addr)](kj::Exception&& e) -> kj::Own<kj::AsyncIoStream> {
+                    fail(kj::str("cannot reach ", addr, ": ", oneLine(e.getDescription())));
+                  })
                   .then([&key, addr = kj::str(addr)](kj::Own<kj::AsyncIoStream> stream) mutable {
                     auto link = kj::heap<PeerLink>();
                     link->stream = kj::mv(stream);
