@@ -130,4 +130,18 @@ if wait_line "$dir/out2.txt" '^got hello from home$'; then
 else bad "stdin line" "$dir/out2.txt"; fi
 exec 7>&-
 
+# `job | head -n 12` at home, the job migrated before head is done: once head has
+# gone, the job's next write fails at home, and the job (on B) dies of SIGPIPE as it
+# would have at home; the pipeline at home sees it.
+( LD_PRELOAD=$libmig "$job" 200 "$dir/raw3.txt" | head -n 12 > "$dir/head.out"; echo "${PIPESTATUS[0]}" > "$dir/pipestatus" ) &
+pids+=($!)
+wait_line "$dir/raw3.txt" '^raw 2$' || bad "the piped job started" "$dir/raw3.txt"
+job3=$(pgrep -f "migrating_job 200 $dir/raw3.txt" | head -1)
+A migrate "$job3" --to 127.0.0.1:$pb > "$dir/m4.out" 2>&1 || bad "migrate the piped job" "$dir/m4.out" "$dir/b.log"
+for _ in $(seq 1 400); do [ -s "$dir/pipestatus" ] && break; sleep 0.05; done
+if [ "$(cat "$dir/pipestatus" 2>/dev/null)" = 141 ] &&
+   diff <(for i in $(seq 1 12); do echo "step $i pid $job3"; done) "$dir/head.out" > "$dir/head.diff"; then
+  ok "a job writing into a pipe whose reader at home ended dies of SIGPIPE (status 141), as without mig"
+else bad "SIGPIPE through the deputy (status '$(cat "$dir/pipestatus" 2>/dev/null)')" "$dir/head.diff" "$dir/b.log"; fi
+
 [ "$fails" -eq 0 ]

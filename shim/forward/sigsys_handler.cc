@@ -149,6 +149,16 @@ Where whereRowGoes(const State& s, const rsc::Row& row, const int64_t* a) {
   return Where::Local;
 }
 
+// A write that failed with EPIPE at home: the kernel would have sent SIGPIPE to the
+// writing thread, but it went to the deputy (which blocks it). Raise it here, where
+// the application's disposition decides (die, handler, or ignored: just EPIPE).
+long raiseSigpipeOnEpipe(long r) {
+  if (r == -EPIPE) {
+    shim::rawSyscall(SYS_tgkill, shim::rawSyscall(SYS_getpid), shim::rawSyscall(SYS_gettid), SIGPIPE);
+  }
+  return r;
+}
+
 bool anyForwarded(const State& s, int64_t a, int64_t b) {
   return isForwardedFd(s, fdArg(a)) || isForwardedFd(s, fdArg(b));
 }
@@ -173,7 +183,7 @@ long route(TrappedCall& c, const ucontext_t* uc) {
       if (a[1] == F_GETFD || a[1] == F_SETFD) return runWith(c.nr, c.a, uc);
       break;
     case SYS_readv: case SYS_writev: case SYS_preadv: case SYS_pwritev: case SYS_preadv2: case SYS_pwritev2:
-      if (isForwardedFd(s, fdArg(a[0]))) return forwardVectorIo(c);
+      if (isForwardedFd(s, fdArg(a[0]))) return raiseSigpipeOnEpipe(forwardVectorIo(c));
       break;
     // In-kernel copies between fds cannot span hosts: the usual fallbacks of their
     // callers (plain reads and writes) can.
@@ -194,6 +204,7 @@ long route(TrappedCall& c, const ucontext_t* uc) {
         if (row->id == CallId::Openat) return openForwarded(*row, c.a);
         long r = forwardRow(*row, c.a);
         if ((row->id == CallId::Chdir || row->id == CallId::Fchdir) && r == 0) s.cwdLocal.store(0);
+        if (row->id == CallId::Write || row->id == CallId::Pwrite64) r = raiseSigpipeOnEpipe(r);
         return r;
       }
     }
