@@ -7,12 +7,20 @@
 #include <kj/debug.h>
 
 #include <cerrno>
+#include <csignal>
+#include <sys/wait.h>
 #include <cstdio>
 #include <ctime>
 #include <fcntl.h>
 #include <unistd.h>
 
 namespace mig::shadow {
+namespace {
+
+// The longest one hop may take, transfer and restore included.
+constexpr int kSenderTimeoutMinutes = 30;
+
+}  // namespace
 
 kj::String lastLine(kj::StringPtr text) {
   size_t end = text.size();
@@ -138,10 +146,16 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
   auto errStream = io_.lowLevelProvider->wrapInputFd(err[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
   auto outText = outStream->readAllText().attach(kj::mv(outStream));
   auto errText = errStream->readAllText().attach(kj::mv(errStream));
+  // A destination that stops answering must not keep the job frozen: the sender is
+  // killed, and the job's shim resumes it when the sender's connection closes.
+  auto timeout = io_.provider->getTimer().afterDelay(kSenderTimeoutMinutes * kj::MINUTES).then([pid]() {
+    kill(pid, SIGKILL);
+  });
   return kj::joinPromises(kj::arr(kj::mv(outText), kj::mv(errText)))
       .then([exited = kj::mv(exited)](kj::Array<kj::String> texts) mutable {
         return exited.then([texts = kj::mv(texts)](int status) mutable { return kj::tuple(status, kj::mv(texts)); });
       })
+      .attach(timeout.eagerlyEvaluate(nullptr))
       .then([result](kj::Tuple<int, kj::Array<kj::String>> r) mutable {
         int status = kj::get<0>(r);
         auto& texts = kj::get<1>(r);
@@ -152,6 +166,9 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
                   sscanf(texts[0].cStr(), "MIGRATED %lf %llu %lf %lf", &freeze, &bytes, &transfer, &restore) == 4;
         if (!ok) {
           auto line = oneLine(lastLine(texts[1]));
+          if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+            line = kj::str("the hop took more than ", kSenderTimeoutMinutes, " minutes: cancelled");
+          }
           if (line.size() == 0) line = kj::str("the sender ended with ", describeStatus(status));
           fail(kj::mv(line));
         }

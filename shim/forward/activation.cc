@@ -17,6 +17,10 @@
 namespace mig::forward {
 namespace {
 
+// Exit status of a restored job that could not set up its calls home (shadowd's
+// restore log shows it; the job goes on at home).
+constexpr int kActivationFailedStatus = 125;
+
 using shim::rawSyscall;
 
 State& state() { return shim::g_runtime.forward; }
@@ -79,15 +83,13 @@ void onRestored(int configFd) {
   if (configFd >= 0) {
     bool ok = loadConfig(configFd);
     rawSyscall(SYS_close, configFd);
-    if (ok) {
-      activateProcess();
-      // Tell home at once that the job runs here (the relay learns it from the first
-      // connection), even if the application makes no forwarded call for a while.
-      // This thread's connection stays open until the next checkpoint.
-      connectNow();
-    } else {
-      s.status.store(kFailed);
-    }
+    if (ok) activateProcess();
+    // Tell home at once that the job runs here (the relay learns it from the first
+    // connection), even if the application makes no forwarded call for a while.
+    // This thread's connection stays open until the next checkpoint. A migrated job
+    // that cannot reach home must not run here at all (it still runs at home, which
+    // gives up only when this connection arrives): end before any thread resumes.
+    if (!ok || !connectNow()) rawSyscall(SYS_exit_group, kActivationFailedStatus);
   } else {
     s.status.store(kInactive);
   }

@@ -16,7 +16,6 @@ namespace mig::forward {
 enum Status : uint32_t {
   kInactive = 0,  // everything runs locally (never migrated, or restarted without a Config)
   kActive = 1,    // the handler forwards what concerns home
-  kFailed = 2,    // a Config was given but could not be used: everything runs locally
 };
 
 inline constexpr uint32_t kMaxConnections = 1024;
