@@ -67,25 +67,8 @@ mig_clone:
 	.type	mig_resume, @function
 mig_resume:
 	movq	%rdi, %rsp
-	movq	%rsi, %r8
-	movq	%rdx, %r9
-	testq	%rcx, %rcx
-	jz	1f
-	lock incl (%rcx)
-	movq	%rcx, %rdi
-	movl	$129, %esi		/* FUTEX_WAKE | FUTEX_PRIVATE_FLAG */
-	movl	$1, %edx
-	movl	$202, %eax		/* __NR_futex */
-	syscall
-1:	testq	%r9, %r9
-	jz	2f
-	movq	%r8, %rdi
-	movq	%r9, %rsi
-	movl	$11, %eax		/* __NR_munmap */
-	syscall
-2:	movl	$15, %eax		/* __NR_rt_sigreturn */
-	syscall
-	ud2
+	leaq	.Lsigreturn(%rip), %r13	/* after the shared tail: rt_sigreturn with %rsp there */
+	jmp	.Lleave
 	.size	mig_resume, .-mig_resume
 
 /* void mig_resume_call(uint64_t ucontext, uint64_t unmapAddr, uint64_t unmapLen,
@@ -97,12 +80,15 @@ mig_resume:
 	.hidden	mig_resume_call
 	.type	mig_resume_call, @function
 mig_resume_call:
-	movq	%rdi, %r12		/* ucontext */
 	movq	%r8, %r13		/* entry */
 	leaq	-512(%rdi), %rsp
 	andq	$-16, %rsp
 	subq	$8, %rsp		/* as after a call: %rsp + 8 is 16-byte aligned */
 	movq	$0, (%rsp)		/* no return address */
+/* The tail both share: %rdi = ucontext, %r13 = where to go with %rdi = ucontext.
+ * Bumps and wakes leftCounter, unmaps [unmapAddr, +unmapLen), then jumps. */
+.Lleave:
+	movq	%rdi, %r12		/* ucontext */
 	movq	%rsi, %r8
 	movq	%rdx, %r9
 	testq	%rcx, %rcx
@@ -122,6 +108,10 @@ mig_resume_call:
 2:	movq	%r12, %rdi
 	xorl	%ebp, %ebp
 	jmp	*%r13
+.Lsigreturn:
+	movl	$15, %eax		/* __NR_rt_sigreturn */
+	syscall
+	ud2
 	.size	mig_resume_call, .-mig_resume_call
 
 	.section .note.GNU-stack,"",@progbits
