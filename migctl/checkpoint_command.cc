@@ -4,6 +4,7 @@
 #include "image/process_capture.h"
 #include "migctl/commands.h"
 #include "migctl/control_client.h"
+#include "migctl/freeze_capture.h"
 
 #include <kj/array.h>
 
@@ -75,19 +76,9 @@ int checkpointCommand(int argc, char** argv) {
   ControlClient ctl(static_cast<pid_t>(pid));
   image::AtomicFile file(out);  // before the freeze: a bad path fails with the process untouched
   auto t0 = std::chrono::steady_clock::now();
-  control::Reply reply = ctl.freeze(timeout);
-
-  // Through /proc, the process's memory as the kernel sees it (works on any
-  // mapping, also unreadable ones).
-  const pid_t realPid = ctl.realPid();
-  image::ProcPageSource memory(realPid);
-  auto block = kj::heap<control::Block>();
-  if (reply.blockSize != sizeof(control::Block)) {
-    image::fail(kj::str("process ", pid, " runs an incompatible libmig (block size ", reply.blockSize, ")"));
-  }
-  memory.read(reply.blockAddr, block.get(), sizeof(control::Block));
-  image::CaptureStats stats = image::captureProcess(realPid, *block, memory, file.sink());
+  image::CaptureStats stats = freezeAndCapture(ctl, timeout, /*forMigration=*/false, file.sink());
   file.commit();
+  const pid_t realPid = ctl.realPid();
   auto frozenMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   if (stop) {
     ctl.exitProcess();

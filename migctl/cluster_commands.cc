@@ -3,6 +3,7 @@
 #include "image/image_error.h"
 #include "migctl/commands.h"
 #include "shadow/error.h"
+#include "shadow/local_socket.h"
 #include "shadow/mig.capnp.h"
 
 #include <capnp/rpc-twoparty.h>
@@ -21,11 +22,6 @@ using image::fail;
 
 constexpr uint64_t kMigrateTimeoutMs = 600000;
 constexpr uint64_t kQueryTimeoutMs = 20000;
-
-kj::String defaultSocket() {
-  const char* env = getenv("MIG_SHADOWD_SOCKET");
-  return env && *env ? kj::str(env) : kj::str("/tmp/mig-", getuid(), "/shadowd.sock");
-}
 
 struct LocalLink {
   kj::AsyncIoContext io = kj::setupAsyncIo();
@@ -56,7 +52,7 @@ struct LocalLink {
 };
 
 const char* socketArg(int& argc, char**& argv, kj::String& storage) {
-  storage = defaultSocket();
+  storage = shadow::defaultLocalSocket();
   for (int i = 0; i + 1 < argc; ++i) {
     if (strcmp(argv[i], "--socket") == 0) {
       storage = kj::str(argv[i + 1]);

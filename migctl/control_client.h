@@ -22,6 +22,7 @@ class ControlClient {
   // The process's kernel PID: `pid` itself, or, for a restored process reached by
   // its virtual PID, the PID it runs under now (what /proc knows it by).
   pid_t realPid() const { return realPid_; }
+  pid_t pid() const { return pid_; }  // as the user named it
 
   // Parks every thread of the process; returns where its checkpoint block is.
   control::Reply freeze(int timeoutSeconds);

@@ -6,10 +6,10 @@
 // Prints one line "MIGRATED FREEZE_MS IMAGE_BYTES TRANSFER_MS RESTORE_MS" on success.
 #include "image/byte_io.h"
 #include "image/image_error.h"
-#include "image/page_source.h"
 #include "image/process_capture.h"
 #include "migctl/commands.h"
 #include "migctl/control_client.h"
+#include "migctl/freeze_capture.h"
 #include "shadow/hex.h"
 #include "shadow/peer_login.h"
 
@@ -135,15 +135,7 @@ int sendCommand(int argc, char** argv) {
   RpcSink out(receive.send().wait(ws).getSink(), ws);
 
   auto frozenAt = std::chrono::steady_clock::now();
-  control::Reply reply = ctl.freeze(kFreezeTimeoutSeconds);
-  const pid_t realPid = ctl.realPid();
-  image::ProcPageSource memory(realPid, /*forMigration=*/true);
-  auto block = kj::heap<control::Block>();
-  if (reply.blockSize != sizeof(control::Block)) {
-    fail(kj::str("process ", pid, " runs an incompatible libmig (block size ", reply.blockSize, ")"));
-  }
-  memory.read(reply.blockAddr, block.get(), sizeof(control::Block));
-  image::CaptureStats stats = image::captureProcess(realPid, *block, memory, out);
+  image::CaptureStats stats = freezeAndCapture(ctl, kFreezeTimeoutSeconds, /*forMigration=*/true, out);
   out.flush(/*drain=*/true);
   double transferMs = msSince(frozenAt);
 

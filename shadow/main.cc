@@ -2,6 +2,7 @@
 // that run here elsewhere, relays the calls of jobs that run here to their homes,
 // and serves as home (through the deputies) for jobs that started here.
 #include "shadow/child_process.h"
+#include "shadow/local_socket.h"
 #include "shadow/error.h"
 #include "shadow/services.h"
 #include "shadow/rpc_server.h"
@@ -133,10 +134,7 @@ int run(int argc, char** argv) {
     char real[PATH_MAX];
     if (realpath(config.keyPath.cStr(), real) != nullptr) config.keyPath = kj::str(real);
   }
-  if (config.socketPath.size() == 0) {
-    const char* env = getenv("MIG_SHADOWD_SOCKET");
-    config.socketPath = env && *env ? kj::str(env) : kj::str("/tmp/mig-", getuid(), "/shadowd.sock");
-  }
+  if (config.socketPath.size() == 0) config.socketPath = defaultLocalSocket();
   auto sockDir = kj::str(config.socketPath);
   KJ_IF_MAYBE(slash, sockDir.findLast('/')) { sockDir = kj::str(sockDir.slice(0, *slash)); }
   else sockDir = kj::str(".");

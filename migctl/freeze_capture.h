@@ -1,0 +1,16 @@
+// The part of a checkpoint and of a migration hop that is the same: freeze the
+// process behind a ControlClient and write its image. The process stays frozen; the
+// caller then resumes it, ends it, or makes it the deputy.
+#pragma once
+
+#include "image/byte_io.h"
+#include "image/process_capture.h"
+#include "migctl/control_client.h"
+
+namespace mig::migctl {
+
+// forMigration: the image goes to another host (see image::ProcPageSource).
+image::CaptureStats freezeAndCapture(ControlClient& ctl, int timeoutSeconds, bool forMigration,
+                                     image::ByteSink& out);
+
+}  // namespace mig::migctl
