@@ -21,8 +21,7 @@ namespace {
 
 constexpr uint64_t kRestoreTimeoutMs = 120000;
 
-}  // namespace
-
+// What `migctl nodes` shows of this host.
 void fillInfo(Daemon& d, rpc::NodeInfo::Builder info) {
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);
@@ -45,8 +44,6 @@ void fillInfo(Daemon& d, rpc::NodeInfo::Builder info) {
   }
   info.setMemAvailableKiB(avail);
 }
-
-namespace {
 
 // Receives one image into the spool, then restores it.
 class ImageSinkImpl final : public rpc::ImageSink::Server {

@@ -9,7 +9,6 @@ namespace mig::shadow {
 
 rpc::Gate::Client makeGate(Daemon& d);
 rpc::Node::Client makeNode(Daemon& d);
-void fillInfo(Daemon& d, rpc::NodeInfo::Builder info);
 
 rpc::Local::Client makeLocal(Daemon& d);
 
