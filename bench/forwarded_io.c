@@ -1,5 +1,5 @@
 /* Benchmark subject: the cost of write(2) on stdout, before and after a migration.
-   Prints READY, then waits until the file GO exists (checked every 10 ms); then
+   Prints "READY <pid>", then waits until the file GO exists (checked every 10 ms); then
    times COUNT writes of SIZE bytes to stdout and prints, on stderr,
    "RESULT <ns per write> <MB/s>", and exits.
    usage: forwarded_io GO COUNT SIZE */
@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   char* buf = malloc(size);
   if (buf == NULL) return 1;
   memset(buf, 'x', size);
-  fprintf(stderr, "READY\n");
+  fprintf(stderr, "READY %d\n", (int)getpid());
   struct stat st;
   while (stat(argv[1], &st) != 0) usleep(10000);
   double start = now();

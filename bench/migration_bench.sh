@@ -63,26 +63,48 @@ printf '  raw TCP, same bytes  : %8.1f MiB/s (median; python sendall, 1 MiB buff
 printf '  ratio                : %8.1f %%     (target >= 80 %%)\n' "$(echo "100 * $(median "${rates[@]}") / $(median "${raws[@]}")" | bc -l)"
 kill -9 "$job" 2>/dev/null || true
 
-# 2. write(2) to stdout: local (before migrating) and forwarded (after).
-io() {  # io NAME COUNT SIZE MIGRATE: one run; prints "ns MB/s"
-  local name=$1 count=$2 size=$3 migrate=$4 p
+# 2. write(2) to stdout: local (before migrating) and forwarded (after), to a file and
+# to a pipe at home. Writes to a pipe are pipelined once forwarded: the write returns
+# before home has run it, so for the pipe the end-to-end rate (from the first write
+# until the reader at home has every byte) is measured too.
+now() { date +%s.%N; }
+io() {  # io NAME COUNT SIZE MIGRATE SINK(file|pipe): one run; prints "ns MB/s end-to-end-MB/s"
+  local name=$1 count=$2 size=$3 migrate=$4 sink=$5 p runner start
   rm -f "$dir/go"
-  LD_PRELOAD=$build/shim/libmig.so "$build/bench/forwarded_io" "$dir/go" "$count" "$size" > "$dir/$name.sink" 2> "$dir/$name.err" &
-  p=$!; pids+=($p)
+  if [ "$sink" = pipe ]; then
+    ( LD_PRELOAD=$build/shim/libmig.so "$build/bench/forwarded_io" "$dir/go" "$count" "$size" 2> "$dir/$name.err" |
+        cat > "$dir/$name.sink" ) &
+  else
+    LD_PRELOAD=$build/shim/libmig.so "$build/bench/forwarded_io" "$dir/go" "$count" "$size" > "$dir/$name.sink" 2> "$dir/$name.err" &
+  fi
+  runner=$!; pids+=($runner)
   wait_for "$dir/$name.err" READY
+  p=$(sed -n 's/^READY //p' "$dir/$name.err"); pids+=($p)
   if [ "$migrate" = 1 ]; then A migrate "$p" --to 127.0.0.1:$pb > "$dir/$name.mig" || { cat "$dir/$name.mig" >&2; exit 1; }; fi
+  start=$(now)
   touch "$dir/go"
-  wait_for "$dir/$name.err" RESULT
-  wait "$p" 2>/dev/null || true
-  sed -n 's/^RESULT //p' "$dir/$name.err"
+  wait "$runner" 2>/dev/null || true
+  local end; end=$(now)
+  [ "$(stat -c %s "$dir/$name.sink")" -eq $((count * size)) ] || { echo "$name: the sink got $(stat -c %s "$dir/$name.sink") bytes, not $((count * size))" >&2; exit 1; }
+  echo "$(sed -n 's/^RESULT //p' "$dir/$name.err") $(echo "$count * $size / ($end - $start) / 1000000" | bc -l)"
 }
-read -r local_ns _ <<<"$(io small-local 200000 64 0)"
-read -r fwd_ns _ <<<"$(io small-fwd 20000 64 1)"
-read -r _ local_mbs <<<"$(io big-local 2000 1048576 0)"
-read -r _ fwd_mbs <<<"$(io big-fwd 500 1048576 1)"
+read -r local_ns _ _ <<<"$(io small-local 200000 64 0 file)"
+read -r fwd_ns _ _ <<<"$(io small-fwd 20000 64 1 file)"
+read -r _ local_mbs _ <<<"$(io big-local 2000 1048576 0 file)"
+read -r _ fwd_mbs _ <<<"$(io big-fwd 500 1048576 1 file)"
+read -r plocal_ns _ plocal_e2e <<<"$(io small-local-pipe 200000 64 0 pipe)"
+read -r pfwd_ns _ pfwd_e2e <<<"$(io small-fwd-pipe 200000 64 1 pipe)"
+read -r _ _ pbig_local_e2e <<<"$(io big-local-pipe 2000 1048576 0 pipe)"
+read -r _ _ pbig_fwd_e2e <<<"$(io big-fwd-pipe 1000 1048576 1 pipe)"
 printf '64-byte write to stdout (a file at home):\n'
 printf '  local, before migrating : %8.0f ns\n' "$local_ns"
 printf '  forwarded, after        : %8.0f ns   (target <= 30000 ns round trip on loopback)\n' "$fwd_ns"
 printf '1 MiB writes to stdout:\n'
 printf '  local, before migrating : %8.1f MB/s\n' "$local_mbs"
 printf '  forwarded, after        : %8.1f MB/s   (target >= 200 MB/s)\n' "$fwd_mbs"
+printf '64-byte write to stdout (a pipe at home; pipelined once forwarded):\n'
+printf '  local, before migrating : %8.0f ns   end to end %6.1f MB/s\n' "$plocal_ns" "$plocal_e2e"
+printf '  forwarded, after        : %8.0f ns   end to end %6.1f MB/s   (target <= 30000 ns)\n' "$pfwd_ns" "$pfwd_e2e"
+printf '1 MiB writes to stdout (a pipe at home), end to end:\n'
+printf '  local, before migrating : %8.1f MB/s\n' "$pbig_local_e2e"
+printf '  forwarded, after        : %8.1f MB/s   (target >= 200 MB/s)\n' "$pbig_fwd_e2e"

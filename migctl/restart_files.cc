@@ -165,7 +165,10 @@ void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, forward
         fail(kj::str("fd ", target, " is beyond what a migrated job can forward (", forward::kMaxFds, ")"));
       }
       migrated->forwardedFds[target / 64] |= 1ull << (target % 64);
-      if (f.getKind() == K::INHERITED) migrated->streamFds[target / 64] |= 1ull << (target % 64);
+      if (f.getKind() == K::INHERITED) {
+        migrated->streamFds[target / 64] |= 1ull << (target % 64);
+        if (!(f.getFlags() & O_NONBLOCK)) migrated->pipelinedFds[target / 64] |= 1ull << (target % 64);
+      }
     }
     if (f.getDupOf() >= 0) {
       if (dup2(f.getDupOf(), target) < 0) fail(kj::str("cannot duplicate fd ", f.getDupOf(), " as ", target));

@@ -11,6 +11,8 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <ffi.h>
+#include <poll.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <memory>
@@ -40,7 +42,7 @@ void putHeader(kj::byte* at, uint64_t length, uint64_t seq, int64_t result, int3
   h.seq = seq;
   h.result = result;
   h.error = error;
-  h.reserved = 0;
+  h.flags = 0;
   memcpy(at, &h, sizeof h);
 }
 
@@ -75,6 +77,7 @@ int parse(kj::ArrayPtr<const kj::byte> msg, Request& r) {
   r.row = rowById(r.h.call);
   if (r.row == nullptr) return ENOSYS;
   const Row& row = *r.row;
+  if ((r.h.flags & kNoReply) != 0 && row.id != CallId::Write) return EPROTO;
   const int64_t* args = r.h.args;
   // The row was chosen by the sender; an ioctl row must not carry another request.
   if (row.selectorArg >= 0 && static_cast<uint32_t>(args[row.selectorArg]) != row.selector)
@@ -149,6 +152,28 @@ uint64_t outCount(const Request& r, uint8_t i, int64_t result) {
     return null ? 0 : (static_cast<uint64_t>(result) < len ? static_cast<uint64_t>(result) : len);
   }
   return null ? kNullPayload : s.size;
+}
+
+// A pipelined write has nobody to report a short write (or EAGAIN on a non-blocking
+// fd) to, and the bytes after it must not overtake it: write the rest, waiting for
+// room. Returns the whole count, or -1 with *error set.
+int64_t finishPipelinedWrite(int fd, const uint8_t* data, uint64_t count, int64_t done, int32_t* error) {
+  uint64_t written = done > 0 ? static_cast<uint64_t>(done) : 0;
+  if (done < 0 && *error != EAGAIN && *error != EINTR) return -1;
+  while (written < count) {
+    ssize_t n = write(fd, data + written, count - written);
+    if (n > 0) {
+      written += static_cast<uint64_t>(n);
+    } else if (n < 0 && errno == EAGAIN) {
+      struct pollfd p = {fd, POLLOUT, 0};
+      poll(&p, 1, -1);
+    } else if (n < 0 && errno != EINTR) {
+      *error = errno;
+      return -1;
+    }
+  }
+  *error = 0;
+  return static_cast<int64_t>(count);
 }
 
 }  // namespace
@@ -241,6 +266,10 @@ kj::Array<kj::byte> Dispatcher::call(kj::ArrayPtr<const kj::byte> request) {
       if (result < 0) {
         result = -1;
         error = saved > 0 && saved < 4096 ? saved : EIO;
+      }
+      if ((r.h.flags & kNoReply) != 0) {
+        result = finishPipelinedWrite(static_cast<int>(ints[0]), r.input[1],
+                                      static_cast<uint64_t>(ints[2]), result, &error);
       }
     }
   }

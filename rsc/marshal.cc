@@ -34,7 +34,7 @@ uint64_t expectedOutCount(const Row& row, const int64_t args[6], uint8_t i, int6
 }  // namespace
 
 int64_t encodeRequest(const Row& row, const int64_t args[6], uint64_t seq, uint32_t flags,
-                      uint8_t* buf, uint64_t cap) {
+                      uint8_t* buf, uint64_t cap, uint64_t order) {
   const uint64_t limit = min64(cap, kMaxMessage);
   uint64_t off = sizeof(RequestHeader);
   if (off > limit) return -E2BIG;
@@ -77,6 +77,7 @@ int64_t encodeRequest(const Row& row, const int64_t args[6], uint64_t seq, uint3
   h.call = static_cast<uint32_t>(row.id);
   h.flags = flags;
   for (int i = 0; i < 6; ++i) h.args[i] = args[i];
+  h.order = order;
   __builtin_memcpy(buf, &h, sizeof h);
   return static_cast<int64_t>(off);
 }
@@ -87,7 +88,7 @@ int64_t decodeReply(const Row& row, const int64_t args[6], uint64_t seq, const u
   if (msg == nullptr || len < sizeof(ReplyHeader) || len > kMaxMessage) return -1;
   ReplyHeader h;
   __builtin_memcpy(&h, msg, sizeof h);
-  if (h.magic != kReplyMagic || h.length != len || h.seq != seq || h.reserved != 0) return -1;
+  if (h.magic != kReplyMagic || h.length != len || h.seq != seq || h.flags != 0) return -1;
   const bool failed = h.result == -1;
   if (failed ? (h.error <= 0 || h.error > 4095) : (h.result < 0 || h.error != 0)) return -1;
 

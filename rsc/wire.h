@@ -26,8 +26,15 @@ inline constexpr uint32_t kMaxMessage = 1u << 20;
 inline constexpr uint32_t kMaxIo = kMaxMessage - 4096;
 
 // RequestHeader::flags
-inline constexpr uint32_t kNoReply = 1;  // pipelined write: the deputy answers only a failure,
-                                         // which the shim reports on a later call
+inline constexpr uint32_t kNoReply = 1;  // pipelined write (Write rows only): the deputy
+                                         // finishes it and answers only a failure, which
+                                         // the shim reports on a later call
+inline constexpr uint32_t kBarrier = 2;  // not a call: the relay answers (result 0) once every
+                                         // pipelined write up to `order` has run at home
+
+// ReplyHeader::flags
+inline constexpr uint32_t kDeferredFailure = 1;  // an earlier pipelined write (its seq) failed:
+                                                 // `result` holds its fd, `error` the errno
 
 struct RequestHeader {
   uint32_t magic;
@@ -36,8 +43,12 @@ struct RequestHeader {
   uint32_t call;     // forward table row id (CallId)
   uint32_t flags;
   int64_t args[6];   // the system call's arguments as the application passed them
+  // The job's pipelined writes are numbered 1, 2, ... across all its threads, in the
+  // order they were issued. A pipelined write carries its number; any other request
+  // carries the number of the last one issued before it, and runs only after it.
+  uint64_t order;
 };
-static_assert(sizeof(RequestHeader) == 72);
+static_assert(sizeof(RequestHeader) == 80);
 
 struct ReplyHeader {
   uint32_t magic;
@@ -45,7 +56,7 @@ struct ReplyHeader {
   uint64_t seq;
   int64_t result;    // the call's return value (>= 0), or -1
   int32_t error;     // errno when result is -1, else 0
-  uint32_t reserved;
+  uint32_t flags;
 };
 static_assert(sizeof(ReplyHeader) == 32);
 

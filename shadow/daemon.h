@@ -5,6 +5,7 @@
 
 #include "shadow/cluster_key.h"
 #include "shadow/hex.h"
+#include "shadow/job_calls.h"
 #include "shadow/mig.capnp.h"
 #include "shadow/peer_login.h"
 
@@ -57,7 +58,7 @@ struct HostedJob {
   bool running = false;       // its shim reached the relay
   double startedAt;
   kj::Own<kj::PromiseFulfiller<void>> onRunning;
-  kj::Maybe<rpc::Deputy::Client> deputy;  // through the home shadowd; dropped when it breaks
+  kj::Own<JobCalls> calls;    // its calls on their way home
 };
 
 class Daemon {

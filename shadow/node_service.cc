@@ -144,12 +144,16 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
           return kj::READY_NOW;
         }
         d.log(kj::str("job ", jobId, " ended here: ", describeStatus(status)));
-        return d.peer(job->home).then([jobId, status, token = kj::mv(job->token)](rpc::Node::Client home) {
-          auto req = home.jobEndedRequest();
-          req.setJobId(jobId);
-          req.setToken(token);
-          req.setStatus(status);
-          return req.send().ignoreResult();
+        // Its last writes go home before its end does: the parent reads them first.
+        auto settled = job->calls->settled();
+        return settled.then([&d, jobId, status, job = kj::mv(job)]() mutable {
+          return d.peer(job->home).then([jobId, status, token = kj::mv(job->token)](rpc::Node::Client home) {
+            auto req = home.jobEndedRequest();
+            req.setJobId(jobId);
+            req.setToken(token);
+            req.setStatus(status);
+            return req.send().ignoreResult();
+          });
         });
       }
       return kj::READY_NOW;
@@ -195,6 +199,7 @@ class NodeImpl final : public rpc::Node::Server {
     job->vpid = t.getVpid();
     job->command = kj::str(t.getCommand());
     job->startedAt = nowSeconds();
+    job->calls = kj::refcounted<JobCalls>(d_, job->id, job->home, job->token);
     uint64_t id = job->id;
     d_.hostedJobs().insert(id, kj::mv(job));
     d_.log(kj::str("receiving job ", id, " (PID ", t.getVpid(), " of ", t.getHome(), ": ", t.getCommand(), ")"));

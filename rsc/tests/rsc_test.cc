@@ -23,6 +23,7 @@
 #include <initializer_list>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace mig::rsc {
@@ -442,6 +443,42 @@ TEST_CASE("rsc: kNoReply answers only failures") {
   CHECK(o.replySize == sizeof(ReplyHeader));
   CHECK(o.result == -1);
   CHECK(o.error == EBADF);
+}
+
+TEST_CASE("rsc: a pipelined write is finished even where the fd takes less at once") {
+  // A non-blocking pipe holds 64 KiB: the write must wait for the reader, not end
+  // short or with EAGAIN (nobody would hear of it).
+  int p[2];
+  REQUIRE(::pipe2(p, O_NONBLOCK) == 0);
+  std::string data(300 * 1024, 'x');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>('a' + i % 26);
+  std::string got;
+  std::thread reader([&]() {
+    char buf[4096];
+    while (got.size() < data.size()) {
+      ssize_t n = ::read(p[0], buf, sizeof buf);
+      if (n > 0) got.append(buf, static_cast<size_t>(n));
+      else ::usleep(1000);
+    }
+  });
+  Link link;
+  Outcome o = link.run(SYS_write, {p[1], P(data.data()), static_cast<int64_t>(data.size())}, kNoReply);
+  reader.join();
+  CHECK(o.replySize == 0);
+  CHECK(got == data);
+  ::close(p[0]);
+  ::close(p[1]);
+}
+
+TEST_CASE("rsc: only writes may be pipelined") {
+  TempDir dir;
+  Link link;
+  int fd = ::open(dir.file("f").c_str(), O_RDWR | O_CREAT, 0600);
+  REQUIRE(fd >= 0);
+  Outcome o = link.run(SYS_ftruncate, {fd, 0}, kNoReply);
+  CHECK(o.result == -1);
+  CHECK(o.error == EPROTO);
+  ::close(fd);
 }
 
 TEST_CASE("rsc: a validating-only dispatcher runs nothing") {

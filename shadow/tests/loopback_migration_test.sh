@@ -4,14 +4,17 @@
 # A job started under libmig writes numbered lines to a file through stdio and to a
 # second file with raw write(2); it is migrated A -> B -> A mid-run. Checks: output
 # exact, nothing lost or repeated; the parent's wait gets the job's exit status; the
-# PID never changes; `kill -TERM` to the PID at home reaches the job's handler; a call
+# PID never changes; `kill -TERM` to the PID at home reaches the job's handler;
+# pipelined writes of several threads to a pipe at home keep their order, and a burst
+# written just before the job exits is all there when its parent sees the end; a call
 # sent to the relay with a wrong job token runs nothing; and a
 # migration to a dead address or to a shadowd with another key leaves the job running
 # where it was, with one line saying why.
 #
-# usage: loopback_migration_test.sh SHADOWD MIGCTL LIBMIG JOB_PROGRAM
+# usage: loopback_migration_test.sh SHADOWD MIGCTL LIBMIG JOB_PROGRAM ORDERED_WRITERS
 set -u
 shadowd=$(realpath "$1") migctl=$(realpath "$2") libmig=$(realpath "$3") job=$(realpath "$4")
+writers=$(realpath "$5")
 dir=$(mktemp -d /tmp/mig-loopback.XXXXXX)
 pids=()
 cleanup() {
@@ -78,17 +81,18 @@ path, job, victim = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode() + b"\0"
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.settimeout(10)
 s.connect(path)
-s.sendall(struct.pack("<IIQ32s", 0x48435352, 48, job, b"\x01" * 32))  # Hello, wrong token
+s.sendall(struct.pack("<IIQ32sQ", 0x48435352, 56, job, b"\x01" * 32, 0))  # Hello, wrong token
 payload = struct.pack("<Q", len(victim)) + victim + b"\0" * (-len(victim) % 8)
 # unlinkat(AT_FDCWD, victim, 0): forward table row 12
-header = struct.pack("<IIQII6q", 0x51435352, 72 + len(payload), 1, 12, 0, -100, 0, 0, 0, 0, 0)
+header = struct.pack("<IIQII6qQ", 0x51435352, 80 + len(payload), 1, 12, 0, -100, 0, 0, 0, 0, 0, 0)
 try:
     s.sendall(header + payload)
     print("reply bytes:", len(s.recv(4096)))
 except OSError as e:
     print("connection closed:", e)
 PY
-if [ -n "$jobid" ] && [ -e "$dir/victim" ] && grep -qE "reply bytes: 0|connection closed" "$dir/badtoken.out"; then
+if [ -n "$jobid" ] && [ -e "$dir/victim" ] && grep -qE "reply bytes: 0|connection closed" "$dir/badtoken.out" &&
+   grep -q "wrong token" "$dir/b.log"; then
   ok "a call with the job's id and a wrong token is refused and runs nothing"
 else bad "wrong token (job id '$jobid')" "$dir/badtoken.out" "$dir/b.log"; fi
 
@@ -143,5 +147,31 @@ if [ "$(cat "$dir/pipestatus" 2>/dev/null)" = 141 ] &&
    diff <(for i in $(seq 1 12); do echo "step $i pid $job3"; done) "$dir/head.out" > "$dir/head.diff"; then
   ok "a job writing into a pipe whose reader at home ended dies of SIGPIPE (status 141), as without mig"
 else bad "SIGPIPE through the deputy (status '$(cat "$dir/pipestatus" 2>/dev/null)')" "$dir/head.diff" "$dir/b.log"; fi
+
+# Four threads taking turns writing 1 KiB lines to a pipe at home whose reader
+# pauses for 3 s (`job | (sleep 3; cat)`), migrated A -> B and back mid-run, then a
+# burst of stdio output and an immediate exit. On B the writes are pipelined and wait
+# for the full pipe at home; the hop back must not leave them behind (nor let the job,
+# home again, write past them). The lines must come round by round, thread by
+# thread, and the burst must be complete (the deputy exits once every write has run).
+( LD_PRELOAD=$libmig "$writers" 150 20000 2> "$dir/ordered.err" | (sleep 3; cat > "$dir/ordered.out")
+  echo "${PIPESTATUS[0]}" > "$dir/ordered.status" ) &
+pids+=($!)
+wait_line "$dir/ordered.err" '^at round 0$' || bad "the ordered writers started" "$dir/ordered.err"
+job4=$(pgrep -f "ordered_writers 150 20000" | head -1)
+A migrate "$job4" --to 127.0.0.1:$pb > "$dir/m5.out" 2>&1 || bad "migrate the ordered writers" "$dir/m5.out" "$dir/b.log"
+wait_line "$dir/ordered.err" '^at round 40$' || bad "the ordered writers go on on B" "$dir/ordered.err"
+A migrate "$job4" --to 127.0.0.1:$pa > "$dir/m6.out" 2>&1 || bad "migrate the ordered writers home" "$dir/m6.out" "$dir/b.log"
+for _ in $(seq 1 400); do [ -s "$dir/ordered.status" ] && break; sleep 0.05; done
+{ for r in $(seq 0 149); do for t in 0 1 2 3; do
+    printf 'round %d thread %d ' "$r" "$t"; printf '%*s\n' $((1023 - ${#r} - 16)) '' | tr ' ' '.'; done; done
+  for i in $(seq 0 19999); do echo "burst $i"; done; } > "$dir/ordered.expected"
+if [ "$(cat "$dir/ordered.status" 2>/dev/null)" = 0 ] && grep -q "frozen" "$dir/m5.out" && grep -q "frozen" "$dir/m6.out" &&
+   cmp -s "$dir/ordered.expected" "$dir/ordered.out"; then
+  ok "pipelined writes of 4 threads to a full pipe at home, A -> B -> A: $(wc -l < "$dir/ordered.out") lines in order, the burst before exit complete ($(grep -o "frozen [0-9.]* ms" "$dir/m6.out") back home)"
+else
+  diff <(cut -c1-24 "$dir/ordered.expected") <(cut -c1-24 "$dir/ordered.out") | head -20 > "$dir/ordered.diff"
+  bad "ordered pipelined writes (status '$(cat "$dir/ordered.status" 2>/dev/null)')" "$dir/ordered.diff" "$dir/m5.out" "$dir/m6.out" "$dir/b.log"
+fi
 
 [ "$fails" -eq 0 ]

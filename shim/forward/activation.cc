@@ -47,6 +47,7 @@ bool loadConfig(int fd) {
     for (uint32_t i = 0; i < kMaxFds / 64; ++i) {
       c.forwardedFds[i] = s.config.forwardedFds[i];
       c.streamFds[i] = s.config.streamFds[i];
+      c.pipelinedFds[i] = s.config.pipelinedFds[i];
     }
   }
   s.config = c;
@@ -74,6 +75,9 @@ bool dispatchThisThread() {
 
 void prepareCheckpoint() {
   State& s = state();
+  // The image must not leave with writes still on their way home: from the next
+  // host they could overtake them.
+  if (s.status.load() == kActive) drainPipelinedWrites();
   if (s.generation.load() != 0) dropAllConnections(true);
   s.released.store(0);
 }

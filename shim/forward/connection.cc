@@ -1,6 +1,8 @@
 // See connection.h. Runs in the SIGSYS handler with every signal blocked: raw system
 // calls from the shim's code only, no allocation, no errno.
 #include "shim/forward/connection.h"
+#include "shim/forward/state.h"
+#include "shim/forward/trapped_call.h"
 
 #include "rsc/marshal.h"
 #include "shim/raw_syscall.h"
@@ -30,6 +32,10 @@ thread_local uint32_t t_connGen MIG_TLS;   // generation t_conn was made in; 0 =
 thread_local uint32_t t_connSlot MIG_TLS;  // its slot in State::connections, + 1
 thread_local uint64_t t_seq MIG_TLS;
 thread_local uint8_t* t_buf MIG_TLS;
+// A pipelined write of this thread failed at home: its fd + 1 (0 = none) and errno,
+// until a write or sync on that fd reports it.
+thread_local int64_t t_failedFd MIG_TLS;
+thread_local int32_t t_failedError MIG_TLS;
 
 State& state() { return shim::g_runtime.forward; }
 
@@ -111,6 +117,7 @@ long connectRelay() {
     hello.magic = kHelloMagic;
     hello.length = sizeof(hello);
     hello.jobId = s.config.jobId;
+    hello.order = s.pipelineOrder.load(std::memory_order_acquire);
     for (size_t i = 0; i < sizeof(hello.token); ++i) hello.token[i] = s.config.token[i];
     r = sendAll(static_cast<int>(fd), reinterpret_cast<const uint8_t*>(&hello), sizeof(hello));
   }
@@ -142,6 +149,64 @@ bool ensureBuffer() {
   return true;
 }
 
+// A deferred failure of one of this thread's pipelined writes: kept for the next
+// write or sync on its fd. The first one counts; later writes to a broken fd fail alike.
+void noteFailure(const rsc::ReplyHeader& h) {
+  if (t_failedFd == 0) {
+    t_failedFd = h.result + 1;
+    t_failedError = h.error > 0 ? h.error : EIO;
+  }
+}
+
+// The errno (negative) of a failed pipelined write to fd, reported once; 0 if none.
+long takeFailure(int64_t fd) {
+  if (t_failedFd == 0 || t_failedFd != fd + 1) return 0;
+  t_failedFd = 0;
+  return -static_cast<long>(t_failedError);
+}
+
+// Whether a call must run at home after the pipelined writes issued before it. Those
+// go to streams, and what can tell their order from a later call's is the stream
+// itself (a write, fcntl, tcsetattr or close on it) or the parent a signal goes to.
+// A read need not wait (the prompt before it is on its way and does not wait for the
+// read either), nor need calls on files and paths: so they are not held up behind a
+// pipe at home that is full.
+bool waitsForWrites(const rsc::Row& row, const int64_t args[6]) {
+  if (row.id == rsc::CallId::Kill) return true;
+  if (row.id == rsc::CallId::Read || row.id == rsc::CallId::Pread64) return false;
+  return row.fdArg >= 0 && isStreamFd(state(), fdArg(args[row.fdArg]));
+}
+
+// Reads the header of the reply to the call just sent; deferred failures of earlier
+// pipelined writes may come first. False (connection dropped) when the link broke or
+// the relay is out of step.
+bool receiveReplyHeader(rsc::ReplyHeader& h, int timeoutMs) {
+  for (;;) {
+    if (recvExact(t_conn, reinterpret_cast<uint8_t*>(&h), sizeof(h), timeoutMs) != 0 ||
+        h.magic != rsc::kReplyMagic) {
+      dropMine();
+      return false;
+    }
+    if (!(h.flags & rsc::kDeferredFailure)) return true;
+    noteFailure(h);
+  }
+}
+
+// Takes the deferred failures that have arrived, without waiting: a thread that only
+// writes (`yes | head`) must hear of EPIPE.
+void collectFailures() {
+  rsc::ReplyHeader h;
+  for (;;) {
+    long r = rawSyscall(SYS_recvfrom, t_conn, reinterpret_cast<long>(&h), sizeof(h), MSG_DONTWAIT, 0, 0);
+    if (r <= 0) return;  // nothing waiting (EAGAIN), or the link broke: the send will tell
+    if (r < static_cast<long>(sizeof(h)) &&
+        recvExact(t_conn, reinterpret_cast<uint8_t*>(&h) + r, sizeof(h) - static_cast<uint64_t>(r), kReplyTimeoutMs) != 0) {
+      return;
+    }
+    if (h.magic == rsc::kReplyMagic && (h.flags & rsc::kDeferredFailure)) noteFailure(h);
+  }
+}
+
 }  // namespace
 
 bool isConnectionFd(int64_t fd) {
@@ -156,8 +221,12 @@ bool isConnectionFd(int64_t fd) {
 long forwardCall(const rsc::Row& row, const int64_t args[6], bool patient) {
   if (!ensureBuffer()) return -ENOMEM;
   if (!haveConnection() && connectRelay() != 0) return -EIO;
+  if (row.id == rsc::CallId::Fsync || row.id == rsc::CallId::Fdatasync) {
+    if (long failed = takeFailure(args[0]); failed != 0) return failed;
+  }
   const uint64_t seq = ++t_seq;
-  int64_t len = rsc::encodeRequest(row, args, seq, 0, t_buf, kBufferSize);
+  const uint64_t order = waitsForWrites(row, args) ? state().pipelineOrder.load(std::memory_order_acquire) : 0;
+  int64_t len = rsc::encodeRequest(row, args, seq, 0, t_buf, kBufferSize, order);
   if (len < 0) return len;
   if (sendAll(t_conn, t_buf, static_cast<uint64_t>(len)) != 0) {
     dropMine();
@@ -165,13 +234,9 @@ long forwardCall(const rsc::Row& row, const int64_t args[6], bool patient) {
   }
   const int timeout = patient ? -1 : kReplyTimeoutMs;
   rsc::ReplyHeader h;
-  if (recvExact(t_conn, t_buf, sizeof(h), timeout) != 0) {
-    dropMine();
-    return -EIO;
-  }
-  __builtin_memcpy(&h, t_buf, sizeof(h));
-  if (h.magic != rsc::kReplyMagic || h.seq != seq || h.length < sizeof(h) ||
-      h.length > rsc::replyCapacity(row, args) ||
+  if (!receiveReplyHeader(h, timeout)) return -EIO;
+  __builtin_memcpy(t_buf, &h, sizeof(h));  // decodeReply reads the whole reply from t_buf
+  if (h.seq != seq || h.length < sizeof(h) || h.length > rsc::replyCapacity(row, args) ||
       recvExact(t_conn, t_buf + sizeof(h), h.length - sizeof(h), timeout) != 0) {
     dropMine();  // out of step with the relay: start over on a new connection
     return -EIO;
@@ -179,6 +244,39 @@ long forwardCall(const rsc::Row& row, const int64_t args[6], bool patient) {
   int32_t error = 0;
   int64_t r = rsc::decodeReply(row, args, seq, t_buf, h.length, &error);
   return r == -1 ? -static_cast<long>(error) : static_cast<long>(r);
+}
+
+long forwardPipelinedWrite(const rsc::Row& row, const int64_t args[6]) {
+  if (!ensureBuffer()) return -ENOMEM;
+  if (!haveConnection() && connectRelay() != 0) return -EIO;
+  collectFailures();
+  if (long failed = takeFailure(args[0]); failed != 0) return failed;
+  const uint64_t seq = ++t_seq;
+  const uint64_t order = state().pipelineOrder.fetch_add(1, std::memory_order_acq_rel) + 1;
+  int64_t len = rsc::encodeRequest(row, args, seq, rsc::kNoReply, t_buf, kBufferSize, order);
+  if (len < 0) return len;
+  if (sendAll(t_conn, t_buf, static_cast<uint64_t>(len)) != 0) {
+    dropMine();
+    return -EIO;
+  }
+  return static_cast<long>(args[2]);
+}
+
+bool drainPipelinedWrites() {
+  if (state().pipelineOrder.load(std::memory_order_acquire) == 0) return true;
+  const rsc::Row* row = rsc::rowById(static_cast<uint32_t>(rsc::CallId::Getppid));
+  const int64_t none[6] = {};
+  if (row == nullptr || !ensureBuffer() || (!haveConnection() && connectRelay() != 0)) return false;
+  const uint64_t seq = ++t_seq;
+  int64_t len = rsc::encodeRequest(*row, none, seq, rsc::kBarrier, t_buf, kBufferSize,
+                                   state().pipelineOrder.load(std::memory_order_acquire));
+  rsc::ReplyHeader h;
+  if (len < 0 || sendAll(t_conn, t_buf, static_cast<uint64_t>(len)) != 0 || !receiveReplyHeader(h, -1) ||
+      h.seq != seq || h.length != sizeof(h)) {
+    dropMine();
+    return false;
+  }
+  return true;
 }
 
 bool connectNow() { return haveConnection() || connectRelay() == 0; }

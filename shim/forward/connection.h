@@ -20,6 +20,17 @@ namespace mig::forward {
 // reply without the usual timeout.
 long forwardCall(const rsc::Row& row, const int64_t args[6], bool patient = false);
 
+// A write to a stream fd in blocking mode, sent without waiting for its result: the
+// deputy finishes it, in the order the job's writes were issued (by any thread), and
+// only a failure comes back, reported by this thread's next write (or fsync) on that
+// fd. Returns the count, or a negative errno (an earlier failure on this fd, EIO).
+long forwardPipelinedWrite(const rsc::Row& row, const int64_t args[6]);
+
+// Waits until every pipelined write issued so far has run at home (before a
+// checkpoint: the job must not leave with writes behind it). False if the relay
+// cannot be reached.
+bool drainPipelinedWrites();
+
 // Opens the calling thread's connection now if it has none; false if the relay
 // cannot be reached. (The relay takes a job's first connection as the sign that its
 // restore worked.)

@@ -23,11 +23,13 @@ struct Config {
   uint64_t jobId;
   uint8_t token[32];             // the job's token: the relay refuses a connection without it
   uint64_t forwardedFds[kMaxFds / 64];  // bit n: fd n is a home fd (its local fd is a stand-in)
-  uint64_t streamFds[kMaxFds / 64];     // bit n: fd n is a stream (pipe, tty, socket): writes
-                                        // may be pipelined
+  uint64_t streamFds[kMaxFds / 64];     // bit n: fd n is a stream (pipe, tty, socket): its
+                                        // reads and writes may wait as long as they like
   char localPaths[kMaxLocalPaths][kPathMax];  // directory prefixes every host has (opened locally)
   int64_t monotonicOffsetNs;     // add to this host's CLOCK_MONOTONIC to get the job's
   int64_t realtimeOffsetNs;      // add to this host's CLOCK_REALTIME to get home's
+  uint64_t pipelinedFds[kMaxFds / 64];  // bit n: fd n is a stream in blocking mode: writes
+                                        // to it are pipelined (rsc::kNoReply)
 };
 
 // First bytes on every new connection from a shim thread to the relay.
@@ -36,6 +38,7 @@ struct Hello {
   uint32_t length;               // sizeof(Hello)
   uint64_t jobId;
   uint8_t token[32];
+  uint64_t order;                // pipelined writes the job has issued so far (wire.h)
 };
 inline constexpr uint32_t kHelloMagic = 0x48435352u;  // "RSCH"
 

@@ -1,7 +1,8 @@
 // Forwarded calls that need more than one message: reads and writes larger than a
 // message holds (rsc::kMaxIo) go as consecutive pieces, and vectored I/O on a home fd
 // goes buffer by buffer (the table has no readv/writev rows). Like the kernel's own
-// short transfers, a piece that moves less than asked ends the call.
+// short transfers, a piece that moves less than asked ends the call. Writes to a
+// stream in blocking mode are pipelined, piece by piece.
 #include "shim/forward/trapped_call.h"
 
 #include "rsc/wire.h"
@@ -30,17 +31,26 @@ bool patient(const rsc::Row& row, const int64_t args[6]) {
   return isIo(row.id) && isStreamFd(shim::g_runtime.forward, fdArg(args[0]));
 }
 
+// Writes to a stream in blocking mode do not wait for their result (connection.h).
+bool pipelined(const rsc::Row& row, const int64_t args[6]) {
+  return row.id == CallId::Write && isPipelinedFd(shim::g_runtime.forward, fdArg(args[0]));
+}
+
+long send(const rsc::Row& row, const int64_t args[6]) {
+  return pipelined(row, args) ? forwardPipelinedWrite(row, args) : forwardCall(row, args, patient(row, args));
+}
+
 }  // namespace
 
 long forwardRow(const rsc::Row& row, const int64_t args[6]) {
   const uint64_t count = static_cast<uint64_t>(args[2]);
-  if (!isIo(row.id) || count <= rsc::kMaxIo) return forwardCall(row, args, patient(row, args));
+  if (!isIo(row.id) || count <= rsc::kMaxIo) return send(row, args);
   uint64_t done = 0;
   while (done < count) {
     const uint64_t piece = count - done < rsc::kMaxIo ? count - done : rsc::kMaxIo;
     int64_t part[6] = {args[0], args[1] + static_cast<int64_t>(done), static_cast<int64_t>(piece),
                        hasOffset(row.id) ? args[3] + static_cast<int64_t>(done) : args[3], args[4], args[5]};
-    long r = forwardCall(row, part, patient(row, part));
+    long r = send(row, part);
     if (r < 0) return done > 0 ? static_cast<long>(done) : r;
     done += static_cast<uint64_t>(r);
     if (static_cast<uint64_t>(r) < piece) break;

@@ -205,6 +205,9 @@ long route(TrappedCall& c, const ucontext_t* uc) {
         long r = forwardRow(*row, c.a);
         if ((row->id == CallId::Chdir || row->id == CallId::Fchdir) && r == 0) s.cwdLocal.store(0);
         if (row->id == CallId::Write || row->id == CallId::Pwrite64) r = raiseSigpipeOnEpipe(r);
+        if (row->id == CallId::FcntlSetfl && r == 0 && isStreamFd(s, fdArg(a[0]))) {
+          setPipelinedFd(s, fdArg(a[0]), !(a[2] & O_NONBLOCK));  // EAGAIN must be seen
+        }
         return r;
       }
     }

@@ -30,6 +30,8 @@ struct State {
   std::atomic<uint32_t> generation;
   // The working directory is a local one (the last chdir went to a local path).
   std::atomic<uint32_t> cwdLocal;
+  // Pipelined writes issued so far, by every thread (rsc::RequestHeader::order).
+  std::atomic<uint64_t> pipelineOrder;
   Config config;  // forwardedFds bits change with atomic builtins
   // fd + 1 of each thread's relay connection (0 = free slot), so checkpoints can drop
   // them and close() cannot take them from us.
@@ -54,12 +56,27 @@ inline void setForwardedFd(State& s, int64_t fd, bool on) {
   } else {
     __atomic_fetch_and(&s.config.forwardedFds[fd / 64], ~bit, __ATOMIC_ACQ_REL);
     __atomic_fetch_and(&s.config.streamFds[fd / 64], ~bit, __ATOMIC_ACQ_REL);
+    __atomic_fetch_and(&s.config.pipelinedFds[fd / 64], ~bit, __ATOMIC_ACQ_REL);
   }
 }
 
 inline bool isStreamFd(const State& s, int64_t fd) {
   if (fd < 0 || fd >= kMaxFds) return false;
   return (__atomic_load_n(&s.config.streamFds[fd / 64], __ATOMIC_ACQUIRE) >> (fd % 64)) & 1;
+}
+
+inline bool isPipelinedFd(const State& s, int64_t fd) {
+  if (fd < 0 || fd >= kMaxFds) return false;
+  return (__atomic_load_n(&s.config.pipelinedFds[fd / 64], __ATOMIC_ACQUIRE) >> (fd % 64)) & 1;
+}
+
+// fd's open file went into (or out of) non-blocking mode: a write that would say
+// EAGAIN must not be pipelined.
+inline void setPipelinedFd(State& s, int64_t fd, bool on) {
+  if (fd < 0 || fd >= kMaxFds) return;
+  const uint64_t bit = 1ull << (fd % 64);
+  if (on) __atomic_fetch_or(&s.config.pipelinedFds[fd / 64], bit, __ATOMIC_ACQ_REL);
+  else __atomic_fetch_and(&s.config.pipelinedFds[fd / 64], ~bit, __ATOMIC_ACQ_REL);
 }
 
 // Is fd one of the threads' relay connections?

@@ -4,7 +4,7 @@
 // pipe_out.txt), writes the Config the shim's test hook reads, accepts the shim's
 // per-thread connections on a Unix socket, checks each Hello, and answers every
 // request with rsc::Dispatcher, which runs the call on this process's own fds, in
-// this process's working directory (HOME_DIR).
+// this process's working directory (HOME_DIR). Writes to fd 5 are pipelined.
 //
 //   fake_relay HOME_DIR SOCKET CONFIG LOCAL_DIR
 //   fake_relay --bare HOME_DIR SOCKET
@@ -105,6 +105,7 @@ void writeConfig(const char* path, const char* socketPath, const char* localDir)
   token(c->token);
   for (int fd : {3, 4, 5}) c->forwardedFds[0] |= 1ull << fd;
   c->streamFds[0] |= 1ull << 5;
+  c->pipelinedFds[0] |= 1ull << 5;  // its writes come without waiting for replies
   c->localPathCount = 1;
   snprintf(c->localPaths[0], sizeof(c->localPaths[0]), "%s", localDir);
   FILE* f = fopen(path, "wb");
@@ -196,8 +197,14 @@ int main(int argc, char** argv) {
         }
         if (ok) {
           ++requests;
-          auto reply = dispatcher.call(kj::arrayPtr(msg.data(), h.length));
-          ok = reply.size() == 0 || writeAll(c.fd, reply.begin(), reply.size());
+          if (h.flags & mig::rsc::kBarrier) {
+            // Requests run here one at a time, as they come: every write before it has run.
+            mig::rsc::ReplyHeader done{mig::rsc::kReplyMagic, sizeof(done), h.seq, 0, 0, 0};
+            ok = writeAll(c.fd, &done, sizeof(done));
+          } else {
+            auto reply = dispatcher.call(kj::arrayPtr(msg.data(), h.length));
+            ok = reply.size() == 0 || writeAll(c.fd, reply.begin(), reply.size());
+          }
         }
       }
       if (!ok) {

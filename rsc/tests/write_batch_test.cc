@@ -1,0 +1,104 @@
+// The relay's handling of pipelined writes: which requests count as one, and that
+// joined writes run at home as the writes they were made of, in order.
+#include "image/image_test_util.h"
+#include "rsc/dispatch.h"
+#include "rsc/forward_table.h"
+#include "rsc/marshal.h"
+#include "rsc/wire.h"
+#include "rsc/write_batch.h"
+
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace mig::rsc {
+namespace {
+
+std::vector<kj::byte> writeRequest(int fd, const std::string& data, uint64_t seq, uint64_t order,
+                                   uint32_t flags = kNoReply) {
+  int64_t args[6] = {fd, reinterpret_cast<int64_t>(data.data()), static_cast<int64_t>(data.size())};
+  const Row* row = findRow(SYS_write, args);
+  REQUIRE(row != nullptr);
+  std::vector<kj::byte> buf(kMaxMessage);
+  int64_t n = encodeRequest(*row, args, seq, flags, buf.data(), buf.size(), order);
+  REQUIRE(n > 0);
+  buf.resize(static_cast<size_t>(n));
+  return buf;
+}
+
+kj::ArrayPtr<const kj::byte> view(const std::vector<kj::byte>& v) { return kj::arrayPtr(v.data(), v.size()); }
+
+TEST_CASE("write batch: a pipelined write is recognised with its fd, seq, order and size") {
+  auto r = writeRequest(7, "hello", 3, 41);
+  PipelinedWrite w{};
+  REQUIRE(parsePipelinedWrite(view(r), w));
+  CHECK(w.fd == 7);
+  CHECK(w.seq == 3);
+  CHECK(w.order == 41);
+  CHECK(w.count == 5);
+}
+
+TEST_CASE("write batch: anything else is not a pipelined write") {
+  PipelinedWrite w{};
+  auto sync = writeRequest(7, "hello", 3, 41, 0);
+  CHECK_FALSE(parsePipelinedWrite(view(sync), w));
+  auto r = writeRequest(7, "hello", 3, 41);
+  auto cut = r;
+  cut.pop_back();
+  CHECK_FALSE(parsePipelinedWrite(view(cut), w));
+  auto lying = r;  // payload count disagrees with args[2]
+  lying[sizeof(RequestHeader)] = 4;
+  CHECK_FALSE(parsePipelinedWrite(view(lying), w));
+  int64_t args[6] = {7, 0, 0};
+  const Row* lseek = rowById(static_cast<uint32_t>(CallId::Lseek));
+  std::vector<kj::byte> buf(4096);
+  int64_t n = encodeRequest(*lseek, args, 1, kNoReply, buf.data(), buf.size(), 1);
+  buf.resize(static_cast<size_t>(n));
+  CHECK_FALSE(parsePipelinedWrite(view(buf), w));
+}
+
+TEST_CASE("write batch: joined writes run as one, bytes in order") {
+  image::testing::TempDir dir;
+  int fd = ::open(dir.file("out").c_str(), O_WRONLY | O_CREAT, 0600);
+  REQUIRE(fd >= 0);
+  std::vector<std::vector<kj::byte>> parts = {writeRequest(fd, "one ", 1, 10), writeRequest(fd, "", 2, 11),
+                                              writeRequest(fd, "three", 3, 12)};
+  std::vector<kj::ArrayPtr<const kj::byte>> views;
+  for (auto& p : parts) views.push_back(view(p));
+  kj::Array<kj::byte> joined = joinWrites(kj::arrayPtr(views.data(), views.size()));
+  PipelinedWrite w{};
+  REQUIRE(parsePipelinedWrite(joined, w));
+  CHECK(w.count == 9);
+  CHECK(w.seq == 3);
+  CHECK(w.order == 12);
+  Dispatcher d;
+  CHECK(d.call(joined).size() == 0);  // success: nothing to answer
+  ::close(fd);
+  std::ifstream in(dir.file("out"));
+  std::stringstream got;
+  got << in.rdbuf();
+  CHECK(got.str() == "one three");
+}
+
+TEST_CASE("write batch: a deferred failure names the write's seq and fd") {
+  kj::Array<kj::byte> r = deferredFailure(PipelinedWrite{5, 9, 100, 3}, 32);
+  ReplyHeader h;
+  REQUIRE(r.size() == sizeof(h));
+  memcpy(&h, r.begin(), sizeof(h));
+  CHECK(h.magic == kReplyMagic);
+  CHECK(h.length == sizeof(h));
+  CHECK(h.seq == 9);
+  CHECK(h.flags == kDeferredFailure);
+  CHECK(h.result == 5);
+  CHECK(h.error == 32);
+}
+
+}  // namespace
+}  // namespace mig::rsc

@@ -1,0 +1,60 @@
+// See write_batch.h.
+#include "rsc/write_batch.h"
+
+#include "rsc/forward_table.h"
+#include "rsc/payload.h"
+#include "rsc/wire.h"
+
+#include <cstring>
+
+namespace mig::rsc {
+
+bool parsePipelinedWrite(kj::ArrayPtr<const kj::byte> request, PipelinedWrite& w) {
+  RequestHeader h;
+  if (request.size() < sizeof(h) + kPayloadHeader) return false;
+  memcpy(&h, request.begin(), sizeof(h));
+  if (h.magic != kRequestMagic || h.flags != kNoReply || h.call != static_cast<uint32_t>(CallId::Write) ||
+      h.length != request.size()) {
+    return false;
+  }
+  const uint64_t count = loadU64(request.begin() + sizeof(h));
+  if (count != static_cast<uint64_t>(h.args[2]) || count > kMaxIo ||
+      request.size() != sizeof(h) + payloadSize(count)) {
+    return false;
+  }
+  w = {h.args[0], h.seq, h.order, count};
+  return true;
+}
+
+kj::Array<kj::byte> joinWrites(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> parts) {
+  uint64_t total = 0;
+  for (auto p : parts) total += loadU64(p.begin() + sizeof(RequestHeader));
+  auto out = kj::heapArray<kj::byte>(sizeof(RequestHeader) + payloadSize(total));
+  RequestHeader h;
+  memcpy(&h, parts.back().begin(), sizeof(h));
+  h.length = static_cast<uint32_t>(out.size());
+  h.args[2] = static_cast<int64_t>(total);
+  memcpy(out.begin(), &h, sizeof(h));
+  storeU64(out.begin() + sizeof(h), total);
+  kj::byte* at = out.begin() + sizeof(h) + kPayloadHeader;
+  for (auto p : parts) {
+    const uint64_t n = loadU64(p.begin() + sizeof(RequestHeader));
+    memcpy(at, p.begin() + sizeof(RequestHeader) + kPayloadHeader, n);
+    at += n;
+  }
+  memset(at, 0, static_cast<size_t>(out.end() - at));
+  return out;
+}
+
+kj::Array<kj::byte> deferredFailure(const PipelinedWrite& w, int32_t error) {
+  ReplyHeader r{};
+  r.magic = kReplyMagic;
+  r.length = sizeof(r);
+  r.seq = w.seq;
+  r.result = w.fd;
+  r.error = error;
+  r.flags = kDeferredFailure;
+  return kj::heapArray<kj::byte>(reinterpret_cast<const kj::byte*>(&r), sizeof(r));
+}
+
+}  // namespace mig::rsc

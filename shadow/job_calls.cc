@@ -1,0 +1,237 @@
+// See job_calls.h.
+#include "shadow/job_calls.h"
+
+#include "rsc/wire.h"
+#include "rsc/write_batch.h"
+#include "shadow/daemon.h"
+
+#include <kj/debug.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace mig::shadow {
+namespace {
+
+// Memory the waiting writes may take here before the job's connections stop being read.
+constexpr uint64_t kMaxQueuedBytes = 16u << 20;
+
+// What a waiting write costs: its bytes and its bookkeeping (many small writes are
+// mostly bookkeeping).
+uint64_t queueCost(uint64_t requestSize) { return requestSize + 128; }
+// A write whose number was taken but which never arrived (its thread's connection
+// broke in between) must not hold the others back for ever.
+constexpr uint64_t kGapTimeoutMs = 30 * 1000;
+
+kj::Array<kj::byte> eioReply(kj::ArrayPtr<const kj::byte> request) {
+  rsc::ReplyHeader reply{};
+  reply.magic = rsc::kReplyMagic;
+  reply.length = sizeof(reply);
+  if (request.size() >= sizeof(rsc::RequestHeader)) {
+    memcpy(&reply.seq, request.begin() + offsetof(rsc::RequestHeader, seq), sizeof(reply.seq));
+  }
+  reply.result = -1;
+  reply.error = EIO;
+  return kj::heapArray<kj::byte>(reinterpret_cast<const kj::byte*>(&reply), sizeof(reply));
+}
+
+}  // namespace
+
+JobCalls::JobCalls(Daemon& d, uint64_t jobId, kj::StringPtr home, kj::ArrayPtr<const kj::byte> token)
+    : d_(d), jobId_(jobId), home_(kj::str(home)), token_(kj::heapArray<kj::byte>(token)) {}
+
+rpc::Deputy::Client JobCalls::deputy() {
+  KJ_IF_MAYBE(dep, deputy_) { return *dep; }
+  // Promise pipelining: calls may be sent before the login to home completes.
+  rpc::Node::Client home(d_.peer(home_));
+  auto req = home.deputyRequest();
+  req.setJobId(jobId_);
+  req.setToken(token_);
+  req.setLocation(d_.address());
+  rpc::Deputy::Client deputy = req.send().getDeputy();
+  deputy_ = deputy;
+  return deputy;
+}
+
+void JobCalls::connected(uint64_t order) {
+  ++connections_;
+  if (!started_) {
+    started_ = true;
+    ran_ = order;
+  }
+}
+
+void JobCalls::disconnected() {
+  --connections_;
+  pump();  // with nobody left to send a missing write, stop waiting for it
+  wakeWaiters();
+}
+
+void JobCalls::write(kj::Array<kj::byte> request, kj::Own<CallOrigin> origin) {
+  rsc::PipelinedWrite w{};
+  KJ_ASSERT(rsc::parsePipelinedWrite(request, w));  // call_relay.cc checked it
+  queuedBytes_ += queueCost(request.size());
+  waiting_.emplace(w.order, Write{kj::mv(request), kj::mv(origin)});
+  pump();
+}
+
+kj::Promise<void> JobCalls::room() {
+  if (queuedBytes_ <= kMaxQueuedBytes) return kj::READY_NOW;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  roomWaiters_.add(kj::mv(paf.fulfiller));
+  return kj::mv(paf.promise);
+}
+
+kj::Promise<void> JobCalls::ranUpTo(uint64_t order) {
+  if (order <= ran_) return kj::READY_NOW;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  ranWaiters_.emplace(order, kj::mv(paf.fulfiller));
+  watchForGap();
+  return kj::mv(paf.promise);
+}
+
+kj::Promise<kj::Array<kj::byte>> JobCalls::call(kj::Array<kj::byte> request) {
+  rsc::RequestHeader h;
+  memcpy(&h, request.begin(), sizeof(h));
+  auto self = kj::addRef(*this);
+  return ranUpTo(h.order).then([this, request = kj::mv(request)]() mutable {
+    auto req = deputy().callRequest();
+    req.setRequest(request);
+    return req.send()
+        .then([](capnp::Response<rpc::Deputy::CallResults> r) { return kj::heapArray<kj::byte>(r.getReply()); },
+              [this, request = kj::mv(request)](kj::Exception&& e) {
+                // Home unreachable: answer EIO, and connect afresh for the next call.
+                deputy_ = nullptr;
+                d_.log(kj::str("job ", jobId_, ": a call home failed: ", e.getDescription()));
+                return eioReply(request);
+              });
+  }).attach(kj::mv(self));
+}
+
+kj::Promise<void> JobCalls::settled() {
+  if (connections_ == 0 && waiting_.empty() && !sending_) return kj::READY_NOW;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  settledWaiters_.add(kj::mv(paf.fulfiller));
+  return kj::mv(paf.promise);
+}
+
+// Sends the next write home when it is its turn, joined with the ones after it to the
+// same fd; one at a time, so they run in order whatever thread of the deputy runs them.
+void JobCalls::pump() {
+  if (sending_ || waiting_.empty()) return;
+  if (waiting_.begin()->first > ran_ + 1 && connections_ > 0) {
+    watchForGap();
+    return;
+  }
+  struct Part {
+    Write write;
+    rsc::PipelinedWrite w;
+  };
+  kj::Vector<Part> batch;
+  uint64_t bytes = 0, cost = 0;
+  for (auto it = waiting_.begin(); it != waiting_.end(); it = waiting_.erase(it)) {
+    rsc::PipelinedWrite w{};
+    rsc::parsePipelinedWrite(it->second.request, w);
+    if (!batch.empty() && (it->first != batch.back().w.order + 1 || w.fd != batch[0].w.fd ||
+                           bytes + w.count > rsc::kMaxIo)) {
+      break;
+    }
+    bytes += w.count;
+    cost += queueCost(it->second.request.size());
+    batch.add(Part{kj::mv(it->second), w});
+  }
+  const uint64_t last = batch.back().w.order;
+  auto req = deputy().callRequest();
+  if (batch.size() == 1) {
+    req.setRequest(batch[0].write.request);
+  } else {
+    kj::Vector<kj::ArrayPtr<const kj::byte>> parts;
+    for (auto& p : batch) parts.add(p.write.request);
+    req.setRequest(rsc::joinWrites(parts));
+  }
+  // Who hears of a failure: each thread whose bytes were in it, once, about its own
+  // last write in it.
+  kj::Vector<std::pair<kj::Own<CallOrigin>, rsc::PipelinedWrite>> origins;
+  for (auto& p : batch) {
+    bool seen = false;
+    for (auto& o : origins) {
+      if (o.first.get() == p.write.origin.get()) {
+        o.second = p.w;
+        seen = true;
+      }
+    }
+    if (!seen) origins.add(std::make_pair(kj::mv(p.write.origin), p.w));
+  }
+
+  sending_ = true;
+  auto sent = req.send().then(
+      [](capnp::Response<rpc::Deputy::CallResults> r) -> int32_t {
+        auto reply = r.getReply();
+        if (reply.size() < sizeof(rsc::ReplyHeader)) return 0;  // it worked
+        rsc::ReplyHeader h;
+        memcpy(&h, reply.begin(), sizeof(h));
+        return h.error != 0 ? h.error : EIO;
+      },
+      [this](kj::Exception&& e) -> int32_t {
+        deputy_ = nullptr;
+        d_.log(kj::str("job ", jobId_, ": a write home failed: ", e.getDescription()));
+        return EIO;
+      });
+  d_.tasks().add(sent.then([this, origins = kj::mv(origins), last, cost](int32_t error) mutable {
+                       if (error != 0) {
+                         for (auto& o : origins) o.first->sendReply(rsc::deferredFailure(o.second, error));
+                       }
+                       finished(last, cost);
+                     }).attach(kj::addRef(*this)));
+}
+
+void JobCalls::finished(uint64_t lastOrder, uint64_t cost) {
+  sending_ = false;
+  if (lastOrder > ran_) ran_ = lastOrder;
+  queuedBytes_ -= cost;
+  wakeWaiters();
+  pump();
+  wakeWaiters();  // pump may have had nothing to send
+}
+
+void JobCalls::wakeWaiters() {
+  while (!ranWaiters_.empty() && ranWaiters_.begin()->first <= ran_) {
+    ranWaiters_.begin()->second->fulfill();
+    ranWaiters_.erase(ranWaiters_.begin());
+  }
+  if (queuedBytes_ <= kMaxQueuedBytes) {
+    for (auto& w : roomWaiters_) w->fulfill();
+    roomWaiters_.clear();
+  }
+  if (connections_ == 0 && waiting_.empty() && !sending_) {
+    for (auto& w : settledWaiters_) w->fulfill();
+    settledWaiters_.clear();
+  }
+}
+
+// Something waits for a write that has not arrived. Normally it is on its way; if it
+// is still missing after kGapTimeoutMs, it is given up (and said in the log).
+void JobCalls::watchForGap() {
+  if (gapWatched_) return;
+  gapWatched_ = true;
+  const uint64_t stuckAt = ran_;
+  auto timer = d_.io().provider->getTimer().afterDelay(kGapTimeoutMs * kj::MILLISECONDS);
+  d_.tasks().add(timer.then([this, stuckAt]() {
+                        gapWatched_ = false;
+                        if (ran_ != stuckAt || sending_) {  // moving: look again later
+                          if (!ranWaiters_.empty() || !waiting_.empty()) watchForGap();
+                          return;
+                        }
+                        uint64_t next = !waiting_.empty()       ? waiting_.begin()->first - 1
+                                        : !ranWaiters_.empty() ? ranWaiters_.rbegin()->first
+                                                               : ran_;
+                        if (next <= ran_) return;
+                        d_.log(kj::str("job ", jobId_, ": pipelined writes ", ran_ + 1, "..", next,
+                                       " never reached this host; going on without them"));
+                        ran_ = next;
+                        pump();
+                        wakeWaiters();
+                      }).attach(kj::addRef(*this)));
+}
+
+}  // namespace mig::shadow

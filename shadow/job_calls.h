@@ -1,0 +1,87 @@
+// The forwarded calls of one job that runs on this host, on their way home to its
+// deputy. The job's threads each have a relay connection (call_relay.cc); this is
+// what they share: the link to the deputy, and the order of the job's pipelined
+// writes (rsc/wire.h: kNoReply). Writes are numbered by the shim across all threads;
+// they run at home one after the other in that order whichever connection brought
+// them, consecutive writes to one fd travel as one call, and a call that waits for
+// its reply runs only after the writes issued before it. So `printf` in a loop costs
+// no round trip, and output stays in the order the job wrote it.
+#pragma once
+
+#include "shadow/mig.capnp.h"
+
+#include <kj/async.h>
+#include <kj/refcount.h>
+
+#include <map>
+
+namespace mig::shadow {
+
+class Daemon;
+
+// Where the answers to a thread's calls go: its relay connection.
+class CallOrigin : public kj::Refcounted {
+ public:
+  virtual ~CallOrigin() = default;
+  virtual void sendReply(kj::Array<kj::byte> reply) = 0;
+};
+
+class JobCalls : public kj::Refcounted {
+ public:
+  JobCalls(Daemon& d, uint64_t jobId, kj::StringPtr home, kj::ArrayPtr<const kj::byte> token);
+
+  // A connection of the job said hello; `order`: the writes issued before it. The
+  // first hello after the restore (made before any thread runs) sets where the
+  // numbering goes on.
+  void connected(uint64_t order);
+  void disconnected();
+
+  // A pipelined write; a failure goes back to `origin` as a deferred failure.
+  void write(kj::Array<kj::byte> request, kj::Own<CallOrigin> origin);
+
+  // Resolves when few enough written bytes wait that a connection may read more:
+  // a job that writes faster than home takes it is slowed down, not buffered here.
+  kj::Promise<void> room();
+
+  // Resolves once every pipelined write numbered up to `order` has run at home.
+  kj::Promise<void> ranUpTo(uint64_t order);
+
+  // A call that waits for its reply: it runs after the writes issued before it.
+  // Home unreachable gives an EIO reply.
+  kj::Promise<kj::Array<kj::byte>> call(kj::Array<kj::byte> request);
+
+  // Resolves once the job's connections have all closed and every write has run:
+  // only then may its end be told home (the deputy exits, its parent reads the output).
+  kj::Promise<void> settled();
+
+ private:
+  struct Write {
+    kj::Array<kj::byte> request;
+    kj::Own<CallOrigin> origin;
+  };
+
+  rpc::Deputy::Client deputy();
+  void pump();
+  void finished(uint64_t lastOrder, uint64_t cost);
+  void wakeWaiters();
+  void watchForGap();
+
+  Daemon& d_;
+  uint64_t jobId_;
+  kj::String home_;
+  kj::Array<kj::byte> token_;
+  kj::Maybe<rpc::Deputy::Client> deputy_;  // through the home shadowd; dropped when it breaks
+
+  std::map<uint64_t, Write> waiting_;  // pipelined writes by order number
+  uint64_t ran_ = 0;                   // every write up to this number has run
+  uint64_t queuedBytes_ = 0;
+  bool started_ = false;
+  bool sending_ = false;
+  int connections_ = 0;
+  std::multimap<uint64_t, kj::Own<kj::PromiseFulfiller<void>>> ranWaiters_;
+  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> roomWaiters_;
+  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> settledWaiters_;
+  bool gapWatched_ = false;
+};
+
+}  // namespace mig::shadow
