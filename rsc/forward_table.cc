@@ -6,7 +6,9 @@
 #include "rsc/payload.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -22,9 +24,13 @@ constexpr uint16_t kStatxSize = 256;      // struct statx
 constexpr uint16_t kTermiosSize = 36;     // the kernel's struct termios (NCCS 19), not glibc's
 constexpr uint16_t kWinsizeSize = 8;      // struct winsize
 constexpr uint16_t kIntSize = 4;          // int / pid_t
+constexpr uint16_t kRusageSize = 144;     // struct rusage
+constexpr uint16_t kSiginfoSize = 128;    // siginfo_t
 static_assert(sizeof(struct stat) == kStatSize);
 static_assert(sizeof(struct statx) == kStatxSize);
 static_assert(sizeof(struct winsize) == kWinsizeSize);
+static_assert(sizeof(struct rusage) == kRusageSize);
+static_assert(sizeof(siginfo_t) == kSiginfoSize);
 
 constexpr ArgSpec N{Arg::None, 0, 0};
 constexpr ArgSpec I{Arg::Int, 0, 0};
@@ -121,6 +127,10 @@ constexpr Row kTable[] = {
     call(C::Getppid, SYS_getppid, "getppid", Ret::Int, -1, {}),
     call(C::Dup, SYS_dup, "dup", Ret::Int, 0, {F}),
     call(C::Dup3, SYS_dup3, "dup3", Ret::Int, 0, {F, F, I}),
+    // Children the job forked at home are the deputy's now (the same process).
+    call(C::Wait4, SYS_wait4, "wait4", Ret::Int, -1, {I, outStruct(kIntSize), I, outStruct(kRusageSize)}),
+    // glibc's waitid has no rusage argument: the system call's fifth stays untouched.
+    call(C::Waitid, SYS_waitid, "waitid", Ret::Int, -1, {I, I, outStruct(kSiginfoSize), I}),
 };
 
 constexpr uint32_t kCount = sizeof(kTable) / sizeof(kTable[0]);

@@ -56,6 +56,8 @@ enum class CallId : uint32_t {
   Getppid = 40,
   Dup = 41,
   Dup3 = 42,
+  Wait4 = 43,
+  Waitid = 44,
 };
 
 // What an argument is. Input kinds (InBuf, Path, InStruct, InOutStruct) travel as

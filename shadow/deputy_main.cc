@@ -40,8 +40,10 @@ namespace mig::shadow {
 namespace {
 
 // Signals the deputy passes on to the job. SIGALRM is not among them: the job's
-// own timer went with it (and the deputy disarms the one it inherited).
-constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
+// own timer went with it (and the deputy disarms the one it inherited). SIGCHLD is:
+// the children the job forked at home are the deputy's now, and the job reaps them
+// with forwarded waits when it hears of them.
+constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT, SIGCHLD};
 
 // The signal kj may use for itself: 62, next to the shim's checkpoint signal (63);
 // the deputy never forwards either.
@@ -125,17 +127,17 @@ class CallPool {
   bool stopping_ = false;
 };
 
-// Whether a forwarded call might block: anything on a pipe, terminal or socket, and
-// opening a path (a FIFO blocks). Calls on regular files and directories, and other
-// path calls, return at once and run right here, without a worker's hand-off (a
-// third of the round trip of a small write).
+// Whether a forwarded call might block: anything on a pipe, terminal or socket,
+// opening a path (a FIFO blocks), and waiting for a child. Calls on regular files
+// and directories, and other path calls, return at once and run right here, without
+// a worker's hand-off (a third of the round trip of a small write).
 bool mayBlock(kj::ArrayPtr<const kj::byte> request) {
   rsc::RequestHeader h;
   if (request.size() < sizeof(h)) return false;  // malformed: answered at once
   memcpy(&h, request.begin(), sizeof(h));
   const rsc::Row* row = rsc::rowById(h.call);
   if (row == nullptr) return false;
-  if (row->id == rsc::CallId::Openat) return true;
+  if (row->id == rsc::CallId::Openat || row->id == rsc::CallId::Wait4 || row->id == rsc::CallId::Waitid) return true;
   if (row->fdArg < 0) return false;
   struct stat st;
   if (fstat(static_cast<int>(h.args[row->fdArg]), &st) != 0) return false;

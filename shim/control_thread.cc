@@ -130,14 +130,18 @@ void startControlThread() {
 
 void initProcess() {
   Runtime& rt = g_runtime;
-  rt.vpid = realPid();
-  rt.vppid = static_cast<pid_t>(rawSyscall(SYS_getppid));
+  // A child that a migrated process forked away from home keeps the PIDs home gave it.
+  const pid_t away = rt.pendingVpid;
+  rt.vpid = away != 0 ? away : realPid();
+  rt.vppid = away != 0 ? rt.pendingVppid : static_cast<pid_t>(rawSyscall(SYS_getppid));
+  rt.bornAway = away != 0;
+  rt.pendingVpid = 0;
   rt.restored = false;
   rt.frozenNs = 0;
   rt.controlListen = -1;
   rt.controlAlias = -1;
   rt.controlConn = -1;
-  t_vtid = 0;
+  t_vtid = away;  // 0: computed on first use
   installCheckpointHandler();
   startControlThread();
 }

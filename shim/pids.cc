@@ -1,5 +1,6 @@
 // PID virtualisation: the process keeps the PIDs and TIDs it had before a restore.
 // getpid() is answered from memory (no system call).
+#include "shim/forward/child_pids.h"
 #include "shim/raw_syscall.h"
 #include "shim/runtime.h"
 
@@ -25,8 +26,10 @@ pid_t realTidOf(pid_t vtid) {
 
 pid_t realPidOf(pid_t vpid) {
   Runtime& rt = g_runtime;
-  if (rt.restored && vpid == rt.vpid) return realPid();
-  if (rt.restored && vpid == -rt.vpid) return -static_cast<pid_t>(rawSyscall(SYS_getpgid, 0));
+  const bool virtualized = rt.restored || rt.bornAway;
+  if (virtualized && vpid == rt.vpid) return realPid();
+  if (virtualized && vpid == -rt.vpid) return -static_cast<pid_t>(rawSyscall(SYS_getpgid, 0));
+  if (pid_t child = forward::childRealPid(vpid); child != 0) return child;
   return vpid;
 }
 
@@ -48,7 +51,7 @@ __attribute__((visibility("default"))) pid_t gettid(void) {
 }
 
 __attribute__((visibility("default"))) pid_t getppid(void) {
-  if (g_runtime.restored) return g_runtime.vppid;
+  if (g_runtime.restored || g_runtime.bornAway) return g_runtime.vppid;
   return static_cast<pid_t>(rawSyscall(SYS_getppid));
 }
 

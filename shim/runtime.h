@@ -27,6 +27,10 @@ struct Runtime {
   pid_t vpid;            // what getpid() returns, forever (the first real PID)
   pid_t vppid;           // what getppid() returned before the first restore
   bool restored;         // this process was restored from an image at least once
+  bool bornAway;         // forked by a migrated process away from home: vpid and vppid
+                         // are the virtual PIDs it and its parent have at home
+  pid_t pendingVpid;     // set in a child born away until initProcess takes it (its
+  pid_t pendingVppid;    // fork may run libc's atfork handlers, which call initProcess)
   int64_t frozenNs;      // CLOCK_MONOTONIC time spent frozen (checkpoint parks, image gaps)
 
   // Checkpoint state, shared between the control thread and the signal handlers.

@@ -6,15 +6,17 @@
 # exact, nothing lost or repeated; the parent's wait gets the job's exit status; the
 # PID never changes; `kill -TERM` to the PID at home reaches the job's handler;
 # pipelined writes of several threads to a pipe at home keep their order, and a burst
-# written just before the job exits is all there when its parent sees the end; a call
+# written just before the job exits is all there when its parent sees the end; a job
+# away kills and reaps the child it forked at home, and its own children get virtual
+# PIDs above pid_max that fork, getpid, getppid and waitpid agree on; a call
 # sent to the relay with a wrong job token runs nothing; and a
 # migration to a dead address or to a shadowd with another key leaves the job running
 # where it was, with one line saying why.
 #
-# usage: loopback_migration_test.sh SHADOWD MIGCTL LIBMIG JOB_PROGRAM ORDERED_WRITERS
+# usage: loopback_migration_test.sh SHADOWD MIGCTL LIBMIG JOB_PROGRAM ORDERED_WRITERS FAMILY_JOB
 set -u
 shadowd=$(realpath "$1") migctl=$(realpath "$2") libmig=$(realpath "$3") job=$(realpath "$4")
-writers=$(realpath "$5")
+writers=$(realpath "$5") family=$(realpath "$6")
 dir=$(mktemp -d /tmp/mig-loopback.XXXXXX)
 pids=()
 cleanup() {
@@ -173,5 +175,29 @@ else
   diff <(cut -c1-24 "$dir/ordered.expected") <(cut -c1-24 "$dir/ordered.out") | head -20 > "$dir/ordered.diff"
   bad "ordered pipelined writes (status '$(cat "$dir/ordered.status" 2>/dev/null)')" "$dir/ordered.diff" "$dir/m5.out" "$dir/m6.out" "$dir/b.log"
 fi
+
+# A job that forked a child at home, migrated: it kills and reaps that child (at home,
+# through its deputy, and hears its SIGCHLD), then forks and spawns children on B,
+# which get virtual PIDs from home's PID space above pid_max.
+( LD_PRELOAD=$libmig "$family" "$dir/family.go" > "$dir/family.out" 2>&1; echo "$?" > "$dir/family.status" ) &
+pids+=($!)
+wait_line "$dir/family.out" '^pid ' || bad "the family job started" "$dir/family.out"
+read -r _ fpid _ _ hchild < "$dir/family.out"
+A migrate "$fpid" --to 127.0.0.1:$pb > "$dir/m7.out" 2>&1 || bad "migrate the family job" "$dir/m7.out" "$dir/b.log"
+touch "$dir/family.go"
+for _ in $(seq 1 400); do [ -s "$dir/family.status" ] && break; sleep 0.05; done
+v=$(sed -n 's/^forked \([0-9]*\):.*/\1/p' "$dir/family.out")
+if [ "$(cat "$dir/family.status" 2>/dev/null)" = 0 ] && grep -q "frozen" "$dir/m7.out" &&
+   grep -qx "kill home child: 0" "$dir/family.out" &&
+   grep -qx "home child $hchild reaped: signal 15" "$dir/family.out" &&
+   grep -qx "SIGCHLD from the home child: yes" "$dir/family.out" &&
+   [ -n "$v" ] && [ "$v" -gt 4194304 ] &&
+   grep -qx "forked $v: it says getpid $v getppid $fpid" "$dir/family.out" &&
+   grep -qx "child $v reaped: exit 5" "$dir/family.out" &&
+   grep -qx "spawned [0-9]*, above pid_max: yes" "$dir/family.out" &&
+   grep -qx "spawned [0-9]* reaped: exit 0" "$dir/family.out" &&
+   grep -qx "no more children: yes" "$dir/family.out" && ! kill -0 "$hchild" 2>/dev/null; then
+  ok "away from home, the job killed and reaped its home child $hchild (SIGCHLD seen); its child born on B is PID $v for fork, getpid, getppid and waitpid"
+else bad "process family away from home (status '$(cat "$dir/family.status" 2>/dev/null)')" "$dir/family.out" "$dir/m7.out" "$dir/b.log"; fi
 
 [ "$fails" -eq 0 ]

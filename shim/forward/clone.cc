@@ -7,7 +7,8 @@
 // both continue after the syscall instruction as they would have, and the parent
 // stays dispatched. A new thread (CLONE_THREAD with its own TLS) turns dispatch on for
 // itself first. Children that are processes run undispatched: their fd tables are
-// their own, which the deputy at home does not mirror.
+// their own, which the deputy at home does not mirror. They get virtual PIDs from
+// home's PID space (child_pids.h).
 //
 // Without a new stack: fork-like calls run in the handler (the child gets a copy of
 // it and returns through it); vfork and clone(CLONE_VM|CLONE_VFORK) without a stack
@@ -17,6 +18,7 @@
 // undispatched from then on.
 #include "shim/forward/trapped_call.h"
 
+#include "shim/forward/child_pids.h"
 #include "shim/forward/connection.h"
 #include "shim/forward/state.h"
 #include "shim/forward/sud.h"
@@ -104,20 +106,31 @@ void becomeUndispatchedProcess(bool ownFiles) {
 
 }  // namespace
 
+// The parent's side of a new child process: its virtual PID instead of the real one.
+long asChildPid(pid_t vpid, long real) {
+  bindChildPid(vpid, static_cast<pid_t>(real));
+  return real > 0 && vpid != 0 ? vpid : real;
+}
+
 long runClone(const TrappedCall& c, ucontext_t* uc) {
   const CloneRequest req = describe(c);
   const bool sharesMemory = (req.flags & CLONE_VM) != 0;
   if (req.stack != 0) {
     const uint64_t frame = buildChildFrame(uc, req.stack);
     const bool thread = (req.flags & CLONE_THREAD) && (req.flags & CLONE_SETTLS);
+    const pid_t vpid = (req.flags & CLONE_THREAD) ? 0 : reserveChildPid();
     // A process child without CLONE_VM would find the frame in its copy of memory too.
-    return mig_fwd_clone(c.nr, c.a[0], c.a[1], c.a[2], c.a[3], c.a[4], frame,
-                         thread && t_sudOn ? newThreadSetup : nullptr);
+    // Such a child (posix_spawn's) only execs: its program starts afresh, with its
+    // real PID; its parent knows it by the virtual one.
+    long r = mig_fwd_clone(c.nr, c.a[0], c.a[1], c.a[2], c.a[3], c.a[4], frame,
+                           thread && t_sudOn ? newThreadSetup : nullptr);
+    return (req.flags & CLONE_THREAD) ? r : asChildPid(vpid, r);
   }
   if (sharesMemory) {
     const bool vforkLike = (req.flags & CLONE_VFORK) && !(req.flags & (CLONE_THREAD | CLONE_SIGHAND));
     if (!vforkLike) return kRunNatively;
   }
+  const pid_t vpid = reserveChildPid();
   long r;
   if (c.nr == SYS_vfork) {
     r = runLocally(SYS_fork);
@@ -133,8 +146,12 @@ long runClone(const TrappedCall& c, ucontext_t* uc) {
   } else {
     r = runLocally(c.nr);
   }
-  if (r == 0) becomeUndispatchedProcess(!(req.flags & CLONE_FILES));
-  return r;
+  if (r == 0) {
+    becomeUndispatchedProcess(!(req.flags & CLONE_FILES));
+    becomeChild(vpid);
+    return 0;
+  }
+  return asChildPid(vpid, r);
 }
 
 }  // namespace mig::forward

@@ -10,6 +10,7 @@
 // The handler runs with every signal blocked, uses no lock, no allocation and no
 // libc function that makes a system call, and leaves errno alone.
 #include "shim/forward/signals.h"
+#include "shim/forward/child_pids.h"
 #include "shim/forward/connection.h"
 #include "shim/forward/locality.h"
 #include "shim/forward/state.h"
@@ -23,6 +24,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 namespace mig::forward {
 namespace {
@@ -130,11 +132,7 @@ Where whereRowGoes(const State& s, const rsc::Row& row, const int64_t* a) {
   switch (row.id) {
     case CallId::Getcwd: return s.cwdLocal.load() ? Where::Local : Where::Home;
     case CallId::Getppid: return Where::Home;
-    case CallId::Kill: {
-      // Towards the parent the job had at home (what getppid says): the deputy sends it.
-      const shim::Runtime& rt = shim::g_runtime;
-      return rt.restored && static_cast<pid_t>(a[0]) == rt.vppid && rt.vppid > 1 ? Where::Home : Where::Local;
-    }
+    case CallId::Kill: case CallId::Wait4: case CallId::Waitid: return Where::Local;  // see processCall
     default: break;
   }
   bool home = false, local = false, paths = false;
@@ -161,6 +159,72 @@ long raiseSigpipeOnEpipe(long r) {
 
 bool anyForwarded(const State& s, int64_t a, int64_t b) {
   return isForwardedFd(s, fdArg(a)) || isForwardedFd(s, fdArg(b));
+}
+
+// A PID (as the kernel here knows it) that is not this process nor a child born
+// here is a process at home: the job's parent, or a child it forked before leaving
+// (now the deputy's).
+bool isHomePid(pid_t pid) { return pid > 0 && pid != shim::realPid() && !isChildRealPid(pid); }
+
+// The PID as the kernel here knows it: the process's and its children's virtual
+// PIDs (also as process groups) are not the real ones. PIDs are 32-bit: the upper
+// half of the register is not the caller's.
+pid_t localPid(int64_t arg) {
+  const pid_t pid = static_cast<pid_t>(arg);
+  const shim::Runtime& rt = shim::g_runtime;
+  if (pid == rt.vpid) return shim::realPid();
+  if (pid_t real = childRealPid(pid); real != 0) return real;
+  if (pid < -1 && -pid == rt.vpid) return -shim::realPid();
+  return pid;
+}
+
+// A wait that reaped a child born here: its slot is free, its virtual PID is the result.
+long reaped(long real, bool exited) {
+  if (real <= 0) return real;
+  pid_t vpid = childVirtualPid(static_cast<pid_t>(real));
+  if (exited) forgetChild(static_cast<pid_t>(real));
+  return vpid;
+}
+
+// kill, wait4 and waitid: towards processes at home they go home (the deputy is the
+// parent of the children forked there); towards this process and the children born
+// here they run here, in real PIDs. A wait for any child waits here while there are
+// children born here, else at home.
+long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
+  int64_t* a = c.a;
+  switch (row.id) {
+    case CallId::Kill: {
+      const pid_t target = localPid(a[0]);
+      if (isHomePid(target)) return forwardRow(row, a);
+      a[0] = target;
+      return runWith(c.nr, a, uc);
+    }
+    case CallId::Wait4: {
+      const pid_t target = localPid(a[0]);
+      if (target > 0 ? isHomePid(target) : !haveChildren()) return forwardRow(row, a);
+      a[0] = target;
+      long r = runWith(c.nr, a, uc);
+      const auto* status = reinterpret_cast<const int*>(a[1]);
+      const bool exited = !(a[2] & (WUNTRACED | WCONTINUED)) ||
+                          (status != nullptr && !WIFSTOPPED(*status) && !WIFCONTINUED(*status));
+      return reaped(r, exited);
+    }
+    default: {  // waitid
+      const int32_t type = static_cast<int32_t>(a[0]);
+      if (type == P_PID ? isHomePid(localPid(a[1])) : (type != P_PIDFD && !haveChildren())) {
+        return forwardRow(row, a);
+      }
+      if (type == P_PID) a[1] = localPid(a[1]);
+      long r = runWith(c.nr, a, uc);
+      auto* info = reinterpret_cast<siginfo_t*>(a[2]);
+      if (r == 0 && info != nullptr && info->si_pid > 0) {
+        const bool exited = !(a[3] & WNOWAIT) && (info->si_code == CLD_EXITED || info->si_code == CLD_KILLED ||
+                                                  info->si_code == CLD_DUMPED);
+        info->si_pid = static_cast<pid_t>(reaped(info->si_pid, exited));
+      }
+      return r;
+    }
+  }
 }
 
 // A call with forwarding active. The fd-table calls come first: they are mirrored
@@ -193,6 +257,9 @@ long route(TrappedCall& c, const ucontext_t* uc) {
       break;
     case SYS_mmap:
       if (!(a[3] & MAP_ANONYMOUS) && isForwardedFd(s, fdArg(a[4]))) return -ENODEV;
+      break;
+    case SYS_kill: case SYS_wait4: case SYS_waitid:
+      if (const rsc::Row* row = rsc::findRow(c.nr, c.a)) return processCall(*row, c, uc);
       break;
     default: break;
   }

@@ -19,6 +19,7 @@ enum Status : uint32_t {
 };
 
 inline constexpr uint32_t kMaxConnections = 1024;
+inline constexpr uint32_t kMaxAwayChildren = 64;
 
 struct State {
   std::atomic<uint32_t> status;
@@ -37,6 +38,9 @@ struct State {
   // them and close() cannot take them from us.
   std::atomic<int32_t> connections[kMaxConnections];
   std::atomic<uint32_t> connectionSlots;  // slots ever used: the rest are free
+  // Real PIDs of the children forked here, by slot (child_pids.h); 0 = free, -1 =
+  // reserved for a fork in progress.
+  std::atomic<int32_t> childReal[kMaxAwayChildren];
   // What the application set for SIGSYS, which the shim keeps for itself.
   control::KernelSigaction appSigsys;
 };
