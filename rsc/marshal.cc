@@ -34,7 +34,7 @@ uint64_t expectedOutCount(const Row& row, const int64_t args[6], uint8_t i, int6
 }  // namespace
 
 int64_t encodeRequest(const Row& row, const int64_t args[6], uint64_t seq, uint32_t flags,
-                      uint8_t* buf, uint64_t cap, uint64_t order) {
+                      uint8_t* buf, uint64_t cap, uint64_t order, uint32_t thread) {
   const uint64_t limit = min64(cap, kMaxMessage);
   uint64_t off = sizeof(RequestHeader);
   if (off > limit) return -E2BIG;
@@ -78,6 +78,8 @@ int64_t encodeRequest(const Row& row, const int64_t args[6], uint64_t seq, uint3
   h.flags = flags;
   for (int i = 0; i < 6; ++i) h.args[i] = args[i];
   h.order = order;
+  h.thread = thread;
+  h.reserved = 0;
   __builtin_memcpy(buf, &h, sizeof h);
   return static_cast<int64_t>(off);
 }

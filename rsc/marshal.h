@@ -20,9 +20,9 @@ namespace mig::rsc {
 // Returns the message length, or a negative errno: -E2BIG when the message would not
 // fit in cap or kMaxMessage, or an InBuf/OutBuf length exceeds kMaxIo (split or clamp
 // such I/O first); -ENAMETOOLONG for a path of kMaxPath bytes or more; -EFAULT for a
-// NULL InBuf with a non-zero length. `order`: RequestHeader::order.
+// NULL InBuf with a non-zero length. `order`, `thread`: RequestHeader's.
 int64_t encodeRequest(const Row& row, const int64_t args[6], uint64_t seq, uint32_t flags,
-                      uint8_t* buf, uint64_t cap, uint64_t order = 0);
+                      uint8_t* buf, uint64_t cap, uint64_t order = 0, uint32_t thread = 0);
 
 // Checks the reply to request `seq` strictly (magic, length, seq, result/error
 // consistency, the exact byte count of every output payload, zero padding) and only

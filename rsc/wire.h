@@ -39,7 +39,7 @@ inline constexpr uint32_t kDeferredFailure = 1;  // an earlier pipelined write (
 struct RequestHeader {
   uint32_t magic;
   uint32_t length;   // whole message, header included
-  uint64_t seq;      // per-connection sequence number, echoed in the reply
+  uint64_t seq;      // the thread's sequence number (never reused), echoed in the reply
   uint32_t call;     // forward table row id (CallId)
   uint32_t flags;
   int64_t args[6];   // the system call's arguments as the application passed them
@@ -47,8 +47,14 @@ struct RequestHeader {
   // order they were issued. A pipelined write carries its number; any other request
   // carries the number of the last one issued before it, and runs only after it.
   uint64_t order;
+  // The calling thread (its virtual TID). With seq, it names the call across
+  // connections: a call that was waiting at home when its thread was checkpointed is
+  // sent again from where the thread resumed, and the deputy answers it with the
+  // result of the first (still running, or done) instead of running it twice.
+  uint32_t thread;
+  uint32_t reserved;
 };
-static_assert(sizeof(RequestHeader) == 80);
+static_assert(sizeof(RequestHeader) == 88);
 
 struct ReplyHeader {
   uint32_t magic;

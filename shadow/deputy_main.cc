@@ -24,6 +24,7 @@
 #include <csignal>
 #include <cstdio>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -152,15 +153,45 @@ class DeputyImpl final : public rpc::Deputy::Server {
       context.getResults().setReply(dispatcher_.call(request));
       return kj::READY_NOW;
     }
-    return pool_.run(kj::heapArray<kj::byte>(request))
-        .then([context](kj::Array<kj::byte> reply) mutable { context.getResults().setReply(reply); });
+    // A call that may wait is the one a checkpoint of its thread can interrupt (the
+    // shim lets the checkpoint in while it waits for home): the thread then sends it
+    // again, with the same thread and seq, from the host it resumed on. It must get
+    // the result of the call already running (or done), not run it twice: a second
+    // read would lose what the first one read.
+    rsc::RequestHeader h;
+    memcpy(&h, request.begin(), sizeof(h));
+    const Key key{h.thread, h.seq};
+    auto running = running_.find(key);
+    if (running == running_.end()) {
+      auto done = lastDone_.find(h.thread);
+      if (done != lastDone_.end() && done->second.seq == h.seq) {
+        context.getResults().setReply(done->second.reply);
+        return kj::READY_NOW;
+      }
+      auto finished = pool_.run(kj::heapArray<kj::byte>(request)).then([this, key](kj::Array<kj::byte> reply) {
+        lastDone_[key.first] = Done{key.second, kj::mv(reply)};
+      });
+      running = running_.emplace(key, finished.fork()).first;
+    }
+    return running->second.addBranch().then([this, key, context]() mutable {
+      context.getResults().setReply(lastDone_[key.first].reply);
+      running_.erase(key);
+    });
   }
 
   kj::Promise<void> ended(EndedContext context) override { endLike(context.getParams().getStatus()); }
 
  private:
+  using Key = std::pair<uint32_t, uint64_t>;  // thread, seq
+  struct Done {
+    uint64_t seq;
+    kj::Array<kj::byte> reply;
+  };
+
   rsc::Dispatcher dispatcher_;
   CallPool pool_{dispatcher_};
+  std::map<Key, kj::ForkedPromise<void>> running_;
+  std::map<uint32_t, Done> lastDone_;  // by thread: its last call that waited, answered
 };
 
 kj::Vector<int> fillLowFds() {

@@ -66,10 +66,31 @@ long sendAll(int fd, const uint8_t* p, uint64_t n) {
   return 0;
 }
 
+// A wait for a reply that may take as long as home likes (a read from a terminal):
+// it is the one place where the thread lets the checkpoint signal in, so a thread
+// waiting for home does not hold off a checkpoint. The checkpoint closes or
+// invalidates the connection (prepareCheckpoint, activation after a restore); the
+// wait then ends with kMoved and the caller sends the call again, on the connection
+// of the host it now runs on.
+constexpr int kCheckpointable = -2;  // timeoutMs: no timeout, checkpointable
+constexpr long kMoved = -ECANCELED;
+
+long waitReadable(int fd, int timeoutMs) {
+  struct pollfd pfd = {fd, POLLIN, 0};
+  if (timeoutMs != kCheckpointable) return rawSyscall(SYS_poll, reinterpret_cast<long>(&pfd), 1, timeoutMs);
+  const uint64_t onlyCheckpoint = ~(uint64_t{1} << (shim::kCheckpointSignal - 1));
+  long ready = rawSyscall(SYS_ppoll, reinterpret_cast<long>(&pfd), 1, 0, reinterpret_cast<long>(&onlyCheckpoint), 8);
+  if (ready == -EINTR && !haveConnection()) {
+    shim::t_checkpointInterrupted = 0;  // this wait takes care of it: no sleep must restart
+    return kMoved;
+  }
+  return ready;
+}
+
 long recvExact(int fd, uint8_t* p, uint64_t n, int timeoutMs) {
   while (n > 0) {
-    struct pollfd pfd = {fd, POLLIN, 0};
-    long ready = rawSyscall(SYS_poll, reinterpret_cast<long>(&pfd), 1, timeoutMs);
+    long ready = waitReadable(fd, timeoutMs);
+    if (ready == kMoved) return kMoved;
     if (ready == -EINTR) continue;
     if (ready == 0) return -ETIMEDOUT;
     if (ready < 0) return ready;
@@ -98,6 +119,7 @@ void dropMine() {
 
 long connectRelay() {
   State& s = state();
+  t_connSlot = 0;  // a checkpoint may have emptied the old slot, and another thread taken it
   long fd = rawSyscall(SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return fd;
   long high = rawSyscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, highFloor());
@@ -137,7 +159,6 @@ long connectRelay() {
   }
   t_conn = static_cast<int>(fd);
   t_connGen = s.generation.load(std::memory_order_acquire);
-  t_seq = 0;
   return 0;
 }
 
@@ -178,18 +199,25 @@ bool waitsForWrites(const rsc::Row& row, const int64_t args[6]) {
 }
 
 // Reads the header of the reply to the call just sent; deferred failures of earlier
-// pipelined writes may come first. False (connection dropped) when the link broke or
-// the relay is out of step.
-bool receiveReplyHeader(rsc::ReplyHeader& h, int timeoutMs) {
+// pipelined writes may come first. 0; kMoved (a checkpoint took the connection
+// away: send again); or -EIO, the connection dropped, when the link broke or the
+// relay is out of step.
+long receiveReplyHeader(rsc::ReplyHeader& h, int timeoutMs) {
   for (;;) {
-    if (recvExact(t_conn, reinterpret_cast<uint8_t*>(&h), sizeof(h), timeoutMs) != 0 ||
-        h.magic != rsc::kReplyMagic) {
+    long r = recvExact(t_conn, reinterpret_cast<uint8_t*>(&h), sizeof(h), timeoutMs);
+    if (r == kMoved) return kMoved;
+    if (r != 0 || h.magic != rsc::kReplyMagic) {
       dropMine();
-      return false;
+      return -EIO;
     }
-    if (!(h.flags & rsc::kDeferredFailure)) return true;
+    if (!(h.flags & rsc::kDeferredFailure)) return 0;
     noteFailure(h);
   }
+}
+
+uint32_t threadId() {
+  if (shim::t_vtid == 0) shim::t_vtid = shim::realTid();
+  return static_cast<uint32_t>(shim::t_vtid);
 }
 
 // Takes the deferred failures that have arrived, without waiting: a thread that only
@@ -220,30 +248,35 @@ bool isConnectionFd(int64_t fd) {
 
 long forwardCall(const rsc::Row& row, const int64_t args[6], bool patient) {
   if (!ensureBuffer()) return -ENOMEM;
-  if (!haveConnection() && connectRelay() != 0) return -EIO;
   if (row.id == rsc::CallId::Fsync || row.id == rsc::CallId::Fdatasync) {
     if (long failed = takeFailure(args[0]); failed != 0) return failed;
   }
   const uint64_t seq = ++t_seq;
-  const uint64_t order = waitsForWrites(row, args) ? state().pipelineOrder.load(std::memory_order_acquire) : 0;
-  int64_t len = rsc::encodeRequest(row, args, seq, 0, t_buf, kBufferSize, order);
-  if (len < 0) return len;
-  if (sendAll(t_conn, t_buf, static_cast<uint64_t>(len)) != 0) {
-    dropMine();
-    return -EIO;
-  }
-  const int timeout = patient ? -1 : kReplyTimeoutMs;
+  const int timeout = patient ? kCheckpointable : kReplyTimeoutMs;
   rsc::ReplyHeader h;
-  if (!receiveReplyHeader(h, timeout)) return -EIO;
-  __builtin_memcpy(t_buf, &h, sizeof(h));  // decodeReply reads the whole reply from t_buf
-  if (h.seq != seq || h.length < sizeof(h) || h.length > rsc::replyCapacity(row, args) ||
-      recvExact(t_conn, t_buf + sizeof(h), h.length - sizeof(h), timeout) != 0) {
-    dropMine();  // out of step with the relay: start over on a new connection
-    return -EIO;
+  for (;;) {  // once, or again from the next host after a checkpoint (same seq)
+    if (!haveConnection() && connectRelay() != 0) return -EIO;
+    const uint64_t order = waitsForWrites(row, args) ? state().pipelineOrder.load(std::memory_order_acquire) : 0;
+    int64_t len = rsc::encodeRequest(row, args, seq, 0, t_buf, kBufferSize, order, threadId());
+    if (len < 0) return len;
+    if (sendAll(t_conn, t_buf, static_cast<uint64_t>(len)) != 0) {
+      dropMine();
+      return -EIO;
+    }
+    long got = receiveReplyHeader(h, timeout);
+    if (got == kMoved) continue;
+    if (got != 0) return -EIO;
+    __builtin_memcpy(t_buf, &h, sizeof(h));  // decodeReply reads the whole reply from t_buf
+    if (h.seq != seq || h.length < sizeof(h) || h.length > rsc::replyCapacity(row, args)) break;
+    got = recvExact(t_conn, t_buf + sizeof(h), h.length - sizeof(h), timeout);
+    if (got == kMoved) continue;
+    if (got != 0) break;
+    int32_t error = 0;
+    int64_t r = rsc::decodeReply(row, args, seq, t_buf, h.length, &error);
+    return r == -1 ? -static_cast<long>(error) : static_cast<long>(r);
   }
-  int32_t error = 0;
-  int64_t r = rsc::decodeReply(row, args, seq, t_buf, h.length, &error);
-  return r == -1 ? -static_cast<long>(error) : static_cast<long>(r);
+  dropMine();  // out of step with the relay: start over on a new connection
+  return -EIO;
 }
 
 long forwardPipelinedWrite(const rsc::Row& row, const int64_t args[6]) {
@@ -253,7 +286,7 @@ long forwardPipelinedWrite(const rsc::Row& row, const int64_t args[6]) {
   if (long failed = takeFailure(args[0]); failed != 0) return failed;
   const uint64_t seq = ++t_seq;
   const uint64_t order = state().pipelineOrder.fetch_add(1, std::memory_order_acq_rel) + 1;
-  int64_t len = rsc::encodeRequest(row, args, seq, rsc::kNoReply, t_buf, kBufferSize, order);
+  int64_t len = rsc::encodeRequest(row, args, seq, rsc::kNoReply, t_buf, kBufferSize, order, threadId());
   if (len < 0) return len;
   if (sendAll(t_conn, t_buf, static_cast<uint64_t>(len)) != 0) {
     dropMine();
@@ -271,7 +304,7 @@ bool drainPipelinedWrites() {
   int64_t len = rsc::encodeRequest(*row, none, seq, rsc::kBarrier, t_buf, kBufferSize,
                                    state().pipelineOrder.load(std::memory_order_acquire));
   rsc::ReplyHeader h;
-  if (len < 0 || sendAll(t_conn, t_buf, static_cast<uint64_t>(len)) != 0 || !receiveReplyHeader(h, -1) ||
+  if (len < 0 || sendAll(t_conn, t_buf, static_cast<uint64_t>(len)) != 0 || receiveReplyHeader(h, -1) != 0 ||
       h.seq != seq || h.length != sizeof(h)) {
     dropMine();
     return false;
