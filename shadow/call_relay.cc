@@ -45,7 +45,10 @@ class RelayConnection final : public CallOrigin {
   // Replies and deferred failures go out one after the other, in the order made.
   void sendReply(kj::Array<kj::byte> reply) override {
     sending_ = sending_
-                   .then([this, reply = kj::mv(reply)]() { return stream_->write(reply.begin(), reply.size()); })
+                   .then([this, reply = kj::mv(reply)]() mutable {
+                     auto written = stream_->write(reply.begin(), reply.size());
+                     return written.attach(kj::mv(reply));  // the bytes live until written
+                   })
                    .eagerlyEvaluate([](kj::Exception&&) {});
   }
 
