@@ -1,7 +1,8 @@
 // Node: what a logged-in peer shadowd may ask of this one: take a migrating job,
 // send a job that runs here elsewhere, reach the deputy of a job whose home is here,
-// deliver a signal to a job that runs here, report that a job ended.
+// deliver a signal to a job that runs here, report that a job ended, tell the time.
 #include "shadow/child_process.h"
+#include "shadow/clock_offset.h"
 #include "shadow/error.h"
 #include "shadow/services.h"
 
@@ -86,7 +87,27 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     HostedJob* job = nullptr;
     KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { job = j->get(); }
     require(job != nullptr, "the job was dropped during the transfer");
+    // The job's realtime clock follows home's. A home that cannot tell its time (an
+    // older shadowd) still gets its job: on this host's clock, said in the log.
+    return measureHomeClockOffset(d_, job->home)
+        .catch_([this](kj::Exception&& e) {
+          d_.log(kj::str("job ", jobId_, ": cannot measure home's clock (", e.getDescription(),
+                         "): its realtime clock is this host's"));
+          return int64_t{0};
+        })
+        .then([this, context](int64_t realtimeOffsetNs) mutable { return restore(context, realtimeOffsetNs); });
+  }
 
+  // Runs `migctl restart --migrated` on the complete image; resolves once the job's
+  // shim reached the relay.
+  kj::Promise<void> restore(DoneContext context, int64_t realtimeOffsetNs) {
+    HostedJob* job = nullptr;
+    KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { job = j->get(); }
+    require(job != nullptr, "the job was dropped during the transfer");
+    if (realtimeOffsetNs != 0) {
+      d_.log(kj::str("job ", jobId_, ": home's realtime clock is ", realtimeOffsetNs / 1000000,
+                     " ms ahead of this host's"));
+    }
     ChildSpec spec;
     spec.argv.add(kj::str(d_.config().migctl));
     spec.argv.add(kj::str("restart"));
@@ -96,6 +117,8 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     spec.argv.add(kj::str(d_.config().relayPath));
     spec.argv.add(kj::str("--job-id"));
     spec.argv.add(kj::str(jobId_));
+    spec.argv.add(kj::str("--realtime-offset-ns"));
+    spec.argv.add(kj::str(realtimeOffsetNs));
     spec.env.add(kj::str(kTokenEnv, "=", hex(job->token)));
     for (auto& p : d_.config().localPaths) {
       spec.argv.add(kj::str("--local-path"));
@@ -235,6 +258,11 @@ class NodeImpl final : public rpc::Node::Server {
     require(job != nullptr && job->realPid > 0, "no such job runs here (or a wrong job token)");
     require(p.getSignal() > 0 && p.getSignal() < 65, "bad signal number");
     KJ_SYSCALL(kill(job->realPid, p.getSignal()));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> clock(ClockContext context) override {
+    context.getResults().setRealtimeNs(clockForPeers());
     return kj::READY_NOW;
   }
 

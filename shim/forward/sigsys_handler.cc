@@ -10,6 +10,7 @@
 // The handler runs with every signal blocked, uses no lock, no allocation and no
 // libc function that makes a system call, and leaves errno alone.
 #include "shim/forward/signals.h"
+#include "shim/forward/clock_shift.h"
 #include "shim/forward/connection.h"
 #include "shim/forward/locality.h"
 #include "shim/forward/state.h"
@@ -168,6 +169,7 @@ bool anyForwarded(const State& s, int64_t a, int64_t b) {
 long route(TrappedCall& c, const ucontext_t* uc) {
   State& s = state();
   translateLegacy(c);
+  if (long r = 0; shiftedClockCall(c, uc, r)) return r;  // the job's clocks (clock_shift.h)
   const int64_t* a = c.a;
   switch (c.nr) {
     case SYS_getppid:

@@ -1,0 +1,32 @@
+// The arithmetic of an NTP-style clock offset measurement (clock_offset.h), apart so
+// the unit tests reach it without a daemon.
+#pragma once
+
+#include <kj/common.h>
+
+#include <cstdint>
+
+namespace mig::shadow {
+
+// One exchange: local CLOCK_REALTIME before the request and after the reply, and the
+// remote clock the reply carried.
+struct ClockSample {
+  int64_t sentNs;
+  int64_t remoteNs;
+  int64_t receivedNs;
+  int64_t roundTripNs() const { return receivedNs - sentNs; }
+  // Remote minus local, the remote reading taken to be from half-way through.
+  int64_t offsetNs() const { return remoteNs - (sentNs + (receivedNs - sentNs) / 2); }
+};
+
+// The offset of the sample with the shortest round trip (the least room for the
+// reply's delay to differ from the request's); 0 with no samples.
+inline int64_t bestOffsetNs(kj::ArrayPtr<const ClockSample> samples) {
+  const ClockSample* best = nullptr;
+  for (auto& s : samples) {
+    if (best == nullptr || s.roundTripNs() < best->roundTripNs()) best = &s;
+  }
+  return best == nullptr ? 0 : best->offsetNs();
+}
+
+}  // namespace mig::shadow
