@@ -17,6 +17,7 @@
 // undispatched from then on.
 #include "shim/forward/trapped_call.h"
 
+#include "shim/forward/clock_shift.h"
 #include "shim/forward/connection.h"
 #include "shim/forward/state.h"
 #include "shim/forward/sud.h"
@@ -95,10 +96,12 @@ void newThreadSetup() {
   if (shim::g_runtime.forward.status.load() == kActive && enableSud()) blockSyscalls();
 }
 
-// In a child process (its own memory): it runs undispatched, without our connections.
+// In a child process (its own memory): it runs undispatched, without our connections,
+// and on this host's clocks: undispatched, its deadlines could not be converted.
 void becomeUndispatchedProcess(bool ownFiles) {
   t_sudOn = 0;
   shim::g_runtime.forward.status.store(kInactive);
+  clearClockShift();
   dropAllConnections(ownFiles);
 }
 

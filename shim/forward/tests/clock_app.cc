@@ -5,7 +5,7 @@
 // and how long waits with absolute deadlines computed on those clocks lasted, in
 // milliseconds of its CLOCK_MONOTONIC (a difference: the offset cancels out). A
 // deadline 500 ms ahead of the job's clock must wait about 500 ms, not the offset
-// longer, and not return at once.
+// longer, and not return at once. A forked child reads this host's clocks.
 #include "shim/forward/forward_config.h"
 
 #include <cerrno>
@@ -20,6 +20,7 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/timerfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace {
@@ -178,6 +179,20 @@ int report() {
     printf("timer_abs_%s_ms %lld %s\n", name, elapsedSinceMs(start), ok ? "0" : strerror(errno));
     timer_delete(timer);
   }
+  // A child process runs undispatched: on this host's clocks, with deadlines on them.
+  pid_t child = fork();
+  if (child == 0) {
+    clock_gettime(CLOCK_REALTIME, &ts);
+    printSeconds("child_realtime", ts.tv_sec);
+    pthread_mutex_lock(&m);
+    deadline = ahead(CLOCK_REALTIME, kWaitNs), start = startTimer();
+    e = pthread_cond_timedwait(&cv, &m, &deadline);
+    printf("child_cond_timedwait_ms %lld %s\n", elapsedSinceMs(start), e == ETIMEDOUT ? "ETIMEDOUT" : strerror(e));
+    fflush(stdout);
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
   printf("DONE\n");
   return 0;
 }
