@@ -166,7 +166,7 @@ int restartCommand(int argc, char** argv) {
     else if (strcmp(argv[i], "--relay") == 0) migrated.relay = value();
     else if (strcmp(argv[i], "--job-id") == 0) migrated.jobId = strtoull(value(), nullptr, 10);
     else if (strcmp(argv[i], "--local-path") == 0) migrated.localPaths.add(value());
-    else if (strcmp(argv[i], "--realtime-offset-ns") == 0) migrated.realtimeOffsetNs = parseNs(argv[i], value());
+    else if (strcmp(argv[i], "--realtime-offset-ns") == 0) migrated.realtimeOffsetNs = parseNs("--realtime-offset-ns", value());
     else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       fputs(kUsage, stdout);
       return 0;

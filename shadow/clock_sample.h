@@ -20,13 +20,18 @@ struct ClockSample {
 };
 
 // The offset of the sample with the shortest round trip (the least room for the
-// reply's delay to differ from the request's); 0 with no samples.
+// reply's delay to differ from the request's); 0 with no samples, and 0 when it is
+// within that sample's uncertainty (half its round trip): clocks that cannot be told
+// apart (hosts on one machine, or well synchronised) leave the job's clock alone
+// rather than shift it by noise, which would cost every clock read a little.
 inline int64_t bestOffsetNs(kj::ArrayPtr<const ClockSample> samples) {
   const ClockSample* best = nullptr;
   for (auto& s : samples) {
     if (best == nullptr || s.roundTripNs() < best->roundTripNs()) best = &s;
   }
-  return best == nullptr ? 0 : best->offsetNs();
+  if (best == nullptr) return 0;
+  const int64_t offset = best->offsetNs(), uncertainty = best->roundTripNs() / 2;
+  return offset <= uncertainty && offset >= -uncertainty ? 0 : offset;
 }
 
 }  // namespace mig::shadow

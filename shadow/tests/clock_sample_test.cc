@@ -1,4 +1,5 @@
-// The NTP-style offset arithmetic of a job's home clock (clock_sample.h).
+// The NTP-style offset arithmetic of a job's home clock (clock_sample.h): the
+// middle of the exchange, the fastest exchange, and noise taken as no offset.
 #include "shadow/clock_sample.h"
 
 #include <doctest/doctest.h>
@@ -25,4 +26,16 @@ TEST_CASE("the sample with the shortest round trip wins") {
   CHECK(bestOffsetNs(samples) == hour);
   CHECK(bestOffsetNs(kj::ArrayPtr<const ClockSample>(samples, 1)) == hour + 400);
   CHECK(bestOffsetNs(nullptr) == 0);
+}
+
+TEST_CASE("an offset within the measurement's uncertainty is no offset") {
+  // Round trip 100: the remote reading may be from anywhere in it, +-50 of the middle.
+  ClockSample within[] = {{1000, 1050 + 50, 1100}};
+  CHECK(bestOffsetNs(within) == 0);
+  ClockSample below[] = {{1000, 1050 - 50, 1100}};
+  CHECK(bestOffsetNs(below) == 0);
+  ClockSample beyond[] = {{1000, 1050 + 51, 1100}};
+  CHECK(bestOffsetNs(beyond) == 51);
+  ClockSample beyondBelow[] = {{1000, 1050 - 51, 1100}};
+  CHECK(bestOffsetNs(beyondBelow) == -51);
 }
