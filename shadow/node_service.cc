@@ -49,7 +49,9 @@ void fillInfo(Daemon& d, rpc::NodeInfo::Builder info) {
 // Receives one image into the spool, then restores it.
 class ImageSinkImpl final : public rpc::ImageSink::Server {
  public:
-  ImageSinkImpl(Daemon& d, uint64_t jobId) : d_(d), jobId_(jobId) {
+  // homeClock: home's realtime clock minus ours, measured while the image arrives.
+  ImageSinkImpl(Daemon& d, uint64_t jobId, kj::Promise<int64_t> homeClock)
+      : d_(d), jobId_(jobId), homeClock_(kj::mv(homeClock)) {
     path_ = kj::str(d.config().spoolDir, "/job-", jobId, ".img");
     logPath_ = kj::str(d.config().spoolDir, "/job-", jobId, ".log");
     fd_ = open(path_.cStr(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -87,15 +89,8 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     HostedJob* job = nullptr;
     KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { job = j->get(); }
     require(job != nullptr, "the job was dropped during the transfer");
-    // The job's realtime clock follows home's. A home that cannot tell its time (an
-    // older shadowd) still gets its job: on this host's clock, said in the log.
-    return measureHomeClockOffset(d_, job->home)
-        .catch_([this](kj::Exception&& e) {
-          d_.log(kj::str("job ", jobId_, ": cannot measure home's clock (", e.getDescription(),
-                         "): its realtime clock is this host's"));
-          return int64_t{0};
-        })
-        .then([this, context](int64_t realtimeOffsetNs) mutable { return restore(context, realtimeOffsetNs); });
+    return kj::mv(homeClock_).then(
+        [this, context](int64_t realtimeOffsetNs) mutable { return restore(context, realtimeOffsetNs); });
   }
 
   // Runs `migctl restart --migrated` on the complete image; resolves once the job's
@@ -195,6 +190,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   kj::String logPath_;
   int fd_ = -1;
   bool restored_ = false;
+  kj::Promise<int64_t> homeClock_;
 };
 
 class NodeImpl final : public rpc::Node::Server {
@@ -221,7 +217,17 @@ class NodeImpl final : public rpc::Node::Server {
     uint64_t id = job->id;
     d_.hostedJobs().insert(id, kj::mv(job));
     d_.log(kj::str("receiving job ", id, " (PID ", t.getVpid(), " of ", t.getHome(), ": ", t.getCommand(), ")"));
-    context.getResults().setSink(kj::heap<ImageSinkImpl>(d_, id));
+    // The job's realtime clock will follow home's: measured during the transfer, off
+    // the job's freeze time (and the link to home is then up for its calls). A home
+    // that cannot tell its time still gets its job, on this host's clock.
+    auto homeClock = measureHomeClockOffset(d_, t.getHome())
+                         .catch_([&d = d_, id](kj::Exception&& e) {
+                           d.log(kj::str("job ", id, ": cannot measure home's clock (", e.getDescription(),
+                                          "): its realtime clock is this host's"));
+                           return int64_t{0};
+                         })
+                         .eagerlyEvaluate(nullptr);
+    context.getResults().setSink(kj::heap<ImageSinkImpl>(d_, id, kj::mv(homeClock)));
     return kj::READY_NOW;
   }
 
