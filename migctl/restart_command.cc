@@ -17,6 +17,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fcntl.h>
 #include <string>
 #include <sys/mman.h>
@@ -39,8 +40,12 @@ constexpr const char* kUsage =
     "The same image can be restarted any number of times.\n"
     "\n"
     "shadowd restarts migrating jobs with --migrated --relay SOCKET --job-id ID\n"
-    "[--local-path DIR]... and MIG_JOB_TOKEN=HEX in the environment: their fds stay at\n"
-    "home and their calls go there.\n";
+    "[--local-path DIR]... [--realtime-offset-ns N] and MIG_JOB_TOKEN=HEX in the\n"
+    "environment: their fds stay at home and their calls go there.\n"
+    "  --realtime-offset-ns N  home's CLOCK_REALTIME minus this host's, in nanoseconds:\n"
+    "                          the job's realtime clock reads home's time (default 0)\n"
+    "Without the privilege for a time namespace, the shim offsets the job's monotonic\n"
+    "clock readings instead, so they go on from the checkpoint's.\n";
 
 // What shadowd passes for a job that migrated here.
 struct MigratedOptions {
@@ -49,7 +54,22 @@ struct MigratedOptions {
   uint64_t jobId = 0;
   kj::Array<kj::byte> token;
   kj::Vector<const char*> localPaths;
+  int64_t realtimeOffsetNs = 0;
 };
+
+int64_t parseNs(const char* option, const char* text) {
+  char* end = nullptr;
+  errno = 0;
+  long long v = strtoll(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0') fail(kj::str(option, " needs a number of nanoseconds, not '", text, "'"));
+  return v;
+}
+
+int64_t monotonicNowNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
 
 // The shim's forwarding configuration, in a memfd the restorer leaves open for it.
 int writeForwardConfig(forward::Config& config, const MigratedOptions& m) {
@@ -58,6 +78,7 @@ int writeForwardConfig(forward::Config& config, const MigratedOptions& m) {
   if (strlen(m.relay) >= sizeof(config.relaySocket)) fail(kj::str("relay socket path too long: ", m.relay));
   strcpy(config.relaySocket, m.relay);
   config.jobId = m.jobId;
+  config.realtimeOffsetNs = m.realtimeOffsetNs;
   if (m.token.size() != sizeof(config.token)) fail(kj::str("a job token must be ", sizeof(config.token), " bytes"));
   memcpy(config.token, m.token.begin(), sizeof(config.token));
   for (const char* p : m.localPaths) {
@@ -145,6 +166,7 @@ int restartCommand(int argc, char** argv) {
     else if (strcmp(argv[i], "--relay") == 0) migrated.relay = value();
     else if (strcmp(argv[i], "--job-id") == 0) migrated.jobId = strtoull(value(), nullptr, 10);
     else if (strcmp(argv[i], "--local-path") == 0) migrated.localPaths.add(value());
+    else if (strcmp(argv[i], "--realtime-offset-ns") == 0) migrated.realtimeOffsetNs = parseNs("--realtime-offset-ns", value());
     else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       fputs(kUsage, stdout);
       return 0;
@@ -196,8 +218,15 @@ int restartCommand(int argc, char** argv) {
       }
     }
     KJ_IF_MAYBE(why, keepJobClocks(jobClock)) {
-      // Said on shadowd's restore log; the job runs with this host's clocks.
-      fprintf(stderr, "migctl restart: the job's clocks may jump: %s\n", why->cStr());
+      // Said on shadowd's restore log. The shim covers what it can see (libc's clock
+      // functions, clock system calls, absolute monotonic deadlines).
+      if (jobClock > 0) {
+        config->monotonicOffsetNs = jobClock - monotonicNowNs();
+        fprintf(stderr, "migctl restart: %s: the shim offsets the job's monotonic clock readings instead\n",
+                why->cStr());
+      } else {
+        fprintf(stderr, "migctl restart: the job's clocks may jump: %s\n", why->cStr());
+      }
     }
     restoreFiles(img, keep, keepCount, config.get());
     keep[keepCount++] = writeForwardConfig(*config, migrated);

@@ -53,6 +53,11 @@ interface Node {
 
   jobEnded @5 (jobId :UInt64, token :Data, status :Int32) -> ();
   # Told to the job's home by the host it ran on: wait status (as waitpid gives it).
+
+  clock @6 () -> (realtimeNs :Int64);
+  # This host's CLOCK_REALTIME, in nanoseconds since the epoch: a host that receives a
+  # job measures how far home's clock is from its own (NTP style, several exchanges)
+  # so the job's realtime clock can follow home's.
 }
 
 interface ImageSink {

@@ -1,7 +1,8 @@
 // Node: what a logged-in peer shadowd may ask of this one: take a migrating job,
 // send a job that runs here elsewhere, reach the deputy of a job whose home is here,
-// deliver a signal to a job that runs here, report that a job ended.
+// deliver a signal to a job that runs here, report that a job ended, tell the time.
 #include "shadow/child_process.h"
+#include "shadow/clock_offset.h"
 #include "shadow/error.h"
 #include "shadow/services.h"
 
@@ -48,7 +49,9 @@ void fillInfo(Daemon& d, rpc::NodeInfo::Builder info) {
 // Receives one image into the spool, then restores it.
 class ImageSinkImpl final : public rpc::ImageSink::Server {
  public:
-  ImageSinkImpl(Daemon& d, uint64_t jobId) : d_(d), jobId_(jobId) {
+  // homeClock: home's realtime clock minus ours, measured while the image arrives.
+  ImageSinkImpl(Daemon& d, uint64_t jobId, kj::Promise<int64_t> homeClock)
+      : d_(d), jobId_(jobId), homeClock_(kj::mv(homeClock)) {
     path_ = kj::str(d.config().spoolDir, "/job-", jobId, ".img");
     logPath_ = kj::str(d.config().spoolDir, "/job-", jobId, ".log");
     fd_ = open(path_.cStr(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -86,7 +89,20 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     HostedJob* job = nullptr;
     KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { job = j->get(); }
     require(job != nullptr, "the job was dropped during the transfer");
+    return kj::mv(homeClock_).then(
+        [this, context](int64_t realtimeOffsetNs) mutable { return restore(context, realtimeOffsetNs); });
+  }
 
+  // Runs `migctl restart --migrated` on the complete image; resolves once the job's
+  // shim reached the relay.
+  kj::Promise<void> restore(DoneContext context, int64_t realtimeOffsetNs) {
+    HostedJob* job = nullptr;
+    KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { job = j->get(); }
+    require(job != nullptr, "the job was dropped during the transfer");
+    if (realtimeOffsetNs != 0) {
+      d_.log(kj::str("job ", jobId_, ": home's realtime clock is ", realtimeOffsetNs / 1000000,
+                     " ms ahead of this host's"));
+    }
     ChildSpec spec;
     spec.argv.add(kj::str(d_.config().migctl));
     spec.argv.add(kj::str("restart"));
@@ -96,6 +112,8 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     spec.argv.add(kj::str(d_.config().relayPath));
     spec.argv.add(kj::str("--job-id"));
     spec.argv.add(kj::str(jobId_));
+    spec.argv.add(kj::str("--realtime-offset-ns"));
+    spec.argv.add(kj::str(realtimeOffsetNs));
     spec.env.add(kj::str(kTokenEnv, "=", hex(job->token)));
     for (auto& p : d_.config().localPaths) {
       spec.argv.add(kj::str("--local-path"));
@@ -176,6 +194,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   kj::String logPath_;
   int fd_ = -1;
   bool restored_ = false;
+  kj::Promise<int64_t> homeClock_;
 };
 
 class NodeImpl final : public rpc::Node::Server {
@@ -203,7 +222,17 @@ class NodeImpl final : public rpc::Node::Server {
     uint64_t id = job->id;
     d_.hostedJobs().insert(id, kj::mv(job));
     d_.log(kj::str("receiving job ", id, " (PID ", t.getVpid(), " of ", t.getHome(), ": ", t.getCommand(), ")"));
-    context.getResults().setSink(kj::heap<ImageSinkImpl>(d_, id));
+    // The job's realtime clock will follow home's: measured during the transfer, off
+    // the job's freeze time (and the link to home is then up for its calls). A home
+    // that cannot tell its time still gets its job, on this host's clock.
+    auto homeClock = measureHomeClockOffset(d_, t.getHome())
+                         .catch_([&d = d_, id](kj::Exception&& e) {
+                           d.log(kj::str("job ", id, ": cannot measure home's clock (", e.getDescription(),
+                                          "): its realtime clock is this host's"));
+                           return int64_t{0};
+                         })
+                         .eagerlyEvaluate(nullptr);
+    context.getResults().setSink(kj::heap<ImageSinkImpl>(d_, id, kj::mv(homeClock)));
     return kj::READY_NOW;
   }
 
@@ -240,6 +269,11 @@ class NodeImpl final : public rpc::Node::Server {
     require(job != nullptr && job->realPid > 0, "no such job runs here (or a wrong job token)");
     require(p.getSignal() > 0 && p.getSignal() < 65, "bad signal number");
     KJ_SYSCALL(kill(job->realPid, p.getSignal()));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> clock(ClockContext context) override {
+    context.getResults().setRealtimeNs(clockForPeers());
     return kj::READY_NOW;
   }
 

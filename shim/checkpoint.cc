@@ -3,6 +3,7 @@
 #include "shim/checkpoint.h"
 #include "shim/proc_dir.h"
 
+#include "shim/forward/clock_shift.h"
 #include "shim/forward/forward.h"
 #include "shim/raw_syscall.h"
 #include "shim/real_function.h"
@@ -269,7 +270,8 @@ bool runCheckpoint(int conn, const control::Request& request) {
     return false;
   }
   fillProcessState(rt.block);
-  rt.block.monotonicNs = monotonicNs();
+  // The job's own monotonic clock, which the next host continues from.
+  rt.block.monotonicNs = monotonicNs() + forward::jobMonotonicShiftNs();
   rt.block.threadCount = rt.nextSlot.load() + 1;  // + this thread, about to park
   // Park ourselves through the same handler, so our registers are saved the same way.
   rawSyscall(SYS_tgkill, rawSyscall(SYS_getpid), rawSyscall(SYS_gettid), kCheckpointSignal);

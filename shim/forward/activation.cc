@@ -2,6 +2,7 @@
 // checkpoint's).
 #include "shim/forward/activation.h"
 
+#include "shim/forward/clock_shift.h"
 #include "shim/forward/connection.h"
 #include "shim/forward/forward.h"
 #include "shim/forward/signals.h"
@@ -61,6 +62,7 @@ void activateProcess() {
   shimText();  // computed once, before any thread needs it
   takeOverSignals();
   s.status.store(kActive, std::memory_order_release);
+  setClockShift(s.config);
 }
 
 bool dispatchThisThread() {
@@ -87,7 +89,12 @@ void onRestored(int configFd) {
   if (configFd >= 0) {
     bool ok = loadConfig(configFd);
     rawSyscall(SYS_close, configFd);
-    if (ok) activateProcess();
+    if (ok) {
+      activateProcess();
+      // runCheckpoint counted the restorer's clock reading (this host's) against the
+      // job's at the freeze; the job's own clock is ahead by the offset.
+      shim::g_runtime.frozenNs += jobMonotonicShiftNs();
+    }
     // Tell home at once that the job runs here (the relay learns it from the first
     // connection), even if the application makes no forwarded call for a while.
     // This thread's connection stays open until the next checkpoint. A migrated job
@@ -96,6 +103,7 @@ void onRestored(int configFd) {
     if (!ok || !connectNow()) rawSyscall(SYS_exit_group, kActivationFailedStatus);
   } else {
     s.status.store(kInactive);
+    clearClockShift();
   }
   s.released.store(1, std::memory_order_release);
   rawSyscall(SYS_futex, reinterpret_cast<long>(&s.released), FUTEX_WAKE_PRIVATE, 0x7fffffff);

@@ -19,6 +19,7 @@
 #include "shim/forward/trapped_call.h"
 
 #include "shim/forward/child_pids.h"
+#include "shim/forward/clock_shift.h"
 #include "shim/forward/connection.h"
 #include "shim/forward/state.h"
 #include "shim/forward/sud.h"
@@ -97,10 +98,12 @@ void newThreadSetup() {
   if (shim::g_runtime.forward.status.load() == kActive && enableSud()) blockSyscalls();
 }
 
-// In a child process (its own memory): it runs undispatched, without our connections.
+// In a child process (its own memory): it runs undispatched, without our connections,
+// and on this host's clocks: undispatched, its deadlines could not be converted.
 void becomeUndispatchedProcess(bool ownFiles) {
   t_sudOn = 0;
   shim::g_runtime.forward.status.store(kInactive);
+  clearClockShift();
   dropAllConnections(ownFiles);
 }
 

@@ -11,6 +11,7 @@
 // libc function that makes a system call, and leaves errno alone.
 #include "shim/forward/signals.h"
 #include "shim/forward/child_pids.h"
+#include "shim/forward/clock_shift.h"
 #include "shim/forward/connection.h"
 #include "shim/forward/locality.h"
 #include "shim/forward/state.h"
@@ -232,6 +233,7 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
 long route(TrappedCall& c, const ucontext_t* uc) {
   State& s = state();
   translateLegacy(c);
+  if (long r = 0; shiftedClockCall(c, uc, r)) return r;  // the job's clocks (clock_shift.h)
   const int64_t* a = c.a;
   switch (c.nr) {
     case SYS_getppid:

@@ -1,0 +1,93 @@
+#!/bin/bash
+# clock_migration_test.sh: a migrated job's CLOCK_REALTIME follows its home's clock.
+# Two shadowd on loopback (no root); the hosts share one clock, so home (A) is given
+# a clock 3600 s ahead with the test hook MIG_TEST_CLOCK_SKEW_NS (what its Node.clock
+# answers). A job started at A reports its clocks, is migrated to B and reports
+# again: time(), clock_gettime(CLOCK_REALTIME) and gettimeofday() must read about
+# 3600 s ahead of this machine's clock, and a pthread_cond_timedwait with a deadline
+# 1 s ahead of that clock must wait about 1 s (not an hour, not zero). Migrated back
+# home, its clock is this machine's again. Bounds are sanity bounds for a 3600 s
+# effect, not timing thresholds.
+#
+# usage: clock_migration_test.sh SHADOWD MIGCTL LIBMIG CLOCK_JOB
+set -u
+shadowd=$(realpath "$1") migctl=$(realpath "$2") libmig=$(realpath "$3") job=$(realpath "$4")
+dir=$(mktemp -d /tmp/mig-clock.XXXXXX)
+skew=3600
+pids=()
+cleanup() {
+  kill -9 "${pids[@]}" 2>/dev/null
+  wait 2>/dev/null
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+fails=0
+ok() { echo "ok - $1"; }
+bad() { echo "FAIL - $1"; shift; for f in "$@"; do echo "  --- $f"; sed 's/^/    /' "$f" 2>/dev/null | tail -30; done; fails=$((fails + 1)); }
+
+port() {  # a free loopback port
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+# wait_line FILE PATTERN: bounded wait for a line
+wait_line() { for _ in $(seq 1 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+
+head -c 32 /dev/urandom > "$dir/key"; chmod 600 "$dir/key"
+pa=$(port) pb=$(port)
+MIG_TEST_CLOCK_SKEW_NS=${skew}000000000 "$shadowd" --listen 127.0.0.1:$pa --cluster-key "$dir/key" \
+  --socket "$dir/a/sock" --log "$dir/a.log" & pids+=($!)
+"$shadowd" --listen 127.0.0.1:$pb --cluster-key "$dir/key" --socket "$dir/b/sock" --log "$dir/b.log" & pids+=($!)
+for s in a b; do
+  for _ in $(seq 1 100); do [ -S "$dir/$s/sock" ] && break; sleep 0.05; done
+done
+A() { MIG_SHADOWD_SOCKET=$dir/a/sock timeout 120 "$migctl" "$@"; }
+
+# check_report TAG EXPECTED_OFFSET: the job's three realtime readings are within 60 s
+# of this machine's clock plus the offset; its 1 s timed wait took 0.9 s to 60 s.
+check_report() {
+  local tag=$1 offset=$2 now k v line ms status good=1
+  now=$(date +%s)
+  for k in time realtime gettimeofday; do
+    v=$(awk -v t="$tag" -v k="$k" '$1 == t && $2 == k { print $3 }' "$dir/out.txt")
+    if ! [[ "$v" =~ ^[0-9]+$ ]] || (( v - now - offset > 60 || now + offset - v > 60 )); then
+      bad "$tag: $k reads '$v', expected about $((now + offset)) (this host + $offset s)" "$dir/out.txt"
+      good=0
+    fi
+  done
+  line=$(grep "^$tag timedwait_ms " "$dir/out.txt")
+  read -r _ _ ms status <<< "$line"
+  if ! [[ "$ms" =~ ^[0-9]+$ ]] || (( ms < 900 || ms > 60000 )) || [ "$status" != ETIMEDOUT ]; then
+    bad "$tag: a 1 s pthread_cond_timedwait took '$ms' ms ($status)" "$dir/out.txt"
+    good=0
+  fi
+  [ $good = 1 ] && ok "$tag: time(), CLOCK_REALTIME and gettimeofday read this host + $offset s; a 1 s timed wait took $ms ms"
+}
+
+cd "$dir"
+( LD_PRELOAD=$libmig "$job" "$dir" > "$dir/out.txt" 2> "$dir/err.txt"; echo "$?" > "$dir/status" ) &
+pids+=($!)
+wait_line "$dir/out.txt" '^start timedwait_ms ' || bad "the job started" "$dir/out.txt" "$dir/err.txt"
+jobpid=$(awk '/^pid /{print $2; exit}' "$dir/out.txt")
+check_report start 0
+
+A migrate "$jobpid" --to 127.0.0.1:$pb > "$dir/m1.out" 2>&1; rc=$?
+if [ $rc -eq 0 ]; then ok "migrated A -> B: $(tail -1 "$dir/m1.out")"
+else bad "migrate A -> B (exit $rc)" "$dir/m1.out" "$dir/a.log" "$dir/b.log"; fi
+if grep -q "home's realtime clock is 3599[0-9]\{3\} ms ahead\|home's realtime clock is 3600[0-9]\{3\} ms ahead" "$dir/b.log"; then
+  ok "B measured home's clock $skew s ahead: $(grep -o "home's realtime clock is [0-9]* ms" "$dir/b.log" | tail -1)"
+else bad "B's measurement of home's clock" "$dir/b.log"; fi
+touch "$dir/away"
+wait_line "$dir/out.txt" '^away timedwait_ms ' || bad "the job reported on B" "$dir/out.txt" "$dir/b.log"
+check_report away $skew
+
+A migrate "$jobpid" --to 127.0.0.1:$pa > "$dir/m2.out" 2>&1; rc=$?
+if [ $rc -eq 0 ]; then ok "migrated B -> A (home again)"
+else bad "migrate B -> A (exit $rc)" "$dir/m2.out" "$dir/a.log" "$dir/b.log"; fi
+touch "$dir/back"
+wait_line "$dir/out.txt" '^back timedwait_ms ' || bad "the job reported at home" "$dir/out.txt" "$dir/a.log"
+check_report back 0
+
+for _ in $(seq 1 200); do [ -s "$dir/status" ] && break; sleep 0.05; done
+if [ "$(cat "$dir/status" 2>/dev/null)" = 0 ]; then ok "the job ended with status 0"
+else bad "the job's exit status '$(cat "$dir/status" 2>/dev/null)'" "$dir/out.txt" "$dir/err.txt"; fi
+
+[ "$fails" -eq 0 ]
