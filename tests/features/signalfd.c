@@ -1,15 +1,16 @@
 /* signalfd: signals taken through signalfds across a checkpoint.
- * - SIGUSR1, SIGUSR2, SIGRTMIN and SIGRTMIN+1 are blocked in every thread.
+ * - SIGUSR1, SIGUSR2 and SIGRTMIN..SIGRTMIN+2 are blocked in every thread.
  * - early (SFD_NONBLOCK | SFD_CLOEXEC) takes SIGUSR1 and SIGRTMIN: one
  *   SIGUSR1 (kill) and two SIGRTMIN (sigqueue, values 11 and 22) are sent at
  *   the start and read only at the end, after any checkpoint: in order, with
  *   their siginfo (code, value, sender = getpid(), uid), then EAGAIN.
- * - live (blocking) takes SIGUSR2 and SIGRTMIN+1: a thread blocked in read()
- *   on it gets, at step s, a SIGRTMIN+1 queued to it with value s
- *   (pthread_sigqueue) and, every 3rd step, a SIGUSR2 from kill(getpid()):
- *   signals sent before and after a checkpoint, each read once with its
- *   code, value and uid. (The sender PID of a signal sent after a restart is
- *   the kernel's PID of the process, not getpid(): not checked.)
+ * - live (blocking) takes SIGUSR2, SIGRTMIN+1 and SIGRTMIN+2: a thread
+ *   blocked in read() on it gets, at step s, a SIGRTMIN+1 queued to it with
+ *   value s (pthread_sigqueue), every 3rd step a SIGUSR2 from kill(getpid())
+ *   and every 5th a SIGRTMIN+2 from sigqueue(getpid(), value s): signals sent
+ *   before and after a checkpoint, each read once with its code, value, uid
+ *   and, for kill and sigqueue, sender = getpid(). (pthread_sigqueue names
+ *   the sender by glibc's own getpid, the kernel's PID: not checked.)
  * - The masks of both (sigmask in /proc/self/fdinfo) are printed at the end.
  *
  * usage: signalfd [STEPS]     (default 30 steps of 100 ms)
@@ -24,7 +25,7 @@
 enum { STEP_MS = 100 };
 
 static int early, live, steps;
-static int rt_seen, usr2_seen;
+static int rt_seen, usr2_seen, rt2_seen;
 static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 
@@ -38,13 +39,19 @@ static void read_one(int fd, struct signalfd_siginfo *si)
 static void *reader(void *arg)
 {
   (void)arg;
-  while (rt_seen < steps || usr2_seen < steps / 3) {
+  while (rt_seen < steps || usr2_seen < steps / 3 || rt2_seen < steps / 5) {
     struct signalfd_siginfo si;
     read_one(live, &si);
     pthread_mutex_lock(&m);
     if (si.ssi_signo == SIGUSR2) {
       CHECK(si.ssi_code == SI_USER, "SIGUSR2 code %d", si.ssi_code);
+      CHECK(si.ssi_pid == (uint32_t)getpid(), "SIGUSR2 sender %u, want getpid() %d", si.ssi_pid, getpid());
       usr2_seen++;
+    } else if (si.ssi_signo == (uint32_t)SIGRTMIN + 2) {
+      CHECK(si.ssi_code == SI_QUEUE && si.ssi_int == 5 * (rt2_seen + 1), "SIGRTMIN+2 code %d value %d, want %d",
+            si.ssi_code, si.ssi_int, 5 * (rt2_seen + 1));
+      CHECK(si.ssi_pid == (uint32_t)getpid(), "SIGRTMIN+2 sender %u, want getpid() %d", si.ssi_pid, getpid());
+      rt2_seen++;
     } else {
       CHECK(si.ssi_signo == (uint32_t)SIGRTMIN + 1, "live read signal %u", si.ssi_signo);
       CHECK(si.ssi_code == SI_QUEUE && si.ssi_int == rt_seen + 1, "SIGRTMIN+1 code %d value %d, want value %d",
@@ -80,6 +87,7 @@ int main(int argc, char **argv)
   sigaddset(&e, SIGRTMIN);
   sigaddset(&l, SIGUSR2);
   sigaddset(&l, SIGRTMIN + 1);
+  sigaddset(&l, SIGRTMIN + 2);
   sigorset(&blocked, &e, &l);
   CHECK_SYS(sigprocmask(SIG_BLOCK, &blocked, NULL));
   CHECK_SYS(early = signalfd(-1, &e, SFD_NONBLOCK | SFD_CLOEXEC));
@@ -95,10 +103,12 @@ int main(int argc, char **argv)
   for (int s = 1; s <= steps; s++) {
     if (s % 3 == 0)
       CHECK_SYS(kill(getpid(), SIGUSR2));
+    if (s % 5 == 0)
+      CHECK_SYS(sigqueue(getpid(), SIGRTMIN + 2, (union sigval){ .sival_int = s }));
     int e2 = pthread_sigqueue(t, SIGRTMIN + 1, (union sigval){ .sival_int = s });
     CHECK(e2 == 0, "pthread_sigqueue: %s", strerror(e2));
     pthread_mutex_lock(&m);
-    while (rt_seen < s || usr2_seen < s / 3)
+    while (rt_seen < s || usr2_seen < s / 3 || rt2_seen < s / 5)
       pthread_cond_wait(&cv, &m);
     pthread_mutex_unlock(&m);
     feature_step(s);
@@ -130,7 +140,7 @@ int main(int argc, char **argv)
   print_mask("early", early);
   print_mask("live", live);
   printf("early: SIGUSR1 from getpid(), SIGRTMIN values %d %d\n", values[0], values[1]);
-  printf("live: %d SIGRTMIN+1 in order, %d SIGUSR2\n", rt_seen, usr2_seen);
+  printf("live: %d SIGRTMIN+1 and %d SIGRTMIN+2 in order, %d SIGUSR2\n", rt_seen, rt2_seen, usr2_seen);
   printf("PASS\n");
   return 0;
 }
