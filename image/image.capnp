@@ -170,6 +170,11 @@ struct FileDescriptor {
   contents @11 :Data;        # a deleted file's contents (kind == unlinked), or the bytes
                              # that were in a pipe's buffer (kind == pipe, on the read end)
   pipeId @12 :UInt64;        # kind == pipe: the pipe's inode; both ends carry it
+  eventCount @13 :UInt64;    # kind == eventfd: the counter
+  eventSemaphore @14 :Bool;  # kind == eventfd: EFD_SEMAPHORE (reads take 1 at a time)
+  timer @15 :TimerFd;        # kind == timerfd
+  sigmask @16 :UInt64;       # kind == signalfd: the signals it reads (bit n-1: signal n)
+  epollTargets @17 :List(EpollTarget);  # kind == epoll: its registrations
 
   enum Kind {
     file @0;                 # regular file or directory, reopened by path
@@ -177,7 +182,31 @@ struct FileDescriptor {
     device @2;               # /dev/null and friends, reopened by path
     unlinked @3;             # deleted while open: recreated from contents, deleted again
     pipe @4;                 # a pipe whose both ends the process holds: recreated
+    eventfd @5;              # eventfd(2): recreated with eventCount
+    timerfd @6;              # timerfd_create(2): recreated from `timer`
+    signalfd @7;             # signalfd(2): recreated with sigmask
+    epoll @8;                # epoll instance: recreated last, with epollTargets
   }
+}
+
+struct TimerFd {
+  # A timerfd as /proc/PID/fdinfo (made exact by timerfd_gettime) showed it.
+  clockid @0 :Int32;         # CLOCK_MONOTONIC, CLOCK_REALTIME, CLOCK_BOOTTIME, ...
+  valueNs @1 :Int64;         # time left until the next expiration, 0 = disarmed
+  intervalNs @2 :Int64;      # period, 0 = one-shot
+  ticks @3 :UInt64;          # expirations not yet read
+  settimeFlags @4 :UInt32;   # TFD_TIMER_ABSTIME, TFD_TIMER_CANCEL_ON_SET
+  deadlineNs @5 :Int64;      # an absolute timer on a wall clock (CLOCK_REALTIME[_ALARM] and
+                             # TFD_TIMER_ABSTIME): its expiration on that clock; else 0
+}
+
+struct EpollTarget {
+  # One registration of an epoll instance (a "tfd:" line of its fdinfo).
+  fd @0 :Int32;              # the watched fd (the number it was registered under, which is
+                             # the number of the same open file in the image)
+  events @1 :UInt32;         # EPOLLIN..., EPOLLET, EPOLLONESHOT, EPOLLEXCLUSIVE; a oneshot
+                             # registration that already fired has only those flag bits left
+  data @2 :UInt64;           # epoll_event.data, returned by epoll_wait as it was
 }
 
 struct Files {

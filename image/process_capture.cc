@@ -2,6 +2,7 @@
 #include "image/pending_siginfo.h"
 #include "image/process_capture.h"
 
+#include "image/event_capture.h"
 #include "image/host_facts.h"
 #include "image/image_error.h"
 #include "image/writer.h"
@@ -319,7 +320,11 @@ void writeFiles(pid_t pid, const control::Block& block, ImageWriter& w, CaptureS
     out.setSize(static_cast<uint64_t>(f.st.st_size));
     out.setMtimeNs(static_cast<int64_t>(f.st.st_mtim.tv_sec) * 1000000000 + f.st.st_mtim.tv_nsec);
     std::string link = std::string(dirPath) + "/" + std::to_string(f.fd);
-    if (path[0] == '/' && (S_ISREG(f.st.st_mode) || S_ISDIR(f.st.st_mode))) {
+    K eventKind;
+    if (eventKindOf(path, eventKind)) {
+      out.setKind(eventKind);  // a dup carries the kind too: it stays local on migration
+      if (out.getDupOf() < 0) captureEventObject(pid, numbers, out);
+    } else if (path[0] == '/' && (S_ISREG(f.st.st_mode) || S_ISDIR(f.st.st_mode))) {
       if (deleted && out.getDupOf() < 0) {
         out.setKind(K::UNLINKED);
         int rfd = ::open(link.c_str(), O_RDONLY | O_CLOEXEC);

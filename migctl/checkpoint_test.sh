@@ -65,6 +65,38 @@ if [ $rc -ne 0 ] && grep -q "File too large" <<<"$out" && [ -z "$(ls "$dir" | gr
   ok "a write that fails part-way leaves no image, not even a partial one; the job goes on"
 else bad "disk full: $out ($(ls -a "$dir"))" "$dir/full.out"; fi
 
+# An epoll registration made under an fd number that no longer holds that file
+# cannot be restored (epoll_ctl registers by number): refused, naming both fds.
+if command -v python3 >/dev/null; then
+  for how in closed replaced; do
+    cat > "$dir/stale.py" <<'PY'
+import os, select, sys, time
+r, w = os.pipe()
+ep = select.epoll()
+ep.register(r, select.EPOLLIN)
+keep = os.dup(r)
+os.close(r)
+if sys.argv[1] == "replaced":
+    other = os.open("/dev/null", os.O_RDONLY)
+    assert other == r
+print("step 1", flush=True)
+time.sleep(1)
+os.write(w, b"x")
+print("events", len(ep.poll(5)), flush=True)
+PY
+    LD_PRELOAD=$libmig python3 "$dir/stale.py" "$how" > "$dir/stale.out" 2>&1 &
+    pids+=($!) job=$!
+    for _ in $(seq 1 200); do grep -q 'step 1' "$dir/stale.out" && break; sleep 0.05; done
+    out=$("$migctl" checkpoint "$job" -o "$dir/stale.img" 2>&1); rc=$?
+    wait "$job"; jrc=$?
+    if [ $rc -ne 0 ] && grep -q "epoll fd [0-9]* watches a file registered as fd [0-9]*, which" <<<"$out" &&
+       [ "$(wc -l <<<"$out")" -eq 1 ] && [ ! -e "$dir/stale.img" ] && [ $jrc -eq 0 ] &&
+       grep -qx "events 1" "$dir/stale.out"; then
+      ok "an epoll registration whose fd was $how is refused in one line; the job goes on"
+    else bad "stale epoll registration ($how): $out (job status $jrc)" "$dir/stale.out"; fi
+  done
+fi
+
 out=$("$migctl" checkpoint 2>&1); rc=$?
 [ $rc -eq 2 ] && grep -q "no PID given" <<<"$out" && ok "usage errors say what is missing" || bad "usage: $out"
 "$migctl" checkpoint --help | grep -q -- "--stop" && ok "checkpoint --help" || bad "checkpoint --help"

@@ -2,6 +2,7 @@
 #include "migctl/restart_files.h"
 
 #include "image/image_error.h"
+#include "migctl/restart_events.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -158,8 +159,8 @@ void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, forward
     int target = f.getFd();
     wanted.insert(target);
     // A migrated job's fds stay at home, held by its deputy, except pipes whose both
-    // ends it holds: those are its own and come along.
-    const bool home = migrated != nullptr && f.getKind() != K::PIPE;
+    // ends it holds and event-loop objects: those are its own and come along.
+    const bool home = migrated != nullptr && f.getKind() != K::PIPE && !isEventKind(f.getKind());
     if (home) {
       if (target < 0 || static_cast<uint32_t>(target) >= forward::kMaxFds) {
         fail(kj::str("fd ", target, " is beyond what a migrated job can forward (", forward::kMaxFds, ")"));
@@ -204,6 +205,12 @@ void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, forward
         }
         break;
       }
+      case K::EVENTFD:
+      case K::TIMERFD:
+      case K::SIGNALFD:
+      case K::EPOLL:
+        place(createEventObject(f, warnFd), target);
+        break;
       case K::INHERITED: {
         // Our own fd of that number stands in (the terminal or pipe migctl restart
         // runs with); without one, /dev/null keeps the number taken.
@@ -218,6 +225,8 @@ void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, forward
       }
     }
   }
+  // Every fd is in place: epolls can register their targets by number.
+  restoreEpollRegistrations(fds.asPtr(), migrated, warnFd);
   // Close everything else we hold (also the parked pipe ends), except `keep`.
   closeOthers(wanted, keep, keepCount);
 }

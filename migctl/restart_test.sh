@@ -85,4 +85,30 @@ if [ "${MIG_RESTORE_READY:-1}" = 1 ]; then
   done
 fi
 
+# An epoll registration of an fd that comes back as a stand-in epoll cannot watch (stdin
+# was a FIFO, the restart's is /dev/null) is dropped with one warning; the job goes on.
+if [ "${MIG_RESTORE_READY:-1}" = 1 ] && command -v python3 >/dev/null; then
+  cat > "$dir/ep.py" <<'PY'
+import select, time
+ep = select.epoll()
+ep.register(0, select.EPOLLIN)
+print("step 1", flush=True)
+time.sleep(1)
+print("events", ep.poll(0), flush=True)
+PY
+  mkfifo "$dir/fifo"
+  exec 4<>"$dir/fifo"
+  LD_PRELOAD=$libmig python3 "$dir/ep.py" < "$dir/fifo" > "$dir/ep.out" 2>&1 4>&- &
+  job=$!; pids+=($job)
+  for _ in $(seq 1 200); do grep -q 'step 1' "$dir/ep.out" && break; sleep 0.05; done
+  "$migctl" checkpoint "$job" -o "$dir/ep.img" --stop > "$dir/ep.ckpt" 2>&1
+  exec 4>&-
+  # (its stdout is the file ep.out, reopened by the restart)
+  "$migctl" restart "$dir/ep.img" 2> "$dir/ep.err" </dev/null; rc=$?
+  if [ $rc -eq 0 ] && grep -qx "events \[\]" "$dir/ep.out" && [ "$(grep -c . "$dir/ep.err")" -eq 1 ] &&
+     grep -q "epoll fd [0-9]* no longer watches fd 0: here fd 0 is /dev/null, which epoll cannot watch" "$dir/ep.err"; then
+    ok "an epoll registration of an fd that came back as /dev/null is dropped with one warning"
+  else bad "epoll registration of a stand-in (exit $rc)" "$dir/ep.ckpt" "$dir/ep.out" "$dir/ep.err"; fi
+fi
+
 [ "$fails" -eq 0 ]

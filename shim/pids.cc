@@ -1,9 +1,12 @@
 // PID virtualisation: the process keeps the PIDs and TIDs it had before a restore.
-// getpid() is answered from memory (no system call).
+// getpid() is answered from memory (no system call). Signals it sends itself name it
+// as the sender by that PID.
 #include "shim/forward/child_pids.h"
 #include "shim/raw_syscall.h"
 #include "shim/runtime.h"
 
+#include <csignal>
+#include <cstring>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -33,6 +36,25 @@ pid_t realPidOf(pid_t vpid) {
   return vpid;
 }
 
+bool selfAfterRestore(pid_t pid) {
+  return g_runtime.restored && pid == g_runtime.vpid;
+}
+
+// A signal the restored process sends itself, with itself named as the sender by the
+// PID it knows (the kernel would name its new real PID): handlers and signalfd
+// readers compare si_pid with getpid(). The kernel lets a process queue any si_code
+// to itself.
+int queueToSelf(int sig, int code, sigval value) {
+  siginfo_t info;
+  memset(&info, 0, sizeof(info));
+  info.si_signo = sig;
+  info.si_code = code;
+  info.si_pid = g_runtime.vpid;
+  info.si_uid = getuid();
+  info.si_value = value;
+  return static_cast<int>(syscall(SYS_rt_sigqueueinfo, realPid(), sig, &info));
+}
+
 }  // namespace
 }  // namespace mig::shim
 
@@ -56,7 +78,22 @@ __attribute__((visibility("default"))) pid_t getppid(void) {
 }
 
 __attribute__((visibility("default"))) int kill(pid_t pid, int sig) {
+  if (sig > 0 && selfAfterRestore(pid)) return queueToSelf(sig, SI_USER, sigval{});
   return static_cast<int>(syscall(SYS_kill, realPidOf(pid), sig));
+}
+
+// glibc's sigqueue neither knows virtual PIDs (it would send to whatever process has
+// the virtual PID's number now) nor names the sender by one.
+__attribute__((visibility("default"))) int sigqueue(pid_t pid, int sig, const union sigval value) {
+  if (sig > 0 && selfAfterRestore(pid)) return queueToSelf(sig, SI_QUEUE, value);
+  siginfo_t info;
+  memset(&info, 0, sizeof(info));
+  info.si_signo = sig;
+  info.si_code = SI_QUEUE;
+  info.si_pid = realPid();
+  info.si_uid = getuid();
+  info.si_value = value;
+  return static_cast<int>(syscall(SYS_rt_sigqueueinfo, realPidOf(pid), sig, &info));
 }
 
 __attribute__((visibility("default"))) int tgkill(pid_t tgid, pid_t tid, int sig) {
