@@ -4,6 +4,7 @@
 // handlers never run on it.
 #include "shim/checkpoint.h"
 #include "shim/control_protocol.h"
+#include "shim/forward/exec_handoff.h"
 #include "shim/raw_syscall.h"
 #include "shim/runtime.h"
 
@@ -22,7 +23,7 @@
 
 namespace mig::shim {
 
-Runtime g_runtime;
+constinit Runtime g_runtime{};  // constant: no initializer may run after the shim's constructor
 thread_local volatile sig_atomic_t t_checkpointInterrupted MIG_TLS;
 thread_local pid_t t_vtid MIG_TLS;
 thread_local pid_t t_formerTids[kFormerTids] MIG_TLS;
@@ -150,8 +151,11 @@ void initProcess() {
 void afterForkInChild() { initProcess(); }
 
 __attribute__((constructor)) void shimInit() {
+  // A program exec'd by a migrated process forwards as that process did.
+  const bool handedOff = forward::takeHandoff();
   initProcess();
   pthread_atfork(nullptr, nullptr, afterForkInChild);
+  if (handedOff) forward::activateHandoff();
 }
 
 }  // namespace

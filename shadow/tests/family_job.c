@@ -3,7 +3,9 @@
  * away from home: kills and reaps the child it left at home (its SIGCHLD must reach
  * it too), forks a child here and reaps it, and starts one with posix_spawn and
  * reaps it. Prints what each call returned; the child born away reports its own
- * getpid() and getppid() through a pipe (its stdout is not forwarded).
+ * getpid() and getppid() through a pipe, and says hello on stdout (a file at home),
+ * as does the program posix_spawn starts. At the end the job execs a shell, which
+ * says its PID on stdout too.
  *
  * usage: family_job GO */
 #include <errno.h>
@@ -64,6 +66,7 @@ int main(int argc, char **argv) {
     char line[64];
     int n = snprintf(line, sizeof line, "%d %d", getpid(), getppid());
     if (write(p[1], line, (size_t)n) != n) _exit(1);
+    printf("child born away says hello\n");
     _exit(5);
   }
   close(p[1]);
@@ -76,11 +79,13 @@ int main(int argc, char **argv) {
   describe("child", got, status);
 
   pid_t spawned;
-  char *args[] = {"true", NULL};
-  if (posix_spawn(&spawned, "/bin/true", NULL, NULL, args, environ) != 0) return 1;
+  char *args[] = {"echo", "spawned echo says hello", NULL};
+  if (posix_spawn(&spawned, "/bin/echo", NULL, NULL, args, environ) != 0) return 1;
   got = waitpid(-1, &status, 0);
   printf("spawned %d, above pid_max: %s\n", spawned, spawned > 4194304 ? "yes" : "no");
   describe("spawned", got, status);
   printf("no more children: %s\n", waitpid(-1, &status, WNOHANG) == -1 ? "yes" : "no");
-  return 0;
+  execl("/bin/sh", "sh", "-c", "echo \"exec'd shell, pid $$\"", (char *)NULL);
+  printf("exec failed: %s\n", strerror(errno));
+  return 1;
 }

@@ -186,7 +186,8 @@ fi
 
 # A job that forked a child at home, migrated: it kills and reaps that child (at home,
 # through its deputy, and hears its SIGCHLD), then forks and spawns children on B,
-# which get virtual PIDs from home's PID space above pid_max.
+# which get virtual PIDs from home's PID space above pid_max and whose output goes
+# home like the job's; then it execs a shell, which goes on as the job.
 ( LD_PRELOAD=$libmig "$family" "$dir/family.go" > "$dir/family.out" 2>&1; echo "$?" > "$dir/family.status" ) &
 pids+=($!)
 wait_line "$dir/family.out" '^pid ' || bad "the family job started" "$dir/family.out"
@@ -204,8 +205,11 @@ if [ "$(cat "$dir/family.status" 2>/dev/null)" = 0 ] && grep -q "frozen" "$dir/m
    grep -qx "child $v reaped: exit 5" "$dir/family.out" &&
    grep -qx "spawned [0-9]*, above pid_max: yes" "$dir/family.out" &&
    grep -qx "spawned [0-9]* reaped: exit 0" "$dir/family.out" &&
-   grep -qx "no more children: yes" "$dir/family.out" && ! kill -0 "$hchild" 2>/dev/null; then
-  ok "away from home, the job killed and reaped its home child $hchild (SIGCHLD seen); its child born on B is PID $v for fork, getpid, getppid and waitpid"
+   grep -qx "no more children: yes" "$dir/family.out" && ! kill -0 "$hchild" 2>/dev/null &&
+   grep -qx "child born away says hello" "$dir/family.out" &&
+   grep -qx "spawned echo says hello" "$dir/family.out" &&
+   grep -qx "exec'd shell, pid $fpid" "$dir/family.out"; then
+  ok "away from home, the job killed and reaped its home child $hchild (SIGCHLD seen); its child born on B is PID $v for fork, getpid, getppid and waitpid; the child, a spawned echo and the shell the job exec'd wrote to its stdout at home"
 else bad "process family away from home (status '$(cat "$dir/family.status" 2>/dev/null)')" "$dir/family.out" "$dir/m7.out" "$dir/b.log"; fi
 
 [ "$fails" -eq 0 ]

@@ -6,9 +6,9 @@
 // child's stack) and the child's first act is rt_sigreturn from it (trampolines.cc):
 // both continue after the syscall instruction as they would have, and the parent
 // stays dispatched. A new thread (CLONE_THREAD with its own TLS) turns dispatch on for
-// itself first. Children that are processes run undispatched: their fd tables are
-// their own, which the deputy at home does not mirror. They get virtual PIDs from
-// home's PID space (child_pids.h).
+// itself first. Children that are processes forward through the job's deputy too,
+// with fd tables of their own (child_table.h), and get virtual PIDs from home's PID
+// space (child_pids.h).
 //
 // Without a new stack: fork-like calls run in the handler (the child gets a copy of
 // it and returns through it); vfork and clone(CLONE_VM|CLONE_VFORK) without a stack
@@ -19,6 +19,7 @@
 #include "shim/forward/trapped_call.h"
 
 #include "shim/forward/child_pids.h"
+#include "shim/forward/child_table.h"
 #include "shim/forward/clock_shift.h"
 #include "shim/forward/connection.h"
 #include "shim/forward/state.h"
@@ -98,13 +99,30 @@ void newThreadSetup() {
   if (shim::g_runtime.forward.status.load() == kActive && enableSud()) blockSyscalls();
 }
 
-// In a child process (its own memory): it runs undispatched, without our connections,
-// and on this host's clocks: undispatched, its deadlines could not be converted.
-void becomeUndispatchedProcess(bool ownFiles) {
+// In a child process that shares its parent's fd table (CLONE_FILES without
+// CLONE_VM): the deputy cannot tell the two apart, so it runs undispatched, without
+// our connections, and on this host's clocks (its deadlines could not be converted).
+void becomeUndispatchedProcess() {
   t_sudOn = 0;
   shim::g_runtime.forward.status.store(kInactive);
   clearClockShift();
-  dropAllConnections(ownFiles);
+  dropAllConnections(false);
+}
+
+// In a child process with its own memory and fd table: it forwards through the
+// job's deputy like the job, with a table of its own (child_table.h), its own
+// connections, and the PID home gave it.
+void becomeForwardingChild(pid_t vpid) {
+  dropAllConnections(true);  // the parent's: ours are copies of its sockets
+  takeOwnTable();
+  becomeChild(vpid);
+  allowSyscalls();
+  if (enableSud()) blockSyscalls();  // dispatch is not inherited
+}
+
+// First code of a posix_spawn-like child (a copy of memory: see runClone).
+void spawnedChildSetup() {
+  becomeForwardingChild(shim::g_runtime.forward.spawnVpid.load());
 }
 
 }  // namespace
@@ -120,14 +138,30 @@ long runClone(const TrappedCall& c, ucontext_t* uc) {
   const bool sharesMemory = (req.flags & CLONE_VM) != 0;
   if (req.stack != 0) {
     const uint64_t frame = buildChildFrame(uc, req.stack);
-    const bool thread = (req.flags & CLONE_THREAD) && (req.flags & CLONE_SETTLS);
-    const pid_t vpid = (req.flags & CLONE_THREAD) ? 0 : reserveChildPid();
-    // A process child without CLONE_VM would find the frame in its copy of memory too.
-    // Such a child (posix_spawn's) only execs: its program starts afresh, with its
-    // real PID; its parent knows it by the virtual one.
-    long r = mig_fwd_clone(c.nr, c.a[0], c.a[1], c.a[2], c.a[3], c.a[4], frame,
-                           thread && t_sudOn ? newThreadSetup : nullptr);
-    return (req.flags & CLONE_THREAD) ? r : asChildPid(vpid, r);
+    if (req.flags & CLONE_THREAD) {
+      const bool tls = req.flags & CLONE_SETTLS;
+      return mig_fwd_clone(c.nr, c.a[0], c.a[1], c.a[2], c.a[3], c.a[4], frame, tls && t_sudOn ? newThreadSetup : nullptr);
+    }
+    // A process on a stack of its own: posix_spawn's child (CLONE_VM|CLONE_VFORK),
+    // which only sets up and execs. It must forward what it execs, so it must run
+    // our code, which a child borrowing its parent's memory cannot (the state it
+    // would change is the parent's): it gets a copy instead, like a fork (the parent
+    // still waits for its exec; what it cannot see is an exec failure, which the
+    // child reports by exiting with 127). The frame is in its copy too.
+    const pid_t vpid = reserveChildPid();
+    shim::g_runtime.forward.spawnVpid.store(vpid);
+    const bool copy = !(req.flags & CLONE_FILES);
+    int64_t a0 = c.a[0];
+    struct clone_args args {};
+    if (copy && c.nr == SYS_clone) a0 = static_cast<int64_t>(req.flags & ~uint64_t{CLONE_VM});
+    if (copy && c.nr == SYS_clone3) {
+      const uint64_t size = static_cast<uint64_t>(c.a[1]) < sizeof(args) ? static_cast<uint64_t>(c.a[1]) : sizeof(args);
+      memcpy(&args, reinterpret_cast<const void*>(c.a[0]), size);
+      args.flags &= ~uint64_t{CLONE_VM};
+      a0 = reinterpret_cast<int64_t>(&args);
+    }
+    long r = mig_fwd_clone(c.nr, a0, c.a[1], c.a[2], c.a[3], c.a[4], frame, copy ? spawnedChildSetup : nullptr);
+    return asChildPid(vpid, r);
   }
   if (sharesMemory) {
     const bool vforkLike = (req.flags & CLONE_VFORK) && !(req.flags & (CLONE_THREAD | CLONE_SIGHAND));
@@ -150,8 +184,12 @@ long runClone(const TrappedCall& c, ucontext_t* uc) {
     r = runLocally(c.nr);
   }
   if (r == 0) {
-    becomeUndispatchedProcess(!(req.flags & CLONE_FILES));
-    becomeChild(vpid);
+    if (req.flags & CLONE_FILES) {
+      becomeUndispatchedProcess();
+      becomeChild(vpid);
+    } else {
+      becomeForwardingChild(vpid);
+    }
     return 0;
   }
   return asChildPid(vpid, r);

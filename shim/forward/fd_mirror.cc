@@ -11,9 +11,12 @@
 //   dup2/dup3:           both sides; a local fd over a home fd closes the home one.
 //   close_range:         the home fds in the range are closed at home too.
 //
-// The bit of each home fd in Config::forwardedFds follows.
+// The bit of each home fd in Config::forwardedFds follows. A process whose fd table
+// is not the one the deputy mirrors (a child born away) keeps its own instead
+// (child_table.h).
 #include "shim/forward/trapped_call.h"
 
+#include "shim/forward/child_table.h"
 #include "shim/forward/state.h"
 #include "shim/raw_syscall.h"
 #include "shim/runtime.h"
@@ -55,6 +58,7 @@ long mirrorCopy(int32_t from, int32_t to, int64_t flags) {
 }  // namespace
 
 long openForwarded(const rsc::Row& row, const int64_t args[6]) {
+  if (ownTable()) return openOwn(row, args);
   State& s = state();
   const int64_t flags = args[2];
   long local = runLocally(SYS_openat, AT_FDCWD, reinterpret_cast<int64_t>("/dev/null"),
@@ -83,6 +87,7 @@ long closeMirrored(const TrappedCall& c) {
   const int32_t fd = fdArg(c.a[0]);
   if (isConnectionFd(fd)) return 0;  // ours: the application never had it open
   if (!isForwardedFd(s, fd)) return runLocally(SYS_close, fd);
+  if (ownTable()) return closeOwn(fd);
   long r = forwardSyscall(SYS_close, fd);
   setForwardedFd(s, fd, false);
   runLocally(SYS_close, fd);
@@ -100,6 +105,10 @@ long closeRangeMirrored(const TrappedCall& c) {
     const uint32_t top = last < kMaxFds - 1 ? last : kMaxFds - 1;
     for (uint32_t fd = first; fd <= top; ++fd) {
       if (!isForwardedFd(s, fd)) continue;
+      if (ownTable()) {
+        dropHomeFd(static_cast<int32_t>(fd));
+        continue;
+      }
       forwardSyscall(SYS_close, fd);
       setForwardedFd(s, fd, false);
     }
@@ -130,6 +139,8 @@ long closeRangeMirrored(const TrappedCall& c) {
 long dupMirrored(const TrappedCall& c) {
   State& s = state();
   const int32_t from = fdArg(c.a[0]);
+  if (c.nr != SYS_dup && isConnectionFd(fdArg(c.a[1]))) return -EBADF;
+  if (ownTable()) return dupOwn(c);
   if (c.nr == SYS_dup) {
     if (!isForwardedFd(s, from)) return runLocally(SYS_dup, from);
     long l = runLocally(SYS_dup, from);
@@ -137,7 +148,6 @@ long dupMirrored(const TrappedCall& c) {
   }
   const int32_t to = fdArg(c.a[1]);
   const int64_t flags = c.nr == SYS_dup3 ? c.a[2] : 0;
-  if (isConnectionFd(to)) return -EBADF;
   const bool fromHome = isForwardedFd(s, from), toHome = isForwardedFd(s, to);
   if ((!fromHome && !toHome) || from == to) return runLocally(c.nr, from, to, flags);
   long r = runLocally(c.nr, from, to, flags);
@@ -149,6 +159,7 @@ long dupMirrored(const TrappedCall& c) {
 }
 
 long fcntlDupMirrored(const TrappedCall& c) {
+  if (ownTable()) return fcntlDupOwn(c);
   State& s = state();
   const int32_t fd = fdArg(c.a[0]);
   const int32_t cmd = static_cast<int32_t>(c.a[1]);

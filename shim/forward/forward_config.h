@@ -30,6 +30,17 @@ struct Config {
   int64_t realtimeOffsetNs;      // add to this host's CLOCK_REALTIME to get home's
   uint64_t pipelinedFds[kMaxFds / 64];  // bit n: fd n is a stream in blocking mode: writes
                                         // to it are pipelined (rsc::kNoReply)
+  // A child the job forked away from home, and the programs either runs, forward
+  // through the job's deputy too, but their fd tables are their own: the deputy's
+  // mirrors the job's (child_table.h).
+  uint32_t ownTable;             // 1: this process's fd table is not the deputy's mirror
+  int32_t handoffVpid;           // across exec (exec_handoff.h): the PIDs the process has,
+  int32_t handoffVppid;          // 0 when none
+  uint32_t reserved1;
+  uint64_t handoffPipelineOrder;  // across exec: State::pipelineOrder
+  uint64_t ownedFds[kMaxFds / 64];  // bit n: fd n's home side was opened by this process
+                                    // (ownTable), so closing fd n closes it at home
+  int32_t homeFd[kMaxFds];       // ownTable: fd n's number at home, + 1 (0: the same number)
 };
 
 // First bytes on every new connection from a shim thread to the relay.

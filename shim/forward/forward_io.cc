@@ -6,6 +6,7 @@
 #include "shim/forward/trapped_call.h"
 
 #include "rsc/wire.h"
+#include "shim/forward/child_table.h"
 #include "shim/forward/connection.h"
 #include "shim/forward/state.h"
 #include "shim/runtime.h"
@@ -77,11 +78,12 @@ long forwardVectorIo(const TrappedCall& c) {
   if (count < 0 || count > 1024) return -EINVAL;
   if ((c.nr == SYS_preadv2 || c.nr == SYS_pwritev2) && c.a[5] != 0) return -EOPNOTSUPP;  // RWF_* flags
   const long nr = useOffset ? (write ? SYS_pwrite64 : SYS_pread64) : (write ? SYS_write : SYS_read);
+  const int64_t fd = homeFdOf(fdArg(c.a[0]));
   int64_t total = 0;
   for (int64_t i = 0; i < count; ++i) {
     if (iov[i].iov_len == 0) continue;
     const int64_t len = static_cast<int64_t>(iov[i].iov_len);
-    long r = forwardSyscall(nr, c.a[0], reinterpret_cast<int64_t>(iov[i].iov_base), len, offset);
+    long r = forwardSyscall(nr, fd, reinterpret_cast<int64_t>(iov[i].iov_base), len, offset);
     if (r < 0) return total > 0 ? total : r;
     total += r;
     if (useOffset) offset += r;

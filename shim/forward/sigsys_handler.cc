@@ -11,7 +11,9 @@
 // libc function that makes a system call, and leaves errno alone.
 #include "shim/forward/signals.h"
 #include "shim/forward/child_pids.h"
+#include "shim/forward/child_table.h"
 #include "shim/forward/clock_shift.h"
+#include "shim/forward/exec_handoff.h"
 #include "shim/forward/connection.h"
 #include "shim/forward/locality.h"
 #include "shim/forward/state.h"
@@ -260,6 +262,7 @@ long route(TrappedCall& c, const ucontext_t* uc) {
     case SYS_mmap:
       if (!(a[3] & MAP_ANONYMOUS) && isForwardedFd(s, fdArg(a[4]))) return -ENODEV;
       break;
+    case SYS_execve: case SYS_execveat: return execWithHandoff(c, uc);
     case SYS_kill: case SYS_wait4: case SYS_waitid:
       if (const rsc::Row* row = rsc::findRow(c.nr, c.a)) return processCall(*row, c, uc);
       break;
@@ -271,7 +274,9 @@ long route(TrappedCall& c, const ucontext_t* uc) {
       case Where::Local: break;
       case Where::Home: {
         if (row->id == CallId::Openat) return openForwarded(*row, c.a);
-        long r = forwardRow(*row, c.a);
+        int64_t home[6] = {a[0], a[1], a[2], a[3], a[4], a[5]};
+        toHomeFds(*row, home);
+        long r = forwardRow(*row, home);
         if ((row->id == CallId::Chdir || row->id == CallId::Fchdir) && r == 0) s.cwdLocal.store(0);
         if (row->id == CallId::Write || row->id == CallId::Pwrite64) r = raiseSigpipeOnEpipe(r);
         if (row->id == CallId::FcntlSetfl && r == 0 && isStreamFd(s, fdArg(a[0]))) {

@@ -5,7 +5,7 @@
 // and how long waits with absolute deadlines computed on those clocks lasted, in
 // milliseconds of its CLOCK_MONOTONIC (a difference: the offset cancels out). A
 // deadline 500 ms ahead of the job's clock must wait about 500 ms, not the offset
-// longer, and not return at once. A forked child reads this host's clocks.
+// longer, and not return at once. A forked child reads the job's clocks too.
 #include "shim/forward/forward_config.h"
 
 #include <cerrno>
@@ -179,7 +179,7 @@ int report() {
     printf("timer_abs_%s_ms %lld %s\n", name, elapsedSinceMs(start), ok ? "0" : strerror(errno));
     timer_delete(timer);
   }
-  // A child process runs undispatched: on this host's clocks, with deadlines on them.
+  // A child process forwards like its parent: on the job's clocks, deadlines converted.
   pid_t child = fork();
   if (child == 0) {
     clock_gettime(CLOCK_REALTIME, &ts);

@@ -5,8 +5,8 @@
 # (libc functions answered by the vDSO, and raw system calls), the CPU clock none,
 # and every absolute deadline computed on the shifted clocks (condition variables,
 # semaphores, PI mutexes, clock_nanosleep, timerfd, POSIX timers) must wait its
-# 500 ms, not an hour more and not zero. A forked child (undispatched) reads this
-# host's clocks and waits right too. A Config with no offsets changes nothing.
+# 500 ms, not an hour more and not zero. A forked child forwards like the job: it
+# reads the job's clocks and waits right too. A Config with no offsets changes nothing.
 # The bounds are sanity bounds for a +-1 h effect, not timing thresholds.
 #
 #   clock_test.sh CLOCK_APP LIBMIG
@@ -56,7 +56,7 @@ for k in cond_timedwait_ms cond_clockwait_ms sem_timedwait_ms pi_timedlock_ms na
          timer_abs_monotonic_ms child_cond_timedwait_ms; do
   waited "$k"
 done
-near child_realtime "$now"
+near child_realtime $((now + 3600))
 
 # Offsets pointing the other way: deadlines would be in the past here if left alone.
 run -3600000000000 0

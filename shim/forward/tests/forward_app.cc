@@ -125,8 +125,9 @@ int main(int argc, char** argv) {
   struct iovec iov[2] = {{const_cast<char*>("line 6 via "), 11}, {const_cast<char*>("writev\n"), 7}};
   printf("writev %zd\n", writev(3, iov, 2));
 
-  // Child processes (posix_spawn's clone3 with a stack of its own, fork, vfork) run
-  // undispatched; the parent must stay dispatched after each.
+  // Child processes (posix_spawn's clone3 with a stack of its own, fork, vfork)
+  // forward too, with fd tables of their own; the parent must stay dispatched after
+  // each.
   int sys = system("exit 3");
   printf("system %d\n", WIFEXITED(sys) ? WEXITSTATUS(sys) : -1);
   char child[64] = "";
@@ -135,7 +136,13 @@ int main(int argc, char** argv) {
   if (p != nullptr) pclose(p);
   printf("popen %s", child);
   pid_t f = fork();
-  if (f == 0) _exit(7);
+  if (f == 0) {
+    int d = dup(3);  // the child's own table: its dup and close stay its own
+    syscall(SYS_write, d, "line from the fork child\n", 25);
+    close(d);
+    close(3);
+    _exit(7);
+  }
   int fst = 0;
   waitpid(f, &fst, 0);
   printf("fork child %d\n", WIFEXITED(fst) ? WEXITSTATUS(fst) : -1);
