@@ -12,33 +12,15 @@
 # usage: clock_migration_test.sh SHADOWD MIGCTL LIBMIG CLOCK_JOB
 set -u
 shadowd=$(realpath "$1") migctl=$(realpath "$2") libmig=$(realpath "$3") job=$(realpath "$4")
-dir=$(mktemp -d /tmp/mig-clock.XXXXXX)
+source "$(dirname "$0")/loopback_lib.sh" clock
 skew=3600
-pids=()
-cleanup() {
-  kill -9 "${pids[@]}" 2>/dev/null
-  wait 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fails=0
-ok() { echo "ok - $1"; }
-bad() { echo "FAIL - $1"; shift; for f in "$@"; do echo "  --- $f"; sed 's/^/    /' "$f" 2>/dev/null | tail -30; done; fails=$((fails + 1)); }
-
-port() {  # a free loopback port
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-# wait_line FILE PATTERN: bounded wait for a line
-wait_line() { for _ in $(seq 1 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 
 head -c 32 /dev/urandom > "$dir/key"; chmod 600 "$dir/key"
 pa=$(port) pb=$(port)
 MIG_TEST_CLOCK_SKEW_NS=${skew}000000000 "$shadowd" --listen 127.0.0.1:$pa --cluster-key "$dir/key" \
   --socket "$dir/a/sock" --log "$dir/a.log" & pids+=($!)
 "$shadowd" --listen 127.0.0.1:$pb --cluster-key "$dir/key" --socket "$dir/b/sock" --log "$dir/b.log" & pids+=($!)
-for s in a b; do
-  for _ in $(seq 1 100); do [ -S "$dir/$s/sock" ] && break; sleep 0.05; done
-done
+for s in a b; do wait_socket "$dir/$s/sock"; done
 A() { MIG_SHADOWD_SOCKET=$dir/a/sock timeout 120 "$migctl" "$@"; }
 
 # check_report TAG EXPECTED_OFFSET: the job's three realtime readings are within 60 s

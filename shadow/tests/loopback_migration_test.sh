@@ -17,34 +17,15 @@
 set -u
 shadowd=$(realpath "$1") migctl=$(realpath "$2") libmig=$(realpath "$3") job=$(realpath "$4")
 writers=$(realpath "$5") family=$(realpath "$6")
-dir=$(mktemp -d /tmp/mig-loopback.XXXXXX)
-pids=()
-cleanup() {
-  kill -9 "${pids[@]}" 2>/dev/null
-  wait 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fails=0
-ok() { echo "ok - $1"; }
-bad() { echo "FAIL - $1"; shift; for f in "$@"; do echo "  --- $f"; sed 's/^/    /' "$f" 2>/dev/null | tail -30; done; fails=$((fails + 1)); }
-
-port() {  # a free loopback port
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+source "$(dirname "$0")/loopback_lib.sh" loopback
 head -c 32 /dev/urandom > "$dir/key"; chmod 600 "$dir/key"
 head -c 32 /dev/urandom > "$dir/otherkey"; chmod 600 "$dir/otherkey"
 pa=$(port) pb=$(port) pc=$(port)
 "$shadowd" --listen 127.0.0.1:$pa --cluster-key "$dir/key" --socket "$dir/a/sock" --log "$dir/a.log" & pids+=($!)
 "$shadowd" --listen 127.0.0.1:$pb --cluster-key "$dir/key" --socket "$dir/b/sock" --log "$dir/b.log" & pids+=($!)
 "$shadowd" --listen 127.0.0.1:$pc --cluster-key "$dir/otherkey" --socket "$dir/c/sock" --log "$dir/c.log" & pids+=($!)
-for s in a b c; do
-  for _ in $(seq 1 100); do [ -S "$dir/$s/sock" ] && break; sleep 0.05; done
-done
+for s in a b c; do wait_socket "$dir/$s/sock"; done
 A() { MIG_SHADOWD_SOCKET=$dir/a/sock timeout 120 "$migctl" "$@"; }
-
-# wait_line FILE PATTERN: bounded wait for a line
-wait_line() { for _ in $(seq 1 400); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 
 # The job: JOB_PROGRAM STEPS OUT_FILE, prints "step N pid P" per step to stdout
 # (redirected to a file here) and appends "raw N" to OUT_FILE with write(2).
