@@ -225,8 +225,10 @@ kj::Array<kj::byte> Dispatcher::call(kj::ArrayPtr<const kj::byte> request) {
       if (s.kind == Arg::InOutStruct && r.input[i] != nullptr) memcpy(at, r.input[i], s.size);
       pointers[i] = at;
     } else if (isInput(s.kind)) {
-      // The functions only read these (write's buffer, paths, TCSETS's termios).
-      pointers[i] = const_cast<uint8_t*>(r.input[i]);
+      // The functions only read these (write's buffer, paths, TCSETS's termios). An
+      // empty buffer is NULL, as the application passed it (sendto's address).
+      const bool empty = s.kind == Arg::InBuf && r.h.args[s.lenArg] == 0;
+      pointers[i] = empty ? nullptr : const_cast<uint8_t*>(r.input[i]);
     }
   }
   if (row.selectorArg >= 0) ints[row.selectorArg] = row.selector;

@@ -131,6 +131,12 @@ constexpr Row kTable[] = {
     call(C::Wait4, SYS_wait4, "wait4", Ret::Int, -1, {I, outStruct(kIntSize), I, outStruct(kRusageSize)}),
     // glibc's waitid has no rusage argument: the system call's fifth stays untouched.
     call(C::Waitid, SYS_waitid, "waitid", Ret::Int, -1, {I, I, outStruct(kSiginfoSize), I}),
+    // Sockets the job had at home stay there. send/recv on them; the address sendto
+    // names (none on a connected socket) goes along, recvfrom's source does not come
+    // back (its arguments are left alone).
+    call(C::Sendto, SYS_sendto, "sendto", Ret::Long, 0, {F, inBuf(2), I, I, inBuf(5), I}),
+    call(C::Recvfrom, SYS_recvfrom, "recvfrom", Ret::Long, 0, {F, outBuf(2), I, I, N, N}),
+    call(C::Shutdown, SYS_shutdown, "shutdown", Ret::Int, 0, {F, I}),
 };
 
 constexpr uint32_t kCount = sizeof(kTable) / sizeof(kTable[0]);

@@ -58,6 +58,9 @@ enum class CallId : uint32_t {
   Dup3 = 42,
   Wait4 = 43,
   Waitid = 44,
+  Sendto = 45,
+  Recvfrom = 46,
+  Shutdown = 47,
 };
 
 // What an argument is. Input kinds (InBuf, Path, InStruct, InOutStruct) travel as

@@ -8,15 +8,17 @@
 # pipelined writes of several threads to a pipe at home keep their order, and a burst
 # written just before the job exits is all there when its parent sees the end; a job
 # away kills and reaps the child it forked at home, and its own children get virtual
-# PIDs above pid_max that fork, getpid, getppid and waitpid agree on; a call
+# PIDs above pid_max that fork, getpid, getppid and waitpid agree on; a TCP client
+# streaming to a sink at home, migrated there and back mid-stream, delivers every
+# byte (its socket stayed at home); a call
 # sent to the relay with a wrong job token runs nothing; and a
 # migration to a dead address or to a shadowd with another key leaves the job running
 # where it was, with one line saying why.
 #
-# usage: loopback_migration_test.sh SHADOWD MIGCTL LIBMIG JOB_PROGRAM ORDERED_WRITERS FAMILY_JOB
+# usage: loopback_migration_test.sh SHADOWD MIGCTL LIBMIG JOB_PROGRAM ORDERED_WRITERS FAMILY_JOB STREAM_CLIENT
 set -u
 shadowd=$(realpath "$1") migctl=$(realpath "$2") libmig=$(realpath "$3") job=$(realpath "$4")
-writers=$(realpath "$5") family=$(realpath "$6")
+writers=$(realpath "$5") family=$(realpath "$6") streamer=$(realpath "$7")
 source "$(dirname "$0")/loopback_lib.sh" loopback
 head -c 32 /dev/urandom > "$dir/key"; chmod 600 "$dir/key"
 head -c 32 /dev/urandom > "$dir/otherkey"; chmod 600 "$dir/otherkey"
@@ -192,5 +194,41 @@ if [ "$(cat "$dir/family.status" 2>/dev/null)" = 0 ] && grep -q "frozen" "$dir/m
    grep -qx "exec'd shell, pid $fpid" "$dir/family.out"; then
   ok "away from home, the job killed and reaped its home child $hchild (SIGCHLD seen); its child born on B is PID $v for fork, getpid, getppid and waitpid; the child, a spawned echo and the shell the job exec'd wrote to its stdout at home"
 else bad "process family away from home (status '$(cat "$dir/family.status" 2>/dev/null)')" "$dir/family.out" "$dir/m7.out" "$dir/b.log"; fi
+
+# A TCP client streaming 200 MiB to a sink at home with send(2), migrated A -> B -> A
+# mid-stream: its socket stays at home with the deputy, so the sink sees one
+# connection, never reset, and the same bytes as from an undisturbed run.
+sink() {  # sink OUT: a one-connection TCP sink on loopback; its port goes to OUT first
+  python3 -c '
+import hashlib, socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+print(s.getsockname()[1], flush=True)
+c, _ = s.accept(); h = hashlib.sha256(); n = 0
+while True:
+    d = c.recv(1 << 20)
+    if not d: break
+    h.update(d); n += len(d)
+c.sendall(("%d bytes sha256 %s\n" % (n, h.hexdigest())).encode())' > "$1" &
+  pids+=($!)
+  wait_line "$1" '^[0-9]'
+}
+sink "$dir/sink1.port"
+"$streamer" "$(head -1 "$dir/sink1.port")" 200 > "$dir/stream1.out" 2> /dev/null
+sink "$dir/sink2.port"
+( LD_PRELOAD=$libmig "$streamer" "$(head -1 "$dir/sink2.port")" 200 > "$dir/stream2.out" 2> "$dir/stream2.err"
+  echo "$?" > "$dir/stream2.status" ) &
+pids+=($!)
+wait_line "$dir/stream2.err" '^at MiB 20$' || bad "the streaming client started" "$dir/stream2.err"
+job5=$(pgrep -f "stream_client $(head -1 "$dir/sink2.port") 200" | head -1)
+A migrate "$job5" --to 127.0.0.1:$pb > "$dir/m8.out" 2>&1 || bad "migrate the streaming client" "$dir/m8.out" "$dir/b.log"
+n=$(grep -c '^at MiB' "$dir/stream2.err")
+wait_line "$dir/stream2.err" "^at MiB $(( (n + 3) * 10 ))\$" || bad "the client streams on from B" "$dir/stream2.err"
+A migrate "$job5" --to 127.0.0.1:$pa > "$dir/m9.out" 2>&1 || bad "migrate the streaming client home" "$dir/m9.out" "$dir/b.log"
+for _ in $(seq 1 600); do [ -s "$dir/stream2.status" ] && break; sleep 0.05; done
+if [ "$(cat "$dir/stream2.status" 2>/dev/null)" = 0 ] && grep -q frozen "$dir/m8.out" && grep -q frozen "$dir/m9.out" &&
+   grep -q "sent 209715200 bytes; the sink says: 209715200 bytes sha256 " "$dir/stream1.out" &&
+   cmp -s "$dir/stream1.out" "$dir/stream2.out"; then
+  ok "a TCP client streamed 200 MiB through its socket at home, migrated A -> B -> A mid-stream: the sink's SHA-256 is the undisturbed run's"
+else bad "TCP stream across migrations (status '$(cat "$dir/stream2.status" 2>/dev/null)')" "$dir/stream1.out" "$dir/stream2.out" "$dir/stream2.err" "$dir/m8.out" "$dir/m9.out"; fi
 
 [ "$fails" -eq 0 ]

@@ -21,7 +21,8 @@ namespace {
 using rsc::CallId;
 
 bool isIo(CallId id) {
-  return id == CallId::Read || id == CallId::Write || id == CallId::Pread64 || id == CallId::Pwrite64;
+  return id == CallId::Read || id == CallId::Write || id == CallId::Pread64 || id == CallId::Pwrite64 ||
+         id == CallId::Sendto || id == CallId::Recvfrom;
 }
 
 bool hasOffset(CallId id) { return id == CallId::Pread64 || id == CallId::Pwrite64; }
