@@ -10,7 +10,8 @@
 # away kills and reaps the child it forked at home, and its own children get virtual
 # PIDs above pid_max that fork, getpid, getppid and waitpid agree on; a TCP client
 # streaming to a sink at home, migrated there and back mid-stream, delivers every
-# byte (its socket stayed at home); a call
+# byte (its socket stayed at home); `producer | cat | consumer` with cat migrated
+# mid-stream gives the consumer exactly what it gets undisturbed; a call
 # sent to the relay with a wrong job token runs nothing; and a
 # migration to a dead address or to a shadowd with another key leaves the job running
 # where it was, with one line saying why.
@@ -230,5 +231,27 @@ if [ "$(cat "$dir/stream2.status" 2>/dev/null)" = 0 ] && grep -q frozen "$dir/m8
    cmp -s "$dir/stream1.out" "$dir/stream2.out"; then
   ok "a TCP client streamed 200 MiB through its socket at home, migrated A -> B -> A mid-stream: the sink's SHA-256 is the undisturbed run's"
 else bad "TCP stream across migrations (status '$(cat "$dir/stream2.status" 2>/dev/null)')" "$dir/stream1.out" "$dir/stream2.out" "$dir/stream2.err" "$dir/m8.out" "$dir/m9.out"; fi
+
+# `producer | cat | sha256sum` in one shell at home, with coreutils' cat (a program
+# nobody here wrote) under libmig, migrated to B and back mid-stream: the consumer's
+# output is the undisturbed pipeline's, and every member of the pipeline exits 0.
+producer='import sys, time
+for i in range(300000):
+    sys.stdout.write("line %d of the producer\n" % i)
+    if i % 10000 == 0: sys.stdout.flush(); time.sleep(0.1)'
+python3 -c "$producer" | cat | sha256sum > "$dir/pipe1.out"
+( python3 -c "$producer" | LD_PRELOAD=$libmig cat - | sha256sum > "$dir/pipe2.out"
+  echo "${PIPESTATUS[*]}" > "$dir/pipe2.status" ) &
+pids+=($!)
+for _ in $(seq 1 100); do job6=$(pgrep -n -f -x 'cat -'); [ -n "$job6" ] && break; sleep 0.05; done
+sleep 0.5
+A migrate "$job6" --to 127.0.0.1:$pb > "$dir/m10.out" 2>&1 || bad "migrate cat" "$dir/m10.out" "$dir/b.log"
+sleep 0.5
+A migrate "$job6" --to 127.0.0.1:$pa > "$dir/m11.out" 2>&1 || bad "migrate cat home" "$dir/m11.out" "$dir/b.log"
+for _ in $(seq 1 600); do [ -s "$dir/pipe2.status" ] && break; sleep 0.05; done
+if [ "$(cat "$dir/pipe2.status" 2>/dev/null)" = "0 0 0" ] && grep -q frozen "$dir/m10.out" && grep -q frozen "$dir/m11.out" &&
+   cmp -s "$dir/pipe1.out" "$dir/pipe2.out"; then
+  ok "producer | cat | sha256sum with cat migrated A -> B -> A mid-stream: the consumer's output is exact, the pipeline exits 0 0 0"
+else bad "pipeline through a migrated cat (status '$(cat "$dir/pipe2.status" 2>/dev/null)')" "$dir/pipe1.out" "$dir/pipe2.out" "$dir/m10.out" "$dir/m11.out"; fi
 
 [ "$fails" -eq 0 ]
