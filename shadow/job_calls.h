@@ -72,7 +72,8 @@ class JobCalls : public kj::Refcounted {
   kj::Array<kj::byte> token_;
   kj::Maybe<rpc::Deputy::Client> deputy_;  // through the home shadowd; dropped when it breaks
 
-  std::map<uint64_t, Write> waiting_;  // pipelined writes by order number
+  std::multimap<uint64_t, Write> waiting_;  // pipelined writes by order number (kept even
+                                            // if a number comes twice: no byte is dropped)
   uint64_t ran_ = 0;                   // every write up to this number has run
   uint64_t queuedBytes_ = 0;
   bool started_ = false;
