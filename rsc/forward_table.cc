@@ -137,6 +137,10 @@ constexpr Row kTable[] = {
     call(C::Sendto, SYS_sendto, "sendto", Ret::Long, 0, {F, inBuf(2), I, I, inBuf(5), I}),
     call(C::Recvfrom, SYS_recvfrom, "recvfrom", Ret::Long, 0, {F, outBuf(2), I, I, N, N}),
     call(C::Shutdown, SYS_shutdown, "shutdown", Ret::Int, 0, {F, I}),
+    // A listening socket at home accepts there; the new connection is a home fd like
+    // an opened file (the shim mirrors it). The peer's address does not come back.
+    call(C::Accept, SYS_accept, "accept", Ret::Int, 0, {F, N, N}),
+    call(C::Accept4, SYS_accept4, "accept4", Ret::Int, 0, {F, N, N, I}),
 };
 
 constexpr uint32_t kCount = sizeof(kTable) / sizeof(kTable[0]);

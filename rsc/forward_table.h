@@ -61,6 +61,8 @@ enum class CallId : uint32_t {
   Sendto = 45,
   Recvfrom = 46,
   Shutdown = 47,
+  Accept = 48,
+  Accept4 = 49,
 };
 
 // What an argument is. Input kinds (InBuf, Path, InStruct, InOutStruct) travel as

@@ -11,15 +11,18 @@
 # PIDs above pid_max that fork, getpid, getppid and waitpid agree on; a TCP client
 # streaming to a sink at home, migrated there and back mid-stream, delivers every
 # byte (its socket stayed at home); `producer | cat | consumer` with cat migrated
-# mid-stream gives the consumer exactly what it gets undisturbed; a call
+# mid-stream gives the consumer exactly what it gets undisturbed; a blocking TCP
+# server keeps its connection and its listening socket at home across A -> B -> A
+# (a client mid-conversation gets every echo, new clients are served); a call
 # sent to the relay with a wrong job token runs nothing; and a
 # migration to a dead address or to a shadowd with another key leaves the job running
 # where it was, with one line saying why.
 #
-# usage: loopback_migration_test.sh SHADOWD MIGCTL LIBMIG JOB_PROGRAM ORDERED_WRITERS FAMILY_JOB STREAM_CLIENT
+# usage: loopback_migration_test.sh SHADOWD MIGCTL LIBMIG JOB_PROGRAM ORDERED_WRITERS FAMILY_JOB
+#          STREAM_CLIENT ECHO_SERVER
 set -u
 shadowd=$(realpath "$1") migctl=$(realpath "$2") libmig=$(realpath "$3") job=$(realpath "$4")
-writers=$(realpath "$5") family=$(realpath "$6") streamer=$(realpath "$7")
+writers=$(realpath "$5") family=$(realpath "$6") streamer=$(realpath "$7") server=$(realpath "$8")
 source "$(dirname "$0")/loopback_lib.sh" loopback
 head -c 32 /dev/urandom > "$dir/key"; chmod 600 "$dir/key"
 head -c 32 /dev/urandom > "$dir/otherkey"; chmod 600 "$dir/otherkey"
@@ -253,5 +256,41 @@ if [ "$(cat "$dir/pipe2.status" 2>/dev/null)" = "0 0 0" ] && grep -q frozen "$di
    cmp -s "$dir/pipe1.out" "$dir/pipe2.out"; then
   ok "producer | cat | sha256sum with cat migrated A -> B -> A mid-stream: the consumer's output is exact, the pipeline exits 0 0 0"
 else bad "pipeline through a migrated cat (status '$(cat "$dir/pipe2.status" 2>/dev/null)')" "$dir/pipe1.out" "$dir/pipe2.out" "$dir/m10.out" "$dir/m11.out"; fi
+
+# A blocking TCP echo server listening at home, migrated A -> B while a client talks
+# to it (the client gets every echo, in order, and no reset), then a new client
+# connects to the same address and is served from B; then, while the server waits
+# in accept at home, back to A, and a third client is served.
+client() {  # client PORT N OUT: N numbered lines, 20 ms apart, each echo checked
+  python3 -c '
+import socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+s = socket.create_connection(("127.0.0.1", port)); f = s.makefile("rw")
+for i in range(n):
+    f.write("message %d\n" % i); f.flush()
+    if f.readline() != "echo message %d\n" % i: print("bad echo for", i); sys.exit(1)
+    time.sleep(0.02)
+s.close(); print("%d echoes in order" % n)' "$@"
+}
+( LD_PRELOAD=$libmig "$server" 3 > "$dir/server.out" 2>&1; echo "$?" > "$dir/server.status" ) &
+pids+=($!)
+wait_line "$dir/server.out" '^port ' || bad "the echo server started" "$dir/server.out"
+sport=$(sed -n 's/^port //p' "$dir/server.out")
+spid=$(pgrep -f "echo_server 3" | head -1)
+client "$sport" 150 > "$dir/client1.out" 2>&1 &
+c1=$!; pids+=($c1)
+sleep 1
+A migrate "$spid" --to 127.0.0.1:$pb > "$dir/m12.out" 2>&1 || bad "migrate the echo server" "$dir/m12.out" "$dir/b.log"
+wait "$c1"
+client "$sport" 20 > "$dir/client2.out" 2>&1
+wait_line "$dir/server.out" '^served client 2$'
+A migrate "$spid" --to 127.0.0.1:$pa > "$dir/m13.out" 2>&1 || bad "migrate the echo server home" "$dir/m13.out" "$dir/b.log"
+client "$sport" 20 > "$dir/client3.out" 2>&1
+for _ in $(seq 1 200); do [ -s "$dir/server.status" ] && break; sleep 0.05; done
+if [ "$(cat "$dir/server.status" 2>/dev/null)" = 0 ] && grep -q frozen "$dir/m12.out" && grep -q frozen "$dir/m13.out" &&
+   grep -qx "150 echoes in order" "$dir/client1.out" && grep -qx "20 echoes in order" "$dir/client2.out" &&
+   grep -qx "20 echoes in order" "$dir/client3.out" && grep -qx "served client 3" "$dir/server.out"; then
+  ok "a TCP echo server, migrated A -> B mid-conversation and back while waiting in accept: every echo in order, new clients served at the same address"
+else bad "TCP server across migrations (status '$(cat "$dir/server.status" 2>/dev/null)')" "$dir/server.out" "$dir/client1.out" "$dir/client2.out" "$dir/client3.out" "$dir/m12.out" "$dir/m13.out"; fi
 
 [ "$fails" -eq 0 ]

@@ -69,14 +69,12 @@ void toHomeFds(const rsc::Row& row, int64_t args[6]) {
   }
 }
 
-long openOwn(const rsc::Row& row, const int64_t args[6]) {
+long newOwnFd(const rsc::Row& row, const int64_t args[6], bool cloexec) {
   State& s = state();
   long local = runLocally(SYS_openat, AT_FDCWD, reinterpret_cast<int64_t>("/dev/null"),
-                          O_RDWR | (args[2] & O_CLOEXEC));
+                          O_RDWR | (cloexec ? O_CLOEXEC : 0));
   if (local < 0) return local;
-  int64_t home[6] = {args[0], args[1], args[2], args[3], args[4], args[5]};
-  toHomeFds(row, home);
-  long h = forwardRow(row, home);
+  long h = forwardRow(row, args);  // args name the deputy's numbers already
   long high = h < 0 ? h : forwardSyscall(SYS_fcntl, h, F_DUPFD, kOwnHomeFloor);
   if (h >= 0) forwardSyscall(SYS_close, h);
   if (high < 0 || !inRange(local)) {

@@ -24,7 +24,7 @@ int32_t homeFdOf(int32_t fd);
 void toHomeFds(const rsc::Row& row, int64_t args[6]);
 
 // The fd-table calls of a process with its own table (fd_mirror.cc sends them here).
-long openOwn(const rsc::Row& row, const int64_t args[6]);
+long newOwnFd(const rsc::Row& row, const int64_t args[6], bool cloexec);
 long closeOwn(int32_t fd);
 // Forgets fd as a home fd (its local side stays); closes its home side if this
 // process opened it.

@@ -4,8 +4,8 @@
 // the number is always chosen here (the lowest free local number, as the application
 // expects), and the home side is made to use the same number with dup3.
 //
-//   openat (home path):  stand-in L reserved first, openat at home gives H;
-//                        H != L: dup3(H, L) and close(H) at home.
+//   openat (home path),  stand-in L reserved first, the call at home gives H;
+//   accept (home socket): H != L: dup3(H, L) and close(H) at home.
 //   close (home fd):     closed at home, then the stand-in.
 //   dup / F_DUPFD:       duplicated here (number L), then dup3(fd, L) at home.
 //   dup2/dup3:           both sides; a local fd over a home fd closes the home one.
@@ -57,12 +57,11 @@ long mirrorCopy(int32_t from, int32_t to, int64_t flags) {
 
 }  // namespace
 
-long openForwarded(const rsc::Row& row, const int64_t args[6]) {
-  if (ownTable()) return openOwn(row, args);
+long newFdForwarded(const rsc::Row& row, const int64_t args[6], bool cloexec) {
+  if (ownTable()) return newOwnFd(row, args, cloexec);
   State& s = state();
-  const int64_t flags = args[2];
   long local = runLocally(SYS_openat, AT_FDCWD, reinterpret_cast<int64_t>("/dev/null"),
-                          O_RDWR | (flags & O_CLOEXEC));
+                          O_RDWR | (cloexec ? O_CLOEXEC : 0));
   if (local < 0) return local;
   const int32_t l = static_cast<int32_t>(local);
   long home = forwardRow(row, args);
@@ -71,7 +70,7 @@ long openForwarded(const rsc::Row& row, const int64_t args[6]) {
     return home;
   }
   if (home != l) {
-    long r = forwardDup3(static_cast<int32_t>(home), l, flags & O_CLOEXEC);
+    long r = forwardDup3(static_cast<int32_t>(home), l, cloexec ? O_CLOEXEC : 0);
     forwardSyscall(SYS_close, home);
     if (r < 0) {
       runLocally(SYS_close, l);

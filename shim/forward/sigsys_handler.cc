@@ -26,6 +26,7 @@
 #include <cerrno>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -189,6 +190,20 @@ long reaped(long real, bool exited) {
   return vpid;
 }
 
+// accept/accept4 on a listening socket at home: the connection is a new home fd, a
+// stream; its writes are pipelined unless it is non-blocking. The peer's address
+// stays at home: an address buffer the caller passed is reported empty.
+long acceptForwarded(const rsc::Row& row, const int64_t home[6], const int64_t* a) {
+  const int64_t flags = row.id == CallId::Accept4 ? a[3] : 0;
+  long fd = newFdForwarded(row, home, flags & SOCK_CLOEXEC);
+  if (fd < 0) return fd;
+  State& s = state();
+  if (fd < kMaxFds) __atomic_fetch_or(&s.config.streamFds[fd / 64], 1ull << (fd % 64), __ATOMIC_ACQ_REL);
+  if (!ownTable()) setPipelinedFd(s, fd, !(flags & SOCK_NONBLOCK));
+  if (a[1] != 0 && a[2] != 0) *reinterpret_cast<socklen_t*>(a[2]) = 0;
+  return fd;
+}
+
 // kill, wait4 and waitid: towards processes at home they go home (the deputy is the
 // parent of the children forked there); towards this process and the children born
 // here they run here, in real PIDs. A wait for any child waits here while there are
@@ -273,9 +288,10 @@ long route(TrappedCall& c, const ucontext_t* uc) {
       case Where::Both: return -EXDEV;  // e.g. rename between a home and a local path
       case Where::Local: break;
       case Where::Home: {
-        if (row->id == CallId::Openat) return openForwarded(*row, c.a);
         int64_t home[6] = {a[0], a[1], a[2], a[3], a[4], a[5]};
         toHomeFds(*row, home);
+        if (row->id == CallId::Openat) return newFdForwarded(*row, home, a[2] & O_CLOEXEC);
+        if (row->id == CallId::Accept || row->id == CallId::Accept4) return acceptForwarded(*row, home, c.a);
         long r = forwardRow(*row, home);
         if ((row->id == CallId::Chdir || row->id == CallId::Fchdir) && r == 0) s.cwdLocal.store(0);
         if (row->id == CallId::Write || row->id == CallId::Pwrite64) r = raiseSigpipeOnEpipe(r);

@@ -50,7 +50,9 @@ long emulateSigaction(const TrappedCall& c);
 long emulateSigprocmask(const TrappedCall& c, ucontext_t* uc);
 
 // The fd-table calls on forwarded fds, mirrored on both sides (fd_mirror.cc).
-long openForwarded(const rsc::Row& row, const int64_t args[6]);
+// newFdForwarded: a call that makes a new fd at home (openat of a home path, accept
+// on a home socket), which gets the lowest free number here.
+long newFdForwarded(const rsc::Row& row, const int64_t args[6], bool cloexec);
 long closeMirrored(const TrappedCall& c);
 long closeRangeMirrored(const TrappedCall& c);
 long dupMirrored(const TrappedCall& c);

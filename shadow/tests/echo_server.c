@@ -1,0 +1,54 @@
+/* echo_server.c: the job of the loopback test's server check. A plain blocking TCP
+ * server: listens on 127.0.0.1 (a free port, printed as "port N"), and serves
+ * CLIENTS clients one after the other, answering each line with "echo LINE", until
+ * the client closes; then exits 0. Its listening socket and connections stay at home
+ * when it migrates.
+ *
+ * usage: echo_server CLIENTS */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: echo_server CLIENTS\n");
+    return 2;
+  }
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  int l = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 8) != 0 ||
+      getsockname(l, (struct sockaddr *)&a, &len) != 0) {
+    perror("listen");
+    return 1;
+  }
+  printf("port %d\n", ntohs(a.sin_port));
+  for (int served = 0; served < atoi(argv[1]); ++served) {
+    int c = accept(l, NULL, NULL);
+    if (c < 0) {
+      perror("accept");
+      return 1;
+    }
+    FILE *in = fdopen(c, "r");
+    char line[512];
+    while (fgets(line, sizeof line, in) != NULL) {
+      char out[600];
+      int n = snprintf(out, sizeof out, "echo %s", line);
+      if (write(c, out, (size_t)n) != n) {
+        perror("write");
+        return 1;
+      }
+    }
+    fclose(in);
+    printf("served client %d\n", served + 1);
+  }
+  return 0;
+}
