@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -26,11 +27,13 @@ constexpr uint16_t kWinsizeSize = 8;      // struct winsize
 constexpr uint16_t kIntSize = 4;          // int / pid_t
 constexpr uint16_t kRusageSize = 144;     // struct rusage
 constexpr uint16_t kSiginfoSize = 128;    // siginfo_t
+constexpr uint16_t kSockaddrSize = 128;   // struct sockaddr_storage
 static_assert(sizeof(struct stat) == kStatSize);
 static_assert(sizeof(struct statx) == kStatxSize);
 static_assert(sizeof(struct winsize) == kWinsizeSize);
 static_assert(sizeof(struct rusage) == kRusageSize);
 static_assert(sizeof(siginfo_t) == kSiginfoSize);
+static_assert(sizeof(struct sockaddr_storage) == kSockaddrSize);
 
 constexpr ArgSpec N{Arg::None, 0, 0};
 constexpr ArgSpec I{Arg::Int, 0, 0};
@@ -40,6 +43,7 @@ constexpr ArgSpec inBuf(uint8_t lenArg) { return {Arg::InBuf, lenArg, 0}; }
 constexpr ArgSpec outBuf(uint8_t lenArg) { return {Arg::OutBuf, lenArg, 0}; }
 constexpr ArgSpec inStruct(uint16_t size) { return {Arg::InStruct, 0, size}; }
 constexpr ArgSpec outStruct(uint16_t size) { return {Arg::OutStruct, 0, size}; }
+constexpr ArgSpec inOutStruct(uint16_t size) { return {Arg::InOutStruct, 0, size}; }
 
 constexpr Row call(CallId id, long sysno, const char* function, Ret ret, int8_t fdArg,
                    std::initializer_list<ArgSpec> args) {
@@ -138,9 +142,13 @@ constexpr Row kTable[] = {
     call(C::Recvfrom, SYS_recvfrom, "recvfrom", Ret::Long, 0, {F, outBuf(2), I, I, N, N}),
     call(C::Shutdown, SYS_shutdown, "shutdown", Ret::Int, 0, {F, I}),
     // A listening socket at home accepts there; the new connection is a home fd like
-    // an opened file (the shim mirrors it). The peer's address does not come back.
+    // an opened file (the shim mirrors it, and asks for the peer's address after).
     call(C::Accept, SYS_accept, "accept", Ret::Int, 0, {F, N, N}),
     call(C::Accept4, SYS_accept4, "accept4", Ret::Int, 0, {F, N, N, I}),
+    // Always a whole sockaddr_storage: the shim passes its own and copies what the
+    // caller's buffer holds (the kernel's truncation rule).
+    call(C::Getsockname, SYS_getsockname, "getsockname", Ret::Int, 0, {F, outStruct(kSockaddrSize), inOutStruct(kIntSize)}),
+    call(C::Getpeername, SYS_getpeername, "getpeername", Ret::Int, 0, {F, outStruct(kSockaddrSize), inOutStruct(kIntSize)}),
 };
 
 constexpr uint32_t kCount = sizeof(kTable) / sizeof(kTable[0]);

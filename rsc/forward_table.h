@@ -63,6 +63,8 @@ enum class CallId : uint32_t {
   Shutdown = 47,
   Accept = 48,
   Accept4 = 49,
+  Getsockname = 50,
+  Getpeername = 51,
 };
 
 // What an argument is. Input kinds (InBuf, Path, InStruct, InOutStruct) travel as

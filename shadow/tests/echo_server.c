@@ -1,8 +1,9 @@
 /* echo_server.c: the job of the loopback test's server check. A plain blocking TCP
  * server: listens on 127.0.0.1 (a free port, printed as "port N"), and serves
  * CLIENTS clients one after the other, answering each line with "echo LINE", until
- * the client closes; then exits 0. Its listening socket and connections stay at home
- * when it migrates.
+ * the client closes; then exits 0. For each client it prints the peer's address and
+ * the local port (accept's address, getsockname). Its listening socket and
+ * connections stay at home when it migrates.
  *
  * usage: echo_server CLIENTS */
 #include <arpa/inet.h>
@@ -32,11 +33,15 @@ int main(int argc, char **argv) {
   }
   printf("port %d\n", ntohs(a.sin_port));
   for (int served = 0; served < atoi(argv[1]); ++served) {
-    int c = accept(l, NULL, NULL);
-    if (c < 0) {
+    struct sockaddr_in peer, self;
+    socklen_t plen = sizeof peer, slen = sizeof self;
+    int c = accept(l, (struct sockaddr *)&peer, &plen);
+    if (c < 0 || getsockname(c, (struct sockaddr *)&self, &slen) != 0) {
       perror("accept");
       return 1;
     }
+    printf("client %d from %s, to port %d\n", served + 1, plen == sizeof peer ? inet_ntoa(peer.sin_addr) : "?",
+           ntohs(self.sin_port));
     FILE *in = fdopen(c, "r");
     char line[512];
     while (fgets(line, sizeof line, in) != NULL) {

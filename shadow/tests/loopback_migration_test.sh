@@ -260,7 +260,8 @@ else bad "pipeline through a migrated cat (status '$(cat "$dir/pipe2.status" 2>/
 # A blocking TCP echo server listening at home, migrated A -> B while a client talks
 # to it (the client gets every echo, in order, and no reset), then a new client
 # connects to the same address and is served from B; then, while the server waits
-# in accept at home, back to A, and a third client is served.
+# in accept at home, back to A, and a third client is served. accept's peer address
+# and getsockname say the same on B as at home.
 client() {  # client PORT N OUT: N numbered lines, 20 ms apart, each echo checked
   python3 -c '
 import socket, sys, time
@@ -289,7 +290,8 @@ client "$sport" 20 > "$dir/client3.out" 2>&1
 for _ in $(seq 1 200); do [ -s "$dir/server.status" ] && break; sleep 0.05; done
 if [ "$(cat "$dir/server.status" 2>/dev/null)" = 0 ] && grep -q frozen "$dir/m12.out" && grep -q frozen "$dir/m13.out" &&
    grep -qx "150 echoes in order" "$dir/client1.out" && grep -qx "20 echoes in order" "$dir/client2.out" &&
-   grep -qx "20 echoes in order" "$dir/client3.out" && grep -qx "served client 3" "$dir/server.out"; then
+   grep -qx "20 echoes in order" "$dir/client3.out" && grep -qx "served client 3" "$dir/server.out" &&
+   [ "$(grep -c "^client [123] from 127.0.0.1, to port $sport\$" "$dir/server.out")" = 3 ]; then
   ok "a TCP echo server, migrated A -> B mid-conversation and back while waiting in accept: every echo in order, new clients served at the same address"
 else bad "TCP server across migrations (status '$(cat "$dir/server.status" 2>/dev/null)')" "$dir/server.out" "$dir/client1.out" "$dir/client2.out" "$dir/client3.out" "$dir/m12.out" "$dir/m13.out"; fi
 

@@ -190,9 +190,25 @@ long reaped(long real, bool exited) {
   return vpid;
 }
 
+// getsockname/getpeername of a socket at home into the caller's buffer of *len
+// bytes: the full address comes home into ours, the caller gets what fits and the
+// real length, as from the kernel.
+long socketName(const rsc::Row& row, int64_t homeFd, int64_t addr, int64_t lenPtr) {
+  struct sockaddr_storage name {};
+  socklen_t got = sizeof(name);
+  const int64_t args[6] = {homeFd, reinterpret_cast<int64_t>(&name), reinterpret_cast<int64_t>(&got), 0, 0, 0};
+  long r = forwardRow(row, args);
+  if (r < 0) return r;
+  auto* len = reinterpret_cast<socklen_t*>(lenPtr);
+  const socklen_t room = *len < got ? *len : got;
+  __builtin_memcpy(reinterpret_cast<void*>(addr), &name, room);
+  *len = got;
+  return r;
+}
+
 // accept/accept4 on a listening socket at home: the connection is a new home fd, a
-// stream; its writes are pipelined unless it is non-blocking. The peer's address
-// stays at home: an address buffer the caller passed is reported empty.
+// stream; its writes are pipelined unless it is non-blocking. The peer's address is
+// asked for afterwards (getpeername at home).
 long acceptForwarded(const rsc::Row& row, const int64_t home[6], const int64_t* a) {
   const int64_t flags = row.id == CallId::Accept4 ? a[3] : 0;
   long fd = newFdForwarded(row, home, flags & SOCK_CLOEXEC);
@@ -200,7 +216,10 @@ long acceptForwarded(const rsc::Row& row, const int64_t home[6], const int64_t* 
   State& s = state();
   if (fd < kMaxFds) __atomic_fetch_or(&s.config.streamFds[fd / 64], 1ull << (fd % 64), __ATOMIC_ACQ_REL);
   if (!ownTable()) setPipelinedFd(s, fd, !(flags & SOCK_NONBLOCK));
-  if (a[1] != 0 && a[2] != 0) *reinterpret_cast<socklen_t*>(a[2]) = 0;
+  if (a[1] != 0 && a[2] != 0) {
+    const rsc::Row* peer = rsc::rowById(static_cast<uint32_t>(CallId::Getpeername));
+    if (socketName(*peer, homeFdOf(static_cast<int32_t>(fd)), a[1], a[2]) < 0) *reinterpret_cast<socklen_t*>(a[2]) = 0;
+  }
   return fd;
 }
 
@@ -292,6 +311,10 @@ long route(TrappedCall& c, const ucontext_t* uc) {
         toHomeFds(*row, home);
         if (row->id == CallId::Openat) return newFdForwarded(*row, home, a[2] & O_CLOEXEC);
         if (row->id == CallId::Accept || row->id == CallId::Accept4) return acceptForwarded(*row, home, c.a);
+        if (row->id == CallId::Getsockname || row->id == CallId::Getpeername) {
+          if (a[1] == 0 || a[2] == 0) return -EFAULT;
+          return socketName(*row, home[0], a[1], a[2]);
+        }
         long r = forwardRow(*row, home);
         if ((row->id == CallId::Chdir || row->id == CallId::Fchdir) && r == 0) s.cwdLocal.store(0);
         if (row->id == CallId::Write || row->id == CallId::Pwrite64) r = raiseSigpipeOnEpipe(r);
