@@ -136,10 +136,11 @@ constexpr Row kTable[] = {
     // glibc's waitid has no rusage argument: the system call's fifth stays untouched.
     call(C::Waitid, SYS_waitid, "waitid", Ret::Int, -1, {I, I, outStruct(kSiginfoSize), I}),
     // Sockets the job had at home stay there. send/recv on them; the address sendto
-    // names (none on a connected socket) goes along, recvfrom's source does not come
-    // back (its arguments are left alone).
+    // names (none on a connected socket) goes along; recvfrom's source comes back as
+    // a whole sockaddr_storage, into the shim's own (see Getsockname).
     call(C::Sendto, SYS_sendto, "sendto", Ret::Long, 0, {F, inBuf(2), I, I, inBuf(5), I}),
-    call(C::Recvfrom, SYS_recvfrom, "recvfrom", Ret::Long, 0, {F, outBuf(2), I, I, N, N}),
+    call(C::Recvfrom, SYS_recvfrom, "recvfrom", Ret::Long, 0,
+         {F, outBuf(2), I, I, outStruct(kSockaddrSize), inOutStruct(kIntSize)}),
     call(C::Shutdown, SYS_shutdown, "shutdown", Ret::Int, 0, {F, I}),
     // A listening socket at home accepts there; the new connection is a home fd like
     // an opened file (the shim mirrors it, and asks for the peer's address after).

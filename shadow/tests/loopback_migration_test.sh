@@ -13,16 +13,19 @@
 # byte (its socket stayed at home); `producer | cat | consumer` with cat migrated
 # mid-stream gives the consumer exactly what it gets undisturbed; a blocking TCP
 # server keeps its connection and its listening socket at home across A -> B -> A
-# (a client mid-conversation gets every echo, new clients are served); a call
+# (a client mid-conversation gets every echo, new clients are served); a UDP echo
+# job keeps its bound address and answers every datagram, whole, to its sender,
+# across A -> B -> A; a call
 # sent to the relay with a wrong job token runs nothing; and a
 # migration to a dead address or to a shadowd with another key leaves the job running
 # where it was, with one line saying why.
 #
 # usage: loopback_migration_test.sh SHADOWD MIGCTL LIBMIG JOB_PROGRAM ORDERED_WRITERS FAMILY_JOB
-#          STREAM_CLIENT ECHO_SERVER
+#          STREAM_CLIENT ECHO_SERVER UDP_ECHO
 set -u
 shadowd=$(realpath "$1") migctl=$(realpath "$2") libmig=$(realpath "$3") job=$(realpath "$4")
 writers=$(realpath "$5") family=$(realpath "$6") streamer=$(realpath "$7") server=$(realpath "$8")
+udpecho=$(realpath "$9")
 source "$(dirname "$0")/loopback_lib.sh" loopback
 head -c 32 /dev/urandom > "$dir/key"; chmod 600 "$dir/key"
 head -c 32 /dev/urandom > "$dir/otherkey"; chmod 600 "$dir/otherkey"
@@ -277,7 +280,7 @@ s.close(); print("%d echoes in order" % n)' "$@"
 pids+=($!)
 wait_line "$dir/server.out" '^port ' || bad "the echo server started" "$dir/server.out"
 sport=$(sed -n 's/^port //p' "$dir/server.out")
-spid=$(pgrep -f "echo_server 3" | head -1)
+spid=$(pgrep -n -x echo_server)
 client "$sport" 150 > "$dir/client1.out" 2>&1 &
 c1=$!; pids+=($c1)
 sleep 1
@@ -294,5 +297,37 @@ if [ "$(cat "$dir/server.status" 2>/dev/null)" = 0 ] && grep -q frozen "$dir/m12
    [ "$(grep -c "^client [123] from 127.0.0.1, to port $sport\$" "$dir/server.out")" = 3 ]; then
   ok "a TCP echo server, migrated A -> B mid-conversation and back while waiting in accept: every echo in order, new clients served at the same address"
 else bad "TCP server across migrations (status '$(cat "$dir/server.status" 2>/dev/null)')" "$dir/server.out" "$dir/client1.out" "$dir/client2.out" "$dir/client3.out" "$dir/m12.out" "$dir/m13.out"; fi
+
+# A UDP echo job bound at home, migrated A -> B -> A between bursts of datagrams of
+# many sizes: each comes back whole, from the job's port, to the client's.
+udp_client() {  # udp_client PORT N: N datagrams, each echoed exactly by PORT
+  python3 -c '
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(20)
+for i in range(n):
+    msg = ("datagram %d " % i).encode() + b"x" * (i * 37 % 1400)
+    s.sendto(msg, ("127.0.0.1", port))
+    d, a = s.recvfrom(65536)
+    if d != msg or a != ("127.0.0.1", port): print("bad echo for", i, a); sys.exit(1)
+print("%d datagrams echoed whole" % n)' "$@"
+}
+( LD_PRELOAD=$libmig "$udpecho" > "$dir/udp.out" 2>&1; echo "$?" > "$dir/udp.status" ) &
+pids+=($!)
+wait_line "$dir/udp.out" '^port ' || bad "the UDP echo job started" "$dir/udp.out"
+uport=$(sed -n 's/^port //p' "$dir/udp.out")
+upid=$(pgrep -n -x udp_echo)
+udp_client "$uport" 50 > "$dir/udp1.out" 2>&1
+A migrate "$upid" --to 127.0.0.1:$pb > "$dir/m14.out" 2>&1 || bad "migrate the UDP job" "$dir/m14.out" "$dir/b.log"
+udp_client "$uport" 50 > "$dir/udp2.out" 2>&1
+A migrate "$upid" --to 127.0.0.1:$pa > "$dir/m15.out" 2>&1 || bad "migrate the UDP job home" "$dir/m15.out" "$dir/b.log"
+udp_client "$uport" 50 > "$dir/udp3.out" 2>&1
+python3 -c 'import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"quit", ("127.0.0.1", int(sys.argv[1])))' "$uport"
+for _ in $(seq 1 200); do [ -s "$dir/udp.status" ] && break; sleep 0.05; done
+if [ "$(cat "$dir/udp.status" 2>/dev/null)" = 0 ] && grep -q frozen "$dir/m14.out" && grep -q frozen "$dir/m15.out" &&
+   [ "$(cat "$dir/udp1.out" "$dir/udp2.out" "$dir/udp3.out" | grep -cx "50 datagrams echoed whole")" = 3 ] &&
+   grep -qx "echoed 150 datagrams" "$dir/udp.out"; then
+  ok "a UDP echo job bound at home, migrated A -> B -> A between bursts: 150 datagrams echoed whole, from its port, to their senders"
+else bad "UDP across migrations (status '$(cat "$dir/udp.status" 2>/dev/null)')" "$dir/udp.out" "$dir/udp1.out" "$dir/udp2.out" "$dir/udp3.out" "$dir/m14.out"; fi
 
 [ "$fails" -eq 0 ]

@@ -190,19 +190,33 @@ long reaped(long real, bool exited) {
   return vpid;
 }
 
-// getsockname/getpeername of a socket at home into the caller's buffer of *len
-// bytes: the full address comes home into ours, the caller gets what fits and the
-// real length, as from the kernel.
+// A socket address from home, whole, into the caller's buffer of *len bytes: what
+// fits, and the real length, as the kernel does.
+void giveName(const struct sockaddr_storage& name, socklen_t got, int64_t addr, int64_t lenPtr) {
+  auto* len = reinterpret_cast<socklen_t*>(lenPtr);
+  const socklen_t room = *len < got ? *len : got;
+  __builtin_memcpy(reinterpret_cast<void*>(addr), &name, room);
+  *len = got;
+}
+
+// getsockname/getpeername of a socket at home.
 long socketName(const rsc::Row& row, int64_t homeFd, int64_t addr, int64_t lenPtr) {
   struct sockaddr_storage name {};
   socklen_t got = sizeof(name);
   const int64_t args[6] = {homeFd, reinterpret_cast<int64_t>(&name), reinterpret_cast<int64_t>(&got), 0, 0, 0};
   long r = forwardRow(row, args);
-  if (r < 0) return r;
-  auto* len = reinterpret_cast<socklen_t*>(lenPtr);
-  const socklen_t room = *len < got ? *len : got;
-  __builtin_memcpy(reinterpret_cast<void*>(addr), &name, room);
-  *len = got;
+  if (r >= 0) giveName(name, got, addr, lenPtr);
+  return r;
+}
+
+// recvfrom on a socket at home, with the source address if the caller wants it.
+long recvFrom(const rsc::Row& row, const int64_t home[6]) {
+  struct sockaddr_storage from {};
+  socklen_t got = sizeof(from);
+  const int64_t args[6] = {home[0], home[1], home[2], home[3], reinterpret_cast<int64_t>(&from),
+                           reinterpret_cast<int64_t>(&got)};
+  long r = forwardRow(row, args);
+  if (r >= 0 && home[4] != 0 && home[5] != 0) giveName(from, got, home[4], home[5]);
   return r;
 }
 
@@ -311,6 +325,7 @@ long route(TrappedCall& c, const ucontext_t* uc) {
         toHomeFds(*row, home);
         if (row->id == CallId::Openat) return newFdForwarded(*row, home, a[2] & O_CLOEXEC);
         if (row->id == CallId::Accept || row->id == CallId::Accept4) return acceptForwarded(*row, home, c.a);
+        if (row->id == CallId::Recvfrom) return recvFrom(*row, home);
         if (row->id == CallId::Getsockname || row->id == CallId::Getpeername) {
           if (a[1] == 0 || a[2] == 0) return -EFAULT;
           return socketName(*row, home[0], a[1], a[2]);
