@@ -1,11 +1,11 @@
 /* echo_server.c: the job of the loopback test's server check. A plain blocking TCP
- * server: listens on 127.0.0.1 (a free port, printed as "port N"), and serves
+ * server: listens on ADDR (default 127.0.0.1; a free port, printed as "port N"), and serves
  * CLIENTS clients one after the other, answering each line with "echo LINE", until
  * the client closes; then exits 0. For each client it prints the peer's address and
  * the local port (accept's address, getsockname). Its listening socket and
  * connections stay at home when it migrates.
  *
- * usage: echo_server CLIENTS */
+ * usage: echo_server CLIENTS [ADDR] */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 int main(int argc, char **argv) {
-  if (argc != 2) {
-    fprintf(stderr, "usage: echo_server CLIENTS\n");
+  if (argc != 2 && argc != 3) {
+    fprintf(stderr, "usage: echo_server CLIENTS [ADDR]\n");
     return 2;
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -25,6 +25,10 @@ int main(int argc, char **argv) {
   memset(&a, 0, sizeof a);
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (argc == 3 && inet_pton(AF_INET, argv[2], &a.sin_addr) != 1) {
+    fprintf(stderr, "echo_server: not an IPv4 address: %s\n", argv[2]);
+    return 2;
+  }
   socklen_t len = sizeof a;
   if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 8) != 0 ||
       getsockname(l, (struct sockaddr *)&a, &len) != 0) {

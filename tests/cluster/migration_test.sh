@@ -26,6 +26,11 @@
 #             (nothing restored there), destination shadowd killed during the
 #             transfer (a 512 MiB job): migctl migrate exits non-zero with a
 #             one-line reason and the job goes on on a, finishing correctly.
+#   network   a blocking TCP echo server (--netserver) listening on a's address,
+#             migrated a -> b while a client on d talks to it (every echo, in
+#             order, no reset), then b -> c while it waits in accept; a client
+#             on c is served from b and one on b from c, each at a's address;
+#             accept tells each client's own address.
 #   migctl    list shows the job and where it runs; nodes shows a b c up, and
 #             a host whose shadowd was stopped (SIGTERM) or killed unreachable.
 # Every wait is bounded and polls (no sleeps as synchronisation, no timing
@@ -35,11 +40,11 @@
 #
 # usage: migration_test.sh --mig-hosts PATH --host-init PATH --shadowd PATH
 #            --deputy PATH --migctl PATH --libmig PATH --rwjob PATH --sigjob PATH
-#            [--feature NAME PATH]... [--only GROUP]... [--keep]
+#            [--netserver PATH] [--feature NAME PATH]... [--only GROUP]... [--keep]
 #   --feature NAME PATH  a feature program (tests/features): counter, files,
 #                        threads, signals or memory; repeatable
 #   --only GROUP         run only these groups: features, rwjob, signals,
-#                        failures (migctl list/nodes checks always run)
+#                        network, failures (migctl list/nodes checks always run)
 #   --keep               keep the work directory (logs) and print its path
 # meson runs it as test 'migration' (suite cluster) with every path filled in.
 set -uo pipefail
@@ -47,7 +52,7 @@ set -uo pipefail
 usage() { sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die_usage() { echo "migration_test.sh: $*" >&2; echo "(see migration_test.sh --help)" >&2; exit 2; }
 
-HOSTS="" HOST_INIT="" SHADOWD="" DEPUTY="" MIGCTL="" LIBMIG="" RWJOB="" SIGJOB="" KEEP=0
+HOSTS="" HOST_INIT="" SHADOWD="" DEPUTY="" MIGCTL="" LIBMIG="" RWJOB="" SIGJOB="" NETSERVER="" KEEP=0
 declare -A FEATURE=() ONLY=()
 while (( $# )); do
   case $1 in
@@ -59,6 +64,7 @@ while (( $# )); do
     --libmig) LIBMIG=${2-}; shift 2 || die_usage "$1 needs a value" ;;
     --rwjob) RWJOB=${2-}; shift 2 || die_usage "$1 needs a value" ;;
     --sigjob) SIGJOB=${2-}; shift 2 || die_usage "$1 needs a value" ;;
+    --netserver) NETSERVER=${2-}; shift 2 || die_usage "$1 needs a value" ;;
     --feature) (( $# >= 3 )) || die_usage "--feature needs NAME PATH"; FEATURE[$2]=$3; shift 3 ;;
     --only) ONLY[${2-}]=1; shift 2 || die_usage "$1 needs a value" ;;
     --keep) KEEP=1; shift ;;
@@ -90,6 +96,7 @@ for v in SHADOWD DEPUTY MIGCTL LIBMIG RWJOB SIGJOB; do
   printf -v "$v" '%s' "$(abspath "$p")"
 done
 for f in "${!FEATURE[@]}"; do FEATURE[$f]=$(abspath "${FEATURE[$f]}"); done
+[[ -n $NETSERVER ]] && NETSERVER=$(abspath "$NETSERVER")
 
 C=migr$$                      # the cluster
 PORT=7070
@@ -485,6 +492,51 @@ if want rwjob; then
     fi
     only_on_a rwjob out err data/input.txt data/append.log data/late.txt
   fi
+fi
+
+# --- a TCP server whose sockets stay on a ---------------------------------------------------------
+# net_client HOST PORT N OUT: from HOST, N numbered lines to a's address, 20 ms apart,
+# each echo checked; OUT gets "N echoes in order" or what went wrong.
+NET_CLIENT='import socket, sys, time
+addr, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.create_connection((addr, port), timeout=30); f = s.makefile("rw")
+for i in range(n):
+    f.write("message %d\n" % i); f.flush()
+    got = f.readline()
+    if got != "echo message %d\n" % i: print("bad echo for %d: %r" % (i, got)); sys.exit(1)
+    time.sleep(0.02)
+s.close(); print("%d echoes in order" % n)'
+net_client() { hx "$1" python3 -c "$NET_CLIENT" "${ADDR[a]}" "$2" "$3" >"$4" 2>&1; }
+if want network && [[ -n $NETSERVER ]]; then
+  if start_job netserver mig "$NETSERVER" 3 "${ADDR[a]}" &&
+     wait_until 20 grep -q '^port ' "$(jfile netserver out)"; then
+    nport=$(awk '$1 == "port" { print $2 }' "$(jfile netserver out)")
+    net_client d "$nport" 150 "$T/net1.out" &
+    c1=$!; bg_pids+=($c1)
+    wait_until 20 grep -q '^client 1 ' "$(jfile netserver out)"  # its 150 messages take 3 s
+    migrate netserver b && ok "netserver: a -> b while a client on d talks to it: $(migrated_line)" ||
+      { fail "netserver: a -> b: migctl exited $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")"; shadowd_logs a b; }
+    wait "$c1"
+    net_client c "$nport" 20 "$T/net2.out"
+    wait_until 20 grep -q '^served client 2$' "$(jfile netserver out)"
+    migrate netserver c && ok "netserver: b -> c while it waits in accept: $(migrated_line)" ||
+      { fail "netserver: b -> c: migctl exited $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")"; shadowd_logs a b c; }
+    net_client b "$nport" 20 "$T/net3.out"
+    wait_job netserver 30
+    if [[ $STATUS == 0 ]] && grep -qx "150 echoes in order" "$T/net1.out" &&
+       grep -qx "20 echoes in order" "$T/net2.out" && grep -qx "20 echoes in order" "$T/net3.out" &&
+       grep -qx "client 1 from ${ADDR[d]}, to port $nport" "$(jfile netserver out)" &&
+       grep -qx "client 2 from ${ADDR[c]}, to port $nport" "$(jfile netserver out)" &&
+       grep -qx "client 3 from ${ADDR[b]}, to port $nport" "$(jfile netserver out)"; then
+      ok "netserver: a client on d got its 150 echoes in order across a -> b; clients on c and b were served from b and c at a's address ${ADDR[a]}:$nport, each seen from its own address; status 0 on a"
+    else
+      fail "netserver: status $STATUS; the clients and the server say:"
+      for x in net1 net2 net3; do detail "$T/$x.out" "$x"; done
+      detail "$(jfile netserver out)" "the server's output"
+      shadowd_logs a b c
+    fi
+  fi
+  kill_job netserver
 fi
 
 # --- signals through the deputy -------------------------------------------------------------------
