@@ -3,6 +3,7 @@
 
 #include "image/fdinfo.h"
 #include "image/image_error.h"
+#include "image/proc_file.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -22,17 +23,7 @@ namespace {
 using K = schema::FileDescriptor::Kind;
 constexpr int64_t kNsPerSec = 1000000000;
 
-std::string readFdinfo(pid_t pid, int fd) {
-  std::string path = "/proc/" + std::to_string(pid) + "/fdinfo/" + std::to_string(fd);
-  int f = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (f < 0) fail(kj::str("cannot open ", path.c_str(), ": ", strerror(errno)));
-  std::string s;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(f, buf, sizeof(buf))) > 0) s.append(buf, static_cast<size_t>(n));
-  ::close(f);
-  return s;
-}
+std::string readFdinfo(pid_t pid, int fd) { return readProcFile(pid, "fdinfo/" + std::to_string(fd)); }
 
 [[noreturn]] void unreadable(pid_t pid, int fd, const char* what, const char* why) {
   fail(kj::str("cannot checkpoint ", what, " fd ", fd, ": /proc/", pid, "/fdinfo/", fd, " has ", why,

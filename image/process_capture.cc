@@ -5,6 +5,7 @@
 #include "image/event_capture.h"
 #include "image/host_facts.h"
 #include "image/image_error.h"
+#include "image/proc_file.h"
 #include "image/writer.h"
 
 #include <capnp/message.h>
@@ -29,19 +30,6 @@ namespace {
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kMaxSavedFileBytes = 256ull << 20;  // deleted files kept in the image
 constexpr size_t kCopyChunk = 4u << 20;
-
-std::string readProcFile(pid_t pid, const char* what) {
-  char path[96];
-  snprintf(path, sizeof(path), "/proc/%d/%s", pid, what);
-  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(kj::str("cannot open ", path, ": ", strerror(errno)));
-  std::string s;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fd, buf, sizeof(buf))) > 0) s.append(buf, static_cast<size_t>(n));
-  ::close(fd);
-  return s;
-}
 
 std::string readLink(const std::string& path) {
   char buf[4096];
@@ -288,7 +276,7 @@ void writeFiles(pid_t pid, const control::Block& block, ImageWriter& w, CaptureS
     info.fd = fd;
     std::string link = std::string(dirPath) + "/" + std::to_string(fd);
     info.target = readLink(link);
-    std::string fdinfo = "\n" + readProcFile(pid, ("fdinfo/" + std::to_string(fd)).c_str());
+    std::string fdinfo = "\n" + readProcFile(pid, "fdinfo/" + std::to_string(fd));
     info.pos = strtoll(statusField(fdinfo, "pos").c_str(), nullptr, 10);
     info.flags = static_cast<uint32_t>(strtoul(statusField(fdinfo, "flags").c_str(), nullptr, 8));
     if (stat(link.c_str(), &info.st) != 0) memset(&info.st, 0, sizeof(info.st));
