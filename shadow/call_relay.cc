@@ -74,7 +74,7 @@ class RelayConnection final : public CallOrigin {
     if (header_.flags & rsc::kNoReply) {
       rsc::PipelinedWrite w;
       if (!rsc::parsePipelinedWrite(request, w)) fail(kj::str("call relay: malformed pipelined write"));
-      calls().write(kj::mv(request), kj::addRef(*this));
+      calls().write(w, kj::mv(request), kj::addRef(*this));
       return calls().room();
     }
     if (header_.flags & rsc::kBarrier) {

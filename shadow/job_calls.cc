@@ -2,10 +2,8 @@
 #include "shadow/job_calls.h"
 
 #include "rsc/wire.h"
-#include "rsc/write_batch.h"
 #include "shadow/daemon.h"
 
-#include <kj/debug.h>
 
 #include <cerrno>
 #include <cstring>
@@ -67,11 +65,9 @@ void JobCalls::disconnected() {
   wakeWaiters();
 }
 
-void JobCalls::write(kj::Array<kj::byte> request, kj::Own<CallOrigin> origin) {
-  rsc::PipelinedWrite w{};
-  KJ_ASSERT(rsc::parsePipelinedWrite(request, w));  // call_relay.cc checked it
+void JobCalls::write(const rsc::PipelinedWrite& w, kj::Array<kj::byte> request, kj::Own<CallOrigin> origin) {
   queuedBytes_ += queueCost(request.size());
-  waiting_.emplace(w.order, Write{kj::mv(request), kj::mv(origin)});
+  waiting_.emplace(w.order, Write{w, kj::mv(request), kj::mv(origin)});
   pump();
 }
 
@@ -123,30 +119,25 @@ void JobCalls::pump() {
     watchForGap();
     return;
   }
-  struct Part {
-    Write write;
-    rsc::PipelinedWrite w;
-  };
-  kj::Vector<Part> batch;
+  kj::Vector<Write> batch;
   uint64_t bytes = 0, cost = 0;
   for (auto it = waiting_.begin(); it != waiting_.end(); it = waiting_.erase(it)) {
-    rsc::PipelinedWrite w{};
-    rsc::parsePipelinedWrite(it->second.request, w);
-    if (!batch.empty() && (it->first != batch.back().w.order + 1 || w.fd != batch[0].w.fd ||
+    const rsc::PipelinedWrite& w = it->second.w;
+    if (!batch.empty() && (w.order != batch.back().w.order + 1 || w.fd != batch[0].w.fd ||
                            bytes + w.count > rsc::kMaxIo)) {
       break;
     }
     bytes += w.count;
     cost += queueCost(it->second.request.size());
-    batch.add(Part{kj::mv(it->second), w});
+    batch.add(kj::mv(it->second));
   }
   const uint64_t last = batch.back().w.order;
   auto req = deputy().callRequest();
   if (batch.size() == 1) {
-    req.setRequest(batch[0].write.request);
+    req.setRequest(batch[0].request);
   } else {
     kj::Vector<kj::ArrayPtr<const kj::byte>> parts;
-    for (auto& p : batch) parts.add(p.write.request);
+    for (auto& p : batch) parts.add(p.request);
     req.setRequest(rsc::joinWrites(parts));
   }
   // Who hears of a failure: each thread whose bytes were in it, once, about its own
@@ -155,12 +146,12 @@ void JobCalls::pump() {
   for (auto& p : batch) {
     bool seen = false;
     for (auto& o : origins) {
-      if (o.first.get() == p.write.origin.get()) {
+      if (o.first.get() == p.origin.get()) {
         o.second = p.w;
         seen = true;
       }
     }
-    if (!seen) origins.add(std::make_pair(kj::mv(p.write.origin), p.w));
+    if (!seen) origins.add(std::make_pair(kj::mv(p.origin), p.w));
   }
 
   sending_ = true;

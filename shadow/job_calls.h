@@ -8,6 +8,7 @@
 // no round trip, and output stays in the order the job wrote it.
 #pragma once
 
+#include "rsc/write_batch.h"
 #include "shadow/mig.capnp.h"
 
 #include <kj/async.h>
@@ -36,8 +37,9 @@ class JobCalls : public kj::Refcounted {
   void connected(uint64_t order);
   void disconnected();
 
-  // A pipelined write; a failure goes back to `origin` as a deferred failure.
-  void write(kj::Array<kj::byte> request, kj::Own<CallOrigin> origin);
+  // A pipelined write (`w`: what rsc::parsePipelinedWrite found in `request`); a
+  // failure goes back to `origin` as a deferred failure.
+  void write(const rsc::PipelinedWrite& w, kj::Array<kj::byte> request, kj::Own<CallOrigin> origin);
 
   // Resolves when few enough written bytes wait that a connection may read more:
   // a job that writes faster than home takes it is slowed down, not buffered here.
@@ -56,6 +58,7 @@ class JobCalls : public kj::Refcounted {
 
  private:
   struct Write {
+    rsc::PipelinedWrite w;
     kj::Array<kj::byte> request;
     kj::Own<CallOrigin> origin;
   };
