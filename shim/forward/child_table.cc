@@ -32,6 +32,14 @@ bool owned(const State& s, int32_t fd) {
   return inRange(fd) && ((__atomic_load_n(&s.config.ownedFds[fd / 64], __ATOMIC_ACQUIRE) >> (fd % 64)) & 1);
 }
 
+// `to` (made here) is now a copy of home fd `from`.
+void copyHomeFd(State& s, int32_t from, int32_t to) {
+  if (!inRange(to)) return;
+  __atomic_store_n(&s.config.homeFd[to], homeFdOf(from) + 1, __ATOMIC_RELEASE);
+  setForwardedFd(s, to, true);
+  if (isStreamFd(s, from)) setStreamFd(s, to);
+}
+
 }  // namespace
 
 void dropHomeFd(int32_t fd) {
@@ -42,18 +50,6 @@ void dropHomeFd(int32_t fd) {
   setForwardedFd(s, fd, false);
   __atomic_store_n(&s.config.homeFd[fd], 0, __ATOMIC_RELEASE);
 }
-
-namespace {
-
-// `to` (made here) is now a copy of home fd `from`.
-void copyHomeFd(State& s, int32_t from, int32_t to) {
-  if (!inRange(to)) return;
-  __atomic_store_n(&s.config.homeFd[to], homeFdOf(from) + 1, __ATOMIC_RELEASE);
-  setForwardedFd(s, to, true);
-  if (isStreamFd(s, from)) __atomic_fetch_or(&s.config.streamFds[to / 64], 1ull << (to % 64), __ATOMIC_ACQ_REL);
-}
-
-}  // namespace
 
 bool ownTable() { return __atomic_load_n(&state().config.ownTable, __ATOMIC_ACQUIRE) != 0; }
 

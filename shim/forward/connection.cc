@@ -1,10 +1,10 @@
 // See connection.h. Runs in the SIGSYS handler with every signal blocked: raw system
 // calls from the shim's code only, no allocation, no errno.
 #include "shim/forward/connection.h"
-#include "shim/forward/state.h"
-#include "shim/forward/trapped_call.h"
 
 #include "rsc/marshal.h"
+#include "shim/forward/state.h"
+#include "shim/forward/trapped_call.h"
 #include "shim/raw_syscall.h"
 #include "shim/runtime.h"
 

@@ -36,8 +36,8 @@ long forwardDup3(int32_t from, int32_t to, int64_t flags) {
 }
 
 void copyStreamBit(State& s, int32_t from, int32_t to) {
-  if (!isStreamFd(s, from) || to < 0 || to >= static_cast<int32_t>(kMaxFds)) return;
-  __atomic_fetch_or(&s.config.streamFds[to / 64], 1ull << (to % 64), __ATOMIC_ACQ_REL);
+  if (!isStreamFd(s, from)) return;
+  setStreamFd(s, to);
   setPipelinedFd(s, to, isPipelinedFd(s, from));
 }
 

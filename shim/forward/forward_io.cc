@@ -28,9 +28,9 @@ bool isIo(CallId id) {
 bool hasOffset(CallId id) { return id == CallId::Pread64 || id == CallId::Pwrite64; }
 
 // A read or write on a pipe, terminal or socket at home may wait for the other end
-// as long as it likes, and a wait for a child at home for as long as the child runs.
+// as long as it likes, a wait for a child at home as long as the child runs, and an
+// accept as long as no client comes.
 bool patient(const rsc::Row& row, const int64_t args[6]) {
-  // A child at home, or a client of a listening socket at home, may take as long as it likes.
   if (row.id == CallId::Wait4 || row.id == CallId::Waitid || row.id == CallId::Accept ||
       row.id == CallId::Accept4) {
     return true;

@@ -136,7 +136,6 @@ Where whereRowGoes(const State& s, const rsc::Row& row, const int64_t* a) {
   switch (row.id) {
     case CallId::Getcwd: return s.cwdLocal.load() ? Where::Local : Where::Home;
     case CallId::Getppid: return Where::Home;
-    case CallId::Kill: case CallId::Wait4: case CallId::Waitid: return Where::Local;  // see processCall
     default: break;
   }
   bool home = false, local = false, paths = false;
@@ -228,7 +227,7 @@ long acceptForwarded(const rsc::Row& row, const int64_t home[6], const int64_t* 
   long fd = newFdForwarded(row, home, flags & SOCK_CLOEXEC);
   if (fd < 0) return fd;
   State& s = state();
-  if (fd < kMaxFds) __atomic_fetch_or(&s.config.streamFds[fd / 64], 1ull << (fd % 64), __ATOMIC_ACQ_REL);
+  setStreamFd(s, fd);
   if (!ownTable()) setPipelinedFd(s, fd, !(flags & SOCK_NONBLOCK));
   if (a[1] != 0 && a[2] != 0) {
     const rsc::Row* peer = rsc::rowById(static_cast<uint32_t>(CallId::Getpeername));

@@ -72,6 +72,11 @@ inline bool isStreamFd(const State& s, int64_t fd) {
   return (__atomic_load_n(&s.config.streamFds[fd / 64], __ATOMIC_ACQUIRE) >> (fd % 64)) & 1;
 }
 
+inline void setStreamFd(State& s, int64_t fd) {
+  if (fd < 0 || fd >= kMaxFds) return;
+  __atomic_fetch_or(&s.config.streamFds[fd / 64], 1ull << (fd % 64), __ATOMIC_ACQ_REL);
+}
+
 inline bool isPipelinedFd(const State& s, int64_t fd) {
   if (fd < 0 || fd >= kMaxFds) return false;
   return (__atomic_load_n(&s.config.pipelinedFds[fd / 64], __ATOMIC_ACQUIRE) >> (fd % 64)) & 1;
