@@ -71,8 +71,9 @@ int64_t monotonicNowNs() {
   return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
-// The shim's forwarding configuration, in a memfd the restorer leaves open for it.
-int writeForwardConfig(forward::Config& config, const MigratedOptions& m) {
+// The shim's forwarding configuration: what is known before the files are restored
+// (which also connect their readiness stand-ins to the relay with it).
+void fillForwardConfig(forward::Config& config, const MigratedOptions& m) {
   config.magic = forward::kConfigMagic;
   config.size = sizeof(config);
   if (strlen(m.relay) >= sizeof(config.relaySocket)) fail(kj::str("relay socket path too long: ", m.relay));
@@ -86,6 +87,10 @@ int writeForwardConfig(forward::Config& config, const MigratedOptions& m) {
     if (strlen(p) >= forward::kPathMax) fail(kj::str("--local-path too long: ", p));
     strcpy(config.localPaths[config.localPathCount++], p);
   }
+}
+
+// The whole configuration, in a memfd the restorer leaves open for the shim.
+int writeForwardConfig(const forward::Config& config) {
   int fd = memfd_create("mig-forward", 0);  // inherited by the restorer, which hands it on
   if (fd < 0 || write(fd, &config, sizeof(config)) != static_cast<ssize_t>(sizeof(config))) {
     fail(kj::str("cannot write the forwarding configuration: ", strerror(errno)));
@@ -228,8 +233,9 @@ int restartCommand(int argc, char** argv) {
         fprintf(stderr, "migctl restart: the job's clocks may jump: %s\n", why->cStr());
       }
     }
+    fillForwardConfig(*config, migrated);
     restoreFiles(img, keep, keepCount, config.get());
-    keep[keepCount++] = writeForwardConfig(*config, migrated);
+    keep[keepCount++] = writeForwardConfig(*config);
     plan.setConfigFd(keep[2]);
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));

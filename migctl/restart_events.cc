@@ -174,17 +174,17 @@ class EpollRestorer {
 
   // EPOLL_CTL_ADD; false (with a warning) when the target cannot be watched here.
   bool add(int efd, int tfd, uint32_t events, uint64_t data) {
-    if (homeFd(tfd)) {
-      // TODO(network issue): a home fd is a /dev/null stand-in here, which epoll
-      // refuses; register the relay's stand-in once forwarded fds are watchable.
-      dprintf(warnFd_, "migctl restart: epoll fd %d no longer watches fd %d: it is a home fd, forwarded, "
-                       "and epoll cannot watch those yet\n", efd, tfd);
-      return false;
-    }
+    // A home fd's stand-in is watched in its place: its readiness follows the fd at
+    // home (shim/forward/readiness_stand_in.h).
     struct epoll_event ev {};
     ev.events = events;
     ev.data.u64 = data;
     if (epoll_ctl(efd, EPOLL_CTL_ADD, tfd, &ev) == 0) return true;
+    if (errno == EPERM && homeFd(tfd)) {
+      dprintf(warnFd_, "migctl restart: epoll fd %d no longer watches fd %d: it stays at home, and its stand-in "
+                       "here cannot tell readiness (the relay could not be reached)\n", efd, tfd);
+      return false;
+    }
     if (errno == EPERM) {
       dprintf(warnFd_, "migctl restart: epoll fd %d no longer watches fd %d: here fd %d is %s, which epoll "
                        "cannot watch\n", efd, tfd, tfd, describe(tfd).c_str());

@@ -3,6 +3,7 @@
 
 #include "image/image_error.h"
 #include "migctl/restart_events.h"
+#include "shim/forward/readiness_stand_in.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -48,6 +49,19 @@ int place(int fd, int target) {
   if (dup2(fd, target) < 0) fail(kj::str("cannot place fd ", target, ": ", strerror(errno)));
   close(fd);
   return target;
+}
+
+// The local stand-in of a home fd: one that tells readiness for sockets, pipes and
+// terminals (event loops wait on them; it is always writable), /dev/null for files
+// (always ready). Not close-on-exec: the restorer sets that as it was.
+int homeStandIn(FileDescriptor::Reader f, const forward::Config& c, int warnFd) {
+  if (f.getKind() == K::INHERITED) {
+    long fd = forward::openReadinessStandIn(c, f.getFd(), 0);
+    if (fd >= 0) return static_cast<int>(fd);
+    dprintf(warnFd, "migctl restart: fd %d (%s) stays at home without readiness (poll and epoll on it will "
+                    "not wake): cannot reach the relay: %s\n", f.getFd(), f.getPath().cStr(), strerror(static_cast<int>(-fd)));
+  }
+  return open("/dev/null", O_RDWR);
 }
 
 int openSaved(FileDescriptor::Reader f, const char* path) {
@@ -176,7 +190,7 @@ void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, forward
       continue;
     }
     if (home) {
-      place(open("/dev/null", O_RDWR), target);  // a stand-in; the restorer sets close-on-exec
+      place(homeStandIn(f, *migrated, warnFd), target);
       continue;
     }
     switch (f.getKind()) {

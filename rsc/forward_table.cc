@@ -150,6 +150,10 @@ constexpr Row kTable[] = {
     // caller's buffer holds (the kernel's truncation rule).
     call(C::Getsockname, SYS_getsockname, "getsockname", Ret::Int, 0, {F, outStruct(kSockaddrSize), inOutStruct(kIntSize)}),
     call(C::Getpeername, SYS_getpeername, "getpeername", Ret::Int, 0, {F, outStruct(kSockaddrSize), inOutStruct(kIntSize)}),
+    // Options of a socket at home are its own (TCP_NODELAY, SO_KEEPALIVE, SO_ERROR
+    // after a non-blocking connect...). getsockopt's value: see kSockoptSize.
+    call(C::Setsockopt, SYS_setsockopt, "setsockopt", Ret::Int, 0, {F, I, I, inBuf(4), I}),
+    call(C::Getsockopt, SYS_getsockopt, "getsockopt", Ret::Int, 0, {F, I, I, outStruct(kSockoptSize), inOutStruct(kIntSize)}),
 };
 
 constexpr uint32_t kCount = sizeof(kTable) / sizeof(kTable[0]);

@@ -65,7 +65,19 @@ enum class CallId : uint32_t {
   Accept4 = 49,
   Getsockname = 50,
   Getpeername = 51,
+  Setsockopt = 52,
+  Getsockopt = 53,
 };
+
+// Calls that take input from their fd: after one of them, a home fd's readiness must
+// be looked at again (shim/forward/readiness_stand_in.h).
+constexpr bool takesInput(CallId id) {
+  return id == CallId::Read || id == CallId::Recvfrom || id == CallId::Accept || id == CallId::Accept4;
+}
+
+// getsockopt's value always travels as a buffer this big (the longest option the
+// shim passes through); the shim copies what the caller's length allows.
+inline constexpr uint16_t kSockoptSize = 256;
 
 // What an argument is. Input kinds (InBuf, Path, InStruct, InOutStruct) travel as
 // request payloads, output kinds (OutBuf, OutStruct, InOutStruct) as reply payloads;

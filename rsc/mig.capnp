@@ -81,6 +81,19 @@ interface Deputy {
   # The job's home process, exec'd in place of the job at its first migration.
   call @0 (request :Data) -> (reply :Data);     # one forwarded system call (rsc/wire.h)
   ended @1 (status :Int32) -> ();                # the job ended with this wait status
+  watch @2 (fd :Int32, readiness :Readiness) -> (watch :ReadinessWatch);
+  # Watch the job's home fd `fd` for readability (shim/forward/readiness_stand_in.h):
+  # `readiness.ready` is called when it is readable, then not again until a call that
+  # takes input from the same file has run. Dropping `watch` ends it.
+}
+
+interface Readiness {
+  # The relay's end of a readiness stand-in: each call puts one token into it.
+  ready @0 () -> ();
+}
+
+interface ReadinessWatch {
+  # Held by the relay for as long as its stand-in connection lives.
 }
 
 struct JobStatus {

@@ -2,6 +2,7 @@
 // thread that forwards), prove which job they are with its token, and send their
 // location-dependent system calls (rsc/wire.h) which go home as Deputy.call RPCs.
 // The first connection of a job is also how shadowd learns that a restore worked.
+// A job's readiness stand-ins (shim/forward/readiness_stand_in.h) connect here too.
 // Their order, and the link home, are the job's (job_calls.h).
 #include "rsc/wire.h"
 #include "rsc/write_batch.h"
@@ -32,6 +33,10 @@ class RelayConnection final : public CallOrigin {
       }
       HostedJob* job = d_.hostedJob(hello_.jobId, kj::arrayPtr(hello_.token, sizeof(hello_.token)));
       if (job == nullptr) fail(kj::str("call relay: unknown job or wrong token"));
+      if (hello_.kind == forward::kReadinessStandIn) {
+        return job->calls->serveStandIn(hello_.fd, kj::mv(stream_)).attach(kj::addRef(*job->calls));
+      }
+      if (hello_.kind != forward::kCallConnection) fail(kj::str("call relay: a connection of an unknown kind"));
       job->calls->connected(hello_.order);
       calls_ = kj::addRef(*job->calls);
       if (!job->running) {

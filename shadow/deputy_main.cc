@@ -31,6 +31,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -145,12 +146,111 @@ bool mayBlock(kj::ArrayPtr<const kj::byte> request) {
   return !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode));
 }
 
+// Where the deputy's copies of watched fds go: above every number the job's fd table
+// can use (forward::kMaxFds), so a call of the job never lands on one.
+constexpr int kWatchFdFloor = 4096;
+
+// The identity of an open file, to tell which watches a call on some fd concerns
+// (the job may have it under several numbers).
+struct FileId {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool operator==(const FileId&) const = default;
+};
+
+bool fileOf(int fd, FileId& id) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return false;
+  id = {st.st_dev, st.st_ino};
+  return true;
+}
+
+// One home fd watched for a readiness stand-in on the job's host (readiness_stand_in.h
+// has the protocol). It watches its own copy of the fd, so the job's closing or
+// reusing the number cannot make it watch something else.
+class Watch final : public rpc::ReadinessWatch::Server {
+ public:
+  Watch(kj::UnixEventPort& port, kj::TaskSet& tasks, kj::Vector<Watch*>& all, int fd, rpc::Readiness::Client readiness)
+      : tasks_(tasks), all_(all), fd_(duplicate(fd)), observer_(port, fd_, kj::UnixEventPort::FdObserver::OBSERVE_READ),
+        readiness_(kj::mv(readiness)) {
+    KJ_REQUIRE(fileOf(fd_, file_));
+    all_.add(this);
+    arm();
+  }
+  ~Watch() noexcept(false) {
+    for (size_t i = 0; i < all_.size(); ++i) {
+      if (all_[i] == this) {
+        all_[i] = all_.back();
+        all_.removeLast();
+        break;
+      }
+    }
+  }
+
+  const FileId& file() const { return file_; }
+
+  // A call that takes input from the file has run: whatever was announced may be
+  // gone, or more may wait.
+  void inputTaken() {
+    if (!told_) return;
+    told_ = false;
+    arm();
+  }
+
+ private:
+  static kj::AutoCloseFd duplicate(int fd) {
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, kWatchFdFloor);
+    KJ_REQUIRE(copy >= 0, "cannot watch the fd", fd, strerror(errno));
+    return kj::AutoCloseFd(copy);
+  }
+
+  bool readableNow() {
+    struct pollfd p = {fd_.get(), POLLIN, 0};
+    return poll(&p, 1, 0) == 1;  // data, a connection to accept, EOF, an error or a hangup
+  }
+
+  // Resolves once the fd is readable. The observer reports edges only: the wait is
+  // asked for first, then the level looked at, so no edge falls in between.
+  kj::Promise<void> readable() {
+    auto edge = observer_.whenBecomesReadable();
+    if (readableNow()) return kj::READY_NOW;
+    return edge.then([this]() { return readable(); });
+  }
+
+  void arm() {
+    waiting_ = readable()
+                   .then([this]() {
+                     told_ = true;
+                     tasks_.add(readiness_.readyRequest().send().ignoreResult());
+                   })
+                   .eagerlyEvaluate([](kj::Exception&&) {});
+  }
+
+  kj::TaskSet& tasks_;
+  kj::Vector<Watch*>& all_;
+  kj::AutoCloseFd fd_;
+  kj::UnixEventPort::FdObserver observer_;
+  rpc::Readiness::Client readiness_;
+  FileId file_;
+  bool told_ = false;
+  kj::Promise<void> waiting_ = nullptr;
+};
+
 class DeputyImpl final : public rpc::Deputy::Server {
  public:
+  DeputyImpl(kj::UnixEventPort& port, kj::TaskSet& tasks) : port_(port), tasks_(tasks) {}
+
+  kj::Promise<void> watch(WatchContext context) override {
+    auto p = context.getParams();
+    context.getResults().setWatch(kj::heap<Watch>(port_, tasks_, watches_, p.getFd(), p.getReadiness()));
+    return kj::READY_NOW;
+  }
+
   kj::Promise<void> call(CallContext context) override {
     auto request = context.getParams().getRequest();
     if (!mayBlock(request)) {
       context.getResults().setReply(dispatcher_.call(request));
+      inputTaken(request);
       return kj::READY_NOW;
     }
     // A call that may wait is the one a checkpoint of its thread can interrupt (the
@@ -176,6 +276,7 @@ class DeputyImpl final : public rpc::Deputy::Server {
     return running->second.addBranch().then([this, key, context]() mutable {
       context.getResults().setReply(lastDone_[key.first].reply);
       running_.erase(key);
+      inputTaken(context.getParams().getRequest());
     });
   }
 
@@ -188,6 +289,22 @@ class DeputyImpl final : public rpc::Deputy::Server {
     kj::Array<kj::byte> reply;
   };
 
+  // After a call that took input from an fd, the watches of that file look again.
+  void inputTaken(kj::ArrayPtr<const kj::byte> request) {
+    if (watches_.empty() || request.size() < sizeof(rsc::RequestHeader)) return;
+    rsc::RequestHeader h;
+    memcpy(&h, request.begin(), sizeof(h));
+    const rsc::Row* row = rsc::rowById(h.call);
+    FileId file;
+    if (row == nullptr || !rsc::takesInput(row->id) || !fileOf(static_cast<int>(h.args[row->fdArg]), file)) return;
+    for (Watch* w : watches_) {
+      if (w->file() == file) w->inputTaken();
+    }
+  }
+
+  kj::UnixEventPort& port_;
+  kj::TaskSet& tasks_;
+  kj::Vector<Watch*> watches_;
   rsc::Dispatcher dispatcher_;
   CallPool pool_{dispatcher_};
   std::map<Key, kj::ForkedPromise<void>> running_;
@@ -254,22 +371,20 @@ int run(int argc, char** argv) {
   auto stream = address->connect().wait(io.waitScope);
   for (int fd : placeholders) close(fd);
 
+  struct Ignore final : kj::TaskSet::ErrorHandler {
+    void taskFailed(kj::Exception&&) override {}
+  } ignoreErrors;
+  kj::TaskSet tasks(ignoreErrors);
+
   capnp::TwoPartyClient client(*stream);
   auto local = client.bootstrap().castAs<rpc::Local>();
   {
     auto req = local.registerDeputyRequest();
     req.setJobId(jobId);
     req.setToken(token);
-    req.setDeputy(kj::heap<DeputyImpl>());
+    req.setDeputy(kj::heap<DeputyImpl>(io.unixEventPort, tasks));
     req.send().wait(io.waitScope);
   }
-
-  kj::TaskSet::ErrorHandler* ignore = nullptr;
-  struct Ignore final : kj::TaskSet::ErrorHandler {
-    void taskFailed(kj::Exception&&) override {}
-  } ignoreErrors;
-  ignore = &ignoreErrors;
-  kj::TaskSet tasks(*ignore);
   kj::Function<kj::Promise<void>(int)> forward = [&](int sig) -> kj::Promise<void> {
     return io.unixEventPort.onSignal(sig).then([&, sig](siginfo_t) {
       auto req = local.deputySignalRequest();

@@ -56,7 +56,80 @@ void JobCalls::connected(uint64_t order) {
   if (!started_) {
     started_ = true;
     ran_ = order;
+    for (auto& f : startWaiters_) f->fulfill();
+    startWaiters_.clear();
   }
+}
+
+kj::Promise<void> JobCalls::started() {
+  if (started_) return kj::READY_NOW;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  startWaiters_.add(kj::mv(paf.fulfiller));
+  return kj::mv(paf.promise);
+}
+
+namespace {
+
+// The relay's end of a readiness stand-in: tokens are written into it one after the
+// other; whatever the job sends (nothing, normally) is read and dropped until it ends.
+class StandInEnd final : public kj::Refcounted {
+ public:
+  explicit StandInEnd(kj::Own<kj::AsyncIoStream> stream) : stream_(kj::mv(stream)) {}
+
+  void token() {
+    writing_ = writing_.then([this]() { return stream_->write(&kToken, 1); })
+                   .eagerlyEvaluate([](kj::Exception&&) {});  // the job closed it: no one to tell
+  }
+
+  kj::Promise<void> ended() {
+    return stream_->tryRead(sink_, 1, sizeof(sink_))
+        .then([this](size_t n) -> kj::Promise<void> { return n == 0 ? kj::READY_NOW : ended(); },
+              [](kj::Exception&&) {});
+  }
+
+ private:
+  static constexpr kj::byte kToken = 1;
+  kj::Own<kj::AsyncIoStream> stream_;
+  kj::Promise<void> writing_ = kj::READY_NOW;
+  kj::byte sink_[64];
+};
+
+class ReadinessImpl final : public rpc::Readiness::Server {
+ public:
+  explicit ReadinessImpl(kj::Own<StandInEnd> end) : end_(kj::mv(end)) {}
+  kj::Promise<void> ready(ReadyContext) override {
+    end_->token();
+    return kj::READY_NOW;
+  }
+
+ private:
+  kj::Own<StandInEnd> end_;
+};
+
+}  // namespace
+
+kj::Promise<void> JobCalls::serveStandIn(int32_t fd, kj::Own<kj::AsyncIoStream> stream) {
+  auto end = kj::refcounted<StandInEnd>(kj::mv(stream));
+  auto watching = started()
+                      .then([this, fd, end = kj::addRef(*end)]() mutable {
+                        auto req = deputy().watchRequest();
+                        req.setFd(fd);
+                        req.setReadiness(kj::heap<ReadinessImpl>(kj::mv(end)));
+                        return req.send();
+                      })
+                      .then(
+                          [](capnp::Response<rpc::Deputy::WatchResults>&& watch) {
+                            // Held (and so watched at home) until the stand-in ends.
+                            return kj::Promise<void>(kj::NEVER_DONE).attach(kj::mv(watch));
+                          },
+                          [this, fd](kj::Exception&& e) -> kj::Promise<void> {
+                            // The stand-in stays open without tokens: the job's poll never
+                            // wakes for this fd, but its calls on it still work.
+                            d_.log(kj::str("job ", jobId_, ": fd ", fd, " cannot be watched at home (",
+                                           e.getDescription(), "): poll and epoll on it will not wake"));
+                            return kj::NEVER_DONE;
+                          });
+  return end->ended().exclusiveJoin(kj::mv(watching)).attach(kj::mv(end));
 }
 
 void JobCalls::disconnected() {

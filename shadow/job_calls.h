@@ -12,6 +12,7 @@
 #include "shadow/mig.capnp.h"
 
 #include <kj/async.h>
+#include <kj/async-io.h>
 #include <kj/refcount.h>
 
 #include <map>
@@ -56,6 +57,13 @@ class JobCalls : public kj::Refcounted {
   // only then may its end be told home (the deputy exits, its parent reads the output).
   kj::Promise<void> settled();
 
+  // Serves a readiness stand-in of the job for its home fd `fd`
+  // (shim/forward/readiness_stand_in.h): once the job runs here (its first call
+  // connection; a restore that fails must not have told home anything), the deputy
+  // watches the fd and each time it says so a token goes into `stream`. Resolves when
+  // the job has closed every copy of the stand-in.
+  kj::Promise<void> serveStandIn(int32_t fd, kj::Own<kj::AsyncIoStream> stream);
+
  private:
   struct Write {
     rsc::PipelinedWrite w;
@@ -68,6 +76,7 @@ class JobCalls : public kj::Refcounted {
   void finished(uint64_t lastOrder, uint64_t cost);
   void wakeWaiters();
   void watchForGap();
+  kj::Promise<void> started();
 
   Daemon& d_;
   uint64_t jobId_;
@@ -86,6 +95,7 @@ class JobCalls : public kj::Refcounted {
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> roomWaiters_;
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> settledWaiters_;
   bool gapWatched_ = false;
+  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> startWaiters_;
 };
 
 }  // namespace mig::shadow

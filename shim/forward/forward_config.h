@@ -43,13 +43,21 @@ struct Config {
   int32_t homeFd[kMaxFds];       // ownTable: fd n's number at home, + 1 (0: the same number)
 };
 
-// First bytes on every new connection from a shim thread to the relay.
+// What a connection to the relay is for (Hello::kind).
+enum HelloKind : uint32_t {
+  kCallConnection = 0,       // a thread's forwarded calls (rsc/wire.h)
+  kReadinessStandIn = 1,     // the local stand-in of home fd Hello::fd (readiness_stand_in.h)
+};
+
+// First bytes on every new connection to the relay.
 struct Hello {
   uint32_t magic;                // kHelloMagic
   uint32_t length;               // sizeof(Hello)
   uint64_t jobId;
   uint8_t token[32];
   uint64_t order;                // pipelined writes the job has issued so far (wire.h)
+  uint32_t kind;                 // HelloKind
+  int32_t fd;                    // kReadinessStandIn: the fd's number at home
 };
 inline constexpr uint32_t kHelloMagic = 0x48435352u;  // "RSCH"
 

@@ -16,6 +16,7 @@
 #include "shim/forward/exec_handoff.h"
 #include "shim/forward/connection.h"
 #include "shim/forward/locality.h"
+#include "shim/forward/readiness_stand_in.h"
 #include "shim/forward/state.h"
 #include "shim/forward/sud.h"
 #include "shim/forward/trampolines.h"
@@ -208,6 +209,22 @@ long socketName(const rsc::Row& row, int64_t homeFd, int64_t addr, int64_t lenPt
   return r;
 }
 
+// getsockopt on a socket at home: the value comes back whole (kSockoptSize), the
+// caller gets what its length allows and the length given, as the kernel does.
+long socketOption(const rsc::Row& row, const int64_t home[6], int64_t value, int64_t lenPtr) {
+  if (value == 0 || lenPtr == 0) return -EFAULT;
+  uint8_t got[rsc::kSockoptSize] = {};
+  socklen_t gotLen = sizeof(got);
+  const int64_t args[6] = {home[0], home[1], home[2], reinterpret_cast<int64_t>(got), reinterpret_cast<int64_t>(&gotLen), 0};
+  long r = forwardRow(row, args);
+  if (r < 0) return r;
+  auto* len = reinterpret_cast<socklen_t*>(lenPtr);
+  const socklen_t room = *len < gotLen ? *len : gotLen;
+  __builtin_memcpy(reinterpret_cast<void*>(value), got, room);
+  *len = room;
+  return r;
+}
+
 // recvfrom on a socket at home, with the source address if the caller wants it.
 long recvFrom(const rsc::Row& row, const int64_t home[6]) {
   struct sockaddr_storage from {};
@@ -229,6 +246,13 @@ long acceptForwarded(const rsc::Row& row, const int64_t home[6], const int64_t* 
   State& s = state();
   setStreamFd(s, fd);
   if (!ownTable()) setPipelinedFd(s, fd, !(flags & SOCK_NONBLOCK));
+  // Its /dev/null stand-in becomes one that tells readiness, for event loops. If the
+  // relay cannot take it, blocking calls on the connection still work.
+  long standIn = openReadinessStandIn(s.config, homeFdOf(static_cast<int32_t>(fd)), SOCK_CLOEXEC);
+  if (standIn >= 0) {
+    runLocally(SYS_dup3, standIn, fd, (flags & SOCK_CLOEXEC) ? O_CLOEXEC : 0);
+    runLocally(SYS_close, standIn);
+  }
   if (a[1] != 0 && a[2] != 0) {
     const rsc::Row* peer = rsc::rowById(static_cast<uint32_t>(CallId::Getpeername));
     if (socketName(*peer, homeFdOf(static_cast<int32_t>(fd)), a[1], a[2]) < 0) *reinterpret_cast<socklen_t*>(a[2]) = 0;
@@ -298,8 +322,9 @@ long route(TrappedCall& c, const ucontext_t* uc) {
       if (a[1] == F_GETFD || a[1] == F_SETFD) return runWith(c.nr, c.a, uc);
       break;
     case SYS_readv: case SYS_writev: case SYS_preadv: case SYS_pwritev: case SYS_preadv2: case SYS_pwritev2:
-      if (isForwardedFd(s, fdArg(a[0]))) return raiseSigpipeOnEpipe(forwardVectorIo(c));
-      break;
+      if (!isForwardedFd(s, fdArg(a[0]))) break;
+      if (c.nr == SYS_readv) drainReadiness(fdArg(a[0]));
+      return raiseSigpipeOnEpipe(forwardVectorIo(c));
     // In-kernel copies between fds cannot span hosts: the usual fallbacks of their
     // callers (plain reads and writes) can.
     case SYS_copy_file_range: if (anyForwarded(s, a[0], a[2])) return -EXDEV; break;
@@ -321,10 +346,13 @@ long route(TrappedCall& c, const ucontext_t* uc) {
       case Where::Local: break;
       case Where::Home: {
         int64_t home[6] = {a[0], a[1], a[2], a[3], a[4], a[5]};
+        // Readiness the call is about to use up is told again after it, if it lasts.
+        if (rsc::takesInput(row->id)) drainReadiness(fdArg(a[0]));
         toHomeFds(*row, home);
         if (row->id == CallId::Openat) return newFdForwarded(*row, home, a[2] & O_CLOEXEC);
         if (row->id == CallId::Accept || row->id == CallId::Accept4) return acceptForwarded(*row, home, c.a);
         if (row->id == CallId::Recvfrom) return recvFrom(*row, home);
+        if (row->id == CallId::Getsockopt) return socketOption(*row, home, a[3], a[4]);
         if (row->id == CallId::Getsockname || row->id == CallId::Getpeername) {
           if (a[1] == 0 || a[2] == 0) return -EFAULT;
           return socketName(*row, home[0], a[1], a[2]);
