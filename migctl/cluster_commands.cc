@@ -87,20 +87,29 @@ kj::String human(double seconds) {
 
 int migrateCommand(int argc, char** argv) {
   constexpr const char* usage =
-      "usage: migctl migrate PID --to NODE|HOST:PORT [--socket PATH]\n"
+      "usage: migctl migrate PID --to NODE|HOST:PORT [--local-net] [--socket PATH]\n"
       "\n"
       "Moves the job PID (as its home host knows it) to another host, live: it goes on\n"
       "there from where it was, its PID, files, terminal and parent stay at home. Run it\n"
-      "on the job's home host, also to move a job that already migrated elsewhere.\n";
+      "on the job's home host, also to move a job that already migrated elsewhere.\n"
+      "\n"
+      "Its sockets stay at home: connections, listening sockets and bound addresses go\n"
+      "on working, and the internet sockets it creates after the move are made at home\n"
+      "too, so it keeps its network identity.\n"
+      "  --local-net   the internet sockets it creates on the new host are that host's\n"
+      "                (its own address, no detour home): for jobs that want the new\n"
+      "                host's network. Sockets it already had stay at home either way.\n";
   kj::String storage;
   const char* socket = socketArg(argc, argv, storage);
   const char* to = nullptr;
   long pid = 0;
+  bool localNet = false;
   for (int i = 0; i < argc; ++i) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       fputs(usage, stdout);
       return 0;
     } else if (strcmp(argv[i], "--to") == 0 && i + 1 < argc) to = argv[++i];
+    else if (strcmp(argv[i], "--local-net") == 0) localNet = true;
     else if (argv[i][0] != '-' && pid == 0) pid = strtol(argv[i], nullptr, 10);
     else {
       fprintf(stderr, "migctl migrate: unexpected argument '%s'\n%s", argv[i], usage);
@@ -117,6 +126,7 @@ int migrateCommand(int argc, char** argv) {
   auto req = link.local.migrateRequest();
   req.setPid(static_cast<int32_t>(pid));
   req.setTo(to);
+  req.setLocalNet(localNet);
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
     auto r = link.wait(req.send(), kMigrateTimeoutMs, "the migration");
     auto m = r.getResult();

@@ -154,6 +154,12 @@ constexpr Row kTable[] = {
     // after a non-blocking connect...). getsockopt's value: see kSockoptSize.
     call(C::Setsockopt, SYS_setsockopt, "setsockopt", Ret::Int, 0, {F, I, I, inBuf(4), I}),
     call(C::Getsockopt, SYS_getsockopt, "getsockopt", Ret::Int, 0, {F, I, I, outStruct(kSockoptSize), inOutStruct(kIntSize)}),
+    // Internet sockets a migrated job creates are made at home, where its address is
+    // (unless it was moved with --local-net): the shim decides, and mirrors the fd.
+    call(C::Socket, SYS_socket, "socket", Ret::Int, -1, {I, I, I}),
+    call(C::Bind, SYS_bind, "bind", Ret::Int, 0, {F, inBuf(2), I}),
+    call(C::Listen, SYS_listen, "listen", Ret::Int, 0, {F, I}),
+    call(C::Connect, SYS_connect, "connect", Ret::Int, 0, {F, inBuf(2), I}),
 };
 
 constexpr uint32_t kCount = sizeof(kTable) / sizeof(kTable[0]);

@@ -67,6 +67,10 @@ enum class CallId : uint32_t {
   Getpeername = 51,
   Setsockopt = 52,
   Getsockopt = 53,
+  Socket = 54,
+  Bind = 55,
+  Listen = 56,
+  Connect = 57,
 };
 
 // Calls that take input from their fd: after one of them, a home fd's readiness must

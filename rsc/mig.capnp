@@ -22,6 +22,7 @@ struct JobTicket {
   home @2 :Text;           # the home shadowd's address (host:port)
   vpid @3 :Int32;          # the job's PID at home
   command @4 :Text;        # for listings
+  localNet @5 :Bool;       # sockets it creates on the new host are that host's (else home's)
 }
 
 struct NodeInfo {
@@ -40,7 +41,7 @@ interface Node {
   # An incoming migration: the image is streamed to `sink`; refused with an exception
   # (no room, binaries missing, ...).
 
-  sendJob @2 (jobId :UInt64, token :Data, to :Text) -> (result :MigrationResult);
+  sendJob @2 (jobId :UInt64, token :Data, to :Text, localNet :Bool) -> (result :MigrationResult);
   # Asked by the job's home: migrate job `jobId`, which runs here, to `to`.
 
   deputy @3 (jobId :UInt64, token :Data, location :Text) -> (deputy :Deputy);
@@ -111,7 +112,7 @@ interface Local {
   # shadowd's Unix socket (owner-only): migctl and the deputies.
   list @0 () -> (jobs :List(JobStatus));
   nodes @1 () -> (nodes :List(NodeStatus));
-  migrate @2 (pid :Int32, to :Text) -> (result :MigrationResult);
+  migrate @2 (pid :Int32, to :Text, localNet :Bool) -> (result :MigrationResult);
   registerDeputy @3 (jobId :UInt64, token :Data, deputy :Deputy) -> ();
   deputySignal @4 (jobId :UInt64, token :Data, signal :Int32) -> ();
 }

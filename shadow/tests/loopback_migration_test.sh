@@ -73,7 +73,7 @@ path, job, victim = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode() + b"\0"
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.settimeout(10)
 s.connect(path)
-s.sendall(struct.pack("<IIQ32sQ", 0x48435352, 56, job, b"\x01" * 32, 0))  # Hello, wrong token
+s.sendall(struct.pack("<IIQ32sQIi", 0x48435352, 64, job, b"\x01" * 32, 0, 0, -1))  # Hello, wrong token
 payload = struct.pack("<Q", len(victim)) + victim + b"\0" * (-len(victim) % 8)
 # unlinkat(AT_FDCWD, victim, 0): forward table row 12
 header = struct.pack("<IIQII6qQII", 0x51435352, 88 + len(payload), 1, 12, 0, -100, 0, 0, 0, 0, 0, 0, 1, 0)

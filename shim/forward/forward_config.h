@@ -36,7 +36,8 @@ struct Config {
   uint32_t ownTable;             // 1: this process's fd table is not the deputy's mirror
   int32_t handoffVpid;           // across exec (exec_handoff.h): the PIDs the process has,
   int32_t handoffVppid;          // 0 when none
-  uint32_t reserved1;
+  uint32_t localNet;             // 1: internet sockets the job creates here are this host's
+                                 // (migctl migrate --local-net); 0: they are made at home
   uint64_t handoffPipelineOrder;  // across exec: State::pipelineOrder
   uint64_t ownedFds[kMaxFds / 64];  // bit n: fd n's home side was opened by this process
                                     // (ownTable), so closing fd n closes it at home

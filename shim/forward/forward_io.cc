@@ -28,11 +28,11 @@ bool isIo(CallId id) {
 bool hasOffset(CallId id) { return id == CallId::Pread64 || id == CallId::Pwrite64; }
 
 // A read or write on a pipe, terminal or socket at home may wait for the other end
-// as long as it likes, a wait for a child at home as long as the child runs, and an
-// accept as long as no client comes.
+// as long as it likes, a wait for a child at home as long as the child runs, an
+// accept as long as no client comes, and a connect as long as the network takes.
 bool patient(const rsc::Row& row, const int64_t args[6]) {
   if (row.id == CallId::Wait4 || row.id == CallId::Waitid || row.id == CallId::Accept ||
-      row.id == CallId::Accept4) {
+      row.id == CallId::Accept4 || row.id == CallId::Connect) {
     return true;
   }
   return isIo(row.id) && isStreamFd(shim::g_runtime.forward, fdArg(args[0]));

@@ -137,6 +137,8 @@ Where whereRowGoes(const State& s, const rsc::Row& row, const int64_t* a) {
   switch (row.id) {
     case CallId::Getcwd: return s.cwdLocal.load() ? Where::Local : Where::Home;
     case CallId::Getppid: return Where::Home;
+    case CallId::Socket:  // the job's network identity is home's, unless moved with --local-net
+      return !s.config.localNet && (a[0] == AF_INET || a[0] == AF_INET6) ? Where::Home : Where::Local;
     default: break;
   }
   bool home = false, local = false, paths = false;
@@ -236,23 +238,30 @@ long recvFrom(const rsc::Row& row, const int64_t home[6]) {
   return r;
 }
 
-// accept/accept4 on a listening socket at home: the connection is a new home fd, a
-// stream; its writes are pipelined unless it is non-blocking. The peer's address is
-// asked for afterwards (getpeername at home).
-long acceptForwarded(const rsc::Row& row, const int64_t home[6], const int64_t* a) {
-  const int64_t flags = row.id == CallId::Accept4 ? a[3] : 0;
+// A socket made at home (socket, accept): a new home fd, mirrored like an opened file.
+// Its calls may wait as long as the network likes (a stream fd); its writes are
+// pipelined unless it is non-blocking; its stand-in tells readiness, for event loops
+// (if the relay cannot take one, /dev/null stays and blocking calls still work).
+// `flags`: SOCK_NONBLOCK, SOCK_CLOEXEC.
+long newHomeSocket(const rsc::Row& row, const int64_t home[6], int64_t flags) {
   long fd = newFdForwarded(row, home, flags & SOCK_CLOEXEC);
   if (fd < 0) return fd;
   State& s = state();
   setStreamFd(s, fd);
   if (!ownTable()) setPipelinedFd(s, fd, !(flags & SOCK_NONBLOCK));
-  // Its /dev/null stand-in becomes one that tells readiness, for event loops. If the
-  // relay cannot take it, blocking calls on the connection still work.
   long standIn = openReadinessStandIn(s.config, homeFdOf(static_cast<int32_t>(fd)), SOCK_CLOEXEC);
   if (standIn >= 0) {
     runLocally(SYS_dup3, standIn, fd, (flags & SOCK_CLOEXEC) ? O_CLOEXEC : 0);
     runLocally(SYS_close, standIn);
   }
+  return fd;
+}
+
+// accept/accept4 on a listening socket at home. The peer's address is asked for
+// afterwards (getpeername at home).
+long acceptForwarded(const rsc::Row& row, const int64_t home[6], const int64_t* a) {
+  long fd = newHomeSocket(row, home, row.id == CallId::Accept4 ? a[3] : 0);
+  if (fd < 0) return fd;
   if (a[1] != 0 && a[2] != 0) {
     const rsc::Row* peer = rsc::rowById(static_cast<uint32_t>(CallId::Getpeername));
     if (socketName(*peer, homeFdOf(static_cast<int32_t>(fd)), a[1], a[2]) < 0) *reinterpret_cast<socklen_t*>(a[2]) = 0;
@@ -351,6 +360,7 @@ long route(TrappedCall& c, const ucontext_t* uc) {
         toHomeFds(*row, home);
         if (row->id == CallId::Openat) return newFdForwarded(*row, home, a[2] & O_CLOEXEC);
         if (row->id == CallId::Accept || row->id == CallId::Accept4) return acceptForwarded(*row, home, c.a);
+        if (row->id == CallId::Socket) return newHomeSocket(*row, home, a[1] & (SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (row->id == CallId::Recvfrom) return recvFrom(*row, home);
         if (row->id == CallId::Getsockopt) return socketOption(*row, home, a[3], a[4]);
         if (row->id == CallId::Getsockname || row->id == CallId::Getpeername) {
