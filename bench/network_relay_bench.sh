@@ -1,0 +1,112 @@
+#!/bin/bash
+# TCP through the relay, each figure beside its baseline measured in the same run
+# (DESIGN.md, "Performance targets"). Two shadowd on loopback (A, B). A blocking TCP
+# server (bench/net_peer serve) starts on A under libmig; a client (net_peer, native,
+# on A) measures against it:
+#   - the round trip of a 64-byte ping-pong message (median of COUNT);
+#   - client -> server throughput: MIB MiB into a sink;
+#   - server -> client throughput: MIB MiB out of a source.
+# First with the server at home (baseline: real sockets, only the shim's interposition),
+# then after migrating it A -> B, where its sockets stay at home with the deputy and
+# every accept/read/write goes shim -> B's relay -> Cap'n Proto -> A -> deputy.
+# The client runs the same way both times; it connects to the same port on A.
+# The server reads and writes with BUF-byte buffers (read(2) may return less).
+# usage: bench/network_relay_bench.sh [MIB] [COUNT] [BUF]    (defaults 256, 2000, 1048576)
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${MIG_BUILD:-$root/build}
+mib=${1:-256}
+count=${2:-2000}
+buf=${3:-1048576}
+dir=$(mktemp -d /tmp/mig-netbench.XXXXXX)
+pids=() job_pids=()  # daemons; the job (its deputy at home, its restored process on B)
+cleanup() {
+  # The job first, so that shadowd B, its parent there, can reap it (up to 1 s); then
+  # the daemons. Quietly: bash would report each killed background job.
+  local p
+  set +e  # a kill of a process already gone must not end the clean-up
+  exec 2>/dev/null
+  [ ${#job_pids[@]} -gt 0 ] && kill -9 "${job_pids[@]}" 2>/dev/null
+  for p in "${job_pids[@]}"; do
+    for _ in $(seq 1 20); do [ -e "/proc/$p" ] && [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" != Z ] || break; sleep 0.05; done
+  done
+  sleep 0.1
+  [ ${#pids[@]} -gt 0 ] && kill -9 "${pids[@]}" 2>/dev/null
+  wait 2>/dev/null
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() {  # fail MESSAGE [FILE...]: says why, shows the files, exits 1
+  echo "network_relay_bench: $1" >&2; shift
+  for f in "$@"; do [ -f "$f" ] && { echo "--- $f (last 20 lines)" >&2; tail -20 "$f" >&2; }; done
+  exit 1
+}
+for f in shadow/shadowd migctl/migctl shim/libmig.so bench/net_peer; do
+  [ -x "$build/$f" ] || [ -f "$build/$f" ] || fail "$build/$f is missing: build first (ninja -C $build)"
+done
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+head -c 32 /dev/urandom > "$dir/key"; chmod 600 "$dir/key"
+pa=$(port) pb=$(port)
+"$build/shadow/shadowd" --listen 127.0.0.1:$pa --cluster-key "$dir/key" --socket "$dir/a/sock" --log "$dir/a.log" & pids+=($!)
+"$build/shadow/shadowd" --listen 127.0.0.1:$pb --cluster-key "$dir/key" --socket "$dir/b/sock" --log "$dir/b.log" & pids+=($!)
+for s in a b; do
+  for _ in $(seq 1 100); do [ -S "$dir/$s/sock" ] && break; sleep 0.05; done
+  [ -S "$dir/$s/sock" ] || fail "shadowd $s did not start" "$dir/$s.log"
+done
+A() { MIG_SHADOWD_SOCKET=$dir/a/sock timeout 120 "$build/migctl/migctl" "$@"; }
+wait_for() {  # wait_for FILE PATTERN: up to 30 s
+  for _ in $(seq 1 300); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  fail "timeout waiting for '$2' in $1" "$1" "$dir/server.err" "$dir/a.log" "$dir/b.log"
+}
+
+LD_PRELOAD=$build/shim/libmig.so "$build/bench/net_peer" serve "$buf" > "$dir/server.out" 2> "$dir/server.err" &
+server=$!; job_pids+=($server)
+wait_for "$dir/server.out" '^port '
+sport=$(sed -n 's/^port //p' "$dir/server.out")
+
+client() {  # client NAME MODE ARG: runs net_peer MODE against the server, prints its RESULT
+  local served p
+  served=$(grep -c '^served' "$dir/server.out" || true)
+  timeout 100 "$build/bench/net_peer" "$2" "$sport" "$3" > "$dir/$1.out" 2> "$dir/$1.err" ||
+    fail "client $1 ($2 $3) failed (exit $?)" "$dir/$1.out" "$dir/$1.err" "$dir/server.err" "$dir/a.log" "$dir/b.log"
+  for p in "${job_pids[@]}"; do
+    kill -0 "$p" 2>/dev/null || fail "the server (PID $p) died during $1" "$dir/server.out" "$dir/server.err" "$dir/a.log" "$dir/b.log"
+  done
+  # the server is done with this client before the next one starts (up to 30 s)
+  for _ in $(seq 1 300); do [ "$(grep -c '^served' "$dir/server.out")" -gt "$served" ] && break; sleep 0.1; done
+  [ "$(grep -c '^served' "$dir/server.out")" -gt "$served" ] ||
+    fail "the server did not finish with client $1" "$dir/server.out" "$dir/server.err" "$dir/b.log"
+  grep -q '^RESULT [0-9]' "$dir/$1.out" || fail "client $1 printed no RESULT" "$dir/$1.out" "$dir/$1.err"
+  sed -n 's/^RESULT //p' "$dir/$1.out"
+}
+measure() {  # measure TAG: sets lat_TAG p10_TAG p90_TAG up_TAG down_TAG
+  local l
+  l=$(client "ping-$1" ping "$count"); read -r "lat_$1" "p10_$1" "p90_$1" <<<"$l"
+  l=$(client "send-$1" send "$mib"); read -r "up_$1" <<<"$l"
+  l=$(client "recv-$1" recv "$mib"); read -r "down_$1" <<<"$l"
+}
+
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+measure home
+A migrate "$server" --to 127.0.0.1:$pb > "$dir/migrate.out" 2>&1 ||
+  fail "migrate A -> B failed" "$dir/migrate.out" "$dir/a.log" "$dir/b.log"
+grep -q "^migrated $server to 127.0.0.1:$pb" "$dir/migrate.out" || fail "migrate A -> B: unexpected output" "$dir/migrate.out"
+restored=$(sed -n 's/.* runs here as PID \([0-9]*\).*/\1/p' "$dir/b.log" | tail -1)
+[ -n "$restored" ] || fail "no 'runs here as PID' in B's log" "$dir/b.log"
+job_pids+=($restored)
+measure away
+
+ratio() { echo "$1 / $2" | bc -l; }
+printf 'TCP on loopback, server (net_peer, blocking, %d-byte buffers) migrated A -> B, client native on A (MB = 10^6 bytes):\n' "$buf"
+printf '  %-40s %12s %12s %8s\n' "" "relayed" "direct" "ratio"
+printf '  %-40s %9.1f us %9.1f us %7.1fx\n' "64-byte round trip, median of $count" \
+  "$(echo "$lat_away / 1000" | bc -l)" "$(echo "$lat_home / 1000" | bc -l)" "$(ratio "$lat_away" "$lat_home")"
+printf '  %-40s %9.1f us %9.1f us\n' "  10th percentile" "$(echo "$p10_away / 1000" | bc -l)" "$(echo "$p10_home / 1000" | bc -l)"
+printf '  %-40s %9.1f us %9.1f us\n' "  90th percentile" "$(echo "$p90_away / 1000" | bc -l)" "$(echo "$p90_home / 1000" | bc -l)"
+printf '  %-40s %7.1f MB/s %7.1f MB/s %7.1f%%\n' "client -> server, $mib MiB" "$up_away" "$up_home" \
+  "$(echo "100 * $up_away / $up_home" | bc -l)"
+printf '  %-40s %7.1f MB/s %7.1f MB/s %7.1f%%\n' "server -> client, $mib MiB" "$down_away" "$down_home" \
+  "$(echo "100 * $down_away / $down_home" | bc -l)"
+printf '  (direct: the same server before the migration, its sockets its own; migration: %s)\n' \
+  "$(sed -n 's/.*\(frozen [0-9.]* ms\).*/\1/p' "$dir/migrate.out")"
+printf '  (load average at the start: %s on %d CPUs)\n' "$load" "$(nproc)"
