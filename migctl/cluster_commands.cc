@@ -87,7 +87,7 @@ kj::String human(double seconds) {
 
 int migrateCommand(int argc, char** argv) {
   constexpr const char* usage =
-      "usage: migctl migrate PID --to NODE|HOST:PORT [--local-net] [--socket PATH]\n"
+      "usage: migctl migrate PID --to NODE|HOST:PORT [--local-net | --rebind] [--socket PATH]\n"
       "\n"
       "Moves the job PID (as its home host knows it) to another host, live: it goes on\n"
       "there from where it was, its PID, files, terminal and parent stay at home. Run it\n"
@@ -98,18 +98,27 @@ int migrateCommand(int argc, char** argv) {
       "too, so it keeps its network identity.\n"
       "  --local-net   the internet sockets it creates on the new host are that host's\n"
       "                (its own address, no detour home): for jobs that want the new\n"
-      "                host's network. Sockets it already had stay at home either way.\n";
+      "                host's network. Sockets it already had stay at home.\n"
+      "  --rebind      for a service behind a load balancer or a virtual IP: its\n"
+      "                listening TCP sockets are made again on the new host, at the\n"
+      "                same port on every address; its TCP connections are reset, so\n"
+      "                their peers reconnect (to the new host); new sockets are the\n"
+      "                new host's. Its home host then serves nothing for it.\n"
+      "Default (keep the network at home) when clients know the job by its home\n"
+      "address or connections must not break; --rebind when clients find it again by\n"
+      "themselves and the detour home would cost too much.\n";
   kj::String storage;
   const char* socket = socketArg(argc, argv, storage);
   const char* to = nullptr;
   long pid = 0;
-  bool localNet = false;
+  auto network = rpc::NetworkPolicy::HOME;
   for (int i = 0; i < argc; ++i) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       fputs(usage, stdout);
       return 0;
     } else if (strcmp(argv[i], "--to") == 0 && i + 1 < argc) to = argv[++i];
-    else if (strcmp(argv[i], "--local-net") == 0) localNet = true;
+    else if (strcmp(argv[i], "--local-net") == 0) network = rpc::NetworkPolicy::LOCAL;
+    else if (strcmp(argv[i], "--rebind") == 0) network = rpc::NetworkPolicy::REBIND;
     else if (argv[i][0] != '-' && pid == 0) pid = strtol(argv[i], nullptr, 10);
     else {
       fprintf(stderr, "migctl migrate: unexpected argument '%s'\n%s", argv[i], usage);
@@ -126,7 +135,7 @@ int migrateCommand(int argc, char** argv) {
   auto req = link.local.migrateRequest();
   req.setPid(static_cast<int32_t>(pid));
   req.setTo(to);
-  req.setLocalNet(localNet);
+  req.setNetwork(network);
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
     auto r = link.wait(req.send(), kMigrateTimeoutMs, "the migration");
     auto m = r.getResult();

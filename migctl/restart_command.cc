@@ -40,10 +40,12 @@ constexpr const char* kUsage =
     "The same image can be restarted any number of times.\n"
     "\n"
     "shadowd restarts migrating jobs with --migrated --relay SOCKET --job-id ID\n"
-    "[--local-path DIR]... [--local-net] [--realtime-offset-ns N] and MIG_JOB_TOKEN=HEX in the\n"
+    "[--local-path DIR]... [--network local|rebind] [--realtime-offset-ns N] and MIG_JOB_TOKEN=HEX in the\n"
     "environment: their fds stay at home and their calls go there.\n"
-    "  --local-net             internet sockets the job creates here are this host's\n"
+    "  --network local         internet sockets the job creates here are this host's\n"
     "                          (default: made at home, like the ones it had)\n"
+    "  --network rebind        also its TCP listening sockets are made again here,\n"
+    "                          and its TCP connections reset (migctl migrate --help)\n"
     "  --realtime-offset-ns N  home's CLOCK_REALTIME minus this host's, in nanoseconds:\n"
     "                          the job's realtime clock reads home's time (default 0)\n"
     "Without the privilege for a time namespace, the shim offsets the job's monotonic\n"
@@ -57,7 +59,7 @@ struct MigratedOptions {
   kj::Array<kj::byte> token;
   kj::Vector<const char*> localPaths;
   int64_t realtimeOffsetNs = 0;
-  bool localNet = false;
+  uint32_t network = forward::kNetworkHome;
 };
 
 int64_t parseNs(const char* option, const char* text) {
@@ -83,7 +85,7 @@ void fillForwardConfig(forward::Config& config, const MigratedOptions& m) {
   strcpy(config.relaySocket, m.relay);
   config.jobId = m.jobId;
   config.realtimeOffsetNs = m.realtimeOffsetNs;
-  config.localNet = m.localNet ? 1 : 0;
+  config.network = m.network;
   if (m.token.size() != sizeof(config.token)) fail(kj::str("a job token must be ", sizeof(config.token), " bytes"));
   memcpy(config.token, m.token.begin(), sizeof(config.token));
   for (const char* p : m.localPaths) {
@@ -175,7 +177,12 @@ int restartCommand(int argc, char** argv) {
     else if (strcmp(argv[i], "--relay") == 0) migrated.relay = value();
     else if (strcmp(argv[i], "--job-id") == 0) migrated.jobId = strtoull(value(), nullptr, 10);
     else if (strcmp(argv[i], "--local-path") == 0) migrated.localPaths.add(value());
-    else if (strcmp(argv[i], "--local-net") == 0) migrated.localNet = true;
+    else if (strcmp(argv[i], "--network") == 0) {
+      const char* v = value();
+      if (strcmp(v, "local") == 0) migrated.network = forward::kNetworkLocal;
+      else if (strcmp(v, "rebind") == 0) migrated.network = forward::kNetworkRebind;
+      else fail(kj::str("--network takes local or rebind, not ", v));
+    }
     else if (strcmp(argv[i], "--realtime-offset-ns") == 0) migrated.realtimeOffsetNs = parseNs("--realtime-offset-ns", value());
     else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       fputs(kUsage, stdout);

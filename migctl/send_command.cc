@@ -33,7 +33,7 @@ constexpr int kFreezeTimeoutSeconds = 30;
 
 constexpr const char* kUsage =
     "usage: MIG_JOB_TOKEN=HEX migctl send PID --to HOST:PORT --key FILE --job-id ID --home HOST:PORT\n"
-    "                   --vpid N [--command TEXT] [--local-net] [--deputy PATH --shadowd-socket PATH]\n"
+    "                   --vpid N [--command TEXT] [--network local|rebind] [--deputy PATH --shadowd-socket PATH]\n"
     "\n"
     "One hop of a migration, as shadowd runs it; use `migctl migrate` instead.\n";
 
@@ -91,7 +91,7 @@ int sendCommand(int argc, char** argv) {
              *shadowdSocket = nullptr;
   uint64_t jobId = 0;
   long pid = 0, vpid = 0;
-  bool localNet = false;
+  auto network = rpc::NetworkPolicy::HOME;
   for (int i = 0; i < argc; ++i) {
     auto is = [&](const char* name) { return strcmp(argv[i], name) == 0 && i + 1 < argc; };
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -105,7 +105,12 @@ int sendCommand(int argc, char** argv) {
     else if (is("--command")) command = argv[++i];
     else if (is("--deputy")) deputy = argv[++i];
     else if (is("--shadowd-socket")) shadowdSocket = argv[++i];
-    else if (strcmp(argv[i], "--local-net") == 0) localNet = true;
+    else if (is("--network")) {
+      const char* v = argv[++i];
+      if (strcmp(v, "local") == 0) network = rpc::NetworkPolicy::LOCAL;
+      else if (strcmp(v, "rebind") == 0) network = rpc::NetworkPolicy::REBIND;
+      else fail(kj::str("--network takes local or rebind, not ", v));
+    }
     else if (argv[i][0] != '-' && pid == 0) pid = strtol(argv[i], nullptr, 10);
     else {
       fprintf(stderr, "migctl send: unexpected argument '%s'\n%s", argv[i], kUsage);
@@ -130,7 +135,7 @@ int sendCommand(int argc, char** argv) {
   auto receive = link->node.receiveRequest();
   auto ticket = receive.initTicket();
   ticket.setJobId(jobId);
-  ticket.setLocalNet(localNet);
+  ticket.setNetwork(network);
   ticket.setToken(token);
   ticket.setHome(home);
   ticket.setVpid(static_cast<int32_t>(vpid > 0 ? vpid : pid));

@@ -155,7 +155,7 @@ constexpr Row kTable[] = {
     call(C::Setsockopt, SYS_setsockopt, "setsockopt", Ret::Int, 0, {F, I, I, inBuf(4), I}),
     call(C::Getsockopt, SYS_getsockopt, "getsockopt", Ret::Int, 0, {F, I, I, outStruct(kSockoptSize), inOutStruct(kIntSize)}),
     // Internet sockets a migrated job creates are made at home, where its address is
-    // (unless it was moved with --local-net): the shim decides, and mirrors the fd.
+    // (unless it was moved with --local-net or --rebind): the shim decides, and mirrors the fd.
     call(C::Socket, SYS_socket, "socket", Ret::Int, -1, {I, I, I}),
     call(C::Bind, SYS_bind, "bind", Ret::Int, 0, {F, inBuf(2), I}),
     call(C::Listen, SYS_listen, "listen", Ret::Int, 0, {F, I}),

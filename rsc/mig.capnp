@@ -22,7 +22,15 @@ struct JobTicket {
   home @2 :Text;           # the home shadowd's address (host:port)
   vpid @3 :Int32;          # the job's PID at home
   command @4 :Text;        # for listings
-  localNet @5 :Bool;       # sockets it creates on the new host are that host's (else home's)
+  network @5 :NetworkPolicy;  # what becomes of its sockets on the new host
+}
+
+enum NetworkPolicy {
+  # Where a migrated job's network is (migctl migrate --help says when to choose which).
+  home @0;      # its sockets stay at home, and the internet sockets it makes are made there
+  local @1;     # its sockets stay at home; the ones it makes are the new host's (--local-net)
+  rebind @2;    # its listening TCP sockets are made again on the new host, at the same
+                # port; its TCP connections are reset; new sockets are the host's (--rebind)
 }
 
 struct NodeInfo {
@@ -41,7 +49,7 @@ interface Node {
   # An incoming migration: the image is streamed to `sink`; refused with an exception
   # (no room, binaries missing, ...).
 
-  sendJob @2 (jobId :UInt64, token :Data, to :Text, localNet :Bool) -> (result :MigrationResult);
+  sendJob @2 (jobId :UInt64, token :Data, to :Text, network :NetworkPolicy) -> (result :MigrationResult);
   # Asked by the job's home: migrate job `jobId`, which runs here, to `to`.
 
   deputy @3 (jobId :UInt64, token :Data, location :Text) -> (deputy :Deputy);
@@ -112,7 +120,7 @@ interface Local {
   # shadowd's Unix socket (owner-only): migctl and the deputies.
   list @0 () -> (jobs :List(JobStatus));
   nodes @1 () -> (nodes :List(NodeStatus));
-  migrate @2 (pid :Int32, to :Text, localNet :Bool) -> (result :MigrationResult);
+  migrate @2 (pid :Int32, to :Text, network :NetworkPolicy) -> (result :MigrationResult);
   registerDeputy @3 (jobId :UInt64, token :Data, deputy :Deputy) -> ();
   deputySignal @4 (jobId :UInt64, token :Data, signal :Int32) -> ();
 }

@@ -109,7 +109,7 @@ void Daemon::deputyRegistered(HomeJob& job, rpc::Deputy::Client deputy) {
 
 kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t realPid, uint64_t jobId,
                                     kj::ArrayPtr<const kj::byte> token, kj::StringPtr home, pid_t vpid,
-                                    kj::StringPtr command, kj::StringPtr to, bool localNet, bool becomeDeputy) {
+                                    kj::StringPtr command, kj::StringPtr to, rpc::NetworkPolicy network, bool becomeDeputy) {
   ChildSpec spec;
   spec.argv.add(kj::str(config_.migctl));
   spec.argv.add(kj::str("send"));
@@ -127,7 +127,10 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
   spec.argv.add(kj::str(vpid));
   spec.argv.add(kj::str("--command"));
   spec.argv.add(kj::str(command));
-  if (localNet) spec.argv.add(kj::str("--local-net"));
+  if (network != rpc::NetworkPolicy::HOME) {
+    spec.argv.add(kj::str("--network"));
+    spec.argv.add(kj::str(network == rpc::NetworkPolicy::LOCAL ? "local" : "rebind"));
+  }
   if (becomeDeputy) {
     spec.argv.add(kj::str("--deputy"));
     spec.argv.add(kj::str(config_.deputy));

@@ -56,7 +56,7 @@ struct HostedJob {
   kj::String command;
   bool leaving = false;       // migrating away: its exit is not the job's end
   bool running = false;       // its shim reached the relay
-  bool localNet = false;      // restored with --local-net
+  rpc::NetworkPolicy network = rpc::NetworkPolicy::HOME;  // what it was moved here with
   double startedAt;
   kj::Own<kj::PromiseFulfiller<void>> onRunning;
   kj::Own<JobCalls> calls;    // its calls on their way home
@@ -93,7 +93,7 @@ class Daemon {
   // becomes the job's deputy, else it ends once the job runs at `to`.
   kj::Promise<void> runSender(rpc::MigrationResult::Builder result, pid_t realPid, uint64_t jobId, kj::ArrayPtr<const kj::byte> token,
                                     kj::StringPtr home, pid_t vpid, kj::StringPtr command,
-                                    kj::StringPtr to, bool localNet, bool becomeDeputy);
+                                    kj::StringPtr to, rpc::NetworkPolicy network, bool becomeDeputy);
 
   kj::TaskSet& tasks() { return tasks_; }
   void log(kj::StringPtr line);

@@ -187,12 +187,12 @@ class LocalImpl final : public rpc::Local::Server {
       d_.log(kj::str("migrating job ", id, " (PID ", pid, ") from ", from, " to ", to));
       return d_.peer(from)
           .then([id, token = kj::heapArray<kj::byte>(job->token), to = kj::str(to),
-                 localNet = p.getLocalNet()](rpc::Node::Client node) {
+                 network = p.getNetwork()](rpc::Node::Client node) {
             auto req = node.sendJobRequest();
             req.setJobId(id);
             req.setToken(token);
             req.setTo(to);
-            req.setLocalNet(localNet);
+            req.setNetwork(network);
             return req.send();
           })
           .then([result](capnp::Response<rpc::Node::SendJobResults> r) mutable {
@@ -219,7 +219,7 @@ class LocalImpl final : public rpc::Local::Server {
       require(j.running && !j.leaving, "this job is not ready to migrate");
       j.leaving = true;
       uint64_t id = j.id;
-      return d_.runSender(result, j.realPid, j.id, j.token, j.home, j.vpid, j.command, to, p.getLocalNet(), false)
+      return d_.runSender(result, j.realPid, j.id, j.token, j.home, j.vpid, j.command, to, p.getNetwork(), false)
           .catch_([this, id](kj::Exception&& e) -> kj::Promise<void> {
             KJ_IF_MAYBE(h, d_.hostedJobs().find(id)) { (*h)->leaving = false; }
             return kj::mv(e);
@@ -253,7 +253,7 @@ class LocalImpl final : public rpc::Local::Server {
     int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
     require(pidfd >= 0, kj::str("cannot watch process ", pid, ": ", strerror(errno)));
     auto watch = kj::heap<kj::AutoCloseFd>(pidfd);
-    return d_.runSender(result, pid, job->id, job->token, d_.address(), pid, job->command, to, p.getLocalNet(), true)
+    return d_.runSender(result, pid, job->id, job->token, d_.address(), pid, job->command, to, p.getNetwork(), true)
         .then([this, id, to = kj::str(to), watch = kj::mv(watch)]() mutable -> kj::Promise<void> {
                 finishMigration(id, kj::StringPtr(to));
                 watchDeputy(d_, id, kj::mv(*watch));

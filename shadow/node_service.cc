@@ -115,7 +115,10 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     spec.argv.add(kj::str("--realtime-offset-ns"));
     spec.argv.add(kj::str(realtimeOffsetNs));
     spec.env.add(kj::str(kTokenEnv, "=", hex(job->token)));
-    if (job->localNet) spec.argv.add(kj::str("--local-net"));
+    if (job->network != rpc::NetworkPolicy::HOME) {
+      spec.argv.add(kj::str("--network"));
+      spec.argv.add(kj::str(job->network == rpc::NetworkPolicy::LOCAL ? "local" : "rebind"));
+    }
     for (auto& p : d_.config().localPaths) {
       spec.argv.add(kj::str("--local-path"));
       spec.argv.add(kj::str(p));
@@ -216,7 +219,7 @@ class NodeImpl final : public rpc::Node::Server {
     job->id = t.getJobId();
     job->token = kj::heapArray<kj::byte>(t.getToken());
     job->home = kj::str(t.getHome());
-    job->localNet = t.getLocalNet();
+    job->network = t.getNetwork();
     job->vpid = t.getVpid();
     job->command = kj::str(t.getCommand());
     job->startedAt = nowSeconds();
@@ -249,7 +252,7 @@ class NodeImpl final : public rpc::Node::Server {
     auto to = d_.resolveNode(p.getTo());
     result.setDestination(to);
     uint64_t id = job->id;
-    return d_.runSender(result, job->realPid, job->id, job->token, job->home, job->vpid, job->command, to, p.getLocalNet(), false)
+    return d_.runSender(result, job->realPid, job->id, job->token, job->home, job->vpid, job->command, to, p.getNetwork(), false)
         .catch_([this, id](kj::Exception&& e) -> kj::Promise<void> {
           KJ_IF_MAYBE(j, d_.hostedJobs().find(id)) { (*j)->leaving = false; }
           return kj::mv(e);

@@ -5,6 +5,7 @@
 #include "shim/forward/clock_shift.h"
 #include "shim/forward/connection.h"
 #include "shim/forward/forward.h"
+#include "shim/forward/rebind.h"
 #include "shim/forward/signals.h"
 #include "shim/forward/state.h"
 #include "shim/forward/sud.h"
@@ -101,6 +102,7 @@ void onRestored(int configFd) {
     // that cannot reach home must not run here at all (it still runs at home, which
     // gives up only when this connection arrives): end before any thread resumes.
     if (!ok || !connectNow()) rawSyscall(SYS_exit_group, kActivationFailedStatus);
+    if (s.config.network == kNetworkRebind) rebindSockets();
   } else {
     s.status.store(kInactive);
     clearClockShift();

@@ -36,12 +36,19 @@ struct Config {
   uint32_t ownTable;             // 1: this process's fd table is not the deputy's mirror
   int32_t handoffVpid;           // across exec (exec_handoff.h): the PIDs the process has,
   int32_t handoffVppid;          // 0 when none
-  uint32_t localNet;             // 1: internet sockets the job creates here are this host's
-                                 // (migctl migrate --local-net); 0: they are made at home
+  uint32_t network;              // NetworkPolicy: where the sockets it creates here are
   uint64_t handoffPipelineOrder;  // across exec: State::pipelineOrder
   uint64_t ownedFds[kMaxFds / 64];  // bit n: fd n's home side was opened by this process
                                     // (ownTable), so closing fd n closes it at home
   int32_t homeFd[kMaxFds];       // ownTable: fd n's number at home, + 1 (0: the same number)
+};
+
+// Config::network (rpc::NetworkPolicy, migctl migrate --help).
+enum NetworkPolicy : uint32_t {
+  kNetworkHome = 0,    // internet sockets the job creates are made at home
+  kNetworkLocal = 1,   // ... on the host it runs on
+  kNetworkRebind = 2,  // ... on the host it runs on, which also took over its TCP listeners
+                       // at restore (rebind.h); its TCP connections were reset
 };
 
 // What a connection to the relay is for (Hello::kind).

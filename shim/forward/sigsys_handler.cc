@@ -137,8 +137,8 @@ Where whereRowGoes(const State& s, const rsc::Row& row, const int64_t* a) {
   switch (row.id) {
     case CallId::Getcwd: return s.cwdLocal.load() ? Where::Local : Where::Home;
     case CallId::Getppid: return Where::Home;
-    case CallId::Socket:  // the job's network identity is home's, unless moved with --local-net
-      return !s.config.localNet && (a[0] == AF_INET || a[0] == AF_INET6) ? Where::Home : Where::Local;
+    case CallId::Socket:  // the job's network identity is home's, unless moved otherwise
+      return s.config.network == kNetworkHome && (a[0] == AF_INET || a[0] == AF_INET6) ? Where::Home : Where::Local;
     default: break;
   }
   bool home = false, local = false, paths = false;

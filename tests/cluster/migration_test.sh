@@ -30,7 +30,15 @@
 #             migrated a -> b while a client on d talks to it (every echo, in
 #             order, no reset), then b -> c while it waits in accept; a client
 #             on c is served from b and one on b from c, each at a's address;
-#             accept tells each client's own address.
+#             accept tells each client's own address. An event-loop server
+#             (--evserver: non-blocking sockets, epoll) on a's address, migrated
+#             a -> b -> c while three clients on d send numbered lines at a
+#             steady rate: every echo in order, no reset; a new client to a's
+#             address after each hop is served. A job (--latejob) that connects
+#             to a listener on d only after its migration to b: d sees a's
+#             address, and b's with --local-net. --rebind: the event-loop
+#             server's client on d sees a reset, a client to b's address is
+#             served by the job on b.
 #   migctl    list shows the job and where it runs; nodes shows a b c up, and
 #             a host whose shadowd was stopped (SIGTERM) or killed unreachable.
 # Every wait is bounded and polls (no sleeps as synchronisation, no timing
@@ -40,7 +48,8 @@
 #
 # usage: migration_test.sh --mig-hosts PATH --host-init PATH --shadowd PATH
 #            --deputy PATH --migctl PATH --libmig PATH --rwjob PATH --sigjob PATH
-#            [--netserver PATH] [--feature NAME PATH]... [--only GROUP]... [--keep]
+#            [--netserver PATH] [--evserver PATH] [--latejob PATH]
+#            [--feature NAME PATH]... [--only GROUP]... [--keep]
 #   --feature NAME PATH  a feature program (tests/features): counter, files,
 #                        threads, signals or memory; repeatable
 #   --only GROUP         run only these groups: features, rwjob, signals,
@@ -52,7 +61,8 @@ set -uo pipefail
 usage() { sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die_usage() { echo "migration_test.sh: $*" >&2; echo "(see migration_test.sh --help)" >&2; exit 2; }
 
-HOSTS="" HOST_INIT="" SHADOWD="" DEPUTY="" MIGCTL="" LIBMIG="" RWJOB="" SIGJOB="" NETSERVER="" KEEP=0
+HOSTS="" HOST_INIT="" SHADOWD="" DEPUTY="" MIGCTL="" LIBMIG="" RWJOB="" SIGJOB="" NETSERVER="" EVSERVER="" LATEJOB=""
+KEEP=0
 declare -A FEATURE=() ONLY=()
 while (( $# )); do
   case $1 in
@@ -65,6 +75,8 @@ while (( $# )); do
     --rwjob) RWJOB=${2-}; shift 2 || die_usage "$1 needs a value" ;;
     --sigjob) SIGJOB=${2-}; shift 2 || die_usage "$1 needs a value" ;;
     --netserver) NETSERVER=${2-}; shift 2 || die_usage "$1 needs a value" ;;
+    --evserver) EVSERVER=${2-}; shift 2 || die_usage "$1 needs a value" ;;
+    --latejob) LATEJOB=${2-}; shift 2 || die_usage "$1 needs a value" ;;
     --feature) (( $# >= 3 )) || die_usage "--feature needs NAME PATH"; FEATURE[$2]=$3; shift 3 ;;
     --only) ONLY[${2-}]=1; shift 2 || die_usage "$1 needs a value" ;;
     --keep) KEEP=1; shift ;;
@@ -97,6 +109,8 @@ for v in SHADOWD DEPUTY MIGCTL LIBMIG RWJOB SIGJOB; do
 done
 for f in "${!FEATURE[@]}"; do FEATURE[$f]=$(abspath "${FEATURE[$f]}"); done
 [[ -n $NETSERVER ]] && NETSERVER=$(abspath "$NETSERVER")
+[[ -n $EVSERVER ]] && EVSERVER=$(abspath "$EVSERVER")
+[[ -n $LATEJOB ]] && LATEJOB=$(abspath "$LATEJOB")
 
 C=migr$$                      # the cluster
 PORT=7070
@@ -146,7 +160,7 @@ wait_until() {  # wait_until LIMIT_S CMD...: polls CMD until it succeeds; 1 on t
 
 # --- the cluster ----------------------------------------------------------------------
 share=(--share "$T")
-for p in "$SHADOWD" "$DEPUTY" "$MIGCTL" "$LIBMIG" "$RWJOB" "$SIGJOB" "${FEATURE[@]}"; do
+for p in "$SHADOWD" "$DEPUTY" "$MIGCTL" "$LIBMIG" "$RWJOB" "$SIGJOB" $NETSERVER $EVSERVER $LATEJOB "${FEATURE[@]}"; do
   d=$(dirname "$(readlink -f "$p")")
   [[ $d == /tmp/* ]] && share+=(--share "$d")
 done
@@ -254,8 +268,8 @@ new_migrate_logs() {
   NMIG=$((NMIG + 1))
   MIG_OUT=$T/migrate.$NMIG.out MIG_ERR=$T/migrate.$NMIG.err
 }
-run_migrate() {
-  timeout -k 5 "${3:-40}" "$HOSTS" exec "$C" a -- "$MIGCTL" migrate "${PID[$1]}" --to "$2" >"$MIG_OUT" 2>"$MIG_ERR"
+run_migrate() {  # run_migrate NAME TO [LIMIT [MIGCTL_OPTION...]]
+  timeout -k 5 "${3:-40}" "$HOSTS" exec "$C" a -- "$MIGCTL" migrate "${PID[$1]}" --to "$2" "${@:4}" >"$MIG_OUT" 2>"$MIG_ERR"
   MIG_RC=$?
   return $MIG_RC
 }
@@ -537,6 +551,107 @@ if want network && [[ -n $NETSERVER ]]; then
     fi
   fi
   kill_job netserver
+fi
+
+# An event-loop server (non-blocking sockets, one epoll): three clients on d keep
+# talking to it at a's address while it goes a -> b -> c; after each hop a new
+# client is served at the same address.
+NET_STEADY='import socket, sys, time
+addr, port, n, name = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+s = socket.create_connection((addr, port), timeout=30); f = s.makefile("rw")
+for i in range(n):
+    try:
+        f.write("%s %d\n" % (name, i)); f.flush()
+        got = f.readline()
+    except ConnectionResetError:
+        print("reset after %d echoes" % i); sys.exit(1)
+    if got != "echo %s %d\n" % (name, i): print("bad echo for %d: %r" % (i, got)); sys.exit(1)
+    time.sleep(0.02)
+s.close(); print("%d echoes in order" % n)'
+steady() { hx "$1" python3 -c "$NET_STEADY" "$2" "$3" "$4" "$5" >"$6" 2>&1; }  # steady HOST ADDR PORT N NAME OUT
+if want network && [[ -n $EVSERVER ]]; then
+  if start_job evserver mig "$EVSERVER" 5 "${ADDR[a]}" && wait_until 20 grep -q '^port ' "$(jfile evserver out)"; then
+    eport=$(awk '$1 == "port" { print $2 }' "$(jfile evserver out)")
+    steadies=()
+    for k in 1 2 3; do steady d "${ADDR[a]}" "$eport" 400 "d$k" "$T/ev$k.out" & steadies+=($!); bg_pids+=($!); done
+    wait_until 20 grep -q '^client 3 ' "$(jfile evserver out)"
+    migrate evserver b && ok "evserver: a -> b while three clients on d talk to it: $(migrated_line)" ||
+      { fail "evserver: a -> b: migctl exited $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")"; shadowd_logs a b; }
+    steady c "${ADDR[a]}" "$eport" 20 c "$T/ev4.out"
+    migrate evserver c && ok "evserver: b -> c while three clients on d talk to it: $(migrated_line)" ||
+      { fail "evserver: b -> c: migctl exited $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")"; shadowd_logs a b c; }
+    steady b "${ADDR[a]}" "$eport" 20 b "$T/ev5.out"
+    wait "${steadies[@]}"
+    wait_job evserver 30
+    if [[ $STATUS == 0 ]] && grep -qx "400 echoes in order" "$T/ev1.out" && grep -qx "400 echoes in order" "$T/ev2.out" &&
+       grep -qx "400 echoes in order" "$T/ev3.out" && grep -qx "20 echoes in order" "$T/ev4.out" &&
+       grep -qx "20 echoes in order" "$T/ev5.out"; then
+      ok "evserver: three clients on d got their 400 echoes each in order across a -> b -> c, clients on c and b were served after each hop at a's address; status 0 on a"
+    else
+      fail "evserver: status $STATUS; the clients and the server say:"
+      for x in ev1 ev2 ev3 ev4 ev5; do detail "$T/$x.out" "$x"; done
+      detail "$(jfile evserver out)" "the server's output"
+      detail "$(jfile evserver err)" "the server's stderr"
+      shadowd_logs a b c
+    fi
+  fi
+  kill_job evserver
+
+  # --rebind: the server's listener is made again on b, its connection reset.
+  if start_job rebound mig "$EVSERVER" 2 "${ADDR[a]}" && wait_until 20 grep -q '^port ' "$(jfile rebound out)"; then
+    rport=$(awk '$1 == "port" { print $2 }' "$(jfile rebound out)")
+    steady d "${ADDR[a]}" "$rport" 1000 r1 "$T/rb1.out" & rb=$!; bg_pids+=($rb)
+    wait_until 20 grep -q '^client 1 ' "$(jfile rebound out)"
+    migrate rebound b "" --rebind && ok "rebound: a -> b --rebind: $(migrated_line)" ||
+      { fail "rebound: a -> b --rebind: migctl exited $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")"; shadowd_logs a b; }
+    wait "$rb"
+    steady d "${ADDR[b]}" "$rport" 20 r2 "$T/rb2.out"
+    wait_job rebound 30
+    if [[ $STATUS == 0 ]] && grep -q "^reset after " "$T/rb1.out" && grep -qx "20 echoes in order" "$T/rb2.out" &&
+       grep -qx "client 2 from ${ADDR[d]}" "$(jfile rebound out)"; then
+      ok "rebound: its client on d saw a reset ($(cat "$T/rb1.out")); a new client to b's address ${ADDR[b]}:$rport was served by the job on b; status 0 on a"
+    else
+      fail "rebound: status $STATUS; the clients and the server say:"
+      for x in rb1 rb2; do detail "$T/$x.out" "$x"; done
+      detail "$(jfile rebound out)" "the server's output"
+      shadowd_logs a b
+    fi
+  fi
+  kill_job rebound
+fi
+
+# A job that connects only once it runs on b: from home's address by default, from
+# b's with --local-net.
+LISTEN_ONCE='import socket, sys
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind((sys.argv[1], int(sys.argv[2]))); l.listen(1); l.settimeout(60); print("listening", flush=True)
+c, peer = l.accept(); c.settimeout(30); c.makefile("r").readline()
+c.sendall(b"hello from d\n"); c.close(); print("peer", peer[0])'
+if want network && [[ -n $LATEJOB ]]; then
+  for policy in home local; do
+    lport=$((7100 + ${#policy}))
+    hx d python3 -c "$LISTEN_ONCE" "${ADDR[d]}" "$lport" >"$T/late-$policy.out" 2>&1 & lst=$!; bg_pids+=($lst)
+    wait_until 20 grep -q '^listening' "$T/late-$policy.out"
+    start_job "late$policy" mig "$LATEJOB" @DIR@/go "${ADDR[d]}" "$lport"
+    wait_until 20 grep -q '^pid ' "$(jfile "late$policy" out)"
+    flag=(); [[ $policy == local ]] && flag=(--local-net)
+    migrate "late$policy" b "" "${flag[@]}" ||
+      { fail "late$policy: a -> b ${flag[*]}: migctl exited $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")"; shadowd_logs a b; }
+    touch "$(jfile "late$policy" data)/go"
+    wait_job "late$policy" 30
+    wait "$lst"
+    want_from=${ADDR[a]}; [[ $policy == local ]] && want_from=${ADDR[b]}
+    if [[ $STATUS == 0 ]] && grep -qx "peer $want_from" "$T/late-$policy.out" &&
+       grep -qx "reply hello from d" "$(jfile "late$policy" out)"; then
+      ok "late$policy: a socket the job made on b ${flag[*]:-(default)} reached d from $want_from"
+    else
+      fail "late$policy: status $STATUS; d saw '$(cat "$T/late-$policy.out")', wanted peer $want_from"
+      detail "$(jfile "late$policy" out)" "the job's output"
+      detail "$(jfile "late$policy" err)" "the job's stderr"
+      shadowd_logs a b
+    fi
+    kill_job "late$policy"
+  done
 fi
 
 # --- signals through the deputy -------------------------------------------------------------------
