@@ -160,6 +160,8 @@ constexpr Row kTable[] = {
     call(C::Bind, SYS_bind, "bind", Ret::Int, 0, {F, inBuf(2), I}),
     call(C::Listen, SYS_listen, "listen", Ret::Int, 0, {F, I}),
     call(C::Connect, SYS_connect, "connect", Ret::Int, 0, {F, inBuf(2), I}),
+    // Non-blocking mode the way libuv sets it on Linux (like F_SETFL O_NONBLOCK).
+    ioctlRow(C::IoctlFionbio, FIONBIO, inStruct(kIntSize)),
 };
 
 constexpr uint32_t kCount = sizeof(kTable) / sizeof(kTable[0]);

@@ -71,6 +71,7 @@ enum class CallId : uint32_t {
   Bind = 55,
   Listen = 56,
   Connect = 57,
+  IoctlFionbio = 58,
 };
 
 // Calls that take input from their fd: after one of them, a home fd's readiness must

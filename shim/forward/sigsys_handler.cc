@@ -192,83 +192,6 @@ long reaped(long real, bool exited) {
   return vpid;
 }
 
-// A socket address from home, whole, into the caller's buffer of *len bytes: what
-// fits, and the real length, as the kernel does.
-void giveName(const struct sockaddr_storage& name, socklen_t got, int64_t addr, int64_t lenPtr) {
-  auto* len = reinterpret_cast<socklen_t*>(lenPtr);
-  const socklen_t room = *len < got ? *len : got;
-  __builtin_memcpy(reinterpret_cast<void*>(addr), &name, room);
-  *len = got;
-}
-
-// getsockname/getpeername of a socket at home.
-long socketName(const rsc::Row& row, int64_t homeFd, int64_t addr, int64_t lenPtr) {
-  struct sockaddr_storage name {};
-  socklen_t got = sizeof(name);
-  const int64_t args[6] = {homeFd, reinterpret_cast<int64_t>(&name), reinterpret_cast<int64_t>(&got), 0, 0, 0};
-  long r = forwardRow(row, args);
-  if (r >= 0) giveName(name, got, addr, lenPtr);
-  return r;
-}
-
-// getsockopt on a socket at home: the value comes back whole (kSockoptSize), the
-// caller gets what its length allows and the length given, as the kernel does.
-long socketOption(const rsc::Row& row, const int64_t home[6], int64_t value, int64_t lenPtr) {
-  if (value == 0 || lenPtr == 0) return -EFAULT;
-  uint8_t got[rsc::kSockoptSize] = {};
-  socklen_t gotLen = sizeof(got);
-  const int64_t args[6] = {home[0], home[1], home[2], reinterpret_cast<int64_t>(got), reinterpret_cast<int64_t>(&gotLen), 0};
-  long r = forwardRow(row, args);
-  if (r < 0) return r;
-  auto* len = reinterpret_cast<socklen_t*>(lenPtr);
-  const socklen_t room = *len < gotLen ? *len : gotLen;
-  __builtin_memcpy(reinterpret_cast<void*>(value), got, room);
-  *len = room;
-  return r;
-}
-
-// recvfrom on a socket at home, with the source address if the caller wants it.
-long recvFrom(const rsc::Row& row, const int64_t home[6]) {
-  struct sockaddr_storage from {};
-  socklen_t got = sizeof(from);
-  const int64_t args[6] = {home[0], home[1], home[2], home[3], reinterpret_cast<int64_t>(&from),
-                           reinterpret_cast<int64_t>(&got)};
-  long r = forwardRow(row, args);
-  if (r >= 0 && home[4] != 0 && home[5] != 0) giveName(from, got, home[4], home[5]);
-  return r;
-}
-
-// A socket made at home (socket, accept): a new home fd, mirrored like an opened file.
-// Its calls may wait as long as the network likes (a stream fd); its writes are
-// pipelined unless it is non-blocking; its stand-in tells readiness, for event loops
-// (if the relay cannot take one, /dev/null stays and blocking calls still work).
-// `flags`: SOCK_NONBLOCK, SOCK_CLOEXEC.
-long newHomeSocket(const rsc::Row& row, const int64_t home[6], int64_t flags) {
-  long fd = newFdForwarded(row, home, flags & SOCK_CLOEXEC);
-  if (fd < 0) return fd;
-  State& s = state();
-  setStreamFd(s, fd);
-  if (!ownTable()) setPipelinedFd(s, fd, !(flags & SOCK_NONBLOCK));
-  long standIn = openReadinessStandIn(s.config, homeFdOf(static_cast<int32_t>(fd)), SOCK_CLOEXEC);
-  if (standIn >= 0) {
-    runLocally(SYS_dup3, standIn, fd, (flags & SOCK_CLOEXEC) ? O_CLOEXEC : 0);
-    runLocally(SYS_close, standIn);
-  }
-  return fd;
-}
-
-// accept/accept4 on a listening socket at home. The peer's address is asked for
-// afterwards (getpeername at home).
-long acceptForwarded(const rsc::Row& row, const int64_t home[6], const int64_t* a) {
-  long fd = newHomeSocket(row, home, row.id == CallId::Accept4 ? a[3] : 0);
-  if (fd < 0) return fd;
-  if (a[1] != 0 && a[2] != 0) {
-    const rsc::Row* peer = rsc::rowById(static_cast<uint32_t>(CallId::Getpeername));
-    if (socketName(*peer, homeFdOf(static_cast<int32_t>(fd)), a[1], a[2]) < 0) *reinterpret_cast<socklen_t*>(a[2]) = 0;
-  }
-  return fd;
-}
-
 // kill, wait4 and waitid: towards processes at home they go home (the deputy is the
 // parent of the children forked there); towards this process and the children born
 // here they run here, in real PIDs. A wait for any child waits here while there are
@@ -343,6 +266,9 @@ long route(TrappedCall& c, const ucontext_t* uc) {
     case SYS_mmap:
       if (!(a[3] & MAP_ANONYMOUS) && isForwardedFd(s, fdArg(a[4]))) return -ENODEV;
       break;
+    case SYS_sendmsg: case SYS_recvmsg: case SYS_sendmmsg: case SYS_recvmmsg:
+      if (isForwardedFd(s, fdArg(a[0]))) return raiseSigpipeOnEpipe(forwardMessageCall(c));
+      break;
     case SYS_execve: case SYS_execveat: return execWithHandoff(c, uc);
     case SYS_kill: case SYS_wait4: case SYS_waitid:
       if (const rsc::Row* row = rsc::findRow(c.nr, c.a)) return processCall(*row, c, uc);
@@ -359,19 +285,15 @@ long route(TrappedCall& c, const ucontext_t* uc) {
         if (rsc::takesInput(row->id)) drainReadiness(fdArg(a[0]));
         toHomeFds(*row, home);
         if (row->id == CallId::Openat) return newFdForwarded(*row, home, a[2] & O_CLOEXEC);
-        if (row->id == CallId::Accept || row->id == CallId::Accept4) return acceptForwarded(*row, home, c.a);
-        if (row->id == CallId::Socket) return newHomeSocket(*row, home, a[1] & (SOCK_NONBLOCK | SOCK_CLOEXEC));
-        if (row->id == CallId::Recvfrom) return recvFrom(*row, home);
-        if (row->id == CallId::Getsockopt) return socketOption(*row, home, a[3], a[4]);
-        if (row->id == CallId::Getsockname || row->id == CallId::Getpeername) {
-          if (a[1] == 0 || a[2] == 0) return -EFAULT;
-          return socketName(*row, home[0], a[1], a[2]);
-        }
+        if (isHomeSocketRow(row->id)) return homeSocketRow(*row, home, c.a);
         long r = forwardRow(*row, home);
         if ((row->id == CallId::Chdir || row->id == CallId::Fchdir) && r == 0) s.cwdLocal.store(0);
         if (row->id == CallId::Write || row->id == CallId::Pwrite64) r = raiseSigpipeOnEpipe(r);
-        if (row->id == CallId::FcntlSetfl && r == 0 && isStreamFd(s, fdArg(a[0]))) {
-          setPipelinedFd(s, fdArg(a[0]), !(a[2] & O_NONBLOCK));  // EAGAIN must be seen
+        // A non-blocking stream's writes must see EAGAIN: they are not pipelined.
+        // (Children born here never pipeline.)
+        if (r == 0 && !ownTable() && isStreamFd(s, fdArg(a[0]))) {
+          if (row->id == CallId::FcntlSetfl) setPipelinedFd(s, fdArg(a[0]), !(a[2] & O_NONBLOCK));
+          if (row->id == CallId::IoctlFionbio) setPipelinedFd(s, fdArg(a[0]), *reinterpret_cast<const int*>(a[2]) == 0);
         }
         return r;
       }

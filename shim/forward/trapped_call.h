@@ -58,4 +58,13 @@ long closeRangeMirrored(const TrappedCall& c);
 long dupMirrored(const TrappedCall& c);
 long fcntlDupMirrored(const TrappedCall& c);
 
+// Socket calls on home fds (socket_calls.cc). isHomeSocketRow: the rows homeSocketRow
+// must run (socket, accept, and those whose results have caller-sized lengths);
+// `home`: the arguments with home fd numbers, `a`: the caller's.
+bool isHomeSocketRow(rsc::CallId id);
+long homeSocketRow(const rsc::Row& row, const int64_t home[6], const int64_t* a);
+// sendmsg, recvmsg, sendmmsg, recvmmsg on a home socket (ancillary data is not
+// carried: sendmsg with some fails with EOPNOTSUPP, recvmsg gets none).
+long forwardMessageCall(const TrappedCall& c);
+
 }  // namespace mig::forward
