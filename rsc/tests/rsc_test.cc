@@ -12,8 +12,11 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -362,6 +365,67 @@ TEST_CASE("rsc: ioctl and fcntl rows") {
   ::close(pipeFds[0]);
   ::close(pipeFds[1]);
   ::close(fd);
+}
+
+TEST_CASE("rsc: a TCP socket made, bound, connected, accepted and tuned at home") {
+  Link link;
+  Outcome o = link.run(SYS_socket, {AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0});
+  REQUIRE(o.result >= 0);
+  const int listener = static_cast<int>(o.result);
+  struct sockaddr_in addr {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK(link.run(SYS_bind, {listener, P(&addr), sizeof addr}).result == 0);
+  CHECK(link.run(SYS_listen, {listener, 4}).result == 0);
+  struct sockaddr_in bound {};
+  socklen_t len = sizeof bound;
+  REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&bound), &len) == 0);
+  CHECK(bound.sin_port != 0);
+
+  const int client = static_cast<int>(link.run(SYS_socket, {AF_INET, SOCK_STREAM, 0}).result);
+  REQUIRE(client >= 0);
+  CHECK(link.run(SYS_connect, {client, P(&bound), sizeof bound}).result == 0);
+  o = link.run(SYS_accept4, {listener, 0, 0, SOCK_NONBLOCK});
+  REQUIRE(o.result >= 0);
+  const int served = static_cast<int>(o.result);
+  CHECK((::fcntl(served, F_GETFL) & O_NONBLOCK) != 0);
+
+  // getsockopt's value comes back whole (kSockoptSize), its length as the kernel says.
+  int one = 1;
+  CHECK(link.run(SYS_setsockopt, {client, IPPROTO_TCP, TCP_NODELAY, P(&one), sizeof one}).result == 0);
+  uint8_t value[kSockoptSize] = {};
+  socklen_t valueLen = sizeof value;
+  CHECK(link.run(SYS_getsockopt, {client, IPPROTO_TCP, TCP_NODELAY, P(value), P(&valueLen)}).result == 0);
+  CHECK(valueLen == sizeof(int));
+  CHECK(*reinterpret_cast<int*>(value) == 1);
+  valueLen = sizeof value;
+  CHECK(link.run(SYS_getsockopt, {listener, SOL_SOCKET, SO_ACCEPTCONN, P(value), P(&valueLen)}).result == 0);
+  CHECK(*reinterpret_cast<int*>(value) == 1);
+
+  // FIONBIO turns non-blocking mode on and off, like F_SETFL.
+  int on = 1, off = 0;
+  CHECK(link.run(SYS_ioctl, {client, FIONBIO, P(&on)}).result == 0);
+  CHECK((::fcntl(client, F_GETFL) & O_NONBLOCK) != 0);
+  char buf[8];
+  o = link.run(SYS_recvfrom, {client, P(buf), sizeof buf, 0, 0, 0});
+  CHECK(o.error == EAGAIN);
+  CHECK(link.run(SYS_ioctl, {client, FIONBIO, P(&off)}).result == 0);
+  CHECK((::fcntl(client, F_GETFL) & O_NONBLOCK) == 0);
+
+  CHECK(link.run(SYS_sendto, {served, P("ping"), 4, 0, 0, 0}).result == 4);
+  CHECK(link.run(SYS_recvfrom, {client, P(buf), sizeof buf, 0, 0, 0}).result == 4);
+  CHECK(std::string(buf, 4) == "ping");
+  for (int fd : {served, client, listener}) ::close(fd);
+}
+
+TEST_CASE("rsc: the calls after which a home fd's readiness is told again") {
+  for (uint32_t i = 0; i < rowCount(); ++i) {
+    const Row& r = rowAt(i);
+    const bool input = r.id == CallId::Read || r.id == CallId::Recvfrom || r.id == CallId::Accept || r.id == CallId::Accept4;
+    CAPTURE(r.function);
+    CHECK(takesInput(r.id) == input);
+    if (takesInput(r.id)) CHECK(r.fdArg == 0);  // the shim drains the stand-in of argument 0
+  }
 }
 
 TEST_CASE("rsc: read from a pipe") {
