@@ -1,10 +1,10 @@
 /* stream_client.c: the job of the loopback test's TCP check. Connects to
- * 127.0.0.1:PORT, streams MIB MiB of deterministic bytes in 64 KiB send(2)s
+ * ADDR:PORT, streams MIB MiB of deterministic bytes in 64 KiB send(2)s
  * (pausing 20 ms after each MiB, so that migrations land mid-stream), shuts its
  * side down, reads the sink's one-line answer (its byte count and SHA-256) and
  * prints it beside the count it sent. Progress ("at MiB M") goes to stderr.
  *
- * usage: stream_client PORT MIB */
+ * usage: stream_client PORT MIB [ADDR]     (ADDR: the sink's IPv4 address, default 127.0.0.1) */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: stream_client PORT MIB\n");
+  if (argc != 3 && argc != 4) {
+    fprintf(stderr, "usage: stream_client PORT MIB [ADDR]\n");
     return 2;
   }
   int mib = atoi(argv[2]);
@@ -27,6 +27,10 @@ int main(int argc, char **argv) {
   a.sin_family = AF_INET;
   a.sin_port = htons((uint16_t)atoi(argv[1]));
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (argc == 4 && inet_pton(AF_INET, argv[3], &a.sin_addr) != 1) {
+    fprintf(stderr, "stream_client: not an IPv4 address: %s\n", argv[3]);
+    return 2;
+  }
   if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof a) != 0) {
     perror("connect");
     return 1;

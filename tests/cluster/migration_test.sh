@@ -38,7 +38,11 @@
 #             to a listener on d only after its migration to b: d sees a's
 #             address, and b's with --local-net. --rebind: the event-loop
 #             server's client on d sees a reset, a client to b's address is
-#             served by the job on b.
+#             served by the job on b. A TCP client (--streamer) on a streams
+#             200 MiB to a sink on d, migrated a -> b -> c mid-stream: the sink's
+#             SHA-256 is an undisturbed run's. `producer | cat | sha256sum` in one
+#             shell on a, coreutils' cat migrated a -> b mid-stream: the
+#             consumer's output is exact, the pipeline exits 0 0 0.
 #   migctl    list shows the job and where it runs; nodes shows a b c up, and
 #             a host whose shadowd was stopped (SIGTERM) or killed unreachable.
 # Every wait is bounded and polls (no sleeps as synchronisation, no timing
@@ -48,7 +52,7 @@
 #
 # usage: migration_test.sh --mig-hosts PATH --host-init PATH --shadowd PATH
 #            --deputy PATH --migctl PATH --libmig PATH --rwjob PATH --sigjob PATH
-#            [--netserver PATH] [--evserver PATH] [--latejob PATH]
+#            [--netserver PATH] [--evserver PATH] [--latejob PATH] [--streamer PATH]
 #            [--feature NAME PATH]... [--only GROUP]... [--keep]
 #   --feature NAME PATH  a feature program (tests/features): counter, files,
 #                        threads, signals or memory; repeatable
@@ -61,7 +65,7 @@ set -uo pipefail
 usage() { sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die_usage() { echo "migration_test.sh: $*" >&2; echo "(see migration_test.sh --help)" >&2; exit 2; }
 
-HOSTS="" HOST_INIT="" SHADOWD="" DEPUTY="" MIGCTL="" LIBMIG="" RWJOB="" SIGJOB="" NETSERVER="" EVSERVER="" LATEJOB=""
+HOSTS="" HOST_INIT="" SHADOWD="" DEPUTY="" MIGCTL="" LIBMIG="" RWJOB="" SIGJOB="" NETSERVER="" EVSERVER="" LATEJOB="" STREAMER=""
 KEEP=0
 declare -A FEATURE=() ONLY=()
 while (( $# )); do
@@ -77,6 +81,7 @@ while (( $# )); do
     --netserver) NETSERVER=${2-}; shift 2 || die_usage "$1 needs a value" ;;
     --evserver) EVSERVER=${2-}; shift 2 || die_usage "$1 needs a value" ;;
     --latejob) LATEJOB=${2-}; shift 2 || die_usage "$1 needs a value" ;;
+    --streamer) STREAMER=${2-}; shift 2 || die_usage "$1 needs a value" ;;
     --feature) (( $# >= 3 )) || die_usage "--feature needs NAME PATH"; FEATURE[$2]=$3; shift 3 ;;
     --only) ONLY[${2-}]=1; shift 2 || die_usage "$1 needs a value" ;;
     --keep) KEEP=1; shift ;;
@@ -111,6 +116,7 @@ for f in "${!FEATURE[@]}"; do FEATURE[$f]=$(abspath "${FEATURE[$f]}"); done
 [[ -n $NETSERVER ]] && NETSERVER=$(abspath "$NETSERVER")
 [[ -n $EVSERVER ]] && EVSERVER=$(abspath "$EVSERVER")
 [[ -n $LATEJOB ]] && LATEJOB=$(abspath "$LATEJOB")
+[[ -n $STREAMER ]] && STREAMER=$(abspath "$STREAMER")
 
 C=migr$$                      # the cluster
 PORT=7070
@@ -160,7 +166,7 @@ wait_until() {  # wait_until LIMIT_S CMD...: polls CMD until it succeeds; 1 on t
 
 # --- the cluster ----------------------------------------------------------------------
 share=(--share "$T")
-for p in "$SHADOWD" "$DEPUTY" "$MIGCTL" "$LIBMIG" "$RWJOB" "$SIGJOB" $NETSERVER $EVSERVER $LATEJOB "${FEATURE[@]}"; do
+for p in "$SHADOWD" "$DEPUTY" "$MIGCTL" "$LIBMIG" "$RWJOB" "$SIGJOB" $NETSERVER $EVSERVER $LATEJOB $STREAMER "${FEATURE[@]}"; do
   d=$(dirname "$(readlink -f "$p")")
   [[ $d == /tmp/* ]] && share+=(--share "$d")
 done
@@ -652,6 +658,74 @@ if want network && [[ -n $LATEJOB ]]; then
     fi
     kill_job "late$policy"
   done
+fi
+
+# A TCP client streaming 200 MiB to a sink on d, migrated a -> b -> c mid-stream.
+SINK='import hashlib, socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); s.settimeout(60); print("listening", flush=True)
+c, _ = s.accept(); c.settimeout(60); h = hashlib.sha256(); n = 0
+while True:
+    d = c.recv(1 << 20)
+    if not d: break
+    h.update(d); n += len(d)
+c.sendall(("%d bytes sha256 %s\n" % (n, h.hexdigest())).encode())'
+sink_on_d() {  # sink_on_d PORT OUT: a one-connection sink on d, listening when this returns
+  hx d python3 -c "$SINK" "${ADDR[d]}" "$1" >"$2" 2>&1 & bg_pids+=($!)
+  wait_until 20 grep -q '^listening' "$2"
+}
+if want network && [[ -n $STREAMER ]]; then
+  sink_on_d 7201 "$T/sink1.out"
+  hx a "$STREAMER" 7201 200 "${ADDR[d]}" >"$T/stream1.out" 2>/dev/null
+  sink_on_d 7202 "$T/sink2.out"
+  if start_job streamer mig "$STREAMER" 7202 200 "${ADDR[d]}" && wait_until 30 grep -qx 'at MiB 20' "$(jfile streamer err)"; then
+    migrate streamer b && ok "streamer: a -> b mid-stream: $(migrated_line)" ||
+      { fail "streamer: a -> b: migctl exited $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")"; shadowd_logs a b; }
+    n=$(grep -c '^at MiB' "$(jfile streamer err)")
+    wait_until 60 grep -qx "at MiB $(( (n + 3) * 10 ))" "$(jfile streamer err)"
+    migrate streamer c && ok "streamer: b -> c mid-stream: $(migrated_line)" ||
+      { fail "streamer: b -> c: migctl exited $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")"; shadowd_logs a b c; }
+    wait_job streamer 90
+    if [[ $STATUS == 0 ]] && grep -q "^sent 209715200 bytes; the sink says: 209715200 bytes sha256 " "$T/stream1.out" &&
+       cmp -s "$T/stream1.out" "$(jfile streamer out)"; then
+      ok "streamer: 200 MiB from a job migrated a -> b -> c mid-stream reached the sink on d; its SHA-256 is the undisturbed run's"
+    else
+      fail "streamer: status $STATUS"
+      detail "$T/stream1.out" "the undisturbed run"
+      detail "$(jfile streamer out)" "the migrated run"
+      detail "$(jfile streamer err)" "its stderr"
+      shadowd_logs a b c
+    fi
+  fi
+  kill_job streamer
+fi
+
+# `producer | cat | sha256sum` in one shell on a; coreutils' cat under libmig goes
+# to b mid-stream (its stdin and stdout are pipes to processes that stay on a).
+PRODUCER='import sys, time
+for i in range(300000):
+    sys.stdout.write("line %d of the producer\n" % i)
+    if i % 10000 == 0: sys.stdout.flush(); time.sleep(0.1)'
+PIPELINE='python3 -c "$1" | sh -c "echo \$\$ > $2.pid; exec env LD_PRELOAD=$3 cat -" | sha256sum > $2.out
+echo "${PIPESTATUS[*]}" > $2.status'
+if want network; then
+  hx a bash -c "$PIPELINE" pipeline "$PRODUCER" "$T/pipe1" ""
+  hx a bash -c "$PIPELINE" pipeline "$PRODUCER" "$T/pipe2" "$LIBMIG" & bg_pids+=($!)
+  wait_until 20 test -s "$T/pipe2.pid"
+  PID[pipecat]=$(cat "$T/pipe2.pid")
+  sleep 0.5  # mid-stream: the producer takes about 3 s
+  migrate pipecat b && ok "pipeline: cat a -> b mid-stream: $(migrated_line)" ||
+    { fail "pipeline: a -> b: migctl exited $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")"; shadowd_logs a b; }
+  wait_until 60 test -s "$T/pipe2.status"
+  if [[ $(cat "$T/pipe2.status" 2>/dev/null) == "0 0 0" && $(cat "$T/pipe1.status") == "0 0 0" ]] &&
+     cmp -s "$T/pipe1.out" "$T/pipe2.out"; then
+    ok "pipeline: producer | cat | sha256sum on a, cat migrated to b mid-stream: the consumer's output is exact, exit statuses 0 0 0"
+  else
+    fail "pipeline: statuses '$(cat "$T/pipe2.status" 2>/dev/null)', undisturbed '$(cat "$T/pipe1.status" 2>/dev/null)'"
+    detail "$T/pipe1.out" "undisturbed"
+    detail "$T/pipe2.out" "migrated"
+    shadowd_logs a b
+  fi
 fi
 
 # --- signals through the deputy -------------------------------------------------------------------
