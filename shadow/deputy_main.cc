@@ -129,10 +129,12 @@ class CallPool {
   bool stopping_ = false;
 };
 
-// Whether a forwarded call might block: anything on a pipe, terminal or socket,
-// opening a path (a FIFO blocks), and waiting for a child. Calls on regular files
-// and directories, and other path calls, return at once and run right here, without
-// a worker's hand-off (a third of the round trip of a small write).
+// Whether a forwarded call might block: anything on a pipe, terminal or socket in
+// blocking mode (and a pipelined write, which the deputy finishes even on a
+// non-blocking one), opening a path (a FIFO blocks), and waiting for a child. Calls
+// on regular files and directories, on non-blocking streams (an event loop's), and
+// other path calls return at once and run right here, without a worker's hand-off
+// (a third of the round trip of a small write).
 bool mayBlock(kj::ArrayPtr<const kj::byte> request) {
   rsc::RequestHeader h;
   if (request.size() < sizeof(h)) return false;  // malformed: answered at once
@@ -141,9 +143,12 @@ bool mayBlock(kj::ArrayPtr<const kj::byte> request) {
   if (row == nullptr) return false;
   if (row->id == rsc::CallId::Openat || row->id == rsc::CallId::Wait4 || row->id == rsc::CallId::Waitid) return true;
   if (row->fdArg < 0) return false;
+  const int fd = static_cast<int>(h.args[row->fdArg]);
   struct stat st;
-  if (fstat(static_cast<int>(h.args[row->fdArg]), &st) != 0) return false;
-  return !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode));
+  if (fstat(fd, &st) != 0) return false;
+  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode)) return false;
+  const int fl = fcntl(fd, F_GETFL);
+  return (h.flags & rsc::kNoReply) || fl < 0 || !(fl & O_NONBLOCK);
 }
 
 // Where the deputy's copies of watched fds go: above every number the job's fd table
