@@ -561,7 +561,9 @@ void mapRegions() {
                r.fileOffset);
     } else {
       int flags = (shared ? kMapShared : kMapPrivate) | kMapAnonymous | kMapFixed;
-      if (r.mapFlags & kMapGrowsdown) flags |= kMapGrowsdown;
+      // The main thread's stack must go on growing: /proc/PID/maps does not say
+      // grows-down, so the image knows it only as a stack.
+      if ((r.mapFlags & kMapGrowsdown) || r.kind == plan::kKindStack) flags |= kMapGrowsdown;
       m = mmap(r.start, r.end - r.start, prot, flags, -1, 0);
     }
     if (m < 0) regionFail("mapping", r, m);
