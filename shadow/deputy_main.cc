@@ -129,26 +129,32 @@ class CallPool {
   bool stopping_ = false;
 };
 
-// Whether a forwarded call might block: anything on a pipe, terminal or socket in
-// blocking mode (and a pipelined write, which the deputy finishes even on a
-// non-blocking one), opening a path (a FIFO blocks), and waiting for a child. Calls
-// on regular files and directories, on non-blocking streams (an event loop's), and
-// other path calls return at once and run right here, without a worker's hand-off
-// (a third of the round trip of a small write).
-bool mayBlock(kj::ArrayPtr<const kj::byte> request) {
+// How the deputy runs a forwarded call. Calls on regular files and directories,
+// and path calls, return at once and run right here, without a worker's hand-off
+// (a third of the round trip of a small write). Calls on a pipe, terminal or
+// socket are the ones the job's thread may send twice (it lets a checkpoint in while
+// it waits for them, and sends them again from where it resumes): they are answered
+// once. Those in blocking mode (and pipelined writes, which the deputy finishes even
+// on a non-blocking fd), opening a path (a FIFO blocks) and waiting for a child may
+// block: a worker runs them.
+enum class Runs { Here, HereOnce, Worker };
+
+Runs howToRun(kj::ArrayPtr<const kj::byte> request) {
   rsc::RequestHeader h;
-  if (request.size() < sizeof(h)) return false;  // malformed: answered at once
+  if (request.size() < sizeof(h)) return Runs::Here;  // malformed: answered at once
   memcpy(&h, request.begin(), sizeof(h));
   const rsc::Row* row = rsc::rowById(h.call);
-  if (row == nullptr) return false;
-  if (row->id == rsc::CallId::Openat || row->id == rsc::CallId::Wait4 || row->id == rsc::CallId::Waitid) return true;
-  if (row->fdArg < 0) return false;
+  if (row == nullptr) return Runs::Here;
+  if (row->id == rsc::CallId::Openat || row->id == rsc::CallId::Wait4 || row->id == rsc::CallId::Waitid) {
+    return Runs::Worker;
+  }
+  if (row->fdArg < 0) return Runs::Here;
   const int fd = static_cast<int>(h.args[row->fdArg]);
   struct stat st;
-  if (fstat(fd, &st) != 0) return false;
-  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode)) return false;
+  if (fstat(fd, &st) != 0) return Runs::Here;
+  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode)) return Runs::Here;
   const int fl = fcntl(fd, F_GETFL);
-  return (h.flags & rsc::kNoReply) || fl < 0 || !(fl & O_NONBLOCK);
+  return (h.flags & rsc::kNoReply) || fl < 0 || !(fl & O_NONBLOCK) ? Runs::Worker : Runs::HereOnce;
 }
 
 // Where the deputy's copies of watched fds go: above every number the job's fd table
@@ -253,16 +259,14 @@ class DeputyImpl final : public rpc::Deputy::Server {
 
   kj::Promise<void> call(CallContext context) override {
     auto request = context.getParams().getRequest();
-    if (!mayBlock(request)) {
+    const Runs runs = howToRun(request);
+    if (runs == Runs::Here) {
       context.getResults().setReply(dispatcher_.call(request));
-      inputTaken(request);
       return kj::READY_NOW;
     }
-    // A call that may wait is the one a checkpoint of its thread can interrupt (the
-    // shim lets the checkpoint in while it waits for home): the thread then sends it
-    // again, with the same thread and seq, from the host it resumed on. It must get
-    // the result of the call already running (or done), not run it twice: a second
-    // read would lose what the first one read.
+    // A call the job's thread may send twice, with the same thread and seq, must get
+    // the result of the call already running (or done), not run twice: a second read
+    // would lose what the first one read.
     rsc::RequestHeader h;
     memcpy(&h, request.begin(), sizeof(h));
     const Key key{h.thread, h.seq};
@@ -271,6 +275,12 @@ class DeputyImpl final : public rpc::Deputy::Server {
       auto done = lastDone_.find(h.thread);
       if (done != lastDone_.end() && done->second.seq == h.seq) {
         context.getResults().setReply(done->second.reply);
+        return kj::READY_NOW;
+      }
+      if (runs == Runs::HereOnce) {
+        auto& last = lastDone_[h.thread] = Done{h.seq, dispatcher_.call(request)};
+        context.getResults().setReply(last.reply);
+        inputTaken(request);
         return kj::READY_NOW;
       }
       auto finished = pool_.run(kj::heapArray<kj::byte>(request)).then([this, key](kj::Array<kj::byte> reply) {
