@@ -15,18 +15,18 @@
 # server keeps its connection and its listening socket at home across A -> B -> A
 # (a client mid-conversation gets every echo, new clients are served); a UDP echo
 # job keeps its bound address and answers every datagram, whole, to its sender,
-# across A -> B -> A; an edge-triggered epoll server keeps three streaming clients
-# and serves a new one across A -> B -> A; a call
+# across A -> B -> A; an edge-triggered epoll server and a libuv server each keep
+# three streaming clients and serve a new one across A -> B -> A; a call
 # sent to the relay with a wrong job token runs nothing; and a
 # migration to a dead address or to a shadowd with another key leaves the job running
 # where it was, with one line saying why.
 #
 # usage: loopback_migration_test.sh SHADOWD MIGCTL LIBMIG JOB_PROGRAM ORDERED_WRITERS FAMILY_JOB
-#          STREAM_CLIENT ECHO_SERVER UDP_ECHO EPOLL_ECHO_SERVER
+#          STREAM_CLIENT ECHO_SERVER UDP_ECHO EPOLL_ECHO_SERVER UV_ECHO_SERVER
 set -u
 shadowd=$(realpath "$1") migctl=$(realpath "$2") libmig=$(realpath "$3") job=$(realpath "$4")
 writers=$(realpath "$5") family=$(realpath "$6") streamer=$(realpath "$7") server=$(realpath "$8")
-udpecho=$(realpath "$9") evserver=$(realpath "${10}") steady=$(dirname "$(realpath "$0")")/steady_client.py
+udpecho=$(realpath "$9") evserver=$(realpath "${10}") uvserver=$(realpath "${11}") steady=$(dirname "$(realpath "$0")")/steady_client.py
 source "$(dirname "$0")/loopback_lib.sh" loopback
 head -c 32 /dev/urandom > "$dir/key"; chmod 600 "$dir/key"
 head -c 32 /dev/urandom > "$dir/otherkey"; chmod 600 "$dir/otherkey"
@@ -299,27 +299,38 @@ if [ "$(cat "$dir/server.status" 2>/dev/null)" = 0 ] && grep -q frozen "$dir/m12
   ok "a TCP echo server, migrated A -> B mid-conversation and back while waiting in accept: every echo in order, new clients served at the same address"
 else bad "TCP server across migrations (status '$(cat "$dir/server.status" 2>/dev/null)')" "$dir/server.out" "$dir/client1.out" "$dir/client2.out" "$dir/client3.out" "$dir/m12.out" "$dir/m13.out"; fi
 
-# An edge-triggered event-loop server (non-blocking sockets, one epoll): three clients
-# keep sending lines at a steady rate, not waiting for the echoes, while it goes
-# A -> B -> A; a new client is served at B.
-( LD_PRELOAD=$libmig "$evserver" --et 4 > "$dir/ev.out" 2>&1; echo "$?" > "$dir/ev.status" ) &
-pids+=($!)
-wait_line "$dir/ev.out" '^port ' || bad "the event-loop server started" "$dir/ev.out"
-eport=$(sed -n 's/^port //p' "$dir/ev.out")
-evpid=$(pgrep -n -x epoll_echo_serv)
-steadies=()
-for k in 1 2 3; do python3 "$steady" 127.0.0.1 "$eport" 300 10 "c$k" > "$dir/ev$k.out" 2>&1 & steadies+=($!); pids+=($!); done
-wait_line "$dir/ev.out" '^client 3 '
-A migrate "$evpid" --to 127.0.0.1:$pb > "$dir/m16.out" 2>&1 || bad "migrate the event-loop server" "$dir/m16.out" "$dir/b.log"
-python3 "$steady" 127.0.0.1 "$eport" 20 10 new > "$dir/ev4.out" 2>&1
-A migrate "$evpid" --to 127.0.0.1:$pa > "$dir/m17.out" 2>&1 || bad "migrate the event-loop server home" "$dir/m17.out" "$dir/b.log"
-wait "${steadies[@]}"
-for _ in $(seq 1 200); do [ -s "$dir/ev.status" ] && break; sleep 0.05; done
-if [ "$(cat "$dir/ev.status" 2>/dev/null)" = 0 ] && grep -q frozen "$dir/m16.out" && grep -q frozen "$dir/m17.out" &&
-   [ "$(cat "$dir/ev1.out" "$dir/ev2.out" "$dir/ev3.out")" = "$(printf '300 echoes in order\n%.0s' 1 2 3)" ] &&
-   grep -qx "20 echoes in order" "$dir/ev4.out"; then
+# Event-loop servers: three clients keep sending lines at a steady rate, not waiting
+# for the echoes, while the server goes A -> B -> A; a new client is served at B.
+#   event_loop_check NAME PROCESS_NAME PROGRAM ARGS...  (the program prints "port N",
+#   "client K ..." per client, and exits 0 after 4 clients)
+event_loop_check() {
+  local name=$1 comm=$2 k; shift 2
+  ( LD_PRELOAD=$libmig "$@" > "$dir/$name.out" 2>&1; echo "$?" > "$dir/$name.status" ) &
+  pids+=($!)
+  wait_line "$dir/$name.out" '^port ' || bad "$name started" "$dir/$name.out"
+  local eport evpid steadies=()
+  eport=$(sed -n 's/^port //p' "$dir/$name.out")
+  evpid=$(pgrep -n -x "$comm")
+  for k in 1 2 3; do python3 "$steady" 127.0.0.1 "$eport" 300 10 "c$k" > "$dir/$name$k.out" 2>&1 & steadies+=($!); pids+=($!); done
+  wait_line "$dir/$name.out" '^client 3'
+  A migrate "$evpid" --to 127.0.0.1:$pb > "$dir/$name-m1.out" 2>&1 || bad "migrate $name" "$dir/$name-m1.out" "$dir/b.log"
+  python3 "$steady" 127.0.0.1 "$eport" 20 10 new > "$dir/${name}4.out" 2>&1
+  A migrate "$evpid" --to 127.0.0.1:$pa > "$dir/$name-m2.out" 2>&1 || bad "migrate $name home" "$dir/$name-m2.out" "$dir/b.log"
+  wait "${steadies[@]}"
+  for _ in $(seq 1 200); do [ -s "$dir/$name.status" ] && break; sleep 0.05; done
+  if [ "$(cat "$dir/$name.status" 2>/dev/null)" = 0 ] && grep -q frozen "$dir/$name-m1.out" && grep -q frozen "$dir/$name-m2.out" &&
+     [ "$(cat "$dir/${name}1.out" "$dir/${name}2.out" "$dir/${name}3.out")" = "$(printf '300 echoes in order\n%.0s' 1 2 3)" ] &&
+     grep -qx "20 echoes in order" "$dir/${name}4.out"; then
+    return 0
+  fi
+  bad "$name across migrations (status '$(cat "$dir/$name.status" 2>/dev/null)')" "$dir/$name.out" "$dir/${name}1.out" "$dir/${name}2.out" \
+    "$dir/${name}3.out" "$dir/${name}4.out" "$dir/$name-m1.out" "$dir/$name-m2.out"
+  return 1
+}
+event_loop_check etserver epoll_echo_serv "$evserver" --et 4 &&
   ok "an edge-triggered epoll server, migrated A -> B -> A while three clients stream lines at it: every echo in order, a new client served on B"
-else bad "event-loop server across migrations (status '$(cat "$dir/ev.status" 2>/dev/null)')" "$dir/ev.out" "$dir/ev1.out" "$dir/ev2.out" "$dir/ev3.out" "$dir/ev4.out" "$dir/m16.out" "$dir/m17.out"; fi
+event_loop_check uvserver uv_echo_server "$uvserver" 4 &&
+  ok "a libuv TCP server (FIONBIO, TCP_NODELAY, epoll), migrated A -> B -> A while three clients stream lines at it: every echo in order, a new client served on B"
 
 # A UDP echo job bound at home, migrated A -> B -> A between bursts of datagrams of
 # many sizes: each comes back whole, from the job's port, to the client's.
