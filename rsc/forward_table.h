@@ -72,6 +72,7 @@ enum class CallId : uint32_t {
   Listen = 56,
   Connect = 57,
   IoctlFionbio = 58,
+  Sendfile = 59,
 };
 
 // Calls that take input from their fd: after one of them, a home fd's readiness must

@@ -35,6 +35,7 @@ bool patient(const rsc::Row& row, const int64_t args[6]) {
       row.id == CallId::Accept4 || row.id == CallId::Connect) {
     return true;
   }
+  if (row.id == CallId::Sendfile) return isStreamFd(shim::g_runtime.forward, fdArg(args[0]));
   return isIo(row.id) && isStreamFd(shim::g_runtime.forward, fdArg(args[0]));
 }
 

@@ -260,8 +260,14 @@ long route(TrappedCall& c, const ucontext_t* uc) {
     // In-kernel copies between fds cannot span hosts: the usual fallbacks of their
     // callers (plain reads and writes) can.
     case SYS_copy_file_range: if (anyForwarded(s, a[0], a[2])) return -EXDEV; break;
-    case SYS_sendfile: case SYS_splice: case SYS_tee:
-      if (anyForwarded(s, a[0], c.nr == SYS_sendfile ? a[1] : a[2])) return -EINVAL;
+    case SYS_sendfile:
+      // Both ends at home: the copy is made there (the row). One end here: the
+      // caller's fallback (plain reads and writes) crosses hosts.
+      if (isForwardedFd(s, fdArg(a[0])) && isForwardedFd(s, fdArg(a[1]))) break;
+      if (anyForwarded(s, a[0], a[1])) return -EINVAL;
+      break;
+    case SYS_splice: case SYS_tee:
+      if (anyForwarded(s, a[0], a[2])) return -EINVAL;
       break;
     case SYS_mmap:
       if (!(a[3] & MAP_ANONYMOUS) && isForwardedFd(s, fdArg(a[4]))) return -ENODEV;

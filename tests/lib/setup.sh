@@ -9,7 +9,7 @@ MIG_PACKAGES=(
   capnproto libcapnp-dev libuv1-dev libffi-dev doctest-dev libxxhash-dev libssl-dev
   clang-14 libclang-rt-14-dev     # libFuzzer targets
   iproute2 util-linux procps      # simulated hosts: ip, unshare, nsenter, ps
-  redis-server redis-tools        # a real server the network tests migrate
+  redis-server redis-tools nginx-light  # real servers the network tests migrate
 )
 
 mig_install_deps() {
