@@ -45,8 +45,10 @@
 #             consumer's output is exact, the pipeline exits 0 0 0.
 #             redis-server (Debian's, under libmig) on a, migrated a -> b while a
 #             client on d runs SET/GET at a steady rate: every command gets its
-#             reply, DBSIZE and a checksum of 1000 known keys are intact, a new
-#             redis-cli is served; it shuts down with status 0.
+#             reply, DBSIZE and a checksum of 1000 known keys are intact, a
+#             client that connects during the migration (200 MB in it: a long
+#             freeze) is answered, a new redis-cli is served; it shuts down with
+#             status 0.
 #   migctl    list shows the job and where it runs; nodes shows a b c up, and
 #             a host whose shadowd was stopped (SIGTERM) or killed unreachable.
 # Every wait is bounded and polls (no sleeps as synchronisation, no timing
@@ -748,25 +750,45 @@ for i in range(n):
     if cmd(b"SET", k, v) != b"+OK" or cmd(b"GET", k) != v: print("bad reply at", i); sys.exit(1)
     time.sleep(0.005)
 print("%d SET/GET pairs answered" % n)'
+# A client that connects once TRIGGER exists (made while the job is frozen): PING,
+# and how long PONG took.
+LATE_PING='import os, socket, sys, time
+while not os.path.exists(sys.argv[3]): time.sleep(0.005)
+t = time.monotonic(); s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+s.sendall(b"PING\r\n"); got = s.recv(100)
+print("%s after %d ms" % (got.decode().strip(), (time.monotonic() - t) * 1000))'
 redis_cli() { hx d redis-cli -h "${ADDR[a]}" -p 7300 "$@"; }
 known_keys() { seq 1 1000 | sed 's/^/GET known:/' | redis_cli | sha256sum | cut -d' ' -f1; }
 if want network && command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
   if start_job redis mig "$(command -v redis-server)" --port 7300 --bind "${ADDR[a]}" --protected-mode no --save '' --appendonly no \
        --daemonize no && wait_until 20 grep -q 'Ready to accept connections' "$(jfile redis out)"; then
     seq 1 1000 | awk '{ print "SET known:" $1 " value-" $1 "-" $1 * 7919 }' | redis_cli >/dev/null
+    redis_cli SETRANGE ballast 199999999 x >/dev/null  # 200 MB: a freeze long enough to connect in
     sum1=$(known_keys) size1=$(redis_cli DBSIZE)
     hx d python3 -c "$REDIS_CLIENT" "${ADDR[a]}" 7300 600 >"$T/redis-steady.out" 2>&1 & rc=$!; bg_pids+=($rc)
     sleep 1  # a second into its ~4 s of commands
-    migrate redis b && ok "redis: a -> b while a client on d runs SET/GET: $(migrated_line)" ||
+    hx d python3 -c "$LATE_PING" "${ADDR[a]}" 7300 "$T/redis-go" >"$T/redis-late.out" 2>&1 & lp=$!; bg_pids+=($lp)
+    new_migrate_logs
+    run_migrate redis b & mp=$!
+    sleep 0.1
+    touch "$T/redis-go"  # the new client comes mid-migration
+    kill -0 "$mp" 2>/dev/null && inflight=yes || inflight=no
+    wait "$lp"
+    wait "$mp" && ok "redis: a -> b while a client on d runs SET/GET: $(migrated_line)" ||
       { fail "redis: a -> b: migctl exited $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")"; shadowd_logs a b; }
+    if [[ $inflight == yes ]] && grep -q '^+PONG after ' "$T/redis-late.out"; then
+      ok "redis: a client that connected to a's address during the migration waited in the backlog and was answered ($(cat "$T/redis-late.out"))"
+    else
+      fail "redis: a client connecting during the migration (migration still running: $inflight): $(cat "$T/redis-late.out")"
+    fi
     kill -0 "$rc" 2>/dev/null && during=yes || during=no  # the client was still at it
     wait "$rc"
     sum2=$(known_keys) size2=$(redis_cli DBSIZE)
     redis_cli SHUTDOWN NOSAVE >/dev/null 2>&1
     wait_job redis 30
-    if [[ $STATUS == 0 && $during == yes && $size1 == 1000 && $size2 == 1600 && $sum1 == "$sum2" ]] &&
+    if [[ $STATUS == 0 && $during == yes && $size1 == 1001 && $size2 == 1601 && $sum1 == "$sum2" ]] &&
        grep -qx "600 SET/GET pairs answered" "$T/redis-steady.out"; then
-      ok "redis: the client on d got all 600 SET/GET replies across a -> b; DBSIZE 1000 + 600, the 1000 known keys' checksum unchanged; redis-cli served on b, SHUTDOWN gives status 0 on a"
+      ok "redis: the client on d got all 600 SET/GET replies across a -> b; DBSIZE 1001 + 600, the 1000 known keys' checksum unchanged; redis-cli served on b, SHUTDOWN gives status 0 on a"
     else
       fail "redis: status $STATUS, client still running after the hop: $during, DBSIZE $size1 -> $size2, checksum $sum1 -> $sum2; the client says: $(cat "$T/redis-steady.out")"
       detail "$(jfile redis out)" "redis-server's log"
