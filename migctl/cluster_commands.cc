@@ -103,10 +103,12 @@ int migrateCommand(int argc, char** argv) {
       "                listening TCP sockets are made again on the new host, at the\n"
       "                same port on every address; its TCP connections are reset, so\n"
       "                their peers reconnect (to the new host); new sockets are the\n"
-      "                new host's. Its home host then serves nothing for it.\n"
+      "                new host's. Its TCP service no longer passes through home\n"
+      "                (UDP sockets, pipes, its terminal and files still do).\n"
       "Default (keep the network at home) when clients know the job by its home\n"
       "address or connections must not break; --rebind when clients find it again by\n"
-      "themselves and the detour home would cost too much.\n";
+      "themselves and the detour home would cost too much.\n"
+      "\n";
   kj::String storage;
   const char* socket = socketArg(argc, argv, storage);
   const char* to = nullptr;
@@ -117,8 +119,14 @@ int migrateCommand(int argc, char** argv) {
       fputs(usage, stdout);
       return 0;
     } else if (strcmp(argv[i], "--to") == 0 && i + 1 < argc) to = argv[++i];
-    else if (strcmp(argv[i], "--local-net") == 0) network = rpc::NetworkPolicy::LOCAL;
-    else if (strcmp(argv[i], "--rebind") == 0) network = rpc::NetworkPolicy::REBIND;
+    else if (strcmp(argv[i], "--local-net") == 0 || strcmp(argv[i], "--rebind") == 0) {
+      const auto chosen = argv[i][2] == 'l' ? rpc::NetworkPolicy::LOCAL : rpc::NetworkPolicy::REBIND;
+      if (network != rpc::NetworkPolicy::HOME && network != chosen) {
+        fprintf(stderr, "migctl migrate: --local-net and --rebind exclude each other: choose one\n%s", usage);
+        return 2;
+      }
+      network = chosen;
+    }
     else if (argv[i][0] != '-' && pid == 0) pid = strtol(argv[i], nullptr, 10);
     else {
       fprintf(stderr, "migctl migrate: unexpected argument '%s'\n%s", argv[i], usage);
