@@ -4,6 +4,8 @@
 //   - registers with the home shadowd as the job's deputy;
 //   - runs the job's forwarded system calls (rsc/wire.h) through the rsc dispatcher,
 //     with the job's fds, cwd and identity;
+//   - watches the job's sockets, pipes and terminal for readability, for their
+//     readiness stand-ins where the job runs (shim/forward/readiness_stand_in.h);
 //   - forwards the signals it receives (kill, Ctrl-C on its terminal) to the job;
 //   - ends the way the job ends (exit status or signal), so its parent sees that.
 // It prints nothing: its stdout and stderr are the job's.
