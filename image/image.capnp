@@ -97,6 +97,8 @@ struct Thread {
                              # checkpointer could read them; else only pendingSignals)
   realTid @15 :Int32;        # kernel TID at the checkpoint: what futex words of the
                              # robust mutexes it holds contain
+  name @17 :Text;            # its name (/proc/PID/task/TID/comm, pthread_setname_np): what
+                             # ps, top, pgrep and killall go by
 }
 
 struct Threads {

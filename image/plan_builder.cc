@@ -206,6 +206,7 @@ RestorePlan buildRestorePlan(FileReader& image) {
       out.altStackSp = t.getAltStackSp();
       out.altStackSize = t.getAltStackSize();
       out.altStackFlags = t.getAltStackFlags();
+      if (t.hasName()) strncpy(out.name, t.getName().cStr(), sizeof(out.name) - 1);
       out.reserved = static_cast<uint32_t>(t.getRealTid());  // the restorer's "old TID"
       out.pendingMask = addPending(t.getPendingSignals(), t.getPendingSiginfo(),
                                    static_cast<int32_t>(threads.size()), pending);

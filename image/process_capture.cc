@@ -158,6 +158,10 @@ void writeThreads(pid_t pid, const control::Block& block, ImageWriter& w, Captur
     char what[64];
     snprintf(what, sizeof(what), "task/%d/status", s.realTid);
     uint64_t pending = pendingMask(readProcFile(pid, what), "SigPnd");
+    snprintf(what, sizeof(what), "task/%d/comm", s.realTid);
+    std::string name = readProcFile(pid, what);
+    while (!name.empty() && name.back() == '\n') name.pop_back();
+    t.setName(name);
     stats.pendingSignals |= pending;
     addSignals(pending, t.initPendingSignals(static_cast<uint32_t>(__builtin_popcountll(pending))));
     if (pending != 0) addSiginfo(siginfo, s.realTid, false, [&](uint32_t n) { return t.initPendingSiginfo(n); });

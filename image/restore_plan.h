@@ -98,8 +98,9 @@ struct Thread {
   uint32_t reserved;
   uint64_t pendingMask;   // bit (n-1): signal n pending for this thread, re-raised before resuming
                           // (without siginfo: those with one are PendingSignal entries)
+  char name[16];          // the thread's name, NUL-terminated ("": keep the process's)
 };
-static_assert(sizeof(Thread) == 120);
+static_assert(sizeof(Thread) == 136);
 
 inline constexpr uint32_t kThreadMain = 1;
 

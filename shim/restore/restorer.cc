@@ -74,6 +74,7 @@ struct ThreadCtl {
   int32_t altStackFlags;
   int32_t vtid;
   int32_t oldTid;  // the kernel TID the thread had at the checkpoint
+  char name[16];   // "" in images from before names were saved
 };
 
 struct State {
@@ -692,8 +693,8 @@ void setSignals() {
 
 // The kernel named the process after the restorer's file at exec ("mig-restore" in ps,
 // top, pgrep, killall). Name it after the restored argv[0] instead; threads created
-// afterwards inherit it. (The plan has no per-thread names: names set with
-// pthread_setname_np are not restored.)
+// afterwards inherit it. Each thread then takes the name it had, when the image has
+// it (setUpThread): argv[0] may have been rewritten (redis' "redis-server *:6379").
 void setProcessName() {
   const plan::Header* h = g.plan;
   if (!(h->flags & plan::kPlanHasMmLayout) || h->mm.argEnd <= h->mm.argStart) return;
@@ -763,6 +764,8 @@ void loadThreads() {
     c.altStackSp = t[i].altStackSp;
     c.altStackSize = t[i].altStackSize;
     c.altStackFlags = t[i].altStackFlags;
+    __builtin_memcpy(c.name, t[i].name, sizeof(c.name));
+    c.name[sizeof(c.name) - 1] = '\0';
     c.pendingMask = t[i].pendingMask;
     c.vtid = t[i].vtid;
     c.oldTid = t[i].reserved != 0 ? static_cast<int32_t>(t[i].reserved) : t[i].vtid;
@@ -876,6 +879,7 @@ void setUpThread(const ThreadCtl& t, bool isMain) {
     r = sys::call2(sys::kSigaltstack, reinterpret_cast<long>(&ss), 0);
     if (r < 0) threadFail(t, "sigaltstack", r);
   }
+  if (t.name[0] != '\0') sys::call2(sys::kPrctl, kPrSetName, reinterpret_cast<long>(t.name));
 }
 
 // Queues pending signals again; they stay blocked until rt_sigreturn restores the

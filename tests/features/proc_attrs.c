@@ -3,17 +3,35 @@
  * rlimits (RLIMIT_NOFILE soft 200, RLIMIT_CORE 0), an environment variable
  * set with setenv, the arguments and environment as the kernel shows them
  * (/proc/self/cmdline and /proc/self/environ, compared with what they were
- * at the start), and a relative path opened through the cwd.
+ * at the start), a relative path opened through the cwd, and thread names (the
+ * main thread's set with prctl, a helper's with pthread_setname_np: what ps,
+ * top and pgrep show).
  *
  * usage: proc_attrs DIR [STEPS]   (default 30 steps of 100 ms)
  */
 #include "feature.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
 enum { STEP_MS = 100 };
+
+static volatile int helper_done;
+static char helper_name[16];
+
+/* Waits for the end, then reads its own name (its TID here may not be the one
+ * pthread_getname_np would look up from another thread). */
+static void *helper(void *arg)
+{
+  (void)arg;
+  while (!helper_done)
+    sleep_ms(20);
+  CHECK_SYS(prctl(PR_GET_NAME, helper_name));
+  return NULL;
+}
 
 static char *slurp(const char *path, size_t *len)
 {
@@ -60,6 +78,11 @@ int main(int argc, char **argv)
   CHECK(fd >= 0, "create made-here: %s", strerror(errno));
   close(fd);
 
+  CHECK_SYS(prctl(PR_SET_NAME, "attrs-main"));
+  pthread_t h;
+  CHECK(pthread_create(&h, NULL, helper, NULL) == 0, "pthread_create failed");
+  CHECK(pthread_setname_np(h, "attrs-helper") == 0, "pthread_setname_np failed");
+
   printf("proc_attrs: %d steps\n", steps);
   for (int s = 1; s <= steps; s++) {
     CHECK(getcwd(cwd, sizeof cwd) != NULL && strcmp(cwd, work) == 0, "step %d: cwd changed", s);
@@ -95,7 +118,14 @@ int main(int argc, char **argv)
   for (int i = 0; i < argc; i++)
     CHECK(strlen(argv[i]) < 4096, "argv[%d] looks corrupt", i);
 
-  printf("cwd unchanged\numask 027\nrlimits unchanged\nenvironment unchanged\n");
+  char main_name[16];
+  CHECK_SYS(prctl(PR_GET_NAME, main_name));
+  CHECK(strcmp(main_name, "attrs-main") == 0, "the main thread is named '%s', not attrs-main", main_name);
+  helper_done = 1;
+  CHECK(pthread_join(h, NULL) == 0, "pthread_join failed");
+  CHECK(strcmp(helper_name, "attrs-helper") == 0, "the helper thread is named '%s', not attrs-helper", helper_name);
+
+  printf("cwd unchanged\numask 027\nrlimits unchanged\nenvironment unchanged\nthread names unchanged\n");
   printf("cmdline unchanged\n");
   printf("PASS\n");
   return 0;
