@@ -21,5 +21,15 @@ port() {  # a free loopback port
 }
 # wait_line FILE PATTERN: bounded wait (30 s) for a line
 wait_line() { for _ in $(seq 1 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+# kill_restored PATTERN: the processes the shadowds restored (the PIDs their logs,
+# $dir/*.log, name) are not among $pids; end those whose command line still matches
+# PATTERN (a PID taken since by another process is left alone). For an EXIT trap:
+#   trap 'kill_restored "PATTERN"; cleanup' EXIT
+kill_restored() {
+  local p
+  for p in $(sed -n 's/.*runs here as PID \([0-9]*\)$/\1/p' "$dir"/*.log 2>/dev/null); do
+    tr '\0' ' ' 2>/dev/null < "/proc/$p/cmdline" | grep -q "$1" && kill -9 "$p" 2>/dev/null
+  done
+}
 # wait_socket PATH: bounded wait (5 s) for a shadowd's local socket
 wait_socket() { for _ in $(seq 1 100); do [ -S "$1" ] && return 0; sleep 0.05; done; return 1; }

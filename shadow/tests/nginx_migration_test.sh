@@ -18,14 +18,7 @@ shadowd=$(realpath "$1") migctl=$(realpath "$2") libmig=$(realpath "$3")
 source "$(dirname "$0")/loopback_lib.sh" nginx
 head -c 32 /dev/urandom > "$dir/key"; chmod 600 "$dir/key"
 pa=$(port) pb=$(port) np=$(port)
-nginx_cleanup() {  # the restored nginx is not among $pids: end it by its PID file's word
-  local p
-  for p in $(sed -n 's/.*runs here as PID \([0-9]*\)$/\1/p' "$dir/a.log" "$dir/b.log" 2>/dev/null); do
-    tr '\0' ' ' 2>/dev/null < "/proc/$p/cmdline" | grep -q "nginx -c $dir/" && kill -9 "$p" 2>/dev/null
-  done
-  cleanup
-}
-trap nginx_cleanup EXIT
+trap 'kill_restored "nginx -c $dir/"; cleanup' EXIT  # the restored nginx is not among $pids
 "$shadowd" --listen 127.0.0.1:$pa --cluster-key "$dir/key" --socket "$dir/a/sock" --log "$dir/a.log" & pids+=($!)
 "$shadowd" --listen 127.0.0.1:$pb --cluster-key "$dir/key" --socket "$dir/b/sock" --log "$dir/b.log" & pids+=($!)
 for s in a b; do wait_socket "$dir/$s/sock"; done

@@ -30,15 +30,8 @@ head -c 32 /dev/urandom > "$dir/key"; chmod 600 "$dir/key"
 pa=$(port) pb=$(port) rp=$(port) cp=$(port)
 
 # The restored redis-server processes are children of the shadowd that restored them:
-# end them too (by the PIDs the shadowd logged, if they are still our redis).
-redis_cleanup() {
-  local p
-  for p in $(sed -n 's/.*runs here as PID \([0-9]*\)$/\1/p' "$dir/a.log" "$dir/b.log" 2>/dev/null); do
-    tr '\0' ' ' 2>/dev/null < "/proc/$p/cmdline" | grep -q "redis-server .*:$rp" && kill -9 "$p" 2>/dev/null
-  done
-  cleanup
-}
-trap redis_cleanup EXIT
+# end them too.
+trap 'kill_restored "redis-server .*:$rp"; cleanup' EXIT
 
 "$shadowd" --listen 127.0.0.1:$pa --cluster-key "$dir/key" --socket "$dir/a/sock" --log "$dir/a.log" & pids+=($!)
 "$shadowd" --listen 127.0.0.1:$pb --cluster-key "$dir/key" --socket "$dir/b/sock" --log "$dir/b.log" & pids+=($!)
