@@ -11,6 +11,7 @@
 #include "migctl/commands.h"
 #include "migctl/restart_files.h"
 #include "shadow/hex.h"
+#include "shadow/network_policy.h"
 #include "shim/forward/forward_config.h"
 
 #include <cerrno>
@@ -179,8 +180,7 @@ int restartCommand(int argc, char** argv) {
     else if (strcmp(argv[i], "--local-path") == 0) migrated.localPaths.add(value());
     else if (strcmp(argv[i], "--network") == 0) {
       const char* v = value();
-      if (strcmp(v, "local") == 0) migrated.network = forward::kNetworkLocal;
-      else if (strcmp(v, "rebind") == 0) migrated.network = forward::kNetworkRebind;
+      KJ_IF_MAYBE(p, shadow::networkFromWord(v)) { migrated.network = static_cast<uint32_t>(*p); }
       else fail(kj::str("--network takes local or rebind, not ", v));
     }
     else if (strcmp(argv[i], "--realtime-offset-ns") == 0) migrated.realtimeOffsetNs = parseNs("--realtime-offset-ns", value());

@@ -11,6 +11,7 @@
 #include "migctl/control_client.h"
 #include "migctl/freeze_capture.h"
 #include "shadow/hex.h"
+#include "shadow/network_policy.h"
 #include "shadow/peer_login.h"
 
 #include <kj/async-io.h>
@@ -107,8 +108,7 @@ int sendCommand(int argc, char** argv) {
     else if (is("--shadowd-socket")) shadowdSocket = argv[++i];
     else if (is("--network")) {
       const char* v = argv[++i];
-      if (strcmp(v, "local") == 0) network = rpc::NetworkPolicy::LOCAL;
-      else if (strcmp(v, "rebind") == 0) network = rpc::NetworkPolicy::REBIND;
+      KJ_IF_MAYBE(p, shadow::networkFromWord(v)) { network = *p; }
       else fail(kj::str("--network takes local or rebind, not ", v));
     }
     else if (argv[i][0] != '-' && pid == 0) pid = strtol(argv[i], nullptr, 10);

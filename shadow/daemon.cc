@@ -3,6 +3,7 @@
 #include "shadow/error.h"
 
 #include "shadow/child_process.h"
+#include "shadow/network_policy.h"
 
 #include <kj/debug.h>
 
@@ -127,10 +128,7 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
   spec.argv.add(kj::str(vpid));
   spec.argv.add(kj::str("--command"));
   spec.argv.add(kj::str(command));
-  if (network != rpc::NetworkPolicy::HOME) {
-    spec.argv.add(kj::str("--network"));
-    spec.argv.add(kj::str(network == rpc::NetworkPolicy::LOCAL ? "local" : "rebind"));
-  }
+  addNetworkArgs(spec.argv, network);
   if (becomeDeputy) {
     spec.argv.add(kj::str("--deputy"));
     spec.argv.add(kj::str(config_.deputy));

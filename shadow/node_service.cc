@@ -4,6 +4,7 @@
 #include "shadow/child_process.h"
 #include "shadow/clock_offset.h"
 #include "shadow/error.h"
+#include "shadow/network_policy.h"
 #include "shadow/services.h"
 
 #include <kj/debug.h>
@@ -115,10 +116,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     spec.argv.add(kj::str("--realtime-offset-ns"));
     spec.argv.add(kj::str(realtimeOffsetNs));
     spec.env.add(kj::str(kTokenEnv, "=", hex(job->token)));
-    if (job->network != rpc::NetworkPolicy::HOME) {
-      spec.argv.add(kj::str("--network"));
-      spec.argv.add(kj::str(job->network == rpc::NetworkPolicy::LOCAL ? "local" : "rebind"));
-    }
+    addNetworkArgs(spec.argv, job->network);
     for (auto& p : d_.config().localPaths) {
       spec.argv.add(kj::str("--local-path"));
       spec.argv.add(kj::str(p));
