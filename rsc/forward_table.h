@@ -130,6 +130,9 @@ const Row* findRow(long sysno, const int64_t args[6]);
 // The row with this id, or nullptr for an unknown id.
 const Row* rowById(uint32_t id);
 
+// The row of a known call (every CallId has one).
+inline const Row& rowOf(CallId id) { return *rowById(static_cast<uint32_t>(id)); }
+
 // The whole table, for the deputy's per-row preparation and for tests.
 uint32_t rowCount();
 const Row& rowAt(uint32_t index);

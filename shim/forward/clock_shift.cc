@@ -4,6 +4,7 @@
 // written, so its retry loops see the value they computed.
 #include "shim/forward/clock_shift.h"
 
+#include "shim/proc_dir.h"
 #include "shim/raw_syscall.h"
 
 #include <cerrno>
@@ -30,60 +31,12 @@ void clearClockShift() {
 
 namespace {
 
+using shim::forEachLine;
+using shim::numberAfter;
+using shim::putDecimal;
 using shim::rawSyscall;
 
 constexpr long kSysFutexWait = 455;  // futex_wait(2), Linux 6.7; not in older headers
-
-// Calls one of `path`'s lines at a time (at most 127 bytes of each) until fn says stop.
-template <typename Fn>
-void forEachLine(const char* path, Fn fn) {
-  long fd = rawSyscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  char chunk[512], line[128];
-  size_t len = 0;
-  for (;;) {
-    long n = rawSyscall(SYS_read, fd, reinterpret_cast<long>(chunk), sizeof(chunk));
-    if (n == -EINTR) continue;
-    if (n <= 0) break;
-    for (long i = 0; i < n; ++i) {
-      if (chunk[i] != '\n') {
-        if (len < sizeof(line) - 1) line[len++] = chunk[i];
-        continue;
-      }
-      line[len] = '\0';
-      len = 0;
-      if (!fn(line)) {
-        rawSyscall(SYS_close, fd);
-        return;
-      }
-    }
-  }
-  rawSyscall(SYS_close, fd);
-}
-
-// "KEY: N" -> N, if line starts with key.
-bool numberAfter(const char* line, const char* key, int64_t& out) {
-  for (; *key != '\0'; ++key, ++line) {
-    if (*line != *key) return false;
-  }
-  while (*line == ' ' || *line == '\t') ++line;
-  bool negative = *line == '-';
-  if (negative) ++line;
-  if (*line < '0' || *line > '9') return false;
-  int64_t v = 0;
-  for (; *line >= '0' && *line <= '9'; ++line) v = v * 10 + (*line - '0');
-  out = negative ? -v : v;
-  return true;
-}
-
-char* putDecimal(char* p, uint64_t v) {
-  char digits[24];
-  int n = 0;
-  do digits[n++] = static_cast<char>('0' + v % 10); while ((v /= 10) != 0);
-  while (n > 0) *p++ = digits[--n];
-  *p = '\0';
-  return p;
-}
 
 // The clock a timerfd was created on (its fdinfo says), kNone if unknown.
 ClockKind timerfdClock(int64_t fdArg) {

@@ -297,7 +297,7 @@ long forwardPipelinedWrite(const rsc::Row& row, const int64_t args[6]) {
 
 bool drainPipelinedWrites() {
   if (state().pipelineOrder.load(std::memory_order_acquire) == 0) return true;
-  const rsc::Row* row = rsc::rowById(static_cast<uint32_t>(rsc::CallId::Getppid));
+  const rsc::Row* row = &rsc::rowOf(rsc::CallId::Getppid);
   const int64_t none[6] = {};
   if (row == nullptr || !ensureBuffer() || (!haveConnection() && connectRelay() != 0)) return false;
   const uint64_t seq = ++t_seq;

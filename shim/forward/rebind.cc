@@ -1,9 +1,10 @@
-// See rebind.h. Raw system calls and static buffers only: it runs while the
-// application's threads are parked wherever they were (a lock of libc's may be held).
+// See rebind.h. Raw system calls and no allocation: it runs while the application's
+// threads are parked wherever they were (a lock of libc's may be held).
 #include "shim/forward/rebind.h"
 
 #include "shim/forward/state.h"
 #include "shim/forward/trapped_call.h"
+#include "shim/proc_dir.h"
 #include "shim/raw_syscall.h"
 #include "shim/runtime.h"
 
@@ -24,11 +25,11 @@ State& state() { return shim::g_runtime.forward; }
 
 // An int-valued option of home socket fd (negative errno if it is none).
 long homeIntOption(int32_t fd, int level, int name) {
-  int value[rsc::kSockoptSize / sizeof(int)] = {};  // the row's whole value comes back
+  int value = 0;
   socklen_t len = sizeof(value);
-  const int64_t args[6] = {fd, level, name, reinterpret_cast<int64_t>(value), reinterpret_cast<int64_t>(&len), 0};
-  long r = forwardRow(*rsc::rowById(static_cast<uint32_t>(rsc::CallId::Getsockopt)), args);
-  return r < 0 ? r : value[0];
+  const int64_t args[6] = {fd, level, name, reinterpret_cast<int64_t>(&value), reinterpret_cast<int64_t>(&len), 0};
+  long r = homeSocketRow(rsc::rowOf(rsc::CallId::Getsockopt), args, args);
+  return r < 0 ? r : value;
 }
 
 // --- the epoll registrations of an fd, from /proc/self/fdinfo --------------------
@@ -40,73 +41,55 @@ struct Registration {
 };
 constexpr int kMaxRegistrations = 16;
 
-char g_text[1 << 16];  // one fdinfo file at a time
+// The process's epoll fds, listed once for all the sockets taken over.
+struct Epolls {
+  static constexpr int kMax = 64;
+  int32_t fd[kMax];
+  int count = 0;
+};
 
-const char* skipTo(const char* p, const char* end, const char* word) {
-  for (; p < end; ++p) {
-    const char* w = word;
-    const char* q = p;
-    while (*w != '\0' && q < end && *q == *w) ++q, ++w;
-    if (*w == '\0') return q;
-  }
-  return nullptr;
+Epolls findEpolls() {
+  Epolls e;
+  shim::forEachNumberedEntry("/proc/self/fd", [&](int fd, int dir) {
+    char name[12], target[32];
+    shim::putDecimal(name, static_cast<uint32_t>(fd));
+    const long n = rawSyscall(SYS_readlinkat, dir, reinterpret_cast<long>(name), reinterpret_cast<long>(target),
+                              sizeof(target));
+    const char want[] = "anon_inode:[eventpoll]";
+    if (fd != dir && n == static_cast<long>(sizeof(want) - 1) && __builtin_memcmp(target, want, n) == 0 &&
+        e.count < Epolls::kMax) {
+      e.fd[e.count++] = fd;
+    }
+  });
+  return e;
 }
 
-uint64_t number(const char*& p, const char* end, int base) {
-  while (p < end && *p == ' ') ++p;
+// The hexadecimal number after `key` somewhere in line (0 if none).
+uint64_t hexAfter(const char* line, const char* key) {
+  const char* p = __builtin_strstr(line, key);
+  if (p == nullptr) return 0;
+  p += __builtin_strlen(key);
+  while (*p == ' ') ++p;
   uint64_t v = 0;
-  for (; p < end; ++p) {
-    int d = *p >= '0' && *p <= '9' ? *p - '0' : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10 : -1;
-    if (d < 0 || d >= base) break;
-    v = v * static_cast<uint64_t>(base) + static_cast<uint64_t>(d);
+  for (;; ++p) {
+    const int d = *p >= '0' && *p <= '9' ? *p - '0' : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10 : -1;
+    if (d < 0) return v;
+    v = v * 16 + static_cast<uint64_t>(d);
   }
-  return v;
 }
 
-void decimal(char* out, int v) {
-  char tmp[12];
-  int n = 0;
-  do tmp[n++] = static_cast<char>('0' + v % 10);
-  while ((v /= 10) > 0);
-  while (n > 0) *out++ = tmp[--n];
-  *out = '\0';
-}
-
-bool isEpoll(int32_t fd) {
-  char path[40] = "/proc/self/fd/";
-  decimal(path + 14, fd);
-  char target[32];
-  long n = rawSyscall(SYS_readlinkat, AT_FDCWD, reinterpret_cast<long>(path), reinterpret_cast<long>(target),
-                      sizeof(target));
-  const char want[] = "anon_inode:[eventpoll]";
-  if (n != static_cast<long>(sizeof(want) - 1)) return false;
-  for (long i = 0; i < n; ++i) {
-    if (target[i] != want[i]) return false;
-  }
-  return true;
-}
-
-// The registrations of `fd` in epoll `epfd`, added to `out` (up to kMaxRegistrations).
+// The registrations of `fd` in epoll `epfd` ("tfd: N events: HEX data: HEX ..."
+// lines), added to `out` (up to kMaxRegistrations).
 void registrationsIn(int32_t epfd, int32_t fd, Registration* out, int& count) {
   char path[40] = "/proc/self/fdinfo/";
-  decimal(path + 18, epfd);
-  long f = rawSyscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDONLY | O_CLOEXEC);
-  if (f < 0) return;
-  long size = 0;
-  for (long n; size < static_cast<long>(sizeof(g_text)) &&
-               (n = rawSyscall(SYS_read, f, reinterpret_cast<long>(g_text + size), sizeof(g_text) - size)) > 0;) {
-    size += n;
-  }
-  rawSyscall(SYS_close, f);
-  const char* end = g_text + (size > 0 ? size : 0);
-  for (const char* p = g_text; (p = skipTo(p, end, "tfd:")) != nullptr && count < kMaxRegistrations;) {
-    if (static_cast<int32_t>(number(p, end, 10)) != fd) continue;
-    const char* e = skipTo(p, end, "events:");
-    const char* d = e ? skipTo(e, end, "data:") : nullptr;
-    if (d == nullptr) break;
-    out[count++] = {epfd, static_cast<uint32_t>(number(e, end, 16)), number(d, end, 16)};
-    p = d;
-  }
+  shim::putDecimal(path + 18, static_cast<uint32_t>(epfd));
+  shim::forEachLine(path, [&](const char* line) {
+    int64_t tfd;
+    if (shim::numberAfter(line, "tfd:", tfd) && tfd == fd) {
+      out[count++] = {epfd, static_cast<uint32_t>(hexAfter(line, "events:")), hexAfter(line, "data:")};
+    }
+    return count < kMaxRegistrations;
+  });
 }
 
 // --- the sockets -----------------------------------------------------------------
@@ -164,13 +147,11 @@ uint64_t inodeOf(int32_t fd) {
 
 // Puts `successor` in place of home fd `fd`: the home side closed, the epoll
 // registrations and close-on-exec kept.
-void replace(int32_t fd, long successor, int32_t maxFd) {
+void replace(int32_t fd, long successor, const Epolls& epolls) {
   State& s = state();
   Registration regs[kMaxRegistrations];
   int count = 0;
-  for (int32_t e = 0; e <= maxFd; ++e) {
-    if (e != fd && rawSyscall(SYS_fcntl, e, F_GETFD) >= 0 && isEpoll(e)) registrationsIn(e, fd, regs, count);
-  }
+  for (int i = 0; i < epolls.count && count < kMaxRegistrations; ++i) registrationsIn(epolls.fd[i], fd, regs, count);
   const bool cloexec = rawSyscall(SYS_fcntl, fd, F_GETFD) & FD_CLOEXEC;
   forwardSyscall(SYS_close, fd);
   setForwardedFd(s, fd, false);
@@ -183,11 +164,11 @@ void replace(int32_t fd, long successor, int32_t maxFd) {
   }
 }
 
-void rebindOne(int32_t fd, int32_t maxFd) {
+void rebindOne(int32_t fd, const Epolls& epolls) {
   const uint64_t standIn = inodeOf(fd);
   for (int i = 0; i < g_takenCount; ++i) {
     if (standIn != 0 && g_taken[i].standIn == standIn) {  // a copy of one done already
-      replace(fd, g_taken[i].fd, maxFd);
+      replace(fd, g_taken[i].fd, epolls);
       return;
     }
   }
@@ -201,9 +182,9 @@ void rebindOne(int32_t fd, int32_t maxFd) {
   if (!listening) {
     struct linger reset = {1, 0};  // the close at home resets the connection
     const int64_t args[6] = {fd, SOL_SOCKET, SO_LINGER, reinterpret_cast<int64_t>(&reset), sizeof(reset), 0};
-    forwardRow(*rsc::rowById(static_cast<uint32_t>(rsc::CallId::Setsockopt)), args);
+    forwardRow(rsc::rowOf(rsc::CallId::Setsockopt), args);
   }
-  replace(fd, successor, maxFd);
+  replace(fd, successor, epolls);
   rawSyscall(SYS_close, successor);
   if (g_takenCount < kMaxTaken && standIn != 0) g_taken[g_takenCount++] = {standIn, fd};
 }
@@ -212,13 +193,10 @@ void rebindOne(int32_t fd, int32_t maxFd) {
 
 void rebindSockets() {
   State& s = state();
-  int32_t maxFd = -1;
-  for (int32_t fd = 0; fd < static_cast<int32_t>(kMaxFds); ++fd) {
-    if (rawSyscall(SYS_fcntl, fd, F_GETFD) >= 0) maxFd = fd;
-  }
+  const Epolls epolls = findEpolls();
   g_takenCount = 0;
-  for (int32_t fd = 0; fd <= maxFd; ++fd) {
-    if (isForwardedFd(s, fd) && isStreamFd(s, fd)) rebindOne(fd, maxFd);
+  for (int32_t fd = 0; fd < static_cast<int32_t>(kMaxFds); ++fd) {
+    if (isForwardedFd(s, fd) && isStreamFd(s, fd)) rebindOne(fd, epolls);
   }
 }
 

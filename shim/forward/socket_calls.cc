@@ -24,7 +24,7 @@ using rsc::CallId;
 
 State& state() { return shim::g_runtime.forward; }
 
-const rsc::Row& rowOf(CallId id) { return *rsc::rowById(static_cast<uint32_t>(id)); }
+using rsc::rowOf;
 
 // A socket address from home, whole, into the caller's buffer of *len bytes: what
 // fits, and the real length, as the kernel does.
