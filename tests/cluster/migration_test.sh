@@ -521,18 +521,24 @@ if want rwjob; then
 fi
 
 # --- a TCP server whose sockets stay on a ---------------------------------------------------------
-# net_client HOST PORT N OUT: from HOST, N numbered lines to a's address, 20 ms apart,
-# each echo checked; OUT gets "N echoes in order" or what went wrong.
-NET_CLIENT='import socket, sys, time
-addr, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+# steady HOST ADDR PORT N NAME OUT: from HOST, N lines "NAME i" to ADDR:PORT, 20 ms
+# apart, each echo checked; OUT gets "N echoes in order" or what went wrong ("reset
+# after i echoes" for a reset).
+NET_STEADY='import socket, sys, time
+addr, port, n, name = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 s = socket.create_connection((addr, port), timeout=30); f = s.makefile("rw")
 for i in range(n):
-    f.write("message %d\n" % i); f.flush()
-    got = f.readline()
-    if got != "echo message %d\n" % i: print("bad echo for %d: %r" % (i, got)); sys.exit(1)
+    try:
+        f.write("%s %d\n" % (name, i)); f.flush()
+        got = f.readline()
+    except ConnectionResetError:
+        print("reset after %d echoes" % i); sys.exit(1)
+    if got != "echo %s %d\n" % (name, i): print("bad echo for %d: %r" % (i, got)); sys.exit(1)
     time.sleep(0.02)
 s.close(); print("%d echoes in order" % n)'
-net_client() { hx "$1" python3 -c "$NET_CLIENT" "${ADDR[a]}" "$2" "$3" >"$4" 2>&1; }
+steady() { hx "$1" python3 -c "$NET_STEADY" "$2" "$3" "$4" "$5" >"$6" 2>&1; }
+# net_client HOST PORT N OUT: the same to a's address.
+net_client() { steady "$1" "${ADDR[a]}" "$2" "$3" message "$4"; }
 if want network && [[ -n $NETSERVER ]]; then
   if start_job netserver mig "$NETSERVER" 3 "${ADDR[a]}" &&
      wait_until 20 grep -q '^port ' "$(jfile netserver out)"; then
@@ -568,19 +574,6 @@ fi
 # An event-loop server (non-blocking sockets, one epoll): three clients on d keep
 # talking to it at a's address while it goes a -> b -> c; after each hop a new
 # client is served at the same address.
-NET_STEADY='import socket, sys, time
-addr, port, n, name = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-s = socket.create_connection((addr, port), timeout=30); f = s.makefile("rw")
-for i in range(n):
-    try:
-        f.write("%s %d\n" % (name, i)); f.flush()
-        got = f.readline()
-    except ConnectionResetError:
-        print("reset after %d echoes" % i); sys.exit(1)
-    if got != "echo %s %d\n" % (name, i): print("bad echo for %d: %r" % (i, got)); sys.exit(1)
-    time.sleep(0.02)
-s.close(); print("%d echoes in order" % n)'
-steady() { hx "$1" python3 -c "$NET_STEADY" "$2" "$3" "$4" "$5" >"$6" 2>&1; }  # steady HOST ADDR PORT N NAME OUT
 if want network && [[ -n $EVSERVER ]]; then
   if start_job evserver mig "$EVSERVER" 5 "${ADDR[a]}" && wait_until 20 grep -q '^port ' "$(jfile evserver out)"; then
     eport=$(awk '$1 == "port" { print $2 }' "$(jfile evserver out)")
