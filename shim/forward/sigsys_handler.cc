@@ -255,7 +255,7 @@ long route(TrappedCall& c, const ucontext_t* uc) {
       break;
     case SYS_readv: case SYS_writev: case SYS_preadv: case SYS_pwritev: case SYS_preadv2: case SYS_pwritev2:
       if (!isForwardedFd(s, fdArg(a[0]))) break;
-      if (c.nr == SYS_readv) drainReadiness(fdArg(a[0]));
+      if (c.nr == SYS_readv && isStreamFd(s, fdArg(a[0]))) drainReadiness(fdArg(a[0]));
       return raiseSigpipeOnEpipe(forwardVectorIo(c));
     // In-kernel copies between fds cannot span hosts: the usual fallbacks of their
     // callers (plain reads and writes) can.
@@ -288,7 +288,8 @@ long route(TrappedCall& c, const ucontext_t* uc) {
       case Where::Home: {
         int64_t home[6] = {a[0], a[1], a[2], a[3], a[4], a[5]};
         // Readiness the call is about to use up is told again after it, if it lasts.
-        if (rsc::takesInput(row->id)) drainReadiness(fdArg(a[0]));
+        // (Only streams have readiness stand-ins: a file's read skips the syscall.)
+        if (rsc::takesInput(row->id) && isStreamFd(s, fdArg(a[0]))) drainReadiness(fdArg(a[0]));
         toHomeFds(*row, home);
         if (row->id == CallId::Openat) return newFdForwarded(*row, home, a[2] & O_CLOEXEC);
         if (isHomeSocketRow(row->id)) return homeSocketRow(*row, home, c.a);
