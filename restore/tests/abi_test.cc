@@ -1,7 +1,7 @@
 // The restorer spells out the Linux ABI it uses (it includes no libc headers): every
 // constant, struct layout and system call number against the system's headers.
-#include "shim/restore/arch/x86_64/syscall.h"
-#include "shim/restore/linux_abi.h"
+#include "restore/arch/x86_64/syscall.h"
+#include "restore/linux_abi.h"
 
 #include <doctest/doctest.h>
 

@@ -1,5 +1,5 @@
 // See layout.h. Freestanding: no library calls, no allocation.
-#include "shim/restore/layout.h"
+#include "restore/layout.h"
 
 namespace mig::restore {
 namespace {

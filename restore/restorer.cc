@@ -38,10 +38,10 @@
 
 #include "image/plan_check.h"
 #include "image/restore_plan.h"
-#include "shim/restore/arch/x86_64/syscall.h"
-#include "shim/restore/fmt.h"
-#include "shim/restore/layout.h"
-#include "shim/restore/linux_abi.h"
+#include "restore/arch/x86_64/syscall.h"
+#include "restore/fmt.h"
+#include "restore/layout.h"
+#include "restore/linux_abi.h"
 
 extern "C" const char __ehdr_start[];
 

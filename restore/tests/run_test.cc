@@ -2,7 +2,7 @@
 // exit 127, before touching anything when the input is refused up front, and also when
 // it fails halfway through a restore. Also the restorer binary's ELF properties: it
 // must run from anywhere without a loader.
-#include "shim/restore/tests/plan_fixture.h"
+#include "restore/tests/plan_fixture.h"
 
 #include <doctest/doctest.h>
 

@@ -1,8 +1,8 @@
 // The restorer's pure decisions: /proc/self/maps parsing, gap finding, what of the
 // restorer must move out of the way and where to, vDSO matching, plan checks.
-#include "shim/restore/fmt.h"
-#include "shim/restore/layout.h"
-#include "shim/restore/tests/plan_fixture.h"
+#include "restore/fmt.h"
+#include "restore/layout.h"
+#include "restore/tests/plan_fixture.h"
 
 #include <doctest/doctest.h>
 
