@@ -91,7 +91,7 @@ void writeAll(int fd, const void* p, size_t n) {
   }
 }
 
-// The job migrated and its home process becomes the deputy (shadow/deputy_main.cc):
+// The job migrated and its home process becomes the deputy (deputy/main.cc):
 // exec it in place, from this thread, while every other thread is parked. The job's
 // fds stay open (close-on-exec cleared: the deputy holds them for the job); ours are
 // close-on-exec and go. The deputy runs without the shim. No allocation here: other
