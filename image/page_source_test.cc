@@ -45,7 +45,7 @@ TEST_CASE("maps lines become regions of the right kind") {
 TEST_CASE("maps lines that are not process memory are left out") {
   MappedRegion r{};
   CHECK_FALSE(parseMapsLine("ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0  [vsyscall]", r));
-  CHECK_FALSE(parseMapsLine("7f0000000000-7f0000004000 r-xp 00000000 fe:00 5  /opt/mig/shim/restore/mig-restore", r));
+  CHECK_FALSE(parseMapsLine("7f0000000000-7f0000004000 r-xp 00000000 fe:00 5  /opt/mig/libexec/mig/mig-restore", r));
 }
 
 TEST_CASE("a garbled maps line is an error, not a guess") {

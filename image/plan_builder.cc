@@ -195,19 +195,19 @@ RestorePlan buildRestorePlan(FileReader& image) {
       blob.addAll(frame);
       while (blob.size() % 16 != 0) blob.add(0);
       out.sigframeAddr = t.getSigframeAddr();
-      out.fsBase = t.getFsBase();
-      out.gsBase = t.getGsBase();
-      out.tidAddress = t.getTidAddress();
-      out.robustList = t.getRobustList();
-      out.robustListLen = t.getRobustListLen();
-      out.rseqAddr = t.getRseqAddr();
-      out.rseqLen = t.getRseqLen();
-      out.rseqSig = t.getRseqSig();
-      out.altStackSp = t.getAltStackSp();
-      out.altStackSize = t.getAltStackSize();
-      out.altStackFlags = t.getAltStackFlags();
+      out.kernel.fsBase = t.getFsBase();
+      out.kernel.gsBase = t.getGsBase();
+      out.kernel.tidAddress = t.getTidAddress();
+      out.kernel.robustList = t.getRobustList();
+      out.kernel.robustListLen = t.getRobustListLen();
+      out.kernel.rseqAddr = t.getRseqAddr();
+      out.kernel.rseqLen = t.getRseqLen();
+      out.kernel.rseqSig = t.getRseqSig();
+      out.kernel.altStackSp = t.getAltStackSp();
+      out.kernel.altStackSize = t.getAltStackSize();
+      out.kernel.altStackFlags = t.getAltStackFlags();
       if (t.hasName()) strncpy(out.name, t.getName().cStr(), sizeof(out.name) - 1);
-      out.reserved = static_cast<uint32_t>(t.getRealTid());  // the restorer's "old TID"
+      out.oldTid = t.getRealTid();
       out.pendingMask = addPending(t.getPendingSignals(), t.getPendingSiginfo(),
                                    static_cast<int32_t>(threads.size()), pending);
       threads.add(out);

@@ -27,7 +27,7 @@
 namespace mig::plan {
 
 inline constexpr uint64_t kMagic = 0x314e414c5047494dull;  // "MIGPLAN1" little-endian
-inline constexpr uint32_t kVersion = 2;
+inline constexpr uint32_t kVersion = 3;  // 3: Thread::kernel, Thread::oldTid
 inline constexpr uint32_t kNoString = 0xffffffffu;
 inline constexpr uint64_t kPage = 4096;
 
@@ -77,16 +77,14 @@ struct Pages {
 };
 static_assert(sizeof(Pages) == 32);
 
-struct Thread {
-  int32_t vtid;
-  uint32_t flags;         // kThreadMain for the thread that continues as the restorer
-  uint64_t sigframe;      // blob offset of the saved rt_sigframe (registers, FPU/XSAVE, mask)
-  uint64_t sigframeLen;
-  uint64_t sigframeAddr;  // address of the frame's struct ucontext (the stack pointer for
-                          // rt_sigreturn); the frame is copied there first if sigframeLen > 0
+// A thread's state that the kernel keeps outside its registers and signal frame, as
+// the shim reads it at the checkpoint (control::ThreadSlot) and the restorer sets it
+// again (plan::Thread): one struct, so a field added is carried all the way.
+struct ThreadKernelState {
   uint64_t fsBase;
   uint64_t gsBase;
-  uint64_t tidAddress;    // glibc's struct pthread tid field: CLONE_CHILD_CLEARTID/PARENT_SETTID
+  uint64_t tidAddress;    // PR_GET_TID_ADDRESS: glibc's struct pthread tid field, for
+                          // CLONE_CHILD_CLEARTID/PARENT_SETTID
   uint64_t robustList;
   uint64_t robustListLen;
   uint64_t rseqAddr;
@@ -95,12 +93,26 @@ struct Thread {
   uint64_t altStackSp;
   uint64_t altStackSize;
   int32_t altStackFlags;
+  uint32_t reserved;      // zero (explicit padding: the structs holding it are copied as bytes)
+};
+static_assert(sizeof(ThreadKernelState) == 80);
+
+struct Thread {
+  int32_t vtid;
+  uint32_t flags;         // kThreadMain for the thread that continues as the restorer
+  int32_t oldTid;         // its kernel TID at the checkpoint (held robust mutexes name it);
+                          // 0 when the image did not record it
   uint32_t reserved;
+  uint64_t sigframe;      // blob offset of the saved rt_sigframe (registers, FPU/XSAVE, mask)
+  uint64_t sigframeLen;
+  uint64_t sigframeAddr;  // address of the frame's struct ucontext (the stack pointer for
+                          // rt_sigreturn); the frame is copied there first if sigframeLen > 0
+  ThreadKernelState kernel;
   uint64_t pendingMask;   // bit (n-1): signal n pending for this thread, re-raised before resuming
                           // (without siginfo: those with one are PendingSignal entries)
   char name[16];          // the thread's name, NUL-terminated ("": keep the process's)
 };
-static_assert(sizeof(Thread) == 136);
+static_assert(sizeof(Thread) == 144);
 
 inline constexpr uint32_t kThreadMain = 1;
 

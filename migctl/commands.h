@@ -12,6 +12,5 @@ int runCommand(int argc, char** argv);
 int migrateCommand(int argc, char** argv);
 int listCommand(int argc, char** argv);
 int nodesCommand(int argc, char** argv);
-int sendCommand(int argc, char** argv);
 
 }  // namespace mig::migctl

@@ -1,6 +1,7 @@
 // migctl: the command users type. Dispatches sub-commands; each lives in its own
 // file and returns the process exit status (0 ok, 1 failure, 2 usage error).
 #include "migctl/commands.h"
+#include "shadow/send_command.h"
 
 #include <kj/exception.h>
 
@@ -46,7 +47,7 @@ int main(int argc, char** argv) {
     if (strcmp(argv[1], "migrate") == 0) return mig::migctl::migrateCommand(argc - 2, argv + 2);
     if (strcmp(argv[1], "list") == 0) return mig::migctl::listCommand(argc - 2, argv + 2);
     if (strcmp(argv[1], "nodes") == 0) return mig::migctl::nodesCommand(argc - 2, argv + 2);
-    if (strcmp(argv[1], "send") == 0) return mig::migctl::sendCommand(argc - 2, argv + 2);
+    if (strcmp(argv[1], "send") == 0) return mig::shadow::sendCommand(argc - 2, argv + 2);
   } catch (const kj::Exception& e) {
     fprintf(stderr, "migctl: %s\n", e.getDescription().cStr());
     return 1;

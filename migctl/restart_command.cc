@@ -112,7 +112,7 @@ std::string findRestorer() {
   if (n > 0) {
     self[n] = '\0';
     std::string dir(self, strrchr(self, '/') - self);
-    for (const char* rel : {"/mig-restore", "/../shim/restore/mig-restore", "/../libexec/mig/mig-restore"}) {
+    for (const char* rel : {"/mig-restore", "/../restore/mig-restore", "/../libexec/mig/mig-restore"}) {
       std::string p = dir + rel;
       if (access(p.c_str(), X_OK) == 0) return p;
     }

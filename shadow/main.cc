@@ -145,7 +145,7 @@ int run(int argc, char** argv) {
   if (config.advertise.size() == 0) config.advertise = kj::str(config.listen);
   auto dir = exeDir();
   config.migctl = findProgram("MIG_MIGCTL", dir, {"migctl", "../migctl/migctl"});
-  config.deputy = findProgram("MIG_DEPUTY", dir, {"mig-deputy"});
+  config.deputy = findProgram("MIG_DEPUTY", dir, {"mig-deputy", "../deputy/mig-deputy"});
 
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);

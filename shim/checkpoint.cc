@@ -60,22 +60,22 @@ void fillSlot(control::ThreadSlot& s, void* uc, bool isControl) {
     t_formerTids[0] = s.realTid;
   }
   s.ucontextAddr = reinterpret_cast<uint64_t>(uc);
-  rawSyscall(SYS_arch_prctl, ARCH_GET_FS, reinterpret_cast<long>(&s.fsBase));
-  rawSyscall(SYS_arch_prctl, ARCH_GET_GS, reinterpret_cast<long>(&s.gsBase));
-  rawSyscall(SYS_prctl, PR_GET_TID_ADDRESS, reinterpret_cast<long>(&s.tidAddress));
+  rawSyscall(SYS_arch_prctl, ARCH_GET_FS, reinterpret_cast<long>(&s.kernel.fsBase));
+  rawSyscall(SYS_arch_prctl, ARCH_GET_GS, reinterpret_cast<long>(&s.kernel.gsBase));
+  rawSyscall(SYS_prctl, PR_GET_TID_ADDRESS, reinterpret_cast<long>(&s.kernel.tidAddress));
   size_t len = 0;
-  rawSyscall(SYS_get_robust_list, 0, reinterpret_cast<long>(&s.robustList), reinterpret_cast<long>(&len));
-  s.robustListLen = len;
+  rawSyscall(SYS_get_robust_list, 0, reinterpret_cast<long>(&s.kernel.robustList), reinterpret_cast<long>(&len));
+  s.kernel.robustListLen = len;
   if (&__rseq_size != nullptr && __rseq_size > 0) {
-    s.rseqAddr = reinterpret_cast<uint64_t>(__builtin_thread_pointer()) + __rseq_offset;
-    s.rseqLen = 32;  // sizeof(struct rseq) as glibc registers it
-    s.rseqSig = kRseqSig;
+    s.kernel.rseqAddr = reinterpret_cast<uint64_t>(__builtin_thread_pointer()) + __rseq_offset;
+    s.kernel.rseqLen = 32;  // sizeof(struct rseq) as glibc registers it
+    s.kernel.rseqSig = kRseqSig;
   }
   stack_t ss;
   if (rawSyscall(SYS_sigaltstack, 0, reinterpret_cast<long>(&ss)) == 0) {
-    s.altStackSp = reinterpret_cast<uint64_t>(ss.ss_sp);
-    s.altStackSize = ss.ss_size;
-    s.altStackFlags = ss.ss_flags & ~SS_ONSTACK;
+    s.kernel.altStackSp = reinterpret_cast<uint64_t>(ss.ss_sp);
+    s.kernel.altStackSize = ss.ss_size;
+    s.kernel.altStackFlags = ss.ss_flags & ~SS_ONSTACK;
   }
   s.isControlThread = isControl;
 }
@@ -91,7 +91,7 @@ void writeAll(int fd, const void* p, size_t n) {
   }
 }
 
-// The job migrated and its home process becomes the deputy (shadow/deputy_main.cc):
+// The job migrated and its home process becomes the deputy (deputy/main.cc):
 // exec it in place, from this thread, while every other thread is parked. The job's
 // fds stay open (close-on-exec cleared: the deputy holds them for the job); ours are
 // close-on-exec and go. The deputy runs without the shim. No allocation here: other

@@ -14,6 +14,8 @@
 // If migctl goes away before sending a Command, the threads resume.
 #pragma once
 
+#include "image/restore_plan.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -21,7 +23,7 @@
 namespace mig::control {
 
 inline constexpr uint32_t kMagic = 0x4c54434d;  // "MCTL"
-inline constexpr uint32_t kVersion = 1;
+inline constexpr uint32_t kVersion = 2;  // 2: ThreadSlot::kernel
 
 // Abstract socket name (leading NUL) of process `pid`'s control socket.
 // Returns the length to pass to bind/connect after sun_family.
@@ -69,19 +71,11 @@ struct ThreadSlot {
   int32_t realTid;
   int32_t vtid;
   uint64_t ucontextAddr;  // the saved frame's struct ucontext: rt_sigreturn's stack pointer
-  uint64_t fsBase;
-  uint64_t gsBase;
-  uint64_t tidAddress;    // PR_GET_TID_ADDRESS: glibc's struct pthread tid field
-  uint64_t robustList;
-  uint64_t robustListLen;
-  uint64_t rseqAddr;
-  uint32_t rseqLen;
-  uint32_t rseqSig;
-  uint64_t altStackSp;
-  uint64_t altStackSize;
-  int32_t altStackFlags;
+  plan::ThreadKernelState kernel;
   uint32_t isControlThread;
+  uint32_t reserved;
 };
+static_assert(sizeof(ThreadSlot) == 104);
 
 struct KernelSigaction {
   uint64_t handler;

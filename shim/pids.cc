@@ -20,8 +20,8 @@ pid_t realTidOf(pid_t vtid) {
   if (!rt.restored) return vtid;
   const control::Block& b = rt.block;
   for (uint32_t i = 0; i < b.threadCount && i < control::kMaxThreads; ++i) {
-    if (b.threads[i].vtid == vtid && b.threads[i].tidAddress != 0) {
-      return *reinterpret_cast<const volatile pid_t*>(b.threads[i].tidAddress);
+    if (b.threads[i].vtid == vtid && b.threads[i].kernel.tidAddress != 0) {
+      return *reinterpret_cast<const volatile pid_t*>(b.threads[i].kernel.tidAddress);
     }
   }
   return vtid;

@@ -15,7 +15,7 @@ namespace {
 
 // Where the deputy puts the home files such processes open: far above the job's own
 // numbers (the low ones, which the job's next open may claim) and the deputy's own
-// (from 1024, shadow/deputy_main.cc).
+// (from 1024, deputy/main.cc).
 constexpr int64_t kOwnHomeFloor = 8192;
 
 State& state() { return shim::g_runtime.forward; }

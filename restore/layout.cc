@@ -1,5 +1,5 @@
 // See layout.h. Freestanding: no library calls, no allocation.
-#include "shim/restore/layout.h"
+#include "restore/layout.h"
 
 namespace mig::restore {
 namespace {
@@ -362,12 +362,12 @@ const char* checkPlanForRestore(const plan::Header* h, int planFd, int imageFd, 
     if (!covered(h, t[i].sigframeAddr, kKernelUcontextSize, kProtRead)) {
       return "thread signal frame address is not in readable restored memory";
     }
-    if (t[i].tidAddress != 0 && !covered(h, t[i].tidAddress, 4, kProtRead | kProtWrite)) {
+    if (t[i].kernel.tidAddress != 0 && !covered(h, t[i].kernel.tidAddress, 4, kProtRead | kProtWrite)) {
       return "thread tid address is not in writable restored memory";
     }
-    if (t[i].rseqAddr != 0) {
-      uint64_t len = t[i].rseqLen < kRseqMinLen ? kRseqMinLen : t[i].rseqLen;
-      if (!covered(h, t[i].rseqAddr, len, kProtRead | kProtWrite)) {
+    if (t[i].kernel.rseqAddr != 0) {
+      uint64_t len = t[i].kernel.rseqLen < kRseqMinLen ? kRseqMinLen : t[i].kernel.rseqLen;
+      if (!covered(h, t[i].kernel.rseqAddr, len, kProtRead | kProtWrite)) {
         return "thread rseq area is not in writable restored memory";
       }
     }

@@ -2,7 +2,7 @@
 // exit 127, before touching anything when the input is refused up front, and also when
 // it fails halfway through a restore. Also the restorer binary's ELF properties: it
 // must run from anywhere without a loader.
-#include "shim/restore/tests/plan_fixture.h"
+#include "restore/tests/plan_fixture.h"
 
 #include <doctest/doctest.h>
 
@@ -257,9 +257,9 @@ TEST_CASE("failures halfway through a restore still end with one line and exit 1
   }
   SUBCASE("the rseq area cannot be registered") {
     PlanFixture f = minimalPlan();
-    f.threads[0].rseqAddr = kBase + 0x1004;  // not 32-byte aligned
-    f.threads[0].rseqLen = 32;
-    f.threads[0].rseqSig = 0x53053053;
+    f.threads[0].kernel.rseqAddr = kBase + 0x1004;  // not 32-byte aligned
+    f.threads[0].kernel.rseqLen = 32;
+    f.threads[0].kernel.rseqSig = 0x53053053;
     auto plan = f.build();
     expectFailure(run({"20", "21"}, [&] {
                     planAt(plan);
@@ -269,8 +269,8 @@ TEST_CASE("failures halfway through a restore still end with one line and exit 1
   }
   SUBCASE("a second thread fails its set-up: the whole process ends before any thread resumes") {
     PlanFixture f = minimalPlan();
-    f.thread(kBase + 0x9000, false).rseqAddr = kBase + 0x1004;
-    f.threads[1].rseqSig = 0x53053053;
+    f.thread(kBase + 0x9000, false).kernel.rseqAddr = kBase + 0x1004;
+    f.threads[1].kernel.rseqSig = 0x53053053;
     auto plan = f.build();
     expectFailure(run({"20", "21"}, [&] {
                     planAt(plan);

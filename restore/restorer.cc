@@ -38,10 +38,10 @@
 
 #include "image/plan_check.h"
 #include "image/restore_plan.h"
-#include "shim/restore/arch/x86_64/syscall.h"
-#include "shim/restore/fmt.h"
-#include "shim/restore/layout.h"
-#include "shim/restore/linux_abi.h"
+#include "restore/arch/x86_64/syscall.h"
+#include "restore/fmt.h"
+#include "restore/layout.h"
+#include "restore/linux_abi.h"
 
 extern "C" const char __ehdr_start[];
 
@@ -60,18 +60,8 @@ constexpr uint32_t kMaxRegions = 1u << 18;
 
 struct ThreadCtl {
   uint64_t sigframeAddr;
-  uint64_t fsBase;
-  uint64_t gsBase;
-  uint64_t tidAddress;
-  uint64_t robustList;
-  uint64_t robustListLen;
-  uint64_t rseqAddr;
-  uint64_t altStackSp;
-  uint64_t altStackSize;
+  plan::ThreadKernelState kernel;
   uint64_t pendingMask;
-  uint32_t rseqLen;
-  uint32_t rseqSig;
-  int32_t altStackFlags;
   int32_t vtid;
   int32_t oldTid;  // the kernel TID the thread had at the checkpoint
   char name[16];   // "" in images from before names were saved
@@ -115,7 +105,7 @@ State g;
 
 void writeAll(int fd, const char* p, uint64_t n) {
   while (n > 0) {
-    long w = sys::call3(sys::kWrite, fd, reinterpret_cast<long>(p), static_cast<long>(n));
+    long w = sys::rawSyscall(sys::kWrite, fd, reinterpret_cast<long>(p), static_cast<long>(n));
     if (w == -kEINTR) continue;
     if (w <= 0) return;
     p += w;
@@ -126,7 +116,7 @@ void writeAll(int fd, const char* p, uint64_t n) {
 [[noreturn]] void die(Line& line) {
   line.str("\n");
   writeAll(2, line.data(), line.size());
-  for (;;) sys::call1(sys::kExitGroup, 127);
+  for (;;) sys::rawSyscall(sys::kExitGroup, 127);
 }
 
 // "mig-restore: <what>: errno N" (negative kernel return value `err`).
@@ -151,7 +141,7 @@ void writeAll(int fd, const char* p, uint64_t n) {
 
 int64_t monotonicNs() {
   Timespec ts{};
-  sys::call2(sys::kClockGettime, kClockMonotonic, reinterpret_cast<long>(&ts));
+  sys::rawSyscall(sys::kClockGettime, kClockMonotonic, reinterpret_cast<long>(&ts));
   return ts.sec * 1000000000 + ts.nsec;
 }
 
@@ -173,33 +163,33 @@ void debug(const char* what) {
 // ---- small system call wrappers -----------------------------------------------------
 
 long mmap(uint64_t addr, uint64_t len, int prot, int flags, int fd, uint64_t off) {
-  return sys::call6(sys::kMmap, static_cast<long>(addr), static_cast<long>(len), prot, flags, fd,
-                    static_cast<long>(off));
+  return sys::rawSyscall(sys::kMmap, static_cast<long>(addr), static_cast<long>(len), prot, flags, fd,
+                         static_cast<long>(off));
 }
 
 long mremap(uint64_t from, uint64_t len, uint64_t to) {
-  return sys::call5(sys::kMremap, static_cast<long>(from), static_cast<long>(len), static_cast<long>(len),
-                    kMremapMaymove | kMremapFixed, static_cast<long>(to));
+  return sys::rawSyscall(sys::kMremap, static_cast<long>(from), static_cast<long>(len), static_cast<long>(len),
+                         kMremapMaymove | kMremapFixed, static_cast<long>(to));
 }
 
 long munmap(uint64_t addr, uint64_t len) {
-  return sys::call2(sys::kMunmap, static_cast<long>(addr), static_cast<long>(len));
+  return sys::rawSyscall(sys::kMunmap, static_cast<long>(addr), static_cast<long>(len));
 }
 
 long openRead(const char* path, int flags) {
-  return sys::call4(sys::kOpenat, kAtFdcwd, reinterpret_cast<long>(path), flags | kOCloexec, 0);
+  return sys::rawSyscall(sys::kOpenat, kAtFdcwd, reinterpret_cast<long>(path), flags | kOCloexec, 0);
 }
 
 void closeFd(long fd) {
-  if (fd >= 0) sys::call1(sys::kClose, fd);
+  if (fd >= 0) sys::rawSyscall(sys::kClose, fd);
 }
 
 void futexWaitWhile(uint32_t* word, uint32_t value) {
-  sys::call6(sys::kFutex, reinterpret_cast<long>(word), kFutexWait | kFutexPrivate, value, 0, 0, 0);
+  sys::rawSyscall(sys::kFutex, reinterpret_cast<long>(word), kFutexWait | kFutexPrivate, value, 0, 0, 0);
 }
 
 void futexWakeAll(uint32_t* word) {
-  sys::call6(sys::kFutex, reinterpret_cast<long>(word), kFutexWake | kFutexPrivate, 0x7fffffff, 0, 0, 0);
+  sys::rawSyscall(sys::kFutex, reinterpret_cast<long>(word), kFutexWake | kFutexPrivate, 0x7fffffff, 0, 0, 0);
 }
 
 // Waits until *word == want (it only grows).
@@ -221,7 +211,7 @@ long readSmallFile(const char* path, char* buf, uint64_t cap) {
       closeFd(fd);
       return -1000;  // too big
     }
-    long n = sys::call3(sys::kRead, fd, reinterpret_cast<long>(buf + len), static_cast<long>(cap - 1 - len));
+    long n = sys::rawSyscall(sys::kRead, fd, reinterpret_cast<long>(buf + len), static_cast<long>(cap - 1 - len));
     if (n == -kEINTR) continue;
     if (n < 0) {
       closeFd(fd);
@@ -237,7 +227,7 @@ long readSmallFile(const char* path, char* buf, uint64_t cap) {
 
 uint64_t readRlimitCur(int resource) {
   Rlimit rl{};
-  if (sys::call4(sys::kPrlimit64, 0, resource, 0, reinterpret_cast<long>(&rl)) < 0) return kRlimInfinity;
+  if (sys::rawSyscall(sys::kPrlimit64, 0, resource, 0, reinterpret_cast<long>(&rl)) < 0) return kRlimInfinity;
   return rl.cur;
 }
 
@@ -307,7 +297,8 @@ void copyImage(uint64_t to) {
     uint64_t s = pageDown(base + ph[i].vaddr), e = pageUp(base + ph[i].vaddr + ph[i].memsz);
     int prot = ((ph[i].flags & kPfR) ? kProtRead : 0) | ((ph[i].flags & kPfW) ? kProtWrite : 0) |
                ((ph[i].flags & kPfX) ? kProtExec : 0);
-    long r = sys::call3(sys::kMprotect, static_cast<long>(to + (s - g.image.start)), static_cast<long>(e - s), prot);
+    long r = sys::rawSyscall(sys::kMprotect, static_cast<long>(to + (s - g.image.start)), static_cast<long>(e - s),
+                             prot);
     if (r < 0) failErr("protecting the moved restorer", r);
   }
 }
@@ -362,7 +353,7 @@ void moveVdsoUnit(uint64_t newSpanStart, const char* why) {
 
   // The plan.
   Stat st{};
-  long r = sys::call2(sys::kFstat, g.planFd, reinterpret_cast<long>(&st));
+  long r = sys::rawSyscall(sys::kFstat, g.planFd, reinterpret_cast<long>(&st));
   if (r < 0) {
     Line w;
     w.str("plan fd ").dec(g.planFd);
@@ -381,14 +372,14 @@ void moveVdsoUnit(uint64_t newSpanStart, const char* why) {
   if (const char* problem = plan::validate(g.plan, g.planSize)) fail("invalid plan", problem);
 
   // The image.
-  r = sys::call2(sys::kFstat, g.imageFd, reinterpret_cast<long>(&st));
+  r = sys::rawSyscall(sys::kFstat, g.imageFd, reinterpret_cast<long>(&st));
   if (r < 0) {
     Line w;
     w.str("image fd ").dec(g.imageFd);
     failErr(w, r);
   }
   if ((st.mode & kSIfmt) != kSIfreg) fail("image fd is not a regular file");
-  r = sys::call3(sys::kFcntl, g.imageFd, kFGetfl, 0);
+  r = sys::rawSyscall(sys::kFcntl, g.imageFd, kFGetfl, 0);
   if (r < 0) failErr("image fd flags", r);
   if ((r & kOAccMode) == kOWriteOnly) fail("image fd is not open for reading");
 
@@ -512,9 +503,9 @@ void mapShareGroup(uint32_t first) {
       if (n > 0) name[n] = '\0';
     }
   }
-  long fd = sys::call2(sys::kMemfdCreate, reinterpret_cast<long>(name), kMfdCloexec);
+  long fd = sys::rawSyscall(sys::kMemfdCreate, reinterpret_cast<long>(name), kMfdCloexec);
   if (fd < 0) regionFail("creating the shared object (memfd) of", regions[first], fd);
-  long r = sys::call2(sys::kFtruncate, fd, static_cast<long>(size));
+  long r = sys::rawSyscall(sys::kFtruncate, fd, static_cast<long>(size));
   if (r < 0) regionFail("sizing the shared object (memfd) of", regions[first], r);
   for (uint32_t j = first; j < h->regionCount; ++j) {
     const plan::Region& v = regions[j];
@@ -589,8 +580,8 @@ void mapRegions() {
     }
     uint64_t done = 0;
     while (done < p.len) {
-      long n = sys::call4(sys::kPread64, g.imageFd, static_cast<long>(p.addr + done), static_cast<long>(p.len - done),
-                          static_cast<long>(p.imageOffset + done));
+      long n = sys::rawSyscall(sys::kPread64, g.imageFd, static_cast<long>(p.addr + done),
+                               static_cast<long>(p.len - done), static_cast<long>(p.imageOffset + done));
       if (n == -kEINTR) continue;
       if (n <= 0) {
         Line w;
@@ -610,8 +601,8 @@ void mapRegions() {
   for (uint32_t i = 0; i < h->regionCount; ++i) {
     const plan::Region& r = regions[i];
     if (!testBit(g.needWrite, i) || (r.prot & kProtWrite)) continue;
-    long res = sys::call3(sys::kMprotect, static_cast<long>(r.start), static_cast<long>(r.end - r.start),
-                          static_cast<long>(r.prot));
+    long res = sys::rawSyscall(sys::kMprotect, static_cast<long>(r.start), static_cast<long>(r.end - r.start),
+                               static_cast<long>(r.prot));
     if (res < 0) regionFail("protecting", r, res);
   }
 }
@@ -646,7 +637,7 @@ void setMmLayout() {
   map.auxv = mm.auxvLen > 0 ? reinterpret_cast<uint64_t>(plan::blob(h, mm.auxv)) : 0;
   map.auxvSize = static_cast<uint32_t>(mm.auxvLen);
   map.exeFd = 0xffffffffu;  // keep /proc/self/exe (changing it needs CAP_CHECKPOINT_RESTORE)
-  long r = sys::call5(sys::kPrctl, kPrSetMm, kPrSetMmMap, reinterpret_cast<long>(&map), sizeof(map), 0);
+  long r = sys::rawSyscall(sys::kPrctl, kPrSetMm, kPrSetMmMap, reinterpret_cast<long>(&map), sizeof(map), 0);
   if (r == 0) return;
   // Say which field the kernel objects to, by repeating its checks.
   uint64_t minAddr = 65536;
@@ -672,7 +663,7 @@ void setSignals() {
     const int sig = static_cast<int>(i + 1);
     if (sig == kSigKill || sig == kSigStop) continue;
     plan::SigAction act = sa[i];
-    long r = sys::call4(sys::kRtSigaction, sig, reinterpret_cast<long>(&act), 0, 8);
+    long r = sys::rawSyscall(sys::kRtSigaction, sig, reinterpret_cast<long>(&act), 0, 8);
     if (r < 0) {
       Line w;
       w.str("rt_sigaction(").dec(sig).str(")");
@@ -687,7 +678,7 @@ void setSignals() {
     it.value = Timeval{valueUs / 1000000, valueUs % 1000000};
     it.interval = Timeval{intervalUs / 1000000, intervalUs % 1000000};
   }
-  long r = sys::call3(sys::kSetitimer, kItimerReal, reinterpret_cast<long>(&it), 0);
+  long r = sys::rawSyscall(sys::kSetitimer, kItimerReal, reinterpret_cast<long>(&it), 0);
   if (r < 0) failErr("setitimer(ITIMER_REAL)", r);
 }
 
@@ -711,7 +702,7 @@ void setProcessName() {
   char name[16] = {};
   for (uint64_t i = 0; i < 15 && base + i < end; ++i) name[i] = arg0[base + i];
   if (name[0] == '\0') return;
-  sys::call2(sys::kPrctl, kPrSetName, reinterpret_cast<long>(name));
+  sys::rawSyscall(sys::kPrctl, kPrSetName, reinterpret_cast<long>(name));
 }
 
 // ---- step 7: fds ---------------------------------------------------------------------
@@ -720,7 +711,7 @@ void setFds() {
   const plan::Header* h = g.plan;
   const plan::Fd* fds = plan::fds(h);
   for (uint32_t i = 0; i < h->fdCount; ++i) {
-    long r = sys::call3(sys::kFcntl, fds[i].fd, kFSetfd, (fds[i].flags & plan::kFdCloexec) ? kFdCloexec : 0);
+    long r = sys::rawSyscall(sys::kFcntl, fds[i].fd, kFSetfd, (fds[i].flags & plan::kFdCloexec) ? kFdCloexec : 0);
     if (r < 0) {
       Line w;
       w.str("setting close-on-exec of application fd ").dec(fds[i].fd);
@@ -753,22 +744,12 @@ void loadThreads() {
   for (uint32_t i = 0; i < h->threadCount; ++i) {
     ThreadCtl& c = g.threads[i];
     c.sigframeAddr = t[i].sigframeAddr;
-    c.fsBase = t[i].fsBase;
-    c.gsBase = t[i].gsBase;
-    c.tidAddress = t[i].tidAddress;
-    c.robustList = t[i].robustList;
-    c.robustListLen = t[i].robustListLen;
-    c.rseqAddr = t[i].rseqAddr;
-    c.rseqLen = t[i].rseqLen;
-    c.rseqSig = t[i].rseqSig;
-    c.altStackSp = t[i].altStackSp;
-    c.altStackSize = t[i].altStackSize;
-    c.altStackFlags = t[i].altStackFlags;
+    c.kernel = t[i].kernel;
     __builtin_memcpy(c.name, t[i].name, sizeof(c.name));
     c.name[sizeof(c.name) - 1] = '\0';
     c.pendingMask = t[i].pendingMask;
     c.vtid = t[i].vtid;
-    c.oldTid = t[i].reserved != 0 ? static_cast<int32_t>(t[i].reserved) : t[i].vtid;
+    c.oldTid = t[i].oldTid != 0 ? t[i].oldTid : t[i].vtid;
     if (t[i].flags & plan::kThreadMain) {
       g.mainIndex = i;
       g.vpid = t[i].vtid;
@@ -787,18 +768,18 @@ void loadThreads() {
 }
 
 void registerRseq(const ThreadCtl& t) {
-  if (t.rseqAddr == 0) return;
+  if (t.kernel.rseqAddr == 0) return;
   // The kernel refuses areas shorter than the original struct rseq (32 bytes); glibc's
   // area is that size even though glibc 2.36 reports __rseq_size 20.
-  const uint32_t len = t.rseqLen < kRseqMinLen ? kRseqMinLen : t.rseqLen;
-  long r = sys::call4(sys::kRseq, static_cast<long>(t.rseqAddr), len, 0, t.rseqSig);
+  const uint32_t len = t.kernel.rseqLen < kRseqMinLen ? kRseqMinLen : t.kernel.rseqLen;
+  long r = sys::rawSyscall(sys::kRseq, static_cast<long>(t.kernel.rseqAddr), len, 0, t.kernel.rseqSig);
   if (r == -kEINVAL || r == -kEBUSY) {
     // The saved area still holds the old process's cpu ids; clear them and try again.
-    auto* area = reinterpret_cast<volatile uint32_t*>(t.rseqAddr);
+    auto* area = reinterpret_cast<volatile uint32_t*>(t.kernel.rseqAddr);
     area[kRseqCpuIdStart / 4] = 0;
     area[kRseqCpuId / 4] = kRseqCpuIdUninitialized;
-    *reinterpret_cast<volatile uint64_t*>(t.rseqAddr + kRseqCs) = 0;
-    long again = sys::call4(sys::kRseq, static_cast<long>(t.rseqAddr), len, 0, t.rseqSig);
+    *reinterpret_cast<volatile uint64_t*>(t.kernel.rseqAddr + kRseqCs) = 0;
+    long again = sys::rawSyscall(sys::kRseq, static_cast<long>(t.kernel.rseqAddr), len, 0, t.kernel.rseqSig);
     if (again < 0) threadFail(t, "rseq registration (also after clearing its cpu ids)", again);
     Line l;
     l.str("rseq of thread ").dec(t.vtid).str(" registered after clearing its cpu ids (first try: errno ").dec(-r).str(")");
@@ -833,12 +814,12 @@ void adoptFutexOwner(uint64_t word, int32_t oldTid, int32_t newTid) {
 // checkpoint, which differs from vtid once a process has been restored before), else vtid.
 void adoptRobustMutexes(const ThreadCtl& t, int32_t newTid) {
   const int32_t oldTid = t.oldTid;
-  if (t.robustList == 0 || t.robustListLen != 24 || oldTid == newTid) return;
-  if (t.robustList % 8 != 0 || !restoredMemory(t.robustList, 24, kProtRead)) return;
-  const auto* head = reinterpret_cast<const uint64_t*>(t.robustList);
+  if (t.kernel.robustList == 0 || t.kernel.robustListLen != 24 || oldTid == newTid) return;
+  if (t.kernel.robustList % 8 != 0 || !restoredMemory(t.kernel.robustList, 24, kProtRead)) return;
+  const auto* head = reinterpret_cast<const uint64_t*>(t.kernel.robustList);
   const int64_t futexOffset = static_cast<int64_t>(head[1]);
   uint64_t entry = head[0] & ~1ull;
-  for (int n = 0; n < 2048 && entry != t.robustList; ++n) {
+  for (int n = 0; n < 2048 && entry != t.kernel.robustList; ++n) {
     if (entry % 8 != 0 || !restoredMemory(entry, 8, kProtRead)) break;
     adoptFutexOwner(entry + static_cast<uint64_t>(futexOffset), oldTid, newTid);
     entry = *reinterpret_cast<const uint64_t*>(entry) & ~1ull;
@@ -851,35 +832,37 @@ void adoptRobustMutexes(const ThreadCtl& t, int32_t newTid) {
 void setUpThread(const ThreadCtl& t, bool isMain) {
   long r;
   if (isMain) {
-    r = sys::call2(sys::kArchPrctl, kArchSetFs, static_cast<long>(t.fsBase));
+    r = sys::rawSyscall(sys::kArchPrctl, kArchSetFs, static_cast<long>(t.kernel.fsBase));
     if (r < 0) threadFail(t, "arch_prctl(ARCH_SET_FS)", r);
-    if (t.tidAddress != 0) {
+    if (t.kernel.tidAddress != 0) {
       // glibc caches the thread's TID in struct pthread (pthread_kill, raise use it):
       // the kernel fills it for cloned threads (CLONE_PARENT_SETTID), the main
       // thread's is written here.
-      r = sys::call1(sys::kSetTidAddress, static_cast<long>(t.tidAddress));
-      *reinterpret_cast<volatile int32_t*>(t.tidAddress) = static_cast<int32_t>(r);
+      r = sys::rawSyscall(sys::kSetTidAddress, static_cast<long>(t.kernel.tidAddress));
+      *reinterpret_cast<volatile int32_t*>(t.kernel.tidAddress) = static_cast<int32_t>(r);
     }
   }
-  if (t.gsBase != 0) {
-    r = sys::call2(sys::kArchPrctl, kArchSetGs, static_cast<long>(t.gsBase));
+  if (t.kernel.gsBase != 0) {
+    r = sys::rawSyscall(sys::kArchPrctl, kArchSetGs, static_cast<long>(t.kernel.gsBase));
     if (r < 0) threadFail(t, "arch_prctl(ARCH_SET_GS)", r);
   }
-  if (t.robustList != 0) {
-    r = sys::call2(sys::kSetRobustList, static_cast<long>(t.robustList), static_cast<long>(t.robustListLen));
+  if (t.kernel.robustList != 0) {
+    r = sys::rawSyscall(sys::kSetRobustList, static_cast<long>(t.kernel.robustList),
+                        static_cast<long>(t.kernel.robustListLen));
     if (r < 0) threadFail(t, "set_robust_list", r);
-    adoptRobustMutexes(t, static_cast<int32_t>(sys::call0(sys::kGettid)));
+    adoptRobustMutexes(t, static_cast<int32_t>(sys::rawSyscall(sys::kGettid)));
   }
   registerRseq(t);
-  if (t.altStackSize != 0 && !(t.altStackFlags & kSsDisable)) {
+  if (t.kernel.altStackSize != 0 && !(t.kernel.altStackFlags & kSsDisable)) {
     StackT ss{};
-    ss.sp = t.altStackSp;
-    ss.size = t.altStackSize;
-    ss.flags = static_cast<int32_t>(static_cast<uint32_t>(t.altStackFlags) & kSsAutodisarm);  // SS_ONSTACK is only reported
-    r = sys::call2(sys::kSigaltstack, reinterpret_cast<long>(&ss), 0);
+    ss.sp = t.kernel.altStackSp;
+    ss.size = t.kernel.altStackSize;
+    // SS_ONSTACK is only reported
+    ss.flags = static_cast<int32_t>(static_cast<uint32_t>(t.kernel.altStackFlags) & kSsAutodisarm);
+    r = sys::rawSyscall(sys::kSigaltstack, reinterpret_cast<long>(&ss), 0);
     if (r < 0) threadFail(t, "sigaltstack", r);
   }
-  if (t.name[0] != '\0') sys::call2(sys::kPrctl, kPrSetName, reinterpret_cast<long>(t.name));
+  if (t.name[0] != '\0') sys::rawSyscall(sys::kPrctl, kPrSetName, reinterpret_cast<long>(t.name));
 }
 
 // Queues pending signals again; they stay blocked until rt_sigreturn restores the
@@ -899,8 +882,8 @@ void queuePending(const ThreadCtl& t, uint64_t mask, int32_t tid, bool processWi
     if (saved[i].thread != owner) continue;
     SigInfo si;
     __builtin_memcpy(&si, saved[i].info, sizeof(si));
-    long r = processWide ? sys::call3(sys::kRtSigqueueinfo, g.pid, si.signo, reinterpret_cast<long>(&si))
-                         : sys::call4(sys::kRtTgsigqueueinfo, g.pid, tid, si.signo, reinterpret_cast<long>(&si));
+    long r = processWide ? sys::rawSyscall(sys::kRtSigqueueinfo, g.pid, si.signo, reinterpret_cast<long>(&si))
+                         : sys::rawSyscall(sys::kRtTgsigqueueinfo, g.pid, tid, si.signo, reinterpret_cast<long>(&si));
     if (r < 0) {
       Line w;
       w.str(processWide ? "re-queueing process-wide pending signal " : "re-queueing pending signal ").dec(si.signo);
@@ -914,8 +897,8 @@ void queuePending(const ThreadCtl& t, uint64_t mask, int32_t tid, bool processWi
     si.code = processWide ? kSiUser : kSiTkill;
     si.pid = g.vpid;
     si.uid = g.uid;
-    long r = processWide ? sys::call3(sys::kRtSigqueueinfo, g.pid, sig, reinterpret_cast<long>(&si))
-                         : sys::call4(sys::kRtTgsigqueueinfo, g.pid, tid, sig, reinterpret_cast<long>(&si));
+    long r = processWide ? sys::rawSyscall(sys::kRtSigqueueinfo, g.pid, sig, reinterpret_cast<long>(&si))
+                         : sys::rawSyscall(sys::kRtTgsigqueueinfo, g.pid, tid, sig, reinterpret_cast<long>(&si));
     if (r < 0) {
       Line w;
       w.str(processWide ? "re-queueing process-wide pending signal " : "re-queueing pending signal ").dec(sig);
@@ -927,7 +910,7 @@ void queuePending(const ThreadCtl& t, uint64_t mask, int32_t tid, bool processWi
 [[noreturn]] void childMain(void* arg) {
   const ThreadCtl& t = *static_cast<const ThreadCtl*>(arg);
   setUpThread(t, false);
-  queuePending(t, t.pendingMask, static_cast<int32_t>(sys::call0(sys::kGettid)), false);
+  queuePending(t, t.pendingMask, static_cast<int32_t>(sys::rawSyscall(sys::kGettid)), false);
   __atomic_fetch_add(&g.setUp, 1, __ATOMIC_RELEASE);
   futexWakeAll(&g.setUp);
   waitFor(&g.go, 1);
@@ -948,9 +931,10 @@ void queuePending(const ThreadCtl& t, uint64_t mask, int32_t tid, bool processWi
     if (i == g.mainIndex) continue;
     const ThreadCtl& t = g.threads[i];
     uint64_t flags = kCloneVm | kCloneFs | kCloneFiles | kCloneSighand | kCloneThread | kCloneSysvsem | kCloneSettls;
-    if (t.tidAddress != 0) flags |= kCloneParentSettid | kCloneChildCleartid;
+    if (t.kernel.tidAddress != 0) flags |= kCloneParentSettid | kCloneChildCleartid;
     const uint64_t top = g.layout.tempStacks.start + (k + 1) * kTempStackSize;
-    long tid = mig_clone(flags, top, t.tidAddress, t.tidAddress, t.fsBase, childMain, &g.threads[i]);
+    long tid =
+        mig_clone(flags, top, t.kernel.tidAddress, t.kernel.tidAddress, t.kernel.fsBase, childMain, &g.threads[i]);
     if (tid < 0) threadFail(t, "clone", tid);
     ++k;
   }
@@ -959,7 +943,7 @@ void queuePending(const ThreadCtl& t, uint64_t mask, int32_t tid, bool processWi
   waitFor(&g.setUp, children);
   const ThreadCtl& main = g.threads[g.mainIndex];
   setUpThread(main, true);
-  queuePending(main, main.pendingMask, static_cast<int32_t>(sys::call0(sys::kGettid)), false);
+  queuePending(main, main.pendingMask, static_cast<int32_t>(sys::rawSyscall(sys::kGettid)), false);
   queuePending(main, g.plan->processPending, g.pid, true);
   __atomic_store_n(&g.go, 1, __ATOMIC_RELEASE);
   futexWakeAll(&g.go);
@@ -998,8 +982,8 @@ void queuePending(const ThreadCtl& t, uint64_t mask, int32_t tid, bool processWi
   setMmLayout();
   setSignals();
   setFds();
-  g.pid = static_cast<int32_t>(sys::call0(sys::kGetpid));
-  g.uid = static_cast<uint32_t>(sys::call0(sys::kGetuid));
+  g.pid = static_cast<int32_t>(sys::rawSyscall(sys::kGetpid));
+  g.uid = static_cast<uint32_t>(sys::rawSyscall(sys::kGetuid));
   writeResumeInfo();
   setProcessName();
   loadThreads();
@@ -1016,7 +1000,7 @@ extern "C" [[noreturn]] void mig_restore_start(uint64_t* sp) {
   // Nothing may interrupt the restore: the application's handlers are installed long
   // before its memory is consistent. rt_sigreturn restores each thread's saved mask.
   uint64_t all = ~0ull;
-  sys::call4(sys::kRtSigprocmask, kSigSetmask, reinterpret_cast<long>(&all), 0, 8);
+  sys::rawSyscall(sys::kRtSigprocmask, kSigSetmask, reinterpret_cast<long>(&all), 0, 8);
   phaseA(sp);
 }
 

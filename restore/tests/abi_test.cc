@@ -1,7 +1,7 @@
 // The restorer spells out the Linux ABI it uses (it includes no libc headers): every
 // constant, struct layout and system call number against the system's headers.
-#include "shim/restore/arch/x86_64/syscall.h"
-#include "shim/restore/linux_abi.h"
+#include "restore/arch/x86_64/syscall.h"
+#include "restore/linux_abi.h"
 
 #include <doctest/doctest.h>
 
@@ -97,14 +97,14 @@ static_assert(sys::kRtSigqueueinfo == SYS_rt_sigqueueinfo && sys::kRtTgsigqueuei
 static_assert(sys::kMemfdCreate == SYS_memfd_create);
 
 TEST_CASE("the raw system calls return the kernel's values") {
-  CHECK(sys::call0(sys::kGetpid) == getpid());
-  CHECK(sys::call1(sys::kClose, -1) == -EBADF);
-  long m = sys::call6(sys::kMmap, 0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK(sys::rawSyscall(sys::kGetpid) == getpid());
+  CHECK(sys::rawSyscall(sys::kClose, -1) == -EBADF);
+  long m = sys::rawSyscall(sys::kMmap, 0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   REQUIRE(m > 0);
   *reinterpret_cast<volatile int*>(m) = 7;
-  CHECK(sys::call2(sys::kMunmap, m, 4096) == 0);
+  CHECK(sys::rawSyscall(sys::kMunmap, m, 4096) == 0);
   a::Timespec ts{};
-  CHECK(sys::call2(sys::kClockGettime, a::kClockMonotonic, reinterpret_cast<long>(&ts)) == 0);
+  CHECK(sys::rawSyscall(sys::kClockGettime, a::kClockMonotonic, reinterpret_cast<long>(&ts)) == 0);
   CHECK(ts.sec > 0);
 }
 

@@ -4,10 +4,15 @@
 // says the job runs, ends the job here: at home it becomes the job's deputy, on any
 // other host it exits. Any failure before that resumes the job here untouched.
 // Prints one line "MIGRATED FREEZE_MS IMAGE_BYTES TRANSFER_MS RESTORE_MS" on success.
+//
+// It is shadowd's step, so it lives here, but it is built into migctl: it freezes and
+// captures the job with the code `migctl checkpoint` uses (migctl/freeze_capture.h),
+// and shadowd runs the migctl it already finds (MIG_MIGCTL, or beside it).
+#include "shadow/send_command.h"
+
 #include "image/byte_io.h"
 #include "image/image_error.h"
 #include "image/process_capture.h"
-#include "migctl/commands.h"
 #include "migctl/control_client.h"
 #include "migctl/freeze_capture.h"
 #include "shadow/hex.h"
@@ -23,7 +28,7 @@
 #include <deque>
 #include <vector>
 
-namespace mig::migctl {
+namespace mig::shadow {
 namespace {
 
 using image::fail;
@@ -108,7 +113,7 @@ int sendCommand(int argc, char** argv) {
     else if (is("--shadowd-socket")) shadowdSocket = argv[++i];
     else if (is("--network")) {
       const char* v = argv[++i];
-      KJ_IF_MAYBE(p, shadow::networkFromWord(v)) { network = *p; }
+      KJ_IF_MAYBE(p, networkFromWord(v)) { network = *p; }
       else fail(kj::str("--network takes local or rebind, not ", v));
     }
     else if (argv[i][0] != '-' && pid == 0) pid = strtol(argv[i], nullptr, 10);
@@ -123,13 +128,13 @@ int sendCommand(int argc, char** argv) {
     return 2;
   }
   if (deputy != nullptr && access(deputy, X_OK) != 0) fail(kj::str("the deputy program ", deputy, " is missing"));
-  auto token = shadow::tokenFromEnv();
-  auto key = shadow::ClusterKey::load(keyPath);
+  auto token = tokenFromEnv();
+  auto key = ClusterKey::load(keyPath);
 
   auto io = kj::setupAsyncIo();
   auto& ws = io.waitScope;
-  ControlClient ctl(static_cast<pid_t>(pid));  // a process not under mig: said before anything else
-  auto link = shadow::loginToPeer(io, key, to).wait(ws);
+  migctl::ControlClient ctl(static_cast<pid_t>(pid));  // a process not under mig: said before anything else
+  auto link = loginToPeer(io, key, to).wait(ws);
 
   // The destination may refuse before anything happens to the job.
   auto receive = link->node.receiveRequest();
@@ -143,7 +148,7 @@ int sendCommand(int argc, char** argv) {
   RpcSink out(receive.send().wait(ws).getSink(), ws);
 
   auto frozenAt = std::chrono::steady_clock::now();
-  image::CaptureStats stats = freezeAndCapture(ctl, kFreezeTimeoutSeconds, /*forMigration=*/true, out);
+  image::CaptureStats stats = migctl::freezeAndCapture(ctl, kFreezeTimeoutSeconds, /*forMigration=*/true, out);
   out.flush(/*drain=*/true);
   double transferMs = msSince(frozenAt);
 
@@ -154,7 +159,7 @@ int sendCommand(int argc, char** argv) {
   // The job runs at the destination: it must not go on here.
   if (deputy != nullptr) {
     // The token goes into the deputy's environment (see shim/checkpoint.cc, execDeputy).
-    auto idText = kj::str(jobId), tokenEnv = kj::str(shadow::kTokenEnv, "=", shadow::hex(token)),
+    auto idText = kj::str(jobId), tokenEnv = kj::str(kTokenEnv, "=", hex(token)),
          dropText = kj::str(kj::hex(stats.pendingSignals));
     kj::StringPtr args[] = {deputy, "--job-id", idText, tokenEnv, "--socket", shadowdSocket,
                             "--drop-signals", dropText};
@@ -167,4 +172,4 @@ int sendCommand(int argc, char** argv) {
   return 0;
 }
 
-}  // namespace mig::migctl
+}  // namespace mig::shadow

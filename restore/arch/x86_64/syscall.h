@@ -1,6 +1,8 @@
-// Raw x86_64 Linux system calls for the freestanding restorer: no libc, no errno.
-// Every call returns the kernel's value: a negative errno on failure.
+// The restorer's system calls: their numbers, the raw call (raw_syscall.h: no libc,
+// no errno, a negative errno on failure) and the assembly helpers of start.S.
 #pragma once
+
+#include "restore/arch/x86_64/raw_syscall.h"
 
 #include <stdint.h>
 
@@ -45,59 +47,7 @@ enum : long {
   kRseq = 334,
 };
 
-inline long call0(long n) {
-  long ret;
-  asm volatile("syscall" : "=a"(ret) : "a"(n) : "rcx", "r11", "memory");
-  return ret;
-}
-
-inline long call1(long n, long a) {
-  long ret;
-  asm volatile("syscall" : "=a"(ret) : "a"(n), "D"(a) : "rcx", "r11", "memory");
-  return ret;
-}
-
-inline long call2(long n, long a, long b) {
-  long ret;
-  asm volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b) : "rcx", "r11", "memory");
-  return ret;
-}
-
-inline long call3(long n, long a, long b, long c) {
-  long ret;
-  asm volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
-  return ret;
-}
-
-inline long call4(long n, long a, long b, long c, long d) {
-  long ret;
-  register long r10 asm("r10") = d;
-  asm volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10) : "rcx", "r11", "memory");
-  return ret;
-}
-
-inline long call5(long n, long a, long b, long c, long d, long e) {
-  long ret;
-  register long r10 asm("r10") = d;
-  register long r8 asm("r8") = e;
-  asm volatile("syscall"
-               : "=a"(ret)
-               : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8)
-               : "rcx", "r11", "memory");
-  return ret;
-}
-
-inline long call6(long n, long a, long b, long c, long d, long e, long f) {
-  long ret;
-  register long r10 asm("r10") = d;
-  register long r8 asm("r8") = e;
-  register long r9 asm("r9") = f;
-  asm volatile("syscall"
-               : "=a"(ret)
-               : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
-               : "rcx", "r11", "memory");
-  return ret;
-}
+using arch::rawSyscall;
 
 }  // namespace mig::restore::sys
 

@@ -78,10 +78,8 @@ uint32_t g_parkWord = 0;
 char g_altStack[64 * 1024];
 
 struct Saved {
-  uint64_t ucontext, fsBase, gsBase, tidAddress, robustList, robustListLen, rseqAddr;
-  uint32_t rseqLen, rseqSig;
-  uint64_t altSp, altSize;
-  int altFlags;
+  uint64_t ucontext;
+  plan::ThreadKernelState kernel;  // what the shim's ThreadSlot records
   uint64_t pending;
   pid_t tid;
 };
@@ -124,28 +122,30 @@ uint64_t statusMask(const char* status, const char* key) {
 void saveThread(Saved* s, void* uc) {
   s->ucontext = reinterpret_cast<uint64_t>(uc);
   s->tid = gettidRaw();
-  syscall(SYS_arch_prctl, 0x1003 /* ARCH_GET_FS */, &s->fsBase);
-  syscall(SYS_arch_prctl, 0x1004 /* ARCH_GET_GS */, &s->gsBase);
+  syscall(SYS_arch_prctl, 0x1003 /* ARCH_GET_FS */, &s->kernel.fsBase);
+  syscall(SYS_arch_prctl, 0x1004 /* ARCH_GET_GS */, &s->kernel.gsBase);
   uint64_t tidAddr = 0;
   prctl(PR_GET_TID_ADDRESS, &tidAddr);
-  s->tidAddress = tidAddr;
+  s->kernel.tidAddress = tidAddr;
   void* head = nullptr;
   size_t len = 0;
   syscall(SYS_get_robust_list, 0, &head, &len);
-  s->robustList = reinterpret_cast<uint64_t>(head);
-  s->robustListLen = len;
+  s->kernel.robustList = reinterpret_cast<uint64_t>(head);
+  s->kernel.robustListLen = len;
   if (__rseq_size > 0) {
-    s->rseqAddr = reinterpret_cast<uint64_t>(__builtin_thread_pointer()) + static_cast<uint64_t>(__rseq_offset);
+    s->kernel.rseqAddr =
+        reinterpret_cast<uint64_t>(__builtin_thread_pointer()) + static_cast<uint64_t>(__rseq_offset);
     // glibc reports __rseq_size 20 but registered 32 bytes: the kernel says EBUSY only
     // for the exact registration.
-    s->rseqLen = syscall(SYS_rseq, s->rseqAddr, 32, 0, RSEQ_SIG) == -1 && errno == EBUSY ? 32 : __rseq_size;
-    s->rseqSig = RSEQ_SIG;
+    s->kernel.rseqLen =
+        syscall(SYS_rseq, s->kernel.rseqAddr, 32, 0, RSEQ_SIG) == -1 && errno == EBUSY ? 32 : __rseq_size;
+    s->kernel.rseqSig = RSEQ_SIG;
   }
   stack_t ss{};
   sigaltstack(nullptr, &ss);
-  s->altSp = reinterpret_cast<uint64_t>(ss.ss_sp);
-  s->altSize = ss.ss_size;
-  s->altFlags = ss.ss_flags;
+  s->kernel.altStackSp = reinterpret_cast<uint64_t>(ss.ss_sp);
+  s->kernel.altStackSize = ss.ss_size;
+  s->kernel.altStackFlags = ss.ss_flags;
   static char status[8192];  // each thread in turn, never concurrently
   readFile("/proc/thread-self/status", status, sizeof(status));
   s->pending = statusMask(status, "\nSigPnd:\t");
@@ -347,17 +347,7 @@ void buildPlan(const char* imagePath, const char* planPath) {
     th[i].vtid = s.tid;
     th[i].flags = i == 0 ? plan::kThreadMain : 0;
     th[i].sigframeAddr = s.ucontext;
-    th[i].fsBase = s.fsBase;
-    th[i].gsBase = s.gsBase;
-    th[i].tidAddress = s.tidAddress;
-    th[i].robustList = s.robustList;
-    th[i].robustListLen = s.robustListLen;
-    th[i].rseqAddr = s.rseqAddr;
-    th[i].rseqLen = s.rseqLen;
-    th[i].rseqSig = s.rseqSig;
-    th[i].altStackSp = s.altSp;
-    th[i].altStackSize = s.altSize;
-    th[i].altStackFlags = s.altFlags;
+    th[i].kernel = s.kernel;
     th[i].pendingMask = s.pending;
   }
 
@@ -597,14 +587,16 @@ int verifyRestored() {
   void* head = nullptr;
   size_t len = 0;
   syscall(SYS_get_robust_list, 0, &head, &len);
-  check(reinterpret_cast<uint64_t>(head) == m.robustList && len == m.robustListLen, "main robust list re-registered");
-  long rr = syscall(SYS_rseq, m.rseqAddr, 32, 0, RSEQ_SIG);
-  check(m.rseqAddr != 0 && rr == -1 && errno == EBUSY, "main rseq area re-registered (EBUSY on a second try)");
-  auto* area = reinterpret_cast<volatile struct rseq*>(m.rseqAddr);
+  check(reinterpret_cast<uint64_t>(head) == m.kernel.robustList && len == m.kernel.robustListLen,
+        "main robust list re-registered");
+  long rr = syscall(SYS_rseq, m.kernel.rseqAddr, 32, 0, RSEQ_SIG);
+  check(m.kernel.rseqAddr != 0 && rr == -1 && errno == EBUSY, "main rseq area re-registered (EBUSY on a second try)");
+  auto* area = reinterpret_cast<volatile struct rseq*>(m.kernel.rseqAddr);
   check(static_cast<int>(area->cpu_id) == sched_getcpu(), "rseq cpu_id is kept up to date by the kernel");
   stack_t ss{};
   sigaltstack(nullptr, &ss);
-  check(reinterpret_cast<uint64_t>(ss.ss_sp) == m.altSp && ss.ss_size == m.altSize, "sigaltstack restored");
+  check(reinterpret_cast<uint64_t>(ss.ss_sp) == m.kernel.altStackSp && ss.ss_size == m.kernel.altStackSize,
+        "sigaltstack restored");
 
   sigset_t pend;
   sigpending(&pend);
@@ -629,7 +621,7 @@ int verifyRestored() {
   check(g_progress.load() >= before + 3, "worker thread runs again");
   check(g_workerTidNow.load() != g_origWorkerTid, "worker has a new kernel tid");
   check(g_workerRseqErrno.load() == EBUSY, "worker rseq area re-registered");
-  check(g_workerRobust.load() == g_saved[1].robustList, "worker robust list re-registered");
+  check(g_workerRobust.load() == g_saved[1].kernel.robustList, "worker robust list re-registered");
   check(g_workerFrameLen > 0 && g_workerSighupBlocked.load() == 1,
         "worker resumed from the signal frame shipped in the plan (sigframeLen > 0)");
   pthread_kill(g_worker, SIGUSR1);  // uses the worker's struct pthread tid (CLONE_PARENT_SETTID)

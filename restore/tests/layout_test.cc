@@ -1,8 +1,8 @@
 // The restorer's pure decisions: /proc/self/maps parsing, gap finding, what of the
 // restorer must move out of the way and where to, vDSO matching, plan checks.
-#include "shim/restore/fmt.h"
-#include "shim/restore/layout.h"
-#include "shim/restore/tests/plan_fixture.h"
+#include "restore/fmt.h"
+#include "restore/layout.h"
+#include "restore/tests/plan_fixture.h"
 
 #include <doctest/doctest.h>
 
@@ -492,13 +492,13 @@ TEST_CASE("plan checks: what rt_sigreturn and the kernel will touch lies in rest
     CHECK(planProblem(f) == "");
   }
   SUBCASE("tid address and rseq area must be writable") {
-    f.threads[0].tidAddress = 0x110000;
+    f.threads[0].kernel.tidAddress = 0x110000;
     CHECK(planProblem(f).find("tid address") != std::string::npos);
-    f.threads[0].tidAddress = 0x100010;
-    f.threads[0].rseqAddr = 0x10fff0;
-    f.threads[0].rseqLen = 20;  // counts as 32: reaches into the read-only region
+    f.threads[0].kernel.tidAddress = 0x100010;
+    f.threads[0].kernel.rseqAddr = 0x10fff0;
+    f.threads[0].kernel.rseqLen = 20;  // counts as 32: reaches into the read-only region
     CHECK(planProblem(f).find("rseq") != std::string::npos);
-    f.threads[0].rseqAddr = 0x10ffc0;
+    f.threads[0].kernel.rseqAddr = 0x10ffc0;
     CHECK(planProblem(f) == "");
   }
   SUBCASE("the plan and image fds must not be application fds") {

@@ -1,0 +1,164 @@
+// The deputy's forwarded calls: where each runs, and answered once (call_runner.h).
+#include "deputy/call_runner.h"
+
+#include "rsc/forward_table.h"
+#include "rsc/wire.h"
+
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+namespace mig::deputy {
+namespace {
+
+// How the deputy runs a forwarded call. Calls on regular files and directories,
+// and path calls, return at once and run right here, without a worker's hand-off
+// (a third of the round trip of a small write). Calls on a pipe, terminal or
+// socket are the ones the job's thread may send twice (it lets a checkpoint in while
+// it waits for them, and sends them again from where it resumes): they are answered
+// once. Those in blocking mode (and pipelined writes, which the deputy finishes even
+// on a non-blocking fd), opening a path (a FIFO blocks) and waiting for a child may
+// block: a worker runs them.
+enum class Runs { Here, HereOnce, Worker };
+
+Runs howToRun(kj::ArrayPtr<const kj::byte> request) {
+  rsc::RequestHeader h;
+  if (request.size() < sizeof(h)) return Runs::Here;  // malformed: answered at once
+  memcpy(&h, request.begin(), sizeof(h));
+  const rsc::Row* row = rsc::rowById(h.call);
+  if (row == nullptr) return Runs::Here;
+  if (row->id == rsc::CallId::Openat || row->id == rsc::CallId::Wait4 || row->id == rsc::CallId::Waitid) {
+    return Runs::Worker;
+  }
+  if (row->fdArg < 0) return Runs::Here;
+  const int fd = static_cast<int>(h.args[row->fdArg]);
+  struct stat st;
+  if (fstat(fd, &st) != 0) return Runs::Here;
+  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode)) return Runs::Here;
+  const int fl = fcntl(fd, F_GETFL);
+  return (h.flags & rsc::kNoReply) || fl < 0 || !(fl & O_NONBLOCK) ? Runs::Worker : Runs::HereOnce;
+}
+
+}  // namespace
+
+// Runs forwarded calls on threads of their own: a call may block (a read on the
+// terminal or a pipe) while the job's other threads go on making calls. A worker is
+// started whenever none is idle; idle ones wait for the next call.
+class CallPool {
+ public:
+  explicit CallPool(rsc::Dispatcher& dispatcher) : dispatcher_(dispatcher) {}
+  ~CallPool();
+
+  kj::Promise<kj::Array<kj::byte>> run(kj::Array<kj::byte> request);
+
+ private:
+  using Done = kj::Own<kj::CrossThreadPromiseFulfiller<kj::Array<kj::byte>>>;
+  struct Job {
+    kj::Array<kj::byte> request;
+    Done done;
+  };
+
+  void work();
+
+  rsc::Dispatcher& dispatcher_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Job> queue_;
+  std::vector<std::thread> threads_;
+  int idle_ = 0;
+  bool stopping_ = false;
+};
+
+CallPool::~CallPool() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  for (auto& t : threads_) t.detach();  // a worker may be blocked in a call: the process ends anyway
+}
+
+kj::Promise<kj::Array<kj::byte>> CallPool::run(kj::Array<kj::byte> request) {
+  auto paf = kj::newPromiseAndCrossThreadFulfiller<kj::Array<kj::byte>>();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queue_.push_back({kj::mv(request), kj::mv(paf.fulfiller)});
+    if (idle_ == 0) threads_.emplace_back([this]() { work(); });
+  }
+  wake_.notify_one();
+  return kj::mv(paf.promise);
+}
+
+void CallPool::work() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    ++idle_;
+    wake_.wait(lock, [this]() { return stopping_ || !queue_.empty(); });
+    --idle_;
+    if (stopping_) return;
+    Job job = kj::mv(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    job.done->fulfill(dispatcher_.call(job.request));
+    lock.lock();
+  }
+}
+
+CallRunner::CallRunner(kj::Function<void(int fd)> inputTaken)
+    : inputTaken_(kj::mv(inputTaken)), pool_(kj::heap<CallPool>(dispatcher_)) {}
+
+CallRunner::~CallRunner() = default;
+
+kj::Promise<void> CallRunner::call(CallContext context) {
+  auto request = context.getParams().getRequest();
+  const Runs runs = howToRun(request);
+  if (runs == Runs::Here) {
+    context.getResults().setReply(dispatcher_.call(request));
+    return kj::READY_NOW;
+  }
+  // A call the job's thread may send twice, with the same thread and seq, must get
+  // the result of the call already running (or done), not run twice: a second read
+  // would lose what the first one read.
+  rsc::RequestHeader h;
+  memcpy(&h, request.begin(), sizeof(h));
+  const Key key{h.thread, h.seq};
+  auto running = running_.find(key);
+  if (running == running_.end()) {
+    auto done = lastDone_.find(h.thread);
+    if (done != lastDone_.end() && done->second.seq == h.seq) {
+      context.getResults().setReply(done->second.reply);
+      return kj::READY_NOW;
+    }
+    if (runs == Runs::HereOnce) {
+      auto& last = lastDone_[h.thread] = Done{h.seq, dispatcher_.call(request)};
+      context.getResults().setReply(last.reply);
+      inputTaken(request);
+      return kj::READY_NOW;
+    }
+    auto finished = pool_->run(kj::heapArray<kj::byte>(request)).then([this, key](kj::Array<kj::byte> reply) {
+      lastDone_[key.first] = Done{key.second, kj::mv(reply)};
+    });
+    running = running_.emplace(key, finished.fork()).first;
+  }
+  return running->second.addBranch().then([this, key, context]() mutable {
+    context.getResults().setReply(lastDone_[key.first].reply);
+    running_.erase(key);
+    inputTaken(context.getParams().getRequest());
+  });
+}
+
+void CallRunner::inputTaken(kj::ArrayPtr<const kj::byte> request) {
+  if (request.size() < sizeof(rsc::RequestHeader)) return;
+  rsc::RequestHeader h;
+  memcpy(&h, request.begin(), sizeof(h));
+  const rsc::Row* row = rsc::rowById(h.call);
+  if (row == nullptr || !rsc::takesInput(row->id)) return;
+  inputTaken_(static_cast<int>(h.args[row->fdArg]));
+}
+
+}  // namespace mig::deputy

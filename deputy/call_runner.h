@@ -1,0 +1,48 @@
+// How the deputy runs the job's forwarded system calls (rsc/wire.h) through the rsc
+// dispatcher: which calls run at once on the event loop and which on a worker thread
+// (one may block for as long as a terminal read lasts while the job's other threads go
+// on calling), and how a call the job sends twice (it resends a call that was waiting
+// when a checkpoint came) is answered once, by (thread, seq), instead of run twice.
+#pragma once
+
+#include "rsc/dispatch.h"
+#include "shadow/mig.capnp.h"
+
+#include <kj/async.h>
+#include <kj/function.h>
+
+#include <map>
+
+namespace mig::deputy {
+
+using CallContext = capnp::CallContext<rpc::Deputy::CallParams, rpc::Deputy::CallResults>;
+
+class CallPool;  // worker threads (call_runner.cc)
+
+class CallRunner {
+ public:
+  // `inputTaken(fd)` is told after a call that took input from `fd` ran, so the
+  // readiness watches of that file look again (readiness.h).
+  explicit CallRunner(kj::Function<void(int fd)> inputTaken);
+  ~CallRunner();
+
+  // Deputy.call: runs the request in `context` and sets its reply there.
+  kj::Promise<void> call(CallContext context);
+
+ private:
+  using Key = std::pair<uint32_t, uint64_t>;  // thread, seq
+  struct Done {
+    uint64_t seq;
+    kj::Array<kj::byte> reply;
+  };
+
+  void inputTaken(kj::ArrayPtr<const kj::byte> request);
+
+  kj::Function<void(int fd)> inputTaken_;
+  rsc::Dispatcher dispatcher_;
+  kj::Own<CallPool> pool_;
+  std::map<Key, kj::ForkedPromise<void>> running_;
+  std::map<uint32_t, Done> lastDone_;  // by thread: its last call that waited, answered
+};
+
+}  // namespace mig::deputy

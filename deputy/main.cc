@@ -1,0 +1,150 @@
+// mig-deputy: what a job's home process becomes at its first migration. The shim
+// execs it in place, so it is the same process: same PID, same parent (which still
+// waits for it), same fds (files, pipes, the terminal), same process group. It
+//   - registers with the home shadowd as the job's deputy (this file);
+//   - runs the job's forwarded system calls (rsc/wire.h) through the rsc dispatcher,
+//     with the job's fds, cwd and identity (call_runner.h);
+//   - watches the job's sockets, pipes and terminal for readability, for their
+//     readiness stand-ins where the job runs (readiness.h);
+//   - forwards the signals it receives (kill, Ctrl-C on its terminal) to the job
+//     (signals.h);
+//   - ends the way the job ends (exit status or signal), so its parent sees that
+//     (this file).
+// It prints nothing: its stdout and stderr are the job's.
+//
+// usage: MIG_JOB_TOKEN=HEX mig-deputy --job-id ID --socket SHADOWD_SOCKET [--drop-signals MASK]
+#include "deputy/call_runner.h"
+#include "deputy/readiness.h"
+#include "deputy/signals.h"
+#include "shadow/hex.h"
+#include "shadow/mig.capnp.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+#include <kj/async-unix.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace mig::deputy {
+namespace {
+
+// The deputy's own fds (event loop, shadowd connection) must not take numbers the job
+// may use: it opens them while every low number is taken by a placeholder.
+constexpr int kReservedLow = 1024;
+
+[[noreturn]] void endLike(int status) {
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    struct rlimit none = {0, 0};
+    setrlimit(RLIMIT_CORE, &none);  // the job dumped (or not) where it ran
+    signal(sig, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, nullptr);
+    raise(sig);
+    _exit(128 + sig);
+  }
+  _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+}
+
+class DeputyImpl final : public rpc::Deputy::Server {
+ public:
+  DeputyImpl(kj::UnixEventPort& port, kj::TaskSet& tasks)
+      : readiness_(port, tasks), calls_([this](int fd) { readiness_.inputTaken(fd); }) {}
+
+  kj::Promise<void> watch(WatchContext context) override {
+    auto p = context.getParams();
+    context.getResults().setWatch(readiness_.watch(p.getFd(), p.getReadiness()));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> call(CallContext context) override { return calls_.call(kj::mv(context)); }
+
+  kj::Promise<void> ended(EndedContext context) override { endLike(context.getParams().getStatus()); }
+
+ private:
+  Readiness readiness_;
+  CallRunner calls_;
+};
+
+kj::Vector<int> fillLowFds() {
+  kj::Vector<int> placeholders;
+  struct rlimit lim {};
+  getrlimit(RLIMIT_NOFILE, &lim);
+  if (lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
+  if (lim.rlim_cur < static_cast<rlim_t>(kReservedLow) + 64) return placeholders;
+  int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null < 0) return placeholders;
+  for (int fd = 0; fd < kReservedLow; ++fd) {
+    if (fcntl(fd, F_GETFD) >= 0) continue;
+    if (dup3(null, fd, O_CLOEXEC) == fd) placeholders.add(fd);
+  }
+  if (null >= kReservedLow) close(null);
+  else placeholders.add(null);
+  return placeholders;
+}
+
+int run(int argc, char** argv) {
+  uint64_t jobId = 0;
+  kj::Array<kj::byte> token;
+  const char* socketPath = nullptr;
+  uint64_t dropSignals = 0;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (strcmp(argv[i], "--job-id") == 0) jobId = strtoull(argv[i + 1], nullptr, 10);
+    else if (strcmp(argv[i], "--socket") == 0) socketPath = argv[i + 1];
+    else if (strcmp(argv[i], "--drop-signals") == 0) dropSignals = strtoull(argv[i + 1], nullptr, 16);
+  }
+  if (const char* t = getenv(shadow::kTokenEnv)) token = shadow::unhex(t);
+  if (jobId == 0 || token.size() != 32 || socketPath == nullptr) return 127;
+
+  // The inherited ITIMER_REAL belongs to the job, which took it along.
+  struct itimerval off {};
+  setitimer(ITIMER_REAL, &off, nullptr);
+
+  // Signals that were pending at the freeze went with the job's image.
+  takeSignals(dropSignals);
+
+  auto placeholders = fillLowFds();
+  auto io = kj::setupAsyncIo();
+  auto address = io.provider->getNetwork().parseAddress(kj::str("unix:", socketPath)).wait(io.waitScope);
+  auto stream = address->connect().wait(io.waitScope);
+  for (int fd : placeholders) close(fd);
+
+  struct Ignore final : kj::TaskSet::ErrorHandler {
+    void taskFailed(kj::Exception&&) override {}
+  } ignoreErrors;
+  kj::TaskSet tasks(ignoreErrors);
+
+  capnp::TwoPartyClient client(*stream);
+  auto local = client.bootstrap().castAs<rpc::Local>();
+  {
+    auto req = local.registerDeputyRequest();
+    req.setJobId(jobId);
+    req.setToken(token);
+    req.setDeputy(kj::heap<DeputyImpl>(io.unixEventPort, tasks));
+    req.send().wait(io.waitScope);
+  }
+  SignalForwarder signals(io.unixEventPort, tasks, local, jobId, token);
+
+  // Runs until the job ends (Deputy.ended exits the process). If shadowd goes away
+  // the job cannot reach home any more; the deputy stays, so the parent keeps
+  // waiting, until it is killed.
+  client.onDisconnect().wait(io.waitScope);
+  for (;;) pause();
+}
+
+}  // namespace
+}  // namespace mig::deputy
+
+int main(int argc, char** argv) { return mig::deputy::run(argc, argv); }

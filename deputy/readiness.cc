@@ -1,0 +1,119 @@
+// Watching home fds for the job's readiness stand-ins (readiness.h).
+#include "deputy/readiness.h"
+
+#include <kj/debug.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+
+namespace mig::deputy {
+namespace {
+
+// Where the deputy's copies of watched fds go: above every number the job's fd table
+// can use (forward::kMaxFds), so a call of the job never lands on one.
+constexpr int kWatchFdFloor = 4096;
+
+// The identity of an open file, to tell which watches a call on some fd concerns
+// (the job may have it under several numbers).
+struct FileId {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool operator==(const FileId&) const = default;
+};
+
+bool fileOf(int fd, FileId& id) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return false;
+  id = {st.st_dev, st.st_ino};
+  return true;
+}
+
+}  // namespace
+
+// One home fd watched for a readiness stand-in on the job's host. It watches its own
+// copy of the fd, so the job's closing or reusing the number cannot make it watch
+// something else.
+class Watch final : public rpc::ReadinessWatch::Server {
+ public:
+  Watch(kj::UnixEventPort& port, kj::TaskSet& tasks, kj::Vector<Watch*>& all, int fd, rpc::Readiness::Client readiness)
+      : tasks_(tasks), all_(all), fd_(duplicate(fd)), observer_(port, fd_, kj::UnixEventPort::FdObserver::OBSERVE_READ),
+        readiness_(kj::mv(readiness)) {
+    KJ_REQUIRE(fileOf(fd_, file_));
+    all_.add(this);
+    arm();
+  }
+  ~Watch() noexcept(false) {
+    for (size_t i = 0; i < all_.size(); ++i) {
+      if (all_[i] == this) {
+        all_[i] = all_.back();
+        all_.removeLast();
+        break;
+      }
+    }
+  }
+
+  const FileId& file() const { return file_; }
+
+  // A call that takes input from the file has run: whatever was announced may be
+  // gone, or more may wait.
+  void inputTaken() {
+    if (!told_) return;
+    told_ = false;
+    arm();
+  }
+
+ private:
+  static kj::AutoCloseFd duplicate(int fd) {
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, kWatchFdFloor);
+    KJ_REQUIRE(copy >= 0, "cannot watch the fd", fd, strerror(errno));
+    return kj::AutoCloseFd(copy);
+  }
+
+  bool readableNow() {
+    struct pollfd p = {fd_.get(), POLLIN, 0};
+    return poll(&p, 1, 0) == 1;  // data, a connection to accept, EOF, an error or a hangup
+  }
+
+  // Resolves once the fd is readable. The observer reports edges only: the wait is
+  // asked for first, then the level looked at, so no edge falls in between.
+  kj::Promise<void> readable() {
+    auto edge = observer_.whenBecomesReadable();
+    if (readableNow()) return kj::READY_NOW;
+    return edge.then([this]() { return readable(); });
+  }
+
+  void arm() {
+    waiting_ = readable()
+                   .then([this]() {
+                     told_ = true;
+                     tasks_.add(readiness_.readyRequest().send().ignoreResult());
+                   })
+                   .eagerlyEvaluate([](kj::Exception&&) {});
+  }
+
+  kj::TaskSet& tasks_;
+  kj::Vector<Watch*>& all_;
+  kj::AutoCloseFd fd_;
+  kj::UnixEventPort::FdObserver observer_;
+  rpc::Readiness::Client readiness_;
+  FileId file_;
+  bool told_ = false;
+  kj::Promise<void> waiting_ = nullptr;
+};
+
+kj::Own<rpc::ReadinessWatch::Server> Readiness::watch(int fd, rpc::Readiness::Client readiness) {
+  return kj::heap<Watch>(port_, tasks_, watches_, fd, kj::mv(readiness));
+}
+
+void Readiness::inputTaken(int fd) {
+  FileId file;
+  if (watches_.empty() || !fileOf(fd, file)) return;
+  for (Watch* w : watches_) {
+    if (w->file() == file) w->inputTaken();
+  }
+}
+
+}  // namespace mig::deputy

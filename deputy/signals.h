@@ -1,0 +1,37 @@
+// Signals at the deputy: those sent to the job's PID at home (kill, Ctrl-C on its
+// terminal, SIGCHLD from the children it forked at home) go on to the job where it
+// runs, through the home shadowd; those that were pending at the freeze went with the
+// job's image and are dropped here.
+#pragma once
+
+#include "shadow/mig.capnp.h"
+
+#include <kj/async-unix.h>
+#include <kj/async.h>
+
+#include <cstdint>
+
+namespace mig::deputy {
+
+// Before the event loop exists: blocks every signal, drops the pending ones in
+// `dropMask` (bit n-1: signal n), and gives kj the signals to catch (and one for itself
+// that is not the job's).
+void takeSignals(uint64_t dropMask);
+
+// Forwards every caught signal to the job, for as long as the process lives.
+class SignalForwarder {
+ public:
+  SignalForwarder(kj::UnixEventPort& port, kj::TaskSet& tasks, rpc::Local::Client local, uint64_t jobId,
+                  kj::ArrayPtr<const kj::byte> token);
+
+ private:
+  kj::Promise<void> forward(int sig);
+
+  kj::UnixEventPort& port_;
+  kj::TaskSet& tasks_;
+  rpc::Local::Client local_;
+  uint64_t jobId_;
+  kj::ArrayPtr<const kj::byte> token_;
+};
+
+}  // namespace mig::deputy
