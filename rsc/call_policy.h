@@ -84,7 +84,9 @@ constexpr bool neverBlocksHere(const Row* row, long nr) {
 
 enum class Where { Local, Home, Both };
 
-// Whether a call the table can forward concerns home. Facts answers, for this process:
+// Whether a call the table can forward concerns home. A NULL path after a dirfd names
+// that fd itself for the kernel (utimensat's, which is futimens; newfstatat and statx
+// with AT_EMPTY_PATH): the call follows the fd. Facts answers, for this process:
 //   bool cwdIsLocal()                            the working directory is this host's
 //   bool internetSocketsAtHome()                 the network policy makes them at home
 //   bool pathIsHome(int64_t dirfd, const char*)  a path, resolved against dirfd
@@ -103,7 +105,9 @@ Where whereRowGoes(const Row& row, const int64_t a[6], const Facts& facts) {
     if (row.args[i].kind != Arg::Path) continue;
     paths = true;
     const int64_t dirfd = i > 0 && row.args[i - 1].kind == Arg::Fd ? a[i - 1] : AT_FDCWD;
-    (facts.pathIsHome(dirfd, reinterpret_cast<const char*>(a[i])) ? home : local) = true;
+    const char* path = reinterpret_cast<const char*>(a[i]);
+    const bool fdItself = path == nullptr && static_cast<int32_t>(dirfd) != AT_FDCWD;
+    ((fdItself ? facts.isHomeFd(dirfd) : facts.pathIsHome(dirfd, path)) ? home : local) = true;
   }
   if (paths) return home && local ? Where::Both : home ? Where::Home : Where::Local;
   if (row.fdArg >= 0 && facts.isHomeFd(a[row.fdArg])) return Where::Home;

@@ -163,6 +163,13 @@ TEST_CASE("forward table: the decisions follow each property, not the call") {
   const Row rename = call(kTestSysno, "f", Ret::Int, Blocking::Briefly, 0, {F, P, F, P});
   const int64_t two[6] = {AT_FDCWD, P_("/home/a"), AT_FDCWD, P_("/tmp/b"), 0, 0};
   CHECK(whereRowGoes(rename, two, facts) == Where::Both);
+  // A NULL path after a dirfd is that fd (futimens is utimensat(fd, NULL, ...)); with
+  // AT_FDCWD it is nothing here, and fails at home as it would here.
+  const Row at = call(kTestSysno, "f", Ret::Int, Blocking::Briefly, 0, {F, P, I});
+  const int64_t homeFd[6] = {3, 0, 0, 0, 0, 0}, localFd[6] = {4, 0, 0, 0, 0, 0}, cwd[6] = {AT_FDCWD, 0, 0, 0, 0, 0};
+  CHECK(whereRowGoes(at, homeFd, facts) == Where::Home);
+  CHECK(whereRowGoes(at, localFd, facts) == Where::Local);
+  CHECK(whereRowGoes(at, cwd, facts) == Where::Home);
   // The blocking mode a SetsBlockingMode call leaves, from its argument's kind.
   const int64_t setfl[6] = {3, F_SETFL, O_NONBLOCK, 0, 0, 0};
   CHECK_FALSE(pipelinesAfter(fcntlRow(F_SETFL), setfl));
