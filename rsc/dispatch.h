@@ -1,6 +1,7 @@
 // rsc/dispatch.h: the deputy's half of a forwarded call. One generic dispatcher runs
-// every row of the forward table (rsc/forward_table.h) by calling the row's libc
-// function through libffi, and is the whitelist: a request that names no row, or
+// every row of the forward table (rsc/forward_table.h, made from forward_calls.def)
+// by calling the row's libc function through libffi (or the system call itself, for
+// a Fixup::RawSyscall row), and is the whitelist: a request that names no row, or
 // that does not match its row exactly, runs nothing.
 #pragma once
 

@@ -6,7 +6,8 @@
 // read (rsc/call_policy.h): how it may block, whether it takes input, may be
 // pipelined, waits for pipelined writes, where it goes, which handler takes it, and
 // how glibc's function differs from the kernel's call. Adding a forwarded call is
-// adding a line to forward_calls.def; nothing else matches call ids.
+// adding a line to forward_calls.def (and, only for behaviour no Handler has yet, a
+// Handler value and its code in the shim); nothing else decides by call id.
 //
 // Async-signal-safe: the table is constant data and the lookups only read it, so the
 // shim may use them from a SIGSYS handler.
