@@ -11,6 +11,8 @@
 
 #include <doctest/doctest.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -198,6 +200,71 @@ TEST_CASE("forward table: a RawSyscall row runs the system call itself, not the 
 }
 
 // --- the real table -----------------------------------------------------------------
+
+// One call of a real row, as the shim and the deputy make it; -errno on failure.
+int64_t forwardHere(long sysno, const int64_t args[6]) {
+  const Row* row = findRow(sysno, args);
+  REQUIRE(row != nullptr);
+  static Dispatcher deputy;
+  std::vector<uint8_t> request(kMaxMessage);
+  const int64_t n = encodeRequest(*row, args, 5, 0, request.data(), request.size());
+  REQUIRE(n > 0);
+  kj::Array<kj::byte> reply = deputy.call(kj::arrayPtr(request.data(), static_cast<size_t>(n)));
+  int32_t error = 0;
+  const int64_t r = decodeReply(*row, args, 5, reply.begin(), reply.size(), &error);
+  return r < 0 ? -error : r;
+}
+
+struct timespec mtimeOf(const char* path) {
+  struct stat st;
+  REQUIRE(stat(path, &st) == 0);
+  return st.st_mtim;
+}
+
+TEST_CASE("forward table: file times at home: utimensat, futimens (its NULL path), utimes, futimesat") {
+  char path[] = "/tmp/mig-times-XXXXXX";
+  const int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  struct timespec ts[2] = {{1000000000, 5}, {1100000000, 7}};
+  int64_t args[6] = {AT_FDCWD, P_(path), P_(ts), 0, 0, 0};
+  CHECK(forwardHere(SYS_utimensat, args) == 0);
+  CHECK(mtimeOf(path).tv_sec == 1100000000);
+  CHECK(mtimeOf(path).tv_nsec == 7);
+  // futimens(fd, times): glibc's utimensat would say EINVAL for the NULL path.
+  ts[1] = {1200000000, 9};
+  const int64_t futimens[6] = {fd, 0, P_(ts), 0, 0, 0};
+  CHECK(forwardHere(SYS_utimensat, futimens) == 0);
+  CHECK(mtimeOf(path).tv_sec == 1200000000);
+  // NULL times: now; a NULL path with flags is the kernel's EINVAL.
+  const int64_t now[6] = {fd, 0, 0, 0, 0, 0};
+  CHECK(forwardHere(SYS_utimensat, now) == 0);
+  CHECK(mtimeOf(path).tv_sec > 1200000000);
+  const int64_t bad[6] = {fd, 0, 0, AT_SYMLINK_NOFOLLOW, 0, 0};
+  CHECK(forwardHere(SYS_utimensat, bad) == -EINVAL);
+  const int64_t missing[6] = {AT_FDCWD, P_("/tmp/mig-times-none/x"), 0, 0, 0, 0};
+  CHECK(forwardHere(SYS_utimensat, missing) == -ENOENT);
+
+  struct timeval tv[2] = {{1300000000, 0}, {1300000000, 3}};
+  const int64_t utimes[6] = {P_(path), P_(tv), 0, 0, 0, 0};
+  CHECK(forwardHere(SYS_utimes, utimes) == 0);
+  CHECK(mtimeOf(path).tv_sec == 1300000000);
+  CHECK(mtimeOf(path).tv_nsec == 3000);
+  tv[1] = {1400000000, 0};
+  const int64_t futimesat[6] = {fd, 0, P_(tv), 0, 0, 0};
+  CHECK(forwardHere(SYS_futimesat, futimesat) == 0);
+  CHECK(mtimeOf(path).tv_sec == 1400000000);
+
+  // A shim on another host sends futimens home only for a home fd.
+  const Row& row = *findRow(SYS_utimensat, futimens);
+  FakeFacts facts;
+  facts.homeFd = fd;
+  CHECK(whereRowGoes(row, futimens, facts) == Where::Home);
+  facts.homeFd = fd + 1;
+  CHECK(whereRowGoes(row, futimens, facts) == Where::Local);
+  CHECK_FALSE(neverBlocksHere(&row, SYS_utimensat));
+  ::close(fd);
+  ::unlink(path);
+}
 
 // A row's name in these sets: its function, and the command of an fcntl or ioctl row.
 std::string sel(const char* f, uint32_t s) { return std::string(f) + "#" + std::to_string(s); }
