@@ -1,6 +1,7 @@
 // The deputy's forwarded calls: where each runs, and answered once (call_runner.h).
 #include "deputy/call_runner.h"
 
+#include "rsc/call_policy.h"
 #include "rsc/forward_table.h"
 #include "rsc/wire.h"
 
@@ -16,15 +17,8 @@
 namespace mig::deputy {
 namespace {
 
-// How the deputy runs a forwarded call. Calls on regular files and directories,
-// and path calls, return at once and run right here, without a worker's hand-off
-// (a third of the round trip of a small write). Calls on a pipe, terminal or
-// socket are the ones the job's thread may send twice (it lets a checkpoint in while
-// it waits for them, and sends them again from where it resumes): they are answered
-// once. Those in blocking mode (and pipelined writes, which the deputy finishes even
-// on a non-blocking fd), opening a path (a FIFO blocks) and waiting for a child may
-// block: a worker runs them.
-enum class Runs { Here, HereOnce, Worker };
+// How the deputy runs a forwarded call (rsc::deputyRuns), from what its fd is.
+using rsc::Runs;
 
 Runs howToRun(kj::ArrayPtr<const kj::byte> request) {
   rsc::RequestHeader h;
@@ -32,16 +26,15 @@ Runs howToRun(kj::ArrayPtr<const kj::byte> request) {
   memcpy(&h, request.begin(), sizeof(h));
   const rsc::Row* row = rsc::rowById(h.call);
   if (row == nullptr) return Runs::Here;
-  if (row->id == rsc::CallId::Openat || row->id == rsc::CallId::Wait4 || row->id == rsc::CallId::Waitid) {
-    return Runs::Worker;
-  }
-  if (row->fdArg < 0) return Runs::Here;
-  const int fd = static_cast<int>(h.args[row->fdArg]);
+  rsc::FdKind fd = rsc::FdKind::None;
   struct stat st;
-  if (fstat(fd, &st) != 0) return Runs::Here;
-  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode)) return Runs::Here;
-  const int fl = fcntl(fd, F_GETFL);
-  return (h.flags & rsc::kNoReply) || fl < 0 || !(fl & O_NONBLOCK) ? Runs::Worker : Runs::HereOnce;
+  if (row->fdArg >= 0 && fstat(static_cast<int>(h.args[row->fdArg]), &st) == 0) {
+    const int fl = fcntl(static_cast<int>(h.args[row->fdArg]), F_GETFL);
+    fd = S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode) ? rsc::FdKind::File
+         : fl >= 0 && (fl & O_NONBLOCK)                                    ? rsc::FdKind::NonBlockingStream
+                                                                           : rsc::FdKind::Stream;
+  }
+  return rsc::deputyRuns(*row, fd, (h.flags & rsc::kNoReply) != 0);
 }
 
 }  // namespace
@@ -157,7 +150,7 @@ void CallRunner::inputTaken(kj::ArrayPtr<const kj::byte> request) {
   rsc::RequestHeader h;
   memcpy(&h, request.begin(), sizeof(h));
   const rsc::Row* row = rsc::rowById(h.call);
-  if (row == nullptr || !rsc::takesInput(row->id)) return;
+  if (row == nullptr || !rsc::rearmsReadiness(*row)) return;
   inputTaken_(static_cast<int>(h.args[row->fdArg]));
 }
 

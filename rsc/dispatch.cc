@@ -4,6 +4,7 @@
 // request or fcntl command.
 #include "rsc/dispatch.h"
 
+#include "rsc/call_policy.h"
 #include "rsc/forward_table.h"
 #include "rsc/payload.h"
 #include "rsc/wire.h"
@@ -22,7 +23,7 @@ namespace mig::rsc {
 struct Dispatcher::Prepared {
   void* function = nullptr;  // nullptr: not in this libc, the row answers ENOSYS
   ffi_cif cif;
-  ffi_type* types[6];
+  ffi_type* types[7];        // Fixup::RawSyscall: the system call number first
 };
 
 namespace {
@@ -69,15 +70,15 @@ struct Request {
 };
 
 // Fills r from msg; returns 0, or the errno that answers a malformed request.
-int parse(kj::ArrayPtr<const kj::byte> msg, Request& r) {
+int parse(const Table& table, kj::ArrayPtr<const kj::byte> msg, Request& r) {
   if (msg.size() < sizeof(RequestHeader) || msg.size() > kMaxMessage) return EPROTO;
   memcpy(&r.h, msg.begin(), sizeof r.h);
   if (r.h.magic != kRequestMagic || r.h.length != msg.size()) return EPROTO;
   if ((r.h.flags & ~kNoReply) != 0) return EPROTO;
-  r.row = rowById(r.h.call);
+  r.row = table.byId(r.h.call);
   if (r.row == nullptr) return ENOSYS;
   const Row& row = *r.row;
-  if ((r.h.flags & kNoReply) != 0 && row.id != CallId::Write) return EPROTO;
+  if ((r.h.flags & kNoReply) != 0 && !mayComePipelined(row)) return EPROTO;
   const int64_t* args = r.h.args;
   // The row was chosen by the sender; an ioctl row must not carry another request.
   if (row.selectorArg >= 0 && static_cast<uint32_t>(args[row.selectorArg]) != row.selector)
@@ -178,21 +179,25 @@ int64_t finishPipelinedWrite(int fd, const uint8_t* data, uint64_t count, int64_
 
 }  // namespace
 
-Dispatcher::Dispatcher(bool execute)
-    : prepared_(kj::heapArray<Prepared>(rowCount())), execute_(execute) {
+Dispatcher::Dispatcher(bool execute, const Table& table)
+    : table_(table), prepared_(kj::heapArray<Prepared>(table.count)), execute_(execute) {
   if (!execute_) return;  // a validating-only dispatcher never even looks functions up
-  for (uint32_t index = 0; index < rowCount(); ++index) {
-    const Row& row = rowAt(index);
+  for (uint32_t index = 0; index < table.count; ++index) {
+    const Row& row = table.rows[index];
     Prepared& p = prepared_[index];
+    const bool raw = row.fixup == Fixup::RawSyscall;
+    ffi_type** types = raw ? p.types + 1 : p.types;
+    p.types[0] = &ffi_type_sint64;
     for (uint8_t i = 0; i < row.nargs; ++i)
-      p.types[i] = isPointer(row.args[i].kind) ? &ffi_type_pointer : &ffi_type_sint64;
+      types[i] = isPointer(row.args[i].kind) ? &ffi_type_pointer : &ffi_type_sint64;
     ffi_type* ret = row.ret == Ret::Long  ? &ffi_type_sint64
                     : row.ret == Ret::Int ? &ffi_type_sint32
                                           : &ffi_type_pointer;
     ffi_status status =
-        row.variadic ? ffi_prep_cif_var(&p.cif, FFI_DEFAULT_ABI, row.fixedArgs, row.nargs, ret, p.types)
-                     : ffi_prep_cif(&p.cif, FFI_DEFAULT_ABI, row.nargs, ret, p.types);
-    if (status == FFI_OK) p.function = dlsym(RTLD_DEFAULT, row.function);
+        raw            ? ffi_prep_cif_var(&p.cif, FFI_DEFAULT_ABI, 1, row.nargs + 1, ret, p.types)
+        : row.variadic ? ffi_prep_cif_var(&p.cif, FFI_DEFAULT_ABI, row.fixedArgs, row.nargs, ret, p.types)
+                       : ffi_prep_cif(&p.cif, FFI_DEFAULT_ABI, row.nargs, ret, p.types);
+    if (status == FFI_OK) p.function = dlsym(RTLD_DEFAULT, raw ? "syscall" : row.function);
   }
 }
 
@@ -200,7 +205,7 @@ Dispatcher::~Dispatcher() = default;
 
 kj::Array<kj::byte> Dispatcher::call(kj::ArrayPtr<const kj::byte> request) {
   Request r;
-  if (int error = parse(request, r); error != 0) {
+  if (int error = parse(table_, request, r); error != 0) {
     uint64_t seq = 0;  // echo the sequence number whenever there is one to echo
     if (request.size() >= sizeof(RequestHeader)) memcpy(&seq, request.begin() + 8, sizeof seq);
     return errorReply(seq, error);
@@ -213,7 +218,9 @@ kj::Array<kj::byte> Dispatcher::call(kj::ArrayPtr<const kj::byte> request) {
   std::unique_ptr<kj::byte[]> reply(new kj::byte[layout.total]);
   int64_t ints[6] = {};
   void* pointers[6] = {};
-  void* values[6];
+  int64_t sysno = row.sysno;
+  void* allValues[7] = {&sysno};
+  void** values = row.fixup == Fixup::RawSyscall ? allValues + 1 : allValues;
   for (uint8_t i = 0; i < row.nargs; ++i) {
     const ArgSpec& s = row.args[i];
     values[i] = isPointer(s.kind) ? static_cast<void*>(&pointers[i]) : static_cast<void*>(&ints[i]);
@@ -237,11 +244,11 @@ kj::Array<kj::byte> Dispatcher::call(kj::ArrayPtr<const kj::byte> request) {
   int32_t error = 0;
   if (execute_) {
     const Prepared& p = prepared_[static_cast<uint32_t>(row.id) - 1];
+    const bool cwd = row.fixup == Fixup::CwdLength;
     if (p.function == nullptr) {
       result = -1;
       error = ENOSYS;
-    } else if (row.ret == Ret::CwdPointer &&
-               (pointers[0] == nullptr || ints[row.args[0].lenArg] == 0)) {
+    } else if (cwd && (pointers[0] == nullptr || ints[row.args[0].lenArg] == 0)) {
       // glibc's getcwd would allocate for NULL and says EINVAL for size 0; the
       // system call says EFAULT and ERANGE.
       result = -1;
@@ -252,12 +259,12 @@ kj::Array<kj::byte> Dispatcher::call(kj::ArrayPtr<const kj::byte> request) {
         void* pointer;
       } rv{};
       errno = 0;
-      ffi_call(const_cast<ffi_cif*>(&p.cif), FFI_FN(p.function), &rv, values);
+      ffi_call(const_cast<ffi_cif*>(&p.cif), FFI_FN(p.function), &rv, allValues);
       const int saved = errno;
       switch (row.ret) {
         case Ret::Long: result = static_cast<int64_t>(rv.integer); break;
         case Ret::Int: result = static_cast<int32_t>(rv.integer); break;
-        case Ret::CwdPointer:
+        case Ret::Pointer:  // CwdLength, the one pointer-returning row (tableIsSound)
           result = rv.pointer == nullptr
                        ? -1
                        : static_cast<int64_t>(

@@ -1,8 +1,11 @@
 // rsc/dispatch.h: the deputy's half of a forwarded call. One generic dispatcher runs
-// every row of the forward table (rsc/forward_table.h) by calling the row's libc
-// function through libffi, and is the whitelist: a request that names no row, or
+// every row of the forward table (rsc/forward_table.h, made from forward_calls.def)
+// by calling the row's libc function through libffi (or the system call itself, for
+// a Fixup::RawSyscall row), and is the whitelist: a request that names no row, or
 // that does not match its row exactly, runs nothing.
 #pragma once
+
+#include "rsc/forward_table.h"
 
 #include <kj/array.h>
 #include <kj/common.h>
@@ -13,8 +16,9 @@ class Dispatcher {
  public:
   // Resolves every row's libc function once. With execute = false nothing is ever
   // called: requests are validated and answered as if each call returned 0 (for
-  // fuzzing the parser without touching the file system).
-  explicit Dispatcher(bool execute = true);
+  // fuzzing the parser without touching the file system). `table`: the real one, or a
+  // test's (which must outlive the dispatcher).
+  explicit Dispatcher(bool execute = true, const Table& table = forwardTable());
   ~Dispatcher();
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
@@ -26,6 +30,7 @@ class Dispatcher {
   kj::Array<kj::byte> call(kj::ArrayPtr<const kj::byte> request);
 
  private:
+  const Table& table_;
   struct Prepared;                // a row's function and libffi call interface
   kj::Array<Prepared> prepared_;  // by table index
   bool execute_;

@@ -1,7 +1,13 @@
 // rsc/forward_table.h: the table of system calls that may be forwarded home, one row
-// per call. The shim marshals from a row (rsc/marshal.h), the deputy executes the
-// row's libc function through libffi (rsc/dispatch.h), and nothing outside the table
-// runs at home: adding a forwarded call is adding a row in forward_table.cc.
+// per call, made from the one list in rsc/forward_calls.def. A row says everything
+// about its call: the marshalling spec (the shim encodes from it, rsc/marshal.h), the
+// libc function the deputy runs through libffi (rsc/dispatch.h; nothing outside the
+// table runs at home), and the properties that the shim's and the deputy's decisions
+// read (rsc/call_policy.h): how it may block, whether it takes input, may be
+// pipelined, waits for pipelined writes, where it goes, which handler takes it, and
+// how glibc's function differs from the kernel's call. Adding a forwarded call is
+// adding a line to forward_calls.def (and, only for behaviour no Handler has yet, a
+// Handler value and its code in the shim); nothing else decides by call id.
 //
 // Async-signal-safe: the table is constant data and the lookups only read it, so the
 // shim may use them from a SIGSYS handler.
@@ -11,75 +17,18 @@
 
 namespace mig::rsc {
 
-// Row ids travel in RequestHeader::call: the numbers are part of the wire format and
-// never change meaning. New calls get new numbers at the end.
+// Row ids travel in RequestHeader::call: the numbers (in forward_calls.def) are part of
+// the wire format and never change meaning.
 enum class CallId : uint32_t {
-  Read = 1,
-  Write = 2,
-  Pread64 = 3,
-  Pwrite64 = 4,
-  Lseek = 5,
-  Close = 6,
-  Openat = 7,
-  Newfstatat = 8,
-  Statx = 9,
-  Faccessat = 10,
-  Faccessat2 = 11,
-  Unlinkat = 12,
-  Renameat = 13,
-  Renameat2 = 14,
-  Mkdirat = 15,
-  Readlinkat = 16,
-  Getdents64 = 17,
-  Ftruncate = 18,
-  Fsync = 19,
-  Fdatasync = 20,
-  Fchmod = 21,
-  Fchmodat = 22,
-  FcntlGetfd = 23,
-  FcntlSetfd = 24,
-  FcntlGetfl = 25,
-  FcntlSetfl = 26,
-  FcntlDupfd = 27,
-  FcntlDupfdCloexec = 28,
-  IoctlTcgets = 29,
-  IoctlTcsets = 30,
-  IoctlTcsetsw = 31,
-  IoctlTcsetsf = 32,
-  IoctlTiocgwinsz = 33,
-  IoctlTiocgpgrp = 34,
-  IoctlFionread = 35,
-  Chdir = 36,
-  Fchdir = 37,
-  Getcwd = 38,
-  Kill = 39,
-  Getppid = 40,
-  Dup = 41,
-  Dup3 = 42,
-  Wait4 = 43,
-  Waitid = 44,
-  Sendto = 45,
-  Recvfrom = 46,
-  Shutdown = 47,
-  Accept = 48,
-  Accept4 = 49,
-  Getsockname = 50,
-  Getpeername = 51,
-  Setsockopt = 52,
-  Getsockopt = 53,
-  Socket = 54,
-  Bind = 55,
-  Listen = 56,
-  Connect = 57,
-  IoctlFionbio = 58,
-  Sendfile = 59,
+#define MIG_CALL(name, id, ...) name = id,
+#include "rsc/forward_calls.def"
 };
 
-// Calls that take input from their fd: after one of them, a home fd's readiness must
-// be looked at again (shim/forward/readiness_stand_in.h).
-constexpr bool takesInput(CallId id) {
-  return id == CallId::Read || id == CallId::Recvfrom || id == CallId::Accept || id == CallId::Accept4;
-}
+// How many calls the real table has; ids run from 1 to this.
+inline constexpr uint32_t kCallCount = 0
+#define MIG_CALL(name, id, ...) +1
+#include "rsc/forward_calls.def"
+    ;
 
 // getsockopt's value always travels as a buffer this big (the longest option the
 // shim passes through); the shim copies what the caller's length allows.
@@ -98,43 +47,169 @@ struct ArgSpec {
 
 // The C return type of the libc function, which decides how the deputy reads it.
 enum class Ret : uint8_t {
-  Long,        // ssize_t/off_t: -1 and errno on failure
-  Int,         // int/pid_t: -1 and errno on failure
-  CwdPointer,  // getcwd's char*: NULL on failure; the deputy turns success into the
-               // system call's result, the length of the path including its NUL
+  Long,     // ssize_t/off_t: -1 and errno on failure
+  Int,      // int/pid_t: -1 and errno on failure
+  Pointer,  // a pointer, NULL on failure (getcwd; a Fixup says what the kernel returns)
+};
+
+// How long a call may wait. It decides how the shim waits for home's answer, and how
+// the shim runs the call when it stays here.
+enum class Blocking : uint8_t {
+  Never,     // returns at once: run here, it keeps the handler's signals blocked
+  Briefly,   // may take a while (a disk, a terminal draining, a FIFO's open) but waits
+             // for no one here: the shim gives home's answer a timeout; run here, it
+             // runs with the application's signal mask
+  OnStream,  // on a pipe, terminal or socket, may wait for the other end as long as it
+             // likes: the shim's wait for home lets a checkpoint in and has no timeout
+  Always,    // may wait as long as it likes whatever its fd (a child, a client, the
+             // network): likewise, always
+};
+
+// Yes-or-no properties, or-ed into Row::traits.
+enum Trait : uint16_t {
+  kTakesInput = 1 << 0,            // takes input from its fd (argument 0): that fd's
+                                   // readiness is looked at again after it
+                                   // (shim/forward/readiness_stand_in.h)
+  kPipelinable = 1 << 1,           // on a stream in blocking mode, sent without waiting
+                                   // for its result (a write: fd, buffer, count)
+  kReportsWriteFailures = 1 << 2,  // reports a failed pipelined write on its fd first
+                                   // (fsync: the data it syncs did not get there)
+  kSplitIo = 1 << 3,               // a count (argument 2) above kMaxIo goes as
+                                   // consecutive pieces of the buffer (argument 1) ...
+  kPositioned = 1 << 4,            // ... advancing the offset in argument 3
+  kSigpipeOnEpipe = 1 << 5,        // EPIPE at home raises SIGPIPE in the calling thread,
+                                   // as the kernel would have here
+};
+
+// Which of the shim's handlers takes the call once it goes home (besides the default,
+// which marshals, sends and waits: forwardRow).
+enum class Handler : uint8_t {
+  Plain,
+  OpenFile,          // makes a home fd, mirrored here (fd_mirror.cc); O_CLOEXEC in argument 2
+  ChangeDir,         // on success the working directory is home's
+  SetsBlockingMode,  // O_NONBLOCK (an Int argument 2) or FIONBIO's int: a stream's writes
+                     // are pipelined only in blocking mode
+  NewSocket,         // socket_calls.cc: a home socket, mirrored, with a readiness stand-in
+  Accept,            // ... the same from a listener (flags in argument 3, if it has one)
+  Receive,           // ... recvfrom with the source address in the caller's length
+  SocketOption,      // ... getsockopt's value in the caller's length
+  SocketName,        // ... getsockname/getpeername's address in the caller's length
+  Kill,              // sigsys_handler.cc: home or here by the PID it names
+  Wait4,             // ... likewise, and a wait for any child by where the children are
+  Waitid,
+};
+
+// Where the shim sends a call it has a row for (Kill, Wait4 and Waitid: their handler).
+enum class Locality : uint8_t {
+  ByArgs,         // home if its paths are home's (a path follows its dirfd); without
+                  // paths, if its fd (Row::fdArg) is a home fd
+  Cwd,            // where the working directory is (getcwd)
+  Home,           // always home (getppid: the parent is there)
+  NetworkPolicy,  // internet sockets go home under the default network policy (socket)
+};
+
+// Whether the call must run at home after the pipelined writes issued before it.
+// Those go to streams, and what can tell their order from a later call's is the stream
+// itself or the parent a signal goes to. Calls on files and paths do not wait: they are
+// not held up behind a pipe at home that is full.
+enum class Ordering : uint8_t {
+  OnStream,  // when its fd is a stream (a write, fcntl, tcsetattr or close on it)
+  Always,    // always (kill: the parent reads what was written before the signal)
+  Never,     // never (a read: the prompt before it is on its way and does not wait for
+             // the read either)
+};
+
+// Where the deputy runs the call.
+enum class DeputyRuns : uint8_t {
+  ByFd,    // by its fd: on files, directories and without an fd at once; on a stream
+           // on a worker, or at once (answered once) in non-blocking mode
+  Worker,  // always on a worker: it may block whatever the fd (open of a FIFO, a wait
+           // for a child)
+};
+
+// Where glibc's function and the kernel's system call differ, and what the deputy does
+// about it. (A parameter glibc has and the system call lacks, like faccessat's flags,
+// is an Arg::None slot instead: the function gets 0.)
+enum class Fixup : uint8_t {
+  None,
+  CwdLength,   // getcwd: glibc returns the buffer, allocates for NULL and says EINVAL
+               // for size 0; the system call returns the path's length with its NUL and
+               // says EFAULT and ERANGE
+  RawSyscall,  // glibc's wrapper refuses what the kernel takes (utimensat's NULL path):
+               // the deputy makes the system call itself, syscall(sysno, args...)
 };
 
 struct Row {
-  CallId id;
-  long sysno;            // x86_64 system call number the shim traps
-  const char* function;  // libc function the deputy calls (Debian 12, glibc 2.36)
-  uint8_t nargs;         // parameters of `function`; an Arg::None slot below nargs
-                         // is one the system call lacks, and the function gets 0
-  ArgSpec args[6];
-  Ret ret;
-  bool variadic;         // the function is variadic (fcntl, ioctl, openat) ...
-  uint8_t fixedArgs;     // ... with this many fixed parameters
-  int8_t fdArg;          // the argument naming the fd the call works on, -1 if none
-                         // (the first dirfd for *at calls; AT_FDCWD is a value of it)
-  int8_t selectorArg;    // -1, or the argument (ioctl request, fcntl command) that
-  uint32_t selector;     // must equal `selector` (compared as the kernel does, 32 bits)
+  CallId id{};
+  long sysno = 0;                  // x86_64 system call number the shim traps
+  const char* function = nullptr;  // libc function the deputy calls (Debian 12, glibc 2.36)
+  uint8_t nargs = 0;               // parameters of `function`; an Arg::None slot below
+                                   // nargs is one the system call lacks (the function gets 0)
+  ArgSpec args[6] = {};
+  Ret ret = Ret::Int;
+  bool variadic = false;           // the function is variadic (fcntl, ioctl, openat) ...
+  uint8_t fixedArgs = 0;           // ... with this many fixed parameters
+  int8_t fdArg = -1;               // the argument naming the fd the call works on, -1 if
+                                   // none (the first dirfd for *at calls; AT_FDCWD is a
+                                   // value of it)
+  int8_t selectorArg = -1;         // -1, or the argument (ioctl request, fcntl command)
+  uint32_t selector = 0;           // that must equal `selector` (32 bits, as the kernel)
+
+  // Behaviour (the enums above); call_policy.h turns these into decisions.
+  Blocking blocking = Blocking::Briefly;
+  uint16_t traits = 0;
+  Handler handler = Handler::Plain;
+  Locality locality = Locality::ByArgs;
+  Ordering ordering = Ordering::OnStream;
+  DeputyRuns deputy = DeputyRuns::ByFd;
+  Fixup fixup = Fixup::None;
+
+  constexpr bool has(Trait t) const { return (traits & t) != 0; }
+
+  // The builders forward_calls.def uses on a row from call() (rsc/forward_rows.h).
+  constexpr Row with(unsigned t) const { Row r = *this; r.traits = static_cast<uint16_t>(r.traits | t); return r; }
+  constexpr Row handledBy(Handler h) const { Row r = *this; r.handler = h; return r; }
+  constexpr Row goes(Locality l) const { Row r = *this; r.locality = l; return r; }
+  constexpr Row ordered(Ordering o) const { Row r = *this; r.ordering = o; return r; }
+  constexpr Row onDeputy(DeputyRuns d) const { Row r = *this; r.deputy = d; return r; }
+  constexpr Row fixedUp(Fixup f) const { Row r = *this; r.fixup = f; return r; }
+};
+
+// A table of rows in id order (row i has id i + 1): the real one, or a test's.
+struct Table {
+  const Row* rows;
+  uint32_t count;
+
+  // The row for a trapped system call with these arguments, or nullptr when that call
+  // (or that ioctl request, or that fcntl command) is not forwardable.
+  const Row* find(long sysno, const int64_t args[6]) const {
+    for (uint32_t i = 0; i < count; ++i) {
+      const Row& r = rows[i];
+      if (r.sysno != sysno) continue;
+      if (r.selectorArg < 0 || static_cast<uint32_t>(args[r.selectorArg]) == r.selector) return &r;
+    }
+    return nullptr;
+  }
+
+  // The row with this id, or nullptr for an unknown id.
+  const Row* byId(uint32_t id) const { return id == 0 || id > count ? nullptr : &rows[id - 1]; }
 };
 
 // Longest path accepted, NUL included (PATH_MAX).
 inline constexpr uint64_t kMaxPath = 4096;
 
-// The row for a trapped system call with these arguments, or nullptr when that call
-// (or that ioctl request, or that fcntl command) is not forwardable.
-const Row* findRow(long sysno, const int64_t args[6]);
+// The table made from forward_calls.def.
+const Table& forwardTable();
 
-// The row with this id, or nullptr for an unknown id.
-const Row* rowById(uint32_t id);
+// Its lookups (see Table).
+inline const Row* findRow(long sysno, const int64_t args[6]) { return forwardTable().find(sysno, args); }
+inline const Row* rowById(uint32_t id) { return forwardTable().byId(id); }
 
-// The row of a known call (every CallId has one).
+// The row of a known call (every CallId has one), for the shim's own uses of a call.
 inline const Row& rowOf(CallId id) { return *rowById(static_cast<uint32_t>(id)); }
 
-// The whole table, for the deputy's per-row preparation and for tests.
-uint32_t rowCount();
-const Row& rowAt(uint32_t index);
+// The whole table, for tests.
+inline uint32_t rowCount() { return forwardTable().count; }
+inline const Row& rowAt(uint32_t index) { return forwardTable().rows[index]; }
 
 }  // namespace mig::rsc

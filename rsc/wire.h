@@ -2,7 +2,7 @@
 // sends it and the deputy at home answers it. This is the contract between the shim
 // (shim/forward/, async-signal-safe, no allocation) and the deputy's dispatcher
 // (rsc/dispatch.cc, libffi); shadowd only carries the bytes (a Data field of an RPC,
-// see rsc/mig.capnp), so adding a forwarded call is one row in rsc/forward_table.h.
+// see rsc/mig.capnp), so adding a forwarded call is one line in rsc/forward_calls.def.
 //
 // Request:  RequestHeader | payload for each input argument, in argument order
 // Reply:    ReplyHeader   | payload for each output argument, in argument order

@@ -1,6 +1,7 @@
 // See write_batch.h.
 #include "rsc/write_batch.h"
 
+#include "rsc/call_policy.h"
 #include "rsc/forward_table.h"
 #include "rsc/payload.h"
 #include "rsc/wire.h"
@@ -13,7 +14,8 @@ bool parsePipelinedWrite(kj::ArrayPtr<const kj::byte> request, PipelinedWrite& w
   RequestHeader h;
   if (request.size() < sizeof(h) + kPayloadHeader) return false;
   memcpy(&h, request.begin(), sizeof(h));
-  if (h.magic != kRequestMagic || h.flags != kNoReply || h.call != static_cast<uint32_t>(CallId::Write) ||
+  const Row* row = rowById(h.call);
+  if (h.magic != kRequestMagic || h.flags != kNoReply || row == nullptr || !mayComePipelined(*row) ||
       h.length != request.size()) {
     return false;
   }

@@ -17,8 +17,9 @@ struct PipelinedWrite {
   uint64_t count;  // bytes
 };
 
-// True when `request` is a well-formed pipelined write (a Write request with
-// kNoReply, its payload exactly args[2] bytes, at most kMaxIo); fills w.
+// True when `request` is a well-formed pipelined write (a request with kNoReply of a
+// row that may come pipelined, which is a write: call_policy.h; its payload exactly
+// args[2] bytes, at most kMaxIo); fills w.
 bool parsePipelinedWrite(kj::ArrayPtr<const kj::byte> request, PipelinedWrite& w);
 
 // One pipelined write carrying the bytes of `parts` (parsed, all to one fd, together

@@ -2,6 +2,7 @@
 // calls from the shim's code only, no allocation, no errno.
 #include "shim/forward/connection.h"
 
+#include "rsc/call_policy.h"
 #include "rsc/marshal.h"
 #include "shim/forward/state.h"
 #include "shim/forward/trapped_call.h"
@@ -186,16 +187,10 @@ long takeFailure(int64_t fd) {
   return -static_cast<long>(t_failedError);
 }
 
-// Whether a call must run at home after the pipelined writes issued before it. Those
-// go to streams, and what can tell their order from a later call's is the stream
-// itself (a write, fcntl, tcsetattr or close on it) or the parent a signal goes to.
-// A read need not wait (the prompt before it is on its way and does not wait for the
-// read either), nor need calls on files and paths: so they are not held up behind a
-// pipe at home that is full.
+// Whether a call must run at home after the pipelined writes issued before it
+// (rsc::waitsForWrites).
 bool waitsForWrites(const rsc::Row& row, const int64_t args[6]) {
-  if (row.id == rsc::CallId::Kill) return true;
-  if (row.id == rsc::CallId::Read || row.id == rsc::CallId::Pread64) return false;
-  return row.fdArg >= 0 && isStreamFd(state(), fdArg(args[row.fdArg]));
+  return rsc::waitsForWrites(row, row.fdArg >= 0 && isStreamFd(state(), fdArg(args[row.fdArg])));
 }
 
 // Reads the header of the reply to the call just sent; deferred failures of earlier
@@ -248,7 +243,7 @@ bool isConnectionFd(int64_t fd) {
 
 long forwardCall(const rsc::Row& row, const int64_t args[6], bool patient) {
   if (!ensureBuffer()) return -ENOMEM;
-  if (row.id == rsc::CallId::Fsync || row.id == rsc::CallId::Fdatasync) {
+  if (row.has(rsc::kReportsWriteFailures)) {
     if (long failed = takeFailure(args[0]); failed != 0) return failed;
   }
   const uint64_t seq = ++t_seq;

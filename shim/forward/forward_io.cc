@@ -5,6 +5,7 @@
 // stream in blocking mode are pipelined, piece by piece.
 #include "shim/forward/trapped_call.h"
 
+#include "rsc/call_policy.h"
 #include "rsc/wire.h"
 #include "shim/forward/child_table.h"
 #include "shim/forward/connection.h"
@@ -18,46 +19,26 @@
 namespace mig::forward {
 namespace {
 
-using rsc::CallId;
+State& state() { return shim::g_runtime.forward; }
 
-bool isIo(CallId id) {
-  return id == CallId::Read || id == CallId::Write || id == CallId::Pread64 || id == CallId::Pwrite64 ||
-         id == CallId::Sendto || id == CallId::Recvfrom;
-}
-
-bool hasOffset(CallId id) { return id == CallId::Pread64 || id == CallId::Pwrite64; }
-
-// A read or write on a pipe, terminal or socket at home may wait for the other end
-// as long as it likes, a wait for a child at home as long as the child runs, an
-// accept as long as no client comes, and a connect as long as the network takes.
-bool patient(const rsc::Row& row, const int64_t args[6]) {
-  if (row.id == CallId::Wait4 || row.id == CallId::Waitid || row.id == CallId::Accept ||
-      row.id == CallId::Accept4 || row.id == CallId::Connect) {
-    return true;
-  }
-  if (row.id == CallId::Sendfile) return isStreamFd(shim::g_runtime.forward, fdArg(args[0]));
-  return isIo(row.id) && isStreamFd(shim::g_runtime.forward, fdArg(args[0]));
-}
-
-// Writes to a stream in blocking mode do not wait for their result (connection.h).
-bool pipelined(const rsc::Row& row, const int64_t args[6]) {
-  return row.id == CallId::Write && isPipelinedFd(shim::g_runtime.forward, fdArg(args[0]));
-}
+bool isStream(const int64_t args[6]) { return isStreamFd(state(), fdArg(args[0])); }
 
 long send(const rsc::Row& row, const int64_t args[6]) {
-  return pipelined(row, args) ? forwardPipelinedWrite(row, args) : forwardCall(row, args, patient(row, args));
+  // Writes to a stream in blocking mode do not wait for their result (connection.h).
+  if (rsc::isPipelined(row, isPipelinedFd(state(), fdArg(args[0])))) return forwardPipelinedWrite(row, args);
+  return forwardCall(row, args, rsc::waitsPatiently(row, isStream(args)));
 }
 
 }  // namespace
 
 long forwardRow(const rsc::Row& row, const int64_t args[6]) {
   const uint64_t count = static_cast<uint64_t>(args[2]);
-  if (!isIo(row.id) || count <= rsc::kMaxIo) return send(row, args);
+  if (!rsc::isSplit(row, count)) return send(row, args);
   uint64_t done = 0;
   while (done < count) {
     const uint64_t piece = count - done < rsc::kMaxIo ? count - done : rsc::kMaxIo;
     int64_t part[6] = {args[0], args[1] + static_cast<int64_t>(done), static_cast<int64_t>(piece),
-                       hasOffset(row.id) ? args[3] + static_cast<int64_t>(done) : args[3], args[4], args[5]};
+                       row.has(rsc::kPositioned) ? args[3] + static_cast<int64_t>(done) : args[3], args[4], args[5]};
     long r = send(row, part);
     if (r < 0) return done > 0 ? static_cast<long>(done) : r;
     done += static_cast<uint64_t>(r);

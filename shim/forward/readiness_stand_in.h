@@ -10,7 +10,7 @@
 //
 // The protocol, kept by three parties:
 //   - the shim drains the tokens (drainReadiness) before it forwards a call that takes
-//     input from the fd (rsc::takesInput: read, recv, accept);
+//     input from the fd (rsc::kTakesInput in its row: read, recv, accept);
 //   - the deputy sends one token when the fd is readable, then no other until a call
 //     that takes input from the same open file has run; after it, if the fd is still
 //     readable, it sends the next one;

@@ -10,6 +10,7 @@
 // The handler runs with every signal blocked, uses no lock, no allocation and no
 // libc function that makes a system call, and leaves errno alone.
 #include "shim/forward/signals.h"
+#include "rsc/call_policy.h"
 #include "shim/forward/child_pids.h"
 #include "shim/forward/child_table.h"
 #include "shim/forward/clock_shift.h"
@@ -34,38 +35,9 @@
 namespace mig::forward {
 namespace {
 
-using rsc::Arg;
-using rsc::CallId;
 using shim::rawSyscall;
 
-const char kEmptyPath[] = "";
-
 State& state() { return shim::g_runtime.forward; }
-
-// Calls that never wait, so they need not open the handler to the application's
-// signals (which costs two system calls). Anything not listed may block.
-bool neverBlocks(long nr) {
-  switch (nr) {
-    case SYS_close: case SYS_fstat: case SYS_newfstatat: case SYS_statx: case SYS_lseek:
-    case SYS_mmap: case SYS_mprotect: case SYS_munmap: case SYS_mremap: case SYS_madvise:
-    case SYS_brk: case SYS_rt_sigaction: case SYS_getpid: case SYS_gettid: case SYS_getppid:
-    case SYS_getuid: case SYS_geteuid: case SYS_getgid: case SYS_getegid: case SYS_clock_gettime:
-    case SYS_clock_getres: case SYS_gettimeofday: case SYS_time: case SYS_sched_yield:
-    case SYS_getcwd: case SYS_uname: case SYS_getrlimit: case SYS_prlimit64: case SYS_set_robust_list:
-    case SYS_rseq: case SYS_arch_prctl: case SYS_prctl: case SYS_exit: case SYS_exit_group:
-    case SYS_sigaltstack: case SYS_dup: case SYS_dup2: case SYS_dup3: case SYS_getdents64:
-    case SYS_pipe2: case SYS_socket: case SYS_getsockname: case SYS_setsockopt: case SYS_getsockopt:
-    case SYS_eventfd2: case SYS_epoll_create1: case SYS_epoll_ctl: case SYS_memfd_create:
-    case SYS_sched_getaffinity: case SYS_getrusage: case SYS_times: case SYS_sysinfo: case SYS_umask:
-    case SYS_kill: case SYS_tgkill: case SYS_tkill: case SYS_getpgid: case SYS_getsid:
-    case SYS_getpgrp: case SYS_readlink: case SYS_readlinkat: case SYS_access: case SYS_faccessat:
-    case SYS_faccessat2: case SYS_mkdirat: case SYS_unlinkat: case SYS_set_tid_address:
-    case SYS_getrandom: case SYS_fork: case SYS_clone: case SYS_clone3:
-      return true;
-    default:
-      return false;
-  }
-}
 
 // Arguments that are temporary signal masks: the application's mask while the call
 // waits (and while handlers run from it), so SIGSYS must not be in it.
@@ -78,8 +50,11 @@ int64_t* tempMaskArg(long nr, int64_t* a) {
   }
 }
 
-long runWith(long nr, const int64_t* a, const ucontext_t* uc) {
-  if (uc == nullptr || neverBlocks(nr)) return rawSyscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+// Runs the call here. Calls that never wait (rsc::neverBlocksHere: the row says, or
+// the list of calls without one) need not open the handler to the application's
+// signals, which costs two system calls. `row`: the table's row for the call, if any.
+long runWith(long nr, const int64_t* a, const ucontext_t* uc, const rsc::Row* row) {
+  if (uc == nullptr || rsc::neverBlocksHere(row, nr)) return rawSyscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
   int64_t args[6] = {a[0], a[1], a[2], a[3], a[4], a[5]};
   uint64_t temp = 0;
   if (int64_t* m = tempMaskArg(nr, args); m != nullptr && *m != 0) {
@@ -106,52 +81,14 @@ long runWith(long nr, const int64_t* a, const ucontext_t* uc) {
   return r;
 }
 
-// The *at form of the old path calls (glibc uses the *at forms, raw callers may not):
-// the same call for the kernel, and only the *at forms are in the table.
-void translateLegacy(TrappedCall& c) {
-  int64_t* a = c.a;
-  const int64_t cwd = AT_FDCWD;
-  switch (c.nr) {
-    case SYS_open: c = {SYS_openat, {cwd, a[0], a[1], a[2], 0, 0}}; break;
-    case SYS_creat: c = {SYS_openat, {cwd, a[0], O_CREAT | O_WRONLY | O_TRUNC, a[1], 0, 0}}; break;
-    case SYS_stat: c = {SYS_newfstatat, {cwd, a[0], a[1], 0, 0, 0}}; break;
-    case SYS_lstat: c = {SYS_newfstatat, {cwd, a[0], a[1], AT_SYMLINK_NOFOLLOW, 0, 0}}; break;
-    case SYS_fstat:
-      c = {SYS_newfstatat, {a[0], reinterpret_cast<int64_t>(kEmptyPath), a[1], AT_EMPTY_PATH, 0, 0}};
-      break;
-    case SYS_access: c = {SYS_faccessat, {cwd, a[0], a[1], 0, 0, 0}}; break;
-    case SYS_mkdir: c = {SYS_mkdirat, {cwd, a[0], a[1], 0, 0, 0}}; break;
-    case SYS_unlink: c = {SYS_unlinkat, {cwd, a[0], 0, 0, 0, 0}}; break;
-    case SYS_rmdir: c = {SYS_unlinkat, {cwd, a[0], AT_REMOVEDIR, 0, 0, 0}}; break;
-    case SYS_rename: c = {SYS_renameat, {cwd, a[0], cwd, a[1], 0, 0}}; break;
-    case SYS_readlink: c = {SYS_readlinkat, {cwd, a[0], a[1], a[2], 0, 0}}; break;
-    case SYS_chmod: c = {SYS_fchmodat, {cwd, a[0], a[1], 0, 0, 0}}; break;
-    default: break;
-  }
-}
-
-enum class Where { Local, Home, Both };
-
-// Whether a call the table can forward concerns home.
-Where whereRowGoes(const State& s, const rsc::Row& row, const int64_t* a) {
-  switch (row.id) {
-    case CallId::Getcwd: return s.cwdLocal.load() ? Where::Local : Where::Home;
-    case CallId::Getppid: return Where::Home;
-    case CallId::Socket:  // the job's network identity is home's, unless moved otherwise
-      return s.config.network == kNetworkHome && (a[0] == AF_INET || a[0] == AF_INET6) ? Where::Home : Where::Local;
-    default: break;
-  }
-  bool home = false, local = false, paths = false;
-  for (uint8_t i = 0; i < row.nargs; ++i) {
-    if (row.args[i].kind != Arg::Path) continue;
-    paths = true;
-    const int64_t dirfd = i > 0 && row.args[i - 1].kind == Arg::Fd ? a[i - 1] : AT_FDCWD;
-    (pathIsHome(s, fdArg(dirfd), reinterpret_cast<const char*>(a[i])) ? home : local) = true;
-  }
-  if (paths) return home && local ? Where::Both : home ? Where::Home : Where::Local;
-  if (row.fdArg >= 0 && isForwardedFd(s, fdArg(a[row.fdArg]))) return Where::Home;
-  return Where::Local;
-}
+// What rsc::whereRowGoes asks about this process.
+struct Facts {
+  const State& s;
+  bool cwdIsLocal() const { return s.cwdLocal.load() != 0; }
+  bool internetSocketsAtHome() const { return s.config.network == kNetworkHome; }
+  bool pathIsHome(int64_t dirfd, const char* path) const { return forward::pathIsHome(s, fdArg(dirfd), path); }
+  bool isHomeFd(int64_t fd) const { return isForwardedFd(s, fdArg(fd)); }
+};
 
 // A write that failed with EPIPE at home: the kernel would have sent SIGPIPE to the
 // writing thread, but it went to the deputy (which blocks it). Raise it here, where
@@ -198,18 +135,18 @@ long reaped(long real, bool exited) {
 // children born here, else at home.
 long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
   int64_t* a = c.a;
-  switch (row.id) {
-    case CallId::Kill: {
+  switch (row.handler) {
+    case rsc::Handler::Kill: {
       const pid_t target = localPid(a[0]);
       if (isHomePid(target)) return forwardRow(row, a);
       a[0] = target;
-      return runWith(c.nr, a, uc);
+      return runWith(c.nr, a, uc, &row);
     }
-    case CallId::Wait4: {
+    case rsc::Handler::Wait4: {
       const pid_t target = localPid(a[0]);
       if (target > 0 ? isHomePid(target) : !haveChildren()) return forwardRow(row, a);
       a[0] = target;
-      long r = runWith(c.nr, a, uc);
+      long r = runWith(c.nr, a, uc, &row);
       const auto* status = reinterpret_cast<const int*>(a[1]);
       const bool exited = !(a[2] & (WUNTRACED | WCONTINUED)) ||
                           (status != nullptr && !WIFSTOPPED(*status) && !WIFCONTINUED(*status));
@@ -221,7 +158,7 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
         return forwardRow(row, a);
       }
       if (type == P_PID) a[1] = localPid(a[1]);
-      long r = runWith(c.nr, a, uc);
+      long r = runWith(c.nr, a, uc, &row);
       auto* info = reinterpret_cast<siginfo_t*>(a[2]);
       if (r == 0 && info != nullptr && info->si_pid > 0) {
         const bool exited = !(a[3] & WNOWAIT) && (info->si_code == CLD_EXITED || info->si_code == CLD_KILLED ||
@@ -233,11 +170,38 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
   }
 }
 
+// A call the table has a row for, which concerns home: its handler (rsc::Handler).
+long goHome(State& s, const rsc::Row& row, const TrappedCall& c) {
+  const int64_t* a = c.a;
+  const bool stream = isStreamFd(s, fdArg(a[0]));
+  int64_t home[6] = {a[0], a[1], a[2], a[3], a[4], a[5]};
+  // Readiness the call is about to use up is told again after it, if it lasts.
+  if (rsc::drainsReadiness(row, stream)) drainReadiness(fdArg(a[0]));
+  toHomeFds(row, home);
+  switch (row.handler) {
+    case rsc::Handler::OpenFile: return newFdForwarded(row, home, a[2] & O_CLOEXEC);
+    case rsc::Handler::NewSocket: case rsc::Handler::Accept: case rsc::Handler::Receive:
+    case rsc::Handler::SocketOption: case rsc::Handler::SocketName:
+      return homeSocketRow(row, home, c.a);
+    default: break;
+  }
+  long r = forwardRow(row, home);
+  if (row.has(rsc::kSigpipeOnEpipe)) r = raiseSigpipeOnEpipe(r);
+  if (r != 0) return r;
+  if (row.handler == rsc::Handler::ChangeDir) s.cwdLocal.store(0);
+  // A non-blocking stream's writes must see EAGAIN: they are not pipelined.
+  // (Children born here never pipeline.)
+  if (row.handler == rsc::Handler::SetsBlockingMode && !ownTable() && stream) {
+    setPipelinedFd(s, fdArg(a[0]), rsc::pipelinesAfter(row, a));
+  }
+  return r;
+}
+
 // A call with forwarding active. The fd-table calls come first: they are mirrored
 // whenever a home fd is involved, whatever the table says.
 long route(TrappedCall& c, const ucontext_t* uc) {
   State& s = state();
-  translateLegacy(c);
+  rsc::toAtForm(c.nr, c.a);
   if (long r = 0; shiftedClockCall(c, uc, r)) return r;  // the job's clocks (clock_shift.h)
   const int64_t* a = c.a;
   switch (c.nr) {
@@ -251,7 +215,7 @@ long route(TrappedCall& c, const ucontext_t* uc) {
       if (a[1] == F_DUPFD || a[1] == F_DUPFD_CLOEXEC) return fcntlDupMirrored(c);
       // Close-on-exec belongs to this process's fd table, which the stand-in carries
       // (the restorer set it as it was); the deputy holds every home fd without it.
-      if (a[1] == F_GETFD || a[1] == F_SETFD) return runWith(c.nr, c.a, uc);
+      if (a[1] == F_GETFD || a[1] == F_SETFD) return runWith(c.nr, c.a, uc, rsc::findRow(c.nr, c.a));
       break;
     case SYS_readv: case SYS_writev: case SYS_preadv: case SYS_pwritev: case SYS_preadv2: case SYS_pwritev2:
       if (!isForwardedFd(s, fdArg(a[0]))) break;
@@ -276,37 +240,21 @@ long route(TrappedCall& c, const ucontext_t* uc) {
       if (isForwardedFd(s, fdArg(a[0]))) return raiseSigpipeOnEpipe(forwardMessageCall(c));
       break;
     case SYS_execve: case SYS_execveat: return execWithHandoff(c, uc);
-    case SYS_kill: case SYS_wait4: case SYS_waitid:
-      if (const rsc::Row* row = rsc::findRow(c.nr, c.a)) return processCall(*row, c, uc);
-      break;
     default: break;
   }
-  if (const rsc::Row* row = rsc::findRow(c.nr, c.a)) {
-    switch (whereRowGoes(s, *row, c.a)) {
-      case Where::Both: return -EXDEV;  // e.g. rename between a home and a local path
-      case Where::Local: break;
-      case Where::Home: {
-        int64_t home[6] = {a[0], a[1], a[2], a[3], a[4], a[5]};
-        // Readiness the call is about to use up is told again after it, if it lasts.
-        // (Only streams have readiness stand-ins: a file's read skips the syscall.)
-        if (rsc::takesInput(row->id) && isStreamFd(s, fdArg(a[0]))) drainReadiness(fdArg(a[0]));
-        toHomeFds(*row, home);
-        if (row->id == CallId::Openat) return newFdForwarded(*row, home, a[2] & O_CLOEXEC);
-        if (isHomeSocketRow(row->id)) return homeSocketRow(*row, home, c.a);
-        long r = forwardRow(*row, home);
-        if ((row->id == CallId::Chdir || row->id == CallId::Fchdir) && r == 0) s.cwdLocal.store(0);
-        if (row->id == CallId::Write || row->id == CallId::Pwrite64) r = raiseSigpipeOnEpipe(r);
-        // A non-blocking stream's writes must see EAGAIN: they are not pipelined.
-        // (Children born here never pipeline.)
-        if (r == 0 && !ownTable() && isStreamFd(s, fdArg(a[0]))) {
-          if (row->id == CallId::FcntlSetfl) setPipelinedFd(s, fdArg(a[0]), !(a[2] & O_NONBLOCK));
-          if (row->id == CallId::IoctlFionbio) setPipelinedFd(s, fdArg(a[0]), *reinterpret_cast<const int*>(a[2]) == 0);
-        }
-        return r;
-      }
+  const rsc::Row* row = rsc::findRow(c.nr, c.a);
+  if (row != nullptr) {
+    switch (row->handler) {
+      case rsc::Handler::Kill: case rsc::Handler::Wait4: case rsc::Handler::Waitid: return processCall(*row, c, uc);
+      default: break;
+    }
+    switch (rsc::whereRowGoes(*row, c.a, Facts{s})) {
+      case rsc::Where::Both: return -EXDEV;  // e.g. rename between a home and a local path
+      case rsc::Where::Local: break;
+      case rsc::Where::Home: return goHome(s, *row, c);
     }
   }
-  long r = runWith(c.nr, c.a, uc);
+  long r = runWith(c.nr, c.a, uc, row);
   if ((c.nr == SYS_chdir || c.nr == SYS_fchdir) && r == 0) s.cwdLocal.store(1);
   return r;
 }
@@ -323,13 +271,13 @@ long dispatch(TrappedCall& c, ucontext_t* uc) {
     case SYS_exit: releaseThreadConnection(); break;
     default: break;
   }
-  if (state().status.load(std::memory_order_acquire) != kActive) return runWith(c.nr, c.a, uc);
+  if (state().status.load(std::memory_order_acquire) != kActive) return runLocally(c, uc);
   return route(c, uc);
 }
 
 }  // namespace
 
-long runLocally(const TrappedCall& c, const ucontext_t* uc) { return runWith(c.nr, c.a, uc); }
+long runLocally(const TrappedCall& c, const ucontext_t* uc) { return runWith(c.nr, c.a, uc, rsc::findRow(c.nr, c.a)); }
 
 long runLocally(long nr, int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4, int64_t a5) {
   return rawSyscall(nr, a0, a1, a2, a3, a4, a5);

@@ -5,6 +5,7 @@
 // Runs in the SIGSYS handler: raw system calls, no allocation but mmap.
 #include "shim/forward/trapped_call.h"
 
+#include "rsc/call_policy.h"
 #include "shim/forward/child_table.h"
 #include "shim/forward/readiness_stand_in.h"
 #include "shim/forward/state.h"
@@ -94,7 +95,7 @@ long newHomeSocket(const rsc::Row& row, const int64_t home[6], int64_t flags) {
 // accept/accept4 on a listening socket at home. The peer's address is asked for
 // afterwards (getpeername at home).
 long acceptForwarded(const rsc::Row& row, const int64_t home[6], const int64_t* a) {
-  long fd = newHomeSocket(row, home, row.id == CallId::Accept4 ? a[3] : 0);
+  long fd = newHomeSocket(row, home, rsc::newSocketFlags(row, a));
   if (fd < 0) return fd;
   if (a[1] != 0 && a[2] != 0) {
     if (socketName(rowOf(CallId::Getpeername), homeFdOf(static_cast<int32_t>(fd)), a[1], a[2]) < 0) *reinterpret_cast<socklen_t*>(a[2]) = 0;
@@ -190,21 +191,16 @@ long receiveMessage(int64_t homeFd, struct msghdr& m, int64_t flags) {
 }  // namespace
 
 long homeSocketRow(const rsc::Row& r, const int64_t home[6], const int64_t* a) {
-  switch (r.id) {
-    case CallId::Socket: return newHomeSocket(r, home, a[1] & (SOCK_NONBLOCK | SOCK_CLOEXEC));
-    case CallId::Accept: case CallId::Accept4: return acceptForwarded(r, home, a);
-    case CallId::Recvfrom: return recvFrom(r, home);
-    case CallId::Getsockopt: return socketOption(r, home, a[3], a[4]);
-    case CallId::Getsockname: case CallId::Getpeername:
+  switch (r.handler) {
+    case rsc::Handler::NewSocket: return newHomeSocket(r, home, rsc::newSocketFlags(r, a));
+    case rsc::Handler::Accept: return acceptForwarded(r, home, a);
+    case rsc::Handler::Receive: return recvFrom(r, home);
+    case rsc::Handler::SocketOption: return socketOption(r, home, a[3], a[4]);
+    case rsc::Handler::SocketName:
       if (a[1] == 0 || a[2] == 0) return -EFAULT;
       return socketName(r, home[0], a[1], a[2]);
     default: return forwardRow(r, home);
   }
-}
-
-bool isHomeSocketRow(rsc::CallId id) {
-  return id == CallId::Socket || id == CallId::Accept || id == CallId::Accept4 || id == CallId::Recvfrom ||
-         id == CallId::Getsockopt || id == CallId::Getsockname || id == CallId::Getpeername;
 }
 
 long forwardMessageCall(const TrappedCall& c) {

@@ -58,10 +58,10 @@ long closeRangeMirrored(const TrappedCall& c);
 long dupMirrored(const TrappedCall& c);
 long fcntlDupMirrored(const TrappedCall& c);
 
-// Socket calls on home fds (socket_calls.cc). isHomeSocketRow: the rows homeSocketRow
-// must run (socket, accept, and those whose results have caller-sized lengths);
-// `home`: the arguments with home fd numbers, `a`: the caller's.
-bool isHomeSocketRow(rsc::CallId id);
+// Socket calls on home fds (socket_calls.cc): the rows of the socket handlers
+// (rsc::Handler NewSocket to SocketName: socket, accept, and those whose results have
+// caller-sized lengths); any other row is just forwarded. `home`: the arguments with
+// home fd numbers, `a`: the caller's.
 long homeSocketRow(const rsc::Row& row, const int64_t home[6], const int64_t* a);
 // sendmsg, recvmsg, sendmmsg, recvmmsg on a home socket (ancillary data is not
 // carried: sendmsg with some fails with EOPNOTSUPP, recvmsg gets none).
