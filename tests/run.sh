@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README): installs what is missing, builds, and runs every
-# suite: unit, feature, cluster (release build), unit again under ASan+UBSan, and
-# the fuzz targets for a bounded time. Ends with one line "N passed, N failed, N skipped".
+# suite: unit, integration, feature, cluster (release build), unit and integration
+# again under ASan+UBSan, and the fuzz targets for a bounded time. Ends with one line
+# "N passed, N failed, N skipped".
 #
 #   tests/run.sh                      everything
 #   tests/run.sh --suite unit         one meson suite of the main build (repeatable)
@@ -15,7 +16,7 @@ suites=()
 while [ $# -gt 0 ]; do
   case $1 in
     --suite) suites+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "tests/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -39,8 +40,11 @@ else
   run_meson_tests build --no-suite fuzz
   if [ "${MIG_SANITIZE:-1}" != 0 ]; then
     if mig_build build-asan -Db_sanitize=address,undefined -Db_lundef=false; then
+      # integration too: libmig.so and the programs under it are built without
+      # sanitizers, but the tools these tests drive (migctl checkpoint/restart, the fake
+      # relay's dispatcher) are sanitized here.
       ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-        run_meson_tests build-asan --suite unit
+        run_meson_tests build-asan --suite unit --suite integration
     else
       build_failures=$((build_failures + 1))
     fi

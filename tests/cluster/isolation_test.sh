@@ -31,9 +31,7 @@ fi
 # Clusters left behind by killed runs (their owner is dead) go first.
 timeout 60 "$HOSTS" gc
 
-failures=0
-ok() { echo "ok - $*"; }
-fail() { echo "FAIL - $*"; failures=$((failures + 1)); }
+source "$(dirname "$0")/lib/report.sh"   # ok, fail, $failures
 check() {   # check DESCRIPTION CMD...: one line, from CMD's status
   local what=$1
   shift

@@ -1,4 +1,4 @@
-/* migrating_job: the job of loopback_migration_test.sh. Prints "step N pid P" per
+/* migrating_job: the job of loopback_migration.sh. Prints "step N pid P" per
  * step through stdio (line-buffered, to whatever stdout is), appends "raw N" to
  * RAW_FILE with a raw write(2) system call, and sleeps 100 ms per step. On SIGTERM
  * it prints "got SIGTERM" and exits with status 42. With "echo-stdin", a second

@@ -1,4 +1,5 @@
-/* stream_client.c: the job of the loopback test's TCP check. Connects to
+/* stream_client.c: the job of the TCP stream checks (loopback_migration.sh,
+ * network_stream.sh). Connects to
  * ADDR:PORT, streams MIB MiB of deterministic bytes in 64 KiB send(2)s
  * (pausing 20 ms after each MiB, so that migrations land mid-stream), shuts its
  * side down, reads the sink's one-line answer (its byte count and SHA-256) and

@@ -1,5 +1,5 @@
 #!/bin/bash
-# redis_migration_test.sh: a real event-loop server, redis-server (epoll, non-blocking
+# loopback_redis.sh: a real event-loop server, redis-server (epoll, non-blocking
 # sockets, four helper threads, jemalloc), migrated between two shadowd on loopback
 # while a client talks to it. Its listening socket and connections stay at home with
 # the deputy, so this only passes once poll/epoll on home sockets report their
@@ -18,25 +18,24 @@
 # Every wait is bounded (a client waits at most 30 s for a reply): without readiness the
 # clients time out and the test fails, it does not hang. Skips (77) without redis-server.
 #
-# usage: redis_migration_test.sh SHADOWD MIGCTL LIBMIG
+# usage: loopback_redis.sh SHADOWD MIGCTL LIBMIG
 set -u
 if ! command -v redis-server > /dev/null; then
   echo "SKIP: redis-server is not installed (apt-get install redis-server)"
   exit 77
 fi
 shadowd=$(realpath "$1") migctl=$(realpath "$2") libmig=$(realpath "$3")
-source "$(dirname "$0")/loopback_lib.sh" redis
-head -c 32 /dev/urandom > "$dir/key"; chmod 600 "$dir/key"
+source "$(dirname "$0")/lib/loopback_lib.sh" redis
+new_key "$dir/key"
 pa=$(port) pb=$(port) rp=$(port) cp=$(port)
 
 # The restored redis-server processes are children of the shadowd that restored them:
 # end them too.
 trap 'kill_restored "redis-server .*:$rp"; cleanup' EXIT
 
-"$shadowd" --listen 127.0.0.1:$pa --cluster-key "$dir/key" --socket "$dir/a/sock" --log "$dir/a.log" & pids+=($!)
-"$shadowd" --listen 127.0.0.1:$pb --cluster-key "$dir/key" --socket "$dir/b/sock" --log "$dir/b.log" & pids+=($!)
-for s in a b; do wait_socket "$dir/$s/sock" || bad "shadowd $s started" "$dir/$s.log"; done
-A() { MIG_SHADOWD_SOCKET=$dir/a/sock timeout 120 "$migctl" "$@"; }
+start_shadowd a $pa "$dir/key"
+start_shadowd b $pb "$dir/key"
+wait_shadowds a b
 
 # A RESP client on a plain socket (no python packages). Every reply is awaited at most
 # 30 s; a failure is one line starting FAIL, exit 1.
@@ -306,4 +305,4 @@ else
   bad "redis still runs 20 s after kill -TERM" "$dir/redis.log" "$dir/a.log"
 fi
 
-[ "$fails" -eq 0 ]
+[ "$failures" -eq 0 ]

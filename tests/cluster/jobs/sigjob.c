@@ -1,5 +1,5 @@
 /* sigjob: a job that waits for SIGTERM or SIGINT, for the signal-forwarding
- * checks of migration_test.sh: a signal sent to the job's PID at home (or
+ * checks of signals.sh: a signal sent to the job's PID at home (or
  * Ctrl-C on its terminal at home) must run this program's handler wherever it
  * runs now.
  *

@@ -1,5 +1,5 @@
 #!/bin/bash
-# loopback_migration_test.sh: live migration between two shadowd on loopback (no
+# loopback_migration.sh: live migration between two shadowd on loopback (no
 # root, no namespaces: the fallback the cluster suite's harness tests complement).
 # A job started under libmig writes numbered lines to a file through stdio and to a
 # second file with raw write(2); it is migrated A -> B -> A mid-run. Checks: output
@@ -21,21 +21,20 @@
 # migration to a dead address or to a shadowd with another key leaves the job running
 # where it was, with one line saying why.
 #
-# usage: loopback_migration_test.sh SHADOWD MIGCTL LIBMIG JOB_PROGRAM ORDERED_WRITERS FAMILY_JOB
+# usage: loopback_migration.sh SHADOWD MIGCTL LIBMIG JOB_PROGRAM ORDERED_WRITERS FAMILY_JOB
 #          STREAM_CLIENT ECHO_SERVER UDP_ECHO EPOLL_ECHO_SERVER UV_ECHO_SERVER
 set -u
 shadowd=$(realpath "$1") migctl=$(realpath "$2") libmig=$(realpath "$3") job=$(realpath "$4")
 writers=$(realpath "$5") family=$(realpath "$6") streamer=$(realpath "$7") server=$(realpath "$8")
-udpecho=$(realpath "$9") evserver=$(realpath "${10}") uvserver=$(realpath "${11}") steady=$(dirname "$(realpath "$0")")/steady_client.py
-source "$(dirname "$0")/loopback_lib.sh" loopback
-head -c 32 /dev/urandom > "$dir/key"; chmod 600 "$dir/key"
-head -c 32 /dev/urandom > "$dir/otherkey"; chmod 600 "$dir/otherkey"
+udpecho=$(realpath "$9") evserver=$(realpath "${10}") uvserver=$(realpath "${11}")
+source "$(dirname "$0")/lib/loopback_lib.sh" loopback
+steady=$LOOPBACK_LIB_DIR/steady_client.py
+new_key "$dir/key"; new_key "$dir/otherkey"
 pa=$(port) pb=$(port) pc=$(port)
-"$shadowd" --listen 127.0.0.1:$pa --cluster-key "$dir/key" --socket "$dir/a/sock" --log "$dir/a.log" & pids+=($!)
-"$shadowd" --listen 127.0.0.1:$pb --cluster-key "$dir/key" --socket "$dir/b/sock" --log "$dir/b.log" & pids+=($!)
-"$shadowd" --listen 127.0.0.1:$pc --cluster-key "$dir/otherkey" --socket "$dir/c/sock" --log "$dir/c.log" & pids+=($!)
-for s in a b c; do wait_socket "$dir/$s/sock"; done
-A() { MIG_SHADOWD_SOCKET=$dir/a/sock timeout 120 "$migctl" "$@"; }
+start_shadowd a $pa "$dir/key"
+start_shadowd b $pb "$dir/key"
+start_shadowd c $pc "$dir/otherkey"
+wait_shadowds a b c
 
 # The job: JOB_PROGRAM STEPS OUT_FILE, prints "step N pid P" per step to stdout
 # (redirected to a file here) and appends "raw N" to OUT_FILE with write(2).
@@ -95,7 +94,7 @@ if [ $rc -eq 0 ]; then ok "migrated B -> A (home again)"; else bad "migrate B ->
 wait_line "$dir/out.txt" "^step $((n + 5)) " || bad "the job goes on after B -> A" "$dir/out.txt"
 
 kill -TERM "$jobpid"
-for _ in $(seq 1 400); do [ -s "$dir/status" ] && break; sleep 0.05; done
+wait_until 20 test -s "$dir/status"
 status=$(cat "$dir/status" 2>/dev/null)
 if [ "$status" = 42 ] && grep -q '^got SIGTERM$' "$dir/out.txt"; then
   ok "kill -TERM at home reached the job's handler; the parent got its status 42"
@@ -143,7 +142,7 @@ pids+=($!)
 wait_line "$dir/raw3.txt" '^raw 2$' || bad "the piped job started" "$dir/raw3.txt"
 job3=$(pgrep -f "migrating_job 200 $dir/raw3.txt" | head -1)
 A migrate "$job3" --to 127.0.0.1:$pb > "$dir/m4.out" 2>&1 || bad "migrate the piped job" "$dir/m4.out" "$dir/b.log"
-for _ in $(seq 1 400); do [ -s "$dir/pipestatus" ] && break; sleep 0.05; done
+wait_until 20 test -s "$dir/pipestatus"
 if [ "$(cat "$dir/pipestatus" 2>/dev/null)" = 141 ] &&
    diff <(for i in $(seq 1 12); do echo "step $i pid $job3"; done) "$dir/head.out" > "$dir/head.diff"; then
   ok "a job writing into a pipe whose reader at home ended dies of SIGPIPE (status 141), as without mig"
@@ -163,7 +162,7 @@ job4=$(pgrep -f "ordered_writers 150 20000" | head -1)
 A migrate "$job4" --to 127.0.0.1:$pb > "$dir/m5.out" 2>&1 || bad "migrate the ordered writers" "$dir/m5.out" "$dir/b.log"
 wait_line "$dir/ordered.err" '^at round 40$' || bad "the ordered writers go on on B" "$dir/ordered.err"
 A migrate "$job4" --to 127.0.0.1:$pa > "$dir/m6.out" 2>&1 || bad "migrate the ordered writers home" "$dir/m6.out" "$dir/b.log"
-for _ in $(seq 1 400); do [ -s "$dir/ordered.status" ] && break; sleep 0.05; done
+wait_until 20 test -s "$dir/ordered.status"
 { for r in $(seq 0 149); do for t in 0 1 2 3; do
     printf 'round %d thread %d ' "$r" "$t"; printf '%*s\n' $((1023 - ${#r} - 16)) '' | tr ' ' '.'; done; done
   for i in $(seq 0 19999); do echo "burst $i"; done; } > "$dir/ordered.expected"
@@ -185,7 +184,7 @@ wait_line "$dir/family.out" '^pid ' || bad "the family job started" "$dir/family
 read -r _ fpid _ _ hchild < "$dir/family.out"
 A migrate "$fpid" --to 127.0.0.1:$pb > "$dir/m7.out" 2>&1 || bad "migrate the family job" "$dir/m7.out" "$dir/b.log"
 touch "$dir/family.go"
-for _ in $(seq 1 400); do [ -s "$dir/family.status" ] && break; sleep 0.05; done
+wait_until 20 test -s "$dir/family.status"
 v=$(sed -n 's/^forked \([0-9]*\):.*/\1/p' "$dir/family.out")
 if [ "$(cat "$dir/family.status" 2>/dev/null)" = 0 ] && grep -q "frozen" "$dir/m7.out" &&
    grep -qx "kill home child: 0" "$dir/family.out" &&
@@ -206,33 +205,25 @@ else bad "process family away from home (status '$(cat "$dir/family.status" 2>/d
 # A TCP client streaming 200 MiB to a sink at home with send(2), migrated A -> B -> A
 # mid-stream: its socket stays at home with the deputy, so the sink sees one
 # connection, never reset, and the same bytes as from an undisturbed run.
-sink() {  # sink OUT: a one-connection TCP sink on loopback; its port goes to OUT first
-  python3 -c '
-import hashlib, socket, sys
-s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
-print(s.getsockname()[1], flush=True)
-c, _ = s.accept(); h = hashlib.sha256(); n = 0
-while True:
-    d = c.recv(1 << 20)
-    if not d: break
-    h.update(d); n += len(d)
-c.sendall(("%d bytes sha256 %s\n" % (n, h.hexdigest())).encode())' > "$1" &
+sink() {  # sink OUT: a one-connection TCP sink on loopback (lib/sink.py); "listening PORT" goes to OUT first
+  python3 "$LOOPBACK_LIB_DIR/sink.py" 127.0.0.1 0 > "$1" &
   pids+=($!)
-  wait_line "$1" '^[0-9]'
+  wait_line "$1" '^listening '
 }
+sink_port() { awk '$1 == "listening" { print $2; exit }' "$1"; }
 sink "$dir/sink1.port"
-"$streamer" "$(head -1 "$dir/sink1.port")" 200 > "$dir/stream1.out" 2> /dev/null
+"$streamer" "$(sink_port "$dir/sink1.port")" 200 > "$dir/stream1.out" 2> /dev/null
 sink "$dir/sink2.port"
-( LD_PRELOAD=$libmig "$streamer" "$(head -1 "$dir/sink2.port")" 200 > "$dir/stream2.out" 2> "$dir/stream2.err"
+( LD_PRELOAD=$libmig "$streamer" "$(sink_port "$dir/sink2.port")" 200 > "$dir/stream2.out" 2> "$dir/stream2.err"
   echo "$?" > "$dir/stream2.status" ) &
 pids+=($!)
 wait_line "$dir/stream2.err" '^at MiB 20$' || bad "the streaming client started" "$dir/stream2.err"
-job5=$(pgrep -f "stream_client $(head -1 "$dir/sink2.port") 200" | head -1)
+job5=$(pgrep -f "stream_client $(sink_port "$dir/sink2.port") 200" | head -1)
 A migrate "$job5" --to 127.0.0.1:$pb > "$dir/m8.out" 2>&1 || bad "migrate the streaming client" "$dir/m8.out" "$dir/b.log"
 n=$(grep -c '^at MiB' "$dir/stream2.err")
 wait_line "$dir/stream2.err" "^at MiB $(( (n + 3) * 10 ))\$" || bad "the client streams on from B" "$dir/stream2.err"
 A migrate "$job5" --to 127.0.0.1:$pa > "$dir/m9.out" 2>&1 || bad "migrate the streaming client home" "$dir/m9.out" "$dir/b.log"
-for _ in $(seq 1 600); do [ -s "$dir/stream2.status" ] && break; sleep 0.05; done
+wait_until 30 test -s "$dir/stream2.status"
 if [ "$(cat "$dir/stream2.status" 2>/dev/null)" = 0 ] && grep -q frozen "$dir/m8.out" && grep -q frozen "$dir/m9.out" &&
    grep -q "sent 209715200 bytes; the sink says: 209715200 bytes sha256 " "$dir/stream1.out" &&
    cmp -s "$dir/stream1.out" "$dir/stream2.out"; then
@@ -242,20 +233,22 @@ else bad "TCP stream across migrations (status '$(cat "$dir/stream2.status" 2>/d
 # `producer | cat | sha256sum` in one shell at home, with coreutils' cat (a program
 # nobody here wrote) under libmig, migrated to B and back mid-stream: the consumer's
 # output is the undisturbed pipeline's, and every member of the pipeline exits 0.
-producer='import sys, time
-for i in range(300000):
-    sys.stdout.write("line %d of the producer\n" % i)
-    if i % 10000 == 0: sys.stdout.flush(); time.sleep(0.1)'
-python3 -c "$producer" | cat | sha256sum > "$dir/pipe1.out"
-( python3 -c "$producer" | LD_PRELOAD=$libmig cat - | sha256sum > "$dir/pipe2.out"
+# The producer (lib/producer.py, about 3 s) says how far it is on stderr: the hops are
+# chosen by its "at line N" lines, each a few flushes after the last.
+producer=$LOOPBACK_LIB_DIR/producer.py
+python3 "$producer" 2> /dev/null | cat | sha256sum > "$dir/pipe1.out"
+( python3 "$producer" 2> "$dir/pipe2.progress" | LD_PRELOAD=$libmig cat - | sha256sum > "$dir/pipe2.out"
   echo "${PIPESTATUS[*]}" > "$dir/pipe2.status" ) &
 pids+=($!)
 for _ in $(seq 1 100); do job6=$(pgrep -n -f -x 'cat -'); [ -n "$job6" ] && break; sleep 0.05; done
-sleep 0.5
+# producer_at N: the producer has flushed line N (or, if it ended before, its last).
+producer_at() { wait_line "$dir/pipe2.progress" "^at line $(( $1 < 290000 ? $1 : 290000 ))\$"; }
+producer_at 50000 || bad "the producer of the pipeline goes" "$dir/pipe2.progress"
 A migrate "$job6" --to 127.0.0.1:$pb > "$dir/m10.out" 2>&1 || bad "migrate cat" "$dir/m10.out" "$dir/b.log"
-sleep 0.5
+n=$(grep -c '^at line' "$dir/pipe2.progress")
+producer_at $(( (n + 4) * 10000 )) || bad "the producer goes on with cat on B" "$dir/pipe2.progress"
 A migrate "$job6" --to 127.0.0.1:$pa > "$dir/m11.out" 2>&1 || bad "migrate cat home" "$dir/m11.out" "$dir/b.log"
-for _ in $(seq 1 600); do [ -s "$dir/pipe2.status" ] && break; sleep 0.05; done
+wait_until 30 test -s "$dir/pipe2.status"
 if [ "$(cat "$dir/pipe2.status" 2>/dev/null)" = "0 0 0" ] && grep -q frozen "$dir/m10.out" && grep -q frozen "$dir/m11.out" &&
    cmp -s "$dir/pipe1.out" "$dir/pipe2.out"; then
   ok "producer | cat | sha256sum with cat migrated A -> B -> A mid-stream: the consumer's output is exact, the pipeline exits 0 0 0"
@@ -266,32 +259,25 @@ else bad "pipeline through a migrated cat (status '$(cat "$dir/pipe2.status" 2>/
 # connects to the same address and is served from B; then, while the server waits
 # in accept at home, back to A, and a third client is served. accept's peer address
 # and getsockname say the same on B as at home.
-client() {  # client PORT N OUT: N numbered lines, 20 ms apart, each echo checked
-  python3 -c '
-import socket, sys, time
-port, n = int(sys.argv[1]), int(sys.argv[2])
-s = socket.create_connection(("127.0.0.1", port)); f = s.makefile("rw")
-for i in range(n):
-    f.write("message %d\n" % i); f.flush()
-    if f.readline() != "echo message %d\n" % i: print("bad echo for", i); sys.exit(1)
-    time.sleep(0.02)
-s.close(); print("%d echoes in order" % n)' "$@"
+client() {  # client PORT N [PROGRESS]: N numbered lines, 20 ms apart, each echo checked (lib/echo_client.py)
+  python3 "$LOOPBACK_LIB_DIR/echo_client.py" 127.0.0.1 "$1" "$2" message ${3:+"$3"}
 }
 ( LD_PRELOAD=$libmig "$server" 3 > "$dir/server.out" 2>&1; echo "$?" > "$dir/server.status" ) &
 pids+=($!)
 wait_line "$dir/server.out" '^port ' || bad "the echo server started" "$dir/server.out"
 sport=$(sed -n 's/^port //p' "$dir/server.out")
 spid=$(pgrep -n -x echo_server)
-client "$sport" 150 > "$dir/client1.out" 2>&1 &
+client "$sport" 150 "$dir/client1.progress" > "$dir/client1.out" 2>&1 &
 c1=$!; pids+=($c1)
-sleep 1
+# mid-conversation: 50 of its 150 echoes (about 1 s) back
+wait_line "$dir/client1.progress" '^at echo 50$' || bad "the first client talks to the echo server" "$dir/client1.out" "$dir/server.out"
 A migrate "$spid" --to 127.0.0.1:$pb > "$dir/m12.out" 2>&1 || bad "migrate the echo server" "$dir/m12.out" "$dir/b.log"
 wait "$c1"
 client "$sport" 20 > "$dir/client2.out" 2>&1
 wait_line "$dir/server.out" '^served client 2$'
 A migrate "$spid" --to 127.0.0.1:$pa > "$dir/m13.out" 2>&1 || bad "migrate the echo server home" "$dir/m13.out" "$dir/b.log"
 client "$sport" 20 > "$dir/client3.out" 2>&1
-for _ in $(seq 1 200); do [ -s "$dir/server.status" ] && break; sleep 0.05; done
+wait_until 10 test -s "$dir/server.status"
 if [ "$(cat "$dir/server.status" 2>/dev/null)" = 0 ] && grep -q frozen "$dir/m12.out" && grep -q frozen "$dir/m13.out" &&
    grep -qx "150 echoes in order" "$dir/client1.out" && grep -qx "20 echoes in order" "$dir/client2.out" &&
    grep -qx "20 echoes in order" "$dir/client3.out" && grep -qx "served client 3" "$dir/server.out" &&
@@ -317,7 +303,7 @@ event_loop_check() {
   python3 "$steady" 127.0.0.1 "$eport" 20 10 new > "$dir/${name}4.out" 2>&1
   A migrate "$evpid" --to 127.0.0.1:$pa > "$dir/$name-m2.out" 2>&1 || bad "migrate $name home" "$dir/$name-m2.out" "$dir/b.log"
   wait "${steadies[@]}"
-  for _ in $(seq 1 200); do [ -s "$dir/$name.status" ] && break; sleep 0.05; done
+  wait_until 10 test -s "$dir/$name.status"
   if [ "$(cat "$dir/$name.status" 2>/dev/null)" = 0 ] && grep -q frozen "$dir/$name-m1.out" && grep -q frozen "$dir/$name-m2.out" &&
      [ "$(cat "$dir/${name}1.out" "$dir/${name}2.out" "$dir/${name}3.out")" = "$(printf '300 echoes in order\n%.0s' 1 2 3)" ] &&
      grep -qx "20 echoes in order" "$dir/${name}4.out"; then
@@ -357,11 +343,11 @@ udp_client "$uport" 50 > "$dir/udp2.out" 2>&1
 A migrate "$upid" --to 127.0.0.1:$pa > "$dir/m15.out" 2>&1 || bad "migrate the UDP job home" "$dir/m15.out" "$dir/b.log"
 udp_client "$uport" 50 > "$dir/udp3.out" 2>&1
 python3 -c 'import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"quit", ("127.0.0.1", int(sys.argv[1])))' "$uport"
-for _ in $(seq 1 200); do [ -s "$dir/udp.status" ] && break; sleep 0.05; done
+wait_until 10 test -s "$dir/udp.status"
 if [ "$(cat "$dir/udp.status" 2>/dev/null)" = 0 ] && grep -q frozen "$dir/m14.out" && grep -q frozen "$dir/m15.out" &&
    [ "$(cat "$dir/udp1.out" "$dir/udp2.out" "$dir/udp3.out" | grep -cx "50 datagrams echoed whole")" = 3 ] &&
    grep -qx "echoed 150 datagrams" "$dir/udp.out"; then
   ok "a UDP echo job bound at home, migrated A -> B -> A between bursts: 150 datagrams echoed whole, from its port, to their senders"
 else bad "UDP across migrations (status '$(cat "$dir/udp.status" 2>/dev/null)')" "$dir/udp.out" "$dir/udp1.out" "$dir/udp2.out" "$dir/udp3.out" "$dir/m14.out"; fi
 
-[ "$fails" -eq 0 ]
+[ "$failures" -eq 0 ]

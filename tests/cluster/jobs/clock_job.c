@@ -1,4 +1,4 @@
-/* clock_job: the job of clock_migration_test.sh. Prints "pid P", then a report of
+/* clock_job: the job of loopback_clock.sh. Prints "pid P", then a report of
  * its clocks tagged "start"; then waits (polling every 100 ms, at most 120 s) for
  * the file DIR/away and reports "away", then for DIR/back and reports "back", and
  * exits 0. A report: "TAG time T", "TAG realtime S", "TAG gettimeofday S" (seconds

@@ -1,5 +1,5 @@
 #!/bin/bash
-# clock_migration_test.sh: a migrated job's CLOCK_REALTIME follows its home's clock.
+# loopback_clock.sh: a migrated job's CLOCK_REALTIME follows its home's clock.
 # Two shadowd on loopback (no root); the hosts share one clock, so home (A) is given
 # a clock 3600 s ahead with the test hook MIG_TEST_CLOCK_SKEW_NS (what its Node.clock
 # answers). A job started at A reports its clocks, is migrated to B and reports
@@ -9,19 +9,17 @@
 # home, its clock is this machine's again. Bounds are sanity bounds for a 3600 s
 # effect, not timing thresholds.
 #
-# usage: clock_migration_test.sh SHADOWD MIGCTL LIBMIG CLOCK_JOB
+# usage: loopback_clock.sh SHADOWD MIGCTL LIBMIG CLOCK_JOB
 set -u
 shadowd=$(realpath "$1") migctl=$(realpath "$2") libmig=$(realpath "$3") job=$(realpath "$4")
-source "$(dirname "$0")/loopback_lib.sh" clock
+source "$(dirname "$0")/lib/loopback_lib.sh" clock
 skew=3600
 
-head -c 32 /dev/urandom > "$dir/key"; chmod 600 "$dir/key"
+new_key "$dir/key"
 pa=$(port) pb=$(port)
-MIG_TEST_CLOCK_SKEW_NS=${skew}000000000 "$shadowd" --listen 127.0.0.1:$pa --cluster-key "$dir/key" \
-  --socket "$dir/a/sock" --log "$dir/a.log" & pids+=($!)
-"$shadowd" --listen 127.0.0.1:$pb --cluster-key "$dir/key" --socket "$dir/b/sock" --log "$dir/b.log" & pids+=($!)
-for s in a b; do wait_socket "$dir/$s/sock"; done
-A() { MIG_SHADOWD_SOCKET=$dir/a/sock timeout 120 "$migctl" "$@"; }
+MIG_TEST_CLOCK_SKEW_NS=${skew}000000000 start_shadowd a $pa "$dir/key"
+start_shadowd b $pb "$dir/key"
+wait_shadowds a b
 
 # check_report TAG EXPECTED_OFFSET: the job's three realtime readings are within 60 s
 # of this machine's clock plus the offset; its 1 s timed wait took 0.9 s to 60 s.
@@ -68,8 +66,8 @@ touch "$dir/back"
 wait_line "$dir/out.txt" '^back timedwait_ms ' || bad "the job reported at home" "$dir/out.txt" "$dir/a.log"
 check_report back 0
 
-for _ in $(seq 1 200); do [ -s "$dir/status" ] && break; sleep 0.05; done
+wait_until 10 test -s "$dir/status"
 if [ "$(cat "$dir/status" 2>/dev/null)" = 0 ]; then ok "the job ended with status 0"
 else bad "the job's exit status '$(cat "$dir/status" 2>/dev/null)'" "$dir/out.txt" "$dir/err.txt"; fi
 
-[ "$fails" -eq 0 ]
+[ "$failures" -eq 0 ]

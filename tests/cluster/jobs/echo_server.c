@@ -1,4 +1,4 @@
-/* echo_server.c: the job of the loopback test's server check. A plain blocking TCP
+/* echo_server.c: the job of the server checks (loopback_migration.sh, tcp_server.sh). A plain blocking TCP
  * server: listens on ADDR (default 127.0.0.1; a free port, printed as "port N"), and serves
  * CLIENTS clients one after the other, answering each line with "echo LINE", until
  * the client closes; then exits 0. For each client it prints the peer's address and
