@@ -6,7 +6,6 @@
 // Prints one line "MIGRATED FREEZE_MS IMAGE_BYTES TRANSFER_MS RESTORE_MS" on success.
 #include "image/byte_io.h"
 #include "image/image_error.h"
-#include "image/process_capture.h"
 #include "migctl/commands.h"
 #include "migctl/control_client.h"
 #include "migctl/freeze_capture.h"
@@ -143,7 +142,7 @@ int sendCommand(int argc, char** argv) {
   RpcSink out(receive.send().wait(ws).getSink(), ws);
 
   auto frozenAt = std::chrono::steady_clock::now();
-  image::CaptureStats stats = freezeAndCapture(ctl, kFreezeTimeoutSeconds, /*forMigration=*/true, out);
+  resources::CaptureStats stats = freezeAndCapture(ctl, kFreezeTimeoutSeconds, /*forMigration=*/true, out);
   out.flush(/*drain=*/true);
   double transferMs = msSince(frozenAt);
 
