@@ -158,6 +158,9 @@ struct Process {
 }
 
 struct FileDescriptor {
+  # One open fd. The fields every kind has come first; each kind's own state sits in
+  # a group named after it (resources/<kind>.cc writes and reads it). Groups keep
+  # their fields' ordinals, so images written before the groups read the same.
   fd @0 :Int32;
   kind @1 :Kind;
   path @2 :Text;             # as /proc/pid/fd showed it (without " (deleted)")
@@ -165,18 +168,33 @@ struct FileDescriptor {
   cloexec @4 :Bool;
   offset @5 :Int64;
   dupOf @6 :Int32 = -1;      # lowest fd sharing this open file description, or -1
-  inode @7 :UInt64;          # consistency record of a regular file
-  device @8 :UInt64;
-  size @9 :UInt64;
-  mtimeNs @10 :Int64;
-  contents @11 :Data;        # a deleted file's contents (kind == unlinked), or the bytes
-                             # that were in a pipe's buffer (kind == pipe, on the read end)
-  pipeId @12 :UInt64;        # kind == pipe: the pipe's inode; both ends carry it
-  eventCount @13 :UInt64;    # kind == eventfd: the counter
-  eventSemaphore @14 :Bool;  # kind == eventfd: EFD_SEMAPHORE (reads take 1 at a time)
-  timer @15 :TimerFd;        # kind == timerfd
-  sigmask @16 :UInt64;       # kind == signalfd: the signals it reads (bit n-1: signal n)
-  epollTargets @17 :List(EpollTarget);  # kind == epoll: its registrations
+  contents @11 :Data;        # bytes the kind keeps in the image: a deleted file's contents
+                             # (kind == unlinked), or the bytes that were in a pipe's buffer
+                             # (kind == pipe, on the read end)
+
+  file :group {
+    # kind == file (and unlinked): the consistency record, stat(2) of the open file
+    inode @7 :UInt64;
+    device @8 :UInt64;
+    size @9 :UInt64;
+    mtimeNs @10 :Int64;
+  }
+  pipe :group {
+    id @12 :UInt64;          # the pipe's inode; both ends carry it
+  }
+  eventfd :group {
+    count @13 :UInt64;       # the counter
+    semaphore @14 :Bool;     # EFD_SEMAPHORE (reads take 1 at a time)
+  }
+  timerfd :group {
+    timer @15 :TimerFd;
+  }
+  signalfd :group {
+    sigmask @16 :UInt64;     # the signals it reads (bit n-1: signal n)
+  }
+  epoll :group {
+    targets @17 :List(EpollTarget);  # its registrations
+  }
 
   enum Kind {
     file @0;                 # regular file or directory, reopened by path

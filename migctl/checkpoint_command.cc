@@ -1,7 +1,6 @@
 // `migctl checkpoint PID -o FILE [--stop]`: writes an image of a running process.
 #include "image/byte_io.h"
 #include "image/image_error.h"
-#include "image/process_capture.h"
 #include "migctl/commands.h"
 #include "migctl/control_client.h"
 #include "migctl/freeze_capture.h"
@@ -76,7 +75,7 @@ int checkpointCommand(int argc, char** argv) {
   ControlClient ctl(static_cast<pid_t>(pid));
   image::AtomicFile file(out);  // before the freeze: a bad path fails with the process untouched
   auto t0 = std::chrono::steady_clock::now();
-  image::CaptureStats stats = freezeAndCapture(ctl, timeout, /*forMigration=*/false, file.sink());
+  resources::CaptureStats stats = freezeAndCapture(ctl, timeout, /*forMigration=*/false, file.sink());
   file.commit();
   const pid_t realPid = ctl.realPid();
   auto frozenMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

@@ -2,22 +2,22 @@
 #include "migctl/freeze_capture.h"
 
 #include "image/image_error.h"
-#include "image/page_source.h"
+#include "resources/page_source.h"
 
 namespace mig::migctl {
 
-image::CaptureStats freezeAndCapture(ControlClient& ctl, int timeoutSeconds, bool forMigration,
+resources::CaptureStats freezeAndCapture(ControlClient& ctl, int timeoutSeconds, bool forMigration,
                                      image::ByteSink& out) {
   control::Reply reply = ctl.freeze(timeoutSeconds);
   // Through /proc, the process's memory as the kernel sees it (works on any
   // mapping, also unreadable ones).
-  image::ProcPageSource memory(ctl.realPid(), forMigration);
+  resources::ProcPageSource memory(ctl.realPid(), forMigration);
   if (reply.blockSize != sizeof(control::Block)) {
     image::fail(kj::str("process ", ctl.pid(), " runs an incompatible libmig (block size ", reply.blockSize, ")"));
   }
   auto block = kj::heap<control::Block>();
   memory.read(reply.blockAddr, block.get(), sizeof(control::Block));
-  return image::captureProcess(ctl.realPid(), *block, memory, out);
+  return resources::captureProcess(ctl.realPid(), *block, memory, out);
 }
 
 }  // namespace mig::migctl

@@ -4,13 +4,13 @@
 #pragma once
 
 #include "image/byte_io.h"
-#include "image/process_capture.h"
+#include "resources/process_capture.h"
 #include "migctl/control_client.h"
 
 namespace mig::migctl {
 
-// forMigration: the image goes to another host (see image::ProcPageSource).
-image::CaptureStats freezeAndCapture(ControlClient& ctl, int timeoutSeconds, bool forMigration,
+// forMigration: the image goes to another host (see resources::ProcPageSource).
+resources::CaptureStats freezeAndCapture(ControlClient& ctl, int timeoutSeconds, bool forMigration,
                                      image::ByteSink& out);
 
 }  // namespace mig::migctl

@@ -9,7 +9,9 @@
 #include "image/plan_builder.h"
 #include "migctl/clock_continuity.h"
 #include "migctl/commands.h"
-#include "migctl/restart_files.h"
+#include "resources/fd_restore.h"
+#include "resources/memory.h"
+#include "resources/process_attrs.h"
 #include "shadow/hex.h"
 #include "shadow/network_policy.h"
 #include "shim/forward/forward_config.h"
@@ -22,8 +24,6 @@
 #include <fcntl.h>
 #include <string>
 #include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 namespace mig::migctl {
@@ -120,53 +120,11 @@ std::string findRestorer() {
   fail(kj::str("cannot find mig-restore next to migctl; set MIG_RESTORE to its path"));
 }
 
-// Refuses an image whose code would not be the same: every mapped file must still be
-// the file that was mapped.
-void checkMappedFiles(image::FileReader& img) {
-  for (size_t i = 0; i < img.sectionCount(); ++i) {
-    if (img.section(i).type != static_cast<uint16_t>(image::SectionType::memoryMap)) continue;
-    for (auto r : img.meta<image::schema::MemoryMap>(i).getRegions()) {
-      if (r.getKind() != image::schema::MemoryRegion::Kind::FILE) continue;
-      struct stat st {};
-      if (stat(r.getPath().cStr(), &st) != 0) {
-        fail(kj::str("mapped file ", r.getPath(), " is missing (", strerror(errno), "); cannot restart"));
-      }
-      int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-      if (st.st_ino != r.getInode() || static_cast<uint64_t>(st.st_size) != r.getFileSize() ||
-          mtime != r.getMtimeNs()) {
-        fail(kj::str("mapped file ", r.getPath(), " changed since the checkpoint; cannot restart"));
-      }
-    }
-  }
-}
-
-void applyProcessState(image::FileReader& img, bool migrated) {
-  for (size_t i = 0; i < img.sectionCount(); ++i) {
-    if (img.section(i).type != static_cast<uint16_t>(image::SectionType::process)) continue;
-    auto p = img.meta<image::schema::Process>(i);
-    // A migrated job's working directory is at home (its relative paths go there).
-    if (chdir(p.getCwd().cStr()) != 0 && !(migrated && chdir("/") == 0)) {
-      fail(kj::str("the process's working directory ", p.getCwd(), " is not available here: ", strerror(errno)));
-    }
-    umask(static_cast<mode_t>(p.getUmask()));
-    for (auto l : p.getRlimits()) {
-      struct rlimit lim = {l.getSoft(), l.getHard()};
-      if (setrlimit(static_cast<__rlimit_resource>(l.getResource()), &lim) != 0) {
-        struct rlimit now {};
-        getrlimit(static_cast<__rlimit_resource>(l.getResource()), &now);
-        lim.rlim_max = now.rlim_max;  // raising a hard limit needs privilege: keep ours
-        lim.rlim_cur = std::min(lim.rlim_cur, now.rlim_max);
-        setrlimit(static_cast<__rlimit_resource>(l.getResource()), &lim);
-      }
-    }
-  }
-}
-
 }  // namespace
 
 int restartCommand(int argc, char** argv) {
   const char* path = nullptr;
-  FileRestoreOptions options;
+  resources::FileRestoreOptions options;
   MigratedOptions migrated;
   for (int i = 0; i < argc; ++i) {
     auto value = [&]() -> const char* {
@@ -203,13 +161,13 @@ int restartCommand(int argc, char** argv) {
   KJ_IF_MAYBE(why, image::cpuMismatch(img.header().getCpu(), image::hostCpu())) {
     fail(kj::heapString(*why));
   }
-  checkMappedFiles(img);
+  resources::checkMappedFiles(img);
   if (migrated.migrated) {
     if (migrated.relay == nullptr || migrated.jobId == 0) fail(kj::str("--migrated needs --relay and --job-id"));
     migrated.token = shadow::tokenFromEnv();
-  } else {
-    checkSavedFiles(img, options);  // a migrated job's files are at home, not here
   }
+  options.migrated = migrated.migrated;  // a migrated job's files are at home, not here
+  resources::checkSavedFiles(img, options);
   std::string restorer = findRestorer();
   image::RestorePlan plan = image::buildRestorePlan(img);
 
@@ -226,7 +184,7 @@ int restartCommand(int argc, char** argv) {
   keep[1] = open(path, O_RDONLY | O_CLOEXEC);
   if (keep[1] < 0) fail(kj::str("cannot open image ", path, ": ", strerror(errno)));
 
-  applyProcessState(img, migrated.migrated);  // cwd, umask, limits
+  resources::applyProcessState(img, migrated.migrated);  // cwd, umask, limits
   if (migrated.migrated) {
     int64_t jobClock = 0;
     for (size_t i = 0; i < img.sectionCount(); ++i) {
@@ -246,14 +204,14 @@ int restartCommand(int argc, char** argv) {
       }
     }
     fillForwardConfig(*config, migrated);
-    restoreFiles(img, keep, keepCount, config.get());
+    resources::restoreFiles(img, keep, keepCount, config.get());
     keep[keepCount++] = writeForwardConfig(*config);
     plan.setConfigFd(keep[2]);
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }
   } else {
-    restoreFiles(img, keep, keepCount);
+    resources::restoreFiles(img, keep, keepCount);
   }
   std::string planFd = std::to_string(keep[0]), imageFd = std::to_string(keep[1]);
   char* args[] = {const_cast<char*>(restorer.c_str()), planFd.data(), imageFd.data(), nullptr};

@@ -12,7 +12,6 @@
 
 #include "image/byte_io.h"
 #include "image/image_error.h"
-#include "image/process_capture.h"
 #include "migctl/control_client.h"
 #include "migctl/freeze_capture.h"
 #include "shadow/hex.h"
@@ -148,7 +147,7 @@ int sendCommand(int argc, char** argv) {
   RpcSink out(receive.send().wait(ws).getSink(), ws);
 
   auto frozenAt = std::chrono::steady_clock::now();
-  image::CaptureStats stats = migctl::freezeAndCapture(ctl, kFreezeTimeoutSeconds, /*forMigration=*/true, out);
+  resources::CaptureStats stats = migctl::freezeAndCapture(ctl, kFreezeTimeoutSeconds, /*forMigration=*/true, out);
   out.flush(/*drain=*/true);
   double transferMs = msSince(frozenAt);
 

@@ -1,0 +1,81 @@
+// Files deleted while open (unlinked, or a directory removed under the process):
+// the contents of a regular one go into the image (up to 256 MiB); the restart
+// recreates it next to where it was (or in /tmp), opens it with the saved flags and
+// offset and deletes it again. On migration it stays at home, open in the deputy.
+#include "resources/fd_kind.h"
+#include "resources/fd_restore.h"
+
+#include "image/image_error.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <string>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vector>
+
+namespace mig::resources {
+
+extern const FdKind kRegularFile;
+
+namespace {
+
+using image::fail;
+
+constexpr uint64_t kMaxSavedFileBytes = 256ull << 20;
+
+bool matches(const FdProbe& p, const CaptureContext&) {
+  return p.deleted && p.path[0] == '/' && (S_ISREG(p.st.st_mode) || S_ISDIR(p.st.st_mode));
+}
+
+std::string readAll(int fd, uint64_t limit, const std::string& what) {
+  std::string s;
+  char buf[65536];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof(buf))) > 0) {
+    s.append(buf, static_cast<size_t>(n));
+    if (s.size() > limit) fail(kj::str(what.c_str(), " is larger than ", limit >> 20, " MiB; cannot keep it in the image"));
+  }
+  return s;
+}
+
+void capture(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder out) {
+  kRegularFile.capture(p, ctx, out);  // the same record (never checked: the file is gone)
+  kj::AutoCloseFd rfd(::open(ctx.linkOf(p.fd).c_str(), O_RDONLY | O_CLOEXEC));
+  if (rfd == nullptr) fail(kj::str("cannot read deleted file ", p.path.c_str(), " (fd ", p.fd, "): ", strerror(errno)));
+  std::string contents = readAll(rfd, kMaxSavedFileBytes, "deleted file " + p.path);
+  out.setContents(kj::arrayPtr(reinterpret_cast<const kj::byte*>(contents.data()), contents.size()));
+}
+
+void restore(FdRecord::Reader f, RestoreContext&) {
+  std::string path = f.getPath().cStr();
+  std::string dir = path.substr(0, path.rfind('/') + 1);
+  struct stat st {};
+  if (dir.empty() || stat(dir.c_str(), &st) != 0) dir = "/tmp/";
+  std::string tmpl = dir + ".mig-deleted-XXXXXX";
+  std::vector<char> name(tmpl.begin(), tmpl.end());
+  name.push_back('\0');
+  kj::AutoCloseFd w(mkstemp(name.data()));
+  if (w == nullptr) fail(kj::str("cannot recreate deleted file ", f.getPath(), " in ", dir.c_str(), ": ", strerror(errno)));
+  KJ_DEFER(unlink(name.data()));
+  auto data = f.getContents();
+  if (write(w, data.begin(), data.size()) != static_cast<ssize_t>(data.size())) {
+    fail(kj::str("cannot write the contents of deleted file ", f.getPath()));
+  }
+  w = nullptr;  // before the reopen: its number may be the one the reopened file goes to
+  reopenSaved(f, name.data());
+}
+
+}  // namespace
+
+extern const FdKind kDeletedFile = {
+    .kind = FdRecord::Kind::UNLINKED,
+    .name = "deleted_file",
+    .onMigration = OnMigration::home,
+    .matches = matches,
+    .capture = capture,
+    .restore = restore,
+};
+
+}  // namespace mig::resources

@@ -1,0 +1,97 @@
+// See fd_capture.h.
+#include "resources/fd_capture.h"
+
+#include "image/image_error.h"
+#include "resources/fd_kinds.h"
+#include "resources/proc_file.h"
+
+#include <capnp/message.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <vector>
+
+namespace mig::resources {
+namespace {
+
+constexpr const char kDeleted[] = " (deleted)";
+constexpr size_t kDeletedLen = sizeof(kDeleted) - 1;
+
+bool sameFile(pid_t pid, int a, int b) { return syscall(SYS_kcmp, pid, pid, KCMP_FILE, a, b) == 0; }
+
+// The process's fd numbers, sorted, without the shim's own (its control socket, log).
+std::vector<int> processFds(pid_t pid, const control::Block& block) {
+  std::string dirPath = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* d = opendir(dirPath.c_str());
+  if (d == nullptr) image::fail(kj::str("cannot list ", dirPath.c_str(), ": ", strerror(errno)));
+  KJ_DEFER(closedir(d));
+  std::vector<int> numbers;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    int fd = atoi(e->d_name);
+    bool shim = false;
+    for (uint32_t i = 0; i < block.shimFdCount && i < control::kMaxShimFds; ++i) shim = shim || block.shimFds[i] == fd;
+    if (!shim) numbers.push_back(fd);
+  }
+  std::sort(numbers.begin(), numbers.end());
+  return numbers;
+}
+
+FdProbe probe(const CaptureContext& ctx, int fd) {
+  FdProbe p{};
+  p.fd = fd;
+  std::string link = ctx.linkOf(fd);
+  p.target = readLink(link);
+  p.path = p.target;
+  p.deleted = p.path.size() > kDeletedLen && p.path.compare(p.path.size() - kDeletedLen, kDeletedLen, kDeleted) == 0;
+  if (p.deleted) p.path.resize(p.path.size() - kDeletedLen);
+  std::string fdinfo = readProcFile(ctx.pid, "fdinfo/" + std::to_string(fd));
+  p.pos = strtoll(fieldOr(fdinfo, "pos").c_str(), nullptr, 10);
+  p.flags = static_cast<uint32_t>(strtoul(fieldOr(fdinfo, "flags").c_str(), nullptr, 8));
+  if (stat(link.c_str(), &p.st) != 0) memset(&p.st, 0, sizeof(p.st));
+  return p;
+}
+
+}  // namespace
+
+std::string CaptureContext::linkOf(int fd) const {
+  return "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
+}
+
+void writeFiles(pid_t pid, const control::Block& block, image::ImageWriter& w, CaptureStats& stats) {
+  std::vector<FdProbe> probes;
+  CaptureContext ctx{pid, nullptr};
+  for (int fd : processFds(pid, block)) probes.push_back(probe(ctx, fd));
+  ctx.all = kj::arrayPtr(probes.data(), probes.size());
+
+  capnp::MallocMessageBuilder msg;
+  auto list = msg.initRoot<image::schema::Files>().initFds(static_cast<uint32_t>(probes.size()));
+  for (size_t i = 0; i < probes.size(); ++i) {
+    const FdProbe& f = probes[i];
+    auto out = list[i];
+    out.setFd(f.fd);
+    out.setFlags(f.flags & ~static_cast<uint32_t>(O_CLOEXEC));
+    out.setCloexec((f.flags & O_CLOEXEC) != 0);
+    out.setOffset(f.pos);
+    for (size_t j = 0; j < i; ++j) {
+      if (sameFile(pid, probes[j].fd, f.fd)) {
+        out.setDupOf(probes[j].fd);
+        break;
+      }
+    }
+    out.setPath(f.path.c_str());
+    const FdKind& kind = detectKind(f, ctx);
+    out.setKind(kind.kind);  // a dup carries the kind too: it decides where the fd lives on migration
+    if (out.getDupOf() < 0 && kind.capture != nullptr) kind.capture(f, ctx, out);
+  }
+  w.section(image::SectionType::files, msg);
+  stats.fds = static_cast<uint32_t>(probes.size());
+}
+
+}  // namespace mig::resources

@@ -1,0 +1,20 @@
+// A process's memory in the image: its memory map (one region per line of
+// /proc/PID/maps, with the consistency record of mapped files) and the pages it must
+// carry (touched anonymous memory, modified private file pages, shared memory), as
+// the PageSource tells them (page_source.h; ProcPageSource reads /proc); and the
+// restart's check that mapped files are still the same.
+#pragma once
+
+#include "image/file_reader.h"
+#include "image/writer.h"
+#include "resources/process_capture.h"
+
+namespace mig::resources {
+
+void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats);
+
+// At restart: refuses an image whose code would not be the same (every mapped file
+// must still be the file that was mapped), with one line naming the file.
+void checkMappedFiles(image::FileReader& img);
+
+}  // namespace mig::resources

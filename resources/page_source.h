@@ -1,0 +1,80 @@
+// Where a checkpoint gets a process's memory from: its memory map, which pages of
+// each region must be saved, and their contents. Behind an interface so that the
+// pre-copy and post-copy issues can add a source that reports only the pages
+// written since a mark (userfaultfd write-protection) without touching the writer.
+#pragma once
+
+#include "image/image.capnp.h"
+
+#include <kj/array.h>
+#include <kj/string.h>
+#include <kj/vector.h>
+
+#include <cstdint>
+#include <sys/types.h>
+
+namespace mig::resources {
+
+struct MappedRegion {
+  uint64_t start;
+  uint64_t end;
+  uint32_t prot;   // PROT_*
+  uint32_t flags;  // MAP_PRIVATE or MAP_SHARED
+  image::schema::MemoryRegion::Kind kind;
+  kj::String path;  // backing file, "" for anonymous memory
+  uint64_t offset;
+  uint64_t inode;
+  bool saveWhole = false;  // a private file mapping saved as anonymous memory, every non-zero
+                           // page (a mig image a restored process maps; for a migration,
+                           // mappings of data files the destination may not have)
+};
+
+struct PageSpan {
+  uint64_t addr;
+  uint64_t pages;
+};
+
+class PageSource {
+ public:
+  virtual ~PageSource() noexcept(false) = default;
+
+  // The regions to save, sorted by address ([vsyscall] and the like left out).
+  virtual kj::Array<MappedRegion> regions() = 0;
+
+  // The pages of `r` whose contents the image must carry (touched anonymous
+  // pages, modified pages of private file mappings, shared memory), as runs.
+  virtual void pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& out) = 0;
+
+  virtual void read(uint64_t addr, void* buf, size_t len) = 0;
+
+  // From now on, pagesToSave() reports only pages written after this call.
+  // (Pre-copy; a source that cannot track writes throws.)
+  virtual void mark() = 0;
+};
+
+// Reads a stopped (parked) process through /proc/PID/{maps,pagemap,mem}.
+class ProcPageSource final : public PageSource {
+ public:
+  // forMigration: the image goes to another host, which has the job's programs and
+  // libraries but maybe not its data files: private mappings of files that are not
+  // ELF objects are saved whole, as anonymous memory.
+  explicit ProcPageSource(pid_t pid, bool forMigration = false);
+  ~ProcPageSource() noexcept(false) override;
+
+  kj::Array<MappedRegion> regions() override;
+  void pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& out) override;
+  void read(uint64_t addr, void* buf, size_t len) override;
+  void mark() override;
+
+ private:
+  pid_t pid_;
+  bool forMigration_;
+  int pagemap_ = -1;
+  int mem_ = -1;
+};
+
+// Parses one line of /proc/PID/maps; returns false for lines to leave out
+// ([vsyscall], [uprobes], the restorer's own leftover mapping).
+bool parseMapsLine(kj::StringPtr line, MappedRegion& out);
+
+}  // namespace mig::resources

@@ -1,0 +1,77 @@
+// See proc_file.h.
+#include "resources/proc_file.h"
+
+#include "image/image_error.h"
+
+#include <kj/io.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace mig::resources {
+
+using image::fail;
+
+std::string readProcFile(pid_t pid, const std::string& what) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/" + what;
+  kj::AutoCloseFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd == nullptr) fail(kj::str("cannot open ", path.c_str(), ": ", strerror(errno)));
+  std::string s;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof(buf))) > 0) s.append(buf, static_cast<size_t>(n));
+  return s;
+}
+
+std::string readLink(const std::string& path) {
+  char buf[4096];
+  ssize_t n = readlink(path.c_str(), buf, sizeof(buf) - 1);
+  if (n < 0) fail(kj::str("cannot read link ", path.c_str(), ": ", strerror(errno)));
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+bool field(std::string_view text, std::string_view name, std::string_view& value) {
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t end = text.find('\n', at);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(at, end - at);
+    if (line.size() > name.size() && line.substr(0, name.size()) == name && line[name.size()] == ':') {
+      value = fdinfo::trimLeft(line.substr(name.size() + 1));
+      return true;
+    }
+    at = end + 1;
+  }
+  return false;
+}
+
+std::string fieldOr(std::string_view text, std::string_view name) {
+  std::string_view v;
+  return field(text, name, v) ? std::string(v) : std::string();
+}
+
+namespace fdinfo {
+
+std::string_view trimLeft(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  return s;
+}
+
+bool literal(std::string_view& s, std::string_view word) {
+  s = trimLeft(s);
+  if (s.substr(0, word.size()) != word) return false;
+  s.remove_prefix(word.size());
+  return true;
+}
+
+std::string read(pid_t pid, int fd) { return readProcFile(pid, "fdinfo/" + std::to_string(fd)); }
+
+void unreadable(pid_t pid, int fd, const char* kind, const char* why) {
+  fail(kj::str("cannot checkpoint ", kind, " fd ", fd, ": /proc/", pid, "/fdinfo/", fd, " has ", why,
+               " (a kernel whose format mig does not know?)"));
+}
+
+}  // namespace fdinfo
+}  // namespace mig::resources

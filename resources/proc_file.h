@@ -1,0 +1,62 @@
+// Reading the /proc files of the process being captured: whole files (stat, status,
+// auxv, fdinfo/N, ...), links (fd/N, cwd), and the "Name:<blanks>value" lines that
+// status and fdinfo are made of. Every capture in resources/ reads /proc through these.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+
+namespace mig::resources {
+
+// The contents of /proc/PID/WHAT; throws (one line naming the file) if it cannot
+// be opened.
+std::string readProcFile(pid_t pid, const std::string& what);
+
+// Where the link at `path` points; throws (one line naming it) if it cannot be read.
+std::string readLink(const std::string& path);
+
+// The value of the line "NAME:<blanks>VALUE" (NAME may contain spaces, as in
+// "settime flags"), without its leading blanks; false when there is no such line.
+bool field(std::string_view text, std::string_view name, std::string_view& value);
+
+// The same as a string, "" when there is no such line (for strtoul and friends).
+std::string fieldOr(std::string_view text, std::string_view name);
+
+}  // namespace mig::resources
+
+// Pieces of the kernel's fdinfo lines, for the kinds' parsers: each consumes what it
+// read from the front of `s` (after blanks) and says whether it was there.
+namespace mig::resources::fdinfo {
+
+std::string_view trimLeft(std::string_view s);
+bool literal(std::string_view& s, std::string_view word);
+
+template <typename T>
+bool number(std::string_view& s, int base, T& out);
+
+// A whole field that is one number.
+template <typename T>
+bool numberField(std::string_view text, std::string_view name, int base, T& out) {
+  std::string_view v;
+  return field(text, name, v) && number(v, base, out) && trimLeft(v).empty();
+}
+
+// /proc/PID/fdinfo/FD of the process being captured.
+std::string read(pid_t pid, int fd);
+
+// The error for an fdinfo a parser could not read (`why` is the parser's answer).
+[[noreturn]] void unreadable(pid_t pid, int fd, const char* kind, const char* why);
+
+}  // namespace mig::resources::fdinfo
+
+#include <charconv>
+
+template <typename T>
+bool mig::resources::fdinfo::number(std::string_view& s, int base, T& out) {
+  s = trimLeft(s);
+  auto r = std::from_chars(s.data(), s.data() + s.size(), out, base);
+  if (r.ec != std::errc() || r.ptr == s.data()) return false;
+  s.remove_prefix(static_cast<size_t>(r.ptr - s.data()));
+  return true;
+}
