@@ -23,7 +23,7 @@
 namespace mig::control {
 
 inline constexpr uint32_t kMagic = 0x4c54434d;  // "MCTL"
-inline constexpr uint32_t kVersion = 2;  // 2: ThreadSlot::kernel
+inline constexpr uint32_t kVersion = 3;  // 2: ThreadSlot::kernel; 3: Block::timers
 
 // Abstract socket name (leading NUL) of process `pid`'s control socket.
 // Returns the length to pass to bind/connect after sun_family.
@@ -54,6 +54,7 @@ enum Status : int32_t {
   kBusy = 1,           // another checkpoint is in progress
   kThreadTimeout = 2,  // a thread did not reach the checkpoint signal in time
   kBadRequest = 3,
+  kSigevThread = 4,    // a SIGEV_THREAD timer's glibc helper thread blocks every signal
 };
 
 struct Reply {
@@ -76,6 +77,20 @@ struct ThreadSlot {
   uint32_t reserved;
 };
 static_assert(sizeof(ThreadSlot) == 104);
+
+// One POSIX timer (timer_create) as the process itself sees it at the freeze; its
+// clock, signal and target come from /proc/PID/timers (resources/posix_timers.cc).
+struct TimerSlot {
+  int32_t id;          // the kernel timer id (what timer_t holds)
+  uint32_t flags;      // kTimerAbsolute
+  int64_t valueNs;     // timer_gettime: time left, 0 = disarmed
+  int64_t intervalNs;
+  int32_t overrun;     // timer_getoverrun
+  uint32_t reserved;
+};
+static_assert(sizeof(TimerSlot) == 32);
+inline constexpr uint32_t kTimerAbsolute = 1;  // last armed with TIMER_ABSTIME (shim/posix_timers.cc)
+inline constexpr uint32_t kMaxTimers = 256;
 
 struct KernelSigaction {
   uint64_t handler;
@@ -100,6 +115,10 @@ struct Block {
   KernelSigaction sigactions[64];  // index i: signal i+1
   ThreadSlot threads[kMaxThreads];
   uint64_t resumeEntry;          // the shim's mig_resumed_thread (plan::Header::resumeEntry)
+  int64_t realtimeNs;            // CLOCK_REALTIME at the freeze (dates of absolute timers)
+  uint32_t timerCount;           // POSIX timers in `timers`
+  uint32_t timersComplete;       // 0: more than kMaxTimers, or no /proc/self/timers to list them
+  TimerSlot timers[kMaxTimers];
 };
 
 }  // namespace mig::control
