@@ -139,7 +139,7 @@ void controlThreadParked() {
     got = rawSyscall(SYS_read, rt.controlConn, reinterpret_cast<long>(&cmd), sizeof(cmd));
   }
   if (got == sizeof(cmd) && cmd.magic == control::kMagic && cmd.op == control::kOpExit) {
-    rawSyscall(SYS_exit_group, 0);
+    rawSyscall(SYS_exit_group, control::kCheckpointedStatus);
   }
   if (got == sizeof(cmd) && cmd.magic == control::kMagic && cmd.op == control::kOpBecomeDeputy) {
     static char args[control::kMaxDeputyArgs];

@@ -36,11 +36,16 @@ inline int ctlSocketName(char* out, size_t size, uid_t uid, pid_t pid) {
 enum Op : uint32_t {
   kOpCheckpoint = 1,
   kOpResume = 2,  // Command: let the threads continue
-  kOpExit = 3,    // Command: end the process (checkpoint --stop)
+  kOpExit = 3,    // Command: end the process (checkpoint --stop) with kCheckpointedStatus
   kOpBecomeDeputy = 4,  // Command: exec the deputy in place; its argv follows in the next
                         // message (NUL-separated, at most kMaxDeputyArgs bytes)
 };
 inline constexpr uint32_t kMaxDeputyArgs = 4096;
+
+// The exit status of a process ended by kOpExit (`migctl checkpoint --stop`): its parent
+// can tell "checkpointed, to be restarted" from "finished". Outside 0-2, sysexits'
+// 64-78 and the shells' 126, 127 and 128+signal.
+inline constexpr int kCheckpointedStatus = 86;
 
 struct Request {
   uint32_t magic;
