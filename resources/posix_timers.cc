@@ -2,17 +2,11 @@
 #include "resources/posix_timers.h"
 
 #include "image/image_error.h"
+#include "resources/proc_file.h"
 
-#include <kj/io.h>
-
-#include <cerrno>
-#include <charconv>
 #include <csignal>
-#include <cstring>
 #include <ctime>
-#include <fcntl.h>
 #include <string>
-#include <unistd.h>
 
 namespace mig::resources::posix_timers {
 namespace {
@@ -23,53 +17,30 @@ using image::fail;
 // ~pid << 3 | (per-thread ? 4 : 0) | which; pid 0 is the caller.
 constexpr int32_t kCpuClockPerThread = 4;
 
-template <typename T>
-bool number(std::string_view& s, int base, T& out) {
-  auto r = std::from_chars(s.data(), s.data() + s.size(), out, base);
-  if (r.ec != std::errc() || r.ptr == s.data()) return false;
-  s.remove_prefix(static_cast<size_t>(r.ptr - s.data()));
-  return true;
-}
-
-bool consume(std::string_view& s, std::string_view word) {
-  if (s.substr(0, word.size()) != word) return false;
-  s.remove_prefix(word.size());
-  return true;
-}
+using fdinfo::literal;
+using fdinfo::number;
 
 // "ID: 3"
-bool parseId(std::string_view s, ProcTimer& t) { return consume(s, "ID: ") && number(s, 10, t.id) && s.empty(); }
+bool parseId(std::string_view s, ProcTimer& t) { return literal(s, "ID: ") && number(s, 10, t.id) && s.empty(); }
 
 // "signal: 35/0000000000001234" (signal and sival_ptr in hex)
 bool parseSignal(std::string_view s, ProcTimer& t) {
-  return consume(s, "signal: ") && number(s, 10, t.signo) && consume(s, "/") && number(s, 16, t.value) && s.empty();
+  return literal(s, "signal: ") && number(s, 10, t.signo) && literal(s, "/") && number(s, 16, t.value) && s.empty();
 }
 
 // "notify: signal/pid.4242", "notify: signal/tid.4243", "notify: none/pid.4242"
 bool parseNotify(std::string_view s, ProcTimer& t) {
-  if (!consume(s, "notify: ")) return false;
-  if (consume(s, "signal/")) t.notify = SIGEV_SIGNAL;
-  else if (consume(s, "none/")) t.notify = SIGEV_NONE;
-  else if (consume(s, "thread/")) t.notify = SIGEV_THREAD;
+  if (!literal(s, "notify: ")) return false;
+  if (literal(s, "signal/")) t.notify = SIGEV_SIGNAL;
+  else if (literal(s, "none/")) t.notify = SIGEV_NONE;
+  else if (literal(s, "thread/")) t.notify = SIGEV_THREAD;
   else return false;
-  if (consume(s, "tid.")) t.notify |= SIGEV_THREAD_ID;
-  else if (!consume(s, "pid.")) return false;
+  if (literal(s, "tid.")) t.notify |= SIGEV_THREAD_ID;
+  else if (!literal(s, "pid.")) return false;
   return number(s, 10, t.target) && s.empty();
 }
 
-bool parseClock(std::string_view s, ProcTimer& t) { return consume(s, "ClockID: ") && number(s, 10, t.clock) && s.empty(); }
-
-std::string readTimers(pid_t pid) {
-  const std::string path = "/proc/" + std::to_string(pid) + "/timers";
-  kj::AutoCloseFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd == nullptr && errno == ENOENT) return "";  // a kernel without CONFIG_CHECKPOINT_RESTORE
-  if (fd == nullptr) fail(kj::str("cannot open ", path.c_str(), ": ", strerror(errno)));
-  std::string s;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fd, buf, sizeof(buf))) > 0) s.append(buf, static_cast<size_t>(n));
-  return s;
-}
+bool parseClock(std::string_view s, ProcTimer& t) { return literal(s, "ClockID: ") && number(s, 10, t.clock) && s.empty(); }
 
 }  // namespace
 
@@ -121,7 +92,9 @@ void capture(pid_t pid, const control::Block& block, image::schema::Process::Bui
     fail(kj::str("process ", pid, " has more than ", control::kMaxTimers, " POSIX timers; mig saves at most that many"));
   }
   std::vector<ProcTimer> listed;
-  if (const char* why = parse(readTimers(pid), listed)) fail(kj::str("process ", pid, ": ", why));
+  std::string text;  // none without the file: a kernel without CONFIG_CHECKPOINT_RESTORE
+  readProcFileIfExists(pid, "timers", text);
+  if (const char* why = parse(text, listed)) fail(kj::str("process ", pid, ": ", why));
   auto out = p.initPosixTimers(static_cast<uint32_t>(listed.size()));
   for (size_t i = 0; i < listed.size(); ++i) {
     const ProcTimer& t = listed[i];

@@ -79,16 +79,6 @@ static void on_wall(int sig, siginfo_t *si, void *uc)
     atomic_fetch_add(&wall_too_early, 1);
 }
 
-static void handle(int sig, void (*fn)(int, siginfo_t *, void *))
-{
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = fn;
-  sa.sa_flags = SA_SIGINFO | SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  CHECK_SYS(sigaction(sig, &sa, NULL));
-}
-
 static timer_t make(clockid_t clock, int notify, int signo, union sigval value, pid_t tid)
 {
   struct sigevent ev;
@@ -135,9 +125,9 @@ int main(int argc, char **argv)
 {
   int steps = argc > 1 ? atoi(argv[1]) : 30;
   CHECK(steps >= 30, "at least 30 steps, so that the one-shot timers fire");
-  handle(SIGRTMIN, on_tick);
-  handle(SIGRTMIN + 1, on_once);
-  handle(SIGRTMIN + 2, on_wall);
+  feature_handle(SIGRTMIN, on_tick, SA_RESTART);
+  feature_handle(SIGRTMIN + 1, on_once, SA_RESTART);
+  feature_handle(SIGRTMIN + 2, on_wall, SA_RESTART);
   CHECK(pthread_create(&worker, NULL, worker_main, NULL) == 0, "pthread_create");
   while (atomic_load(&worker_tid) == 0)
     sleep_ms(1);
