@@ -155,6 +155,23 @@ struct Process {
   processPendingSiginfo @9 :List(Data);  # their siginfo_t, as Thread.pendingSiginfo
   resumeEntry @10 :UInt64;         # the shim's mig_resumed_thread: each restored thread calls
                                    # it instead of returning into its frame (0 = none)
+  posixTimers @11 :List(PosixTimer);  # timer_create timers (resources/posix_timers.cc)
+}
+
+struct PosixTimer {
+  # One timer_create timer. Recreated by the restorer with the same id, so the timer_t
+  # values the program holds stay valid.
+  id @0 :Int32;              # the kernel timer id
+  clock @1 :Int32;           # clockid as the kernel holds it (-6: the process's CPU clock)
+  notify @2 :Int32;          # sigev_notify: SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID (4)
+  signo @3 :Int32;
+  value @4 :UInt64;          # sigev_value (sival_ptr / sival_int)
+  thread @5 :Int32;          # notify == SIGEV_THREAD_ID: the target's kernel TID at the
+                             # checkpoint (Thread.realTid), else 0
+  timer @6 :Timer;           # time left (0 = disarmed) and interval
+  overrun @7 :Int32;         # timer_getoverrun at the checkpoint (not restorable: reported)
+  absoluteNs @8 :Int64;      # armed with TIMER_ABSTIME on CLOCK_REALTIME or CLOCK_TAI: the
+                             # date it fires (ns since the epoch), which a restart keeps; 0 else
 }
 
 struct FileDescriptor {

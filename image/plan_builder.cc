@@ -120,6 +120,7 @@ RestorePlan buildRestorePlan(FileReader& image) {
   kj::Vector<plan::SigAction> sigactions;
   kj::Vector<plan::Fd> fds;
   kj::Vector<plan::PendingSignal> pending;
+  kj::Vector<plan::PosixTimer> timers;
   plan::Header h{};
 
   char resolved[PATH_MAX];
@@ -234,6 +235,28 @@ RestorePlan buildRestorePlan(FileReader& image) {
     h.resumeInfoAddr = p.getResumeInfoAddr();
     h.resumeEntry = p.getResumeEntry();
     h.processPending = addPending(p.getProcessPending(), p.getProcessPendingSiginfo(), plan::kProcessWide, pending);
+    for (auto t : p.getPosixTimers()) {
+      plan::PosixTimer out{};
+      out.id = t.getId();
+      out.clock = t.getClock();
+      out.notify = t.getNotify();
+      out.signo = t.getSigno();
+      out.value = t.getValue();
+      out.thread = -1;
+      if (out.notify & plan::kSigevThreadId) {
+        for (size_t k = 0; k < threads.size(); ++k) {
+          if (threads[k].oldTid == t.getThread()) out.thread = static_cast<int32_t>(k);
+        }
+        if (out.thread < 0) {
+          fail(kj::str("image ", image.path(), ": POSIX timer ", out.id, " signals thread ", t.getThread(),
+                       ", which the image does not have"));
+        }
+      }
+      out.valueNs = t.getTimer().getValueNs();
+      out.intervalNs = t.getTimer().getIntervalNs();
+      out.absoluteNs = t.getAbsoluteNs();
+      timers.add(out);
+    }
   }
   for (size_t i = 0; i < image.sectionCount(); ++i) {
     if (image.section(i).type != static_cast<uint16_t>(SectionType::files)) continue;
@@ -258,7 +281,11 @@ RestorePlan buildRestorePlan(FileReader& image) {
   h.fds = h.sigactions + sigactions.size() * sizeof(plan::SigAction);
   h.pendingCount = static_cast<uint32_t>(pending.size());
   h.pendingSignals = h.fds + fds.size() * sizeof(plan::Fd);
-  h.strings = h.pendingSignals + pending.size() * sizeof(plan::PendingSignal);
+  // By id: the restorer without PR_TIMER_CREATE_RESTORE_IDS can only count ids upwards.
+  std::sort(timers.begin(), timers.end(), [](const plan::PosixTimer& a, const plan::PosixTimer& b) { return a.id < b.id; });
+  h.timerCount = static_cast<uint32_t>(timers.size());
+  h.timers = h.pendingSignals + pending.size() * sizeof(plan::PendingSignal);
+  h.strings = h.timers + timers.size() * sizeof(plan::PosixTimer);
   h.stringsSize = strings.bytes().size();
   h.blob = align8(h.strings + h.stringsSize);
   h.blobSize = blob.size();
@@ -277,6 +304,7 @@ RestorePlan buildRestorePlan(FileReader& image) {
   copyIn(h.sigactions, sigactions.begin(), sigactions.size() * sizeof(plan::SigAction));
   copyIn(h.fds, fds.begin(), fds.size() * sizeof(plan::Fd));
   copyIn(h.pendingSignals, pending.begin(), pending.size() * sizeof(plan::PendingSignal));
+  copyIn(h.timers, timers.begin(), timers.size() * sizeof(plan::PosixTimer));
   copyIn(h.strings, strings.bytes().begin(), h.stringsSize);
   copyIn(h.blob, blob.begin(), h.blobSize);
 

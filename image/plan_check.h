@@ -53,6 +53,9 @@ inline const char* validate(const void* p, uint64_t size) {
   if (h->pendingCount > 4096 || !arrayFits(h->pendingSignals, h->pendingCount, sizeof(PendingSignal), size)) {
     return "plan pending signals out of bounds";
   }
+  if (h->timerCount > 4096 || !arrayFits(h->timers, h->timerCount, sizeof(PosixTimer), size)) {
+    return "plan POSIX timers out of bounds";
+  }
   if (!fits(h->strings, h->stringsSize, size)) return "plan strings out of bounds";
   if (!fits(h->blob, h->blobSize, size)) return "plan blob out of bounds";
   if (h->imagePath == kNoString || !stringOk(h, h->imagePath)) return "plan names no image file";
@@ -108,6 +111,16 @@ inline const char* validate(const void* p, uint64_t size) {
     }
   }
   if (h->itimerValueNs < 0 || h->itimerIntervalNs < 0) return "plan timer is negative";
+  const PosixTimer* pt = posixTimers(h);
+  for (uint32_t i = 0; i < h->timerCount; ++i) {
+    if (pt[i].id < 0 || pt[i].valueNs < 0 || pt[i].intervalNs < 0 || pt[i].absoluteNs < 0) {
+      return "plan POSIX timer has a negative id or time";
+    }
+    if (pt[i].signo < 0 || pt[i].signo > 64) return "plan POSIX timer has a bad signal";
+    if ((pt[i].notify & kSigevThreadId) && (pt[i].thread < 0 || static_cast<uint32_t>(pt[i].thread) >= h->threadCount)) {
+      return "plan POSIX timer names a missing thread";
+    }
+  }
   if (h->resumeInfoAddr != 0) {
     if (h->resumeInfoAddr % 8 != 0) return "plan resume info is unaligned";
     bool inside = false;

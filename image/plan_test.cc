@@ -11,6 +11,8 @@
 
 #include <climits>
 #include <cstring>
+#include <initializer_list>
+#include <utility>
 #include <vector>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -98,6 +100,60 @@ TEST_CASE("pages outside every mapped region make the plan fail with the address
   CHECK(contains(e, "5000 lies outside every mapped region"));
 }
 
+// An image of two threads (kernel TIDs 300 and 301) whose process has `timers`
+// (id, signalled thread's TID or 0).
+kj::Array<kj::byte> timersImage(std::initializer_list<std::pair<int32_t, int32_t>> timers) {
+  MemorySink sink;
+  capnp::MallocMessageBuilder header;
+  fillHeader(header.initRoot<schema::Header>(), 1, 1, "x");
+  ImageWriter w(sink, header);
+  capnp::MallocMessageBuilder th;
+  auto threads = th.initRoot<schema::Threads>().initThreads(2);
+  for (uint32_t i = 0; i < 2; ++i) {
+    threads[i].setVtid(static_cast<int32_t>(7 + i));
+    threads[i].setRealTid(static_cast<int32_t>(300 + i));
+  }
+  w.section(SectionType::threads, th);
+  capnp::MallocMessageBuilder pm;
+  auto list = pm.initRoot<schema::Process>().initPosixTimers(static_cast<uint32_t>(timers.size()));
+  uint32_t i = 0;
+  for (auto [id, tid] : timers) {
+    auto t = list[i++];
+    t.setId(id);
+    t.setClock(1);
+    t.setSigno(34);
+    t.setValue(0x1000u + static_cast<uint32_t>(id));
+    t.setNotify(tid != 0 ? 4 : 0);  // SIGEV_THREAD_ID : SIGEV_SIGNAL
+    t.setThread(tid);
+    t.initTimer().setValueNs(1500000000);
+    t.getTimer().setIntervalNs(id == 2 ? 50000000 : 0);
+  }
+  w.section(SectionType::process, pm);
+  w.finish();
+  return sink.release();
+}
+
+TEST_CASE("POSIX timers go into the plan by id, a thread's timer naming the thread's index") {
+  TempDir dir;
+  FileReader f(dir.write("t.img", timersImage({{5, 301}, {2, 0}})).c_str());
+  RestorePlan p = buildRestorePlan(f);
+  const plan::Header& h = p.header();
+  REQUIRE(plan::validate(&h, p.bytes().size()) == nullptr);
+  REQUIRE(h.timerCount == 2);
+  const plan::PosixTimer* t = plan::posixTimers(&h);
+  CHECK(t[0].id == 2);  // counting ids up (kernels without PR_TIMER_CREATE_RESTORE_IDS) needs them sorted
+  CHECK(t[0].thread == -1);
+  CHECK(t[0].intervalNs == 50000000);
+  CHECK(t[1].id == 5);
+  CHECK(t[1].notify == plan::kSigevThreadId);
+  CHECK(t[1].thread == 1);
+  CHECK(t[1].value == 0x1005);
+  CHECK(t[1].valueNs == 1500000000);
+
+  FileReader g(dir.write("u.img", timersImage({{3, 999}})).c_str());
+  CHECK(contains(errorOf([&] { buildRestorePlan(g); }), "POSIX timer 3 signals thread 999, which the image does not have"));
+}
+
 // Copies a valid plan so a test can corrupt one field.
 struct PlanCopy {
   std::vector<uint64_t> words;
@@ -141,6 +197,8 @@ TEST_CASE("the plan validator refuses every kind of corrupt plan") {
       {"pending signal names a missing thread", [](plan::Header* h) {
          const_cast<plan::PendingSignal*>(plan::pendingSignals(h))[0].thread = 2; }},
       {"path out of bounds", [](plan::Header* h) { const_cast<plan::Region*>(plan::regions(h))[3].path = 1u << 30; }},
+      {"POSIX timers out of bounds", [](plan::Header* h) { h->timerCount = 5000; }},
+      {"POSIX timers out of bounds", [](plan::Header* h) { h->timerCount = 1; h->timers = h->totalSize; }},
   };
   for (const Case& c : cases) {
     PlanCopy p = validPlan(dir);
@@ -154,6 +212,32 @@ TEST_CASE("the plan validator refuses every kind of corrupt plan") {
   PlanCopy p = validPlan(dir);
   CHECK(plan::validate(p.h(), p.size() - 8) != nullptr);
   CHECK(plan::validate(p.h(), 16) != nullptr);
+}
+
+TEST_CASE("the plan validator refuses a POSIX timer with a negative time, a bad signal or a missing thread") {
+  TempDir dir;
+  FileReader f(dir.write("t.img", timersImage({{5, 301}})).c_str());
+  RestorePlan good = buildRestorePlan(f);
+  struct Case {
+    const char* expect;
+    void (*edit)(plan::PosixTimer&);
+  };
+  const Case cases[] = {
+      {"negative id or time", [](plan::PosixTimer& t) { t.valueNs = -1; }},
+      {"negative id or time", [](plan::PosixTimer& t) { t.id = -1; }},
+      {"bad signal", [](plan::PosixTimer& t) { t.signo = 65; }},
+      {"names a missing thread", [](plan::PosixTimer& t) { t.thread = 2; }},
+  };
+  for (const Case& c : cases) {
+    PlanCopy p;
+    p.words.resize(good.bytes().size() / 8);
+    memcpy(p.words.data(), good.bytes().begin(), good.bytes().size());
+    c.edit(const_cast<plan::PosixTimer*>(plan::posixTimers(p.h()))[0]);
+    const char* why = plan::validate(p.h(), p.size());
+    INFO("expecting: " << c.expect);
+    REQUIRE(why != nullptr);
+    CHECK(contains(why, c.expect));
+  }
 }
 
 TEST_CASE("an unterminated string in the plan is refused") {

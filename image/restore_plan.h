@@ -6,6 +6,7 @@
 //
 //   Header | Region[regionCount] | Pages[pagesCount] | Thread[threadCount]
 //          | SigAction[sigactionCount] | Fd[fdCount] | PendingSignal[pendingCount]
+//          | PosixTimer[timerCount]
 //          | strings (NUL-terminated, referenced by offset) | blob (signal frames, auxv)
 //
 // The restorer, in order: moves itself out of the way of the regions; creates
@@ -27,7 +28,7 @@
 namespace mig::plan {
 
 inline constexpr uint64_t kMagic = 0x314e414c5047494dull;  // "MIGPLAN1" little-endian
-inline constexpr uint32_t kVersion = 3;  // 3: Thread::kernel, Thread::oldTid
+inline constexpr uint32_t kVersion = 4;  // 3: Thread::kernel, Thread::oldTid; 4: PosixTimer
 inline constexpr uint32_t kNoString = 0xffffffffu;
 inline constexpr uint64_t kPage = 4096;
 
@@ -126,6 +127,23 @@ struct PendingSignal {
 static_assert(sizeof(PendingSignal) == 136);
 inline constexpr int32_t kProcessWide = -1;
 
+// One timer_create timer, recreated by the restorer with the same id (so the timer_t
+// values in the restored memory stay valid) and armed before any thread runs.
+struct PosixTimer {
+  int32_t id;
+  int32_t clock;       // as the kernel holds it
+  int32_t notify;      // sigev_notify (SIGEV_THREAD_ID: at `thread`)
+  int32_t signo;
+  uint64_t value;      // sigev_value
+  int32_t thread;      // index into the threads (notify has SIGEV_THREAD_ID), else -1
+  uint32_t reserved;
+  int64_t valueNs;     // time left at the freeze, 0 = disarmed; ignored when absoluteNs != 0
+  int64_t intervalNs;
+  int64_t absoluteNs;  // != 0: arm with TIMER_ABSTIME for this CLOCK_REALTIME date
+};
+static_assert(sizeof(PosixTimer) == 56);
+inline constexpr int32_t kSigevThreadId = 4;  // SIGEV_THREAD_ID
+
 // Mirrors struct prctl_mm_map; zero when the image did not record it.
 struct MmLayout {
   uint64_t startCode, endCode, startData, endData;
@@ -202,8 +220,11 @@ struct Header {
   int32_t configFd;         // an open fd handed to the shim in ResumeInfo::configFd; -1 (or
                             // 0, as in a zero-initialised header) = none
   uint32_t reserved3;
+  uint32_t timerCount;
+  uint32_t reserved4;
+  uint64_t timers;          // byte offset from the start of the plan
 };
-static_assert(sizeof(Header) == 296);
+static_assert(sizeof(Header) == 312);
 
 inline const Region* regions(const Header* h) {
   return reinterpret_cast<const Region*>(reinterpret_cast<const char*>(h) + h->regions);
@@ -222,6 +243,9 @@ inline const Fd* fds(const Header* h) {
 }
 inline const PendingSignal* pendingSignals(const Header* h) {
   return reinterpret_cast<const PendingSignal*>(reinterpret_cast<const char*>(h) + h->pendingSignals);
+}
+inline const PosixTimer* posixTimers(const Header* h) {
+  return reinterpret_cast<const PosixTimer*>(reinterpret_cast<const char*>(h) + h->timers);
 }
 inline const char* string(const Header* h, uint32_t offset) {
   return reinterpret_cast<const char*>(h) + h->strings + offset;

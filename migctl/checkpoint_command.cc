@@ -25,10 +25,11 @@ constexpr const char* kUsage =
     "\n"
     "Writes a checkpoint image of process PID (which runs under libmig.so) to FILE.\n"
     "The process is frozen while its image is written and then goes on, unless\n"
-    "--stop is given: then it ends once the complete image is on disk. FILE appears\n"
-    "only when complete; on any error the process goes on untouched.\n"
+    "--stop is given: then it ends once the complete image is on disk, with exit\n"
+    "status 86, so its parent can tell it was checkpointed (it did not finish).\n"
+    "FILE appears only when complete; on any error the process goes on untouched.\n"
     "  -o FILE            where to write the image (required)\n"
-    "  --stop             end the process after the image is written\n"
+    "  --stop             end the process (exit status 86) after the image is written\n"
     "  --timeout SECONDS  how long to wait for the process to freeze (default 30)\n";
 
 // Waits (bounded) until process `pid` is gone, so a following restart cannot race it.
@@ -61,14 +62,13 @@ int checkpointCommand(int argc, char** argv) {
       return 2;
     }
   }
-  if (pidArg == nullptr || out == nullptr || timeout <= 0) {
-    fprintf(stderr, "migctl checkpoint: %s\n%s", pidArg == nullptr ? "no PID given" : "no output file given (-o FILE)", kUsage);
+  long pid = 0;
+  if (pidArg != nullptr && !parsePid(pidArg, pid)) {
+    fprintf(stderr, "migctl checkpoint: '%s' is not a process ID\n", pidArg);
     return 2;
   }
-  char* end = nullptr;
-  long pid = strtol(pidArg, &end, 10);
-  if (*end != '\0' || pid <= 0) {
-    fprintf(stderr, "migctl checkpoint: '%s' is not a process ID\n", pidArg);
+  if (pidArg == nullptr || out == nullptr || timeout <= 0) {
+    fprintf(stderr, "migctl checkpoint: %s\n%s", pidArg == nullptr ? "no PID given" : "no output file given (-o FILE)", kUsage);
     return 2;
   }
 

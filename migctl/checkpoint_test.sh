@@ -35,9 +35,11 @@ else bad "checkpoint of a running job" "$dir/keep.log" "$dir/keep.out" "$dir/kee
 
 start_job stop
 "$migctl" checkpoint "$job" -o "$dir/stop.img" --stop > "$dir/stop.log" 2>&1; rc=$?
-if [ $rc -eq 0 ] && ! kill -0 "$job" 2>/dev/null && [ -s "$dir/stop.img" ] && ! grep -q '^done$' "$dir/stop.out"; then
-  ok "checkpoint --stop ends the job after writing the image"
-else bad "checkpoint --stop" "$dir/stop.log" "$dir/stop.out"; fi
+wait "$job"; jrc=$?
+if [ $rc -eq 0 ] && ! kill -0 "$job" 2>/dev/null && [ -s "$dir/stop.img" ] && ! grep -q '^done$' "$dir/stop.out" &&
+   [ $jrc -eq 86 ]; then
+  ok "checkpoint --stop ends the job after writing the image, with status 86 (checkpointed, not finished)"
+else bad "checkpoint --stop (job status $jrc)" "$dir/stop.log" "$dir/stop.out"; fi
 
 out=$("$migctl" checkpoint 999999999 -o "$dir/x.img" 2>&1); rc=$?
 if [ $rc -ne 0 ] && grep -q "no process with PID 999999999" <<<"$out" && [ ! -e "$dir/x.img" ]; then
@@ -99,6 +101,30 @@ fi
 
 out=$("$migctl" checkpoint 2>&1); rc=$?
 [ $rc -eq 2 ] && grep -q "no PID given" <<<"$out" && ok "usage errors say what is missing" || bad "usage: $out"
-"$migctl" checkpoint --help | grep -q -- "--stop" && ok "checkpoint --help" || bad "checkpoint --help"
+"$migctl" checkpoint --help | grep -q -- "--stop" && "$migctl" checkpoint --help | grep -q "status 86" &&
+  ok "checkpoint --help (names --stop's exit status)" || bad "checkpoint --help"
+
+for cmd in "checkpoint abc -o $dir/x.img" "checkpoint abc" "migrate abc --to b" "migrate 12x --to b"; do
+  # shellcheck disable=SC2086  # words
+  out=$("$migctl" $cmd 2>&1); rc=$?
+  arg=$(awk '{print $2}' <<<"$cmd")
+  if [ $rc -eq 2 ] && [ "$out" = "migctl ${cmd%% *}: '$arg' is not a process ID" ]; then
+    ok "migctl $cmd: one line, the argument is not a PID"
+  else bad "migctl $cmd (status $rc): $out"; fi
+done
+
+# A shadowd socket this user may not use is named as such, not as "no shadowd".
+if [ "$(id -u)" -eq 0 ] && id nobody >/dev/null 2>&1 && command -v setpriv >/dev/null; then
+  mkdir -m 0755 "$dir/sock" && touch "$dir/sock/shadowd.sock" && chmod 0600 "$dir/sock/shadowd.sock"
+  chmod 0755 "$dir"
+  out=$(setpriv --reuid=nobody --regid=nogroup --clear-groups "$migctl" list --socket "$dir/sock/shadowd.sock" 2>&1); rc=$?
+  if [ $rc -ne 0 ] && grep -q "permission denied on $dir/sock/shadowd.sock" <<<"$out" &&
+     grep -q "job's owner (or as root)" <<<"$out" && ! grep -q "no shadowd" <<<"$out"; then
+    ok "a shadowd socket this user may not use: permission denied, and what to do"
+  else bad "shadowd socket without permission (status $rc): $out"; fi
+  chmod 0700 "$dir"
+else
+  echo "ok - # SKIP permission on shadowd's socket (needs root, user nobody and setpriv)"
+fi
 
 [ "$fails" -eq 0 ]

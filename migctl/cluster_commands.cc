@@ -9,6 +9,7 @@
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -30,6 +31,12 @@ struct LocalLink {
   rpc::Local::Client local = nullptr;
 
   explicit LocalLink(kj::StringPtr socket) {
+    // connect() on a Unix socket needs write permission on it and search permission on
+    // its directories: a socket there that we may not use is not "no shadowd".
+    if (access(socket.cStr(), W_OK) != 0 && errno == EACCES) {
+      fail(kj::str("permission denied on ", socket, ": that shadowd serves another user; run migctl as the ",
+                   "job's owner (or as root)"));
+    }
     if (access(socket.cStr(), F_OK) != 0) {
       fail(kj::str("no shadowd on this host (no socket at ", socket, "); start one: shadowd --listen HOST:PORT"));
     }
@@ -127,8 +134,12 @@ int migrateCommand(int argc, char** argv) {
       }
       network = chosen;
     }
-    else if (argv[i][0] != '-' && pid == 0) pid = strtol(argv[i], nullptr, 10);
-    else {
+    else if (argv[i][0] != '-' && pid == 0) {
+      if (!parsePid(argv[i], pid)) {
+        fprintf(stderr, "migctl migrate: '%s' is not a process ID\n", argv[i]);
+        return 2;
+      }
+    } else {
       fprintf(stderr, "migctl migrate: unexpected argument '%s'\n%s", argv[i], usage);
       return 2;
     }

@@ -3,7 +3,20 @@
 // one-line description, which main() prints.
 #pragma once
 
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+
 namespace mig::migctl {
+
+// A PID on the command line: decimal, positive, nothing after it. Commands say
+// "'abc' is not a process ID" (exit 2) when this is false.
+inline bool parsePid(const char* text, long& pid) {
+  char* end = nullptr;
+  errno = 0;
+  pid = strtol(text, &end, 10);
+  return end != text && *end == '\0' && errno == 0 && pid > 0 && pid <= INT32_MAX;
+}
 
 int imageCommand(int argc, char** argv);
 int checkpointCommand(int argc, char** argv);

@@ -63,6 +63,9 @@ control::Reply ControlClient::freeze(int timeoutSeconds) {
     case control::kOk: break;
     case control::kThreadTimeout:
       fail(kj::str("a thread of process ", pid_, " did not stop for the checkpoint (it may block signals); the process goes on"));
+    case control::kSigevThread:
+      fail(kj::str("process ", pid_, " has a SIGEV_THREAD POSIX timer, which mig cannot save (glibc's timer helper "
+                   "thread blocks every signal, so it cannot be stopped); the process goes on"));
     case control::kBadRequest:
       fail(kj::str("process ", pid_, " runs a libmig that does not understand this migctl"));
     default:

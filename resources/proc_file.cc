@@ -14,14 +14,23 @@ namespace mig::resources {
 
 using image::fail;
 
-std::string readProcFile(pid_t pid, const std::string& what) {
+bool readProcFileIfExists(pid_t pid, const std::string& what, std::string& out) {
   const std::string path = "/proc/" + std::to_string(pid) + "/" + what;
+  out.clear();
   kj::AutoCloseFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd == nullptr && errno == ENOENT) return false;
   if (fd == nullptr) fail(kj::str("cannot open ", path.c_str(), ": ", strerror(errno)));
-  std::string s;
   char buf[4096];
   ssize_t n;
-  while ((n = ::read(fd, buf, sizeof(buf))) > 0) s.append(buf, static_cast<size_t>(n));
+  while ((n = ::read(fd, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  return true;
+}
+
+std::string readProcFile(pid_t pid, const std::string& what) {
+  std::string s;
+  if (!readProcFileIfExists(pid, what, s)) {
+    fail(kj::str("cannot open /proc/", pid, "/", what.c_str(), ": ", strerror(ENOENT)));
+  }
   return s;
 }
 

@@ -13,6 +13,10 @@ namespace mig::resources {
 // be opened.
 std::string readProcFile(pid_t pid, const std::string& what);
 
+// The same, false (and `out` empty) when the file does not exist: for files the kernel
+// has only with some options (timers: CONFIG_CHECKPOINT_RESTORE).
+bool readProcFileIfExists(pid_t pid, const std::string& what, std::string& out);
+
 // Where the link at `path` points; throws (one line naming it) if it cannot be read.
 std::string readLink(const std::string& path);
 

@@ -3,6 +3,7 @@
 
 #include "image/image_error.h"
 #include "resources/pending_siginfo.h"
+#include "resources/posix_timers.h"
 #include "resources/proc_file.h"
 
 #include <capnp/message.h>
@@ -57,6 +58,7 @@ void writeProcess(pid_t pid, const control::Block& block, image::ImageWriter& w,
   }
   p.initItimerReal().setValueNs(block.itimerValueNs);
   p.getItimerReal().setIntervalNs(block.itimerIntervalNs);
+  posix_timers::capture(pid, block, p);
   std::string status = readProcFile(pid, "status");
   p.setUmask(static_cast<uint32_t>(strtoul(fieldOr(status, "Umask").c_str(), nullptr, 8)));
   char cwdLink[64];

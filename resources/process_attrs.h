@@ -1,6 +1,6 @@
 // A process's process-wide attributes in the image: mm layout (/proc/PID/stat, auxv),
-// signal actions, the real-time itimer, umask, cwd, resource limits, signals pending
-// for the whole process, and where the restorer hands control back to the shim; and
+// signal actions, the real-time itimer, the POSIX timers (posix_timers.cc), umask,
+// cwd, resource limits, signals pending for the whole process, and where the restorer hands control back to the shim; and
 // the part of them migctl restart sets itself.
 #pragma once
 

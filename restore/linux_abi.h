@@ -44,6 +44,11 @@ inline constexpr uint32_t kSsAutodisarm = 1u << 31;
 inline constexpr int kPrSetName = 15;
 inline constexpr int kPrSetMm = 35;
 inline constexpr int kPrSetMmMap = 14;
+inline constexpr int kPrTimerCreateRestoreIds = 77;  // Linux >= 6.17: timer_create takes the id
+inline constexpr int kPrTimerCreateRestoreIdsOff = 0;
+inline constexpr int kPrTimerCreateRestoreIdsOn = 1;
+inline constexpr int kTimerAbstime = 1;
+inline constexpr int kSigevThreadId = 4;
 inline constexpr int kArchSetGs = 0x1001;
 inline constexpr int kArchSetFs = 0x1002;
 
@@ -114,6 +119,20 @@ struct Itimerval {
   Timeval interval;
   Timeval value;
 };
+
+struct Itimerspec {
+  Timespec interval;
+  Timespec value;
+};
+
+struct Sigevent {  // the kernel's sigevent_t
+  uint64_t value;
+  int32_t signo;
+  int32_t notify;
+  int32_t tid;     // SIGEV_THREAD_ID's target
+  int32_t pad[11];
+};
+static_assert(sizeof(Sigevent) == 64);
 
 struct Rlimit {
   uint64_t cur;

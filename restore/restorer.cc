@@ -11,7 +11,8 @@
 //   6. installs sigactions and the ITIMER_REAL timer;
 //   7. sets close-on-exec flags, closes the plan and image fds;
 //   8. writes ResumeInfo for the shim;
-//   9. recreates the threads, each of which re-registers its kernel-side state (robust
+//   9. recreates the threads, then the POSIX timers with their ids (a SIGEV_THREAD_ID
+//      timer names its thread's new TID), each of which re-registers its kernel-side state (robust
 //      list, with the futex words of robust mutexes it holds moved to its new TID;
 //      rseq; sigaltstack), queues its pending signals and returns into its saved
 //      signal frame with rt_sigreturn. No thread returns before every thread is set
@@ -65,6 +66,7 @@ struct ThreadCtl {
   int32_t vtid;
   int32_t oldTid;  // the kernel TID the thread had at the checkpoint
   char name[16];   // "" in images from before names were saved
+  int32_t newTid;  // its kernel TID now (set in startThreads)
 };
 
 struct State {
@@ -907,6 +909,60 @@ void queuePending(const ThreadCtl& t, uint64_t mask, int32_t tid, bool processWi
   }
 }
 
+// ---- POSIX timers --------------------------------------------------------------------
+
+[[noreturn]] void timerFail(const plan::PosixTimer& t, const char* what, long err) {
+  Line w;
+  w.str(what).str(" for POSIX timer ").dec(t.id);
+  failErr(w, err);
+}
+
+// The timer with id t.id, made by timer_create. With the prctl (Linux >= 6.17) the kernel
+// takes the id from *created_timer_id; before it, ids are handed out in increasing
+// order per process, so timers are made and deleted until the id comes up (the plan
+// lists them by id, and this process has made no other timer since the exec).
+void createTimer(const plan::PosixTimer& t, Sigevent& ev, bool chosenIds) {
+  for (uint32_t tries = 0; tries < (1u << 20); ++tries) {
+    int32_t id = t.id;
+    long r = sys::rawSyscall(sys::kTimerCreate, t.clock, reinterpret_cast<long>(&ev), reinterpret_cast<long>(&id));
+    if (r < 0) timerFail(t, "timer_create", r);
+    if (id == t.id) return;
+    if (chosenIds || id > t.id) timerFail(t, "timer_create gave another id", -kEBUSY);
+    sys::rawSyscall(sys::kTimerDelete, id);
+  }
+  timerFail(t, "timer_create never gave the id", -kEBUSY);
+}
+
+// After every thread exists and before any returns into the application (all signals
+// are blocked until then, so an expiry now waits as a pending signal). A relative
+// timer gets the time it had left at the freeze, so time spent checkpointed does not
+// count, as for the process's sleeps; an absolute CLOCK_REALTIME one keeps its date.
+void createTimers() {
+  const plan::Header* h = g.plan;
+  if (h->timerCount == 0) return;
+  const bool chosenIds =
+      sys::rawSyscall(sys::kPrctl, kPrTimerCreateRestoreIds, kPrTimerCreateRestoreIdsOn, 0, 0, 0) == 0;
+  const plan::PosixTimer* pt = plan::posixTimers(h);
+  for (uint32_t i = 0; i < h->timerCount; ++i) {
+    const plan::PosixTimer& t = pt[i];
+    Sigevent ev{};
+    ev.value = t.value;
+    ev.signo = t.signo;
+    ev.notify = t.notify;
+    if (t.notify & kSigevThreadId) ev.tid = g.threads[t.thread].newTid;
+    createTimer(t, ev, chosenIds);
+    if (t.valueNs == 0 && t.absoluteNs == 0) continue;  // disarmed
+    Itimerspec its{};
+    const int64_t at = t.absoluteNs != 0 ? t.absoluteNs : t.valueNs;
+    its.value = Timespec{at / 1000000000, at % 1000000000};
+    its.interval = Timespec{t.intervalNs / 1000000000, t.intervalNs % 1000000000};
+    long r = sys::rawSyscall(sys::kTimerSettime, t.id, t.absoluteNs != 0 ? kTimerAbstime : 0,
+                             reinterpret_cast<long>(&its), 0);
+    if (r < 0) timerFail(t, "timer_settime", r);
+  }
+  if (chosenIds) sys::rawSyscall(sys::kPrctl, kPrTimerCreateRestoreIds, kPrTimerCreateRestoreIdsOff, 0, 0, 0);
+}
+
 [[noreturn]] void childMain(void* arg) {
   const ThreadCtl& t = *static_cast<const ThreadCtl*>(arg);
   setUpThread(t, false);
@@ -936,11 +992,14 @@ void queuePending(const ThreadCtl& t, uint64_t mask, int32_t tid, bool processWi
     long tid =
         mig_clone(flags, top, t.kernel.tidAddress, t.kernel.tidAddress, t.kernel.fsBase, childMain, &g.threads[i]);
     if (tid < 0) threadFail(t, "clone", tid);
+    g.threads[i].newTid = static_cast<int32_t>(tid);
     ++k;
   }
   // Every child has set itself up (a failure there ends the whole process) before any
   // thread returns into the application.
   waitFor(&g.setUp, children);
+  g.threads[g.mainIndex].newTid = g.pid;
+  createTimers();
   const ThreadCtl& main = g.threads[g.mainIndex];
   setUpThread(main, true);
   queuePending(main, main.pendingMask, static_cast<int32_t>(sys::rawSyscall(sys::kGettid)), false);

@@ -1,6 +1,7 @@
 // See checkpoint.h. Everything between the first checkpoint signal and the release
 // runs without allocation or locks: other threads may be parked holding malloc's.
 #include "shim/checkpoint.h"
+#include "shim/posix_timers.h"
 #include "shim/proc_dir.h"
 
 #include "shim/forward/clock_shift.h"
@@ -138,7 +139,7 @@ void controlThreadParked() {
     got = rawSyscall(SYS_read, rt.controlConn, reinterpret_cast<long>(&cmd), sizeof(cmd));
   }
   if (got == sizeof(cmd) && cmd.magic == control::kMagic && cmd.op == control::kOpExit) {
-    rawSyscall(SYS_exit_group, 0);
+    rawSyscall(SYS_exit_group, control::kCheckpointedStatus);
   }
   if (got == sizeof(cmd) && cmd.magic == control::kMagic && cmd.op == control::kOpBecomeDeputy) {
     static char args[control::kMaxDeputyArgs];
@@ -216,6 +217,7 @@ void fillProcessState(control::Block& b) {
   b.itimerValueNs = static_cast<int64_t>(it.it_value.tv_sec) * 1000000000 + it.it_value.tv_usec * 1000;
   b.itimerIntervalNs =
       static_cast<int64_t>(it.it_interval.tv_sec) * 1000000000 + it.it_interval.tv_usec * 1000;
+  fillPosixTimers(b);
   for (int sig = 1; sig <= 64; ++sig) {
     control::KernelSigaction k{};
     rawSyscall(SYS_rt_sigaction, sig, 0, reinterpret_cast<long>(&k), 8);
@@ -237,6 +239,11 @@ bool runCheckpoint(int conn, const control::Request& request) {
   Runtime& rt = g_runtime;
   if (request.requesterPid > 0) prctl(PR_SET_PTRACER, request.requesterPid, 0, 0, 0);
   rt.controlConn = conn;
+  if (hasSigevThreadTimer()) {
+    control::Reply reply{control::kMagic, control::kSigevThread, 0, 0, 0};
+    writeAll(conn, &reply, sizeof(reply));
+    return false;
+  }
   rt.resume.magic = 0;
   memset(&rt.block, 0, sizeof(rt.block));
   rt.nextSlot.store(0);

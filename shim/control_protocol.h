@@ -23,7 +23,7 @@
 namespace mig::control {
 
 inline constexpr uint32_t kMagic = 0x4c54434d;  // "MCTL"
-inline constexpr uint32_t kVersion = 2;  // 2: ThreadSlot::kernel
+inline constexpr uint32_t kVersion = 3;  // 2: ThreadSlot::kernel; 3: Block::timers
 
 // Abstract socket name (leading NUL) of process `pid`'s control socket.
 // Returns the length to pass to bind/connect after sun_family.
@@ -36,11 +36,16 @@ inline int ctlSocketName(char* out, size_t size, uid_t uid, pid_t pid) {
 enum Op : uint32_t {
   kOpCheckpoint = 1,
   kOpResume = 2,  // Command: let the threads continue
-  kOpExit = 3,    // Command: end the process (checkpoint --stop)
+  kOpExit = 3,    // Command: end the process (checkpoint --stop) with kCheckpointedStatus
   kOpBecomeDeputy = 4,  // Command: exec the deputy in place; its argv follows in the next
                         // message (NUL-separated, at most kMaxDeputyArgs bytes)
 };
 inline constexpr uint32_t kMaxDeputyArgs = 4096;
+
+// The exit status of a process ended by kOpExit (`migctl checkpoint --stop`): its parent
+// can tell "checkpointed, to be restarted" from "finished". Outside 0-2, sysexits'
+// 64-78 and the shells' 126, 127 and 128+signal.
+inline constexpr int kCheckpointedStatus = 86;
 
 struct Request {
   uint32_t magic;
@@ -54,6 +59,7 @@ enum Status : int32_t {
   kBusy = 1,           // another checkpoint is in progress
   kThreadTimeout = 2,  // a thread did not reach the checkpoint signal in time
   kBadRequest = 3,
+  kSigevThread = 4,    // a SIGEV_THREAD timer's glibc helper thread blocks every signal
 };
 
 struct Reply {
@@ -76,6 +82,20 @@ struct ThreadSlot {
   uint32_t reserved;
 };
 static_assert(sizeof(ThreadSlot) == 104);
+
+// One POSIX timer (timer_create) as the process itself sees it at the freeze; its
+// clock, signal and target come from /proc/PID/timers (resources/posix_timers.cc).
+struct TimerSlot {
+  int32_t id;          // the kernel timer id (what timer_t holds)
+  uint32_t flags;      // kTimerAbsolute
+  int64_t valueNs;     // timer_gettime: time left, 0 = disarmed
+  int64_t intervalNs;
+  int32_t overrun;     // timer_getoverrun
+  uint32_t reserved;
+};
+static_assert(sizeof(TimerSlot) == 32);
+inline constexpr uint32_t kTimerAbsolute = 1;  // last armed with TIMER_ABSTIME (shim/posix_timers.cc)
+inline constexpr uint32_t kMaxTimers = 256;
 
 struct KernelSigaction {
   uint64_t handler;
@@ -100,6 +120,10 @@ struct Block {
   KernelSigaction sigactions[64];  // index i: signal i+1
   ThreadSlot threads[kMaxThreads];
   uint64_t resumeEntry;          // the shim's mig_resumed_thread (plan::Header::resumeEntry)
+  int64_t realtimeNs;            // CLOCK_REALTIME at the freeze (dates of absolute timers)
+  uint32_t timerCount;           // POSIX timers in `timers`
+  uint32_t timersComplete;       // 0: more than kMaxTimers, or no /proc/self/timers to list them
+  TimerSlot timers[kMaxTimers];
 };
 
 }  // namespace mig::control

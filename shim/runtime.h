@@ -23,6 +23,10 @@ namespace mig::shim {
 // (signal_hiding.cc) so it stays deliverable.
 inline constexpr int kCheckpointSignal = 63;
 
+// Timer ids below this have their TIMER_ABSTIME flag remembered (shim/posix_timers.cc);
+// the kernel hands out ids from 0 up per process.
+inline constexpr uint32_t kTimerFlagIds = 4096;
+
 struct Runtime {
   pid_t vpid;            // what getpid() returns, forever (the first real PID)
   pid_t vppid;           // what getppid() returned before the first restore
@@ -45,6 +49,7 @@ struct Runtime {
   control::Block block;
   plan::ResumeInfo resume;           // written by the restorer
   forward::State forward;            // system call forwarding after a migration (shim/forward/)
+  std::atomic<uint64_t> timerAbsolute[kTimerFlagIds / 64];  // bit id: timer id armed with TIMER_ABSTIME
 };
 
 inline constexpr uint32_t kPhaseIdle = 0;

@@ -68,6 +68,12 @@ static_assert(offsetof(a::Stat, size) == offsetof(struct stat, st_size));
 static_assert(sizeof(a::Timespec) == sizeof(timespec) && sizeof(a::Itimerval) == sizeof(itimerval));
 static_assert(offsetof(a::Itimerval, value) == offsetof(itimerval, it_value));
 static_assert(sizeof(a::Rlimit) == sizeof(rlimit));
+static_assert(sizeof(a::Sigevent) == sizeof(sigevent) && sizeof(a::Itimerspec) == sizeof(itimerspec));
+static_assert(offsetof(a::Sigevent, signo) == offsetof(sigevent, sigev_signo));
+static_assert(offsetof(a::Sigevent, notify) == offsetof(sigevent, sigev_notify));
+static_assert(offsetof(a::Sigevent, tid) == offsetof(sigevent, _sigev_un._tid));
+static_assert(offsetof(a::Itimerspec, value) == offsetof(itimerspec, it_value));
+static_assert(a::kTimerAbstime == TIMER_ABSTIME && a::kSigevThreadId == SIGEV_THREAD_ID);
 static_assert(sizeof(a::StackT) == sizeof(stack_t));
 static_assert(offsetof(a::StackT, flags) == offsetof(stack_t, ss_flags));
 static_assert(offsetof(a::StackT, size) == offsetof(stack_t, ss_size));
@@ -90,6 +96,8 @@ static_assert(sys::kGetpid == SYS_getpid && sys::kClone == SYS_clone && sys::kKi
 static_assert(sys::kFcntl == SYS_fcntl && sys::kSigaltstack == SYS_sigaltstack && sys::kPrctl == SYS_prctl);
 static_assert(sys::kArchPrctl == SYS_arch_prctl && sys::kGettid == SYS_gettid && sys::kFutex == SYS_futex);
 static_assert(sys::kSetTidAddress == SYS_set_tid_address && sys::kClockGettime == SYS_clock_gettime);
+static_assert(sys::kTimerCreate == SYS_timer_create && sys::kTimerSettime == SYS_timer_settime &&
+              sys::kTimerDelete == SYS_timer_delete);
 static_assert(sys::kExitGroup == SYS_exit_group && sys::kTgkill == SYS_tgkill && sys::kOpenat == SYS_openat);
 static_assert(sys::kSetRobustList == SYS_set_robust_list && sys::kPrlimit64 == SYS_prlimit64);
 static_assert(sys::kRseq == SYS_rseq && sys::kFtruncate == SYS_ftruncate && sys::kGetuid == SYS_getuid);

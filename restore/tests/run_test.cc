@@ -142,7 +142,9 @@ TEST_CASE("invalid plans are refused by plan::validate before anything changes")
   const char junk[] = "this is not a plan, but it is long enough to hold a plan header if it were one ..."
                       "........................................................................"
                       "........................................................................"
+                      "........................................................................"
                       "........................................................................";
+  static_assert(sizeof(junk) >= sizeof(plan::Header));
   expectFailure(run({"20", "21"}, [&] { memfdAt(junk, sizeof(junk), 20); }), "invalid plan: plan has a wrong magic number");
   expectFailure(run({"20", "21"}, [&] { memfdAt(junk, 10, 20); }), "invalid plan: plan shorter than its header");
   auto plan = minimalPlan().build();

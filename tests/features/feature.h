@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,6 +44,19 @@ static void feature_fail(const char *fmt, ...)
 /* CHECK_SYS(call): the call must not return -1; errno in the message. */
 #define CHECK_SYS(call) \
   do { if ((call) == -1) feature_fail("%s:%d: %s: %s", __FILE__, __LINE__, #call, strerror(errno)); } while (0)
+
+/* Installs fn as sig's SA_SIGINFO handler with `flags` (SA_ONSTACK, SA_RESTART, ...)
+ * and an empty sa_mask. */
+__attribute__((unused))
+static void feature_handle(int sig, void (*fn)(int, siginfo_t *, void *), int flags)
+{
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = fn;
+  sa.sa_flags = SA_SIGINFO | flags;
+  sigemptyset(&sa.sa_mask);
+  CHECK_SYS(sigaction(sig, &sa, NULL));
+}
 
 /* The step marker run_feature.sh waits for. */
 static inline void feature_step(int n)

@@ -343,6 +343,8 @@ checkpoint_stop() {
   fi
   [ -s "$img" ] || { fail "migctl checkpoint succeeded but $img is missing or empty"; finish; }
   finish_run "$name" "the checkpointed process (after checkpoint --stop)" || finish
+  # 86: migctl checkpoint --help (the parent can tell "checkpointed" from "finished").
+  [ "$STATUS" = 86 ] || { fail "the process ended with status $STATUS after checkpoint --stop, not 86"; finish; }
   ok "$name: image of $(du -k "$img" | cut -f1) KiB; the process ended with status $STATUS" \
     "after printing $(wc -c <"$work/$name/out") bytes"
 }

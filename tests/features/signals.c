@@ -56,16 +56,6 @@ static void on_rt(int sig, siginfo_t *si, void *uc)
   rt_count++;
 }
 
-static void handle(int sig, void (*fn)(int, siginfo_t *, void *), int flags)
-{
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = fn;
-  sa.sa_flags = SA_SIGINFO | flags;
-  sigemptyset(&sa.sa_mask);
-  CHECK_SYS(sigaction(sig, &sa, NULL));
-}
-
 /* Compares the current mask with want over every signal number. */
 static void check_mask(const sigset_t *want, const char *when)
 {
@@ -91,9 +81,9 @@ int main(int argc, char **argv)
 
   stack_t ss = { .ss_sp = altstack, .ss_size = ALT_SIZE, .ss_flags = 0 };
   CHECK_SYS(sigaltstack(&ss, NULL));
-  handle(SIGUSR1, on_usr1, SA_ONSTACK);
-  handle(SIGUSR2, on_usr2, 0);
-  handle(SIGRTMIN, on_rt, 0);
+  feature_handle(SIGUSR1, on_usr1, SA_ONSTACK);
+  feature_handle(SIGUSR2, on_usr2, 0);
+  feature_handle(SIGRTMIN, on_rt, 0);
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_alarm;
