@@ -129,6 +129,8 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
   spec.argv.add(kj::str("--command"));
   spec.argv.add(kj::str(command));
   addNetworkArgs(spec.argv, network);
+  spec.argv.add(kj::str("--stall-timeout-ms"));
+  spec.argv.add(kj::str(config_.transferTimeoutMs));
   if (becomeDeputy) {
     spec.argv.add(kj::str("--deputy"));
     spec.argv.add(kj::str(config_.deputy));
@@ -150,7 +152,9 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
   auto errText = errStream->readAllText().attach(kj::mv(errStream));
   // A destination that stops answering must not keep the job frozen: the sender is
   // killed, and the job's shim resumes it when the sender's connection closes.
-  auto timeout = io_.provider->getTimer().afterDelay(kSenderTimeoutMinutes * kj::MINUTES).then([pid]() {
+  auto timedOut = kj::heap<bool>(false);
+  auto timeout = io_.provider->getTimer().afterDelay(kSenderTimeoutMinutes * kj::MINUTES).then([pid, t = timedOut.get()]() {
+    *t = true;
     kill(pid, SIGKILL);
   });
   return kj::joinPromises(kj::arr(kj::mv(outText), kj::mv(errText)))
@@ -158,7 +162,7 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
         return exited.then([texts = kj::mv(texts)](int status) mutable { return kj::tuple(status, kj::mv(texts)); });
       })
       .attach(timeout.eagerlyEvaluate(nullptr))
-      .then([result](kj::Tuple<int, kj::Array<kj::String>> r) mutable {
+      .then([result, timedOut = kj::mv(timedOut)](kj::Tuple<int, kj::Array<kj::String>> r) mutable {
         int status = kj::get<0>(r);
         auto& texts = kj::get<1>(r);
         // stdout: "MIGRATED freeze_ms image_bytes transfer_ms restore_ms"
@@ -168,8 +172,11 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
                   sscanf(texts[0].cStr(), "MIGRATED %lf %llu %lf %lf", &freeze, &bytes, &transfer, &restore) == 4;
         if (!ok) {
           auto line = oneLine(lastLine(texts[1]));
-          if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+          if (*timedOut) {
             line = kj::str("the hop took more than ", kSenderTimeoutMinutes, " minutes: cancelled");
+          } else if (WIFSIGNALED(status)) {
+            // Killed by someone else (or crashed): what it said last may not be why.
+            line = kj::str("the sender (migctl send) was ", describeStatus(status));
           }
           if (line.size() == 0) line = kj::str("the sender ended with ", describeStatus(status));
           fail(kj::mv(line));

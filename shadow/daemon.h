@@ -29,6 +29,13 @@ struct DaemonConfig {
   kj::Vector<kj::String> localPaths;  // host-local path prefixes (shared file systems)
   kj::HashMap<kj::String, kj::String> nodes;  // name -> address (--nodes FILE)
   kj::String keyPath;         // "" = no key
+  // Before login (DESIGN.md, Security): the time a TCP peer has to log in, and how many
+  // may be waiting to at once.
+  uint64_t loginTimeoutMs = 10000;
+  size_t maxPendingLogins = 16;
+  // A hop whose image makes no progress for this long is cancelled: the sender resumes
+  // the job where it was, the destination deletes what it received.
+  uint64_t transferTimeoutMs = 30000;
 };
 
 // A job whose home is this host.

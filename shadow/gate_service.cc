@@ -10,7 +10,7 @@ namespace {
 
 class GateImpl final : public rpc::Gate::Server {
  public:
-  explicit GateImpl(Daemon& d) : d_(d) {}
+  GateImpl(Daemon& d, kj::Function<void()> onLogin) : d_(d), onLogin_(kj::mv(onLogin)) {}
 
   kj::Promise<void> challenge(ChallengeContext context) override {
     nonce_ = randomBytes(32);
@@ -26,6 +26,7 @@ class GateImpl final : public rpc::Gate::Server {
       fail(kj::str("login refused: wrong cluster key"));
     }
     nonce_ = nullptr;  // one login per challenge
+    onLogin_();
     auto results = context.getResults();
     results.setProof(d_.key().proof(kServerLabel, params.getClientNonce()));
     results.setNode(makeNode(d_));
@@ -34,11 +35,14 @@ class GateImpl final : public rpc::Gate::Server {
 
  private:
   Daemon& d_;
+  kj::Function<void()> onLogin_;
   kj::Array<kj::byte> nonce_;
 };
 
 }  // namespace
 
-rpc::Gate::Client makeGate(Daemon& d) { return kj::heap<GateImpl>(d); }
+rpc::Gate::Client makeGate(Daemon& d, kj::Function<void()> onLogin) {
+  return kj::heap<GateImpl>(d, kj::mv(onLogin));
+}
 
 }  // namespace mig::shadow

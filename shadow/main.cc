@@ -6,6 +6,7 @@
 #include "shadow/error.h"
 #include "shadow/services.h"
 #include "shadow/rpc_server.h"
+#include "shadow/spool.h"
 
 #include <kj/debug.h>
 #include <kj/main.h>
@@ -42,6 +43,15 @@ constexpr const char* kUsage =
     "  --local-path DIR     a directory every host has (shared file system): migrated jobs\n"
     "                       open files under it locally (repeatable; also $MIG_LOCAL_PATHS,\n"
     "                       colon-separated)\n"
+    "  --transfer-timeout S a hop whose image makes no progress for S seconds (the\n"
+    "                       destination stopped answering) is cancelled: the job runs on\n"
+    "                       where it was, the destination deletes what it received\n"
+    "                       (default: 30)\n"
+    "  --login-timeout S    a peer that has not logged in after S seconds is disconnected\n"
+    "                       (default: 10)\n"
+    "  --max-pending-logins N  at most N connections waiting to log in at once; more are\n"
+    "                       closed at once (default: 16). Before login a peer may send\n"
+    "                       at most 64 KiB\n"
     "  --log FILE           log there instead of stderr\n"
     "  -h, --help           this text\n";
 
@@ -86,6 +96,25 @@ void readNodes(kj::StringPtr path, DaemonConfig& config) {
   fclose(f);
 }
 
+// "2.5" -> 2500; a bad or non-positive number is a usage error.
+uint64_t parseSecondsMs(kj::StringPtr option, kj::StringPtr text) {
+  char* end = nullptr;
+  double s = strtod(text.cStr(), &end);
+  if (end == text.cStr() || *end != '\0' || !(s > 0) || s > 86400 * 7) {
+    usageError(kj::str(option, " takes a number of seconds > 0, not '", text, "'").cStr());
+  }
+  return static_cast<uint64_t>(s * 1000 + 0.5);
+}
+
+size_t parseCount(kj::StringPtr option, kj::StringPtr text) {
+  char* end = nullptr;
+  long n = strtol(text.cStr(), &end, 10);
+  if (end == text.cStr() || *end != '\0' || n < 1 || n > 100000) {
+    usageError(kj::str(option, " takes a number >= 1, not '", text, "'").cStr());
+  }
+  return static_cast<size_t>(n);
+}
+
 int run(int argc, char** argv) {
   DaemonConfig config;
   const char* logPath = nullptr;
@@ -106,6 +135,9 @@ int run(int argc, char** argv) {
     else if (arg == "--spool") config.spoolDir = kj::str(value());
     else if (arg == "--local-path") config.localPaths.add(kj::str(value()));
     else if (arg == "--log") logPath = value().cStr();
+    else if (arg == "--transfer-timeout") config.transferTimeoutMs = parseSecondsMs(arg, value());
+    else if (arg == "--login-timeout") config.loginTimeoutMs = parseSecondsMs(arg, value());
+    else if (arg == "--max-pending-logins") config.maxPendingLogins = parseCount(arg, value());
     else usageError(kj::str("unknown argument '", arg, "'").cStr());
   }
   if (const char* env = getenv("MIG_LOCAL_PATHS")) {
@@ -154,6 +186,12 @@ int run(int argc, char** argv) {
   auto io = kj::setupAsyncIo();
   Daemon d(io, kj::mv(config), kj::mv(key));
   auto& cfg = d.config();
+  // Images a crashed shadowd left (a transfer cut short, a job that is gone).
+  auto leftovers = cleanSpool(cfg.spoolDir);
+  if (leftovers.size() > 0) {
+    d.log(kj::str("deleted ", leftovers.size(), " file(s) an earlier shadowd left in ", cfg.spoolDir, ": ",
+                  kj::strArray(leftovers, " ")));
+  }
   auto& network = io.provider->getNetwork();
 
   // The local socket: owner-only, and every peer's uid checked.
@@ -176,7 +214,13 @@ int run(int argc, char** argv) {
 
   kj::Own<kj::ConnectionReceiver> peerListener;
   kj::Promise<void> peerServing = kj::NEVER_DONE;
-  AcceptFn acceptPeer = [&d](kj::AsyncIoStream&) -> capnp::Capability::Client { return makeGate(d); };
+  PreLoginLimits limits;
+  limits.timeoutMs = cfg.loginTimeoutMs;
+  limits.maxPending = cfg.maxPendingLogins;
+  GatedServer gated(
+      io.provider->getTimer(), limits,
+      [&d](kj::Function<void()> onLogin) -> capnp::Capability::Client { return makeGate(d, kj::mv(onLogin)); },
+      [&d](kj::StringPtr line) { d.log(line); });
   if (cfg.listen.size() > 0) {
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
       peerListener = network.parseAddress(cfg.listen).wait(io.waitScope)->listen();
@@ -186,7 +230,7 @@ int run(int argc, char** argv) {
       unlink(cfg.relayPath.cStr());
       return 1;
     }
-    peerServing = serveRpc(*peerListener, d.tasks(), acceptPeer);
+    peerServing = gated.serve(*peerListener);
   }
   d.log(kj::str("listening on ", cfg.listen.size() > 0 ? cfg.listen.asPtr() : "(no network)", ", local socket ",
                 cfg.socketPath, d.key().present() ? ", cluster key loaded" : ", no cluster key"));

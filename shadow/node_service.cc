@@ -6,6 +6,7 @@
 #include "shadow/error.h"
 #include "shadow/network_policy.h"
 #include "shadow/services.h"
+#include "shadow/spool.h"
 
 #include <kj/debug.h>
 
@@ -22,6 +23,9 @@ namespace mig::shadow {
 namespace {
 
 constexpr uint64_t kRestoreTimeoutMs = 120000;
+// Before the first bytes, the sender freezes the job (migctl send: up to 30 s) on top
+// of the transfer timeout.
+constexpr uint64_t kFreezeAllowanceMs = 30000;
 
 // What `migctl nodes` shows of this host.
 void fillInfo(Daemon& d, rpc::NodeInfo::Builder info) {
@@ -47,20 +51,23 @@ void fillInfo(Daemon& d, rpc::NodeInfo::Builder info) {
   info.setMemAvailableKiB(avail);
 }
 
-// Receives one image into the spool, then restores it.
+// Receives one image into the spool, then restores it. A transfer that stops (the
+// sender is gone, the link is cut) is dropped after the transfer timeout: its partial
+// image deleted and the job forgotten, even while the connection seems open.
 class ImageSinkImpl final : public rpc::ImageSink::Server {
  public:
   // homeClock: home's realtime clock minus ours, measured while the image arrives.
   ImageSinkImpl(Daemon& d, uint64_t jobId, kj::Promise<int64_t> homeClock)
       : d_(d), jobId_(jobId), homeClock_(kj::mv(homeClock)) {
-    path_ = kj::str(d.config().spoolDir, "/job-", jobId, ".img");
-    logPath_ = kj::str(d.config().spoolDir, "/job-", jobId, ".log");
+    path_ = spoolImagePath(d.config().spoolDir, jobId);
+    logPath_ = spoolLogPath(d.config().spoolDir, jobId);
     fd_ = open(path_.cStr(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     require(fd_ >= 0, kj::str("cannot create ", path_, ": ", strerror(errno)));
+    armStallTimer(d.config().transferTimeoutMs + kFreezeAllowanceMs);
   }
   ~ImageSinkImpl() noexcept(false) {
     if (fd_ >= 0) close(fd_);
-    if (!restored_) {
+    if (!restored_ && !dropped_) {
       unlink(path_.cStr());
       // The job never ran here: forget it.
       d_.hostedJobs().erase(jobId_);
@@ -68,6 +75,8 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   }
 
   kj::Promise<void> write(WriteContext context) override {
+    require(!dropped_, "the transfer was cancelled here: no progress within the transfer timeout");
+    armStallTimer(d_.config().transferTimeoutMs);
     auto bytes = context.getParams().getBytes();
     const kj::byte* p = bytes.begin();
     size_t left = bytes.size();
@@ -82,7 +91,9 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   }
 
   kj::Promise<void> done(DoneContext context) override {
+    require(!dropped_, "the transfer was cancelled here: no progress within the transfer timeout");
     require(fd_ >= 0, "image already complete");
+    stall_ = nullptr;  // the restore has its own limit
     // No fsync: the restore reads (and maps) the image from the page cache, and the
     // image is worth nothing after a crash of this host, which ends the job anyway.
     close(fd_);
@@ -181,6 +192,25 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   }
 
  private:
+  // No write within `ms`: the transfer is dropped.
+  void armStallTimer(uint64_t ms) {
+    stall_ = d_.io().provider->getTimer().afterDelay(ms * kj::MILLISECONDS).then([this]() { drop(); })
+                 .eagerlyEvaluate(nullptr);
+  }
+
+  void drop() {
+    dropped_ = true;
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+    struct stat st {};
+    auto got = stat(path_.cStr(), &st) == 0 ? kj::str(st.st_size, " bytes") : kj::str("nothing");
+    unlink(path_.cStr());
+    unlink(logPath_.cStr());
+    d_.hostedJobs().erase(jobId_);
+    d_.log(kj::str("job ", jobId_, ": transfer cancelled, no progress for ", d_.config().transferTimeoutMs / 1000.0,
+                   " s (the sender stopped answering); its partial image (", got, ") deleted"));
+  }
+
   kj::String readLog() {
     int fd = open(logPath_.cStr(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return kj::str("");
@@ -196,7 +226,9 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   kj::String logPath_;
   int fd_ = -1;
   bool restored_ = false;
+  bool dropped_ = false;
   kj::Promise<int64_t> homeClock_;
+  kj::Promise<void> stall_ = nullptr;  // last: it calls drop(), which uses the rest
 };
 
 class NodeImpl final : public rpc::Node::Server {

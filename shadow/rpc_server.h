@@ -16,4 +16,38 @@ using AcceptFn = kj::Function<capnp::Capability::Client(kj::AsyncIoStream& strea
 // Serves `listener` forever (the promise fails only if accept() does).
 kj::Promise<void> serveRpc(kj::ConnectionReceiver& listener, kj::TaskSet& tasks, AcceptFn& accept);
 
+// What a TCP peer may do before it logs in (DESIGN.md, Security).
+struct PreLoginLimits {
+  size_t maxBytes = 64 * 1024;  // bytes it may send; at that many the connection is closed
+  uint64_t timeoutMs = 10000;   // time it has to log in
+  size_t maxPending = 16;       // connections not logged in at once; more are closed at once
+};
+
+// Serves the peers' TCP listener: each connection's bootstrap is a Gate made by
+// `makeGate`, which calls the function it is given once its peer has logged in. Until
+// then the connection is held to `limits`; each connection closed for a limit is
+// logged with one line.
+class GatedServer final : private kj::TaskSet::ErrorHandler {
+ public:
+  using GateFn = kj::Function<capnp::Capability::Client(kj::Function<void()> onLogin)>;
+  using LogFn = kj::Function<void(kj::StringPtr line)>;
+  GatedServer(kj::Timer& timer, PreLoginLimits limits, GateFn makeGate, LogFn log);
+
+  // The connections are its own: they end with it.
+  kj::Promise<void> serve(kj::ConnectionReceiver& listener);
+  size_t pending() const { return pending_; }
+
+ private:
+  struct Connection;
+  void accepted(kj::Own<kj::AsyncIoStream> stream);
+  void taskFailed(kj::Exception&& e) override;
+
+  kj::Timer& timer_;
+  PreLoginLimits limits_;
+  GateFn makeGate_;
+  LogFn log_;
+  size_t pending_ = 0;
+  kj::TaskSet connections_{*this};  // last: its connections go first
+};
+
 }  // namespace mig::shadow

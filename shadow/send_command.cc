@@ -39,14 +39,27 @@ constexpr int kFreezeTimeoutSeconds = 30;
 constexpr const char* kUsage =
     "usage: MIG_JOB_TOKEN=HEX migctl send PID --to HOST:PORT --key FILE --job-id ID --home HOST:PORT\n"
     "                   --vpid N [--command TEXT] [--network local|rebind] [--deputy PATH --shadowd-socket PATH]\n"
+    "                   [--stall-timeout-ms N]\n"
     "\n"
     "One hop of a migration, as shadowd runs it; use `migctl migrate` instead.\n";
 
+// Waits for `p`, but fails with `why` if it does not resolve within `ms`: a
+// destination that stops answering (a partition) must not keep the job frozen.
+template <typename T>
+T waitOrStall(kj::Promise<T> p, kj::Timer& timer, uint64_t ms, kj::StringPtr why, kj::WaitScope& ws) {
+  return p.exclusiveJoin(timer.afterDelay(ms * kj::MILLISECONDS).then([why]() -> T { fail(kj::str(why)); }))
+      .wait(ws);
+}
+
 // The image as RPC writes to the destination's ImageSink, kInFlight of them
-// outstanding at a time: enough to keep the link busy, bounded memory.
+// outstanding at a time: enough to keep the link busy, bounded memory. A write not
+// taken within the stall timeout cancels the hop.
 class RpcSink final : public image::ByteSink {
  public:
-  RpcSink(rpc::ImageSink::Client sink, kj::WaitScope& ws) : sink_(kj::mv(sink)), ws_(ws) { buf_.reserve(kChunk); }
+  RpcSink(rpc::ImageSink::Client sink, kj::WaitScope& ws, kj::Timer& timer, uint64_t stallMs, kj::String stalled)
+      : sink_(kj::mv(sink)), ws_(ws), timer_(timer), stallMs_(stallMs), stalled_(kj::mv(stalled)) {
+    buf_.reserve(kChunk);
+  }
 
   void write(const void* data, size_t len) override {
     auto* p = static_cast<const kj::byte*>(data);
@@ -69,8 +82,9 @@ class RpcSink final : public image::ByteSink {
       buf_.clear();
     }
     while (inFlight_.size() > (drain ? 0 : kInFlight)) {
-      inFlight_.front().wait(ws_);
+      auto next = kj::mv(inFlight_.front());
       inFlight_.pop_front();
+      waitOrStall(kj::mv(next), timer_, stallMs_, stalled_, ws_);
     }
   }
 
@@ -80,6 +94,9 @@ class RpcSink final : public image::ByteSink {
  private:
   rpc::ImageSink::Client sink_;
   kj::WaitScope& ws_;
+  kj::Timer& timer_;
+  uint64_t stallMs_;
+  kj::String stalled_;
   std::vector<kj::byte> buf_;
   std::deque<kj::Promise<void>> inFlight_;
   uint64_t total_ = 0;
@@ -94,7 +111,7 @@ double msSince(std::chrono::steady_clock::time_point t) {
 int sendCommand(int argc, char** argv) {
   const char *to = nullptr, *keyPath = nullptr, *home = nullptr, *command = "", *deputy = nullptr,
              *shadowdSocket = nullptr;
-  uint64_t jobId = 0;
+  uint64_t jobId = 0, stallMs = 30000;
   long pid = 0, vpid = 0;
   auto network = rpc::NetworkPolicy::HOME;
   for (int i = 0; i < argc; ++i) {
@@ -110,6 +127,7 @@ int sendCommand(int argc, char** argv) {
     else if (is("--command")) command = argv[++i];
     else if (is("--deputy")) deputy = argv[++i];
     else if (is("--shadowd-socket")) shadowdSocket = argv[++i];
+    else if (is("--stall-timeout-ms")) stallMs = strtoull(argv[++i], nullptr, 10);
     else if (is("--network")) {
       const char* v = argv[++i];
       KJ_IF_MAYBE(p, networkFromWord(v)) { network = *p; }
@@ -121,7 +139,7 @@ int sendCommand(int argc, char** argv) {
       return 2;
     }
   }
-  if (pid <= 0 || to == nullptr || keyPath == nullptr || jobId == 0 || home == nullptr ||
+  if (pid <= 0 || to == nullptr || keyPath == nullptr || jobId == 0 || home == nullptr || stallMs == 0 ||
       (deputy != nullptr && shadowdSocket == nullptr)) {
     fprintf(stderr, "migctl send: missing arguments\n%s", kUsage);
     return 2;
@@ -144,7 +162,13 @@ int sendCommand(int argc, char** argv) {
   ticket.setHome(home);
   ticket.setVpid(static_cast<int32_t>(vpid > 0 ? vpid : pid));
   ticket.setCommand(command);
-  RpcSink out(receive.send().wait(ws).getSink(), ws);
+  // The one line the user sees when the destination stops answering (the job is
+  // resumed here when this process ends: its shim sees the control connection close).
+  auto stalled = kj::str("hop aborted: the destination ", to, " stopped answering (no progress for ",
+                         stallMs / 1000.0, " s); the job runs on ", deputy != nullptr ? "at home" : "where it was");
+  auto& timer = io.provider->getTimer();
+  auto sink = waitOrStall(receive.send(), timer, stallMs, stalled, ws).getSink();
+  RpcSink out(kj::mv(sink), ws, timer, stallMs, kj::mv(stalled));
 
   auto frozenAt = std::chrono::steady_clock::now();
   resources::CaptureStats stats = migctl::freezeAndCapture(ctl, kFreezeTimeoutSeconds, /*forMigration=*/true, out);

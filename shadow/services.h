@@ -7,7 +7,8 @@
 
 namespace mig::shadow {
 
-rpc::Gate::Client makeGate(Daemon& d);
+// onLogin: called once the peer has proven it holds the cluster key.
+rpc::Gate::Client makeGate(Daemon& d, kj::Function<void()> onLogin);
 rpc::Node::Client makeNode(Daemon& d);
 
 rpc::Local::Client makeLocal(Daemon& d);

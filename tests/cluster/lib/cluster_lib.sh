@@ -114,9 +114,10 @@ cleanup() {
   [[ -n ${C-} ]] && timeout 60 "$HOSTS" down "$C"
   if (( KEEP )); then echo "# kept $T"; else rm -rf "$T"; fi
 }
+SHADOWD_ARGS=()               # more shadowd options, set by a scenario before cluster_up
 start_shadowd() {  # start_shadowd HOST KEYFILE
   SD[$1]=$(mh spawn "$C" "$1" "$T/shadowd-$1.log" -- env MIG_DEPUTY="$DEPUTY" MIG_MIGCTL="$MIGCTL" \
-    "$SHADOWD" --listen "${ADDR[$1]}:$PORT" --cluster-key "$2" --nodes "$T/nodes")
+    "$SHADOWD" --listen "${ADDR[$1]}:$PORT" --cluster-key "$2" --nodes "$T/nodes" ${SHADOWD_ARGS[@]+"${SHADOWD_ARGS[@]}"})
 }
 shadowd_ready() { [[ -S $(hp "$1" "$SD_SOCK") ]] && grep -q "listening on" "$T/shadowd-$1.log"; }
 # cluster_up a [b [c]] [d]: the hosts, each with its shadowd listening (d's with
