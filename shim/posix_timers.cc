@@ -28,9 +28,6 @@ bool absoluteBit(int32_t id) {
 }  // namespace
 
 void fillPosixTimers(control::Block& b) {
-  struct timespec now {};
-  rawSyscall(SYS_clock_gettime, CLOCK_REALTIME, reinterpret_cast<long>(&now));
-  b.realtimeNs = ns(now);
   b.timerCount = 0;
   // Without the file (a kernel without CONFIG_CHECKPOINT_RESTORE) timers cannot be
   // listed, and none are saved (docs/kinds/posix_timer.md).
@@ -54,6 +51,12 @@ void fillPosixTimers(control::Block& b) {
     return true;
   });
   b.timersComplete = complete ? 1 : 0;
+  // An absolute timer's date is taken as this clock plus the time it had left. Read
+  // after every timer's time left, the date is late by at most this loop, never early:
+  // a restored timer may fire a little late, as any timer may, but never before its date.
+  struct timespec now {};
+  rawSyscall(SYS_clock_gettime, CLOCK_REALTIME, reinterpret_cast<long>(&now));
+  b.realtimeNs = ns(now);
 }
 
 bool hasSigevThreadTimer() {
