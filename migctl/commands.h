@@ -3,6 +3,8 @@
 // one-line description, which main() prints.
 #pragma once
 
+#include "resources/caller_fds.h"
+
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -20,7 +22,8 @@ inline bool parsePid(const char* text, long& pid) {
 
 int imageCommand(int argc, char** argv);
 int checkpointCommand(int argc, char** argv);
-int restartCommand(int argc, char** argv);
+// `caller`: the fds main() found open (resources::CallerFds::atStartup).
+int restartCommand(int argc, char** argv, const resources::CallerFds& caller);
 int runCommand(int argc, char** argv);
 int migrateCommand(int argc, char** argv);
 int listCommand(int argc, char** argv);

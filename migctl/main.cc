@@ -1,6 +1,7 @@
 // migctl: the command users type. Dispatches sub-commands; each lives in its own
 // file and returns the process exit status (0 ok, 1 failure, 2 usage error).
 #include "migctl/commands.h"
+#include "resources/caller_fds.h"
 #include "shadow/send_command.h"
 
 #include <kj/exception.h>
@@ -34,6 +35,8 @@ constexpr const char* kUsage =
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before anything is opened: only these may stand in for a restarted job's streams.
+  const auto caller = mig::resources::CallerFds::atStartup();
   if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
       strcmp(argv[1], "-h") == 0) {
     fputs(kUsage, argc < 2 ? stderr : stdout);
@@ -43,7 +46,7 @@ int main(int argc, char** argv) {
     if (strcmp(argv[1], "image") == 0) return mig::migctl::imageCommand(argc - 2, argv + 2);
     if (strcmp(argv[1], "run") == 0) return mig::migctl::runCommand(argc - 2, argv + 2);
     if (strcmp(argv[1], "checkpoint") == 0) return mig::migctl::checkpointCommand(argc - 2, argv + 2);
-    if (strcmp(argv[1], "restart") == 0) return mig::migctl::restartCommand(argc - 2, argv + 2);
+    if (strcmp(argv[1], "restart") == 0) return mig::migctl::restartCommand(argc - 2, argv + 2, caller);
     if (strcmp(argv[1], "migrate") == 0) return mig::migctl::migrateCommand(argc - 2, argv + 2);
     if (strcmp(argv[1], "list") == 0) return mig::migctl::listCommand(argc - 2, argv + 2);
     if (strcmp(argv[1], "nodes") == 0) return mig::migctl::nodesCommand(argc - 2, argv + 2);

@@ -122,7 +122,7 @@ std::string findRestorer() {
 
 }  // namespace
 
-int restartCommand(int argc, char** argv) {
+int restartCommand(int argc, char** argv, const resources::CallerFds& caller) {
   const char* path = nullptr;
   resources::FileRestoreOptions options;
   MigratedOptions migrated;
@@ -204,14 +204,14 @@ int restartCommand(int argc, char** argv) {
       }
     }
     fillForwardConfig(*config, migrated);
-    resources::restoreFiles(img, keep, keepCount, config.get());
+    resources::restoreFiles(img, keep, keepCount, caller, config.get());
     keep[keepCount++] = writeForwardConfig(*config);
     plan.setConfigFd(keep[2]);
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }
   } else {
-    resources::restoreFiles(img, keep, keepCount);
+    resources::restoreFiles(img, keep, keepCount, caller);
   }
   std::string planFd = std::to_string(keep[0]), imageFd = std::to_string(keep[1]);
   char* args[] = {const_cast<char*>(restorer.c_str()), planFd.data(), imageFd.data(), nullptr};

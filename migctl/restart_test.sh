@@ -111,4 +111,38 @@ PY
   else bad "epoll registration of a stand-in (exit $rc)" "$dir/ep.ckpt" "$dir/ep.out" "$dir/ep.err"; fi
 fi
 
+# bash checkpointed while a $(...) substitution runs: its read end of the pipe to the
+# substitution's child (not in the image) is a stream to another process. The restart
+# must never hand it one of migctl's own fds (the image sat at that number: bash read
+# MIGIMAGE... as the substitution's output); it reads end of file, with one warning,
+# and bash goes on with what it had read.
+if [ "${MIG_RESTORE_READY:-1}" = 1 ]; then
+  cat > "$dir/subst.sh" <<SUBST
+x=\$(echo line; echo \$BASHPID > "$dir/subst.child"; exec sleep 60)
+echo "got: \$x"
+echo done
+SUBST
+  # The child writes its PID after the line: once that file is there, bash waits in read.
+  # (its stdout is the file subst.out, reopened by the restart)
+  LD_PRELOAD=$libmig bash "$dir/subst.sh" > "$dir/subst.out" 2> "$dir/subst1.err" </dev/null \
+    3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
+  job=$!; pids+=($job)
+  for _ in $(seq 1 200); do [ -s "$dir/subst.child" ] && break; sleep 0.05; done
+  child=$(cat "$dir/subst.child" 2>/dev/null); [ -n "$child" ] && pids+=($child)
+  "$migctl" checkpoint "$job" -o "$dir/subst.img" --stop > "$dir/subst.ckpt" 2>&1 || bad "checkpoint in \$(...)" "$dir/subst.ckpt"
+  wait "$job" 2>/dev/null
+  # Only 0, 1 and 2 given to migctl restart: its own first fd (the image) lands at 3,
+  # the number of bash's end of the pipe.
+  "$migctl" restart "$dir/subst.img" > "$dir/subst.stdout" 2> "$dir/subst.err" </dev/null \
+    3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-; rc=$?
+  image_bytes=$(cat "$dir/subst.out" "$dir/subst.stdout" | grep -c MIGIMAGE)
+  head -c 160 "$dir/subst.out" | cat -v > "$dir/subst.head"  # what bash printed, readable
+  if [ $rc -eq 0 ] && [ "$image_bytes" -eq 0 ] &&
+     diff <(printf 'got: line\ndone\n') "$dir/subst.out" > /dev/null &&
+     [ "$(grep -c . "$dir/subst.err")" -eq 1 ] &&
+     grep -q "^migctl restart: fd [0-9]* (pipe:\[[0-9]*\]) cannot be restored here; it is /dev/null now" "$dir/subst.err"; then
+    ok "bash restarted inside \$(...) reads end of file there (one warning), never migctl's image"
+  else bad "restart inside \$(...) (exit $rc, $image_bytes lines with MIGIMAGE)" "$dir/subst.ckpt" "$dir/subst.head" "$dir/subst.err"; fi
+fi
+
 [ "$fails" -eq 0 ]

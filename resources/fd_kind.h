@@ -5,6 +5,7 @@
 #pragma once
 
 #include "image/image.capnp.h"
+#include "resources/caller_fds.h"
 #include "shim/forward/forward_config.h"
 
 #include <kj/array.h>
@@ -53,6 +54,8 @@ struct RestoreContext {
   int maxFd;                          // highest saved number: above it an fd stays out of the way
   int warnFd;                         // migctl's own stderr, for warnings that do not stop the restart
   const forward::Config* migrated;    // the migrated job's forwarding state, null on a restart
+  const CallerFds& caller;            // what migctl's caller gave it: the only fds that may
+                                      // stand in for a saved home stream (never migctl's own)
   // Fds a kind made for a later record and parks above maxFd (a pipe's other end),
   // by the kind's own key; the walk closes what is left at the end.
   std::map<uint64_t, kj::AutoCloseFd> parked;

@@ -28,8 +28,10 @@ void checkFdRecords(image::schema::Files::Reader files, kj::StringPtr section, c
 // With `migrated` (a job that migrated here) the saved fds of kinds that stay at
 // home (FdKind::onMigration) are its home fds, held there by its deputy: each number
 // gets a stand-in and is marked forwarded (and stream) in *migrated; the others are
-// recreated here as they were.
-void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, forward::Config* migrated = nullptr);
+// recreated here as they were. `caller` are the fds migctl's caller gave it
+// (CallerFds::atStartup): on a restart only those stand in for saved home streams.
+void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, const CallerFds& caller,
+                  forward::Config* migrated = nullptr);
 
 // For the kinds' restore():
 

@@ -1,7 +1,9 @@
 // Everything the other kinds do not know: terminals, sockets, pipes to another
 // process (what earlier images call "inherited"). Nothing of them is saved but the
-// generic fields. On a restart the restarting command's own fd of that number stands
-// in (the terminal or pipe `migctl restart` runs with), else /dev/null and a warning.
+// generic fields. On a restart the fd of that number that `migctl restart` was given
+// by its caller stands in (the terminal or pipe it runs with), else /dev/null (reads
+// end of file, takes writes) and a warning. Never an fd migctl opened itself: the
+// image, the plan or a file a kind reopened may sit at that number (CallerFds).
 // On migration they stay at home, open in the deputy, and the job gets a readiness
 // stand-in (shim/forward/readiness_stand_in.h): event loops waiting on them still wake.
 #include "resources/fd_kind.h"
@@ -17,7 +19,7 @@ bool matches(const FdProbe&, const CaptureContext&) { return true; }
 
 void restore(FdRecord::Reader f, RestoreContext& ctx) {
   int target = f.getFd();
-  if (fcntl(target, F_GETFD) >= 0) {
+  if (ctx.caller.inherited(target)) {
     fcntl(target, F_SETFD, 0);
     return;
   }
