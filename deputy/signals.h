@@ -9,7 +9,9 @@
 #include <kj/async-unix.h>
 #include <kj/async.h>
 
+#include <csignal>
 #include <cstdint>
+#include <deque>
 
 namespace mig::deputy {
 
@@ -18,20 +20,25 @@ namespace mig::deputy {
 // that is not the job's).
 void takeSignals(uint64_t dropMask);
 
-// Forwards every caught signal to the job, for as long as the process lives.
+// Forwards every caught signal to the job with its siginfo, one at a time and in the
+// order caught, for as long as the process lives; stops the deputy once the job has a
+// TSTP, TTIN or TTOU.
 class SignalForwarder {
  public:
   SignalForwarder(kj::UnixEventPort& port, kj::TaskSet& tasks, rpc::Local::Client local, uint64_t jobId,
                   kj::ArrayPtr<const kj::byte> token);
 
  private:
-  kj::Promise<void> forward(int sig);
+  kj::Promise<void> watch(int sig);
+  void sendNext();
 
   kj::UnixEventPort& port_;
   kj::TaskSet& tasks_;
   rpc::Local::Client local_;
   uint64_t jobId_;
   kj::ArrayPtr<const kj::byte> token_;
+  std::deque<siginfo_t> queue_;  // caught, not yet sent
+  bool sending_ = false;
 };
 
 }  // namespace mig::deputy

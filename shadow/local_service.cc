@@ -283,10 +283,10 @@ class LocalImpl final : public rpc::Local::Server {
     int sig = p.getSignal();
     if (job.migrating) {
       // Delivered once the job runs again, wherever that is.
-      job.signalsDuringMigration.add(sig);
+      job.signalsDuringMigration.add(PendingSignal{sig, kj::heapArray(p.getInfo())});
       return kj::READY_NOW;
     }
-    return sendSignal(d_, job, sig);
+    return sendSignal(d_, job, sig, p.getInfo());
   }
 
  private:
@@ -296,8 +296,16 @@ class LocalImpl final : public rpc::Local::Server {
       HomeJob& job = **j;
       job.migrating = false;
       KJ_IF_MAYBE(where, to) { job.location = kj::str(*where); }
-      auto pending = kj::mv(job.signalsDuringMigration);
-      for (int sig : pending) d_.tasks().add(sendSignal(d_, job, sig));
+      // One after the other, so that realtime signals arrive in the order sent.
+      auto pending = kj::heap(kj::mv(job.signalsDuringMigration));
+      kj::Promise<void> chain = kj::READY_NOW;
+      for (auto& s : *pending) {
+        chain = chain.then([&d = d_, id, &s]() -> kj::Promise<void> {
+          KJ_IF_MAYBE(still, d.homeJobs().find(id)) { return sendSignal(d, **still, s.signal, s.info); }
+          return kj::READY_NOW;
+        });
+      }
+      d_.tasks().add(chain.attach(kj::mv(pending)));
     }
   }
 
@@ -306,13 +314,15 @@ class LocalImpl final : public rpc::Local::Server {
 
 }  // namespace
 
-kj::Promise<void> sendSignal(Daemon& d, HomeJob& job, int sig) {
+kj::Promise<void> sendSignal(Daemon& d, HomeJob& job, int sig, kj::ArrayPtr<const kj::byte> info) {
   require(job.location.size() > 0, "the job runs here: signal it directly");
-  return d.peer(job.location).then([id = job.id, token = kj::heapArray<kj::byte>(job.token), sig](rpc::Node::Client node) {
+  return d.peer(job.location).then([id = job.id, token = kj::heapArray<kj::byte>(job.token), sig,
+                                    info = kj::heapArray(info)](rpc::Node::Client node) {
     auto req = node.signalRequest();
     req.setJobId(id);
     req.setToken(token);
     req.setSignal(sig);
+    req.setInfo(info);
     return req.send().ignoreResult();
   });
 }
