@@ -58,6 +58,9 @@ struct HomeJob {
   kj::Vector<kj::Own<kj::PromiseFulfiller<rpc::Deputy::Client>>> deputyWaiters;
   // Sent to the job's PID at home while it moved: delivered in order once it runs again.
   kj::Vector<PendingSignal> signalsDuringMigration;
+  // Its deputy passed on a TSTP, TTIN or TTOU and stops itself: the job has its stop
+  // already (cleared once the deputy runs again).
+  bool stopForwarded = false;
 };
 
 // A job that migrated in and runs here.

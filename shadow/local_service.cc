@@ -22,6 +22,44 @@ namespace {
 
 constexpr uint64_t kNodeInfoTimeoutMs = 3000;
 
+// How often shadowd looks whether a deputy was stopped by SIGSTOP (which it cannot
+// catch, and nothing but its parent hears of).
+constexpr uint64_t kStopPollMs = 100;
+
+// Whether process `pid` is stopped (state T in /proc/PID/stat; not t, a tracer's stop).
+bool processStopped(pid_t pid) {
+  char buf[512];
+  FILE* f = fopen(kj::str("/proc/", pid, "/stat").cStr(), "re");
+  if (f == nullptr) return false;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char* paren = strrchr(buf, ')');
+  return paren != nullptr && paren[1] == ' ' && paren[2] == 'T';
+}
+
+// Every kStopPollMs, while the job's record lives: a deputy found stopped that did not
+// stop itself for a forwarded TSTP (TTIN, TTOU), so by SIGSTOP, has the job stopped too
+// with SIGSTOP. SIGCONT needs nothing here: the deputy catches it and passes it on.
+kj::Promise<void> followStops(Daemon& d, uint64_t jobId, bool wasStopped) {
+  return d.io().provider->getTimer().afterDelay(kStopPollMs * kj::MILLISECONDS).then([&d, jobId, wasStopped]() -> kj::Promise<void> {
+    KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) {
+      HomeJob& job = **j;
+      if (job.ended) return kj::READY_NOW;
+      bool stopped = processStopped(job.vpid);
+      if (wasStopped && !stopped) job.stopForwarded = false;
+      // While it moves, seen again once it has arrived.
+      if (job.migrating || job.location.size() == 0) return followStops(d, jobId, false);
+      if (stopped && !wasStopped && !job.stopForwarded) {
+        d.log(kj::str("job ", job.id, ": its deputy (PID ", job.vpid, ") was stopped; stopping the job"));
+        d.tasks().add(sendSignal(d, job, SIGSTOP));
+      }
+      return followStops(d, jobId, stopped);
+    }
+    return kj::READY_NOW;
+  });
+}
+
 kj::String readProc(pid_t pid, const char* what) {
   char path[64];
   snprintf(path, sizeof(path), "/proc/%d/%s", pid, what);
@@ -257,6 +295,7 @@ class LocalImpl final : public rpc::Local::Server {
         .then([this, id, to = kj::str(to), watch = kj::mv(watch)]() mutable -> kj::Promise<void> {
                 finishMigration(id, kj::StringPtr(to));
                 watchDeputy(d_, id, kj::mv(*watch));
+                d_.tasks().add(followStops(d_, id, false));
                 return kj::READY_NOW;
               },
               [this, id](kj::Exception&& e) -> kj::Promise<void> {
@@ -281,6 +320,7 @@ class LocalImpl final : public rpc::Local::Server {
     auto p = context.getParams();
     HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
     int sig = p.getSignal();
+    if (sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) job.stopForwarded = true;
     if (job.migrating) {
       // Delivered once the job runs again, wherever that is.
       job.signalsDuringMigration.add(PendingSignal{sig, kj::heapArray(p.getInfo())});

@@ -8,7 +8,8 @@
 # (sigjob --all): three RTMIN+1 queued with values (kill -q), ALRM, PIPE and USR1
 # sent on a reach the job on b, the realtime ones in order with SI_QUEUE and their
 # values; kill -TSTP on a stops the job on b and the deputy on a (state T), kill
-# -CONT continues both and the job counts on to its end.
+# -CONT continues both; so do kill -STOP (seen by shadowd on a) and -CONT; the job
+# counts on to its end.
 #
 # usage: signals.sh OPTIONS (below); meson runs it as test 'migration-signals'
 # (suite cluster) with every path filled in.
@@ -180,6 +181,25 @@ if start_job all mig "$SIGJOB" --all "$ALL_STEPS" && hop all a b; then
     ok "all: kill -CONT $p on a: the deputy runs again and the job counts on (STEP $(last_step all))"
   elif [[ $stopped == yes ]]; then
     fail "all: after kill -CONT $p on a: the deputy's state '$(state_on_a "$p")', the job at STEP $(last_step all) (stopped at $s1)"
+  fi
+  # SIGSTOP cannot be caught: shadowd on a sees the deputy stopped and stops the job.
+  hx a kill -STOP "$p"
+  if wait_until 20 eval '[[ $(state_on_a "$p") == T && $(job_state_on_b) == T ]]'; then
+    s2=$(last_step all)
+    hx a kill -CONT "$p"
+    # One "was stopped" line in a's log: for this SIGSTOP, none for the TSTP above (the
+    # deputy stopped itself then, the job had its TSTP).
+    stops_seen=$(grep -c 'was stopped; stopping the job' "$T/shadowd-a.log")
+    if wait_until 20 eval '[[ $(state_on_a "$p") != T && $(last_step all) -gt $s2 ]]' && [[ $stops_seen == 1 ]]; then
+      ok "all: kill -STOP $p on a stopped the deputy and the job on b (at STEP $s2); kill -CONT continued both (STEP $(last_step all))"
+    else
+      fail "all: after kill -STOP, kill -CONT $p on a: the deputy's state '$(state_on_a "$p")', the job at STEP $(last_step all) (stopped at $s2); shadowd on a stopped the job $stops_seen times (want 1)"
+      shadowd_logs a b
+    fi
+  else
+    fail "all: after kill -STOP $p on a: the deputy's state '$(state_on_a "$p")' (want T), the job's on b '$(job_state_on_b)' (want T)"
+    shadowd_logs a b
+    hx a kill -CONT "$p"
   fi
   if wait_job all 60 && [[ $STATUS == 0 ]] && all_output_ok "$(jfile all out)" 2>"$T/all.check"; then
     ok "all: the job ended with status 0 after its $ALL_STEPS ticks, each once; the signals arrived, RTMIN+1 in order with SI_QUEUE and values 11 12 13, ALRM, PIPE, USR1 as SI_USER"
