@@ -1,7 +1,9 @@
-// Signals at the deputy: those sent to the job's PID at home (kill, Ctrl-C on its
-// terminal, SIGCHLD from the children it forked at home) go on to the job where it
-// runs, through the home shadowd; those that were pending at the freeze went with the
-// job's image and are dropped here.
+// Signals at the deputy: those sent to the job's PID at home (kill, sigqueue, Ctrl-C
+// and Ctrl-Z on its terminal, SIGCHLD from the children it forked at home) go on to the
+// job where it runs, with their siginfo and in order, through the home shadowd; a TSTP,
+// TTIN or TTOU stops the deputy too once the job has it (a SIGSTOP, which it cannot
+// catch, shadowd notices: local_service.cc followStops). Those pending at the freeze
+// went with the job's image and are dropped here.
 #pragma once
 
 #include "shadow/mig.capnp.h"
