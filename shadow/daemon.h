@@ -59,8 +59,9 @@ struct HomeJob {
   // Sent to the job's PID at home while it moved: delivered in order once it runs again.
   kj::Vector<PendingSignal> signalsDuringMigration;
   // Its deputy passed on a TSTP, TTIN or TTOU and stops itself: the job has its stop
-  // already (cleared once the deputy runs again).
+  // already. Both cleared when the deputy passes on a SIGCONT.
   bool stopForwarded = false;
+  bool deputyStopped = false;  // as shadowd last found it (local_service.cc followStops)
 };
 
 // A job that migrated in and runs here.

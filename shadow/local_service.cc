@@ -40,21 +40,22 @@ bool processStopped(pid_t pid) {
 
 // Every kStopPollMs, while the job's record lives: a deputy found stopped that did not
 // stop itself for a forwarded TSTP (TTIN, TTOU), so by SIGSTOP, has the job stopped too
-// with SIGSTOP. SIGCONT needs nothing here: the deputy catches it and passes it on.
-kj::Promise<void> followStops(Daemon& d, uint64_t jobId, bool wasStopped) {
-  return d.io().provider->getTimer().afterDelay(kStopPollMs * kj::MILLISECONDS).then([&d, jobId, wasStopped]() -> kj::Promise<void> {
+// with SIGSTOP. SIGCONT needs nothing here: the deputy catches it and passes it on
+// (deputySignal then forgets the stop, so the next one is seen however soon it comes).
+kj::Promise<void> followStops(Daemon& d, uint64_t jobId) {
+  return d.io().provider->getTimer().afterDelay(kStopPollMs * kj::MILLISECONDS).then([&d, jobId]() -> kj::Promise<void> {
     KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) {
       HomeJob& job = **j;
       if (job.ended) return kj::READY_NOW;
-      bool stopped = processStopped(job.vpid);
-      if (wasStopped && !stopped) job.stopForwarded = false;
       // While it moves, seen again once it has arrived.
-      if (job.migrating || job.location.size() == 0) return followStops(d, jobId, false);
-      if (stopped && !wasStopped && !job.stopForwarded) {
+      if (job.migrating || job.location.size() == 0) return followStops(d, jobId);
+      bool stopped = processStopped(job.vpid);
+      if (stopped && !job.deputyStopped && !job.stopForwarded) {
         d.log(kj::str("job ", job.id, ": its deputy (PID ", job.vpid, ") was stopped; stopping the job"));
         d.tasks().add(sendSignal(d, job, SIGSTOP));
       }
-      return followStops(d, jobId, stopped);
+      job.deputyStopped = stopped;
+      return followStops(d, jobId);
     }
     return kj::READY_NOW;
   });
@@ -295,7 +296,7 @@ class LocalImpl final : public rpc::Local::Server {
         .then([this, id, to = kj::str(to), watch = kj::mv(watch)]() mutable -> kj::Promise<void> {
                 finishMigration(id, kj::StringPtr(to));
                 watchDeputy(d_, id, kj::mv(*watch));
-                d_.tasks().add(followStops(d_, id, false));
+                d_.tasks().add(followStops(d_, id));
                 return kj::READY_NOW;
               },
               [this, id](kj::Exception&& e) -> kj::Promise<void> {
@@ -321,6 +322,12 @@ class LocalImpl final : public rpc::Local::Server {
     HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
     int sig = p.getSignal();
     if (sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) job.stopForwarded = true;
+    if (sig == SIGCONT) {
+      // The deputy runs again: a stop after this one is a new one, even if followStops
+      // never saw it running.
+      job.stopForwarded = false;
+      job.deputyStopped = false;
+    }
     if (job.migrating) {
       // Delivered once the job runs again, wherever that is.
       job.signalsDuringMigration.add(PendingSignal{sig, kj::heapArray(p.getInfo())});
