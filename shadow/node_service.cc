@@ -330,8 +330,8 @@ class NodeImpl final : public rpc::Node::Server {
     // si_value. The rest (kill, a terminal's, SIGCHLD) go with kill(2), as SI_USER
     // from this shadowd.
     if ((sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) && stopsByDefault(job->realPid, sig)) {
-      // The job is alone in its process group here, an orphaned one, where the kernel
-      // drops these three: stop it as they would at home.
+      // Its process group here is not the one at home (the kernel would drop these three
+      // if it is orphaned): stop it as they did the deputy at home, with SIGSTOP.
       KJ_SYSCALL(kill(job->realPid, SIGSTOP));
     } else if (info.size() == sizeof si && si.si_signo == sig && si.si_code < 0 && si.si_code != SI_TKILL) {
       KJ_SYSCALL(syscall(SYS_rt_sigqueueinfo, job->realPid, sig, &si));
