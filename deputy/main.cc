@@ -6,8 +6,8 @@
 //     with the job's fds, cwd and identity (call_runner.h);
 //   - watches the job's sockets, pipes and terminal for readability, for their
 //     readiness stand-ins where the job runs (readiness.h);
-//   - forwards the signals it receives (kill, Ctrl-C on its terminal) to the job
-//     (signals.h);
+//   - forwards the signals it receives (kill, sigqueue, Ctrl-C and Ctrl-Z on its
+//     terminal) to the job with their siginfo, and stops with the job (signals.h);
 //   - ends the way the job ends (exit status or signal), so its parent sees that
 //     (this file).
 // It prints nothing: its stdout and stderr are the job's.

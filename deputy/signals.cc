@@ -2,20 +2,31 @@
 #include "deputy/signals.h"
 
 #include <csignal>
+#include <cstring>
 #include <ctime>
+#include <unistd.h>
 
 namespace mig::deputy {
 namespace {
 
-// Signals the deputy passes on to the job. SIGALRM is not among them: the job's
-// own timer went with it (and the deputy disarms the one it inherited). SIGCHLD is:
-// the children the job forked at home are the deputy's now, and the job reaps them
-// with forwarded waits when it hears of them.
-constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT, SIGCHLD};
-
 // The signal kj may use for itself: 62, next to the shim's checkpoint signal (63);
 // the deputy never forwards either.
 constexpr int kReservedSignal = 62;
+constexpr int kCheckpointSignal = 63;
+
+// Every signal the deputy catches and passes on: all of 1..64 but SIGKILL and SIGSTOP
+// (which cannot be caught), 32 and 33 (glibc's own: thread cancellation and setxid, which
+// sigaction refuses) and 62 and 63 above. SIGALRM is among them: the deputy disarms the
+// timer it inherited (the job's went with it), so an ALRM here was sent by someone.
+// SIGCHLD is: the children the job forked at home are the deputy's now, and the job
+// reaps them with forwarded waits when it hears of them.
+bool forwarded(int sig) {
+  return sig != SIGKILL && sig != SIGSTOP && sig != 32 && sig != 33 && sig != kReservedSignal &&
+         sig != kCheckpointSignal;
+}
+
+// Stop signals that can be caught: once the job has them, the deputy stops itself.
+bool stops(int sig) { return sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU; }
 
 }  // namespace
 
@@ -34,24 +45,54 @@ void takeSignals(uint64_t dropMask) {
   }
   // kj wakes its event loop with SIGUSR1 unless told otherwise; SIGUSR1 is the job's.
   kj::UnixEventPort::setReservedSignal(kReservedSignal);
-  for (int sig : kForwarded) kj::UnixEventPort::captureSignal(sig);
+  for (int sig = 1; sig <= 64; ++sig)
+    if (forwarded(sig)) kj::UnixEventPort::captureSignal(sig);
 }
 
 SignalForwarder::SignalForwarder(kj::UnixEventPort& port, kj::TaskSet& tasks, rpc::Local::Client local,
                                  uint64_t jobId, kj::ArrayPtr<const kj::byte> token)
     : port_(port), tasks_(tasks), local_(kj::mv(local)), jobId_(jobId), token_(token) {
-  for (int sig : kForwarded) tasks_.add(forward(sig));
+  for (int sig = 1; sig <= 64; ++sig)
+    if (forwarded(sig)) tasks_.add(watch(sig));
 }
 
-kj::Promise<void> SignalForwarder::forward(int sig) {
-  return port_.onSignal(sig).then([this, sig](siginfo_t) {
-    auto req = local_.deputySignalRequest();
-    req.setJobId(jobId_);
-    req.setToken(token_);
-    req.setSignal(sig);
-    tasks_.add(req.send().ignoreResult());
-    return forward(sig);
+kj::Promise<void> SignalForwarder::watch(int sig) {
+  return port_.onSignal(sig).then([this, sig](siginfo_t info) {
+    // The deputy's own (a SIGPIPE from a write it ran for the job, which gets EPIPE
+    // back): not the job's to hear again.
+    bool own = (info.si_code == SI_USER || info.si_code == SI_TKILL) && info.si_pid == getpid();
+    if (!own) {
+      queue_.push_back(info);
+      if (!sending_) sendNext();
+    }
+    return watch(sig);
   });
+}
+
+void SignalForwarder::sendNext() {
+  if (queue_.empty()) {
+    sending_ = false;
+    return;
+  }
+  sending_ = true;
+  siginfo_t info = queue_.front();
+  queue_.pop_front();
+  auto req = local_.deputySignalRequest();
+  req.setJobId(jobId_);
+  req.setToken(token_);
+  req.setSignal(info.si_signo);
+  req.setInfo(kj::arrayPtr(reinterpret_cast<const kj::byte*>(&info), sizeof info));
+  // One at a time, each once the job's host has delivered the one before: realtime
+  // signals arrive in the order sent.
+  tasks_.add(req.send().ignoreResult().then([] { return true; }, [](kj::Exception&&) { return false; })
+                 .then([this, sig = info.si_signo](bool) {
+                   // The job has its TSTP (TTIN, TTOU) now: stop the deputy too, so the
+                   // parent at home sees its child stop (waitpid WUNTRACED) as it would
+                   // the job's. SIGSTOP, since the kernel drops the other three for an
+                   // orphaned process group. SIGCONT at home continues it, and the job.
+                   if (stops(sig)) raise(SIGSTOP);
+                   sendNext();
+                 }));
 }
 
 }  // namespace mig::deputy

@@ -1,7 +1,9 @@
-// Signals at the deputy: those sent to the job's PID at home (kill, Ctrl-C on its
-// terminal, SIGCHLD from the children it forked at home) go on to the job where it
-// runs, through the home shadowd; those that were pending at the freeze went with the
-// job's image and are dropped here.
+// Signals at the deputy: those sent to the job's PID at home (kill, sigqueue, Ctrl-C
+// and Ctrl-Z on its terminal, SIGCHLD from the children it forked at home) go on to the
+// job where it runs, with their siginfo and in order, through the home shadowd; a TSTP,
+// TTIN or TTOU stops the deputy too once the job has it (a SIGSTOP, which it cannot
+// catch, shadowd notices: local_service.cc followStops). Those pending at the freeze
+// went with the job's image and are dropped here.
 #pragma once
 
 #include "shadow/mig.capnp.h"
@@ -9,7 +11,9 @@
 #include <kj/async-unix.h>
 #include <kj/async.h>
 
+#include <csignal>
 #include <cstdint>
+#include <deque>
 
 namespace mig::deputy {
 
@@ -18,20 +22,25 @@ namespace mig::deputy {
 // that is not the job's).
 void takeSignals(uint64_t dropMask);
 
-// Forwards every caught signal to the job, for as long as the process lives.
+// Forwards every caught signal to the job with its siginfo, one at a time and in the
+// order caught, for as long as the process lives; stops the deputy once the job has a
+// TSTP, TTIN or TTOU.
 class SignalForwarder {
  public:
   SignalForwarder(kj::UnixEventPort& port, kj::TaskSet& tasks, rpc::Local::Client local, uint64_t jobId,
                   kj::ArrayPtr<const kj::byte> token);
 
  private:
-  kj::Promise<void> forward(int sig);
+  kj::Promise<void> watch(int sig);
+  void sendNext();
 
   kj::UnixEventPort& port_;
   kj::TaskSet& tasks_;
   rpc::Local::Client local_;
   uint64_t jobId_;
   kj::ArrayPtr<const kj::byte> token_;
+  std::deque<siginfo_t> queue_;  // caught, not yet sent
+  bool sending_ = false;
 };
 
 }  // namespace mig::deputy

@@ -57,8 +57,11 @@ interface Node {
   # which its calls go home. `location` is the asking host's address: from now on
   # the job is there.
 
-  signal @4 (jobId :UInt64, token :Data, signal :Int32) -> ();
+  signal @4 (jobId :UInt64, token :Data, signal :Int32, info :Data) -> ();
   # Asked of the host the job runs on by its home: deliver `signal` to the job.
+  # `info`: the siginfo_t the deputy got (128 bytes), or empty (as kill(2) sends it);
+  # queued with its si_code, si_pid, si_uid and si_value where the kernel allows
+  # (negative si_code other than SI_TKILL), else sent with kill(2).
 
   jobEnded @5 (jobId :UInt64, token :Data, status :Int32) -> ();
   # Told to the job's home by the host it ran on: wait status (as waitpid gives it).
@@ -122,7 +125,9 @@ interface Local {
   nodes @1 () -> (nodes :List(NodeStatus));
   migrate @2 (pid :Int32, to :Text, network :NetworkPolicy) -> (result :MigrationResult);
   registerDeputy @3 (jobId :UInt64, token :Data, deputy :Deputy) -> ();
-  deputySignal @4 (jobId :UInt64, token :Data, signal :Int32) -> ();
+  deputySignal @4 (jobId :UInt64, token :Data, signal :Int32, info :Data) -> ();
+  # From the deputy: a signal sent to the job's PID at home, with its siginfo_t
+  # (128 bytes; empty: none), for the host the job runs on (Node.signal).
 }
 
 struct NodeStatus {

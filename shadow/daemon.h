@@ -38,6 +38,12 @@ struct DaemonConfig {
   uint64_t transferTimeoutMs = 30000;
 };
 
+// A signal sent to a job's PID at home, caught by its deputy.
+struct PendingSignal {
+  int signal;
+  kj::Array<kj::byte> info;  // its siginfo_t, or empty
+};
+
 // A job whose home is this host.
 struct HomeJob {
   uint64_t id;
@@ -50,7 +56,12 @@ struct HomeJob {
   double startedAt;           // CLOCK_REALTIME seconds
   kj::Maybe<rpc::Deputy::Client> deputy;
   kj::Vector<kj::Own<kj::PromiseFulfiller<rpc::Deputy::Client>>> deputyWaiters;
-  kj::Vector<int> signalsDuringMigration;
+  // Sent to the job's PID at home while it moved: delivered in order once it runs again.
+  kj::Vector<PendingSignal> signalsDuringMigration;
+  // Its deputy passed on a TSTP, TTIN or TTOU and stops itself: the job has its stop
+  // already. Both cleared when the deputy passes on a SIGCONT.
+  bool stopForwarded = false;
+  bool deputyStopped = false;  // as shadowd last found it (local_service.cc followStops)
 };
 
 // A job that migrated in and runs here.

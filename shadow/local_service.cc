@@ -22,6 +22,45 @@ namespace {
 
 constexpr uint64_t kNodeInfoTimeoutMs = 3000;
 
+// How often shadowd looks whether a deputy was stopped by SIGSTOP (which it cannot
+// catch, and nothing but its parent hears of).
+constexpr uint64_t kStopPollMs = 100;
+
+// Whether process `pid` is stopped (state T in /proc/PID/stat; not t, a tracer's stop).
+bool processStopped(pid_t pid) {
+  char buf[512];
+  FILE* f = fopen(kj::str("/proc/", pid, "/stat").cStr(), "re");
+  if (f == nullptr) return false;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char* paren = strrchr(buf, ')');
+  return paren != nullptr && paren[1] == ' ' && paren[2] == 'T';
+}
+
+// Every kStopPollMs, while the job's record lives: a deputy found stopped that did not
+// stop itself for a forwarded TSTP (TTIN, TTOU), so by SIGSTOP, has the job stopped too
+// with SIGSTOP. SIGCONT needs nothing here: the deputy catches it and passes it on
+// (deputySignal then forgets the stop, so the next one is seen however soon it comes).
+kj::Promise<void> followStops(Daemon& d, uint64_t jobId) {
+  return d.io().provider->getTimer().afterDelay(kStopPollMs * kj::MILLISECONDS).then([&d, jobId]() -> kj::Promise<void> {
+    KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) {
+      HomeJob& job = **j;
+      if (job.ended) return kj::READY_NOW;
+      // While it moves, seen again once it has arrived.
+      if (job.migrating || job.location.size() == 0) return followStops(d, jobId);
+      bool stopped = processStopped(job.vpid);
+      if (stopped && !job.deputyStopped && !job.stopForwarded) {
+        d.log(kj::str("job ", job.id, ": its deputy (PID ", job.vpid, ") was stopped; stopping the job"));
+        d.tasks().add(sendSignal(d, job, SIGSTOP));
+      }
+      job.deputyStopped = stopped;
+      return followStops(d, jobId);
+    }
+    return kj::READY_NOW;
+  });
+}
+
 kj::String readProc(pid_t pid, const char* what) {
   char path[64];
   snprintf(path, sizeof(path), "/proc/%d/%s", pid, what);
@@ -257,6 +296,7 @@ class LocalImpl final : public rpc::Local::Server {
         .then([this, id, to = kj::str(to), watch = kj::mv(watch)]() mutable -> kj::Promise<void> {
                 finishMigration(id, kj::StringPtr(to));
                 watchDeputy(d_, id, kj::mv(*watch));
+                d_.tasks().add(followStops(d_, id));
                 return kj::READY_NOW;
               },
               [this, id](kj::Exception&& e) -> kj::Promise<void> {
@@ -281,12 +321,19 @@ class LocalImpl final : public rpc::Local::Server {
     auto p = context.getParams();
     HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
     int sig = p.getSignal();
+    if (sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) job.stopForwarded = true;
+    if (sig == SIGCONT) {
+      // The deputy runs again: a stop after this one is a new one, even if followStops
+      // never saw it running.
+      job.stopForwarded = false;
+      job.deputyStopped = false;
+    }
     if (job.migrating) {
       // Delivered once the job runs again, wherever that is.
-      job.signalsDuringMigration.add(sig);
+      job.signalsDuringMigration.add(PendingSignal{sig, kj::heapArray(p.getInfo())});
       return kj::READY_NOW;
     }
-    return sendSignal(d_, job, sig);
+    return sendSignal(d_, job, sig, p.getInfo());
   }
 
  private:
@@ -296,8 +343,16 @@ class LocalImpl final : public rpc::Local::Server {
       HomeJob& job = **j;
       job.migrating = false;
       KJ_IF_MAYBE(where, to) { job.location = kj::str(*where); }
-      auto pending = kj::mv(job.signalsDuringMigration);
-      for (int sig : pending) d_.tasks().add(sendSignal(d_, job, sig));
+      // One after the other, so that realtime signals arrive in the order sent.
+      auto pending = kj::heap(kj::mv(job.signalsDuringMigration));
+      kj::Promise<void> chain = kj::READY_NOW;
+      for (auto& s : *pending) {
+        chain = chain.then([&d = d_, id, &s]() -> kj::Promise<void> {
+          KJ_IF_MAYBE(still, d.homeJobs().find(id)) { return sendSignal(d, **still, s.signal, s.info); }
+          return kj::READY_NOW;
+        });
+      }
+      d_.tasks().add(chain.attach(kj::mv(pending)));
     }
   }
 
@@ -306,13 +361,15 @@ class LocalImpl final : public rpc::Local::Server {
 
 }  // namespace
 
-kj::Promise<void> sendSignal(Daemon& d, HomeJob& job, int sig) {
+kj::Promise<void> sendSignal(Daemon& d, HomeJob& job, int sig, kj::ArrayPtr<const kj::byte> info) {
   require(job.location.size() > 0, "the job runs here: signal it directly");
-  return d.peer(job.location).then([id = job.id, token = kj::heapArray<kj::byte>(job.token), sig](rpc::Node::Client node) {
+  return d.peer(job.location).then([id = job.id, token = kj::heapArray<kj::byte>(job.token), sig,
+                                    info = kj::heapArray(info)](rpc::Node::Client node) {
     auto req = node.signalRequest();
     req.setJobId(id);
     req.setToken(token);
     req.setSignal(sig);
+    req.setInfo(info);
     return req.send().ignoreResult();
   });
 }

@@ -16,11 +16,28 @@
 #include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 namespace mig::shadow {
 namespace {
+
+// Whether process `pid` leaves `sig` at its default action (neither caught nor
+// ignored, from /proc/PID/status).
+bool stopsByDefault(pid_t pid, int sig) {
+  FILE* f = fopen(kj::str("/proc/", pid, "/status").cStr(), "re");
+  if (f == nullptr) return false;
+  unsigned long long ign = 0, cgt = 0;
+  char line[256];
+  while (fgets(line, sizeof line, f) != nullptr) {
+    sscanf(line, "SigIgn: %llx", &ign);
+    sscanf(line, "SigCgt: %llx", &cgt);
+  }
+  fclose(f);
+  unsigned long long bit = 1ull << (sig - 1);
+  return !(ign & bit) && !(cgt & bit);
+}
 
 constexpr uint64_t kRestoreTimeoutMs = 120000;
 // Before the first bytes, the sender freezes the job (migctl send: up to 30 s) on top
@@ -302,8 +319,25 @@ class NodeImpl final : public rpc::Node::Server {
     auto p = context.getParams();
     HostedJob* job = d_.hostedJob(p.getJobId(), p.getToken());
     require(job != nullptr && job->realPid > 0, "no such job runs here (or a wrong job token)");
-    require(p.getSignal() > 0 && p.getSignal() < 65, "bad signal number");
-    KJ_SYSCALL(kill(job->realPid, p.getSignal()));
+    int sig = p.getSignal();
+    require(sig > 0 && sig < 65, "bad signal number");
+    auto info = p.getInfo();
+    siginfo_t si;
+    if (info.size() == sizeof si) memcpy(&si, info.begin(), sizeof si);
+    // The kernel lets a process queue a siginfo to another only with a negative
+    // si_code other than SI_TKILL (sigqueue, mq_notify, AIO, SIGIO): those go with
+    // their si_code, si_pid (the sender at home: the job's PIDs are home's), si_uid and
+    // si_value. The rest (kill, a terminal's, SIGCHLD) go with kill(2), as SI_USER
+    // from this shadowd.
+    if ((sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) && stopsByDefault(job->realPid, sig)) {
+      // Its process group here is not the one at home (the kernel would drop these three
+      // if it is orphaned): stop it as they did the deputy at home, with SIGSTOP.
+      KJ_SYSCALL(kill(job->realPid, SIGSTOP));
+    } else if (info.size() == sizeof si && si.si_signo == sig && si.si_code < 0 && si.si_code != SI_TKILL) {
+      KJ_SYSCALL(syscall(SYS_rt_sigqueueinfo, job->realPid, sig, &si));
+    } else {
+      KJ_SYSCALL(kill(job->realPid, sig));
+    }
     return kj::READY_NOW;
   }
 

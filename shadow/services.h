@@ -17,8 +17,9 @@ rpc::Local::Client makeLocal(Daemon& d);
 // before the job has: killed, or failed to start.
 void watchDeputy(Daemon& d, uint64_t jobId, kj::AutoCloseFd pidfd);
 
-// Delivers `sig` to a job whose home is here, on the host it runs on.
-kj::Promise<void> sendSignal(Daemon& d, HomeJob& job, int sig);
+// Delivers `sig` to a job whose home is here, on the host it runs on, with `info` (the
+// siginfo_t its deputy caught; empty: as kill(2) sends it).
+kj::Promise<void> sendSignal(Daemon& d, HomeJob& job, int sig, kj::ArrayPtr<const kj::byte> info = nullptr);
 
 // The Unix socket where the shims of jobs running here send their calls home.
 kj::Promise<void> serveCallRelay(Daemon& d, kj::ConnectionReceiver& listener);

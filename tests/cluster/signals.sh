@@ -4,7 +4,12 @@
 # on b (status 42 for the parent on a); Ctrl-C on its terminal on a (a pty made by
 # script(1)) runs its SIGINT handler on b (status 43); kill -TERM sent while the
 # migration is in flight (a 512 MiB job, during the transfer) runs the handler
-# exactly once; kill -KILL of the deputy on a ends the job on b.
+# exactly once; kill -KILL of the deputy on a ends the job on b. Every signal
+# (sigjob --all): three RTMIN+1 queued with values (kill -q), ALRM, PIPE and USR1
+# sent on a reach the job on b, the realtime ones in order with SI_QUEUE and their
+# values; kill -TSTP on a stops the job on b and the deputy on a (state T), kill
+# -CONT continues both; so do kill -STOP (seen by shadowd on a) and -CONT; the job
+# counts on to its end.
 #
 # usage: signals.sh OPTIONS (below); meson runs it as test 'migration-signals'
 # (suite cluster) with every path filled in.
@@ -123,5 +128,88 @@ if start_job kill9 mig "$SIGJOB" 300 && hop kill9 a b; then
     shadowd_logs a b
   fi
 fi
+
+# --- every signal, with its siginfo; TSTP and CONT stop and continue the job ---------------------
+# all_output_ok FILE: ticks 1..n once each with their STEP lines, "done" last, and
+# these signal lines among them: RTMIN+1 (SI_QUEUE, -1) with 11, 12, 13 in this order,
+# and ALRM, PIPE, USR1 (SI_USER, 0) once each (standard signals pending together come
+# lowest number first, so their order is not checked).
+all_output_ok() {
+  tr -d '\r' <"$1" | awk -v rt="$RTMIN1" '
+    NR == 1 { if ($0 !~ /^sigjob: pid /) exit 1; next }
+    /^signal / && $2 == rt { got = got $2 ":" $4 ":" $6 " "; next }
+    /^signal / { std[$2 ":" $4 ":" $6]++; nstd++; next }
+    d { exit 1 }
+    /^tick / { if ($2 != ++n) exit 1; next }
+    /^STEP / { if ($2 != n) exit 1; next }
+    /^done$/ { d = 1; next }
+    { exit 1 }
+    END { want = rt ":-1:11 " rt ":-1:12 " rt ":-1:13 "
+          if (got != want) { print "realtime: " got "(want " want ")" > "/dev/stderr"; exit 1 }
+          if (nstd != 3 || std["14:0:0"] != 1 || std["13:0:0"] != 1 || std["10:0:0"] != 1) {
+            print "standard: " nstd " lines, not ALRM, PIPE, USR1 with code 0 once each" > "/dev/stderr"; exit 1 }
+          exit !(d && n > 0) }'
+}
+state_on_a() { hx a awk '{ sub(/.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null; }
+job_state_on_b() { hx b ps -e -o stat=,args= | awk -v p="$SIGJOB" '$2 == p && $3 == "--all" { print substr($1, 1, 1); exit }'; }
+RTMIN1=$(( $(kill -l RTMIN) + 1 ))
+ALL_STEPS=150
+if start_job all mig "$SIGJOB" --all "$ALL_STEPS" && hop all a b; then
+  p=${PID[all]}
+  k=$(( $(last_step all) + 2 ))
+  wait_step all "$k" 20
+  for v in 11 12 13; do hx a /usr/bin/kill -s RTMIN+1 -q "$v" "$p"; done
+  hx a kill -ALRM "$p"; hx a kill -PIPE "$p"; hx a kill -USR1 "$p"
+  n_signals() { tr -d '\r' <"$(jfile all out)" | grep -c '^signal '; }
+  if wait_until 20 eval '(( $(n_signals) >= 6 ))'; then
+    ok "all: RTMIN+1 x3 with values, ALRM, PIPE, USR1 sent to $p on a: $(n_signals) lines from the job on b"
+  else
+    fail "all: of RTMIN+1 x3, ALRM, PIPE, USR1 sent to $p on a, the job on b printed $(n_signals) within 20 s"
+  fi
+  hx a kill -TSTP "$p"
+  if wait_until 20 eval '[[ $(state_on_a "$p") == T && $(job_state_on_b) == T ]]'; then
+    s1=$(last_step all)
+    ok "all: kill -TSTP $p on a: the deputy is stopped on a (state T: its parent's waitpid(WUNTRACED) reports it) and the job on b too (state T, at STEP $s1)"
+    stopped=yes
+  else
+    fail "all: after kill -TSTP $p on a: the deputy's state '$(state_on_a "$p")' (want T), the job's on b '$(job_state_on_b)' (want T)"
+    shadowd_logs a b
+    stopped=no
+  fi
+  hx a kill -CONT "$p"
+  if [[ $stopped == yes ]] && wait_until 20 eval '[[ $(state_on_a "$p") != T && $(last_step all) -gt $s1 ]]'; then
+    ok "all: kill -CONT $p on a: the deputy runs again and the job counts on (STEP $(last_step all))"
+  elif [[ $stopped == yes ]]; then
+    fail "all: after kill -CONT $p on a: the deputy's state '$(state_on_a "$p")', the job at STEP $(last_step all) (stopped at $s1)"
+  fi
+  # SIGSTOP cannot be caught: shadowd on a sees the deputy stopped and stops the job.
+  hx a kill -STOP "$p"
+  if wait_until 20 eval '[[ $(state_on_a "$p") == T && $(job_state_on_b) == T ]]'; then
+    s2=$(last_step all)
+    hx a kill -CONT "$p"
+    # One "was stopped" line in a's log: for this SIGSTOP, none for the TSTP above (the
+    # deputy stopped itself then, the job had its TSTP).
+    stops_seen=$(grep -c 'was stopped; stopping the job' "$T/shadowd-a.log")
+    if wait_until 20 eval '[[ $(state_on_a "$p") != T && $(last_step all) -gt $s2 ]]' && [[ $stops_seen == 1 ]]; then
+      ok "all: kill -STOP $p on a stopped the deputy and the job on b (at STEP $s2); kill -CONT continued both (STEP $(last_step all))"
+    else
+      fail "all: after kill -STOP, kill -CONT $p on a: the deputy's state '$(state_on_a "$p")', the job at STEP $(last_step all) (stopped at $s2); shadowd on a stopped the job $stops_seen times (want 1)"
+      shadowd_logs a b
+    fi
+  else
+    fail "all: after kill -STOP $p on a: the deputy's state '$(state_on_a "$p")' (want T), the job's on b '$(job_state_on_b)' (want T)"
+    shadowd_logs a b
+    hx a kill -CONT "$p"
+  fi
+  if wait_job all 60 && [[ $STATUS == 0 ]] && all_output_ok "$(jfile all out)" 2>"$T/all.check"; then
+    ok "all: the job ended with status 0 after its $ALL_STEPS ticks, each once; the signals arrived, RTMIN+1 in order with SI_QUEUE and values 11 12 13, ALRM, PIPE, USR1 as SI_USER"
+  else
+    fail "all: status $STATUS (want 0), output ok: $(all_output_ok "$(jfile all out)" 2>&1 >/dev/null || echo no)"
+    detail "$(jfile all out)" "its stdout"
+    detail "$(jfile all err)" "its stderr"
+    shadowd_logs a b
+  fi
+fi
+kill_job all
 
 cluster_end
