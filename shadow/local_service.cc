@@ -26,15 +26,21 @@ constexpr uint64_t kNodeInfoTimeoutMs = 3000;
 // catch, and nothing but its parent hears of).
 constexpr uint64_t kStopPollMs = 100;
 
+kj::String readProc(pid_t pid, const char* what) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/%s", pid, what);
+  FILE* f = fopen(path, "re");
+  if (f == nullptr) return kj::str("");
+  char buf[4096];
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  return kj::heapString(buf, n);
+}
+
 // Whether process `pid` is stopped (state T in /proc/PID/stat; not t, a tracer's stop).
 bool processStopped(pid_t pid) {
-  char buf[512];
-  FILE* f = fopen(kj::str("/proc/", pid, "/stat").cStr(), "re");
-  if (f == nullptr) return false;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  const char* paren = strrchr(buf, ')');
+  auto stat = readProc(pid, "stat");
+  const char* paren = strrchr(stat.cStr(), ')');
   return paren != nullptr && paren[1] == ' ' && paren[2] == 'T';
 }
 
@@ -59,17 +65,6 @@ kj::Promise<void> followStops(Daemon& d, uint64_t jobId) {
     }
     return kj::READY_NOW;
   });
-}
-
-kj::String readProc(pid_t pid, const char* what) {
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/%d/%s", pid, what);
-  FILE* f = fopen(path, "re");
-  if (f == nullptr) return kj::str("");
-  char buf[4096];
-  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-  fclose(f);
-  return kj::heapString(buf, n);
 }
 
 kj::String commandOf(pid_t pid) {

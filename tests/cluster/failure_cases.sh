@@ -11,10 +11,7 @@
 source "$(dirname "$0")/lib/cluster_lib.sh"
 cluster_args "$@"
 cluster_require SHADOWD DEPUTY MIGCTL LIBMIG
-if [[ -z ${FEATURE[counter]-} ]]; then
-  echo "SKIP: the feature program counter is not given (--feature counter PATH)"
-  exit 77
-fi
+cluster_require_features counter
 cluster_up a b d
 
 # --- reference runs, undisturbed, without mig, beside the migrated ones ---------------------------

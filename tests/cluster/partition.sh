@@ -13,10 +13,7 @@
 source "$(dirname "$0")/lib/cluster_lib.sh"
 cluster_args "$@"
 cluster_require SHADOWD DEPUTY MIGCTL LIBMIG
-if [[ -z ${FEATURE[memory]-} ]]; then
-  echo "SKIP: the feature program memory is not given (--feature memory PATH)"
-  exit 77
-fi
+cluster_require_features memory
 TRANSFER_TIMEOUT=4
 SHADOWD_ARGS=(--transfer-timeout "$TRANSFER_TIMEOUT")
 cluster_up a b

@@ -14,10 +14,7 @@
 source "$(dirname "$0")/lib/cluster_lib.sh"
 cluster_args "$@"
 cluster_require SHADOWD DEPUTY MIGCTL LIBMIG
-if [[ -z ${FEATURE[counter]-} ]]; then
-  echo "SKIP: the feature program counter is not given (--feature counter PATH)"
-  exit 77
-fi
+cluster_require_features counter
 CLIENT=$(abspath "$CLUSTER_LIB_DIR/prelogin_client.py")
 LOGIN_TIMEOUT=3 PENDING=16 RSS_BOUND_KIB=$((32 * 1024))
 SHADOWD_ARGS=(--login-timeout "$LOGIN_TIMEOUT" --max-pending-logins "$PENDING")

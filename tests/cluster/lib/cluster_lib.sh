@@ -95,6 +95,17 @@ cluster_require() {
   done
 }
 
+# cluster_require_features NAME...: skip (77) unless every feature program is given.
+cluster_require_features() {
+  local f
+  for f in "$@"; do
+    if [[ -z ${FEATURE[$f]-} ]]; then
+      echo "SKIP: the feature program $f is not given (--feature $f PATH)"
+      exit 77
+    fi
+  done
+}
+
 # Bounded calls into the hosts; the hosts see T (and build dirs under /tmp) via --share.
 mh() { timeout -k 5 60 "$HOSTS" "$@"; }
 hx() { local h=$1; shift; timeout -k 5 60 "$HOSTS" exec "$C" "$h" -- "$@"; }
