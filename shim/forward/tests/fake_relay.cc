@@ -164,10 +164,15 @@ int main(int argc, char** argv) {
   std::vector<Conn> conns;
   std::vector<uint8_t> msg(mig::rsc::kMaxMessage);
   unsigned connections = 0, requests = 0, badHellos = 0;
-  while (!g_stop) {
+  // After SIGTERM, go on until the job's connections are closed (or 5 s pass without
+  // a word): pipelined writes it sent before exiting may still wait unread in them,
+  // and the real relay, too, runs every write before it says the job ended.
+  while (!g_stop || !conns.empty()) {
     std::vector<pollfd> fds{{listener, POLLIN, 0}};
     for (const Conn& c : conns) fds.push_back({c.fd, POLLIN, 0});
-    if (poll(fds.data(), fds.size(), -1) < 0) continue;
+    int ready = poll(fds.data(), fds.size(), g_stop ? 5000 : -1);
+    if (ready == 0) break;
+    if (ready < 0) continue;
     if (fds[0].revents & POLLIN) {
       int c = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
       if (c >= 0) {
