@@ -77,4 +77,9 @@ class ProcPageSource final : public PageSource {
 // ([vsyscall], [uprobes], the restorer's own leftover mapping).
 bool parseMapsLine(kj::StringPtr line, MappedRegion& out);
 
+// For a migration, before the job is frozen: the path of a file that process `pid` has
+// mapped shared and writable, or nullptr. Its writes could not reach the file from
+// another host, so such a job is not moved (send_command.cc says so in one line).
+kj::Maybe<kj::String> sharedWritableFileMapping(pid_t pid);
+
 }  // namespace mig::resources

@@ -2,6 +2,7 @@
 #include "image/format.h"
 #include "image/image_error.h"
 #include "resources/page_source.h"
+#include "rsc/open_rule.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -54,13 +55,16 @@ void mappedFileMagic(pid_t pid, const MappedRegion& r, char (&magic)[8]) {
 
 // Private file mappings saved whole, as anonymous memory: a mig image that a restored
 // process maps (the image may be gone when the new one is restarted), and, for a
-// migration, mappings of files other than programs and libraries (ELF files, which
-// every host of a cluster has): data files may exist only at home.
+// migration, mappings of files other than programs and libraries (ELF files under the
+// system's directories, which every host of a cluster has: rsc/open_rule.h): data
+// files, and a library in the user's directories, may exist only at home.
 bool saveWholeMapping(pid_t pid, const MappedRegion& r, bool forMigration) {
   char magic[8];
   mappedFileMagic(pid, r, magic);
   if (memcmp(magic, image::kMagic, sizeof(image::kMagic)) == 0) return true;
-  return forMigration && memcmp(magic, "\x7f" "ELF", 4) != 0;
+  if (!forMigration) return false;
+  return memcmp(magic, "\x7f" "ELF", 4) != 0 ||
+         rsc::openSide(r.path.cStr(), O_RDONLY) != rsc::OpenSide::HereIfSameFile;
 }
 
 }  // namespace
@@ -128,7 +132,15 @@ kj::Array<MappedRegion> ProcPageSource::regions() {
     MappedRegion r{};
     if (!parseMapsLine(line, r)) continue;
     bool privateFile = r.kind == schema::MemoryRegion::Kind::FILE && r.flags == MAP_PRIVATE;
-    if (privateFile && saveWholeMapping(pid_, r, forMigration_)) {
+    // A read-only shared mapping of a file the new host would not open itself travels
+    // as a private copy (a snapshot, as a migrated process maps a home file:
+    // shim/forward/home_mmap.h); writable ones are refused before the freeze
+    // (sharedWritableFileMapping).
+    bool sharedReadOnlyHomeFile = forMigration_ && r.kind == schema::MemoryRegion::Kind::FILE &&
+                                  r.flags == MAP_SHARED && (r.prot & PROT_WRITE) == 0 &&
+                                  rsc::openSide(r.path.cStr(), O_RDONLY) != rsc::OpenSide::HereIfSameFile;
+    if (sharedReadOnlyHomeFile) r.flags = MAP_PRIVATE;
+    if (sharedReadOnlyHomeFile || (privateFile && saveWholeMapping(pid_, r, forMigration_))) {
       r.kind = schema::MemoryRegion::Kind::ANONYMOUS;
       r.path = kj::heapString("");
       r.inode = 0;
@@ -208,6 +220,25 @@ void ProcPageSource::read(uint64_t addr, void* buf, size_t len) {
 
 void ProcPageSource::mark() {
   fail(kj::str("tracking written pages is not available yet (pre-copy comes with live migration)"));
+}
+
+kj::Maybe<kj::String> sharedWritableFileMapping(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+  FILE* f = fopen(path, "re");
+  if (f == nullptr) return nullptr;  // gone: the capture says so
+  KJ_DEFER(fclose(f));
+  char* line = nullptr;
+  size_t cap = 0;
+  KJ_DEFER(free(line));
+  while (getline(&line, &cap, f) > 0) {
+    MappedRegion r{};
+    if (!parseMapsLine(line, r)) continue;
+    if (r.kind == schema::MemoryRegion::Kind::FILE && r.flags == MAP_SHARED && (r.prot & PROT_WRITE) != 0) {
+      return kj::mv(r.path);
+    }
+  }
+  return nullptr;
 }
 
 }  // namespace mig::resources

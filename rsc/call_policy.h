@@ -98,6 +98,7 @@ Where whereRowGoes(const Row& row, const int64_t a[6], const Facts& facts) {
     case Locality::Home: return Where::Home;
     case Locality::NetworkPolicy:
       return facts.internetSocketsAtHome() && (a[0] == AF_INET || a[0] == AF_INET6) ? Where::Home : Where::Local;
+    case Locality::ShimsOwn: return Where::Local;
     case Locality::ByArgs: break;
   }
   bool home = false, local = false, paths = false;

@@ -5,6 +5,7 @@
 #include "rsc/dispatch.h"
 
 #include "rsc/call_policy.h"
+#include "rsc/file_identity.h"
 #include "rsc/forward_table.h"
 #include "rsc/payload.h"
 #include "rsc/wire.h"
@@ -197,7 +198,9 @@ Dispatcher::Dispatcher(bool execute, const Table& table)
         raw            ? ffi_prep_cif_var(&p.cif, FFI_DEFAULT_ABI, 1, row.nargs + 1, ret, p.types)
         : row.variadic ? ffi_prep_cif_var(&p.cif, FFI_DEFAULT_ABI, row.fixedArgs, row.nargs, ret, p.types)
                        : ffi_prep_cif(&p.cif, FFI_DEFAULT_ABI, row.nargs, ret, p.types);
-    if (status == FFI_OK) p.function = dlsym(RTLD_DEFAULT, raw ? "syscall" : row.function);
+    if (status != FFI_OK) continue;
+    p.function = raw ? nullptr : ownFunction(row.function);  // mig's own (file_identity.cc)
+    if (p.function == nullptr) p.function = dlsym(RTLD_DEFAULT, raw ? "syscall" : row.function);
   }
 }
 

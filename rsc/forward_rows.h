@@ -4,6 +4,7 @@
 #pragma once
 
 #include "rsc/forward_table.h"
+#include "rsc/file_identity.h"
 #include "rsc/payload.h"
 
 #include <fcntl.h>

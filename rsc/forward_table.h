@@ -106,7 +106,13 @@ enum class Locality : uint8_t {
   Cwd,            // where the working directory is (getcwd)
   Home,           // always home (getppid: the parent is there)
   NetworkPolicy,  // internet sockets go home under the default network policy (socket)
+  ShimsOwn,       // a question only the shim asks home (the file identity check): its
+                  // sysno is kShimsOwnCall, which no kernel has, so a program trapped
+                  // making that call runs it here and gets ENOSYS
 };
+
+// The system call number of the ShimsOwn rows: none of the kernel's.
+inline constexpr long kShimsOwnCall = -1;
 
 // Whether the call must run at home after the pipelined writes issued before it.
 // Those go to streams, and what can tell their order from a later call's is the stream

@@ -14,6 +14,7 @@
 #include "image/image_error.h"
 #include "migctl/control_client.h"
 #include "migctl/freeze_capture.h"
+#include "resources/page_source.h"
 #include "shadow/hex.h"
 #include "shadow/network_policy.h"
 #include "shadow/peer_login.h"
@@ -151,6 +152,14 @@ int sendCommand(int argc, char** argv) {
   auto io = kj::setupAsyncIo();
   auto& ws = io.waitScope;
   migctl::ControlClient ctl(static_cast<pid_t>(pid));  // a process not under mig: said before anything else
+  // A file mapped shared and writable cannot follow the job (its writes would reach a
+  // copy, not the file): refused before anything happens to the job. Read-only shared
+  // and private mappings of home files travel as private memory.
+  KJ_IF_MAYBE(file, resources::sharedWritableFileMapping(static_cast<pid_t>(pid))) {
+    fail(kj::str("cannot move PID ", pid, ": it maps ", *file,
+                 " shared and writable, and its writes could not reach that file from another host; the job runs on ",
+                 deputy != nullptr ? "at home" : "where it was"));
+  }
   auto link = loginToPeer(io, key, to).wait(ws);
 
   // The destination may refuse before anything happens to the job.

@@ -87,6 +87,7 @@ void prepareCheckpoint() {
 
 void onRestored(int configFd) {
   State& s = state();
+  s.localHashes.clear();
   if (configFd >= 0) {
     bool ok = loadConfig(configFd);
     rawSyscall(SYS_close, configFd);

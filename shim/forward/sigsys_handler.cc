@@ -11,13 +11,16 @@
 // libc function that makes a system call, and leaves errno alone.
 #include "shim/forward/signals.h"
 #include "rsc/call_policy.h"
+#include "rsc/open_rule.h"
 #include "shim/forward/child_pids.h"
 #include "shim/forward/child_table.h"
 #include "shim/forward/clock_shift.h"
 #include "shim/forward/exec_handoff.h"
+#include "shim/forward/home_mmap.h"
 #include "shim/forward/connection.h"
 #include "shim/forward/locality.h"
 #include "shim/forward/readiness_stand_in.h"
+#include "shim/forward/same_file.h"
 #include "shim/forward/state.h"
 #include "shim/forward/sud.h"
 #include "shim/forward/trampolines.h"
@@ -179,7 +182,13 @@ long goHome(State& s, const rsc::Row& row, const TrappedCall& c) {
   if (rsc::drainsReadiness(row, stream)) drainReadiness(fdArg(a[0]));
   toHomeFds(row, home);
   switch (row.handler) {
-    case rsc::Handler::OpenFile: return newFdForwarded(row, home, a[2] & O_CLOEXEC);
+    case rsc::Handler::OpenFile:
+      // The system's programs and libraries are opened here when they are the same as
+      // home's (rsc/open_rule.h), so they can be mapped and read at local speed.
+      if (rsc::openSide(reinterpret_cast<const char*>(a[1]), a[2]) == rsc::OpenSide::HereIfSameFile) {
+        if (long fd = openHereIfSame(reinterpret_cast<const char*>(a[1]), a[2], a[3]); fd != kOpenAtHome) return fd;
+      }
+      return newFdForwarded(row, home, a[2] & O_CLOEXEC);
     case rsc::Handler::NewSocket: case rsc::Handler::Accept: case rsc::Handler::Receive:
     case rsc::Handler::SocketOption: case rsc::Handler::SocketName:
       return homeSocketRow(row, home, c.a);
@@ -234,7 +243,7 @@ long route(TrappedCall& c, const ucontext_t* uc) {
       if (anyForwarded(s, a[0], a[2])) return -EINVAL;
       break;
     case SYS_mmap:
-      if (!(a[3] & MAP_ANONYMOUS) && isForwardedFd(s, fdArg(a[4]))) return -ENODEV;
+      if (!(a[3] & MAP_ANONYMOUS) && isForwardedFd(s, fdArg(a[4]))) return mapHomeFile(c);
       break;
     case SYS_sendmsg: case SYS_recvmsg: case SYS_sendmmsg: case SYS_recvmmsg:
       if (isForwardedFd(s, fdArg(a[0]))) return raiseSigpipeOnEpipe(forwardMessageCall(c));

@@ -5,6 +5,7 @@
 // changes after activation are single atomic stores or read-modify-writes.
 #pragma once
 
+#include "rsc/file_identity.h"
 #include "shim/control_protocol.h"
 #include "shim/forward/forward_config.h"
 
@@ -20,6 +21,7 @@ enum Status : uint32_t {
 
 inline constexpr uint32_t kMaxConnections = 1024;
 inline constexpr uint32_t kMaxAwayChildren = 64;
+inline constexpr uint32_t kLocalHashSlots = 256;
 
 struct State {
   std::atomic<uint32_t> status;
@@ -46,6 +48,9 @@ struct State {
   std::atomic<int32_t> spawnVpid;
   // What the application set for SIGSYS, which the shim keeps for itself.
   control::KernelSigaction appSigsys;
+  // Content hashes of this host's system files (same_file.h), emptied at every restore:
+  // they are this host's, and the next restore may be on another.
+  rsc::HashCache<kLocalHashSlots> localHashes;
 };
 
 // Is fd a home fd (its local number a stand-in)?

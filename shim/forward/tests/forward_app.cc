@@ -13,9 +13,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <string>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -168,6 +170,33 @@ int main(int argc, char** argv) {
   int s = open("subfile.txt", O_WRONLY | O_CREAT | O_TRUNC, 0644);
   printf("subfile write %zd\n", write(s, "in sub\n", 7));
   close(s);
+
+  // A home file mapped: by copy (home_mmap.h). A private mapping's write stays in
+  // memory; a shared read-only one is a snapshot; a shared writable one is refused.
+  int m = open("../in.txt", O_RDONLY);
+  auto* priv = static_cast<char*>(mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, m, 0));
+  const bool privSame = priv != MAP_FAILED && memcmp(priv, "first line of in\n", 17) == 0;
+  if (priv != MAP_FAILED) priv[0] = 'F';
+  auto* shr = static_cast<char*>(mmap(nullptr, 4096, PROT_READ, MAP_SHARED, m, 0));
+  printf("mmap private %d written %c shared %c\n", privSame ? 1 : 0, priv != MAP_FAILED ? priv[0] : '?',
+         shr != MAP_FAILED ? shr[0] : '?');
+  int mw = open("../in.txt", O_RDWR);
+  errno = 0;
+  void* sw = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, mw, 0);
+  printf("mmap shared writable %d errno %d\n", sw == MAP_FAILED ? -1 : 0, errno);
+  close(m);
+  close(mw);
+  // A system library is opened here once home says its copy is the same (same_file.h):
+  // its fd is the file itself, not a stand-in; dlopen maps it.
+  int lib = open("/usr/lib/x86_64-linux-gnu/libc.so.6", O_RDONLY | O_CLOEXEC);
+  char link[256] = "";
+  snprintf(cwd, sizeof(cwd), "/proc/self/fd/%d", lib);
+  ssize_t ln = readlink(cwd, link, sizeof(link) - 1);
+  link[ln > 0 ? ln : 0] = '\0';
+  printf("system file opened here %s\n", link);
+  close(lib);
+  void* z = dlopen("libz.so.1", RTLD_NOW);
+  printf("dlopen libz %d\n", z != nullptr && dlsym(z, "zlibVersion") != nullptr ? 1 : 0);
 
   printf("local close %d\n", close(local));
   printf("DONE\n");

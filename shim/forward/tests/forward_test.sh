@@ -90,6 +90,12 @@ has_line "chdir sub 0" "$out"
 has_line "cwd $T/home/sub" "$out"
 has_line "subfile write 7" "$out"
 [ "$(cat "$T/home/sub/subfile.txt")" = "in sub" ] || fail "subfile.txt not in home/sub"
+# A home file mapped by copy; a system library opened here, and dlopen after the move.
+has_line "mmap private 1 written F shared f" "$out"
+has_line "mmap shared writable -1 errno 19" "$out"  # ENODEV
+[ "$(head -c 17 "$T/home/in.txt")" = "first line of in" ] || fail "in.txt at home changed"
+has_line "system file opened here $(readlink -f /usr/lib/x86_64-linux-gnu/libc.so.6)" "$out"
+has_line "dlopen libz 1" "$out"
 
 # The home files hold what the app wrote, in order.
 {

@@ -1,0 +1,69 @@
+// See home_mmap.h.
+#include "shim/forward/home_mmap.h"
+
+#include "rsc/forward_table.h"
+#include "rsc/wire.h"
+#include "shim/forward/child_table.h"
+#include "shim/raw_syscall.h"
+#include "shim/runtime.h"
+
+#include <cerrno>
+#include <linux/mman.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+namespace mig::forward {
+
+using shim::rawSyscall;
+
+namespace {
+
+// Flags of the caller's that an anonymous private mapping keeps: where it goes and how
+// it is reserved. The type (shared or private), and file-only flags (MAP_SYNC,
+// MAP_DENYWRITE...), are not.
+constexpr int64_t kKeptFlags = MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_NORESERVE | MAP_POPULATE | MAP_LOCKED |
+                               MAP_32BIT | MAP_GROWSDOWN | MAP_STACK | MAP_NONBLOCK;
+
+bool isError(long r) { return r < 0 && r > -4096; }
+
+}  // namespace
+
+long mapHomeFile(const TrappedCall& c) {
+  const int64_t* a = c.a;
+  const uint64_t length = static_cast<uint64_t>(a[1]);
+  const int64_t prot = a[2], flags = a[3], offset = a[5];
+  const int64_t type = flags & MAP_TYPE;
+  if ((type == MAP_SHARED || type == MAP_SHARED_VALIDATE) && (prot & PROT_WRITE) != 0) return -ENODEV;
+  if (type != MAP_PRIVATE && type != MAP_SHARED && type != MAP_SHARED_VALIDATE) return -EINVAL;
+  if (length == 0 || (offset & 4095) != 0) return -EINVAL;
+  long m = rawSyscall(SYS_mmap, a[0], static_cast<long>(length), PROT_READ | PROT_WRITE,
+                      (flags & kKeptFlags) | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (isError(m)) return m;
+  // The file's bytes from home, straight into the mapping: pread at the mapping's offset
+  // in pieces the link carries, until the end of the mapping or of the file.
+  const int homeFd = homeFdOf(fdArg(a[4]));
+  const rsc::Row& pread = rsc::rowOf(rsc::CallId::Pread64);
+  uint64_t done = 0;
+  while (done < length) {
+    const uint64_t want = length - done < rsc::kMaxIo ? length - done : rsc::kMaxIo;
+    int64_t args[6] = {homeFd, m + static_cast<int64_t>(done), static_cast<int64_t>(want),
+                       offset + static_cast<int64_t>(done), 0, 0};
+    long r = forwardRow(pread, args);
+    if (r < 0) {
+      rawSyscall(SYS_munmap, m, static_cast<long>(length));
+      return r;
+    }
+    if (r == 0) break;  // end of the file: the rest stays zeros
+    done += static_cast<uint64_t>(r);
+  }
+  if (prot != (PROT_READ | PROT_WRITE)) {
+    long r = rawSyscall(SYS_mprotect, m, static_cast<long>(length), prot);
+    if (r != 0) {
+      rawSyscall(SYS_munmap, m, static_cast<long>(length));
+      return r;
+    }
+  }
+  return m;
+}
+
+}  // namespace mig::forward

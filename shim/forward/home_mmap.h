@@ -1,0 +1,27 @@
+// mmap of a home fd in a migrated process: the kernel here cannot map a file that is
+// open on another host, so the mapping is made by copy. An anonymous private mapping is
+// made where the caller asked (its MAP_FIXED, MAP_NORESERVE... kept), filled with the
+// file's bytes read from home (forwarded pread64s from the mapping's offset), and given
+// the protection asked for.
+//
+//   MAP_PRIVATE (any protection)   by copy: the process's writes stay in its memory,
+//                                  never reach the file (as with a private mapping)
+//   MAP_SHARED, read-only          by copy, a snapshot taken at mmap: later writes to
+//                                  the file at home are not seen (no refresh)
+//   MAP_SHARED, writable           refused: ENODEV (writes could not reach the file);
+//                                  callers fall back to read/write as for a file system
+//                                  without mmap (sqlite, for one, does)
+//
+// Bytes past the end of the file read as zeros instead of raising SIGBUS. Runs in the
+// SIGSYS handler: raw system calls and forwarded calls only.
+#pragma once
+
+#include "shim/forward/trapped_call.h"
+
+namespace mig::forward {
+
+// mmap(2) whose fd (argument 4) is a home fd: the new mapping's address or a negative
+// errno.
+long mapHomeFile(const TrappedCall& c);
+
+}  // namespace mig::forward

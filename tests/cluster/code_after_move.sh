@@ -1,0 +1,106 @@
+#!/bin/bash
+# code_after_move.sh: code and data loaded after a move, with the default shadowd.
+# Debian's python3 (jobs/import_after_move.py) runs on a and moves a -> b; only then it
+# imports sqlite3, json, decimal, ctypes, bz2 and lzma for the first time (each a C
+# extension dlopen maps), uses each, and maps a data file of its home directory on a
+# (read-only shared, private with a write). Checked as a user sees it: what it computed
+# is what an undisturbed run on a computed; json has its C scanner; the private write
+# did not reach the file; a writable shared mapping of the home file is refused with
+# ENODEV (docs: shim/forward/home_mmap.h); on b, the system's libraries were mapped
+# from b's own files (the same as a's), while a library whose copy on b differs from
+# a's (same size and mtime, one byte changed; b's view of the directory is a bind
+# mount only b has) was loaded from home (a's copy, mapped by copy: not a file
+# mapping on b).
+#
+# usage: code_after_move.sh OPTIONS (below); meson runs it as test
+# 'migration-code-after-move' (suite cluster) with every path filled in.
+source "$(dirname "$0")/lib/cluster_lib.sh"
+cluster_args "$@"
+cluster_require SHADOWD DEPUTY MIGCTL LIBMIG
+PY=/usr/bin/python3
+JOB=$(readlink -f "$(dirname "$0")/jobs/import_after_move.py")
+LIBM=$(readlink -f /lib/x86_64-linux-gnu/libm.so.6 2>/dev/null)
+if [[ ! -x $PY || ! -f $LIBM ]]; then
+  echo "SKIP: needs Debian's /usr/bin/python3 and /lib/x86_64-linux-gnu/libm.so.6"
+  exit 77
+fi
+cluster_up a b
+
+# A library under a system directory (/opt) whose copy differs on b: same size and
+# mtime, its last byte (in the section headers, which loading does not read) changed.
+LIBDIR=/opt/mig-code-after-move.$$
+trap 'rm -rf "$LIBDIR" "$LIBDIR.b"; cleanup' EXIT
+mkdir -p "$LIBDIR" "$LIBDIR.b"
+cp "$LIBM" "$LIBDIR/libdiff.so"
+cp "$LIBM" "$LIBDIR.b/libdiff.so"
+size=$(stat -c %s "$LIBM")
+last=$(tail -c 1 "$LIBM" | od -An -tu1 | tr -d ' ')
+printf "\\$(printf '%03o' $(( (last + 1) % 256 )))" | dd of="$LIBDIR.b/libdiff.so" bs=1 seek=$((size - 1)) conv=notrunc status=none
+touch -r "$LIBM" "$LIBDIR/libdiff.so" "$LIBDIR.b/libdiff.so"
+if ! hx b mount --bind "$LIBDIR.b" "$LIBDIR" || ! hx b cmp -s "$LIBDIR/libdiff.so" "$LIBDIR.b/libdiff.so" ||
+   cmp -s "$LIBDIR/libdiff.so" "$LIBDIR.b/libdiff.so"; then
+  fail "could not give b its own copy of $LIBDIR (a bind mount in b's mount namespace)"
+  cluster_end
+fi
+
+make_data() {  # make_data NAME: a 3-page-and-a-bit data file in the job's data dir
+  "$PY" -c 'import sys; sys.stdout.buffer.write(bytes((i * 7 + i // 256) % 251 for i in range(3 * 4096 + 100)))' \
+    >"$(jfile "$1" data/data.bin)"
+}
+mkdir -p "$(jfile pyref data)" "$(jfile py data)"
+make_data pyref
+make_data py
+cp "$(jfile py data/data.bin)" "$T/data.bin.orig"
+
+start_job pyref plain "$PY" "$JOB" @DIR@ "$LIBDIR/libdiff.so"
+touch "$(jfile pyref data/go)"
+start_job py mig "$PY" "$JOB" @DIR@ "$LIBDIR/libdiff.so" || cluster_end
+if hop py a b; then
+  touch "$(jfile py data/go)"
+  wait_job pyref 60
+  ref_status=$STATUS
+  wait_job py 60
+  if [[ $STATUS == 0 && $ref_status == 0 ]] && cmp -s "$(jfile pyref data/result.txt)" "$(jfile py data/result.txt)"; then
+    ok "python3 moved a -> b, then imported sqlite3, json, decimal, ctypes, bz2, lzma and mapped a home file: results as the undisturbed run's ($(wc -l <"$(jfile py data/result.txt)") lines, status 0)"
+  else
+    fail "python3 after the move: status $STATUS (undisturbed $ref_status), results differ from the undisturbed run's"
+    diff "$(jfile pyref data/result.txt)" "$(jfile py data/result.txt)" 2>&1 | head -n 20 | sed 's/^/#     /'
+    detail "$(jfile py err)" "its stderr"
+    detail "$(jfile pyref err)" "the undisturbed run's stderr"
+  fi
+  want=("json C scanner: True True" "decimal: 0.1428571428571428571428571428571428571429, C module: True"
+        "sqlite3 3: (100, 'row 99')" "libdiff has cos: True" "bz2: 5600 -> " "lzma: round trip True"
+        "ctypes: cbrt(27) = 3.0" "sqlite3 already loaded: False" "lzma already loaded: False"
+        "mapped private, written: b'PRIVATE!")
+  missing=""
+  for w in "${want[@]}"; do grep -qF "$w" "$(jfile py data/result.txt)" 2>/dev/null || missing+=" '$w';"; done
+  if [[ -z $missing ]]; then
+    ok "python3 after the move: each module loaded for the first time and working, json with its C scanner, home's libdiff.so (has cos)"
+  else
+    fail "python3 after the move: result.txt lacks$missing"
+    detail "$(jfile py data/result.txt)" "result.txt"
+  fi
+  if cmp -s "$T/data.bin.orig" "$(jfile py data/data.bin)"; then
+    ok "the private mapping's write did not reach data.bin at home"
+  else
+    fail "data.bin at home changed: a private mapping's write reached the file"
+  fi
+  sw=$(cat "$(jfile py data/shared_write.txt)" 2>/dev/null)
+  if [[ $sw == "refused: No such device" && $(cat "$(jfile pyref data/shared_write.txt)") == mapped ]]; then
+    ok "a writable shared mapping of the home file: refused with ENODEV after the move (mapped in the undisturbed run)"
+  else
+    fail "a writable shared mapping of the home file after the move: '$sw' (want 'refused: No such device')"
+  fi
+  maps=$(jfile py data/maps.txt)
+  sqlite_file=$(grep -c '/libsqlite3\.so' "$maps" 2>/dev/null)
+  diff_file=$(grep -c '/libdiff\.so' "$maps" 2>/dev/null)
+  if (( sqlite_file > 0 && diff_file == 0 )); then
+    ok "on b: libsqlite3 mapped from b's own file (the same as a's: $sqlite_file mappings), libdiff.so (differs on b) not mapped from b's file but by copy from home"
+  else
+    fail "on b: libsqlite3 file mappings $sqlite_file (want > 0), libdiff.so file mappings $diff_file (want 0)"
+    grep -E 'libsqlite3|libdiff|_sqlite3' "$maps" 2>/dev/null | head -n 10 | sed 's/^/#     /'
+  fi
+fi
+kill_job py
+kill_job pyref
+cluster_end

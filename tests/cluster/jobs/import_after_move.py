@@ -1,0 +1,88 @@
+# import_after_move.py DATA_DIR [LIBDIFF]: a Python job that loads code and maps data
+# only once it has moved (tests/cluster/code_after_move.sh). It prints "STEP n" on
+# stdout until DATA_DIR/go exists (the test makes it after the migration), then, for
+# the first time in this process, imports sqlite3, json (its C scanner), decimal,
+# ctypes, bz2 and lzma (each a C extension that dlopen maps from /usr), uses each, maps
+# DATA_DIR/data.bin (read-only shared, and private with a write that must not reach the
+# file), loads LIBDIFF with ctypes if given (a library whose copy on the job's host
+# differs from home's: home's must be loaded, which has cos()), and writes what it got
+# to DATA_DIR/result.txt, its own memory map to DATA_DIR/maps.txt and what a writable
+# shared mapping of data.bin did to DATA_DIR/shared_write.txt.
+import os
+import sys
+import time
+
+data = sys.argv[1]
+libdiff = sys.argv[2] if len(sys.argv) > 2 else None
+step = 0
+while not os.path.exists(os.path.join(data, "go")):
+    step += 1
+    print("STEP %d" % step, flush=True)
+    time.sleep(0.05)
+
+out = []
+for name in ("sqlite3", "json", "decimal", "ctypes", "bz2", "lzma", "mmap"):
+    out.append("%s already loaded: %s" % (name, name in sys.modules))
+
+import sqlite3
+con = sqlite3.connect(":memory:")
+con.execute("create table t (k integer primary key, v text)")
+con.executemany("insert into t (v) values (?)", [("row %d" % i,) for i in range(100)])
+out.append("sqlite3 %s: %s" % (sqlite3.sqlite_version_info[0], con.execute("select count(*), max(v) from t").fetchone()))
+
+import json
+import json.decoder
+import json.scanner
+out.append("json C scanner: %s %s" % (json.decoder.c_scanstring is not None, json.scanner.c_make_scanner is not None))
+out.append("json: %s" % json.loads('{"a": [1, 2.5, "x\\u00e9"], "b": null}'))
+
+import decimal
+decimal.getcontext().prec = 40
+out.append("decimal: %s, C module: %s" % (decimal.Decimal(1) / decimal.Decimal(7), "_decimal" in sys.modules))
+
+import ctypes
+libm = ctypes.CDLL("libm.so.6")
+libm.cbrt.restype = ctypes.c_double
+libm.cbrt.argtypes = [ctypes.c_double]
+out.append("ctypes: cbrt(27) = %s" % libm.cbrt(27.0))
+
+import bz2
+blob = b"mig moves running processes " * 200
+out.append("bz2: %d -> %d, round trip %s" % (len(blob), len(bz2.compress(blob)), bz2.decompress(bz2.compress(blob)) == blob))
+
+import lzma
+out.append("lzma: round trip %s" % (lzma.decompress(lzma.compress(blob)) == blob))
+
+import mmap
+path = os.path.join(data, "data.bin")
+with open(path, "rb") as f:
+    ro = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    out.append("mapped read-only: %d bytes, first %r, last %r" % (len(ro), ro[:16], ro[-16:]))
+    cp = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    cp[0:8] = b"PRIVATE!"
+    out.append("mapped private, written: %r, read-only mapping still %r" % (cp[:16], ro[:16]))
+    ro.close()
+    cp.close()
+with open(path, "rb") as f:
+    out.append("file after: first %r" % f.read(16))
+try:
+    with open(path, "r+b") as f:
+        rw = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_WRITE)
+        rw.close()
+    shared = "mapped"
+except OSError as e:
+    shared = "refused: %s" % os.strerror(e.errno)
+with open(os.path.join(data, "shared_write.txt"), "w") as f:
+    f.write(shared + "\n")
+
+if libdiff:
+    lib = ctypes.CDLL(libdiff)
+    out.append("libdiff has cos: %s" % hasattr(lib, "cos"))
+
+with open("/proc/self/maps") as f:
+    maps = f.read()
+with open(os.path.join(data, "maps.txt"), "w") as f:
+    f.write(maps)
+with open(os.path.join(data, "result.txt"), "w") as f:
+    f.write("\n".join(out) + "\n")
+print("DONE", flush=True)
