@@ -10,7 +10,9 @@
 # from b's own files (the same as a's), while a library whose copy on b differs from
 # a's (same size and mtime, one byte changed; b's view of the directory is a bind
 # mount only b has) was loaded from home (a's copy, mapped by copy: not a file
-# mapping on b).
+# mapping on b). A job that mapped home files before the move (read-only shared,
+# private, a library only home has) reads the same through them after it; one that
+# maps a file shared and writable is not moved (one line, before the freeze).
 #
 # usage: code_after_move.sh OPTIONS (below); meson runs it as test
 # 'migration-code-after-move' (suite cluster) with every path filled in.
@@ -101,6 +103,59 @@ if hop py a b; then
     grep -E 'libsqlite3|libdiff|_sqlite3' "$maps" 2>/dev/null | head -n 10 | sed 's/^/#     /'
   fi
 fi
+
+# --- files mapped before the move ----------------------------------------------------------
+# A read-only shared and a private mapping of a home data file, and a library only home
+# has (in the job's directory), travel as private memory; a job that maps a file shared
+# and writable is not moved: one line, before anything is frozen, and it runs on at a.
+HELD=$(readlink -f "$(dirname "$0")/jobs/mapped_before_move.py")
+for j in held heldref sharedrw; do
+  mkdir -p "$(jfile "$j" data)"
+  make_data "$j"
+  cp "$LIBM" "$(jfile "$j" data/libhome.so)"
+done
+start_job heldref plain "$PY" "$HELD" @DIR@
+touch "$(jfile heldref data/go)"
+if start_job held mig "$PY" "$HELD" @DIR@ && hop held a b; then
+  touch "$(jfile held data/go)"
+  wait_job heldref 60
+  ref_status=$STATUS
+  wait_job held 60
+  if [[ $STATUS == 0 && $ref_status == 0 ]] && grep -q "cbrt(27) = 3.0" "$(jfile held data/result.txt)" &&
+     cmp -s "$(jfile heldref data/result.txt)" "$(jfile held data/result.txt)"; then
+    ok "held: its shared read-only and private mappings of data.bin and libhome.so (only on a) read after a -> b as in the undisturbed run"
+  else
+    fail "held: status $STATUS (undisturbed $ref_status); what it read after the move differs from the undisturbed run"
+    diff "$(jfile heldref data/result.txt)" "$(jfile held data/result.txt)" 2>&1 | head -n 10 | sed 's/^/#     /'
+    detail "$(jfile held err)" "its stderr"
+  fi
+  cmp -s "$T/data.bin.orig" "$(jfile held data/data.bin)" && ok "held: data.bin at home unchanged by the private write" ||
+    fail "held: data.bin at home changed"
+fi
+if start_job sharedrw mig "$PY" "$HELD" @DIR@ shared-writable && wait_step sharedrw 3 30; then
+  migrate sharedrw b
+  if one_line_reason && grep -q "data.bin shared and writable" "$MIG_ERR" &&
+     job_at_home sharedrw "$(readlink -f "$PY")" && [[ $(host_of "$(where sharedrw)") == a ]]; then
+    ok "sharedrw: migrate refused with one line, the job still runs on a: $(cat "$MIG_ERR")"
+  else
+    fail "sharedrw: migctl exited $MIG_RC; want one line naming data.bin shared and writable and the job still on a"
+    detail "$MIG_ERR" "migctl stderr"
+  fi
+  touch "$(jfile sharedrw data/go)"
+  wait_job sharedrw 60
+  if [[ $STATUS == 0 ]] && grep -qF "shared writable: b'PRIVATE!" "$(jfile sharedrw data/result.txt)" 2>/dev/null; then
+    fail "sharedrw: the private write showed through the shared mapping"
+  elif [[ $STATUS == 0 ]] && grep -q "^shared writable: " "$(jfile sharedrw data/result.txt)"; then
+    ok "sharedrw: after the refused move it finished on a (status 0)"
+  else
+    fail "sharedrw: after the refused move: status $STATUS"
+    detail "$(jfile sharedrw err)" "its stderr"
+  fi
+fi
+
 kill_job py
 kill_job pyref
+kill_job held
+kill_job heldref
+kill_job sharedrw
 cluster_end

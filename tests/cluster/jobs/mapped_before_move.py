@@ -1,0 +1,40 @@
+# mapped_before_move.py DATA_DIR [shared-writable]: a Python job that maps files of
+# its home directory before it moves (tests/cluster/code_after_move.sh): DATA_DIR/
+# data.bin read-only shared and private (with a write that must not reach the file),
+# and DATA_DIR/libhome.so, a library only home has, loaded with ctypes; with
+# "shared-writable" also data.bin shared and writable, which a migration must refuse
+# before the freeze. It prints "STEP n" until DATA_DIR/go exists, then writes what it
+# reads through each mapping, and cbrt(27) from libhome.so, to DATA_DIR/result.txt.
+import ctypes
+import mmap
+import os
+import sys
+import time
+
+data = sys.argv[1]
+rw = len(sys.argv) > 2 and sys.argv[2] == "shared-writable"
+f = open(os.path.join(data, "data.bin"), "r+b" if rw else "rb")
+ro = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+cp = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+cp[0:8] = b"PRIVATE!"
+sw = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_WRITE) if rw else None
+lib = ctypes.CDLL(os.path.join(data, "libhome.so"))
+lib.cbrt.restype = ctypes.c_double
+lib.cbrt.argtypes = [ctypes.c_double]
+
+step = 0
+while not os.path.exists(os.path.join(data, "go")):
+    step += 1
+    print("STEP %d" % step, flush=True)
+    time.sleep(0.05)
+
+out = [
+    "shared read-only: %d bytes, %r ... %r" % (len(ro), ro[:16], ro[-16:]),
+    "private: %r ... %r" % (cp[:16], cp[-16:]),
+    "libhome cbrt(27) = %s" % lib.cbrt(27.0),
+]
+if sw is not None:
+    out.append("shared writable: %r" % sw[:16])
+with open(os.path.join(data, "result.txt"), "w") as r:
+    r.write("\n".join(out) + "\n")
+print("DONE", flush=True)
