@@ -284,7 +284,8 @@ TEST_CASE("forward table: the real rows' properties") {
         S{"wait4", "waitid", "accept", "accept4", "connect"});
   CHECK(functionsWith([](const Row& r) { return r.blocking == Blocking::OnStream; }) ==
         S{"read", "write", "pread64", "pwrite64", "sendto", "recvfrom", "sendfile"});
-  CHECK(functionsWith([](const Row& r) { return r.deputy == DeputyRuns::Worker; }) == S{"openat", "wait4", "waitid"});
+  CHECK(functionsWith([](const Row& r) { return r.deputy == DeputyRuns::Worker; }) ==
+        S{"openat", "wait4", "waitid", "mig_file_identity"});
   CHECK(functionsWith([](const Row& r) { return r.has(kPipelinable); }) == S{"write"});
   CHECK(functionsWith([](const Row& r) { return r.has(kReportsWriteFailures); }) == S{"fsync", "fdatasync"});
   CHECK(functionsWith([](const Row& r) { return r.has(kSigpipeOnEpipe); }) == S{"write", "pwrite64"});

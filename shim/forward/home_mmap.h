@@ -12,8 +12,11 @@
 //                                  callers fall back to read/write as for a file system
 //                                  without mmap (sqlite, for one, does)
 //
-// Bytes past the end of the file read as zeros instead of raising SIGBUS. Runs in the
-// SIGSYS handler: raw system calls and forwarded calls only.
+// The fd is looked at home first (fstat): a regular file is copied up to its end (bytes
+// past it read as zeros instead of raising SIGBUS); /dev/zero gives anonymous memory
+// (private or shared, as asked) without a copy; anything else (a pipe, a socket, another
+// device) is ENODEV. Runs in the SIGSYS handler: raw system calls and forwarded calls
+// only.
 #pragma once
 
 #include "shim/forward/trapped_call.h"

@@ -6,7 +6,8 @@
 # (read-only shared, private with a write). Checked as a user sees it: what it computed
 # is what an undisturbed run on a computed; json has its C scanner; the private write
 # did not reach the file; a writable shared mapping of the home file is refused with
-# ENODEV (docs: shim/forward/home_mmap.h); on b, the system's libraries were mapped
+# ENODEV (docs: shim/forward/home_mmap.h); a python3 child it runs imports and makes
+# a temporary file in /tmp (at home); on b, the system's libraries were mapped
 # from b's own files (the same as a's), while a library whose copy on b differs from
 # a's (same size and mtime, one byte changed; b's view of the directory is a bind
 # mount only b has) was loaded from home (a's copy, mapped by copy: not a file
@@ -73,7 +74,7 @@ if hop py a b; then
   want=("json C scanner: True True" "decimal: 0.1428571428571428571428571428571428571429, C module: True"
         "sqlite3 3: (100, 'row 99')" "libdiff has cos: True" "bz2: 5600 -> " "lzma: round trip True"
         "ctypes: cbrt(27) = 3.0" "sqlite3 already loaded: False" "lzma already loaded: False"
-        "mapped private, written: b'PRIVATE!")
+        "mapped private, written: b'PRIVATE!" "child: status 0, 42 True scratch ''")
   missing=""
   for w in "${want[@]}"; do grep -qF "$w" "$(jfile py data/result.txt)" 2>/dev/null || missing+=" '$w';"; done
   if [[ -z $missing ]]; then

@@ -10,6 +10,7 @@ MIG_PACKAGES=(
   clang-14 libclang-rt-14-dev     # libFuzzer targets
   iproute2 util-linux procps      # simulated hosts: ip, unshare, nsenter, ps
   redis-server redis-tools nginx-light  # real servers the network tests migrate
+  python3                         # Debian's python3: code_after_move.sh imports C extensions after a move
 )
 
 mig_install_deps() {

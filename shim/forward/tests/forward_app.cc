@@ -184,6 +184,9 @@ int main(int argc, char** argv) {
   errno = 0;
   void* sw = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, mw, 0);
   printf("mmap shared writable %d errno %d\n", sw == MAP_FAILED ? -1 : 0, errno);
+  errno = 0;
+  void* onPipe = mmap(nullptr, 4096, PROT_READ, MAP_PRIVATE, 5, 0);  // fd 5: a pipe at home
+  printf("mmap home pipe %d errno %d\n", onPipe == MAP_FAILED ? -1 : 0, errno);
   close(m);
   close(mw);
   // A system library is opened here once home says its copy is the same (same_file.h):

@@ -93,6 +93,7 @@ has_line "subfile write 7" "$out"
 # A home file mapped by copy; a system library opened here, and dlopen after the move.
 has_line "mmap private 1 written F shared f" "$out"
 has_line "mmap shared writable -1 errno 19" "$out"  # ENODEV
+has_line "mmap home pipe -1 errno 19" "$out"
 [ "$(head -c 17 "$T/home/in.txt")" = "first line of in" ] || fail "in.txt at home changed"
 has_line "system file opened here $(readlink -f /usr/lib/x86_64-linux-gnu/libc.so.6)" "$out"
 has_line "dlopen libz 1" "$out"

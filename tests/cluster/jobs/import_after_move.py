@@ -7,7 +7,8 @@
 # file), loads LIBDIFF with ctypes if given (a library whose copy on the job's host
 # differs from home's: home's must be loaded, which has cos()), and writes what it got
 # to DATA_DIR/result.txt, its own memory map to DATA_DIR/maps.txt and what a writable
-# shared mapping of data.bin did to DATA_DIR/shared_write.txt.
+# shared mapping of data.bin did to DATA_DIR/shared_write.txt. A python3 child it runs
+# then imports sqlite3 and json and makes a temporary file in /tmp.
 import os
 import sys
 import time
@@ -74,6 +75,20 @@ except OSError as e:
     shared = "refused: %s" % os.strerror(e.errno)
 with open(os.path.join(data, "shared_write.txt"), "w") as f:
     f.write(shared + "\n")
+
+# A program exec'd on the job's new host loads its libraries there too, and its
+# temporary files go to /tmp at home (scratch is home's by default).
+import subprocess
+child = subprocess.run([sys.executable, "-c",
+                        "import sqlite3, json.decoder, tempfile, os\n"
+                        "fd, p = tempfile.mkstemp(dir='/tmp')\n"
+                        "os.write(fd, b'scratch')\n"
+                        "os.close(fd)\n"
+                        "print(sqlite3.connect(':memory:').execute('select 6*7').fetchone()[0],"
+                        " json.decoder.c_scanstring is not None, open(p).read())\n"
+                        "os.unlink(p)"],
+                       capture_output=True, text=True)
+out.append("child: status %d, %s %r" % (child.returncode, child.stdout.strip(), child.stderr.strip()[-200:]))
 
 if libdiff:
     lib = ctypes.CDLL(libdiff)
