@@ -7,8 +7,9 @@
 # is what an undisturbed run on a computed; json has its C scanner; the private write
 # did not reach the file; a writable shared mapping of the home file is refused with
 # ENODEV (docs: shim/forward/home_mmap.h); a python3 child it runs imports and makes
-# a temporary file in /tmp (at home); on b, the system's libraries were mapped
-# from b's own files (the same as a's), while a library whose copy on b differs from
+# a temporary file in /tmp (at home); gcc builds and links a program (ld loads its
+# LTO plugin); on b, the system's libraries were mapped from b's own files (the
+# same as a's), while a library whose copy on b differs from
 # a's (same size and mtime, one byte changed; b's view of the directory is a bind
 # mount only b has) was loaded from home (a's copy, mapped by copy: not a file
 # mapping on b). A job that mapped home files before the move (read-only shared,
@@ -73,8 +74,9 @@ if hop py a b; then
   fi
   want=("json C scanner: True True" "decimal: 0.1428571428571428571428571428571428571429, C module: True"
         "sqlite3 3: (100, 'row 99')" "libdiff has cos: True" "bz2: 5600 -> " "lzma: round trip True"
-        "ctypes: cbrt(27) = 3.0" "sqlite3 already loaded: False" "lzma already loaded: False"
-        "mapped private, written: b'PRIVATE!" "child: status 0, 42 True scratch ''")
+        "ctypes: sqrt(16) = 4.0" "sqlite3 already loaded: False" "lzma already loaded: False"
+        "mapped private, written: b'PRIVATE!" "child: status 0, 42 True scratch ''"
+        "gcc: status 0, '', an ELF program: True")
   missing=""
   for w in "${want[@]}"; do grep -qF "$w" "$(jfile py data/result.txt)" 2>/dev/null || missing+=" '$w';"; done
   if [[ -z $missing ]]; then
@@ -82,6 +84,11 @@ if hop py a b; then
   else
     fail "python3 after the move: result.txt lacks$missing"
     detail "$(jfile py data/result.txt)" "result.txt"
+  fi
+  if [[ $(hx a "$(jdir py)/data/hello" 2>&1) == "hello from gcc" ]]; then
+    ok "the program gcc built and linked on b (in the job's directory on a) runs on a"
+  else
+    fail "the program gcc built on b does not run on a: $(hx a "$(jdir py)/data/hello" 2>&1 | head -n 3)"
   fi
   if cmp -s "$T/data.bin.orig" "$(jfile py data/data.bin)"; then
     ok "the private mapping's write did not reach data.bin at home"
@@ -122,7 +129,7 @@ if start_job held mig "$PY" "$HELD" @DIR@ && hop held a b; then
   wait_job heldref 60
   ref_status=$STATUS
   wait_job held 60
-  if [[ $STATUS == 0 && $ref_status == 0 ]] && grep -q "cbrt(27) = 3.0" "$(jfile held data/result.txt)" &&
+  if [[ $STATUS == 0 && $ref_status == 0 ]] && grep -qx "libhome sqrt(16) = 4.0" "$(jfile held data/result.txt)" &&
      cmp -s "$(jfile heldref data/result.txt)" "$(jfile held data/result.txt)"; then
     ok "held: its shared read-only and private mappings of data.bin and libhome.so (only on a) read after a -> b as in the undisturbed run"
   else

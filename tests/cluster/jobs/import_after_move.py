@@ -8,7 +8,8 @@
 # differs from home's: home's must be loaded, which has cos()), and writes what it got
 # to DATA_DIR/result.txt, its own memory map to DATA_DIR/maps.txt and what a writable
 # shared mapping of data.bin did to DATA_DIR/shared_write.txt. A python3 child it runs
-# then imports sqlite3 and json and makes a temporary file in /tmp.
+# then imports sqlite3 and json and makes a temporary file in /tmp; gcc builds and
+# links a program in DATA_DIR (ld loads its LTO plugin).
 import os
 import sys
 import time
@@ -43,9 +44,9 @@ out.append("decimal: %s, C module: %s" % (decimal.Decimal(1) / decimal.Decimal(7
 
 import ctypes
 libm = ctypes.CDLL("libm.so.6")
-libm.cbrt.restype = ctypes.c_double
-libm.cbrt.argtypes = [ctypes.c_double]
-out.append("ctypes: cbrt(27) = %s" % libm.cbrt(27.0))
+libm.sqrt.restype = ctypes.c_double
+libm.sqrt.argtypes = [ctypes.c_double]
+out.append("ctypes: sqrt(16) = %s" % libm.sqrt(16.0))
 
 import bz2
 blob = b"mig moves running processes " * 200
@@ -89,6 +90,17 @@ child = subprocess.run([sys.executable, "-c",
                         "os.unlink(p)"],
                        capture_output=True, text=True)
 out.append("child: status %d, %s %r" % (child.returncode, child.stdout.strip(), child.stderr.strip()[-200:]))
+
+# gcc's link step: Debian's gcc always has ld load its LTO plugin (liblto_plugin.so)
+# with dlopen, so a build run by a moved job (make) links only if that works.
+src = os.path.join(data, "hello.c")
+with open(src, "w") as f:
+    f.write('#include <stdio.h>\nint main(void) { puts("hello from gcc"); return 0; }\n')
+exe = os.path.join(data, "hello")
+cc = subprocess.run(["gcc", "-O1", "-o", exe, src], capture_output=True, text=True)
+with open(exe, "rb") as f:
+    elf = f.read(4) == b"\x7fELF"
+out.append("gcc: status %d, %r, an ELF program: %s" % (cc.returncode, cc.stderr.strip()[-200:], elf))
 
 if libdiff:
     lib = ctypes.CDLL(libdiff)

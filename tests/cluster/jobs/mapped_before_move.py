@@ -4,7 +4,7 @@
 # and DATA_DIR/libhome.so, a library only home has, loaded with ctypes; with
 # "shared-writable" also data.bin shared and writable, which a migration must refuse
 # before the freeze. It prints "STEP n" until DATA_DIR/go exists, then writes what it
-# reads through each mapping, and cbrt(27) from libhome.so, to DATA_DIR/result.txt.
+# reads through each mapping, and sqrt(16) from libhome.so, to DATA_DIR/result.txt.
 import ctypes
 import mmap
 import os
@@ -19,8 +19,8 @@ cp = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
 cp[0:8] = b"PRIVATE!"
 sw = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_WRITE) if rw else None
 lib = ctypes.CDLL(os.path.join(data, "libhome.so"))
-lib.cbrt.restype = ctypes.c_double
-lib.cbrt.argtypes = [ctypes.c_double]
+lib.sqrt.restype = ctypes.c_double
+lib.sqrt.argtypes = [ctypes.c_double]
 
 step = 0
 while not os.path.exists(os.path.join(data, "go")):
@@ -31,7 +31,7 @@ while not os.path.exists(os.path.join(data, "go")):
 out = [
     "shared read-only: %d bytes, %r ... %r" % (len(ro), ro[:16], ro[-16:]),
     "private: %r ... %r" % (cp[:16], cp[-16:]),
-    "libhome cbrt(27) = %s" % lib.cbrt(27.0),
+    "libhome sqrt(16) = %s" % lib.sqrt(16.0),
 ]
 if sw is not None:
     out.append("shared writable: %r" % sw[:16])
