@@ -161,7 +161,7 @@ int restartCommand(int argc, char** argv, const resources::CallerFds& caller) {
   KJ_IF_MAYBE(why, image::cpuMismatch(img.header().getCpu(), image::hostCpu())) {
     fail(kj::heapString(*why));
   }
-  resources::checkMappedFiles(img);
+  resources::checkMappedFiles(img, migrated.migrated);
   if (migrated.migrated) {
     if (migrated.relay == nullptr || migrated.jobId == 0) fail(kj::str("--migrated needs --relay and --job-id"));
     migrated.token = shadow::tokenFromEnv();

@@ -75,7 +75,7 @@ void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats)
 
 // Refuses an image whose code would not be the same: every mapped file must still be
 // the file that was mapped.
-void checkMappedFiles(image::FileReader& img) {
+void checkMappedFiles(image::FileReader& img, bool migrated) {
   for (size_t i = 0; i < img.sectionCount(); ++i) {
     if (img.section(i).type != static_cast<uint16_t>(image::SectionType::memoryMap)) continue;
     for (auto r : img.meta<image::schema::MemoryMap>(i).getRegions()) {
@@ -85,7 +85,7 @@ void checkMappedFiles(image::FileReader& img) {
         image::fail(kj::str("mapped file ", r.getPath(), " is missing (", strerror(errno), "); cannot restart"));
       }
       int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-      if (st.st_ino != r.getInode() || static_cast<uint64_t>(st.st_size) != r.getFileSize() ||
+      if ((!migrated && st.st_ino != r.getInode()) || static_cast<uint64_t>(st.st_size) != r.getFileSize() ||
           mtime != r.getMtimeNs()) {
         image::fail(kj::str("mapped file ", r.getPath(), " changed since the checkpoint; cannot restart"));
       }

@@ -15,6 +15,9 @@ void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats)
 
 // At restart: refuses an image whose code would not be the same (every mapped file
 // must still be the file that was mapped), with one line naming the file.
-void checkMappedFiles(image::FileReader& img);
+// migrated: the image comes from another host, where each file had that host's inode:
+// a file counts as the same if its size and mtime are (a package installs its files
+// with the package's mtimes); on the same host the inode must match too.
+void checkMappedFiles(image::FileReader& img, bool migrated);
 
 }  // namespace mig::resources

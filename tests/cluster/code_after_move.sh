@@ -13,7 +13,8 @@
 # a's (same size and mtime, one byte changed; b's view of the directory is a bind
 # mount only b has) was loaded from home (a's copy, mapped by copy: not a file
 # mapping on b). A job that mapped home files before the move (read-only shared,
-# private, a library only home has) reads the same through them after it; one that
+# private, a library only home has) reads the same through them after it, and a
+# library b has its own copy of (another inode) is mapped from b's copy; one that
 # maps a file shared and writable is not moved (one line, before the freeze).
 #
 # usage: code_after_move.sh OPTIONS (below); meson runs it as test
@@ -40,7 +41,10 @@ cp "$LIBM" "$LIBDIR.b/libdiff.so"
 size=$(stat -c %s "$LIBM")
 last=$(tail -c 1 "$LIBM" | od -An -tu1 | tr -d ' ')
 printf "\\$(printf '%03o' $(( (last + 1) % 256 )))" | dd of="$LIBDIR.b/libdiff.so" bs=1 seek=$((size - 1)) conv=notrunc status=none
-touch -r "$LIBM" "$LIBDIR/libdiff.so" "$LIBDIR.b/libdiff.so"
+# ... and one that b has too, the same file (with b's own inode).
+cp "$LIBM" "$LIBDIR/libsame.so"
+cp "$LIBM" "$LIBDIR.b/libsame.so"
+touch -r "$LIBM" "$LIBDIR/libdiff.so" "$LIBDIR.b/libdiff.so" "$LIBDIR/libsame.so" "$LIBDIR.b/libsame.so"
 if ! hx b mount --bind "$LIBDIR.b" "$LIBDIR" || ! hx b cmp -s "$LIBDIR/libdiff.so" "$LIBDIR.b/libdiff.so" ||
    cmp -s "$LIBDIR/libdiff.so" "$LIBDIR.b/libdiff.so"; then
   fail "could not give b its own copy of $LIBDIR (a bind mount in b's mount namespace)"
@@ -122,16 +126,16 @@ for j in held heldref sharedrw; do
   make_data "$j"
   cp "$LIBM" "$(jfile "$j" data/libhome.so)"
 done
-start_job heldref plain "$PY" "$HELD" @DIR@
+start_job heldref plain "$PY" "$HELD" @DIR@ plain "$LIBDIR/libsame.so"
 touch "$(jfile heldref data/go)"
-if start_job held mig "$PY" "$HELD" @DIR@ && hop held a b; then
+if start_job held mig "$PY" "$HELD" @DIR@ plain "$LIBDIR/libsame.so" && hop held a b; then
   touch "$(jfile held data/go)"
   wait_job heldref 60
   ref_status=$STATUS
   wait_job held 60
-  if [[ $STATUS == 0 && $ref_status == 0 ]] && grep -qx "libhome sqrt(16) = 4.0" "$(jfile held data/result.txt)" &&
+  if [[ $STATUS == 0 && $ref_status == 0 ]] && grep -qx "libsame sqrt(16) = 4.0" "$(jfile held data/result.txt)" &&
      cmp -s "$(jfile heldref data/result.txt)" "$(jfile held data/result.txt)"; then
-    ok "held: its shared read-only and private mappings of data.bin and libhome.so (only on a) read after a -> b as in the undisturbed run"
+    ok "held: its shared read-only and private mappings of data.bin, libhome.so (only on a) and libsame.so (b has its own copy) read after a -> b as in the undisturbed run"
   else
     fail "held: status $STATUS (undisturbed $ref_status); what it read after the move differs from the undisturbed run"
     diff "$(jfile heldref data/result.txt)" "$(jfile held data/result.txt)" 2>&1 | head -n 10 | sed 's/^/#     /'
@@ -139,8 +143,16 @@ if start_job held mig "$PY" "$HELD" @DIR@ && hop held a b; then
   fi
   cmp -s "$T/data.bin.orig" "$(jfile held data/data.bin)" && ok "held: data.bin at home unchanged by the private write" ||
     fail "held: data.bin at home changed"
+  maps=$(jfile held data/maps.txt)
+  same_file=$(grep -c '/libsame\.so' "$maps" 2>/dev/null)
+  home_file=$(grep -c '/libhome\.so' "$maps" 2>/dev/null)
+  if (( same_file > 0 && home_file == 0 )); then
+    ok "held on b: libsame.so mapped from b's own copy (another inode, same size and mtime), libhome.so (only on a) as private memory"
+  else
+    fail "held on b: libsame.so file mappings ${same_file:-none} (want > 0), libhome.so file mappings ${home_file:-none} (want 0)"
+  fi
 fi
-if start_job sharedrw mig "$PY" "$HELD" @DIR@ shared-writable && wait_step sharedrw 3 30; then
+if start_job sharedrw mig "$PY" "$HELD" @DIR@ shared-writable "$LIBDIR/libsame.so" && wait_step sharedrw 3 30; then
   migrate sharedrw b
   if one_line_reason && grep -q "data.bin shared and writable" "$MIG_ERR" &&
      job_at_home sharedrw "$(readlink -f "$PY")" && [[ $(host_of "$(where sharedrw)") == a ]]; then

@@ -1,10 +1,12 @@
-# mapped_before_move.py DATA_DIR [shared-writable]: a Python job that maps files of
-# its home directory before it moves (tests/cluster/code_after_move.sh): DATA_DIR/
-# data.bin read-only shared and private (with a write that must not reach the file),
-# and DATA_DIR/libhome.so, a library only home has, loaded with ctypes; with
+# mapped_before_move.py DATA_DIR MODE LIBSAME: a Python job that maps files before it
+# moves (tests/cluster/code_after_move.sh): DATA_DIR/data.bin read-only shared and
+# private (with a write that must not reach the file); DATA_DIR/libhome.so, a library
+# only home has, and LIBSAME, a library under a system directory that the new host has
+# too (the same file, with that host's inode), both loaded with ctypes; with MODE
 # "shared-writable" also data.bin shared and writable, which a migration must refuse
 # before the freeze. It prints "STEP n" until DATA_DIR/go exists, then writes what it
-# reads through each mapping, and sqrt(16) from libhome.so, to DATA_DIR/result.txt.
+# reads through each mapping, and sqrt(16) from both libraries, to DATA_DIR/result.txt
+# and its memory map to DATA_DIR/maps.txt.
 import ctypes
 import mmap
 import os
@@ -12,7 +14,7 @@ import sys
 import time
 
 data = sys.argv[1]
-rw = len(sys.argv) > 2 and sys.argv[2] == "shared-writable"
+rw = sys.argv[2] == "shared-writable"
 f = open(os.path.join(data, "data.bin"), "r+b" if rw else "rb")
 ro = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 cp = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
@@ -21,6 +23,9 @@ sw = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_WRITE) if rw else None
 lib = ctypes.CDLL(os.path.join(data, "libhome.so"))
 lib.sqrt.restype = ctypes.c_double
 lib.sqrt.argtypes = [ctypes.c_double]
+same = ctypes.CDLL(sys.argv[3])
+same.sqrt.restype = ctypes.c_double
+same.sqrt.argtypes = [ctypes.c_double]
 
 step = 0
 while not os.path.exists(os.path.join(data, "go")):
@@ -32,9 +37,12 @@ out = [
     "shared read-only: %d bytes, %r ... %r" % (len(ro), ro[:16], ro[-16:]),
     "private: %r ... %r" % (cp[:16], cp[-16:]),
     "libhome sqrt(16) = %s" % lib.sqrt(16.0),
+    "libsame sqrt(16) = %s" % same.sqrt(16.0),
 ]
 if sw is not None:
     out.append("shared writable: %r" % sw[:16])
+with open("/proc/self/maps") as m, open(os.path.join(data, "maps.txt"), "w") as w:
+    w.write(m.read())
 with open(os.path.join(data, "result.txt"), "w") as r:
     r.write("\n".join(out) + "\n")
 print("DONE", flush=True)
