@@ -24,12 +24,12 @@ std::mutex g_hashing;  // one file hashed at a time: the deputy's workers share 
 // Called by name through the rsc dispatcher (row FileIdentity): -1 and errno like a libc
 // function. Follows symlinks, as the open it stands for would.
 extern "C" __attribute__((visibility("default"))) int mig_file_identity(int dirfd, const char* path,
-                                                                         mig::rsc::FileIdentity* out) {
+                                                                        mig::rsc::FileIdentity* out) {
   using namespace mig::rsc;
   memset(out, 0, sizeof(*out));
   int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) return -1;
-  struct stat st{};
+  struct stat st {};
   if (fstat(fd, &st) != 0) {
     int e = errno;
     close(fd);

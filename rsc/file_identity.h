@@ -104,8 +104,8 @@ class HashCache {
   void put(const Key& k, uint64_t hash) {
     Slot& s = slots_[slotOf(k)];
     uint64_t seq = __atomic_load_n(&s.seq, __ATOMIC_RELAXED);
-    if ((seq & 1) != 0 || !__atomic_compare_exchange_n(&s.seq, &seq, seq + 1, false, __ATOMIC_ACQUIRE,
-                                                       __ATOMIC_RELAXED)) {
+    if ((seq & 1) != 0 ||
+        !__atomic_compare_exchange_n(&s.seq, &seq, seq + 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
       return;  // another thread is writing it: its entry is as good as ours
     }
     __atomic_thread_fence(__ATOMIC_RELEASE);

@@ -36,8 +36,8 @@ enum class OpenSide : uint8_t {
 
 // The directories whose read-only files are candidates for opening here: where Debian
 // installs programs, libraries, their data and the system's configuration.
-inline constexpr const char* kSystemDirs[] = {"/usr", "/lib", "/lib32", "/lib64", "/libx32",
-                                              "/bin", "/sbin", "/opt", "/etc"};
+inline constexpr const char* kSystemDirs[] = {"/usr", "/lib",  "/lib32", "/lib64", "/libx32",
+                                              "/bin", "/sbin", "/opt",   "/etc"};
 
 namespace open_rule_detail {
 // Is path `dir` itself or under it (dir without a trailing slash)?

@@ -27,8 +27,8 @@ State& state() { return shim::g_runtime.forward; }
 // Flags of the caller's that an anonymous private mapping keeps: where it goes and how
 // it is reserved. The type (shared or private), and file-only flags (MAP_SYNC,
 // MAP_DENYWRITE...), are not.
-constexpr int64_t kKeptFlags = MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_NORESERVE | MAP_POPULATE | MAP_LOCKED |
-                               MAP_32BIT | MAP_GROWSDOWN | MAP_STACK | MAP_NONBLOCK;
+constexpr int64_t kKeptFlags = MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_NORESERVE | MAP_POPULATE | MAP_LOCKED | MAP_32BIT |
+                               MAP_GROWSDOWN | MAP_STACK | MAP_NONBLOCK;
 
 bool isError(long r) { return r < 0 && r > -4096; }
 
@@ -46,7 +46,7 @@ long mapHomeFile(const TrappedCall& c) {
   // What the fd is at home: a regular file is copied up to its end; /dev/zero (the old
   // way to ask for anonymous memory) needs no copy; nothing else can be mapped here.
   const int homeFd = homeFdOf(fdArg(a[4]));
-  struct stat st{};
+  struct stat st {};
   if (long r = forwardSyscall(SYS_newfstatat, homeFd, reinterpret_cast<int64_t>(""), reinterpret_cast<int64_t>(&st),
                               AT_EMPTY_PATH);
       r != 0) {
@@ -70,8 +70,8 @@ long mapHomeFile(const TrappedCall& c) {
   uint64_t done = 0;
   while (done < toCopy) {
     const uint64_t want = toCopy - done < rsc::kMaxIo ? toCopy - done : rsc::kMaxIo;
-    int64_t args[6] = {homeFd, m + static_cast<int64_t>(done), static_cast<int64_t>(want),
-                       offset + static_cast<int64_t>(done), 0, 0};
+    int64_t args[6] = {
+        homeFd, m + static_cast<int64_t>(done), static_cast<int64_t>(want), offset + static_cast<int64_t>(done), 0, 0};
     long r = forwardRow(pread, args);
     if (r < 0) {
       rawSyscall(SYS_munmap, m, static_cast<long>(length));

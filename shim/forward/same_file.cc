@@ -20,7 +20,7 @@ namespace mig::forward {
 using shim::rawSyscall;
 
 long identityHere(int fd, FileIdentityHere& out) {
-  struct stat st{};
+  struct stat st {};
   if (long r = rawSyscall(SYS_fstat, fd, reinterpret_cast<long>(&st)); r != 0) return r;
   if (!S_ISREG(st.st_mode)) return -EINVAL;
   out.size = static_cast<uint64_t>(st.st_size);
@@ -43,7 +43,7 @@ long identityHere(int fd, FileIdentityHere& out) {
 
 long openHereIfSame(const char* path, int64_t flags, int64_t mode) {
   // Only a regular file is opened for the check (a FIFO's open would wait for a writer).
-  struct stat st{};
+  struct stat st {};
   if (rawSyscall(SYS_newfstatat, AT_FDCWD, reinterpret_cast<long>(path), reinterpret_cast<long>(&st), 0) != 0 ||
       !S_ISREG(st.st_mode)) {
     return kOpenAtHome;
@@ -53,8 +53,7 @@ long openHereIfSame(const char* path, int64_t flags, int64_t mode) {
   FileIdentityHere here{};
   rsc::FileIdentity home{};
   int64_t args[6] = {AT_FDCWD, reinterpret_cast<int64_t>(path), reinterpret_cast<int64_t>(&home), 0, 0, 0};
-  if (identityHere(static_cast<int>(fd), here) == 0 &&
-      forwardRow(rsc::rowOf(rsc::CallId::FileIdentity), args) == 0 &&
+  if (identityHere(static_cast<int>(fd), here) == 0 && forwardRow(rsc::rowOf(rsc::CallId::FileIdentity), args) == 0 &&
       rsc::sameFile(home, rsc::FileIdentity{here.size, here.hash, 0, 1, 0})) {
     return fd;
   }
