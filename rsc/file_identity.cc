@@ -22,48 +22,45 @@ std::mutex g_hashing;  // one file hashed at a time: the deputy's workers share 
 }  // namespace mig::rsc
 
 // Called by name through the rsc dispatcher (row FileIdentity): -1 and errno like a libc
-// function. Follows symlinks, as the open it stands for would.
+// function. Follows symlinks, as the open it stands for would. The deputy's fd numbers
+// are the job's (the shim moves new home fds onto chosen numbers), so the file is held
+// open only from the open to the mmap, and not at all when its hash is cached.
 extern "C" __attribute__((visibility("default"))) int mig_file_identity(int dirfd, const char* path,
                                                                         mig::rsc::FileIdentity* out) {
   using namespace mig::rsc;
   memset(out, 0, sizeof(*out));
+  auto describe = [out](const struct stat& st) {
+    out->size = static_cast<uint64_t>(st.st_size);
+    out->mtimeNs = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    out->regular = S_ISREG(st.st_mode) ? 1 : 0;
+    return HashCache<1024>::Key{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino), out->size,
+                                out->mtimeNs};
+  };
+  struct stat st {};
+  if (fstatat(dirfd, path, &st, 0) != 0) return -1;
+  auto key = describe(st);
+  if (out->regular == 0) return 0;  // nothing to compare: the shim opens it at home
+  std::lock_guard<std::mutex> lock(g_hashing);
+  if (g_cache.find(key, out->hash)) return 0;
   int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) return -1;
-  struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    int e = errno;
-    close(fd);
-    errno = e;
-    return -1;
+  void* m = MAP_FAILED;
+  if (fstat(fd, &st) == 0) {
+    key = describe(st);  // the file opened, should it have been replaced since
+    if (out->regular == 1 && out->size > 0) m = mmap(nullptr, out->size, PROT_READ, MAP_PRIVATE, fd, 0);
   }
-  out->size = static_cast<uint64_t>(st.st_size);
-  out->mtimeNs = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-  out->regular = S_ISREG(st.st_mode) ? 1 : 0;
-  if (out->regular == 0) {
-    close(fd);
-    return 0;  // nothing to compare: the shim opens it at home
-  }
-  const HashCache<1024>::Key key{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino), out->size,
-                                 out->mtimeNs};
-  std::lock_guard<std::mutex> lock(g_hashing);
-  if (g_cache.find(key, out->hash)) {
-    close(fd);
-    return 0;
-  }
+  int e = errno;
+  close(fd);
+  if (out->regular == 0) return 0;
   if (out->size == 0) {
     out->hash = contentHash(nullptr, 0);
+  } else if (m == MAP_FAILED) {
+    errno = e;
+    return -1;
   } else {
-    void* m = mmap(nullptr, out->size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (m == MAP_FAILED) {
-      int e = errno;
-      close(fd);
-      errno = e;
-      return -1;
-    }
     out->hash = contentHash(m, out->size);
     munmap(m, out->size);
   }
-  close(fd);
   g_cache.put(key, out->hash);
   return 0;
 }
