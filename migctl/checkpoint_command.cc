@@ -85,6 +85,9 @@ int checkpointCommand(int argc, char** argv) {
   } else {
     ctl.resume();
   }
+  // What the image lacks, once it is written: the user decides whether a restart of it is
+  // good enough (a TCP connection comes back reset, waiting connections are gone).
+  for (const kj::String& w : stats.warnings) fprintf(stderr, "migctl checkpoint: warning: %s\n", w.cStr());
   printf("checkpoint of process %ld written to %s: %.1f MiB, %llu pages, %u threads, %u fds; "
          "frozen %.1f ms%s\n",
          pid, out, static_cast<double>(stats.imageBytes) / (1 << 20),

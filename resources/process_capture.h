@@ -8,6 +8,9 @@
 #include "resources/page_source.h"
 #include "shim/control_protocol.h"
 
+#include <kj/string.h>
+#include <kj/vector.h>
+
 #include <sys/types.h>
 
 namespace mig::resources {
@@ -19,6 +22,8 @@ struct CaptureStats {
   uint32_t fds;
   uint64_t pendingSignals;  // bit (n-1): signal n was pending (for a thread or the process)
                             // and went into the image
+  kj::Vector<kj::String> warnings;  // state not saved, one line each naming the fd (a TCP
+                                    // connection, connections waiting to be accepted)
 };
 
 CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& memory, image::ByteSink& out);
