@@ -26,6 +26,9 @@ struct CaptureStats {
                                     // connection, connections waiting to be accepted)
 };
 
-CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& memory, image::ByteSink& out);
+// forMigration: the image is for a move, not a restart: what stays at home (sockets)
+// is not read beyond what every fd records, and nothing is warned about.
+CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& memory, image::ByteSink& out,
+                            bool forMigration = false);
 
 }  // namespace mig::resources

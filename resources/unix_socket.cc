@@ -126,6 +126,7 @@ void warn(const CaptureContext& ctx, kj::String line) {
 }
 
 void capture(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder out) {
+  if (ctx.forMigration) return;  // it stays at home, open in the deputy
   kj::AutoCloseFd copy = sockets::copyOf(ctx, p.fd);
   if (copy == nullptr) fail(kj::str("cannot read socket fd ", p.fd, ": ", strerror(errno)));
   const uint64_t inode = sockets::socketInode(p.target);
@@ -159,6 +160,7 @@ void capture(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder out)
 }
 
 void check(FdRecord::Reader f, const CheckContext& ctx) {
+  if (ctx.migrated) return;  // a migrated job's socket stays at home: nothing of it was saved
   auto s = f.getSocket();
   if (s.getFamily() != AF_UNIX) {
     invalidRecord(ctx, kj::str("fd ", f.getFd(), " is a Unix socket of family ", s.getFamily()));

@@ -1,0 +1,118 @@
+#!/bin/bash
+# A real network server from Debian restarted from an image on its own port: python3's
+# http.server (a listening TCP socket, a thread per connection) serves a page, is
+# checkpointed with --stop while a client holds a connection to it (half a request
+# sent), and restarted with migctl restart. Asserted as a user sees it:
+# - migctl checkpoint warns, one line naming the server's fd and the client's address,
+#   that the connection is not saved; the held client then sees its connection end;
+# - the restarted server answers a new client on the same port with the same page
+#   (same SHA-256), and no socket of it became /dev/null;
+# - the server's thread that served the held connection finds it reset (python prints
+#   ConnectionResetError for it) and the server goes on;
+# - a second restart of the same image, once the first is ended, does the same.
+# Every wait is bounded; every process started is killed by PID at the end.
+# Args: MIGCTL LIBMIG
+set -u
+migctl=$(realpath "$1") libmig=$(realpath "$2")
+if ! command -v python3 > /dev/null; then echo "SKIP: python3 is not installed"; exit 77; fi
+dir=$(mktemp -d /tmp/mig-sockets-XXXXXX)
+pids=()
+trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$dir"' EXIT
+fails=0
+ok() { echo "ok - $1"; }
+bad() { echo "FAIL - $1"; shift; for f in "$@"; do echo "  --- $f"; sed 's/^/    /' "$f" 2>/dev/null; done; fails=$((fails + 1)); }
+# wait_for FILE PATTERN: at most 30 s until FILE has a line matching PATTERN.
+wait_for() { for _ in $(seq 1 600); do grep -qE "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+
+cat > "$dir/client.py" <<'PY'
+# client.py get PORT PATH: one GET, prints "STATUS SHA256"; waits at most 30 s for
+#   the port to accept (a restarted server's socket appears when migctl restores it).
+# client.py hold PORT: connects, sends half a request, prints "HELD LOCALPORT" and
+#   then how the connection ended ("ENDED eof" or "ENDED reset") within 60 s.
+import hashlib, socket, sys, time
+mode, port = sys.argv[1], int(sys.argv[2])
+def connect():
+    end = time.monotonic() + 30
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=30)
+        except ConnectionRefusedError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.05)
+s = connect()
+if mode == "get":
+    s.sendall(("GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n" % sys.argv[3]).encode())
+    data = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+    head, _, body = data.partition(b"\r\n\r\n")
+    print(head.split(b"\r\n")[0].decode().split(" ")[1], hashlib.sha256(body).hexdigest())
+else:
+    s.sendall(b"GET /page.txt HTTP/1.1\r\nHost: localhost\r\n")
+    print("HELD", s.getsockname()[1], flush=True)
+    s.settimeout(60)
+    try:
+        print("ENDED eof" if s.recv(100) == b"" else "ENDED data", flush=True)
+    except ConnectionResetError:
+        print("ENDED reset", flush=True)
+PY
+
+mkdir "$dir/www"
+head -c 300000 /dev/urandom | base64 > "$dir/www/page.txt"
+want="200 $(sha256sum < "$dir/www/page.txt" | cut -d' ' -f1)"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+# Its stdout and stderr are pipes, as a terminal would be: a restart reconnects them to
+# its own (files would be checked for changes, and the first restart changes them).
+(cd "$dir/www" && exec env LD_PRELOAD="$libmig" python3 -u -m http.server --bind 127.0.0.1 "$port") \
+  > >(cat > "$dir/server.out") 2> >(cat > "$dir/server.err") &
+server=$!
+pids+=($server)
+wait_for "$dir/server.out" "^Serving HTTP on 127.0.0.1 port $port" || bad "http.server started" "$dir/server.out" "$dir/server.err"
+got=$(python3 "$dir/client.py" get "$port" /page.txt 2>&1)
+[ "$got" = "$want" ] && ok "http.server under libmig serves the page" || bad "first GET: '$got', want '$want'"
+
+sockets() { find "/proc/$server/fd" -lname 'socket:*' 2>/dev/null | wc -l; }
+before=$(sockets)
+python3 "$dir/client.py" hold "$port" > "$dir/hold.out" 2>&1 &
+holder=$!
+pids+=($holder)
+wait_for "$dir/hold.out" "^HELD [0-9]+" || bad "a client holds a connection" "$dir/hold.out"
+cport=$(awk '/^HELD/ {print $2}' "$dir/hold.out")
+# Checkpoint once the server has accepted it (one socket more), not while it waits in the
+# accept queue.
+for _ in $(seq 1 600); do [ "$(sockets)" -gt "$before" ] && break; sleep 0.05; done
+[ "$(sockets)" -gt "$before" ] || bad "the server never accepted the held connection"
+"$migctl" checkpoint "$server" -o "$dir/http.img" --stop > "$dir/ckpt.out" 2> "$dir/ckpt.err"
+rc=$?
+if [ $rc -eq 0 ] && grep -qE "^migctl checkpoint: warning: fd [0-9]+: TCP connection 127\.0\.0\.1:$port -> 127\.0\.0\.1:$cport is not saved" "$dir/ckpt.err" &&
+   [ "$(grep -c "TCP connection" "$dir/ckpt.err")" -eq 1 ]; then
+  ok "checkpoint --stop warns once, naming the fd and the held client 127.0.0.1:$cport"
+else bad "checkpoint (exit $rc)" "$dir/ckpt.out" "$dir/ckpt.err"; fi
+wait_for "$dir/hold.out" "^ENDED" && ok "the held client sees its connection end ($(grep ^ENDED "$dir/hold.out"))" ||
+  bad "the held client never saw its connection end" "$dir/hold.out"
+
+for n in 1 2; do
+  # migctl restart becomes the server (same PID).
+  (cd / && exec "$migctl" restart "$dir/http.img") > "$dir/restart$n.out" 2> "$dir/restart$n.err" < /dev/null &
+  restarted=$!
+  pids+=($restarted)
+  got=$(python3 "$dir/client.py" get "$port" /page.txt 2>&1)
+  if [ "$got" = "$want" ] && ! grep -q "(socket:.*/dev/null" "$dir/restart$n.err"; then
+    ok "restart $n: a new client gets the same page on port $port"
+  else bad "restart $n: GET gave '$got', want '$want'" "$dir/restart$n.err"; fi
+  wait_for "$dir/restart$n.err" "ConnectionResetError" && ok "restart $n: the held connection's thread finds it reset" ||
+    bad "restart $n: the held connection's thread did not see a reset" "$dir/restart$n.err"
+  got=$(python3 "$dir/client.py" get "$port" /nope 2>&1)
+  [ "${got%% *}" = 404 ] && ok "restart $n: and a 404 for a missing page" || bad "restart $n: missing page gave '$got'" "$dir/restart$n.err"
+  kill -TERM "$restarted"
+  wait "$restarted" 2>/dev/null
+done
+
+[ $fails -eq 0 ] && echo "PASS" && exit 0
+echo "FAILED: $fails"
+exit 1
