@@ -28,6 +28,8 @@ constexpr const char* kUsage =
     "--stop is given: then it ends once the complete image is on disk, with exit\n"
     "status 86, so its parent can tell it was checkpointed (it did not finish).\n"
     "FILE appears only when complete; on any error the process goes on untouched.\n"
+    "What the image cannot hold (a TCP connection, which a restart gives back reset;\n"
+    "connections waiting to be accepted) is said on stderr, one warning line per fd.\n"
     "  -o FILE            where to write the image (required)\n"
     "  --stop             end the process (exit status 86) after the image is written\n"
     "  --timeout SECONDS  how long to wait for the process to freeze (default 30)\n";
