@@ -9,7 +9,8 @@
 #   (same SHA-256), and no socket of it became /dev/null;
 # - the server's thread that served the held connection finds it reset (python prints
 #   ConnectionResetError for it) and the server goes on;
-# - a second restart of the same image, once the first is ended, does the same.
+# - a second restart of the same image, once the first is ended, does the same;
+# - redis-server, checkpointed and restarted, answers on its TCP port and Unix socket.
 # Every wait is bounded; every process started is killed by PID at the end.
 # Args: MIGCTL LIBMIG
 set -u
@@ -112,6 +113,33 @@ for n in 1 2; do
   kill -TERM "$restarted"
   wait "$restarted" 2>/dev/null
 done
+
+# redis-server (epoll, helper threads) listening on TCP and on a Unix socket path: the
+# data set it holds in memory answers on both after a restart.
+if command -v redis-server > /dev/null && command -v redis-cli > /dev/null; then
+  rport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  rsock="$dir/redis.sock"
+  (cd "$dir" && exec env LD_PRELOAD="$libmig" redis-server --port "$rport" --bind 127.0.0.1 --unixsocket "$rsock" \
+      --save '' --appendonly no --daemonize no) > >(cat > "$dir/redis.out") 2>&1 &
+  redis=$!
+  pids+=($redis)
+  wait_for "$dir/redis.out" "Ready to accept connections" || bad "redis-server started" "$dir/redis.out"
+  redis-cli -p "$rport" set greeting "hello from before" > /dev/null
+  "$migctl" checkpoint "$redis" -o "$dir/redis.img" --stop > "$dir/rckpt.out" 2> "$dir/rckpt.err" ||
+    bad "checkpoint of redis-server" "$dir/rckpt.out" "$dir/rckpt.err"
+  (cd / && exec "$migctl" restart "$dir/redis.img") > "$dir/rrestart.out" 2> "$dir/rrestart.err" < /dev/null &
+  rrestarted=$!
+  pids+=($rrestarted)
+  for _ in $(seq 1 600); do [ "$(redis-cli -p "$rport" ping 2>/dev/null)" = PONG ] && break; sleep 0.05; done
+  tcp=$(redis-cli -p "$rport" get greeting 2>&1) unix=$(redis-cli -s "$rsock" get greeting 2>&1)
+  if [ "$tcp" = "hello from before" ] && [ "$unix" = "hello from before" ]; then
+    ok "redis-server restarted answers on its TCP port and its Unix socket"
+  else bad "redis after restart: TCP '$tcp', Unix '$unix'" "$dir/rrestart.err" "$dir/redis.out"; fi
+  redis-cli -p "$rport" shutdown nosave > /dev/null 2>&1
+  wait "$rrestarted" 2>/dev/null
+else
+  echo "skip - redis-server is not installed (tests/lib/setup.sh installs it)"
+fi
 
 [ $fails -eq 0 ] && echo "PASS" && exit 0
 echo "FAILED: $fails"
