@@ -17,8 +17,10 @@
 #include "image/image_error.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -39,6 +41,14 @@ bool matches(const FdProbe& p, const CaptureContext& ctx) {
   const int type = sockets::intOption(copy, SOL_SOCKET, SO_TYPE, 0);
   return (family == AF_INET || family == AF_INET6) &&
          ((type == SOCK_STREAM && protocol == IPPROTO_TCP) || (type == SOCK_DGRAM && protocol == IPPROTO_UDP));
+}
+
+// TCP_INFO's state: TCP_ESTABLISHED, TCP_SYN_SENT, ..., TCP_CLOSE (netinet/tcp.h).
+int tcpState(int fd) {
+  struct tcp_info info {};
+  socklen_t len = sizeof(info);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return TCP_CLOSE;
+  return info.tcpi_state;
 }
 
 bool hasPort(kj::ArrayPtr<const kj::byte> sockaddr) {
@@ -71,12 +81,14 @@ void capture(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder out)
       warn(ctx, kj::str("fd ", p.fd, ": connections waiting to be accepted on ", local,
                         " are not saved; after a restart their clients see a reset"));
     }
-  } else if (s.getPeer().size() > 0) {
-    s.setState(tcp ? State::CONNECTED : State::BOUND);
-    if (tcp) {
-      warn(ctx, kj::str("fd ", p.fd, ": TCP connection ", local, " -> ", sockets::describe(s.getPeer()),
-                        " is not saved; after a restart the program finds it reset by the peer"));
-    }
+  } else if (tcp && tcpState(copy) != TCP_CLOSE) {
+    // Established, being made (SYN_SENT: no peer address yet) or closing: a connection.
+    s.setState(State::CONNECTED);
+    const kj::String peer = s.getPeer().size() > 0 ? sockets::describe(s.getPeer()) : kj::str("(connecting)");
+    warn(ctx, kj::str("fd ", p.fd, ": TCP connection ", local, " -> ", peer,
+                      " is not saved; after a restart the program finds it reset by the peer"));
+  } else if (!tcp && s.getPeer().size() > 0) {
+    s.setState(State::BOUND);  // and connected: `peer` says to what
   } else {
     s.setState(hasPort(s.getLocal()) ? State::BOUND : State::UNBOUND);
   }
@@ -140,7 +152,15 @@ void restore(FdRecord::Reader f, RestoreContext& ctx) {
     return;
   }
   kj::AutoCloseFd fd = sockets::newSocket(f, ctx);
-  if (s.getState() != State::UNBOUND) sockets::bindSaved(fd, f);
+  if (s.getState() == State::BOUND && s.getType() == SOCK_STREAM) {
+    // Bound, neither listening nor connected: maybe the remains of a connection that
+    // ended (its port given back), nothing a program waits on. Unbound if it must be.
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { sockets::bindSaved(fd, f); })) {
+      dprintf(ctx.warnFd, "migctl restart: %s; the socket stays unbound\n", e->getDescription().cStr());
+    }
+  } else if (s.getState() != State::UNBOUND) {
+    sockets::bindSaved(fd, f);
+  }
   if (s.getState() == State::LISTENING) sockets::listenSaved(fd, f);
   auto peer = s.getPeer();
   if (s.getState() == State::BOUND && peer.size() > 0 &&

@@ -11,6 +11,7 @@
 #include <doctest/doctest.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -154,7 +155,29 @@ TEST_CASE("a listening TCP socket: saved with its address, backlog and the optio
     CHECK(errno == ECONNRESET);
     CHECK(read(accepted, &b, 1) == 0);
   }
-  for (int fd : {client, accepted, target}) close(fd);
+  SUBCASE("a socket whose connection a reset ended is no connection: no warning, restored without failing") {
+    struct linger lg = {1, 0};
+    REQUIRE(setsockopt(accepted, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == 0);
+    REQUIRE(close(accepted) == 0);
+    char b;
+    REQUIRE(read(client, &b, 1) == -1);  // ECONNRESET: the client's socket is closed now
+    accepted = -1;
+    auto ended = capture({client});
+    REQUIRE(ended->error == "");
+    CHECK(ended->warnings.size() == 0);
+    CHECK(ended->at(client).getSocket().getState() != State::CONNECTED);
+    int pipeFds[2];
+    REQUIRE(pipe2(pipeFds, O_CLOEXEC) == 0);
+    CallerFds caller;
+    RestoreContext ctx{ended->all(), client, pipeFds[1], nullptr, caller, {}};
+    kindOf(K::INET_SOCKET).restore(ended->at(client), ctx);
+    CHECK(intOpt(client, SOL_SOCKET, SO_TYPE) == SOCK_STREAM);
+    close(pipeFds[0]);
+    close(pipeFds[1]);
+  }
+  for (int fd : {client, accepted, target}) {
+    if (fd >= 0) close(fd);
+  }
 }
 
 TEST_CASE("a socketpair: what waits on each end is saved, left in place, and back in order") {
