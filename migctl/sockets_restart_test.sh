@@ -10,6 +10,7 @@
 # - the server's thread that served the held connection finds it reset (python prints
 #   ConnectionResetError for it) and the server goes on;
 # - a second restart of the same image, once the first is ended, does the same;
+# - a Unix socket connected to another process is named by the checkpoint's warning;
 # - redis-server, checkpointed and restarted, answers on its TCP port and Unix socket.
 # Every wait is bounded; every process started is killed by PID at the end.
 # Args: MIGCTL LIBMIG
@@ -113,6 +114,28 @@ for n in 1 2; do
   kill -TERM "$restarted"
   wait "$restarted" 2>/dev/null
 done
+
+# A Unix socket connected to another process cannot come back from an image: the
+# checkpoint (without --stop: the job goes on) says so, naming the fd.
+python3 -c 'import socket, sys
+srv = socket.socket(socket.AF_UNIX); srv.bind(sys.argv[1]); srv.listen(1)
+print("LISTENING", flush=True); c, _ = srv.accept(); c.recv(1)' "$dir/peer.sock" > "$dir/peer.out" 2>&1 &
+peer=$!
+pids+=($peer)
+wait_for "$dir/peer.out" "^LISTENING" || bad "a Unix socket server started" "$dir/peer.out"
+LD_PRELOAD="$libmig" python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+print("CONNECTED", s.fileno(), flush=True); time.sleep(600)' "$dir/peer.sock" > "$dir/unixjob.out" 2>&1 &
+unixjob=$!
+pids+=($unixjob)
+wait_for "$dir/unixjob.out" "^CONNECTED" || bad "a job connected to it" "$dir/unixjob.out"
+ufd=$(awk '/^CONNECTED/ {print $2}' "$dir/unixjob.out")
+"$migctl" checkpoint "$unixjob" -o "$dir/unixjob.img" > "$dir/uckpt.out" 2> "$dir/uckpt.err"
+if grep -qE "^migctl checkpoint: warning: fd $ufd \(socket:\[[0-9]+\]\) is a Unix socket connected to another process" "$dir/uckpt.err"; then
+  ok "checkpoint warns that fd $ufd, a Unix socket connected to another process, is not saved"
+else bad "no warning for a Unix socket connected elsewhere" "$dir/uckpt.out" "$dir/uckpt.err"; fi
+kill -9 "$unixjob" "$peer" 2>/dev/null
+wait "$unixjob" "$peer" 2>/dev/null
 
 # redis-server (epoll, helper threads) listening on TCP and on a Unix socket path: the
 # data set it holds in memory answers on both after a restart.
