@@ -9,7 +9,8 @@
 #   (same SHA-256), and no socket of it became /dev/null;
 # - the server's thread that served the held connection finds it reset (python prints
 #   ConnectionResetError for it) and the server goes on;
-# - a second restart of the same image, once the first is ended, does the same;
+# - a second restart of the same image, once the first is ended, does the same; one
+#   while it runs is refused with one line naming the fd and the address;
 # - a Unix socket connected to another process is named by the checkpoint's warning;
 # - redis-server, checkpointed and restarted, answers on its TCP port and Unix socket.
 # Every wait is bounded; every process started is killed by PID at the end.
@@ -111,6 +112,15 @@ for n in 1 2; do
     bad "restart $n: the held connection's thread did not see a reset" "$dir/restart$n.err"
   got=$(python3 "$dir/client.py" get "$port" /nope 2>&1)
   [ "${got%% *}" = 404 ] && ok "restart $n: and a 404 for a missing page" || bad "restart $n: missing page gave '$got'" "$dir/restart$n.err"
+  if [ $n = 2 ]; then
+    # Its port is taken now: another restart of the image is refused, one line naming
+    # the fd and the address, nothing started.
+    out=$("$migctl" restart "$dir/http.img" 2>&1 < /dev/null); rc=$?
+    if [ $rc -ne 0 ] && [ "$(grep -c . <<<"$out")" -eq 1 ] &&
+       grep -qE "^migctl: cannot bind fd [0-9]+ to 127\.0\.0\.1:$port again: Address already in use \(another process has it now" <<<"$out"; then
+      ok "a restart while the server runs is refused: $out"
+    else bad "a restart over the running server (exit $rc): $out"; fi
+  fi
   kill -TERM "$restarted"
   wait "$restarted" 2>/dev/null
 done
