@@ -4,6 +4,7 @@
 #include "migctl/commands.h"
 #include "migctl/control_client.h"
 #include "migctl/freeze_capture.h"
+#include "resources/socket_state.h"
 
 #include <kj/array.h>
 
@@ -82,6 +83,7 @@ int checkpointCommand(int argc, char** argv) {
   const pid_t realPid = ctl.realPid();
   auto frozenMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   if (stop) {
+    resources::sockets::resetOnExit(realPid, stats.connections.asPtr());
     ctl.exitProcess();
     waitGone(realPid, timeout);
   } else {

@@ -72,6 +72,7 @@ void writeFiles(pid_t pid, const control::Block& block, image::ImageWriter& w, C
   kj::AutoCloseFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
   ctx.pidfd = pidfd == nullptr ? -1 : pidfd.get();
   ctx.warnings = &stats.warnings;
+  ctx.connections = &stats.connections;
   ctx.forMigration = forMigration;
   for (int fd : processFds(pid, block)) probes.push_back(probe(ctx, fd));
   ctx.all = kj::arrayPtr(probes.data(), probes.size());

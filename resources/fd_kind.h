@@ -44,6 +44,7 @@ struct CaptureContext {
   int pidfd = -1;                     // pidfd_open(pid): pidfd_getfd copies of its fds (sockets)
   kj::Vector<kj::String>* warnings = nullptr;  // what the checkpoint must tell its user (one
                                       // line each, naming the fd): state it does not save
+  kj::Vector<int>* connections = nullptr;  // TCP connections not saved (their fds)
 };
 
 // What the restart's check gets besides the record.

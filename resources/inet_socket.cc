@@ -4,10 +4,12 @@
 //   are not saved: the checkpoint says so.
 // - A bound UDP socket comes back bound, and connected to the same peer if it was.
 //   Datagrams waiting in it are not saved: the checkpoint says so.
-// - A TCP connection is not restored (that needs TCP repair, CAP_NET_ADMIN): the
-//   checkpoint prints one line naming the fd and the peer, and at restart the fd is
-//   a TCP socket that a reset ended, so the program reads ECONNRESET and then end of
-//   file, as if its peer had gone away, instead of a silent /dev/null.
+// - A TCP connection is not restored (that needs TCP repair, CAP_NET_ADMIN, and the
+//   network held off between checkpoint and restart): the checkpoint prints one line
+//   naming the fd and the peer (and with --stop resets it for the peer:
+//   sockets::resetOnExit), and at restart the fd is a TCP socket that a reset ended,
+//   so the program reads ECONNRESET and then end of file, as if its peer had gone
+//   away, instead of a silent /dev/null.
 // - A socket made and never bound comes back the same, with its options.
 // On migration every socket stays at home (home stream): only a restart uses this.
 #include "resources/fd_kind.h"
@@ -16,6 +18,7 @@
 
 #include "image/image_error.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -85,8 +88,9 @@ void capture(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder out)
     // Established, being made (SYN_SENT: no peer address yet) or closing: a connection.
     s.setState(State::CONNECTED);
     const kj::String peer = s.getPeer().size() > 0 ? sockets::describe(s.getPeer()) : kj::str("(connecting)");
+    if (ctx.connections != nullptr) ctx.connections->add(p.fd);
     warn(ctx, kj::str("fd ", p.fd, ": TCP connection ", local, " -> ", peer,
-                      " is not saved; after a restart the program finds it reset by the peer"));
+                      " is not saved; a restart finds it reset by the peer (and --stop resets it for the peer)"));
   } else if (!tcp && s.getPeer().size() > 0) {
     s.setState(State::BOUND);  // and connected: `peer` says to what
   } else {
@@ -163,9 +167,12 @@ void restore(FdRecord::Reader f, RestoreContext& ctx) {
   }
   if (s.getState() == State::LISTENING) sockets::listenSaved(fd, f);
   auto peer = s.getPeer();
-  if (s.getState() == State::BOUND && peer.size() > 0 &&
-      connect(fd, reinterpret_cast<const sockaddr*>(peer.begin()), static_cast<socklen_t>(peer.size())) != 0) {
-    fail(kj::str("cannot connect UDP fd ", f.getFd(), " to ", sockets::describe(peer), " again: ", strerror(errno)));
+  if (s.getState() == State::BOUND && peer.size() > 0) {
+    sockaddr_storage a{};
+    memcpy(&a, peer.begin(), std::min(peer.size(), sizeof(a)));
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), static_cast<socklen_t>(peer.size())) != 0) {
+      fail(kj::str("cannot connect UDP fd ", f.getFd(), " to ", sockets::describe(peer), " again: ", strerror(errno)));
+    }
   }
   sockets::placeSaved(kj::mv(fd), f);
 }

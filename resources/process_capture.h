@@ -24,6 +24,8 @@ struct CaptureStats {
                             // and went into the image
   kj::Vector<kj::String> warnings;  // state not saved, one line each naming the fd (a TCP
                                     // connection, connections waiting to be accepted)
+  kj::Vector<int> connections;      // the fds of TCP connections not saved: `checkpoint
+                                    // --stop` resets them (sockets::resetOnExit)
 };
 
 // forMigration: the image is for a move, not a restart: what stays at home (sockets)

@@ -368,6 +368,19 @@ void placeSaved(kj::AutoCloseFd fd, FdRecord::Reader f) {
   placeAt(kj::mv(fd), f.getFd());
 }
 
+int resetOnExit(pid_t pid, kj::ArrayPtr<const int> fds) {
+  kj::AutoCloseFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (pidfd == nullptr) return 0;
+  int done = 0;
+  for (int fd : fds) {
+    // Our copy closes here, before the process ends: its close is then the last one.
+    kj::AutoCloseFd copy(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
+    struct linger l = {1, 0};
+    if (copy != nullptr && setsockopt(copy, SOL_SOCKET, SO_LINGER, &l, sizeof(l)) == 0) ++done;
+  }
+  return done;
+}
+
 bool unixDiag(uint64_t inode, DiagInfo& out) {
   unix_diag_req req{};
   req.sdiag_family = AF_UNIX;

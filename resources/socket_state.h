@@ -59,6 +59,12 @@ void listenSaved(int fd, FdRecord::Reader f);
 // Sets O_NONBLOCK as saved and puts the socket at its number.
 void placeSaved(kj::AutoCloseFd fd, FdRecord::Reader f);
 
+// Sets SO_LINGER {on, 0} on the process's fds `fds` (TCP connections), so that when it
+// ends its peers get a reset rather than an orderly end of stream that could pass for
+// a complete answer: `checkpoint --stop` of a connection the image cannot hold.
+// Returns how many were set.
+int resetOnExit(pid_t pid, kj::ArrayPtr<const int> fds);
+
 // sock_diag answers; false where the kernel gives none (no such socket, or
 // sock_diag is missing).
 struct DiagInfo {
