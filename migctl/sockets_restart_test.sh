@@ -142,7 +142,7 @@ pids+=($unixjob)
 wait_for "$dir/unixjob.out" "^CONNECTED" || bad "a job connected to it" "$dir/unixjob.out"
 ufd=$(awk '/^CONNECTED/ {print $2}' "$dir/unixjob.out")
 "$migctl" checkpoint "$unixjob" -o "$dir/unixjob.img" > "$dir/uckpt.out" 2> "$dir/uckpt.err"
-if grep -qE "^migctl checkpoint: warning: fd $ufd \(socket:\[[0-9]+\]\) is a Unix socket connected to another process" "$dir/uckpt.err"; then
+if grep -qE "^migctl checkpoint: warning: fd $ufd \(socket:\[[0-9]+\]\) is a Unix socket connected outside the process" "$dir/uckpt.err"; then
   ok "checkpoint warns that fd $ufd, a Unix socket connected to another process, is not saved"
 else bad "no warning for a Unix socket connected elsewhere" "$dir/uckpt.out" "$dir/uckpt.err"; fi
 kill -9 "$unixjob" "$peer" 2>/dev/null

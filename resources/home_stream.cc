@@ -25,12 +25,14 @@ void capture(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder) {
   if (ctx.forMigration || ctx.warnings == nullptr || sockets::socketInode(p.target) == 0) return;
   kj::AutoCloseFd copy = sockets::copyOf(ctx, p.fd);
   const int family = copy == nullptr ? -1 : sockets::intOption(copy, SOL_SOCKET, SO_DOMAIN, -1);
-  const char* what = family == AF_UNIX ? "a Unix socket connected to another process"
-                     : family == AF_NETLINK ? "a netlink socket"
-                     : family == AF_PACKET ? "a packet socket"
-                                           : "a socket of a kind mig does not save";
-  ctx.warnings->add(kj::str("fd ", p.fd, " (", p.target.c_str(), ") is ", what, "; a restart gives the fd migctl restart "
-                            "has at that number, else /dev/null"));
+  const char* what = "a socket of a kind mig does not save";
+  if (family == AF_UNIX) {
+    what = "a Unix socket connected outside the process (to another process, or to a peer now gone)";
+  }
+  if (family == AF_NETLINK) what = "a netlink socket";
+  if (family == AF_PACKET) what = "a packet socket";
+  ctx.warnings->add(kj::str("fd ", p.fd, " (", p.target.c_str(), ") is ", what,
+                            "; a restart gives the fd migctl restart has at that number, else /dev/null"));
 }
 
 void restore(FdRecord::Reader f, RestoreContext& ctx) {

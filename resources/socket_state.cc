@@ -84,10 +84,14 @@ constexpr OptionSpec kOptions[] = {
 
 uint8_t familyBit(int family) {
   switch (family) {
-    case AF_INET: return kV4;
-    case AF_INET6: return kV6;
-    case AF_UNIX: return kUnix;
-    default: return 0;
+    case AF_INET:
+      return kV4;
+    case AF_INET6:
+      return kV6;
+    case AF_UNIX:
+      return kUnix;
+    default:
+      return 0;
   }
 }
 
@@ -98,9 +102,7 @@ const OptionSpec* specOf(int level, int name) {
   return nullptr;
 }
 
-kj::ArrayPtr<const kj::byte> bytes(const void* p, size_t n) {
-  return kj::arrayPtr(static_cast<const kj::byte*>(p), n);
-}
+kj::ArrayPtr<const kj::byte> bytes(const void* p, size_t n) { return kj::arrayPtr(static_cast<const kj::byte*>(p), n); }
 
 // One request to sock_diag, its answers handed to `each` until the kernel says done.
 // A timeout on the receive: the kernel answers at once, but nothing here may hang.
@@ -121,9 +123,10 @@ bool diagQuery(const Req& req, bool dump, Each&& each) {
   if (send(nl, &msg, sizeof(msg), 0) != static_cast<ssize_t>(sizeof(msg))) return false;
   alignas(nlmsghdr) char buf[32768];
   for (;;) {
-    ssize_t n = recv(nl, buf, sizeof(buf), 0);
+    const ssize_t n = recv(nl, buf, sizeof(buf), 0);
     if (n <= 0) return false;
-    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, static_cast<unsigned>(n)); h = NLMSG_NEXT(h, n)) {
+    int len = static_cast<int>(n);
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
       if (h->nlmsg_type == NLMSG_DONE) return true;
       if (h->nlmsg_type == NLMSG_ERROR) return false;
       if (each(h) && !dump) return true;
@@ -144,8 +147,10 @@ int dropTimeWait(const sockaddr_storage& a) {
   const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&a);
   const uint16_t port = v6 ? in6->sin6_port : in->sin_port;
   uint32_t addr[4] = {};
-  if (v6) memcpy(addr, &in6->sin6_addr, 16);
-  else addr[0] = in->sin_addr.s_addr;
+  if (v6)
+    memcpy(addr, &in6->sin6_addr, 16);
+  else
+    addr[0] = in->sin_addr.s_addr;
   const bool any = addr[0] == 0 && addr[1] == 0 && addr[2] == 0 && addr[3] == 0;
   kj::Vector<inet_diag_sockid> found;
   if (!diagQuery(req, true, [&](nlmsghdr* h) {
@@ -270,7 +275,8 @@ kj::String describe(kj::ArrayPtr<const kj::byte> sockaddr) {
       }
       return kj::str(name.c_str());
     }
-    default: return kj::str("(family ", a.ss_family, ")");
+    default:
+      return kj::str("(family ", a.ss_family, ")");
   }
 }
 
@@ -287,8 +293,10 @@ void setSavedOptions(int fd, FdRecord::Reader f, RestoreContext& ctx) {
       value = &half;
     }
     if (setsockopt(fd, o.getLevel(), o.getName(), value, static_cast<socklen_t>(v.size())) != 0) {
-      dprintf(ctx.warnFd, "migctl restart: fd %d: cannot set socket option %s again (%s); the socket goes on "
-                          "without it\n", f.getFd(), spec != nullptr ? spec->text : "(unknown)", strerror(errno));
+      dprintf(ctx.warnFd,
+              "migctl restart: fd %d: cannot set socket option %s again (%s); the socket goes on "
+              "without it\n",
+              f.getFd(), spec != nullptr ? spec->text : "(unknown)", strerror(errno));
     }
   }
 }
@@ -297,8 +305,8 @@ kj::AutoCloseFd newSocket(FdRecord::Reader f, RestoreContext& ctx) {
   auto s = f.getSocket();
   kj::AutoCloseFd fd(socket(s.getFamily(), s.getType() | SOCK_CLOEXEC, s.getProtocol()));
   if (fd == nullptr) {
-    fail(kj::str("cannot make a socket again for fd ", f.getFd(), " (family ", s.getFamily(), ", type ",
-                 s.getType(), "): ", strerror(errno)));
+    fail(kj::str("cannot make a socket again for fd ", f.getFd(), " (family ", s.getFamily(), ", type ", s.getType(),
+                 "): ", strerror(errno)));
   }
   setSavedOptions(fd, f, ctx);
   return fd;
@@ -323,8 +331,10 @@ void bindSaved(int fd, FdRecord::Reader f) {
         fail(kj::str("cannot bind fd ", f.getFd(), " to ", where, " again: a file that is not a socket is there now"));
       }
       kj::AutoCloseFd probe(socket(AF_UNIX, s.getType() | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-      if (probe != nullptr && connect(probe, reinterpret_cast<sockaddr*>(&a), static_cast<socklen_t>(local.size())) == 0) {
-        fail(kj::str("cannot bind fd ", f.getFd(), " to ", where, " again: another process listens there; stop it first"));
+      if (probe != nullptr &&
+          connect(probe, reinterpret_cast<sockaddr*>(&a), static_cast<socklen_t>(local.size())) == 0) {
+        fail(kj::str("cannot bind fd ", f.getFd(), " to ", where,
+                     " again: another process listens there; stop it first"));
       }
       if (errno == ECONNREFUSED) unlink(un->sun_path);
     }
@@ -342,7 +352,8 @@ void bindSaved(int fd, FdRecord::Reader f) {
     // process's: drop them (sock_diag's SOCK_DESTROY, CAP_NET_ADMIN) and bind again.
     const int dropped = dropTimeWait(a);
     if (dropped < 0) {
-      fail(kj::str("cannot bind fd ", f.getFd(), " to ", where, " again: its connections from before the checkpoint "
+      fail(kj::str("cannot bind fd ", f.getFd(), " to ", where,
+                   " again: its connections from before the checkpoint "
                    "hold the port for a minute (TIME_WAIT; the program does not set SO_REUSEADDR) and dropping them "
                    "needs CAP_NET_ADMIN: restart as root, or a minute later"));
     }
@@ -359,7 +370,8 @@ void listenSaved(int fd, FdRecord::Reader f) {
   const uint32_t backlog = f.getSocket().getBacklog();
   if (listen(fd, backlog > 0 ? static_cast<int>(std::min<uint32_t>(backlog, 1u << 30)) : SOMAXCONN) != 0) {
     fail(kj::str("cannot listen on ", describe(f.getSocket().getLocal()), " again for fd ", f.getFd(), ": ",
-                 strerror(errno), errno == EADDRINUSE ? " (another process listens there now; stop it and restart again)" : ""));
+                 strerror(errno),
+                 errno == EADDRINUSE ? " (another process listens there now; stop it and restart again)" : ""));
   }
 }
 
@@ -396,9 +408,10 @@ bool unixDiag(uint64_t inode, DiagInfo& out) {
     found = true;
     out.state = m->udiag_state;
     int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
-    for (auto* a = reinterpret_cast<nlattr*>(m + 1); len >= static_cast<int>(sizeof(nlattr)) && a->nla_len >= sizeof(nlattr) &&
-                                                  a->nla_len <= len;
-         len -= NLA_ALIGN(a->nla_len), a = reinterpret_cast<nlattr*>(reinterpret_cast<char*>(a) + NLA_ALIGN(a->nla_len))) {
+    for (auto* a = reinterpret_cast<nlattr*>(m + 1);
+         len >= static_cast<int>(sizeof(nlattr)) && a->nla_len >= sizeof(nlattr) && a->nla_len <= len;
+         len -= NLA_ALIGN(a->nla_len),
+               a = reinterpret_cast<nlattr*>(reinterpret_cast<char*>(a) + NLA_ALIGN(a->nla_len))) {
       void* data = reinterpret_cast<char*>(a) + NLA_HDRLEN;
       if (a->nla_type == UNIX_DIAG_PEER && a->nla_len >= NLA_HDRLEN + sizeof(uint32_t)) {
         uint32_t peer;

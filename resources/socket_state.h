@@ -68,10 +68,10 @@ int resetOnExit(pid_t pid, kj::ArrayPtr<const int> fds);
 // sock_diag answers; false where the kernel gives none (no such socket, or
 // sock_diag is missing).
 struct DiagInfo {
-  uint32_t backlog = 0;     // a listening socket's listen(2) backlog
-  uint32_t pending = 0;     // connections waiting in its accept queue
-  uint64_t peerInode = 0;   // a Unix socket's peer, 0 if none
-  uint8_t state = 0;        // TCP_LISTEN, TCP_ESTABLISHED, TCP_CLOSE...
+  uint32_t backlog = 0;    // a listening socket's listen(2) backlog
+  uint32_t pending = 0;    // connections waiting in its accept queue
+  uint64_t peerInode = 0;  // a Unix socket's peer, 0 if none
+  uint8_t state = 0;       // TCP_LISTEN, TCP_ESTABLISHED, TCP_CLOSE...
 };
 bool unixDiag(uint64_t inode, DiagInfo& out);
 bool tcpListenDiag(int family, uint64_t inode, DiagInfo& out);

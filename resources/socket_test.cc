@@ -142,9 +142,10 @@ TEST_CASE("a listening TCP socket: saved with its address, backlog and the optio
     sockaddr_in cl{};
     len = sizeof(cl);
     REQUIRE(getsockname(client, reinterpret_cast<sockaddr*>(&cl), &len) == 0);
-    CHECK(held->warnings[1] == kj::str("fd ", accepted, ": TCP connection 127.0.0.1:", ntohs(a.sin_port),
-                                       " -> 127.0.0.1:", ntohs(cl.sin_port),
-                                       " is not saved; a restart finds it reset by the peer (and --stop resets it for the peer)"));
+    CHECK(held->warnings[1] ==
+          kj::str("fd ", accepted, ": TCP connection 127.0.0.1:", ntohs(a.sin_port),
+                  " -> 127.0.0.1:", ntohs(cl.sin_port),
+                  " is not saved; a restart finds it reset by the peer (and --stop resets it for the peer)"));
     CHECK(held->at(accepted).getSocket().getState() == State::CONNECTED);
     // Restored alone (the listener stays as it is): a socket a reset ended.
     CallerFds caller;

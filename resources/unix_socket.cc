@@ -68,7 +68,8 @@ void absolutePath(const CaptureContext& ctx, FdRecord::Builder out) {
   auto local = out.getSocket().getLocal();
   const size_t off = offsetof(sockaddr_un, sun_path);
   if (local.size() <= off || local[off] == '\0' || local[off] == '/') return;
-  std::string rel(reinterpret_cast<const char*>(local.begin()) + off, strnlen(reinterpret_cast<const char*>(local.begin()) + off, local.size() - off));
+  std::string rel(reinterpret_cast<const char*>(local.begin()) + off,
+                  strnlen(reinterpret_cast<const char*>(local.begin()) + off, local.size() - off));
   std::string path = readLink("/proc/" + std::to_string(ctx.pid) + "/cwd") + "/" + rel;
   sockaddr_un un{};
   if (path.size() >= sizeof(un.sun_path)) return;
@@ -111,7 +112,8 @@ kj::Vector<kj::Array<kj::byte>> peekQueued(int copy, int fd) {
       }
     }
     if (rights) {
-      fail(kj::str("fd ", fd, " is a socketpair with file descriptors in flight (SCM_RIGHTS), which cannot be "
+      fail(kj::str("fd ", fd,
+                   " is a socketpair with file descriptors in flight (SCM_RIGHTS), which cannot be "
                    "saved; checkpoint once the program has received them"));
     }
     if (m.msg_flags & MSG_TRUNC) fail(kj::str("a datagram waiting on fd ", fd, " is larger than 1 MiB"));
