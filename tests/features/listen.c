@@ -159,14 +159,24 @@ static int held_c = -1, held_s = -1, resets;
 
 static void hold(struct listener *l)
 {
-  CHECK_SYS(held_c = socket(l->family, l->type | SOCK_CLOEXEC, 0));
-  CHECK_SYS(connect(held_c, (struct sockaddr *)&l->addr, l->len));
-  if (l->fl) {
-    struct pollfd p = { l->fd, POLLIN, 0 };
-    CHECK(poll(&p, 1, 10000) == 1, "%s never became readable", l->name);
+  /* As in round_trip: a checkpoint between connect and accept loses the connection
+   * from the accept queue, and the client end, reset, says so. */
+  for (;;) {
+    CHECK_SYS(held_c = socket(l->family, l->type | SOCK_CLOEXEC, 0));
+    CHECK_SYS(connect(held_c, (struct sockaddr *)&l->addr, l->len));
+    struct pollfd p[2] = { { l->fd, POLLIN, 0 }, { held_c, POLLIN, 0 } };
+    CHECK(poll(p, 2, 10000) > 0, "%s: neither accept nor the held client became ready in 10 s", l->name);
+    if (p[1].revents) {
+      retry(held_c, -1);
+      continue;
+    }
+    CHECK_SYS(held_s = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC));
+    if (send(held_c, "held", 4, MSG_NOSIGNAL) != 4) {
+      retry(held_c, held_s);
+      continue;
+    }
+    return;
   }
-  CHECK_SYS(held_s = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC));
-  CHECK(send(held_c, "held", 4, MSG_NOSIGNAL) == 4, "send on a held connection: %s", strerror(errno));
 }
 
 static void release(int step)
