@@ -12,7 +12,8 @@
 # - a second restart of the same image, once the first is ended, does the same; one
 #   while it runs is refused with one line naming the fd and the address;
 # - a Unix socket connected to another process is named by the checkpoint's warning;
-# - redis-server, checkpointed and restarted, answers on its TCP port and Unix socket.
+# - redis-server, checkpointed and restarted, answers on its TCP port and Unix socket;
+# - memcached, checkpointed and restarted, serves what it stored before.
 # Every wait is bounded; every process started is killed by PID at the end.
 # Args: MIGCTL LIBMIG
 set -u
@@ -173,6 +174,54 @@ if command -v redis-server > /dev/null && command -v redis-cli > /dev/null; then
   wait "$rrestarted" 2>/dev/null
 else
   echo "skip - redis-server is not installed (tests/lib/setup.sh installs it)"
+fi
+
+# memcached (libevent, a listening socket per address, worker threads with their own
+# notification pipes): a value stored before the checkpoint is served after the restart.
+if command -v memcached > /dev/null; then
+  mport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  cat > "$dir/mc.py" <<'PY'
+# mc.py PORT set|get: one memcached text-protocol command; waits at most 30 s for the
+# port to accept (a restarted server's socket appears when migctl restores it).
+import socket, sys, time
+end = time.monotonic() + 30
+while True:
+    try:
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+        break
+    except ConnectionRefusedError:
+        if time.monotonic() > end:
+            raise
+        time.sleep(0.05)
+s.sendall(b"set greeting 0 0 17\r\nhello from before\r\n" if sys.argv[2] == "set" else b"get greeting\r\n")
+want = b"STORED\r\n" if sys.argv[2] == "set" else b"END\r\n"
+data = b""
+while not data.endswith(want):
+    b = s.recv(4096)
+    if not b:
+        break
+    data += b
+print(data.decode().replace("\r\n", "|"))
+PY
+  (exec env LD_PRELOAD="$libmig" memcached -u "$(id -un)" -l 127.0.0.1 -p "$mport" -U 0 -t 2) \
+    > >(cat > "$dir/memcached.out") 2>&1 &
+  mc=$!
+  pids+=($mc)
+  got=$(python3 "$dir/mc.py" "$mport" set 2>&1)
+  [ "$got" = "STORED|" ] || bad "memcached set: '$got'" "$dir/memcached.out"
+  "$migctl" checkpoint "$mc" -o "$dir/mc.img" --stop > "$dir/mckpt.out" 2> "$dir/mckpt.err" ||
+    bad "checkpoint of memcached" "$dir/mckpt.out" "$dir/mckpt.err"
+  (cd / && exec "$migctl" restart "$dir/mc.img") > "$dir/mrestart.out" 2> "$dir/mrestart.err" < /dev/null &
+  mrestarted=$!
+  pids+=($mrestarted)
+  got=$(python3 "$dir/mc.py" "$mport" get 2>&1)
+  if [ "$got" = "VALUE greeting 0 17|hello from before|END|" ]; then
+    ok "memcached restarted serves on its port what it stored before"
+  else bad "memcached after restart: '$got'" "$dir/mrestart.err"; fi
+  kill -TERM "$mrestarted"
+  wait "$mrestarted" 2>/dev/null
+else
+  echo "skip - memcached is not installed (tests/lib/setup.sh installs it)"
 fi
 
 [ $fails -eq 0 ] && echo "PASS" && exit 0
