@@ -181,6 +181,34 @@ TEST_CASE("a listening TCP socket: saved with its address, backlog and the optio
   }
 }
 
+TEST_CASE("what an image cannot hold is warned about: the accept queue, queued datagrams") {
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a = loopback(0);
+  REQUIRE(bind(l, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  REQUIRE(listen(l, 4) == 0);
+  socklen_t len = sizeof(a);
+  REQUIRE(getsockname(l, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  int waiting = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(connect(waiting, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);  // never accepted
+
+  int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in ua = loopback(0);
+  REQUIRE(bind(u, reinterpret_cast<sockaddr*>(&ua), sizeof(ua)) == 0);
+  len = sizeof(ua);
+  REQUIRE(getsockname(u, reinterpret_cast<sockaddr*>(&ua), &len) == 0);
+  REQUIRE(sendto(u, "lost", 4, 0, reinterpret_cast<sockaddr*>(&ua), sizeof(ua)) == 4);
+
+  auto c = capture({l, u});
+  REQUIRE(c->error == "");
+  REQUIRE(c->warnings.size() == 2);
+  CHECK(c->warnings[0] == kj::str("fd ", l, ": connections waiting to be accepted on 127.0.0.1:", ntohs(a.sin_port),
+                                  " are not saved; after a restart their clients see a reset"));
+  CHECK(c->warnings[1] == kj::str("fd ", u, ": datagrams waiting on UDP 127.0.0.1:", ntohs(ua.sin_port),
+                                  " are not saved; a restart loses them"));
+  CHECK(c->at(u).getSocket().getState() == State::BOUND);
+  for (int fd : {l, waiting, u}) close(fd);
+}
+
 TEST_CASE("a socketpair: what waits on each end is saved, left in place, and back in order") {
   int sv[2];
   REQUIRE(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) == 0);
