@@ -212,6 +212,22 @@ struct FileDescriptor {
   epoll :group {
     targets @17 :List(EpollTarget);  # its registrations
   }
+  socket :group {
+    # kind == inetSocket or unixSocket (resources/inet_socket.cc, unix_socket.cc): the
+    # socket as getsockname/getpeername/getsockopt on a copy of it (pidfd_getfd) showed it.
+    family @18 :UInt16;      # AF_INET, AF_INET6, AF_UNIX
+    type @19 :UInt16;        # SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET
+    protocol @20 :UInt16;    # SO_PROTOCOL: IPPROTO_TCP, IPPROTO_UDP, 0
+    state @21 :SocketState;
+    local @22 :Data;         # getsockname's struct sockaddr, as the kernel gave it
+    peer @23 :Data;          # getpeername's, empty when not connected
+    backlog @24 :UInt32;     # a listening socket's listen(2) backlog (sock_diag); 0: unknown
+    options @25 :List(SocketOption);  # set again on the new socket, in order
+    inode @26 :UInt64;       # the socket's inode (socket:[N])
+    peerInode @27 :UInt64;   # a Unix socketpair end: the other end's inode; else 0
+    queued @28 :List(Data);  # a Unix socketpair end: what waits to be read on it, one
+                             # entry per datagram (a stream's bytes in one or more pieces)
+  }
 
   enum Kind {
     file @0;                 # regular file or directory, reopened by path
@@ -223,7 +239,23 @@ struct FileDescriptor {
     timerfd @6;              # timerfd_create(2): recreated from `timer`
     signalfd @7;             # signalfd(2): recreated with sigmask
     epoll @8;                # epoll instance: recreated last, with epollTargets
+    inetSocket @9;           # TCP or UDP socket: recreated from `socket` (a connection: reset)
+    unixSocket @10;          # Unix socket: listening, bound or a socketpair within the process
   }
+
+  enum SocketState {
+    unbound @0;              # made, never bound
+    bound @1;                # bound (a UDP socket maybe connected too: then `peer` is set)
+    listening @2;            # listen(2) called
+    connected @3;            # a TCP connection or a Unix socketpair end
+  }
+}
+
+struct SocketOption {
+  # One getsockopt value, set again with setsockopt at restart.
+  level @0 :Int32;           # SOL_SOCKET, IPPROTO_TCP, IPPROTO_IP, IPPROTO_IPV6
+  name @1 :Int32;            # SO_REUSEADDR, TCP_NODELAY, ...
+  value @2 :Data;            # the option's bytes (an int, struct linger, struct timeval)
 }
 
 struct TimerFd {

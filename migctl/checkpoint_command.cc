@@ -4,6 +4,7 @@
 #include "migctl/commands.h"
 #include "migctl/control_client.h"
 #include "migctl/freeze_capture.h"
+#include "resources/socket_state.h"
 
 #include <kj/array.h>
 
@@ -28,6 +29,8 @@ constexpr const char* kUsage =
     "--stop is given: then it ends once the complete image is on disk, with exit\n"
     "status 86, so its parent can tell it was checkpointed (it did not finish).\n"
     "FILE appears only when complete; on any error the process goes on untouched.\n"
+    "What the image cannot hold (a TCP connection, which a restart gives back reset;\n"
+    "connections waiting to be accepted) is said on stderr, one warning line per fd.\n"
     "  -o FILE            where to write the image (required)\n"
     "  --stop             end the process (exit status 86) after the image is written\n"
     "  --timeout SECONDS  how long to wait for the process to freeze (default 30)\n";
@@ -80,11 +83,15 @@ int checkpointCommand(int argc, char** argv) {
   const pid_t realPid = ctl.realPid();
   auto frozenMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   if (stop) {
+    resources::sockets::resetOnExit(realPid, stats.connections.asPtr());
     ctl.exitProcess();
     waitGone(realPid, timeout);
   } else {
     ctl.resume();
   }
+  // What the image lacks, once it is written: the user decides whether a restart of it is
+  // good enough (a TCP connection comes back reset, waiting connections are gone).
+  for (const kj::String& w : stats.warnings) fprintf(stderr, "migctl checkpoint: warning: %s\n", w.cStr());
   printf("checkpoint of process %ld written to %s: %.1f MiB, %llu pages, %u threads, %u fds; "
          "frozen %.1f ms%s\n",
          pid, out, static_cast<double>(stats.imageBytes) / (1 << 20),

@@ -17,7 +17,7 @@ resources::CaptureStats freezeAndCapture(ControlClient& ctl, int timeoutSeconds,
   }
   auto block = kj::heap<control::Block>();
   memory.read(reply.blockAddr, block.get(), sizeof(control::Block));
-  return resources::captureProcess(ctl.realPid(), *block, memory, out);
+  return resources::captureProcess(ctl.realPid(), *block, memory, out, forMigration);
 }
 
 }  // namespace mig::migctl

@@ -10,6 +10,8 @@
 
 #include <kj/array.h>
 #include <kj/io.h>
+#include <kj/string.h>
+#include <kj/vector.h>
 
 #include <cstdint>
 #include <map>
@@ -37,6 +39,12 @@ struct CaptureContext {
   pid_t pid;                          // the parked process, as the kernel knows it
   kj::ArrayPtr<const FdProbe> all;    // every fd that goes into the image, by number
   std::string linkOf(int fd) const;   // "/proc/PID/fd/N": opens the process's file
+  bool forMigration = false;          // the image is for a move: fds that stay at home
+                                      // need no more than the generic fields
+  int pidfd = -1;                     // pidfd_open(pid): pidfd_getfd copies of its fds (sockets)
+  kj::Vector<kj::String>* warnings = nullptr;  // what the checkpoint must tell its user (one
+                                      // line each, naming the fd): state it does not save
+  kj::Vector<int>* connections = nullptr;  // TCP connections not saved (their fds)
 };
 
 // What the restart's check gets besides the record.

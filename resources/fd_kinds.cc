@@ -11,15 +11,17 @@
 namespace mig::resources {
 
 // Defined in the kinds' own files.
-extern const FdKind kEventfd, kTimerfd, kSignalfd, kEpoll, kRegularFile, kDeletedFile, kDevice, kPipe, kHomeStream;
+extern const FdKind kEventfd, kTimerfd, kSignalfd, kEpoll, kRegularFile, kDeletedFile, kDevice, kPipe, kInetSocket,
+    kUnixSocket, kHomeStream;
 
 namespace {
 
 // Anonymous-inode objects first (their targets are not paths), files before devices
-// before pipes, and the home stream last: it takes whatever no other kind knows
-// (terminal, socket, a pipe to another process).
-constexpr std::array<const FdKind*, 9> kKinds = {
-    &kEventfd, &kTimerfd, &kSignalfd, &kEpoll, &kRegularFile, &kDeletedFile, &kDevice, &kPipe, &kHomeStream,
+// before pipes, sockets the process owns alone after, and the home stream last: it
+// takes whatever no other kind knows (terminal, a socket or pipe to another process).
+constexpr std::array<const FdKind*, 11> kKinds = {
+    &kEventfd, &kTimerfd, &kSignalfd, &kEpoll, &kRegularFile, &kDeletedFile, &kDevice, &kPipe, &kInetSocket,
+    &kUnixSocket, &kHomeStream,
 };
 
 }  // namespace

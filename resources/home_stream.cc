@@ -8,14 +8,32 @@
 // stand-in (shim/forward/readiness_stand_in.h): event loops waiting on them still wake.
 #include "resources/fd_kind.h"
 #include "resources/fd_restore.h"
+#include "resources/socket_state.h"
 
 #include <cstdio>
 #include <fcntl.h>
+#include <sys/socket.h>
 
 namespace mig::resources {
 namespace {
 
 bool matches(const FdProbe&, const CaptureContext&) { return true; }
+
+// A socket no socket kind took (a Unix socket connected to another process, netlink,
+// packet...) cannot come back from an image: the checkpoint says so, not only the restart.
+void capture(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder) {
+  if (ctx.forMigration || ctx.warnings == nullptr || sockets::socketInode(p.target) == 0) return;
+  kj::AutoCloseFd copy = sockets::copyOf(ctx, p.fd);
+  const int family = copy == nullptr ? -1 : sockets::intOption(copy, SOL_SOCKET, SO_DOMAIN, -1);
+  const char* what = "a socket of a kind mig does not save";
+  if (family == AF_UNIX) {
+    what = "a Unix socket connected outside the process (to another process, or to a peer now gone)";
+  }
+  if (family == AF_NETLINK) what = "a netlink socket";
+  if (family == AF_PACKET) what = "a packet socket";
+  ctx.warnings->add(kj::str("fd ", p.fd, " (", p.target.c_str(), ") is ", what,
+                            "; a restart gives the fd migctl restart has at that number, else /dev/null"));
+}
 
 void restore(FdRecord::Reader f, RestoreContext& ctx) {
   int target = f.getFd();
@@ -35,6 +53,7 @@ extern const FdKind kHomeStream = {
     .name = "home_stream",
     .onMigration = OnMigration::homeStream,
     .matches = matches,
+    .capture = capture,
     .restore = restore,
 };
 

@@ -8,6 +8,9 @@
 #include "resources/page_source.h"
 #include "shim/control_protocol.h"
 
+#include <kj/string.h>
+#include <kj/vector.h>
+
 #include <sys/types.h>
 
 namespace mig::resources {
@@ -19,8 +22,15 @@ struct CaptureStats {
   uint32_t fds;
   uint64_t pendingSignals;  // bit (n-1): signal n was pending (for a thread or the process)
                             // and went into the image
+  kj::Vector<kj::String> warnings;  // state not saved, one line each naming the fd (a TCP
+                                    // connection, connections waiting to be accepted)
+  kj::Vector<int> connections;      // the fds of TCP connections not saved: `checkpoint
+                                    // --stop` resets them (sockets::resetOnExit)
 };
 
-CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& memory, image::ByteSink& out);
+// forMigration: the image is for a move, not a restart: what stays at home (sockets)
+// is not read beyond what every fd records, and nothing is warned about.
+CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& memory, image::ByteSink& out,
+                            bool forMigration = false);
 
 }  // namespace mig::resources
