@@ -6,10 +6,10 @@
 // hash it computed per (device, inode, size, mtime) and hashes again only when one of
 // those changed.
 //
-// The hash is ours (four 64-bit multiply-rotate lanes over 8-byte words, folded with
-// the length): fast, not cryptographic. It tells apart files that differ by accident
-// (another version of a library, a changed configuration); it does not defend against
-// someone who crafts a colliding file on purpose, who could as well write to /usr.
+// The hash is XXH3-64 from Debian's libxxhash (the checksum of image sections too),
+// inlined from its header: fast, not cryptographic. It tells apart files that differ by
+// accident (another version of a library, a changed configuration); it does not defend
+// against someone who crafts a colliding file on purpose, who could as well write to /usr.
 //
 // Header-only and async-signal-safe (no allocation, no system calls): the shim uses it
 // from its SIGSYS handler, the deputy from rsc/file_identity.cc.
@@ -17,6 +17,9 @@
 
 #include <cstdint>
 #include <cstring>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 namespace mig::rsc {
 
@@ -37,40 +40,9 @@ constexpr bool sameFile(const FileIdentity& home, const FileIdentity& here) {
   return home.regular == 1 && here.regular == 1 && home.size == here.size && home.hash == here.hash;
 }
 
-namespace identity_detail {
-inline constexpr uint64_t kPrime1 = 0x9E3779B185EBCA87ull;
-inline constexpr uint64_t kPrime2 = 0xC2B2AE3D27D4EB4Full;
-inline constexpr uint64_t kPrime3 = 0x165667B19E3779F9ull;
-constexpr uint64_t rotl(uint64_t v, int r) { return (v << r) | (v >> (64 - r)); }
-constexpr uint64_t lane(uint64_t acc, uint64_t word) { return rotl(acc + word * kPrime2, 31) * kPrime1; }
-inline uint64_t load64(const unsigned char* p) {
-  uint64_t v;
-  memcpy(&v, p, 8);
-  return v;
-}
-}  // namespace identity_detail
-
-// The hash of n bytes at p (the whole file, mapped by the caller).
-inline uint64_t contentHash(const void* data, uint64_t n) {
-  using namespace identity_detail;
-  const auto* p = static_cast<const unsigned char*>(data);
-  uint64_t a = kPrime1 + kPrime2, b = kPrime2, c = 0, d = 0 - kPrime1;
-  uint64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    a = lane(a, load64(p + i));
-    b = lane(b, load64(p + i + 8));
-    c = lane(c, load64(p + i + 16));
-    d = lane(d, load64(p + i + 24));
-  }
-  uint64_t h = rotl(a, 1) + rotl(b, 7) + rotl(c, 12) + rotl(d, 18) + n;
-  for (; i + 8 <= n; i += 8) h = rotl(h ^ lane(0, load64(p + i)), 27) * kPrime1 + kPrime3;
-  for (; i < n; ++i) h = rotl(h ^ (p[i] * kPrime3), 11) * kPrime1;
-  h ^= h >> 33;
-  h *= kPrime2;
-  h ^= h >> 29;
-  h *= kPrime3;
-  return h ^ (h >> 32);
-}
+// The hash of n bytes at p (the whole file, mapped by the caller). XXH3's one-shot form
+// uses only the stack, so it is safe in the SIGSYS handler.
+inline uint64_t contentHash(const void* data, uint64_t n) { return XXH3_64bits(data, n); }
 
 // A cache of content hashes keyed by what changes when a file is replaced or written
 // (device, inode, size, mtime). Lock-free, for the SIGSYS handler's threads: a slot is
@@ -128,8 +100,8 @@ class HashCache {
     uint64_t hash;
   };
   static uint32_t slotOf(const Key& k) {
-    return static_cast<uint32_t>(((k.dev * identity_detail::kPrime1) ^ (k.ino * identity_detail::kPrime2)) >> 40) %
-           kSlots;
+    const uint64_t words[2] = {k.dev, k.ino};
+    return static_cast<uint32_t>(XXH3_64bits(words, sizeof words) % kSlots);
   }
   Slot slots_[kSlots] = {};
 };
