@@ -13,13 +13,15 @@
 namespace mig::migctl {
 namespace {
 
-constexpr const char* kImageUsage =
-    "usage: migctl image info FILE [--verify] [--plan]\n"
-    "\n"
-    "Prints the header of checkpoint image FILE (where and when it was made, the CPU\n"
-    "register state it needs) and its sections, and whether this host can restore it.\n"
-    "  --verify   read every byte and check every section checksum (exit 1 on damage)\n"
-    "  --plan     also print the restore plan mig-restore would execute\n";
+constexpr const char* kAbout =
+    "Prints the header of checkpoint image FILE (where and when it was made, the CPU "
+    "register state it needs) and its sections, and whether this host can restore it.";
+
+struct InfoOptions {
+  kj::String path;
+  bool verify = false;
+  bool plan = false;
+};
 
 using image::FileReader;
 using image::schema::Header;
@@ -86,47 +88,51 @@ void printPlan(FileReader& f) {
   }
 }
 
-int imageInfo(int argc, char** argv) {
-  const char* path = nullptr;
-  bool verify = false, showPlan = false;
-  for (int i = 0; i < argc; ++i) {
-    if (strcmp(argv[i], "--verify") == 0) verify = true;
-    else if (strcmp(argv[i], "--plan") == 0) showPlan = true;
-    else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      fputs(kImageUsage, stdout);
-      return 0;
-    } else if (argv[i][0] == '-' || path != nullptr) {
-      fprintf(stderr, "migctl image info: unexpected argument '%s'\n%s", argv[i], kImageUsage);
-      return 2;
-    } else {
-      path = argv[i];
-    }
-  }
-  if (path == nullptr) {
-    fprintf(stderr, "migctl image info: no image file given\n%s", kImageUsage);
-    return 2;
-  }
-  FileReader f(path);
+int imageInfo(const InfoOptions& o) {
+  FileReader f(o.path.cStr());
   printHeader(f);
   printSections(f);
-  if (showPlan) printPlan(f);
-  if (verify) {
+  if (o.plan) printPlan(f);
+  if (o.verify) {
     f.verifyAll();
     printf("  verified: all %zu sections' checksums match\n", f.sectionCount());
   }
   return 0;
 }
 
+kj::MainFunc infoMain(cli::Context& cli) {
+  auto opts = kj::heap<InfoOptions>();
+  InfoOptions& o = *opts;
+  auto main = kj::MainBuilder(cli, cli::kVersion, kAbout)
+      .addOption({"verify"}, [&o]() -> kj::MainBuilder::Validity {
+        o.verify = true;
+        return true;
+      }, "read every byte and check every section checksum (exit 1 on damage)")
+      .addOption({"plan"}, [&o]() -> kj::MainBuilder::Validity {
+        o.plan = true;
+        return true;
+      }, "also print the restore plan mig-restore would execute")
+      .expectArg("FILE", [&o](kj::StringPtr v) -> kj::MainBuilder::Validity {
+        o.path = kj::str(v);
+        return true;
+      })
+      .callAfterParsing([&o, &cli]() -> kj::MainBuilder::Validity {
+        cli.status = imageInfo(o);
+        return true;
+      })
+      .build();
+  return [opts = kj::mv(opts), main = kj::mv(main)](kj::StringPtr name, kj::ArrayPtr<const kj::StringPtr> params) mutable {
+    main(name, params);
+  };
+}
+
 }  // namespace
 
-int imageCommand(int argc, char** argv) {
-  if (argc >= 1 && strcmp(argv[0], "info") == 0) return imageInfo(argc - 1, argv + 1);
-  if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
-    fputs(kImageUsage, stdout);
-    return 0;
-  }
-  fprintf(stderr, "migctl image: expected 'info'\n%s", kImageUsage);
-  return 2;
+kj::MainFunc imageMain(cli::Context& cli) {
+  return kj::MainBuilder(cli, cli::kVersion, "What is in a checkpoint image.")
+      .addSubCommand("info", [&cli]() { return cli::acceptDashH(infoMain(cli)); },
+                     "a checkpoint image's header and sections, whether this host can restore it")
+      .build();
 }
 
 }  // namespace mig::migctl
