@@ -4,6 +4,7 @@
 #include "migctl/commands.h"
 #include "migctl/control_client.h"
 #include "migctl/freeze_capture.h"
+#include "migctl/json_output.h"
 
 #include <kj/array.h>
 #include <kj/debug.h>
@@ -32,6 +33,7 @@ struct Options {
   kj::String pidArg;
   kj::Maybe<kj::String> out;
   bool stop = false;
+  bool json = false;
   long timeout = 30;
 };
 
@@ -65,6 +67,10 @@ kj::MainFunc checkpointMain(cli::Context& cli) {
         KJ_IF_MAYBE(why, cli::parseCount(v, 1, 86400, o.timeout)) { return kj::mv(*why); }
         return true;
       }, "SECONDS", "how long to wait for the process to freeze (default 30)")
+      .addOption({"json"}, [&o]() -> kj::MainBuilder::Validity {
+        o.json = true;
+        return true;
+      }, "print the result as one line of JSON (docs/json.md)")
       .expectArg("PID", [&o](kj::StringPtr v) -> kj::MainBuilder::Validity {
         o.pidArg = kj::str(v);
         return true;
@@ -100,6 +106,20 @@ int checkpoint(const Options& o, long pid) {
     waitGone(realPid, timeout);
   } else {
     ctl.resume();
+  }
+  if (o.json) {
+    capnp::MallocMessageBuilder m;
+    auto c = m.initRoot<out::Checkpoint>();
+    c.setPid(static_cast<int32_t>(pid));
+    c.setFile(out);
+    c.setImageBytes(static_cast<double>(stats.imageBytes));
+    c.setPages(static_cast<double>(stats.savedPages));
+    c.setThreads(stats.threads);
+    c.setFds(stats.fds);
+    c.setFrozenMs(frozenMs);
+    c.setStopped(stop);
+    printJson(c.asReader());
+    return 0;
   }
   printf("checkpoint of process %ld written to %s: %.1f MiB, %llu pages, %u threads, %u fds; "
          "frozen %.1f ms%s\n",

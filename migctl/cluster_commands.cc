@@ -2,6 +2,7 @@
 // shadowd, over its local socket (rsc/mig.capnp, Local).
 #include "image/image_error.h"
 #include "migctl/commands.h"
+#include "migctl/json_output.h"
 #include "shadow/error.h"
 #include "shadow/local_socket.h"
 #include "shadow/mig.capnp.h"
@@ -14,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 namespace mig::migctl {
@@ -97,6 +99,8 @@ struct MigrateOptions {
   kj::String pidArg;
   kj::String to;
   bool haveTo = false;
+  bool anywhere = false;
+  bool json = false;
   rpc::NetworkPolicy network = rpc::NetworkPolicy::HOME;
 };
 
@@ -121,7 +125,16 @@ kj::MainFunc migrateMain(cli::Context& cli) {
         o.to = kj::str(v);
         o.haveTo = true;
         return true;
-      }, "NODE|HOST:PORT", "the destination: a name from shadowd's --nodes file, or an address (required)")
+      }, "NODE|HOST:PORT", "the destination: a name from shadowd's --nodes file, or an address")
+      .addOption({"anywhere"}, [&o]() -> kj::MainBuilder::Validity {
+        o.anywhere = true;
+        return true;
+      }, "the destination is the least loaded other host that answers (lowest 1-minute load, then "
+         "fewest jobs; 'other': its host name is not this host's)")
+      .addOption({"json"}, [&o]() -> kj::MainBuilder::Validity {
+        o.json = true;
+        return true;
+      }, "print the result as one line of JSON, also when the move fails (docs/json.md)")
       .addOption({"local-net"}, [&o]() { return chooseNetwork(o, rpc::NetworkPolicy::LOCAL); },
                  "the internet sockets it creates on the new host are that host's (its own address, "
                  "no detour home): for jobs that want the new host's network. Sockets it already "
@@ -139,7 +152,8 @@ kj::MainFunc migrateMain(cli::Context& cli) {
       .callAfterParsing([&o, &cli]() -> kj::MainBuilder::Validity {
         long pid = 0;
         if (!parsePid(o.pidArg.cStr(), pid)) return kj::str("'", o.pidArg, "' is not a process ID");
-        if (!o.haveTo) return "no destination given (--to)";
+        if (o.haveTo && o.anywhere) return "--to and --anywhere exclude each other: choose one";
+        if (!o.haveTo && !o.anywhere) return "no destination given (--to NODE or --anywhere)";
         cli.status = migrate(o, pid);
         return true;
       });
@@ -148,33 +162,76 @@ kj::MainFunc migrateMain(cli::Context& cli) {
 
 namespace {
 
+// --anywhere: the reachable node with the lowest load (then fewest jobs) whose host
+// name is not this host's, by its name in the nodes file.
+kj::String idlestOtherNode(LocalLink& link) {
+  struct utsname self {};
+  uname(&self);
+  auto r = link.wait(link.local.nodesRequest().send(), kQueryTimeoutMs, "asking shadowd for its nodes");
+  kj::Maybe<rpc::NodeStatus::Reader> best;
+  for (auto n : r.getNodes()) {
+    if (!n.getReachable() || n.getInfo().getHostname() == self.nodename) continue;
+    KJ_IF_MAYBE(b, best) {
+      auto bi = b->getInfo(), ni = n.getInfo();
+      if (ni.getLoad1() > bi.getLoad1() || (ni.getLoad1() == bi.getLoad1() && ni.getJobs() >= bi.getJobs())) continue;
+    }
+    best = n;
+  }
+  KJ_IF_MAYBE(b, best) { return kj::str(b->getName()); }
+  fail(kj::str("no other host answers (migctl nodes lists the hosts this shadowd knows)"));
+}
+
 int migrate(const MigrateOptions& o, long pid) {
-  kj::StringPtr socket = o.socket;
-  const char* to = o.to.cStr();
-  const auto network = o.network;
-  LocalLink link(socket);
-  printf("migrating %ld to %s ...\n", pid, to);
-  fflush(stdout);
-  auto req = link.local.migrateRequest();
-  req.setPid(static_cast<int32_t>(pid));
-  req.setTo(to);
-  req.setNetwork(network);
+  LocalLink link(o.socket);
+  capnp::MallocMessageBuilder out;
+  auto j = out.initRoot<out::Migration>();
+  j.setPid(static_cast<int32_t>(pid));
+  j.setRequested(o.anywhere ? kj::StringPtr("anywhere") : o.to.asPtr());
+  j.setError("");  // unset Text is left out of the JSON: every field is always there
+  j.setDestination("");
+  kj::String to;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    to = o.anywhere ? idlestOtherNode(link) : kj::str(o.to);
+    if (!o.json) {
+      printf("migrating %ld to %s ...\n", pid, to.cStr());
+      fflush(stdout);
+    }
+    auto req = link.local.migrateRequest();
+    req.setPid(static_cast<int32_t>(pid));
+    req.setTo(to);
+    req.setNetwork(o.network);
     auto r = link.wait(req.send(), kMigrateTimeoutMs, "the migration");
     auto m = r.getResult();
-    printf("migrated %ld to %s: frozen %.1f ms (image %.1f MiB, captured and sent in %.1f ms, restored in %.1f ms)\n",
-           pid, m.getDestination().cStr(), m.getFreezeMs(), static_cast<double>(m.getImageBytes()) / (1 << 20),
-           m.getTransferMs(), m.getRestoreMs());
+    j.setOk(true);
+    j.setDestination(m.getDestination());
+    j.setFreezeMs(m.getFreezeMs());
+    j.setImageBytes(static_cast<double>(m.getImageBytes()));
+    j.setTransferMs(m.getTransferMs());
+    j.setRestoreMs(m.getRestoreMs());
+    if (!o.json) {
+      printf("migrated %ld to %s: frozen %.1f ms (image %.1f MiB, captured and sent in %.1f ms, restored in %.1f ms)\n",
+             pid, m.getDestination().cStr(), m.getFreezeMs(), static_cast<double>(m.getImageBytes()) / (1 << 20),
+             m.getTransferMs(), m.getRestoreMs());
+    }
   })) {
-    fprintf(stderr, "migctl migrate: %ld stays where it was: moving it to %s failed: %s\n", pid, to,
-            shadow::oneLine(e->getDescription()).cStr());
+    auto why = shadow::oneLine(e->getDescription());
+    fprintf(stderr, "migctl migrate: %ld stays where it was: moving it to %s failed: %s\n", pid,
+            to.size() > 0 ? to.cStr() : o.anywhere ? "another host" : o.to.cStr(), why.cStr());
+    if (o.json) {
+      j.setOk(false);
+      j.setError(why);
+      j.setDestination(to);
+      printJson(j.asReader());
+    }
     return 1;
   }
+  if (o.json) printJson(j.asReader());
   return 0;
 }
 
 struct QueryOptions {
   kj::String socket;
+  bool json = false;
 };
 
 // A command that only asks shadowd (list, nodes): --socket, no arguments.
@@ -182,7 +239,12 @@ kj::MainFunc queryMain(cli::Context& cli, kj::StringPtr about, int (*body)(const
   auto opts = kj::heap<QueryOptions>();
   QueryOptions& o = *opts;
   kj::MainBuilder b(cli, cli::kVersion, about);
-  addSocketOption(b, o.socket).callAfterParsing([&o, &cli, body]() -> kj::MainBuilder::Validity {
+  addSocketOption(b, o.socket)
+      .addOption({"json"}, [&o]() -> kj::MainBuilder::Validity {
+        o.json = true;
+        return true;
+      }, "print the answer as one line of JSON (docs/json.md)")
+      .callAfterParsing([&o, &cli, body]() -> kj::MainBuilder::Validity {
     cli.status = body(o);
     return true;
   });
@@ -193,6 +255,24 @@ int list(const QueryOptions& o) {
   kj::StringPtr socket = o.socket;
   LocalLink link(socket);
   auto r = link.wait(link.local.listRequest().send(), kQueryTimeoutMs, "asking shadowd for its jobs");
+  if (o.json) {
+    capnp::MallocMessageBuilder m;
+    auto jobs = m.initRoot<out::JobList>().initJobs(r.getJobs().size());
+    for (unsigned i = 0; i < jobs.size(); ++i) {
+      auto j = r.getJobs()[i];
+      auto o = jobs[i];
+      o.setPid(j.getVpid());
+      o.setJobId(kj::str(j.getJobId()));
+      o.setHome(j.getHome());
+      o.setLocation(j.getLocation());
+      o.setState(j.getState());
+      o.setRssKiB(static_cast<double>(j.getRssKiB()));
+      o.setAgeSeconds(j.getAgeSeconds());
+      o.setCommand(j.getCommand());
+    }
+    printJson(m.getRoot<out::JobList>().asReader());
+    return 0;
+  }
   printf("%-8s %-22s %-22s %-22s %9s %6s  %s\n", "PID", "HOME", "WHERE", "STATE", "RSS", "AGE", "COMMAND");
   for (auto j : r.getJobs()) {
     printf("%-8d %-22s %-22s %-22s %8lluK %6s  %s\n", j.getVpid(), j.getHome().cStr(), j.getLocation().cStr(),
@@ -206,6 +286,30 @@ int nodes(const QueryOptions& o) {
   kj::StringPtr socket = o.socket;
   LocalLink link(socket);
   auto r = link.wait(link.local.nodesRequest().send(), kQueryTimeoutMs, "asking shadowd for its nodes");
+  if (o.json) {
+    capnp::MallocMessageBuilder m;
+    auto nodes = m.initRoot<out::NodeList>().initNodes(r.getNodes().size());
+    for (unsigned i = 0; i < nodes.size(); ++i) {
+      auto n = r.getNodes()[i];
+      auto o = nodes[i];
+      o.setName(n.getName());
+      o.setAddress(n.getAddress());
+      o.setReachable(n.getReachable());
+      o.setError("");  // unset Text is left out of the JSON: every field is always there
+      o.setHostname("");
+      if (n.getReachable()) {
+        auto info = n.getInfo();
+        o.setHostname(info.getHostname());
+        o.setLoad1(info.getLoad1());
+        o.setJobs(info.getJobs());
+        o.setMemAvailableKiB(static_cast<double>(info.getMemAvailableKiB()));
+      } else {
+        o.setError(n.getError());
+      }
+    }
+    printJson(m.getRoot<out::NodeList>().asReader());
+    return 0;
+  }
   printf("%-12s %-22s %-12s %6s %5s %10s  %s\n", "NAME", "ADDRESS", "STATE", "LOAD", "JOBS", "MEM FREE", "HOSTNAME");
   for (auto n : r.getNodes()) {
     if (n.getReachable()) {
