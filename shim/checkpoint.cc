@@ -208,6 +208,7 @@ void fillProcessState(control::Block& b) {
   b.shimFds[b.shimFdCount++] = rt.controlConn;
   if (rt.controlListen >= 0) b.shimFds[b.shimFdCount++] = rt.controlListen;
   if (rt.controlAlias >= 0) b.shimFds[b.shimFdCount++] = rt.controlAlias;
+  if (rt.self.pipeFd >= 0) b.shimFds[b.shimFdCount++] = rt.self.pipeFd;  // a self request's helper
   b.brk = static_cast<uint64_t>(rawSyscall(SYS_brk, 0));
   b.resumeInfoAddr = reinterpret_cast<uint64_t>(&rt.resume);
   b.resumeEntry = reinterpret_cast<uint64_t>(&mig_resumed_thread);
@@ -286,6 +287,7 @@ bool runCheckpoint(int conn, const control::Request& request) {
   if (rt.resume.magic == plan::kResumeMagic) {
     rt.phase.store(kPhaseIdle);
     rt.restored = true;
+    ++rt.self.restoreCount;  // a thread waiting in a self request sees it moved
     rt.controlTid = realTid();  // the next checkpoint must know this thread again
     rt.frozenNs += rt.resume.monotonicNs - rt.block.monotonicNs;
     forward::onRestored(rt.resume.configFd);  // the other threads wait in mig_resumed_thread
