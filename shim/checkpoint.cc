@@ -287,7 +287,6 @@ bool runCheckpoint(int conn, const control::Request& request) {
   if (rt.resume.magic == plan::kResumeMagic) {
     rt.phase.store(kPhaseIdle);
     rt.restored = true;
-    ++rt.self.restoreCount;  // a thread waiting in a self request sees it moved
     rt.controlTid = realTid();  // the next checkpoint must know this thread again
     rt.frozenNs += rt.resume.monotonicNs - rt.block.monotonicNs;
     forward::onRestored(rt.resume.configFd);  // the other threads wait in mig_resumed_thread

@@ -30,7 +30,6 @@ inline constexpr uint32_t kTimerFlagIds = 4096;
 // The self-migration API's state (self_api.cc, mig.h).
 struct SelfApi {
   std::atomic<bool> busy;    // a mig_checkpoint/mig_move of this process is under way
-  uint32_t restoreCount;     // times this process was restored from an image
   int pipeFd;                // the helper migctl's output while one runs, else -1
   char home[65];             // home's host name, seen before main at home
   char lastError[256];       // the helper's last line when it failed

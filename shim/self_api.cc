@@ -70,6 +70,20 @@ void localSocket(char* out, size_t len) {
   snprintf(out, len, "%.*s/shadowd.sock", static_cast<int>(slash - relay), relay);
 }
 
+// Has this process been restored from an image since `beforeNs` was taken? The
+// restorer writes rt.resume before any restored thread runs; the shim clears its
+// magic before each checkpoint, so the copy that goes on after one does not match.
+int64_t restoreStamp() {
+  const plan::ResumeInfo& r = g_runtime.resume;
+  if (__atomic_load_n(&r.magic, __ATOMIC_ACQUIRE) != plan::kResumeMagic) return 0;
+  return __atomic_load_n(&r.monotonicNs, __ATOMIC_ACQUIRE);
+}
+
+bool restoredSince(int64_t beforeNs) {
+  const int64_t now = restoreStamp();
+  return now != 0 && now != beforeNs;
+}
+
 // Runs migctl with `args` (after argv[0]); its output, kept for mig_last_error, goes
 // to a pipe of ours. Returns its wait status, -1 (errno) if it could not run, or
 // kRestored when this process is a restored copy by the time it answered.
@@ -112,7 +126,7 @@ int runMigctl(const char* const* args, size_t argCount) {
     rawSyscall(SYS_close, p[0]);
     p[0] = static_cast<int>(high);
   }
-  const uint32_t restoresBefore = rt.self.restoreCount;
+  const int64_t before = restoreStamp();
   rt.self.pipeFd = p[0];
 
   long pid = rawSyscall(SYS_clone, 0 /* no exit signal */, 0, 0, 0, 0);
@@ -141,7 +155,7 @@ int runMigctl(const char* const* args, size_t argCount) {
   for (;;) {
     char buf[256];
     long r = rawSyscall(SYS_read, p[0], reinterpret_cast<long>(buf), sizeof(buf));
-    if (rt.self.restoreCount != restoresBefore) {
+    if (restoredSince(before)) {
       // A restored copy: the helper, its pipe and its answer belong to the old one.
       rt.self.pipeFd = -1;
       return kRestored;
