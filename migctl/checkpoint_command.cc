@@ -83,9 +83,7 @@ kj::MainFunc checkpointMain(cli::Context& cli) {
         return true;
       })
       .build();
-  return [opts = kj::mv(opts), main = kj::mv(main)](kj::StringPtr name, kj::ArrayPtr<const kj::StringPtr> params) mutable {
-    main(name, params);
-  };
+  return cli::owning(kj::mv(opts), kj::mv(main));
 }
 
 namespace {

@@ -1,6 +1,8 @@
 // migctl's and shadowd's kj::ProcessContext: see cli.h.
 #include "migctl/cli.h"
 
+#include <kj/debug.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -46,7 +48,8 @@ void Context::exitInfo(kj::StringPtr message) {
   ::exit(0);
 }
 
-void Context::increaseLoggingVerbosity() {}
+// --verbose: KJ's and Cap'n Proto's informational log lines on stderr.
+void Context::increaseLoggingVerbosity() { kj::_::Debug::setLogLevel(kj::LogSeverity::INFO); }
 
 void Context::usageError(kj::StringPtr command, kj::StringPtr message) {
   exitError(kj::str(command, ": ", message, "\nTry '", command, " --help' for more information."));

@@ -36,6 +36,15 @@ class Context final : public kj::ProcessContext {
 // The version every command's --version prints.
 constexpr const char* kVersion = "mig 0.1.0";
 
+// A command's MainFunc that owns the options its builder's callbacks fill in.
+template <typename Options>
+kj::MainFunc owning(kj::Own<Options> options, kj::MainFunc main) {
+  return [options = kj::mv(options), main = kj::mv(main)](kj::StringPtr programName,
+                                                          kj::ArrayPtr<const kj::StringPtr> params) mutable {
+    main(programName, params);
+  };
+}
+
 // "-h" means --help, as it always did (KJ knows only --help), in the options
 // before a "--".
 kj::MainFunc acceptDashH(kj::MainFunc main);

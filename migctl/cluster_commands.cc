@@ -69,14 +69,6 @@ kj::MainBuilder& addSocketOption(kj::MainBuilder& b, kj::String& socket) {
   }, "PATH", "shadowd's local socket (default: $MIG_SHADOWD_SOCKET or /tmp/mig-UID/shadowd.sock)");
 }
 
-// A command's options and its MainFunc, which owns them.
-template <typename Options>
-kj::MainFunc owning(kj::Own<Options> opts, kj::MainFunc main) {
-  return [opts = kj::mv(opts), main = kj::mv(main)](kj::StringPtr name, kj::ArrayPtr<const kj::StringPtr> params) mutable {
-    main(name, params);
-  };
-}
-
 kj::String human(double seconds) {
   if (seconds < 120) return kj::str(static_cast<int>(seconds), "s");
   if (seconds < 7200) return kj::str(static_cast<int>(seconds / 60), "m");
@@ -157,7 +149,7 @@ kj::MainFunc migrateMain(cli::Context& cli) {
         cli.status = migrate(o, pid);
         return true;
       });
-  return owning(kj::mv(opts), b.build());
+  return cli::owning(kj::mv(opts), b.build());
 }
 
 namespace {
@@ -248,7 +240,7 @@ kj::MainFunc queryMain(cli::Context& cli, kj::StringPtr about, int (*body)(const
     cli.status = body(o);
     return true;
   });
-  return owning(kj::mv(opts), b.build());
+  return cli::owning(kj::mv(opts), b.build());
 }
 
 int list(const QueryOptions& o) {

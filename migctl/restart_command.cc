@@ -171,11 +171,7 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
         return true;
       })
       .build();
-  return cli::joinNegativeValues(
-      [opts = kj::mv(opts), main = kj::mv(main)](kj::StringPtr name, kj::ArrayPtr<const kj::StringPtr> params) mutable {
-        main(name, params);
-      },
-      "--realtime-offset-ns");
+  return cli::joinNegativeValues(cli::owning(kj::mv(opts), kj::mv(main)), "--realtime-offset-ns");
 }
 
 namespace {
