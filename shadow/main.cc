@@ -139,12 +139,8 @@ int run(int argc, char** argv) {
   cli::Context cli("shadowd");
   Options o;
   bool parsed = false;
-  auto params = cli::params(argc, argv);
-  for (auto& p : params) {
-    if (p == "-h") p = "--help";
-  }
-  optionsMain(cli, o, parsed)("shadowd", params);
-  if (!parsed) return 2;
+  cli::acceptDashH(optionsMain(cli, o, parsed))("shadowd", cli::params(argc, argv));
+  if (!parsed) return 2;  // (a usage error has exited already)
   DaemonConfig config = kj::mv(o.config);
   if (const char* env = getenv("MIG_LOCAL_PATHS")) {
     for (const char* p = env; *p != '\0';) {
