@@ -37,7 +37,8 @@ int main(int argc, char** argv) {
                      "image info FILE: a checkpoint image's header and sections")
       .addSubCommand("migrate", [&]() { return acceptDashH(migrateMain(cli)); },
                      "move a running job to another host, live (needs shadowd)")
-      .addSubCommand("list", [&]() { return acceptDashH(listMain(cli)); }, "jobs on this host: where they run, their state")
+      .addSubCommand("list", [&]() { return acceptDashH(listMain(cli)); },
+                     "jobs on this host: where they run, their state")
       .addSubCommand("nodes", [&]() { return acceptDashH(nodesMain(cli)); },
                      "the hosts this host's shadowd knows, and their load")
       .build();

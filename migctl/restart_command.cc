@@ -136,7 +136,9 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
         char* end = nullptr;
         errno = 0;
         unsigned long long id = strtoull(v.cStr(), &end, 10);
-        if (end == v.cStr() || *end != '\0' || errno != 0 || id == 0) return kj::str("takes a job id > 0, not '", v, "'");
+        if (end == v.cStr() || *end != '\0' || errno != 0 || id == 0) {
+          return kj::str("takes a job id > 0, not '", v, "'");
+        }
         o.migrated.jobId = id;
         return true;
       }, "ID", "(shadowd) the job's id at home")
@@ -157,7 +159,9 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
         char* end = nullptr;
         errno = 0;
         long long n = strtoll(v.cStr(), &end, 10);
-        if (errno != 0 || end == v.cStr() || *end != '\0') return kj::str("needs a number of nanoseconds, not '", v, "'");
+        if (errno != 0 || end == v.cStr() || *end != '\0') {
+          return kj::str("needs a number of nanoseconds, not '", v, "'");
+        }
         o.migrated.realtimeOffsetNs = n;
         return true;
       }, "N", "home's CLOCK_REALTIME minus this host's, in nanoseconds: the job's realtime clock reads "
