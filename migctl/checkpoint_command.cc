@@ -4,9 +4,11 @@
 #include "migctl/commands.h"
 #include "migctl/control_client.h"
 #include "migctl/freeze_capture.h"
+#include "migctl/json_output.h"
 #include "resources/socket_state.h"
 
 #include <kj/array.h>
+#include <kj/debug.h>
 
 #include <cerrno>
 #include <chrono>
@@ -21,19 +23,22 @@
 namespace mig::migctl {
 namespace {
 
-constexpr const char* kUsage =
-    "usage: migctl checkpoint PID -o FILE [--stop] [--timeout SECONDS]\n"
-    "\n"
-    "Writes a checkpoint image of process PID (which runs under libmig.so) to FILE.\n"
-    "The process is frozen while its image is written and then goes on, unless\n"
-    "--stop is given: then it ends once the complete image is on disk, with exit\n"
-    "status 86, so its parent can tell it was checkpointed (it did not finish).\n"
-    "FILE appears only when complete; on any error the process goes on untouched.\n"
-    "What the image cannot hold (a TCP connection, which a restart gives back reset;\n"
-    "connections waiting to be accepted) is said on stderr, one warning line per fd.\n"
-    "  -o FILE            where to write the image (required)\n"
-    "  --stop             end the process (exit status 86) after the image is written\n"
-    "  --timeout SECONDS  how long to wait for the process to freeze (default 30)\n";
+constexpr const char* kAbout =
+    "Writes a checkpoint image of process PID (which runs under libmig.so) to FILE. "
+    "The process is frozen while its image is written and then goes on, unless "
+    "--stop is given: then it ends once the complete image is on disk, with exit "
+    "status 86, so its parent can tell it was checkpointed (it did not finish). "
+    "FILE appears only when complete; on any error the process goes on untouched. "
+    "What the image cannot hold (a TCP connection, which a restart gives back reset; "
+    "connections waiting to be accepted) is said on stderr, one warning line per fd.";
+
+struct Options {
+  kj::String pidArg;
+  kj::Maybe<kj::String> out;
+  bool stop = false;
+  bool json = false;
+  long timeout = 30;
+};
 
 // Waits (bounded) until process `pid` is gone, so a following restart cannot race it.
 void waitGone(pid_t pid, int seconds) {
@@ -45,36 +50,51 @@ void waitGone(pid_t pid, int seconds) {
   if (ready == 0) image::fail(kj::str("process ", pid, " did not end after the checkpoint"));
 }
 
+int checkpoint(const Options& o, long pid);
+
 }  // namespace
 
-int checkpointCommand(int argc, char** argv) {
-  const char* pidArg = nullptr;
-  const char* out = nullptr;
-  bool stop = false;
-  int timeout = 30;
-  for (int i = 0; i < argc; ++i) {
-    if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) out = argv[++i];
-    else if (strcmp(argv[i], "--stop") == 0) stop = true;
-    else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) timeout = atoi(argv[++i]);
-    else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      fputs(kUsage, stdout);
-      return 0;
-    } else if (argv[i][0] != '-' && pidArg == nullptr) pidArg = argv[i];
-    else {
-      fprintf(stderr, "migctl checkpoint: unexpected argument '%s'\n%s", argv[i], kUsage);
-      return 2;
-    }
-  }
-  long pid = 0;
-  if (pidArg != nullptr && !parsePid(pidArg, pid)) {
-    fprintf(stderr, "migctl checkpoint: '%s' is not a process ID\n", pidArg);
-    return 2;
-  }
-  if (pidArg == nullptr || out == nullptr || timeout <= 0) {
-    fprintf(stderr, "migctl checkpoint: %s\n%s", pidArg == nullptr ? "no PID given" : "no output file given (-o FILE)", kUsage);
-    return 2;
-  }
+kj::MainFunc checkpointMain(cli::Context& cli) {
+  auto opts = kj::heap<Options>();
+  Options& o = *opts;
+  auto main = kj::MainBuilder(cli, cli::kVersion, kAbout)
+      .addOptionWithArg({'o', "output"}, [&o](kj::StringPtr v) -> kj::MainBuilder::Validity {
+        o.out = kj::str(v);
+        return true;
+      }, "FILE", "where to write the image (required)")
+      .addOption({"stop"}, [&o]() -> kj::MainBuilder::Validity {
+        o.stop = true;
+        return true;
+      }, "end the process (exit status 86) after the image is written")
+      .addOptionWithArg({"timeout"}, [&o](kj::StringPtr v) -> kj::MainBuilder::Validity {
+        KJ_IF_MAYBE(why, cli::parseCount(v, 1, 86400, o.timeout)) { return kj::mv(*why); }
+        return true;
+      }, "SECONDS", "how long to wait for the process to freeze (default 30)")
+      .addOption({"json"}, [&o]() -> kj::MainBuilder::Validity {
+        o.json = true;
+        return true;
+      }, "print the result as one line of JSON (docs/json.md)")
+      .expectArg("PID", [&o](kj::StringPtr v) -> kj::MainBuilder::Validity {
+        o.pidArg = kj::str(v);
+        return true;
+      })
+      .callAfterParsing([&o, &cli]() -> kj::MainBuilder::Validity {
+        long pid = 0;
+        if (!parsePid(o.pidArg.cStr(), pid)) return kj::str("'", o.pidArg, "' is not a process ID");
+        if (o.out == nullptr) return "no output file given (-o FILE)";
+        cli.status = checkpoint(o, pid);
+        return true;
+      })
+      .build();
+  return cli::owning(kj::mv(opts), kj::mv(main));
+}
 
+namespace {
+
+int checkpoint(const Options& o, long pid) {
+  const char* out = KJ_ASSERT_NONNULL(o.out).cStr();
+  const bool stop = o.stop;
+  const int timeout = static_cast<int>(o.timeout);
   ControlClient ctl(static_cast<pid_t>(pid));
   image::AtomicFile file(out);  // before the freeze: a bad path fails with the process untouched
   auto t0 = std::chrono::steady_clock::now();
@@ -92,6 +112,20 @@ int checkpointCommand(int argc, char** argv) {
   // What the image lacks, once it is written: the user decides whether a restart of it is
   // good enough (a TCP connection comes back reset, waiting connections are gone).
   for (const kj::String& w : stats.warnings) fprintf(stderr, "migctl checkpoint: warning: %s\n", w.cStr());
+  if (o.json) {
+    capnp::MallocMessageBuilder m;
+    auto c = m.initRoot<out::Checkpoint>();
+    c.setPid(static_cast<int32_t>(pid));
+    c.setFile(out);
+    c.setImageBytes(static_cast<double>(stats.imageBytes));
+    c.setPages(static_cast<double>(stats.savedPages));
+    c.setThreads(stats.threads);
+    c.setFds(stats.fds);
+    c.setFrozenMs(frozenMs);
+    c.setStopped(stop);
+    printJson(c.asReader());
+    return 0;
+  }
   printf("checkpoint of process %ld written to %s: %.1f MiB, %llu pages, %u threads, %u fds; "
          "frozen %.1f ms%s\n",
          pid, out, static_cast<double>(stats.imageBytes) / (1 << 20),
@@ -100,4 +134,5 @@ int checkpointCommand(int argc, char** argv) {
   return 0;
 }
 
+}  // namespace
 }  // namespace mig::migctl

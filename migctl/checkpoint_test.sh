@@ -100,7 +100,8 @@ PY
 fi
 
 out=$("$migctl" checkpoint 2>&1); rc=$?
-[ $rc -eq 2 ] && grep -q "no PID given" <<<"$out" && ok "usage errors say what is missing" || bad "usage: $out"
+[ $rc -eq 2 ] && [ "$out" = "migctl checkpoint: missing argument PID (try 'migctl checkpoint --help')" ] &&
+  ok "usage errors say what is missing, in one line, and where to look" || bad "usage: $out"
 "$migctl" checkpoint --help | grep -q -- "--stop" && "$migctl" checkpoint --help | grep -q "status 86" &&
   ok "checkpoint --help (names --stop's exit status)" || bad "checkpoint --help"
 
@@ -108,7 +109,7 @@ for cmd in "checkpoint abc -o $dir/x.img" "checkpoint abc" "migrate abc --to b" 
   # shellcheck disable=SC2086  # words
   out=$("$migctl" $cmd 2>&1); rc=$?
   arg=$(awk '{print $2}' <<<"$cmd")
-  if [ $rc -eq 2 ] && [ "$out" = "migctl ${cmd%% *}: '$arg' is not a process ID" ]; then
+  if [ $rc -eq 2 ] && [ "$out" = "migctl ${cmd%% *}: '$arg' is not a process ID (try 'migctl ${cmd%% *} --help')" ]; then
     ok "migctl $cmd: one line, the argument is not a PID"
   else bad "migctl $cmd (status $rc): $out"; fi
 done

@@ -2,6 +2,7 @@
 // shadowd, over its local socket (rsc/mig.capnp, Local).
 #include "image/image_error.h"
 #include "migctl/commands.h"
+#include "migctl/json_output.h"
 #include "shadow/error.h"
 #include "shadow/local_socket.h"
 #include "shadow/mig.capnp.h"
@@ -14,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 namespace mig::migctl {
@@ -58,30 +60,13 @@ struct LocalLink {
   }
 };
 
-const char* socketArg(int& argc, char**& argv, kj::String& storage) {
-  storage = shadow::defaultLocalSocket();
-  for (int i = 0; i + 1 < argc; ++i) {
-    if (strcmp(argv[i], "--socket") == 0) {
-      storage = kj::str(argv[i + 1]);
-      for (int j = i; j + 2 < argc; ++j) argv[j] = argv[j + 2];
-      argc -= 2;
-      break;
-    }
-  }
-  return storage.cStr();
-}
-
-// The arguments of a query command (only --socket, --help): -1 to go on with
-// `socket` set, else the exit status.
-int queryArgs(const char* name, const char* usage, int argc, char** argv, kj::String& socket) {
-  socketArg(argc, argv, socket);
-  if (argc == 0) return -1;
-  if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
-    fputs(usage, stdout);
-    return 0;
-  }
-  fprintf(stderr, "migctl %s: unexpected argument '%s'\n%s", name, argv[0], usage);
-  return 2;
+// --socket, which every command that talks to shadowd takes.
+kj::MainBuilder& addSocketOption(kj::MainBuilder& b, kj::String& socket) {
+  socket = shadow::defaultLocalSocket();
+  return b.addOptionWithArg({"socket"}, [&socket](kj::StringPtr v) -> kj::MainBuilder::Validity {
+    socket = kj::str(v);
+    return true;
+  }, "PATH", "shadowd's local socket (default: $MIG_SHADOWD_SOCKET or /tmp/mig-UID/shadowd.sock)");
 }
 
 kj::String human(double seconds) {
@@ -90,95 +75,196 @@ kj::String human(double seconds) {
   return kj::str(static_cast<int>(seconds / 3600), "h");
 }
 
+constexpr const char* kMigrateAbout =
+    "Moves the job PID (as its home host knows it) to another host, live: it goes on "
+    "there from where it was, its PID, files, terminal and parent stay at home. Run it "
+    "on the job's home host, also to move a job that already migrated elsewhere.";
+constexpr const char* kMigrateMore =
+    "Its sockets stay at home: connections, listening sockets and bound addresses go "
+    "on working, and the internet sockets it creates after the move are made at home "
+    "too, so it keeps its network identity. Default (keep the network at home) when "
+    "clients know the job by its home address or connections must not break; --rebind "
+    "when clients find it again by themselves and the detour home would cost too much.";
+
+struct MigrateOptions {
+  kj::String socket;
+  kj::String pidArg;
+  kj::String to;
+  bool haveTo = false;
+  bool anywhere = false;
+  bool json = false;
+  rpc::NetworkPolicy network = rpc::NetworkPolicy::HOME;
+};
+
+int migrate(const MigrateOptions& o, long pid);
+
+kj::MainBuilder::Validity chooseNetwork(MigrateOptions& o, rpc::NetworkPolicy chosen) {
+  if (o.network != rpc::NetworkPolicy::HOME && o.network != chosen) {
+    return "--local-net and --rebind exclude each other: choose one";
+  }
+  o.network = chosen;
+  return true;
+}
+
 }  // namespace
 
-int migrateCommand(int argc, char** argv) {
-  constexpr const char* usage =
-      "usage: migctl migrate PID --to NODE|HOST:PORT [--local-net | --rebind] [--socket PATH]\n"
-      "\n"
-      "Moves the job PID (as its home host knows it) to another host, live: it goes on\n"
-      "there from where it was, its PID, files, terminal and parent stay at home. Run it\n"
-      "on the job's home host, also to move a job that already migrated elsewhere.\n"
-      "\n"
-      "Its sockets stay at home: connections, listening sockets and bound addresses go\n"
-      "on working, and the internet sockets it creates after the move are made at home\n"
-      "too, so it keeps its network identity.\n"
-      "  --local-net   the internet sockets it creates on the new host are that host's\n"
-      "                (its own address, no detour home): for jobs that want the new\n"
-      "                host's network. Sockets it already had stay at home.\n"
-      "  --rebind      for a service behind a load balancer or a virtual IP: its\n"
-      "                listening TCP sockets are made again on the new host, at the\n"
-      "                same port on every address; its TCP connections are reset, so\n"
-      "                their peers reconnect (to the new host); new sockets are the\n"
-      "                new host's. Its TCP service no longer passes through home\n"
-      "                (UDP sockets, pipes, its terminal and files still do).\n"
-      "Default (keep the network at home) when clients know the job by its home\n"
-      "address or connections must not break; --rebind when clients find it again by\n"
-      "themselves and the detour home would cost too much.\n"
-      "\n";
-  kj::String storage;
-  const char* socket = socketArg(argc, argv, storage);
-  const char* to = nullptr;
-  long pid = 0;
-  auto network = rpc::NetworkPolicy::HOME;
-  for (int i = 0; i < argc; ++i) {
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      fputs(usage, stdout);
-      return 0;
-    } else if (strcmp(argv[i], "--to") == 0 && i + 1 < argc) to = argv[++i];
-    else if (strcmp(argv[i], "--local-net") == 0 || strcmp(argv[i], "--rebind") == 0) {
-      const auto chosen = argv[i][2] == 'l' ? rpc::NetworkPolicy::LOCAL : rpc::NetworkPolicy::REBIND;
-      if (network != rpc::NetworkPolicy::HOME && network != chosen) {
-        fprintf(stderr, "migctl migrate: --local-net and --rebind exclude each other: choose one\n%s", usage);
-        return 2;
-      }
-      network = chosen;
+kj::MainFunc migrateMain(cli::Context& cli) {
+  auto opts = kj::heap<MigrateOptions>();
+  MigrateOptions& o = *opts;
+  kj::MainBuilder b(cli, cli::kVersion, kMigrateAbout, kMigrateMore);
+  addSocketOption(b, o.socket)
+      .addOptionWithArg({"to"}, [&o](kj::StringPtr v) -> kj::MainBuilder::Validity {
+        o.to = kj::str(v);
+        o.haveTo = true;
+        return true;
+      }, "NODE|HOST:PORT", "the destination: a name from shadowd's --nodes file, or an address")
+      .addOption({"anywhere"}, [&o]() -> kj::MainBuilder::Validity {
+        o.anywhere = true;
+        return true;
+      }, "the destination is the least loaded other host that answers (lowest 1-minute load, then "
+         "fewest jobs; 'other': its host name is not this host's)")
+      .addOption({"json"}, [&o]() -> kj::MainBuilder::Validity {
+        o.json = true;
+        return true;
+      }, "print the result as one line of JSON, also when the move fails (docs/json.md)")
+      .addOption({"local-net"}, [&o]() { return chooseNetwork(o, rpc::NetworkPolicy::LOCAL); },
+                 "the internet sockets it creates on the new host are that host's (its own address, "
+                 "no detour home): for jobs that want the new host's network. Sockets it already "
+                 "had stay at home.")
+      .addOption({"rebind"}, [&o]() { return chooseNetwork(o, rpc::NetworkPolicy::REBIND); },
+                 "for a service behind a load balancer or a virtual IP: its listening TCP sockets "
+                 "are made again on the new host, at the same port on every address; its TCP "
+                 "connections are reset, so their peers reconnect (to the new host); new sockets "
+                 "are the new host's. Its TCP service no longer passes through home (UDP sockets, "
+                 "pipes, its terminal and files still do).")
+      .expectArg("PID", [&o](kj::StringPtr v) -> kj::MainBuilder::Validity {
+        o.pidArg = kj::str(v);
+        return true;
+      })
+      .callAfterParsing([&o, &cli]() -> kj::MainBuilder::Validity {
+        long pid = 0;
+        if (!parsePid(o.pidArg.cStr(), pid)) return kj::str("'", o.pidArg, "' is not a process ID");
+        if (o.haveTo && o.anywhere) return "--to and --anywhere exclude each other: choose one";
+        if (!o.haveTo && !o.anywhere) return "no destination given (--to NODE or --anywhere)";
+        cli.status = migrate(o, pid);
+        return true;
+      });
+  return cli::owning(kj::mv(opts), b.build());
+}
+
+namespace {
+
+// --anywhere: the reachable node with the lowest load (then fewest jobs) whose host
+// name is not this host's, by its name in the nodes file.
+kj::String idlestOtherNode(LocalLink& link) {
+  struct utsname self {};
+  uname(&self);
+  auto r = link.wait(link.local.nodesRequest().send(), kQueryTimeoutMs, "asking shadowd for its nodes");
+  kj::Maybe<rpc::NodeStatus::Reader> best;
+  for (auto n : r.getNodes()) {
+    if (!n.getReachable() || n.getInfo().getHostname() == self.nodename) continue;
+    KJ_IF_MAYBE(b, best) {
+      auto bi = b->getInfo(), ni = n.getInfo();
+      if (ni.getLoad1() > bi.getLoad1() || (ni.getLoad1() == bi.getLoad1() && ni.getJobs() >= bi.getJobs())) continue;
     }
-    else if (argv[i][0] != '-' && pid == 0) {
-      if (!parsePid(argv[i], pid)) {
-        fprintf(stderr, "migctl migrate: '%s' is not a process ID\n", argv[i]);
-        return 2;
-      }
-    } else {
-      fprintf(stderr, "migctl migrate: unexpected argument '%s'\n%s", argv[i], usage);
-      return 2;
-    }
+    best = n;
   }
-  if (pid <= 0 || to == nullptr) {
-    fprintf(stderr, "migctl migrate: %s\n%s", pid <= 0 ? "no PID given" : "no destination given (--to)", usage);
-    return 2;
-  }
-  LocalLink link(socket);
-  printf("migrating %ld to %s ...\n", pid, to);
-  fflush(stdout);
-  auto req = link.local.migrateRequest();
-  req.setPid(static_cast<int32_t>(pid));
-  req.setTo(to);
-  req.setNetwork(network);
+  KJ_IF_MAYBE(b, best) { return kj::str(b->getName()); }
+  fail(kj::str("no other host answers (migctl nodes lists the hosts this shadowd knows)"));
+}
+
+int migrate(const MigrateOptions& o, long pid) {
+  LocalLink link(o.socket);
+  capnp::MallocMessageBuilder out;
+  auto j = out.initRoot<out::Migration>();
+  j.setPid(static_cast<int32_t>(pid));
+  j.setRequested(o.anywhere ? kj::StringPtr("anywhere") : o.to.asPtr());
+  j.setError("");  // unset Text is left out of the JSON: every field is always there
+  j.setDestination("");
+  kj::String to;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    to = o.anywhere ? idlestOtherNode(link) : kj::str(o.to);
+    if (!o.json) {
+      printf("migrating %ld to %s ...\n", pid, to.cStr());
+      fflush(stdout);
+    }
+    auto req = link.local.migrateRequest();
+    req.setPid(static_cast<int32_t>(pid));
+    req.setTo(to);
+    req.setNetwork(o.network);
     auto r = link.wait(req.send(), kMigrateTimeoutMs, "the migration");
     auto m = r.getResult();
-    printf("migrated %ld to %s: frozen %.1f ms (image %.1f MiB, captured and sent in %.1f ms, restored in %.1f ms)\n",
-           pid, m.getDestination().cStr(), m.getFreezeMs(), static_cast<double>(m.getImageBytes()) / (1 << 20),
-           m.getTransferMs(), m.getRestoreMs());
+    j.setOk(true);
+    j.setDestination(m.getDestination());
+    j.setFreezeMs(m.getFreezeMs());
+    j.setImageBytes(static_cast<double>(m.getImageBytes()));
+    j.setTransferMs(m.getTransferMs());
+    j.setRestoreMs(m.getRestoreMs());
+    if (!o.json) {
+      printf("migrated %ld to %s: frozen %.1f ms (image %.1f MiB, captured and sent in %.1f ms, restored in %.1f ms)\n",
+             pid, m.getDestination().cStr(), m.getFreezeMs(), static_cast<double>(m.getImageBytes()) / (1 << 20),
+             m.getTransferMs(), m.getRestoreMs());
+    }
   })) {
-    fprintf(stderr, "migctl migrate: %ld stays where it was: moving it to %s failed: %s\n", pid, to,
-            shadow::oneLine(e->getDescription()).cStr());
+    auto why = shadow::oneLine(e->getDescription());
+    fprintf(stderr, "migctl migrate: %ld stays where it was: moving it to %s failed: %s\n", pid,
+            to.size() > 0 ? to.cStr() : o.anywhere ? "another host" : o.to.cStr(), why.cStr());
+    if (o.json) {
+      j.setOk(false);
+      j.setError(why);
+      j.setDestination(to);
+      printJson(j.asReader());
+    }
     return 1;
   }
+  if (o.json) printJson(j.asReader());
   return 0;
 }
 
-int listCommand(int argc, char** argv) {
-  constexpr const char* usage =
-      "usage: migctl list [--socket PATH]\n"
-      "\n"
-      "Jobs on this host: those started here (also where they run now) and those that\n"
-      "migrated here.\n";
+struct QueryOptions {
   kj::String socket;
-  if (int status = queryArgs("list", usage, argc, argv, socket); status >= 0) return status;
+  bool json = false;
+};
+
+// A command that only asks shadowd (list, nodes): --socket, no arguments.
+kj::MainFunc queryMain(cli::Context& cli, kj::StringPtr about, int (*body)(const QueryOptions&)) {
+  auto opts = kj::heap<QueryOptions>();
+  QueryOptions& o = *opts;
+  kj::MainBuilder b(cli, cli::kVersion, about);
+  addSocketOption(b, o.socket)
+      .addOption({"json"}, [&o]() -> kj::MainBuilder::Validity {
+        o.json = true;
+        return true;
+      }, "print the answer as one line of JSON (docs/json.md)")
+      .callAfterParsing([&o, &cli, body]() -> kj::MainBuilder::Validity {
+    cli.status = body(o);
+    return true;
+  });
+  return cli::owning(kj::mv(opts), b.build());
+}
+
+int list(const QueryOptions& o) {
+  kj::StringPtr socket = o.socket;
   LocalLink link(socket);
   auto r = link.wait(link.local.listRequest().send(), kQueryTimeoutMs, "asking shadowd for its jobs");
+  if (o.json) {
+    capnp::MallocMessageBuilder m;
+    auto jobs = m.initRoot<out::JobList>().initJobs(r.getJobs().size());
+    for (unsigned i = 0; i < jobs.size(); ++i) {
+      auto j = r.getJobs()[i];
+      auto o = jobs[i];
+      o.setPid(j.getVpid());
+      o.setJobId(kj::str(j.getJobId()));
+      o.setHome(j.getHome());
+      o.setLocation(j.getLocation());
+      o.setState(j.getState());
+      o.setRssKiB(static_cast<double>(j.getRssKiB()));
+      o.setAgeSeconds(j.getAgeSeconds());
+      o.setCommand(j.getCommand());
+    }
+    printJson(m.getRoot<out::JobList>().asReader());
+    return 0;
+  }
   printf("%-8s %-22s %-22s %-22s %9s %6s  %s\n", "PID", "HOME", "WHERE", "STATE", "RSS", "AGE", "COMMAND");
   for (auto j : r.getJobs()) {
     printf("%-8d %-22s %-22s %-22s %8lluK %6s  %s\n", j.getVpid(), j.getHome().cStr(), j.getLocation().cStr(),
@@ -188,16 +274,34 @@ int listCommand(int argc, char** argv) {
   return 0;
 }
 
-int nodesCommand(int argc, char** argv) {
-  constexpr const char* usage =
-      "usage: migctl nodes [--socket PATH]\n"
-      "\n"
-      "The hosts this host's shadowd knows (its --nodes file), whether they answer, and\n"
-      "their load.\n";
-  kj::String socket;
-  if (int status = queryArgs("nodes", usage, argc, argv, socket); status >= 0) return status;
+int nodes(const QueryOptions& o) {
+  kj::StringPtr socket = o.socket;
   LocalLink link(socket);
   auto r = link.wait(link.local.nodesRequest().send(), kQueryTimeoutMs, "asking shadowd for its nodes");
+  if (o.json) {
+    capnp::MallocMessageBuilder m;
+    auto nodes = m.initRoot<out::NodeList>().initNodes(r.getNodes().size());
+    for (unsigned i = 0; i < nodes.size(); ++i) {
+      auto n = r.getNodes()[i];
+      auto o = nodes[i];
+      o.setName(n.getName());
+      o.setAddress(n.getAddress());
+      o.setReachable(n.getReachable());
+      o.setError("");  // unset Text is left out of the JSON: every field is always there
+      o.setHostname("");
+      if (n.getReachable()) {
+        auto info = n.getInfo();
+        o.setHostname(info.getHostname());
+        o.setLoad1(info.getLoad1());
+        o.setJobs(info.getJobs());
+        o.setMemAvailableKiB(static_cast<double>(info.getMemAvailableKiB()));
+      } else {
+        o.setError(n.getError());
+      }
+    }
+    printJson(m.getRoot<out::NodeList>().asReader());
+    return 0;
+  }
   printf("%-12s %-22s %-12s %6s %5s %10s  %s\n", "NAME", "ADDRESS", "STATE", "LOAD", "JOBS", "MEM FREE", "HOSTNAME");
   for (auto n : r.getNodes()) {
     if (n.getReachable()) {
@@ -210,6 +314,22 @@ int nodesCommand(int argc, char** argv) {
     }
   }
   return 0;
+}
+
+}  // namespace
+
+kj::MainFunc listMain(cli::Context& cli) {
+  return queryMain(cli,
+                   "Jobs on this host: those started here (also where they run now) and those that "
+                   "migrated here.",
+                   list);
+}
+
+kj::MainFunc nodesMain(cli::Context& cli) {
+  return queryMain(cli,
+                   "The hosts this host's shadowd knows (its --nodes file), whether they answer, and "
+                   "their load.",
+                   nodes);
 }
 
 }  // namespace mig::migctl

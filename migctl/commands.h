@@ -1,8 +1,11 @@
-// The sub-commands of migctl. Each takes the arguments after its name and returns
-// the exit status; errors that end the command are thrown as kj::Exception with a
-// one-line description, which main() prints.
+// The sub-commands of migctl. Each declares its options in one place, a
+// kj::MainBuilder in its own file (generated --help), and its body sets
+// cli.status; errors that end the command are thrown as kj::Exception with a
+// one-line description, which main() prints (exit 1); usage errors are one line
+// (exit 2, cli::Context).
 #pragma once
 
+#include "migctl/cli.h"
 #include "resources/caller_fds.h"
 
 #include <cerrno>
@@ -20,13 +23,13 @@ inline bool parsePid(const char* text, long& pid) {
   return end != text && *end == '\0' && errno == 0 && pid > 0 && pid <= INT32_MAX;
 }
 
-int imageCommand(int argc, char** argv);
-int checkpointCommand(int argc, char** argv);
+kj::MainFunc imageMain(cli::Context& cli);
+kj::MainFunc checkpointMain(cli::Context& cli);
 // `caller`: the fds main() found open (resources::CallerFds::atStartup).
-int restartCommand(int argc, char** argv, const resources::CallerFds& caller);
-int runCommand(int argc, char** argv);
-int migrateCommand(int argc, char** argv);
-int listCommand(int argc, char** argv);
-int nodesCommand(int argc, char** argv);
+kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller);
+kj::MainFunc runMain(cli::Context& cli);
+kj::MainFunc migrateMain(cli::Context& cli);
+kj::MainFunc listMain(cli::Context& cli);
+kj::MainFunc nodesMain(cli::Context& cli);
 
 }  // namespace mig::migctl

@@ -4,6 +4,7 @@
 #include "image/host_facts.h"
 #include "image/plan_builder.h"
 #include "migctl/commands.h"
+#include "migctl/json_output.h"
 
 #include <cinttypes>
 #include <cstdio>
@@ -13,13 +14,16 @@
 namespace mig::migctl {
 namespace {
 
-constexpr const char* kImageUsage =
-    "usage: migctl image info FILE [--verify] [--plan]\n"
-    "\n"
-    "Prints the header of checkpoint image FILE (where and when it was made, the CPU\n"
-    "register state it needs) and its sections, and whether this host can restore it.\n"
-    "  --verify   read every byte and check every section checksum (exit 1 on damage)\n"
-    "  --plan     also print the restore plan mig-restore would execute\n";
+constexpr const char* kAbout =
+    "Prints the header of checkpoint image FILE (where and when it was made, the CPU "
+    "register state it needs) and its sections, and whether this host can restore it.";
+
+struct InfoOptions {
+  kj::String path;
+  bool verify = false;
+  bool plan = false;
+  bool json = false;
+};
 
 using image::FileReader;
 using image::schema::Header;
@@ -86,47 +90,117 @@ void printPlan(FileReader& f) {
   }
 }
 
-int imageInfo(int argc, char** argv) {
-  const char* path = nullptr;
-  bool verify = false, showPlan = false;
-  for (int i = 0; i < argc; ++i) {
-    if (strcmp(argv[i], "--verify") == 0) verify = true;
-    else if (strcmp(argv[i], "--plan") == 0) showPlan = true;
-    else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      fputs(kImageUsage, stdout);
-      return 0;
-    } else if (argv[i][0] == '-' || path != nullptr) {
-      fprintf(stderr, "migctl image info: unexpected argument '%s'\n%s", argv[i], kImageUsage);
-      return 2;
-    } else {
-      path = argv[i];
-    }
+const char* sectionName(const image::SectionInfo& s, char (&unknown)[32]) {
+  const char* name = image::sectionTypeName(s.type);
+  if (name != nullptr) return name;
+  snprintf(unknown, sizeof(unknown), "unknown(%u)", s.type);
+  return unknown;
+}
+
+void printJsonInfo(FileReader& f, bool verified) {
+  Header::Reader h = f.header();
+  capnp::MallocMessageBuilder m;
+  auto j = m.initRoot<out::ImageInfo>();
+  j.setFile(f.path());
+  j.setFileBytes(static_cast<double>(f.fileSize()));
+  j.setFormatVersion(h.getFormatVersion());
+  j.setCommand(h.getCommand());
+  j.setPid(h.getVpid());
+  j.setJobId(kj::str(h.getJobId()));
+  time_t secs = static_cast<time_t>(h.getCreatedNs() / 1000000000);
+  char when[64] = "?";
+  struct tm tm {};
+  if (gmtime_r(&secs, &tm) != nullptr) strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+  j.setCreated(when);
+  j.setCreatedUnixSeconds(static_cast<double>(h.getCreatedNs()) / 1e9);
+  j.setHostname(h.getHostname());
+  j.setKernel(h.getKernelRelease());
+  j.setArch(h.getArch());
+  j.setPageSize(h.getPageSize());
+  auto cpu = h.getCpu();
+  j.setCpuVendor(cpu.getVendor());
+  char xcr0[32];
+  snprintf(xcr0, sizeof(xcr0), "%#" PRIx64, cpu.getXcr0());
+  j.setXcr0(xcr0);
+  j.setXsaveBytes(cpu.getXsaveSize());
+  j.setAvx(cpu.getAvx());
+  j.setAvx2(cpu.getAvx2());
+  j.setAvx512f(cpu.getAvx512f());
+  KJ_IF_MAYBE(why, image::cpuMismatch(cpu, image::hostCpu())) {
+    j.setRestorableHere(false);
+    j.setNotRestorableBecause(*why);
+  } else {
+    j.setRestorableHere(true);
+    j.setNotRestorableBecause("");  // unset Text is left out of the JSON: every field is always there
   }
-  if (path == nullptr) {
-    fprintf(stderr, "migctl image info: no image file given\n%s", kImageUsage);
-    return 2;
+  auto sections = j.initSections(static_cast<unsigned>(f.sectionCount()));
+  for (size_t i = 0; i < f.sectionCount(); ++i) {
+    const image::SectionInfo& s = f.section(i);
+    char unknown[32];
+    auto o = sections[static_cast<unsigned>(i)];
+    o.setIndex(s.index);
+    o.setType(sectionName(s, unknown));
+    o.setOffset(static_cast<double>(s.layout.frameOffset));
+    o.setMetadataBytes(s.metaLen);
+    o.setDataBytes(static_cast<double>(s.dataLen));
   }
-  FileReader f(path);
+  j.setVerified(verified);
+  printJson(j.asReader());
+}
+
+int imageInfo(const InfoOptions& o) {
+  FileReader f(o.path.cStr());
+  if (o.json) {
+    if (o.verify) f.verifyAll();  // damage: exit 1 with its one line, no JSON
+    printJsonInfo(f, o.verify);
+    return 0;
+  }
   printHeader(f);
   printSections(f);
-  if (showPlan) printPlan(f);
-  if (verify) {
+  if (o.plan) printPlan(f);
+  if (o.verify) {
     f.verifyAll();
     printf("  verified: all %zu sections' checksums match\n", f.sectionCount());
   }
   return 0;
 }
 
+kj::MainFunc infoMain(cli::Context& cli) {
+  auto opts = kj::heap<InfoOptions>();
+  InfoOptions& o = *opts;
+  auto main = kj::MainBuilder(cli, cli::kVersion, kAbout)
+      .addOption({"verify"}, [&o]() -> kj::MainBuilder::Validity {
+        o.verify = true;
+        return true;
+      }, "read every byte and check every section checksum (exit 1 on damage)")
+      .addOption({"plan"}, [&o]() -> kj::MainBuilder::Validity {
+        o.plan = true;
+        return true;
+      }, "also print the restore plan mig-restore would execute")
+      .addOption({"json"}, [&o]() -> kj::MainBuilder::Validity {
+        o.json = true;
+        return true;
+      }, "print the header and sections as one line of JSON (docs/json.md); not with --plan")
+      .expectArg("FILE", [&o](kj::StringPtr v) -> kj::MainBuilder::Validity {
+        o.path = kj::str(v);
+        return true;
+      })
+      .callAfterParsing([&o, &cli]() -> kj::MainBuilder::Validity {
+        if (o.json && o.plan) return "--plan has no JSON form: use one or the other";
+        cli.status = imageInfo(o);
+        return true;
+      })
+      .build();
+  return cli::owning(kj::mv(opts), kj::mv(main));
+}
+
 }  // namespace
 
-int imageCommand(int argc, char** argv) {
-  if (argc >= 1 && strcmp(argv[0], "info") == 0) return imageInfo(argc - 1, argv + 1);
-  if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
-    fputs(kImageUsage, stdout);
-    return 0;
-  }
-  fprintf(stderr, "migctl image: expected 'info'\n%s", kImageUsage);
-  return 2;
+kj::MainFunc imageMain(cli::Context& cli) {
+  return kj::MainBuilder(cli, cli::kVersion, "What is in a checkpoint image.")
+      .addSubCommand("info", [&cli]() { return cli::acceptDashH(infoMain(cli)); },
+                     "a checkpoint image's header and sections, whether this host can restore it")
+      .build();
 }
 
 }  // namespace mig::migctl

@@ -34,8 +34,8 @@ check "a flipped data byte fails verify" 1 'section 2 \(pages\).*data checksum m
 echo "not an image" > "$dir/text.img"
 check "a text file is not an image" 1 'not a mig image' -- "$migctl" image info "$dir/text.img"
 check "a missing file says so" 1 'cannot open image .*No such file' -- "$migctl" image info "$dir/none.img"
-check "no file is a usage error" 2 'no image file given' -- "$migctl" image info
-check "unknown command is a usage error" 2 "unknown command 'frobnicate'" -- "$migctl" frobnicate
+check "no file is a usage error" 2 "^migctl image info: missing argument FILE \\(try 'migctl image info --help'\\)$" -- "$migctl" image info
+check "unknown command is a usage error" 2 "^migctl: frobnicate: unknown command \\(try 'migctl --help'\\)$" -- "$migctl" frobnicate
 check "--help works" 0 'image info FILE' -- "$migctl" --help
 check "image --help works" 0 'verify' -- "$migctl" image info --help
 

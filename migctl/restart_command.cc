@@ -16,6 +16,8 @@
 #include "shadow/network_policy.h"
 #include "shim/forward/forward_config.h"
 
+#include <kj/debug.h>
+
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -31,45 +33,33 @@ namespace {
 
 using image::fail;
 
-constexpr const char* kUsage =
-    "usage: migctl restart FILE [--force]\n"
-    "\n"
-    "Continues the process saved in checkpoint image FILE, in this terminal: migctl\n"
-    "becomes that process (same PID as far as it can tell, its files reopened at their\n"
-    "offsets, its stdin/stdout/stderr connected to this command's own).\n"
-    "  --force   restart even if files it had open changed since the checkpoint\n"
-    "The same image can be restarted any number of times.\n"
-    "\n"
-    "shadowd restarts migrating jobs with --migrated --relay SOCKET --job-id ID\n"
-    "[--local-path DIR]... [--network local|rebind] [--realtime-offset-ns N] and MIG_JOB_TOKEN=HEX in the\n"
-    "environment: their fds stay at home and their calls go there.\n"
-    "  --network local         internet sockets the job creates here are this host's\n"
-    "                          (default: made at home, like the ones it had)\n"
-    "  --network rebind        also its TCP listening sockets are made again here,\n"
-    "                          and its TCP connections reset (migctl migrate --help)\n"
-    "  --realtime-offset-ns N  home's CLOCK_REALTIME minus this host's, in nanoseconds:\n"
-    "                          the job's realtime clock reads home's time (default 0)\n"
-    "Without the privilege for a time namespace, the shim offsets the job's monotonic\n"
-    "clock readings instead, so they go on from the checkpoint's.\n";
+constexpr const char* kAbout =
+    "Continues the process saved in checkpoint image FILE, in this terminal: migctl "
+    "becomes that process (same PID as far as it can tell, its files reopened at their "
+    "offsets, its stdin/stdout/stderr connected to this command's own). The same image "
+    "can be restarted any number of times.";
+constexpr const char* kMore =
+    "shadowd restarts migrating jobs with --migrated --relay SOCKET --job-id ID and "
+    "MIG_JOB_TOKEN=HEX in the environment: their fds stay at home and their calls go "
+    "there. Without the privilege for a time namespace, the shim offsets the job's "
+    "monotonic clock readings instead, so they go on from the checkpoint's.";
 
 // What shadowd passes for a job that migrated here.
 struct MigratedOptions {
   bool migrated = false;
-  const char* relay = nullptr;
+  kj::Maybe<kj::String> relay;
   uint64_t jobId = 0;
   kj::Array<kj::byte> token;
-  kj::Vector<const char*> localPaths;
+  kj::Vector<kj::String> localPaths;
   int64_t realtimeOffsetNs = 0;
   uint32_t network = forward::kNetworkHome;
 };
 
-int64_t parseNs(const char* option, const char* text) {
-  char* end = nullptr;
-  errno = 0;
-  long long v = strtoll(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0') fail(kj::str(option, " needs a number of nanoseconds, not '", text, "'"));
-  return v;
-}
+struct Options {
+  kj::String path;
+  resources::FileRestoreOptions files;
+  MigratedOptions migrated;
+};
 
 int64_t monotonicNowNs() {
   struct timespec ts;
@@ -82,17 +72,18 @@ int64_t monotonicNowNs() {
 void fillForwardConfig(forward::Config& config, const MigratedOptions& m) {
   config.magic = forward::kConfigMagic;
   config.size = sizeof(config);
-  if (strlen(m.relay) >= sizeof(config.relaySocket)) fail(kj::str("relay socket path too long: ", m.relay));
-  strcpy(config.relaySocket, m.relay);
+  kj::StringPtr relay = KJ_ASSERT_NONNULL(m.relay);
+  if (relay.size() >= sizeof(config.relaySocket)) fail(kj::str("relay socket path too long: ", relay));
+  strcpy(config.relaySocket, relay.cStr());
   config.jobId = m.jobId;
   config.realtimeOffsetNs = m.realtimeOffsetNs;
   config.network = m.network;
   if (m.token.size() != sizeof(config.token)) fail(kj::str("a job token must be ", sizeof(config.token), " bytes"));
   memcpy(config.token, m.token.begin(), sizeof(config.token));
-  for (const char* p : m.localPaths) {
+  for (const auto& p : m.localPaths) {
     if (config.localPathCount == forward::kMaxLocalPaths) fail(kj::str("too many --local-path"));
-    if (strlen(p) >= forward::kPathMax) fail(kj::str("--local-path too long: ", p));
-    strcpy(config.localPaths[config.localPathCount++], p);
+    if (p.size() >= forward::kPathMax) fail(kj::str("--local-path too long: ", p));
+    strcpy(config.localPaths[config.localPathCount++], p.cStr());
   }
 }
 
@@ -120,42 +111,79 @@ std::string findRestorer() {
   fail(kj::str("cannot find mig-restore next to migctl; set MIG_RESTORE to its path"));
 }
 
+int restart(Options& o, const resources::CallerFds& caller);
+
 }  // namespace
 
-int restartCommand(int argc, char** argv, const resources::CallerFds& caller) {
-  const char* path = nullptr;
-  resources::FileRestoreOptions options;
-  MigratedOptions migrated;
-  for (int i = 0; i < argc; ++i) {
-    auto value = [&]() -> const char* {
-      if (i + 1 >= argc) fail(kj::str(argv[i], " needs a value"));
-      return argv[++i];
-    };
-    if (strcmp(argv[i], "--force") == 0) options.force = true;
-    else if (strcmp(argv[i], "--migrated") == 0) migrated.migrated = true;
-    else if (strcmp(argv[i], "--relay") == 0) migrated.relay = value();
-    else if (strcmp(argv[i], "--job-id") == 0) migrated.jobId = strtoull(value(), nullptr, 10);
-    else if (strcmp(argv[i], "--local-path") == 0) migrated.localPaths.add(value());
-    else if (strcmp(argv[i], "--network") == 0) {
-      const char* v = value();
-      KJ_IF_MAYBE(p, shadow::networkFromWord(v)) { migrated.network = static_cast<uint32_t>(*p); }
-      else fail(kj::str("--network takes local or rebind, not ", v));
-    }
-    else if (strcmp(argv[i], "--realtime-offset-ns") == 0) migrated.realtimeOffsetNs = parseNs("--realtime-offset-ns", value());
-    else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      fputs(kUsage, stdout);
-      return 0;
-    } else if (argv[i][0] != '-' && path == nullptr) path = argv[i];
-    else {
-      fprintf(stderr, "migctl restart: unexpected argument '%s'\n%s", argv[i], kUsage);
-      return 2;
-    }
-  }
-  if (path == nullptr) {
-    fprintf(stderr, "migctl restart: no image file given\n%s", kUsage);
-    return 2;
-  }
+kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) {
+  auto opts = kj::heap<Options>();
+  Options& o = *opts;
+  using V = kj::MainBuilder::Validity;
+  auto main = kj::MainBuilder(cli, cli::kVersion, kAbout, kMore)
+      .addOption({"force"}, [&o]() -> V {
+        o.files.force = true;
+        return true;
+      }, "restart even if files it had open changed since the checkpoint")
+      .addOption({"migrated"}, [&o]() -> V {
+        o.migrated.migrated = true;
+        return true;
+      }, "(shadowd) the job migrated here: its files stay at home")
+      .addOptionWithArg({"relay"}, [&o](kj::StringPtr v) -> V {
+        o.migrated.relay = kj::str(v);
+        return true;
+      }, "SOCKET", "(shadowd) the relay socket the job's calls home go through")
+      .addOptionWithArg({"job-id"}, [&o](kj::StringPtr v) -> V {
+        char* end = nullptr;
+        errno = 0;
+        unsigned long long id = strtoull(v.cStr(), &end, 10);
+        if (end == v.cStr() || *end != '\0' || errno != 0 || id == 0) {
+          return kj::str("takes a job id > 0, not '", v, "'");
+        }
+        o.migrated.jobId = id;
+        return true;
+      }, "ID", "(shadowd) the job's id at home")
+      .addOptionWithArg({"local-path"}, [&o](kj::StringPtr v) -> V {
+        o.migrated.localPaths.add(kj::str(v));
+        return true;
+      }, "DIR", "(shadowd) a directory every host has: files under it are opened here (repeatable)")
+      .addOptionWithArg({"network"}, [&o](kj::StringPtr v) -> V {
+        KJ_IF_MAYBE(p, shadow::networkFromWord(v.cStr())) {
+          o.migrated.network = static_cast<uint32_t>(*p);
+          return true;
+        }
+        return kj::str("takes local or rebind, not '", v, "'");
+      }, "local|rebind", "local: internet sockets the job creates here are this host's (default: made at "
+                         "home, like the ones it had); rebind: also its TCP listening sockets are made again "
+                         "here, and its TCP connections reset (migctl migrate --help)")
+      .addOptionWithArg({"realtime-offset-ns"}, [&o](kj::StringPtr v) -> V {
+        char* end = nullptr;
+        errno = 0;
+        long long n = strtoll(v.cStr(), &end, 10);
+        if (errno != 0 || end == v.cStr() || *end != '\0') {
+          return kj::str("needs a number of nanoseconds, not '", v, "'");
+        }
+        o.migrated.realtimeOffsetNs = n;
+        return true;
+      }, "N", "home's CLOCK_REALTIME minus this host's, in nanoseconds: the job's realtime clock reads "
+              "home's time (default 0)")
+      .expectArg("FILE", [&o](kj::StringPtr v) -> V {
+        o.path = kj::str(v);
+        return true;
+      })
+      .callAfterParsing([&o, &cli, &caller]() -> V {
+        cli.status = restart(o, caller);
+        return true;
+      })
+      .build();
+  return cli::joinNegativeValues(cli::owning(kj::mv(opts), kj::mv(main)), "--realtime-offset-ns");
+}
 
+namespace {
+
+int restart(Options& o, const resources::CallerFds& caller) {
+  const char* path = o.path.cStr();
+  resources::FileRestoreOptions& options = o.files;
+  MigratedOptions& migrated = o.migrated;
   image::FileReader img(path);
   img.verifyAll();
   KJ_IF_MAYBE(why, image::cpuMismatch(img.header().getCpu(), image::hostCpu())) {
@@ -219,4 +247,5 @@ int restartCommand(int argc, char** argv, const resources::CallerFds& caller) {
   fail(kj::str("cannot run ", restorer.c_str(), ": ", strerror(errno)));
 }
 
+}  // namespace
 }  // namespace mig::migctl

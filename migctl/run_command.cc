@@ -11,14 +11,14 @@
 #include <string>
 #include <unistd.h>
 
+#include <kj/vector.h>
+
 namespace mig::migctl {
 namespace {
 
-constexpr const char* kUsage =
-    "usage: migctl run [--] PROGRAM [ARGS...]\n"
-    "\n"
-    "Runs PROGRAM under mig (preloading libmig.so), so that it can be checkpointed\n"
-    "and migrated. The library is found next to migctl, or set MIG_LIBMIG to it.\n";
+constexpr const char* kAbout =
+    "Runs PROGRAM under mig (preloading libmig.so), so that it can be checkpointed "
+    "and migrated. The library is found next to migctl, or set MIG_LIBMIG to it.";
 
 std::string findLibmig() {
   if (const char* env = getenv("MIG_LIBMIG")) return env;
@@ -39,26 +39,49 @@ std::string findLibmig() {
   image::fail(kj::str("cannot find libmig.so next to migctl; set MIG_LIBMIG to its path"));
 }
 
-}  // namespace
-
-int runCommand(int argc, char** argv) {
-  int first = 0;
-  if (first < argc && (strcmp(argv[first], "--help") == 0 || strcmp(argv[first], "-h") == 0)) {
-    fputs(kUsage, stdout);
-    return 0;
-  }
-  if (first < argc && strcmp(argv[first], "--") == 0) ++first;
-  if (first >= argc) {
-    fprintf(stderr, "migctl run: no program given\n%s", kUsage);
-    return 2;
-  }
+[[noreturn]] void run(kj::ArrayPtr<const kj::StringPtr> program) {
   std::string lib = findLibmig();
   const char* old = getenv("LD_PRELOAD");
   std::string preload = old && *old ? lib + ":" + old : lib;
   setenv("LD_PRELOAD", preload.c_str(), 1);
-  execvp(argv[first], argv + first);
-  fprintf(stderr, "migctl run: cannot run %s: %s\n", argv[first], strerror(errno));
-  return 127;
+  auto args = kj::heapArray<char*>(program.size() + 1);
+  for (size_t i = 0; i < program.size(); ++i) args[i] = const_cast<char*>(program[i].cStr());
+  args[program.size()] = nullptr;
+  execvp(args[0], args.begin());
+  fprintf(stderr, "migctl run: cannot run %s: %s\n", args[0], strerror(errno));
+  fflush(stdout);
+  _exit(127);
+}
+
+}  // namespace
+
+kj::MainFunc runMain(cli::Context& cli) {
+  auto program = kj::heap<kj::Vector<kj::StringPtr>>();
+  auto& p = *program;
+  auto main = kj::MainBuilder(cli, cli::kVersion, kAbout)
+      .expectArg("PROGRAM", [&p](kj::StringPtr v) -> kj::MainBuilder::Validity {
+        p.add(v);
+        return true;
+      })
+      .expectZeroOrMoreArgs("ARGS", [&p](kj::StringPtr v) -> kj::MainBuilder::Validity {
+        p.add(v);
+        return true;
+      })
+      .callAfterParsing([&p]() -> kj::MainBuilder::Validity { run(p); })
+      .build();
+  return [program = kj::mv(program), main = kj::mv(main)](kj::StringPtr name,
+                                                           kj::ArrayPtr<const kj::StringPtr> params) mutable {
+    // Everything from PROGRAM on is the program's, its options too: `migctl run
+    // PROGRAM -x` is `migctl run -- PROGRAM -x`. Only migctl's --help/-h come before it.
+    kj::Vector<kj::StringPtr> args;
+    if (params.size() > 0 && (params[0] == "--help" || params[0] == "-h")) {
+      args.add("--help");
+    } else {
+      if (params.size() == 0 || params[0] != "--") args.add("--");
+      args.addAll(params);
+    }
+    main(name, args.asPtr());
+  };
 }
 
 }  // namespace mig::migctl

@@ -1,6 +1,7 @@
 // shadowd: the per-host daemon. Receives migrating jobs and restores them, sends jobs
 // that run here elsewhere, relays the calls of jobs that run here to their homes,
 // and serves as home (through the deputies) for jobs that started here.
+#include "migctl/cli.h"
 #include "shadow/child_process.h"
 #include "shadow/local_socket.h"
 #include "shadow/error.h"
@@ -26,39 +27,8 @@
 namespace mig::shadow {
 namespace {
 
-constexpr const char* kUsage =
-    "usage: shadowd [--listen HOST:PORT] [--cluster-key FILE] [options]\n"
-    "\n"
-    "The mig daemon of this host. Runs in the foreground; stops on SIGTERM or SIGINT.\n"
-    "\n"
-    "  --listen HOST:PORT   accept migrations and calls from other hosts here; any\n"
-    "                       address but loopback needs --cluster-key\n"
-    "  --advertise HOST:PORT  the address other hosts reach this one by (default: --listen)\n"
-    "  --cluster-key FILE   the cluster's shared secret (chmod 600; at least 16 bytes)\n"
-    "  --nodes FILE         known hosts, one 'NAME HOST:PORT' per line: `--to NAME` works\n"
-    "  --socket PATH        the local control socket (default: $MIG_SHADOWD_SOCKET or\n"
-    "                       /tmp/mig-UID/shadowd.sock)\n"
-    "  --spool DIR          where incoming images are kept while their job runs here\n"
-    "                       (default: next to the socket)\n"
-    "  --local-path DIR     a directory every host has (shared file system): migrated jobs\n"
-    "                       open files under it locally (repeatable; also $MIG_LOCAL_PATHS,\n"
-    "                       colon-separated)\n"
-    "  --transfer-timeout S a hop whose image makes no progress for S seconds (the\n"
-    "                       destination stopped answering) is cancelled: the job runs on\n"
-    "                       where it was, the destination deletes what it received\n"
-    "                       (default: 30)\n"
-    "  --login-timeout S    a peer that has not logged in after S seconds is disconnected\n"
-    "                       (default: 10)\n"
-    "  --max-pending-logins N  at most N connections waiting to log in at once; more are\n"
-    "                       closed at once (default: 16). Before login a peer may send\n"
-    "                       at most 64 KiB\n"
-    "  --log FILE           log there instead of stderr\n"
-    "  -h, --help           this text\n";
-
-[[noreturn]] void usageError(const char* what) {
-  fprintf(stderr, "shadowd: %s\n(see shadowd --help)\n", what);
-  exit(2);
-}
+constexpr const char* kAbout =
+    "The mig daemon of this host. Runs in the foreground; stops on SIGTERM or SIGINT.";
 
 kj::String exeDir() {
   char buf[PATH_MAX];
@@ -82,64 +52,96 @@ bool isLoopback(kj::StringPtr hostPort) {
   return hostPort.startsWith("127.") || hostPort.startsWith("localhost:") || hostPort.startsWith("[::1]");
 }
 
-void readNodes(kj::StringPtr path, DaemonConfig& config) {
+kj::Maybe<kj::String> readNodes(kj::StringPtr path, DaemonConfig& config) {
   FILE* f = fopen(path.cStr(), "re");
-  if (f == nullptr) usageError(kj::str("cannot read the nodes file ", path, ": ", strerror(errno)).cStr());
+  if (f == nullptr) return kj::str("cannot read the nodes file ", path, ": ", strerror(errno));
   char line[512];
-  int n = 0;
   while (fgets(line, sizeof(line), f)) {
-    ++n;
     char name[256], addr[256];
     if (line[0] == '#' || sscanf(line, "%255s %255s", name, addr) != 2) continue;
     config.nodes.upsert(kj::str(name), kj::str(addr), [](kj::String& old, kj::String&& v) { old = kj::mv(v); });
   }
   fclose(f);
+  return nullptr;
 }
 
-// "2.5" -> 2500; a bad or non-positive number is a usage error.
-uint64_t parseSecondsMs(kj::StringPtr option, kj::StringPtr text) {
-  char* end = nullptr;
-  double s = strtod(text.cStr(), &end);
-  if (end == text.cStr() || *end != '\0' || !(s > 0) || s > 86400 * 7) {
-    usageError(kj::str(option, " takes a number of seconds > 0, not '", text, "'").cStr());
-  }
-  return static_cast<uint64_t>(s * 1000 + 0.5);
-}
+// Every option of shadowd, declared in one place; what they set.
+struct Options {
+  DaemonConfig config;
+  kj::Maybe<kj::String> logPath;
+};
 
-size_t parseCount(kj::StringPtr option, kj::StringPtr text) {
-  char* end = nullptr;
-  long n = strtol(text.cStr(), &end, 10);
-  if (end == text.cStr() || *end != '\0' || n < 1 || n > 100000) {
-    usageError(kj::str(option, " takes a number >= 1, not '", text, "'").cStr());
-  }
-  return static_cast<size_t>(n);
+kj::MainFunc optionsMain(cli::Context& cli, Options& o, bool& parsed) {
+  using V = kj::MainBuilder::Validity;
+  auto str = [](kj::String& field) {
+    return [&field](kj::StringPtr v) -> V {
+      field = kj::str(v);
+      return true;
+    };
+  };
+  auto seconds = [](uint64_t& fieldMs) {
+    return [&fieldMs](kj::StringPtr v) -> V {
+      KJ_IF_MAYBE(why, cli::parseSecondsMs(v, 86400 * 7, fieldMs)) { return kj::mv(*why); }
+      return true;
+    };
+  };
+  DaemonConfig& c = o.config;
+  return kj::MainBuilder(cli, cli::kVersion, kAbout)
+      .addOptionWithArg({"listen"}, str(c.listen), "HOST:PORT",
+                        "accept migrations and calls from other hosts here; any address but loopback "
+                        "needs --cluster-key")
+      .addOptionWithArg({"advertise"}, str(c.advertise), "HOST:PORT",
+                        "the address other hosts reach this one by (default: --listen)")
+      .addOptionWithArg({"cluster-key"}, str(c.keyPath), "FILE",
+                        "the cluster's shared secret (chmod 600; at least 16 bytes)")
+      .addOptionWithArg({"nodes"}, [&c](kj::StringPtr v) -> V {
+        KJ_IF_MAYBE(why, readNodes(v, c)) { return kj::mv(*why); }
+        return true;
+      }, "FILE", "known hosts, one 'NAME HOST:PORT' per line: `--to NAME` works")
+      .addOptionWithArg({"socket"}, str(c.socketPath), "PATH",
+                        "the local control socket (default: $MIG_SHADOWD_SOCKET or /tmp/mig-UID/shadowd.sock)")
+      .addOptionWithArg({"spool"}, str(c.spoolDir), "DIR",
+                        "where incoming images are kept while their job runs here (default: next to the socket)")
+      .addOptionWithArg({"local-path"}, [&c](kj::StringPtr v) -> V {
+        c.localPaths.add(kj::str(v));
+        return true;
+      }, "DIR", "a directory every host has (shared file system): migrated jobs open files under it "
+                "locally (repeatable; also $MIG_LOCAL_PATHS, colon-separated)")
+      .addOptionWithArg({"transfer-timeout"}, seconds(c.transferTimeoutMs), "S",
+                        "a hop whose image makes no progress for S seconds (the destination stopped "
+                        "answering) is cancelled: the job runs on where it was, the destination deletes "
+                        "what it received (default: 30)")
+      .addOptionWithArg({"login-timeout"}, seconds(c.loginTimeoutMs), "S",
+                        "a peer that has not logged in after S seconds is disconnected (default: 10)")
+      .addOptionWithArg({"max-pending-logins"}, [&c](kj::StringPtr v) -> V {
+        long n = 0;
+        KJ_IF_MAYBE(why, cli::parseCount(v, 1, 100000, n)) { return kj::mv(*why); }
+        c.maxPendingLogins = static_cast<size_t>(n);
+        return true;
+      }, "N", "at most N connections waiting to log in at once; more are closed at once (default: 16). "
+              "Before login a peer may send at most 64 KiB")
+      .addOptionWithArg({"log"}, [&o](kj::StringPtr v) -> V {
+        o.logPath = kj::str(v);
+        return true;
+      }, "FILE", "log there instead of stderr")
+      .callAfterParsing([&o, &parsed]() -> V {
+        auto& c = o.config;
+        if (c.listen.size() > 0 && !isLoopback(c.listen) && c.keyPath.size() == 0) {
+          return "refusing to listen on a non-loopback address without --cluster-key FILE";
+        }
+        parsed = true;
+        return true;
+      })
+      .build();
 }
 
 int run(int argc, char** argv) {
-  DaemonConfig config;
-  const char* logPath = nullptr;
-  for (int i = 1; i < argc; ++i) {
-    auto arg = kj::StringPtr(argv[i]);
-    auto value = [&]() -> kj::StringPtr {
-      if (i + 1 >= argc) usageError(kj::str(arg, " needs a value").cStr());
-      return argv[++i];
-    };
-    if (arg == "-h" || arg == "--help") {
-      fputs(kUsage, stdout);
-      return 0;
-    } else if (arg == "--listen") config.listen = kj::str(value());
-    else if (arg == "--advertise") config.advertise = kj::str(value());
-    else if (arg == "--cluster-key") config.keyPath = kj::str(value());
-    else if (arg == "--nodes") readNodes(value(), config);
-    else if (arg == "--socket") config.socketPath = kj::str(value());
-    else if (arg == "--spool") config.spoolDir = kj::str(value());
-    else if (arg == "--local-path") config.localPaths.add(kj::str(value()));
-    else if (arg == "--log") logPath = value().cStr();
-    else if (arg == "--transfer-timeout") config.transferTimeoutMs = parseSecondsMs(arg, value());
-    else if (arg == "--login-timeout") config.loginTimeoutMs = parseSecondsMs(arg, value());
-    else if (arg == "--max-pending-logins") config.maxPendingLogins = parseCount(arg, value());
-    else usageError(kj::str("unknown argument '", arg, "'").cStr());
-  }
+  cli::Context cli("shadowd");
+  Options o;
+  bool parsed = false;
+  cli::acceptDashH(optionsMain(cli, o, parsed))("shadowd", cli::params(argc, argv));
+  if (!parsed) return 2;  // (a usage error has exited already)
+  DaemonConfig config = kj::mv(o.config);
   if (const char* env = getenv("MIG_LOCAL_PATHS")) {
     for (const char* p = env; *p != '\0';) {
       const char* end = strchr(p, ':');
@@ -148,14 +150,11 @@ int run(int argc, char** argv) {
       p += n + (end != nullptr ? 1 : 0);
     }
   }
-  if (logPath != nullptr) {
-    int fd = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0) usageError(kj::str("cannot open the log ", logPath, ": ", strerror(errno)).cStr());
+  KJ_IF_MAYBE(logPath, o.logPath) {
+    int fd = open(logPath->cStr(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) cli.usageError("shadowd", kj::str("cannot open the log ", *logPath, ": ", strerror(errno)));
     dup2(fd, 2);
     close(fd);
-  }
-  if (config.listen.size() > 0 && !isLoopback(config.listen) && config.keyPath.size() == 0) {
-    usageError("refusing to listen on a non-loopback address without --cluster-key FILE");
   }
   ClusterKey key = ClusterKey::none();
   if (config.keyPath.size() > 0) {

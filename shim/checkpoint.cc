@@ -208,6 +208,7 @@ void fillProcessState(control::Block& b) {
   b.shimFds[b.shimFdCount++] = rt.controlConn;
   if (rt.controlListen >= 0) b.shimFds[b.shimFdCount++] = rt.controlListen;
   if (rt.controlAlias >= 0) b.shimFds[b.shimFdCount++] = rt.controlAlias;
+  if (rt.self.pipeFd >= 0) b.shimFds[b.shimFdCount++] = rt.self.pipeFd;  // a self request's helper
   b.brk = static_cast<uint64_t>(rawSyscall(SYS_brk, 0));
   b.resumeInfoAddr = reinterpret_cast<uint64_t>(&rt.resume);
   b.resumeEntry = reinterpret_cast<uint64_t>(&mig_resumed_thread);

@@ -142,6 +142,8 @@ void initProcess() {
   rt.controlListen = -1;
   rt.controlAlias = -1;
   rt.controlConn = -1;
+  rt.self.pipeFd = -1;
+  rt.self.busy.store(false);
   t_vtid = away;  // 0: computed on first use
   installCheckpointHandler();
   startControlThread();
@@ -154,6 +156,7 @@ __attribute__((constructor)) void shimInit() {
   // A program exec'd by a migrated process forwards as that process did.
   const bool handedOff = forward::takeHandoff();
   initProcess();
+  if (!handedOff) recordHome();  // exec'd away from home: home's name is not known here
   pthread_atfork(nullptr, nullptr, afterForkInChild);
   if (handedOff) forward::activateHandoff();
 }

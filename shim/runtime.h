@@ -27,6 +27,14 @@ inline constexpr int kCheckpointSignal = 63;
 // the kernel hands out ids from 0 up per process.
 inline constexpr uint32_t kTimerFlagIds = 4096;
 
+// The self-migration API's state (self_api.cc, mig.h).
+struct SelfApi {
+  std::atomic<bool> busy;    // a mig_checkpoint/mig_move of this process is under way
+  int pipeFd;                // the helper migctl's output while one runs, else -1
+  char home[65];             // home's host name, seen before main at home
+  char lastError[256];       // the helper's last line when it failed
+};
+
 struct Runtime {
   pid_t vpid;            // what getpid() returns, forever (the first real PID)
   pid_t vppid;           // what getppid() returned before the first restore
@@ -50,6 +58,7 @@ struct Runtime {
   plan::ResumeInfo resume;           // written by the restorer
   forward::State forward;            // system call forwarding after a migration (shim/forward/)
   std::atomic<uint64_t> timerAbsolute[kTimerFlagIds / 64];  // bit id: timer id armed with TIMER_ABSTIME
+  SelfApi self;
 };
 
 inline constexpr uint32_t kPhaseIdle = 0;
@@ -66,6 +75,9 @@ extern thread_local pid_t t_vtid MIG_TLS;
 // then and not touched since still names one of them as its owner.
 inline constexpr int kFormerTids = 4;
 extern thread_local pid_t t_formerTids[kFormerTids] MIG_TLS;
+
+// Before main, in a process started at home: remember home's host name (self_api.cc).
+void recordHome();
 
 pid_t realPid();
 pid_t realTid();
