@@ -21,7 +21,7 @@ namespace mig::migctl {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: migctl checkpoint PID -o FILE [--stop] [--timeout SECONDS]\n"
+    "usage: migctl checkpoint PID -o FILE [--stop] [--timeout SECONDS] [--max-deleted-file MIB]\n"
     "\n"
     "Writes a checkpoint image of process PID (which runs under libmig.so) to FILE.\n"
     "The process is frozen while its image is written and then goes on, unless\n"
@@ -30,7 +30,11 @@ constexpr const char* kUsage =
     "FILE appears only when complete; on any error the process goes on untouched.\n"
     "  -o FILE            where to write the image (required)\n"
     "  --stop             end the process (exit status 86) after the image is written\n"
-    "  --timeout SECONDS  how long to wait for the process to freeze (default 30)\n";
+    "  --timeout SECONDS  how long to wait for the process to freeze (default 30)\n"
+    "  --max-deleted-file MIB\n"
+    "                     the largest file the process holds open after it was deleted\n"
+    "                     whose contents the image keeps (default 256, at most 511);\n"
+    "                     a larger one makes the checkpoint fail, naming it\n";
 
 // Waits (bounded) until process `pid` is gone, so a following restart cannot race it.
 void waitGone(pid_t pid, int seconds) {
@@ -49,10 +53,21 @@ int checkpointCommand(int argc, char** argv) {
   const char* out = nullptr;
   bool stop = false;
   int timeout = 30;
+  long maxDeletedMiB = resources::CaptureOptions::kDefaultMaxDeletedFileBytes >> 20;
   for (int i = 0; i < argc; ++i) {
     if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) out = argv[++i];
     else if (strcmp(argv[i], "--stop") == 0) stop = true;
     else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) timeout = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--max-deleted-file") == 0 && i + 1 < argc) {
+      char* end = nullptr;
+      maxDeletedMiB = strtol(argv[++i], &end, 10);
+      if (end == argv[i] || *end != '\0' || maxDeletedMiB < 0 ||
+          maxDeletedMiB > static_cast<long>(resources::CaptureOptions::kMaxDeletedFileMiB)) {
+        fprintf(stderr, "migctl checkpoint: --max-deleted-file takes a size in MiB from 0 to %lu, not '%s'\n",
+                static_cast<unsigned long>(resources::CaptureOptions::kMaxDeletedFileMiB), argv[i]);
+        return 2;
+      }
+    }
     else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       fputs(kUsage, stdout);
       return 0;
@@ -75,7 +90,8 @@ int checkpointCommand(int argc, char** argv) {
   ControlClient ctl(static_cast<pid_t>(pid));
   image::AtomicFile file(out);  // before the freeze: a bad path fails with the process untouched
   auto t0 = std::chrono::steady_clock::now();
-  resources::CaptureStats stats = freezeAndCapture(ctl, timeout, /*forMigration=*/false, file.sink());
+  resources::CaptureStats stats = freezeAndCapture(ctl, timeout, /*forMigration=*/false, file.sink(),
+                                                      static_cast<uint64_t>(maxDeletedMiB) << 20);
   file.commit();
   const pid_t realPid = ctl.realPid();
   auto frozenMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

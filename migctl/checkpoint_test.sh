@@ -67,6 +67,26 @@ if [ $rc -ne 0 ] && grep -q "File too large" <<<"$out" && [ -z "$(ls "$dir" | gr
   ok "a write that fails part-way leaves no image, not even a partial one; the job goes on"
 else bad "disk full: $out ($(ls -a "$dir"))" "$dir/full.out"; fi
 
+# A deleted file larger than --max-deleted-file: refused in one line naming the file,
+# its size and the option; the job goes on, and a larger limit takes it.
+cat > "$dir/deleted.sh" <<'JOB'
+head -c 3000000 /dev/zero > "$1/big"; exec 7<"$1/big"; rm "$1/big"
+for i in $(seq 1 40); do echo "step $i"; sleep 0.05; done; echo done
+JOB
+LD_PRELOAD=$libmig bash "$dir/deleted.sh" "$dir" > "$dir/deleted.out" 2>&1 &
+pids+=($!) job=$!
+for _ in $(seq 1 200); do grep -q 'step 1' "$dir/deleted.out" && break; sleep 0.05; done
+out=$("$migctl" checkpoint "$job" -o "$dir/deleted.img" --max-deleted-file 2 2>&1); rc=$?
+want="deleted file $dir/big (fd 7) is 3 MiB, over the 2 MiB a checkpoint keeps of a deleted file; raise the limit with migctl checkpoint --max-deleted-file MIB (at most 511), or let the job close the file first"
+if [ $rc -ne 0 ] && [ "$out" = "migctl: $want" -o "$out" = "$want" ] && [ ! -e "$dir/deleted.img" ] &&
+   "$migctl" checkpoint "$job" -o "$dir/deleted.img" --max-deleted-file 3 > "$dir/deleted.log" 2>&1 &&
+   finish_ok "$job" deleted; then
+  ok "a deleted file over --max-deleted-file is refused in one line naming it, its size and the option; 3 MiB takes it"
+else bad "deleted file over the limit (status $rc): $out" "$dir/deleted.log" "$dir/deleted.out"; fi
+out=$("$migctl" checkpoint 1 -o "$dir/x.img" --max-deleted-file 600 2>&1); rc=$?
+[ $rc -eq 2 ] && [ "$out" = "migctl checkpoint: --max-deleted-file takes a size in MiB from 0 to 511, not '600'" ] &&
+  ok "--max-deleted-file beyond 511 MiB: one line" || bad "--max-deleted-file 600 (status $rc): $out"
+
 # An epoll registration made under an fd number that no longer holds that file
 # cannot be restored (epoll_ctl registers by number): refused, naming both fds.
 if command -v python3 >/dev/null; then

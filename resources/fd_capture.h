@@ -8,6 +8,7 @@
 
 namespace mig::resources {
 
-void writeFiles(pid_t pid, const control::Block& block, image::ImageWriter& w, CaptureStats& stats);
+void writeFiles(pid_t pid, const control::Block& block, image::ImageWriter& w, CaptureStats& stats,
+                const CaptureOptions& options);
 
 }  // namespace mig::resources

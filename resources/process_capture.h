@@ -5,6 +5,7 @@
 #pragma once
 
 #include "image/byte_io.h"
+#include "resources/fd_kind.h"
 #include "resources/page_source.h"
 #include "shim/control_protocol.h"
 
@@ -21,6 +22,7 @@ struct CaptureStats {
                             // and went into the image
 };
 
-CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& memory, image::ByteSink& out);
+CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& memory, image::ByteSink& out,
+                            const CaptureOptions& options = {});
 
 }  // namespace mig::resources
