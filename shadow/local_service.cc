@@ -211,10 +211,15 @@ class LocalImpl final : public rpc::Local::Server {
     auto to = d_.resolveNode(p.getTo());
     auto result = context.getResults().initResult();
     result.setDestination(to);
+    // A move to where the job is would forward it to itself for ever: refused.
+    auto alreadyThere = [&](kj::StringPtr where) {
+      require(where != to, kj::str("the job already runs on ", p.getTo(), ": nothing to move"));
+    };
 
     // A job whose home is here but which runs elsewhere: its host sends it on.
     if (HomeJob* job = d_.homeJobByVpid(pid); job != nullptr && job->location.size() > 0) {
       require(!job->migrating, "this job is already migrating");
+      alreadyThere(job->location);
       job->migrating = true;
       uint64_t id = job->id;
       auto from = kj::str(job->location);
@@ -251,6 +256,7 @@ class LocalImpl final : public rpc::Local::Server {
       HostedJob& j = *e.value;
       if (j.realPid != pid && j.vpid != pid) continue;
       require(j.running && !j.leaving, "this job is not ready to migrate");
+      alreadyThere(d_.address());
       j.leaving = true;
       uint64_t id = j.id;
       return d_.runSender(result, j.realPid, j.id, j.token, j.home, j.vpid, j.command, to, p.getNetwork(), false)
@@ -264,6 +270,7 @@ class LocalImpl final : public rpc::Local::Server {
     require(pid > 0, "bad PID");
     if (kill(pid, 0) != 0 && errno == ESRCH) fail(kj::str("no process with PID ", pid));
     require(d_.address().size() > 0, "this shadowd has no --listen address: jobs cannot come back to it");
+    alreadyThere(d_.address());
     HomeJob* job = d_.homeJobByVpid(pid);
     if (job == nullptr) {
       auto fresh = kj::heap<HomeJob>();
