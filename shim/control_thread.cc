@@ -5,6 +5,8 @@
 #include "shim/checkpoint.h"
 #include "shim/control_protocol.h"
 #include "shim/forward/exec_handoff.h"
+#include "shim/log.h"
+#include "shim/own_fds.h"
 #include "shim/raw_syscall.h"
 #include "shim/runtime.h"
 
@@ -33,22 +35,10 @@ pid_t realTid() { return static_cast<pid_t>(rawSyscall(SYS_gettid)); }
 
 namespace {
 
-// Moves one of our fds far above the numbers programs use on purpose (shells
-// dup2 onto 3..9, daemons onto low numbers), near the top of the fd limit.
-int moveHigh(int fd) {
-  struct rlimit lim {};
-  getrlimit(RLIMIT_NOFILE, &lim);
-  int floor = lim.rlim_cur > 128 ? static_cast<int>(std::min<rlim_t>(lim.rlim_cur, 4096)) - 64 : 64;
-  int high = fcntl(fd, F_DUPFD_CLOEXEC, floor);
-  if (high < 0) return fd;
-  close(fd);
-  return high;
-}
-
 int bindControlSocket(pid_t pid) {
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
-  fd = moveHigh(fd);
+  fd = static_cast<int>(placeOwnFd(fd));  // out of the program's way (own_fds.h)
   struct sockaddr_un addr {};
   addr.sun_family = AF_UNIX;
   int len = control::ctlSocketName(addr.sun_path, sizeof(addr.sun_path), getuid(), pid);
@@ -77,7 +67,11 @@ bool serve(int conn) {
     (void)!write(conn, &reply, sizeof(reply));
     return false;
   }
-  if (!runCheckpoint(conn, req)) return false;
+  if (logging()) LogLine() << "checkpoint: freezing every thread for migctl";
+  if (!runCheckpoint(conn, req)) {
+    if (logging()) LogLine() << "checkpoint: done, running on here";
+    return false;
+  }
   // A restored process: the old sockets were left out of the image, their numbers
   // may be the application's now. Listen under the new real PID, which its parent
   // sees, and under the virtual PID when no live process holds that name.
@@ -153,6 +147,7 @@ void afterForkInChild() { initProcess(); }
 __attribute__((constructor)) void shimInit() {
   // A program exec'd by a migrated process forwards as that process did.
   const bool handedOff = forward::takeHandoff();
+  openLog();
   initProcess();
   pthread_atfork(nullptr, nullptr, afterForkInChild);
   if (handedOff) forward::activateHandoff();

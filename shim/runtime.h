@@ -50,6 +50,8 @@ struct Runtime {
   plan::ResumeInfo resume;           // written by the restorer
   forward::State forward;            // system call forwarding after a migration (shim/forward/)
   std::atomic<uint64_t> timerAbsolute[kTimerFlagIds / 64];  // bit id: timer id armed with TIMER_ABSTIME
+  int logFd;                         // MIG_LOG's fd + 1, 0 = not logging (log.h)
+  char logPath[256];                 // MIG_LOG, kept to open it again after a restore
 };
 
 inline constexpr uint32_t kPhaseIdle = 0;

@@ -10,6 +10,7 @@ MIG_PACKAGES=(
   clang-14 libclang-rt-14-dev     # libFuzzer targets
   iproute2 util-linux procps      # simulated hosts: ip, unshare, nsenter, ps
   redis-server redis-tools nginx-light  # real servers the network tests migrate
+  memcached                       # lowers RLIMIT_NOFILE to its -c (1024): mig's own fds must move below it
 )
 
 mig_install_deps() {
