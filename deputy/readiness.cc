@@ -2,10 +2,12 @@
 #include "deputy/readiness.h"
 
 #include "deputy/own_fds.h"
+#include "shadow/error.h"
 
 #include <kj/debug.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <poll.h>
@@ -21,6 +23,13 @@ struct FileId {
   ino_t ino = 0;
   bool operator==(const FileId&) const = default;
 };
+
+// MIG_FAULT=deputy-watch (the job's environment, for tests): every watch fails as if
+// the deputy's fd table were full.
+bool faultInjected() {
+  const char* f = getenv("MIG_FAULT");
+  return f != nullptr && strcmp(f, "deputy-watch") == 0;
+}
 
 bool fileOf(int fd, FileId& id) {
   struct stat st;
@@ -70,7 +79,12 @@ class Watch final : public rpc::ReadinessWatch::Server {
   static kj::AutoCloseFd duplicate(int fd) {
     int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (copy >= 0) copy = placeOwn(copy);
-    KJ_REQUIRE(copy >= 0, "cannot watch the fd", fd, strerror(errno));
+    if (copy >= 0 && faultInjected()) {
+      close(copy);
+      copy = -1;
+      errno = EMFILE;
+    }
+    if (copy < 0) shadow::fail(kj::str("the deputy cannot keep a copy of it: ", strerror(errno)));
     return kj::AutoCloseFd(copy);
   }
 

@@ -115,6 +115,10 @@ int migrateCommand(int argc, char** argv) {
       "Default (keep the network at home) when clients know the job by its home\n"
       "address or connections must not break; --rebind when clients find it again by\n"
       "themselves and the detour home would cost too much.\n"
+      "\n"
+      "Exit status: 0 moved; 1 not moved (it goes on where it was, one line says why);\n"
+      "3 moved, but it cannot work there as it did (one line says why: its home sockets,\n"
+      "pipes or terminal cannot be watched, so poll and epoll on them will not wake).\n"
       "\n";
   kj::String storage;
   const char* socket = socketArg(argc, argv, storage);
@@ -155,18 +159,25 @@ int migrateCommand(int argc, char** argv) {
   req.setPid(static_cast<int32_t>(pid));
   req.setTo(to);
   req.setNetwork(network);
+  bool problem = false;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
     auto r = link.wait(req.send(), kMigrateTimeoutMs, "the migration");
     auto m = r.getResult();
     printf("migrated %ld to %s: frozen %.1f ms (image %.1f MiB, captured and sent in %.1f ms, restored in %.1f ms)\n",
            pid, m.getDestination().cStr(), m.getFreezeMs(), static_cast<double>(m.getImageBytes()) / (1 << 20),
            m.getTransferMs(), m.getRestoreMs());
+    if (m.getProblem().size() > 0) {
+      fflush(stdout);
+      fprintf(stderr, "migctl migrate: %ld moved to %s but cannot work there as it did: %s\n", pid,
+              m.getDestination().cStr(), m.getProblem().cStr());
+      problem = true;
+    }
   })) {
     fprintf(stderr, "migctl migrate: %ld stays where it was: moving it to %s failed: %s\n", pid, to,
             shadow::oneLine(e->getDescription()).cStr());
     return 1;
   }
-  return 0;
+  return problem ? 3 : 0;
 }
 
 int listCommand(int argc, char** argv) {

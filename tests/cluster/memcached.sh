@@ -7,7 +7,9 @@
 # SIGTERM at home ends it. It runs with MIG_LOG (in /var/tmp, which every simulated
 # host shares): the shim on a and b and the deputy on a log what they did there
 # (checkpoint, restore, forwarded calls, the calls run at home, the signal), and nothing
-# of it reaches memcached's stdout or stderr. mig's own fds (the shim's on b,
+# of it reaches memcached's stdout or stderr. A second memcached whose deputy cannot
+# watch its sockets (MIG_FAULT=deputy-watch) is moved too: migctl migrate must say it
+# cannot work there (exit 3), not report a success. mig's own fds (the shim's on b,
 # the deputy's on a) must fit under that limit and out of memcached's numbers.
 # Skips (77) without memcached.
 #
@@ -117,5 +119,24 @@ else
 fi
 kill_job memcached
 rm -f "$MIGLOG"
+
+# A move after which the job cannot serve is not reported as a success: with
+# MIG_FAULT=deputy-watch the deputy cannot watch any home fd (as if its fd table were
+# full), so memcached's listening socket never wakes its epoll on b. migctl migrate
+# exits 3 with one line that says so, after its "migrated" line.
+if start_job broken mig /usr/bin/env MIG_FAULT=deputy-watch "$(command -v memcached)" -u root -l "${ADDR[a]}" -p 7401 -U 0 &&
+   wait_until 20 eval 'hx d python3 -c "$MC_CLIENT" "${ADDR[a]}" 7401 set early 10 >"$T/mc-broken.out" 2>&1'; then
+  migrate broken b 60
+  if (( MIG_RC == 3 )) && [[ -n $(migrated_line) && $(wc -l <"$MIG_ERR") == 1 ]] &&
+     grep -q "moved to .* but cannot work there as it did: its home fd [0-9]* cannot be watched" "$MIG_ERR"; then
+    ok "memcached: a move after which it cannot serve exits 3 with one line: $(cat "$MIG_ERR")"
+  else
+    fail "memcached: a move whose home fds cannot be watched: migctl exited $MIG_RC: $(tr '\n' ' ' <"$MIG_OUT" "$MIG_ERR")"
+    shadowd_logs a b
+  fi
+else
+  fail "memcached (MIG_FAULT=deputy-watch) did not answer on ${ADDR[a]}:7401 within 20 s: $(cat "$T/mc-broken.out" 2>/dev/null)"
+fi
+kill_job broken
 
 cluster_end
