@@ -67,6 +67,43 @@ if [ $rc -ne 0 ] && grep -q "File too large" <<<"$out" && [ -z "$(ls "$dir" | gr
   ok "a write that fails part-way leaves no image, not even a partial one; the job goes on"
 else bad "disk full: $out ($(ls -a "$dir"))" "$dir/full.out"; fi
 
+# A program that dup2s onto the number of the shim's control socket, then closes the
+# number the socket went to: the shim moved its socket away first and ignores the
+# close (the program never had it), the program's fd is its own, and the job can
+# still be checkpointed. (Python: bash keeps a copy of an open fd it redirects onto.)
+if command -v python3 >/dev/null; then
+  cat > "$dir/ownfd.py" <<'PY'
+import os, sys, time
+def top_socket():
+    found = []
+    for f in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink("/proc/self/fd/" + f).startswith("socket:"): found.append(int(f))
+        except OSError: pass  # listdir's own fd, closed by now
+    return max(found)
+ctl = top_socket()
+f = os.open(sys.argv[1] + "/taken", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+os.dup2(f, ctl)
+os.close(f)
+moved = top_socket()
+os.close(moved)
+os.write(ctl, b"took %d, socket moved to %d\n" % (ctl, moved))
+for i in range(1, 41):
+    print("step", i, flush=True)
+    time.sleep(0.05)
+os.write(ctl, b"still mine\n")
+print("done")
+PY
+  LD_PRELOAD=$(realpath "$libmig") python3 "$dir/ownfd.py" "$dir" > "$dir/ownfd.out" 2>&1 &
+  pids+=($!) job=$!
+  for _ in $(seq 1 200); do grep -q 'step 1' "$dir/ownfd.out" && break; sleep 0.05; done
+  "$migctl" checkpoint "$job" -o "$dir/ownfd.img" > "$dir/ownfd.log" 2>&1; rc=$?
+  if [ $rc -eq 0 ] && finish_ok "$job" ownfd && grep -q "^took [0-9]*, socket moved to [0-9]*$" "$dir/taken" &&
+     grep -qx "still mine" "$dir/taken" && [ "$(wc -l < "$dir/taken")" -eq 2 ]; then
+    ok "dup2 onto the shim's control socket and close of its new number: the program's fd is its own, checkpoint works ($(head -1 "$dir/taken"))"
+  else bad "the program took the control socket's number (checkpoint status $rc)" "$dir/ownfd.log" "$dir/ownfd.out" "$dir/taken"; fi
+fi
+
 # A deleted file larger than --max-deleted-file: refused in one line naming the file,
 # its size and the option; the job goes on, and a larger limit takes it.
 cat > "$dir/deleted.sh" <<'JOB'

@@ -117,7 +117,8 @@ void execDeputy(char* args, size_t len) {
   }
   envp[envc] = nullptr;
   bool listed = forEachNumberedEntry("/proc/self/fd", [&](int fd, int dir) {
-    if (fd != dir && fd != rt.controlConn && fd != rt.controlListen && fd != rt.controlAlias && fd != rt.logFd - 1) {
+    if (fd != dir && fd != rt.controlConn && fd != rt.controlListen && fd != rt.controlAlias && fd != rt.logFd - 1 &&
+        fd != rt.controlWake - 1) {
       rawSyscall(SYS_fcntl, fd, F_SETFD, 0);  // the job's fds, for the deputy
     }
   });
@@ -212,6 +213,7 @@ void fillProcessState(control::Block& b) {
   if (rt.controlListen >= 0) b.shimFds[b.shimFdCount++] = rt.controlListen;
   if (rt.controlAlias >= 0) b.shimFds[b.shimFdCount++] = rt.controlAlias;
   if (rt.logFd > 0) b.shimFds[b.shimFdCount++] = rt.logFd - 1;  // MIG_LOG's (log.h)
+  if (rt.controlWake > 0) b.shimFds[b.shimFdCount++] = rt.controlWake - 1;
   b.brk = static_cast<uint64_t>(rawSyscall(SYS_brk, 0));
   b.resumeInfoAddr = reinterpret_cast<uint64_t>(&rt.resume);
   b.resumeEntry = reinterpret_cast<uint64_t>(&mig_resumed_thread);

@@ -46,6 +46,9 @@ struct Runtime {
   int controlConn;                   // migctl's connection during a checkpoint
   int controlListen;
   int controlAlias;                  // listening under the virtual PID after a restore
+  int controlWake;                   // eventfd + 1 (0: none): wakes the control thread to poll
+                                     // its sockets under new numbers (own_fds.cc)
+  std::atomic<uint32_t> controlLoops;  // bumped by the control thread before each poll
   control::Block block;
   plan::ResumeInfo resume;           // written by the restorer
   forward::State forward;            // system call forwarding after a migration (shim/forward/)
