@@ -104,6 +104,40 @@ PY
   else bad "the program took the control socket's number (checkpoint status $rc)" "$dir/ownfd.log" "$dir/ownfd.out" "$dir/taken"; fi
 fi
 
+# A program that lowers its fd limit under the shim's fds (memcached -c 1024 does):
+# the shim moves them under the new limit first, as high as they fit, and the job can
+# still be checkpointed.
+if command -v python3 >/dev/null; then
+  cat > "$dir/lowlimit.py" <<'PY'
+import os, resource, time
+def ours():
+    found = []
+    for f in os.listdir("/proc/self/fd"):
+        try:
+            t = os.readlink("/proc/self/fd/" + f)
+            if t.startswith("socket:") or t == "anon_inode:[eventfd]": found.append(int(f))
+        except OSError: pass
+    return sorted(found)
+before = ours()
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+print("mig's fds", before, "->", ours(), flush=True)
+for i in range(1, 41):
+    print("step", i, flush=True)
+    time.sleep(0.05)
+print("done")
+PY
+  LD_PRELOAD=$(realpath "$libmig") python3 "$dir/lowlimit.py" > "$dir/lowlimit.out" 2>&1 &
+  pids+=($!) job=$!
+  for _ in $(seq 1 200); do grep -q 'step 1' "$dir/lowlimit.out" && break; sleep 0.05; done
+  "$migctl" checkpoint "$job" -o "$dir/lowlimit.img" > "$dir/lowlimit.log" 2>&1; rc=$?
+  moved=$(grep "^mig's fds" "$dir/lowlimit.out")
+  after=$(sed 's/.*-> \[//; s/\]//; s/,//g' <<<"$moved")
+  if [ $rc -eq 0 ] && finish_ok "$job" lowlimit && [ -n "$after" ] &&
+     [ "$after" = "254 255" ]; then
+    ok "a program that lowers its fd limit to 256: the shim's fds move under it, as high as they fit ($moved); checkpoint works"
+  else bad "fd limit lowered to 256 (checkpoint status $rc): $moved" "$dir/lowlimit.log" "$dir/lowlimit.out"; fi
+fi
+
 # A deleted file larger than --max-deleted-file: refused in one line naming the file,
 # its size and the option; the job goes on, and a larger limit takes it.
 cat > "$dir/deleted.sh" <<'JOB'

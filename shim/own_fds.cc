@@ -3,7 +3,9 @@
 // dup2/dup3 onto one moves ours to another number first (the control thread is woken
 // to poll the new numbers before the program's call goes on), then the call proceeds as
 // the program asked; a close of one is a no-op for the program, which never had it; a
-// close_range/closefrom closes around ours. After a move the same calls reach the
+// close_range/closefrom closes around ours; a setrlimit/prlimit that lowers
+// RLIMIT_NOFILE under ours moves them under the new limit first (refused, EMFILE, only
+// if they cannot fit). After a move the same calls reach the
 // SIGSYS handler too (shim/forward/fd_mirror.cc), which keeps the relay connections.
 #include "shim/own_fds.h"
 
@@ -11,8 +13,10 @@
 #include "shim/runtime.h"
 
 #include <cerrno>
+#include <dlfcn.h>
 #include <ctime>
 #include <linux/close_range.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 using namespace mig::shim;
@@ -25,23 +29,24 @@ bool isShimFd(long fd) {
   return fd >= 0 && rt.vpid != 0 && (fd == rt.controlListen || fd == rt.controlAlias || fd == rt.logFd - 1 || fd == rt.controlWake - 1);
 }
 
-// Moves our fd `fd` elsewhere in the band (the program's call then takes the number).
-void moveAside(int fd) {
+// Moves our fd `fd` elsewhere in the band (the program's call then takes the number),
+// or to `floor` and up; returns false if there is no room.
+bool moveAside(int fd, long floor = -1) {
   Runtime& rt = g_runtime;
-  const long moved = rawSyscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, ownFdFloor());
-  if (moved < 0) return;  // no room: the program's call goes on and ours is gone (the
-                          // control thread then listens anew; MIG_LOG stops)
+  const long moved = rawSyscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, floor >= 0 ? floor : ownFdFloor());
+  if (moved < 0) return false;  // no room: the program's call goes on and ours is gone
+                                // (the control thread then listens anew; MIG_LOG stops)
   const int n = static_cast<int>(moved);
   if (fd == rt.logFd - 1) {
     rt.logFd = n + 1;
-    return;
+    return true;
   }
   const bool polled = fd == rt.controlListen || fd == rt.controlAlias || fd == rt.controlWake - 1;
   const uint32_t loops = rt.controlLoops.load(std::memory_order_acquire);
   if (fd == rt.controlListen) rt.controlListen = n;
   else if (fd == rt.controlAlias) rt.controlAlias = n;
   else rt.controlWake = n + 1;
-  if (!polled || rt.controlWake == 0) return;
+  if (!polled || rt.controlWake == 0) return true;
   // Wake the control thread (the eventfd is the same file under either number) and wait
   // until it polls again with the new numbers: from then on the old one may be the
   // program's. Bounded: a control thread busy with a checkpoint re-reads them anyway.
@@ -51,6 +56,39 @@ void moveAside(int fd) {
     struct timespec ms = {0, 1000000};
     rawSyscall(SYS_nanosleep, reinterpret_cast<long>(&ms), 0);
   }
+  return true;
+}
+
+// The program lowers its fd limit to `soft`: ours at or above it move under it, as
+// high as they fit (the band under the new limit), and the old numbers are closed
+// (the program can never get them again). False (nothing moved) if they do not fit.
+bool makeRoomUnder(rlim_t soft) {
+  Runtime& rt = g_runtime;
+  if (rt.vpid == 0) return true;
+  const int ours[4] = {rt.controlListen, rt.controlAlias, rt.logFd - 1, rt.controlWake - 1};
+  int above = 0;
+  for (int fd : ours) above += fd >= 0 && static_cast<rlim_t>(fd) >= soft;
+  if (above == 0) return true;
+  const long top = static_cast<long>(soft < mig::forward::kMaxFds ? soft : mig::forward::kMaxFds);
+  // The highest free numbers under the new limit, one for each; if there are not that
+  // many, none moves.
+  long targets[4];
+  int free = 0;
+  for (long fd = top - 1; fd >= 0 && free < above; --fd) {
+    if (rawSyscall(SYS_fcntl, fd, F_GETFD) == -EBADF) targets[free++] = fd;
+  }
+  if (free < above) return false;
+  int k = 0;
+  for (int fd : ours) {
+    if (fd < 0 || static_cast<rlim_t>(fd) < soft) continue;
+    // F_DUPFD from a free number gives that number.
+    if (moveAside(fd, targets[k++])) rawSyscall(SYS_close, fd);
+  }
+  return true;
+}
+
+bool lowersFdLimit(int resource, const struct rlimit* lim) {
+  return resource == RLIMIT_NOFILE && lim != nullptr;
 }
 
 // close_range over [first, last] without ours.
@@ -78,6 +116,44 @@ int closeAround(unsigned first, unsigned last, int flags) {
 }  // namespace
 
 extern "C" {
+
+// setrlimit/setrlimit64 and prlimit/prlimit64 are two names each for one call on
+// x86-64 (rlim_t is 64 bits either way); a program calls either, depending on
+// _FILE_OFFSET_BITS. Named by asm labels: the headers redirect one name to the other.
+int migSetrlimit(int resource, const struct rlimit* lim) __asm__("setrlimit") __attribute__((visibility("default")));
+int migSetrlimit64(int resource, const struct rlimit* lim) __asm__("setrlimit64") __attribute__((visibility("default")));
+int migPrlimit(pid_t pid, int resource, const struct rlimit* lim, struct rlimit* old) __asm__("prlimit")
+    __attribute__((visibility("default")));
+int migPrlimit64(pid_t pid, int resource, const struct rlimit* lim, struct rlimit* old) __asm__("prlimit64")
+    __attribute__((visibility("default")));
+
+static int limitSet(int resource, const struct rlimit* lim) {
+  static auto real = reinterpret_cast<int (*)(int, const struct rlimit*)>(dlsym(RTLD_NEXT, "setrlimit"));
+  if (lowersFdLimit(resource, lim) && !makeRoomUnder(lim->rlim_cur)) {
+    errno = EMFILE;  // mig's own fds would not fit under it
+    return -1;
+  }
+  return real(resource, lim);
+}
+
+static int limitPr(pid_t pid, int resource, const struct rlimit* lim, struct rlimit* old) {
+  static auto real = reinterpret_cast<int (*)(pid_t, int, const struct rlimit*, struct rlimit*)>(dlsym(RTLD_NEXT, "prlimit"));
+  if ((pid == 0 || pid == static_cast<pid_t>(rawSyscall(SYS_getpid))) && lowersFdLimit(resource, lim) &&
+      !makeRoomUnder(lim->rlim_cur)) {
+    errno = EMFILE;
+    return -1;
+  }
+  return real(pid, resource, lim, old);
+}
+
+int migSetrlimit(int resource, const struct rlimit* lim) { return limitSet(resource, lim); }
+int migSetrlimit64(int resource, const struct rlimit* lim) { return limitSet(resource, lim); }
+int migPrlimit(pid_t pid, int resource, const struct rlimit* lim, struct rlimit* old) {
+  return limitPr(pid, resource, lim, old);
+}
+int migPrlimit64(pid_t pid, int resource, const struct rlimit* lim, struct rlimit* old) {
+  return limitPr(pid, resource, lim, old);
+}
 
 __attribute__((visibility("default"))) int dup2(int from, int to) {
   if (from != to && isShimFd(to)) moveAside(to);
