@@ -24,7 +24,7 @@ std::atomic<uint64_t> g_own[kTracked / 64];
 // connection to shadowd and a few watches (more watches take more, from the top down).
 constexpr int kOwnBand = 64;
 
-int g_jobTop = 0;   // the job's numbers are below this where there is room above
+int g_jobTop = 0;   // the job's numbers are below this (its hard limit, or kMaxFds)
 int g_hard = 0;     // the deputy's limit (soft raised to hard)
 bool g_shared = false;  // no room above the job's numbers: top-down placement
 
@@ -33,14 +33,15 @@ bool g_shared = false;  // no room above the job's numbers: top-down placement
 void planFdSpace() {
   struct rlimit lim {};
   getrlimit(RLIMIT_NOFILE, &lim);
-  const rlim_t jobSoft = lim.rlim_cur;
+  // The job may raise its soft limit where it runs, up to this hard one.
+  const rlim_t jobHard = lim.rlim_max;
   if (lim.rlim_cur < lim.rlim_max) {
     lim.rlim_cur = lim.rlim_max;
     setrlimit(RLIMIT_NOFILE, &lim);
   }
   const rlim_t cap = static_cast<rlim_t>(kTracked);
   g_hard = static_cast<int>(std::min(lim.rlim_cur, cap));
-  g_jobTop = static_cast<int>(std::min<rlim_t>(jobSoft, forward::kMaxFds));
+  g_jobTop = static_cast<int>(std::min<rlim_t>(jobHard, forward::kMaxFds));
   g_shared = g_hard < g_jobTop + kOwnBand;
 }
 
