@@ -328,6 +328,12 @@ class LocalImpl final : public rpc::Local::Server {
         })
         .then([this, id, result](capnp::Response<rpc::Node::SetupCheckResults>&& r) mutable {
           if (r.getProblem().size() == 0) return;
+          // A job that already ended (its watches broke with its deputy) had no problem.
+          KJ_IF_MAYBE(j, d_.homeJobs().find(id)) {
+            if ((*j)->ended) return;
+          } else {
+            return;
+          }
           d_.log(kj::str("job ", id, " moved but cannot work as it did: ", r.getProblem()));
           result.setProblem(r.getProblem());
         }, [](kj::Exception&&) {});
