@@ -84,7 +84,10 @@ constexpr const char* kMigrateMore =
     "on working, and the internet sockets it creates after the move are made at home "
     "too, so it keeps its network identity. Default (keep the network at home) when "
     "clients know the job by its home address or connections must not break; --rebind "
-    "when clients find it again by themselves and the detour home would cost too much.";
+    "when clients find it again by themselves and the detour home would cost too much. "
+    "Exit status: 0 moved; 1 not moved (it goes on where it was, one line says why); "
+    "3 moved, but it cannot work there as it did (one line says why: its home sockets, "
+    "pipes or terminal cannot be watched, so poll and epoll on them will not wake).";
 
 struct MigrateOptions {
   kj::String socket;
@@ -181,6 +184,7 @@ int migrate(const MigrateOptions& o, long pid) {
   j.setRequested(o.anywhere ? kj::StringPtr("anywhere") : o.to.asPtr());
   j.setError("");  // unset Text is left out of the JSON: every field is always there
   j.setDestination("");
+  j.setProblem("");
   kj::String to;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
     to = o.anywhere ? idlestOtherNode(link) : kj::str(o.to);
@@ -200,10 +204,16 @@ int migrate(const MigrateOptions& o, long pid) {
     j.setImageBytes(static_cast<double>(m.getImageBytes()));
     j.setTransferMs(m.getTransferMs());
     j.setRestoreMs(m.getRestoreMs());
+    j.setProblem(m.getProblem());
     if (!o.json) {
       printf("migrated %ld to %s: frozen %.1f ms (image %.1f MiB, captured and sent in %.1f ms, restored in %.1f ms)\n",
              pid, m.getDestination().cStr(), m.getFreezeMs(), static_cast<double>(m.getImageBytes()) / (1 << 20),
              m.getTransferMs(), m.getRestoreMs());
+    }
+    if (m.getProblem().size() > 0 && !o.json) {
+      fflush(stdout);
+      fprintf(stderr, "migctl migrate: %ld moved to %s but cannot work there as it did: %s\n", pid,
+              m.getDestination().cStr(), m.getProblem().cStr());
     }
   })) {
     auto why = shadow::oneLine(e->getDescription());
@@ -218,7 +228,7 @@ int migrate(const MigrateOptions& o, long pid) {
     return 1;
   }
   if (o.json) printJson(j.asReader());
-  return 0;
+  return j.getProblem().size() > 0 ? 3 : 0;
 }
 
 struct QueryOptions {

@@ -48,6 +48,7 @@ struct Migration {
   imageBytes @6 :Float64;    # size of its image
   transferMs @7 :Float64;    # capture and send
   restoreMs @8 :Float64;     # restore on the destination
+  problem @9 :Text;          # moved, but it cannot work there as it did: why ("" when none; exit status 3)
 }
 
 struct Checkpoint {

@@ -70,6 +70,12 @@ interface Node {
   # This host's CLOCK_REALTIME, in nanoseconds since the epoch: a host that receives a
   # job measures how far home's clock is from its own (NTP style, several exchanges)
   # so the job's realtime clock can follow home's.
+
+  setupCheck @7 (jobId :UInt64, token :Data) -> (problem :Text);
+  # Asked by the job's home once a move to this host is done: what keeps the job from
+  # working here as it did (one line: its home fds that could not be watched for its
+  # readiness stand-ins), empty if nothing. Resolves once the stand-ins made at the
+  # restore are watched or have failed.
 }
 
 interface ImageSink {
@@ -87,6 +93,8 @@ struct MigrationResult {
   transferMs @2 :Float64;
   restoreMs @3 :Float64;
   destination @4 :Text;
+  problem @5 :Text;         # the job runs at the destination but cannot work there as it
+                            # did (Node.setupCheck): migctl says so and exits non-zero
 }
 
 interface Deputy {

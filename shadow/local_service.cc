@@ -211,10 +211,15 @@ class LocalImpl final : public rpc::Local::Server {
     auto to = d_.resolveNode(p.getTo());
     auto result = context.getResults().initResult();
     result.setDestination(to);
+    // A move to where the job is would forward it to itself for ever: refused.
+    auto alreadyThere = [&](kj::StringPtr where) {
+      require(where != to, kj::str("the job already runs on ", p.getTo(), ": nothing to move"));
+    };
 
     // A job whose home is here but which runs elsewhere: its host sends it on.
     if (HomeJob* job = d_.homeJobByVpid(pid); job != nullptr && job->location.size() > 0) {
       require(!job->migrating, "this job is already migrating");
+      alreadyThere(job->location);
       job->migrating = true;
       uint64_t id = job->id;
       auto from = kj::str(job->location);
@@ -236,9 +241,9 @@ class LocalImpl final : public rpc::Local::Server {
             result.setTransferMs(got.getTransferMs());
             result.setRestoreMs(got.getRestoreMs());
           })
-          .then([this, id, to = kj::str(to)]() -> kj::Promise<void> {
+          .then([this, id, to = kj::str(to), result]() mutable -> kj::Promise<void> {
                   finishMigration(id, kj::StringPtr(to));
-                  return kj::READY_NOW;
+                  return checkSetup(id, to, result);
                 },
                 [this, id](kj::Exception&& e) -> kj::Promise<void> {
                   finishMigration(id, nullptr);
@@ -251,6 +256,7 @@ class LocalImpl final : public rpc::Local::Server {
       HostedJob& j = *e.value;
       if (j.realPid != pid && j.vpid != pid) continue;
       require(j.running && !j.leaving, "this job is not ready to migrate");
+      alreadyThere(d_.address());
       j.leaving = true;
       uint64_t id = j.id;
       return d_.runSender(result, j.realPid, j.id, j.token, j.home, j.vpid, j.command, to, p.getNetwork(), false)
@@ -264,6 +270,7 @@ class LocalImpl final : public rpc::Local::Server {
     require(pid > 0, "bad PID");
     if (kill(pid, 0) != 0 && errno == ESRCH) fail(kj::str("no process with PID ", pid));
     require(d_.address().size() > 0, "this shadowd has no --listen address: jobs cannot come back to it");
+    alreadyThere(d_.address());
     HomeJob* job = d_.homeJobByVpid(pid);
     if (job == nullptr) {
       auto fresh = kj::heap<HomeJob>();
@@ -288,11 +295,11 @@ class LocalImpl final : public rpc::Local::Server {
     require(pidfd >= 0, kj::str("cannot watch process ", pid, ": ", strerror(errno)));
     auto watch = kj::heap<kj::AutoCloseFd>(pidfd);
     return d_.runSender(result, pid, job->id, job->token, d_.address(), pid, job->command, to, p.getNetwork(), true)
-        .then([this, id, to = kj::str(to), watch = kj::mv(watch)]() mutable -> kj::Promise<void> {
+        .then([this, id, to = kj::str(to), watch = kj::mv(watch), result]() mutable -> kj::Promise<void> {
                 finishMigration(id, kj::StringPtr(to));
                 watchDeputy(d_, id, kj::mv(*watch));
                 d_.tasks().add(followStops(d_, id));
-                return kj::READY_NOW;
+                return checkSetup(id, to, result);
               },
               [this, id](kj::Exception&& e) -> kj::Promise<void> {
                 // Still here, untouched: no deputy, no job record.
@@ -302,6 +309,34 @@ class LocalImpl final : public rpc::Local::Server {
                 }
                 return kj::mv(e);
               });
+  }
+
+  // After a move: asks the destination what keeps the job from working there as it did
+  // (Node.setupCheck) and puts it in the result, so migctl does not report a success
+  // the job cannot live up to. A destination that cannot answer (an older shadowd)
+  // leaves the result as it is: the job did move.
+  kj::Promise<void> checkSetup(uint64_t id, kj::StringPtr to, rpc::MigrationResult::Builder result) {
+    kj::Array<kj::byte> token;
+    KJ_IF_MAYBE(j, d_.homeJobs().find(id)) { token = kj::heapArray<kj::byte>((*j)->token); }
+    else return kj::READY_NOW;
+    return d_.peer(to)
+        .then([id, token = kj::mv(token)](rpc::Node::Client node) mutable {
+          auto req = node.setupCheckRequest();
+          req.setJobId(id);
+          req.setToken(token);
+          return req.send();
+        })
+        .then([this, id, result](capnp::Response<rpc::Node::SetupCheckResults>&& r) mutable {
+          if (r.getProblem().size() == 0) return;
+          // A job that already ended (its watches broke with its deputy) had no problem.
+          KJ_IF_MAYBE(j, d_.homeJobs().find(id)) {
+            if ((*j)->ended) return;
+          } else {
+            return;
+          }
+          d_.log(kj::str("job ", id, " moved but cannot work as it did: ", r.getProblem()));
+          result.setProblem(r.getProblem());
+        }, [](kj::Exception&&) {});
   }
 
   kj::Promise<void> registerDeputy(RegisterDeputyContext context) override {
