@@ -155,7 +155,7 @@ if [ $rc -ne 0 ] && [ "$out" = "migctl: $want" -o "$out" = "$want" ] && [ ! -e "
   ok "a deleted file over --max-deleted-file is refused in one line naming it, its size and the option; 3 MiB takes it"
 else bad "deleted file over the limit (status $rc): $out" "$dir/deleted.log" "$dir/deleted.out"; fi
 out=$("$migctl" checkpoint 1 -o "$dir/x.img" --max-deleted-file 600 2>&1); rc=$?
-[ $rc -eq 2 ] && [ "$out" = "migctl checkpoint: --max-deleted-file takes a size in MiB from 0 to 511, not '600'" ] &&
+[ $rc -eq 2 ] && [ "$out" = "migctl checkpoint: --max-deleted-file=600: takes a whole number from 0 to 511, not '600' (try 'migctl checkpoint --help')" ] &&
   ok "--max-deleted-file beyond 511 MiB: one line" || bad "--max-deleted-file 600 (status $rc): $out"
 
 # An epoll registration made under an fd number that no longer holds that file
