@@ -98,7 +98,7 @@ struct Move {
   time @0 :Text;             # when it was asked, UTC, ISO 8601 ("2026-12-06T14:30:05.123Z")
   unixTime @1 :Float64;      # the same, seconds since 1970
   pid @2 :Int32;             # the job's PID at home
-  jobId @3 :Text;            # shadowd's id of the job, decimal ("0": refused before it was one)
+  jobId @3 :Text;            # shadowd's id of the job, decimal ("0": refused at its first move)
   from @4 :Text;             # node name (shadowd's --nodes file) or address it ran on
   to @5 :Text;               # node name or address it was sent to
   mode @6 :Text;             # its network: "home", "local-net" or "rebind" (migrate's options)

@@ -136,7 +136,7 @@ struct MoveRecord {
   # One `migctl migrate` as this shadowd saw it (migctl history).
   time @0 :Float64;         # when it was asked, CLOCK_REALTIME seconds
   pid @1 :Int32;            # the job's PID at home
-  jobId @2 :UInt64;         # 0: it never became a job (refused before)
+  jobId @2 :UInt64;         # 0: refused at its first move (it never became a job)
   from @3 :Text;            # node name (--nodes file) or address it ran on
   to @4 :Text;              # node name or address asked for
   network @5 :NetworkPolicy;

@@ -229,6 +229,11 @@ class LocalImpl final : public rpc::Local::Server {
               },
               [this, &m](kj::Exception&& e) -> kj::Promise<void> {
                 m.error = oneLine(e.getDescription());
+                // Refused at its first move: the job record made for it is gone again.
+                if (m.jobId != 0 && d_.homeJobs().find(m.jobId) == nullptr &&
+                    d_.hostedJobs().find(m.jobId) == nullptr) {
+                  m.jobId = 0;
+                }
                 d_.log(kj::str("moving PID ", m.pid, " from ", m.from, " to ", m.to, " failed: ", m.error));
                 d_.moves().add(kj::mv(m));
                 return kj::mv(e);
