@@ -61,7 +61,7 @@ chmod 600 "$dir/key"
 pids+=($!)
 LD_PRELOAD=$libmig sleep 120 &
 job=$!
-pids+=($job)
+pids+=("$job")
 export MIG_SHADOWD_SOCKET=$dir/sock
 # Bounded wait (10 s) until shadowd answers and lists the job.
 for _ in $(seq 200); do

@@ -51,7 +51,7 @@ shtext=$tmp/shadowd.8.txt
 
 cmds=$(commands "$migctl")
 [ -n "$cmds" ] || bad "migctl --help lists no commands"
-# shellcheck disable=SC2086
+# shellcheck disable=SC2086,SC2046
 check_named "$mtext" "migctl's commands" $cmds $(options "$migctl")
 for c in $cmds; do
   subs=$(commands "$migctl" "$c")
@@ -62,7 +62,7 @@ for c in $cmds; do
     check_named "$mtext" "migctl $c $s's options" $(options "$migctl" "$c" "$s")
   done
 done
-# shellcheck disable=SC2086
+# shellcheck disable=SC2086,SC2046
 check_named "$shtext" "shadowd's options" $(options "$shadowd")
 
 # The check itself: a made-up option is not found.

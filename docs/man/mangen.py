@@ -84,6 +84,7 @@ def convert(path, version):
             i += 1
             continue
         if line.startswith("```"):
+            out.append(".PP")
             out.append(".RS 4")
             out.append(".nf")
             i += 1

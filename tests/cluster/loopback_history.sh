@@ -31,10 +31,10 @@ if [ $rc -eq 0 ] && [ "$(wc -l < "$dir/h0.txt")" -eq 1 ] && grep -q '^TIME (UTC)
   ok "history before any move: only its heading"
 else bad "history before any move (exit $rc)" "$dir/h0.txt" "$dir/h0.err"; fi
 
-cd "$dir"
+cd "$dir" || exit 1
 LD_PRELOAD=$libmig "$jobexe" 100000 "$dir/raw" > "$dir/out.txt" 2> "$dir/err.txt" &
 job=$!
-pids+=($job)
+pids+=("$job")
 wait_line "$dir/out.txt" '^step 2 ' || bad "the job started" "$dir/out.txt" "$dir/err.txt"
 
 A migrate "$job" --to b > "$dir/m1.out" 2> "$dir/m1.err" && ok "a -> b: moved" ||
@@ -54,7 +54,7 @@ assert first[2:6] == [job, "a", "b", "home"] and first[7] == "ms" and float(firs
 assert second[2:6] == [job, "b", "c", "home"] and second[6] == "-" and second[7] == "failed:", second
 assert "key" in lines[2], "the refusal's reason does not name the key"
 PY
-then ok "history: a -> b moved, then b -> c failed with the reason (exit $rc)"
+then ok "history: a -> b moved, then b -> c failed with the reason (exit $rc)"; sed 's/^/      /' "$dir/h.txt"
 else bad "history's table (exit $rc)" "$dir/h.txt" "$dir/h.err"; fi
 
 A history --json > "$dir/h.json" 2> "$dir/h.json.err"; rc=$?
