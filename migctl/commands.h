@@ -31,5 +31,6 @@ kj::MainFunc runMain(cli::Context& cli);
 kj::MainFunc migrateMain(cli::Context& cli);
 kj::MainFunc listMain(cli::Context& cli);
 kj::MainFunc nodesMain(cli::Context& cli);
+kj::MainFunc historyMain(cli::Context& cli);
 
 }  // namespace mig::migctl

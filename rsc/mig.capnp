@@ -136,6 +136,22 @@ interface Local {
   deputySignal @4 (jobId :UInt64, token :Data, signal :Int32, info :Data) -> ();
   # From the deputy: a signal sent to the job's PID at home, with its siginfo_t
   # (128 bytes; empty: none), for the host the job runs on (Node.signal).
+  history @5 () -> (moves :List(MoveRecord));
+  # The moves asked of this shadowd (migrate), oldest first; the last 100 since it started.
+}
+
+struct MoveRecord {
+  # One `migctl migrate` as this shadowd saw it (migctl history).
+  time @0 :Float64;         # when it was asked, CLOCK_REALTIME seconds
+  pid @1 :Int32;            # the job's PID at home
+  jobId @2 :UInt64;         # 0: refused at its first move (it never became a job)
+  from @3 :Text;            # node name (--nodes file) or address it ran on
+  to @4 :Text;              # node name or address asked for
+  network @5 :NetworkPolicy;
+  ok @6 :Bool;
+  freezeMs @7 :Float64;     # 0 unless ok
+  error @8 :Text;           # why it failed; "" when ok
+  command @9 :Text;
 }
 
 struct NodeStatus {

@@ -205,10 +205,59 @@ class LocalImpl final : public rpc::Local::Server {
     return kj::joinPromises(asks.releaseAsArray()).attach(kj::mv(wanted));
   }
 
+  // Every move asked, made or not, goes into the history (migctl history).
   kj::Promise<void> migrate(MigrateContext context) override {
+    auto p = context.getParams();
+    auto move = kj::heap<Move>();
+    move->time = nowSeconds();
+    move->pid = p.getPid();
+    move->to = kj::str(p.getTo());
+    move->network = p.getNetwork();
+    move->from = kj::str(nodeName(d_.address()));
+    Move& m = *move;
+    auto results = context.getResults();
+    // Recorded when it ends, not if it is cancelled (migctl went away; shadowd stops).
+    return kj::evalNow([&]() { return moveJob(context, m); })
+        .then([this, move = kj::mv(move), results]() mutable -> kj::Promise<void> {
+                move->ok = true;
+                move->freezeMs = results.getResult().getFreezeMs();
+                move->to = kj::str(nodeName(results.getResult().getDestination()));
+                d_.log(kj::str("moved PID ", move->pid, " from ", move->from, " to ", move->to, ": frozen ",
+                               move->freezeMs, " ms"));
+                d_.moves().add(kj::mv(*move));
+                return kj::READY_NOW;
+              },
+              [this, &m](kj::Exception&& e) -> kj::Promise<void> {
+                m.error = oneLine(e.getDescription());
+                // Refused at its first move: the job record made for it is gone again.
+                if (m.jobId != 0 && d_.homeJobs().find(m.jobId) == nullptr &&
+                    d_.hostedJobs().find(m.jobId) == nullptr) {
+                  m.jobId = 0;
+                }
+                d_.log(kj::str("moving PID ", m.pid, " from ", m.from, " to ", m.to, " failed: ", m.error));
+                d_.moves().add(kj::mv(m));
+                return kj::mv(e);
+              });
+  }
+
+  kj::Promise<void> history(HistoryContext context) override {
+    d_.moves().fill(context.getResults().initMoves(static_cast<unsigned>(d_.moves().size())));
+    return kj::READY_NOW;
+  }
+
+  // The name the --nodes file gives `address`, else the address.
+  kj::StringPtr nodeName(kj::StringPtr address) {
+    for (auto& e : d_.config().nodes) {
+      if (e.value == address) return e.key;
+    }
+    return address;
+  }
+
+  kj::Promise<void> moveJob(MigrateContext& context, Move& move) {
     auto p = context.getParams();
     pid_t pid = p.getPid();
     auto to = d_.resolveNode(p.getTo());
+    move.to = kj::str(nodeName(to));
     auto result = context.getResults().initResult();
     result.setDestination(to);
     // A move to where the job is would forward it to itself for ever: refused.
@@ -218,6 +267,9 @@ class LocalImpl final : public rpc::Local::Server {
 
     // A job whose home is here but which runs elsewhere: its host sends it on.
     if (HomeJob* job = d_.homeJobByVpid(pid); job != nullptr && job->location.size() > 0) {
+      move.jobId = job->id;
+      move.from = kj::str(nodeName(job->location));
+      move.command = kj::str(job->command);
       require(!job->migrating, "this job is already migrating");
       alreadyThere(job->location);
       job->migrating = true;
@@ -255,6 +307,9 @@ class LocalImpl final : public rpc::Local::Server {
     for (auto& e : d_.hostedJobs()) {
       HostedJob& j = *e.value;
       if (j.realPid != pid && j.vpid != pid) continue;
+      move.jobId = j.id;
+      move.pid = j.vpid;
+      move.command = kj::str(j.command);
       require(j.running && !j.leaving, "this job is not ready to migrate");
       alreadyThere(d_.address());
       j.leaving = true;
@@ -285,6 +340,8 @@ class LocalImpl final : public rpc::Local::Server {
       job = fresh.get();
       d_.homeJobs().insert(job->id, kj::mv(fresh));
     }
+    move.jobId = job->id;
+    move.command = kj::str(job->command);
     require(!job->migrating, "this job is already migrating");
     job->migrating = true;
     uint64_t id = job->id;
