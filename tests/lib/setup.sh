@@ -12,7 +12,6 @@ MIG_PACKAGES=(
   redis-server redis-tools nginx-light  # real servers the network tests migrate
   python3                         # Debian's python3: code_after_move.sh imports C extensions after a move
   memcached                       # restarted on its port (migctl-sockets-restart); lowers RLIMIT_NOFILE to 1024 (migration-memcached)
-  memcached                       # a real server migctl-sockets-restart restarts on its port
   groff-base man-db               # man-pages test: the pages rendered by groff -ww and man --warnings
 )
 
