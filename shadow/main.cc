@@ -52,6 +52,9 @@ constexpr const char* kUsage =
     "  --max-pending-logins N  at most N connections waiting to log in at once; more are\n"
     "                       closed at once (default: 16). Before login a peer may send\n"
     "                       at most 64 KiB\n"
+    "  --insecure-plaintext-links  FOR BENCHMARKS ONLY: links to other hosts carry\n"
+    "                       everything in clear (jobs' data, images); both ends must say\n"
+    "                       so. Default: encrypted and authenticated with the cluster key\n"
     "  --log FILE           log there instead of stderr\n"
     "  -h, --help           this text\n";
 
@@ -138,6 +141,7 @@ int run(int argc, char** argv) {
     else if (arg == "--transfer-timeout") config.transferTimeoutMs = parseSecondsMs(arg, value());
     else if (arg == "--login-timeout") config.loginTimeoutMs = parseSecondsMs(arg, value());
     else if (arg == "--max-pending-logins") config.maxPendingLogins = parseCount(arg, value());
+    else if (arg == "--insecure-plaintext-links") config.linkMode = LinkMode::PLAINTEXT;
     else usageError(kj::str("unknown argument '", arg, "'").cStr());
   }
   if (const char* env = getenv("MIG_LOCAL_PATHS")) {
@@ -218,7 +222,7 @@ int run(int argc, char** argv) {
   limits.timeoutMs = cfg.loginTimeoutMs;
   limits.maxPending = cfg.maxPendingLogins;
   GatedServer gated(
-      io.provider->getTimer(), limits,
+      io.provider->getTimer(), limits, linkSecret(d.key(), cfg.linkMode),
       [&d](kj::Function<void()> onLogin) -> capnp::Capability::Client { return makeGate(d, kj::mv(onLogin)); },
       [&d](kj::StringPtr line) { d.log(line); });
   if (cfg.listen.size() > 0) {
@@ -234,6 +238,10 @@ int run(int argc, char** argv) {
   }
   d.log(kj::str("listening on ", cfg.listen.size() > 0 ? cfg.listen.asPtr() : "(no network)", ", local socket ",
                 cfg.socketPath, d.key().present() ? ", cluster key loaded" : ", no cluster key"));
+  if (cfg.linkMode == LinkMode::PLAINTEXT) {
+    d.log("WARNING: --insecure-plaintext-links: links to other hosts are NOT encrypted or integrity-protected; "
+          "anyone on the network can read and alter jobs' data. For benchmarks only");
+  }
 
   auto stop = io.unixEventPort.onSignal(SIGTERM).exclusiveJoin(io.unixEventPort.onSignal(SIGINT));
   auto served = localServing.exclusiveJoin(kj::mv(relayServing)).exclusiveJoin(kj::mv(peerServing));

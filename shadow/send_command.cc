@@ -39,7 +39,7 @@ constexpr int kFreezeTimeoutSeconds = 30;
 constexpr const char* kUsage =
     "usage: MIG_JOB_TOKEN=HEX migctl send PID --to HOST:PORT --key FILE --job-id ID --home HOST:PORT\n"
     "                   --vpid N [--command TEXT] [--network local|rebind] [--deputy PATH --shadowd-socket PATH]\n"
-    "                   [--stall-timeout-ms N]\n"
+    "                   [--stall-timeout-ms N] [--insecure-plaintext-links]\n"
     "\n"
     "One hop of a migration, as shadowd runs it; use `migctl migrate` instead.\n";
 
@@ -114,6 +114,7 @@ int sendCommand(int argc, char** argv) {
   uint64_t jobId = 0, stallMs = 30000;
   long pid = 0, vpid = 0;
   auto network = rpc::NetworkPolicy::HOME;
+  auto linkMode = LinkMode::ENCRYPTED;
   for (int i = 0; i < argc; ++i) {
     auto is = [&](const char* name) { return strcmp(argv[i], name) == 0 && i + 1 < argc; };
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -127,6 +128,7 @@ int sendCommand(int argc, char** argv) {
     else if (is("--command")) command = argv[++i];
     else if (is("--deputy")) deputy = argv[++i];
     else if (is("--shadowd-socket")) shadowdSocket = argv[++i];
+    else if (strcmp(argv[i], "--insecure-plaintext-links") == 0) linkMode = LinkMode::PLAINTEXT;
     else if (is("--stall-timeout-ms")) stallMs = strtoull(argv[++i], nullptr, 10);
     else if (is("--network")) {
       const char* v = argv[++i];
@@ -151,7 +153,7 @@ int sendCommand(int argc, char** argv) {
   auto io = kj::setupAsyncIo();
   auto& ws = io.waitScope;
   migctl::ControlClient ctl(static_cast<pid_t>(pid));  // a process not under mig: said before anything else
-  auto link = loginToPeer(io, key, to).wait(ws);
+  auto link = loginToPeer(io, key, linkMode, to).wait(ws);
 
   // The destination may refuse before anything happens to the job.
   auto receive = link->node.receiveRequest();

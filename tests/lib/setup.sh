@@ -10,6 +10,8 @@ MIG_PACKAGES=(
   clang-14 libclang-rt-14-dev     # libFuzzer targets
   iproute2 util-linux procps      # simulated hosts: ip, unshare, nsenter, ps
   redis-server redis-tools nginx-light  # real servers the network tests migrate
+  libsodium-dev                   # host-to-host links: X25519 handshake, ChaCha20-Poly1305 records
+  tcpdump                         # cluster test: a capture on the simulated bridge holds no plaintext
 )
 
 mig_install_deps() {

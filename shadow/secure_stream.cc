@@ -1,0 +1,302 @@
+// See secure_stream.h. Crypto from libsodium: crypto_kx (X25519), crypto_generichash
+// (BLAKE2b) and crypto_aead_chacha20poly1305_ietf, sealed and opened in place so that
+// a record costs one copy (gathering the pieces of a write) and no allocation on read.
+#include "shadow/secure_stream.h"
+
+#include "shadow/cluster_key.h"
+
+#include <kj/debug.h>
+#include <sodium.h>
+
+#include <cstring>
+
+namespace mig::shadow {
+namespace {
+
+constexpr kj::byte kMagic[8] = {'m', 'i', 'g', '-', 'l', 'i', 'n', 'k'};
+constexpr kj::byte kVersion = 1;
+constexpr size_t kHelloSize = sizeof(kMagic) + 2 + crypto_kx_PUBLICKEYBYTES;
+constexpr size_t kHeader = 4;
+constexpr size_t kTag = crypto_aead_chacha20poly1305_ietf_ABYTES;
+constexpr size_t kHash = 32;
+// Room for a whole record of the largest size and the next record's start, so that one
+// read from the socket can bring several small records.
+constexpr size_t kInBuffer = 2 * (kHeader + SecureStream::kMaxRecord + kTag);
+
+void initSodium() {
+  // Idempotent and thread-safe; fails only if the system has no entropy source.
+  KJ_REQUIRE(sodium_init() >= 0, "libsodium could not initialise");
+}
+
+void nonceFor(uint64_t counter, kj::byte nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES]) {
+  memset(nonce, 0, crypto_aead_chacha20poly1305_ietf_NPUBBYTES);
+  for (int i = 0; i < 8; ++i) nonce[4 + i] = static_cast<kj::byte>(counter >> (8 * i));
+}
+
+void putLength(kj::byte* p, uint32_t n) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<kj::byte>(n >> (8 * i));
+}
+
+uint32_t getLength(const kj::byte* p) {
+  return static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 | static_cast<uint32_t>(p[2]) << 16 |
+         static_cast<uint32_t>(p[3]) << 24;
+}
+
+[[noreturn]] void disconnected(kj::StringPtr why) {
+  kj::throwFatalException(kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__, kj::str(why)));
+}
+
+const char* modeName(LinkMode m) {
+  return m == LinkMode::PLAINTEXT ? "plaintext links (--insecure-plaintext-links)" : "encrypted links";
+}
+
+}  // namespace
+
+// The per-direction keys and the handshake's ephemeral key pair, wiped when dropped.
+struct SecureStream::Keys {
+  kj::byte send[32];
+  kj::byte recv[32];
+  kj::byte publicKey[crypto_kx_PUBLICKEYBYTES];
+  kj::byte secretKey[crypto_kx_SECRETKEYBYTES];
+  kj::byte hello[kHelloSize];      // ours
+  kj::byte peerHello[kHelloSize];  // theirs
+  kj::byte transcript[kHash];      // hash of the connector's hello, then the acceptor's
+  ~Keys() { sodium_memzero(this, sizeof(*this)); }
+};
+
+LinkSecret linkSecret(const ClusterKey& key, LinkMode mode) {
+  initSodium();
+  LinkSecret s;
+  s.mode = mode;
+  // Not the key itself: a value only links use, so that a link key and a login proof
+  // are never the same bytes.
+  if (key.present()) s.key = key.proof("mig-link-secret", nullptr);
+  return s;
+}
+
+size_t SecureStream::recordSize(size_t plain) { return kHeader + plain + kTag; }
+
+SecureStream::SecureStream(kj::Own<kj::AsyncIoStream> inner, Side side, const LinkSecret& secret)
+    : inner_(kj::mv(inner)), side_(side), mode_(secret.mode), secret_(kj::heapArray<kj::byte>(secret.key)) {
+  initSodium();
+}
+
+SecureStream::~SecureStream() noexcept(false) {
+  if (secret_.size() > 0) sodium_memzero(secret_.begin(), secret_.size());
+}
+
+kj::Promise<void> SecureStream::readExactly(kj::byte* out, size_t n) {
+  return inner_->tryRead(out, n, n).then([n](size_t got) {
+    if (got < n) disconnected("the peer closed the connection during the link handshake (a shadowd that refused us, or not a shadowd)");
+  });
+}
+
+kj::Promise<void> SecureStream::handshake() {
+  KJ_REQUIRE(keys_.get() == nullptr && !ready_, "handshake() called twice");
+  if (mode_ == LinkMode::ENCRYPTED && secret_.size() == 0) {
+    disconnected("this shadowd has no cluster key: it cannot open encrypted links (--cluster-key FILE)");
+  }
+  keys_ = kj::heap<Keys>();
+  auto& k = *keys_;
+  crypto_kx_keypair(k.publicKey, k.secretKey);
+  memcpy(k.hello, kMagic, sizeof(kMagic));
+  k.hello[sizeof(kMagic)] = kVersion;
+  k.hello[sizeof(kMagic) + 1] = static_cast<kj::byte>(mode_);
+  memcpy(k.hello + sizeof(kMagic) + 2, k.publicKey, sizeof(k.publicKey));
+
+  // Both hellos cross at once: each side writes, then reads.
+  return inner_->write(k.hello, kHelloSize)
+      .then([this]() { return readExactly(keys_->peerHello, kHelloSize); })
+      .then([this]() -> kj::Promise<void> {
+        auto& k = *keys_;
+        if (memcmp(k.peerHello, kMagic, sizeof(kMagic)) != 0) {
+          disconnected("the peer does not speak mig's link protocol (not a shadowd, or one older than encrypted links)");
+        }
+        if (k.peerHello[sizeof(kMagic)] != kVersion) {
+          disconnected(kj::str("the peer speaks link version ", k.peerHello[sizeof(kMagic)], ", this shadowd ",
+                               kVersion, ": run the same mig on both hosts"));
+        }
+        auto peerMode = static_cast<LinkMode>(k.peerHello[sizeof(kMagic) + 1]);
+        if (peerMode != mode_) {
+          disconnected(kj::str("the peer wants ", modeName(peerMode), ", this shadowd ", modeName(mode_),
+                               ": start both with the same setting"));
+        }
+        if (mode_ == LinkMode::PLAINTEXT) {
+          keys_ = nullptr;
+          ready_ = true;
+          return kj::READY_NOW;
+        }
+
+        const kj::byte* connectorHello = side_ == Side::CONNECTOR ? k.hello : k.peerHello;
+        const kj::byte* acceptorHello = side_ == Side::CONNECTOR ? k.peerHello : k.hello;
+        crypto_generichash_state h;
+        crypto_generichash_init(&h, nullptr, 0, kHash);
+        crypto_generichash_update(&h, connectorHello, kHelloSize);
+        crypto_generichash_update(&h, acceptorHello, kHelloSize);
+        crypto_generichash_final(&h, k.transcript, kHash);
+
+        // The X25519 shared secret, split by crypto_kx into one key per direction.
+        kj::byte rx[crypto_kx_SESSIONKEYBYTES], tx[crypto_kx_SESSIONKEYBYTES];
+        const kj::byte* peerPublic = k.peerHello + sizeof(kMagic) + 2;
+        int kx = side_ == Side::CONNECTOR
+                     ? crypto_kx_client_session_keys(rx, tx, k.publicKey, k.secretKey, peerPublic)
+                     : crypto_kx_server_session_keys(rx, tx, k.publicKey, k.secretKey, peerPublic);
+        if (kx != 0) disconnected("the peer sent an invalid public key in the link handshake");
+        // Each direction's key binds the cluster key, the fresh shared secret and both hellos.
+        auto derive = [&](kj::byte out[32], const kj::byte* shared, bool connectorToAcceptor) {
+          const char* label = connectorToAcceptor ? "mig-link connector->acceptor" : "mig-link acceptor->connector";
+          crypto_generichash_state d;
+          crypto_generichash_init(&d, secret_.begin(), secret_.size(), 32);
+          crypto_generichash_update(&d, reinterpret_cast<const kj::byte*>(label), strlen(label));
+          crypto_generichash_update(&d, shared, crypto_kx_SESSIONKEYBYTES);
+          crypto_generichash_update(&d, k.transcript, kHash);
+          crypto_generichash_final(&d, out, 32);
+        };
+        bool connector = side_ == Side::CONNECTOR;
+        derive(k.send, tx, connector);
+        derive(k.recv, rx, !connector);
+        sodium_memzero(rx, sizeof(rx));
+        sodium_memzero(tx, sizeof(tx));
+        sodium_memzero(k.secretKey, sizeof(k.secretKey));
+
+        // `finished`: the transcript, sealed. Only a holder of the cluster key can make
+        // one the other side opens.
+        in_ = kj::heapArray<kj::byte>(kInBuffer);
+        kj::ArrayPtr<const kj::byte> piece(k.transcript, kHash);
+        auto wire = seal(kj::arrayPtr(&piece, 1));
+        auto sent = inner_->write(wire.begin(), wire.size()).attach(kj::mv(wire));
+        return sent.then([this]() { return readFinished(); });
+      });
+}
+
+kj::Promise<void> SecureStream::readFinished() {
+  static constexpr const char* kNoKey =
+      "the peer does not hold this cluster's key (its link handshake does not verify): dropped";
+  bool opened = false;
+  // The first record must be the peer's 32-byte `finished`; anything else, or one that
+  // does not open with the keys we derived, means another key (or an altered hello).
+  if (inEnd_ - inBegin_ >= kHeader && getLength(in_.begin() + inBegin_) != kHash) disconnected(kNoKey);
+  if (kj::runCatchingExceptions([&]() { opened = openRecord(); }) != nullptr) disconnected(kNoKey);
+  if (opened) {
+    if (plainEnd_ - plainBegin_ != kHash || sodium_memcmp(in_.begin() + plainBegin_, keys_->transcript, kHash) != 0) {
+      disconnected(kNoKey);
+    }
+    plainBegin_ = plainEnd_;
+    ready_ = true;
+    return kj::READY_NOW;
+  }
+  return inner_->tryRead(in_.begin() + inEnd_, 1, in_.size() - inEnd_).then([this](size_t n) -> kj::Promise<void> {
+    if (n == 0) disconnected("the peer closed the connection during the link handshake (it may not hold this cluster's key)");
+    inEnd_ += n;
+    return readFinished();
+  });
+}
+
+bool SecureStream::openRecord() {
+  size_t avail = inEnd_ - inBegin_;
+  if (avail < kHeader) return false;
+  kj::byte* p = in_.begin() + inBegin_;
+  uint32_t len = getLength(p);
+  if (len > kMaxRecord) {
+    disconnected(kj::str("the peer sent a record of ", len, " bytes, more than any shadowd sends (altered on the way?): connection closed"));
+  }
+  if (avail < kHeader + len + kTag) return false;
+  kj::byte nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES];
+  nonceFor(recvCounter_, nonce);
+  if (crypto_aead_chacha20poly1305_ietf_decrypt_detached(p + kHeader, nullptr, p + kHeader, len, p + kHeader + len, p,
+                                                         kHeader, nonce, keys_->recv) != 0) {
+    disconnected("a record from the peer failed its integrity check (altered, replayed or reordered on the way): connection closed");
+  }
+  ++recvCounter_;
+  plainBegin_ = inBegin_ + kHeader;
+  plainEnd_ = plainBegin_ + len;
+  inBegin_ += kHeader + len + kTag;
+  return true;
+}
+
+kj::Array<kj::byte> SecureStream::seal(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) {
+  size_t total = 0;
+  for (auto& piece : pieces) total += piece.size();
+  size_t records = (total + kMaxRecord - 1) / kMaxRecord;
+  auto wire = kj::heapArray<kj::byte>(total + records * (kHeader + kTag));
+  kj::byte* out = wire.begin();
+  size_t pieceIndex = 0, pieceOffset = 0, left = total;
+  while (left > 0) {
+    size_t len = kj::min(left, kMaxRecord);
+    putLength(out, static_cast<uint32_t>(len));
+    // Gather the record's plaintext, then seal it where it lies.
+    kj::byte* body = out + kHeader;
+    for (size_t filled = 0; filled < len;) {
+      auto& piece = pieces[pieceIndex];
+      size_t n = kj::min(piece.size() - pieceOffset, len - filled);
+      memcpy(body + filled, piece.begin() + pieceOffset, n);
+      filled += n;
+      pieceOffset += n;
+      if (pieceOffset == piece.size()) {
+        ++pieceIndex;
+        pieceOffset = 0;
+      }
+    }
+    kj::byte nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES];
+    nonceFor(sendCounter_++, nonce);
+    crypto_aead_chacha20poly1305_ietf_encrypt_detached(body, body + len, nullptr, body, len, out, kHeader, nullptr,
+                                                       nonce, keys_->send);
+    out += kHeader + len + kTag;
+    left -= len;
+  }
+  return wire;
+}
+
+kj::Promise<void> SecureStream::write(const void* buffer, size_t size) {
+  KJ_REQUIRE(ready_, "write before the link handshake completed");
+  if (mode_ == LinkMode::PLAINTEXT) return inner_->write(buffer, size);
+  // seal() copies now: the one-piece array need not outlive this call.
+  kj::ArrayPtr<const kj::byte> piece(static_cast<const kj::byte*>(buffer), size);
+  return write(kj::arrayPtr(&piece, 1));
+}
+
+kj::Promise<void> SecureStream::write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) {
+  KJ_REQUIRE(ready_, "write before the link handshake completed");
+  if (mode_ == LinkMode::PLAINTEXT) return inner_->write(pieces);
+  auto wire = seal(pieces);
+  if (wire.size() == 0) return kj::READY_NOW;
+  auto sent = inner_->write(wire.begin(), wire.size());
+  return sent.attach(kj::mv(wire));
+}
+
+kj::Promise<size_t> SecureStream::tryRead(void* buffer, size_t minBytes, size_t maxBytes) {
+  KJ_REQUIRE(ready_, "read before the link handshake completed");
+  if (mode_ == LinkMode::PLAINTEXT) return inner_->tryRead(buffer, minBytes, maxBytes);
+  return readMore(static_cast<kj::byte*>(buffer), minBytes, maxBytes, 0);
+}
+
+kj::Promise<size_t> SecureStream::readMore(kj::byte* out, size_t minBytes, size_t maxBytes, size_t done) {
+  for (;;) {
+    if (plainBegin_ < plainEnd_ && done < maxBytes) {
+      size_t n = kj::min(plainEnd_ - plainBegin_, maxBytes - done);
+      memcpy(out + done, in_.begin() + plainBegin_, n);
+      plainBegin_ += n;
+      done += n;
+    }
+    if (done >= minBytes && (done > 0 || minBytes == 0)) return done;
+    // Every opened byte is handed out: open the next record, if it is all here.
+    if (!openRecord()) break;
+  }
+  if (inBegin_ > 0) {
+    memmove(in_.begin(), in_.begin() + inBegin_, inEnd_ - inBegin_);
+    inEnd_ -= inBegin_;
+    inBegin_ = 0;
+    plainBegin_ = plainEnd_ = 0;
+  }
+  return inner_->tryRead(in_.begin() + inEnd_, 1, in_.size() - inEnd_)
+      .then([this, out, minBytes, maxBytes, done](size_t n) -> kj::Promise<size_t> {
+        if (n == 0) {
+          if (inEnd_ > inBegin_) disconnected("the peer closed the connection in the middle of a record: connection closed");
+          return done;  // end of stream at a record boundary
+        }
+        inEnd_ += n;
+        return readMore(out, minBytes, maxBytes, done);
+      });
+}
+
+}  // namespace mig::shadow
