@@ -72,9 +72,10 @@ class SecureStream final : public kj::AsyncIoStream {
  private:
   struct Keys;
   kj::Promise<size_t> readMore(kj::byte* out, size_t minBytes, size_t maxBytes, size_t done);
-  // Decrypts the next whole record in in_ (if there is one) in place; false if the
-  // buffer holds no whole record yet. Throws on a bad record.
-  bool openRecord();
+  // Decrypts the next whole record in in_ (if there is one): into `out` if it fits in
+  // `room` (`*written` says how much), else in place; false if the buffer holds no
+  // whole record yet. Throws on a bad record.
+  bool openRecord(kj::byte* out = nullptr, size_t room = 0, size_t* written = nullptr);
   // `pieces` as sealed records, ready for the wire.
   kj::Array<kj::byte> seal(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces);
   kj::Promise<void> readExactly(kj::byte* out, size_t n);
