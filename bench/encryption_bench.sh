@@ -45,6 +45,8 @@ row() {  # row LABEL NAME UNIT higher|lower
   e=$(median ${fig[encrypted.$2]}) p=$(median ${fig[plaintext.$2]})
   if [ "$4" = higher ]; then cost=$(echo "100 * ($p - $e) / $p" | bc -l); else cost=$(echo "100 * ($e - $p) / $p" | bc -l); fi
   printf '  %-44s %10.1f %-5s %10.1f %-5s %6.1f %%\n' "$1" "$e" "$3" "$p" "$3" "$cost"
+  # Every round's figure: on a busy machine the spread says more than one median.
+  printf '  %-44s %s | %s\n' "    (each round: encrypted | plaintext)" "${fig[encrypted.$2]# }" "${fig[plaintext.$2]# }"
 }
 printf 'encrypted links (default) beside --insecure-plaintext-links, loopback, median of %d round(s):\n' "$rounds"
 printf '  %-44s %16s %16s %8s\n' "" "encrypted" "plaintext" "cost"

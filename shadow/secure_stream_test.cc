@@ -3,6 +3,8 @@
 // altered, replayed or reordered on the wire is never delivered.
 #include "shadow/secure_stream.h"
 
+#include "shadow/prelogin_stream.h"
+
 #include <doctest/doctest.h>
 
 #include <kj/async-io.h>
@@ -323,6 +325,31 @@ TEST_CASE("secure stream: plaintext mode (benchmarks only) passes bytes in clear
   char wire[8];
   pipe.ends[1]->read(wire, 8).wait(io.waitScope);
   CHECK(memcmp(wire, "in clear", 8) == 0);
+}
+
+TEST_CASE("secure stream: over the pre-login limit, a peer with the key still gets no more than the limit through") {
+  // As shadowd accepts: the link stream over the pre-login stream (rpc_server.cc).
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  auto pipe = io.provider->newTwoWayPipe();
+  auto capped = kj::heap<PreLoginStream>(kj::mv(pipe.ends[1]), 4096);
+  auto& limit = *capped;
+  auto over = limit.whenOverLimit().fork();
+  SecureStream a(kj::mv(pipe.ends[0]), SecureStream::Side::CONNECTOR, secret('k'));
+  SecureStream b(kj::mv(capped), SecureStream::Side::ACCEPTOR, secret('k'));
+  auto ha = a.handshake();
+  b.handshake().wait(io.waitScope);  // ~100 bytes: well under the limit
+  ha.wait(io.waitScope);
+  auto big = pattern(20000, 3);
+  auto sending = a.write(big.begin(), big.size());
+  kj::byte in[20000];
+  size_t got = 0;
+  auto e = kj::runCatchingExceptions([&]() {
+    for (size_t n = 1; n > 0; got += n) n = b.tryRead(in + got, 1, sizeof(in) - got).wait(io.waitScope);
+  });
+  CHECK(e != nullptr);
+  CHECK(got < 4096);
+  CHECK(limit.bytesRead() == 4096);
+  CHECK(over.addBranch().poll(io.waitScope));
 }
 
 }  // namespace
