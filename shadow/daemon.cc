@@ -62,7 +62,7 @@ kj::Promise<rpc::Node::Client> Daemon::peer(kj::StringPtr nameOrAddress) {
   auto address = resolveNode(nameOrAddress);
   KJ_IF_MAYBE(link, peers_.find(address)) { return (*link)->node; }
   require(key_.present(), "this shadowd has no cluster key: it cannot reach other hosts (--cluster-key FILE)");
-  return loginToPeer(io_, key_, address).then([this, address = kj::mv(address)](kj::Own<PeerLink> link) mutable {
+  return loginToPeer(io_, key_, config_.linkMode, address).then([this, address = kj::mv(address)](kj::Own<PeerLink> link) mutable {
     rpc::Node::Client node = link->node;
     // Forget the link when it breaks, so the next use connects again.
     auto key = kj::str(address);
@@ -129,6 +129,7 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
   spec.argv.add(kj::str("--command"));
   spec.argv.add(kj::str(command));
   addNetworkArgs(spec.argv, network);
+  if (config_.linkMode == LinkMode::PLAINTEXT) spec.argv.add(kj::str("--insecure-plaintext-links"));
   spec.argv.add(kj::str("--stall-timeout-ms"));
   spec.argv.add(kj::str(config_.transferTimeoutMs));
   if (becomeDeputy) {

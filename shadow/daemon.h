@@ -34,6 +34,8 @@ struct DaemonConfig {
   // may be waiting to at once.
   uint64_t loginTimeoutMs = 10000;
   size_t maxPendingLogins = 16;
+  // --insecure-plaintext-links: for benchmarks only (secure_stream.h).
+  LinkMode linkMode = LinkMode::ENCRYPTED;
   // A hop whose image makes no progress for this long is cancelled: the sender resumes
   // the job where it was, the destination deletes what it received.
   uint64_t transferTimeoutMs = 30000;

@@ -40,7 +40,7 @@ constexpr int kFreezeTimeoutSeconds = 30;
 constexpr const char* kUsage =
     "usage: MIG_JOB_TOKEN=HEX migctl send PID --to HOST:PORT --key FILE --job-id ID --home HOST:PORT\n"
     "                   --vpid N [--command TEXT] [--network local|rebind] [--deputy PATH --shadowd-socket PATH]\n"
-    "                   [--stall-timeout-ms N]\n"
+    "                   [--stall-timeout-ms N] [--insecure-plaintext-links]\n"
     "\n"
     "One hop of a migration, as shadowd runs it; use `migctl migrate` instead.\n";
 
@@ -115,6 +115,7 @@ int sendCommand(int argc, char** argv) {
   uint64_t jobId = 0, stallMs = 30000;
   long pid = 0, vpid = 0;
   auto network = rpc::NetworkPolicy::HOME;
+  auto linkMode = LinkMode::ENCRYPTED;
   for (int i = 0; i < argc; ++i) {
     auto is = [&](const char* name) { return strcmp(argv[i], name) == 0 && i + 1 < argc; };
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -128,6 +129,7 @@ int sendCommand(int argc, char** argv) {
     else if (is("--command")) command = argv[++i];
     else if (is("--deputy")) deputy = argv[++i];
     else if (is("--shadowd-socket")) shadowdSocket = argv[++i];
+    else if (strcmp(argv[i], "--insecure-plaintext-links") == 0) linkMode = LinkMode::PLAINTEXT;
     else if (is("--stall-timeout-ms")) stallMs = strtoull(argv[++i], nullptr, 10);
     else if (is("--network")) {
       const char* v = argv[++i];
@@ -160,7 +162,7 @@ int sendCommand(int argc, char** argv) {
                  " shared and writable, and its writes could not reach that file from another host; the job runs on ",
                  deputy != nullptr ? "at home" : "where it was"));
   }
-  auto link = loginToPeer(io, key, to).wait(ws);
+  auto link = loginToPeer(io, key, linkMode, to).wait(ws);
 
   // The destination may refuse before anything happens to the job.
   auto receive = link->node.receiveRequest();
