@@ -5,6 +5,7 @@
 #include "image/plan_check.h"
 
 #include <algorithm>
+#include <unordered_map>
 #include <kj/map.h>
 #include <kj/vector.h>
 
@@ -155,32 +156,70 @@ RestorePlan buildRestorePlan(FileReader& image) {
   }
   markShareGroups(regions, inodes);
 
+  // Saved pages, in image order, each split at region borders.
+  auto addPages = [&](const SectionInfo& info, uint64_t addr, uint64_t left, uint64_t imageOffset) {
+    while (left > 0) {  // a run may span adjacent regions: split it at their borders
+      int64_t ri = regionAt(regions, addr);
+      if (ri < 0) {
+        fail(kj::str(info.describe(), ": saved page at ", kj::hex(addr), " lies outside every mapped region"));
+      }
+      const plan::Region& owner = regions[ri];
+      uint64_t len = std::min<uint64_t>(left, owner.end - addr);
+      plan::Pages p{};
+      p.addr = addr;
+      p.len = len;
+      p.imageOffset = imageOffset;
+      p.region = static_cast<uint32_t>(ri);
+      p.method = (owner.mapFlags & MAP_SHARED) ? plan::kPagesCopy : plan::kPagesMap;
+      pages.add(p);
+      addr += len;
+      imageOffset += len;
+      left -= len;
+    }
+  };
+  // Pre-copy: where in the image the latest contents of each page sent while the job
+  // ran lie; used only for the pages a keptPages section names (format.h).
+  std::unordered_map<uint64_t, uint64_t> precopied;
   for (size_t i = 0; i < image.sectionCount(); ++i) {
     const SectionInfo& info = image.section(i);
     if (info.type != static_cast<uint16_t>(SectionType::pages)) continue;
+    auto meta = image.meta<schema::Pages>(i);
     uint64_t dataAt = 0;
-    for (auto run : image.meta<schema::Pages>(i).getRuns()) {
-      uint64_t addr = run.getAddr();
-      uint64_t left = static_cast<uint64_t>(run.getPages()) * plan::kPage;
-      while (left > 0) {  // a run may span adjacent regions: split it at their borders
-        int64_t ri = regionAt(regions, addr);
-        if (ri < 0) {
-          fail(kj::str(info.describe(), ": saved page at ", kj::hex(addr),
-                       " lies outside every mapped region"));
+    for (auto run : meta.getRuns()) {
+      uint64_t len = static_cast<uint64_t>(run.getPages()) * plan::kPage;
+      if (meta.getPrecopyRound() > 0) {
+        if (precopied.empty()) precopied.reserve(info.dataLen / plan::kPage * 2);
+        for (uint64_t off = 0; off < len; off += plan::kPage) {
+          precopied[run.getAddr() + off] = info.layout.dataOffset + dataAt + off;
         }
-        const plan::Region& owner = regions[ri];
-        uint64_t len = std::min<uint64_t>(left, owner.end - addr);
-        plan::Pages p{};
-        p.addr = addr;
-        p.len = len;
-        p.imageOffset = info.layout.dataOffset + dataAt;
-        p.region = static_cast<uint32_t>(ri);
-        p.method = (owner.mapFlags & MAP_SHARED) ? plan::kPagesCopy : plan::kPagesMap;
-        pages.add(p);
-        addr += len;
-        dataAt += len;
-        left -= len;
+      } else {
+        addPages(info, run.getAddr(), len, info.layout.dataOffset + dataAt);
       }
+      dataAt += len;
+    }
+  }
+  for (size_t i = 0; i < image.sectionCount(); ++i) {
+    const SectionInfo& info = image.section(i);
+    if (info.type != static_cast<uint16_t>(SectionType::keptPages)) continue;
+    for (auto run : image.meta<schema::Pages>(i).getRuns()) {
+      uint64_t end = run.getAddr() + static_cast<uint64_t>(run.getPages()) * plan::kPage;
+      // Consecutive pages whose latest contents lie back to back become one piece.
+      uint64_t pieceAddr = 0, pieceLen = 0, pieceOffset = 0;
+      for (uint64_t addr = run.getAddr(); addr < end; addr += plan::kPage) {
+        auto found = precopied.find(addr);
+        if (found == precopied.end()) {
+          fail(kj::str(info.describe(), ": kept page at ", kj::hex(addr), " was not sent before the freeze"));
+        }
+        if (pieceLen > 0 && pieceAddr + pieceLen == addr && pieceOffset + pieceLen == found->second) {
+          pieceLen += plan::kPage;
+          continue;
+        }
+        if (pieceLen > 0) addPages(info, pieceAddr, pieceLen, pieceOffset);
+        pieceAddr = addr;
+        pieceLen = plan::kPage;
+        pieceOffset = found->second;
+      }
+      if (pieceLen > 0) addPages(info, pieceAddr, pieceLen, pieceOffset);
     }
   }
 

@@ -111,7 +111,8 @@ class Daemon {
   // becomes the job's deputy, else it ends once the job runs at `to`.
   kj::Promise<void> runSender(rpc::MigrationResult::Builder result, pid_t realPid, uint64_t jobId, kj::ArrayPtr<const kj::byte> token,
                                     kj::StringPtr home, pid_t vpid, kj::StringPtr command,
-                                    kj::StringPtr to, rpc::NetworkPolicy network, bool becomeDeputy);
+                                    kj::StringPtr to, rpc::NetworkPolicy network, bool becomeDeputy,
+                                    rpc::MigrationMode mode = rpc::MigrationMode::BEST);
 
   kj::TaskSet& tasks() { return tasks_; }
   void log(kj::StringPtr line);

@@ -1,0 +1,90 @@
+#!/bin/bash
+# loopback_precopy.sh: pre-copy migration between two shadowd on loopback (no root).
+# 1. The `memory` feature program (256 MiB, every page written and checked, earlier
+#    pages rewritten as it goes) is migrated A -> B by default - pre-copy, the job
+#    running and writing through the rounds - and back B -> A with --stop-and-copy;
+#    it must end with PASS and stdout exactly that of an undisturbed run.
+# 2. precopy_job (jobs/precopy_job.c), which every step rewrites random pages, moves
+#    a page through a pipe with read() into memory and write() from it, and forks a
+#    child that writes its copy: migrated A -> B with --precopy and B -> A by default,
+#    its steps going on during each migration; it checks every word at the end.
+# Each result line must name the mode, the rounds and the bytes sent before and
+# during the freeze.
+#
+# usage: loopback_precopy.sh SHADOWD MIGCTL LIBMIG MEMORY_FEATURE PRECOPY_JOB
+set -u
+shadowd=$(realpath "$1") migctl=$(realpath "$2") libmig=$(realpath "$3") memory=$(realpath "$4")
+pjob=$(realpath "$5")
+source "$(dirname "$0")/lib/loopback_lib.sh" precopy
+new_key "$dir/key"
+pa=$(port) pb=$(port)
+start_shadowd a $pa "$dir/key"
+start_shadowd b $pb "$dir/key"
+wait_shadowds a b
+cd "$dir"
+
+steps_in() { grep -c "$2" "$1"; }
+# migrate NAME PID TO PATTERN STEP_PATTERN OUTFILE [FLAGS]: migrates and checks the
+# result line against PATTERN and that the job printed steps during the migration.
+migrate_checked() {
+  local name=$1 jpid=$2 to=$3 want=$4 steppat=$5 out=$6
+  shift 6
+  local before after rc
+  before=$(steps_in "$out" "$steppat")
+  A migrate "$jpid" --to "127.0.0.1:$to" "$@" > "$dir/m-$name.out" 2>&1; rc=$?
+  after=$(steps_in "$out" "$steppat")
+  if [ $rc -eq 0 ] && grep -Eq "^migrated $jpid to 127.0.0.1:$to: frozen [0-9.]+ ms .*; $want" "$dir/m-$name.out"; then
+    ok "$name: $(sed 's/^migrated [0-9]* to [^ ]* //' "$dir/m-$name.out" | tail -1)"
+  else
+    bad "$name (exit $rc)" "$dir/m-$name.out" "$dir/a.log" "$dir/b.log"
+  fi
+  # The job ran while its memory was copied: pre-copy did not stop it.
+  if [[ "$want" == pre-copy* ]]; then
+    [ "$after" -gt "$((before + 1))" ] && ok "$name: the job went on during the rounds (steps $before -> $after)" \
+      || bad "$name: the job made no progress during pre-copy (steps $before -> $after)" "$out"
+  fi
+}
+
+# --- 1. the memory feature program ---------------------------------------------------
+"$memory" 256M 100 > "$dir/memory.ref" 2>&1 || bad "memory ran undisturbed" "$dir/memory.ref"
+( LD_PRELOAD=$libmig "$memory" 256M 100 > "$dir/memory.out" 2> "$dir/memory.err"; echo "$?" > "$dir/memory.status" ) &
+pids+=($!)
+wait_line "$dir/memory.out" '^STEP 2$' || bad "memory started" "$dir/memory.out" "$dir/memory.err"
+mpid=$(pgrep -f -n "^$memory 256M 100")
+migrate_checked "memory A -> B (default)" "$mpid" "$pb" \
+  "pre-copy, [0-9]+ rounds: [0-9.]+ MiB sent while it ran, [0-9.]+ MiB while frozen" '^STEP' "$dir/memory.out"
+n=$(steps_in "$dir/memory.out" '^STEP')
+wait_line "$dir/memory.out" "^STEP $((n + 3))$" || bad "memory goes on on B" "$dir/memory.out" "$dir/b.log"
+migrate_checked "memory B -> A (--stop-and-copy)" "$mpid" "$pa" \
+  "stop-and-copy: [0-9.]+ MiB sent while frozen" '^STEP' "$dir/memory.out" --stop-and-copy
+wait_until 120 test -s "$dir/memory.status" || bad "memory ended" "$dir/memory.out" "$dir/memory.err"
+if [ "$(cat "$dir/memory.status" 2>/dev/null)" = 0 ] && cmp -s "$dir/memory.ref" "$dir/memory.out"; then
+  ok "memory: every page exact after pre-copy and back (output same as undisturbed, $(grep '^pages verified' "$dir/memory.out"))"
+else
+  bad "memory after the migrations (status $(cat "$dir/memory.status" 2>/dev/null))" "$dir/memory.out" "$dir/memory.err" "$dir/b.log"
+  diff "$dir/memory.ref" "$dir/memory.out" | head -5
+fi
+
+# --- 2. writes, read() into memory and fork during the rounds ---------------------------
+( LD_PRELOAD=$libmig "$pjob" 128 400 > "$dir/pjob.out" 2> "$dir/pjob.err"; echo "$?" > "$dir/pjob.status" ) &
+pids+=($!)
+wait_line "$dir/pjob.out" '^step 5$' || bad "precopy_job started" "$dir/pjob.out" "$dir/pjob.err"
+jpid=$(pgrep -f -n "^$pjob 128 400")
+migrate_checked "precopy_job A -> B (--precopy)" "$jpid" "$pb" \
+  "pre-copy, [0-9]+ rounds" '^step' "$dir/pjob.out" --precopy
+n=$(steps_in "$dir/pjob.out" '^step')
+wait_line "$dir/pjob.out" "^step $((n + 10))$" || bad "precopy_job goes on on B" "$dir/pjob.out" "$dir/b.log"
+migrate_checked "precopy_job B -> A (default)" "$jpid" "$pa" "pre-copy, [0-9]+ rounds" '^step' "$dir/pjob.out"
+wait_until 120 test -s "$dir/pjob.status" || bad "precopy_job ended" "$dir/pjob.out" "$dir/pjob.err"
+if [ "$(cat "$dir/pjob.status" 2>/dev/null)" = 0 ] && grep -q '^verified 32768 pages, 400 children, 400 reads$' "$dir/pjob.out" &&
+   [ "$(tail -1 "$dir/pjob.out")" = PASS ]; then
+  ok "precopy_job: every page exact, 400 children and 400 reads through memory fine across both moves"
+else
+  bad "precopy_job after the migrations (status $(cat "$dir/pjob.status" 2>/dev/null))" "$dir/pjob.out" "$dir/pjob.err"
+fi
+
+A migrate 999999 --to "127.0.0.1:$pb" --precopy --stop-and-copy > "$dir/m-both.out" 2>&1
+grep -q "exclude each other" "$dir/m-both.out" && ok "--precopy with --stop-and-copy is refused with one line" \
+  || bad "--precopy --stop-and-copy" "$dir/m-both.out"
+
+[ "$failures" -eq 0 ]
