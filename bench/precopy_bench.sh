@@ -48,6 +48,7 @@ run() {
 read -r sf st sb sd _ <<<"$(run stop-and-copy)"
 read -r pf pt pb_ pd pr <<<"$(run precopy)"
 printf 'process of %d MiB writing %d MiB/s, migrated on loopback:\n' "$mib" "$rate"
+sed 's/^/  /' "$dir/stop-and-copy.line" "$dir/precopy.line"
 printf '                      %14s %14s\n' stop-and-copy pre-copy
 printf '  freeze              %11.1f ms %11.1f ms   (target pre-copy <= 50 ms)\n' "$sf" "$pf"
 printf '  total (migctl)      %11d ms %11d ms\n' "$st" "$pt"

@@ -5,7 +5,7 @@
 #include "image/plan_check.h"
 
 #include <algorithm>
-#include <unordered_map>
+#include <map>
 #include <kj/map.h>
 #include <kj/vector.h>
 
@@ -16,6 +16,38 @@
 
 namespace mig::image {
 namespace {
+
+// Sorted, merged [start, end) address ranges (pre-copy's page bookkeeping).
+class Intervals {
+ public:
+  void add(uint64_t start, uint64_t end) {
+    auto it = m_.upper_bound(start);
+    if (it != m_.begin() && std::prev(it)->second >= start) --it;
+    while (it != m_.end() && it->first <= end) {
+      start = std::min(start, it->first);
+      end = std::max(end, it->second);
+      it = m_.erase(it);
+    }
+    m_.emplace(start, end);
+  }
+  // Calls f(s, e) for each part of [start, end) inside the set, in order.
+  template <typename F>
+  void forEachIn(uint64_t start, uint64_t end, F&& f) const {
+    auto it = m_.upper_bound(start);
+    if (it != m_.begin()) --it;
+    for (; it != m_.end() && it->first < end; ++it) {
+      uint64_t s = std::max(start, it->first), e = std::min(end, it->second);
+      if (s < e) f(s, e);
+    }
+  }
+  bool covers(uint64_t start, uint64_t end) const {
+    auto it = m_.upper_bound(start);
+    return it != m_.begin() && std::prev(it)->first <= start && std::prev(it)->second >= end;
+  }
+
+ private:
+  std::map<uint64_t, uint64_t> m_;
+};
 
 class StringTable {
  public:
@@ -177,49 +209,55 @@ RestorePlan buildRestorePlan(FileReader& image) {
       left -= len;
     }
   };
-  // Pre-copy: where in the image the latest contents of each page sent while the job
-  // ran lie; used only for the pages a keptPages section names (format.h).
-  std::unordered_map<uint64_t, uint64_t> precopied;
+  // Pre-copy (format.h): the rounds' pages come first in the plan, in image order, so
+  // a later copy of a page is mapped or copied over an earlier one; then the pages
+  // taken while frozen. A round's run is used only where the frozen image wants the
+  // page (kept, or sent again while frozen), so that dropped pages stay unmapped,
+  // and long runs stay whole (one mapping) however the later rounds pick at them.
+  Intervals wanted, precopied;
+  for (size_t i = 0; i < image.sectionCount(); ++i) {
+    const SectionInfo& info = image.section(i);
+    bool kept = info.type == static_cast<uint16_t>(SectionType::keptPages);
+    if (!kept && info.type != static_cast<uint16_t>(SectionType::pages)) continue;
+    auto meta = image.meta<schema::Pages>(i);
+    if (!kept && meta.getPrecopyRound() > 0) continue;
+    for (auto run : meta.getRuns()) {
+      wanted.add(run.getAddr(), run.getAddr() + static_cast<uint64_t>(run.getPages()) * plan::kPage);
+    }
+  }
   for (size_t i = 0; i < image.sectionCount(); ++i) {
     const SectionInfo& info = image.section(i);
     if (info.type != static_cast<uint16_t>(SectionType::pages)) continue;
     auto meta = image.meta<schema::Pages>(i);
+    if (meta.getPrecopyRound() == 0) continue;
     uint64_t dataAt = 0;
     for (auto run : meta.getRuns()) {
-      uint64_t len = static_cast<uint64_t>(run.getPages()) * plan::kPage;
-      if (meta.getPrecopyRound() > 0) {
-        if (precopied.empty()) precopied.reserve(info.dataLen / plan::kPage * 2);
-        for (uint64_t off = 0; off < len; off += plan::kPage) {
-          precopied[run.getAddr() + off] = info.layout.dataOffset + dataAt + off;
-        }
-      } else {
-        addPages(info, run.getAddr(), len, info.layout.dataOffset + dataAt);
-      }
+      uint64_t addr = run.getAddr(), len = static_cast<uint64_t>(run.getPages()) * plan::kPage;
+      precopied.add(addr, addr + len);
+      uint64_t base = info.layout.dataOffset + dataAt;
+      wanted.forEachIn(addr, addr + len, [&](uint64_t s, uint64_t e) { addPages(info, s, e - s, base + (s - addr)); });
       dataAt += len;
     }
   }
   for (size_t i = 0; i < image.sectionCount(); ++i) {
     const SectionInfo& info = image.section(i);
-    if (info.type != static_cast<uint16_t>(SectionType::keptPages)) continue;
-    for (auto run : image.meta<schema::Pages>(i).getRuns()) {
-      uint64_t end = run.getAddr() + static_cast<uint64_t>(run.getPages()) * plan::kPage;
-      // Consecutive pages whose latest contents lie back to back become one piece.
-      uint64_t pieceAddr = 0, pieceLen = 0, pieceOffset = 0;
-      for (uint64_t addr = run.getAddr(); addr < end; addr += plan::kPage) {
-        auto found = precopied.find(addr);
-        if (found == precopied.end()) {
-          fail(kj::str(info.describe(), ": kept page at ", kj::hex(addr), " was not sent before the freeze"));
+    if (info.type == static_cast<uint16_t>(SectionType::keptPages)) {
+      for (auto run : image.meta<schema::Pages>(i).getRuns()) {
+        uint64_t end = run.getAddr() + static_cast<uint64_t>(run.getPages()) * plan::kPage;
+        if (!precopied.covers(run.getAddr(), end)) {
+          fail(kj::str(info.describe(), ": kept pages at ", kj::hex(run.getAddr()), " were not sent before the freeze"));
         }
-        if (pieceLen > 0 && pieceAddr + pieceLen == addr && pieceOffset + pieceLen == found->second) {
-          pieceLen += plan::kPage;
-          continue;
-        }
-        if (pieceLen > 0) addPages(info, pieceAddr, pieceLen, pieceOffset);
-        pieceAddr = addr;
-        pieceLen = plan::kPage;
-        pieceOffset = found->second;
       }
-      if (pieceLen > 0) addPages(info, pieceAddr, pieceLen, pieceOffset);
+      continue;
+    }
+    if (info.type != static_cast<uint16_t>(SectionType::pages)) continue;
+    auto meta = image.meta<schema::Pages>(i);
+    if (meta.getPrecopyRound() > 0) continue;
+    uint64_t dataAt = 0;
+    for (auto run : meta.getRuns()) {
+      uint64_t len = static_cast<uint64_t>(run.getPages()) * plan::kPage;
+      addPages(info, run.getAddr(), len, info.layout.dataOffset + dataAt);
+      dataAt += len;
     }
   }
 

@@ -91,10 +91,21 @@ bool trackable(const MappedRegion& r) {
   if (r.kind == K::VDSO || r.kind == K::VVAR || r.kind == K::VVAR_VCLOCK) return false;
   // Shared memory would need UFFD_FEATURE_WP_HUGETLBFS_SHMEM and is written by other
   // processes too; it is sent while the job is frozen.
-  // A private mapping of a data file saved whole: after MADV_DONTNEED the file's page
-  // shows through again without a write, and the kernel keeps its protection, so a
-  // change would go unseen; it is sent while frozen.
-  return r.flags == MAP_PRIVATE && !r.saveWhole;
+  return r.flags == MAP_PRIVATE;
+}
+
+MappedRegion partOf(const MappedRegion& r, uint64_t start, uint64_t end) {
+  MappedRegion n{};
+  n.start = start;
+  n.end = end;
+  n.prot = r.prot;
+  n.flags = r.flags;
+  n.kind = r.kind;
+  n.path = kj::heapString(r.path);
+  n.offset = r.offset + (start - r.start);
+  n.inode = r.inode;
+  n.saveWhole = r.saveWhole;
+  return n;
 }
 
 DirtyPageTracker::DirtyPageTracker(pid_t pid, int uffd)

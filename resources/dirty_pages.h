@@ -98,4 +98,7 @@ class DirtyPageTracker {
 // Whether the tracker can follow this region: private memory the capture saves.
 bool trackable(const MappedRegion& r);
 
+// The part [start, end) of `r`, to ask a page source about only that part.
+MappedRegion partOf(const MappedRegion& r, uint64_t start, uint64_t end);
+
 }  // namespace mig::resources

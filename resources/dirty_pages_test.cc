@@ -2,12 +2,15 @@
 // tracker on this test's own memory (a userfaultfd tracks the process that made it):
 // writes by the process, by the kernel (read() into a protected buffer) and by a
 // forked child, and regions mapped after tracking began.
+#include "image/host_facts.h"
+#include "image/image_test_util.h"
 #include "resources/dirty_pages.h"
 #include "resources/precopy.h"
 #include "shim/write_tracking.h"
 
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
 #include <cstring>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -158,6 +161,14 @@ TEST_CASE("the tracker reports what the process, the kernel and no child wrote")
     tracker.collect(now, written, untracked);
     CHECK(pagesOf(written, mem) == "9-10");
   }
+  SUBCASE("a page dropped with MADV_DONTNEED and read again counts as written") {
+    // Its contents changed (to zeros) without a write: the tracker must still say so,
+    // or pre-copy would keep the old copy.
+    REQUIRE(madvise(mem + 2 * P, P, MADV_DONTNEED) == 0);
+    CHECK(mem[2 * P] == 0);
+    tracker.collect(regions, written, untracked);
+    CHECK(pagesOf(written, mem) == "2-3");
+  }
   SUBCASE("shared memory is left untracked") {
     void* shared = mmap(nullptr, 2 * P, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     REQUIRE(shared != MAP_FAILED);
@@ -170,6 +181,58 @@ TEST_CASE("the tracker reports what the process, the kernel and no child wrote")
     munmap(shared, 2 * P);
   }
   munmap(mem, kPages * P);
+}
+
+// The test's own memory seen through /proc, limited to one range.
+class RangeSource final : public PageSource {
+ public:
+  RangeSource(uint64_t start, uint64_t end) : proc_(getpid(), /*forMigration=*/true), start_(start), end_(end) {}
+  kj::Array<MappedRegion> regions() override {
+    kj::Vector<MappedRegion> out;
+    for (auto& r : proc_.regions()) {
+      if (r.start >= start_ && r.end <= end_) out.add(kj::mv(r));
+    }
+    return out.releaseAsArray();
+  }
+  void pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& out) override { proc_.pagesToSave(r, out); }
+  void read(uint64_t addr, void* buf, size_t len) override { proc_.read(addr, buf, len); }
+  void mark() override {}
+
+ private:
+  ProcPageSource proc_;
+  uint64_t start_, end_;
+};
+
+TEST_CASE("pre-copy keeps no page of a data file mapping whose file page shows through again") {
+  image::testing::TempDir dir;
+  std::string data(4 * P, 'F');
+  auto path = dir.write("data.bin", kj::arrayPtr(reinterpret_cast<const kj::byte*>(data.data()), data.size()));
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  auto* map = static_cast<char*>(mmap(nullptr, 4 * P, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0));
+  close(fd);
+  REQUIRE(map != MAP_FAILED);
+  map[1 * P] = 'W';  // a private copy of page 1
+  uint64_t start = reinterpret_cast<uint64_t>(map);
+
+  int uffd = control::makeWriteTrackingUffd();
+  REQUIRE(uffd >= 0);
+  RangeSource source(start, start + 4 * P);
+  Precopy precopy(getpid(), uffd, source);
+  image::MemorySink sink;
+  capnp::MallocMessageBuilder header;
+  image::fillHeader(header.initRoot<image::schema::Header>(), 0, 1, "test");
+  image::ImageWriter w(sink, header);
+  precopy.runRounds(w, PrecopyRule{}, [] {});
+  CHECK(precopy.stats().pagesSent == 4);  // the file's pages are not zero: saved whole
+  CHECK(pagesOf(precopy.held(), map) == "0-4");
+
+  REQUIRE(madvise(map + 1 * P, P, MADV_DONTNEED) == 0);  // page 1 is the file's again
+  CHECK(map[1 * P] == 'F');
+  map[2 * P] = 'X';  // and page 2 written
+  precopy.finalScan();
+  CHECK(pagesOf(precopy.held(), map) == "0-1 3-4");
+  munmap(map, 4 * P);
 }
 
 }  // namespace

@@ -49,8 +49,16 @@ void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats,
   kj::Vector<PageSpan> kept;
   for (const MappedRegion& r : regions) {
     kj::Vector<PageSpan> spans;
-    memory.pagesToSave(r, spans);
-    if (held != nullptr) {
+    if (held != nullptr && r.saveWhole) {
+      // Saved whole means read whole, to leave out zero pages: not the held ones, which
+      // were not zero when sent and have not changed since (precopy.h).
+      kj::Vector<PageSpan> rest;
+      held->split(r.start, r.end, &kept, &rest);
+      for (const PageSpan& s : rest) memory.pagesToSave(partOf(r, s.addr, s.addr + s.pages * kPage), spans);
+    } else {
+      memory.pagesToSave(r, spans);
+    }
+    if (held != nullptr && !r.saveWhole) {
       kj::Vector<PageSpan> changed;
       for (const PageSpan& s : spans) held->split(s.addr, s.addr + s.pages * kPage, &kept, &changed);
       spans = kj::mv(changed);

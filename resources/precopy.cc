@@ -6,7 +6,11 @@
 #include <capnp/message.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
 #include <sys/uio.h>
 
 namespace mig::resources {
@@ -14,21 +18,6 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr size_t kCopyChunk = 4u << 20;
-
-// The part [start, end) of `r`, to ask the page source about only that part.
-MappedRegion narrowed(const MappedRegion& r, uint64_t start, uint64_t end) {
-  MappedRegion n{};
-  n.start = start;
-  n.end = end;
-  n.prot = r.prot;
-  n.flags = r.flags;
-  n.kind = r.kind;
-  n.path = kj::heapString(r.path);
-  n.offset = r.offset + (start - r.start);
-  n.inode = r.inode;
-  n.saveWhole = r.saveWhole;
-  return n;
-}
 
 }  // namespace
 
@@ -43,7 +32,55 @@ bool PrecopyRule::freezeNow(kj::ArrayPtr<const uint64_t> roundPages) const {
   return false;
 }
 
-Precopy::Precopy(pid_t pid, int uffd, PageSource& source) : pid_(pid), source_(source), tracker_(pid, uffd) {}
+Precopy::Precopy(pid_t pid, int uffd, PageSource& source) : pid_(pid), source_(source), tracker_(pid, uffd) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
+  pagemap_ = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (pagemap_ < 0) image::fail(kj::str("cannot open ", path, ": ", strerror(errno)));
+}
+
+Precopy::~Precopy() { ::close(pagemap_); }
+
+// Calls f(addr, isFilePage) for each page of [start, end): whether the page shows the
+// mapped file's contents (not a private copy: neither present as one nor swapped).
+template <typename F>
+static void forEachPageKind(int pagemap, pid_t pid, uint64_t start, uint64_t end, F&& f) {
+  constexpr uint64_t kPresent = 1ull << 63, kSwapped = 1ull << 62, kFilePage = 1ull << 61;
+  constexpr uint64_t kChunk = 4096;
+  uint64_t entries[kChunk];
+  for (uint64_t at = start; at < end;) {
+    uint64_t n = std::min(kChunk, (end - at) / kPage);
+    ssize_t got = pread(pagemap, entries, n * sizeof(uint64_t), static_cast<off_t>(at / kPage * sizeof(uint64_t)));
+    if (got != static_cast<ssize_t>(n * sizeof(uint64_t))) {
+      image::fail(kj::str("cannot read the page map of process ", pid, ": ", strerror(errno)));
+    }
+    for (uint64_t i = 0; i < n; ++i) {
+      uint64_t e = entries[i];
+      bool privateCopy = (e & kSwapped) || ((e & kPresent) && !(e & kFilePage));
+      f(at + i * kPage, !privateCopy);
+    }
+    at += n * kPage;
+  }
+}
+
+void Precopy::markFilePages(uint64_t start, uint64_t end) {
+  forEachPageKind(pagemap_, pid_, start, end, [&](uint64_t addr, bool file) {
+    if (file) heldFile_.add(addr, addr + kPage);
+    else heldFile_.remove(addr, addr + kPage);
+  });
+}
+
+void Precopy::dropChangedKind(const MappedRegion& r) {
+  kj::Vector<PageSpan> heldHere;
+  held_.split(r.start, r.end, &heldHere, nullptr);
+  for (const PageSpan& s : heldHere) {
+    forEachPageKind(pagemap_, pid_, s.addr, s.addr + s.pages * kPage, [&](uint64_t addr, bool file) {
+      kj::Vector<PageSpan> wasFile;
+      heldFile_.split(addr, addr + kPage, &wasFile, nullptr);
+      if (file != !wasFile.empty()) forget(addr, addr + kPage);
+    });
+  }
+}
 
 void Precopy::look(kj::Array<MappedRegion>& regions, PageRangeSet& written) {
   regions = source_.regions();
@@ -53,9 +90,9 @@ void Precopy::look(kj::Array<MappedRegion>& regions, PageRangeSet& written) {
     kj::Vector<PageSpan> rewritten;
     held_.split(r.first, r.second, &rewritten, nullptr);
     for (auto& s : rewritten) stats_.pagesRewritten += s.pages;
-    held_.remove(r.first, r.second);
+    forget(r.first, r.second);
   }
-  for (auto& r : untracked.ranges()) held_.remove(r.first, r.second);
+  for (auto& r : untracked.ranges()) forget(r.first, r.second);
 }
 
 uint64_t Precopy::sendRound(image::ImageWriter& w, kj::ArrayPtr<const MappedRegion> regions,
@@ -65,7 +102,15 @@ uint64_t Precopy::sendRound(image::ImageWriter& w, kj::ArrayPtr<const MappedRegi
     if (!trackable(r)) continue;
     kj::Vector<PageSpan> parts;
     written.split(r.start, r.end, &parts, nullptr);
-    for (const PageSpan& p : parts) source_.pagesToSave(narrowed(r, p.addr, p.addr + p.pages * kPage), spans);
+    size_t before = spans.size();
+    for (const PageSpan& p : parts) source_.pagesToSave(partOf(r, p.addr, p.addr + p.pages * kPage), spans);
+    // Read before the data: a page that becomes a private copy in between was written,
+    // and the next look says so.
+    if (r.saveWhole) {
+      for (size_t i = before; i < spans.size(); ++i) {
+        markFilePages(spans[i].addr, spans[i].addr + spans[i].pages * kPage);
+      }
+    }
   }
   uint64_t total = 0;
   for (const PageSpan& s : spans) total += s.pages;
@@ -117,6 +162,9 @@ void Precopy::finalScan() {
   kj::Array<MappedRegion> regions;
   PageRangeSet written;
   look(regions, written);
+  for (const MappedRegion& r : regions) {
+    if (r.saveWhole) dropChangedKind(r);
+  }
 }
 
 }  // namespace mig::resources

@@ -38,6 +38,9 @@ class Precopy {
  public:
   // `uffd` from the job (ControlClient::trackWrites), owned from now on.
   Precopy(pid_t pid, int uffd, PageSource& source);
+  ~Precopy();
+  Precopy(const Precopy&) = delete;
+  Precopy& operator=(const Precopy&) = delete;
 
   // Runs the rounds into `w` while the job runs; `afterRound` is called after each
   // (the sender flushes there).
@@ -55,10 +58,24 @@ class Precopy {
   void look(kj::Array<MappedRegion>& regions, PageRangeSet& written);
   uint64_t sendRound(image::ImageWriter& w, kj::ArrayPtr<const MappedRegion> regions, const PageRangeSet& written);
 
+  // Private file mappings saved whole (data files; a restored job's memory mapped
+  // from its image): after MADV_DONTNEED the file's page shows through again without
+  // a write, and the kernel keeps it protected. So each page is remembered as sent
+  // while it was the file's (heldFile_) or a private copy, and kept at the freeze only
+  // if it is still the same kind.
+  void markFilePages(uint64_t start, uint64_t end);
+  void dropChangedKind(const MappedRegion& r);
+  void forget(uint64_t start, uint64_t end) {
+    held_.remove(start, end);
+    heldFile_.remove(start, end);
+  }
+
   pid_t pid_;
   PageSource& source_;
   DirtyPageTracker tracker_;
-  PageRangeSet held_;  // sent and not written since
+  int pagemap_;
+  PageRangeSet held_;      // sent and not written since
+  PageRangeSet heldFile_;  // of those, in regions saved whole: the file's page when sent
   PrecopyStats stats_;
 };
 

@@ -3,11 +3,13 @@
 # 1. The `memory` feature program (256 MiB, every page written and checked, earlier
 #    pages rewritten as it goes) is migrated A -> B by default - pre-copy, the job
 #    running and writing through the rounds - and back B -> A with --stop-and-copy;
-#    it must end with PASS and stdout exactly that of an undisturbed run.
+#    it must end with PASS and stdout exactly that of an undisturbed run (run beside
+#    it; 512 steps of at least 50 ms: it outlives both moves).
 # 2. precopy_job (jobs/precopy_job.c), which every step rewrites random pages, moves
 #    a page through a pipe with read() into memory and write() from it, and forks a
 #    child that writes its copy: migrated A -> B with --precopy and B -> A by default,
-#    its steps going on during each migration; it checks every word at the end.
+#    its steps going on during each migration; it checks every word at the end, which
+#    the test asks for (a stop file) after the second move.
 # Each result line must name the mode, the rounds and the bytes sent before and
 # during the freeze.
 #
@@ -46,11 +48,12 @@ migrate_checked() {
 }
 
 # --- 1. the memory feature program ---------------------------------------------------
-"$memory" 256M 100 > "$dir/memory.ref" 2>&1 || bad "memory ran undisturbed" "$dir/memory.ref"
-( LD_PRELOAD=$libmig "$memory" 256M 100 > "$dir/memory.out" 2> "$dir/memory.err"; echo "$?" > "$dir/memory.status" ) &
+( LD_PRELOAD=$libmig "$memory" 256M 512 > "$dir/memory.out" 2> "$dir/memory.err"; echo "$?" > "$dir/memory.status" ) &
 pids+=($!)
 wait_line "$dir/memory.out" '^STEP 2$' || bad "memory started" "$dir/memory.out" "$dir/memory.err"
-mpid=$(pgrep -f -n "^$memory 256M 100")
+mpid=$(pgrep -f -n "^$memory 256M 512")
+( "$memory" 256M 512 > "$dir/memory.ref" 2>&1; echo "$?" > "$dir/memory.ref.status" ) &
+pids+=($!)
 migrate_checked "memory A -> B (default)" "$mpid" "$pb" \
   "pre-copy, [0-9]+ rounds: [0-9.]+ MiB sent while it ran, [0-9.]+ MiB while frozen" '^STEP' "$dir/memory.out"
 n=$(steps_in "$dir/memory.out" '^STEP')
@@ -58,7 +61,8 @@ wait_line "$dir/memory.out" "^STEP $((n + 3))$" || bad "memory goes on on B" "$d
 migrate_checked "memory B -> A (--stop-and-copy)" "$mpid" "$pa" \
   "stop-and-copy: [0-9.]+ MiB sent while frozen" '^STEP' "$dir/memory.out" --stop-and-copy
 wait_until 120 test -s "$dir/memory.status" || bad "memory ended" "$dir/memory.out" "$dir/memory.err"
-if [ "$(cat "$dir/memory.status" 2>/dev/null)" = 0 ] && cmp -s "$dir/memory.ref" "$dir/memory.out"; then
+wait_until 120 test -s "$dir/memory.ref.status" || bad "memory ended undisturbed" "$dir/memory.ref"
+if [ "$(cat "$dir/memory.status" 2>/dev/null)" = 0 ] && [ "$(cat "$dir/memory.ref.status")" = 0 ] && cmp -s "$dir/memory.ref" "$dir/memory.out"; then
   ok "memory: every page exact after pre-copy and back (output same as undisturbed, $(grep '^pages verified' "$dir/memory.out"))"
 else
   bad "memory after the migrations (status $(cat "$dir/memory.status" 2>/dev/null))" "$dir/memory.out" "$dir/memory.err" "$dir/b.log"
@@ -66,19 +70,21 @@ else
 fi
 
 # --- 2. writes, read() into memory and fork during the rounds ---------------------------
-( LD_PRELOAD=$libmig "$pjob" 128 400 > "$dir/pjob.out" 2> "$dir/pjob.err"; echo "$?" > "$dir/pjob.status" ) &
+( LD_PRELOAD=$libmig "$pjob" 128 20 "$dir/pjob.stop" > "$dir/pjob.out" 2> "$dir/pjob.err"; echo "$?" > "$dir/pjob.status" ) &
 pids+=($!)
 wait_line "$dir/pjob.out" '^step 5$' || bad "precopy_job started" "$dir/pjob.out" "$dir/pjob.err"
-jpid=$(pgrep -f -n "^$pjob 128 400")
+jpid=$(pgrep -f -n "^$pjob 128 20 ")
 migrate_checked "precopy_job A -> B (--precopy)" "$jpid" "$pb" \
   "pre-copy, [0-9]+ rounds" '^step' "$dir/pjob.out" --precopy
 n=$(steps_in "$dir/pjob.out" '^step')
 wait_line "$dir/pjob.out" "^step $((n + 10))$" || bad "precopy_job goes on on B" "$dir/pjob.out" "$dir/b.log"
 migrate_checked "precopy_job B -> A (default)" "$jpid" "$pa" "pre-copy, [0-9]+ rounds" '^step' "$dir/pjob.out"
+touch "$dir/pjob.stop"
 wait_until 120 test -s "$dir/pjob.status" || bad "precopy_job ended" "$dir/pjob.out" "$dir/pjob.err"
-if [ "$(cat "$dir/pjob.status" 2>/dev/null)" = 0 ] && grep -q '^verified 32768 pages, 400 children, 400 reads$' "$dir/pjob.out" &&
+steps=$(grep -c '^step ' "$dir/pjob.out")
+if [ "$(cat "$dir/pjob.status" 2>/dev/null)" = 0 ] && grep -q "^verified 32768 pages, $steps steps, $steps children, $steps reads$" "$dir/pjob.out" &&
    [ "$(tail -1 "$dir/pjob.out")" = PASS ]; then
-  ok "precopy_job: every page exact, 400 children and 400 reads through memory fine across both moves"
+  ok "precopy_job: every page exact, $steps children and $steps reads through memory fine across both moves"
 else
   bad "precopy_job after the migrations (status $(cat "$dir/pjob.status" 2>/dev/null))" "$dir/pjob.out" "$dir/pjob.err"
 fi

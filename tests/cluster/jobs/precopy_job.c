@@ -6,11 +6,11 @@
  * into memory that may be write-protected for tracking), and forks a child that
  * writes into its copy of the memory, checks that its parent's generations are
  * there, and exits with 0 (the parent checks the status). Prints "step N" after each
- * step. At the end it checks every word of every page and prints "verified PAGES
- * pages, FORKS children, READS reads" and "PASS"; any mismatch is one "FAIL: ..."
- * line on stderr and exit 1.
+ * step. After at least MIN_STEPS steps, once STOP_FILE exists, it checks every word
+ * of every page and prints "verified PAGES pages, STEPS steps, FORKS children, READS
+ * reads" and "PASS"; any mismatch is one "FAIL: ..." line on stderr and exit 1.
  *
- * usage: precopy_job SIZE_MIB STEPS */
+ * usage: precopy_job SIZE_MIB MIN_STEPS STOP_FILE */
 #include "feature.h"
 
 #include <sys/mman.h>
@@ -44,7 +44,7 @@ static int page_ok(size_t p)
 
 int main(int argc, char **argv)
 {
-  CHECK(argc == 3, "usage: precopy_job SIZE_MIB STEPS");
+  CHECK(argc == 4, "usage: precopy_job SIZE_MIB MIN_STEPS STOP_FILE");
   npages = (size_t)parse_int(argv[1]) * (1 << 20) / PAGE;
   int steps = parse_int(argv[2]);
   /* Two spare pages at the end: the pipe's source and destination buffers. */
@@ -60,7 +60,8 @@ int main(int argc, char **argv)
 
   uint64_t rng = 12345;
   unsigned forks = 0, reads = 0;
-  for (int s = 1; s <= steps; s++) {
+  int s;
+  for (s = 1; s <= steps || access(argv[3], F_OK) != 0; s++) {
     for (int k = 0; k < 64; k++) {
       rng = mix64(rng + (uint64_t)k);
       size_t p = (size_t)(rng % npages);
@@ -99,7 +100,7 @@ int main(int argc, char **argv)
   for (size_t p = 0; p < npages; p++)
     if (!page_ok(p))
       feature_fail("page %zu does not hold generation %d", p, gen[p]);
-  printf("verified %zu pages, %u children, %u reads\n", npages, forks, reads);
+  printf("verified %zu pages, %d steps, %u children, %u reads\n", npages, s - 1, forks, reads);
   printf("PASS\n");
   return 0;
 }
