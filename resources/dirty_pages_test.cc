@@ -196,7 +196,6 @@ class RangeSource final : public PageSource {
   }
   void pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& out) override { proc_.pagesToSave(r, out); }
   void read(uint64_t addr, void* buf, size_t len) override { proc_.read(addr, buf, len); }
-  void mark() override {}
 
  private:
   ProcPageSource proc_;

@@ -206,8 +206,4 @@ void ProcPageSource::read(uint64_t addr, void* buf, size_t len) {
   }
 }
 
-void ProcPageSource::mark() {
-  fail(kj::str("tracking written pages is not available yet (pre-copy comes with live migration)"));
-}
-
 }  // namespace mig::resources
