@@ -188,8 +188,15 @@ RestorePlan buildRestorePlan(FileReader& image) {
   }
   markShareGroups(regions, inodes);
 
-  // Saved pages, in image order, each split at region borders.
+  // Saved pages, in image order, each split at region borders. Pages that go over
+  // pages placed before (pre-copy) are copied in, not mapped: a mapping would split
+  // the region into several, which the job would see (in /proc/self/maps, and as
+  // EFAULT from an mremap of the whole region).
+  Intervals placed;
   auto addPages = [&](const SectionInfo& info, uint64_t addr, uint64_t left, uint64_t imageOffset) {
+    Intervals over;
+    placed.forEachIn(addr, addr + left, [&](uint64_t s, uint64_t e) { over.add(s, e); });
+    placed.add(addr, addr + left);
     while (left > 0) {  // a run may span adjacent regions: split it at their borders
       int64_t ri = regionAt(regions, addr);
       if (ri < 0) {
@@ -203,6 +210,19 @@ RestorePlan buildRestorePlan(FileReader& image) {
       p.imageOffset = imageOffset;
       p.region = static_cast<uint32_t>(ri);
       p.method = (owner.mapFlags & MAP_SHARED) ? plan::kPagesCopy : plan::kPagesMap;
+      // Split where this piece starts or stops going over earlier ones.
+      uint64_t cut = addr + len;
+      bool isOver = false;
+      over.forEachIn(addr, addr + len, [&](uint64_t s, uint64_t e) {
+        if (s == addr) {
+          isOver = true;
+          cut = std::min(cut, e);
+        } else {
+          cut = std::min(cut, s);
+        }
+      });
+      p.len = len = cut - addr;
+      if (isOver) p.method = plan::kPagesCopy;
       pages.add(p);
       addr += len;
       imageOffset += len;

@@ -161,8 +161,13 @@ TEST_CASE("a pre-copy image restores each page from its latest copy, dropped pag
     }
   }
   CHECK(std::string(memory, 8) == std::string("ABAC\0\0\0\0", 8));
-  // Round 1's run stays one piece under round 2's page (one mapping, not three).
+  // Round 1's run stays one piece (one mapping), and the pages that go over it are
+  // copied in: mapping them would split the job's region in several.
+  REQUIRE(h.pagesCount == 3);
   CHECK(pg[0].len == 4 * kPageSize);
+  CHECK(pg[0].method == plan::kPagesMap);
+  CHECK(pg[1].method == plan::kPagesCopy);
+  CHECK(pg[2].method == plan::kPagesCopy);
 }
 
 TEST_CASE("kept pages that no pre-copy round sent make the plan fail") {

@@ -108,10 +108,11 @@ int ControlClient::trackWrites(kj::String& why) {
   if (n == sizeof(reply) && reply.magic == control::kMagic && reply.status == control::kOk && fd >= 0) return fd;
   if (fd >= 0) ::close(fd);
   if (n == sizeof(reply) && reply.status == control::kNoTracking) {
-    why = kj::str("this kernel gives the job no userfaultfd with asynchronous write protection (",
-                  strerror(static_cast<int>(reply.reserved)), ")");
+    why = kj::str("no write tracking: the job cannot make a userfaultfd with asynchronous write protection, "
+                  "which needs Linux 6.7 or later and userfaultfd not forbidden: ",
+                  strerror(static_cast<int>(reply.reserved)));
   } else if (n == sizeof(reply) && reply.status == control::kBadRequest) {
-    why = kj::str("process ", pid_, " runs a libmig without write tracking");
+    why = kj::str("no write tracking: process ", pid_, " runs a libmig without it");
   } else {
     why = kj::str("process ", pid_, " gave no valid answer to the write-tracking request");
   }

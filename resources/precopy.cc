@@ -2,6 +2,7 @@
 #include "resources/precopy.h"
 
 #include "image/image_error.h"
+#include "resources/proc_file.h"
 
 #include <capnp/message.h>
 
@@ -37,6 +38,26 @@ Precopy::Precopy(pid_t pid, int uffd, PageSource& source) : pid_(pid), source_(s
   snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
   pagemap_ = ::open(path, O_RDONLY | O_CLOEXEC);
   if (pagemap_ < 0) image::fail(kj::str("cannot open ", path, ": ", strerror(errno)));
+  programMark_ = programMark();
+}
+
+kj::Array<kj::byte> Precopy::programMark() {
+  constexpr uint64_t kAtRandom = 25;
+  std::string auxv;
+  if (!readProcFileIfExists(pid_, "auxv", auxv)) image::fail(kj::str("cannot read the auxiliary vector of process ", pid_));
+  uint64_t at = 0;
+  for (size_t i = 0; i + 16 <= auxv.size(); i += 16) {
+    uint64_t key, value;
+    memcpy(&key, auxv.data() + i, 8);
+    memcpy(&value, auxv.data() + i + 8, 8);
+    if (key == kAtRandom) at = value;
+  }
+  auto mark = kj::heapArray<kj::byte>(24);
+  memcpy(mark.begin(), &at, 8);
+  memset(mark.begin() + 8, 0, 16);
+  struct iovec local = {mark.begin() + 8, 16}, remote = {reinterpret_cast<void*>(at), 16};
+  if (at != 0) (void)process_vm_readv(pid_, &local, 1, &remote, 1, 0);
+  return mark;
 }
 
 Precopy::~Precopy() { ::close(pagemap_); }
@@ -159,6 +180,9 @@ void Precopy::runRounds(image::ImageWriter& w, const PrecopyRule& rule, kj::Func
 }
 
 void Precopy::finalScan() {
+  if (!(programMark().asPtr() == programMark_.asPtr())) {
+    image::fail(kj::str("process ", pid_, " started another program during the pre-copy; migrate it again"));
+  }
   kj::Array<MappedRegion> regions;
   PageRangeSet written;
   look(regions, written);

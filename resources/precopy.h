@@ -47,7 +47,8 @@ class Precopy {
   void runRounds(image::ImageWriter& w, const PrecopyRule& rule, kj::Function<void()> afterRound);
 
   // With the job frozen: the last look at what was written since the last round.
-  // After it, held() is what the receiver has and may keep.
+  // After it, held() is what the receiver has and may keep. Fails (the hop is then
+  // cancelled, the job runs on) if the job started another program since the rounds began.
   void finalScan();
 
   const PageRangeSet& held() const { return held_; }
@@ -70,10 +71,16 @@ class Precopy {
     heldFile_.remove(start, end);
   }
 
+  // What tells one program from the next in the same process: the address and the 16
+  // bytes of the kernel's AT_RANDOM, which every exec makes anew. The userfaultfd and
+  // the page map follow the address space they were opened on, which an exec drops.
+  kj::Array<kj::byte> programMark();
+
   pid_t pid_;
   PageSource& source_;
   DirtyPageTracker tracker_;
   int pagemap_;
+  kj::Array<kj::byte> programMark_;
   PageRangeSet held_;      // sent and not written since
   PageRangeSet heldFile_;  // of those, in regions saved whole: the file's page when sent
   PrecopyStats stats_;

@@ -10,13 +10,16 @@
 #    child that writes its copy: migrated A -> B with --precopy and B -> A by default,
 #    its steps going on during each migration; it checks every word at the end, which
 #    the test asks for (a stop file) after the second move.
+# 3. precopy_job where userfaultfd(2) fails (jobs/no_uffd.c, a seccomp filter, as in
+#    a container that forbids it): --precopy fails with one line and the job stays;
+#    the default falls back to stop-and-copy and its result line says why.
 # Each result line must name the mode, the rounds and the bytes sent before and
 # during the freeze.
 #
-# usage: loopback_precopy.sh SHADOWD MIGCTL LIBMIG MEMORY_FEATURE PRECOPY_JOB
+# usage: loopback_precopy.sh SHADOWD MIGCTL LIBMIG MEMORY_FEATURE PRECOPY_JOB NO_UFFD
 set -u
 shadowd=$(realpath "$1") migctl=$(realpath "$2") libmig=$(realpath "$3") memory=$(realpath "$4")
-pjob=$(realpath "$5")
+pjob=$(realpath "$5") no_uffd=$(realpath "$6")
 source "$(dirname "$0")/lib/loopback_lib.sh" precopy
 new_key "$dir/key"
 pa=$(port) pb=$(port)
@@ -88,6 +91,27 @@ if [ "$(cat "$dir/pjob.status" 2>/dev/null)" = 0 ] && grep -q "^verified 32768 p
 else
   bad "precopy_job after the migrations (status $(cat "$dir/pjob.status" 2>/dev/null))" "$dir/pjob.out" "$dir/pjob.err"
 fi
+
+# --- 3. no write tracking ---------------------------------------------------------------
+( LD_PRELOAD=$libmig "$no_uffd" "$pjob" 8 5 "$dir/nojob.stop" > "$dir/nojob.out" 2> "$dir/nojob.err"
+  echo "$?" > "$dir/nojob.status" ) &
+pids+=($!)
+wait_line "$dir/nojob.out" '^step 3$' || bad "precopy_job under no_uffd started" "$dir/nojob.out" "$dir/nojob.err"
+npid=$(pgrep -f -n "^$pjob 8 5 ")
+A migrate "$npid" --to "127.0.0.1:$pb" --precopy > "$dir/m-nouffd-precopy.out" 2>&1; rc=$?
+n=$(steps_in "$dir/nojob.out" '^step')
+if [ $rc -ne 0 ] && grep -q "stays where it was: .*pre-copy is not possible: no write tracking: .*userfaultfd" "$dir/m-nouffd-precopy.out" &&
+   wait_line "$dir/nojob.out" "^step $((n + 2))$"; then
+  ok "--precopy without userfaultfd: refused with one line, the job runs on ($(tail -1 "$dir/m-nouffd-precopy.out" | sed 's/.*failed: //'))"
+else bad "--precopy without userfaultfd (exit $rc)" "$dir/m-nouffd-precopy.out" "$dir/nojob.out"; fi
+migrate_checked "without userfaultfd, default" "$npid" "$pb" \
+  "stop-and-copy \(no write tracking: the job cannot make a userfaultfd [^)]*\): [0-9.]+ MiB sent while frozen" \
+  '^step' "$dir/nojob.out"
+touch "$dir/nojob.stop"
+wait_until 60 test -s "$dir/nojob.status" || bad "precopy_job under no_uffd ended" "$dir/nojob.out" "$dir/nojob.err"
+[ "$(cat "$dir/nojob.status" 2>/dev/null)" = 0 ] && [ "$(tail -1 "$dir/nojob.out")" = PASS ] \
+  && ok "without userfaultfd: the job moved by stop-and-copy ends exact" \
+  || bad "precopy_job under no_uffd after the move (status $(cat "$dir/nojob.status" 2>/dev/null))" "$dir/nojob.out" "$dir/nojob.err"
 
 A migrate 999999 --to "127.0.0.1:$pb" --precopy --stop-and-copy > "$dir/m-both.out" 2>&1
 grep -q "exclude each other" "$dir/m-both.out" && ok "--precopy with --stop-and-copy is refused with one line" \
