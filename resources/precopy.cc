@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <csignal>
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/uio.h>
@@ -104,6 +105,7 @@ void Precopy::dropChangedKind(const MappedRegion& r) {
 }
 
 void Precopy::look(kj::Array<MappedRegion>& regions, PageRangeSet& written) {
+  if (kill(pid_, 0) != 0 && errno == ESRCH) image::fail(kj::str("process ", pid_, " ended during the pre-copy"));
   regions = source_.regions();
   PageRangeSet untracked;
   tracker_.collect(regions, written, untracked);

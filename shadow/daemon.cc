@@ -41,6 +41,15 @@ double nowSeconds() {
 Daemon::Daemon(kj::AsyncIoContext& io, DaemonConfig config, ClusterKey key)
     : io_(io), config_(kj::mv(config)), key_(kj::mv(key)), errorHandler_(*this), tasks_(errorHandler_) {}
 
+kj::Promise<void> Daemon::hostedJobGone(uint64_t id) {
+  KJ_IF_MAYBE(j, hostedJobs().find(id)) {
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    (*j)->onGone = kj::mv(paf.fulfiller);
+    return paf.promise.exclusiveJoin(io_.provider->getTimer().afterDelay(10 * kj::SECONDS));
+  }
+  return kj::READY_NOW;
+}
+
 void Daemon::ErrorHandler::taskFailed(kj::Exception&& e) { d_.log(kj::str("error: ", e.getDescription())); }
 
 void Daemon::log(kj::StringPtr line) {

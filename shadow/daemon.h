@@ -78,6 +78,7 @@ struct HostedJob {
   double startedAt;
   kj::Own<kj::PromiseFulfiller<void>> onRunning;
   kj::Own<JobCalls> calls;    // its calls on their way home
+  kj::Own<kj::PromiseFulfiller<void>> onGone;  // it left: told once its process is gone here
 };
 
 class Daemon {
@@ -85,6 +86,12 @@ class Daemon {
   Daemon(kj::AsyncIoContext& io, DaemonConfig config, ClusterKey key);
 
   kj::AsyncIoContext& io() { return io_; }
+
+  // A hosted job that left (its sender succeeded): resolves once its process here has
+  // ended and its spool files are deleted (node_service.cc, watchJob), or after 10 s,
+  // so that a hop reports success with nothing of the job left here. Its exit takes a
+  // while for a large job, longer after pre-copy (its whole memory was copied).
+  kj::Promise<void> hostedJobGone(uint64_t id);
   kj::UnixEventPort& eventPort() { return io_.unixEventPort; }
   const DaemonConfig& config() const { return config_; }
   const ClusterKey& key() const { return key_; }

@@ -260,6 +260,7 @@ class LocalImpl final : public rpc::Local::Server {
       j.leaving = true;
       uint64_t id = j.id;
       return d_.runSender(result, j.realPid, j.id, j.token, j.home, j.vpid, j.command, to, p.getNetwork(), false, p.getMode())
+          .then([this, id]() { return d_.hostedJobGone(id); })
           .catch_([this, id](kj::Exception&& e) -> kj::Promise<void> {
             KJ_IF_MAYBE(h, d_.hostedJobs().find(id)) { (*h)->leaving = false; }
             return kj::mv(e);

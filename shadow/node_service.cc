@@ -2,6 +2,7 @@
 // send a job that runs here elsewhere, reach the deputy of a job whose home is here,
 // deliver a signal to a job that runs here, report that a job ended, tell the time.
 #include "image/stream_verifier.h"
+#include "shim/control_protocol.h"
 #include "shadow/child_process.h"
 #include "shadow/clock_offset.h"
 #include "shadow/error.h"
@@ -193,7 +194,11 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
       KJ_IF_MAYBE(j, d.hostedJobs().find(jobId)) {
         auto job = kj::mv(*j);
         d.hostedJobs().erase(jobId);
-        if (job->leaving) {
+        if (job->onGone.get() != nullptr) job->onGone->fulfill();
+        // A job that left was ended by its sender with the checkpointed status; one
+        // that ends by itself while leaving (during pre-copy's rounds, which run for
+        // seconds) ended here, and its hop fails.
+        if (job->leaving && WIFEXITED(status) && WEXITSTATUS(status) == control::kCheckpointedStatus) {
           d.log(kj::str("job ", jobId, " left this host"));
           return kj::READY_NOW;
         }
@@ -307,6 +312,7 @@ class NodeImpl final : public rpc::Node::Server {
     result.setDestination(to);
     uint64_t id = job->id;
     return d_.runSender(result, job->realPid, job->id, job->token, job->home, job->vpid, job->command, to, p.getNetwork(), false, p.getMode())
+        .then([this, id]() { return d_.hostedJobGone(id); })
         .catch_([this, id](kj::Exception&& e) -> kj::Promise<void> {
           KJ_IF_MAYBE(j, d_.hostedJobs().find(id)) { (*j)->leaving = false; }
           return kj::mv(e);
