@@ -81,6 +81,7 @@ struct HostedJob {
   double startedAt;
   kj::Own<kj::PromiseFulfiller<void>> onRunning;
   kj::Own<JobCalls> calls;    // its calls on their way home
+  kj::Own<kj::PromiseFulfiller<void>> onGone;  // it left: told once its process is gone here
 };
 
 class Daemon {
@@ -88,6 +89,12 @@ class Daemon {
   Daemon(kj::AsyncIoContext& io, DaemonConfig config, ClusterKey key);
 
   kj::AsyncIoContext& io() { return io_; }
+
+  // A hosted job that left (its sender succeeded): resolves once its process here has
+  // ended and its spool files are deleted (node_service.cc, watchJob), or after 10 s,
+  // so that a hop reports success with nothing of the job left here. Its exit takes a
+  // while for a large job, longer after pre-copy (its whole memory was copied).
+  kj::Promise<void> hostedJobGone(uint64_t id);
   kj::UnixEventPort& eventPort() { return io_.unixEventPort; }
   const DaemonConfig& config() const { return config_; }
   const ClusterKey& key() const { return key_; }
@@ -114,7 +121,8 @@ class Daemon {
   // becomes the job's deputy, else it ends once the job runs at `to`.
   kj::Promise<void> runSender(rpc::MigrationResult::Builder result, pid_t realPid, uint64_t jobId, kj::ArrayPtr<const kj::byte> token,
                                     kj::StringPtr home, pid_t vpid, kj::StringPtr command,
-                                    kj::StringPtr to, rpc::NetworkPolicy network, bool becomeDeputy);
+                                    kj::StringPtr to, rpc::NetworkPolicy network, bool becomeDeputy,
+                                    rpc::MigrationMode mode = rpc::MigrationMode::BEST);
 
   kj::TaskSet& tasks() { return tasks_; }
   void log(kj::StringPtr line);
