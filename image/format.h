@@ -26,7 +26,12 @@
 namespace mig::image {
 
 inline constexpr char kMagic[8] = {'M', 'I', 'G', 'I', 'M', 'A', 'G', 'E'};
-inline constexpr uint32_t kFormatVersion = 1;
+// Version 2 added the tree and member sections (a checkpoint of a process tree);
+// images without them are still written as version 2, and version 1 images (one
+// process) are still read. A reader of version 1 refuses version 2 with its
+// "format version 2 is not supported" line.
+inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr uint32_t kOldestFormatVersion = 1;
 inline constexpr uint32_t kMachineX86_64 = 62;  // ELF EM_X86_64
 inline constexpr uint32_t kSectionTag = 0x4345534d;   // "MSEC"
 inline constexpr uint64_t kTrailerTag = 0x4154414447494d;  // "MIGDATA"
@@ -45,6 +50,8 @@ enum class SectionType : uint16_t {
   threads = 4,
   process = 5,
   files = 6,
+  tree = 7,    // the members of a process tree, once, after the header
+  member = 8,  // starts the sections (process, threads, files, memory) of one tree member
   end = 0xffff,
 };
 

@@ -9,6 +9,7 @@
 #include "image/plan_builder.h"
 #include "migctl/clock_continuity.h"
 #include "migctl/commands.h"
+#include "migctl/tree_restart.h"
 #include "resources/fd_restore.h"
 #include "resources/memory.h"
 #include "resources/process_attrs.h"
@@ -52,16 +53,6 @@ constexpr const char* kUsage =
     "Without the privilege for a time namespace, the shim offsets the job's monotonic\n"
     "clock readings instead, so they go on from the checkpoint's.\n";
 
-// What shadowd passes for a job that migrated here.
-struct MigratedOptions {
-  bool migrated = false;
-  const char* relay = nullptr;
-  uint64_t jobId = 0;
-  kj::Array<kj::byte> token;
-  kj::Vector<const char*> localPaths;
-  int64_t realtimeOffsetNs = 0;
-  uint32_t network = forward::kNetworkHome;
-};
 
 int64_t parseNs(const char* option, const char* text) {
   char* end = nullptr;
@@ -168,6 +159,17 @@ int restartCommand(int argc, char** argv, const resources::CallerFds& caller) {
   }
   options.migrated = migrated.migrated;  // a migrated job's files are at home, not here
   resources::checkSavedFiles(img, options);
+  if (img.isTree()) {
+    if (migrated.migrated) fail(kj::str(path, " holds a process tree; migrating trees is not built yet"));
+    return restartTree(img, path, options, caller);
+  }
+  becomeRestored(img, path, options, caller, migrated, nullptr);
+}
+
+[[noreturn]] void becomeRestored(image::FileReader& img, const char* path, const resources::FileRestoreOptions& options,
+                                 const resources::CallerFds& caller, const MigratedOptions& migrated,
+                                 const TreeMemberRestart* tree) {
+  (void)options;
   std::string restorer = findRestorer();
   image::RestorePlan plan = image::buildRestorePlan(img);
 
@@ -210,6 +212,9 @@ int restartCommand(int argc, char** argv, const resources::CallerFds& caller) {
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }
+  } else if (tree != nullptr) {
+    tree->ready();  // every check passed: the tree starts only when all its members got here
+    resources::restoreFiles(img, keep, keepCount, caller, nullptr, &tree->pipes);
   } else {
     resources::restoreFiles(img, keep, keepCount, caller);
   }

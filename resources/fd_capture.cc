@@ -64,9 +64,10 @@ std::string CaptureContext::linkOf(int fd) const {
   return "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
 }
 
-void writeFiles(pid_t pid, const control::Block& block, image::ImageWriter& w, CaptureStats& stats) {
+void writeFiles(pid_t pid, const control::Block& block, image::ImageWriter& w, CaptureStats& stats,
+                const std::set<uint64_t>* treePipes) {
   std::vector<FdProbe> probes;
-  CaptureContext ctx{pid, nullptr};
+  CaptureContext ctx{pid, nullptr, treePipes};
   for (int fd : processFds(pid, block)) probes.push_back(probe(ctx, fd));
   ctx.all = kj::arrayPtr(probes.data(), probes.size());
 
