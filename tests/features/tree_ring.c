@@ -50,7 +50,7 @@ int main(void)
   for (int r = 1; r <= ROUNDS; r++) {
     v++;
     CHECK(write(p[0][1], &v, sizeof v) == (ssize_t)sizeof v, "root: write: %s", strerror(errno));
-    sleep_ms(100); /* the token waits in a pipe between the children meanwhile */
+    sleep_ms(50); /* the token waits in a pipe between the children meanwhile */
     CHECK(read(p[2][0], &v, sizeof v) == (ssize_t)sizeof v, "root: read: %s", strerror(errno));
     CHECK(v == 3L * r, "round %d: counter %ld, want %ld", r, v, 3L * r);
     for (int k = 0; k < 2; k++) CHECK(kill(kids[k], 0) == 0, "kill(child %d, 0): %s", k, strerror(errno));

@@ -74,7 +74,7 @@ int main(void)
     CHECK(getsid(bc[0]) == a && getpgid(bc[0]) == bc[0], "B: session %d group %d", getsid(bc[0]), getpgid(bc[0]));
     CHECK(getsid(bc[1]) == a && getpgid(bc[1]) == bc[0], "C: session %d group %d", getsid(bc[1]), getpgid(bc[1]));
     CHECK(getsid(0) != a, "the root is in A's session");
-    sleep_ms(100);
+    sleep_ms(50);
     feature_step(step);
   }
   close(stop[1]);

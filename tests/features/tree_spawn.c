@@ -37,7 +37,7 @@ int main(int argc, char **argv)
     struct rusage ru;
     pid_t got = wait4(-1, &st, WNOHANG, &ru);
     CHECK(got == 0, "step %d: wait4(-1, WNOHANG) = %d (%s)", step, got, got < 0 ? strerror(errno) : "a child ended");
-    sleep_ms(100);
+    sleep_ms(50);
     feature_step(step);
   }
   close(stop[1]);

@@ -43,7 +43,7 @@ int main(void)
             "zombie %d: code %d status %d", i, si.si_code, si.si_status);
     }
     CHECK(waitpid(live, NULL, WNOHANG) == 0, "the live child ended early");
-    sleep_ms(100);
+    sleep_ms(50);
     feature_step(step);
   }
   int st;
