@@ -96,11 +96,12 @@ int checkpointCommand(int argc, char** argv) {
     auto frozenMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (stop) tree.exitAll(timeout);
     else tree.resume();
-    printf("checkpoint of process %ld and its tree (%zu processes, %zu running) written to %s: %.1f MiB, "
+    kj::String what = tree.size() == 1 ? kj::str("") : kj::str(" and its tree (", tree.size(), " processes, ", tree.liveCount(), " running)");
+    printf("checkpoint of process %ld%s written to %s: %.1f MiB, "
            "%llu pages, %u threads, %u fds; frozen %.1f ms%s\n",
-           pid, tree.size(), tree.liveCount(), out, static_cast<double>(stats.imageBytes) / (1 << 20),
+           pid, what.cStr(), out, static_cast<double>(stats.imageBytes) / (1 << 20),
            static_cast<unsigned long long>(stats.savedPages), stats.threads, stats.fds, frozenMs,
-           stop ? "; processes ended" : "");
+           stop ? (tree.size() == 1 ? "; process ended" : "; processes ended") : "");
     return 0;
   }
   resources::CaptureStats stats = freezeAndCapture(ctl, timeout, /*forMigration=*/false, file.sink());

@@ -87,14 +87,19 @@ void FrozenTree::connect(const resources::TreeProcess& p, ControlClient* rootCtl
   members_.add(kj::mv(m));
 }
 
+// Asks member `m` to freeze; one that exec'd since it was reached is reached again.
 void FrozenTree::request(Member& m) {
   try {
     m.ctl->requestFreeze();
   } catch (const kj::Exception&) {
-    if (m.ctl == members_[0].ctl || running(m.proc.pid)) throw;
-    m.ctl = nullptr;
-    m.owned = nullptr;
-    m.proc.zombie = true;
+    if (m.ctl == members_[0].ctl) throw;
+    m.owned = reach(m.proc);  // ended (null), or exec'ing: its shim comes back
+    m.ctl = m.owned.get();
+    if (m.ctl == nullptr) {
+      m.proc.zombie = true;
+      return;
+    }
+    m.ctl->requestFreeze();
   }
 }
 
@@ -135,6 +140,7 @@ FrozenTree::FrozenTree(ControlClient& root, int timeoutSeconds) : root_(root.pid
   connect(tree[0], &root);
   for (size_t i = 1; i < tree.size(); ++i) connect(tree[i], nullptr);
   if (single()) return;
+  froze_ = true;
   // Park every member, then look again: a child forked before its parent parked is
   // parked too (a parked process forks no more, so this ends).
   size_t frozen = 0;
@@ -196,6 +202,11 @@ size_t FrozenTree::liveCount() const {
 }
 
 resources::CaptureStats FrozenTree::capture(image::ByteSink& out) {
+  if (members_.size() == 1) {
+    // Its children ended (and were reaped) while it froze: the image of one process.
+    resources::ProcPageSource memory(members_[0].proc.pid);
+    return resources::captureProcess(members_[0].proc.pid, *members_[0].block, memory, out);
+  }
   kj::Vector<resources::TreeCaptureMember> list;
   for (auto& m : members_) list.add(resources::TreeCaptureMember{m.proc, m.block.get()});
   return resources::captureTree(list, out);

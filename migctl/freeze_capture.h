@@ -26,7 +26,9 @@ class FrozenTree {
   FrozenTree(ControlClient& root, int timeoutSeconds);
   // A tree of one process: the caller takes the single-process path (image
   // version-compatible with what it always was).
-  bool single() const { return members_.size() == 1; }
+  // (Once frozen, a tree whose children all ended meanwhile is captured as one
+  // process by capture(); single() is then false: the root is parked already.)
+  bool single() const { return members_.size() == 1 && !froze_; }
   size_t size() const { return members_.size(); }
   size_t liveCount() const;
   resources::CaptureStats capture(image::ByteSink& out);
@@ -48,6 +50,7 @@ class FrozenTree {
   void park(Member& m, int timeoutSeconds);
   kj::Vector<Member> members_;
   pid_t root_;
+  bool froze_ = false;
 };
 
 }  // namespace mig::migctl
