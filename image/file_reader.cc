@@ -77,6 +77,13 @@ void FileReader::index() {
       }
     }
     dataBytes += info.dataLen;
+    if (info.type == static_cast<uint16_t>(SectionType::tree)) {
+      if (treeSection_ != 0 || i != 1) fail(kj::str(info.describe(), ": a tree section must come once, right after the header"));
+      treeSection_ = i;
+    }
+    if (info.type == static_cast<uint16_t>(SectionType::member) && treeSection_ == 0) {
+      fail(kj::str(info.describe(), ": a member section in an image without a tree section"));
+    }
     entries_.add(kj::mv(e));
     if (isEnd) break;
   }
@@ -84,6 +91,26 @@ void FileReader::index() {
     fail(kj::str("image has ", size_ - offset, " unexpected bytes after its end section at byte ",
                  offset));
   }
+}
+
+void FileReader::keepOnlyMember(int32_t vpid) {
+  KJ_REQUIRE(isTree(), "not a tree image");
+  const uint16_t member = static_cast<uint16_t>(SectionType::member);
+  kj::Vector<Entry> kept;
+  kept.add(kj::mv(entries_[0]));
+  bool inside = false, found = false;
+  for (size_t i = 1; i < entries_.size(); ++i) {
+    const SectionInfo& info = entries_[i].info;
+    if (info.type == member) {
+      inside = entries_[i].reader->getRoot<schema::Member>().getVpid() == vpid;
+      found = found || inside;
+    } else if (info.type == static_cast<uint16_t>(SectionType::end) || inside) {
+      kept.add(kj::mv(entries_[i]));
+    }
+  }
+  if (!found) fail(kj::str("the image holds no live process with PID ", vpid));
+  entries_ = kj::mv(kept);
+  treeSection_ = 0;
 }
 
 void FileReader::readData(size_t i, uint64_t offset, void* buf, size_t len) const {

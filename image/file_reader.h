@@ -32,6 +32,16 @@ class FileReader {
   template <typename T>
   typename T::Reader meta(size_t i) { return metaReader(i).getRoot<T>(); }
 
+  // A process tree's image (format version 2) has a tree section and, per live
+  // member, a member section followed by that member's sections.
+  bool isTree() const { return treeSection_ != 0; }
+  schema::Tree::Reader tree() { return meta<schema::Tree>(treeSection_); }
+  // From now on the reader shows only the header, the sections of the live member
+  // with virtual PID `vpid` and End: what the restart of one process reads. Throws
+  // when the tree has no such live member. Call verifyAll() first: the others are
+  // no longer visible.
+  void keepOnlyMember(int32_t vpid);
+
   // Reads `len` bytes at `offset` within section i's data.
   void readData(size_t i, uint64_t offset, void* buf, size_t len) const;
 
@@ -54,6 +64,7 @@ class FileReader {
   int fd_ = -1;
   uint64_t size_ = 0;
   kj::Vector<Entry> entries_;
+  size_t treeSection_ = 0;  // 0: none (the header is section 0)
 };
 
 }  // namespace mig::image

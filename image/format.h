@@ -34,7 +34,10 @@
 namespace mig::image {
 
 inline constexpr char kMagic[8] = {'M', 'I', 'G', 'I', 'M', 'A', 'G', 'E'};
-// 2: pre-copy sections (Pages.precopyRound, keptPages). Version 1 images are read too.
+// Version 2 added the pre-copy sections (Pages.precopyRound, keptPages) and the tree
+// and member sections (a checkpoint of a process tree); images without them are still
+// written as version 2, and version 1 images (one process) are still read. A reader of
+// version 1 refuses version 2 with its "format version 2 is not supported" line.
 inline constexpr uint32_t kFormatVersion = 2;
 inline constexpr uint32_t kOldestFormatVersion = 1;
 inline constexpr uint32_t kMachineX86_64 = 62;  // ELF EM_X86_64
@@ -56,6 +59,8 @@ enum class SectionType : uint16_t {
   process = 5,
   files = 6,
   keptPages = 7,  // pages whose contents an earlier pre-copy pages section holds (no data)
+  tree = 8,       // the members of a process tree, once, after the header
+  member = 9,     // starts the sections (process, threads, files, memory) of one tree member
   end = 0xffff,
 };
 

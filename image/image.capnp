@@ -295,3 +295,37 @@ struct End {
   sections @0 :UInt32;       # number of sections before this one
   dataBytes @1 :UInt64;      # sum of the raw data lengths of those sections
 }
+
+struct TreeMember {
+  # One process of a checkpointed tree. PIDs are the member's virtual PIDs (what
+  # getpid() answered in it); a process group or session led by a process outside
+  # the tree keeps the number the kernel gave it.
+  vpid @0 :Int32;
+  vppid @1 :Int32;           # the root's is its parent outside the tree
+  pgid @2 :Int32;
+  sid @3 :Int32;
+  zombie @4 :Bool;           # ended, not reaped yet: only its wait status is kept
+  waitStatus @5 :Int32;      # a zombie's status as waitpid() reports it
+  command @6 :Text;          # /proc/PID/comm, for messages and `migctl image info`
+  realPid @7 :Int32;         # its kernel PID when checkpointed (for messages)
+}
+
+struct Tree {
+  # Section `tree` (format version 2): the members of a checkpoint of a process
+  # tree, root first, every parent before its children. Each live member's own
+  # sections follow, each group opened by a `member` section; zombies have none.
+  members @0 :List(TreeMember);
+  pipes @1 :List(TreePipe);  # pipes between members: made once, shared, at the restart
+}
+
+struct TreePipe {
+  id @0 :UInt64;             # the pipe's inode: FileDescriptor.pipe.id of every end of it
+  contents @1 :Data;         # the bytes in it at the checkpoint
+  capacity @2 :UInt32;       # F_GETPIPE_SZ
+}
+
+struct Member {
+  # Section `member`: the sections up to the next `member` (or `end`) are this
+  # member's process, threads, files, memory map and pages.
+  vpid @0 :Int32;
+}

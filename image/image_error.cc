@@ -27,6 +27,8 @@ const char* sectionTypeName(uint16_t type) {
     case SectionType::threads: return "threads";
     case SectionType::process: return "process";
     case SectionType::files: return "files";
+    case SectionType::tree: return "tree";
+    case SectionType::member: return "member";
     case SectionType::end: return "end";
   }
   return nullptr;

@@ -131,6 +131,28 @@ void checkFiles(const SectionInfo& info, schema::Files::Reader f) {
 
 void checkEnd(const SectionInfo& info, schema::End::Reader) { requireNoData(info); }
 
+void checkTree(const SectionInfo& info, schema::Tree::Reader t) {
+  requireNoData(info);
+  auto members = t.getMembers();
+  if (members.size() == 0) fail(kj::str("a process tree without members"));
+  for (uint32_t i = 0; i < members.size(); ++i) {
+    auto m = members[i];
+    if (m.getVpid() <= 0) fail(kj::str("tree member ", i, " has PID ", m.getVpid()));
+    (void)m.getCommand();
+    bool parentBefore = i == 0;
+    for (uint32_t j = 0; j < i; ++j) {
+      if (members[j].getVpid() == m.getVpid()) fail(kj::str("PID ", m.getVpid(), " is in the tree twice"));
+      if (members[j].getVpid() == m.getVppid()) parentBefore = !members[j].getZombie();
+    }
+    if (!parentBefore) fail(kj::str("tree member ", m.getVpid(), " comes before its parent ", m.getVppid(), " or has a dead one"));
+  }
+}
+
+void checkMember(const SectionInfo& info, schema::Member::Reader m) {
+  requireNoData(info);
+  if (m.getVpid() <= 0) fail(kj::str("member section for PID ", m.getVpid()));
+}
+
 }  // namespace
 
 void checkSectionMeta(const SectionInfo& info, capnp::MessageReader& message) {
@@ -143,6 +165,8 @@ void checkSectionMeta(const SectionInfo& info, capnp::MessageReader& message) {
     case SectionType::process: return checkProcess(info, message.getRoot<schema::Process>());
     case SectionType::files: return checkFiles(info, message.getRoot<schema::Files>());
     case SectionType::end: return checkEnd(info, message.getRoot<schema::End>());
+    case SectionType::tree: return checkTree(info, message.getRoot<schema::Tree>());
+    case SectionType::member: return checkMember(info, message.getRoot<schema::Member>());
   }
 }
 

@@ -30,8 +30,8 @@ void checkPreamble(const Preamble& p, size_t got) {
     fail(kj::str("not a mig image (wrong magic bytes at the start)"));
   }
   if (p.version < kOldestFormatVersion || p.version > kFormatVersion) {
-    fail(kj::str("image format version ", p.version, " is not supported (this mig reads version ",
-                 kFormatVersion, ")"));
+    fail(kj::str("image format version ", p.version, " is not supported (this mig reads versions ",
+                 kOldestFormatVersion, " to ", kFormatVersion, "); use the mig that wrote it"));
   }
   if (p.machine != kMachineX86_64) {
     fail(kj::str("image was made on another architecture (ELF machine ", p.machine,

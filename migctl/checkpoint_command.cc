@@ -1,4 +1,5 @@
-// `migctl checkpoint PID -o FILE [--stop]`: writes an image of a running process.
+// `migctl checkpoint PID -o FILE [--stop]`: writes an image of a running process
+// and its descendants (one image; migctl/freeze_capture.h's FrozenTree).
 #include "image/byte_io.h"
 #include "image/image_error.h"
 #include "migctl/commands.h"
@@ -24,10 +25,14 @@ namespace mig::migctl {
 namespace {
 
 constexpr const char* kAbout =
-    "Writes a checkpoint image of process PID (which runs under libmig.so) to FILE. "
-    "The process is frozen while its image is written and then goes on, unless "
-    "--stop is given: then it ends once the complete image is on disk, with exit "
-    "status 86, so its parent can tell it was checkpointed (it did not finish). "
+    "Writes a checkpoint image of process PID (which runs under libmig.so) and of all "
+    "its descendants (children, their children, ... by parent link; a daemon that left "
+    "the tree is not taken) to FILE: one image of the whole tree. Every one of them must "
+    "run under libmig.so, or nothing is frozen and the checkpoint is refused naming the "
+    "one that does not. The processes are frozen together while the image is written "
+    "and then go on, unless --stop is given: then they end once the complete image is "
+    "on disk, with exit status 86, so a parent can tell it was checkpointed (it did not "
+    "finish). "
     "FILE appears only when complete; on any error the process goes on untouched. "
     "What the image cannot hold (a TCP connection, which a restart gives back reset; "
     "connections waiting to be accepted) is said on stderr, one warning line per fd.";
@@ -36,6 +41,7 @@ struct Options {
   kj::String pidArg;
   kj::Maybe<kj::String> out;
   bool stop = false;
+  bool only = false;
   bool json = false;
   long timeout = 30;
   long maxDeletedMiB = resources::CaptureOptions::kDefaultMaxDeletedFileBytes >> 20;
@@ -67,6 +73,10 @@ kj::MainFunc checkpointMain(cli::Context& cli) {
         o.stop = true;
         return true;
       }, "end the process (exit status 86) after the image is written")
+      .addOption({"only"}, [&o]() -> kj::MainBuilder::Validity {
+        o.only = true;
+        return true;
+      }, "PID alone, without its descendants (they go on; what it shares with them is not in the image)")
       .addOptionWithArg({"timeout"}, [&o](kj::StringPtr v) -> kj::MainBuilder::Validity {
         KJ_IF_MAYBE(why, cli::parseCount(v, 1, 86400, o.timeout)) { return kj::mv(*why); }
         return true;
@@ -103,21 +113,42 @@ int checkpoint(const Options& o, long pid) {
   const char* out = KJ_ASSERT_NONNULL(o.out).cStr();
   const bool stop = o.stop;
   const int timeout = static_cast<int>(o.timeout);
+  resources::CaptureOptions options;
+  options.maxDeletedFileBytes = static_cast<uint64_t>(o.maxDeletedMiB) << 20;
   ControlClient ctl(static_cast<pid_t>(pid));
   image::AtomicFile file(out);  // before the freeze: a bad path fails with the process untouched
   auto t0 = std::chrono::steady_clock::now();
-  resources::CaptureStats stats = freezeAndCapture(ctl, timeout, /*forMigration=*/false, file.sink(),
-                                                      static_cast<uint64_t>(o.maxDeletedMiB) << 20);
-  file.commit();
-  const pid_t realPid = ctl.realPid();
-  auto frozenMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  if (stop) {
-    resources::sockets::resetOnExit(realPid, stats.connections.asPtr());
-    ctl.exitProcess();
-    waitGone(realPid, timeout);
-  } else {
-    ctl.resume();
+  kj::Maybe<FrozenTree> frozenTree;
+  if (!o.only) frozenTree.emplace(ctl, timeout);
+  KJ_IF_MAYBE(t, frozenTree) {
+    if (t->single()) frozenTree = nullptr;  // no descendants: the image of one process
   }
+  resources::CaptureStats stats{};
+  kj::String what = kj::str("");
+  bool several = false;
+  KJ_IF_MAYBE(t, frozenTree) {
+    FrozenTree& tree = *t;
+    stats = tree.capture(file.sink(), options);
+    file.commit();
+    several = tree.size() > 1;
+    if (several) what = kj::str(" and its tree (", tree.size(), " processes, ", tree.liveCount(), " running)");
+    // A tree's TCP connections are not reset on --stop (each member's own fds): their
+    // peers see the connections close when the members end.
+    if (stop) tree.exitAll(timeout);
+    else tree.resume();
+  } else {
+    stats = freezeAndCapture(ctl, timeout, /*forMigration=*/false, file.sink(), options.maxDeletedFileBytes);
+    file.commit();
+    const pid_t realPid = ctl.realPid();
+    if (stop) {
+      resources::sockets::resetOnExit(realPid, stats.connections.asPtr());
+      ctl.exitProcess();
+      waitGone(realPid, timeout);
+    } else {
+      ctl.resume();
+    }
+  }
+  auto frozenMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   // What the image lacks, once it is written: the user decides whether a restart of it is
   // good enough (a TCP connection comes back reset, waiting connections are gone).
   for (const kj::String& w : stats.warnings) fprintf(stderr, "migctl checkpoint: warning: %s\n", w.cStr());
@@ -135,11 +166,11 @@ int checkpoint(const Options& o, long pid) {
     printJson(c.asReader());
     return 0;
   }
-  printf("checkpoint of process %ld written to %s: %.1f MiB, %llu pages, %u threads, %u fds; "
+  printf("checkpoint of process %ld%s written to %s: %.1f MiB, %llu pages, %u threads, %u fds; "
          "frozen %.1f ms%s\n",
-         pid, out, static_cast<double>(stats.imageBytes) / (1 << 20),
+         pid, what.cStr(), out, static_cast<double>(stats.imageBytes) / (1 << 20),
          static_cast<unsigned long long>(stats.savedPages), stats.threads, stats.fds, frozenMs,
-         stop ? "; process ended" : "");
+         stop ? (several ? "; processes ended" : "; process ended") : "");
   return 0;
 }
 

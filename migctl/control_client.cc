@@ -48,10 +48,18 @@ ControlClient::~ControlClient() {
 }
 
 control::Reply ControlClient::freeze(int timeoutSeconds) {
+  requestFreeze();
+  return awaitFreeze(timeoutSeconds);
+}
+
+void ControlClient::requestFreeze() {
   control::Request req{control::kMagic, control::kVersion, control::kOpCheckpoint, getpid()};
   if (::write(fd_, &req, sizeof(req)) != sizeof(req)) {
     fail(kj::str("cannot send the checkpoint request to process ", pid_, ": ", strerror(errno)));
   }
+}
+
+control::Reply ControlClient::awaitFreeze(int timeoutSeconds) {
   struct pollfd p = {fd_, POLLIN, 0};
   int ready = poll(&p, 1, timeoutSeconds * 1000);
   if (ready == 0) fail(kj::str("process ", pid_, " did not answer the checkpoint request within ", timeoutSeconds, " s"));

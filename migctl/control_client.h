@@ -31,6 +31,10 @@ class ControlClient {
 
   // Parks every thread of the process; returns where its checkpoint block is.
   control::Reply freeze(int timeoutSeconds);
+  // The same in two halves, so the members of a tree are asked all at once and
+  // park at the same time: request, then await each answer.
+  void requestFreeze();
+  control::Reply awaitFreeze(int timeoutSeconds);
   // Lets the threads run again, or ends the process (after a complete image).
   void resume();
   void exitProcess();

@@ -7,6 +7,9 @@
 #include "image/writer.h"
 #include "resources/precopy.h"
 #include "resources/process_capture.h"
+#include "resources/process_tree.h"
+
+#include <kj/vector.h>
 #include "migctl/control_client.h"
 
 namespace mig::migctl {
@@ -21,5 +24,42 @@ resources::CaptureStats freezeAndCapture(ControlClient& ctl, int timeoutSeconds,
 // what it wrote, and finishes the image `w` that the rounds began.
 resources::CaptureStats freezeAndFinish(ControlClient& ctl, int timeoutSeconds, resources::PageSource& memory,
                                         resources::Precopy& precopy, image::ImageWriter& w);
+
+// A whole tree (root and descendants, resources/process_tree.h), frozen together.
+class FrozenTree {
+ public:
+  // Lists the tree of `root`'s process and connects to every live member's shim
+  // before anything is frozen: a member not under mig refuses the whole tree with
+  // one line naming it. Then parks them all at once, and any child a member forked
+  // meanwhile, until the tree holds still.
+  FrozenTree(ControlClient& root, int timeoutSeconds);
+  // A tree of one process: the caller takes the single-process path (image
+  // version-compatible with what it always was).
+  // (Once frozen, a tree whose children all ended meanwhile is captured as one
+  // process by capture(); single() is then false: the root is parked already.)
+  bool single() const { return members_.size() == 1 && !froze_; }
+  size_t size() const { return members_.size(); }
+  size_t liveCount() const;
+  resources::CaptureStats capture(image::ByteSink& out, const resources::CaptureOptions& options = {});
+  // After a complete image: every member goes on, or ends (exit status 86),
+  // children before their parents; waits (bounded) until the ended ones are gone.
+  void resume();
+  void exitAll(int timeoutSeconds);
+
+ private:
+  struct Member {
+    resources::TreeProcess proc;
+    ControlClient* ctl;              // null for a zombie
+    kj::Own<ControlClient> owned;    // every member's but the root's
+    kj::Own<control::Block> block;
+  };
+  void connect(const resources::TreeProcess& p, ControlClient* rootCtl);
+  kj::Own<ControlClient> reach(const resources::TreeProcess& p);
+  void request(Member& m);
+  void park(Member& m, int timeoutSeconds);
+  kj::Vector<Member> members_;
+  pid_t root_;
+  bool froze_ = false;
+};
 
 }  // namespace mig::migctl

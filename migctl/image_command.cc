@@ -51,6 +51,19 @@ void printHeader(FileReader& f) {
   }
 }
 
+// A tree's members, as `migctl restart` recreates them.
+void printTree(FileReader& f) {
+  if (!f.isTree()) return;
+  auto members = f.tree().getMembers();
+  printf("  tree      %u processes, root first:\n", members.size());
+  for (auto m : members) {
+    printf("    pid %d, parent %d, group %d, session %d, %s", m.getVpid(), m.getVppid(), m.getPgid(), m.getSid(),
+           m.getCommand().cStr());
+    if (m.getZombie()) printf(" (zombie, wait status %#x)", m.getWaitStatus());
+    printf("\n");
+  }
+}
+
 void printSections(FileReader& f) {
   printf("  sections:\n    %3s  %-12s %12s %10s %14s\n", "#", "type", "offset", "metadata", "data");
   for (size_t i = 0; i < f.sectionCount(); ++i) {
@@ -156,8 +169,13 @@ int imageInfo(const InfoOptions& o) {
     return 0;
   }
   printHeader(f);
+  printTree(f);
   printSections(f);
-  if (o.plan) printPlan(f);
+  if (o.plan && f.isTree()) {
+    printf("  restore plans: one per live member (not shown for a tree)\n");
+  } else if (o.plan) {
+    printPlan(f);
+  }
   if (o.verify) {
     f.verifyAll();
     printf("  verified: all %zu sections' checksums match\n", f.sectionCount());

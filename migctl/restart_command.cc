@@ -9,6 +9,7 @@
 #include "image/plan_builder.h"
 #include "migctl/clock_continuity.h"
 #include "migctl/commands.h"
+#include "migctl/tree_restart.h"
 #include "resources/fd_restore.h"
 #include "resources/memory.h"
 #include "resources/process_attrs.h"
@@ -37,23 +38,15 @@ constexpr const char* kAbout =
     "Continues the process saved in checkpoint image FILE, in this terminal: migctl "
     "becomes that process (same PID as far as it can tell, its files reopened at their "
     "offsets, its stdin/stdout/stderr connected to this command's own). The same image "
-    "can be restarted any number of times.";
+    "can be restarted any number of times. An image of a process tree (migctl checkpoint "
+    "of a process with children) is restarted whole: migctl forks its processes with the "
+    "PIDs they had (this needs root, and those PIDs free), in their sessions and process "
+    "groups, and waits for the tree's root, exiting with its status.";
 constexpr const char* kMore =
     "shadowd restarts migrating jobs with --migrated --relay SOCKET --job-id ID and "
     "MIG_JOB_TOKEN=HEX in the environment: their fds stay at home and their calls go "
     "there. Without the privilege for a time namespace, the shim offsets the job's "
     "monotonic clock readings instead, so they go on from the checkpoint's.";
-
-// What shadowd passes for a job that migrated here.
-struct MigratedOptions {
-  bool migrated = false;
-  kj::Maybe<kj::String> relay;
-  uint64_t jobId = 0;
-  kj::Array<kj::byte> token;
-  kj::Vector<kj::String> localPaths;
-  int64_t realtimeOffsetNs = 0;
-  uint32_t network = forward::kNetworkHome;
-};
 
 struct Options {
   kj::String path;
@@ -202,6 +195,17 @@ int restart(Options& o, const resources::CallerFds& caller) {
   }
   options.migrated = migrated.migrated;  // a migrated job's files are at home, not here
   resources::checkSavedFiles(img, options);
+  if (img.isTree()) {
+    if (migrated.migrated) fail(kj::str(path, " holds a process tree; migrating trees is not built yet"));
+    return restartTree(img, path, options, caller);
+  }
+  becomeRestored(img, path, options, caller, migrated, nullptr);
+}
+
+[[noreturn]] void becomeRestored(image::FileReader& img, const char* path, const resources::FileRestoreOptions& options,
+                                 const resources::CallerFds& caller, const MigratedOptions& migrated,
+                                 const TreeMemberRestart* tree) {
+  (void)options;
   std::string restorer = findRestorer();
   image::RestorePlan plan = image::buildRestorePlan(img);
 
@@ -244,6 +248,9 @@ int restart(Options& o, const resources::CallerFds& caller) {
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }
+  } else if (tree != nullptr) {
+    tree->ready();  // every check passed: the tree starts only when all its members got here
+    resources::restoreFiles(img, keep, keepCount, caller, nullptr, &tree->pipes);
   } else {
     resources::restoreFiles(img, keep, keepCount, caller);
   }

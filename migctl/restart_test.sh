@@ -24,8 +24,12 @@ JOB
 # checkpoint_job NAME: runs the job under mig, stops it with an image at step 5.
 checkpoint_job() {
   # Through a pipe, as a terminal would be: a restart reconnects it to its own stdout.
-  LD_PRELOAD=$libmig bash "$dir/job.sh" > >(cat > "$dir/$1.out") 2>&1 &
+  # The reading cat is this script's child, not the job's: a checkpoint takes the job's
+  # children too, and a cat without libmig.so among them would refuse it.
+  exec 4> >(cat > "$dir/$1.out")
+  LD_PRELOAD=$libmig bash "$dir/job.sh" >&4 2>&1 4>&- &
   local job=$!
+  exec 4>&-
   pids+=($job)
   for _ in $(seq 1 200); do grep -q 'step 5 ' "$dir/$1.out" && break; sleep 0.05; done
   "$migctl" checkpoint "$job" -o "$dir/$1.img" --stop > "$dir/$1.ckpt" 2>&1 || bad "checkpoint for $1" "$dir/$1.ckpt"
@@ -66,8 +70,10 @@ refused "a changed open file is named, with the way out" "file $dir/input \(fd 3
 truncate -s "$input_size" "$dir/input"; touch -r "$dir/input.times" "$dir/input"
 
 cp /bin/bash "$dir/bash"
-LD_PRELOAD=$libmig "$dir/bash" "$dir/job.sh" > >(cat > "$dir/own.out") 2>&1 &
+exec 4> >(cat > "$dir/own.out")
+LD_PRELOAD=$libmig "$dir/bash" "$dir/job.sh" >&4 2>&1 4>&- &
 job=$!; pids+=($job)
+exec 4>&-
 for _ in $(seq 1 200); do grep -q 'step 3 ' "$dir/own.out" && break; sleep 0.05; done
 "$migctl" checkpoint "$job" -o "$dir/own.img" --stop > /dev/null 2>&1
 echo >> "$dir/bash"
@@ -111,7 +117,8 @@ PY
   else bad "epoll registration of a stand-in (exit $rc)" "$dir/ep.ckpt" "$dir/ep.out" "$dir/ep.err"; fi
 fi
 
-# bash checkpointed while a $(...) substitution runs: its read end of the pipe to the
+# bash checkpointed alone (--only: its child stays out of the image) while a $(...)
+# substitution runs: its read end of the pipe to the
 # substitution's child (not in the image) is a stream to another process. The restart
 # must never hand it one of migctl's own fds (the image sat at that number: bash read
 # MIGIMAGE... as the substitution's output); it reads end of file, with one warning,
@@ -129,7 +136,7 @@ SUBST
   job=$!; pids+=($job)
   for _ in $(seq 1 200); do [ -s "$dir/subst.child" ] && break; sleep 0.05; done
   child=$(cat "$dir/subst.child" 2>/dev/null); [ -n "$child" ] && pids+=($child)
-  "$migctl" checkpoint "$job" -o "$dir/subst.img" --stop > "$dir/subst.ckpt" 2>&1 || bad "checkpoint in \$(...)" "$dir/subst.ckpt"
+  "$migctl" checkpoint --only "$job" -o "$dir/subst.img" --stop > "$dir/subst.ckpt" 2>&1 || bad "checkpoint in \$(...)" "$dir/subst.ckpt"
   wait "$job" 2>/dev/null
   # Only 0, 1 and 2 given to migctl restart: its own first fd (the image) lands at 3,
   # the number of bash's end of the pipe.

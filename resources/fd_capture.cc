@@ -65,9 +65,10 @@ std::string CaptureContext::linkOf(int fd) const {
 }
 
 void writeFiles(pid_t pid, const control::Block& block, image::ImageWriter& w, CaptureStats& stats,
-                const CaptureOptions& options) {
+                const CaptureOptions& options, const std::set<uint64_t>* treePipes) {
   std::vector<FdProbe> probes;
   CaptureContext ctx{pid, nullptr, options};
+  ctx.treePipes = treePipes;
   // The socket kinds read the process's sockets through copies of them (socket_state.h).
   kj::AutoCloseFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
   ctx.pidfd = pidfd == nullptr ? -1 : pidfd.get();

@@ -6,9 +6,12 @@
 #include "image/writer.h"
 #include "resources/process_capture.h"
 
+#include <set>
+
 namespace mig::resources {
 
+// treePipes: see CaptureContext::treePipes.
 void writeFiles(pid_t pid, const control::Block& block, image::ImageWriter& w, CaptureStats& stats,
-                const CaptureOptions& options);
+                const CaptureOptions& options, const std::set<uint64_t>* treePipes = nullptr);
 
 }  // namespace mig::resources

@@ -15,6 +15,8 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
+#include <utility>
 #include <string>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -56,6 +58,9 @@ struct CaptureContext {
   kj::Vector<kj::String>* warnings = nullptr;  // what the checkpoint must tell its user (one
                                       // line each, naming the fd): state it does not save
   kj::Vector<int>* connections = nullptr;  // TCP connections not saved (their fds)
+  // In a tree's checkpoint, the pipes (by inode) between its members: saved once for
+  // the tree (process_capture.cc), each end a `pipe` record naming it. Null: none.
+  const std::set<uint64_t>* treePipes = nullptr;
 };
 
 // What the restart's check gets besides the record.
@@ -65,6 +70,10 @@ struct CheckContext {
   kj::ArrayPtr<const int32_t> fds;    // every fd number of the image, sorted
   kj::StringPtr section;              // "section 5 (files) at byte 4096": for invalidRecord()
 };
+
+// A tree's shared pipes at its restart, made once before its members are forked and
+// inherited by all: pipe id -> (read end, write end), both above every saved number.
+using TreePipes = std::map<uint64_t, std::pair<int, int>>;
 
 // What the restart's walk gives a kind. The walk runs in migctl restart, before it
 // execs the restorer: fds made here are inherited by the restored process.
@@ -78,6 +87,7 @@ struct RestoreContext {
   // Fds a kind made for a later record and parks above maxFd (a pipe's other end),
   // by the kind's own key; the walk closes what is left at the end.
   std::map<uint64_t, kj::AutoCloseFd> parked;
+  const TreePipes* treePipes = nullptr;  // restarting a tree member: its shared pipes
 };
 
 // Where an fd of this kind lives once its job migrated away from home.

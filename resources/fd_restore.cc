@@ -108,13 +108,14 @@ void checkFdRecords(image::schema::Files::Reader files, kj::StringPtr section, c
 }
 
 void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, const CallerFds& caller,
-                  forward::Config* migrated) {
+                  forward::Config* migrated, const TreePipes* treePipes) {
   kj::Vector<FdRecord::Reader> saved = savedFds(image);
   kj::ArrayPtr<const FdRecord::Reader> fds = saved.asPtr();
   int maxFd = moveAbove(fds, keep, keepCount);
   // Warnings go to the stderr migctl was started with, not to whatever fd 2 becomes.
   kj::AutoCloseFd warn(fcntl(2, F_DUPFD_CLOEXEC, maxFd + 1));
   RestoreContext ctx{fds, maxFd, warn, migrated, caller, {}};
+  ctx.treePipes = treePipes;
 
   std::set<int> wanted;
   for (auto f : fds) {

@@ -30,8 +30,9 @@ void checkFdRecords(image::schema::Files::Reader files, kj::StringPtr section, c
 // gets a stand-in and is marked forwarded (and stream) in *migrated; the others are
 // recreated here as they were. `caller` are the fds migctl's caller gave it
 // (CallerFds::atStartup): on a restart only those stand in for saved home streams.
+// `treePipes`: restarting a member of a tree, the pipes it shares with the others.
 void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, const CallerFds& caller,
-                  forward::Config* migrated = nullptr);
+                  forward::Config* migrated = nullptr, const TreePipes* treePipes = nullptr);
 
 // For the kinds' restore():
 

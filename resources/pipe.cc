@@ -2,7 +2,9 @@
 // the bytes in its buffer are saved with the read end and the restart makes a new
 // pipe with those bytes in it. It is the process's own, so on migration it is made
 // anew on the new host too. A pipe with one end elsewhere (a shell pipeline) is a
-// home stream (home_stream.cc).
+// home stream (home_stream.cc). In a tree's checkpoint a pipe between members is the
+// tree's: its bytes are saved once (process_capture.cc) and every member's ends
+// are records naming it, restored from the one pipe the restart makes for the tree.
 #include "resources/fd_kind.h"
 #include "resources/fd_restore.h"
 
@@ -21,8 +23,13 @@ using image::fail;
 
 uint32_t accessMode(uint32_t flags) { return flags & O_ACCMODE; }
 
+bool isTreePipe(const FdProbe& p, const CaptureContext& ctx) {
+  return ctx.treePipes != nullptr && ctx.treePipes->count(p.st.st_ino) > 0;
+}
+
 bool matches(const FdProbe& p, const CaptureContext& ctx) {
   if (p.path.rfind("pipe:", 0) != 0) return false;
+  if (isTreePipe(p, ctx)) return true;
   for (const FdProbe& other : ctx.all) {
     if (other.target == p.target && accessMode(other.flags) != accessMode(p.flags)) return true;
   }
@@ -31,7 +38,7 @@ bool matches(const FdProbe& p, const CaptureContext& ctx) {
 
 void capture(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder out) {
   out.getPipe().setId(p.st.st_ino);
-  if (accessMode(p.flags) != O_RDONLY) return;
+  if (accessMode(p.flags) != O_RDONLY || isTreePipe(p, ctx)) return;  // a tree's pipe: its bytes are the tree's
   // Take the buffered bytes out and put them straight back: the process (parked, so
   // nobody else reads) keeps them, and the image has a copy.
   std::string data;
@@ -57,6 +64,17 @@ void capture(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder out)
 void restore(FdRecord::Reader f, RestoreContext& ctx) {
   const uint64_t id = f.getPipe().getId();
   const bool readEnd = accessMode(f.getFlags()) == O_RDONLY;
+  if (ctx.treePipes != nullptr) {
+    auto shared = ctx.treePipes->find(id);
+    if (shared != ctx.treePipes->end()) {
+      // One pipe for the whole tree, made before its members were forked.
+      if (dup2(readEnd ? shared->second.first : shared->second.second, f.getFd()) < 0) {
+        fail(kj::str("cannot place pipe fd ", f.getFd(), ": ", strerror(errno)));
+      }
+      fcntl(f.getFd(), F_SETFL, f.getFlags() & O_NONBLOCK);
+      return;
+    }
+  }
   kj::AutoCloseFd mine;
   auto parked = ctx.parked.find(id);
   if (parked != ctx.parked.end()) {

@@ -11,15 +11,113 @@
 #include "resources/threads.h"
 
 #include <capnp/message.h>
+#include <kj/io.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <map>
+#include <set>
+#include <unistd.h>
+#include <vector>
 
 namespace mig::resources {
+
+namespace {
+
+void checkBlock(pid_t pid, const control::Block& block) {
+  if (block.magic != control::kMagic || block.version != control::kVersion) {
+    image::fail(kj::str("process ", pid, " runs an incompatible libmig (checkpoint block version ", block.version, ")"));
+  }
+}
+
+// The pipes between a tree's members: held by two members or more, with a read end
+// and a write end among them. Their bytes are taken out through one member's read
+// end and put straight back through a write end (every member is parked: nobody
+// else reads or writes), so the tree keeps them and the image has one copy.
+struct PipeEnd {
+  pid_t pid;
+  int fd;
+  bool read;
+};
+
+void captureTreePipes(kj::ArrayPtr<const TreeCaptureMember> members, std::set<uint64_t>& ids,
+                      image::schema::Tree::Builder tree) {
+  std::map<uint64_t, std::vector<PipeEnd>> ends;
+  for (auto& m : members) {
+    if (m.block == nullptr) continue;
+    std::string dirPath = "/proc/" + std::to_string(m.proc.pid) + "/fd";
+    DIR* d = opendir(dirPath.c_str());
+    if (d == nullptr) image::fail(kj::str("cannot list ", dirPath.c_str(), ": ", strerror(errno)));
+    KJ_DEFER(closedir(d));
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+      int fd = atoi(e->d_name);
+      bool shim = false;
+      for (uint32_t i = 0; i < m.block->shimFdCount && i < control::kMaxShimFds; ++i) shim = shim || m.block->shimFds[i] == fd;
+      if (shim) continue;
+      char target[64];
+      ssize_t n = readlink((dirPath + "/" + e->d_name).c_str(), target, sizeof(target) - 1);
+      if (n <= 0) continue;
+      target[n] = '\0';
+      unsigned long long ino = 0;
+      if (sscanf(target, "pipe:[%llu]", &ino) != 1) continue;
+      std::string info = readProcFile(m.proc.pid, "fdinfo/" + std::to_string(fd));
+      uint32_t flags = static_cast<uint32_t>(strtoul(fieldOr(info, "flags").c_str(), nullptr, 8));
+      ends[ino].push_back(PipeEnd{m.proc.pid, fd, (flags & O_ACCMODE) == O_RDONLY});
+    }
+  }
+  kj::Vector<std::pair<uint64_t, const std::vector<PipeEnd>*>> shared;
+  for (auto& [ino, list] : ends) {
+    bool reader = false, writer = false, twoMembers = false;
+    for (auto& e : list) {
+      reader = reader || e.read;
+      writer = writer || !e.read;
+      twoMembers = twoMembers || e.pid != list[0].pid;
+    }
+    if (reader && writer && twoMembers) shared.add(ino, &list);
+  }
+  auto out = tree.initPipes(static_cast<unsigned>(shared.size()));
+  for (size_t i = 0; i < shared.size(); ++i) {
+    const uint64_t ino = shared[i].first;
+    const std::vector<PipeEnd>& list = *shared[i].second;
+    const PipeEnd* r = nullptr;
+    const PipeEnd* w = nullptr;
+    for (auto& e : list) {
+      if (e.read && r == nullptr) r = &e;
+      if (!e.read && w == nullptr) w = &e;
+    }
+    auto link = [](const PipeEnd* e) { return "/proc/" + std::to_string(e->pid) + "/fd/" + std::to_string(e->fd); };
+    kj::AutoCloseFd rfd(::open(link(r).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+    if (rfd == nullptr) image::fail(kj::str("cannot open the pipe of fd ", r->fd, " of process ", r->pid, ": ", strerror(errno)));
+    std::string data;
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::read(rfd, buf, sizeof(buf))) > 0) data.append(buf, static_cast<size_t>(n));
+    int capacity = fcntl(rfd, F_GETPIPE_SZ);
+    if (!data.empty()) {
+      kj::AutoCloseFd wfd(::open(link(w).c_str(), O_WRONLY | O_CLOEXEC));
+      if (wfd == nullptr || ::write(wfd, data.data(), data.size()) != static_cast<ssize_t>(data.size())) {
+        image::fail(kj::str("could not put back ", data.size(), " bytes into the pipe between processes ", r->pid,
+                            " and ", w->pid));
+      }
+    }
+    auto p = out[static_cast<unsigned>(i)];
+    p.setId(ino);
+    p.setContents(kj::arrayPtr(reinterpret_cast<const kj::byte*>(data.data()), data.size()));
+    p.setCapacity(capacity > 0 ? static_cast<uint32_t>(capacity) : 0);
+    ids.insert(ino);
+  }
+}
+
+}  // namespace
 
 CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& memory, image::ByteSink& out,
                             const CaptureOptions& options) {
   CaptureStats stats{};
-  if (block.magic != control::kMagic || block.version != control::kVersion) {
-    image::fail(kj::str("process ", pid, " runs an incompatible libmig (checkpoint block version ", block.version, ")"));
-  }
+  checkBlock(pid, block);
   std::string cmdline = readProcFile(pid, "cmdline");
   capnp::MallocMessageBuilder header;
   image::fillHeader(header.initRoot<image::schema::Header>(), 0, block.vpid, cmdline.c_str());
@@ -30,15 +128,73 @@ CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& 
 
 void captureProcessInto(pid_t pid, const control::Block& block, PageSource& memory, image::ImageWriter& w,
                         const PageRangeSet* held, CaptureStats& stats, const CaptureOptions& options) {
-  if (block.magic != control::kMagic || block.version != control::kVersion) {
-    image::fail(kj::str("process ", pid, " runs an incompatible libmig (checkpoint block version ", block.version, ")"));
-  }
+  checkBlock(pid, block);
   writeProcess(pid, block, w, stats);
   writeThreads(pid, block, w, stats);
   writeFiles(pid, block, w, stats, options);
   writeMemory(memory, w, stats, held);
   w.finish();
   stats.imageBytes = w.bytesWritten();
+}
+
+CaptureStats captureTree(kj::ArrayPtr<const TreeCaptureMember> members, image::ByteSink& out,
+                         const CaptureOptions& options) {
+  KJ_REQUIRE(members.size() > 0 && members[0].block != nullptr, "a tree needs a live root");
+  CaptureStats stats{};
+  // Kernel PID -> virtual PID: a member restored before answers to the PID it had
+  // first; a zombie (no shim to ask) keeps its kernel PID.
+  auto virtualOf = [&](pid_t real) -> pid_t {
+    for (auto& m : members) {
+      if (m.proc.pid == real) return m.block != nullptr ? m.block->vpid : real;
+    }
+    return real;
+  };
+  for (auto& m : members) {
+    if (m.block != nullptr) checkBlock(m.proc.pid, *m.block);
+  }
+  const TreeCaptureMember& root = members[0];
+  std::string cmdline = readProcFile(root.proc.pid, "cmdline");
+  capnp::MallocMessageBuilder header;
+  image::fillHeader(header.initRoot<image::schema::Header>(), 0, root.block->vpid, cmdline.c_str());
+  image::ImageWriter w(out, header);
+
+  capnp::MallocMessageBuilder treeMsg;
+  auto treeRoot = treeMsg.initRoot<image::schema::Tree>();
+  std::set<uint64_t> pipeIds;
+  captureTreePipes(members, pipeIds, treeRoot);
+  auto list = treeRoot.initMembers(static_cast<unsigned>(members.size()));
+  for (size_t i = 0; i < members.size(); ++i) {
+    const TreeCaptureMember& m = members[i];
+    auto r = list[static_cast<unsigned>(i)];
+    r.setVpid(virtualOf(m.proc.pid));
+    r.setVppid(i == 0 ? root.block->vppid : virtualOf(m.proc.ppid));
+    r.setPgid(virtualOf(m.proc.pgid));
+    r.setSid(virtualOf(m.proc.sid));
+    r.setZombie(m.block == nullptr);
+    r.setWaitStatus(m.block == nullptr ? m.proc.waitStatus : 0);
+    r.setCommand(m.proc.command.c_str());
+    r.setRealPid(m.proc.pid);
+  }
+  w.section(image::SectionType::tree, treeMsg);
+
+  for (auto& m : members) {
+    if (m.block == nullptr) continue;
+    capnp::MallocMessageBuilder memberMsg;
+    memberMsg.initRoot<image::schema::Member>().setVpid(m.block->vpid);
+    w.section(image::SectionType::member, memberMsg);
+    ProcPageSource memory(m.proc.pid);
+    // The kinds set their counts for one process; a tree's are the sums.
+    const uint32_t threads = stats.threads, fds = stats.fds;
+    writeProcess(m.proc.pid, *m.block, w, stats);
+    writeThreads(m.proc.pid, *m.block, w, stats);
+    writeFiles(m.proc.pid, *m.block, w, stats, options, &pipeIds);
+    writeMemory(memory, w, stats);
+    stats.threads += threads;
+    stats.fds += fds;
+  }
+  w.finish();
+  stats.imageBytes = w.bytesWritten();
+  return stats;
 }
 
 }  // namespace mig::resources

@@ -1,12 +1,13 @@
 // Writes the image of a process whose threads are parked by the shim: its
 // process-wide state (process_attrs.cc), threads (threads.cc), fds (fd_capture.cc)
 // and memory (memory.cc), from the shim's checkpoint block, a PageSource and
-// /proc/PID.
+// /proc/PID. A tree is the same per member, after a section naming the members.
 #pragma once
 
 #include "image/byte_io.h"
 #include "resources/fd_kind.h"
 #include "resources/page_source.h"
+#include "resources/process_tree.h"
 #include "shim/control_protocol.h"
 
 #include <kj/string.h>
@@ -43,5 +44,19 @@ CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& 
 // `held`: the pages the receiver has from them (memory.h). Finishes the image.
 void captureProcessInto(pid_t pid, const control::Block& block, PageSource& memory, image::ImageWriter& w,
                         const PageRangeSet* held, CaptureStats& stats, const CaptureOptions& options);
+
+// One member of a tree being captured: a live one is parked by its shim (`block`
+// is its checkpoint block, read from its memory), a zombie has block == nullptr.
+struct TreeCaptureMember {
+  TreeProcess proc;  // as /proc shows it, kernel PIDs
+  const control::Block* block;
+};
+
+// The image of a whole tree (format version 2, image/image.capnp Tree): the tree
+// section with every member under its virtual PID, then each live member's
+// sections as captureProcess writes them, in one stream. `members[0]` is the root.
+// stats add up over the members.
+CaptureStats captureTree(kj::ArrayPtr<const TreeCaptureMember> members, image::ByteSink& out,
+                         const CaptureOptions& options = {});
 
 }  // namespace mig::resources

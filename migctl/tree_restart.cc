@@ -1,0 +1,254 @@
+// See tree_restart.h. Why the members get their own PIDs back (clone3 set_tid)
+// rather than virtual ones: every relation between members then holds in the
+// kernel itself (wait4 results, kill, process groups and sessions, zombies), with
+// no table in the shim. It needs the PIDs free and the privilege to choose them
+// (CAP_SYS_ADMIN over the PID namespace); without either the restart is refused
+// with one line, before any member is made.
+#include "migctl/tree_restart.h"
+
+#include "image/image_error.h"
+
+#include <kj/io.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <string>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace mig::migctl {
+
+using image::fail;
+
+namespace {
+
+// struct clone_args up to set_tid (CLONE_ARGS_SIZE_VER1), as in linux/sched.h.
+struct CloneArgs {
+  uint64_t flags, pidfd, childTid, parentTid, exitSignal, stack, stackSize, tls, setTid, setTidSize;
+};
+
+// fork() with the child's PID chosen: 0 in the child, its PID in the parent.
+pid_t forkAs(pid_t pid, const char* command) {
+  CloneArgs args{};
+  args.exitSignal = SIGCHLD;
+  pid_t want = pid;
+  args.setTid = reinterpret_cast<uintptr_t>(&want);
+  args.setTidSize = 1;
+  long r = syscall(SYS_clone3, &args, sizeof(args));
+  if (r < 0) {
+    int err = errno;
+    if (err == EEXIST) fail(kj::str("cannot restart the tree: PID ", pid, " (", command, ") is taken by another process now; "
+                                    "end it (or the tree still running from this image) and try again"));
+    if (err == EPERM) fail(kj::str("cannot restart the tree: giving its processes back their PIDs needs root "
+                                   "(CAP_SYS_ADMIN); run migctl restart as root"));
+    fail(kj::str("cannot restart the tree: cannot make process ", pid, " (", command, "): ", strerror(err)));
+  }
+  return static_cast<pid_t>(r);
+}
+
+struct Ctx {
+  image::FileReader& img;
+  const char* path;
+  const resources::FileRestoreOptions& options;
+  const resources::CallerFds& caller;
+  TreeMemberRestart member;
+};
+
+bool isMember(image::schema::Tree::Reader tree, int32_t pid) {
+  for (auto m : tree.getMembers()) if (m.getVpid() == pid && !m.getZombie()) return true;
+  return false;
+}
+
+// Reports `why` to the restart process and ends this half-made member.
+[[noreturn]] void memberFailed(const Ctx& c, kj::StringPtr why) {
+  std::string line = std::string("E") + why.cStr() + "\n";
+  if (write(c.member.readyFd, line.data(), line.size()) < 0) {
+    // Past "go" (the ready pipe is closed): say it where migctl's errors go.
+    dprintf(2, "migctl restart: %s\n", why.cStr());
+  }
+  _exit(1);
+}
+
+// A zombie: ends at once, as it ended.
+[[noreturn]] void becomeZombie(int status) {
+  if (WIFSIGNALED(status)) {
+    struct rlimit none = {0, 0};
+    setrlimit(RLIMIT_CORE, &none);  // its core was dumped (or not) the first time
+    signal(WTERMSIG(status), SIG_DFL);
+    sigset_t all;
+    sigfillset(&all);
+    sigprocmask(SIG_UNBLOCK, &all, nullptr);
+    raise(WTERMSIG(status));
+  }
+  _exit(WEXITSTATUS(status));
+}
+
+// In the process that is to be member `index`: its session and group, its
+// children, then itself.
+[[noreturn]] void runMember(Ctx& c, uint32_t index) {
+  try {
+    auto tree = c.img.tree();
+    auto members = tree.getMembers();
+    auto me = members[index];
+    const pid_t self = me.getVpid();
+    if (me.getSid() == self) {
+      if (setsid() < 0) fail(kj::str("cannot make process ", self, " a session leader: ", strerror(errno)));
+    } else if (me.getPgid() == self || isMember(tree, me.getPgid())) {
+      if (setpgid(0, me.getPgid() == self ? 0 : me.getPgid()) < 0 && getpgid(0) != me.getPgid()) {
+        fail(kj::str("cannot put process ", self, " into process group ", me.getPgid(), ": ", strerror(errno)));
+      }
+    }
+    if (isMember(tree, me.getSid()) && getsid(0) != me.getSid()) {
+      fail(kj::str("process ", self, " cannot join session ", me.getSid(), " (it was not its parent's)"));
+    }
+    for (uint32_t i = 0; i < members.size(); ++i) {
+      auto child = members[i];
+      if (i == index || child.getVppid() != self) continue;
+      pid_t pid = forkAs(child.getVpid(), child.getCommand().cStr());
+      if (pid == 0) {
+        if (child.getZombie()) becomeZombie(child.getWaitStatus());
+        runMember(c, i);
+      }
+      // The group now, from this side too, so a sibling that joins it never races
+      // its leader (what shells do); a child that leads a session sets its own.
+      if (child.getSid() != child.getVpid() && child.getPgid() == child.getVpid()) setpgid(pid, pid);
+    }
+    c.img.keepOnlyMember(self);
+    MigratedOptions none;
+    becomeRestored(c.img, c.path, c.options, c.caller, none, &c.member);
+  } catch (const kj::Exception& e) {
+    memberFailed(c, e.getDescription());
+  }
+}
+
+volatile sig_atomic_t g_root = 0;
+
+void forwardSignal(int sig) {
+  if (g_root > 0) kill(g_root, sig);
+}
+
+}  // namespace
+
+void TreeMemberRestart::ready() const {
+  if (write(readyFd, "R", 1) != 1) fail(kj::str("the restart was called off"));
+  char byte;
+  ssize_t n;
+  while ((n = read(goFd, &byte, 1)) < 0 && errno == EINTR) {}
+  if (n != 0) fail(kj::str("the restart was called off"));
+  close(readyFd);
+  close(goFd);
+}
+
+int restartTree(image::FileReader& img, const char* path, const resources::FileRestoreOptions& options,
+                const resources::CallerFds& caller) {
+  auto tree = img.tree();
+  auto members = tree.getMembers();
+  uint32_t live = 0;
+  for (auto m : members) live += !m.getZombie();
+  // Every PID free before anything is made (forkAs says it again if one is taken meanwhile).
+  for (auto m : members) {
+    if (kill(m.getVpid(), 0) == 0 || errno != ESRCH) {
+      fail(kj::str("cannot restart the tree: PID ", m.getVpid(), " (", m.getCommand(), ") is taken by another process now; "
+                   "end it (or the tree still running from this image) and try again"));
+    }
+  }
+  // The shared pipes, above every fd number the members will use.
+  int maxFd = 2;
+  for (size_t i = 0; i < img.sectionCount(); ++i) {
+    if (img.section(i).type != static_cast<uint16_t>(image::SectionType::files)) continue;
+    for (auto f : img.meta<image::schema::Files>(i).getFds()) maxFd = std::max(maxFd, f.getFd());
+  }
+  const int base = maxFd + 16;  // and above the few a member's restart keeps
+  kj::Vector<kj::AutoCloseFd> held;
+  resources::TreePipes pipes;
+  for (auto p : tree.getPipes()) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) fail(kj::str("cannot create a pipe: ", strerror(errno)));
+    kj::AutoCloseFd r(fds[0]), w(fds[1]);
+    if (p.getCapacity() > 0) (void)fcntl(w, F_SETPIPE_SZ, static_cast<int>(p.getCapacity()));
+    auto data = p.getContents();
+    if (data.size() > 0 && write(w, data.begin(), data.size()) != static_cast<ssize_t>(data.size())) {
+      fail(kj::str("cannot refill a pipe of the tree with its ", data.size(), " bytes"));
+    }
+    kj::AutoCloseFd rHigh(fcntl(r, F_DUPFD_CLOEXEC, base)), wHigh(fcntl(w, F_DUPFD_CLOEXEC, base));
+    if (rHigh == nullptr || wHigh == nullptr) fail(kj::str("cannot move a pipe out of the way: ", strerror(errno)));
+    pipes[p.getId()] = {rHigh.get(), wHigh.get()};
+    held.add(kj::mv(rHigh));
+    held.add(kj::mv(wHigh));
+  }
+  int readyPipe[2], goPipe[2];
+  if (pipe2(readyPipe, O_CLOEXEC) != 0 || pipe2(goPipe, O_CLOEXEC) != 0) fail(kj::str("cannot create a pipe: ", strerror(errno)));
+  kj::AutoCloseFd readyR(readyPipe[0]), readyW(readyPipe[1]), goR(goPipe[0]), goW(goPipe[1]);
+
+  auto root = members[0];
+  fflush(stdout);
+  fflush(stderr);
+  pid_t rootPid = forkAs(root.getVpid(), root.getCommand().cStr());
+  if (rootPid == 0) {
+    close(readyR.release());
+    close(goW.release());  // only the restart process holds it: its close is "go"
+    Ctx c{img, path, options, caller, TreeMemberRestart{kj::mv(pipes), readyW.get(), goR.get()}};
+    runMember(c, 0);
+  }
+  g_root = rootPid;
+  readyW = nullptr;
+  goR = nullptr;
+  held.clear();
+  // Signals sent to this process by PID are the job's (the shell's kill %1). Those
+  // of the terminal reach the root itself, in this process's group.
+  for (int sig : {SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGCONT}) signal(sig, forwardSignal);
+  signal(SIGINT, SIG_IGN);
+  signal(SIGQUIT, SIG_IGN);
+
+  // Every live member says it is ready, or why it is not.
+  std::string said;
+  uint32_t readyCount = 0;
+  bool failed = false;
+  while (readyCount < live && !failed) {
+    char buf[512];
+    ssize_t n = read(readyR, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      said = "a process of the tree ended before it was restored";
+      failed = true;
+      break;
+    }
+    for (ssize_t i = 0; i < n; ++i) {
+      if (!said.empty() || buf[i] == 'E') {
+        failed = true;
+        said.push_back(buf[i]);
+      } else if (buf[i] == 'R') {
+        ++readyCount;
+      }
+    }
+  }
+  if (failed) {
+    // Nothing has run yet: every member waits for "go". Take them all down.
+    for (auto m : members) kill(m.getVpid(), SIGKILL);
+    int st;
+    while (waitpid(rootPid, &st, 0) < 0 && errno == EINTR) {}
+    if (!said.empty() && said[0] == 'E') said.erase(0, 1);
+    while (!said.empty() && said.back() == '\n') said.pop_back();
+    size_t nl = said.find('\n');
+    if (nl != std::string::npos) said.resize(nl);
+    fail(kj::str("the tree was not restarted: ", said.c_str()));
+  }
+  goW = nullptr;  // go
+  readyR = nullptr;
+  int status = 0;
+  while (waitpid(rootPid, &status, 0) < 0) {
+    if (errno != EINTR) fail(kj::str("cannot wait for the restarted tree's root ", rootPid, ": ", strerror(errno)));
+  }
+  g_root = 0;
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return WEXITSTATUS(status);
+}
+
+}  // namespace mig::migctl

@@ -1,0 +1,53 @@
+// `migctl restart` of a process tree's image (format version 2): the restart
+// process stays the root's parent and waits for it; each member is forked by its
+// own parent member with the PID it had (clone3 set_tid), put into its session and
+// process group, and then becomes itself as a single process does (exec of
+// mig-restore with its own plan). Zombies are forked and end at once with their
+// status. Pipes between members are made once, before the first fork, and
+// inherited by all.
+#pragma once
+
+#include "image/file_reader.h"
+#include "resources/caller_fds.h"
+#include "resources/fd_kind.h"
+#include "resources/fd_restore.h"
+#include "shim/forward/forward_config.h"
+
+#include <kj/array.h>
+#include <kj/string.h>
+#include <kj/vector.h>
+
+namespace mig::migctl {
+
+// What shadowd passes for a job that migrated here.
+struct MigratedOptions {
+  bool migrated = false;
+  kj::Maybe<kj::String> relay;
+  uint64_t jobId = 0;
+  kj::Array<kj::byte> token;
+  kj::Vector<kj::String> localPaths;
+  int64_t realtimeOffsetNs = 0;
+  uint32_t network = forward::kNetworkHome;
+};
+
+// A member's part in its tree's restart.
+struct TreeMemberRestart {
+  resources::TreePipes pipes;
+  int readyFd;  // tells the restart process this member is ready
+  int goFd;     // EOF when every member is ready
+  // Says so and waits for the whole tree; throws when the restart was called off.
+  void ready() const;
+};
+
+// Builds the plan, puts the fds in place and execs mig-restore: `img` (one process,
+// or one member after keepOnlyMember) becomes this process. Throws on any error.
+[[noreturn]] void becomeRestored(image::FileReader& img, const char* path, const resources::FileRestoreOptions& options,
+                                 const resources::CallerFds& caller, const MigratedOptions& migrated,
+                                 const TreeMemberRestart* tree);
+
+// The whole tree, from a checked image. Returns the root's exit status (128+N
+// after death by signal N, as a shell says it).
+int restartTree(image::FileReader& img, const char* path, const resources::FileRestoreOptions& options,
+                const resources::CallerFds& caller);
+
+}  // namespace mig::migctl

@@ -1,0 +1,74 @@
+// See process_tree.h.
+#include "resources/process_tree.h"
+
+#include "image/image_error.h"
+#include "resources/proc_file.h"
+
+#include <cstdlib>
+#include <dirent.h>
+#include <kj/memory.h>
+#include <map>
+
+namespace mig::resources {
+
+bool parseStat(const std::string& stat, TreeProcess& out) {
+  // "PID (COMM) STATE PPID PGRP SESSION ... EXIT_CODE": comm may hold spaces and
+  // parentheses, so the fields after it are found from the last ')'.
+  size_t open = stat.find('('), close = stat.rfind(')');
+  if (open == std::string::npos || close == std::string::npos || close < open || close + 2 >= stat.size()) return false;
+  out.pid = static_cast<pid_t>(strtol(stat.c_str(), nullptr, 10));
+  out.command = stat.substr(open + 1, close - open - 1);
+  kj::Vector<std::string> f;  // f[0] is field 3 (state)
+  size_t at = close + 2;
+  while (at < stat.size()) {
+    size_t sp = stat.find(' ', at);
+    if (sp == std::string::npos) sp = stat.size();
+    f.add(stat.substr(at, sp - at));
+    at = sp + 1;
+  }
+  if (f.size() < 4 || f[0].empty()) return false;
+  out.zombie = f[0][0] == 'Z';
+  out.ppid = static_cast<pid_t>(atol(f[1].c_str()));
+  out.pgid = static_cast<pid_t>(atol(f[2].c_str()));
+  out.sid = static_cast<pid_t>(atol(f[3].c_str()));
+  // Field 52, exit_code (Linux 3.5): f[49].
+  out.waitStatus = f.size() > 49 ? atoi(f[49].c_str()) : 0;
+  while (!out.command.empty() && (out.command.back() == '\n')) out.command.pop_back();
+  return true;
+}
+
+kj::Vector<TreeProcess> listTree(pid_t root) {
+  std::multimap<pid_t, TreeProcess> byParent;
+  TreeProcess rootProc{};
+  bool haveRoot = false;
+  DIR* d = opendir("/proc");
+  if (d == nullptr) image::fail(kj::str("cannot list /proc"));
+  KJ_DEFER(closedir(d));
+  while (struct dirent* e = readdir(d)) {
+    char* end = nullptr;
+    long pid = strtol(e->d_name, &end, 10);
+    if (pid <= 0 || *end != '\0') continue;
+    std::string stat;
+    // A process may end while /proc is read: it is then simply not in the tree.
+    if (!readProcFileIfExists(static_cast<pid_t>(pid), "stat", stat)) continue;
+    TreeProcess p{};
+    if (!parseStat(stat, p)) continue;
+    if (p.pid == root) {
+      rootProc = p;
+      haveRoot = true;
+    } else {
+      byParent.emplace(p.ppid, p);
+    }
+  }
+  if (!haveRoot) image::fail(kj::str("no process with PID ", root));
+  kj::Vector<TreeProcess> tree;
+  tree.add(rootProc);
+  for (size_t i = 0; i < tree.size(); ++i) {  // breadth first: parents before children
+    if (tree[i].zombie) continue;
+    auto range = byParent.equal_range(tree[i].pid);
+    for (auto it = range.first; it != range.second; ++it) tree.add(it->second);
+  }
+  return tree;
+}
+
+}  // namespace mig::resources

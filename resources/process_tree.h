@@ -1,0 +1,31 @@
+// The processes a checkpoint of PID takes: PID and its descendants by parent link
+// (/proc/N/stat's ppid), root first and every parent before its children. A
+// daemon that double-forked out of the tree (reparented to init or a subreaper) is
+// not a member even if it is still in the root's session: it is not the job's to
+// stop. Zombies are members too, with the wait status their parent will reap.
+#pragma once
+
+#include <kj/vector.h>
+#include <string>
+#include <sys/types.h>
+
+namespace mig::resources {
+
+struct TreeProcess {
+  pid_t pid;
+  pid_t ppid;
+  pid_t pgid;
+  pid_t sid;
+  bool zombie;
+  int waitStatus;       // for a zombie: as waitpid() reports it (/proc/PID/stat exit_code)
+  std::string command;  // /proc/PID/comm
+};
+
+// Parses one /proc/PID/stat line; false when it is not one.
+bool parseStat(const std::string& stat, TreeProcess& out);
+
+// `root` and its descendants as they are now (throws, one line, when `root` is gone).
+// The tree can change until every member is frozen; the caller checks again then.
+kj::Vector<TreeProcess> listTree(pid_t root);
+
+}  // namespace mig::resources
