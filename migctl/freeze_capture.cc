@@ -89,7 +89,7 @@ kj::Own<ControlClient> FrozenTree::reach(const resources::TreeProcess& p) {
         image::fail(kj::str("cannot checkpoint the tree of process ", root_, ": its member ", p.pid, " (",
                             p.command.c_str(), "): ", e.getDescription(),
                             "; every process of a tree must run under libmig.so (a static binary cannot); "
-                            "nothing was frozen, the job goes on"));
+                            "nothing was frozen, the job goes on (--only takes process ", root_, " alone)"));
       }
       usleep(1000);
     }

@@ -202,6 +202,8 @@ int restart(Options& o, const resources::CallerFds& caller) {
   becomeRestored(img, path, options, caller, migrated, nullptr);
 }
 
+}  // namespace
+
 [[noreturn]] void becomeRestored(image::FileReader& img, const char* path, const resources::FileRestoreOptions& options,
                                  const resources::CallerFds& caller, const MigratedOptions& migrated,
                                  const TreeMemberRestart* tree) {
@@ -260,5 +262,4 @@ int restart(Options& o, const resources::CallerFds& caller) {
   fail(kj::str("cannot run ", restorer.c_str(), ": ", strerror(errno)));
 }
 
-}  // namespace
 }  // namespace mig::migctl

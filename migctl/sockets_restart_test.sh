@@ -91,7 +91,7 @@ cport=$(awk '/^HELD/ {print $2}' "$dir/hold.out")
 # accept queue.
 for _ in $(seq 1 600); do [ "$(sockets)" -gt "$before" ] && break; sleep 0.05; done
 [ "$(sockets)" -gt "$before" ] || bad "the server never accepted the held connection"
-"$migctl" checkpoint "$server" -o "$dir/http.img" --stop > "$dir/ckpt.out" 2> "$dir/ckpt.err"
+"$migctl" checkpoint "$server" -o "$dir/http.img" --stop --only > "$dir/ckpt.out" 2> "$dir/ckpt.err"
 rc=$?
 if [ $rc -eq 0 ] && grep -qE "^migctl checkpoint: warning: fd [0-9]+: TCP connection 127\.0\.0\.1:$port -> 127\.0\.0\.1:$cport is not saved" "$dir/ckpt.err" &&
    [ "$(grep -c "TCP connection" "$dir/ckpt.err")" -eq 1 ]; then
@@ -160,7 +160,7 @@ if command -v redis-server > /dev/null && command -v redis-cli > /dev/null; then
   pids+=($redis)
   wait_for "$dir/redis.out" "Ready to accept connections" || bad "redis-server started" "$dir/redis.out"
   redis-cli -p "$rport" set greeting "hello from before" > /dev/null
-  "$migctl" checkpoint "$redis" -o "$dir/redis.img" --stop > "$dir/rckpt.out" 2> "$dir/rckpt.err" ||
+  "$migctl" checkpoint "$redis" -o "$dir/redis.img" --stop --only > "$dir/rckpt.out" 2> "$dir/rckpt.err" ||
     bad "checkpoint of redis-server" "$dir/rckpt.out" "$dir/rckpt.err"
   (cd / && exec "$migctl" restart "$dir/redis.img") > "$dir/rrestart.out" 2> "$dir/rrestart.err" < /dev/null &
   rrestarted=$!
@@ -209,7 +209,7 @@ PY
   pids+=($mc)
   got=$(python3 "$dir/mc.py" "$mport" set 2>&1)
   [ "$got" = "STORED|" ] || bad "memcached set: '$got'" "$dir/memcached.out"
-  "$migctl" checkpoint "$mc" -o "$dir/mc.img" --stop > "$dir/mckpt.out" 2> "$dir/mckpt.err" ||
+  "$migctl" checkpoint "$mc" -o "$dir/mc.img" --stop --only > "$dir/mckpt.out" 2> "$dir/mckpt.err" ||
     bad "checkpoint of memcached" "$dir/mckpt.out" "$dir/mckpt.err"
   (cd / && exec "$migctl" restart "$dir/mc.img") > "$dir/mrestart.out" 2> "$dir/mrestart.err" < /dev/null &
   mrestarted=$!

@@ -192,7 +192,16 @@ void initProcess() {
 }
 
 // A forked child is a new job member born at home: its own PID is its virtual PID.
-void afterForkInChild() { initProcess(); }
+// The parent's control fds came along with the fork: closed, or the child would hold
+// (and a checkpoint of it take as its own) the parent's listening control socket.
+void afterForkInChild() {
+  Runtime& rt = g_runtime;
+  for (int fd : {rt.controlListen, rt.controlAlias, rt.controlConn, rt.self.pipeFd, rt.controlWake - 1}) {
+    if (fd >= 0) rawSyscall(SYS_close, fd);
+  }
+  rt.controlWake = 0;
+  initProcess();
+}
 
 __attribute__((constructor)) void shimInit() {
   // A program exec'd by a migrated process forwards as that process did.
