@@ -41,6 +41,10 @@ int main(int argc, char** argv) {
                      "jobs on this host: where they run, their state")
       .addSubCommand("nodes", [&]() { return acceptDashH(nodesMain(cli)); },
                      "the hosts this host's shadowd knows, and their load")
+      .addSubCommand("drain", [&]() { return acceptDashH(drainMain(cli)); },
+                     "a host takes no new jobs and its guests leave it")
+      .addSubCommand("undrain", [&]() { return acceptDashH(undrainMain(cli)); },
+                     "a drained host takes jobs again")
       .build();
   auto params = mig::cli::params(argc, argv);
   // Only migctl's own option is -h: what follows the command is the command's.

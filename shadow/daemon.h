@@ -8,6 +8,7 @@
 #include "shadow/job_calls.h"
 #include "shadow/mig.capnp.h"
 #include "shadow/peer_login.h"
+#include "shadow/policy.h"
 
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
@@ -36,6 +37,7 @@ struct DaemonConfig {
   // A hop whose image makes no progress for this long is cancelled: the sender resumes
   // the job where it was, the destination deletes what it received.
   uint64_t transferTimeoutMs = 30000;
+  PolicyConfig policy;        // --policy FILE (docs/policies.md)
 };
 
 // A signal sent to a job's PID at home, caught by its deputy.
@@ -113,6 +115,9 @@ class Daemon {
                                     kj::StringPtr home, pid_t vpid, kj::StringPtr command,
                                     kj::StringPtr to, rpc::NetworkPolicy network, bool becomeDeputy);
 
+  // Whether new jobs are taken here (drain, owner returns: shadow/drain.h).
+  HostAdmission& admission() { return admission_; }
+
   kj::TaskSet& tasks() { return tasks_; }
   void log(kj::StringPtr line);
 
@@ -131,6 +136,7 @@ class Daemon {
   kj::HashMap<kj::String, kj::Own<PeerLink>> peers_;
   kj::HashMap<uint64_t, kj::Own<HomeJob>> homeJobs_;
   kj::HashMap<uint64_t, kj::Own<HostedJob>> hostedJobs_;
+  HostAdmission admission_;
 };
 
 double nowSeconds();

@@ -3,6 +3,7 @@
 // deliver a signal to a job that runs here, report that a job ended, tell the time.
 #include "shadow/child_process.h"
 #include "shadow/clock_offset.h"
+#include "shadow/drain.h"
 #include "shadow/error.h"
 #include "shadow/network_policy.h"
 #include "shadow/services.h"
@@ -66,6 +67,8 @@ void fillInfo(Daemon& d, rpc::NodeInfo::Builder info) {
     fclose(f);
   }
   info.setMemAvailableKiB(avail);
+  info.setDrained(d.admission().drained);
+  info.setOwnerBack(d.admission().ownerBack);
 }
 
 // Receives one image into the spool, then restores it. A transfer that stops (the
@@ -261,6 +264,7 @@ class NodeImpl final : public rpc::Node::Server {
     auto t = context.getParams().getTicket();
     require(t.getToken().size() == 32, "a job ticket needs a 32-byte token");
     require(d_.hostedJobs().find(t.getJobId()) == nullptr, kj::str("job ", t.getJobId(), " already runs here"));
+    KJ_IF_MAYBE(why, admissionRefusal(d_)) { fail(kj::mv(*why)); }
     mkdir(d_.config().spoolDir.cStr(), 0700);
     auto job = kj::heap<HostedJob>();
     job->id = t.getJobId();
@@ -344,6 +348,13 @@ class NodeImpl final : public rpc::Node::Server {
   kj::Promise<void> clock(ClockContext context) override {
     context.getResults().setRealtimeNs(clockForPeers());
     return kj::READY_NOW;
+  }
+
+  kj::Promise<void> drain(DrainContext context) override {
+    auto p = context.getParams();
+    return drainHere(d_, p.getDrained(), p.getAll(), p.getTimeLimitMs()).then([context](kj::Array<MoveOutcome> moves) mutable {
+      fillMoves(context.getResults().initMoves(static_cast<unsigned>(moves.size())), moves);
+    });
   }
 
   kj::Promise<void> jobEnded(JobEndedContext context) override {

@@ -12,6 +12,7 @@ MIG_PACKAGES=(
   redis-server redis-tools nginx-light  # real servers the network tests migrate
   python3                         # Debian's python3: code_after_move.sh imports C extensions after a move
   memcached                       # a real server migctl-sockets-restart restarts on its port
+  libtomlplusplus-dev             # shadowd --policy FILE: TOML parsed by toml++ (docs/policies.md)
 )
 
 mig_install_deps() {
