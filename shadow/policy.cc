@@ -162,4 +162,34 @@ kj::Vector<size_t> rankDestinations(kj::ArrayPtr<const Destination> hosts, kj::S
   return out;
 }
 
+namespace {
+
+double cpuShare(double runnable, double cpus) {
+  if (runnable <= cpus) return 1;
+  return cpus / runnable;
+}
+
+}  // namespace
+
+BalanceDecision shouldBalance(const BalanceInput& in, const BalanceParams& p) {
+  BalanceDecision d;
+  double rate = in.bytesPerSecond > 0 ? in.bytesPerSecond : p.defaultBytesPerSecond;
+  d.costSeconds = p.fixedCostSeconds + in.imageBytes / rate;
+  double shareGain = cpuShare(in.dstLoad + 1, in.dstCpus) - cpuShare(std::max(in.srcLoad, 1.0), in.srcCpus);
+  d.gainSeconds = shareGain * in.ranSeconds;
+  if (in.sinceMoveSeconds < p.noReturnSeconds) {
+    d.why = "it moved less than the no-return time ago";
+  } else if (shareGain < p.minShareGain) {
+    d.why = "the other host would not give it enough more CPU";
+  } else if (in.ranSeconds < p.ageMultiple * d.costSeconds) {
+    d.why = "it has not run long enough for what the move costs";
+  } else if (d.gainSeconds <= d.costSeconds) {
+    d.why = "the expected gain does not beat the cost";
+  } else {
+    d.move = true;
+    d.why = "the expected gain beats the cost";
+  }
+  return d;
+}
+
 }  // namespace mig::shadow

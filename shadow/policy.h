@@ -81,4 +81,43 @@ struct Destination {
 // then name.
 kj::Vector<size_t> rankDestinations(kj::ArrayPtr<const Destination> hosts, kj::StringPtr self);
 
+// *balance* (the rule only; shadowd does not act on it yet: docs/policies.md). A job
+// may move from its host (src) to another (dst) when all of these hold:
+//   - it has not moved for noReturnSeconds (no ping-pong);
+//   - the CPU share it can expect there beats the one it has by minShareGain, a share
+//     on a host being min(1, cpus / runnable), the job counted on both sides;
+//   - it has run at least ageMultiple times the move's cost, where the cost is the time
+//     it is frozen: fixedCostSeconds plus its image size over the measured transfer
+//     rate (a job that has run T seconds is likely to run about T more: the young are
+//     not worth moving);
+//   - the expected gain, the share gained times that expected remaining time, is
+//     more than the cost.
+struct BalanceParams {
+  double noReturnSeconds = 120;
+  double minShareGain = 0.25;
+  double ageMultiple = 4;
+  double fixedCostSeconds = 0.1;
+  double defaultBytesPerSecond = 50e6;  // until a transfer has been measured
+};
+
+struct BalanceInput {
+  double srcLoad;            // runnable on the job's host, the job included
+  double srcCpus;
+  double dstLoad;            // runnable on the other host (without the job)
+  double dstCpus;
+  double imageBytes;         // the job's size (its resident memory)
+  double ranSeconds;         // how long the job has run
+  double sinceMoveSeconds;   // since its last move (a large number if it never moved)
+  double bytesPerSecond;     // measured transfer rate to dst; 0: not measured yet
+};
+
+struct BalanceDecision {
+  bool move = false;
+  double costSeconds = 0;    // the move's estimated freeze time
+  double gainSeconds = 0;    // the CPU time it is expected to gain
+  kj::StringPtr why;         // the condition that decided (a static string)
+};
+
+BalanceDecision shouldBalance(const BalanceInput& in, const BalanceParams& p);
+
 }  // namespace mig::shadow

@@ -166,3 +166,81 @@ TEST_CASE("destinations: jobs already sent this round count as load, so a drain 
   h[1].sentHere = 1;
   CHECK(rankDestinations(h, "b")[0] == 0);
 }
+
+namespace {
+
+// A job of 100 MB at 50 MB/s: 2.1 s to move; alone on a 1-CPU host with 2 others
+// running, an idle 1-CPU host beside it.
+BalanceInput busyToIdle() {
+  BalanceInput in;
+  in.srcLoad = 3;
+  in.srcCpus = 1;
+  in.dstLoad = 0;
+  in.dstCpus = 1;
+  in.imageBytes = 100e6;
+  in.ranSeconds = 60;
+  in.sinceMoveSeconds = 1e9;
+  in.bytesPerSecond = 50e6;
+  return in;
+}
+
+}  // namespace
+
+TEST_CASE("balance: an old job on a busy host moves to an idle one, cost and gain as the rule says") {
+  auto d = shouldBalance(busyToIdle(), BalanceParams());
+  CHECK(d.move);
+  CHECK(d.costSeconds == doctest::Approx(2.1));
+  CHECK(d.gainSeconds == doctest::Approx((1 - 1.0 / 3) * 60));
+}
+
+TEST_CASE("balance: a job younger than ageMultiple times its cost stays") {
+  auto in = busyToIdle();
+  in.ranSeconds = 8.3;  // < 4 x 2.1
+  auto d = shouldBalance(in, BalanceParams());
+  CHECK_FALSE(d.move);
+  CHECK(d.why == "it has not run long enough for what the move costs");
+  in.ranSeconds = 8.5;
+  CHECK(shouldBalance(in, BalanceParams()).move);
+}
+
+TEST_CASE("balance: a bigger job or a slower link needs a longer run") {
+  auto in = busyToIdle();
+  in.imageBytes = 1e9;  // 20.1 s at 50 MB/s
+  CHECK_FALSE(shouldBalance(in, BalanceParams()).move);
+  in.bytesPerSecond = 1e9;  // 1.1 s
+  CHECK(shouldBalance(in, BalanceParams()).move);
+  in.bytesPerSecond = 0;  // not measured: the default rate, 50 MB/s
+  CHECK(shouldBalance(in, BalanceParams()).costSeconds == doctest::Approx(20.1));
+}
+
+TEST_CASE("balance: no ping-pong: a job that just moved does not move again, even if it would gain") {
+  auto in = busyToIdle();
+  in.sinceMoveSeconds = 30;
+  auto d = shouldBalance(in, BalanceParams());
+  CHECK_FALSE(d.move);
+  CHECK(d.why == "it moved less than the no-return time ago");
+  in.sinceMoveSeconds = 120;
+  CHECK(shouldBalance(in, BalanceParams()).move);
+}
+
+TEST_CASE("balance: after a move the way back gains nothing, so the job does not return") {
+  // It moved from a host with 3 runnable to an idle one: now it is alone there, and the
+  // host it left has 2 runnable.
+  BalanceInput back = busyToIdle();
+  back.srcLoad = 1;
+  back.dstLoad = 2;
+  back.sinceMoveSeconds = 1e9;
+  auto d = shouldBalance(back, BalanceParams());
+  CHECK_FALSE(d.move);
+  CHECK(d.why == "the other host would not give it enough more CPU");
+}
+
+TEST_CASE("balance: equal hosts, or a host with spare CPUs, give no gain") {
+  auto in = busyToIdle();
+  in.srcLoad = 2;
+  in.srcCpus = 4;  // it has a whole CPU already
+  CHECK_FALSE(shouldBalance(in, BalanceParams()).move);
+  in = busyToIdle();
+  in.dstLoad = 2;  // there it would be one of 3 as well
+  CHECK_FALSE(shouldBalance(in, BalanceParams()).move);
+}
