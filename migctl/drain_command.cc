@@ -37,8 +37,14 @@ int drain(const DrainOptions& o, bool drained) {
   req.setAll(o.all);
   req.setTimeLimitMs(o.timeLimitMs);
   uint64_t wait = (o.timeLimitMs > 0 ? o.timeLimitMs : 24 * 3600 * 1000ull) + kGraceMs;
-  auto r = link.wait(req.send(), wait, drained ? "the drain" : "the undrain");
-  auto node = r.getNode();
+  kj::StringPtr what = drained ? "drain" : "undrain";
+  auto node = o.node.size() > 0 ? o.node.asPtr() : kj::StringPtr("this host");
+  kj::Maybe<capnp::Response<rpc::Local::DrainResults>> answer;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { answer = link.wait(req.send(), wait, what); })) {
+    image::fail(kj::str(what, " ", node, ": ", shadow::oneLine(e->getDescription())));
+  }
+  rpc::Local::DrainResults::Reader r = KJ_ASSERT_NONNULL(answer);
+  node = r.getNode();
   if (!drained) {
     printf("%s takes jobs again\n", node.cStr());
     return 0;

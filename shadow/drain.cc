@@ -67,12 +67,12 @@ kj::Promise<kj::Array<Destination>> destinations(Daemon& d) {
       x.reachable = n.getReachable();
       if (x.reachable) {
         auto info = n.getInfo();
-        x.hostname = kj::str(info.getHostname());
+        x.address = kj::str(info.getAddress());
         x.accepting = !info.getDrained() && !info.getOwnerBack();
         x.load1 = info.getLoad1();
         x.jobs = info.getJobs();
       } else {
-        x.hostname = kj::str("");
+        x.address = kj::str("");
       }
       out.add(kj::mv(x));
     }
@@ -193,7 +193,7 @@ kj::Promise<kj::Array<MoveOutcome>> evacuate(Daemon& d, bool all, uint64_t timeL
   auto r = kj::heap<Round>();
   r->limitSeconds = timeLimitMs / 1000.0;
   r->deadline = monotonicSeconds() + r->limitSeconds;
-  r->self = hostName();
+  r->self = kj::str(d.address());
   r->why = kj::str(why);
   for (auto& e : d.hostedJobs()) {
     HostedJob& j = *e.value;
@@ -238,7 +238,15 @@ kj::Promise<kj::Array<MoveOutcome>> drainHere(Daemon& d, bool drained, bool all,
   }
   d.log("drained: taking no new jobs");
   if (timeLimitMs == 0) timeLimitMs = static_cast<uint64_t>(d.config().policy.drain.timeLimitSeconds * 1000);
-  return evacuate(d, all, timeLimitMs, "drain");
+  // The moves are shadowd's, not the caller's: a migctl that goes away (Ctrl-C) does
+  // not cancel a hop half done nor the jobs after it.
+  auto paf = kj::newPromiseAndFulfiller<kj::Array<MoveOutcome>>();
+  auto* answer = paf.fulfiller.get();
+  d.tasks().add(kj::evalNow([&]() { return evacuate(d, all, timeLimitMs, "drain"); })
+                    .then([answer](kj::Array<MoveOutcome> moves) { answer->fulfill(kj::mv(moves)); },
+                          [answer](kj::Exception&& e) { answer->reject(kj::mv(e)); })
+                    .attach(kj::mv(paf.fulfiller)));
+  return kj::mv(paf.promise);
 }
 
 void fillMoves(capnp::List<rpc::JobMove>::Builder out, kj::ArrayPtr<const MoveOutcome> moves) {

@@ -149,7 +149,7 @@ kj::Vector<size_t> rankDestinations(kj::ArrayPtr<const Destination> hosts, kj::S
   kj::Vector<size_t> out;
   for (size_t i = 0; i < hosts.size(); ++i) {
     auto& h = hosts[i];
-    if (h.reachable && h.accepting && h.hostname != self) out.add(i);
+    if (h.reachable && h.accepting && h.address != self) out.add(i);
   }
   std::sort(out.begin(), out.end(), [&hosts](size_t a, size_t b) {
     auto& x = hosts[a];

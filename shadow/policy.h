@@ -67,7 +67,7 @@ bool ownerIsBack(kj::ArrayPtr<const LoadSample> samples, const OwnerReturnsParam
 // A host a job may leave for, as shadowd sees it (Local.nodes).
 struct Destination {
   kj::String name;
-  kj::String hostname;
+  kj::String address;       // as it says it is reached (NodeInfo.address)
   bool reachable = false;
   bool accepting = false;   // not drained, its owner not back
   double load1 = 0;
@@ -75,8 +75,9 @@ struct Destination {
   uint32_t sentHere = 0;    // jobs this drain has already sent it (their load is not seen yet)
 };
 
-// The hosts to try for one job leaving host `self`, best first: reachable, accepting,
-// not `self`, by load1 plus the jobs already sent there in this round (each counted as
+// The hosts to try for one job leaving the host whose address is `self`, best first:
+// reachable, accepting, not `self` (by address: shadowds on loopback share a host
+// name), by load1 plus the jobs already sent there in this round (each counted as
 // one busy CPU, which the 1-minute load has not caught up with), then fewest jobs,
 // then name.
 kj::Vector<size_t> rankDestinations(kj::ArrayPtr<const Destination> hosts, kj::StringPtr self);

@@ -138,7 +138,7 @@ namespace {
 Destination host(const char* name, double load, uint32_t jobs, bool accepting = true, bool reachable = true) {
   Destination d;
   d.name = kj::str(name);
-  d.hostname = kj::str(name);
+  d.address = kj::str(name, ":7070");
   d.load1 = load;
   d.jobs = jobs;
   d.accepting = accepting;
@@ -151,7 +151,7 @@ Destination host(const char* name, double load, uint32_t jobs, bool accepting = 
 TEST_CASE("destinations: least loaded first, never self, a drained or unreachable host, then fewest jobs") {
   Destination h[] = {host("a", 0.5, 0), host("b", 0.1, 0), host("c", 0.2, 3), host("d", 0.0, 0, false),
                      host("e", 0.0, 0, true, false), host("f", 0.2, 1)};
-  auto r = rankDestinations(h, "b");
+  auto r = rankDestinations(h, "b:7070");
   REQUIRE(r.size() == 3);
   CHECK(r[0] == 5);  // f: 0.2, 1 job
   CHECK(r[1] == 2);  // c: 0.2, 3 jobs
@@ -160,11 +160,11 @@ TEST_CASE("destinations: least loaded first, never self, a drained or unreachabl
 
 TEST_CASE("destinations: jobs already sent this round count as load, so a drain spreads them") {
   Destination h[] = {host("a", 0.0, 0), host("c", 0.3, 0)};
-  CHECK(rankDestinations(h, "b")[0] == 0);
+  CHECK(rankDestinations(h, "b:7070")[0] == 0);
   h[0].sentHere = 1;
-  CHECK(rankDestinations(h, "b")[0] == 1);
+  CHECK(rankDestinations(h, "b:7070")[0] == 1);
   h[1].sentHere = 1;
-  CHECK(rankDestinations(h, "b")[0] == 0);
+  CHECK(rankDestinations(h, "b:7070")[0] == 0);
 }
 
 namespace {

@@ -4,7 +4,9 @@
 # accepts it, a or c), one line per job saying where it went and its freeze time; each
 # then finishes with exactly the output of an undisturbed run. `migctl nodes` shows b
 # drained (also in --json); a migrate to b is refused with the one line "b is drained";
-# `migctl undrain` (on b) takes jobs again and a job moves to b once more.
+# `migctl undrain` (on b) takes jobs again and a job moves to b once more. Then
+# `migctl drain --all` on a drains a itself: the jobs there, also one that never moved
+# (at home), leave for b or c.
 #
 # usage: drain.sh CPU_JOB OPTIONS (lib/cluster_lib.sh); meson runs it as test
 # 'migration-drain' (suite cluster) with every path filled in.
@@ -91,15 +93,40 @@ else
   fail "after migctl undrain on b ($(cat "$T/undrain.out")): migrate to b exit $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")"
 fi
 
+# --- migctl drain --all on a (NODE: this host): the jobs at home there leave too --------------
+start_job j5 mig "$CPU_JOB" @DIR@/go idle || cluster_end
+wait_step j5 3 30
+on_a=()
+for j in "${jobs[@]}" j4 j5; do [[ $(host_of "$(where "$j")") == a ]] && on_a+=("$j"); done
+timeout -k 5 120 "$HOSTS" exec "$C" a -- "$MIGCTL" drain --all --time-limit 90 >"$T/drain2.out" 2>"$T/drain2.err"
+rc=$?
+bad=""
+for j in "${on_a[@]}"; do
+  w=$(host_of "$(where "$j")")
+  [[ $w == b || $w == c ]] || bad+=" $j:$w"
+  grep -qE "^PID ${PID[$j]} of a \(.*\): moved to $w, frozen [0-9.]+ ms$" "$T/drain2.out" || bad+=" $j(not reported at $w)"
+done
+if (( rc == 0 )) && [[ -z $bad && $(head -n 1 "$T/drain2.out") == "a is drained: it takes no new jobs; ${#on_a[@]} job(s) to move" ]] &&
+   [[ $(wc -l <"$T/drain2.out") == $((${#on_a[@]} + 1)) ]]; then
+  ok "migctl drain --all on a: its ${#on_a[@]} jobs (${on_a[*]}, j5 never moved before) left for b or c, one line each"
+else
+  fail "migctl drain --all on a (jobs there: ${on_a[*]}): exit $rc;$bad"
+  detail "$T/drain2.out" "its output"
+  detail "$T/drain2.err" "its stderr"
+  sed 's/^/#     /' "$T/list.last"
+fi
+hm a undrain >"$T/undrain2.out" 2>&1
+[[ $(cat "$T/undrain2.out") == "a takes jobs again" ]] || fail "migctl undrain on a: $(cat "$T/undrain2.out")"
+
 # --- each job finishes exactly as undisturbed ---------------------------------------------------
 wait_refs_ok=1
 if ! wait_job ref 60 || ! grep -qx done "$(jfile ref out)"; then
   fail "the undisturbed run did not finish: status $STATUS"
   wait_refs_ok=0
 fi
-for j in "${jobs[@]}" j4; do touch "$(jfile "$j" data)/go"; done
+for j in "${jobs[@]}" j4 j5; do touch "$(jfile "$j" data)/go"; done
 if (( wait_refs_ok )); then
-  for j in "${jobs[@]}" j4; do compare "$j" ref 0; done
+  for j in "${jobs[@]}" j4 j5; do compare "$j" ref 0; done
 fi
-for j in "${jobs[@]}" j4; do kill_job "$j"; done
+for j in "${jobs[@]}" j4 j5; do kill_job "$j"; done
 cluster_end
