@@ -77,7 +77,6 @@ kj::MainFunc drainOrUndrain(cli::Context& cli, bool drained) {
     }, "also move the jobs whose home is NODE and that run there (they become away from home)");
     b.addOptionWithArg({"time-limit"}, [&o](kj::StringPtr v) -> kj::MainBuilder::Validity {
       KJ_IF_MAYBE(why, cli::parseSecondsMs(v, 86400, o.timeLimitMs)) { return kj::mv(*why); }
-      if (o.timeLimitMs == 0) return "--time-limit must be more than 0 s";
       return true;
     }, "S", "start no move after S seconds (default: [drain] time_limit_seconds of NODE's "
             "policy file, 120); the jobs not moved by then are reported and stay");
