@@ -2,7 +2,8 @@
 # owner_returns.sh: the *owner returns* policy (docs/policies.md). b's shadowd runs with
 # a policy file that turns it on (threshold 0.1 CPUs for 2 s, sampled every 0.5 s: the
 # machine is shared, a busy loop may get little of it). A CPU-bound job started on a is
-# moved to b and computes there; b counts it as mig's, not its owner's. Then the test
+# moved to b and computes there; b counts it as mig's, not its owner's, and keeps it
+# while it computes (4 s of CPU). Then the test
 # starts a busy loop on b that is not under mig (its owner's work): the job leaves b on
 # its own for a or c, `migctl nodes` shows b owner-busy, and a migrate to b is refused
 # with the reason. The busy loop is killed (by its PID), b takes jobs again, and the
@@ -56,6 +57,18 @@ else
   shadowd_logs a b
   kill_job job
   cluster_end
+fi
+
+# Its own computing is not the owner's: once it has used 4 s of CPU on b (more wall time
+# than the 2 s the policy waits, plus a sample), b still takes jobs and keeps it.
+job_cpu() { hx b ps -C cpu_job -o times= 2>/dev/null | awk 'NR == 1 { print $1 }'; }
+if wait_until 60 eval '(( $(job_cpu || echo 0) >= 4 ))' &&
+   [[ $(hm a nodes 2>/dev/null | awk '$1 == "b" { print $3 }') == up && $(host_of "$(where job)") == b ]] &&
+   ! grep -q "owner returns: this host's own processes" "$T/shadowd-b.log"; then
+  ok "job: computed $(job_cpu) s of CPU on b, and b, counting it as mig's, still takes jobs and keeps it"
+else
+  fail "job: after $(job_cpu) s of CPU on b: b is $(hm a nodes 2>/dev/null | awk '$1 == "b" { print $3 }'), the job on $(host_of "$(where job)")"
+  shadowd_logs b
 fi
 
 # The owner's work on b: a busy shell loop, not under mig.
