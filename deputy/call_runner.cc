@@ -1,6 +1,8 @@
 // The deputy's forwarded calls: where each runs, and answered once (call_runner.h).
 #include "deputy/call_runner.h"
 
+#include "deputy/log.h"
+#include "deputy/own_fds.h"
 #include "rsc/call_policy.h"
 #include "rsc/forward_table.h"
 #include "rsc/wire.h"
@@ -35,6 +37,13 @@ Runs howToRun(kj::ArrayPtr<const kj::byte> request) {
                                                                            : rsc::FdKind::Stream;
   }
   return rsc::deputyRuns(*row, fd, (h.flags & rsc::kNoReply) != 0);
+}
+
+// Runs one call; MIG_LOG gets a line for it (log.h).
+kj::Array<kj::byte> runLogged(rsc::Dispatcher& dispatcher, kj::ArrayPtr<const kj::byte> request) {
+  auto reply = dispatcher.call(request);
+  if (logging()) logCall(request, reply);
+  return reply;
 }
 
 }  // namespace
@@ -97,13 +106,15 @@ void CallPool::work() {
     Job job = kj::mv(queue_.front());
     queue_.pop_front();
     lock.unlock();
-    job.done->fulfill(dispatcher_.call(job.request));
+    job.done->fulfill(runLogged(dispatcher_, job.request));
     lock.lock();
   }
 }
 
 CallRunner::CallRunner(kj::Function<void(int fd)> inputTaken)
-    : inputTaken_(kj::mv(inputTaken)), pool_(kj::heap<CallPool>(dispatcher_)) {}
+    : inputTaken_(kj::mv(inputTaken)), pool_(kj::heap<CallPool>(dispatcher_)) {
+  dispatcher_.keepOwnFds(isOwn);  // the job's numbers never take the deputy's fds
+}
 
 CallRunner::~CallRunner() = default;
 
@@ -111,7 +122,7 @@ kj::Promise<void> CallRunner::call(CallContext context) {
   auto request = context.getParams().getRequest();
   const Runs runs = howToRun(request);
   if (runs == Runs::Here) {
-    context.getResults().setReply(dispatcher_.call(request));
+    context.getResults().setReply(runLogged(dispatcher_, request));
     return kj::READY_NOW;
   }
   // A call the job's thread may send twice, with the same thread and seq, must get
@@ -128,7 +139,7 @@ kj::Promise<void> CallRunner::call(CallContext context) {
       return kj::READY_NOW;
     }
     if (runs == Runs::HereOnce) {
-      auto& last = lastDone_[h.thread] = Done{h.seq, dispatcher_.call(request)};
+      auto& last = lastDone_[h.thread] = Done{h.seq, runLogged(dispatcher_, request)};
       context.getResults().setReply(last.reply);
       inputTaken(request);
       return kj::READY_NOW;

@@ -14,6 +14,8 @@
 //
 // usage: MIG_JOB_TOKEN=HEX mig-deputy --job-id ID --socket SHADOWD_SOCKET [--drop-signals MASK]
 #include "deputy/call_runner.h"
+#include "deputy/log.h"
+#include "deputy/own_fds.h"
 #include "deputy/readiness.h"
 #include "deputy/signals.h"
 #include "shadow/hex.h"
@@ -23,7 +25,9 @@
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
 
+#include <algorithm>
 #include <csignal>
+#include <dirent.h>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
@@ -34,10 +38,6 @@
 
 namespace mig::deputy {
 namespace {
-
-// The deputy's own fds (event loop, shadowd connection) must not take numbers the job
-// may use: it opens them while every low number is taken by a placeholder.
-constexpr int kReservedLow = 1024;
 
 [[noreturn]] void endLike(int status) {
   if (WIFSIGNALED(status)) {
@@ -68,29 +68,43 @@ class DeputyImpl final : public rpc::Deputy::Server {
 
   kj::Promise<void> call(CallContext context) override { return calls_.call(kj::mv(context)); }
 
-  kj::Promise<void> ended(EndedContext context) override { endLike(context.getParams().getStatus()); }
+  kj::Promise<void> ended(EndedContext context) override {
+    const int status = context.getParams().getStatus();
+    log(kj::str("the job ended (wait status ", status, "): ending the same way"));
+    endLike(status);
+  }
 
  private:
   Readiness readiness_;
   CallRunner calls_;
 };
 
+// The job's fds, open when the deputy starts (sorted): none of them is the deputy's.
+kj::Vector<int> jobFds() {
+  kj::Vector<int> fds;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (struct dirent* e = readdir(d)) {
+      if (e->d_name[0] >= '0' && e->d_name[0] <= '9' && atoi(e->d_name) != dirfd(d)) fds.add(atoi(e->d_name));
+    }
+    closedir(d);
+  }
+  std::sort(fds.begin(), fds.end());
+  return fds;
+}
+
+// The deputy's own fds (event loop, shadowd connection) must not take numbers the job
+// may use (own_fds.h): it opens them while every number below lowestOwn() is taken by
+// a placeholder.
 kj::Vector<int> fillLowFds() {
   kj::Vector<int> placeholders;
-  struct rlimit lim {};
-  getrlimit(RLIMIT_NOFILE, &lim);
-  if (lim.rlim_cur < lim.rlim_max) {
-    lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &lim);
-  }
-  if (lim.rlim_cur < static_cast<rlim_t>(kReservedLow) + 64) return placeholders;
+  const int top = lowestOwn();
   int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (null < 0) return placeholders;
-  for (int fd = 0; fd < kReservedLow; ++fd) {
+  for (int fd = 0; fd < top; ++fd) {
     if (fcntl(fd, F_GETFD) >= 0) continue;
     if (dup3(null, fd, O_CLOEXEC) == fd) placeholders.add(fd);
   }
-  if (null >= kReservedLow) close(null);
+  if (null >= top) close(null);
   else placeholders.add(null);
   return placeholders;
 }
@@ -115,11 +129,15 @@ int run(int argc, char** argv) {
   // Signals that were pending at the freeze went with the job's image.
   takeSignals(dropSignals);
 
+  const auto before = jobFds();
+  planFdSpace();
+  openLog();
   auto placeholders = fillLowFds();
   auto io = kj::setupAsyncIo();
   auto address = io.provider->getNetwork().parseAddress(kj::str("unix:", socketPath)).wait(io.waitScope);
   auto stream = address->connect().wait(io.waitScope);
   for (int fd : placeholders) close(fd);
+  markOpenFdsOwn(before.begin(), static_cast<int>(before.size()));
 
   struct Ignore final : kj::TaskSet::ErrorHandler {
     void taskFailed(kj::Exception&&) override {}
@@ -135,6 +153,7 @@ int run(int argc, char** argv) {
     req.setDeputy(kj::heap<DeputyImpl>(io.unixEventPort, tasks));
     req.send().wait(io.waitScope);
   }
+  log(kj::str("job ", jobId, ": registered as its deputy; own fds from ", lowestOwn()));
   SignalForwarder signals(io.unixEventPort, tasks, local, jobId, token);
 
   // Runs until the job ends (Deputy.ended exits the process). If shadowd goes away

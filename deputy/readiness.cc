@@ -1,9 +1,13 @@
 // Watching home fds for the job's readiness stand-ins (readiness.h).
 #include "deputy/readiness.h"
 
+#include "deputy/own_fds.h"
+#include "shadow/error.h"
+
 #include <kj/debug.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <poll.h>
@@ -12,10 +16,6 @@
 namespace mig::deputy {
 namespace {
 
-// Where the deputy's copies of watched fds go: above every number the job's fd table
-// can use (forward::kMaxFds), so a call of the job never lands on one.
-constexpr int kWatchFdFloor = 4096;
-
 // The identity of an open file, to tell which watches a call on some fd concerns
 // (the job may have it under several numbers).
 struct FileId {
@@ -23,6 +23,13 @@ struct FileId {
   ino_t ino = 0;
   bool operator==(const FileId&) const = default;
 };
+
+// MIG_FAULT=deputy-watch (the job's environment, for tests): every watch fails as if
+// the deputy's fd table were full.
+bool faultInjected() {
+  const char* f = getenv("MIG_FAULT");
+  return f != nullptr && strcmp(f, "deputy-watch") == 0;
+}
 
 bool fileOf(int fd, FileId& id) {
   struct stat st;
@@ -41,6 +48,7 @@ class Watch final : public rpc::ReadinessWatch::Server {
   Watch(kj::UnixEventPort& port, kj::TaskSet& tasks, kj::Vector<Watch*>& all, int fd, rpc::Readiness::Client readiness)
       : tasks_(tasks), all_(all), fd_(duplicate(fd)), observer_(port, fd_, kj::UnixEventPort::FdObserver::OBSERVE_READ),
         readiness_(kj::mv(readiness)) {
+    unmark_.fd = fd_.get();
     KJ_REQUIRE(fileOf(fd_, file_));
     all_.add(this);
     arm();
@@ -66,11 +74,25 @@ class Watch final : public rpc::ReadinessWatch::Server {
   }
 
  private:
+  // The copy goes where the deputy keeps its own fds (own_fds.h), out of the job's
+  // numbers.
   static kj::AutoCloseFd duplicate(int fd) {
-    int copy = fcntl(fd, F_DUPFD_CLOEXEC, kWatchFdFloor);
-    KJ_REQUIRE(copy >= 0, "cannot watch the fd", fd, strerror(errno));
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy >= 0) copy = placeOwn(copy);
+    if (copy >= 0 && faultInjected()) {
+      close(copy);
+      copy = -1;
+      errno = EMFILE;
+    }
+    if (copy < 0) shadow::fail(kj::str("the deputy cannot keep a copy of it: ", strerror(errno)));
     return kj::AutoCloseFd(copy);
   }
+
+  // Unmarks the copy once it is closed.
+  struct Unmark {
+    int fd = -1;
+    ~Unmark() { markOwn(fd, false); }
+  };
 
   bool readableNow() {
     struct pollfd p = {fd_.get(), POLLIN, 0};
@@ -96,6 +118,7 @@ class Watch final : public rpc::ReadinessWatch::Server {
 
   kj::TaskSet& tasks_;
   kj::Vector<Watch*>& all_;
+  Unmark unmark_;  // before fd_: unmarks it after it is closed
   kj::AutoCloseFd fd_;
   kj::UnixEventPort::FdObserver observer_;
   rpc::Readiness::Client readiness_;

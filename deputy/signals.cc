@@ -1,6 +1,8 @@
 // Forwarding the deputy's signals to the job (signals.h).
 #include "deputy/signals.h"
 
+#include "deputy/log.h"
+
 #include <csignal>
 #include <cstring>
 #include <ctime>
@@ -77,6 +79,7 @@ void SignalForwarder::sendNext() {
   sending_ = true;
   siginfo_t info = queue_.front();
   queue_.pop_front();
+  log(kj::str("signal ", info.si_signo, " (si_code ", info.si_code, ", from PID ", info.si_pid, ") passed on to the job"));
   auto req = local_.deputySignalRequest();
   req.setJobId(jobId_);
   req.setToken(token_);

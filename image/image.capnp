@@ -195,6 +195,10 @@ struct FileDescriptor {
     device @8 :UInt64;
     size @9 :UInt64;
     mtimeNs @10 :Int64;
+    ctimeNs @29 :Int64;      # status change time: no user can put it back after writing
+                             # in place (0: an image from before it was recorded)
+    contentHash @30 :UInt64; # XXH3-64 of the contents (never 0) of a file up to 8 MiB, at
+                             # checkpoint; 0: not recorded (larger, or a migration)
   }
   pipe :group {
     id @12 :UInt64;          # the pipe's inode; both ends carry it

@@ -38,6 +38,7 @@ struct Options {
   bool stop = false;
   bool json = false;
   long timeout = 30;
+  long maxDeletedMiB = resources::CaptureOptions::kDefaultMaxDeletedFileBytes >> 20;
 };
 
 // Waits (bounded) until process `pid` is gone, so a following restart cannot race it.
@@ -70,6 +71,13 @@ kj::MainFunc checkpointMain(cli::Context& cli) {
         KJ_IF_MAYBE(why, cli::parseCount(v, 1, 86400, o.timeout)) { return kj::mv(*why); }
         return true;
       }, "SECONDS", "how long to wait for the process to freeze (default 30)")
+      .addOptionWithArg({"max-deleted-file"}, [&o](kj::StringPtr v) -> kj::MainBuilder::Validity {
+        KJ_IF_MAYBE(why, cli::parseCount(v, 0, resources::CaptureOptions::kMaxDeletedFileMiB, o.maxDeletedMiB)) {
+          return kj::mv(*why);
+        }
+        return true;
+      }, "MIB", "the largest file the process holds open after it was deleted whose contents the image "
+         "keeps (default 256, at most 511); a larger one makes the checkpoint fail, naming it")
       .addOption({"json"}, [&o]() -> kj::MainBuilder::Validity {
         o.json = true;
         return true;
@@ -98,7 +106,8 @@ int checkpoint(const Options& o, long pid) {
   ControlClient ctl(static_cast<pid_t>(pid));
   image::AtomicFile file(out);  // before the freeze: a bad path fails with the process untouched
   auto t0 = std::chrono::steady_clock::now();
-  resources::CaptureStats stats = freezeAndCapture(ctl, timeout, /*forMigration=*/false, file.sink());
+  resources::CaptureStats stats = freezeAndCapture(ctl, timeout, /*forMigration=*/false, file.sink(),
+                                                      static_cast<uint64_t>(o.maxDeletedMiB) << 20);
   file.commit();
   const pid_t realPid = ctl.realPid();
   auto frozenMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

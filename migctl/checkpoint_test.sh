@@ -67,6 +67,97 @@ if [ $rc -ne 0 ] && grep -q "File too large" <<<"$out" && [ -z "$(ls "$dir" | gr
   ok "a write that fails part-way leaves no image, not even a partial one; the job goes on"
 else bad "disk full: $out ($(ls -a "$dir"))" "$dir/full.out"; fi
 
+# A program that dup2s onto the number of the shim's control socket, then closes the
+# number the socket went to: the shim moved its socket away first and ignores the
+# close (the program never had it), the program's fd is its own, and the job can
+# still be checkpointed. (Python: bash keeps a copy of an open fd it redirects onto.)
+if command -v python3 >/dev/null; then
+  cat > "$dir/ownfd.py" <<'PY'
+import os, sys, time
+def top_socket():
+    found = []
+    for f in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink("/proc/self/fd/" + f).startswith("socket:"): found.append(int(f))
+        except OSError: pass  # listdir's own fd, closed by now
+    return max(found)
+ctl = top_socket()
+f = os.open(sys.argv[1] + "/taken", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+os.dup2(f, ctl)
+os.close(f)
+moved = top_socket()
+os.close(moved)
+os.write(ctl, b"took %d, socket moved to %d\n" % (ctl, moved))
+for i in range(1, 41):
+    print("step", i, flush=True)
+    time.sleep(0.05)
+os.write(ctl, b"still mine\n")
+print("done")
+PY
+  LD_PRELOAD=$(realpath "$libmig") python3 "$dir/ownfd.py" "$dir" > "$dir/ownfd.out" 2>&1 &
+  pids+=($!) job=$!
+  for _ in $(seq 1 200); do grep -q 'step 1' "$dir/ownfd.out" && break; sleep 0.05; done
+  "$migctl" checkpoint "$job" -o "$dir/ownfd.img" > "$dir/ownfd.log" 2>&1; rc=$?
+  if [ $rc -eq 0 ] && finish_ok "$job" ownfd && grep -q "^took [0-9]*, socket moved to [0-9]*$" "$dir/taken" &&
+     grep -qx "still mine" "$dir/taken" && [ "$(wc -l < "$dir/taken")" -eq 2 ]; then
+    ok "dup2 onto the shim's control socket and close of its new number: the program's fd is its own, checkpoint works ($(head -1 "$dir/taken"))"
+  else bad "the program took the control socket's number (checkpoint status $rc)" "$dir/ownfd.log" "$dir/ownfd.out" "$dir/taken"; fi
+fi
+
+# A program that lowers its fd limit under the shim's fds (memcached -c 1024 does):
+# the shim moves them under the new limit first, as high as they fit, and the job can
+# still be checkpointed.
+if command -v python3 >/dev/null; then
+  cat > "$dir/lowlimit.py" <<'PY'
+import os, resource, time
+def ours():
+    found = []
+    for f in os.listdir("/proc/self/fd"):
+        try:
+            t = os.readlink("/proc/self/fd/" + f)
+            if t.startswith("socket:") or t == "anon_inode:[eventfd]": found.append(int(f))
+        except OSError: pass
+    return sorted(found)
+before = ours()
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+print("mig's fds", before, "->", ours(), flush=True)
+for i in range(1, 41):
+    print("step", i, flush=True)
+    time.sleep(0.05)
+print("done")
+PY
+  LD_PRELOAD=$(realpath "$libmig") python3 "$dir/lowlimit.py" > "$dir/lowlimit.out" 2>&1 &
+  pids+=($!) job=$!
+  for _ in $(seq 1 200); do grep -q 'step 1' "$dir/lowlimit.out" && break; sleep 0.05; done
+  "$migctl" checkpoint "$job" -o "$dir/lowlimit.img" > "$dir/lowlimit.log" 2>&1; rc=$?
+  moved=$(grep "^mig's fds" "$dir/lowlimit.out")
+  after=$(sed 's/.*-> \[//; s/\]//; s/,//g' <<<"$moved")
+  if [ $rc -eq 0 ] && finish_ok "$job" lowlimit && [ -n "$after" ] &&
+     [ "$after" = "254 255" ]; then
+    ok "a program that lowers its fd limit to 256: the shim's fds move under it, as high as they fit ($moved); checkpoint works"
+  else bad "fd limit lowered to 256 (checkpoint status $rc): $moved" "$dir/lowlimit.log" "$dir/lowlimit.out"; fi
+fi
+
+# A deleted file larger than --max-deleted-file: refused in one line naming the file,
+# its size and the option; the job goes on, and a larger limit takes it.
+cat > "$dir/deleted.sh" <<'JOB'
+head -c 3000000 /dev/zero > "$1/big"; exec 7<"$1/big"; rm "$1/big"
+for i in $(seq 1 40); do echo "step $i"; sleep 0.05; done; echo done
+JOB
+LD_PRELOAD=$libmig bash "$dir/deleted.sh" "$dir" > "$dir/deleted.out" 2>&1 &
+pids+=($!) job=$!
+for _ in $(seq 1 200); do grep -q 'step 1' "$dir/deleted.out" && break; sleep 0.05; done
+out=$("$migctl" checkpoint "$job" -o "$dir/deleted.img" --max-deleted-file 2 2>&1); rc=$?
+want="deleted file $dir/big (fd 7) is 3 MiB, over the 2 MiB a checkpoint keeps of a deleted file; raise the limit with migctl checkpoint --max-deleted-file MIB (at most 511), or let the job close the file first"
+if [ $rc -ne 0 ] && [ "$out" = "migctl: $want" -o "$out" = "$want" ] && [ ! -e "$dir/deleted.img" ] &&
+   "$migctl" checkpoint "$job" -o "$dir/deleted.img" --max-deleted-file 3 > "$dir/deleted.log" 2>&1 &&
+   finish_ok "$job" deleted; then
+  ok "a deleted file over --max-deleted-file is refused in one line naming it, its size and the option; 3 MiB takes it"
+else bad "deleted file over the limit (status $rc): $out" "$dir/deleted.log" "$dir/deleted.out"; fi
+out=$("$migctl" checkpoint 1 -o "$dir/x.img" --max-deleted-file 600 2>&1); rc=$?
+[ $rc -eq 2 ] && [ "$out" = "migctl checkpoint: --max-deleted-file=600: takes a whole number from 0 to 511, not '600' (try 'migctl checkpoint --help')" ] &&
+  ok "--max-deleted-file beyond 511 MiB: one line" || bad "--max-deleted-file 600 (status $rc): $out"
+
 # An epoll registration made under an fd number that no longer holds that file
 # cannot be restored (epoll_ctl registers by number): refused, naming both fds.
 if command -v python3 >/dev/null; then

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <ctime>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -42,7 +43,10 @@ constexpr const char* kMigrateMore =
     "on working, and the internet sockets it creates after the move are made at home "
     "too, so it keeps its network identity. Default (keep the network at home) when "
     "clients know the job by its home address or connections must not break; --rebind "
-    "when clients find it again by themselves and the detour home would cost too much.";
+    "when clients find it again by themselves and the detour home would cost too much. "
+    "Exit status: 0 moved; 1 not moved (it goes on where it was, one line says why); "
+    "3 moved, but it cannot work there as it did (one line says why: its home sockets, "
+    "pipes or terminal cannot be watched, so poll and epoll on them will not wake).";
 
 struct MigrateOptions {
   kj::String socket;
@@ -139,6 +143,7 @@ int migrate(const MigrateOptions& o, long pid) {
   j.setRequested(o.anywhere ? kj::StringPtr("anywhere") : o.to.asPtr());
   j.setError("");  // unset Text is left out of the JSON: every field is always there
   j.setDestination("");
+  j.setProblem("");
   kj::String to;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
     to = o.anywhere ? idlestOtherNode(link) : kj::str(o.to);
@@ -158,10 +163,16 @@ int migrate(const MigrateOptions& o, long pid) {
     j.setImageBytes(static_cast<double>(m.getImageBytes()));
     j.setTransferMs(m.getTransferMs());
     j.setRestoreMs(m.getRestoreMs());
+    j.setProblem(m.getProblem());
     if (!o.json) {
       printf("migrated %ld to %s: frozen %.1f ms (image %.1f MiB, captured and sent in %.1f ms, restored in %.1f ms)\n",
              pid, m.getDestination().cStr(), m.getFreezeMs(), static_cast<double>(m.getImageBytes()) / (1 << 20),
              m.getTransferMs(), m.getRestoreMs());
+    }
+    if (m.getProblem().size() > 0 && !o.json) {
+      fflush(stdout);
+      fprintf(stderr, "migctl migrate: %ld moved to %s but cannot work there as it did: %s\n", pid,
+              m.getDestination().cStr(), m.getProblem().cStr());
     }
   })) {
     auto why = shadow::oneLine(e->getDescription());
@@ -176,7 +187,7 @@ int migrate(const MigrateOptions& o, long pid) {
     return 1;
   }
   if (o.json) printJson(j.asReader());
-  return 0;
+  return j.getProblem().size() > 0 ? 3 : 0;
 }
 
 struct QueryOptions {
@@ -278,7 +289,75 @@ int nodes(const QueryOptions& o) {
   return 0;
 }
 
+kj::StringPtr modeName(rpc::NetworkPolicy n) {
+  switch (n) {
+    case rpc::NetworkPolicy::LOCAL: return "local-net";
+    case rpc::NetworkPolicy::REBIND: return "rebind";
+    default: return "home";
+  }
+}
+
+// "2026-12-06T14:30:05.123Z" (sep 'T', zone "Z") or "2026-12-06 14:30:05" (sep ' ').
+kj::String utcTime(double unixSeconds, bool iso) {
+  time_t whole = static_cast<time_t>(unixSeconds);
+  struct tm tm {};
+  gmtime_r(&whole, &tm);
+  char buf[40];
+  strftime(buf, sizeof(buf), iso ? "%Y-%m-%dT%H:%M:%S" : "%Y-%m-%d %H:%M:%S", &tm);
+  if (!iso) return kj::str(buf);
+  int ms = static_cast<int>((unixSeconds - static_cast<double>(whole)) * 1000);
+  char frac[8];
+  snprintf(frac, sizeof(frac), ".%03dZ", ms < 0 ? 0 : ms > 999 ? 999 : ms);
+  return kj::str(buf, frac);
+}
+
+int history(const QueryOptions& o) {
+  kj::StringPtr socket = o.socket;
+  LocalLink link(socket);
+  auto r = link.wait(link.local.historyRequest().send(), kQueryTimeoutMs, "asking shadowd for its moves");
+  if (o.json) {
+    capnp::MallocMessageBuilder m;
+    auto moves = m.initRoot<out::MoveList>().initMoves(r.getMoves().size());
+    for (unsigned i = 0; i < moves.size(); ++i) {
+      auto v = r.getMoves()[i];
+      auto j = moves[i];
+      j.setTime(utcTime(v.getTime(), true));
+      j.setUnixTime(v.getTime());
+      j.setPid(v.getPid());
+      j.setJobId(kj::str(v.getJobId()));
+      j.setFrom(v.getFrom());
+      j.setTo(v.getTo());
+      j.setMode(modeName(v.getNetwork()));
+      j.setOk(v.getOk());
+      j.setOutcome(v.getOk() ? "moved" : "failed");
+      j.setFreezeMs(v.getFreezeMs());
+      j.setError(v.getError());
+      j.setCommand(v.getCommand());
+    }
+    printJson(m.getRoot<out::MoveList>().asReader());
+    return 0;
+  }
+  printf("%-19s %-8s %-16s %-16s %-9s %9s  %s\n", "TIME (UTC)", "PID", "FROM", "TO", "MODE", "FROZEN", "OUTCOME");
+  for (auto v : r.getMoves()) {
+    char frozen[32] = "-";
+    if (v.getOk()) snprintf(frozen, sizeof(frozen), "%.1f ms", v.getFreezeMs());
+    auto outcome = v.getOk() ? kj::str("moved") : kj::str("failed: ", v.getError());
+    printf("%-19s %-8d %-16s %-16s %-9s %9s  %s\n", utcTime(v.getTime(), false).cStr(), v.getPid(),
+           v.getFrom().cStr(), v.getTo().cStr(), modeName(v.getNetwork()).cStr(), frozen, outcome.cStr());
+  }
+  return 0;
+}
+
 }  // namespace
+
+kj::MainFunc historyMain(cli::Context& cli) {
+  return queryMain(cli,
+                   "The moves asked of this host's shadowd (migctl migrate here), oldest first: "
+                   "when, which job, from and to which host, its network mode, how long it was "
+                   "frozen, and whether it moved or why not. shadowd keeps the last 100 since it "
+                   "started.",
+                   history);
+}
 
 kj::MainFunc listMain(cli::Context& cli) {
   return queryMain(cli,

@@ -31,6 +31,7 @@ kj::MainFunc runMain(cli::Context& cli);
 kj::MainFunc migrateMain(cli::Context& cli);
 kj::MainFunc listMain(cli::Context& cli);
 kj::MainFunc nodesMain(cli::Context& cli);
+kj::MainFunc historyMain(cli::Context& cli);
 kj::MainFunc drainMain(cli::Context& cli);
 kj::MainFunc undrainMain(cli::Context& cli);
 

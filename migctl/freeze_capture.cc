@@ -7,7 +7,7 @@
 namespace mig::migctl {
 
 resources::CaptureStats freezeAndCapture(ControlClient& ctl, int timeoutSeconds, bool forMigration,
-                                     image::ByteSink& out) {
+                                     image::ByteSink& out, uint64_t maxDeletedFileBytes) {
   control::Reply reply = ctl.freeze(timeoutSeconds);
   // Through /proc, the process's memory as the kernel sees it (works on any
   // mapping, also unreadable ones).
@@ -17,7 +17,10 @@ resources::CaptureStats freezeAndCapture(ControlClient& ctl, int timeoutSeconds,
   }
   auto block = kj::heap<control::Block>();
   memory.read(reply.blockAddr, block.get(), sizeof(control::Block));
-  return resources::captureProcess(ctl.realPid(), *block, memory, out, forMigration);
+  resources::CaptureOptions options;
+  options.forMigration = forMigration;
+  options.maxDeletedFileBytes = maxDeletedFileBytes;
+  return resources::captureProcess(ctl.realPid(), *block, memory, out, options);
 }
 
 }  // namespace mig::migctl

@@ -10,7 +10,9 @@
 namespace mig::migctl {
 
 // forMigration: the image goes to another host (see resources::ProcPageSource).
+// maxDeletedFileBytes: resources::CaptureOptions.
 resources::CaptureStats freezeAndCapture(ControlClient& ctl, int timeoutSeconds, bool forMigration,
-                                     image::ByteSink& out);
+                                     image::ByteSink& out,
+                                     uint64_t maxDeletedFileBytes = resources::CaptureOptions::kDefaultMaxDeletedFileBytes);
 
 }  // namespace mig::migctl

@@ -41,6 +41,8 @@ int main(int argc, char** argv) {
                      "jobs on this host: where they run, their state")
       .addSubCommand("nodes", [&]() { return acceptDashH(nodesMain(cli)); },
                      "the hosts this host's shadowd knows, and their load")
+      .addSubCommand("history", [&]() { return acceptDashH(historyMain(cli)); },
+                     "recent moves asked of this host's shadowd: when, where, frozen how long, outcome")
       .addSubCommand("drain", [&]() { return acceptDashH(drainMain(cli)); },
                      "a host takes no new jobs and its guests leave it")
       .addSubCommand("undrain", [&]() { return acceptDashH(undrainMain(cli)); },

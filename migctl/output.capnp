@@ -50,6 +50,7 @@ struct Migration {
   imageBytes @6 :Float64;    # size of its image
   transferMs @7 :Float64;    # capture and send
   restoreMs @8 :Float64;     # restore on the destination
+  problem @9 :Text;          # moved, but it cannot work there as it did: why ("" when none; exit status 3)
 }
 
 struct Checkpoint {
@@ -94,4 +95,23 @@ struct ImageInfo {
   notRestorableBecause @19 :Text;  # why not ("" when it can)
   sections @20 :List(Section);
   verified @21 :Bool;        # --verify: every checksum was read and matched
+}
+
+struct Move {
+  time @0 :Text;             # when it was asked, UTC, ISO 8601 ("2026-12-06T14:30:05.123Z")
+  unixTime @1 :Float64;      # the same, seconds since 1970
+  pid @2 :Int32;             # the job's PID at home
+  jobId @3 :Text;            # shadowd's id of the job, decimal ("0": refused at its first move)
+  from @4 :Text;             # node name (shadowd's --nodes file) or address it ran on
+  to @5 :Text;               # node name or address it was sent to
+  mode @6 :Text;             # its network: "home", "local-net" or "rebind" (migrate's options)
+  ok @7 :Bool;               # true: it moved; false: it stayed where it was
+  outcome @8 :Text;          # "moved" or "failed"
+  freezeMs @9 :Float64;      # how long it was frozen (0 when it failed)
+  error @10 :Text;           # why it failed ("" when ok)
+  command @11 :Text;         # its program
+}
+
+struct MoveList {
+  moves @0 :List(Move);      # oldest first; the last 100 moves asked of this host's shadowd
 }

@@ -65,15 +65,14 @@ std::string CaptureContext::linkOf(int fd) const {
 }
 
 void writeFiles(pid_t pid, const control::Block& block, image::ImageWriter& w, CaptureStats& stats,
-                bool forMigration) {
+                const CaptureOptions& options) {
   std::vector<FdProbe> probes;
-  CaptureContext ctx{pid, nullptr};
+  CaptureContext ctx{pid, nullptr, options};
   // The socket kinds read the process's sockets through copies of them (socket_state.h).
   kj::AutoCloseFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
   ctx.pidfd = pidfd == nullptr ? -1 : pidfd.get();
   ctx.warnings = &stats.warnings;
   ctx.connections = &stats.connections;
-  ctx.forMigration = forMigration;
   for (int fd : processFds(pid, block)) probes.push_back(probe(ctx, fd));
   ctx.all = kj::arrayPtr(probes.data(), probes.size());
 

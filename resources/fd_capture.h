@@ -9,6 +9,6 @@
 namespace mig::resources {
 
 void writeFiles(pid_t pid, const control::Block& block, image::ImageWriter& w, CaptureStats& stats,
-                bool forMigration = false);
+                const CaptureOptions& options);
 
 }  // namespace mig::resources

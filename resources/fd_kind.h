@@ -34,13 +34,24 @@ struct FdProbe {
   struct stat st;      // stat(2) through the link; zeros where it failed
 };
 
+// What the one who asks for the image decides about it.
+struct CaptureOptions {
+  // The image goes to another host, where the job's home files stay at home with its
+  // deputy (a deleted file's contents are not needed there).
+  bool forMigration = false;
+  // The largest deleted file whose contents a checkpoint keeps (migctl checkpoint
+  // --max-deleted-file); a Cap'n Proto Data field holds less than 512 MiB.
+  uint64_t maxDeletedFileBytes = kDefaultMaxDeletedFileBytes;
+  static constexpr uint64_t kDefaultMaxDeletedFileBytes = 256ull << 20;
+  static constexpr uint64_t kMaxDeletedFileMiB = 511;
+};
+
 // What the checkpoint's walk gives a kind besides the fd itself.
 struct CaptureContext {
   pid_t pid;                          // the parked process, as the kernel knows it
   kj::ArrayPtr<const FdProbe> all;    // every fd that goes into the image, by number
+  CaptureOptions options{};
   std::string linkOf(int fd) const;   // "/proc/PID/fd/N": opens the process's file
-  bool forMigration = false;          // the image is for a move: fds that stay at home
-                                      // need no more than the generic fields
   int pidfd = -1;                     // pidfd_open(pid): pidfd_getfd copies of its fds (sockets)
   kj::Vector<kj::String>* warnings = nullptr;  // what the checkpoint must tell its user (one
                                       // line each, naming the fd): state it does not save

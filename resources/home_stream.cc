@@ -22,7 +22,7 @@ bool matches(const FdProbe&, const CaptureContext&) { return true; }
 // A socket no socket kind took (a Unix socket connected to another process, netlink,
 // packet...) cannot come back from an image: the checkpoint says so, not only the restart.
 void capture(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder) {
-  if (ctx.forMigration || ctx.warnings == nullptr || sockets::socketInode(p.target) == 0) return;
+  if (ctx.options.forMigration || ctx.warnings == nullptr || sockets::socketInode(p.target) == 0) return;
   kj::AutoCloseFd copy = sockets::copyOf(ctx, p.fd);
   const int family = copy == nullptr ? -1 : sockets::intOption(copy, SOL_SOCKET, SO_DOMAIN, -1);
   const char* what = "a socket of a kind mig does not save";

@@ -15,7 +15,7 @@
 namespace mig::resources {
 
 CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& memory, image::ByteSink& out,
-                            bool forMigration) {
+                            const CaptureOptions& options) {
   CaptureStats stats{};
   if (block.magic != control::kMagic || block.version != control::kVersion) {
     image::fail(kj::str("process ", pid, " runs an incompatible libmig (checkpoint block version ", block.version, ")"));
@@ -26,7 +26,7 @@ CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& 
   image::ImageWriter w(out, header);
   writeProcess(pid, block, w, stats);
   writeThreads(pid, block, w, stats);
-  writeFiles(pid, block, w, stats, forMigration);
+  writeFiles(pid, block, w, stats, options);
   writeMemory(memory, w, stats);
   w.finish();
   stats.imageBytes = w.bytesWritten();

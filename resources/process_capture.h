@@ -5,6 +5,7 @@
 #pragma once
 
 #include "image/byte_io.h"
+#include "resources/fd_kind.h"
 #include "resources/page_source.h"
 #include "shim/control_protocol.h"
 
@@ -28,9 +29,10 @@ struct CaptureStats {
                                     // --stop` resets them (sockets::resetOnExit)
 };
 
-// forMigration: the image is for a move, not a restart: what stays at home (sockets)
-// is not read beyond what every fd records, and nothing is warned about.
+// options.forMigration: the image is for a move, not a restart: what stays at home
+// (sockets, deleted files) is not read beyond what every fd records, and nothing is
+// warned about.
 CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& memory, image::ByteSink& out,
-                            bool forMigration = false);
+                            const CaptureOptions& options = {});
 
 }  // namespace mig::resources

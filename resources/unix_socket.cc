@@ -128,7 +128,7 @@ void warn(const CaptureContext& ctx, kj::String line) {
 }
 
 void capture(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder out) {
-  if (ctx.forMigration) return;  // it stays at home, open in the deputy
+  if (ctx.options.forMigration) return;  // it stays at home, open in the deputy
   kj::AutoCloseFd copy = sockets::copyOf(ctx, p.fd);
   if (copy == nullptr) fail(kj::str("cannot read socket fd ", p.fd, ": ", strerror(errno)));
   const uint64_t inode = sockets::socketInode(p.target);

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <ffi.h>
 #include <poll.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -214,6 +215,10 @@ kj::Array<kj::byte> Dispatcher::call(kj::ArrayPtr<const kj::byte> request) {
     return errorReply(seq, error);
   }
   const Row& row = *r.row;
+  if (isOwn_ != nullptr) {
+    if ((row.sysno == SYS_dup3 || row.sysno == SYS_dup2) && isOwn_(r.h.args[1])) return errorReply(r.h.seq, EMFILE);
+    if (row.sysno == SYS_close && isOwn_(r.h.args[0])) return errorReply(r.h.seq, EBADF);
+  }
   const OutputLayout layout = layOut(r);
   if (layout.total > kMaxMessage) return errorReply(r.h.seq, EPROTO);
 

@@ -29,7 +29,13 @@ class Dispatcher {
   // gets an empty array: there is nothing to send. Replies never exceed kMaxMessage.
   kj::Array<kj::byte> call(kj::ArrayPtr<const kj::byte> request);
 
+  // Fds the caller keeps for itself in the same table (the deputy's, deputy/own_fds.h):
+  // a dup2 or dup3 onto one is answered EMFILE (as a full table would be), a close of
+  // one EBADF (the job never had it), and nothing runs.
+  void keepOwnFds(bool (*isOwn)(int64_t fd)) { isOwn_ = isOwn; }
+
  private:
+  bool (*isOwn_)(int64_t fd) = nullptr;
   const Table& table_;
   struct Prepared;                // a row's function and libffi call interface
   kj::Array<Prepared> prepared_;  // by table index

@@ -73,14 +73,20 @@ interface Node {
   # job measures how far home's clock is from its own (NTP style, several exchanges)
   # so the job's realtime clock can follow home's.
 
-  drain @7 (drained :Bool, all :Bool, timeLimitMs :UInt64) -> (moves :List(JobMove));
+  setupCheck @7 (jobId :UInt64, token :Data) -> (problem :Text);
+  # Asked by the job's home once a move to this host is done: what keeps the job from
+  # working here as it did (one line: its home fds that could not be watched for its
+  # readiness stand-ins), empty if nothing. Resolves once the stand-ins made at the
+  # restore are watched or have failed.
+
+  drain @8 (drained :Bool, all :Bool, timeLimitMs :UInt64) -> (moves :List(JobMove));
   # migctl drain / undrain of this host, asked from another: see Local.drain.
 }
 
 struct JobMove {
   # One job moved off a draining host (or not).
   vpid @0 :Int32;           # its PID at home
-  home @1 :Text;            # its home's address
+  home @1 :Text;            # its home: name in the nodes file, else address
   command @2 :Text;
   moved @3 :Bool;
   destination @4 :Text;     # where it went (moved), or ""
@@ -103,6 +109,8 @@ struct MigrationResult {
   transferMs @2 :Float64;
   restoreMs @3 :Float64;
   destination @4 :Text;
+  problem @5 :Text;         # the job runs at the destination but cannot work there as it
+                            # did (Node.setupCheck): migctl says so and exits non-zero
 }
 
 interface Deputy {
@@ -144,11 +152,27 @@ interface Local {
   deputySignal @4 (jobId :UInt64, token :Data, signal :Int32, info :Data) -> ();
   # From the deputy: a signal sent to the job's PID at home, with its siginfo_t
   # (128 bytes; empty: none), for the host the job runs on (Node.signal).
-  drain @5 (node :Text, drained :Bool, all :Bool, timeLimitMs :UInt64) -> (moves :List(JobMove), node :Text);
+  history @5 () -> (moves :List(MoveRecord));
+  # The moves asked of this shadowd (migrate), oldest first; the last 100 since it started.
+  drain @6 (node :Text, drained :Bool, all :Bool, timeLimitMs :UInt64) -> (moves :List(JobMove), node :Text);
   # migctl drain (drained) / undrain: `node` (a name or address; "" = this host) refuses
   # new jobs, and every job that migrated in there leaves for the least loaded host that
   # accepts it (with `all`, the jobs at home there too); a move is not started after
   # timeLimitMs (0: the host's policy). Answers once every move is done, one per job.
+}
+
+struct MoveRecord {
+  # One `migctl migrate` as this shadowd saw it (migctl history).
+  time @0 :Float64;         # when it was asked, CLOCK_REALTIME seconds
+  pid @1 :Int32;            # the job's PID at home
+  jobId @2 :UInt64;         # 0: refused at its first move (it never became a job)
+  from @3 :Text;            # node name (--nodes file) or address it ran on
+  to @4 :Text;              # node name or address asked for
+  network @5 :NetworkPolicy;
+  ok @6 :Bool;
+  freezeMs @7 :Float64;     # 0 unless ok
+  error @8 :Text;           # why it failed; "" when ok
+  command @9 :Text;
 }
 
 struct NodeStatus {

@@ -7,6 +7,7 @@
 #include "shadow/hex.h"
 #include "shadow/job_calls.h"
 #include "shadow/mig.capnp.h"
+#include "shadow/move_history.h"
 #include "shadow/peer_login.h"
 #include "shadow/policy.h"
 
@@ -120,6 +121,8 @@ class Daemon {
 
   kj::TaskSet& tasks() { return tasks_; }
   void log(kj::StringPtr line);
+  // The moves asked of this shadowd, for `migctl history`.
+  MoveHistory& moves() { return moves_; }
 
  private:
   class ErrorHandler final : public kj::TaskSet::ErrorHandler {
@@ -136,6 +139,7 @@ class Daemon {
   kj::HashMap<kj::String, kj::Own<PeerLink>> peers_;
   kj::HashMap<uint64_t, kj::Own<HomeJob>> homeJobs_;
   kj::HashMap<uint64_t, kj::Own<HostedJob>> hostedJobs_;
+  MoveHistory moves_;
   HostAdmission admission_;
 };
 

@@ -3,7 +3,7 @@
 
 #include "rsc/wire.h"
 #include "shadow/daemon.h"
-
+#include "shadow/error.h"
 
 #include <cerrno>
 #include <cstring>
@@ -110,6 +110,7 @@ class ReadinessImpl final : public rpc::Readiness::Server {
 
 kj::Promise<void> JobCalls::serveStandIn(int32_t fd, kj::Own<kj::AsyncIoStream> stream) {
   auto end = kj::refcounted<StandInEnd>(kj::mv(stream));
+  ++watchesPending_;
   auto watching = started()
                       .then([this, fd, end = kj::addRef(*end)]() mutable {
                         auto req = deputy().watchRequest();
@@ -118,18 +119,38 @@ kj::Promise<void> JobCalls::serveStandIn(int32_t fd, kj::Own<kj::AsyncIoStream> 
                         return req.send();
                       })
                       .then(
-                          [](capnp::Response<rpc::Deputy::WatchResults>&& watch) {
+                          [this](capnp::Response<rpc::Deputy::WatchResults>&& watch) {
+                            watchSettled();
                             // Held (and so watched at home) until the stand-in ends.
                             return kj::Promise<void>(kj::NEVER_DONE).attach(kj::mv(watch));
                           },
                           [this, fd](kj::Exception&& e) -> kj::Promise<void> {
                             // The stand-in stays open without tokens: the job's poll never
                             // wakes for this fd, but its calls on it still work.
-                            d_.log(kj::str("job ", jobId_, ": fd ", fd, " cannot be watched at home (",
-                                           e.getDescription(), "): poll and epoll on it will not wake"));
+                            auto why = kj::str("its home fd ", fd, " cannot be watched (", oneLine(e.getDescription()),
+                                               "): poll and epoll on it will not wake");
+                            d_.log(kj::str("job ", jobId_, ": ", why));
+                            watchProblems_.add(kj::mv(why));
+                            watchSettled();
                             return kj::NEVER_DONE;
                           });
   return end->ended().exclusiveJoin(kj::mv(watching)).attach(kj::mv(end));
+}
+
+void JobCalls::watchSettled() {
+  if (--watchesPending_ > 0) return;
+  for (auto& f : watchWaiters_) f->fulfill();
+  watchWaiters_.clear();
+}
+
+kj::Promise<kj::String> JobCalls::setupProblems() {
+  return started().then([this]() -> kj::Promise<void> {
+                    if (watchesPending_ == 0) return kj::READY_NOW;
+                    auto paf = kj::newPromiseAndFulfiller<void>();
+                    watchWaiters_.add(kj::mv(paf.fulfiller));
+                    return kj::mv(paf.promise);
+                  })
+      .then([this]() { return kj::strArray(watchProblems_, "; "); });
 }
 
 void JobCalls::disconnected() {

@@ -64,6 +64,10 @@ class JobCalls : public kj::Refcounted {
   // the job has closed every copy of the stand-in.
   kj::Promise<void> serveStandIn(int32_t fd, kj::Own<kj::AsyncIoStream> stream);
 
+  // Node.setupCheck: once the job's deputy is reached and every stand-in served so far
+  // is watched at home or failed, what failed (one line; empty: nothing).
+  kj::Promise<kj::String> setupProblems();
+
  private:
   struct Write {
     rsc::PipelinedWrite w;
@@ -89,6 +93,10 @@ class JobCalls : public kj::Refcounted {
   uint64_t ran_ = 0;                   // every write up to this number has run
   uint64_t queuedBytes_ = 0;
   bool started_ = false;
+  int watchesPending_ = 0;                       // stand-ins whose watch is not settled
+  kj::Vector<kj::String> watchProblems_;         // the ones that failed, one line each
+  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> watchWaiters_;
+  void watchSettled();
   bool sending_ = false;
   int connections_ = 0;
   std::multimap<uint64_t, kj::Own<kj::PromiseFulfiller<void>>> ranWaiters_;

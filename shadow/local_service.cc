@@ -206,16 +206,73 @@ class LocalImpl final : public rpc::Local::Server {
     return kj::joinPromises(asks.releaseAsArray()).attach(kj::mv(wanted));
   }
 
+  // Every move asked, made or not, goes into the history (migctl history).
   kj::Promise<void> migrate(MigrateContext context) override {
+    auto p = context.getParams();
+    auto move = kj::heap<Move>();
+    move->time = nowSeconds();
+    move->pid = p.getPid();
+    move->to = kj::str(p.getTo());
+    move->network = p.getNetwork();
+    move->from = kj::str(nodeName(d_.address()));
+    Move& m = *move;
+    auto results = context.getResults();
+    // Recorded when it ends, not if it is cancelled (migctl went away; shadowd stops).
+    return kj::evalNow([&]() { return moveJob(context, m); })
+        .then([this, move = kj::mv(move), results]() mutable -> kj::Promise<void> {
+                move->ok = true;
+                move->freezeMs = results.getResult().getFreezeMs();
+                move->to = kj::str(nodeName(results.getResult().getDestination()));
+                d_.log(kj::str("moved PID ", move->pid, " from ", move->from, " to ", move->to, ": frozen ",
+                               move->freezeMs, " ms"));
+                d_.moves().add(kj::mv(*move));
+                return kj::READY_NOW;
+              },
+              [this, &m](kj::Exception&& e) -> kj::Promise<void> {
+                m.error = oneLine(e.getDescription());
+                // Refused at its first move: the job record made for it is gone again.
+                if (m.jobId != 0 && d_.homeJobs().find(m.jobId) == nullptr &&
+                    d_.hostedJobs().find(m.jobId) == nullptr) {
+                  m.jobId = 0;
+                }
+                d_.log(kj::str("moving PID ", m.pid, " from ", m.from, " to ", m.to, " failed: ", m.error));
+                d_.moves().add(kj::mv(m));
+                return kj::mv(e);
+              });
+  }
+
+  kj::Promise<void> history(HistoryContext context) override {
+    d_.moves().fill(context.getResults().initMoves(static_cast<unsigned>(d_.moves().size())));
+    return kj::READY_NOW;
+  }
+
+  // The name the --nodes file gives `address`, else the address.
+  kj::StringPtr nodeName(kj::StringPtr address) {
+    for (auto& e : d_.config().nodes) {
+      if (e.value == address) return e.key;
+    }
+    return address;
+  }
+
+  kj::Promise<void> moveJob(MigrateContext& context, Move& move) {
     auto p = context.getParams();
     pid_t pid = p.getPid();
     auto to = d_.resolveNode(p.getTo());
+    move.to = kj::str(nodeName(to));
     auto result = context.getResults().initResult();
     result.setDestination(to);
+    // A move to where the job is would forward it to itself for ever: refused.
+    auto alreadyThere = [&](kj::StringPtr where) {
+      require(where != to, kj::str("the job already runs on ", p.getTo(), ": nothing to move"));
+    };
 
     // A job whose home is here but which runs elsewhere: its host sends it on.
     if (HomeJob* job = d_.homeJobByVpid(pid); job != nullptr && job->location.size() > 0) {
+      move.jobId = job->id;
+      move.from = kj::str(nodeName(job->location));
+      move.command = kj::str(job->command);
       require(!job->migrating, "this job is already migrating");
+      alreadyThere(job->location);
       job->migrating = true;
       uint64_t id = job->id;
       auto from = kj::str(job->location);
@@ -237,9 +294,9 @@ class LocalImpl final : public rpc::Local::Server {
             result.setTransferMs(got.getTransferMs());
             result.setRestoreMs(got.getRestoreMs());
           })
-          .then([this, id, to = kj::str(to)]() -> kj::Promise<void> {
+          .then([this, id, to = kj::str(to), result]() mutable -> kj::Promise<void> {
                   finishMigration(id, kj::StringPtr(to));
-                  return kj::READY_NOW;
+                  return checkSetup(id, to, result);
                 },
                 [this, id](kj::Exception&& e) -> kj::Promise<void> {
                   finishMigration(id, nullptr);
@@ -251,7 +308,11 @@ class LocalImpl final : public rpc::Local::Server {
     for (auto& e : d_.hostedJobs()) {
       HostedJob& j = *e.value;
       if (j.realPid != pid && j.vpid != pid) continue;
+      move.jobId = j.id;
+      move.pid = j.vpid;
+      move.command = kj::str(j.command);
       require(j.running && !j.leaving, "this job is not ready to migrate");
+      alreadyThere(d_.address());
       j.leaving = true;
       uint64_t id = j.id;
       return d_.runSender(result, j.realPid, j.id, j.token, j.home, j.vpid, j.command, to, p.getNetwork(), false)
@@ -265,6 +326,7 @@ class LocalImpl final : public rpc::Local::Server {
     require(pid > 0, "bad PID");
     if (kill(pid, 0) != 0 && errno == ESRCH) fail(kj::str("no process with PID ", pid));
     require(d_.address().size() > 0, "this shadowd has no --listen address: jobs cannot come back to it");
+    alreadyThere(d_.address());
     HomeJob* job = d_.homeJobByVpid(pid);
     if (job == nullptr) {
       auto fresh = kj::heap<HomeJob>();
@@ -279,6 +341,8 @@ class LocalImpl final : public rpc::Local::Server {
       job = fresh.get();
       d_.homeJobs().insert(job->id, kj::mv(fresh));
     }
+    move.jobId = job->id;
+    move.command = kj::str(job->command);
     require(!job->migrating, "this job is already migrating");
     job->migrating = true;
     uint64_t id = job->id;
@@ -289,11 +353,11 @@ class LocalImpl final : public rpc::Local::Server {
     require(pidfd >= 0, kj::str("cannot watch process ", pid, ": ", strerror(errno)));
     auto watch = kj::heap<kj::AutoCloseFd>(pidfd);
     return d_.runSender(result, pid, job->id, job->token, d_.address(), pid, job->command, to, p.getNetwork(), true)
-        .then([this, id, to = kj::str(to), watch = kj::mv(watch)]() mutable -> kj::Promise<void> {
+        .then([this, id, to = kj::str(to), watch = kj::mv(watch), result]() mutable -> kj::Promise<void> {
                 finishMigration(id, kj::StringPtr(to));
                 watchDeputy(d_, id, kj::mv(*watch));
                 d_.tasks().add(followStops(d_, id));
-                return kj::READY_NOW;
+                return checkSetup(id, to, result);
               },
               [this, id](kj::Exception&& e) -> kj::Promise<void> {
                 // Still here, untouched: no deputy, no job record.
@@ -303,6 +367,34 @@ class LocalImpl final : public rpc::Local::Server {
                 }
                 return kj::mv(e);
               });
+  }
+
+  // After a move: asks the destination what keeps the job from working there as it did
+  // (Node.setupCheck) and puts it in the result, so migctl does not report a success
+  // the job cannot live up to. A destination that cannot answer (an older shadowd)
+  // leaves the result as it is: the job did move.
+  kj::Promise<void> checkSetup(uint64_t id, kj::StringPtr to, rpc::MigrationResult::Builder result) {
+    kj::Array<kj::byte> token;
+    KJ_IF_MAYBE(j, d_.homeJobs().find(id)) { token = kj::heapArray<kj::byte>((*j)->token); }
+    else return kj::READY_NOW;
+    return d_.peer(to)
+        .then([id, token = kj::mv(token)](rpc::Node::Client node) mutable {
+          auto req = node.setupCheckRequest();
+          req.setJobId(id);
+          req.setToken(token);
+          return req.send();
+        })
+        .then([this, id, result](capnp::Response<rpc::Node::SetupCheckResults>&& r) mutable {
+          if (r.getProblem().size() == 0) return;
+          // A job that already ended (its watches broke with its deputy) had no problem.
+          KJ_IF_MAYBE(j, d_.homeJobs().find(id)) {
+            if ((*j)->ended) return;
+          } else {
+            return;
+          }
+          d_.log(kj::str("job ", id, " moved but cannot work as it did: ", r.getProblem()));
+          result.setProblem(r.getProblem());
+        }, [](kj::Exception&&) {});
   }
 
   kj::Promise<void> registerDeputy(RegisterDeputyContext context) override {

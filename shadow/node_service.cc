@@ -41,6 +41,8 @@ bool stopsByDefault(pid_t pid, int sig) {
 }
 
 constexpr uint64_t kRestoreTimeoutMs = 120000;
+// How long Node.setupCheck waits for the stand-ins of a job just restored here to be watched.
+constexpr uint64_t kSetupCheckMs = 20000;
 // Before the first bytes, the sender freezes the job (migctl send: up to 30 s) on top
 // of the transfer timeout.
 constexpr uint64_t kFreezeAllowanceMs = 30000;
@@ -348,6 +350,19 @@ class NodeImpl final : public rpc::Node::Server {
   kj::Promise<void> clock(ClockContext context) override {
     context.getResults().setRealtimeNs(clockForPeers());
     return kj::READY_NOW;
+  }
+
+  kj::Promise<void> setupCheck(SetupCheckContext context) override {
+    auto p = context.getParams();
+    HostedJob* job = d_.hostedJob(p.getJobId(), p.getToken());
+    require(job != nullptr, "no such job runs here");
+    // Bounded: a deputy that never answers is a problem of its own.
+    auto limit = d_.io().provider->getTimer().afterDelay(kSetupCheckMs * kj::MILLISECONDS).then([]() {
+      return kj::str("its home fds were not all watched within ", kSetupCheckMs / 1000,
+                     " s: poll and epoll on them may not wake");
+    });
+    return job->calls->setupProblems().attach(kj::addRef(*job->calls)).exclusiveJoin(kj::mv(limit))
+        .then([context](kj::String problem) mutable { context.getResults().setProblem(problem); });
   }
 
   kj::Promise<void> drain(DrainContext context) override {

@@ -1,6 +1,7 @@
 // See checkpoint.h. Everything between the first checkpoint signal and the release
 // runs without allocation or locks: other threads may be parked holding malloc's.
 #include "shim/checkpoint.h"
+#include "shim/log.h"
 #include "shim/posix_timers.h"
 #include "shim/proc_dir.h"
 
@@ -116,7 +117,10 @@ void execDeputy(char* args, size_t len) {
   }
   envp[envc] = nullptr;
   bool listed = forEachNumberedEntry("/proc/self/fd", [&](int fd, int dir) {
-    if (fd != dir && fd != rt.controlConn && fd != rt.controlListen && fd != rt.controlAlias) rawSyscall(SYS_fcntl, fd, F_SETFD, 0);
+    if (fd != dir && fd != rt.controlConn && fd != rt.controlListen && fd != rt.controlAlias && fd != rt.logFd - 1 &&
+        fd != rt.controlWake - 1) {
+      rawSyscall(SYS_fcntl, fd, F_SETFD, 0);  // the job's fds, for the deputy
+    }
   });
   if (!listed) return;
   rawSyscall(SYS_execve, reinterpret_cast<long>(argv[0]), reinterpret_cast<long>(argv), reinterpret_cast<long>(envp));
@@ -209,6 +213,8 @@ void fillProcessState(control::Block& b) {
   if (rt.controlListen >= 0) b.shimFds[b.shimFdCount++] = rt.controlListen;
   if (rt.controlAlias >= 0) b.shimFds[b.shimFdCount++] = rt.controlAlias;
   if (rt.self.pipeFd >= 0) b.shimFds[b.shimFdCount++] = rt.self.pipeFd;  // a self request's helper
+  if (rt.logFd > 0) b.shimFds[b.shimFdCount++] = rt.logFd - 1;  // MIG_LOG's (log.h)
+  if (rt.controlWake > 0) b.shimFds[b.shimFdCount++] = rt.controlWake - 1;
   b.brk = static_cast<uint64_t>(rawSyscall(SYS_brk, 0));
   b.resumeInfoAddr = reinterpret_cast<uint64_t>(&rt.resume);
   b.resumeEntry = reinterpret_cast<uint64_t>(&mig_resumed_thread);
@@ -289,6 +295,11 @@ bool runCheckpoint(int conn, const control::Request& request) {
     rt.restored = true;
     rt.controlTid = realTid();  // the next checkpoint must know this thread again
     rt.frozenNs += rt.resume.monotonicNs - rt.block.monotonicNs;
+    reopenLog();  // before any thread of the job runs and logs
+    if (logging()) {
+      LogLine() << "restored on this host as PID " << static_cast<int64_t>(realPid())
+                << (rt.resume.configFd >= 0 ? ", its home calls forwarded to its deputy" : "");
+    }
     forward::onRestored(rt.resume.configFd);  // the other threads wait in mig_resumed_thread
     return true;
   }

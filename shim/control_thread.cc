@@ -5,6 +5,8 @@
 #include "shim/checkpoint.h"
 #include "shim/control_protocol.h"
 #include "shim/forward/exec_handoff.h"
+#include "shim/log.h"
+#include "shim/own_fds.h"
 #include "shim/raw_syscall.h"
 #include "shim/runtime.h"
 
@@ -16,6 +18,7 @@
 #include <algorithm>
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -33,22 +36,10 @@ pid_t realTid() { return static_cast<pid_t>(rawSyscall(SYS_gettid)); }
 
 namespace {
 
-// Moves one of our fds far above the numbers programs use on purpose (shells
-// dup2 onto 3..9, daemons onto low numbers), near the top of the fd limit.
-int moveHigh(int fd) {
-  struct rlimit lim {};
-  getrlimit(RLIMIT_NOFILE, &lim);
-  int floor = lim.rlim_cur > 128 ? static_cast<int>(std::min<rlim_t>(lim.rlim_cur, 4096)) - 64 : 64;
-  int high = fcntl(fd, F_DUPFD_CLOEXEC, floor);
-  if (high < 0) return fd;
-  close(fd);
-  return high;
-}
-
 int bindControlSocket(pid_t pid) {
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
-  fd = moveHigh(fd);
+  fd = static_cast<int>(placeOwnFd(fd));  // out of the program's way (own_fds.h)
   struct sockaddr_un addr {};
   addr.sun_family = AF_UNIX;
   int len = control::ctlSocketName(addr.sun_path, sizeof(addr.sun_path), getuid(), pid);
@@ -67,6 +58,13 @@ bool peerAllowed(int conn) {
   return cred.uid == 0 || cred.uid == getuid();
 }
 
+// The eventfd that wakes the control thread (own_fds.cc), made anew in a new process.
+void makeControlWake() {
+  Runtime& rt = g_runtime;
+  long fd = rawSyscall(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK);
+  rt.controlWake = fd < 0 ? 0 : static_cast<int>(placeOwnFd(fd)) + 1;
+}
+
 // Serves one connection; returns true when this is now a freshly restored process.
 bool serve(int conn) {
   control::Request req{};
@@ -77,7 +75,11 @@ bool serve(int conn) {
     (void)!write(conn, &reply, sizeof(reply));
     return false;
   }
-  if (!runCheckpoint(conn, req)) return false;
+  if (logging()) LogLine() << "checkpoint: freezing every thread for migctl";
+  if (!runCheckpoint(conn, req)) {
+    if (logging()) LogLine() << "checkpoint: done, running on here";
+    return false;
+  }
   // A restored process: the old sockets were left out of the image, their numbers
   // may be the application's now. Listen under the new real PID, which its parent
   // sees, and under the virtual PID when no live process holds that name.
@@ -85,6 +87,7 @@ bool serve(int conn) {
   rt.controlListen = bindControlSocket(realPid());
   rt.controlAlias = realPid() != rt.vpid ? bindControlSocket(rt.vpid) : -1;
   rt.controlConn = -1;
+  makeControlWake();
   return true;
 }
 
@@ -93,9 +96,18 @@ void* controlMain(void*) {
   rt.controlTid = realTid();
   for (;;) {
     if (rt.controlListen < 0) return nullptr;
-    struct pollfd fds[2] = {{rt.controlListen, POLLIN, 0}, {rt.controlAlias, POLLIN, 0}};
-    if (poll(fds, rt.controlAlias >= 0 ? 2 : 1, -1) < 0) continue;
-    int listener = (fds[0].revents & POLLIN) ? rt.controlListen : rt.controlAlias;
+    // The wake fd first: the program's dup2 onto one of our numbers moves ours first
+    // (own_fds.cc) and wakes us here, so we never poll a number that is the program's.
+    struct pollfd fds[3] = {{rt.controlWake - 1, POLLIN, 0}, {rt.controlListen, POLLIN, 0}, {rt.controlAlias, POLLIN, 0}};
+    rt.controlLoops.fetch_add(1, std::memory_order_acq_rel);
+    if (rawSyscall(SYS_poll, reinterpret_cast<long>(fds), rt.controlAlias >= 0 ? 3 : 2, -1) < 0) continue;
+    if (fds[0].revents & POLLIN) {
+      uint64_t n;
+      rawSyscall(SYS_read, fds[0].fd, reinterpret_cast<long>(&n), sizeof(n));
+      continue;
+    }
+    if (fds[1].fd != rt.controlListen || fds[2].fd != rt.controlAlias) continue;  // moved meanwhile
+    int listener = (fds[1].revents & POLLIN) ? rt.controlListen : rt.controlAlias;
     int conn = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
     if (conn < 0 && (errno == EBADF || errno == ENOTSOCK || errno == EINVAL)) {
       // The application closed or replaced our socket's fd: listen anew.
@@ -112,6 +124,7 @@ void startControlThread() {
   Runtime& rt = g_runtime;
   rt.controlListen = bindControlSocket(realPid());
   if (rt.controlListen < 0) return;  // no control socket: the job runs, uncheckpointable
+  makeControlWake();
   sigset_t all, old;
   sigfillset(&all);
   sigdelset(&all, kCheckpointSignal);
@@ -122,7 +135,7 @@ void startControlThread() {
   pthread_attr_setstacksize(&attr, 256 * 1024);
   pthread_t t;
   if (pthread_create(&t, &attr, controlMain, nullptr) != 0) {
-    close(rt.controlListen);
+    rawSyscall(SYS_close, rt.controlListen);  // not close(): ours are kept from the program (own_fds.cc)
     rt.controlListen = -1;
   }
   pthread_attr_destroy(&attr);
@@ -155,6 +168,7 @@ void afterForkInChild() { initProcess(); }
 __attribute__((constructor)) void shimInit() {
   // A program exec'd by a migrated process forwards as that process did.
   const bool handedOff = forward::takeHandoff();
+  openLog();
   initProcess();
   if (!handedOff) recordHome();  // exec'd away from home: home's name is not known here
   pthread_atfork(nullptr, nullptr, afterForkInChild);

@@ -54,11 +54,16 @@ struct Runtime {
   int controlConn;                   // migctl's connection during a checkpoint
   int controlListen;
   int controlAlias;                  // listening under the virtual PID after a restore
+  int controlWake;                   // eventfd + 1 (0: none): wakes the control thread to poll
+                                     // its sockets under new numbers (own_fds.cc)
+  std::atomic<uint32_t> controlLoops;  // bumped by the control thread before each poll
   control::Block block;
   plan::ResumeInfo resume;           // written by the restorer
   forward::State forward;            // system call forwarding after a migration (shim/forward/)
   std::atomic<uint64_t> timerAbsolute[kTimerFlagIds / 64];  // bit id: timer id armed with TIMER_ABSTIME
   SelfApi self;
+  int logFd;                         // MIG_LOG's fd + 1, 0 = not logging (log.h)
+  char logPath[256];                 // MIG_LOG, kept to open it again after a restore
 };
 
 inline constexpr uint32_t kPhaseIdle = 0;

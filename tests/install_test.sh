@@ -1,7 +1,8 @@
 #!/bin/bash
 # `meson install` installs what a host needs (into a scratch DESTDIR): migctl,
 # shadowd, mig-deputy in bin; libmig.so in lib; mig-restore in libexec/mig; mig.h in
-# include; the systemd unit (ExecStart at this install's shadowd). Then the installed
+# include; the systemd unit (ExecStart at this install's shadowd); the man pages and
+# migctl's bash completion in share. Then the installed
 # tree works on its own: a program built against the installed mig.h, run under the
 # installed libmig.so, checkpoints itself (the shim finds the installed migctl) and
 # the installed migctl restarts it (finding the installed mig-restore).
@@ -27,6 +28,18 @@ for f in bin/migctl bin/shadowd bin/mig-deputy "$libdir/libmig.so" libexec/mig/m
   [ -e "$r/$f" ] || missing+=" $f"
 done
 [ -z "$missing" ] && ok "installed: migctl shadowd mig-deputy libmig.so mig-restore mig.h shadowd.service" ||
+  bad "not installed:$missing" "$dir/install.log"
+# The man pages, the bash completion, json.md (which migctl(1) points to) and
+# policies.md (shadowd(8)'s --policy).
+opt() { "$meson" introspect "$build" --buildoptions | python3 -c 'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"] == sys.argv[1]))' "$1"; }
+mandir=$(opt mandir) datadir=$(opt datadir)
+missing=""
+for f in "$mandir/man1/migctl.1" "$mandir/man8/shadowd.8" "$mandir/man7/libmig.7" \
+         "$datadir/bash-completion/completions/migctl" "$datadir/doc/mig/json.md" \
+         "$datadir/doc/mig/policies.md"; do
+  [ -s "$r/$f" ] || missing+=" $f"
+done
+[ -z "$missing" ] && ok "installed: migctl.1 shadowd.8 libmig.7, bash completion, json.md, policies.md" ||
   bad "not installed:$missing" "$dir/install.log"
 grep -qx "ExecStart=$prefix/bin/shadowd .*" "$r/lib/systemd/system/shadowd.service" &&
   ok "the unit starts $prefix/bin/shadowd" || bad "the unit's ExecStart" "$r/lib/systemd/system/shadowd.service"

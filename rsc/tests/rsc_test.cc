@@ -824,5 +824,34 @@ TEST_CASE("rsc: decodeReply rejects malformed replies without touching the buffe
   CHECK(std::string(buf, 8) == "########");
 }
 
+int g_keptFd = -1;
+bool keptFd(int64_t fd) { return fd == g_keptFd; }
+
+TEST_CASE("rsc: fds the deputy keeps for itself are never replaced or closed by the job's calls") {
+  Link link;
+  int mine = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  int other = ::open("/dev/zero", O_RDONLY | O_CLOEXEC);
+  REQUIRE(mine >= 0);
+  REQUIRE(other >= 0);
+  g_keptFd = mine;
+  link.dispatcher().keepOwnFds(keptFd);
+  struct stat before {}, after {};
+  REQUIRE(::fstat(mine, &before) == 0);
+  Outcome o = link.run(SYS_dup3, {other, mine, 0});
+  CHECK(o.result == -1);
+  CHECK(o.error == EMFILE);  // as a full table would answer
+  o = link.run(SYS_close, {mine});
+  CHECK(o.result == -1);
+  CHECK(o.error == EBADF);  // the job never had it
+  REQUIRE(::fstat(mine, &after) == 0);
+  CHECK(after.st_ino == before.st_ino);  // still ours, still /dev/null
+  // Other numbers are the job's as before.
+  o = link.run(SYS_dup3, {mine, other, 0});
+  CHECK(o.result == other);
+  CHECK(link.run(SYS_close, {other}).result == 0);
+  g_keptFd = -1;
+  ::close(mine);
+}
+
 }  // namespace
 }  // namespace mig::rsc

@@ -6,6 +6,8 @@
 #include "rsc/marshal.h"
 #include "shim/forward/state.h"
 #include "shim/forward/trapped_call.h"
+#include "shim/log.h"
+#include "shim/own_fds.h"
 #include "shim/raw_syscall.h"
 #include "shim/runtime.h"
 
@@ -43,16 +45,6 @@ State& state() { return shim::g_runtime.forward; }
 bool haveConnection() {
   uint32_t g = t_connGen;
   return g != 0 && g == state().generation.load(std::memory_order_acquire);
-}
-
-// Where our connections go in the fd table: far above what programs use on purpose,
-// like the control socket (control_thread.cc), so they never take an fd number the
-// application is about to get.
-long highFloor() {
-  struct rlimit lim {};
-  rawSyscall(SYS_prlimit64, 0, RLIMIT_NOFILE, 0, reinterpret_cast<long>(&lim));
-  uint64_t cur = lim.rlim_cur > 65536 ? 65536 : lim.rlim_cur;
-  return cur >= 256 ? static_cast<long>(cur / 2) : 64;
 }
 
 long sendAll(int fd, const uint8_t* p, uint64_t n) {
@@ -123,11 +115,7 @@ long connectRelay() {
   t_connSlot = 0;  // a checkpoint may have emptied the old slot, and another thread taken it
   long fd = rawSyscall(SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return fd;
-  long high = rawSyscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, highFloor());
-  if (high >= 0) {
-    rawSyscall(SYS_close, fd);
-    fd = high;
-  }
+  fd = shim::placeOwnFd(fd);  // where the control socket is (shim/own_fds.h)
   struct sockaddr_un addr {};
   addr.sun_family = AF_UNIX;
   static_assert(sizeof(addr.sun_path) == sizeof(s.config.relaySocket));
@@ -241,7 +229,16 @@ bool isConnectionFd(int64_t fd) {
   return false;
 }
 
-long forwardCall(const rsc::Row& row, const int64_t args[6], bool patient) {
+// MIG_LOG (shim/log.h): a forwarded call, its first arguments and what home answered.
+static long logged(const rsc::Row& row, const int64_t args[6], long result, const char* how = "") {
+  if (shim::logging()) {
+    shim::LogLine() << "forwarded home" << how << ": " << row.function << "(" << args[0] << ", " << args[1]
+                    << ", ...) = " << static_cast<int64_t>(result);
+  }
+  return result;
+}
+
+static long forwardCallOnce(const rsc::Row& row, const int64_t args[6], bool patient) {
   if (!ensureBuffer()) return -ENOMEM;
   if (row.has(rsc::kReportsWriteFailures)) {
     if (long failed = takeFailure(args[0]); failed != 0) return failed;
@@ -274,7 +271,11 @@ long forwardCall(const rsc::Row& row, const int64_t args[6], bool patient) {
   return -EIO;
 }
 
-long forwardPipelinedWrite(const rsc::Row& row, const int64_t args[6]) {
+long forwardCall(const rsc::Row& row, const int64_t args[6], bool patient) {
+  return logged(row, args, forwardCallOnce(row, args, patient));
+}
+
+static long forwardPipelinedWriteOnce(const rsc::Row& row, const int64_t args[6]) {
   if (!ensureBuffer()) return -ENOMEM;
   if (!haveConnection() && connectRelay() != 0) return -EIO;
   collectFailures();
@@ -288,6 +289,10 @@ long forwardPipelinedWrite(const rsc::Row& row, const int64_t args[6]) {
     return -EIO;
   }
   return static_cast<long>(args[2]);
+}
+
+long forwardPipelinedWrite(const rsc::Row& row, const int64_t args[6]) {
+  return logged(row, args, forwardPipelinedWriteOnce(row, args), " (pipelined)");
 }
 
 bool drainPipelinedWrites() {

@@ -1,6 +1,6 @@
 #!/bin/bash
 # failure_cases.sh: a migration that cannot complete leaves the job on a. Destination
-# unreachable, destination d with another cluster key (nothing restored there, the
+# unreachable, destination a itself (refused: it already runs there), destination d with another cluster key (nothing restored there, the
 # reason names the key), destination shadowd killed during the transfer (a 512 MiB
 # job): migctl migrate exits non-zero with a one-line reason and the job goes on on
 # a, finishing as an undisturbed run without mig does (counter and memory, feature
@@ -36,6 +36,11 @@ stays_home() {
 if start_job stay mig "${FEATURE[counter]}" 100 && wait_step stay 3 30; then
   migrate stay "${ADDR[b]}:7999"
   stays_home stay "${FEATURE[counter]}" "to ${ADDR[b]}:7999 where nothing listens"
+
+  migrate stay a
+  stays_home stay "${FEATURE[counter]}" "to a, where it runs"
+  grep -q "already runs on a" "$MIG_ERR" && ok "stay: the reason says it already runs on a" ||
+    fail "stay: migrating to its own host: the reason does not say it already runs there: $(cat "$MIG_ERR")"
 
   procs_before=$(others_on d) spool_before=$(spool_of d)
   migrate stay "${ADDR[d]}:$PORT"

@@ -11,7 +11,8 @@ MIG_PACKAGES=(
   iproute2 util-linux procps      # simulated hosts: ip, unshare, nsenter, ps
   redis-server redis-tools nginx-light  # real servers the network tests migrate
   python3                         # Debian's python3: code_after_move.sh imports C extensions after a move
-  memcached                       # a real server migctl-sockets-restart restarts on its port
+  memcached                       # restarted on its port (migctl-sockets-restart); lowers RLIMIT_NOFILE to 1024 (migration-memcached)
+  groff-base man-db               # man-pages test: the pages rendered by groff -ww and man --warnings
   libtomlplusplus-dev             # shadowd --policy FILE: TOML parsed by toml++ (docs/policies.md)
 )
 
