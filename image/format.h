@@ -16,7 +16,15 @@
 //       DataTrailer (16 bytes): the data's checksum, known only once it is written
 //
 // The first section is the Header, the last is End; a stream without End is
-// truncated. Every integer is little-endian (x86_64 is the only architecture today;
+// truncated.
+//
+// A pre-copy migration streams its pages while the job runs: pages sections with
+// precopyRound > 0 come first, each round holding the pages written since the one
+// before. Then, frozen, the rest as in any image: its pages sections (round 0) carry
+// the pages written since the last round, and one keptPages section lists every other
+// page the job has, whose contents are those of the latest pre-copy round holding it.
+// Pre-copy data for a page keptPages does not list is dropped (the page was unmapped,
+// or zapped and the file's page shows through again). Every integer is little-endian (x86_64 is the only architecture today;
 // the preamble's machine field refuses the others). Checksums are XXH3-64.
 #pragma once
 
@@ -26,7 +34,9 @@
 namespace mig::image {
 
 inline constexpr char kMagic[8] = {'M', 'I', 'G', 'I', 'M', 'A', 'G', 'E'};
-inline constexpr uint32_t kFormatVersion = 1;
+// 2: pre-copy sections (Pages.precopyRound, keptPages). Version 1 images are read too.
+inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr uint32_t kOldestFormatVersion = 1;
 inline constexpr uint32_t kMachineX86_64 = 62;  // ELF EM_X86_64
 inline constexpr uint32_t kSectionTag = 0x4345534d;   // "MSEC"
 inline constexpr uint64_t kTrailerTag = 0x4154414447494d;  // "MIGDATA"
@@ -45,6 +55,7 @@ enum class SectionType : uint16_t {
   threads = 4,
   process = 5,
   files = 6,
+  keptPages = 7,  // pages whose contents an earlier pre-copy pages section holds (no data)
   end = 0xffff,
 };
 

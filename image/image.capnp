@@ -71,6 +71,10 @@ struct PageRun {
 struct Pages {
   # Page contents. The raw data of the section is the concatenation of the runs.
   runs @0 :List(PageRun);
+  precopyRound @1 :UInt32;  # 0: taken while the job was frozen; n > 0: sent while it ran,
+                            # in pre-copy round n (used only for pages a keptPages lists)
+  # A keptPages section is a Pages message without data: the pages it lists take their
+  # contents from the latest pre-copy round that holds them (format.h).
 }
 
 struct Thread {

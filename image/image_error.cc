@@ -23,6 +23,7 @@ const char* sectionTypeName(uint16_t type) {
     case SectionType::header: return "header";
     case SectionType::memoryMap: return "memory-map";
     case SectionType::pages: return "pages";
+    case SectionType::keptPages: return "kept-pages";
     case SectionType::threads: return "threads";
     case SectionType::process: return "process";
     case SectionType::files: return "files";

@@ -5,6 +5,7 @@
 #include "image/plan_check.h"
 
 #include <algorithm>
+#include <map>
 #include <kj/map.h>
 #include <kj/vector.h>
 
@@ -15,6 +16,38 @@
 
 namespace mig::image {
 namespace {
+
+// Sorted, merged [start, end) address ranges (pre-copy's page bookkeeping).
+class Intervals {
+ public:
+  void add(uint64_t start, uint64_t end) {
+    auto it = m_.upper_bound(start);
+    if (it != m_.begin() && std::prev(it)->second >= start) --it;
+    while (it != m_.end() && it->first <= end) {
+      start = std::min(start, it->first);
+      end = std::max(end, it->second);
+      it = m_.erase(it);
+    }
+    m_.emplace(start, end);
+  }
+  // Calls f(s, e) for each part of [start, end) inside the set, in order.
+  template <typename F>
+  void forEachIn(uint64_t start, uint64_t end, F&& f) const {
+    auto it = m_.upper_bound(start);
+    if (it != m_.begin()) --it;
+    for (; it != m_.end() && it->first < end; ++it) {
+      uint64_t s = std::max(start, it->first), e = std::min(end, it->second);
+      if (s < e) f(s, e);
+    }
+  }
+  bool covers(uint64_t start, uint64_t end) const {
+    auto it = m_.upper_bound(start);
+    return it != m_.begin() && std::prev(it)->first <= start && std::prev(it)->second >= end;
+  }
+
+ private:
+  std::map<uint64_t, uint64_t> m_;
+};
 
 class StringTable {
  public:
@@ -155,32 +188,96 @@ RestorePlan buildRestorePlan(FileReader& image) {
   }
   markShareGroups(regions, inodes);
 
+  // Saved pages, in image order, each split at region borders. Pages that go over
+  // pages placed before (pre-copy) are copied in, not mapped: a mapping would split
+  // the region into several, which the job would see (in /proc/self/maps, and as
+  // EFAULT from an mremap of the whole region).
+  Intervals placed;
+  auto addPages = [&](const SectionInfo& info, uint64_t addr, uint64_t left, uint64_t imageOffset) {
+    Intervals over;
+    placed.forEachIn(addr, addr + left, [&](uint64_t s, uint64_t e) { over.add(s, e); });
+    placed.add(addr, addr + left);
+    while (left > 0) {  // a run may span adjacent regions: split it at their borders
+      int64_t ri = regionAt(regions, addr);
+      if (ri < 0) {
+        fail(kj::str(info.describe(), ": saved page at ", kj::hex(addr), " lies outside every mapped region"));
+      }
+      const plan::Region& owner = regions[ri];
+      uint64_t len = std::min<uint64_t>(left, owner.end - addr);
+      plan::Pages p{};
+      p.addr = addr;
+      p.len = len;
+      p.imageOffset = imageOffset;
+      p.region = static_cast<uint32_t>(ri);
+      p.method = (owner.mapFlags & MAP_SHARED) ? plan::kPagesCopy : plan::kPagesMap;
+      // Split where this piece starts or stops going over earlier ones.
+      uint64_t cut = addr + len;
+      bool isOver = false;
+      over.forEachIn(addr, addr + len, [&](uint64_t s, uint64_t e) {
+        if (s == addr) {
+          isOver = true;
+          cut = std::min(cut, e);
+        } else {
+          cut = std::min(cut, s);
+        }
+      });
+      p.len = len = cut - addr;
+      if (isOver) p.method = plan::kPagesCopy;
+      pages.add(p);
+      addr += len;
+      imageOffset += len;
+      left -= len;
+    }
+  };
+  // Pre-copy (format.h): the rounds' pages come first in the plan, in image order, so
+  // a later copy of a page is mapped or copied over an earlier one; then the pages
+  // taken while frozen. A round's run is used only where the frozen image wants the
+  // page (kept, or sent again while frozen), so that dropped pages stay unmapped,
+  // and long runs stay whole (one mapping) however the later rounds pick at them.
+  Intervals wanted, precopied;
+  for (size_t i = 0; i < image.sectionCount(); ++i) {
+    const SectionInfo& info = image.section(i);
+    bool kept = info.type == static_cast<uint16_t>(SectionType::keptPages);
+    if (!kept && info.type != static_cast<uint16_t>(SectionType::pages)) continue;
+    auto meta = image.meta<schema::Pages>(i);
+    if (!kept && meta.getPrecopyRound() > 0) continue;
+    for (auto run : meta.getRuns()) {
+      wanted.add(run.getAddr(), run.getAddr() + static_cast<uint64_t>(run.getPages()) * plan::kPage);
+    }
+  }
   for (size_t i = 0; i < image.sectionCount(); ++i) {
     const SectionInfo& info = image.section(i);
     if (info.type != static_cast<uint16_t>(SectionType::pages)) continue;
+    auto meta = image.meta<schema::Pages>(i);
+    if (meta.getPrecopyRound() == 0) continue;
     uint64_t dataAt = 0;
-    for (auto run : image.meta<schema::Pages>(i).getRuns()) {
-      uint64_t addr = run.getAddr();
-      uint64_t left = static_cast<uint64_t>(run.getPages()) * plan::kPage;
-      while (left > 0) {  // a run may span adjacent regions: split it at their borders
-        int64_t ri = regionAt(regions, addr);
-        if (ri < 0) {
-          fail(kj::str(info.describe(), ": saved page at ", kj::hex(addr),
-                       " lies outside every mapped region"));
+    for (auto run : meta.getRuns()) {
+      uint64_t addr = run.getAddr(), len = static_cast<uint64_t>(run.getPages()) * plan::kPage;
+      precopied.add(addr, addr + len);
+      uint64_t base = info.layout.dataOffset + dataAt;
+      wanted.forEachIn(addr, addr + len, [&](uint64_t s, uint64_t e) { addPages(info, s, e - s, base + (s - addr)); });
+      dataAt += len;
+    }
+  }
+  for (size_t i = 0; i < image.sectionCount(); ++i) {
+    const SectionInfo& info = image.section(i);
+    if (info.type == static_cast<uint16_t>(SectionType::keptPages)) {
+      for (auto run : image.meta<schema::Pages>(i).getRuns()) {
+        uint64_t end = run.getAddr() + static_cast<uint64_t>(run.getPages()) * plan::kPage;
+        if (!precopied.covers(run.getAddr(), end)) {
+          fail(kj::str(info.describe(), ": kept pages at ", kj::hex(run.getAddr()), " were not sent before the freeze"));
         }
-        const plan::Region& owner = regions[ri];
-        uint64_t len = std::min<uint64_t>(left, owner.end - addr);
-        plan::Pages p{};
-        p.addr = addr;
-        p.len = len;
-        p.imageOffset = info.layout.dataOffset + dataAt;
-        p.region = static_cast<uint32_t>(ri);
-        p.method = (owner.mapFlags & MAP_SHARED) ? plan::kPagesCopy : plan::kPagesMap;
-        pages.add(p);
-        addr += len;
-        dataAt += len;
-        left -= len;
       }
+      continue;
+    }
+    if (info.type != static_cast<uint16_t>(SectionType::pages)) continue;
+    auto meta = image.meta<schema::Pages>(i);
+    if (meta.getPrecopyRound() > 0) continue;
+    uint64_t dataAt = 0;
+    for (auto run : meta.getRuns()) {
+      uint64_t len = static_cast<uint64_t>(run.getPages()) * plan::kPage;
+      addPages(info, run.getAddr(), len, info.layout.dataOffset + dataAt);
+      dataAt += len;
     }
   }
 

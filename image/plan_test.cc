@@ -100,6 +100,83 @@ TEST_CASE("pages outside every mapped region make the plan fail with the address
   CHECK(contains(e, "5000 lies outside every mapped region"));
 }
 
+// A pre-copy image: pages 0-4 of a region sent in round 1 (byte 'A'), page 1 again in
+// round 2 ('B'), then frozen: page 3 sent again ('C'), pages 0-2 kept, page 4 dropped.
+kj::Array<kj::byte> precopyImage(bool keepUnsent) {
+  constexpr uint64_t base = 0x10000;
+  MemorySink sink;
+  capnp::MallocMessageBuilder header;
+  fillHeader(header.initRoot<schema::Header>(), 1, 1, "x");
+  ImageWriter w(sink, header);
+  auto pages = [&](uint32_t round, uint64_t first, uint32_t n, char fill) {
+    capnp::MallocMessageBuilder meta;
+    auto m = meta.initRoot<schema::Pages>();
+    m.setPrecopyRound(round);
+    auto runs = m.initRuns(1);
+    runs[0].setAddr(base + first * kPageSize);
+    runs[0].setPages(n);
+    std::vector<kj::byte> data(n * kPageSize, static_cast<kj::byte>(fill));
+    w.beginData(SectionType::pages, meta, data.size());
+    w.data(data.data(), data.size());
+    w.endData();
+  };
+  pages(1, 0, 5, 'A');
+  pages(2, 1, 1, 'B');
+  capnp::MallocMessageBuilder map;
+  auto r = map.initRoot<schema::MemoryMap>().initRegions(1)[0];
+  r.setStart(base);
+  r.setEnd(base + 8 * kPageSize);
+  r.setProt(PROT_READ | PROT_WRITE);
+  r.setFlags(MAP_PRIVATE);
+  r.setKind(schema::MemoryRegion::Kind::ANONYMOUS);
+  w.section(SectionType::memoryMap, map);
+  pages(0, 3, 1, 'C');
+  capnp::MallocMessageBuilder kept;
+  auto runs = kept.initRoot<schema::Pages>().initRuns(1);
+  runs[0].setAddr(base + (keepUnsent ? 5 : 0) * kPageSize);
+  runs[0].setPages(3);
+  w.section(SectionType::keptPages, kept);
+  capnp::MallocMessageBuilder th;
+  th.initRoot<schema::Threads>().initThreads(1)[0].setVtid(7);
+  w.section(SectionType::threads, th);
+  w.finish();
+  return sink.release();
+}
+
+TEST_CASE("a pre-copy image restores each page from its latest copy, dropped pages not at all") {
+  TempDir dir;
+  FileReader f(dir.write("p.img", precopyImage(false)).c_str());
+  f.verifyAll();
+  RestorePlan p = buildRestorePlan(f);
+  const plan::Header& h = p.header();
+  REQUIRE(plan::validate(&h, p.bytes().size()) == nullptr);
+  // What the restorer does: each piece in plan order over the ones before.
+  char memory[8] = {};
+  const plan::Pages* pg = plan::pages(&h);
+  for (uint32_t i = 0; i < h.pagesCount; ++i) {
+    for (uint64_t off = 0; off < pg[i].len; off += kPageSize) {
+      char c = 0;
+      REQUIRE(pread(f.fd(), &c, 1, static_cast<off_t>(pg[i].imageOffset + off)) == 1);
+      memory[(pg[i].addr + off - 0x10000) / kPageSize] = c;
+    }
+  }
+  CHECK(std::string(memory, 8) == std::string("ABAC\0\0\0\0", 8));
+  // Round 1's run stays one piece (one mapping), and the pages that go over it are
+  // copied in: mapping them would split the job's region in several.
+  REQUIRE(h.pagesCount == 3);
+  CHECK(pg[0].len == 4 * kPageSize);
+  CHECK(pg[0].method == plan::kPagesMap);
+  CHECK(pg[1].method == plan::kPagesCopy);
+  CHECK(pg[2].method == plan::kPagesCopy);
+}
+
+TEST_CASE("kept pages that no pre-copy round sent make the plan fail") {
+  TempDir dir;
+  FileReader f(dir.write("q.img", precopyImage(true)).c_str());
+  auto e = errorOf([&] { buildRestorePlan(f); });
+  CHECK(contains(e, "kept pages at 15000 were not sent before the freeze"));
+}
+
 // An image of two threads (kernel TIDs 300 and 301) whose process has `timers`
 // (id, signalled thread's TID or 0).
 kj::Array<kj::byte> timersImage(std::initializer_list<std::pair<int32_t, int32_t>> timers) {

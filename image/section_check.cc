@@ -16,7 +16,7 @@ void requireNoData(const SectionInfo& info) {
 
 void checkHeader(const SectionInfo& info, schema::Header::Reader h) {
   requireNoData(info);
-  if (h.getFormatVersion() != kFormatVersion) {
+  if (h.getFormatVersion() < kOldestFormatVersion || h.getFormatVersion() > kFormatVersion) {
     fail(kj::str("header says format version ", h.getFormatVersion()));
   }
   if (h.getArch() != "x86_64") {
@@ -73,6 +73,11 @@ void checkPages(const SectionInfo& info, schema::Pages::Reader p) {
     prevEnd = run.getAddr() + len;
     total += len;  // cannot overflow: every run ends below 2^47 and runs do not overlap
     ++i;
+  }
+  if (info.type == static_cast<uint16_t>(SectionType::keptPages)) {
+    requireNoData(info);
+    if (p.getPrecopyRound() != 0) fail(kj::str("kept pages with a pre-copy round"));
+    return;
   }
   if (total != info.dataLen) {
     fail(kj::str("page runs add up to ", total, " bytes but the section holds ", info.dataLen));
@@ -133,6 +138,7 @@ void checkSectionMeta(const SectionInfo& info, capnp::MessageReader& message) {
     case SectionType::header: return checkHeader(info, message.getRoot<schema::Header>());
     case SectionType::memoryMap: return checkMemoryMap(info, message.getRoot<schema::MemoryMap>());
     case SectionType::pages: return checkPages(info, message.getRoot<schema::Pages>());
+    case SectionType::keptPages: return checkPages(info, message.getRoot<schema::Pages>());
     case SectionType::threads: return checkThreads(info, message.getRoot<schema::Threads>());
     case SectionType::process: return checkProcess(info, message.getRoot<schema::Process>());
     case SectionType::files: return checkFiles(info, message.getRoot<schema::Files>());

@@ -29,7 +29,7 @@ void checkPreamble(const Preamble& p, size_t got) {
   if (memcmp(p.magic, kMagic, sizeof(kMagic)) != 0) {
     fail(kj::str("not a mig image (wrong magic bytes at the start)"));
   }
-  if (p.version != kFormatVersion) {
+  if (p.version < kOldestFormatVersion || p.version > kFormatVersion) {
     fail(kj::str("image format version ", p.version, " is not supported (this mig reads version ",
                  kFormatVersion, ")"));
   }

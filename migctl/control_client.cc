@@ -10,6 +10,7 @@
 #include <cstring>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -78,6 +79,44 @@ control::Reply ControlClient::freeze(int timeoutSeconds) {
 void ControlClient::send(uint32_t op) {
   control::Request cmd{control::kMagic, control::kVersion, op, getpid()};
   (void)!::write(fd_, &cmd, sizeof(cmd));
+}
+
+int ControlClient::trackWrites(kj::String& why) {
+  control::Request req{control::kMagic, control::kVersion, control::kOpTrackWrites, getpid()};
+  if (::write(fd_, &req, sizeof(req)) != sizeof(req)) {
+    why = kj::str("cannot ask process ", pid_, " for write tracking: ", strerror(errno));
+    return -1;
+  }
+  struct pollfd p = {fd_, POLLIN, 0};
+  if (poll(&p, 1, 10000) != 1) {
+    why = kj::str("process ", pid_, " did not answer the write-tracking request");
+    return -1;
+  }
+  control::Reply reply{};
+  struct iovec iov = {&reply, sizeof(reply)};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
+  struct msghdr msg {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof(cbuf);
+  ssize_t n = recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
+  int fd = -1;
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); n > 0 && c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof(int));
+  }
+  if (n == sizeof(reply) && reply.magic == control::kMagic && reply.status == control::kOk && fd >= 0) return fd;
+  if (fd >= 0) ::close(fd);
+  if (n == sizeof(reply) && reply.status == control::kNoTracking) {
+    why = kj::str("no write tracking: the job cannot make a userfaultfd with asynchronous write protection, "
+                  "which needs Linux 6.7 or later and userfaultfd not forbidden: ",
+                  strerror(static_cast<int>(reply.reserved)));
+  } else if (n == sizeof(reply) && reply.status == control::kBadRequest) {
+    why = kj::str("no write tracking: process ", pid_, " runs a libmig without it");
+  } else {
+    why = kj::str("process ", pid_, " gave no valid answer to the write-tracking request");
+  }
+  return -1;
 }
 
 void ControlClient::resume() {

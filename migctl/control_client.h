@@ -24,6 +24,11 @@ class ControlClient {
   pid_t realPid() const { return realPid_; }
   pid_t pid() const { return pid_; }  // as the user named it
 
+  // Pre-copy: asks the shim for a userfaultfd made in the process (write tracking,
+  // resources/dirty_pages.h) while it runs on. Returns the fd, or -1 with the reason in
+  // `why`. The shim ends this connection after it: use a new ControlClient to freeze.
+  int trackWrites(kj::String& why);
+
   // Parks every thread of the process; returns where its checkpoint block is.
   control::Reply freeze(int timeoutSeconds);
   // Lets the threads run again, or ends the process (after a complete image).

@@ -23,4 +23,20 @@ resources::CaptureStats freezeAndCapture(ControlClient& ctl, int timeoutSeconds,
   return resources::captureProcess(ctl.realPid(), *block, memory, out, options);
 }
 
+resources::CaptureStats freezeAndFinish(ControlClient& ctl, int timeoutSeconds, resources::PageSource& memory,
+                                        resources::Precopy& precopy, image::ImageWriter& w) {
+  control::Reply reply = ctl.freeze(timeoutSeconds);
+  if (reply.blockSize != sizeof(control::Block)) {
+    image::fail(kj::str("process ", ctl.pid(), " runs an incompatible libmig (block size ", reply.blockSize, ")"));
+  }
+  auto block = kj::heap<control::Block>();
+  memory.read(reply.blockAddr, block.get(), sizeof(control::Block));
+  precopy.finalScan();
+  resources::CaptureStats stats{};
+  resources::CaptureOptions options;
+  options.forMigration = true;  // pre-copy is a migration's
+  resources::captureProcessInto(ctl.realPid(), *block, memory, w, &precopy.held(), stats, options);
+  return stats;
+}
+
 }  // namespace mig::migctl

@@ -4,6 +4,8 @@
 #pragma once
 
 #include "image/byte_io.h"
+#include "image/writer.h"
+#include "resources/precopy.h"
 #include "resources/process_capture.h"
 #include "migctl/control_client.h"
 
@@ -14,5 +16,10 @@ namespace mig::migctl {
 resources::CaptureStats freezeAndCapture(ControlClient& ctl, int timeoutSeconds, bool forMigration,
                                      image::ByteSink& out,
                                      uint64_t maxDeletedFileBytes = resources::CaptureOptions::kDefaultMaxDeletedFileBytes);
+
+// Pre-copy's end (resources/precopy.h): freezes the process, takes the last look at
+// what it wrote, and finishes the image `w` that the rounds began.
+resources::CaptureStats freezeAndFinish(ControlClient& ctl, int timeoutSeconds, resources::PageSource& memory,
+                                        resources::Precopy& precopy, image::ImageWriter& w);
 
 }  // namespace mig::migctl

@@ -59,6 +59,7 @@ struct Options {
   kj::String path;
   resources::FileRestoreOptions files;
   MigratedOptions migrated;
+  bool dataVerified = false;  // shadowd checked the data checksums as the image arrived
 };
 
 int64_t monotonicNowNs() {
@@ -128,6 +129,11 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
         o.migrated.migrated = true;
         return true;
       }, "(shadowd) the job migrated here: its files stay at home")
+      .addOption({"data-verified"}, [&o]() -> V {
+        o.dataVerified = true;
+        return true;
+      }, "(shadowd) the data checksums were checked as the image arrived (image/stream_verifier.h): "
+         "not read again")
       .addOptionWithArg({"relay"}, [&o](kj::StringPtr v) -> V {
         o.migrated.relay = kj::str(v);
         return true;
@@ -185,7 +191,7 @@ int restart(Options& o, const resources::CallerFds& caller) {
   resources::FileRestoreOptions& options = o.files;
   MigratedOptions& migrated = o.migrated;
   image::FileReader img(path);
-  img.verifyAll();
+  if (!o.dataVerified) img.verifyAll();
   KJ_IF_MAYBE(why, image::cpuMismatch(img.header().getCpu(), image::hostCpu())) {
     fail(kj::heapString(*why));
   }

@@ -2,6 +2,7 @@
 #include "resources/memory.h"
 
 #include "image/image_error.h"
+#include "resources/dirty_pages.h"
 
 #include <capnp/message.h>
 
@@ -18,7 +19,7 @@ constexpr size_t kCopyChunk = 4u << 20;
 
 }  // namespace
 
-void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats) {
+void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats, const PageRangeSet* held) {
   kj::Array<MappedRegion> regions = memory.regions();
   capnp::MallocMessageBuilder mapMsg;
   auto list = mapMsg.initRoot<image::schema::MemoryMap>().initRegions(regions.size());
@@ -45,9 +46,23 @@ void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats)
   w.section(image::SectionType::memoryMap, mapMsg);
 
   auto buf = kj::heapArray<kj::byte>(kCopyChunk);
+  kj::Vector<PageSpan> kept;
   for (const MappedRegion& r : regions) {
     kj::Vector<PageSpan> spans;
-    memory.pagesToSave(r, spans);
+    if (held != nullptr && r.saveWhole) {
+      // Saved whole means read whole, to leave out zero pages: not the held ones, which
+      // were not zero when sent and have not changed since (precopy.h).
+      kj::Vector<PageSpan> rest;
+      held->split(r.start, r.end, &kept, &rest);
+      for (const PageSpan& s : rest) memory.pagesToSave(partOf(r, s.addr, s.addr + s.pages * kPage), spans);
+    } else {
+      memory.pagesToSave(r, spans);
+    }
+    if (held != nullptr && !r.saveWhole) {
+      kj::Vector<PageSpan> changed;
+      for (const PageSpan& s : spans) held->split(s.addr, s.addr + s.pages * kPage, &kept, &changed);
+      spans = kj::mv(changed);
+    }
     if (spans.empty()) continue;
     capnp::MallocMessageBuilder pagesMsg;
     auto runs = pagesMsg.initRoot<image::schema::Pages>().initRuns(spans.size());
@@ -70,6 +85,16 @@ void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats)
     }
     w.endData();
     stats.savedPages += total / kPage;
+  }
+  if (!kept.empty()) {
+    capnp::MallocMessageBuilder keptMsg;
+    auto runs = keptMsg.initRoot<image::schema::Pages>().initRuns(kept.size());
+    for (size_t i = 0; i < kept.size(); ++i) {
+      runs[i].setAddr(kept[i].addr);
+      runs[i].setPages(static_cast<uint32_t>(kept[i].pages));
+      stats.savedPages += kept[i].pages;
+    }
+    w.section(image::SectionType::keptPages, keptMsg);
   }
 }
 

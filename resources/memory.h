@@ -11,7 +11,12 @@
 
 namespace mig::resources {
 
-void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats);
+class PageRangeSet;
+
+// `held` (pre-copy): pages the receiver already has, unchanged since; they are listed
+// in a keptPages section instead of being sent again.
+void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats,
+                 const PageRangeSet* held = nullptr);
 
 // At restart: refuses an image whose code would not be the same (every mapped file
 // must still be the file that was mapped), with one line naming the file.

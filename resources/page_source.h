@@ -1,7 +1,7 @@
 // Where a checkpoint gets a process's memory from: its memory map, which pages of
-// each region must be saved, and their contents. Behind an interface so that the
-// pre-copy and post-copy issues can add a source that reports only the pages
-// written since a mark (userfaultfd write-protection) without touching the writer.
+// each region must be saved, and their contents. Which pages were written since a
+// pre-copy round is the tracker's business (dirty_pages.h, precopy.h), not the
+// source's: a source answers about any part of a region (partOf).
 #pragma once
 
 #include "image/image.capnp.h"
@@ -46,10 +46,6 @@ class PageSource {
   virtual void pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& out) = 0;
 
   virtual void read(uint64_t addr, void* buf, size_t len) = 0;
-
-  // From now on, pagesToSave() reports only pages written after this call.
-  // (Pre-copy; a source that cannot track writes throws.)
-  virtual void mark() = 0;
 };
 
 // Reads a stopped (parked) process through /proc/PID/{maps,pagemap,mem}.
@@ -64,7 +60,6 @@ class ProcPageSource final : public PageSource {
   kj::Array<MappedRegion> regions() override;
   void pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& out) override;
   void read(uint64_t addr, void* buf, size_t len) override;
-  void mark() override;
 
  private:
   pid_t pid_;

@@ -218,10 +218,6 @@ void ProcPageSource::read(uint64_t addr, void* buf, size_t len) {
   }
 }
 
-void ProcPageSource::mark() {
-  fail(kj::str("tracking written pages is not available yet (pre-copy comes with live migration)"));
-}
-
 kj::Maybe<kj::String> sharedWritableFileMapping(pid_t pid) {
   char path[64];
   snprintf(path, sizeof(path), "/proc/%d/maps", pid);

@@ -24,13 +24,21 @@ CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& 
   capnp::MallocMessageBuilder header;
   image::fillHeader(header.initRoot<image::schema::Header>(), 0, block.vpid, cmdline.c_str());
   image::ImageWriter w(out, header);
+  captureProcessInto(pid, block, memory, w, nullptr, stats, options);
+  return stats;
+}
+
+void captureProcessInto(pid_t pid, const control::Block& block, PageSource& memory, image::ImageWriter& w,
+                        const PageRangeSet* held, CaptureStats& stats, const CaptureOptions& options) {
+  if (block.magic != control::kMagic || block.version != control::kVersion) {
+    image::fail(kj::str("process ", pid, " runs an incompatible libmig (checkpoint block version ", block.version, ")"));
+  }
   writeProcess(pid, block, w, stats);
   writeThreads(pid, block, w, stats);
   writeFiles(pid, block, w, stats, options);
-  writeMemory(memory, w, stats);
+  writeMemory(memory, w, stats, held);
   w.finish();
   stats.imageBytes = w.bytesWritten();
-  return stats;
 }
 
 }  // namespace mig::resources

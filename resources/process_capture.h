@@ -14,7 +14,11 @@
 
 #include <sys/types.h>
 
+namespace mig::image { class ImageWriter; }
+
 namespace mig::resources {
+
+class PageRangeSet;
 
 struct CaptureStats {
   uint64_t imageBytes;
@@ -34,5 +38,10 @@ struct CaptureStats {
 // warned about.
 CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& memory, image::ByteSink& out,
                             const CaptureOptions& options = {});
+
+// The same into an image already begun (pre-copy: its pages sections went first);
+// `held`: the pages the receiver has from them (memory.h). Finishes the image.
+void captureProcessInto(pid_t pid, const control::Block& block, PageSource& memory, image::ImageWriter& w,
+                        const PageRangeSet* held, CaptureStats& stats, const CaptureOptions& options);
 
 }  // namespace mig::resources

@@ -33,6 +33,13 @@ enum NetworkPolicy {
                 # port; its TCP connections are reset; new sockets are the host's (--rebind)
 }
 
+enum MigrationMode {
+  # How a hop copies the job's memory (migctl migrate --precopy / --stop-and-copy).
+  best @0;         # pre-copy where the job's writes can be tracked, else stop-and-copy
+  precopy @1;      # copy while the job runs, then freeze for what it wrote meanwhile
+  stopAndCopy @2;  # freeze, copy everything
+}
+
 struct NodeInfo {
   hostname @0 :Text;
   address @1 :Text;
@@ -51,7 +58,7 @@ interface Node {
   # An incoming migration: the image is streamed to `sink`; refused with an exception
   # (no room, binaries missing, ...).
 
-  sendJob @2 (jobId :UInt64, token :Data, to :Text, network :NetworkPolicy) -> (result :MigrationResult);
+  sendJob @2 (jobId :UInt64, token :Data, to :Text, network :NetworkPolicy, mode :MigrationMode) -> (result :MigrationResult);
   # Asked by the job's home: migrate job `jobId`, which runs here, to `to`.
 
   deputy @3 (jobId :UInt64, token :Data, location :Text) -> (deputy :Deputy);
@@ -111,6 +118,11 @@ struct MigrationResult {
   destination @4 :Text;
   problem @5 :Text;         # the job runs at the destination but cannot work there as it
                             # did (Node.setupCheck): migctl says so and exits non-zero
+  mode @6 :Text;               # "pre-copy" or "stop-and-copy"
+  modeNote @7 :Text;           # why stop-and-copy when pre-copy was not asked against
+  bytesBeforeFreeze @8 :UInt64;  # image bytes sent while the job ran (pre-copy rounds)
+  bytesDuringFreeze @9 :UInt64;
+  rounds @10 :UInt32;          # pre-copy rounds
 }
 
 interface Deputy {
@@ -147,7 +159,7 @@ interface Local {
   # shadowd's Unix socket (owner-only): migctl and the deputies.
   list @0 () -> (jobs :List(JobStatus));
   nodes @1 () -> (nodes :List(NodeStatus));
-  migrate @2 (pid :Int32, to :Text, network :NetworkPolicy) -> (result :MigrationResult);
+  migrate @2 (pid :Int32, to :Text, network :NetworkPolicy, mode :MigrationMode) -> (result :MigrationResult);
   registerDeputy @3 (jobId :UInt64, token :Data, deputy :Deputy) -> ();
   deputySignal @4 (jobId :UInt64, token :Data, signal :Int32, info :Data) -> ();
   # From the deputy: a signal sent to the job's PID at home, with its siginfo_t

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <sys/wait.h>
 #include <cstdio>
 #include <ctime>
@@ -40,6 +41,15 @@ double nowSeconds() {
 Daemon::Daemon(kj::AsyncIoContext& io, DaemonConfig config, ClusterKey key)
     : io_(io), config_(kj::mv(config)), key_(kj::mv(key)), errorHandler_(*this), tasks_(errorHandler_) {}
 
+kj::Promise<void> Daemon::hostedJobGone(uint64_t id) {
+  KJ_IF_MAYBE(j, hostedJobs().find(id)) {
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    (*j)->onGone = kj::mv(paf.fulfiller);
+    return paf.promise.exclusiveJoin(io_.provider->getTimer().afterDelay(10 * kj::SECONDS));
+  }
+  return kj::READY_NOW;
+}
+
 void Daemon::ErrorHandler::taskFailed(kj::Exception&& e) { d_.log(kj::str("error: ", e.getDescription())); }
 
 void Daemon::log(kj::StringPtr line) {
@@ -62,7 +72,7 @@ kj::Promise<rpc::Node::Client> Daemon::peer(kj::StringPtr nameOrAddress) {
   auto address = resolveNode(nameOrAddress);
   KJ_IF_MAYBE(link, peers_.find(address)) { return (*link)->node; }
   require(key_.present(), "this shadowd has no cluster key: it cannot reach other hosts (--cluster-key FILE)");
-  return loginToPeer(io_, key_, address).then([this, address = kj::mv(address)](kj::Own<PeerLink> link) mutable {
+  return loginToPeer(io_, key_, config_.linkMode, address).then([this, address = kj::mv(address)](kj::Own<PeerLink> link) mutable {
     rpc::Node::Client node = link->node;
     // Forget the link when it breaks, so the next use connects again.
     auto key = kj::str(address);
@@ -110,7 +120,8 @@ void Daemon::deputyRegistered(HomeJob& job, rpc::Deputy::Client deputy) {
 
 kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t realPid, uint64_t jobId,
                                     kj::ArrayPtr<const kj::byte> token, kj::StringPtr home, pid_t vpid,
-                                    kj::StringPtr command, kj::StringPtr to, rpc::NetworkPolicy network, bool becomeDeputy) {
+                                    kj::StringPtr command, kj::StringPtr to, rpc::NetworkPolicy network, bool becomeDeputy,
+                                    rpc::MigrationMode mode) {
   ChildSpec spec;
   spec.argv.add(kj::str(config_.migctl));
   spec.argv.add(kj::str("send"));
@@ -129,6 +140,11 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
   spec.argv.add(kj::str("--command"));
   spec.argv.add(kj::str(command));
   addNetworkArgs(spec.argv, network);
+  if (config_.linkMode == LinkMode::PLAINTEXT) spec.argv.add(kj::str("--insecure-plaintext-links"));
+  if (mode != rpc::MigrationMode::BEST) {
+    spec.argv.add(kj::str("--mode"));
+    spec.argv.add(kj::str(mode == rpc::MigrationMode::PRECOPY ? "precopy" : "stop-and-copy"));
+  }
   spec.argv.add(kj::str("--stall-timeout-ms"));
   spec.argv.add(kj::str(config_.transferTimeoutMs));
   if (becomeDeputy) {
@@ -185,6 +201,19 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
         result.setImageBytes(bytes);
         result.setTransferMs(transfer);
         result.setRestoreMs(restore);
+        // Then (pre-copy, send_command.cc): "MODE BYTES_BEFORE BYTES_DURING ROUNDS", and
+        // on the next line why not pre-copy, when it was not possible.
+        char mode[32] = "stop-and-copy";
+        unsigned long long before = 0, during = bytes;
+        unsigned rounds = 0;
+        sscanf(texts[0].cStr(), "MIGRATED %*f %*u %*f %*f %31s %llu %llu %u", mode, &before, &during, &rounds);
+        result.setMode(mode);
+        result.setBytesBeforeFreeze(before);
+        result.setBytesDuringFreeze(during);
+        result.setRounds(rounds);
+        if (const char* nl = strchr(texts[0].cStr(), '\n'); nl != nullptr && nl[1] != '\0') {
+          result.setModeNote(oneLine(kj::StringPtr(nl + 1)));
+        }
       });
 }
 

@@ -35,6 +35,8 @@ struct DaemonConfig {
   // may be waiting to at once.
   uint64_t loginTimeoutMs = 10000;
   size_t maxPendingLogins = 16;
+  // --insecure-plaintext-links: for benchmarks only (secure_stream.h).
+  LinkMode linkMode = LinkMode::ENCRYPTED;
   // A hop whose image makes no progress for this long is cancelled: the sender resumes
   // the job where it was, the destination deletes what it received.
   uint64_t transferTimeoutMs = 30000;
@@ -81,6 +83,7 @@ struct HostedJob {
   double startedAt;
   kj::Own<kj::PromiseFulfiller<void>> onRunning;
   kj::Own<JobCalls> calls;    // its calls on their way home
+  kj::Own<kj::PromiseFulfiller<void>> onGone;  // it left: told once its process is gone here
 };
 
 class Daemon {
@@ -88,6 +91,12 @@ class Daemon {
   Daemon(kj::AsyncIoContext& io, DaemonConfig config, ClusterKey key);
 
   kj::AsyncIoContext& io() { return io_; }
+
+  // A hosted job that left (its sender succeeded): resolves once its process here has
+  // ended and its spool files are deleted (node_service.cc, watchJob), or after 10 s,
+  // so that a hop reports success with nothing of the job left here. Its exit takes a
+  // while for a large job, longer after pre-copy (its whole memory was copied).
+  kj::Promise<void> hostedJobGone(uint64_t id);
   kj::UnixEventPort& eventPort() { return io_.unixEventPort; }
   const DaemonConfig& config() const { return config_; }
   const ClusterKey& key() const { return key_; }
@@ -114,7 +123,8 @@ class Daemon {
   // becomes the job's deputy, else it ends once the job runs at `to`.
   kj::Promise<void> runSender(rpc::MigrationResult::Builder result, pid_t realPid, uint64_t jobId, kj::ArrayPtr<const kj::byte> token,
                                     kj::StringPtr home, pid_t vpid, kj::StringPtr command,
-                                    kj::StringPtr to, rpc::NetworkPolicy network, bool becomeDeputy);
+                                    kj::StringPtr to, rpc::NetworkPolicy network, bool becomeDeputy,
+                                    rpc::MigrationMode mode = rpc::MigrationMode::BEST);
 
   // Whether new jobs are taken here (drain, owner returns: shadow/drain.h).
   HostAdmission& admission() { return admission_; }

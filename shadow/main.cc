@@ -121,6 +121,11 @@ kj::MainFunc optionsMain(cli::Context& cli, Options& o, bool& parsed) {
         return true;
       }, "N", "at most N connections waiting to log in at once; more are closed at once (default: 16). "
               "Before login a peer may send at most 64 KiB")
+      .addOption({"insecure-plaintext-links"}, [&c]() -> V {
+        c.linkMode = LinkMode::PLAINTEXT;
+        return true;
+      }, "FOR BENCHMARKS ONLY: links to other hosts carry everything in clear (jobs' data, images); "
+         "both ends must say so. Default: encrypted and authenticated with the cluster key")
       .addOptionWithArg({"policy"}, [&c](kj::StringPtr v) -> V {
         KJ_IF_MAYBE(why, loadPolicy(v, c.policy)) { return kj::mv(*why); }
         return true;
@@ -223,7 +228,7 @@ int run(int argc, char** argv) {
   limits.timeoutMs = cfg.loginTimeoutMs;
   limits.maxPending = cfg.maxPendingLogins;
   GatedServer gated(
-      io.provider->getTimer(), limits,
+      io.provider->getTimer(), limits, linkSecret(d.key(), cfg.linkMode),
       [&d](kj::Function<void()> onLogin) -> capnp::Capability::Client { return makeGate(d, kj::mv(onLogin)); },
       [&d](kj::StringPtr line) { d.log(line); });
   if (cfg.listen.size() > 0) {
@@ -239,6 +244,10 @@ int run(int argc, char** argv) {
   }
   d.log(kj::str("listening on ", cfg.listen.size() > 0 ? cfg.listen.asPtr() : "(no network)", ", local socket ",
                 cfg.socketPath, d.key().present() ? ", cluster key loaded" : ", no cluster key"));
+  if (cfg.linkMode == LinkMode::PLAINTEXT) {
+    d.log("WARNING: --insecure-plaintext-links: links to other hosts are NOT encrypted or integrity-protected; "
+          "anyone on the network can read and alter jobs' data. For benchmarks only");
+  }
 
   auto& own = cfg.policy.ownerReturns;
   if (own.enabled) {

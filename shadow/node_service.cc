@@ -1,6 +1,8 @@
 // Node: what a logged-in peer shadowd may ask of this one: take a migrating job,
 // send a job that runs here elsewhere, reach the deputy of a job whose home is here,
 // deliver a signal to a job that runs here, report that a job ended, tell the time.
+#include "image/stream_verifier.h"
+#include "shim/control_protocol.h"
 #include "shadow/child_process.h"
 #include "shadow/clock_offset.h"
 #include "shadow/drain.h"
@@ -100,6 +102,9 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     require(!dropped_, "the transfer was cancelled here: no progress within the transfer timeout");
     armStallTimer(d_.config().transferTimeoutMs);
     auto bytes = context.getParams().getBytes();
+    // Checked as it arrives (a bad byte ends the hop now, not at the restart), so the
+    // restart does not read the whole image again while the job is frozen.
+    verifier_.feed(bytes.begin(), bytes.size());
     const kj::byte* p = bytes.begin();
     size_t left = bytes.size();
     while (left > 0) {
@@ -115,6 +120,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   kj::Promise<void> done(DoneContext context) override {
     require(!dropped_, "the transfer was cancelled here: no progress within the transfer timeout");
     require(fd_ >= 0, "image already complete");
+    require(verifier_.complete(), kj::str("the image ended after ", verifier_.bytesSeen(), " bytes, without its end section"));
     stall_ = nullptr;  // the restore has its own limit
     // No fsync: the restore reads (and maps) the image from the page cache, and the
     // image is worth nothing after a crash of this host, which ends the job anyway.
@@ -142,6 +148,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     spec.argv.add(kj::str("restart"));
     spec.argv.add(kj::str(path_));
     spec.argv.add(kj::str("--migrated"));
+    spec.argv.add(kj::str("--data-verified"));
     spec.argv.add(kj::str("--relay"));
     spec.argv.add(kj::str(d_.config().relayPath));
     spec.argv.add(kj::str("--job-id"));
@@ -192,7 +199,11 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
       KJ_IF_MAYBE(j, d.hostedJobs().find(jobId)) {
         auto job = kj::mv(*j);
         d.hostedJobs().erase(jobId);
-        if (job->leaving) {
+        if (job->onGone.get() != nullptr) job->onGone->fulfill();
+        // A job that left was ended by its sender with the checkpointed status; one
+        // that ends by itself while leaving (during pre-copy's rounds, which run for
+        // seconds) ended here, and its hop fails.
+        if (job->leaving && WIFEXITED(status) && WEXITSTATUS(status) == control::kCheckpointedStatus) {
           d.log(kj::str("job ", jobId, " left this host"));
           return kj::READY_NOW;
         }
@@ -251,6 +262,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   bool dropped_ = false;
   kj::Promise<int64_t> homeClock_;
   kj::Promise<void> stall_ = nullptr;  // last: it calls drop(), which uses the rest
+  image::StreamVerifier verifier_;
 };
 
 class NodeImpl final : public rpc::Node::Server {
@@ -305,7 +317,8 @@ class NodeImpl final : public rpc::Node::Server {
     auto to = d_.resolveNode(p.getTo());
     result.setDestination(to);
     uint64_t id = job->id;
-    return d_.runSender(result, job->realPid, job->id, job->token, job->home, job->vpid, job->command, to, p.getNetwork(), false)
+    return d_.runSender(result, job->realPid, job->id, job->token, job->home, job->vpid, job->command, to, p.getNetwork(), false, p.getMode())
+        .then([this, id]() { return d_.hostedJobGone(id); })
         .catch_([this, id](kj::Exception&& e) -> kj::Promise<void> {
           KJ_IF_MAYBE(j, d_.hostedJobs().find(id)) { (*j)->leaving = false; }
           return kj::mv(e);

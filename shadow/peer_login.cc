@@ -2,14 +2,13 @@
 #include "shadow/peer_login.h"
 
 #include "shadow/error.h"
-#include "shadow/error.h"
 
 #include <kj/debug.h>
 
 namespace mig::shadow {
 
-kj::Promise<kj::Own<PeerLink>> loginToPeer(kj::AsyncIoContext& io, const ClusterKey& key, kj::StringPtr address,
-                                           uint64_t timeoutMs) {
+kj::Promise<kj::Own<PeerLink>> loginToPeer(kj::AsyncIoContext& io, const ClusterKey& key, LinkMode mode,
+                                           kj::StringPtr address, uint64_t timeoutMs) {
   auto addr = kj::str(address);
   auto work = io.provider->getNetwork()
                   .parseAddress(addr)
@@ -17,7 +16,15 @@ kj::Promise<kj::Own<PeerLink>> loginToPeer(kj::AsyncIoContext& io, const Cluster
                   .catch_([addr = kj::str(addr)](kj::Exception&& e) -> kj::Own<kj::AsyncIoStream> {
                     fail(kj::str("cannot reach ", addr, ": ", oneLine(e.getDescription())));
                   })
-                  .then([&key, addr = kj::str(addr)](kj::Own<kj::AsyncIoStream> stream) mutable {
+                  .then([&key, mode, addr = kj::str(addr)](kj::Own<kj::AsyncIoStream> raw) {
+                    auto secure = kj::heap<SecureStream>(kj::mv(raw), SecureStream::Side::CONNECTOR, linkSecret(key, mode));
+                    auto handshake = secure->handshake();
+                    return handshake.then([secure = kj::mv(secure)]() mutable { return kj::mv(secure); },
+                                          [addr = kj::str(addr)](kj::Exception&& e) -> kj::Own<SecureStream> {
+                                            fail(kj::str("cannot open a link to ", addr, ": ", oneLine(e.getDescription())));
+                                          });
+                  })
+                  .then([&key, addr = kj::str(addr)](kj::Own<SecureStream> stream) mutable {
                     auto link = kj::heap<PeerLink>();
                     link->stream = kj::mv(stream);
                     link->client = kj::heap<capnp::TwoPartyClient>(*link->stream);

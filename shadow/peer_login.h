@@ -6,6 +6,7 @@
 
 #include "shadow/cluster_key.h"
 #include "shadow/mig.capnp.h"
+#include "shadow/secure_stream.h"
 
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
@@ -18,10 +19,11 @@ struct PeerLink {
   rpc::Node::Client node = nullptr;
 };
 
-// "host:port" → a logged-in link. Fails (kj exception) with a one-line reason:
-// unreachable, refused, wrong key, not a shadowd; gives up after `timeoutMs`.
-kj::Promise<kj::Own<PeerLink>> loginToPeer(kj::AsyncIoContext& io, const ClusterKey& key, kj::StringPtr address,
-                                           uint64_t timeoutMs = 10000);
+// "host:port" → a logged-in link, inside the link stream (secure_stream.h) in `mode`.
+// Fails (kj exception) with a one-line reason: unreachable, refused, wrong key, not a
+// shadowd, the other link mode; gives up after `timeoutMs`.
+kj::Promise<kj::Own<PeerLink>> loginToPeer(kj::AsyncIoContext& io, const ClusterKey& key, LinkMode mode,
+                                           kj::StringPtr address, uint64_t timeoutMs = 10000);
 
 // The labels of the two HMAC proofs (see Gate in rsc/mig.capnp).
 inline constexpr const char* kClientLabel = "mig-login";

@@ -2,6 +2,7 @@
 #include "shadow/rpc_server.h"
 
 #include "shadow/prelogin_stream.h"
+#include "shadow/secure_stream.h"
 
 #include <kj/debug.h>
 
@@ -64,20 +65,27 @@ kj::Promise<void> serveRpc(kj::ConnectionReceiver& listener, kj::TaskSet& tasks,
   });
 }
 
-// One peer's connection. `self` is shared with the Gate's login callback, which may
-// in principle outlive the connection: it then finds null.
+// One peer's connection: the pre-login limits on the socket, the link stream (the
+// handshake runs under those limits), then Cap'n Proto once the handshake is done.
+// `self` is shared with the Gate's login callback, which may in principle outlive the
+// connection: it then finds null.
 struct GatedServer::Connection {
   struct Handle : kj::Refcounted {
     Connection* conn = nullptr;
   };
+  struct Rpc {
+    Rpc(kj::AsyncIoStream& stream, capnp::Capability::Client bootstrap)
+        : network(stream, capnp::rpc::twoparty::Side::SERVER), rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
+    capnp::TwoPartyVatNetwork network;
+    capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
+  };
   Connection(GatedServer& server, kj::String peer, kj::Own<PreLoginStream> s, kj::Own<Handle> h,
-             capnp::Capability::Client bootstrap)
+             const LinkSecret& secret)
       : server(server),
         peer(kj::mv(peer)),
         handle(kj::mv(h)),
-        stream(kj::mv(s)),
-        network(*stream, capnp::rpc::twoparty::Side::SERVER),
-        rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {
+        prelogin(*s),
+        stream(kj::heap<SecureStream>(kj::mv(s), SecureStream::Side::ACCEPTOR, secret)) {
     handle->conn = this;
     ++server.pending_;
   }
@@ -85,24 +93,31 @@ struct GatedServer::Connection {
     handle->conn = nullptr;
     if (!loggedIn) --server.pending_;
   }
+  // Resolves when the connection closes; fails if the handshake does.
+  kj::Promise<void> run(capnp::Capability::Client bootstrap) {
+    return stream->handshake().then([this, bootstrap = kj::mv(bootstrap)]() mutable {
+      rpc = kj::heap<Rpc>(*stream, kj::mv(bootstrap));
+      return rpc->network.onDisconnect();
+    });
+  }
   void login() {
     if (loggedIn) return;
     loggedIn = true;
     --server.pending_;
-    stream->lift();
+    prelogin.lift();
   }
 
   GatedServer& server;
   kj::String peer;
   bool loggedIn = false;
   kj::Own<Handle> handle;
-  kj::Own<PreLoginStream> stream;
-  capnp::TwoPartyVatNetwork network;
-  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
+  PreLoginStream& prelogin;  // owned by `stream`
+  kj::Own<SecureStream> stream;
+  kj::Own<Rpc> rpc;  // after `stream`: goes first
 };
 
-GatedServer::GatedServer(kj::Timer& timer, PreLoginLimits limits, GateFn makeGate, LogFn log)
-    : timer_(timer), limits_(limits), makeGate_(kj::mv(makeGate)), log_(kj::mv(log)) {}
+GatedServer::GatedServer(kj::Timer& timer, PreLoginLimits limits, LinkSecret secret, GateFn makeGate, LogFn log)
+    : timer_(timer), limits_(limits), secret_(kj::mv(secret)), makeGate_(kj::mv(makeGate)), log_(kj::mv(log)) {}
 
 kj::Promise<void> GatedServer::serve(kj::ConnectionReceiver& listener) {
   return listener.accept().then([this, &listener](kj::Own<kj::AsyncIoStream> stream) {
@@ -129,11 +144,13 @@ void GatedServer::accepted(kj::Own<kj::AsyncIoStream> raw) {
     if (h->conn != nullptr) h->conn->login();
   });
   auto overLimit = stream->whenOverLimit();
-  auto conn = kj::heap<Connection>(*this, kj::mv(peer), kj::mv(stream), kj::mv(handle), kj::mv(gate));
+  auto conn = kj::heap<Connection>(*this, kj::mv(peer), kj::mv(stream), kj::mv(handle), secret_);
   Connection* c = conn.get();
-  // The first of: the peer hangs up, sends too much before login, or does not log in
-  // in time. A logged-in connection lasts until it is closed.
-  auto closed = c->network.onDisconnect().then([]() { return kj::String(); });
+  // The first of: the peer hangs up, fails the link handshake (no cluster key, not a
+  // shadowd), sends too much before login, or does not log in in time. A logged-in
+  // connection lasts until it is closed.
+  auto closed = c->run(kj::mv(gate)).then([]() { return kj::String(); },
+                                          [](kj::Exception&& e) { return kj::str(e.getDescription()); });
   auto tooMuch = overLimit.then([c, max = limits_.maxBytes]() {
     return kj::str("it sent ", max, " bytes without logging in (the limit)");
   });

@@ -3,6 +3,8 @@
 // user).
 #pragma once
 
+#include "shadow/secure_stream.h"
+
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
 #include <kj/function.h>
@@ -23,15 +25,16 @@ struct PreLoginLimits {
   size_t maxPending = 16;       // connections not logged in at once; more are closed at once
 };
 
-// Serves the peers' TCP listener: each connection's bootstrap is a Gate made by
-// `makeGate`, which calls the function it is given once its peer has logged in. Until
-// then the connection is held to `limits`; each connection closed for a limit is
-// logged with one line.
+// Serves the peers' TCP listener: each connection first runs the link handshake
+// (secure_stream.h) with `secret`, then its bootstrap is a Gate made by `makeGate`,
+// which calls the function it is given once its peer has logged in. Until then the
+// connection is held to `limits`; each connection closed for a limit or a failed
+// handshake is logged with one line.
 class GatedServer final : private kj::TaskSet::ErrorHandler {
  public:
   using GateFn = kj::Function<capnp::Capability::Client(kj::Function<void()> onLogin)>;
   using LogFn = kj::Function<void(kj::StringPtr line)>;
-  GatedServer(kj::Timer& timer, PreLoginLimits limits, GateFn makeGate, LogFn log);
+  GatedServer(kj::Timer& timer, PreLoginLimits limits, LinkSecret secret, GateFn makeGate, LogFn log);
 
   // The connections are its own: they end with it.
   kj::Promise<void> serve(kj::ConnectionReceiver& listener);
@@ -44,6 +47,7 @@ class GatedServer final : private kj::TaskSet::ErrorHandler {
 
   kj::Timer& timer_;
   PreLoginLimits limits_;
+  LinkSecret secret_;
   GateFn makeGate_;
   LogFn log_;
   size_t pending_ = 0;

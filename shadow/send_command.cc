@@ -3,7 +3,12 @@
 // take the job, freezes the job, streams its image there, and once the destination
 // says the job runs, ends the job here: at home it becomes the job's deputy, on any
 // other host it exits. Any failure before that resumes the job here untouched.
-// Prints one line "MIGRATED FREEZE_MS IMAGE_BYTES TRANSFER_MS RESTORE_MS" on success.
+// Prints one line "MIGRATED FREEZE_MS IMAGE_BYTES TRANSFER_MS RESTORE_MS MODE
+// BYTES_BEFORE_FREEZE BYTES_DURING_FREEZE ROUNDS" on success (MODE: pre-copy or
+// stop-and-copy), then, when pre-copy was not possible, a line saying why.
+//
+// Pre-copy (the default where the job's writes can be tracked, resources/precopy.h):
+// the image's pages go in rounds while the job runs, then the freeze sends the rest.
 //
 // It is shadowd's step, so it lives here, but it is built into migctl: it freezes and
 // captures the job with the code `migctl checkpoint` uses (migctl/freeze_capture.h),
@@ -13,8 +18,11 @@
 #include "image/byte_io.h"
 #include "image/image_error.h"
 #include "migctl/control_client.h"
+#include "image/host_facts.h"
 #include "migctl/freeze_capture.h"
 #include "resources/page_source.h"
+#include "resources/precopy.h"
+#include "resources/proc_file.h"
 #include "shadow/hex.h"
 #include "shadow/network_policy.h"
 #include "shadow/peer_login.h"
@@ -40,7 +48,7 @@ constexpr int kFreezeTimeoutSeconds = 30;
 constexpr const char* kUsage =
     "usage: MIG_JOB_TOKEN=HEX migctl send PID --to HOST:PORT --key FILE --job-id ID --home HOST:PORT\n"
     "                   --vpid N [--command TEXT] [--network local|rebind] [--deputy PATH --shadowd-socket PATH]\n"
-    "                   [--stall-timeout-ms N]\n"
+    "                   [--stall-timeout-ms N] [--mode precopy|stop-and-copy] [--insecure-plaintext-links]\n"
     "\n"
     "One hop of a migration, as shadowd runs it; use `migctl migrate` instead.\n";
 
@@ -115,6 +123,8 @@ int sendCommand(int argc, char** argv) {
   uint64_t jobId = 0, stallMs = 30000;
   long pid = 0, vpid = 0;
   auto network = rpc::NetworkPolicy::HOME;
+  auto linkMode = LinkMode::ENCRYPTED;
+  const char* mode = nullptr;  // default: pre-copy where possible
   for (int i = 0; i < argc; ++i) {
     auto is = [&](const char* name) { return strcmp(argv[i], name) == 0 && i + 1 < argc; };
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -128,7 +138,14 @@ int sendCommand(int argc, char** argv) {
     else if (is("--command")) command = argv[++i];
     else if (is("--deputy")) deputy = argv[++i];
     else if (is("--shadowd-socket")) shadowdSocket = argv[++i];
+    else if (strcmp(argv[i], "--insecure-plaintext-links") == 0) linkMode = LinkMode::PLAINTEXT;
     else if (is("--stall-timeout-ms")) stallMs = strtoull(argv[++i], nullptr, 10);
+    else if (is("--mode")) {
+      mode = argv[++i];
+      if (strcmp(mode, "precopy") != 0 && strcmp(mode, "stop-and-copy") != 0) {
+        fail(kj::str("--mode takes precopy or stop-and-copy, not ", mode));
+      }
+    }
     else if (is("--network")) {
       const char* v = argv[++i];
       KJ_IF_MAYBE(p, networkFromWord(v)) { network = *p; }
@@ -151,7 +168,7 @@ int sendCommand(int argc, char** argv) {
 
   auto io = kj::setupAsyncIo();
   auto& ws = io.waitScope;
-  migctl::ControlClient ctl(static_cast<pid_t>(pid));  // a process not under mig: said before anything else
+  auto ctl = kj::heap<migctl::ControlClient>(static_cast<pid_t>(pid));  // a process not under mig: said first
   // A file mapped shared and writable cannot follow the job (its writes would reach a
   // copy, not the file): refused before anything happens to the job. Read-only shared
   // and private mappings of home files travel as private memory.
@@ -160,7 +177,7 @@ int sendCommand(int argc, char** argv) {
                  " shared and writable, and its writes could not reach that file from another host; the job runs on ",
                  deputy != nullptr ? "at home" : "where it was"));
   }
-  auto link = loginToPeer(io, key, to).wait(ws);
+  auto link = loginToPeer(io, key, linkMode, to).wait(ws);
 
   // The destination may refuse before anything happens to the job.
   auto receive = link->node.receiveRequest();
@@ -179,8 +196,39 @@ int sendCommand(int argc, char** argv) {
   auto sink = waitOrStall(receive.send(), timer, stallMs, stalled, ws).getSink();
   RpcSink out(kj::mv(sink), ws, timer, stallMs, kj::mv(stalled));
 
-  auto frozenAt = std::chrono::steady_clock::now();
-  resources::CaptureStats stats = migctl::freezeAndCapture(ctl, kFreezeTimeoutSeconds, /*forMigration=*/true, out);
+  // Write tracking for pre-copy: a userfaultfd made by the job's shim. The shim ends
+  // that control connection after handing it over; the freeze takes a new one.
+  int uffd = -1;
+  kj::String whyNot;
+  if (mode == nullptr || strcmp(mode, "precopy") == 0) {
+    uffd = ctl->trackWrites(whyNot);
+    if (uffd < 0 && mode != nullptr) fail(kj::str("pre-copy is not possible: ", whyNot));
+    ctl = nullptr;
+    ctl = kj::heap<migctl::ControlClient>(static_cast<pid_t>(pid));
+  }
+
+  resources::CaptureStats stats;
+  uint64_t bytesBefore = 0;
+  uint32_t rounds = 0;
+  std::chrono::steady_clock::time_point frozenAt;
+  if (uffd >= 0) {
+    pid_t realPid = ctl->realPid();
+    capnp::MallocMessageBuilder header;
+    image::fillHeader(header.initRoot<image::schema::Header>(), 0, static_cast<int32_t>(vpid > 0 ? vpid : pid),
+                      resources::readProcFile(realPid, "cmdline").c_str());
+    image::ImageWriter w(out, header);
+    resources::ProcPageSource memory(realPid, /*forMigration=*/true);
+    resources::Precopy precopy(realPid, uffd, memory);
+    precopy.runRounds(w, resources::PrecopyRule{}, [&]() { out.flush(); });
+    out.flush(/*drain=*/true);  // the link is empty when the job stops
+    bytesBefore = out.total();
+    rounds = precopy.stats().rounds;
+    frozenAt = std::chrono::steady_clock::now();
+    stats = migctl::freezeAndFinish(*ctl, kFreezeTimeoutSeconds, memory, precopy, w);
+  } else {
+    frozenAt = std::chrono::steady_clock::now();
+    stats = migctl::freezeAndCapture(*ctl, kFreezeTimeoutSeconds, /*forMigration=*/true, out);
+  }
   out.flush(/*drain=*/true);
   double transferMs = msSince(frozenAt);
 
@@ -195,12 +243,14 @@ int sendCommand(int argc, char** argv) {
          dropText = kj::str(kj::hex(stats.pendingSignals));
     kj::StringPtr args[] = {deputy, "--job-id", idText, tokenEnv, "--socket", shadowdSocket,
                             "--drop-signals", dropText};
-    ctl.becomeDeputy(args);
+    ctl->becomeDeputy(args);
   } else {
-    ctl.exitProcess();
+    ctl->exitProcess();
   }
-  printf("MIGRATED %.3f %llu %.3f %.3f\n", freezeMs, static_cast<unsigned long long>(out.total()), transferMs,
-         restoreMs);
+  printf("MIGRATED %.3f %llu %.3f %.3f %s %llu %llu %u\n", freezeMs, static_cast<unsigned long long>(out.total()),
+         transferMs, restoreMs, uffd >= 0 ? "pre-copy" : "stop-and-copy", static_cast<unsigned long long>(bytesBefore),
+         static_cast<unsigned long long>(out.total() - bytesBefore), rounds);
+  if (uffd < 0 && mode == nullptr) printf("%s\n", whyNot.cStr());
   return 0;
 }
 

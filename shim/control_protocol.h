@@ -39,6 +39,9 @@ enum Op : uint32_t {
   kOpExit = 3,    // Command: end the process (checkpoint --stop) with kCheckpointedStatus
   kOpBecomeDeputy = 4,  // Command: exec the deputy in place; its argv follows in the next
                         // message (NUL-separated, at most kMaxDeputyArgs bytes)
+  kOpTrackWrites = 5,   // Request: make a userfaultfd for write tracking (pre-copy) and
+                        // send it back with the Reply (SCM_RIGHTS); blockAddr = 0. The job
+                        // keeps running; the connection ends after the reply.
 };
 inline constexpr uint32_t kMaxDeputyArgs = 4096;
 
@@ -60,6 +63,7 @@ enum Status : int32_t {
   kThreadTimeout = 2,  // a thread did not reach the checkpoint signal in time
   kBadRequest = 3,
   kSigevThread = 4,    // a SIGEV_THREAD timer's glibc helper thread blocks every signal
+  kNoTracking = 5,     // kOpTrackWrites: no userfaultfd with WP_ASYNC here; reserved = errno
 };
 
 struct Reply {

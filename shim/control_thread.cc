@@ -9,6 +9,7 @@
 #include "shim/own_fds.h"
 #include "shim/raw_syscall.h"
 #include "shim/runtime.h"
+#include "shim/write_tracking.h"
 
 #include <cerrno>
 #include <csignal>
@@ -65,12 +66,40 @@ void makeControlWake() {
   rt.controlWake = fd < 0 ? 0 : static_cast<int>(placeOwnFd(fd)) + 1;
 }
 
+// Pre-copy: the userfaultfd is made here, in the job, and handed over; our copy is
+// closed at once, so it lives only as long as migctl's (its close unregisters all).
+void sendWriteTracking(int conn) {
+  int fd = control::makeWriteTrackingUffd();
+  control::Reply reply{control::kMagic, fd >= 0 ? control::kOk : control::kNoTracking, 0, 0,
+                       static_cast<uint32_t>(fd >= 0 ? 0 : -fd)};
+  struct iovec iov = {&reply, sizeof(reply)};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  struct msghdr msg {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (fd >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  }
+  (void)!sendmsg(conn, &msg, MSG_NOSIGNAL);
+  if (fd >= 0) close(fd);
+}
+
 // Serves one connection; returns true when this is now a freshly restored process.
 bool serve(int conn) {
   control::Request req{};
-  if (!peerAllowed(conn) || read(conn, &req, sizeof(req)) != sizeof(req) ||
-      req.magic != control::kMagic || req.version != control::kVersion ||
-      req.op != control::kOpCheckpoint) {
+  if (peerAllowed(conn) && read(conn, &req, sizeof(req)) == sizeof(req) && req.magic == control::kMagic &&
+      req.version == control::kVersion && req.op == control::kOpTrackWrites) {
+    sendWriteTracking(conn);
+    return false;
+  }
+  if (req.magic != control::kMagic || req.version != control::kVersion ||
+      req.op != control::kOpCheckpoint || !peerAllowed(conn)) {
     control::Reply reply{control::kMagic, control::kBadRequest, 0, 0, 0};
     (void)!write(conn, &reply, sizeof(reply));
     return false;

@@ -14,7 +14,7 @@ cluster_args "$@"
 cluster_require SHADOWD DEPUTY MIGCTL LIBMIG
 
 declare -A FARGS=(
-  [counter]="100" [files]="@DIR@ 60" [threads]="60" [signals]="60" [memory]="256M 60"
+  [counter]="100" [files]="@DIR@ 60" [threads]="60" [signals]="60" [memory]="256M 256"
   [avx]="40" [unlinked]="@DIR@ 60" [private_map]="@DIR@ 60" [shared_anon]="60"
   [shared_anon_alias]="60" [malloc_heavy]="40" [pipe_read]="60" [pids]="60"
   [mutex_kinds]="60" [proc_attrs]="@DIR@ 60" [eventfd]="60" [timerfd]="60" [signalfd]="60"

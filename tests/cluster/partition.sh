@@ -23,10 +23,12 @@ cut=0
 heal() { (( cut )) && link_b up && cut=0; }
 trap 'heal; cleanup' EXIT
 
-start_job bigmem-ref plain "${FEATURE[memory]}" 512M 40
+# 128 steps: the job must outlive the hop, and with pre-copy it runs on during the
+# rounds as well as during the 4 s before the abort.
+start_job bigmem-ref plain "${FEATURE[memory]}" 512M 128
 images_on_b() { compgen -G "$(hp b "$SPOOL")/job-*.img" >/dev/null; }
 
-if start_job bigmem mig "${FEATURE[memory]}" 512M 40 && wait_step bigmem 2 60; then
+if start_job bigmem mig "${FEATURE[memory]}" 512M 128 && wait_step bigmem 2 60; then
   mark_spool b
   new_migrate_logs
   run_migrate bigmem b 120 &

@@ -3,8 +3,10 @@
 # logs in (DESIGN.md, Security). From a, against b's shadowd (login timeout 3 s, at
 # most 16 connections waiting to log in): 8 connections each send the frame of a
 # message claiming 64 MiB and then as much of it as they can, and hold on; b's
-# shadowd closes each after 64 KiB and its VmRSS stays within 32 MiB of what it was
-# (without the limit it buffers ~64 MiB each). Then 40 idle connections: 24 are
+# shadowd closes each (at the link handshake, whose first bytes these are not: see
+# shadow/secure_stream.h; a peer past it is held to 64 KiB until it logs in) with
+# one line in its log, and its VmRSS stays within 32 MiB of what it was (without
+# the limits it buffers ~64 MiB each). Then 40 idle connections: 24 are
 # closed at once (16 pending is the limit), the other 16 after the login timeout;
 # each closing is one line in b's log. Then a real migration a -> b still works and
 # the job finishes as an undisturbed run.
@@ -38,11 +40,13 @@ if wait_until 90 grep -qx holding "$T/flood.out"; then
     fail "8 connections each claiming a 64 MiB message: $closed of 8 closed by b; b's shadowd VmRSS $rss_before -> $rss_during KiB (+$growth KiB, bound $RSS_BOUND_KIB)"
     detail "$T/flood.out" "the client's report"
   fi
-  n=$(log_lines "without logging in")
+  closing="closed the connection from ${ADDR[a]}:"
+  n=$(log_lines "$closing")
   if (( n == 8 )); then
-    ok "b logged each one: $(grep -m1 -- "without logging in" "$T/shadowd-b.log")"
+    ok "b logged each one: $(grep -m1 -- "$closing" "$T/shadowd-b.log")"
   else
-    fail "b's log has $n lines about connections closed for sending too much, not 8"
+    fail "b's log has $n lines about connections from a it closed, not 8"
+    shadowd_logs b
   fi
 else
   fail "the flooding client did not finish sending within 90 s"

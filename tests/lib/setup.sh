@@ -13,6 +13,8 @@ MIG_PACKAGES=(
   python3                         # Debian's python3: code_after_move.sh imports C extensions after a move
   memcached                       # restarted on its port (migctl-sockets-restart); lowers RLIMIT_NOFILE to 1024 (migration-memcached)
   groff-base man-db               # man-pages test: the pages rendered by groff -ww and man --warnings
+  libsodium-dev                   # host-to-host links: the X25519 handshake (records use OpenSSL, faster here)
+  tcpdump                         # cluster test: a capture on the simulated bridge holds no plaintext
   libtomlplusplus-dev             # shadowd --policy FILE: TOML parsed by toml++ (docs/policies.md)
 )
 

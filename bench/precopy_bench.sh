@@ -1,0 +1,58 @@
+#!/bin/bash
+# Pre-copy beside stop-and-copy, in the same run, on loopback: a process holding MIB
+# MiB and writing RATE MiB/s of it (bench/dirty_memory.c) migrated A -> B with
+# --stop-and-copy, and another one the same with --precopy. For each: the freeze, the
+# total time of `migctl migrate` (asking to done), the bytes sent before and during
+# the freeze; then the ratios (issue 14's targets: freeze <= 50 ms with pre-copy,
+# total <= 2x stop-and-copy's).
+# usage: bench/precopy_bench.sh [MIB [RATE]]     (defaults 1024 and 16)
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${MIG_BUILD:-$root/build}
+mib=${1:-1024}
+rate=${2:-16}
+dir=$(mktemp -d /tmp/mig-precopybench.XXXXXX)
+pids=()
+trap 'kill -9 "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+head -c 32 /dev/urandom > "$dir/key"; chmod 600 "$dir/key"
+pa=$(port) pb=$(port)
+"$build/shadow/shadowd" --listen 127.0.0.1:$pa --cluster-key "$dir/key" --socket "$dir/a/sock" --log "$dir/a.log" & pids+=($!)
+"$build/shadow/shadowd" --listen 127.0.0.1:$pb --cluster-key "$dir/key" --socket "$dir/b/sock" --log "$dir/b.log" & pids+=($!)
+for s in a b; do for _ in $(seq 1 100); do [ -S "$dir/$s/sock" ] && break; sleep 0.05; done; done
+A() { MIG_SHADOWD_SOCKET=$dir/a/sock "$build/migctl/migctl" "$@"; }
+wait_for() { for _ in $(seq 1 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "timeout waiting for $2 in $1" >&2; exit 1; }
+
+# run MODE: prints "freeze_ms total_ms before_MiB during_MiB rounds"
+run() {
+  LD_PRELOAD=$build/shim/libmig.so "$build/bench/dirty_memory" "$mib" "$rate" > "$dir/$1.out" &
+  local job=$!; pids+=($job)
+  wait_for "$dir/$1.out" READY
+  local t0 t1 line
+  t0=$(date +%s%N)
+  line=$(A migrate "$job" --to 127.0.0.1:$pb "--$1" | tail -1)
+  t1=$(date +%s%N)
+  echo "$line" > "$dir/$1.line"
+  local f before during rounds=0
+  f=$(sed -E 's/.*frozen ([0-9.]+) ms.*/\1/' <<<"$line")
+  if [ "$1" = precopy ]; then
+    read -r rounds before during <<<"$(sed -E 's/.*pre-copy, ([0-9]+) rounds: ([0-9.]+) MiB sent while it ran, ([0-9.]+) MiB while frozen.*/\1 \2 \3/' <<<"$line")"
+  else
+    before=0
+    during=$(sed -E 's/.*stop-and-copy: ([0-9.]+) MiB sent while frozen.*/\1/' <<<"$line")
+  fi
+  echo "$f $(( (t1 - t0) / 1000000 )) $before $during $rounds"
+  kill -9 "$job" 2>/dev/null || true
+  for p in $(sed -n 's/.*runs here as PID \([0-9]*\)$/\1/p' "$dir/b.log"); do kill -9 "$p" 2>/dev/null || true; done
+}
+read -r sf st sb sd _ <<<"$(run stop-and-copy)"
+read -r pf pt pb_ pd pr <<<"$(run precopy)"
+printf 'process of %d MiB writing %d MiB/s, migrated on loopback:\n' "$mib" "$rate"
+sed 's/^/  /' "$dir/stop-and-copy.line" "$dir/precopy.line"
+printf '                      %14s %14s\n' stop-and-copy pre-copy
+printf '  freeze              %11.1f ms %11.1f ms   (target pre-copy <= 50 ms)\n' "$sf" "$pf"
+printf '  total (migctl)      %11d ms %11d ms\n' "$st" "$pt"
+printf '  sent while running  %10.1f MiB %10.1f MiB   (%d rounds)\n' "$sb" "$pb_" "$pr"
+printf '  sent while frozen   %10.1f MiB %10.1f MiB\n' "$sd" "$pd"
+printf '  pre-copy / stop-and-copy: freeze %.3f, total %.2f (target <= 2), bytes %.2f\n' \
+  "$(echo "$pf / $sf" | bc -l)" "$(echo "$pt / $st" | bc -l)" "$(echo "($pb_ + $pd) / ($sb + $sd)" | bc -l)"

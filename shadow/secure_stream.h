@@ -1,0 +1,99 @@
+// The encrypted, authenticated stream every host-to-host TCP connection runs in
+// (transfers, the relayed link home, every call between shadowds): nothing of what the
+// peers say is readable or alterable on the wire.
+//
+// Handshake (both sides at once, then each waits for the other):
+//   hello    = "mig-link" | version | mode | ephemeral X25519 public key   (in clear)
+//   finished = the first record each way: the hash of both hellos, encrypted
+// Each direction's key is BLAKE2b keyed with the link secret (derived from the cluster
+// key) over the direction, the X25519 shared keys of the two ephemeral key pairs
+// (crypto_kx: forward secrecy) and the hash of both hellos. A peer without the cluster
+// key cannot make a `finished` the other side accepts: the handshake fails and the
+// connection is dropped before Cap'n Proto reads a byte of it.
+//
+// Records: length (4 bytes, little endian, authenticated as associated data) |
+// ChaCha20-Poly1305 (IETF) ciphertext | 16-byte tag; the nonce is the record's number
+// in its direction, never sent. A flipped bit, a replayed, dropped or reordered record
+// fails the tag: the read fails (DISCONNECTED) and nothing of the record is delivered.
+// Writes are batched into records of up to 64 KiB.
+//
+// --insecure-plaintext-links (benchmarks only): both hellos say "plaintext" and the
+// bytes after them pass in clear. A peer that asks for the other mode is refused.
+#pragma once
+
+#include <kj/async-io.h>
+
+namespace mig::shadow {
+
+class ClusterKey;
+
+enum class LinkMode : uint8_t { ENCRYPTED = 0, PLAINTEXT = 1 };
+
+// What both ends of a link need: the 32-byte link secret and the mode.
+struct LinkSecret {
+  kj::Array<kj::byte> key;  // empty: this host has no cluster key (every handshake fails)
+  LinkMode mode = LinkMode::ENCRYPTED;
+};
+LinkSecret linkSecret(const ClusterKey& key, LinkMode mode);
+
+class SecureStream final : public kj::AsyncIoStream {
+ public:
+  enum class Side : uint8_t { CONNECTOR, ACCEPTOR };
+  // Largest plaintext per record.
+  static constexpr size_t kMaxRecord = 64 * 1024;
+
+  SecureStream(kj::Own<kj::AsyncIoStream> inner, Side side, const LinkSecret& secret);
+  ~SecureStream() noexcept(false);
+
+  // Runs the handshake; call once, before any read or write. Fails (DISCONNECTED) with
+  // one line saying why: no cluster key, the peer's key differs, not a shadowd, modes
+  // differ.
+  kj::Promise<void> handshake();
+  LinkMode mode() const { return mode_; }
+
+  kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override;
+  kj::Promise<void> write(const void* buffer, size_t size) override;
+  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override;
+  kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
+  void shutdownWrite() override { inner_->shutdownWrite(); }
+  void abortRead() override { inner_->abortRead(); }
+  void getsockopt(int level, int option, void* value, kj::uint* length) override {
+    inner_->getsockopt(level, option, value, length);
+  }
+  void setsockopt(int level, int option, const void* value, kj::uint length) override {
+    inner_->setsockopt(level, option, value, length);
+  }
+  void getsockname(struct sockaddr* addr, kj::uint* length) override { inner_->getsockname(addr, length); }
+  void getpeername(struct sockaddr* addr, kj::uint* length) override { inner_->getpeername(addr, length); }
+
+  // The wire size of a record carrying `plain` bytes (for tests).
+  static size_t recordSize(size_t plain);
+
+ private:
+  struct Keys;
+  kj::Promise<size_t> readMore(kj::byte* out, size_t minBytes, size_t maxBytes, size_t done);
+  // Decrypts the next whole record in in_ (if there is one): into `out` if it fits in
+  // `room` (`*written` says how much), else in place; false if the buffer holds no
+  // whole record yet. Throws on a bad record.
+  bool openRecord(kj::byte* out = nullptr, size_t room = 0, size_t* written = nullptr);
+  // `pieces` as sealed records, ready for the wire.
+  kj::Array<kj::byte> seal(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces);
+  kj::Promise<void> readExactly(kj::byte* out, size_t n);
+  // Reads until the peer's `finished` record is opened and checked.
+  kj::Promise<void> readFinished();
+
+  kj::Own<kj::AsyncIoStream> inner_;
+  Side side_;
+  LinkMode mode_;
+  kj::Array<kj::byte> secret_;
+  kj::Own<Keys> keys_;
+  bool ready_ = false;
+  uint64_t sendCounter_ = 0;
+  uint64_t recvCounter_ = 0;
+  // Received wire bytes: [inBegin_, inEnd_) not yet opened; [plainBegin_, plainEnd_)
+  // an opened record's plaintext not yet handed out.
+  kj::Array<kj::byte> in_;
+  size_t inBegin_ = 0, inEnd_ = 0, plainBegin_ = 0, plainEnd_ = 0;
+};
+
+}  // namespace mig::shadow

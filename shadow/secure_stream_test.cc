@@ -1,0 +1,356 @@
+// The link stream: what goes in comes out whole and in order, whatever the sizes and
+// however the reads and writes are cut; a peer with another key is refused; a record
+// altered, replayed or reordered on the wire is never delivered.
+#include "shadow/secure_stream.h"
+
+#include "shadow/prelogin_stream.h"
+
+#include <doctest/doctest.h>
+
+#include <kj/async-io.h>
+#include <kj/vector.h>
+
+#include <cstring>
+
+namespace mig::shadow {
+namespace {
+
+constexpr size_t kHelloWire = 42;                   // magic, version, mode, X25519 key
+const size_t kHandshakeWire = kHelloWire + SecureStream::recordSize(32);  // hello + finished
+
+LinkSecret secret(char fill, LinkMode mode = LinkMode::ENCRYPTED) {
+  LinkSecret s;
+  s.key = kj::heapArray<kj::byte>(32);
+  memset(s.key.begin(), fill, 32);
+  s.mode = mode;
+  return s;
+}
+
+bool has(kj::StringPtr text, const char* part) { return strstr(text.cStr(), part) != nullptr; }
+
+kj::Array<kj::byte> pattern(size_t n, unsigned seed) {
+  auto a = kj::heapArray<kj::byte>(n);
+  uint32_t x = seed * 2654435761u + 1;
+  for (size_t i = 0; i < n; ++i) {
+    x = x * 1103515245u + 12345u;
+    a[i] = static_cast<kj::byte>(x >> 16);
+  }
+  return a;
+}
+
+// Two ends joined directly.
+struct Direct {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  kj::TwoWayPipe pipe = io.provider->newTwoWayPipe();
+  kj::Own<SecureStream> a, b;
+  Direct(const LinkSecret& sa, const LinkSecret& sb) {
+    a = kj::heap<SecureStream>(kj::mv(pipe.ends[0]), SecureStream::Side::CONNECTOR, sa);
+    b = kj::heap<SecureStream>(kj::mv(pipe.ends[1]), SecureStream::Side::ACCEPTOR, sb);
+  }
+  void handshake() {
+    auto ha = a->handshake();
+    b->handshake().wait(io.waitScope);
+    ha.wait(io.waitScope);
+  }
+};
+
+// Two ends with the test in the middle, holding the wire: a -> (aWire | bWire) -> b.
+struct OnPath {
+  kj::AsyncIoContext& io;
+  kj::TwoWayPipe left = io.provider->newTwoWayPipe();
+  kj::TwoWayPipe right = io.provider->newTwoWayPipe();
+  kj::Own<SecureStream> a, b;
+  kj::Own<kj::AsyncIoStream> aWire, bWire;  // what a sends arrives on aWire; bWire reaches b
+  explicit OnPath(kj::AsyncIoContext& io) : io(io) {
+    auto s = secret('k');
+    a = kj::heap<SecureStream>(kj::mv(left.ends[0]), SecureStream::Side::CONNECTOR, s);
+    b = kj::heap<SecureStream>(kj::mv(right.ends[1]), SecureStream::Side::ACCEPTOR, s);
+    aWire = kj::mv(left.ends[1]);
+    bWire = kj::mv(right.ends[0]);
+    // Pass the handshake through untouched.
+    auto ha = a->handshake();
+    auto hb = b->handshake();
+    auto up = aWire->pumpTo(*bWire, kHandshakeWire);
+    auto down = bWire->pumpTo(*aWire, kHandshakeWire);
+    CHECK(up.wait(io.waitScope) == kHandshakeWire);
+    CHECK(down.wait(io.waitScope) == kHandshakeWire);
+    ha.wait(io.waitScope);
+    hb.wait(io.waitScope);
+  }
+  // One record as a sent it, taken off the wire.
+  kj::Array<kj::byte> sealed(kj::StringPtr text) {
+    a->write(text.begin(), text.size()).wait(io.waitScope);
+    auto wire = kj::heapArray<kj::byte>(SecureStream::recordSize(text.size()));
+    aWire->read(wire.begin(), wire.size()).wait(io.waitScope);
+    return wire;
+  }
+  void deliver(kj::ArrayPtr<const kj::byte> bytes) { bWire->write(bytes.begin(), bytes.size()).wait(io.waitScope); }
+  kj::String receive(size_t n) {
+    auto buf = kj::heapArray<char>(n + 1);
+    b->read(buf.begin(), n).wait(io.waitScope);
+    return kj::heapString(buf.begin(), n);
+  }
+};
+
+kj::Array<kj::byte> readAll(SecureStream& s, kj::WaitScope& ws, size_t n, size_t chunk) {
+  auto out = kj::heapArray<kj::byte>(n);
+  size_t got = 0;
+  while (got < n) {
+    size_t r = s.tryRead(out.begin() + got, 1, kj::min(chunk, n - got)).wait(ws);
+    if (r == 0) {
+      FAIL("end of stream after ", got, " of ", n, " bytes");
+    }
+    got += r;
+  }
+  return out;
+}
+
+TEST_CASE("secure stream: every size comes through whole, both ways, however reads are cut") {
+  Direct d(secret('k'), secret('k'));
+  d.handshake();
+  auto& ws = d.io.waitScope;
+  const size_t K = SecureStream::kMaxRecord;
+  size_t sizes[] = {1, 2, 31, 1000, K - 1, K, K + 1, 3 * K + 17, 1 << 20};
+  size_t chunks[] = {1, 7, 4096, K, 1 << 21};
+  unsigned seed = 0;
+  for (size_t n : sizes) {
+    for (size_t chunk : chunks) {
+      if (chunk == 1 && n > 70000) continue;  // a byte at a time is slow, and K+1 covers it
+      auto data = pattern(n, ++seed);
+      auto sending = d.a->write(data.begin(), data.size());
+      auto got = readAll(*d.b, ws, n, chunk);
+      sending.wait(ws);
+      CHECK_MESSAGE(got == data, "a->b size ", n, " read chunk ", chunk);
+      auto back = pattern(n, ++seed);
+      auto replying = d.b->write(back.begin(), back.size());
+      auto gotBack = readAll(*d.a, ws, n, chunk);
+      replying.wait(ws);
+      CHECK_MESSAGE(gotBack == back, "b->a size ", n, " read chunk ", chunk);
+    }
+  }
+}
+
+TEST_CASE("secure stream: a write in many pieces is one run of bytes; many small writes arrive in order") {
+  Direct d(secret('k'), secret('k'));
+  d.handshake();
+  auto& ws = d.io.waitScope;
+  auto data = pattern(200000, 9);
+  // Pieces of uneven sizes, like a Cap'n Proto message's segment table and segments.
+  kj::Vector<kj::ArrayPtr<const kj::byte>> pieces;
+  size_t cuts[] = {8, 1, 70000, 3, 65536, 0, 64000};
+  size_t at = 0;
+  for (size_t c : cuts) {
+    pieces.add(data.slice(at, at + c));
+    at += c;
+  }
+  pieces.add(data.slice(at, data.size()));
+  auto sending = d.a->write(pieces.asPtr());
+  CHECK(readAll(*d.b, ws, data.size(), 100000) == data);
+  sending.wait(ws);
+
+  // One write after the other (a stream takes one at a time), read as they come.
+  auto small = kj::heapArray<kj::byte>(900);
+  for (int i = 0; i < 300; ++i) {
+    small[3 * i] = static_cast<kj::byte>(i);
+    small[3 * i + 1] = static_cast<kj::byte>(i >> 8);
+    small[3 * i + 2] = 0x5a;
+  }
+  kj::Promise<void> writes = kj::READY_NOW;
+  for (int i = 0; i < 300; ++i) {
+    writes = writes.then([&d, &small, i]() { return d.a->write(small.begin() + 3 * i, 3); });
+  }
+  auto got = readAll(*d.b, ws, 900, 1 << 20);
+  writes.wait(ws);
+  for (int i = 0; i < 300; ++i) {
+    CHECK(got[3 * i] == static_cast<kj::byte>(i));
+    CHECK(got[3 * i + 1] == static_cast<kj::byte>(i >> 8));
+  }
+}
+
+TEST_CASE("secure stream: a record split into single bytes on the wire is read whole") {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  OnPath p(io);
+  auto record = p.sealed("split on the way");
+  for (auto& byte : record) p.deliver(kj::arrayPtr(&byte, 1));
+  CHECK(p.receive(16) == "split on the way");
+}
+
+TEST_CASE("secure stream: the wire never carries the plaintext") {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  OnPath p(io);
+  kj::StringPtr marker = "MARKER-in-clear-0123456789";
+  auto record = p.sealed(marker);
+  CHECK(memmem(record.begin(), record.size(), marker.begin(), marker.size()) == nullptr);
+  CHECK(memmem(record.begin(), record.size(), "MARKER", 6) == nullptr);
+  p.deliver(record);
+  CHECK(p.receive(marker.size()) == marker);
+}
+
+TEST_CASE("secure stream: a peer with another cluster key is refused, both sides say so") {
+  Direct d(secret('k'), secret('x'));
+  auto ha = d.a->handshake();
+  auto hb = d.b->handshake();
+  auto eb = kj::runCatchingExceptions([&]() { hb.wait(d.io.waitScope); });
+  auto ea = kj::runCatchingExceptions([&]() { ha.wait(d.io.waitScope); });
+  KJ_IF_MAYBE(e, eb) {
+    CHECK(e->getType() == kj::Exception::Type::DISCONNECTED);
+    CHECK(has(e->getDescription(), "does not hold this cluster's key"));
+  } else {
+    FAIL("the acceptor took a peer with another key");
+  }
+  KJ_IF_MAYBE(e, ea) { CHECK(has(e->getDescription(), "does not hold this cluster's key")); }
+  else {
+    FAIL("the connector took a peer with another key");
+  }
+}
+
+TEST_CASE("secure stream: a peer that is not a shadowd, or wants the other mode, is refused") {
+  {
+    kj::AsyncIoContext io = kj::setupAsyncIo();
+    auto pipe = io.provider->newTwoWayPipe();
+    SecureStream s(kj::mv(pipe.ends[0]), SecureStream::Side::ACCEPTOR, secret('k'));
+    auto h = s.handshake();
+    kj::byte junk[kHelloWire];
+    memset(junk, 'G', sizeof(junk));  // "GGGG…": someone's HTTP client, say
+    pipe.ends[1]->write(junk, sizeof(junk)).wait(io.waitScope);
+    auto e = kj::runCatchingExceptions([&]() { h.wait(io.waitScope); });
+    KJ_IF_MAYBE(ex, e) { CHECK(has(ex->getDescription(), "does not speak mig's link protocol")); }
+    else {
+      FAIL("junk accepted as a hello");
+    }
+  }
+  Direct d(secret('k', LinkMode::PLAINTEXT), secret('k', LinkMode::ENCRYPTED));
+  auto ha = d.a->handshake();
+  auto e = kj::runCatchingExceptions([&]() { d.b->handshake().wait(d.io.waitScope); });
+  KJ_IF_MAYBE(ex, e) { CHECK(has(ex->getDescription(), "insecure-plaintext-links")); }
+  else {
+    FAIL("an encrypting acceptor took a plaintext peer");
+  }
+  CHECK(kj::runCatchingExceptions([&]() { ha.wait(d.io.waitScope); }) != nullptr);
+}
+
+TEST_CASE("secure stream: a host without a cluster key cannot open a link") {
+  LinkSecret none;
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  auto pipe = io.provider->newTwoWayPipe();
+  SecureStream s(kj::mv(pipe.ends[0]), SecureStream::Side::CONNECTOR, none);
+  auto e = kj::runCatchingExceptions([&]() { s.handshake().wait(io.waitScope); });
+  KJ_IF_MAYBE(ex, e) { CHECK(has(ex->getDescription(), "no cluster key")); }
+  else {
+    FAIL("a keyless link opened");
+  }
+}
+
+void checkRefused(OnPath& p) {
+  char buf[64];
+  auto e = kj::runCatchingExceptions([&]() { p.b->tryRead(buf, 1, sizeof(buf)).wait(p.io.waitScope); });
+  KJ_IF_MAYBE(ex, e) {
+    CHECK(ex->getType() == kj::Exception::Type::DISCONNECTED);
+    CHECK(has(ex->getDescription(), "connection closed"));
+  } else {
+    FAIL("an altered stream was delivered");
+  }
+}
+
+TEST_CASE("secure stream: a flipped bit anywhere in a record is refused") {
+  // Each position: the length, the body, the tag.
+  size_t positions[] = {0, 3, 4, 10, 20, 21, 36};
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  for (size_t at : positions) {
+    OnPath p(io);
+    auto record = p.sealed("forwarded write: 0123");  // 21 bytes
+    REQUIRE(at < record.size());
+    record[at] ^= 0x01;
+    p.deliver(record);
+    CAPTURE(at);
+    checkRefused(p);
+  }
+}
+
+TEST_CASE("secure stream: a replayed record is refused, after the original was delivered") {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  OnPath p(io);
+  auto first = p.sealed("pay 100");
+  p.deliver(first);
+  CHECK(p.receive(7) == "pay 100");
+  p.deliver(first);
+  checkRefused(p);
+}
+
+TEST_CASE("secure stream: reordered or dropped records are refused") {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  {
+    OnPath p(io);
+    auto one = p.sealed("one");
+    auto two = p.sealed("two");
+    p.deliver(two);
+    p.deliver(one);
+    checkRefused(p);
+  }
+  {
+    OnPath p(io);
+    p.sealed("dropped");
+    auto next = p.sealed("after");
+    p.deliver(next);
+    checkRefused(p);
+  }
+}
+
+TEST_CASE("secure stream: a record from another connection with the same key is refused") {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  OnPath first(io);
+  auto record = first.sealed("from the first link");
+  OnPath second(io);
+  second.deliver(record);
+  checkRefused(second);
+}
+
+TEST_CASE("secure stream: plaintext mode (benchmarks only) passes bytes in clear after the hellos") {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  auto pipe = io.provider->newTwoWayPipe();
+  auto s = secret('k', LinkMode::PLAINTEXT);
+  SecureStream a(kj::mv(pipe.ends[0]), SecureStream::Side::CONNECTOR, s);
+  auto h = a.handshake();
+  // The peer's hello, taken from another plaintext stream's wire.
+  auto other = io.provider->newTwoWayPipe();
+  SecureStream b(kj::mv(other.ends[0]), SecureStream::Side::ACCEPTOR, s);
+  auto hb = b.handshake();
+  kj::byte hello[kHelloWire];
+  other.ends[1]->read(hello, sizeof(hello)).wait(io.waitScope);
+  pipe.ends[1]->write(hello, sizeof(hello)).wait(io.waitScope);
+  h.wait(io.waitScope);
+  kj::byte theirs[kHelloWire];
+  pipe.ends[1]->read(theirs, sizeof(theirs)).wait(io.waitScope);
+  a.write("in clear", 8).wait(io.waitScope);
+  char wire[8];
+  pipe.ends[1]->read(wire, 8).wait(io.waitScope);
+  CHECK(memcmp(wire, "in clear", 8) == 0);
+}
+
+TEST_CASE("secure stream: over the pre-login limit, a peer with the key still gets no more than the limit through") {
+  // As shadowd accepts: the link stream over the pre-login stream (rpc_server.cc).
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  auto pipe = io.provider->newTwoWayPipe();
+  auto capped = kj::heap<PreLoginStream>(kj::mv(pipe.ends[1]), 4096);
+  auto& limit = *capped;
+  auto over = limit.whenOverLimit().fork();
+  SecureStream a(kj::mv(pipe.ends[0]), SecureStream::Side::CONNECTOR, secret('k'));
+  SecureStream b(kj::mv(capped), SecureStream::Side::ACCEPTOR, secret('k'));
+  auto ha = a.handshake();
+  b.handshake().wait(io.waitScope);  // ~100 bytes: well under the limit
+  ha.wait(io.waitScope);
+  auto big = pattern(20000, 3);
+  auto sending = a.write(big.begin(), big.size());
+  kj::byte in[20000];
+  size_t got = 0;
+  auto e = kj::runCatchingExceptions([&]() {
+    for (size_t n = 1; n > 0; got += n) n = b.tryRead(in + got, 1, sizeof(in) - got).wait(io.waitScope);
+  });
+  CHECK(e != nullptr);
+  CHECK(got < 4096);
+  CHECK(limit.bytesRead() == 4096);
+  CHECK(over.addBranch().poll(io.waitScope));
+}
+
+}  // namespace
+}  // namespace mig::shadow
