@@ -39,6 +39,7 @@ kj::String nameOf(Daemon& d, kj::StringPtr address) {
 
 struct Target {
   uint64_t hostedId = 0;  // a job that migrated in; 0: a job at home here (pid)
+  double askedAt = 0;     // when its turn came (CLOCK_REALTIME seconds, for the history)
   pid_t pid = 0;
   pid_t vpid = 0;
   kj::String home;
@@ -126,6 +127,20 @@ void record(Daemon& d, Round& r, const Target& t, kj::Maybe<kj::StringPtr> to, d
     o.error = kj::str(error);
     d.log(kj::str(r.why, ": PID ", t.vpid, " of ", nameOf(d, t.home), " (", t.command, ") could not move: ", error));
   }
+  // A job at home went through Local.migrate, which keeps its own history entry.
+  if (t.hostedId != 0) {
+    Move m;
+    m.time = t.askedAt;
+    m.pid = t.vpid;
+    m.jobId = t.hostedId;
+    m.from = nameOf(d, d.address());
+    m.to = kj::str(o.destination);
+    m.ok = o.moved;
+    m.freezeMs = o.freezeMs;
+    m.error = kj::str(o.error);
+    m.command = kj::str(t.command);
+    d.moves().add(kj::mv(m));
+  }
   r.outcomes.add(kj::mv(o));
 }
 
@@ -157,6 +172,7 @@ kj::Promise<void> tryHosts(Daemon& d, Round& r, size_t i, kj::Array<Destination>
 
 kj::Promise<void> moveFrom(Daemon& d, Round& r, size_t i) {
   if (i >= r.targets.size()) return kj::READY_NOW;
+  r.targets[i].askedAt = nowSeconds();
   if (monotonicSeconds() >= r.deadline) {
     record(d, r, r.targets[i], nullptr, 0,
            kj::str("not started: the time limit of ", r.limitSeconds, " s ran out before its turn"));

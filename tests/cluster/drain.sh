@@ -1,12 +1,12 @@
 #!/bin/bash
 # drain.sh: `migctl drain`. Three jobs started on a are moved to b; `migctl drain b` on a
 # makes b refuse new jobs and moves all three off b (each to the least loaded host that
-# accepts it, a or c), one line per job saying where it went and its freeze time; each
-# then finishes with exactly the output of an undisturbed run. `migctl nodes` shows b
-# drained (also in --json); a migrate to b is refused with the one line "b is drained";
-# `migctl undrain` (on b) takes jobs again and a job moves to b once more. Then
-# `migctl drain --all` on a drains a itself: the jobs there, also one that never moved
-# (at home), leave for b or c.
+# accepts it, a or c), one line per job saying where it went and its freeze time (also
+# in b's migctl history); each then finishes with exactly the output of an undisturbed
+# run. `migctl nodes` shows b drained (also in --json); a migrate to b is refused with
+# the one line "b is drained"; `migctl undrain` (on b) takes jobs again and a job moves
+# to b once more. Then `migctl drain --all` on a drains a itself: the jobs there, also
+# one that never moved (at home), leave for b or c.
 #
 # usage: drain.sh CPU_JOB OPTIONS (lib/cluster_lib.sh); meson runs it as test
 # 'migration-drain' (suite cluster) with every path filled in.
@@ -61,6 +61,17 @@ if [[ -z $bad ]]; then
 else
   fail "after the drain:$bad"
   sed 's/^/#     /' "$T/list.last"
+fi
+
+# The drain's moves are in b's history (migctl history), as b's own.
+hm b history --json >"$T/history.json" 2>&1
+if python3 -c 'import json,sys
+m=[x for x in json.load(open(sys.argv[1]))["moves"] if x["from"] == "b"]
+sys.exit(0 if len(m) == 3 and all(x["ok"] and x["to"] in ("a", "c") and x["freezeMs"] > 0 for x in m) else 1)' "$T/history.json"; then
+  ok "migctl history on b lists the drain's three moves, from b to a or c, with their freeze times"
+else
+  fail "migctl history on b does not list the drain's three moves"
+  detail "$T/history.json" "migctl history --json on b"
 fi
 
 # --- b is drained: nodes says so, and refuses a job -----------------------------------------
