@@ -338,7 +338,8 @@ kj::Promise<void> ownerLoop(Daemon& d, OwnerWatch& w) {
           if (back && guests && !a.evacuating && now - w.lastRound >= p.sustainSeconds) {
             w.lastRound = now;
             uint64_t limit = static_cast<uint64_t>(d.config().policy.drain.timeLimitSeconds * 1000);
-            d.tasks().add(evacuate(d, false, limit, "owner returns").ignoreResult());
+            // (A failure to start is the task's, logged; never the sampling loop's.)
+            d.tasks().add(kj::evalNow([&d, limit]() { return evacuate(d, false, limit, "owner returns").ignoreResult(); }));
           }
         }
         return ownerLoop(d, w);
