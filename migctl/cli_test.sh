@@ -22,7 +22,7 @@ help() {
     ok "${*/#$migctl/migctl}: its usage and options"
   else bad "${*/#$migctl/migctl} (exit $rc): $(head -3 <<<"$out")"; fi
 }
-for c in "" run checkpoint restart image "image info" migrate list nodes; do
+for c in "" run checkpoint restart image "image info" migrate list nodes drain undrain; do
   # shellcheck disable=SC2086  # words
   help "$migctl" $c --help
 done
@@ -73,6 +73,23 @@ usage "shadowd: --nodes=/nonexistent/nodes: cannot read the nodes file /nonexist
   "$shadowd" --nodes /nonexistent/nodes
 usage "shadowd: refusing to listen on a non-loopback address without --cluster-key FILE (try 'shadowd --help')" \
   "$shadowd" --listen 10.9.9.9:7070
+usage "migctl drain: --time-limit=0: takes a number of seconds > 0, not '0' (try 'migctl drain --help')" \
+  "$migctl" drain b --time-limit 0
+usage "migctl drain: c: too many arguments (try 'migctl drain --help')" "$migctl" drain b c
+usage "migctl undrain: --all: unrecognized option (try 'migctl undrain --help')" "$migctl" undrain --all
+# A policy file (docs/policies.md) with an unknown key, a bad number, a wrong type: its
+# line and the reason, before shadowd starts anything.
+pol=/tmp/mig-cli-policy.$$
+printf '[owner_returns]\nenabled = true\nthreshhold = 2\n' >"$pol"
+usage "shadowd: --policy=$pol: $pol:3:1: unknown key 'owner_returns.threshhold' (known in [owner_returns]: enabled, threshold, sustain_seconds, sample_seconds) (try 'shadowd --help')" \
+  "$shadowd" --policy "$pol"
+printf '[drain]\ntime_limit_seconds = -5\n' >"$pol"
+usage "shadowd: --policy=$pol: $pol:2:22: 'drain.time_limit_seconds' = -5 is out of range: it must be above 0 and at most 86400 (try 'shadowd --help')" \
+  "$shadowd" --policy "$pol"
+printf '[owner_returns]\nenabled = 1\n' >"$pol"
+usage "shadowd: --policy=$pol: $pol:2:11: 'owner_returns.enabled' must be true or false (try 'shadowd --help')" \
+  "$shadowd" --policy "$pol"
+rm -f "$pol"
 
 # A negative --realtime-offset-ns (shadowd passes it as two words) is a value, not an
 # option: the command gets as far as the image (none here).

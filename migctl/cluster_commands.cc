@@ -3,6 +3,7 @@
 #include "image/image_error.h"
 #include "migctl/commands.h"
 #include "migctl/json_output.h"
+#include "migctl/local_link.h"
 #include "shadow/error.h"
 #include "shadow/local_socket.h"
 #include "shadow/mig.capnp.h"
@@ -26,49 +27,6 @@ using image::fail;
 
 constexpr uint64_t kMigrateTimeoutMs = 600000;
 constexpr uint64_t kQueryTimeoutMs = 20000;
-
-struct LocalLink {
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  kj::Own<kj::AsyncIoStream> stream;
-  kj::Own<capnp::TwoPartyClient> client;
-  rpc::Local::Client local = nullptr;
-
-  explicit LocalLink(kj::StringPtr socket) {
-    // connect() on a Unix socket needs write permission on it and search permission on
-    // its directories: a socket there that we may not use is not "no shadowd".
-    if (access(socket.cStr(), W_OK) != 0 && errno == EACCES) {
-      fail(kj::str("permission denied on ", socket, ": that shadowd serves another user; run migctl as the ",
-                   "job's owner (or as root)"));
-    }
-    if (access(socket.cStr(), F_OK) != 0) {
-      fail(kj::str("no shadowd on this host (no socket at ", socket, "); start one: shadowd --listen HOST:PORT"));
-    }
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-      stream = io.provider->getNetwork().parseAddress(kj::str("unix:", socket)).wait(io.waitScope)->connect().wait(io.waitScope);
-    })) {
-      fail(kj::str("cannot reach shadowd at ", socket, " (is it running?): ", e->getDescription()));
-    }
-    client = kj::heap<capnp::TwoPartyClient>(*stream);
-    local = client->bootstrap().castAs<rpc::Local>();
-  }
-
-  template <typename T>
-  T wait(kj::Promise<T> p, uint64_t timeoutMs, kj::StringPtr what) {
-    auto timeout = io.provider->getTimer().afterDelay(timeoutMs * kj::MILLISECONDS).then([what = kj::str(what)]() -> T {
-      fail(kj::str(what, " timed out"));
-    });
-    return p.exclusiveJoin(kj::mv(timeout)).wait(io.waitScope);
-  }
-};
-
-// --socket, which every command that talks to shadowd takes.
-kj::MainBuilder& addSocketOption(kj::MainBuilder& b, kj::String& socket) {
-  socket = shadow::defaultLocalSocket();
-  return b.addOptionWithArg({"socket"}, [&socket](kj::StringPtr v) -> kj::MainBuilder::Validity {
-    socket = kj::str(v);
-    return true;
-  }, "PATH", "shadowd's local socket (default: $MIG_SHADOWD_SOCKET or /tmp/mig-UID/shadowd.sock)");
-}
 
 kj::String human(double seconds) {
   if (seconds < 120) return kj::str(static_cast<int>(seconds), "s");
@@ -343,6 +301,8 @@ int nodes(const QueryOptions& o) {
         o.setLoad1(info.getLoad1());
         o.setJobs(info.getJobs());
         o.setMemAvailableKiB(static_cast<double>(info.getMemAvailableKiB()));
+        o.setDrained(info.getDrained());
+        o.setOwnerBack(info.getOwnerBack());
       } else {
         o.setError(n.getError());
       }
@@ -354,7 +314,9 @@ int nodes(const QueryOptions& o) {
   for (auto n : r.getNodes()) {
     if (n.getReachable()) {
       auto i = n.getInfo();
-      printf("%-12s %-22s %-12s %6.2f %5u %9lluM  %s\n", n.getName().cStr(), n.getAddress().cStr(), "up",
+      // Drained or busy with its owner's processes: up, but it takes no new jobs.
+      const char* state = i.getDrained() ? "drained" : i.getOwnerBack() ? "owner-busy" : "up";
+      printf("%-12s %-22s %-12s %6.2f %5u %9lluM  %s\n", n.getName().cStr(), n.getAddress().cStr(), state,
              i.getLoad1(), i.getJobs(), static_cast<unsigned long long>(i.getMemAvailableKiB() / 1024),
              i.getHostname().cStr());
     } else {

@@ -32,5 +32,7 @@ kj::MainFunc migrateMain(cli::Context& cli);
 kj::MainFunc listMain(cli::Context& cli);
 kj::MainFunc nodesMain(cli::Context& cli);
 kj::MainFunc historyMain(cli::Context& cli);
+kj::MainFunc drainMain(cli::Context& cli);
+kj::MainFunc undrainMain(cli::Context& cli);
 
 }  // namespace mig::migctl

@@ -43,6 +43,10 @@ int main(int argc, char** argv) {
                      "the hosts this host's shadowd knows, and their load")
       .addSubCommand("history", [&]() { return acceptDashH(historyMain(cli)); },
                      "recent moves asked of this host's shadowd: when, where, frozen how long, outcome")
+      .addSubCommand("drain", [&]() { return acceptDashH(drainMain(cli)); },
+                     "a host takes no new jobs and its guests leave it")
+      .addSubCommand("undrain", [&]() { return acceptDashH(undrainMain(cli)); },
+                     "a drained host takes jobs again")
       .build();
   auto params = mig::cli::params(argc, argv);
   // Only migctl's own option is -h: what follows the command is the command's.

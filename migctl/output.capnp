@@ -32,6 +32,8 @@ struct Node {
   load1 @5 :Float64;         # 1-minute load average (reachable only)
   jobs @6 :UInt32;           # jobs running there (reachable only)
   memAvailableKiB @7 :Float64;  # MemAvailable, KiB (reachable only)
+  drained @8 :Bool;          # migctl drain: takes no new jobs (reachable only)
+  ownerBack @9 :Bool;        # owner returns policy: its own processes are busy, takes no new jobs
 }
 
 struct NodeList {

@@ -46,6 +46,8 @@ struct NodeInfo {
   load1 @2 :Float64;       # /proc/loadavg
   jobs @3 :UInt32;         # jobs running on this host (local and migrated in)
   memAvailableKiB @4 :UInt64;
+  drained @5 :Bool;        # migctl drain: refuses new jobs (docs/policies.md)
+  ownerBack @6 :Bool;      # its own processes are busy (owner returns): refuses new jobs
 }
 
 interface Node {
@@ -83,6 +85,20 @@ interface Node {
   # working here as it did (one line: its home fds that could not be watched for its
   # readiness stand-ins), empty if nothing. Resolves once the stand-ins made at the
   # restore are watched or have failed.
+
+  drain @8 (drained :Bool, all :Bool, timeLimitMs :UInt64) -> (moves :List(JobMove));
+  # migctl drain / undrain of this host, asked from another: see Local.drain.
+}
+
+struct JobMove {
+  # One job moved off a draining host (or not).
+  vpid @0 :Int32;           # its PID at home
+  home @1 :Text;            # its home: name in the nodes file, else address
+  command @2 :Text;
+  moved @3 :Bool;
+  destination @4 :Text;     # where it went (moved), or ""
+  freezeMs @5 :Float64;     # how long it was frozen (moved)
+  error @6 :Text;           # why it could not move (not moved)
 }
 
 interface ImageSink {
@@ -150,6 +166,11 @@ interface Local {
   # (128 bytes; empty: none), for the host the job runs on (Node.signal).
   history @5 () -> (moves :List(MoveRecord));
   # The moves asked of this shadowd (migrate), oldest first; the last 100 since it started.
+  drain @6 (node :Text, drained :Bool, all :Bool, timeLimitMs :UInt64) -> (moves :List(JobMove), node :Text);
+  # migctl drain (drained) / undrain: `node` (a name or address; "" = this host) refuses
+  # new jobs, and every job that migrated in there leaves for the least loaded host that
+  # accepts it (with `all`, the jobs at home there too); a move is not started after
+  # timeLimitMs (0: the host's policy). Answers once every move is done, one per job.
 }
 
 struct MoveRecord {

@@ -9,6 +9,7 @@
 #include "shadow/mig.capnp.h"
 #include "shadow/move_history.h"
 #include "shadow/peer_login.h"
+#include "shadow/policy.h"
 
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
@@ -39,6 +40,7 @@ struct DaemonConfig {
   // A hop whose image makes no progress for this long is cancelled: the sender resumes
   // the job where it was, the destination deletes what it received.
   uint64_t transferTimeoutMs = 30000;
+  PolicyConfig policy;        // --policy FILE (docs/policies.md)
 };
 
 // A signal sent to a job's PID at home, caught by its deputy.
@@ -124,6 +126,9 @@ class Daemon {
                                     kj::StringPtr to, rpc::NetworkPolicy network, bool becomeDeputy,
                                     rpc::MigrationMode mode = rpc::MigrationMode::BEST);
 
+  // Whether new jobs are taken here (drain, owner returns: shadow/drain.h).
+  HostAdmission& admission() { return admission_; }
+
   kj::TaskSet& tasks() { return tasks_; }
   void log(kj::StringPtr line);
   // The moves asked of this shadowd, for `migctl history`.
@@ -145,6 +150,7 @@ class Daemon {
   kj::HashMap<uint64_t, kj::Own<HomeJob>> homeJobs_;
   kj::HashMap<uint64_t, kj::Own<HostedJob>> hostedJobs_;
   MoveHistory moves_;
+  HostAdmission admission_;
 };
 
 double nowSeconds();

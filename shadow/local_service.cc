@@ -1,6 +1,7 @@
 // Local: shadowd's owner-only Unix socket, for migctl (list, nodes, migrate) and for
 // the deputies of jobs whose home is here (register, forward a signal).
 #include "shadow/child_process.h"
+#include "shadow/drain.h"
 #include "shadow/error.h"
 #include "shadow/services.h"
 
@@ -430,6 +431,8 @@ class LocalImpl final : public rpc::Local::Server {
     }
     return sendSignal(d_, job, sig, p.getInfo());
   }
+
+  kj::Promise<void> drain(DrainContext context) override { return localDrain(d_, kj::mv(context)); }
 
  private:
   // `to`: where the job runs now (the migration worked), or null.

@@ -3,6 +3,7 @@
 // and serves as home (through the deputies) for jobs that started here.
 #include "migctl/cli.h"
 #include "shadow/child_process.h"
+#include "shadow/drain.h"
 #include "shadow/local_socket.h"
 #include "shadow/error.h"
 #include "shadow/services.h"
@@ -125,6 +126,11 @@ kj::MainFunc optionsMain(cli::Context& cli, Options& o, bool& parsed) {
         return true;
       }, "FOR BENCHMARKS ONLY: links to other hosts carry everything in clear (jobs' data, images); "
          "both ends must say so. Default: encrypted and authenticated with the cluster key")
+      .addOptionWithArg({"policy"}, [&c](kj::StringPtr v) -> V {
+        KJ_IF_MAYBE(why, loadPolicy(v, c.policy)) { return kj::mv(*why); }
+        return true;
+      }, "FILE", "the policies (TOML: [owner_returns], [drain]; docs/policies.md); a key it does not "
+                 "know, a wrong type or a bad number is refused with its line")
       .addOptionWithArg({"log"}, [&o](kj::StringPtr v) -> V {
         o.logPath = kj::str(v);
         return true;
@@ -242,6 +248,13 @@ int run(int argc, char** argv) {
     d.log("WARNING: --insecure-plaintext-links: links to other hosts are NOT encrypted or integrity-protected; "
           "anyone on the network can read and alter jobs' data. For benchmarks only");
   }
+
+  auto& own = cfg.policy.ownerReturns;
+  if (own.enabled) {
+    d.log(kj::str("policy: owner returns: jobs leave when this host's own processes use ", own.threshold,
+                  " CPUs or more for ", own.sustainSeconds, " s (sampled every ", own.sampleSeconds, " s)"));
+  }
+  d.tasks().add(watchOwner(d));
 
   auto stop = io.unixEventPort.onSignal(SIGTERM).exclusiveJoin(io.unixEventPort.onSignal(SIGINT));
   auto served = localServing.exclusiveJoin(kj::mv(relayServing)).exclusiveJoin(kj::mv(peerServing));

@@ -5,6 +5,7 @@
 #include "shim/control_protocol.h"
 #include "shadow/child_process.h"
 #include "shadow/clock_offset.h"
+#include "shadow/drain.h"
 #include "shadow/error.h"
 #include "shadow/network_policy.h"
 #include "shadow/services.h"
@@ -70,6 +71,8 @@ void fillInfo(Daemon& d, rpc::NodeInfo::Builder info) {
     fclose(f);
   }
   info.setMemAvailableKiB(avail);
+  info.setDrained(d.admission().drained);
+  info.setOwnerBack(d.admission().ownerBack);
 }
 
 // Receives one image into the spool, then restores it. A transfer that stops (the
@@ -275,6 +278,7 @@ class NodeImpl final : public rpc::Node::Server {
     auto t = context.getParams().getTicket();
     require(t.getToken().size() == 32, "a job ticket needs a 32-byte token");
     require(d_.hostedJobs().find(t.getJobId()) == nullptr, kj::str("job ", t.getJobId(), " already runs here"));
+    KJ_IF_MAYBE(why, admissionRefusal(d_)) { fail(kj::mv(*why)); }
     mkdir(d_.config().spoolDir.cStr(), 0700);
     auto job = kj::heap<HostedJob>();
     job->id = t.getJobId();
@@ -372,6 +376,13 @@ class NodeImpl final : public rpc::Node::Server {
     });
     return job->calls->setupProblems().attach(kj::addRef(*job->calls)).exclusiveJoin(kj::mv(limit))
         .then([context](kj::String problem) mutable { context.getResults().setProblem(problem); });
+  }
+
+  kj::Promise<void> drain(DrainContext context) override {
+    auto p = context.getParams();
+    return drainHere(d_, p.getDrained(), p.getAll(), p.getTimeLimitMs()).then([context](kj::Array<MoveOutcome> moves) mutable {
+      fillMoves(context.getResults().initMoves(static_cast<unsigned>(moves.size())), moves);
+    });
   }
 
   kj::Promise<void> jobEnded(JobEndedContext context) override {

@@ -29,15 +29,17 @@ for f in bin/migctl bin/shadowd bin/mig-deputy "$libdir/libmig.so" libexec/mig/m
 done
 [ -z "$missing" ] && ok "installed: migctl shadowd mig-deputy libmig.so mig-restore mig.h shadowd.service" ||
   bad "not installed:$missing" "$dir/install.log"
-# The man pages, the bash completion and json.md (which migctl(1) points to).
+# The man pages, the bash completion, json.md (which migctl(1) points to) and
+# policies.md (shadowd(8)'s --policy).
 opt() { "$meson" introspect "$build" --buildoptions | python3 -c 'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"] == sys.argv[1]))' "$1"; }
 mandir=$(opt mandir) datadir=$(opt datadir)
 missing=""
 for f in "$mandir/man1/migctl.1" "$mandir/man8/shadowd.8" "$mandir/man7/libmig.7" \
-         "$datadir/bash-completion/completions/migctl" "$datadir/doc/mig/json.md"; do
+         "$datadir/bash-completion/completions/migctl" "$datadir/doc/mig/json.md" \
+         "$datadir/doc/mig/policies.md"; do
   [ -s "$r/$f" ] || missing+=" $f"
 done
-[ -z "$missing" ] && ok "installed: migctl.1 shadowd.8 libmig.7, bash completion, json.md" ||
+[ -z "$missing" ] && ok "installed: migctl.1 shadowd.8 libmig.7, bash completion, json.md, policies.md" ||
   bad "not installed:$missing" "$dir/install.log"
 grep -qx "ExecStart=$prefix/bin/shadowd .*" "$r/lib/systemd/system/shadowd.service" &&
   ok "the unit starts $prefix/bin/shadowd" || bad "the unit's ExecStart" "$r/lib/systemd/system/shadowd.service"

@@ -15,6 +15,7 @@ MIG_PACKAGES=(
   groff-base man-db               # man-pages test: the pages rendered by groff -ww and man --warnings
   libsodium-dev                   # host-to-host links: the X25519 handshake (records use OpenSSL, faster here)
   tcpdump                         # cluster test: a capture on the simulated bridge holds no plaintext
+  libtomlplusplus-dev             # shadowd --policy FILE: TOML parsed by toml++ (docs/policies.md)
 )
 
 mig_install_deps() {

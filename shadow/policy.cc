@@ -1,0 +1,195 @@
+// See policy.h. The file is TOML, parsed by toml++ (Debian's libtomlplusplus); here
+// only what its tables and keys mean and which values are allowed.
+#include "shadow/policy.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace mig::shadow {
+namespace {
+
+kj::String at(kj::StringPtr path, const toml::source_region& where, kj::StringPtr why) {
+  return kj::str(path, ":", where.begin.line, ":", where.begin.column, ": ", why);
+}
+
+// One known key: its type and allowed range, and where its value goes.
+struct Key {
+  const char* name;
+  double* number = nullptr;   // a number (integer or float) in [min, max]
+  bool* flag = nullptr;       // a boolean
+  double min = 0;
+  double max = 0;
+  bool minExclusive = false;  // > min rather than >= min
+};
+
+kj::Maybe<kj::String> readTable(const toml::table& table, kj::StringPtr tableName, kj::ArrayPtr<Key> keys,
+                                kj::StringPtr path) {
+  for (auto&& [k, node] : table) {
+    Key* known = nullptr;
+    for (auto& key : keys) {
+      if (k.str() == key.name) known = &key;
+    }
+    auto full = kj::str(tableName, ".", std::string(k.str()).c_str());
+    if (known == nullptr) {
+      kj::Vector<kj::StringPtr> names;
+      for (auto& key : keys) names.add(key.name);
+      return at(path, k.source(), kj::str("unknown key '", full, "' (known in [", tableName, "]: ",
+                                          kj::strArray(names, ", "), ")"));
+    }
+    if (known->flag != nullptr) {
+      auto b = node.as_boolean();
+      if (b == nullptr) return at(path, node.source(), kj::str("'", full, "' must be true or false"));
+      *known->flag = b->get();
+      continue;
+    }
+    double v;
+    if (auto i = node.as_integer()) {
+      v = static_cast<double>(i->get());
+    } else if (auto f = node.as_floating_point()) {
+      v = f->get();
+    } else {
+      return at(path, node.source(), kj::str("'", full, "' must be a number"));
+    }
+    bool low = known->minExclusive ? !(v > known->min) : !(v >= known->min);
+    if (!std::isfinite(v) || low || v > known->max) {
+      return at(path, node.source(),
+                kj::str("'", full, "' = ", v, " is out of range: it must be ", known->minExclusive ? "above " : "at least ",
+                        known->min, " and at most ", known->max));
+    }
+    *known->number = v;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+kj::Maybe<kj::String> parsePolicy(kj::StringPtr text, kj::StringPtr path, PolicyConfig& out) {
+  toml::table root;
+  try {
+    root = toml::parse(std::string_view(text.begin(), text.size()), std::string_view(path.begin(), path.size()));
+  } catch (const toml::parse_error& e) {
+    return at(path, e.source(), kj::str("not valid TOML: ", std::string(e.description()).c_str()));
+  }
+  auto& o = out.ownerReturns;
+  Key ownerKeys[] = {
+      {"enabled", nullptr, &o.enabled},
+      {"threshold", &o.threshold, nullptr, 0, 4096, true},
+      {"sustain_seconds", &o.sustainSeconds, nullptr, 0, 86400, true},
+      {"sample_seconds", &o.sampleSeconds, nullptr, 0.1, 3600},
+  };
+  Key drainKeys[] = {
+      {"time_limit_seconds", &out.drain.timeLimitSeconds, nullptr, 0, 86400, true},
+  };
+  for (auto&& [k, node] : root) {
+    kj::StringPtr name = nullptr;
+    kj::ArrayPtr<Key> keys;
+    if (k.str() == "owner_returns") {
+      name = "owner_returns";
+      keys = ownerKeys;
+    } else if (k.str() == "drain") {
+      name = "drain";
+      keys = drainKeys;
+    } else {
+      return at(path, k.source(), kj::str("unknown table '", std::string(k.str()).c_str(),
+                                          "' (known: [owner_returns], [drain])"));
+    }
+    auto table = node.as_table();
+    if (table == nullptr) return at(path, node.source(), kj::str("'", name, "' must be a table ([", name, "])"));
+    KJ_IF_MAYBE(why, readTable(*table, name, keys, path)) { return kj::mv(*why); }
+  }
+  if (o.sampleSeconds > o.sustainSeconds) {
+    return kj::str(path, ": owner_returns.sample_seconds (", o.sampleSeconds,
+                   ") must not be longer than owner_returns.sustain_seconds (", o.sustainSeconds, ")");
+  }
+  return nullptr;
+}
+
+kj::Maybe<kj::String> loadPolicy(kj::StringPtr path, PolicyConfig& out) {
+  FILE* f = fopen(path.cStr(), "re");
+  if (f == nullptr) return kj::str("cannot read the policy file ", path, ": ", strerror(errno));
+  std::string text;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  bool bad = ferror(f);
+  fclose(f);
+  if (bad) return kj::str("cannot read the policy file ", path);
+  return parsePolicy(kj::StringPtr(text.c_str(), text.size()), path, out);
+}
+
+bool ownerIsBack(kj::ArrayPtr<const LoadSample> samples, const OwnerReturnsParams& p, double now) {
+  if (!p.enabled || samples.size() == 0) return false;
+  const double gap = 2 * p.sampleSeconds;
+  if (now - samples.back().at > p.sampleSeconds + 1e-9) return false;  // stale: not measuring
+  size_t first = samples.size();  // the first sample of the busy stretch that ends now
+  double start = 0;
+  for (size_t i = samples.size(); i > 0; --i) {
+    const LoadSample& s = samples[i - 1];
+    bool joined = first == samples.size() || samples[first].at - s.at <= gap;
+    if (!joined) break;  // shadowd was not measuring in between
+    if (s.ownCpus < p.threshold) {
+      if (first < samples.size()) start = s.at;  // busy since this quiet interval ended
+      break;
+    }
+    first = i - 1;
+    start = s.at - p.sampleSeconds;
+  }
+  if (first == samples.size()) return false;  // the newest sample is not busy
+  return now - start >= p.sustainSeconds - 1e-9;
+}
+
+kj::Vector<size_t> rankDestinations(kj::ArrayPtr<const Destination> hosts, kj::StringPtr self) {
+  kj::Vector<size_t> out;
+  for (size_t i = 0; i < hosts.size(); ++i) {
+    auto& h = hosts[i];
+    if (h.reachable && h.accepting && h.address != self) out.add(i);
+  }
+  std::sort(out.begin(), out.end(), [&hosts](size_t a, size_t b) {
+    auto& x = hosts[a];
+    auto& y = hosts[b];
+    double lx = x.load1 + x.sentHere, ly = y.load1 + y.sentHere;
+    if (lx != ly) return lx < ly;
+    if (x.jobs != y.jobs) return x.jobs < y.jobs;
+    return strcmp(x.name.cStr(), y.name.cStr()) < 0;
+  });
+  return out;
+}
+
+namespace {
+
+double cpuShare(double runnable, double cpus) {
+  if (runnable <= cpus) return 1;
+  return cpus / runnable;
+}
+
+}  // namespace
+
+BalanceDecision shouldBalance(const BalanceInput& in, const BalanceParams& p) {
+  BalanceDecision d;
+  double rate = in.bytesPerSecond > 0 ? in.bytesPerSecond : p.defaultBytesPerSecond;
+  d.costSeconds = p.fixedCostSeconds + in.imageBytes / rate;
+  double shareGain = cpuShare(in.dstLoad + 1, in.dstCpus) - cpuShare(std::max(in.srcLoad, 1.0), in.srcCpus);
+  d.gainSeconds = shareGain * in.ranSeconds;
+  if (in.sinceMoveSeconds < p.noReturnSeconds) {
+    d.why = "it moved less than the no-return time ago";
+  } else if (shareGain < p.minShareGain) {
+    d.why = "the other host would not give it enough more CPU";
+  } else if (in.ranSeconds < p.ageMultiple * d.costSeconds) {
+    d.why = "it has not run long enough for what the move costs";
+  } else if (d.gainSeconds <= d.costSeconds) {
+    d.why = "the expected gain does not beat the cost";
+  } else {
+    d.move = true;
+    d.why = "the expected gain beats the cost";
+  }
+  return d;
+}
+
+}  // namespace mig::shadow

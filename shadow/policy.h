@@ -1,0 +1,124 @@
+// shadowd's policies (docs/policies.md): the policy file (`shadowd --policy FILE`,
+// TOML read by toml++), and the decisions as pure functions of what shadowd measured,
+// so that they can be tested without hosts: when the owner of a host is back (its
+// own processes busy for a while), and which host a job leaving this one goes to.
+// What acts on them (moving jobs off) is shadow/drain.
+#pragma once
+
+#include <kj/common.h>
+#include <kj/string.h>
+#include <kj/vector.h>
+
+#include <cstdint>
+
+namespace mig::shadow {
+
+// *owner returns*: when the CPU used by this host's own processes (not shadowd's nor
+// the jobs it runs) stays at or above `threshold` CPUs for `sustainSeconds`, every
+// migrated-in job leaves. Measured every `sampleSeconds`.
+struct OwnerReturnsParams {
+  bool enabled = false;
+  double threshold = 0.5;
+  double sustainSeconds = 10;
+  double sampleSeconds = 1;
+};
+
+// Moving jobs off (migctl drain, owner returns): no new move starts after this long.
+struct DrainParams {
+  double timeLimitSeconds = 120;
+};
+
+struct PolicyConfig {
+  OwnerReturnsParams ownerReturns;
+  DrainParams drain;
+};
+
+// Whether this host takes new jobs, and why not (NodeInfo.drained, ownerBack).
+struct HostAdmission {
+  bool drained = false;     // migctl drain, until migctl undrain
+  bool ownerBack = false;   // owner returns decided so at the last sample
+  bool evacuating = false;  // jobs are being moved off (one round at a time)
+  double ownCpus = 0;       // the last own-load sample
+};
+
+// Reads a policy file's text (`path` only names it in errors). On error returns
+// "PATH:LINE:COLUMN: reason" (unknown key, wrong type, bad number, bad TOML) and
+// leaves `out` unspecified.
+kj::Maybe<kj::String> parsePolicy(kj::StringPtr text, kj::StringPtr path, PolicyConfig& out);
+// The same from the file; a file that cannot be read is an error too.
+kj::Maybe<kj::String> loadPolicy(kj::StringPtr path, PolicyConfig& out);
+
+// One measurement of the own load: the CPUs this host's own processes used, on
+// average, over the interval that ended at `at` (seconds, any monotonic origin).
+struct LoadSample {
+  double at;
+  double ownCpus;
+};
+
+// Whether the owner is back at `now`: the samples (oldest first) show the own load at
+// or above the threshold without a break for at least sustainSeconds up to now. The
+// busy stretch starts where the sample before its first one ended (that sample's
+// interval was not busy throughout), or at its first sample's start when there is none
+// before it. A gap in the samples longer than two sample intervals ends a stretch
+// (shadowd was not measuring: nothing is known of it), as does a sample older than one
+// interval at `now`.
+bool ownerIsBack(kj::ArrayPtr<const LoadSample> samples, const OwnerReturnsParams& p, double now);
+
+// A host a job may leave for, as shadowd sees it (Local.nodes).
+struct Destination {
+  kj::String name;
+  kj::String address;       // as it says it is reached (NodeInfo.address)
+  bool reachable = false;
+  bool accepting = false;   // not drained, its owner not back
+  double load1 = 0;
+  uint32_t jobs = 0;
+  uint32_t sentHere = 0;    // jobs this drain has already sent it (their load is not seen yet)
+};
+
+// The hosts to try for one job leaving the host whose address is `self`, best first:
+// reachable, accepting, not `self` (by address: shadowds on loopback share a host
+// name), by load1 plus the jobs already sent there in this round (each counted as
+// one busy CPU, which the 1-minute load has not caught up with), then fewest jobs,
+// then name.
+kj::Vector<size_t> rankDestinations(kj::ArrayPtr<const Destination> hosts, kj::StringPtr self);
+
+// *balance* (the rule only; shadowd does not act on it yet: docs/policies.md). A job
+// may move from its host (src) to another (dst) when all of these hold:
+//   - it has not moved for noReturnSeconds (no ping-pong);
+//   - the CPU share it can expect there beats the one it has by minShareGain, a share
+//     on a host being min(1, cpus / runnable), the job counted on both sides;
+//   - it has run at least ageMultiple times the move's cost, where the cost is the time
+//     it is frozen: fixedCostSeconds plus its image size over the measured transfer
+//     rate (a job that has run T seconds is likely to run about T more: the young are
+//     not worth moving);
+//   - the expected gain, the share gained times that expected remaining time, is
+//     more than the cost.
+struct BalanceParams {
+  double noReturnSeconds = 120;
+  double minShareGain = 0.25;
+  double ageMultiple = 4;
+  double fixedCostSeconds = 0.1;
+  double defaultBytesPerSecond = 50e6;  // until a transfer has been measured
+};
+
+struct BalanceInput {
+  double srcLoad;            // runnable on the job's host, the job included
+  double srcCpus;
+  double dstLoad;            // runnable on the other host (without the job)
+  double dstCpus;
+  double imageBytes;         // the job's size (its resident memory)
+  double ranSeconds;         // how long the job has run
+  double sinceMoveSeconds;   // since its last move (a large number if it never moved)
+  double bytesPerSecond;     // measured transfer rate to dst; 0: not measured yet
+};
+
+struct BalanceDecision {
+  bool move = false;
+  double costSeconds = 0;    // the move's estimated freeze time
+  double gainSeconds = 0;    // the CPU time it is expected to gain
+  kj::StringPtr why;         // the condition that decided (a static string)
+};
+
+BalanceDecision shouldBalance(const BalanceInput& in, const BalanceParams& p);
+
+}  // namespace mig::shadow
