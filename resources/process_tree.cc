@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <dirent.h>
+#include <unistd.h>
 #include <kj/memory.h>
 #include <map>
 
@@ -53,6 +54,9 @@ kj::Vector<TreeProcess> listTree(pid_t root) {
     if (!readProcFileIfExists(static_cast<pid_t>(pid), "stat", stat)) continue;
     TreeProcess p{};
     if (!parseStat(stat, p)) continue;
+    // The checkpointer itself (migctl started by the job's own mig_checkpoint, mig.h)
+    // is never a member: it is the one taking the image.
+    if (p.pid == getpid() && p.pid != root) continue;
     if (p.pid == root) {
       rootProc = p;
       haveRoot = true;

@@ -24,7 +24,8 @@ struct TreeProcess {
 // Parses one /proc/PID/stat line; false when it is not one.
 bool parseStat(const std::string& stat, TreeProcess& out);
 
-// `root` and its descendants as they are now (throws, one line, when `root` is gone).
+// `root` and its descendants as they are now, never the calling process (throws, one
+// line, when `root` is gone).
 // The tree can change until every member is frozen; the caller checks again then.
 kj::Vector<TreeProcess> listTree(pid_t root);
 
