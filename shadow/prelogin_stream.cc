@@ -6,7 +6,7 @@
 namespace mig::shadow {
 
 PreLoginStream::PreLoginStream(kj::Own<kj::AsyncIoStream> inner, size_t limit)
-    : inner_(kj::mv(inner)), limit_(limit), overLimit_(nullptr) {
+    : WrappedStream(kj::mv(inner)), limit_(limit), overLimit_(nullptr) {
   auto paf = kj::newPromiseAndFulfiller<void>();
   overLimit_ = kj::mv(paf.promise);
   onOverLimit_ = kj::mv(paf.fulfiller);

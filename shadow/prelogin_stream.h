@@ -4,11 +4,11 @@
 // before the Gate sees it). Once the peer logs in, lift() removes the limit.
 #pragma once
 
-#include <kj/async-io.h>
+#include "shadow/wrapped_stream.h"
 
 namespace mig::shadow {
 
-class PreLoginStream final : public kj::AsyncIoStream {
+class PreLoginStream final : public WrappedStream {
  public:
   PreLoginStream(kj::Own<kj::AsyncIoStream> inner, size_t limit);
 
@@ -20,26 +20,10 @@ class PreLoginStream final : public kj::AsyncIoStream {
   size_t bytesRead() const { return read_; }
 
   kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override;
-  kj::Promise<void> write(const void* buffer, size_t size) override { return inner_->write(buffer, size); }
-  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
-    return inner_->write(pieces);
-  }
-  kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
-  void shutdownWrite() override { inner_->shutdownWrite(); }
-  void abortRead() override { inner_->abortRead(); }
-  void getsockopt(int level, int option, void* value, kj::uint* length) override {
-    inner_->getsockopt(level, option, value, length);
-  }
-  void setsockopt(int level, int option, const void* value, kj::uint length) override {
-    inner_->setsockopt(level, option, value, length);
-  }
-  void getsockname(struct sockaddr* addr, kj::uint* length) override { inner_->getsockname(addr, length); }
-  void getpeername(struct sockaddr* addr, kj::uint* length) override { inner_->getpeername(addr, length); }
 
  private:
   void reachedLimit();
 
-  kj::Own<kj::AsyncIoStream> inner_;
   size_t limit_;
   size_t read_ = 0;
   bool lifted_ = false;

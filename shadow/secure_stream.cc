@@ -136,7 +136,7 @@ LinkSecret linkSecret(const ClusterKey& key, LinkMode mode) {
 size_t SecureStream::recordSize(size_t plain) { return kHeader + plain + kTag; }
 
 SecureStream::SecureStream(kj::Own<kj::AsyncIoStream> inner, Side side, const LinkSecret& secret)
-    : inner_(kj::mv(inner)), side_(side), mode_(secret.mode), secret_(kj::heapArray<kj::byte>(secret.key)) {
+    : WrappedStream(kj::mv(inner)), side_(side), mode_(secret.mode), secret_(kj::heapArray<kj::byte>(secret.key)) {
   initSodium();
 }
 

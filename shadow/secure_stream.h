@@ -21,6 +21,8 @@
 // bytes after them pass in clear. A peer that asks for the other mode is refused.
 #pragma once
 
+#include "shadow/wrapped_stream.h"
+
 #include <kj/async-io.h>
 
 namespace mig::shadow {
@@ -36,7 +38,7 @@ struct LinkSecret {
 };
 LinkSecret linkSecret(const ClusterKey& key, LinkMode mode);
 
-class SecureStream final : public kj::AsyncIoStream {
+class SecureStream final : public WrappedStream {
  public:
   enum class Side : uint8_t { CONNECTOR, ACCEPTOR };
   // Largest plaintext per record.
@@ -54,17 +56,6 @@ class SecureStream final : public kj::AsyncIoStream {
   kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override;
   kj::Promise<void> write(const void* buffer, size_t size) override;
   kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override;
-  kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
-  void shutdownWrite() override { inner_->shutdownWrite(); }
-  void abortRead() override { inner_->abortRead(); }
-  void getsockopt(int level, int option, void* value, kj::uint* length) override {
-    inner_->getsockopt(level, option, value, length);
-  }
-  void setsockopt(int level, int option, const void* value, kj::uint length) override {
-    inner_->setsockopt(level, option, value, length);
-  }
-  void getsockname(struct sockaddr* addr, kj::uint* length) override { inner_->getsockname(addr, length); }
-  void getpeername(struct sockaddr* addr, kj::uint* length) override { inner_->getpeername(addr, length); }
 
   // The wire size of a record carrying `plain` bytes (for tests).
   static size_t recordSize(size_t plain);
@@ -82,7 +73,6 @@ class SecureStream final : public kj::AsyncIoStream {
   // Reads until the peer's `finished` record is opened and checked.
   kj::Promise<void> readFinished();
 
-  kj::Own<kj::AsyncIoStream> inner_;
   Side side_;
   LinkMode mode_;
   kj::Array<kj::byte> secret_;
