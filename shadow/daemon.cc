@@ -73,11 +73,15 @@ kj::Promise<rpc::Node::Client> Daemon::peer(kj::StringPtr nameOrAddress) {
   KJ_IF_MAYBE(link, peers_.find(address)) { return (*link)->node; }
   require(key_.present(), "this shadowd has no cluster key: it cannot reach other hosts (--cluster-key FILE)");
   return loginToPeer(io_, key_, config_.linkMode, address).then([this, address = kj::mv(address)](kj::Own<PeerLink> link) mutable {
+    // Two logins to one host may race (a job's calls home and a hop's setup check, when
+    // home is this host): the first link stays, since capabilities taken from it are in
+    // use and would fail with it ("RpcSystem was destroyed"); the second is dropped.
+    KJ_IF_MAYBE(kept, peers_.find(address)) { return (*kept)->node; }
     rpc::Node::Client node = link->node;
     // Forget the link when it breaks, so the next use connects again.
     auto key = kj::str(address);
     tasks_.add(link->client->onDisconnect().then([this, key = kj::mv(key)]() { dropPeer(key); }));
-    peers_.upsert(kj::mv(address), kj::mv(link), [](kj::Own<PeerLink>& old, kj::Own<PeerLink>&& fresh) { old = kj::mv(fresh); });
+    peers_.insert(kj::mv(address), kj::mv(link));
     return node;
   });
 }
