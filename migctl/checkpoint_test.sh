@@ -177,7 +177,7 @@ time.sleep(1)
 os.write(w, b"x")
 print("events", len(ep.poll(5)), flush=True)
 PY
-    LD_PRELOAD=$libmig python3 "$dir/stale.py" "$how" > "$dir/stale.out" 2>&1 &
+    LD_PRELOAD=$libmig /usr/bin/python3 "$dir/stale.py" "$how" > "$dir/stale.out" 2>&1 &
     pids+=($!) job=$!
     for _ in $(seq 1 200); do grep -q 'step 1' "$dir/stale.out" && break; sleep 0.05; done
     out=$("$migctl" checkpoint "$job" -o "$dir/stale.img" 2>&1); rc=$?
