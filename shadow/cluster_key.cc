@@ -35,7 +35,7 @@ kj::Array<kj::byte> ClusterKey::proof(kj::StringPtr label, kj::ArrayPtr<const kj
   require(present(), "this shadowd has no cluster key (--cluster-key FILE)");
   auto message = kj::heapArray<kj::byte>(label.size() + nonce.size());
   memcpy(message.begin(), label.begin(), label.size());
-  memcpy(message.begin() + label.size(), nonce.begin(), nonce.size());
+  if (nonce.size() > 0) memcpy(message.begin() + label.size(), nonce.begin(), nonce.size());  // an empty one may be null
   auto out = kj::heapArray<kj::byte>(EVP_MAX_MD_SIZE);
   unsigned len = 0;
   require(HMAC(EVP_sha256(), key_.begin(), static_cast<int>(key_.size()), message.begin(), message.size(),

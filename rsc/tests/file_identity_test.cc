@@ -37,7 +37,7 @@ struct TempDir {
     std::string p = path + "/" + name;
     FILE* f = fopen(p.c_str(), "wb");
     REQUIRE(f != nullptr);
-    REQUIRE(fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size());
+    if (!bytes.empty()) REQUIRE(fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size());
     fclose(f);
     return p;
   }
