@@ -1,5 +1,6 @@
 // Local: shadowd's owner-only Unix socket, for migctl (list, nodes, migrate) and for
 // the deputies of jobs whose home is here (register, forward a signal).
+#include "resources/proc_owner.h"
 #include "shadow/child_process.h"
 #include "shadow/drain.h"
 #include "shadow/error.h"
@@ -119,6 +120,9 @@ kj::Vector<pid_t> shimProcesses() {
     if (at == nullptr) continue;
     pid_t pid = static_cast<pid_t>(atoi(at + strlen(prefix)));
     if (pid <= 0 || kill(pid, 0) != 0) continue;
+    // The name is the process's own choice (from a getuid() it may fake): whose it is
+    // is what the kernel says.
+    if (resources::realUidOf(pid) != getuid()) continue;
     bool seen = false;
     for (pid_t p : out) seen = seen || p == pid;
     if (!seen) out.add(pid);
@@ -332,6 +336,10 @@ class LocalImpl final : public rpc::Local::Server {
     // A process of ours that never moved: its first migration; it becomes the deputy.
     require(pid > 0, "bad PID");
     if (kill(pid, 0) != 0 && errno == ESRCH) fail(kj::str("no process with PID ", pid));
+    require(!d_.admission().stopping, "this shadowd is stopping (SIGTERM): it starts no new migration");
+    uid_t owner = resources::realUidOf(pid);
+    require(owner == getuid(), kj::str("process ", pid, " belongs to uid ", owner, " (as the kernel reports it), not to "
+                                       "this shadowd's user (uid ", getuid(), "): ask that user's shadowd"));
     require(d_.address().size() > 0, "this shadowd has no --listen address: jobs cannot come back to it");
     alreadyThere(d_.address());
     HomeJob* job = d_.homeJobByVpid(pid);
@@ -365,6 +373,7 @@ class LocalImpl final : public rpc::Local::Server {
                 finishMigration(id, kj::StringPtr(to));
                 watchDeputy(d_, id, kj::mv(*watch));
                 d_.tasks().add(followStops(d_, id));
+                if (result.asReader().getMode() == "unconfirmed") return kj::READY_NOW;  // nothing to check there
                 return checkSetup(id, to, result);
               },
               [this, id](kj::Exception&& e) -> kj::Promise<void> {
