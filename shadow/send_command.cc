@@ -279,7 +279,7 @@ int sendCommand(int argc, char** argv) {
     restoreMs += r.getRestoreMs();
   });
   KJ_IF_MAYBE(e, committed) {
-    fprintf(stderr, "%s did not confirm that the job runs (%s)\n", to, e->getDescription().cStr());
+    fprintf(stderr, "no answer to the commit (%s)\n", e->getDescription().cStr());
     return kCommittedUnconfirmed;
   }
   double freezeMs = msSince(frozenAt);

@@ -11,6 +11,9 @@
 # prints new STEP lines; nothing of it runs on b and b's spool holds no image (at
 # once, or after the transfer timeout, or once b's crashed shadowd is started again);
 # a's spool holds none either.
+# At recv-commit (b's shadowd dies between the commit and the release), a second job
+# is lost: migctl migrate exits 4 with one line saying b did not confirm that it
+# runs, and no copy runs anywhere (the gap docs/design.md names).
 # After the commit: send-committed (the sender dies having given the job up) and
 # recv-released:error (b released the job but failed to say so: a crash there would
 # also end the relay its calls go through, which is the direct link's part, issue 13).
@@ -63,8 +66,9 @@ n_images_on() { compgen -G "$(hp "$1" "$SPOOL")/job-*.img" | wc -l; }
 # The job's processes on a host (its restore or the restored job): none but init and shadowd.
 job_on() { [[ -n $(others_on "$1") ]]; }
 
-STEPS=300   # 30 s: the job outlives every fault below (they take about 15 s)
+STEPS=300   # 30 s: the jobs outlive every fault below (they take about 20 s)
 start_job ref plain "${FEATURE[counter]}" "$STEPS"
+start_job lost mig "${FEATURE[counter]}" "$STEPS"
 if ! start_job job mig "${FEATURE[counter]}" "$STEPS" || ! wait_step job 3 30; then
   fail "the counter job did not get to STEP 3 on a"
   cluster_end
@@ -106,6 +110,31 @@ for step in send-login recv-ticket recv-image send-frozen recv-done recv-prepare
   fi
   if images_on a; then fail "$what: a's spool holds an image: $(spool_of a)"; fi
 done
+
+# --- the gap that is left: b's shadowd dies between the commit and the release -------------
+# The job is given up on a and never released on b: it is lost (docs/design.md, "One
+# hop"). What must hold: migctl says so (exit 4, one line), nothing of it runs or is
+# left on b, and a has only the deputy (which waits: the direct link's lost-job limit
+# is what will end it; here the test ends it).
+if set_fault a && set_fault b "hop:recv-commit:crash"; then
+  wait_step lost $(( $(last_step lost) + 2 )) 20
+  migrate lost b 60
+  if (( MIG_RC == 4 )) && [[ $(wc -l < "$MIG_ERR") == 1 ]] && grep -q "did not confirm that it runs" "$MIG_ERR"; then
+    ok "crash at recv-commit (b's shadowd killed): migctl migrate exited 4: $(cat "$MIG_ERR")"
+  else
+    fail "crash at recv-commit (b's shadowd killed): migctl migrate exited $MIG_RC without the one line saying b did not confirm"
+    detail "$MIG_OUT" "migctl stdout"
+    detail "$MIG_ERR" "migctl stderr"
+    shadowd_logs a b
+  fi
+  set_fault b
+  if wait_until 20 eval '! images_on b && ! job_on b' && ! job_at_home lost "${FEATURE[counter]}"; then
+    ok "crash at recv-commit: no copy runs (b: spool '$(spool_of b)', no process; a: the deputy only), the job is lost as said"
+  else
+    fail "crash at recv-commit: b spool '$(spool_of b)', processes: $(others_on b | tr '\n' ';'); still the program on a: $(job_at_home lost "${FEATURE[counter]}" && echo yes || echo no)"
+  fi
+  kill_job lost
+fi
 
 # --- after the commit: the job runs at the destination only -------------------------------------
 # post_commit WHAT FROM TO: the hop succeeded through its sender's shadowd.
