@@ -12,9 +12,12 @@
 #   output and status.
 # Needs root (useradd); skipped (77) without it.
 #
-# usage: loopback_ownership.sh SHADOWD MIGCTL LIBMIG COUNTER
+# - the same image with its owner taken out (as an older mig made it): root refuses it
+#   with one line naming --as-file-owner; with it, it runs as the image file's owner.
+#
+# usage: loopback_ownership.sh SHADOWD MIGCTL LIBMIG COUNTER REWRITE_TOOL
 set -u
-shadowd=$(readlink -f "$1") migctl=$(readlink -f "$2") libmig=$(readlink -f "$3") counter=$(readlink -f "$4")
+shadowd=$(readlink -f "$1") migctl=$(readlink -f "$2") libmig=$(readlink -f "$3") counter=$(readlink -f "$4") rewrite=$(readlink -f "$5")
 source "$(dirname "$0")/lib/loopback_lib.sh" ownership
 if [[ $(id -u) != 0 ]]; then echo "SKIP: needs root (useradd)"; exit 77; fi
 user=migown$$
@@ -148,5 +151,31 @@ if user_job userout; then
     bad "the restarted job: status $st (undisturbed $ref_status), output differs" "$dir/r2.err"
     diff "$dir/ref.out" "$dir/u/userout.out" | head -n 10
   fi
+fi
+# An image without its owner (an older mig's): refused by root, unless --as-file-owner.
+if [[ -f $dir/u/userout.img ]] && "$rewrite" "$dir/u/userout.img" "$dir/u/noowner.img" --no-owner; then
+  "$migctl" restart "$dir/u/noowner.img" > "$dir/r3.out" 2> "$dir/r3.err"
+  rc=$?
+  if (( rc != 0 )) && [[ $(wc -l < "$dir/r3.err") == 1 ]] && grep -q -- "--as-file-owner" "$dir/r3.err"; then
+    ok "root refuses an image that records no owner (exit $rc): $(cat "$dir/r3.err")"
+  else
+    bad "root's restart of an image without owner exited $rc without one line naming --as-file-owner" "$dir/r3.out" "$dir/r3.err"
+  fi
+  chown "$uid:$gid" "$dir/u/noowner.img"
+  # (--force: its stdout file grew since, with the first restart's part)
+  "$migctl" restart --as-file-owner --force "$dir/u/noowner.img" > "$dir/r4.out" 2> "$dir/r4.err" &
+  r=$!
+  pids+=($r)
+  if wait_until 30 eval '[[ $(grep -c "^STEP 7$" "$dir/u/userout.out") == 2 ]]' &&
+     [[ $(awk '/^Uid:/ { print $2, $3, $4, $5 }' "/proc/$r/status") == "$uid $uid $uid $uid" ]]; then
+    ok "with --as-file-owner it runs as the file's owner, uid $uid"
+  else
+    bad "root's restart --as-file-owner of uid $uid's file did not run as uid $uid" "$dir/r4.err"
+  fi
+  wait "$r"
+  st=$?
+  (( st == ref_status )) || bad "the job restarted with --as-file-owner ended with status $st, not $ref_status" "$dir/r4.err"
+else
+  bad "could not make the image without owner (mig-image-rewrite --no-owner)"
 fi
 [ "$failures" -eq 0 ]
