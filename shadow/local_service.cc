@@ -131,6 +131,51 @@ kj::Vector<pid_t> shimProcesses() {
   return out;
 }
 
+// A job given up here whose destination did not confirm that it runs (the hop's
+// commit, docs/design.md "One hop"): asked again until it says (it runs there: done;
+// it has no such job: lost) or for twice the transfer timeout (lost). A lost job's
+// deputy ends as if the job was killed (SIGKILL), so its parent's wait returns: never
+// a hang. One that runs there after all, unreachable meanwhile, finds no deputy.
+kj::Promise<void> confirmOrLose(Daemon& d, uint64_t id, kj::String to, double deadline) {
+  HomeJob* job = nullptr;
+  KJ_IF_MAYBE(j, d.homeJobs().find(id)) { job = j->get(); }
+  if (job == nullptr || job->ended) return kj::READY_NOW;
+  auto ask = d.peer(to).then([id, token = kj::heapArray<kj::byte>(job->token)](rpc::Node::Client node) mutable {
+    auto req = node.commitHopRequest();
+    req.setJobId(id);
+    req.setToken(token);
+    return req.send().ignoreResult();
+  });
+  auto limit = d.io().provider->getTimer().afterDelay(5 * kj::SECONDS).then([]() { fail(kj::str("no answer within 5 s")); });
+  return ask.exclusiveJoin(kj::mv(limit))
+      .then([&d, id, to = kj::str(to)]() -> kj::Promise<void> {
+              d.log(kj::str("job ", id, " runs on ", to, " after all (its commit is confirmed)"));
+              return kj::READY_NOW;
+            },
+            [&d, id, to = kj::mv(to), deadline](kj::Exception&& e) mutable -> kj::Promise<void> {
+              bool gone = strstr(e.getDescription().cStr(), "no such job is arriving here") != nullptr;
+              if (!gone && nowSeconds() < deadline) {
+                return d.io().provider->getTimer().afterDelay(2 * kj::SECONDS).then(
+                    [&d, id, to = kj::mv(to), deadline]() mutable { return confirmOrLose(d, id, kj::mv(to), deadline); });
+              }
+              KJ_IF_MAYBE(j, d.homeJobs().find(id)) {
+                HomeJob& lost = **j;
+                lost.ended = true;
+                d.log(kj::str("job ", id, " (PID ", lost.vpid, ") is lost: given up here, and ", to,
+                              gone ? " does not have it" : kj::str(" did not answer: ", e.getDescription()).cStr(),
+                              "; its deputy ends as if it was killed (SIGKILL)"));
+                return d.deputyOf(lost).then([&d, id](rpc::Deputy::Client deputy) {
+                  auto req = deputy.endedRequest();
+                  req.setStatus(SIGKILL);  // the wait status of a process killed by SIGKILL
+                  return req.send().ignoreResult().catch_([](kj::Exception&&) {}).then([&d, id]() {
+                    d.homeJobs().erase(id);
+                  });
+                });
+              }
+              return kj::READY_NOW;
+            });
+}
+
 class LocalImpl final : public rpc::Local::Server {
  public:
   explicit LocalImpl(Daemon& d) : d_(d) {}
@@ -373,7 +418,10 @@ class LocalImpl final : public rpc::Local::Server {
                 finishMigration(id, kj::StringPtr(to));
                 watchDeputy(d_, id, kj::mv(*watch));
                 d_.tasks().add(followStops(d_, id));
-                if (result.asReader().getMode() == "unconfirmed") return kj::READY_NOW;  // nothing to check there
+                if (result.asReader().getMode() == "unconfirmed") {
+                  d_.tasks().add(confirmOrLose(d_, id, kj::str(to), nowSeconds() + 2 * d_.config().transferTimeoutMs / 1000.0));
+                  return kj::READY_NOW;
+                }
                 return checkSetup(id, to, result);
               },
               [this, id](kj::Exception&& e) -> kj::Promise<void> {

@@ -13,7 +13,8 @@
 # a's spool holds none either.
 # At recv-commit (b's shadowd dies between the commit and the release), a second job
 # is lost: migctl migrate exits 4 with one line saying b did not confirm that it
-# runs, and no copy runs anywhere (the gap docs/design.md names).
+# runs, no copy runs anywhere (the gap docs/design.md names), and its parent gets
+# status 137 once b, started again, says it has no such job.
 # After the commit: send-committed (the sender dies having given the job up) and
 # recv-released:error (b released the job but failed to say so: a crash there would
 # also end the relay its calls go through, which is the direct link's part, issue 13).
@@ -114,8 +115,8 @@ done
 # --- the gap that is left: b's shadowd dies between the commit and the release -------------
 # The job is given up on a and never released on b: it is lost (docs/design.md, "One
 # hop"). What must hold: migctl says so (exit 4, one line), nothing of it runs or is
-# left on b, and a has only the deputy (which waits: the direct link's lost-job limit
-# is what will end it; here the test ends it).
+# left on b, a has only the deputy, and once b says it has no such job the deputy
+# ends as if the job was killed, so the parent's wait returns (137).
 if set_fault a && set_fault b "hop:recv-commit:crash"; then
   wait_step lost $(( $(last_step lost) + 2 )) 20
   migrate lost b 60
@@ -133,7 +134,15 @@ if set_fault a && set_fault b "hop:recv-commit:crash"; then
   else
     fail "crash at recv-commit: b spool '$(spool_of b)', processes: $(others_on b | tr '\n' ';'); still the program on a: $(job_at_home lost "${FEATURE[counter]}" && echo yes || echo no)"
   fi
-  kill_job lost
+  # Home asks b again, hears it has no such job, and ends the deputy as if the job was
+  # killed: the parent's wait returns 128+9.
+  if wait_job lost 30 && [[ $STATUS == 137 ]] && grep -q "is lost: given up here" "$T/shadowd-a.log"; then
+    ok "crash at recv-commit: the lost job's parent on a got status 137 (as killed); a logged: $(grep -m1 'is lost' "$T/shadowd-a.log" | cut -d' ' -f3-)"
+  else
+    fail "crash at recv-commit: the lost job's parent got status $STATUS (want 137 within 30 s)"
+    shadowd_logs a
+    kill_job lost
+  fi
 fi
 
 # --- after the commit: the job runs at the destination only -------------------------------------
