@@ -351,6 +351,10 @@ class LocalImpl final : public rpc::Local::Server {
           })
           .then([this, id, to = kj::str(to), result]() mutable -> kj::Promise<void> {
                   finishMigration(id, kj::StringPtr(to));
+                  if (result.asReader().getMode() == "unconfirmed") {
+                    d_.tasks().add(confirmOrLose(d_, id, kj::str(to), nowSeconds() + 2 * d_.config().transferTimeoutMs / 1000.0));
+                    return kj::READY_NOW;
+                  }
                   return checkSetup(id, to, result);
                 },
                 [this, id](kj::Exception&& e) -> kj::Promise<void> {
