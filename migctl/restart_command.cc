@@ -327,13 +327,11 @@ void waitAtGate(int gate, const char* path) {
     fillForwardConfig(*config, migrated);
     if (migrated.gateFd >= 0) keep[keepCount++] = migrated.gateFd;  // kept clear of the job's fds
     resources::restoreFiles(img, keep, keepCount, caller, config.get());
-    int configFd = writeForwardConfig(*config);
-    plan.setConfigFd(configFd);
+    plan.setConfigFd(writeForwardConfig(*config));
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }
     if (migrated.gateFd >= 0) waitAtGate(keep[2], path);
-    (void)configFd;
   } else if (tree != nullptr) {
     tree->ready();  // every check passed: the tree starts only when all its members got here
     resources::restoreFiles(img, keep, keepCount, caller, nullptr, &tree->pipes);

@@ -102,8 +102,8 @@ class PreparedHop {
                           if ((*h)->generation != generation) return;
                           auto hop = kj::mv(*h);
                           all().erase(id);
-                          hop->abort(kj::str("no commit within the transfer timeout (", d.config().transferTimeoutMs / 1000.0,
-                                             " s): the sender still has the job"));
+                          hop->abort(kj::str("no commit within the transfer timeout, ", d.config().transferTimeoutMs / 1000.0,
+                                             " s"));
                         }
                       }));
   }
@@ -310,7 +310,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   }
 
   kj::Promise<void> commit(CommitContext context) override {
-    require(!dropped_, "the hop was cancelled here: no commit within the transfer timeout");
+    require(!dropped_, "the transfer was cancelled here: no progress within the transfer timeout");
     require(prepared_, "the job is not ready here (done first)");
     return PreparedHop::commit(d_, jobId_).then([context](kj::Tuple<pid_t, double> r) mutable {
       context.getResults().setRealPid(kj::get<0>(r));
@@ -385,7 +385,6 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   kj::String path_;
   kj::String logPath_;
   int fd_ = -1;
-  bool restored_ = false;
   bool dropped_ = false;
   bool gotBytes_ = false;
   bool prepared_ = false;     // a PreparedHop holds the job now
