@@ -4,9 +4,10 @@
 # then b's shadowd gets SIGTERM: it logs that it stays for the job and takes no new
 # work (a second job's migration to b is refused with one line), the job goes on
 # printing its numbered lines through it and finishes as an undisturbed run does;
-# then b's shadowd stops by itself. Started again on b, it takes the second job,
-# which also finishes exact. (Before: shadowd exited at once and the job died at its
-# next call home.)
+# then b's shadowd stops by itself. Started again on b, it takes the second job;
+# SIGTERM to a's shadowd, that job's home, leaves it running on b too, it finishes
+# exact, and a's shadowd stops by itself. (Before: shadowd exited at once and the
+# job died at its next call home.)
 #
 # usage: sigterm.sh OPTIONS (cluster_lib.sh); meson runs it as test
 # 'migration-sigterm' (suite cluster) with every path filled in.
@@ -53,8 +54,24 @@ if start_job job mig "${FEATURE[counter]}" 150 && start_job job2 mig "${FEATURE[
   mv "$T/shadowd-b.log" "$T/shadowd-b.0.log"
   start_shadowd b "$T/key"
   if wait_until 20 shadowd_ready b && hop job2 a b; then
+    # The home side: job2 runs on b, its deputy's link is a's shadowd.
+    kill -TERM "${SD[a]}"
+    k=$(( $(last_step job2) + 10 ))
+    if wait_until 10 grep -q "not stopping yet: 1 job" "$T/shadowd-a.log" && wait_step job2 "$k" 20 &&
+       kill -0 "${SD[a]}" 2>/dev/null; then
+      ok "SIGTERM to a's shadowd (job2's home) leaves job2 running on b (STEP $k printed at home)"
+    else
+      fail "after SIGTERM to a's shadowd, job2 did not go on (last STEP $(last_step job2), shadowd on a $(kill -0 "${SD[a]}" 2>/dev/null && echo runs || echo gone))"
+      shadowd_logs a
+    fi
     wait_job ref2 60
     compare job2 ref2 "$STATUS"
+    if wait_until 20 eval '! kill -0 "${SD[a]}" 2>/dev/null'; then
+      ok "a's shadowd stopped by itself once job2 had ended"
+    else
+      fail "a's shadowd still runs 20 s after job2 ended"
+      shadowd_logs a
+    fi
   else
     fail "b's shadowd, started again, did not take job2"
     shadowd_logs b
