@@ -1,0 +1,253 @@
+/* file_locks: locks held on files across a checkpoint, a restart and a migration,
+ * seen by another process (docs/kinds/file_lock.md).
+ *
+ * usage: feature_file_locks DIR [STEPS]   (30 steps unless said)
+ *
+ * Held all along, on DIR/locked: an fcntl (POSIX) WRITE lock on bytes 0-99 through
+ * one fd, an OFD READ lock from byte 200 to the end through a second, a flock
+ * LOCK_EX through a third; and per step an fcntl WRITE lock on byte 100+step (the
+ * one of the step before released). A checker child, forked at the start (a tree of
+ * two: checkpointed and restarted with its parent; left at home when the parent
+ * alone migrates), is asked every step over a pipe to open the file anew (its own
+ * open file description, so it contends as any other process would) and must see
+ * each lock: F_OFD_GETLK names the parent's fcntl locks by the parent's PID and the
+ * OFD lock by -1, a READ test over the OFD lock finds nothing, flock LOCK_NB fails
+ * with EWOULDBLOCK. Every 5th step the parent waits for a lock a child holds on
+ * DIR/queue (flock LOCK_EX, then F_SETLKW against the child's OFD lock): the wait
+ * ends only after the child has said it lets go. At step 10 an F_SETLKW that cannot
+ * be had is interrupted by SIGALRM (a handler without SA_RESTART): EINTR, as
+ * without mig. Those children use OFD locks and flock only: fcntl locks of a child
+ * born on another host are its parent's at home (both are the deputy there).
+ */
+#include "feature.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+
+static char locked_path[4096], queue_path[4096];
+static volatile sig_atomic_t alarms;
+
+static void on_alarm(int sig, siginfo_t *si, void *uc)
+{
+  (void)sig; (void)si; (void)uc;
+  alarms++;
+}
+
+static int open_or_die(const char *path, int flags)
+{
+  int fd = open(path, flags | O_CLOEXEC, 0600);
+  if (fd < 0) feature_fail("open %s: %s", path, strerror(errno));
+  return fd;
+}
+
+/* F_OFD_GETLK of a TYPE lock on [start, start+len) through fd: the conflicting
+ * lock's type, and its pid in *pid. */
+static int ofd_test(int fd, short type, off_t start, off_t len, pid_t *pid)
+{
+  struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = start, .l_len = len};
+  if (fcntl(fd, F_OFD_GETLK, &fl) != 0) feature_fail("F_OFD_GETLK: %s", strerror(errno));
+  *pid = fl.l_pid;
+  return fl.l_type;
+}
+
+/* One check, in the checker: another open file description of DIR/locked. Fails
+ * (exit 1, the line on stderr) unless every lock of the parent is seen as it should. */
+static void check_locks(int step)
+{
+  int fd = open_or_die(locked_path, O_RDWR);
+  pid_t parent = getppid(), pid = 0;
+  int t = ofd_test(fd, F_RDLCK, 0, 100, &pid);
+  if (t != F_WRLCK || pid != parent)
+    feature_fail("step %d: checker: fcntl WRITE lock 0-99 not seen (type %d, pid %d, parent %d)", step, t, pid,
+                 parent);
+  t = ofd_test(fd, F_WRLCK, 300, 10, &pid);
+  if (t != F_RDLCK || pid != -1)
+    feature_fail("step %d: checker: OFD READ lock from 200 not seen (type %d, pid %d)", step, t, pid);
+  t = ofd_test(fd, F_RDLCK, 200, 0, &pid);
+  if (t != F_UNLCK) feature_fail("step %d: checker: a READ test over the OFD READ lock conflicts (type %d)", step, t);
+  t = ofd_test(fd, F_WRLCK, 100 + step, 1, &pid);
+  if (t != F_WRLCK || pid != parent)
+    feature_fail("step %d: checker: the step's fcntl lock on byte %d not seen (type %d, pid %d)", step, 100 + step,
+                 t, pid);
+  t = ofd_test(fd, F_WRLCK, 100 + step - 1, 1, &pid);
+  if (t != F_UNLCK) feature_fail("step %d: checker: the last step's lock on byte %d still held", step, 100 + step - 1);
+  if (flock(fd, LOCK_SH | LOCK_NB) == 0 || errno != EWOULDBLOCK)
+    feature_fail("step %d: checker: flock LOCK_SH|LOCK_NB did not meet the parent's LOCK_EX (%s)", step,
+                 strerror(errno));
+  close(fd);
+}
+
+/* The checker child: a step number on `req`, one byte back on `resp` once checked;
+ * 0 ends it. */
+static void checker(int req, int resp)
+{
+  for (;;) {
+    int step;
+    ssize_t n = read(req, &step, sizeof step);
+    if (n == -1 && errno == EINTR) continue;
+    if (n != (ssize_t)sizeof step) feature_fail("checker: read: %zd (%s)", n, strerror(errno));
+    if (step == 0) _exit(0);
+    check_locks(step);
+    if (write(resp, "k", 1) != 1) feature_fail("checker: write: %s", strerror(errno));
+  }
+}
+
+static void wait_child(pid_t child, const char *what)
+{
+  int status;
+  if (waitpid(child, &status, 0) != child) feature_fail("waitpid (%s): %s", what, strerror(errno));
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) feature_fail("%s: child ended with status %#x", what, status);
+}
+
+/* A child takes a lock on DIR/queue (flock LOCK_EX, or an OFD WRITE lock on byte 0),
+ * says 'T' on the pipe p, then 'R' just before it lets go (release_after_ms later),
+ * or (release_after_ms < 0) lets go once it reads a byte on the pipe `go`. */
+static pid_t holder(int use_flock, long release_after_ms, int p[2], int go[2])
+{
+  if (pipe(p) != 0 || (go != NULL && pipe(go) != 0)) feature_fail("pipe: %s", strerror(errno));
+  pid_t child = fork();
+  if (child < 0) feature_fail("fork: %s", strerror(errno));
+  if (child == 0) {
+    close(p[0]);
+    if (go != NULL) close(go[1]);
+    int fd = open_or_die(queue_path, O_RDWR);
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    if (use_flock ? flock(fd, LOCK_EX) : fcntl(fd, F_OFD_SETLK, &fl))
+      feature_fail("holder: lock: %s", strerror(errno));
+    if (write(p[1], "T", 1) != 1) _exit(1);
+    char c;
+    if (release_after_ms < 0) {
+      if (read(go[0], &c, 1) != 1) _exit(1);
+    } else {
+      sleep_ms(release_after_ms);
+    }
+    if (write(p[1], "R", 1) != 1) _exit(1);
+    close(fd);  /* lets go */
+    _exit(0);
+  }
+  close(p[1]);
+  if (go != NULL) close(go[0]);
+  char c;
+  if (read(p[0], &c, 1) != 1 || c != 'T') feature_fail("holder did not take its lock");
+  return child;
+}
+
+/* Waits for a lock a child holds; it must be ours only after the child let go. */
+static void wait_for_holder(int use_flock, int step)
+{
+  int p[2];
+  pid_t child = holder(use_flock, 30, p, NULL);
+  int fd = open_or_die(queue_path, O_RDWR);
+  struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+  int r = use_flock ? flock(fd, LOCK_EX) : fcntl(fd, F_SETLKW, &fl);
+  if (r != 0) feature_fail("step %d: waiting %s: %s", step, use_flock ? "flock" : "F_SETLKW", strerror(errno));
+  char c = 0;
+  if (fcntl(p[0], F_SETFL, O_NONBLOCK) != 0 || read(p[0], &c, 1) != 1 || c != 'R')
+    feature_fail("step %d: %s returned before the holder let go", step, use_flock ? "flock" : "F_SETLKW");
+  close(fd);
+  close(p[0]);
+  wait_child(child, use_flock ? "flock holder" : "OFD holder");
+}
+
+/* F_SETLKW on a lock a child keeps: SIGALRM (no SA_RESTART) must end it with EINTR. */
+static void interrupted_wait(void)
+{
+  int p[2], go[2];
+  pid_t child = holder(0, -1, p, go);
+  int fd = open_or_die(queue_path, O_RDWR);
+  feature_handle(SIGALRM, on_alarm, 0);
+  struct itimerval it = {{0, 0}, {0, 100 * 1000}};
+  CHECK_SYS(setitimer(ITIMER_REAL, &it, NULL));
+  struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+  int r = fcntl(fd, F_SETLKW, &fl);
+  CHECK(r == -1 && errno == EINTR, "F_SETLKW on a held lock with SIGALRM coming: %d (%s), not EINTR", r,
+        strerror(errno));
+  CHECK(alarms == 1, "the SIGALRM handler ran %d times, not once", (int)alarms);
+  close(fd);
+  if (write(go[1], "g", 1) != 1) feature_fail("write: %s", strerror(errno));
+  close(go[1]);
+  char c;
+  if (read(p[0], &c, 1) != 1 || c != 'R') feature_fail("the held lock's holder did not let go");
+  close(p[0]);
+  wait_child(child, "held-lock holder");
+}
+
+int main(int argc, char **argv)
+{
+  if (argc < 2 || argc > 3) feature_fail("usage: feature_file_locks DIR [STEPS]");
+  const int steps = argc == 3 ? atoi(argv[2]) : 30;
+  if (steps < 1 || steps > 99) feature_fail("STEPS must be 1 to 99 (a byte each, below the OFD lock at 200)");
+  snprintf(locked_path, sizeof locked_path, "%s/locked", argv[1]);
+  snprintf(queue_path, sizeof queue_path, "%s/queue", argv[1]);
+  int fd = open_or_die(locked_path, O_RDWR | O_CREAT | O_TRUNC);
+  char page[4096];
+  memset(page, 'x', sizeof page);
+  if (write(fd, page, sizeof page) != (ssize_t)sizeof page) feature_fail("write: %s", strerror(errno));
+  close(open_or_die(queue_path, O_RDWR | O_CREAT | O_TRUNC));
+
+  int posix_fd = open_or_die(locked_path, O_RDWR);
+  int ofd_fd = open_or_die(locked_path, O_RDWR);
+  int flock_fd = open_or_die(locked_path, O_RDONLY);
+  close(fd);  /* no lock was taken through it */
+  struct flock w = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 100};
+  CHECK_SYS(fcntl(posix_fd, F_SETLK, &w));
+  struct flock r = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 200, .l_len = 0};
+  CHECK_SYS(fcntl(ofd_fd, F_OFD_SETLK, &r));
+  CHECK_SYS(flock(flock_fd, LOCK_EX | LOCK_NB));
+
+  int req[2], resp[2];
+  CHECK_SYS(pipe(req));
+  CHECK_SYS(pipe(resp));
+  pid_t checker_pid = fork();
+  CHECK_SYS(checker_pid);
+  if (checker_pid == 0) {
+    close(req[1]);
+    close(resp[0]);
+    close(posix_fd);
+    close(ofd_fd);
+    close(flock_fd);
+    checker(req[0], resp[1]);
+  }
+  close(req[0]);
+  close(resp[1]);
+
+  int waits = 0, interrupted = 0;
+  for (int step = 1; step <= steps; step++) {
+    struct flock s = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 100 + step, .l_len = 1};
+    CHECK_SYS(fcntl(posix_fd, F_SETLK, &s));
+    s.l_type = F_UNLCK;
+    s.l_start = 100 + step - 1;
+    if (step > 1) CHECK_SYS(fcntl(posix_fd, F_SETLK, &s));
+    char k;
+    if (write(req[1], &step, sizeof step) != (ssize_t)sizeof step || read(resp[0], &k, 1) != 1)
+      feature_fail("step %d: the checker did not answer (it failed: see its line above)", step);
+    if (step % 5 == 0) {
+      wait_for_holder(1, step);
+      wait_for_holder(0, step);
+      waits += 2;
+    }
+    if (step == 10) {
+      interrupted_wait();
+      interrupted++;
+    }
+    feature_step(step);
+    sleep_ms(100);
+  }
+  int end = 0;
+  if (write(req[1], &end, sizeof end) != (ssize_t)sizeof end) feature_fail("write: %s", strerror(errno));
+  wait_child(checker_pid, "checker");
+  /* Our own F_GETLK sees none of our fcntl locks (they are ours: the OFD lock from
+   * 200 on belongs to its open file description, not to us); unlocking works. */
+  struct flock g = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 200};
+  CHECK_SYS(fcntl(posix_fd, F_GETLK, &g));
+  CHECK(g.l_type == F_UNLCK, "F_GETLK found a lock of another process (type %d, pid %d)", g.l_type, g.l_pid);
+  CHECK_SYS(flock(flock_fd, LOCK_UN));
+  w.l_type = F_UNLCK;
+  CHECK_SYS(fcntl(posix_fd, F_SETLK, &w));
+  printf("locks held through %d steps, seen by the checker every step; %d waits ended by the holder, %d by a "
+         "signal\n", steps, waits, interrupted);
+  printf("PASS\n");
+  return 0;
+}
