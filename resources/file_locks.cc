@@ -102,9 +102,8 @@ std::string holder(int fd, const Lock& lock) {
 }
 
 [[noreturn]] void refuse(int fd, kj::StringPtr path, const Lock& lock, const std::string& who) {
-  fail(kj::str("fd ", fd, " (", path, "): ", describe(lock), " the process held is held by ", who.c_str(),
-               " now; the restart would run it without its lock: end that holder (or let it release the lock) "
-               "and restart again"));
+  fail(kj::str("fd ", fd, " (", path, "): ", describe(lock), " the process held cannot be taken again: ",
+               who.c_str(), " holds a lock in its way; end it (or let it release its lock) and restart again"));
 }
 
 kj::StringPtr pathOf(image::schema::Files::Reader files, int fd) {

@@ -122,7 +122,7 @@ TEST_CASE("file locks: taken again on their fds, and refused when someone took t
   fd = open(t.path.c_str(), O_RDWR);
   files.getFds()[0].setFd(fd);
   files.getLocks()[0].setFd(fd);
-  CHECK_THROWS_WITH(retake(files.asReader()), doctest::Contains("is held by another open file description"));
+  CHECK_THROWS_WITH(retake(files.asReader()), doctest::Contains("another open file description (an OFD lock names no process) holds a lock in its way"));
   close(fd);
   close(other);
 }
