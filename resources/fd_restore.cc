@@ -91,10 +91,13 @@ void closeOthers(const std::set<int>& wanted, const int* keep, size_t keepCount)
 }  // namespace
 
 void checkSavedFiles(image::FileReader& image, const FileRestoreOptions& options) {
+  kj::Vector<image::schema::Files::Reader> members;
   for (size_t i = 0; i < image.sectionCount(); ++i) {
     if (image.section(i).type != static_cast<uint16_t>(image::SectionType::files)) continue;
     checkFdRecords(image.meta<image::schema::Files>(i), image.section(i).describe(), options);
+    members.add(image.meta<image::schema::Files>(i));
   }
+  if (!options.migrated) file_locks::checkAcrossMembers(members);
 }
 
 void checkFdRecords(image::schema::Files::Reader files, kj::StringPtr section, const FileRestoreOptions& options) {

@@ -193,6 +193,8 @@ void check(image::schema::Files::Reader files) {
     std::string path;
     bool reopened;
   };
+  if (files.getLocks().size() == 0) return;  // most images: no pass over the fds (the
+                                             // reader's traversal limit counts each)
   std::map<int, Saved> first;
   for (auto f : files.getFds()) {
     if (f.getDupOf() >= 0) continue;
@@ -211,6 +213,41 @@ void check(image::schema::Files::Reader files) {
     const std::string who = holder(fd, lock);
     close(fd);
     if (!who.empty()) refuse(r.getFd(), it->second.path.c_str(), lock, who);
+  }
+}
+
+void checkAcrossMembers(kj::ArrayPtr<const image::schema::Files::Reader> members) {
+  struct Key {
+    uint64_t device, inode;
+    Kind kind;
+    bool operator<(const Key& o) const {
+      return device != o.device ? device < o.device : inode != o.inode ? inode < o.inode : kind < o.kind;
+    }
+  };
+  std::map<Key, size_t> heldBy;  // -> the member's index
+  for (size_t m = 0; m < members.size() && members.size() > 1; ++m) {
+    bool exclusive = false;
+    for (auto r : members[m].getLocks()) exclusive = exclusive || (r.getWrite() && r.getKind() != Kind::POSIX);
+    if (!exclusive) continue;
+    struct Id {
+      uint64_t device, inode;
+      kj::StringPtr path;
+    };
+    std::map<int, Id> ids;  // by fd
+    for (auto f : members[m].getFds()) {
+      if (f.getDupOf() < 0) ids[f.getFd()] = {f.getFile().getDevice(), f.getFile().getInode(), f.getPath()};
+    }
+    for (auto r : members[m].getLocks()) {
+      if (!r.getWrite() || r.getKind() == Kind::POSIX) continue;  // the process's own, or shared ones
+      auto id = ids.find(r.getFd());
+      if (id == ids.end() || id->second.inode == 0) continue;
+      auto [it, fresh] = heldBy.emplace(Key{id->second.device, id->second.inode, r.getKind()}, m);
+      if (!fresh && it->second != m) {
+        fail(kj::str("fd ", r.getFd(), " (", id->second.path, "): ", describe(fromRecord(r)), " is held by two members of the tree through "
+                     "one open file description they share, which a restart makes two: each member would need it; "
+                     "not supported (checkpoint the process that took it alone, with --only)"));
+      }
+    }
   }
 }
 

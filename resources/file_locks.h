@@ -45,6 +45,12 @@ void capture(pid_t pid, image::schema::Files::Builder files, kj::Vector<kj::Stri
 // (a deleted file comes back as a new one nobody else has).
 void check(image::schema::Files::Reader files);
 
+// For a tree's image (one files section per member): refuses (one line) an exclusive
+// flock or OFD lock that two members held through one open file description they
+// shared (each member's fds come back as descriptions of its own, and the second
+// could not take it), before anything of the tree runs.
+void checkAcrossMembers(kj::ArrayPtr<const image::schema::Files::Reader> members);
+
 // Takes every saved lock again on its fd, which is in place; throws like check() if
 // one cannot be taken (someone took it since the check).
 void retake(image::schema::Files::Reader files);

@@ -7,7 +7,10 @@
 #  - while python3 holds an fcntl lock on bytes 50-59 (lockf), likewise, naming the
 #    fcntl WRITE lock on bytes 0-99 and python3's PID;
 #  - once nobody holds them, the restart takes them again and the job finishes as
-#    an undisturbed run does (its checker sees every lock every step).
+#    an undisturbed run does (its checker sees every lock every step);
+#  - a python3 tree whose parent and child share one open file description with a
+#    flock LOCK_EX on it (a restart would make it two descriptions, one of which could
+#    not have it) is refused at restart in one line, before any member runs.
 # The program is a tree of two (a restart sets their PIDs): root only, else skipped.
 # Args: MIGCTL LIBMIG FEATURE_FILE_LOCKS
 set -u
@@ -87,6 +90,31 @@ if [[ $rc -eq 0 ]] && cmp -s "$dir/ref.out" "$dir/job.out"; then
   ok "restarted once the locks were free: its checker saw every lock every step; output as undisturbed"
 else
   bad "the restart with the locks free (exit $rc)" "$dir/restart.err" "$dir/job.out"
+fi
+
+# --- an exclusive flock shared by two members through one description ----------------------
+: > "$dir/shared"
+exec 4> >(cat > "$dir/tree.out")
+LD_PRELOAD=$libmig "$py" -c '
+import fcntl, os, sys, time
+f = open(sys.argv[1], "r+")
+fcntl.flock(f, fcntl.LOCK_EX)
+if os.fork() == 0:
+    time.sleep(600)
+    os._exit(0)
+print("STEP 1", flush=True)
+time.sleep(600)' "$dir/shared" >&4 2>"$dir/tree.err" 4>&- &
+job=$!; pids+=($job)
+exec 4>&-
+wait_for "the tree's STEP 1" grep -qx "STEP 1" "$dir/tree.out" || bad "no STEP 1" "$dir/tree.err"
+"$migctl" checkpoint "$job" -o "$dir/tree.img" --stop > "$dir/tree.ckpt" 2>&1 || bad "checkpoint of the tree" "$dir/tree.ckpt"
+wait "$job" 2>/dev/null
+out=$("$migctl" restart "$dir/tree.img" 2>&1 </dev/null >>"$dir/tree.out"); rc=$?
+if [[ $rc -ne 0 && $(grep -c . <<<"$out") -eq 1 && $out == *"held by two members of the tree"* ]] &&
+   [[ $(grep -c . "$dir/tree.out") -eq 1 ]]; then
+  ok "a flock LOCK_EX two members shared: $out"
+else
+  bad "a flock LOCK_EX two members shared (exit $rc): $out" "$dir/tree.out"
 fi
 
 (( fails == 0 )) || { echo "$fails check(s) failed"; exit 1; }
