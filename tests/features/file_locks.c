@@ -16,7 +16,8 @@
  * DIR/queue (flock LOCK_EX, then F_SETLKW against the child's OFD lock): the wait
  * ends only after the child has said it lets go. At step 10 an F_SETLKW that cannot
  * be had is interrupted by SIGALRM (a handler without SA_RESTART): EINTR, as
- * without mig. Those children use OFD locks and flock only: fcntl locks of a child
+ * without mig; then, the handler with SA_RESTART, the wait goes on after it and
+ * ends when the holder, told by the handler, lets go. Those children use OFD locks and flock only: fcntl locks of a child
  * born on another host are its parent's at home (both are the deputy there).
  */
 #include "feature.h"
@@ -28,11 +29,13 @@
 
 static char locked_path[4096], queue_path[4096];
 static volatile sig_atomic_t alarms;
+static int release_fd = -1;  /* the handler tells the holder to let go through it */
 
 static void on_alarm(int sig, siginfo_t *si, void *uc)
 {
   (void)sig; (void)si; (void)uc;
   alarms++;
+  if (release_fd >= 0 && write(release_fd, "g", 1) != 1) _exit(3);
 }
 
 static int open_or_die(const char *path, int flags)
@@ -165,12 +168,20 @@ static void interrupted_wait(void)
   CHECK(r == -1 && errno == EINTR, "F_SETLKW on a held lock with SIGALRM coming: %d (%s), not EINTR", r,
         strerror(errno));
   CHECK(alarms == 1, "the SIGALRM handler ran %d times, not once", (int)alarms);
-  close(fd);
-  if (write(go[1], "g", 1) != 1) feature_fail("write: %s", strerror(errno));
+  /* With SA_RESTART the wait goes on after the handler, which tells the holder to let
+   * go: the lock is ours then. */
+  feature_handle(SIGALRM, on_alarm, SA_RESTART);
+  release_fd = go[1];
+  CHECK_SYS(setitimer(ITIMER_REAL, &it, NULL));
+  r = fcntl(fd, F_SETLKW, &fl);
+  CHECK(r == 0, "F_SETLKW with a SA_RESTART SIGALRM coming: %d (%s), not taken", r, strerror(errno));
+  CHECK(alarms == 2, "the SIGALRM handler ran %d times, not twice", (int)alarms);
+  release_fd = -1;
   close(go[1]);
   char c;
   if (read(p[0], &c, 1) != 1 || c != 'R') feature_fail("the held lock's holder did not let go");
   close(p[0]);
+  close(fd);
   wait_child(child, "held-lock holder");
 }
 
@@ -247,7 +258,7 @@ int main(int argc, char **argv)
   w.l_type = F_UNLCK;
   CHECK_SYS(fcntl(posix_fd, F_SETLK, &w));
   printf("locks held through %d steps, seen by the checker every step; %d waits ended by the holder, %d by a "
-         "signal\n", steps, waits, interrupted);
+         "signal (then restarted)\n", steps, waits, interrupted);
   printf("PASS\n");
   return 0;
 }
