@@ -244,7 +244,7 @@ int main(int argc, char **argv)
       interrupted++;
     }
     feature_step(step);
-    sleep_ms(100);
+    sleep_ms(50);
   }
   int end = 0;
   if (write(req[1], &end, sizeof end) != (ssize_t)sizeof end) feature_fail("write: %s", strerror(errno));
