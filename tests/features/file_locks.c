@@ -12,13 +12,15 @@
  * open file description, so it contends as any other process would) and must see
  * each lock: F_OFD_GETLK names the parent's fcntl locks by the parent's PID and the
  * OFD lock by -1, a READ test over the OFD lock finds nothing, flock LOCK_NB fails
- * with EWOULDBLOCK. Every 5th step the parent waits for a lock a child holds on
- * DIR/queue (flock LOCK_EX, then F_SETLKW against the child's OFD lock): the wait
- * ends only after the child has said it lets go. At step 10 an F_SETLKW that cannot
- * be had is interrupted by SIGALRM (a handler without SA_RESTART): EINTR, as
- * without mig; then, the handler with SA_RESTART, the wait goes on after it and
- * ends when the holder, told by the handler, lets go. Those children use OFD locks and flock only: fcntl locks of a child
- * born on another host are its parent's at home (both are the deputy there).
+ * with EWOULDBLOCK. Every 5th step the parent waits for a lock the checker takes
+ * on DIR/queue when asked (flock LOCK_EX, then F_SETLKW against its OFD lock): the
+ * wait ends only after the checker has said it lets go. At step 10 an F_SETLKW that
+ * cannot be had is interrupted by SIGALRM (a handler without SA_RESTART): EINTR, as
+ * without mig; then, the handler with SA_RESTART, the wait goes on after it and ends
+ * when the checker, told by the handler, lets go. Only the checker (born before any
+ * move, so it stays at home) holds what the parent waits for: a child born on
+ * another host is left there by the next hop, and its fcntl locks are its parent's
+ * at home (both are the deputy there).
  */
 #include "feature.h"
 
@@ -29,13 +31,14 @@
 
 static char locked_path[4096], queue_path[4096];
 static volatile sig_atomic_t alarms;
-static int release_fd = -1;  /* the handler tells the holder to let go through it */
+static int release_fd = -1;  /* the handler tells the checker to let go through it */
 
 static void on_alarm(int sig, siginfo_t *si, void *uc)
 {
   (void)sig; (void)si; (void)uc;
   alarms++;
-  if (release_fd >= 0 && write(release_fd, "g", 1) != 1) _exit(3);
+  const int release = -4;  /* CMD_RELEASE */
+  if (release_fd >= 0 && write(release_fd, &release, sizeof release) != (ssize_t)sizeof release) _exit(3);
 }
 
 static int open_or_die(const char *path, int flags)
@@ -82,18 +85,63 @@ static void check_locks(int step)
   close(fd);
 }
 
-/* The checker child: a step number on `req`, one byte back on `resp` once checked;
- * 0 ends it. */
+/* Commands to the checker on its pipe (an int), besides a step number to check. */
+enum {
+  CMD_END = 0,
+  CMD_FLOCK = -1,     /* take flock LOCK_EX on DIR/queue, 'T'; 30 ms later 'R' and let go */
+  CMD_OFD = -2,       /* the same with an OFD WRITE lock on its byte 0 */
+  CMD_HOLD = -3,      /* take the OFD lock, 'T', and keep it until CMD_RELEASE */
+  CMD_RELEASE = -4,   /* 'R' and let go of what CMD_HOLD took */
+};
+
+/* Takes a lock on DIR/queue as a process other than the parent; its fd. */
+static int take_queue_lock(int use_flock)
+{
+  int fd = open_or_die(queue_path, O_RDWR);
+  struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+  if (use_flock ? flock(fd, LOCK_EX | LOCK_NB) : fcntl(fd, F_OFD_SETLK, &fl))
+    feature_fail("checker: lock on %s: %s", queue_path, strerror(errno));
+  return fd;
+}
+
+static void say(int resp, char c)
+{
+  if (write(resp, &c, 1) != 1) feature_fail("checker: write: %s", strerror(errno));
+}
+
+/* The checker child: a step number on `req` (checked, then 'k' on `resp`), or a
+ * command. */
 static void checker(int req, int resp)
 {
+  int held = -1;
   for (;;) {
-    int step;
-    ssize_t n = read(req, &step, sizeof step);
+    int cmd;
+    ssize_t n = read(req, &cmd, sizeof cmd);
     if (n == -1 && errno == EINTR) continue;
-    if (n != (ssize_t)sizeof step) feature_fail("checker: read: %zd (%s)", n, strerror(errno));
-    if (step == 0) _exit(0);
-    check_locks(step);
-    if (write(resp, "k", 1) != 1) feature_fail("checker: write: %s", strerror(errno));
+    if (n != (ssize_t)sizeof cmd) feature_fail("checker: read: %zd (%s)", n, strerror(errno));
+    switch (cmd) {
+      case CMD_END: _exit(0);
+      case CMD_FLOCK: case CMD_OFD: {
+        int fd = take_queue_lock(cmd == CMD_FLOCK);
+        say(resp, 'T');
+        sleep_ms(30);
+        say(resp, 'R');
+        close(fd);  /* lets go */
+        break;
+      }
+      case CMD_HOLD:
+        held = take_queue_lock(0);
+        say(resp, 'T');
+        break;
+      case CMD_RELEASE:
+        say(resp, 'R');
+        close(held);
+        held = -1;
+        break;
+      default:
+        check_locks(cmd);
+        say(resp, 'k');
+    }
   }
 }
 
@@ -104,61 +152,41 @@ static void wait_child(pid_t child, const char *what)
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) feature_fail("%s: child ended with status %#x", what, status);
 }
 
-/* A child takes a lock on DIR/queue (flock LOCK_EX, or an OFD WRITE lock on byte 0),
- * says 'T' on the pipe p, then 'R' just before it lets go (release_after_ms later),
- * or (release_after_ms < 0) lets go once it reads a byte on the pipe `go`. */
-static pid_t holder(int use_flock, long release_after_ms, int p[2], int go[2])
+static int req_fd = -1, resp_fd = -1;  /* the parent's ends of the checker's pipes */
+
+static void ask(int cmd)
 {
-  if (pipe(p) != 0 || (go != NULL && pipe(go) != 0)) feature_fail("pipe: %s", strerror(errno));
-  pid_t child = fork();
-  if (child < 0) feature_fail("fork: %s", strerror(errno));
-  if (child == 0) {
-    close(p[0]);
-    if (go != NULL) close(go[1]);
-    int fd = open_or_die(queue_path, O_RDWR);
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-    if (use_flock ? flock(fd, LOCK_EX) : fcntl(fd, F_OFD_SETLK, &fl))
-      feature_fail("holder: lock: %s", strerror(errno));
-    if (write(p[1], "T", 1) != 1) _exit(1);
-    char c;
-    if (release_after_ms < 0) {
-      if (read(go[0], &c, 1) != 1) _exit(1);
-    } else {
-      sleep_ms(release_after_ms);
-    }
-    if (write(p[1], "R", 1) != 1) _exit(1);
-    close(fd);  /* lets go */
-    _exit(0);
-  }
-  close(p[1]);
-  if (go != NULL) close(go[0]);
-  char c;
-  if (read(p[0], &c, 1) != 1 || c != 'T') feature_fail("holder did not take its lock");
-  return child;
+  if (write(req_fd, &cmd, sizeof cmd) != (ssize_t)sizeof cmd) feature_fail("write to the checker: %s", strerror(errno));
 }
 
-/* Waits for a lock a child holds; it must be ours only after the child let go. */
+static char answer(void)
+{
+  char c = 0;
+  if (read(resp_fd, &c, 1) != 1) feature_fail("the checker did not answer (it failed: see its line above)");
+  return c;
+}
+
+/* Waits for a lock the checker holds; it must be ours only after it said it lets go. */
 static void wait_for_holder(int use_flock, int step)
 {
-  int p[2];
-  pid_t child = holder(use_flock, 30, p, NULL);
+  ask(use_flock ? CMD_FLOCK : CMD_OFD);
+  if (answer() != 'T') feature_fail("step %d: the checker did not take its lock", step);
   int fd = open_or_die(queue_path, O_RDWR);
   struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
   int r = use_flock ? flock(fd, LOCK_EX) : fcntl(fd, F_SETLKW, &fl);
   if (r != 0) feature_fail("step %d: waiting %s: %s", step, use_flock ? "flock" : "F_SETLKW", strerror(errno));
-  char c = 0;
-  if (fcntl(p[0], F_SETFL, O_NONBLOCK) != 0 || read(p[0], &c, 1) != 1 || c != 'R')
-    feature_fail("step %d: %s returned before the holder let go", step, use_flock ? "flock" : "F_SETLKW");
+  /* 'R' went into the pipe before the checker let go: it is there now. */
+  if (answer() != 'R') feature_fail("step %d: %s returned before the holder let go", step, use_flock ? "flock" : "F_SETLKW");
   close(fd);
-  close(p[0]);
-  wait_child(child, use_flock ? "flock holder" : "OFD holder");
 }
 
-/* F_SETLKW on a lock a child keeps: SIGALRM (no SA_RESTART) must end it with EINTR. */
+/* F_SETLKW on a lock the checker keeps: SIGALRM (no SA_RESTART) must end it with
+ * EINTR; with SA_RESTART it goes on after the handler, which tells the checker to let
+ * go. */
 static void interrupted_wait(void)
 {
-  int p[2], go[2];
-  pid_t child = holder(0, -1, p, go);
+  ask(CMD_HOLD);
+  if (answer() != 'T') feature_fail("the checker did not take its lock");
   int fd = open_or_die(queue_path, O_RDWR);
   feature_handle(SIGALRM, on_alarm, 0);
   struct itimerval it = {{0, 0}, {0, 100 * 1000}};
@@ -168,21 +196,15 @@ static void interrupted_wait(void)
   CHECK(r == -1 && errno == EINTR, "F_SETLKW on a held lock with SIGALRM coming: %d (%s), not EINTR", r,
         strerror(errno));
   CHECK(alarms == 1, "the SIGALRM handler ran %d times, not once", (int)alarms);
-  /* With SA_RESTART the wait goes on after the handler, which tells the holder to let
-   * go: the lock is ours then. */
   feature_handle(SIGALRM, on_alarm, SA_RESTART);
-  release_fd = go[1];
+  release_fd = req_fd;
   CHECK_SYS(setitimer(ITIMER_REAL, &it, NULL));
   r = fcntl(fd, F_SETLKW, &fl);
   CHECK(r == 0, "F_SETLKW with a SA_RESTART SIGALRM coming: %d (%s), not taken", r, strerror(errno));
   CHECK(alarms == 2, "the SIGALRM handler ran %d times, not twice", (int)alarms);
   release_fd = -1;
-  close(go[1]);
-  char c;
-  if (read(p[0], &c, 1) != 1 || c != 'R') feature_fail("the held lock's holder did not let go");
-  close(p[0]);
+  if (answer() != 'R') feature_fail("the checker did not let go");
   close(fd);
-  wait_child(child, "held-lock holder");
 }
 
 int main(int argc, char **argv)
@@ -223,6 +245,8 @@ int main(int argc, char **argv)
   }
   close(req[0]);
   close(resp[1]);
+  req_fd = req[1];
+  resp_fd = resp[0];
 
   int waits = 0, interrupted = 0;
   for (int step = 1; step <= steps; step++) {
@@ -231,9 +255,8 @@ int main(int argc, char **argv)
     s.l_type = F_UNLCK;
     s.l_start = 100 + step - 1;
     if (step > 1) CHECK_SYS(fcntl(posix_fd, F_SETLK, &s));
-    char k;
-    if (write(req[1], &step, sizeof step) != (ssize_t)sizeof step || read(resp[0], &k, 1) != 1)
-      feature_fail("step %d: the checker did not answer (it failed: see its line above)", step);
+    ask(step);
+    if (answer() != 'k') feature_fail("step %d: the checker's answer is not 'k'", step);
     if (step % 5 == 0) {
       wait_for_holder(1, step);
       wait_for_holder(0, step);
@@ -246,8 +269,7 @@ int main(int argc, char **argv)
     feature_step(step);
     sleep_ms(50);
   }
-  int end = 0;
-  if (write(req[1], &end, sizeof end) != (ssize_t)sizeof end) feature_fail("write: %s", strerror(errno));
+  ask(CMD_END);
   wait_child(checker_pid, "checker");
   /* Our own F_GETLK sees none of our fcntl locks (they are ours: the OFD lock from
    * 200 on belongs to its open file description, not to us); unlocking works. */
