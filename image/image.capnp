@@ -292,6 +292,23 @@ struct EpollTarget {
 
 struct Files {
   fds @0 :List(FileDescriptor);
+  locks @1 :List(FileLock);  # the locks the process holds on its files (resources/file_locks.cc)
+}
+
+struct FileLock {
+  # One lock a process holds, as a "lock:" line of /proc/PID/fdinfo/FD showed it: taken
+  # again on that fd at restart, before the process runs.
+  fd @0 :Int32;              # the fd it was taken through (the first of its dups)
+  kind @1 :Kind;
+  write @2 :Bool;            # exclusive (F_WRLCK, LOCK_EX); else shared
+  start @3 :Int64;           # fcntl locks: the first byte (flock: 0)
+  end @4 :Int64;             # the last byte, -1: to the end of the file (flock: -1)
+
+  enum Kind {
+    posix @0;                # fcntl F_SETLK: the process's
+    ofd @1;                  # fcntl F_OFD_SETLK: the open file description's
+    flock @2;                # flock(2): the open file description's
+  }
 }
 
 struct End {

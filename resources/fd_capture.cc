@@ -3,6 +3,7 @@
 
 #include "image/image_error.h"
 #include "resources/fd_kinds.h"
+#include "resources/file_locks.h"
 #include "resources/proc_file.h"
 
 #include <capnp/message.h>
@@ -111,7 +112,8 @@ void writeFiles(pid_t pid, const control::Block& block, image::ImageWriter& w, C
   ctx.all = kj::arrayPtr(probes.data(), probes.size());
 
   capnp::MallocMessageBuilder msg;
-  auto list = msg.initRoot<image::schema::Files>().initFds(static_cast<uint32_t>(probes.size()));
+  auto files = msg.initRoot<image::schema::Files>();
+  auto list = files.initFds(static_cast<uint32_t>(probes.size()));
   for (size_t i = 0; i < probes.size(); ++i) {
     const FdProbe& f = probes[i];
     auto out = list[i];
@@ -130,6 +132,7 @@ void writeFiles(pid_t pid, const control::Block& block, image::ImageWriter& w, C
     out.setKind(kind.kind);  // a dup carries the kind too: it decides where the fd lives on migration
     if (out.getDupOf() < 0 && kind.capture != nullptr) kind.capture(f, ctx, out);
   }
+  file_locks::capture(pid, files, stats.warnings);
   w.section(image::SectionType::files, msg);
   stats.fds = static_cast<uint32_t>(probes.size());
 }

@@ -3,6 +3,7 @@
 
 #include "image/image_error.h"
 #include "resources/fd_kinds.h"
+#include "resources/file_locks.h"
 #include "shim/forward/readiness_stand_in.h"
 
 #include <algorithm>
@@ -90,10 +91,13 @@ void closeOthers(const std::set<int>& wanted, const int* keep, size_t keepCount)
 }  // namespace
 
 void checkSavedFiles(image::FileReader& image, const FileRestoreOptions& options) {
+  kj::Vector<image::schema::Files::Reader> members;
   for (size_t i = 0; i < image.sectionCount(); ++i) {
     if (image.section(i).type != static_cast<uint16_t>(image::SectionType::files)) continue;
     checkFdRecords(image.meta<image::schema::Files>(i), image.section(i).describe(), options);
+    members.add(image.meta<image::schema::Files>(i));
   }
+  if (!options.migrated) file_locks::checkAcrossMembers(members);
 }
 
 void checkFdRecords(image::schema::Files::Reader files, kj::StringPtr section, const FileRestoreOptions& options) {
@@ -105,6 +109,8 @@ void checkFdRecords(image::schema::Files::Reader files, kj::StringPtr section, c
     const FdKind& kind = kindOf(f.getKind());
     if (kind.check != nullptr) kind.check(f, ctx);
   }
+  // A migrated job's locks stayed at home with its deputy.
+  if (!options.migrated) file_locks::check(files);
 }
 
 void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, const CallerFds& caller,
@@ -142,6 +148,14 @@ void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, const C
   // Close everything else we hold, except `keep` (and `warn`, closed on our exec).
   wanted.insert(warn);
   closeOthers(wanted, keep, keepCount);
+  // Last: closing any fd of a file drops the process's fcntl locks on it. A migrated
+  // job's locks stayed at home with its deputy.
+  if (migrated == nullptr) {
+    for (size_t i = 0; i < image.sectionCount(); ++i) {
+      if (image.section(i).type != static_cast<uint16_t>(image::SectionType::files)) continue;
+      file_locks::retake(image.meta<image::schema::Files>(i));
+    }
+  }
 }
 
 void placeAt(kj::AutoCloseFd fd, int target) {

@@ -9,7 +9,9 @@
 #include "rsc/forward_table.h"
 #include "rsc/wire.h"
 
+#include <cerrno>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 
@@ -81,6 +83,28 @@ constexpr bool neverBlocksHere(const Row* row, long nr) {
       return false;
   }
 }
+
+// For a Handler::WaitsForLock call: whether it may wait for another holder, and if so
+// its non-blocking form in `attempt` (F_SETLKW → F_SETLK, F_OFD_SETLKW → F_OFD_SETLK,
+// flock with LOCK_NB), which the shim sends home instead, again after each pause. An
+// unlock, or a flock that says LOCK_NB, never waits: it goes as it is.
+inline bool lockAttempt(const Row& row, const int64_t a[6], int64_t attempt[6]) {
+  for (int i = 0; i < 6; ++i) attempt[i] = a[i];
+  if (row.sysno == SYS_flock) {
+    if ((a[1] & LOCK_NB) || (a[1] & LOCK_UN)) return false;
+    attempt[1] = a[1] | LOCK_NB;
+    return true;
+  }
+  if (row.selectorArg != 1) return false;
+  if (row.selector == F_SETLKW) attempt[1] = F_SETLK;
+  else if (row.selector == F_OFD_SETLKW) attempt[1] = F_OFD_SETLK;
+  else return false;
+  return true;
+}
+
+// Whether a failed non-blocking attempt (lockAttempt) failed only because another
+// process holds the lock: fcntl says EAGAIN or EACCES, flock EWOULDBLOCK (EAGAIN).
+constexpr bool lockIsTaken(long result) { return result == -EAGAIN || result == -EACCES; }
 
 enum class Where { Local, Home, Both };
 

@@ -30,12 +30,14 @@ inline constexpr uint16_t kRusageSize = 144;    // struct rusage
 inline constexpr uint16_t kSiginfoSize = 128;   // siginfo_t
 inline constexpr uint16_t kSockaddrSize = 128;  // struct sockaddr_storage
 inline constexpr uint16_t kOffSize = 8;         // off_t
+inline constexpr uint16_t kFlockSize = 32;      // struct flock (flock64 on x86_64)
 static_assert(sizeof(struct stat) == kStatSize);
 static_assert(sizeof(struct statx) == kStatxSize);
 static_assert(sizeof(struct winsize) == kWinsizeSize);
 static_assert(sizeof(struct rusage) == kRusageSize);
 static_assert(sizeof(siginfo_t) == kSiginfoSize);
 static_assert(sizeof(struct sockaddr_storage) == kSockaddrSize);
+static_assert(sizeof(struct flock) == kFlockSize);
 
 inline constexpr ArgSpec N{Arg::None, 0, 0};
 inline constexpr ArgSpec I{Arg::Int, 0, 0};
@@ -72,6 +74,15 @@ constexpr Row variadic(Row r, uint8_t fixedArgs) {
 // fcntl and ioctl: one row per command, so each command is whitelisted on its own.
 constexpr Row fcntlRow(uint32_t command) {
   Row r = variadic(call(SYS_fcntl, "fcntl", Ret::Int, Blocking::Briefly, 0, {F, I, I}), 2);
+  r.selectorArg = 1;
+  r.selector = command;
+  return r;
+}
+
+// A lock command of fcntl: its third argument is a struct flock, read (set) or read and
+// written back (get).
+constexpr Row fcntlLockRow(uint32_t command, ArgSpec lock) {
+  Row r = variadic(call(SYS_fcntl, "fcntl", Ret::Int, Blocking::Briefly, 0, {F, I, lock}), 2);
   r.selectorArg = 1;
   r.selector = command;
   return r;

@@ -97,6 +97,10 @@ enum class Handler : uint8_t {
   Kill,              // sigsys_handler.cc: home or here by the PID it names
   Wait4,             // ... likewise, and a wait for any child by where the children are
   Waitid,
+  WaitsForLock,      // a lock call that may wait (F_SETLKW, F_OFD_SETLKW, flock without
+                     // LOCK_NB): tried at home without waiting, again after a pause here
+                     // (rsc::lockAttempt), so the deputy never blocks on it and a signal
+                     // or a checkpoint can come in between
 };
 
 // Where the shim sends a call it has a row for (Kill, Wait4 and Waitid: their handler).

@@ -281,11 +281,13 @@ std::set<std::string> functionsWith(bool (*has)(const Row&)) {
 TEST_CASE("forward table: the real rows' properties") {
   using S = std::set<std::string>;
   CHECK(functionsWith([](const Row& r) { return r.blocking == Blocking::Always; }) ==
-        S{"wait4", "waitid", "accept", "accept4", "connect"});
+        S{"wait4", "waitid", "accept", "accept4", "connect", "flock"});
   CHECK(functionsWith([](const Row& r) { return r.blocking == Blocking::OnStream; }) ==
         S{"read", "write", "pread64", "pwrite64", "sendto", "recvfrom", "sendfile"});
   CHECK(functionsWith([](const Row& r) { return r.deputy == DeputyRuns::Worker; }) ==
-        S{"openat", "wait4", "waitid", "mig_file_identity"});
+        S{"openat", "wait4", "waitid", "mig_file_identity", sel("fcntl", F_SETLKW), sel("fcntl", F_OFD_SETLKW)});
+  CHECK(functionsWith([](const Row& r) { return r.handler == Handler::WaitsForLock; }) ==
+        S{sel("fcntl", F_SETLKW), sel("fcntl", F_OFD_SETLKW), "flock"});
   CHECK(functionsWith([](const Row& r) { return r.has(kPipelinable); }) == S{"write"});
   CHECK(functionsWith([](const Row& r) { return r.has(kReportsWriteFailures); }) == S{"fsync", "fdatasync"});
   CHECK(functionsWith([](const Row& r) { return r.has(kSigpipeOnEpipe); }) == S{"write", "pwrite64"});
@@ -338,6 +340,33 @@ TEST_CASE("forward table: an old path call becomes a row's *at call") {
   CHECK(a[0] == 5);
   CHECK(std::string(reinterpret_cast<const char*>(a[1])).empty());
   CHECK(a[3] == AT_EMPTY_PATH);
+}
+
+TEST_CASE("forward table: a lock call that would wait goes home as its non-blocking form") {
+  int64_t attempt[6];
+  const int64_t setlkw[6] = {3, F_SETLKW, 0x1000, 0, 0, 0};
+  const Row* row = findRow(SYS_fcntl, setlkw);
+  REQUIRE(row != nullptr);
+  REQUIRE(lockAttempt(*row, setlkw, attempt));
+  CHECK(attempt[1] == F_SETLK);
+  CHECK(attempt[2] == 0x1000);
+  CHECK(findRow(SYS_fcntl, attempt) != nullptr);
+  const int64_t ofd[6] = {3, F_OFD_SETLKW, 0x1000, 0, 0, 0};
+  REQUIRE(lockAttempt(*findRow(SYS_fcntl, ofd), ofd, attempt));
+  CHECK(attempt[1] == F_OFD_SETLK);
+  const int64_t ex[6] = {3, LOCK_EX, 0, 0, 0, 0};
+  REQUIRE(lockAttempt(*findRow(SYS_flock, ex), ex, attempt));
+  CHECK(attempt[1] == (LOCK_EX | LOCK_NB));
+  const int64_t nb[6] = {3, LOCK_SH | LOCK_NB, 0, 0, 0, 0};
+  CHECK(!lockAttempt(*findRow(SYS_flock, nb), nb, attempt));
+  const int64_t un[6] = {3, LOCK_UN, 0, 0, 0, 0};
+  CHECK(!lockAttempt(*findRow(SYS_flock, un), un, attempt));
+  const int64_t setlk[6] = {3, F_SETLK, 0x1000, 0, 0, 0};
+  CHECK(!lockAttempt(*findRow(SYS_fcntl, setlk), setlk, attempt));
+  CHECK(lockIsTaken(-EAGAIN));
+  CHECK(lockIsTaken(-EACCES));
+  CHECK(!lockIsTaken(0));
+  CHECK(!lockIsTaken(-EBADF));
 }
 
 }  // namespace

@@ -124,8 +124,8 @@ TEST_CASE("rsc: every row resolves in libc and is found by its system call") {
   CHECK(rowById(0) == nullptr);
   CHECK(rowById(rowCount() + 1) == nullptr);
 
-  int64_t lock[6] = {3, F_SETLKW, 0, 0, 0, 0};
-  CHECK(findRow(SYS_fcntl, lock) == nullptr);
+  int64_t lease[6] = {3, F_SETLEASE, 0, 0, 0, 0};
+  CHECK(findRow(SYS_fcntl, lease) == nullptr);
   int64_t sti[6] = {0, TIOCSTI, 0, 0, 0, 0};
   CHECK(findRow(SYS_ioctl, sti) == nullptr);
   int64_t none[6] = {};

@@ -173,8 +173,70 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
   }
 }
 
+// What a signal pending for this thread (or its process) does to a system call it
+// waits in, by its action: 0 nothing (the application's mask in the trapped context
+// blocks it, it is ignored, or its default is to do nothing: those the kernel would
+// have dropped, but the handler's mask keeps them pending), -EINTR (a handler without
+// SA_RESTART, or a default that ends the process), kCallAgain (a handler with
+// SA_RESTART, or a default that stops the process: the call goes on after it). The
+// shim's checkpoint signal is not the application's.
+long pendingSignalVerdict(const ucontext_t* uc) {
+  uint64_t pending = 0;
+  if (rawSyscall(SYS_rt_sigpending, reinterpret_cast<long>(&pending), 8) != 0) return 0;
+  uint64_t open = pending & ~*reinterpret_cast<const uint64_t*>(&uc->uc_sigmask) & ~kSigsysBit &
+                  ~(uint64_t{1} << (shim::kCheckpointSignal - 1));
+  long verdict = 0;
+  while (open != 0 && verdict != -EINTR) {
+    const int sig = __builtin_ctzll(open) + 1;
+    open &= open - 1;
+    struct {
+      uint64_t handler, flags, restorer, mask;
+    } action{};
+    if (rawSyscall(SYS_rt_sigaction, sig, 0, reinterpret_cast<long>(&action), 8) != 0) continue;
+    if (action.handler == reinterpret_cast<uint64_t>(SIG_IGN)) continue;
+    if (action.handler == reinterpret_cast<uint64_t>(SIG_DFL)) {
+      switch (sig) {
+        case SIGCHLD: case SIGURG: case SIGWINCH: case SIGCONT: continue;
+        case SIGSTOP: case SIGTSTP: case SIGTTIN: case SIGTTOU: verdict = kCallAgain; continue;
+        default: verdict = -EINTR; continue;
+      }
+    }
+    verdict = (action.flags & SA_RESTART) ? (verdict == 0 ? kCallAgain : verdict) : -EINTR;
+  }
+  return verdict;
+}
+
+// A lock call on a home fd that may wait for another holder (Handler::WaitsForLock).
+// Its non-blocking form is tried at home (rsc::lockAttempt), and while another process
+// holds the lock, tried again after a pause here that lets the checkpoint signal in (a
+// job waiting for a lock can move; where it resumes it tries again from there). The
+// deputy never blocks on it. A signal the application lets in ends the wait as it
+// would have ended the system call: the handler runs and the call fails with EINTR,
+// or is made again if the handler has SA_RESTART, as the kernel does for F_SETLKW and
+// flock. What waiting this way loses: the kernel's queue of waiters (a lock freed
+// goes to whoever asks first) and its deadlock detection (EDEADLK).
+long waitForHomeLock(const rsc::Row& row, const int64_t home[6], const ucontext_t* uc) {
+  int64_t attempt[6];
+  if (!rsc::lockAttempt(row, home, attempt)) return forwardRow(row, home);
+  const rsc::Row* tryRow = rsc::findRow(row.sysno, attempt);
+  if (tryRow == nullptr) return -EIO;  // the table lacks the non-blocking form: a bug
+  constexpr long kFirstPauseNs = 1000 * 1000, kLongestPauseNs = 50 * 1000 * 1000;
+  long pauseNs = kFirstPauseNs;
+  for (;;) {
+    const long r = forwardRow(*tryRow, attempt);
+    if (!rsc::lockIsTaken(r)) return r;
+    if (uc == nullptr) return r;  // no context to wait in (the shim's own use)
+    struct timespec pause = {0, pauseNs};
+    const uint64_t onlyCheckpoint = ~(uint64_t{1} << (shim::kCheckpointSignal - 1));
+    rawSyscall(SYS_ppoll, 0, 0, reinterpret_cast<long>(&pause), reinterpret_cast<long>(&onlyCheckpoint), 8);
+    shim::t_checkpointInterrupted = 0;  // this wait goes on by itself after a checkpoint
+    if (const long verdict = pendingSignalVerdict(uc); verdict != 0) return verdict;
+    pauseNs = pauseNs * 2 > kLongestPauseNs ? kLongestPauseNs : pauseNs * 2;
+  }
+}
+
 // A call the table has a row for, which concerns home: its handler (rsc::Handler).
-long goHome(State& s, const rsc::Row& row, const TrappedCall& c) {
+long goHome(State& s, const rsc::Row& row, const TrappedCall& c, const ucontext_t* uc) {
   const int64_t* a = c.a;
   const bool stream = isStreamFd(s, fdArg(a[0]));
   int64_t home[6] = {a[0], a[1], a[2], a[3], a[4], a[5]};
@@ -192,6 +254,7 @@ long goHome(State& s, const rsc::Row& row, const TrappedCall& c) {
     case rsc::Handler::NewSocket: case rsc::Handler::Accept: case rsc::Handler::Receive:
     case rsc::Handler::SocketOption: case rsc::Handler::SocketName:
       return homeSocketRow(row, home, c.a);
+    case rsc::Handler::WaitsForLock: return waitForHomeLock(row, home, uc);
     default: break;
   }
   long r = forwardRow(row, home);
@@ -260,7 +323,7 @@ long route(TrappedCall& c, const ucontext_t* uc) {
     switch (rsc::whereRowGoes(*row, c.a, Facts{s})) {
       case rsc::Where::Both: return -EXDEV;  // e.g. rename between a home and a local path
       case rsc::Where::Local: break;
-      case rsc::Where::Home: return goHome(s, *row, c);
+      case rsc::Where::Home: return goHome(s, *row, c, uc);
     }
   }
   long r = runWith(c.nr, c.a, uc, row);
@@ -304,6 +367,11 @@ void sigsysHandler(int sig, siginfo_t* info, void* context) {
   if (r == kRunNatively) {
     allowSyscalls();
     g[REG_RIP] -= 2;  // back onto the 2-byte syscall instruction; rax still holds its number
+    return;
+  }
+  if (r == kCallAgain) {
+    g[REG_RIP] -= 2;
+    g[REG_RAX] = info->si_syscall;  // the number as the application made it
     return;
   }
   g[REG_RAX] = r;

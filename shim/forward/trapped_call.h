@@ -19,6 +19,10 @@ struct TrappedCall {
 // The handler's verdict besides a result: re-execute the syscall instruction with the
 // thread's selector at ALLOW (the thread then runs undispatched).
 inline constexpr long kRunNatively = 1l << 62;
+// ... or: return to the application at the syscall instruction, dispatched as before,
+// so a pending signal's handler runs first and the call is then made again (a call
+// the kernel would have restarted after a SA_RESTART handler).
+inline constexpr long kCallAgain = (1l << 62) + 1;
 
 // Runs the call here, from the shim's code. Calls that may block run with the
 // application's signal mask (from the trapped context), so its signals interrupt them

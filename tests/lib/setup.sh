@@ -17,6 +17,7 @@ MIG_PACKAGES=(
   tcpdump                         # cluster test: a capture on the simulated bridge holds no plaintext
   libtomlplusplus-dev             # shadowd --policy FILE: TOML parsed by toml++ (docs/policies.md)
   slurmd slurmctld slurm-client munge  # migration-slurm: a Slurm batch job moved when its node is drained (examples/slurm)
+  sqlite3                         # migration-sqlite: Debian's sqlite3 reads the database at home and checks its integrity
 )
 
 mig_install_deps() {

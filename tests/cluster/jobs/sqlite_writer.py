@@ -1,0 +1,19 @@
+# sqlite_writer.py DB ROWS: the job of migration-sqlite (sqlite.sh). Inserts rows
+# 1..ROWS into table t of DB, one transaction each (a row of a few hundred bytes, so
+# the b-tree splits pages as it grows), printing "STEP i" after each commit and PASS
+# at the end. Each transaction stays open 20 ms (a writer paced like a logger), so a
+# move mostly finds it holding its write lock.
+import sqlite3
+import sys
+import time
+
+db, rows = sys.argv[1], int(sys.argv[2])
+con = sqlite3.connect(db, timeout=120, isolation_level=None)
+for i in range(1, rows + 1):
+    con.execute("BEGIN IMMEDIATE")
+    con.execute("INSERT INTO t(id, v, pad) VALUES (?, ?, ?)", (i, i * 7, ("%06d" % i) * 50))
+    time.sleep(0.02)
+    con.execute("COMMIT")
+    print("STEP %d" % i, flush=True)
+con.close()
+print("PASS", flush=True)

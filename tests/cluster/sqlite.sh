@@ -1,0 +1,108 @@
+#!/bin/bash
+# sqlite.sh: a database shared between a moved job and a process at home is never
+# corrupted (issue 12, file locks). Debian's python3 (jobs/sqlite_writer.py, under mig)
+# inserts rows 1..N into a database in its data directory on a, one transaction each,
+# in sqlite's default rollback-journal mode, and is migrated a -> b while a reader on a,
+# not under mig (jobs/sqlite_reader.py), reads the same database in a loop: row count,
+# sums and highest id in a read transaction. sqlite keeps writer and readers apart with
+# fcntl locks on the database file; after the move the job's are taken at home by its
+# deputy (rsc/forward_calls.def, "file locks"). Checked as a user sees it: the writer
+# ends with status 0 and all N steps; the reader never saw an error or a transaction
+# half-written and read while the job ran on b; at home Debian's sqlite3 says
+# `PRAGMA integrity_check` ok and every row is there exactly once.
+# The same writer on a database in WAL mode is not moved (its -shm file is a shared
+# writable mapping of a home file, docs/kinds/file_lock.md): migctl says so in one line
+# before anything is frozen, and the job finishes at home with every row, intact.
+#
+# usage: sqlite.sh OPTIONS (below); meson runs it as test 'migration-sqlite'
+# (suite cluster) with every path filled in.
+source "$(dirname "$0")/lib/cluster_lib.sh"
+cluster_args "$@"
+cluster_require SHADOWD DEPUTY MIGCTL LIBMIG
+PY=/usr/bin/python3
+SQLITE=/usr/bin/sqlite3
+WRITER=$(readlink -f "$(dirname "$0")/jobs/sqlite_writer.py")
+READER=$(readlink -f "$(dirname "$0")/jobs/sqlite_reader.py")
+if [[ ! -x $PY || ! -x $SQLITE ]]; then
+  echo "SKIP: needs Debian's /usr/bin/python3 and /usr/bin/sqlite3 (tests/lib/setup.sh installs them)"
+  exit 77
+fi
+cluster_up a b
+
+ROWS=300
+DB=$(jdir sqlwriter)/data/test.db
+mkdir -p "$(jfile sqlwriter data)"
+hx a "$SQLITE" "$DB" \
+  'CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER NOT NULL, pad TEXT NOT NULL);' || fail "sqlite3 could not make the database"
+
+if start_job sqlwriter mig "$PY" "$WRITER" "$DB" "$ROWS" && start_job sqlreader plain "$PY" "$READER" "$DB" "$ROWS"; then
+  wait_until 20 grep -q READING "$(jfile sqlreader out)" || fail "the reader did not start reading"
+  hop sqlwriter a b
+  moved_at=$(last_step sqlwriter)
+  ended sqlreader && fail "sqlreader had ended before the writer was on b: it did not read beside the moved job"
+  if wait_job sqlwriter 180 && [[ $STATUS == 0 ]] && grep -qx PASS "$(jfile sqlwriter out)" &&
+     [[ $(grep -c '^STEP ' "$(jfile sqlwriter out)") == "$ROWS" ]]; then
+    ok "sqlwriter: on b from about STEP ${moved_at:-?}, the reader reading on a, wrote all $ROWS transactions, status 0"
+  else
+    fail "sqlwriter: status $STATUS, last STEP $(last_step sqlwriter) of $ROWS"
+    detail "$(jfile sqlwriter err)" "its stderr"
+  fi
+  if wait_job sqlreader 60 && [[ $STATUS == 0 ]]; then
+    ok "sqlreader on a: never saw an error or a half-written transaction: $(tail -n 1 "$(jfile sqlreader out)")"
+  else
+    fail "sqlreader on a: status $STATUS, what it saw:"
+    detail "$(jfile sqlreader out)" "its output"
+    detail "$(jfile sqlreader err)" "its stderr"
+  fi
+  kill_job sqlwriter
+  kill_job sqlreader
+  check=$(hx a "$SQLITE" "$DB" 'PRAGMA integrity_check;' 2>&1)
+  if [[ $check == ok ]]; then
+    ok "sqlite3 on a: PRAGMA integrity_check says ok"
+  else
+    fail "sqlite3 on a: PRAGMA integrity_check says: $(head -n 3 <<<"$check" | tr '\n' ' ')"
+  fi
+  rows=$(hx a "$SQLITE" "$DB" 'SELECT count(*), count(DISTINCT id), min(id), max(id), sum(v) FROM t;' 2>&1)
+  want="$ROWS|$ROWS|1|$ROWS|$(( 7 * ROWS * (ROWS + 1) / 2 ))"
+  if [[ $rows == "$want" ]]; then
+    ok "sqlite3 on a: rows 1..$ROWS each there once, values intact ($rows)"
+  else
+    fail "sqlite3 on a: count, distinct ids, lowest, highest, sum of values: '$rows', not '$want'"
+  fi
+fi
+
+# --- WAL mode: refused in one line, the job goes on at home ------------------------------
+WROWS=100
+WAL_DB=$(jdir sqlwal)/data/test.db
+mkdir -p "$(jfile sqlwal data)"
+hx a "$SQLITE" "$WAL_DB" 'PRAGMA journal_mode=WAL;' \
+  'CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER NOT NULL, pad TEXT NOT NULL);' >/dev/null ||
+  fail "sqlite3 could not make the WAL database"
+if start_job sqlwal mig "$PY" "$WRITER" "$WAL_DB" "$WROWS"; then
+  if wait_step sqlwal 3 30; then
+    migrate sqlwal b
+    if one_line_reason && job_at_home sqlwal "$(readlink -f "$PY")"; then
+      ok "sqlwal (WAL mode): not moved, one line: $(cat "$MIG_ERR")"
+    else
+      fail "sqlwal (WAL mode): migctl exited $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")(want one line, the job at home)"
+    fi
+  else
+    fail "sqlwal: no STEP 3 within 30 s"
+  fi
+  if wait_job sqlwal 120 && [[ $STATUS == 0 ]] && grep -qx PASS "$(jfile sqlwal out)"; then
+    ok "sqlwal: went on at home and ended with status 0"
+  else
+    fail "sqlwal: status $STATUS, last STEP $(last_step sqlwal) of $WROWS"
+    detail "$(jfile sqlwal err)" "its stderr"
+  fi
+  kill_job sqlwal
+  check=$(hx a "$SQLITE" "$WAL_DB" 'PRAGMA integrity_check;' 'SELECT count(DISTINCT id), sum(v) FROM t;' 2>&1)
+  want=$'ok\n'"$WROWS|$(( 7 * WROWS * (WROWS + 1) / 2 ))"
+  if [[ $check == "$want" ]]; then
+    ok "sqlite3 on a: the WAL database is intact, rows 1..$WROWS there"
+  else
+    fail "sqlite3 on a: the WAL database: '$(tr '\n' ' ' <<<"$check")', not '$(tr '\n' ' ' <<<"$want")'"
+  fi
+fi
+
+cluster_end
