@@ -8,6 +8,9 @@
 # process alone, as before trees: the job runs on b, its child stays on a with the
 # deputy as its parent; at the end the job kills its child and waits for it (both
 # go home), prints the child's status and exits 7, which the shell on a gets.
+# Real trees refused mid-run and finishing at home as undisturbed: `make -j2` of 8
+# generated C files (the same objects and program) and a python3
+# multiprocessing.Pool(2) (the same output).
 #
 # usage: tree_move.sh OPTIONS (below)
 source "$(dirname "$0")/lib/cluster_lib.sh"
@@ -83,4 +86,76 @@ else
   shadowd_logs a b
 fi
 kill_job tree
+
+# --- 4. real programs: make -j2 mid-build and a multiprocessing.Pool(2) -----------------
+# Both are trees; each is refused mid-run with one line and then finishes at home as an
+# undisturbed run does. Each recipe, and each of the pool's tasks, waits for the file GO
+# in the job's directory: the test chooses the moment by the line the job prints and
+# lets it finish by making GO (the undisturbed runs have GO from the start).
+make_project() {  # make_project DIR: 8 C files, a Makefile, recipes held until GO exists
+  local d=$1 i
+  mkdir -p "$d"
+  for i in 1 2 3 4 5 6 7 8; do
+    printf 'int f%d(int x) { int s = 0; for (int k = 0; k < x; k++) s += k * %d %% 7; return s; }\n' "$i" "$i" >"$d/f$i.c"
+  done
+  { for i in 1 2 3 4 5 6 7 8; do echo "int f$i(int);"; done
+    echo '#include <stdio.h>'
+    echo 'int main(void) { printf("%d\n", f1(10) + f2(20) + f3(30) + f4(40) + f5(50) + f6(60) + f7(70) + f8(80)); return 0; }'
+  } >"$d/main.c"
+  printf '%s\n' 'OBJS = f1.o f2.o f3.o f4.o f5.o f6.o f7.o f8.o main.o' 'prog: $(OBJS)' \
+    '	cc -o $@ $(OBJS)' '%.o: %.c' '	@echo "compiling $<"' '	@until [ -e GO ]; do sleep 0.05; done' \
+    '	cc -O1 -c -o $@ $<' >"$d/Makefile"
+}
+POOL='import multiprocessing, os, time
+def work(i):
+    while not os.path.exists("GO"):
+        time.sleep(0.05)
+    return sum(k * k for k in range(i * 10000))
+if __name__ == "__main__":
+    with multiprocessing.Pool(2) as pool:
+        print("pool started", flush=True)
+        r = pool.map(work, range(8))
+    print("result", sum(r), flush=True)'
+for j in make make-ref; do make_project "$(jfile "$j" .)"; done
+mkdir -p "$(jfile pool-ref .)" && touch "$(jfile make-ref GO)" "$(jfile pool-ref GO)"
+start_job make-ref plain /usr/bin/make -j2
+start_job pool-ref plain "$PY" -c "$POOL"
+for r in make-ref pool-ref; do
+  wait_job "$r" 120 && [[ $STATUS == 0 ]] || { fail "the undisturbed $r (without mig): status $STATUS"; detail "$(jfile "$r" err)" "its stderr"; }
+done
+
+# refused_at NAME LINE: once the job printed LINE, migctl migrate refuses it in one line,
+# and it is still the program at home.
+refused_at() {
+  local name=$1 line=$2 exe=$3
+  if ! wait_until 60 grep -qx "$line" "$(jfile "$name" out)"; then
+    fail "$name: no '$line' within 60 s"; detail "$(jfile "$name" err)" "its stderr"; return 1
+  fi
+  migrate "$name" b
+  if one_line_reason && grep -q "cannot move PID ${PID[$name]}: it has [0-9]* descendant.*--only moves" "$MIG_ERR" &&
+     job_at_home "$name" "$exe"; then
+    ok "$name: refused at '$line' ($(grep -o 'it has [0-9]* descendants\{0,1\} ([^)]*)' "$MIG_ERR")), runs on at home"
+  else
+    fail "$name: not refused as it should be at '$line' (exit $MIG_RC)"; detail "$MIG_ERR" "migctl's stderr"
+  fi
+}
+start_job make mig /usr/bin/make -j2
+refused_at make "compiling f1.c" /usr/bin/make
+touch "$(jfile make GO)"
+wait_job make 120
+same=1
+for o in f1.o f2.o f3.o f4.o f5.o f6.o f7.o f8.o main.o prog; do cmp -s "$(jfile make "$o")" "$(jfile make-ref "$o")" || same=0; done
+if [[ $STATUS == 0 && $(status_of make-ref) == 0 ]] && (( same )); then
+  ok "make -j2: finished at home after the refusal, status 0, its 9 objects and program identical to the undisturbed build's"
+else
+  fail "make -j2: status $STATUS (undisturbed: $(status_of make-ref)), objects identical: $same"
+  detail "$(jfile make err)" "its stderr"
+fi
+mkdir -p "$(jfile pool .)"
+start_job pool mig "$PY" -c "$POOL"
+refused_at pool "pool started" "$(readlink -f "$PY")"
+touch "$(jfile pool GO)"
+compare pool pool-ref 0
+kill_job make
+kill_job pool
 cluster_end

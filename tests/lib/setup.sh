@@ -16,6 +16,7 @@ MIG_PACKAGES=(
   libsodium-dev                   # host-to-host links: the X25519 handshake (records use OpenSSL, faster here)
   tcpdump                         # cluster test: a capture on the simulated bridge holds no plaintext
   libtomlplusplus-dev             # shadowd --policy FILE: TOML parsed by toml++ (docs/policies.md)
+  make                            # migration-tree-move: a make -j2 build is a real process tree
 )
 
 mig_install_deps() {
