@@ -6,8 +6,10 @@
 # way out (--only), before anything is frozen: the job runs on at home, still the
 # program (not a deputy), its child still its child. `--only` then moves the
 # process alone, as before trees: the job runs on b, its child stays on a with the
-# deputy as its parent; at the end the job kills its child and waits for it (both
-# go home), prints the child's status and exits 7, which the shell on a gets.
+# deputy as its parent. On b it starts a second child: its move on (b -> a) is refused
+# the same way, and it runs on on b. At the end the job kills both children and
+# waits for them (the one at home through home), prints their statuses and exits 7,
+# which the shell on a gets.
 # Real trees refused mid-run and finishing at home as undisturbed: `make -j2` of 8
 # generated C files (the same objects and program) and a python3
 # multiprocessing.Pool(2) (the same output).
@@ -25,13 +27,20 @@ cluster_up a b
 JOB='import os, subprocess, sys, time
 child = subprocess.Popen(["/usr/bin/sleep", "600"])
 print("child", child.pid, flush=True)
+child2 = None
 n = 0
 while not os.path.exists("STOP"):
+    if child2 is None and os.path.exists("SPAWN"):
+        child2 = subprocess.Popen(["/usr/bin/sleep", "600"])
+        print("child2", child2.pid, flush=True)
     n += 1
     print("STEP", n, flush=True)
     time.sleep(0.1)
 child.kill()
 print("child status", child.wait(), flush=True)
+if child2:
+    child2.kill()
+    print("child2 status", child2.wait(), flush=True)
 sys.exit(7)'
 
 start_job tree mig "$PY" -c "$JOB" || cluster_end
@@ -75,11 +84,30 @@ fi
 k=$(( $(last_step tree) + 3 ))
 wait_step tree "$k" 30 && ok "the job goes on on b (STEP $k)" || fail "the job does not go on on b (last STEP $(last_step tree))"
 
+# --- 2b. away from home, with a child born there: a move on is refused too --------------
+touch "$(jfile tree SPAWN)"
+if wait_until 30 grep -q '^child2 ' "$(jfile tree out)"; then
+  migrate tree a
+  k=$(( $(last_step tree) + 3 ))
+  if one_line_reason && grep -q "cannot move PID ${PID[tree]}: it has 1 descendant (sleep)" "$MIG_ERR" &&
+     grep -q "the job runs on where it was; --only moves process ${PID[tree]} alone and leaves its children on this host" "$MIG_ERR" &&
+     wait_step tree "$k" 30 && [[ $(host_of "$(where tree)") == b ]]; then
+    ok "b -> a with a child born on b ($(awk '$1 == "child2" { print $2 }' "$(jfile tree out)")): refused in one line, the job runs on on b (STEP $k)"
+  else
+    fail "b -> a with a child born on b: exit $MIG_RC, list on a: '$(where tree)'"
+    detail "$MIG_ERR" "migctl's stderr"
+    shadowd_logs a b
+  fi
+else
+  fail "the job started no child on b (no 'child2' line)"
+  detail "$(jfile tree err)" "its stderr"
+fi
+
 # --- 3. its end: kill and wait for the child at home, status to the shell on a ------------
 touch "$(jfile tree STOP)"
 if wait_job tree 60 && [[ $STATUS == 7 ]] && grep -qx "child status -9" "$(jfile tree out)" &&
-   ! hx a kill -0 "$child" 2>/dev/null; then
-  ok "the job killed and reaped its child at home (status -9), the shell on a got its status 7"
+   grep -qx "child2 status -9" "$(jfile tree out)" && ! hx a kill -0 "$child" 2>/dev/null; then
+  ok "the job killed and reaped its child at home and the one born on b (status -9 each), the shell on a got its status 7"
 else
   fail "the job's end: status $STATUS, its last lines: $(tail -n 2 "$(jfile tree out)" | tr '\n' ' ')"
   detail "$(jfile tree err)" "its stderr"
