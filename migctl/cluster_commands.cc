@@ -51,7 +51,9 @@ constexpr const char* kMigrateMore =
     "since the one before), then it is frozen only for what it wrote meanwhile and the "
     "rest of its state; where its writes cannot be tracked (a kernel before 6.7 or "
     "without userfaultfd) it is frozen for the whole copy (stop-and-copy), and the "
-    "result line says so.";
+    "result line says so. A process with children is refused for now (moving a whole "
+    "tree is issue 12's next part): --only moves the process alone, its children stay "
+    "where they are.";
 
 struct MigrateOptions {
   kj::String socket;
@@ -62,6 +64,7 @@ struct MigrateOptions {
   bool json = false;
   rpc::NetworkPolicy network = rpc::NetworkPolicy::HOME;
   rpc::MigrationMode mode = rpc::MigrationMode::BEST;
+  bool only = false;
 };
 
 int migrate(const MigrateOptions& o, long pid);
@@ -117,6 +120,11 @@ kj::MainFunc migrateMain(cli::Context& cli) {
                  "pre-copy, or fail if the job's writes cannot be tracked here")
       .addOption({"stop-and-copy"}, [&o]() { return chooseMode(o, rpc::MigrationMode::STOP_AND_COPY); },
                  "freeze first, then copy everything")
+      .addOption({"only"}, [&o]() -> kj::MainBuilder::Validity {
+        o.only = true;
+        return true;
+      }, "move the process alone, even if it has children: they stay where they are (at home: "
+         "the deputy's children, its waits for them go home)")
       .expectArg("PID", [&o](kj::StringPtr v) -> kj::MainBuilder::Validity {
         o.pidArg = kj::str(v);
         return true;
@@ -176,6 +184,7 @@ int migrate(const MigrateOptions& o, long pid) {
     req.setTo(to);
     req.setNetwork(o.network);
     req.setMode(o.mode);
+    req.setOnly(o.only);
     auto r = link.wait(req.send(), kMigrateTimeoutMs, "the migration");
     auto m = r.getResult();
     j.setOk(true);

@@ -58,8 +58,9 @@ interface Node {
   # An incoming migration: the image is streamed to `sink`; refused with an exception
   # (no room, binaries missing, ...).
 
-  sendJob @2 (jobId :UInt64, token :Data, to :Text, network :NetworkPolicy, mode :MigrationMode) -> (result :MigrationResult);
-  # Asked by the job's home: migrate job `jobId`, which runs here, to `to`.
+  sendJob @2 (jobId :UInt64, token :Data, to :Text, network :NetworkPolicy, mode :MigrationMode, only :Bool) -> (result :MigrationResult);
+  # Asked by the job's home: migrate job `jobId`, which runs here, to `to`. `only`:
+  # the process alone, even if it has children here (migctl migrate --only).
 
   deputy @3 (jobId :UInt64, token :Data, location :Text) -> (deputy :Deputy);
   # Asked of the job's home by the host the job runs on: the job's deputy, through
@@ -169,7 +170,9 @@ interface Local {
   # shadowd's Unix socket (owner-only): migctl and the deputies.
   list @0 () -> (jobs :List(JobStatus));
   nodes @1 () -> (nodes :List(NodeStatus));
-  migrate @2 (pid :Int32, to :Text, network :NetworkPolicy, mode :MigrationMode) -> (result :MigrationResult);
+  migrate @2 (pid :Int32, to :Text, network :NetworkPolicy, mode :MigrationMode, only :Bool) -> (result :MigrationResult);
+  # `only`: the process alone; without it a process with children is refused until
+  # trees move whole (issue 12).
   registerDeputy @3 (jobId :UInt64, token :Data, deputy :Deputy) -> ();
   deputySignal @4 (jobId :UInt64, token :Data, signal :Int32, info :Data) -> ();
   # From the deputy: a signal sent to the job's PID at home, with its siginfo_t

@@ -125,7 +125,7 @@ void Daemon::deputyRegistered(HomeJob& job, rpc::Deputy::Client deputy) {
 kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t realPid, uint64_t jobId,
                                     kj::ArrayPtr<const kj::byte> token, kj::StringPtr home, pid_t vpid,
                                     kj::StringPtr command, kj::StringPtr to, rpc::NetworkPolicy network, bool becomeDeputy,
-                                    rpc::MigrationMode mode) {
+                                    rpc::MigrationMode mode, bool only) {
   ChildSpec spec;
   spec.argv.add(kj::str(config_.migctl));
   spec.argv.add(kj::str("send"));
@@ -149,6 +149,7 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
     spec.argv.add(kj::str("--mode"));
     spec.argv.add(kj::str(mode == rpc::MigrationMode::PRECOPY ? "precopy" : "stop-and-copy"));
   }
+  if (only) spec.argv.add(kj::str("--only"));
   spec.argv.add(kj::str("--stall-timeout-ms"));
   spec.argv.add(kj::str(config_.transferTimeoutMs));
   if (becomeDeputy) {

@@ -120,11 +120,12 @@ class Daemon {
 
   // Runs `migctl send` for a job that runs here and fills `result` from what it
   // reports; fails with its one-line error. With becomeDeputy, the process (at home)
-  // becomes the job's deputy, else it ends once the job runs at `to`.
+  // becomes the job's deputy, else it ends once the job runs at `to`. Without `only`,
+  // a process with children is refused (migctl send).
   kj::Promise<void> runSender(rpc::MigrationResult::Builder result, pid_t realPid, uint64_t jobId, kj::ArrayPtr<const kj::byte> token,
                                     kj::StringPtr home, pid_t vpid, kj::StringPtr command,
                                     kj::StringPtr to, rpc::NetworkPolicy network, bool becomeDeputy,
-                                    rpc::MigrationMode mode = rpc::MigrationMode::BEST);
+                                    rpc::MigrationMode mode = rpc::MigrationMode::BEST, bool only = false);
 
   // Whether new jobs are taken here (drain, owner returns: shadow/drain.h).
   HostAdmission& admission() { return admission_; }

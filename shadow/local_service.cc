@@ -328,13 +328,14 @@ class LocalImpl final : public rpc::Local::Server {
       d_.log(kj::str("migrating job ", id, " (PID ", pid, ") from ", from, " to ", to));
       return d_.peer(from)
           .then([id, token = kj::heapArray<kj::byte>(job->token), to = kj::str(to),
-                 network = p.getNetwork(), mode = p.getMode()](rpc::Node::Client node) {
+                 network = p.getNetwork(), mode = p.getMode(), only = p.getOnly()](rpc::Node::Client node) {
             auto req = node.sendJobRequest();
             req.setJobId(id);
             req.setToken(token);
             req.setTo(to);
             req.setNetwork(network);
             req.setMode(mode);
+            req.setOnly(only);
             return req.send();
           })
           .then([result](capnp::Response<rpc::Node::SendJobResults> r) mutable {
@@ -374,7 +375,8 @@ class LocalImpl final : public rpc::Local::Server {
       alreadyThere(d_.address());
       j.leaving = true;
       uint64_t id = j.id;
-      return d_.runSender(result, j.realPid, j.id, j.token, j.home, j.vpid, j.command, to, p.getNetwork(), false, p.getMode())
+      return d_.runSender(result, j.realPid, j.id, j.token, j.home, j.vpid, j.command, to, p.getNetwork(), false, p.getMode(),
+                          p.getOnly())
           .then([this, id]() { return d_.hostedJobGone(id); })
           .catch_([this, id](kj::Exception&& e) -> kj::Promise<void> {
             KJ_IF_MAYBE(h, d_.hostedJobs().find(id)) { (*h)->leaving = false; }
@@ -417,7 +419,7 @@ class LocalImpl final : public rpc::Local::Server {
     require(pidfd >= 0, kj::str("cannot watch process ", pid, ": ", strerror(errno)));
     auto watch = kj::heap<kj::AutoCloseFd>(pidfd);
     return d_.runSender(result, pid, job->id, job->token, d_.address(), pid, job->command, to, p.getNetwork(), true,
-                        p.getMode())
+                        p.getMode(), p.getOnly())
         .then([this, id, to = kj::str(to), watch = kj::mv(watch), result]() mutable -> kj::Promise<void> {
                 finishMigration(id, kj::StringPtr(to));
                 watchDeputy(d_, id, kj::mv(*watch));

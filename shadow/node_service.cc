@@ -503,7 +503,8 @@ class NodeImpl final : public rpc::Node::Server {
     auto to = d_.resolveNode(p.getTo());
     result.setDestination(to);
     uint64_t id = job->id;
-    return d_.runSender(result, job->realPid, job->id, job->token, job->home, job->vpid, job->command, to, p.getNetwork(), false, p.getMode())
+    return d_.runSender(result, job->realPid, job->id, job->token, job->home, job->vpid, job->command, to, p.getNetwork(), false, p.getMode(),
+                        p.getOnly())
         .then([this, id]() { return d_.hostedJobGone(id); })
         .catch_([this, id](kj::Exception&& e) -> kj::Promise<void> {
           KJ_IF_MAYBE(j, d_.hostedJobs().find(id)) { (*j)->leaving = false; }

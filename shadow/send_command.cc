@@ -10,6 +10,9 @@
 // BYTES_BEFORE_FREEZE BYTES_DURING_FREEZE ROUNDS" on success (MODE: pre-copy or
 // stop-and-copy), then, when pre-copy was not possible, a line saying why.
 //
+// A process with descendants is refused before the destination is asked (moving a
+// tree whole is not built yet, issue 12); --only moves the process alone.
+//
 // Pre-copy (the default where the job's writes can be tracked, resources/precopy.h):
 // the image's pages go in rounds while the job runs, then the freeze sends the rest.
 //
@@ -26,6 +29,7 @@
 #include "resources/page_source.h"
 #include "resources/precopy.h"
 #include "resources/proc_file.h"
+#include "resources/process_tree.h"
 #include "shadow/hex.h"
 #include "shadow/hop_fault.h"
 #include "shadow/network_policy.h"
@@ -36,6 +40,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <deque>
 #include <vector>
@@ -58,7 +63,7 @@ constexpr int kCommittedUnconfirmed = 5;
 constexpr const char* kUsage =
     "usage: MIG_JOB_TOKEN=HEX migctl send PID --to HOST:PORT --key FILE --job-id ID --home HOST:PORT\n"
     "                   --vpid N [--command TEXT] [--network local|rebind] [--deputy PATH --shadowd-socket PATH]\n"
-    "                   [--stall-timeout-ms N] [--mode precopy|stop-and-copy] [--insecure-plaintext-links]\n"
+    "                   [--stall-timeout-ms N] [--mode precopy|stop-and-copy] [--only] [--insecure-plaintext-links]\n"
     "\n"
     "One hop of a migration, as shadowd runs it; use `migctl migrate` instead.\n";
 
@@ -121,6 +126,44 @@ class RpcSink final : public image::ByteSink {
   uint64_t total_ = 0;
 };
 
+// The same file as this program (both /proc/PID/exe links name one inode)?
+bool sameProgramAsMe(pid_t pid) {
+  struct stat mine {}, theirs {};
+  return stat("/proc/self/exe", &mine) == 0 && stat(kj::str("/proc/", pid, "/exe").cStr(), &theirs) == 0 &&
+         mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino;
+}
+
+// The descendants of the job's process `realPid` that would be left behind if it
+// moved alone. Not mig's own helper: a program that moves itself (mig.h) runs
+// `migctl migrate` as its child, and that child is the one asking for this move.
+kj::Vector<resources::TreeProcess> childrenLeftBehind(pid_t realPid) {
+  auto tree = resources::listTree(realPid);  // parents before their children
+  kj::Vector<pid_t> helpers;
+  kj::Vector<resources::TreeProcess> left;
+  for (size_t i = 1; i < tree.size(); ++i) {
+    const auto& p = tree[i];
+    bool helper = p.ppid == realPid && !p.zombie && (p.command == "migctl" || sameProgramAsMe(p.pid));
+    for (pid_t h : helpers) helper |= p.ppid == h;  // and whatever it started
+    if (helper) helpers.add(p.pid);
+    else left.add(p);
+  }
+  return left;
+}
+
+// The refusal's line: which processes, why, what the user can do.
+kj::String treeRefusal(long vpid, const kj::Vector<resources::TreeProcess>& left, bool atHome) {
+  kj::Vector<kj::String> names;
+  for (size_t i = 0; i < left.size() && i < 4; ++i) {
+    names.add(kj::str(left[i].command.c_str(), left[i].zombie ? " (ended, not yet waited for)" : ""));
+  }
+  if (left.size() > 4) names.add(kj::str("..."));
+  return kj::str("cannot move PID ", vpid, ": it has ", left.size(), left.size() == 1 ? " descendant (" : " descendants (",
+                 kj::strArray(names, ", "), ") and moving a process tree whole is not built yet (issue 12); "
+                 "nothing was frozen, the job runs on ", atHome ? "at home" : "where it was",
+                 "; --only moves process ", vpid, " alone and leaves its children ",
+                 atHome ? "at home (its waits for them then go home)" : "on this host (they lose their parent)");
+}
+
 double msSince(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
 }
@@ -135,6 +178,7 @@ int sendCommand(int argc, char** argv) {
   auto network = rpc::NetworkPolicy::HOME;
   auto linkMode = LinkMode::ENCRYPTED;
   const char* mode = nullptr;  // default: pre-copy where possible
+  bool only = false;           // the process alone, even with children
   for (int i = 0; i < argc; ++i) {
     auto is = [&](const char* name) { return strcmp(argv[i], name) == 0 && i + 1 < argc; };
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -149,6 +193,7 @@ int sendCommand(int argc, char** argv) {
     else if (is("--deputy")) deputy = argv[++i];
     else if (is("--shadowd-socket")) shadowdSocket = argv[++i];
     else if (strcmp(argv[i], "--insecure-plaintext-links") == 0) linkMode = LinkMode::PLAINTEXT;
+    else if (strcmp(argv[i], "--only") == 0) only = true;
     else if (is("--stall-timeout-ms")) stallMs = strtoull(argv[++i], nullptr, 10);
     else if (is("--mode")) {
       mode = argv[++i];
@@ -186,6 +231,13 @@ int sendCommand(int argc, char** argv) {
     fail(kj::str("cannot move PID ", pid, ": it maps ", *file,
                  " shared and writable, and its writes could not reach that file from another host; the job runs on ",
                  deputy != nullptr ? "at home" : "where it was"));
+  }
+  // The job is the process and its descendants: one with children is refused, before
+  // the destination is asked, until trees move whole; --only keeps the move of one
+  // process (its children stay here).
+  if (!only) {
+    auto left = childrenLeftBehind(ctl->realPid());
+    if (left.size() > 0) fail(treeRefusal(vpid > 0 ? vpid : pid, left, deputy != nullptr));
   }
   auto link = loginToPeer(io, key, linkMode, to).wait(ws);
   hopFaultPoint("send-login", [](kj::String why) { fail(kj::mv(why)); });

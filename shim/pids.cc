@@ -2,6 +2,7 @@
 // getpid() is answered from memory (no system call). Signals it sends itself name it
 // as the sender by that PID.
 #include "shim/forward/child_pids.h"
+#include "shim/forward/sud.h"
 #include "shim/raw_syscall.h"
 #include "shim/runtime.h"
 
@@ -34,6 +35,15 @@ pid_t realPidOf(pid_t vpid) {
   if (virtualized && vpid == -rt.vpid) return -static_cast<pid_t>(rawSyscall(SYS_getpgid, 0));
   if (pid_t child = forward::childRealPid(vpid); child != 0) return child;
   return vpid;
+}
+
+// After a move the thread's system calls are dispatched: the SIGSYS handler takes
+// the virtual PID, runs the call here in real PIDs or sends it home
+// (sigsys_handler.cc, processCall). Translating here first would hand it a real PID
+// of this host, which it would read as a virtual one: the job's own home PID is
+// often some other process's real PID here (a child born here, killed as "itself").
+bool dispatched() {
+  return forward::t_sudOn && forward::t_selector == SYSCALL_DISPATCH_FILTER_BLOCK;
 }
 
 bool selfAfterRestore(pid_t pid) {
@@ -79,7 +89,7 @@ __attribute__((visibility("default"))) pid_t getppid(void) {
 
 __attribute__((visibility("default"))) int kill(pid_t pid, int sig) {
   if (sig > 0 && selfAfterRestore(pid)) return queueToSelf(sig, SI_USER, sigval{});
-  return static_cast<int>(syscall(SYS_kill, realPidOf(pid), sig));
+  return static_cast<int>(syscall(SYS_kill, dispatched() ? pid : realPidOf(pid), sig));
 }
 
 // glibc's sigqueue neither knows virtual PIDs (it would send to whatever process has

@@ -107,10 +107,14 @@ bool anyForwarded(const State& s, int64_t a, int64_t b) {
   return isForwardedFd(s, fdArg(a)) || isForwardedFd(s, fdArg(b));
 }
 
-// A PID (as the kernel here knows it) that is not this process nor a child born
-// here is a process at home: the job's parent, or a child it forked before leaving
-// (now the deputy's).
-bool isHomePid(pid_t pid) { return pid > 0 && pid != shim::realPid() && !isChildRealPid(pid); }
+// A PID (as the application names it: virtual) that is not this process nor a child
+// born here is a process at home: the job's parent, or a child it forked before
+// leaving (now the deputy's). Decided before the PID is translated: a home PID may
+// be the number of some process here too (this one's, or a child's real PID).
+bool isHomePid(int64_t arg) {
+  const pid_t pid = static_cast<pid_t>(arg);
+  return pid > 0 && pid != shim::g_runtime.vpid && childRealPid(pid) == 0;
+}
 
 // The PID as the kernel here knows it: the process's and its children's virtual
 // PIDs (also as process groups) are not the real ones. PIDs are 32-bit: the upper
@@ -140,15 +144,13 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
   int64_t* a = c.a;
   switch (row.handler) {
     case rsc::Handler::Kill: {
-      const pid_t target = localPid(a[0]);
-      if (isHomePid(target)) return forwardRow(row, a);
-      a[0] = target;
+      if (isHomePid(a[0])) return forwardRow(row, a);
+      a[0] = localPid(a[0]);
       return runWith(c.nr, a, uc, &row);
     }
     case rsc::Handler::Wait4: {
-      const pid_t target = localPid(a[0]);
-      if (target > 0 ? isHomePid(target) : !haveChildren()) return forwardRow(row, a);
-      a[0] = target;
+      if (static_cast<pid_t>(a[0]) > 0 ? isHomePid(a[0]) : !haveChildren()) return forwardRow(row, a);
+      a[0] = localPid(a[0]);
       long r = runWith(c.nr, a, uc, &row);
       const auto* status = reinterpret_cast<const int*>(a[1]);
       const bool exited = !(a[2] & (WUNTRACED | WCONTINUED)) ||
@@ -157,7 +159,7 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
     }
     default: {  // waitid
       const int32_t type = static_cast<int32_t>(a[0]);
-      if (type == P_PID ? isHomePid(localPid(a[1])) : (type != P_PIDFD && !haveChildren())) {
+      if (type == P_PID ? isHomePid(a[1]) : (type != P_PIDFD && !haveChildren())) {
         return forwardRow(row, a);
       }
       if (type == P_PID) a[1] = localPid(a[1]);

@@ -18,6 +18,7 @@ MIG_PACKAGES=(
   libtomlplusplus-dev             # shadowd --policy FILE: TOML parsed by toml++ (docs/policies.md)
   slurmd slurmctld slurm-client munge  # migration-slurm: a Slurm batch job moved when its node is drained (examples/slurm)
   sqlite3                         # migration-sqlite: Debian's sqlite3 reads the database at home and checks its integrity
+  make                            # migration-tree-move: a make -j2 build is a real process tree
 )
 
 mig_install_deps() {
