@@ -6,6 +6,7 @@
 #include "migctl/control_client.h"
 #include "migctl/freeze_capture.h"
 #include "migctl/json_output.h"
+#include "migctl/periodic_checkpoint.h"
 #include "resources/socket_state.h"
 
 #include <kj/array.h>
@@ -48,6 +49,8 @@ struct Options {
   bool only = false;
   bool json = false;
   bool stopTheWorld = false;
+  double every = 0;  // --every: a chain of incremental images (periodic_checkpoint.h)
+  long count = 0;
   long timeout = 30;
   long maxDeletedMiB = resources::CaptureOptions::kDefaultMaxDeletedFileBytes >> 20;
 };
@@ -97,6 +100,20 @@ kj::MainFunc checkpointMain(cli::Context& cli) {
         o.stopTheWorld = true;
         return true;
       }, "keep the process frozen until its whole memory is written (no concurrent checkpoint)")
+      .addOptionWithArg({"every"}, [&o](kj::StringPtr v) -> kj::MainBuilder::Validity {
+        char* end = nullptr;
+        o.every = strtod(v.cStr(), &end);
+        if (end == v.cStr() || *end != '\0' || !(o.every >= 0.1 && o.every <= 86400.0 * 365)) {
+          return kj::str("--every wants seconds between 0.1 and a year, not '", v, "'");
+        }
+        return true;
+      }, "SECONDS", "keep a chain of images in the directory given by -o, one every SECONDS until the "
+         "process ends: the first whole, each later one holding only the pages written since the one "
+         "before (migctl restart DIR restarts the newest; migctl image merge makes one whole image)")
+      .addOptionWithArg({"count"}, [&o](kj::StringPtr v) -> kj::MainBuilder::Validity {
+        KJ_IF_MAYBE(why, cli::parseCount(v, 1, 1000000, o.count)) { return kj::mv(*why); }
+        return true;
+      }, "N", "with --every: stop after N images (default: when the process ends)")
       .addOption({"json"}, [&o]() -> kj::MainBuilder::Validity {
         o.json = true;
         return true;
@@ -109,6 +126,14 @@ kj::MainFunc checkpointMain(cli::Context& cli) {
         long pid = 0;
         if (!parsePid(o.pidArg.cStr(), pid)) return kj::str("'", o.pidArg, "' is not a process ID");
         if (o.out == nullptr) return "no output file given (-o FILE)";
+        if (o.count > 0 && o.every == 0) return "--count needs --every";
+        if (o.every > 0) {
+          if (o.stop || o.json) return "--every cannot be given with --stop or --json";
+          PeriodicOptions p{static_cast<pid_t>(pid), KJ_ASSERT_NONNULL(o.out), o.every, o.count,
+                            static_cast<int>(o.timeout), static_cast<uint64_t>(o.maxDeletedMiB) << 20, o.only};
+          cli.status = periodicCheckpoints(p);
+          return true;
+        }
         cli.status = checkpoint(o, pid);
         return true;
       })

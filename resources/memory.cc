@@ -40,8 +40,8 @@ bool zeroPage(const kj::byte* p) {
 // written, or written with zeros (calloc, the shim's tables).
 class PageBatch {
  public:
-  PageBatch(image::ImageWriter& w, CaptureStats& stats)
-      : w_(w), stats_(stats), data_(kj::heapArray<kj::byte>(kCopyChunk)) {}
+  PageBatch(image::ImageWriter& w, CaptureStats& stats, PageRangeSet* saved)
+      : w_(w), stats_(stats), saved_(saved), data_(kj::heapArray<kj::byte>(kCopyChunk)) {}
 
   // Reads span `s` (once: a concurrent checkpoint's source releases what it read).
   void add(PageSource& memory, const PageSpan& s, bool dropZeros) {
@@ -75,6 +75,7 @@ class PageBatch {
     for (size_t i = 0; i < runs_.size(); ++i) {
       runs[static_cast<unsigned>(i)].setAddr(runs_[i].addr);
       runs[static_cast<unsigned>(i)].setPages(static_cast<uint32_t>(runs_[i].pages));
+      if (saved_ != nullptr) saved_->add(runs_[i].addr, runs_[i].addr + runs_[i].pages * kPage);
     }
     w_.beginData(image::SectionType::pages, pagesMsg, kept_);
     w_.data(data_.begin(), kept_);
@@ -87,6 +88,7 @@ class PageBatch {
  private:
   image::ImageWriter& w_;
   CaptureStats& stats_;
+  PageRangeSet* saved_;
   kj::Array<kj::byte> data_;
   size_t used_ = 0;  // read into data_
   size_t kept_ = 0;  // of those, the pages kept (zero pages squeezed out)
@@ -95,7 +97,8 @@ class PageBatch {
 
 }  // namespace
 
-void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats, const PageRangeSet* held) {
+void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats, const PageRangeSet* held,
+                 PageRangeSet* inImage) {
   kj::Array<MappedRegion> regions = memory.regions();
   capnp::MallocMessageBuilder mapMsg;
   auto list = mapMsg.initRoot<image::schema::MemoryMap>().initRegions(regions.size());
@@ -121,7 +124,7 @@ void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats,
   }
   w.section(image::SectionType::memoryMap, mapMsg);
 
-  PageBatch batch(w, stats);
+  PageBatch batch(w, stats, inImage);
   kj::Vector<PageSpan> kept;
   for (const MappedRegion& r : regions) {
     kj::Vector<PageSpan> spans;
@@ -150,6 +153,7 @@ void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats,
       runs[i].setAddr(kept[i].addr);
       runs[i].setPages(static_cast<uint32_t>(kept[i].pages));
       stats.savedPages += kept[i].pages;
+      if (inImage != nullptr) inImage->add(kept[i].addr, kept[i].addr + kept[i].pages * kPage);
     }
     w.section(image::SectionType::keptPages, keptMsg);
   }
