@@ -90,6 +90,12 @@ int periodicCheckpoints(const PeriodicOptions& o) {
       held = chain;
       for (auto& r : written.ranges()) held.remove(r.first, r.second);
       for (auto& r : untracked.ranges()) held.remove(r.first, r.second);
+      // Private mappings saved whole (a restored job's memory, mapped from its image):
+      // after MADV_DONTNEED the file's page shows through without a write the tracker
+      // sees, so they are saved whole again each time rather than held.
+      for (const auto& r : regions) {
+        if (r.saveWhole) held.remove(r.start, r.end);
+      }
     }
     char nameBuf[32];
     snprintf(nameBuf, sizeof(nameBuf), "ckpt-%04u.mig", number);
