@@ -61,6 +61,8 @@ enum class SectionType : uint16_t {
   keptPages = 7,  // pages whose contents an earlier pre-copy pages section holds (no data)
   tree = 8,       // the members of a process tree, once, after the header
   member = 9,     // starts the sections (process, threads, files, memory) of one tree member
+  parent = 13,    // an incremental image's parent in its chain (image_chain.h): its keptPages
+                  // take their contents from the parent's chain
   end = 0xffff,
 };
 

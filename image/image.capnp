@@ -350,3 +350,14 @@ struct Member {
   # member's process, threads, files, memory map and pages.
   vpid @0 :Int32;
 }
+
+struct Parent {
+  # An incremental image (`migctl checkpoint --every`): its pages sections hold only the
+  # pages written since its parent, its keptPages section the pages it takes from the
+  # parent's chain. The parent is named and identified, so a missing, replaced or
+  # changed one is refused (image/image_chain.h).
+  file @0 :Text;          # the parent's file name, in the same directory
+  headerHash @1 :UInt64;  # XXH3-64 of the parent's header metadata (holds its time and host)
+  dataBytes @2 :UInt64;   # the parent's End.dataBytes
+  sections @3 :UInt32;    # the parent's End.sections
+}

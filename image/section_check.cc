@@ -1,6 +1,8 @@
 // See section_check.h.
 #include "image/section_check.h"
 
+#include <cstring>
+
 #include "image/image.capnp.h"
 #include "image/image_error.h"
 
@@ -153,6 +155,14 @@ void checkMember(const SectionInfo& info, schema::Member::Reader m) {
   if (m.getVpid() <= 0) fail(kj::str("member section for PID ", m.getVpid()));
 }
 
+void checkParent(const SectionInfo& info, schema::Parent::Reader p) {
+  requireNoData(info);
+  auto file = p.getFile();
+  if (file.size() == 0 || strchr(file.cStr(), '/') != nullptr || file == "." || file == "..") {
+    fail(kj::str("parent image name '", file, "' is not a file name"));
+  }
+}
+
 }  // namespace
 
 void checkSectionMeta(const SectionInfo& info, capnp::MessageReader& message) {
@@ -167,6 +177,7 @@ void checkSectionMeta(const SectionInfo& info, capnp::MessageReader& message) {
     case SectionType::end: return checkEnd(info, message.getRoot<schema::End>());
     case SectionType::tree: return checkTree(info, message.getRoot<schema::Tree>());
     case SectionType::member: return checkMember(info, message.getRoot<schema::Member>());
+    case SectionType::parent: return checkParent(info, message.getRoot<schema::Parent>());
   }
 }
 

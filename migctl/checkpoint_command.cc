@@ -6,6 +6,7 @@
 #include "migctl/control_client.h"
 #include "migctl/freeze_capture.h"
 #include "migctl/json_output.h"
+#include "migctl/periodic_checkpoint.h"
 #include "resources/socket_state.h"
 
 #include <kj/array.h>
@@ -29,10 +30,14 @@ constexpr const char* kAbout =
     "its descendants (children, their children, ... by parent link; a daemon that left "
     "the tree is not taken) to FILE: one image of the whole tree. Every one of them must "
     "run under libmig.so, or nothing is frozen and the checkpoint is refused naming the "
-    "one that does not. The processes are frozen together while the image is written "
-    "and then go on, unless --stop is given: then they end once the complete image is "
-    "on disk, with exit status 86, so a parent can tell it was checkpointed (it did not "
-    "finish). "
+    "one that does not. A single process is frozen only to take its state and "
+    "write-protect its memory; it runs on while its memory is written, a page it writes "
+    "being copied first, so the image is the process as it was at the freeze (a "
+    "concurrent checkpoint; where the job cannot make the userfaultfd this needs, or gives "
+    "memory back meanwhile, it is written frozen instead, as the result line says). A "
+    "tree is frozen together while the image is written. They go on after, unless --stop "
+    "is given: then they end once the complete image is on disk, with exit status 86, so "
+    "a parent can tell it was checkpointed (it did not finish). "
     "FILE appears only when complete; on any error the process goes on untouched. "
     "What the image cannot hold (a TCP connection, which a restart gives back reset; "
     "connections waiting to be accepted) is said on stderr, one warning line per fd.";
@@ -43,6 +48,9 @@ struct Options {
   bool stop = false;
   bool only = false;
   bool json = false;
+  bool stopTheWorld = false;
+  double every = 0;  // --every: a chain of incremental images (periodic_checkpoint.h)
+  long count = 0;
   long timeout = 30;
   long maxDeletedMiB = resources::CaptureOptions::kDefaultMaxDeletedFileBytes >> 20;
 };
@@ -88,6 +96,24 @@ kj::MainFunc checkpointMain(cli::Context& cli) {
         return true;
       }, "MIB", "the largest file the process holds open after it was deleted whose contents the image "
          "keeps (default 256, at most 511); a larger one makes the checkpoint fail, naming it")
+      .addOption({"stop-the-world"}, [&o]() -> kj::MainBuilder::Validity {
+        o.stopTheWorld = true;
+        return true;
+      }, "keep the process frozen until its whole memory is written (no concurrent checkpoint)")
+      .addOptionWithArg({"every"}, [&o](kj::StringPtr v) -> kj::MainBuilder::Validity {
+        char* end = nullptr;
+        o.every = strtod(v.cStr(), &end);
+        if (end == v.cStr() || *end != '\0' || !(o.every >= 0.1 && o.every <= 86400.0 * 365)) {
+          return kj::str("--every wants seconds between 0.1 and a year, not '", v, "'");
+        }
+        return true;
+      }, "SECONDS", "keep a chain of images in the directory given by -o, one every SECONDS until the "
+         "process ends: the first whole, each later one holding only the pages written since the one "
+         "before (migctl restart DIR restarts the newest; migctl image merge makes one whole image)")
+      .addOptionWithArg({"count"}, [&o](kj::StringPtr v) -> kj::MainBuilder::Validity {
+        KJ_IF_MAYBE(why, cli::parseCount(v, 1, 1000000, o.count)) { return kj::mv(*why); }
+        return true;
+      }, "N", "with --every: stop after N images (default: when the process ends)")
       .addOption({"json"}, [&o]() -> kj::MainBuilder::Validity {
         o.json = true;
         return true;
@@ -100,6 +126,14 @@ kj::MainFunc checkpointMain(cli::Context& cli) {
         long pid = 0;
         if (!parsePid(o.pidArg.cStr(), pid)) return kj::str("'", o.pidArg, "' is not a process ID");
         if (o.out == nullptr) return "no output file given (-o FILE)";
+        if (o.count > 0 && o.every == 0) return "--count needs --every";
+        if (o.every > 0) {
+          if (o.stop || o.json) return "--every cannot be given with --stop or --json";
+          PeriodicOptions p{static_cast<pid_t>(pid), KJ_ASSERT_NONNULL(o.out), o.every, o.count,
+                            static_cast<int>(o.timeout), static_cast<uint64_t>(o.maxDeletedMiB) << 20, o.only};
+          cli.status = periodicCheckpoints(p);
+          return true;
+        }
         cli.status = checkpoint(o, pid);
         return true;
       })
@@ -115,40 +149,78 @@ int checkpoint(const Options& o, long pid) {
   const int timeout = static_cast<int>(o.timeout);
   resources::CaptureOptions options;
   options.maxDeletedFileBytes = static_cast<uint64_t>(o.maxDeletedMiB) << 20;
-  ControlClient ctl(static_cast<pid_t>(pid));
-  image::AtomicFile file(out);  // before the freeze: a bad path fails with the process untouched
+  auto ctl = kj::heap<ControlClient>(static_cast<pid_t>(pid));
+  auto file = kj::heap<image::AtomicFile>(out);  // before the freeze: a bad path fails with the process untouched
+  // Concurrent checkpoint: the userfaultfd comes first, on a connection of its own
+  // (the shim ends it after handing the fd over). --stop needs none: the job ends anyway.
+  int uffd = -1;
+  kj::String notConcurrent;
+  if (!stop && !o.stopTheWorld) {
+    uffd = ctl->copyOnWrite(notConcurrent);
+    ctl = kj::heap<ControlClient>(static_cast<pid_t>(pid));
+  }
+  KJ_DEFER(if (uffd >= 0) close(uffd));
   auto t0 = std::chrono::steady_clock::now();
   kj::Maybe<FrozenTree> frozenTree;
-  if (!o.only) frozenTree.emplace(ctl, timeout);
+  if (!o.only) frozenTree.emplace(*ctl, timeout);
   KJ_IF_MAYBE(t, frozenTree) {
     if (t->single()) frozenTree = nullptr;  // no descendants: the image of one process
   }
   resources::CaptureStats stats{};
   kj::String what = kj::str("");
   bool several = false;
+  double frozenMs = -1;
+  kj::String mode = kj::str("stop-the-world");
   KJ_IF_MAYBE(t, frozenTree) {
     FrozenTree& tree = *t;
-    stats = tree.capture(file.sink(), options);
-    file.commit();
+    stats = tree.capture(file->sink(), options);
+    file->commit();
     several = tree.size() > 1;
     if (several) what = kj::str(" and its tree (", tree.size(), " processes, ", tree.liveCount(), " running)");
     // A tree's TCP connections are not reset on --stop (each member's own fds): their
     // peers see the connections close when the members end.
     if (stop) tree.exitAll(timeout);
     else tree.resume();
+  } else if (uffd >= 0) {
+    auto writeStart = std::chrono::steady_clock::now();
+    int fd = uffd;
+    uffd = -1;
+    ConcurrentResult r = freezeAndCaptureConcurrently(*ctl, timeout, fd, file->sink(), options.maxDeletedFileBytes);
+    if (r.ok) {
+      file->commit();
+      stats = kj::mv(r.stats);
+      frozenMs = r.frozenMs;
+      double totalMs =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - writeStart).count();
+      mode = kj::str("concurrent: written in ", kj::str(static_cast<long>(totalMs + 0.5)), " ms while it ran, ",
+                     r.pages.faultCopies, " pages copied before its writes");
+    } else {
+      // The image of that instant cannot be completed: take one of this instant, frozen.
+      notConcurrent = kj::mv(r.why);
+      file = nullptr;  // the same temporary name: gone before it is made again
+      file = kj::heap<image::AtomicFile>(out);
+      ctl = kj::heap<ControlClient>(static_cast<pid_t>(pid));
+      t0 = std::chrono::steady_clock::now();
+      stats = freezeAndCapture(*ctl, timeout, /*forMigration=*/false, file->sink(), options.maxDeletedFileBytes);
+      file->commit();
+      ctl->resume();
+    }
   } else {
-    stats = freezeAndCapture(ctl, timeout, /*forMigration=*/false, file.sink(), options.maxDeletedFileBytes);
-    file.commit();
-    const pid_t realPid = ctl.realPid();
+    stats = freezeAndCapture(*ctl, timeout, /*forMigration=*/false, file->sink(), options.maxDeletedFileBytes);
+    file->commit();
+    const pid_t realPid = ctl->realPid();
     if (stop) {
       resources::sockets::resetOnExit(realPid, stats.connections.asPtr());
-      ctl.exitProcess();
+      ctl->exitProcess();
       waitGone(realPid, timeout);
     } else {
-      ctl.resume();
+      ctl->resume();
     }
   }
-  auto frozenMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (frozenMs < 0) {
+    frozenMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (notConcurrent.size() > 0) mode = kj::str("stop-the-world: ", notConcurrent);
+  }
   // What the image lacks, once it is written: the user decides whether a restart of it is
   // good enough (a TCP connection comes back reset, waiting connections are gone).
   for (const kj::String& w : stats.warnings) fprintf(stderr, "migctl checkpoint: warning: %s\n", w.cStr());
@@ -163,13 +235,14 @@ int checkpoint(const Options& o, long pid) {
     c.setFds(stats.fds);
     c.setFrozenMs(frozenMs);
     c.setStopped(stop);
+    c.setMode(mode);
     printJson(c.asReader());
     return 0;
   }
   printf("checkpoint of process %ld%s written to %s: %.1f MiB, %llu pages, %u threads, %u fds; "
-         "frozen %.1f ms%s\n",
+         "frozen %.1f ms (%s)%s\n",
          pid, what.cStr(), out, static_cast<double>(stats.imageBytes) / (1 << 20),
-         static_cast<unsigned long long>(stats.savedPages), stats.threads, stats.fds, frozenMs,
+         static_cast<unsigned long long>(stats.savedPages), stats.threads, stats.fds, frozenMs, mode.cStr(),
          stop ? (several ? "; processes ended" : "; process ended") : "");
   return 0;
 }

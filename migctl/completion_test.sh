@@ -75,7 +75,7 @@ expect_only "a command's prefix" "mi" migrate
 expect_only "history's prefix" "hi" history
 expect "migrate's options" "migrate --" --to --anywhere --json --socket --local-net --rebind --help
 expect "checkpoint's options" "checkpoint --" --output --stop --timeout --json
-expect_only "image's sub-command" "image " info
+expect_only "image's sub-command" "image " info merge
 expect "image info's options" "image info --" --verify --plan --json
 expect "history's options" "history --" --json --socket
 expect "migrate's PID: the job from migctl list" "migrate " "$job"

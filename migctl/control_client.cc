@@ -108,8 +108,12 @@ void ControlClient::send(uint32_t op) {
   (void)!::write(fd_, &cmd, sizeof(cmd));
 }
 
-int ControlClient::trackWrites(kj::String& why) {
-  control::Request req{control::kMagic, control::kVersion, control::kOpTrackWrites, getpid()};
+int ControlClient::trackWrites(kj::String& why) { return askForUffd(control::kOpTrackWrites, why); }
+
+int ControlClient::copyOnWrite(kj::String& why) { return askForUffd(control::kOpCopyOnWrite, why); }
+
+int ControlClient::askForUffd(uint32_t op, kj::String& why) {
+  control::Request req{control::kMagic, control::kVersion, op, getpid()};
   if (::write(fd_, &req, sizeof(req)) != sizeof(req)) {
     why = kj::str("cannot ask process ", pid_, " for write tracking: ", strerror(errno));
     return -1;
@@ -134,7 +138,11 @@ int ControlClient::trackWrites(kj::String& why) {
   }
   if (n == sizeof(reply) && reply.magic == control::kMagic && reply.status == control::kOk && fd >= 0) return fd;
   if (fd >= 0) ::close(fd);
-  if (n == sizeof(reply) && reply.status == control::kNoTracking) {
+  if (n == sizeof(reply) && reply.status == control::kNoTracking && op == control::kOpCopyOnWrite) {
+    why = kj::str("the job cannot make a userfaultfd that hands kernel-mode faults over (it needs "
+                  "CAP_SYS_PTRACE, vm.unprivileged_userfaultfd = 1 or access to /dev/userfaultfd): ",
+                  strerror(static_cast<int>(reply.reserved)));
+  } else if (n == sizeof(reply) && reply.status == control::kNoTracking) {
     why = kj::str("no write tracking: the job cannot make a userfaultfd with asynchronous write protection, "
                   "which needs Linux 6.7 or later and userfaultfd not forbidden: ",
                   strerror(static_cast<int>(reply.reserved)));

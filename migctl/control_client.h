@@ -29,6 +29,9 @@ class ControlClient {
   // resources/dirty_pages.h) while it runs on. Returns the fd, or -1 with the reason in
   // `why`. The shim ends this connection after it: use a new ControlClient to freeze.
   int trackWrites(kj::String& why);
+  // Concurrent checkpoint: the same for a userfaultfd with synchronous write protection
+  // (resources/copy_before_write.h).
+  int copyOnWrite(kj::String& why);
 
   // Parks every thread of the process; returns where its checkpoint block is.
   control::Reply freeze(int timeoutSeconds);
@@ -44,6 +47,7 @@ class ControlClient {
 
  private:
   void send(uint32_t op);
+  int askForUffd(uint32_t op, kj::String& why);
   pid_t pid_;
   pid_t realPid_;
   int fd_ = -1;

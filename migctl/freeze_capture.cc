@@ -1,9 +1,13 @@
 // See freeze_capture.h.
 #include "migctl/freeze_capture.h"
 
+#include "image/host_facts.h"
 #include "image/image_error.h"
+#include "resources/memory.h"
 #include "resources/page_source.h"
 #include "resources/proc_file.h"
+
+#include <kj/io.h>
 
 #include <cerrno>
 #include <chrono>
@@ -29,6 +33,37 @@ resources::CaptureStats freezeAndCapture(ControlClient& ctl, int timeoutSeconds,
   options.forMigration = forMigration;
   options.maxDeletedFileBytes = maxDeletedFileBytes;
   return resources::captureProcess(ctl.realPid(), *block, memory, out, options);
+}
+
+ConcurrentResult freezeAndCaptureConcurrently(ControlClient& ctl, int timeoutSeconds, int uffd, image::ByteSink& out,
+                                              uint64_t maxDeletedFileBytes) {
+  kj::AutoCloseFd owned(uffd);  // until the copier takes it
+  auto t0 = std::chrono::steady_clock::now();
+  control::Reply reply = ctl.freeze(timeoutSeconds);
+  resources::ProcPageSource memory(ctl.realPid());
+  if (reply.blockSize != sizeof(control::Block)) {
+    image::fail(kj::str("process ", ctl.pid(), " runs an incompatible libmig (block size ", reply.blockSize, ")"));
+  }
+  auto block = kj::heap<control::Block>();
+  memory.read(reply.blockAddr, block.get(), sizeof(control::Block));
+  ConcurrentResult result;
+  resources::CaptureOptions options;
+  options.maxDeletedFileBytes = maxDeletedFileBytes;
+  capnp::MallocMessageBuilder header;
+  image::fillHeader(header.initRoot<image::schema::Header>(), 0, block->vpid,
+                    resources::readProcFile(ctl.realPid(), "cmdline").c_str());
+  image::ImageWriter w(out, header);
+  resources::captureProcessState(ctl.realPid(), *block, w, result.stats, options);
+  resources::CopyBeforeWrite pages(ctl.realPid(), owned.release(), memory);
+  ctl.resume();
+  result.frozenMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  resources::writeMemory(pages, w, result.stats);
+  result.ok = pages.finish(result.why);
+  result.pages = pages.stats();
+  if (!result.ok) return result;
+  w.finish();
+  result.stats.imageBytes = w.bytesWritten();
+  return result;
 }
 
 resources::CaptureStats freezeAndFinish(ControlClient& ctl, int timeoutSeconds, resources::PageSource& memory,

@@ -5,6 +5,7 @@
 
 #include "image/byte_io.h"
 #include "image/writer.h"
+#include "resources/copy_before_write.h"
 #include "resources/precopy.h"
 #include "resources/process_capture.h"
 #include "resources/process_tree.h"
@@ -19,6 +20,22 @@ namespace mig::migctl {
 resources::CaptureStats freezeAndCapture(ControlClient& ctl, int timeoutSeconds, bool forMigration,
                                      image::ByteSink& out,
                                      uint64_t maxDeletedFileBytes = resources::CaptureOptions::kDefaultMaxDeletedFileBytes);
+
+// Concurrent checkpoint (resources/copy_before_write.h): freezes the process only to take
+// its non-memory state and write-protect its memory through `uffd` (from
+// ControlClient::copyOnWrite, owned from now on), resumes it, and writes its memory as
+// it was at the freeze while it runs. Returns false, with the image unusable and the
+// reason in `why`, when the job gave memory back before it was written out; the caller
+// then starts again without concurrency. frozenMs: how long the job was frozen.
+struct ConcurrentResult {
+  resources::CaptureStats stats{};
+  resources::CopyBeforeWriteStats pages;
+  double frozenMs = 0;
+  bool ok = false;
+  kj::String why;
+};
+ConcurrentResult freezeAndCaptureConcurrently(ControlClient& ctl, int timeoutSeconds, int uffd, image::ByteSink& out,
+                                              uint64_t maxDeletedFileBytes);
 
 // Pre-copy's end (resources/precopy.h): freezes the process, takes the last look at
 // what it wrote, and finishes the image `w` that the rounds began.

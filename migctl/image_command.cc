@@ -3,11 +3,14 @@
 #include "image/format.h"
 #include "image/host_facts.h"
 #include "image/plan_builder.h"
+#include "image/image_chain.h"
+#include "image/image_error.h"
 #include "migctl/commands.h"
 #include "migctl/json_output.h"
 
 #include <cinttypes>
 #include <cstdio>
+#include <sys/stat.h>
 #include <cstring>
 #include <ctime>
 
@@ -212,12 +215,60 @@ kj::MainFunc infoMain(cli::Context& cli) {
   return cli::owning(kj::mv(opts), kj::mv(main));
 }
 
+struct MergeOptions {
+  kj::String path;
+  kj::Maybe<kj::String> out;
+};
+
+// `migctl image merge IMAGE -o FILE`: the whole image of an incremental image's chain.
+kj::MainFunc mergeMain(cli::Context& cli) {
+  auto opts = kj::heap<MergeOptions>();
+  MergeOptions& o = *opts;
+  auto main = kj::MainBuilder(cli, cli::kVersion,
+                              "Writes to FILE one whole image made from IMAGE (an image of a chain that "
+                              "`migctl checkpoint --every` keeps, or the chain's directory: its newest image) "
+                              "and the images before it in its chain. FILE can be restarted and kept without "
+                              "the chain.")
+      .addOptionWithArg({'o', "output"}, [&o](kj::StringPtr v) -> kj::MainBuilder::Validity {
+        o.out = kj::str(v);
+        return true;
+      }, "FILE", "where to write the whole image (required)")
+      .expectArg("IMAGE", [&o](kj::StringPtr v) -> kj::MainBuilder::Validity {
+        o.path = kj::str(v);
+        return true;
+      })
+      .callAfterParsing([&o, &cli]() -> kj::MainBuilder::Validity {
+        KJ_IF_MAYBE(out, o.out) {
+          kj::String image = kj::str(o.path);
+          struct stat st {};
+          if (stat(o.path.cStr(), &st) == 0 && S_ISDIR(st.st_mode)) {
+            KJ_IF_MAYBE(n, image::newestInChain(o.path)) { image = kj::mv(*n); }
+            else { image::fail(kj::str(o.path, " is a directory without images (ckpt-NNNN.mig)")); }
+          }
+          image::AtomicFile file(*out);
+          size_t links = image::mergeChain(image, file.sink());
+          file.commit();
+          struct stat done {};
+          stat(out->cStr(), &done);
+          printf("merged %s and the %zu image%s before it into %s: %.1f MiB\n", image.cStr(), links - 1,
+                 links == 2 ? "" : "s", out->cStr(), static_cast<double>(done.st_size) / (1 << 20));
+          cli.status = 0;
+          return true;
+        }
+        return "no output file given (-o FILE)";
+      })
+      .build();
+  return cli::owning(kj::mv(opts), kj::mv(main));
+}
+
 }  // namespace
 
 kj::MainFunc imageMain(cli::Context& cli) {
   return kj::MainBuilder(cli, cli::kVersion, "What is in a checkpoint image.")
       .addSubCommand("info", [&cli]() { return cli::acceptDashH(infoMain(cli)); },
                      "a checkpoint image's header and sections, whether this host can restore it")
+      .addSubCommand("merge", [&cli]() { return cli::acceptDashH(mergeMain(cli)); },
+                     "one whole image from an image of a chain (checkpoint --every) and those before it")
       .build();
 }
 

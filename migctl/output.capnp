@@ -67,6 +67,7 @@ struct Checkpoint {
   fds @5 :UInt32;
   frozenMs @6 :Float64;      # how long the process was frozen
   stopped @7 :Bool;          # --stop: the process ended (status 86) after the image
+  mode @8 :Text;             # "concurrent: ..." or "stop-the-world[: why not concurrent]"
 }
 
 struct Section {

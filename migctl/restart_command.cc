@@ -8,6 +8,7 @@
 #include "image/image_error.h"
 #include "image/plan_builder.h"
 #include "migctl/clock_continuity.h"
+#include "image/image_chain.h"
 #include "migctl/commands.h"
 #include "migctl/tree_restart.h"
 #include "resources/fd_restore.h"
@@ -240,7 +241,10 @@ void becomeOwner(image::schema::Header::Reader h, const char* path, bool asFileO
 }
 
 int restart(Options& o, const resources::CallerFds& caller) {
-  const char* path = o.path.cStr();
+  // A chain directory or an incremental image (checkpoint --every): the whole image
+  // made from the chain (image/image_chain.h).
+  kj::String whole = image::wholeImagePath(o.path);
+  const char* path = whole.cStr();
   resources::FileRestoreOptions& options = o.files;
   MigratedOptions& migrated = o.migrated;
   image::FileReader img(path);

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 namespace mig::resources {
@@ -17,9 +18,87 @@ namespace {
 constexpr uint64_t kPage = 4096;
 constexpr size_t kCopyChunk = 4u << 20;
 
+// Whether a page of `r` left out of the image comes back as zeros: anonymous memory
+// (and what is saved as such), not a private file mapping, whose file would show.
+bool restoresAsZero(const MappedRegion& r) {
+  using K = image::schema::MemoryRegion::Kind;
+  return r.saveWhole || r.flags == MAP_SHARED || r.kind == K::ANONYMOUS || r.kind == K::HEAP || r.kind == K::STACK;
+}
+
+bool zeroPage(const kj::byte* p) {
+  const auto* w = reinterpret_cast<const uint64_t*>(p);
+  for (size_t i = 0; i < kPage / sizeof(uint64_t); ++i) {
+    if (w[i] != 0) return false;
+  }
+  return true;
+}
+
+// Gathers saved pages, of any number of regions, into pages sections of up to
+// kCopyChunk bytes: a small job's image is one section (each costs its 4 KiB-aligned
+// data start), a large one's sections are 4 MiB. Pages that read as zero where a page
+// left out comes back as zero (restoresAsZero) are left out: touched but never
+// written, or written with zeros (calloc, the shim's tables).
+class PageBatch {
+ public:
+  PageBatch(image::ImageWriter& w, CaptureStats& stats, PageRangeSet* saved)
+      : w_(w), stats_(stats), saved_(saved), data_(kj::heapArray<kj::byte>(kCopyChunk)) {}
+
+  // Reads span `s` (once: a concurrent checkpoint's source releases what it read).
+  void add(PageSource& memory, const PageSpan& s, bool dropZeros) {
+    uint64_t addr = s.addr, left = s.pages * kPage;
+    while (left > 0) {
+      if (used_ == data_.size()) flush();
+      size_t n = static_cast<size_t>(std::min<uint64_t>(left, data_.size() - used_));
+      memory.read(addr, data_.begin() + used_, n);
+      for (size_t off = 0; off < n; off += kPage) {
+        const kj::byte* page = data_.begin() + used_ + off;
+        if (dropZeros && zeroPage(page)) continue;
+        if (page != data_.begin() + kept_) memmove(data_.begin() + kept_, page, kPage);
+        uint64_t at = addr + off;
+        if (!runs_.empty() && runs_.back().addr + runs_.back().pages * kPage == at) {
+          ++runs_.back().pages;
+        } else {
+          runs_.add(PageSpan{at, 1});
+        }
+        kept_ += kPage;
+      }
+      used_ = kept_;
+      addr += n;
+      left -= n;
+    }
+  }
+
+  void flush() {
+    if (runs_.empty()) return;
+    capnp::MallocMessageBuilder pagesMsg;
+    auto runs = pagesMsg.initRoot<image::schema::Pages>().initRuns(static_cast<unsigned>(runs_.size()));
+    for (size_t i = 0; i < runs_.size(); ++i) {
+      runs[static_cast<unsigned>(i)].setAddr(runs_[i].addr);
+      runs[static_cast<unsigned>(i)].setPages(static_cast<uint32_t>(runs_[i].pages));
+      if (saved_ != nullptr) saved_->add(runs_[i].addr, runs_[i].addr + runs_[i].pages * kPage);
+    }
+    w_.beginData(image::SectionType::pages, pagesMsg, kept_);
+    w_.data(data_.begin(), kept_);
+    w_.endData();
+    stats_.savedPages += kept_ / kPage;
+    runs_.clear();
+    used_ = kept_ = 0;
+  }
+
+ private:
+  image::ImageWriter& w_;
+  CaptureStats& stats_;
+  PageRangeSet* saved_;
+  kj::Array<kj::byte> data_;
+  size_t used_ = 0;  // read into data_
+  size_t kept_ = 0;  // of those, the pages kept (zero pages squeezed out)
+  kj::Vector<PageSpan> runs_;
+};
+
 }  // namespace
 
-void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats, const PageRangeSet* held) {
+void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats, const PageRangeSet* held,
+                 PageRangeSet* inImage) {
   kj::Array<MappedRegion> regions = memory.regions();
   capnp::MallocMessageBuilder mapMsg;
   auto list = mapMsg.initRoot<image::schema::MemoryMap>().initRegions(regions.size());
@@ -45,7 +124,7 @@ void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats,
   }
   w.section(image::SectionType::memoryMap, mapMsg);
 
-  auto buf = kj::heapArray<kj::byte>(kCopyChunk);
+  PageBatch batch(w, stats, inImage);
   kj::Vector<PageSpan> kept;
   for (const MappedRegion& r : regions) {
     kj::Vector<PageSpan> spans;
@@ -63,29 +142,10 @@ void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats,
       for (const PageSpan& s : spans) held->split(s.addr, s.addr + s.pages * kPage, &kept, &changed);
       spans = kj::mv(changed);
     }
-    if (spans.empty()) continue;
-    capnp::MallocMessageBuilder pagesMsg;
-    auto runs = pagesMsg.initRoot<image::schema::Pages>().initRuns(spans.size());
-    uint64_t total = 0;
-    for (size_t i = 0; i < spans.size(); ++i) {
-      runs[i].setAddr(spans[i].addr);
-      runs[i].setPages(static_cast<uint32_t>(spans[i].pages));
-      total += spans[i].pages * kPage;
-    }
-    w.beginData(image::SectionType::pages, pagesMsg, total);
-    for (const PageSpan& s : spans) {
-      uint64_t left = s.pages * kPage;
-      for (uint64_t addr = s.addr; left > 0;) {
-        size_t n = static_cast<size_t>(std::min<uint64_t>(left, buf.size()));
-        memory.read(addr, buf.begin(), n);
-        w.data(buf.begin(), n);
-        addr += n;
-        left -= n;
-      }
-    }
-    w.endData();
-    stats.savedPages += total / kPage;
+    const bool zeroIsAbsent = restoresAsZero(r);
+    for (const PageSpan& s : spans) batch.add(memory, s, zeroIsAbsent);
   }
+  batch.flush();
   if (!kept.empty()) {
     capnp::MallocMessageBuilder keptMsg;
     auto runs = keptMsg.initRoot<image::schema::Pages>().initRuns(kept.size());
@@ -93,6 +153,7 @@ void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats,
       runs[i].setAddr(kept[i].addr);
       runs[i].setPages(static_cast<uint32_t>(kept[i].pages));
       stats.savedPages += kept[i].pages;
+      if (inImage != nullptr) inImage->add(kept[i].addr, kept[i].addr + kept[i].pages * kPage);
     }
     w.section(image::SectionType::keptPages, keptMsg);
   }

@@ -14,9 +14,10 @@ namespace mig::resources {
 class PageRangeSet;
 
 // `held` (pre-copy): pages the receiver already has, unchanged since; they are listed
-// in a keptPages section instead of being sent again.
+// in a keptPages section instead of being sent again. `inImage`, if given, is set to
+// the pages the image now stands for (saved or kept): an incremental image's chain.
 void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats,
-                 const PageRangeSet* held = nullptr);
+                 const PageRangeSet* held = nullptr, PageRangeSet* inImage = nullptr);
 
 // At restart: refuses an image whose code would not be the same (every mapped file
 // must still be the file that was mapped), with one line naming the file.

@@ -127,12 +127,17 @@ CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& 
   return stats;
 }
 
-void captureProcessInto(pid_t pid, const control::Block& block, PageSource& memory, image::ImageWriter& w,
-                        const PageRangeSet* held, CaptureStats& stats, const CaptureOptions& options) {
+void captureProcessState(pid_t pid, const control::Block& block, image::ImageWriter& w, CaptureStats& stats,
+                         const CaptureOptions& options) {
   checkBlock(pid, block);
   writeProcess(pid, block, w, stats);
   writeThreads(pid, block, w, stats);
   writeFiles(pid, block, w, stats, options);
+}
+
+void captureProcessInto(pid_t pid, const control::Block& block, PageSource& memory, image::ImageWriter& w,
+                        const PageRangeSet* held, CaptureStats& stats, const CaptureOptions& options) {
+  captureProcessState(pid, block, w, stats, options);
   writeMemory(memory, w, stats, held);
   w.finish();
   stats.imageBytes = w.bytesWritten();

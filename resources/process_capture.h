@@ -45,6 +45,11 @@ CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& 
 void captureProcessInto(pid_t pid, const control::Block& block, PageSource& memory, image::ImageWriter& w,
                         const PageRangeSet* held, CaptureStats& stats, const CaptureOptions& options);
 
+// Everything but memory (which a concurrent checkpoint writes after the job resumed:
+// copy_before_write.h); the image is not finished.
+void captureProcessState(pid_t pid, const control::Block& block, image::ImageWriter& w, CaptureStats& stats,
+                         const CaptureOptions& options);
+
 // One member of a tree being captured: a live one is parked by its shim (`block`
 // is its checkpoint block, read from its memory), a zombie has block == nullptr.
 struct TreeCaptureMember {

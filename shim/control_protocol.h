@@ -42,6 +42,8 @@ enum Op : uint32_t {
   kOpTrackWrites = 5,   // Request: make a userfaultfd for write tracking (pre-copy) and
                         // send it back with the Reply (SCM_RIGHTS); blockAddr = 0. The job
                         // keeps running; the connection ends after the reply.
+  kOpCopyOnWrite = 6,   // Request: as kOpTrackWrites, a userfaultfd with synchronous write
+                        // protection for a concurrent checkpoint (write_tracking.h)
 };
 inline constexpr uint32_t kMaxDeputyArgs = 4096;
 
@@ -63,7 +65,7 @@ enum Status : int32_t {
   kThreadTimeout = 2,  // a thread did not reach the checkpoint signal in time
   kBadRequest = 3,
   kSigevThread = 4,    // a SIGEV_THREAD timer's glibc helper thread blocks every signal
-  kNoTracking = 5,     // kOpTrackWrites: no userfaultfd with WP_ASYNC here; reserved = errno
+  kNoTracking = 5,     // kOpTrackWrites/kOpCopyOnWrite: no such userfaultfd here; reserved = errno
 };
 
 struct Reply {

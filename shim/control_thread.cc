@@ -68,8 +68,9 @@ void makeControlWake() {
 
 // Pre-copy: the userfaultfd is made here, in the job, and handed over; our copy is
 // closed at once, so it lives only as long as migctl's (its close unregisters all).
-void sendWriteTracking(int conn) {
-  int fd = control::makeWriteTrackingUffd();
+// copyOnWrite: the synchronous kind, for a concurrent checkpoint.
+void sendWriteTracking(int conn, bool copyOnWrite) {
+  int fd = copyOnWrite ? control::makeCopyOnWriteUffd() : control::makeWriteTrackingUffd();
   control::Reply reply{control::kMagic, fd >= 0 ? control::kOk : control::kNoTracking, 0, 0,
                        static_cast<uint32_t>(fd >= 0 ? 0 : -fd)};
   struct iovec iov = {&reply, sizeof(reply)};
@@ -94,8 +95,9 @@ void sendWriteTracking(int conn) {
 bool serve(int conn) {
   control::Request req{};
   if (peerAllowed(conn) && read(conn, &req, sizeof(req)) == sizeof(req) && req.magic == control::kMagic &&
-      req.version == control::kVersion && req.op == control::kOpTrackWrites) {
-    sendWriteTracking(conn);
+      req.version == control::kVersion &&
+      (req.op == control::kOpTrackWrites || req.op == control::kOpCopyOnWrite)) {
+    sendWriteTracking(conn, req.op == control::kOpCopyOnWrite);
     return false;
   }
   if (req.magic != control::kMagic || req.version != control::kVersion ||

@@ -20,6 +20,12 @@
 #   --mode restart-chain  as restart, then the restarted process is checkpointed
 #                         again at AT2 (--at2, by its virtual PID) and that image
 #                         restarted: what a migration A -> B -> C does.
+#   --mode concurrent     the reference, then a run under LD_PRELOAD checkpointed at
+#                         WHEN without --stop: the checkpoint must be concurrent (the
+#                         job runs on while its memory is written) and the job must
+#                         end as the reference did; then `migctl restart IMG` must
+#                         print the rest of the reference's output from a point at or
+#                         after WHEN, and end with its status.
 #   --at2 WHEN            the second moment of restart-chain.
 #   --at WHEN             K: once the line "STEP K" is on stdout;
 #                         read:N[K|M|G]: once the process has read N bytes
@@ -73,7 +79,7 @@ done
 [ $# -ge 1 ] || die_usage "no PROGRAM after --"
 prog=$1; shift
 prog_args=("$@")
-case $mode in plain|restart|restart-twice|restart-chain) ;; *) die_usage "--mode must be plain, restart, restart-twice or restart-chain" ;; esac
+case $mode in plain|restart|restart-twice|restart-chain|concurrent) ;; *) die_usage "--mode must be plain, restart, restart-twice, restart-chain or concurrent" ;; esac
 [ "$mode" != restart-chain ] || [ -n "$at2" ] || die_usage "--mode restart-chain needs --at2"
 [[ $limit =~ ^[0-9]+$ && $limit -gt 0 ]] || die_usage "--timeout must be a number of seconds"
 [[ $want_status =~ ^[0-9]+$ ]] || die_usage "--status must be a number"
@@ -348,6 +354,48 @@ checkpoint_stop() {
   ok "$name: image of $(du -k "$img" | cut -f1) KiB; the process ended with status $STATUS" \
     "after printing $(wc -c <"$work/$name/out") bytes"
 }
+
+# 3'. concurrent: checkpointed at WHEN while it runs on, which it must not notice;
+# the image restarted must go on from the moment of the freeze.
+if [ "$mode" = concurrent ]; then
+  start_run ckpt 1
+  ckpt_pid=$PID
+  wait_moment "$ckpt_pid" "$work/ckpt/out" "$at"
+  img=$work/image.mig
+  logs+=("migctl checkpoint (concurrent)|$work/migctl-checkpoint.log")
+  timeout -k 5 "$limit" "$migctl" checkpoint "$ckpt_pid" -o "$img" >"$work/migctl-checkpoint.log" 2>&1
+  st=$?
+  [ "$st" = 0 ] || { fail "migctl checkpoint $ckpt_pid -o $img exited with $st"; finish; }
+  if [ "$(id -u)" != 0 ] && grep -q "cannot make a userfaultfd that hands kernel-mode faults over" \
+       "$work/migctl-checkpoint.log"; then
+    echo "SKIP: a concurrent checkpoint needs CAP_SYS_PTRACE in the job (root), vm.unprivileged_userfaultfd = 1 or /dev/userfaultfd"
+    exit 77
+  fi
+  grep -q "(concurrent: " "$work/migctl-checkpoint.log" ||
+    { fail "the checkpoint was not concurrent: $(cat "$work/migctl-checkpoint.log")"; finish; }
+  ok "$(cat "$work/migctl-checkpoint.log")"
+  finish_run ckpt "the process checkpointed concurrently (running on)" || finish
+  compare ckpt "$STATUS"
+  [ "$failed" = 0 ] || finish
+  mkdir -p "$work/restart1"
+  start_cats "$work/restart1" restart1
+  "$migctl" restart "$img" </dev/null >"$work/restart1/out.fifo" 2>"$work/restart1/err.fifo" &
+  PID=$!
+  live[$PID]="restart1: migctl restart"
+  finish_run restart1 "migctl restart of the concurrent image" || finish
+  [ "$STATUS" = "$ref_status" ] || fail "the restarted process ended with $STATUS, the reference with $ref_status"
+  ref_len=$(wc -c <"$work/ref/out") got_len=$(wc -c <"$work/restart1/out")
+  if [ "$got_len" -eq 0 ] || [ "$got_len" -gt "$ref_len" ] ||
+     ! cmp -s <(tail -c "$got_len" "$work/ref/out") "$work/restart1/out"; then
+    fail "the restarted process's output ($got_len bytes) is not the end of the reference's ($ref_len bytes)"
+    diff -u "$work/ref/out" "$work/restart1/out" | head -n 40
+  elif ! head -c $((ref_len - got_len)) "$work/ref/out" | grep -qxF "STEP $at" && [[ $at != read:* ]]; then
+    fail "the restarted process went on from before STEP $at"
+  else
+    ok "restart of the concurrent image: the last $got_len of $ref_len bytes of the reference, status $STATUS"
+  fi
+  finish
+fi
 
 # 3. restart: run under LD_PRELOAD until WHEN, checkpoint with --stop.
 start_run ckpt 1

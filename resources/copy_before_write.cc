@@ -1,0 +1,329 @@
+// See copy_before_write.h.
+#include "resources/copy_before_write.h"
+
+#include "image/image_error.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <kj/io.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+namespace mig::resources {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+using K = image::schema::MemoryRegion::Kind;
+
+// Private anonymous memory (heap, stacks, anonymous mappings): the kind the kernel
+// write-protects synchronously. Private file mappings it protects only asynchronously;
+// shared memory is written by other processes too.
+bool protectable(const MappedRegion& r) {
+  return r.flags == MAP_PRIVATE && !r.saveWhole && (r.kind == K::ANONYMOUS || r.kind == K::HEAP || r.kind == K::STACK);
+}
+
+bool registerWp(int uffd, uint64_t start, uint64_t end) {
+  struct uffdio_register reg {};
+  reg.range.start = start;
+  reg.range.len = end - start;
+  reg.mode = UFFDIO_REGISTER_MODE_WP;
+  return ioctl(uffd, UFFDIO_REGISTER, &reg) == 0;
+}
+
+// 0, or errno (EAGAIN: an event of the job's is being delivered; try again after it).
+int writeProtect(int uffd, uint64_t start, uint64_t end, bool on) {
+  struct uffdio_writeprotect wp {};
+  wp.range.start = start;
+  wp.range.len = end - start;
+  wp.mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0;  // lifting it wakes the writers waiting
+  return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) == 0 ? 0 : errno;
+}
+
+// The present or swapped-out pages of [start, end), what ProcPageSource saves of
+// private anonymous memory, in one PAGEMAP_SCAN walk by the kernel (runs, not a page
+// map entry per page: the freeze is shorter). False where the kernel has no
+// PAGEMAP_SCAN (before 6.7): the caller asks the page source.
+bool scanPresent(int pagemap, uint64_t start, uint64_t end, kj::Vector<PageSpan>& out) {
+  constexpr uint64_t kIsPresent = 1u << 3, kIsSwapped = 1u << 4;  // PAGE_IS_PRESENT, PAGE_IS_SWAPPED
+  constexpr size_t kVec = 512;
+  pagemap_scan::PageRegion vec[kVec];
+  pagemap_scan::Arg a{};
+  a.size = sizeof(a);
+  a.start = start;
+  a.end = end;
+  a.vec = reinterpret_cast<uint64_t>(vec);
+  a.vecLen = kVec;
+  a.categoryAnyofMask = kIsPresent | kIsSwapped;
+  a.returnMask = kIsPresent | kIsSwapped;
+  size_t first = out.size();
+  while (a.start < end) {
+    long n = ioctl(pagemap, pagemap_scan::kIoctl, &a);
+    if (n < 0) {
+      out.resize(first);
+      return false;
+    }
+    for (long i = 0; i < n; ++i) {
+      uint64_t s = vec[i].start, e = vec[i].end;
+      if (out.size() > first && out.back().addr + out.back().pages * kPage == s) {
+        out.back().pages += (e - s) / kPage;
+      } else {
+        out.add(PageSpan{s, (e - s) / kPage});
+      }
+    }
+    if (a.walkEnd <= a.start) break;
+    a.start = a.walkEnd;
+  }
+  return true;
+}
+
+}  // namespace
+
+CopyBeforeWrite::CopyBeforeWrite(pid_t pid, int uffd, PageSource& frozen)
+    : pid_(pid), uffd_(uffd) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+  mem_ = ::open(path, O_RDONLY | O_CLOEXEC);
+  wake_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (mem_ < 0 || wake_ < 0) {
+    int err = errno;
+    if (mem_ >= 0) ::close(mem_);
+    if (wake_ >= 0) ::close(wake_);
+    ::close(uffd_);
+    image::fail(kj::str("cannot prepare the concurrent checkpoint of process ", pid, ": ", strerror(err)));
+  }
+  KJ_ON_SCOPE_FAILURE({
+    ::close(mem_);
+    ::close(wake_);
+    ::close(uffd_);  // lifts every protection
+  });
+  snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
+  kj::AutoCloseFd pagemap(::open(path, O_RDONLY | O_CLOEXEC));
+  regions_ = frozen.regions();
+  for (const MappedRegion& r : regions_) {
+    kj::Vector<PageSpan> spans;
+    if (!protectable(r) || pagemap == nullptr || !scanPresent(pagemap, r.start, r.end, spans)) {
+      frozen.pagesToSave(r, spans);
+    }
+    if (!spans.empty()) {
+      bool guarded = protectable(r) && registerWp(uffd_, r.start, r.end);
+      if (guarded && writeProtect(uffd_, r.start, r.end, true) != 0) guarded = false;
+      if (guarded) {
+        tracked_.add(r.start, r.end);
+        for (const PageSpan& s : spans) {
+          protected_.add(s.addr, s.addr + s.pages * kPage);
+          stats_.protectedPages += s.pages;
+        }
+      } else {
+        for (const PageSpan& s : spans) {
+          auto copy = kj::heapArray<kj::byte>(s.pages * kPage);
+          frozen.read(s.addr, copy.begin(), copy.size());
+          copies_.emplace(s.addr, kj::mv(copy));
+          stats_.frozenPages += s.pages;
+        }
+      }
+    }
+    spans_.emplace(r.start, kj::mv(spans));
+  }
+  thread_ = std::thread([this]() { faultLoop(); });
+}
+
+CopyBeforeWrite::~CopyBeforeWrite() noexcept(false) {
+  stopThread();
+  if (uffd_ >= 0) ::close(uffd_);
+  if (mem_ >= 0) ::close(mem_);
+  if (wake_ >= 0) ::close(wake_);
+}
+
+kj::Array<MappedRegion> CopyBeforeWrite::regions() {
+  auto out = kj::heapArrayBuilder<MappedRegion>(regions_.size());
+  for (const MappedRegion& r : regions_) {
+    out.add(partOf(r, r.start, r.end));
+  }
+  return out.finish();
+}
+
+void CopyBeforeWrite::pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& out) {
+  auto it = spans_.find(r.start);
+  if (it == spans_.end()) return;
+  for (const PageSpan& s : it->second) {
+    uint64_t from = std::max(s.addr, r.start), to = std::min(s.addr + s.pages * kPage, r.end);
+    if (from < to) out.add(PageSpan{from, (to - from) / kPage});
+  }
+}
+
+void CopyBeforeWrite::read(uint64_t addr, void* buf, size_t len) {
+  auto* p = static_cast<kj::byte*>(buf);
+  kj::Vector<PageSpan> still, copied;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    protected_.split(addr, addr + len, &still, &copied);
+    // Not written by the job since the freeze (they are still protected): read as they are.
+    for (const PageSpan& s : still) {
+      kj::byte* at = p + (s.addr - addr);
+      size_t n = s.pages * kPage;
+      struct iovec local = {at, n}, remote = {reinterpret_cast<void*>(s.addr), n};
+      ssize_t got = process_vm_readv(pid_, &local, 1, &remote, 1, 0);
+      size_t done = got > 0 ? static_cast<size_t>(got) : 0;
+      while (done < n) {  // pages the job may not read itself (PROT_NONE), through /proc
+        ssize_t m = pread(mem_, at + done, n - done, static_cast<off_t>(s.addr + done));
+        if (m <= 0) {
+          memset(at + done, 0, n - done);
+          if (!lost_.exchange(true)) {
+            lostWhy_ = kj::str("the memory of process ", pid_, " at ", kj::hex(s.addr + done),
+                               " could not be read during the write-out (",
+                               m == 0 ? "the process ended or started another program" : strerror(errno), ")");
+          }
+          break;
+        }
+        done += static_cast<size_t>(m);
+      }
+    }
+    protected_.remove(addr, addr + len);
+    // Copied before the job wrote them, or while it was frozen.
+    for (const PageSpan& s : copied) {
+      for (uint64_t a = s.addr; a < s.addr + s.pages * kPage;) {
+        auto it = copies_.upper_bound(a);
+        if (it == copies_.begin() || a >= (--it)->first + it->second.size()) {
+          // Gone before it was copied (onGone): the image is not to be used anyway.
+          if (!lost_.load()) {
+            image::fail(kj::str("concurrent checkpoint of process ", pid_, ": page ", kj::hex(a),
+                                " was neither protected nor copied"));
+          }
+          memset(p + (a - addr), 0, kPage);
+          a += kPage;
+          continue;
+        }
+        uint64_t n = std::min<uint64_t>(it->first + it->second.size(), s.addr + s.pages * kPage) - a;
+        memcpy(p + (a - addr), it->second.begin() + (a - it->first), n);
+        a += n;
+        if (a == it->first + it->second.size()) copies_.erase(it);  // each page is read once
+      }
+    }
+  }
+  // Written out: the job may write them without a fault from now on.
+  for (const PageSpan& s : still) unprotect(s.addr, s.addr + s.pages * kPage);
+}
+
+void CopyBeforeWrite::unprotect(uint64_t start, uint64_t end) {
+  if (writeProtect(uffd_, start, end, false) != EAGAIN) return;
+  // An event of the job's is on its way to the fault thread: it lifts this after it.
+  std::lock_guard<std::mutex> lock(mu_);
+  pending_.add(PageSpan{start, (end - start) / kPage});
+  uint64_t one = 1;
+  (void)!::write(wake_, &one, sizeof(one));
+}
+
+void CopyBeforeWrite::onFault(uint64_t page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  kj::Vector<PageSpan> still;
+  protected_.split(page, page + kPage, &still, nullptr);
+  if (still.empty()) return;  // written out already: only the protection is left to lift
+  auto copy = kj::heapArray<kj::byte>(kPage);
+  struct iovec local = {copy.begin(), kPage}, remote = {reinterpret_cast<void*>(page), kPage};
+  if (process_vm_readv(pid_, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(kPage) &&
+      pread(mem_, copy.begin(), kPage, static_cast<off_t>(page)) != static_cast<ssize_t>(kPage)) {
+    if (!lost_.exchange(true)) {
+      lostWhy_ = kj::str("page ", kj::hex(page), " of process ", pid_, " could not be copied before the job wrote it");
+    }
+  }
+  protected_.remove(page, page + kPage);
+  copies_.emplace(page, kj::mv(copy));
+  ++stats_.faultCopies;
+}
+
+void CopyBeforeWrite::onGone(uint64_t start, uint64_t end, const char* how) {
+  std::lock_guard<std::mutex> lock(mu_);
+  kj::Vector<PageSpan> still;
+  protected_.split(start, end, &still, nullptr);
+  if (still.empty()) return;  // nothing of the freeze instant there any more to copy
+  if (!lost_.exchange(true)) {
+    lostWhy_ = kj::str("the job ", how, " memory at ", kj::hex(still[0].addr),
+                       " before it was written out");
+  }
+  protected_.remove(start, end);
+}
+
+void CopyBeforeWrite::faultLoop() {
+  kj::Vector<PageSpan> wakes;  // protection to lift, retried while an event is in flight
+  for (;;) {
+    struct pollfd fds[2] = {{uffd_, POLLIN, 0}, {wake_, POLLIN, 0}};
+    if (poll(fds, 2, wakes.empty() ? -1 : 1) < 0 && errno != EINTR) break;
+    if (fds[1].revents & POLLIN) {
+      uint64_t n;
+      (void)!::read(wake_, &n, sizeof(n));
+    }
+    struct uffd_msg msgs[32];
+    ssize_t got;
+    while ((got = ::read(uffd_, msgs, sizeof(msgs))) > 0) {
+      for (size_t i = 0; i < static_cast<size_t>(got) / sizeof(uffd_msg); ++i) {
+        const uffd_msg& m = msgs[i];
+        switch (m.event) {
+          case UFFD_EVENT_PAGEFAULT: {
+            uint64_t page = m.arg.pagefault.address & ~(kPage - 1);
+            onFault(page);
+            wakes.add(PageSpan{page, 1});
+            break;
+          }
+          case UFFD_EVENT_REMOVE:
+            onGone(m.arg.remove.start, m.arg.remove.end, "discarded (madvise)");
+            break;
+          case UFFD_EVENT_UNMAP:
+            onGone(m.arg.remove.start, m.arg.remove.end, "unmapped");
+            break;
+          case UFFD_EVENT_REMAP:
+            onGone(m.arg.remap.from, m.arg.remap.from + m.arg.remap.len, "moved (mremap)");
+            break;
+          default:
+            break;
+        }
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const PageSpan& s : pending_) wakes.add(s);
+      pending_.clear();
+    }
+    kj::Vector<PageSpan> again;
+    for (const PageSpan& s : wakes) {
+      if (writeProtect(uffd_, s.addr, s.addr + s.pages * kPage, false) == EAGAIN) again.add(s);
+    }
+    wakes = kj::mv(again);
+    if (stop_.load() && wakes.empty()) break;
+  }
+}
+
+void CopyBeforeWrite::stopThread() {
+  if (!thread_.joinable()) return;
+  stop_.store(true);
+  uint64_t one = 1;
+  (void)!::write(wake_, &one, sizeof(one));
+  thread_.join();
+}
+
+bool CopyBeforeWrite::finish(kj::String& why) {
+  stopThread();
+  // The address space of the freeze must still be the job's: an exec or an exit since
+  // would have had the last pages read from another (or none).
+  kj::byte probe;
+  if (!lost_.load() && regions_.size() > 0 &&
+      pread(mem_, &probe, 1, static_cast<off_t>(regions_[0].start)) == 0) {
+    lost_.store(true);
+    lostWhy_ = kj::str("process ", pid_, " ended or started another program during the write-out");
+  }
+  ::close(uffd_);  // unregisters every range: nothing of ours stays in the job
+  uffd_ = -1;
+  if (lost_.load()) {
+    why = kj::str(lostWhy_);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace mig::resources

@@ -1,0 +1,203 @@
+// Concurrent checkpoint: a child process stopped (the freeze), its memory read once
+// stop-the-world and once through CopyBeforeWrite while the child, continued halfway,
+// read()s into a protected buffer (a kernel write), forks a child that writes its copy
+// of every page, and rewrites every page itself. Both
+// readings must be equal; memory the child unmaps before it was written out must make
+// the concurrent one unusable. Needs a userfaultfd that takes kernel faults (root).
+#include "image/image_error.h"
+#include "resources/copy_before_write.h"
+#include "shim/write_tracking.h"
+
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <cstring>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace mig::resources {
+namespace {
+
+constexpr size_t P = 4096;
+constexpr size_t kPages = 2048;  // 8 MiB
+
+enum class After { rewrite, unmap };
+
+struct Child {
+  pid_t pid = -1;
+  int sock = -1;  // ours: the child's uffd arrives on it, then one byte when it is done
+  int uffd = -1;
+  uint64_t region = 0;
+};
+
+void sendFd(int sock, int fd, uint64_t region) {
+  struct iovec iov = {&region, sizeof(region)};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
+  struct msghdr msg {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof(cbuf);
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  if (sendmsg(sock, &msg, 0) != sizeof(region)) _exit(3);
+}
+
+// The child: fills a region, makes its userfaultfd, hands it over and stops itself.
+// Continued, it does `after` and says so with one byte, then waits to be killed.
+[[noreturn]] void childMain(int sock, After after) {
+  auto* mem = static_cast<unsigned char*>(
+      mmap(nullptr, kPages * P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (mem == MAP_FAILED) _exit(3);
+  for (size_t i = 0; i < kPages * P; ++i) mem[i] = static_cast<unsigned char>(i * 7 + i / P);
+  int pipefd[2];
+  if (pipe(pipefd) != 0) _exit(3);
+  unsigned char block[P];
+  memset(block, 0xee, sizeof(block));
+  if (write(pipefd[1], block, sizeof(block)) != static_cast<ssize_t>(sizeof(block))) _exit(3);
+  int uffd = control::makeCopyOnWriteUffd();
+  if (uffd < 0) _exit(4);
+  sendFd(sock, uffd, reinterpret_cast<uint64_t>(mem));
+  close(uffd);
+  raise(SIGSTOP);
+  if (after == After::rewrite) {
+    // A kernel write into a page that is still protected: must wait, not fail.
+    if (read(pipefd[0], mem + (kPages - 1) * P, P) != static_cast<ssize_t>(P)) _exit(5);
+    // A child forked during the write-out writes its own copy (untracked) ...
+    pid_t grandchild = fork();
+    if (grandchild == 0) {
+      for (size_t i = 0; i < kPages * P; i += 64) mem[i] = 0x77;
+      _exit(mem[(kPages - 1) * P] == 0x77 ? 0 : 6);
+    }
+    int status = 0;
+    if (grandchild < 0 || waitpid(grandchild, &status, 0) != grandchild || status != 0) _exit(6);
+    // ... and the job its own, after the fork.
+    for (size_t i = 0; i < (kPages - 1) * P; i += 64) mem[i] = 0x55;
+  } else {
+    munmap(mem, kPages * P);
+  }
+  char done = 'd';
+  if (write(sock, &done, 1) != 1) _exit(3);
+  for (;;) pause();
+}
+
+Child startChild(After after) {
+  int sv[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  Child c;
+  c.pid = fork();
+  REQUIRE(c.pid >= 0);
+  if (c.pid == 0) {
+    close(sv[0]);
+    childMain(sv[1], after);
+  }
+  close(sv[1]);
+  c.sock = sv[0];
+  struct iovec iov = {&c.region, sizeof(c.region)};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
+  struct msghdr msg {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof(cbuf);
+  ssize_t n = recvmsg(c.sock, &msg, MSG_CMSG_CLOEXEC);
+  for (struct cmsghdr* m = CMSG_FIRSTHDR(&msg); n > 0 && m != nullptr; m = CMSG_NXTHDR(&msg, m)) {
+    memcpy(&c.uffd, CMSG_DATA(m), sizeof(int));
+  }
+  int status = 0;
+  REQUIRE(waitpid(c.pid, &status, WUNTRACED) == c.pid);
+  REQUIRE_MESSAGE(WIFSTOPPED(status),
+                  "the child could not make a userfaultfd that takes kernel faults (needs root): status ", status);
+  REQUIRE(c.uffd >= 0);
+  return c;
+}
+
+void endChild(Child& c) {
+  kill(c.pid, SIGKILL);
+  waitpid(c.pid, nullptr, 0);
+  close(c.sock);
+}
+
+void waitDone(Child& c) {
+  struct pollfd p = {c.sock, POLLIN, 0};
+  REQUIRE(poll(&p, 1, 30000) == 1);
+  char b = 0;
+  REQUIRE(read(c.sock, &b, 1) == 1);
+}
+
+// Every saved page of `src` in address order, and how many bytes that is.
+kj::Vector<PageSpan> allSpans(PageSource& src) {
+  kj::Vector<PageSpan> out;
+  for (const MappedRegion& r : src.regions()) {
+    kj::Vector<PageSpan> spans;  // runs of one region (a source merges runs within one)
+    src.pagesToSave(r, spans);
+    out.addAll(spans);
+  }
+  return out;
+}
+
+TEST_CASE("a concurrent checkpoint reads the memory of the freeze while the job writes") {
+  Child c = startChild(After::rewrite);
+  KJ_DEFER(endChild(c));
+  ProcPageSource proc(c.pid);
+  // Stop-the-world: what the image must hold.
+  kj::Vector<PageSpan> spans = allSpans(proc);
+  kj::Vector<kj::Array<kj::byte>> want;
+  for (const PageSpan& s : spans) {
+    auto b = kj::heapArray<kj::byte>(s.pages * P);
+    proc.read(s.addr, b.begin(), b.size());
+    want.add(kj::mv(b));
+  }
+  CopyBeforeWrite cow(c.pid, c.uffd, proc);
+  kj::Vector<PageSpan> cowSpans = allSpans(cow);
+  REQUIRE(cowSpans.size() == spans.size());
+  // What lies below the child's region is read before the child runs, the rest after it
+  // rewrote everything.
+  size_t half = 0;  // the span that holds the child's region
+  while (half < spans.size() && spans[half].addr + spans[half].pages * P <= c.region) ++half;
+  size_t mismatches = 0;
+  for (size_t i = 0; i < spans.size(); ++i) {
+    if (i == half) {
+      REQUIRE(kill(c.pid, SIGCONT) == 0);
+      waitDone(c);
+    }
+    CHECK((cowSpans[i].addr == spans[i].addr && cowSpans[i].pages == spans[i].pages));
+    auto got = kj::heapArray<kj::byte>(spans[i].pages * P);
+    cow.read(spans[i].addr, got.begin(), got.size());
+    if (memcmp(got.begin(), want[i].begin(), got.size()) != 0) ++mismatches;
+  }
+  CHECK(mismatches == 0);
+  kj::String why;
+  CHECK_MESSAGE(cow.finish(why), why);
+  CHECK(cow.stats().faultCopies >= kPages / 2);  // the child's region was written after half
+  CHECK(cow.stats().protectedPages >= kPages);
+  // The child's kernel write went through (it said done) and its page holds the pipe's bytes.
+  unsigned char last[P];
+  proc.read(c.region + (kPages - 1) * P, last, P);
+  CHECK(last[0] == 0xee);
+}
+
+TEST_CASE("memory unmapped before it was written out makes the concurrent image unusable") {
+  Child c = startChild(After::unmap);
+  KJ_DEFER(endChild(c));
+  ProcPageSource proc(c.pid);
+  CopyBeforeWrite cow(c.pid, c.uffd, proc);
+  REQUIRE(kill(c.pid, SIGCONT) == 0);
+  waitDone(c);
+  for (const PageSpan& s : allSpans(cow)) {
+    auto got = kj::heapArray<kj::byte>(s.pages * P);
+    cow.read(s.addr, got.begin(), got.size());
+  }
+  kj::String why;
+  CHECK_FALSE(cow.finish(why));
+  CHECK(why.size() > 0);
+}
+
+}  // namespace
+}  // namespace mig::resources
