@@ -88,6 +88,13 @@ interface Node {
 
   drain @8 (drained :Bool, all :Bool, timeLimitMs :UInt64) -> (moves :List(JobMove));
   # migctl drain / undrain of this host, asked from another: see Local.drain.
+
+  directLink @9 (jobId :UInt64, token :Data) -> (address :Text, key :Data);
+  # Asked of the job's home by the host the job runs on: a ticket for a link of its own
+  # straight to the job's deputy (shadow/direct_link.h), so its calls home no longer
+  # pass through either shadowd. `address` (host:port) takes one connection, within
+  # 10 s; `key` (32 bytes, derived from the cluster key for this job and this ticket)
+  # keys that connection's secure_stream handshake in place of the cluster key.
 }
 
 struct JobMove {
@@ -133,6 +140,11 @@ interface Deputy {
   # Watch the job's home fd `fd` for readability (shim/forward/readiness_stand_in.h):
   # `readiness.ready` is called when it is readable, then not again until a call that
   # takes input from the same file has run. Dropping `watch` ends it.
+
+  openDirectLink @3 (key :Data, host :Text, plaintext :Bool) -> (port :UInt16);
+  # From the home shadowd (Node.directLink): listen on `host`, port chosen by the
+  # kernel, for one connection keyed with `key` (secure_stream; in clear only when
+  # the cluster runs --insecure-plaintext-links), and serve this Deputy on it.
 }
 
 interface Readiness {
