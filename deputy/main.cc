@@ -58,7 +58,7 @@ namespace {
 
 class DeputyImpl final : public rpc::Deputy::Server {
  public:
-  DeputyImpl(kj::AsyncIoProvider& io, kj::UnixEventPort& port, kj::TaskSet& tasks)
+  DeputyImpl(kj::AsyncIoContext& io, kj::UnixEventPort& port, kj::TaskSet& tasks)
       : io_(io), tasks_(tasks), readiness_(port, tasks), calls_([this](int fd) { readiness_.inputTaken(fd); }) {}
 
   kj::Promise<void> watch(WatchContext context) override {
@@ -84,14 +84,18 @@ class DeputyImpl final : public rpc::Deputy::Server {
                               p.getPlaintext() ? shadow::LinkMode::PLAINTEXT : shadow::LinkMode::ENCRYPTED};
     auto host = kj::str(p.getHost());
     log(kj::str("direct link: listening on ", host, " for the job's host"));
-    return shadow::serveDirectLink(io_, host, kj::mv(secret), thisCap(), tasks_, kDirectLinkAcceptMs)
+    // Its sockets go where the deputy's own fds live (own_fds.h): the job's calls at
+    // home make and close fds under the numbers the job chose.
+    shadow::OwnFds own{placeOwn, [](int fd) { markOwn(fd, false); }};
+    return shadow::serveDirectLink(*io_.lowLevelProvider, io_.provider->getTimer(), host, kj::mv(secret), thisCap(),
+                                   tasks_, kDirectLinkAcceptMs, own)
         .then([context](uint16_t port) mutable { context.getResults().setPort(port); });
   }
 
  private:
   // The host the job runs on connects at once; a ticket not used by then is void.
   static constexpr uint64_t kDirectLinkAcceptMs = 10000;
-  kj::AsyncIoProvider& io_;
+  kj::AsyncIoContext& io_;
   kj::TaskSet& tasks_;
   Readiness readiness_;
   CallRunner calls_;
@@ -168,7 +172,7 @@ int run(int argc, char** argv) {
     auto req = local.registerDeputyRequest();
     req.setJobId(jobId);
     req.setToken(token);
-    req.setDeputy(kj::heap<DeputyImpl>(*io.provider, io.unixEventPort, tasks));
+    req.setDeputy(kj::heap<DeputyImpl>(io, io.unixEventPort, tasks));
     req.send().wait(io.waitScope);
   }
   log(kj::str("job ", jobId, ": registered as its deputy; own fds from ", lowestOwn()));

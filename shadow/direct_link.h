@@ -29,13 +29,21 @@ kj::Array<kj::byte> directLinkKey(const ClusterKey& key, uint64_t jobId, kj::Arr
 // The host part of "host:port" ("[::1]:7070" -> "[::1]").
 kj::String hostOf(kj::StringPtr address);
 
+// Where the deputy keeps its own fds (deputy/own_fds.h): `place` moves a new fd there
+// (closing the one given; -1 on failure), `release` unmarks one once closed. Null: as
+// the kernel gives them.
+struct OwnFds {
+  int (*place)(int fd) = nullptr;
+  void (*release)(int fd) = nullptr;
+};
+
 // Deputy side: listens on `host` (port chosen by the kernel), and serves `bootstrap`
 // on the first connection that completes the handshake keyed with `secret` within
-// `acceptTimeoutMs`; the listener closes after it (or the timeout). Returns the port.
-// The link lives in `tasks` until it breaks.
-kj::Promise<uint16_t> serveDirectLink(kj::AsyncIoProvider& io, kj::StringPtr host, LinkSecret secret,
-                                      capnp::Capability::Client bootstrap, kj::TaskSet& tasks,
-                                      uint64_t acceptTimeoutMs);
+// `acceptTimeoutMs`; the listener closes after it (or the timeout). Returns the port;
+// throws (one line) when it cannot listen. The link lives in `tasks` until it breaks.
+kj::Promise<uint16_t> serveDirectLink(kj::LowLevelAsyncIoProvider& low, kj::Timer& timer, kj::StringPtr host,
+                                      LinkSecret secret, capnp::Capability::Client bootstrap, kj::TaskSet& tasks,
+                                      uint64_t acceptTimeoutMs, OwnFds own = {});
 
 // Relay side: one direct link to a deputy.
 class DirectLink {

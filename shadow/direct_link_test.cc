@@ -11,6 +11,7 @@
 #include <kj/async-io.h>
 
 #include <cstdlib>
+#include <fcntl.h>
 #include <cstring>
 #include <string>
 #include <unistd.h>
@@ -45,8 +46,11 @@ struct Setup {
   Ignore ignore;
   kj::TaskSet tasks{ignore};
   rpc::Deputy::Client deputy = kj::heap<EchoDeputy>();
+  OwnFds own{};
   uint16_t serve(char fill, uint64_t timeoutMs = 10000) {
-    return serveDirectLink(*io.provider, "127.0.0.1", secret(fill), deputy, tasks, timeoutMs).wait(io.waitScope);
+    return serveDirectLink(*io.lowLevelProvider, io.provider->getTimer(), "127.0.0.1", secret(fill), deputy, tasks,
+                           timeoutMs, own)
+        .wait(io.waitScope);
   }
   kj::Promise<kj::Own<DirectLink>> connect(uint16_t port, char fill) {
     return DirectLink::connect(io.provider->getNetwork(), kj::str("127.0.0.1:", port), secret(fill),
@@ -76,6 +80,39 @@ TEST_CASE("a relay with the ticket's key calls the deputy over the direct link")
   }
   // One connection per ticket: the port is closed once the link is up.
   CHECK(failureOf(s.connect(port, 'k'), s.io.waitScope).size() > 0);
+}
+
+int g_placed = -1, g_released = -1;
+int placeHigh(int fd) {
+  int placed = fcntl(fd, F_DUPFD_CLOEXEC, 900);
+  close(fd);
+  g_placed = placed;
+  return placed;
+}
+
+TEST_CASE("the deputy's end of the link sits where the deputy keeps its own fds") {
+  Setup s;
+  s.own = OwnFds{placeHigh, [](int fd) { g_released = fd; }};
+  uint16_t port = s.serve('k');
+  const int listenFd = g_placed;
+  CHECK(listenFd >= 900);
+  {
+    auto link = s.connect(port, 'k').wait(s.io.waitScope);
+    auto req = link->deputy().callRequest();
+    kj::byte one[1] = {9};
+    req.setRequest(kj::arrayPtr(one, 1));
+    CHECK(req.send().wait(s.io.waitScope).getReply()[0] == 9);
+    CHECK(g_placed >= 900);
+    CHECK(g_placed != listenFd);
+    CHECK(g_released == listenFd);  // the listener is closed once the link is in
+  }
+  const int linkFd = g_placed;
+  // The relay's end went away: the deputy's end closes and is no longer marked its own.
+  for (int i = 0; i < 50 && g_released != linkFd; ++i) {
+    s.io.provider->getTimer().afterDelay(10 * kj::MILLISECONDS).wait(s.io.waitScope);
+  }
+  CHECK(g_released == linkFd);
+  CHECK(fcntl(linkFd, F_GETFD) < 0);
 }
 
 TEST_CASE("a peer with another key is refused, and the ticket is void after it") {

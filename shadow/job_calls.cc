@@ -68,7 +68,11 @@ rpc::Deputy::Client JobCalls::deputy() {
   auto direct = ticket.send()
                     .then([this](capnp::Response<rpc::Node::DirectLinkResults> r) {
                       LinkSecret secret{kj::heapArray<kj::byte>(r.getKey()), d_.config().linkMode};
-                      auto address = kj::str(r.getAddress());
+                      // Home's host as this host reaches it (the ticket's own may be a
+                      // wildcard or a name only home knows), at the deputy's port.
+                      kj::StringPtr given = r.getAddress();
+                      KJ_IF_MAYBE(colon, given.findLast(':')) { given = given.slice(*colon + 1); }
+                      auto address = kj::str(hostOf(home_), ":", given);
                       auto& io = *d_.io().provider;
                       return DirectLink::connect(io.getNetwork(), address, kj::mv(secret), io.getTimer(), kDirectLinkMs)
                           .then([this, address = kj::mv(address)](kj::Own<DirectLink> link) {

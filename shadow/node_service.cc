@@ -345,6 +345,7 @@ class NodeImpl final : public rpc::Node::Server {
     auto p = context.getParams();
     HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
     auto key = directLinkKey(d_.key(), job.id, randomBytes(16));
+    // The deputy listens where this shadowd is reached (a wildcard: every address).
     auto host = hostOf(d_.address());
     return d_.deputyOf(job).then([this, context, key = kj::mv(key), host = kj::mv(host)](rpc::Deputy::Client deputy) mutable {
       auto req = deputy.openDirectLinkRequest();
