@@ -3,7 +3,8 @@
 // waits for it), same fds (files, pipes, the terminal), same process group. It
 //   - registers with the home shadowd as the job's deputy (this file);
 //   - runs the job's forwarded system calls (rsc/wire.h) through the rsc dispatcher,
-//     with the job's fds, cwd and identity (call_runner.h);
+//     with the job's fds, cwd and identity (call_runner.h), coming over the job's
+//     direct link from the host it runs on (shadow/direct_link.h) or through shadowd;
 //   - watches the job's sockets, pipes and terminal for readability, for their
 //     readiness stand-ins where the job runs (readiness.h);
 //   - forwards the signals it receives (kill, sigqueue, Ctrl-C and Ctrl-Z on its

@@ -21,7 +21,10 @@ uint64_t queueCost(uint64_t requestSize) { return requestSize + 128; }
 // A write whose number was taken but which never arrived (its thread's connection
 // broke in between) must not hold the others back for ever.
 constexpr uint64_t kGapTimeoutMs = 30 * 1000;
-// A direct link not up by then is given up for this time: the calls go through the shadowds.
+// A direct link not up by then is given up for this time: the calls go through the
+// shadowds. The ticket may wait for the deputy to register at home (it starts as the
+// job leaves), the connection only for the handshake.
+constexpr uint64_t kTicketMs = 30 * 1000;
 constexpr uint64_t kDirectLinkMs = 10 * 1000;
 
 kj::Array<kj::byte> eioReply(kj::ArrayPtr<const kj::byte> request) {
@@ -65,7 +68,8 @@ rpc::Deputy::Client JobCalls::deputy() {
   ticket.setJobId(jobId_);
   ticket.setToken(token_);
   auto self = kj::addRef(*this);
-  auto direct = ticket.send()
+  auto& timer = d_.io().provider->getTimer();
+  auto direct = timer.timeoutAfter(kTicketMs * kj::MILLISECONDS, ticket.send())
                     .then([this](capnp::Response<rpc::Node::DirectLinkResults> r) {
                       LinkSecret secret{kj::heapArray<kj::byte>(r.getKey()), d_.config().linkMode};
                       // Home's host as this host reaches it (the ticket's own may be a
