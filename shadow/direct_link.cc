@@ -147,6 +147,8 @@ kj::Promise<kj::Own<DirectLink>> DirectLink::connect(kj::Network& network, kj::S
   auto linked = network.parseAddress(address)
                     .then([](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); })
                     .then([secret = kj::mv(secret)](kj::Own<kj::AsyncIoStream> raw) mutable {
+                      const int one = 1;  // calls are small and waited for: no Nagle
+                      raw->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
                       kj::Promise<void> handshake = nullptr;
                       auto s = secured(kj::mv(raw), SecureStream::Side::CONNECTOR, secret, handshake);
                       return handshake.then([s = kj::mv(s)]() mutable { return kj::heap<DirectLink>(kj::mv(s)); });
