@@ -10,25 +10,15 @@
 #     (a third shadowd C run with --no-direct-link, as before issue 13).
 # usage: bench/migration_bench.sh [MIB]      (default 1024)
 set -eu
-root=$(cd "$(dirname "$0")/.." && pwd)
-build=${MIG_BUILD:-$root/build}
 mib=${1:-1024}
-dir=$(mktemp -d /tmp/mig-migbench.XXXXXX)
-pids=()
-trap 'kill -9 "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-head -c 32 /dev/urandom > "$dir/key"; chmod 600 "$dir/key"
-pa=$(port) pb=$(port) pc=$(port)
-# MIG_BENCH_SHADOWD_ARGS: more shadowd options (bench/encryption_bench.sh sets
-# --insecure-plaintext-links for its plaintext figures).
+source "$(dirname "$0")/lib.sh"
+bench_two_shadowds migbench
+# C: the relayed path, as before the direct link (its figures beside B's).
+pc=$(port)
 read -r -a extra <<<"${MIG_BENCH_SHADOWD_ARGS-}"
-"$build/shadow/shadowd" --listen 127.0.0.1:$pa --cluster-key "$dir/key" --socket "$dir/a/sock" --log "$dir/a.log" ${extra[@]+"${extra[@]}"} & pids+=($!)
-"$build/shadow/shadowd" --listen 127.0.0.1:$pb --cluster-key "$dir/key" --socket "$dir/b/sock" --log "$dir/b.log" ${extra[@]+"${extra[@]}"} & pids+=($!)
 "$build/shadow/shadowd" --listen 127.0.0.1:$pc --cluster-key "$dir/key" --socket "$dir/c/sock" --log "$dir/c.log" --no-direct-link ${extra[@]+"${extra[@]}"} & pids+=($!)
-for s in a b c; do for _ in $(seq 1 100); do [ -S "$dir/$s/sock" ] && break; sleep 0.05; done; done
-A() { MIG_SHADOWD_SOCKET=$dir/a/sock "$build/migctl/migctl" "$@"; }
-wait_for() { for _ in $(seq 1 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "timeout waiting for $2 in $1" >&2; exit 1; }
-median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+for _ in $(seq 1 100); do [ -S "$dir/c/sock" ] && break; sleep 0.05; done
+[ -S "$dir/c/sock" ] || { echo "bench: shadowd c did not start; its log:" >&2; cat "$dir/c.log" >&2; exit 1; }
 
 # 1. Freeze time and transfer rate, three hops (A->B, B->A, A->B), beside raw TCP.
 LD_PRELOAD=$build/shim/libmig.so "$build/bench/hold_memory" "$mib" > "$dir/hold.out" &

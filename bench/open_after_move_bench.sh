@@ -10,21 +10,10 @@
 #        /usr/lib/x86_64-linux-gnu; files are read once beforehand, so the figures are
 #        hashing and round trips, not the disk)
 set -eu
-root=$(cd "$(dirname "$0")/.." && pwd)
-build=${MIG_BUILD:-$root/build}
 count=${1:-100}
 libdir=${2:-/usr/lib/x86_64-linux-gnu}
-dir=$(mktemp -d /tmp/mig-openbench.XXXXXX)
-pids=()
-trap 'kill -9 "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-head -c 32 /dev/urandom > "$dir/key"; chmod 600 "$dir/key"
-pa=$(port) pb=$(port)
-"$build/shadow/shadowd" --listen 127.0.0.1:$pa --cluster-key "$dir/key" --socket "$dir/a/sock" --log "$dir/a.log" & pids+=($!)
-"$build/shadow/shadowd" --listen 127.0.0.1:$pb --cluster-key "$dir/key" --socket "$dir/b/sock" --log "$dir/b.log" & pids+=($!)
-for s in a b; do for _ in $(seq 1 100); do [ -S "$dir/$s/sock" ] && break; sleep 0.05; done; done
-A() { MIG_SHADOWD_SOCKET=$dir/a/sock "$build/migctl/migctl" "$@"; }
-wait_for() { for _ in $(seq 1 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "timeout waiting for $2 in $1" >&2; exit 1; }
+source "$(dirname "$0")/lib.sh"
+bench_two_shadowds openbench
 
 find "$libdir" -maxdepth 1 -name '*.so*' -type f -size -8M -exec cat {} + >/dev/null 2>&1 || true
 mkdir "$dir/data"

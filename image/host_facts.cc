@@ -2,8 +2,11 @@
 #include "image/host_facts.h"
 
 #include "image/format.h"
+#include "image/image_error.h"
 
 #include <cpuid.h>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <sys/utsname.h>
@@ -63,6 +66,38 @@ void fillHeader(schema::Header::Builder out, uint64_t jobId, int32_t vpid, kj::S
   out.setJobId(jobId);
   out.setVpid(vpid);
   out.setCommand(command);
+}
+
+void fillOwner(schema::Header::Builder out, int pid) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/status", pid);
+  FILE* f = fopen(path, "re");
+  if (f == nullptr) fail(kj::str("cannot read ", path, " for the owner of process ", pid));
+  unsigned uid = 0, gid = 0;
+  bool haveUid = false, haveGid = false;
+  kj::Vector<uint32_t> groups;
+  char line[4096];
+  while (fgets(line, sizeof(line), f) != nullptr) {
+    if (sscanf(line, "Uid: %u", &uid) == 1) haveUid = true;         // real, effective, saved, fs: the real one
+    else if (sscanf(line, "Gid: %u", &gid) == 1) haveGid = true;
+    else if (strncmp(line, "Groups:", 7) == 0) {
+      char* p = line + 7;
+      for (;;) {
+        char* end = nullptr;
+        unsigned long g = strtoul(p, &end, 10);
+        if (end == p) break;
+        groups.add(static_cast<uint32_t>(g));
+        p = end;
+      }
+    }
+  }
+  fclose(f);
+  if (!haveUid || !haveGid) fail(kj::str("no Uid/Gid line in ", path));
+  out.setOwnerKnown(true);
+  out.setOwnerUid(uid);
+  out.setOwnerGid(gid);
+  auto list = out.initOwnerGroups(static_cast<unsigned>(groups.size()));
+  for (size_t i = 0; i < groups.size(); ++i) list.set(static_cast<unsigned>(i), groups[i]);
 }
 
 namespace {

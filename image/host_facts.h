@@ -27,6 +27,11 @@ void fillCpu(schema::CpuFeatures::Builder out, const CpuFacts& cpu);
 // Fills the header of an image made on this host now.
 void fillHeader(schema::Header::Builder out, uint64_t jobId, int32_t vpid, kj::StringPtr command);
 
+// Records the owner of process `pid` in an image's header: its real uid, gid and
+// supplementary groups from /proc/PID/status (what the kernel says, not the process).
+// Fails if they cannot be read: an image without its owner is not made.
+void fillOwner(schema::Header::Builder out, int pid);
+
 // Why this CPU cannot restore register state saved on `image`'s CPU, naming the
 // missing features; nullptr when it can.
 kj::Maybe<kj::String> cpuMismatch(schema::CpuFeatures::Reader image, const CpuFacts& host);

@@ -29,6 +29,10 @@ struct Header {
   hostname @7 :Text;         # host that wrote the image
   vpid @8 :Int32;            # the process's virtual PID
   command @9 :Text;          # argv[0], for humans
+  ownerKnown @10 :Bool;      # false in images made before owners were recorded
+  ownerUid @11 :UInt32;      # the process's real uid and gid and its supplementary
+  ownerGid @12 :UInt32;      # groups, as the kernel reports them (/proc/PID/status),
+  ownerGroups @13 :List(UInt32);  # never as the process says: a restart runs as them
 }
 
 struct MemoryRegion {

@@ -1,7 +1,7 @@
 // mig-image-rewrite: copies an image section by section through the streaming
 // reader and writer, optionally changing the header, to make "foreign" images for
-// tests (another CPU, another architecture).
-//   mig-image-rewrite IN OUT [--add-xcr0 HEX] [--arch NAME]
+// tests (another CPU, another architecture, no recorded owner as an older mig made).
+//   mig-image-rewrite IN OUT [--add-xcr0 HEX] [--arch NAME] [--no-owner]
 #include "image/byte_io.h"
 #include "image/stream_reader.h"
 #include "image/writer.h"
@@ -21,14 +21,16 @@ using namespace mig::image;
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: mig-image-rewrite IN OUT [--add-xcr0 HEX] [--arch NAME]\n");
+    fprintf(stderr, "usage: mig-image-rewrite IN OUT [--add-xcr0 HEX] [--arch NAME] [--no-owner]\n");
     return 2;
   }
   uint64_t addXcr0 = 0;
   const char* arch = nullptr;
-  for (int i = 3; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--add-xcr0") == 0) addXcr0 = strtoull(argv[i + 1], nullptr, 16);
-    else if (strcmp(argv[i], "--arch") == 0) arch = argv[i + 1];
+  bool noOwner = false;
+  for (int i = 3; i < argc; ++i) {
+    if (strcmp(argv[i], "--no-owner") == 0) noOwner = true;
+    else if (i + 1 < argc && strcmp(argv[i], "--add-xcr0") == 0) addXcr0 = strtoull(argv[++i], nullptr, 16);
+    else if (i + 1 < argc && strcmp(argv[i], "--arch") == 0) arch = argv[++i];
   }
   try {
     int in = open(argv[1], O_RDONLY | O_CLOEXEC);
@@ -40,6 +42,12 @@ int main(int argc, char** argv) {
     auto h = header.getRoot<schema::Header>();
     h.getCpu().setXcr0(h.getCpu().getXcr0() | addXcr0);
     if (arch != nullptr) h.setArch(arch);
+    if (noOwner) {
+      h.setOwnerKnown(false);
+      h.setOwnerUid(0);
+      h.setOwnerGid(0);
+      h.disownOwnerGroups();
+    }
     AtomicFile out(argv[2]);
     ImageWriter w(out.sink(), header);
     auto buf = kj::heapArray<kj::byte>(1 << 20);

@@ -190,7 +190,22 @@ int migrate(const MigrateOptions& o, long pid) {
     j.setRounds(m.getRounds());
     j.setBytesBeforeFreeze(static_cast<double>(m.getBytesBeforeFreeze()));
     j.setBytesDuringFreeze(static_cast<double>(m.getBytesDuringFreeze()));
-    if (!o.json) {
+    if (m.getMode() == "unconfirmed") {
+      // Given up here after the destination was ready, which then did not say it runs
+      // (docs/design.md, "One hop"): neither "moved" nor "stays".
+      j.setOk(false);
+      if (!o.json) {
+        fprintf(stderr, "migctl migrate: %ld was handed over to %s, which did not confirm that it runs: %s; "
+                "it no longer runs here (see `migctl list` on %s)\n", pid, m.getDestination().cStr(),
+                m.getProblem().cStr(), m.getDestination().cStr());
+      }
+      return;
+    }
+    if (m.getMode() == "recovered" && !o.json) {
+      // Its sender ended between the two phases; shadowd finished the hop (design.md).
+      printf("migrated %ld to %s (its sender gave the job up, then ended or lost the destination's answer; shadowd committed the move: no "
+             "figures)\n", pid, m.getDestination().cStr());
+    } else if (!o.json) {
       // The figures in brackets are read by scripts (bench/migration_bench.sh): the mode
       // and the bytes sent before and while frozen come after them.
       constexpr double kMiB = 1 << 20;
@@ -224,6 +239,7 @@ int migrate(const MigrateOptions& o, long pid) {
     return 1;
   }
   if (o.json) printJson(j.asReader());
+  if (j.getMode() == "unconfirmed") return 4;
   return j.getProblem().size() > 0 ? 3 : 0;
 }
 

@@ -2,11 +2,13 @@
 #include "migctl/control_client.h"
 
 #include "image/image_error.h"
+#include "resources/proc_owner.h"
 
 #include <kj/vector.h>
 
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <poll.h>
 #include <sys/socket.h>
@@ -37,8 +39,25 @@ ControlClient::ControlClient(pid_t pid) : pid_(pid), realPid_(pid) {
   }
   struct ucred cred {};
   socklen_t credLen = sizeof(cred);
-  if (getsockopt(fd_, SOL_SOCKET, SO_PEERCRED, &cred, &credLen) == 0 && cred.pid > 0) realPid_ = cred.pid;
+  if (getsockopt(fd_, SOL_SOCKET, SO_PEERCRED, &cred, &credLen) != 0 || cred.pid <= 0) {
+    int err = errno;
+    ::close(fd_);
+    fd_ = -1;
+    fail(kj::str("cannot tell who runs process ", pid, " (SO_PEERCRED): ", strerror(err)));
+  }
+  realPid_ = cred.pid;
+  // Whose job it is, by the kernel's word, not by the name the process gave its socket
+  // (it picks that name itself, from a getuid() it may fake): SO_PEERCRED and the real
+  // uid in /proc both must be ours.
+  uid_t realUid = resources::realUidOf(realPid_);
+  if (cred.uid != getuid() || realUid != getuid()) {
+    ::close(fd_);
+    fd_ = -1;
+    fail(kj::str("process ", pid, " belongs to uid ", cred.uid != getuid() ? cred.uid : realUid,
+                 " (as the kernel reports it), not to you (uid ", getuid(), "): not yours to checkpoint or move"));
+  }
 }
+
 
 ControlClient::~ControlClient() {
   // Never leave a process frozen: if migctl fails between freeze and verdict,

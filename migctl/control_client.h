@@ -13,7 +13,8 @@ namespace mig::migctl {
 class ControlClient {
  public:
   // Connects to the shim of process `pid`; throws a one-line reason (no such
-  // process, not running under mig, permission) when it cannot.
+  // process, not running under mig, permission, another user's process: the
+  // kernel's SO_PEERCRED and /proc real uid, not what the process says) when it cannot.
   explicit ControlClient(pid_t pid);
   ~ControlClient();
   ControlClient(const ControlClient&) = delete;

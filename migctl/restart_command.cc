@@ -26,7 +26,11 @@
 #include <ctime>
 #include <fcntl.h>
 #include <string>
+#include <grp.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <vector>
 #include <unistd.h>
 
 namespace mig::migctl {
@@ -53,6 +57,7 @@ struct Options {
   resources::FileRestoreOptions files;
   MigratedOptions migrated;
   bool dataVerified = false;  // shadowd checked the data checksums as the image arrived
+  bool asFileOwner = false;   // an image without a recorded owner runs as its file's owner
 };
 
 int64_t monotonicNowNs() {
@@ -118,6 +123,11 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
         o.files.force = true;
         return true;
       }, "restart even if files it had open changed since the checkpoint")
+      .addOption({"as-file-owner"}, [&o]() -> V {
+        o.asFileOwner = true;
+        return true;
+      }, "(root) restart an image that records no owner (made by an older mig) as the user and group "
+         "that own the image file; without it root refuses such an image")
       .addOption({"migrated"}, [&o]() -> V {
         o.migrated.migrated = true;
         return true;
@@ -154,6 +164,17 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
       }, "local|rebind", "local: internet sockets the job creates here are this host's (default: made at "
                          "home, like the ones it had); rebind: also its TCP listening sockets are made again "
                          "here, and its TCP connections reset (migctl migrate --help)")
+      .addOptionWithArg({"gate-fd"}, [&o](kj::StringPtr v) -> V {
+        char* end = nullptr;
+        long n = strtol(v.cStr(), &end, 10);
+        if (end == v.cStr() || *end != '\0' || n < 3 || fcntl(static_cast<int>(n), F_GETFD) < 0) {
+          return kj::str("needs an open fd number above 2, not '", v, "'");
+        }
+        o.migrated.gateFd = static_cast<int>(n);
+        return true;
+      }, "FD", "(shadowd, with --migrated) restore up to \"ready, not running\", write 'R' to socket FD, "
+               "and run the job only when 'G' comes back; anything else deletes the image and exits "
+               "(the hop's two-phase commit)")
       .addOptionWithArg({"realtime-offset-ns"}, [&o](kj::StringPtr v) -> V {
         char* end = nullptr;
         errno = 0;
@@ -179,16 +200,57 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
 
 namespace {
 
+// Who the restarted process runs as: the image's owner (the kernel's word at
+// checkpoint, image/host_facts.h fillOwner). Root restarting another user's image drops
+// to that user (groups, gid, uid) before it opens any file of the image or runs any
+// of its code, so the image gets no right its owner did not have. A user's restart
+// runs with that user's rights whatever the image says. Trees need root to fork their
+// PIDs, so another user's tree is refused.
+void becomeOwner(image::schema::Header::Reader h, const char* path, bool asFileOwner, bool tree) {
+  if (geteuid() != 0) return;
+  uid_t uid;
+  gid_t gid;
+  std::vector<gid_t> groups;
+  if (h.getOwnerKnown()) {
+    uid = h.getOwnerUid();
+    gid = h.getOwnerGid();
+    for (uint32_t g : h.getOwnerGroups()) groups.push_back(g);
+  } else {
+    struct stat st {};
+    if (stat(path, &st) != 0) fail(kj::str("cannot stat ", path, ": ", strerror(errno)));
+    if (!asFileOwner) {
+      fail(kj::str(path, " records no owner (made by an older mig): as root, restart it as its user, or pass "
+                         "--as-file-owner to run it as the image file's owner (uid ", st.st_uid, ")"));
+    }
+    uid = st.st_uid;
+    gid = st.st_gid;
+    groups.push_back(gid);
+  }
+  if (uid == 0) return;
+  if (tree) {
+    fail(kj::str(path, " holds a process tree of uid ", uid, ": restarting another user's tree as root is not "
+                       "supported (its PIDs need root, and it would run with root's rights); not restarted"));
+  }
+  if (setgroups(groups.size(), groups.data()) != 0 || setresgid(gid, gid, gid) != 0 || setresuid(uid, uid, uid) != 0) {
+    fail(kj::str("cannot become uid ", uid, " gid ", gid, ", the owner of ", path, ": ", strerror(errno),
+                 "; not restarted"));
+  }
+  // As any process of that user: its /proc files its own, ptrace-able by it.
+  prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+}
+
 int restart(Options& o, const resources::CallerFds& caller) {
   const char* path = o.path.cStr();
   resources::FileRestoreOptions& options = o.files;
   MigratedOptions& migrated = o.migrated;
   image::FileReader img(path);
+  becomeOwner(img.header(), path, o.asFileOwner, img.isTree());
   if (!o.dataVerified) img.verifyAll();
   KJ_IF_MAYBE(why, image::cpuMismatch(img.header().getCpu(), image::hostCpu())) {
     fail(kj::heapString(*why));
   }
   resources::checkMappedFiles(img, migrated.migrated);
+  if (migrated.gateFd >= 0 && !migrated.migrated) fail(kj::str("--gate-fd needs --migrated"));
   if (migrated.migrated) {
     if (migrated.relay == nullptr || migrated.jobId == 0) fail(kj::str("--migrated needs --relay and --job-id"));
     migrated.token = shadow::tokenFromEnv();
@@ -202,6 +264,25 @@ int restart(Options& o, const resources::CallerFds& caller) {
   becomeRestored(img, path, options, caller, migrated, nullptr);
 }
 
+// The hop's two-phase commit, destination side (docs/design.md, "One hop"): every
+// check passed and the fds are in place, so the job is "ready, not running". It runs
+// only if shadowd answers 'G' (the sender gave it up); anything else (shadowd gone,
+// the hop dropped or aborted) means the sender still has it: the image is deleted and
+// nothing of the job ever ran here.
+void waitAtGate(int gate, const char* path) {
+  char c = 'R';
+  ssize_t n;
+  do n = write(gate, &c, 1); while (n < 0 && errno == EINTR);
+  if (n == 1) {
+    do n = read(gate, &c, 1); while (n < 0 && errno == EINTR);
+  }
+  if (n != 1 || c != 'G') {
+    unlink(path);
+    fail(kj::str("not committed: the hop was aborted before the job was released here (its image deleted)"));
+  }
+  close(gate);
+}
+
 }  // namespace
 
 [[noreturn]] void becomeRestored(image::FileReader& img, const char* path, const resources::FileRestoreOptions& options,
@@ -211,7 +292,7 @@ int restart(Options& o, const resources::CallerFds& caller) {
   std::string restorer = findRestorer();
   image::RestorePlan plan = image::buildRestorePlan(img);
 
-  int keep[3];
+  int keep[4];
   size_t keepCount = 2;
   auto config = kj::heap<forward::Config>();
   memset(config.get(), 0, sizeof(forward::Config));
@@ -244,12 +325,13 @@ int restart(Options& o, const resources::CallerFds& caller) {
       }
     }
     fillForwardConfig(*config, migrated);
+    if (migrated.gateFd >= 0) keep[keepCount++] = migrated.gateFd;  // kept clear of the job's fds
     resources::restoreFiles(img, keep, keepCount, caller, config.get());
-    keep[keepCount++] = writeForwardConfig(*config);
-    plan.setConfigFd(keep[2]);
+    plan.setConfigFd(writeForwardConfig(*config));
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }
+    if (migrated.gateFd >= 0) waitAtGate(keep[2], path);
   } else if (tree != nullptr) {
     tree->ready();  // every check passed: the tree starts only when all its members got here
     resources::restoreFiles(img, keep, keepCount, caller, nullptr, &tree->pipes);

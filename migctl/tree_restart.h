@@ -28,6 +28,7 @@ struct MigratedOptions {
   kj::Vector<kj::String> localPaths;
   int64_t realtimeOffsetNs = 0;
   uint32_t network = forward::kNetworkHome;
+  int gateFd = -1;  // --gate-fd: wait there for shadowd's commit before running (restart_command.cc)
 };
 
 // A member's part in its tree's restart.

@@ -15,6 +15,7 @@
 #include <linux/kcmp.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <set>
 #include <vector>
 
 namespace mig::resources {
@@ -25,8 +26,36 @@ constexpr size_t kDeletedLen = sizeof(kDeleted) - 1;
 
 bool sameFile(pid_t pid, int a, int b) { return syscall(SYS_kcmp, pid, pid, KCMP_FILE, a, b) == 0; }
 
-// The process's fd numbers, sorted, without the shim's own (its control socket, log).
+}  // namespace
+
+// The shim's control sockets, its own or, in a child that has not closed them yet, its
+// parent's: never the program's, whatever the shim's own list says.
+std::set<uint64_t> migSocketInodes(pid_t pid) {
+  std::set<uint64_t> inodes;
+  // Columns: Num RefCount Protocol Flags Type St Inode [Path]
+  std::string table = readProcFile(pid, "net/unix");
+  size_t at = 0;
+  while (at < table.size()) {
+    size_t end = table.find('\n', at);
+    if (end == std::string::npos) end = table.size();
+    std::string line = table.substr(at, end - at);
+    at = end + 1;
+    size_t path = line.find(" @mig/");
+    if (path == std::string::npos) continue;
+    size_t inodeEnd = line.find_last_not_of(' ', path);
+    size_t inodeStart = line.find_last_of(' ', inodeEnd);
+    if (inodeEnd == std::string::npos || inodeStart == std::string::npos) continue;
+    inodes.insert(strtoull(line.c_str() + inodeStart + 1, nullptr, 10));
+  }
+  return inodes;
+}
+
+namespace {
+
+// The process's fd numbers, sorted, without the shim's own (its control socket, log)
+// and without any socket bound under @mig/.
 std::vector<int> processFds(pid_t pid, const control::Block& block) {
+  const std::set<uint64_t> migSockets = migSocketInodes(pid);
   std::string dirPath = "/proc/" + std::to_string(pid) + "/fd";
   DIR* d = opendir(dirPath.c_str());
   if (d == nullptr) image::fail(kj::str("cannot list ", dirPath.c_str(), ": ", strerror(errno)));
@@ -37,6 +66,10 @@ std::vector<int> processFds(pid_t pid, const control::Block& block) {
     int fd = atoi(e->d_name);
     bool shim = false;
     for (uint32_t i = 0; i < block.shimFdCount && i < control::kMaxShimFds; ++i) shim = shim || block.shimFds[i] == fd;
+    if (!shim && !migSockets.empty()) {
+      std::string target = readLink("/proc/" + std::to_string(pid) + "/fd/" + e->d_name);
+      shim = target.rfind("socket:[", 0) == 0 && migSockets.count(strtoull(target.c_str() + 8, nullptr, 10)) != 0;
+    }
     if (!shim) numbers.push_back(fd);
   }
   std::sort(numbers.begin(), numbers.end());

@@ -14,4 +14,8 @@ namespace mig::resources {
 void writeFiles(pid_t pid, const control::Block& block, image::ImageWriter& w, CaptureStats& stats,
                 const CaptureOptions& options, const std::set<uint64_t>* treePipes = nullptr);
 
+// Inodes of the Unix sockets bound under mig's abstract names (@mig/...) in `pid`'s
+// network namespace: the capture never takes them as the program's.
+std::set<uint64_t> migSocketInodes(pid_t pid);
+
 }  // namespace mig::resources

@@ -121,6 +121,7 @@ CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& 
   std::string cmdline = readProcFile(pid, "cmdline");
   capnp::MallocMessageBuilder header;
   image::fillHeader(header.initRoot<image::schema::Header>(), 0, block.vpid, cmdline.c_str());
+  image::fillOwner(header.getRoot<image::schema::Header>(), pid);
   image::ImageWriter w(out, header);
   captureProcessInto(pid, block, memory, w, nullptr, stats, options);
   return stats;
@@ -156,6 +157,7 @@ CaptureStats captureTree(kj::ArrayPtr<const TreeCaptureMember> members, image::B
   std::string cmdline = readProcFile(root.proc.pid, "cmdline");
   capnp::MallocMessageBuilder header;
   image::fillHeader(header.initRoot<image::schema::Header>(), 0, root.block->vpid, cmdline.c_str());
+  image::fillOwner(header.getRoot<image::schema::Header>(), root.proc.pid);
   image::ImageWriter w(out, header);
 
   capnp::MallocMessageBuilder treeMsg;

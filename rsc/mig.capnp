@@ -88,8 +88,12 @@ interface Node {
 
   drain @8 (drained :Bool, all :Bool, timeLimitMs :UInt64) -> (moves :List(JobMove));
   # migctl drain / undrain of this host, asked from another: see Local.drain.
+  commitHop @9 (jobId :UInt64, token :Data) -> (realPid :Int32, restoreMs :Float64);
+  # ImageSink.commit for a job restored here up to "ready" whose sender ended (or lost
+  # its link) after giving the job up: asked by the sender's shadowd, which saw it do
+  # so. Within the transfer timeout of the sink's done; after it the copy is gone.
 
-  directLink @9 (jobId :UInt64, token :Data) -> (address :Text, key :Data);
+  directLink @10 (jobId :UInt64, token :Data) -> (address :Text, key :Data);
   # Asked of the job's home by the host the job runs on: a ticket for a link of its own
   # straight to the job's deputy (shadow/direct_link.h), so its calls home no longer
   # pass through either shadowd. `address` (host:port) takes one connection, within
@@ -113,8 +117,14 @@ interface ImageSink {
   # The sender keeps several writes in flight (a fixed window of its own: capnp's
   # stream flow control sizes its window by SO_SNDBUF, far below a useful one).
   done @1 () -> (realPid :Int32, restoreMs :Float64);
-  # The image is complete: restore it. Returns once the process runs and its calls
-  # reach home; throws (and leaves nothing behind) when it cannot be restored.
+  # The image is complete: restore it up to "ready, not running" (every check passed,
+  # fds in place, the restorer not started yet). Throws (and leaves nothing behind)
+  # when it cannot be restored. Nothing of the job runs here before commit.
+  commit @2 () -> (realPid :Int32, restoreMs :Float64);
+  # Phase two of the hop: the sender has given the job up (at home it is the deputy
+  # now). The job is released and runs here; returns once its calls reach home. A
+  # sink dropped, or not committed within the transfer timeout, after done: the
+  # prepared copy is killed and its image deleted (docs/design.md, "One hop").
 }
 
 struct MigrationResult {

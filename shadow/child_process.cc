@@ -28,7 +28,14 @@ pid_t spawnChild(const ChildSpec& spec) {
     for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
     int null = open("/dev/null", O_RDWR);
     int fds[3] = {spec.stdinFd, spec.stdoutFd, spec.stderrFd};
-    for (int i = 0; i < 3; ++i) dup2(fds[i] >= 0 ? fds[i] : null, i);
+    if (spec.fd3 >= 0) {
+      // Above the three it may take as 0-2, then into place (dup2 clears close-on-exec).
+      int moved = fcntl(spec.fd3, F_DUPFD_CLOEXEC, 10);
+      for (int i = 0; i < 3; ++i) dup2(fds[i] >= 0 ? fds[i] : null, i);
+      dup2(moved, 3);
+    } else {
+      for (int i = 0; i < 3; ++i) dup2(fds[i] >= 0 ? fds[i] : null, i);
+    }
     for (auto& e : spec.env) putenv(const_cast<char*>(e.cStr()));
     execv(argv[0], argv.begin());
     _exit(127);

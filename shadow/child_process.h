@@ -19,6 +19,7 @@ struct ChildSpec {
   int stdinFd = -1;   // -1: /dev/null
   int stdoutFd = -1;
   int stderrFd = -1;
+  int fd3 = -1;       // given to the child as its fd 3 (migctl restart's --gate-fd)
 };
 
 // Starts the child; throws if fork/exec setup fails. The child's exec failure shows

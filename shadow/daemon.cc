@@ -182,14 +182,48 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
         return exited.then([texts = kj::mv(texts)](int status) mutable { return kj::tuple(status, kj::mv(texts)); });
       })
       .attach(timeout.eagerlyEvaluate(nullptr))
-      .then([result, timedOut = kj::mv(timedOut)](kj::Tuple<int, kj::Array<kj::String>> r) mutable {
+      .then([this, result, timedOut = kj::mv(timedOut), jobId, token = kj::heapArray<kj::byte>(token),
+             to = kj::str(to)](kj::Tuple<int, kj::Array<kj::String>> r) mutable -> kj::Promise<void> {
         int status = kj::get<0>(r);
         auto& texts = kj::get<1>(r);
         // stdout: "MIGRATED freeze_ms image_bytes transfer_ms restore_ms"
         double freeze = 0, transfer = 0, restore = 0;
         unsigned long long bytes = 0;
         bool ok = status == 0 &&
-                  sscanf(texts[0].cStr(), "MIGRATED %lf %llu %lf %lf", &freeze, &bytes, &transfer, &restore) == 4;
+                  sscanf(texts[0].startsWith("COMMITTED\n") ? texts[0].cStr() + 10 : texts[0].cStr(), "MIGRATED %lf %llu %lf %lf",
+                         &freeze, &bytes, &transfer, &restore) == 4;
+        if (!ok && texts[0].startsWith("COMMITTED\n")) {
+          // The job was given up here (two-phase commit, send_command.cc) but the
+          // destination did not confirm that it runs: not a failure that leaves the
+          // job here, and not a success either.
+          auto why = oneLine(lastLine(texts[1]));
+          if (WIFSIGNALED(status) || why.size() == 0) {
+            why = kj::str("the sender (migctl send) was ", describeStatus(status), " before it could ask");
+          }
+          log(kj::str("job ", jobId, ": its sender gave it up but its commit at ", to, " failed (", why,
+                      "): committing it from here"));
+          // The destination keeps a ready job for the transfer timeout: commit it from here.
+          return peer(to)
+              .then([jobId, token = kj::mv(token)](rpc::Node::Client node) mutable {
+                auto req = node.commitHopRequest();
+                req.setJobId(jobId);
+                req.setToken(token);
+                return req.send();
+              })
+              .exclusiveJoin(io_.provider->getTimer().afterDelay(config_.transferTimeoutMs * kj::MILLISECONDS)
+                                 .then([]() -> capnp::Response<rpc::Node::CommitHopResults> {
+                                   fail(kj::str("no answer within the transfer timeout"));
+                                 }))
+              .then([result](capnp::Response<rpc::Node::CommitHopResults>&& r) mutable {
+                result.setRestoreMs(r.getRestoreMs());
+                result.setMode("recovered");
+              }, [this, result, why = kj::mv(why), jobId](kj::Exception&& e) mutable {
+                log(kj::str("job ", jobId, ": commit from here failed too: ", e.getDescription()));
+                result.setMode("unconfirmed");
+                result.setProblem(kj::str(why, "; committing it from its sender's shadowd failed too: ",
+                                          oneLine(e.getDescription())));
+              });
+        }
         if (!ok) {
           auto line = oneLine(lastLine(texts[1]));
           if (*timedOut) {
@@ -210,14 +244,16 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
         char mode[32] = "stop-and-copy";
         unsigned long long before = 0, during = bytes;
         unsigned rounds = 0;
-        sscanf(texts[0].cStr(), "MIGRATED %*f %*u %*f %*f %31s %llu %llu %u", mode, &before, &during, &rounds);
+        auto migrated = texts[0].startsWith("COMMITTED\n") ? texts[0].slice(10) : texts[0].asPtr();
+        sscanf(migrated.begin(), "MIGRATED %*f %*u %*f %*f %31s %llu %llu %u", mode, &before, &during, &rounds);
         result.setMode(mode);
         result.setBytesBeforeFreeze(before);
         result.setBytesDuringFreeze(during);
         result.setRounds(rounds);
-        if (const char* nl = strchr(texts[0].cStr(), '\n'); nl != nullptr && nl[1] != '\0') {
+        if (const char* nl = strchr(migrated.begin(), '\n'); nl != nullptr && nl[1] != '\0') {
           result.setModeNote(oneLine(kj::StringPtr(nl + 1)));
         }
+        return kj::READY_NOW;
       });
 }
 

@@ -196,6 +196,7 @@ kj::Promise<void> moveFrom(Daemon& d, Round& r, size_t i) {
 
 kj::Maybe<kj::String> admissionRefusal(Daemon& d) {
   auto& a = d.admission();
+  if (a.stopping) return kj::str("shadowd on ", hostName(), " is stopping (SIGTERM): it takes no new jobs");
   if (a.drained) return kj::str(hostName(), " is drained (migctl undrain there takes jobs again)");
   if (a.ownerBack) {
     return kj::str(hostName(), "'s own processes are busy (", kj::str(static_cast<int>(a.ownCpus * 100 + 0.5) / 100.0),

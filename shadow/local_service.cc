@@ -1,5 +1,6 @@
 // Local: shadowd's owner-only Unix socket, for migctl (list, nodes, migrate) and for
 // the deputies of jobs whose home is here (register, forward a signal).
+#include "resources/proc_owner.h"
 #include "shadow/child_process.h"
 #include "shadow/drain.h"
 #include "shadow/error.h"
@@ -119,12 +120,60 @@ kj::Vector<pid_t> shimProcesses() {
     if (at == nullptr) continue;
     pid_t pid = static_cast<pid_t>(atoi(at + strlen(prefix)));
     if (pid <= 0 || kill(pid, 0) != 0) continue;
+    // The name is the process's own choice (from a getuid() it may fake): whose it is
+    // is what the kernel says.
+    if (resources::realUidOf(pid) != getuid()) continue;
     bool seen = false;
     for (pid_t p : out) seen = seen || p == pid;
     if (!seen) out.add(pid);
   }
   fclose(f);
   return out;
+}
+
+// A job given up here whose destination did not confirm that it runs (the hop's
+// commit, docs/design.md "One hop"): asked again until it says (it runs there: done;
+// it has no such job: lost) or for twice the transfer timeout (lost). A lost job's
+// deputy ends as if the job was killed (SIGKILL), so its parent's wait returns: never
+// a hang. One that runs there after all, unreachable meanwhile, finds no deputy.
+kj::Promise<void> confirmOrLose(Daemon& d, uint64_t id, kj::String to, double deadline) {
+  HomeJob* job = nullptr;
+  KJ_IF_MAYBE(j, d.homeJobs().find(id)) { job = j->get(); }
+  if (job == nullptr || job->ended) return kj::READY_NOW;
+  auto ask = d.peer(to).then([id, token = kj::heapArray<kj::byte>(job->token)](rpc::Node::Client node) mutable {
+    auto req = node.commitHopRequest();
+    req.setJobId(id);
+    req.setToken(token);
+    return req.send().ignoreResult();
+  });
+  auto limit = d.io().provider->getTimer().afterDelay(5 * kj::SECONDS).then([]() { fail(kj::str("no answer within 5 s")); });
+  return ask.exclusiveJoin(kj::mv(limit))
+      .then([&d, id, to = kj::str(to)]() -> kj::Promise<void> {
+              d.log(kj::str("job ", id, " runs on ", to, " after all (its commit is confirmed)"));
+              return kj::READY_NOW;
+            },
+            [&d, id, to = kj::mv(to), deadline](kj::Exception&& e) mutable -> kj::Promise<void> {
+              bool gone = strstr(e.getDescription().cStr(), "no such job is arriving here") != nullptr;
+              if (!gone && nowSeconds() < deadline) {
+                return d.io().provider->getTimer().afterDelay(2 * kj::SECONDS).then(
+                    [&d, id, to = kj::mv(to), deadline]() mutable { return confirmOrLose(d, id, kj::mv(to), deadline); });
+              }
+              KJ_IF_MAYBE(j, d.homeJobs().find(id)) {
+                HomeJob& lost = **j;
+                lost.ended = true;
+                d.log(kj::str("job ", id, " (PID ", lost.vpid, ") is lost: given up here, and ", to,
+                              gone ? " does not have it" : kj::str(" did not answer: ", e.getDescription()).cStr(),
+                              "; its deputy ends as if it was killed (SIGKILL)"));
+                return d.deputyOf(lost).then([&d, id](rpc::Deputy::Client deputy) {
+                  auto req = deputy.endedRequest();
+                  req.setStatus(SIGKILL);  // the wait status of a process killed by SIGKILL
+                  return req.send().ignoreResult().catch_([](kj::Exception&&) {}).then([&d, id]() {
+                    d.homeJobs().erase(id);
+                  });
+                });
+              }
+              return kj::READY_NOW;
+            });
 }
 
 class LocalImpl final : public rpc::Local::Server {
@@ -302,6 +351,10 @@ class LocalImpl final : public rpc::Local::Server {
           })
           .then([this, id, to = kj::str(to), result]() mutable -> kj::Promise<void> {
                   finishMigration(id, kj::StringPtr(to));
+                  if (result.asReader().getMode() == "unconfirmed") {
+                    d_.tasks().add(confirmOrLose(d_, id, kj::str(to), nowSeconds() + 2 * d_.config().transferTimeoutMs / 1000.0));
+                    return kj::READY_NOW;
+                  }
                   return checkSetup(id, to, result);
                 },
                 [this, id](kj::Exception&& e) -> kj::Promise<void> {
@@ -332,6 +385,10 @@ class LocalImpl final : public rpc::Local::Server {
     // A process of ours that never moved: its first migration; it becomes the deputy.
     require(pid > 0, "bad PID");
     if (kill(pid, 0) != 0 && errno == ESRCH) fail(kj::str("no process with PID ", pid));
+    require(!d_.admission().stopping, "this shadowd is stopping (SIGTERM): it starts no new migration");
+    uid_t owner = resources::realUidOf(pid);
+    require(owner == getuid(), kj::str("process ", pid, " belongs to uid ", owner, " (as the kernel reports it), not to "
+                                       "this shadowd's user (uid ", getuid(), "): ask that user's shadowd"));
     require(d_.address().size() > 0, "this shadowd has no --listen address: jobs cannot come back to it");
     alreadyThere(d_.address());
     HomeJob* job = d_.homeJobByVpid(pid);
@@ -365,6 +422,10 @@ class LocalImpl final : public rpc::Local::Server {
                 finishMigration(id, kj::StringPtr(to));
                 watchDeputy(d_, id, kj::mv(*watch));
                 d_.tasks().add(followStops(d_, id));
+                if (result.asReader().getMode() == "unconfirmed") {
+                  d_.tasks().add(confirmOrLose(d_, id, kj::str(to), nowSeconds() + 2 * d_.config().transferTimeoutMs / 1000.0));
+                  return kj::READY_NOW;
+                }
                 return checkSetup(id, to, result);
               },
               [this, id](kj::Exception&& e) -> kj::Promise<void> {

@@ -8,6 +8,7 @@
 #include "shadow/direct_link.h"
 #include "shadow/drain.h"
 #include "shadow/error.h"
+#include "shadow/hop_fault.h"
 #include "shadow/network_policy.h"
 #include "shadow/services.h"
 #include "shadow/spool.h"
@@ -19,6 +20,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -76,9 +78,98 @@ void fillInfo(Daemon& d, rpc::NodeInfo::Builder info) {
   info.setOwnerBack(d.admission().ownerBack);
 }
 
-// Receives one image into the spool, then restores it. A transfer that stops (the
-// sender is gone, the link is cut) is dropped after the transfer timeout: its partial
-// image deleted and the job forgotten, even while the connection seems open.
+// A job restored here up to "ready, not running" (its `migctl restart --migrated
+// --gate-fd 3` waits at the gate), between the hop's two phases. It outlives the
+// sink that made it: when the sender ends after giving the job up, its shadowd
+// commits instead (Node.commitHop). Not committed within the transfer timeout: the
+// copy is killed and its image deleted; the sender still had the job.
+class PreparedHop {
+ public:
+  PreparedHop(Daemon& d, uint64_t jobId, kj::String path, kj::String logPath)
+      : d(d), jobId(jobId), path(kj::mv(path)), logPath(kj::mv(logPath)) {}
+
+  // Keeps `hop` until it is committed or its time is up.
+  static void keep(kj::Own<PreparedHop> hop) {
+    Daemon& d = hop->d;
+    uint64_t id = hop->jobId, generation = ++lastGeneration();
+    hop->generation = generation;
+    all().upsert(id, kj::mv(hop), [](kj::Own<PreparedHop>& old, kj::Own<PreparedHop>&& fresh) {
+      old->abort("replaced by a new hop of the same job");
+      old = kj::mv(fresh);
+    });
+    d.tasks().add(d.io().provider->getTimer().afterDelay(d.config().transferTimeoutMs * kj::MILLISECONDS)
+                      .then([&d, id, generation]() {
+                        KJ_IF_MAYBE(h, all().find(id)) {
+                          if ((*h)->generation != generation) return;
+                          auto hop = kj::mv(*h);
+                          all().erase(id);
+                          hop->abort(kj::str("no commit within the transfer timeout, ", d.config().transferTimeoutMs / 1000.0,
+                                             " s"));
+                        }
+                      }));
+  }
+
+  // Phase two: releases the job; resolves with its PID and the time it took to reach
+  // its relay. Fails if no hop of this job is ready here.
+  static kj::Promise<kj::Tuple<pid_t, double>> commit(Daemon& d, uint64_t jobId);
+
+  // A hop given up before its commit: nothing of the job ran here.
+  void abort(kj::StringPtr why) {
+    settled = true;
+    if (!reaped) {
+      kill(pid, SIGKILL);
+      d.tasks().add(exited.addBranch().ignoreResult());  // reaped
+    }
+    unlink(path.cStr());
+    unlink(logPath.cStr());
+    d.hostedJobs().erase(jobId);
+    d.log(kj::str("job ", jobId, ": hop cancelled before its commit (", why, "); its prepared copy killed, its image deleted"));
+  }
+
+  static kj::HashMap<uint64_t, kj::Own<PreparedHop>>& all() {
+    static kj::HashMap<uint64_t, kj::Own<PreparedHop>> hops;
+    return hops;
+  }
+  // Jobs released and not yet at their relay: a second commit (Node.commitHop after
+  // the sender lost B's answer) waits for the same moment.
+  static kj::HashMap<uint64_t, kj::ForkedPromise<void>>& releasing() {
+    static kj::HashMap<uint64_t, kj::ForkedPromise<void>> jobs;
+    return jobs;
+  }
+
+  ~PreparedHop() noexcept(false) {
+    if (!settled && pid > 0 && !reaped) {  // its prepare was cancelled or failed
+      kill(pid, SIGKILL);
+      d.tasks().add(exited.addBranch().ignoreResult());
+    }
+  }
+
+  Daemon& d;
+  uint64_t jobId;
+  kj::String path, logPath;
+  bool settled = false;  // released or aborted
+  pid_t pid = 0;
+  kj::Own<kj::AsyncIoStream> gate;  // 'R' came from it; 'G' releases the job
+  kj::ForkedPromise<int> exited = nullptr;
+  bool reaped = false;  // its process ended (and was waited for): its PID is not ours
+  kj::Promise<void> reapWatch = nullptr;
+  uint64_t generation = 0;
+
+ private:
+  static uint64_t& lastGeneration() {
+    static uint64_t g = 0;
+    return g;
+  }
+};
+
+// Receives one image into the spool, then restores it in two phases (docs/design.md,
+// "One hop"): done() runs `migctl restart --migrated --gate-fd 3`, which does every
+// check and puts the fds in place, says so on the gate and waits there ("ready, not
+// running"); commit() releases it. A transfer that stops (the sender is gone, the link
+// is cut) is dropped after the transfer timeout, and a prepared job not committed
+// within it too: the prepared copy killed, the (partial) image deleted, the job
+// forgotten, even while the connection seems open. The sink dropped before commit (the
+// sender crashed or gave up) does the same at once.
 class ImageSinkImpl final : public rpc::ImageSink::Server {
  public:
   // homeClock: home's realtime clock minus ours, measured while the image arrives.
@@ -92,8 +183,10 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   }
   ~ImageSinkImpl() noexcept(false) {
     if (fd_ >= 0) close(fd_);
-    if (!restored_ && !dropped_) {
+    // A prepared job waits for its commit (from the sender's shadowd now) or the timeout.
+    if (!prepared_ && !dropped_) {
       unlink(path_.cStr());
+      unlink(logPath_.cStr());
       // The job never ran here: forget it.
       d_.hostedJobs().erase(jobId_);
     }
@@ -101,6 +194,10 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
 
   kj::Promise<void> write(WriteContext context) override {
     require(!dropped_, "the transfer was cancelled here: no progress within the transfer timeout");
+    if (!gotBytes_) {
+      gotBytes_ = true;
+      hopFaultPoint("recv-image", [](kj::String why) { fail(kj::mv(why)); });
+    }
     armStallTimer(d_.config().transferTimeoutMs);
     auto bytes = context.getParams().getBytes();
     // Checked as it arrives (a bad byte ends the hop now, not at the restart), so the
@@ -122,6 +219,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     require(!dropped_, "the transfer was cancelled here: no progress within the transfer timeout");
     require(fd_ >= 0, "image already complete");
     require(verifier_.complete(), kj::str("the image ended after ", verifier_.bytesSeen(), " bytes, without its end section"));
+    hopFaultPoint("recv-done", [](kj::String why) { fail(kj::mv(why)); });
     stall_ = nullptr;  // the restore has its own limit
     // No fsync: the restore reads (and maps) the image from the page cache, and the
     // image is worth nothing after a crash of this host, which ends the job anyway.
@@ -134,8 +232,8 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
         [this, context](int64_t realtimeOffsetNs) mutable { return restore(context, realtimeOffsetNs); });
   }
 
-  // Runs `migctl restart --migrated` on the complete image; resolves once the job's
-  // shim reached the relay.
+  // Runs `migctl restart --migrated --gate-fd 3` on the complete image; resolves once
+  // it waits at the gate, every check passed.
   kj::Promise<void> restore(DoneContext context, int64_t realtimeOffsetNs) {
     HostedJob* job = nullptr;
     KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { job = j->get(); }
@@ -150,6 +248,8 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     spec.argv.add(kj::str(path_));
     spec.argv.add(kj::str("--migrated"));
     spec.argv.add(kj::str("--data-verified"));
+    spec.argv.add(kj::str("--gate-fd"));
+    spec.argv.add(kj::str("3"));
     spec.argv.add(kj::str("--relay"));
     spec.argv.add(kj::str(d_.config().relayPath));
     spec.argv.add(kj::str("--job-id"));
@@ -162,34 +262,61 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
       spec.argv.add(kj::str("--local-path"));
       spec.argv.add(kj::str(p));
     }
+    // The gate: the restart says 'R' when ready and runs the job on 'G'; the end of
+    // this socket (shadowd gone, the hop dropped) without 'G' makes it delete the
+    // image and exit, the job never run.
+    int gate[2];
+    require(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, gate) == 0,
+            kj::str("cannot make the restore's gate: ", strerror(errno)));
     int log = open(logPath_.cStr(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     spec.stderrFd = log;
-    auto started = nowSeconds();
-    pid_t pid = spawnChild(spec);
+    spec.fd3 = gate[1];
+    auto hop = kj::heap<PreparedHop>(d_, jobId_, kj::str(path_), kj::str(logPath_));
+    pid_t pid;
+    {
+      KJ_ON_SCOPE_FAILURE({ close(gate[0]); close(gate[1]); if (log >= 0) close(log); });
+      pid = spawnChild(spec);
+    }
     if (log >= 0) close(log);
+    close(gate[1]);
+    hop->gate = d_.io().lowLevelProvider->wrapSocketFd(gate[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+    hop->pid = pid;
+    hop->exited = childExit(d_.eventPort(), pid).fork();
+    hop->reapWatch = hop->exited.addBranch().then([h = hop.get()](int) { h->reaped = true; }).eagerlyEvaluate(nullptr);
     job->realPid = pid;
-    auto exited = childExit(d_.eventPort(), pid).fork();
+    double started = nowSeconds();
 
-    auto paf = kj::newPromiseAndFulfiller<void>();
-    job->onRunning = kj::mv(paf.fulfiller);
-    auto failedEarly = exited.addBranch().then([this](int status) {
+    auto failedEarly = hop->exited.addBranch().then([this](int status) {
       auto why = lastLine(readLog());
       if (why.size() == 0) why = kj::str("the restore ended with ", describeStatus(status));
       fail(kj::str("restore failed on ", d_.address(), ": ", why));
     });
-    auto timeout = d_.io().provider->getTimer().afterDelay(kRestoreTimeoutMs * kj::MILLISECONDS).then([pid]() {
-      kill(pid, SIGKILL);
-      fail(kj::str("the restored process did not start within 120 s"));
+    auto timeout = d_.io().provider->getTimer().afterDelay(kRestoreTimeoutMs * kj::MILLISECONDS).then([]() {
+      fail(kj::str("the restore did not get ready within 120 s"));
     });
-    return paf.promise.exclusiveJoin(kj::mv(failedEarly))
+    auto& gateStream = *hop->gate;
+    auto ready = gateStream.tryRead(&gateByte_, 1, 1).then([this](size_t n) {
+      require(n == 1 && gateByte_ == 'R', kj::str("the restore ended without getting ready"));
+    });
+    return ready.exclusiveJoin(kj::mv(failedEarly))
         .exclusiveJoin(kj::mv(timeout))
-        .then([this, context, started, pid, exited = kj::mv(exited)]() mutable {
-          restored_ = true;
+        .then([this, context, pid, started, hop = kj::mv(hop)]() mutable {
+          hopFaultPoint("recv-prepared", [](kj::String why) { fail(kj::mv(why)); });
           context.getResults().setRealPid(pid);
           context.getResults().setRestoreMs((nowSeconds() - started) * 1000);
-          d_.log(kj::str("job ", jobId_, " runs here as PID ", pid));
-          watchJob(d_, jobId_, exited.addBranch(), kj::str(path_));
-        });
+          d_.log(kj::str("job ", jobId_, " is ready here as PID ", pid, ", waiting for its sender to commit"));
+          prepared_ = true;
+          PreparedHop::keep(kj::mv(hop));
+        });  // failed: `hop` goes with this promise, and kills the restart (nothing of it ran)
+  }
+
+  kj::Promise<void> commit(CommitContext context) override {
+    require(!dropped_, "the transfer was cancelled here: no progress within the transfer timeout");
+    require(prepared_, "the job is not ready here (done first)");
+    return PreparedHop::commit(d_, jobId_).then([context](kj::Tuple<pid_t, double> r) mutable {
+      context.getResults().setRealPid(kj::get<0>(r));
+      context.getResults().setRestoreMs(kj::get<1>(r));
+    });
   }
 
   // When the job's process ends: unless it moved on, tell its home the status.
@@ -264,12 +391,70 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   kj::String path_;
   kj::String logPath_;
   int fd_ = -1;
-  bool restored_ = false;
   bool dropped_ = false;
+  bool gotBytes_ = false;
+  bool prepared_ = false;     // a PreparedHop holds the job now
+  char gateByte_ = 0;
   kj::Promise<int64_t> homeClock_;
   kj::Promise<void> stall_ = nullptr;  // last: it calls drop(), which uses the rest
   image::StreamVerifier verifier_;
 };
+
+kj::Promise<kj::Tuple<pid_t, double>> PreparedHop::commit(Daemon& d, uint64_t jobId) {
+  kj::Own<PreparedHop> hop;
+  KJ_IF_MAYBE(h, all().find(jobId)) {
+    hop = kj::mv(*h);
+    all().erase(jobId);
+  } else {
+    fail(kj::str("job ", jobId, " is not ready here (its hop was cancelled, or never got ready)"));
+  }
+  hopFaultPoint("recv-commit", [](kj::String why) { fail(kj::mv(why)); });
+  HostedJob* job = nullptr;
+  KJ_IF_MAYBE(j, d.hostedJobs().find(jobId)) { job = j->get(); }
+  require(job != nullptr, "the job was dropped here");
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  job->onRunning = kj::mv(paf.fulfiller);
+  // From here the job is this host's: its end is reported home (watchJob).
+  ImageSinkImpl::watchJob(d, jobId, hop->exited.addBranch(), kj::str(hop->path));
+  auto started = nowSeconds();
+  pid_t pid = hop->pid;
+  auto failedEarly = hop->exited.addBranch().then([&d, log = kj::str(hop->logPath)](int status) {
+    kj::String why;
+    int fd = open(log.cStr(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      char buf[4096];
+      ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+      close(fd);
+      why = lastLine(kj::heapString(buf, n > 0 ? static_cast<size_t>(n) : 0));
+    }
+    if (why.size() == 0) why = kj::str("the released job ended with ", describeStatus(status));
+    fail(kj::str("the job ended on ", d.address(), " as it started: ", why));
+  });
+  auto timeout = d.io().provider->getTimer().afterDelay(kRestoreTimeoutMs * kj::MILLISECONDS).then([]() {
+    fail(kj::str("the released job did not reach its relay within 120 s"));
+  });
+  static const char go = 'G';
+  hop->settled = true;
+  auto running = paf.promise.fork();
+  auto runningHere = running.addBranch();
+  // Kept until the job reaches its relay (or fails to), whatever becomes of this call.
+  d.tasks().add(running.addBranch().then([jobId]() { releasing().erase(jobId); },
+                                         [jobId](kj::Exception&&) { releasing().erase(jobId); }));
+  releasing().upsert(jobId, kj::mv(running), [](auto& old, auto&& fresh) { old = kj::mv(fresh); });
+  auto released = hop->gate->write(&go, 1);
+  return released
+      .then([running = kj::mv(runningHere)]() mutable {
+        hopFaultPoint("recv-released", [](kj::String why) { fail(kj::mv(why)); });
+        return kj::mv(running);
+      })
+      .exclusiveJoin(kj::mv(failedEarly))
+      .exclusiveJoin(kj::mv(timeout))
+      .then([&d, jobId, started, pid]() {
+        d.log(kj::str("job ", jobId, " runs here as PID ", pid));
+        return kj::tuple(pid, (nowSeconds() - started) * 1000);
+      })
+      .attach(kj::mv(hop));
+}
 
 class NodeImpl final : public rpc::Node::Server {
  public:
@@ -285,6 +470,7 @@ class NodeImpl final : public rpc::Node::Server {
     require(t.getToken().size() == 32, "a job ticket needs a 32-byte token");
     require(d_.hostedJobs().find(t.getJobId()) == nullptr, kj::str("job ", t.getJobId(), " already runs here"));
     KJ_IF_MAYBE(why, admissionRefusal(d_)) { fail(kj::mv(*why)); }
+    hopFaultPoint("recv-ticket", [](kj::String why) { fail(kj::mv(why)); });
     mkdir(d_.config().spoolDir.cStr(), 0700);
     auto job = kj::heap<HostedJob>();
     job->id = t.getJobId();
@@ -407,6 +593,26 @@ class NodeImpl final : public rpc::Node::Server {
     auto p = context.getParams();
     return drainHere(d_, p.getDrained(), p.getAll(), p.getTimeLimitMs()).then([context](kj::Array<MoveOutcome> moves) mutable {
       fillMoves(context.getResults().initMoves(static_cast<unsigned>(moves.size())), moves);
+    });
+  }
+
+  kj::Promise<void> commitHop(CommitHopContext context) override {
+    auto p = context.getParams();
+    HostedJob* job = d_.hostedJob(p.getJobId(), p.getToken());
+    require(job != nullptr, "no such job is arriving here (or a wrong job token)");
+    d_.log(kj::str("job ", p.getJobId(), ": commit asked by its sender's shadowd (the sender lost the answer)"));
+    // Idempotent: a job released already answers once it runs.
+    if (job->running) {
+      context.getResults().setRealPid(job->realPid);
+      return kj::READY_NOW;
+    }
+    KJ_IF_MAYBE(r, PreparedHop::releasing().find(p.getJobId())) {
+      pid_t pid = job->realPid;
+      return r->addBranch().then([context, pid]() mutable { context.getResults().setRealPid(pid); });
+    }
+    return PreparedHop::commit(d_, p.getJobId()).then([context](kj::Tuple<pid_t, double> r) mutable {
+      context.getResults().setRealPid(kj::get<0>(r));
+      context.getResults().setRestoreMs(kj::get<1>(r));
     });
   }
 

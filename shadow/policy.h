@@ -39,6 +39,7 @@ struct HostAdmission {
   bool ownerBack = false;   // owner returns decided so at the last sample
   bool evacuating = false;  // jobs are being moved off (one round at a time)
   double ownCpus = 0;       // the last own-load sample
+  bool stopping = false;    // SIGTERM with jobs that depend on this shadowd (main.cc)
 };
 
 // Reads a policy file's text (`path` only names it in errors). On error returns

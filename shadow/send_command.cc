@@ -1,8 +1,11 @@
 // `migctl send`: the sending half of one migration hop, run by shadowd on the host
 // where the job runs (not meant to be typed). Logs in to the destination, asks it to
-// take the job, freezes the job, streams its image there, and once the destination
-// says the job runs, ends the job here: at home it becomes the job's deputy, on any
-// other host it exits. Any failure before that resumes the job here untouched.
+// take the job, freezes the job, streams its image there, and commits in two phases:
+// once the destination says the job is restored up to "ready, not running" (done), the
+// job is given up here (at home it becomes the job's deputy, on any other host it
+// exits), and only then is the destination told to let it run (commit). Any failure
+// before the job is given up resumes it here untouched; the destination kills its
+// prepared copy when the sender goes away or does not commit in time.
 // Prints one line "MIGRATED FREEZE_MS IMAGE_BYTES TRANSFER_MS RESTORE_MS MODE
 // BYTES_BEFORE_FREEZE BYTES_DURING_FREEZE ROUNDS" on success (MODE: pre-copy or
 // stop-and-copy), then, when pre-copy was not possible, a line saying why.
@@ -24,6 +27,7 @@
 #include "resources/precopy.h"
 #include "resources/proc_file.h"
 #include "shadow/hex.h"
+#include "shadow/hop_fault.h"
 #include "shadow/network_policy.h"
 #include "shadow/peer_login.h"
 
@@ -44,6 +48,12 @@ using image::fail;
 constexpr size_t kChunk = 1 << 20;
 constexpr size_t kInFlight = 16;
 constexpr int kFreezeTimeoutSeconds = 30;
+// The destination's restore up to "ready" has its own limit (node_service.cc,
+// kRestoreTimeoutMs); the sender waits that long on top of the stall timeout.
+constexpr uint64_t kPrepareAllowanceMs = 120000;
+// migctl send's exit status when the job was given up here but the destination did
+// not confirm that it runs (shadow/daemon.cc tells the user; docs/design.md).
+constexpr int kCommittedUnconfirmed = 5;
 
 constexpr const char* kUsage =
     "usage: MIG_JOB_TOKEN=HEX migctl send PID --to HOST:PORT --key FILE --job-id ID --home HOST:PORT\n"
@@ -178,6 +188,7 @@ int sendCommand(int argc, char** argv) {
                  deputy != nullptr ? "at home" : "where it was"));
   }
   auto link = loginToPeer(io, key, linkMode, to).wait(ws);
+  hopFaultPoint("send-login", [](kj::String why) { fail(kj::mv(why)); });
 
   // The destination may refuse before anything happens to the job.
   auto receive = link->node.receiveRequest();
@@ -216,6 +227,7 @@ int sendCommand(int argc, char** argv) {
     capnp::MallocMessageBuilder header;
     image::fillHeader(header.initRoot<image::schema::Header>(), 0, static_cast<int32_t>(vpid > 0 ? vpid : pid),
                       resources::readProcFile(realPid, "cmdline").c_str());
+    image::fillOwner(header.getRoot<image::schema::Header>(), realPid);
     image::ImageWriter w(out, header);
     resources::ProcPageSource memory(realPid, /*forMigration=*/true);
     resources::Precopy precopy(realPid, uffd, memory);
@@ -231,12 +243,19 @@ int sendCommand(int argc, char** argv) {
   }
   out.flush(/*drain=*/true);
   double transferMs = msSince(frozenAt);
+  hopFaultPoint("send-frozen", [](kj::String why) { fail(kj::mv(why)); });
 
-  auto done = out.sink().doneRequest().send().wait(ws);
-  double restoreMs = done.getRestoreMs();
-  double freezeMs = msSince(frozenAt);
+  // Phase one: the destination restores up to "ready, not running". A partition here
+  // aborts the hop like one during the transfer: the job resumes here.
+  auto prepared = waitOrStall(out.sink().doneRequest().send(), timer, stallMs + kPrepareAllowanceMs,
+                              kj::str("hop aborted: the destination ", to, " stopped answering while restoring (",
+                                      (stallMs + kPrepareAllowanceMs) / 1000.0, " s); the job runs on ",
+                                      deputy != nullptr ? "at home" : "where it was"),
+                              ws);
+  double restoreMs = prepared.getRestoreMs();
+  hopFaultPoint("send-prepared", [](kj::String why) { fail(kj::mv(why)); });
 
-  // The job runs at the destination: it must not go on here.
+  // The commit point: the job is given up here. From now on it may run only there.
   if (deputy != nullptr) {
     // The token goes into the deputy's environment (see shim/checkpoint.cc, execDeputy).
     auto idText = kj::str(jobId), tokenEnv = kj::str(kTokenEnv, "=", hex(token)),
@@ -247,6 +266,23 @@ int sendCommand(int argc, char** argv) {
   } else {
     ctl->exitProcess();
   }
+  // Said at once: if this process dies now, shadowd still knows the job left here.
+  printf("COMMITTED\n");
+  fflush(stdout);
+  hopFaultPoint("send-committed", [](kj::String why) { fail(kj::mv(why)); });
+
+  // Phase two: the destination lets the job run. If it does not confirm, the job was
+  // given up here all the same: said as such, never as a resumed job.
+  auto committed = kj::runCatchingExceptions([&]() {
+    auto r = waitOrStall(out.sink().commitRequest().send(), timer, stallMs + kPrepareAllowanceMs,
+                         kj::str("no answer within ", (stallMs + kPrepareAllowanceMs) / 1000.0, " s"), ws);
+    restoreMs += r.getRestoreMs();
+  });
+  KJ_IF_MAYBE(e, committed) {
+    fprintf(stderr, "no answer to the commit (%s)\n", e->getDescription().cStr());
+    return kCommittedUnconfirmed;
+  }
+  double freezeMs = msSince(frozenAt);
   printf("MIGRATED %.3f %llu %.3f %.3f %s %llu %llu %u\n", freezeMs, static_cast<unsigned long long>(out.total()),
          transferMs, restoreMs, uffd >= 0 ? "pre-copy" : "stop-and-copy", static_cast<unsigned long long>(bytesBefore),
          static_cast<unsigned long long>(out.total() - bytesBefore), rounds);
