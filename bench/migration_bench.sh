@@ -5,12 +5,20 @@
 #     MIB MiB, beside a raw TCP stream of the same bytes over the same loopback;
 #   - a 64-byte write(2) to stdout after the migration (forwarded home through the
 #     deputy), beside the same write before it (local), and forwarded streaming of
-#     1 MiB writes beside local streaming.
+#     1 MiB writes beside local streaming; each forwarded figure over the job's direct
+#     link to its deputy (shadow/direct_link.h) and, beside it, through both shadowds
+#     (a third shadowd C run with --no-direct-link, as before issue 13).
 # usage: bench/migration_bench.sh [MIB]      (default 1024)
 set -eu
 mib=${1:-1024}
 source "$(dirname "$0")/lib.sh"
 bench_two_shadowds migbench
+# C: the relayed path, as before the direct link (its figures beside B's).
+pc=$(port)
+read -r -a extra <<<"${MIG_BENCH_SHADOWD_ARGS-}"
+"$build/shadow/shadowd" --listen 127.0.0.1:$pc --cluster-key "$dir/key" --socket "$dir/c/sock" --log "$dir/c.log" --no-direct-link ${extra[@]+"${extra[@]}"} & pids+=($!)
+for _ in $(seq 1 100); do [ -S "$dir/c/sock" ] && break; sleep 0.05; done
+[ -S "$dir/c/sock" ] || { echo "bench: shadowd c did not start; its log:" >&2; cat "$dir/c.log" >&2; exit 1; }
 
 # 1. Freeze time and transfer rate, three hops (A->B, B->A, A->B), beside raw TCP.
 LD_PRELOAD=$build/shim/libmig.so "$build/bench/hold_memory" "$mib" > "$dir/hold.out" &
@@ -57,6 +65,7 @@ kill -9 "$job" 2>/dev/null || true
 # until the reader at home has every byte) is measured too.
 now() { date +%s.%N; }
 io() {  # io NAME COUNT SIZE MIGRATE SINK(file|pipe): one run; prints "ns MB/s end-to-end-MB/s"
+        # MIGRATE: 0 stays home, 1 moves to B (direct link), 2 to C (relayed)
   local name=$1 count=$2 size=$3 migrate=$4 sink=$5 p runner start
   rm -f "$dir/go"
   if [ "$sink" = pipe ]; then
@@ -68,7 +77,10 @@ io() {  # io NAME COUNT SIZE MIGRATE SINK(file|pipe): one run; prints "ns MB/s e
   runner=$!; pids+=($runner)
   wait_for "$dir/$name.err" READY
   p=$(sed -n 's/^READY //p' "$dir/$name.err"); pids+=($p)
-  if [ "$migrate" = 1 ]; then A migrate "$p" --to 127.0.0.1:$pb > "$dir/$name.mig" || { cat "$dir/$name.mig" >&2; exit 1; }; fi
+  if [ "$migrate" != 0 ]; then
+    local to=$pb; [ "$migrate" = 2 ] && to=$pc
+    A migrate "$p" --to 127.0.0.1:$to > "$dir/$name.mig" || { cat "$dir/$name.mig" >&2; exit 1; }
+  fi
   start=$(now)
   touch "$dir/go"
   wait "$runner" 2>/dev/null || true
@@ -78,21 +90,29 @@ io() {  # io NAME COUNT SIZE MIGRATE SINK(file|pipe): one run; prints "ns MB/s e
 }
 read -r local_ns _ _ <<<"$(io small-local 200000 64 0 file)"
 read -r fwd_ns _ _ <<<"$(io small-fwd 20000 64 1 file)"
+read -r rel_ns _ _ <<<"$(io small-rel 20000 64 2 file)"
 read -r _ local_mbs _ <<<"$(io big-local 2000 1048576 0 file)"
 read -r _ fwd_mbs _ <<<"$(io big-fwd 500 1048576 1 file)"
+read -r _ rel_mbs _ <<<"$(io big-rel 500 1048576 2 file)"
 read -r plocal_ns _ plocal_e2e <<<"$(io small-local-pipe 200000 64 0 pipe)"
 read -r pfwd_ns _ pfwd_e2e <<<"$(io small-fwd-pipe 200000 64 1 pipe)"
+read -r prel_ns _ prel_e2e <<<"$(io small-rel-pipe 200000 64 2 pipe)"
 read -r _ _ pbig_local_e2e <<<"$(io big-local-pipe 2000 1048576 0 pipe)"
 read -r _ _ pbig_fwd_e2e <<<"$(io big-fwd-pipe 1000 1048576 1 pipe)"
+read -r _ _ pbig_rel_e2e <<<"$(io big-rel-pipe 1000 1048576 2 pipe)"
 printf '64-byte write to stdout (a file at home):\n'
 printf '  local, before migrating : %8.0f ns\n' "$local_ns"
-printf '  forwarded, after        : %8.0f ns   (target <= 30000 ns round trip on loopback)\n' "$fwd_ns"
+printf '  forwarded, direct link  : %8.0f ns   (target <= 30000 ns round trip on loopback)\n' "$fwd_ns"
+printf '  forwarded, via shadowds : %8.0f ns\n' "$rel_ns"
 printf '1 MiB writes to stdout:\n'
 printf '  local, before migrating : %8.1f MB/s\n' "$local_mbs"
-printf '  forwarded, after        : %8.1f MB/s   (target >= 200 MB/s)\n' "$fwd_mbs"
+printf '  forwarded, direct link  : %8.1f MB/s   (target >= 50 %% of local)\n' "$fwd_mbs"
+printf '  forwarded, via shadowds : %8.1f MB/s\n' "$rel_mbs"
 printf '64-byte write to stdout (a pipe at home; pipelined once forwarded):\n'
 printf '  local, before migrating : %8.0f ns   end to end %6.1f MB/s\n' "$plocal_ns" "$plocal_e2e"
-printf '  forwarded, after        : %8.0f ns   end to end %6.1f MB/s   (target <= 30000 ns)\n' "$pfwd_ns" "$pfwd_e2e"
+printf '  forwarded, direct link  : %8.0f ns   end to end %6.1f MB/s   (target <= 30000 ns)\n' "$pfwd_ns" "$pfwd_e2e"
+printf '  forwarded, via shadowds : %8.0f ns   end to end %6.1f MB/s\n' "$prel_ns" "$prel_e2e"
 printf '1 MiB writes to stdout (a pipe at home), end to end:\n'
 printf '  local, before migrating : %8.1f MB/s\n' "$pbig_local_e2e"
-printf '  forwarded, after        : %8.1f MB/s   (target >= 200 MB/s)\n' "$pbig_fwd_e2e"
+printf '  forwarded, direct link  : %8.1f MB/s   (target >= 50 %% of local)\n' "$pbig_fwd_e2e"
+printf '  forwarded, via shadowds : %8.1f MB/s\n' "$pbig_rel_e2e"

@@ -3,7 +3,8 @@
 // waits for it), same fds (files, pipes, the terminal), same process group. It
 //   - registers with the home shadowd as the job's deputy (this file);
 //   - runs the job's forwarded system calls (rsc/wire.h) through the rsc dispatcher,
-//     with the job's fds, cwd and identity (call_runner.h);
+//     with the job's fds, cwd and identity (call_runner.h), coming over the job's
+//     direct link from the host it runs on (shadow/direct_link.h) or through shadowd;
 //   - watches the job's sockets, pipes and terminal for readability, for their
 //     readiness stand-ins where the job runs (readiness.h);
 //   - forwards the signals it receives (kill, sigqueue, Ctrl-C and Ctrl-Z on its
@@ -18,6 +19,7 @@
 #include "deputy/own_fds.h"
 #include "deputy/readiness.h"
 #include "deputy/signals.h"
+#include "shadow/direct_link.h"
 #include "shadow/hex.h"
 #include "shadow/mig.capnp.h"
 
@@ -57,8 +59,8 @@ namespace {
 
 class DeputyImpl final : public rpc::Deputy::Server {
  public:
-  DeputyImpl(kj::UnixEventPort& port, kj::TaskSet& tasks)
-      : readiness_(port, tasks), calls_([this](int fd) { readiness_.inputTaken(fd); }) {}
+  DeputyImpl(kj::AsyncIoContext& io, kj::UnixEventPort& port, kj::TaskSet& tasks)
+      : io_(io), tasks_(tasks), readiness_(port, tasks), calls_([this](int fd) { readiness_.inputTaken(fd); }) {}
 
   kj::Promise<void> watch(WatchContext context) override {
     auto p = context.getParams();
@@ -74,7 +76,28 @@ class DeputyImpl final : public rpc::Deputy::Server {
     endLike(status);
   }
 
+  // The direct link (shadow/direct_link.h): the same Deputy, served on a connection of
+  // its own to the host the job runs on, keyed by the ticket home made for it.
+  kj::Promise<void> openDirectLink(OpenDirectLinkContext context) override {
+    auto p = context.getParams();
+    KJ_REQUIRE(p.getKey().size() == 32, "a direct link key is 32 bytes");
+    shadow::LinkSecret secret{kj::heapArray<kj::byte>(p.getKey()),
+                              p.getPlaintext() ? shadow::LinkMode::PLAINTEXT : shadow::LinkMode::ENCRYPTED};
+    auto host = kj::str(p.getHost());
+    log(kj::str("direct link: listening on ", host, " for the job's host"));
+    // Its sockets go where the deputy's own fds live (own_fds.h): the job's calls at
+    // home make and close fds under the numbers the job chose.
+    shadow::OwnFds own{placeOwn, [](int fd) { markOwn(fd, false); }};
+    return shadow::serveDirectLink(*io_.lowLevelProvider, io_.provider->getTimer(), host, kj::mv(secret), thisCap(),
+                                   tasks_, kDirectLinkAcceptMs, own)
+        .then([context](uint16_t port) mutable { context.getResults().setPort(port); });
+  }
+
  private:
+  // The host the job runs on connects at once; a ticket not used by then is void.
+  static constexpr uint64_t kDirectLinkAcceptMs = 10000;
+  kj::AsyncIoContext& io_;
+  kj::TaskSet& tasks_;
   Readiness readiness_;
   CallRunner calls_;
 };
@@ -150,17 +173,19 @@ int run(int argc, char** argv) {
     auto req = local.registerDeputyRequest();
     req.setJobId(jobId);
     req.setToken(token);
-    req.setDeputy(kj::heap<DeputyImpl>(io.unixEventPort, tasks));
+    req.setDeputy(kj::heap<DeputyImpl>(io, io.unixEventPort, tasks));
     req.send().wait(io.waitScope);
   }
   log(kj::str("job ", jobId, ": registered as its deputy; own fds from ", lowestOwn()));
   SignalForwarder signals(io.unixEventPort, tasks, local, jobId, token);
 
   // Runs until the job ends (Deputy.ended exits the process). If shadowd goes away
-  // the job cannot reach home any more; the deputy stays, so the parent keeps
-  // waiting, until it is killed.
+  // the deputy stays, so the parent keeps waiting, and goes on serving the job over
+  // its direct link (shadow/direct_link.h), which does not pass through shadowd; its
+  // end comes over that link too. Without one the job cannot reach home any more.
   client.onDisconnect().wait(io.waitScope);
-  for (;;) pause();
+  log(kj::str("job ", jobId, ": the home shadowd went away; serving the direct link only"));
+  kj::NEVER_DONE.wait(io.waitScope);
 }
 
 }  // namespace

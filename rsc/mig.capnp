@@ -93,6 +93,13 @@ interface Node {
   # ImageSink.commit for a job restored here up to "ready" whose sender ended (or lost
   # its link) after giving the job up: asked by the sender's shadowd, which saw it do
   # so. Within the transfer timeout of the sink's done; after it the copy is gone.
+
+  directLink @10 (jobId :UInt64, token :Data) -> (address :Text, key :Data);
+  # Asked of the job's home by the host the job runs on: a ticket for a link of its own
+  # straight to the job's deputy (shadow/direct_link.h), so its calls home no longer
+  # pass through either shadowd. `address` (host:port) takes one connection, within
+  # 10 s; `key` (32 bytes, derived from the cluster key for this job and this ticket)
+  # keys that connection's secure_stream handshake in place of the cluster key.
 }
 
 struct JobMove {
@@ -144,6 +151,11 @@ interface Deputy {
   # Watch the job's home fd `fd` for readability (shim/forward/readiness_stand_in.h):
   # `readiness.ready` is called when it is readable, then not again until a call that
   # takes input from the same file has run. Dropping `watch` ends it.
+
+  openDirectLink @3 (key :Data, host :Text, plaintext :Bool) -> (port :UInt16);
+  # From the home shadowd (Node.directLink): listen on `host`, port chosen by the
+  # kernel, for one connection keyed with `key` (secure_stream; in clear only when
+  # the cluster runs --insecure-plaintext-links), and serve this Deputy on it.
 }
 
 interface Readiness {

@@ -37,6 +37,9 @@ struct DaemonConfig {
   size_t maxPendingLogins = 16;
   // --insecure-plaintext-links: for benchmarks only (secure_stream.h).
   LinkMode linkMode = LinkMode::ENCRYPTED;
+  // --no-direct-link: jobs that migrated in reach their deputies through the shadowds
+  // (shadow/direct_link.h).
+  bool directLink = true;
   // A hop whose image makes no progress for this long is cancelled: the sender resumes
   // the job where it was, the destination deletes what it received.
   uint64_t transferTimeoutMs = 30000;

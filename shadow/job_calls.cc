@@ -3,6 +3,7 @@
 
 #include "rsc/wire.h"
 #include "shadow/daemon.h"
+#include "shadow/direct_link.h"
 #include "shadow/error.h"
 
 #include <cerrno>
@@ -20,6 +21,11 @@ uint64_t queueCost(uint64_t requestSize) { return requestSize + 128; }
 // A write whose number was taken but which never arrived (its thread's connection
 // broke in between) must not hold the others back for ever.
 constexpr uint64_t kGapTimeoutMs = 30 * 1000;
+// A direct link not up by then is given up for this time: the calls go through the
+// shadowds. The ticket may wait for the deputy to register at home (it starts as the
+// job leaves), the connection only for the handshake.
+constexpr uint64_t kTicketMs = 30 * 1000;
+constexpr uint64_t kDirectLinkMs = 10 * 1000;
 
 kj::Array<kj::byte> eioReply(kj::ArrayPtr<const kj::byte> request) {
   rsc::ReplyHeader reply{};
@@ -40,15 +46,66 @@ JobCalls::JobCalls(Daemon& d, uint64_t jobId, kj::StringPtr home, kj::ArrayPtr<c
 
 rpc::Deputy::Client JobCalls::deputy() {
   KJ_IF_MAYBE(dep, deputy_) { return *dep; }
+  // A link that failed a call is done with: the next one is asked for afresh.
+  KJ_IF_MAYBE(old, direct_) {
+    d_.tasks().add(kj::evalLater([old = kj::mv(*old)]() {}));
+    direct_ = nullptr;
+  }
   // Promise pipelining: calls may be sent before the login to home completes.
   rpc::Node::Client home(d_.peer(home_));
   auto req = home.deputyRequest();
   req.setJobId(jobId_);
   req.setToken(token_);
   req.setLocation(d_.address());
-  rpc::Deputy::Client deputy = req.send().getDeputy();
+  rpc::Deputy::Client relayed = req.send().getDeputy();
+  if (!d_.config().directLink) {
+    deputy_ = relayed;
+    return relayed;
+  }
+  // The direct link (direct_link.h): calls wait for it (one round trip more, once);
+  // where it cannot be made they go through the shadowds as before.
+  auto ticket = home.directLinkRequest();
+  ticket.setJobId(jobId_);
+  ticket.setToken(token_);
+  auto self = kj::addRef(*this);
+  auto& timer = d_.io().provider->getTimer();
+  auto direct = timer.timeoutAfter(kTicketMs * kj::MILLISECONDS, ticket.send())
+                    .then([this](capnp::Response<rpc::Node::DirectLinkResults> r) {
+                      LinkSecret secret{kj::heapArray<kj::byte>(r.getKey()), d_.config().linkMode};
+                      // Home's host as this host reaches it (the ticket's own may be a
+                      // wildcard or a name only home knows), at the deputy's port.
+                      kj::StringPtr given = r.getAddress();
+                      KJ_IF_MAYBE(colon, given.findLast(':')) { given = given.slice(*colon + 1); }
+                      auto address = kj::str(hostOf(home_), ":", given);
+                      auto& io = *d_.io().provider;
+                      return DirectLink::connect(io.getNetwork(), address, kj::mv(secret), io.getTimer(), kDirectLinkMs)
+                          .then([this, address = kj::mv(address)](kj::Own<DirectLink> link) {
+                            d_.log(kj::str("job ", jobId_, ": direct link to its deputy at ", address));
+                            rpc::Deputy::Client dep = link->deputy();
+                            direct_ = kj::mv(link);
+                            return dep;
+                          });
+                    })
+                    .catch_([this, relayed](kj::Exception&& e) mutable {
+                      d_.log(kj::str("job ", jobId_, ": no direct link to its deputy (", oneLine(e.getDescription()),
+                                     "): its calls go through the shadowds"));
+                      return relayed;
+                    })
+                    .attach(kj::mv(self));
+  rpc::Deputy::Client deputy(kj::mv(direct));
   deputy_ = deputy;
   return deputy;
+}
+
+kj::Promise<void> JobCalls::tellEndedDirectly(int32_t status) {
+  KJ_IF_MAYBE(link, direct_) {
+    auto req = (*link)->deputy().endedRequest();
+    req.setStatus(status);
+    d_.log(kj::str("job ", jobId_, ": its end told to its deputy over the direct link"));
+    // The deputy exits while answering: a broken connection is success here.
+    return req.send().ignoreResult().catch_([](kj::Exception&&) {});
+  }
+  return KJ_EXCEPTION(DISCONNECTED, "no direct link to the deputy");
 }
 
 void JobCalls::connected(uint64_t order) {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "rsc/write_batch.h"
+#include "shadow/direct_link.h"
 #include "shadow/mig.capnp.h"
 
 #include <kj/async.h>
@@ -68,6 +69,10 @@ class JobCalls : public kj::Refcounted {
   // is watched at home or failed, what failed (one line; empty: nothing).
   kj::Promise<kj::String> setupProblems();
 
+  // Tells the deputy the job ended (wait status) over the direct link, for when its
+  // home shadowd cannot be told (it was restarted or is gone); fails without one.
+  kj::Promise<void> tellEndedDirectly(int32_t status);
+
  private:
   struct Write {
     rsc::PipelinedWrite w;
@@ -86,7 +91,8 @@ class JobCalls : public kj::Refcounted {
   uint64_t jobId_;
   kj::String home_;
   kj::Array<kj::byte> token_;
-  kj::Maybe<rpc::Deputy::Client> deputy_;  // through the home shadowd; dropped when it breaks
+  kj::Maybe<rpc::Deputy::Client> deputy_;  // direct, or through the home shadowd; dropped when it breaks
+  kj::Maybe<kj::Own<DirectLink>> direct_;  // the direct link home, once up (direct_link.h)
 
   std::multimap<uint64_t, Write> waiting_;  // pipelined writes by order number (kept even
                                             // if a number comes twice: no byte is dropped)

@@ -128,6 +128,11 @@ kj::MainFunc optionsMain(cli::Context& cli, Options& o, bool& parsed) {
         return true;
       }, "FOR BENCHMARKS ONLY: links to other hosts carry everything in clear (jobs' data, images); "
          "both ends must say so. Default: encrypted and authenticated with the cluster key")
+      .addOption({"no-direct-link"}, [&c]() -> V {
+        c.directLink = false;
+        return true;
+      }, "the calls home of jobs that migrated in go through both shadowds, as before the direct link "
+         "(for benchmarks and diagnosis). Default: each job gets a link of its own to its deputy")
       .addOptionWithArg({"policy"}, [&c](kj::StringPtr v) -> V {
         KJ_IF_MAYBE(why, loadPolicy(v, c.policy)) { return kj::mv(*why); }
         return true;

@@ -5,6 +5,7 @@
 #include "shim/control_protocol.h"
 #include "shadow/child_process.h"
 #include "shadow/clock_offset.h"
+#include "shadow/direct_link.h"
 #include "shadow/drain.h"
 #include "shadow/error.h"
 #include "shadow/hop_fault.h"
@@ -338,12 +339,17 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
         // Its last writes go home before its end does: the parent reads them first.
         auto settled = job->calls->settled();
         return settled.then([&d, jobId, status, job = kj::mv(job)]() mutable {
-          return d.peer(job->home).then([jobId, status, token = kj::mv(job->token)](rpc::Node::Client home) {
+          auto told = d.peer(job->home).then([jobId, status, token = kj::mv(job->token)](rpc::Node::Client home) {
             auto req = home.jobEndedRequest();
             req.setJobId(jobId);
             req.setToken(token);
             req.setStatus(status);
             return req.send().ignoreResult();
+          });
+          // Home's shadowd restarted or gone: the deputy hears it over the direct link.
+          return told.catch_([&d, jobId, status, calls = kj::mv(job->calls)](kj::Exception&& e) mutable {
+            d.log(kj::str("job ", jobId, ": its home did not take its end (", oneLine(e.getDescription()), ")"));
+            return calls->tellEndedDirectly(status).attach(kj::mv(calls));
           });
         });
       }
@@ -518,6 +524,25 @@ class NodeImpl final : public rpc::Node::Server {
     job.location = kj::str(p.getLocation());
     return d_.deputyOf(job).then([context](rpc::Deputy::Client deputy) mutable {
       context.getResults().setDeputy(kj::mv(deputy));
+    });
+  }
+
+  // A ticket for the job's direct link (shadow/direct_link.h).
+  kj::Promise<void> directLink(DirectLinkContext context) override {
+    auto p = context.getParams();
+    HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
+    auto key = directLinkKey(d_.key(), job.id, randomBytes(16));
+    // The deputy listens where this shadowd is reached (a wildcard: every address).
+    auto host = hostOf(d_.address());
+    return d_.deputyOf(job).then([this, context, key = kj::mv(key), host = kj::mv(host)](rpc::Deputy::Client deputy) mutable {
+      auto req = deputy.openDirectLinkRequest();
+      req.setKey(key);
+      req.setHost(host);
+      req.setPlaintext(d_.config().linkMode == LinkMode::PLAINTEXT);
+      return req.send().then([context, key = kj::mv(key), host = kj::mv(host)](auto r) mutable {
+        context.getResults().setAddress(kj::str(host, ":", r.getPort()));
+        context.getResults().setKey(key);
+      });
     });
   }
 

@@ -1,0 +1,105 @@
+#!/bin/bash
+# direct_link.sh: a migrated job's calls home go over a link of its own, straight from
+# the relay on the host it runs on to its deputy at home (shadow/direct_link.h), not
+# through the home shadowd; that link is encrypted; and the job does not notice its
+# home shadowd being killed with SIGKILL.
+# The job (jobs/marker_job.c) appends "MARKER N" to a home file and sends the same line
+# to a TCP server at home every step. It is moved a -> b; b's log must name the direct
+# link (a's address, the deputy's port). A capture of that port on the simulated bridge
+# must carry the job's traffic and hold neither the marker nor a half of it. Then a's
+# shadowd is killed with SIGKILL: the job goes on writing from b, is told to stop, ends
+# with status 0 (its parent at home, a shell, sees it), and the home file and the home
+# server each have every line exactly once, in order. a's shadowd is started again at
+# the end and must come up (its spool, which the job no longer uses, is cleaned).
+#
+# usage: direct_link.sh OPTIONS (cluster_lib.sh); meson runs it as test
+# 'migration-direct-link' (suite cluster) with `--feature marker PATH`.
+source "$(dirname "$0")/lib/cluster_lib.sh"
+cluster_args "$@"
+cluster_require SHADOWD DEPUTY MIGCTL LIBMIG
+cluster_require_features marker
+command -v tcpdump >/dev/null || { echo "SKIP: no tcpdump (tests/lib/setup.sh installs it)"; exit 77; }
+RECORDER=$(abspath "$CLUSTER_LIB_DIR/recorder.py")
+cluster_up a b
+MARKER=mig-direct-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+HALF1=${MARKER:0:20} HALF2=${MARKER:20}
+occurrences() { grep -aoF -- "$1" "$2" | wc -l; }
+
+rpid=$(mh spawn "$C" a "$T/job.recorder" -- python3 "$RECORDER" 7303 "$T/job.received")
+bg_pids+=("$rpid")
+wait_until 20 grep -q '^listening' "$T/job.recorder" || { fail "the TCP server on a did not start"; cluster_end; }
+start_job job mig "${FEATURE[marker]}" @DIR@ 7303 "$MARKER" || cluster_end
+wait_step job 3 30 || { fail "no STEP 3 on a within 30 s"; detail "$(jfile job err)" "its stderr"; cluster_end; }
+hop job a b || cluster_end
+
+# --- the direct link is there, and where --------------------------------------------------
+line=$(grep -m1 "direct link to its deputy at" "$T/shadowd-b.log")
+LINK_PORT=${line##*:}
+if [[ $line == *"at ${ADDR[a]}:"* && $LINK_PORT =~ ^[0-9]+$ && $LINK_PORT != "$PORT" ]]; then
+  ok "b's relay reaches the job's deputy directly: ${line#* shadowd: }"
+else
+  fail "b's log does not name a direct link to a's deputy (line: '${line:-none}')"
+  shadowd_logs a b
+  kill_job job
+  cluster_end
+fi
+
+# --- it is encrypted ------------------------------------------------------------------------
+CAP=$T/direct.pcap
+: >"$T/direct.tcpdump"
+ip netns exec "mig-$C" tcpdump -i any -U -s 0 -w "$CAP" "tcp port $LINK_PORT" 2>"$T/direct.tcpdump" & cap_pid=$!
+bg_pids+=("$cap_pid")
+wait_until 10 grep -q "listening on" "$T/direct.tcpdump" || fail "tcpdump did not start: $(cat "$T/direct.tcpdump")"
+k=$(( $(last_step job) + 20 ))
+wait_step job "$k" 30 || fail "no STEP $k on b within 30 s"
+kill -INT "$cap_pid" 2>/dev/null
+wait_until 10 eval '! kill -0 "$cap_pid" 2>/dev/null'
+size=$(stat -c %s "$CAP")
+full=$(occurrences "$MARKER" "$CAP") h1=$(occurrences "$HALF1" "$CAP") h2=$(occurrences "$HALF2" "$CAP")
+# 20 steps: 20 writes and 20 sends of a 60-byte line, each at least a record each way.
+if (( size > 4096 && full == 0 && h1 == 0 && h2 == 0 )); then
+  ok "a capture of the direct link ($size bytes over port $LINK_PORT in 20 steps) holds no '$MARKER', nor either half"
+else
+  fail "the capture of port $LINK_PORT ($size bytes, want > 4096) holds '$MARKER' $full times, '$HALF1' $h1, '$HALF2' $h2 (want none)"
+fi
+
+# --- a's shadowd killed: the job does not notice ------------------------------------------
+kill -KILL "${SD[a]}"
+wait_until 10 eval '! kill -0 "${SD[a]}" 2>/dev/null' || fail "a's shadowd did not die of SIGKILL"
+at_kill=$(last_step job)
+k=$(( at_kill + 20 ))
+if wait_step job "$k" 30; then
+  ok "with a's shadowd killed (SIGKILL) at STEP $at_kill, the job runs on at b: STEP $k"
+else
+  fail "with a's shadowd killed at STEP $at_kill, no STEP $k within 30 s (last: $(last_step job))"
+  detail "$(jfile job err)" "its stderr"
+fi
+touch "$(jfile job data/stop)"
+if wait_job job 30 && [[ $STATUS == 0 ]]; then
+  ok "told to stop, the job ended and its parent at home got status 0"
+else
+  fail "the job did not end with status 0 after it was told to stop (status ${STATUS:-none})"
+  detail "$(jfile job err)" "its stderr"
+  shadowd_logs b
+fi
+n=$(awk '$1 == "done" { print $2 }' "$(jfile job out)")
+want=$(seq 1 "${n:-0}" | sed "s/^/$MARKER /")
+wait_until 10 grep -q '^closed' "$T/job.recorder"
+if [[ -n $n && $(cat "$(jfile job data/marker.txt)") == "$want" && $(cat "$T/job.received") == "$want" ]]; then
+  ok "$n lines, each once and in order, in the home file and at the home TCP server ($((n - at_kill)) written after a's shadowd was killed)"
+else
+  fail "the home file or the home server lacks lines (done ${n:-?})"
+  detail "$(jfile job data/marker.txt)" "the home file"
+  detail "$T/job.received" "what the home server got"
+fi
+
+# --- a's shadowd comes back ----------------------------------------------------------------
+start_shadowd a "$T/key"
+if wait_until 20 shadowd_ready a; then
+  ok "a's shadowd started again"
+else
+  fail "a's shadowd did not start again"
+  shadowd_logs a
+fi
+kill_job job
+cluster_end
