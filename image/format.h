@@ -61,6 +61,7 @@ enum class SectionType : uint16_t {
   keptPages = 7,  // pages whose contents an earlier pre-copy pages section holds (no data)
   tree = 8,       // the members of a process tree, once, after the header
   member = 9,     // starts the sections (process, threads, files, memory) of one tree member
+  ipc = 10,       // shared memory between members, System V IPC objects (image.capnp Ipc)
   end = 0xffff,
 };
 

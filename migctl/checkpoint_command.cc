@@ -1,12 +1,14 @@
 // `migctl checkpoint PID -o FILE [--stop]`: writes an image of a running process
 // and its descendants (one image; migctl/freeze_capture.h's FrozenTree).
 #include "image/byte_io.h"
+#include "image/file_reader.h"
 #include "image/image_error.h"
 #include "migctl/commands.h"
 #include "migctl/control_client.h"
 #include "migctl/freeze_capture.h"
 #include "migctl/json_output.h"
 #include "resources/socket_state.h"
+#include "resources/sysv_ipc.h"
 
 #include <kj/array.h>
 #include <kj/debug.h>
@@ -147,6 +149,12 @@ int checkpoint(const Options& o, long pid) {
     } else {
       ctl.resume();
     }
+  }
+  if (stop) {
+    // The job ended: its System V objects, which the kernel would keep, are in the
+    // image and go with it, so that a restart finds their keys and ids free.
+    image::FileReader img{kj::StringPtr(out)};
+    resources::removeSysvIpc(img);
   }
   auto frozenMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   // What the image lacks, once it is written: the user decides whether a restart of it is

@@ -7,6 +7,8 @@
 #include "migctl/tree_restart.h"
 
 #include "image/image_error.h"
+#include "resources/shared_memory.h"
+#include "resources/sysv_ipc.h"
 
 #include <kj/io.h>
 
@@ -19,6 +21,7 @@
 #include <fcntl.h>
 #include <string>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -59,6 +62,7 @@ struct Ctx {
   const resources::FileRestoreOptions& options;
   const resources::CallerFds& caller;
   TreeMemberRestart member;
+  const resources::TreeSharedMemory& shared;
 };
 
 bool isMember(image::schema::Tree::Reader tree, int32_t pid) {
@@ -108,6 +112,13 @@ bool isMember(image::schema::Tree::Reader tree, int32_t pid) {
     if (isMember(tree, me.getSid()) && getsid(0) != me.getSid()) {
       fail(kj::str("process ", self, " cannot join session ", me.getSid(), " (it was not its parent's)"));
     }
+    if (index == 0) {
+      // The tree's System V objects, made by its root (their last user, as the next
+      // checkpoint looks for); "I" tells the restart process to remove them if the
+      // restart is called off.
+      resources::restoreSysvIpc(c.img);
+      if (resources::ipcSection(c.img) != 0 && write(c.member.readyFd, "I", 1) != 1) fail(kj::str("the restart was called off"));
+    }
     for (uint32_t i = 0; i < members.size(); ++i) {
       auto child = members[i];
       if (i == index || child.getVppid() != self) continue;
@@ -120,6 +131,7 @@ bool isMember(image::schema::Tree::Reader tree, int32_t pid) {
       // its leader (what shells do); a child that leads a session sets its own.
       if (child.getSid() != child.getVpid() && child.getPgid() == child.getVpid()) setpgid(pid, pid);
     }
+    c.member.sharedRegions = c.shared.regionsOf(self);
     c.img.keepOnlyMember(self);
     MigratedOptions none;
     becomeRestored(c.img, c.path, c.options, c.caller, none, &c.member);
@@ -170,7 +182,27 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
   resources::TreePipes pipes;
   for (auto p : tree.getPipes()) {
     int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) fail(kj::str("cannot create a pipe: ", strerror(errno)));
+    if (p.getFifo().size() > 0) {
+      // A FIFO: opened again by its path (so it stays the file others may open).
+      // O_RDWR holds it open while both ends open without waiting for each other.
+      const char* fifo = p.getFifo().cStr();
+      struct stat st {};
+      if (stat(fifo, &st) != 0 || !S_ISFIFO(st.st_mode)) {
+        fail(kj::str("cannot restart the tree: its FIFO ", fifo, " is ", errno == ENOENT ? "missing" : "no FIFO now",
+                     "; make it again (mkfifo) and try again"));
+      }
+      kj::AutoCloseFd hold(open(fifo, O_RDWR | O_NONBLOCK | O_CLOEXEC));
+      fds[0] = hold == nullptr ? -1 : open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+      fds[1] = fds[0] < 0 ? -1 : open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+      if (fds[1] < 0) {
+        if (fds[0] >= 0) close(fds[0]);
+        fail(kj::str("cannot open the tree's FIFO ", fifo, ": ", strerror(errno)));
+      }
+      fcntl(fds[0], F_SETFL, 0);
+      fcntl(fds[1], F_SETFL, 0);
+    } else if (pipe2(fds, O_CLOEXEC) != 0) {
+      fail(kj::str("cannot create a pipe: ", strerror(errno)));
+    }
     kj::AutoCloseFd r(fds[0]), w(fds[1]);
     if (p.getCapacity() > 0) (void)fcntl(w, F_SETPIPE_SZ, static_cast<int>(p.getCapacity()));
     auto data = p.getContents();
@@ -183,6 +215,8 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
     held.add(kj::mv(rHigh));
     held.add(kj::mv(wHigh));
   }
+  // The memory members share, made and filled once; held until the tree ends.
+  resources::TreeSharedMemory shared(img);
   int readyPipe[2], goPipe[2];
   if (pipe2(readyPipe, O_CLOEXEC) != 0 || pipe2(goPipe, O_CLOEXEC) != 0) fail(kj::str("cannot create a pipe: ", strerror(errno)));
   kj::AutoCloseFd readyR(readyPipe[0]), readyW(readyPipe[1]), goR(goPipe[0]), goW(goPipe[1]);
@@ -194,7 +228,7 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
   if (rootPid == 0) {
     close(readyR.release());
     close(goW.release());  // only the restart process holds it: its close is "go"
-    Ctx c{img, path, options, caller, TreeMemberRestart{kj::mv(pipes), readyW.get(), goR.get()}};
+    Ctx c{img, path, options, caller, TreeMemberRestart{kj::mv(pipes), readyW.get(), goR.get(), nullptr}, shared};
     runMember(c, 0);
   }
   g_root = rootPid;
@@ -210,7 +244,7 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
   // Every live member says it is ready, or why it is not.
   std::string said;
   uint32_t readyCount = 0;
-  bool failed = false;
+  bool failed = false, madeIpc = false;
   while (readyCount < live && !failed) {
     char buf[512];
     ssize_t n = read(readyR, buf, sizeof(buf));
@@ -226,6 +260,8 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
         said.push_back(buf[i]);
       } else if (buf[i] == 'R') {
         ++readyCount;
+      } else if (buf[i] == 'I') {
+        madeIpc = true;
       }
     }
   }
@@ -234,6 +270,7 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
     for (auto m : members) kill(m.getVpid(), SIGKILL);
     int st;
     while (waitpid(rootPid, &st, 0) < 0 && errno == EINTR) {}
+    if (madeIpc) resources::removeSysvIpc(img);
     if (!said.empty() && said[0] == 'E') said.erase(0, 1);
     while (!said.empty() && said.back() == '\n') said.pop_back();
     size_t nl = said.find('\n');

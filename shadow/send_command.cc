@@ -23,6 +23,7 @@
 #include "resources/page_source.h"
 #include "resources/precopy.h"
 #include "resources/proc_file.h"
+#include "resources/sysv_ipc.h"
 #include "shadow/hex.h"
 #include "shadow/network_policy.h"
 #include "shadow/peer_login.h"
@@ -175,6 +176,15 @@ int sendCommand(int argc, char** argv) {
   KJ_IF_MAYBE(file, resources::sharedWritableFileMapping(static_cast<pid_t>(pid))) {
     fail(kj::str("cannot move PID ", pid, ": it maps ", *file,
                  " shared and writable, and its writes could not reach that file from another host; the job runs on ",
+                 deputy != nullptr ? "at home" : "where it was"));
+  }
+  // System V objects are the kernel's of this host, named by ids the job holds: they
+  // cannot follow it yet (resources/sysv_ipc.h). Refused now, not after a move whose
+  // first semop would fail.
+  const pid_t self = static_cast<pid_t>(pid);
+  KJ_IF_MAYBE(object, resources::firstSysvObject(kj::arrayPtr(&self, 1))) {
+    fail(kj::str("cannot move PID ", pid, ": it uses the ", *object,
+                 ", which cannot follow it to another host (System V IPC stays with this host's kernel); the job runs on ",
                  deputy != nullptr ? "at home" : "where it was"));
   }
   auto link = loginToPeer(io, key, linkMode, to).wait(ws);
