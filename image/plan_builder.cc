@@ -188,8 +188,6 @@ RestorePlan buildRestorePlan(FileReader& image, kj::ArrayPtr<const RegionFile> m
     }
   }
   markShareGroups(regions, inodes);
-  // Regions mapped from a file made for them (a tree's shared objects): shared
-  // views of that file, which already holds their pages.
   // Attachments of System V segments the restart made again with their ids
   // (resources/sysv_ipc.h): attached again, the segment holds their pages. An image
   // without its segments (before the ipc section) restores them as copies, as then.
@@ -216,6 +214,8 @@ RestorePlan buildRestorePlan(FileReader& image, kj::ArrayPtr<const RegionFile> m
       regions[i].fileOffset = seg->second.second ? plan::kShmRemoveAfter : 0;
       found = true;
     }
+    // Regions mapped from a file made for them (a tree's shared objects): shared
+    // views of that file, which already holds their pages.
     for (const RegionFile& f : mapFrom) {
       if (f.start != regions[i].start) continue;
       if (!(regions[i].mapFlags & MAP_SHARED)) fail(kj::str("region at ", kj::hex(f.start), " is not shared memory"));

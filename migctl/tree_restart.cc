@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <map>
 #include <string>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -187,8 +188,9 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
       // O_RDWR holds it open while both ends open without waiting for each other.
       const char* fifo = p.getFifo().cStr();
       struct stat st {};
-      if (stat(fifo, &st) != 0 || !S_ISFIFO(st.st_mode)) {
-        fail(kj::str("cannot restart the tree: its FIFO ", fifo, " is ", errno == ENOENT ? "missing" : "no FIFO now",
+      const bool missing = stat(fifo, &st) != 0;
+      if (missing || !S_ISFIFO(st.st_mode)) {
+        fail(kj::str("cannot restart the tree: its FIFO ", fifo, " is ", missing ? "missing" : "no FIFO now",
                      "; make it again (mkfifo) and try again"));
       }
       kj::AutoCloseFd hold(open(fifo, O_RDWR | O_NONBLOCK | O_CLOEXEC));
@@ -214,6 +216,39 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
     pipes[p.getId()] = {rHigh.get(), wHigh.get()};
     held.add(kj::mv(rHigh));
     held.add(kj::mv(wHigh));
+  }
+  // Socketpairs with their ends in two members: made once, each end handed to its member.
+  {
+    struct End {
+      int32_t member;
+      image::schema::FileDescriptor::Reader record;
+    };
+    std::map<uint64_t, End> ends;  // by inode
+    int32_t member = 0;
+    for (size_t i = 0; i < img.sectionCount(); ++i) {
+      const uint16_t type = img.section(i).type;
+      if (type == static_cast<uint16_t>(image::SectionType::member)) member = img.meta<image::schema::Member>(i).getVpid();
+      if (type != static_cast<uint16_t>(image::SectionType::files)) continue;
+      for (auto f : img.meta<image::schema::Files>(i).getFds()) {
+        if (f.getKind() != image::schema::FileDescriptor::Kind::UNIX_SOCKET || f.getDupOf() >= 0 ||
+            f.getSocket().getState() != image::schema::FileDescriptor::SocketState::CONNECTED) {
+          continue;
+        }
+        ends.emplace(f.getSocket().getInode(), End{member, f});
+      }
+    }
+    for (auto& [inode, a] : ends) {
+      auto peer = ends.find(a.record.getSocket().getPeerInode());
+      if (peer == ends.end() || peer->second.member == a.member || inode > peer->first) continue;
+      kj::AutoCloseFd aEnd, bEnd;
+      resources::makeTreeSocketpair(a.record, peer->second.record, caller, aEnd, bEnd);
+      kj::AutoCloseFd aHigh(fcntl(aEnd, F_DUPFD_CLOEXEC, base)), bHigh(fcntl(bEnd, F_DUPFD_CLOEXEC, base));
+      if (aHigh == nullptr || bHigh == nullptr) fail(kj::str("cannot move a socketpair out of the way: ", strerror(errno)));
+      pipes[resources::kTreeSocket | inode] = {aHigh.get(), -1};
+      pipes[resources::kTreeSocket | peer->first] = {bHigh.get(), -1};
+      held.add(kj::mv(aHigh));
+      held.add(kj::mv(bHigh));
+    }
   }
   // The memory members share, made and filled once; held until the tree ends.
   resources::TreeSharedMemory shared(img);

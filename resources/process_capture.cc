@@ -75,6 +75,9 @@ void captureTreePipes(kj::ArrayPtr<const TreeCaptureMember> members, std::set<ui
         const std::string deleted = " (deleted)";
         bool gone = path.size() > deleted.size() && path.compare(path.size() - deleted.size(), deleted.size(), deleted) == 0;
         fifos[ino] = gone ? "" : path;
+      } else if (sscanf(target, "socket:[%llu]", &ino) == 1) {
+        ids.insert(kTreeSocket | ino);  // a socketpair end another member may hold the peer of
+        continue;
       } else if (sscanf(target, "pipe:[%llu]", &ino) != 1) {
         continue;
       }
