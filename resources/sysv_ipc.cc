@@ -145,11 +145,11 @@ int32_t makeWithId(const char* kind, const SysvPerm& p, kj::StringPtr what, cons
   if (id < 0) {
     int err = errno;
     if (err == EEXIST) {
-      fail(kj::str("cannot restart: the System V key ", hexKey(p.key), " of the job's ", what,
+      fail(kj::str("cannot restart: the key of the job's System V ", what,
                    " is taken on this host now; remove that object (ipcrm) or end the program that made it, and try again"));
     }
     if (err == ENOSPC) {
-      fail(kj::str("cannot restart: the id ", p.id, " of the job's ", what,
+      fail(kj::str("cannot restart: the id of the job's System V ", what,
                    " is taken on this host now; remove that object (ipcrm) or end the program that made it, and try again"));
     }
     fail(kj::str("cannot make the job's ", what, " again: ", strerror(err)));
@@ -273,7 +273,7 @@ void restoreSysvIpc(image::FileReader& img) {
         return shmget(p.key, s.getSize(), IPC_CREAT | IPC_EXCL | static_cast<int>(p.mode));
       });
       made.shm.push_back(id);
-      if (id != p.id) fail(kj::str("cannot restart: the id ", p.id, " of the job's ", what, " is taken on this host now"));
+      if (id != p.id) fail(kj::str("cannot restart: the id of the job's System V ", what, " is taken on this host now"));
       void* at = shmat(id, nullptr, 0);
       if (at == reinterpret_cast<void*>(-1)) fail(kj::str("cannot fill the job's ", what, ": ", strerror(errno)));
       KJ_DEFER(shmdt(at));
@@ -293,7 +293,7 @@ void restoreSysvIpc(image::FileReader& img) {
         return semget(p.key, static_cast<int>(values.size()), IPC_CREAT | IPC_EXCL | static_cast<int>(p.mode));
       });
       made.sem.push_back(id);
-      if (id != p.id) fail(kj::str("cannot restart: the id ", p.id, " of the job's ", what, " is taken on this host now"));
+      if (id != p.id) fail(kj::str("cannot restart: the id of the job's System V ", what, " is taken on this host now"));
       std::vector<unsigned short> v;
       for (uint16_t x : values) v.push_back(x);
       SemArg arg{};
@@ -312,7 +312,7 @@ void restoreSysvIpc(image::FileReader& img) {
       kj::String what = describe("message queue", p.key, p.id);
       int id = makeWithId("msg", p, what, [&] { return msgget(p.key, IPC_CREAT | IPC_EXCL | static_cast<int>(p.mode)); });
       made.msg.push_back(id);
-      if (id != p.id) fail(kj::str("cannot restart: the id ", p.id, " of the job's ", what, " is taken on this host now"));
+      if (id != p.id) fail(kj::str("cannot restart: the id of the job's System V ", what, " is taken on this host now"));
       struct msqid_ds ds {};
       msgctl(id, IPC_STAT, &ds);
       ds.msg_qbytes = std::max<uint64_t>(q.getQbytes(), 1);  // raising it past msgmnb needs root, as at first
