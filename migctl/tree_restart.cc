@@ -20,6 +20,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <map>
+#include <set>
 #include <string>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -220,8 +221,8 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
   // Socketpairs with their ends in two members: made once, each end handed to its member.
   {
     struct End {
-      int32_t member;
-      image::schema::FileDescriptor::Reader record;
+      image::schema::FileDescriptor::Reader record;  // the first member's (every holder saved the same)
+      std::set<int32_t> members;                     // every member holding this end
     };
     std::map<uint64_t, End> ends;  // by inode
     int32_t member = 0;
@@ -234,12 +235,16 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
             f.getSocket().getState() != image::schema::FileDescriptor::SocketState::CONNECTED) {
           continue;
         }
-        ends.emplace(f.getSocket().getInode(), End{member, f});
+        ends.emplace(f.getSocket().getInode(), End{f, {}}).first->second.members.insert(member);
       }
     }
     for (auto& [inode, a] : ends) {
+      // A pair held by one member alone is that member's own (unix_socket.cc makes it).
       auto peer = ends.find(a.record.getSocket().getPeerInode());
-      if (peer == ends.end() || peer->second.member == a.member || inode > peer->first) continue;
+      if (peer == ends.end() || inode > peer->first) continue;
+      std::set<int32_t> holders = a.members;
+      holders.insert(peer->second.members.begin(), peer->second.members.end());
+      if (holders.size() < 2) continue;
       kj::AutoCloseFd aEnd, bEnd;
       resources::makeTreeSocketpair(a.record, peer->second.record, caller, aEnd, bEnd);
       kj::AutoCloseFd aHigh(fcntl(aEnd, F_DUPFD_CLOEXEC, base)), bHigh(fcntl(bEnd, F_DUPFD_CLOEXEC, base));

@@ -3,7 +3,8 @@
  * numbers on the stream pair and a datagram naming the round; the child reads them
  * with pauses (so bytes and a datagram wait at a checkpoint) and answers on the
  * stream pair. After a restart each pair must be one connection again between the
- * two processes, with what waited in it, datagram borders kept.
+ * two processes, with what waited in it, datagram borders kept; the root holds
+ * both ends of the stream pair (the child's too).
  * usage: tree_socketpair (30 rounds) */
 #include "feature.h"
 
@@ -50,7 +51,8 @@ int main(void)
       CHECK(write(st[1], &sum, sizeof sum) == (ssize_t)sizeof sum, "child: write: %s", strerror(errno));
     }
   }
-  close(st[1]);
+  /* The root keeps the child's stream end open too (as a parent does until it
+   * closes what it gave away): that end is then held by both processes. */
   close(dg[1]);
   long total = 0;
   for (long r = 1; r <= ROUNDS; r++) {
