@@ -104,7 +104,8 @@ void FileReader::keepOnlyMember(int32_t vpid) {
     if (info.type == member) {
       inside = entries_[i].reader->getRoot<schema::Member>().getVpid() == vpid;
       found = found || inside;
-    } else if (info.type == static_cast<uint16_t>(SectionType::end) || inside) {
+    } else if (info.type == static_cast<uint16_t>(SectionType::end) ||
+               info.type == static_cast<uint16_t>(SectionType::ipc) || inside) {
       kept.add(kj::mv(entries_[i]));
     }
   }

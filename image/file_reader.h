@@ -36,8 +36,8 @@ class FileReader {
   // member, a member section followed by that member's sections.
   bool isTree() const { return treeSection_ != 0; }
   schema::Tree::Reader tree() { return meta<schema::Tree>(treeSection_); }
-  // From now on the reader shows only the header, the sections of the live member
-  // with virtual PID `vpid` and End: what the restart of one process reads. Throws
+  // From now on the reader shows only the header, the tree's ipc section (its System V
+  // segments), the sections of the live member with virtual PID `vpid` and End: what the restart of one process reads. Throws
   // when the tree has no such live member. Call verifyAll() first: the others are
   // no longer visible.
   void keepOnlyMember(int32_t vpid);

@@ -63,6 +63,7 @@ enum class SectionType : uint16_t {
   member = 9,     // starts the sections (process, threads, files, memory) of one tree member
   parent = 13,    // an incremental image's parent in its chain (image_chain.h): its keptPages
                   // take their contents from the parent's chain
+  ipc = 10,       // shared memory between members, System V IPC objects (image.capnp Ipc)
   end = 0xffff,
 };
 

@@ -343,6 +343,8 @@ struct TreePipe {
   id @0 :UInt64;             # the pipe's inode: FileDescriptor.pipe.id of every end of it
   contents @1 :Data;         # the bytes in it at the checkpoint
   capacity @2 :UInt32;       # F_GETPIPE_SZ
+  fifo @3 :Text;             # a FIFO (named pipe): its path, opened again at the restart
+                             # ("": an anonymous pipe, or a FIFO whose name was removed)
 }
 
 struct Member {
@@ -360,4 +362,66 @@ struct Parent {
   headerHash @1 :UInt64;  # XXH3-64 of the parent's header metadata (holds its time and host)
   dataBytes @2 :UInt64;   # the parent's End.dataBytes
   sections @3 :UInt32;    # the parent's End.sections
+}
+
+struct Ipc {
+  # Section `ipc` (10): shared objects that outlive one process or are shared by
+  # several: memory shared between a tree's members, and System V IPC objects
+  # (resources/shared_memory.cc, resources/sysv_ipc.cc). In a tree's image it comes
+  # right after the tree section, in a single process's right after the header.
+  # The section's raw data holds the contents (memory, segments) back to back.
+  sharedMemory @0 :List(SharedMemoryObject);
+  sysvShm @1 :List(SysvShm);
+  sysvSem @2 :List(SysvSem);
+  sysvMsg @3 :List(SysvMsg);
+}
+
+struct SharedMemoryView {
+  # One mapping of a shared object in one member.
+  vpid @0 :Int32;            # the member's virtual PID
+  start @1 :UInt64;          # the region, as in that member's memory map
+  end @2 :UInt64;
+  offset @3 :UInt64;         # where the view starts in the object
+}
+
+struct SharedMemoryObject {
+  # A MAP_SHARED object without a name to reopen (shared anonymous memory, a memfd,
+  # a deleted file) mapped by two members or more: made once at the restart and
+  # mapped by each; its pages are here, not in the members' pages sections.
+  name @0 :Text;             # the path /proc/PID/maps shows (for messages, and the memfd's name)
+  size @1 :UInt64;           # bytes, a multiple of the page size
+  dataOffset @2 :UInt64;     # where its contents start in the section's data
+  views @3 :List(SharedMemoryView);
+}
+
+struct SysvPerm {
+  # What ipcs shows of an object: recreated with the same key and id.
+  key @0 :Int32;             # 0: IPC_PRIVATE
+  id @1 :Int32;              # the id the job holds
+  uid @2 :UInt32;
+  gid @3 :UInt32;
+  mode @4 :UInt32;           # the 9 permission bits
+}
+
+struct SysvShm {
+  perm @0 :SysvPerm;
+  size @1 :UInt64;           # shm_segsz
+  dataOffset @2 :UInt64;     # where its contents start in the section's data
+  removed @3 :Bool;          # IPC_RMID done while attached: removed again once the job is restored
+}
+
+struct SysvSem {
+  perm @0 :SysvPerm;
+  values @1 :List(UInt16);   # semval of each semaphore of the set
+}
+
+struct SysvMsg {
+  perm @0 :SysvPerm;
+  qbytes @1 :UInt64;         # msg_qbytes
+  messages @2 :List(SysvMessage);  # in queue order
+}
+
+struct SysvMessage {
+  type @0 :Int64;
+  text @1 :Data;
 }

@@ -30,6 +30,7 @@ const char* sectionTypeName(uint16_t type) {
     case SectionType::tree: return "tree";
     case SectionType::member: return "member";
     case SectionType::parent: return "parent";
+    case SectionType::ipc: return "ipc";
     case SectionType::end: return "end";
   }
   return nullptr;

@@ -60,6 +60,7 @@ class StringTable {
     return at;
   }
   kj::ArrayPtr<const char> bytes() const { return bytes_.asPtr(); }
+  const char* at(uint32_t offset) const { return bytes_.begin() + offset; }
 
  private:
   kj::Vector<char> bytes_;
@@ -143,7 +144,7 @@ void markShareGroups(kj::Vector<plan::Region>& regions, const kj::Vector<uint64_
 
 }  // namespace
 
-RestorePlan buildRestorePlan(FileReader& image) {
+RestorePlan buildRestorePlan(FileReader& image, kj::ArrayPtr<const RegionFile> mapFrom) {
   StringTable strings;
   kj::Vector<kj::byte> blob;
   kj::Vector<plan::Region> regions;
@@ -187,6 +188,44 @@ RestorePlan buildRestorePlan(FileReader& image) {
     }
   }
   markShareGroups(regions, inodes);
+  // Attachments of System V segments the restart made again with their ids
+  // (resources/sysv_ipc.h): attached again, the segment holds their pages. An image
+  // without its segments (before the ipc section) restores them as copies, as then.
+  std::map<uint64_t, std::pair<uint64_t, bool>> segments;  // id -> size, removed
+  for (size_t i = 0; i < image.sectionCount(); ++i) {
+    if (image.section(i).type != static_cast<uint16_t>(SectionType::ipc)) continue;
+    for (auto s : image.meta<schema::Ipc>(i).getSysvShm()) {
+      segments[static_cast<uint32_t>(s.getPerm().getId())] = {s.getSize(), s.getRemoved()};
+    }
+  }
+  kj::Vector<bool> fromFile;
+  for (size_t i = 0; i < regions.size(); ++i) {
+    bool found = false;
+    const char* path = regions[i].path != plan::kNoString ? strings.at(regions[i].path) : "";
+    auto seg = segments.find(inodes[i]);
+    if ((regions[i].mapFlags & MAP_SHARED) && strncmp(path, "/SYSV", 5) == 0 && seg != segments.end()) {
+      uint64_t size = (seg->second.first + plan::kPage - 1) / plan::kPage * plan::kPage;
+      if (regions[i].fileOffset != 0 || regions[i].end - regions[i].start != size) {
+        fail(kj::str("the System V segment with id ", inodes[i], " is attached in part only (", kj::hex(regions[i].start), "-",
+                     kj::hex(regions[i].end), " of its ", size, " bytes); such a job cannot be restarted"));
+      }
+      regions[i].source = plan::kSourceSysvShm;
+      regions[i].reserved = static_cast<uint32_t>(inodes[i]);
+      regions[i].fileOffset = seg->second.second ? plan::kShmRemoveAfter : 0;
+      found = true;
+    }
+    // Regions mapped from a file made for them (a tree's shared objects): shared
+    // views of that file, which already holds their pages.
+    for (const RegionFile& f : mapFrom) {
+      if (f.start != regions[i].start) continue;
+      if (!(regions[i].mapFlags & MAP_SHARED)) fail(kj::str("region at ", kj::hex(f.start), " is not shared memory"));
+      regions[i].source = plan::kSourceFile;
+      regions[i].path = strings.add(f.path);
+      regions[i].reserved = 0;
+      found = true;
+    }
+    fromFile.add(found);
+  }
 
   // Saved pages, in image order, each split at region borders. Pages that go over
   // pages placed before (pre-copy) are copied in, not mapped: a mapping would split
@@ -204,6 +243,12 @@ RestorePlan buildRestorePlan(FileReader& image) {
       }
       const plan::Region& owner = regions[ri];
       uint64_t len = std::min<uint64_t>(left, owner.end - addr);
+      if (fromFile[ri]) {  // the file holds them
+        addr += len;
+        imageOffset += len;
+        left -= len;
+        continue;
+      }
       plan::Pages p{};
       p.addr = addr;
       p.len = len;

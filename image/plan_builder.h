@@ -7,6 +7,7 @@
 #include "image/restore_plan.h"
 
 #include <kj/array.h>
+#include <kj/string.h>
 
 namespace mig::image {
 
@@ -25,8 +26,16 @@ class RestorePlan {
   kj::Array<uint64_t> storage_;  // uint64_t keeps the plan 8-byte aligned
 };
 
+// A shared memory region mapped from a file made before the restorer runs (a tree's
+// shared object: resources/shared_memory.h) instead of as the image says; its pages
+// are in the file, not put in by the restorer.
+struct RegionFile {
+  uint64_t start;   // the region's start in the image's memory map
+  kj::String path;  // opened and mapped shared at the region's offset
+};
+
 // Throws (one line, naming what is wrong) when the image cannot be turned into a
 // plan, e.g. saved pages that lie outside every mapped region.
-RestorePlan buildRestorePlan(FileReader& image);
+RestorePlan buildRestorePlan(FileReader& image, kj::ArrayPtr<const RegionFile> mapFrom = nullptr);
 
 }  // namespace mig::image

@@ -68,10 +68,13 @@ inline const char* validate(const void* p, uint64_t size) {
     if (r[i].start >= r[i].end || r[i].end > kUserLimit) return "plan region empty or out of range";
     if (r[i].start < prevEnd) return "plan regions overlap or are unsorted";
     if (r[i].prot > 7) return "plan region has bad protection";
-    if (r[i].source > kSourceFile || r[i].kind > kKindMemfd) return "plan region has a bad source or kind";
+    if (r[i].source > kSourceSysvShm || r[i].kind > kKindMemfd) return "plan region has a bad source or kind";
     if (!stringOk(h, r[i].path)) return "plan region path out of bounds";
     if (r[i].source == kSourceFile && (r[i].path == kNoString || r[i].fileOffset % kPage)) {
       return "plan file region without a file or with an unaligned offset";
+    }
+    if (r[i].source == kSourceSysvShm && ((r[i].mapFlags & 1) == 0 || r[i].fileOffset > kShmRemoveAfter)) {
+      return "plan System V segment region not shared or with bad flags";
     }
     prevEnd = r[i].end;
   }

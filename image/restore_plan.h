@@ -28,7 +28,7 @@
 namespace mig::plan {
 
 inline constexpr uint64_t kMagic = 0x314e414c5047494dull;  // "MIGPLAN1" little-endian
-inline constexpr uint32_t kVersion = 4;  // 3: Thread::kernel, Thread::oldTid; 4: PosixTimer
+inline constexpr uint32_t kVersion = 5;  // 3: Thread::kernel, Thread::oldTid; 4: PosixTimer; 5: kSourceSysvShm
 inline constexpr uint32_t kNoString = 0xffffffffu;
 inline constexpr uint64_t kPage = 4096;
 
@@ -36,7 +36,10 @@ inline constexpr uint64_t kPage = 4096;
 enum Source : uint32_t {
   kSourceZero = 0,  // anonymous mapping (private or shared per mapFlags), zero-filled
   kSourceFile = 1,  // mmap of `path` at `fileOffset`: unmodified file pages come from the file
+  kSourceSysvShm = 2,  // shmat of the System V segment whose id is `reserved` (made again, filled,
+                       // before the restorer runs: it holds the pages); fileOffset: kShmRemoveAfter
 };
+inline constexpr uint64_t kShmRemoveAfter = 1;  // IPC_RMID once attached (it had been removed)
 
 // What a region is, for the regions the restorer treats specially.
 enum Kind : uint32_t {

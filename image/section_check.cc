@@ -150,6 +150,24 @@ void checkTree(const SectionInfo& info, schema::Tree::Reader t) {
   }
 }
 
+// Every object's contents lie inside the section's data.
+void checkIpc(const SectionInfo& info, schema::Ipc::Reader ipc) {
+  auto inData = [&](uint64_t at, uint64_t size, kj::StringPtr what) {
+    if (at > info.dataLen || size > info.dataLen - at) {
+      fail(kj::str("the contents of ", what, " lie outside the ipc section's data"));
+    }
+  };
+  for (auto o : ipc.getSharedMemory()) {
+    inData(o.getDataOffset(), o.getSize(), o.getName());
+    for (auto v : o.getViews()) {
+      if (v.getEnd() <= v.getStart() || v.getOffset() > o.getSize() || v.getEnd() - v.getStart() > o.getSize() - v.getOffset()) {
+        fail(kj::str("a view of shared object ", o.getName(), " lies outside it"));
+      }
+    }
+  }
+  for (auto s : ipc.getSysvShm()) inData(s.getDataOffset(), s.getSize(), kj::str("SysV segment ", s.getPerm().getId()));
+}
+
 void checkMember(const SectionInfo& info, schema::Member::Reader m) {
   requireNoData(info);
   if (m.getVpid() <= 0) fail(kj::str("member section for PID ", m.getVpid()));
@@ -178,6 +196,7 @@ void checkSectionMeta(const SectionInfo& info, capnp::MessageReader& message) {
     case SectionType::tree: return checkTree(info, message.getRoot<schema::Tree>());
     case SectionType::member: return checkMember(info, message.getRoot<schema::Member>());
     case SectionType::parent: return checkParent(info, message.getRoot<schema::Parent>());
+    case SectionType::ipc: return checkIpc(info, message.getRoot<schema::Ipc>());
   }
 }
 

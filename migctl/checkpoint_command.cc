@@ -1,6 +1,7 @@
 // `migctl checkpoint PID -o FILE [--stop]`: writes an image of a running process
 // and its descendants (one image; migctl/freeze_capture.h's FrozenTree).
 #include "image/byte_io.h"
+#include "image/file_reader.h"
 #include "image/image_error.h"
 #include "migctl/commands.h"
 #include "migctl/control_client.h"
@@ -8,6 +9,7 @@
 #include "migctl/json_output.h"
 #include "migctl/periodic_checkpoint.h"
 #include "resources/socket_state.h"
+#include "resources/sysv_ipc.h"
 
 #include <kj/array.h>
 #include <kj/debug.h>
@@ -155,7 +157,11 @@ int checkpoint(const Options& o, long pid) {
   // (the shim ends it after handing the fd over). --stop needs none: the job ends anyway.
   int uffd = -1;
   kj::String notConcurrent;
-  if (!stop && !o.stopTheWorld) {
+  const pid_t self = static_cast<pid_t>(pid);
+  KJ_IF_MAYBE(object, resources::firstSysvObject(kj::arrayPtr(&self, 1))) {
+    // Its segments are written from the ipc section, which the frozen capture makes.
+    notConcurrent = kj::str("it uses the ", *object);
+  } else if (!stop && !o.stopTheWorld) {
     uffd = ctl->copyOnWrite(notConcurrent);
     ctl = kj::heap<ControlClient>(static_cast<pid_t>(pid));
   }
@@ -216,6 +222,12 @@ int checkpoint(const Options& o, long pid) {
     } else {
       ctl->resume();
     }
+  }
+  if (stop) {
+    // The job ended: its System V objects, which the kernel would keep, are in the
+    // image and go with it, so that a restart finds their keys and ids free.
+    image::FileReader img{kj::StringPtr(out)};
+    resources::removeSysvIpc(img);
   }
   if (frozenMs < 0) {
     frozenMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

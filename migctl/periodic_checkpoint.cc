@@ -16,6 +16,7 @@
 #include "resources/memory.h"
 #include "resources/proc_file.h"
 #include "resources/process_capture.h"
+#include "resources/sysv_ipc.h"
 #include "resources/process_tree.h"
 
 #include <capnp/message.h>
@@ -61,6 +62,10 @@ int periodicCheckpoints(const PeriodicOptions& o) {
   const pid_t realPid = ctl->realPid();
   if (!o.only && resources::listTree(realPid).size() > 1) {
     image::fail(kj::str("process ", o.pid, " has children; a chain holds one process (--only takes it alone)"));
+  }
+  KJ_IF_MAYBE(object, resources::firstSysvObject(kj::arrayPtr(&realPid, 1))) {
+    image::fail(kj::str("process ", o.pid, " uses the ", *object,
+                        "; a chain does not hold System V IPC yet (a single checkpoint without --every does)"));
   }
   int uffd = ctl->trackWrites(why);
   if (uffd < 0) image::fail(kj::str("--every needs the pages the process writes tracked: ", why));

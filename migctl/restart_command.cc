@@ -11,6 +11,8 @@
 #include "image/image_chain.h"
 #include "migctl/commands.h"
 #include "migctl/tree_restart.h"
+#include "resources/shared_memory.h"
+#include "resources/sysv_ipc.h"
 #include "resources/fd_restore.h"
 #include "resources/memory.h"
 #include "resources/process_attrs.h"
@@ -294,7 +296,12 @@ void waitAtGate(int gate, const char* path) {
                                  const TreeMemberRestart* tree) {
   (void)options;
   std::string restorer = findRestorer();
-  image::RestorePlan plan = image::buildRestorePlan(img);
+  image::RestorePlan plan = image::buildRestorePlan(img, tree != nullptr ? tree->sharedRegions : nullptr);
+  // A single process's System V objects, made here, in the process that becomes the
+  // job (a tree's root made the tree's); removed again if the restart fails.
+  const bool makesIpc = tree == nullptr && !migrated.migrated && resources::ipcSection(img) != 0;
+  if (makesIpc) resources::restoreSysvIpc(img);
+  KJ_ON_SCOPE_FAILURE(if (makesIpc) resources::removeSysvIpc(img));
 
   int keep[4];
   size_t keepCount = 2;

@@ -7,6 +7,8 @@
 #include "migctl/tree_restart.h"
 
 #include "image/image_error.h"
+#include "resources/shared_memory.h"
+#include "resources/sysv_ipc.h"
 
 #include <kj/io.h>
 
@@ -17,8 +19,11 @@
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <map>
+#include <set>
 #include <string>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -59,6 +64,7 @@ struct Ctx {
   const resources::FileRestoreOptions& options;
   const resources::CallerFds& caller;
   TreeMemberRestart member;
+  const resources::TreeSharedMemory& shared;
 };
 
 bool isMember(image::schema::Tree::Reader tree, int32_t pid) {
@@ -108,6 +114,13 @@ bool isMember(image::schema::Tree::Reader tree, int32_t pid) {
     if (isMember(tree, me.getSid()) && getsid(0) != me.getSid()) {
       fail(kj::str("process ", self, " cannot join session ", me.getSid(), " (it was not its parent's)"));
     }
+    if (index == 0) {
+      // The tree's System V objects, made by its root (their last user, as the next
+      // checkpoint looks for); "I" tells the restart process to remove them if the
+      // restart is called off.
+      resources::restoreSysvIpc(c.img);
+      if (resources::ipcSection(c.img) != 0 && write(c.member.readyFd, "I", 1) != 1) fail(kj::str("the restart was called off"));
+    }
     for (uint32_t i = 0; i < members.size(); ++i) {
       auto child = members[i];
       if (i == index || child.getVppid() != self) continue;
@@ -120,6 +133,7 @@ bool isMember(image::schema::Tree::Reader tree, int32_t pid) {
       // its leader (what shells do); a child that leads a session sets its own.
       if (child.getSid() != child.getVpid() && child.getPgid() == child.getVpid()) setpgid(pid, pid);
     }
+    c.member.sharedRegions = c.shared.regionsOf(self);
     c.img.keepOnlyMember(self);
     MigratedOptions none;
     becomeRestored(c.img, c.path, c.options, c.caller, none, &c.member);
@@ -170,7 +184,28 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
   resources::TreePipes pipes;
   for (auto p : tree.getPipes()) {
     int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) fail(kj::str("cannot create a pipe: ", strerror(errno)));
+    if (p.getFifo().size() > 0) {
+      // A FIFO: opened again by its path (so it stays the file others may open).
+      // O_RDWR holds it open while both ends open without waiting for each other.
+      const char* fifo = p.getFifo().cStr();
+      struct stat st {};
+      const bool missing = stat(fifo, &st) != 0;
+      if (missing || !S_ISFIFO(st.st_mode)) {
+        fail(kj::str("cannot restart the tree: its FIFO ", fifo, " is ", missing ? "missing" : "no FIFO now",
+                     "; make it again (mkfifo) and try again"));
+      }
+      kj::AutoCloseFd hold(open(fifo, O_RDWR | O_NONBLOCK | O_CLOEXEC));
+      fds[0] = hold == nullptr ? -1 : open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+      fds[1] = fds[0] < 0 ? -1 : open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+      if (fds[1] < 0) {
+        if (fds[0] >= 0) close(fds[0]);
+        fail(kj::str("cannot open the tree's FIFO ", fifo, ": ", strerror(errno)));
+      }
+      fcntl(fds[0], F_SETFL, 0);
+      fcntl(fds[1], F_SETFL, 0);
+    } else if (pipe2(fds, O_CLOEXEC) != 0) {
+      fail(kj::str("cannot create a pipe: ", strerror(errno)));
+    }
     kj::AutoCloseFd r(fds[0]), w(fds[1]);
     if (p.getCapacity() > 0) (void)fcntl(w, F_SETPIPE_SZ, static_cast<int>(p.getCapacity()));
     auto data = p.getContents();
@@ -183,6 +218,45 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
     held.add(kj::mv(rHigh));
     held.add(kj::mv(wHigh));
   }
+  // Socketpairs with their ends in two members: made once, each end handed to its member.
+  {
+    struct End {
+      image::schema::FileDescriptor::Reader record;  // the first member's (every holder saved the same)
+      std::set<int32_t> members;                     // every member holding this end
+    };
+    std::map<uint64_t, End> ends;  // by inode
+    int32_t member = 0;
+    for (size_t i = 0; i < img.sectionCount(); ++i) {
+      const uint16_t type = img.section(i).type;
+      if (type == static_cast<uint16_t>(image::SectionType::member)) member = img.meta<image::schema::Member>(i).getVpid();
+      if (type != static_cast<uint16_t>(image::SectionType::files)) continue;
+      for (auto f : img.meta<image::schema::Files>(i).getFds()) {
+        if (f.getKind() != image::schema::FileDescriptor::Kind::UNIX_SOCKET || f.getDupOf() >= 0 ||
+            f.getSocket().getState() != image::schema::FileDescriptor::SocketState::CONNECTED) {
+          continue;
+        }
+        ends.emplace(f.getSocket().getInode(), End{f, {}}).first->second.members.insert(member);
+      }
+    }
+    for (auto& [inode, a] : ends) {
+      // A pair held by one member alone is that member's own (unix_socket.cc makes it).
+      auto peer = ends.find(a.record.getSocket().getPeerInode());
+      if (peer == ends.end() || inode > peer->first) continue;
+      std::set<int32_t> holders = a.members;
+      holders.insert(peer->second.members.begin(), peer->second.members.end());
+      if (holders.size() < 2) continue;
+      kj::AutoCloseFd aEnd, bEnd;
+      resources::makeTreeSocketpair(a.record, peer->second.record, caller, aEnd, bEnd);
+      kj::AutoCloseFd aHigh(fcntl(aEnd, F_DUPFD_CLOEXEC, base)), bHigh(fcntl(bEnd, F_DUPFD_CLOEXEC, base));
+      if (aHigh == nullptr || bHigh == nullptr) fail(kj::str("cannot move a socketpair out of the way: ", strerror(errno)));
+      pipes[resources::kTreeSocket | inode] = {aHigh.get(), -1};
+      pipes[resources::kTreeSocket | peer->first] = {bHigh.get(), -1};
+      held.add(kj::mv(aHigh));
+      held.add(kj::mv(bHigh));
+    }
+  }
+  // The memory members share, made and filled once; held until the tree ends.
+  resources::TreeSharedMemory shared(img);
   int readyPipe[2], goPipe[2];
   if (pipe2(readyPipe, O_CLOEXEC) != 0 || pipe2(goPipe, O_CLOEXEC) != 0) fail(kj::str("cannot create a pipe: ", strerror(errno)));
   kj::AutoCloseFd readyR(readyPipe[0]), readyW(readyPipe[1]), goR(goPipe[0]), goW(goPipe[1]);
@@ -194,7 +268,7 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
   if (rootPid == 0) {
     close(readyR.release());
     close(goW.release());  // only the restart process holds it: its close is "go"
-    Ctx c{img, path, options, caller, TreeMemberRestart{kj::mv(pipes), readyW.get(), goR.get()}};
+    Ctx c{img, path, options, caller, TreeMemberRestart{kj::mv(pipes), readyW.get(), goR.get(), nullptr}, shared};
     runMember(c, 0);
   }
   g_root = rootPid;
@@ -210,7 +284,7 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
   // Every live member says it is ready, or why it is not.
   std::string said;
   uint32_t readyCount = 0;
-  bool failed = false;
+  bool failed = false, madeIpc = false;
   while (readyCount < live && !failed) {
     char buf[512];
     ssize_t n = read(readyR, buf, sizeof(buf));
@@ -226,6 +300,8 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
         said.push_back(buf[i]);
       } else if (buf[i] == 'R') {
         ++readyCount;
+      } else if (buf[i] == 'I') {
+        madeIpc = true;
       }
     }
   }
@@ -234,6 +310,7 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
     for (auto m : members) kill(m.getVpid(), SIGKILL);
     int st;
     while (waitpid(rootPid, &st, 0) < 0 && errno == EINTR) {}
+    if (madeIpc) resources::removeSysvIpc(img);
     if (!said.empty() && said[0] == 'E') said.erase(0, 1);
     while (!said.empty() && said.back() == '\n') said.pop_back();
     size_t nl = said.find('\n');

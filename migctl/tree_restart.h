@@ -4,10 +4,11 @@
 // process group, and then becomes itself as a single process does (exec of
 // mig-restore with its own plan). Zombies are forked and end at once with their
 // status. Pipes between members are made once, before the first fork, and
-// inherited by all.
+// inherited by all; so is the memory they share (resources/shared_memory.h).
 #pragma once
 
 #include "image/file_reader.h"
+#include "image/plan_builder.h"
 #include "resources/caller_fds.h"
 #include "resources/fd_kind.h"
 #include "resources/fd_restore.h"
@@ -36,6 +37,7 @@ struct TreeMemberRestart {
   resources::TreePipes pipes;
   int readyFd;  // tells the restart process this member is ready
   int goFd;     // EOF when every member is ready
+  kj::ArrayPtr<const image::RegionFile> sharedRegions;  // mapped from the tree's shared objects
   // Says so and waits for the whole tree; throws when the restart was called off.
   void ready() const;
 };

@@ -59,7 +59,9 @@ struct CaptureContext {
                                       // line each, naming the fd): state it does not save
   kj::Vector<int>* connections = nullptr;  // TCP connections not saved (their fds)
   // In a tree's checkpoint, the pipes (by inode) between its members: saved once for
-  // the tree (process_capture.cc), each end a `pipe` record naming it. Null: none.
+  // the tree (process_capture.cc), each end a `pipe` record naming it; and, as
+  // kTreeSocket | inode, every socket a member holds (a socketpair end whose peer is
+  // in another member is a `unixSocket` record as within one process). Null: none.
   const std::set<uint64_t>* treePipes = nullptr;
 };
 
@@ -72,8 +74,10 @@ struct CheckContext {
 };
 
 // A tree's shared pipes at its restart, made once before its members are forked and
-// inherited by all: pipe id -> (read end, write end), both above every saved number.
+// inherited by all: pipe id -> (read end, write end), both above every saved number;
+// and its socketpairs between members: kTreeSocket | an end's inode -> (that end, -1).
 using TreePipes = std::map<uint64_t, std::pair<int, int>>;
+inline constexpr uint64_t kTreeSocket = 1ull << 62;
 
 // What the restart's walk gives a kind. The walk runs in migctl restart, before it
 // execs the restorer: fds made here are inherited by the restored process.

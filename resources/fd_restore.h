@@ -34,6 +34,12 @@ void checkFdRecords(image::schema::Files::Reader files, kj::StringPtr section, c
 void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, const CallerFds& caller,
                   forward::Config* migrated = nullptr, const TreePipes* treePipes = nullptr);
 
+// At a tree's restart, before its members are forked: the socketpair whose ends are
+// the `unixSocket` records `a` and `b` (in two members), with each end's options and
+// what waited to be read on each. Throws one line naming the fd.
+void makeTreeSocketpair(FdRecord::Reader a, FdRecord::Reader b, const CallerFds& caller, kj::AutoCloseFd& aEnd,
+                        kj::AutoCloseFd& bEnd);
+
 // For the kinds' restore():
 
 // Moves `fd` to `target` (closing what was there), not close-on-exec.

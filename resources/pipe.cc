@@ -4,7 +4,8 @@
 // anew on the new host too. A pipe with one end elsewhere (a shell pipeline) is a
 // home stream (home_stream.cc). In a tree's checkpoint a pipe between members is the
 // tree's: its bytes are saved once (process_capture.cc) and every member's ends
-// are records naming it, restored from the one pipe the restart makes for the tree.
+// are records naming it, restored from the one pipe the restart makes for the tree;
+// so is a FIFO between members (the restart opens it again by its path).
 #include "resources/fd_kind.h"
 #include "resources/fd_restore.h"
 
@@ -13,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <string>
 #include <unistd.h>
 
@@ -28,6 +30,8 @@ bool isTreePipe(const FdProbe& p, const CaptureContext& ctx) {
 }
 
 bool matches(const FdProbe& p, const CaptureContext& ctx) {
+  // A FIFO between a tree's members is one of the tree's pipes (opened by its path).
+  if (p.path[0] == '/' && S_ISFIFO(p.st.st_mode)) return isTreePipe(p, ctx);
   if (p.path.rfind("pipe:", 0) != 0) return false;
   if (isTreePipe(p, ctx)) return true;
   for (const FdProbe& other : ctx.all) {

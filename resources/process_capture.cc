@@ -8,6 +8,8 @@
 #include "resources/memory.h"
 #include "resources/process_attrs.h"
 #include "resources/proc_file.h"
+#include "resources/shared_memory.h"
+#include "resources/sysv_ipc.h"
 #include "resources/threads.h"
 
 #include <capnp/message.h>
@@ -20,6 +22,7 @@
 #include <fcntl.h>
 #include <map>
 #include <set>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
 
@@ -34,7 +37,7 @@ void checkBlock(pid_t pid, const control::Block& block) {
 }
 
 // The pipes between a tree's members: held by two members or more, with a read end
-// and a write end among them. Their bytes are taken out through one member's read
+// and a write end among them; FIFOs (named pipes) too, with their path. Their bytes are taken out through one member's read
 // end and put straight back through a write end (every member is parked: nobody
 // else reads or writes), so the tree keeps them and the image has one copy.
 struct PipeEnd {
@@ -46,6 +49,7 @@ struct PipeEnd {
 void captureTreePipes(kj::ArrayPtr<const TreeCaptureMember> members, std::set<uint64_t>& ids,
                       image::schema::Tree::Builder tree) {
   std::map<uint64_t, std::vector<PipeEnd>> ends;
+  std::map<uint64_t, std::string> fifos;  // inode -> path ("" once removed)
   for (auto& m : members) {
     if (m.block == nullptr) continue;
     std::string dirPath = "/proc/" + std::to_string(m.proc.pid) + "/fd";
@@ -58,12 +62,25 @@ void captureTreePipes(kj::ArrayPtr<const TreeCaptureMember> members, std::set<ui
       bool shim = false;
       for (uint32_t i = 0; i < m.block->shimFdCount && i < control::kMaxShimFds; ++i) shim = shim || m.block->shimFds[i] == fd;
       if (shim) continue;
-      char target[64];
+      char target[4096];
       ssize_t n = readlink((dirPath + "/" + e->d_name).c_str(), target, sizeof(target) - 1);
       if (n <= 0) continue;
       target[n] = '\0';
       unsigned long long ino = 0;
-      if (sscanf(target, "pipe:[%llu]", &ino) != 1) continue;
+      if (target[0] == '/') {
+        struct stat st {};
+        if (stat((dirPath + "/" + e->d_name).c_str(), &st) != 0 || !S_ISFIFO(st.st_mode)) continue;
+        ino = st.st_ino;
+        std::string path = target;
+        const std::string deleted = " (deleted)";
+        bool gone = path.size() > deleted.size() && path.compare(path.size() - deleted.size(), deleted.size(), deleted) == 0;
+        fifos[ino] = gone ? "" : path;
+      } else if (sscanf(target, "socket:[%llu]", &ino) == 1) {
+        ids.insert(kTreeSocket | ino);  // a socketpair end another member may hold the peer of
+        continue;
+      } else if (sscanf(target, "pipe:[%llu]", &ino) != 1) {
+        continue;
+      }
       std::string info = readProcFile(m.proc.pid, "fdinfo/" + std::to_string(fd));
       uint32_t flags = static_cast<uint32_t>(strtoul(fieldOr(info, "flags").c_str(), nullptr, 8));
       ends[ino].push_back(PipeEnd{m.proc.pid, fd, (flags & O_ACCMODE) == O_RDONLY});
@@ -108,8 +125,31 @@ void captureTreePipes(kj::ArrayPtr<const TreeCaptureMember> members, std::set<ui
     p.setId(ino);
     p.setContents(kj::arrayPtr(reinterpret_cast<const kj::byte*>(data.data()), data.size()));
     p.setCapacity(capacity > 0 ? static_cast<uint32_t>(capacity) : 0);
+    auto fifo = fifos.find(ino);
+    if (fifo != fifos.end()) p.setFifo(fifo->second.c_str());
     ids.insert(ino);
   }
+}
+
+// The ipc section (image.capnp Ipc), when there is anything to put in it: the
+// tree's shared objects' contents, then the SysV segments', as the offsets say.
+void writeIpc(image::ImageWriter& w, kj::ArrayPtr<const SharedObject> shared, const SysvIpc& sysv) {
+  if (shared.size() == 0 && sysv.empty()) return;
+  capnp::MallocMessageBuilder ipcMsg;
+  auto ipc = ipcMsg.initRoot<image::schema::Ipc>();
+  uint64_t dataBytes = 0;
+  setSharedMemory(shared, ipc.initSharedMemory(static_cast<unsigned>(shared.size())), dataBytes);
+  setSysvIpc(sysv, ipc, dataBytes);
+  w.beginData(image::SectionType::ipc, ipcMsg, dataBytes);
+  writeSharedMemoryData(shared, w);
+  writeSysvData(sysv, w);
+  w.endData();
+}
+
+kj::Vector<int32_t> segmentIds(const SysvIpc& sysv) {
+  kj::Vector<int32_t> ids;
+  for (auto& s : sysv.shm) ids.add(s.perm.id);
+  return ids;
 }
 
 }  // namespace
@@ -137,8 +177,16 @@ void captureProcessState(pid_t pid, const control::Block& block, image::ImageWri
 
 void captureProcessInto(pid_t pid, const control::Block& block, PageSource& memory, image::ImageWriter& w,
                         const PageRangeSet* held, CaptureStats& stats, const CaptureOptions& options) {
+  // A migration refuses SysV objects before the freeze (send_command.cc): they would
+  // stay on this host. A concurrent or periodic checkpoint of a job holding some is
+  // taken this way too (checkpoint_command.cc, periodic_checkpoint.cc).
+  SysvIpc sysv;
+  if (!options.forMigration) sysv = findSysvIpc(kj::arrayPtr(&pid, 1));
+  writeIpc(w, nullptr, sysv);
+  kj::Vector<int32_t> segments = segmentIds(sysv);
+  WithoutSharedViews own(memory, nullptr, pid, segments);
   captureProcessState(pid, block, w, stats, options);
-  writeMemory(memory, w, stats, held);
+  writeMemory(own, w, stats, held);
   w.finish();
   stats.imageBytes = w.bytesWritten();
 }
@@ -183,13 +231,22 @@ CaptureStats captureTree(kj::ArrayPtr<const TreeCaptureMember> members, image::B
     r.setRealPid(m.proc.pid);
   }
   w.section(image::SectionType::tree, treeMsg);
+  kj::Vector<SharedObject> shared = findTreeSharedMemory(members);
+  kj::Vector<pid_t> live;
+  for (auto& m : members) {
+    if (m.block != nullptr) live.add(m.proc.pid);
+  }
+  SysvIpc sysv = findSysvIpc(live);
+  writeIpc(w, shared, sysv);
+  kj::Vector<int32_t> segments = segmentIds(sysv);
 
   for (auto& m : members) {
     if (m.block == nullptr) continue;
     capnp::MallocMessageBuilder memberMsg;
     memberMsg.initRoot<image::schema::Member>().setVpid(m.block->vpid);
     w.section(image::SectionType::member, memberMsg);
-    ProcPageSource memory(m.proc.pid);
+    ProcPageSource own(m.proc.pid);
+    WithoutSharedViews memory(own, shared, m.proc.pid, segments);
     // The kinds set their counts for one process; a tree's are the sums.
     const uint32_t threads = stats.threads, fds = stats.fds;
     writeProcess(m.proc.pid, *m.block, w, stats);

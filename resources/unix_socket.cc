@@ -10,7 +10,10 @@
 //   sent again, datagram by datagram. The bytes are read with MSG_PEEK under
 //   SO_PEEK_OFF (unix(7)), so the process keeps them. File descriptors in flight
 //   (SCM_RIGHTS) cannot be saved: the checkpoint fails and says so.
-// A Unix socket connected to another process is a home stream (home_stream.cc). On
+// In a tree, a socketpair with its ends in two members is the tree's: each end is
+// captured as above by its member, and the restart makes the pair once, before the
+// members are forked (makeTreeSocketpair). A Unix socket connected to another
+// process is a home stream (home_stream.cc). On
 // migration every socket stays at home: only a restart uses this.
 #include "resources/fd_kind.h"
 #include "resources/fd_restore.h"
@@ -41,6 +44,11 @@ constexpr uint8_t kEstablished = 1, kClose = 7, kListen = 10;  // TCP states, as
 // carry a bit no inode number has.
 constexpr uint64_t kParkedPair = 1ull << 63;
 
+// A socket another member of the tree holds (its socketpair is the tree's).
+bool inTree(uint64_t inode, const CaptureContext& ctx) {
+  return ctx.treePipes != nullptr && ctx.treePipes->count(kTreeSocket | inode) > 0;
+}
+
 bool inProcess(uint64_t inode, const CaptureContext& ctx) {
   for (const FdProbe& other : ctx.all) {
     if (sockets::socketInode(other.target) == inode) return true;
@@ -57,7 +65,9 @@ bool matches(const FdProbe& p, const CaptureContext& ctx) {
   if (!sockets::unixDiag(inode, d)) return false;
   if (d.state == kListen) return true;
   if (d.state == kClose) return d.peerInode == 0;
-  if (d.state != kEstablished || d.peerInode == 0 || !inProcess(d.peerInode, ctx)) return false;
+  if (d.state != kEstablished || d.peerInode == 0 || !(inProcess(d.peerInode, ctx) || inTree(d.peerInode, ctx))) {
+    return false;
+  }
   sockets::DiagInfo peer;
   return sockets::unixDiag(d.peerInode, peer) && peer.peerInode == inode;
 }
@@ -185,6 +195,16 @@ void refill(int writer, FdRecord::Reader reader) {
 
 void restorePair(FdRecord::Reader f, RestoreContext& ctx) {
   auto s = f.getSocket();
+  if (ctx.treePipes != nullptr) {
+    auto shared = ctx.treePipes->find(kTreeSocket | s.getInode());
+    if (shared != ctx.treePipes->end()) {
+      // Its other end is in another member: the pair was made for the whole tree.
+      kj::AutoCloseFd mine(fcntl(shared->second.first, F_DUPFD_CLOEXEC, ctx.maxFd + 1));
+      if (mine == nullptr) fail(kj::str("cannot place socketpair fd ", f.getFd(), ": ", strerror(errno)));
+      sockets::placeSaved(kj::mv(mine), f);
+      return;
+    }
+  }
   const uint64_t key = kParkedPair | std::min(s.getInode(), s.getPeerInode());
   auto parked = ctx.parked.find(key);
   if (parked != ctx.parked.end()) {
@@ -228,6 +248,21 @@ void restore(FdRecord::Reader f, RestoreContext& ctx) {
 }
 
 }  // namespace
+
+void makeTreeSocketpair(FdRecord::Reader a, FdRecord::Reader b, const CallerFds& caller, kj::AutoCloseFd& aEnd,
+                        kj::AutoCloseFd& bEnd) {
+  int sv[2];
+  if (socketpair(AF_UNIX, static_cast<int>(a.getSocket().getType()) | SOCK_CLOEXEC, 0, sv) != 0) {
+    fail(kj::str("cannot make a socketpair for fd ", a.getFd(), ": ", strerror(errno)));
+  }
+  aEnd = kj::AutoCloseFd(sv[0]);
+  bEnd = kj::AutoCloseFd(sv[1]);
+  RestoreContext ctx{nullptr, 0, 2, nullptr, caller, {}, nullptr};
+  sockets::setSavedOptions(aEnd, a, ctx);
+  sockets::setSavedOptions(bEnd, b, ctx);
+  refill(bEnd, a);
+  refill(aEnd, b);
+}
 
 extern const FdKind kUnixSocket = {
     .kind = FdRecord::Kind::UNIX_SOCKET,

@@ -12,6 +12,10 @@ inline constexpr int kProtWrite = 2;
 inline constexpr int kProtExec = 4;
 
 inline constexpr int kMapShared = 0x01;
+inline constexpr int kShmRdonly = 010000;  // shmat flags (linux/shm.h)
+inline constexpr int kShmRemap = 040000;
+inline constexpr int kShmExec = 0100000;
+inline constexpr int kIpcRmid = 0;
 inline constexpr int kMapPrivate = 0x02;
 inline constexpr int kMapFixed = 0x10;
 inline constexpr int kMapAnonymous = 0x20;

@@ -542,7 +542,17 @@ void mapRegions() {
     const bool copyIn = testBit(g.needWrite, i);
     const int prot = static_cast<int>(r.prot) | (copyIn ? kProtWrite : 0);
     long m;
-    if (r.source == plan::kSourceFile) {
+    if (r.source == plan::kSourceSysvShm) {
+      // An attachment of a System V segment made again (same id) by migctl: shmat,
+      // so that the job's shmdt and the segment's attach count work as before.
+      const int flags = kShmRemap | ((prot & kProtWrite) ? 0 : kShmRdonly) | ((r.prot & kProtExec) ? kShmExec : 0);
+      m = sys::rawSyscall(sys::kShmat, static_cast<long>(r.reserved), static_cast<long>(r.start), flags);
+      if (m < 0) regionFail("attaching the System V segment of", r, m);
+      if (r.fileOffset & plan::kShmRemoveAfter) {
+        long rm = sys::rawSyscall(sys::kShmctl, static_cast<long>(r.reserved), kIpcRmid, 0);
+        if (rm < 0) regionFail("removing (IPC_RMID) the System V segment of", r, rm);
+      }
+    } else if (r.source == plan::kSourceFile) {
       const int mode = shared && (prot & kProtWrite) ? kOReadWrite : kOReadOnly;
       if (fd < 0 || fdPath != r.path || fdMode != mode) {
         closeFd(fd);

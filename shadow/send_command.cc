@@ -30,6 +30,7 @@
 #include "resources/precopy.h"
 #include "resources/proc_file.h"
 #include "resources/process_tree.h"
+#include "resources/sysv_ipc.h"
 #include "shadow/hex.h"
 #include "shadow/hop_fault.h"
 #include "shadow/network_policy.h"
@@ -238,6 +239,15 @@ int sendCommand(int argc, char** argv) {
   if (!only) {
     auto left = childrenLeftBehind(ctl->realPid());
     if (left.size() > 0) fail(treeRefusal(vpid > 0 ? vpid : pid, left, deputy != nullptr));
+  }
+  // System V objects are the kernel's of this host, named by ids the job holds: they
+  // cannot follow it yet (resources/sysv_ipc.h). Refused now, not after a move whose
+  // first semop would fail.
+  const pid_t self = static_cast<pid_t>(pid);
+  KJ_IF_MAYBE(object, resources::firstSysvObject(kj::arrayPtr(&self, 1))) {
+    fail(kj::str("cannot move PID ", pid, ": it uses the ", *object,
+                 ", which cannot follow it to another host (System V IPC stays with this host's kernel); the job runs on ",
+                 deputy != nullptr ? "at home" : "where it was"));
   }
   auto link = loginToPeer(io, key, linkMode, to).wait(ws);
   hopFaultPoint("send-login", [](kj::String why) { fail(kj::mv(why)); });

@@ -22,6 +22,8 @@ enum : long {
   kRtSigreturn = 15,
   kPread64 = 17,
   kMremap = 25,
+  kShmat = 30,
+  kShmctl = 31,
   kSetitimer = 38,
   kGetpid = 39,
   kClone = 56,
