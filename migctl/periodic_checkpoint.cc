@@ -110,6 +110,7 @@ int periodicCheckpoints(const PeriodicOptions& o) {
     capnp::MallocMessageBuilder header;
     image::fillHeader(header.initRoot<image::schema::Header>(), 0, block->vpid,
                       resources::readProcFile(realPid, "cmdline").c_str());
+    image::fillOwner(header.getRoot<image::schema::Header>(), realPid);
     image::ImageWriter w(file.sink(), header);
     if (parent.size() > 0) {
       capnp::MallocMessageBuilder p;
