@@ -73,6 +73,8 @@ void fillInfo(Daemon& d, rpc::NodeInfo::Builder info) {
   info.setMemAvailableKiB(avail);
   info.setDrained(d.admission().drained);
   info.setOwnerBack(d.admission().ownerBack);
+  info.setRunnable(d.runnable().average());
+  info.setCpus(d.cpus());
 }
 
 // Receives one image into the spool, then restores it. A transfer that stops (the
