@@ -40,7 +40,7 @@ double nowSeconds() {
 
 Daemon::Daemon(kj::AsyncIoContext& io, DaemonConfig config, ClusterKey key)
     : io_(io), config_(kj::mv(config)), key_(kj::mv(key)), errorHandler_(*this), tasks_(errorHandler_),
-      runnable_(config_.policy.balance.windowSeconds) {
+      runnable_(config_.policy.balance.windowSeconds, config_.policy.balance.sampleSeconds) {
   moves_.setObserver([this](const Move& m) { metrics_.countMove(m); });
 }
 

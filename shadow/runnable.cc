@@ -19,16 +19,35 @@ bool allDigits(const char* s) {
   return true;
 }
 
-// The state letter of /proc/PID/task/TID/stat: the field after the ')' of the name.
-char threadState(const char* path) {
+double uptimeSeconds() {
+  double up = 0;
+  if (FILE* f = fopen("/proc/uptime", "re")) {
+    if (fscanf(f, "%lf", &up) != 1) up = 0;
+    fclose(f);
+  }
+  return up;
+}
+
+// Whether the thread of /proc/PID/task/TID/stat is runnable (state R, the field after
+// the ')' of the name) and started at least `minAge` seconds before `uptime`
+// (starttime, field 22, in clock ticks since boot).
+bool runnableFor(const char* path, double uptime, double minAge) {
   FILE* f = fopen(path, "re");
-  if (f == nullptr) return '?';
-  char buf[512];
+  if (f == nullptr) return false;
+  char buf[1024];
   size_t n = fread(buf, 1, sizeof buf - 1, f);
   fclose(f);
   buf[n] = '\0';
   const char* close = strrchr(buf, ')');
-  return close != nullptr && close[1] == ' ' ? close[2] : '?';
+  if (close == nullptr || close[1] != ' ' || close[2] != 'R') return false;
+  const char* p = close + 2;  // field 3, the state
+  for (int field = 3; field < 22; ++field) {
+    p = strchr(p, ' ');
+    if (p == nullptr) return false;
+    ++p;
+  }
+  double start = strtod(p, nullptr) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return uptime - start >= minAge;
 }
 
 }  // namespace
@@ -37,6 +56,7 @@ void RunnableMeter::sample(double now) {
   Sample s;
   s.at = now;
   pid_t self = getpid();
+  double uptime = uptimeSeconds();
   if (DIR* proc = opendir("/proc")) {
     while (struct dirent* e = readdir(proc)) {
       if (!allDigits(e->d_name)) continue;
@@ -48,9 +68,9 @@ void RunnableMeter::sample(double now) {
       if (tasks == nullptr) continue;  // it ended meanwhile
       while (struct dirent* t = readdir(tasks)) {
         if (!allDigits(t->d_name)) continue;
-        char path[128];
+        char path[sizeof dir + 2 * sizeof t->d_name];
         snprintf(path, sizeof path, "%s/%s/stat", dir, t->d_name);
-        if (threadState(path) == 'R') s.running.add(pid);
+        if (runnableFor(path, uptime, minAge_)) s.running.add(pid);
       }
       closedir(tasks);
     }

@@ -4,7 +4,9 @@
 // time: CPU time says how much a thread got, not how much it wanted, and on a host
 // short of CPUs that difference is the point. And /proc/loadavg is the kernel's, which
 // simulated hosts (PID namespaces on one machine) share; the count is of the threads
-// this shadowd can see.
+// this shadowd can see. A thread counts once it has existed for minAgeSeconds (one
+// sample interval): the commands that run for a moment (a shell's `ls`, a `migctl
+// list`) do not make a host busy, a program that keeps computing does.
 #pragma once
 
 #include <kj/vector.h>
@@ -15,7 +17,7 @@ namespace mig::shadow {
 
 class RunnableMeter {
  public:
-  explicit RunnableMeter(double windowSeconds) : window_(windowSeconds) {}
+  RunnableMeter(double windowSeconds, double minAgeSeconds) : window_(windowSeconds), minAge_(minAgeSeconds) {}
 
   // Counts the runnable threads now (`now`: seconds on a monotonic clock), shadowd's
   // own excepted; drops the samples older than the window.
@@ -37,6 +39,7 @@ class RunnableMeter {
     kj::Vector<pid_t> running;  // the process of each runnable thread
   };
   double window_;
+  double minAge_;
   kj::Vector<Sample> samples_;
 };
 

@@ -1,7 +1,7 @@
 #!/bin/bash
 # balance.sh: the *balance* policy acting (docs/policies.md). Hosts a and b, each
 # shadowd with [balance] on and counting 1 CPU (the simulated hosts share the machine's).
-# A CPU-bound job runs on a alone: a is not busy, it stays. A busy loop not under mig
+# A CPU-bound job runs on a alone: a counts it, is not busy, and it stays. A busy loop not under mig
 # starts on a: a is busy (2 runnable on 1 CPU), b idle, and a's shadowd moves the job to
 # b on its own (a's log and migctl history say so). Then the loop on a is killed and one
 # starts on b: b is busy and a idle, but the job moved less than the no-return time ago
@@ -46,10 +46,18 @@ if ! wait_step job 3 60; then
   kill_job job
   cluster_end
 fi
-if [[ $(host_of "$(where job)") == a ]]; then
-  ok "job: computes on a, alone there, and stays"
+# a's count of runnable threads, as a's shadowd reports it (migctl nodes --json).
+runnable_a() {
+  hm a nodes --json 2>/dev/null | /usr/bin/python3 -c 'import json,sys
+print(next((n["runnable"] for n in json.load(sys.stdin)["nodes"] if n["name"] == "a"), -1))'
+}
+# Once a's shadowd counts the job (about 1 runnable on its 1 CPU: not busy), it decides
+# after each sample; the job is still on a.
+if wait_until 60 eval '/usr/bin/python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) >= 0.9 else 1)" "$(runnable_a)"' &&
+   [[ $(host_of "$(where job)") == a ]] && ! grep -q "balance: PID" "$T/shadowd-a.log"; then
+  ok "job: computes on a, alone there (a counts $(runnable_a) runnable on 1 CPU), and stays"
 else
-  fail "job: moved to $(host_of "$(where job)") though a was not busy"
+  fail "job: on $(host_of "$(where job)") with a counting $(runnable_a) runnable, though a was not busy"
   shadowd_logs a
 fi
 
