@@ -22,11 +22,7 @@
 namespace mig::shadow {
 namespace {
 
-double monotonicSeconds() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + ts.tv_nsec / 1e9;
-}
+double monotonicSeconds() { return RunnableMeter::clock(); }
 
 double share(double runnable, double cpus) { return runnable <= cpus ? 1 : cpus / runnable; }
 
@@ -262,7 +258,8 @@ kj::Promise<void> balanceLoop(Daemon& d, BalanceState& s) {
       .then([&d, &s, &p]() {
         double now = monotonicSeconds();
         auto& meter = d.runnable();
-        meter.sample(now);
+        // Without balance, only while someone reads the count (RunnableMeter::wanted).
+        if (p.enabled || meter.wanted(now)) meter.sample(now);
         bool idle = s.deciding == nullptr;
         // A full window measured (since shadowd started, and since the last move).
         bool measured = meter.coveredSeconds() >= p.windowSeconds - p.sampleSeconds - 1e-9 &&
@@ -309,7 +306,7 @@ kj::Promise<void> tryPlace(Daemon& d, pid_t pid, rpc::Local::PlaceResults::Build
 
 kj::Promise<void> watchBalance(Daemon& d) {
   auto s = kj::heap<BalanceState>();
-  d.runnable().sample(monotonicSeconds());
+  if (d.config().policy.balance.enabled) d.runnable().sample(monotonicSeconds());
   auto& ref = *s;
   return balanceLoop(d, ref).attach(kj::mv(s));
 }
@@ -321,6 +318,7 @@ kj::Promise<void> localPlace(Daemon& d, capnp::CallContext<rpc::Local::PlacePara
     const auto& p = d.config().policy.balance;
     double cpus = d.cpus();
     // What it gets here: the host's load besides it, and itself.
+    d.runnable().averageForReader(monotonicSeconds());  // (a sample now if none is fresh)
     double here = d.runnable().averageWithout(pid);
     double homeShare = share(here + 1, cpus);
     auto ranked = byShare(hosts);

@@ -141,7 +141,7 @@ kj::String renderMetrics(Daemon& d) {
   out.add(kj::str("mig_link_reconnects_total ", m.linkReconnects, "\n"));
 
   add("mig_host_runnable", "gauge", "Threads running or waiting for a CPU here, averaged over the balance window");
-  out.add(kj::str("mig_host_runnable ", num(d.runnable().average()), "\n"));
+  out.add(kj::str("mig_host_runnable ", num(d.runnable().averageForReader(RunnableMeter::clock())), "\n"));
   add("mig_host_drained", "gauge", "1 while this host is drained (migctl drain)");
   out.add(kj::str("mig_host_drained ", d.admission().drained ? 1 : 0, "\n"));
   return kj::strArray(out, "");

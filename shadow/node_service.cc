@@ -73,7 +73,7 @@ void fillInfo(Daemon& d, rpc::NodeInfo::Builder info) {
   info.setMemAvailableKiB(avail);
   info.setDrained(d.admission().drained);
   info.setOwnerBack(d.admission().ownerBack);
-  info.setRunnable(d.runnable().average());
+  info.setRunnable(d.runnable().averageForReader(RunnableMeter::clock()));
   info.setCpus(d.cpus());
 }
 

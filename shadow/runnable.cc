@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <dirent.h>
 #include <unistd.h>
 
@@ -28,26 +29,33 @@ double uptimeSeconds() {
   return up;
 }
 
-// Whether the thread of /proc/PID/task/TID/stat is runnable (state R, the field after
-// the ')' of the name) and started at least `minAge` seconds before `uptime`
-// (starttime, field 22, in clock ticks since boot).
-bool runnableFor(const char* path, double uptime, double minAge) {
+// What a sample needs of one /proc/.../stat: the state (the field after the ')' of the
+// name), the thread count (field 20) and the start (field 22, clock ticks since boot).
+struct Stat {
+  char state = '?';
+  long threads = 0;
+  double startSeconds = 0;
+};
+
+bool readStat(const char* path, Stat& out) {
   FILE* f = fopen(path, "re");
-  if (f == nullptr) return false;
+  if (f == nullptr) return false;  // it ended meanwhile
   char buf[1024];
   size_t n = fread(buf, 1, sizeof buf - 1, f);
   fclose(f);
   buf[n] = '\0';
   const char* close = strrchr(buf, ')');
-  if (close == nullptr || close[1] != ' ' || close[2] != 'R') return false;
-  const char* p = close + 2;  // field 3, the state
+  if (close == nullptr || close[1] != ' ') return false;
+  out.state = close[2];
+  const char* p = close + 2;  // field 3
   for (int field = 3; field < 22; ++field) {
     p = strchr(p, ' ');
     if (p == nullptr) return false;
     ++p;
+    if (field + 1 == 20) out.threads = strtol(p, nullptr, 10);
   }
-  double start = strtod(p, nullptr) / static_cast<double>(sysconf(_SC_CLK_TCK));
-  return uptime - start >= minAge;
+  out.startSeconds = strtod(p, nullptr) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return true;
 }
 
 }  // namespace
@@ -62,15 +70,24 @@ void RunnableMeter::sample(double now) {
       if (!allDigits(e->d_name)) continue;
       pid_t pid = static_cast<pid_t>(atoi(e->d_name));
       if (pid == self) continue;  // counting is what it is doing
+      char path[64];
+      snprintf(path, sizeof path, "/proc/%d/stat", pid);
+      Stat st;
+      if (!readStat(path, st)) continue;
+      if (st.threads <= 1) {  // most processes: their one thread is the process
+        if (st.state == 'R' && uptime - st.startSeconds >= minAge_) s.running.add(pid);
+        continue;
+      }
       char dir[64];
       snprintf(dir, sizeof dir, "/proc/%d/task", pid);
       DIR* tasks = opendir(dir);
-      if (tasks == nullptr) continue;  // it ended meanwhile
+      if (tasks == nullptr) continue;
       while (struct dirent* t = readdir(tasks)) {
         if (!allDigits(t->d_name)) continue;
-        char path[sizeof dir + 2 * sizeof t->d_name];
-        snprintf(path, sizeof path, "%s/%s/stat", dir, t->d_name);
-        if (runnableFor(path, uptime, minAge_)) s.running.add(pid);
+        char task[sizeof dir + 2 * sizeof t->d_name];
+        snprintf(task, sizeof task, "%s/%s/stat", dir, t->d_name);
+        Stat ts;
+        if (readStat(task, ts) && ts.state == 'R' && uptime - ts.startSeconds >= minAge_) s.running.add(pid);
       }
       closedir(tasks);
     }
@@ -83,6 +100,20 @@ void RunnableMeter::sample(double now) {
   kept.add(kj::mv(s));
   samples_ = kj::mv(kept);
 }
+
+double RunnableMeter::clock() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + ts.tv_nsec / 1e9;
+}
+
+double RunnableMeter::averageForReader(double now) {
+  lastRead_ = now;
+  if (samples_.size() == 0 || now - samples_.back().at > 2 * minAge_) sample(now);
+  return average();
+}
+
+bool RunnableMeter::wanted(double now) const { return now - lastRead_ <= kInterestSeconds; }
 
 double RunnableMeter::average() const { return averageWithout(0); }
 

@@ -17,6 +17,7 @@ namespace mig::shadow {
 
 class RunnableMeter {
  public:
+  // Samples are taken every minAgeSeconds ([balance] sample_seconds).
   RunnableMeter(double windowSeconds, double minAgeSeconds) : window_(windowSeconds), minAge_(minAgeSeconds) {}
 
   // Counts the runnable threads now (`now`: seconds on a monotonic clock), shadowd's
@@ -25,6 +26,18 @@ class RunnableMeter {
 
   // The average count over the window's samples (0 without samples).
   double average() const;
+  // The same for a reader (Node.info, placement, metrics), who wants a count that is
+  // not stale: when the meter was not sampling (balance off and nobody read it for
+  // kInterestSeconds), a sample is taken now, and sampling goes on while reads come.
+  double averageForReader(double now);
+  // Whether to keep sampling without balance: someone read the count lately.
+  bool wanted(double now) const;
+  // How long a read keeps the meter sampling without balance: a scan of /proc every
+  // sample interval costs a host of thousands of threads some ms each time, not worth
+  // paying while nobody looks.
+  static constexpr double kInterestSeconds = 120;
+  // The clock of `now` above (CLOCK_MONOTONIC, seconds).
+  static double clock();
   // The same without the threads of process `pid` (a job: the host's load besides it).
   double averageWithout(pid_t pid) const;
   // The share of the window's samples in which a thread of `pid` was runnable: whether
@@ -39,7 +52,8 @@ class RunnableMeter {
     kj::Vector<pid_t> running;  // the process of each runnable thread
   };
   double window_;
-  double minAge_;
+  double minAge_;              // also the sample interval
+  double lastRead_ = -1e18;
   kj::Vector<Sample> samples_;
 };
 
