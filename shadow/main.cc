@@ -301,7 +301,7 @@ int run(int argc, char** argv) {
           // Maintenance (shadow/maintenance.h): the guests leave first, unless signalled again.
           auto again = io.unixEventPort.onSignal(SIGTERM).exclusiveJoin(io.unixEventPort.onSignal(SIGINT));
           return sendGuestsAway(d).exclusiveJoin(again.then([&d](siginfo_t) {
-            d.log("stopping at once on a second signal: the jobs that migrated in and did not leave stop too");
+            d.log("stopping at once on a second signal: the jobs that migrated in and have not left stay here");
           }));
         })
         .exclusiveJoin(kj::mv(served))

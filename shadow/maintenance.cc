@@ -43,7 +43,7 @@ kj::Promise<void> sendGuestsAway(Daemon& d) {
         if (stuck.size() == 0) {
           d.log(kj::str("stopping: all ", moved, " job(s) that migrated in have left"));
         } else {
-          d.log(kj::str("stopping: ", moved, " job(s) left; ", stuck.size(), " could not move and stop with shadowd: ",
+          d.log(kj::str("stopping: ", moved, " job(s) left; ", stuck.size(), " could not move, still here: ",
                         kj::strArray(stuck, "; ")));
         }
       }, [&d](kj::Exception&& e) {

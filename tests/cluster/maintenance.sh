@@ -67,8 +67,8 @@ fi
 hm a drain >"$T/drain.out" 2>&1
 kill -TERM "${SD[b]}"
 if wait_until 90 sd_gone &&
-   grep -q "stopping: 0 job(s) left; 1 could not move and stop with shadowd: PID ${PID[job2]} of a (.*): no other host accepts it" "$T/shadowd-b.log"; then
-  ok "SIGTERM to b's shadowd with a drained: it exited, saying which job could not move: $(grep -m1 'could not move and stop' "$T/shadowd-b.log" | sed 's/^.*shadowd: //')"
+   grep -q "stopping: 0 job(s) left; 1 could not move, still here: PID ${PID[job2]} of a (.*): no other host accepts it" "$T/shadowd-b.log"; then
+  ok "SIGTERM to b's shadowd with a drained: it exited, saying which job could not move: $(grep -m1 'could not move, still here' "$T/shadowd-b.log" | sed 's/^.*shadowd: //')"
 else
   fail "SIGTERM to b's shadowd, nowhere to go: shadowd $(sd_gone && echo exited || echo 'still runs')"
   shadowd_logs b
