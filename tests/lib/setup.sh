@@ -16,6 +16,7 @@ MIG_PACKAGES=(
   libsodium-dev                   # host-to-host links: the X25519 handshake (records use OpenSSL, faster here)
   tcpdump                         # cluster test: a capture on the simulated bridge holds no plaintext
   libtomlplusplus-dev             # shadowd --policy FILE: TOML parsed by toml++ (docs/policies.md)
+  slurmctld slurmd slurm-client munge  # migration-slurm: a batch job moved live when Slurm drains its node
 )
 
 mig_install_deps() {
