@@ -328,6 +328,8 @@ int nodes(const QueryOptions& o) {
         o.setMemAvailableKiB(static_cast<double>(info.getMemAvailableKiB()));
         o.setDrained(info.getDrained());
         o.setOwnerBack(info.getOwnerBack());
+        o.setRunnable(info.getRunnable());
+        o.setCpus(info.getCpus());
       } else {
         o.setError(n.getError());
       }

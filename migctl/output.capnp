@@ -34,6 +34,8 @@ struct Node {
   memAvailableKiB @7 :Float64;  # MemAvailable, KiB (reachable only)
   drained @8 :Bool;          # migctl drain: takes no new jobs (reachable only)
   ownerBack @9 :Bool;        # owner returns policy: its own processes are busy, takes no new jobs
+  runnable @10 :Float64;     # threads running or waiting for a CPU there, averaged (reachable only)
+  cpus @11 :Float64;         # the CPUs it counts as its own (reachable only)
 }
 
 struct NodeList {

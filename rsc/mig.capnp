@@ -48,6 +48,10 @@ struct NodeInfo {
   memAvailableKiB @4 :UInt64;
   drained @5 :Bool;        # migctl drain: refuses new jobs (docs/policies.md)
   ownerBack @6 :Bool;      # its own processes are busy (owner returns): refuses new jobs
+  runnable @7 :Float64;    # threads running or waiting for a CPU on this host, averaged
+                           # over the balance window (shadow/runnable.h): its own load,
+                           # unlike load1, which simulated hosts on one machine share
+  cpus @8 :Float64;        # the CPUs it counts as its own ([balance] cpus)
 }
 
 interface Node {
@@ -196,6 +200,9 @@ interface Local {
   # new jobs, and every job that migrated in there leaves for the least loaded host that
   # accepts it (with `all`, the jobs at home there too); a move is not started after
   # timeLimitMs (0: the host's policy). Answers once every move is done, one per job.
+  place @7 (pid :Int32) -> (moved :Bool, destination :Text, freezeMs :Float64, reason :Text);
+  # migctl run --anywhere: the job `pid`, just started here, goes to the host where it
+  # gets the most CPU (shadow/balance.h, placeJob), or stays (moved false, `reason`).
 }
 
 struct MoveRecord {

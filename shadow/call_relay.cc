@@ -76,6 +76,11 @@ class RelayConnection final : public CallOrigin {
   }
 
   kj::Promise<void> handle(kj::Array<kj::byte> request) {
+    auto& m = d_.metrics();
+    if (!(header_.flags & rsc::kBarrier)) {
+      ++m.forwardedCalls;
+      m.forwardedBytesOut += request.size();
+    }
     if (header_.flags & rsc::kNoReply) {
       rsc::PipelinedWrite w;
       if (!rsc::parsePipelinedWrite(request, w)) fail(kj::str("call relay: malformed pipelined write"));
@@ -93,6 +98,7 @@ class RelayConnection final : public CallOrigin {
       });
     }
     return calls().call(kj::mv(request)).then([this](kj::Array<kj::byte> reply) {
+      d_.metrics().forwardedBytesIn += reply.size();
       if (reply.size() > 0) sendReply(kj::mv(reply));
     });
   }

@@ -39,7 +39,16 @@ double nowSeconds() {
 }
 
 Daemon::Daemon(kj::AsyncIoContext& io, DaemonConfig config, ClusterKey key)
-    : io_(io), config_(kj::mv(config)), key_(kj::mv(key)), errorHandler_(*this), tasks_(errorHandler_) {}
+    : io_(io), config_(kj::mv(config)), key_(kj::mv(key)), errorHandler_(*this), tasks_(errorHandler_),
+      runnable_(config_.policy.balance.windowSeconds, config_.policy.balance.sampleSeconds) {
+  moves_.setObserver([this](const Move& m) { metrics_.countMove(m); });
+}
+
+double Daemon::cpus() const {
+  if (config_.policy.balance.cpus > 0) return config_.policy.balance.cpus;
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<double>(n) : 1;
+}
 
 kj::Promise<void> Daemon::hostedJobGone(uint64_t id) {
   KJ_IF_MAYBE(j, hostedJobs().find(id)) {
@@ -80,6 +89,11 @@ kj::Promise<rpc::Node::Client> Daemon::peer(kj::StringPtr nameOrAddress) {
     rpc::Node::Client node = link->node;
     // Forget the link when it breaks, so the next use connects again.
     auto key = kj::str(address);
+    if (linkedBefore_.find(address) != nullptr) {
+      ++metrics_.linkReconnects;
+    } else {
+      linkedBefore_.insert(kj::str(address), true);
+    }
     tasks_.add(link->client->onDisconnect().then([this, key = kj::mv(key)]() { dropPeer(key); }));
     peers_.insert(kj::mv(address), kj::mv(link));
     return node;

@@ -6,10 +6,12 @@
 #include "shadow/cluster_key.h"
 #include "shadow/hex.h"
 #include "shadow/job_calls.h"
+#include "shadow/metrics.h"
 #include "shadow/mig.capnp.h"
 #include "shadow/move_history.h"
 #include "shadow/peer_login.h"
 #include "shadow/policy.h"
+#include "shadow/runnable.h"
 
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
@@ -43,6 +45,9 @@ struct DaemonConfig {
   // A hop whose image makes no progress for this long is cancelled: the sender resumes
   // the job where it was, the destination deletes what it received.
   uint64_t transferTimeoutMs = 30000;
+  uint16_t metricsPort = 0;   // --metrics-port: Prometheus metrics on 127.0.0.1 (0: none)
+  // --stop-time-limit: on SIGTERM, no move of a guest away is started after this long.
+  uint64_t stopTimeLimitMs = 60000;
   PolicyConfig policy;        // --policy FILE (docs/policies.md)
 };
 
@@ -132,6 +137,12 @@ class Daemon {
 
   // Whether new jobs are taken here (drain, owner returns: shadow/drain.h).
   HostAdmission& admission() { return admission_; }
+  // This host's runnable threads (balance, placement, NodeInfo.runnable) and the CPUs
+  // it counts as its own ([balance] cpus, else the CPUs online).
+  RunnableMeter& runnable() { return runnable_; }
+  // What shadowd counts for --metrics-port (shadow/metrics.h).
+  Metrics& metrics() { return metrics_; }
+  double cpus() const;
 
   kj::TaskSet& tasks() { return tasks_; }
   void log(kj::StringPtr line);
@@ -155,6 +166,9 @@ class Daemon {
   kj::HashMap<uint64_t, kj::Own<HostedJob>> hostedJobs_;
   MoveHistory moves_;
   HostAdmission admission_;
+  RunnableMeter runnable_;
+  Metrics metrics_;
+  kj::HashMap<kj::String, bool> linkedBefore_;  // peers a link was ever made to (reconnects)
 };
 
 double nowSeconds();

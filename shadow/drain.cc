@@ -37,6 +37,14 @@ kj::String nameOf(Daemon& d, kj::StringPtr address) {
   return kj::str(address);
 }
 
+HopResult hopResult(rpc::MigrationResult::Reader r) {
+  HopResult h;
+  h.freezeMs = r.getFreezeMs();
+  h.imageBytes = r.getImageBytes();
+  h.transferMs = r.getTransferMs();
+  return h;
+}
+
 struct Target {
   uint64_t hostedId = 0;  // a job that migrated in; 0: a job at home here (pid)
   double askedAt = 0;     // when its turn came (CLOCK_REALTIME seconds, for the history)
@@ -83,32 +91,7 @@ kj::Promise<kj::Array<Destination>> destinations(Daemon& d) {
 
 // One hop of one job to `name`; resolves with its freeze time.
 kj::Promise<double> moveOne(Daemon& d, const Target& t, kj::StringPtr name) {
-  if (t.hostedId != 0) {
-    HostedJob* job = nullptr;
-    KJ_IF_MAYBE(j, d.hostedJobs().find(t.hostedId)) { job = j->get(); }
-    require(job != nullptr, "it ended before its turn");
-    require(job->running && !job->leaving, "it is already moving");
-    job->leaving = true;
-    auto msg = kj::heap<capnp::MallocMessageBuilder>();
-    auto result = msg->initRoot<rpc::MigrationResult>();
-    uint64_t id = t.hostedId;
-    return d.runSender(result, job->realPid, job->id, job->token, job->home, job->vpid, job->command,
-                       d.resolveNode(name), job->network, false)
-        .then([result]() mutable { return result.asReader().getFreezeMs(); },
-              [&d, id](kj::Exception&& e) -> double {
-                KJ_IF_MAYBE(j, d.hostedJobs().find(id)) { (*j)->leaving = false; }
-                kj::throwFatalException(kj::mv(e));
-              })
-        .attach(kj::mv(msg));
-  }
-  rpc::Local::Client local = makeLocal(d);
-  auto req = local.migrateRequest();
-  req.setPid(t.pid);
-  req.setTo(name);
-  req.setNetwork(rpc::NetworkPolicy::HOME);
-  return req.send()
-      .then([](capnp::Response<rpc::Local::MigrateResults> r) { return r.getResult().getFreezeMs(); })
-      .attach(kj::mv(local));
+  return moveJob(d, t.hostedId, t.pid, name).then([](HopResult r) { return r.freezeMs; });
 }
 
 void record(Daemon& d, Round& r, const Target& t, kj::Maybe<kj::StringPtr> to, double freezeMs, kj::StringPtr error) {
@@ -193,6 +176,35 @@ kj::Promise<void> moveFrom(Daemon& d, Round& r, size_t i) {
 }
 
 }  // namespace
+
+kj::Promise<HopResult> moveJob(Daemon& d, uint64_t hostedId, pid_t pid, kj::StringPtr name) {
+  if (hostedId != 0) {
+    HostedJob* job = nullptr;
+    KJ_IF_MAYBE(j, d.hostedJobs().find(hostedId)) { job = j->get(); }
+    require(job != nullptr, "it ended before its turn");
+    require(job->running && !job->leaving, "it is already moving");
+    job->leaving = true;
+    auto msg = kj::heap<capnp::MallocMessageBuilder>();
+    auto result = msg->initRoot<rpc::MigrationResult>();
+    uint64_t id = hostedId;
+    return d.runSender(result, job->realPid, job->id, job->token, job->home, job->vpid, job->command,
+                       d.resolveNode(name), job->network, false)
+        .then([result]() mutable { return hopResult(result.asReader()); },
+              [&d, id](kj::Exception&& e) -> HopResult {
+                KJ_IF_MAYBE(j, d.hostedJobs().find(id)) { (*j)->leaving = false; }
+                kj::throwFatalException(kj::mv(e));
+              })
+        .attach(kj::mv(msg));
+  }
+  rpc::Local::Client local = makeLocal(d);
+  auto req = local.migrateRequest();
+  req.setPid(pid);
+  req.setTo(name);
+  req.setNetwork(rpc::NetworkPolicy::HOME);
+  return req.send()
+      .then([](capnp::Response<rpc::Local::MigrateResults> r) { return hopResult(r.getResult()); })
+      .attach(kj::mv(local));
+}
 
 kj::Maybe<kj::String> admissionRefusal(Daemon& d) {
   auto& a = d.admission();

@@ -19,6 +19,18 @@ struct MoveOutcome {
   kj::String error;            // why not (not moved)
 };
 
+// What a hop of one job measured (rpc::MigrationResult's figures that policies use).
+struct HopResult {
+  double freezeMs = 0;
+  uint64_t imageBytes = 0;
+  double transferMs = 0;   // capture and transfer of the image
+};
+
+// One hop, through the same sender as `migctl migrate`: a job that migrated in
+// (hostedId, HostedJob) or, with hostedId 0, the job `pid` at home here (Local.migrate,
+// which keeps its history entry; the caller keeps the others').
+kj::Promise<HopResult> moveJob(Daemon& d, uint64_t hostedId, pid_t pid, kj::StringPtr name);
+
 // Why this host refuses a new job now (drained, its owner is back), or nothing.
 kj::Maybe<kj::String> admissionRefusal(Daemon& d);
 

@@ -2,6 +2,7 @@
 // the deputies of jobs whose home is here (register, forward a signal).
 #include "resources/proc_owner.h"
 #include "shadow/child_process.h"
+#include "shadow/balance.h"
 #include "shadow/drain.h"
 #include "shadow/error.h"
 #include "shadow/services.h"
@@ -496,6 +497,7 @@ class LocalImpl final : public rpc::Local::Server {
   }
 
   kj::Promise<void> drain(DrainContext context) override { return localDrain(d_, kj::mv(context)); }
+  kj::Promise<void> place(PlaceContext context) override { return localPlace(d_, kj::mv(context)); }
 
  private:
   // `to`: where the job runs now (the migration worked), or null.
@@ -536,6 +538,16 @@ kj::Promise<void> sendSignal(Daemon& d, HomeJob& job, int sig, kj::ArrayPtr<cons
 }
 
 rpc::Local::Client makeLocal(Daemon& d) { return kj::heap<LocalImpl>(d); }
+
+size_t untrackedJobsHere(Daemon& d) {
+  size_t n = 0;
+  for (pid_t pid : shimProcesses()) {
+    bool known = d.homeJobByVpid(pid) != nullptr;
+    for (auto& e : d.hostedJobs()) known = known || e.value->realPid == pid;
+    n += known ? 0 : 1;
+  }
+  return n;
+}
 
 void watchDeputy(Daemon& d, uint64_t jobId, kj::AutoCloseFd pidfd) {
   // The observer must go before the fd it watches: members die in reverse order.

@@ -2,9 +2,12 @@
 // that run here elsewhere, relays the calls of jobs that run here to their homes,
 // and serves as home (through the deputies) for jobs that started here.
 #include "migctl/cli.h"
+#include "shadow/balance.h"
 #include "shadow/child_process.h"
 #include "shadow/drain.h"
 #include "shadow/local_socket.h"
+#include "shadow/maintenance.h"
+#include "shadow/metrics.h"
 #include "shadow/error.h"
 #include "shadow/hop_fault.h"
 #include "shadow/services.h"
@@ -136,8 +139,19 @@ kj::MainFunc optionsMain(cli::Context& cli, Options& o, bool& parsed) {
       .addOptionWithArg({"policy"}, [&c](kj::StringPtr v) -> V {
         KJ_IF_MAYBE(why, loadPolicy(v, c.policy)) { return kj::mv(*why); }
         return true;
-      }, "FILE", "the policies (TOML: [owner_returns], [drain]; docs/policies.md); a key it does not "
+      }, "FILE", "the policies (TOML: [owner_returns], [drain], [balance]; docs/policies.md); a key it does not "
                  "know, a wrong type or a bad number is refused with its line")
+      .addOptionWithArg({"metrics-port"}, [&c](kj::StringPtr v) -> V {
+        long n = 0;
+        KJ_IF_MAYBE(why, cli::parseCount(v, 1, 65535, n)) { return kj::mv(*why); }
+        c.metricsPort = static_cast<uint16_t>(n);
+        return true;
+      }, "PORT", "serve Prometheus metrics at http://127.0.0.1:PORT/metrics (loopback only; "
+                 "default: none; docs/metrics.md)")
+      .addOptionWithArg({"stop-time-limit"}, seconds(c.stopTimeLimitMs), "S",
+                        "on SIGTERM the jobs that migrated in leave first (home or to another host); "
+                        "no move is started after S seconds, then shadowd exits and logs the ones "
+                        "left (default: 60; a second SIGTERM exits at once)")
       .addOptionWithArg({"log"}, [&o](kj::StringPtr v) -> V {
         o.logPath = kj::str(v);
         return true;
@@ -283,6 +297,20 @@ int run(int argc, char** argv) {
     }
     peerServing = gated.serve(*peerListener);
   }
+  kj::Promise<void> metricsServing = kj::NEVER_DONE;
+  if (cfg.metricsPort != 0) {
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+      auto listener = network.parseAddress("127.0.0.1", cfg.metricsPort).wait(io.waitScope)->listen();
+      metricsServing = serveMetrics(d, kj::mv(listener));
+    })) {
+      fprintf(stderr, "shadowd: cannot serve metrics on 127.0.0.1:%u: %s\n", cfg.metricsPort,
+              e->getDescription().cStr());
+      unlink(cfg.socketPath.cStr());
+      unlink(cfg.relayPath.cStr());
+      return 1;
+    }
+    d.log(kj::str("metrics: http://127.0.0.1:", cfg.metricsPort, "/metrics"));
+  }
   d.log(kj::str("listening on ", cfg.listen.size() > 0 ? cfg.listen.asPtr() : "(no network)", ", local socket ",
                 cfg.socketPath, d.key().present() ? ", cluster key loaded" : ", no cluster key"));
   if (fault.action != HopFaultAction::NONE) {
@@ -300,14 +328,29 @@ int run(int argc, char** argv) {
                   " CPUs or more for ", own.sustainSeconds, " s (sampled every ", own.sampleSeconds, " s)"));
   }
   d.tasks().add(watchOwner(d));
+  auto& bal = cfg.policy.balance;
+  if (bal.enabled) {
+    d.log(kj::str("policy: balance: a job leaves this host when busy (", d.cpus(), " CPUs) for one where the gain beats "
+                  "the cost; no return within ", bal.noReturnSeconds, " s"));
+  }
+  d.tasks().add(watchBalance(d));
 
   auto stop = io.unixEventPort.onSignal(SIGTERM).exclusiveJoin(io.unixEventPort.onSignal(SIGINT));
-  auto served = localServing.exclusiveJoin(kj::mv(relayServing)).exclusiveJoin(kj::mv(peerServing));
+  auto served = localServing.exclusiveJoin(kj::mv(relayServing))
+                    .exclusiveJoin(kj::mv(peerServing))
+                    .exclusiveJoin(kj::mv(metricsServing));
   int status = 0;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-    stop.then([&d](siginfo_t si) {
+    stop.then([&d, &io](siginfo_t si) {
           d.log(kj::str("stopping on signal ", si.si_signo));
-          return stopWhenFree(d);
+          // Maintenance (shadow/maintenance.h): the guests leave first; then shadowd
+          // stays for the jobs that still need it (stopWhenFree), unless signalled again.
+          auto again = io.unixEventPort.onSignal(SIGTERM).exclusiveJoin(io.unixEventPort.onSignal(SIGINT));
+          return sendGuestsAway(d)
+              .then([&d]() { return stopWhenFree(d); })
+              .exclusiveJoin(again.then([&d](siginfo_t) {
+                d.log("stopping at once on a second signal: the jobs that still needed this shadowd lose it");
+              }));
         })
         .exclusiveJoin(kj::mv(served))
         .wait(io.waitScope);

@@ -6,6 +6,7 @@
 
 #include "shadow/mig.capnp.h"
 
+#include <kj/function.h>
 #include <kj/string.h>
 #include <kj/vector.h>
 
@@ -32,7 +33,11 @@ class MoveHistory {
   // Enough for a screen of recent moves and a drain of a busy host.
   static constexpr size_t kKept = 100;
 
+  // Called with every move added (shadowd's metrics count them), before it is kept.
+  void setObserver(kj::Function<void(const Move&)> observer) { observer_ = kj::mv(observer); }
+
   void add(Move move) {
+    KJ_IF_MAYBE(o, observer_) { (*o)(move); }
     if (moves_.size() == kKept) {
       // Rare (once per move past 100) and small: shift rather than keep a ring's head.
       kj::Vector<Move> kept(kKept);
@@ -63,6 +68,7 @@ class MoveHistory {
 
  private:
   kj::Vector<Move> moves_;
+  kj::Maybe<kj::Function<void(const Move&)>> observer_;
 };
 
 }  // namespace mig::shadow

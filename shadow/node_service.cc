@@ -76,6 +76,8 @@ void fillInfo(Daemon& d, rpc::NodeInfo::Builder info) {
   info.setMemAvailableKiB(avail);
   info.setDrained(d.admission().drained);
   info.setOwnerBack(d.admission().ownerBack);
+  info.setRunnable(d.runnable().averageForReader(RunnableMeter::clock()));
+  info.setCpus(d.cpus());
 }
 
 // A job restored here up to "ready, not running" (its `migctl restart --migrated

@@ -87,6 +87,18 @@ kj::Maybe<kj::String> parsePolicy(kj::StringPtr text, kj::StringPtr path, Policy
   Key drainKeys[] = {
       {"time_limit_seconds", &out.drain.timeLimitSeconds, nullptr, 0, 86400, true},
   };
+  auto& b = out.balance;
+  Key balanceKeys[] = {
+      {"enabled", nullptr, &b.enabled},
+      {"cpus", &b.cpus, nullptr, 0, 4096},
+      {"sample_seconds", &b.sampleSeconds, nullptr, 0.1, 3600},
+      {"window_seconds", &b.windowSeconds, nullptr, 0.1, 86400},
+      {"no_return_seconds", &b.noReturnSeconds, nullptr, 0, 86400 * 365},
+      {"min_share_gain", &b.minShareGain, nullptr, 0, 1, true},
+      {"age_multiple", &b.ageMultiple, nullptr, 0, 1e6},
+      {"fixed_cost_seconds", &b.fixedCostSeconds, nullptr, 0, 3600},
+      {"default_bytes_per_second", &b.defaultBytesPerSecond, nullptr, 1e3, 1e12},
+  };
   for (auto&& [k, node] : root) {
     kj::StringPtr name = nullptr;
     kj::ArrayPtr<Key> keys;
@@ -96,9 +108,12 @@ kj::Maybe<kj::String> parsePolicy(kj::StringPtr text, kj::StringPtr path, Policy
     } else if (k.str() == "drain") {
       name = "drain";
       keys = drainKeys;
+    } else if (k.str() == "balance") {
+      name = "balance";
+      keys = balanceKeys;
     } else {
       return at(path, k.source(), kj::str("unknown table '", std::string(k.str()).c_str(),
-                                          "' (known: [owner_returns], [drain])"));
+                                          "' (known: [owner_returns], [drain], [balance])"));
     }
     auto table = node.as_table();
     if (table == nullptr) return at(path, node.source(), kj::str("'", name, "' must be a table ([", name, "])"));
@@ -107,6 +122,10 @@ kj::Maybe<kj::String> parsePolicy(kj::StringPtr text, kj::StringPtr path, Policy
   if (o.sampleSeconds > o.sustainSeconds) {
     return kj::str(path, ": owner_returns.sample_seconds (", o.sampleSeconds,
                    ") must not be longer than owner_returns.sustain_seconds (", o.sustainSeconds, ")");
+  }
+  if (b.sampleSeconds > b.windowSeconds) {
+    return kj::str(path, ": balance.sample_seconds (", b.sampleSeconds,
+                   ") must not be longer than balance.window_seconds (", b.windowSeconds, ")");
   }
   return nullptr;
 }

@@ -28,10 +28,8 @@ struct DrainParams {
   double timeLimitSeconds = 120;
 };
 
-struct PolicyConfig {
-  OwnerReturnsParams ownerReturns;
-  DrainParams drain;
-};
+struct PolicyConfig;  // below, after the parameters of every policy
+
 
 // Whether this host takes new jobs, and why not (NodeInfo.drained, ownerBack).
 struct HostAdmission {
@@ -83,7 +81,7 @@ struct Destination {
 // then name.
 kj::Vector<size_t> rankDestinations(kj::ArrayPtr<const Destination> hosts, kj::StringPtr self);
 
-// *balance* (the rule only; shadowd does not act on it yet: docs/policies.md). A job
+// *balance* (docs/policies.md; shadow/balance.h acts on it). A job
 // may move from its host (src) to another (dst) when all of these hold:
 //   - it has not moved for noReturnSeconds (no ping-pong);
 //   - the CPU share it can expect there beats the one it has by minShareGain, a share
@@ -95,6 +93,10 @@ kj::Vector<size_t> rankDestinations(kj::ArrayPtr<const Destination> hosts, kj::S
 //   - the expected gain, the share gained times that expected remaining time, is
 //     more than the cost.
 struct BalanceParams {
+  bool enabled = false;
+  double cpus = 0;               // this host's CPUs; 0: the CPUs online (sysconf)
+  double sampleSeconds = 1;      // how often the runnable threads are counted
+  double windowSeconds = 5;      // a host's load: the average count over this long
   double noReturnSeconds = 120;
   double minShareGain = 0.25;
   double ageMultiple = 4;
@@ -118,6 +120,12 @@ struct BalanceDecision {
   double costSeconds = 0;    // the move's estimated freeze time
   double gainSeconds = 0;    // the CPU time it is expected to gain
   kj::StringPtr why;         // the condition that decided (a static string)
+};
+
+struct PolicyConfig {
+  OwnerReturnsParams ownerReturns;
+  DrainParams drain;
+  BalanceParams balance;
 };
 
 BalanceDecision shouldBalance(const BalanceInput& in, const BalanceParams& p);

@@ -46,7 +46,8 @@ TEST_CASE("an unknown key is refused with its line and the known keys") {
   CHECK(errorOf("[owner_returns]\nenabled = true\nthreshhold = 2\n") ==
         "p.toml:3:1: unknown key 'owner_returns.threshhold' (known in [owner_returns]: enabled, threshold, "
         "sustain_seconds, sample_seconds)");
-  CHECK(errorOf("\n[balance]\n") == "p.toml:2:2: unknown table 'balance' (known: [owner_returns], [drain])");
+  CHECK(errorOf("\n[balancing]\n") ==
+        "p.toml:2:2: unknown table 'balancing' (known: [owner_returns], [drain], [balance])");
   CHECK(errorOf("enabled = true\n").find("p.toml:1:1: unknown table 'enabled'") == 0);
 }
 
@@ -243,4 +244,30 @@ TEST_CASE("balance: equal hosts, or a host with spare CPUs, give no gain") {
   in = busyToIdle();
   in.dstLoad = 2;  // there it would be one of 3 as well
   CHECK_FALSE(shouldBalance(in, BalanceParams()).move);
+}
+
+TEST_CASE("balance: the [balance] table sets the rule's constants; off by default") {
+  PolicyConfig c;
+  CHECK(parsePolicy("", "p.toml", c) == nullptr);
+  CHECK_FALSE(c.balance.enabled);
+  CHECK(c.balance.noReturnSeconds == 120);
+  auto e = parsePolicy(
+      "[balance]\nenabled = true\ncpus = 1\nsample_seconds = 0.5\nwindow_seconds = 3\nno_return_seconds = 600\n"
+      "min_share_gain = 0.3\nage_multiple = 2\nfixed_cost_seconds = 0.2\ndefault_bytes_per_second = 1e8\n",
+      "p.toml", c);
+  CHECK(e == nullptr);
+  CHECK(c.balance.enabled);
+  CHECK(c.balance.cpus == 1);
+  CHECK(c.balance.sampleSeconds == 0.5);
+  CHECK(c.balance.windowSeconds == 3);
+  CHECK(c.balance.noReturnSeconds == 600);
+  CHECK(c.balance.minShareGain == 0.3);
+  CHECK(c.balance.ageMultiple == 2);
+  CHECK(c.balance.fixedCostSeconds == 0.2);
+  CHECK(c.balance.defaultBytesPerSecond == 1e8);
+  CHECK(errorOf("[balance]\nmin_share_gain = 0\n") ==
+        "p.toml:2:18: 'balance.min_share_gain' = 0 is out of range: it must be above 0 and at most 1");
+  CHECK(errorOf("[balance]\nsample_seconds = 5\nwindow_seconds = 2\n") ==
+        "p.toml: balance.sample_seconds (5) must not be longer than balance.window_seconds (2)");
+  CHECK(errorOf("[balance]\nenable = true\n").find("unknown key 'balance.enable'") != std::string::npos);
 }

@@ -13,6 +13,10 @@ rpc::Node::Client makeNode(Daemon& d);
 
 rpc::Local::Client makeLocal(Daemon& d);
 
+// The processes under libmig.so here that shadowd has no job for: jobs at home that
+// never moved (`migctl list` shows them `running`).
+size_t untrackedJobsHere(Daemon& d);
+
 // Ends the job (wherever it runs) when its deputy, the process `pidfd` refers to, ends
 // before the job has: killed, or failed to start.
 void watchDeputy(Daemon& d, uint64_t jobId, kj::AutoCloseFd pidfd);

@@ -16,7 +16,7 @@ MIG_PACKAGES=(
   libsodium-dev                   # host-to-host links: the X25519 handshake (records use OpenSSL, faster here)
   tcpdump                         # cluster test: a capture on the simulated bridge holds no plaintext
   libtomlplusplus-dev             # shadowd --policy FILE: TOML parsed by toml++ (docs/policies.md)
-  slurmd slurmctld slurm-client munge  # migration-slurm: a Slurm batch job moved when its node is drained (examples/slurm)
+  slurmctld slurmd slurm-client munge  # migration-slurm: a batch job moved live when Slurm drains its node
   sqlite3                         # migration-sqlite: Debian's sqlite3 reads the database at home and checks its integrity
   make                            # migration-tree-move: a make -j2 build is a real process tree
 )

@@ -126,6 +126,7 @@ cleanup() {
   if (( KEEP )); then echo "# kept $T"; else rm -rf "$T"; fi
 }
 SHADOWD_ARGS=()               # more shadowd options, set by a scenario before cluster_up
+CLUSTER_POLICY=""             # a policy file's text: every shadowd of cluster_up gets it (--policy)
 start_shadowd() {  # start_shadowd HOST KEYFILE
   SD[$1]=$(mh spawn "$C" "$1" "$T/shadowd-$1.log" -- env MIG_DEPUTY="$DEPUTY" MIG_MIGCTL="$MIGCTL" \
     "$SHADOWD" --listen "${ADDR[$1]}:$PORT" --cluster-key "$2" --nodes "$T/nodes" ${SHADOWD_ARGS[@]+"${SHADOWD_ARGS[@]}"})
@@ -157,6 +158,10 @@ cluster_up() {
   head -c 32 /dev/urandom >"$T/key"
   head -c 32 /dev/urandom >"$T/other.key"
   chmod 600 "$T/key" "$T/other.key"
+  if [[ -n $CLUSTER_POLICY ]]; then
+    printf '%s\n' "$CLUSTER_POLICY" >"$T/policy.toml"
+    SHADOWD_ARGS+=(--policy "$T/policy.toml")
+  fi
   for h in "$@"; do
     if [[ $h == d ]]; then start_shadowd d "$T/other.key"; else start_shadowd "$h" "$T/key"; fi
   done
