@@ -5,9 +5,11 @@
 # shadowd exits, its log saying the job left.
 # The first job finishes (at home) with exactly the output of an undisturbed run.
 # Then b's shadowd is started again, a second job is moved to b, and a is drained: with
-# no host that takes it, the SIGTERM to b's shadowd gives up on it and exits saying
-# which job could not move. (The first job ends first: once back home it runs on a as a
-# job that migrated in, which a drain of a would move away.)
+# no host that takes it, the SIGTERM to b's shadowd says which job could not move and
+# stays for it (its calls home go through b: docs/design.md, "Stopping shadowd"); the
+# job finishes exact there, and then b's shadowd exits by itself. (The first job ends
+# first: once back home it runs on a as a job that migrated in, which a drain of a
+# would move away.)
 #
 # usage: maintenance.sh CPU_JOB OPTIONS (lib/cluster_lib.sh); meson runs it as test
 # 'migration-maintenance' (suite cluster) with every path filled in.
@@ -66,11 +68,19 @@ if ! wait_step job2 3 60 || ! migrate job2 b; then
 fi
 hm a drain >"$T/drain.out" 2>&1
 kill -TERM "${SD[b]}"
-if wait_until 90 sd_gone &&
-   grep -q "stopping: 0 job(s) left; 1 could not move, still here: PID ${PID[job2]} of a (.*): no other host accepts it" "$T/shadowd-b.log"; then
-  ok "SIGTERM to b's shadowd with a drained: it exited, saying which job could not move: $(grep -m1 'could not move, still here' "$T/shadowd-b.log" | sed 's/^.*shadowd: //')"
+could_not() { grep -q "stopping: 0 job(s) left; 1 could not move, still here: PID ${PID[job2]} of a (.*): no other host accepts it" "$T/shadowd-b.log"; }
+if wait_until 90 could_not && grep -q "not stopping yet: 1 job(s)" "$T/shadowd-b.log" && ! sd_gone; then
+  ok "SIGTERM to b's shadowd with a drained: it says which job could not move and stays for it: $(grep -m1 'could not move, still here' "$T/shadowd-b.log" | sed 's/^.*shadowd: //')"
 else
-  fail "SIGTERM to b's shadowd, nowhere to go: shadowd $(sd_gone && echo exited || echo 'still runs')"
+  fail "SIGTERM to b's shadowd, nowhere to go: shadowd $(sd_gone && echo exited || echo 'still runs'), no line saying it stays for the job"
+  shadowd_logs b
+fi
+touch "$(jfile job2 data)/go2"
+compare job2 ref 0  # cpu_job prints the same whatever its GO file is called
+if wait_until 30 sd_gone; then
+  ok "b's shadowd exited by itself once the job it stayed for had ended"
+else
+  fail "b's shadowd still runs after the job it stayed for ended"
   shadowd_logs b
 fi
 hm a undrain >/dev/null 2>&1

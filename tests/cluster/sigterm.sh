@@ -7,7 +7,9 @@
 # then b's shadowd stops by itself. Started again on b, it takes the second job;
 # SIGTERM to a's shadowd, that job's home, leaves it running on b too, it finishes
 # exact, and a's shadowd stops by itself. (Before: shadowd exited at once and the
-# job died at its next call home.)
+# job died at its next call home.) a is drained first: a stopping shadowd first
+# sends its guests to a host that takes them (migration-maintenance), here none, so
+# b's stays for the job.
 #
 # usage: sigterm.sh OPTIONS (cluster_lib.sh); meson runs it as test
 # 'migration-sigterm' (suite cluster) with every path filled in.
@@ -21,6 +23,7 @@ start_job ref plain "${FEATURE[counter]}" 150
 start_job ref2 plain "${FEATURE[counter]}" 300
 if start_job job mig "${FEATURE[counter]}" 150 && start_job job2 mig "${FEATURE[counter]}" 300 &&
    hop job a b; then
+  hm a drain >"$T/drain.out" 2>&1
   kill -TERM "${SD[b]}"
   if wait_until 10 grep -q "not stopping yet: 1 job" "$T/shadowd-b.log"; then
     ok "b's shadowd got SIGTERM: $(grep -m1 'not stopping yet' "$T/shadowd-b.log" | cut -d' ' -f3-)"
