@@ -11,6 +11,7 @@
 #include "migctl/commands.h"
 #include "migctl/tree_restart.h"
 #include "resources/fd_restore.h"
+#include "resources/lazy_pages.h"
 #include "resources/memory.h"
 #include "resources/process_attrs.h"
 #include "shadow/hex.h"
@@ -53,6 +54,7 @@ struct Options {
   resources::FileRestoreOptions files;
   MigratedOptions migrated;
   bool dataVerified = false;  // shadowd checked the data checksums as the image arrived
+  bool lazy = false;          // --lazy: pages come in as the job touches them
 };
 
 int64_t monotonicNowNs() {
@@ -118,6 +120,12 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
         o.files.force = true;
         return true;
       }, "restart even if files it had open changed since the checkpoint")
+      .addOption({"lazy"}, [&o]() -> V {
+        o.lazy = true;
+        return true;
+      }, "start the job before its memory is read: its large anonymous regions are filled as it touches "
+         "them (each part checked against its checksum first) and in the background (needs root or "
+         "vm.unprivileged_userfaultfd = 1)")
       .addOption({"migrated"}, [&o]() -> V {
         o.migrated.migrated = true;
         return true;
@@ -184,7 +192,11 @@ int restart(Options& o, const resources::CallerFds& caller) {
   resources::FileRestoreOptions& options = o.files;
   MigratedOptions& migrated = o.migrated;
   image::FileReader img(path);
-  if (!o.dataVerified) img.verifyAll();
+  if (o.lazy) {
+    KJ_IF_MAYBE(why, resources::lazyPagesUnavailable()) fail(kj::str("--lazy: ", *why, "; restart without --lazy"));
+    if (img.isTree()) fail(kj::str("--lazy: ", path, " holds a process tree; restart it without --lazy"));
+  }
+  if (!o.dataVerified && !o.lazy) img.verifyAll();
   KJ_IF_MAYBE(why, image::cpuMismatch(img.header().getCpu(), image::hostCpu())) {
     fail(kj::heapString(*why));
   }
@@ -199,19 +211,23 @@ int restart(Options& o, const resources::CallerFds& caller) {
     if (migrated.migrated) fail(kj::str(path, " holds a process tree; migrating trees is not built yet"));
     return restartTree(img, path, options, caller);
   }
-  becomeRestored(img, path, options, caller, migrated, nullptr);
+  becomeRestored(img, path, options, caller, migrated, nullptr, o.lazy, o.dataVerified);
 }
 
 }  // namespace
 
 [[noreturn]] void becomeRestored(image::FileReader& img, const char* path, const resources::FileRestoreOptions& options,
                                  const resources::CallerFds& caller, const MigratedOptions& migrated,
-                                 const TreeMemberRestart* tree) {
+                                 const TreeMemberRestart* tree, bool lazy, bool dataVerified) {
   (void)options;
   std::string restorer = findRestorer();
   image::RestorePlan plan = image::buildRestorePlan(img);
+  if (lazy) {
+    lazy = resources::markLazyPages(plan) > 0;
+    if (!dataVerified) resources::verifyEagerSections(img, plan);
+  }
 
-  int keep[3];
+  int keep[4];
   size_t keepCount = 2;
   auto config = kj::heap<forward::Config>();
   memset(config.get(), 0, sizeof(forward::Config));
@@ -255,6 +271,13 @@ int restart(Options& o, const resources::CallerFds& caller) {
     resources::restoreFiles(img, keep, keepCount, caller, nullptr, &tree->pipes);
   } else {
     resources::restoreFiles(img, keep, keepCount, caller);
+  }
+  if (lazy) {
+    // Last, so that its socket takes an fd number none of the job's files has.
+    plan.mutableHeader().lazySocket = resources::startPageServer(img, keep[1], plan, getpid());
+    if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
+      fail(kj::str("cannot write the restore plan: ", strerror(errno)));
+    }
   }
   std::string planFd = std::to_string(keep[0]), imageFd = std::to_string(keep[1]);
   char* args[] = {const_cast<char*>(restorer.c_str()), planFd.data(), imageFd.data(), nullptr};

@@ -1,0 +1,77 @@
+#!/bin/bash
+# migctl restart --lazy as a user meets it (issue 14, resources/lazy_pages.h):
+#  - a job whose system calls use pages not in place yet (write() from one, read()
+#    and a blocking recv() into one, a forked child) goes on exactly, and the pages
+#    really were missing when the calls ran;
+#  - a corrupt page in the image kills the restarted job with one clear line before
+#    it uses the page: it prints nothing computed from it;
+#  - --lazy on a process tree's image is refused with one line.
+# Args: MIGCTL LIBMIG LAZY_SYSCALLS
+set -u
+migctl=$1 libmig=$2 prog=$3
+dir=$(mktemp -d /tmp/mig-lazy-XXXXXX)
+pids=()
+trap 'kill -9 "${pids[@]}" 2>/dev/null; rm -rf "$dir"' EXIT
+fails=0
+ok() { echo "ok - $1"; }
+bad() { echo "FAIL - $1"; shift; for f in "$@"; do echo "  --- $f"; sed 's/^/    /' "$f" 2>/dev/null; done; fails=$((fails + 1)); }
+
+# The job prints STEP 1..3 200 ms apart, then checks: checkpointed at STEP 1. Its
+# output goes through pipes (as to a terminal, a restart connects it to its own); the
+# reading cats are this script's children, not the job's.
+exec 4> >(cat > "$dir/job.out") 5> >(cat > "$dir/job.err")
+LD_PRELOAD=$libmig "$prog" 256 >&4 2>&5 4>&- 5>&- &
+job=$!
+exec 4>&- 5>&-
+pids+=($job)
+for _ in $(seq 1 600); do grep -q '^STEP 1$' "$dir/job.out" && break; sleep 0.05; done
+"$migctl" checkpoint "$job" -o "$dir/job.img" --stop > "$dir/ckpt.log" 2>&1 || bad "checkpoint" "$dir/ckpt.log"
+wait "$job" 2>/dev/null
+
+# Restarts IMG lazily with a 60 s limit; sets rc, out and err files. Without the
+# background fill (MIG_LAZY_NO_FILL), so the pages the job checks are still missing.
+restart_lazy() {
+  MIG_LAZY_NO_FILL=1 timeout -s KILL 60 "$migctl" restart --lazy "$1" < /dev/null > "$dir/$2.out" 2> "$dir/$2.err"
+  rc=$?
+}
+
+restart_lazy "$dir/job.img" r1
+want=$(printf '%s\n' 'STEP 2' 'STEP 3' 'write from a lazy page: ok' 'read into a lazy page: ok' \
+  'recv into a lazy page: ok' 'forked child saw exact memory: ok' '65536 of 65536 pages exact')
+if [ $rc -eq 0 ] && [ "$(cat "$dir/r1.out")" = "$want" ]; then
+  ok "a lazily restarted job's system calls on missing pages give exact results"
+else bad "lazy restart (exit $rc)" "$dir/r1.out" "$dir/r1.err"; fi
+missing=$(sed -n 's/^lazy: \([0-9]*\) of 4 target pages missing$/\1/p' "$dir/r1.err")
+if [ -n "$missing" ] && [ "$missing" -gt 0 ]; then
+  ok "the pages were still missing when the calls ran ($missing of 4)"
+else bad "the target pages were already in place: the test proves nothing" "$dir/r1.err"; fi
+
+# A corrupt byte in a page the job reads after it resumed (page 65530's first word).
+/usr/bin/python3 - "$dir/job.img" "$dir/bad.img" <<'PY'
+import struct, sys
+data = bytearray(open(sys.argv[1], 'rb').read())
+word = struct.pack('<Q', 0x4c415a5900000000 | (65530 << 9))
+at = data.find(word)
+assert at > 0 and at % 4096 == 0, 'page 65530 not found in the image'
+data[at + 1000] ^= 0x55
+open(sys.argv[2], 'wb').write(data)
+PY
+restart_lazy "$dir/bad.img" r2
+lines=$(grep -c . "$dir/r2.err")
+if [ $rc -eq 137 ] && grep -q 'corrupt' "$dir/r2.err" && [ "$(grep -vc '^lazy: ' "$dir/r2.err")" -eq 1 ] &&
+   grep -qE '^migctl restart: .*bad\.img: the saved pages at 0x[0-9a-f]+ are corrupt \(.*checksum mismatch.*\); killed the restarted job' "$dir/r2.err" &&
+   ! grep -q 'ok$\|exact$' "$dir/r2.out"; then
+  ok "a corrupt page kills the lazily restarted job with one line, before it uses the page"
+else bad "corrupt page (exit $rc, $lines stderr lines)" "$dir/r2.out" "$dir/r2.err"; fi
+out=$("$migctl" restart "$dir/bad.img" 2>&1 < /dev/null); rc=$?
+if [ $rc -ne 0 ] && grep -q 'checksum mismatch' <<<"$out"; then
+  ok "the eager restart refuses the same image before it starts"
+else bad "eager restart of the corrupt image (exit $rc): $out"; fi
+
+# With the background fill, as users run it.
+timeout -s KILL 60 "$migctl" restart --lazy "$dir/job.img" < /dev/null > "$dir/r3.out" 2> "$dir/r3.err"
+rc=$?
+if [ $rc -eq 0 ] && [ "$(cat "$dir/r3.out")" = "$want" ]; then ok "the same image restarts lazily again, with the background fill"
+else bad "second lazy restart (exit $rc)" "$dir/r3.out" "$dir/r3.err"; fi
+
+[ $fails -eq 0 ] || exit 1
