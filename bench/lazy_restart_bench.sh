@@ -17,14 +17,18 @@ trap '[ -n "$job" ] && kill -9 $job 2>/dev/null; rm -rf "$dir"' EXIT
 migctl=$build/migctl/migctl
 
 # image NAME MIB: a checkpoint of restart_probe holding MIB MiB, waiting on stdin.
+# Its stdin and stdout are pipes (a restart connects them to its own).
 image() {
-  mkfifo "$dir/$1.in"
-  LD_PRELOAD=$build/shim/libmig.so "$build/bench/restart_probe" "$2" < "$dir/$1.in" > "$dir/$1.out" &
+  # The sleeper and the reading cat are this script's children, not the job's.
+  exec 6< <(exec sleep 600)
+  local sleeper=$!
+  exec 4> >(cat > "$dir/$1.out")
+  LD_PRELOAD=$build/shim/libmig.so "$build/bench/restart_probe" "$2" <&6 >&4 6<&- 4>&- &
   job=$!
-  exec 7> "$dir/$1.in"
+  exec 6<&- 4>&-
   for _ in $(seq 1 600); do grep -q READY "$dir/$1.out" && break; sleep 0.1; done
   "$migctl" checkpoint "$job" -o "$dir/$1.img" --stop > /dev/null
-  exec 7>&-
+  kill $sleeper
   wait $job 2>/dev/null || true
   job=
 }

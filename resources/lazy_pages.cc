@@ -16,7 +16,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <cstdint>
 #include <ctime>
+#include <iterator>
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -119,6 +121,7 @@ class Server {
           // now (never saved, or dropped by the job) is plain zero-fill memory again.
           if (spaces_[i].uffd >= 0) close(spaces_[i].uffd);
           spaces_.erase(spaces_.begin() + static_cast<long>(i));
+          cursorSpace_ = SIZE_MAX;
         } else {
           ++i;
         }
@@ -233,6 +236,10 @@ class Server {
       if (it->first <= page && page < it->first + it->second.len) {
         uint64_t end = std::min(it->first + it->second.len, page + kFaultCluster);
         faultBytes_ += place(i, page, end - page, tid);
+        // The background fill goes on from here: a job reading through its memory
+        // then finds the next pages in place instead of faulting for each cluster.
+        cursorSpace_ = i;
+        cursor_ = end;
         return;
       }
     }
@@ -319,6 +326,19 @@ class Server {
   }
 
   void fillSome() {
+    if (cursorSpace_ < spaces_.size()) {
+      auto& pending = spaces_[cursorSpace_].pending;
+      auto it = pending.upper_bound(cursor_);
+      if (it != pending.begin() && std::prev(it)->first + std::prev(it)->second.len > cursor_) --it;
+      if (it != pending.end()) {
+        uint64_t from = std::max(it->first, cursor_);
+        uint64_t len = std::min(it->first + it->second.len - from, kFillChunk);
+        fillBytes_ += place(cursorSpace_, from, len, 0);
+        cursor_ = from + len;
+        return;
+      }
+      cursorSpace_ = SIZE_MAX;
+    }
     for (size_t i = 0; i < spaces_.size(); ++i) {
       if (spaces_[i].pending.empty()) continue;
       auto it = spaces_[i].pending.begin();
@@ -331,6 +351,8 @@ class Server {
   pid_t job_;
   std::map<uint64_t, Piece> first_;
   std::vector<Space> spaces_;
+  size_t cursorSpace_ = SIZE_MAX;  // where the background fill goes on (after the last fault)
+  uint64_t cursor_ = 0;
   std::vector<bool> verified_;
   std::vector<char> buf_;
   bool debug_ = false;
