@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -28,6 +29,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -104,8 +106,8 @@ void cut(std::map<uint64_t, Piece>& m, uint64_t s, uint64_t e, std::vector<std::
 
 class Server {
  public:
-  Server(image::FileReader& img, pid_t job, std::map<uint64_t, Piece> pending)
-      : img_(img), job_(job), verified_(img.sectionCount(), false), buf_(kFillChunk) {
+  Server(image::FileReader& img, pid_t job, std::map<uint64_t, Piece> pending, int listener)
+      : img_(img), job_(job), listener_(listener), verified_(img.sectionCount(), false), buf_(kFillChunk) {
     first_ = kj::mv(pending);
     debug_ = getenv("MIG_RESTORE_DEBUG") != nullptr && strcmp(getenv("MIG_RESTORE_DEBUG"), "0") != 0;
     fill_ = getenv("MIG_LAZY_NO_FILL") == nullptr;
@@ -129,7 +131,15 @@ class Server {
       if (spaces_.empty()) break;
       std::vector<pollfd> fds;
       for (const Space& s : spaces_) fds.push_back(pollfd{s.uffd, POLLIN, 0});
+      fds.push_back(pollfd{listener_, POLLIN, 0});
       int n = poll(fds.data(), fds.size(), fill_ ? 0 : 1000);
+      if (n > 0 && (fds.back().revents & POLLIN)) {
+        // A capture waits for the pages: they all go in now; it sees the end (EOF)
+        // when this process exits.
+        int w = accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (w >= 0) waiters_.push_back(w);
+        fill_ = true;
+      }
       if (n < 0 && errno != EINTR) fatal(kj::str("poll: ", strerror(errno)));
       bool events = false;
       size_t count = spaces_.size();  // a fork adds one while we go
@@ -349,6 +359,8 @@ class Server {
 
   image::FileReader& img_;
   pid_t job_;
+  int listener_;             // -1: none
+  std::vector<int> waiters_;  // captures waiting for the end
   std::map<uint64_t, Piece> first_;
   std::vector<Space> spaces_;
   size_t cursorSpace_ = SIZE_MAX;  // where the background fill goes on (after the last fault)
@@ -360,6 +372,14 @@ class Server {
   int64_t start_ = 0;
   uint64_t faults_ = 0, faultBytes_ = 0, fillBytes_ = 0;
 };
+
+// The abstract socket a capture waits on (lazy_pages.h, waitForLazyPages).
+socklen_t lazyAddress(pid_t pid, sockaddr_un* a) {
+  memset(a, 0, sizeof(*a));
+  a->sun_family = AF_UNIX;
+  int n = snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "mig-lazy-%d", pid);
+  return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + n);
+}
 
 int receiveFd(int sock) {
   pollfd p{sock, POLLIN, 0};
@@ -397,6 +417,32 @@ void closeAllBut(int a, int b) {
 }
 
 }  // namespace
+
+void waitForLazyPages(pid_t pid, int timeoutSeconds) {
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return;
+  sockaddr_un a;
+  socklen_t alen = lazyAddress(pid, &a);
+  if (connect(s, reinterpret_cast<sockaddr*>(&a), alen) != 0) {  // no lazy restart filling it
+    close(s);
+    return;
+  }
+  const int64_t deadline = nowNs() + static_cast<int64_t>(timeoutSeconds) * 1000000000;
+  for (;;) {
+    int64_t left = (deadline - nowNs()) / 1000000;
+    pollfd p{s, POLLIN, 0};
+    int n = left > 0 ? poll(&p, 1, static_cast<int>(left)) : 0;
+    if (n < 0 && errno == EINTR) continue;
+    char c;
+    if (n > 0 && read(s, &c, 1) <= 0) break;  // the server ended: every page is in place
+    if (n == 0) {
+      close(s);
+      image::fail(kj::str("process ", pid, "'s memory is still being put in place by its lazy restart's page server after ",
+                          timeoutSeconds, " s; try again once it is done"));
+    }
+  }
+  close(s);
+}
 
 kj::Maybe<kj::String> lazyPagesUnavailable() {
   if (geteuid() == 0) return nullptr;
@@ -473,10 +519,17 @@ int startPageServer(image::FileReader& img, int imageFd, const image::RestorePla
     if (imageFd != img.fd() && dup3(imageFd, img.fd(), O_CLOEXEC) < 0) _exit(1);
     closeAllBut(sv[1], img.fd());
     signal(SIGPIPE, SIG_IGN);
+    int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_un a;
+    socklen_t alen = lazyAddress(job, &a);
+    if (listener >= 0 && (bind(listener, reinterpret_cast<sockaddr*>(&a), alen) != 0 || listen(listener, 16) != 0)) {
+      close(listener);
+      listener = -1;  // then a capture cannot wait: the lazy pages doc says so
+    }
     int uffd = receiveFd(sv[1]);
     close(sv[1]);
     if (uffd < 0) _exit(0);
-    Server(img, job, kj::mv(pending)).run(uffd);
+    Server(img, job, kj::mv(pending), listener).run(uffd);
     _exit(0);
   }
   close(sv[1]);

@@ -43,4 +43,11 @@ void verifyEagerSections(image::FileReader& img, const image::RestorePlan& plan)
 // `imageFd` is open on img's file (img's own fd number may hold a job's file by now).
 int startPageServer(image::FileReader& img, int imageFd, const image::RestorePlan& plan, pid_t job);
 
+// Returns once the page server of a lazy restart of process `pid` (if any) has put
+// every page in place: a capture reads /proc/PID/pagemap, where a page not placed yet
+// looks like one never touched, and would leave it out. The server listens on the
+// abstract socket "mig-lazy-PID" and hurries (fills in the background even under
+// MIG_LAZY_NO_FILL) once someone waits. Throws after `timeoutSeconds`.
+void waitForLazyPages(pid_t pid, int timeoutSeconds = 300);
+
 }  // namespace mig::resources
