@@ -2,7 +2,8 @@
 # migctl restart --lazy as a user meets it (issue 14, resources/lazy_pages.h):
 #  - a job whose system calls use pages not in place yet (write() from one, read()
 #    and a blocking recv() into one, a forked child) goes on exactly, and the pages
-#    really were missing when the calls ran;
+#    really were missing when the calls ran; so do MADV_DONTNEED and mremap of
+#    missing pages;
 #  - a corrupt page in the image kills the restarted job with one clear line before
 #    it uses the page: it prints nothing computed from it;
 #  - --lazy on a process tree's image is refused with one line.
@@ -37,7 +38,8 @@ restart_lazy() {
 
 restart_lazy "$dir/job.img" r1
 want=$(printf '%s\n' 'STEP 2' 'STEP 3' 'write from a lazy page: ok' 'read into a lazy page: ok' \
-  'recv into a lazy page: ok' 'forked child saw exact memory: ok' '65536 of 65536 pages exact')
+  'recv into a lazy page: ok' 'forked child saw exact memory: ok' 'dropped pages read zero: ok' \
+  'moved pages kept their contents: ok' '65456 of 65456 pages exact')
 if [ $rc -eq 0 ] && [ "$(cat "$dir/r1.out")" = "$want" ]; then
   ok "a lazily restarted job's system calls on missing pages give exact results"
 else bad "lazy restart (exit $rc)" "$dir/r1.out" "$dir/r1.err"; fi
@@ -45,6 +47,9 @@ missing=$(sed -n 's/^lazy: \([0-9]*\) of 4 target pages missing$/\1/p' "$dir/r1.
 if [ -n "$missing" ] && [ "$missing" -gt 0 ]; then
   ok "the pages were still missing when the calls ran ($missing of 4)"
 else bad "the target pages were already in place: the test proves nothing" "$dir/r1.err"; fi
+if grep -q '^lazy: 80 of 80 moved or dropped pages missing$' "$dir/r1.err"; then
+  ok "MADV_DONTNEED and mremap on missing pages: dropped ones read zero, moved ones keep their contents"
+else bad "the dropped and moved pages were not all missing" "$dir/r1.err"; fi
 
 # A corrupt byte in a page the job reads after it resumed (page 65530's first word).
 /usr/bin/python3 - "$dir/job.img" "$dir/bad.img" <<'PY'
