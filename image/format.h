@@ -61,6 +61,9 @@ enum class SectionType : uint16_t {
   keptPages = 7,  // pages whose contents an earlier pre-copy pages section holds (no data)
   tree = 8,       // the members of a process tree, once, after the header
   member = 9,     // starts the sections (process, threads, files, memory) of one tree member
+  pageSums = 12,  // XXH3-64 of each page of the pages section just before it: a Pages message
+                  // with the same runs, data one uint64 per page in order. Written for pages
+                  // sections of 1 MiB or more; a lazy restart checks each page as it places it
   end = 0xffff,
 };
 

@@ -29,6 +29,7 @@ const char* sectionTypeName(uint16_t type) {
     case SectionType::files: return "files";
     case SectionType::tree: return "tree";
     case SectionType::member: return "member";
+    case SectionType::pageSums: return "page-sums";
     case SectionType::end: return "end";
   }
   return nullptr;

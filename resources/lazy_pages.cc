@@ -6,7 +6,9 @@
 // as zero, or as whatever the job put there, never as the saved page).
 #include "resources/lazy_pages.h"
 
+#include "image/checksum.h"
 #include "image/image_error.h"
+#include "image/format.h"
 
 #include <kj/debug.h>
 #include <kj/exception.h>
@@ -107,7 +109,8 @@ void cut(std::map<uint64_t, Piece>& m, uint64_t s, uint64_t e, std::vector<std::
 class Server {
  public:
   Server(image::FileReader& img, pid_t job, std::map<uint64_t, Piece> pending, int listener)
-      : img_(img), job_(job), listener_(listener), verified_(img.sectionCount(), false), buf_(kFillChunk) {
+      : img_(img), job_(job), listener_(listener), verified_(img.sectionCount(), false),
+        sums_(img.sectionCount()), buf_(kFillChunk) {
     first_ = kj::mv(pending);
     debug_ = getenv("MIG_RESTORE_DEBUG") != nullptr && strcmp(getenv("MIG_RESTORE_DEBUG"), "0") != 0;
     fill_ = getenv("MIG_LAZY_NO_FILL") == nullptr;
@@ -284,6 +287,16 @@ class Server {
       fatal(kj::str("reading ", len, " bytes at offset ", off, " of ", img_.path(), ": ",
                     got < 0 ? strerror(errno) : "the file ends there"));
     }
+    const std::vector<uint64_t>& sums = sums_[p.section];
+    if (!sums.empty()) {
+      const uint64_t first = (off - img_.section(p.section).layout.dataOffset) / kPage;
+      for (uint64_t k = 0; k < len / kPage; ++k) {
+        if (first + k >= sums.size() || image::checksum(buf_.data() + k * kPage, kPage) != sums[first + k]) {
+          corrupt(addr + k * kPage, kj::str("page checksum mismatch: ", img_.section(p.section).describe(),
+                                            ", page ", first + k), tid);
+        }
+      }
+    }
     uffdio_copy c{};
     c.dst = addr;
     c.src = reinterpret_cast<uint64_t>(buf_.data());
@@ -320,19 +333,36 @@ class Server {
     fatal(kj::str("UFFDIO_COPY at ", kj::hex(addr), ": ", strerror(err)));
   }
 
-  // Before any page of a section is placed, the whole section's data is checked.
+  // Before any page of a section is placed: with a pageSums section after it, those
+  // checksums are loaded (each page is then checked as it is placed, in place());
+  // without, the whole section's data is checked.
   void check(uint32_t section, uint64_t addr, pid_t tid) {
     if (verified_[section]) return;
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { img_.verify(section); })) {
-      fprintf(stderr,
-              "migctl restart: %s: the saved pages at %#llx are corrupt (%s); killed the restarted job (pid %d) "
-              "before it could use them\n",
-              img_.path().cStr(), static_cast<unsigned long long>(addr), e->getDescription().cStr(), job_);
-      if (tid > 0) kill(tid, SIGKILL);
-      killAll();
-      _exit(1);
+    const size_t next = section + 1;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+      if (next < img_.sectionCount() && img_.section(next).type == static_cast<uint16_t>(image::SectionType::pageSums) &&
+          img_.section(next).dataLen == img_.section(section).dataLen / kPage * sizeof(uint64_t)) {
+        img_.verify(next);
+        std::vector<uint64_t> sums(img_.section(next).dataLen / sizeof(uint64_t));
+        img_.readData(next, 0, sums.data(), sums.size() * sizeof(uint64_t));
+        sums_[section] = kj::mv(sums);
+      } else {
+        img_.verify(section);
+      }
+    })) {
+      corrupt(addr, e->getDescription(), tid);
     }
     verified_[section] = true;
+  }
+
+  [[noreturn]] void corrupt(uint64_t addr, kj::StringPtr why, pid_t tid) {
+    fprintf(stderr,
+            "migctl restart: %s: the saved pages at %#llx are corrupt (%s); killed the restarted job (pid %d) "
+            "before it could use them\n",
+            img_.path().cStr(), static_cast<unsigned long long>(addr), why.cStr(), job_);
+    if (tid > 0) kill(tid, SIGKILL);
+    killAll();
+    _exit(1);
   }
 
   void fillSome() {
@@ -366,6 +396,7 @@ class Server {
   size_t cursorSpace_ = SIZE_MAX;  // where the background fill goes on (after the last fault)
   uint64_t cursor_ = 0;
   std::vector<bool> verified_;
+  std::vector<std::vector<uint64_t>> sums_;  // per section: its pages' checksums, if the image has them
   std::vector<char> buf_;
   bool debug_ = false;
   bool fill_ = true;  // MIG_LAZY_NO_FILL (lazy_pages.h): pages only on fault

@@ -1,6 +1,7 @@
 // See memory.h.
 #include "resources/memory.h"
 
+#include "image/checksum.h"
 #include "image/image_error.h"
 #include "resources/dirty_pages.h"
 
@@ -16,6 +17,9 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr size_t kCopyChunk = 4u << 20;
+// Pages sections this big get a pageSums section (image/format.h), for lazy restarts
+// (resources/lazy_pages.h makes regions of 1 MiB or more lazy).
+constexpr uint64_t kPageSumsMinBytes = 1u << 20;
 
 }  // namespace
 
@@ -73,17 +77,25 @@ void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats,
       total += spans[i].pages * kPage;
     }
     w.beginData(image::SectionType::pages, pagesMsg, total);
+    kj::Vector<uint64_t> sums;
+    const bool withSums = total >= kPageSumsMinBytes;
     for (const PageSpan& s : spans) {
       uint64_t left = s.pages * kPage;
       for (uint64_t addr = s.addr; left > 0;) {
         size_t n = static_cast<size_t>(std::min<uint64_t>(left, buf.size()));
         memory.read(addr, buf.begin(), n);
         w.data(buf.begin(), n);
+        for (size_t o = 0; withSums && o < n; o += kPage) sums.add(image::checksum(buf.begin() + o, kPage));
         addr += n;
         left -= n;
       }
     }
     w.endData();
+    if (withSums) {
+      w.beginData(image::SectionType::pageSums, pagesMsg, sums.size() * sizeof(uint64_t));
+      w.data(sums.begin(), sums.size() * sizeof(uint64_t));
+      w.endData();
+    }
     stats.savedPages += total / kPage;
   }
   if (!kept.empty()) {
