@@ -81,4 +81,15 @@ rc=$?
 if [ $rc -eq 0 ] && [ "$(cat "$dir/r3.out")" = "$want" ]; then ok "the same image restarts lazily again, with the background fill"
 else bad "second lazy restart (exit $rc)" "$dir/r3.out" "$dir/r3.err"; fi
 
+# Without the privilege to handle the kernel's faults, --lazy is refused in one line
+# (a system call on a missing page would fail instead of waiting).
+if [ "$(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null)" = 0 ] && command -v setpriv > /dev/null; then
+  chmod 755 "$dir"; chmod 644 "$dir/job.img"
+  out=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$migctl" restart --lazy "$dir/job.img" 2>&1 < /dev/null); rc=$?
+  if [ $rc -ne 0 ] && [ "$(grep -c . <<<"$out")" -eq 1 ] &&
+     grep -q -- '--lazy: lazy pages need root, or vm.unprivileged_userfaultfd = 1.*; restart without --lazy' <<<"$out"; then
+    ok "--lazy without the privilege is refused in one line"
+  else bad "unprivileged --lazy (exit $rc): $out"; fi
+fi
+
 [ $fails -eq 0 ] || exit 1
