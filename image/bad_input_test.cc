@@ -182,6 +182,25 @@ TEST_CASE("metadata that contradicts the data is named with its section") {
   CHECK(contains(e, "page runs add up to 8192 bytes but the section holds 4096"));
 }
 
+TEST_CASE("page sums that do not cover their runs are named with their section") {
+  MemorySink sink;
+  capnp::MallocMessageBuilder header;
+  fillHeader(header.initRoot<schema::Header>(), 1, 1, "x");
+  ImageWriter w(sink, header);
+  capnp::MallocMessageBuilder meta;
+  auto runs = meta.initRoot<schema::Pages>().initRuns(1);
+  runs[0].setAddr(0x10000);
+  runs[0].setPages(2);
+  uint64_t sums[1] = {};  // 2 pages need 16 bytes of checksums
+  w.beginData(SectionType::pageSums, meta, sizeof(sums));
+  w.data(sums, sizeof(sums));
+  w.endData();
+  w.finish();
+  auto e = streamError(sink.bytes());
+  CHECK(contains(e, "section 1 (page-sums)"));
+  CHECK(contains(e, "page runs of 2 pages need 16 bytes of checksums but the section holds 8"));
+}
+
 TEST_CASE("overlapping or unaligned memory regions are refused") {
   auto imageWith = [](uint64_t s0, uint64_t e0, uint64_t s1, uint64_t e1) {
     MemorySink sink;

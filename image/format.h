@@ -64,6 +64,9 @@ enum class SectionType : uint16_t {
   parent = 13,    // an incremental image's parent in its chain (image_chain.h): its keptPages
                   // take their contents from the parent's chain
   ipc = 10,       // shared memory between members, System V IPC objects (image.capnp Ipc)
+  pageSums = 12,  // XXH3-64 of each page of the pages section just before it: a Pages message
+                  // with the same runs, data one uint64 per page in order. Written for pages
+                  // sections of 1 MiB or more; a lazy restart checks each page as it places it
   end = 0xffff,
 };
 

@@ -31,6 +31,7 @@ const char* sectionTypeName(uint16_t type) {
     case SectionType::member: return "member";
     case SectionType::parent: return "parent";
     case SectionType::ipc: return "ipc";
+    case SectionType::pageSums: return "page-sums";
     case SectionType::end: return "end";
   }
   return nullptr;

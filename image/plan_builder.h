@@ -21,6 +21,8 @@ class RestorePlan {
   // The fd (open in the restorer when it starts) that carries the shim's forwarding
   // Config (shim/forward/forward_config.h) into the restored process; -1 = none.
   void setConfigFd(int fd) { reinterpret_cast<plan::Header*>(storage_.begin())->configFd = fd; }
+  // For changes after building (resources/lazy_pages.h marks pages lazy).
+  plan::Header& mutableHeader() { return *reinterpret_cast<plan::Header*>(storage_.begin()); }
 
  private:
   kj::Array<uint64_t> storage_;  // uint64_t keeps the plan 8-byte aligned

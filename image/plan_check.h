@@ -89,7 +89,10 @@ inline const char* validate(const void* p, uint64_t size) {
     if (pg[i].addr < owner.start || pg[i].len > owner.end - pg[i].addr || pg[i].addr >= owner.end) {
       return "plan pages outside their region";
     }
-    if (pg[i].method > kPagesCopy) return "plan pages have a bad method";
+    if (pg[i].method > kPagesLazy) return "plan pages have a bad method";
+    if (pg[i].method == kPagesLazy && (h->lazySocket <= 0 || owner.source != kSourceZero || (owner.mapFlags & 0x01 /* MAP_SHARED */))) {
+      return "plan lazy pages outside a private anonymous region, or without a page server";
+    }
   }
 
   const Thread* t = threads(h);

@@ -57,6 +57,8 @@ enum Kind : uint32_t {
 enum PagesMethod : uint32_t {
   kPagesMap = 0,   // mmap the image file range MAP_PRIVATE|MAP_FIXED over the region
   kPagesCopy = 1,  // pread into the region (shared memory, where a private map would detach it)
+  kPagesLazy = 2,  // left missing: the region is registered with a userfaultfd handed to the
+                   // page server on Header::lazySocket (resources/lazy_pages.h), which fills it
 };
 
 struct Region {
@@ -224,7 +226,9 @@ struct Header {
                             // 0, as in a zero-initialised header) = none
   uint32_t reserved3;
   uint32_t timerCount;
-  uint32_t reserved4;
+  int32_t lazySocket;       // > 0: a unix socket to the page server; the restorer registers every
+                            // region holding kPagesLazy pages with a new userfaultfd (MISSING mode)
+                            // and sends that fd there. 0 = no lazy pages
   uint64_t timers;          // byte offset from the start of the plan
 };
 static_assert(sizeof(Header) == 312);

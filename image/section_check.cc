@@ -76,6 +76,13 @@ void checkPages(const SectionInfo& info, schema::Pages::Reader p) {
     total += len;  // cannot overflow: every run ends below 2^47 and runs do not overlap
     ++i;
   }
+  if (info.type == static_cast<uint16_t>(SectionType::pageSums)) {
+    if (total / kPageSize * 8 != info.dataLen) {
+      fail(kj::str("page runs of ", total / kPageSize, " pages need ", total / kPageSize * 8,
+                   " bytes of checksums but the section holds ", info.dataLen));
+    }
+    return;
+  }
   if (info.type == static_cast<uint16_t>(SectionType::keptPages)) {
     requireNoData(info);
     if (p.getPrecopyRound() != 0) fail(kj::str("kept pages with a pre-copy round"));
@@ -189,6 +196,7 @@ void checkSectionMeta(const SectionInfo& info, capnp::MessageReader& message) {
     case SectionType::memoryMap: return checkMemoryMap(info, message.getRoot<schema::MemoryMap>());
     case SectionType::pages: return checkPages(info, message.getRoot<schema::Pages>());
     case SectionType::keptPages: return checkPages(info, message.getRoot<schema::Pages>());
+    case SectionType::pageSums: return checkPages(info, message.getRoot<schema::Pages>());
     case SectionType::threads: return checkThreads(info, message.getRoot<schema::Threads>());
     case SectionType::process: return checkProcess(info, message.getRoot<schema::Process>());
     case SectionType::files: return checkFiles(info, message.getRoot<schema::Files>());

@@ -8,6 +8,7 @@
 #include "migctl/freeze_capture.h"
 #include "migctl/json_output.h"
 #include "migctl/periodic_checkpoint.h"
+#include "resources/lazy_pages.h"
 #include "resources/socket_state.h"
 #include "resources/sysv_ipc.h"
 
@@ -158,6 +159,9 @@ int checkpoint(const Options& o, long pid) {
   int uffd = -1;
   kj::String notConcurrent;
   const pid_t self = static_cast<pid_t>(pid);
+  // A lazily restarted job's page server must be done first: pages it has not placed
+  // read as never touched, and its userfaultfd would keep ours from registering.
+  resources::waitForLazyPages(ctl->realPid());
   KJ_IF_MAYBE(object, resources::firstSysvObject(kj::arrayPtr(&self, 1))) {
     // Its segments are written from the ipc section, which the frozen capture makes.
     notConcurrent = kj::str("it uses the ", *object);

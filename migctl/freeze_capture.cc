@@ -4,6 +4,7 @@
 #include "image/host_facts.h"
 #include "image/image_error.h"
 #include "resources/memory.h"
+#include "resources/lazy_pages.h"
 #include "resources/page_source.h"
 #include "resources/proc_file.h"
 
@@ -20,6 +21,7 @@ namespace mig::migctl {
 
 resources::CaptureStats freezeAndCapture(ControlClient& ctl, int timeoutSeconds, bool forMigration,
                                      image::ByteSink& out, uint64_t maxDeletedFileBytes) {
+  resources::waitForLazyPages(ctl.realPid());  // pages a lazy restart has not placed would be lost
   control::Reply reply = ctl.freeze(timeoutSeconds);
   // Through /proc, the process's memory as the kernel sees it (works on any
   // mapping, also unreadable ones).
@@ -191,6 +193,7 @@ void FrozenTree::park(Member& m, int timeoutSeconds) {
 }
 
 FrozenTree::FrozenTree(ControlClient& root, int timeoutSeconds) : root_(root.pid()) {
+  resources::waitForLazyPages(root.realPid());  // its page server also fills its children
   auto tree = resources::listTree(root.realPid());
   connect(tree[0], &root);
   for (size_t i = 1; i < tree.size(); ++i) connect(tree[i], nullptr);

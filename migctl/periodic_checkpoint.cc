@@ -13,6 +13,7 @@
 #include "image/writer.h"
 #include "migctl/control_client.h"
 #include "resources/dirty_pages.h"
+#include "resources/lazy_pages.h"
 #include "resources/memory.h"
 #include "resources/proc_file.h"
 #include "resources/process_capture.h"
@@ -67,6 +68,7 @@ int periodicCheckpoints(const PeriodicOptions& o) {
     image::fail(kj::str("process ", o.pid, " uses the ", *object,
                         "; a chain does not hold System V IPC yet (a single checkpoint without --every does)"));
   }
+  resources::waitForLazyPages(realPid);  // see checkpoint_command.cc
   int uffd = ctl->trackWrites(why);
   if (uffd < 0) image::fail(kj::str("--every needs the pages the process writes tracked: ", why));
   resources::DirtyPageTracker tracker(realPid, uffd);

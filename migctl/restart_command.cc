@@ -14,6 +14,7 @@
 #include "resources/shared_memory.h"
 #include "resources/sysv_ipc.h"
 #include "resources/fd_restore.h"
+#include "resources/lazy_pages.h"
 #include "resources/memory.h"
 #include "resources/process_attrs.h"
 #include "shadow/hex.h"
@@ -61,6 +62,7 @@ struct Options {
   MigratedOptions migrated;
   bool dataVerified = false;  // shadowd checked the data checksums as the image arrived
   bool asFileOwner = false;   // an image without a recorded owner runs as its file's owner
+  bool lazy = false;          // --lazy: pages come in as the job touches them
 };
 
 int64_t monotonicNowNs() {
@@ -131,6 +133,12 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
         return true;
       }, "(root) restart an image that records no owner (made by an older mig) as the user and group "
          "that own the image file; without it root refuses such an image")
+      .addOption({"lazy"}, [&o]() -> V {
+        o.lazy = true;
+        return true;
+      }, "start the job before its memory is read: its large anonymous regions are filled as it touches "
+         "them (each part checked against its checksum first) and in the background (needs root or "
+         "vm.unprivileged_userfaultfd = 1)")
       .addOption({"migrated"}, [&o]() -> V {
         o.migrated.migrated = true;
         return true;
@@ -251,7 +259,11 @@ int restart(Options& o, const resources::CallerFds& caller) {
   MigratedOptions& migrated = o.migrated;
   image::FileReader img(path);
   becomeOwner(img.header(), path, o.asFileOwner, img.isTree());
-  if (!o.dataVerified) img.verifyAll();
+  if (o.lazy) {
+    KJ_IF_MAYBE(why, resources::lazyPagesUnavailable()) fail(kj::str("--lazy: ", *why, "; restart without --lazy"));
+    if (img.isTree()) fail(kj::str("--lazy: ", path, " holds a process tree; restart it without --lazy"));
+  }
+  if (!o.dataVerified && !o.lazy) img.verifyAll();
   KJ_IF_MAYBE(why, image::cpuMismatch(img.header().getCpu(), image::hostCpu())) {
     fail(kj::heapString(*why));
   }
@@ -267,7 +279,7 @@ int restart(Options& o, const resources::CallerFds& caller) {
     if (migrated.migrated) fail(kj::str(path, " holds a process tree; migrating trees is not built yet"));
     return restartTree(img, path, options, caller);
   }
-  becomeRestored(img, path, options, caller, migrated, nullptr);
+  becomeRestored(img, path, options, caller, migrated, nullptr, o.lazy, o.dataVerified);
 }
 
 // The hop's two-phase commit, destination side (docs/design.md, "One hop"): every
@@ -293,7 +305,7 @@ void waitAtGate(int gate, const char* path) {
 
 [[noreturn]] void becomeRestored(image::FileReader& img, const char* path, const resources::FileRestoreOptions& options,
                                  const resources::CallerFds& caller, const MigratedOptions& migrated,
-                                 const TreeMemberRestart* tree) {
+                                 const TreeMemberRestart* tree, bool lazy, bool dataVerified) {
   (void)options;
   std::string restorer = findRestorer();
   image::RestorePlan plan = image::buildRestorePlan(img, tree != nullptr ? tree->sharedRegions : nullptr);
@@ -302,6 +314,10 @@ void waitAtGate(int gate, const char* path) {
   const bool makesIpc = tree == nullptr && !migrated.migrated && resources::ipcSection(img) != 0;
   if (makesIpc) resources::restoreSysvIpc(img);
   KJ_ON_SCOPE_FAILURE(if (makesIpc) resources::removeSysvIpc(img));
+  if (lazy) {
+    lazy = resources::markLazyPages(plan) > 0;
+    if (!dataVerified) resources::verifyEagerSections(img, plan);
+  }
 
   int keep[4];
   size_t keepCount = 2;
@@ -348,6 +364,13 @@ void waitAtGate(int gate, const char* path) {
     resources::restoreFiles(img, keep, keepCount, caller, nullptr, &tree->pipes);
   } else {
     resources::restoreFiles(img, keep, keepCount, caller);
+  }
+  if (lazy) {
+    // Last, so that its socket takes an fd number none of the job's files has.
+    plan.mutableHeader().lazySocket = resources::startPageServer(img, keep[1], plan, getpid());
+    if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
+      fail(kj::str("cannot write the restore plan: ", strerror(errno)));
+    }
   }
   std::string planFd = std::to_string(keep[0]), imageFd = std::to_string(keep[1]);
   char* args[] = {const_cast<char*>(restorer.c_str()), planFd.data(), imageFd.data(), nullptr};

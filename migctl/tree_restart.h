@@ -44,9 +44,12 @@ struct TreeMemberRestart {
 
 // Builds the plan, puts the fds in place and execs mig-restore: `img` (one process,
 // or one member after keepOnlyMember) becomes this process. Throws on any error.
+// `lazy` (resources/lazy_pages.h): the big anonymous regions are filled by a page
+// server as the job touches them; the caller has verified nothing yet, and
+// `dataVerified` says whether the data needs no check (shadowd checked it).
 [[noreturn]] void becomeRestored(image::FileReader& img, const char* path, const resources::FileRestoreOptions& options,
                                  const resources::CallerFds& caller, const MigratedOptions& migrated,
-                                 const TreeMemberRestart* tree);
+                                 const TreeMemberRestart* tree, bool lazy = false, bool dataVerified = false);
 
 // The whole tree, from a checked image. Returns the root's exit status (128+N
 // after death by signal N, as a shell says it).

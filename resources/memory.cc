@@ -1,6 +1,7 @@
 // See memory.h.
 #include "resources/memory.h"
 
+#include "image/checksum.h"
 #include "image/image_error.h"
 #include "resources/dirty_pages.h"
 
@@ -17,6 +18,9 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr size_t kCopyChunk = 4u << 20;
+// Pages sections this big get a pageSums section (image/format.h), for lazy restarts
+// (resources/lazy_pages.h makes regions of 1 MiB or more lazy).
+constexpr uint64_t kPageSumsMinBytes = 1u << 20;
 
 // Whether a page of `r` left out of the image comes back as zeros: anonymous memory
 // (and what is saved as such), not a private file mapping, whose file would show.
@@ -80,6 +84,14 @@ class PageBatch {
     w_.beginData(image::SectionType::pages, pagesMsg, kept_);
     w_.data(data_.begin(), kept_);
     w_.endData();
+    if (kept_ >= kPageSumsMinBytes) {
+      // One checksum per page, in the section's order, for a lazy restart's page server.
+      kj::Array<uint64_t> sums = kj::heapArray<uint64_t>(kept_ / kPage);
+      for (size_t i = 0; i < sums.size(); ++i) sums[i] = image::checksum(data_.begin() + i * kPage, kPage);
+      w_.beginData(image::SectionType::pageSums, pagesMsg, sums.size() * sizeof(uint64_t));
+      w_.data(sums.begin(), sums.size() * sizeof(uint64_t));
+      w_.endData();
+    }
     stats_.savedPages += kept_ / kPage;
     runs_.clear();
     used_ = kept_ = 0;

@@ -91,6 +91,60 @@ inline constexpr long kEINVAL = 22;
 inline constexpr uint32_t kRseqMinLen = 32;  // ORIG_RSEQ_SIZE: the kernel refuses shorter areas
 inline constexpr uint32_t kRseqCpuIdUninitialized = 0xffffffffu;  // (uint32_t)-1
 
+// userfaultfd (linux/userfaultfd.h), for lazy pages.
+inline constexpr int kONonblock = 0x800;
+inline constexpr uint64_t kUffdApi = 0xaa;
+inline constexpr uint64_t kUffdFeatureEventFork = 1u << 1;
+inline constexpr uint64_t kUffdFeatureEventRemap = 1u << 2;
+inline constexpr uint64_t kUffdFeatureEventRemove = 1u << 3;
+inline constexpr uint64_t kUffdFeatureEventUnmap = 1u << 6;
+inline constexpr uint64_t kUffdFeatureThreadId = 1u << 8;
+inline constexpr uint64_t kUffdioRegisterModeMissing = 1;
+// _IOWR(0xAA, nr, size): dir 3 << 30 | size << 16 | 0xAA << 8 | nr.
+inline constexpr unsigned long kUffdioApi = (3ul << 30) | (24ul << 16) | (0xaaul << 8) | 0x3f;
+inline constexpr unsigned long kUffdioRegister = (3ul << 30) | (32ul << 16) | (0xaaul << 8) | 0x00;
+
+struct UffdioApi {
+  uint64_t api;
+  uint64_t features;
+  uint64_t ioctls;
+};
+
+struct UffdioRegister {
+  uint64_t start;
+  uint64_t len;
+  uint64_t mode;
+  uint64_t ioctls;
+};
+
+// sendmsg with one fd (SCM_RIGHTS).
+inline constexpr int kSolSocket = 1;
+inline constexpr int kScmRights = 1;
+inline constexpr int kMsgNosignal = 0x4000;
+
+struct Iovec {
+  const void* base;
+  uint64_t len;
+};
+
+struct Msghdr {
+  void* name;
+  uint32_t nameLen;
+  Iovec* iov;
+  uint64_t iovLen;
+  void* control;
+  uint64_t controlLen;
+  int32_t flags;
+};
+
+struct CmsgOneFd {  // struct cmsghdr followed by one int, padded to CMSG_SPACE(sizeof(int))
+  uint64_t len;
+  int32_t level;
+  int32_t type;
+  int32_t fd;
+  int32_t pad;
+};
+
 // struct stat (x86_64): only what the restorer reads.
 struct Stat {
   uint64_t dev;

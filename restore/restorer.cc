@@ -87,6 +87,7 @@ struct State {
   char text[64 * 1024];  // /proc/self/maps
   uint64_t needWrite[kMaxRegions / 64];  // regions that get pages by copying
   uint64_t grouped[kMaxRegions / 64];    // regions already mapped as a view of a share group
+  uint64_t lazy[kMaxRegions / 64];       // regions whose pages the page server fills
   ThreadCtl threads[kMaxThreads];
   uint32_t threadCount;
   uint32_t mainIndex;
@@ -520,12 +521,68 @@ void mapShareGroup(uint32_t first) {
   closeFd(fd);
 }
 
+// Lazy pages (resources/lazy_pages.h): every region holding kPagesLazy pages stays
+// missing and is registered with a userfaultfd, which goes to the page server over
+// Header::lazySocket; from then on any access to a missing page there, by the
+// application, by this restorer or by the kernel in a system call (not
+// UFFD_USER_MODE_ONLY: migctl asks for lazy pages only where that is allowed), waits
+// until the server has put the saved page in place. Done before anything reads or
+// writes restored memory, so that no page is touched before its saved contents arrive.
+// The events let the server follow what the job does to its memory meanwhile: fork
+// (a child gets missing pages too), mremap, MADV_DONTNEED and munmap (those pages must
+// not be filled any more).
+void startLazyPages() {
+  const plan::Header* h = g.plan;
+  const plan::Region* regions = plan::regions(h);
+  long ufd = sys::rawSyscall(sys::kUserfaultfd, kOCloexec | kONonblock);
+  if (ufd < 0) failErr("userfaultfd (lazy pages)", ufd);
+  UffdioApi api{};
+  api.api = kUffdApi;
+  api.features = kUffdFeatureEventFork | kUffdFeatureEventRemap | kUffdFeatureEventRemove | kUffdFeatureEventUnmap |
+                 kUffdFeatureThreadId;
+  long r = sys::rawSyscall(sys::kIoctl, ufd, static_cast<long>(kUffdioApi), reinterpret_cast<long>(&api));
+  if (r < 0) failErr("userfaultfd UFFDIO_API (lazy pages)", r);
+  for (uint32_t i = 0; i < h->regionCount; ++i) {
+    if (!testBit(g.lazy, i)) continue;
+    UffdioRegister reg{};
+    reg.start = regions[i].start;
+    reg.len = regions[i].end - regions[i].start;
+    reg.mode = kUffdioRegisterModeMissing;
+    r = sys::rawSyscall(sys::kIoctl, ufd, static_cast<long>(kUffdioRegister), reinterpret_cast<long>(&reg));
+    if (r < 0) regionFail("registering for lazy pages (UFFDIO_REGISTER)", regions[i], r);
+  }
+  char byte = 'U';
+  Iovec iov{&byte, 1};
+  CmsgOneFd cmsg{};
+  cmsg.len = 16 + sizeof(int32_t);  // CMSG_LEN(sizeof(int))
+  cmsg.level = kSolSocket;
+  cmsg.type = kScmRights;
+  cmsg.fd = static_cast<int32_t>(ufd);
+  Msghdr msg{};
+  msg.iov = &iov;
+  msg.iovLen = 1;
+  msg.control = &cmsg;
+  msg.controlLen = sizeof(cmsg);
+  for (;;) {
+    r = sys::rawSyscall(sys::kSendmsg, h->lazySocket, reinterpret_cast<long>(&msg), kMsgNosignal);
+    if (r != -kEINTR) break;
+  }
+  if (r < 0) failErr("handing the userfaultfd to the page server", r);
+  closeFd(ufd);
+  closeFd(h->lazySocket);
+  debug("lazy regions registered, page server has them");
+}
+
 void mapRegions() {
   const plan::Header* h = g.plan;
   const plan::Region* regions = plan::regions(h);
   const plan::Pages* pages = plan::pages(h);
   for (uint32_t i = 0; i < h->pagesCount; ++i) {
-    if (copiesPages(regions[pages[i].region], pages[i])) setBit(g.needWrite, pages[i].region);
+    if (pages[i].method == plan::kPagesLazy) {
+      setBit(g.lazy, pages[i].region);
+    } else if (copiesPages(regions[pages[i].region], pages[i])) {
+      setBit(g.needWrite, pages[i].region);
+    }
   }
 
   long fd = -1;
@@ -578,6 +635,7 @@ void mapRegions() {
   for (uint32_t i = 0; i < h->pagesCount; ++i) {
     const plan::Pages& p = pages[i];
     const plan::Region& r = regions[p.region];
+    if (p.method == plan::kPagesLazy) continue;
     if (!copiesPages(r, p)) {
       const int prot = static_cast<int>(r.prot) | (testBit(g.needWrite, p.region) ? kProtWrite : 0);
       long m = mmap(p.addr, p.len, prot, kMapPrivate | kMapFixed, g.imageFd, p.imageOffset);
@@ -617,6 +675,7 @@ void mapRegions() {
                                static_cast<long>(r.prot));
     if (res < 0) regionFail("protecting", r, res);
   }
+  if (h->lazySocket > 0) startLazyPages();
 }
 
 // ---- step 4: vDSO ----------------------------------------------------------------------

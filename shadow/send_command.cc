@@ -26,6 +26,7 @@
 #include "migctl/control_client.h"
 #include "image/host_facts.h"
 #include "migctl/freeze_capture.h"
+#include "resources/lazy_pages.h"
 #include "resources/page_source.h"
 #include "resources/precopy.h"
 #include "resources/proc_file.h"
@@ -273,6 +274,9 @@ int sendCommand(int argc, char** argv) {
   // that control connection after handing it over; the freeze takes a new one.
   int uffd = -1;
   kj::String whyNot;
+  // A job restarted with --lazy whose page server still fills it: its pages first
+  // (pre-copy could not register its memory, and a capture would miss them).
+  resources::waitForLazyPages(ctl->realPid());
   if (mode == nullptr || strcmp(mode, "precopy") == 0) {
     uffd = ctl->trackWrites(whyNot);
     if (uffd < 0 && mode != nullptr) fail(kj::str("pre-copy is not possible: ", whyNot));

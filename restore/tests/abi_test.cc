@@ -17,7 +17,11 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/auxv.h>
+#include <sys/ioctl.h>
+#include <linux/userfaultfd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -103,6 +107,16 @@ static_assert(sys::kSetRobustList == SYS_set_robust_list && sys::kPrlimit64 == S
 static_assert(sys::kRseq == SYS_rseq && sys::kFtruncate == SYS_ftruncate && sys::kGetuid == SYS_getuid);
 static_assert(sys::kRtSigqueueinfo == SYS_rt_sigqueueinfo && sys::kRtTgsigqueueinfo == SYS_rt_tgsigqueueinfo);
 static_assert(sys::kMemfdCreate == SYS_memfd_create);
+static_assert(sys::kIoctl == SYS_ioctl && sys::kSendmsg == SYS_sendmsg && sys::kUserfaultfd == SYS_userfaultfd);
+static_assert(a::kUffdioApi == UFFDIO_API && a::kUffdioRegister == UFFDIO_REGISTER && a::kUffdApi == UFFD_API);
+static_assert(a::kUffdFeatureEventFork == UFFD_FEATURE_EVENT_FORK && a::kUffdFeatureEventRemap == UFFD_FEATURE_EVENT_REMAP);
+static_assert(a::kUffdFeatureEventRemove == UFFD_FEATURE_EVENT_REMOVE && a::kUffdFeatureEventUnmap == UFFD_FEATURE_EVENT_UNMAP);
+static_assert(a::kUffdFeatureThreadId == UFFD_FEATURE_THREAD_ID && a::kONonblock == O_NONBLOCK);
+static_assert(a::kUffdioRegisterModeMissing == UFFDIO_REGISTER_MODE_MISSING);
+static_assert(sizeof(a::UffdioApi) == sizeof(uffdio_api) && sizeof(a::UffdioRegister) == sizeof(uffdio_register));
+static_assert(sizeof(a::Msghdr) == sizeof(msghdr) && offsetof(a::Msghdr, control) == offsetof(msghdr, msg_control));
+static_assert(sizeof(a::CmsgOneFd) == CMSG_SPACE(sizeof(int)) && a::kScmRights == SCM_RIGHTS);
+static_assert(a::kSolSocket == SOL_SOCKET && a::kMsgNosignal == MSG_NOSIGNAL && sizeof(a::Iovec) == sizeof(iovec));
 
 TEST_CASE("the raw system calls return the kernel's values") {
   CHECK(sys::rawSyscall(sys::kGetpid) == getpid());

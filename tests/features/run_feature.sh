@@ -35,6 +35,7 @@
 #   --status N            the exit status the program must have; default 0
 #                         (a shell's 128+SIG for death by signal SIG).
 #   --data NAME=SIZE      generate @DATA@/NAME once with DATAGEN PATH SIZE MODE
+#   --restart-arg ARG     pass ARG to every `migctl restart` (repeatable), e.g. --lazy
 #   --keep                keep the temporary directory (printed) for debugging.
 #
 # In ARGS, @DIR@ becomes an empty directory of the run's own (reference and
@@ -59,6 +60,7 @@ die_usage() { echo "run_feature.sh: $*" >&2; echo "(see run_feature.sh --help)" 
 
 migctl="" shim="" mode="" at="" at2="" limit=60 want_status=0 datagen="" keep=0
 datas=()
+restart_args=()
 while [ $# -gt 0 ]; do
   case $1 in
     --migctl) migctl=${2-}; shift 2 || die_usage "--migctl needs a value" ;;
@@ -71,6 +73,7 @@ while [ $# -gt 0 ]; do
     --datagen) datagen=${2-}; shift 2 || die_usage "--datagen needs a value" ;;
     --data) datas+=("${2-}"); shift 2 || die_usage "--data needs a value" ;;
     --keep) keep=1; shift ;;
+    --restart-arg) restart_args+=("${2-}"); shift 2 || die_usage "--restart-arg needs a value" ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
     *) die_usage "unknown argument '$1'" ;;
@@ -413,7 +416,7 @@ start_restart() {  # start_restart NAME IMG PREFIX
   mkdir -p "$run"
   cp "$3" "$run/out"
   start_cats "$run" "$name"
-  "$migctl" restart "$2" </dev/null >"$run/out.fifo" 2>"$run/err.fifo" &
+  "$migctl" restart "${restart_args[@]}" "$2" </dev/null >"$run/out.fifo" 2>"$run/err.fifo" &
   PID=$!
   live[$PID]="$name: migctl restart"
 }

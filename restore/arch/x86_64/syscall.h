@@ -21,12 +21,14 @@ enum : long {
   kRtSigprocmask = 14,
   kRtSigreturn = 15,
   kPread64 = 17,
+  kIoctl = 16,
   kMremap = 25,
   kShmat = 30,
   kShmctl = 31,
   kSetitimer = 38,
   kGetpid = 39,
   kClone = 56,
+  kSendmsg = 46,
   kKill = 62,
   kFcntl = 72,
   kFtruncate = 77,
@@ -49,6 +51,7 @@ enum : long {
   kRtTgsigqueueinfo = 297,
   kPrlimit64 = 302,
   kMemfdCreate = 319,
+  kUserfaultfd = 323,
   kRseq = 334,
 };
 

@@ -1,0 +1,64 @@
+#!/bin/bash
+# Restart to the job's first instruction, eager (`migctl restart`, today's default:
+# every page checked, then mapped) beside lazy (`migctl restart --lazy`: pages placed
+# as touched and in the background, resources/lazy_pages.h), measured in the same run
+# for a MIB MiB image and a small one (1 MiB). For each: from the command's start to
+# the job's first action after the restart ("first"), and to the job having read
+# every page of its memory ("all"). Median of 3, alternating. Needs root (--lazy).
+# issue 14's targets: 1 GiB image <= 100 ms, small <= 5 ms to the first instruction.
+#   bench/lazy_restart_bench.sh [MIB]      (default 1024; images in /var/tmp)
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${MIG_BUILD:-$root/build}
+mib=${1:-1024}
+dir=$(mktemp -d /var/tmp/mig-lazybench-XXXXXX)
+job=
+trap '[ -n "$job" ] && kill -9 $job 2>/dev/null; rm -rf "$dir"' EXIT
+migctl=$build/migctl/migctl
+
+# image NAME MIB: a checkpoint of restart_probe holding MIB MiB, waiting on stdin.
+# Its stdin and stdout are pipes (a restart connects them to its own).
+image() {
+  # The sleeper and the reading cat are this script's children, not the job's.
+  exec 6< <(exec sleep 600)
+  local sleeper=$!
+  exec 4> >(cat > "$dir/$1.out")
+  LD_PRELOAD=$build/shim/libmig.so "$build/bench/restart_probe" "$2" <&6 >&4 6<&- 4>&- &
+  job=$!
+  exec 6<&- 4>&-
+  for _ in $(seq 1 600); do grep -q READY "$dir/$1.out" && break; sleep 0.1; done
+  "$migctl" checkpoint "$job" -o "$dir/$1.img" --stop > /dev/null
+  kill $sleeper
+  wait $job 2>/dev/null || true
+  job=
+}
+# once IMG [ARGS]: prints "first_ms all_ms"
+once() {
+  local img=$1; shift
+  echo go > "$dir/go"
+  # Both kinds start from a cached image: what a restart right after a checkpoint sees.
+  cat "$img" > /dev/null
+  local t0; t0=$(date +%s%6N)
+  "$migctl" restart "$@" "$img" < "$dir/go" > "$dir/run.out"
+  local first all
+  first=$(sed -n 's/^first \([0-9]*\)$/\1/p' "$dir/run.out")
+  all=$(sed -n 's/^all \([0-9]*\) .*/\1/p' "$dir/run.out")
+  echo "$(( (first - t0) / 1000 )).$(( (first - t0) % 1000 / 100 )) $(( (all - t0) / 1000 ))"
+}
+median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+
+image big "$mib"
+image small 1
+printf 'image sizes: %d MiB, %d KiB\n' $(($(stat -c %s "$dir/big.img") >> 20)) $(($(stat -c %s "$dir/small.img") >> 10))
+for name in big small; do
+  ef=() ea=() lf=() la=()
+  for round in 1 2 3; do
+    read -r f a < <(once "$dir/$name.img"); ef+=("$f"); ea+=("$a")
+    read -r f a < <(once "$dir/$name.img" --lazy); lf+=("$f"); la+=("$a")
+  done
+  label=$([ $name = big ] && echo "$mib MiB" || echo "1 MiB")
+  printf '%-8s eager restart: first instruction %7s ms, all memory read %6s ms   (runs: %s)\n' \
+    "$label" "$(median "${ef[@]}")" "$(median "${ea[@]}")" "${ef[*]}"
+  printf '%-8s lazy restart : first instruction %7s ms, all memory read %6s ms   (runs: %s)\n' \
+    "$label" "$(median "${lf[@]}")" "$(median "${la[@]}")" "${lf[*]}"
+done

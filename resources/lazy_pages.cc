@@ -1,0 +1,575 @@
+// See lazy_pages.h. The page server is one single-threaded loop over the
+// userfaultfds of the job and of the children it forks: events first (faults are
+// what the job waits on), then, when none is pending, the next piece of background
+// fill. Each address space keeps a map of the saved pages not placed yet; a page
+// leaves it once placed, or once the job unmapped or dropped it (then it must read
+// as zero, or as whatever the job put there, never as the saved page).
+#include "resources/lazy_pages.h"
+
+#include "image/checksum.h"
+#include "image/image_error.h"
+#include "image/format.h"
+
+#include <kj/debug.h>
+#include <kj/exception.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <cstdint>
+#include <ctime>
+#include <iterator>
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <map>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+namespace mig::resources {
+namespace {
+
+constexpr uint64_t kPage = plan::kPage;
+// Regions with less saved than this are copied in before the job starts: a fault
+// round trip per page would cost more than reading them.
+constexpr uint64_t kLazyMinBytes = 1u << 20;
+constexpr uint64_t kFaultCluster = 64u << 10;  // placed per fault: neighbours are likely next
+constexpr uint64_t kFillChunk = 1u << 20;      // placed per background step
+constexpr int kHandoverTimeoutMs = 60000;      // the restorer sends the fd within this
+
+int64_t nowNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+bool eligible(const plan::Region& r) {
+  return r.source == plan::kSourceZero && !(r.mapFlags & (MAP_SHARED | MAP_GROWSDOWN)) &&
+         r.kind != plan::kKindStack && r.kind != plan::kKindVdso && r.kind != plan::kKindVvar &&
+         r.kind != plan::kKindVvarVclock && r.prot != PROT_NONE && r.reserved == 0;
+}
+
+// Index of the section whose page data holds image offset `off`, or -1.
+int64_t sectionOf(const image::FileReader& img, uint64_t off) {
+  for (size_t i = 0; i < img.sectionCount(); ++i) {
+    const auto& s = img.section(i);
+    if (s.dataLen > 0 && s.layout.dataOffset <= off && off < s.layout.dataOffset + s.dataLen) {
+      return static_cast<int64_t>(i);
+    }
+  }
+  return -1;
+}
+
+struct Piece {
+  uint64_t len;
+  uint64_t imageOffset;
+  uint32_t section;
+};
+
+// One address space whose missing pages the server fills.
+struct Space {
+  int uffd;
+  pid_t pid;  // 0 until a fault names one of its threads
+  std::map<uint64_t, Piece> pending;  // by address, never overlapping
+};
+
+// Cuts [s, e) out of the map; what was there goes to `out` when given.
+void cut(std::map<uint64_t, Piece>& m, uint64_t s, uint64_t e, std::vector<std::pair<uint64_t, Piece>>* out) {
+  auto it = m.upper_bound(s);
+  if (it != m.begin()) --it;
+  while (it != m.end() && it->first < e) {
+    uint64_t a = it->first;
+    Piece p = it->second;
+    if (a + p.len <= s) {
+      ++it;
+      continue;
+    }
+    it = m.erase(it);
+    if (a < s) m.emplace(a, Piece{s - a, p.imageOffset, p.section});
+    uint64_t end = a + p.len;
+    if (end > e) m.emplace(e, Piece{end - e, p.imageOffset + (e - a), p.section});
+    if (out != nullptr) {
+      uint64_t ms = std::max(a, s), me = std::min(end, e);
+      out->push_back({ms, Piece{me - ms, p.imageOffset + (ms - a), p.section}});
+    }
+    it = m.lower_bound(e);
+  }
+}
+
+class Server {
+ public:
+  Server(image::FileReader& img, pid_t job, std::map<uint64_t, Piece> pending, int listener)
+      : img_(img), job_(job), listener_(listener), verified_(img.sectionCount(), false),
+        sums_(img.sectionCount()), buf_(kFillChunk) {
+    first_ = kj::mv(pending);
+    debug_ = getenv("MIG_RESTORE_DEBUG") != nullptr && strcmp(getenv("MIG_RESTORE_DEBUG"), "0") != 0;
+    fill_ = getenv("MIG_LAZY_NO_FILL") == nullptr;
+  }
+
+  void run(int uffd) {
+    start_ = nowNs();
+    spaces_.push_back(Space{uffd, job_, kj::mv(first_)});
+    while (!spaces_.empty()) {
+      for (size_t i = 0; i < spaces_.size();) {
+        if (spaces_[i].pending.empty() || spaces_[i].uffd < 0) {
+          // Closing the last reference unregisters the ranges: what is still missing
+          // now (never saved, or dropped by the job) is plain zero-fill memory again.
+          if (spaces_[i].uffd >= 0) close(spaces_[i].uffd);
+          spaces_.erase(spaces_.begin() + static_cast<long>(i));
+          cursorSpace_ = SIZE_MAX;
+        } else {
+          ++i;
+        }
+      }
+      if (spaces_.empty()) break;
+      std::vector<pollfd> fds;
+      for (const Space& s : spaces_) fds.push_back(pollfd{s.uffd, POLLIN, 0});
+      fds.push_back(pollfd{listener_, POLLIN, 0});
+      int n = poll(fds.data(), fds.size(), fill_ ? 0 : 1000);
+      if (n > 0 && (fds.back().revents & POLLIN)) {
+        // A capture waits for the pages: they all go in now; it sees the end (EOF)
+        // when this process exits.
+        int w = accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (w >= 0) waiters_.push_back(w);
+        fill_ = true;
+      }
+      if (n < 0 && errno != EINTR) fatal(kj::str("poll: ", strerror(errno)));
+      bool events = false;
+      size_t count = spaces_.size();  // a fork adds one while we go
+      for (size_t i = 0; i < count && n > 0; ++i) {
+        if (fds[i].revents & POLLIN) events |= readEvents(i);
+      }
+      if (events) continue;
+      if (fill_) {
+        fillSome();
+      } else if (n == 0) {
+        // Without the background fill, a page a second per address space is what
+        // tells the server that space is gone (ESRCH), so that it ends with the job.
+        for (size_t i = 0; i < spaces_.size(); ++i) {
+          if (!spaces_[i].pending.empty()) place(i, spaces_[i].pending.begin()->first, kPage, 0);
+        }
+      }
+    }
+    if (debug_) {
+      fprintf(stderr, "mig-pages: done in %lld ms: %llu faults, %llu KiB on fault, %llu KiB in the background\n",
+              static_cast<long long>((nowNs() - start_) / 1000000), static_cast<unsigned long long>(faults_),
+              static_cast<unsigned long long>(faultBytes_ >> 10), static_cast<unsigned long long>(fillBytes_ >> 10));
+    }
+  }
+
+ private:
+  [[noreturn]] void fatal(kj::StringPtr why) {
+    fprintf(stderr, "migctl restart: the page server failed (%s); killed the restarted job (pid %d)\n", why.cStr(),
+            job_);
+    killAll();
+    _exit(1);
+  }
+
+  void killAll() {
+    kill(job_, SIGKILL);
+    for (const Space& s : spaces_) {
+      if (s.pid > 0) kill(s.pid, SIGKILL);
+    }
+  }
+
+  // Reads every queued message of space i; returns whether there was any.
+  bool readEvents(size_t i) {
+    bool any = false;
+    for (;;) {
+      uffd_msg msg;
+      ssize_t n = read(spaces_[i].uffd, &msg, sizeof(msg));
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+      if (n != static_cast<ssize_t>(sizeof(msg))) {
+        if (n < 0 && errno == ESRCH) break;  // the job's memory is gone: nothing to serve
+        fatal(kj::str("reading the userfaultfd: ", n < 0 ? strerror(errno) : "short message"));
+      }
+      any = true;
+      Space& s = spaces_[i];
+      switch (msg.event) {
+        case UFFD_EVENT_PAGEFAULT: {
+          pid_t tid = static_cast<pid_t>(msg.arg.pagefault.feat.ptid);
+          if (s.pid == 0 && tid > 0) s.pid = processOf(tid);
+          fault(i, msg.arg.pagefault.address & ~(kPage - 1), tid);
+          break;
+        }
+        case UFFD_EVENT_FORK: {
+          // The child's copy of the job's memory misses the same pages.
+          Space child{static_cast<int>(msg.arg.fork.ufd), 0, s.pending};
+          fcntl(child.uffd, F_SETFD, FD_CLOEXEC);
+          spaces_.push_back(kj::mv(child));
+          break;
+        }
+        case UFFD_EVENT_REMAP: {
+          std::vector<std::pair<uint64_t, Piece>> moved;
+          cut(s.pending, msg.arg.remap.from, msg.arg.remap.from + msg.arg.remap.len, &moved);
+          cut(s.pending, msg.arg.remap.to, msg.arg.remap.to + msg.arg.remap.len, nullptr);
+          for (auto& [addr, p] : moved) s.pending.emplace(addr - msg.arg.remap.from + msg.arg.remap.to, p);
+          break;
+        }
+        case UFFD_EVENT_REMOVE:
+        case UFFD_EVENT_UNMAP:
+          cut(s.pending, msg.arg.remove.start, msg.arg.remove.end, nullptr);
+          break;
+        default:
+          break;
+      }
+    }
+    return any;
+  }
+
+  static pid_t processOf(pid_t tid) {
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", tid);
+    FILE* f = fopen(path, "re");
+    if (f == nullptr) return 0;
+    pid_t tgid = 0;
+    while (fgets(line, sizeof(line), f) != nullptr) {
+      if (sscanf(line, "Tgid: %d", &tgid) == 1) break;
+    }
+    fclose(f);
+    return tgid;
+  }
+
+  void fault(size_t i, uint64_t page, pid_t tid) {
+    ++faults_;
+    Space& s = spaces_[i];
+    auto it = s.pending.upper_bound(page);
+    if (it != s.pending.begin()) {
+      --it;
+      if (it->first <= page && page < it->first + it->second.len) {
+        uint64_t end = std::min(it->first + it->second.len, page + kFaultCluster);
+        faultBytes_ += place(i, page, end - page, tid);
+        // The background fill goes on from here: a job reading through its memory
+        // then finds the next pages in place instead of faulting for each cluster.
+        cursorSpace_ = i;
+        cursor_ = end;
+        return;
+      }
+    }
+    // Never saved (it was zero), or placed already, or dropped by the job since: a
+    // zero page, or just a wake-up if the page is there by now.
+    uffdio_zeropage z{};
+    z.range.start = page;
+    z.range.len = kPage;
+    if (ioctl(s.uffd, UFFDIO_ZEROPAGE, &z) == 0) return;
+    if (errno == EEXIST) {
+      uffdio_range r{page, kPage};
+      ioctl(s.uffd, UFFDIO_WAKE, &r);
+    } else if (errno == EAGAIN) {
+      // The job is changing its mappings; its events come first, then the fault again
+      // (the kernel re-raises it when the thread retries).
+      uffdio_range r{page, kPage};
+      ioctl(s.uffd, UFFDIO_WAKE, &r);
+    }
+  }
+
+  // Places the saved pages [addr, addr+len) of space i, all in one pending piece;
+  // returns the bytes placed.
+  uint64_t place(size_t i, uint64_t addr, uint64_t len, pid_t tid) {
+    Space& s = spaces_[i];
+    auto it = s.pending.upper_bound(addr);
+    --it;
+    const Piece p = it->second;
+    const uint64_t off = p.imageOffset + (addr - it->first);
+    check(p.section, addr, tid);
+    ssize_t got = pread(img_.fd(), buf_.data(), len, static_cast<off_t>(off));
+    if (got != static_cast<ssize_t>(len)) {
+      fatal(kj::str("reading ", len, " bytes at offset ", off, " of ", img_.path(), ": ",
+                    got < 0 ? strerror(errno) : "the file ends there"));
+    }
+    const std::vector<uint64_t>& sums = sums_[p.section];
+    if (!sums.empty()) {
+      const uint64_t first = (off - img_.section(p.section).layout.dataOffset) / kPage;
+      for (uint64_t k = 0; k < len / kPage; ++k) {
+        if (first + k >= sums.size() || image::checksum(buf_.data() + k * kPage, kPage) != sums[first + k]) {
+          corrupt(addr + k * kPage, kj::str("page checksum mismatch: ", img_.section(p.section).describe(),
+                                            ", page ", first + k), tid);
+        }
+      }
+    }
+    uffdio_copy c{};
+    c.dst = addr;
+    c.src = reinterpret_cast<uint64_t>(buf_.data());
+    c.len = len;
+    c.mode = 0;
+    if (ioctl(s.uffd, UFFDIO_COPY, &c) == 0) {
+      cut(s.pending, addr, addr + len, nullptr);
+      return len;
+    }
+    if (c.copy > 0) {  // part of it: the rest comes again
+      cut(s.pending, addr, addr + static_cast<uint64_t>(c.copy), nullptr);
+      return static_cast<uint64_t>(c.copy);
+    }
+    int err = errno;
+    if (err == EAGAIN) {
+      // The job is changing its mappings: its events come first. A waiting thread,
+      // woken, touches the page again and faults anew.
+      uffdio_range r{addr, len};
+      ioctl(s.uffd, UFFDIO_WAKE, &r);
+      return 0;
+    }
+    if (err == EEXIST) {
+      cut(s.pending, addr, addr + kPage, nullptr);  // someone placed it: keep theirs
+      return 0;
+    }
+    if (err == ENOENT || err == EFAULT) {
+      cut(s.pending, addr, addr + len, nullptr);  // no longer mapped there
+      return 0;
+    }
+    if (err == ESRCH) {  // the address space is gone (exit, exec)
+      s.pending.clear();
+      return 0;
+    }
+    fatal(kj::str("UFFDIO_COPY at ", kj::hex(addr), ": ", strerror(err)));
+  }
+
+  // Before any page of a section is placed: with a pageSums section after it, those
+  // checksums are loaded (each page is then checked as it is placed, in place());
+  // without, the whole section's data is checked.
+  void check(uint32_t section, uint64_t addr, pid_t tid) {
+    if (verified_[section]) return;
+    const size_t next = section + 1;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+      if (next < img_.sectionCount() && img_.section(next).type == static_cast<uint16_t>(image::SectionType::pageSums) &&
+          img_.section(next).dataLen == img_.section(section).dataLen / kPage * sizeof(uint64_t)) {
+        img_.verify(next);
+        std::vector<uint64_t> sums(img_.section(next).dataLen / sizeof(uint64_t));
+        img_.readData(next, 0, sums.data(), sums.size() * sizeof(uint64_t));
+        sums_[section] = kj::mv(sums);
+      } else {
+        img_.verify(section);
+      }
+    })) {
+      corrupt(addr, e->getDescription(), tid);
+    }
+    verified_[section] = true;
+  }
+
+  [[noreturn]] void corrupt(uint64_t addr, kj::StringPtr why, pid_t tid) {
+    fprintf(stderr,
+            "migctl restart: %s: the saved pages at %#llx are corrupt (%s); killed the restarted job (pid %d) "
+            "before it could use them\n",
+            img_.path().cStr(), static_cast<unsigned long long>(addr), why.cStr(), job_);
+    if (tid > 0) kill(tid, SIGKILL);
+    killAll();
+    _exit(1);
+  }
+
+  void fillSome() {
+    if (cursorSpace_ < spaces_.size()) {
+      auto& pending = spaces_[cursorSpace_].pending;
+      auto it = pending.upper_bound(cursor_);
+      if (it != pending.begin() && std::prev(it)->first + std::prev(it)->second.len > cursor_) --it;
+      if (it != pending.end()) {
+        uint64_t from = std::max(it->first, cursor_);
+        uint64_t len = std::min(it->first + it->second.len - from, kFillChunk);
+        fillBytes_ += place(cursorSpace_, from, len, 0);
+        cursor_ = from + len;
+        return;
+      }
+      cursorSpace_ = SIZE_MAX;
+    }
+    for (size_t i = 0; i < spaces_.size(); ++i) {
+      if (spaces_[i].pending.empty()) continue;
+      auto it = spaces_[i].pending.begin();
+      fillBytes_ += place(i, it->first, std::min(it->second.len, kFillChunk), 0);
+      return;
+    }
+  }
+
+  image::FileReader& img_;
+  pid_t job_;
+  int listener_;             // -1: none
+  std::vector<int> waiters_;  // captures waiting for the end
+  std::map<uint64_t, Piece> first_;
+  std::vector<Space> spaces_;
+  size_t cursorSpace_ = SIZE_MAX;  // where the background fill goes on (after the last fault)
+  uint64_t cursor_ = 0;
+  std::vector<bool> verified_;
+  std::vector<std::vector<uint64_t>> sums_;  // per section: its pages' checksums, if the image has them
+  std::vector<char> buf_;
+  bool debug_ = false;
+  bool fill_ = true;  // MIG_LAZY_NO_FILL (lazy_pages.h): pages only on fault
+  int64_t start_ = 0;
+  uint64_t faults_ = 0, faultBytes_ = 0, fillBytes_ = 0;
+};
+
+// The abstract socket a capture waits on (lazy_pages.h, waitForLazyPages).
+socklen_t lazyAddress(pid_t pid, sockaddr_un* a) {
+  memset(a, 0, sizeof(*a));
+  a->sun_family = AF_UNIX;
+  int n = snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "mig-lazy-%d", pid);
+  return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + n);
+}
+
+int receiveFd(int sock) {
+  pollfd p{sock, POLLIN, 0};
+  if (poll(&p, 1, kHandoverTimeoutMs) <= 0) return -1;
+  char byte;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) <= 0) return -1;  // the restore failed: it said why
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  if (c == nullptr || c->cmsg_type != SCM_RIGHTS) return -1;
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+  return fd;
+}
+
+// The server must hold none of the job's files: a pipe or socket end kept open here
+// would change what the job's peers see.
+void closeAllBut(int a, int b) {
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) return;
+  std::vector<int> fds;
+  while (dirent* e = readdir(d)) {
+    int fd = atoi(e->d_name);
+    if (e->d_name[0] >= '0' && e->d_name[0] <= '9' && fd != dirfd(d)) fds.push_back(fd);
+  }
+  closedir(d);
+  for (int fd : fds) {
+    if (fd != a && fd != b && fd != STDERR_FILENO) close(fd);
+  }
+}
+
+}  // namespace
+
+void waitForLazyPages(pid_t pid, int timeoutSeconds) {
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return;
+  sockaddr_un a;
+  socklen_t alen = lazyAddress(pid, &a);
+  if (connect(s, reinterpret_cast<sockaddr*>(&a), alen) != 0) {  // no lazy restart filling it
+    close(s);
+    return;
+  }
+  const int64_t deadline = nowNs() + static_cast<int64_t>(timeoutSeconds) * 1000000000;
+  for (;;) {
+    int64_t left = (deadline - nowNs()) / 1000000;
+    pollfd p{s, POLLIN, 0};
+    int n = left > 0 ? poll(&p, 1, static_cast<int>(left)) : 0;
+    if (n < 0 && errno == EINTR) continue;
+    char c;
+    if (n > 0 && read(s, &c, 1) <= 0) break;  // the server ended: every page is in place
+    if (n == 0) {
+      close(s);
+      image::fail(kj::str("process ", pid, "'s memory is still being put in place by its lazy restart's page server after ",
+                          timeoutSeconds, " s; try again once it is done"));
+    }
+  }
+  close(s);
+}
+
+kj::Maybe<kj::String> lazyPagesUnavailable() {
+  if (geteuid() == 0) return nullptr;
+  FILE* f = fopen("/proc/sys/vm/unprivileged_userfaultfd", "re");
+  int v = 0;
+  if (f != nullptr) {
+    if (fscanf(f, "%d", &v) != 1) v = 0;
+    fclose(f);
+  }
+  if (v == 1) return nullptr;
+  return kj::str("lazy pages need root, or vm.unprivileged_userfaultfd = 1 (a job's system calls must be able to "
+                 "wait for its pages)");
+}
+
+uint64_t markLazyPages(image::RestorePlan& plan) {
+  plan::Header& h = plan.mutableHeader();
+  auto* regions = reinterpret_cast<const plan::Region*>(reinterpret_cast<const char*>(&h) + h.regions);
+  auto* pages = reinterpret_cast<plan::Pages*>(reinterpret_cast<char*>(&h) + h.pages);
+  std::vector<uint64_t> saved(h.regionCount, 0);
+  std::vector<bool> ok(h.regionCount, true);
+  for (uint32_t i = 0; i < h.pagesCount; ++i) {
+    saved[pages[i].region] += pages[i].len;
+    // Pages copied over earlier pre-copy pages overlap them: keep such regions eager.
+    if (pages[i].method != plan::kPagesMap) ok[pages[i].region] = false;
+  }
+  uint64_t lazy = 0;
+  for (uint32_t i = 0; i < h.pagesCount; ++i) {
+    const uint32_t r = pages[i].region;
+    if (!ok[r] || saved[r] < kLazyMinBytes || !eligible(regions[r])) continue;
+    pages[i].method = plan::kPagesLazy;
+    lazy += pages[i].len;
+  }
+  return lazy;
+}
+
+void verifyEagerSections(image::FileReader& img, const image::RestorePlan& plan) {
+  const plan::Header& h = plan.header();
+  const plan::Pages* pages = plan::pages(&h);
+  std::vector<int> use(img.sectionCount(), 0);  // bit 1: eager pages, bit 2: lazy pages
+  for (uint32_t i = 0; i < h.pagesCount; ++i) {
+    int64_t s = sectionOf(img, pages[i].imageOffset);
+    if (s >= 0) use[static_cast<size_t>(s)] |= pages[i].method == plan::kPagesLazy ? 2 : 1;
+  }
+  for (size_t i = 0; i < img.sectionCount(); ++i) {
+    if (use[i] != 2) img.verify(i);
+  }
+}
+
+int startPageServer(image::FileReader& img, int imageFd, const image::RestorePlan& plan, pid_t job) {
+  const plan::Header& h = plan.header();
+  const plan::Pages* pages = plan::pages(&h);
+  std::map<uint64_t, Piece> pending;
+  for (uint32_t i = 0; i < h.pagesCount; ++i) {
+    if (pages[i].method != plan::kPagesLazy) continue;
+    int64_t s = sectionOf(img, pages[i].imageOffset);
+    if (s < 0) image::fail(kj::str("lazy pages at image offset ", pages[i].imageOffset, " lie in no section's data"));
+    pending.emplace(pages[i].addr, Piece{pages[i].len, pages[i].imageOffset, static_cast<uint32_t>(s)});
+  }
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    image::fail(kj::str("socketpair for the page server: ", strerror(errno)));
+  }
+  fflush(nullptr);
+  pid_t mid = fork();
+  if (mid < 0) image::fail(kj::str("fork for the page server: ", strerror(errno)));
+  if (mid == 0) {
+    // The middle process exits at once: the server is nobody's child the job could
+    // wait for, and in a session of its own, so the terminal's ^C is the job's alone.
+    setsid();
+    pid_t server = fork();
+    if (server != 0) _exit(server < 0 ? 1 : 0);
+    // The reader's own fd number may hold one of the job's files by now (the restore put
+    // them in place): put the image back under it.
+    if (imageFd != img.fd() && dup3(imageFd, img.fd(), O_CLOEXEC) < 0) _exit(1);
+    closeAllBut(sv[1], img.fd());
+    signal(SIGPIPE, SIG_IGN);
+    int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_un a;
+    socklen_t alen = lazyAddress(job, &a);
+    if (listener >= 0 && (bind(listener, reinterpret_cast<sockaddr*>(&a), alen) != 0 || listen(listener, 16) != 0)) {
+      close(listener);
+      listener = -1;  // then a capture cannot wait: the lazy pages doc says so
+    }
+    int uffd = receiveFd(sv[1]);
+    close(sv[1]);
+    if (uffd < 0) _exit(0);
+    Server(img, job, kj::mv(pending), listener).run(uffd);
+    _exit(0);
+  }
+  close(sv[1]);
+  int status = 0;
+  while (waitpid(mid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) image::fail(kj::str("cannot start the page server"));
+  if (fcntl(sv[0], F_SETFD, 0) != 0) image::fail(kj::str("page server socket: ", strerror(errno)));
+  return sv[0];
+}
+
+}  // namespace mig::resources

@@ -1,0 +1,53 @@
+// Lazy pages: `migctl restart --lazy` starts the job before its memory is read. The
+// big private anonymous regions (heap, large mmaps) are left missing and registered
+// with a userfaultfd by the restorer (restore/restorer.cc, startLazyPages); a page
+// server, a process forked by migctl before it becomes the job, puts each page in
+// place from the image file (UFFDIO_COPY) when the job first touches it, and fills
+// the rest in the background. A page's data is checked against its section's
+// checksum before any page of that section is placed, so the job never runs on
+// corrupt data: a bad checksum kills the job with one line saying so.
+//
+// MIG_LAZY_NO_FILL=1 in migctl restart's environment turns the background fill off
+// (pages come only when touched, the server lives as long as the job): for tests that
+// need pages still missing, and to see what a job really touches.
+//
+// The registration catches the kernel's accesses too (system calls that read into or
+// write from a missing page wait for it like the job's own accesses do), which needs
+// privilege: lazyPagesUnavailable() says when a restart has to be eager instead.
+#pragma once
+
+#include "image/file_reader.h"
+#include "image/plan_builder.h"
+
+#include <kj/string.h>
+
+#include <sys/types.h>
+
+namespace mig::resources {
+
+// Why this process may not register a userfaultfd whose kernel-mode faults are
+// handled (not root and vm.unprivileged_userfaultfd is 0), or nullptr when it may.
+kj::Maybe<kj::String> lazyPagesUnavailable();
+
+// Turns the plan's saved pages of large private anonymous regions into kPagesLazy;
+// returns the bytes made lazy (0: nothing worth it, the plan is unchanged).
+uint64_t markLazyPages(image::RestorePlan& plan);
+
+// Verifies every section now except page data that only lazy pages come from (the
+// page server checks those as it first uses them). Throws the image error.
+void verifyEagerSections(image::FileReader& img, const image::RestorePlan& plan);
+
+// Forks the page server (a grandchild, so it is never the job's child) and returns the
+// end of its socket that the restorer sends the userfaultfd on (not close-on-exec).
+// `job` is the PID the restored process will have, which a corrupt page kills;
+// `imageFd` is open on img's file (img's own fd number may hold a job's file by now).
+int startPageServer(image::FileReader& img, int imageFd, const image::RestorePlan& plan, pid_t job);
+
+// Returns once the page server of a lazy restart of process `pid` (if any) has put
+// every page in place: a capture reads /proc/PID/pagemap, where a page not placed yet
+// looks like one never touched, and would leave it out. The server listens on the
+// abstract socket "mig-lazy-PID" and hurries (fills in the background even under
+// MIG_LAZY_NO_FILL) once someone waits. Throws after `timeoutSeconds`.
+void waitForLazyPages(pid_t pid, int timeoutSeconds = 300);
+
+}  // namespace mig::resources
