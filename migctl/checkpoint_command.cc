@@ -158,7 +158,7 @@ int checkpoint(const Options& o, long pid) {
   // (the shim ends it after handing the fd over). --stop needs none: the job ends anyway.
   int uffd = -1;
   kj::String notConcurrent;
-  const pid_t self = static_cast<pid_t>(pid);
+  const pid_t self = ctl->realPid();
   // A lazily restarted job's page server must be done first: pages it has not placed
   // read as never touched, and its userfaultfd would keep ours from registering.
   resources::waitForLazyPages(ctl->realPid());

@@ -244,7 +244,7 @@ int sendCommand(int argc, char** argv) {
   // System V objects are the kernel's of this host, named by ids the job holds: they
   // cannot follow it yet (resources/sysv_ipc.h). Refused now, not after a move whose
   // first semop would fail.
-  const pid_t self = static_cast<pid_t>(pid);
+  const pid_t self = ctl->realPid();
   KJ_IF_MAYBE(object, resources::firstSysvObject(kj::arrayPtr(&self, 1))) {
     fail(kj::str("cannot move PID ", pid, ": it uses the ", *object,
                  ", which cannot follow it to another host (System V IPC stays with this host's kernel); the job runs on ",
