@@ -12,10 +12,7 @@ namespace {
 
 State& state() { return shim::g_runtime.forward; }
 
-pid_t slotPid(uint32_t slot) {
-  const pid_t job = shim::g_runtime.vpid % kAwayPidBase;
-  return kAwayPidBase + job * static_cast<pid_t>(kMaxAwayChildren) + static_cast<pid_t>(slot);
-}
+pid_t virtualOf(pid_t real) { return kAwayPidBase + real; }
 
 }  // namespace
 
@@ -24,24 +21,25 @@ pid_t reserveChildPid() {
   for (uint32_t i = 0; i < kMaxAwayChildren; ++i) {
     int32_t expected = 0;
     // -1: reserved, the fork has not returned yet.
-    if (s.childReal[i].compare_exchange_strong(expected, -1)) return slotPid(i);
+    if (s.childReal[i].compare_exchange_strong(expected, -1)) return static_cast<pid_t>(i + 1);
   }
   return 0;
 }
 
-void bindChildPid(pid_t vpid, pid_t real) {
-  if (vpid == 0) return;
-  const uint32_t slot = static_cast<uint32_t>(vpid - slotPid(0));
-  if (slot >= kMaxAwayChildren) return;
+pid_t bindChildPid(pid_t reservation, pid_t real) {
+  const uint32_t slot = static_cast<uint32_t>(reservation - 1);
+  if (reservation == 0 || slot >= kMaxAwayChildren) return real;
   state().childReal[slot].store(real > 0 ? real : 0);
+  return real > 0 ? virtualOf(real) : real;
 }
 
-void becomeChild(pid_t vpid) {
+void becomeChild(pid_t reservation) {
   State& s = state();
   for (uint32_t i = 0; i < kMaxAwayChildren; ++i) s.childReal[i].store(0);
   shim::Runtime& rt = shim::g_runtime;
   const pid_t parent = rt.vpid;
-  if (vpid == 0) vpid = static_cast<pid_t>(shim::rawSyscall(SYS_getpid));
+  const pid_t real = static_cast<pid_t>(shim::rawSyscall(SYS_getpid));
+  const pid_t vpid = reservation != 0 ? virtualOf(real) : real;
   rt.vpid = vpid;
   rt.vppid = parent;
   rt.bornAway = true;
@@ -51,17 +49,20 @@ void becomeChild(pid_t vpid) {
 }
 
 pid_t childRealPid(pid_t vpid) {
-  const uint32_t slot = static_cast<uint32_t>(vpid - slotPid(0));
-  if (vpid < kAwayPidBase || slot >= kMaxAwayChildren) return 0;
-  const int32_t real = state().childReal[slot].load();
-  return real > 0 ? real : 0;
+  if (vpid <= kAwayPidBase) return 0;
+  const pid_t real = vpid - kAwayPidBase;
+  const State& s = state();
+  for (uint32_t i = 0; i < kMaxAwayChildren; ++i) {
+    if (s.childReal[i].load(std::memory_order_relaxed) == real) return real;
+  }
+  return 0;
 }
 
 pid_t childVirtualPid(pid_t real) {
   if (real <= 0) return real;
   const State& s = state();
   for (uint32_t i = 0; i < kMaxAwayChildren; ++i) {
-    if (s.childReal[i].load(std::memory_order_relaxed) == real) return slotPid(i);
+    if (s.childReal[i].load(std::memory_order_relaxed) == real) return virtualOf(real);
   }
   return real;
 }

@@ -115,4 +115,24 @@ void takeOwnTable() {
   for (uint32_t i = 0; i < kMaxFds / 64; ++i) __atomic_store_n(&s.config.pipelinedFds[i], 0, __ATOMIC_RELEASE);
 }
 
+void adoptInheritedHomeFds() {
+  State& s = state();
+  for (uint32_t word = 0; word < kMaxFds / 64; ++word) {
+    uint64_t bits = __atomic_load_n(&s.config.ownedFds[word], __ATOMIC_ACQUIRE);
+    while (bits != 0) {
+      const int32_t fd = static_cast<int32_t>(word * 64 + __builtin_ctzll(bits));
+      bits &= bits - 1;
+      // The home side is the parent's: closing it would take it from the parent (ld's
+      // output file, closed by the lto-wrapper it runs). A copy at home of our own is
+      // what fork gives: the same open file, its own number.
+      long copy = forwardSyscall(SYS_fcntl, homeFdOf(fd), F_DUPFD, kOwnHomeFloor);
+      if (copy >= 0) {
+        __atomic_store_n(&s.config.homeFd[fd], static_cast<int32_t>(copy) + 1, __ATOMIC_RELEASE);
+      } else {
+        setOwned(s, fd, false);  // no room at home: we use the parent's, never close it
+      }
+    }
+  }
+}
+
 }  // namespace mig::forward

@@ -35,4 +35,9 @@ long fcntlDupOwn(const TrappedCall& c);
 // This process stops mirroring the deputy's table: from now on it keeps its own.
 void takeOwnTable();
 
+// In a new child of a process with its own table, once it can forward: the home
+// files its parent opened (and owns) get copies at home that the child owns, so the
+// child's close (or exec's close-on-exec) closes its copy, not its parent's file.
+void adoptInheritedHomeFds();
+
 }  // namespace mig::forward

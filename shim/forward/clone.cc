@@ -112,10 +112,11 @@ void becomeUndispatchedProcess() {
 // In a child process with its own memory and fd table: it forwards through the
 // job's deputy like the job, with a table of its own (child_table.h), its own
 // connections, and the PID home gave it.
-void becomeForwardingChild(pid_t vpid) {
+void becomeForwardingChild(pid_t reservation) {
   dropAllConnections(true);  // the parent's: ours are copies of its sockets
   takeOwnTable();
-  becomeChild(vpid);
+  becomeChild(reservation);
+  adoptInheritedHomeFds();
   allowSyscalls();
   if (enableSud()) blockSyscalls();  // dispatch is not inherited
 }
@@ -128,10 +129,7 @@ void spawnedChildSetup() {
 }  // namespace
 
 // The parent's side of a new child process: its virtual PID instead of the real one.
-long asChildPid(pid_t vpid, long real) {
-  bindChildPid(vpid, static_cast<pid_t>(real));
-  return real > 0 && vpid != 0 ? vpid : real;
-}
+long asChildPid(pid_t reservation, long real) { return bindChildPid(reservation, static_cast<pid_t>(real)); }
 
 long runClone(const TrappedCall& c, ucontext_t* uc) {
   const CloneRequest req = describe(c);
@@ -148,8 +146,8 @@ long runClone(const TrappedCall& c, ucontext_t* uc) {
     // would change is the parent's): it gets a copy instead, like a fork (the parent
     // still waits for its exec; what it cannot see is an exec failure, which the
     // child reports by exiting with 127). The frame is in its copy too.
-    const pid_t vpid = reserveChildPid();
-    shim::g_runtime.forward.spawnVpid.store(vpid);
+    const pid_t reservation = reserveChildPid();
+    shim::g_runtime.forward.spawnVpid.store(reservation);
     const bool copy = !(req.flags & CLONE_FILES);
     int64_t a0 = c.a[0];
     struct clone_args args {};
@@ -161,13 +159,13 @@ long runClone(const TrappedCall& c, ucontext_t* uc) {
       a0 = reinterpret_cast<int64_t>(&args);
     }
     long r = mig_fwd_clone(c.nr, a0, c.a[1], c.a[2], c.a[3], c.a[4], frame, copy ? spawnedChildSetup : nullptr);
-    return asChildPid(vpid, r);
+    return asChildPid(reservation, r);
   }
   if (sharesMemory) {
     const bool vforkLike = (req.flags & CLONE_VFORK) && !(req.flags & (CLONE_THREAD | CLONE_SIGHAND));
     if (!vforkLike) return kRunNatively;
   }
-  const pid_t vpid = reserveChildPid();
+  const pid_t reservation = reserveChildPid();
   long r;
   if (c.nr == SYS_vfork) {
     r = runLocally(SYS_fork);
@@ -186,13 +184,13 @@ long runClone(const TrappedCall& c, ucontext_t* uc) {
   if (r == 0) {
     if (req.flags & CLONE_FILES) {
       becomeUndispatchedProcess();
-      becomeChild(vpid);
+      becomeChild(reservation);
     } else {
-      becomeForwardingChild(vpid);
+      becomeForwardingChild(reservation);
     }
     return 0;
   }
-  return asChildPid(vpid, r);
+  return asChildPid(reservation, r);
 }
 
 }  // namespace mig::forward

@@ -43,7 +43,7 @@ struct State {
   // Real PIDs of the children forked here, by slot (child_pids.h); 0 = free, -1 =
   // reserved for a fork in progress.
   std::atomic<int32_t> childReal[kMaxAwayChildren];
-  // The virtual PID for a posix_spawn-like child about to be made (clone.cc): it
+  // The child-table reservation for a posix_spawn-like child about to be made (clone.cc): it
   // reads it from its copy of memory.
   std::atomic<int32_t> spawnVpid;
   // What the application set for SIGSYS, which the shim keeps for itself.

@@ -16,6 +16,8 @@
 # private, a library only home has) reads the same through them after it, and a
 # library b has its own copy of (another inode) is mapped from b's copy; one that
 # maps a file shared and writable is not moved (one line, before the freeze).
+# A shell moved a -> b builds a program with gcc -flto (six processes deep, all born on
+# b): status 0, nothing on stderr, the program runs on a.
 #
 # usage: code_after_move.sh OPTIONS (below); meson runs it as test
 # 'migration-code-after-move' (suite cluster) with every path filled in.
@@ -173,8 +175,35 @@ if start_job sharedrw mig "$PY" "$HELD" @DIR@ shared-writable "$LIBDIR/libsame.s
   fi
 fi
 
+# --- gcc -flto after a move ----------------------------------------------------------------
+# A shell job moved a -> b runs gcc -flto (jobs/lto_after_move.sh): six processes deep,
+# all born on b, each waiting for its children (the deepest once got their parent's own
+# virtual PID: "failed to get exit status: No child processes"), ld holding its output
+# open while the lto-wrapper it runs closes what it inherited (once ld's own file at
+# home: "final link failed: Bad file descriptor").
+LTO=$(readlink -f "$(dirname "$0")/jobs/lto_after_move.sh")
+if ! command -v gcc >/dev/null; then
+  fail "gcc -flto after a move: no gcc on this machine (tests/lib/setup.sh installs it)"
+elif start_job lto mig /bin/bash "$LTO" @DIR@ && hop lto a b; then
+  touch "$(jfile lto data/go)"
+  wait_job lto 120
+  got=$(tr -d '\r' <"$(jfile lto out)" | grep -av '^STEP ')
+  if [[ $STATUS == 0 && $got == "gcc -flto status 0" && ! -s $(jfile lto err) ]]; then
+    ok "gcc -flto on b after a -> b: status 0, nothing on stderr"
+  else
+    fail "gcc -flto on b after a -> b: job status $STATUS, output '${got//$'\n'/ | }'"
+    detail "$(jfile lto err)" "its stderr"
+  fi
+  if [[ $(hx a "$(jdir lto)/data/prog" 2>&1) == "lto says 42" ]]; then
+    ok "the program gcc -flto built on b (in the job's directory on a) runs on a: lto says 42"
+  else
+    fail "the program gcc -flto built on b does not run on a: $(hx a "$(jdir lto)/data/prog" 2>&1 | head -n 3)"
+  fi
+fi
+
 kill_job py
 kill_job pyref
+kill_job lto
 kill_job held
 kill_job heldref
 kill_job sharedrw

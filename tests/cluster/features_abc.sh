@@ -26,6 +26,10 @@ if (( ${#features[@]} == 0 )); then
   echo "SKIP: no feature program given (--feature NAME PATH)"
   exit 77
 fi
+# Each program is one process, but for file_locks' checker: a child born before any
+# move that must stay at home (it checks the locks from there), so the hops move the
+# process alone (--only; without it a process with children is refused).
+HOP_ARGS=(--only)
 cluster_up a b c
 
 # --- reference runs, undisturbed, without mig, all at once --------------------------------

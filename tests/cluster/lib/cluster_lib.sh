@@ -282,6 +282,7 @@ one_line_reason() {  # migctl failed with exactly one line on stderr that says w
 
 # hop NAME FROM TO: once the job printed 3 more steps, migctl migrate it to TO
 # (a host name, by its nodes-file name); then `migctl list` on a must show it at TO.
+# HOP_ARGS: more migctl migrate options (a scenario's), e.g. --only.
 hop() {
   local name=$1 from=$2 to=$3 k r
   k=$(( $(last_step "$name") + 3 ))
@@ -296,7 +297,7 @@ hop() {
     shadowd_logs "$from"
     return 1
   fi
-  migrate "$name" "$to"
+  migrate "$name" "$to" 40 ${HOP_ARGS[@]+"${HOP_ARGS[@]}"}
   if (( MIG_RC != 0 )); then
     fail "$name: migrate $from -> $to at STEP $k: migctl exited $MIG_RC$( ((MIG_RC == 124)) && echo " (timed out)"): $(tr '\n' ' ' <"$MIG_ERR")"
     shadowd_logs "$from" "$to"
