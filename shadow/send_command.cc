@@ -310,6 +310,13 @@ int sendCommand(int argc, char** argv) {
   out.flush(/*drain=*/true);
   double transferMs = msSince(frozenAt);
   hopFaultPoint("send-frozen", [](kj::String why) { fail(kj::mv(why)); });
+  // A child forked between the look above and the freeze (a job that forks all the
+  // while) would be left behind, losing its parent: the hop is aborted before its
+  // commit, so the job resumes here whole and nothing of it runs there.
+  if (!only) {
+    auto late = childrenLeftBehind(ctl->realPid());
+    if (late.size() > 0) fail(treeRefusal(vpid > 0 ? vpid : pid, late, deputy != nullptr));
+  }
 
   // Phase one: the destination restores up to "ready, not running". A partition here
   // aborts the hop like one during the transfer: the job resumes here.
