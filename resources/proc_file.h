@@ -17,6 +17,20 @@ std::string readProcFile(pid_t pid, const std::string& what);
 // has only with some options (timers: CONFIG_CHECKPOINT_RESTORE).
 bool readProcFileIfExists(pid_t pid, const std::string& what, std::string& out);
 
+// Calls `line` with each line of /proc/PID/WHAT, without its newline (maps, ...);
+// throws as readProcFile does.
+template <typename F>
+void forEachProcLine(pid_t pid, const std::string& what, F&& line) {
+  const std::string text = readProcFile(pid, what);
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    line(std::string(text, at, end - at));
+    at = end + 1;
+  }
+}
+
 // Where the link at `path` points; throws (one line naming it) if it cannot be read.
 std::string readLink(const std::string& path);
 

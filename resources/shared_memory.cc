@@ -4,6 +4,8 @@
 // the restart process (which lives as long as the tree) needs no fd passed down.
 #include "resources/shared_memory.h"
 
+#include "resources/proc_file.h"
+
 #include "image/image_error.h"
 
 #include <kj/debug.h>
@@ -55,27 +57,20 @@ kj::Vector<SharedObject> findTreeSharedMemory(kj::ArrayPtr<const TreeCaptureMemb
   std::map<std::pair<std::string, uint64_t>, SharedObject> byId;  // (device, inode)
   for (auto& m : members) {
     if (m.block == nullptr) continue;
-    std::string path = "/proc/" + std::to_string(m.proc.pid) + "/maps";
-    FILE* f = fopen(path.c_str(), "re");
-    if (f == nullptr) fail(kj::str("cannot read ", path.c_str(), ": ", strerror(errno)));
-    KJ_DEFER(fclose(f));
-    char* line = nullptr;
-    size_t cap = 0;
-    KJ_DEFER(free(line));
-    while (getline(&line, &cap, f) > 0) {
+    forEachProcLine(m.proc.pid, "maps", [&](const std::string& line) {
       unsigned long long start, end, offset, inode;
       char perms[8], dev[32];
       int at = 0;
-      if (sscanf(line, "%llx-%llx %7s %llx %31s %llu %n", &start, &end, perms, &offset, dev, &inode, &at) < 6) continue;
-      if (perms[3] != 's' || inode == 0) continue;
-      std::string name = line + at;
-      while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
-      if (!unnamedShared(name)) continue;
+      if (sscanf(line.c_str(), "%llx-%llx %7s %llx %31s %llu %n", &start, &end, perms, &offset, dev, &inode, &at) < 6) return;
+      if (perms[3] != 's' || inode == 0) return;
+      std::string name = line.substr(static_cast<size_t>(at));
+      while (!name.empty() && name.back() == ' ') name.pop_back();
+      if (!unnamedShared(name)) return;
       SharedObject& o = byId[{dev, inode}];
       if (o.name == nullptr) o.name = kj::heapString(name.c_str());
       o.views.add(SharedView{m.proc.pid, m.block->vpid, start, end, offset});
       o.size = std::max<uint64_t>(o.size, offset + (end - start));
-    }
+    });
   }
   kj::Vector<SharedObject> out;
   for (auto& [id, o] : byId) {

@@ -4,6 +4,7 @@
 #include "resources/sysv_ipc.h"
 
 #include "image/image_error.h"
+#include "resources/proc_file.h"
 #include "resources/shared_memory.h"
 
 #include <kj/debug.h>
@@ -57,19 +58,12 @@ std::vector<std::pair<int32_t, int32_t>> listIds(const char* kind) {
 // The SysV segments process `pid` has attached: /SYSV<key> lines of its memory map,
 // whose inode is the segment's id.
 void attachedSegments(pid_t pid, std::set<int32_t>& ids) {
-  std::string path = "/proc/" + std::to_string(pid) + "/maps";
-  FILE* f = fopen(path.c_str(), "re");
-  if (f == nullptr) fail(kj::str("cannot read ", path.c_str(), ": ", strerror(errno)));
-  KJ_DEFER(fclose(f));
-  char* line = nullptr;
-  size_t cap = 0;
-  KJ_DEFER(free(line));
-  while (getline(&line, &cap, f) > 0) {
+  forEachProcLine(pid, "maps", [&](const std::string& line) {
     unsigned long long inode;
     int at = 0;
-    if (sscanf(line, "%*x-%*x %*7s %*x %*31s %llu %n", &inode, &at) < 1) continue;
-    if (strncmp(line + at, "/SYSV", 5) == 0) ids.insert(static_cast<int32_t>(inode));
-  }
+    if (sscanf(line.c_str(), "%*x-%*x %*7s %*x %*31s %llu %n", &inode, &at) < 1) return;
+    if (line.compare(static_cast<size_t>(at), 5, "/SYSV") == 0) ids.insert(static_cast<int32_t>(inode));
+  });
 }
 
 // The effective uid of process `pid` (/proc/PID/status), or -1.
