@@ -102,7 +102,9 @@ void cut(std::map<uint64_t, Piece>& m, uint64_t s, uint64_t e, std::vector<std::
       uint64_t ms = std::max(a, s), me = std::min(end, e);
       out->push_back({ms, Piece{me - ms, p.imageOffset + (ms - a), p.section}});
     }
-    it = m.lower_bound(e);
+    // On from the end of this piece, not from e: [s, e) may cover several pieces (one
+    // per pages section, and holes where zero pages were left out of the image).
+    it = m.lower_bound(end);
   }
 }
 
@@ -292,8 +294,11 @@ class Server {
       const uint64_t first = (off - img_.section(p.section).layout.dataOffset) / kPage;
       for (uint64_t k = 0; k < len / kPage; ++k) {
         if (first + k >= sums.size() || image::checksum(buf_.data() + k * kPage, kPage) != sums[first + k]) {
-          corrupt(addr + k * kPage, kj::str("page checksum mismatch: ", img_.section(p.section).describe(),
-                                            ", page ", first + k), tid);
+          // Where the page is in the file, and which of its section's checksums
+          // failed: a section holds the pages of any number of regions (memory.cc),
+          // so its page index alone says little.
+          corrupt(addr + k * kPage, kj::str("page checksum mismatch at image byte ", off + k * kPage, ": page ",
+                                            first + k, " of ", img_.section(p.section).describe()), tid);
         }
       }
     }

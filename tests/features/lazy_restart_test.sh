@@ -25,7 +25,7 @@ LD_PRELOAD=$libmig "$prog" 256 >&4 2>&5 4>&- 5>&- &
 job=$!
 exec 4>&- 5>&-
 pids+=($job)
-for _ in $(seq 1 600); do grep -q '^STEP 1$' "$dir/job.out" && break; sleep 0.05; done
+for _ in $(seq 1 600); do grep -q '^STEP 1$' "$dir/job.out" && grep -q '^lazy: pages at ' "$dir/job.err" && break; sleep 0.05; done
 "$migctl" checkpoint "$job" -o "$dir/job.img" --stop > "$dir/ckpt.log" 2>&1 || bad "checkpoint" "$dir/ckpt.log"
 wait "$job" 2>/dev/null
 
@@ -51,10 +51,13 @@ if grep -q '^lazy: 80 of 80 moved or dropped pages missing$' "$dir/r1.err"; then
   ok "MADV_DONTNEED and mremap on missing pages: dropped ones read zero, moved ones keep their contents"
 else bad "the dropped and moved pages were not all missing" "$dir/r1.err"; fi
 
-# A corrupt byte in a page the job's forked child reads after the restart (page 65530):
-# checked against its own checksum (the image's page-sums section) as it is placed;
-# nothing computed from it is printed.
-/usr/bin/python3 - "$dir/job.img" "$dir/bad.img" <<'PY'
+# A corrupt byte in a page the job's forked child reads after the restart (page 65530
+# of its pages): checked against its own checksum (the image's page-sums section) as
+# it is placed; nothing computed from it is printed. The line names the page by its
+# address in the job and its byte in the image file (a pages section holds the pages
+# of any number of regions, so the page's index there is not the job's).
+base=$(sed -n 's/^lazy: pages at 0x\([0-9a-f]*\)$/\1/p' "$dir/job.err")
+at=$(/usr/bin/python3 - "$dir/job.img" "$dir/bad.img" <<'PY'
 import struct, sys
 data = bytearray(open(sys.argv[1], 'rb').read())
 word = struct.pack('<Q', 0x4c415a5900000000 | (65530 << 9))
@@ -62,11 +65,15 @@ at = data.find(word)
 assert at > 0 and at % 4096 == 0, 'page 65530 not found in the image'
 data[at + 1000] ^= 0x55
 open(sys.argv[2], 'wb').write(data)
+print(at)
 PY
+)
+[ -n "$base" ] && [ -n "$at" ] || bad "the job's pages address (job.err) or the corrupt page's image byte is unknown" "$dir/job.err"
+page=$(printf '0x%x' $((0x${base:-0} + 65530 * 4096)))
 restart_lazy "$dir/bad.img" r2
 lines=$(grep -c . "$dir/r2.err")
 if [ $rc -eq 137 ] && grep -q 'corrupt' "$dir/r2.err" && [ "$(grep -vc '^lazy: ' "$dir/r2.err")" -eq 1 ] &&
-   grep -qE '^migctl restart: .*bad\.img: the saved pages at 0x[0-9a-f]+ are corrupt \(page checksum mismatch: section [0-9]+ \(pages\) at byte [0-9]+, page 65530\); killed the restarted job' "$dir/r2.err" &&
+   grep -qE "^migctl restart: .*bad\.img: the saved pages at $page are corrupt \(page checksum mismatch at image byte ${at:-none}: page [0-9]+ of section [0-9]+ \(pages\) at byte [0-9]+\); killed the restarted job" "$dir/r2.err" &&
    ! grep -q 'forked child\|exact$' "$dir/r2.out"; then
   ok "a corrupt page kills the lazily restarted job with one line, before it uses the page"
 else bad "corrupt page (exit $rc, $lines stderr lines)" "$dir/r2.out" "$dir/r2.err"; fi
