@@ -52,9 +52,7 @@ ConcurrentResult freezeAndCaptureConcurrently(ControlClient& ctl, int timeoutSec
   resources::CaptureOptions options;
   options.maxDeletedFileBytes = maxDeletedFileBytes;
   capnp::MallocMessageBuilder header;
-  image::fillHeader(header.initRoot<image::schema::Header>(), 0, block->vpid,
-                    resources::readProcFile(ctl.realPid(), "cmdline").c_str());
-  image::fillOwner(header.getRoot<image::schema::Header>(), ctl.realPid());
+  resources::fillJobHeader(header.initRoot<image::schema::Header>(), ctl.realPid(), block->vpid);
   image::ImageWriter w(out, header);
   resources::captureProcessState(ctl.realPid(), *block, w, result.stats, options);
   resources::CopyBeforeWrite pages(ctl.realPid(), owned.release(), memory);

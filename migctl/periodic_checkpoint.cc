@@ -110,9 +110,7 @@ int periodicCheckpoints(const PeriodicOptions& o) {
     auto path = kj::str(o.dir, "/", name);
     image::AtomicFile file(path);
     capnp::MallocMessageBuilder header;
-    image::fillHeader(header.initRoot<image::schema::Header>(), 0, block->vpid,
-                      resources::readProcFile(realPid, "cmdline").c_str());
-    image::fillOwner(header.getRoot<image::schema::Header>(), realPid);
+    resources::fillJobHeader(header.initRoot<image::schema::Header>(), realPid, block->vpid);
     image::ImageWriter w(file.sink(), header);
     if (parent.size() > 0) {
       capnp::MallocMessageBuilder p;

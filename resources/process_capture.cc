@@ -154,14 +154,17 @@ kj::Vector<int32_t> segmentIds(const SysvIpc& sysv) {
 
 }  // namespace
 
+void fillJobHeader(image::schema::Header::Builder out, pid_t pid, int32_t vpid) {
+  image::fillHeader(out, 0, vpid, readProcFile(pid, "cmdline").c_str());
+  image::fillOwner(out, pid);
+}
+
 CaptureStats captureProcess(pid_t pid, const control::Block& block, PageSource& memory, image::ByteSink& out,
                             const CaptureOptions& options) {
   CaptureStats stats{};
   checkBlock(pid, block);
-  std::string cmdline = readProcFile(pid, "cmdline");
   capnp::MallocMessageBuilder header;
-  image::fillHeader(header.initRoot<image::schema::Header>(), 0, block.vpid, cmdline.c_str());
-  image::fillOwner(header.getRoot<image::schema::Header>(), pid);
+  fillJobHeader(header.initRoot<image::schema::Header>(), pid, block.vpid);
   image::ImageWriter w(out, header);
   captureProcessInto(pid, block, memory, w, nullptr, stats, options);
   return stats;
@@ -207,10 +210,8 @@ CaptureStats captureTree(kj::ArrayPtr<const TreeCaptureMember> members, image::B
     if (m.block != nullptr) checkBlock(m.proc.pid, *m.block);
   }
   const TreeCaptureMember& root = members[0];
-  std::string cmdline = readProcFile(root.proc.pid, "cmdline");
   capnp::MallocMessageBuilder header;
-  image::fillHeader(header.initRoot<image::schema::Header>(), 0, root.block->vpid, cmdline.c_str());
-  image::fillOwner(header.getRoot<image::schema::Header>(), root.proc.pid);
+  fillJobHeader(header.initRoot<image::schema::Header>(), root.proc.pid, root.block->vpid);
   image::ImageWriter w(out, header);
 
   capnp::MallocMessageBuilder treeMsg;

@@ -34,6 +34,11 @@ struct CaptureStats {
                                     // --stop` resets them (sockets::resetOnExit)
 };
 
+// The header of an image of the process `pid` (its kernel PID) known as `vpid`: the
+// host facts, its command line and its owner (real uid, gid and groups, from /proc):
+// every capture path makes its header here, so none forgets the owner.
+void fillJobHeader(image::schema::Header::Builder out, pid_t pid, int32_t vpid);
+
 // options.forMigration: the image is for a move, not a restart: what stays at home
 // (sockets, deleted files) is not read beyond what every fd records, and nothing is
 // warned about.

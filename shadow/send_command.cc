@@ -291,9 +291,7 @@ int sendCommand(int argc, char** argv) {
   if (uffd >= 0) {
     pid_t realPid = ctl->realPid();
     capnp::MallocMessageBuilder header;
-    image::fillHeader(header.initRoot<image::schema::Header>(), 0, static_cast<int32_t>(vpid > 0 ? vpid : pid),
-                      resources::readProcFile(realPid, "cmdline").c_str());
-    image::fillOwner(header.getRoot<image::schema::Header>(), realPid);
+    resources::fillJobHeader(header.initRoot<image::schema::Header>(), realPid, static_cast<int32_t>(vpid > 0 ? vpid : pid));
     image::ImageWriter w(out, header);
     resources::ProcPageSource memory(realPid, /*forMigration=*/true);
     resources::Precopy precopy(realPid, uffd, memory);
