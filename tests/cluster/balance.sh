@@ -32,13 +32,7 @@ else
 fi
 
 # The undisturbed run, first and alone: its GO file is there from the start.
-mkdir -p "$(jfile ref data)"
-touch "$(jfile ref data)/go"
-start_job ref plain "$CPU_JOB" @DIR@/go spin || cluster_end
-if ! wait_job ref 120 || ! grep -qx done "$(jfile ref out)"; then
-  fail "the undisturbed run did not finish: status $STATUS"
-  cluster_end
-fi
+undisturbed_cpu_job spin
 
 start_job job mig "$CPU_JOB" @DIR@/go spin || cluster_end
 if ! wait_step job 3 60; then

@@ -21,13 +21,7 @@ cluster_require SHADOWD DEPUTY MIGCTL LIBMIG
 SHADOWD_ARGS=(--stop-time-limit 20)
 cluster_up a b
 
-mkdir -p "$(jfile ref data)"
-touch "$(jfile ref data)/go"
-start_job ref plain "$CPU_JOB" @DIR@/go idle || cluster_end
-if ! wait_job ref 120 || ! grep -qx done "$(jfile ref out)"; then
-  fail "the undisturbed run did not finish: status $STATUS"
-  cluster_end
-fi
+undisturbed_cpu_job idle
 
 start_job job mig "$CPU_JOB" @DIR@/go idle || cluster_end
 if ! wait_step job 3 60 || ! migrate job b; then

@@ -21,13 +21,7 @@ sample_seconds = 0.5
 window_seconds = 2'
 cluster_up a b c
 
-mkdir -p "$(jfile ref data)"
-touch "$(jfile ref data)/go"
-start_job ref plain "$CPU_JOB" @DIR@/go idle || cluster_end
-if ! wait_job ref 120 || ! grep -qx done "$(jfile ref out)"; then
-  fail "the undisturbed run did not finish: status $STATUS"
-  cluster_end
-fi
+undisturbed_cpu_job idle
 
 # runnable HOST: the runnable count of HOST as a's shadowd sees it.
 runnable() {

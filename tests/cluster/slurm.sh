@@ -110,13 +110,7 @@ if ! hx a env SLURM_CONF="$SLURM_CONF" strigger --set --reconfig --flags=PERM --
 fi
 
 # --- the job ---------------------------------------------------------------------------
-mkdir -p "$(jfile ref data)"
-touch "$(jfile ref data)/go"
-start_job ref plain "$CPU_JOB" @DIR@/go idle || cluster_end
-if ! wait_job ref 120 || ! grep -qx done "$(jfile ref out)"; then
-  fail "the undisturbed run did not finish: status $STATUS"
-  cluster_end
-fi
+undisturbed_cpu_job idle
 # Its files in T (every host sees it): the GO file and Slurm's output file.
 mkdir -p "$T/job"
 chmod 777 "$T/job"

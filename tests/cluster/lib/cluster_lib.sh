@@ -229,6 +229,18 @@ start_job() {  # start_job NAME MODE PROG ARGS... (@DIR@ in ARGS: the job's dir/
   PID[$name]=$(awk '$1 == "pid" { print $2 }' "$T/$name.wrap")
   SHELL_PID[$name]=$(awk '$1 == "shell" { print $2 }' "$T/$name.wrap")
 }
+# undisturbed_cpu_job spin|idle: the undisturbed run of $CPU_JOB (jobs/cpu_job.c) as
+# job "ref", its GO file there from the start; waited for; the scenario ends (FAIL)
+# if it does not finish.
+undisturbed_cpu_job() {
+  mkdir -p "$(jfile ref data)"
+  touch "$(jfile ref data)/go"
+  start_job ref plain "$CPU_JOB" @DIR@/go "$1" || cluster_end
+  if ! wait_job ref 120 || ! grep -qx done "$(jfile ref out)"; then
+    fail "the undisturbed run did not finish: status $STATUS"
+    cluster_end
+  fi
+}
 ended() { grep -q '^status ' "$T/$1.wrap"; }
 status_of() { awk '$1 == "status" { print $2 }' "$T/$1.wrap"; }
 # (A terminal's output has \r\n line ends: the \r is dropped.)
