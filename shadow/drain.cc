@@ -227,6 +227,9 @@ kj::Promise<kj::Array<MoveOutcome>> evacuate(Daemon& d, bool all, uint64_t timeL
   for (auto& e : d.hostedJobs()) {
     HostedJob& j = *e.value;
     if (!j.running || j.leaving) continue;
+    // A job that moved back to its home runs here as a hosted job, but it is not a
+    // guest: like the jobs at home that never moved, it stays unless told (--all).
+    if (!all && j.home == d.address()) continue;
     Target t;
     t.hostedId = j.id;
     t.pid = j.realPid;

@@ -109,6 +109,18 @@ start_job j5 mig "$CPU_JOB" @DIR@/go idle || cluster_end
 wait_step j5 3 30
 on_a=()
 for j in "${jobs[@]}" j4 j5; do [[ $(host_of "$(where "$j")") == a ]] && on_a+=("$j"); done
+# A plain drain of a moves no job whose home is a: those back at a (from b's drain) run
+# there as at home, like j5, which never moved; they stay unless --all.
+hm a drain --time-limit 30 >"$T/drain-plain.out" 2>&1
+stayed=""
+for j in "${on_a[@]}"; do [[ $(host_of "$(where "$j")") == a ]] || stayed+=" $j:$(host_of "$(where "$j")")"; done
+if [[ $(head -n 1 "$T/drain-plain.out") == "a is drained: it takes no new jobs; 0 job(s) to move" && -z $stayed ]]; then
+  ok "migctl drain on a (no --all): none of its ${#on_a[@]} jobs at home (${on_a[*]}) moved"
+else
+  fail "migctl drain on a without --all moved jobs whose home is a:$stayed"
+  detail "$T/drain-plain.out" "its output"
+fi
+hm a undrain >/dev/null 2>&1
 timeout -k 5 120 "$HOSTS" exec "$C" a -- "$MIGCTL" drain --all --time-limit 90 >"$T/drain2.out" 2>"$T/drain2.err"
 rc=$?
 bad=""
