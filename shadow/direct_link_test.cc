@@ -73,7 +73,8 @@ TEST_CASE("a relay with the ticket's key calls the deputy over the direct link")
     auto req = link->deputy().callRequest();
     kj::byte bytes[4] = {1, 2, 3, static_cast<kj::byte>(i)};
     req.setRequest(kj::arrayPtr(bytes, 4));
-    auto reply = req.send().wait(s.io.waitScope).getReply();
+    auto response = req.send().wait(s.io.waitScope);  // owns what getReply() points into
+    auto reply = response.getReply();
     REQUIRE(reply.size() == 4);
     CHECK(reply[0] == i);
     CHECK(reply[3] == 1);
