@@ -267,7 +267,8 @@ kj::Promise<void> balanceLoop(Daemon& d, BalanceState& s) {
         // Only a busy host sends jobs away: one where a job gets less than a whole CPU by
         // more than the smallest gain worth a move.
         bool busy = 1 - share(meter.average(), d.cpus()) >= p.minShareGain;
-        if (!busy) s.saidWhy.clear();
+        // KJ 0.9: clear() of an empty HashMap passes memset a null pointer (UBSan).
+        if (!busy && s.saidWhy.size() > 0) s.saidWhy.clear();
         if (p.enabled && idle && measured && busy && !d.admission().evacuating) {
           s.deciding = decide(d, s).then([&s]() { s.deciding = nullptr; }).eagerlyEvaluate(nullptr);
         }
