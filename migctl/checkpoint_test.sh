@@ -29,8 +29,9 @@ finish_ok() {  # finish_ok PID NAME: the job ends normally with all its output
 start_job keep
 "$migctl" checkpoint "$job" -o "$dir/keep.img" > "$dir/keep.log" 2>&1; rc=$?
 if [ $rc -eq 0 ] && grep -q "written to $dir/keep.img" "$dir/keep.log" && finish_ok "$job" keep &&
-   "$migctl" image info --verify "$dir/keep.img" > "$dir/keep.info" 2>&1; then
-  ok "checkpoint leaves the job running to its normal end, and the image verifies"
+   "$migctl" image info --verify "$dir/keep.img" > "$dir/keep.info" 2>&1 &&
+   grep -qE "^  owner     uid $(id -u) .*gid $(id -g)" "$dir/keep.info"; then
+  ok "checkpoint leaves the job running to its normal end, and the image verifies and names its owner"
 else bad "checkpoint of a running job" "$dir/keep.log" "$dir/keep.out" "$dir/keep.info"; fi
 
 start_job stop

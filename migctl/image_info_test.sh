@@ -21,6 +21,7 @@ check() {  # check NAME EXPECTED_RC PATTERN -- CMD...
 size=$(stat -c %s "$dir/good.img")
 
 check "info lists sections" 0 'pages +[0-9]+ +[0-9]+ +24576' -- "$migctl" image info "$dir/good.img"
+check "an image without an owner says so" 0 '^  owner     not recorded' -- "$migctl" image info "$dir/good.img"
 check "verify passes on a good image" 0 'verified: all 5 sections' -- "$migctl" image info --verify "$dir/good.img"
 check "plan shows threads" 0 'thread 1234 \(main\)' -- "$migctl" image info --plan "$dir/good.img"
 

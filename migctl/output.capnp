@@ -103,6 +103,9 @@ struct ImageInfo {
   notRestorableBecause @19 :Text;  # why not ("" when it can)
   sections @20 :List(Section);
   verified @21 :Bool;        # --verify: every checksum was read and matched
+  ownerKnown @22 :Bool;      # false in images made before owners were recorded
+  ownerUid @23 :UInt32;      # the process's real uid and gid as the kernel reported them:
+  ownerGid @24 :UInt32;      # a restart runs as them
 }
 
 struct Move {
