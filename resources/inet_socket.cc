@@ -155,17 +155,11 @@ void restore(FdRecord::Reader f, RestoreContext& ctx) {
     sockets::placeSaved(kj::mv(fd), f);
     return;
   }
-  kj::AutoCloseFd fd = sockets::newSocket(f, ctx);
-  if (s.getState() == State::BOUND && s.getType() == SOCK_STREAM) {
-    // Bound, neither listening nor connected: maybe the remains of a connection that
-    // ended (its port given back), nothing a program waits on. Unbound if it must be.
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { sockets::bindSaved(fd, f); })) {
-      dprintf(ctx.warnFd, "migctl restart: %s; the socket stays unbound\n", e->getDescription().cStr());
-    }
-  } else if (s.getState() != State::UNBOUND) {
-    sockets::bindSaved(fd, f);
-  }
-  if (s.getState() == State::LISTENING) sockets::listenSaved(fd, f);
+  // A TCP socket bound, neither listening nor connected: maybe the remains of a
+  // connection that ended (its port given back), nothing a program waits on. Unbound
+  // if it must be.
+  kj::AutoCloseFd fd =
+      sockets::restoreUnconnected(f, ctx, s.getState() == State::BOUND && s.getType() == SOCK_STREAM);
   auto peer = s.getPeer();
   if (s.getState() == State::BOUND && peer.size() > 0) {
     sockaddr_storage a{};

@@ -4,6 +4,8 @@
 #include "image/image_error.h"
 #include "resources/fd_restore.h"
 
+#include <kj/exception.h>
+
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cstdio>
@@ -378,6 +380,21 @@ void listenSaved(int fd, FdRecord::Reader f) {
 void placeSaved(kj::AutoCloseFd fd, FdRecord::Reader f) {
   fcntl(fd, F_SETFL, f.getFlags() & O_NONBLOCK);
   placeAt(kj::mv(fd), f.getFd());
+}
+
+kj::AutoCloseFd restoreUnconnected(FdRecord::Reader f, RestoreContext& ctx, bool mayStayUnbound) {
+  using State = image::schema::FileDescriptor::SocketState;
+  const State state = f.getSocket().getState();
+  kj::AutoCloseFd fd = newSocket(f, ctx);
+  if (state != State::UNBOUND && mayStayUnbound) {
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { bindSaved(fd, f); })) {
+      dprintf(ctx.warnFd, "migctl restart: %s; the socket stays unbound\n", e->getDescription().cStr());
+    }
+  } else if (state != State::UNBOUND) {
+    bindSaved(fd, f);
+  }
+  if (state == State::LISTENING) listenSaved(fd, f);
+  return fd;
 }
 
 int resetOnExit(pid_t pid, kj::ArrayPtr<const int> fds) {

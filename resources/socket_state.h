@@ -59,6 +59,12 @@ void listenSaved(int fd, FdRecord::Reader f);
 // Sets O_NONBLOCK as saved and puts the socket at its number.
 void placeSaved(kj::AutoCloseFd fd, FdRecord::Reader f);
 
+// A socket that is not one end of a connection, as saved: new (newSocket), bound
+// unless it was unbound, listening if it was; the caller places it. With
+// `mayStayUnbound` a bind that fails is a warning on ctx.warnFd, and the socket stays
+// unbound, rather than the end of the restart.
+kj::AutoCloseFd restoreUnconnected(FdRecord::Reader f, RestoreContext& ctx, bool mayStayUnbound = false);
+
 // Sets SO_LINGER {on, 0} on the process's fds `fds` (TCP connections), so that when it
 // ends its peers get a reset rather than an orderly end of stream that could pass for
 // a complete answer: `checkpoint --stop` of a connection the image cannot hold.

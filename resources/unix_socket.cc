@@ -241,10 +241,7 @@ void restorePair(FdRecord::Reader f, RestoreContext& ctx) {
 void restore(FdRecord::Reader f, RestoreContext& ctx) {
   auto s = f.getSocket();
   if (s.getState() == State::CONNECTED) return restorePair(f, ctx);
-  kj::AutoCloseFd fd = sockets::newSocket(f, ctx);
-  if (s.getState() != State::UNBOUND) sockets::bindSaved(fd, f);
-  if (s.getState() == State::LISTENING) sockets::listenSaved(fd, f);
-  sockets::placeSaved(kj::mv(fd), f);
+  sockets::placeSaved(sockets::restoreUnconnected(f, ctx), f);
 }
 
 }  // namespace
