@@ -208,7 +208,10 @@ int intOption(int fd, int level, int name, int fallback) {
   return getsockopt(fd, level, name, &v, &len) == 0 ? v : fallback;
 }
 
-void captureCommon(int copy, uint64_t inode, FdRecord::Builder out) {
+kj::AutoCloseFd captureCommon(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder out) {
+  kj::AutoCloseFd copy = copyOf(ctx, p.fd);
+  if (copy == nullptr) fail(kj::str("cannot read socket fd ", p.fd, ": ", strerror(errno)));
+  const uint64_t inode = socketInode(p.target);
   auto s = out.getSocket();
   const int family = intOption(copy, SOL_SOCKET, SO_DOMAIN, 0);
   const int type = intOption(copy, SOL_SOCKET, SO_TYPE, 0);
@@ -247,6 +250,7 @@ void captureCommon(int copy, uint64_t inode, FdRecord::Builder out) {
     list[i].setName(differ[i]->name);
     list[i].setValue(values[i]);
   }
+  return copy;
 }
 
 kj::String describe(kj::ArrayPtr<const kj::byte> sockaddr) {
