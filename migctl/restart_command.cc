@@ -102,15 +102,9 @@ int writeForwardConfig(const forward::Config& config) {
 
 std::string findRestorer() {
   if (const char* env = getenv("MIG_RESTORE")) return env;
-  char self[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (n > 0) {
-    self[n] = '\0';
-    std::string dir(self, strrchr(self, '/') - self);
-    for (const char* rel : {"/mig-restore", "/../restore/mig-restore", "/../libexec/mig/mig-restore"}) {
-      std::string p = dir + rel;
-      if (access(p.c_str(), X_OK) == 0) return p;
-    }
+  KJ_IF_MAYBE(p, cli::findBesideSelf({"/mig-restore", "/../restore/mig-restore", "/../libexec/mig/mig-restore"},
+                                     X_OK)) {
+    return kj::mv(*p);
   }
   fail(kj::str("cannot find mig-restore next to migctl; set MIG_RESTORE to its path"));
 }

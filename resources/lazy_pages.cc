@@ -9,6 +9,7 @@
 #include "image/checksum.h"
 #include "image/image_error.h"
 #include "image/format.h"
+#include "shim/fd_passing.h"
 
 #include <kj/debug.h>
 #include <kj/exception.h>
@@ -421,18 +422,8 @@ int receiveFd(int sock) {
   pollfd p{sock, POLLIN, 0};
   if (poll(&p, 1, kHandoverTimeoutMs) <= 0) return -1;
   char byte;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) <= 0) return -1;  // the restore failed: it said why
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  if (c == nullptr || c->cmsg_type != SCM_RIGHTS) return -1;
-  int fd;
-  memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+  int fd = -1;
+  if (control::receiveFd(sock, &byte, 1, &fd) <= 0) return -1;  // the restore failed: it said why
   return fd;
 }
 
