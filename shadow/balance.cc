@@ -218,14 +218,15 @@ kj::Promise<kj::Vector<Candidate>> candidates(Daemon& d) {
 }
 
 // Logs why a job stays, once per reason (again when it changes or after the host was
-// not busy).
-void sayStays(Daemon& d, BalanceState& s, const Candidate& c, kj::StringPtr why, kj::StringPtr figures) {
+// not busy). `reason` says which (without the figures, which change at every sample).
+void sayStays(Daemon& d, BalanceState& s, const Candidate& c, kj::StringPtr reason, kj::StringPtr why,
+              kj::StringPtr figures) {
   auto key = kj::str(c.home, "/", c.vpid);
   bool same = false;
-  KJ_IF_MAYBE(said, s.saidWhy.find(key)) { same = *said == why; }
+  KJ_IF_MAYBE(said, s.saidWhy.find(key)) { same = *said == reason; }
   if (same) return;
   d.log(kj::str("balance: PID ", c.vpid, " of ", c.home, " (", c.command, ") stays here: ", why, " (", figures, ")"));
-  s.saidWhy.upsert(kj::mv(key), kj::str(why), [](kj::String& old, kj::String&& v) { old = kj::mv(v); });
+  s.saidWhy.upsert(kj::mv(key), kj::str(reason), [](kj::String& old, kj::String&& v) { old = kj::mv(v); });
 }
 
 // One decision: what it saw, and the moves the rule allows, best first.
@@ -239,6 +240,7 @@ struct Decision {
   };
   kj::Vector<Option> options;
   kj::Vector<kj::String> refusals;  // per job: the hosts that refused it a slot, and why
+  kj::Vector<kj::String> refusers;  // per job: just their names
   double here = 0;
   double cpus = 0;
 };
@@ -290,7 +292,8 @@ kj::Promise<void> tryOption(Daemon& d, BalanceState& s, Decision& dec, size_t i)
     for (size_t j = 0; j < dec.jobs.size(); ++j) {
       if (dec.refusals[j].size() == 0) continue;
       auto& c = dec.jobs[j];
-      sayStays(d, s, c, kj::str("no host it would gain on promised it a slot: ", dec.refusals[j]),
+      sayStays(d, s, c, kj::str("no slot: ", dec.refusers[j]),
+               kj::str("no host it would gain on promised it a slot: ", dec.refusals[j]),
                kj::str("here ", fmt(dec.here), " runnable on ", fmt(dec.cpus), " CPUs; ran ", fmt(c.ranSeconds), " s"));
     }
     return kj::READY_NOW;
@@ -305,6 +308,8 @@ kj::Promise<void> tryOption(Daemon& d, BalanceState& s, Decision& dec, size_t i)
     if (slot.granted) return moveOption(d, s, dec, i, kj::mv(slot));
     auto& r = dec.refusals[opt.job];
     r = kj::str(r, r.size() > 0 ? "; " : "", dec.hosts[opt.host].name, ": ", slot.reason);
+    auto& names = dec.refusers[opt.job];
+    names = kj::str(names, " ", dec.hosts[opt.host].name);
     return tryOption(d, s, dec, i + 1);
   });
 }
@@ -323,6 +328,7 @@ kj::Promise<void> decide(Daemon& d, BalanceState& s) {
       auto ranked = byShare(hostsRef);
       for (size_t i = 0; i < dec->jobs.size(); ++i) {
         dec->refusals.add(kj::str(""));
+        dec->refusers.add(kj::str(""));
         auto& c = dec->jobs[i];
         if (meter.fractionRunning(c.pid) < 0.5) continue;  // it does not want CPU
         kj::Maybe<Decision::Option> stay;
@@ -349,7 +355,7 @@ kj::Promise<void> decide(Daemon& d, BalanceState& s) {
         if (goes) continue;
         KJ_IF_MAYBE(st, stay) {
           auto& o = hostsRef[st->host];
-          sayStays(d, s, c, st->decision.why,
+          sayStays(d, s, c, st->decision.why, st->decision.why,
                    kj::str("here ", fmt(dec->here), " runnable on ", fmt(dec->cpus), " CPUs, ", o.name, " ",
                            fmt(o.runnable), " on ", fmt(o.cpus), "; ran ", fmt(c.ranSeconds), " s, last move ",
                            c.sinceMoveSeconds >= 1e17 ? kj::str("never") : kj::str(fmt(c.sinceMoveSeconds), " s ago"),
@@ -510,7 +516,8 @@ kj::Promise<void> nodeClaimSlot(Daemon& d,
   ClaimInput in;
   in.runnable = d.runnable().averageForReader(now);
   in.cpus = d.cpus();
-  in.promised = d.slotClaims().promised(now, d.config().policy.balance.windowSeconds);
+  const auto& b = d.config().policy.balance;
+  in.promised = d.slotClaims().promised(now, b.windowSeconds, 2 * b.sampleSeconds);
   in.srcShare = p.getSrcShare();
   in.minShareGain = p.getMinShareGain();
   auto decision = decideClaim(in);

@@ -296,14 +296,14 @@ void SlotClaims::release(uint64_t id) {
   slots_ = kj::mv(kept);
 }
 
-double SlotClaims::promised(double now, double windowSeconds) {
+double SlotClaims::promised(double now, double windowSeconds, double lagSeconds) {
   double sum = 0;
   kj::Vector<Slot> kept;
   for (auto& s : slots_) {
     if (s.arrivedAt < 0) {
       sum += 1;
     } else {
-      double seen = windowSeconds > 0 ? (now - s.arrivedAt) / windowSeconds : 1;
+      double seen = windowSeconds > 0 ? (now - s.arrivedAt - lagSeconds) / windowSeconds : 1;
       if (seen >= 1) continue;  // the window's average shows all of it now
       sum += 1 - std::max(0.0, seen);
     }

@@ -185,10 +185,11 @@ class TransferRates {
 // host's policy (balance, placement) that means to send a job here first asks this
 // host for a slot (Node.claimSlot). The slots promised count on top of this host's
 // measured runnable threads, which see a job only once it runs here and only
-// gradually (an average over the window): a slot granted and not settled counts as
-// one runnable thread, one whose job arrived counts 1 - (time since it arrived) /
-// window, the part of the job the window's average does not show yet; one whose move
-// did not happen, nothing. Refcounted: a granted slot is held by its capability
+// gradually (an average over the window, of threads at least a sample old): a slot
+// granted and not settled counts as one runnable thread, one whose job arrived e
+// seconds ago counts 1 - max(0, e - lag) / window, the part of the job the window's
+// average does not show yet (lag: two sample intervals, before the count sees the job
+// at all); one whose move did not happen, nothing. Refcounted: a granted slot is held by its capability
 // (shadow/balance.cc), which may outlive the daemon's other state at exit.
 class SlotClaims : public kj::Refcounted {
  public:
@@ -198,8 +199,8 @@ class SlotClaims : public kj::Refcounted {
   // Its move did not happen, or the sender went away without saying.
   void release(uint64_t id);
   // The runnable threads the promised slots stand for at `now` (see above); forgets
-  // the arrivals older than a window.
-  double promised(double now, double windowSeconds);
+  // the arrivals the window's average shows whole.
+  double promised(double now, double windowSeconds, double lagSeconds);
   // Slots granted whose move is not over.
   size_t pending() const;
 

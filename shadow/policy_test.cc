@@ -341,12 +341,12 @@ TEST_CASE("slot claims: an idle 1-CPU host promises one slot to a job from a bus
   in.cpus = 1;
   in.srcShare = 0.5;  // 2 runnable on 1 CPU where the jobs run now
   in.minShareGain = 0.25;
-  in.promised = claims->promised(100, 2);
+  in.promised = claims->promised(100, 2, 0);
   auto first = decideClaim(in);
   CHECK(first.grant);
   CHECK(first.share == 1);
   uint64_t id = claims->grant();
-  in.promised = claims->promised(100.5, 2);
+  in.promised = claims->promised(100.5, 2, 0);
   CHECK(in.promised == 1);
   auto second = decideClaim(in);
   CHECK_FALSE(second.grant);
@@ -358,7 +358,7 @@ TEST_CASE("slot claims: an idle 1-CPU host promises one slot to a job from a bus
   // The move failed: the slot is free again.
   claims->release(id);
   in.srcShare = 0.5;
-  in.promised = claims->promised(101, 2);
+  in.promised = claims->promised(101, 2, 0);
   CHECK(in.promised == 0);
   CHECK(decideClaim(in).grant);
 }
@@ -370,16 +370,17 @@ TEST_CASE("slot claims: an arrived job's slot fades as the window's average take
   CHECK(claims->pending() == 2);
   claims->arrived(a, 10);
   CHECK(claims->pending() == 1);
-  CHECK(claims->promised(10, 2) == doctest::Approx(2));
-  CHECK(claims->promised(11, 2) == doctest::Approx(1.5));    // half a window after: half of it is seen
-  CHECK(claims->promised(12, 2) == doctest::Approx(1));      // a whole window: only b, still on its way
+  CHECK(claims->promised(10, 2, 1) == doctest::Approx(2));
+  CHECK(claims->promised(11, 2, 1) == doctest::Approx(2));     // the count has not seen it yet (lag)
+  CHECK(claims->promised(12, 2, 1) == doctest::Approx(1.5));   // half a window after that: half of it
+  CHECK(claims->promised(13, 2, 1) == doctest::Approx(1));     // a whole window: only b, still on its way
   claims->release(b);
-  CHECK(claims->promised(12, 2) == 0);
+  CHECK(claims->promised(13, 2, 1) == 0);
   CHECK(claims->pending() == 0);
   // Measured and promised together stay one job: 1 - 0.25 promised + 0.25 measured.
   uint64_t c = claims->grant();
   claims->arrived(c, 20);
-  ClaimInput in{0.25, 1, claims->promised(20.5, 2), 0.5, 0.25};
+  ClaimInput in{0.25, 1, claims->promised(20.5, 2, 0), 0.5, 0.25};
   auto d = decideClaim(in);
   CHECK(d.share == doctest::Approx(0.5));
   CHECK_FALSE(d.grant);

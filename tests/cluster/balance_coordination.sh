@@ -3,12 +3,13 @@
 # one job, not two (docs/policies.md, "Coordination between hosts"). Hosts a, b, c, each
 # shadowd with [balance] on and counting 1 CPU. Job one runs on b, where a `migctl
 # migrate` sent it (a's shadowd learns its transfer rate to b from that move and logs
-# it); job two runs on a. Busy loops not under mig start on a and on b at once: both
-# hosts are busy (2 runnable on 1 CPU) and both see c idle, so both want to send their
-# job to c in the same window, before c's load count can show either. c promises its
-# one idle CPU to the first that asks for a slot and refuses the other: exactly one job
-# moves to c, the other host logs that its job stays, and c never runs more than one
-# job. The loops are killed and both jobs finish with exactly the undisturbed output.
+# it); job two runs on a. Both jobs are stopped (SIGSTOP), two busy loops not under mig
+# start on a and two on b, and once a and b are seen busy the jobs are let go together
+# (SIGCONT): both hosts have 3 runnable on 1 CPU and see c idle, so both want to send
+# their job to c in the same window, before c's load count can show either. c promises
+# its one idle CPU to the first that asks for a slot and refuses the other: exactly one
+# job moves to c, the other host logs that its job stays, and c never runs more than
+# one job. The loops are killed and both jobs finish with exactly the undisturbed output.
 #
 # usage: balance_coordination.sh CPU_JOB OPTIONS (lib/cluster_lib.sh); meson runs it as
 # test 'migration-balance-coordination' (suite cluster) with every path filled in.
@@ -59,10 +60,35 @@ if ! wait_step two 3 60; then
   cluster_end
 fi
 
-# The owners of a and b start busy loops, not under mig, at once.
-LOAD_A=$(mh spawn "$C" a "$T/load-a.log" -- sh -c 'while :; do :; done')
-LOAD_B=$(mh spawn "$C" b "$T/load-b.log" -- sh -c 'while :; do :; done')
-bg_pids+=("$LOAD_A" "$LOAD_B")
+# Both jobs stopped (SIGSTOP at home: the deputy passes it on to one, on b), the owners
+# of a and b start two busy loops each, not under mig: a and b are busy, but nothing
+# there wants to move yet.
+hx a kill -STOP "${PID[one]}" "${PID[two]}"
+stopped() { [[ $(hx "$1" ps -o stat= -p "$2" 2>/dev/null) == T* ]]; }
+ONE_ON_B=$(hx b pgrep -f "cpu_job $(jdir one)/data/go" | head -n 1)
+if ! wait_until 20 eval 'stopped a "${PID[two]}" && stopped b "$ONE_ON_B"'; then
+  fail "SIGSTOP did not stop two on a and one on b (PID $ONE_ON_B there) within 20 s"
+  kill_job one
+  kill_job two
+  cluster_end
+fi
+LOADS=()
+for h in a a b b; do LOADS+=("$(mh spawn "$C" "$h" "$T/load-$h.log" -- sh -c 'while :; do :; done')"); done
+bg_pids+=("${LOADS[@]}")
+runnable() {  # runnable HOST: its count as a's shadowd sees it (migctl nodes --json)
+  hm a nodes --json 2>/dev/null | /usr/bin/python3 -c 'import json,sys
+print(next((n["runnable"] for n in json.load(sys.stdin)["nodes"] if n["name"] == sys.argv[1]), -1))' "$1"
+}
+at_least() { /usr/bin/python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= float(sys.argv[2]) else 1)' "$@"; }
+if wait_until 60 eval 'at_least "$(runnable a)" 1.9 && at_least "$(runnable b)" 1.9'; then
+  ok "a and b busy with their owners' loops (runnable a $(runnable a), b $(runnable b), c $(runnable c), 1 CPU each), the jobs stopped"
+else
+  fail "a's shadowd does not see a and b busy: runnable a $(runnable a), b $(runnable b)"
+  shadowd_logs a b
+fi
+# Both jobs go on at once: within half a window both hosts see their job want CPU
+# (3 runnable on 1 CPU) and c idle.
+hx a kill -CONT "${PID[one]}" "${PID[two]}"
 # A job "moved to c" by balance: PID and host.
 moved_to_c() { grep -h "balance: PID .* moved to c, frozen" "$T/shadowd-a.log" "$T/shadowd-b.log"; }
 # The host whose job did not go, and its log line saying why it stays.
@@ -100,7 +126,7 @@ else
   fail "c got $n balance move(s) and runs $on_c job(s) (one on $wa, two on $wb): more than its 1 idle CPU"
   shadowd_logs a b c
 fi
-kill -KILL "$LOAD_A" "$LOAD_B"
+kill -KILL "${LOADS[@]}"
 
 touch "$(jfile one data)/go" "$(jfile two data)/go"
 compare one ref 0
