@@ -204,6 +204,7 @@ kj::Promise<kj::Vector<Candidate>> candidates(Daemon& d) {
   return local.listRequest().send().then([&d, out = kj::mv(out)](capnp::Response<rpc::Local::ListResults> r) mutable {
     for (auto j : r.getJobs()) {
       if (j.getState() != "running" || j.getHome() != d.address() || j.getLocation() != d.address()) continue;
+      if (listensAsGuest(d, j.getVpid())) continue;
       Candidate c;
       c.pid = c.vpid = j.getVpid();
       c.home = nameOf(d, d.address());
