@@ -3,7 +3,6 @@
 #include "shadow/error.h"
 
 #include "shadow/balance.h"
-
 #include "shadow/child_process.h"
 #include "shadow/network_policy.h"
 
