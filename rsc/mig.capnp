@@ -104,6 +104,21 @@ interface Node {
   # pass through either shadowd. `address` (host:port) takes one connection, within
   # 10 s; `key` (32 bytes, derived from the cluster key for this job and this ticket)
   # keys that connection's secure_stream handshake in place of the cluster key.
+
+  claimSlot @11 (srcShare :Float64, minShareGain :Float64) -> (granted :Bool, reason :Text, claim :SlotClaim);
+  # Asked by a host whose policy (balance, placement) means to send a job here, before
+  # the move: granted when the job would still get at least `minShareGain` more CPU here
+  # than the `srcShare` it has where it runs, counting the slots already promised here
+  # (docs/policies.md, "Coordination between hosts"). Granted: `claim` holds the slot
+  # until settled or dropped. Refused: `reason`, one line with the figures.
+}
+
+interface SlotClaim {
+  # A slot a host promised to a job another host's policy sends it (Node.claimSlot).
+  settle @0 (arrived :Bool) -> ();
+  # The move is over. Arrived: the job runs there now, and the slot counts until that
+  # host's load average shows the job (one window). Not arrived: the slot is free again,
+  # as it is when the capability is dropped unsettled.
 }
 
 struct JobMove {

@@ -2,6 +2,7 @@
 #include "shadow/daemon.h"
 #include "shadow/error.h"
 
+#include "shadow/balance.h"
 #include "shadow/child_process.h"
 #include "shadow/network_policy.h"
 
@@ -74,6 +75,10 @@ void Daemon::log(kj::StringPtr line) {
 
 kj::String Daemon::resolveNode(kj::StringPtr nameOrAddress) const {
   KJ_IF_MAYBE(a, config_.nodes.find(nameOrAddress)) { return kj::str(*a); }
+  // Another system's name for a node ([node_aliases] of the policy file, e.g. Slurm's).
+  KJ_IF_MAYBE(node, aliasTarget(config_.policy, nameOrAddress)) {
+    KJ_IF_MAYBE(a, config_.nodes.find(*node)) { return kj::str(*a); }
+  }
   return kj::str(nameOrAddress);
 }
 
@@ -201,7 +206,7 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
              to = kj::str(to)](kj::Tuple<int, kj::Array<kj::String>> r) mutable -> kj::Promise<void> {
         int status = kj::get<0>(r);
         auto& texts = kj::get<1>(r);
-        // stdout: "MIGRATED freeze_ms image_bytes transfer_ms restore_ms"
+        // stdout: "MIGRATED freeze_ms image_bytes transfer_ms restore_ms ..." (send_command.cc)
         double freeze = 0, transfer = 0, restore = 0;
         unsigned long long bytes = 0;
         bool ok = status == 0 &&
@@ -250,6 +255,11 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
           if (line.size() == 0) line = kj::str("the sender ended with ", describeStatus(status));
           fail(kj::mv(line));
         }
+        // Every image sent teaches the rate to its destination (balance's cost of a move).
+        double sendMs = 0;
+        auto sent = texts[0].startsWith("COMMITTED\n") ? texts[0].slice(10) : texts[0].asPtr();
+        if (sscanf(sent.begin(), "MIGRATED %*f %*u %*f %*f %*s %*u %*u %*u %lf", &sendMs) != 1) sendMs = transfer;
+        learnTransferRate(*this, to, static_cast<double>(bytes), sendMs / 1000);
         result.setFreezeMs(freeze);
         result.setImageBytes(bytes);
         result.setTransferMs(transfer);

@@ -3,6 +3,7 @@
 // deliver a signal to a job that runs here, report that a job ended, tell the time.
 #include "image/stream_verifier.h"
 #include "shim/control_protocol.h"
+#include "shadow/balance.h"
 #include "shadow/child_process.h"
 #include "shadow/clock_offset.h"
 #include "shadow/direct_link.h"
@@ -598,6 +599,8 @@ class NodeImpl final : public rpc::Node::Server {
       fillMoves(context.getResults().initMoves(static_cast<unsigned>(moves.size())), moves);
     });
   }
+
+  kj::Promise<void> claimSlot(ClaimSlotContext context) override { return nodeClaimSlot(d_, context); }
 
   kj::Promise<void> commitHop(CommitHopContext context) override {
     auto p = context.getParams();

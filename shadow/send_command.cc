@@ -7,8 +7,9 @@
 // before the job is given up resumes it here untouched; the destination kills its
 // prepared copy when the sender goes away or does not commit in time.
 // Prints one line "MIGRATED FREEZE_MS IMAGE_BYTES TRANSFER_MS RESTORE_MS MODE
-// BYTES_BEFORE_FREEZE BYTES_DURING_FREEZE ROUNDS" on success (MODE: pre-copy or
-// stop-and-copy), then, when pre-copy was not possible, a line saying why.
+// BYTES_BEFORE_FREEZE BYTES_DURING_FREEZE ROUNDS SEND_MS" on success (MODE: pre-copy or
+// stop-and-copy; SEND_MS: from the first byte captured to the last sent, the transfer
+// rate's time), then, when pre-copy was not possible, a line saying why.
 //
 // A process with descendants is refused before the destination is asked (moving a
 // tree whole is not built yet, issue 12); --only moves the process alone.
@@ -285,6 +286,8 @@ int sendCommand(int argc, char** argv) {
   }
 
   resources::CaptureStats stats;
+  // From the first byte captured: the rate shadowd learns for balance's cost of a move.
+  auto sendStartedAt = std::chrono::steady_clock::now();
   uint64_t bytesBefore = 0;
   uint32_t rounds = 0;
   std::chrono::steady_clock::time_point frozenAt;
@@ -307,6 +310,7 @@ int sendCommand(int argc, char** argv) {
   }
   out.flush(/*drain=*/true);
   double transferMs = msSince(frozenAt);
+  double sendMs = msSince(sendStartedAt);
   hopFaultPoint("send-frozen", [](kj::String why) { fail(kj::mv(why)); });
   // A child forked between the look above and the freeze (a job that forks all the
   // while) would be left behind, losing its parent: the hop is aborted before its
@@ -354,9 +358,9 @@ int sendCommand(int argc, char** argv) {
     return kCommittedUnconfirmed;
   }
   double freezeMs = msSince(frozenAt);
-  printf("MIGRATED %.3f %llu %.3f %.3f %s %llu %llu %u\n", freezeMs, static_cast<unsigned long long>(out.total()),
+  printf("MIGRATED %.3f %llu %.3f %.3f %s %llu %llu %u %.3f\n", freezeMs, static_cast<unsigned long long>(out.total()),
          transferMs, restoreMs, uffd >= 0 ? "pre-copy" : "stop-and-copy", static_cast<unsigned long long>(bytesBefore),
-         static_cast<unsigned long long>(out.total() - bytesBefore), rounds);
+         static_cast<unsigned long long>(out.total() - bytesBefore), rounds, sendMs);
   if (uffd < 0 && mode == nullptr) printf("%s\n", whyNot.cStr());
   return 0;
 }
