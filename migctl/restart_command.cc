@@ -379,7 +379,14 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }
-    if (migrated.gateFd >= 0) waitAtGate(keep[2], path, postcopy);
+    if (migrated.gateFd >= 0) waitAtGate(keep[2], path, migrated.postcopyTimeoutMs > 0);
+    if (migrated.postcopyTimeoutMs > 0 && !postcopy) {
+      // A post-copy hop whose image holds every page: no page server; shadowd hears
+      // that nothing will be asked.
+      resources::PageRequest none{0, 0};
+      (void)!write(keep[2], &none, sizeof(none));
+      close(keep[2]);
+    }
   } else if (tree != nullptr) {
     tree->ready();  // every check passed: the tree starts only when all its members got here
     resources::restoreFiles(img, keep, keepCount, caller, nullptr, &tree->pipes);

@@ -459,14 +459,18 @@ struct PageRelay {
       }
       if (req.len == 0) {
         auto done = source.finishedRequest().send().ignoreResult();
-        d.log(kj::str("job ", jobId, ": post-copy done, ", bytes >> 20, " MiB of its memory fetched from home in ",
-                      static_cast<int64_t>((nowSeconds() - started) * 1000), " ms"));
+        if (bytes > 0) {
+          d.log(kj::str("job ", jobId, ": post-copy done, ", bytes >> 20, " MiB of its memory fetched from home in ",
+                        static_cast<int64_t>((nowSeconds() - started) * 1000), " ms"));
+        }
         reply = resources::PageReply{0, 0, 0, 0};
         return done.catch_([this](kj::Exception&& e) {
+                     // (a hop whose image held every page: its sender did not wait)
+                     if (bytes == 0) return;
                      d.log(kj::str("job ", jobId, ": post-copy: home did not take the end of its transfer (",
                                    oneLine(e.getDescription()), ")"));
                    })
-            .then([this]() { return gate->write(&reply, sizeof(reply)); });
+            .then([this]() { return gate->write(&reply, sizeof(reply)).catch_([](kj::Exception&&) {}); });
       }
       if (req.len > resources::kMaxPageRequest || req.len % 4096 != 0) {
         return failed(kj::str("a page request of ", req.len, " bytes"));
