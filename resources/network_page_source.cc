@@ -5,8 +5,13 @@
 #include "image/image_error.h"
 #include "image/restore_plan.h"
 
+#include "resources/dirty_pages.h"
+
 #include <cstring>
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 namespace mig::resources {
 namespace {
@@ -22,11 +27,53 @@ bool remoteKind(const MappedRegion& r) {
          !r.saveWhole && r.path.size() == 0;
 }
 
+// The present or swapped-out pages of [start, end) (what ProcPageSource saves of
+// private anonymous memory) by PAGEMAP_SCAN; false where the kernel has none (< 6.7).
+bool scanPresent(int pagemap, uint64_t start, uint64_t end, kj::Vector<PageSpan>& out) {
+  constexpr uint64_t kIsPresent = 1u << 3, kIsSwapped = 1u << 4;  // PAGE_IS_PRESENT, PAGE_IS_SWAPPED
+  constexpr size_t kVec = 512;
+  pagemap_scan::PageRegion vec[kVec];
+  pagemap_scan::Arg a{};
+  a.size = sizeof(a);
+  a.start = start;
+  a.end = end;
+  a.vec = reinterpret_cast<uint64_t>(vec);
+  a.vecLen = kVec;
+  a.categoryAnyofMask = kIsPresent | kIsSwapped;
+  a.returnMask = kIsPresent | kIsSwapped;
+  while (a.start < end) {
+    long n = ioctl(pagemap, pagemap_scan::kIoctl, &a);
+    if (n < 0) {
+      out.clear();
+      return false;
+    }
+    for (long i = 0; i < n; ++i) {
+      uint64_t s = vec[i].start, e = vec[i].end;
+      if (!out.empty() && out.back().addr + out.back().pages * kPage == s) {
+        out.back().pages += (e - s) / kPage;
+      } else {
+        out.add(PageSpan{s, (e - s) / kPage});
+      }
+    }
+    if (a.walkEnd <= a.start) break;
+    a.start = a.walkEnd;
+  }
+  return true;
+}
+
 }  // namespace
+
+PostcopySource::PostcopySource(PageSource& inner, pid_t pid) : inner_(inner) {
+  if (pid > 0) pagemap_ = ::open(kj::str("/proc/", pid, "/pagemap").cStr(), O_RDONLY | O_CLOEXEC);
+}
+
+PostcopySource::~PostcopySource() noexcept(false) {
+  if (pagemap_ >= 0) ::close(pagemap_);
+}
 
 void PostcopySource::pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& out) {
   kj::Vector<PageSpan> spans;
-  inner_.pagesToSave(r, spans);
+  if (!remoteKind(r) || pagemap_ < 0 || !scanPresent(pagemap_, r.start, r.end, spans)) inner_.pagesToSave(r, spans);
   uint64_t bytes = 0;
   for (const PageSpan& s : spans) bytes += s.pages * kPage;
   if (!remoteKind(r) || bytes < kPostcopyMinBytes) {

@@ -16,6 +16,7 @@
 #include <kj/vector.h>
 
 #include <cstdint>
+#include <sys/types.h>
 
 namespace mig::resources {
 
@@ -28,7 +29,11 @@ constexpr uint64_t kPostcopyMinBytes = 1u << 20;
 // being saved.
 class PostcopySource final : public PageSource {
  public:
-  explicit PostcopySource(PageSource& inner) : inner_(inner) {}
+  // `pid`: the frozen job, whose present pages of those regions are found with one
+  // PAGEMAP_SCAN walk (runs, not an entry per page: the freeze is shorter); 0 or a
+  // kernel without it: `inner` says.
+  explicit PostcopySource(PageSource& inner, pid_t pid = 0);
+  ~PostcopySource() noexcept(false) override;
   kj::Array<MappedRegion> regions() override { return inner_.regions(); }
   void pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& out) override;
   void read(uint64_t addr, void* buf, size_t len) override { inner_.read(addr, buf, len); }
@@ -38,6 +43,7 @@ class PostcopySource final : public PageSource {
 
  private:
   PageSource& inner_;
+  int pagemap_ = -1;
   kj::Vector<PageSpan> remote_;
   uint64_t remoteBytes_ = 0;
 };

@@ -303,7 +303,7 @@ uint64_t capturePostcopy(migctl::ControlClient& ctl, image::ByteSink& out, resou
   resources::CaptureOptions options;
   options.forMigration = true;
   resources::WithoutSharedViews own(proc, nullptr, pid, nullptr);  // as a plain capture does
-  resources::PostcopySource memory(own);
+  resources::PostcopySource memory(own, pid);
   resources::captureProcessState(pid, *block, w, stats, options);
   resources::writeMemory(memory, w, stats, nullptr);
   resources::writePostcopyPages(w, memory.remote());
