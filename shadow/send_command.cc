@@ -14,8 +14,9 @@
 // Post-copy (--mode postcopy, resources/network_page_source.h): frozen, the job's state
 // and its small regions go; its big private anonymous regions stay here and the
 // destination's page server fetches them (PageSource) once the job runs there. The job
-// here stays frozen (and SIGSTOPped, so that nothing resumes it) until the destination
-// has every page; then it becomes the deputy. A destination lost before that ends it
+// here stays frozen (and SIGSTOPped, so that nothing resumes it) while this process
+// copies those pages; then it becomes the deputy, and this process serves the copy
+// until the destination has every page. A destination lost before that ends the job
 // (exit status 6, one line): it must not run here again, and cannot go on there.
 //
 // A process with descendants is refused before the destination is asked (moving a
