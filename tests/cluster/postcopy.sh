@@ -2,8 +2,9 @@
 # postcopy.sh: post-copy migration (migctl migrate --postcopy; shadow/send_command.cc,
 # resources/network_page_source.h) between simulated hosts, transfer timeout 3 s.
 #  1. the memory feature program (256 MiB, pages written and verified every step)
-#     moved a -> c mid-run: the result line says post-copy and the bytes sent while
-#     frozen and after; it ends with the output and status of an undisturbed run.
+#     moved a -> c mid-run, then back c -> a (the sender not at home): the result
+#     lines say post-copy and the bytes sent while frozen and after; it ends with the
+#     output and status of an undisturbed run.
 #     The counter (nothing big) moved a -> c post-copy: nothing after the freeze.
 #  2. lazy_syscalls (64 MiB) moved a -> b at STEP 1, b's page server fetching only on
 #     fault (MIG_LAZY_NO_FILL=1 in b's shadowd): its write() from, read() into and
@@ -33,13 +34,13 @@ cut=0
 heal() { (( cut )) && link_b up && cut=0; }
 trap 'heal; cleanup' EXIT
 
-start_job mem-ref plain "${FEATURE[memory]}" 256M 40
+start_job mem-ref plain "${FEATURE[memory]}" 256M 80
 start_job small-ref plain "${FEATURE[counter]}" 30
 start_job sys-ref plain "${FEATURE[lazy_syscalls]}" 64
 start_job cut-ref plain "${FEATURE[memory]}" 256M 60
 
 # 1. exactness, background fill on (c)
-if start_job mem mig "${FEATURE[memory]}" 256M 40 && wait_step mem 3 60; then
+if start_job mem mig "${FEATURE[memory]}" 256M 80 && wait_step mem 3 60; then
   migrate mem c 60 --postcopy
   if (( MIG_RC == 0 )) && migrated_line | grep -q 'post-copy: [0-9.]* MiB sent while frozen, [0-9.]* MiB after it ran on'; then
     ok "mem: a -> c post-copy: $(migrated_line)"
@@ -47,6 +48,19 @@ if start_job mem mig "${FEATURE[memory]}" 256M 40 && wait_step mem 3 60; then
     fail "mem: migctl migrate --postcopy exited $MIG_RC: $(cat "$MIG_OUT" "$MIG_ERR" | tr '\n' ' ')"
     shadowd_logs a c
     restore_log c
+  fi
+  # and back home, post-copy again: the sender on c (not home) gives its copy up by exiting
+  k=$(( $(last_step mem) + 2 ))
+  if wait_step mem "$k" 30; then
+    migrate mem a 60 --postcopy
+    if (( MIG_RC == 0 )) && migrated_line | grep -q 'post-copy: [0-9.]* MiB sent while frozen, [0-9.]* MiB after it ran on'; then
+      ok "mem: c -> a post-copy at STEP $k: $(migrated_line)"
+    else
+      fail "mem: migctl migrate --postcopy c -> a exited $MIG_RC: $(cat "$MIG_OUT" "$MIG_ERR" | tr '\n' ' ')"
+      shadowd_logs a c
+    fi
+  else
+    fail "mem: no STEP $k on c"
   fi
   wait_job mem-ref 120
   compare mem mem-ref "$STATUS"
