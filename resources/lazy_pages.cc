@@ -299,7 +299,7 @@ class Server {
     const Piece p = it->second;
     const uint64_t off = p.imageOffset + (addr - it->first);
     if (net_ >= 0) {
-      fetch(off, len);  // post-copy: `off` is the pages' address at home (network_page_source.h)
+      len = fetch(off, len);  // post-copy: `off` is the pages' address at home (network_page_source.h)
       return copyIn(i, addr, len);
     }
     check(p.section, addr, tid);
@@ -387,10 +387,12 @@ class Server {
     return kj::str("the link to this host's shadowd is gone");
   }
 
-  void fetch(uint64_t addr, uint64_t len) {
+  // Returns the bytes now in buf_ (at most its size).
+  uint64_t fetch(uint64_t addr, uint64_t len) {
     if (len > buf_.size()) len = buf_.size();
     KJ_IF_MAYBE(why, exchange(PageRequest{addr, len})) { fatal(*why); }
     netBytes_ += len;
+    return len;
   }
 
   bool sendAll(const void* p, size_t n) {
