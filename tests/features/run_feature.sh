@@ -409,8 +409,9 @@ checkpoint_stop "$ckpt_pid" "$img" ckpt
 cp "$work/ckpt/out" "$work/prefix"
 
 # 4. restart (twice for restart-twice), each continuing the prefix; for
-# restart-chain, the restarted process is checkpointed again (by its virtual PID)
-# at AT2 and that image restarted.
+# restart-chain, the restarted process is checkpointed again at AT2 (by its real PID,
+# which its parent holds: its old PID may belong to another process by now, pid_max
+# being 32768 here) and that image restarted.
 start_restart() {  # start_restart NAME IMG PREFIX
   local name=$1 run=$work/$1
   mkdir -p "$run"
@@ -428,7 +429,7 @@ restart_once() {
 if [ "$mode" = restart-chain ]; then
   start_restart restart1 "$img" "$work/prefix"
   wait_moment "$PID" "$work/restart1/out" "$at2"
-  checkpoint_stop "$ckpt_pid" "$work/image2.mig" restart1
+  checkpoint_stop "$PID" "$work/image2.mig" restart1
   start_restart restart2 "$work/image2.mig" "$work/restart1/out"
   finish_run restart2 "migctl restart (restart2)" && compare restart2 "$STATUS"
   finish
