@@ -409,9 +409,11 @@ checkpoint_stop "$ckpt_pid" "$img" ckpt
 cp "$work/ckpt/out" "$work/prefix"
 
 # 4. restart (twice for restart-twice), each continuing the prefix; for
-# restart-chain, the restarted process is checkpointed again at AT2 (by its real PID,
-# which its parent holds: its old PID may belong to another process by now, pid_max
-# being 32768 here) and that image restarted.
+# restart-chain, the restarted process is checkpointed again at AT2 and that image
+# restarted. One process comes back in migctl restart's own process, under a new real
+# PID (its old one may be another process's by now: pid_max is 32768 here): named by
+# that. A tree's members get their old PIDs back (or the restart fails), migctl restart
+# staying their parent: named by the old PID.
 start_restart() {  # start_restart NAME IMG PREFIX
   local name=$1 run=$work/$1
   mkdir -p "$run"
@@ -429,7 +431,9 @@ restart_once() {
 if [ "$mode" = restart-chain ]; then
   start_restart restart1 "$img" "$work/prefix"
   wait_moment "$PID" "$work/restart1/out" "$at2"
-  checkpoint_stop "$PID" "$work/image2.mig" restart1
+  again=$PID
+  [ "$(cat "/proc/$PID/comm" 2>/dev/null)" = migctl ] && again=$ckpt_pid
+  checkpoint_stop "$again" "$work/image2.mig" restart1
   start_restart restart2 "$work/image2.mig" "$work/restart1/out"
   finish_run restart2 "migctl restart (restart2)" && compare restart2 "$STATUS"
   finish
