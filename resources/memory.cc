@@ -269,7 +269,7 @@ class SparseBatch {
 }  // namespace
 
 void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats, const PageRangeSet* held,
-                 PageRangeSet* inImage) {
+                 PageRangeSet* inImage, bool allowSparse) {
   kj::Array<MappedRegion> regions = memory.regions();
   capnp::MallocMessageBuilder mapMsg;
   auto list = mapMsg.initRoot<image::schema::MemoryMap>().initRegions(regions.size());
@@ -299,7 +299,7 @@ void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats,
   SparseBatch sparse(w, stats, inImage);
   // Not for pre-copy or a chain: their later pages go over earlier ones, which would
   // show through around a sparse page's extents.
-  const bool sparseOk = held == nullptr && inImage == nullptr;
+  const bool sparseOk = allowSparse && held == nullptr && inImage == nullptr;
   kj::Vector<PageSpan> kept;
   for (const MappedRegion& r : regions) {
     kj::Vector<PageSpan> spans;
