@@ -267,5 +267,40 @@ TEST_CASE("trailing bytes after the end section are refused in a file") {
   CHECK(contains(fileError(dir, longer, false), "unexpected bytes after its end section"));
 }
 
+TEST_CASE("a flipped byte in a large pages section (hashed through a mapping) is found by verify") {
+  MemorySink sink;
+  capnp::MallocMessageBuilder header;
+  fillHeader(header.initRoot<schema::Header>(), 1, 1, "x");
+  ImageWriter w(sink, header);
+  capnp::MallocMessageBuilder meta;
+  constexpr uint32_t kPages = 512;  // 2 MiB: above FileReader's mapping threshold
+  auto runs = meta.initRoot<schema::Pages>().initRuns(1);
+  runs[0].setAddr(0x10000);
+  runs[0].setPages(kPages);
+  std::vector<kj::byte> data(kPages * kPageSize, 0x5a);
+  w.beginData(SectionType::pages, meta, data.size());
+  w.data(data.data(), data.size());
+  w.endData();
+  w.finish();
+  TempDir dir;
+  auto good = kj::heapArray<kj::byte>(sink.bytes());
+  {
+    FileReader f(dir.write("good.img", good).c_str());
+    f.verifyAll();
+  }
+  uint64_t dataOffset = 0;
+  {
+    FileReader f(dir.write("good.img", good).c_str());
+    dataOffset = f.section(1).layout.dataOffset;
+  }
+  for (uint64_t at : {dataOffset, dataOffset + data.size() / 2 + 17, dataOffset + data.size() - 1}) {
+    auto bad = kj::heapArray<kj::byte>(good);
+    bad[at] ^= 0x01;
+    auto e = fileError(dir, bad, true);
+    CHECK(contains(e, "section 1 (pages)"));
+    CHECK(contains(e, "checksum mismatch"));
+  }
+}
+
 }  // namespace
 }  // namespace mig::image

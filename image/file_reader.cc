@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -124,6 +125,24 @@ void FileReader::readData(size_t i, uint64_t offset, void* buf, size_t len) cons
   if (got < len) fail(kj::str("image truncated: ", info.describe(), " is cut inside its data"));
 }
 
+// Large data is hashed straight from the page cache through a mapping (the data starts
+// on a page boundary): no copy into a buffer, which halves the memory traffic of an
+// eager restart's check of a big image. False (nothing hashed) if it cannot be mapped.
+bool FileReader::hashMapped(const SectionInfo& info, Checksummer& hash) const {
+  constexpr uint64_t kMapMin = 1u << 20;
+  if (info.dataLen < kMapMin || info.layout.dataOffset % kDataAlign != 0) return false;
+  // index() found the file long enough; checked again, since a file cut short under a
+  // mapping would end migctl with SIGBUS instead of the "truncated" line.
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0 || static_cast<uint64_t>(st.st_size) < info.layout.dataOffset + info.dataLen) return false;
+  void* p = ::mmap(nullptr, info.dataLen, PROT_READ, MAP_PRIVATE, fd_, static_cast<off_t>(info.layout.dataOffset));
+  if (p == MAP_FAILED) return false;
+  ::madvise(p, info.dataLen, MADV_SEQUENTIAL);
+  hash.update(static_cast<const kj::byte*>(p), info.dataLen);
+  ::munmap(p, info.dataLen);
+  return true;
+}
+
 void FileReader::verify(size_t i) const {
   const SectionInfo& info = entries_[i].info;
   if (info.dataLen == 0) return;
@@ -136,11 +155,13 @@ void FileReader::verify(size_t i) const {
     at += n;
   }
   Checksummer hash;
-  for (uint64_t at = 0; at < info.dataLen;) {
-    size_t n = std::min<uint64_t>(buf.size(), info.dataLen - at);
-    readData(i, at, buf.begin(), n);
-    hash.update(buf.begin(), n);
-    at += n;
+  if (!hashMapped(info, hash)) {
+    for (uint64_t at = 0; at < info.dataLen;) {
+      size_t n = std::min<uint64_t>(buf.size(), info.dataLen - at);
+      readData(i, at, buf.begin(), n);
+      hash.update(buf.begin(), n);
+      at += n;
+    }
   }
   uint64_t padLen = info.layout.trailerOffset - (info.layout.dataOffset + info.dataLen);
   if (preadSome(buf.begin(), padLen, info.layout.dataOffset + info.dataLen) < padLen) {

@@ -11,6 +11,8 @@
 
 namespace mig::image {
 
+class Checksummer;
+
 class FileReader {
  public:
   // Opens and indexes `path`; throws with a one-line reason on any defect
@@ -50,6 +52,7 @@ class FileReader {
   void verifyAll() const;
 
  private:
+  bool hashMapped(const SectionInfo& info, Checksummer& hash) const;
   struct Entry {
     SectionInfo info;
     kj::Array<capnp::word> words;

@@ -38,7 +38,10 @@ inline constexpr char kMagic[8] = {'M', 'I', 'G', 'I', 'M', 'A', 'G', 'E'};
 // and member sections (a checkpoint of a process tree); images without them are still
 // written as version 2, and version 1 images (one process) are still read. A reader of
 // version 1 refuses version 2 with its "format version 2 is not supported" line.
-inline constexpr uint32_t kFormatVersion = 2;
+// Version 3 added sparsePages, which a reader that skipped it as unknown would restore
+// as zeros: a version-2 reader refuses every version-3 image instead; versions 1 and 2
+// are still read.
+inline constexpr uint32_t kFormatVersion = 3;
 inline constexpr uint32_t kOldestFormatVersion = 1;
 inline constexpr uint32_t kMachineX86_64 = 62;  // ELF EM_X86_64
 inline constexpr uint32_t kSectionTag = 0x4345534d;   // "MSEC"
@@ -69,6 +72,11 @@ enum class SectionType : uint16_t {
                   // sections of 1 MiB or more; a lazy restart checks each page as it places it
   postcopyPages = 15,  // a post-copy hop's pages not in the image (no data): the destination's
                        // page server fetches them from the sender (resources/network_page_source.h)
+  sparsePages = 16,  // pages mostly equal to what a restart puts there anyway (zeros in
+                     // anonymous memory, the file's bytes in a private file mapping): a
+                     // Pages message whose runs are the pages it stands for and whose
+                     // extents are the bytes stored, the raw data their bytes. Written for
+                     // saved runs under 64 KiB (which a restart copies, never maps)
   end = 0xffff,
 };
 

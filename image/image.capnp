@@ -79,6 +79,16 @@ struct Pages {
                             # in pre-copy round n (used only for pages a keptPages lists)
   # A keptPages section is a Pages message without data: the pages it lists take their
   # contents from the latest pre-copy round that holds them (format.h).
+  extents @2 :List(ByteRun);  # sparsePages sections only: the bytes of the runs' pages that
+                              # are stored (the section's raw data, back to back in this
+                              # order); every other byte of those pages is the byte the
+                              # restart puts there anyway (zero, or the mapped file's)
+}
+
+struct ByteRun {
+  # `len` bytes at `addr`, possibly across page borders; 8-byte aligned.
+  addr @0 :UInt64;
+  len @1 :UInt32;
 }
 
 struct Thread {

@@ -33,6 +33,7 @@ const char* sectionTypeName(uint16_t type) {
     case SectionType::ipc: return "ipc";
     case SectionType::pageSums: return "page-sums";
     case SectionType::postcopyPages: return "postcopy-pages";
+    case SectionType::sparsePages: return "sparse-pages";
     case SectionType::end: return "end";
   }
   return nullptr;

@@ -44,6 +44,7 @@ class Intervals {
     auto it = m_.upper_bound(start);
     return it != m_.begin() && std::prev(it)->first <= start && std::prev(it)->second >= end;
   }
+  bool empty() const { return m_.empty(); }
 
  private:
   std::map<uint64_t, uint64_t> m_;
@@ -323,6 +324,36 @@ RestorePlan buildRestorePlan(FileReader& image, kj::ArrayPtr<const RegionFile> m
       uint64_t len = static_cast<uint64_t>(run.getPages()) * plan::kPage;
       addPages(info, run.getAddr(), len, info.layout.dataOffset + dataAt);
       dataAt += len;
+    }
+  }
+
+  // Sparse pages (format.h): each extent's bytes copied to its address, over what the
+  // region holds once mapped (zeros, or the file's bytes). Never written with pre-copy
+  // rounds, whose pages under an extent would show through around it.
+  for (size_t i = 0; i < image.sectionCount(); ++i) {
+    const SectionInfo& info = image.section(i);
+    if (info.type != static_cast<uint16_t>(SectionType::sparsePages)) continue;
+    if (!precopied.empty()) fail(kj::str(info.describe(), ": sparse pages in an image with pre-copy rounds"));
+    uint64_t dataAt = info.layout.dataOffset;
+    for (auto e : image.meta<schema::Pages>(i).getExtents()) {
+      uint64_t addr = e.getAddr(), left = e.getLen();
+      while (left > 0) {
+        int64_t ri = regionAt(regions, addr);
+        if (ri < 0) fail(kj::str(info.describe(), ": saved bytes at ", kj::hex(addr), " lie outside every mapped region"));
+        uint64_t len = std::min<uint64_t>(left, regions[ri].end - addr);
+        if (!fromFile[ri]) {
+          plan::Pages p{};
+          p.addr = addr;
+          p.len = len;
+          p.imageOffset = dataAt;
+          p.region = static_cast<uint32_t>(ri);
+          p.method = plan::kPagesCopy;
+          pages.add(p);
+        }
+        addr += len;
+        dataAt += len;
+        left -= len;
+      }
     }
   }
 

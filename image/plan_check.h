@@ -83,7 +83,10 @@ inline const char* validate(const void* p, uint64_t size) {
   for (uint32_t i = 0; i < h->pagesCount; ++i) {
     if (pg[i].region >= h->regionCount) return "plan pages name a missing region";
     const Region& owner = r[pg[i].region];
-    if (pg[i].addr % kPage || pg[i].len % kPage || pg[i].imageOffset % kPage || pg[i].len == 0) {
+    // Copied bytes (a sparse pages section's extents) may start and end anywhere; what
+    // is mapped or served lazily is whole pages.
+    if (pg[i].len == 0 ||
+        (pg[i].method != kPagesCopy && (pg[i].addr % kPage || pg[i].len % kPage || pg[i].imageOffset % kPage))) {
       return "plan pages not page aligned";
     }
     if (pg[i].addr < owner.start || pg[i].len > owner.end - pg[i].addr || pg[i].addr >= owner.end) {

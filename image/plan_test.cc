@@ -326,5 +326,81 @@ TEST_CASE("an unterminated string in the plan is refused") {
   CHECK(plan::validate(h, p.size()) != nullptr);
 }
 
+
+// A sparse pages section (format version 3): two extents, one across the border of two
+// regions, become copies of exactly those bytes from exactly their image offsets.
+kj::Array<kj::byte> sparseImage(uint64_t secondExtentAddr) {
+  constexpr uint64_t base = 0x20000;
+  MemorySink sink;
+  capnp::MallocMessageBuilder header;
+  fillHeader(header.initRoot<schema::Header>(), 1, 1, "x");
+  ImageWriter w(sink, header);
+  capnp::MallocMessageBuilder map;
+  auto regions = map.initRoot<schema::MemoryMap>().initRegions(2);
+  for (unsigned i = 0; i < 2; ++i) {
+    regions[i].setStart(base + i * 2 * kPageSize);
+    regions[i].setEnd(base + (i + 1) * 2 * kPageSize);
+    regions[i].setProt(PROT_READ | PROT_WRITE);
+    regions[i].setFlags(MAP_PRIVATE);
+    regions[i].setKind(schema::MemoryRegion::Kind::ANONYMOUS);
+  }
+  w.section(SectionType::memoryMap, map);
+  capnp::MallocMessageBuilder meta;
+  auto m = meta.initRoot<schema::Pages>();
+  auto runs = m.initRuns(1);
+  runs[0].setAddr(base);
+  runs[0].setPages(4);
+  auto extents = m.initExtents(2);
+  extents[0].setAddr(base + 16);
+  extents[0].setLen(24);
+  extents[1].setAddr(secondExtentAddr);
+  extents[1].setLen(64);
+  std::vector<kj::byte> data(24 + 64, 'S');
+  w.beginData(SectionType::sparsePages, meta, data.size());
+  w.data(data.data(), data.size());
+  w.endData();
+  capnp::MallocMessageBuilder th;
+  th.initRoot<schema::Threads>().initThreads(1)[0].setVtid(7);
+  w.section(SectionType::threads, th);
+  w.finish();
+  return kj::heapArray<kj::byte>(sink.bytes());
+}
+
+TEST_CASE("sparse pages become byte copies, split at region borders") {
+  TempDir dir;
+  auto bytes = sparseImage(0x20000 + 2 * kPageSize - 32);
+  FileReader f(dir.write("s.img", bytes).c_str());
+  RestorePlan p = buildRestorePlan(f);
+  const plan::Header& h = p.header();
+  REQUIRE(h.pagesCount == 3);
+  const plan::Pages* pg = plan::pages(&h);
+  uint64_t data = 0;
+  for (size_t i = 0; i < f.sectionCount(); ++i) {
+    if (f.section(i).type == static_cast<uint16_t>(SectionType::sparsePages)) data = f.section(i).layout.dataOffset;
+  }
+  REQUIRE(data != 0);
+  CHECK(pg[0].addr == 0x20000 + 16);
+  CHECK(pg[0].len == 24);
+  CHECK(pg[0].imageOffset == data);
+  CHECK(pg[0].method == plan::kPagesCopy);
+  CHECK(pg[1].addr == 0x20000 + 2 * kPageSize - 32);
+  CHECK(pg[1].len == 32);
+  CHECK(pg[1].region == 0);
+  CHECK(pg[1].imageOffset == data + 24);
+  CHECK(pg[2].addr == 0x20000 + 2 * kPageSize);
+  CHECK(pg[2].len == 32);
+  CHECK(pg[2].region == 1);
+  CHECK(pg[2].imageOffset == data + 56);
+  CHECK(bytes[data + 56] == 'S');
+}
+
+TEST_CASE("a sparse extent outside its section's pages is refused, naming it") {
+  TempDir dir;
+  auto bytes = sparseImage(0x20000 + 4 * kPageSize);
+  auto e = errorOf([&] { FileReader f(dir.write("s.img", bytes).c_str()); });
+  CHECK(contains(e, "sparse-pages"));
+  CHECK(contains(e, "lies outside the section's page runs"));
+}
+
 }  // namespace
 }  // namespace mig::image

@@ -56,7 +56,8 @@ enum Kind : uint32_t {
 // How saved pages are put into place.
 enum PagesMethod : uint32_t {
   kPagesMap = 0,   // mmap the image file range MAP_PRIVATE|MAP_FIXED over the region
-  kPagesCopy = 1,  // pread into the region (shared memory, where a private map would detach it)
+  kPagesCopy = 1,  // pread into the region (shared memory, where a private map would detach it;
+                   // a sparse pages section's extents, any bytes of a page)
   kPagesLazy = 2,  // left missing: the region is registered with a userfaultfd handed to the
                    // page server on Header::lazySocket (resources/lazy_pages.h), which fills it
 };
@@ -77,7 +78,7 @@ static_assert(sizeof(Region) == 48);
 struct Pages {
   uint64_t addr;
   uint64_t len;
-  uint64_t imageOffset;  // byte offset in the image file, page aligned
+  uint64_t imageOffset;  // byte offset in the image file, page aligned (any, for kPagesCopy)
   uint32_t region;       // index of the Region that contains [addr, addr+len)
   uint32_t method;       // PagesMethod
 };

@@ -1,6 +1,7 @@
 // See section_check.h.
 #include "image/section_check.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "image/image.capnp.h"
@@ -80,6 +81,35 @@ void checkPages(const SectionInfo& info, schema::Pages::Reader p) {
     if (total / kPageSize * 8 != info.dataLen) {
       fail(kj::str("page runs of ", total / kPageSize, " pages need ", total / kPageSize * 8,
                    " bytes of checksums but the section holds ", info.dataLen));
+    }
+    return;
+  }
+  if (info.type == static_cast<uint16_t>(SectionType::sparsePages)) {
+    // Extents in address order, each inside the pages the runs stand for, their bytes
+    // the whole data: a plan copies each to its address and nothing else.
+    if (p.getPrecopyRound() != 0) fail(kj::str("sparse pages with a pre-copy round"));
+    auto runs = p.getRuns();
+    uint32_t r = 0;
+    uint64_t bytes = 0, prev = 0;
+    uint32_t k = 0;
+    for (auto e : p.getExtents()) {
+      auto what = kj::str("extent ", k, " at ", kj::hex(e.getAddr()));
+      if (e.getLen() == 0 || e.getAddr() % 8 != 0 || e.getLen() % 8 != 0) fail(kj::str(what, " is empty or not 8-byte aligned"));
+      if (e.getAddr() < prev) fail(kj::str(what, " overlaps or precedes the previous extent"));
+      uint64_t end = e.getAddr() + e.getLen();
+      // Runs are sorted and disjoint; an extent may span adjacent runs.
+      uint64_t at = e.getAddr();
+      while (at < end) {
+        while (r < runs.size() && runs[r].getAddr() + static_cast<uint64_t>(runs[r].getPages()) * kPageSize <= at) ++r;
+        if (r == runs.size() || runs[r].getAddr() > at) fail(kj::str(what, " lies outside the section's page runs"));
+        at = std::min(end, runs[r].getAddr() + static_cast<uint64_t>(runs[r].getPages()) * kPageSize);
+      }
+      prev = end;
+      bytes += e.getLen();
+      ++k;
+    }
+    if (bytes != info.dataLen) {
+      fail(kj::str("sparse page extents add up to ", bytes, " bytes but the section holds ", info.dataLen));
     }
     return;
   }
@@ -199,6 +229,7 @@ void checkSectionMeta(const SectionInfo& info, capnp::MessageReader& message) {
     case SectionType::keptPages: return checkPages(info, message.getRoot<schema::Pages>());
     case SectionType::pageSums: return checkPages(info, message.getRoot<schema::Pages>());
     case SectionType::postcopyPages: return checkPages(info, message.getRoot<schema::Pages>());
+    case SectionType::sparsePages: return checkPages(info, message.getRoot<schema::Pages>());
     case SectionType::threads: return checkThreads(info, message.getRoot<schema::Threads>());
     case SectionType::process: return checkProcess(info, message.getRoot<schema::Process>());
     case SectionType::files: return checkFiles(info, message.getRoot<schema::Files>());

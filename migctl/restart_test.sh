@@ -51,7 +51,7 @@ head -c $((size - 5000)) "$dir/base.img" > "$dir/cut.img"
 refused "a truncated image is refused, naming the section" '^migctl: image truncated: section [0-9]+ \(' "$dir/cut.img"
 cp "$dir/base.img" "$dir/flip.img"
 printf '\x77' | dd of="$dir/flip.img" bs=1 seek=$((size - 3000)) conv=notrunc status=none
-refused "a corrupt image is refused, naming the section" 'section [0-9]+ \(pages\).*checksum mismatch' "$dir/flip.img"
+refused "a corrupt image is refused, naming the section" 'section [0-9]+ \((sparse-)?pages\).*checksum mismatch' "$dir/flip.img"
 refused "a missing image is named" 'cannot open image .*nope.img' "$dir/nope.img"
 # Register state this CPU lacks: AMX, or else MPX (gone from recent CPUs), or AVX-512.
 flags=$(grep -m1 '^flags' /proc/cpuinfo)

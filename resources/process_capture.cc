@@ -253,7 +253,7 @@ CaptureStats captureTree(kj::ArrayPtr<const TreeCaptureMember> members, image::B
     writeProcess(m.proc.pid, *m.block, w, stats);
     writeThreads(m.proc.pid, *m.block, w, stats);
     writeFiles(m.proc.pid, *m.block, w, stats, options, &pipeIds);
-    writeMemory(memory, w, stats);
+    writeMemory(memory, w, stats, nullptr, nullptr, /*sparse=*/false);
     stats.threads += threads;
     stats.fds += fds;
   }

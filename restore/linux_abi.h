@@ -60,6 +60,7 @@ inline constexpr int kFutexWait = 0;
 inline constexpr int kFutexWake = 1;
 inline constexpr int kFutexPrivate = 128;
 
+inline constexpr int kClockRealtime = 0;
 inline constexpr int kClockMonotonic = 1;
 inline constexpr int kItimerReal = 0;
 inline constexpr int kRlimitStack = 3;

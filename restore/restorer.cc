@@ -343,6 +343,15 @@ void moveVdsoUnit(uint64_t newSpanStart, const char* why) {
     while (key[i] != '\0' && s[i] == key[i]) ++i;
     if (key[i] == '\0' && s[i] != '\0' && s[i] != '0') g.debug = true;
   }
+  if (g.debug) {
+    // The wall clock at the start, so that a benchmark can time from here to the job's
+    // first instruction (DESIGN's "restart of a small process" figure).
+    Timespec now{};
+    sys::rawSyscall(sys::kClockGettime, kClockRealtime, reinterpret_cast<long>(&now));
+    Line l;
+    l.str("started at realtime ").udec(static_cast<uint64_t>(now.sec) * 1000000 + static_cast<uint64_t>(now.nsec) / 1000).str(" us");
+    debugLine(l);
+  }
   uint64_t sysinfoEhdr = 0;
   for (const uint64_t* av = reinterpret_cast<const uint64_t*>(e + 1); av[0] != kAtNull; av += 2) {
     if (av[0] == kAtSysinfoEhdr) sysinfoEhdr = av[1];
