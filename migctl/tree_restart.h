@@ -30,6 +30,10 @@ struct MigratedOptions {
   int64_t realtimeOffsetNs = 0;
   uint32_t network = forward::kNetworkHome;
   int gateFd = -1;  // --gate-fd: wait there for shadowd's commit before running (restart_command.cc)
+  // --homecoming: a hop back home, run by the deputy in place (deputy/homecoming.h):
+  // the fds this process holds are the job's home fds; carriedFd: the deputy's answers.
+  bool homecoming = false;
+  int carriedFd = -1;
 };
 
 // A member's part in its tree's restart.
