@@ -6,14 +6,18 @@
 #include "rsc/call_policy.h"
 #include "rsc/forward_table.h"
 #include "rsc/wire.h"
+#include "shim/forward/carried_replies.h"
 
+#include <cerrno>
 #include <condition_variable>
+#include <csignal>
 #include <cstring>
 #include <deque>
 #include <mutex>
 #include <thread>
 #include <vector>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 namespace mig::deputy {
@@ -50,31 +54,83 @@ kj::Array<kj::byte> runLogged(rsc::Dispatcher& dispatcher, kj::ArrayPtr<const kj
 
 // Runs forwarded calls on threads of their own: a call may block (a read on the
 // terminal or a pipe) while the job's other threads go on making calls. A worker is
-// started whenever none is idle; idle ones wait for the next call.
+// started whenever none is idle; idle ones wait for the next call. A hop back home
+// cancels the calls that wait (cancelAll): kCancelSignal, which only a worker running
+// such a call lets in, ends the system call with EINTR if it has done nothing yet.
 class CallPool {
  public:
-  explicit CallPool(rsc::Dispatcher& dispatcher) : dispatcher_(dispatcher) {}
+  // What became of a call: its reply, or cancelled before it did anything.
+  struct Outcome {
+    kj::Array<kj::byte> reply;
+    bool cancelled;
+  };
+
+  explicit CallPool(rsc::Dispatcher& dispatcher);
   ~CallPool();
 
-  kj::Promise<kj::Array<kj::byte>> run(kj::Array<kj::byte> request);
+  kj::Promise<Outcome> run(kj::Array<kj::byte> request);
+
+  // Cancels every call that waits and may be cancelled (not a pipelined write, which
+  // the job counts as done, nor a connect, whose EINTR would leave it going on), again
+  // each time asked (a signal that came just before its call began waiting is lost);
+  // returns how many calls still run.
+  size_t cancelAll();
 
  private:
-  using Done = kj::Own<kj::CrossThreadPromiseFulfiller<kj::Array<kj::byte>>>;
+  using Done = kj::Own<kj::CrossThreadPromiseFulfiller<Outcome>>;
   struct Job {
     kj::Array<kj::byte> request;
     Done done;
   };
+  struct Worker {
+    pthread_t thread{};
+    bool busy = false;
+    bool cancellable = false;
+    bool cancelled = false;
+  };
 
-  void work();
+  void work(Worker& me);
 
   rsc::Dispatcher& dispatcher_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Job> queue_;
   std::vector<std::thread> threads_;
+  std::deque<Worker> workers_;  // stable addresses, one per thread
   int idle_ = 0;
   bool stopping_ = false;
 };
+
+namespace {
+
+// The shim's checkpoint signal, which the deputy never forwards (signals.cc); blocked
+// but in a worker running a call that may be cancelled.
+constexpr int kCancelSignal = 63;
+
+void onCancel(int) {}
+
+bool interrupted(const kj::Array<kj::byte>& reply) {
+  rsc::ReplyHeader h;
+  if (reply.size() < sizeof(h)) return false;
+  memcpy(&h, reply.begin(), sizeof(h));
+  return h.result == -1 && h.error == EINTR;
+}
+
+bool cancellable(kj::ArrayPtr<const kj::byte> request) {
+  rsc::RequestHeader h;
+  if (request.size() < sizeof(h)) return false;
+  memcpy(&h, request.begin(), sizeof(h));
+  return !(h.flags & rsc::kNoReply) && h.call != static_cast<uint32_t>(rsc::CallId::Connect);
+}
+
+}  // namespace
+
+CallPool::CallPool(rsc::Dispatcher& dispatcher) : dispatcher_(dispatcher) {
+  struct sigaction sa {};
+  sa.sa_handler = onCancel;  // no SA_RESTART: the waiting system call ends with EINTR
+  sigemptyset(&sa.sa_mask);
+  sigaction(kCancelSignal, &sa, nullptr);
+}
 
 CallPool::~CallPool() {
   {
@@ -85,19 +141,44 @@ CallPool::~CallPool() {
   for (auto& t : threads_) t.detach();  // a worker may be blocked in a call: the process ends anyway
 }
 
-kj::Promise<kj::Array<kj::byte>> CallPool::run(kj::Array<kj::byte> request) {
-  auto paf = kj::newPromiseAndCrossThreadFulfiller<kj::Array<kj::byte>>();
+kj::Promise<CallPool::Outcome> CallPool::run(kj::Array<kj::byte> request) {
+  auto paf = kj::newPromiseAndCrossThreadFulfiller<Outcome>();
   {
     std::lock_guard<std::mutex> lock(mutex_);
     queue_.push_back({kj::mv(request), kj::mv(paf.fulfiller)});
-    if (idle_ == 0) threads_.emplace_back([this]() { work(); });
+    if (idle_ == 0) {
+      Worker& w = workers_.emplace_back();
+      threads_.emplace_back([this, &w]() { work(w); });
+    }
   }
   wake_.notify_one();
   return kj::mv(paf.promise);
 }
 
-void CallPool::work() {
+size_t CallPool::cancelAll() {
+  std::deque<Job> notStarted;
+  size_t running = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    notStarted.swap(queue_);
+    for (auto& w : workers_) {
+      if (!w.busy) continue;
+      ++running;
+      if (!w.cancellable) continue;
+      w.cancelled = true;
+      pthread_kill(w.thread, kCancelSignal);
+    }
+  }
+  for (auto& job : notStarted) job.done->fulfill(Outcome{nullptr, true});
+  return running;
+}
+
+void CallPool::work(Worker& me) {
+  sigset_t cancel;
+  sigemptyset(&cancel);
+  sigaddset(&cancel, kCancelSignal);
   std::unique_lock<std::mutex> lock(mutex_);
+  me.thread = pthread_self();
   for (;;) {
     ++idle_;
     wake_.wait(lock, [this]() { return stopping_ || !queue_.empty(); });
@@ -105,8 +186,31 @@ void CallPool::work() {
     if (stopping_) return;
     Job job = kj::mv(queue_.front());
     queue_.pop_front();
+    me.busy = true;
+    me.cancellable = cancellable(job.request);
+    me.cancelled = false;
+    const bool mayCancel = me.cancellable;
     lock.unlock();
-    job.done->fulfill(runLogged(dispatcher_, job.request));
+    // Let in only while a call that may be cancelled runs: a pipelined write must
+    // never see EINTR (nor a stray signal 63 left pending from the job's freeze).
+    if (mayCancel) pthread_sigmask(SIG_UNBLOCK, &cancel, nullptr);
+    auto reply = runLogged(dispatcher_, job.request);
+    // Only kCancelSignal reaches a worker: an EINTR without a cancel came from a stray
+    // one (someone's kill -63), and the call goes on as SA_RESTART would have it.
+    for (;;) {
+      if (!interrupted(reply)) break;
+      lock.lock();
+      bool cancelled = me.cancelled;
+      lock.unlock();
+      if (cancelled) break;
+      reply = runLogged(dispatcher_, job.request);
+    }
+    if (mayCancel) pthread_sigmask(SIG_BLOCK, &cancel, nullptr);
+    lock.lock();
+    const bool cancelled = me.cancelled && interrupted(reply);
+    me.busy = false;
+    lock.unlock();
+    job.done->fulfill(Outcome{cancelled ? nullptr : kj::mv(reply), cancelled});
     lock.lock();
   }
 }
@@ -119,6 +223,9 @@ CallRunner::CallRunner(kj::Function<void(int fd)> inputTaken)
 CallRunner::~CallRunner() = default;
 
 kj::Promise<void> CallRunner::call(CallContext context) {
+  // Going home (stopForHomecoming): the job whose call this is was frozen and has ended
+  // where it ran; the call is its own to make, back home.
+  if (stopped_) return kj::NEVER_DONE;
   auto request = context.getParams().getRequest();
   const Runs runs = howToRun(request);
   if (runs == Runs::Here) {
@@ -131,6 +238,9 @@ kj::Promise<void> CallRunner::call(CallContext context) {
   rsc::RequestHeader h;
   memcpy(&h, request.begin(), sizeof(h));
   const Key key{h.thread, h.seq};
+  // A pipelined write is never sent twice, and its thread's next call may finish before
+  // it: its answer is its own, not its thread's last (lastDone_).
+  const bool pipelined = (h.flags & rsc::kNoReply) != 0;
   auto running = running_.find(key);
   if (running == running_.end()) {
     auto done = lastDone_.find(h.thread);
@@ -144,13 +254,25 @@ kj::Promise<void> CallRunner::call(CallContext context) {
       inputTaken(request);
       return kj::READY_NOW;
     }
-    auto finished = pool_->run(kj::heapArray<kj::byte>(request)).then([this, key](kj::Array<kj::byte> reply) {
-      lastDone_[key.first] = Done{key.second, kj::mv(reply)};
+    auto finished = pool_->run(kj::heapArray<kj::byte>(request)).then([this, key, pipelined](CallPool::Outcome o) -> kj::Promise<void> {
+      // Cancelled for a hop back home, having done nothing: never answered here.
+      if (o.cancelled) return kj::NEVER_DONE;
+      if (pipelined) pipelinedDone_[key] = kj::mv(o.reply);
+      else lastDone_[key.first] = Done{key.second, kj::mv(o.reply)};
+      return kj::READY_NOW;
     });
     running = running_.emplace(key, finished.fork()).first;
   }
-  return running->second.addBranch().then([this, key, context]() mutable {
-    context.getResults().setReply(lastDone_[key.first].reply);
+  return running->second.addBranch().then([this, key, pipelined, context]() mutable {
+    if (pipelined) {
+      auto done = pipelinedDone_.find(key);
+      if (done != pipelinedDone_.end()) {
+        context.getResults().setReply(done->second);
+        pipelinedDone_.erase(done);
+      }
+    } else {
+      context.getResults().setReply(lastDone_[key.first].reply);
+    }
     running_.erase(key);
     inputTaken(context.getParams().getRequest());
   });
@@ -163,6 +285,35 @@ void CallRunner::inputTaken(kj::ArrayPtr<const kj::byte> request) {
   const rsc::Row* row = rsc::rowById(h.call);
   if (row == nullptr || !rsc::rearmsReadiness(*row)) return;
   inputTaken_(static_cast<int>(h.args[row->fdArg]));
+}
+
+kj::Promise<void> CallRunner::stopForHomecoming(kj::Timer& timer, uint64_t limitMs) {
+  stopped_ = true;
+  if (pool_->cancelAll() == 0 || limitMs == 0) return kj::READY_NOW;
+  constexpr uint64_t kAgainMs = 5;
+  return timer.afterDelay(kAgainMs * kj::MILLISECONDS).then([this, &timer, limitMs]() {
+    return stopForHomecoming(timer, limitMs > kAgainMs ? limitMs - kAgainMs : 0);
+  });
+}
+
+kj::Array<kj::byte> CallRunner::carriedReplies() const {
+  using forward::CarriedEntry;
+  using forward::CarriedHeader;
+  size_t size = sizeof(CarriedHeader);
+  for (auto& e : lastDone_) size += sizeof(CarriedEntry) + forward::carriedPadded(e.second.reply.size());
+  auto out = kj::heapArray<kj::byte>(size);
+  memset(out.begin(), 0, size);
+  CarriedHeader h{forward::kCarriedMagic, static_cast<uint32_t>(lastDone_.size()), 0};
+  memcpy(out.begin(), &h, sizeof(h));
+  kj::byte* p = out.begin() + sizeof(h);
+  for (auto& e : lastDone_) {
+    CarriedEntry entry{e.first, 0, e.second.seq, e.second.reply.size()};
+    memcpy(p, &entry, sizeof(entry));
+    p += sizeof(entry);
+    memcpy(p, e.second.reply.begin(), e.second.reply.size());
+    p += forward::carriedPadded(e.second.reply.size());
+  }
+  return out;
 }
 
 }  // namespace mig::deputy

@@ -9,6 +9,7 @@
 #include "shadow/mig.capnp.h"
 
 #include <kj/async.h>
+#include <kj/timer.h>
 #include <kj/function.h>
 
 #include <map>
@@ -29,6 +30,17 @@ class CallRunner {
   // Deputy.call: runs the request in `context` and sets its reply there.
   kj::Promise<void> call(CallContext context);
 
+  // A hop back home (homecoming.h): from now on no call is taken (none is answered);
+  // calls waiting on a worker (a read, an accept, a wait) are cancelled, each ending
+  // either with what it did before the cancel (its answer kept) or having done
+  // nothing (then never answered: the job, back home, makes that call itself).
+  // Resolves once no call runs, or after `limitMs` with what still runs left running.
+  kj::Promise<void> stopForHomecoming(kj::Timer& timer, uint64_t limitMs);
+
+  // Every thread's last answered call that may not have reached it
+  // (shim/forward/carried_replies.h): the table the job takes home.
+  kj::Array<kj::byte> carriedReplies() const;
+
  private:
   using Key = std::pair<uint32_t, uint64_t>;  // thread, seq
   struct Done {
@@ -43,6 +55,8 @@ class CallRunner {
   kj::Own<CallPool> pool_;
   std::map<Key, kj::ForkedPromise<void>> running_;
   std::map<uint32_t, Done> lastDone_;  // by thread: its last call that waited, answered
+  std::map<Key, kj::Array<kj::byte>> pipelinedDone_;  // pipelined writes run, not yet answered
+  bool stopped_ = false;               // stopForHomecoming: no call is taken any more
 };
 
 }  // namespace mig::deputy

@@ -10,11 +10,13 @@
 //   - forwards the signals it receives (kill, sigqueue, Ctrl-C and Ctrl-Z on its
 //     terminal) to the job with their siginfo, and stops with the job (signals.h);
 //   - ends the way the job ends (exit status or signal), so its parent sees that
-//     (this file).
+//     (this file);
+//   - becomes the job again when a hop brings it back home (homecoming.h).
 // It prints nothing: its stdout and stderr are the job's.
 //
 // usage: MIG_JOB_TOKEN=HEX mig-deputy --job-id ID --socket SHADOWD_SOCKET [--drop-signals MASK]
 #include "deputy/call_runner.h"
+#include "deputy/homecoming.h"
 #include "deputy/log.h"
 #include "deputy/own_fds.h"
 #include "deputy/readiness.h"
@@ -76,6 +78,17 @@ class DeputyImpl final : public rpc::Deputy::Server {
     endLike(status);
   }
 
+  // A hop back home, committed: the job is restored into this process (homecoming.h).
+  // Never answered: the process becomes the job (its shadowd sees the connection end).
+  kj::Promise<void> becomeJob(BecomeJobContext context) override {
+    auto p = context.getParams();
+    auto migctl = kj::str(p.getMigctl()), image = kj::str(p.getImage()), logPath = kj::str(p.getLog());
+    return calls_.stopForHomecoming(io_.provider->getTimer(), kHomecomingCancelMs)
+        .then([this, migctl = kj::mv(migctl), image = kj::mv(image), logPath = kj::mv(logPath)]() {
+          execHomecomingRestart(migctl, image, logPath, calls_.carriedReplies());
+        });
+  }
+
   // The direct link (shadow/direct_link.h): the same Deputy, served on a connection of
   // its own to the host the job runs on, keyed by the ticket home made for it.
   kj::Promise<void> openDirectLink(OpenDirectLinkContext context) override {
@@ -96,6 +109,9 @@ class DeputyImpl final : public rpc::Deputy::Server {
  private:
   // The host the job runs on connects at once; a ticket not used by then is void.
   static constexpr uint64_t kDirectLinkAcceptMs = 10000;
+  // A call that cannot be cancelled (a connect, a pipelined write to a full pipe) is
+  // waited for this long before the job comes home all the same.
+  static constexpr uint64_t kHomecomingCancelMs = 10000;
   kj::AsyncIoContext& io_;
   kj::TaskSet& tasks_;
   Readiness readiness_;

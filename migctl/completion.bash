@@ -77,9 +77,9 @@ _migctl() {
       return 0 ;;
     --socket) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return 0 ;;
     -o | --output) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return 0 ;;
-    --timeout | --job-id | --realtime-offset-ns) return 0 ;;
+    --timeout | --job-id | --realtime-offset-ns | --carried-fd) return 0 ;;
     --network) mapfile -t COMPREPLY < <(compgen -W "local rebind" -- "$cur"); return 0 ;;
-    --relay | --local-path) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return 0 ;;
+    --relay | --local-path | --homecoming-log) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return 0 ;;
   esac
 
   if [[ ${cmd[0]} == run ]]; then

@@ -27,6 +27,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdio>
+#include <csignal>
 #include <cstring>
 #include <ctime>
 #include <fcntl.h>
@@ -64,6 +65,8 @@ struct Options {
   bool dataVerified = false;  // shadowd checked the data checksums as the image arrived
   bool asFileOwner = false;   // an image without a recorded owner runs as its file's owner
   bool lazy = false;          // --lazy: pages come in as the job touches them
+  bool checkOnly = false;     // --check-only: every check, then exit 0 (a hop back home's phase one)
+  kj::Maybe<kj::String> homecomingLog;  // --homecoming-log: where a failure is said (not the job's stderr)
 };
 
 int64_t monotonicNowNs() {
@@ -192,6 +195,30 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
       }, "MS", "(shadowd, with --gate-fd) a post-copy hop: the pages the image lists as post-copy pages are "
                "fetched from home through the gate socket once the job runs; a page not come within MS "
                "milliseconds kills the job with one line")
+      .addOption({"homecoming"}, [&o]() -> V {
+        o.migrated.homecoming = true;
+        return true;
+      }, "(shadowd, the deputy) a hop back home: the job is restored into its deputy's process, which "
+         "holds its home fds at their numbers; they are kept, its other fds made again, nothing forwarded")
+      .addOption({"check-only"}, [&o]() -> V {
+        o.checkOnly = true;
+        return true;
+      }, "(shadowd, with --homecoming) make every check of the restart and exit 0 without restoring")
+      .addOptionWithArg({"carried-fd"}, [&o](kj::StringPtr v) -> V {
+        char* end = nullptr;
+        long n = strtol(v.cStr(), &end, 10);
+        if (end == v.cStr() || *end != '\0' || n < 3 || fcntl(static_cast<int>(n), F_GETFD) < 0) {
+          return kj::str("needs an open fd number above 2, not '", v, "'");
+        }
+        o.migrated.carriedFd = static_cast<int>(n);
+        return true;
+      }, "FD", "(the deputy, with --homecoming) the answers to calls the job may not have read before its "
+               "freeze (shim/forward/carried_replies.h)")
+      .addOptionWithArg({"homecoming-log"}, [&o](kj::StringPtr v) -> V {
+        o.homecomingLog = kj::str(v);
+        return true;
+      }, "FILE", "(the deputy, with --homecoming) append a failure there, not to the job's stderr, and end "
+                 "as if killed (SIGKILL)")
       .addOptionWithArg({"realtime-offset-ns"}, [&o](kj::StringPtr v) -> V {
         char* end = nullptr;
         errno = 0;
@@ -208,6 +235,20 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
         return true;
       })
       .callAfterParsing([&o, &cli, &caller]() -> V {
+        KJ_IF_MAYBE(log, o.homecomingLog) {
+          // After the hop's commit the job exists only in this image: a failure is said
+          // in shadowd's log and the process ends as a lost job does (killed), never
+          // with a line on the job's own stderr.
+          KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { cli.status = restart(o, caller); })) {
+            int fd = open(log->cStr(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+            if (fd >= 0) {
+              dprintf(fd, "migctl restart --homecoming: %s\n", e->getDescription().cStr());
+              close(fd);
+            }
+            kill(getpid(), SIGKILL);
+          }
+          return true;
+        }
         cli.status = restart(o, caller);
         return true;
       })
@@ -276,6 +317,17 @@ int restart(Options& o, const resources::CallerFds& caller) {
   resources::checkMappedFiles(img, migrated.migrated);
   if (migrated.gateFd >= 0 && !migrated.migrated) fail(kj::str("--gate-fd needs --migrated"));
   if (migrated.postcopyTimeoutMs > 0 && migrated.gateFd < 0) fail(kj::str("--postcopy needs --gate-fd"));
+  if (migrated.homecoming) {
+    // Back home: the job's home fds are the deputy's, which this process is; its fds
+    // records of them are the stand-ins it had away (checked as a migrated job's).
+    if (migrated.migrated || img.isTree()) fail(kj::str("--homecoming takes one process's image, without --migrated"));
+    options.migrated = true;
+    resources::checkSavedFiles(img, options);
+    options.migrated = false;
+    if (o.checkOnly) return 0;
+    becomeRestored(img, path, options, caller, migrated, nullptr, false, o.dataVerified);
+  }
+  if (o.checkOnly) fail(kj::str("--check-only needs --homecoming"));
   if (migrated.migrated) {
     if (migrated.relay == nullptr || migrated.jobId == 0) fail(kj::str("--migrated needs --relay and --job-id"));
     migrated.token = shadow::tokenFromEnv();
@@ -318,7 +370,7 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
   image::RestorePlan plan = image::buildRestorePlan(img, tree != nullptr ? tree->sharedRegions : nullptr);
   // A single process's System V objects, made here, in the process that becomes the
   // job (a tree's root made the tree's); removed again if the restart fails.
-  const bool makesIpc = tree == nullptr && !migrated.migrated && resources::ipcSection(img) != 0;
+  const bool makesIpc = tree == nullptr && !migrated.migrated && !migrated.homecoming && resources::ipcSection(img) != 0;
   if (makesIpc) resources::restoreSysvIpc(img);
   KJ_ON_SCOPE_FAILURE(if (makesIpc) resources::removeSysvIpc(img));
   if (lazy) {
@@ -347,8 +399,27 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
   keep[1] = open(path, O_RDONLY | O_CLOEXEC);
   if (keep[1] < 0) fail(kj::str("cannot open image ", path, ": ", strerror(errno)));
 
-  resources::applyProcessState(img, migrated.migrated);  // cwd, umask, limits
-  if (migrated.migrated) {
+  if (migrated.homecoming) {
+    // The deputy's working directory is the job's (its chdirs went home); so are its
+    // fds at the numbers it held (kept). No time namespace: the job runs on home's
+    // own clocks again, which are ahead of its own by the freezes it had away.
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof(cwd)) == nullptr) fail(kj::str("cannot read the deputy's working directory: ", strerror(errno)));
+    resources::applyProcessState(img, true);
+    if (chdir(cwd) != 0) fail(kj::str("cannot go back to the job's working directory ", cwd, ": ", strerror(errno)));
+    config->magic = forward::kConfigMagic;
+    config->size = sizeof(forward::Config);
+    config->homecoming = 1;
+    config->carriedFd = -1;
+    if (migrated.carriedFd >= 0) keep[keepCount++] = migrated.carriedFd;
+    resources::restoreFiles(img, keep, keepCount, caller, nullptr, nullptr, /*keepInherited=*/true);
+    if (migrated.carriedFd >= 0) config->carriedFd = keep[2];  // moved out of the job's way
+    plan.setConfigFd(writeForwardConfig(*config));
+    if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
+      fail(kj::str("cannot write the restore plan: ", strerror(errno)));
+    }
+  } else if (migrated.migrated) {
+    resources::applyProcessState(img, true);  // cwd, umask, limits
     int64_t jobClock = 0;
     for (size_t i = 0; i < img.sectionCount(); ++i) {
       if (img.section(i).type == static_cast<uint16_t>(image::SectionType::process)) {
@@ -382,9 +453,11 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
       close(keep[2]);
     }
   } else if (tree != nullptr) {
+    resources::applyProcessState(img, false);
     tree->ready();  // every check passed: the tree starts only when all its members got here
     resources::restoreFiles(img, keep, keepCount, caller, nullptr, &tree->pipes);
   } else {
+    resources::applyProcessState(img, false);
     resources::restoreFiles(img, keep, keepCount, caller);
   }
   if (lazy || postcopy) {

@@ -114,7 +114,7 @@ void checkFdRecords(image::schema::Files::Reader files, kj::StringPtr section, c
 }
 
 void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, const CallerFds& caller,
-                  forward::Config* migrated, const TreePipes* treePipes) {
+                  forward::Config* migrated, const TreePipes* treePipes, bool keepInherited) {
   kj::Vector<FdRecord::Reader> saved = savedFds(image);
   kj::ArrayPtr<const FdRecord::Reader> fds = saved.asPtr();
   int maxFd = moveAbove(fds, keep, keepCount);
@@ -128,6 +128,10 @@ void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, const C
     int target = f.getFd();
     wanted.insert(target);
     const FdKind& kind = kindOf(f.getKind());
+    // Back home: an fd that stayed at home is the deputy's, at its number. One that was
+    // made anew away (an epoll, a pipe inside the job) is made again from the image:
+    // the deputy's copy at that number is the one from before the move.
+    if (keepInherited && kind.onMigration != OnMigration::recreated && caller.inherited(target)) continue;
     const bool home = migrated != nullptr && kind.onMigration != OnMigration::recreated;
     if (home) markHome(f, kind, *migrated);
     if (f.getDupOf() >= 0) {

@@ -31,8 +31,12 @@ void checkFdRecords(image::schema::Files::Reader files, kj::StringPtr section, c
 // recreated here as they were. `caller` are the fds migctl's caller gave it
 // (CallerFds::atStartup): on a restart only those stand in for saved home streams.
 // `treePipes`: restarting a member of a tree, the pipes it shares with the others.
+// `keepInherited` (a hop back home, deputy/homecoming.h): a saved fd of a kind that
+// stays at home on migration whose number this process inherited open is left as it
+// is (the deputy held it for the job); the others are made as on any restart.
 void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, const CallerFds& caller,
-                  forward::Config* migrated = nullptr, const TreePipes* treePipes = nullptr);
+                  forward::Config* migrated = nullptr, const TreePipes* treePipes = nullptr,
+                  bool keepInherited = false);
 
 // At a tree's restart, before its members are forked: the socketpair whose ends are
 // the `unixSocket` records `a` and `b` (in two members), with each end's options and

@@ -60,9 +60,10 @@ interface Node {
   # A shadowd as its peers see it after login.
   info @0 () -> (info :NodeInfo);
 
-  receive @1 (ticket :JobTicket, imageBytes :UInt64) -> (sink :ImageSink);
+  receive @1 (ticket :JobTicket, imageBytes :UInt64) -> (sink :ImageSink, home :Bool);
   # An incoming migration: the image is streamed to `sink`; refused with an exception
-  # (no room, binaries missing, ...).
+  # (no room, binaries missing, ...). `home`: this host is the job's home and its
+  # deputy is here: the job will be restored into the deputy (deputy/homecoming.h).
 
   sendJob @2 (jobId :UInt64, token :Data, to :Text, network :NetworkPolicy, mode :MigrationMode, only :Bool) -> (result :MigrationResult);
   # Asked by the job's home: migrate job `jobId`, which runs here, to `to`. `only`:
@@ -191,6 +192,12 @@ interface Deputy {
   # From the home shadowd (Node.directLink): listen on `host`, port chosen by the
   # kernel, for one connection keyed with `key` (secure_stream; in clear only when
   # the cluster runs --insecure-plaintext-links), and serve this Deputy on it.
+
+  becomeJob @4 (image :Text, log :Text, migctl :Text) -> ();
+  # From the home shadowd, once a hop back home is committed (the job's process away
+  # has ended): the deputy stops taking calls, ends or cancels the ones it runs
+  # (deputy/homecoming.h), answers, then execs `migctl restart IMAGE --homecoming`
+  # in place, its stderr appended to `log`: the job runs local again in this process.
 }
 
 interface Readiness {

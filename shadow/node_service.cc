@@ -116,6 +116,8 @@ class PreparedHop {
   // Phase two: releases the job; resolves with its PID and the time it took to reach
   // its relay. Fails if no hop of this job is ready here.
   static kj::Promise<kj::Tuple<pid_t, double>> commit(Daemon& d, uint64_t jobId);
+  // The same for a hop back home (deputy/homecoming.h).
+  static kj::Promise<kj::Tuple<pid_t, double>> commitHomecoming(Daemon& d, uint64_t jobId, kj::Own<PreparedHop> hop);
 
   // A hop given up before its commit: nothing of the job ran here.
   void abort(kj::StringPtr why) {
@@ -159,6 +161,7 @@ class PreparedHop {
   kj::Promise<void> reapWatch = nullptr;
   uint64_t generation = 0;
   kj::Maybe<rpc::PageSource::Client> pages;  // a post-copy hop: where the missing pages come from
+  bool homecoming = false;  // checked only: the job is restored into its deputy at the commit
 
  private:
   static uint64_t& lastGeneration() {
@@ -178,8 +181,9 @@ class PreparedHop {
 class ImageSinkImpl final : public rpc::ImageSink::Server {
  public:
   // homeClock: home's realtime clock minus ours, measured while the image arrives.
-  ImageSinkImpl(Daemon& d, uint64_t jobId, kj::Promise<int64_t> homeClock)
-      : d_(d), jobId_(jobId), homeClock_(kj::mv(homeClock)) {
+  // homecoming: this host is the job's home and its deputy is here (deputy/homecoming.h).
+  ImageSinkImpl(Daemon& d, uint64_t jobId, kj::Promise<int64_t> homeClock, bool homecoming = false)
+      : d_(d), jobId_(jobId), homecoming_(homecoming), homeClock_(kj::mv(homeClock)) {
     path_ = spoolImagePath(d.config().spoolDir, jobId);
     logPath_ = spoolLogPath(d.config().spoolDir, jobId);
     fd_ = open(path_.cStr(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -243,6 +247,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     HostedJob* job = nullptr;
     KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { job = j->get(); }
     require(job != nullptr, "the job was dropped during the transfer");
+    if (homecoming_) return checkHomecoming(context);
     if (realtimeOffsetNs != 0) {
       d_.log(kj::str("job ", jobId_, ": home's realtime clock is ", realtimeOffsetNs / 1000000,
                      " ms ahead of this host's"));
@@ -340,6 +345,50 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     return kj::READY_NOW;
   }
 
+  // Phase one of a hop back home: every check of the restart, in a child (`migctl
+  // restart --homecoming --check-only`); the restore itself is the deputy's, in its own
+  // process, once the hop is committed (PreparedHop::commitHomecoming).
+  kj::Promise<void> checkHomecoming(DoneContext context) {
+    ChildSpec spec;
+    spec.argv.add(kj::str(d_.config().migctl));
+    spec.argv.add(kj::str("restart"));
+    spec.argv.add(kj::str(path_));
+    spec.argv.add(kj::str("--homecoming"));
+    spec.argv.add(kj::str("--check-only"));
+    spec.argv.add(kj::str("--data-verified"));
+    int log = open(logPath_.cStr(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    spec.stderrFd = log;
+    pid_t pid;
+    {
+      KJ_ON_SCOPE_FAILURE(if (log >= 0) close(log));
+      pid = spawnChild(spec);
+    }
+    if (log >= 0) close(log);
+    double started = nowSeconds();
+    auto timeout = d_.io().provider->getTimer().afterDelay(kRestoreTimeoutMs * kj::MILLISECONDS).then([pid]() -> int {
+      kill(pid, SIGKILL);
+      fail(kj::str("the checks of the restore did not end within 120 s"));
+    });
+    return childExit(d_.eventPort(), pid).exclusiveJoin(kj::mv(timeout)).then([this, context, started](int status) mutable {
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        auto why = lastLine(readLog());
+        if (why.size() == 0) why = kj::str("the checks ended with ", describeStatus(status));
+        fail(kj::str("restore failed on ", d_.address(), ": ", why));
+      }
+      hopFaultPoint("recv-prepared", [](kj::String why) { fail(kj::mv(why)); });
+      auto hop = kj::heap<PreparedHop>(d_, jobId_, kj::str(path_), kj::str(logPath_));
+      hop->homecoming = true;
+      hop->reaped = true;  // no process of its own: nothing to kill
+      pid_t deputy = 0;
+      KJ_IF_MAYBE(h, d_.homeJobs().find(jobId_)) { deputy = (*h)->vpid; }
+      context.getResults().setRealPid(deputy);
+      context.getResults().setRestoreMs((nowSeconds() - started) * 1000);
+      d_.log(kj::str("job ", jobId_, " comes home: its image checked, waiting for its sender to commit"));
+      prepared_ = true;
+      PreparedHop::keep(kj::mv(hop));
+    });
+  }
+
   kj::Promise<void> commit(CommitContext context) override {
     require(!dropped_, "the transfer was cancelled here: no progress within the transfer timeout");
     require(prepared_, "the job is not ready here (done first)");
@@ -418,6 +467,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
 
   Daemon& d_;
   uint64_t jobId_;
+  bool homecoming_;
   kj::String path_;
   kj::String logPath_;
   int fd_ = -1;
@@ -532,6 +582,7 @@ kj::Promise<kj::Tuple<pid_t, double>> PreparedHop::commit(Daemon& d, uint64_t jo
     fail(kj::str("job ", jobId, " is not ready here (its hop was cancelled, or never got ready)"));
   }
   hopFaultPoint("recv-commit", [](kj::String why) { fail(kj::mv(why)); });
+  if (hop->homecoming) return commitHomecoming(d, jobId, kj::mv(hop));
   HostedJob* job = nullptr;
   KJ_IF_MAYBE(j, d.hostedJobs().find(jobId)) { job = j->get(); }
   require(job != nullptr, "the job was dropped here");
@@ -584,6 +635,114 @@ kj::Promise<kj::Tuple<pid_t, double>> PreparedHop::commit(Daemon& d, uint64_t jo
       .attach(kj::mv(hop));
 }
 
+// argv[0] of process `pid` ("" when it is gone or a zombie).
+kj::String firstArg(pid_t pid) {
+  int fd = open(kj::str("/proc/", pid, "/cmdline").cStr(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return kj::str("");
+  char buf[4096];
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  return kj::heapString(buf, n > 0 ? strnlen(buf, static_cast<size_t>(n)) : 0);
+}
+
+// Whether process `pid` exists and has not ended (a zombie has). Its command line reads
+// empty for a moment during an exec too.
+bool runsStill(pid_t pid) {
+  int fd = open(kj::str("/proc/", pid, "/stat").cStr(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[512];
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  const char* paren = strrchr(buf, ')');
+  return paren != nullptr && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
+}
+
+// Until process `pid` (the deputy) runs the job: its argv[0] is no longer the deputy's,
+// migctl's or the restorer's (the restorer puts the job's command line back). Looked at
+// every 10 ms: nothing tells of an exec but /proc. Fails if the process ended.
+kj::Promise<void> untilJobRuns(Daemon& d, pid_t pid, uint64_t leftMs) {
+  auto arg = firstArg(pid);
+  kj::StringPtr base = arg;
+  KJ_IF_MAYBE(slash, arg.findLast('/')) { base = arg.slice(*slash + 1); }
+  if (arg.size() == 0 && !runsStill(pid)) {
+    fail(kj::str("the job's process at home (PID ", pid, ") ended as it was restored"));
+  }
+  if (arg.size() > 0 && arg != d.config().deputy && arg != d.config().migctl && base != "mig-deputy" &&
+      base != "migctl" && base != "mig-restore") {
+    return kj::READY_NOW;
+  }
+  if (leftMs == 0) fail(kj::str("the job was not restored at home within 120 s"));
+  constexpr uint64_t kLookMs = 10;
+  return d.io().provider->getTimer().afterDelay(kLookMs * kj::MILLISECONDS).then([&d, pid, leftMs]() {
+    return untilJobRuns(d, pid, leftMs > kLookMs ? leftMs - kLookMs : 0);
+  });
+}
+
+kj::Promise<kj::Tuple<pid_t, double>> PreparedHop::commitHomecoming(Daemon& d, uint64_t jobId, kj::Own<PreparedHop> hop) {
+  HomeJob* home = nullptr;
+  KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) { home = j->get(); }
+  require(home != nullptr, kj::str("job ", jobId, " has no deputy here any more"));
+  hop->settled = true;
+  d.hostedJobs().erase(jobId);  // it never was a guest here
+  const pid_t pid = home->vpid;
+  const double started = nowSeconds();
+  d.log(kj::str("job ", jobId, " (PID ", pid, ") comes home: its deputy becomes it"));
+  auto become = d.deputyOf(*home).then([&d, image = kj::str(hop->path), log = kj::str(hop->logPath)](rpc::Deputy::Client deputy) {
+    auto req = deputy.becomeJobRequest();
+    req.setImage(image);
+    req.setLog(log);
+    req.setMigctl(d.config().migctl);
+    return req.send().ignoreResult();
+  });
+  auto limit = d.io().provider->getTimer().afterDelay(kRestoreTimeoutMs * kj::MILLISECONDS).then([]() {
+    fail(kj::str("the deputy did not take the job back within 120 s"));
+  });
+  // The deputy never answers: it execs the restart, which ends its connection.
+  return become
+      .exclusiveJoin(kj::mv(limit))
+      .then([]() { fail(kj::str("the deputy answered instead of becoming the job")); },
+            [](kj::Exception&& e) {
+              if (e.getType() != kj::Exception::Type::DISCONNECTED) kj::throwFatalException(kj::mv(e));
+            })
+      .then([&d, pid]() { return untilJobRuns(d, pid, kRestoreTimeoutMs); })
+      .then([&d, jobId, pid, started, hop = kj::mv(hop)]() mutable {
+        // A plain local job from now on: no deputy, no record; `migctl list` finds it
+        // as any job at home. Signals that came while it moved go to it now, in order.
+        KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) {
+          for (auto& s : (*j)->signalsDuringMigration) {
+            siginfo_t si;
+            if (s.info.size() == sizeof si) memcpy(&si, s.info.begin(), sizeof si);
+            if (s.info.size() == sizeof si && si.si_signo == s.signal && si.si_code < 0 && si.si_code != SI_TKILL) {
+              syscall(SYS_rt_sigqueueinfo, pid, s.signal, &si);
+            } else {
+              kill(pid, s.signal);
+            }
+          }
+          d.homeJobs().erase(jobId);
+        }
+        // Its memory is mapped from the image: deleted when the process ends.
+        int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+        if (pidfd >= 0) {
+          struct Watch {
+            Watch(kj::UnixEventPort& port, kj::AutoCloseFd f)
+                : fd(kj::mv(f)), observer(port, fd.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ) {}
+            kj::AutoCloseFd fd;
+            kj::UnixEventPort::FdObserver observer;
+          };
+          auto watch = kj::heap<Watch>(d.eventPort(), kj::AutoCloseFd(pidfd));
+          auto gone = watch->observer.whenBecomesReadable();
+          d.tasks().add(gone.attach(kj::mv(watch)).then([image = kj::str(hop->path), log = kj::str(hop->logPath)]() {
+            unlink(image.cStr());
+            unlink(log.cStr());
+          }));
+        }
+        d.log(kj::str("job ", jobId, " runs at home again as PID ", pid, ", local: no deputy, nothing forwarded"));
+        return kj::tuple(pid, (nowSeconds() - started) * 1000);
+      });
+}
+
 class NodeImpl final : public rpc::Node::Server {
  public:
   explicit NodeImpl(Daemon& d) : d_(d) {}
@@ -622,7 +781,17 @@ class NodeImpl final : public rpc::Node::Server {
                            return int64_t{0};
                          })
                          .eagerlyEvaluate(nullptr);
-    context.getResults().setSink(kj::heap<ImageSinkImpl>(d_, id, kj::mv(homeClock)));
+    // Coming home: the job's deputy is here, so the job will be restored into it
+    // (deputy/homecoming.h) and runs local again.
+    bool homecoming = false;
+    KJ_IF_MAYBE(h, d_.homeJobs().find(id)) {
+      auto& home = **h;
+      homecoming = home.location.size() > 0 && home.token.size() == t.getToken().size() &&
+                   memcmp(home.token.begin(), t.getToken().begin(), home.token.size()) == 0;
+    }
+    if (homecoming) d_.log(kj::str("job ", id, " is coming home"));
+    context.getResults().setSink(kj::heap<ImageSinkImpl>(d_, id, kj::mv(homeClock), homecoming));
+    context.getResults().setHome(homecoming);
     return kj::READY_NOW;
   }
 

@@ -21,7 +21,10 @@
 // (exit status 6, one line): it must not run here again, and cannot go on there.
 //
 // A process with descendants is refused before the destination is asked (moving a
-// tree whole is not built yet, issue 12); --only moves the process alone.
+// tree whole is not built yet, issue 12); --only moves the process alone. A hop to
+// the job's home (the destination says so) restores the job into its deputy
+// (deputy/homecoming.h); children born away that still run are refused then even
+// with --only.
 //
 // Pre-copy (the default where the job's writes can be tracked, resources/precopy.h):
 // the image's pages go in rounds while the job runs, then the freeze sends the rest.
@@ -184,6 +187,29 @@ kj::String treeRefusal(long vpid, const kj::Vector<resources::TreeProcess>& left
                  "nothing was frozen, the job runs on ", atHome ? "at home" : "where it was",
                  "; --only moves process ", vpid, " alone and leaves its children ",
                  atHome ? "at home (its waits for them then go home)" : "on this host (they lose their parent)");
+}
+
+// The children that still run (a zombie's status is lost with --only, as when the
+// job leaves any host without it).
+kj::Vector<resources::TreeProcess> liveOnly(kj::Vector<resources::TreeProcess> all) {
+  kj::Vector<resources::TreeProcess> live;
+  for (auto& p : all) {
+    if (!p.zombie) live.add(kj::mv(p));
+  }
+  return live;
+}
+
+// A hop back home refused for the job's children born away: which, and why.
+kj::String homecomingRefusal(long vpid, const kj::Vector<resources::TreeProcess>& left) {
+  kj::Vector<kj::String> names;
+  for (size_t i = 0; i < left.size() && i < 4; ++i) {
+    names.add(kj::str(left[i].command.c_str(), left[i].zombie ? " (ended, not yet waited for)" : ""));
+  }
+  if (left.size() > 4) names.add(kj::str("..."));
+  return kj::str("cannot move PID ", vpid, " home: it has ", left.size(),
+                 left.size() == 1 ? " child (" : " children (", kj::strArray(names, ", "),
+                 ") born away from home, which cannot come home with it yet (issue 12); nothing was frozen, "
+                 "the job runs on where it was; move it home once they have ended and been waited for");
 }
 
 double msSince(std::chrono::steady_clock::time_point t) {
@@ -412,8 +438,17 @@ int sendCommand(int argc, char** argv) {
   auto stalled = kj::str("hop aborted: the destination ", to, " stopped answering (no progress for ",
                          stallMs / 1000.0, " s); the job runs on ", deputy != nullptr ? "at home" : "where it was");
   auto& timer = io.provider->getTimer();
-  auto sink = waitOrStall(receive.send(), timer, stallMs, stalled, ws).getSink();
-  RpcSink out(kj::mv(sink), ws, timer, stallMs, kj::mv(stalled));
+  auto received = waitOrStall(receive.send(), timer, stallMs, stalled, ws);
+  const bool homecoming = received.getHome();
+  RpcSink out(received.getSink(), ws, timer, stallMs, kj::mv(stalled));
+  // Back home the job becomes its deputy's process again (deputy/homecoming.h): children
+  // it made away from home (their virtual PIDs are home's, their processes here) cannot
+  // come along yet, not even with --only: refused before anything is frozen.
+  // (Without --only every child was refused above, and is again after the freeze.)
+  if (homecoming && only) {
+    auto left = liveOnly(childrenLeftBehind(ctl->realPid()));
+    if (left.size() > 0) fail(homecomingRefusal(vpid > 0 ? vpid : pid, left));
+  }
 
   // Write tracking for pre-copy: a userfaultfd made by the job's shim. The shim ends
   // that control connection after handing it over; the freeze takes a new one.
@@ -485,6 +520,9 @@ int sendCommand(int argc, char** argv) {
   if (!only) {
     auto late = childrenLeftBehind(ctl->realPid());
     if (late.size() > 0) fail(treeRefusal(vpid > 0 ? vpid : pid, late, deputy != nullptr));
+  } else if (homecoming) {
+    auto late = liveOnly(childrenLeftBehind(ctl->realPid()));
+    if (late.size() > 0) fail(homecomingRefusal(vpid > 0 ? vpid : pid, late));
   }
 
   // Phase one: the destination restores up to "ready, not running". A partition here

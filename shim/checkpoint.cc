@@ -296,11 +296,14 @@ bool runCheckpoint(int conn, const control::Request& request) {
     rt.controlTid = realTid();  // the next checkpoint must know this thread again
     rt.frozenNs += rt.resume.monotonicNs - rt.block.monotonicNs;
     reopenLog();  // before any thread of the job runs and logs
-    if (logging()) {
-      LogLine() << "restored on this host as PID " << static_cast<int64_t>(realPid())
-                << (rt.resume.configFd >= 0 ? ", its home calls forwarded to its deputy" : "");
-    }
     forward::onRestored(rt.resume.configFd);  // the other threads wait in mig_resumed_thread
+    if (logging()) {
+      const bool forwards = rt.forward.status.load() == forward::kActive;
+      LogLine() << "restored on this host as PID " << static_cast<int64_t>(realPid())
+                << (forwards                      ? ", its home calls forwarded to its deputy"
+                    : rt.resume.configFd >= 0 ? ", back home in its deputy's place: nothing forwarded"
+                                              : "");
+    }
     return true;
   }
   return false;

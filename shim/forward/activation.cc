@@ -5,6 +5,7 @@
 #include "shim/forward/clock_shift.h"
 #include "shim/forward/connection.h"
 #include "shim/forward/forward.h"
+#include "shim/forward/homecoming.h"
 #include "shim/forward/rebind.h"
 #include "shim/forward/signals.h"
 #include "shim/forward/state.h"
@@ -41,6 +42,13 @@ bool loadConfig(int fd) {
     got += static_cast<uint64_t>(n);
   }
   if (c.magic != kConfigMagic || c.size != sizeof(Config)) return false;
+  if (c.homecoming != 0) {
+    // Back home, in its deputy's process: every fd is the job's own again, and the
+    // next move starts from what the job holds then, not from this hop's bits.
+    takeCarriedReplies(c.carriedFd);
+    __builtin_memset(&s.config, 0, sizeof(s.config));
+    return true;
+  }
   c.relaySocket[sizeof(c.relaySocket) - 1] = '\0';
   // A job that forwarded before (an earlier hop) knows better than the restarting
   // migctl which of its fds are home fds: those it opened on the last host (under a
@@ -91,19 +99,24 @@ void onRestored(int configFd) {
   if (configFd >= 0) {
     bool ok = loadConfig(configFd);
     rawSyscall(SYS_close, configFd);
-    if (ok) {
-      activateProcess();
-      // runCheckpoint counted the restorer's clock reading (this host's) against the
-      // job's at the freeze; the job's own clock is ahead by the offset.
-      shim::g_runtime.frozenNs += jobMonotonicShiftNs();
+    if (ok && s.config.magic != kConfigMagic) {  // a hop back home: nothing to forward
+      s.status.store(kInactive);
+      clearClockShift();
+    } else {
+      if (ok) {
+        activateProcess();
+        // runCheckpoint counted the restorer's clock reading (this host's) against the
+        // job's at the freeze; the job's own clock is ahead by the offset.
+        shim::g_runtime.frozenNs += jobMonotonicShiftNs();
+      }
+      // Tell home at once that the job runs here (the relay learns it from the first
+      // connection), even if the application makes no forwarded call for a while.
+      // This thread's connection stays open until the next checkpoint. A migrated job
+      // that cannot reach home must not run here at all (it still runs at home, which
+      // gives up only when this connection arrives): end before any thread resumes.
+      if (!ok || !connectNow()) rawSyscall(SYS_exit_group, kActivationFailedStatus);
+      if (s.config.network == kNetworkRebind) rebindSockets();
     }
-    // Tell home at once that the job runs here (the relay learns it from the first
-    // connection), even if the application makes no forwarded call for a while.
-    // This thread's connection stays open until the next checkpoint. A migrated job
-    // that cannot reach home must not run here at all (it still runs at home, which
-    // gives up only when this connection arrives): end before any thread resumes.
-    if (!ok || !connectNow()) rawSyscall(SYS_exit_group, kActivationFailedStatus);
-    if (s.config.network == kNetworkRebind) rebindSockets();
   } else {
     s.status.store(kInactive);
     clearClockShift();

@@ -4,6 +4,7 @@
 
 #include "rsc/call_policy.h"
 #include "rsc/marshal.h"
+#include "shim/forward/homecoming.h"
 #include "shim/forward/state.h"
 #include "shim/forward/trapped_call.h"
 #include "shim/log.h"
@@ -256,11 +257,18 @@ static long forwardCallOnce(const rsc::Row& row, const int64_t args[6], bool pat
       return -EIO;
     }
     long got = receiveReplyHeader(h, timeout);
+    // Resumed back home (homecoming.h): no deputy to send it to any more.
+    if (got == kMoved && state().status.load(std::memory_order_acquire) != kActive) {
+      return answerAfterHomecoming(row, args, seq, threadId(), t_buf, kBufferSize);
+    }
     if (got == kMoved) continue;
     if (got != 0) return -EIO;
     __builtin_memcpy(t_buf, &h, sizeof(h));  // decodeReply reads the whole reply from t_buf
     if (h.seq != seq || h.length < sizeof(h) || h.length > rsc::replyCapacity(row, args)) break;
     got = recvExact(t_conn, t_buf + sizeof(h), h.length - sizeof(h), timeout);
+    if (got == kMoved && state().status.load(std::memory_order_acquire) != kActive) {
+      return answerAfterHomecoming(row, args, seq, threadId(), t_buf, kBufferSize);
+    }
     if (got == kMoved) continue;
     if (got != 0) break;
     int32_t error = 0;

@@ -41,6 +41,11 @@ struct Config {
   uint64_t ownedFds[kMaxFds / 64];  // bit n: fd n's home side was opened by this process
                                     // (ownTable), so closing fd n closes it at home
   int32_t homeFd[kMaxFds];       // ownTable: fd n's number at home, + 1 (0: the same number)
+  // A hop back home (deputy/homecoming.h): restored in its deputy's process, the job
+  // runs local again and forwards nothing; carriedFd holds the deputy's answers the
+  // job may not have read before its freeze (carried_replies.h), -1 when none.
+  uint32_t homecoming;
+  int32_t carriedFd;
 };
 
 // Config::network (rpc::NetworkPolicy, migctl migrate --help).

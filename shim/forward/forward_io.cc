@@ -9,6 +9,7 @@
 #include "rsc/wire.h"
 #include "shim/forward/child_table.h"
 #include "shim/forward/connection.h"
+#include "shim/forward/homecoming.h"
 #include "shim/forward/state.h"
 #include "shim/runtime.h"
 
@@ -40,6 +41,7 @@ long forwardRow(const rsc::Row& row, const int64_t args[6]) {
     int64_t part[6] = {args[0], args[1] + static_cast<int64_t>(done), static_cast<int64_t>(piece),
                        row.has(rsc::kPositioned) ? args[3] + static_cast<int64_t>(done) : args[3], args[4], args[5]};
     long r = send(row, part);
+    if (r < 0 && done > 0) takeRunHere();  // back home: the pieces home ran are the result
     if (r < 0) return done > 0 ? static_cast<long>(done) : r;
     done += static_cast<uint64_t>(r);
     if (static_cast<uint64_t>(r) < piece) break;
@@ -71,6 +73,7 @@ long forwardVectorIo(const TrappedCall& c) {
     if (iov[i].iov_len == 0) continue;
     const int64_t len = static_cast<int64_t>(iov[i].iov_len);
     long r = forwardSyscall(nr, fd, reinterpret_cast<int64_t>(iov[i].iov_base), len, offset);
+    if (r < 0 && total > 0) takeRunHere();  // back home: the buffers home filled are the result
     if (r < 0) return total > 0 ? total : r;
     total += r;
     if (useOffset) offset += r;

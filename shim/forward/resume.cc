@@ -68,6 +68,8 @@ extern "C" [[noreturn]] __attribute__((visibility("hidden"))) void mig_resumed_t
         auto* uc = reinterpret_cast<ucontext_t*>(ucontextAddr);
         *reinterpret_cast<uint64_t*>(&uc->uc_sigmask) &= ~kSigsysBit;
         blockSyscalls();
+      } else if (s.status.load() != kActive) {
+        disableSud();  // back home (homecoming.h): nothing of it forwards any more
       }
     }
   }

@@ -17,6 +17,7 @@
 #include "shim/forward/clock_shift.h"
 #include "shim/forward/exec_handoff.h"
 #include "shim/forward/home_mmap.h"
+#include "shim/forward/homecoming.h"
 #include "shim/forward/connection.h"
 #include "shim/forward/locality.h"
 #include "shim/forward/readiness_stand_in.h"
@@ -366,6 +367,7 @@ void sigsysHandler(int sig, siginfo_t* info, void* context) {
   greg_t* g = uc->uc_mcontext.gregs;
   TrappedCall c{info->si_syscall, {g[REG_RDI], g[REG_RSI], g[REG_RDX], g[REG_R10], g[REG_R8], g[REG_R9]}};
   long r = dispatch(c, uc);
+  if (takeRunHere()) r = kRunNatively;  // resumed back home, its call not run there (homecoming.h)
   if (r == kRunNatively) {
     allowSyscalls();
     g[REG_RIP] -= 2;  // back onto the 2-byte syscall instruction; rax still holds its number

@@ -51,6 +51,10 @@ struct State {
   // Content hashes of this host's system files (same_file.h), emptied at every restore:
   // they are this host's, and the next restore may be on another.
   rsc::HashCache<kLocalHashSlots> localHashes;
+  // After a hop back home: the deputy's carried answers (carried_replies.h), mapped by
+  // the control thread before the threads are released; null when none.
+  const uint8_t* carried;
+  uint64_t carriedSize;
 };
 
 // Is fd a home fd (its local number a stand-in)?
