@@ -238,16 +238,15 @@ int migrate(const MigrateOptions& o, long pid) {
       printf("migrated %ld to %s: frozen %.1f ms (image %.1f MiB, captured and sent in %.1f ms, restored in %.1f ms); ",
              pid, m.getDestination().cStr(), m.getFreezeMs(), static_cast<double>(m.getImageBytes()) / kMiB,
              m.getTransferMs(), m.getRestoreMs());
+      auto note = m.getModeNote().size() > 0 ? kj::str(" (", m.getModeNote(), ")") : kj::str("");
       if (m.getMode() == "post-copy") {
         printf("post-copy: %.1f MiB sent while frozen, %.1f MiB after it ran on\n",
                static_cast<double>(m.getBytesDuringFreeze()) / kMiB, static_cast<double>(m.getBytesAfterFreeze()) / kMiB);
       } else if (m.getMode() == "pre-copy") {
-        printf("pre-copy, %u rounds: %.1f MiB sent while it ran, %.1f MiB while frozen\n", m.getRounds(),
+        printf("pre-copy%s, %u rounds: %.1f MiB sent while it ran, %.1f MiB while frozen\n", note.cStr(), m.getRounds(),
                static_cast<double>(m.getBytesBeforeFreeze()) / kMiB, static_cast<double>(m.getBytesDuringFreeze()) / kMiB);
       } else {
-        printf("stop-and-copy%s%s%s: %.1f MiB sent while frozen\n", m.getModeNote().size() > 0 ? " (" : "",
-               m.getModeNote().cStr(), m.getModeNote().size() > 0 ? ")" : "",
-               static_cast<double>(m.getBytesDuringFreeze()) / kMiB);
+        printf("stop-and-copy%s: %.1f MiB sent while frozen\n", note.cStr(), static_cast<double>(m.getBytesDuringFreeze()) / kMiB);
       }
     }
     if (m.getProblem().size() > 0 && !o.json) {

@@ -450,6 +450,14 @@ int sendCommand(int argc, char** argv) {
     if (left.size() > 0) fail(homecomingRefusal(vpid > 0 ? vpid : pid, left));
   }
 
+  // Back home the job goes into its deputy's process, which has no page server: a
+  // post-copy hop home is sent as the default (pre-copy where possible), and says so.
+  kj::String modeNote;
+  if (homecoming && mode != nullptr && strcmp(mode, "postcopy") == 0) {
+    mode = nullptr;
+    modeNote = kj::str("a hop home is not post-copy: the job goes back into its deputy's process");
+  }
+
   // Write tracking for pre-copy: a userfaultfd made by the job's shim. The shim ends
   // that control connection after handing it over; the freeze takes a new one.
   int uffd = -1;
@@ -640,6 +648,7 @@ int sendCommand(int argc, char** argv) {
          static_cast<unsigned long long>(out.total() - bytesBefore), rounds, static_cast<unsigned long long>(bytesAfter),
          sendMs);
   if (uffd < 0 && mode == nullptr) printf("%s\n", whyNot.cStr());
+  if (modeNote.size() > 0) printf("%s\n", modeNote.cStr());
   return 0;
 }
 

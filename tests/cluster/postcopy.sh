@@ -2,10 +2,12 @@
 # postcopy.sh: post-copy migration (migctl migrate --postcopy; shadow/send_command.cc,
 # resources/network_page_source.h) between simulated hosts, transfer timeout 3 s.
 #  1. the memory feature program (256 MiB, pages written and verified every step)
-#     moved a -> c mid-run, then back c -> a (the sender not at home): the result
-#     lines say post-copy and the bytes sent while frozen and after; it ends with the
-#     output and status of an undisturbed run.
-#     The counter (nothing big) moved a -> c post-copy: nothing after the freeze.
+#     moved a -> c mid-run: the result line says post-copy and the bytes sent while
+#     frozen and after; then back c -> a with --postcopy, a hop home (the job goes back
+#     into its deputy's process), which goes as pre-copy and says why; it ends with
+#     the output and status of an undisturbed run.
+#     The counter (nothing big) moved a -> c -> b post-copy (the second sender not at
+#     home): nothing after the freeze.
 #  2. lazy_syscalls (64 MiB) moved a -> b at STEP 1, b's page server fetching only on
 #     fault (MIG_LAZY_NO_FILL=1 in b's shadowd): its write() from, read() into and
 #     blocking recv() into pages still at home (its stderr says how many of them were
@@ -49,12 +51,12 @@ if start_job mem mig "${FEATURE[memory]}" 256M 80 && wait_step mem 3 60; then
     shadowd_logs a c
     restore_log c
   fi
-  # and back home, post-copy again: the sender on c (not home) gives its copy up by exiting
+  # home with --postcopy: the job goes back into its deputy's process (no page server)
   k=$(( $(last_step mem) + 2 ))
   if wait_step mem "$k" 30; then
     migrate mem a 60 --postcopy
-    if (( MIG_RC == 0 )) && migrated_line | grep -q 'post-copy: [0-9.]* MiB sent while frozen, [0-9.]* MiB after it ran on'; then
-      ok "mem: c -> a post-copy at STEP $k: $(migrated_line)"
+    if (( MIG_RC == 0 )) && migrated_line | grep -qE '(pre-copy|stop-and-copy) \(a hop home is not post-copy: the job goes back into its deputy'"'"'s process\)'; then
+      ok "mem: c -> a with --postcopy goes as pre-copy and says why: $(migrated_line)"
     else
       fail "mem: migctl migrate --postcopy c -> a exited $MIG_RC: $(cat "$MIG_OUT" "$MIG_ERR" | tr '\n' ' ')"
       shadowd_logs a c
@@ -75,6 +77,18 @@ if start_job small mig "${FEATURE[counter]}" 30 && wait_step small 3 30; then
     ok "small: a -> c post-copy: $(migrated_line)"
   else
     fail "small: migctl migrate --postcopy exited $MIG_RC: $(cat "$MIG_OUT" "$MIG_ERR" | tr '\n' ' ')"
+  fi
+  k=$(( $(last_step small) + 1 ))
+  if wait_step small "$k" 30; then
+    migrate small b 60 --postcopy
+    if (( MIG_RC == 0 )) && migrated_line | grep -q 'post-copy: [0-9.]* MiB sent while frozen, 0.0 MiB after it ran on'; then
+      ok "small: c -> b post-copy, sent from c: $(migrated_line)"
+    else
+      fail "small: migctl migrate --postcopy c -> b exited $MIG_RC: $(cat "$MIG_OUT" "$MIG_ERR" | tr '\n' ' ')"
+      shadowd_logs a b c
+    fi
+  else
+    fail "small: no STEP $k on c"
   fi
   wait_job small-ref 60
   compare small small-ref "$STATUS"
