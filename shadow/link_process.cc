@@ -130,9 +130,16 @@ kj::Promise<void> LinkProcess::readLoop() {
       return readLoop();
     }
     // The link process is gone before the job's end reached us: the job's calls home
-    // went with it, so the job is taken as killed.
+    // went with it, so the job cannot go on; it is killed, and its end is ours to tell.
     if (pidFulfiller_->isWaiting()) pidFulfiller_->reject(KJ_EXCEPTION(FAILED, "the job's link process ended"));
-    if (exitFulfiller_->isWaiting()) exitFulfiller_->fulfill(SIGKILL);
+    if (exitFulfiller_->isWaiting()) {
+      lost_ = true;
+      KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) {
+        if ((*j)->realPid > 0) kill((*j)->realPid, SIGKILL);
+      }
+      d_.log(kj::str("job ", jobId_, ": its link process ended before the job: the job is killed"));
+      exitFulfiller_->fulfill(SIGKILL);
+    }
     for (auto& w : problemWaiters_) w->fulfill(kj::str("its link process ended"));
     problemWaiters_.clear();
     return kj::READY_NOW;

@@ -66,6 +66,9 @@ class LinkProcess {
   kj::Promise<kj::String> setupProblems();
   void answerEnd(bool tellHome) { control_.writeLine(tellHome ? "tell" : "left"); }
   pid_t linkPid() const { return linkPid_; }
+  // The link process ended before the job did (the job was killed then): its end is
+  // shadowd's to tell home.
+  bool lost() const { return lost_; }
 
  private:
   kj::Promise<void> readLoop();
@@ -74,6 +77,7 @@ class LinkProcess {
   Daemon& d_;
   uint64_t jobId_;
   pid_t linkPid_ = 0;
+  bool lost_ = false;
   int linkFdForCtor_ = -1;  // the link process's end of the control socket, until spawned
   LineChannel control_;
   kj::Own<kj::PromiseFulfiller<pid_t>> pidFulfiller_;

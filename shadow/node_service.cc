@@ -345,7 +345,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
           return kj::READY_NOW;
         }
         d.log(kj::str("job ", jobId, " ended here: ", describeStatus(status)));
-        if (job->link) return kj::READY_NOW;
+        if (job->link && !job->link->lost()) return kj::READY_NOW;
         // Its last writes go home before its end does: the parent reads them first.
         auto settled = job->calls->settled();
         return settled.then([&d, jobId, status, job = kj::mv(job)]() mutable {
