@@ -8,7 +8,8 @@
 #   - server -> client throughput: MIB MiB out of a source.
 # First with the server at home (baseline: real sockets, only the shim's interposition),
 # then after migrating it A -> B, where its sockets stay at home with the deputy and
-# every accept/read/write goes shim -> B's relay -> the job's direct link -> deputy
+# every accept/read/write goes shim -> the job's link process on B (its relay,
+# shadow/link_process.h) -> the job's direct link -> deputy
 # (shadow/direct_link.h); then after moving it on B -> C, where C runs with
 # --no-direct-link: shim -> C's relay -> Cap'n Proto -> A's shadowd -> deputy, as
 # before issue 13.
@@ -24,8 +25,8 @@ buf=${3:-1048576}
 dir=$(mktemp -d /tmp/mig-netbench.XXXXXX)
 pids=() job_pids=()  # daemons; the job (its deputy at home, its restored process on B)
 cleanup() {
-  # The job first, so that shadowd B, its parent there, can reap it (up to 1 s); then
-  # the daemons. Quietly: bash would report each killed background job.
+  # The job first, so that its link process, its parent there, can reap it (up to 1 s);
+  # then the daemons (the link processes end with their jobs). Quietly: bash would report each killed background job.
   local p
   set +e  # a kill of a process already gone must not end the clean-up
   exec 2>/dev/null

@@ -28,14 +28,12 @@ pid_t spawnChild(const ChildSpec& spec) {
     for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
     int null = open("/dev/null", O_RDWR);
     int fds[3] = {spec.stdinFd, spec.stdoutFd, spec.stderrFd};
-    if (spec.fd3 >= 0) {
-      // Above the three it may take as 0-2, then into place (dup2 clears close-on-exec).
-      int moved = fcntl(spec.fd3, F_DUPFD_CLOEXEC, 10);
-      for (int i = 0; i < 3; ++i) dup2(fds[i] >= 0 ? fds[i] : null, i);
-      dup2(moved, 3);
-    } else {
-      for (int i = 0; i < 3; ++i) dup2(fds[i] >= 0 ? fds[i] : null, i);
-    }
+    // Above the numbers they go to first, then into place (dup2 clears close-on-exec).
+    int moved3 = spec.fd3 >= 0 ? fcntl(spec.fd3, F_DUPFD_CLOEXEC, 10) : -1;
+    int moved4 = spec.fd4 >= 0 ? fcntl(spec.fd4, F_DUPFD_CLOEXEC, 10) : -1;
+    for (int i = 0; i < 3; ++i) dup2(fds[i] >= 0 ? fds[i] : null, i);
+    if (moved3 >= 0) dup2(moved3, 3);
+    if (moved4 >= 0) dup2(moved4, 4);
     for (auto& e : spec.env) putenv(const_cast<char*>(e.cStr()));
     execv(argv[0], argv.begin());
     _exit(127);

@@ -20,6 +20,7 @@ struct ChildSpec {
   int stdoutFd = -1;
   int stderrFd = -1;
   int fd3 = -1;       // given to the child as its fd 3 (migctl restart's --gate-fd)
+  int fd4 = -1;       // and as its fd 4 (mig-link's control socket, link_process.h)
 };
 
 // Starts the child; throws if fork/exec setup fails. The child's exec failure shows

@@ -69,7 +69,7 @@ void Daemon::log(kj::StringPtr line) {
   localtime_r(&ts.tv_sec, &tm);
   char when[32];
   strftime(when, sizeof(when), "%H:%M:%S", &tm);
-  fprintf(stderr, "%s.%03ld shadowd: %s\n", when, ts.tv_nsec / 1000000, line.cStr());
+  fprintf(stderr, "%s.%03ld %s: %s\n", when, ts.tv_nsec / 1000000, config_.logName.cStr(), line.cStr());
   fflush(stderr);
 }
 

@@ -6,6 +6,7 @@
 #include "shadow/cluster_key.h"
 #include "shadow/hex.h"
 #include "shadow/job_calls.h"
+#include "shadow/link_process.h"
 #include "shadow/metrics.h"
 #include "shadow/mig.capnp.h"
 #include "shadow/move_history.h"
@@ -30,6 +31,8 @@ struct DaemonConfig {
   kj::String spoolDir;        // incoming images
   kj::String migctl;          // the migctl that sends and restores images
   kj::String deputy;          // the mig-deputy a job's home process becomes
+  kj::String migLink;         // the link process of each job that migrated in (link_process.h)
+  kj::StringPtr logName = "shadowd";  // what log lines are signed with ("mig-link" there)
   kj::Vector<kj::String> localPaths;  // host-local path prefixes (shared file systems)
   kj::HashMap<kj::String, kj::String> nodes;  // name -> address (--nodes FILE)
   kj::String keyPath;         // "" = no key
@@ -91,6 +94,7 @@ struct HostedJob {
   double startedAt;
   kj::Own<kj::PromiseFulfiller<void>> onRunning;
   kj::Own<JobCalls> calls;    // its calls on their way home
+  kj::Own<LinkProcess> link;  // where they go: its link process (link_process.h)
   kj::Own<kj::PromiseFulfiller<void>> onGone;  // it left: told once its process is gone here
 };
 

@@ -81,6 +81,7 @@ class JobCalls : public kj::Refcounted {
   };
 
   rpc::Deputy::Client deputy();
+  void hold(capnp::Response<rpc::Deputy::CallResults> r);
   void pump();
   void finished(uint64_t lastOrder, uint64_t cost);
   void wakeWaiters();
@@ -93,6 +94,9 @@ class JobCalls : public kj::Refcounted {
   kj::Array<kj::byte> token_;
   kj::Maybe<rpc::Deputy::Client> deputy_;  // direct, or through the home shadowd; dropped when it breaks
   kj::Maybe<kj::Own<DirectLink>> direct_;  // the direct link home, once up (direct_link.h)
+  // Answers read, held so that their Finish messages go to the deputy together (hold).
+  kj::Vector<capnp::Response<rpc::Deputy::CallResults>> finished_;
+  uint64_t heldBytes_ = 0;
 
   std::multimap<uint64_t, Write> waiting_;  // pipelined writes by order number (kept even
                                             // if a number comes twice: no byte is dropped)

@@ -236,6 +236,7 @@ int run(int argc, char** argv) {
   auto dir = exeDir();
   config.migctl = findProgram("MIG_MIGCTL", dir, {"migctl", "../migctl/migctl"});
   config.deputy = findProgram("MIG_DEPUTY", dir, {"mig-deputy", "../deputy/mig-deputy"});
+  config.migLink = findProgram("MIG_LINK", dir, {"mig-link", "../libexec/mig/mig-link"});
 
   // A test's fault injection (shadow/hop_fault.h): a bad value is refused here, not
   // found wrong in the middle of a hop.

@@ -261,7 +261,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     spec.argv.add(kj::str("--gate-fd"));
     spec.argv.add(kj::str("3"));
     spec.argv.add(kj::str("--relay"));
-    spec.argv.add(kj::str(d_.config().relayPath));
+    spec.argv.add(linkSocketPath(d_.config().relayPath, jobId_));  // its link process's (link_process.h)
     spec.argv.add(kj::str("--job-id"));
     spec.argv.add(kj::str(jobId_));
     spec.argv.add(kj::str("--realtime-offset-ns"));
@@ -284,23 +284,27 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     int gate[2];
     require(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, gate) == 0,
             kj::str("cannot make the restore's gate: ", strerror(errno)));
-    int log = open(logPath_.cStr(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    spec.stderrFd = log;
-    spec.fd3 = gate[1];
+    // The restart runs under the job's link process, which stays the job's parent here
+    // and carries its calls home (link_process.h).
     auto hop = kj::heap<PreparedHop>(d_, jobId_, kj::str(path_), kj::str(logPath_));
-    pid_t pid;
     {
-      KJ_ON_SCOPE_FAILURE({ close(gate[0]); close(gate[1]); if (log >= 0) close(log); });
-      pid = spawnChild(spec);
+      KJ_ON_SCOPE_FAILURE({ close(gate[0]); close(gate[1]); });
+      job->link = kj::heap<LinkProcess>(d_, jobId_, job->home, spec, gate[1], logPath_);
     }
-    if (log >= 0) close(log);
     close(gate[1]);
     hop->gate = d_.io().lowLevelProvider->wrapSocketFd(gate[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
-    hop->pid = pid;
     hop->pages = kj::mv(pageSource_);
-    hop->exited = childExit(d_.eventPort(), pid).fork();
+    hop->exited = job->link->exited().fork();
     hop->reapWatch = hop->exited.addBranch().then([h = hop.get()](int) { h->reaped = true; }).eagerlyEvaluate(nullptr);
-    job->realPid = pid;
+    return job->link->jobPid().then([this, context, hop = kj::mv(hop)](pid_t pid) mutable {
+      KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { (*j)->realPid = pid; }
+      hop->pid = pid;
+      return waitReady(context, pid, kj::mv(hop));
+    });
+  }
+
+  // The restart of the job (its process `pid` here) says 'R' on its gate once ready.
+  kj::Promise<void> waitReady(DoneContext context, pid_t pid, kj::Own<PreparedHop> hop) {
     double started = nowSeconds();
 
     auto failedEarly = hop->exited.addBranch().then([this](int status) {
@@ -410,11 +414,15 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
         // A job that left was ended by its sender with the checkpointed status; one
         // that ends by itself while leaving (during pre-copy's rounds, which run for
         // seconds) ended here, and its hop fails.
-        if (job->leaving && WIFEXITED(status) && WEXITSTATUS(status) == control::kCheckpointedStatus) {
+        const bool left = job->leaving && WIFEXITED(status) && WEXITSTATUS(status) == control::kCheckpointedStatus;
+        // Its link process tells home, once its last writes have run there.
+        if (job->link) job->link->answerEnd(!left);
+        if (left) {
           d.log(kj::str("job ", jobId, " left this host"));
           return kj::READY_NOW;
         }
         d.log(kj::str("job ", jobId, " ended here: ", describeStatus(status)));
+        if (job->link && !job->link->lost()) return kj::READY_NOW;
         // Its last writes go home before its end does: the parent reads them first.
         auto settled = job->calls->settled();
         return settled.then([&d, jobId, status, job = kj::mv(job)]() mutable {
@@ -883,7 +891,8 @@ class NodeImpl final : public rpc::Node::Server {
       return kj::str("its home fds were not all watched within ", kSetupCheckMs / 1000,
                      " s: poll and epoll on them may not wake");
     });
-    return job->calls->setupProblems().attach(kj::addRef(*job->calls)).exclusiveJoin(kj::mv(limit))
+    auto problems = job->link ? job->link->setupProblems() : job->calls->setupProblems().attach(kj::addRef(*job->calls));
+    return problems.exclusiveJoin(kj::mv(limit))
         .then([context](kj::String problem) mutable { context.getResults().setProblem(problem); });
   }
 

@@ -1,16 +1,19 @@
 #!/bin/bash
 # direct_link.sh: a migrated job's calls home go over a link of its own, straight from
 # the relay on the host it runs on to its deputy at home (shadow/direct_link.h), not
-# through the home shadowd; that link is encrypted; and the job does not notice its
-# home shadowd being killed with SIGKILL.
+# through the home shadowd; that relay is the job's link process on that host (mig-link,
+# shadow/link_process.h), not that host's shadowd; that link is encrypted; and the job
+# notices neither its home shadowd nor the shadowd of the host it runs on being killed
+# with SIGKILL.
 # The job (jobs/marker_job.c) appends "MARKER N" to a home file and sends the same line
 # to a TCP server at home every step. It is moved a -> b; b's log must name the direct
 # link (a's address, the deputy's port). A capture of that port on the simulated bridge
 # must carry the job's traffic and hold neither the marker nor a half of it. Then a's
-# shadowd is killed with SIGKILL: the job goes on writing from b, is told to stop, ends
-# with status 0 (its parent at home, a shell, sees it), and the home file and the home
-# server each have every line exactly once, in order. a's shadowd is started again at
-# the end and must come up (its spool, which the job no longer uses, is cleaned).
+# shadowd is killed with SIGKILL: the job goes on writing from b; then b's shadowd is
+# killed with SIGKILL too: the job goes on writing (its link process carries its calls),
+# is told to stop, ends with status 0 (its parent at home, a shell, sees it: the link
+# process tells its deputy), and the home file and the home server each have every line
+# exactly once, in order. Both shadowds are started again at the end and must come up.
 #
 # usage: direct_link.sh OPTIONS (cluster_lib.sh); meson runs it as test
 # 'migration-direct-link' (suite cluster) with `--feature marker PATH`.
@@ -33,10 +36,10 @@ wait_step job 3 30 || { fail "no STEP 3 on a within 30 s"; detail "$(jfile job e
 hop job a b || cluster_end
 
 # --- the direct link is there, and where --------------------------------------------------
-line=$(grep -m1 "direct link to its deputy at" "$T/shadowd-b.log")
+line=$(grep -m1 "mig-link: job [0-9]*: direct link to its deputy at" "$T/shadowd-b.log")
 LINK_PORT=${line##*:}
 if [[ $line == *"at ${ADDR[a]}:"* && $LINK_PORT =~ ^[0-9]+$ && $LINK_PORT != "$PORT" ]]; then
-  ok "b's relay reaches the job's deputy directly: ${line#* shadowd: }"
+  ok "the job's link process on b reaches its deputy directly: ${line#* mig-link: }"
 else
   fail "b's log does not name a direct link to a's deputy (line: '${line:-none}')"
   shadowd_logs a b
@@ -74,6 +77,18 @@ else
   fail "with a's shadowd killed at STEP $at_kill, no STEP $k within 30 s (last: $(last_step job))"
   detail "$(jfile job err)" "its stderr"
 fi
+# --- b's shadowd killed too: the job's link process carries on -----------------------------
+kill -KILL "${SD[b]}"
+wait_until 10 eval '! kill -0 "${SD[b]}" 2>/dev/null' || fail "b's shadowd did not die of SIGKILL"
+at_kill_b=$(last_step job)
+k=$(( at_kill_b + 20 ))
+if wait_step job "$k" 30; then
+  ok "with b's shadowd killed (SIGKILL) at STEP $at_kill_b too, the job runs on at b: STEP $k"
+else
+  fail "with b's shadowd killed at STEP $at_kill_b, no STEP $k within 30 s (last: $(last_step job))"
+  detail "$(jfile job err)" "its stderr"
+  shadowd_logs b
+fi
 touch "$(jfile job data/stop)"
 if wait_job job 30 && [[ $STATUS == 0 ]]; then
   ok "told to stop, the job ended and its parent at home got status 0"
@@ -86,20 +101,23 @@ n=$(awk '$1 == "done" { print $2 }' "$(jfile job out)")
 want=$(seq 1 "${n:-0}" | sed "s/^/$MARKER /")
 wait_until 10 grep -q '^closed' "$T/job.recorder"
 if [[ -n $n && $(cat "$(jfile job data/marker.txt)") == "$want" && $(cat "$T/job.received") == "$want" ]]; then
-  ok "$n lines, each once and in order, in the home file and at the home TCP server ($((n - at_kill)) written after a's shadowd was killed)"
+  ok "$n lines, each once and in order, in the home file and at the home TCP server ($((n - at_kill)) written after a's shadowd was killed, $((n - at_kill_b)) after b's)"
 else
   fail "the home file or the home server lacks lines (done ${n:-?})"
   detail "$(jfile job data/marker.txt)" "the home file"
   detail "$T/job.received" "what the home server got"
 fi
 
-# --- a's shadowd comes back ----------------------------------------------------------------
+# --- both shadowds come back --------------------------------------------------------------
 start_shadowd a "$T/key"
-if wait_until 20 shadowd_ready a; then
-  ok "a's shadowd started again"
-else
-  fail "a's shadowd did not start again"
-  shadowd_logs a
-fi
+start_shadowd b "$T/key"
+for h in a b; do
+  if wait_until 20 shadowd_ready "$h"; then
+    ok "$h's shadowd started again"
+  else
+    fail "$h's shadowd did not start again"
+    shadowd_logs "$h"
+  fi
+done
 kill_job job
 cluster_end

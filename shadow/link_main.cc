@@ -1,0 +1,266 @@
+// mig-link: the link process of one job that migrated in (link_process.h: what it is
+// for, and its control lines with shadowd). shadowd starts it in place of the job's
+// restart; it runs the restart as its child (so it is the job's parent on this host and
+// gets its wait status, whatever becomes of shadowd), serves the job's call relay on
+// the job's own Unix socket (call_relay.cc, job_calls.h, the same code shadowd ran),
+// holds the job's direct link to its deputy (direct_link.h), and, once the job's
+// process has ended and its last writes have run at home, tells home the job's end.
+// It holds the cluster key as shadowd does (it is shadowd's helper, never the job's).
+//
+// usage (shadowd's, not a user's): mig-link --job-id N --home ADDR --socket PATH
+//   --restore-log FILE --advertise ADDR [--cluster-key FILE] [--insecure-plaintext-links]
+//   [--no-direct-link] -- RESTART-ARGV...
+// fd 3: the restart's gate (passed on as its fd 3); fd 4: the control socket; the
+// job's token in MIG_JOB_TOKEN (passed on too).
+#include "shadow/child_process.h"
+#include "shadow/daemon.h"
+#include "shadow/error.h"
+#include "shadow/hex.h"
+#include "shadow/link_process.h"
+#include "shadow/services.h"
+
+#include <kj/debug.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace mig::shadow {
+namespace {
+
+constexpr int kGateFd = 3;
+constexpr int kControlFd = 4;
+// Telling home the job's end: home's shadowd, else the deputy over the direct link;
+// not for ever (the parent at home then sees its deputy end as the link breaks).
+constexpr uint64_t kTellHomeMs = 30 * 1000;
+
+struct Args {
+  uint64_t jobId = 0;
+  kj::String home, socket, restoreLog, advertise, keyPath;
+  LinkMode linkMode = LinkMode::ENCRYPTED;
+  bool directLink = true;
+  kj::Vector<kj::String> restart;
+};
+
+[[noreturn]] void usage(kj::StringPtr why) {
+  fprintf(stderr, "mig-link: %s (it is started by shadowd, not by hand)\n", why.cStr());
+  exit(2);
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  int i = 1;
+  auto value = [&](const char* name) -> kj::String {
+    if (i + 1 >= argc) usage(kj::str(name, " needs a value"));
+    return kj::str(argv[++i]);
+  };
+  for (; i < argc; ++i) {
+    kj::StringPtr o = argv[i];
+    if (o == "--") {
+      for (++i; i < argc; ++i) a.restart.add(kj::str(argv[i]));
+      break;
+    }
+    if (o == "--job-id") {
+      a.jobId = strtoull(value("--job-id").cStr(), nullptr, 10);
+    } else if (o == "--home") {
+      a.home = value("--home");
+    } else if (o == "--socket") {
+      a.socket = value("--socket");
+    } else if (o == "--restore-log") {
+      a.restoreLog = value("--restore-log");
+    } else if (o == "--advertise") {
+      a.advertise = value("--advertise");
+    } else if (o == "--cluster-key") {
+      a.keyPath = value("--cluster-key");
+    } else if (o == "--insecure-plaintext-links") {
+      a.linkMode = LinkMode::PLAINTEXT;
+    } else if (o == "--no-direct-link") {
+      a.directLink = false;
+    } else {
+      usage(kj::str("unknown option ", o));
+    }
+  }
+  if (a.jobId == 0 || a.home.size() == 0 || a.socket.size() == 0 || a.restoreLog.size() == 0 || a.restart.empty()) {
+    usage("--job-id, --home, --socket, --restore-log and the restart's command line are needed");
+  }
+  return a;
+}
+
+// The job's life here, from its restart to its end told home.
+class Link {
+ public:
+  Link(Daemon& d, Args& a, HostedJob& job, kj::Own<kj::AsyncIoStream> control)
+      : d_(d), a_(a), job_(job), control_(kj::mv(control)) {}
+
+  kj::Promise<void> run(kj::Promise<void> running) {
+    ChildSpec spec;
+    for (auto& s : a_.restart) spec.argv.add(kj::str(s));
+    int log = open(a_.restoreLog.cStr(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    spec.stderrFd = log;
+    spec.fd3 = kGateFd;
+    pid_t pid = 0;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { pid = spawnChild(spec); })) {
+      d_.log(kj::str("job ", a_.jobId, ": cannot start its restart: ", oneLine(e->getDescription())));
+    }
+    if (log >= 0) close(log);
+    close(kGateFd);
+    control_.writeLine(kj::str("pid ", pid));
+    if (pid <= 0) {
+      control_.writeLine("ended 32512 0 0 0");  // as an exec failure: 127
+      return control_.finish();
+    }
+    job_.realPid = pid;
+    d_.log(kj::str("job ", a_.jobId, ": its link process; its calls come to ", a_.socket));
+    d_.tasks().add(running.then([this]() { control_.writeLine("running"); }));
+    d_.tasks().add(readControl());
+    return childExit(d_.eventPort(), pid).then([this](int status) {
+      status_ = status;
+      auto& m = d_.metrics();
+      control_.writeLine(kj::str("ended ", status_, " ", m.forwardedCalls, " ", m.forwardedBytesOut, " ",
+                                 m.forwardedBytesIn));
+      return answer();
+    }).then([this](bool tell) -> kj::Promise<void> {
+      // A job that left: its calls still in flight (a read blocked at home) are dropped
+      // with this process, which cancels them at home; its next host sends them again.
+      if (!tell) return kj::READY_NOW;
+      // Its last writes go home before its end does: the parent reads them first.
+      return job_.calls->settled().then([this]() { return tellHome(); });
+    });
+  }
+
+ private:
+  // shadowd's lines: "check", and "tell"/"left" once the job ended; its end (shadowd
+  // killed or restarted) leaves the decision to us.
+  kj::Promise<void> readControl() {
+    return control_.readLine().then([this](kj::Maybe<kj::String> line) -> kj::Promise<void> {
+      KJ_IF_MAYBE(l, line) {
+        if (*l == "check") {
+          d_.tasks().add(job_.calls->setupProblems().then([this](kj::String p) {
+            for (auto& c : p) if (c == '\n') c = ' ';
+            control_.writeLine(kj::str("problems ", p));
+          }));
+        } else if (*l == "tell" || *l == "left") {
+          decided(*l == "tell");
+        }
+        return readControl();
+      }
+      shadowdGone_ = true;
+      d_.log(kj::str("job ", a_.jobId, ": shadowd went away; its link process carries its calls home on its own"));
+      // A job that never ran here (its hop was given up) has no end to tell.
+      decided(job_.running);
+      return kj::READY_NOW;
+    });
+  }
+
+  void decided(bool tell) {
+    if (answered_) return;
+    answered_ = true;
+    tell_ = tell;
+    KJ_IF_MAYBE(f, answerFulfiller_) { (*f)->fulfill(kj::cp(tell)); }
+  }
+
+  kj::Promise<bool> answer() {
+    if (answered_) return tell_;
+    auto paf = kj::newPromiseAndFulfiller<bool>();
+    answerFulfiller_ = kj::mv(paf.fulfiller);
+    return kj::mv(paf.promise);
+  }
+
+  kj::Promise<void> tellHome() {
+    const int status = status_;
+    auto told = d_.peer(a_.home).then([this, status](rpc::Node::Client home) {
+      auto req = home.jobEndedRequest();
+      req.setJobId(a_.jobId);
+      req.setToken(job_.token);
+      req.setStatus(status);
+      return req.send().ignoreResult();
+    }).catch_([this, status](kj::Exception&& e) {
+      // Home's shadowd restarted or gone: the deputy hears it over the direct link.
+      d_.log(kj::str("job ", a_.jobId, ": its home did not take its end (", oneLine(e.getDescription()), ")"));
+      return job_.calls->tellEndedDirectly(status);
+    });
+    if (shadowdGone_) d_.log(kj::str("job ", a_.jobId, " ended here: ", describeStatus(status), "; telling its home"));
+    return d_.io().provider->getTimer().timeoutAfter(kTellHomeMs * kj::MILLISECONDS, kj::mv(told))
+        .catch_([this](kj::Exception&& e) {
+          d_.log(kj::str("job ", a_.jobId, ": its end could not be told home: ", oneLine(e.getDescription())));
+        });
+  }
+
+  Daemon& d_;
+  Args& a_;
+  HostedJob& job_;
+  LineChannel control_;
+  int status_ = 0;
+  bool shadowdGone_ = false;
+  bool answered_ = false;
+  bool tell_ = false;
+  kj::Maybe<kj::Own<kj::PromiseFulfiller<bool>>> answerFulfiller_;
+};
+
+int run(int argc, char** argv) {
+  Args a = parse(argc, argv);
+  // Not the restart's: it gets the gate (3) alone.
+  if (fcntl(kControlFd, F_SETFD, FD_CLOEXEC) != 0) usage("no control socket at fd 4");
+  signal(SIGPIPE, SIG_IGN);
+  kj::UnixEventPort::captureChildExit();
+  auto io = kj::setupAsyncIo();
+  DaemonConfig config;
+  config.advertise = kj::str(a.advertise);
+  config.keyPath = kj::str(a.keyPath);
+  config.linkMode = a.linkMode;
+  config.directLink = a.directLink;
+  config.relayPath = kj::str(a.socket);
+  config.logName = "mig-link";
+  ClusterKey key = ClusterKey::none();
+  if (a.keyPath.size() > 0) {
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { key = ClusterKey::load(a.keyPath); })) {
+      fprintf(stderr, "mig-link: %s\n", e->getDescription().cStr());
+      return 1;
+    }
+  }
+  Daemon d(io, kj::mv(config), kj::mv(key));
+  kj::Array<kj::byte> token;
+  if (kj::runCatchingExceptions([&]() { token = tokenFromEnv(); }) != nullptr) usage("no job token");
+
+  auto owned = kj::heap<HostedJob>();
+  HostedJob& job = *owned;
+  job.id = a.jobId;
+  job.token = kj::mv(token);
+  job.home = kj::str(a.home);
+  job.calls = kj::refcounted<JobCalls>(d, job.id, job.home, job.token);
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  job.onRunning = kj::mv(paf.fulfiller);
+  d.hostedJobs().insert(job.id, kj::mv(owned));
+
+  unlink(a.socket.cStr());
+  kj::Own<kj::ConnectionReceiver> listener;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    listener = io.provider->getNetwork().parseAddress(kj::str("unix:", a.socket)).wait(io.waitScope)->listen();
+  })) {
+    fprintf(stderr, "mig-link: cannot listen on %s: %s\n", a.socket.cStr(), e->getDescription().cStr());
+    return 1;
+  }
+  chmod(a.socket.cStr(), 0666);  // jobs of any user; each must show its job token
+  auto relayServing = serveCallRelay(d, *listener);
+
+  Link link(d, a, job, io.lowLevelProvider->wrapSocketFd(kControlFd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP));
+  int status = 0;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    link.run(kj::mv(paf.promise)).exclusiveJoin(kj::mv(relayServing)).wait(io.waitScope);
+  })) {
+    d.log(kj::str("job ", a.jobId, ": stopping: ", oneLine(e->getDescription())));
+    status = 1;
+  }
+  unlink(a.socket.cStr());
+  return status;
+}
+
+}  // namespace
+}  // namespace mig::shadow
+
+int main(int argc, char** argv) { return mig::shadow::run(argc, argv); }
