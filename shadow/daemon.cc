@@ -139,7 +139,7 @@ void Daemon::deputyRegistered(HomeJob& job, rpc::Deputy::Client deputy) {
 kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t realPid, uint64_t jobId,
                                     kj::ArrayPtr<const kj::byte> token, kj::StringPtr home, pid_t vpid,
                                     kj::StringPtr command, kj::StringPtr to, rpc::NetworkPolicy network, bool becomeDeputy,
-                                    rpc::MigrationMode mode, bool only) {
+                                    rpc::MigrationMode mode, bool only, kj::StringPtr treeMembers) {
   ChildSpec spec;
   spec.argv.add(kj::str(config_.migctl));
   spec.argv.add(kj::str("send"));
@@ -151,6 +151,7 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
   spec.argv.add(kj::str("--job-id"));
   spec.argv.add(kj::str(jobId));
   spec.env.add(kj::str(kTokenEnv, "=", hex(token)));
+  if (treeMembers != nullptr && treeMembers.size() > 0) spec.env.add(kj::str(kTreeMembersEnv, "=", treeMembers));
   spec.argv.add(kj::str("--home"));
   spec.argv.add(kj::str(home));
   spec.argv.add(kj::str("--vpid"));

@@ -1,6 +1,8 @@
 // Local: shadowd's owner-only Unix socket, for migctl (list, nodes, migrate) and for
 // the deputies of jobs whose home is here (register, forward a signal).
 #include "resources/proc_owner.h"
+#include "resources/process_tree.h"
+#include "shadow/hex.h"
 #include "shadow/child_process.h"
 #include "shadow/balance.h"
 #include "shadow/drain.h"
@@ -177,6 +179,19 @@ kj::Promise<void> confirmOrLose(Daemon& d, uint64_t id, kj::String to, double de
             });
 }
 
+// A descendant moving with its tree's root: its job record and a pidfd opened while
+// it was surely that process (it becomes that job's deputy).
+struct TreeMemberRecord {
+  uint64_t id;
+  kj::AutoCloseFd pidfd;
+};
+
+kj::Array<uint64_t> memberIdsOf(const kj::Vector<TreeMemberRecord>& members) {
+  auto ids = kj::heapArray<uint64_t>(members.size());
+  for (size_t i = 0; i < members.size(); ++i) ids[i] = members[i].id;
+  return ids;
+}
+
 class LocalImpl final : public rpc::Local::Server {
  public:
   explicit LocalImpl(Daemon& d) : d_(d) {}
@@ -323,6 +338,21 @@ class LocalImpl final : public rpc::Local::Server {
       move.command = kj::str(job->command);
       require(!job->migrating, "this job is already migrating");
       alreadyThere(job->location);
+      if (job->treeRoot != 0 && !p.getOnly()) {
+        // Its tree moved as one (each member a job of its own there); the next hop of
+        // that tree is not built yet, and one member alone is what --only asks for.
+        kj::Vector<kj::String> others;
+        for (auto& e : d_.homeJobs()) {
+          if (e.value->treeRoot == job->treeRoot && e.value->id != job->id && !e.value->ended) {
+            others.add(kj::str(e.value->vpid));
+          }
+        }
+        if (others.size() > 0) {
+          fail(kj::str("cannot move PID ", pid, " on from ", nodeName(job->location), ": it moved there with its process tree (",
+                       "PIDs ", kj::strArray(others, ", "), "), and moving a tree on from where it went is not built yet "
+                       "(issue 12); nothing was frozen, the job runs on where it was; --only moves PID ", pid, " alone"));
+        }
+      }
       job->migrating = true;
       uint64_t id = job->id;
       auto from = kj::str(job->location);
@@ -419,23 +449,70 @@ class LocalImpl final : public rpc::Local::Server {
     int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
     require(pidfd >= 0, kj::str("cannot watch process ", pid, ": ", strerror(errno)));
     auto watch = kj::heap<kj::AutoCloseFd>(pidfd);
+    // A process with children moves with them (send_command.cc): each live descendant
+    // gets a job record of its own, whose deputy it becomes here (docs/design.md
+    // "Moving a process tree"). Zombies stay, their parent's deputy's to reap.
+    auto members = kj::heap<kj::Vector<TreeMemberRecord>>();
+    if (!p.getOnly()) {
+      for (auto& m : resources::jobDescendants(pid, d_.config().migctl.cStr())) {
+        if (m.zombie) continue;
+        int fd = static_cast<int>(syscall(SYS_pidfd_open, m.pid, 0));
+        if (fd < 0) continue;  // ended meanwhile: migctl send sees the tree again
+        auto fresh = kj::heap<HomeJob>();
+        uint64_t memberId = 0;
+        auto idBytes = randomBytes(8);
+        memcpy(&memberId, idBytes.begin(), sizeof(memberId));
+        fresh->id = memberId >> 1;
+        fresh->token = randomBytes(32);
+        fresh->vpid = m.pid;
+        fresh->command = commandOf(m.pid);
+        fresh->startedAt = nowSeconds() - ageSeconds(m.pid);
+        fresh->migrating = true;
+        fresh->treeRoot = id;
+        const uint64_t key = fresh->id;  // not read from `fresh` in the call that moves it
+        members->add(TreeMemberRecord{key, kj::AutoCloseFd(fd)});
+        d_.homeJobs().insert(key, kj::mv(fresh));
+      }
+    }
+    kj::Vector<kj::String> memberText;
+    for (auto& m : *members) {
+      KJ_IF_MAYBE(j, d_.homeJobs().find(m.id)) {
+        memberText.add(kj::str((*j)->vpid, ":", m.id, ":", hex((*j)->token)));
+      }
+    }
+    auto treeMembers = kj::str(kj::strArray(memberText, " "));
+    if (members->size() > 0) d_.log(kj::str("job ", id, " moves with its ", members->size(), " descendants"));
+    auto memberIds = memberIdsOf(*members);
     return d_.runSender(result, pid, job->id, job->token, d_.address(), pid, job->command, to, p.getNetwork(), true,
-                        p.getMode(), p.getOnly())
-        .then([this, id, to = kj::str(to), watch = kj::mv(watch), result]() mutable -> kj::Promise<void> {
+                        p.getMode(), p.getOnly(), treeMembers)
+        .then([this, id, to = kj::str(to), watch = kj::mv(watch), result, members = kj::mv(members)]() mutable -> kj::Promise<void> {
                 finishMigration(id, kj::StringPtr(to));
                 watchDeputy(d_, id, kj::mv(*watch));
                 d_.tasks().add(followStops(d_, id));
+                KJ_IF_MAYBE(j, d_.homeJobs().find(id)) {
+                  if (members->size() > 0) (*j)->treeRoot = id;
+                }
+                for (auto& m : *members) {
+                  finishMigration(m.id, kj::StringPtr(to));
+                  watchDeputy(d_, m.id, kj::mv(m.pidfd));
+                  d_.tasks().add(followStops(d_, m.id));
+                }
                 if (result.asReader().getMode() == "unconfirmed") {
                   d_.tasks().add(confirmOrLose(d_, id, kj::str(to), nowSeconds() + 2 * d_.config().transferTimeoutMs / 1000.0));
                   return kj::READY_NOW;
                 }
                 return checkSetup(id, to, result);
               },
-              [this, id](kj::Exception&& e) -> kj::Promise<void> {
-                // Still here, untouched: no deputy, no job record.
+              [this, id, memberIds = kj::mv(memberIds)](kj::Exception&& e) -> kj::Promise<void> {
+                // Still here, untouched: no deputy, no job record (nor its members').
                 finishMigration(id, nullptr);
                 KJ_IF_MAYBE(j, d_.homeJobs().find(id)) {
                   if ((*j)->location.size() == 0) d_.homeJobs().erase(id);
+                }
+                for (uint64_t m : memberIds) {
+                  KJ_IF_MAYBE(j, d_.homeJobs().find(m)) {
+                    if ((*j)->location.size() == 0) d_.homeJobs().erase(m);
+                  }
                 }
                 return kj::mv(e);
               });
