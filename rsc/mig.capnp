@@ -104,6 +104,17 @@ interface Node {
   # pass through either shadowd. `address` (host:port) takes one connection, within
   # 10 s; `key` (32 bytes, derived from the cluster key for this job and this ticket)
   # keys that connection's secure_stream handshake in place of the cluster key.
+
+  sendTree @11 (jobs :List(JobKey), to :Text, network :NetworkPolicy, mode :MigrationMode) -> (result :MigrationResult);
+  # Asked by the home of a process tree that moved here together (docs/design.md,
+  # "Moving a process tree"): send every one of `jobs` (its root first), all running
+  # here, to `to` in one freeze, all or nothing.
+}
+
+struct JobKey {
+  # A job as its home names it to another host.
+  jobId @0 :UInt64;
+  token @1 :Data;
 }
 
 struct JobMove {

@@ -339,19 +339,17 @@ class LocalImpl final : public rpc::Local::Server {
       require(!job->migrating, "this job is already migrating");
       alreadyThere(job->location);
       if (job->treeRoot != 0 && !p.getOnly()) {
-        // Its tree moved as one (each member a job of its own there); the next hop of
-        // that tree is not built yet, and one member alone is what --only asks for.
-        kj::Vector<kj::String> others;
+        // Its tree moved as one (each member a job of its own there): it moves on as one,
+        // from the host where every live member runs, root first.
+        kj::Vector<HomeJob*> tree;
+        KJ_IF_MAYBE(r, d_.homeJobs().find(job->treeRoot)) {
+          if (!(*r)->ended) tree.add(r->get());
+        }
         for (auto& e : d_.homeJobs()) {
-          if (e.value->treeRoot == job->treeRoot && e.value->id != job->id && !e.value->ended) {
-            others.add(kj::str(e.value->vpid));
-          }
+          HomeJob& m = *e.value;
+          if (m.treeRoot == job->treeRoot && m.id != job->treeRoot && !m.ended) tree.add(&m);
         }
-        if (others.size() > 0) {
-          fail(kj::str("cannot move PID ", pid, " on from ", nodeName(job->location), ": it moved there with its process tree (",
-                       "PIDs ", kj::strArray(others, ", "), "), and moving a tree on from where it went is not built yet "
-                       "(issue 12); nothing was frozen, the job runs on where it was; --only moves PID ", pid, " alone"));
-        }
+        if (tree.size() > 1) return moveTree(context, move, kj::mv(tree), to);
       }
       job->migrating = true;
       uint64_t id = job->id;
@@ -522,6 +520,64 @@ class LocalImpl final : public rpc::Local::Server {
   // (Node.setupCheck) and puts it in the result, so migctl does not report a success
   // the job cannot live up to. A destination that cannot answer (an older shadowd)
   // leaves the result as it is: the job did move.
+  // The next hop of a tree that moved together (docs/design.md "Moving a process
+  // tree"): its host sends every live member in one freeze (Node.sendTree).
+  kj::Promise<void> moveTree(MigrateContext& context, Move& move, kj::Vector<HomeJob*> tree, kj::StringPtr to) {
+    auto p = context.getParams();
+    move.command = kj::str(tree[0]->command);
+    auto result = context.getResults().getResult();
+    auto from = kj::str(tree[0]->location);
+    for (auto* m : tree) {
+      require(m->location == from, kj::str("cannot move PID ", p.getPid(), " with its tree: its members run on different "
+                                           "hosts now (PID ", m->vpid, " on ", nodeName(m->location), "); --only moves one alone"));
+      require(!m->migrating, kj::str("PID ", m->vpid, " of this tree is already migrating"));
+    }
+    auto ids = kj::heapArray<uint64_t>(tree.size());
+    for (size_t i = 0; i < tree.size(); ++i) {
+      tree[i]->migrating = true;
+      ids[i] = tree[i]->id;
+    }
+    d_.log(kj::str("migrating the tree of job ", tree[0]->id, " (PID ", tree[0]->vpid, ", ", tree.size(), " processes) from ",
+                   from, " to ", to));
+    // Two copies, one for each outcome (a lambda's captures are made in no set order).
+    auto failedIds = kj::heapArray<uint64_t>(ids.asPtr());
+    auto req = kj::heap<capnp::MallocMessageBuilder>();
+    auto keys = req->initRoot<rpc::Node::SendTreeParams>().initJobs(static_cast<unsigned>(tree.size()));
+    for (size_t i = 0; i < tree.size(); ++i) {
+      keys[static_cast<unsigned>(i)].setJobId(tree[i]->id);
+      keys[static_cast<unsigned>(i)].setToken(tree[i]->token);
+    }
+    return d_.peer(from)
+        .then([req = kj::mv(req), to = kj::str(to), network = p.getNetwork(), mode = p.getMode()](rpc::Node::Client node) mutable {
+          auto call = node.sendTreeRequest();
+          call.setJobs(req->getRoot<rpc::Node::SendTreeParams>().getJobs());
+          call.setTo(to);
+          call.setNetwork(network);
+          call.setMode(mode);
+          return call.send();
+        })
+        .then([result](capnp::Response<rpc::Node::SendTreeResults> r) mutable {
+          auto got = r.getResult();
+          result.setFreezeMs(got.getFreezeMs());
+          result.setImageBytes(got.getImageBytes());
+          result.setTransferMs(got.getTransferMs());
+          result.setRestoreMs(got.getRestoreMs());
+          result.setMode(got.getMode());
+          result.setModeNote(got.getModeNote());
+          result.setBytesBeforeFreeze(got.getBytesBeforeFreeze());
+          result.setBytesDuringFreeze(got.getBytesDuringFreeze());
+          result.setRounds(got.getRounds());
+        })
+        .then([this, ids = kj::mv(ids), to = kj::str(to)]() -> kj::Promise<void> {
+                for (uint64_t id : ids) finishMigration(id, kj::StringPtr(to));
+                return kj::READY_NOW;
+              },
+              [this, ids = kj::mv(failedIds)](kj::Exception&& e) -> kj::Promise<void> {
+                for (uint64_t id : ids) finishMigration(id, nullptr);
+                return kj::mv(e);
+              });
+  }
+
   kj::Promise<void> checkSetup(uint64_t id, kj::StringPtr to, rpc::MigrationResult::Builder result) {
     kj::Array<kj::byte> token;
     KJ_IF_MAYBE(j, d_.homeJobs().find(id)) { token = kj::heapArray<kj::byte>((*j)->token); }

@@ -173,7 +173,8 @@ struct HopArgs {
 
 // One member of a tree on the move: its own job record at home, its own hop.
 struct MemberHop {
-  pid_t pid = 0;  // at home (its virtual PID everywhere)
+  pid_t pid = 0;   // its PID on this host
+  pid_t vpid = 0;  // at home (its PID as it knows it, everywhere)
   uint64_t jobId = 0;
   kj::Array<kj::byte> token;
   kj::String command;
@@ -182,8 +183,9 @@ struct MemberHop {
   resources::CaptureStats stats{};
 };
 
-// MIG_TREE_MEMBERS (shadowd sets it): "PID:JOBID:TOKENHEX" per live descendant,
-// separated by spaces; tokens stay out of command lines.
+// MIG_TREE_MEMBERS (shadowd sets it): "PID:JOBID:TOKENHEX[:VPID]" per member but the
+// root, separated by spaces (VPID: its PID at home, when PID is not); tokens stay out
+// of command lines.
 kj::Vector<MemberHop> parseMembers(const char* text) {
   kj::Vector<MemberHop> out;
   const char* p = text;
@@ -198,17 +200,25 @@ kj::Vector<MemberHop> parseMembers(const char* text) {
     m.jobId = strtoull(p, &end, 10);
     if (end == p || *end != ':') fail(kj::str(kTreeMembersEnv, " is malformed"));
     p = end + 1;
-    const char* stop = strchr(p, ' ');
-    size_t n = stop == nullptr ? strlen(p) : static_cast<size_t>(stop - p);
+    size_t n = strcspn(p, ": ");
     m.token = unhex(kj::heapString(p, n));
-    if (m.pid <= 0 || m.jobId == 0 || m.token.size() != 32) fail(kj::str(kTreeMembersEnv, " is malformed"));
     p += n;
+    m.vpid = m.pid;
+    if (*p == ':') {
+      ++p;
+      m.vpid = static_cast<pid_t>(strtol(p, &end, 10));
+      p = end;
+    }
+    if (m.pid <= 0 || m.vpid <= 0 || m.jobId == 0 || m.token.size() != 32 || (*p != ' ' && *p != '\0')) {
+      fail(kj::str(kTreeMembersEnv, " is malformed"));
+    }
     out.add(kj::mv(m));
   }
   return out;
 }
 
-// A tree from its home (see the top of this file). The hops are those of a single
+// A tree, from its home or from where it moved together (see the top of this file).
+// The hops are those of a single
 // process, one per member, over one link: each member is a job of its own there, as
 // it is here, so every relation between members (parent and child, waits, kill,
 // process groups, the pipes between them with their bytes) stays in this host's
@@ -218,12 +228,32 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
              kj::ArrayPtr<const kj::byte> token, kj::StringPtr command, const HopArgs& a, const ClusterKey& key,
              kj::Vector<MemberHop> members) {
   const pid_t rootReal = rootCtl.realPid();
+  const bool atHome = a.deputy != nullptr;
+  const char* here = atHome ? "at home" : "where it was";
   auto stillHere = [&](kj::StringPtr why) -> kj::String {
-    return kj::str("cannot move PID ", vpid, " with its children: ", why, "; nothing was frozen, the job runs on at home");
+    return kj::str("cannot move PID ", vpid, " with its children: ", why, "; nothing was frozen, the job runs on ", here);
   };
   // The tree now must be the one shadowd made records for: a process born since has
   // none (it would be left behind), one ended since needs none.
   auto check = [&](kj::StringPtr when) {
+    const bool frozen = when == "during the freeze";
+    if (!atHome) {
+      // Away, the members are jobs of their own here (none is another's child): a child
+      // one of them started here could not follow it.
+      kj::Vector<pid_t> pids;
+      pids.add(rootReal);
+      for (auto& m : members) pids.add(m.pid);
+      for (size_t i = 0; i < pids.size(); ++i) {
+        auto born = childrenLeftBehind(pids[i]);
+        if (born.size() == 0) continue;
+        fail(kj::str("cannot move PID ", vpid, " with its children: its process ", i == 0 ? vpid : members[i - 1].vpid,
+                     " has ", born.size(), born.size() == 1 ? " child" : " children", " born on this host (",
+                     born[0].command.c_str(), born.size() > 1 ? ", ..." : "", "), and children born away from home "
+                     "cannot follow a tree yet (issue 12); ", frozen ? "the hop was aborted" : "nothing was frozen",
+                     ", the job runs on where it was"));
+      }
+      return;
+    }
     auto now = childrenLeftBehind(rootReal);
     for (auto& p : now) {
       if (p.zombie) continue;  // stays here, its parent's deputy's to reap
@@ -231,7 +261,7 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
       for (auto& m : members) known |= m.pid == p.pid;
       if (!known) {
         fail(kj::str("cannot move PID ", vpid, " with its children: its process ", p.pid, " (", p.command.c_str(),
-                     ") was started ", when, "; ", when == "during the freeze" ? "the hop was aborted" : "nothing was frozen",
+                     ") was started ", when, "; ", frozen ? "the hop was aborted" : "nothing was frozen",
                      ", the job runs on at home; try again"));
       }
     }
@@ -240,15 +270,15 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
       for (auto& p : now) live |= p.pid == m.pid && !p.zombie;
       if (!live) {
         fail(kj::str("cannot move PID ", vpid, " with its children: its process ", m.pid, " (", m.command,
-                     ") ended ", when, "; ", when == "during the freeze" ? "the hop was aborted" : "nothing was frozen",
+                     ") ended ", when, "; ", frozen ? "the hop was aborted" : "nothing was frozen",
                      ", the job runs on at home; try again"));
       }
     }
   };
-  for (auto& p : childrenLeftBehind(rootReal)) {
-    for (auto& m : members) {
-      if (m.pid == p.pid) m.command = kj::str(p.command.c_str());
-    }
+  for (auto& m : members) {
+    std::string comm;
+    m.command = resources::readProcFileIfExists(m.pid, "comm", comm) ? kj::str(comm.c_str()) : kj::str("?");
+    while (m.command.size() > 0 && m.command[m.command.size() - 1] == '\n') m.command = kj::str(m.command.slice(0, m.command.size() - 1));
   }
   check("as the move began");
   // Every member under mig, before anything is frozen: one line naming the first that is not.
@@ -257,11 +287,11 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   for (auto& m : members) {
     auto reached = kj::runCatchingExceptions([&]() { m.ctl = kj::heap<migctl::ControlClient>(m.pid); });
     KJ_IF_MAYBE(e, reached) {
-      fail(stillHere(kj::str("its process ", m.pid, " (", m.command, ") cannot move: ", e->getDescription(),
-                             "; --only moves PID ", vpid, " alone and leaves its children at home")));
+      fail(stillHere(kj::str("its process ", m.vpid, " (", m.command, ") cannot move: ", e->getDescription(),
+                             "; --only moves PID ", vpid, " alone")));
     }
     KJ_IF_MAYBE(file, resources::sharedWritableFileMapping(m.pid)) {
-      fail(stillHere(kj::str("its process ", m.pid, " (", m.command, ") maps ", *file,
+      fail(stillHere(kj::str("its process ", m.vpid, " (", m.command, ") maps ", *file,
                              " shared and writable, and its writes could not reach that file from another host")));
     }
     all.add(m.pid);
@@ -300,11 +330,12 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   auto& timer = io.provider->getTimer();
   auto stalled = [&]() {
     return kj::str("hop aborted: the destination ", a.to, " stopped answering (no progress for ", a.stallMs / 1000.0,
-                   " s); the job runs on at home");
+                   " s); the job runs on ", here);
   };
   // The root is one more hop, first: parents before their children.
   MemberHop root;
-  root.pid = static_cast<pid_t>(vpid);
+  root.pid = rootReal;
+  root.vpid = static_cast<pid_t>(vpid);
   root.jobId = jobId;
   root.token = kj::heapArray<kj::byte>(token);
   root.command = kj::str(command);
@@ -319,12 +350,12 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     ticket.setNetwork(a.network);
     ticket.setToken(h->token);
     ticket.setHome(a.home);
-    ticket.setVpid(static_cast<int32_t>(h->pid));
+    ticket.setVpid(static_cast<int32_t>(h->vpid));
     ticket.setCommand(h == &root ? command : h->command.asPtr());
     auto sink = waitOrStall(receive.send(), timer, a.stallMs, stalled(), ws).getSink();
     h->out = kj::heap<RpcSink>(kj::mv(sink), ws, timer, a.stallMs, stalled());
   }
-  for (auto* h : hops) resources::waitForLazyPages(h == &root ? rootReal : h->pid);
+  for (auto* h : hops) resources::waitForLazyPages(h->pid);
 
   auto frozenAt = std::chrono::steady_clock::now();
   uint64_t bytes = 0;
@@ -347,17 +378,21 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   }
   auto restored = waitOrStall(kj::joinPromises(ready.releaseAsArray()), timer, a.stallMs + kPrepareAllowanceMs,
                               kj::str("hop aborted: the destination ", a.to, " stopped answering while restoring (",
-                                      (a.stallMs + kPrepareAllowanceMs) / 1000.0, " s); the job runs on at home"),
+                                      (a.stallMs + kPrepareAllowanceMs) / 1000.0, " s); the job runs on ", here),
                               ws);
   double restoreMs = 0;
   for (double ms : restored) restoreMs = std::max(restoreMs, ms);
   hopFaultPoint("send-prepared", [](kj::String why) { fail(kj::mv(why)); });
 
-  // The commit point: every member is given up here, children first, each becoming
-  // the deputy of its own job record.
+  // The commit point: every member is given up here, children first: at home each
+  // becomes the deputy of its own job record, elsewhere each ends.
   for (size_t i = hops.size(); i-- > 0;) {
     MemberHop& h = *hops[i];
     migctl::ControlClient& ctl = i == 0 ? rootCtl : *h.ctl;
+    if (!atHome) {
+      ctl.exitProcess();
+      continue;
+    }
     auto idText = kj::str(h.jobId), tokenEnv = kj::str(kTokenEnv, "=", hex(h.token)),
          dropText = kj::str(kj::hex(h.stats.pendingSignals));
     kj::StringPtr args[] = {a.deputy, "--job-id", idText, tokenEnv, "--socket", a.shadowdSocket,
@@ -459,14 +494,14 @@ int sendCommand(int argc, char** argv) {
   // shadowd made for them, they move together; anywhere else one with children is
   // refused before the destination is asked. --only keeps the move of one process
   // (its children stay here).
-  if (!only && deputy != nullptr) {
+  if (!only) {
     const char* tree = getenv(kTreeMembersEnv);
     auto members = parseMembers(tree != nullptr ? tree : "");
     if (members.size() > 0) {
       if (mode != nullptr && strcmp(mode, "precopy") == 0) {
         fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, " with its children by pre-copy: a process tree moves "
-                     "stop-and-copy only (pre-copy is not built for trees yet); nothing was frozen, the job runs on at "
-                     "home; leave out --precopy"));
+                     "stop-and-copy only (pre-copy is not built for trees yet); nothing was frozen, the job runs on ",
+                     deputy != nullptr ? "at home" : "where it was", "; leave out --precopy"));
       }
       HopArgs a{to, home, deputy, shadowdSocket, network, stallMs, linkMode};
       return sendTree(io, *ctl, vpid > 0 ? vpid : pid, jobId, token, command, a, key, kj::mv(members));

@@ -8,8 +8,10 @@
 #    root's kill of its child reaches it, the child reads both lines from the pipe, its
 #    getpid/getppid are as before, the root's waits get the zombie's status 5 and the
 #    child's 3 under their PIDs, and the shell on a gets the root's status 7.
-#    Its move on (b -> a) is refused in one line (a tree's next hop is not built yet) and it
-#    runs on; a child it started on b is killed and waited for there (status -9).
+#    The tree then moves on whole, b -> c (a signal from home reaches the child there)
+#    and c -> a; once the root has a child born away from home, the tree's next move
+#    is refused in one line and it runs on; that child is killed and waited for
+#    (status -9).
 # 2. What stays refused before anything is frozen, one line, the job running on at
 #    home: a tree with a member not under libmig.so (named), and a python3
 #    multiprocessing.Pool(2) (its processes share memory), which then finishes at home
@@ -24,7 +26,7 @@ cluster_args "$@"
 cluster_require SHADOWD DEPUTY MIGCTL LIBMIG
 PY=/usr/bin/python3
 [[ -x $PY ]] || { echo "SKIP: $PY is not installed"; exit 77; }
-cluster_up a b
+cluster_up a b c
 ppid_of() { hx a awk '{ print $4 }' "/proc/$1/stat" 2>/dev/null; }
 state_of() { hx a awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null; }
 out_has() { grep -qx "$2" "$(jfile "$1" out)"; }
@@ -106,19 +108,43 @@ fi
 k=$(( $(last_step family) + 3 ))
 wait_step family "$k" 30 && ok "the family goes on on b (STEP $k)" || fail "the family does not go on on b (last STEP $(last_step family))"
 
-# A child born on b: the tree's move on is refused (not built yet), the job runs on.
+# The tree moves on whole: b -> c, then home again, c -> a.
+tree_hop() {  # tree_hop FROM TO
+  local k=$(( $(last_step family) + 3 ))
+  wait_step family "$k" 30
+  migrate family "$2" 60
+  list=$(hm a list 2>/dev/null)
+  if (( MIG_RC == 0 )) && [[ $(host_of "$(at_b "$root")") == "$2" && $(host_of "$(at_b "$c1")") == "$2" ]] &&
+     wait_step family $((k + 3)) 30; then
+    ok "the tree moved $1 -> $2 whole (at STEP $k), both listed at $2, and goes on: $(migrated_line)"
+  else
+    fail "the tree's move $1 -> $2: exit $MIG_RC, list '$(tr '\n' '|' <<<"$list")'"
+    detail "$MIG_ERR" "migctl's stderr"; shadowd_logs a "$1" "$2"; restore_log "$2"
+  fi
+}
+tree_hop b c
+hx a kill -USR2 "$c1"
+if wait_until 20 eval '(( $(grep -cx "child: SIGUSR2" "$(jfile family out)") == 2 ))'; then
+  ok "SIGUSR2 sent at home to the child reached it on c"
+else
+  fail "SIGUSR2 sent at home to the child did not reach it on c"
+fi
+tree_hop c a
+
+# A child born away from the tree's home (here: on a, where the tree runs as moved
+# jobs): the tree's next move is refused in one line, the job runs on.
 touch "$(jfile family SPAWN)"
 if wait_until 30 grep -q '^late child ' "$(jfile family out)"; then
-  migrate family a
+  migrate family b
   k=$(( $(last_step family) + 3 ))
-  if one_line_reason && grep -q "cannot move PID $root on from b: it moved there with its process tree (PIDs $c1)" "$MIG_ERR" &&
+  if one_line_reason && grep -q "cannot move PID $root with its children: its process $root has 1 child born on this host (sleep)" "$MIG_ERR" &&
      grep -q "the job runs on where it was" "$MIG_ERR" && wait_step family "$k" 30; then
-    ok "b -> a of the tree (with a child born on b): refused in one line, the job runs on on b (STEP $k)"
+    ok "the tree with a child born away from home: its move refused in one line, the job runs on (STEP $k)"
   else
-    fail "b -> a with a child born on b: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
+    fail "the tree with a child born away from home: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
   fi
 else
-  fail "the family started no child on b"; detail "$(jfile family err)" "its stderr"
+  fail "the family started no late child"; detail "$(jfile family err)" "its stderr"
 fi
 
 touch "$(jfile family GO)"
