@@ -357,11 +357,17 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   }
   for (auto* h : hops) resources::waitForLazyPages(h->pid);
 
+  // Every member parked before any is captured: what they share at home is seen at
+  // one instant, and none runs on while another is taken.
   auto frozenAt = std::chrono::steady_clock::now();
+  auto ctlOf = [&](MemberHop* h) -> migctl::ControlClient& { return h == &root ? rootCtl : *h->ctl; };
+  for (auto* h : hops) ctlOf(h).requestFreeze();
+  kj::Vector<control::Reply> parked;
+  for (auto* h : hops) parked.add(ctlOf(h).awaitFreeze(kFreezeTimeoutSeconds));
   uint64_t bytes = 0;
-  for (auto* h : hops) {
-    migctl::ControlClient& ctl = h == &root ? rootCtl : *h->ctl;
-    h->stats = migctl::freezeAndCapture(ctl, kFreezeTimeoutSeconds, /*forMigration=*/true, *h->out);
+  for (size_t i = 0; i < hops.size(); ++i) {
+    MemberHop* h = hops[i];
+    h->stats = migctl::captureFrozen(ctlOf(h), parked[i], /*forMigration=*/true, *h->out);
     h->out->flush(/*drain=*/true);
     bytes += h->out->total();
   }
