@@ -6,7 +6,7 @@
 #    its own job in `migctl list`, at b), the child still the root's child there, the
 #    zombie still a zombie; a signal sent at home to the child reaches it on b, the
 #    root's kill of its child reaches it, the child reads both lines from the pipe, its
-#    getpid/getppid are as before, the root's waits get the zombie's status 5 and the
+#    getpid/getppid/getpgid/getpgrp/getsid are home's, the root's waits get the zombie's status 5 and the
 #    child's 3 under their PIDs, and the shell on a gets the root's status 7.
 #    The tree then moves on whole, b -> c (a signal from home reaches the child there)
 #    and c -> a; once the root has a child born away from home, the tree's next move
@@ -42,10 +42,10 @@ if c1 == 0:
     os.close(w)
     signal.signal(signal.SIGUSR1, lambda s, f: say("child: SIGUSR1"))
     signal.signal(signal.SIGUSR2, lambda s, f: say("child: SIGUSR2"))
-    say("child", os.getpid(), "parent", os.getppid())
+    say("child", os.getpid(), "parent", os.getppid(), "group", os.getpgid(0), os.getpgrp(), "session", os.getsid(0))
     while not os.path.exists("GO"):
         time.sleep(0.1)
-    say("child", os.getpid(), "parent", os.getppid())
+    say("child", os.getpid(), "parent", os.getppid(), "group", os.getpgid(0), os.getpgrp(), "session", os.getsid(0))
     for line in os.fdopen(r):
         say("child read:", line.strip())
     os._exit(3)
@@ -75,11 +75,13 @@ if late:
     say("late child status", late.wait())
 sys.exit(7)'
 start_job family mig "$PY" -c "$FAMILY" || cluster_end
-if ! wait_until 20 eval 'out_has family "child [0-9]* parent [0-9]*" && wait_step family 3 1'; then
+if ! wait_until 20 eval 'grep -q "^child [0-9]* parent " "$(jfile family out)" && wait_step family 3 1'; then
   fail "the family did not start"; detail "$(jfile family err)" "its stderr"; cluster_end
 fi
 read -r _ c1 c2 < <(grep -m1 '^children ' "$(jfile family out)")
 root=${PID[family]}
+# Its group and session at home (the kernel's), as the child must go on seeing them.
+ids="child $c1 parent $root group $(hx a awk '{ print $5, $5, "session", $6 }' "/proc/$c1/stat")"
 wait_until 10 eval '[[ $(state_of "$c2") == Z ]]'
 migrate family b
 if (( MIG_RC == 0 )) && migrated_line | grep -q "stop-and-copy"; then
@@ -148,15 +150,15 @@ else
 fi
 
 touch "$(jfile family GO)"
-want=("child $c1 parent $root" "child: SIGUSR1" "child read: in flight before the move"
+want=("$ids" "child: SIGUSR1" "child read: in flight before the move"
       "child read: written after the move" "zombie True status 5" "child True status 3" "late child status -9")
 missing=""
 if wait_job family 60; then
   for l in "${want[@]}"; do out_has family "$l" || missing+=" '$l'"; done
-  [[ $(grep -cx "child $c1 parent $root" "$(jfile family out)") == 2 ]] || missing+=" (getpid/getppid twice the same)"
+  [[ $(grep -cx "$ids" "$(jfile family out)") == 2 ]] || missing+=" (getpid/getppid/getpgid/getpgrp/getsid twice as at home: $(grep "^child $c1 parent" "$(jfile family out)" | tr '\n' '|'))"
 fi
 if [[ $STATUS == 7 && -z $missing ]]; then
-  ok "the family's end: the child read both lines of the pipe and got the root's SIGUSR1, its PIDs as before; the root got the zombie's status 5 and the child's 3; the shell on a got 7"
+  ok "the family's end: the child read both lines of the pipe and got the root's SIGUSR1, its PID, parent, group and session as at home; the root got the zombie's status 5 and the child's 3; the shell on a got 7"
 else
   fail "the family's end: status $STATUS, missing:$missing"
   detail "$(jfile family out)" "its stdout"; detail "$(jfile family err)" "its stderr"
