@@ -13,7 +13,7 @@
 #    is refused in one line and it runs on; that child is killed and waited for
 #    (status -9).
 # 2. What stays refused before anything is frozen, one line, the job running on at
-#    home: a tree with a member not under libmig.so (named), and a python3
+#    home: a tree with a member not under libmig.so (named), --precopy of a tree, and a python3
 #    multiprocessing.Pool(2) (its processes share memory), which then finishes at home
 #    with the undisturbed output.
 # 3. `make -j2` of 6 generated C files moves a -> b mid-build, while both compiles
@@ -181,6 +181,12 @@ start_job bare mig /bin/sh -c 'env -u LD_PRELOAD /usr/bin/sleep 600 & echo start
 wait_until 20 out_has bare started
 wait_until 20 eval '[[ -n $(hx a pgrep -P "${PID[bare]}" sleep) ]]'
 refused bare "its process [0-9]* (sleep) cannot move: .*does not run under mig" "$(readlink -f /bin/sh)"
+migrate bare b 40 --precopy
+if one_line_reason && grep -q "a process tree moves stop-and-copy only" "$MIG_ERR" && job_at_home bare "$(readlink -f /bin/sh)"; then
+  ok "bare: --precopy of a tree refused in one line, runs on at home"
+else
+  fail "bare: --precopy of a tree not refused as it should be (exit $MIG_RC)"; detail "$MIG_ERR" "migctl's stderr"
+fi
 hx a kill -KILL $(hx a pgrep -P "${PID[bare]}" sleep)
 wait_job bare 30 || fail "bare: did not end after its child was killed"
 
