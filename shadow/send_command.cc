@@ -140,6 +140,16 @@ kj::Vector<resources::TreeProcess> childrenLeftBehind(pid_t realPid) {
   return resources::jobDescendants(realPid, "/proc/self/exe");
 }
 
+// Those a single process's move would lose: at home a zombie child stays, the
+// deputy's to reap when the job waits for it there (its wait goes home).
+kj::Vector<resources::TreeProcess> lostIfAlone(pid_t realPid, bool atHome) {
+  kj::Vector<resources::TreeProcess> out;
+  for (auto& p : childrenLeftBehind(realPid)) {
+    if (!(atHome && p.zombie)) out.add(kj::mv(p));
+  }
+  return out;
+}
+
 // The refusal's line: which processes, why, what the user can do.
 kj::String treeRefusal(long vpid, const kj::Vector<resources::TreeProcess>& left, bool atHome) {
   kj::Vector<kj::String> names;
@@ -514,7 +524,7 @@ int sendCommand(int argc, char** argv) {
     }
   }
   if (!only) {
-    auto left = childrenLeftBehind(ctl->realPid());
+    auto left = lostIfAlone(ctl->realPid(), deputy != nullptr);
     if (left.size() > 0) fail(treeRefusal(vpid > 0 ? vpid : pid, left, deputy != nullptr));
   }
   // System V objects are the kernel's of this host, named by ids the job holds: they
@@ -588,7 +598,7 @@ int sendCommand(int argc, char** argv) {
   // while) would be left behind, losing its parent: the hop is aborted before its
   // commit, so the job resumes here whole and nothing of it runs there.
   if (!only) {
-    auto late = childrenLeftBehind(ctl->realPid());
+    auto late = lostIfAlone(ctl->realPid(), deputy != nullptr);
     if (late.size() > 0) fail(treeRefusal(vpid > 0 ? vpid : pid, late, deputy != nullptr));
   }
 

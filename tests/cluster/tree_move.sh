@@ -166,6 +166,31 @@ else
 fi
 kill_job family
 
+# A process whose only child has ended (a zombie) moves: the zombie stays at home,
+# the deputy's, and the job's wait for it there gets its status.
+LONE='import os, sys, time
+c = os.fork()
+if c == 0:
+    os._exit(4)
+while os.waitid(os.P_PID, c, os.WEXITED | os.WNOWAIT) is None:
+    pass
+print("zombie", c, flush=True)
+while not os.path.exists("GO"):
+    time.sleep(0.1)
+pid, st = os.waitpid(c, 0)
+print("reaped", pid == c, "status", os.waitstatus_to_exitcode(st), flush=True)'
+start_job lone mig "$PY" -c "$LONE" || cluster_end
+wait_until 20 grep -q '^zombie ' "$(jfile lone out)"
+migrate lone b
+touch "$(jfile lone GO)"
+if (( MIG_RC == 0 )) && wait_job lone 30 && [[ $STATUS == 0 ]] && grep -qx "reaped True status 4" "$(jfile lone out)"; then
+  ok "a process whose only child is a zombie moved a -> b, and its wait got the zombie's status 4 from home"
+else
+  fail "a process with a zombie child: migrate exit $MIG_RC, status $STATUS"; detail "$MIG_ERR" "migctl's stderr"
+  detail "$(jfile lone out)" "its stdout"; detail "$(jfile lone err)" "its stderr"
+fi
+kill_job lone
+
 # --- 2. refused before the freeze -------------------------------------------------------------
 # refused NAME PATTERN: one line matching PATTERN, the job still the program at home.
 refused() {
