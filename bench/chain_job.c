@@ -3,9 +3,8 @@
    written page at a pseudo-random place, then prints its run time (from READY) and
    how many MiB it wrote per second.
    usage: chain_job MIB UNITS SPIN   (SPIN: arithmetic steps per unit) */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
+#include "job_common.h"
+
 #include <time.h>
 
 static double now(void) {
@@ -18,18 +17,13 @@ int main(int argc, char** argv) {
   if (argc < 4) return 2;
   size_t mib = strtoul(argv[1], NULL, 10), units = strtoul(argv[2], NULL, 10), spin = strtoul(argv[3], NULL, 10);
   size_t pages = (mib << 20) / 4096;
-  unsigned char* p = malloc(mib << 20);
-  if (p == NULL || pages == 0) return 1;
-  for (size_t i = 0; i < pages; i++) p[i * 4096] = (unsigned char)i | 1;
-  printf("READY\n");
-  fflush(stdout);
+  if (pages == 0) return 1;
+  unsigned char* p = hold_written_memory(mib);
+  if (p == NULL) return 1;
   double t0 = now();
   uint64_t x = 88172645463325252ull, acc = 0;
   for (size_t u = 0; u < units; u++) {
-    for (size_t k = 0; k < spin; k++) {
-      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-      acc += x;
-    }
+    for (size_t k = 0; k < spin; k++) acc += next_random(&x);
     p[(x % pages) * 4096 + (x >> 52) % 4096] += (unsigned char)acc;
   }
   double t = now() - t0;

@@ -3,9 +3,8 @@
    before the checkpoint; the restart's stdin has one). Once it has the line it
    prints the CLOCK_REALTIME in microseconds ("first <us>"), reads every page
    ("all <us>"), and exits. */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
+#include "job_common.h"
+
 #include <time.h>
 #include <unistd.h>
 
@@ -18,11 +17,8 @@ static long long now_us(void) {
 int main(int argc, char** argv) {
   size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 1024;
   size_t len = mib << 20;
-  unsigned char* p = malloc(len);
+  unsigned char* p = hold_written_memory(mib);
   if (p == NULL) return 1;
-  for (size_t i = 0; i < len; i += 4096) p[i] = (unsigned char)(i >> 12) | 1;
-  printf("READY\n");
-  fflush(stdout);
   char c;
   while (read(0, &c, 1) != 1) {
   }

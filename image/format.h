@@ -67,6 +67,8 @@ enum class SectionType : uint16_t {
   pageSums = 12,  // XXH3-64 of each page of the pages section just before it: a Pages message
                   // with the same runs, data one uint64 per page in order. Written for pages
                   // sections of 1 MiB or more; a lazy restart checks each page as it places it
+  postcopyPages = 15,  // a post-copy hop's pages not in the image (no data): the destination's
+                       // page server fetches them from the sender (resources/network_page_source.h)
   end = 0xffff,
 };
 

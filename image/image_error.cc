@@ -32,6 +32,7 @@ const char* sectionTypeName(uint16_t type) {
     case SectionType::parent: return "parent";
     case SectionType::ipc: return "ipc";
     case SectionType::pageSums: return "page-sums";
+    case SectionType::postcopyPages: return "postcopy-pages";
     case SectionType::end: return "end";
   }
   return nullptr;

@@ -83,7 +83,8 @@ void checkPages(const SectionInfo& info, schema::Pages::Reader p) {
     }
     return;
   }
-  if (info.type == static_cast<uint16_t>(SectionType::keptPages)) {
+  if (info.type == static_cast<uint16_t>(SectionType::keptPages) ||
+      info.type == static_cast<uint16_t>(SectionType::postcopyPages)) {
     requireNoData(info);
     if (p.getPrecopyRound() != 0) fail(kj::str("kept pages with a pre-copy round"));
     return;
@@ -197,6 +198,7 @@ void checkSectionMeta(const SectionInfo& info, capnp::MessageReader& message) {
     case SectionType::pages: return checkPages(info, message.getRoot<schema::Pages>());
     case SectionType::keptPages: return checkPages(info, message.getRoot<schema::Pages>());
     case SectionType::pageSums: return checkPages(info, message.getRoot<schema::Pages>());
+    case SectionType::postcopyPages: return checkPages(info, message.getRoot<schema::Pages>());
     case SectionType::threads: return checkThreads(info, message.getRoot<schema::Threads>());
     case SectionType::process: return checkProcess(info, message.getRoot<schema::Process>());
     case SectionType::files: return checkFiles(info, message.getRoot<schema::Files>());

@@ -113,7 +113,7 @@ kj::Own<capnp::FlatArrayMessageReader> decodeMeta(const SectionInfo& info,
   }
   capnp::ReaderOptions options;
   // Bounds the work a hostile message can cause (pointers that alias each other).
-  options.traversalLimitInWords = words.size() * 4 + 1024;
+  options.traversalLimitInWords = words.size() * 64 + 1024;
   options.nestingLimit = 16;
   kj::Own<capnp::FlatArrayMessageReader> reader;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {

@@ -4,12 +4,8 @@
 # Args: MIGCTL LIBMIG
 set -u
 migctl=$1 libmig=$2
-dir=$(mktemp -d /tmp/mig-ckpt-XXXXXX)
-pids=()
-trap 'kill -9 "${pids[@]}" 2>/dev/null; rm -rf "$dir"' EXIT
-fails=0
-ok() { echo "ok - $1"; }
-bad() { echo "FAIL - $1"; shift; for f in "$@"; do echo "  --- $f"; sed 's/^/    /' "$f" 2>/dev/null; done; fails=$((fails + 1)); }
+source "$(dirname "$0")/../tests/lib/check.sh"
+check_setup ckpt
 
 # A job that counts, printing a line per step, and reports how it ended.
 cat > "$dir/job.sh" <<'JOB'
@@ -19,7 +15,7 @@ start_job() {  # start_job NAME: runs the job under mig, waits for its first lin
   LD_PRELOAD=$libmig bash "$dir/job.sh" > "$dir/$1.out" 2>&1 &
   pids+=($!)
   job=$!
-  for _ in $(seq 1 200); do grep -q 'step 1' "$dir/$1.out" && return; sleep 0.05; done
+  wait_for "step 1" grep -q 'step 1' "$dir/$1.out"
 }
 finish_ok() {  # finish_ok PID NAME: the job ends normally with all its output
   wait "$1"; local rc=$?
@@ -29,8 +25,9 @@ finish_ok() {  # finish_ok PID NAME: the job ends normally with all its output
 start_job keep
 "$migctl" checkpoint "$job" -o "$dir/keep.img" > "$dir/keep.log" 2>&1; rc=$?
 if [ $rc -eq 0 ] && grep -q "written to $dir/keep.img" "$dir/keep.log" && finish_ok "$job" keep &&
-   "$migctl" image info --verify "$dir/keep.img" > "$dir/keep.info" 2>&1; then
-  ok "checkpoint leaves the job running to its normal end, and the image verifies"
+   "$migctl" image info --verify "$dir/keep.img" > "$dir/keep.info" 2>&1 &&
+   grep -qE "^  owner     uid $(id -u) .*gid $(id -g)" "$dir/keep.info"; then
+  ok "checkpoint leaves the job running to its normal end, and the image verifies and names its owner"
 else bad "checkpoint of a running job" "$dir/keep.log" "$dir/keep.out" "$dir/keep.info"; fi
 
 start_job stop
@@ -96,7 +93,7 @@ print("done")
 PY
   LD_PRELOAD=$(realpath "$libmig") python3 "$dir/ownfd.py" "$dir" > "$dir/ownfd.out" 2>&1 &
   pids+=($!) job=$!
-  for _ in $(seq 1 200); do grep -q 'step 1' "$dir/ownfd.out" && break; sleep 0.05; done
+  wait_for "step 1" grep -q 'step 1' "$dir/ownfd.out"
   "$migctl" checkpoint "$job" -o "$dir/ownfd.img" > "$dir/ownfd.log" 2>&1; rc=$?
   if [ $rc -eq 0 ] && finish_ok "$job" ownfd && grep -q "^took [0-9]*, socket moved to [0-9]*$" "$dir/taken" &&
      grep -qx "still mine" "$dir/taken" && [ "$(wc -l < "$dir/taken")" -eq 2 ]; then
@@ -128,7 +125,7 @@ print("done")
 PY
   LD_PRELOAD=$(realpath "$libmig") python3 "$dir/lowlimit.py" > "$dir/lowlimit.out" 2>&1 &
   pids+=($!) job=$!
-  for _ in $(seq 1 200); do grep -q 'step 1' "$dir/lowlimit.out" && break; sleep 0.05; done
+  wait_for "step 1" grep -q 'step 1' "$dir/lowlimit.out"
   "$migctl" checkpoint "$job" -o "$dir/lowlimit.img" > "$dir/lowlimit.log" 2>&1; rc=$?
   moved=$(grep "^mig's fds" "$dir/lowlimit.out")
   after=$(sed 's/.*-> \[//; s/\]//; s/,//g' <<<"$moved")
@@ -146,7 +143,7 @@ for i in $(seq 1 40); do echo "step $i"; sleep 0.05; done; echo done
 JOB
 LD_PRELOAD=$libmig bash "$dir/deleted.sh" "$dir" > "$dir/deleted.out" 2>&1 &
 pids+=($!) job=$!
-for _ in $(seq 1 200); do grep -q 'step 1' "$dir/deleted.out" && break; sleep 0.05; done
+wait_for "step 1" grep -q 'step 1' "$dir/deleted.out"
 out=$("$migctl" checkpoint "$job" -o "$dir/deleted.img" --max-deleted-file 2 2>&1); rc=$?
 want="deleted file $dir/big (fd 7) is 3 MiB, over the 2 MiB a checkpoint keeps of a deleted file; raise the limit with migctl checkpoint --max-deleted-file MIB (at most 511), or let the job close the file first"
 if [ $rc -ne 0 ] && [ "$out" = "migctl: $want" -o "$out" = "$want" ] && [ ! -e "$dir/deleted.img" ] &&
@@ -179,7 +176,7 @@ print("events", len(ep.poll(5)), flush=True)
 PY
     LD_PRELOAD=$libmig /usr/bin/python3 "$dir/stale.py" "$how" > "$dir/stale.out" 2>&1 &
     pids+=($!) job=$!
-    for _ in $(seq 1 200); do grep -q 'step 1' "$dir/stale.out" && break; sleep 0.05; done
+    wait_for "step 1" grep -q 'step 1' "$dir/stale.out"
     out=$("$migctl" checkpoint "$job" -o "$dir/stale.img" 2>&1); rc=$?
     wait "$job"; jrc=$?
     if [ $rc -ne 0 ] && grep -q "epoll fd [0-9]* watches a file registered as fd [0-9]*, which" <<<"$out" &&

@@ -5,7 +5,10 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <climits>
 #include <cstdlib>
+#include <cstring>
+#include <unistd.h>
 
 namespace mig::cli {
 
@@ -111,6 +114,19 @@ kj::Maybe<kj::String> parseSecondsMs(kj::StringPtr text, double maxSeconds, uint
     return kj::str("takes a number of seconds > 0, not '", text, "'");
   }
   outMs = static_cast<uint64_t>(s * 1000 + 0.5);
+  return nullptr;
+}
+
+kj::Maybe<std::string> findBesideSelf(std::initializer_list<const char*> relative, int mode) {
+  char self[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) return nullptr;
+  self[n] = '\0';
+  std::string dir(self, strrchr(self, '/') - self);
+  for (const char* rel : relative) {
+    std::string p = dir + rel;
+    if (access(p.c_str(), mode) == 0) return p;
+  }
   return nullptr;
 }
 

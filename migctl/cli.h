@@ -2,10 +2,13 @@
 // ProcessContext whose usage errors are one line that says what is wrong and to
 // try --help, with exit status 2, and whose commands report their own exit status.
 // KJ's stock context exits 1 on a usage error and prints two lines.
+// Also where migctl finds its companion files (libmig.so, mig-restore).
 #pragma once
 
 #include <kj/main.h>
 #include <cstdint>
+#include <initializer_list>
+#include <string>
 #include <kj/string.h>
 #include <kj/vector.h>
 
@@ -61,5 +64,10 @@ kj::Array<kj::StringPtr> params(int argc, char** argv);
 kj::Maybe<kj::String> parseCount(kj::StringPtr text, long min, long max, long& out);
 // Seconds ("2.5") in (0, maxSeconds], as milliseconds, else the reason.
 kj::Maybe<kj::String> parseSecondsMs(kj::StringPtr text, double maxSeconds, uint64_t& outMs);
+
+// A companion file of this program (libmig.so, mig-restore): the first of `relative`
+// (each "/name", joined to the directory of this executable: as installed or as in the
+// build tree) that access(2) allows with `mode`; nothing when none is there.
+kj::Maybe<std::string> findBesideSelf(std::initializer_list<const char*> relative, int mode);
 
 }  // namespace mig::cli

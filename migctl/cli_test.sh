@@ -8,9 +8,8 @@
 # Args: MIGCTL SHADOWD
 set -u
 migctl=$1 shadowd=$2
-fails=0
-ok() { echo "ok - $*"; }
-bad() { echo "FAIL - $*"; fails=$((fails + 1)); }
+source "$(dirname "$0")/../tests/lib/check.sh"
+check_setup cli
 
 # help CMD...: exit 0, a "Usage: CMD" line and an Options section on stdout.
 help() {
@@ -36,8 +35,8 @@ out=$("$migctl" help migrate); [[ $out == *"--anywhere"* && $out == *"--json"* ]
 usage() {
   local want=$1 err out rc
   shift
-  out=$("$@" 2>/tmp/mig-cli-err.$$); rc=$?
-  err=$(cat /tmp/mig-cli-err.$$); rm -f /tmp/mig-cli-err.$$
+  out=$("$@" 2>"$dir/err"); rc=$?
+  err=$(cat "$dir/err")
   if [ $rc -eq 2 ] && [ "$err" = "$want" ] && [ -z "$out" ]; then ok "$want"
   else bad "${*/#$migctl/migctl} (exit $rc): stderr '$err', stdout '$out' (want '$want')"; fi
 }
@@ -79,7 +78,7 @@ usage "migctl drain: c: too many arguments (try 'migctl drain --help')" "$migctl
 usage "migctl undrain: --all: unrecognized option (try 'migctl undrain --help')" "$migctl" undrain --all
 # A policy file (docs/policies.md) with an unknown key, a bad number, a wrong type: its
 # line and the reason, before shadowd starts anything.
-pol=/tmp/mig-cli-policy.$$
+pol=$dir/policy.toml
 printf '[owner_returns]\nenabled = true\nthreshhold = 2\n' >"$pol"
 usage "shadowd: --policy=$pol: $pol:3:1: unknown key 'owner_returns.threshhold' (known in [owner_returns]: enabled, threshold, sustain_seconds, sample_seconds) (try 'shadowd --help')" \
   "$shadowd" --policy "$pol"
@@ -89,7 +88,6 @@ usage "shadowd: --policy=$pol: $pol:2:22: 'drain.time_limit_seconds' = -5 is out
 printf '[owner_returns]\nenabled = 1\n' >"$pol"
 usage "shadowd: --policy=$pol: $pol:2:11: 'owner_returns.enabled' must be true or false (try 'shadowd --help')" \
   "$shadowd" --policy "$pol"
-rm -f "$pol"
 
 # A negative --realtime-offset-ns (shadowd passes it as two words) is a value, not an
 # option: the command gets as far as the image (none here).

@@ -81,7 +81,7 @@ kj::MainBuilder::Validity chooseNetwork(MigrateOptions& o, rpc::NetworkPolicy ch
 
 kj::MainBuilder::Validity chooseMode(MigrateOptions& o, rpc::MigrationMode chosen) {
   if (o.mode != rpc::MigrationMode::BEST && o.mode != chosen) {
-    return "--precopy and --stop-and-copy exclude each other: choose one";
+    return "--precopy, --postcopy and --stop-and-copy exclude each other: choose one";
   }
   o.mode = chosen;
   return true;
@@ -122,6 +122,11 @@ kj::MainFunc migrateMain(cli::Context& cli) {
                  "pre-copy, or fail if the job's writes cannot be tracked here")
       .addOption({"stop-and-copy"}, [&o]() { return chooseMode(o, rpc::MigrationMode::STOP_AND_COPY); },
                  "freeze first, then copy everything")
+      .addOption({"postcopy"}, [&o]() { return chooseMode(o, rpc::MigrationMode::POSTCOPY); },
+                 "freeze it only for its state and small regions and run it there at once; its big "
+                 "memory regions follow, the pages it touches first (the destination needs root or "
+                 "vm.unprivileged_userfaultfd = 1; if the link breaks before every page is there, the job "
+                 "is ended after shadowd's --transfer-timeout, exit status 4)")
       .addOption({"only"}, [&o]() -> kj::MainBuilder::Validity {
         o.only = true;
         return true;
@@ -201,6 +206,18 @@ int migrate(const MigrateOptions& o, long pid) {
     j.setRounds(m.getRounds());
     j.setBytesBeforeFreeze(static_cast<double>(m.getBytesBeforeFreeze()));
     j.setBytesDuringFreeze(static_cast<double>(m.getBytesDuringFreeze()));
+    j.setBytesAfterFreeze(static_cast<double>(m.getBytesAfterFreeze()));
+    if (m.getMode() == "postcopy-lost") {
+      // Running there, its memory still half here, when the link broke (send_command.cc):
+      // ended, neither moved nor left here.
+      j.setOk(false);
+      j.setError(m.getProblem());
+      if (!o.json) {
+        fprintf(stderr, "migctl migrate: %ld was moved to %s post-copy, but its memory could not follow: %s\n", pid,
+                m.getDestination().cStr(), m.getProblem().cStr());
+      }
+      return;
+    }
     if (m.getMode() == "unconfirmed") {
       // Given up here after the destination was ready, which then did not say it runs
       // (docs/design.md, "One hop"): neither "moved" nor "stays".
@@ -223,7 +240,10 @@ int migrate(const MigrateOptions& o, long pid) {
       printf("migrated %ld to %s: frozen %.1f ms (image %.1f MiB, captured and sent in %.1f ms, restored in %.1f ms); ",
              pid, m.getDestination().cStr(), m.getFreezeMs(), static_cast<double>(m.getImageBytes()) / kMiB,
              m.getTransferMs(), m.getRestoreMs());
-      if (m.getMode() == "pre-copy") {
+      if (m.getMode() == "post-copy") {
+        printf("post-copy: %.1f MiB sent while frozen, %.1f MiB after it ran on\n",
+               static_cast<double>(m.getBytesDuringFreeze()) / kMiB, static_cast<double>(m.getBytesAfterFreeze()) / kMiB);
+      } else if (m.getMode() == "pre-copy") {
         printf("pre-copy, %u rounds: %.1f MiB sent while it ran, %.1f MiB while frozen\n", m.getRounds(),
                static_cast<double>(m.getBytesBeforeFreeze()) / kMiB, static_cast<double>(m.getBytesDuringFreeze()) / kMiB);
       } else {
@@ -250,7 +270,7 @@ int migrate(const MigrateOptions& o, long pid) {
     return 1;
   }
   if (o.json) printJson(j.asReader());
-  if (j.getMode() == "unconfirmed") return 4;
+  if (j.getMode() == "unconfirmed" || j.getMode() == "postcopy-lost") return 4;
   return j.getProblem().size() > 0 ? 3 : 0;
 }
 

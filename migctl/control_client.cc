@@ -3,6 +3,7 @@
 
 #include "image/image_error.h"
 #include "resources/proc_owner.h"
+#include "shim/fd_passing.h"
 
 #include <kj/vector.h>
 
@@ -124,18 +125,8 @@ int ControlClient::askForUffd(uint32_t op, kj::String& why) {
     return -1;
   }
   control::Reply reply{};
-  struct iovec iov = {&reply, sizeof(reply)};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
-  struct msghdr msg {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cbuf;
-  msg.msg_controllen = sizeof(cbuf);
-  ssize_t n = recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
   int fd = -1;
-  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); n > 0 && c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof(int));
-  }
+  ssize_t n = control::receiveFd(fd_, &reply, sizeof(reply), &fd);
   if (n == sizeof(reply) && reply.magic == control::kMagic && reply.status == control::kOk && fd >= 0) return fd;
   if (fd >= 0) ::close(fd);
   if (n == sizeof(reply) && reply.status == control::kNoTracking && op == control::kOpCopyOnWrite) {

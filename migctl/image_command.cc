@@ -10,6 +10,8 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <cstring>
 #include <ctime>
@@ -31,6 +33,15 @@ struct InfoOptions {
 using image::FileReader;
 using image::schema::Header;
 
+// Whom a restart runs as: the owner the kernel reported at checkpoint time.
+kj::String ownerText(Header::Reader h) {
+  if (!h.getOwnerKnown()) return kj::str("not recorded (an image older than owners)");
+  struct passwd* pw = getpwuid(h.getOwnerUid());
+  struct group* gr = getgrgid(h.getOwnerGid());
+  return kj::str("uid ", h.getOwnerUid(), pw != nullptr ? kj::str(" (", pw->pw_name, ")") : kj::str(""), ", gid ",
+                 h.getOwnerGid(), gr != nullptr ? kj::str(" (", gr->gr_name, ")") : kj::str(""));
+}
+
 void printHeader(FileReader& f) {
   Header::Reader h = f.header();
   time_t secs = static_cast<time_t>(h.getCreatedNs() / 1000000000);
@@ -42,6 +53,7 @@ void printHeader(FileReader& f) {
          h.getFormatVersion());
   printf("  process   %s (pid %d, job %" PRIu64 ")\n", h.getCommand().cStr(), h.getVpid(),
          h.getJobId());
+  printf("  owner     %s\n", ownerText(h).cStr());
   printf("  made      %s on %s, kernel %s, %s, page size %u\n", when, h.getHostname().cStr(),
          h.getKernelRelease().cStr(), h.getArch().cStr(), h.getPageSize());
   printf("  cpu       %s, XCR0 %#" PRIx64 ", XSAVE area %u bytes%s%s%s\n", cpu.getVendor().cStr(),
@@ -161,6 +173,9 @@ void printJsonInfo(FileReader& f, bool verified) {
     o.setDataBytes(static_cast<double>(s.dataLen));
   }
   j.setVerified(verified);
+  j.setOwnerKnown(h.getOwnerKnown());
+  j.setOwnerUid(h.getOwnerUid());
+  j.setOwnerGid(h.getOwnerGid());
   printJson(j.asReader());
 }
 

@@ -3,24 +3,24 @@
 # Args: MIGCTL SAMPLE_IMAGE_TOOL
 set -u
 migctl=$1 sample=$2
-dir=$(mktemp -d /tmp/mig-cli-XXXXXX)
-trap 'rm -rf "$dir"' EXIT
-fails=0
+source "$(dirname "$0")/../tests/lib/check.sh"
+check_setup image-info
 check() {  # check NAME EXPECTED_RC PATTERN -- CMD...
   local name=$1 want=$2 pattern=$3; shift 4
   local out rc
   out=$("$@" 2>&1); rc=$?
   if [ "$rc" -eq "$want" ] && grep -qE -- "$pattern" <<<"$out"; then
-    echo "ok - $name"
+    ok "$name"
   else
-    echo "FAIL - $name (exit $rc, wanted $want, pattern '$pattern')"; echo "$out" | sed 's/^/    /'
-    fails=$((fails + 1))
+    bad "$name (exit $rc, wanted $want, pattern '$pattern')"
+    echo "$out" | sed 's/^/    /'
   fi
 }
 "$sample" "$dir/good.img" 3 2 || { echo "FAIL - cannot make a sample image"; exit 1; }
 size=$(stat -c %s "$dir/good.img")
 
 check "info lists sections" 0 'pages +[0-9]+ +[0-9]+ +24576' -- "$migctl" image info "$dir/good.img"
+check "an image without an owner says so" 0 '^  owner     not recorded' -- "$migctl" image info "$dir/good.img"
 check "verify passes on a good image" 0 'verified: all 5 sections' -- "$migctl" image info --verify "$dir/good.img"
 check "plan shows threads" 0 'thread 1234 \(main\)' -- "$migctl" image info --plan "$dir/good.img"
 

@@ -53,11 +53,12 @@ struct Migration {
   transferMs @7 :Float64;    # capture and send
   restoreMs @8 :Float64;     # restore on the destination
   problem @9 :Text;          # moved, but it cannot work there as it did: why ("" when none; exit status 3)
-  mode @10 :Text;            # "pre-copy" or "stop-and-copy" ("" when it did not move)
+  mode @10 :Text;            # "pre-copy", "post-copy" or "stop-and-copy" ("" when it did not move)
   modeNote @11 :Text;        # why stop-and-copy although pre-copy was not refused by the user
   rounds @12 :UInt32;        # pre-copy rounds sent while the job ran
   bytesBeforeFreeze @13 :Float64;  # image bytes sent while the job ran
   bytesDuringFreeze @14 :Float64;  # image bytes sent while it was frozen
+  bytesAfterFreeze @15 :Float64;   # post-copy: page bytes sent after the job ran on (0 otherwise)
 }
 
 struct Checkpoint {
@@ -103,6 +104,9 @@ struct ImageInfo {
   notRestorableBecause @19 :Text;  # why not ("" when it can)
   sections @20 :List(Section);
   verified @21 :Bool;        # --verify: every checksum was read and matched
+  ownerKnown @22 :Bool;      # false in images made before owners were recorded
+  ownerUid @23 :UInt32;      # the process's real uid and gid as the kernel reported them:
+  ownerGid @24 :UInt32;      # a restart runs as them
 }
 
 struct Move {

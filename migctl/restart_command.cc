@@ -15,6 +15,7 @@
 #include "resources/sysv_ipc.h"
 #include "resources/fd_restore.h"
 #include "resources/lazy_pages.h"
+#include "resources/network_page_source.h"
 #include "resources/memory.h"
 #include "resources/process_attrs.h"
 #include "shadow/hex.h"
@@ -102,15 +103,9 @@ int writeForwardConfig(const forward::Config& config) {
 
 std::string findRestorer() {
   if (const char* env = getenv("MIG_RESTORE")) return env;
-  char self[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (n > 0) {
-    self[n] = '\0';
-    std::string dir(self, strrchr(self, '/') - self);
-    for (const char* rel : {"/mig-restore", "/../restore/mig-restore", "/../libexec/mig/mig-restore"}) {
-      std::string p = dir + rel;
-      if (access(p.c_str(), X_OK) == 0) return p;
-    }
+  KJ_IF_MAYBE(p, cli::findBesideSelf({"/mig-restore", "/../restore/mig-restore", "/../libexec/mig/mig-restore"},
+                                     X_OK)) {
+    return kj::mv(*p);
   }
   fail(kj::str("cannot find mig-restore next to migctl; set MIG_RESTORE to its path"));
 }
@@ -186,6 +181,17 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
       }, "FD", "(shadowd, with --migrated) restore up to \"ready, not running\", write 'R' to socket FD, "
                "and run the job only when 'G' comes back; anything else deletes the image and exits "
                "(the hop's two-phase commit)")
+      .addOptionWithArg({"postcopy"}, [&o](kj::StringPtr v) -> V {
+        char* end = nullptr;
+        long n = strtol(v.cStr(), &end, 10);
+        if (end == v.cStr() || *end != '\0' || n <= 0 || n > 24L * 3600 * 1000) {
+          return kj::str("needs a timeout in milliseconds, not '", v, "'");
+        }
+        o.migrated.postcopyTimeoutMs = static_cast<int>(n);
+        return true;
+      }, "MS", "(shadowd, with --gate-fd) a post-copy hop: the pages the image lists as post-copy pages are "
+               "fetched from home through the gate socket once the job runs; a page not come within MS "
+               "milliseconds kills the job with one line")
       .addOptionWithArg({"realtime-offset-ns"}, [&o](kj::StringPtr v) -> V {
         char* end = nullptr;
         errno = 0;
@@ -269,6 +275,7 @@ int restart(Options& o, const resources::CallerFds& caller) {
   }
   resources::checkMappedFiles(img, migrated.migrated);
   if (migrated.gateFd >= 0 && !migrated.migrated) fail(kj::str("--gate-fd needs --migrated"));
+  if (migrated.postcopyTimeoutMs > 0 && migrated.gateFd < 0) fail(kj::str("--postcopy needs --gate-fd"));
   if (migrated.migrated) {
     if (migrated.relay == nullptr || migrated.jobId == 0) fail(kj::str("--migrated needs --relay and --job-id"));
     migrated.token = shadow::tokenFromEnv();
@@ -287,7 +294,7 @@ int restart(Options& o, const resources::CallerFds& caller) {
 // only if shadowd answers 'G' (the sender gave it up); anything else (shadowd gone,
 // the hop dropped or aborted) means the sender still has it: the image is deleted and
 // nothing of the job ever ran here.
-void waitAtGate(int gate, const char* path) {
+void waitAtGate(int gate, const char* path, bool keepOpen) {
   char c = 'R';
   ssize_t n;
   do n = write(gate, &c, 1); while (n < 0 && errno == EINTR);
@@ -298,7 +305,7 @@ void waitAtGate(int gate, const char* path) {
     unlink(path);
     fail(kj::str("not committed: the hop was aborted before the job was released here (its image deleted)"));
   }
-  close(gate);
+  if (!keepOpen) close(gate);
 }
 
 }  // namespace
@@ -317,6 +324,14 @@ void waitAtGate(int gate, const char* path) {
   if (lazy) {
     lazy = resources::markLazyPages(plan) > 0;
     if (!dataVerified) resources::verifyEagerSections(img, plan);
+  }
+  // Post-copy (resources/network_page_source.h): the pages not in the image are lazy
+  // pages whose source is home, through the gate once the job is released.
+  const bool postcopy = migrated.postcopyTimeoutMs > 0 && resources::postcopyPages(img).size() > 0;
+  if (postcopy) {
+    KJ_IF_MAYBE(why, resources::lazyPagesUnavailable()) fail(kj::str("post-copy: ", *why));
+    if (lazy) fail(kj::str("--lazy and a post-copy image do not go together"));
+    plan = resources::addRemotePages(plan, resources::postcopyPages(img));
   }
 
   int keep[4];
@@ -358,16 +373,26 @@ void waitAtGate(int gate, const char* path) {
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }
-    if (migrated.gateFd >= 0) waitAtGate(keep[2], path);
+    if (migrated.gateFd >= 0) waitAtGate(keep[2], path, migrated.postcopyTimeoutMs > 0);
+    if (migrated.postcopyTimeoutMs > 0 && !postcopy) {
+      // A post-copy hop whose image holds every page: no page server; shadowd hears
+      // that nothing will be asked.
+      resources::PageRequest none{0, 0};
+      (void)!write(keep[2], &none, sizeof(none));
+      close(keep[2]);
+    }
   } else if (tree != nullptr) {
     tree->ready();  // every check passed: the tree starts only when all its members got here
     resources::restoreFiles(img, keep, keepCount, caller, nullptr, &tree->pipes);
   } else {
     resources::restoreFiles(img, keep, keepCount, caller);
   }
-  if (lazy) {
+  if (lazy || postcopy) {
     // Last, so that its socket takes an fd number none of the job's files has.
-    plan.mutableHeader().lazySocket = resources::startPageServer(img, keep[1], plan, getpid());
+    plan.mutableHeader().lazySocket =
+        postcopy ? resources::startPageServer(img, keep[1], plan, getpid(), keep[2], migrated.postcopyTimeoutMs)
+                 : resources::startPageServer(img, keep[1], plan, getpid());
+    if (postcopy) close(keep[2]);  // the page server has it now
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }

@@ -30,19 +30,11 @@ constexpr const char* kAbout =
 
 std::string findLibmig() {
   if (const char* env = getenv("MIG_LIBMIG")) return env;
-  char self[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (n > 0) {
-    self[n] = '\0';
-    std::string dir(self, strrchr(self, '/') - self);
-    for (const char* rel : {"/libmig.so", "/../shim/libmig.so", "/../lib/libmig.so",
-                            "/../lib/x86_64-linux-gnu/libmig.so"}) {
-      std::string p = dir + rel;
-      if (access(p.c_str(), R_OK) == 0) {
-        char real[PATH_MAX];
-        return realpath(p.c_str(), real) ? real : p;
-      }
-    }
+  KJ_IF_MAYBE(p, cli::findBesideSelf({"/libmig.so", "/../shim/libmig.so", "/../lib/libmig.so",
+                                      "/../lib/x86_64-linux-gnu/libmig.so"},
+                                     R_OK)) {
+    char real[PATH_MAX];
+    return realpath(p->c_str(), real) ? real : *p;
   }
   image::fail(kj::str("cannot find libmig.so next to migctl; set MIG_LIBMIG to its path"));
 }

@@ -8,11 +8,9 @@
 # Args: MIGCTL LIBMIG SELF_CHECKPOINT
 set -u
 migctl=$(realpath "$1") libmig=$(realpath "$2") job=$(realpath "$3")
-dir=$(mktemp -d /tmp/mig-selfckpt-XXXXXX)
-trap 'rm -rf "$dir"' EXIT
-fails=0
-ok() { echo "ok - $*"; }
-bad() { echo "FAIL - $1"; shift; for f in "$@"; do echo "  --- $f:"; sed 's/^/    /' "$f" 2>/dev/null | tail -20; done; fails=$((fails + 1)); }
+source "$(dirname "$0")/../tests/lib/check.sh"
+check_setup selfckpt
+bad_lines=20
 
 sum1000=333833500 sum2000=2668667000
 # Its stdout a pipe: a restarted process's pipes become the restarting migctl's.

@@ -19,14 +19,11 @@
 set -u
 migctl=$(realpath "$1") libmig=$(realpath "$2")
 if ! command -v python3 > /dev/null; then echo "SKIP: python3 is not installed"; exit 77; fi
-dir=$(mktemp -d /tmp/mig-sockets-XXXXXX)
-pids=()
-trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$dir"' EXIT
-fails=0
-ok() { echo "ok - $1"; }
-bad() { echo "FAIL - $1"; shift; for f in "$@"; do echo "  --- $f"; sed 's/^/    /' "$f" 2>/dev/null; done; fails=$((fails + 1)); }
-# wait_for FILE PATTERN: at most 30 s until FILE has a line matching PATTERN.
-wait_for() { for _ in $(seq 1 600); do grep -qE "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+source "$(dirname "$0")/../tests/lib/check.sh"
+check_setup sockets
+check_at_exit() { wait 2>/dev/null; }
+# wait_line FILE PATTERN: at most 30 s until FILE has a line matching PATTERN.
+wait_line() { for _ in $(seq 1 600); do grep -qE "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 
 cat > "$dir/client.py" <<'PY'
 # client.py get PORT PATH: one GET, prints "STATUS SHA256"; waits at most 30 s for
@@ -76,7 +73,7 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
   > >(cat > "$dir/server.out") 2> >(cat > "$dir/server.err") &
 server=$!
 pids+=($server)
-wait_for "$dir/server.out" "^Serving HTTP on 127.0.0.1 port $port" || bad "http.server started" "$dir/server.out" "$dir/server.err"
+wait_line "$dir/server.out" "^Serving HTTP on 127.0.0.1 port $port" || bad "http.server started" "$dir/server.out" "$dir/server.err"
 got=$(python3 "$dir/client.py" get "$port" /page.txt 2>&1)
 [ "$got" = "$want" ] && ok "http.server under libmig serves the page" || bad "first GET: '$got', want '$want'"
 
@@ -85,7 +82,7 @@ before=$(sockets)
 python3 "$dir/client.py" hold "$port" > "$dir/hold.out" 2>&1 &
 holder=$!
 pids+=($holder)
-wait_for "$dir/hold.out" "^HELD [0-9]+" || bad "a client holds a connection" "$dir/hold.out"
+wait_line "$dir/hold.out" "^HELD [0-9]+" || bad "a client holds a connection" "$dir/hold.out"
 cport=$(awk '/^HELD/ {print $2}' "$dir/hold.out")
 # Checkpoint once the server has accepted it (one socket more), not while it waits in the
 # accept queue.
@@ -97,7 +94,7 @@ if [ $rc -eq 0 ] && grep -qE "^migctl checkpoint: warning: fd [0-9]+: TCP connec
    [ "$(grep -c "TCP connection" "$dir/ckpt.err")" -eq 1 ]; then
   ok "checkpoint --stop warns once, naming the fd and the held client 127.0.0.1:$cport"
 else bad "checkpoint (exit $rc)" "$dir/ckpt.out" "$dir/ckpt.err"; fi
-wait_for "$dir/hold.out" "^ENDED" && grep -qx "ENDED reset" "$dir/hold.out" &&
+wait_line "$dir/hold.out" "^ENDED" && grep -qx "ENDED reset" "$dir/hold.out" &&
   ok "the held client sees its connection reset (not an end of stream that could pass for an answer)" ||
   bad "the held client did not see a reset" "$dir/hold.out"
 
@@ -110,7 +107,7 @@ for n in 1 2; do
   if [ "$got" = "$want" ] && ! grep -q "(socket:.*/dev/null" "$dir/restart$n.err"; then
     ok "restart $n: a new client gets the same page on port $port"
   else bad "restart $n: GET gave '$got', want '$want'" "$dir/restart$n.err"; fi
-  wait_for "$dir/restart$n.err" "ConnectionResetError" && ok "restart $n: the held connection's thread finds it reset" ||
+  wait_line "$dir/restart$n.err" "ConnectionResetError" && ok "restart $n: the held connection's thread finds it reset" ||
     bad "restart $n: the held connection's thread did not see a reset" "$dir/restart$n.err"
   got=$(python3 "$dir/client.py" get "$port" /nope 2>&1)
   [ "${got%% *}" = 404 ] && ok "restart $n: and a 404 for a missing page" || bad "restart $n: missing page gave '$got'" "$dir/restart$n.err"
@@ -134,13 +131,13 @@ srv = socket.socket(socket.AF_UNIX); srv.bind(sys.argv[1]); srv.listen(1)
 print("LISTENING", flush=True); c, _ = srv.accept(); c.recv(1)' "$dir/peer.sock" > "$dir/peer.out" 2>&1 &
 peer=$!
 pids+=($peer)
-wait_for "$dir/peer.out" "^LISTENING" || bad "a Unix socket server started" "$dir/peer.out"
+wait_line "$dir/peer.out" "^LISTENING" || bad "a Unix socket server started" "$dir/peer.out"
 LD_PRELOAD="$libmig" python3 -c 'import socket, sys, time
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
 print("CONNECTED", s.fileno(), flush=True); time.sleep(600)' "$dir/peer.sock" > "$dir/unixjob.out" 2>&1 &
 unixjob=$!
 pids+=($unixjob)
-wait_for "$dir/unixjob.out" "^CONNECTED" || bad "a job connected to it" "$dir/unixjob.out"
+wait_line "$dir/unixjob.out" "^CONNECTED" || bad "a job connected to it" "$dir/unixjob.out"
 ufd=$(awk '/^CONNECTED/ {print $2}' "$dir/unixjob.out")
 "$migctl" checkpoint "$unixjob" -o "$dir/unixjob.img" > "$dir/uckpt.out" 2> "$dir/uckpt.err"
 if grep -qE "^migctl checkpoint: warning: fd $ufd \(socket:\[[0-9]+\]\) is a Unix socket connected outside the process" "$dir/uckpt.err"; then
@@ -158,7 +155,7 @@ if command -v redis-server > /dev/null && command -v redis-cli > /dev/null; then
       --save '' --appendonly no --daemonize no) > >(cat > "$dir/redis.out") 2>&1 &
   redis=$!
   pids+=($redis)
-  wait_for "$dir/redis.out" "Ready to accept connections" || bad "redis-server started" "$dir/redis.out"
+  wait_line "$dir/redis.out" "Ready to accept connections" || bad "redis-server started" "$dir/redis.out"
   redis-cli -p "$rport" set greeting "hello from before" > /dev/null
   "$migctl" checkpoint "$redis" -o "$dir/redis.img" --stop --only > "$dir/rckpt.out" 2> "$dir/rckpt.err" ||
     bad "checkpoint of redis-server" "$dir/rckpt.out" "$dir/rckpt.err"

@@ -30,6 +30,7 @@ struct MigratedOptions {
   int64_t realtimeOffsetNs = 0;
   uint32_t network = forward::kNetworkHome;
   int gateFd = -1;  // --gate-fd: wait there for shadowd's commit before running (restart_command.cc)
+  int postcopyTimeoutMs = 0;  // --postcopy MS: the image's postcopyPages come over the gate (0: none)
 };
 
 // A member's part in its tree's restart.

@@ -6,6 +6,7 @@
 // the concurrent one unusable. Needs a userfaultfd that takes kernel faults (root).
 #include "image/image_error.h"
 #include "resources/copy_before_write.h"
+#include "shim/fd_passing.h"
 #include "shim/write_tracking.h"
 
 #include <doctest/doctest.h>
@@ -33,22 +34,6 @@ struct Child {
   uint64_t region = 0;
 };
 
-void sendFd(int sock, int fd, uint64_t region) {
-  struct iovec iov = {&region, sizeof(region)};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
-  struct msghdr msg {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cbuf;
-  msg.msg_controllen = sizeof(cbuf);
-  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  if (sendmsg(sock, &msg, 0) != sizeof(region)) _exit(3);
-}
-
 // The child: fills a region, makes its userfaultfd, hands it over and stops itself.
 // Continued, it does `after` and says so with one byte, then waits to be killed.
 [[noreturn]] void childMain(int sock, After after) {
@@ -63,7 +48,8 @@ void sendFd(int sock, int fd, uint64_t region) {
   if (write(pipefd[1], block, sizeof(block)) != static_cast<ssize_t>(sizeof(block))) _exit(3);
   int uffd = control::makeCopyOnWriteUffd();
   if (uffd < 0) _exit(4);
-  sendFd(sock, uffd, reinterpret_cast<uint64_t>(mem));
+  uint64_t region = reinterpret_cast<uint64_t>(mem);
+  if (control::sendFd(sock, uffd, &region, sizeof(region)) != sizeof(region)) _exit(3);
   close(uffd);
   raise(SIGSTOP);
   if (after == After::rewrite) {
@@ -99,17 +85,7 @@ Child startChild(After after) {
   }
   close(sv[1]);
   c.sock = sv[0];
-  struct iovec iov = {&c.region, sizeof(c.region)};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
-  struct msghdr msg {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cbuf;
-  msg.msg_controllen = sizeof(cbuf);
-  ssize_t n = recvmsg(c.sock, &msg, MSG_CMSG_CLOEXEC);
-  for (struct cmsghdr* m = CMSG_FIRSTHDR(&msg); n > 0 && m != nullptr; m = CMSG_NXTHDR(&msg, m)) {
-    memcpy(&c.uffd, CMSG_DATA(m), sizeof(int));
-  }
+  control::receiveFd(c.sock, &c.region, sizeof(c.region), &c.uffd);
   int status = 0;
   REQUIRE(waitpid(c.pid, &status, WUNTRACED) == c.pid);
   REQUIRE_MESSAGE(WIFSTOPPED(status),

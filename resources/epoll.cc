@@ -36,13 +36,8 @@ namespace epoll {
 const char* parse(std::string_view text, std::vector<Item>& out) {
   // "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx sdev:%x", one per registration.
   out.clear();
-  size_t at = 0;
-  while (at < text.size()) {
-    size_t end = text.find('\n', at);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(at, end - at);
-    at = end + 1;
-    if (line.substr(0, 4) != "tfd:") continue;
+  const bool whole = forEachLine(text, [&](std::string_view line) {
+    if (line.substr(0, 4) != "tfd:") return true;
     line.remove_prefix(4);
     Item item;
     int64_t pos = 0;
@@ -53,10 +48,11 @@ const char* parse(std::string_view text, std::vector<Item>& out) {
     ok = ok && number(line, 10, pos);  // signed ("%lli"); from_chars takes the '-'
     ok = ok && literal(line, "ino:") && number(line, 16, item.ino) && literal(line, "sdev:") &&
          number(line, 16, item.sdev);
-    if (!ok || item.fd < 0) return "an unreadable tfd line";
+    if (!ok || item.fd < 0) return false;
     out.push_back(item);
-  }
-  return nullptr;
+    return true;
+  });
+  return whole ? nullptr : "an unreadable tfd line";
 }
 
 uint64_t kernelDevToUser(uint64_t kdev) {

@@ -35,19 +35,14 @@ std::set<uint64_t> migSocketInodes(pid_t pid) {
   std::set<uint64_t> inodes;
   // Columns: Num RefCount Protocol Flags Type St Inode [Path]
   std::string table = readProcFile(pid, "net/unix");
-  size_t at = 0;
-  while (at < table.size()) {
-    size_t end = table.find('\n', at);
-    if (end == std::string::npos) end = table.size();
-    std::string line = table.substr(at, end - at);
-    at = end + 1;
+  forEachLine(table, [&](std::string_view line) {
     size_t path = line.find(" @mig/");
-    if (path == std::string::npos) continue;
+    if (path == std::string_view::npos) return;
     size_t inodeEnd = line.find_last_not_of(' ', path);
     size_t inodeStart = line.find_last_of(' ', inodeEnd);
-    if (inodeEnd == std::string::npos || inodeStart == std::string::npos) continue;
-    inodes.insert(strtoull(line.c_str() + inodeStart + 1, nullptr, 10));
-  }
+    if (inodeEnd == std::string_view::npos || inodeStart == std::string_view::npos) return;
+    inodes.insert(strtoull(std::string(line.substr(inodeStart + 1)).c_str(), nullptr, 10));
+  });
   return inodes;
 }
 

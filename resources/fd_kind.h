@@ -57,6 +57,9 @@ struct CaptureContext {
   int pidfd = -1;                     // pidfd_open(pid): pidfd_getfd copies of its fds (sockets)
   kj::Vector<kj::String>* warnings = nullptr;  // what the checkpoint must tell its user (one
                                       // line each, naming the fd): state it does not save
+  void warn(kj::String line) const {  // one such line, where someone listens
+    if (warnings != nullptr) warnings->add(kj::mv(line));
+  }
   kj::Vector<int>* connections = nullptr;  // TCP connections not saved (their fds)
   // In a tree's checkpoint, the pipes (by inode) between its members: saved once for
   // the tree (process_capture.cc), each end a `pipe` record naming it; and, as

@@ -157,25 +157,16 @@ void capture(pid_t pid, image::schema::Files::Builder files, kj::Vector<kj::Stri
   for (auto f : files.getFds()) {
     if (f.getDupOf() >= 0) continue;  // its dups show the same locks
     const std::string info = fdinfo::read(pid, f.getFd());
-    std::string_view rest = info;
-    for (;;) {
-      const size_t at = rest.find("lock:");
-      if (at == std::string_view::npos) break;
-      if (at != 0 && rest[at - 1] != '\n') {  // not the start of a line
-        rest.remove_prefix(at + 5);
-        continue;
-      }
-      rest.remove_prefix(at + 5);
-      const size_t eol = rest.find('\n');
-      std::string_view line = rest.substr(0, eol);
+    forEachLine(info, [&](std::string_view line) {
+      if (line.substr(0, 5) != "lock:") return;
+      line.remove_prefix(5);
       Lock lock;
       if (const char* why = parseLine(line, lock)) {
         warnings.add(kj::str("fd ", f.getFd(), " (", f.getPath(), "): ", why, ": not saved"));
       } else {
         found.push_back({f.getFd(), lock});
       }
-      if (eol == std::string_view::npos) break;
-    }
+    });
   }
   auto out = files.initLocks(static_cast<unsigned>(found.size()));
   for (size_t i = 0; i < found.size(); ++i) {

@@ -62,16 +62,10 @@ bool hasPort(kj::ArrayPtr<const kj::byte> sockaddr) {
   return in.sin_port != 0;
 }
 
-void warn(const CaptureContext& ctx, kj::String line) {
-  if (ctx.warnings != nullptr) ctx.warnings->add(kj::mv(line));
-}
-
 void capture(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder out) {
   if (ctx.options.forMigration) return;  // it stays at home, open in the deputy
-  kj::AutoCloseFd copy = sockets::copyOf(ctx, p.fd);
-  if (copy == nullptr) fail(kj::str("cannot read socket fd ", p.fd, ": ", strerror(errno)));
+  kj::AutoCloseFd copy = sockets::captureCommon(p, ctx, out);
   const uint64_t inode = sockets::socketInode(p.target);
-  sockets::captureCommon(copy, inode, out);
   auto s = out.getSocket();
   const kj::String local = sockets::describe(s.getLocal());
   const bool tcp = s.getType() == SOCK_STREAM;
@@ -81,16 +75,16 @@ void capture(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder out)
     if (sockets::tcpListenDiag(s.getFamily(), inode, d)) s.setBacklog(d.backlog);
     struct pollfd pf = {copy, POLLIN, 0};
     if (d.pending > 0 || poll(&pf, 1, 0) > 0) {
-      warn(ctx, kj::str("fd ", p.fd, ": connections waiting to be accepted on ", local,
-                        " are not saved; after a restart their clients see a reset"));
+      ctx.warn(kj::str("fd ", p.fd, ": connections waiting to be accepted on ", local,
+                       " are not saved; after a restart their clients see a reset"));
     }
   } else if (tcp && tcpState(copy) != TCP_CLOSE) {
     // Established, being made (SYN_SENT: no peer address yet) or closing: a connection.
     s.setState(State::CONNECTED);
     const kj::String peer = s.getPeer().size() > 0 ? sockets::describe(s.getPeer()) : kj::str("(connecting)");
     if (ctx.connections != nullptr) ctx.connections->add(p.fd);
-    warn(ctx, kj::str("fd ", p.fd, ": TCP connection ", local, " -> ", peer,
-                      " is not saved; a restart finds it reset by the peer (and --stop resets it for the peer)"));
+    ctx.warn(kj::str("fd ", p.fd, ": TCP connection ", local, " -> ", peer,
+                     " is not saved; a restart finds it reset by the peer (and --stop resets it for the peer)"));
   } else if (!tcp && s.getPeer().size() > 0) {
     s.setState(State::BOUND);  // and connected: `peer` says to what
   } else {
@@ -98,7 +92,7 @@ void capture(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder out)
   }
   int queued = 0;
   if (!tcp && ioctl(copy, FIONREAD, &queued) == 0 && queued > 0) {
-    warn(ctx, kj::str("fd ", p.fd, ": datagrams waiting on UDP ", local, " are not saved; a restart loses them"));
+    ctx.warn(kj::str("fd ", p.fd, ": datagrams waiting on UDP ", local, " are not saved; a restart loses them"));
   }
 }
 
@@ -155,17 +149,11 @@ void restore(FdRecord::Reader f, RestoreContext& ctx) {
     sockets::placeSaved(kj::mv(fd), f);
     return;
   }
-  kj::AutoCloseFd fd = sockets::newSocket(f, ctx);
-  if (s.getState() == State::BOUND && s.getType() == SOCK_STREAM) {
-    // Bound, neither listening nor connected: maybe the remains of a connection that
-    // ended (its port given back), nothing a program waits on. Unbound if it must be.
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { sockets::bindSaved(fd, f); })) {
-      dprintf(ctx.warnFd, "migctl restart: %s; the socket stays unbound\n", e->getDescription().cStr());
-    }
-  } else if (s.getState() != State::UNBOUND) {
-    sockets::bindSaved(fd, f);
-  }
-  if (s.getState() == State::LISTENING) sockets::listenSaved(fd, f);
+  // A TCP socket bound, neither listening nor connected: maybe the remains of a
+  // connection that ended (its port given back), nothing a program waits on. Unbound
+  // if it must be.
+  kj::AutoCloseFd fd =
+      sockets::restoreUnconnected(f, ctx, s.getState() == State::BOUND && s.getType() == SOCK_STREAM);
   auto peer = s.getPeer();
   if (s.getState() == State::BOUND && peer.size() > 0) {
     sockaddr_storage a{};

@@ -7,8 +7,10 @@
 #include "resources/lazy_pages.h"
 
 #include "image/checksum.h"
+#include "resources/network_page_source.h"
 #include "image/image_error.h"
 #include "image/format.h"
+#include "shim/fd_passing.h"
 
 #include <kj/debug.h>
 #include <kj/exception.h>
@@ -110,9 +112,9 @@ void cut(std::map<uint64_t, Piece>& m, uint64_t s, uint64_t e, std::vector<std::
 
 class Server {
  public:
-  Server(image::FileReader& img, pid_t job, std::map<uint64_t, Piece> pending, int listener)
-      : img_(img), job_(job), listener_(listener), verified_(img.sectionCount(), false),
-        sums_(img.sectionCount()), buf_(kFillChunk) {
+  Server(image::FileReader& img, pid_t job, std::map<uint64_t, Piece> pending, int listener, int net, int netTimeoutMs)
+      : img_(img), job_(job), listener_(listener), net_(net), netTimeoutMs_(netTimeoutMs),
+        verified_(img.sectionCount(), false), sums_(img.sectionCount()), buf_(kFillChunk) {
     first_ = kj::mv(pending);
     debug_ = getenv("MIG_RESTORE_DEBUG") != nullptr && strcmp(getenv("MIG_RESTORE_DEBUG"), "0") != 0;
     fill_ = getenv("MIG_LAZY_NO_FILL") == nullptr;
@@ -162,6 +164,13 @@ class Server {
         }
       }
     }
+    if (net_ >= 0) {
+      // Every page is in place (or the job is gone): home may let its frozen copy go.
+      PageRequest last{0, 0};
+      KJ_IF_MAYBE(why, exchange(last)) {
+        fprintf(stderr, "migctl restart: post-copy: could not tell home that every page arrived (%s)\n", why->cStr());
+      }
+    }
     if (debug_) {
       fprintf(stderr, "mig-pages: done in %lld ms: %llu faults, %llu KiB on fault, %llu KiB in the background\n",
               static_cast<long long>((nowNs() - start_) / 1000000), static_cast<unsigned long long>(faults_),
@@ -171,8 +180,15 @@ class Server {
 
  private:
   [[noreturn]] void fatal(kj::StringPtr why) {
-    fprintf(stderr, "migctl restart: the page server failed (%s); killed the restarted job (pid %d)\n", why.cStr(),
-            job_);
+    if (net_ >= 0) {
+      fprintf(stderr,
+              "migctl restart: post-copy: the job's memory could not be fetched from home (%s); killed the job "
+              "(pid %d) rather than let it run without its pages\n",
+              why.cStr(), job_);
+    } else {
+      fprintf(stderr, "migctl restart: the page server failed (%s); killed the restarted job (pid %d)\n", why.cStr(),
+              job_);
+    }
     killAll();
     _exit(1);
   }
@@ -283,6 +299,10 @@ class Server {
     --it;
     const Piece p = it->second;
     const uint64_t off = p.imageOffset + (addr - it->first);
+    if (net_ >= 0) {
+      len = fetch(off, len);  // post-copy: `off` is the pages' address at home (network_page_source.h)
+      return copyIn(i, addr, len);
+    }
     check(p.section, addr, tid);
     ssize_t got = pread(img_.fd(), buf_.data(), len, static_cast<off_t>(off));
     if (got != static_cast<ssize_t>(len)) {
@@ -302,6 +322,12 @@ class Server {
         }
       }
     }
+    return copyIn(i, addr, len);
+  }
+
+  // Puts buf_'s first `len` bytes in place at addr in space i; returns the bytes placed.
+  uint64_t copyIn(size_t i, uint64_t addr, uint64_t len) {
+    Space& s = spaces_[i];
     uffdio_copy c{};
     c.dst = addr;
     c.src = reinterpret_cast<uint64_t>(buf_.data());
@@ -336,6 +362,68 @@ class Server {
       return 0;
     }
     fatal(kj::str("UFFDIO_COPY at ", kj::hex(addr), ": ", strerror(err)));
+  }
+
+  // Post-copy: one request to shadowd, its answer read within the timeout. Returns why
+  // it failed, or nullptr; with len > 0, the pages are in buf_.
+  kj::Maybe<kj::String> exchange(const PageRequest& req) {
+    if (!sendAll(&req, sizeof(req))) return kj::str("the link to this host's shadowd is gone: ", strerror(errno));
+    const int64_t deadline = nowNs() + static_cast<int64_t>(netTimeoutMs_) * 1000000;
+    PageReply reply;
+    if (!recvAll(&reply, sizeof(reply), deadline)) return netError(deadline);
+    if (reply.status != 0) {
+      std::vector<char> text(std::min<uint32_t>(reply.textLen, 4096) + 1, '\0');
+      if (!recvAll(text.data(), text.size() - 1, deadline)) return netError(deadline);
+      return kj::str(text.data());
+    }
+    if (reply.addr != req.addr || reply.len != req.len) return kj::str("shadowd answered for other pages");
+    if (req.len > 0 && !recvAll(buf_.data(), req.len, deadline)) return netError(deadline);
+    return nullptr;
+  }
+
+  kj::String netError(int64_t deadline) {
+    if (nowNs() >= deadline) {
+      return kj::str("no pages from home for ", netTimeoutMs_ / 1000.0, " s (shadowd's --transfer-timeout)");
+    }
+    return kj::str("the link to this host's shadowd is gone");
+  }
+
+  // Returns the bytes now in buf_ (at most its size).
+  uint64_t fetch(uint64_t addr, uint64_t len) {
+    if (len > buf_.size()) len = buf_.size();
+    KJ_IF_MAYBE(why, exchange(PageRequest{addr, len})) { fatal(*why); }
+    netBytes_ += len;
+    return len;
+  }
+
+  bool sendAll(const void* p, size_t n) {
+    auto* c = static_cast<const char*>(p);
+    while (n > 0) {
+      ssize_t w = send(net_, c, n, MSG_NOSIGNAL);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return false;
+      c += w;
+      n -= static_cast<size_t>(w);
+    }
+    return true;
+  }
+
+  bool recvAll(void* p, size_t n, int64_t deadline) {
+    auto* c = static_cast<char*>(p);
+    while (n > 0) {
+      int64_t left = (deadline - nowNs()) / 1000000;
+      if (left <= 0) return false;
+      pollfd pf{net_, POLLIN, 0};
+      int r = poll(&pf, 1, static_cast<int>(std::min<int64_t>(left, 1000)));
+      if (r < 0 && errno != EINTR) return false;
+      if (r <= 0) continue;
+      ssize_t got = recv(net_, c, n, 0);
+      if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (got <= 0) return false;
+      c += got;
+      n -= static_cast<size_t>(got);
+    }
+    return true;
   }
 
   // Before any page of a section is placed: with a pageSums section after it, those
@@ -395,6 +483,9 @@ class Server {
   image::FileReader& img_;
   pid_t job_;
   int listener_;             // -1: none
+  int net_;                  // post-copy: the socket pages come from (network_page_source.h); -1: the image
+  int netTimeoutMs_;
+  uint64_t netBytes_ = 0;
   std::vector<int> waiters_;  // captures waiting for the end
   std::map<uint64_t, Piece> first_;
   std::vector<Space> spaces_;
@@ -421,24 +512,14 @@ int receiveFd(int sock) {
   pollfd p{sock, POLLIN, 0};
   if (poll(&p, 1, kHandoverTimeoutMs) <= 0) return -1;
   char byte;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) <= 0) return -1;  // the restore failed: it said why
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  if (c == nullptr || c->cmsg_type != SCM_RIGHTS) return -1;
-  int fd;
-  memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+  int fd = -1;
+  if (control::receiveFd(sock, &byte, 1, &fd) <= 0) return -1;  // the restore failed: it said why
   return fd;
 }
 
 // The server must hold none of the job's files: a pipe or socket end kept open here
 // would change what the job's peers see.
-void closeAllBut(int a, int b) {
+void closeAllBut(int a, int b, int c) {
   DIR* d = opendir("/proc/self/fd");
   if (d == nullptr) return;
   std::vector<int> fds;
@@ -448,7 +529,7 @@ void closeAllBut(int a, int b) {
   }
   closedir(d);
   for (int fd : fds) {
-    if (fd != a && fd != b && fd != STDERR_FILENO) close(fd);
+    if (fd != a && fd != b && fd != c && fd != STDERR_FILENO) close(fd);
   }
 }
 
@@ -527,13 +608,14 @@ void verifyEagerSections(image::FileReader& img, const image::RestorePlan& plan)
   }
 }
 
-int startPageServer(image::FileReader& img, int imageFd, const image::RestorePlan& plan, pid_t job) {
+int startPageServer(image::FileReader& img, int imageFd, const image::RestorePlan& plan, pid_t job, int net,
+                    int netTimeoutMs) {
   const plan::Header& h = plan.header();
   const plan::Pages* pages = plan::pages(&h);
   std::map<uint64_t, Piece> pending;
   for (uint32_t i = 0; i < h.pagesCount; ++i) {
     if (pages[i].method != plan::kPagesLazy) continue;
-    int64_t s = sectionOf(img, pages[i].imageOffset);
+    int64_t s = net >= 0 ? 0 : sectionOf(img, pages[i].imageOffset);  // post-copy: from the network
     if (s < 0) image::fail(kj::str("lazy pages at image offset ", pages[i].imageOffset, " lie in no section's data"));
     pending.emplace(pages[i].addr, Piece{pages[i].len, pages[i].imageOffset, static_cast<uint32_t>(s)});
   }
@@ -553,7 +635,7 @@ int startPageServer(image::FileReader& img, int imageFd, const image::RestorePla
     // The reader's own fd number may hold one of the job's files by now (the restore put
     // them in place): put the image back under it.
     if (imageFd != img.fd() && dup3(imageFd, img.fd(), O_CLOEXEC) < 0) _exit(1);
-    closeAllBut(sv[1], img.fd());
+    closeAllBut(sv[1], img.fd(), net);
     signal(SIGPIPE, SIG_IGN);
     int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     sockaddr_un a;
@@ -564,8 +646,13 @@ int startPageServer(image::FileReader& img, int imageFd, const image::RestorePla
     }
     int uffd = receiveFd(sv[1]);
     close(sv[1]);
-    if (uffd < 0) _exit(0);
-    Server(img, job, kj::mv(pending), listener).run(uffd);
+    if (uffd < 0) {
+      // The restore failed (it said why): home need not keep the job's pages for it.
+      PageRequest last{0, 0};
+      if (net >= 0) (void)!send(net, &last, sizeof(last), MSG_NOSIGNAL);
+      _exit(0);
+    }
+    Server(img, job, kj::mv(pending), listener, net, netTimeoutMs).run(uffd);
     _exit(0);
   }
   close(sv[1]);

@@ -41,7 +41,12 @@ void verifyEagerSections(image::FileReader& img, const image::RestorePlan& plan)
 // end of its socket that the restorer sends the userfaultfd on (not close-on-exec).
 // `job` is the PID the restored process will have, which a corrupt page kills;
 // `imageFd` is open on img's file (img's own fd number may hold a job's file by now).
-int startPageServer(image::FileReader& img, int imageFd, const image::RestorePlan& plan, pid_t job);
+// `net` >= 0: post-copy (network_page_source.h): every lazy page comes from that socket
+// (shadowd fetches it from the sender) instead of the image; a request not answered
+// within `netTimeoutMs` (or a broken socket) kills the job with one line, never letting
+// it run on without its pages. The server says when it needs no more pages.
+int startPageServer(image::FileReader& img, int imageFd, const image::RestorePlan& plan, pid_t job, int net = -1,
+                    int netTimeoutMs = 30000);
 
 // Returns once the page server of a lazy restart of process `pid` (if any) has put
 // every page in place: a capture reads /proc/PID/pagemap, where a page not placed yet

@@ -49,16 +49,15 @@ const char* parse(std::string_view text, std::vector<ProcTimer>& out) {
   bool (*const lines[])(std::string_view, ProcTimer&) = {parseId, parseSignal, parseNotify, parseClock};
   size_t n = 0;
   ProcTimer t;
-  while (!text.empty()) {
-    size_t end = text.find('\n');
-    std::string_view line = text.substr(0, end);
-    text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
-    if (!lines[n % 4](line, t)) return "a line of /proc/PID/timers is not as expected";
+  const bool expected = forEachLine(text, [&](std::string_view line) {
+    if (!lines[n % 4](line, t)) return false;
     if (++n % 4 == 0) {
       out.push_back(t);
       t = ProcTimer{};
     }
-  }
+    return true;
+  });
+  if (!expected) return "a line of /proc/PID/timers is not as expected";
   return n % 4 == 0 ? nullptr : "/proc/PID/timers ends in the middle of a timer";
 }
 

@@ -42,18 +42,13 @@ std::string readLink(const std::string& path) {
 }
 
 bool field(std::string_view text, std::string_view name, std::string_view& value) {
-  size_t at = 0;
-  while (at < text.size()) {
-    size_t end = text.find('\n', at);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(at, end - at);
+  return !forEachLine(text, [&](std::string_view line) {
     if (line.size() > name.size() && line.substr(0, name.size()) == name && line[name.size()] == ':') {
       value = fdinfo::trimLeft(line.substr(name.size() + 1));
-      return true;
+      return false;
     }
-    at = end + 1;
-  }
-  return false;
+    return true;
+  });
 }
 
 std::string fieldOr(std::string_view text, std::string_view name) {

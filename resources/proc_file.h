@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <sys/types.h>
 
 namespace mig::resources {
@@ -17,18 +18,31 @@ std::string readProcFile(pid_t pid, const std::string& what);
 // has only with some options (timers: CONFIG_CHECKPOINT_RESTORE).
 bool readProcFileIfExists(pid_t pid, const std::string& what, std::string& out);
 
+// Calls `line` with each line of `text`, without its newline. A `line` that returns
+// bool stops the walk by returning false; forEachLine then returns false too.
+template <typename F>
+bool forEachLine(std::string_view text, F&& line) {
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t end = text.find('\n', at);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view one = text.substr(at, end - at);
+    at = end + 1;
+    if constexpr (std::is_void_v<decltype(line(one))>) {
+      line(one);
+    } else if (!line(one)) {
+      return false;
+    }
+  }
+  return true;
+}
+
 // Calls `line` with each line of /proc/PID/WHAT, without its newline (maps, ...);
 // throws as readProcFile does.
 template <typename F>
 void forEachProcLine(pid_t pid, const std::string& what, F&& line) {
   const std::string text = readProcFile(pid, what);
-  size_t at = 0;
-  while (at < text.size()) {
-    size_t end = text.find('\n', at);
-    if (end == std::string::npos) end = text.size();
-    line(std::string(text, at, end - at));
-    at = end + 1;
-  }
+  forEachLine(text, [&](std::string_view one) { line(std::string(one)); });
 }
 
 // Where the link at `path` points; throws (one line naming it) if it cannot be read.

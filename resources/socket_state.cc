@@ -4,6 +4,8 @@
 #include "image/image_error.h"
 #include "resources/fd_restore.h"
 
+#include <kj/exception.h>
+
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cstdio>
@@ -206,7 +208,10 @@ int intOption(int fd, int level, int name, int fallback) {
   return getsockopt(fd, level, name, &v, &len) == 0 ? v : fallback;
 }
 
-void captureCommon(int copy, uint64_t inode, FdRecord::Builder out) {
+kj::AutoCloseFd captureCommon(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder out) {
+  kj::AutoCloseFd copy = copyOf(ctx, p.fd);
+  if (copy == nullptr) fail(kj::str("cannot read socket fd ", p.fd, ": ", strerror(errno)));
+  const uint64_t inode = socketInode(p.target);
   auto s = out.getSocket();
   const int family = intOption(copy, SOL_SOCKET, SO_DOMAIN, 0);
   const int type = intOption(copy, SOL_SOCKET, SO_TYPE, 0);
@@ -245,6 +250,7 @@ void captureCommon(int copy, uint64_t inode, FdRecord::Builder out) {
     list[i].setName(differ[i]->name);
     list[i].setValue(values[i]);
   }
+  return copy;
 }
 
 kj::String describe(kj::ArrayPtr<const kj::byte> sockaddr) {
@@ -378,6 +384,21 @@ void listenSaved(int fd, FdRecord::Reader f) {
 void placeSaved(kj::AutoCloseFd fd, FdRecord::Reader f) {
   fcntl(fd, F_SETFL, f.getFlags() & O_NONBLOCK);
   placeAt(kj::mv(fd), f.getFd());
+}
+
+kj::AutoCloseFd restoreUnconnected(FdRecord::Reader f, RestoreContext& ctx, bool mayStayUnbound) {
+  using State = image::schema::FileDescriptor::SocketState;
+  const State state = f.getSocket().getState();
+  kj::AutoCloseFd fd = newSocket(f, ctx);
+  if (state != State::UNBOUND && mayStayUnbound) {
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { bindSaved(fd, f); })) {
+      dprintf(ctx.warnFd, "migctl restart: %s; the socket stays unbound\n", e->getDescription().cStr());
+    }
+  } else if (state != State::UNBOUND) {
+    bindSaved(fd, f);
+  }
+  if (state == State::LISTENING) listenSaved(fd, f);
+  return fd;
 }
 
 int resetOnExit(pid_t pid, kj::ArrayPtr<const int> fds) {

@@ -31,11 +31,13 @@ kj::AutoCloseFd copyOf(const CaptureContext& ctx, int fd);
 // getsockopt(level, name) as an int; `fallback` where it fails.
 int intOption(int fd, int level, int name, int fallback);
 
-// Fills the generic part of the socket group: family, type, protocol, local and peer
-// addresses, inode, and the options that differ from those of a fresh socket of the
-// same family, type and protocol (made here to compare with: a buffer size set by
-// the kernel's default is not set again, which would stop its autotuning).
-void captureCommon(int copy, uint64_t inode, FdRecord::Builder out);
+// Starts both kinds' capture: a copy of the process's socket p.fd (copyOf; the
+// checkpoint fails with one line naming the fd when there is none), returned, from
+// which it fills the generic part of the socket group: family, type, protocol, local
+// and peer addresses, inode, and the options that differ from those of a fresh socket
+// of the same family, type and protocol (made here to compare with: a buffer size set
+// by the kernel's default is not set again, which would stop its autotuning).
+kj::AutoCloseFd captureCommon(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder out);
 
 // "127.0.0.1:8080", "[::1]:53", "/run/x.sock", "@abstract", "(unnamed)".
 kj::String describe(kj::ArrayPtr<const kj::byte> sockaddr);
@@ -58,6 +60,12 @@ void listenSaved(int fd, FdRecord::Reader f);
 
 // Sets O_NONBLOCK as saved and puts the socket at its number.
 void placeSaved(kj::AutoCloseFd fd, FdRecord::Reader f);
+
+// A socket that is not one end of a connection, as saved: new (newSocket), bound
+// unless it was unbound, listening if it was; the caller places it. With
+// `mayStayUnbound` a bind that fails is a warning on ctx.warnFd, and the socket stays
+// unbound, rather than the end of the restart.
+kj::AutoCloseFd restoreUnconnected(FdRecord::Reader f, RestoreContext& ctx, bool mayStayUnbound = false);
 
 // Sets SO_LINGER {on, 0} on the process's fds `fds` (TCP connections), so that when it
 // ends its peers get a reset rather than an orderly end of stream that could pass for

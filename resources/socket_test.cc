@@ -6,6 +6,7 @@
 #include "resources/socket_state.h"
 
 #include "image/image_error.h"
+#include "shim/fd_passing.h"
 
 #include <capnp/message.h>
 #include <doctest/doctest.h>
@@ -249,19 +250,7 @@ TEST_CASE("a socketpair with a file descriptor in flight is refused, naming the 
   REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
   int passed = sv[0];
   char data = 'x';
-  iovec iov = {&data, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr m{};
-  m.msg_iov = &iov;
-  m.msg_iovlen = 1;
-  m.msg_control = control;
-  m.msg_controllen = sizeof(control);
-  cmsghdr* cm = CMSG_FIRSTHDR(&m);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(cm), &passed, sizeof(int));
-  REQUIRE(sendmsg(sv[0], &m, 0) == 1);
+  REQUIRE(control::sendFd(sv[0], passed, &data, 1) == 1);
   auto c = capture({sv[0], sv[1]});
   std::string want = "fd " + std::to_string(sv[1]) + " is a socketpair with file descriptors in flight (SCM_RIGHTS)";
   CHECK(std::string(c->error.cStr()).find(want) != std::string::npos);

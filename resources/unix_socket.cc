@@ -133,16 +133,10 @@ kj::Vector<kj::Array<kj::byte>> peekQueued(int copy, int fd) {
   return out;
 }
 
-void warn(const CaptureContext& ctx, kj::String line) {
-  if (ctx.warnings != nullptr) ctx.warnings->add(kj::mv(line));
-}
-
 void capture(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder out) {
   if (ctx.options.forMigration) return;  // it stays at home, open in the deputy
-  kj::AutoCloseFd copy = sockets::copyOf(ctx, p.fd);
-  if (copy == nullptr) fail(kj::str("cannot read socket fd ", p.fd, ": ", strerror(errno)));
+  kj::AutoCloseFd copy = sockets::captureCommon(p, ctx, out);
   const uint64_t inode = sockets::socketInode(p.target);
-  sockets::captureCommon(copy, inode, out);
   absolutePath(ctx, out);
   auto s = out.getSocket();
   sockets::DiagInfo d;
@@ -152,8 +146,8 @@ void capture(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder out)
     s.setState(State::LISTENING);
     s.setBacklog(d.backlog);
     if (d.pending > 0) {
-      warn(ctx, kj::str("fd ", p.fd, ": ", d.pending, " connection(s) waiting to be accepted on ",
-                        sockets::describe(s.getLocal()), " are not saved; after a restart their clients see a reset"));
+      ctx.warn(kj::str("fd ", p.fd, ": ", d.pending, " connection(s) waiting to be accepted on ",
+                       sockets::describe(s.getLocal()), " are not saved; after a restart their clients see a reset"));
     }
   } else if (d.state == kEstablished) {
     s.setState(State::CONNECTED);
@@ -165,8 +159,8 @@ void capture(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder out)
     s.setState(named ? State::BOUND : State::UNBOUND);
     struct pollfd pf = {copy, POLLIN, 0};
     if (s.getType() != SOCK_STREAM && poll(&pf, 1, 0) > 0) {
-      warn(ctx, kj::str("fd ", p.fd, ": datagrams waiting on Unix socket ", sockets::describe(s.getLocal()),
-                        " are not saved; a restart loses them"));
+      ctx.warn(kj::str("fd ", p.fd, ": datagrams waiting on Unix socket ", sockets::describe(s.getLocal()),
+                       " are not saved; a restart loses them"));
     }
   }
 }
@@ -241,10 +235,7 @@ void restorePair(FdRecord::Reader f, RestoreContext& ctx) {
 void restore(FdRecord::Reader f, RestoreContext& ctx) {
   auto s = f.getSocket();
   if (s.getState() == State::CONNECTED) return restorePair(f, ctx);
-  kj::AutoCloseFd fd = sockets::newSocket(f, ctx);
-  if (s.getState() != State::UNBOUND) sockets::bindSaved(fd, f);
-  if (s.getState() == State::LISTENING) sockets::listenSaved(fd, f);
-  sockets::placeSaved(kj::mv(fd), f);
+  sockets::placeSaved(sockets::restoreUnconnected(f, ctx), f);
 }
 
 }  // namespace

@@ -38,6 +38,8 @@ enum MigrationMode {
   best @0;         # pre-copy where the job's writes can be tracked, else stop-and-copy
   precopy @1;      # copy while the job runs, then freeze for what it wrote meanwhile
   stopAndCopy @2;  # freeze, copy everything
+  postcopy @3;     # freeze for the state and the small regions, run there at once; the big
+                   # regions' pages follow on fault and in the background (PageSource)
 }
 
 struct NodeInfo {
@@ -105,7 +107,14 @@ interface Node {
   # 10 s; `key` (32 bytes, derived from the cluster key for this job and this ticket)
   # keys that connection's secure_stream handshake in place of the cluster key.
 
-  sendTree @11 (jobs :List(JobKey), to :Text, network :NetworkPolicy, mode :MigrationMode) -> (result :MigrationResult);
+  claimSlot @11 (srcShare :Float64, minShareGain :Float64) -> (granted :Bool, reason :Text, claim :SlotClaim);
+  # Asked by a host whose policy (balance, placement) means to send a job here, before
+  # the move: granted when the job would still get at least `minShareGain` more CPU here
+  # than the `srcShare` it has where it runs, counting the slots already promised here
+  # (docs/policies.md, "Coordination between hosts"). Granted: `claim` holds the slot
+  # until settled or dropped. Refused: `reason`, one line with the figures.
+
+  sendTree @12 (jobs :List(JobKey), to :Text, network :NetworkPolicy, mode :MigrationMode) -> (result :MigrationResult);
   # Asked by the home of a process tree that moved here together (docs/design.md,
   # "Moving a process tree"): send every one of `jobs` (its root first), all running
   # here, to `to` in one freeze, all or nothing.
@@ -115,6 +124,14 @@ struct JobKey {
   # A job as its home names it to another host.
   jobId @0 :UInt64;
   token @1 :Data;
+}
+
+interface SlotClaim {
+  # A slot a host promised to a job another host's policy sends it (Node.claimSlot).
+  settle @0 (arrived :Bool) -> ();
+  # The move is over. Arrived: the job runs there now, and the slot counts until that
+  # host's load average shows the job (one window). Not arrived: the slot is free again,
+  # as it is when the capability is dropped unsettled.
 }
 
 struct JobMove {
@@ -141,6 +158,19 @@ interface ImageSink {
   # now). The job is released and runs here; returns once its calls reach home. A
   # sink dropped, or not committed within the transfer timeout, after done: the
   # prepared copy is killed and its image deleted (docs/design.md, "One hop").
+  postcopy @3 (source :PageSource) -> ();
+  # Before the freeze of a post-copy hop: the image's postcopyPages (section 15) are
+  # fetched from `source` by the restored job's page server once it runs here.
+  # Refused (exception) where this host cannot serve missing pages (no userfaultfd).
+}
+
+interface PageSource {
+  # The sender of a post-copy hop (shadow/send_command.cc) serving the frozen job's
+  # memory to the destination's page server (resources/network_page_source.h).
+  read @0 (addr :UInt64, len :UInt64) -> (bytes :Data);
+  # The job's pages [addr, addr+len), as they were at the freeze.
+  finished @1 () -> ();
+  # The destination has every page: the sender may let the frozen job go (deputy).
 }
 
 struct MigrationResult {
@@ -156,6 +186,7 @@ struct MigrationResult {
   bytesBeforeFreeze @8 :UInt64;  # image bytes sent while the job ran (pre-copy rounds)
   bytesDuringFreeze @9 :UInt64;
   rounds @10 :UInt32;          # pre-copy rounds
+  bytesAfterFreeze @11 :UInt64;  # post-copy: page bytes fetched by the destination after it
 }
 
 interface Deputy {

@@ -1,6 +1,8 @@
 // See balance.h. A decision looks at every job that runs here and wants CPU (runnable
 // in at least half the window's samples) against every other host that accepts jobs;
-// the move with the largest expected gain over its cost is made, then nothing more
+// of the moves the rule allows, the one with the largest expected gain over its cost
+// is made, once its destination has promised it a slot (Node.claimSlot: the
+// coordination between hosts, docs/policies.md), else the next one; then nothing more
 // until a whole window has been measured after it (both hosts' counts include it then).
 #include "shadow/balance.h"
 
@@ -24,11 +26,17 @@ namespace {
 
 double monotonicSeconds() { return RunnableMeter::clock(); }
 
-double share(double runnable, double cpus) { return runnable <= cpus ? 1 : cpus / runnable; }
+double share(double runnable, double cpus) { return cpuShare(runnable, cpus); }
 
 kj::String fmt(double v) {
   char buf[32];
   snprintf(buf, sizeof buf, "%.1f", v);
+  return kj::str(buf);
+}
+
+kj::String fmt2(double v) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.2f", v);
   return kj::str(buf);
 }
 
@@ -97,6 +105,65 @@ kj::Vector<size_t> byShare(kj::ArrayPtr<const Other> hosts) {
   return out;
 }
 
+// How long a host has to answer a request for a slot (as for Node.info in Local.nodes).
+constexpr uint64_t kClaimTimeoutMs = 3000;
+
+// A destination's answer to a request for a slot.
+struct Slot {
+  bool granted = false;
+  kj::String reason;                        // refused: why, one line
+  kj::Maybe<rpc::SlotClaim::Client> claim;  // granted: held until settled
+};
+
+kj::Promise<Slot> claimSlot(Daemon& d, kj::StringPtr name, double srcShare, double minShareGain) {
+  auto asked = d.peer(name)
+                   .then([srcShare, minShareGain](rpc::Node::Client node) {
+                     auto req = node.claimSlotRequest();
+                     req.setSrcShare(srcShare);
+                     req.setMinShareGain(minShareGain);
+                     return req.send();
+                   })
+                   .then([](capnp::Response<rpc::Node::ClaimSlotResults> r) {
+                     Slot s;
+                     s.granted = r.getGranted();
+                     s.reason = kj::str(r.getReason());
+                     if (s.granted) s.claim = r.getClaim();
+                     return s;
+                   })
+                   .catch_([](kj::Exception&& e) {
+                     Slot s;
+                     s.reason = kj::str("it could not be asked for a slot: ", oneLine(e.getDescription()));
+                     return s;
+                   });
+  auto limit = d.io().provider->getTimer().afterDelay(kClaimTimeoutMs * kj::MILLISECONDS).then([]() {
+    Slot s;
+    s.reason = kj::str("it did not answer a request for a slot within ", kClaimTimeoutMs / 1000, " s");
+    return s;
+  });
+  return asked.exclusiveJoin(kj::mv(limit));
+}
+
+// Tells the destination how the move it promised a slot to ended (arrived: the slot
+// counts until its load count shows the job; else it is free again). Its answer is not
+// waited for: dropping the claim frees an unsettled slot anyway.
+void settle(Daemon& d, Slot& slot, bool arrived) {
+  KJ_IF_MAYBE(c, slot.claim) {
+    auto req = c->settleRequest();
+    req.setArrived(arrived);
+    auto limit = d.io().provider->getTimer().afterDelay(kClaimTimeoutMs * kj::MILLISECONDS);
+    d.tasks().add(req.send().ignoreResult().exclusiveJoin(kj::mv(limit)).catch_([](kj::Exception&&) {})
+                      .attach(kj::mv(*c)));
+    slot.claim = nullptr;
+  }
+}
+
+kj::String rateText(Daemon& d, kj::StringPtr name, double defaultRate) {
+  auto address = d.resolveNode(name);
+  double r = d.transferRates().rate(address);
+  if (r > 0) return kj::str(fmt(r / 1e6), " MB/s measured");
+  return kj::str(fmt(defaultRate / 1e6), " MB/s assumed");
+}
+
 // A job that runs here.
 struct Candidate {
   uint64_t hostedId = 0;   // migrated in; 0: at home here
@@ -110,7 +177,6 @@ struct Candidate {
 };
 
 struct BalanceState {
-  kj::HashMap<kj::String, double> bytesPerSecond;  // measured per destination (name)
   kj::HashMap<kj::String, kj::String> saidWhy;     // "home/vpid" -> the last reason logged
   double lastMoveAt = -1e18;
   kj::Maybe<kj::Promise<void>> deciding;
@@ -138,6 +204,7 @@ kj::Promise<kj::Vector<Candidate>> candidates(Daemon& d) {
   return local.listRequest().send().then([&d, out = kj::mv(out)](capnp::Response<rpc::Local::ListResults> r) mutable {
     for (auto j : r.getJobs()) {
       if (j.getState() != "running" || j.getHome() != d.address() || j.getLocation() != d.address()) continue;
+      if (listensAsGuest(d, j.getVpid())) continue;
       Candidate c;
       c.pid = c.vpid = j.getVpid();
       c.home = nameOf(d, d.address());
@@ -151,101 +218,158 @@ kj::Promise<kj::Vector<Candidate>> candidates(Daemon& d) {
   }).attach(kj::mv(local));
 }
 
+// Logs why a job stays, once per reason (again when it changes or after the host was
+// not busy). `reason` says which (without the figures, which change at every sample).
+void sayStays(Daemon& d, BalanceState& s, const Candidate& c, kj::StringPtr reason, kj::StringPtr why,
+              kj::StringPtr figures) {
+  auto key = kj::str(c.home, "/", c.vpid);
+  bool same = false;
+  KJ_IF_MAYBE(said, s.saidWhy.find(key)) { same = *said == reason; }
+  if (same) return;
+  d.log(kj::str("balance: PID ", c.vpid, " of ", c.home, " (", c.command, ") stays here: ", why, " (", figures, ")"));
+  s.saidWhy.upsert(kj::mv(key), kj::str(reason), [](kj::String& old, kj::String&& v) { old = kj::mv(v); });
+}
+
+// One decision: what it saw, and the moves the rule allows, best first.
+struct Decision {
+  kj::Array<Other> hosts;
+  kj::Vector<Candidate> jobs;
+  struct Option {
+    size_t job;
+    size_t host;
+    BalanceDecision decision;
+  };
+  kj::Vector<Option> options;
+  kj::Vector<kj::String> refusals;  // per job: the hosts that refused it a slot, and why
+  kj::Vector<kj::String> refusers;  // per job: just their names
+  double here = 0;
+  double cpus = 0;
+};
+
+kj::Promise<void> moveOption(Daemon& d, BalanceState& s, Decision& dec, size_t i, Slot slot) {
+  auto& opt = dec.options[i];
+  auto& c = dec.jobs[opt.job];
+  auto& o = dec.hosts[opt.host];
+  const auto& p = d.config().policy.balance;
+  s.lastMoveAt = monotonicSeconds();
+  auto why = kj::str("gain ", fmt(opt.decision.gainSeconds), " s > cost ", fmt(opt.decision.costSeconds), " s at ",
+                     rateText(d, o.name, p.defaultBytesPerSecond), "; here ", fmt(dec.here), " runnable on ",
+                     fmt(dec.cpus), " CPUs, ", o.name, " ", fmt(o.runnable), " on ", fmt(o.cpus), ", a slot promised");
+  double askedAt = nowSeconds();
+  auto to = kj::str(o.name);
+  auto held = kj::heap<Slot>(kj::mv(slot));
+  auto& slotRef = *held;
+  return moveJob(d, c.hostedId, c.pid, to)
+      .then([&d, &s, &c, &slotRef, to = kj::str(to), why = kj::str(why), askedAt](HopResult r) mutable {
+        settle(d, slotRef, true);
+        d.log(kj::str("balance: PID ", c.vpid, " of ", c.home, " (", c.command, ") moved to ", to, ", frozen ",
+                      fmt(r.freezeMs), " ms (", why, ")"));
+        s.saidWhy.erase(kj::str(c.home, "/", c.vpid));
+        if (c.hostedId != 0) {  // (a job at home went through Local.migrate, which keeps its entry)
+          Move m;
+          m.time = askedAt;
+          m.pid = c.vpid;
+          m.jobId = c.hostedId;
+          m.from = nameOf(d, d.address());
+          m.to = kj::str(to);
+          m.ok = true;
+          m.freezeMs = r.freezeMs;
+          m.command = kj::str(c.command);
+          m.error = kj::str("");
+          d.moves().add(kj::mv(m));
+        }
+      }, [&d, &c, &slotRef, to = kj::str(to)](kj::Exception&& e) {
+        settle(d, slotRef, false);
+        d.log(kj::str("balance: PID ", c.vpid, " of ", c.home, " could not move to ", to, ": ",
+                      oneLine(e.getDescription())));
+      })
+      .attach(kj::mv(held));
+}
+
+// Asks the destination of option i for a slot; moves the job if it is promised one,
+// else goes on with the next option. None left: the jobs refused everywhere say so.
+kj::Promise<void> tryOption(Daemon& d, BalanceState& s, Decision& dec, size_t i) {
+  if (i >= dec.options.size()) {
+    for (size_t j = 0; j < dec.jobs.size(); ++j) {
+      if (dec.refusals[j].size() == 0) continue;
+      auto& c = dec.jobs[j];
+      sayStays(d, s, c, kj::str("no slot: ", dec.refusers[j]),
+               kj::str("no host it would gain on promised it a slot: ", dec.refusals[j]),
+               kj::str("here ", fmt(dec.here), " runnable on ", fmt(dec.cpus), " CPUs; ran ", fmt(c.ranSeconds), " s"));
+    }
+    return kj::READY_NOW;
+  }
+  auto& opt = dec.options[i];
+  auto& o = dec.hosts[opt.host];
+  const auto& p = d.config().policy.balance;
+  // The job's share here, as the rule counts it (shouldBalance).
+  double srcShare = share(std::max(dec.here, 1.0), dec.cpus);
+  return claimSlot(d, o.name, srcShare, p.minShareGain).then([&d, &s, &dec, i](Slot slot) mutable -> kj::Promise<void> {
+    auto& opt = dec.options[i];
+    if (slot.granted) return moveOption(d, s, dec, i, kj::mv(slot));
+    auto& r = dec.refusals[opt.job];
+    r = kj::str(r, r.size() > 0 ? "; " : "", dec.hosts[opt.host].name, ": ", slot.reason);
+    auto& names = dec.refusers[opt.job];
+    names = kj::str(names, " ", dec.hosts[opt.host].name);
+    return tryOption(d, s, dec, i + 1);
+  });
+}
+
 kj::Promise<void> decide(Daemon& d, BalanceState& s) {
   return otherHosts(d).then([&d, &s](kj::Array<Other> hosts) {
     return candidates(d).then([&d, &s, hosts = kj::mv(hosts)](kj::Vector<Candidate> jobs) mutable -> kj::Promise<void> {
       const auto& p = d.config().policy.balance;
       auto& meter = d.runnable();
-      double here = meter.average();
-      double cpus = d.cpus();
-      auto ranked = byShare(hosts);
-      struct Best {
-        size_t job = 0;
-        size_t host = 0;
-        BalanceDecision decision;
-      };
-      kj::Maybe<Best> best;
-      for (size_t i = 0; i < jobs.size(); ++i) {
-        auto& c = jobs[i];
+      auto dec = kj::heap<Decision>();
+      dec->here = meter.average();
+      dec->cpus = d.cpus();
+      dec->hosts = kj::mv(hosts);
+      dec->jobs = kj::mv(jobs);
+      auto& hostsRef = dec->hosts;
+      auto ranked = byShare(hostsRef);
+      for (size_t i = 0; i < dec->jobs.size(); ++i) {
+        dec->refusals.add(kj::str(""));
+        dec->refusers.add(kj::str(""));
+        auto& c = dec->jobs[i];
         if (meter.fractionRunning(c.pid) < 0.5) continue;  // it does not want CPU
-        kj::Maybe<Best> stay;
-        kj::Maybe<Best> go;
+        kj::Maybe<Decision::Option> stay;
+        bool goes = false;
         for (size_t h : ranked) {
           BalanceInput in;
-          in.srcLoad = here;
-          in.srcCpus = cpus;
-          in.dstLoad = hosts[h].runnable;
-          in.dstCpus = hosts[h].cpus;
+          in.srcLoad = dec->here;
+          in.srcCpus = dec->cpus;
+          in.dstLoad = hostsRef[h].runnable;
+          in.dstCpus = hostsRef[h].cpus;
           in.imageBytes = c.bytes;
           in.ranSeconds = c.ranSeconds;
           in.sinceMoveSeconds = c.sinceMoveSeconds;
-          in.bytesPerSecond = 0;
-          KJ_IF_MAYBE(rate, s.bytesPerSecond.find(hosts[h].name)) { in.bytesPerSecond = *rate; }
-          auto dec = shouldBalance(in, p);
-          if (dec.move) {
-            bool better = true;
-            KJ_IF_MAYBE(g, go) { better = dec.gainSeconds - dec.costSeconds > g->decision.gainSeconds - g->decision.costSeconds; }
-            if (better) go = Best{i, h, dec};
+          // Learned from every image this shadowd sent there (Daemon::runSender).
+          in.bytesPerSecond = d.transferRates().rate(d.resolveNode(hostsRef[h].name));
+          auto decision = shouldBalance(in, p);
+          if (decision.move) {
+            dec->options.add(Decision::Option{i, h, decision});
+            goes = true;
           } else if (stay == nullptr) {
-            stay = Best{i, h, dec};  // against the idlest host: the reason worth telling
+            stay = Decision::Option{i, h, decision};  // against the idlest host: the reason worth telling
           }
         }
-        auto key = kj::str(c.home, "/", c.vpid);
-        KJ_IF_MAYBE(g, go) {
-          bool better = true;
-          KJ_IF_MAYBE(b, best) { better = g->decision.gainSeconds - g->decision.costSeconds > b->decision.gainSeconds - b->decision.costSeconds; }
-          if (better) best = *g;
-        } else KJ_IF_MAYBE(st, stay) {
-          auto& o = hosts[st->host];
-          auto why = kj::str(st->decision.why);
-          bool same = false;
-          KJ_IF_MAYBE(said, s.saidWhy.find(key)) { same = *said == why; }
-          if (!same) {
-            d.log(kj::str("balance: PID ", c.vpid, " of ", c.home, " (", c.command, ") stays here: ", why, " (here ",
-                          fmt(here), " runnable on ", fmt(cpus), " CPUs, ", o.name, " ", fmt(o.runnable), " on ",
-                          fmt(o.cpus), "; ran ", fmt(c.ranSeconds), " s, last move ",
-                          c.sinceMoveSeconds >= 1e17 ? kj::str("never") : kj::str(fmt(c.sinceMoveSeconds), " s ago"),
-                          ", move cost ", fmt(st->decision.costSeconds), " s)"));
-            s.saidWhy.upsert(kj::mv(key), kj::mv(why), [](kj::String& old, kj::String&& v) { old = kj::mv(v); });
-          }
+        if (goes) continue;
+        KJ_IF_MAYBE(st, stay) {
+          auto& o = hostsRef[st->host];
+          sayStays(d, s, c, st->decision.why, st->decision.why,
+                   kj::str("here ", fmt(dec->here), " runnable on ", fmt(dec->cpus), " CPUs, ", o.name, " ",
+                           fmt(o.runnable), " on ", fmt(o.cpus), "; ran ", fmt(c.ranSeconds), " s, last move ",
+                           c.sinceMoveSeconds >= 1e17 ? kj::str("never") : kj::str(fmt(c.sinceMoveSeconds), " s ago"),
+                           ", move cost ", fmt(st->decision.costSeconds), " s at ",
+                           rateText(d, o.name, p.defaultBytesPerSecond)));
         }
       }
-      Best b;
-      KJ_IF_MAYBE(found, best) { b = *found; } else { return kj::READY_NOW; }
-      auto& c = jobs[b.job];
-      auto& o = hosts[b.host];
-      s.lastMoveAt = monotonicSeconds();
-      auto why = kj::str("gain ", fmt(b.decision.gainSeconds), " s > cost ", fmt(b.decision.costSeconds), " s; here ",
-                         fmt(here), " runnable on ", fmt(cpus), " CPUs, ", o.name, " ", fmt(o.runnable), " on ",
-                         fmt(o.cpus));
-      double askedAt = nowSeconds();
-      auto to = kj::str(o.name);
-      return moveJob(d, c.hostedId, c.pid, to)
-          .then([&d, &s, c = kj::mv(c), to = kj::str(to), why = kj::str(why), askedAt](HopResult r) mutable {
-            if (r.transferMs > 0 && r.imageBytes > 0) {
-              double rate = static_cast<double>(r.imageBytes) / (r.transferMs / 1000);
-              s.bytesPerSecond.upsert(kj::str(to), rate, [](double& old, double v) { old = v; });
-            }
-            d.log(kj::str("balance: PID ", c.vpid, " of ", c.home, " (", c.command, ") moved to ", to, ", frozen ",
-                          fmt(r.freezeMs), " ms (", why, ")"));
-            s.saidWhy.erase(kj::str(c.home, "/", c.vpid));
-            if (c.hostedId != 0) {  // (a job at home went through Local.migrate, which keeps its entry)
-              Move m;
-              m.time = askedAt;
-              m.pid = c.vpid;
-              m.jobId = c.hostedId;
-              m.from = nameOf(d, d.address());
-              m.to = kj::str(to);
-              m.ok = true;
-              m.freezeMs = r.freezeMs;
-              m.command = kj::str(c.command);
-              m.error = kj::str("");
-              d.moves().add(kj::mv(m));
-            }
-          }, [&d, vpid = c.vpid, home = kj::str(c.home), to = kj::str(to)](kj::Exception&& e) {
-            d.log(kj::str("balance: PID ", vpid, " of ", home, " could not move to ", to, ": ",
-                          oneLine(e.getDescription())));
-          });
+      if (dec->options.size() == 0) return kj::READY_NOW;
+      std::stable_sort(dec->options.begin(), dec->options.end(), [](const Decision::Option& x, const Decision::Option& y) {
+        return x.decision.gainSeconds - x.decision.costSeconds > y.decision.gainSeconds - y.decision.costSeconds;
+      });
+      auto& ref = *dec;
+      return tryOption(d, s, ref, 0).attach(kj::mv(dec));
     });
   }).catch_([&d](kj::Exception&& e) {
     d.log(kj::str("balance: no decision this time: ", oneLine(e.getDescription())));
@@ -276,8 +400,9 @@ kj::Promise<void> balanceLoop(Daemon& d, BalanceState& s) {
       });
 }
 
-// Tries the hosts in `better` (best first) for the job until one takes it.
-kj::Promise<void> tryPlace(Daemon& d, pid_t pid, rpc::Local::PlaceResults::Builder results,
+// Tries the hosts in `better` (best first) for the job until one promises it a slot
+// and takes it.
+kj::Promise<void> tryPlace(Daemon& d, pid_t pid, double homeShare, rpc::Local::PlaceResults::Builder results,
                            kj::Array<kj::String> better, size_t i, kj::String errors) {
   if (i >= better.size()) {
     auto why = kj::str("every host that would give it more CPU refused it: ", errors);
@@ -287,21 +412,57 @@ kj::Promise<void> tryPlace(Daemon& d, pid_t pid, rpc::Local::PlaceResults::Build
     return kj::READY_NOW;
   }
   auto to = kj::str(better[i]);
-  auto hop = moveJob(d, 0, pid, to);
-  return hop.then(
-      [&d, pid, results, to = kj::str(to)](HopResult r) mutable -> kj::Promise<void> {
-        d.log(kj::str("placement: PID ", pid, " moved to ", to, ", frozen ", fmt(r.freezeMs), " ms"));
-        results.setMoved(true);
-        results.setDestination(to);
-        results.setFreezeMs(r.freezeMs);
-        return kj::READY_NOW;
-      },
-      [&d, pid, results, better = kj::mv(better), i, to = kj::str(to),
-       errors = kj::mv(errors)](kj::Exception&& e) mutable -> kj::Promise<void> {
-        auto all = kj::str(errors, errors.size() > 0 ? "; " : "", "to ", to, ": ", oneLine(e.getDescription()));
-        return tryPlace(d, pid, results, kj::mv(better), i + 1, kj::mv(all));
+  auto next = [&d, pid, homeShare, results, better = kj::mv(better), i, to = kj::str(to),
+               errors = kj::mv(errors)](kj::StringPtr why) mutable -> kj::Promise<void> {
+    auto all = kj::str(errors, errors.size() > 0 ? "; " : "", "to ", to, ": ", why);
+    return tryPlace(d, pid, homeShare, results, kj::mv(better), i + 1, kj::mv(all));
+  };
+  return claimSlot(d, to, homeShare, d.config().policy.balance.minShareGain)
+      .then([&d, pid, results, to = kj::mv(to), next = kj::mv(next)](Slot got) mutable -> kj::Promise<void> {
+        if (!got.granted) return next(kj::str("no slot promised: ", got.reason));
+        auto slot = kj::heap<Slot>(kj::mv(got));
+        auto& slotRef = *slot;
+        return moveJob(d, 0, pid, to).then(
+            [&d, pid, results, to = kj::str(to), &slotRef](HopResult r) mutable -> kj::Promise<void> {
+              settle(d, slotRef, true);
+              d.log(kj::str("placement: PID ", pid, " moved to ", to, ", frozen ", fmt(r.freezeMs), " ms"));
+              results.setMoved(true);
+              results.setDestination(to);
+              results.setFreezeMs(r.freezeMs);
+              return kj::READY_NOW;
+            },
+            [&d, &slotRef, next = kj::mv(next)](kj::Exception&& e) mutable -> kj::Promise<void> {
+              settle(d, slotRef, false);
+              return next(oneLine(e.getDescription()));
+            }).attach(kj::mv(slot));
       });
 }
+
+// A slot this host promised to a job another host's policy sends here (Node.claimSlot).
+class SlotClaimImpl final : public rpc::SlotClaim::Server {
+ public:
+  SlotClaimImpl(kj::Own<SlotClaims> claims, uint64_t id) : claims_(kj::mv(claims)), id_(id) {}
+  ~SlotClaimImpl() noexcept(false) {
+    if (!settled_) claims_->release(id_);  // the sender went away without saying
+  }
+
+  kj::Promise<void> settle(SettleContext context) override {
+    if (!settled_) {
+      if (context.getParams().getArrived()) {
+        claims_->arrived(id_, monotonicSeconds());
+      } else {
+        claims_->release(id_);
+      }
+      settled_ = true;
+    }
+    return kj::READY_NOW;
+  }
+
+ private:
+  kj::Own<SlotClaims> claims_;
+  uint64_t id_;
+  bool settled_ = false;
+};
 
 }  // namespace
 
@@ -339,9 +500,51 @@ kj::Promise<void> localPlace(Daemon& d, capnp::CallContext<rpc::Local::PlacePara
       results.setReason(why);
       return kj::READY_NOW;
     }
-    return tryPlace(d, pid, results, better.releaseAsArray(), 0, kj::str(""));
+    return tryPlace(d, pid, homeShare, results, better.releaseAsArray(), 0, kj::str(""));
   });
 }
 
+kj::Promise<void> nodeClaimSlot(Daemon& d,
+                                capnp::CallContext<rpc::Node::ClaimSlotParams, rpc::Node::ClaimSlotResults> context) {
+  auto p = context.getParams();
+  auto results = context.getResults();
+  KJ_IF_MAYBE(why, admissionRefusal(d)) {
+    results.setGranted(false);
+    results.setReason(*why);
+    return kj::READY_NOW;
+  }
+  double now = monotonicSeconds();
+  ClaimInput in;
+  in.runnable = d.runnable().averageForReader(now);
+  in.cpus = d.cpus();
+  const auto& b = d.config().policy.balance;
+  in.promised = d.slotClaims().promised(now, b.windowSeconds, 2 * b.sampleSeconds);
+  in.srcShare = p.getSrcShare();
+  in.minShareGain = p.getMinShareGain();
+  auto decision = decideClaim(in);
+  auto figures = kj::str(fmt(in.runnable), " runnable + ", fmt(in.promised), " promised on ", fmt(in.cpus),
+                         " CPUs: the job would get ", fmt2(decision.share), " CPU here, ", fmt2(in.srcShare),
+                         " where it runs");
+  if (!decision.grant) {
+    results.setGranted(false);
+    results.setReason(kj::str(decision.why, " (", figures, ")"));
+    d.log(kj::str("coordination: no slot for a job another host would send here: ", decision.why, " (", figures, ")"));
+    return kj::READY_NOW;
+  }
+  uint64_t id = d.slotClaims().grant();
+  results.setGranted(true);
+  results.setClaim(kj::heap<SlotClaimImpl>(kj::addRef(d.slotClaims()), id));
+  d.log(kj::str("coordination: a slot promised to a job another host sends here (", figures, ")"));
+  return kj::READY_NOW;
+}
+
+void learnTransferRate(Daemon& d, kj::StringPtr to, double bytes, double seconds) {
+  auto& rates = d.transferRates();
+  rates.learn(to, bytes, seconds);
+  double r = rates.rate(to);
+  if (r <= 0) return;
+  d.log(kj::str("transfer rate to ", nameOf(d, to), ": ", fmt(r / 1e6), " MB/s over the last ", rates.samples(to),
+                " image(s) sent there (this one ", fmt(bytes / 1e6), " MB in ", fmt2(seconds), " s)"));
+}
 
 }  // namespace mig::shadow

@@ -1,7 +1,11 @@
 // The *balance* policy acting (docs/policies.md) and placement (`migctl run
 // --anywhere`, Local.place). Both compare hosts by the CPU share a job can expect on
 // them, from the runnable threads each counts (shadow/runnable.h, NodeInfo.runnable)
-// and the CPUs it has; the rule itself is the pure shouldBalance of policy.h.
+// and the CPUs it has; the rule itself is the pure shouldBalance of policy.h. Before
+// either sends a job, its destination promises it a slot (Node.claimSlot, decideClaim
+// of policy.h), so that hosts deciding at once do not all send jobs to the same idle
+// one. The cost of a move uses the transfer rates learned from every image this
+// shadowd sends (learnTransferRate).
 #pragma once
 
 #include "shadow/daemon.h"
@@ -19,5 +23,14 @@ kj::Promise<void> watchBalance(Daemon& d);
 // expect the most CPU if that beats what it has here by [balance] min_share_gain;
 // else it stays and the reason says why.
 kj::Promise<void> localPlace(Daemon& d, capnp::CallContext<rpc::Local::PlaceParams, rpc::Local::PlaceResults> context);
+
+// Node.claimSlot: whether this host promises a slot to a job another host's policy
+// would send here; granted: a SlotClaim capability that holds it.
+kj::Promise<void> nodeClaimSlot(Daemon& d,
+                                capnp::CallContext<rpc::Node::ClaimSlotParams, rpc::Node::ClaimSlotResults> context);
+
+// One image sent to `to` (an address; Daemon::runSender, for every move): `bytes` in
+// `seconds`. Kept in Daemon::transferRates and logged with the rate it makes.
+void learnTransferRate(Daemon& d, kj::StringPtr to, double bytes, double seconds);
 
 }  // namespace mig::shadow

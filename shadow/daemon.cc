@@ -2,6 +2,7 @@
 #include "shadow/daemon.h"
 #include "shadow/error.h"
 
+#include "shadow/balance.h"
 #include "shadow/child_process.h"
 #include "shadow/network_policy.h"
 
@@ -74,6 +75,10 @@ void Daemon::log(kj::StringPtr line) {
 
 kj::String Daemon::resolveNode(kj::StringPtr nameOrAddress) const {
   KJ_IF_MAYBE(a, config_.nodes.find(nameOrAddress)) { return kj::str(*a); }
+  // Another system's name for a node ([node_aliases] of the policy file, e.g. Slurm's).
+  KJ_IF_MAYBE(node, aliasTarget(config_.policy, nameOrAddress)) {
+    KJ_IF_MAYBE(a, config_.nodes.find(*node)) { return kj::str(*a); }
+  }
   return kj::str(nameOrAddress);
 }
 
@@ -162,7 +167,9 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
   if (config_.linkMode == LinkMode::PLAINTEXT) spec.argv.add(kj::str("--insecure-plaintext-links"));
   if (mode != rpc::MigrationMode::BEST) {
     spec.argv.add(kj::str("--mode"));
-    spec.argv.add(kj::str(mode == rpc::MigrationMode::PRECOPY ? "precopy" : "stop-and-copy"));
+    spec.argv.add(kj::str(mode == rpc::MigrationMode::PRECOPY    ? "precopy"
+                          : mode == rpc::MigrationMode::POSTCOPY ? "postcopy"
+                                                                 : "stop-and-copy"));
   }
   if (only) spec.argv.add(kj::str("--only"));
   spec.argv.add(kj::str("--stall-timeout-ms"));
@@ -203,12 +210,21 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
              to = kj::str(to)](kj::Tuple<int, kj::Array<kj::String>> r) mutable -> kj::Promise<void> {
         int status = kj::get<0>(r);
         auto& texts = kj::get<1>(r);
-        // stdout: "MIGRATED freeze_ms image_bytes transfer_ms restore_ms"
+        // stdout: "MIGRATED freeze_ms image_bytes transfer_ms restore_ms ..." (send_command.cc)
         double freeze = 0, transfer = 0, restore = 0;
         unsigned long long bytes = 0;
         bool ok = status == 0 &&
                   sscanf(texts[0].startsWith("COMMITTED\n") ? texts[0].cStr() + 10 : texts[0].cStr(), "MIGRATED %lf %llu %lf %lf",
                          &freeze, &bytes, &transfer, &restore) == 4;
+        if (!ok && texts[0].startsWith("COMMITTED\n") && WIFEXITED(status) && WEXITSTATUS(status) == 6) {
+          // Post-copy lost its destination before it had every page (send_command.cc):
+          // the job was ended, said in the sender's last line.
+          auto why = oneLine(lastLine(texts[1]));
+          log(kj::str("job ", jobId, ": ", why));
+          result.setMode("postcopy-lost");
+          result.setProblem(why);
+          return kj::READY_NOW;
+        }
         if (!ok && texts[0].startsWith("COMMITTED\n")) {
           // The job was given up here (two-phase commit, send_command.cc) but the
           // destination did not confirm that it runs: not a failure that leaves the
@@ -277,6 +293,11 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
           if (line.size() == 0) line = kj::str("the sender ended with ", describeStatus(status));
           fail(kj::mv(line));
         }
+        // Every image sent teaches the rate to its destination (balance's cost of a move).
+        double sendMs = 0;
+        auto sent = texts[0].startsWith("COMMITTED\n") ? texts[0].slice(10) : texts[0].asPtr();
+        if (sscanf(sent.begin(), "MIGRATED %*f %*u %*f %*f %*s %*u %*u %*u %*u %lf", &sendMs) != 1) sendMs = transfer;
+        learnTransferRate(*this, to, static_cast<double>(bytes), sendMs / 1000);
         result.setFreezeMs(freeze);
         result.setImageBytes(bytes);
         result.setTransferMs(transfer);
@@ -284,10 +305,12 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
         // Then (pre-copy, send_command.cc): "MODE BYTES_BEFORE BYTES_DURING ROUNDS", and
         // on the next line why not pre-copy, when it was not possible.
         char mode[32] = "stop-and-copy";
-        unsigned long long before = 0, during = bytes;
+        unsigned long long before = 0, during = bytes, after = 0;
         unsigned rounds = 0;
         auto migrated = texts[0].startsWith("COMMITTED\n") ? texts[0].slice(10) : texts[0].asPtr();
-        sscanf(migrated.begin(), "MIGRATED %*f %*u %*f %*f %31s %llu %llu %u", mode, &before, &during, &rounds);
+        sscanf(migrated.begin(), "MIGRATED %*f %*u %*f %*f %31s %llu %llu %u %llu", mode, &before, &during, &rounds,
+               &after);
+        result.setBytesAfterFreeze(after);
         result.setMode(mode);
         result.setBytesBeforeFreeze(before);
         result.setBytesDuringFreeze(during);

@@ -147,6 +147,11 @@ class Daemon {
   // What shadowd counts for --metrics-port (shadow/metrics.h).
   Metrics& metrics() { return metrics_; }
   double cpus() const;
+  // The rates of the images this shadowd sent, per destination address (balance's cost
+  // of a move), and the slots this host promised to jobs other hosts' policies send it
+  // (Node.claimSlot): shadow/policy.h.
+  TransferRates& transferRates() { return transferRates_; }
+  SlotClaims& slotClaims() { return *slotClaims_; }
 
   kj::TaskSet& tasks() { return tasks_; }
   void log(kj::StringPtr line);
@@ -172,6 +177,8 @@ class Daemon {
   HostAdmission admission_;
   RunnableMeter runnable_;
   Metrics metrics_;
+  TransferRates transferRates_;
+  kj::Own<SlotClaims> slotClaims_ = kj::refcounted<SlotClaims>();
   kj::HashMap<kj::String, bool> linkedBefore_;  // peers a link was ever made to (reconnects)
 };
 

@@ -206,6 +206,13 @@ kj::Promise<HopResult> moveJob(Daemon& d, uint64_t hostedId, pid_t pid, kj::Stri
       .attach(kj::mv(local));
 }
 
+bool listensAsGuest(Daemon& d, pid_t pid) {
+  for (auto& e : d.hostedJobs()) {
+    if (e.value->vpid == pid && e.value->realPid != pid) return true;
+  }
+  return false;
+}
+
 kj::Maybe<kj::String> admissionRefusal(Daemon& d) {
   auto& a = d.admission();
   if (a.stopping) return kj::str("shadowd on ", hostName(), " is stopping (SIGTERM): it takes no new jobs");
@@ -246,6 +253,7 @@ kj::Promise<kj::Array<MoveOutcome>> evacuate(Daemon& d, bool all, uint64_t timeL
     listed = local.listRequest().send().then([&d, &r = *r](capnp::Response<rpc::Local::ListResults> res) {
       for (auto j : res.getJobs()) {
         if (j.getJobId() != 0 || j.getState() != "running" || j.getHome() != d.address()) continue;
+        if (listensAsGuest(d, j.getVpid())) continue;
         Target t;
         t.pid = j.getVpid();
         t.vpid = j.getVpid();

@@ -31,6 +31,12 @@ struct HopResult {
 // which keeps its history entry; the caller keeps the others').
 kj::Promise<HopResult> moveJob(Daemon& d, uint64_t hostedId, pid_t pid, kj::StringPtr name);
 
+// Whether `pid`, a PID `migctl list` shows as a job at home here (a process here whose
+// shim listens as that PID), is in fact a job that migrated in: its shim listens as its
+// PID at home, which may be the PID of another process here (`migctl list` then shows
+// that process's command). Such a row is not a job at home to move.
+bool listensAsGuest(Daemon& d, pid_t pid);
+
 // Why this host refuses a new job now (drained, its owner is back), or nothing.
 kj::Maybe<kj::String> admissionRefusal(Daemon& d);
 

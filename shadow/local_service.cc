@@ -192,6 +192,23 @@ kj::Array<uint64_t> memberIdsOf(const kj::Vector<TreeMemberRecord>& members) {
   return ids;
 }
 
+// A post-copy hop that lost its destination before it had every page (send_command.cc):
+// the job is ended there by its page server; its deputy here ends as if it was killed,
+// so that its parent's wait returns. A job whose home process never became the deputy
+// was killed by its sender: nothing to do.
+void endPostcopyLost(Daemon& d, uint64_t id) {
+  KJ_IF_MAYBE(j, d.homeJobs().find(id)) {
+    HomeJob& lost = **j;
+    if (lost.ended || lost.deputy == nullptr) return;
+    lost.ended = true;
+    d.log(kj::str("job ", id, " (PID ", lost.vpid, ") is lost: its memory could not follow it after a post-copy hop; its "
+                  "deputy ends as if it was killed (SIGKILL)"));
+    auto req = KJ_ASSERT_NONNULL(lost.deputy).endedRequest();
+    req.setStatus(SIGKILL);
+    d.tasks().add(req.send().ignoreResult().catch_([](kj::Exception&&) {}).then([&d, id]() { d.homeJobs().erase(id); }));
+  }
+}
+
 class LocalImpl final : public rpc::Local::Server {
  public:
   explicit LocalImpl(Daemon& d) : d_(d) {}
@@ -378,11 +395,17 @@ class LocalImpl final : public rpc::Local::Server {
             result.setBytesBeforeFreeze(got.getBytesBeforeFreeze());
             result.setBytesDuringFreeze(got.getBytesDuringFreeze());
             result.setRounds(got.getRounds());
+            result.setBytesAfterFreeze(got.getBytesAfterFreeze());
+            if (got.getMode() == "postcopy-lost") result.setProblem(got.getProblem());
           })
           .then([this, id, to = kj::str(to), result]() mutable -> kj::Promise<void> {
                   finishMigration(id, kj::StringPtr(to));
                   if (result.asReader().getMode() == "unconfirmed") {
                     d_.tasks().add(confirmOrLose(d_, id, kj::str(to), nowSeconds() + 2 * d_.config().transferTimeoutMs / 1000.0));
+                    return kj::READY_NOW;
+                  }
+                  if (result.asReader().getMode() == "postcopy-lost") {
+                    endPostcopyLost(d_, id);
                     return kj::READY_NOW;
                   }
                   return checkSetup(id, to, result);
@@ -497,6 +520,10 @@ class LocalImpl final : public rpc::Local::Server {
                 }
                 if (result.asReader().getMode() == "unconfirmed") {
                   d_.tasks().add(confirmOrLose(d_, id, kj::str(to), nowSeconds() + 2 * d_.config().transferTimeoutMs / 1000.0));
+                  return kj::READY_NOW;
+                }
+                if (result.asReader().getMode() == "postcopy-lost") {
+                  endPostcopyLost(d_, id);
                   return kj::READY_NOW;
                 }
                 return checkSetup(id, to, result);

@@ -139,8 +139,8 @@ kj::MainFunc optionsMain(cli::Context& cli, Options& o, bool& parsed) {
       .addOptionWithArg({"policy"}, [&c](kj::StringPtr v) -> V {
         KJ_IF_MAYBE(why, loadPolicy(v, c.policy)) { return kj::mv(*why); }
         return true;
-      }, "FILE", "the policies (TOML: [owner_returns], [drain], [balance]; docs/policies.md); a key it does not "
-                 "know, a wrong type or a bad number is refused with its line")
+      }, "FILE", "the policies (TOML: [owner_returns], [drain], [balance], [node_aliases]; docs/policies.md); a "
+                 "key it does not know, a wrong type or a bad number is refused with its line")
       .addOptionWithArg({"metrics-port"}, [&c](kj::StringPtr v) -> V {
         long n = 0;
         KJ_IF_MAYBE(why, cli::parseCount(v, 1, 65535, n)) { return kj::mv(*why); }
@@ -161,6 +161,8 @@ kj::MainFunc optionsMain(cli::Context& cli, Options& o, bool& parsed) {
         if (c.listen.size() > 0 && !isLoopback(c.listen) && c.keyPath.size() == 0) {
           return "refusing to listen on a non-loopback address without --cluster-key FILE";
         }
+        // [node_aliases] name nodes of the nodes file, which may come after --policy.
+        KJ_IF_MAYBE(why, checkAliases(c.policy, c.nodes)) { return kj::str("--policy: ", *why); }
         parsed = true;
         return true;
       })

@@ -2,7 +2,9 @@
 // send a job that runs here elsewhere, reach the deputy of a job whose home is here,
 // deliver a signal to a job that runs here, report that a job ended, tell the time.
 #include "image/stream_verifier.h"
+#include "resources/network_page_source.h"
 #include "shim/control_protocol.h"
+#include "shadow/balance.h"
 #include "shadow/child_process.h"
 #include "shadow/clock_offset.h"
 #include "shadow/direct_link.h"
@@ -157,6 +159,7 @@ class PreparedHop {
   bool reaped = false;  // its process ended (and was waited for): its PID is not ours
   kj::Promise<void> reapWatch = nullptr;
   uint64_t generation = 0;
+  kj::Maybe<rpc::PageSource::Client> pages;  // a post-copy hop: where the missing pages come from
 
  private:
   static uint64_t& lastGeneration() {
@@ -265,6 +268,12 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
       spec.argv.add(kj::str("--local-path"));
       spec.argv.add(kj::str(p));
     }
+    if (pageSource_ != nullptr) {
+      // A page that does not come within the transfer timeout ends the job (never run
+      // on without its memory).
+      spec.argv.add(kj::str("--postcopy"));
+      spec.argv.add(kj::str(d_.config().transferTimeoutMs));
+    }
     // The gate: the restart says 'R' when ready and runs the job on 'G'; the end of
     // this socket (shadowd gone, the hop dropped) without 'G' makes it delete the
     // image and exit, the job never run.
@@ -284,6 +293,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     close(gate[1]);
     hop->gate = d_.io().lowLevelProvider->wrapSocketFd(gate[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
     hop->pid = pid;
+    hop->pages = kj::mv(pageSource_);
     hop->exited = childExit(d_.eventPort(), pid).fork();
     hop->reapWatch = hop->exited.addBranch().then([h = hop.get()](int) { h->reaped = true; }).eagerlyEvaluate(nullptr);
     job->realPid = pid;
@@ -311,6 +321,24 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
           prepared_ = true;
           PreparedHop::keep(kj::mv(hop));
         });  // failed: `hop` goes with this promise, and kills the restart (nothing of it ran)
+  }
+
+  // A post-copy hop (resources/network_page_source.h): the restored job's page server
+  // fetches the pages the image leaves out from `source` through this shadowd.
+  kj::Promise<void> postcopy(PostcopyContext context) override {
+    require(!dropped_, "the transfer was cancelled here: no progress within the transfer timeout");
+    require(!gotBytes_, "post-copy must be asked before the image");
+    bool allowed = geteuid() == 0;
+    if (FILE* f = fopen("/proc/sys/vm/unprivileged_userfaultfd", "re")) {
+      int v = 0;
+      if (fscanf(f, "%d", &v) == 1 && v == 1) allowed = true;
+      fclose(f);
+    }
+    require(allowed, kj::str("post-copy is not possible on ", d_.address(),
+                             ": its shadowd is not root and vm.unprivileged_userfaultfd is 0 (a job's system calls "
+                             "must be able to wait for its pages)"));
+    pageSource_ = context.getParams().getSource();
+    return kj::READY_NOW;
   }
 
   kj::Promise<void> commit(CommitContext context) override {
@@ -399,9 +427,102 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   bool prepared_ = false;     // a PreparedHop holds the job now
   char gateByte_ = 0;
   kj::Promise<int64_t> homeClock_;
+  kj::Maybe<rpc::PageSource::Client> pageSource_;
   kj::Promise<void> stall_ = nullptr;  // last: it calls drop(), which uses the rest
   image::StreamVerifier verifier_;
 };
+
+// Post-copy: answers the page server's requests (resources/network_page_source.h) on
+// the gate, one at a time, with pages fetched from the sender. A failure (the link
+// home broken, no answer within the transfer timeout) is logged and told to the page
+// server, which kills the job with one line rather than let it run on without them.
+struct PageRelay {
+  Daemon& d;
+  uint64_t jobId;
+  kj::Own<kj::AsyncIoStream> gate;
+  rpc::PageSource::Client source;
+  resources::PageRequest req{};
+  resources::PageReply reply{};
+  uint64_t bytes = 0;
+  double started = nowSeconds();
+
+  kj::Promise<void> loop() {
+    return gate->tryRead(&req, sizeof(req), sizeof(req)).then([this](size_t n) -> kj::Promise<void> {
+      if (n < sizeof(req)) {
+        // The page server ended without saying it has every page: it was killed (or
+        // crashed). Its userfaultfd went with it, so a page still missing would read as
+        // zero: the job must not run on.
+        KJ_IF_MAYBE(j, d.hostedJobs().find(jobId)) {
+          if ((*j)->realPid > 0) kill((*j)->realPid, SIGKILL);
+          d.log(kj::str("job ", jobId, ": post-copy: its page server ended before every page was here; the job "
+                        "was killed rather than let it read missing pages as zeros"));
+        }
+        return kj::READY_NOW;
+      }
+      if (req.len == 0) {
+        auto done = source.finishedRequest().send().ignoreResult();
+        if (bytes > 0) {
+          d.log(kj::str("job ", jobId, ": post-copy done, ", bytes >> 20, " MiB of its memory fetched from home in ",
+                        static_cast<int64_t>((nowSeconds() - started) * 1000), " ms"));
+        }
+        reply = resources::PageReply{0, 0, 0, 0};
+        return done.catch_([this](kj::Exception&& e) {
+                     // (a hop whose image held every page: its sender did not wait)
+                     if (bytes == 0) return;
+                     d.log(kj::str("job ", jobId, ": post-copy: home did not take the end of its transfer (",
+                                   oneLine(e.getDescription()), ")"));
+                   })
+            .then([this]() { return gate->write(&reply, sizeof(reply)).catch_([](kj::Exception&&) {}); });
+      }
+      if (req.len > resources::kMaxPageRequest || req.len % 4096 != 0) {
+        return failed(kj::str("a page request of ", req.len, " bytes"));
+      }
+      auto r = source.readRequest();
+      r.setAddr(req.addr);
+      r.setLen(req.len);
+      auto limit = d.config().transferTimeoutMs;
+      return r.send()
+          .exclusiveJoin(d.io().provider->getTimer().afterDelay(limit * kj::MILLISECONDS).then(
+              [limit]() -> capnp::Response<rpc::PageSource::ReadResults> {
+                fail(kj::str("home did not answer for ", limit / 1000.0, " s"));
+              }))
+          .then(
+              [this](capnp::Response<rpc::PageSource::ReadResults>&& got) -> kj::Promise<void> {
+                auto data = got.getBytes();
+                if (data.size() != req.len) return failed(kj::str("home sent ", data.size(), " bytes for ", req.len));
+                bytes += req.len;
+                reply = resources::PageReply{req.addr, req.len, 0, 0};
+                auto pieces = kj::heapArray<kj::ArrayPtr<const kj::byte>>(2);
+                pieces[0] = kj::arrayPtr(reinterpret_cast<const kj::byte*>(&reply), sizeof(reply));
+                pieces[1] = data;
+                auto written = gate->write(pieces);
+                return written.attach(kj::mv(pieces), kj::mv(got)).then([this]() { return loop(); });
+              },
+              [this](kj::Exception&& e) -> kj::Promise<void> { return failed(oneLine(e.getDescription())); });
+    });
+  }
+
+  kj::Promise<void> failed(kj::String why) {
+    auto text = kj::str("cannot fetch its pages from home: ", why);
+    d.log(kj::str("job ", jobId, ": post-copy: ", text, "; its page server kills it (",
+                  bytes >> 20, " MiB had come)"));
+    reply = resources::PageReply{req.addr, 0, 1, static_cast<uint32_t>(text.size())};
+    auto pieces = kj::heapArray<kj::ArrayPtr<const kj::byte>>(2);
+    pieces[0] = kj::arrayPtr(reinterpret_cast<const kj::byte*>(&reply), sizeof(reply));
+    pieces[1] = text.asPtr().asBytes();
+    auto written = gate->write(pieces);
+    // The page server may have given up already (its own timeout is the same).
+    return written.attach(kj::mv(pieces), kj::mv(text)).catch_([](kj::Exception&&) {});
+  }
+};
+
+kj::Promise<void> relayPages(Daemon& d, uint64_t jobId, kj::Own<kj::AsyncIoStream> gate, rpc::PageSource::Client source) {
+  auto relay = kj::heap<PageRelay>(PageRelay{d, jobId, kj::mv(gate), kj::mv(source)});
+  auto& r = *relay;
+  return r.loop().attach(kj::mv(relay)).catch_([&d, jobId](kj::Exception&& e) {
+    d.log(kj::str("job ", jobId, ": post-copy page relay ended: ", oneLine(e.getDescription())));
+  });
+}
 
 kj::Promise<kj::Tuple<pid_t, double>> PreparedHop::commit(Daemon& d, uint64_t jobId) {
   kj::Own<PreparedHop> hop;
@@ -446,7 +567,12 @@ kj::Promise<kj::Tuple<pid_t, double>> PreparedHop::commit(Daemon& d, uint64_t jo
   releasing().upsert(jobId, kj::mv(running), [](auto& old, auto&& fresh) { old = kj::mv(fresh); });
   auto released = hop->gate->write(&go, 1);
   return released
-      .then([running = kj::mv(runningHere)]() mutable {
+      .then([&d, jobId, h = hop.get(), running = kj::mv(runningHere)]() mutable {
+        KJ_IF_MAYBE(source, h->pages) {
+          // Post-copy: the job's page server asks for its pages on the gate from now on.
+          d.tasks().add(relayPages(d, jobId, kj::mv(h->gate), kj::mv(*source)));
+          h->pages = nullptr;
+        }
         hopFaultPoint("recv-released", [](kj::String why) { fail(kj::mv(why)); });
         return kj::mv(running);
       })
@@ -642,6 +768,8 @@ class NodeImpl final : public rpc::Node::Server {
       fillMoves(context.getResults().initMoves(static_cast<unsigned>(moves.size())), moves);
     });
   }
+
+  kj::Promise<void> claimSlot(ClaimSlotContext context) override { return nodeClaimSlot(d_, context); }
 
   kj::Promise<void> commitHop(CommitHopContext context) override {
     auto p = context.getParams();

@@ -102,6 +102,23 @@ kj::Maybe<kj::String> parsePolicy(kj::StringPtr text, kj::StringPtr path, Policy
   for (auto&& [k, node] : root) {
     kj::StringPtr name = nullptr;
     kj::ArrayPtr<Key> keys;
+    if (k.str() == "node_aliases") {
+      auto table = node.as_table();
+      if (table == nullptr) return at(path, node.source(), "'node_aliases' must be a table ([node_aliases])");
+      for (auto&& [alias, target] : *table) {
+        auto full = kj::str("node_aliases.", std::string(alias.str()).c_str());
+        auto s = target.as_string();
+        if (s == nullptr || s->get().empty()) {
+          return at(path, target.source(), kj::str("'", full, "' must be a node's name from the nodes file, in quotes"));
+        }
+        NodeAlias a;
+        a.alias = kj::str(std::string(alias.str()).c_str());
+        a.node = kj::str(s->get().c_str());
+        a.where = kj::str(path, ":", alias.source().begin.line, ":", alias.source().begin.column);
+        out.nodeAliases.add(kj::mv(a));
+      }
+      continue;
+    }
     if (k.str() == "owner_returns") {
       name = "owner_returns";
       keys = ownerKeys;
@@ -113,7 +130,7 @@ kj::Maybe<kj::String> parsePolicy(kj::StringPtr text, kj::StringPtr path, Policy
       keys = balanceKeys;
     } else {
       return at(path, k.source(), kj::str("unknown table '", std::string(k.str()).c_str(),
-                                          "' (known: [owner_returns], [drain], [balance])"));
+                                          "' (known: [owner_returns], [drain], [balance], [node_aliases])"));
     }
     auto table = node.as_table();
     if (table == nullptr) return at(path, node.source(), kj::str("'", name, "' must be a table ([", name, "])"));
@@ -181,14 +198,10 @@ kj::Vector<size_t> rankDestinations(kj::ArrayPtr<const Destination> hosts, kj::S
   return out;
 }
 
-namespace {
-
 double cpuShare(double runnable, double cpus) {
   if (runnable <= cpus) return 1;
   return cpus / runnable;
 }
-
-}  // namespace
 
 BalanceDecision shouldBalance(const BalanceInput& in, const BalanceParams& p) {
   BalanceDecision d;
@@ -207,6 +220,115 @@ BalanceDecision shouldBalance(const BalanceInput& in, const BalanceParams& p) {
   } else {
     d.move = true;
     d.why = "the expected gain beats the cost";
+  }
+  return d;
+}
+
+kj::Maybe<kj::StringPtr> aliasTarget(const PolicyConfig& c, kj::StringPtr name) {
+  for (auto& a : c.nodeAliases) {
+    if (a.alias == name) return a.node.asPtr();
+  }
+  return nullptr;
+}
+
+kj::Maybe<kj::String> checkAliases(const PolicyConfig& c, const kj::HashMap<kj::String, kj::String>& nodes) {
+  for (auto& a : c.nodeAliases) {
+    if (nodes.find(a.alias) != nullptr && a.alias != a.node) {
+      return kj::str(a.where, ": node_aliases.", a.alias, " = \"", a.node, "\": '", a.alias,
+                     "' is already the name of a node in the nodes file");
+    }
+    if (nodes.find(a.node) == nullptr) {
+      kj::Vector<kj::StringPtr> names;
+      for (auto& n : nodes) names.add(n.key);
+      std::sort(names.begin(), names.end(), [](kj::StringPtr x, kj::StringPtr y) { return strcmp(x.cStr(), y.cStr()) < 0; });
+      return kj::str(a.where, ": node_aliases.", a.alias, " = \"", a.node, "\": no node '", a.node,
+                     "' in the nodes file (", names.size() > 0 ? kj::strArray(names, ", ") : kj::str("it names none: --nodes FILE"),
+                     ")");
+    }
+  }
+  return nullptr;
+}
+
+void TransferRates::learn(kj::StringPtr to, double bytes, double seconds) {
+  if (!(bytes > 0) || !(seconds > 0) || !std::isfinite(bytes) || !std::isfinite(seconds)) return;
+  auto& kept = byHost_.findOrCreate(to, [&]() { return kj::HashMap<kj::String, kj::Vector<Sample>>::Entry{kj::str(to), {}}; });
+  if (kept.size() == kKept) {
+    kj::Vector<Sample> newer(kKept);
+    for (size_t i = 1; i < kept.size(); ++i) newer.add(kept[i]);
+    kept = kj::mv(newer);
+  }
+  kept.add(Sample{bytes, seconds});
+}
+
+double TransferRates::rate(kj::StringPtr to) const {
+  double bytes = 0, seconds = 0;
+  KJ_IF_MAYBE(kept, byHost_.find(to)) {
+    for (auto& s : *kept) {
+      bytes += s.bytes;
+      seconds += s.seconds;
+    }
+  }
+  return seconds > 0 ? bytes / seconds : 0;
+}
+
+size_t TransferRates::samples(kj::StringPtr to) const {
+  KJ_IF_MAYBE(kept, byHost_.find(to)) { return kept->size(); }
+  return 0;
+}
+
+uint64_t SlotClaims::grant() {
+  uint64_t id = next_++;
+  slots_.add(Slot{id, -1});
+  return id;
+}
+
+void SlotClaims::arrived(uint64_t id, double now) {
+  for (auto& s : slots_) {
+    if (s.id == id) s.arrivedAt = now;
+  }
+}
+
+void SlotClaims::release(uint64_t id) {
+  kj::Vector<Slot> kept;
+  for (auto& s : slots_) {
+    if (s.id != id) kept.add(s);
+  }
+  slots_ = kj::mv(kept);
+}
+
+double SlotClaims::promised(double now, double windowSeconds, double lagSeconds) {
+  double sum = 0;
+  kj::Vector<Slot> kept;
+  for (auto& s : slots_) {
+    if (s.arrivedAt < 0) {
+      sum += 1;
+    } else {
+      double seen = windowSeconds > 0 ? (now - s.arrivedAt - lagSeconds) / windowSeconds : 1;
+      if (seen >= 1) continue;  // the window's average shows all of it now
+      sum += 1 - std::max(0.0, seen);
+    }
+    kept.add(s);
+  }
+  slots_ = kj::mv(kept);
+  return sum;
+}
+
+size_t SlotClaims::pending() const {
+  size_t n = 0;
+  for (auto& s : slots_) n += s.arrivedAt < 0;
+  return n;
+}
+
+ClaimDecision decideClaim(const ClaimInput& in) {
+  ClaimDecision d;
+  d.share = cpuShare(in.runnable + in.promised + 1, in.cpus);
+  if (d.share - in.srcShare >= in.minShareGain - 1e-9) {
+    d.grant = true;
+    d.why = "it would get enough more CPU here";
+  } else if (in.promised > 0) {
+    d.why = "its CPUs are promised to jobs on their way or just arrived";
+  } else {
+    d.why = "it would not give the job enough more CPU";
   }
   return d;
 }

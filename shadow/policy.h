@@ -1,11 +1,16 @@
 // shadowd's policies (docs/policies.md): the policy file (`shadowd --policy FILE`,
 // TOML read by toml++), and the decisions as pure functions of what shadowd measured,
 // so that they can be tested without hosts: when the owner of a host is back (its
-// own processes busy for a while), and which host a job leaving this one goes to.
-// What acts on them (moving jobs off) is shadow/drain.
+// own processes busy for a while), which host a job leaving this one goes to, whether
+// a job is worth moving (balance), whether a host still has room for one more job
+// another host's policy sends it (the slots it promised), and the transfer rates the
+// cost of a move is estimated from. What acts on them is shadow/drain and
+// shadow/balance.
 #pragma once
 
 #include <kj/common.h>
+#include <kj/map.h>
+#include <kj/refcount.h>
 #include <kj/string.h>
 #include <kj/vector.h>
 
@@ -122,12 +127,109 @@ struct BalanceDecision {
   kj::StringPtr why;         // the condition that decided (a static string)
 };
 
+// [node_aliases]: other names for the hosts of the nodes file, as another system (a
+// batch system: Slurm's NodeName) calls them. `migctl drain`, `undrain`, `migrate --to`
+// take them (Daemon::resolveNode).
+struct NodeAlias {
+  kj::String alias;
+  kj::String node;    // a name in the nodes file (checked at start: checkAliases)
+  kj::String where;   // "PATH:LINE:COLUMN" of its line, for errors
+};
+
 struct PolicyConfig {
   OwnerReturnsParams ownerReturns;
   DrainParams drain;
   BalanceParams balance;
+  kj::Vector<NodeAlias> nodeAliases;
 };
 
 BalanceDecision shouldBalance(const BalanceInput& in, const BalanceParams& p);
+
+// The node `name` stands for in [node_aliases], if it is an alias.
+kj::Maybe<kj::StringPtr> aliasTarget(const PolicyConfig& c, kj::StringPtr name);
+// At start, once the nodes file is read: an alias naming no node, or one that is itself
+// the name of another node, is refused ("PATH:LINE:COLUMN: reason").
+kj::Maybe<kj::String> checkAliases(const PolicyConfig& c, const kj::HashMap<kj::String, kj::String>& nodes);
+
+// The CPU share a job gets on a host with `runnable` threads wanting CPU (itself
+// included) on `cpus` CPUs: min(1, cpus / runnable).
+double cpuShare(double runnable, double cpus);
+
+// Transfer rates to the other hosts, learned from every image this shadowd sends
+// (migctl migrate, drain, owner returns, maintenance, balance, placement: all go
+// through Daemon::runSender), for the cost of a balance move.
+class TransferRates {
+ public:
+  // The sends to one host that count: the last few, so that a changed network is
+  // learned within a few moves.
+  static constexpr size_t kKept = 8;
+
+  // One image sent to `to` (an address): `bytes` in `seconds`, from the start of its
+  // capture to its last byte sent (with pre-copy: its rounds and the frozen rest).
+  void learn(kj::StringPtr to, double bytes, double seconds);
+  // Bytes per second to `to`: the bytes of its kept sends over their time (a big send
+  // counts more than a small one, whose time is mostly latency); 0: none measured.
+  double rate(kj::StringPtr to) const;
+  // How many sends to `to` that rate is from.
+  size_t samples(kj::StringPtr to) const;
+
+ private:
+  struct Sample {
+    double bytes;
+    double seconds;
+  };
+  kj::HashMap<kj::String, kj::Vector<Sample>> byHost_;
+};
+
+// *balance* coordination (docs/policies.md, "Coordination between hosts"): another
+// host's policy (balance, placement) that means to send a job here first asks this
+// host for a slot (Node.claimSlot). The slots promised count on top of this host's
+// measured runnable threads, which see a job only once it runs here and only
+// gradually (an average over the window, of threads at least a sample old): a slot
+// granted and not settled counts as one runnable thread, one whose job arrived e
+// seconds ago counts 1 - max(0, e - lag) / window, the part of the job the window's
+// average does not show yet (lag: two sample intervals, before the count sees the job
+// at all); one whose move did not happen, nothing. Refcounted: a granted slot is held by its capability
+// (shadow/balance.cc), which may outlive the daemon's other state at exit.
+class SlotClaims : public kj::Refcounted {
+ public:
+  uint64_t grant();
+  // Its job runs here since `now` (monotonic seconds).
+  void arrived(uint64_t id, double now);
+  // Its move did not happen, or the sender went away without saying.
+  void release(uint64_t id);
+  // The runnable threads the promised slots stand for at `now` (see above); forgets
+  // the arrivals the window's average shows whole.
+  double promised(double now, double windowSeconds, double lagSeconds);
+  // Slots granted whose move is not over.
+  size_t pending() const;
+
+ private:
+  struct Slot {
+    uint64_t id;
+    double arrivedAt;  // < 0: on its way
+  };
+  uint64_t next_ = 1;
+  kj::Vector<Slot> slots_;
+};
+
+struct ClaimInput {
+  double runnable;      // this host's measured runnable threads (its window average)
+  double cpus;          // its CPUs
+  double promised;      // SlotClaims::promised
+  double srcShare;      // the CPU share the job has where it runs now
+  double minShareGain;  // the sender's [balance] min_share_gain
+};
+
+struct ClaimDecision {
+  bool grant = false;
+  double share = 0;     // what the job would get here, the promised slots counted
+  kj::StringPtr why;    // a static string
+};
+
+// A slot is granted when the job, counted with the promised slots, still gets at least
+// minShareGain more CPU here than where it runs: the sender's own rule (shouldBalance,
+// placement), with what only this host knows.
+ClaimDecision decideClaim(const ClaimInput& in);
 
 }  // namespace mig::shadow

@@ -47,7 +47,7 @@ TEST_CASE("an unknown key is refused with its line and the known keys") {
         "p.toml:3:1: unknown key 'owner_returns.threshhold' (known in [owner_returns]: enabled, threshold, "
         "sustain_seconds, sample_seconds)");
   CHECK(errorOf("\n[balancing]\n") ==
-        "p.toml:2:2: unknown table 'balancing' (known: [owner_returns], [drain], [balance])");
+        "p.toml:2:2: unknown table 'balancing' (known: [owner_returns], [drain], [balance], [node_aliases])");
   CHECK(errorOf("enabled = true\n").find("p.toml:1:1: unknown table 'enabled'") == 0);
 }
 
@@ -270,4 +270,127 @@ TEST_CASE("balance: the [balance] table sets the rule's constants; off by defaul
   CHECK(errorOf("[balance]\nsample_seconds = 5\nwindow_seconds = 2\n") ==
         "p.toml: balance.sample_seconds (5) must not be longer than balance.window_seconds (2)");
   CHECK(errorOf("[balance]\nenable = true\n").find("unknown key 'balance.enable'") != std::string::npos);
+}
+
+namespace {
+
+kj::HashMap<kj::String, kj::String> nodesABC() {
+  kj::HashMap<kj::String, kj::String> nodes;
+  nodes.insert(kj::str("a"), kj::str("10.0.0.1:7070"));
+  nodes.insert(kj::str("b"), kj::str("10.0.0.2:7070"));
+  nodes.insert(kj::str("c"), kj::str("10.0.0.3:7070"));
+  return nodes;
+}
+
+}  // namespace
+
+TEST_CASE("node aliases: another system's names for the nodes, each checked against the nodes file") {
+  PolicyConfig c;
+  REQUIRE(parsePolicy("[node_aliases]\nn1 = \"a\"\n\"node-02.cluster\" = \"b\"\n", "p.toml", c) == nullptr);
+  auto nodes = nodesABC();
+  CHECK(checkAliases(c, nodes) == nullptr);
+  KJ_IF_MAYBE(t, aliasTarget(c, "node-02.cluster")) { CHECK(*t == "b"); } else { FAIL("no alias node-02.cluster"); }
+  KJ_IF_MAYBE(t, aliasTarget(c, "n1")) { CHECK(*t == "a"); } else { FAIL("no alias n1"); }
+  CHECK(aliasTarget(c, "a") == nullptr);  // a node's own name is not an alias
+  CHECK(aliasTarget(c, "n3") == nullptr);
+}
+
+TEST_CASE("node aliases: a name of no node, a node's own name, or a value that is not a name is refused with its line") {
+  PolicyConfig c;
+  REQUIRE(parsePolicy("[node_aliases]\nn1 = \"a\"\nn4 = \"d\"\n", "p.toml", c) == nullptr);
+  auto nodes = nodesABC();
+  KJ_IF_MAYBE(e, checkAliases(c, nodes)) {
+    CHECK(std::string(e->cStr()) == "p.toml:3:1: node_aliases.n4 = \"d\": no node 'd' in the nodes file (a, b, c)");
+  } else {
+    FAIL("an alias of no node was accepted");
+  }
+  PolicyConfig other;
+  REQUIRE(parsePolicy("[node_aliases]\nb = \"c\"\n", "p.toml", other) == nullptr);
+  KJ_IF_MAYBE(e, checkAliases(other, nodes)) {
+    CHECK(std::string(e->cStr()) == "p.toml:2:1: node_aliases.b = \"c\": 'b' is already the name of a node in the nodes file");
+  } else {
+    FAIL("an alias that is another node's name was accepted");
+  }
+  CHECK(errorOf("[node_aliases]\nn1 = 3\n") ==
+        "p.toml:2:6: 'node_aliases.n1' must be a node's name from the nodes file, in quotes");
+  CHECK(errorOf("[node_aliases]\nn1 = \"\"\n").find("p.toml:2:6: 'node_aliases.n1' must be") == 0);
+  CHECK(errorOf("node_aliases = 1\n") == "p.toml:1:16: 'node_aliases' must be a table ([node_aliases])");
+}
+
+TEST_CASE("transfer rates: none until a send was measured, then bytes over time of the last sends") {
+  TransferRates r;
+  CHECK(r.rate("b:7070") == 0);
+  r.learn("b:7070", 100e6, 2);     // 50 MB/s
+  CHECK(r.rate("b:7070") == doctest::Approx(50e6));
+  r.learn("b:7070", 1e6, 0.1);     // a small job: mostly latency, weighs little
+  CHECK(r.rate("b:7070") == doctest::Approx(101e6 / 2.1));
+  CHECK(r.samples("b:7070") == 2);
+  CHECK(r.rate("c:7070") == 0);    // per destination
+  r.learn("c:7070", 0, 1);         // nothing sent, or no time: not a measurement
+  r.learn("c:7070", 1e6, 0);
+  CHECK(r.samples("c:7070") == 0);
+  for (size_t i = 0; i < TransferRates::kKept; ++i) r.learn("b:7070", 10e6, 1);  // the network changed
+  CHECK(r.samples("b:7070") == TransferRates::kKept);
+  CHECK(r.rate("b:7070") == doctest::Approx(10e6));
+}
+
+TEST_CASE("slot claims: an idle 1-CPU host promises one slot to a job from a busy host, not a second") {
+  auto claims = kj::refcounted<SlotClaims>();
+  ClaimInput in;
+  in.runnable = 0;
+  in.cpus = 1;
+  in.srcShare = 0.5;  // 2 runnable on 1 CPU where the jobs run now
+  in.minShareGain = 0.25;
+  in.promised = claims->promised(100, 2, 0);
+  auto first = decideClaim(in);
+  CHECK(first.grant);
+  CHECK(first.share == 1);
+  uint64_t id = claims->grant();
+  in.promised = claims->promised(100.5, 2, 0);
+  CHECK(in.promised == 1);
+  auto second = decideClaim(in);
+  CHECK_FALSE(second.grant);
+  CHECK(second.share == 0.5);
+  CHECK(second.why == "its CPUs are promised to jobs on their way or just arrived");
+  // From a host with 4 runnable on 1 CPU, one of 2 here is still worth it.
+  in.srcShare = 0.25;
+  CHECK(decideClaim(in).grant);
+  // The move failed: the slot is free again.
+  claims->release(id);
+  in.srcShare = 0.5;
+  in.promised = claims->promised(101, 2, 0);
+  CHECK(in.promised == 0);
+  CHECK(decideClaim(in).grant);
+}
+
+TEST_CASE("slot claims: an arrived job's slot fades as the window's average takes the job in") {
+  auto claims = kj::refcounted<SlotClaims>();
+  uint64_t a = claims->grant();
+  uint64_t b = claims->grant();
+  CHECK(claims->pending() == 2);
+  claims->arrived(a, 10);
+  CHECK(claims->pending() == 1);
+  CHECK(claims->promised(10, 2, 1) == doctest::Approx(2));
+  CHECK(claims->promised(11, 2, 1) == doctest::Approx(2));     // the count has not seen it yet (lag)
+  CHECK(claims->promised(12, 2, 1) == doctest::Approx(1.5));   // half a window after that: half of it
+  CHECK(claims->promised(13, 2, 1) == doctest::Approx(1));     // a whole window: only b, still on its way
+  claims->release(b);
+  CHECK(claims->promised(13, 2, 1) == 0);
+  CHECK(claims->pending() == 0);
+  // Measured and promised together stay one job: 1 - 0.25 promised + 0.25 measured.
+  uint64_t c = claims->grant();
+  claims->arrived(c, 20);
+  ClaimInput in{0.25, 1, claims->promised(20.5, 2, 0), 0.5, 0.25};
+  auto d = decideClaim(in);
+  CHECK(d.share == doctest::Approx(0.5));
+  CHECK_FALSE(d.grant);
+}
+
+TEST_CASE("slot claims: a host short of what the sender's rule asks refuses without promises too") {
+  ClaimInput in{1, 1, 0, 0.5, 0.25};  // busy itself: one more would get half a CPU, as where it runs
+  auto d = decideClaim(in);
+  CHECK_FALSE(d.grant);
+  CHECK(d.why == "it would not give the job enough more CPU");
+  in.cpus = 2;                         // a second CPU idle
+  CHECK(decideClaim(in).grant);
 }

@@ -7,8 +7,18 @@
 // before the job is given up resumes it here untouched; the destination kills its
 // prepared copy when the sender goes away or does not commit in time.
 // Prints one line "MIGRATED FREEZE_MS IMAGE_BYTES TRANSFER_MS RESTORE_MS MODE
-// BYTES_BEFORE_FREEZE BYTES_DURING_FREEZE ROUNDS" on success (MODE: pre-copy or
-// stop-and-copy), then, when pre-copy was not possible, a line saying why.
+// BYTES_BEFORE_FREEZE BYTES_DURING_FREEZE ROUNDS BYTES_AFTER_FREEZE SEND_MS" on success
+// (MODE: pre-copy, post-copy or stop-and-copy; SEND_MS: from the first byte captured to
+// the last sent, the transfer rate's time), then, when pre-copy was not possible, a line
+// saying why.
+//
+// Post-copy (--mode postcopy, resources/network_page_source.h): frozen, the job's state
+// and its small regions go; its big private anonymous regions stay here and the
+// destination's page server fetches them (PageSource) once the job runs there. The job
+// here stays frozen (and SIGSTOPped, so that nothing resumes it) while this process
+// copies those pages; then it becomes the deputy, and this process serves the copy
+// until the destination has every page. A destination lost before that ends the job
+// (exit status 6, one line): it must not run here again, and cannot go on there.
 //
 // A process with descendants moves whole from its home (issue 12, docs/design.md
 // "Moving a process tree"): shadowd gives every live descendant a job record of its
@@ -31,6 +41,9 @@
 #include "image/host_facts.h"
 #include "migctl/freeze_capture.h"
 #include "resources/lazy_pages.h"
+#include "resources/memory.h"
+#include "resources/network_page_source.h"
+#include "resources/shared_memory.h"
 #include "resources/page_source.h"
 #include "resources/precopy.h"
 #include "resources/proc_file.h"
@@ -45,9 +58,12 @@
 #include <kj/async-io.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <deque>
 #include <vector>
@@ -66,11 +82,15 @@ constexpr uint64_t kPrepareAllowanceMs = 120000;
 // migctl send's exit status when the job was given up here but the destination did
 // not confirm that it runs (shadow/daemon.cc tells the user; docs/design.md).
 constexpr int kCommittedUnconfirmed = 5;
+// migctl send's exit status when a post-copy hop lost its destination after the commit,
+// before it had every page: the job was ended (shadow/daemon.cc tells the user).
+constexpr int kPostcopyLost = 6;
 
 constexpr const char* kUsage =
     "usage: MIG_JOB_TOKEN=HEX migctl send PID --to HOST:PORT --key FILE --job-id ID --home HOST:PORT\n"
     "                   --vpid N [--command TEXT] [--network local|rebind] [--deputy PATH --shadowd-socket PATH]\n"
-    "                   [--stall-timeout-ms N] [--mode precopy|stop-and-copy] [--only] [--insecure-plaintext-links]\n"
+    "                   [--stall-timeout-ms N] [--mode precopy|postcopy|stop-and-copy] [--only]\n"
+    "                   [--insecure-plaintext-links]\n"
     "\n"
     "One hop of a migration, as shadowd runs it; use `migctl migrate` instead.\n";
 
@@ -442,6 +462,131 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   return 0;
 }
 
+// Post-copy (resources/network_page_source.h): the frozen job's pages that the image
+// left out, served to the destination's page server until it has them all (finished).
+// Right after the commit they are read from the frozen job; meanwhile they are copied
+// here (copyAll), so that the job can become its deputy (its calls home wait for that)
+// without waiting for the destination.
+class PageSourceImpl final : public rpc::PageSource::Server {
+ public:
+  PageSourceImpl(pid_t pid, kj::Own<kj::PromiseFulfiller<void>> finished)
+      : pid_(pid), memory_(pid, /*forMigration=*/true), finished_(kj::mv(finished)) {}
+  ~PageSourceImpl() noexcept(false) {
+    if (store_ != MAP_FAILED) munmap(store_, storeBytes_);
+  }
+
+  // The runs the destination will ask for (the image's postcopyPages), in address order.
+  void setRuns(kj::ArrayPtr<const resources::PageSpan> runs) {
+    uint64_t off = 0;
+    for (auto& r : runs) {
+      runs_.add(Run{r.addr, r.pages * 4096, off});
+      off += r.pages * 4096;
+    }
+    storeBytes_ = off;
+  }
+
+  // Copies every run out of the frozen job, a piece at a time, serving requests between
+  // the pieces. Throws if the copy cannot be made (the job then stays frozen here).
+  void copyAll(kj::WaitScope& ws) {
+    store_ = mmap(nullptr, storeBytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (store_ == MAP_FAILED) fail(kj::str("cannot keep a copy of the job's pages: ", strerror(errno)));
+    constexpr uint64_t kPiece = 8u << 20;
+    for (copiedRuns_ = 0; copiedRuns_ < runs_.size(); ++copiedRuns_) {
+      const Run& r = runs_[copiedRuns_];
+      for (copiedBytes_ = 0; copiedBytes_ < r.len;) {
+        uint64_t n = std::min(kPiece, r.len - copiedBytes_);
+        iovec local{static_cast<char*>(store_) + r.offset + copiedBytes_, n};
+        iovec remote{reinterpret_cast<void*>(r.addr + copiedBytes_), n};
+        ssize_t got = process_vm_readv(pid_, &local, 1, &remote, 1, 0);
+        if (got <= 0) {
+          // Unreadable through process_vm_readv (e.g. a page the kernel refuses): /proc.
+          memory_.read(r.addr + copiedBytes_, local.iov_base, n);
+          got = static_cast<ssize_t>(n);
+        }
+        copiedBytes_ += static_cast<uint64_t>(got);
+        ws.poll();  // the destination's requests meanwhile
+      }
+    }
+  }
+
+  uint64_t sent() const { return sent_; }
+  std::chrono::steady_clock::time_point lastRequest() const { return lastRequest_; }
+  void touch() { lastRequest_ = std::chrono::steady_clock::now(); }
+
+  kj::Promise<void> read(ReadContext context) override {
+    auto p = context.getParams();
+    lastRequest_ = std::chrono::steady_clock::now();
+    KJ_REQUIRE(p.getLen() > 0 && p.getLen() <= resources::kMaxPageRequest, "bad page request", p.getLen());
+    auto bytes = context.getResults().initBytes(static_cast<unsigned>(p.getLen()));
+    uint64_t addr = p.getAddr(), done = 0;
+    while (done < bytes.size()) {
+      const uint64_t at = addr + done;
+      size_t i = 0;
+      while (i < runs_.size() && !(runs_[i].addr <= at && at < runs_[i].addr + runs_[i].len)) ++i;
+      KJ_REQUIRE(i < runs_.size(), "a page request outside the post-copy pages", kj::hex(at));
+      const Run& r = runs_[i];
+      uint64_t n = std::min<uint64_t>(bytes.size() - done, r.addr + r.len - at);
+      const uint64_t off = at - r.addr;
+      if (store_ != MAP_FAILED && (i < copiedRuns_ || (i == copiedRuns_ && off + n <= copiedBytes_))) {
+        memcpy(bytes.begin() + done, static_cast<char*>(store_) + r.offset + off, n);
+      } else {
+        memory_.read(at, bytes.begin() + done, n);  // still frozen: not copied yet
+      }
+      done += n;
+    }
+    sent_ += bytes.size();
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> finished(FinishedContext) override {
+    finished_->fulfill();
+    return kj::READY_NOW;
+  }
+
+ private:
+  struct Run {
+    uint64_t addr, len, offset;  // offset in store_
+  };
+  pid_t pid_;
+  resources::ProcPageSource memory_;
+  kj::Own<kj::PromiseFulfiller<void>> finished_;
+  kj::Vector<Run> runs_;
+  void* store_ = MAP_FAILED;
+  uint64_t storeBytes_ = 0;
+  size_t copiedRuns_ = 0;     // runs_[0, copiedRuns_) are in store_ whole,
+  uint64_t copiedBytes_ = 0;  // and this much of runs_[copiedRuns_]
+  uint64_t sent_ = 0;
+  std::chrono::steady_clock::time_point lastRequest_ = std::chrono::steady_clock::now();
+};
+
+// The frozen job's image for a post-copy hop: everything but the pages of its big
+// private anonymous regions, which postcopyPages lists. Returns those pages' bytes.
+uint64_t capturePostcopy(migctl::ControlClient& ctl, image::ByteSink& out, resources::CaptureStats& stats,
+                         PageSourceImpl& source) {
+  control::Reply reply = ctl.freeze(kFreezeTimeoutSeconds);
+  const pid_t pid = ctl.realPid();
+  resources::ProcPageSource proc(pid, /*forMigration=*/true);
+  if (reply.blockSize != sizeof(control::Block)) {
+    fail(kj::str("process ", ctl.pid(), " runs an incompatible libmig (block size ", reply.blockSize, ")"));
+  }
+  auto block = kj::heap<control::Block>();
+  proc.read(reply.blockAddr, block.get(), sizeof(control::Block));
+  capnp::MallocMessageBuilder header;
+  resources::fillJobHeader(header.initRoot<image::schema::Header>(), pid, block->vpid);
+  image::ImageWriter w(out, header);
+  resources::CaptureOptions options;
+  options.forMigration = true;
+  resources::WithoutSharedViews own(proc, nullptr, pid, nullptr);  // as a plain capture does
+  resources::PostcopySource memory(own, pid);
+  resources::captureProcessState(pid, *block, w, stats, options);
+  resources::writeMemory(memory, w, stats, nullptr);
+  resources::writePostcopyPages(w, memory.remote());
+  source.setRuns(memory.remote());
+  w.finish();
+  stats.imageBytes = w.bytesWritten();
+  return memory.remoteBytes();
+}
+
 }  // namespace
 
 int sendCommand(int argc, char** argv) {
@@ -471,8 +616,8 @@ int sendCommand(int argc, char** argv) {
     else if (is("--stall-timeout-ms")) stallMs = strtoull(argv[++i], nullptr, 10);
     else if (is("--mode")) {
       mode = argv[++i];
-      if (strcmp(mode, "precopy") != 0 && strcmp(mode, "stop-and-copy") != 0) {
-        fail(kj::str("--mode takes precopy or stop-and-copy, not ", mode));
+      if (strcmp(mode, "precopy") != 0 && strcmp(mode, "stop-and-copy") != 0 && strcmp(mode, "postcopy") != 0) {
+        fail(kj::str("--mode takes precopy, postcopy or stop-and-copy, not ", mode));
       }
     }
     else if (is("--network")) {
@@ -514,10 +659,10 @@ int sendCommand(int argc, char** argv) {
     const char* tree = getenv(kTreeMembersEnv);
     auto members = parseMembers(tree != nullptr ? tree : "");
     if (members.size() > 0) {
-      if (mode != nullptr && strcmp(mode, "precopy") == 0) {
-        fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, " with its children by pre-copy: a process tree moves "
-                     "stop-and-copy only (pre-copy is not built for trees yet); nothing was frozen, the job runs on ",
-                     deputy != nullptr ? "at home" : "where it was", "; leave out --precopy"));
+      if (mode != nullptr && strcmp(mode, "stop-and-copy") != 0) {
+        fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, " with its children by ", mode, ": a process tree moves "
+                     "stop-and-copy only (", mode, " is not built for trees yet); nothing was frozen, the job runs on ",
+                     deputy != nullptr ? "at home" : "where it was", "; leave out --", mode));
       }
       HopArgs a{to, home, deputy, shadowdSocket, network, stallMs, linkMode};
       return sendTree(io, *ctl, vpid > 0 ? vpid : pid, jobId, token, command, a, key, kj::mv(members));
@@ -570,11 +715,36 @@ int sendCommand(int argc, char** argv) {
     ctl = kj::heap<migctl::ControlClient>(static_cast<pid_t>(pid));
   }
 
+  // Post-copy: the destination takes the page source now (and may refuse, the job
+  // untouched); it asks for pages only once the job runs there.
+  const bool postcopy = mode != nullptr && strcmp(mode, "postcopy") == 0;
+  auto finished = kj::newPromiseAndFulfiller<void>();
+  uint64_t remoteBytes = 0;
+  PageSourceImpl* pages = nullptr;          // kept alive by pageSource, whatever the destination does
+  kj::Maybe<rpc::PageSource::Client> pageSource;
+  if (postcopy) {
+    auto req = out.sink().postcopyRequest();
+    auto server = kj::heap<PageSourceImpl>(ctl->realPid(), kj::mv(finished.fulfiller));
+    pages = server.get();
+    rpc::PageSource::Client client = kj::mv(server);
+    req.setSource(client);
+    pageSource = kj::mv(client);
+    waitOrStall(req.send(), timer, stallMs,
+                kj::str("hop aborted: the destination ", to, " stopped answering; the job runs on ",
+                        deputy != nullptr ? "at home" : "where it was"),
+                ws);
+  }
+
   resources::CaptureStats stats;
+  // From the first byte captured: the rate shadowd learns for balance's cost of a move.
+  auto sendStartedAt = std::chrono::steady_clock::now();
   uint64_t bytesBefore = 0;
   uint32_t rounds = 0;
   std::chrono::steady_clock::time_point frozenAt;
-  if (uffd >= 0) {
+  if (postcopy) {
+    frozenAt = std::chrono::steady_clock::now();
+    remoteBytes = capturePostcopy(*ctl, out, stats, *pages);
+  } else if (uffd >= 0) {
     pid_t realPid = ctl->realPid();
     capnp::MallocMessageBuilder header;
     resources::fillJobHeader(header.initRoot<image::schema::Header>(), realPid, static_cast<int32_t>(vpid > 0 ? vpid : pid));
@@ -593,6 +763,7 @@ int sendCommand(int argc, char** argv) {
   }
   out.flush(/*drain=*/true);
   double transferMs = msSince(frozenAt);
+  double sendMs = msSince(sendStartedAt);
   hopFaultPoint("send-frozen", [](kj::String why) { fail(kj::mv(why)); });
   // A child forked between the look above and the freeze (a job that forks all the
   // while) would be left behind, losing its parent: the hop is aborted before its
@@ -613,7 +784,13 @@ int sendCommand(int argc, char** argv) {
   hopFaultPoint("send-prepared", [](kj::String why) { fail(kj::mv(why)); });
 
   // The commit point: the job is given up here. From now on it may run only there.
-  if (deputy != nullptr) {
+  // Post-copy with pages still to send: the job stays here, frozen, as their copy, and
+  // stopped (SIGSTOP), so that its shim cannot resume it if this process dies: it
+  // becomes the deputy (or exits) once the destination has every page.
+  const bool keepFrozen = postcopy && remoteBytes > 0;
+  if (keepFrozen) {
+    if (kill(ctl->realPid(), SIGSTOP) != 0) fail(kj::str("cannot stop the frozen job: ", strerror(errno)));
+  } else if (deputy != nullptr) {
     // The token goes into the deputy's environment (see shim/checkpoint.cc, execDeputy).
     auto idText = kj::str(jobId), tokenEnv = kj::str(kTokenEnv, "=", hex(token)),
          dropText = kj::str(kj::hex(stats.pendingSignals));
@@ -636,13 +813,80 @@ int sendCommand(int argc, char** argv) {
     restoreMs += r.getRestoreMs();
   });
   KJ_IF_MAYBE(e, committed) {
-    fprintf(stderr, "no answer to the commit (%s)\n", e->getDescription().cStr());
+    if (keepFrozen) {
+      // No destination confirmed and none may fetch the pages: the job ends here, as
+      // the deputy would end it, and never runs twice.
+      kill(ctl->realPid(), SIGKILL);
+      fprintf(stderr, "no answer to the commit (%s); the job kept here for its pages was ended (SIGKILL)\n",
+              e->getDescription().cStr());
+    } else {
+      fprintf(stderr, "no answer to the commit (%s)\n", e->getDescription().cStr());
+    }
     return kCommittedUnconfirmed;
   }
   double freezeMs = msSince(frozenAt);
-  printf("MIGRATED %.3f %llu %.3f %.3f %s %llu %llu %u\n", freezeMs, static_cast<unsigned long long>(out.total()),
-         transferMs, restoreMs, uffd >= 0 ? "pre-copy" : "stop-and-copy", static_cast<unsigned long long>(bytesBefore),
-         static_cast<unsigned long long>(out.total() - bytesBefore), rounds);
+  uint64_t bytesAfter = 0;
+  if (keepFrozen) {
+    pages->touch();  // the stall timeout counts from the job's start there
+    // The job runs there; its page server fetches what it touches and the rest. Its
+    // calls home wait for the deputy: the pages are copied here first, then the job
+    // here becomes the deputy (or ends) as in any hop. The command is read once it
+    // goes on (SIGCONT).
+    auto copied = kj::runCatchingExceptions([&]() { pages->copyAll(ws); });
+    KJ_IF_MAYBE(e, copied) {
+      // Without a copy the frozen job stays the pages' source: its deputy comes only
+      // once the destination has them all.
+      fprintf(stderr, "post-copy: %s; the job stays frozen here until %s has its pages\n",
+              e->getDescription().cStr(), to);
+    }
+    auto letGo = [&]() {
+      if (deputy != nullptr) {
+        auto idText = kj::str(jobId), tokenEnv = kj::str(kTokenEnv, "=", hex(token)),
+             dropText = kj::str(kj::hex(stats.pendingSignals));
+        kj::StringPtr args[] = {deputy, "--job-id", idText, tokenEnv, "--socket", shadowdSocket,
+                                "--drop-signals", dropText};
+        ctl->becomeDeputy(args);
+      } else {
+        ctl->exitProcess();
+      }
+      kill(ctl->realPid(), SIGCONT);
+    };
+    bool gone = false;  // the job here is the deputy (or ended) by now
+    if (copied == nullptr) {
+      letGo();
+      gone = true;
+    }
+    // A destination that asks for nothing for the stall timeout (a partition, a crash)
+    // gets no more: the job cannot go on there without its pages and must not run here
+    // again, so it is ended (by its page server there, and here: its deputy ends it as
+    // killed, shadow/local_service.cc), and its parent sees it killed.
+    kj::Function<kj::Promise<void>()> watchdog = [&]() -> kj::Promise<void> {
+      return timer.afterDelay(1 * kj::SECONDS).then([&]() -> kj::Promise<void> {
+        if (msSince(pages->lastRequest()) >= static_cast<double>(stallMs)) {
+          fail(kj::str("no page request for ", stallMs / 1000.0, " s"));
+        }
+        return watchdog();
+      });
+    };
+    auto lost = kj::runCatchingExceptions([&]() { finished.promise.exclusiveJoin(watchdog()).wait(ws); });
+    bytesAfter = pages->sent();
+    ws.poll();  // the answer to finished goes out before this process ends
+    KJ_IF_MAYBE(e, lost) {
+      if (!gone) kill(ctl->realPid(), SIGKILL);
+      fprintf(stderr,
+              "post-copy: lost the destination %s with %.1f MiB of the job's memory not sent (%s): it cannot go on "
+              "there and must not run here twice, so it was ended (as if by SIGKILL)\n",
+              to, static_cast<double>(remoteBytes > bytesAfter ? remoteBytes - bytesAfter : 0) / (1 << 20),
+              e->getDescription().cStr());
+      return kPostcopyLost;
+    }
+    if (!gone) letGo();
+  }
+  printf("MIGRATED %.3f %llu %.3f %.3f %s %llu %llu %u %llu %.3f\n", freezeMs,
+         static_cast<unsigned long long>(out.total() + bytesAfter), transferMs, restoreMs,
+         postcopy ? "post-copy" : uffd >= 0 ? "pre-copy" : "stop-and-copy", static_cast<unsigned long long>(bytesBefore),
+         static_cast<unsigned long long>(out.total() - bytesBefore), rounds, static_cast<unsigned long long>(bytesAfter),
+         sendMs);
   if (uffd < 0 && mode == nullptr) printf("%s\n", whyNot.cStr());
   return 0;
 }

@@ -4,6 +4,7 @@
 // handlers never run on it.
 #include "shim/checkpoint.h"
 #include "shim/control_protocol.h"
+#include "shim/fd_passing.h"
 #include "shim/forward/exec_handoff.h"
 #include "shim/log.h"
 #include "shim/own_fds.h"
@@ -73,21 +74,7 @@ void sendWriteTracking(int conn, bool copyOnWrite) {
   int fd = copyOnWrite ? control::makeCopyOnWriteUffd() : control::makeWriteTrackingUffd();
   control::Reply reply{control::kMagic, fd >= 0 ? control::kOk : control::kNoTracking, 0, 0,
                        static_cast<uint32_t>(fd >= 0 ? 0 : -fd)};
-  struct iovec iov = {&reply, sizeof(reply)};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  struct msghdr msg {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (fd >= 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  }
-  (void)!sendmsg(conn, &msg, MSG_NOSIGNAL);
+  (void)!control::sendFd(conn, fd, &reply, sizeof(reply), MSG_NOSIGNAL);
   if (fd >= 0) close(fd);
 }
 

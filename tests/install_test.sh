@@ -9,11 +9,9 @@
 # Args: MESON BUILD_DIR SELF_CHECKPOINT_SOURCE
 set -u
 meson=$1 build=$2 src=$3
-dir=$(mktemp -d /tmp/mig-install-XXXXXX)
-trap 'rm -rf "$dir"' EXIT
-fails=0
-ok() { echo "ok - $*"; }
-bad() { echo "FAIL - $1"; shift; for f in "$@"; do echo "  --- $f:"; sed 's/^/    /' "$f" 2>/dev/null | tail -20; done; fails=$((fails + 1)); }
+source "$(dirname "$0")/lib/check.sh"
+check_setup install
+bad_lines=20
 
 if ! "$meson" install -C "$build" --destdir "$dir/root" --no-rebuild --quiet > "$dir/install.log" 2>&1; then
   bad "meson install" "$dir/install.log"

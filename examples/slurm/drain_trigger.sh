@@ -11,7 +11,8 @@
 #   strigger --set --reconfig --flags=PERM --program=/path/to/drain_trigger.sh
 # (Not `--node --drained`: Slurm fires it only once a drained node has no job left, too
 # late to move the jobs. Node names given as arguments, as `--drained` or a person
-# would, are taken as they are.)
+# would, are taken as they are.) The names are Slurm's: where they are not those of
+# mig's nodes file, the local shadowd's policy file maps them ([node_aliases]).
 # A node drained in mig stays so (it takes no mig jobs) until `migctl undrain NODE`.
 # The environment: MIGCTL (default: migctl on PATH), MIG_SHADOWD_SOCKET (the local
 # shadowd's socket), MIG_DRAIN_LOG (where each drain's report goes; default: stderr,

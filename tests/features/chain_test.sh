@@ -8,13 +8,11 @@
 #   usage: chain_test.sh MIGCTL LIBMIG FEATURE_MEMORY
 set -u
 migctl=$1 libmig=$2 prog=$3
-work=$(mktemp -d "${TMPDIR:-/tmp}/mig-chain.XXXXXX")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done; rm -rf "$work"; }
-trap cleanup EXIT
+source "$(dirname "$0")/../lib/check.sh"
+check_setup chain
+work=$dir
 failed=0
 fail() { echo "FAIL: $*"; failed=1; }
-ok() { echo "ok - $*"; }
 
 "$prog" 64M 60 > "$work/ref.out" || { echo "FAIL: the reference run failed"; exit 1; }
 ref_len=$(wc -c < "$work/ref.out")
@@ -23,8 +21,7 @@ mkfifo "$work/job.fifo"
 cat "$work/job.fifo" > "$work/job.out" & pids+=($!)
 LD_PRELOAD=$libmig "$prog" 64M 60 > "$work/job.fifo" 2> "$work/job.err" &
 job=$!; pids+=($job)
-for _ in $(seq 1 3000); do grep -qx "STEP 2" "$work/job.out" && break; sleep 0.01; done
-grep -qx "STEP 2" "$work/job.out" || { echo "FAIL: the job did not print STEP 2"; cat "$work/job.err"; exit 1; }
+wait_for "STEP 2" grep -qx "STEP 2" "$work/job.out" || { echo "FAIL: the job did not print STEP 2"; cat "$work/job.err"; exit 1; }
 if ! timeout 120 "$migctl" checkpoint "$job" -o "$work/chain" --every 0.3 --count 5 > "$work/ckpt.log" 2>&1; then
   fail "migctl checkpoint --every: $(cat "$work/ckpt.log")"
 fi

@@ -10,21 +10,14 @@
 set -u
 migctl=$1 libmig=$2 prog=$3
 if [ "$(id -u)" != 0 ]; then echo "SKIP: a tree's restart needs root"; exit 77; fi
-dir=$(mktemp -d /tmp/mig-ipc-XXXXXX)
-pids=()
+source "$(dirname "$0")/../lib/check.sh"
+check_setup ipc
+bad_lines=40
 cleanup_ipc() {
   [ -n "${key:-}" ] && { ipcrm -S "$key" 2>/dev/null; ipcrm -M "$key" 2>/dev/null; }
   for q in ${queues:-}; do ipcrm -q "$q" 2>/dev/null; done
 }
-trap 'kill -9 "${pids[@]}" 2>/dev/null; cleanup_ipc; rm -rf "$dir"' EXIT
-fails=0
-ok() { echo "ok - $1"; }
-bad() { echo "FAIL - $1"; shift; for f in "$@"; do echo "  --- $f"; sed 's/^/    /' "$f" 2>/dev/null | tail -n 40; done; fails=$((fails + 1)); }
-wait_for() {  # wait_for WHAT CMD...: polls CMD (a state, not a time) every 20 ms for at most 60 s
-  local what=$1; shift
-  for _ in $(seq 1 3000); do "$@" && return 0; sleep 0.02; done
-  echo "timed out waiting for $what"; return 1
-}
+check_at_exit() { cleanup_ipc; }
 
 "$prog" > "$dir/ref.out" 2>&1 || bad "the undisturbed run failed" "$dir/ref.out"
 # Its output goes through a pipe read by a cat of this script's (not the job's child),

@@ -10,12 +10,8 @@
 # Args: MIGCTL LIBMIG LAZY_SYSCALLS
 set -u
 migctl=$1 libmig=$2 prog=$3
-dir=$(mktemp -d /tmp/mig-lazy-XXXXXX)
-pids=()
-trap 'kill -9 "${pids[@]}" 2>/dev/null; rm -rf "$dir"' EXIT
-fails=0
-ok() { echo "ok - $1"; }
-bad() { echo "FAIL - $1"; shift; for f in "$@"; do echo "  --- $f"; sed 's/^/    /' "$f" 2>/dev/null; done; fails=$((fails + 1)); }
+source "$(dirname "$0")/../lib/check.sh"
+check_setup lazy
 
 # The job prints STEP 1..3 200 ms apart, then checks: checkpointed at STEP 1. Its
 # output goes through pipes (as to a terminal, a restart connects it to its own); the

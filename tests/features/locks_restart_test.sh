@@ -21,18 +21,9 @@ if (( EUID != 0 )); then
 fi
 py=/usr/bin/python3
 [[ -x $py ]] || { echo "SKIP: needs $py"; exit 77; }
-dir=$(mktemp -d /tmp/mig-locks-XXXXXX)
-pids=()
-trap 'kill -9 "${pids[@]}" 2>/dev/null; rm -rf "$dir"' EXIT
-fails=0
-ok() { echo "ok - $1"; }
-bad() { echo "FAIL - $1"; shift; for f in "$@"; do echo "  --- $f"; sed 's/^/    /' "$f" 2>/dev/null | tail -n 40; done; fails=$((fails + 1)); }
-# wait_for WHAT CMD...: polls CMD (a state, not a time) every 20 ms for at most 60 s.
-wait_for() {
-  local what=$1; shift
-  for _ in $(seq 1 3000); do "$@" && return 0; sleep 0.02; done
-  echo "timed out waiting for $what"; return 1
-}
+source "$(dirname "$0")/../lib/check.sh"
+check_setup locks
+bad_lines=40
 
 mkdir -p "$dir/ref" "$dir/job"
 "$prog" "$dir/ref" 8 > "$dir/ref.out" 2>&1 || bad "the undisturbed run failed" "$dir/ref.out"

@@ -8,19 +8,9 @@
 # Args: MIGCTL LIBMIG GEN_DATA STATIC_MEMBER
 set -u
 migctl=$1 libmig=$2 gen=$3 static=$4
-dir=$(mktemp -d /tmp/mig-tree-XXXXXX)
-pids=()
-trap 'kill -9 "${pids[@]}" 2>/dev/null; rm -rf "$dir"' EXIT
-fails=0
-ok() { echo "ok - $1"; }
-bad() { echo "FAIL - $1"; shift; for f in "$@"; do echo "  --- $f"; sed 's/^/    /' "$f" 2>/dev/null | tail -n 40; done; fails=$((fails + 1)); }
-
-# wait_for WHAT CMD...: polls CMD (a state, not a time) every 20 ms for at most 60 s.
-wait_for() {
-  local what=$1; shift
-  for _ in $(seq 1 3000); do "$@" && return 0; sleep 0.02; done
-  echo "timed out waiting for $what"; return 1
-}
+source "$(dirname "$0")/../lib/check.sh"
+check_setup tree
+bad_lines=40
 rchar() { awk '/^rchar/ {print $2}' "/proc/$1/io" 2>/dev/null || echo 0; }
 child_named() {  # child_named ROOT NAME: PID of ROOT's child whose comm is NAME
   local p

@@ -126,9 +126,10 @@ cleanup() {
   if (( KEEP )); then echo "# kept $T"; else rm -rf "$T"; fi
 }
 SHADOWD_ARGS=()               # more shadowd options, set by a scenario before cluster_up
+declare -A SHADOWD_ENV        # NAME=VALUE words for one host's shadowd (e.g. SHADOWD_ENV[b]=MIG_LAZY_NO_FILL=1)
 CLUSTER_POLICY=""             # a policy file's text: every shadowd of cluster_up gets it (--policy)
 start_shadowd() {  # start_shadowd HOST KEYFILE
-  SD[$1]=$(mh spawn "$C" "$1" "$T/shadowd-$1.log" -- env MIG_DEPUTY="$DEPUTY" MIG_MIGCTL="$MIGCTL" \
+  SD[$1]=$(mh spawn "$C" "$1" "$T/shadowd-$1.log" -- env MIG_DEPUTY="$DEPUTY" MIG_MIGCTL="$MIGCTL" ${SHADOWD_ENV[$1]-} \
     "$SHADOWD" --listen "${ADDR[$1]}:$PORT" --cluster-key "$2" --nodes "$T/nodes" ${SHADOWD_ARGS[@]+"${SHADOWD_ARGS[@]}"})
 }
 shadowd_ready() { [[ -S $(hp "$1" "$SD_SOCK") ]] && grep -q "listening on" "$T/shadowd-$1.log"; }

@@ -1,0 +1,143 @@
+// See network_page_source.h.
+#include "resources/network_page_source.h"
+
+#include "image/format.h"
+#include "image/image_error.h"
+#include "image/restore_plan.h"
+
+#include "resources/dirty_pages.h"
+
+#include <cstring>
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace mig::resources {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+
+bool remoteKind(const MappedRegion& r) {
+  using Kind = image::schema::MemoryRegion::Kind;
+  // Private anonymous memory only (heap, mmaps, thread stacks); not the main stack
+  // (it grows down: userfaultfd cannot follow it), not what the restorer maps from
+  // files or shares.
+  return (r.kind == Kind::ANONYMOUS || r.kind == Kind::HEAP) && !(r.flags & MAP_SHARED) && r.prot != PROT_NONE &&
+         !r.saveWhole && r.path.size() == 0;
+}
+
+// The present or swapped-out pages of [start, end) (what ProcPageSource saves of
+// private anonymous memory) by PAGEMAP_SCAN; false where the kernel has none (< 6.7).
+bool scanPresent(int pagemap, uint64_t start, uint64_t end, kj::Vector<PageSpan>& out) {
+  constexpr uint64_t kIsPresent = 1u << 3, kIsSwapped = 1u << 4;  // PAGE_IS_PRESENT, PAGE_IS_SWAPPED
+  constexpr size_t kVec = 512;
+  pagemap_scan::PageRegion vec[kVec];
+  pagemap_scan::Arg a{};
+  a.size = sizeof(a);
+  a.start = start;
+  a.end = end;
+  a.vec = reinterpret_cast<uint64_t>(vec);
+  a.vecLen = kVec;
+  a.categoryAnyofMask = kIsPresent | kIsSwapped;
+  a.returnMask = kIsPresent | kIsSwapped;
+  while (a.start < end) {
+    long n = ioctl(pagemap, pagemap_scan::kIoctl, &a);
+    if (n < 0) {
+      out.clear();
+      return false;
+    }
+    for (long i = 0; i < n; ++i) {
+      uint64_t s = vec[i].start, e = vec[i].end;
+      if (!out.empty() && out.back().addr + out.back().pages * kPage == s) {
+        out.back().pages += (e - s) / kPage;
+      } else {
+        out.add(PageSpan{s, (e - s) / kPage});
+      }
+    }
+    if (a.walkEnd <= a.start) break;
+    a.start = a.walkEnd;
+  }
+  return true;
+}
+
+}  // namespace
+
+PostcopySource::PostcopySource(PageSource& inner, pid_t pid) : inner_(inner) {
+  if (pid > 0) pagemap_ = ::open(kj::str("/proc/", pid, "/pagemap").cStr(), O_RDONLY | O_CLOEXEC);
+}
+
+PostcopySource::~PostcopySource() noexcept(false) {
+  if (pagemap_ >= 0) ::close(pagemap_);
+}
+
+void PostcopySource::pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& out) {
+  kj::Vector<PageSpan> spans;
+  if (!remoteKind(r) || pagemap_ < 0 || !scanPresent(pagemap_, r.start, r.end, spans)) inner_.pagesToSave(r, spans);
+  uint64_t bytes = 0;
+  for (const PageSpan& s : spans) bytes += s.pages * kPage;
+  if (!remoteKind(r) || bytes < kPostcopyMinBytes) {
+    out.addAll(spans);
+    return;
+  }
+  remote_.addAll(spans);
+  remoteBytes_ += bytes;
+}
+
+void writePostcopyPages(image::ImageWriter& w, kj::ArrayPtr<const PageSpan> runs) {
+  if (runs.size() == 0) return;
+  capnp::MallocMessageBuilder msg;
+  auto list = msg.initRoot<image::schema::Pages>().initRuns(static_cast<unsigned>(runs.size()));
+  for (size_t i = 0; i < runs.size(); ++i) {
+    list[i].setAddr(runs[i].addr);
+    list[i].setPages(static_cast<uint32_t>(runs[i].pages));
+  }
+  w.section(image::SectionType::postcopyPages, msg);
+}
+
+kj::Array<PageSpan> postcopyPages(image::FileReader& img) {
+  kj::Vector<PageSpan> runs;
+  for (size_t i = 0; i < img.sectionCount(); ++i) {
+    if (img.section(i).type != static_cast<uint16_t>(image::SectionType::postcopyPages)) continue;
+    for (auto run : img.meta<image::schema::Pages>(i).getRuns()) runs.add(PageSpan{run.getAddr(), run.getPages()});
+  }
+  return runs.releaseAsArray();
+}
+
+image::RestorePlan addRemotePages(const image::RestorePlan& plan, kj::ArrayPtr<const PageSpan> runs) {
+  const plan::Header& h = plan.header();
+  const plan::Region* regions = plan::regions(&h);
+  kj::Vector<plan::Pages> added;
+  for (const PageSpan& s : runs) {
+    uint64_t end = s.addr + s.pages * kPage;
+    uint32_t found = UINT32_MAX;
+    for (uint32_t i = 0; i < h.regionCount; ++i) {
+      if (regions[i].start <= s.addr && end <= regions[i].end) found = i;
+    }
+    if (found == UINT32_MAX || regions[found].source != plan::kSourceZero || (regions[found].mapFlags & MAP_SHARED)) {
+      image::fail(kj::str("post-copy pages ", kj::hex(s.addr), "-", kj::hex(end),
+                          " lie in no private anonymous region of the image"));
+    }
+    // imageOffset holds the pages' address at home: the page server asks by it, also
+    // for pages the job has moved (mremap) since.
+    added.add(plan::Pages{s.addr, s.pages * kPage, s.addr, found, plan::kPagesLazy});
+  }
+  // The old plan as it is, then the whole Pages array again (old entries and new) at
+  // its end: the plan's parts are found by offsets from its header.
+  const uint64_t oldSize = (h.totalSize + 7) & ~uint64_t{7};
+  const uint64_t oldPagesBytes = uint64_t{h.pagesCount} * sizeof(plan::Pages);
+  const uint64_t total = oldSize + oldPagesBytes + added.size() * sizeof(plan::Pages);
+  auto storage = kj::heapArray<uint64_t>((total + 7) / 8);
+  memset(storage.begin(), 0, storage.size() * 8);
+  auto* base = reinterpret_cast<char*>(storage.begin());
+  memcpy(base, &h, h.totalSize);
+  memcpy(base + oldSize, plan::pages(&h), oldPagesBytes);
+  memcpy(base + oldSize + oldPagesBytes, added.begin(), added.size() * sizeof(plan::Pages));
+  auto* nh = reinterpret_cast<plan::Header*>(base);
+  nh->pages = oldSize;
+  nh->pagesCount = h.pagesCount + static_cast<uint32_t>(added.size());
+  nh->totalSize = total;
+  return image::RestorePlan(kj::mv(storage));
+}
+
+}  // namespace mig::resources

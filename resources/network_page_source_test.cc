@@ -1,0 +1,68 @@
+// Post-copy's split of a frozen job's memory: which pages stay home (listed) and which
+// travel in the image, and the live job's own pages found by PAGEMAP_SCAN.
+#include "resources/network_page_source.h"
+
+#include "image/image_test_util.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace mig::resources {
+namespace {
+
+using K = image::schema::MemoryRegion::Kind;
+
+// Says every page of every region is to be saved.
+class AllPages final : public PageSource {
+ public:
+  kj::Array<MappedRegion> regions() override { return nullptr; }
+  void pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& out) override {
+    out.add(PageSpan{r.start, (r.end - r.start) / 4096});
+  }
+  void read(uint64_t, void*, size_t) override {}
+};
+
+MappedRegion region(uint64_t start, uint64_t bytes, K kind, uint32_t flags = MAP_PRIVATE, const char* path = "") {
+  return MappedRegion{start, start + bytes, PROT_READ | PROT_WRITE, flags, kind, kj::str(path), 0, 0, false};
+}
+
+TEST_CASE("post-copy leaves big private anonymous regions home and sends the rest") {
+  AllPages all;
+  PostcopySource pc(all);
+  kj::Vector<PageSpan> saved;
+  pc.pagesToSave(region(0x10000000, 4 << 20, K::ANONYMOUS), saved);                  // big: home
+  pc.pagesToSave(region(0x20000000, 2 << 20, K::HEAP), saved);                       // big heap: home
+  pc.pagesToSave(region(0x30000000, 64 << 10, K::ANONYMOUS), saved);                 // small: sent
+  pc.pagesToSave(region(0x40000000, 4 << 20, K::ANONYMOUS, MAP_SHARED), saved);      // shared: sent
+  pc.pagesToSave(region(0x50000000, 4 << 20, K::STACK), saved);                      // main stack: sent
+  pc.pagesToSave(region(0x60000000, 4 << 20, K::FILE, MAP_PRIVATE, "/bin/true"), saved);  // file: sent
+  REQUIRE(pc.remote().size() == 2);
+  CHECK(pc.remote()[0].addr == 0x10000000);
+  CHECK(pc.remote()[1].addr == 0x20000000);
+  CHECK(pc.remoteBytes() == (6u << 20));
+  REQUIRE(saved.size() == 4);
+  CHECK(saved[0].addr == 0x30000000);
+  CHECK(saved[3].addr == 0x60000000);
+}
+
+TEST_CASE("post-copy finds a live process's touched pages of a region with PAGEMAP_SCAN") {
+  constexpr size_t kBytes = 4 << 20;
+  auto* p = static_cast<char*>(mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  REQUIRE(p != MAP_FAILED);
+  madvise(p, kBytes, MADV_NOHUGEPAGE);  // page by page, whatever the THP setting
+  for (size_t i = 0; i < kBytes / 2; i += 4096) p[i] = 1;  // the first half touched
+  AllPages all;
+  PostcopySource pc(all, getpid());
+  kj::Vector<PageSpan> saved;
+  pc.pagesToSave(region(reinterpret_cast<uint64_t>(p), kBytes, K::ANONYMOUS), saved);
+  CHECK(saved.size() == 0);
+  REQUIRE(pc.remote().size() >= 1);
+  // PAGEMAP_SCAN (Linux >= 6.7) gives the touched half; an older kernel falls back to
+  // the inner source, which here says every page.
+  CHECK((pc.remoteBytes() == kBytes / 2 || pc.remoteBytes() == kBytes));
+  CHECK(pc.remote()[0].addr == reinterpret_cast<uint64_t>(p));
+  munmap(p, kBytes);
+}
+
+}  // namespace
+}  // namespace mig::resources

@@ -1,0 +1,169 @@
+#!/bin/bash
+# postcopy.sh: post-copy migration (migctl migrate --postcopy; shadow/send_command.cc,
+# resources/network_page_source.h) between simulated hosts, transfer timeout 3 s.
+#  1. the memory feature program (256 MiB, pages written and verified every step)
+#     moved a -> c mid-run, then back c -> a (the sender not at home): the result
+#     lines say post-copy and the bytes sent while frozen and after; it ends with the
+#     output and status of an undisturbed run.
+#     The counter (nothing big) moved a -> c post-copy: nothing after the freeze.
+#  2. lazy_syscalls (64 MiB) moved a -> b at STEP 1, b's page server fetching only on
+#     fault (MIG_LAZY_NO_FILL=1 in b's shadowd): its write() from, read() into and
+#     blocking recv() into pages still at home (its stderr says how many of them were
+#     missing: more than 0), a forked child, MADV_DONTNEED and mremap of missing pages:
+#     the output of an undisturbed run.
+#  3. the memory program moved a -> b (pages only on fault), and the link a-b cut once
+#     it printed a STEP on b: the job waits on its pages; within the transfer timeout
+#     b's page server kills it with one line (restore log), b's shadowd logs the
+#     failure, migctl migrate exits 4 with one line saying its memory could not follow,
+#     and the parent at home gets status 137 (killed). Every line it printed is the
+#     undisturbed run's (it verifies its pages each step: it never ran on wrong data).
+#
+# usage: postcopy.sh OPTIONS (tests/cluster/lib/cluster_lib.sh); meson runs it as test
+# 'migration-postcopy' (suites cluster and postcopy).
+source "$(dirname "$0")/lib/cluster_lib.sh"
+cluster_args "$@"
+cluster_require SHADOWD DEPUTY MIGCTL LIBMIG
+cluster_require_features counter memory lazy_syscalls
+TRANSFER_TIMEOUT=3
+SHADOWD_ARGS=(--transfer-timeout "$TRANSFER_TIMEOUT")
+SHADOWD_ENV[b]=MIG_LAZY_NO_FILL=1
+cluster_up a b c
+SWITCH=mig-$C PORT_B=mig-p${ADDR[b]##*.}
+link_b() { ip -n "$SWITCH" link set "$PORT_B" "$1"; }
+cut=0
+heal() { (( cut )) && link_b up && cut=0; }
+trap 'heal; cleanup' EXIT
+
+start_job mem-ref plain "${FEATURE[memory]}" 256M 80
+start_job small-ref plain "${FEATURE[counter]}" 30
+start_job sys-ref plain "${FEATURE[lazy_syscalls]}" 64
+start_job cut-ref plain "${FEATURE[memory]}" 256M 60
+
+# 1. exactness, background fill on (c)
+if start_job mem mig "${FEATURE[memory]}" 256M 80 && wait_step mem 3 60; then
+  migrate mem c 60 --postcopy
+  if (( MIG_RC == 0 )) && migrated_line | grep -q 'post-copy: [0-9.]* MiB sent while frozen, [0-9.]* MiB after it ran on'; then
+    ok "mem: a -> c post-copy: $(migrated_line)"
+  else
+    fail "mem: migctl migrate --postcopy exited $MIG_RC: $(cat "$MIG_OUT" "$MIG_ERR" | tr '\n' ' ')"
+    shadowd_logs a c
+    restore_log c
+  fi
+  # and back home, post-copy again: the sender on c (not home) gives its copy up by exiting
+  k=$(( $(last_step mem) + 2 ))
+  if wait_step mem "$k" 30; then
+    migrate mem a 60 --postcopy
+    if (( MIG_RC == 0 )) && migrated_line | grep -q 'post-copy: [0-9.]* MiB sent while frozen, [0-9.]* MiB after it ran on'; then
+      ok "mem: c -> a post-copy at STEP $k: $(migrated_line)"
+    else
+      fail "mem: migctl migrate --postcopy c -> a exited $MIG_RC: $(cat "$MIG_OUT" "$MIG_ERR" | tr '\n' ' ')"
+      shadowd_logs a c
+    fi
+  else
+    fail "mem: no STEP $k on c"
+  fi
+  wait_job mem-ref 120
+  compare mem mem-ref "$STATUS"
+else
+  fail "mem: the job did not get to STEP 3 on a"
+fi
+
+# 1b. a job with nothing big: all of it goes while frozen, nothing after
+if start_job small mig "${FEATURE[counter]}" 30 && wait_step small 3 30; then
+  migrate small c 60 --postcopy
+  if (( MIG_RC == 0 )) && migrated_line | grep -q 'post-copy: [0-9.]* MiB sent while frozen, 0.0 MiB after it ran on'; then
+    ok "small: a -> c post-copy: $(migrated_line)"
+  else
+    fail "small: migctl migrate --postcopy exited $MIG_RC: $(cat "$MIG_OUT" "$MIG_ERR" | tr '\n' ' ')"
+  fi
+  wait_job small-ref 60
+  compare small small-ref "$STATUS"
+else
+  fail "small: the counter did not get to STEP 3 on a"
+fi
+
+# 2. system calls into pages not fetched yet (b: pages only on fault)
+if start_job sys mig "${FEATURE[lazy_syscalls]}" 64 && wait_step sys 1 60; then
+  migrate sys b 90 --postcopy
+  if (( MIG_RC == 0 )) && migrated_line | grep -q 'post-copy'; then
+    ok "sys: a -> b post-copy at STEP 1: $(migrated_line)"
+  else
+    fail "sys: migctl migrate --postcopy exited $MIG_RC: $(cat "$MIG_OUT" "$MIG_ERR" | tr '\n' ' ')"
+    shadowd_logs a b
+    restore_log b
+  fi
+  wait_job sys-ref 60
+  compare sys sys-ref "$STATUS" nostderr
+  missing=$(sed -n 's/^lazy: \([0-9]\) of 4 target pages missing.*/\1/p' "$(jfile sys err)")
+  if [[ -n $missing ]] && (( missing > 0 )); then
+    ok "sys: $missing of the 4 pages its write(), read() and recv() used were still at home when it made them"
+  else
+    fail "sys: the pages its system calls used were not missing on b (stderr says '${missing:-nothing}'): the test did not test"
+    detail "$(jfile sys err)" "its stderr"
+  fi
+else
+  fail "sys: lazy_syscalls did not get to STEP 1 on a"
+fi
+
+# 3. the link cut while pages are still at home (b: pages only on fault)
+if start_job cut mig "${FEATURE[memory]}" 256M 60 && wait_step cut 3 60; then
+  new_migrate_logs
+  run_migrate cut b 120 --postcopy &
+  mpid=$!
+  bg_pids+=("$mpid")
+  # The moment: it runs on b (listed there) and has printed a STEP since.
+  if wait_until 60 eval '[[ $(host_of "$(where cut)") == b ]] || ! migrate_running'; then
+    k=$(( $(last_step cut) + 1 ))
+    if migrate_running && wait_step cut "$k" 30 && link_b down; then
+      cut=1
+      note "link a-b cut after STEP $k on b"
+    fi
+  fi
+  if (( ! cut )); then
+    fail "cut: could not cut the link while the job ran on b with pages at home (migctl migrate exited $MIG_RC first, or no STEP on b)"
+    detail "$MIG_OUT" "migctl stdout"
+    detail "$MIG_ERR" "migctl stderr"
+  else
+    wait_until 60 eval '! migrate_running'
+    wait "$mpid"
+    MIG_RC=$?
+    if (( MIG_RC == 4 )) && [[ $(wc -l <"$MIG_ERR") == 1 ]] && grep -q "post-copy, but its memory could not follow" "$MIG_ERR"; then
+      ok "cut: migctl migrate exited 4: $(cat "$MIG_ERR")"
+    else
+      fail "cut: migctl migrate exited $MIG_RC without the one line saying its memory could not follow"
+      detail "$MIG_OUT" "migctl stdout"
+      detail "$MIG_ERR" "migctl stderr"
+    fi
+    if wait_job cut 60 && [[ $STATUS == 137 ]]; then
+      ok "cut: the parent at home got status 137 (killed)"
+    else
+      fail "cut: the parent at home got status '${STATUS:-none}', not 137"
+    fi
+    # (the page server's own line went to the restore log, which b deletes with the job)
+    if grep -q "post-copy: cannot fetch its pages from home" "$T/shadowd-b.log"; then
+      ok "cut: b says why it ended the job: $(grep -h 'post-copy: c' "$T/shadowd-b.log" | tail -n 1 | cut -d' ' -f3-)"
+    else
+      fail "cut: b's shadowd log says nothing of the post-copy failure"
+      shadowd_logs b
+    fi
+    if wait_until 30 eval '! others_on b | grep -q .'; then
+      ok "cut: nothing of the job is left on b"
+    else
+      fail "cut: processes left on b: $(others_on b | tr '\n' ';')"
+    fi
+    # Never wrong data: each line it printed is the undisturbed run's.
+    wait_job cut-ref 120
+    n=$(wc -l <"$(jfile cut out)")
+    if (( n > 0 )) && cmp -s <(head -n "$n" "$(jfile cut-ref out)") "$(jfile cut out)" && ! grep -q FAIL "$(jfile cut out)"; then
+      ok "cut: its $n lines of output are the undisturbed run's first $n"
+    else
+      fail "cut: its output is not a prefix of the undisturbed run's"
+      diff <(cat "$(jfile cut-ref out)") <(cat "$(jfile cut out)") | head -n 12 | sed 's/^/#     /'
+    fi
+    heal
+  fi
+else
+  fail "cut: the job did not get to STEP 3 on a"
+fi
+
+cluster_end
