@@ -51,9 +51,11 @@ constexpr const char* kMigrateMore =
     "since the one before), then it is frozen only for what it wrote meanwhile and the "
     "rest of its state; where its writes cannot be tracked (a kernel before 6.7 or "
     "without userfaultfd) it is frozen for the whole copy (stop-and-copy), and the "
-    "result line says so. A process with children is refused for now (moving a whole "
-    "tree is issue 12's next part): --only moves the process alone, its children stay "
-    "where they are.";
+    "result line says so. A process with children moves with them, stop-and-copy, each "
+    "becoming a deputy at home (and on with them from where they went); a tree that "
+    "cannot move (a member not under mig, memory shared between members, a child born "
+    "away from home) is refused before anything is frozen, with one line naming the "
+    "member. --only moves the process alone, its children stay where they are.";
 
 struct MigrateOptions {
   kj::String socket;

@@ -23,6 +23,11 @@ resources::CaptureStats freezeAndCapture(ControlClient& ctl, int timeoutSeconds,
                                      image::ByteSink& out, uint64_t maxDeletedFileBytes) {
   resources::waitForLazyPages(ctl.realPid());  // pages a lazy restart has not placed would be lost
   control::Reply reply = ctl.freeze(timeoutSeconds);
+  return captureFrozen(ctl, reply, forMigration, out, maxDeletedFileBytes);
+}
+
+resources::CaptureStats captureFrozen(ControlClient& ctl, const control::Reply& reply, bool forMigration,
+                                      image::ByteSink& out, uint64_t maxDeletedFileBytes) {
   // Through /proc, the process's memory as the kernel sees it (works on any
   // mapping, also unreadable ones).
   resources::ProcPageSource memory(ctl.realPid(), forMigration);

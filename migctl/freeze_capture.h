@@ -21,6 +21,13 @@ resources::CaptureStats freezeAndCapture(ControlClient& ctl, int timeoutSeconds,
                                      image::ByteSink& out,
                                      uint64_t maxDeletedFileBytes = resources::CaptureOptions::kDefaultMaxDeletedFileBytes);
 
+// The second half of freezeAndCapture, for a process parked already (`reply` from
+// ControlClient::freeze or awaitFreeze): the members of a tree that moves are all
+// parked before any is captured (shadow/send_command.cc).
+resources::CaptureStats captureFrozen(ControlClient& ctl, const control::Reply& reply, bool forMigration,
+                                      image::ByteSink& out,
+                                      uint64_t maxDeletedFileBytes = resources::CaptureOptions::kDefaultMaxDeletedFileBytes);
+
 // Concurrent checkpoint (resources/copy_before_write.h): freezes the process only to take
 // its non-memory state and write-protect its memory through `uffd` (from
 // ControlClient::copyOnWrite, owned from now on), resumes it, and writes its memory as

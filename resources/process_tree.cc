@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <kj/memory.h>
 #include <map>
+#include <sys/stat.h>
 
 namespace mig::resources {
 
@@ -73,6 +74,27 @@ kj::Vector<TreeProcess> listTree(pid_t root) {
     for (auto it = range.first; it != range.second; ++it) tree.add(it->second);
   }
   return tree;
+}
+
+kj::Vector<TreeProcess> jobDescendants(pid_t root, const char* helperExe) {
+  struct stat helper {};
+  const bool haveHelper = helperExe != nullptr && stat(helperExe, &helper) == 0;
+  auto runsHelper = [&](pid_t pid) {
+    struct stat theirs {};
+    return haveHelper && stat((std::string("/proc/") + std::to_string(pid) + "/exe").c_str(), &theirs) == 0 &&
+           theirs.st_dev == helper.st_dev && theirs.st_ino == helper.st_ino;
+  };
+  auto tree = listTree(root);  // parents before their children
+  kj::Vector<pid_t> helpers;
+  kj::Vector<TreeProcess> out;
+  for (size_t i = 1; i < tree.size(); ++i) {
+    const auto& p = tree[i];
+    bool isHelper = p.ppid == root && !p.zombie && (p.command == "migctl" || runsHelper(p.pid));
+    for (pid_t h : helpers) isHelper |= p.ppid == h;  // and whatever it started
+    if (isHelper) helpers.add(p.pid);
+    else out.add(p);
+  }
+  return out;
 }
 
 }  // namespace mig::resources

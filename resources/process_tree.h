@@ -29,4 +29,10 @@ bool parseStat(const std::string& stat, TreeProcess& out);
 // The tree can change until every member is frozen; the caller checks again then.
 kj::Vector<TreeProcess> listTree(pid_t root);
 
+// The descendants of `root` that are the job's, as a migration sees them: all but
+// mig's own helper, the `migctl` a program that moves itself (mig.h) runs as its
+// child (a live child named migctl, or running the program `helperExe`), and what
+// that helper started. Parents before their children, zombies included.
+kj::Vector<TreeProcess> jobDescendants(pid_t root, const char* helperExe);
+
 }  // namespace mig::resources

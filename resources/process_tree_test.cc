@@ -1,10 +1,12 @@
 // process_tree: /proc/PID/stat parsed whatever the command name holds, and a real
-// tree listed root first with a live child and a zombie with its wait status.
+// tree listed root first with a live child and a zombie with its wait status; a
+// migration's descendants without mig's own helper.
 #include "resources/process_tree.h"
 
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -61,6 +63,58 @@ TEST_CASE("a tree lists its root first, then children, with a zombie's status") 
   int st;
   CHECK(waitpid(live, &st, 0) == live);
   CHECK(waitpid(dead, &st, 0) == dead);
+}
+
+TEST_CASE("a migration's descendants leave out mig's own helper and what it started") {
+  // A child named migctl (what a program that moves itself runs) with a child of its
+  // own, and an ordinary child: only the ordinary one is the job's.
+  int go[2], started[2];
+  REQUIRE(pipe(go) == 0);
+  REQUIRE(pipe(started) == 0);
+  pid_t helper = fork();
+  REQUIRE(helper >= 0);
+  if (helper == 0) {
+    prctl(PR_SET_NAME, "migctl");
+    close(go[1]);
+    pid_t grandchild = fork();
+    if (grandchild == 0) {
+      char c;
+      (void)!read(go[0], &c, 1);
+      _exit(0);
+    }
+    (void)!write(started[1], "s", 1);
+    char c;
+    (void)!read(go[0], &c, 1);
+    waitpid(grandchild, nullptr, 0);
+    _exit(0);
+  }
+  pid_t worker = fork();
+  REQUIRE(worker >= 0);
+  if (worker == 0) {
+    char c;
+    close(go[1]);
+    (void)!read(go[0], &c, 1);
+    _exit(0);
+  }
+  close(go[0]);
+  char c;
+  REQUIRE(read(started[0], &c, 1) == 1);  // the helper is named and has its child
+
+  auto mine = jobDescendants(getpid(), nullptr);
+  bool sawWorker = false, sawHelperOrItsChild = false;
+  for (auto& p : mine) {
+    if (p.pid == worker) sawWorker = true;
+    if (p.pid == helper || p.ppid == helper) sawHelperOrItsChild = true;
+  }
+  CHECK(sawWorker);
+  CHECK(!sawHelperOrItsChild);
+
+  close(go[1]);
+  close(started[0]);
+  close(started[1]);
+  int st;
+  CHECK(waitpid(helper, &st, 0) == helper);
+  CHECK(waitpid(worker, &st, 0) == worker);
 }
 
 }  // namespace

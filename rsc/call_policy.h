@@ -76,7 +76,7 @@ constexpr bool neverBlocksHere(const Row* row, long nr) {
     case SYS_exit_group: case SYS_sigaltstack: case SYS_dup2: case SYS_pipe2: case SYS_eventfd2:
     case SYS_epoll_create1: case SYS_epoll_ctl: case SYS_memfd_create: case SYS_sched_getaffinity:
     case SYS_getrusage: case SYS_times: case SYS_sysinfo: case SYS_umask: case SYS_tgkill: case SYS_tkill:
-    case SYS_getpgid: case SYS_getsid: case SYS_getpgrp: case SYS_readlink: case SYS_access:
+    case SYS_getpgrp: case SYS_readlink: case SYS_access:
     case SYS_set_tid_address: case SYS_getrandom: case SYS_fork: case SYS_clone: case SYS_clone3:
       return true;
     default:

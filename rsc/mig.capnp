@@ -114,6 +114,17 @@ interface Node {
   # than the `srcShare` it has where it runs, counting the slots already promised here
   # (docs/policies.md, "Coordination between hosts"). Granted: `claim` holds the slot
   # until settled or dropped. Refused: `reason`, one line with the figures.
+
+  sendTree @12 (jobs :List(JobKey), to :Text, network :NetworkPolicy, mode :MigrationMode) -> (result :MigrationResult);
+  # Asked by the home of a process tree that moved here together (docs/design.md,
+  # "Moving a process tree"): send every one of `jobs` (its root first), all running
+  # here, to `to` in one freeze, all or nothing.
+}
+
+struct JobKey {
+  # A job as its home names it to another host.
+  jobId @0 :UInt64;
+  token @1 :Data;
 }
 
 interface SlotClaim {

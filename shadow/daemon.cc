@@ -144,7 +144,7 @@ void Daemon::deputyRegistered(HomeJob& job, rpc::Deputy::Client deputy) {
 kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t realPid, uint64_t jobId,
                                     kj::ArrayPtr<const kj::byte> token, kj::StringPtr home, pid_t vpid,
                                     kj::StringPtr command, kj::StringPtr to, rpc::NetworkPolicy network, bool becomeDeputy,
-                                    rpc::MigrationMode mode, bool only) {
+                                    rpc::MigrationMode mode, bool only, kj::StringPtr treeMembers) {
   ChildSpec spec;
   spec.argv.add(kj::str(config_.migctl));
   spec.argv.add(kj::str("send"));
@@ -156,6 +156,7 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
   spec.argv.add(kj::str("--job-id"));
   spec.argv.add(kj::str(jobId));
   spec.env.add(kj::str(kTokenEnv, "=", hex(token)));
+  if (treeMembers != nullptr && treeMembers.size() > 0) spec.env.add(kj::str(kTreeMembersEnv, "=", treeMembers));
   spec.argv.add(kj::str("--home"));
   spec.argv.add(kj::str(home));
   spec.argv.add(kj::str("--vpid"));
@@ -205,6 +206,7 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
       })
       .attach(timeout.eagerlyEvaluate(nullptr))
       .then([this, result, timedOut = kj::mv(timedOut), jobId, token = kj::heapArray<kj::byte>(token),
+             members = kj::str(treeMembers),
              to = kj::str(to)](kj::Tuple<int, kj::Array<kj::String>> r) mutable -> kj::Promise<void> {
         int status = kj::get<0>(r);
         auto& texts = kj::get<1>(r);
@@ -234,12 +236,37 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
           log(kj::str("job ", jobId, ": its sender gave it up but its commit at ", to, " failed (", why,
                       "): committing it from here"));
           // The destination keeps a ready job for the transfer timeout: commit it from here.
+          // A tree's members were given up too (send_command.cc sendTree): each is
+          // committed after the root ("PID:JOBID:TOKENHEX[:VPID]" each).
+          auto others = kj::heap<kj::Vector<kj::Tuple<uint64_t, kj::Array<kj::byte>>>>();
+          for (const char* at = members.cStr(); *at != '\0';) {
+            while (*at == ' ') ++at;
+            const char* colon = strchr(at, ':');
+            if (*at == '\0' || colon == nullptr) break;
+            char* end = nullptr;
+            uint64_t memberId = strtoull(colon + 1, &end, 10);
+            size_t n = (end != nullptr && *end == ':') ? strcspn(end + 1, ": ") : 0;
+            if (n == 64) others->add(kj::tuple(memberId, unhex(kj::heapString(end + 1, n))));
+            at = end != nullptr ? end + 1 + n : at + strlen(at);
+            while (*at != '\0' && *at != ' ') ++at;
+          }
           return peer(to)
-              .then([jobId, token = kj::mv(token)](rpc::Node::Client node) mutable {
+              .then([jobId, token = kj::mv(token), others = kj::mv(others)](rpc::Node::Client node) mutable {
                 auto req = node.commitHopRequest();
                 req.setJobId(jobId);
                 req.setToken(token);
-                return req.send();
+                return req.send().then([node, others = kj::mv(others)](
+                                           capnp::Response<rpc::Node::CommitHopResults>&& root) mutable {
+                  kj::Vector<kj::Promise<void>> each;
+                  for (auto& m : *others) {
+                    auto one = node.commitHopRequest();
+                    one.setJobId(kj::get<0>(m));
+                    one.setToken(kj::get<1>(m));
+                    each.add(one.send().ignoreResult());
+                  }
+                  return kj::joinPromises(each.releaseAsArray()).then(
+                      [root = kj::mv(root)]() mutable { return kj::mv(root); });
+                });
               })
               .exclusiveJoin(io_.provider->getTimer().afterDelay(config_.transferTimeoutMs * kj::MILLISECONDS)
                                  .then([]() -> capnp::Response<rpc::Node::CommitHopResults> {

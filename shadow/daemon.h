@@ -78,6 +78,7 @@ struct HomeJob {
   // already. Both cleared when the deputy passes on a SIGCONT.
   bool stopForwarded = false;
   bool deputyStopped = false;  // as shadowd last found it (local_service.cc followStops)
+  uint64_t treeRoot = 0;      // moved with a process tree: the job id of its root (its own for the root)
 };
 
 // A job that migrated in and runs here.
@@ -133,11 +134,14 @@ class Daemon {
   // Runs `migctl send` for a job that runs here and fills `result` from what it
   // reports; fails with its one-line error. With becomeDeputy, the process (at home)
   // becomes the job's deputy, else it ends once the job runs at `to`. Without `only`,
-  // a process with children is refused (migctl send).
+  // a process with children is refused (migctl send), unless `treeMembers` (at home)
+  // names a job record for each ("PID:JOBID:TOKENHEX ...", MIG_TREE_MEMBERS): the tree
+  // then moves whole.
   kj::Promise<void> runSender(rpc::MigrationResult::Builder result, pid_t realPid, uint64_t jobId, kj::ArrayPtr<const kj::byte> token,
                                     kj::StringPtr home, pid_t vpid, kj::StringPtr command,
                                     kj::StringPtr to, rpc::NetworkPolicy network, bool becomeDeputy,
-                                    rpc::MigrationMode mode = rpc::MigrationMode::BEST, bool only = false);
+                                    rpc::MigrationMode mode = rpc::MigrationMode::BEST, bool only = false,
+                                    kj::StringPtr treeMembers = nullptr);
 
   // Whether new jobs are taken here (drain, owner returns: shadow/drain.h).
   HostAdmission& admission() { return admission_; }

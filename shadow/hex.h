@@ -37,6 +37,9 @@ inline kj::Array<kj::byte> unhex(kj::StringPtr text) {
 // The environment variable that carries a job's token (hex) to the programs that
 // need it: never on a command line, which every user of the host can read.
 inline constexpr const char* kTokenEnv = "MIG_JOB_TOKEN";
+// A tree's move from its home (shadow/send_command.cc): the job record of each live
+// descendant, "PID:JOBID:TOKENHEX" separated by spaces.
+inline constexpr const char* kTreeMembersEnv = "MIG_TREE_MEMBERS";
 
 // The token from the environment; throws if missing or malformed.
 inline kj::Array<kj::byte> tokenFromEnv() {

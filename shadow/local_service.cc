@@ -1,6 +1,8 @@
 // Local: shadowd's owner-only Unix socket, for migctl (list, nodes, migrate) and for
 // the deputies of jobs whose home is here (register, forward a signal).
 #include "resources/proc_owner.h"
+#include "resources/process_tree.h"
+#include "shadow/hex.h"
 #include "shadow/child_process.h"
 #include "shadow/balance.h"
 #include "shadow/drain.h"
@@ -177,6 +179,19 @@ kj::Promise<void> confirmOrLose(Daemon& d, uint64_t id, kj::String to, double de
             });
 }
 
+// A descendant moving with its tree's root: its job record and a pidfd opened while
+// it was surely that process (it becomes that job's deputy).
+struct TreeMemberRecord {
+  uint64_t id;
+  kj::AutoCloseFd pidfd;
+};
+
+kj::Array<uint64_t> memberIdsOf(const kj::Vector<TreeMemberRecord>& members) {
+  auto ids = kj::heapArray<uint64_t>(members.size());
+  for (size_t i = 0; i < members.size(); ++i) ids[i] = members[i].id;
+  return ids;
+}
+
 // A post-copy hop that lost its destination before it had every page (send_command.cc):
 // the job is ended there by its page server; its deputy here ends as if it was killed,
 // so that its parent's wait returns. A job whose home process never became the deputy
@@ -340,6 +355,19 @@ class LocalImpl final : public rpc::Local::Server {
       move.command = kj::str(job->command);
       require(!job->migrating, "this job is already migrating");
       alreadyThere(job->location);
+      if (job->treeRoot != 0 && !p.getOnly()) {
+        // Its tree moved as one (each member a job of its own there): it moves on as one,
+        // from the host where every live member runs, root first.
+        kj::Vector<HomeJob*> tree;
+        KJ_IF_MAYBE(r, d_.homeJobs().find(job->treeRoot)) {
+          if (!(*r)->ended) tree.add(r->get());
+        }
+        for (auto& e : d_.homeJobs()) {
+          HomeJob& m = *e.value;
+          if (m.treeRoot == job->treeRoot && m.id != job->treeRoot && !m.ended) tree.add(&m);
+        }
+        if (tree.size() > 1) return moveTree(context, move, kj::mv(tree), to);
+      }
       job->migrating = true;
       uint64_t id = job->id;
       auto from = kj::str(job->location);
@@ -442,12 +470,54 @@ class LocalImpl final : public rpc::Local::Server {
     int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
     require(pidfd >= 0, kj::str("cannot watch process ", pid, ": ", strerror(errno)));
     auto watch = kj::heap<kj::AutoCloseFd>(pidfd);
+    // A process with children moves with them (send_command.cc): each live descendant
+    // gets a job record of its own, whose deputy it becomes here (docs/design.md
+    // "Moving a process tree"). Zombies stay, their parent's deputy's to reap.
+    auto members = kj::heap<kj::Vector<TreeMemberRecord>>();
+    if (!p.getOnly()) {
+      for (auto& m : resources::jobDescendants(pid, d_.config().migctl.cStr())) {
+        if (m.zombie) continue;
+        int fd = static_cast<int>(syscall(SYS_pidfd_open, m.pid, 0));
+        if (fd < 0) continue;  // ended meanwhile: migctl send sees the tree again
+        auto fresh = kj::heap<HomeJob>();
+        uint64_t memberId = 0;
+        auto idBytes = randomBytes(8);
+        memcpy(&memberId, idBytes.begin(), sizeof(memberId));
+        fresh->id = memberId >> 1;
+        fresh->token = randomBytes(32);
+        fresh->vpid = m.pid;
+        fresh->command = commandOf(m.pid);
+        fresh->startedAt = nowSeconds() - ageSeconds(m.pid);
+        fresh->migrating = true;
+        fresh->treeRoot = id;
+        const uint64_t key = fresh->id;  // not read from `fresh` in the call that moves it
+        members->add(TreeMemberRecord{key, kj::AutoCloseFd(fd)});
+        d_.homeJobs().insert(key, kj::mv(fresh));
+      }
+    }
+    kj::Vector<kj::String> memberText;
+    for (auto& m : *members) {
+      KJ_IF_MAYBE(j, d_.homeJobs().find(m.id)) {
+        memberText.add(kj::str((*j)->vpid, ":", m.id, ":", hex((*j)->token)));
+      }
+    }
+    auto treeMembers = kj::str(kj::strArray(memberText, " "));
+    if (members->size() > 0) d_.log(kj::str("job ", id, " moves with its ", members->size(), " descendants"));
+    auto memberIds = memberIdsOf(*members);
     return d_.runSender(result, pid, job->id, job->token, d_.address(), pid, job->command, to, p.getNetwork(), true,
-                        p.getMode(), p.getOnly())
-        .then([this, id, to = kj::str(to), watch = kj::mv(watch), result]() mutable -> kj::Promise<void> {
+                        p.getMode(), p.getOnly(), treeMembers)
+        .then([this, id, to = kj::str(to), watch = kj::mv(watch), result, members = kj::mv(members)]() mutable -> kj::Promise<void> {
                 finishMigration(id, kj::StringPtr(to));
                 watchDeputy(d_, id, kj::mv(*watch));
                 d_.tasks().add(followStops(d_, id));
+                KJ_IF_MAYBE(j, d_.homeJobs().find(id)) {
+                  if (members->size() > 0) (*j)->treeRoot = id;
+                }
+                for (auto& m : *members) {
+                  finishMigration(m.id, kj::StringPtr(to));
+                  watchDeputy(d_, m.id, kj::mv(m.pidfd));
+                  d_.tasks().add(followStops(d_, m.id));
+                }
                 if (result.asReader().getMode() == "unconfirmed") {
                   d_.tasks().add(confirmOrLose(d_, id, kj::str(to), nowSeconds() + 2 * d_.config().transferTimeoutMs / 1000.0));
                   return kj::READY_NOW;
@@ -458,11 +528,16 @@ class LocalImpl final : public rpc::Local::Server {
                 }
                 return checkSetup(id, to, result);
               },
-              [this, id](kj::Exception&& e) -> kj::Promise<void> {
-                // Still here, untouched: no deputy, no job record.
+              [this, id, memberIds = kj::mv(memberIds)](kj::Exception&& e) -> kj::Promise<void> {
+                // Still here, untouched: no deputy, no job record (nor its members').
                 finishMigration(id, nullptr);
                 KJ_IF_MAYBE(j, d_.homeJobs().find(id)) {
                   if ((*j)->location.size() == 0) d_.homeJobs().erase(id);
+                }
+                for (uint64_t m : memberIds) {
+                  KJ_IF_MAYBE(j, d_.homeJobs().find(m)) {
+                    if ((*j)->location.size() == 0) d_.homeJobs().erase(m);
+                  }
                 }
                 return kj::mv(e);
               });
@@ -472,6 +547,64 @@ class LocalImpl final : public rpc::Local::Server {
   // (Node.setupCheck) and puts it in the result, so migctl does not report a success
   // the job cannot live up to. A destination that cannot answer (an older shadowd)
   // leaves the result as it is: the job did move.
+  // The next hop of a tree that moved together (docs/design.md "Moving a process
+  // tree"): its host sends every live member in one freeze (Node.sendTree).
+  kj::Promise<void> moveTree(MigrateContext& context, Move& move, kj::Vector<HomeJob*> tree, kj::StringPtr to) {
+    auto p = context.getParams();
+    move.command = kj::str(tree[0]->command);
+    auto result = context.getResults().getResult();
+    auto from = kj::str(tree[0]->location);
+    for (auto* m : tree) {
+      require(m->location == from, kj::str("cannot move PID ", p.getPid(), " with its tree: its members run on different "
+                                           "hosts now (PID ", m->vpid, " on ", nodeName(m->location), "); --only moves one alone"));
+      require(!m->migrating, kj::str("PID ", m->vpid, " of this tree is already migrating"));
+    }
+    auto ids = kj::heapArray<uint64_t>(tree.size());
+    for (size_t i = 0; i < tree.size(); ++i) {
+      tree[i]->migrating = true;
+      ids[i] = tree[i]->id;
+    }
+    d_.log(kj::str("migrating the tree of job ", tree[0]->id, " (PID ", tree[0]->vpid, ", ", tree.size(), " processes) from ",
+                   from, " to ", to));
+    // Two copies, one for each outcome (a lambda's captures are made in no set order).
+    auto failedIds = kj::heapArray<uint64_t>(ids.asPtr());
+    auto req = kj::heap<capnp::MallocMessageBuilder>();
+    auto keys = req->initRoot<rpc::Node::SendTreeParams>().initJobs(static_cast<unsigned>(tree.size()));
+    for (size_t i = 0; i < tree.size(); ++i) {
+      keys[static_cast<unsigned>(i)].setJobId(tree[i]->id);
+      keys[static_cast<unsigned>(i)].setToken(tree[i]->token);
+    }
+    return d_.peer(from)
+        .then([req = kj::mv(req), to = kj::str(to), network = p.getNetwork(), mode = p.getMode()](rpc::Node::Client node) mutable {
+          auto call = node.sendTreeRequest();
+          call.setJobs(req->getRoot<rpc::Node::SendTreeParams>().getJobs());
+          call.setTo(to);
+          call.setNetwork(network);
+          call.setMode(mode);
+          return call.send();
+        })
+        .then([result](capnp::Response<rpc::Node::SendTreeResults> r) mutable {
+          auto got = r.getResult();
+          result.setFreezeMs(got.getFreezeMs());
+          result.setImageBytes(got.getImageBytes());
+          result.setTransferMs(got.getTransferMs());
+          result.setRestoreMs(got.getRestoreMs());
+          result.setMode(got.getMode());
+          result.setModeNote(got.getModeNote());
+          result.setBytesBeforeFreeze(got.getBytesBeforeFreeze());
+          result.setBytesDuringFreeze(got.getBytesDuringFreeze());
+          result.setRounds(got.getRounds());
+        })
+        .then([this, ids = kj::mv(ids), to = kj::str(to)]() -> kj::Promise<void> {
+                for (uint64_t id : ids) finishMigration(id, kj::StringPtr(to));
+                return kj::READY_NOW;
+              },
+              [this, ids = kj::mv(failedIds)](kj::Exception&& e) -> kj::Promise<void> {
+                for (uint64_t id : ids) finishMigration(id, nullptr);
+                return kj::mv(e);
+              });
+  }
+
   kj::Promise<void> checkSetup(uint64_t id, kj::StringPtr to, rpc::MigrationResult::Builder result) {
     kj::Array<kj::byte> token;
     KJ_IF_MAYBE(j, d_.homeJobs().find(id)) { token = kj::heapArray<kj::byte>((*j)->token); }

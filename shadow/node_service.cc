@@ -10,6 +10,7 @@
 #include "shadow/direct_link.h"
 #include "shadow/drain.h"
 #include "shadow/error.h"
+#include "shadow/hex.h"
 #include "shadow/hop_fault.h"
 #include "shadow/network_policy.h"
 #include "shadow/services.h"
@@ -819,6 +820,49 @@ class NodeImpl final : public rpc::Node::Server {
         .then([this, id]() { return d_.hostedJobGone(id); })
         .catch_([this, id](kj::Exception&& e) -> kj::Promise<void> {
           KJ_IF_MAYBE(j, d_.hostedJobs().find(id)) { (*j)->leaving = false; }
+          return kj::mv(e);
+        });
+  }
+
+  // A tree that moved here together moves on together: one `migctl send` for all its
+  // members (send_command.cc sendTree), the first the root.
+  kj::Promise<void> sendTree(SendTreeContext context) override {
+    auto p = context.getParams();
+    auto keys = p.getJobs();
+    require(keys.size() > 0, "no jobs to send");
+    kj::Vector<HostedJob*> jobs;
+    for (auto k : keys) {
+      HostedJob* job = d_.hostedJob(k.getJobId(), k.getToken());
+      require(job != nullptr, kj::str("job ", k.getJobId(), " of the tree does not run here (or a wrong job token)"));
+      require(job->running, kj::str("job ", k.getJobId(), " (PID ", job->vpid, ") is not running here yet"));
+      require(!job->leaving, kj::str("job ", k.getJobId(), " (PID ", job->vpid, ") is already migrating"));
+      jobs.add(job);
+    }
+    kj::Vector<kj::String> members;
+    for (size_t i = 1; i < jobs.size(); ++i) {
+      members.add(kj::str(jobs[i]->realPid, ":", jobs[i]->id, ":", hex(jobs[i]->token), ":", jobs[i]->vpid));
+    }
+    auto ids = kj::heapArray<uint64_t>(jobs.size());
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      jobs[i]->leaving = true;
+      ids[i] = jobs[i]->id;
+    }
+    HostedJob& root = *jobs[0];
+    auto result = context.getResults().initResult();
+    auto to = d_.resolveNode(p.getTo());
+    result.setDestination(to);
+    auto text = kj::str(kj::strArray(members, " "));
+    return d_.runSender(result, root.realPid, root.id, root.token, root.home, root.vpid, root.command, to, p.getNetwork(),
+                        false, p.getMode(), false, text)
+        .then([this, ids = kj::heapArray<uint64_t>(ids.asPtr())]() {
+          kj::Vector<kj::Promise<void>> gone;
+          for (uint64_t id : ids) gone.add(d_.hostedJobGone(id));
+          return kj::joinPromises(gone.releaseAsArray());
+        })
+        .catch_([this, ids = kj::mv(ids)](kj::Exception&& e) -> kj::Promise<void> {
+          for (uint64_t id : ids) {
+            KJ_IF_MAYBE(j, d_.hostedJobs().find(id)) { (*j)->leaving = false; }
+          }
           return kj::mv(e);
         });
   }

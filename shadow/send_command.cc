@@ -20,9 +20,13 @@
 // until the destination has every page. A destination lost before that ends the job
 // (exit status 6, one line): it must not run here again, and cannot go on there.
 //
-// A process with descendants is refused before the destination is asked (moving a
-// tree whole is not built yet, issue 12); --only moves the process alone. A hop to
-// the job's home (the destination says so) restores the job into its deputy
+// A process with descendants moves whole from its home (issue 12, docs/design.md
+// "Moving a process tree"): shadowd gives every live descendant a job record of its
+// own (MIG_TREE_MEMBERS) and each member makes one hop of its own over the same link,
+// all frozen before any is given up, all given up (each becomes its own deputy) only
+// once every one is ready there. Anywhere else a process with descendants is refused
+// before the destination is asked; --only moves the process alone. A hop to the job's
+// home (the destination says so) restores the job into its deputy
 // (deputy/homecoming.h); children born away that still run are refused then even
 // with --only.
 //
@@ -46,6 +50,7 @@
 #include "resources/page_source.h"
 #include "resources/precopy.h"
 #include "resources/proc_file.h"
+#include "resources/shared_memory.h"
 #include "resources/process_tree.h"
 #include "resources/sysv_ipc.h"
 #include "shadow/hex.h"
@@ -151,28 +156,21 @@ class RpcSink final : public image::ByteSink {
   uint64_t total_ = 0;
 };
 
-// The same file as this program (both /proc/PID/exe links name one inode)?
-bool sameProgramAsMe(pid_t pid) {
-  struct stat mine {}, theirs {};
-  return stat("/proc/self/exe", &mine) == 0 && stat(kj::str("/proc/", pid, "/exe").cStr(), &theirs) == 0 &&
-         mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino;
-}
-
 // The descendants of the job's process `realPid` that would be left behind if it
 // moved alone. Not mig's own helper: a program that moves itself (mig.h) runs
 // `migctl migrate` as its child, and that child is the one asking for this move.
 kj::Vector<resources::TreeProcess> childrenLeftBehind(pid_t realPid) {
-  auto tree = resources::listTree(realPid);  // parents before their children
-  kj::Vector<pid_t> helpers;
-  kj::Vector<resources::TreeProcess> left;
-  for (size_t i = 1; i < tree.size(); ++i) {
-    const auto& p = tree[i];
-    bool helper = p.ppid == realPid && !p.zombie && (p.command == "migctl" || sameProgramAsMe(p.pid));
-    for (pid_t h : helpers) helper |= p.ppid == h;  // and whatever it started
-    if (helper) helpers.add(p.pid);
-    else left.add(p);
+  return resources::jobDescendants(realPid, "/proc/self/exe");
+}
+
+// Those a single process's move would lose: at home a zombie child stays, the
+// deputy's to reap when the job waits for it there (its wait goes home).
+kj::Vector<resources::TreeProcess> lostIfAlone(pid_t realPid, bool atHome) {
+  kj::Vector<resources::TreeProcess> out;
+  for (auto& p : childrenLeftBehind(realPid)) {
+    if (!(atHome && p.zombie)) out.add(kj::mv(p));
   }
-  return left;
+  return out;
 }
 
 // The refusal's line: which processes, why, what the user can do.
@@ -183,8 +181,10 @@ kj::String treeRefusal(long vpid, const kj::Vector<resources::TreeProcess>& left
   }
   if (left.size() > 4) names.add(kj::str("..."));
   return kj::str("cannot move PID ", vpid, ": it has ", left.size(), left.size() == 1 ? " descendant (" : " descendants (",
-                 kj::strArray(names, ", "), ") and moving a process tree whole is not built yet (issue 12); "
-                 "nothing was frozen, the job runs on ", atHome ? "at home" : "where it was",
+                 kj::strArray(names, ", "), ") and ",
+                 atHome ? "they are not all the tree shadowd set out to move (it changed meanwhile: try again)"
+                        : "a tree moves whole only from its home (its children born here cannot follow it yet, issue 12)",
+                 "; nothing was frozen, the job runs on ", atHome ? "at home" : "where it was",
                  "; --only moves process ", vpid, " alone and leaves its children ",
                  atHome ? "at home (its waits for them then go home)" : "on this host (they lose their parent)");
 }
@@ -214,6 +214,278 @@ kj::String homecomingRefusal(long vpid, const kj::Vector<resources::TreeProcess>
 
 double msSince(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+// What every hop of one `migctl send` shares.
+struct HopArgs {
+  const char* to;
+  const char* home;
+  const char* deputy;
+  const char* shadowdSocket;
+  rpc::NetworkPolicy network;
+  uint64_t stallMs;
+  LinkMode linkMode;
+};
+
+// One member of a tree on the move: its own job record at home, its own hop.
+struct MemberHop {
+  pid_t pid = 0;   // its PID on this host
+  pid_t vpid = 0;  // at home (its PID as it knows it, everywhere)
+  uint64_t jobId = 0;
+  kj::Array<kj::byte> token;
+  kj::String command;
+  kj::Own<migctl::ControlClient> ctl;
+  kj::Own<RpcSink> out;
+  resources::CaptureStats stats{};
+};
+
+// MIG_TREE_MEMBERS (shadowd sets it): "PID:JOBID:TOKENHEX[:VPID]" per member but the
+// root, separated by spaces (VPID: its PID at home, when PID is not); tokens stay out
+// of command lines.
+kj::Vector<MemberHop> parseMembers(const char* text) {
+  kj::Vector<MemberHop> out;
+  const char* p = text;
+  while (*p != '\0') {
+    while (*p == ' ') ++p;
+    if (*p == '\0') break;
+    char* end = nullptr;
+    MemberHop m;
+    m.pid = static_cast<pid_t>(strtol(p, &end, 10));
+    if (end == p || *end != ':') fail(kj::str(kTreeMembersEnv, " is malformed"));
+    p = end + 1;
+    m.jobId = strtoull(p, &end, 10);
+    if (end == p || *end != ':') fail(kj::str(kTreeMembersEnv, " is malformed"));
+    p = end + 1;
+    size_t n = strcspn(p, ": ");
+    m.token = unhex(kj::heapString(p, n));
+    p += n;
+    m.vpid = m.pid;
+    if (*p == ':') {
+      ++p;
+      m.vpid = static_cast<pid_t>(strtol(p, &end, 10));
+      p = end;
+    }
+    if (m.pid <= 0 || m.vpid <= 0 || m.jobId == 0 || m.token.size() != 32 || (*p != ' ' && *p != '\0')) {
+      fail(kj::str(kTreeMembersEnv, " is malformed"));
+    }
+    out.add(kj::mv(m));
+  }
+  return out;
+}
+
+// A tree, from its home or from where it moved together (see the top of this file).
+// The hops are those of a single
+// process, one per member, over one link: each member is a job of its own there, as
+// it is here, so every relation between members (parent and child, waits, kill,
+// process groups, the pipes between them with their bytes) stays in this host's
+// kernel, held by their deputies, and works through their calls home. Stop-and-copy:
+// every member is frozen from its capture until the commit.
+int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, uint64_t jobId,
+             kj::ArrayPtr<const kj::byte> token, kj::StringPtr command, const HopArgs& a, const ClusterKey& key,
+             kj::Vector<MemberHop> members) {
+  const pid_t rootReal = rootCtl.realPid();
+  const bool atHome = a.deputy != nullptr;
+  const char* here = atHome ? "at home" : "where it was";
+  auto stillHere = [&](kj::StringPtr why) -> kj::String {
+    return kj::str("cannot move PID ", vpid, " with its children: ", why, "; nothing was frozen, the job runs on ", here);
+  };
+  // The tree now must be the one shadowd made records for: a process born since has
+  // none (it would be left behind), one ended since needs none.
+  auto check = [&](kj::StringPtr when) {
+    const bool frozen = when == "during the freeze";
+    if (!atHome) {
+      // Away, the members are jobs of their own here (none is another's child): a child
+      // one of them started here could not follow it.
+      kj::Vector<pid_t> pids;
+      pids.add(rootReal);
+      for (auto& m : members) pids.add(m.pid);
+      for (size_t i = 0; i < pids.size(); ++i) {
+        auto born = childrenLeftBehind(pids[i]);
+        if (born.size() == 0) continue;
+        fail(kj::str("cannot move PID ", vpid, " with its children: its process ", i == 0 ? vpid : members[i - 1].vpid,
+                     " has ", born.size(), born.size() == 1 ? " child" : " children", " born on this host (",
+                     born[0].command.c_str(), born.size() > 1 ? ", ..." : "", "), and children born away from home "
+                     "cannot follow a tree yet (issue 12); ", frozen ? "the hop was aborted" : "nothing was frozen",
+                     ", the job runs on where it was"));
+      }
+      return;
+    }
+    auto now = childrenLeftBehind(rootReal);
+    for (auto& p : now) {
+      if (p.zombie) continue;  // stays here, its parent's deputy's to reap
+      bool known = false;
+      for (auto& m : members) known |= m.pid == p.pid;
+      if (!known) {
+        fail(kj::str("cannot move PID ", vpid, " with its children: its process ", p.pid, " (", p.command.c_str(),
+                     ") was started ", when, "; ", frozen ? "the hop was aborted" : "nothing was frozen",
+                     ", the job runs on at home; try again"));
+      }
+    }
+    for (auto& m : members) {
+      bool live = false;
+      for (auto& p : now) live |= p.pid == m.pid && !p.zombie;
+      if (!live) {
+        fail(kj::str("cannot move PID ", vpid, " with its children: its process ", m.pid, " (", m.command,
+                     ") ended ", when, "; ", frozen ? "the hop was aborted" : "nothing was frozen",
+                     ", the job runs on at home; try again"));
+      }
+    }
+  };
+  for (auto& m : members) {
+    std::string comm;
+    m.command = resources::readProcFileIfExists(m.pid, "comm", comm) ? kj::str(comm.c_str()) : kj::str("?");
+    while (m.command.size() > 0 && m.command[m.command.size() - 1] == '\n') m.command = kj::str(m.command.slice(0, m.command.size() - 1));
+  }
+  check("as the move began");
+  // Every member under mig, before anything is frozen: one line naming the first that is not.
+  kj::Vector<pid_t> all;
+  all.add(rootReal);
+  for (auto& m : members) {
+    auto reached = kj::runCatchingExceptions([&]() { m.ctl = kj::heap<migctl::ControlClient>(m.pid); });
+    KJ_IF_MAYBE(e, reached) {
+      fail(stillHere(kj::str("its process ", m.vpid, " (", m.command, ") cannot move: ", e->getDescription(),
+                             "; --only moves PID ", vpid, " alone")));
+    }
+    KJ_IF_MAYBE(file, resources::sharedWritableFileMapping(m.pid)) {
+      fail(stillHere(kj::str("its process ", m.vpid, " (", m.command, ") maps ", *file,
+                             " shared and writable, and its writes could not reach that file from another host")));
+    }
+    all.add(m.pid);
+  }
+  KJ_IF_MAYBE(object, resources::firstSysvObject(all.asPtr())) {
+    fail(stillHere(kj::str("it uses the ", *object,
+                           ", which cannot follow it to another host (System V IPC stays with this host's kernel)")));
+  }
+  // Memory two members share (shared anonymous memory, memfds, python's semaphores)
+  // would become two copies, one per member there: not moved yet.
+  {
+    auto block = kj::heap<control::Block>();
+    memset(block.get(), 0, sizeof(control::Block));
+    kj::Vector<resources::TreeCaptureMember> looked;
+    for (pid_t p : all) {
+      resources::TreeProcess proc{};
+      proc.pid = p;
+      looked.add(resources::TreeCaptureMember{proc, block.get()});
+    }
+    auto shared = resources::findTreeSharedMemory(looked.asPtr());
+    if (shared.size() > 0) {
+      kj::Vector<kj::String> who;
+      for (auto& v : shared[0].views) {
+        bool seen = false;
+        for (auto& w : who) seen |= w == kj::str(v.pid);
+        if (!seen) who.add(kj::str(v.pid));
+      }
+      fail(stillHere(kj::str("its processes ", kj::strArray(who, ", "), " share memory (", shared[0].name,
+                             "), and memory shared between the processes of a tree does not move yet (issue 12)")));
+    }
+  }
+
+  auto& ws = io.waitScope;
+  auto link = loginToPeer(io, key, a.linkMode, a.to).wait(ws);
+  hopFaultPoint("send-login", [](kj::String why) { fail(kj::mv(why)); });
+  auto& timer = io.provider->getTimer();
+  auto stalled = [&]() {
+    return kj::str("hop aborted: the destination ", a.to, " stopped answering (no progress for ", a.stallMs / 1000.0,
+                   " s); the job runs on ", here);
+  };
+  // The root is one more hop, first: parents before their children.
+  MemberHop root;
+  root.pid = rootReal;
+  root.vpid = static_cast<pid_t>(vpid);
+  root.jobId = jobId;
+  root.token = kj::heapArray<kj::byte>(token);
+  root.command = kj::str(command);
+  kj::Vector<MemberHop*> hops;
+  hops.add(&root);
+  for (auto& m : members) hops.add(&m);
+  // The destination may refuse any of them before anything is frozen.
+  for (auto* h : hops) {
+    auto receive = link->node.receiveRequest();
+    auto ticket = receive.initTicket();
+    ticket.setJobId(h->jobId);
+    ticket.setNetwork(a.network);
+    ticket.setToken(h->token);
+    ticket.setHome(a.home);
+    ticket.setVpid(static_cast<int32_t>(h->vpid));
+    ticket.setCommand(h == &root ? command : h->command.asPtr());
+    auto sink = waitOrStall(receive.send(), timer, a.stallMs, stalled(), ws).getSink();
+    h->out = kj::heap<RpcSink>(kj::mv(sink), ws, timer, a.stallMs, stalled());
+  }
+  for (auto* h : hops) resources::waitForLazyPages(h->pid);
+
+  // Every member parked before any is captured: what they share at home is seen at
+  // one instant, and none runs on while another is taken.
+  auto frozenAt = std::chrono::steady_clock::now();
+  auto ctlOf = [&](MemberHop* h) -> migctl::ControlClient& { return h == &root ? rootCtl : *h->ctl; };
+  for (auto* h : hops) ctlOf(h).requestFreeze();
+  kj::Vector<control::Reply> parked;
+  for (auto* h : hops) parked.add(ctlOf(h).awaitFreeze(kFreezeTimeoutSeconds));
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < hops.size(); ++i) {
+    MemberHop* h = hops[i];
+    h->stats = migctl::captureFrozen(ctlOf(h), parked[i], /*forMigration=*/true, *h->out);
+    h->out->flush(/*drain=*/true);
+    bytes += h->out->total();
+  }
+  double transferMs = msSince(frozenAt);
+  hopFaultPoint("send-frozen", [](kj::String why) { fail(kj::mv(why)); });
+  // A child forked, or a member ended, between the look above and its freeze: the hop
+  // is aborted before its commit, the tree resumes here whole.
+  check("during the freeze");
+
+  // Phase one, for every member at once: each restored there up to "ready, not running".
+  kj::Vector<kj::Promise<double>> ready;
+  for (auto* h : hops) {
+    ready.add(h->out->sink().doneRequest().send().then([](auto r) { return r.getRestoreMs(); }));
+  }
+  auto restored = waitOrStall(kj::joinPromises(ready.releaseAsArray()), timer, a.stallMs + kPrepareAllowanceMs,
+                              kj::str("hop aborted: the destination ", a.to, " stopped answering while restoring (",
+                                      (a.stallMs + kPrepareAllowanceMs) / 1000.0, " s); the job runs on ", here),
+                              ws);
+  double restoreMs = 0;
+  for (double ms : restored) restoreMs = std::max(restoreMs, ms);
+  hopFaultPoint("send-prepared", [](kj::String why) { fail(kj::mv(why)); });
+
+  // The commit point: every member is given up here, children first: at home each
+  // becomes the deputy of its own job record, elsewhere each ends.
+  for (size_t i = hops.size(); i-- > 0;) {
+    MemberHop& h = *hops[i];
+    migctl::ControlClient& ctl = i == 0 ? rootCtl : *h.ctl;
+    if (!atHome) {
+      ctl.exitProcess();
+      continue;
+    }
+    auto idText = kj::str(h.jobId), tokenEnv = kj::str(kTokenEnv, "=", hex(h.token)),
+         dropText = kj::str(kj::hex(h.stats.pendingSignals));
+    kj::StringPtr args[] = {a.deputy, "--job-id", idText, tokenEnv, "--socket", a.shadowdSocket,
+                            "--drop-signals", dropText};
+    ctl.becomeDeputy(args);
+  }
+  printf("COMMITTED\n");
+  fflush(stdout);
+  hopFaultPoint("send-committed", [](kj::String why) { fail(kj::mv(why)); });
+
+  // Phase two: every member runs there.
+  kj::Vector<kj::Promise<double>> running;
+  for (auto* h : hops) {
+    running.add(h->out->sink().commitRequest().send().then([](auto r) { return r.getRestoreMs(); }));
+  }
+  auto committed = kj::runCatchingExceptions([&]() {
+    auto r = waitOrStall(kj::joinPromises(running.releaseAsArray()), timer, a.stallMs + kPrepareAllowanceMs,
+                         kj::str("no answer within ", (a.stallMs + kPrepareAllowanceMs) / 1000.0, " s"), ws);
+    double most = 0;
+    for (double ms : r) most = std::max(most, ms);
+    restoreMs += most;
+  });
+  KJ_IF_MAYBE(e, committed) {
+    fprintf(stderr, "no answer to the commit (%s)\n", e->getDescription().cStr());
+    return kCommittedUnconfirmed;
+  }
+  double freezeMs = msSince(frozenAt);
+  printf("MIGRATED %.3f %llu %.3f %.3f %s %llu %llu %u\n", freezeMs, static_cast<unsigned long long>(bytes), transferMs,
+         restoreMs, "stop-and-copy", 0ull, static_cast<unsigned long long>(bytes), 0u);
+  printf("pre-copy is not built for process trees (this one: %zu processes)\n", hops.size());
+  return 0;
 }
 
 // Post-copy (resources/network_page_source.h): the frozen job's pages that the image
@@ -405,11 +677,25 @@ int sendCommand(int argc, char** argv) {
                  " shared and writable, and its writes could not reach that file from another host; the job runs on ",
                  deputy != nullptr ? "at home" : "where it was"));
   }
-  // The job is the process and its descendants: one with children is refused, before
-  // the destination is asked, until trees move whole; --only keeps the move of one
-  // process (its children stay here).
+  // The job is the process and its descendants: from its home, with the job records
+  // shadowd made for them, they move together; anywhere else one with children is
+  // refused before the destination is asked. --only keeps the move of one process
+  // (its children stay here).
   if (!only) {
-    auto left = childrenLeftBehind(ctl->realPid());
+    const char* tree = getenv(kTreeMembersEnv);
+    auto members = parseMembers(tree != nullptr ? tree : "");
+    if (members.size() > 0) {
+      if (mode != nullptr && strcmp(mode, "stop-and-copy") != 0) {
+        fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, " with its children by ", mode, ": a process tree moves "
+                     "stop-and-copy only (", mode, " is not built for trees yet); nothing was frozen, the job runs on ",
+                     deputy != nullptr ? "at home" : "where it was", "; leave out --", mode));
+      }
+      HopArgs a{to, home, deputy, shadowdSocket, network, stallMs, linkMode};
+      return sendTree(io, *ctl, vpid > 0 ? vpid : pid, jobId, token, command, a, key, kj::mv(members));
+    }
+  }
+  if (!only) {
+    auto left = lostIfAlone(ctl->realPid(), deputy != nullptr);
     if (left.size() > 0) fail(treeRefusal(vpid > 0 ? vpid : pid, left, deputy != nullptr));
   }
   // System V objects are the kernel's of this host, named by ids the job holds: they
@@ -526,7 +812,7 @@ int sendCommand(int argc, char** argv) {
   // while) would be left behind, losing its parent: the hop is aborted before its
   // commit, so the job resumes here whole and nothing of it runs there.
   if (!only) {
-    auto late = childrenLeftBehind(ctl->realPid());
+    auto late = lostIfAlone(ctl->realPid(), deputy != nullptr);
     if (late.size() > 0) fail(treeRefusal(vpid > 0 ? vpid : pid, late, deputy != nullptr));
   } else if (homecoming) {
     auto late = liveOnly(childrenLeftBehind(ctl->realPid()));

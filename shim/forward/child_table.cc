@@ -45,7 +45,18 @@ void copyHomeFd(State& s, int32_t from, int32_t to) {
 void dropHomeFd(int32_t fd) {
   State& s = state();
   if (!isForwardedFd(s, fd)) return;
-  if (owned(s, fd)) forwardSyscall(SYS_close, homeFdOf(fd));
+  if (owned(s, fd)) {
+    // A copy made here (dup, dup2, F_DUPFD: copyHomeFd) names the same home fd, and
+    // keeps using it: it inherits the home side instead (a shell's `read < FILE`
+    // moves the file to 0 with dup2 and closes the one it opened).
+    const int32_t home = homeFdOf(fd);
+    int32_t heir = -1;
+    for (int32_t i = 0; i < static_cast<int32_t>(kMaxFds) && heir < 0; ++i) {
+      if (i != fd && isForwardedFd(s, i) && homeFdOf(i) == home) heir = i;
+    }
+    if (heir >= 0) setOwned(s, heir, true);
+    else forwardSyscall(SYS_close, home);
+  }
   setOwned(s, fd, false);
   setForwardedFd(s, fd, false);
   __atomic_store_n(&s.config.homeFd[fd], 0, __ATOMIC_RELEASE);

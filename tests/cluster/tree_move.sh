@@ -1,18 +1,24 @@
 #!/bin/bash
-# tree_move.sh: `migctl migrate` of a process with children, as a user sees it today.
-# The job is Debian's /usr/bin/python3 with one child (subprocess.Popen of
-# /usr/bin/sleep) printing STEP lines. Moving a tree whole is not built yet
-# (issue 12): the move is refused with one line that names the children and the
-# way out (--only), before anything is frozen: the job runs on at home, still the
-# program (not a deputy), its child still its child. `--only` then moves the
-# process alone, as before trees: the job runs on b, its child stays on a with the
-# deputy as its parent. On b it starts a second child: its move on (b -> a) is refused
-# the same way, and it runs on on b. At the end the job kills both children and
-# waits for them (the one at home through home), prints their statuses and exits 7,
-# which the shell on a gets.
-# Real trees refused mid-run and finishing at home as undisturbed: `make -j2` of 8
-# generated C files (the same objects and program) and a python3
-# multiprocessing.Pool(2) (the same output).
+# tree_move.sh: `migctl migrate` of a process with children (issue 12), as a user sees it.
+# 1. A python3 family moves a -> b whole: the root with a child it shares a pipe with
+#    (bytes in flight across the move) and a child that ended and was not waited for
+#    (a zombie). After the move the root and its live child are deputies at home (each
+#    its own job in `migctl list`, at b), the child still the root's child there, the
+#    zombie still a zombie; a signal sent at home to the child reaches it on b, the
+#    root's kill of its child reaches it, the child reads both lines from the pipe, its
+#    getpid/getppid/getpgid/getpgrp/getsid are home's, the root's waits get the zombie's status 5 and the
+#    child's 3 under their PIDs, and the shell on a gets the root's status 7.
+#    The tree then moves on whole, b -> c (a signal from home reaches the child there)
+#    and c -> a; once the root has a child born away from home, the tree's next move
+#    is refused in one line and it runs on; that child is killed and waited for
+#    (status -9).
+# 2. What stays refused before anything is frozen, one line, the job running on at
+#    home: a tree with a member not under libmig.so (named), --precopy of a tree, and a python3
+#    multiprocessing.Pool(2) (its processes share memory), which then finishes at home
+#    with the undisturbed output.
+# 3. `make -j2` of 6 generated C files moves a -> b mid-build, while both compiles
+#    wait at a gate (a FIFO the test holds: each recipe reads a line from it), and
+#    finishes on b with the same objects, program and status as the undisturbed build.
 #
 # usage: tree_move.sh OPTIONS (below)
 source "$(dirname "$0")/lib/cluster_lib.sh"
@@ -20,120 +26,195 @@ cluster_args "$@"
 cluster_require SHADOWD DEPUTY MIGCTL LIBMIG
 PY=/usr/bin/python3
 [[ -x $PY ]] || { echo "SKIP: $PY is not installed"; exit 77; }
-cluster_up a b
-
-# The job: its child first, then a STEP a tenth of a second until the file STOP
-# exists in its directory (a's /tmp/mig-host-a/tree).
-JOB='import os, subprocess, sys, time
-child = subprocess.Popen(["/usr/bin/sleep", "600"])
-print("child", child.pid, flush=True)
-child2 = None
-n = 0
-while not os.path.exists("STOP"):
-    if child2 is None and os.path.exists("SPAWN"):
-        child2 = subprocess.Popen(["/usr/bin/sleep", "600"])
-        print("child2", child2.pid, flush=True)
-    n += 1
-    print("STEP", n, flush=True)
-    time.sleep(0.1)
-child.kill()
-print("child status", child.wait(), flush=True)
-if child2:
-    child2.kill()
-    print("child2 status", child2.wait(), flush=True)
-sys.exit(7)'
-
-start_job tree mig "$PY" -c "$JOB" || cluster_end
-child=$(wait_until 20 grep -q '^child ' "$(jfile tree out)" && awk '$1 == "child" { print $2; exit }' "$(jfile tree out)")
+cluster_up a b c
 ppid_of() { hx a awk '{ print $4 }' "/proc/$1/stat" 2>/dev/null; }
+state_of() { hx a awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null; }
+out_has() { grep -qx "$2" "$(jfile "$1" out)"; }
 
-# --- 1. refused whole, with one line; the job runs on at home -------------------------
-wait_step tree 3 30
-migrate tree b
-if one_line_reason && grep -q "cannot move PID ${PID[tree]}: it has [0-9]* descendants\{0,1\} (.*sleep" "$MIG_ERR" &&
-   grep -q "moving a process tree whole is not built yet" "$MIG_ERR" &&
-   grep -q "nothing was frozen, the job runs on at home; --only moves process ${PID[tree]} alone" "$MIG_ERR"; then
-  ok "a process with a child: refused with one line ($(sed 's/.*failed: //' "$MIG_ERR" | cut -c1-90)...)"
-else
-  fail "a process with a child: not refused as it should be (exit $MIG_RC)"
-  detail "$MIG_OUT" "migctl's stdout"
-  detail "$MIG_ERR" "migctl's stderr"
+# --- 1. a family moves whole ---------------------------------------------------------------
+FAMILY='import os, signal, subprocess, sys, time
+def say(*words):  # one write a line: two processes share this stdout
+    os.write(1, (" ".join(str(w) for w in words) + "\n").encode())
+r, w = os.pipe()
+os.write(w, b"in flight before the move\n")
+c1 = os.fork()
+if c1 == 0:
+    os.close(w)
+    signal.signal(signal.SIGUSR1, lambda s, f: say("child: SIGUSR1"))
+    signal.signal(signal.SIGUSR2, lambda s, f: say("child: SIGUSR2"))
+    say("child", os.getpid(), "parent", os.getppid(), "group", os.getpgid(0), os.getpgrp(), "session", os.getsid(0))
+    while not os.path.exists("GO"):
+        time.sleep(0.1)
+    say("child", os.getpid(), "parent", os.getppid(), "group", os.getpgid(0), os.getpgrp(), "session", os.getsid(0))
+    for line in os.fdopen(r):
+        say("child read:", line.strip())
+    os._exit(3)
+c2 = os.fork()
+if c2 == 0:
+    os._exit(5)
+os.close(r)
+say("children", c1, c2)
+n = 0
+late = None
+while not os.path.exists("GO"):
+    if late is None and os.path.exists("SPAWN"):
+        late = subprocess.Popen(["/usr/bin/sleep", "600"])
+        say("late child", late.pid)
+    n += 1
+    say("STEP", n)
+    time.sleep(0.1)
+os.kill(c1, signal.SIGUSR1)
+os.write(w, b"written after the move\n")
+os.close(w)
+pid, st = os.waitpid(c2, 0)
+say("zombie", pid == c2, "status", os.waitstatus_to_exitcode(st))
+pid, st = os.waitpid(c1, 0)
+say("child", pid == c1, "status", os.waitstatus_to_exitcode(st))
+if late:
+    late.kill()
+    say("late child status", late.wait())
+sys.exit(7)'
+start_job family mig "$PY" -c "$FAMILY" || cluster_end
+if ! wait_until 20 eval 'grep -q "^child [0-9]* parent " "$(jfile family out)" && wait_step family 3 1'; then
+  fail "the family did not start"; detail "$(jfile family err)" "its stderr"; cluster_end
 fi
-k=$(( $(last_step tree) + 3 ))
-if job_at_home tree "$(readlink -f "$PY")" && [[ $(ppid_of "$child") == "${PID[tree]}" ]] && wait_step tree "$k" 30 &&
-   [[ $(host_of "$(where tree)") == a ]]; then
-  ok "after the refusal the job runs on at home (STEP $k), still $PY, its child $child still its child, listed at a"
+read -r _ c1 c2 < <(grep -m1 '^children ' "$(jfile family out)")
+root=${PID[family]}
+# Its group and session at home (the kernel's), as the child must go on seeing them.
+ids="child $c1 parent $root group $(hx a awk '{ print $5, $5, "session", $6 }' "/proc/$c1/stat")"
+wait_until 10 eval '[[ $(state_of "$c2") == Z ]]'
+migrate family b
+if (( MIG_RC == 0 )) && migrated_line | grep -q "stop-and-copy"; then
+  ok "the family ($root, its child $c1, its zombie $c2) moved a -> b: $(migrated_line)"
 else
-  fail "after the refusal: the job is not as it was (exe $(hx a readlink "/proc/${PID[tree]}/exe"), child's parent $(ppid_of "$child"), list: '$(where tree)')"
-  shadowd_logs a
+  fail "the family did not move: exit $MIG_RC"
+  detail "$MIG_OUT" "migctl's stdout"; detail "$MIG_ERR" "migctl's stderr"
+  shadowd_logs a b; restore_log b
+  kill_job family; cluster_end
 fi
+list=$(hm a list 2>/dev/null)
+at_b() { awk -v p="$1" '$1 == p { print $3; exit }' <<<"$list"; }
+if [[ $(host_of "$(at_b "$root")") == b && $(host_of "$(at_b "$c1")") == b ]] &&
+   [[ $(hx a readlink "/proc/$root/exe") == *mig-deputy && $(hx a readlink "/proc/$c1/exe") == *mig-deputy ]] &&
+   [[ $(ppid_of "$c1") == "$root" && $(ppid_of "$c2") == "$root" && $(state_of "$c2") == Z ]]; then
+  ok "at home the root and its child are deputies listed at b, the child still the root's, the zombie still a zombie"
+else
+  fail "at home after the move: list '$(tr '\n' '|' <<<"$list")', exes $(hx a readlink "/proc/$root/exe") $(hx a readlink "/proc/$c1/exe"), child's parent $(ppid_of "$c1"), zombie $(state_of "$c2")"
+fi
+hx a kill -USR2 "$c1"
+if wait_until 20 out_has family "child: SIGUSR2"; then
+  ok "SIGUSR2 sent at home to the child ($c1) reached it on b"
+else
+  fail "SIGUSR2 sent at home to the child did not reach it"; shadowd_logs a b
+fi
+k=$(( $(last_step family) + 3 ))
+wait_step family "$k" 30 && ok "the family goes on on b (STEP $k)" || fail "the family does not go on on b (last STEP $(last_step family))"
 
-# --- 2. --only moves the process alone ---------------------------------------------------
-k=$(( $(last_step tree) + 3 ))
-wait_step tree "$k" 30
-migrate tree b 40 --only
-if (( MIG_RC == 0 )) && [[ $(host_of "$(where tree)") == b ]] && [[ $(ppid_of "$child") == "${PID[tree]}" ]] &&
-   [[ $(hx a readlink "/proc/${PID[tree]}/exe") == *mig-deputy ]]; then
-  ok "--only: the job moved alone to b ($(migrated_line)); its child $child stays on a, the deputy's child"
-else
-  fail "--only: exit $MIG_RC, list on a: '$(where tree)', child's parent $(ppid_of "$child")"
-  detail "$MIG_ERR" "migctl's stderr"
-  shadowd_logs a b
-  restore_log b
-fi
-k=$(( $(last_step tree) + 3 ))
-wait_step tree "$k" 30 && ok "the job goes on on b (STEP $k)" || fail "the job does not go on on b (last STEP $(last_step tree))"
-
-# --- 2b. away from home, with a child born there: a move on is refused too --------------
-touch "$(jfile tree SPAWN)"
-if wait_until 30 grep -q '^child2 ' "$(jfile tree out)"; then
-  migrate tree a
-  k=$(( $(last_step tree) + 3 ))
-  if one_line_reason && grep -q "cannot move PID ${PID[tree]}: it has 1 descendant (sleep)" "$MIG_ERR" &&
-     grep -q "the job runs on where it was; --only moves process ${PID[tree]} alone and leaves its children on this host" "$MIG_ERR" &&
-     wait_step tree "$k" 30 && [[ $(host_of "$(where tree)") == b ]]; then
-    ok "b -> a with a child born on b ($(awk '$1 == "child2" { print $2 }' "$(jfile tree out)")): refused in one line, the job runs on on b (STEP $k)"
+# The tree moves on whole: b -> c, then home again, c -> a.
+tree_hop() {  # tree_hop FROM TO
+  local k=$(( $(last_step family) + 3 ))
+  wait_step family "$k" 30
+  migrate family "$2" 60
+  list=$(hm a list 2>/dev/null)
+  if (( MIG_RC == 0 )) && [[ $(host_of "$(at_b "$root")") == "$2" && $(host_of "$(at_b "$c1")") == "$2" ]] &&
+     wait_step family $((k + 3)) 30; then
+    ok "the tree moved $1 -> $2 whole (at STEP $k), both listed at $2, and goes on: $(migrated_line)"
   else
-    fail "b -> a with a child born on b: exit $MIG_RC, list on a: '$(where tree)'"
-    detail "$MIG_ERR" "migctl's stderr"
-    shadowd_logs a b
+    fail "the tree's move $1 -> $2: exit $MIG_RC, list '$(tr '\n' '|' <<<"$list")'"
+    detail "$MIG_ERR" "migctl's stderr"; shadowd_logs a "$1" "$2"; restore_log "$2"
+  fi
+}
+tree_hop b c
+hx a kill -USR2 "$c1"
+if wait_until 20 eval '(( $(grep -cx "child: SIGUSR2" "$(jfile family out)") == 2 ))'; then
+  ok "SIGUSR2 sent at home to the child reached it on c"
+else
+  fail "SIGUSR2 sent at home to the child did not reach it on c"
+fi
+tree_hop c a
+
+# A child born away from the tree's home (here: on a, where the tree runs as moved
+# jobs): the tree's next move is refused in one line, the job runs on.
+touch "$(jfile family SPAWN)"
+if wait_until 30 grep -q '^late child ' "$(jfile family out)"; then
+  migrate family b
+  k=$(( $(last_step family) + 3 ))
+  if one_line_reason && grep -q "cannot move PID $root with its children: its process $root has 1 child born on this host (sleep)" "$MIG_ERR" &&
+     grep -q "the job runs on where it was" "$MIG_ERR" && wait_step family "$k" 30; then
+    ok "the tree with a child born away from home: its move refused in one line, the job runs on (STEP $k)"
+  else
+    fail "the tree with a child born away from home: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
   fi
 else
-  fail "the job started no child on b (no 'child2' line)"
-  detail "$(jfile tree err)" "its stderr"
+  fail "the family started no late child"; detail "$(jfile family err)" "its stderr"
 fi
 
-# --- 3. its end: kill and wait for the child at home, status to the shell on a ------------
-touch "$(jfile tree STOP)"
-if wait_job tree 60 && [[ $STATUS == 7 ]] && grep -qx "child status -9" "$(jfile tree out)" &&
-   grep -qx "child2 status -9" "$(jfile tree out)" && ! hx a kill -0 "$child" 2>/dev/null; then
-  ok "the job killed and reaped its child at home and the one born on b (status -9 each), the shell on a got its status 7"
+touch "$(jfile family GO)"
+want=("$ids" "child: SIGUSR1" "child read: in flight before the move"
+      "child read: written after the move" "zombie True status 5" "child True status 3" "late child status -9")
+missing=""
+if wait_job family 60; then
+  for l in "${want[@]}"; do out_has family "$l" || missing+=" '$l'"; done
+  [[ $(grep -cx "$ids" "$(jfile family out)") == 2 ]] || missing+=" (getpid/getppid/getpgid/getpgrp/getsid twice as at home: $(grep "^child $c1 parent" "$(jfile family out)" | tr '\n' '|'))"
+fi
+if [[ $STATUS == 7 && -z $missing ]]; then
+  ok "the family's end: the child read both lines of the pipe and got the root's SIGUSR1, its PID, parent, group and session as at home; the root got the zombie's status 5 and the child's 3; the shell on a got 7"
 else
-  fail "the job's end: status $STATUS, its last lines: $(tail -n 2 "$(jfile tree out)" | tr '\n' ' ')"
-  detail "$(jfile tree err)" "its stderr"
+  fail "the family's end: status $STATUS, missing:$missing"
+  detail "$(jfile family out)" "its stdout"; detail "$(jfile family err)" "its stderr"
   shadowd_logs a b
 fi
-kill_job tree
+kill_job family
 
-# --- 4. real programs: make -j2 mid-build and a multiprocessing.Pool(2) -----------------
-# Both are trees; each is refused mid-run with one line and then finishes at home as an
-# undisturbed run does. Each recipe, and each of the pool's tasks, waits for the file GO
-# in the job's directory: the test chooses the moment by the line the job prints and
-# lets it finish by making GO (the undisturbed runs have GO from the start).
-make_project() {  # make_project DIR: 8 C files, a Makefile, recipes held until GO exists
-  local d=$1 i
-  mkdir -p "$d"
-  for i in 1 2 3 4 5 6 7 8; do
-    printf 'int f%d(int x) { int s = 0; for (int k = 0; k < x; k++) s += k * %d %% 7; return s; }\n' "$i" "$i" >"$d/f$i.c"
-  done
-  { for i in 1 2 3 4 5 6 7 8; do echo "int f$i(int);"; done
-    echo '#include <stdio.h>'
-    echo 'int main(void) { printf("%d\n", f1(10) + f2(20) + f3(30) + f4(40) + f5(50) + f6(60) + f7(70) + f8(80)); return 0; }'
-  } >"$d/main.c"
-  printf '%s\n' 'OBJS = f1.o f2.o f3.o f4.o f5.o f6.o f7.o f8.o main.o' 'prog: $(OBJS)' \
-    '	cc -o $@ $(OBJS)' '%.o: %.c' '	@echo "compiling $<"' '	@until [ -e GO ]; do sleep 0.05; done' \
-    '	cc -O1 -c -o $@ $<' >"$d/Makefile"
+# A process whose only child has ended (a zombie) moves: the zombie stays at home,
+# the deputy's, and the job's wait for it there gets its status.
+LONE='import os, sys, time
+c = os.fork()
+if c == 0:
+    os._exit(4)
+while os.waitid(os.P_PID, c, os.WEXITED | os.WNOWAIT) is None:
+    pass
+print("zombie", c, flush=True)
+while not os.path.exists("GO"):
+    time.sleep(0.1)
+pid, st = os.waitpid(c, 0)
+print("reaped", pid == c, "status", os.waitstatus_to_exitcode(st), flush=True)'
+start_job lone mig "$PY" -c "$LONE" || cluster_end
+wait_until 20 grep -q '^zombie ' "$(jfile lone out)"
+migrate lone b
+touch "$(jfile lone GO)"
+if (( MIG_RC == 0 )) && wait_job lone 30 && [[ $STATUS == 0 ]] && grep -qx "reaped True status 4" "$(jfile lone out)"; then
+  ok "a process whose only child is a zombie moved a -> b, and its wait got the zombie's status 4 from home"
+else
+  fail "a process with a zombie child: migrate exit $MIG_RC, status $STATUS"; detail "$MIG_ERR" "migctl's stderr"
+  detail "$(jfile lone out)" "its stdout"; detail "$(jfile lone err)" "its stderr"
+fi
+kill_job lone
+
+# --- 2. refused before the freeze -------------------------------------------------------------
+# refused NAME PATTERN: one line matching PATTERN, the job still the program at home.
+refused() {
+  migrate "$1" b
+  if one_line_reason && grep -q "$2" "$MIG_ERR" && grep -q "nothing was frozen, the job runs on at home" "$MIG_ERR" &&
+     job_at_home "$1" "$3"; then
+    ok "$1: refused in one line ($(sed 's/.*failed: //' "$MIG_ERR" | cut -c1-110)...), runs on at home"
+  else
+    fail "$1: not refused as it should be (exit $MIG_RC)"; detail "$MIG_ERR" "migctl's stderr"
+  fi
 }
+start_job bare mig /bin/sh -c 'env -u LD_PRELOAD /usr/bin/sleep 600 & echo started; wait' || cluster_end
+wait_until 20 out_has bare started
+wait_until 20 eval '[[ -n $(hx a pgrep -P "${PID[bare]}" sleep) ]]'
+refused bare "its process [0-9]* (sleep) cannot move: .*does not run under mig" "$(readlink -f /bin/sh)"
+migrate bare b 40 --precopy
+if one_line_reason && grep -q "a process tree moves stop-and-copy only" "$MIG_ERR" && job_at_home bare "$(readlink -f /bin/sh)"; then
+  ok "bare: --precopy of a tree refused in one line, runs on at home"
+else
+  fail "bare: --precopy of a tree not refused as it should be (exit $MIG_RC)"; detail "$MIG_ERR" "migctl's stderr"
+fi
+hx a kill -KILL $(hx a pgrep -P "${PID[bare]}" sleep)
+wait_job bare 30 || fail "bare: did not end after its child was killed"
+
 POOL='import multiprocessing, os, time
 def work(i):
     while not os.path.exists("GO"):
@@ -144,46 +225,60 @@ if __name__ == "__main__":
         print("pool started", flush=True)
         r = pool.map(work, range(8))
     print("result", sum(r), flush=True)'
-for j in make make-ref; do make_project "$(jfile "$j" .)"; done
-mkdir -p "$(jfile pool-ref .)" && touch "$(jfile make-ref GO)" "$(jfile pool-ref GO)"
-start_job make-ref plain /usr/bin/make -j2
+mkdir -p "$(jfile pool-ref .)" "$(jfile pool .)" && touch "$(jfile pool-ref GO)"
 start_job pool-ref plain "$PY" -c "$POOL"
-for r in make-ref pool-ref; do
-  wait_job "$r" 120 && [[ $STATUS == 0 ]] || { fail "the undisturbed $r (without mig): status $STATUS"; detail "$(jfile "$r" err)" "its stderr"; }
-done
+start_job pool mig "$PY" -c "$POOL"
+wait_until 60 out_has pool "pool started" || fail "pool: no 'pool started' within 60 s"
+refused pool "share memory .*does not move yet" "$(readlink -f "$PY")"
+touch "$(jfile pool GO)"
+wait_job pool-ref 120
+compare pool pool-ref 0
+kill_job pool
 
-# refused_at NAME LINE: once the job printed LINE, migctl migrate refuses it in one line,
-# and it is still the program at home.
-refused_at() {
-  local name=$1 line=$2 exe=$3
-  if ! wait_until 60 grep -qx "$line" "$(jfile "$name" out)"; then
-    fail "$name: no '$line' within 60 s"; detail "$(jfile "$name" err)" "its stderr"; return 1
-  fi
-  migrate "$name" b
-  if one_line_reason && grep -q "cannot move PID ${PID[$name]}: it has [0-9]* descendant.*--only moves" "$MIG_ERR" &&
-     job_at_home "$name" "$exe"; then
-    ok "$name: refused at '$line' ($(grep -o 'it has [0-9]* descendants\{0,1\} ([^)]*)' "$MIG_ERR")), runs on at home"
-  else
-    fail "$name: not refused as it should be at '$line' (exit $MIG_RC)"; detail "$MIG_ERR" "migctl's stderr"
-  fi
+# --- 3. make -j2 moves mid-build ---------------------------------------------------------------
+make_project() {  # make_project DIR: 6 C files, a Makefile whose compiles wait at GATE
+  local d=$1 i
+  mkdir -p "$d"
+  for i in 1 2 3 4 5; do
+    printf 'int f%d(int x) { int s = 0; for (int k = 0; k < x; k++) s += k * %d %% 7; return s; }\n' "$i" "$i" >"$d/f$i.c"
+  done
+  { for i in 1 2 3 4 5; do echo "int f$i(int);"; done
+    echo '#include <stdio.h>'
+    echo 'int main(void) { printf("%d\n", f1(10) + f2(20) + f3(30) + f4(40) + f5(50)); return 0; }'
+  } >"$d/main.c"
+  printf '%s\n' 'OBJS = f1.o f2.o f3.o f4.o f5.o main.o' 'prog: $(OBJS)' \
+    '	cc -o $@ $(OBJS)' '%.o: %.c' '	@echo "gate $<" && read -r line < GATE' \
+    '	cc -O1 -c -o $@ $<' >"$d/Makefile"
+  mkfifo "$d/GATE"
 }
+for j in make make-ref; do make_project "$(jfile "$j" .)"; done
+exec 8<>"$(jfile make-ref GATE)" 9<>"$(jfile make GATE)"
+for i in $(seq 40); do echo go; done >&8
+start_job make-ref plain /usr/bin/make -j2
 start_job make mig /usr/bin/make -j2
-refused_at make "compiling f1.c" /usr/bin/make
-touch "$(jfile make GO)"
+if wait_until 60 eval 'out_has make "gate f1.c" && out_has make "gate f2.c"'; then
+  wait_until 10 eval '(( $(hx a pgrep -c -P "${PID[make]}") == 2 ))'
+  migrate make b 60
+  if (( MIG_RC == 0 )) && [[ $(host_of "$(where make)") == b ]]; then
+    ok "make -j2 with two compiles at their gate moved a -> b: $(migrated_line)"
+  else
+    fail "make -j2 did not move: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"; shadowd_logs a b; restore_log b
+  fi
+else
+  fail "make: its two compiles did not reach the gate within 60 s"; detail "$(jfile make err)" "its stderr"
+fi
+for i in $(seq 40); do echo go; done >&9
+wait_job make-ref 120
 wait_job make 120
 same=1
-for o in f1.o f2.o f3.o f4.o f5.o f6.o f7.o f8.o main.o prog; do cmp -s "$(jfile make "$o")" "$(jfile make-ref "$o")" || same=0; done
-if [[ $STATUS == 0 && $(status_of make-ref) == 0 ]] && (( same )); then
-  ok "make -j2: finished at home after the refusal, status 0, its 9 objects and program identical to the undisturbed build's"
+for o in f1.o f2.o f3.o f4.o f5.o main.o prog; do cmp -s "$(jfile make "$o")" "$(jfile make-ref "$o")" || same=0; done
+if [[ $STATUS == 0 && $(status_of make-ref) == 0 ]] && (( same )) &&
+   cmp -s <(sort "$(jfile make out)") <(sort "$(jfile make-ref out)"); then
+  ok "make -j2: finished after the move with status 0, its 6 objects and program identical to the undisturbed build's, the same lines printed (in -j2's order)"
 else
   fail "make -j2: status $STATUS (undisturbed: $(status_of make-ref)), objects identical: $same"
-  detail "$(jfile make err)" "its stderr"
+  detail "$(jfile make out)" "its stdout"; detail "$(jfile make err)" "its stderr"; shadowd_logs a b
 fi
-mkdir -p "$(jfile pool .)"
-start_job pool mig "$PY" -c "$POOL"
-refused_at pool "pool started" "$(readlink -f "$PY")"
-touch "$(jfile pool GO)"
-compare pool pool-ref 0
+exec 8>&- 9>&-
 kill_job make
-kill_job pool
 cluster_end
