@@ -28,8 +28,14 @@ ControlClient::ControlClient(pid_t pid) : pid_(pid), realPid_(pid) {
   struct sockaddr_un addr {};
   addr.sun_family = AF_UNIX;
   int len = control::ctlSocketName(addr.sun_path, sizeof(addr.sun_path), getuid(), pid);
-  if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), offsetof(sockaddr_un, sun_path) + len) != 0) {
-    int err = errno;
+  bool connected = connect(fd_, reinterpret_cast<sockaddr*>(&addr), offsetof(sockaddr_un, sun_path) + len) == 0;
+  int err = errno;
+  if (!connected) {
+    // Not a live process's own name: maybe a restored process's virtual PID.
+    len = control::ctlSocketName(addr.sun_path, sizeof(addr.sun_path), getuid(), pid, true);
+    connected = connect(fd_, reinterpret_cast<sockaddr*>(&addr), offsetof(sockaddr_un, sun_path) + len) == 0;
+  }
+  if (!connected) {
     ::close(fd_);
     fd_ = -1;
     if (::kill(pid, 0) != 0 && errno == ESRCH) fail(kj::str("no process with PID ", pid));

@@ -791,11 +791,13 @@ class NodeImpl final : public rpc::Node::Server {
                          })
                          .eagerlyEvaluate(nullptr);
     // Coming home: the job's deputy is here, so the job will be restored into it
-    // (deputy/homecoming.h) and runs local again.
+    // (deputy/homecoming.h) and runs local again. Not a tree's member yet: its members
+    // come home as moved jobs, deputies kept (a member's freeze may wait on a call home
+    // that another member's deputy answers, and the return home waits for calls first).
     bool homecoming = false;
     KJ_IF_MAYBE(h, d_.homeJobs().find(id)) {
       auto& home = **h;
-      homecoming = home.location.size() > 0 && home.token.size() == t.getToken().size() &&
+      homecoming = home.treeRoot == 0 && home.location.size() > 0 && home.token.size() == t.getToken().size() &&
                    memcmp(home.token.begin(), t.getToken().begin(), home.token.size()) == 0;
     }
     if (homecoming) d_.log(kj::str("job ", id, " is coming home"));

@@ -27,8 +27,12 @@ inline constexpr uint32_t kVersion = 3;  // 2: ThreadSlot::kernel; 3: Block::tim
 
 // Abstract socket name (leading NUL) of process `pid`'s control socket.
 // Returns the length to pass to bind/connect after sun_family.
-inline int ctlSocketName(char* out, size_t size, uid_t uid, pid_t pid) {
-  int n = snprintf(out + 1, size - 1, "mig/%u/ctl/%d", static_cast<unsigned>(uid), static_cast<int>(pid));
+// `alias`: the name a restored process also listens under, its virtual PID, in a
+// namespace of its own ("vctl"): a virtual PID is often another live process's real
+// PID on this host, whose own name it must never take (nor be listed as).
+inline int ctlSocketName(char* out, size_t size, uid_t uid, pid_t pid, bool alias = false) {
+  int n = snprintf(out + 1, size - 1, "mig/%u/%s/%d", static_cast<unsigned>(uid), alias ? "vctl" : "ctl",
+                   static_cast<int>(pid));
   out[0] = '\0';
   return n + 1;
 }

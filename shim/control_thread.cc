@@ -38,13 +38,13 @@ pid_t realTid() { return static_cast<pid_t>(rawSyscall(SYS_gettid)); }
 
 namespace {
 
-int bindControlSocket(pid_t pid) {
+int bindControlSocket(pid_t pid, bool alias = false) {
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   fd = static_cast<int>(placeOwnFd(fd));  // out of the program's way (own_fds.h)
   struct sockaddr_un addr {};
   addr.sun_family = AF_UNIX;
-  int len = control::ctlSocketName(addr.sun_path, sizeof(addr.sun_path), getuid(), pid);
+  int len = control::ctlSocketName(addr.sun_path, sizeof(addr.sun_path), getuid(), pid, alias);
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), offsetof(sockaddr_un, sun_path) + len) != 0 ||
       listen(fd, 4) != 0) {
     close(fd);
@@ -100,10 +100,10 @@ bool serve(int conn) {
   }
   // A restored process: the old sockets were left out of the image, their numbers
   // may be the application's now. Listen under the new real PID, which its parent
-  // sees, and under the virtual PID when no live process holds that name.
+  // sees, and under the virtual PID as an alias (control_protocol.h).
   Runtime& rt = g_runtime;
   rt.controlListen = bindControlSocket(realPid());
-  rt.controlAlias = realPid() != rt.vpid ? bindControlSocket(rt.vpid) : -1;
+  rt.controlAlias = realPid() != rt.vpid ? bindControlSocket(rt.vpid, true) : -1;
   rt.controlConn = -1;
   makeControlWake();
   return true;
