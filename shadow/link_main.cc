@@ -118,11 +118,11 @@ class Link {
     d_.log(kj::str("job ", a_.jobId, ": its link process; its calls come to ", a_.socket));
     d_.tasks().add(running.then([this]() { control_.writeLine("running"); }));
     d_.tasks().add(readControl());
+    d_.tasks().add(reportCounts());
     return childExit(d_.eventPort(), pid).then([this](int status) {
       status_ = status;
-      auto& m = d_.metrics();
-      control_.writeLine(kj::str("ended ", status_, " ", m.forwardedCalls, " ", m.forwardedBytesOut, " ",
-                                 m.forwardedBytesIn));
+      ended_ = true;
+      control_.writeLine(kj::str("ended ", status_, " ", takeCounts()));
       return answer();
     }).then([this](bool tell) -> kj::Promise<void> {
       // A job that left: its calls still in flight (a read blocked at home) are dropped
@@ -134,6 +134,26 @@ class Link {
   }
 
  private:
+  // What the job's calls added to the counters since the last report: "CALLS OUT IN".
+  kj::String takeCounts() {
+    auto& m = d_.metrics();
+    auto line = kj::str(m.forwardedCalls - reported_[0], " ", m.forwardedBytesOut - reported_[1], " ",
+                        m.forwardedBytesIn - reported_[2]);
+    reported_[0] = m.forwardedCalls;
+    reported_[1] = m.forwardedBytesOut;
+    reported_[2] = m.forwardedBytesIn;
+    return line;
+  }
+
+  // shadowd's metrics count the job's calls as they go, not only at its end.
+  kj::Promise<void> reportCounts() {
+    return d_.io().provider->getTimer().afterDelay(kCountsEveryMs * kj::MILLISECONDS).then([this]() -> kj::Promise<void> {
+      if (ended_ || shadowdGone_) return kj::READY_NOW;
+      if (d_.metrics().forwardedCalls != reported_[0]) control_.writeLine(kj::str("counts ", takeCounts()));
+      return reportCounts();
+    });
+  }
+
   // shadowd's lines: "check", and "tell"/"left" once the job ended; its end (shadowd
   // killed or restarted) leaves the decision to us.
   kj::Promise<void> readControl() {
@@ -196,6 +216,9 @@ class Link {
   HostedJob& job_;
   LineChannel control_;
   int status_ = 0;
+  bool ended_ = false;
+  uint64_t reported_[3] = {0, 0, 0};  // the counters as last reported to shadowd
+  static constexpr uint64_t kCountsEveryMs = 1000;
   bool shadowdGone_ = false;
   bool answered_ = false;
   bool tell_ = false;

@@ -146,6 +146,13 @@ kj::Promise<void> LinkProcess::readLoop() {
   });
 }
 
+void LinkProcess::addCounts(char* p) {
+  auto& m = d_.metrics();
+  m.forwardedCalls += strtoull(p, &p, 10);
+  m.forwardedBytesOut += strtoull(p, &p, 10);
+  m.forwardedBytesIn += strtoull(p, &p, 10);
+}
+
 void LinkProcess::handle(kj::StringPtr line) {
   if (line.startsWith("pid ")) {
     pid_t pid = static_cast<pid_t>(strtol(line.cStr() + 4, nullptr, 10));
@@ -169,13 +176,12 @@ void LinkProcess::handle(kj::StringPtr line) {
       for (size_t i = 1; i < problemWaiters_.size(); ++i) rest.add(kj::mv(problemWaiters_[i]));
       problemWaiters_ = kj::mv(rest);
     }
+  } else if (line.startsWith("counts ")) {
+    addCounts(const_cast<char*>(line.cStr()) + 7);
   } else if (line.startsWith("ended ")) {
     char* p = const_cast<char*>(line.cStr()) + 6;
     int status = static_cast<int>(strtol(p, &p, 10));
-    auto& m = d_.metrics();
-    m.forwardedCalls += strtoull(p, &p, 10);
-    m.forwardedBytesOut += strtoull(p, &p, 10);
-    m.forwardedBytesIn += strtoull(p, &p, 10);
+    addCounts(p);
     if (exitFulfiller_->isWaiting()) exitFulfiller_->fulfill(kj::mv(status));
   } else {
     d_.log(kj::str("job ", jobId_, ": its link process said something unknown: ", line));

@@ -9,8 +9,10 @@
 //   link -> shadowd: "pid P"        the restart runs as P (0: it could not be started)
 //                    "running"      the job's first call connection arrived
 //                    "problems T"   answer to "check" (T: one line, empty: none)
-//                    "ended S C O I" the job's process ended with wait status S; C calls
-//                                    forwarded so far, O bytes out, I in
+//                    "counts C O I" every second while calls go: C calls forwarded since
+//                                    the last report, O bytes out, I in (the metrics)
+//                    "ended S C O I" the job's process ended with wait status S; the
+//                                    counts since the last report
 //   shadowd -> link: "check"        Node.setupCheck: what failed of its setup
 //                    "tell"/"left"  answer to "ended": tell home the job ended, or not
 //                                    (it left this host: its sender ends it)
@@ -73,6 +75,7 @@ class LinkProcess {
  private:
   kj::Promise<void> readLoop();
   void handle(kj::StringPtr line);
+  void addCounts(char* p);  // "CALLS OUT IN" into the metrics
 
   Daemon& d_;
   uint64_t jobId_;

@@ -68,6 +68,14 @@ else
   detail "$T/scrape.b" "b's scrape"
 fi
 
+# Its calls while it waits for "go" (access() of a home path) are counted as they go,
+# not only at its end (its link process reports every second).
+running_calls() { scrape b; local c; c=$(value b 'mig_forwarded_calls_total'); [[ $c =~ ^[0-9]+$ ]] && (( c > 0 )); }
+if wait_until 20 running_calls; then
+  ok "b counts the job's calls home while it runs: $(value b 'mig_forwarded_calls_total') so far"
+else
+  fail "b's forwarded calls stayed $(value b 'mig_forwarded_calls_total') while the job ran there"
+fi
 # The job writes its steps from b: those calls go home through b's relay.
 calls_before=$(value b 'mig_forwarded_calls_total')
 touch "$(jfile job data)/go"
