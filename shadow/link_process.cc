@@ -138,6 +138,7 @@ kj::Promise<void> LinkProcess::readLoop() {
         if ((*j)->realPid > 0) kill((*j)->realPid, SIGKILL);
       }
       d_.log(kj::str("job ", jobId_, ": its link process ended before the job: the job is killed"));
+      unlink(linkSocketPath(d_.config().relayPath, jobId_).cStr());  // it could not remove it itself
       exitFulfiller_->fulfill(SIGKILL);
     }
     for (auto& w : problemWaiters_) w->fulfill(kj::str("its link process ended"));

@@ -109,6 +109,21 @@ double ageSeconds(pid_t pid) {
   return up > start ? up - start : 0;
 }
 
+// A hop asked of the host the job runs on (Node.sendJob, sendTree): its figures, as
+// that host measured them.
+void takeFigures(rpc::MigrationResult::Builder to, rpc::MigrationResult::Reader got) {
+  to.setFreezeMs(got.getFreezeMs());
+  to.setImageBytes(got.getImageBytes());
+  to.setTransferMs(got.getTransferMs());
+  to.setRestoreMs(got.getRestoreMs());
+  to.setMode(got.getMode());
+  to.setModeNote(got.getModeNote());
+  to.setBytesBeforeFreeze(got.getBytesBeforeFreeze());
+  to.setBytesDuringFreeze(got.getBytesDuringFreeze());
+  to.setRounds(got.getRounds());
+  to.setBytesAfterFreeze(got.getBytesAfterFreeze());
+}
+
 // PIDs of this user's processes running under libmig (their shim listens on
 // @mig/<uid>/ctl/<pid>): /proc/net/unix lists abstract names with a leading '@'.
 kj::Vector<pid_t> shimProcesses() {
@@ -386,16 +401,7 @@ class LocalImpl final : public rpc::Local::Server {
           })
           .then([result](capnp::Response<rpc::Node::SendJobResults> r) mutable {
             auto got = r.getResult();
-            result.setFreezeMs(got.getFreezeMs());
-            result.setImageBytes(got.getImageBytes());
-            result.setTransferMs(got.getTransferMs());
-            result.setRestoreMs(got.getRestoreMs());
-            result.setMode(got.getMode());
-            result.setModeNote(got.getModeNote());
-            result.setBytesBeforeFreeze(got.getBytesBeforeFreeze());
-            result.setBytesDuringFreeze(got.getBytesDuringFreeze());
-            result.setRounds(got.getRounds());
-            result.setBytesAfterFreeze(got.getBytesAfterFreeze());
+            takeFigures(result, got);
             if (got.getMode() == "postcopy-lost") result.setProblem(got.getProblem());
           })
           .then([this, id, to = kj::str(to), result]() mutable -> kj::Promise<void> {
@@ -583,18 +589,7 @@ class LocalImpl final : public rpc::Local::Server {
           call.setMode(mode);
           return call.send();
         })
-        .then([result](capnp::Response<rpc::Node::SendTreeResults> r) mutable {
-          auto got = r.getResult();
-          result.setFreezeMs(got.getFreezeMs());
-          result.setImageBytes(got.getImageBytes());
-          result.setTransferMs(got.getTransferMs());
-          result.setRestoreMs(got.getRestoreMs());
-          result.setMode(got.getMode());
-          result.setModeNote(got.getModeNote());
-          result.setBytesBeforeFreeze(got.getBytesBeforeFreeze());
-          result.setBytesDuringFreeze(got.getBytesDuringFreeze());
-          result.setRounds(got.getRounds());
-        })
+        .then([result](capnp::Response<rpc::Node::SendTreeResults> r) mutable { takeFigures(result, r.getResult()); })
         .then([this, ids = kj::mv(ids), to = kj::str(to)]() -> kj::Promise<void> {
                 for (uint64_t id : ids) finishMigration(id, kj::StringPtr(to));
                 return kj::READY_NOW;

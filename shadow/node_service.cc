@@ -416,14 +416,16 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
         // that ends by itself while leaving (during pre-copy's rounds, which run for
         // seconds) ended here, and its hop fails.
         const bool left = job->leaving && WIFEXITED(status) && WEXITSTATUS(status) == control::kCheckpointedStatus;
-        // Its link process tells home, once its last writes have run there.
-        if (job->link) job->link->answerEnd(!left);
+        // Its link process tells home, once its last writes have run there; not the end
+        // of a job whose pages could not come: its sender ended it at home already, and
+        // the link home is what failed.
+        if (job->link) job->link->answerEnd(!left && !job->pagesLost);
         if (left) {
           d.log(kj::str("job ", jobId, " left this host"));
           return kj::READY_NOW;
         }
         d.log(kj::str("job ", jobId, " ended here: ", describeStatus(status)));
-        if (job->link && !job->link->lost()) return kj::READY_NOW;
+        if ((job->link && !job->link->lost()) || job->pagesLost) return kj::READY_NOW;
         // Its last writes go home before its end does: the parent reads them first.
         auto settled = job->calls->settled();
         return settled.then([&d, jobId, status, job = kj::mv(job)]() mutable {
@@ -561,6 +563,7 @@ struct PageRelay {
   }
 
   kj::Promise<void> failed(kj::String why) {
+    KJ_IF_MAYBE(j, d.hostedJobs().find(jobId)) { (*j)->pagesLost = true; }
     auto text = kj::str("cannot fetch its pages from home: ", why);
     d.log(kj::str("job ", jobId, ": post-copy: ", text, "; its page server kills it (",
                   bytes >> 20, " MiB had come)"));
