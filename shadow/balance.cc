@@ -179,7 +179,10 @@ struct Candidate {
 struct BalanceState {
   kj::HashMap<kj::String, kj::String> saidWhy;     // "home/vpid" -> the last reason logged
   double lastMoveAt = -1e18;
+  // The decision under way, kept until the next one replaces it: a promise must not be
+  // destroyed from its own continuation (KJ frees the node that is running it).
   kj::Maybe<kj::Promise<void>> deciding;
+  bool decidingNow = false;
 };
 
 kj::Promise<kj::Vector<Candidate>> candidates(Daemon& d) {
@@ -384,7 +387,7 @@ kj::Promise<void> balanceLoop(Daemon& d, BalanceState& s) {
         auto& meter = d.runnable();
         // Without balance, only while someone reads the count (RunnableMeter::wanted).
         if (p.enabled || meter.wanted(now)) meter.sample(now);
-        bool idle = s.deciding == nullptr;
+        bool idle = !s.decidingNow;
         // A full window measured (since shadowd started, and since the last move).
         bool measured = meter.coveredSeconds() >= p.windowSeconds - p.sampleSeconds - 1e-9 &&
                         now - s.lastMoveAt >= p.windowSeconds;
@@ -394,7 +397,8 @@ kj::Promise<void> balanceLoop(Daemon& d, BalanceState& s) {
         // KJ 0.9: clear() of an empty HashMap passes memset a null pointer (UBSan).
         if (!busy && s.saidWhy.size() > 0) s.saidWhy.clear();
         if (p.enabled && idle && measured && busy && !d.admission().evacuating) {
-          s.deciding = decide(d, s).then([&s]() { s.deciding = nullptr; }).eagerlyEvaluate(nullptr);
+          s.decidingNow = true;
+          s.deciding = decide(d, s).then([&s]() { s.decidingNow = false; }).eagerlyEvaluate(nullptr);
         }
         return balanceLoop(d, s);
       });
