@@ -10,10 +10,13 @@
 # link (a's address, the deputy's port). A capture of that port on the simulated bridge
 # must carry the job's traffic and hold neither the marker nor a half of it. Then a's
 # shadowd is killed with SIGKILL: the job goes on writing from b; then b's shadowd is
-# killed with SIGKILL too: the job goes on writing (its link process carries its calls),
-# is told to stop, ends with status 0 (its parent at home, a shell, sees it: the link
-# process tells its deputy), and the home file and the home server each have every line
-# exactly once, in order. Both shadowds are started again at the end and must come up.
+# killed with SIGKILL too: the job goes on writing (its link process carries its calls).
+# Then both shadowds are started again and learn the job back (a's from its deputy, b's
+# from its link process, which announces it): `migctl list` on a shows it at b and on b
+# as a guest; a SIGUSR1 sent to its PID at home reaches it (it prints "SIGUSR1 1"); it is
+# moved on b -> c by `migctl migrate` at home (b's list no longer has it), is told to
+# stop, ends with status 0 for its parent at home (a shell), a's log names its end once,
+# and the home file and the home server each have every line exactly once, in order.
 #
 # usage: direct_link.sh OPTIONS (cluster_lib.sh); meson runs it as test
 # 'migration-direct-link' (suite cluster) with `--feature marker PATH`.
@@ -23,7 +26,7 @@ cluster_require SHADOWD DEPUTY MIGCTL LIBMIG
 cluster_require_features marker
 command -v tcpdump >/dev/null || { echo "SKIP: no tcpdump (tests/lib/setup.sh installs it)"; exit 77; }
 RECORDER=$(abspath "$CLUSTER_LIB_DIR/recorder.py")
-cluster_up a b
+cluster_up a b c
 MARKER=mig-direct-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 HALF1=${MARKER:0:20} HALF2=${MARKER:20}
 occurrences() { grep -aoF -- "$1" "$2" | wc -l; }
@@ -89,13 +92,89 @@ else
   detail "$(jfile job err)" "its stderr"
   shadowd_logs b
 fi
+
+# --- both restarted: each learns the job back ----------------------------------------------
+listening() { grep -c "listening on" "$T/shadowd-$1.log"; }
+start_shadowd a "$T/key"
+start_shadowd b "$T/key"
+for h in a b; do
+  if wait_until 20 eval '(( $(listening '"$h"') >= 2 ))'; then
+    ok "$h's shadowd started again"
+  else
+    fail "$h's shadowd did not start again"
+    shadowd_logs "$h"
+  fi
+done
+if wait_until 30 grep -q "(PID ${PID[job]}): learned back from its deputy; it runs on ${ADDR[b]}:$PORT" "$T/shadowd-a.log"; then
+  ok "a's restarted shadowd learned the job back from its deputy: $(grep -m1 -o "job [0-9]* (PID ${PID[job]}): learned back.*" "$T/shadowd-a.log")"
+else
+  fail "a's restarted shadowd did not learn the job (PID ${PID[job]}) back from its deputy within 30 s"
+  shadowd_logs a
+fi
+if wait_until 30 grep -q "(PID ${PID[job]} of ${ADDR[a]}:$PORT): learned back from its link process" "$T/shadowd-b.log"; then
+  line=$(grep -m1 "(PID ${PID[job]} of ${ADDR[a]}:$PORT): learned back from its link process" "$T/shadowd-b.log")
+  JOB_ID=$(sed -n 's/.*shadowd: job \([0-9]*\) .*/\1/p' <<<"$line")
+  ok "b's restarted shadowd learned its guest back from its link process: ${line#* shadowd: }"
+else
+  fail "b's restarted shadowd did not learn the job (PID ${PID[job]}) back from its link process within 30 s"
+  shadowd_logs b
+fi
+w=$(where job)
+if [[ $(host_of "$w") == b ]]; then
+  ok "migctl list on a shows PID ${PID[job]} at b"
+else
+  fail "migctl list on a shows PID ${PID[job]} at '${w:-no row}', not at b"
+  sed 's/^/#     /' "$T/list.last"
+fi
+hm b list >"$T/list.b" 2>&1
+row=$(awk -v p="${PID[job]}" '$1 == p' "$T/list.b")
+if [[ $row == *"${ADDR[a]}:$PORT"*"${ADDR[b]}:$PORT"*"running (migrated in)"* ]]; then
+  ok "migctl list on b shows the job as its guest: $(tr -s ' ' <<<"$row")"
+else
+  fail "migctl list on b has no guest row for PID ${PID[job]} of a"
+  sed 's/^/#     /' "$T/list.b"
+fi
+
+# --- a signal sent at home reaches it --------------------------------------------------------
+hx a kill -USR1 "${PID[job]}"
+if wait_until 20 grep -qx "SIGUSR1 1" "$(jfile job out)"; then
+  ok "a SIGUSR1 sent to PID ${PID[job]} at home reached the job on b (it printed 'SIGUSR1 1')"
+else
+  fail "the SIGUSR1 sent to PID ${PID[job]} at home did not reach the job on b within 20 s"
+  shadowd_logs a b
+fi
+
+# --- moved on b -> c from home -----------------------------------------------------------------
+if hop job b c; then
+  k=$(( $(last_step job) + 20 ))
+  if wait_step job "$k" 30; then
+    ok "the job runs on at c: STEP $k"
+  else
+    fail "no STEP $k on c within 30 s (last: $(last_step job))"
+    shadowd_logs c
+  fi
+  if wait_until 10 eval '! hm b list 2>/dev/null | awk -v p="${PID[job]}" '"'"'$1 == p { f = 1 } END { exit !f }'"'"; then
+    ok "migctl list on b no longer has the job"
+  else
+    fail "migctl list on b still has the job after it moved to c"
+    hm b list | sed 's/^/#     /'
+  fi
+fi
+
 touch "$(jfile job data/stop)"
 if wait_job job 30 && [[ $STATUS == 0 ]]; then
   ok "told to stop, the job ended and its parent at home got status 0"
 else
   fail "the job did not end with status 0 after it was told to stop (status ${STATUS:-none})"
   detail "$(jfile job err)" "its stderr"
-  shadowd_logs b
+  shadowd_logs a b c
+fi
+ends=$(grep -c "job ${JOB_ID:-none} (PID ${PID[job]}) ended" "$T/shadowd-a.log")
+if [[ $ends == 1 ]]; then
+  ok "a's log names the job's end once: $(grep -m1 -o "job ${JOB_ID:-none} (PID ${PID[job]}) ended.*" "$T/shadowd-a.log")"
+else
+  fail "a's log names the end of job ${JOB_ID:-?} (PID ${PID[job]}) $ends times (want 1)"
+  shadowd_logs a
 fi
 n=$(awk '$1 == "done" { print $2 }' "$(jfile job out)")
 want=$(seq 1 "${n:-0}" | sed "s/^/$MARKER /")
@@ -107,17 +186,5 @@ else
   detail "$(jfile job data/marker.txt)" "the home file"
   detail "$T/job.received" "what the home server got"
 fi
-
-# --- both shadowds come back --------------------------------------------------------------
-start_shadowd a "$T/key"
-start_shadowd b "$T/key"
-for h in a b; do
-  if wait_until 20 shadowd_ready "$h"; then
-    ok "$h's shadowd started again"
-  else
-    fail "$h's shadowd did not start again"
-    shadowd_logs "$h"
-  fi
-done
 kill_job job
 cluster_end
