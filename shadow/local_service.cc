@@ -692,9 +692,10 @@ class LocalImpl final : public rpc::Local::Server {
     job->id = p.getJobId();
     job->token = kj::heapArray<kj::byte>(p.getToken());
     job->vpid = peerPid_;
-    job->command = kj::str(r.getCommand());
+    // A deputy that was given no record (an older shadowd): what /proc tells of it.
+    job->command = r.getCommand().size() > 0 ? kj::str(r.getCommand()) : commandOf(peerPid_);
     job->location = kj::str(r.getLocation());
-    job->startedAt = r.getStartedAt();
+    job->startedAt = r.getStartedAt() > 0 ? r.getStartedAt() : nowSeconds() - ageSeconds(peerPid_);
     job->treeRoot = r.getTreeRoot();
     int pidfd = static_cast<int>(syscall(SYS_pidfd_open, peerPid_, 0));
     require(pidfd >= 0, kj::str("cannot watch the deputy, process ", peerPid_, ": ", strerror(errno)));
