@@ -687,6 +687,11 @@ class LocalImpl final : public rpc::Local::Server {
     require(peerPid_ > 0 && peerUid_ == getuid(),
             "only a deputy of this shadowd's user, on its local socket, may register again");
     require(p.getToken().size() == 32, "a job token is 32 bytes");
+    auto deputyName = programOf(peerPid_);
+    kj::StringPtr ours = d_.config().deputy;
+    KJ_IF_MAYBE(slash, ours.findLast('/')) { ours = ours.slice(*slash + 1); }
+    require(deputyName == "mig-deputy" || deputyName == ours,
+            kj::str("process ", peerPid_, " (", deputyName, ") is not a deputy (mig-deputy)"));
     auto r = p.getRecord();
     auto job = kj::heap<HomeJob>();
     job->id = p.getJobId();
