@@ -296,6 +296,7 @@ struct GuestRecord {
   forwardedCalls @9 :UInt64;  # its calls and bytes forwarded so far (the metrics)
   forwardedBytesOut @10 :UInt64;
   forwardedBytesIn @11 :UInt64;
+  network @12 :NetworkPolicy;  # what it was moved here with (a drain moves it on with it)
 }
 
 struct MoveRecord {

@@ -11,7 +11,7 @@
 //
 // usage (shadowd's, not a user's): mig-link --job-id N --home ADDR --socket PATH
 //   --restore-log FILE --advertise ADDR [--shadowd-socket PATH --vpid PID --command TEXT
-//   --started-at SECONDS] [--cluster-key FILE] [--insecure-plaintext-links]
+//   --started-at SECONDS --network N] [--cluster-key FILE] [--insecure-plaintext-links]
 //   [--no-direct-link] -- RESTART-ARGV...
 // fd 3: the restart's gate (passed on as its fd 3); fd 4: the control socket; the
 // job's token in MIG_JOB_TOKEN (passed on too).
@@ -54,6 +54,7 @@ struct Args {
   kj::String shadowdSocket, command;  // for a restarted shadowd (Local.relearnGuest)
   pid_t vpid = 0;
   double startedAt = 0;
+  rpc::NetworkPolicy network = rpc::NetworkPolicy::HOME;
   LinkMode linkMode = LinkMode::ENCRYPTED;
   bool directLink = true;
   kj::Vector<kj::String> restart;
@@ -99,6 +100,8 @@ Args parse(int argc, char** argv) {
       a.vpid = static_cast<pid_t>(strtol(value("--vpid").cStr(), nullptr, 10));
     } else if (o == "--command") {
       a.command = value("--command");
+    } else if (o == "--network") {
+      a.network = static_cast<rpc::NetworkPolicy>(strtoul(value("--network").cStr(), nullptr, 10));
     } else if (o == "--started-at") {
       a.startedAt = strtod(value("--started-at").cStr(), nullptr);
     } else {
@@ -245,6 +248,7 @@ class Link {
           g.setCommand(a_.command);
           g.setStartedAt(a_.startedAt);
           g.setSocket(a_.socket);
+          g.setNetwork(a_.network);
           // Everything so far: the new shadowd's metrics start from nothing.
           auto& m = d_.metrics();
           g.setForwardedCalls(m.forwardedCalls);

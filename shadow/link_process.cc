@@ -162,6 +162,8 @@ LinkProcess::LinkProcess(Daemon& d, uint64_t jobId, kj::StringPtr home, const Ch
     spec.argv.add(kj::str((*j)->command));
     spec.argv.add(kj::str("--started-at"));
     spec.argv.add(kj::str((*j)->startedAt));
+    spec.argv.add(kj::str("--network"));
+    spec.argv.add(kj::str(static_cast<uint16_t>((*j)->network)));
   }
   if (cfg.keyPath.size() > 0) {
     spec.argv.add(kj::str("--cluster-key"));

@@ -766,6 +766,7 @@ class LocalImpl final : public rpc::Local::Server {
           job->command = kj::str(g.getCommand());
           job->startedAt = g.getStartedAt();
           job->running = true;
+          job->network = g.getNetwork();
           job->calls = kj::refcounted<JobCalls>(d_, job->id, job->home, job->token);
           auto control = controlOverRpc(d_.tasks(), context.getParams().getControl());
           job->link = kj::heap<LinkProcess>(d_, id, linkPid, realPid, kj::mv(control.stream));
