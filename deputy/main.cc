@@ -1,7 +1,8 @@
 // mig-deputy: what a job's home process becomes at its first migration. The shim
 // execs it in place, so it is the same process: same PID, same parent (which still
 // waits for it), same fds (files, pipes, the terminal), same process group. It
-//   - registers with the home shadowd as the job's deputy (this file);
+//   - registers with the home shadowd as the job's deputy, and again with a restarted
+//     one, giving back the record that shadowd kept with it (this file);
 //   - runs the job's forwarded system calls (rsc/wire.h) through the rsc dispatcher,
 //     with the job's fds, cwd and identity (call_runner.h), coming over the job's
 //     direct link from the host it runs on (shadow/direct_link.h) or through shadowd;
@@ -30,12 +31,15 @@
 #include <kj/async-unix.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <dirent.h>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -59,10 +63,24 @@ namespace {
   _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
 }
 
+// Home's record of the job (where it runs, its command, when it started, its tree), as
+// shadowd last gave it (Deputy.keepRecord): a restarted shadowd learns the job back from
+// it (Local.registerDeputy again).
+struct KeptRecord {
+  capnp::MallocMessageBuilder message;
+  bool kept = false;
+};
+
 class DeputyImpl final : public rpc::Deputy::Server {
  public:
-  DeputyImpl(kj::AsyncIoContext& io, kj::UnixEventPort& port, kj::TaskSet& tasks)
-      : io_(io), tasks_(tasks), readiness_(port, tasks), calls_([this](int fd) { readiness_.inputTaken(fd); }) {}
+  DeputyImpl(kj::AsyncIoContext& io, kj::UnixEventPort& port, kj::TaskSet& tasks, KeptRecord& kept)
+      : io_(io), tasks_(tasks), kept_(kept), readiness_(port, tasks), calls_([this](int fd) { readiness_.inputTaken(fd); }) {}
+
+  kj::Promise<void> keepRecord(KeepRecordContext context) override {
+    kept_.message.setRoot(context.getParams().getRecord());
+    kept_.kept = true;
+    return kj::READY_NOW;
+  }
 
   kj::Promise<void> watch(WatchContext context) override {
     auto p = context.getParams();
@@ -114,6 +132,7 @@ class DeputyImpl final : public rpc::Deputy::Server {
   static constexpr uint64_t kHomecomingCancelMs = 10000;
   kj::AsyncIoContext& io_;
   kj::TaskSet& tasks_;
+  KeptRecord& kept_;
   Readiness readiness_;
   CallRunner calls_;
 };
@@ -146,6 +165,49 @@ kj::Vector<int> fillLowFds() {
   if (null >= top) close(null);
   else placeholders.add(null);
   return placeholders;
+}
+
+// The deputy's connection to its home shadowd (its fd among the deputy's own).
+struct ShadowdConnection {
+  ShadowdConnection(kj::Own<kj::AsyncIoStream> s, int placed) : stream(kj::mv(s)), client(*stream), fd(placed) {}
+  ~ShadowdConnection() noexcept(false) {
+    if (fd >= 0) markOwn(fd, false);
+  }
+  kj::Own<kj::AsyncIoStream> stream;
+  capnp::TwoPartyClient client;
+  int fd;
+};
+
+// Connects to a restarted shadowd's socket: tries from 100 ms apart, doubling up to 5 s
+// apart, for as long as the job lives; one log line for each new reason it could not.
+kj::Own<ShadowdConnection> connectAgain(kj::AsyncIoContext& io, const char* path) {
+  uint64_t delayMs = 100;
+  kj::String lastWhy = kj::str("");
+  for (;;) {
+    io.provider->getTimer().afterDelay(delayMs * kj::MILLISECONDS).wait(io.waitScope);
+    delayMs = kj::min(delayMs * 2, uint64_t{5000});
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd >= 0) fd = placeOwn(fd);  // out of the job's numbers (own_fds.h)
+    kj::String why;
+    if (fd >= 0) {
+      struct sockaddr_un sa {};
+      sa.sun_family = AF_UNIX;
+      strncpy(sa.sun_path, path, sizeof(sa.sun_path) - 1);
+      if (connect(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof(sa)) == 0) {
+        auto stream = io.lowLevelProvider->wrapSocketFd(
+            fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP | kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC |
+                    kj::LowLevelAsyncIoProvider::ALREADY_NONBLOCK);
+        return kj::heap<ShadowdConnection>(kj::mv(stream), fd);
+      }
+      why = kj::str(strerror(errno));
+      markOwn(fd, false);
+      close(fd);
+    } else {
+      why = kj::str(strerror(errno));
+    }
+    if (why != lastWhy) log(kj::str("the home shadowd is not back yet (", why, "); trying again"));
+    lastWhy = kj::mv(why);
+  }
 }
 
 int run(int argc, char** argv) {
@@ -183,13 +245,15 @@ int run(int argc, char** argv) {
   } ignoreErrors;
   kj::TaskSet tasks(ignoreErrors);
 
-  capnp::TwoPartyClient client(*stream);
-  auto local = client.bootstrap().castAs<rpc::Local>();
+  KeptRecord kept;
+  rpc::Deputy::Client self = kj::heap<DeputyImpl>(io, io.unixEventPort, tasks, kept);
+  auto conn = kj::heap<ShadowdConnection>(kj::mv(stream), -1);
+  auto local = conn->client.bootstrap().castAs<rpc::Local>();
   {
     auto req = local.registerDeputyRequest();
     req.setJobId(jobId);
     req.setToken(token);
-    req.setDeputy(kj::heap<DeputyImpl>(io, io.unixEventPort, tasks));
+    req.setDeputy(self);
     req.send().wait(io.waitScope);
   }
   log(kj::str("job ", jobId, ": registered as its deputy; own fds from ", lowestOwn()));
@@ -199,9 +263,30 @@ int run(int argc, char** argv) {
   // the deputy stays, so the parent keeps waiting, and goes on serving the job over
   // its direct link (shadow/direct_link.h), which does not pass through shadowd; its
   // end comes over that link too. Without one the job cannot reach home any more.
-  client.onDisconnect().wait(io.waitScope);
-  log(kj::str("job ", jobId, ": the home shadowd went away; serving the direct link only"));
-  kj::NEVER_DONE.wait(io.waitScope);
+  // Meanwhile it registers again with the shadowd that listens on the socket next,
+  // with the record the last one kept here: that one learns the job back.
+  for (;;) {
+    conn->client.onDisconnect().wait(io.waitScope);
+    log(kj::str("job ", jobId, ": the home shadowd went away; serving the direct link only until it is back"));
+    for (;;) {
+      conn = connectAgain(io, socketPath);
+      local = conn->client.bootstrap().castAs<rpc::Local>();
+      auto req = local.registerDeputyRequest();
+      req.setJobId(jobId);
+      req.setToken(token);
+      req.setDeputy(self);
+      req.setAgain(true);
+      if (kept.kept) req.setRecord(kept.message.getRoot<rpc::HomeRecord>().asReader());
+      KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { req.send().wait(io.waitScope); })) {
+        log(kj::str("job ", jobId, ": the restarted shadowd did not take it back: ", e->getDescription()));
+        io.provider->getTimer().afterDelay(5 * kj::SECONDS).wait(io.waitScope);
+        continue;
+      }
+      break;
+    }
+    log(kj::str("job ", jobId, ": registered again with the restarted home shadowd"));
+    signals.reconnected(local);
+  }
 }
 
 }  // namespace
