@@ -55,6 +55,8 @@ constexpr uint64_t kSetupCheckMs = 20000;
 // Before the first bytes, the sender freezes the job (migctl send: up to 30 s) on top
 // of the transfer timeout.
 constexpr uint64_t kFreezeAllowanceMs = 30000;
+// A post-copy hop's freeze waits at most this long for home's clock to be measured.
+constexpr uint64_t kClockWaitMs = 2000;
 
 // What `migctl nodes` shows of this host.
 void fillInfo(Daemon& d, rpc::NodeInfo::Builder info) {
@@ -185,7 +187,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   // homeClock: home's realtime clock minus ours, measured while the image arrives.
   // homecoming: this host is the job's home and its deputy is here (deputy/homecoming.h).
   ImageSinkImpl(Daemon& d, uint64_t jobId, kj::Promise<int64_t> homeClock, bool homecoming = false)
-      : d_(d), jobId_(jobId), homecoming_(homecoming), homeClock_(kj::mv(homeClock)) {
+      : d_(d), jobId_(jobId), homecoming_(homecoming), homeClock_(homeClock.fork()) {
     path_ = spoolImagePath(d.config().spoolDir, jobId);
     logPath_ = spoolLogPath(d.config().spoolDir, jobId);
     fd_ = open(path_.cStr(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -239,7 +241,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     HostedJob* job = nullptr;
     KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { job = j->get(); }
     require(job != nullptr, "the job was dropped during the transfer");
-    return kj::mv(homeClock_).then(
+    return homeClock_.addBranch().then(
         [this, context](int64_t realtimeOffsetNs) mutable { return restore(context, realtimeOffsetNs); });
   }
 
@@ -254,6 +256,33 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
       d_.log(kj::str("job ", jobId_, ": home's realtime clock is ", realtimeOffsetNs / 1000000,
                      " ms ahead of this host's"));
     }
+    kj::Own<PreparedHop> hop;
+    kj::Promise<void> imageTold = kj::READY_NOW;
+    KJ_IF_MAYBE(early, early_) {
+      // Started before the freeze (postcopy): it reads the image once told it is complete.
+      hop = kj::mv(*early);
+      early_ = nullptr;
+      static const char image = 'I';
+      imageTold = hop->gate->write(&image, 1);
+    } else {
+      hop = startRestart(*job, realtimeOffsetNs, false);
+    }
+    return imageTold
+        .then([this]() {
+          KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { return (*j)->link->jobPid(); }
+          fail(kj::str("the job was dropped during the transfer"));
+        })
+        .then([this, context, hop = kj::mv(hop)](pid_t pid) mutable {
+          KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { (*j)->realPid = pid; }
+          hop->pid = pid;
+          return waitReady(context, pid, kj::mv(hop));
+        });
+  }
+
+  // Runs `migctl restart --migrated --gate-fd 3` of this hop's image under the job's
+  // link process; with imageLater before the image is complete (--image-on-gate: it
+  // reads the image once 'I' comes on the gate).
+  kj::Own<PreparedHop> startRestart(HostedJob& job, int64_t realtimeOffsetNs, bool imageLater) {
     ChildSpec spec;
     spec.argv.add(kj::str(d_.config().migctl));
     spec.argv.add(kj::str("restart"));
@@ -262,14 +291,15 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     spec.argv.add(kj::str("--data-verified"));
     spec.argv.add(kj::str("--gate-fd"));
     spec.argv.add(kj::str("3"));
+    if (imageLater) spec.argv.add(kj::str("--image-on-gate"));
     spec.argv.add(kj::str("--relay"));
     spec.argv.add(linkSocketPath(d_.config().relayPath, jobId_));  // its link process's (link_process.h)
     spec.argv.add(kj::str("--job-id"));
     spec.argv.add(kj::str(jobId_));
     spec.argv.add(kj::str("--realtime-offset-ns"));
     spec.argv.add(kj::str(realtimeOffsetNs));
-    spec.env.add(kj::str(kTokenEnv, "=", hex(job->token)));
-    addNetworkArgs(spec.argv, job->network);
+    spec.env.add(kj::str(kTokenEnv, "=", hex(job.token)));
+    addNetworkArgs(spec.argv, job.network);
     for (auto& p : d_.config().localPaths) {
       spec.argv.add(kj::str("--local-path"));
       spec.argv.add(kj::str(p));
@@ -291,18 +321,14 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     auto hop = kj::heap<PreparedHop>(d_, jobId_, kj::str(path_), kj::str(logPath_));
     {
       KJ_ON_SCOPE_FAILURE({ close(gate[0]); close(gate[1]); });
-      job->link = kj::heap<LinkProcess>(d_, jobId_, job->home, spec, gate[1], logPath_);
+      job.link = kj::heap<LinkProcess>(d_, jobId_, job.home, spec, gate[1], logPath_);
     }
     close(gate[1]);
     hop->gate = d_.io().lowLevelProvider->wrapSocketFd(gate[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
     hop->pages = kj::mv(pageSource_);
-    hop->exited = job->link->exited().fork();
+    hop->exited = job.link->exited().fork();
     hop->reapWatch = hop->exited.addBranch().then([h = hop.get()](int) { h->reaped = true; }).eagerlyEvaluate(nullptr);
-    return job->link->jobPid().then([this, context, hop = kj::mv(hop)](pid_t pid) mutable {
-      KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { (*j)->realPid = pid; }
-      hop->pid = pid;
-      return waitReady(context, pid, kj::mv(hop));
-    });
+    return hop;
   }
 
   // The restart of the job (its process `pid` here) says 'R' on its gate once ready.
@@ -348,7 +374,19 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
                              ": its shadowd is not root and vm.unprivileged_userfaultfd is 0 (a job's system calls "
                              "must be able to wait for its pages)"));
     pageSource_ = context.getParams().getSource();
-    return kj::READY_NOW;
+    // The sender freezes the job once this returns: home's clock is measured first (it
+    // began with receive), so that the restore does not wait for it while the job is
+    // frozen (a post-copy image arrives in milliseconds, before that measure is done).
+    // A slow measure is not waited for long: the restore waits for the rest, as before.
+    // The restart starts now too, off the freeze: it waits on its gate for the image.
+    return homeClock_.addBranch()
+        .then([this](int64_t realtimeOffsetNs) {
+          HostedJob* job = nullptr;
+          KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { job = j->get(); }
+          if (job == nullptr || dropped_ || gotBytes_ || early_ != nullptr) return;
+          early_ = startRestart(*job, realtimeOffsetNs, true);
+        })
+        .exclusiveJoin(d_.io().provider->getTimer().afterDelay(kClockWaitMs * kj::MILLISECONDS));
   }
 
   // Phase one of a hop back home: every check of the restart, in a child (`migctl
@@ -457,6 +495,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
 
   void drop() {
     dropped_ = true;
+    early_ = nullptr;  // its gate closes: the restart started early exits
     if (fd_ >= 0) close(fd_);
     fd_ = -1;
     struct stat st {};
@@ -487,8 +526,9 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   bool gotBytes_ = false;
   bool prepared_ = false;     // a PreparedHop holds the job now
   char gateByte_ = 0;
-  kj::Promise<int64_t> homeClock_;
+  kj::ForkedPromise<int64_t> homeClock_;
   kj::Maybe<rpc::PageSource::Client> pageSource_;
+  kj::Maybe<kj::Own<PreparedHop>> early_;  // post-copy: the restart started before the image came
   kj::Promise<void> stall_ = nullptr;  // last: it calls drop(), which uses the rest
   image::StreamVerifier verifier_;
 };
