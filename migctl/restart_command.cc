@@ -311,6 +311,18 @@ int restart(Options& o, const resources::CallerFds& caller) {
     ssize_t n;
     do n = read(o.migrated.gateFd, &c, 1); while (n < 0 && errno == EINTR);
     if (n != 1 || c != 'I') {
+      // Nothing of this hop stays here: shadowd deleted its files, maybe before our link
+      // process made this log (our stderr), which goes too if it is still ours.
+      char path[PATH_MAX];
+      ssize_t len = readlink("/proc/self/fd/2", path, sizeof(path) - 1);
+      struct stat mine {}, named {};
+      if (len > 0) {
+        path[len] = '\0';
+        if (fstat(STDERR_FILENO, &mine) == 0 && stat(path, &named) == 0 && S_ISREG(named.st_mode) &&
+            mine.st_dev == named.st_dev && mine.st_ino == named.st_ino) {
+          unlink(path);
+        }
+      }
       fail(kj::str("not committed: the hop was aborted before its image was complete here"));
     }
   }

@@ -170,6 +170,8 @@ interface ImageSink {
   # Before the freeze of a post-copy hop: the image's postcopyPages (section 15) are
   # fetched from `source` by the restored job's page server once it runs here.
   # Refused (exception) where this host cannot serve missing pages (no userfaultfd).
+  # Returns once this host is ready to take the frozen job (home's clock measured, the
+  # job's restart started and waiting for the image), or after 2 s without that.
 }
 
 interface PageSource {
