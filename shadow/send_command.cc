@@ -932,15 +932,18 @@ int sendCommand(int argc, char** argv) {
     constexpr uint64_t kTryMs = 1000;  // a login that takes longer is a failed try
     constexpr uint64_t kFirstPauseMs = 250, kMaxPauseMs = 2000;
     uint64_t pauseMs = kFirstPauseMs;
+    uint32_t failedTries = 0;
     auto lastTry = std::chrono::steady_clock::now() - std::chrono::hours(1);
     kj::Own<PeerLink> again;  // the latest new connection (the first one stays too)
     bool refused = false;
     kj::Function<kj::Promise<void>()> resumer = [&]() -> kj::Promise<void> {
       return timer.afterDelay(100 * kj::MILLISECONDS).then([&]() -> kj::Promise<void> {
-        if (msSince(pages->lastRequest()) < static_cast<double>(idleMs) ||
-            msSince(lastTry) < static_cast<double>(pauseMs)) {
+        if (msSince(pages->lastRequest()) < static_cast<double>(idleMs)) {
+          pauseMs = kFirstPauseMs;  // pages flow: a later break starts afresh
+          failedTries = 0;
           return resumer();
         }
+        if (msSince(lastTry) < static_cast<double>(pauseMs)) return resumer();
         lastTry = std::chrono::steady_clock::now();
         return loginToPeer(io, key, linkMode, to, kTryMs)
             .then([&](kj::Own<PeerLink> l) -> kj::Promise<void> {
@@ -951,7 +954,9 @@ int sendCommand(int argc, char** argv) {
               return req.send().then(
                   [&, l = kj::mv(l)](capnp::Response<rpc::Node::ResumePagesResults>&& r) mutable {
                     again = kj::mv(l);
-                    pauseMs = kFirstPauseMs;
+                    // B has the source again: no new connection before another idle spell.
+                    pauseMs = idleMs;
+                    failedTries = 0;
                     if (r.getFinished()) pages->markFinished();
                   },
                   [&](kj::Exception&& e) {
@@ -963,7 +968,7 @@ int sendCommand(int argc, char** argv) {
                   [&](kj::Exception&& e) -> kj::Promise<void> {
                     if (refused) fail(kj::str("the destination has no transfer of the job any more (",
                                               e.getDescription(), ")"));
-                    pauseMs = std::min(pauseMs * 2, kMaxPauseMs);
+                    pauseMs = failedTries++ == 0 ? kFirstPauseMs : std::min(pauseMs * 2, kMaxPauseMs);
                     return resumer();
                   });
       });
