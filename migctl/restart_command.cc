@@ -303,8 +303,6 @@ void becomeOwner(image::schema::Header::Reader h, const char* path, bool asFileO
 }
 
 int restart(Options& o, const resources::CallerFds& caller) {
-  // A chain directory or an incremental image (checkpoint --every): the whole image
-  // made from the chain (image/image_chain.h).
   if (o.migrated.imageOnGate) {
     if (o.migrated.gateFd < 0) fail(kj::str("--image-on-gate needs --gate-fd"));
     char c = 0;
@@ -326,6 +324,8 @@ int restart(Options& o, const resources::CallerFds& caller) {
       fail(kj::str("not committed: the hop was aborted before its image was complete here"));
     }
   }
+  // A chain directory or an incremental image (checkpoint --every): the whole image
+  // made from the chain (image/image_chain.h).
   kj::String whole = image::wholeImagePath(o.path);
   const char* path = whole.cStr();
   resources::FileRestoreOptions& options = o.files;

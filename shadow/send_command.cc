@@ -935,7 +935,7 @@ int sendCommand(int argc, char** argv) {
     uint32_t failedTries = 0;
     auto lastTry = std::chrono::steady_clock::now() - std::chrono::hours(1);
     kj::Own<PeerLink> again;  // the latest new connection (the first one stays too)
-    bool refused = false;
+    bool refused = false, unsupported = false;
     kj::Function<kj::Promise<void>()> resumer = [&]() -> kj::Promise<void> {
       return timer.afterDelay(100 * kj::MILLISECONDS).then([&]() -> kj::Promise<void> {
         if (msSince(pages->lastRequest()) < static_cast<double>(idleMs)) {
@@ -960,7 +960,11 @@ int sendCommand(int argc, char** argv) {
                     if (r.getFinished()) pages->markFinished();
                   },
                   [&](kj::Exception&& e) {
-                    if (e.getType() != kj::Exception::Type::DISCONNECTED) refused = true;
+                    // FAILED: B answered that it has no transfer of the job (ended there).
+                    // UNIMPLEMENTED: an older shadowd, which cannot resume: the first
+                    // link is all there is, as before.
+                    if (e.getType() == kj::Exception::Type::FAILED) refused = true;
+                    if (e.getType() == kj::Exception::Type::UNIMPLEMENTED) unsupported = true;
                     kj::throwFatalException(kj::mv(e));
                   });
             })
@@ -968,6 +972,7 @@ int sendCommand(int argc, char** argv) {
                   [&](kj::Exception&& e) -> kj::Promise<void> {
                     if (refused) fail(kj::str("the destination has no transfer of the job any more (",
                                               e.getDescription(), ")"));
+                    if (unsupported) return kj::Promise<void>(kj::NEVER_DONE);
                     pauseMs = failedTries++ == 0 ? kFirstPauseMs : std::min(pauseMs * 2, kMaxPauseMs);
                     return resumer();
                   });

@@ -46,7 +46,6 @@ start_job mem-ref plain "${FEATURE[memory]}" 256M 80
 start_job small-ref plain "${FEATURE[counter]}" 30
 start_job sys-ref plain "${FEATURE[lazy_syscalls]}" 64
 start_job cut-ref plain "${FEATURE[memory]}" 256M 60
-start_job heal-ref plain "${FEATURE[memory]}" 256M 60
 
 # 1. exactness, background fill on (c)
 if start_job mem mig "${FEATURE[memory]}" 256M 80 && wait_step mem 3 60; then
@@ -136,6 +135,7 @@ reset_sender_link() {
   [[ -n $port ]] && hx a ss -HK -tn state established "( sport = :$port )" dst "${ADDR[b]}" >/dev/null
 }
 reset=0
+start_job heal-ref plain "${FEATURE[memory]}" 256M 60  # (now: not to load the machine during 1 and 2)
 if start_job heal mig "${FEATURE[memory]}" 256M 60 && wait_step heal 3 60; then
   new_migrate_logs
   waits_before=$(grep -c 'the job waits on its pages' "$T/shadowd-b.log")
