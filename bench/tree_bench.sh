@@ -31,8 +31,9 @@ start() {  # start N NAME: a tree of N under mig; sets JOB
 # ended after it: its deputies here (each ends its member on B, as killed).
 migrate() {
   start "$1" "m$1"
-  local members line
+  local members line seen
   members=$(tree_pids "$JOB")
+  seen=$(wc -l < "$dir/b.log")
   line=$(A migrate "$JOB" --to 127.0.0.1:$pb "--$2" 2>"$dir/m.err" | grep '^migrated ') ||
     { echo "migrate of a tree of $1 ($2) failed: $(cat "$dir/m.err")" >&2; exit 1; }
   echo "$line" > "$dir/last-$1-$2.line"
@@ -40,7 +41,9 @@ migrate() {
     *"${2/precopy/pre-copy}"*) ;;
     *) echo "the tree of $1 did not move $2: $line" >&2; exit 1 ;;
   esac
-  kill -9 $members 2>/dev/null || true
+  # Its deputies here and its processes on B (each ends its member there as killed,
+  # but not once the shadowds are gone: they are ended by PID too).
+  kill -9 $members $(tail -n +"$((seen + 1))" "$dir/b.log" | sed -n 's/.*runs here as PID \([0-9]*\)$/\1/p') 2>/dev/null || true
   sed -E 's/.*frozen ([0-9.]+) ms.*/\1/' <<<"$line"
 }
 checkpoint() {  # checkpoint PID: one checkpoint, prints its frozen ms

@@ -59,8 +59,11 @@
 #include "shadow/peer_login.h"
 
 #include <kj/async-io.h>
+#include <kj/thread.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -228,6 +231,73 @@ struct HopArgs {
   const char* mode = nullptr;  // --mode, null: pre-copy where the writes can be tracked
 };
 
+// Where a member's image goes. While the tree runs (pre-copy's rounds) straight to its
+// hop. While the tree is frozen every member is captured at once, each by a thread of
+// its own (on a busy machine each gets its share of a CPU; one after the other they
+// would get one share for all), and the bytes come here, at most kHandOff at a time
+// (a big member waits), for this thread to send: the event loop and the hop are its.
+class MemberSink final : public image::ByteSink {
+ public:
+  explicit MemberSink(RpcSink& out) : out_(out) {}
+
+  void write(const void* data, size_t len) override {
+    if (!threaded_) return out_.write(data, len);
+    auto* p = static_cast<const kj::byte*>(data);
+    while (len > 0) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      changed_.wait(lock, [&] { return buf_.size() < kHandOff || abandoned_; });
+      if (abandoned_) fail(kj::str("the hop was abandoned"));  // ends the capture's thread
+      size_t n = std::min(len, kHandOff - buf_.size());
+      buf_.insert(buf_.end(), p, p + n);
+      p += n;
+      len -= n;
+      changed_.notify_all();
+    }
+  }
+
+  // From now on write() runs in the capture's thread.
+  void startThreaded() { threaded_ = true; }
+  // The capture's thread: no more bytes.
+  void finish() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    finished_ = true;
+    changed_.notify_all();
+  }
+  // A capture still running gets no further (this thread gave up the hop).
+  void abandon() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    abandoned_ = true;
+    changed_.notify_all();
+  }
+  // This thread: sends what the capture hands over, until it finished.
+  void pump(kj::WaitScope& ws) {
+    for (;;) {
+      std::vector<kj::byte> take;
+      bool end;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        changed_.wait(lock, [&] { return !buf_.empty() || finished_; });
+        take.swap(buf_);
+        end = finished_;
+        changed_.notify_all();
+      }
+      if (!take.empty()) out_.write(take.data(), take.size());
+      ws.poll();  // sent bytes go out
+      if (end) return;
+    }
+  }
+
+ private:
+  static constexpr size_t kHandOff = 4 << 20;
+  RpcSink& out_;
+  bool threaded_ = false;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<kj::byte> buf_;
+  bool finished_ = false;
+  bool abandoned_ = false;
+};
+
 // A member's pre-copy (resources/precopy.h): the image its rounds begin while the tree
 // runs and the freeze finishes, exactly as a single process's.
 struct MemberPrecopy {
@@ -252,6 +322,7 @@ struct MemberHop {
   kj::Own<migctl::ControlClient> ctl;
   kj::Own<RpcSink> out;
   resources::CaptureStats stats{};
+  kj::Own<MemberSink> sink;        // its image, into out
   kj::Own<MemberPrecopy> precopy;  // a pre-copy hop: its image as the rounds began it
 };
 
@@ -434,6 +505,7 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     auto sinks = waitOrStall(kj::joinPromises(asked.releaseAsArray()), timer, a.stallMs, stalled(), ws);
     for (size_t i = 0; i < hops.size(); ++i) {
       hops[i]->out = kj::heap<RpcSink>(kj::mv(sinks[i]), ws, timer, a.stallMs, stalled());
+      hops[i]->sink = kj::heap<MemberSink>(*hops[i]->out);
     }
   }
   for (auto* h : hops) resources::waitForLazyPages(h->pid);
@@ -467,7 +539,7 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
       if (a.mode != nullptr) fail(stillHere(whyNot));
     } else {
       for (size_t i = 0; i < hops.size(); ++i) {
-        hops[i]->precopy = kj::heap<MemberPrecopy>(hops[i]->pid, hops[i]->vpid, uffds[i], *hops[i]->out);
+        hops[i]->precopy = kj::heap<MemberPrecopy>(hops[i]->pid, hops[i]->vpid, uffds[i], *hops[i]->sink);
       }
     }
   }
@@ -490,26 +562,47 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   }
 
   // Every member parked before any is captured: what they share at home is seen at
-  // one instant, and none runs on while another is taken. Each image goes out as soon
-  // as it is complete, followed at once by phase one of its hop (ImageSink.done: the
-  // destination restores it up to "ready, not running" while the next members are
-  // captured), so no member waits for the one before it to be taken there. A check
-  // that fails after this (below) still aborts every hop before its commit.
+  // one instant, and none runs on while another is taken. Then every member captured
+  // at once (MemberSink), and each image sent as soon as it is complete, followed at
+  // once by phase one of its hop (ImageSink.done: the destination restores it up to
+  // "ready, not running" while the next members are sent), so no member waits for the
+  // one before it to be taken there. A check that fails after this (below) still
+  // aborts every hop before its commit.
   auto frozenAt = std::chrono::steady_clock::now();
   for (auto* h : hops) ctlOf(h).requestFreeze();
   kj::Vector<control::Reply> parked;
   for (auto* h : hops) parked.add(ctlOf(h).awaitFreeze(kFreezeTimeoutSeconds));
   kj::Vector<kj::Promise<double>> ready;
-  for (size_t i = 0; i < hops.size(); ++i) {
-    MemberHop* h = hops[i];
-    if (precopy) {
-      h->stats = migctl::finishFrozen(ctlOf(h), parked[i], h->precopy->memory, h->precopy->precopy, *h->precopy->w);
-    } else {
-      h->stats = migctl::captureFrozen(ctlOf(h), parked[i], /*forMigration=*/true, *h->out);
+  {
+    auto failed = kj::heapArray<kj::Maybe<kj::Exception>>(hops.size());
+    kj::Vector<kj::Own<kj::Thread>> captures;
+    // However this block is left, no capture's thread waits for this one any more:
+    // abandoned (they end at their next write), then joined.
+    KJ_DEFER(for (auto* h : hops) h->sink->abandon());
+    for (size_t i = 0; i < hops.size(); ++i) {
+      MemberHop* h = hops[i];
+      h->sink->startThreaded();
+      captures.add(kj::heap<kj::Thread>([&, h, i]() {
+        KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+          if (precopy) {
+            h->stats = migctl::finishFrozen(ctlOf(h), parked[i], h->precopy->memory, h->precopy->precopy, *h->precopy->w);
+          } else {
+            h->stats = migctl::captureFrozen(ctlOf(h), parked[i], /*forMigration=*/true, *h->sink);
+          }
+        })) {
+          failed[i] = kj::mv(*e);
+        }
+        h->sink->finish();
+      }));
     }
-    h->out->flush();
-    ready.add(h->out->sink().doneRequest().send().then([](auto r) { return r.getRestoreMs(); }));
-    ws.poll();  // what is sent goes out while the next member is captured
+    for (size_t i = 0; i < hops.size(); ++i) {
+      MemberHop* h = hops[i];
+      h->sink->pump(ws);
+      KJ_IF_MAYBE(e, failed[i]) { kj::throwFatalException(kj::mv(*e)); }
+      h->out->flush();
+      ready.add(h->out->sink().doneRequest().send().then([](auto r) { return r.getRestoreMs(); }));
+      ws.poll();  // what is sent goes out while the next member's bytes come
+    }
   }
   uint64_t bytes = 0;
   for (auto* h : hops) {
