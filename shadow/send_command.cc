@@ -566,12 +566,16 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   // at once (MemberSink), and each image sent as soon as it is complete, followed at
   // once by phase one of its hop (ImageSink.done: the destination restores it up to
   // "ready, not running" while the next members are sent), so no member waits for the
-  // one before it to be taken there. A check that fails after this (below) still
-  // aborts every hop before its commit.
+  // one before it to be taken there.
   auto frozenAt = std::chrono::steady_clock::now();
   for (auto* h : hops) ctlOf(h).requestFreeze();
   kj::Vector<control::Reply> parked;
   for (auto* h : hops) parked.add(ctlOf(h).awaitFreeze(kFreezeTimeoutSeconds));
+  // A child forked, or a member ended, between the look above and the park: the hop is
+  // aborted before anything of it is sent (every member parked, none forks now), the
+  // tree resumes here whole. (After a hop's done, the destination keeps its prepared
+  // copy until its commit or the transfer timeout.)
+  check("during the freeze");
   kj::Vector<kj::Promise<double>> ready;
   {
     auto failed = kj::heapArray<kj::Maybe<kj::Exception>>(hops.size());
@@ -612,9 +616,6 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   double transferMs = msSince(frozenAt);
   double sendMs = msSince(sendStartedAt);
   hopFaultPoint("send-frozen", [](kj::String why) { fail(kj::mv(why)); });
-  // A child forked, or a member ended, between the look above and its freeze: the hop
-  // is aborted before its commit, the tree resumes here whole.
-  check("during the freeze");
 
   // Phase one, for every member: each restored there up to "ready, not running".
   auto restored = waitOrStall(kj::joinPromises(ready.releaseAsArray()), timer, a.stallMs + kPrepareAllowanceMs,
