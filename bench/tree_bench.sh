@@ -1,50 +1,80 @@
 #!/bin/bash
-# Freeze time of a checkpoint of a tree of 8 small processes beside that of one
-# small process, measured in the same run (issue 12's target: the tree's at most
-# 2x the single process's, not 8x). The figure is migctl checkpoint's "frozen"
-# time: from the first freeze request until the image is complete (every member
-# parked, captured and written), median of ROUNDS checkpoints each, alternating.
-#   bench/tree_bench.sh [ROUNDS] [DIR]      (default 7 rounds in /var/tmp)
+# Freeze time of a tree of 8 small processes beside that of one small process, each
+# pair measured in the same run (issue 12's target: the tree's at most 2x the single
+# process's, not 8x), for
+#   - a migration on loopback between two shadowds, stop-and-copy (`--stop-and-copy`)
+#     and pre-copy (`--precopy`): `migctl migrate`'s "frozen" time, from the first
+#     freeze until every member runs on B (every member parked, captured, sent,
+#     restored up to ready there, given up here and released there);
+#   - a checkpoint to a file (`migctl checkpoint`'s "frozen" time: from the first
+#     freeze request until the image is complete).
+# Median of ROUNDS of each, one process and the tree alternating, each migration of
+# a job started for it (bench/tree_job.c).
+#   bench/tree_bench.sh [ROUNDS] [DIR]      (default 7 rounds; checkpoints in /var/tmp)
 set -eu
-root=$(cd "$(dirname "$0")/.." && pwd)
-build=${MIG_BUILD:-$root/build}
 rounds=${1:-7}
-dir=$(mktemp -d "${2:-/var/tmp}/mig-tree-bench-XXXXXX")
-jobs=()
-cleanup() {
-  local j c
-  for j in "${jobs[@]}"; do
-    for c in $(cat /proc/"$j"/task/*/children 2>/dev/null); do kill -9 "$c" 2>/dev/null; done
-    kill -9 "$j" 2>/dev/null
-  done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/lib.sh"
+bench_two_shadowds treebench
+img=$(mktemp -d "${2:-/var/tmp}/mig-tree-bench-XXXXXX")
+trap 'kill -9 "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir" "$img"' EXIT
 
-start() {  # start N: a tree of N; sets JOB
-  LD_PRELOAD=$build/shim/libmig.so "$build/bench/tree_job" "$1" > "$dir/job$1.out" &
+# The processes of a tree_job (the root and its children), for kill -9 at the end.
+tree_pids() { echo "$1"; cat /proc/"$1"/task/*/children 2>/dev/null || true; }
+start() {  # start N NAME: a tree of N under mig; sets JOB
+  LD_PRELOAD=$build/shim/libmig.so "$build/bench/tree_job" "$1" > "$dir/$2.out" &
   JOB=$!
-  jobs+=("$JOB")
-  disown "$JOB"
-  for _ in $(seq 1 600); do grep -q READY "$dir/job$1.out" && return; sleep 0.05; done
-  echo "tree_job $1 did not get ready" >&2; exit 1
+  pids+=("$JOB")
+  wait_for "$dir/$2.out" READY
+  pids+=($(cat /proc/"$JOB"/task/*/children))
 }
-frozen() {  # frozen PID: one checkpoint, prints its frozen ms
-  "$build/migctl/migctl" checkpoint "$1" -o "$dir/img" > "$dir/ckpt.log"
-  rm -f "$dir/img"
-  sed -n 's/.*frozen \([0-9.]*\) ms.*/\1/p' "$dir/ckpt.log"
+# migrate N MODE: a fresh tree of N moved A -> B; prints its frozen ms. The job is
+# ended after it: its deputies here (each ends its member on B, as killed).
+migrate() {
+  start "$1" "m$1"
+  local members line seen
+  members=$(tree_pids "$JOB")
+  seen=$(wc -l < "$dir/b.log")
+  line=$(A migrate "$JOB" --to 127.0.0.1:$pb "--$2" 2>"$dir/m.err" | grep '^migrated ') ||
+    { echo "migrate of a tree of $1 ($2) failed: $(cat "$dir/m.err")" >&2; exit 1; }
+  echo "$line" > "$dir/last-$1-$2.line"
+  case $line in
+    *"${2/precopy/pre-copy}"*) ;;
+    *) echo "the tree of $1 did not move $2: $line" >&2; exit 1 ;;
+  esac
+  # Its deputies here and its processes on B (each ends its member there as killed,
+  # but not once the shadowds are gone: they are ended by PID too).
+  kill -9 $members $(tail -n +"$((seen + 1))" "$dir/b.log" | sed -n 's/.*runs here as PID \([0-9]*\)$/\1/p') 2>/dev/null || true
+  sed -E 's/.*frozen ([0-9.]+) ms.*/\1/' <<<"$line"
 }
-start 1; one=$JOB
-start 8; eight=$JOB
-singles=() trees=()
-for _ in $(seq 1 "$rounds"); do
-  singles+=("$(frozen "$one")")
-  trees+=("$(frozen "$eight")")
+checkpoint() {  # checkpoint PID: one checkpoint, prints its frozen ms
+  "$build/migctl/migctl" checkpoint "$1" -o "$img/img" > "$img/ckpt.log"
+  rm -f "$img/img"
+  sed -n 's/.*frozen \([0-9.]*\) ms.*/\1/p' "$img/ckpt.log"
+}
+
+declare -A one eight
+for mode in stop-and-copy precopy; do
+  for _ in $(seq 1 "$rounds"); do
+    one[$mode]+=" $(migrate 1 $mode)"
+    eight[$mode]+=" $(migrate 8 $mode)"
+  done
 done
-median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
-s=$(median "${singles[@]}")
-t=$(median "${trees[@]}")
-grep -o 'its tree ([0-9]* processes' "$dir/ckpt.log" > /dev/null || { echo "the 8-process job was not taken as a tree" >&2; exit 1; }
-printf 'one process      : %7.1f ms frozen   (median of %s)\n' "$s" "${singles[*]}"
-printf 'tree of 8        : %7.1f ms frozen   (median of %s)\n' "$t" "${trees[*]}"
-printf 'ratio tree / one : %7.2f   (target <= 2)\n' "$(echo "$t / $s" | bc -l)"
+start 1 c1; c1=$JOB
+start 8 c8; c8=$JOB
+for _ in $(seq 1 "$rounds"); do
+  one[checkpoint]+=" $(checkpoint "$c1")"
+  eight[checkpoint]+=" $(checkpoint "$c8")"
+done
+grep -q 'its tree (8 processes' "$img/ckpt.log" || { echo "the 8-process job was not checkpointed as a tree" >&2; exit 1; }
+
+echo "tree of 8 small processes beside one, frozen (medians of $rounds, same run):"
+for mode in stop-and-copy precopy checkpoint; do
+  s=$(median ${one[$mode]})
+  t=$(median ${eight[$mode]})
+  label=$mode
+  [[ $mode == checkpoint ]] || label="migrate $mode"
+  printf '%-22s one %7.1f ms   tree %7.1f ms   ratio %5.2f (target <= 2)\n' "$label" "$s" "$t" "$(echo "$t / $s" | bc -l)"
+  printf '%-22s   one:%s\n%-22s   tree:%s\n' "" "${one[$mode]}" "" "${eight[$mode]}"
+done
+echo "last result lines:"
+sed 's/^/  /' "$dir"/last-*.line

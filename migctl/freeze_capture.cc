@@ -74,7 +74,11 @@ ConcurrentResult freezeAndCaptureConcurrently(ControlClient& ctl, int timeoutSec
 
 resources::CaptureStats freezeAndFinish(ControlClient& ctl, int timeoutSeconds, resources::PageSource& memory,
                                         resources::Precopy& precopy, image::ImageWriter& w) {
-  control::Reply reply = ctl.freeze(timeoutSeconds);
+  return finishFrozen(ctl, ctl.freeze(timeoutSeconds), memory, precopy, w);
+}
+
+resources::CaptureStats finishFrozen(ControlClient& ctl, const control::Reply& reply, resources::PageSource& memory,
+                                     resources::Precopy& precopy, image::ImageWriter& w) {
   if (reply.blockSize != sizeof(control::Block)) {
     image::fail(kj::str("process ", ctl.pid(), " runs an incompatible libmig (block size ", reply.blockSize, ")"));
   }

@@ -48,6 +48,10 @@ ConcurrentResult freezeAndCaptureConcurrently(ControlClient& ctl, int timeoutSec
 // what it wrote, and finishes the image `w` that the rounds began.
 resources::CaptureStats freezeAndFinish(ControlClient& ctl, int timeoutSeconds, resources::PageSource& memory,
                                         resources::Precopy& precopy, image::ImageWriter& w);
+// Its second half, for a process parked already (the members of a tree that moves
+// pre-copy are all parked before any is finished, shadow/send_command.cc).
+resources::CaptureStats finishFrozen(ControlClient& ctl, const control::Reply& reply, resources::PageSource& memory,
+                                     resources::Precopy& precopy, image::ImageWriter& w);
 
 // A whole tree (root and descendants, resources/process_tree.h), frozen together.
 class FrozenTree {

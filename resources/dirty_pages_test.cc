@@ -234,5 +234,54 @@ TEST_CASE("pre-copy keeps no page of a data file mapping whose file page shows t
   munmap(map, 4 * P);
 }
 
+TEST_CASE("a tree's pre-copies go round by round together, the rule on the tree's sums") {
+  // Two members: two regions of this process, each tracked by a userfaultfd of its own.
+  // Inaccessible pages around and between them keep the kernel from merging them
+  // with each other or a neighbour into one region.
+  constexpr size_t kPages = 64, kAll = 2 * kPages + 3;
+  auto* block = static_cast<char*>(mmap(nullptr, kAll * P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  REQUIRE(block != MAP_FAILED);
+  char* mem[2] = {block + P, block + (kPages + 2) * P};
+  for (size_t guard : {size_t{0}, kPages + 1, kAll - 1}) REQUIRE(mprotect(block + guard * P, P, PROT_NONE) == 0);
+  for (auto& m : mem) memset(m, 7, kPages * P);
+  int uffd[2] = {control::makeWriteTrackingUffd(), control::makeWriteTrackingUffd()};
+  REQUIRE(uffd[0] >= 0);
+  REQUIRE(uffd[1] >= 0);
+  auto at = [&](int i) { return reinterpret_cast<uint64_t>(mem[i]); };
+  RangeSource source0(at(0), at(0) + kPages * P), source1(at(1), at(1) + kPages * P);
+  Precopy first(getpid(), uffd[0], source0), second(getpid(), uffd[1], source1);
+  image::MemorySink sink0, sink1;
+  capnp::MallocMessageBuilder header;
+  image::fillHeader(header.initRoot<image::schema::Header>(), 0, 1, "test");
+  image::ImageWriter w0(sink0, header), w1(sink1, header);
+  PrecopyMember members[] = {{first, w0}, {second, w1}};
+
+  // Round 1 sends both whole (128 pages, more than `small`). Then 3 pages of the first
+  // and 2 of the second are written: each alone would be small (at most 4) and stop the
+  // rounds, the tree's 5 are not, so round 3 comes, which finds nothing written.
+  PrecopyRule rule;
+  rule.smallPages = 4;
+  kj::Vector<kj::String> calls;
+  uint32_t rounds = runRoundsTogether(members, rule, [&](size_t i) {
+    calls.add(kj::str(i));
+    if (calls.size() == 2) {
+      memset(mem[0] + 10 * P, 1, 3 * P);
+      memset(mem[1] + 30 * P, 1, 2 * P);
+    }
+    if (calls.size() == 6) mem[1][40 * P] = 2;  // after the last round: the freeze's
+  });
+  CHECK(kj::strArray(calls, " ") == "0 1 0 1 0 1");  // member by member, round by round
+  CHECK(rounds == 3);
+  CHECK(first.stats().rounds == 3);
+  CHECK(first.stats().pagesSent == kPages + 3);
+  CHECK(second.stats().pagesSent == kPages + 2);
+  // What each holds for its freeze: all but what was written after its last round.
+  first.finalScan();
+  second.finalScan();
+  CHECK(first.held().pages() == kPages);
+  CHECK(pagesOf(second.held(), mem[1]) == "0-40 41-64");
+  munmap(block, kAll * P);
+}
+
 }  // namespace
 }  // namespace mig::resources

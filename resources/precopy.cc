@@ -172,13 +172,32 @@ uint64_t Precopy::sendRound(image::ImageWriter& w, kj::ArrayPtr<const MappedRegi
 void Precopy::runRounds(image::ImageWriter& w, const PrecopyRule& rule, kj::Function<void()> afterRound) {
   kj::Vector<uint64_t> roundPages;
   do {
-    kj::Array<MappedRegion> regions;
-    PageRangeSet written;
-    look(regions, written);
-    roundPages.add(sendRound(w, regions, written));
-    ++stats_.rounds;
+    roundPages.add(round(w));
     afterRound();
   } while (!rule.freezeNow(roundPages.asPtr()));
+}
+
+uint64_t Precopy::round(image::ImageWriter& w) {
+  kj::Array<MappedRegion> regions;
+  PageRangeSet written;
+  look(regions, written);
+  uint64_t sent = sendRound(w, regions, written);
+  ++stats_.rounds;
+  return sent;
+}
+
+uint32_t runRoundsTogether(kj::ArrayPtr<PrecopyMember> members, const PrecopyRule& rule,
+                           kj::Function<void(size_t member)> afterRound) {
+  kj::Vector<uint64_t> roundPages;
+  do {
+    uint64_t pages = 0;
+    for (size_t i = 0; i < members.size(); ++i) {
+      pages += members[i].precopy.round(members[i].w);
+      afterRound(i);
+    }
+    roundPages.add(pages);
+  } while (!rule.freezeNow(roundPages.asPtr()));
+  return static_cast<uint32_t>(roundPages.size());
 }
 
 void Precopy::finalScan() {

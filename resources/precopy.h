@@ -46,6 +46,10 @@ class Precopy {
   // (the sender flushes there).
   void runRounds(image::ImageWriter& w, const PrecopyRule& rule, kj::Function<void()> afterRound);
 
+  // One round of runRounds, for a caller that decides when to stop (a tree's members
+  // go round by round together, shadow/send_command.cc): returns the pages it sent.
+  uint64_t round(image::ImageWriter& w);
+
   // With the job frozen: the last look at what was written since the last round.
   // After it, held() is what the receiver has and may keep. Fails (the hop is then
   // cancelled, the job runs on) if the job started another program since the rounds began.
@@ -85,5 +89,16 @@ class Precopy {
   PageRangeSet heldFile_;  // of those, in regions saved whole: the file's page when sent
   PrecopyStats stats_;
 };
+
+// A tree's members go round by round together (shadow/send_command.cc): each round is
+// every member's round, one after the other, and the rule looks at the tree's sums (its
+// freeze sends what all of them wrote). `afterRound` is called after each member's round
+// (the sender flushes that member's image there). Returns the rounds made.
+struct PrecopyMember {
+  Precopy& precopy;
+  image::ImageWriter& w;
+};
+uint32_t runRoundsTogether(kj::ArrayPtr<PrecopyMember> members, const PrecopyRule& rule,
+                           kj::Function<void(size_t member)> afterRound);
 
 }  // namespace mig::resources

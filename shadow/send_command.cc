@@ -62,9 +62,12 @@
 #include "shadow/peer_login.h"
 
 #include <kj/async-io.h>
+#include <kj/thread.h>
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -229,6 +232,88 @@ struct HopArgs {
   rpc::NetworkPolicy network;
   uint64_t stallMs;
   LinkMode linkMode;
+  const char* mode = nullptr;  // --mode, null: pre-copy where the writes can be tracked
+};
+
+// Where a member's image goes. While the tree runs (pre-copy's rounds) straight to its
+// hop. While the tree is frozen every member is captured at once, each by a thread of
+// its own (on a busy machine each gets its share of a CPU; one after the other they
+// would get one share for all), and the bytes come here, at most kHandOff at a time
+// (a big member waits), for this thread to send: the event loop and the hop are its.
+class MemberSink final : public image::ByteSink {
+ public:
+  explicit MemberSink(RpcSink& out) : out_(out) {}
+
+  void write(const void* data, size_t len) override {
+    if (!threaded_) return out_.write(data, len);
+    auto* p = static_cast<const kj::byte*>(data);
+    while (len > 0) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      changed_.wait(lock, [&] { return buf_.size() < kHandOff || abandoned_; });
+      if (abandoned_) fail(kj::str("the hop was abandoned"));  // ends the capture's thread
+      size_t n = std::min(len, kHandOff - buf_.size());
+      buf_.insert(buf_.end(), p, p + n);
+      p += n;
+      len -= n;
+      changed_.notify_all();
+    }
+  }
+
+  // From now on write() runs in the capture's thread.
+  void startThreaded() { threaded_ = true; }
+  // The capture's thread: no more bytes.
+  void finish() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    finished_ = true;
+    changed_.notify_all();
+  }
+  // A capture still running gets no further (this thread gave up the hop).
+  void abandon() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    abandoned_ = true;
+    changed_.notify_all();
+  }
+  // This thread: sends what the capture hands over, until it finished.
+  void pump(kj::WaitScope& ws) {
+    for (;;) {
+      std::vector<kj::byte> take;
+      bool end;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        changed_.wait(lock, [&] { return !buf_.empty() || finished_; });
+        take.swap(buf_);
+        end = finished_;
+        changed_.notify_all();
+      }
+      if (!take.empty()) out_.write(take.data(), take.size());
+      ws.poll();  // sent bytes go out
+      if (end) return;
+    }
+  }
+
+ private:
+  static constexpr size_t kHandOff = 4 << 20;
+  RpcSink& out_;
+  bool threaded_ = false;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<kj::byte> buf_;
+  bool finished_ = false;
+  bool abandoned_ = false;
+};
+
+// A member's pre-copy (resources/precopy.h): the image its rounds begin while the tree
+// runs and the freeze finishes, exactly as a single process's.
+struct MemberPrecopy {
+  MemberPrecopy(pid_t pid, pid_t vpid, int uffd, image::ByteSink& out)
+      : memory(pid, /*forMigration=*/true), precopy(pid, uffd, memory) {
+    resources::fillJobHeader(header.initRoot<image::schema::Header>(), pid, vpid);
+    w = kj::heap<image::ImageWriter>(out, header);
+  }
+  capnp::MallocMessageBuilder header;
+  resources::ProcPageSource memory;
+  resources::Precopy precopy;
+  kj::Own<image::ImageWriter> w;
 };
 
 // One member of a tree on the move: its own job record at home, its own hop.
@@ -241,6 +326,8 @@ struct MemberHop {
   kj::Own<migctl::ControlClient> ctl;
   kj::Own<RpcSink> out;
   resources::CaptureStats stats{};
+  kj::Own<MemberSink> sink;        // its image, into out
+  kj::Own<MemberPrecopy> precopy;  // a pre-copy hop: its image as the rounds began it
 };
 
 // MIG_TREE_MEMBERS (shadowd sets it): "PID:JOBID:TOKENHEX[:VPID]" per member but the
@@ -282,8 +369,10 @@ kj::Vector<MemberHop> parseMembers(const char* text) {
 // process, one per member, over one link: each member is a job of its own there, as
 // it is here, so every relation between members (parent and child, waits, kill,
 // process groups, the pipes between them with their bytes) stays in this host's
-// kernel, held by their deputies, and works through their calls home. Stop-and-copy:
-// every member is frozen from its capture until the commit.
+// kernel, held by their deputies, and works through their calls home. Pre-copy where
+// every member's writes can be tracked (rounds of all members' pages while the tree
+// runs, then one freeze of all of them), else stop-and-copy; either way every member is
+// frozen from the first park until the commit.
 int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, uint64_t jobId,
              kj::ArrayPtr<const kj::byte> token, kj::StringPtr command, const HopArgs& a, const ClusterKey& key,
              kj::Vector<MemberHop> members) {
@@ -402,46 +491,137 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   kj::Vector<MemberHop*> hops;
   hops.add(&root);
   for (auto& m : members) hops.add(&m);
-  // The destination may refuse any of them before anything is frozen.
-  for (auto* h : hops) {
-    auto receive = link->node.receiveRequest();
-    auto ticket = receive.initTicket();
-    ticket.setJobId(h->jobId);
-    ticket.setNetwork(a.network);
-    ticket.setToken(h->token);
-    ticket.setHome(a.home);
-    ticket.setVpid(static_cast<int32_t>(h->vpid));
-    ticket.setCommand(h == &root ? command : h->command.asPtr());
-    auto sink = waitOrStall(receive.send(), timer, a.stallMs, stalled(), ws).getSink();
-    h->out = kj::heap<RpcSink>(kj::mv(sink), ws, timer, a.stallMs, stalled());
+  // The destination may refuse any of them before anything is frozen; all asked at
+  // once, one round trip for the tree.
+  {
+    kj::Vector<kj::Promise<rpc::ImageSink::Client>> asked;
+    for (auto* h : hops) {
+      auto receive = link->node.receiveRequest();
+      auto ticket = receive.initTicket();
+      ticket.setJobId(h->jobId);
+      ticket.setNetwork(a.network);
+      ticket.setToken(h->token);
+      ticket.setHome(a.home);
+      ticket.setVpid(static_cast<int32_t>(h->vpid));
+      ticket.setCommand(h == &root ? command : h->command.asPtr());
+      asked.add(receive.send().then([](auto r) -> rpc::ImageSink::Client { return r.getSink(); }));
+    }
+    auto sinks = waitOrStall(kj::joinPromises(asked.releaseAsArray()), timer, a.stallMs, stalled(), ws);
+    for (size_t i = 0; i < hops.size(); ++i) {
+      hops[i]->out = kj::heap<RpcSink>(kj::mv(sinks[i]), ws, timer, a.stallMs, stalled());
+      hops[i]->sink = kj::heap<MemberSink>(*hops[i]->out);
+    }
   }
   for (auto* h : hops) resources::waitForLazyPages(h->pid);
+  auto ctlOf = [&](MemberHop* h) -> migctl::ControlClient& { return h->ctl.get() != nullptr ? *h->ctl : rootCtl; };
+
+  // Pre-copy where every member's writes can be tracked, as for one process: each
+  // member's shim makes a userfaultfd (and ends that control connection: the freeze
+  // takes a new one). One member that cannot makes the tree stop-and-copy, said on the
+  // result's second line (with --precopy: refused, nothing frozen).
+  bool precopy = a.mode == nullptr || strcmp(a.mode, "precopy") == 0;
+  kj::String whyNot;
+  if (precopy) {
+    kj::Vector<int> uffds;
+    size_t asked = 0;
+    for (auto* h : hops) {
+      ++asked;
+      int fd = ctlOf(h).trackWrites(whyNot);
+      if (fd < 0) break;
+      uffds.add(fd);
+    }
+    for (size_t i = 0; i < asked; ++i) {
+      MemberHop* h = hops[i];
+      h->ctl = nullptr;
+      h->ctl = kj::heap<migctl::ControlClient>(h == &root ? rootCtl.pid() : h->pid);
+    }
+    if (uffds.size() < hops.size()) {
+      for (int fd : uffds) close(fd);
+      precopy = false;
+      MemberHop* h = hops[uffds.size()];
+      whyNot = kj::str("pre-copy is not possible for its process ", h->vpid, " (", h->command, "): ", whyNot);
+      if (a.mode != nullptr) fail(stillHere(whyNot));
+    } else {
+      for (size_t i = 0; i < hops.size(); ++i) {
+        hops[i]->precopy = kj::heap<MemberPrecopy>(hops[i]->pid, hops[i]->vpid, uffds[i], *hops[i]->sink);
+      }
+    }
+  }
+
+  // The rounds, while the whole tree runs: each round every member's pages written
+  // since its last one, until what the tree wrote during a round is small or stops
+  // shrinking (the rule of one process, on the tree's sums: the freeze sends them all).
+  auto sendStartedAt = std::chrono::steady_clock::now();
+  uint64_t bytesBefore = 0;
+  uint32_t rounds = 0;
+  if (precopy) {
+    kj::Vector<resources::PrecopyMember> each;
+    for (auto* h : hops) each.add(resources::PrecopyMember{h->precopy->precopy, *h->precopy->w});
+    rounds = resources::runRoundsTogether(each.asPtr(), resources::PrecopyRule{},
+                                          [&](size_t i) { hops[i]->out->flush(); });
+    for (auto* h : hops) {
+      h->out->flush(/*drain=*/true);  // the link is empty when the tree stops
+      bytesBefore += h->out->total();
+    }
+  }
 
   // Every member parked before any is captured: what they share at home is seen at
-  // one instant, and none runs on while another is taken.
+  // one instant, and none runs on while another is taken. Then every member captured
+  // at once (MemberSink), and each image sent as soon as it is complete, followed at
+  // once by phase one of its hop (ImageSink.done: the destination restores it up to
+  // "ready, not running" while the next members are sent), so no member waits for the
+  // one before it to be taken there.
   auto frozenAt = std::chrono::steady_clock::now();
-  auto ctlOf = [&](MemberHop* h) -> migctl::ControlClient& { return h == &root ? rootCtl : *h->ctl; };
   for (auto* h : hops) ctlOf(h).requestFreeze();
   kj::Vector<control::Reply> parked;
   for (auto* h : hops) parked.add(ctlOf(h).awaitFreeze(kFreezeTimeoutSeconds));
+  // A child forked, or a member ended, between the look above and the park: the hop is
+  // aborted before anything of it is sent (every member parked, none forks now), the
+  // tree resumes here whole. (After a hop's done, the destination keeps its prepared
+  // copy until its commit or the transfer timeout.)
+  check("during the freeze");
+  kj::Vector<kj::Promise<double>> ready;
+  {
+    auto failed = kj::heapArray<kj::Maybe<kj::Exception>>(hops.size());
+    kj::Vector<kj::Own<kj::Thread>> captures;
+    // However this block is left, no capture's thread waits for this one any more:
+    // abandoned (they end at their next write), then joined.
+    KJ_DEFER(for (auto* h : hops) h->sink->abandon());
+    for (size_t i = 0; i < hops.size(); ++i) {
+      MemberHop* h = hops[i];
+      h->sink->startThreaded();
+      captures.add(kj::heap<kj::Thread>([&, h, i]() {
+        KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+          if (precopy) {
+            h->stats = migctl::finishFrozen(ctlOf(h), parked[i], h->precopy->memory, h->precopy->precopy, *h->precopy->w);
+          } else {
+            h->stats = migctl::captureFrozen(ctlOf(h), parked[i], /*forMigration=*/true, *h->sink);
+          }
+        })) {
+          failed[i] = kj::mv(*e);
+        }
+        h->sink->finish();
+      }));
+    }
+    for (size_t i = 0; i < hops.size(); ++i) {
+      MemberHop* h = hops[i];
+      h->sink->pump(ws);
+      KJ_IF_MAYBE(e, failed[i]) { kj::throwFatalException(kj::mv(*e)); }
+      h->out->flush();
+      ready.add(h->out->sink().doneRequest().send().then([](auto r) { return r.getRestoreMs(); }));
+      ws.poll();  // what is sent goes out while the next member's bytes come
+    }
+  }
   uint64_t bytes = 0;
-  for (size_t i = 0; i < hops.size(); ++i) {
-    MemberHop* h = hops[i];
-    h->stats = migctl::captureFrozen(ctlOf(h), parked[i], /*forMigration=*/true, *h->out);
+  for (auto* h : hops) {
     h->out->flush(/*drain=*/true);
     bytes += h->out->total();
   }
   double transferMs = msSince(frozenAt);
+  double sendMs = msSince(sendStartedAt);
   hopFaultPoint("send-frozen", [](kj::String why) { fail(kj::mv(why)); });
-  // A child forked, or a member ended, between the look above and its freeze: the hop
-  // is aborted before its commit, the tree resumes here whole.
-  check("during the freeze");
 
-  // Phase one, for every member at once: each restored there up to "ready, not running".
-  kj::Vector<kj::Promise<double>> ready;
-  for (auto* h : hops) {
-    ready.add(h->out->sink().doneRequest().send().then([](auto r) { return r.getRestoreMs(); }));
-  }
+  // Phase one, for every member: each restored there up to "ready, not running".
   auto restored = waitOrStall(kj::joinPromises(ready.releaseAsArray()), timer, a.stallMs + kPrepareAllowanceMs,
                               kj::str("hop aborted: the destination ", a.to, " stopped answering while restoring (",
                                       (a.stallMs + kPrepareAllowanceMs) / 1000.0, " s); the job runs on ", here),
@@ -454,7 +634,7 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   // becomes the deputy of its own job record, elsewhere each ends.
   for (size_t i = hops.size(); i-- > 0;) {
     MemberHop& h = *hops[i];
-    migctl::ControlClient& ctl = i == 0 ? rootCtl : *h.ctl;
+    migctl::ControlClient& ctl = ctlOf(&h);
     if (!atHome) {
       ctl.exitProcess();
       continue;
@@ -486,9 +666,10 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     return kCommittedUnconfirmed;
   }
   double freezeMs = msSince(frozenAt);
-  printf("MIGRATED %.3f %llu %.3f %.3f %s %llu %llu %u\n", freezeMs, static_cast<unsigned long long>(bytes), transferMs,
-         restoreMs, "stop-and-copy", 0ull, static_cast<unsigned long long>(bytes), 0u);
-  printf("pre-copy is not built for process trees (this one: %zu processes)\n", hops.size());
+  printf("MIGRATED %.3f %llu %.3f %.3f %s %llu %llu %u %llu %.3f\n", freezeMs, static_cast<unsigned long long>(bytes),
+         transferMs, restoreMs, precopy ? "pre-copy" : "stop-and-copy", static_cast<unsigned long long>(bytesBefore),
+         static_cast<unsigned long long>(bytes - bytesBefore), rounds, 0ull, sendMs);
+  if (whyNot.size() > 0) printf("%s\n", whyNot.cStr());
   return 0;
 }
 
@@ -694,12 +875,12 @@ int sendCommand(int argc, char** argv) {
     const char* tree = getenv(kTreeMembersEnv);
     auto members = parseMembers(tree != nullptr ? tree : "");
     if (members.size() > 0) {
-      if (mode != nullptr && strcmp(mode, "stop-and-copy") != 0) {
+      if (mode != nullptr && strcmp(mode, "postcopy") == 0) {
         fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, " with its children by ", mode, ": a process tree moves "
-                     "stop-and-copy only (", mode, " is not built for trees yet); nothing was frozen, the job runs on ",
+                     "pre-copy or stop-and-copy (", mode, " is not built for trees yet); nothing was frozen, the job runs on ",
                      deputy != nullptr ? "at home" : "where it was", "; leave out --", mode));
       }
-      HopArgs a{to, home, deputy, shadowdSocket, network, stallMs, linkMode};
+      HopArgs a{to, home, deputy, shadowdSocket, network, stallMs, linkMode, mode};
       return sendTree(io, *ctl, vpid > 0 ? vpid : pid, jobId, token, command, a, key, kj::mv(members));
     }
   }
