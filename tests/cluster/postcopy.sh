@@ -42,13 +42,14 @@ cut=0
 heal() { (( cut )) && link_b up && cut=0; }
 trap 'heal; cleanup' EXIT
 
-start_job mem-ref plain "${FEATURE[memory]}" 256M 80
+start_job mem-ref plain "${FEATURE[memory]}" 256M 160
 start_job small-ref plain "${FEATURE[counter]}" 30
 start_job sys-ref plain "${FEATURE[lazy_syscalls]}" 64
 start_job cut-ref plain "${FEATURE[memory]}" 256M 60
 
-# 1. exactness, background fill on (c)
-if start_job mem mig "${FEATURE[memory]}" 256M 80 && wait_step mem 3 60; then
+# 1. exactness, background fill on (c); 160 steps (8 s): the pre-copy hop home must
+#    beat the job's end on a loaded 2-core machine
+if start_job mem mig "${FEATURE[memory]}" 256M 160 && wait_step mem 3 60; then
   migrate mem c 60 --postcopy
   if (( MIG_RC == 0 )) && migrated_line | grep -q 'post-copy: [0-9.]* MiB sent while frozen, [0-9.]* MiB after it ran on'; then
     ok "mem: a -> c post-copy: $(migrated_line)"
