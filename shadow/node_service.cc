@@ -318,7 +318,12 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     });
     auto& gateStream = *hop->gate;
     auto ready = gateStream.tryRead(&gateByte_, 1, 1).then([this](size_t n) {
-      require(n == 1 && gateByte_ == 'R', kj::str("the restore ended without getting ready"));
+      if (n == 1 && gateByte_ == 'R') return;
+      // The gate closed as the restart ended (often before its exit is seen): its
+      // log's last line says why (e.g. a System V key taken here).
+      auto why = lastLine(readLog());
+      fail(kj::str("restore failed on ", d_.address(), ": ",
+                   why.size() > 0 ? kj::mv(why) : kj::str("the restore ended without getting ready")));
     });
     return ready.exclusiveJoin(kj::mv(failedEarly))
         .exclusiveJoin(kj::mv(timeout))

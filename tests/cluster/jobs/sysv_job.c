@@ -2,7 +2,7 @@
  * id: a semaphore set, a message queue and a shared memory segment. Each step it
  * takes and gives the semaphore, sends itself a message it then receives, and adds
  * the step to a counter in the segment, checking the sum: a move that lost or
- * copied an object's state would show. Its objects move with it (sysv_move.sh).
+ * copied an object's state would show. Its objects move with it (shared_objects.sh).
  * usage: sysv_job [STEPS] (default 20 steps of 100 ms) */
 #include "feature.h"
 
