@@ -8,8 +8,9 @@
 #    and that process, and the job runs on at home. Once that process has ended, a
 #    move to b while b has an object with the id of the job's queue fails in one line
 #    naming the id, the job running on at home. Once that object is removed the job
-#    moves a -> b -> c and finishes with the output and status of an undisturbed run;
-#    after a -> b none of its objects is left on a.
+#    moves a -> b -> c -> a and finishes with the output and status of an undisturbed
+#    run; after a -> b none of its objects is left on a, back on a they are there again
+#    (made by its deputy's process, which it is again).
 # 2. tests/features/tree_sysv.c (a tree of 3 sharing a keyed semaphore set, a private
 #    queue with a backlog of typed messages, a keyed segment and one removed while
 #    attached, checking contents, values, order and that the segment has 3
@@ -82,7 +83,17 @@ sys.exit(0 if ctypes.CDLL(None).msgget(0, 0o1600) == int(sys.argv[1]) else 1)' "
       fail "sysv: after a -> b objects left on a: '$left' (segment $shm listed $ids times)"
     fi
     grep -q "System V objects move with it" "$MIG_OUT" || fail "sysv: no line saying why the hop was stop-and-copy"
-    hop sysv b c
+    # Home again: the job goes back into its deputy's process, its objects made again on a.
+    if hop sysv b c && hop sysv c a; then
+      # (A restored process's exe is the restorer: its command line says what it is.)
+      if [[ $(hx a readlink "/proc/${PID[sysv]}/exe") != *mig-deputy* ]] &&
+         [[ $(hx a cat "/proc/${PID[sysv]}/cmdline" | tr '\0' ' ') == "${FEATURE[sysv]} 60 " ]] &&
+         [[ $(hx a awk -v p="${PID[sysv]}" 'NR > 1 && $5 == p { print $2 }' /proc/sysvipc/shm) == "$shm" ]]; then
+        ok "sysv: back home the job is its own process again, with its segment (id $shm) on a"
+      else
+        fail "sysv: back home: exe $(hx a readlink "/proc/${PID[sysv]}/exe"), command '$(hx a cat "/proc/${PID[sysv]}/cmdline" | tr '\0' ' ')', segments on a: $(hx a cat /proc/sysvipc/shm | tr '\n' '|')"
+      fi
+    fi
   fi
 else
   fail "sysv: no STEP 2 on a within 30 s"; detail "$(jfile sysv err)" "its stderr"
