@@ -2,6 +2,7 @@
 // this process used are its own, with their values and messages (types, order)
 // read without taking them off; objects it never touched are not.
 #include "resources/sysv_ipc.h"
+#include "resources/sysv_names.h"
 
 #include <doctest/doctest.h>
 
@@ -177,6 +178,25 @@ TEST_CASE("sysv: a segment another process is attached to is refused") {
   shmdt(at);
   shmctl(shm, IPC_RMID, nullptr);
   for (int fd : {go[0], go[1], done[0], done[1]}) close(fd);
+}
+
+// What a destination checks before it takes a job: a key or id in use here is named.
+TEST_CASE("sysv: a key or id taken here is said, a free one is not") {
+  const key_t key = static_cast<key_t>(0x4d494700u | (static_cast<unsigned>(getpid()) & 0xffu));
+  int sem = semget(key, 1, IPC_CREAT | IPC_EXCL | 0600);
+  REQUIRE(sem >= 0);
+  KJ_IF_MAYBE(line, sysvNameTaken("sem", key, sem + 1)) {
+    CHECK(kj::StringPtr(*line).startsWith("the key of the job's System V semaphore set with key 0x"));
+  } else {
+    FAIL("a taken key not seen");
+  }
+  KJ_IF_MAYBE(line, sysvNameTaken("sem", IPC_PRIVATE, sem)) {
+    CHECK(kj::StringPtr(*line) == kj::str("the id of the job's System V semaphore set (IPC_PRIVATE, id ", sem, ") is taken on this host"));
+  } else {
+    FAIL("a taken id not seen");
+  }
+  REQUIRE(semctl(sem, 0, IPC_RMID) == 0);
+  CHECK(sysvNameTaken("sem", key, sem) == nullptr);
 }
 
 }  // namespace

@@ -274,6 +274,22 @@ kj::Vector<MemberHop> parseMembers(const char* text) {
   return out;
 }
 
+// The System V objects a ticket announces, for the destination to check their keys and
+// ids free before anything is frozen.
+void setSysvNames(rpc::JobTicket::Builder ticket, const resources::SysvIpc& objects) {
+  auto list = ticket.initSysv(static_cast<unsigned>(objects.shm.size() + objects.sem.size() + objects.msg.size()));
+  unsigned i = 0;
+  auto add = [&](const char* kind, const resources::SysvPerm& p) {
+    list[i].setKind(kind);
+    list[i].setKey(p.key);
+    list[i].setId(p.id);
+    ++i;
+  };
+  for (auto& o : objects.shm) add("shm", o.perm);
+  for (auto& o : objects.sem) add("sem", o.perm);
+  for (auto& o : objects.msg) add("msg", o.perm);
+}
+
 // What the members of a moving tree share (resources/shared_memory.h, MovingShare).
 struct TreeShare {
   kj::Vector<resources::SharedObject> shared;
@@ -433,10 +449,13 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   kj::Vector<MemberHop*> hops;
   hops.add(&root);
   for (auto& m : members) hops.add(&m);
-  // The destination may refuse any of them before anything is frozen.
+  // The destination may refuse any of them before anything is frozen (the root's
+  // ticket names the tree's System V objects: their keys and ids must be free there).
+  resources::SysvIpc sysvBefore = resources::findSysvIpc(all.asPtr());
   for (auto* h : hops) {
     auto receive = link->node.receiveRequest();
     auto ticket = receive.initTicket();
+    if (h == &root) setSysvNames(ticket, sysvBefore);
     ticket.setJobId(h->jobId);
     ticket.setNetwork(a.network);
     ticket.setToken(h->token);
@@ -764,7 +783,8 @@ int sendCommand(int argc, char** argv) {
                  deputy != nullptr ? "at home" : "where it was"));
   }
   kj::String sysvNote;
-  if (!resources::findSysvIpc(kj::arrayPtr(&self, 1)).empty()) {
+  resources::SysvIpc sysvBefore = resources::findSysvIpc(kj::arrayPtr(&self, 1));
+  if (!sysvBefore.empty()) {
     if (mode != nullptr && strcmp(mode, "stop-and-copy") != 0) {
       fail(kj::str("cannot move PID ", pid, " by ", mode, ": it uses System V IPC objects, which move stop-and-copy "
                    "only; nothing was frozen, the job runs on ", deputy != nullptr ? "at home" : "where it was",
@@ -785,6 +805,7 @@ int sendCommand(int argc, char** argv) {
   ticket.setHome(home);
   ticket.setVpid(static_cast<int32_t>(vpid > 0 ? vpid : pid));
   ticket.setCommand(command);
+  setSysvNames(ticket, sysvBefore);
   // The one line the user sees when the destination stops answering (the job is
   // resumed here when this process ends: its shim sees the control connection close).
   auto stalled = kj::str("hop aborted: the destination ", to, " stopped answering (no progress for ",

@@ -6,8 +6,8 @@
 #    a running sum, all by id) while another process on a is attached to its segment:
 #    `migctl migrate` refuses before anything is frozen, one line naming the segment
 #    and that process, and the job runs on at home. Once that process has ended, a
-#    move to b while b has an object with the id of the job's queue fails in one line
-#    naming the id, the job running on at home. Once that object is removed the job
+#    move to b while b has an object with the id of the job's queue is refused by b
+#    before anything is frozen, one line naming the id, the job running on at home. Once that object is removed the job
 #    moves a -> b -> c -> a and finishes with the output and status of an undisturbed
 #    run; after a -> b none of its objects is left on a, back on a they are there again
 #    (made by its deputy's process, which it is again).
@@ -59,16 +59,16 @@ if wait_step sysv 2 30; then
   fi
   kill_job attacher
   wait_job attacher 20
-  # b has an object with the id of the job's queue: the hop fails as b restores the
-  # job, the job runs on at home.
+  # b has an object with the id of the job's queue: b refuses the job before anything
+  # is frozen, the job runs on at home.
   msq=$(hx a awk -v p="${PID[sysv]}" '$6 == p || $7 == p { print $2 }' /proc/sysvipc/msg)
   hx b "$PY" -c 'import ctypes, sys
 open("/proc/sys/kernel/msg_next_id", "w").write(sys.argv[1])
 sys.exit(0 if ctypes.CDLL(None).msgget(0, 0o1600) == int(sys.argv[1]) else 1)' "$msq" || fail "sysv: could not take id '$msq' on b"
   migrate sysv b
-  if one_line_reason && grep -q "the id of the job's System V message queue (IPC_PRIVATE, id $msq) is taken on this host now" "$MIG_ERR" &&
+  if one_line_reason && grep -q "the id of the job's System V message queue (IPC_PRIVATE, id $msq) is taken on this host (${ADDR[b]}:$PORT); remove that object" "$MIG_ERR" &&
      job_at_home sysv "$(readlink -f "${FEATURE[sysv]}")" && wait_step sysv $(( $(last_step sysv) + 2 )) 30; then
-    ok "sysv: b has an object with its queue's id: the move failed in one line, the job runs on at home: $(sed 's/.*failed: //' "$MIG_ERR" | cut -c1-150)..."
+    ok "sysv: b has an object with its queue's id: refused in one line before the freeze, the job runs on at home: $(sed 's/.*failed: //' "$MIG_ERR" | cut -c1-150)..."
   else
     fail "sysv: with id $msq taken on b: migctl exited $MIG_RC; want one line naming the id, the job running on at home"
     detail "$MIG_ERR" "migctl stderr"; restore_log b
