@@ -393,10 +393,17 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
                                  const TreeMemberRestart* tree, bool lazy, bool dataVerified) {
   (void)options;
   std::string restorer = findRestorer();
-  image::RestorePlan plan = image::buildRestorePlan(img, tree != nullptr ? tree->sharedRegions : nullptr);
-  // A single process's System V objects, made here, in the process that becomes the
-  // job (a tree's root made the tree's); removed again if the restart fails.
-  const bool makesIpc = tree == nullptr && !migrated.migrated && !migrated.homecoming && resources::ipcSection(img) != 0;
+  // A member of a tree that migrated maps what the members share from the objects its
+  // root's restart made here (resources/shared_memory.h, MovingShare).
+  kj::Array<image::RegionFile> moved;
+  if (tree == nullptr && migrated.migrated) moved = resources::movedSharedRegions(img);
+  kj::ArrayPtr<const image::RegionFile> mapFrom = moved;
+  if (tree != nullptr) mapFrom = tree->sharedRegions;
+  image::RestorePlan plan = image::buildRestorePlan(img, mapFrom);
+  // A single process's System V objects (also one that migrated, or comes home), made
+  // here, in the process that becomes the job (a tree's root made the tree's, on one
+  // host or, moved, on this one); removed again if the restart fails.
+  const bool makesIpc = tree == nullptr && resources::ipcSection(img) != 0 && !resources::ipcAttachOnly(img);
   if (makesIpc) resources::restoreSysvIpc(img);
   KJ_ON_SCOPE_FAILURE(if (makesIpc) resources::removeSysvIpc(img));
   if (lazy) {

@@ -77,4 +77,10 @@ bool parseMapsLine(kj::StringPtr line, MappedRegion& out);
 // another host, so such a job is not moved (send_command.cc says so in one line).
 kj::Maybe<kj::String> sharedWritableFileMapping(pid_t pid);
 
+// Before a tree's migration, without freezing it: the name of a region process `pid`
+// maps shared that is memory rather than a file (shared anonymous memory, a memfd, a
+// deleted /dev/shm object, a System V segment), or nullptr. What members share moves
+// frozen, once (send_command.cc): such a tree is not moved pre-copy.
+kj::Maybe<kj::String> sharedMemoryMapping(pid_t pid);
+
 }  // namespace mig::resources

@@ -1,7 +1,8 @@
 // A pipe whose both ends the process holds (its own plumbing, e.g. a self-pipe):
 // the bytes in its buffer are saved with the read end and the restart makes a new
 // pipe with those bytes in it. It is the process's own, so on migration it is made
-// anew on the new host too. A pipe with one end elsewhere (a shell pipeline) is a
+// anew on the new host too, unless another process holds it as well (then it stays at
+// home: heldElsewhere). A pipe with one end elsewhere (a shell pipeline) is a
 // home stream (home_stream.cc). In a tree's checkpoint a pipe between members is the
 // tree's: its bytes are saved once (process_capture.cc) and every member's ends
 // are records naming it, restored from the one pipe the restart makes for the tree;
@@ -12,6 +13,8 @@
 #include "image/image_error.h"
 
 #include <cerrno>
+#include <cstdlib>
+#include <dirent.h>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -29,13 +32,49 @@ bool isTreePipe(const FdProbe& p, const CaptureContext& ctx) {
   return ctx.treePipes != nullptr && ctx.treePipes->count(p.st.st_ino) > 0;
 }
 
+// Whether a process other than `self` holds the pipe `target` ("pipe:[N]"): then it is
+// not the process's own plumbing. On a move that matters: a pipe the process holds
+// both ends of and another process (a member of its tree that moves too, or a child
+// left at home) holds as well stays one pipe, at home (a home stream), or the bytes
+// one writes would never reach the other (python's multiprocessing.Pool: the parent
+// holds both ends of its task and result pipes, its workers one each).
+bool heldElsewhere(const std::string& target, pid_t self) {
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return false;
+  bool found = false;
+  while (!found) {
+    struct dirent* e = readdir(proc);
+    if (e == nullptr) break;
+    char* end = nullptr;
+    long pid = strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0' || pid == self) continue;
+    std::string dir = std::string("/proc/") + e->d_name + "/fd";
+    DIR* fds = opendir(dir.c_str());
+    if (fds == nullptr) continue;
+    while (struct dirent* f = readdir(fds)) {
+      if (f->d_name[0] == '.') continue;
+      char link[64];
+      ssize_t n = readlinkat(dirfd(fds), f->d_name, link, sizeof(link) - 1);
+      if (n > 0 && static_cast<size_t>(n) == target.size() && target.compare(0, target.size(), link, static_cast<size_t>(n)) == 0) {
+        found = true;
+        break;
+      }
+    }
+    closedir(fds);
+  }
+  closedir(proc);
+  return found;
+}
+
 bool matches(const FdProbe& p, const CaptureContext& ctx) {
   // A FIFO between a tree's members is one of the tree's pipes (opened by its path).
   if (p.path[0] == '/' && S_ISFIFO(p.st.st_mode)) return isTreePipe(p, ctx);
   if (p.path.rfind("pipe:", 0) != 0) return false;
   if (isTreePipe(p, ctx)) return true;
   for (const FdProbe& other : ctx.all) {
-    if (other.target == p.target && accessMode(other.flags) != accessMode(p.flags)) return true;
+    if (other.target == p.target && accessMode(other.flags) != accessMode(p.flags)) {
+      return !(ctx.options.forMigration && heldElsewhere(p.target, ctx.pid));
+    }
   }
   return false;
 }

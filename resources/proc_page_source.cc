@@ -237,4 +237,23 @@ kj::Maybe<kj::String> sharedWritableFileMapping(pid_t pid) {
   return nullptr;
 }
 
+kj::Maybe<kj::String> sharedMemoryMapping(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+  FILE* f = fopen(path, "re");
+  if (f == nullptr) return nullptr;  // gone: the freeze says so
+  KJ_DEFER(fclose(f));
+  char* line = nullptr;
+  size_t cap = 0;
+  KJ_DEFER(free(line));
+  while (getline(&line, &cap, f) > 0) {
+    MappedRegion r{};
+    if (!parseMapsLine(line, r) || r.flags != MAP_SHARED) continue;
+    if (r.kind == schema::MemoryRegion::Kind::ANONYMOUS || r.kind == schema::MemoryRegion::Kind::MEMFD) {
+      return r.path.size() > 0 ? kj::mv(r.path) : kj::str("shared anonymous memory");
+    }
+  }
+  return nullptr;
+}
+
 }  // namespace mig::resources

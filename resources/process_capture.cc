@@ -180,11 +180,11 @@ void captureProcessState(pid_t pid, const control::Block& block, image::ImageWri
 
 void captureProcessInto(pid_t pid, const control::Block& block, PageSource& memory, image::ImageWriter& w,
                         const PageRangeSet* held, CaptureStats& stats, const CaptureOptions& options) {
-  // A migration refuses SysV objects before the freeze (send_command.cc): they would
-  // stay on this host. A concurrent or periodic checkpoint of a job holding some is
-  // taken this way too (checkpoint_command.cc, periodic_checkpoint.cc).
-  SysvIpc sysv;
-  if (!options.forMigration) sysv = findSysvIpc(kj::arrayPtr(&pid, 1));
+  // A migration takes them too (send_command.cc refused those a process outside the
+  // job uses, before the freeze, and removes them here once the hop commits). A
+  // concurrent or periodic checkpoint of a job holding some is taken this way too
+  // (checkpoint_command.cc, periodic_checkpoint.cc).
+  SysvIpc sysv = findSysvIpc(kj::arrayPtr(&pid, 1));
   writeIpc(w, nullptr, sysv);
   kj::Vector<int32_t> segments = segmentIds(sysv);
   WithoutSharedViews own(memory, nullptr, pid, segments);

@@ -4,6 +4,7 @@
 // the restart process (which lives as long as the tree) needs no fd passed down.
 #include "resources/shared_memory.h"
 
+#include "resources/memory.h"
 #include "resources/proc_file.h"
 
 #include "image/image_error.h"
@@ -15,7 +16,13 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <climits>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace mig::resources {
@@ -153,9 +160,12 @@ size_t ipcSection(image::FileReader& img) {
   return 0;
 }
 
-TreeSharedMemory::TreeSharedMemory(image::FileReader& img) {
-  size_t sec = ipcSection(img);
-  if (sec == 0) return;
+namespace {
+
+// The image's shared objects made again, each a memfd of its size with its contents
+// (zero pages left holes), in the image's order.
+kj::Vector<kj::AutoCloseFd> makeSharedObjects(image::FileReader& img, size_t sec) {
+  kj::Vector<kj::AutoCloseFd> out;
   auto buf = kj::heapArray<kj::byte>(kChunk);
   for (auto o : img.meta<image::schema::Ipc>(sec).getSharedMemory()) {
     std::string name = memfdName(o.getName().cStr());
@@ -173,9 +183,21 @@ TreeSharedMemory::TreeSharedMemory(image::FileReader& img) {
         fail(kj::str("cannot fill the shared object ", o.getName(), ": ", strerror(errno)));
       }
     }
-    std::string path = "/proc/" + std::to_string(getpid()) + "/fd/" + std::to_string(fd.get());
+    out.add(kj::mv(fd));
+  }
+  return out;
+}
+
+}  // namespace
+
+TreeSharedMemory::TreeSharedMemory(image::FileReader& img) {
+  size_t sec = ipcSection(img);
+  if (sec == 0) return;
+  fds_ = makeSharedObjects(img, sec);
+  size_t i = 0;
+  for (auto o : img.meta<image::schema::Ipc>(sec).getSharedMemory()) {
+    std::string path = "/proc/" + std::to_string(getpid()) + "/fd/" + std::to_string(fds_[i++].get());
     for (auto v : o.getViews()) regions_[v.getVpid()].add(image::RegionFile{v.getStart(), kj::heapString(path.c_str())});
-    fds_.add(kj::mv(fd));
   }
 }
 
@@ -183,6 +205,216 @@ kj::ArrayPtr<const image::RegionFile> TreeSharedMemory::regionsOf(int32_t vpid) 
   auto it = regions_.find(vpid);
   if (it == regions_.end()) return nullptr;
   return it->second.asPtr();
+}
+
+// --- a tree that migrates (shared_memory.h, MovingShare) ------------------------------
+
+namespace {
+
+// Where the members' restarts find object `i` of a moving tree: a symlink to the
+// holder's fd (/dev/shm: a directory every user may write, and memory, not disk).
+kj::String holderLink(kj::StringPtr holder, size_t i) { return kj::str("/dev/shm/", holder, ".", i); }
+
+// Forked twice from the root's restart, so that it is no process's child in the job and
+// sits in a session of its own (the job's signals and waits never meet it): keeps the
+// objects `fds` open until the root (this process, which becomes the root job) ends,
+// then removes their links and ends. Its fds are those objects only. Returns its PID.
+pid_t startHolder(kj::ArrayPtr<const kj::AutoCloseFd> fds, kj::StringPtr holder) {
+  int rootFd = static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0));
+  if (rootFd < 0) fail(kj::str("cannot watch the restart for the tree's shared memory: pidfd_open: ", strerror(errno)));
+  KJ_DEFER(close(rootFd));
+  int told[2];
+  if (pipe2(told, O_CLOEXEC) != 0) fail(kj::str("cannot start the tree's shared memory holder: ", strerror(errno)));
+  auto links = kj::heapArray<kj::String>(fds.size());
+  for (size_t i = 0; i < fds.size(); ++i) links[i] = holderLink(holder, i);
+  pid_t middle = fork();
+  if (middle < 0) fail(kj::str("cannot start the tree's shared memory holder: fork: ", strerror(errno)));
+  if (middle == 0) {
+    setsid();
+    pid_t h = fork();
+    if (h == 0) {
+      prctl(PR_SET_NAME, "mig-shared", 0, 0, 0);
+      std::vector<int> keep = {rootFd};
+      for (auto& fd : fds) keep.push_back(fd.get());
+      std::sort(keep.begin(), keep.end());
+      int null = open("/dev/null", O_RDWR);
+      if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+      }
+      unsigned from = 3;
+      for (int k : keep) {
+        if (static_cast<unsigned>(k) > from) syscall(SYS_close_range, from, static_cast<unsigned>(k) - 1, 0);
+        from = static_cast<unsigned>(k) + 1;
+      }
+      syscall(SYS_close_range, from, ~0u, 0);
+      struct pollfd p = {rootFd, POLLIN, 0};
+      while (poll(&p, 1, -1) < 0 && errno == EINTR) {
+      }
+      for (auto& l : links) unlink(l.cStr());
+      _exit(0);
+    }
+    (void)!write(told[1], &h, sizeof(h));
+    _exit(h > 0 ? 0 : 1);
+  }
+  close(told[1]);
+  pid_t h = -1;
+  ssize_t n;
+  do n = read(told[0], &h, sizeof(h)); while (n < 0 && errno == EINTR);
+  close(told[0]);
+  while (waitpid(middle, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  if (n != sizeof(h) || h <= 0) fail(kj::str("cannot start the tree's shared memory holder"));
+  return h;
+}
+
+// The regions the image's own process maps from objects published under `paths`.
+kj::Array<image::RegionFile> viewsOf(image::FileReader& img, size_t sec, kj::ArrayPtr<const kj::String> paths) {
+  const int32_t vpid = img.header().getVpid();
+  kj::Vector<image::RegionFile> out;
+  size_t i = 0;
+  for (auto o : img.meta<image::schema::Ipc>(sec).getSharedMemory()) {
+    for (auto v : o.getViews()) {
+      if (v.getVpid() == vpid) out.add(image::RegionFile{v.getStart(), kj::heapString(paths[i])});
+    }
+    ++i;
+  }
+  return out.releaseAsArray();
+}
+
+void setPermOf(image::schema::SysvPerm::Builder out, const SysvPerm& p) {
+  out.setKey(p.key);
+  out.setId(p.id);
+  out.setUid(p.uid);
+  out.setGid(p.gid);
+  out.setMode(p.mode);
+}
+
+}  // namespace
+
+CaptureStats captureMovingMember(pid_t pid, const control::Block& block, image::ByteSink& out,
+                                 const CaptureOptions& options, const MovingShare& share, bool root) {
+  CaptureStats stats{};
+  capnp::MallocMessageBuilder header;
+  fillJobHeader(header.initRoot<image::schema::Header>(), pid, block.vpid);
+  image::ImageWriter w(out, header);
+  const SysvIpc& sysv = *share.sysv;
+  kj::Vector<int32_t> segments;
+  for (auto& s : sysv.shm) segments.add(s.perm.id);
+  if (share.shared.size() > 0 || !sysv.empty()) {
+    capnp::MallocMessageBuilder ipcMsg;
+    auto ipc = ipcMsg.initRoot<image::schema::Ipc>();
+    uint64_t dataBytes = 0;
+    auto objects = ipc.initSharedMemory(static_cast<unsigned>(share.shared.size()));
+    setSharedMemory(share.shared, objects, dataBytes);
+    if (root) {
+      setSysvIpc(sysv, ipc, dataBytes);
+    } else {
+      // Only what this member's plan needs: where its views are, which segments its
+      // attachments are (their sizes); the contents are the root's.
+      dataBytes = 0;
+      for (auto o : objects) o.setDataOffset(kContentsElsewhere);
+      auto shm = ipc.initSysvShm(static_cast<unsigned>(sysv.shm.size()));
+      for (size_t i = 0; i < sysv.shm.size(); ++i) {
+        auto s = shm[static_cast<unsigned>(i)];
+        setPermOf(s.initPerm(), sysv.shm[i].perm);
+        s.setSize(sysv.shm[i].size);
+        s.setRemoved(sysv.shm[i].removed);
+        s.setDataOffset(kContentsElsewhere);
+      }
+    }
+    w.beginData(image::SectionType::ipc, ipcMsg, dataBytes + share.holder.size());
+    if (root) {
+      writeSharedMemoryData(share.shared, w);
+      writeSysvData(sysv, w);
+    }
+    w.data(share.holder.begin(), share.holder.size());
+    w.endData();
+  }
+  ProcPageSource memory(pid, options.forMigration);
+  WithoutSharedViews own(memory, share.shared, pid, segments);
+  captureProcessState(pid, block, w, stats, options);
+  writeMemory(own, w, stats, nullptr);
+  w.finish();
+  stats.imageBytes = w.bytesWritten();
+  return stats;
+}
+
+bool ipcAttachOnly(image::FileReader& img) {
+  size_t sec = ipcSection(img);
+  if (sec == 0) return false;
+  auto ipc = img.meta<image::schema::Ipc>(sec);
+  for (auto o : ipc.getSharedMemory()) {
+    if (o.getDataOffset() == kContentsElsewhere) return true;
+  }
+  for (auto s : ipc.getSysvShm()) {
+    if (s.getDataOffset() == kContentsElsewhere) return true;
+  }
+  return false;
+}
+
+namespace {
+
+// The holder's name: the ipc section's data after the contents its lists place.
+kj::String holderOf(image::FileReader& img, size_t sec) {
+  auto ipc = img.meta<image::schema::Ipc>(sec);
+  uint64_t end = 0;
+  for (auto o : ipc.getSharedMemory()) {
+    if (o.getDataOffset() != kContentsElsewhere) end = std::max(end, o.getDataOffset() + o.getSize());
+  }
+  for (auto s : ipc.getSysvShm()) {
+    if (s.getDataOffset() != kContentsElsewhere) end = std::max(end, s.getDataOffset() + s.getSize());
+  }
+  const uint64_t total = img.section(sec).dataLen;
+  if (end >= total || total - end > 128) return kj::str("");
+  auto name = kj::heapString(static_cast<size_t>(total - end));
+  img.readData(sec, end, name.begin(), name.size());
+  return name;
+}
+
+}  // namespace
+
+kj::Array<image::RegionFile> movedSharedRegions(image::FileReader& img) {
+  size_t sec = ipcSection(img);
+  if (sec == 0) return nullptr;
+  auto ipc = img.meta<image::schema::Ipc>(sec);
+  if (ipc.getSharedMemory().size() == 0) return nullptr;
+  kj::String holder = holderOf(img, sec);
+  if (holder.size() == 0 || holder.findFirst('/') != nullptr) {
+    fail(kj::str("the image's shared memory names no holder (", holder, "); it was not made by a tree's migration"));
+  }
+  const size_t n = ipc.getSharedMemory().size();
+  auto paths = kj::heapArray<kj::String>(n);
+  if (!ipcAttachOnly(img)) {
+    // The root: the objects made here, handed to their holder, published.
+    auto fds = makeSharedObjects(img, sec);
+    pid_t h = startHolder(fds, holder);
+    for (size_t i = 0; i < n; ++i) {
+      paths[i] = kj::str("/proc/", h, "/fd/", fds[i].get());
+      auto link = holderLink(holder, i);
+      if (symlink(paths[i].cStr(), link.cStr()) != 0) {
+        fail(kj::str("cannot publish the tree's shared object ", ipc.getSharedMemory()[static_cast<unsigned>(i)].getName(),
+                     " as ", link, ": ", strerror(errno)));
+      }
+    }
+  } else {
+    // Another member: the root's restart, ready before this one was started, made them.
+    for (size_t i = 0; i < n; ++i) {
+      auto link = holderLink(holder, i);
+      char target[PATH_MAX];
+      ssize_t len = readlink(link.cStr(), target, sizeof(target) - 1);
+      int fd = len > 0 ? open(link.cStr(), O_RDONLY | O_CLOEXEC) : -1;
+      if (fd < 0) {
+        fail(kj::str("the tree's shared object ", ipc.getSharedMemory()[static_cast<unsigned>(i)].getName(),
+                     " is not on this host (", link, ": ", strerror(errno),
+                     "); the tree's root must be restored here first"));
+      }
+      close(fd);
+      paths[i] = kj::heapString(target, static_cast<size_t>(len));
+    }
+  }
+  return viewsOf(img, sec, paths);
 }
 
 }  // namespace mig::resources

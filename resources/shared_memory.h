@@ -14,6 +14,7 @@
 #include "image/writer.h"
 #include "resources/page_source.h"
 #include "resources/process_capture.h"
+#include "resources/sysv_ipc.h"
 
 #include <kj/io.h>
 #include <kj/vector.h>
@@ -78,5 +79,41 @@ class TreeSharedMemory {
 
 // The index of the image's ipc section, or 0 when it has none.
 size_t ipcSection(image::FileReader& img);
+
+// A tree that migrates (shadow/send_command.cc sendTree): each member becomes a job of
+// its own on the new host, from an image of its own and a restart of its own
+// (docs/design.md "Moving a process tree"), yet what they share must be one object
+// there again. The root's image carries it whole: every shared object with its
+// contents and views, every System V object with its contents. Every other member's
+// image lists what it maps and attaches only: its objects' and segments' dataOffset is
+// kContentsElsewhere, no contents. After the contents, the section's data holds the
+// holder's name (below), in every member's image. The root's restart, which the sender lets get ready first, makes the objects: System V ones
+// with their keys and ids (restoreSysvIpc), shared memory as memfds handed to a holder
+// process that keeps them until the root ends and publishes them under
+// /dev/shm/HOLDER.N (symlinks to /proc/<holder>/fd/M); each member's restorer maps its
+// views from there and attaches its segments by id, so they share one object again.
+constexpr uint64_t kContentsElsewhere = ~uint64_t{0};
+struct MovingShare {
+  kj::ArrayPtr<const SharedObject> shared;
+  const SysvIpc* sysv = nullptr;  // the job's System V objects (never null)
+  kj::StringPtr holder;           // unique per hop (the sender picks it)
+};
+
+// The image of one parked member of a moving tree (an image of one process, as
+// migctl::captureFrozen writes, plus the ipc section above); `root`: the one that
+// carries the objects. The views' and segments' pages are in no member's pages.
+CaptureStats captureMovingMember(pid_t pid, const control::Block& block, image::ByteSink& out,
+                                 const CaptureOptions& options, const MovingShare& share, bool root);
+
+// At the restart of one migrated process (migctl restart --migrated): whether its
+// image makes the objects of its ipc section (a single process, a tree's root) or only
+// attaches them (another member of a tree).
+bool ipcAttachOnly(image::FileReader& img);
+
+// At the restart of one migrated process: the regions it maps from a moving tree's
+// shared objects (nothing when its image has none). The root's restart makes the
+// objects and their holder first (see above); another member's finds them by the
+// holder's name, or fails with one line when they are not there.
+kj::Array<image::RegionFile> movedSharedRegions(image::FileReader& img);
 
 }  // namespace mig::resources

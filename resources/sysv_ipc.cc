@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <functional>
+#include <map>
 #include <set>
 #include <sys/ipc.h>
 #include <sys/msg.h>
@@ -210,6 +211,83 @@ kj::Maybe<kj::String> firstSysvObject(kj::ArrayPtr<const pid_t> pids) {
   if (!o.shm.empty()) return describe("System V shared memory segment", o.shm[0].perm.key, o.shm[0].perm.id);
   if (!o.sem.empty()) return describe("System V semaphore set", o.sem[0].perm.key, o.sem[0].perm.id);
   if (!o.msg.empty()) return describe("System V message queue", o.msg[0].perm.key, o.msg[0].perm.id);
+  return nullptr;
+}
+
+kj::Maybe<OutsideUse> outsideUse(const SysvUse& use, const std::set<pid_t>& members,
+                                 const std::function<bool(pid_t)>& alive) {
+  for (pid_t p : use.users) {
+    if (p > 0 && members.count(p) == 0 && alive(p)) return OutsideUse{p, 0};
+  }
+  if (use.attachments > use.jobAttachments) return OutsideUse{0, use.attachments - use.jobAttachments};
+  return nullptr;
+}
+
+namespace {
+
+// A live process (not a zombie): /proc/PID/stat's state.
+bool liveProcess(pid_t pid) {
+  std::string stat;
+  if (!readProcFileIfExists(pid, "stat", stat)) return false;
+  size_t close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z' && stat[close + 2] != 'X';
+}
+
+kj::String commandOf(pid_t pid) {
+  std::string comm;
+  if (!readProcFileIfExists(pid, "comm", comm)) return kj::str("?");
+  while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+  return kj::str(comm.c_str());
+}
+
+}  // namespace
+
+kj::Maybe<kj::String> sysvUsedOutside(kj::ArrayPtr<const pid_t> pids) {
+  SysvIpc objects = findSysvIpc(pids);
+  if (objects.empty()) return nullptr;
+  std::set<pid_t> members(pids.begin(), pids.end());
+  members.insert(getpid());  // this process's own reads (a capture's shmat) are no use
+  std::map<int32_t, uint64_t> attached;  // segment id -> attachments in the job
+  for (pid_t p : pids) {
+    forEachProcLine(p, "maps", [&](const std::string& line) {
+      unsigned long long inode;
+      int at = 0;
+      if (sscanf(line.c_str(), "%*x-%*x %*7s %*x %*31s %llu %n", &inode, &at) < 1) return;
+      if (line.compare(static_cast<size_t>(at), 5, "/SYSV") == 0) ++attached[static_cast<int32_t>(inode)];
+    });
+  }
+  auto refusal = [&](kj::String what, const OutsideUse& u) -> kj::String {
+    if (u.pid > 0) {
+      return kj::str("it uses the ", what, ", which process ", u.pid, " (", commandOf(u.pid),
+                     ") outside the job uses too, and one object cannot be on two hosts (end that process, or "
+                     "move a tree that holds it)");
+    }
+    return kj::str("it uses the ", what, ", which ", u.attachments, u.attachments == 1 ? " attachment" : " attachments",
+                   " of processes outside the job hold too, and one object cannot be on two hosts");
+  };
+  for (auto& o : objects.shm) {
+    struct shmid_ds ds {};
+    if (shmctl(o.perm.id, IPC_STAT, &ds) != 0) continue;
+    SysvUse use{{ds.shm_cpid, ds.shm_lpid}, ds.shm_nattch, attached[o.perm.id]};
+    KJ_IF_MAYBE(u, outsideUse(use, members, liveProcess)) {
+      return refusal(describe("System V shared memory segment", o.perm.key, o.perm.id), *u);
+    }
+  }
+  for (auto& o : objects.sem) {
+    SysvUse use;
+    for (size_t i = 0; i < o.values.size(); ++i) use.users.push_back(semctl(o.perm.id, static_cast<int>(i), GETPID));
+    KJ_IF_MAYBE(u, outsideUse(use, members, liveProcess)) {
+      return refusal(describe("System V semaphore set", o.perm.key, o.perm.id), *u);
+    }
+  }
+  for (auto& o : objects.msg) {
+    struct msqid_ds ds {};
+    if (msgctl(o.perm.id, IPC_STAT, &ds) != 0) continue;
+    SysvUse use{{ds.msg_lspid, ds.msg_lrpid}, 0, 0};
+    KJ_IF_MAYBE(u, outsideUse(use, members, liveProcess)) {
+      return refusal(describe("System V message queue", o.perm.key, o.perm.id), *u);
+    }
+  }
   return nullptr;
 }
 

@@ -27,6 +27,8 @@
 #include <kj/vector.h>
 
 #include <cstdint>
+#include <functional>
+#include <set>
 #include <string>
 #include <sys/types.h>
 #include <utility>
@@ -66,6 +68,33 @@ SysvIpc findSysvIpc(kj::ArrayPtr<const pid_t> pids);
 
 // One line naming the first object of `pids`, for a refusal; nullptr when none.
 kj::Maybe<kj::String> firstSysvObject(kj::ArrayPtr<const pid_t> pids);
+
+// A migration moves the job's objects with it (made again on the new host with their
+// keys and ids, removed here once the hop commits), so the rule that never leaves two
+// live copies that diverge: an object moves only if every process the kernel records
+// as using it is one of the job's. What the kernel records of one object:
+struct SysvUse {
+  std::vector<pid_t> users;     // a segment's creator and last user (shm_cpid,
+                                // shm_lpid), each semaphore's last (sempid), a queue's
+                                // last sender and receiver (lspid, lrpid); 0: none yet
+  uint64_t attachments = 0;     // a segment's shm_nattch
+  uint64_t jobAttachments = 0;  // its attachments in the job's processes' memory maps
+};
+struct OutsideUse {
+  pid_t pid = 0;                // a live process outside the job that used it, or 0 and
+  uint64_t attachments = 0;     // this many attachments of processes outside the job
+};
+// The first use of the object by a process outside the job (`members`, kernel PIDs),
+// or nullptr. A recorded PID that is no live process now (`alive`) uses nothing (it
+// ended; a zombie counts as ended). A PID reused since by a process outside the job
+// counts as a use: refused rather than guessed.
+kj::Maybe<OutsideUse> outsideUse(const SysvUse& use, const std::set<pid_t>& members,
+                                 const std::function<bool(pid_t)>& alive);
+
+// The refusal for the first of the job's objects (those findSysvIpc(pids) takes) that
+// a process outside `pids` uses, one line naming the object and that process; nullptr
+// when every use is the job's.
+kj::Maybe<kj::String> sysvUsedOutside(kj::ArrayPtr<const pid_t> pids);
 
 // Fills the ipc section's SysV lists; segment contents are placed from `dataAt`
 // (advanced past them) and written, in the same order, by writeSysvData.

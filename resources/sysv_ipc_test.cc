@@ -2,6 +2,7 @@
 // this process used are its own, with their values and messages (types, order)
 // read without taking them off; objects it never touched are not.
 #include "resources/sysv_ipc.h"
+#include "resources/sysv_names.h"
 
 #include <doctest/doctest.h>
 
@@ -9,6 +10,8 @@
 #include <sys/ipc.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
+#include <sys/shm.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace mig::resources {
@@ -63,6 +66,137 @@ TEST_CASE("sysv: a process's semaphore set and queue are found with their values
   CHECK(removeSysvIpc(found) >= 2);
   semctl(untouched, 0, IPC_RMID);
   CHECK(semctl(sem, 0, GETVAL) < 0);
+}
+
+// The migration's rule (sysv_ipc.h outsideUse): an object moves only if every process
+// the kernel records as using it is the job's.
+TEST_CASE("sysv: an object used only by the job's processes moves; one used by a live outsider does not") {
+  const std::set<pid_t> job = {100, 101, 102};
+  auto aliveAll = [](pid_t) { return true; };
+  auto aliveNone = [](pid_t) { return false; };
+  SysvUse ours{{100, 102}, 2, 2};
+  CHECK(outsideUse(ours, job, aliveAll) == nullptr);
+  SysvUse never{{0, 0}, 0, 0};  // made, no use recorded yet
+  CHECK(outsideUse(never, job, aliveAll) == nullptr);
+
+  SysvUse semByOther{{100, 555, 101}, 0, 0};  // one semaphore's sempid is another's
+  KJ_IF_MAYBE(u, outsideUse(semByOther, job, aliveAll)) {
+    CHECK(u->pid == 555);
+  } else {
+    FAIL("a live outsider's semop not seen");
+  }
+  // The outsider ended (or is a zombie): it uses nothing any more.
+  CHECK(outsideUse(semByOther, job, aliveNone) == nullptr);
+  CHECK(outsideUse(semByOther, job, [](pid_t p) { return p != 555; }) == nullptr);
+
+  // A segment attached 3 times, twice in the job's maps: someone else holds one, even
+  // if every recorded PID is the job's (or ended).
+  SysvUse attachedOutside{{100, 101}, 3, 2};
+  KJ_IF_MAYBE(u, outsideUse(attachedOutside, job, aliveAll)) {
+    CHECK(u->pid == 0);
+    CHECK(u->attachments == 1);
+  } else {
+    FAIL("an outside attachment not seen");
+  }
+  SysvUse queueReadOutside{{100, 777}, 0, 0};  // lspid the job's, lrpid another's
+  CHECK(outsideUse(queueReadOutside, job, aliveAll) != nullptr);
+}
+
+// The same on the kernel's records: a set of two semaphores this process used is its
+// alone; once a child outside `pids` did a semop on the other semaphore and lives on,
+// the refusal names the set and the child; with the child among `pids` it moves.
+TEST_CASE("sysv: a refusal names the object and the outside process that used it") {
+  const pid_t self = getpid();
+  int sem = semget(IPC_PRIVATE, 2, IPC_CREAT | 0600);
+  REQUIRE(sem >= 0);
+  struct sembuf up = {0, 1, 0};
+  REQUIRE(semop(sem, &up, 1) == 0);
+  CHECK(sysvUsedOutside(kj::arrayPtr(&self, 1)) == nullptr);
+  int go[2], done[2];
+  REQUIRE(pipe(go) == 0);
+  REQUIRE(pipe(done) == 0);
+  pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    struct sembuf other = {1, 1, 0};
+    char c = semop(sem, &other, 1) == 0 ? 'k' : 'e';
+    (void)!write(done[1], &c, 1);
+    (void)!read(go[0], &c, 1);  // lives on until told
+    _exit(0);
+  }
+  char c = 0;
+  REQUIRE(read(done[0], &c, 1) == 1);
+  CHECK(c == 'k');
+  KJ_IF_MAYBE(line, sysvUsedOutside(kj::arrayPtr(&self, 1))) {
+    CHECK(kj::StringPtr(*line).startsWith(kj::str("it uses the System V semaphore set (IPC_PRIVATE, id ", sem, ")")));
+    CHECK(strstr(line->cStr(), kj::str("which process ", child, " (").cStr()) != nullptr);
+  } else {
+    FAIL("the child's semop on the job's set not seen");
+  }
+  const pid_t both[] = {self, child};
+  CHECK(sysvUsedOutside(kj::arrayPtr(both, 2)) == nullptr);
+  (void)!write(go[1], "x", 1);
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  CHECK(sysvUsedOutside(kj::arrayPtr(&self, 1)) == nullptr);  // it ended: uses nothing
+  semctl(sem, 0, IPC_RMID);
+  for (int fd : {go[0], go[1], done[0], done[1]}) close(fd);
+}
+
+// A segment the process made and attached, attached by another process too: refused,
+// naming that process (the last to attach); once it detached and ended, it moves.
+TEST_CASE("sysv: a segment another process is attached to is refused") {
+  const pid_t self = getpid();
+  int shm = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+  REQUIRE(shm >= 0);
+  void* at = shmat(shm, nullptr, 0);
+  REQUIRE(at != reinterpret_cast<void*>(-1));
+  CHECK(sysvUsedOutside(kj::arrayPtr(&self, 1)) == nullptr);
+  int go[2], done[2];
+  REQUIRE(pipe(go) == 0);
+  REQUIRE(pipe(done) == 0);
+  pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    char c = shmat(shm, nullptr, SHM_RDONLY) != reinterpret_cast<void*>(-1) ? 'k' : 'e';
+    (void)!write(done[1], &c, 1);
+    (void)!read(go[0], &c, 1);
+    _exit(0);
+  }
+  char c = 0;
+  REQUIRE(read(done[0], &c, 1) == 1);
+  CHECK(c == 'k');
+  KJ_IF_MAYBE(line, sysvUsedOutside(kj::arrayPtr(&self, 1))) {
+    CHECK(strstr(line->cStr(), kj::str("shared memory segment (IPC_PRIVATE, id ", shm, "), which process ", child).cStr()) != nullptr);
+  } else {
+    FAIL("the child's attachment not seen");
+  }
+  (void)!write(go[1], "x", 1);
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  CHECK(sysvUsedOutside(kj::arrayPtr(&self, 1)) == nullptr);
+  shmdt(at);
+  shmctl(shm, IPC_RMID, nullptr);
+  for (int fd : {go[0], go[1], done[0], done[1]}) close(fd);
+}
+
+// What a destination checks before it takes a job: a key or id in use here is named.
+TEST_CASE("sysv: a key or id taken here is said, a free one is not") {
+  const key_t key = static_cast<key_t>(0x4d494700u | (static_cast<unsigned>(getpid()) & 0xffu));
+  int sem = semget(key, 1, IPC_CREAT | IPC_EXCL | 0600);
+  REQUIRE(sem >= 0);
+  KJ_IF_MAYBE(line, sysvNameTaken("sem", key, sem + 1)) {
+    CHECK(kj::StringPtr(*line).startsWith("the key of the job's System V semaphore set with key 0x"));
+  } else {
+    FAIL("a taken key not seen");
+  }
+  KJ_IF_MAYBE(line, sysvNameTaken("sem", IPC_PRIVATE, sem)) {
+    CHECK(kj::StringPtr(*line) == kj::str("the id of the job's System V semaphore set (IPC_PRIVATE, id ", sem, ") is taken on this host"));
+  } else {
+    FAIL("a taken id not seen");
+  }
+  REQUIRE(semctl(sem, 0, IPC_RMID) == 0);
+  CHECK(sysvNameTaken("sem", key, sem) == nullptr);
 }
 
 }  // namespace

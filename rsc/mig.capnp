@@ -23,6 +23,16 @@ struct JobTicket {
   vpid @3 :Int32;          # the job's PID at home
   command @4 :Text;        # for listings
   network @5 :NetworkPolicy;  # what becomes of its sockets on the new host
+  sysv @6 :List(SysvName);  # the System V objects the job brings (a tree's, on its root's
+                            # ticket): their keys and ids must be free on the new host, or
+                            # it refuses the job before anything is frozen
+}
+
+struct SysvName {
+  # A System V IPC object as the kernel names it (resources/sysv_names.h).
+  kind @0 :Text;           # "shm", "sem" or "msg"
+  key @1 :Int32;           # 0: IPC_PRIVATE
+  id @2 :Int32;
 }
 
 enum NetworkPolicy {

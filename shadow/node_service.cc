@@ -3,6 +3,7 @@
 // deliver a signal to a job that runs here, report that a job ended, tell the time.
 #include "image/stream_verifier.h"
 #include "resources/network_page_source.h"
+#include "resources/sysv_names.h"
 #include "shim/control_protocol.h"
 #include "shadow/balance.h"
 #include "shadow/child_process.h"
@@ -345,7 +346,12 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     });
     auto& gateStream = *hop->gate;
     auto ready = gateStream.tryRead(&gateByte_, 1, 1).then([this](size_t n) {
-      require(n == 1 && gateByte_ == 'R', kj::str("the restore ended without getting ready"));
+      if (n == 1 && gateByte_ == 'R') return;
+      // The gate closed as the restart ended (often before its exit is seen): its
+      // log's last line says why (e.g. a System V key taken here).
+      auto why = lastLine(readLog());
+      fail(kj::str("restore failed on ", d_.address(), ": ",
+                   why.size() > 0 ? kj::mv(why) : kj::str("the restore ended without getting ready")));
     });
     return ready.exclusiveJoin(kj::mv(failedEarly))
         .exclusiveJoin(kj::mv(timeout))
@@ -949,6 +955,14 @@ class NodeImpl final : public rpc::Node::Server {
     require(t.getToken().size() == 32, "a job ticket needs a 32-byte token");
     require(d_.hostedJobs().find(t.getJobId()) == nullptr, kj::str("job ", t.getJobId(), " already runs here"));
     KJ_IF_MAYBE(why, admissionRefusal(d_)) { fail(kj::mv(*why)); }
+    // The job's System V objects are made here with their keys and ids: one taken here
+    // refuses the job now, before its sender freezes it (resources/sysv_names.h).
+    for (auto o : t.getSysv()) {
+      KJ_IF_MAYBE(why, resources::sysvNameTaken(o.getKind(), o.getKey(), o.getId())) {
+        fail(kj::str(*why, " (", d_.address(), "); remove that object (ipcrm) or end the program that made it, "
+                     "and try again"));
+      }
+    }
     hopFaultPoint("recv-ticket", [](kj::String why) { fail(kj::mv(why)); });
     mkdir(d_.config().spoolDir.cStr(), 0700);
     auto job = kj::heap<HostedJob>();

@@ -72,6 +72,7 @@
 #include <cstdio>
 #include <cstring>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -364,6 +365,79 @@ kj::Vector<MemberHop> parseMembers(const char* text) {
   return out;
 }
 
+// The System V objects a ticket announces, for the destination to check their keys and
+// ids free before anything is frozen.
+void setSysvNames(rpc::JobTicket::Builder ticket, const resources::SysvIpc& objects) {
+  auto list = ticket.initSysv(static_cast<unsigned>(objects.shm.size() + objects.sem.size() + objects.msg.size()));
+  unsigned i = 0;
+  auto add = [&](const char* kind, const resources::SysvPerm& p) {
+    list[i].setKind(kind);
+    list[i].setKey(p.key);
+    list[i].setId(p.id);
+    ++i;
+  };
+  for (auto& o : objects.shm) add("shm", o.perm);
+  for (auto& o : objects.sem) add("sem", o.perm);
+  for (auto& o : objects.msg) add("msg", o.perm);
+}
+
+// What the members of a moving tree share (resources/shared_memory.h, MovingShare).
+struct TreeShare {
+  kj::Vector<resources::SharedObject> shared;
+  resources::SysvIpc sysv;
+  kj::String holder;
+  bool any() const { return shared.size() > 0 || !sysv.empty(); }
+  resources::MovingShare view() const { return resources::MovingShare{shared.asPtr(), &sysv, holder}; }
+};
+
+// The checkpoint block of a parked process (as migctl::captureFrozen reads it).
+kj::Own<control::Block> parkedBlock(migctl::ControlClient& ctl, const control::Reply& reply) {
+  if (reply.blockSize != sizeof(control::Block)) {
+    fail(kj::str("process ", ctl.pid(), " runs an incompatible libmig (block size ", reply.blockSize, ")"));
+  }
+  resources::ProcPageSource memory(ctl.realPid(), /*forMigration=*/true);
+  auto block = kj::heap<control::Block>();
+  memory.read(reply.blockAddr, block.get(), sizeof(control::Block));
+  return block;
+}
+
+// Found with every member parked. An outside process may have begun using a System V
+// object between the look before the freeze and the freeze: the hop is aborted.
+template <typename CtlOf>
+TreeShare sharedByMembers(kj::ArrayPtr<MemberHop* const> hops, kj::ArrayPtr<const control::Reply> parked, CtlOf&& ctlOf,
+                          uint64_t jobId, kj::StringPtr here) {
+  TreeShare out;
+  kj::Vector<kj::Own<control::Block>> blocks;
+  kj::Vector<resources::TreeCaptureMember> members;
+  kj::Vector<pid_t> pids;
+  for (size_t i = 0; i < hops.size(); ++i) {
+    blocks.add(parkedBlock(ctlOf(hops[i]), parked[i]));
+    resources::TreeProcess proc{};
+    proc.pid = hops[i]->pid;
+    members.add(resources::TreeCaptureMember{proc, blocks.back().get()});
+    pids.add(hops[i]->pid);
+  }
+  KJ_IF_MAYBE(why, resources::sysvUsedOutside(pids.asPtr())) {
+    fail(kj::str("cannot move PID ", hops[0]->vpid, " with its children: ", *why, "; the hop was aborted, the job runs on ",
+                 here));
+  }
+  out.shared = resources::findTreeSharedMemory(members.asPtr());
+  out.sysv = resources::findSysvIpc(pids.asPtr());
+  kj::byte nonce[8];
+  if (getrandom(nonce, sizeof(nonce), 0) != sizeof(nonce)) fail(kj::str("getrandom: ", strerror(errno)));
+  out.holder = kj::str("mig-tree-", jobId, "-", hex(kj::arrayPtr(nonce, sizeof(nonce))));
+  return out;
+}
+
+// One member's image when the tree shares objects: the root's carries them.
+resources::CaptureStats captureMember(migctl::ControlClient& ctl, const control::Reply& reply, image::ByteSink& out,
+                                      const TreeShare& share, bool root) {
+  auto block = parkedBlock(ctl, reply);
+  resources::CaptureOptions options;
+  options.forMigration = true;
+  return resources::captureMovingMember(ctl.realPid(), *block, out, options, share.view(), root);
+}
+
 // A tree, from its home or from where it moved together (see the top of this file).
 // The hops are those of a single
 // process, one per member, over one link: each member is a job of its own there, as
@@ -445,33 +519,10 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     }
     all.add(m.pid);
   }
-  KJ_IF_MAYBE(object, resources::firstSysvObject(all.asPtr())) {
-    fail(stillHere(kj::str("it uses the ", *object,
-                           ", which cannot follow it to another host (System V IPC stays with this host's kernel)")));
-  }
-  // Memory two members share (shared anonymous memory, memfds, python's semaphores)
-  // would become two copies, one per member there: not moved yet.
-  {
-    auto block = kj::heap<control::Block>();
-    memset(block.get(), 0, sizeof(control::Block));
-    kj::Vector<resources::TreeCaptureMember> looked;
-    for (pid_t p : all) {
-      resources::TreeProcess proc{};
-      proc.pid = p;
-      looked.add(resources::TreeCaptureMember{proc, block.get()});
-    }
-    auto shared = resources::findTreeSharedMemory(looked.asPtr());
-    if (shared.size() > 0) {
-      kj::Vector<kj::String> who;
-      for (auto& v : shared[0].views) {
-        bool seen = false;
-        for (auto& w : who) seen |= w == kj::str(v.pid);
-        if (!seen) who.add(kj::str(v.pid));
-      }
-      fail(stillHere(kj::str("its processes ", kj::strArray(who, ", "), " share memory (", shared[0].name,
-                             "), and memory shared between the processes of a tree does not move yet (issue 12)")));
-    }
-  }
+  // System V objects move with the tree only if no process outside it uses them
+  // (resources/sysv_ipc.h): never two live copies, one on each host. Memory the
+  // members share moves as one object (resources/shared_memory.h, MovingShare).
+  KJ_IF_MAYBE(why, resources::sysvUsedOutside(all.asPtr())) fail(stillHere(*why));
 
   auto& ws = io.waitScope;
   auto link = loginToPeer(io, key, a.linkMode, a.to).wait(ws);
@@ -491,13 +542,16 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   kj::Vector<MemberHop*> hops;
   hops.add(&root);
   for (auto& m : members) hops.add(&m);
-  // The destination may refuse any of them before anything is frozen; all asked at
-  // once, one round trip for the tree.
+  // The destination may refuse any of them before anything is frozen (the root's
+  // ticket names the tree's System V objects: their keys and ids must be free there);
+  // all asked at once, one round trip for the tree.
+  resources::SysvIpc sysvBefore = resources::findSysvIpc(all.asPtr());
   {
     kj::Vector<kj::Promise<rpc::ImageSink::Client>> asked;
     for (auto* h : hops) {
       auto receive = link->node.receiveRequest();
       auto ticket = receive.initTicket();
+      if (h == &root) setSysvNames(ticket, sysvBefore);
       ticket.setJobId(h->jobId);
       ticket.setNetwork(a.network);
       ticket.setToken(h->token);
@@ -521,6 +575,23 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   // result's second line (with --precopy: refused, nothing frozen).
   bool precopy = a.mode == nullptr || strcmp(a.mode, "precopy") == 0;
   kj::String whyNot;
+  // What members share (memory, System V objects) is captured once, frozen, into the
+  // root's image: rounds per member would copy it per member. Such a tree goes
+  // stop-and-copy.
+  if (precopy) {
+    kj::String shares;
+    if (!sysvBefore.empty()) shares = kj::str("it uses System V IPC objects");
+    for (size_t i = 0; i < hops.size() && shares.size() == 0; ++i) {
+      KJ_IF_MAYBE(what, resources::sharedMemoryMapping(hops[i]->pid)) {
+        shares = kj::str("its process ", hops[i]->vpid, " maps shared memory (", *what, ")");
+      }
+    }
+    if (shares.size() > 0) {
+      precopy = false;
+      whyNot = kj::str("stop-and-copy: ", shares, ", which moves with the tree only frozen");
+      if (a.mode != nullptr) fail(stillHere(kj::str("--precopy is not possible: ", whyNot.slice(15))));
+    }
+  }
   if (precopy) {
     kj::Vector<int> uffds;
     size_t asked = 0;
@@ -580,54 +651,86 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   // tree resumes here whole. (After a hop's done, the destination keeps its prepared
   // copy until its commit or the transfer timeout.)
   check("during the freeze");
-  kj::Vector<kj::Promise<double>> ready;
-  {
-    auto failed = kj::heapArray<kj::Maybe<kj::Exception>>(hops.size());
-    kj::Vector<kj::Own<kj::Thread>> captures;
-    // However this block is left, no capture's thread waits for this one any more:
-    // abandoned (they end at their next write), then joined.
-    KJ_DEFER(for (auto* h : hops) h->sink->abandon());
-    for (size_t i = 0; i < hops.size(); ++i) {
-      MemberHop* h = hops[i];
-      h->sink->startThreaded();
-      captures.add(kj::heap<kj::Thread>([&, h, i]() {
-        KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-          if (precopy) {
-            h->stats = migctl::finishFrozen(ctlOf(h), parked[i], h->precopy->memory, h->precopy->precopy, *h->precopy->w);
-          } else {
-            h->stats = migctl::captureFrozen(ctlOf(h), parked[i], /*forMigration=*/true, *h->sink);
-          }
-        })) {
-          failed[i] = kj::mv(*e);
-        }
-        h->sink->finish();
-      }));
-    }
-    for (size_t i = 0; i < hops.size(); ++i) {
-      MemberHop* h = hops[i];
-      h->sink->pump(ws);
-      KJ_IF_MAYBE(e, failed[i]) { kj::throwFatalException(kj::mv(*e)); }
-      h->out->flush();
-      ready.add(h->out->sink().doneRequest().send().then([](auto r) { return r.getRestoreMs(); }));
-      ws.poll();  // what is sent goes out while the next member's bytes come
-    }
+  // What the parked members share, seen at one instant: captured once, in the root's
+  // image (resources/shared_memory.h, MovingShare), the members one after the other.
+  auto share = sharedByMembers(hops.asPtr(), parked.asPtr(), ctlOf, jobId, here);
+  if (precopy && share.any()) {
+    fail(kj::str("cannot move PID ", vpid, " with its children: they began to share memory or System V objects during "
+                 "the pre-copy; the hop was aborted, the job runs on ", here, " (try again)"));
   }
+  kj::Vector<kj::Promise<double>> ready;
   uint64_t bytes = 0;
-  for (auto* h : hops) {
-    h->out->flush(/*drain=*/true);
-    bytes += h->out->total();
+  if (share.any()) {
+    for (size_t i = 0; i < hops.size(); ++i) {
+      hops[i]->stats = captureMember(ctlOf(hops[i]), parked[i], *hops[i]->out, share, i == 0);
+      hops[i]->out->flush(/*drain=*/true);
+      bytes += hops[i]->out->total();
+    }
+  } else {
+    {  // the capture threads are joined when this block ends
+      auto failed = kj::heapArray<kj::Maybe<kj::Exception>>(hops.size());
+      kj::Vector<kj::Own<kj::Thread>> captures;
+      // However this block is left, no capture's thread waits for this one any more:
+      // abandoned (they end at their next write), then joined.
+      KJ_DEFER(for (auto* h : hops) h->sink->abandon());
+      for (size_t i = 0; i < hops.size(); ++i) {
+        MemberHop* h = hops[i];
+        h->sink->startThreaded();
+        captures.add(kj::heap<kj::Thread>([&, h, i]() {
+          KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+            if (precopy) {
+              h->stats = migctl::finishFrozen(ctlOf(h), parked[i], h->precopy->memory, h->precopy->precopy, *h->precopy->w);
+            } else {
+              h->stats = migctl::captureFrozen(ctlOf(h), parked[i], /*forMigration=*/true, *h->sink);
+            }
+          })) {
+            failed[i] = kj::mv(*e);
+          }
+          h->sink->finish();
+        }));
+      }
+      for (size_t i = 0; i < hops.size(); ++i) {
+        MemberHop* h = hops[i];
+        h->sink->pump(ws);
+        KJ_IF_MAYBE(e, failed[i]) { kj::throwFatalException(kj::mv(*e)); }
+        h->out->flush();
+        ready.add(h->out->sink().doneRequest().send().then([](auto r) { return r.getRestoreMs(); }));
+        ws.poll();  // what is sent goes out while the next member's bytes come
+      }
+    }
+    for (auto* h : hops) {
+      h->out->flush(/*drain=*/true);
+      bytes += h->out->total();
+    }
   }
   double transferMs = msSince(frozenAt);
   double sendMs = msSince(sendStartedAt);
   hopFaultPoint("send-frozen", [](kj::String why) { fail(kj::mv(why)); });
 
-  // Phase one, for every member: each restored there up to "ready, not running".
-  auto restored = waitOrStall(kj::joinPromises(ready.releaseAsArray()), timer, a.stallMs + kPrepareAllowanceMs,
-                              kj::str("hop aborted: the destination ", a.to, " stopped answering while restoring (",
-                                      (a.stallMs + kPrepareAllowanceMs) / 1000.0, " s); the job runs on ", here),
-                              ws);
+  // Phase one, for every member: each restored there up to "ready, not running". When
+  // they share objects the root goes first (its restart makes them), then the others
+  // at once; else each was asked as soon as its image was sent.
+  auto prepared = [&](kj::Vector<kj::Promise<double>> asked) {
+    auto restored = waitOrStall(kj::joinPromises(asked.releaseAsArray()), timer, a.stallMs + kPrepareAllowanceMs,
+                                kj::str("hop aborted: the destination ", a.to, " stopped answering while restoring (",
+                                        (a.stallMs + kPrepareAllowanceMs) / 1000.0, " s); the job runs on ", here),
+                                ws);
+    double most = 0;
+    for (double ms : restored) most = std::max(most, ms);
+    return most;
+  };
+  auto prepare = [&](kj::ArrayPtr<MemberHop* const> some) {
+    kj::Vector<kj::Promise<double>> asked;
+    for (auto* h : some) asked.add(h->out->sink().doneRequest().send().then([](auto r) { return r.getRestoreMs(); }));
+    return prepared(kj::mv(asked));
+  };
   double restoreMs = 0;
-  for (double ms : restored) restoreMs = std::max(restoreMs, ms);
+  if (share.any()) {
+    restoreMs = prepare(hops.asPtr().slice(0, 1));
+    if (hops.size() > 1) restoreMs += prepare(hops.asPtr().slice(1, hops.size()));
+  } else {
+    restoreMs = prepared(kj::mv(ready));
+  }
   hopFaultPoint("send-prepared", [](kj::String why) { fail(kj::mv(why)); });
 
   // The commit point: every member is given up here, children first: at home each
@@ -647,6 +750,8 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   }
   printf("COMMITTED\n");
   fflush(stdout);
+  // The System V objects are the destination's now: none left here for a stale use.
+  resources::removeSysvIpc(share.sysv);
   hopFaultPoint("send-committed", [](kj::String why) { fail(kj::mv(why)); });
 
   // Phase two: every member runs there.
@@ -888,14 +993,25 @@ int sendCommand(int argc, char** argv) {
     auto left = lostIfAlone(ctl->realPid(), deputy != nullptr);
     if (left.size() > 0) fail(treeRefusal(vpid > 0 ? vpid : pid, left, deputy != nullptr));
   }
-  // System V objects are the kernel's of this host, named by ids the job holds: they
-  // cannot follow it yet (resources/sysv_ipc.h). Refused now, not after a move whose
-  // first semop would fail.
+  // System V objects move with the job (made again there with their keys and ids,
+  // removed here at the commit) unless a process outside it uses one too
+  // (resources/sysv_ipc.h): refused now, nothing frozen. Pre-copy and post-copy do not
+  // carry them: such a job moves stop-and-copy.
   const pid_t self = ctl->realPid();
-  KJ_IF_MAYBE(object, resources::firstSysvObject(kj::arrayPtr(&self, 1))) {
-    fail(kj::str("cannot move PID ", pid, ": it uses the ", *object,
-                 ", which cannot follow it to another host (System V IPC stays with this host's kernel); the job runs on ",
+  KJ_IF_MAYBE(why, resources::sysvUsedOutside(kj::arrayPtr(&self, 1))) {
+    fail(kj::str("cannot move PID ", pid, ": ", *why, "; nothing was frozen, the job runs on ",
                  deputy != nullptr ? "at home" : "where it was"));
+  }
+  kj::String sysvNote;
+  resources::SysvIpc sysvBefore = resources::findSysvIpc(kj::arrayPtr(&self, 1));
+  if (!sysvBefore.empty()) {
+    if (mode != nullptr && strcmp(mode, "stop-and-copy") != 0) {
+      fail(kj::str("cannot move PID ", pid, " by ", mode, ": it uses System V IPC objects, which move stop-and-copy "
+                   "only; nothing was frozen, the job runs on ", deputy != nullptr ? "at home" : "where it was",
+                   "; leave out --", mode));
+    }
+    mode = "stop-and-copy";
+    sysvNote = kj::str("the job's System V objects move with it, and pre-copy does not carry them");
   }
   auto link = loginToPeer(io, key, linkMode, to).wait(ws);
   hopFaultPoint("send-login", [](kj::String why) { fail(kj::mv(why)); });
@@ -909,6 +1025,7 @@ int sendCommand(int argc, char** argv) {
   ticket.setHome(home);
   ticket.setVpid(static_cast<int32_t>(vpid > 0 ? vpid : pid));
   ticket.setCommand(command);
+  setSysvNames(ticket, sysvBefore);
   // The one line the user sees when the destination stops answering (the job is
   // resumed here when this process ends: its shim sees the control connection close).
   auto stalled = kj::str("hop aborted: the destination ", to, " stopped answering (no progress for ",
@@ -994,6 +1111,19 @@ int sendCommand(int argc, char** argv) {
     frozenAt = std::chrono::steady_clock::now();
     stats = migctl::freezeAndCapture(*ctl, kFreezeTimeoutSeconds, /*forMigration=*/true, out);
   }
+  // The System V objects the image carries (captured at the freeze), removed here once
+  // the hop commits. One a process outside the job began to use since the look above
+  // aborts the hop; so does one pre-copy or post-copy would leave behind.
+  resources::SysvIpc sysvMoved = resources::findSysvIpc(kj::arrayPtr(&self, 1));
+  KJ_IF_MAYBE(why, resources::sysvUsedOutside(kj::arrayPtr(&self, 1))) {
+    fail(kj::str("cannot move PID ", pid, ": ", *why, "; the hop was aborted, the job runs on ",
+                 deputy != nullptr ? "at home" : "where it was"));
+  }
+  if (!sysvMoved.empty() && (postcopy || uffd >= 0)) {
+    fail(kj::str("cannot move PID ", pid, ": it began to use System V IPC objects as the move began, and they move "
+                 "stop-and-copy only; the hop was aborted, the job runs on ", deputy != nullptr ? "at home" : "where it was",
+                 "; try again"));
+  }
   out.flush(/*drain=*/true);
   double transferMs = msSince(frozenAt);
   double sendMs = msSince(sendStartedAt);
@@ -1039,6 +1169,7 @@ int sendCommand(int argc, char** argv) {
   // Said at once: if this process dies now, shadowd still knows the job left here.
   printf("COMMITTED\n");
   fflush(stdout);
+  resources::removeSysvIpc(sysvMoved);  // the destination's now: none left here for a stale use
   hopFaultPoint("send-committed", [](kj::String why) { fail(kj::mv(why)); });
 
   // Phase two: the destination lets the job run. If it does not confirm, the job was
@@ -1181,6 +1312,7 @@ int sendCommand(int argc, char** argv) {
          sendMs);
   if (uffd < 0 && mode == nullptr) printf("%s\n", whyNot.cStr());
   if (modeNote.size() > 0) printf("%s\n", modeNote.cStr());
+  if (sysvNote.size() > 0) printf("%s\n", sysvNote.cStr());
   return 0;
 }
 
