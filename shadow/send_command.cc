@@ -588,8 +588,8 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     }
     if (shares.size() > 0) {
       precopy = false;
-      whyNot = kj::str("stop-and-copy: ", shares, ", which moves with the tree only frozen");
-      if (a.mode != nullptr) fail(stillHere(kj::str("--precopy is not possible: ", whyNot.slice(15))));
+      whyNot = kj::str(shares, ", and what the members share moves only while the tree is frozen");
+      if (a.mode != nullptr) fail(stillHere(kj::str("--precopy is not possible: ", whyNot)));
     }
   }
   if (precopy) {

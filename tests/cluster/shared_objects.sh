@@ -75,7 +75,10 @@ sys.exit(0 if ctypes.CDLL(None).msgget(0, 0o1600) == int(sys.argv[1]) else 1)' "
   fi
   hx b ipcrm -q "$msq" || fail "sysv: could not remove queue $msq on b"
   if hop sysv a b; then
-    left=$(hx a awk -v p="${PID[sysv]}" 'NR > 1 && ($5 == p || $6 == p)' /proc/sysvipc/shm /proc/sysvipc/sem /proc/sysvipc/msg 2>/dev/null)
+    # (Columns differ per file: a segment's creator and last user are $5 and $6, a
+    # queue's last sender and receiver $6 and $7; a semaphore set names no process.)
+    left=$(hx a awk -v p="${PID[sysv]}" 'NR > 1 && ($5 == p || $6 == p)' /proc/sysvipc/shm 2>/dev/null
+           hx a awk -v p="${PID[sysv]}" 'NR > 1 && ($6 == p || $7 == p)' /proc/sysvipc/msg 2>/dev/null)
     ids=$(hx a awk 'NR > 1 { print $2 }' /proc/sysvipc/shm /proc/sysvipc/sem /proc/sysvipc/msg | grep -cx "$shm")
     if [[ -z $left && $ids == 0 ]]; then
       ok "sysv: after a -> b none of its System V objects is left on a"
