@@ -22,8 +22,22 @@ read -r -a extra <<<"${MIG_BENCH_SHADOWD_ARGS-}"
 for _ in $(seq 1 100); do [ -S "$dir/c/sock" ] && break; sleep 0.05; done
 [ -S "$dir/c/sock" ] || { echo "bench: shadowd c did not start; its log:" >&2; cat "$dir/c.log" >&2; exit 1; }
 
+# The job restored on B outlives the SIGKILL of its deputy and of the shadowds (its link
+# process keeps it): it is found by a variable in its environment and killed too, after
+# part 1 and at exit.
+tag="MIG_BENCH_RUN=$dir"
+kill_tagged() {
+  local e p
+  for e in /proc/[0-9]*/environ; do
+    p=${e#/proc/}; p=${p%/environ}
+    { tr '\0' '\n' < "$e"; } 2>/dev/null | grep -qxF "$tag" && kill -9 "$p" 2>/dev/null
+  done
+  return 0
+}
+trap 'kill_tagged; kill -9 "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
+
 # 1. Freeze time and transfer rate, three hops (A->B, B->A, A->B), beside raw TCP.
-LD_PRELOAD=$build/shim/libmig.so "$build/bench/hold_memory" "$mib" > "$dir/hold.out" &
+env "$tag" LD_PRELOAD=$build/shim/libmig.so "$build/bench/hold_memory" "$mib" > "$dir/hold.out" &
 job=$!; pids+=($job)
 wait_for "$dir/hold.out" READY
 # raw_tcp MIB [FILE]: MiB/s of a plain TCP stream of MIB MiB over loopback; with FILE, the
@@ -81,6 +95,7 @@ printf '  raw TCP into a file  : %8.1f MiB/s (median of %s; the receiver writes 
   "$(median "${files[@]}")" "$(printf '%.0f ' "${files[@]}")"
 printf '  ratio to that        : %8.1f %%\n' "$(echo "100 * $(median "${rates[@]}") / $(median "${files[@]}")" | bc -l)"
 kill -9 "$job" 2>/dev/null || true
+kill_tagged
 [ "$only" = transfer ] && exit 0
 
 # 2. write(2) to stdout: local (before migrating) and forwarded (after), to a file and
