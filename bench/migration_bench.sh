@@ -8,9 +8,11 @@
 #     1 MiB writes beside local streaming; each forwarded figure over the job's direct
 #     link to its deputy (shadow/direct_link.h) and, beside it, through both shadowds
 #     (a third shadowd C run with --no-direct-link, as before issue 13).
-# usage: bench/migration_bench.sh [MIB]      (default 1024)
+# usage: bench/migration_bench.sh [MIB [transfer]]   (default 1024; "transfer": the
+#        first part only, freeze time and transfer rate beside raw TCP)
 set -eu
 mib=${1:-1024}
+only=${2:-}
 source "$(dirname "$0")/lib.sh"
 bench_two_shadowds migbench
 # C: the relayed path, as before the direct link (its figures beside B's).
@@ -20,44 +22,81 @@ read -r -a extra <<<"${MIG_BENCH_SHADOWD_ARGS-}"
 for _ in $(seq 1 100); do [ -S "$dir/c/sock" ] && break; sleep 0.05; done
 [ -S "$dir/c/sock" ] || { echo "bench: shadowd c did not start; its log:" >&2; cat "$dir/c.log" >&2; exit 1; }
 
+# The job restored on B outlives the SIGKILL of its deputy and of the shadowds (its link
+# process keeps it): it is found by a variable in its environment and killed too, after
+# part 1 and at exit.
+tag="MIG_BENCH_RUN=$dir"
+kill_tagged() {
+  local e p
+  for e in /proc/[0-9]*/environ; do
+    p=${e#/proc/}; p=${p%/environ}
+    { tr '\0' '\n' < "$e"; } 2>/dev/null | grep -qxF "$tag" && kill -9 "$p" 2>/dev/null
+  done
+  return 0
+}
+trap 'kill_tagged; kill -9 "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
+
 # 1. Freeze time and transfer rate, three hops (A->B, B->A, A->B), beside raw TCP.
-LD_PRELOAD=$build/shim/libmig.so "$build/bench/hold_memory" "$mib" > "$dir/hold.out" &
+env "$tag" LD_PRELOAD=$build/shim/libmig.so "$build/bench/hold_memory" "$mib" > "$dir/hold.out" &
 job=$!; pids+=($job)
 wait_for "$dir/hold.out" READY
-freezes=() rates=() raws=()
-for to in $pb $pa $pb; do
-  line=$(A migrate "$job" --to 127.0.0.1:$to | tail -1)
-  # "... frozen F ms (image M MiB, captured and sent in T ms, restored in R ms)"
-  read -r f m t r <<<"$(sed -E 's/.*frozen ([0-9.]+) ms \(image ([0-9.]+) MiB, captured and sent in ([0-9.]+) ms, restored in ([0-9.]+) ms.*/\1 \2 \3 \4/' <<<"$line")"
-  freezes+=("$f")
-  rates+=("$(echo "$m / ($t / 1000)" | bc -l)")
-  raws+=("$(python3 - "$m" <<'PY'
-import socket, sys, threading, time
+# raw_tcp MIB [FILE]: MiB/s of a plain TCP stream of MIB MiB over loopback; with FILE, the
+# receiver also writes every byte to FILE (as the destination's shadowd writes the image
+# to its spool, on the same file system here), which it deletes after.
+raw_tcp() {
+  python3 - "$@" <<'PY'
+import os, socket, sys, threading, time
 n = int(float(sys.argv[1]) * 1048576)
+out = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600) if len(sys.argv) > 2 else -1
 srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
 def sink():
     c, _ = srv.accept()
-    while c.recv(1 << 20):
-        pass
+    into = bytearray(1 << 20)
+    view = memoryview(into)
+    while True:
+        got = c.recv_into(into)
+        if got == 0:
+            break
+        if out >= 0:
+            os.write(out, view[:got])
 t = threading.Thread(target=sink); t.start()
 s = socket.create_connection(srv.getsockname())
-buf = b"x" * (1 << 20)
+buf = memoryview(b"x" * (1 << 20))  # slices of it are views: no copy besides the kernel's
 start = time.monotonic()
 left = n
 while left > 0:
     s.sendall(buf[:min(left, len(buf))]); left -= min(left, len(buf))
 s.close(); t.join()
 print(n / 1048576 / (time.monotonic() - start))
+if out >= 0:
+    os.close(out); os.unlink(sys.argv[2])
 PY
-)")
+}
+
+freezes=() rates=() raws=() files=()
+for to in $pb $pa $pb; do
+  # --stop-and-copy: the figures are of the whole image sent frozen (pre-copy, the
+  # default, reports only its last round's time beside every byte of every round).
+  line=$(A migrate "$job" --to 127.0.0.1:$to --stop-and-copy | grep -m1 "^migrated")
+  # "... frozen F ms (image M MiB, captured and sent in T ms, restored in R ms)"
+  read -r f m t r <<<"$(sed -E 's/.*frozen ([0-9.]+) ms \(image ([0-9.]+) MiB, captured and sent in ([0-9.]+) ms, restored in ([0-9.]+) ms.*/\1 \2 \3 \4/' <<<"$line")"
+  freezes+=("$f")
+  rates+=("$(echo "$m / ($t / 1000)" | bc -l)")
+  raws+=("$(raw_tcp "$m")")
+  files+=("$(raw_tcp "$m" "$dir/raw.bin")")
 done
 img=$m
 printf 'process of %d MiB (image %.1f MiB), stop-and-copy, three hops on loopback:\n' "$mib" "$img"
 printf '  freeze time          : %8.1f ms   (median of %s)\n' "$(median "${freezes[@]}")" "${freezes[*]}"
-printf '  image transfer       : %8.1f MiB/s (median; capture + RPC stream + spool write)\n' "$(median "${rates[@]}")"
-printf '  raw TCP, same bytes  : %8.1f MiB/s (median; python sendall, 1 MiB buffers)\n' "$(median "${raws[@]}")"
+printf '  image transfer       : %8.1f MiB/s (median of %s; capture + RPC stream + spool write)\n' "$(median "${rates[@]}")" "$(printf '%.0f ' "${rates[@]}")"
+printf '  raw TCP, same bytes  : %8.1f MiB/s (median of %s; python sendall and recv_into, 1 MiB buffers)\n' "$(median "${raws[@]}")" "$(printf '%.0f ' "${raws[@]}")"
 printf '  ratio                : %8.1f %%     (target >= 80 %%)\n' "$(echo "100 * $(median "${rates[@]}") / $(median "${raws[@]}")" | bc -l)"
+printf '  raw TCP into a file  : %8.1f MiB/s (median of %s; the receiver writes each byte to a new file, as the spool is)\n' \
+  "$(median "${files[@]}")" "$(printf '%.0f ' "${files[@]}")"
+printf '  ratio to that        : %8.1f %%\n' "$(echo "100 * $(median "${rates[@]}") / $(median "${files[@]}")" | bc -l)"
 kill -9 "$job" 2>/dev/null || true
+kill_tagged
+[ "$only" = transfer ] && exit 0
 
 # 2. write(2) to stdout: local (before migrating) and forwarded (after), to a file and
 # to a pipe at home. Writes to a pipe are pipelined once forwarded: the write returns

@@ -25,6 +25,17 @@ void FdSink::write(const void* data, size_t len) {
   }
 }
 
+void WritebackSink::write(const void* data, size_t len) {
+  out_.write(data, len);
+  written_ += len;
+  if (written_ - started_ >= kWritebackBytes) {
+    // Only a hint: an error of the writing shows in the fsync that commits the file.
+    (void)sync_file_range(fd_, static_cast<off_t>(started_), static_cast<off_t>(written_ - started_),
+                          SYNC_FILE_RANGE_WRITE);
+    started_ = written_;
+  }
+}
+
 size_t FdSource::read(void* buf, size_t len) {
   auto* p = static_cast<kj::byte*>(buf);
   size_t got = 0;

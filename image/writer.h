@@ -32,7 +32,6 @@ class ImageWriter {
  private:
   void writeFrameAndMeta(SectionType type, capnp::MessageBuilder& meta, uint64_t dataLen);
   void put(const void* bytes, size_t len);
-  void pad(uint64_t toOffset);
 
   ByteSink& sink_;
   uint64_t offset_ = 0;

@@ -115,33 +115,44 @@ T waitOrStall(kj::Promise<T> p, kj::Timer& timer, uint64_t ms, kj::StringPtr why
 
 // The image as RPC writes to the destination's ImageSink, kInFlight of them
 // outstanding at a time: enough to keep the link busy, bounded memory. A write not
-// taken within the stall timeout cancels the hop.
+// taken within the stall timeout cancels the hop. The bytes are copied once, straight
+// into the next request's message (no staging buffer); a request sent before it is
+// full is cut to what it holds (Cap'n Proto gives the rest of its segment back).
 class RpcSink final : public image::ByteSink {
  public:
   RpcSink(rpc::ImageSink::Client sink, kj::WaitScope& ws, kj::Timer& timer, uint64_t stallMs, kj::String stalled)
-      : sink_(kj::mv(sink)), ws_(ws), timer_(timer), stallMs_(stallMs), stalled_(kj::mv(stalled)) {
-    buf_.reserve(kChunk);
-  }
+      : sink_(kj::mv(sink)), ws_(ws), timer_(timer), stallMs_(stallMs), stalled_(kj::mv(stalled)) {}
 
   void write(const void* data, size_t len) override {
     auto* p = static_cast<const kj::byte*>(data);
     while (len > 0) {
-      size_t n = std::min(len, kChunk - buf_.size());
-      buf_.insert(buf_.end(), p, p + n);
+      if (req_ == nullptr) {
+        req_ = sink_.writeRequest();
+        bytes_ = KJ_ASSERT_NONNULL(req_).initBytes(kChunk);
+        used_ = 0;
+      }
+      size_t n = std::min(len, kChunk - used_);
+      memcpy(bytes_.begin() + used_, p, n);
+      used_ += n;
       p += n;
       len -= n;
-      if (buf_.size() == kChunk) flush();
+      if (used_ == kChunk) flush();
     }
   }
 
   // Sends what is buffered; with `drain`, also waits until every write was taken.
   void flush(bool drain = false) {
-    if (!buf_.empty()) {
-      auto req = sink_.writeRequest();
-      req.setBytes(kj::arrayPtr(buf_.data(), buf_.size()));
-      inFlight_.push_back(req.send().ignoreResult());
-      total_ += buf_.size();
-      buf_.clear();
+    KJ_IF_MAYBE(req, req_) {
+      if (used_ < kChunk) {
+        auto part = req->disownBytes();
+        part.truncate(static_cast<uint>(used_));
+        req->adoptBytes(kj::mv(part));
+      }
+      inFlight_.push_back(req->send().ignoreResult());
+      total_ += used_;
+      req_ = nullptr;
+      bytes_ = nullptr;
+      used_ = 0;
     }
     while (inFlight_.size() > (drain ? 0 : kInFlight)) {
       auto next = kj::mv(inFlight_.front());
@@ -159,7 +170,9 @@ class RpcSink final : public image::ByteSink {
   kj::Timer& timer_;
   uint64_t stallMs_;
   kj::String stalled_;
-  std::vector<kj::byte> buf_;
+  kj::Maybe<capnp::Request<rpc::ImageSink::WriteParams, rpc::ImageSink::WriteResults>> req_;
+  capnp::Data::Builder bytes_;  // req_'s bytes, kChunk long until sent
+  size_t used_ = 0;
   std::deque<kj::Promise<void>> inFlight_;
   uint64_t total_ = 0;
 };
