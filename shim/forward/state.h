@@ -8,6 +8,7 @@
 #include "rsc/file_identity.h"
 #include "shim/control_protocol.h"
 #include "shim/forward/forward_config.h"
+#include "shim/forward/shared_file_mapping.h"
 
 #include <atomic>
 #include <cstdint>
@@ -55,6 +56,8 @@ struct State {
   // the control thread before the threads are released; null when none.
   const uint8_t* carried;
   uint64_t carriedSize;
+  // Shared writable mappings of home files kept as local copies (shared_file_mapping.h).
+  SharedMappings sharedMappings;
 };
 
 // Is fd a home fd (its local number a stand-in)?

@@ -10,9 +10,13 @@
 # ends with status 0 and all N steps; the reader never saw an error or a transaction
 # half-written and read while the job ran on b; at home Debian's sqlite3 says
 # `PRAGMA integrity_check` ok and every row is there exactly once.
-# The same writer on a database in WAL mode is not moved (its -shm file is a shared
-# writable mapping of a home file, docs/kinds/file_lock.md): migctl says so in one line
-# before anything is frozen, and the job finishes at home with every row, intact.
+# The same writer on a database in WAL mode moves too: its WAL index (the -shm file) is
+# a shared writable mapping of a home file, kept on b as a copy that is written back
+# before each lock call on that file and refreshed after each lock taken
+# (shim/forward/shared_file_mapping.h). It is moved a -> b and back b -> a while a WAL
+# reader on a reads in a loop; the same checks: the writer ends with every step, the
+# reader saw no error nor a half-written transaction, integrity_check ok at home, every
+# row once.
 #
 # usage: sqlite.sh OPTIONS (below); meson runs it as test 'migration-sqlite'
 # (suite cluster) with every path filled in.
@@ -71,35 +75,47 @@ if start_job sqlwriter mig "$PY" "$WRITER" "$DB" "$ROWS" && start_job sqlreader 
   fi
 fi
 
-# --- WAL mode: refused in one line, the job goes on at home ------------------------------
-WROWS=100
+# --- WAL mode: moved a -> b -> a while a reader at home reads ------------------------------
+WROWS=250
 WAL_DB=$(jdir sqlwal)/data/test.db
 mkdir -p "$(jfile sqlwal data)"
 hx a "$SQLITE" "$WAL_DB" 'PRAGMA journal_mode=WAL;' \
   'CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER NOT NULL, pad TEXT NOT NULL);' >/dev/null ||
   fail "sqlite3 could not make the WAL database"
-if start_job sqlwal mig "$PY" "$WRITER" "$WAL_DB" "$WROWS"; then
-  if wait_step sqlwal 3 30; then
-    migrate sqlwal b
-    if one_line_reason && job_at_home sqlwal "$(readlink -f "$PY")"; then
-      ok "sqlwal (WAL mode): not moved, one line: $(cat "$MIG_ERR")"
+if start_job sqlwal mig "$PY" "$WRITER" "$WAL_DB" "$WROWS" && start_job sqlwalreader plain "$PY" "$READER" "$WAL_DB" "$WROWS"; then
+  wait_until 20 grep -q READING "$(jfile sqlwalreader out)" || fail "the WAL reader did not start reading"
+  if hop sqlwal a b; then
+    on_b=$(last_step sqlwal)
+    ended sqlwalreader && fail "sqlwalreader had ended before the writer was on b: it did not read beside the moved job"
+    # Some commits made from b (each publishing the index header home) before it comes back.
+    if wait_step sqlwal $(( on_b + 40 )) 60; then
+      ok "sqlwal (WAL mode): committed from STEP $on_b to $(last_step sqlwal) on b"
+      hop sqlwal b a
     else
-      fail "sqlwal (WAL mode): migctl exited $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")(want one line, the job at home)"
+      fail "sqlwal (WAL mode): on b no STEP $(( on_b + 40 )) within 60 s (last: STEP $(last_step sqlwal))"
+      detail "$(jfile sqlwal err)" "its stderr"
     fi
-  else
-    fail "sqlwal: no STEP 3 within 30 s"
   fi
-  if wait_job sqlwal 120 && [[ $STATUS == 0 ]] && grep -qx PASS "$(jfile sqlwal out)"; then
-    ok "sqlwal: went on at home and ended with status 0"
+  if wait_job sqlwal 180 && [[ $STATUS == 0 ]] && grep -qx PASS "$(jfile sqlwal out)" &&
+     [[ $(grep -c '^STEP ' "$(jfile sqlwal out)") == "$WROWS" ]]; then
+    ok "sqlwal (WAL mode): moved a -> b -> a, the reader reading on a, wrote all $WROWS transactions, status 0"
   else
-    fail "sqlwal: status $STATUS, last STEP $(last_step sqlwal) of $WROWS"
+    fail "sqlwal (WAL mode): status $STATUS, last STEP $(last_step sqlwal) of $WROWS"
     detail "$(jfile sqlwal err)" "its stderr"
   fi
+  if wait_job sqlwalreader 60 && [[ $STATUS == 0 ]]; then
+    ok "sqlwalreader on a (WAL mode): never saw an error or a half-written transaction: $(tail -n 1 "$(jfile sqlwalreader out)")"
+  else
+    fail "sqlwalreader on a (WAL mode): status $STATUS, what it saw:"
+    detail "$(jfile sqlwalreader out)" "its output"
+    detail "$(jfile sqlwalreader err)" "its stderr"
+  fi
   kill_job sqlwal
-  check=$(hx a "$SQLITE" "$WAL_DB" 'PRAGMA integrity_check;' 'SELECT count(DISTINCT id), sum(v) FROM t;' 2>&1)
-  want=$'ok\n'"$WROWS|$(( 7 * WROWS * (WROWS + 1) / 2 ))"
+  kill_job sqlwalreader
+  check=$(hx a "$SQLITE" "$WAL_DB" 'PRAGMA integrity_check;' 'SELECT count(*), count(DISTINCT id), min(id), max(id), sum(v) FROM t;' 2>&1)
+  want=$'ok\n'"$WROWS|$WROWS|1|$WROWS|$(( 7 * WROWS * (WROWS + 1) / 2 ))"
   if [[ $check == "$want" ]]; then
-    ok "sqlite3 on a: the WAL database is intact, rows 1..$WROWS there"
+    ok "sqlite3 on a: the WAL database is intact (integrity_check ok), rows 1..$WROWS each there once"
   else
     fail "sqlite3 on a: the WAL database: '$(tr '\n' ' ' <<<"$check")', not '$(tr '\n' ' ' <<<"$want")'"
   fi

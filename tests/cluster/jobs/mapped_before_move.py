@@ -3,8 +3,8 @@
 # private (with a write that must not reach the file); DATA_DIR/libhome.so, a library
 # only home has, and LIBSAME, a library under a system directory that the new host has
 # too (the same file, with that host's inode), both loaded with ctypes; with MODE
-# "shared-writable" also data.bin shared and writable, which a migration must refuse
-# before the freeze. It prints "STEP n" until DATA_DIR/go exists, then writes what it
+# "shared-writable" also data.bin shared and writable, which moves as a copy kept
+# coherent with the file at home. It prints "STEP n" until DATA_DIR/go exists, then writes what it
 # reads through each mapping, and sqrt(16) from both libraries, to DATA_DIR/result.txt
 # and its memory map to DATA_DIR/maps.txt.
 import ctypes
