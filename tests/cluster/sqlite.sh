@@ -14,7 +14,9 @@
 # a shared writable mapping of a home file, kept on b as a copy that is written back
 # before each lock call on that file and refreshed after each lock taken
 # (shim/forward/shared_file_mapping.h). It is moved a -> b and back b -> a while a WAL
-# reader on a reads in a loop; the same checks: the writer ends with every step, the
+# reader on a reads in a loop, and a second writer (jobs/sqlite_wal_late.py) moved
+# a -> b before it opens the database writes another table from b beside them (its
+# -shm mapped after the move); the same checks: the writers end with every step, the
 # reader saw no error nor a half-written transaction, integrity_check ok at home, every
 # row once.
 #
@@ -79,11 +81,21 @@ fi
 WROWS=250
 WAL_DB=$(jdir sqlwal)/data/test.db
 mkdir -p "$(jfile sqlwal data)"
+LROWS=60
 hx a "$SQLITE" "$WAL_DB" 'PRAGMA journal_mode=WAL;' \
-  'CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER NOT NULL, pad TEXT NOT NULL);' >/dev/null ||
+  'CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER NOT NULL, pad TEXT NOT NULL);' \
+  'CREATE TABLE t2(id INTEGER PRIMARY KEY, v INTEGER NOT NULL);' >/dev/null ||
   fail "sqlite3 could not make the WAL database"
 if start_job sqlwal mig "$PY" "$WRITER" "$WAL_DB" "$WROWS" && start_job sqlwalreader plain "$PY" "$READER" "$WAL_DB" "$WROWS"; then
   wait_until 20 grep -q READING "$(jfile sqlwalreader out)" || fail "the WAL reader did not start reading"
+  # A second writer of the same database that opens it only once on b (its -shm mapped
+  # there), writing its table t2 while the first writes t.
+  late_go=$(jdir sqlwallate)/data/go
+  mkdir -p "$(jfile sqlwallate data)"
+  if start_job sqlwallate mig "$PY" "$(dirname "$WRITER")/sqlite_wal_late.py" "$WAL_DB" "$LROWS" "$late_go" &&
+     hop sqlwallate a b; then
+    touch "$(jfile sqlwallate data/go)"
+  fi
   if hop sqlwal a b; then
     on_b=$(last_step sqlwal)
     ended sqlwalreader && fail "sqlwalreader had ended before the writer was on b: it did not read beside the moved job"
@@ -110,12 +122,20 @@ if start_job sqlwal mig "$PY" "$WRITER" "$WAL_DB" "$WROWS" && start_job sqlwalre
     detail "$(jfile sqlwalreader out)" "its output"
     detail "$(jfile sqlwalreader err)" "its stderr"
   fi
+  if wait_job sqlwallate 120 && [[ $STATUS == 0 ]] && grep -qx PASS "$(jfile sqlwallate out)"; then
+    ok "sqlwallate (WAL mode): opened the database on b after its move, wrote and read back all $LROWS rows of t2, status 0"
+  else
+    fail "sqlwallate (WAL mode): status $STATUS, output: $(grep -v '^STEP ' "$(jfile sqlwallate out)" | tail -n 3 | tr '\n' ' ')"
+    detail "$(jfile sqlwallate err)" "its stderr"
+  fi
   kill_job sqlwal
   kill_job sqlwalreader
-  check=$(hx a "$SQLITE" "$WAL_DB" 'PRAGMA integrity_check;' 'SELECT count(*), count(DISTINCT id), min(id), max(id), sum(v) FROM t;' 2>&1)
-  want=$'ok\n'"$WROWS|$WROWS|1|$WROWS|$(( 7 * WROWS * (WROWS + 1) / 2 ))"
+  kill_job sqlwallate
+  check=$(hx a "$SQLITE" "$WAL_DB" 'PRAGMA integrity_check;' 'SELECT count(*), count(DISTINCT id), min(id), max(id), sum(v) FROM t;' \
+    'SELECT count(*), count(DISTINCT id), min(id), max(id), sum(v) FROM t2;' 2>&1)
+  want=$'ok\n'"$WROWS|$WROWS|1|$WROWS|$(( 7 * WROWS * (WROWS + 1) / 2 ))"$'\n'"$LROWS|$LROWS|1|$LROWS|$(( 3 * LROWS * (LROWS + 1) / 2 ))"
   if [[ $check == "$want" ]]; then
-    ok "sqlite3 on a: the WAL database is intact (integrity_check ok), rows 1..$WROWS each there once"
+    ok "sqlite3 on a: the WAL database is intact (integrity_check ok), rows 1..$WROWS of t and 1..$LROWS of t2 each there once"
   else
     fail "sqlite3 on a: the WAL database: '$(tr '\n' ' ' <<<"$check")', not '$(tr '\n' ' ' <<<"$want")'"
   fi
