@@ -29,7 +29,8 @@ void forEachChangedRunDescending(const uint8_t* now, const uint8_t* was, size_t 
   while (i > 0) {
     if (now[i - 1] == was[i - 1]) {
       uint64_t x, y;  // equal bytes are skipped a word at a time where aligned
-      if (i % 8 == 0 && i >= 8 && (__builtin_memcpy(&x, now + i - 8, 8), __builtin_memcpy(&y, was + i - 8, 8), x == y)) {
+      if (i % 8 == 0 && i >= 8 &&
+          (__builtin_memcpy(&x, now + i - 8, 8), __builtin_memcpy(&y, was + i - 8, 8), x == y)) {
         i -= 8;
       } else {
         --i;

@@ -51,8 +51,8 @@ uint8_t* scratch(const SharedMapping& m) { return reinterpret_cast<uint8_t*>(m.t
 
 // A twin and a scratch area of `length` bytes each, in one anonymous mapping.
 uint64_t newTwin(uint64_t length) {
-  long t = rawSyscall(SYS_mmap, 0, static_cast<long>(2 * length), PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  long t = rawSyscall(SYS_mmap, 0, static_cast<long>(2 * length), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                      -1, 0);
   return isError(t) ? 0 : static_cast<uint64_t>(t);
 }
 
@@ -69,8 +69,12 @@ long preadHome(int32_t fd, uint8_t* buf, uint64_t len, int64_t off) {
   uint64_t done = 0;
   while (done < len) {
     const uint64_t want = len - done < rsc::kMaxIo ? len - done : rsc::kMaxIo;
-    int64_t args[6] = {homeFdOf(fd), reinterpret_cast<int64_t>(buf + done), static_cast<int64_t>(want),
-                       off + static_cast<int64_t>(done), 0, 0};
+    int64_t args[6] = {homeFdOf(fd),
+                       reinterpret_cast<int64_t>(buf + done),
+                       static_cast<int64_t>(want),
+                       off + static_cast<int64_t>(done),
+                       0,
+                       0};
     long r = forwardRow(row, args);
     if (r < 0) return r;
     if (r == 0) {
@@ -87,8 +91,12 @@ long pwriteHome(int32_t fd, const uint8_t* buf, uint64_t len, int64_t off) {
   uint64_t done = 0;
   while (done < len) {
     const uint64_t want = len - done < rsc::kMaxIo ? len - done : rsc::kMaxIo;
-    int64_t args[6] = {homeFdOf(fd), reinterpret_cast<int64_t>(buf + done), static_cast<int64_t>(want),
-                       off + static_cast<int64_t>(done), 0, 0};
+    int64_t args[6] = {homeFdOf(fd),
+                       reinterpret_cast<int64_t>(buf + done),
+                       static_cast<int64_t>(want),
+                       off + static_cast<int64_t>(done),
+                       0,
+                       0};
     long r = forwardRow(row, args);
     if (r <= 0) return r < 0 ? r : -EIO;
     done += static_cast<uint64_t>(r);
@@ -101,7 +109,8 @@ long pwriteHome(int32_t fd, const uint8_t* buf, uint64_t len, int64_t off) {
 // value even if another thread stores to it meanwhile. A run that cannot be written
 // stays different from its twin: tried again at the next lock point.
 void writeBack(SharedMapping& m) {
-  if (__atomic_load_n(&m.twin, __ATOMIC_ACQUIRE) == 0 || m.fd < 0 || (m.prot & PROT_WRITE) == 0 || local(m) == nullptr) return;
+  if (__atomic_load_n(&m.twin, __ATOMIC_ACQUIRE) == 0 || m.fd < 0 || (m.prot & PROT_WRITE) == 0 || local(m) == nullptr)
+    return;
   uint8_t* copy = local(m);
   uint8_t* was = twin(m);
   uint8_t* buf = scratch(m);
@@ -147,8 +156,7 @@ SharedMapping* freeSlotFor(uint64_t addr) {
     if (m.addr.load(std::memory_order_relaxed) == 0 &&
         m.addr.compare_exchange_strong(expected, addr, std::memory_order_acq_rel)) {
       uint32_t used = t.used.load(std::memory_order_acquire);
-      while (used < i + 1 && !t.used.compare_exchange_weak(used, i + 1, std::memory_order_acq_rel)) {
-      }
+      while (used < i + 1 && !t.used.compare_exchange_weak(used, i + 1, std::memory_order_acq_rel)) {}
       return &m;
     }
   }
@@ -195,9 +203,7 @@ void cutOut(SharedMapping& m, uint64_t start, uint64_t len) {
 }
 
 // The fcntl commands that take or release a lock.
-bool isSetLock(int64_t cmd) {
-  return cmd == F_SETLK || cmd == F_SETLKW || cmd == F_OFD_SETLK || cmd == F_OFD_SETLKW;
-}
+bool isSetLock(int64_t cmd) { return cmd == F_SETLK || cmd == F_SETLKW || cmd == F_OFD_SETLK || cmd == F_OFD_SETLKW; }
 
 }  // namespace
 
@@ -295,8 +301,9 @@ namespace {
 // /proc/self/maps, a line at a time, with raw system calls and a buffer of our own.
 class MapsReader {
  public:
-  MapsReader() : fd_(static_cast<int>(rawSyscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>("/proc/self/maps"),
-                                                  O_RDONLY | O_CLOEXEC))) {}
+  MapsReader()
+      : fd_(static_cast<int>(
+            rawSyscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>("/proc/self/maps"), O_RDONLY | O_CLOEXEC))) {}
   ~MapsReader() {
     if (fd_ >= 0) rawSyscall(SYS_close, fd_);
   }
@@ -317,7 +324,8 @@ class MapsReader {
         pos_ = 0;
       }
       if (len_ == sizeof(buf_) - 1) len_ = 0;  // a line longer than the buffer: dropped
-      long n = rawSyscall(SYS_read, fd_, reinterpret_cast<long>(buf_ + len_), static_cast<long>(sizeof(buf_) - 1 - len_));
+      long n =
+          rawSyscall(SYS_read, fd_, reinterpret_cast<long>(buf_ + len_), static_cast<long>(sizeof(buf_) - 1 - len_));
       if (n <= 0) return nullptr;
       len_ += static_cast<size_t>(n);
     }
@@ -333,9 +341,12 @@ uint64_t hexField(const char*& p) {
   uint64_t v = 0;
   for (;; ++p) {
     const char ch = *p;
-    if (ch >= '0' && ch <= '9') v = v * 16 + static_cast<uint64_t>(ch - '0');
-    else if (ch >= 'a' && ch <= 'f') v = v * 16 + static_cast<uint64_t>(ch - 'a' + 10);
-    else break;
+    if (ch >= '0' && ch <= '9')
+      v = v * 16 + static_cast<uint64_t>(ch - '0');
+    else if (ch >= 'a' && ch <= 'f')
+      v = v * 16 + static_cast<uint64_t>(ch - 'a' + 10);
+    else
+      break;
   }
   return v;
 }
@@ -356,8 +367,8 @@ bool startsWith(const char* s, const char* head) { return __builtin_strncmp(s, h
 // An fd of this process open on the file (device, inode), preferring one open for
 // writing; -1 when none.
 int32_t fdOfFile(uint64_t dev, uint64_t inode) {
-  int dir = static_cast<int>(rawSyscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>("/proc/self/fd"),
-                                        O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  int dir = static_cast<int>(
+      rawSyscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>("/proc/self/fd"), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir < 0) return -1;
   int32_t found = -1;
   alignas(8) char buf[4096];

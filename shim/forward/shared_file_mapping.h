@@ -46,10 +46,10 @@ struct SharedMapping {
   std::atomic<uint64_t> addr;  // 0: a free slot
   uint64_t length;
   int64_t fileOffset;
-  int32_t fd;        // the job's fd the file is reached by (-1: closed; a snapshot from then on)
+  int32_t fd;  // the job's fd the file is reached by (-1: closed; a snapshot from then on)
   uint32_t prot;
-  uint32_t reread;   // read the whole copy again from home at the next restore
-  uint64_t twin;     // the bytes as they last agreed with home (length), then a scratch area (length)
+  uint32_t reread;               // read the whole copy again from home at the next restore
+  uint64_t twin;                 // the bytes as they last agreed with home (length), then a scratch area (length)
   uint64_t twinBase, twinBytes;  // the anonymous mapping twin lies in (munmap'd with the slot)
 };
 

@@ -13,7 +13,7 @@
 # The same writer on a database in WAL mode moves too: its WAL index (the -shm file) is
 # a shared writable mapping of a home file, kept on b as a copy that is written back
 # before each lock call on that file and refreshed after each lock taken
-# (shim/forward/shared_file_mapping.h). It is moved a -> b and back b -> a while a WAL
+# (shim/forward/shared_file_mapping.h). It is moved a -> b -> c -> a while a WAL
 # reader on a reads in a loop, and a second writer (jobs/sqlite_wal_late.py) moved
 # a -> b before it opens the database writes another table from b beside them (its
 # -shm mapped after the move); the same checks: the writers end with every step, the
@@ -33,7 +33,7 @@ if [[ ! -x $PY || ! -x $SQLITE ]]; then
   echo "SKIP: needs Debian's /usr/bin/python3 and /usr/bin/sqlite3 (tests/lib/setup.sh installs them)"
   exit 77
 fi
-cluster_up a b
+cluster_up a b c
 
 ROWS=300
 DB=$(jdir sqlwriter)/data/test.db
@@ -102,7 +102,16 @@ if start_job sqlwal mig "$PY" "$WRITER" "$WAL_DB" "$WROWS" && start_job sqlwalre
     # Some commits made from b (each publishing the index header home) before it comes back.
     if wait_step sqlwal $(( on_b + 40 )) 60; then
       ok "sqlwal (WAL mode): committed from STEP $on_b to $(last_step sqlwal) on b"
-      hop sqlwal b a
+      # Moving on: its copy written back before the freeze on b, read again on c.
+      if hop sqlwal b c; then
+        on_c=$(last_step sqlwal)
+        if wait_step sqlwal $(( on_c + 20 )) 60; then
+          ok "sqlwal (WAL mode): committed from STEP $on_c to $(last_step sqlwal) on c"
+        else
+          fail "sqlwal (WAL mode): on c no STEP $(( on_c + 20 )) within 60 s (last: STEP $(last_step sqlwal))"
+        fi
+        hop sqlwal c a
+      fi
     else
       fail "sqlwal (WAL mode): on b no STEP $(( on_b + 40 )) within 60 s (last: STEP $(last_step sqlwal))"
       detail "$(jfile sqlwal err)" "its stderr"
@@ -110,7 +119,7 @@ if start_job sqlwal mig "$PY" "$WRITER" "$WAL_DB" "$WROWS" && start_job sqlwalre
   fi
   if wait_job sqlwal 180 && [[ $STATUS == 0 ]] && grep -qx PASS "$(jfile sqlwal out)" &&
      [[ $(grep -c '^STEP ' "$(jfile sqlwal out)") == "$WROWS" ]]; then
-    ok "sqlwal (WAL mode): moved a -> b -> a, the reader reading on a, wrote all $WROWS transactions, status 0"
+    ok "sqlwal (WAL mode): moved a -> b -> c -> a, the reader reading on a, wrote all $WROWS transactions, status 0"
   else
     fail "sqlwal (WAL mode): status $STATUS, last STEP $(last_step sqlwal) of $WROWS"
     detail "$(jfile sqlwal err)" "its stderr"

@@ -24,9 +24,9 @@ TEST_CASE("no change: no run") {
 
 TEST_CASE("changed bytes come as exact runs, the highest first") {
   std::vector<uint8_t> was(200, 0), now(200, 0);
-  now[0] = 1;                    // the index header's first bytes: last
+  now[0] = 1;  // the index header's first bytes: last
   now[17] = now[18] = now[19] = 2;
-  now[100] = 3;                  // a lone byte between equal ones, not widened
+  now[100] = 3;                                // a lone byte between equal ones, not widened
   for (int i = 150; i < 200; ++i) now[i] = 4;  // a run to the end
   auto r = runs(now, was);
   REQUIRE(r.size() == 4);
@@ -66,11 +66,11 @@ TEST_CASE("every single changed byte of a page is found alone") {
 
 TEST_CASE("home's changes come into the copy, the job's unwritten ones stay") {
   std::vector<uint8_t> twin(64, 0), local(64, 0), home(64, 0);
-  home[3] = 5;     // home changed it, the job did not: taken
-  local[10] = 6;   // the job changed it, home did not: kept
-  home[20] = 7;    // both changed it: the job's later store wins in the copy
+  home[3] = 5;    // home changed it, the job did not: taken
+  local[10] = 6;  // the job changed it, home did not: kept
+  home[20] = 7;   // both changed it: the job's later store wins in the copy
   local[20] = 8;
-  home[63] = 9;    // the last byte of an unaligned tail
+  home[63] = 9;  // the last byte of an unaligned tail
   const size_t changed = takeHomeChanges(local.data(), twin.data(), home.data(), home.size());
   CHECK(changed == 2);
   CHECK(local[3] == 5);
