@@ -230,7 +230,23 @@ void ProcPageSource::read(uint64_t addr, void* buf, size_t len) {
 
 namespace {
 
-// Has process `pid` an fd open on the file (device, inode)?
+// Is fd `name` of process `pid` open for reading and writing (/proc/PID/fdinfo)?
+bool openForWriting(pid_t pid, const char* name) {
+  char path[96];
+  snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", pid, name);
+  FILE* f = fopen(path, "re");
+  if (f == nullptr) return false;
+  KJ_DEFER(fclose(f));
+  char line[128];
+  while (fgets(line, sizeof(line), f) != nullptr) {
+    unsigned long flags = 0;
+    if (sscanf(line, "flags: %lo", &flags) == 1) return (flags & O_ACCMODE) == O_RDWR;
+  }
+  return false;
+}
+
+// Has process `pid` an fd open for reading and writing on the file (device, inode)?
+// Through it the shim writes the mapping's changes home.
 bool hasFdOf(pid_t pid, dev_t dev, uint64_t inode) {
   char dirPath[64];
   snprintf(dirPath, sizeof(dirPath), "/proc/%d/fd", pid);
@@ -241,7 +257,10 @@ bool hasFdOf(pid_t pid, dev_t dev, uint64_t inode) {
     if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
     std::string fdPath = std::string(dirPath) + "/" + d->d_name;
     struct stat st {};
-    if (stat(fdPath.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == dev && st.st_ino == inode) return true;
+    if (stat(fdPath.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == dev && st.st_ino == inode &&
+        openForWriting(pid, d->d_name)) {
+      return true;
+    }
   }
   return false;
 }
@@ -264,7 +283,7 @@ kj::Maybe<kj::String> sharedWritableFileMapping(pid_t pid) {
     // The shim reaches the file at home through an fd of it (shim/forward/
     // shared_file_mapping.h): one the job holds open, which the deputy keeps.
     unsigned devMajor = 0, devMinor = 0;
-    if (sscanf(line, "%*llx-%*llx %*s %*llx %x:%x", &devMajor, &devMinor) == 2 &&
+    if (sscanf(line, "%*s %*s %*s %x:%x", &devMajor, &devMinor) == 2 &&
         hasFdOf(pid, makedev(devMajor, devMinor), r.inode)) {
       continue;
     }

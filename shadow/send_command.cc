@@ -348,7 +348,7 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     }
     KJ_IF_MAYBE(file, resources::sharedWritableFileMapping(m.pid)) {
       fail(stillHere(kj::str("its process ", m.vpid, " (", m.command, ") maps ", *file,
-                             " shared and writable with no fd of it open, so its writes could not reach that file "
+                             " shared and writable with no fd of it open for writing, so its writes could not reach that file "
                              "from another host")));
     }
     all.add(m.pid);
@@ -676,7 +676,7 @@ int sendCommand(int argc, char** argv) {
   // Read-only shared and private mappings of home files travel as private memory.
   KJ_IF_MAYBE(file, resources::sharedWritableFileMapping(static_cast<pid_t>(pid))) {
     fail(kj::str("cannot move PID ", pid, ": it maps ", *file,
-                 " shared and writable with no fd of it open, so its writes could not reach that file from another "
+                 " shared and writable with no fd of it open for writing, so its writes could not reach that file from another "
                  "host; the job runs on ",
                  deputy != nullptr ? "at home" : "where it was"));
   }

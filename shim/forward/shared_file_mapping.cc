@@ -364,15 +364,15 @@ bool endsWith(const char* s, const char* tail) {
 
 bool startsWith(const char* s, const char* head) { return __builtin_strncmp(s, head, __builtin_strlen(head)) == 0; }
 
-// An fd of this process open on the file (device, inode), preferring one open for
-// writing; -1 when none.
+// An fd of this process open for reading and writing on the file (device, inode); -1
+// when none.
 int32_t fdOfFile(uint64_t dev, uint64_t inode) {
   int dir = static_cast<int>(
       rawSyscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>("/proc/self/fd"), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir < 0) return -1;
   int32_t found = -1;
   alignas(8) char buf[4096];
-  for (;;) {
+  while (found < 0) {
     long n = rawSyscall(SYS_getdents64, dir, reinterpret_cast<long>(buf), sizeof(buf));
     if (n <= 0) break;
     for (long at = 0; at < n;) {
@@ -385,8 +385,12 @@ int32_t fdOfFile(uint64_t dev, uint64_t inode) {
       struct stat st {};
       if (rawSyscall(SYS_fstat, fd, reinterpret_cast<long>(&st)) != 0) continue;
       if (!S_ISREG(st.st_mode) || st.st_dev != dev || st.st_ino != inode) continue;
+      // Written through at home: open for writing, as shadowd checked before the freeze.
       const long fl = rawSyscall(SYS_fcntl, fd, F_GETFL);
-      if (found < 0 || (fl >= 0 && (fl & O_ACCMODE) == O_RDWR)) found = fd;
+      if (fl >= 0 && (fl & O_ACCMODE) == O_RDWR) {
+        found = fd;
+        break;
+      }
     }
   }
   rawSyscall(SYS_close, dir);

@@ -122,9 +122,10 @@ fi
 # --- files mapped before the move ----------------------------------------------------------
 # A read-only shared and a private mapping of a home data file, and a library only home
 # has (in the job's directory), travel as private memory; a job that maps a file shared
-# and writable moves with a copy kept coherent with the file at home.
+# and writable moves with a copy kept coherent with the file at home, unless it holds
+# no fd of that file open for writing (refused in one line before the freeze).
 HELD=$(readlink -f "$(dirname "$0")/jobs/mapped_before_move.py")
-for j in held heldref sharedrw; do
+for j in held heldref sharedrw sharednofd; do
   mkdir -p "$(jfile "$j" data)"
   make_data "$j"
   cp "$LIBM" "$(jfile "$j" data/libhome.so)"
@@ -178,6 +179,26 @@ if start_job sharedrw mig "$PY" "$HELD" @DIR@ shared-writable "$LIBDIR/libsame.s
   fi
   cmp -s "$T/data.bin.orig" "$(jfile sharedrw data/data.bin)" && ok "sharedrw: data.bin at home unchanged (nothing written through the mapping)" ||
     fail "sharedrw: data.bin at home changed though the job wrote nothing through its shared mapping"
+fi
+
+# Without an fd of the file open for writing there is nothing to reach it through: the
+# move is refused in one line before anything is frozen, and the job runs on at a.
+if start_job sharednofd mig "$PY" "$HELD" @DIR@ shared-writable-no-fd "$LIBDIR/libsame.so" && wait_step sharednofd 3 30; then
+  migrate sharednofd b
+  if one_line_reason && grep -q "data.bin shared and writable with no fd of it open" "$MIG_ERR" &&
+     job_at_home sharednofd "$(readlink -f "$PY")" && [[ $(host_of "$(where sharednofd)") == a ]]; then
+    ok "sharednofd: migrate refused with one line, the job still runs on a: $(cat "$MIG_ERR")"
+  else
+    fail "sharednofd: migctl exited $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")(want one line naming data.bin shared and writable with no fd, the job still on a)"
+  fi
+  touch "$(jfile sharednofd data/go)"
+  wait_job sharednofd 60
+  if [[ $STATUS == 0 ]] && grep -q "^shared writable, no fd: " "$(jfile sharednofd data/result.txt)"; then
+    ok "sharednofd: after the refused move it finished on a (status 0)"
+  else
+    fail "sharednofd: after the refused move: status $STATUS"
+    detail "$(jfile sharednofd err)" "its stderr"
+  fi
 fi
 
 # --- gcc -flto after a move ----------------------------------------------------------------

@@ -20,6 +20,17 @@ ro = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 cp = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
 cp[0:8] = b"PRIVATE!"
 sw = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_WRITE) if rw else None
+# MODE "shared-writable-no-fd": data.bin mapped shared and writable with mmap(2) itself,
+# its fd closed at once (Python's mmap would keep a copy of the fd): nothing left to
+# reach the file through from another host, so a migration must refuse it.
+nofd = None
+if sys.argv[2] == "shared-writable-no-fd":
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    fd = os.open(os.path.join(data, "data.bin"), os.O_RDWR)
+    nofd = libc.mmap(None, 4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
+    os.close(fd)
 lib = ctypes.CDLL(os.path.join(data, "libhome.so"))
 lib.sqrt.restype = ctypes.c_double
 lib.sqrt.argtypes = [ctypes.c_double]
@@ -41,6 +52,8 @@ out = [
 ]
 if sw is not None:
     out.append("shared writable: %r" % sw[:16])
+if nofd is not None:
+    out.append("shared writable, no fd: %r" % ctypes.string_at(nofd, 16))
 with open("/proc/self/maps") as m, open(os.path.join(data, "maps.txt"), "w") as w:
     w.write(m.read())
 with open(os.path.join(data, "result.txt"), "w") as r:
