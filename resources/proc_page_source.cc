@@ -230,23 +230,27 @@ void ProcPageSource::read(uint64_t addr, void* buf, size_t len) {
 
 namespace {
 
-// Is fd `name` of process `pid` open for reading and writing (/proc/PID/fdinfo)?
-bool openForWriting(pid_t pid, const char* name) {
+// Is fd `name` of process `pid` open for reading and writing, and does it hold a lock
+// (/proc/PID/fdinfo: its flags, and a "lock:" line for each lock taken through it)?
+bool openForWritingAndLocked(pid_t pid, const char* name) {
   char path[96];
   snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", pid, name);
   FILE* f = fopen(path, "re");
   if (f == nullptr) return false;
   KJ_DEFER(fclose(f));
-  char line[128];
+  char line[256];
+  bool rdwr = false, locked = false;
   while (fgets(line, sizeof(line), f) != nullptr) {
     unsigned long flags = 0;
-    if (sscanf(line, "flags: %lo", &flags) == 1) return (flags & O_ACCMODE) == O_RDWR;
+    if (sscanf(line, "flags: %lo", &flags) == 1) rdwr = (flags & O_ACCMODE) == O_RDWR;
+    if (strncmp(line, "lock:", 5) == 0) locked = true;
   }
-  return false;
+  return rdwr && locked;
 }
 
-// Has process `pid` an fd open for reading and writing on the file (device, inode)?
-// Through it the shim writes the mapping's changes home.
+// Has process `pid` an fd open for reading and writing on the file (device, inode),
+// through which it holds a lock? Through it the shim writes the mapping's changes
+// home, at the lock calls that order the sharing (shim/forward/shared_file_mapping.h).
 bool hasFdOf(pid_t pid, dev_t dev, uint64_t inode) {
   char dirPath[64];
   snprintf(dirPath, sizeof(dirPath), "/proc/%d/fd", pid);
@@ -258,7 +262,7 @@ bool hasFdOf(pid_t pid, dev_t dev, uint64_t inode) {
     std::string fdPath = std::string(dirPath) + "/" + d->d_name;
     struct stat st {};
     if (stat(fdPath.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == dev && st.st_ino == inode &&
-        openForWriting(pid, d->d_name)) {
+        openForWritingAndLocked(pid, d->d_name)) {
       return true;
     }
   }

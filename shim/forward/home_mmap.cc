@@ -42,6 +42,9 @@ long mapHomeFile(const TrappedCall& c) {
   const int64_t type = flags & MAP_TYPE;
   const bool sharedWritable = (type == MAP_SHARED || type == MAP_SHARED_VALIDATE) && (prot & PROT_WRITE) != 0;
   if (type != MAP_PRIVATE && type != MAP_SHARED && type != MAP_SHARED_VALIDATE) return -EINVAL;
+  // Only a file whose sharing the job orders with locks through this fd can be kept
+  // coherent at those locks (shared_file_mapping.h); any other stays refused.
+  if (sharedWritable && !isLockedFd(state(), a[4])) return -ENODEV;
   if (length == 0 || (offset & 4095) != 0 || offset < 0) return -EINVAL;
   if (isStreamFd(state(), fdArg(a[4]))) return -ENODEV;  // a pipe, socket or terminal
   // What the fd is at home: a regular file is copied up to its end; /dev/zero (the old

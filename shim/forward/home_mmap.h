@@ -8,10 +8,12 @@
 //                                  never reach the file (as with a private mapping)
 //   MAP_SHARED, read-only          by copy, a snapshot taken at mmap: later writes to
 //                                  the file at home are not seen (no refresh)
-//   MAP_SHARED, writable           by copy, kept coherent with the file at home at the
-//                                  lock points of the fd it was mapped by: written back
-//                                  before each lock call, home's changes taken after each
-//                                  lock taken (shared_file_mapping.h: sqlite's WAL index)
+//   MAP_SHARED, writable           of a file the job holds a lock on through that fd: by
+//                                  copy, kept coherent with the file at home at the
+//                                  lock points of that fd: written back before each lock
+//                                  call, home's changes taken after each lock taken
+//                                  (shared_file_mapping.h: sqlite's WAL index); without
+//                                  a lock, ENODEV (callers fall back to read/write)
 //
 // The fd is looked at home first (fstat): a regular file is copied up to its end (bytes
 // past it read as zeros instead of raising SIGBUS); /dev/zero gives anonymous memory

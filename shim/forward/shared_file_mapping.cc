@@ -243,15 +243,16 @@ bool isSharedMappingLockCall(const TrappedCall& c) {
   return fdHasSharedMappings(fdArg(c.a[0]));
 }
 
+bool isLockTaking(const TrappedCall& c) {
+  if (c.nr == SYS_flock) return (c.a[1] & LOCK_UN) == 0;
+  if (c.nr != SYS_fcntl || !isSetLock(c.a[1])) return false;
+  const auto* fl = reinterpret_cast<const struct flock*>(c.a[2]);
+  return fl != nullptr && fl->l_type != F_UNLCK;
+}
+
 bool beforeLockCall(const TrappedCall& c) {
   const int32_t fd = fdArg(c.a[0]);
-  bool taking;
-  if (c.nr == SYS_flock) {
-    taking = (c.a[1] & LOCK_UN) == 0;
-  } else {
-    const auto* fl = reinterpret_cast<const struct flock*>(c.a[2]);
-    taking = fl == nullptr || fl->l_type != F_UNLCK;
-  }
+  const bool taking = isLockTaking(c);
   for (auto& m : usedSlots()) {
     if (m.addr.load(std::memory_order_acquire) != 0 && m.fd == fd) writeBack(m);
   }
@@ -364,36 +365,82 @@ bool endsWith(const char* s, const char* tail) {
 
 bool startsWith(const char* s, const char* head) { return __builtin_strncmp(s, head, __builtin_strlen(head)) == 0; }
 
-// An fd of this process open for reading and writing on the file (device, inode); -1
-// when none.
-int32_t fdOfFile(uint64_t dev, uint64_t inode) {
+// Does /proc/self/fdinfo/FD list a lock (taken through that fd's open file)?
+bool fdHoldsLock(int32_t fd) {
+  char path[40] = "/proc/self/fdinfo/";
+  char digits[12];
+  int n = 0;
+  for (uint32_t v = static_cast<uint32_t>(fd);; v /= 10) {
+    digits[n++] = static_cast<char>('0' + v % 10);
+    if (v < 10) break;
+  }
+  size_t at = __builtin_strlen(path);
+  while (n > 0) path[at++] = digits[--n];
+  path[at] = '\0';
+  const int f = static_cast<int>(rawSyscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDONLY | O_CLOEXEC));
+  if (f < 0) return false;
+  char buf[1024];
+  const long got = rawSyscall(SYS_read, f, reinterpret_cast<long>(buf), sizeof(buf) - 1);
+  rawSyscall(SYS_close, f);
+  if (got <= 0) return false;
+  buf[got] = '\0';
+  for (const char* p = buf; *p != '\0'; ++p) {
+    if ((p == buf || p[-1] == '\n') && startsWith(p, "lock:")) return true;
+  }
+  return false;
+}
+
+// Calls f(fd) for each fd of this process (/proc/self/fd), its own listing fd aside,
+// while f returns true.
+template <typename F>
+void forEachFd(F&& f) {
   int dir = static_cast<int>(
       rawSyscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>("/proc/self/fd"), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir < 0) return -1;
-  int32_t found = -1;
+  if (dir < 0) return;
   alignas(8) char buf[4096];
-  while (found < 0) {
+  bool more = true;
+  while (more) {
     long n = rawSyscall(SYS_getdents64, dir, reinterpret_cast<long>(buf), sizeof(buf));
     if (n <= 0) break;
-    for (long at = 0; at < n;) {
+    for (long at = 0; at < n && more;) {
       const auto* d = reinterpret_cast<const struct dirent64*>(buf + at);
       at += d->d_reclen;
       const char* name = d->d_name;
       if (*name < '0' || *name > '9') continue;
       const int32_t fd = static_cast<int32_t>(decField(name));
-      if (fd == dir) continue;
-      struct stat st {};
-      if (rawSyscall(SYS_fstat, fd, reinterpret_cast<long>(&st)) != 0) continue;
-      if (!S_ISREG(st.st_mode) || st.st_dev != dev || st.st_ino != inode) continue;
-      // Written through at home: open for writing, as shadowd checked before the freeze.
-      const long fl = rawSyscall(SYS_fcntl, fd, F_GETFL);
-      if (fl >= 0 && (fl & O_ACCMODE) == O_RDWR) {
-        found = fd;
-        break;
-      }
+      if (fd != dir) more = f(fd);
     }
   }
   rawSyscall(SYS_close, dir);
+}
+
+// Which regular files open for writing the process holds locks through (State::lockedFds).
+void listLockedFds() {
+  State& st = shim::g_runtime.forward;
+  __builtin_memset(st.lockedFds, 0, sizeof(st.lockedFds));
+  forEachFd([&](int32_t fd) {
+    struct stat sb {};
+    if (rawSyscall(SYS_fstat, fd, reinterpret_cast<long>(&sb)) != 0 || !S_ISREG(sb.st_mode)) return true;
+    const long fl = rawSyscall(SYS_fcntl, fd, F_GETFL);
+    if (fl >= 0 && (fl & O_ACCMODE) == O_RDWR && fdHoldsLock(fd)) setLockedFd(st, fd, true);
+    return true;
+  });
+}
+
+// An fd of this process open for reading and writing on the file (device, inode), one
+// it holds a lock through if there is one; -1 when none.
+int32_t fdOfFile(uint64_t dev, uint64_t inode) {
+  const State& st = shim::g_runtime.forward;
+  int32_t found = -1;
+  forEachFd([&](int32_t fd) {
+    struct stat sb {};
+    if (rawSyscall(SYS_fstat, fd, reinterpret_cast<long>(&sb)) != 0) return true;
+    if (!S_ISREG(sb.st_mode) || sb.st_dev != dev || sb.st_ino != inode) return true;
+    const long fl = rawSyscall(SYS_fcntl, fd, F_GETFL);
+    if (fl < 0 || (fl & O_ACCMODE) != O_RDWR) return true;
+    if (found < 0 || isLockedFd(st, fd)) found = fd;
+    return !isLockedFd(st, fd);
+  });
   return found;
 }
 
@@ -426,7 +473,9 @@ void listSharedMappings() {
     // are memory of their own (resources/shared_memory.cc), never home's file.
     if (*p != '/' || endsWith(p, " (deleted)") || startsWith(p, "/memfd:") || startsWith(p, "/SYSV")) continue;
     const int32_t fd = fdOfFile(makedev(major, minor), inode);
-    if (fd < 0) continue;  // shadowd refuses the move before the freeze
+    // Without an fd to write through, or without locks to keep it coherent at, shadowd
+    // refuses the move before the freeze.
+    if (fd < 0 || !isLockedFd(shim::g_runtime.forward, fd)) continue;
     SharedMapping* m = freeSlotFor(start);
     if (m == nullptr) return;
     m->length = end - start;
@@ -442,6 +491,7 @@ void listSharedMappings() {
 
 void prepareSharedMappingsForCheckpoint(bool migrated) {
   if (!migrated) {
+    listLockedFds();
     listSharedMappings();
     return;
   }

@@ -22,6 +22,12 @@
 // header). The same write-back happens at msync, munmap, close of the fd and before a
 // checkpoint; after a restore on another host the whole copy is read again from home.
 //
+// Only a file the job orders its sharing of with locks is mapped so: one it holds a lock
+// on through that fd (taken since the move, or held at it). A shared writable mapping of
+// any other home file is refused (ENODEV) as before: its sharers may coordinate through
+// futexes or atomics in the memory itself (LMDB's lock file, a shm_open ring), which a
+// copy cannot follow. A lock taken through another fd of the file does not count.
+//
 // A job that maps such a file at home and then moves: the checkpoint (prepare) lists
 // the process's shared writable file mappings and the fd each is reached by; the
 // mapping travels as private memory (resources/proc_page_source.cc) and this table,
@@ -68,6 +74,9 @@ bool fdHasSharedMappings(int32_t fd);
 
 // Is the call a lock point of a tracked mapping: F_SETLK & co. or flock on its fd?
 bool isSharedMappingLockCall(const TrappedCall& c);
+
+// Does the call (fcntl F_SETLK & co. or flock) take a lock (as against releasing one)?
+bool isLockTaking(const TrappedCall& c);
 
 // Lock points (fcntl F_SETLK/F_SETLKW/F_OFD_SETLK/F_OFD_SETLKW, flock). Before: write
 // back the fd's mappings; returns whether the call takes a lock (as against releasing

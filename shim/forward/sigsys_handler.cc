@@ -289,12 +289,18 @@ long route(TrappedCall& c, const ucontext_t* uc) {
       break;
     // A shared mapping of the file keeps its changes only until the fd goes (its
     // locks at home go with it): written back first (shared_file_mapping.h).
-    case SYS_close: beforeFdClosed(fdArg(a[0])); return closeMirrored(c);
+    case SYS_close:
+      beforeFdClosed(fdArg(a[0]));
+      setLockedFd(s, a[0], false);
+      return closeMirrored(c);
     case SYS_close_range:
       if (!(a[2] & CLOSE_RANGE_CLOEXEC)) beforeFdsClosed(static_cast<uint32_t>(a[0]), static_cast<uint32_t>(a[1]));
       return closeRangeMirrored(c);
     case SYS_dup: case SYS_dup2: case SYS_dup3:
-      if (c.nr != SYS_dup && a[0] != a[1]) beforeFdClosed(fdArg(a[1]));
+      if (c.nr != SYS_dup && a[0] != a[1]) {
+        beforeFdClosed(fdArg(a[1]));
+        setLockedFd(s, a[1], false);
+      }
       return dupMirrored(c);
     case SYS_fcntl:
       if (a[1] == F_DUPFD || a[1] == F_DUPFD_CLOEXEC) return fcntlDupMirrored(c);
@@ -309,6 +315,12 @@ long route(TrappedCall& c, const ucontext_t* uc) {
         const bool taking = beforeLockCall(c);
         const long r = routeByTable(s, c, uc);
         if (taking && r != kCallAgain) afterLockTaken(fdArg(a[0]));
+        return r;
+      }
+      // A lock taken through a home fd: its file is one the job orders with locks.
+      if (isLockTaking(c) && isForwardedFd(s, fdArg(a[0]))) {
+        const long r = routeByTable(s, c, uc);
+        if (r == 0) setLockedFd(s, a[0], true);
         return r;
       }
       break;

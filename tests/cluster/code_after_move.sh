@@ -5,8 +5,8 @@
 # extension dlopen maps), uses each, and maps a data file of its home directory on a
 # (read-only shared, private with a write). Checked as a user sees it: what it computed
 # is what an undisturbed run on a computed; json has its C scanner; the private write
-# did not reach the file; a write through a writable shared mapping of a home file is
-# in the file at home after msync (shim/forward/shared_file_mapping.h); a python3 child it runs imports and makes
+# did not reach the file; a write through a writable shared mapping of a home file (a
+# lock held on it) is in the file at home after msync (shim/forward/shared_file_mapping.h); a python3 child it runs imports and makes
 # a temporary file in /tmp (at home); gcc builds and links a program (ld loads its
 # LTO plugin); on b, the system's libraries were mapped from b's own files (the
 # same as a's), while a library whose copy on b differs from
@@ -122,8 +122,8 @@ fi
 # --- files mapped before the move ----------------------------------------------------------
 # A read-only shared and a private mapping of a home data file, and a library only home
 # has (in the job's directory), travel as private memory; a job that maps a file shared
-# and writable moves with a copy kept coherent with the file at home, unless it holds
-# no fd of that file open for writing (refused in one line before the freeze).
+# and writable, holding a lock on it, moves with a copy kept coherent with the file at
+# home; without a lock (and an fd) it is refused in one line before the freeze.
 HELD=$(readlink -f "$(dirname "$0")/jobs/mapped_before_move.py")
 for j in held heldref sharedrw sharednofd; do
   mkdir -p "$(jfile "$j" data)"
@@ -181,15 +181,16 @@ if start_job sharedrw mig "$PY" "$HELD" @DIR@ shared-writable "$LIBDIR/libsame.s
     fail "sharedrw: data.bin at home changed though the job wrote nothing through its shared mapping"
 fi
 
-# Without an fd of the file open for writing there is nothing to reach it through: the
-# move is refused in one line before anything is frozen, and the job runs on at a.
+# Without a lock held through an fd of the file open for writing there is nothing to
+# keep the copy in step at: the move is refused in one line before anything is frozen,
+# and the job runs on at a.
 if start_job sharednofd mig "$PY" "$HELD" @DIR@ shared-writable-no-fd "$LIBDIR/libsame.so" && wait_step sharednofd 3 30; then
   migrate sharednofd b
-  if one_line_reason && grep -q "data.bin shared and writable with no fd of it open" "$MIG_ERR" &&
+  if one_line_reason && grep -q "data.bin shared and writable without a lock on it" "$MIG_ERR" &&
      job_at_home sharednofd "$(readlink -f "$PY")" && [[ $(host_of "$(where sharednofd)") == a ]]; then
     ok "sharednofd: migrate refused with one line, the job still runs on a: $(cat "$MIG_ERR")"
   else
-    fail "sharednofd: migctl exited $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")(want one line naming data.bin shared and writable with no fd, the job still on a)"
+    fail "sharednofd: migctl exited $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")(want one line naming data.bin shared and writable without a lock, the job still on a)"
   fi
   touch "$(jfile sharednofd data/go)"
   wait_job sharednofd 60

@@ -181,10 +181,20 @@ int main(int argc, char** argv) {
   printf("mmap private %d written %c shared %c\n", privSame ? 1 : 0, priv != MAP_FAILED ? priv[0] : '?',
          shr != MAP_FAILED ? shr[0] : '?');
   // A shared writable one is a copy kept coherent at the file's lock points
-  // (shared_file_mapping.h): the job's writes are home before a lock call goes, home's
+  // (shared_file_mapping.h): refused (ENODEV) while the job holds no lock through the
+  // fd; once it does, the job's writes are home before a lock call goes, home's
   // changes are in the copy once a lock is taken, munmap writes back.
   int mw = open("../shm.bin", O_RDWR | O_CREAT | O_TRUNC, 0644);
   if (ftruncate(mw, 8192) != 0) printf("ftruncate shm.bin failed\n");
+  errno = 0;
+  void* unlocked = mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, mw, 0);
+  printf("mmap shared writable without a lock %d errno %d\n", unlocked == MAP_FAILED ? -1 : 0, errno);
+  struct flock held {};
+  held.l_type = F_RDLCK;  // as sqlite's DMS lock, held while the file is mapped
+  held.l_whence = SEEK_SET;
+  held.l_start = 128;
+  held.l_len = 1;
+  if (fcntl(mw, F_SETLK, &held) != 0) printf("lock shm.bin failed\n");
   auto* sw = static_cast<char*>(mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, mw, 0));
   int lk = -2;
   char shmBack[13] = "", before = '?';

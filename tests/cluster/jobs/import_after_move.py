@@ -11,6 +11,7 @@
 # with read()) to DATA_DIR/shared_write.txt. A python3 child it runs
 # then imports sqlite3 and json and makes a temporary file in /tmp; gcc builds and
 # links a program in DATA_DIR (ld loads its LTO plugin).
+import fcntl
 import os
 import sys
 import time
@@ -72,10 +73,13 @@ try:
     shared_path = os.path.join(data, "shared.bin")
     with open(shared_path, "w+b") as f:
         f.truncate(4096)
+        # Shared through locks (as sqlite's WAL index): mapped once it holds one.
+        fcntl.lockf(f, fcntl.LOCK_EX)
         rw = mmap.mmap(f.fileno(), 4096, access=mmap.ACCESS_WRITE)
         rw[100:116] = b"through the map!"
         rw.flush()  # msync: what was written through the mapping is in the file
         rw.close()
+        fcntl.lockf(f, fcntl.LOCK_UN)
     with open(shared_path, "rb") as f:
         f.seek(100)
         shared = "mapped, the file has %r" % f.read(16)

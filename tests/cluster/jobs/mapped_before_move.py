@@ -3,11 +3,12 @@
 # private (with a write that must not reach the file); DATA_DIR/libhome.so, a library
 # only home has, and LIBSAME, a library under a system directory that the new host has
 # too (the same file, with that host's inode), both loaded with ctypes; with MODE
-# "shared-writable" also data.bin shared and writable, which moves as a copy kept
-# coherent with the file at home. It prints "STEP n" until DATA_DIR/go exists, then writes what it
+# "shared-writable" also data.bin shared and writable, with a lock held on it, which
+# moves as a copy kept coherent with the file at home. It prints "STEP n" until DATA_DIR/go exists, then writes what it
 # reads through each mapping, and sqrt(16) from both libraries, to DATA_DIR/result.txt
 # and its memory map to DATA_DIR/maps.txt.
 import ctypes
+import fcntl
 import mmap
 import os
 import sys
@@ -19,10 +20,13 @@ f = open(os.path.join(data, "data.bin"), "r+b" if rw else "rb")
 ro = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 cp = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
 cp[0:8] = b"PRIVATE!"
+if rw:
+    fcntl.lockf(f, fcntl.LOCK_SH)  # shared through locks, as sqlite's WAL index
 sw = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_WRITE) if rw else None
 # MODE "shared-writable-no-fd": data.bin mapped shared and writable with mmap(2) itself,
-# its fd closed at once (Python's mmap would keep a copy of the fd): nothing left to
-# reach the file through from another host, so a migration must refuse it.
+# its fd closed at once (Python's mmap would keep a copy of the fd), and no lock held:
+# nothing to keep it in step with the file from another host, so a migration must
+# refuse it.
 nofd = None
 if sys.argv[2] == "shared-writable-no-fd":
     libc = ctypes.CDLL(None, use_errno=True)
