@@ -275,7 +275,15 @@ void beforeRangeCall(const TrappedCall& c) {
 }
 
 void afterRangeCall(const TrappedCall& c, long result) {
-  if (c.nr != SYS_madvise || result != 0) return;
+  if (result != 0) return;
+  if (c.nr == SYS_msync) {  // a point of coherence both ways: home's changes come in too
+    const uint64_t start = static_cast<uint64_t>(c.a[0]), len = pageUp(static_cast<uint64_t>(c.a[1]));
+    for (auto& m : usedSlots()) {
+      if (overlaps(m, start, len)) takeHomeChangesOf(m);
+    }
+    return;
+  }
+  if (c.nr != SYS_madvise) return;
   const int64_t advice = c.a[2];
   if (advice != MADV_DONTNEED && advice != MADV_FREE && advice != MADV_REMOVE && advice != MADV_DONTNEED_LOCKED) return;
   const uint64_t start = static_cast<uint64_t>(c.a[0]), len = pageUp(static_cast<uint64_t>(c.a[1]));

@@ -87,7 +87,8 @@ void afterLockTaken(int32_t fd);
 // munmap, mremap, msync, madvise of a range: what it overlaps is written back first;
 // munmap and mremap then stop tracking the range (the rest of a mapping stays tracked).
 void beforeRangeCall(const TrappedCall& c);
-// After madvise(MADV_DONTNEED and the like) dropped the copy's pages: read them again.
+// After msync: home's changes taken in. After madvise(MADV_DONTNEED and the like)
+// dropped the copy's pages: read them again.
 void afterRangeCall(const TrappedCall& c, long result);
 
 // close of an fd (or a dup2 over it): its mappings are written back; they stay

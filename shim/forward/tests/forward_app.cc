@@ -215,10 +215,13 @@ int main(int argc, char** argv) {
     if (fcntl(mw, F_SETLK, &fl) != 0) lk = -4;
     fl.l_type = F_UNLCK;
     fcntl(mw, F_SETLK, &fl);
+    if (pwrite(mw, "at msync", 8, 4300) != 8) printf("pwrite shm.bin failed\n");
+    if (msync(sw, 8192, MS_SYNC) != 0) printf("msync failed\n");
     memcpy(sw + 8000, "at munmap", 9);
   }
-  printf("mmap shared writable %d lock %d home has '%s' copy before lock %d after '%.9s'\n",
-         sw == MAP_FAILED ? -1 : 0, lk, shmBack, before, sw != MAP_FAILED ? sw + 4200 : "?");
+  printf("mmap shared writable %d lock %d home has '%s' copy before lock %d after '%.9s' after msync '%.8s'\n",
+         sw == MAP_FAILED ? -1 : 0, lk, shmBack, before, sw != MAP_FAILED ? sw + 4200 : "?",
+         sw != MAP_FAILED ? sw + 4300 : "?");
   if (sw != MAP_FAILED) munmap(sw, 8192);
   errno = 0;
   void* onPipe = mmap(nullptr, 4096, PROT_READ, MAP_PRIVATE, 5, 0);  // fd 5: a pipe at home
