@@ -99,6 +99,9 @@ long mapHomeFile(const TrappedCall& c) {
       return r;
     }
   }
+  // Shared read-only, of a file the job locks through this fd: refreshed at those locks
+  // (shared_file_mapping.h); else a snapshot.
+  if (type != MAP_PRIVATE && isLockedFd(state(), a[4])) return trackSharedMapping(m, c);
   return m;
 }
 

@@ -7,7 +7,9 @@
 //   MAP_PRIVATE (any protection)   by copy: the process's writes stay in its memory,
 //                                  never reach the file (as with a private mapping)
 //   MAP_SHARED, read-only          by copy, a snapshot taken at mmap: later writes to
-//                                  the file at home are not seen (no refresh)
+//                                  the file at home are not seen, unless the job holds
+//                                  a lock through that fd: then refreshed at its lock
+//                                  calls on it (shared_file_mapping.h)
 //   MAP_SHARED, writable           of a file the job holds a lock on through that fd: by
 //                                  copy, kept coherent with the file at home at the
 //                                  lock points of that fd: written back before each lock

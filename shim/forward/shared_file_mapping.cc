@@ -2,6 +2,7 @@
 #include "shim/forward/shared_file_mapping.h"
 
 #include "rsc/forward_table.h"
+#include "rsc/open_rule.h"
 #include "rsc/wire.h"
 #include "shim/forward/child_table.h"
 #include "shim/forward/page_diff.h"
@@ -123,11 +124,36 @@ void writeBack(SharedMapping& m) {
   });
 }
 
+// A read-only mapping's copy made writable for the shim while it takes home's bytes in
+// (the application's threads may read it meanwhile, never write it).
+class WritableWhile {
+ public:
+  explicit WritableWhile(const SharedMapping& m) : m_(m) {
+    if ((m.prot & PROT_WRITE) == 0) {
+      changed_ = true;
+      ok_ = rawSyscall(SYS_mprotect, static_cast<long>(m.addr.load()), static_cast<long>(m.length),
+                       static_cast<long>(m.prot | PROT_READ | PROT_WRITE)) == 0;
+    }
+  }
+  ~WritableWhile() {
+    if (changed_ && ok_) {
+      rawSyscall(SYS_mprotect, static_cast<long>(m_.addr.load()), static_cast<long>(m_.length),
+                 static_cast<long>(m_.prot));
+    }
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  const SharedMapping& m_;
+  bool changed_ = false, ok_ = true;
+};
+
 // Home's changes since the copy last agreed with it, into the copy.
 void takeHomeChangesOf(SharedMapping& m) {
   if (__atomic_load_n(&m.twin, __ATOMIC_ACQUIRE) == 0 || m.fd < 0 || local(m) == nullptr) return;
   if (preadHome(m.fd, scratch(m), m.length, m.fileOffset) != 0) return;  // the next lock point tries again
-  takeHomeChanges(local(m), twin(m), scratch(m), m.length);
+  WritableWhile writable(m);
+  if (writable.ok()) takeHomeChanges(local(m), twin(m), scratch(m), m.length);
 }
 
 // The whole copy read again from home (after a restore, or after madvise dropped its
@@ -135,7 +161,8 @@ void takeHomeChangesOf(SharedMapping& m) {
 // says so: the next lock point compares again.
 void rereadWhole(SharedMapping& m) {
   if (m.fd < 0 || m.twin == 0 || local(m) == nullptr) return;
-  if (preadHome(m.fd, scratch(m), m.length, m.fileOffset) != 0) {
+  WritableWhile writable(m);
+  if (!writable.ok() || preadHome(m.fd, scratch(m), m.length, m.fileOffset) != 0) {
     __builtin_memcpy(twin(m), local(m), m.length);
     return;
   }
@@ -422,22 +449,21 @@ void forEachFd(F&& f) {
   rawSyscall(SYS_close, dir);
 }
 
-// Which regular files open for writing the process holds locks through (State::lockedFds).
+// Which regular files the process holds locks through (State::lockedFds).
 void listLockedFds() {
   State& st = shim::g_runtime.forward;
   __builtin_memset(st.lockedFds, 0, sizeof(st.lockedFds));
   forEachFd([&](int32_t fd) {
     struct stat sb {};
     if (rawSyscall(SYS_fstat, fd, reinterpret_cast<long>(&sb)) != 0 || !S_ISREG(sb.st_mode)) return true;
-    const long fl = rawSyscall(SYS_fcntl, fd, F_GETFL);
-    if (fl >= 0 && (fl & O_ACCMODE) == O_RDWR && fdHoldsLock(fd)) setLockedFd(st, fd, true);
+    if (fdHoldsLock(fd)) setLockedFd(st, fd, true);
     return true;
   });
 }
 
-// An fd of this process open for reading and writing on the file (device, inode), one
-// it holds a lock through if there is one; -1 when none.
-int32_t fdOfFile(uint64_t dev, uint64_t inode) {
+// An fd of this process open on the file (device, inode), for reading and writing if
+// `write`, one it holds a lock through if there is one; -1 when none.
+int32_t fdOfFile(uint64_t dev, uint64_t inode, bool write) {
   const State& st = shim::g_runtime.forward;
   int32_t found = -1;
   forEachFd([&](int32_t fd) {
@@ -445,15 +471,16 @@ int32_t fdOfFile(uint64_t dev, uint64_t inode) {
     if (rawSyscall(SYS_fstat, fd, reinterpret_cast<long>(&sb)) != 0) return true;
     if (!S_ISREG(sb.st_mode) || sb.st_dev != dev || sb.st_ino != inode) return true;
     const long fl = rawSyscall(SYS_fcntl, fd, F_GETFL);
-    if (fl < 0 || (fl & O_ACCMODE) != O_RDWR) return true;
+    if (fl < 0 || (write && (fl & O_ACCMODE) != O_RDWR)) return true;
     if (found < 0 || isLockedFd(st, fd)) found = fd;
     return !isLockedFd(st, fd);
   });
   return found;
 }
 
-// The process's shared writable mappings of files at home, as /proc/self/maps tells
-// them, into the table (untracked: their twins are made after the restore).
+// The process's shared mappings of files at home that it holds locks on, as
+// /proc/self/maps tells them, into the table (untracked: their twins are made after
+// the restore).
 void listSharedMappings() {
   for (auto& m : usedSlots()) {
     if (m.addr.load() != 0) freeSlot(m);
@@ -467,7 +494,7 @@ void listSharedMappings() {
     if (*p++ != ' ') continue;
     const char r = p[0], w = p[1], x = p[2], s = p[3];
     p += 4;
-    if (w != 'w' || s != 's') continue;
+    if (s != 's') continue;
     if (*p++ != ' ') continue;
     const uint64_t offset = hexField(p);
     if (*p++ != ' ') continue;
@@ -480,16 +507,21 @@ void listSharedMappings() {
     // Files only: shared anonymous memory, memfds, deleted files and System V segments
     // are memory of their own (resources/shared_memory.cc), never home's file.
     if (*p != '/' || endsWith(p, " (deleted)") || startsWith(p, "/memfd:") || startsWith(p, "/SYSV")) continue;
-    const int32_t fd = fdOfFile(makedev(major, minor), inode);
-    // Without an fd to write through, or without locks to keep it coherent at, shadowd
-    // refuses the move before the freeze.
+    // A read-only one of a system file the next host has too is mapped from its own
+    // copy there (resources/proc_page_source.cc): nothing to keep in step.
+    const bool writable = w == 'w';
+    if (!writable && rsc::openSide(p, O_RDONLY) == rsc::OpenSide::HereIfSameFile) continue;
+    const int32_t fd = fdOfFile(makedev(major, minor), inode, writable);
+    // Without an fd to write through, or without locks to keep it coherent at: a
+    // writable one makes shadowd refuse the move before the freeze, a read-only one
+    // travels as a snapshot.
     if (fd < 0 || !isLockedFd(shim::g_runtime.forward, fd)) continue;
     SharedMapping* m = freeSlotFor(start);
     if (m == nullptr) return;
     m->length = end - start;
     m->fileOffset = static_cast<int64_t>(offset);
     m->fd = fd;
-    m->prot = (r == 'r' ? PROT_READ : 0) | PROT_WRITE | (x == 'x' ? PROT_EXEC : 0);
+    m->prot = (r == 'r' ? PROT_READ : 0) | (writable ? PROT_WRITE : 0) | (x == 'x' ? PROT_EXEC : 0);
     m->reread = 1;
     m->twin = m->twinBase = m->twinBytes = 0;
   }

@@ -196,6 +196,8 @@ int main(int argc, char** argv) {
   held.l_len = 1;
   if (fcntl(mw, F_SETLK, &held) != 0) printf("lock shm.bin failed\n");
   auto* sw = static_cast<char*>(mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, mw, 0));
+  // A shared read-only mapping of a file the job locks is refreshed at those locks too.
+  auto* sro = static_cast<const char*>(mmap(nullptr, 8192, PROT_READ, MAP_SHARED, mw, 0));
   int lk = -2;
   char shmBack[13] = "", before = '?';
   if (sw != MAP_FAILED) {
@@ -222,6 +224,8 @@ int main(int argc, char** argv) {
   printf("mmap shared writable %d lock %d home has '%s' copy before lock %d after '%.9s' after msync '%.8s'\n",
          sw == MAP_FAILED ? -1 : 0, lk, shmBack, before, sw != MAP_FAILED ? sw + 4200 : "?",
          sw != MAP_FAILED ? sw + 4300 : "?");
+  printf("mmap shared read-only of a locked file after a lock '%.9s'\n", sro != MAP_FAILED ? sro + 4200 : "?");
+  if (sro != MAP_FAILED) munmap(const_cast<char*>(sro), 8192);
   if (sw != MAP_FAILED) munmap(sw, 8192);
   errno = 0;
   void* onPipe = mmap(nullptr, 4096, PROT_READ, MAP_PRIVATE, 5, 0);  // fd 5: a pipe at home

@@ -94,6 +94,7 @@ has_line "subfile write 7" "$out"
 has_line "mmap private 1 written F shared f" "$out"
 has_line "mmap shared writable without a lock -1 errno 19" "$out"  # ENODEV
 has_line "mmap shared writable 0 lock 0 home has 'from the job' copy before lock 0 after 'from home' after msync 'at msync'" "$out"
+has_line "mmap shared read-only of a locked file after a lock 'from home'" "$out"
 [ "$(dd if="$T/home/shm.bin" bs=1 skip=8000 count=9 2>/dev/null)" = "at munmap" ] ||
   fail "shm.bin at home lacks what the job wrote into its shared mapping before munmap"
 has_line "mmap home pipe -1 errno 19" "$out"
