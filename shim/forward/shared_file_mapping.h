@@ -7,7 +7,7 @@
 // fcntl locks on the -shm file (the write lock, the checkpointer's, the read marks',
 // the DMS lock). The kernel here cannot map a file open at home, so the mapping is an
 // anonymous copy (home_mmap.h) plus a twin: the bytes as they last agreed with home.
-// The rule, at every lock call on an fd of the mapped file:
+// The rule, at every lock call on the fd the file was mapped by:
 //
 //   before the call goes home (take or release)   the bytes the job changed (copy !=
 //                                                  twin) are written home, exact runs,
@@ -27,9 +27,11 @@
 // any other home file is refused (ENODEV) as before: its sharers may coordinate through
 // futexes or atomics in the memory itself (LMDB's lock file, a shm_open ring), which a
 // copy cannot follow. A lock taken through another fd of the file does not count.
+// A shared read-only mapping of such a file is tracked too, without the write-back
+// (else it stays a snapshot).
 //
 // A job that maps such a file at home and then moves: the checkpoint (prepare) lists
-// the process's shared writable file mappings and the fd each is reached by; the
+// the process's shared file mappings of files it locks and the fd each is reached by; the
 // mapping travels as private memory (resources/proc_page_source.cc) and this table,
 // in the shim's memory, travels with it. After a hop back home each copy is mapped
 // from the file again (shared, in place).
