@@ -73,8 +73,12 @@ class ProcPageSource final : public PageSource {
 bool parseMapsLine(kj::StringPtr line, MappedRegion& out);
 
 // For a migration, before the job is frozen: the path of a file that process `pid` has
-// mapped shared and writable, or nullptr. Its writes could not reach the file from
-// another host, so such a job is not moved (send_command.cc says so in one line).
+// mapped shared and writable without holding a lock on that file through an fd open
+// for reading and writing, or nullptr. The
+// shim keeps such a mapping coherent with the file through an fd of it
+// (shim/forward/shared_file_mapping.h) at the locks that order its sharing; without
+// them its writes could not be kept in step with the file from another host, so such a
+// job is not moved (send_command.cc says so in one line).
 kj::Maybe<kj::String> sharedWritableFileMapping(pid_t pid);
 
 // Before a tree's migration, without freezing it: the name of a region process `pid`

@@ -9,9 +9,12 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
 #include <string>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -135,10 +138,17 @@ kj::Array<MappedRegion> ProcPageSource::regions() {
     // A read-only shared mapping of a file the new host would not open itself travels
     // as a private copy (a snapshot, as a migrated process maps a home file:
     // shim/forward/home_mmap.h); writable ones are refused before the freeze
-    // (sharedWritableFileMapping).
+    // only without an fd of the file (sharedWritableFileMapping).
     bool sharedReadOnlyHomeFile = forMigration_ && r.kind == schema::MemoryRegion::Kind::FILE &&
                                   r.flags == MAP_SHARED && (r.prot & PROT_WRITE) == 0 &&
                                   rsc::openSide(r.path.cStr(), O_RDONLY) != rsc::OpenSide::HereIfSameFile;
+    // A writable one too, whatever the file: the shim keeps that copy coherent with the
+    // file at home at its lock points, and reads it all again from home after the
+    // restore (shim/forward/shared_file_mapping.h).
+    if (forMigration_ && r.kind == schema::MemoryRegion::Kind::FILE && r.flags == MAP_SHARED &&
+        (r.prot & PROT_WRITE) != 0) {
+      sharedReadOnlyHomeFile = true;
+    }
     if (sharedReadOnlyHomeFile) r.flags = MAP_PRIVATE;
     if (sharedReadOnlyHomeFile || (privateFile && saveWholeMapping(pid_, r, forMigration_))) {
       r.kind = schema::MemoryRegion::Kind::ANONYMOUS;
@@ -218,6 +228,49 @@ void ProcPageSource::read(uint64_t addr, void* buf, size_t len) {
   }
 }
 
+namespace {
+
+// Is fd `name` of process `pid` open for reading and writing, and does it hold a lock
+// (/proc/PID/fdinfo: its flags, and a "lock:" line for each lock taken through it)?
+bool openForWritingAndLocked(pid_t pid, const char* name) {
+  char path[96];
+  snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", pid, name);
+  FILE* f = fopen(path, "re");
+  if (f == nullptr) return false;
+  KJ_DEFER(fclose(f));
+  char line[256];
+  bool rdwr = false, locked = false;
+  while (fgets(line, sizeof(line), f) != nullptr) {
+    unsigned long flags = 0;
+    if (sscanf(line, "flags: %lo", &flags) == 1) rdwr = (flags & O_ACCMODE) == O_RDWR;
+    if (strncmp(line, "lock:", 5) == 0) locked = true;
+  }
+  return rdwr && locked;
+}
+
+// Has process `pid` an fd open for reading and writing on the file (device, inode),
+// through which it holds a lock? Through it the shim writes the mapping's changes
+// home, at the lock calls that order the sharing (shim/forward/shared_file_mapping.h).
+bool hasFdOf(pid_t pid, dev_t dev, uint64_t inode) {
+  char dirPath[64];
+  snprintf(dirPath, sizeof(dirPath), "/proc/%d/fd", pid);
+  DIR* dir = opendir(dirPath);
+  if (dir == nullptr) return false;
+  KJ_DEFER(closedir(dir));
+  while (const struct dirent* d = readdir(dir)) {
+    if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
+    std::string fdPath = std::string(dirPath) + "/" + d->d_name;
+    struct stat st {};
+    if (stat(fdPath.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == dev && st.st_ino == inode &&
+        openForWritingAndLocked(pid, d->d_name)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 kj::Maybe<kj::String> sharedWritableFileMapping(pid_t pid) {
   char path[64];
   snprintf(path, sizeof(path), "/proc/%d/maps", pid);
@@ -230,9 +283,15 @@ kj::Maybe<kj::String> sharedWritableFileMapping(pid_t pid) {
   while (getline(&line, &cap, f) > 0) {
     MappedRegion r{};
     if (!parseMapsLine(line, r)) continue;
-    if (r.kind == schema::MemoryRegion::Kind::FILE && r.flags == MAP_SHARED && (r.prot & PROT_WRITE) != 0) {
-      return kj::mv(r.path);
+    if (r.kind != schema::MemoryRegion::Kind::FILE || r.flags != MAP_SHARED || (r.prot & PROT_WRITE) == 0) continue;
+    // The shim reaches the file at home through an fd of it (shim/forward/
+    // shared_file_mapping.h): one the job holds open, which the deputy keeps.
+    unsigned devMajor = 0, devMinor = 0;
+    if (sscanf(line, "%*s %*s %*s %x:%x", &devMajor, &devMinor) == 2 &&
+        hasFdOf(pid, makedev(devMajor, devMinor), r.inode)) {
+      continue;
     }
+    return kj::mv(r.path);
   }
   return nullptr;
 }

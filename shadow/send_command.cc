@@ -528,7 +528,8 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     }
     KJ_IF_MAYBE(file, resources::sharedWritableFileMapping(m.pid)) {
       fail(stillHere(kj::str("its process ", m.vpid, " (", m.command, ") maps ", *file,
-                             " shared and writable, and its writes could not reach that file from another host")));
+                             " shared and writable without a lock on it through an fd open for reading and writing, so "
+                             "its writes could not be kept in step with that file from another host")));
     }
     all.add(m.pid);
   }
@@ -977,12 +978,15 @@ int sendCommand(int argc, char** argv) {
   auto io = kj::setupAsyncIo();
   auto& ws = io.waitScope;
   auto ctl = kj::heap<migctl::ControlClient>(static_cast<pid_t>(pid));  // a process not under mig: said first
-  // A file mapped shared and writable cannot follow the job (its writes would reach a
-  // copy, not the file): refused before anything happens to the job. Read-only shared
-  // and private mappings of home files travel as private memory.
+  // A file mapped shared and writable follows the job as a copy kept coherent at the
+  // locks the job takes through an fd of the file (shim/forward/shared_file_mapping.h);
+  // one it shares without such locks (futexes, atomics) or has no such fd of cannot:
+  // refused before anything happens to the job.
+  // Read-only shared and private mappings of home files travel as private memory.
   KJ_IF_MAYBE(file, resources::sharedWritableFileMapping(static_cast<pid_t>(pid))) {
     fail(kj::str("cannot move PID ", pid, ": it maps ", *file,
-                 " shared and writable, and its writes could not reach that file from another host; the job runs on ",
+                 " shared and writable without a lock on it through an fd open for reading and writing, so its writes "
+                 "could not be kept in step with that file from another host; the job runs on ",
                  deputy != nullptr ? "at home" : "where it was"));
   }
   // The job is the process and its descendants: from its home, with the job records

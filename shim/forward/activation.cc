@@ -86,6 +86,9 @@ bool dispatchThisThread() {
 
 void prepareCheckpoint() {
   State& s = state();
+  // Shared writable mappings of home files: their changes go home while the link is
+  // up (or, at home, they are listed to be tracked where the job resumes).
+  prepareSharedMappingsForCheckpoint(s.status.load() == kActive);
   // The image must not leave with writes still on their way home: from the next
   // host they could overtake them.
   if (s.status.load() == kActive) drainPipelinedWrites();
@@ -102,6 +105,7 @@ void onRestored(int configFd) {
     if (ok && s.config.magic != kConfigMagic) {  // a hop back home: nothing to forward
       s.status.store(kInactive);
       clearClockShift();
+      sharedMappingsAfterRestore(false);  // the files themselves mapped again
     } else {
       if (ok) {
         activateProcess();
@@ -115,6 +119,7 @@ void onRestored(int configFd) {
       // that cannot reach home must not run here at all (it still runs at home, which
       // gives up only when this connection arrives): end before any thread resumes.
       if (!ok || !connectNow()) rawSyscall(SYS_exit_group, kActivationFailedStatus);
+      sharedMappingsAfterRestore(true);  // their copies read from home now
       if (s.config.network == kNetworkRebind) rebindSockets();
     }
   } else {

@@ -4,6 +4,7 @@
 #include "rsc/forward_table.h"
 #include "rsc/wire.h"
 #include "shim/forward/child_table.h"
+#include "shim/forward/shared_file_mapping.h"
 #include "shim/forward/state.h"
 #include "shim/raw_syscall.h"
 #include "shim/runtime.h"
@@ -39,8 +40,11 @@ long mapHomeFile(const TrappedCall& c) {
   const uint64_t length = static_cast<uint64_t>(a[1]);
   const int64_t prot = a[2], flags = a[3], offset = a[5];
   const int64_t type = flags & MAP_TYPE;
-  if ((type == MAP_SHARED || type == MAP_SHARED_VALIDATE) && (prot & PROT_WRITE) != 0) return -ENODEV;
+  const bool sharedWritable = (type == MAP_SHARED || type == MAP_SHARED_VALIDATE) && (prot & PROT_WRITE) != 0;
   if (type != MAP_PRIVATE && type != MAP_SHARED && type != MAP_SHARED_VALIDATE) return -EINVAL;
+  // Only a file whose sharing the job orders with locks through this fd can be kept
+  // coherent at those locks (shared_file_mapping.h); any other stays refused.
+  if (sharedWritable && !isLockedFd(state(), a[4])) return -ENODEV;
   if (length == 0 || (offset & 4095) != 0 || offset < 0) return -EINVAL;
   if (isStreamFd(state(), fdArg(a[4]))) return -ENODEV;  // a pipe, socket or terminal
   // What the fd is at home: a regular file is copied up to its end; /dev/zero (the old
@@ -80,6 +84,14 @@ long mapHomeFile(const TrappedCall& c) {
     if (r == 0) break;  // end of the file: the rest stays zeros
     done += static_cast<uint64_t>(r);
   }
+  // Shared and writable: the copy is kept coherent with the file at its lock points.
+  if (sharedWritable) {
+    if (prot != (PROT_READ | PROT_WRITE) && isError(rawSyscall(SYS_mprotect, m, static_cast<long>(length), prot))) {
+      rawSyscall(SYS_munmap, m, static_cast<long>(length));
+      return -ENOMEM;
+    }
+    return trackSharedMapping(m, c);
+  }
   if (prot != (PROT_READ | PROT_WRITE)) {
     long r = rawSyscall(SYS_mprotect, m, static_cast<long>(length), prot);
     if (r != 0) {
@@ -87,6 +99,9 @@ long mapHomeFile(const TrappedCall& c) {
       return r;
     }
   }
+  // Shared read-only, of a file the job locks through this fd: refreshed at those locks
+  // (shared_file_mapping.h); else a snapshot.
+  if (type != MAP_PRIVATE && isLockedFd(state(), a[4])) return trackSharedMapping(m, c);
   return m;
 }
 

@@ -7,10 +7,15 @@
 //   MAP_PRIVATE (any protection)   by copy: the process's writes stay in its memory,
 //                                  never reach the file (as with a private mapping)
 //   MAP_SHARED, read-only          by copy, a snapshot taken at mmap: later writes to
-//                                  the file at home are not seen (no refresh)
-//   MAP_SHARED, writable           refused: ENODEV (writes could not reach the file);
-//                                  callers fall back to read/write as for a file system
-//                                  without mmap (sqlite, for one, does)
+//                                  the file at home are not seen, unless the job holds
+//                                  a lock through that fd: then refreshed at its lock
+//                                  calls on it (shared_file_mapping.h)
+//   MAP_SHARED, writable           of a file the job holds a lock on through that fd: by
+//                                  copy, kept coherent with the file at home at the
+//                                  lock points of that fd: written back before each lock
+//                                  call, home's changes taken after each lock taken
+//                                  (shared_file_mapping.h: sqlite's WAL index); without
+//                                  a lock, ENODEV (callers fall back to read/write)
 //
 // The fd is looked at home first (fstat): a regular file is copied up to its end (bytes
 // past it read as zeros instead of raising SIGBUS); /dev/zero gives anonymous memory

@@ -22,6 +22,7 @@
 #include "shim/forward/locality.h"
 #include "shim/forward/readiness_stand_in.h"
 #include "shim/forward/same_file.h"
+#include "shim/forward/shared_file_mapping.h"
 #include "shim/forward/state.h"
 #include "shim/forward/sud.h"
 #include "shim/forward/trampolines.h"
@@ -31,6 +32,7 @@
 
 #include <cerrno>
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -272,6 +274,8 @@ long goHome(State& s, const rsc::Row& row, const TrappedCall& c, const ucontext_
   return r;
 }
 
+long routeByTable(State& s, TrappedCall& c, const ucontext_t* uc);
+
 // A call with forwarding active. The fd-table calls come first: they are mirrored
 // whenever a home fd is involved, whatever the table says.
 long route(TrappedCall& c, const ucontext_t* uc) {
@@ -283,15 +287,49 @@ long route(TrappedCall& c, const ucontext_t* uc) {
     case SYS_getppid:
       if (shim::g_runtime.restored) return shim::g_runtime.vppid;  // the home parent, known
       break;
-    case SYS_close: return closeMirrored(c);
-    case SYS_close_range: return closeRangeMirrored(c);
-    case SYS_dup: case SYS_dup2: case SYS_dup3: return dupMirrored(c);
+    // A shared mapping of the file keeps its changes only until the fd goes (its
+    // locks at home go with it): written back first (shared_file_mapping.h).
+    case SYS_close:
+      beforeFdClosed(fdArg(a[0]));
+      setLockedFd(s, a[0], false);
+      return closeMirrored(c);
+    case SYS_close_range:
+      if (!(a[2] & CLOSE_RANGE_CLOEXEC)) beforeFdsClosed(static_cast<uint32_t>(a[0]), static_cast<uint32_t>(a[1]));
+      return closeRangeMirrored(c);
+    case SYS_dup: case SYS_dup2: case SYS_dup3:
+      if (c.nr != SYS_dup && a[0] != a[1]) {
+        beforeFdClosed(fdArg(a[1]));
+        setLockedFd(s, a[1], false);
+      }
+      return dupMirrored(c);
     case SYS_fcntl:
       if (a[1] == F_DUPFD || a[1] == F_DUPFD_CLOEXEC) return fcntlDupMirrored(c);
       // Close-on-exec belongs to this process's fd table, which the stand-in carries
       // (the restorer set it as it was); the deputy holds every home fd without it.
       if (a[1] == F_GETFD || a[1] == F_SETFD) return runWith(c.nr, c.a, uc, rsc::findRow(c.nr, c.a));
+      [[fallthrough]];
+    case SYS_flock:
+      // A lock point of a shared writable mapping of the file: the job's changes go
+      // home before the lock call does, home's come back once a lock is taken.
+      if (isSharedMappingLockCall(c)) {
+        const bool taking = beforeLockCall(c);
+        const long r = routeByTable(s, c, uc);
+        if (taking && r != kCallAgain) afterLockTaken(fdArg(a[0]));
+        return r;
+      }
+      // A lock taken through a home fd: its file is one the job orders with locks.
+      if (isLockTaking(c) && isForwardedFd(s, fdArg(a[0]))) {
+        const long r = routeByTable(s, c, uc);
+        if (r == 0) setLockedFd(s, a[0], true);
+        return r;
+      }
       break;
+    case SYS_munmap: case SYS_mremap: case SYS_msync: case SYS_madvise: {
+      beforeRangeCall(c);
+      const long r = runWith(c.nr, c.a, uc, nullptr);
+      afterRangeCall(c, r);
+      return r;
+    }
     case SYS_readv: case SYS_writev: case SYS_preadv: case SYS_pwritev: case SYS_preadv2: case SYS_pwritev2:
       if (!isForwardedFd(s, fdArg(a[0]))) break;
       if (c.nr == SYS_readv && isStreamFd(s, fdArg(a[0]))) drainReadiness(fdArg(a[0]));
@@ -317,6 +355,11 @@ long route(TrappedCall& c, const ucontext_t* uc) {
     case SYS_execve: case SYS_execveat: return execWithHandoff(c, uc);
     default: break;
   }
+  return routeByTable(s, c, uc);
+}
+
+// The rest of route: the table's row for the call, if any, says where it goes.
+long routeByTable(State& s, TrappedCall& c, const ucontext_t* uc) {
   const rsc::Row* row = rsc::findRow(c.nr, c.a);
   if (row != nullptr) {
     switch (row->handler) {

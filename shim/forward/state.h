@@ -8,6 +8,7 @@
 #include "rsc/file_identity.h"
 #include "shim/control_protocol.h"
 #include "shim/forward/forward_config.h"
+#include "shim/forward/shared_file_mapping.h"
 
 #include <atomic>
 #include <cstdint>
@@ -55,6 +56,12 @@ struct State {
   // the control thread before the threads are released; null when none.
   const uint8_t* carried;
   uint64_t carriedSize;
+  // Shared writable mappings of home files kept as local copies (shared_file_mapping.h).
+  SharedMappings sharedMappings;
+  // Bit n: the job holds (or took since the move) a lock through home fd n, so the file
+  // is one whose sharing it orders with locks: only such a file may be mapped shared
+  // and writable (shared_file_mapping.h).
+  uint64_t lockedFds[kMaxFds / 64];
 };
 
 // Is fd a home fd (its local number a stand-in)?
@@ -98,6 +105,18 @@ inline void setPipelinedFd(State& s, int64_t fd, bool on) {
   const uint64_t bit = 1ull << (fd % 64);
   if (on) __atomic_fetch_or(&s.config.pipelinedFds[fd / 64], bit, __ATOMIC_ACQ_REL);
   else __atomic_fetch_and(&s.config.pipelinedFds[fd / 64], ~bit, __ATOMIC_ACQ_REL);
+}
+
+inline bool isLockedFd(const State& s, int64_t fd) {
+  if (fd < 0 || fd >= kMaxFds) return false;
+  return (__atomic_load_n(&s.lockedFds[fd / 64], __ATOMIC_ACQUIRE) >> (fd % 64)) & 1;
+}
+
+inline void setLockedFd(State& s, int64_t fd, bool on) {
+  if (fd < 0 || fd >= kMaxFds) return;
+  const uint64_t bit = 1ull << (fd % 64);
+  if (on) __atomic_fetch_or(&s.lockedFds[fd / 64], bit, __ATOMIC_ACQ_REL);
+  else __atomic_fetch_and(&s.lockedFds[fd / 64], ~bit, __ATOMIC_ACQ_REL);
 }
 
 // Is fd one of the threads' relay connections?

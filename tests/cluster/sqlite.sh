@@ -10,9 +10,15 @@
 # ends with status 0 and all N steps; the reader never saw an error or a transaction
 # half-written and read while the job ran on b; at home Debian's sqlite3 says
 # `PRAGMA integrity_check` ok and every row is there exactly once.
-# The same writer on a database in WAL mode is not moved (its -shm file is a shared
-# writable mapping of a home file, docs/kinds/file_lock.md): migctl says so in one line
-# before anything is frozen, and the job finishes at home with every row, intact.
+# The same writer on a database in WAL mode moves too: its WAL index (the -shm file) is
+# a shared writable mapping of a home file, kept on b as a copy that is written back
+# before each lock call on that file and refreshed after each lock taken
+# (shim/forward/shared_file_mapping.h). It is moved a -> b -> c -> a while a WAL
+# reader on a reads in a loop, and a second writer (jobs/sqlite_wal_late.py) moved
+# a -> b before it opens the database writes another table from b beside them (its
+# -shm mapped after the move); the same checks: the writers end with every step, the
+# reader saw no error nor a half-written transaction, integrity_check ok at home, every
+# row once.
 #
 # usage: sqlite.sh OPTIONS (below); meson runs it as test 'migration-sqlite'
 # (suite cluster) with every path filled in.
@@ -27,7 +33,7 @@ if [[ ! -x $PY || ! -x $SQLITE ]]; then
   echo "SKIP: needs Debian's /usr/bin/python3 and /usr/bin/sqlite3 (tests/lib/setup.sh installs them)"
   exit 77
 fi
-cluster_up a b
+cluster_up a b c
 
 ROWS=300
 DB=$(jdir sqlwriter)/data/test.db
@@ -71,35 +77,74 @@ if start_job sqlwriter mig "$PY" "$WRITER" "$DB" "$ROWS" && start_job sqlreader 
   fi
 fi
 
-# --- WAL mode: refused in one line, the job goes on at home ------------------------------
-WROWS=100
+# --- WAL mode: moved a -> b -> a while a reader at home reads ------------------------------
+WROWS=250
 WAL_DB=$(jdir sqlwal)/data/test.db
 mkdir -p "$(jfile sqlwal data)"
+LROWS=60
 hx a "$SQLITE" "$WAL_DB" 'PRAGMA journal_mode=WAL;' \
-  'CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER NOT NULL, pad TEXT NOT NULL);' >/dev/null ||
+  'CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER NOT NULL, pad TEXT NOT NULL);' \
+  'CREATE TABLE t2(id INTEGER PRIMARY KEY, v INTEGER NOT NULL);' >/dev/null ||
   fail "sqlite3 could not make the WAL database"
-if start_job sqlwal mig "$PY" "$WRITER" "$WAL_DB" "$WROWS"; then
-  if wait_step sqlwal 3 30; then
-    migrate sqlwal b
-    if one_line_reason && job_at_home sqlwal "$(readlink -f "$PY")"; then
-      ok "sqlwal (WAL mode): not moved, one line: $(cat "$MIG_ERR")"
-    else
-      fail "sqlwal (WAL mode): migctl exited $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")(want one line, the job at home)"
-    fi
-  else
-    fail "sqlwal: no STEP 3 within 30 s"
+if start_job sqlwal mig "$PY" "$WRITER" "$WAL_DB" "$WROWS" && start_job sqlwalreader plain "$PY" "$READER" "$WAL_DB" "$WROWS"; then
+  wait_until 20 grep -q READING "$(jfile sqlwalreader out)" || fail "the WAL reader did not start reading"
+  # A second writer of the same database that opens it only once on b (its -shm mapped
+  # there), writing its table t2 while the first writes t.
+  late_go=$(jdir sqlwallate)/data/go
+  mkdir -p "$(jfile sqlwallate data)"
+  if start_job sqlwallate mig "$PY" "$(dirname "$WRITER")/sqlite_wal_late.py" "$WAL_DB" "$LROWS" "$late_go" &&
+     hop sqlwallate a b; then
+    touch "$(jfile sqlwallate data/go)"
   fi
-  if wait_job sqlwal 120 && [[ $STATUS == 0 ]] && grep -qx PASS "$(jfile sqlwal out)"; then
-    ok "sqlwal: went on at home and ended with status 0"
+  if hop sqlwal a b; then
+    on_b=$(last_step sqlwal)
+    ended sqlwalreader && fail "sqlwalreader had ended before the writer was on b: it did not read beside the moved job"
+    # Some commits made from b (each publishing the index header home) before it comes back.
+    if wait_step sqlwal $(( on_b + 40 )) 60; then
+      ok "sqlwal (WAL mode): committed from STEP $on_b to $(last_step sqlwal) on b"
+      # Moving on: its copy written back before the freeze on b, read again on c.
+      if hop sqlwal b c; then
+        on_c=$(last_step sqlwal)
+        if wait_step sqlwal $(( on_c + 20 )) 60; then
+          ok "sqlwal (WAL mode): committed from STEP $on_c to $(last_step sqlwal) on c"
+        else
+          fail "sqlwal (WAL mode): on c no STEP $(( on_c + 20 )) within 60 s (last: STEP $(last_step sqlwal))"
+        fi
+        hop sqlwal c a
+      fi
+    else
+      fail "sqlwal (WAL mode): on b no STEP $(( on_b + 40 )) within 60 s (last: STEP $(last_step sqlwal))"
+      detail "$(jfile sqlwal err)" "its stderr"
+    fi
+  fi
+  if wait_job sqlwal 180 && [[ $STATUS == 0 ]] && grep -qx PASS "$(jfile sqlwal out)" &&
+     [[ $(grep -c '^STEP ' "$(jfile sqlwal out)") == "$WROWS" ]]; then
+    ok "sqlwal (WAL mode): moved a -> b -> c -> a, the reader reading on a, wrote all $WROWS transactions, status 0"
   else
-    fail "sqlwal: status $STATUS, last STEP $(last_step sqlwal) of $WROWS"
+    fail "sqlwal (WAL mode): status $STATUS, last STEP $(last_step sqlwal) of $WROWS"
     detail "$(jfile sqlwal err)" "its stderr"
   fi
+  if wait_job sqlwalreader 60 && [[ $STATUS == 0 ]]; then
+    ok "sqlwalreader on a (WAL mode): never saw an error or a half-written transaction: $(tail -n 1 "$(jfile sqlwalreader out)")"
+  else
+    fail "sqlwalreader on a (WAL mode): status $STATUS, what it saw:"
+    detail "$(jfile sqlwalreader out)" "its output"
+    detail "$(jfile sqlwalreader err)" "its stderr"
+  fi
+  if wait_job sqlwallate 120 && [[ $STATUS == 0 ]] && grep -qx PASS "$(jfile sqlwallate out)"; then
+    ok "sqlwallate (WAL mode): opened the database on b after its move, wrote and read back all $LROWS rows of t2, status 0"
+  else
+    fail "sqlwallate (WAL mode): status $STATUS, output: $(grep -v '^STEP ' "$(jfile sqlwallate out)" | tail -n 3 | tr '\n' ' ')"
+    detail "$(jfile sqlwallate err)" "its stderr"
+  fi
   kill_job sqlwal
-  check=$(hx a "$SQLITE" "$WAL_DB" 'PRAGMA integrity_check;' 'SELECT count(DISTINCT id), sum(v) FROM t;' 2>&1)
-  want=$'ok\n'"$WROWS|$(( 7 * WROWS * (WROWS + 1) / 2 ))"
+  kill_job sqlwalreader
+  kill_job sqlwallate
+  check=$(hx a "$SQLITE" "$WAL_DB" 'PRAGMA integrity_check;' 'SELECT count(*), count(DISTINCT id), min(id), max(id), sum(v) FROM t;' \
+    'SELECT count(*), count(DISTINCT id), min(id), max(id), sum(v) FROM t2;' 2>&1)
+  want=$'ok\n'"$WROWS|$WROWS|1|$WROWS|$(( 7 * WROWS * (WROWS + 1) / 2 ))"$'\n'"$LROWS|$LROWS|1|$LROWS|$(( 3 * LROWS * (LROWS + 1) / 2 ))"
   if [[ $check == "$want" ]]; then
-    ok "sqlite3 on a: the WAL database is intact, rows 1..$WROWS there"
+    ok "sqlite3 on a: the WAL database is intact (integrity_check ok), rows 1..$WROWS of t and 1..$LROWS of t2 each there once"
   else
     fail "sqlite3 on a: the WAL database: '$(tr '\n' ' ' <<<"$check")', not '$(tr '\n' ' ' <<<"$want")'"
   fi

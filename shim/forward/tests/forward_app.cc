@@ -172,7 +172,7 @@ int main(int argc, char** argv) {
   close(s);
 
   // A home file mapped: by copy (home_mmap.h). A private mapping's write stays in
-  // memory; a shared read-only one is a snapshot; a shared writable one is refused.
+  // memory; a shared read-only one is a snapshot.
   int m = open("../in.txt", O_RDONLY);
   auto* priv = static_cast<char*>(mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, m, 0));
   const bool privSame = priv != MAP_FAILED && memcmp(priv, "first line of in\n", 17) == 0;
@@ -180,10 +180,53 @@ int main(int argc, char** argv) {
   auto* shr = static_cast<char*>(mmap(nullptr, 4096, PROT_READ, MAP_SHARED, m, 0));
   printf("mmap private %d written %c shared %c\n", privSame ? 1 : 0, priv != MAP_FAILED ? priv[0] : '?',
          shr != MAP_FAILED ? shr[0] : '?');
-  int mw = open("../in.txt", O_RDWR);
+  // A shared writable one is a copy kept coherent at the file's lock points
+  // (shared_file_mapping.h): refused (ENODEV) while the job holds no lock through the
+  // fd; once it does, the job's writes are home before a lock call goes, home's
+  // changes are in the copy once a lock is taken, munmap writes back.
+  int mw = open("../shm.bin", O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (ftruncate(mw, 8192) != 0) printf("ftruncate shm.bin failed\n");
   errno = 0;
-  void* sw = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, mw, 0);
-  printf("mmap shared writable %d errno %d\n", sw == MAP_FAILED ? -1 : 0, errno);
+  void* unlocked = mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, mw, 0);
+  printf("mmap shared writable without a lock %d errno %d\n", unlocked == MAP_FAILED ? -1 : 0, errno);
+  struct flock held {};
+  held.l_type = F_RDLCK;  // as sqlite's DMS lock, held while the file is mapped
+  held.l_whence = SEEK_SET;
+  held.l_start = 128;
+  held.l_len = 1;
+  if (fcntl(mw, F_SETLK, &held) != 0) printf("lock shm.bin failed\n");
+  auto* sw = static_cast<char*>(mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, mw, 0));
+  // A shared read-only mapping of a file the job locks is refreshed at those locks too.
+  auto* sro = static_cast<const char*>(mmap(nullptr, 8192, PROT_READ, MAP_SHARED, mw, 0));
+  int lk = -2;
+  char shmBack[13] = "", before = '?';
+  if (sw != MAP_FAILED) {
+    memcpy(sw + 100, "from the job", 12);
+    struct flock fl {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = 120;
+    fl.l_len = 1;
+    lk = fcntl(mw, F_SETLK, &fl);
+    fl.l_type = F_UNLCK;
+    if (fcntl(mw, F_SETLK, &fl) != 0) lk = -3;
+    if (pread(mw, shmBack, 12, 100) != 12) printf("pread shm.bin failed\n");
+    if (pwrite(mw, "from home", 9, 4200) != 9) printf("pwrite shm.bin failed\n");
+    before = sw[4200];
+    fl.l_type = F_RDLCK;
+    if (fcntl(mw, F_SETLK, &fl) != 0) lk = -4;
+    fl.l_type = F_UNLCK;
+    fcntl(mw, F_SETLK, &fl);
+    if (pwrite(mw, "at msync", 8, 4300) != 8) printf("pwrite shm.bin failed\n");
+    if (msync(sw, 8192, MS_SYNC) != 0) printf("msync failed\n");
+    memcpy(sw + 8000, "at munmap", 9);
+  }
+  printf("mmap shared writable %d lock %d home has '%s' copy before lock %d after '%.9s' after msync '%.8s'\n",
+         sw == MAP_FAILED ? -1 : 0, lk, shmBack, before, sw != MAP_FAILED ? sw + 4200 : "?",
+         sw != MAP_FAILED ? sw + 4300 : "?");
+  printf("mmap shared read-only of a locked file after a lock '%.9s'\n", sro != MAP_FAILED ? sro + 4200 : "?");
+  if (sro != MAP_FAILED) munmap(const_cast<char*>(sro), 8192);
+  if (sw != MAP_FAILED) munmap(sw, 8192);
   errno = 0;
   void* onPipe = mmap(nullptr, 4096, PROT_READ, MAP_PRIVATE, 5, 0);  // fd 5: a pipe at home
   printf("mmap home pipe %d errno %d\n", onPipe == MAP_FAILED ? -1 : 0, errno);

@@ -92,7 +92,11 @@ has_line "subfile write 7" "$out"
 [ "$(cat "$T/home/sub/subfile.txt")" = "in sub" ] || fail "subfile.txt not in home/sub"
 # A home file mapped by copy; a system library opened here, and dlopen after the move.
 has_line "mmap private 1 written F shared f" "$out"
-has_line "mmap shared writable -1 errno 19" "$out"  # ENODEV
+has_line "mmap shared writable without a lock -1 errno 19" "$out"  # ENODEV
+has_line "mmap shared writable 0 lock 0 home has 'from the job' copy before lock 0 after 'from home' after msync 'at msync'" "$out"
+has_line "mmap shared read-only of a locked file after a lock 'from home'" "$out"
+[ "$(dd if="$T/home/shm.bin" bs=1 skip=8000 count=9 2>/dev/null)" = "at munmap" ] ||
+  fail "shm.bin at home lacks what the job wrote into its shared mapping before munmap"
 has_line "mmap home pipe -1 errno 19" "$out"
 [ "$(head -c 17 "$T/home/in.txt")" = "first line of in" ] || fail "in.txt at home changed"
 has_line "system file opened here $(readlink -f /usr/lib/x86_64-linux-gnu/libc.so.6)" "$out"

@@ -6,10 +6,12 @@
 # DATA_DIR/data.bin (read-only shared, and private with a write that must not reach the
 # file), loads LIBDIFF with ctypes if given (a library whose copy on the job's host
 # differs from home's: home's must be loaded, which has cos()), and writes what it got
-# to DATA_DIR/result.txt, its own memory map to DATA_DIR/maps.txt and what a writable
-# shared mapping of data.bin did to DATA_DIR/shared_write.txt. A python3 child it runs
+# to DATA_DIR/result.txt, its own memory map to DATA_DIR/maps.txt and what a write
+# through a writable shared mapping of DATA_DIR/shared.bin left in that file (read back
+# with read()) to DATA_DIR/shared_write.txt. A python3 child it runs
 # then imports sqlite3 and json and makes a temporary file in /tmp; gcc builds and
 # links a program in DATA_DIR (ld loads its LTO plugin).
+import fcntl
 import os
 import sys
 import time
@@ -68,10 +70,19 @@ with open(path, "rb") as f:
 with open(path, "rb") as f:
     out.append("file after: first %r" % f.read(16))
 try:
-    with open(path, "r+b") as f:
-        rw = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_WRITE)
+    shared_path = os.path.join(data, "shared.bin")
+    with open(shared_path, "w+b") as f:
+        f.truncate(4096)
+        # Shared through locks (as sqlite's WAL index): mapped once it holds one.
+        fcntl.lockf(f, fcntl.LOCK_EX)
+        rw = mmap.mmap(f.fileno(), 4096, access=mmap.ACCESS_WRITE)
+        rw[100:116] = b"through the map!"
+        rw.flush()  # msync: what was written through the mapping is in the file
         rw.close()
-    shared = "mapped"
+        fcntl.lockf(f, fcntl.LOCK_UN)
+    with open(shared_path, "rb") as f:
+        f.seek(100)
+        shared = "mapped, the file has %r" % f.read(16)
 except OSError as e:
     shared = "refused: %s" % os.strerror(e.errno)
 with open(os.path.join(data, "shared_write.txt"), "w") as f:
