@@ -239,7 +239,7 @@ class LocalImpl final : public rpc::Local::Server {
         b.setVpid(j.vpid);
         b.setHome(d_.address());
         b.setLocation(j.location.size() > 0 ? j.location.asPtr() : d_.address());
-        b.setState(j.migrating ? "migrating" : j.location.size() > 0 ? "away (deputy here)" : "running");
+        b.setState(j.lost ? "lost" : j.migrating ? "migrating" : j.location.size() > 0 ? "away (deputy here)" : "running");
         b.setAgeSeconds(nowSeconds() - j.startedAt);
         b.setCommand(j.command);
       });
@@ -649,6 +649,20 @@ class LocalImpl final : public rpc::Local::Server {
       return kj::READY_NOW;
     }
     return sendSignal(d_, job, sig, p.getInfo());
+  }
+
+  // The deputy gave the job up: its link stayed broken past --link-lost-after. The
+  // record stays, listed "lost", for whoever asks where the job went; the deputy exits
+  // with status 87 once this is answered.
+  kj::Promise<void> linkLost(LinkLostContext context) override {
+    auto p = context.getParams();
+    HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
+    job.lost = true;
+    job.ended = true;  // its deputy's end is not a kill to pass on
+    d_.log(kj::str("job ", job.id, " (PID ", job.vpid, ") is lost: its link from ", job.location, " has been broken for ",
+                   p.getDownMs() / 1000.0, " s (--link-lost-after ", d_.config().linkLostAfterMs / 1000.0,
+                   " s); its deputy exits with status 87"));
+    return kj::READY_NOW;
   }
 
   kj::Promise<void> drain(DrainContext context) override { return localDrain(d_, kj::mv(context)); }
