@@ -233,7 +233,7 @@ class LocalImpl final : public rpc::Local::Server {
     kj::Vector<pid_t> listed;
     for (auto& e : d_.homeJobs()) {
       HomeJob& j = *e.value;
-      listed.add(j.vpid);
+      if (!j.lost) listed.add(j.vpid);  // its PID may be another process's by now
       rows.add([&j, this](rpc::JobStatus::Builder b) {
         b.setJobId(j.id);
         b.setVpid(j.vpid);
