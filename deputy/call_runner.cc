@@ -242,6 +242,9 @@ kj::Promise<void> CallRunner::call(CallContext context) {
   if (running == running_.end()) {
     kj::ArrayPtr<const kj::byte> kept;
     if (answered_.ran(h, kept)) {
+      if (logging()) {
+        log(kj::str("call ", h.call, " (thread ", h.thread, ", seq ", h.seq, ") came again: answered from its run"));
+      }
       context.getResults().setReply(kept);
       return kj::READY_NOW;
     }

@@ -3,14 +3,17 @@
 # (docs/design.md "Exactly-once after a broken link"; shadow/direct_link.h,
 # shadow/job_calls.h, deputy/answered.h). Two jobs (jobs/marker_job.c: each 50 ms step
 # appends "MARKER N" to a home file and sends the same line to a TCP server at home)
-# are moved a -> b. Then b is cut off (its port on the simulated bridge down) for
-# --partition S seconds (default 20, long enough that TCP's retransmission backoff
-# would keep a connection from coming back quickly; run it by hand with
-# `--partition 60` for the issue's 60 s).
+# are moved a -> b. Then b is cut off for --partition S seconds (default 20, long
+# enough that TCP's retransmission backoff would keep a connection from coming back
+# quickly; run it by hand with `--partition 60` for the issue's 60 s): first only a's
+# packets to b are dropped (a blackhole route on a), so the calls b sends still run at
+# home but their answers are lost; once b's link process has found its link broken,
+# b's port on the simulated bridge goes down too.
 #  - job "kept" (home's limit, shadowd's default 90 s): once b is back it runs on
-#    (its resumed link named in b's log), is told to stop, ends with status 0 for its
-#    parent at home, and the home file and the home server each have every line
-#    exactly once, in order.
+#    (its resumed link named in b's log), the calls that ran at home but whose answers
+#    were lost come again and are answered from their run (its deputy's MIG_LOG says
+#    so), it is told to stop, ends with status 0 for its parent at home, and the home
+#    file and the home server each have every line exactly once, in order.
 #  - job "lost" (MIG_LINK_LOST_AFTER=3 in its environment: its own limit, 3 s): while
 #    b is still cut off, `migctl list` at a shows it "lost", a's log says so, and its
 #    deputy exits with status 87, which its parent (a shell at home) gets; b kills its
@@ -40,9 +43,14 @@ LOST_AFTER=3
 cluster_up a b
 SWITCH=mig-$C PORT_B=mig-p${ADDR[b]##*.}   # b's port on the simulated hosts' bridge (tests/harness/mig-hosts)
 link_b() { ip -n "$SWITCH" link set "$PORT_B" "$1"; }
-cut=0
-heal() { (( cut )) && link_b up && cut=0; return 0; }
-trap 'heal; cleanup' EXIT
+cut=0 blackhole=0
+heal() {
+  (( cut )) && link_b up && cut=0
+  (( blackhole )) && hx a ip route del blackhole "${ADDR[b]}/32" && blackhole=0
+  return 0
+}
+MIGLOG=/var/tmp/mig-resend-test.$$.log   # /var/tmp: every simulated host's (the shim on a and b, the deputy)
+trap 'heal; rm -f "$MIGLOG"; cleanup' EXIT
 
 # --- two jobs, each with its home file and home TCP server, moved a -> b ------------------
 declare -A MARK RPORT=([kept]=7311 [lost]=7312)
@@ -52,7 +60,8 @@ for j in kept lost; do
   bg_pids+=("$rpid")
   wait_until 20 grep -q '^listening' "$T/$j.recorder" || { fail "the TCP server of $j on a did not start"; cluster_end; }
 done
-start_job kept mig "${FEATURE[marker]}" @DIR@ "${RPORT[kept]}" "${MARK[kept]}" || cluster_end
+start_job kept mig /usr/bin/env MIG_LOG="$MIGLOG" "${FEATURE[marker]}" @DIR@ "${RPORT[kept]}" "${MARK[kept]}" ||
+  cluster_end
 start_job lost mig /usr/bin/env MIG_LINK_LOST_AFTER=$LOST_AFTER "${FEATURE[marker]}" @DIR@ "${RPORT[lost]}" \
   "${MARK[lost]}" || cluster_end
 for j in kept lost; do
@@ -68,9 +77,17 @@ links=$(grep -c "mig-link: job [0-9]*: direct link to its deputy at ${ADDR[a]}:"
 
 # --- b cut off ------------------------------------------------------------------------------
 at_cut=$(last_step kept)
-link_b down && cut=1
+hx a ip route add blackhole "${ADDR[b]}/32" && blackhole=1
 cut_at=$SECONDS
-ok "b cut off from a at STEP $at_cut of kept, for $PARTITION s"
+broke() { (( $(grep -c "mig-link: job [0-9]*: its direct link home broke; resuming it" "$T/shadowd-b.log") >= 2 )); }
+if wait_until 15 broke; then
+  link_b down && cut=1
+  ok "b cut off from a at STEP $at_cut of kept: a's packets to b dropped, then (both links found broken on b, $(( SECONDS - cut_at )) s later) b's port down; for $PARTITION s in all"
+else
+  fail "b's log does not say both jobs' links broke within 15 s of the cut"
+  shadowd_logs b
+  link_b down && cut=1
+fi
 
 # The lost job: given up at home while b is still cut off.
 row() { hm a list 2>/dev/null | awk -v p="${PID[$1]}" '$1 == p'; }
@@ -112,6 +129,13 @@ if grep -q "mig-link: job [0-9]*: its direct link home resumed after" "$T/shadow
 else
   fail "b's log does not say the direct link was resumed"
   shadowd_logs b
+fi
+again=$(grep -c "came again: answered from its run" "$MIGLOG")
+if (( again > 0 )); then
+  ok "kept: $again call(s) that ran at home before the cut, their answers lost, came again on the resumed link and were answered from their run ($(grep -m1 -o "call [0-9]* (thread [0-9]*, seq [0-9]*) came again" "$MIGLOG"))"
+else
+  fail "kept: its deputy's MIG_LOG shows no call answered again from its run (the answers of calls run during the cut were lost)"
+  grep -a "mig-deputy\|deputy" "$MIGLOG" | tail -20 | sed 's/^/#   /'
 fi
 touch "$(jfile kept data/stop)"
 if wait_job kept 30 && [[ $STATUS == 0 ]]; then
