@@ -13,7 +13,9 @@
 #    (its resumed link named in b's log), the calls that ran at home but whose answers
 #    were lost come again and are answered from their run (its deputy's MIG_LOG says
 #    so), it is told to stop, ends with status 0 for its parent at home, and the home
-#    file and the home server each have every line exactly once, in order.
+#    file and the home server each have every line exactly once, in order. Before it
+#    is told to stop, its link's TCP connection is reset from b (ss -K): it is resumed
+#    again and the job runs on.
 #  - job "lost" (MIG_LINK_LOST_AFTER=3 in its environment: its own limit, 3 s): while
 #    b is still cut off, `migctl list` at a shows it "lost", a's log says so, and its
 #    deputy exits with status 87, which its parent (a shell at home) gets; b kills its
@@ -136,6 +138,17 @@ if (( again > 0 )); then
 else
   fail "kept: its deputy's MIG_LOG shows no call answered again from its run (the answers of calls run during the cut were lost)"
   grep -a "mig-deputy\|deputy" "$MIGLOG" | tail -20 | sed 's/^/#   /'
+fi
+# --- its link's TCP connection reset on b: resumed again ------------------------------------
+resumed() { grep -c "mig-link: job [0-9]*: its direct link home resumed after" "$T/shadowd-b.log"; }
+before=$(resumed) at_reset=$(last_step kept)
+hx b ss -K dst "${ADDR[a]}" and not dport = ":$PORT" >"$T/ss.out" 2>&1
+if wait_until 20 eval '(( $(resumed) > before ))' && wait_step kept $(( at_reset + 5 )) 30; then
+  ok "kept: its link's TCP connection reset on b at STEP $at_reset: resumed again, STEP $(( at_reset + 5 )) reached"
+else
+  fail "kept: after its link's TCP connection was reset on b (ss -K) at STEP $at_reset, no resumption or no STEP $(( at_reset + 5 ))"
+  detail "$T/ss.out" "ss -K"
+  shadowd_logs b
 fi
 touch "$(jfile kept data/stop)"
 if wait_job kept 30 && [[ $STATUS == 0 ]]; then
