@@ -138,6 +138,7 @@ class DeputyImpl final : public rpc::Deputy::Server {
     req.setJobId(jobId_);
     req.setToken(token_);
     req.setDownMs(downMs);
+    req.setLimitMs(limitMs);
     constexpr uint64_t kTellMs = 5000;  // shadowd may be gone: the parent is not kept waiting
     tasks_.add(io_.provider->getTimer()
                    .timeoutAfter(kTellMs * kj::MILLISECONDS, req.send().ignoreResult())

@@ -260,9 +260,10 @@ interface Local {
   place @7 (pid :Int32) -> (moved :Bool, destination :Text, freezeMs :Float64, reason :Text);
   # migctl run --anywhere: the job `pid`, just started here, goes to the host where it
   # gets the most CPU (shadow/balance.h, placeJob), or stays (moved false, `reason`).
-  linkLost @8 (jobId :UInt64, token :Data, downMs :UInt64) -> ();
+  linkLost @8 (jobId :UInt64, token :Data, downMs :UInt64, limitMs :UInt64) -> ();
   # From the deputy: the job's direct link has been broken for `downMs`, past the limit
-  # (--link-lost-after): the job is taken as lost (listed "lost", logged) and the
+  # `limitMs` (--link-lost-after, or the job's own): the job is taken as lost (listed
+  # "lost", logged) and the
   # deputy exits with status 87 once this is answered.
 }
 

@@ -141,6 +141,9 @@ void JobCalls::installLink(kj::Own<DirectLink> link) {
 
 void JobCalls::broken(uint64_t generation) {
   if (generation != generation_ || lost_) return;  // resumed already
+  // The job's process is gone here and nothing of it waits: its end (told home) or its
+  // departure ends the link; a call that still comes resumes it then.
+  if (started_ && connections_ == 0 && waiting_.empty() && !sending_) return;
   startRelink();
 }
 
@@ -196,8 +199,9 @@ void JobCalls::giveUp(uint64_t downMs) {
   relinking_ = false;
   d_.log(kj::str("job ", jobId_, ": its direct link home stayed broken for ", downMs / 1000.0,
                  " s, past the limit: the job is lost; killing it here"));
+  // Only while its connections show it alive: a PID of an ended job may be reused.
   KJ_IF_MAYBE(job, d_.hostedJobs().find(jobId_)) {
-    if ((*job)->realPid > 0) kill((*job)->realPid, SIGKILL);
+    if ((*job)->realPid > 0 && connections_ > 0) kill((*job)->realPid, SIGKILL);
   }
   for (auto& w : linkWaiters_) w->fulfill();
   linkWaiters_.clear();

@@ -660,7 +660,7 @@ class LocalImpl final : public rpc::Local::Server {
     job.lost = true;
     job.ended = true;  // its deputy's end is not a kill to pass on
     d_.log(kj::str("job ", job.id, " (PID ", job.vpid, ") is lost: its link from ", job.location, " has been broken for ",
-                   p.getDownMs() / 1000.0, " s (--link-lost-after ", d_.config().linkLostAfterMs / 1000.0,
+                   p.getDownMs() / 1000.0, " s (its limit: ", p.getLimitMs() / 1000.0,
                    " s); its deputy exits with status 87"));
     return kj::READY_NOW;
   }
