@@ -1,7 +1,8 @@
 // mig-deputy: what a job's home process becomes at its first migration. The shim
 // execs it in place, so it is the same process: same PID, same parent (which still
 // waits for it), same fds (files, pipes, the terminal), same process group. It
-//   - registers with the home shadowd as the job's deputy (this file);
+//   - registers with the home shadowd as the job's deputy, and again with a restarted
+//     one, giving back the record that shadowd kept with it (this file);
 //   - runs the job's forwarded system calls (rsc/wire.h) through the rsc dispatcher,
 //     with the job's fds, cwd and identity (call_runner.h), coming over the job's
 //     direct link from the host it runs on (shadow/direct_link.h) or through shadowd;
@@ -32,12 +33,15 @@
 #include <kj/async-unix.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <dirent.h>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -66,12 +70,29 @@ namespace {
 // (docs/design.md "Exactly-once after a broken link").
 constexpr int kLinkLostStatus = 87;
 
+// Home's record of the job (where it runs, its command, when it started, its tree), as
+// shadowd last gave it (Deputy.keepRecord): a restarted shadowd learns the job back from
+// it (Local.registerDeputy again).
+struct KeptRecord {
+  capnp::MallocMessageBuilder message;
+  bool kept = false;
+};
+
 class DeputyImpl final : public rpc::Deputy::Server {
  public:
-  DeputyImpl(kj::AsyncIoContext& io, kj::UnixEventPort& port, kj::TaskSet& tasks, rpc::Local::Client local,
-             uint64_t jobId, kj::ArrayPtr<const kj::byte> token)
-      : io_(io), tasks_(tasks), readiness_(port, tasks), calls_([this](int fd) { readiness_.inputTaken(fd); }),
-        local_(kj::mv(local)), jobId_(jobId), token_(kj::heapArray(token)) {}
+  DeputyImpl(kj::AsyncIoContext& io, kj::UnixEventPort& port, kj::TaskSet& tasks, KeptRecord& kept, uint64_t jobId,
+             kj::ArrayPtr<const kj::byte> token)
+      : io_(io), tasks_(tasks), kept_(kept), readiness_(port, tasks), calls_([this](int fd) { readiness_.inputTaken(fd); }),
+        jobId_(jobId), token_(kj::heapArray(token)) {}
+
+  // The home shadowd it is registered with (again after a restart): told if the job is lost.
+  void registeredWith(rpc::Local::Client local) { local_ = kj::mv(local); }
+
+  kj::Promise<void> keepRecord(KeepRecordContext context) override {
+    kept_.message.setRoot(context.getParams().getRecord());
+    kept_.kept = true;
+    return kj::READY_NOW;
+  }
 
   kj::Promise<void> watch(WatchContext context) override {
     auto p = context.getParams();
@@ -134,15 +155,19 @@ class DeputyImpl final : public rpc::Deputy::Server {
   void lost(uint64_t downMs, uint64_t limitMs) {
     log(kj::str("job ", jobId_, ": its direct link has been broken for ", downMs / 1000.0, " s (limit ",
                 limitMs / 1000.0, " s): the job is lost; ending with status ", kLinkLostStatus));
-    auto req = local_.linkLostRequest();
-    req.setJobId(jobId_);
-    req.setToken(token_);
-    req.setDownMs(downMs);
-    req.setLimitMs(limitMs);
-    constexpr uint64_t kTellMs = 5000;  // shadowd may be gone: the parent is not kept waiting
-    tasks_.add(io_.provider->getTimer()
-                   .timeoutAfter(kTellMs * kj::MILLISECONDS, req.send().ignoreResult())
-                   .then([]() { _exit(kLinkLostStatus); }, [](kj::Exception&&) { _exit(kLinkLostStatus); }));
+    KJ_IF_MAYBE(local, local_) {
+      auto req = local->linkLostRequest();
+      req.setJobId(jobId_);
+      req.setToken(token_);
+      req.setDownMs(downMs);
+      req.setLimitMs(limitMs);
+      constexpr uint64_t kTellMs = 5000;  // shadowd may be gone: the parent is not kept waiting
+      tasks_.add(io_.provider->getTimer()
+                     .timeoutAfter(kTellMs * kj::MILLISECONDS, req.send().ignoreResult())
+                     .then([]() { _exit(kLinkLostStatus); }, [](kj::Exception&&) { _exit(kLinkLostStatus); }));
+      return;
+    }
+    _exit(kLinkLostStatus);
   }
 
   // The host the job runs on connects at once; a ticket not used by then is void.
@@ -152,9 +177,10 @@ class DeputyImpl final : public rpc::Deputy::Server {
   static constexpr uint64_t kHomecomingCancelMs = 10000;
   kj::AsyncIoContext& io_;
   kj::TaskSet& tasks_;
+  KeptRecord& kept_;
   Readiness readiness_;
   CallRunner calls_;
-  rpc::Local::Client local_;
+  kj::Maybe<rpc::Local::Client> local_;
   uint64_t jobId_;
   kj::Array<kj::byte> token_;
   kj::Maybe<kj::Own<shadow::DirectLinkServer>> link_;  // the current ticket's, when resumable
@@ -204,6 +230,49 @@ kj::Vector<int> fillLowFds() {
   return placeholders;
 }
 
+// The deputy's connection to its home shadowd (its fd among the deputy's own).
+struct ShadowdConnection {
+  ShadowdConnection(kj::Own<kj::AsyncIoStream> s, int placed) : stream(kj::mv(s)), client(*stream), fd(placed) {}
+  ~ShadowdConnection() noexcept(false) {
+    if (fd >= 0) markOwn(fd, false);
+  }
+  kj::Own<kj::AsyncIoStream> stream;
+  capnp::TwoPartyClient client;
+  int fd;
+};
+
+// Connects to a restarted shadowd's socket: tries from 100 ms apart, doubling up to 5 s
+// apart, for as long as the job lives; one log line for each new reason it could not.
+kj::Own<ShadowdConnection> connectAgain(kj::AsyncIoContext& io, const char* path) {
+  uint64_t delayMs = 100;
+  kj::String lastWhy = kj::str("");
+  for (;;) {
+    io.provider->getTimer().afterDelay(delayMs * kj::MILLISECONDS).wait(io.waitScope);
+    delayMs = kj::min(delayMs * 2, uint64_t{5000});
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd >= 0) fd = placeOwn(fd);  // out of the job's numbers (own_fds.h)
+    kj::String why;
+    if (fd >= 0) {
+      struct sockaddr_un sa {};
+      sa.sun_family = AF_UNIX;
+      strncpy(sa.sun_path, path, sizeof(sa.sun_path) - 1);
+      if (connect(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof(sa)) == 0) {
+        auto stream = io.lowLevelProvider->wrapSocketFd(
+            fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP | kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC |
+                    kj::LowLevelAsyncIoProvider::ALREADY_NONBLOCK);
+        return kj::heap<ShadowdConnection>(kj::mv(stream), fd);
+      }
+      why = kj::str(strerror(errno));
+      markOwn(fd, false);
+      close(fd);
+    } else {
+      why = kj::str(strerror(errno));
+    }
+    if (why != lastWhy) log(kj::str("the home shadowd is not back yet (", why, "); trying again"));
+    lastWhy = kj::mv(why);
+  }
+}
+
 int run(int argc, char** argv) {
   uint64_t jobId = 0;
   kj::Array<kj::byte> token;
@@ -239,15 +308,20 @@ int run(int argc, char** argv) {
   } ignoreErrors;
   kj::TaskSet tasks(ignoreErrors);
 
-  capnp::TwoPartyClient client(*stream);
-  auto local = client.bootstrap().castAs<rpc::Local>();
+  KeptRecord kept;
+  auto impl = kj::heap<DeputyImpl>(io, io.unixEventPort, tasks, kept, jobId, token);
+  DeputyImpl& deputy = *impl;
+  rpc::Deputy::Client self = kj::mv(impl);
+  auto conn = kj::heap<ShadowdConnection>(kj::mv(stream), -1);
+  auto local = conn->client.bootstrap().castAs<rpc::Local>();
   {
     auto req = local.registerDeputyRequest();
     req.setJobId(jobId);
     req.setToken(token);
-    req.setDeputy(kj::heap<DeputyImpl>(io, io.unixEventPort, tasks, local, jobId, token));
+    req.setDeputy(self);
     req.send().wait(io.waitScope);
   }
+  deputy.registeredWith(local);
   log(kj::str("job ", jobId, ": registered as its deputy; own fds from ", lowestOwn()));
   SignalForwarder signals(io.unixEventPort, tasks, local, jobId, token);
 
@@ -255,9 +329,31 @@ int run(int argc, char** argv) {
   // the deputy stays, so the parent keeps waiting, and goes on serving the job over
   // its direct link (shadow/direct_link.h), which does not pass through shadowd; its
   // end comes over that link too. Without one the job cannot reach home any more.
-  client.onDisconnect().wait(io.waitScope);
-  log(kj::str("job ", jobId, ": the home shadowd went away; serving the direct link only"));
-  kj::NEVER_DONE.wait(io.waitScope);
+  // Meanwhile it registers again with the shadowd that listens on the socket next,
+  // with the record the last one kept here: that one learns the job back.
+  for (;;) {
+    conn->client.onDisconnect().wait(io.waitScope);
+    log(kj::str("job ", jobId, ": the home shadowd went away; serving the direct link only until it is back"));
+    for (;;) {
+      conn = connectAgain(io, socketPath);
+      local = conn->client.bootstrap().castAs<rpc::Local>();
+      auto req = local.registerDeputyRequest();
+      req.setJobId(jobId);
+      req.setToken(token);
+      req.setDeputy(self);
+      req.setAgain(true);
+      if (kept.kept) req.setRecord(kept.message.getRoot<rpc::HomeRecord>().asReader());
+      KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { req.send().wait(io.waitScope); })) {
+        log(kj::str("job ", jobId, ": the restarted shadowd did not take it back: ", e->getDescription()));
+        io.provider->getTimer().afterDelay(5 * kj::SECONDS).wait(io.waitScope);
+        continue;
+      }
+      break;
+    }
+    log(kj::str("job ", jobId, ": registered again with the restarted home shadowd"));
+    signals.reconnected(local);
+    deputy.registeredWith(local);
+  }
 }
 
 }  // namespace

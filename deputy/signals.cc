@@ -65,10 +65,16 @@ kj::Promise<void> SignalForwarder::watch(int sig) {
     bool own = (info.si_code == SI_USER || info.si_code == SI_TKILL) && info.si_pid == getpid();
     if (!own) {
       queue_.push_back(info);
-      if (!sending_) sendNext();
+      if (!sending_ && !waitingForShadowd_) sendNext();
     }
     return watch(sig);
   });
+}
+
+void SignalForwarder::reconnected(rpc::Local::Client local) {
+  local_ = kj::mv(local);
+  waitingForShadowd_ = false;
+  if (!sending_) sendNext();
 }
 
 void SignalForwarder::sendNext() {
@@ -87,8 +93,22 @@ void SignalForwarder::sendNext() {
   req.setInfo(kj::arrayPtr(reinterpret_cast<const kj::byte*>(&info), sizeof info));
   // One at a time, each once the job's host has delivered the one before: realtime
   // signals arrive in the order sent.
-  tasks_.add(req.send().ignoreResult().then([] { return true; }, [](kj::Exception&&) { return false; })
+  tasks_.add(req.send().ignoreResult().then([] { return true; }, [this, info](kj::Exception&& e) {
+                   // Not delivered by the job's host (its own link broke): not held.
+                   if (e.getType() != kj::Exception::Type::DISCONNECTED ||
+                       e.getDescription().startsWith("remote exception")) {
+                     return false;
+                   }
+                   // Our shadowd is gone: held, in order, for the one that comes back.
+                   queue_.push_front(info);
+                   waitingForShadowd_ = true;
+                   return false;
+                 })
                  .then([this, sig = info.si_signo](bool) {
+                   if (waitingForShadowd_) {
+                     sending_ = false;
+                     return;
+                   }
                    // The job has its TSTP (TTIN, TTOU) now: stop the deputy too, so the
                    // parent at home sees its child stop (waitpid WUNTRACED) as it would
                    // the job's. SIGSTOP, since the kernel drops the other three for an

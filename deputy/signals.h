@@ -30,6 +30,10 @@ class SignalForwarder {
   SignalForwarder(kj::UnixEventPort& port, kj::TaskSet& tasks, rpc::Local::Client local, uint64_t jobId,
                   kj::ArrayPtr<const kj::byte> token);
 
+  // The home shadowd restarted and the deputy registered with it again: the signals
+  // held meanwhile (those a closed connection could not take) go on through `local`.
+  void reconnected(rpc::Local::Client local);
+
  private:
   kj::Promise<void> watch(int sig);
   void sendNext();
@@ -41,6 +45,7 @@ class SignalForwarder {
   kj::ArrayPtr<const kj::byte> token_;
   std::deque<siginfo_t> queue_;  // caught, not yet sent
   bool sending_ = false;
+  bool waitingForShadowd_ = false;  // the connection closed: held until reconnected()
 };
 
 }  // namespace mig::deputy

@@ -217,6 +217,27 @@ interface Deputy {
   # has ended): the deputy stops taking calls, ends or cancels the ones it runs
   # (deputy/homecoming.h), answers, then execs `migctl restart IMAGE --homecoming`
   # in place, its stderr appended to `log`: the job runs local again in this process.
+
+  keepRecord @5 (record :HomeRecord) -> ();
+  # From the home shadowd whenever the job's record there changes (where it runs): the
+  # deputy keeps it and gives it back when it registers again with a restarted shadowd
+  # (Local.registerDeputy with `again`), which learns the job back from it.
+}
+
+struct HomeRecord {
+  # What a home shadowd knows of a job that runs elsewhere, beside its id and token,
+  # kept by its deputy for a restarted shadowd.
+  location @0 :Text;        # address of the shadowd of the host it runs on
+  command @1 :Text;
+  startedAt @2 :Float64;    # CLOCK_REALTIME seconds
+  treeRoot @3 :UInt64;      # moved with a process tree: its root's job id; 0: alone
+}
+
+interface GuestControl {
+  # The control lines between a job's link process and its shadowd (shadow/link_process.h)
+  # once the link process has announced itself to a restarted shadowd (Local.relearnGuest):
+  # each side's bytes, in order, to the other; the end of the connection ends them.
+  write @0 (bytes :Data) -> ();
 }
 
 interface Readiness {
@@ -246,7 +267,9 @@ interface Local {
   migrate @2 (pid :Int32, to :Text, network :NetworkPolicy, mode :MigrationMode, only :Bool) -> (result :MigrationResult);
   # `only`: the process alone; without it a process with children is refused until
   # trees move whole (issue 12).
-  registerDeputy @3 (jobId :UInt64, token :Data, deputy :Deputy) -> ();
+  registerDeputy @3 (jobId :UInt64, token :Data, deputy :Deputy, again :Bool, record :HomeRecord) -> ();
+  # `again`: a deputy whose shadowd restarted, with the record it was given (keepRecord);
+  # the deputy must be the job's process at home (SO_PEERCRED: its PID, this user).
   deputySignal @4 (jobId :UInt64, token :Data, signal :Int32, info :Data) -> ();
   # From the deputy: a signal sent to the job's PID at home, with its siginfo_t
   # (128 bytes; empty: none), for the host the job runs on (Node.signal).
@@ -260,11 +283,32 @@ interface Local {
   place @7 (pid :Int32) -> (moved :Bool, destination :Text, freezeMs :Float64, reason :Text);
   # migctl run --anywhere: the job `pid`, just started here, goes to the host where it
   # gets the most CPU (shadow/balance.h, placeJob), or stays (moved false, `reason`).
-  linkLost @8 (jobId :UInt64, token :Data, downMs :UInt64, limitMs :UInt64) -> ();
+  relearnGuest @8 (guest :GuestRecord, control :GuestControl) -> (control :GuestControl);
+  # From the link process (mig-link) of a job that runs here, once its shadowd restarted:
+  # the job is this host's guest again. The caller must be that link process (SO_PEERCRED:
+  # this user, its PID, the job's parent) and home must not refuse the token; `control`
+  # carries the control lines both ways from then on.
+  linkLost @9 (jobId :UInt64, token :Data, downMs :UInt64, limitMs :UInt64) -> ();
   # From the deputy: the job's direct link has been broken for `downMs`, past the limit
   # `limitMs` (--link-lost-after, or the job's own): the job is taken as lost (listed
-  # "lost", logged) and the
-  # deputy exits with status 87 once this is answered.
+  # "lost", logged) and the deputy exits with status 87 once this is answered.
+}
+
+struct GuestRecord {
+  # A running guest, as its link process tells a restarted shadowd.
+  jobId @0 :UInt64;
+  token @1 :Data;
+  home @2 :Text;
+  vpid @3 :Int32;           # its PID at home
+  realPid @4 :Int32;        # its process here (the link process's child)
+  linkPid @5 :Int32;        # the link process
+  command @6 :Text;
+  startedAt @7 :Float64;    # when it came here, CLOCK_REALTIME seconds
+  socket @8 :Text;          # where its shim sends its calls (link-ID.sock)
+  forwardedCalls @9 :UInt64;  # its calls and bytes forwarded so far (the metrics)
+  forwardedBytesOut @10 :UInt64;
+  forwardedBytesIn @11 :UInt64;
+  network @12 :NetworkPolicy;  # what it was moved here with (a drain moves it on with it)
 }
 
 struct MoveRecord {

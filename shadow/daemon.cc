@@ -6,6 +6,7 @@
 #include "shadow/child_process.h"
 #include "shadow/network_policy.h"
 
+#include <capnp/message.h>
 #include <kj/debug.h>
 
 #include <cerrno>
@@ -139,6 +140,28 @@ void Daemon::deputyRegistered(HomeJob& job, rpc::Deputy::Client deputy) {
   job.deputy = deputy;
   for (auto& w : job.deputyWaiters) w->fulfill(rpc::Deputy::Client(deputy));
   job.deputyWaiters.clear();
+}
+
+void keepRecordAtDeputy(Daemon& d, HomeJob& job) {
+  auto record = kj::heap<capnp::MallocMessageBuilder>();
+  auto r = record->initRoot<rpc::HomeRecord>();
+  r.setLocation(job.location);
+  r.setCommand(job.command);
+  r.setStartedAt(job.startedAt);
+  r.setTreeRoot(job.treeRoot);
+  const uint64_t id = job.id;
+  d.tasks().add(d.deputyOf(job)
+                    .then([record = kj::mv(record)](rpc::Deputy::Client deputy) mutable {
+                      auto req = deputy.keepRecordRequest();
+                      req.setRecord(record->getRoot<rpc::HomeRecord>());
+                      return req.send().ignoreResult();
+                    })
+                    .catch_([&d, id](kj::Exception&& e) {
+                      // An older deputy, or one that just ended: a restart then loses the job's record.
+                      if (e.getType() != kj::Exception::Type::DISCONNECTED) {
+                        d.log(kj::str("job ", id, ": its deputy did not keep its record: ", oneLine(e.getDescription())));
+                      }
+                    }));
 }
 
 kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t realPid, uint64_t jobId,

@@ -193,6 +193,11 @@ class Daemon {
   kj::HashMap<kj::String, bool> linkedBefore_;  // peers a link was ever made to (reconnects)
 };
 
+// Gives the job's deputy home's record of the job (where it runs, its command, when it
+// started, its tree), which it gives back to a restarted shadowd (Deputy.keepRecord,
+// Local.registerDeputy again). Once the deputy has registered; failures are only logged.
+void keepRecordAtDeputy(Daemon& d, HomeJob& job);
+
 double nowSeconds();
 kj::String lastLine(kj::StringPtr text);
 

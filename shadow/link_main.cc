@@ -6,9 +6,12 @@
 // holds the job's direct link to its deputy (direct_link.h), and, once the job's
 // process has ended and its last writes have run at home, tells home the job's end.
 // It holds the cluster key as shadowd does (it is shadowd's helper, never the job's).
+// When shadowd goes away while the job runs, it carries on alone and announces the job
+// to the shadowd that listens on the host's local socket again (link_process.h).
 //
 // usage (shadowd's, not a user's): mig-link --job-id N --home ADDR --socket PATH
-//   --restore-log FILE --advertise ADDR [--cluster-key FILE] [--insecure-plaintext-links]
+//   --restore-log FILE --advertise ADDR [--shadowd-socket PATH --vpid PID --command TEXT
+//   --started-at SECONDS --network N] [--cluster-key FILE] [--insecure-plaintext-links]
 //   [--no-direct-link] -- RESTART-ARGV...
 // fd 3: the restart's gate (passed on as its fd 3); fd 4: the control socket; the
 // job's token in MIG_JOB_TOKEN (passed on too).
@@ -19,6 +22,7 @@
 #include "shadow/link_process.h"
 #include "shadow/services.h"
 
+#include <capnp/rpc-twoparty.h>
 #include <kj/debug.h>
 
 #include <cerrno>
@@ -38,10 +42,19 @@ constexpr int kControlFd = 4;
 // Telling home the job's end: home's shadowd, else the deputy over the direct link;
 // not for ever (the parent at home then sees its deputy end as the link breaks).
 constexpr uint64_t kTellHomeMs = 30 * 1000;
+// Announcing the job to a restarted shadowd: tries from 100 ms apart, doubling up to 5 s
+// apart, for as long as the job runs (a connect to a Unix socket costs nothing); one
+// line when it starts, one when shadowd took the job, one for each new reason it did not.
+constexpr uint64_t kRelearnFirstMs = 100;
+constexpr uint64_t kRelearnMaxMs = 5000;
 
 struct Args {
   uint64_t jobId = 0;
   kj::String home, socket, restoreLog, advertise, keyPath;
+  kj::String shadowdSocket, command;  // for a restarted shadowd (Local.relearnGuest)
+  pid_t vpid = 0;
+  double startedAt = 0;
+  rpc::NetworkPolicy network = rpc::NetworkPolicy::HOME;
   LinkMode linkMode = LinkMode::ENCRYPTED;
   bool directLink = true;
   kj::Vector<kj::String> restart;
@@ -81,6 +94,16 @@ Args parse(int argc, char** argv) {
       a.linkMode = LinkMode::PLAINTEXT;
     } else if (o == "--no-direct-link") {
       a.directLink = false;
+    } else if (o == "--shadowd-socket") {
+      a.shadowdSocket = value("--shadowd-socket");
+    } else if (o == "--vpid") {
+      a.vpid = static_cast<pid_t>(strtol(value("--vpid").cStr(), nullptr, 10));
+    } else if (o == "--command") {
+      a.command = value("--command");
+    } else if (o == "--network") {
+      a.network = static_cast<rpc::NetworkPolicy>(strtoul(value("--network").cStr(), nullptr, 10));
+    } else if (o == "--started-at") {
+      a.startedAt = strtod(value("--started-at").cStr(), nullptr);
     } else {
       usage(kj::str("unknown option ", o));
     }
@@ -95,7 +118,7 @@ Args parse(int argc, char** argv) {
 class Link {
  public:
   Link(Daemon& d, Args& a, HostedJob& job, kj::Own<kj::AsyncIoStream> control)
-      : d_(d), a_(a), job_(job), control_(kj::mv(control)) {}
+      : d_(d), a_(a), job_(job), control_(kj::heap<LineChannel>(kj::mv(control))) {}
 
   kj::Promise<void> run(kj::Promise<void> running) {
     ChildSpec spec;
@@ -109,20 +132,22 @@ class Link {
     }
     if (log >= 0) close(log);
     close(kGateFd);
-    control_.writeLine(kj::str("pid ", pid));
+    control_->writeLine(kj::str("pid ", pid));
     if (pid <= 0) {
-      control_.writeLine("ended 32512 0 0 0");  // as an exec failure: 127
-      return control_.finish();
+      control_->writeLine("ended 32512 0 0 0");  // as an exec failure: 127
+      return control_->finish();
     }
     job_.realPid = pid;
     d_.log(kj::str("job ", a_.jobId, ": its link process; its calls come to ", a_.socket));
-    d_.tasks().add(running.then([this]() { control_.writeLine("running"); }));
+    d_.tasks().add(running.then([this]() { control_->writeLine("running"); }));
     d_.tasks().add(readControl());
     d_.tasks().add(reportCounts());
     return childExit(d_.eventPort(), pid).then([this](int status) {
       status_ = status;
       ended_ = true;
-      control_.writeLine(kj::str("ended ", status_, " ", takeCounts()));
+      control_->writeLine(kj::str("ended ", status_, " ", takeCounts()));
+      // No shadowd to answer (gone, not back yet): the end is ours to tell.
+      if (shadowdGone_) decided(job_.running);
       return answer();
     }).then([this](bool tell) -> kj::Promise<void> {
       // A job that left: its calls still in flight (a read blocked at home) are dropped
@@ -149,7 +174,7 @@ class Link {
   kj::Promise<void> reportCounts() {
     return d_.io().provider->getTimer().afterDelay(kCountsEveryMs * kj::MILLISECONDS).then([this]() -> kj::Promise<void> {
       if (ended_ || shadowdGone_) return kj::READY_NOW;
-      if (d_.metrics().forwardedCalls != reported_[0]) control_.writeLine(kj::str("counts ", takeCounts()));
+      if (d_.metrics().forwardedCalls != reported_[0]) control_->writeLine(kj::str("counts ", takeCounts()));
       return reportCounts();
     });
   }
@@ -157,12 +182,12 @@ class Link {
   // shadowd's lines: "check", and "tell"/"left" once the job ended; its end (shadowd
   // killed or restarted) leaves the decision to us.
   kj::Promise<void> readControl() {
-    return control_.readLine().then([this](kj::Maybe<kj::String> line) -> kj::Promise<void> {
+    return control_->readLine().then([this](kj::Maybe<kj::String> line) -> kj::Promise<void> {
       KJ_IF_MAYBE(l, line) {
         if (*l == "check") {
           d_.tasks().add(job_.calls->setupProblems().then([this](kj::String p) {
             for (auto& c : p) if (c == '\n') c = ' ';
-            control_.writeLine(kj::str("problems ", p));
+            control_->writeLine(kj::str("problems ", p));
           }));
         } else if (*l == "tell" || *l == "left") {
           decided(*l == "tell");
@@ -170,11 +195,87 @@ class Link {
         return readControl();
       }
       shadowdGone_ = true;
-      d_.log(kj::str("job ", a_.jobId, ": shadowd went away; its link process carries its calls home on its own"));
-      // A job that never ran here (its hop was given up) has no end to tell.
-      decided(job_.running);
+      // A job that never ran here (its hop was given up) has no end to tell; one that
+      // ended has its end told by us.
+      if (ended_ || !job_.running || a_.shadowdSocket.size() == 0) {
+        d_.log(kj::str("job ", a_.jobId, ": shadowd went away; its link process carries its calls home on its own"));
+        decided(job_.running);
+        return kj::READY_NOW;
+      }
+      d_.log(kj::str("job ", a_.jobId, ": shadowd went away; its link process carries its calls home on its own and "
+                     "announces the job to shadowd when it listens again on ", a_.shadowdSocket));
+      lastRefusal_ = nullptr;
+      d_.tasks().add(relearn(kRelearnFirstMs));
       return kj::READY_NOW;
     });
+  }
+
+  // Until a shadowd on this host takes the job back (or the job ends).
+  kj::Promise<void> relearn(uint64_t delayMs) {
+    return d_.io().provider->getTimer().afterDelay(delayMs * kj::MILLISECONDS).then([this, delayMs]() -> kj::Promise<void> {
+      if (ended_ || !shadowdGone_) return kj::READY_NOW;
+      return announce().catch_([this, delayMs](kj::Exception&& e) -> kj::Promise<void> {
+        auto why = oneLine(e.getDescription());
+        bool same = false;
+        KJ_IF_MAYBE(last, lastRefusal_) { same = *last == why; }
+        if (!same) {
+          d_.log(kj::str("job ", a_.jobId, ": not announced to shadowd yet (", why, "); trying again"));
+          lastRefusal_ = kj::mv(why);
+        }
+        return relearn(kj::min(delayMs * 2, kRelearnMaxMs));
+      });
+    });
+  }
+
+  // Local.relearnGuest on shadowd's socket: the job's record, and the control lines
+  // from then on over that connection.
+  kj::Promise<void> announce() {
+    return d_.io().provider->getNetwork().parseAddress(kj::str("unix:", a_.shadowdSocket))
+        .then([](kj::Own<kj::NetworkAddress> address) { return address->connect().attach(kj::mv(address)); })
+        .then([this](kj::Own<kj::AsyncIoStream> stream) {
+          auto conn = kj::heap<ShadowdConnection>(kj::mv(stream));
+          auto local = conn->client.bootstrap().castAs<rpc::Local>();
+          auto theirs = kj::newPromiseAndFulfiller<rpc::GuestControl::Client>();
+          auto control = controlOverRpc(d_.tasks(), rpc::GuestControl::Client(kj::mv(theirs.promise)));
+          auto req = local.relearnGuestRequest();
+          auto g = req.initGuest();
+          g.setJobId(a_.jobId);
+          g.setToken(job_.token);
+          g.setHome(a_.home);
+          g.setVpid(a_.vpid);
+          g.setRealPid(job_.realPid);
+          g.setLinkPid(getpid());
+          g.setCommand(a_.command);
+          g.setStartedAt(a_.startedAt);
+          g.setSocket(a_.socket);
+          g.setNetwork(a_.network);
+          // Everything so far: the new shadowd's metrics start from nothing.
+          auto& m = d_.metrics();
+          g.setForwardedCalls(m.forwardedCalls);
+          g.setForwardedBytesOut(m.forwardedBytesOut);
+          g.setForwardedBytesIn(m.forwardedBytesIn);
+          uint64_t counted[3] = {m.forwardedCalls, m.forwardedBytesOut, m.forwardedBytesIn};
+          req.setControl(kj::mv(control.mine));
+          return req.send().then([this, conn = kj::mv(conn), stream = kj::mv(control.stream),
+                                  fulfiller = kj::mv(theirs.fulfiller), counted0 = counted[0], counted1 = counted[1],
+                                  counted2 = counted[2]](capnp::Response<rpc::Local::RelearnGuestResults>&& r) mutable {
+            fulfiller->fulfill(r.getControl());
+            shadowd_ = kj::mv(conn);
+            control_ = kj::heap<LineChannel>(kj::mv(stream));
+            reported_[0] = counted0;
+            reported_[1] = counted1;
+            reported_[2] = counted2;
+            shadowdGone_ = false;
+            d_.log(kj::str("job ", a_.jobId, ": announced to the restarted shadowd, which runs it as its guest again"));
+            d_.tasks().add(readControl());
+            if (ended_) {
+              // It ended while we asked: shadowd learns it, we tell home (decided already).
+              control_->writeLine(kj::str("ended ", status_, " ", takeCounts()));
+            } else {
+              d_.tasks().add(reportCounts());
+            }
+          });
+        });
   }
 
   void decided(bool tell) {
@@ -211,10 +312,19 @@ class Link {
         });
   }
 
+  // A connection to a restarted shadowd that took the job back (its control lines).
+  struct ShadowdConnection {
+    explicit ShadowdConnection(kj::Own<kj::AsyncIoStream> s) : stream(kj::mv(s)), client(*stream) {}
+    kj::Own<kj::AsyncIoStream> stream;
+    capnp::TwoPartyClient client;
+  };
+
   Daemon& d_;
   Args& a_;
   HostedJob& job_;
-  LineChannel control_;
+  kj::Own<LineChannel> control_;
+  kj::Maybe<kj::Own<ShadowdConnection>> shadowd_;
+  kj::Maybe<kj::String> lastRefusal_;  // logged once until it changes
   int status_ = 0;
   bool ended_ = false;
   uint64_t reported_[3] = {0, 0, 0};  // the counters as last reported to shadowd

@@ -53,6 +53,61 @@ kj::String linkSocketPath(kj::StringPtr relayPath, uint64_t jobId) {
 
 namespace {
 
+// One side of controlOverRpc: the inner end of the pipe whose outer end is the
+// LineChannel's, shared by the GuestControl server (writes what arrives into it) and the
+// pump (sends what the LineChannel wrote).
+struct RpcPipe : kj::Refcounted {
+  kj::Own<kj::AsyncIoStream> inner;
+  kj::Promise<void> writes = kj::READY_NOW;
+  bool closed = false;
+  // The other side is gone: the LineChannel reads its end.
+  void close() {
+    if (closed) return;
+    closed = true;
+    writes = kj::READY_NOW;
+    inner->shutdownWrite();
+  }
+};
+
+class ControlServer final : public rpc::GuestControl::Server {
+ public:
+  explicit ControlServer(kj::Own<RpcPipe> pipe) : pipe_(kj::mv(pipe)) {}
+  // Dropped by the connection (it ended): so is the stream.
+  ~ControlServer() noexcept(false) { pipe_->close(); }
+
+  kj::Promise<void> write(WriteContext context) override {
+    if (pipe_->closed) return kj::READY_NOW;
+    auto bytes = kj::heapArray<kj::byte>(context.getParams().getBytes());
+    // In the order the calls came (a pipe takes one write at a time).
+    pipe_->writes = kj::mv(pipe_->writes)
+                        .then([p = pipe_.get(), bytes = kj::mv(bytes)]() mutable {
+                          auto w = p->inner->write(bytes.begin(), bytes.size());
+                          return w.attach(kj::mv(bytes));
+                        })
+                        .eagerlyEvaluate([](kj::Exception&&) {});
+    return kj::READY_NOW;
+  }
+
+ private:
+  kj::Own<RpcPipe> pipe_;
+};
+
+struct Pump {
+  Pump(kj::Own<RpcPipe> p, rpc::GuestControl::Client t) : pipe(kj::mv(p)), theirs(kj::mv(t)) {}
+  kj::Own<RpcPipe> pipe;
+  rpc::GuestControl::Client theirs;
+  kj::byte buf[1024];
+
+  kj::Promise<void> run() {
+    return pipe->inner->tryRead(buf, 1, sizeof(buf)).then([this](size_t n) -> kj::Promise<void> {
+      if (n == 0) return kj::READY_NOW;
+      auto req = theirs.writeRequest();
+      req.setBytes(kj::arrayPtr(buf, n));
+      return req.send().ignoreResult().then([this]() { return run(); });
+    });
+  }
+};
+
 kj::Own<kj::AsyncIoStream> controlPair(Daemon& d, int& theirs) {
   int sv[2];
   require(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
@@ -62,6 +117,17 @@ kj::Own<kj::AsyncIoStream> controlPair(Daemon& d, int& theirs) {
 }
 
 }  // namespace
+
+ControlOverRpc controlOverRpc(kj::TaskSet& tasks, rpc::GuestControl::Client theirs) {
+  auto pipe = kj::newTwoWayPipe();
+  auto shared = kj::refcounted<RpcPipe>();
+  shared->inner = kj::mv(pipe.ends[1]);
+  auto pump = kj::heap<Pump>(kj::addRef(*shared), kj::mv(theirs));
+  RpcPipe* p = shared.get();
+  auto& running = *pump;
+  tasks.add(running.run().then([p]() { p->close(); }, [p](kj::Exception&&) { p->close(); }).attach(kj::mv(pump)));
+  return ControlOverRpc{kj::mv(pipe.ends[0]), kj::heap<ControlServer>(kj::mv(shared))};
+}
 
 LinkProcess::LinkProcess(Daemon& d, uint64_t jobId, kj::StringPtr home, const ChildSpec& restart, int gateFd,
                          kj::StringPtr restoreLog)
@@ -86,6 +152,19 @@ LinkProcess::LinkProcess(Daemon& d, uint64_t jobId, kj::StringPtr home, const Ch
   spec.argv.add(kj::str(restoreLog));
   spec.argv.add(kj::str("--advertise"));
   spec.argv.add(kj::str(cfg.advertise));
+  // What it tells a restarted shadowd to learn the job back (Local.relearnGuest).
+  spec.argv.add(kj::str("--shadowd-socket"));
+  spec.argv.add(kj::str(cfg.socketPath));
+  KJ_IF_MAYBE(j, d.hostedJobs().find(jobId)) {
+    spec.argv.add(kj::str("--vpid"));
+    spec.argv.add(kj::str((*j)->vpid));
+    spec.argv.add(kj::str("--command"));
+    spec.argv.add(kj::str((*j)->command));
+    spec.argv.add(kj::str("--started-at"));
+    spec.argv.add(kj::str((*j)->startedAt));
+    spec.argv.add(kj::str("--network"));
+    spec.argv.add(kj::str(static_cast<uint16_t>((*j)->network)));
+  }
   if (cfg.keyPath.size() > 0) {
     spec.argv.add(kj::str("--cluster-key"));
     spec.argv.add(kj::str(cfg.keyPath));
@@ -108,6 +187,21 @@ LinkProcess::LinkProcess(Daemon& d, uint64_t jobId, kj::StringPtr home, const Ch
                     if (status != 0) d.log(kj::str("job ", jobId, ": its link process ended with ", describeStatus(status)));
                   })
                   .eagerlyEvaluate(nullptr);
+  reading_ = readLoop().eagerlyEvaluate([this](kj::Exception&& e) {
+    d_.log(kj::str("job ", jobId_, ": its link process's control: ", oneLine(e.getDescription())));
+  });
+}
+
+LinkProcess::LinkProcess(Daemon& d, uint64_t jobId, pid_t linkPid, pid_t realPid, kj::Own<kj::AsyncIoStream> control)
+    : d_(d), jobId_(jobId), linkPid_(linkPid), control_(kj::mv(control)) {
+  auto pidPaf = kj::newPromiseAndFulfiller<pid_t>();
+  pidFulfiller_ = kj::mv(pidPaf.fulfiller);
+  pid_ = pidPaf.promise.fork();
+  pidFulfiller_->fulfill(kj::cp(realPid));
+  auto exitPaf = kj::newPromiseAndFulfiller<int>();
+  exitFulfiller_ = kj::mv(exitPaf.fulfiller);
+  exited_ = exitPaf.promise.fork();
+  linkExit_ = kj::READY_NOW;  // not our child: its end is its control's end
   reading_ = readLoop().eagerlyEvaluate([this](kj::Exception&& e) {
     d_.log(kj::str("job ", jobId_, ": its link process's control: ", oneLine(e.getDescription())));
   });

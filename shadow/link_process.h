@@ -19,9 +19,18 @@
 // On "tell" the link process waits for the job's last writes to run at home, then
 // tells home; on "left" it ends at once. Without shadowd (the socket closed) it tells
 // home by itself, only of a job that ran.
+//
+// A restarted shadowd learns its guests back from their link processes: one whose control
+// socket closed while its job runs connects to shadowd's local socket again (with a
+// backoff) and announces the job (Local.relearnGuest: its id, token, home, PIDs, command,
+// counts so far); shadowd checks that the caller is that job's link process (SO_PEERCRED:
+// same user, its PID, the job's parent) and that home does not refuse the token, rebuilds
+// the guest record, and from then on the same control lines go both ways as
+// GuestControl.write calls on that connection (controlOverRpc).
 #pragma once
 
 #include "shadow/child_process.h"
+#include "shadow/mig.capnp.h"
 
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
@@ -49,6 +58,17 @@ class LineChannel {
   kj::Promise<void> writing_ = kj::READY_NOW;
 };
 
+// The control lines over Cap'n Proto (a link process that announced itself to a
+// restarted shadowd): `stream` is this side's end, for a LineChannel; what is written to
+// it goes to `theirs` as GuestControl.write calls, and what `mine` (for the other side)
+// receives is read from it. The connection's end (`mine` dropped, a call to `theirs`
+// failing) ends the stream.
+struct ControlOverRpc {
+  kj::Own<kj::AsyncIoStream> stream;
+  rpc::GuestControl::Client mine;
+};
+ControlOverRpc controlOverRpc(kj::TaskSet& tasks, rpc::GuestControl::Client theirs);
+
 // The per-job socket the job's shim sends its calls to (beside shadowd's own sockets:
 // the shim finds shadowd's local socket in the same directory, shim/self_api.cc).
 kj::String linkSocketPath(kj::StringPtr relayPath, uint64_t jobId);
@@ -59,6 +79,9 @@ class LinkProcess {
   // restart; `gateFd` becomes the restart's fd 3, `restoreLog` its stderr.
   LinkProcess(Daemon& d, uint64_t jobId, kj::StringPtr home, const ChildSpec& restart, int gateFd,
               kj::StringPtr restoreLog);
+  // A link process that announced itself to this (restarted) shadowd: its job runs as
+  // `realPid`; its control lines come over `control` (controlOverRpc).
+  LinkProcess(Daemon& d, uint64_t jobId, pid_t linkPid, pid_t realPid, kj::Own<kj::AsyncIoStream> control);
   ~LinkProcess() noexcept(false);
 
   // The restart's PID (the job's process on this host).

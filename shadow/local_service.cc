@@ -8,6 +8,7 @@
 #include "shadow/drain.h"
 #include "shadow/error.h"
 #include "shadow/services.h"
+#include "shadow/spool.h"
 
 #include "shim/control_protocol.h"
 
@@ -224,9 +225,35 @@ void endPostcopyLost(Daemon& d, uint64_t id) {
   }
 }
 
+// The parent of process `pid` (/proc/PID/stat), 0 if it is gone.
+pid_t parentOf(pid_t pid) {
+  auto stat = readProc(pid, "stat");
+  const char* paren = strrchr(stat.cStr(), ')');
+  if (paren == nullptr || paren[1] == '\0' || paren[2] == '\0') return 0;
+  return static_cast<pid_t>(strtol(paren + 4, nullptr, 10));  // ") S PPID"
+}
+
+// The program process `pid` runs, without its directory (and " (deleted)": upgraded).
+kj::String programOf(pid_t pid) {
+  char buf[4096];
+  ssize_t n = readlink(kj::str("/proc/", pid, "/exe").cStr(), buf, sizeof(buf) - 1);
+  if (n <= 0) return kj::str("");
+  buf[n] = '\0';
+  kj::StringPtr path = buf;
+  if (path.endsWith(" (deleted)")) buf[n - 10] = '\0';
+  const char* slash = strrchr(buf, '/');
+  return kj::str(slash != nullptr ? slash + 1 : buf);
+}
+
+// How long a restarted shadowd waits for home's word on a guest its link process
+// announces (Node.deputy): a home that does not answer does not keep the job unlisted.
+constexpr uint64_t kRelearnHomeMs = 5000;
+
 class LocalImpl final : public rpc::Local::Server {
  public:
   explicit LocalImpl(Daemon& d) : d_(d) {}
+  // A connection on the local socket, from process `pid` of user `uid` (SO_PEERCRED).
+  LocalImpl(Daemon& d, pid_t pid, uid_t uid) : d_(d), peerPid_(pid), peerUid_(uid) {}
 
   kj::Promise<void> list(ListContext context) override {
     kj::Vector<kj::Function<void(rpc::JobStatus::Builder)>> rows;
@@ -626,6 +653,7 @@ class LocalImpl final : public rpc::Local::Server {
 
   kj::Promise<void> registerDeputy(RegisterDeputyContext context) override {
     auto p = context.getParams();
+    if (p.getAgain() && d_.homeJobs().find(p.getJobId()) == nullptr) return relearnHomeJob(context);
     HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
     d_.deputyRegistered(job, p.getDeputy());
     d_.log(kj::str("job ", job.id, ": PID ", job.vpid, " is now its deputy"));
@@ -665,6 +693,111 @@ class LocalImpl final : public rpc::Local::Server {
     return kj::READY_NOW;
   }
 
+  // A deputy whose shadowd restarted registers again with the record it kept
+  // (Deputy.keepRecord): the job is this host's again, listed, its signals passed on, and
+  // movable. The deputy is the job's process at home: the caller's own PID.
+  kj::Promise<void> relearnHomeJob(RegisterDeputyContext& context) {
+    auto p = context.getParams();
+    require(peerPid_ > 0 && peerUid_ == getuid(),
+            "only a deputy of this shadowd's user, on its local socket, may register again");
+    require(p.getToken().size() == 32, "a job token is 32 bytes");
+    auto deputyName = programOf(peerPid_);
+    kj::StringPtr ours = d_.config().deputy;
+    KJ_IF_MAYBE(slash, ours.findLast('/')) { ours = ours.slice(*slash + 1); }
+    require(deputyName == "mig-deputy" || deputyName == ours,
+            kj::str("process ", peerPid_, " (", deputyName, ") is not a deputy (mig-deputy)"));
+    auto r = p.getRecord();
+    auto job = kj::heap<HomeJob>();
+    job->id = p.getJobId();
+    job->token = kj::heapArray<kj::byte>(p.getToken());
+    job->vpid = peerPid_;
+    // A deputy that was given no record (an older shadowd): what /proc tells of it.
+    job->command = r.getCommand().size() > 0 ? kj::str(r.getCommand()) : commandOf(peerPid_);
+    job->location = kj::str(r.getLocation());
+    job->startedAt = r.getStartedAt() > 0 ? r.getStartedAt() : nowSeconds() - ageSeconds(peerPid_);
+    job->treeRoot = r.getTreeRoot();
+    int pidfd = static_cast<int>(syscall(SYS_pidfd_open, peerPid_, 0));
+    require(pidfd >= 0, kj::str("cannot watch the deputy, process ", peerPid_, ": ", strerror(errno)));
+    uint64_t id = job->id;
+    HomeJob& j = *job;
+    d_.homeJobs().insert(id, kj::mv(job));
+    d_.deputyRegistered(j, p.getDeputy());
+    d_.log(kj::str("job ", id, " (PID ", j.vpid, "): learned back from its deputy; it runs on ",
+                   j.location.size() > 0 ? j.location.asPtr() : "a host its deputy does not know yet"));
+    watchDeputy(d_, id, kj::AutoCloseFd(pidfd));
+    d_.tasks().add(followStops(d_, id));
+    return kj::READY_NOW;
+  }
+
+  // The link process of a job that runs here announces it to this (restarted) shadowd
+  // (shadow/link_process.h): checked, the guest record is made again and home told where
+  // the job runs.
+  kj::Promise<void> relearnGuest(RelearnGuestContext context) override {
+    auto g = context.getParams().getGuest();
+    const uint64_t id = g.getJobId();
+    const pid_t linkPid = g.getLinkPid(), realPid = g.getRealPid();
+    require(peerUid_ == getuid() && peerPid_ > 0, "only this shadowd's own link processes (its user) may announce a guest");
+    require(peerPid_ == linkPid, kj::str("the announcing process is PID ", peerPid_, ", not the link process ", linkPid));
+    require(programOf(linkPid) == "mig-link", kj::str("process ", linkPid, " is not a link process (mig-link)"));
+    require(realPid > 0 && parentOf(realPid) == linkPid,
+            kj::str("the job's process ", realPid, " is not a child of link process ", linkPid));
+    require(g.getToken().size() == 32, "a job token is 32 bytes");
+    require(g.getHome().size() > 0, "a guest needs its home");
+    require(d_.hostedJobs().find(id) == nullptr, kj::str("job ", id, " is a guest here already"));
+    // Home checks the token and points its record here again (Node.deputy sets where
+    // the job runs). A home that says no refuses it; one that does not answer leaves it
+    // to the local proof above (it learns where the job is at the job's next call).
+    auto home = kj::str(g.getHome());
+    auto token = kj::heapArray<kj::byte>(g.getToken());
+    auto asked = d_.peer(home).then([this, id, token = kj::heapArray<kj::byte>(token)](rpc::Node::Client node) {
+      auto req = node.deputyRequest();
+      req.setJobId(id);
+      req.setToken(token);
+      req.setLocation(d_.address());
+      return req.send().ignoreResult();
+    });
+    auto limit = d_.io().provider->getTimer().afterDelay(kRelearnHomeMs * kj::MILLISECONDS).then([]() {
+      fail(kj::str("no answer within ", kRelearnHomeMs / 1000, " s"));
+    });
+    return asked.exclusiveJoin(kj::mv(limit))
+        .then([]() { return kj::String(); },
+              [this, id, home = kj::str(home)](kj::Exception&& e) -> kj::String {
+                auto why = oneLine(e.getDescription());
+                require(strstr(why.cStr(), "wrong job token") == nullptr,
+                        kj::str("home (", home, ") does not know job ", id, " with this token: ", why));
+                return kj::mv(why);
+              })
+        .then([this, context, id, linkPid, realPid, home = kj::mv(home), token = kj::mv(token)](kj::String homeProblem) mutable {
+          auto g = context.getParams().getGuest();
+          require(d_.hostedJobs().find(id) == nullptr, kj::str("job ", id, " is a guest here already"));
+          require(parentOf(realPid) == linkPid, kj::str("the job's process ", realPid, " ended meanwhile"));
+          auto job = kj::heap<HostedJob>();
+          job->id = id;
+          job->token = kj::mv(token);
+          job->home = kj::mv(home);
+          job->vpid = g.getVpid();
+          job->realPid = realPid;
+          job->command = kj::str(g.getCommand());
+          job->startedAt = g.getStartedAt();
+          job->running = true;
+          job->network = g.getNetwork();
+          job->calls = kj::refcounted<JobCalls>(d_, job->id, job->home, job->token);
+          auto control = controlOverRpc(d_.tasks(), context.getParams().getControl());
+          job->link = kj::heap<LinkProcess>(d_, id, linkPid, realPid, kj::mv(control.stream));
+          auto exited = job->link->exited();
+          auto& m = d_.metrics();
+          m.forwardedCalls += g.getForwardedCalls();
+          m.forwardedBytesOut += g.getForwardedBytesOut();
+          m.forwardedBytesIn += g.getForwardedBytesIn();
+          d_.log(kj::str("job ", id, " (PID ", job->vpid, " of ", job->home, "): learned back from its link process (PID ",
+                         linkPid, "); it runs here as PID ", realPid,
+                         homeProblem.size() > 0 ? kj::str("; its home was not reached (", homeProblem, ")").cStr() : ""));
+          d_.hostedJobs().insert(id, kj::mv(job));
+          watchGuest(d_, id, kj::mv(exited), spoolImagePath(d_.config().spoolDir, id));
+          context.getResults().setControl(kj::mv(control.mine));
+        });
+  }
+
   kj::Promise<void> drain(DrainContext context) override { return localDrain(d_, kj::mv(context)); }
   kj::Promise<void> place(PlaceContext context) override { return localPlace(d_, kj::mv(context)); }
 
@@ -674,7 +807,10 @@ class LocalImpl final : public rpc::Local::Server {
     KJ_IF_MAYBE(j, d_.homeJobs().find(id)) {
       HomeJob& job = **j;
       job.migrating = false;
-      KJ_IF_MAYBE(where, to) { job.location = kj::str(*where); }
+      KJ_IF_MAYBE(where, to) {
+        job.location = kj::str(*where);
+        keepRecordAtDeputy(d_, job);
+      }
       // One after the other, so that realtime signals arrive in the order sent.
       auto pending = kj::heap(kj::mv(job.signalsDuringMigration));
       kj::Promise<void> chain = kj::READY_NOW;
@@ -689,6 +825,8 @@ class LocalImpl final : public rpc::Local::Server {
   }
 
   Daemon& d_;
+  pid_t peerPid_ = 0;  // SO_PEERCRED of the connection; 0: shadowd's own use
+  uid_t peerUid_ = static_cast<uid_t>(-1);
 };
 
 }  // namespace
@@ -707,6 +845,7 @@ kj::Promise<void> sendSignal(Daemon& d, HomeJob& job, int sig, kj::ArrayPtr<cons
 }
 
 rpc::Local::Client makeLocal(Daemon& d) { return kj::heap<LocalImpl>(d); }
+rpc::Local::Client makeLocal(Daemon& d, pid_t peerPid, uid_t peerUid) { return kj::heap<LocalImpl>(d, peerPid, peerUid); }
 
 size_t untrackedJobsHere(Daemon& d) {
   size_t n = 0;

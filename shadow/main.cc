@@ -275,7 +275,7 @@ int run(int argc, char** argv) {
     uint len = sizeof(cred);
     stream.getsockopt(SOL_SOCKET, SO_PEERCRED, &cred, &len);
     require(cred.uid == getuid() || cred.uid == 0, "local connection from another user refused");
-    return makeLocal(d);
+    return makeLocal(d, cred.pid, cred.uid);
   };
   auto localServing = serveRpc(*localListener, d.tasks(), acceptLocal);
 

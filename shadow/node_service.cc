@@ -876,6 +876,7 @@ class NodeImpl final : public rpc::Node::Server {
     auto p = context.getParams();
     HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
     job.location = kj::str(p.getLocation());
+    keepRecordAtDeputy(d_, job);
     return d_.deputyOf(job).then([context](rpc::Deputy::Client deputy) mutable {
       context.getResults().setDeputy(kj::mv(deputy));
     });
@@ -1004,5 +1005,9 @@ class NodeImpl final : public rpc::Node::Server {
 }  // namespace
 
 rpc::Node::Client makeNode(Daemon& d) { return kj::heap<NodeImpl>(d); }
+
+void watchGuest(Daemon& d, uint64_t jobId, kj::Promise<int> exited, kj::String image) {
+  ImageSinkImpl::watchJob(d, jobId, kj::mv(exited), kj::mv(image));
+}
 
 }  // namespace mig::shadow

@@ -12,6 +12,9 @@ rpc::Gate::Client makeGate(Daemon& d, kj::Function<void()> onLogin);
 rpc::Node::Client makeNode(Daemon& d);
 
 rpc::Local::Client makeLocal(Daemon& d);
+// For a connection on the local socket from process `peerPid` of user `peerUid`
+// (SO_PEERCRED): what a deputy or link process registering again must match.
+rpc::Local::Client makeLocal(Daemon& d, pid_t peerPid, uid_t peerUid);
 
 // The processes under libmig.so here that shadowd has no job for: jobs at home that
 // never moved (`migctl list` shows them `running`).
@@ -24,6 +27,10 @@ void watchDeputy(Daemon& d, uint64_t jobId, kj::AutoCloseFd pidfd);
 // Delivers `sig` to a job whose home is here, on the host it runs on, with `info` (the
 // siginfo_t its deputy caught; empty: as kill(2) sends it).
 kj::Promise<void> sendSignal(Daemon& d, HomeJob& job, int sig, kj::ArrayPtr<const kj::byte> info = nullptr);
+
+// Watches a guest learned back from its link process (Local.relearnGuest) as one that
+// arrived here: its end told home or its leaving noted, its image `image` deleted.
+void watchGuest(Daemon& d, uint64_t jobId, kj::Promise<int> exited, kj::String image);
 
 // The Unix socket where the shims of jobs running here send their calls home.
 kj::Promise<void> serveCallRelay(Daemon& d, kj::ConnectionReceiver& listener);

@@ -58,6 +58,20 @@ static void feature_handle(int sig, void (*fn)(int, siginfo_t *, void *), int fl
   CHECK_SYS(sigaction(sig, &sa, NULL));
 }
 
+/* Reads exactly n bytes from fd (a pipe or stream socket may return them in
+ * pieces); end of file or an error fails with `who` in the message. */
+__attribute__((unused))
+static void read_full(int fd, void *buf, size_t n, const char *who)
+{
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, (char *)buf + got, n - got);
+    CHECK(r > 0 || (r < 0 && errno == EINTR), "%s: read (got %zu of %zu): %s", who, got, n,
+          r == 0 ? "end of file" : strerror(errno));
+    if (r > 0) got += (size_t)r;
+  }
+}
+
 /* The step marker run_feature.sh waits for. */
 static inline void feature_step(int n)
 {

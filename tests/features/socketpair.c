@@ -35,16 +35,6 @@ static void send_all(int fd, const unsigned char *p, size_t n, const char *what)
   CHECK(w == (ssize_t)n, "send on %s: %s", what, w < 0 ? strerror(errno) : "short");
 }
 
-static void read_all(int fd, unsigned char *p, size_t n, const char *what)
-{
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = read(fd, p + got, n - got);
-    CHECK(r > 0, "read on %s: %s (got %zu of %zu)", what, r < 0 ? strerror(errno) : "end of file", got, n);
-    got += (size_t)r;
-  }
-}
-
 /* What the pairs carry at step s, direction dir (0: first end to second). */
 static void put(int fd, int type, int s, int dir, const char *what)
 {
@@ -73,7 +63,7 @@ static uint64_t take(int fd, int type, int s, int dir, const char *what)
   if (type == SOCK_STREAM) {
     size_t n = block_len(s, dir);
     fill(want, n, (uint64_t)(s * 2 + dir));
-    read_all(fd, buf, n, what);
+    read_full(fd, buf, n, what);
     CHECK(memcmp(buf, want, n) == 0, "step %d: %s block differs", s, what);
     return fnv1a(h, buf, n);
   }

@@ -13,16 +13,6 @@
 
 #define ROUNDS 30
 
-static void read_all(int fd, void *buf, size_t n, const char *who)
-{
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = read(fd, (char *)buf + got, n - got);
-    CHECK(r > 0 || (r < 0 && errno == EINTR), "%s: read: %s", who, r == 0 ? "end of file" : strerror(errno));
-    if (r > 0) got += (size_t)r;
-  }
-}
-
 int main(void)
 {
   int st[2], dg[2];
@@ -36,7 +26,7 @@ int main(void)
     for (;;) {
       long v[3];
       for (int i = 0; i < 3; i++) {
-        read_all(st[1], &v[i], sizeof v[i], "child");
+        read_full(st[1], &v[i], sizeof v[i], "child");
         if (v[i] < 0) _exit(0);
         sleep_ms(20); /* the rest waits in the pair meanwhile */
       }
@@ -62,7 +52,7 @@ int main(void)
     long v[3] = { r * 100 + 1, r * 100 + 2, r * 100 + 3 };
     CHECK(write(st[0], v, sizeof v) == (ssize_t)sizeof v, "root: write: %s", strerror(errno));
     long sum;
-    read_all(st[0], &sum, sizeof sum, "root");
+    read_full(st[0], &sum, sizeof sum, "root");
     CHECK(sum == r * 300 + 6, "round %ld: the child summed %ld, want %ld", r, sum, r * 300 + 6);
     total += sum;
     feature_step((int)r);
