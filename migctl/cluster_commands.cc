@@ -125,8 +125,8 @@ kj::MainFunc migrateMain(cli::Context& cli) {
       .addOption({"postcopy"}, [&o]() { return chooseMode(o, rpc::MigrationMode::POSTCOPY); },
                  "freeze it only for its state and small regions and run it there at once; its big "
                  "memory regions follow, the pages it touches first (the destination needs root or "
-                 "vm.unprivileged_userfaultfd = 1; if the link breaks before every page is there, the job "
-                 "is ended after shadowd's --transfer-timeout, exit status 4)")
+                 "vm.unprivileged_userfaultfd = 1; a broken link is waited for and the pages go on once it is "
+                 "back; if no page comes for shadowd's --transfer-timeout, the job is ended, exit status 4)")
       .addOption({"only"}, [&o]() -> kj::MainBuilder::Validity {
         o.only = true;
         return true;

@@ -184,6 +184,11 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
       }, "FD", "(shadowd, with --migrated) restore up to \"ready, not running\", write 'R' to socket FD, "
                "and run the job only when 'G' comes back; anything else deletes the image and exits "
                "(the hop's two-phase commit)")
+      .addOption({"image-on-gate"}, [&o]() -> V {
+        o.migrated.imageOnGate = true;
+        return true;
+      }, "(shadowd, with --gate-fd) started before the image is complete (a post-copy hop, off the job's "
+         "freeze): wait for 'I' on the gate socket before reading the image; its end instead: exit")
       .addOptionWithArg({"postcopy"}, [&o](kj::StringPtr v) -> V {
         char* end = nullptr;
         long n = strtol(v.cStr(), &end, 10);
@@ -298,6 +303,27 @@ void becomeOwner(image::schema::Header::Reader h, const char* path, bool asFileO
 }
 
 int restart(Options& o, const resources::CallerFds& caller) {
+  if (o.migrated.imageOnGate) {
+    if (o.migrated.gateFd < 0) fail(kj::str("--image-on-gate needs --gate-fd"));
+    char c = 0;
+    ssize_t n;
+    do n = read(o.migrated.gateFd, &c, 1); while (n < 0 && errno == EINTR);
+    if (n != 1 || c != 'I') {
+      // Nothing of this hop stays here: shadowd deleted its files, maybe before our link
+      // process made this log (our stderr), which goes too if it is still ours.
+      char path[PATH_MAX];
+      ssize_t len = readlink("/proc/self/fd/2", path, sizeof(path) - 1);
+      struct stat mine {}, named {};
+      if (len > 0) {
+        path[len] = '\0';
+        if (fstat(STDERR_FILENO, &mine) == 0 && stat(path, &named) == 0 && S_ISREG(named.st_mode) &&
+            mine.st_dev == named.st_dev && mine.st_ino == named.st_ino) {
+          unlink(path);
+        }
+      }
+      fail(kj::str("not committed: the hop was aborted before its image was complete here"));
+    }
+  }
   // A chain directory or an incremental image (checkpoint --every): the whole image
   // made from the chain (image/image_chain.h).
   kj::String whole = image::wholeImagePath(o.path);
@@ -444,7 +470,18 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }
-    if (migrated.gateFd >= 0) waitAtGate(keep[2], path, migrated.postcopyTimeoutMs > 0);
+    if (postcopy) {
+      // The page server starts before the job is released (its forks off the freeze): it
+      // waits for the restorer's userfaultfd and only then asks for pages on the gate.
+      // Not released, this process exits and the server, whose handover socket closes,
+      // ends too. Last, so that its socket takes an fd number none of the job's files has.
+      plan.mutableHeader().lazySocket =
+          resources::startPageServer(img, keep[1], plan, getpid(), keep[2], migrated.postcopyTimeoutMs);
+      if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
+        fail(kj::str("cannot write the restore plan: ", strerror(errno)));
+      }
+    }
+    if (migrated.gateFd >= 0) waitAtGate(keep[2], path, migrated.postcopyTimeoutMs > 0 && !postcopy);
     if (migrated.postcopyTimeoutMs > 0 && !postcopy) {
       // A post-copy hop whose image holds every page: no page server; shadowd hears
       // that nothing will be asked.
@@ -460,12 +497,10 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     resources::applyProcessState(img, false);
     resources::restoreFiles(img, keep, keepCount, caller);
   }
-  if (lazy || postcopy) {
-    // Last, so that its socket takes an fd number none of the job's files has.
-    plan.mutableHeader().lazySocket =
-        postcopy ? resources::startPageServer(img, keep[1], plan, getpid(), keep[2], migrated.postcopyTimeoutMs)
-                 : resources::startPageServer(img, keep[1], plan, getpid());
-    if (postcopy) close(keep[2]);  // the page server has it now
+  if (lazy) {
+    // Last, so that its socket takes an fd number none of the job's files has. (A
+    // post-copy restart, always --migrated, started its page server above.)
+    plan.mutableHeader().lazySocket = resources::startPageServer(img, keep[1], plan, getpid());
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }

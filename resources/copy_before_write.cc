@@ -46,43 +46,6 @@ int writeProtect(int uffd, uint64_t start, uint64_t end, bool on) {
   return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) == 0 ? 0 : errno;
 }
 
-// The present or swapped-out pages of [start, end), what ProcPageSource saves of
-// private anonymous memory, in one PAGEMAP_SCAN walk by the kernel (runs, not a page
-// map entry per page: the freeze is shorter). False where the kernel has no
-// PAGEMAP_SCAN (before 6.7): the caller asks the page source.
-bool scanPresent(int pagemap, uint64_t start, uint64_t end, kj::Vector<PageSpan>& out) {
-  constexpr uint64_t kIsPresent = 1u << 3, kIsSwapped = 1u << 4;  // PAGE_IS_PRESENT, PAGE_IS_SWAPPED
-  constexpr size_t kVec = 512;
-  pagemap_scan::PageRegion vec[kVec];
-  pagemap_scan::Arg a{};
-  a.size = sizeof(a);
-  a.start = start;
-  a.end = end;
-  a.vec = reinterpret_cast<uint64_t>(vec);
-  a.vecLen = kVec;
-  a.categoryAnyofMask = kIsPresent | kIsSwapped;
-  a.returnMask = kIsPresent | kIsSwapped;
-  size_t first = out.size();
-  while (a.start < end) {
-    long n = ioctl(pagemap, pagemap_scan::kIoctl, &a);
-    if (n < 0) {
-      out.resize(first);
-      return false;
-    }
-    for (long i = 0; i < n; ++i) {
-      uint64_t s = vec[i].start, e = vec[i].end;
-      if (out.size() > first && out.back().addr + out.back().pages * kPage == s) {
-        out.back().pages += (e - s) / kPage;
-      } else {
-        out.add(PageSpan{s, (e - s) / kPage});
-      }
-    }
-    if (a.walkEnd <= a.start) break;
-    a.start = a.walkEnd;
-  }
-  return true;
-}
-
 }  // namespace
 
 CopyBeforeWrite::CopyBeforeWrite(pid_t pid, int uffd, PageSource& frozen)

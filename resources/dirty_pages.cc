@@ -177,4 +177,37 @@ void DirtyPageTracker::collect(kj::ArrayPtr<const MappedRegion> regions, PageRan
   }
 }
 
+bool scanPresent(int pagemap, uint64_t start, uint64_t end, kj::Vector<PageSpan>& out) {
+  constexpr uint64_t kPage = 4096;
+  constexpr size_t kVec = 512;
+  pagemap_scan::PageRegion vec[kVec];
+  pagemap_scan::Arg a{};
+  a.size = sizeof(a);
+  a.start = start;
+  a.end = end;
+  a.vec = reinterpret_cast<uint64_t>(vec);
+  a.vecLen = kVec;
+  a.categoryAnyofMask = pagemap_scan::kIsPresent | pagemap_scan::kIsSwapped;
+  a.returnMask = pagemap_scan::kIsPresent | pagemap_scan::kIsSwapped;
+  const size_t first = out.size();
+  while (a.start < end) {
+    long n = ioctl(pagemap, pagemap_scan::kIoctl, &a);
+    if (n < 0) {
+      out.resize(first);
+      return false;
+    }
+    for (long i = 0; i < n; ++i) {
+      uint64_t s = vec[i].start, e = vec[i].end;
+      if (out.size() > first && out.back().addr + out.back().pages * kPage == s) {
+        out.back().pages += (e - s) / kPage;
+      } else {
+        out.add(PageSpan{s, (e - s) / kPage});
+      }
+    }
+    if (a.walkEnd <= a.start) break;
+    a.start = a.walkEnd;
+  }
+  return true;
+}
+
 }  // namespace mig::resources

@@ -59,7 +59,16 @@ inline constexpr unsigned long kIoctl = (3ul << 30) | (sizeof(Arg) << 16) | ('f'
 inline constexpr uint64_t kIsWritten = 1u << 1;
 inline constexpr uint64_t kWpMatching = 1u << 0;
 inline constexpr uint64_t kCheckWpAsync = 1u << 1;
+inline constexpr uint64_t kIsPresent = 1u << 3;  // PAGE_IS_PRESENT
+inline constexpr uint64_t kIsSwapped = 1u << 4;  // PAGE_IS_SWAPPED
 }  // namespace pagemap_scan
+
+// The present or swapped-out pages of [start, end), what ProcPageSource saves of
+// private anonymous memory, appended to `out` as runs, from one PAGEMAP_SCAN walk by the
+// kernel on `pagemap` (/proc/PID/pagemap): runs, not a page map entry per page, so a
+// freeze is shorter. False where the kernel has no PAGEMAP_SCAN (before 6.7), `out` as
+// it was: the caller asks its page source instead.
+bool scanPresent(int pagemap, uint64_t start, uint64_t end, kj::Vector<PageSpan>& out);
 
 inline constexpr uint64_t kUffdFeatureWpUnpopulated = 1ull << 13;
 inline constexpr uint64_t kUffdFeatureWpAsync = 1ull << 15;

@@ -27,40 +27,6 @@ bool remoteKind(const MappedRegion& r) {
          !r.saveWhole && r.path.size() == 0;
 }
 
-// The present or swapped-out pages of [start, end) (what ProcPageSource saves of
-// private anonymous memory) by PAGEMAP_SCAN; false where the kernel has none (< 6.7).
-bool scanPresent(int pagemap, uint64_t start, uint64_t end, kj::Vector<PageSpan>& out) {
-  constexpr uint64_t kIsPresent = 1u << 3, kIsSwapped = 1u << 4;  // PAGE_IS_PRESENT, PAGE_IS_SWAPPED
-  constexpr size_t kVec = 512;
-  pagemap_scan::PageRegion vec[kVec];
-  pagemap_scan::Arg a{};
-  a.size = sizeof(a);
-  a.start = start;
-  a.end = end;
-  a.vec = reinterpret_cast<uint64_t>(vec);
-  a.vecLen = kVec;
-  a.categoryAnyofMask = kIsPresent | kIsSwapped;
-  a.returnMask = kIsPresent | kIsSwapped;
-  while (a.start < end) {
-    long n = ioctl(pagemap, pagemap_scan::kIoctl, &a);
-    if (n < 0) {
-      out.clear();
-      return false;
-    }
-    for (long i = 0; i < n; ++i) {
-      uint64_t s = vec[i].start, e = vec[i].end;
-      if (!out.empty() && out.back().addr + out.back().pages * kPage == s) {
-        out.back().pages += (e - s) / kPage;
-      } else {
-        out.add(PageSpan{s, (e - s) / kPage});
-      }
-    }
-    if (a.walkEnd <= a.start) break;
-    a.start = a.walkEnd;
-  }
-  return true;
-}
-
 }  // namespace
 
 PostcopySource::PostcopySource(PageSource& inner, pid_t pid) : inner_(inner) {

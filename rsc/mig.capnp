@@ -122,6 +122,13 @@ interface Node {
   # Asked by the home of a process tree that moved here together (docs/design.md,
   # "Moving a process tree"): send every one of `jobs` (its root first), all running
   # here, to `to` in one freeze, all or nothing.
+
+  resumePages @13 (jobId :UInt64, token :Data, source :PageSource) -> (finished :Bool);
+  # Asked of the host a post-copy hop went to by its sender, over a new connection, when
+  # its page link may be broken (no page asked for a while): `source` serves the pages
+  # from now on, a page request waiting on the old link is asked again of it. `finished`:
+  # the destination had every page already (its PageSource.finished may have been lost
+  # with the old link). Fails when the job's pages could not come (it was ended there).
 }
 
 struct JobKey {
@@ -166,6 +173,8 @@ interface ImageSink {
   # Before the freeze of a post-copy hop: the image's postcopyPages (section 15) are
   # fetched from `source` by the restored job's page server once it runs here.
   # Refused (exception) where this host cannot serve missing pages (no userfaultfd).
+  # Returns once this host is ready to take the frozen job (home's clock measured, the
+  # job's restart started and waiting for the image), or after 2 s without that.
 }
 
 interface PageSource {

@@ -18,6 +18,7 @@
 
 #include <kj/debug.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -54,6 +55,8 @@ constexpr uint64_t kSetupCheckMs = 20000;
 // Before the first bytes, the sender freezes the job (migctl send: up to 30 s) on top
 // of the transfer timeout.
 constexpr uint64_t kFreezeAllowanceMs = 30000;
+// A post-copy hop's freeze waits at most this long for home's clock to be measured.
+constexpr uint64_t kClockWaitMs = 2000;
 
 // What `migctl nodes` shows of this host.
 void fillInfo(Daemon& d, rpc::NodeInfo::Builder info) {
@@ -184,7 +187,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   // homeClock: home's realtime clock minus ours, measured while the image arrives.
   // homecoming: this host is the job's home and its deputy is here (deputy/homecoming.h).
   ImageSinkImpl(Daemon& d, uint64_t jobId, kj::Promise<int64_t> homeClock, bool homecoming = false)
-      : d_(d), jobId_(jobId), homecoming_(homecoming), homeClock_(kj::mv(homeClock)) {
+      : d_(d), jobId_(jobId), homecoming_(homecoming), homeClock_(homeClock.fork()) {
     path_ = spoolImagePath(d.config().spoolDir, jobId);
     logPath_ = spoolLogPath(d.config().spoolDir, jobId);
     fd_ = open(path_.cStr(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -238,7 +241,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     HostedJob* job = nullptr;
     KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { job = j->get(); }
     require(job != nullptr, "the job was dropped during the transfer");
-    return kj::mv(homeClock_).then(
+    return homeClock_.addBranch().then(
         [this, context](int64_t realtimeOffsetNs) mutable { return restore(context, realtimeOffsetNs); });
   }
 
@@ -253,6 +256,33 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
       d_.log(kj::str("job ", jobId_, ": home's realtime clock is ", realtimeOffsetNs / 1000000,
                      " ms ahead of this host's"));
     }
+    kj::Own<PreparedHop> hop;
+    kj::Promise<void> imageTold = kj::READY_NOW;
+    KJ_IF_MAYBE(early, early_) {
+      // Started before the freeze (postcopy): it reads the image once told it is complete.
+      hop = kj::mv(*early);
+      early_ = nullptr;
+      static const char image = 'I';
+      imageTold = hop->gate->write(&image, 1);
+    } else {
+      hop = startRestart(*job, realtimeOffsetNs, false);
+    }
+    return imageTold
+        .then([this]() {
+          KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { return (*j)->link->jobPid(); }
+          fail(kj::str("the job was dropped during the transfer"));
+        })
+        .then([this, context, hop = kj::mv(hop)](pid_t pid) mutable {
+          KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { (*j)->realPid = pid; }
+          hop->pid = pid;
+          return waitReady(context, pid, kj::mv(hop));
+        });
+  }
+
+  // Runs `migctl restart --migrated --gate-fd 3` of this hop's image under the job's
+  // link process; with imageLater before the image is complete (--image-on-gate: it
+  // reads the image once 'I' comes on the gate).
+  kj::Own<PreparedHop> startRestart(HostedJob& job, int64_t realtimeOffsetNs, bool imageLater) {
     ChildSpec spec;
     spec.argv.add(kj::str(d_.config().migctl));
     spec.argv.add(kj::str("restart"));
@@ -261,14 +291,15 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     spec.argv.add(kj::str("--data-verified"));
     spec.argv.add(kj::str("--gate-fd"));
     spec.argv.add(kj::str("3"));
+    if (imageLater) spec.argv.add(kj::str("--image-on-gate"));
     spec.argv.add(kj::str("--relay"));
     spec.argv.add(linkSocketPath(d_.config().relayPath, jobId_));  // its link process's (link_process.h)
     spec.argv.add(kj::str("--job-id"));
     spec.argv.add(kj::str(jobId_));
     spec.argv.add(kj::str("--realtime-offset-ns"));
     spec.argv.add(kj::str(realtimeOffsetNs));
-    spec.env.add(kj::str(kTokenEnv, "=", hex(job->token)));
-    addNetworkArgs(spec.argv, job->network);
+    spec.env.add(kj::str(kTokenEnv, "=", hex(job.token)));
+    addNetworkArgs(spec.argv, job.network);
     for (auto& p : d_.config().localPaths) {
       spec.argv.add(kj::str("--local-path"));
       spec.argv.add(kj::str(p));
@@ -290,18 +321,14 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     auto hop = kj::heap<PreparedHop>(d_, jobId_, kj::str(path_), kj::str(logPath_));
     {
       KJ_ON_SCOPE_FAILURE({ close(gate[0]); close(gate[1]); });
-      job->link = kj::heap<LinkProcess>(d_, jobId_, job->home, spec, gate[1], logPath_);
+      job.link = kj::heap<LinkProcess>(d_, jobId_, job.home, spec, gate[1], logPath_);
     }
     close(gate[1]);
     hop->gate = d_.io().lowLevelProvider->wrapSocketFd(gate[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
     hop->pages = kj::mv(pageSource_);
-    hop->exited = job->link->exited().fork();
+    hop->exited = job.link->exited().fork();
     hop->reapWatch = hop->exited.addBranch().then([h = hop.get()](int) { h->reaped = true; }).eagerlyEvaluate(nullptr);
-    return job->link->jobPid().then([this, context, hop = kj::mv(hop)](pid_t pid) mutable {
-      KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { (*j)->realPid = pid; }
-      hop->pid = pid;
-      return waitReady(context, pid, kj::mv(hop));
-    });
+    return hop;
   }
 
   // The restart of the job (its process `pid` here) says 'R' on its gate once ready.
@@ -347,7 +374,19 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
                              ": its shadowd is not root and vm.unprivileged_userfaultfd is 0 (a job's system calls "
                              "must be able to wait for its pages)"));
     pageSource_ = context.getParams().getSource();
-    return kj::READY_NOW;
+    // The sender freezes the job once this returns: home's clock is measured first (it
+    // began with receive), so that the restore does not wait for it while the job is
+    // frozen (a post-copy image arrives in milliseconds, before that measure is done).
+    // A slow measure is not waited for long: the restore waits for the rest, as before.
+    // The restart starts now too, off the freeze: it waits on its gate for the image.
+    return homeClock_.addBranch()
+        .then([this](int64_t realtimeOffsetNs) {
+          HostedJob* job = nullptr;
+          KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { job = j->get(); }
+          if (job == nullptr || dropped_ || gotBytes_ || early_ != nullptr) return;
+          early_ = startRestart(*job, realtimeOffsetNs, true);
+        })
+        .exclusiveJoin(d_.io().provider->getTimer().afterDelay(kClockWaitMs * kj::MILLISECONDS));
   }
 
   // Phase one of a hop back home: every check of the restart, in a child (`migctl
@@ -456,6 +495,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
 
   void drop() {
     dropped_ = true;
+    early_ = nullptr;  // its gate closes: the restart started early exits
     if (fd_ >= 0) close(fd_);
     fd_ = -1;
     struct stat st {};
@@ -486,25 +526,78 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   bool gotBytes_ = false;
   bool prepared_ = false;     // a PreparedHop holds the job now
   char gateByte_ = 0;
-  kj::Promise<int64_t> homeClock_;
+  kj::ForkedPromise<int64_t> homeClock_;
   kj::Maybe<rpc::PageSource::Client> pageSource_;
+  kj::Maybe<kj::Own<PreparedHop>> early_;  // post-copy: the restart started before the image came
   kj::Promise<void> stall_ = nullptr;  // last: it calls drop(), which uses the rest
   image::StreamVerifier verifier_;
 };
 
 // Post-copy: answers the page server's requests (resources/network_page_source.h) on
-// the gate, one at a time, with pages fetched from the sender. A failure (the link
-// home broken, no answer within the transfer timeout) is logged and told to the page
-// server, which kills the job with one line rather than let it run on without them.
-struct PageRelay {
-  Daemon& d;
-  uint64_t jobId;
-  kj::Own<kj::AsyncIoStream> gate;
-  rpc::PageSource::Client source;
-  resources::PageRequest req{};
-  resources::PageReply reply{};
-  uint64_t bytes = 0;
-  double started = nowSeconds();
+// the gate, one at a time, with pages fetched from the sender. A broken link to the
+// sender (cut, reset) does not end the job: the request waits until the sender comes back
+// over a new connection (Node.resumePages, resumePostcopy below), which replaces
+// `source` and asks the same pages again there; the job's faulting threads stay blocked
+// meanwhile. Only a request not answered within the transfer timeout from its first
+// asking is a failure, logged and told to the page server, which kills the job with one
+// line rather than let it run on without its pages.
+class PageRelay {
+ public:
+  using Answer = capnp::Response<rpc::PageSource::ReadResults>;
+
+  PageRelay(Daemon& d, uint64_t jobId, kj::Array<kj::byte> token, kj::Own<kj::AsyncIoStream> gate,
+            rpc::PageSource::Client source)
+      : d(d), jobId(jobId), token(kj::mv(token)), gate(kj::mv(gate)), source(kj::mv(source)) {
+    active().upsert(jobId, this, [this](PageRelay*& old, PageRelay*&&) { old = this; });
+  }
+  ~PageRelay() noexcept(false) {
+    KJ_IF_MAYBE(p, active().find(jobId)) {
+      if (*p == this) active().erase(jobId);
+    }
+    // Kept a while for a sender that comes back after the end (its finished, or this
+    // failure, may have been lost with the old link).
+    const uint64_t generation = ++lastGeneration();
+    outcomes().upsert(jobId, Outcome{everyPage, kj::mv(token), generation},
+                      [](Outcome& old, Outcome&& fresh) { old = kj::mv(fresh); });
+    d.tasks().add(d.io().provider->getTimer().afterDelay(2 * d.config().transferTimeoutMs * kj::MILLISECONDS)
+                      .then([jobId = jobId, generation]() {
+                        KJ_IF_MAYBE(o, outcomes().find(jobId)) {
+                          if (o->generation == generation) outcomes().erase(jobId);
+                        }
+                      }));
+  }
+
+  struct Outcome {
+    bool everyPage;  // the page server had every page; else the job was ended here
+    kj::Array<kj::byte> token;
+    uint64_t generation;
+  };
+  static kj::HashMap<uint64_t, PageRelay*>& active() {
+    static kj::HashMap<uint64_t, PageRelay*> relays;
+    return relays;
+  }
+  static kj::HashMap<uint64_t, Outcome>& outcomes() {
+    static kj::HashMap<uint64_t, Outcome> ended;
+    return ended;
+  }
+
+  bool tokenIs(kj::ArrayPtr<const kj::byte> t) const {
+    return t.size() == token.size() && memcmp(t.begin(), token.begin(), t.size()) == 0;
+  }
+
+  // The sender came back over a new connection: pages come from `fresh` now, and a
+  // request that waits is asked again there.
+  void resume(rpc::PageSource::Client fresh) {
+    source = kj::mv(fresh);
+    ++resumes;
+    if (waiting) {
+      d.log(kj::str("job ", jobId, ": post-copy: its sender came back over a new connection; the pages the job waits "
+                    "for are asked again"));
+    }
+    KJ_IF_MAYBE(f, resumed) {
+      if ((*f)->isWaiting()) (*f)->fulfill();
+    }
+  }
 
   kj::Promise<void> loop() {
     return gate->tryRead(&req, sizeof(req), sizeof(req)).then([this](size_t n) -> kj::Promise<void> {
@@ -520,14 +613,17 @@ struct PageRelay {
         return kj::READY_NOW;
       }
       if (req.len == 0) {
+        everyPage = true;
         auto done = source.finishedRequest().send().ignoreResult();
         if (bytes > 0) {
           d.log(kj::str("job ", jobId, ": post-copy done, ", bytes >> 20, " MiB of its memory fetched from home in ",
-                        static_cast<int64_t>((nowSeconds() - started) * 1000), " ms"));
+                        static_cast<int64_t>((nowSeconds() - started) * 1000), " ms",
+                        resumes > 0 ? kj::str(" (its sender came back ", resumes, " times)") : kj::str("")));
         }
         reply = resources::PageReply{0, 0, 0, 0};
         return done.catch_([this](kj::Exception&& e) {
-                     // (a hop whose image held every page: its sender did not wait)
+                     // (a hop whose image held every page: its sender did not wait; a
+                     // sender that comes back learns it from resumePages)
                      if (bytes == 0) return;
                      d.log(kj::str("job ", jobId, ": post-copy: home did not take the end of its transfer (",
                                    oneLine(e.getDescription()), ")"));
@@ -537,19 +633,32 @@ struct PageRelay {
       if (req.len > resources::kMaxPageRequest || req.len % 4096 != 0) {
         return failed(kj::str("a page request of ", req.len, " bytes"));
       }
-      auto r = source.readRequest();
-      r.setAddr(req.addr);
-      r.setLen(req.len);
-      auto limit = d.config().transferTimeoutMs;
-      return r.send()
-          .exclusiveJoin(d.io().provider->getTimer().afterDelay(limit * kj::MILLISECONDS).then(
-              [limit]() -> capnp::Response<rpc::PageSource::ReadResults> {
-                fail(kj::str("home did not answer for ", limit / 1000.0, " s"));
-              }))
+      auto& timer = d.io().provider->getTimer();
+      const uint64_t limit = d.config().transferTimeoutMs;
+      const double asked = nowSeconds();
+      waiting = true;
+      // Said once a request waits noticeably (the link may be broken): the job's
+      // threads that touch those pages are blocked, not failed.
+      const uint64_t noteMs = std::min<uint64_t>(1000, limit / 3);
+      auto note = timer.afterDelay(noteMs * kj::MILLISECONDS).then([this, noteMs, limit]() -> kj::Promise<Answer> {
+        stall(kj::str("no answer from its sender for ", noteMs / 1000.0, " s"), limit);
+        return kj::Promise<Answer>(kj::NEVER_DONE);
+      });
+      return ask(limit)
+          .exclusiveJoin(kj::mv(note))
+          .exclusiveJoin(timer.afterDelay(limit * kj::MILLISECONDS).then([limit]() -> Answer {
+            fail(kj::str("home did not answer for ", limit / 1000.0, " s"));
+          }))
           .then(
-              [this](capnp::Response<rpc::PageSource::ReadResults>&& got) -> kj::Promise<void> {
+              [this, asked](Answer&& got) -> kj::Promise<void> {
+                waiting = false;
                 auto data = got.getBytes();
                 if (data.size() != req.len) return failed(kj::str("home sent ", data.size(), " bytes for ", req.len));
+                if (stalled) {
+                  stalled = false;
+                  d.log(kj::str("job ", jobId, ": post-copy: its pages come again, after ",
+                                static_cast<int64_t>((nowSeconds() - asked) * 1000), " ms without"));
+                }
                 bytes += req.len;
                 reply = resources::PageReply{req.addr, req.len, 0, 0};
                 auto pieces = kj::heapArray<kj::ArrayPtr<const kj::byte>>(2);
@@ -558,8 +667,40 @@ struct PageRelay {
                 auto written = gate->write(pieces);
                 return written.attach(kj::mv(pieces), kj::mv(got)).then([this]() { return loop(); });
               },
-              [this](kj::Exception&& e) -> kj::Promise<void> { return failed(oneLine(e.getDescription())); });
+              [this](kj::Exception&& e) -> kj::Promise<void> {
+                waiting = false;
+                return failed(oneLine(e.getDescription()));
+              });
     });
+  }
+
+ private:
+  // The request's pages from the current source; a broken link waits for the next
+  // source (resume) and asks there. Any other failure is the request's.
+  kj::Promise<Answer> ask(uint64_t limit) {
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    resumed = kj::mv(paf.fulfiller);
+    auto r = source.readRequest();
+    r.setAddr(req.addr);
+    r.setLen(req.len);
+    auto answer = r.send().then([](Answer&& a) -> kj::Promise<Answer> { return kj::mv(a); },
+                                [this, limit](kj::Exception&& e) -> kj::Promise<Answer> {
+                                  if (e.getType() != kj::Exception::Type::DISCONNECTED) {
+                                    return kj::Promise<Answer>(kj::mv(e));
+                                  }
+                                  stall(kj::str("the link to its sender broke (", oneLine(e.getDescription()), ")"),
+                                        limit);
+                                  return kj::Promise<Answer>(kj::NEVER_DONE);
+                                });
+    auto again = paf.promise.then([this, limit]() { return ask(limit); });
+    return answer.exclusiveJoin(kj::mv(again));
+  }
+
+  void stall(kj::String why, uint64_t limit) {
+    if (stalled) return;
+    stalled = true;
+    d.log(kj::str("job ", jobId, ": post-copy: ", why, "; the job waits on its pages for its sender to come back (up to ",
+                  limit / 1000.0, " s)"));
   }
 
   kj::Promise<void> failed(kj::String why) {
@@ -575,14 +716,53 @@ struct PageRelay {
     // The page server may have given up already (its own timeout is the same).
     return written.attach(kj::mv(pieces), kj::mv(text)).catch_([](kj::Exception&&) {});
   }
+
+  static uint64_t& lastGeneration() {
+    static uint64_t g = 0;
+    return g;
+  }
+
+  Daemon& d;
+  uint64_t jobId;
+  kj::Array<kj::byte> token;
+  kj::Own<kj::AsyncIoStream> gate;
+  rpc::PageSource::Client source;
+  resources::PageRequest req{};
+  resources::PageReply reply{};
+  uint64_t bytes = 0;
+  double started = nowSeconds();
+  bool everyPage = false;  // the page server said it needs no more
+  bool waiting = false;    // a request is being asked
+  bool stalled = false;    // ... and waited long enough to say so
+  uint32_t resumes = 0;
+  kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> resumed;  // fulfilled: ask the waiting request again
 };
 
 kj::Promise<void> relayPages(Daemon& d, uint64_t jobId, kj::Own<kj::AsyncIoStream> gate, rpc::PageSource::Client source) {
-  auto relay = kj::heap<PageRelay>(PageRelay{d, jobId, kj::mv(gate), kj::mv(source)});
+  kj::Array<kj::byte> token;
+  KJ_IF_MAYBE(j, d.hostedJobs().find(jobId)) { token = kj::heapArray<kj::byte>((*j)->token); }
+  auto relay = kj::heap<PageRelay>(d, jobId, kj::mv(token), kj::mv(gate), kj::mv(source));
   auto& r = *relay;
   return r.loop().attach(kj::mv(relay)).catch_([&d, jobId](kj::Exception&& e) {
     d.log(kj::str("job ", jobId, ": post-copy page relay ended: ", oneLine(e.getDescription())));
   });
+}
+
+// Node.resumePages: the sender of a post-copy hop here is back over a new connection.
+// Returns whether every page had come already.
+bool resumePostcopy(uint64_t jobId, kj::ArrayPtr<const kj::byte> token, rpc::PageSource::Client source) {
+  KJ_IF_MAYBE(r, PageRelay::active().find(jobId)) {
+    require((*r)->tokenIs(token), "no post-copy transfer of that job here (or a wrong job token)");
+    (*r)->resume(kj::mv(source));
+    return false;
+  }
+  KJ_IF_MAYBE(o, PageRelay::outcomes().find(jobId)) {
+    require(o->token.size() == token.size() && memcmp(o->token.begin(), token.begin(), token.size()) == 0,
+            "no post-copy transfer of that job here (or a wrong job token)");
+    require(o->everyPage, kj::str("job ", jobId, "'s pages could not come here: it was ended"));
+    return true;
+  }
+  fail(kj::str("no post-copy transfer of job ", jobId, " here"));
 }
 
 kj::Promise<kj::Tuple<pid_t, double>> PreparedHop::commit(Daemon& d, uint64_t jobId) {
@@ -958,6 +1138,12 @@ class NodeImpl final : public rpc::Node::Server {
   }
 
   kj::Promise<void> claimSlot(ClaimSlotContext context) override { return nodeClaimSlot(d_, context); }
+
+  kj::Promise<void> resumePages(ResumePagesContext context) override {
+    auto p = context.getParams();
+    context.getResults().setFinished(resumePostcopy(p.getJobId(), p.getToken(), p.getSource()));
+    return kj::READY_NOW;
+  }
 
   kj::Promise<void> commitHop(CommitHopContext context) override {
     auto p = context.getParams();

@@ -17,8 +17,11 @@
 // destination's page server fetches them (PageSource) once the job runs there. The job
 // here stays frozen (and SIGSTOPped, so that nothing resumes it) while this process
 // copies those pages; then it becomes the deputy, and this process serves the copy
-// until the destination has every page. A destination lost before that ends the job
-// (exit status 6, one line): it must not run here again, and cannot go on there.
+// until the destination has every page. A broken link meanwhile is not the end: with no
+// page asked for a while, this process logs in to the destination again and hands it
+// the page source anew (Node.resumePages). A destination that asks for nothing for the
+// stall timeout ends the job (exit status 6, one line): it must not run here again, and
+// cannot go on there.
 //
 // A process with descendants moves whole from its home (issue 12, docs/design.md
 // "Moving a process tree"): shadowd gives every live descendant a job record of its
@@ -60,6 +63,7 @@
 
 #include <kj/async-io.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -565,8 +569,13 @@ class PageSourceImpl final : public rpc::PageSource::Server {
   }
 
   kj::Promise<void> finished(FinishedContext) override {
-    finished_->fulfill();
+    markFinished();
     return kj::READY_NOW;
+  }
+
+  // The destination has every page (it said so, or resumePages did).
+  void markFinished() {
+    if (finished_->isWaiting()) finished_->fulfill();
   }
 
  private:
@@ -914,7 +923,63 @@ int sendCommand(int argc, char** argv) {
         return watchdog();
       });
     };
-    auto lost = kj::runCatchingExceptions([&]() { finished.promise.exclusiveJoin(watchdog()).wait(ws); });
+    // A broken page link does not lose the job: when no page was asked for a while (the
+    // link may be cut, or reset), this process logs in to the destination again and hands
+    // it the page source anew (Node.resumePages), which asks a waiting request again;
+    // tried again after a pause that grows to 2 s, until the watchdog above gives up. A
+    // destination that answers but no longer has the job (ended there) ends it here too.
+    const uint64_t idleMs = std::clamp<uint64_t>(stallMs / 4, 300, 2000);
+    constexpr uint64_t kTryMs = 1000;  // a login that takes longer is a failed try
+    constexpr uint64_t kFirstPauseMs = 250, kMaxPauseMs = 2000;
+    uint64_t pauseMs = kFirstPauseMs;
+    uint32_t failedTries = 0;
+    auto lastTry = std::chrono::steady_clock::now() - std::chrono::hours(1);
+    kj::Own<PeerLink> again;  // the latest new connection (the first one stays too)
+    bool refused = false, unsupported = false;
+    kj::Function<kj::Promise<void>()> resumer = [&]() -> kj::Promise<void> {
+      return timer.afterDelay(100 * kj::MILLISECONDS).then([&]() -> kj::Promise<void> {
+        if (msSince(pages->lastRequest()) < static_cast<double>(idleMs)) {
+          pauseMs = kFirstPauseMs;  // pages flow: a later break starts afresh
+          failedTries = 0;
+          return resumer();
+        }
+        if (msSince(lastTry) < static_cast<double>(pauseMs)) return resumer();
+        lastTry = std::chrono::steady_clock::now();
+        return loginToPeer(io, key, linkMode, to, kTryMs)
+            .then([&](kj::Own<PeerLink> l) -> kj::Promise<void> {
+              auto req = l->node.resumePagesRequest();
+              req.setJobId(jobId);
+              req.setToken(token);
+              req.setSource(KJ_ASSERT_NONNULL(pageSource));
+              return req.send().then(
+                  [&, l = kj::mv(l)](capnp::Response<rpc::Node::ResumePagesResults>&& r) mutable {
+                    again = kj::mv(l);
+                    // B has the source again: no new connection before another idle spell.
+                    pauseMs = idleMs;
+                    failedTries = 0;
+                    if (r.getFinished()) pages->markFinished();
+                  },
+                  [&](kj::Exception&& e) {
+                    // FAILED: B answered that it has no transfer of the job (ended there).
+                    // UNIMPLEMENTED: an older shadowd, which cannot resume: the first
+                    // link is all there is, as before.
+                    if (e.getType() == kj::Exception::Type::FAILED) refused = true;
+                    if (e.getType() == kj::Exception::Type::UNIMPLEMENTED) unsupported = true;
+                    kj::throwFatalException(kj::mv(e));
+                  });
+            })
+            .then([&]() { return resumer(); },
+                  [&](kj::Exception&& e) -> kj::Promise<void> {
+                    if (refused) fail(kj::str("the destination has no transfer of the job any more (",
+                                              e.getDescription(), ")"));
+                    if (unsupported) return kj::Promise<void>(kj::NEVER_DONE);
+                    pauseMs = failedTries++ == 0 ? kFirstPauseMs : std::min(pauseMs * 2, kMaxPauseMs);
+                    return resumer();
+                  });
+      });
+    };
+    auto lost = kj::runCatchingExceptions(
+        [&]() { finished.promise.exclusiveJoin(watchdog()).exclusiveJoin(resumer()).wait(ws); });
     bytesAfter = pages->sent();
     ws.poll();  // the answer to finished goes out before this process ends
     KJ_IF_MAYBE(e, lost) {

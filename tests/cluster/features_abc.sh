@@ -40,10 +40,14 @@ for f in "${features[@]}"; do
 done
 wait_refs "${refs[@]}"
 
-# --- each a -> b -> c (counter: -> a) beside the others on b ---------------------------------
+# --- each a -> b -> c (counter: -> a), one after the other -----------------------------------
+# A job is not waited for after its hops: it runs to its end on c while the next one
+# moves (b is empty again by then), and every end is checked below.
+moved=()
 for f in "${features[@]}"; do
   # shellcheck disable=SC2086
   start_job "$f" mig "${FEATURE[$f]}" ${FARGS[$f]} || continue
+  moved+=("$f")
   procs_before=$(others_on b) spool_before=$(spool_of b)
   if hop "$f" a b && hop "$f" b c; then
     if [[ $f == counter ]]; then
@@ -59,6 +63,10 @@ for f in "${features[@]}"; do
       fi
     fi
   fi
+done
+
+# --- each as undisturbed, its files on a only ------------------------------------------------
+for f in "${moved[@]}"; do
   compare "$f" "$f-ref" "${FSTATUS[$f]:-0}"
   files=(out err)
   [[ $f == files ]] && files+=(data/input.txt data/output.txt data/log.txt data/rw.bin)

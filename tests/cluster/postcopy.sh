@@ -1,6 +1,6 @@
 #!/bin/bash
 # postcopy.sh: post-copy migration (migctl migrate --postcopy; shadow/send_command.cc,
-# resources/network_page_source.h) between simulated hosts, transfer timeout 3 s.
+# resources/network_page_source.h) between simulated hosts, transfer timeout 5 s.
 #  1. the memory feature program (256 MiB, pages written and verified every step)
 #     moved a -> c mid-run: the result line says post-copy and the bytes sent while
 #     frozen and after; then back c -> a with --postcopy, a hop home (the job goes back
@@ -13,7 +13,13 @@
 #     blocking recv() into pages still at home (its stderr says how many of them were
 #     missing: more than 0), a forked child, MADV_DONTNEED and mremap of missing pages:
 #     the output of an undisturbed run.
-#  3. the memory program moved a -> b (pages only on fault), and the link a-b cut once
+#  3. the memory program moved a -> b (pages only on fault), the link a-b cut once it
+#     printed a STEP on b, and the sender's connection reset on a (ss -K: the page link
+#     is gone for good, not only paused); once b's shadowd says the job waits on its
+#     pages, the link comes back: the sender logs in to b again (Node.resumePages), b
+#     asks the waiting pages again, and the job goes on: migctl migrate exits 0 with its
+#     post-copy line and the job ends with the output and status of an undisturbed run.
+#  4. the memory program moved a -> b (pages only on fault), and the link a-b cut once
 #     it printed a STEP on b: the job waits on its pages; within the transfer timeout
 #     b's page server kills it with one line (restore log), b's shadowd logs the
 #     failure, migctl migrate exits 4 with one line saying its memory could not follow,
@@ -26,7 +32,7 @@ source "$(dirname "$0")/lib/cluster_lib.sh"
 cluster_args "$@"
 cluster_require SHADOWD DEPUTY MIGCTL LIBMIG
 cluster_require_features counter memory lazy_syscalls
-TRANSFER_TIMEOUT=3
+TRANSFER_TIMEOUT=5
 SHADOWD_ARGS=(--transfer-timeout "$TRANSFER_TIMEOUT")
 SHADOWD_ENV[b]=MIG_LAZY_NO_FILL=1
 cluster_up a b c
@@ -119,7 +125,69 @@ else
   fail "sys: lazy_syscalls did not get to STEP 1 on a"
 fi
 
-# 3. the link cut while pages are still at home (b: pages only on fault)
+# 3. the link cut and the sender's connection reset while pages are still at home, then
+# the link back (b: pages only on fault)
+# The TCP connection of the sender (migctl send) on a to b, aborted (RST) so that it can
+# never carry pages again: only a new connection can.
+reset_sender_link() {
+  local port
+  port=$(hx a ss -Htnp state established dst "${ADDR[b]}" | awk '/"migctl"/ { n = split($3, a, ":"); print a[n]; exit }')
+  [[ -n $port ]] && hx a ss -HK -tn state established "( sport = :$port )" dst "${ADDR[b]}" >/dev/null
+}
+reset=0
+start_job heal-ref plain "${FEATURE[memory]}" 256M 60  # (now: not to load the machine during 1 and 2)
+if start_job heal mig "${FEATURE[memory]}" 256M 60 && wait_step heal 3 60; then
+  new_migrate_logs
+  waits_before=$(grep -c 'the job waits on its pages' "$T/shadowd-b.log")
+  run_migrate heal b 120 --postcopy &
+  mpid=$!
+  bg_pids+=("$mpid")
+  if wait_until 60 eval '[[ $(host_of "$(where heal)") == b ]] || ! migrate_running'; then
+    k=$(( $(last_step heal) + 1 ))
+    if migrate_running && wait_step heal "$k" 30 && link_b down; then
+      cut=1
+      reset_sender_link && reset=1 || reset=0
+      note "link a-b cut after STEP $k on b$( (( reset )) && echo ", the sender's connection reset")"
+    fi
+  fi
+  if (( ! cut )); then
+    fail "heal: could not cut the link while the job ran on b with pages at home (migctl migrate exited $MIG_RC first, or no STEP on b)"
+    detail "$MIG_OUT" "migctl stdout"
+    detail "$MIG_ERR" "migctl stderr"
+  else
+    # The moment to heal: b says the job waits on its pages.
+    if wait_until 20 eval '(( $(grep -c "the job waits on its pages" "$T/shadowd-b.log") > waits_before ))'; then
+      ok "heal: b: $(grep -h 'the job waits on its pages' "$T/shadowd-b.log" | tail -n 1 | cut -d' ' -f3-)"
+    else
+      fail "heal: b's shadowd never said the job waits on its pages"
+      shadowd_logs b
+    fi
+    heal
+    (( reset )) || fail "heal: could not reset the sender's connection on a (ss -K): the test did not test a broken link"
+    wait_until 90 eval '! migrate_running'
+    wait "$mpid"
+    MIG_RC=$?
+    if (( MIG_RC == 0 )) && migrated_line | grep -q 'post-copy: [0-9.]* MiB sent while frozen, [0-9.]* MiB after it ran on'; then
+      ok "heal: migctl migrate exited 0: $(migrated_line)"
+    else
+      fail "heal: migctl migrate exited $MIG_RC: $(cat "$MIG_OUT" "$MIG_ERR" | tr '\n' ' ')"
+      shadowd_logs a b
+    fi
+    if grep -q "post-copy: its sender came back over a new connection" "$T/shadowd-b.log" &&
+       grep -q "post-copy: its pages come again" "$T/shadowd-b.log"; then
+      ok "heal: b: $(grep -h 'post-copy: its pages come again' "$T/shadowd-b.log" | tail -n 1 | cut -d' ' -f3-)"
+    else
+      fail "heal: b's shadowd log does not say that the sender came back and the pages came again"
+      shadowd_logs b
+    fi
+    wait_job heal-ref 120
+    compare heal heal-ref "$STATUS"
+  fi
+else
+  fail "heal: the job did not get to STEP 3 on a"
+fi
+
+# 4. the link cut for good while pages are still at home (b: pages only on fault)
 if start_job cut mig "${FEATURE[memory]}" 256M 60 && wait_step cut 3 60; then
   new_migrate_logs
   run_migrate cut b 120 --postcopy &
