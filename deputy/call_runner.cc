@@ -227,52 +227,46 @@ kj::Promise<void> CallRunner::call(CallContext context) {
   // where it ran; the call is its own to make, back home.
   if (stopped_) return kj::NEVER_DONE;
   auto request = context.getParams().getRequest();
-  const Runs runs = howToRun(request);
-  if (runs == Runs::Here) {
-    context.getResults().setReply(runLogged(dispatcher_, request));
+  if (request.size() < sizeof(rsc::RequestHeader)) {
+    context.getResults().setReply(runLogged(dispatcher_, request));  // the dispatcher says what is wrong
     return kj::READY_NOW;
   }
-  // A call the job's thread may send twice, with the same thread and seq, must get
-  // the result of the call already running (or done), not run twice: a second read
-  // would lose what the first one read.
+  // A call sent twice, with the same thread and seq (a link that broke before its
+  // answer got back, a thread checkpointed while it waited), gets the result of the
+  // call already running or done, never runs twice: a second write would write twice,
+  // a second read lose what the first read (answered.h).
   rsc::RequestHeader h;
   memcpy(&h, request.begin(), sizeof(h));
   const Key key{h.thread, h.seq};
-  // A pipelined write is never sent twice, and its thread's next call may finish before
-  // it: its answer is its own, not its thread's last (lastDone_).
-  const bool pipelined = (h.flags & rsc::kNoReply) != 0;
   auto running = running_.find(key);
   if (running == running_.end()) {
-    auto done = lastDone_.find(h.thread);
-    if (done != lastDone_.end() && done->second.seq == h.seq) {
-      context.getResults().setReply(done->second.reply);
+    kj::ArrayPtr<const kj::byte> kept;
+    if (answered_.ran(h, kept)) {
+      if (logging()) {
+        log(kj::str("call ", h.call, " (thread ", h.thread, ", seq ", h.seq, ") came again: answered from its run"));
+      }
+      context.getResults().setReply(kept);
       return kj::READY_NOW;
     }
-    if (runs == Runs::HereOnce) {
-      auto& last = lastDone_[h.thread] = Done{h.seq, runLogged(dispatcher_, request)};
-      context.getResults().setReply(last.reply);
-      inputTaken(request);
+    const Runs runs = howToRun(request);
+    if (runs != Runs::Worker) {
+      auto reply = runLogged(dispatcher_, request);
+      context.getResults().setReply(reply);
+      answered_.done(h, kj::mv(reply));
+      if (runs == Runs::HereOnce) inputTaken(request);
       return kj::READY_NOW;
     }
-    auto finished = pool_->run(kj::heapArray<kj::byte>(request)).then([this, key, pipelined](CallPool::Outcome o) -> kj::Promise<void> {
+    auto finished = pool_->run(kj::heapArray<kj::byte>(request)).then([this, h](CallPool::Outcome o) -> kj::Promise<void> {
       // Cancelled for a hop back home, having done nothing: never answered here.
       if (o.cancelled) return kj::NEVER_DONE;
-      if (pipelined) pipelinedDone_[key] = kj::mv(o.reply);
-      else lastDone_[key.first] = Done{key.second, kj::mv(o.reply)};
+      answered_.done(h, kj::mv(o.reply));
       return kj::READY_NOW;
     });
     running = running_.emplace(key, finished.fork()).first;
   }
-  return running->second.addBranch().then([this, key, pipelined, context]() mutable {
-    if (pipelined) {
-      auto done = pipelinedDone_.find(key);
-      if (done != pipelinedDone_.end()) {
-        context.getResults().setReply(done->second);
-        pipelinedDone_.erase(done);
-      }
-    } else {
-      context.getResults().setReply(lastDone_[key.first].reply);
-    }
+  return running->second.addBranch().then([this, h, key, context]() mutable {
+    kj::ArrayPtr<const kj::byte> kept;
+    if (answered_.ran(h, kept)) context.getResults().setReply(kept);
     running_.erase(key);
     inputTaken(context.getParams().getRequest());
   });
@@ -299,14 +293,15 @@ kj::Promise<void> CallRunner::stopForHomecoming(kj::Timer& timer, uint64_t limit
 kj::Array<kj::byte> CallRunner::carriedReplies() const {
   using forward::CarriedEntry;
   using forward::CarriedHeader;
+  auto& lastDone = answered_.lastByThread();
   size_t size = sizeof(CarriedHeader);
-  for (auto& e : lastDone_) size += sizeof(CarriedEntry) + forward::carriedPadded(e.second.reply.size());
+  for (auto& e : lastDone) size += sizeof(CarriedEntry) + forward::carriedPadded(e.second.reply.size());
   auto out = kj::heapArray<kj::byte>(size);
   memset(out.begin(), 0, size);
-  CarriedHeader h{forward::kCarriedMagic, static_cast<uint32_t>(lastDone_.size()), 0};
+  CarriedHeader h{forward::kCarriedMagic, static_cast<uint32_t>(lastDone.size()), 0};
   memcpy(out.begin(), &h, sizeof(h));
   kj::byte* p = out.begin() + sizeof(h);
-  for (auto& e : lastDone_) {
+  for (auto& e : lastDone) {
     CarriedEntry entry{e.first, 0, e.second.seq, e.second.reply.size()};
     memcpy(p, &entry, sizeof(entry));
     p += sizeof(entry);

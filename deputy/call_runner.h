@@ -2,9 +2,11 @@
 // dispatcher: which calls run at once on the event loop and which on a worker thread
 // (one may block for as long as a terminal read lasts while the job's other threads go
 // on calling), and how a call the job sends twice (it resends a call that was waiting
-// when a checkpoint came) is answered once, by (thread, seq), instead of run twice.
+// when a checkpoint came, the relay resends the calls a broken link left unanswered)
+// is answered once, by (thread, seq), instead of run twice (answered.h).
 #pragma once
 
+#include "deputy/answered.h"
 #include "rsc/dispatch.h"
 #include "shadow/mig.capnp.h"
 
@@ -43,10 +45,6 @@ class CallRunner {
 
  private:
   using Key = std::pair<uint32_t, uint64_t>;  // thread, seq
-  struct Done {
-    uint64_t seq;
-    kj::Array<kj::byte> reply;
-  };
 
   void inputTaken(kj::ArrayPtr<const kj::byte> request);
 
@@ -54,8 +52,7 @@ class CallRunner {
   rsc::Dispatcher dispatcher_;
   kj::Own<CallPool> pool_;
   std::map<Key, kj::ForkedPromise<void>> running_;
-  std::map<uint32_t, Done> lastDone_;  // by thread: its last call that waited, answered
-  std::map<Key, kj::Array<kj::byte>> pipelinedDone_;  // pipelined writes run, not yet answered
+  Answered answered_;                  // what ran: a call sent again is answered from it
   bool stopped_ = false;               // stopForHomecoming: no call is taken any more
 };
 

@@ -10,12 +10,14 @@
 //     readiness stand-ins where the job runs (readiness.h);
 //   - forwards the signals it receives (kill, sigqueue, Ctrl-C and Ctrl-Z on its
 //     terminal) to the job with their siginfo, and stops with the job (signals.h);
-//   - ends the way the job ends (exit status or signal), so its parent sees that
-//     (this file);
+//   - ends the way the job ends (exit status or signal), so its parent sees that,
+//     or with status 87 when the job's link home stayed broken past the limit and the
+//     job is lost (this file);
 //   - becomes the job again when a hop brings it back home (homecoming.h).
 // It prints nothing: its stdout and stderr are the job's.
 //
 // usage: MIG_JOB_TOKEN=HEX mig-deputy --job-id ID --socket SHADOWD_SOCKET [--drop-signals MASK]
+// (MIG_LINK_LOST_AFTER=S in the job's environment: its own limit for a broken link)
 #include "deputy/call_runner.h"
 #include "deputy/homecoming.h"
 #include "deputy/log.h"
@@ -63,6 +65,11 @@ namespace {
   _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
 }
 
+// The deputy's exit status when the job's link home stayed broken past the limit
+// (shadowd --link-lost-after): the job is lost, its parent learns it from this
+// (docs/design.md "Exactly-once after a broken link").
+constexpr int kLinkLostStatus = 87;
+
 // Home's record of the job (where it runs, its command, when it started, its tree), as
 // shadowd last gave it (Deputy.keepRecord): a restarted shadowd learns the job back from
 // it (Local.registerDeputy again).
@@ -73,8 +80,13 @@ struct KeptRecord {
 
 class DeputyImpl final : public rpc::Deputy::Server {
  public:
-  DeputyImpl(kj::AsyncIoContext& io, kj::UnixEventPort& port, kj::TaskSet& tasks, KeptRecord& kept)
-      : io_(io), tasks_(tasks), kept_(kept), readiness_(port, tasks), calls_([this](int fd) { readiness_.inputTaken(fd); }) {}
+  DeputyImpl(kj::AsyncIoContext& io, kj::UnixEventPort& port, kj::TaskSet& tasks, KeptRecord& kept, uint64_t jobId,
+             kj::ArrayPtr<const kj::byte> token)
+      : io_(io), tasks_(tasks), kept_(kept), readiness_(port, tasks), calls_([this](int fd) { readiness_.inputTaken(fd); }),
+        jobId_(jobId), token_(kj::heapArray(token)) {}
+
+  // The home shadowd it is registered with (again after a restart): told if the job is lost.
+  void registeredWith(rpc::Local::Client local) { local_ = kj::mv(local); }
 
   kj::Promise<void> keepRecord(KeepRecordContext context) override {
     kept_.message.setRoot(context.getParams().getRecord());
@@ -119,12 +131,45 @@ class DeputyImpl final : public rpc::Deputy::Server {
     // Its sockets go where the deputy's own fds live (own_fds.h): the job's calls at
     // home make and close fds under the numbers the job chose.
     shadow::OwnFds own{placeOwn, [](int fd) { markOwn(fd, false); }};
+    const uint64_t lostAfterMs = p.getLostAfterMs() > 0 && ownLostAfterMs_ > 0 ? ownLostAfterMs_ : p.getLostAfterMs();
+    if (lostAfterMs > 0) {
+      // Resumable: the link may break and come back on this port with this key; the
+      // ticket of the job's next host replaces this one.
+      link_ = nullptr;
+      auto server = kj::heap<shadow::DirectLinkServer>(
+          *io_.lowLevelProvider, io_.provider->getTimer(), host, kj::mv(secret), thisCap(), kDirectLinkAcceptMs,
+          lostAfterMs, own, [this, lostAfterMs](uint64_t downMs) { lost(downMs, lostAfterMs); });
+      context.getResults().setPort(server->port());
+      context.getResults().setLostAfterMs(lostAfterMs);
+      link_ = kj::mv(server);
+      return kj::READY_NOW;
+    }
     return shadow::serveDirectLink(*io_.lowLevelProvider, io_.provider->getTimer(), host, kj::mv(secret), thisCap(),
                                    tasks_, kDirectLinkAcceptMs, own)
         .then([context](uint16_t port) mutable { context.getResults().setPort(port); });
   }
 
  private:
+  // The job's link stayed broken past the limit: home is told (it lists the job as
+  // lost), and the deputy ends with kLinkLostStatus, so its parent's wait returns.
+  void lost(uint64_t downMs, uint64_t limitMs) {
+    log(kj::str("job ", jobId_, ": its direct link has been broken for ", downMs / 1000.0, " s (limit ",
+                limitMs / 1000.0, " s): the job is lost; ending with status ", kLinkLostStatus));
+    KJ_IF_MAYBE(local, local_) {
+      auto req = local->linkLostRequest();
+      req.setJobId(jobId_);
+      req.setToken(token_);
+      req.setDownMs(downMs);
+      req.setLimitMs(limitMs);
+      constexpr uint64_t kTellMs = 5000;  // shadowd may be gone: the parent is not kept waiting
+      tasks_.add(io_.provider->getTimer()
+                     .timeoutAfter(kTellMs * kj::MILLISECONDS, req.send().ignoreResult())
+                     .then([]() { _exit(kLinkLostStatus); }, [](kj::Exception&&) { _exit(kLinkLostStatus); }));
+      return;
+    }
+    _exit(kLinkLostStatus);
+  }
+
   // The host the job runs on connects at once; a ticket not used by then is void.
   static constexpr uint64_t kDirectLinkAcceptMs = 10000;
   // A call that cannot be cancelled (a connect, a pipelined write to a full pipe) is
@@ -135,6 +180,24 @@ class DeputyImpl final : public rpc::Deputy::Server {
   KeptRecord& kept_;
   Readiness readiness_;
   CallRunner calls_;
+  kj::Maybe<rpc::Local::Client> local_;
+  uint64_t jobId_;
+  kj::Array<kj::byte> token_;
+  kj::Maybe<kj::Own<shadow::DirectLinkServer>> link_;  // the current ticket's, when resumable
+  // The job's own limit for a broken link (its environment's MIG_LINK_LOST_AFTER,
+  // seconds), in place of its home shadowd's --link-lost-after; 0: home's.
+  uint64_t ownLostAfterMs_ = limitFromEnv();
+  static uint64_t limitFromEnv() {
+    const char* v = getenv("MIG_LINK_LOST_AFTER");
+    if (v == nullptr) return 0;
+    char* end = nullptr;
+    double s = strtod(v, &end);
+    if (end == v || *end != '\0' || !(s > 0) || s > 7 * 86400) {
+      log(kj::str("MIG_LINK_LOST_AFTER='", v, "' is not a number of seconds (0 < S <= 604800): home's limit holds"));
+      return 0;
+    }
+    return static_cast<uint64_t>(s * 1000);
+  }
 };
 
 // The job's fds, open when the deputy starts (sorted): none of them is the deputy's.
@@ -246,7 +309,9 @@ int run(int argc, char** argv) {
   kj::TaskSet tasks(ignoreErrors);
 
   KeptRecord kept;
-  rpc::Deputy::Client self = kj::heap<DeputyImpl>(io, io.unixEventPort, tasks, kept);
+  auto impl = kj::heap<DeputyImpl>(io, io.unixEventPort, tasks, kept, jobId, token);
+  DeputyImpl& deputy = *impl;
+  rpc::Deputy::Client self = kj::mv(impl);
   auto conn = kj::heap<ShadowdConnection>(kj::mv(stream), -1);
   auto local = conn->client.bootstrap().castAs<rpc::Local>();
   {
@@ -256,6 +321,7 @@ int run(int argc, char** argv) {
     req.setDeputy(self);
     req.send().wait(io.waitScope);
   }
+  deputy.registeredWith(local);
   log(kj::str("job ", jobId, ": registered as its deputy; own fds from ", lowestOwn()));
   SignalForwarder signals(io.unixEventPort, tasks, local, jobId, token);
 
@@ -286,6 +352,7 @@ int run(int argc, char** argv) {
     }
     log(kj::str("job ", jobId, ": registered again with the restarted home shadowd"));
     signals.reconnected(local);
+    deputy.registeredWith(local);
   }
 }
 

@@ -111,12 +111,15 @@ interface Node {
   # its link) after giving the job up: asked by the sender's shadowd, which saw it do
   # so. Within the transfer timeout of the sink's done; after it the copy is gone.
 
-  directLink @10 (jobId :UInt64, token :Data) -> (address :Text, key :Data);
+  directLink @10 (jobId :UInt64, token :Data) -> (address :Text, key :Data, lostAfterMs :UInt64);
   # Asked of the job's home by the host the job runs on: a ticket for a link of its own
   # straight to the job's deputy (shadow/direct_link.h), so its calls home no longer
-  # pass through either shadowd. `address` (host:port) takes one connection, within
-  # 10 s; `key` (32 bytes, derived from the cluster key for this job and this ticket)
-  # keys that connection's secure_stream handshake in place of the cluster key.
+  # pass through either shadowd. `address` (host:port) takes the first connection
+  # within 10 s, and after it the link's resumptions with the same key; `key` (32
+  # bytes, derived from the cluster key for this job and this ticket) keys those
+  # connections' secure_stream handshakes in place of the cluster key. `lostAfterMs`:
+  # a link that stays broken this long is given up by both ends, the job taken as lost
+  # (home's shadowd --link-lost-after; 0 from an older home: the relay's default).
 
   claimSlot @11 (srcShare :Float64, minShareGain :Float64) -> (granted :Bool, reason :Text, claim :SlotClaim);
   # Asked by a host whose policy (balance, placement) means to send a job here, before
@@ -218,10 +221,15 @@ interface Deputy {
   # `readiness.ready` is called when it is readable, then not again until a call that
   # takes input from the same file has run. Dropping `watch` ends it.
 
-  openDirectLink @3 (key :Data, host :Text, plaintext :Bool) -> (port :UInt16);
+  openDirectLink @3 (key :Data, host :Text, plaintext :Bool, lostAfterMs :UInt64) -> (port :UInt16, lostAfterMs :UInt64);
   # From the home shadowd (Node.directLink): listen on `host`, port chosen by the
-  # kernel, for one connection keyed with `key` (secure_stream; in clear only when
-  # the cluster runs --insecure-plaintext-links), and serve this Deputy on it.
+  # kernel, for connections keyed with `key` (secure_stream; in clear only when the
+  # cluster runs --insecure-plaintext-links), and serve this Deputy on the newest: the
+  # first within 10 s, then the link's resumptions after a break (shadow/direct_link.h).
+  # A link broken (not closed) for `lostAfterMs` with no resumption: the job is lost
+  # (Local.linkLost), the deputy exits with status 87. A new ticket replaces the old.
+  # The answer's `lostAfterMs`: the limit the deputy keeps (the job's own,
+  # MIG_LINK_LOST_AFTER, else the one asked), which the relay is given too.
 
   becomeJob @4 (image :Text, log :Text, migctl :Text) -> ();
   # From the home shadowd, once a hop back home is committed (the job's process away
@@ -264,7 +272,7 @@ struct JobStatus {
   vpid @0 :Int32;
   home @1 :Text;
   location @2 :Text;
-  state @3 :Text;           # running, migrating, deputy
+  state @3 :Text;           # running, migrating, deputy, lost
   rssKiB @4 :UInt64;
   ageSeconds @5 :Float64;
   command @6 :Text;
@@ -299,6 +307,10 @@ interface Local {
   # the job is this host's guest again. The caller must be that link process (SO_PEERCRED:
   # this user, its PID, the job's parent) and home must not refuse the token; `control`
   # carries the control lines both ways from then on.
+  linkLost @9 (jobId :UInt64, token :Data, downMs :UInt64, limitMs :UInt64) -> ();
+  # From the deputy: the job's direct link has been broken for `downMs`, past the limit
+  # `limitMs` (--link-lost-after, or the job's own): the job is taken as lost (listed
+  # "lost", logged) and the deputy exits with status 87 once this is answered.
 }
 
 struct GuestRecord {

@@ -110,7 +110,7 @@ void Daemon::dropPeer(kj::StringPtr address) { peers_.erase(address); }
 
 HomeJob* Daemon::homeJobByVpid(pid_t vpid) {
   for (auto& e : homeJobs_) {
-    if (e.value->vpid == vpid) return e.value.get();
+    if (e.value->vpid == vpid && !e.value->lost) return e.value.get();  // a lost job's PID may be reused
   }
   return nullptr;
 }

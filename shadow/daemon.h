@@ -48,6 +48,11 @@ struct DaemonConfig {
   // A hop whose image makes no progress for this long is cancelled: the sender resumes
   // the job where it was, the destination deletes what it received.
   uint64_t transferTimeoutMs = 30000;
+  // --link-lost-after: a job whose direct link home stays broken this long is lost
+  // (its deputy ends with status 87; shadow/direct_link.h). Under the shim's 120 s
+  // wait for an answer, so that a call the job still waits for is never given up
+  // by the job while home may run it.
+  uint64_t linkLostAfterMs = 90000;
   uint16_t metricsPort = 0;   // --metrics-port: Prometheus metrics on 127.0.0.1 (0: none)
   // --stop-time-limit: on SIGTERM, no move of a guest away is started after this long.
   uint64_t stopTimeLimitMs = 60000;
@@ -79,6 +84,7 @@ struct HomeJob {
   bool stopForwarded = false;
   bool deputyStopped = false;  // as shadowd last found it (local_service.cc followStops)
   uint64_t treeRoot = 0;      // moved with a process tree: the job id of its root (its own for the root)
+  bool lost = false;          // its direct link stayed broken past the limit (Local.linkLost)
 };
 
 // A job that migrated in and runs here.

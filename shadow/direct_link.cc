@@ -2,6 +2,7 @@
 #include "shadow/direct_link.h"
 
 #include "shadow/cluster_key.h"
+#include "shadow/wrapped_stream.h"
 
 #include <capnp/rpc-twoparty.h>
 #include <kj/debug.h>
@@ -34,7 +35,30 @@ void release(const OwnFds& own, int fd) {
 struct Released {
   OwnFds own;
   int fd;
-  ~Released() { release(own, fd); }
+  ~Released() {
+    if (fd >= 0) release(own, fd);
+  }
+};
+
+// A resumable link's handshake may take this long; the relay is waiting for it.
+constexpr uint64_t kHandshakeMs = 10 * 1000;
+
+// Whether the stream under a link ended (the relay closed it: the job left or ended
+// there) rather than failed (a reset, a timeout): only a failure is waited out for a
+// resumption, an end is the relay's word.
+class EndSeen final : public WrappedStream {
+ public:
+  EndSeen(kj::Own<kj::AsyncIoStream> inner, bool& ended) : WrappedStream(kj::mv(inner)), ended_(ended) {}
+  kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override {
+    return inner_->tryRead(buffer, minBytes, maxBytes).then([this, minBytes](size_t n) {
+      if (n < minBytes) ended_ = true;
+      return n;
+    });
+  }
+  kj::Maybe<int> getFd() const override { return inner_->getFd(); }
+
+ private:
+  bool& ended_;
 };
 
 // A listening TCP socket on `host` (numeric or a name; "[v6]" too), port chosen by the
@@ -139,16 +163,126 @@ kj::Promise<uint16_t> serveDirectLink(kj::LowLevelAsyncIoProvider& low, kj::Time
   return port;
 }
 
+void watchLiveness(kj::AsyncIoStream& stream) {
+  const int on = 1, idleS = 2, intervalS = 1, probes = 3;
+  const unsigned int unackedMs = 5000;
+  stream.setsockopt(SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  stream.setsockopt(IPPROTO_TCP, TCP_KEEPIDLE, &idleS, sizeof idleS);
+  stream.setsockopt(IPPROTO_TCP, TCP_KEEPINTVL, &intervalS, sizeof intervalS);
+  stream.setsockopt(IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+  stream.setsockopt(IPPROTO_TCP, TCP_USER_TIMEOUT, &unackedMs, sizeof unackedMs);
+}
+
+// One served connection of a resumable link, kept until it breaks or a newer one
+// replaces it. Members in this order: the fd is unmarked after the stream closes it.
+struct DirectLinkServer::Served {
+  Served(OwnFds own, int fd) : released{own, fd} {}
+  Released released;
+  bool endOfStream = false;  // EndSeen's
+  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<capnp::TwoPartyVatNetwork> network;
+  kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
+};
+
+DirectLinkServer::DirectLinkServer(kj::LowLevelAsyncIoProvider& low, kj::Timer& timer, kj::StringPtr host,
+                                   LinkSecret secret, capnp::Capability::Client bootstrap, uint64_t acceptTimeoutMs,
+                                   uint64_t lostAfterMs, OwnFds own, kj::Function<void(uint64_t)> onLost)
+    : low_(low), timer_(timer), secret_(kj::mv(secret)), bootstrap_(kj::mv(bootstrap)), lostAfterMs_(lostAfterMs),
+      own_(own), onLost_(kj::mv(onLost)) {
+  listenFd_ = place(own, listenOn(host, port_));
+  KJ_REQUIRE(listenFd_ >= 0, "direct link: no fd for the listening socket", strerror(errno));
+  listener_ = low.wrapListenSocketFd(listenFd_, kTaken);
+  accepting_ = acceptLoop().eagerlyEvaluate(nullptr);
+  // A ticket not used in time is void, as serveDirectLink's.
+  firstWait_ = timer.afterDelay(acceptTimeoutMs * kj::MILLISECONDS).then([this]() {
+    if (links_ == 0) closeListener();
+  }).eagerlyEvaluate(nullptr);
+}
+
+DirectLinkServer::~DirectLinkServer() noexcept(false) { closeListener(); }
+
+void DirectLinkServer::closeListener() {
+  accepting_ = nullptr;  // before the listener it waits on
+  listener_ = nullptr;
+  if (listenFd_ >= 0) release(own_, listenFd_);
+  listenFd_ = -1;
+}
+
+kj::Promise<void> DirectLinkServer::acceptLoop() {
+  KJ_IF_MAYBE(l, listener_) {
+    if (voided_) return kj::NEVER_DONE;
+    return (*l)->accept().then([this](kj::Own<kj::AsyncIoStream> raw) -> kj::Promise<void> {
+      // Before the first link, one try at a time: a failed one voids the ticket before
+      // the next is looked at.
+      if (links_ == 0) return handshake(kj::mv(raw)).then([this]() { return acceptLoop(); });
+      tasks_.add(handshake(kj::mv(raw)));  // several may be under way; the newest wins
+      return acceptLoop();
+    });
+  }
+  return kj::NEVER_DONE;
+}
+
+kj::Promise<void> DirectLinkServer::handshake(kj::Own<kj::AsyncIoStream> raw) {
+  raw = ownStream(low_, own_, kj::mv(raw));
+  watchLiveness(*raw);
+  auto link = kj::heap<Served>(own_, KJ_ASSERT_NONNULL(raw->getFd()));
+  kj::Promise<void> done = nullptr;
+  link->stream = secured(kj::heap<EndSeen>(kj::mv(raw), link->endOfStream), SecureStream::Side::ACCEPTOR, secret_, done);
+  return timer_.timeoutAfter(kHandshakeMs * kj::MILLISECONDS, kj::mv(done))
+      .then([this, link = kj::mv(link)]() mutable { serve(kj::mv(link)); },
+            [this](kj::Exception&&) {
+              // Before the first link, one failed handshake voids the ticket (only its
+              // holder may try); after it, a stranger's try does not stop a resumption.
+              // (Not from within the accept loop that waits on this.)
+              if (links_ == 0) {
+                voided_ = true;
+                tasks_.add(kj::evalLater([this]() { closeListener(); }));
+              }
+            });
+}
+
+void DirectLinkServer::serve(kj::Own<Served> link) {
+  const uint32_t which = ++links_;
+  lostWatch_ = nullptr;  // mended in time
+  KJ_IF_MAYBE(old, link_) {
+    // The relay found the old one broken first: its calls come again on this one.
+    auto replaced = kj::mv(*old);
+    tasks_.add(kj::evalLater([replaced = kj::mv(replaced)]() {}));
+  }
+  link->network = kj::heap<capnp::TwoPartyVatNetwork>(*link->stream, capnp::rpc::twoparty::Side::SERVER);
+  link->rpc = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(capnp::makeRpcServer(*link->network, bootstrap_));
+  auto ended = link->network->onDisconnect();
+  link_ = kj::mv(link);
+  tasks_.add(ended.then([this, which]() { broke(which); }));
+}
+
+void DirectLinkServer::broke(uint32_t which) {
+  if (which != links_) return;  // replaced already
+  bool ended = false;
+  KJ_IF_MAYBE(l, link_) {
+    ended = (*l)->endOfStream;
+    auto gone = kj::mv(*l);
+    tasks_.add(kj::evalLater([gone = kj::mv(gone)]() {}));  // not from within its own promise
+  }
+  link_ = nullptr;
+  if (ended || lostAfterMs_ == 0) return;
+  const kj::TimePoint since = timer_.now();
+  lostWatch_ = timer_.afterDelay(lostAfterMs_ * kj::MILLISECONDS).then([this, since]() {
+    onLost_((timer_.now() - since) / kj::MILLISECONDS);
+  }).eagerlyEvaluate(nullptr);
+}
+
 DirectLink::DirectLink(kj::Own<kj::AsyncIoStream> stream)
     : stream_(kj::mv(stream)), client_(*stream_), deputy_(client_.bootstrap().castAs<rpc::Deputy>()) {}
 
 kj::Promise<kj::Own<DirectLink>> DirectLink::connect(kj::Network& network, kj::StringPtr address, LinkSecret secret,
-                                                     kj::Timer& timer, uint64_t timeoutMs) {
+                                                     kj::Timer& timer, uint64_t timeoutMs, bool watched) {
   auto linked = network.parseAddress(address)
                     .then([](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); })
-                    .then([secret = kj::mv(secret)](kj::Own<kj::AsyncIoStream> raw) mutable {
+                    .then([secret = kj::mv(secret), watched](kj::Own<kj::AsyncIoStream> raw) mutable {
                       const int one = 1;  // calls are small and waited for: no Nagle
                       raw->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                      if (watched) watchLiveness(*raw);
                       kj::Promise<void> handshake = nullptr;
                       auto s = secured(kj::mv(raw), SecureStream::Side::CONNECTOR, secret, handshake);
                       return handshake.then([s = kj::mv(s)]() mutable { return kj::heap<DirectLink>(kj::mv(s)); });

@@ -10,6 +10,14 @@
 // secure_stream handshake keyed with that key instead of the cluster key: only a
 // holder of the ticket gets through, and neither the deputy nor the job ever holds
 // the cluster key.
+//
+// A link that breaks (partition, reset) is resumed, not re-brokered: the deputy keeps
+// listening on the ticket's port for the life of the ticket (DirectLinkServer), and
+// the relay connects there again with the key it holds, with a short bounded backoff;
+// both ends watch the connection with TCP keepalive and a user timeout, so a dead
+// link is noticed in seconds, not after TCP's retransmission backoff. A link broken
+// longer than the limit home set is given up by both ends: the job is lost. What
+// makes a resent call run once is the deputy's (deputy/answered.h).
 #pragma once
 
 #include "shadow/mig.capnp.h"
@@ -45,12 +53,66 @@ kj::Promise<uint16_t> serveDirectLink(kj::LowLevelAsyncIoProvider& low, kj::Time
                                       LinkSecret secret, capnp::Capability::Client bootstrap, kj::TaskSet& tasks,
                                       uint64_t acceptTimeoutMs, OwnFds own = {});
 
+// How soon either end of a resumable link takes a silent connection as broken: TCP
+// keepalive probes after 2 s of silence, 1 s apart, 3 of them; data unacknowledged for
+// 5 s (TCP_USER_TIMEOUT). On a connected TCP stream.
+void watchLiveness(kj::AsyncIoStream& stream);
+
+// Deputy side, resumable (the deputy's, for each ticket): listens on `host` (port
+// chosen by the kernel) for as long as this object lives, and serves `bootstrap` on
+// the newest connection that completes the handshake keyed with `secret`; a newer
+// one replaces the older (the relay resumes a link it found broken before the deputy
+// did). The first must come within `acceptTimeoutMs`, and until it has, a failed
+// handshake voids the ticket (closes the port), as serveDirectLink does. A link that
+// breaks without the relay closing it (a reset or a timeout, not an end of stream) and
+// is not resumed within `lostAfterMs` calls `onLost(ms it was down)`, once.
+class DirectLinkServer {
+ public:
+  DirectLinkServer(kj::LowLevelAsyncIoProvider& low, kj::Timer& timer, kj::StringPtr host, LinkSecret secret,
+                   capnp::Capability::Client bootstrap, uint64_t acceptTimeoutMs, uint64_t lostAfterMs, OwnFds own,
+                   kj::Function<void(uint64_t downMs)> onLost);
+  ~DirectLinkServer() noexcept(false);
+  uint16_t port() const { return port_; }
+  // Connections served so far (1: the first; more: resumptions).
+  uint32_t links() const { return links_; }
+
+ private:
+  struct Served;
+  kj::Promise<void> acceptLoop();
+  kj::Promise<void> handshake(kj::Own<kj::AsyncIoStream> raw);
+  void serve(kj::Own<Served> link);
+  void broke(uint32_t which);
+  void closeListener();
+
+  kj::LowLevelAsyncIoProvider& low_;
+  kj::Timer& timer_;
+  LinkSecret secret_;
+  capnp::Capability::Client bootstrap_;
+  uint64_t lostAfterMs_;
+  OwnFds own_;
+  kj::Function<void(uint64_t)> onLost_;
+  uint16_t port_ = 0;
+  int listenFd_ = -1;
+  uint32_t links_ = 0;
+  bool voided_ = false;  // a failed handshake before the first link
+  kj::Maybe<kj::Own<Served>> link_;
+  kj::Maybe<kj::Own<kj::ConnectionReceiver>> listener_;
+  kj::Promise<void> accepting_ = nullptr;  // after listener_: destroyed before it
+  kj::Promise<void> lostWatch_ = nullptr;
+  kj::Promise<void> firstWait_ = nullptr;
+  struct Ignore final : kj::TaskSet::ErrorHandler {
+    void taskFailed(kj::Exception&&) override {}
+  } ignore_;
+  kj::TaskSet tasks_{ignore_};  // last: destroyed first, with what it runs
+};
+
 // Relay side: one direct link to a deputy.
 class DirectLink {
  public:
-  // Connects to `address`, runs the handshake keyed with `secret`.
+  // Connects to `address`, runs the handshake keyed with `secret`. `watched`: the
+  // connection is watched for liveness (watchLiveness), for a link that resumes.
   static kj::Promise<kj::Own<DirectLink>> connect(kj::Network& network, kj::StringPtr address, LinkSecret secret,
-                                                   kj::Timer& timer, uint64_t timeoutMs);
+                                                   kj::Timer& timer, uint64_t timeoutMs, bool watched = false);
   explicit DirectLink(kj::Own<kj::AsyncIoStream> stream);
   rpc::Deputy::Client deputy() { return deputy_; }
   kj::Promise<void> onDisconnect() { return client_.onDisconnect(); }

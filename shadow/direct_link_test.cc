@@ -1,7 +1,9 @@
 // The direct link home (direct_link.h): a relay holding the ticket's key reaches the
 // deputy and calls it; a peer with another key is refused at the handshake and voids
 // the ticket (one connection per ticket); an unused ticket closes its port; the key
-// differs per job and per ticket.
+// differs per job and per ticket. A resumable link (DirectLinkServer) takes the same
+// key again after its connection breaks, is taken as lost only if it is not resumed
+// within its limit, and never when the relay closed it.
 #include "shadow/direct_link.h"
 
 #include "shadow/cluster_key.h"
@@ -10,8 +12,11 @@
 
 #include <kj/async-io.h>
 
+#include <capnp/rpc-twoparty.h>
+
 #include <cstdlib>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <cstring>
 #include <string>
 #include <unistd.h>
@@ -130,6 +135,125 @@ TEST_CASE("a ticket not used in time closes its port") {
   uint16_t port = s.serve('k', 50);
   s.io.provider->getTimer().afterDelay(200 * kj::MILLISECONDS).wait(s.io.waitScope);
   CHECK(failureOf(s.connect(port, 'k'), s.io.waitScope).size() > 0);
+}
+
+// A relay's connection made by hand, so that the test can break it as a partition or a
+// reset does (SO_LINGER 0: the peer sees ECONNRESET, not an end of stream).
+struct HandLink {
+  int fd = -1;
+  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<capnp::TwoPartyClient> client;
+  kj::Maybe<rpc::Deputy::Client> deputy;
+
+  static kj::Promise<kj::Own<HandLink>> connect(Setup& s, uint16_t port, char fill) {
+    return s.io.provider->getNetwork()
+        .parseAddress(kj::str("127.0.0.1:", port))
+        .then([](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); })
+        .then([fill](kj::Own<kj::AsyncIoStream> raw) {
+          auto link = kj::heap<HandLink>();
+          link->fd = KJ_ASSERT_NONNULL(raw->getFd());
+          auto secure = kj::heap<SecureStream>(kj::mv(raw), SecureStream::Side::CONNECTOR, secret(fill));
+          auto handshake = secure->handshake();
+          link->stream = kj::mv(secure);
+          return handshake.then([link = kj::mv(link)]() mutable {
+            link->client = kj::heap<capnp::TwoPartyClient>(*link->stream);
+            link->deputy = link->client->bootstrap().castAs<rpc::Deputy>();
+            return kj::mv(link);
+          });
+        });
+  }
+  kj::byte call(kj::byte b, kj::WaitScope& ws) {
+    auto req = KJ_ASSERT_NONNULL(deputy).callRequest();
+    kj::byte one[1] = {b};
+    req.setRequest(kj::arrayPtr(one, 1));
+    return req.send().wait(ws).getReply()[0];
+  }
+  void reset() {
+    struct linger now {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &now, sizeof now);
+    deputy = nullptr;
+    client = nullptr;
+    stream = nullptr;
+  }
+};
+
+struct Resumable {
+  Setup s;
+  uint64_t lostMs = 0;
+  int lostCalls = 0;
+  kj::Own<DirectLinkServer> server;
+  explicit Resumable(uint64_t lostAfterMs) {
+    server = kj::heap<DirectLinkServer>(*s.io.lowLevelProvider, s.io.provider->getTimer(), "127.0.0.1", secret('k'),
+                                        s.deputy, 10000, lostAfterMs, OwnFds{}, [this](uint64_t ms) {
+                                          lostMs = ms;
+                                          ++lostCalls;
+                                        });
+  }
+  void pause(uint64_t ms) { s.io.provider->getTimer().afterDelay(ms * kj::MILLISECONDS).wait(s.io.waitScope); }
+  // Turns the event loop until the server has seen `n` links or lost one (at most 5 s).
+  void settle(uint32_t n) {
+    for (int i = 0; i < 500 && server->links() < n && lostCalls == 0; ++i) pause(10);
+  }
+};
+
+TEST_CASE("a resumable link is resumed with the same key after a reset, and calls go on") {
+  Resumable r(60000);
+  auto first = HandLink::connect(r.s, r.server->port(), 'k').wait(r.s.io.waitScope);
+  CHECK(first->call(7, r.s.io.waitScope) == 7);
+  first->reset();
+  // A stranger's try does not void the ticket once the link was up.
+  CHECK(failureOf(r.s.connect(r.server->port(), 'x'), r.s.io.waitScope).size() > 0);
+  auto again = HandLink::connect(r.s, r.server->port(), 'k').wait(r.s.io.waitScope);
+  CHECK(again->call(8, r.s.io.waitScope) == 8);
+  CHECK(r.server->links() == 2);
+  // A newer connection replaces one the deputy still holds (the relay saw the break
+  // first): it is served, the old one is dropped.
+  auto third = HandLink::connect(r.s, r.server->port(), 'k').wait(r.s.io.waitScope);
+  CHECK(third->call(9, r.s.io.waitScope) == 9);
+  CHECK(r.server->links() == 3);
+  CHECK(r.lostCalls == 0);
+}
+
+TEST_CASE("a link reset and not resumed within its limit is lost, once") {
+  Resumable r(300);
+  auto link = HandLink::connect(r.s, r.server->port(), 'k').wait(r.s.io.waitScope);
+  CHECK(link->call(1, r.s.io.waitScope) == 1);
+  link->reset();
+  for (int i = 0; i < 500 && r.lostCalls == 0; ++i) r.pause(10);
+  CHECK(r.lostCalls == 1);
+  CHECK(r.lostMs >= 300);
+  r.pause(400);
+  CHECK(r.lostCalls == 1);
+}
+
+TEST_CASE("a link reset and resumed within its limit is not lost") {
+  Resumable m(1500);
+  auto first = HandLink::connect(m.s, m.server->port(), 'k').wait(m.s.io.waitScope);
+  CHECK(first->call(2, m.s.io.waitScope) == 2);
+  first->reset();
+  auto again = HandLink::connect(m.s, m.server->port(), 'k').wait(m.s.io.waitScope);
+  CHECK(again->call(3, m.s.io.waitScope) == 3);
+  m.pause(1800);  // past the limit counted from the reset: the resumption cancelled it
+  CHECK(m.lostCalls == 0);
+}
+
+TEST_CASE("a link the relay closes (end of stream: the job left or ended there) is not taken as lost") {
+  Resumable r(200);
+  {
+    auto link = r.s.connect(r.server->port(), 'k').wait(r.s.io.waitScope);
+    auto req = link->deputy().callRequest();
+    kj::byte one[1] = {5};
+    req.setRequest(kj::arrayPtr(one, 1));
+    CHECK(req.send().wait(r.s.io.waitScope).getReply()[0] == 5);
+  }
+  r.pause(600);
+  CHECK(r.lostCalls == 0);
+}
+
+TEST_CASE("before its first link a resumable ticket is void after a wrong key, as a plain one") {
+  Resumable r(60000);
+  CHECK(failureOf(r.s.connect(r.server->port(), 'x'), r.s.io.waitScope).size() > 0);
+  CHECK(failureOf(r.s.connect(r.server->port(), 'k'), r.s.io.waitScope).size() > 0);
 }
 
 TEST_CASE("the ticket's key: 32 bytes, its own per job and per nonce, never the cluster key") {

@@ -7,6 +7,7 @@
 #include "shadow/error.h"
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 
 namespace mig::shadow {
@@ -26,6 +27,14 @@ constexpr uint64_t kGapTimeoutMs = 30 * 1000;
 // job leaves), the connection only for the handshake.
 constexpr uint64_t kTicketMs = 30 * 1000;
 constexpr uint64_t kDirectLinkMs = 10 * 1000;
+// Resuming a broken direct link: each try may take this long (connect and handshake;
+// a host cut off answers nothing, so this bounds a try, not TCP's SYN backoff), and
+// the pause between tries doubles from the first to the last figure. A link that heals
+// is thus back within about 3 s. The limit after which the link is given up is home's
+// (Node.directLink's lostAfterMs).
+constexpr uint64_t kResumeTryMs = 2000;
+constexpr uint64_t kResumeFirstPauseMs = 100;
+constexpr uint64_t kResumeLastPauseMs = 1000;
 // Answers held before their Finish messages go (JobCalls::hold).
 constexpr size_t kHeldAnswers = 32;
 constexpr uint64_t kHeldAnswerBytes = 1u << 20;
@@ -52,6 +61,7 @@ rpc::Deputy::Client JobCalls::deputy() {
   finished_.clear();  // of the link that failed
   heldBytes_ = 0;
   // A link that failed a call is done with: the next one is asked for afresh.
+  linkWatch_ = nullptr;  // before the link it watches
   KJ_IF_MAYBE(old, direct_) {
     d_.tasks().add(kj::evalLater([old = kj::mv(*old)]() {}));
     direct_ = nullptr;
@@ -77,17 +87,26 @@ rpc::Deputy::Client JobCalls::deputy() {
   auto direct = timer.timeoutAfter(kTicketMs * kj::MILLISECONDS, ticket.send())
                     .then([this](capnp::Response<rpc::Node::DirectLinkResults> r) {
                       LinkSecret secret{kj::heapArray<kj::byte>(r.getKey()), d_.config().linkMode};
+                      const uint64_t lostAfterMs = r.getLostAfterMs();  // 0: home does not resume links
                       // Home's host as this host reaches it (the ticket's own may be a
                       // wildcard or a name only home knows), at the deputy's port.
                       kj::StringPtr given = r.getAddress();
                       KJ_IF_MAYBE(colon, given.findLast(':')) { given = given.slice(*colon + 1); }
                       auto address = kj::str(hostOf(home_), ":", given);
                       auto& io = *d_.io().provider;
-                      return DirectLink::connect(io.getNetwork(), address, kj::mv(secret), io.getTimer(), kDirectLinkMs)
-                          .then([this, address = kj::mv(address)](kj::Own<DirectLink> link) {
+                      auto key = kj::heapArray<kj::byte>(secret.key);
+                      return DirectLink::connect(io.getNetwork(), address, kj::mv(secret), io.getTimer(), kDirectLinkMs,
+                                                 lostAfterMs > 0)
+                          .then([this, address = kj::mv(address), key = kj::mv(key),
+                                 lostAfterMs](kj::Own<DirectLink> link) mutable {
                             d_.log(kj::str("job ", jobId_, ": direct link to its deputy at ", address));
                             rpc::Deputy::Client dep = link->deputy();
-                            direct_ = kj::mv(link);
+                            if (lostAfterMs > 0) {
+                              resume_ = Resume{kj::mv(address), kj::mv(key), d_.config().linkMode, lostAfterMs};
+                              installLink(kj::mv(link));
+                            } else {
+                              direct_ = kj::mv(link);
+                            }
                             return dep;
                           });
                     })
@@ -100,6 +119,99 @@ rpc::Deputy::Client JobCalls::deputy() {
   rpc::Deputy::Client deputy(kj::mv(direct));
   deputy_ = deputy;
   return deputy;
+}
+
+// A direct link is up (the first, or a resumed one): calls go over it from now on,
+// and whoever waited for it sends again.
+void JobCalls::installLink(kj::Own<DirectLink> link) {
+  rpc::Deputy::Client dep = link->deputy();
+  const uint64_t generation = ++generation_;
+  linkWatch_ = link->onDisconnect().then([this, generation]() { broken(generation); }).eagerlyEvaluate(nullptr);
+  KJ_IF_MAYBE(old, direct_) {
+    d_.tasks().add(kj::evalLater([old = kj::mv(*old)]() {}));
+  }
+  direct_ = kj::mv(link);
+  deputy_ = dep;
+  finished_.clear();  // of the link before
+  heldBytes_ = 0;
+  relinking_ = false;
+  for (auto& w : linkWaiters_) w->fulfill();
+  linkWaiters_.clear();
+}
+
+void JobCalls::broken(uint64_t generation) {
+  if (generation != generation_ || lost_) return;  // resumed already
+  // The job's process is gone here and nothing of it waits: its end (told home) or its
+  // departure ends the link; a call that still comes resumes it then.
+  if (started_ && connections_ == 0 && waiting_.empty() && !sending_) return;
+  startRelink();
+}
+
+// Only a broken connection is mended by resending; anything else the deputy threw
+// would be thrown again.
+bool JobCalls::resumes(const kj::Exception& e) const {
+  return e.getType() == kj::Exception::Type::DISCONNECTED && resume_ != nullptr && !lost_;
+}
+
+void JobCalls::startRelink() {
+  if (relinking_ || lost_ || resume_ == nullptr) return;
+  relinking_ = true;
+  downSince_ = d_.io().provider->getTimer().now();
+  d_.log(kj::str("job ", jobId_, ": its direct link home broke; resuming it (given up after ",
+                 KJ_ASSERT_NONNULL(resume_).lostAfterMs / 1000.0, " s)"));
+  relinkLoop_ = relink(kResumeFirstPauseMs).eagerlyEvaluate([this](kj::Exception&& e) {
+    d_.log(kj::str("job ", jobId_, ": resuming its direct link failed: ", oneLine(e.getDescription())));
+  });
+}
+
+kj::Promise<void> JobCalls::relink(uint64_t pauseMs) {
+  auto& r = KJ_ASSERT_NONNULL(resume_);
+  auto& timer = d_.io().provider->getTimer();
+  const uint64_t downMs = (timer.now() - downSince_) / kj::MILLISECONDS;
+  if (downMs >= r.lostAfterMs) {
+    giveUp(downMs);
+    return kj::READY_NOW;
+  }
+  // A try never runs past the limit.
+  const uint64_t tryMs = kj::min(kResumeTryMs, r.lostAfterMs - downMs);
+  LinkSecret secret{kj::heapArray<kj::byte>(r.key), r.mode};
+  return DirectLink::connect(d_.io().provider->getNetwork(), r.address, kj::mv(secret), timer, tryMs, true)
+      .then(
+          [this](kj::Own<DirectLink> link) -> kj::Promise<void> {
+            const double downS = (d_.io().provider->getTimer().now() - downSince_) / kj::MILLISECONDS / 1000.0;
+            d_.log(kj::str("job ", jobId_, ": its direct link home resumed after ", downS,
+                           " s; calls left unanswered go again"));
+            installLink(kj::mv(link));
+            return kj::READY_NOW;
+          },
+          [this, pauseMs](kj::Exception&&) {
+            return d_.io().provider->getTimer().afterDelay(pauseMs * kj::MILLISECONDS).then([this, pauseMs]() {
+              return relink(kj::min(pauseMs * 2, kResumeLastPauseMs));
+            });
+          });
+}
+
+// Broken past home's limit: the deputy at home has given the job up too (it ended
+// with status 87, docs/design.md). The job must not run on unreachable: it is killed
+// here, and whatever waits is answered EIO.
+void JobCalls::giveUp(uint64_t downMs) {
+  lost_ = true;
+  relinking_ = false;
+  d_.log(kj::str("job ", jobId_, ": its direct link home stayed broken for ", downMs / 1000.0,
+                 " s, past the limit: the job is lost; killing it here"));
+  // Only while its connections show it alive: a PID of an ended job may be reused.
+  KJ_IF_MAYBE(job, d_.hostedJobs().find(jobId_)) {
+    if ((*job)->realPid > 0 && connections_ > 0) kill((*job)->realPid, SIGKILL);
+  }
+  for (auto& w : linkWaiters_) w->fulfill();
+  linkWaiters_.clear();
+}
+
+kj::Promise<void> JobCalls::nextLink(uint64_t generation) {
+  if (generation_ > generation || lost_) return kj::READY_NOW;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  linkWaiters_.add(kj::mv(paf.fulfiller));
+  return kj::mv(paf.promise);
 }
 
 kj::Promise<void> JobCalls::tellEndedDirectly(int32_t status) {
@@ -130,8 +242,6 @@ kj::Promise<void> JobCalls::started() {
   return kj::mv(paf.promise);
 }
 
-namespace {
-
 // The relay's end of a readiness stand-in: tokens are written into it one after the
 // other; whatever the job sends (nothing, normally) is read and dropped until it ends.
 class StandInEnd final : public kj::Refcounted {
@@ -156,6 +266,8 @@ class StandInEnd final : public kj::Refcounted {
   kj::byte sink_[64];
 };
 
+namespace {
+
 class ReadinessImpl final : public rpc::Readiness::Server {
  public:
   explicit ReadinessImpl(kj::Own<StandInEnd> end) : end_(kj::mv(end)) {}
@@ -173,30 +285,47 @@ class ReadinessImpl final : public rpc::Readiness::Server {
 kj::Promise<void> JobCalls::serveStandIn(int32_t fd, kj::Own<kj::AsyncIoStream> stream) {
   auto end = kj::refcounted<StandInEnd>(kj::mv(stream));
   ++watchesPending_;
-  auto watching = started()
-                      .then([this, fd, end = kj::addRef(*end)]() mutable {
-                        auto req = deputy().watchRequest();
-                        req.setFd(fd);
-                        req.setReadiness(kj::heap<ReadinessImpl>(kj::mv(end)));
-                        return req.send();
-                      })
-                      .then(
-                          [this](capnp::Response<rpc::Deputy::WatchResults>&& watch) {
-                            watchSettled();
-                            // Held (and so watched at home) until the stand-in ends.
-                            return kj::Promise<void>(kj::NEVER_DONE).attach(kj::mv(watch));
-                          },
-                          [this, fd](kj::Exception&& e) -> kj::Promise<void> {
-                            // The stand-in stays open without tokens: the job's poll never
-                            // wakes for this fd, but its calls on it still work.
-                            auto why = kj::str("its home fd ", fd, " cannot be watched (", oneLine(e.getDescription()),
-                                               "): poll and epoll on it will not wake");
-                            d_.log(kj::str("job ", jobId_, ": ", why));
-                            watchProblems_.add(kj::mv(why));
-                            watchSettled();
-                            return kj::NEVER_DONE;
-                          });
+  auto watching = started().then([this, fd, end = kj::addRef(*end)]() mutable {
+    return watchAtHome(fd, kj::mv(end), true);
+  });
   return end->ended().exclusiveJoin(kj::mv(watching)).attach(kj::mv(end));
+}
+
+// The deputy watches `fd` for the stand-in `end` for as long as the link it was asked
+// on lives; a resumed link is asked again (the old watch went with the old link).
+kj::Promise<void> JobCalls::watchAtHome(int32_t fd, kj::Own<StandInEnd> end, bool first) {
+  if (lost_) return kj::NEVER_DONE;
+  const uint64_t generation = generation_;
+  auto req = deputy().watchRequest();
+  req.setFd(fd);
+  req.setReadiness(kj::heap<ReadinessImpl>(kj::addRef(*end)));
+  return req.send().then(
+      [this, fd, first, end = kj::addRef(*end)](capnp::Response<rpc::Deputy::WatchResults>&& watch) mutable
+      -> kj::Promise<void> {
+        if (first) watchSettled();
+        // Held (and so watched at home) until the stand-in ends, or its link is resumed.
+        if (resume_ == nullptr) return kj::Promise<void>(kj::NEVER_DONE).attach(kj::mv(watch));
+        return nextLink(generation_).attach(kj::mv(watch)).then([this, fd, end = kj::mv(end)]() mutable {
+          return watchAtHome(fd, kj::mv(end), false);
+        });
+      },
+      [this, fd, first, generation, end = kj::addRef(*end)](kj::Exception&& e) mutable -> kj::Promise<void> {
+        if (resumes(e)) {
+          startRelink();
+          return nextLink(generation).then([this, fd, first, end = kj::mv(end)]() mutable {
+            return watchAtHome(fd, kj::mv(end), first);
+          });
+        }
+        if (!first) return kj::NEVER_DONE;
+        // The stand-in stays open without tokens: the job's poll never wakes for this
+        // fd, but its calls on it still work.
+        auto why = kj::str("its home fd ", fd, " cannot be watched (", oneLine(e.getDescription()),
+                           "): poll and epoll on it will not wake");
+        d_.log(kj::str("job ", jobId_, ": ", why));
+        watchProblems_.add(kj::mv(why));
+        watchSettled();
+        return kj::NEVER_DONE;
+      });
 }
 
 void JobCalls::watchSettled() {
@@ -247,21 +376,33 @@ kj::Promise<kj::Array<kj::byte>> JobCalls::call(kj::Array<kj::byte> request) {
   memcpy(&h, request.begin(), sizeof(h));
   auto self = kj::addRef(*this);
   return ranUpTo(h.order).then([this, request = kj::mv(request)]() mutable {
-    auto req = deputy().callRequest();
-    req.setRequest(request);
-    return req.send()
-        .then([this](capnp::Response<rpc::Deputy::CallResults> r) {
-                auto reply = kj::heapArray<kj::byte>(r.getReply());
-                hold(kj::mv(r));
-                return reply;
-              },
-              [this, request = kj::mv(request)](kj::Exception&& e) {
-                // Home unreachable: answer EIO, and connect afresh for the next call.
-                deputy_ = nullptr;
-                d_.log(kj::str("job ", jobId_, ": a call home failed: ", e.getDescription()));
-                return eioReply(request);
-              });
+    return send(kj::mv(request));
   }).attach(kj::mv(self));
+}
+
+kj::Promise<kj::Array<kj::byte>> JobCalls::send(kj::Array<kj::byte> request) {
+  if (lost_) return eioReply(request);
+  const uint64_t generation = generation_;
+  auto req = deputy().callRequest();
+  req.setRequest(request);
+  return req.send().then(
+      [this](capnp::Response<rpc::Deputy::CallResults> r) -> kj::Promise<kj::Array<kj::byte>> {
+        auto reply = kj::heapArray<kj::byte>(r.getReply());
+        hold(kj::mv(r));
+        return kj::mv(reply);
+      },
+      [this, generation, request = kj::mv(request)](kj::Exception&& e) mutable -> kj::Promise<kj::Array<kj::byte>> {
+        if (resumes(e)) {
+          // The link broke before the answer came: the same request goes again once it
+          // is resumed, and the deputy answers it from the run it had, if it had one.
+          startRelink();
+          return nextLink(generation).then([this, request = kj::mv(request)]() mutable { return send(kj::mv(request)); });
+        }
+        // Home unreachable: answer EIO, and connect afresh for the next call.
+        deputy_ = nullptr;
+        d_.log(kj::str("job ", jobId_, ": a call home failed: ", e.getDescription()));
+        return eioReply(request);
+      });
 }
 
 kj::Promise<void> JobCalls::settled() {
@@ -292,13 +433,15 @@ void JobCalls::pump() {
     batch.add(kj::mv(it->second));
   }
   const uint64_t last = batch.back().w.order;
-  auto req = deputy().callRequest();
+  // Kept as sent: after a broken link the same bytes go again (the deputy knows the
+  // batch by its last write's thread and seq, deputy/answered.h).
+  kj::Array<kj::byte> joined = nullptr;
   if (batch.size() == 1) {
-    req.setRequest(batch[0].request);
+    joined = kj::mv(batch[0].request);
   } else {
     kj::Vector<kj::ArrayPtr<const kj::byte>> parts;
     for (auto& p : batch) parts.add(p.request);
-    req.setRequest(rsc::joinWrites(parts));
+    joined = rsc::joinWrites(parts);
   }
   // Who hears of a failure: each thread whose bytes were in it, once, about its own
   // last write in it.
@@ -315,8 +458,23 @@ void JobCalls::pump() {
   }
 
   sending_ = true;
-  auto sent = req.send().then(
-      [this](capnp::Response<rpc::Deputy::CallResults> r) -> int32_t {
+  auto sent = sendWrite(kj::mv(joined));
+  d_.tasks().add(sent.then([this, origins = kj::mv(origins), last, cost](int32_t error) mutable {
+                       if (error != 0) {
+                         for (auto& o : origins) o.first->sendReply(rsc::deferredFailure(o.second, error));
+                       }
+                       finished(last, cost);
+                     }).attach(kj::addRef(*this)));
+}
+
+// One batch of pipelined writes: 0 when it ran, else the errno of its failure.
+kj::Promise<int32_t> JobCalls::sendWrite(kj::Array<kj::byte> request) {
+  if (lost_) return EIO;
+  const uint64_t generation = generation_;
+  auto req = deputy().callRequest();
+  req.setRequest(request);
+  return req.send().then(
+      [this](capnp::Response<rpc::Deputy::CallResults> r) -> kj::Promise<int32_t> {
         auto reply = r.getReply();
         int32_t error = 0;  // it worked
         if (reply.size() >= sizeof(rsc::ReplyHeader)) {
@@ -327,17 +485,15 @@ void JobCalls::pump() {
         hold(kj::mv(r));
         return error;
       },
-      [this](kj::Exception&& e) -> int32_t {
+      [this, generation, request = kj::mv(request)](kj::Exception&& e) mutable -> kj::Promise<int32_t> {
+        if (resumes(e)) {
+          startRelink();
+          return nextLink(generation).then([this, request = kj::mv(request)]() mutable { return sendWrite(kj::mv(request)); });
+        }
         deputy_ = nullptr;
         d_.log(kj::str("job ", jobId_, ": a write home failed: ", e.getDescription()));
         return EIO;
       });
-  d_.tasks().add(sent.then([this, origins = kj::mv(origins), last, cost](int32_t error) mutable {
-                       if (error != 0) {
-                         for (auto& o : origins) o.first->sendReply(rsc::deferredFailure(o.second, error));
-                       }
-                       finished(last, cost);
-                     }).attach(kj::addRef(*this)));
 }
 
 // Cap'n Proto sends the deputy a Finish message for each answer as it is dropped: one

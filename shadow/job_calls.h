@@ -6,6 +6,14 @@
 // them, consecutive writes to one fd travel as one call, and a call that waits for
 // its reply runs only after the writes issued before it. So `printf` in a loop costs
 // no round trip, and output stays in the order the job wrote it.
+//
+// Over a direct link (direct_link.h) a call whose link breaks before its answer comes
+// is not failed: the link is resumed (same address, same key, a short bounded
+// backoff) and the same request goes again on it; the deputy answers a request it ran
+// already from that run (deputy/answered.h), so nothing runs twice and nothing is
+// lost. The readiness watches are made again on the resumed link. A link broken for
+// longer than home's limit is given up: the job is lost, killed here, its calls
+// answered EIO.
 #pragma once
 
 #include "rsc/write_batch.h"
@@ -21,6 +29,7 @@
 namespace mig::shadow {
 
 class Daemon;
+class StandInEnd;  // job_calls.cc
 
 // Where the answers to a thread's calls go: its relay connection.
 class CallOrigin : public kj::Refcounted {
@@ -81,6 +90,17 @@ class JobCalls : public kj::Refcounted {
   };
 
   rpc::Deputy::Client deputy();
+  kj::Promise<kj::Array<kj::byte>> send(kj::Array<kj::byte> request);
+  kj::Promise<int32_t> sendWrite(kj::Array<kj::byte> request);
+  kj::Promise<void> watchAtHome(int32_t fd, kj::Own<StandInEnd> end, bool first);
+  // The resumable direct link: install a (re)made one; notice a break; make it again.
+  void installLink(kj::Own<DirectLink> link);
+  void broken(uint64_t generation);
+  bool resumes(const kj::Exception& e) const;
+  void startRelink();
+  kj::Promise<void> relink(uint64_t backoffMs);
+  void giveUp(uint64_t downMs);
+  kj::Promise<void> nextLink(uint64_t generation);  // resolves once a link after it is up, or lost
   void hold(capnp::Response<rpc::Deputy::CallResults> r);
   void pump();
   void finished(uint64_t lastOrder, uint64_t cost);
@@ -94,6 +114,21 @@ class JobCalls : public kj::Refcounted {
   kj::Array<kj::byte> token_;
   kj::Maybe<rpc::Deputy::Client> deputy_;  // direct, or through the home shadowd; dropped when it breaks
   kj::Maybe<kj::Own<DirectLink>> direct_;  // the direct link home, once up (direct_link.h)
+  // Where to resume it, once it was up and home's deputy resumes links (lostAfterMs > 0).
+  struct Resume {
+    kj::String address;
+    kj::Array<kj::byte> key;
+    LinkMode mode;
+    uint64_t lostAfterMs;
+  };
+  kj::Maybe<Resume> resume_;
+  uint64_t generation_ = 0;   // links made so far
+  bool relinking_ = false;
+  bool lost_ = false;         // broken past the limit: given up
+  kj::TimePoint downSince_ = kj::origin<kj::TimePoint>();
+  kj::Promise<void> linkWatch_ = nullptr;  // the current link's end
+  kj::Promise<void> relinkLoop_ = nullptr;
+  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> linkWaiters_;
   // Answers read, held so that their Finish messages go to the deputy together (hold).
   kj::Vector<capnp::Response<rpc::Deputy::CallResults>> finished_;
   uint64_t heldBytes_ = 0;

@@ -260,13 +260,13 @@ class LocalImpl final : public rpc::Local::Server {
     kj::Vector<pid_t> listed;
     for (auto& e : d_.homeJobs()) {
       HomeJob& j = *e.value;
-      listed.add(j.vpid);
+      if (!j.lost) listed.add(j.vpid);  // its PID may be another process's by now
       rows.add([&j, this](rpc::JobStatus::Builder b) {
         b.setJobId(j.id);
         b.setVpid(j.vpid);
         b.setHome(d_.address());
         b.setLocation(j.location.size() > 0 ? j.location.asPtr() : d_.address());
-        b.setState(j.migrating ? "migrating" : j.location.size() > 0 ? "away (deputy here)" : "running");
+        b.setState(j.lost ? "lost" : j.migrating ? "migrating" : j.location.size() > 0 ? "away (deputy here)" : "running");
         b.setAgeSeconds(nowSeconds() - j.startedAt);
         b.setCommand(j.command);
       });
@@ -677,6 +677,20 @@ class LocalImpl final : public rpc::Local::Server {
       return kj::READY_NOW;
     }
     return sendSignal(d_, job, sig, p.getInfo());
+  }
+
+  // The deputy gave the job up: its link stayed broken past --link-lost-after. The
+  // record stays, listed "lost", for whoever asks where the job went; the deputy exits
+  // with status 87 once this is answered.
+  kj::Promise<void> linkLost(LinkLostContext context) override {
+    auto p = context.getParams();
+    HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
+    job.lost = true;
+    job.ended = true;  // its deputy's end is not a kill to pass on
+    d_.log(kj::str("job ", job.id, " (PID ", job.vpid, ") is lost: its link from ", job.location, " has been broken for ",
+                   p.getDownMs() / 1000.0, " s (its limit: ", p.getLimitMs() / 1000.0,
+                   " s); its deputy exits with status 87"));
+    return kj::READY_NOW;
   }
 
   // A deputy whose shadowd restarted registers again with the record it kept

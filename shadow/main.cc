@@ -117,6 +117,10 @@ kj::MainFunc optionsMain(cli::Context& cli, Options& o, bool& parsed) {
                         "a hop whose image makes no progress for S seconds (the destination stopped "
                         "answering) is cancelled: the job runs on where it was, the destination deletes "
                         "what it received (default: 30)")
+      .addOptionWithArg({"link-lost-after"}, seconds(c.linkLostAfterMs), "S",
+                        "a migrated job whose link home stays broken for S seconds is lost: listed 'lost', "
+                        "its deputy exits with status 87 and it is killed where it ran; a link back "
+                        "sooner resumes, every call run once (default: 90)")
       .addOptionWithArg({"login-timeout"}, seconds(c.loginTimeoutMs), "S",
                         "a peer that has not logged in after S seconds is disconnected (default: 10)")
       .addOptionWithArg({"max-pending-logins"}, [&c](kj::StringPtr v) -> V {
@@ -174,7 +178,7 @@ kj::MainFunc optionsMain(cli::Context& cli, Options& o, bool& parsed) {
 size_t dependentJobs(Daemon& d) {
   size_t n = d.hostedJobs().size();
   for (auto& e : d.homeJobs()) {
-    if (e.value->location.size() > 0 || e.value->migrating) ++n;
+    if ((e.value->location.size() > 0 || e.value->migrating) && !e.value->lost) ++n;
   }
   return n;
 }

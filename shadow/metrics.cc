@@ -102,6 +102,7 @@ kj::String renderMetrics(Daemon& d) {
   uint64_t counts[5] = {};
   for (auto& e : d.homeJobs()) {
     HomeJob& j = *e.value;
+    if (j.lost) continue;  // listed "lost": its deputy is gone, it is in none of these states
     auto label = stateLabel(j.migrating ? "migrating" : j.location.size() > 0 ? "away (deputy here)" : "running");
     for (size_t i = 0; i < 5; ++i) counts[i] += states[i] == label ? 1 : 0;
   }

@@ -1088,9 +1088,13 @@ class NodeImpl final : public rpc::Node::Server {
       req.setKey(key);
       req.setHost(host);
       req.setPlaintext(d_.config().linkMode == LinkMode::PLAINTEXT);
-      return req.send().then([context, key = kj::mv(key), host = kj::mv(host)](auto r) mutable {
+      // Both ends give a broken link up after the same time: home's.
+      req.setLostAfterMs(d_.config().linkLostAfterMs);
+      return req.send().then([this, context, key = kj::mv(key), host = kj::mv(host)](auto r) mutable {
         context.getResults().setAddress(kj::str(host, ":", r.getPort()));
         context.getResults().setKey(key);
+        // The deputy's figure: the job may have asked for its own (MIG_LINK_LOST_AFTER).
+        context.getResults().setLostAfterMs(r.getLostAfterMs() > 0 ? r.getLostAfterMs() : d_.config().linkLostAfterMs);
       });
     });
   }
@@ -1180,6 +1184,8 @@ class NodeImpl final : public rpc::Node::Server {
     // A job whose deputy is already gone was ended from here: nothing left to tell.
     if (d_.homeJobs().find(p.getJobId()) == nullptr) return kj::READY_NOW;
     HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
+    // Lost (its link stayed broken past the limit): its deputy has ended already.
+    if (job.lost) return kj::READY_NOW;
     int status = p.getStatus();
     uint64_t id = job.id;
     job.ended = true;

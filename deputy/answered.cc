@@ -1,0 +1,28 @@
+// See answered.h.
+#include "deputy/answered.h"
+
+namespace mig::deputy {
+
+bool Answered::ran(const rsc::RequestHeader& h, kj::ArrayPtr<const kj::byte>& reply) const {
+  if (h.flags & rsc::kNoReply) {
+    if (!anyWrite_ || writeThread_ != h.thread || write_.seq != h.seq) return false;
+    reply = write_.reply;
+    return true;
+  }
+  auto it = last_.find(h.thread);
+  if (it == last_.end() || it->second.seq != h.seq) return false;
+  reply = it->second.reply;
+  return true;
+}
+
+void Answered::done(const rsc::RequestHeader& h, kj::Array<kj::byte> reply) {
+  if (h.flags & rsc::kNoReply) {
+    anyWrite_ = true;
+    writeThread_ = h.thread;
+    write_ = Kept{h.seq, kj::mv(reply)};
+    return;
+  }
+  last_[h.thread] = Kept{h.seq, kj::mv(reply)};
+}
+
+}  // namespace mig::deputy

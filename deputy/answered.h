@@ -1,0 +1,47 @@
+// What the deputy has answered of the job's calls, so that a call sent to it again is
+// answered from the time it ran instead of running twice. A call comes again when the
+// link it came on broke before its answer got back (the relay sends it again on the
+// resumed link, shadow/direct_link.h) or when its thread was checkpointed while it
+// waited (the job sends it again from where it resumes).
+//
+// What names a call: its thread and that thread's sequence number (rsc/wire.h). A
+// thread has one call waiting at a time, so its last answered call is the only one it
+// can send again. Pipelined writes are the job's, not a thread's: the relay has one
+// batch of them on its way at a time (shadow/job_calls.h) and sends only that one
+// again, so the last batch that ran is the only one that can come twice; it is kept
+// apart from its thread's waited calls, which may finish before it.
+#pragma once
+
+#include "rsc/wire.h"
+
+#include <kj/array.h>
+
+#include <map>
+
+namespace mig::deputy {
+
+class Answered {
+ public:
+  struct Kept {
+    uint64_t seq;
+    kj::Array<kj::byte> reply;
+  };
+
+  // Whether `h` names a call that ran already; then `reply` is what it answered.
+  bool ran(const rsc::RequestHeader& h, kj::ArrayPtr<const kj::byte>& reply) const;
+
+  // `h` ran and answered `reply`.
+  void done(const rsc::RequestHeader& h, kj::Array<kj::byte> reply);
+
+  // Each thread's last answered call that waited for its answer (the carried replies a
+  // job takes home, shim/forward/carried_replies.h).
+  const std::map<uint32_t, Kept>& lastByThread() const { return last_; }
+
+ private:
+  std::map<uint32_t, Kept> last_;  // by thread
+  bool anyWrite_ = false;
+  uint32_t writeThread_ = 0;       // the last pipelined batch that ran: its thread, seq
+  Kept write_{0, nullptr};
+};
+
+}  // namespace mig::deputy

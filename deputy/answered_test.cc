@@ -1,0 +1,69 @@
+// Answered (answered.h): a call that comes again after it ran is answered from the
+// time it ran, whichever way it came again, and nothing else is taken for it.
+#include "deputy/answered.h"
+
+#include <doctest/doctest.h>
+
+#include <cstring>
+
+namespace mig::deputy {
+namespace {
+
+rsc::RequestHeader request(uint32_t thread, uint64_t seq, bool pipelined = false, uint64_t order = 0) {
+  rsc::RequestHeader h{};
+  h.magic = rsc::kRequestMagic;
+  h.length = sizeof(h);
+  h.thread = thread;
+  h.seq = seq;
+  h.order = order;
+  h.flags = pipelined ? rsc::kNoReply : 0;
+  return h;
+}
+
+kj::Array<kj::byte> reply(kj::byte fill, size_t n = 8) {
+  auto r = kj::heapArray<kj::byte>(n);
+  memset(r.begin(), fill, n);
+  return r;
+}
+
+TEST_CASE("a call that ran is answered again from what it answered, once per thread") {
+  Answered a;
+  kj::ArrayPtr<const kj::byte> got;
+  CHECK_FALSE(a.ran(request(1, 5), got));
+  a.done(request(1, 5), reply(0xaa));
+  REQUIRE(a.ran(request(1, 5), got));  // the link broke before the answer got back
+  CHECK(got.size() == 8);
+  CHECK(got[0] == 0xaa);
+  CHECK_FALSE(a.ran(request(2, 5), got));  // another thread's seq 5 is another call
+  CHECK_FALSE(a.ran(request(1, 6), got));  // the thread's next call is new
+  a.done(request(1, 6), reply(0xbb));
+  CHECK_FALSE(a.ran(request(1, 5), got));  // the thread read that answer: it cannot come again
+  REQUIRE(a.ran(request(1, 6), got));
+  CHECK(got[0] == 0xbb);
+  CHECK(a.lastByThread().size() == 1);
+  CHECK(a.lastByThread().at(1).seq == 6);
+}
+
+TEST_CASE("the last batch of pipelined writes is kept apart from its thread's waited calls") {
+  Answered a;
+  kj::ArrayPtr<const kj::byte> got;
+  a.done(request(1, 10, true, 3), kj::heapArray<kj::byte>(0));  // ran, no failure
+  a.done(request(1, 11), reply(0xcc));                         // the thread's next call, done first
+  REQUIRE(a.ran(request(1, 10, true, 3), got));                // the batch sent again
+  CHECK(got.size() == 0);
+  REQUIRE(a.ran(request(1, 11), got));
+  CHECK(got[0] == 0xcc);
+  // A failed batch is answered with its failure again.
+  a.done(request(2, 4, true, 4), reply(0xee, 32));
+  REQUIRE(a.ran(request(2, 4, true, 4), got));
+  CHECK(got.size() == 32);
+  // Only the last batch: an earlier one cannot come again (the relay sends one at a time).
+  CHECK_FALSE(a.ran(request(1, 10, true, 3), got));
+  // A waited call with the batch's (thread, seq) is not taken for it.
+  CHECK_FALSE(a.ran(request(2, 4), got));
+  // Pipelined writes are not carried home as a thread's last call.
+  CHECK(a.lastByThread().size() == 1);
+}
+
+}  // namespace
+}  // namespace mig::deputy

@@ -1,0 +1,180 @@
+#!/bin/bash
+# resend.sh: a broken link home is resumed, and nothing runs twice or is lost
+# (docs/design.md "Exactly-once after a broken link"; shadow/direct_link.h,
+# shadow/job_calls.h, deputy/answered.h). Two jobs (jobs/marker_job.c: each 50 ms step
+# appends "MARKER N" to a home file and sends the same line to a TCP server at home)
+# are moved a -> b. Then b is cut off for --partition S seconds (default 20, long
+# enough that TCP's retransmission backoff would keep a connection from coming back
+# quickly; run it by hand with `--partition 60` for the issue's 60 s): first only a's
+# packets to b are dropped (a blackhole route on a), so the calls b sends still run at
+# home but their answers are lost; once b's link process has found its link broken,
+# b's port on the simulated bridge goes down too.
+#  - job "kept" (home's limit, shadowd's default 90 s): once b is back it runs on
+#    (its resumed link named in b's log), the calls that ran at home but whose answers
+#    were lost come again and are answered from their run (its deputy's MIG_LOG says
+#    so), it is told to stop, ends with status 0 for its parent at home, and the home
+#    file and the home server each have every line exactly once, in order. Before it
+#    is told to stop, its link's TCP connection is reset from b (ss -K): it is resumed
+#    again and the job runs on.
+#  - job "lost" (MIG_LINK_LOST_AFTER=3 in its environment: its own limit, 3 s): while
+#    b is still cut off, `migctl list` at a shows it "lost", a's log says so, and its
+#    deputy exits with status 87, which its parent (a shell at home) gets; b kills its
+#    process there.
+#
+# usage: resend.sh [--partition S] OPTIONS (cluster_lib.sh); meson runs it as test
+# 'migration-resend' (suite cluster) with `--feature marker PATH`.
+PARTITION=20
+args=()
+while (( $# )); do
+  if [[ $1 == --partition ]]; then
+    [[ ${2-} =~ ^[0-9]+$ ]] || { echo "resend.sh: --partition needs a number of seconds" >&2; exit 2; }
+    PARTITION=$2
+    shift 2
+  else
+    args+=("$1")
+    shift
+  fi
+done
+set -- ${args[@]+"${args[@]}"}
+source "$(dirname "$0")/lib/cluster_lib.sh"
+cluster_args "$@"
+cluster_require SHADOWD DEPUTY MIGCTL LIBMIG
+cluster_require_features marker
+RECORDER=$(abspath "$CLUSTER_LIB_DIR/recorder.py")
+LOST_AFTER=3
+cluster_up a b
+SWITCH=mig-$C PORT_B=mig-p${ADDR[b]##*.}   # b's port on the simulated hosts' bridge (tests/harness/mig-hosts)
+link_b() { ip -n "$SWITCH" link set "$PORT_B" "$1"; }
+cut=0 blackhole=0
+heal() {
+  (( cut )) && link_b up && cut=0
+  (( blackhole )) && hx a ip route del blackhole "${ADDR[b]}/32" && blackhole=0
+  return 0
+}
+MIGLOG=/var/tmp/mig-resend-test.$$.log   # /var/tmp: every simulated host's (the shim on a and b, the deputy)
+trap 'heal; rm -f "$MIGLOG"; cleanup' EXIT
+
+# --- two jobs, each with its home file and home TCP server, moved a -> b ------------------
+declare -A MARK RPORT=([kept]=7311 [lost]=7312)
+for j in kept lost; do
+  MARK[$j]=resend-$j-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  rpid=$(mh spawn "$C" a "$T/$j.recorder" -- /usr/bin/python3 "$RECORDER" "${RPORT[$j]}" "$T/$j.received")
+  bg_pids+=("$rpid")
+  wait_until 20 grep -q '^listening' "$T/$j.recorder" || { fail "the TCP server of $j on a did not start"; cluster_end; }
+done
+start_job kept mig /usr/bin/env MIG_LOG="$MIGLOG" "${FEATURE[marker]}" @DIR@ "${RPORT[kept]}" "${MARK[kept]}" ||
+  cluster_end
+start_job lost mig /usr/bin/env MIG_LINK_LOST_AFTER=$LOST_AFTER "${FEATURE[marker]}" @DIR@ "${RPORT[lost]}" \
+  "${MARK[lost]}" || cluster_end
+for j in kept lost; do
+  wait_step "$j" 3 30 || { fail "$j: no STEP 3 on a within 30 s"; detail "$(jfile "$j" err)" "its stderr"; cluster_end; }
+  hop "$j" a b || cluster_end
+done
+for j in kept lost; do
+  k=$(( $(last_step "$j") + 5 ))
+  wait_step "$j" "$k" 30 || { fail "$j: no STEP $k at b within 30 s"; shadowd_logs b; cluster_end; }
+done
+links=$(grep -c "mig-link: job [0-9]*: direct link to its deputy at ${ADDR[a]}:" "$T/shadowd-b.log")
+(( links == 2 )) || fail "b's log names $links direct links to a's deputies (want 2)"
+
+# --- b cut off ------------------------------------------------------------------------------
+at_cut=$(last_step kept)
+hx a ip route add blackhole "${ADDR[b]}/32" && blackhole=1
+cut_at=$SECONDS
+broke() { (( $(grep -c "mig-link: job [0-9]*: its direct link home broke; resuming it" "$T/shadowd-b.log") >= 2 )); }
+if wait_until 15 broke; then
+  link_b down && cut=1
+  ok "b cut off from a at STEP $at_cut of kept: a's packets to b dropped, then (both links found broken on b, $(( SECONDS - cut_at )) s later) b's port down; for $PARTITION s in all"
+else
+  fail "b's log does not say both jobs' links broke within 15 s of the cut"
+  shadowd_logs b
+  link_b down && cut=1
+fi
+
+# The lost job: given up at home while b is still cut off.
+row() { hm a list 2>/dev/null | awk -v p="${PID[$1]}" '$1 == p'; }
+if wait_job lost $(( PARTITION > 5 ? PARTITION - 2 : 5 )) && [[ $STATUS == 87 ]]; then
+  ok "lost: with its link down past its ${LOST_AFTER} s limit its deputy exited and its parent at home got status 87 ($(( SECONDS - cut_at )) s after the cut)"
+else
+  fail "lost: its parent at home did not get status 87 while b was cut off (status ${STATUS:-none})"
+  shadowd_logs a
+fi
+r=$(row lost)
+if [[ $r == *" lost "* ]] && grep -q "job [0-9]* (PID ${PID[lost]}) is lost: its link from" "$T/shadowd-a.log"; then
+  ok "lost: migctl list at a shows it lost ($(echo "$r" | tr -s ' ')), and a's log says why"
+else
+  fail "lost: migctl list at a shows '${r:-no row}' (want state lost), or a's log has no line for it"
+  detail "$T/shadowd-a.log" "a's log"
+fi
+(( cut )) || fail "b was healed before the lost job's checks ended (partition too short)"
+
+# The rest of the partition: its length is the scenario's, not a moment to wait for.
+left=$(( PARTITION - (SECONDS - cut_at) ))
+(( left > 0 )) && sleep "$left"
+at_heal=$(last_step kept)
+heal
+healed_at=$EPOCHREALTIME
+ok "b back after $(( SECONDS - cut_at )) s; kept was at STEP $at_heal"
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
+
+# --- the kept job resumes, nothing twice, nothing lost ---------------------------------------
+k=$(( at_heal + 5 ))
+if wait_step kept $(( at_heal + 1 )) 60 && first=$(since "$healed_at") && wait_step kept "$k" 30; then
+  ok "kept: runs on after the heal: STEP $(( at_heal + 1 )) ${first} s after b came back, STEP $k after it"
+else
+  fail "kept: no STEP $k within 60 s of the heal (last: STEP $(last_step kept))"
+  detail "$(jfile kept err)" "its stderr"
+  shadowd_logs b
+fi
+if grep -q "mig-link: job [0-9]*: its direct link home resumed after" "$T/shadowd-b.log"; then
+  ok "kept: its link process resumed its direct link ($(grep -m1 -o "its direct link home resumed after [0-9.]* s" "$T/shadowd-b.log"))"
+else
+  fail "b's log does not say the direct link was resumed"
+  shadowd_logs b
+fi
+again=$(grep -c "came again: answered from its run" "$MIGLOG")
+if (( again > 0 )); then
+  ok "kept: $again call(s) that ran at home before the cut, their answers lost, came again on the resumed link and were answered from their run ($(grep -m1 -o "call [0-9]* (thread [0-9]*, seq [0-9]*) came again" "$MIGLOG"))"
+else
+  fail "kept: its deputy's MIG_LOG shows no call answered again from its run (the answers of calls run during the cut were lost)"
+  grep -a "mig-deputy\|deputy" "$MIGLOG" | tail -20 | sed 's/^/#   /'
+fi
+# --- its link's TCP connection reset on b: resumed again ------------------------------------
+resumed() { grep -c "mig-link: job [0-9]*: its direct link home resumed after" "$T/shadowd-b.log"; }
+before=$(resumed) at_reset=$(last_step kept)
+hx b ss -K dst "${ADDR[a]}" and not dport = ":$PORT" >"$T/ss.out" 2>&1
+if wait_until 20 eval '(( $(resumed) > before ))' && wait_step kept $(( at_reset + 5 )) 30; then
+  ok "kept: its link's TCP connection reset on b at STEP $at_reset: resumed again, STEP $(( at_reset + 5 )) reached"
+else
+  fail "kept: after its link's TCP connection was reset on b (ss -K) at STEP $at_reset, no resumption or no STEP $(( at_reset + 5 ))"
+  detail "$T/ss.out" "ss -K"
+  shadowd_logs b
+fi
+touch "$(jfile kept data/stop)"
+if wait_job kept 30 && [[ $STATUS == 0 ]]; then
+  ok "kept: told to stop, it ended and its parent at home got status 0"
+else
+  fail "kept: did not end with status 0 after it was told to stop (status ${STATUS:-none})"
+  detail "$(jfile kept err)" "its stderr"
+  shadowd_logs b
+fi
+n=$(awk '$1 == "done" { print $2 }' "$(jfile kept out)")
+want=$(seq 1 "${n:-0}" | sed "s/^/${MARK[kept]} /")
+wait_until 10 grep -q '^closed' "$T/kept.recorder"
+if [[ -n $n && $(cat "$(jfile kept data/marker.txt)") == "$want" && $(cat "$T/kept.received") == "$want" ]]; then
+  ok "kept: $n lines, each exactly once and in order, in the home file and at the home TCP server ($((at_heal - at_cut)) steps done while b was cut off, $((n - at_heal)) after)"
+else
+  fail "kept: the home file or the home server does not have lines 1..${n:-?} exactly once"
+  diff <(echo "$want") "$(jfile kept data/marker.txt)" | head -20 | sed 's/^/#   file: /'
+  diff <(echo "$want") "$T/kept.received" | head -20 | sed 's/^/#   server: /'
+fi
+
+# --- and the lost one is gone from b ------------------------------------------------------------
+if wait_until 20 eval '! others_on b | grep -qF -- "${MARK[lost]}"'; then
+  ok "lost: no process of it left on b ($(grep -c "the job is lost; killing it here" "$T/shadowd-b.log") kill logged there)"
+else
+  fail "lost: its process still runs on b: $(others_on b | grep -F -- "${MARK[lost]}")"
+  shadowd_logs b
+fi
+kill_job kept
+cluster_end
