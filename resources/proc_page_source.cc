@@ -4,6 +4,8 @@
 #include "resources/page_source.h"
 #include "rsc/open_rule.h"
 
+#include <kj/function.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cinttypes>
@@ -271,48 +273,46 @@ bool hasFdOf(pid_t pid, dev_t dev, uint64_t inode) {
 
 }  // namespace
 
-kj::Maybe<kj::String> sharedWritableFileMapping(pid_t pid) {
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-  FILE* f = fopen(path, "re");
-  if (f == nullptr) return nullptr;  // gone: the capture says so
-  KJ_DEFER(fclose(f));
-  char* line = nullptr;
-  size_t cap = 0;
-  KJ_DEFER(free(line));
-  while (getline(&line, &cap, f) > 0) {
-    MappedRegion r{};
-    if (!parseMapsLine(line, r)) continue;
-    if (r.kind != schema::MemoryRegion::Kind::FILE || r.flags != MAP_SHARED || (r.prot & PROT_WRITE) == 0) continue;
-    // The shim reaches the file at home through an fd of it (shim/forward/
-    // shared_file_mapping.h): one the job holds open, which the deputy keeps.
-    unsigned devMajor = 0, devMinor = 0;
-    if (sscanf(line, "%*s %*s %*s %x:%x", &devMajor, &devMinor) == 2 &&
-        hasFdOf(pid, makedev(devMajor, devMinor), r.inode)) {
-      continue;
-    }
-    return kj::mv(r.path);
-  }
-  return nullptr;
-}
+namespace {
 
-kj::Maybe<kj::String> sharedMemoryMapping(pid_t pid) {
+// The path (or what it is) of the first region of process `pid` that `wanted` picks
+// from its /proc/PID/maps line, or nullptr (also for a process gone: the freeze says so).
+kj::Maybe<kj::String> firstMapping(pid_t pid, kj::FunctionParam<bool(const MappedRegion&, const char* line)> wanted) {
   char path[64];
   snprintf(path, sizeof(path), "/proc/%d/maps", pid);
   FILE* f = fopen(path, "re");
-  if (f == nullptr) return nullptr;  // gone: the freeze says so
+  if (f == nullptr) return nullptr;
   KJ_DEFER(fclose(f));
   char* line = nullptr;
   size_t cap = 0;
   KJ_DEFER(free(line));
   while (getline(&line, &cap, f) > 0) {
     MappedRegion r{};
-    if (!parseMapsLine(line, r) || r.flags != MAP_SHARED) continue;
-    if (r.kind == schema::MemoryRegion::Kind::ANONYMOUS || r.kind == schema::MemoryRegion::Kind::MEMFD) {
+    if (parseMapsLine(line, r) && wanted(r, line)) {
       return r.path.size() > 0 ? kj::mv(r.path) : kj::str("shared anonymous memory");
     }
   }
   return nullptr;
+}
+
+}  // namespace
+
+kj::Maybe<kj::String> sharedWritableFileMapping(pid_t pid) {
+  return firstMapping(pid, [&](const MappedRegion& r, const char* line) {
+    if (r.kind != schema::MemoryRegion::Kind::FILE || r.flags != MAP_SHARED || (r.prot & PROT_WRITE) == 0) return false;
+    // The shim reaches the file at home through an fd of it (shim/forward/
+    // shared_file_mapping.h): one the job holds open, which the deputy keeps.
+    unsigned devMajor = 0, devMinor = 0;
+    return !(sscanf(line, "%*s %*s %*s %x:%x", &devMajor, &devMinor) == 2 &&
+             hasFdOf(pid, makedev(devMajor, devMinor), r.inode));
+  });
+}
+
+kj::Maybe<kj::String> sharedMemoryMapping(pid_t pid) {
+  return firstMapping(pid, [](const MappedRegion& r, const char*) {
+    return r.flags == MAP_SHARED &&
+           (r.kind == schema::MemoryRegion::Kind::ANONYMOUS || r.kind == schema::MemoryRegion::Kind::MEMFD);
+  });
 }
 
 }  // namespace mig::resources

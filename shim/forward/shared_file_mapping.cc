@@ -63,22 +63,20 @@ void freeSlot(SharedMapping& m) {
   m.addr.store(0, std::memory_order_release);
 }
 
-// Reads [off, off + len) of the fd's file at home into buf; past the end of the file,
-// zeros (as the copy was made). Negative errno on failure.
-long preadHome(int32_t fd, uint8_t* buf, uint64_t len, int64_t off) {
-  const rsc::Row& row = rsc::rowOf(rsc::CallId::Pread64);
+// Reads (or writes) [off, off + len) of the fd's file at home, in pieces of at most
+// rsc::kMaxIo; a read past the end of the file gives zeros (as the copy was made).
+// Negative errno on failure.
+long ioHome(bool read, int32_t fd, uint8_t* buf, uint64_t len, int64_t off) {
+  const rsc::Row& row = rsc::rowOf(read ? rsc::CallId::Pread64 : rsc::CallId::Pwrite64);
   uint64_t done = 0;
   while (done < len) {
     const uint64_t want = len - done < rsc::kMaxIo ? len - done : rsc::kMaxIo;
-    int64_t args[6] = {homeFdOf(fd),
-                       reinterpret_cast<int64_t>(buf + done),
-                       static_cast<int64_t>(want),
-                       off + static_cast<int64_t>(done),
-                       0,
-                       0};
+    int64_t args[6] = {homeFdOf(fd), reinterpret_cast<int64_t>(buf + done), static_cast<int64_t>(want),
+                       off + static_cast<int64_t>(done), 0, 0};
     long r = forwardRow(row, args);
     if (r < 0) return r;
     if (r == 0) {
+      if (!read) return -EIO;
       __builtin_memset(buf + done, 0, len - done);
       break;
     }
@@ -87,22 +85,10 @@ long preadHome(int32_t fd, uint8_t* buf, uint64_t len, int64_t off) {
   return 0;
 }
 
+long preadHome(int32_t fd, uint8_t* buf, uint64_t len, int64_t off) { return ioHome(true, fd, buf, len, off); }
+
 long pwriteHome(int32_t fd, const uint8_t* buf, uint64_t len, int64_t off) {
-  const rsc::Row& row = rsc::rowOf(rsc::CallId::Pwrite64);
-  uint64_t done = 0;
-  while (done < len) {
-    const uint64_t want = len - done < rsc::kMaxIo ? len - done : rsc::kMaxIo;
-    int64_t args[6] = {homeFdOf(fd),
-                       reinterpret_cast<int64_t>(buf + done),
-                       static_cast<int64_t>(want),
-                       off + static_cast<int64_t>(done),
-                       0,
-                       0};
-    long r = forwardRow(row, args);
-    if (r <= 0) return r < 0 ? r : -EIO;
-    done += static_cast<uint64_t>(r);
-  }
-  return 0;
+  return ioHome(false, fd, const_cast<uint8_t*>(buf), len, off);
 }
 
 // The bytes the job changed since the copy last agreed with home go home. Each run is

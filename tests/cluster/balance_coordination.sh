@@ -65,7 +65,8 @@ fi
 # there wants to move yet.
 hx a kill -STOP "${PID[one]}" "${PID[two]}"
 stopped() { [[ $(hx "$1" ps -o stat= -p "$2" 2>/dev/null) == T* ]]; }
-ONE_ON_B=$(hx b pgrep -f "cpu_job $(jdir one)/data/go" | head -n 1)
+# (anchored: the job's link process names its command in its own arguments)
+ONE_ON_B=$(hx b pgrep -f "^[^ ]*cpu_job $(jdir one)/data/go" | head -n 1)
 if ! wait_until 20 eval 'stopped a "${PID[two]}" && stopped b "$ONE_ON_B"'; then
   fail "SIGSTOP did not stop two on a and one on b (PID $ONE_ON_B there) within 20 s"
   kill_job one

@@ -141,7 +141,7 @@ if ! wait_until 60 step3; then
   detail "$(hp b /tmp/slurm/slurmd.log)" "slurmd log of b"
   cluster_end
 fi
-JOBPID=$(hx b pgrep -f "cpu_job $T/job/go" | head -n 1)
+JOBPID=$(hx b pgrep -f "^[^ ]*cpu_job $T/job/go" | head -n 1)  # (not its link process)
 ok "Slurm job $JOBID runs on node2 (mig's b) under mig (PID $JOBPID there), past STEP 3"
 
 # --- drain node2 (b) through Slurm -------------------------------------------------------
