@@ -27,8 +27,8 @@ run() {  # run MODE ROUND
   MIG_BENCH_SHADOWD_ARGS=$args "$here/network_relay_bench.sh" "$net_mib" 2000 >"$n" 2>&1 ||
     { echo "encryption_bench: network_relay_bench.sh ($mode) failed:" >&2; tail -20 "$n" >&2; exit 1; }
   add "$mode" image "$(awk '/image transfer/ { print $4 }' "$m")"
-  add "$mode" write64 "$(awk '/forwarded, after/ { print $4; exit }' "$m")"
-  add "$mode" write1m "$(awk '/forwarded, after/ { n++; if (n == 2) { print $4; exit } }' "$m")"
+  add "$mode" write64 "$(awk '/forwarded, direct link/ { print $5; exit }' "$m")"
+  add "$mode" write1m "$(awk '/forwarded, direct link/ { n++; if (n == 2) { print $5; exit } }' "$m")"
   add "$mode" rtt "$(awk '/64-byte round trip/ { print $(NF-4) }' "$n")"
   add "$mode" up "$(awk '/client -> server/ { print $(NF-4) }' "$n")"
   add "$mode" down "$(awk '/server -> client/ { print $(NF-4) }' "$n")"

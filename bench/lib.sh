@@ -2,7 +2,8 @@
 # (sourced, not run): a private directory, a fresh cluster key, shadowd A and B on
 # free ports with their sockets ready, and the helpers every such bench uses.
 #   source "$(dirname "$0")/lib.sh"; bench_two_shadowds NAME
-# sets root, build, dir, pids (killed with -9 at exit, then dir removed), pa, pb
+# sets root, build, dir, pids (killed with -9 at exit, with what outlives them, then dir
+# removed), pa, pb
 # (the ports) and defines A (migctl at A), wait_for FILE TEXT and median VALUES....
 # MIG_BENCH_SHADOWD_ARGS: more shadowd options for both (bench/encryption_bench.sh
 # sets --insecure-plaintext-links for its plaintext figures).
@@ -14,10 +15,24 @@ A() { MIG_SHADOWD_SOCKET=$dir/a/sock "$build/migctl/migctl" "$@"; }
 wait_for() { for _ in $(seq 1 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "timeout waiting for $2 in $1" >&2; exit 1; }
 median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 
+# At exit: the shadowds, and what outlives their SIGKILL: a job's link process on B
+# (named by its socket in $dir) and the job restored under it.
+bench_end() {
+  local p
+  kill -9 "${pids[@]}" 2>/dev/null
+  for p in $(pgrep -f -- "$dir/"); do
+    [ "$p" = $$ ] && continue
+    pkill -9 -P "$p" 2>/dev/null
+    kill -9 "$p" 2>/dev/null
+  done
+  wait 2>/dev/null
+  rm -rf "$dir"
+}
+
 bench_two_shadowds() {  # bench_two_shadowds NAME
   dir=$(mktemp -d "/tmp/mig-$1.XXXXXX")
   pids=()
-  trap 'kill -9 "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
+  trap bench_end EXIT
   head -c 32 /dev/urandom > "$dir/key"; chmod 600 "$dir/key"
   pa=$(port) pb=$(port)
   local extra s
