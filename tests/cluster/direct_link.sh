@@ -221,15 +221,10 @@ else
   fail "a's log names the end of job ${JOB_ID:-?} (PID ${PID[job]}) $ends times (want 1)"
   shadowd_logs a
 fi
-n=$(awk '$1 == "done" { print $2 }' "$(jfile job out)")
-want=$(seq 1 "${n:-0}" | sed "s/^/$MARKER /")
-wait_until 10 grep -q '^closed' "$T/job.recorder"
-if [[ -n $n && $(cat "$(jfile job data/marker.txt)") == "$want" && $(cat "$T/job.received") == "$want" ]]; then
-  ok "$n lines, each once and in order, in the home file and at the home TCP server ($((n - at_kill)) written after a's shadowd was killed, $((n - at_kill_b)) after b's)"
+if marker_lines_once job "$MARKER"; then
+  ok "$MARKED lines, each once and in order, in the home file and at the home TCP server ($((MARKED - at_kill)) written after a's shadowd was killed, $((MARKED - at_kill_b)) after b's)"
 else
-  fail "the home file or the home server lacks lines (done ${n:-?})"
-  detail "$(jfile job data/marker.txt)" "the home file"
-  detail "$T/job.received" "what the home server got"
+  fail "the home file or the home server lacks lines (done ${MARKED:-?})"
 fi
 kill_job job
 cluster_end

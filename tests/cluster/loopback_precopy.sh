@@ -40,7 +40,7 @@ migrate_checked() {
   # move is refused in one line and the job runs on whole; a user tries again.
   for _ in 1 2 3 4 5 6 7 8 9 10; do
     A migrate "$jpid" --to "127.0.0.1:$to" "$@" > "$dir/m-$name.out" 2>&1; rc=$?
-    [ $rc -ne 0 ] && grep -q 'moving a process tree whole is not built yet' "$dir/m-$name.out" || break
+    [ $rc -ne 0 ] && grep -q 'try again' "$dir/m-$name.out" || break
   done
   after=$(steps_in "$out" "$steppat")
   if [ $rc -eq 0 ] && grep -Eq "^migrated $jpid to 127.0.0.1:$to: frozen [0-9.]+ ms .*; $want" "$dir/m-$name.out"; then

@@ -158,15 +158,10 @@ else
   detail "$(jfile kept err)" "its stderr"
   shadowd_logs b
 fi
-n=$(awk '$1 == "done" { print $2 }' "$(jfile kept out)")
-want=$(seq 1 "${n:-0}" | sed "s/^/${MARK[kept]} /")
-wait_until 10 grep -q '^closed' "$T/kept.recorder"
-if [[ -n $n && $(cat "$(jfile kept data/marker.txt)") == "$want" && $(cat "$T/kept.received") == "$want" ]]; then
-  ok "kept: $n lines, each exactly once and in order, in the home file and at the home TCP server ($((at_heal - at_cut)) steps done while b was cut off, $((n - at_heal)) after)"
+if marker_lines_once kept "${MARK[kept]}"; then
+  ok "kept: $MARKED lines, each exactly once and in order, in the home file and at the home TCP server ($((at_heal - at_cut)) steps done while b was cut off, $((MARKED - at_heal)) after)"
 else
-  fail "kept: the home file or the home server does not have lines 1..${n:-?} exactly once"
-  diff <(echo "$want") "$(jfile kept data/marker.txt)" | head -20 | sed 's/^/#   file: /'
-  diff <(echo "$want") "$T/kept.received" | head -20 | sed 's/^/#   server: /'
+  fail "kept: the home file or the home server does not have lines 1..${MARKED:-?} exactly once"
 fi
 
 # --- and the lost one is gone from b ------------------------------------------------------------

@@ -383,6 +383,22 @@ only_on_a() {
   fi
 }
 
+# marker_lines_once JOB MARK: a jobs/marker_job.c run as JOB printed "done N"; the lines
+# "MARK 1" .. "MARK N" are, each exactly once and in order, in its home file
+# (data/marker.txt) and at its home TCP server ($T/JOB.received, once the recorder says
+# "closed"). Sets MARKED to N; on a difference prints the first lines of it and returns 1.
+marker_lines_once() {
+  local job=$1 mark=$2 want
+  MARKED=$(awk '$1 == "done" { print $2 }' "$(jfile "$job" out)")
+  want=$(seq 1 "${MARKED:-0}" | sed "s/^/$mark /")
+  wait_until 10 grep -q '^closed' "$T/$job.recorder"
+  [[ -n $MARKED && $(cat "$(jfile "$job" data/marker.txt)") == "$want" && $(cat "$T/$job.received") == "$want" ]] &&
+    return 0
+  diff <(echo "$want") "$(jfile "$job" data/marker.txt)" | head -20 | sed 's/^/#   home file: /'
+  diff <(echo "$want") "$T/$job.received" | head -20 | sed 's/^/#   home server: /'
+  return 1
+}
+
 # restore_log HOST: the newest restore log in HOST's spool (what `migctl restart` said).
 restore_log() {
   local f
