@@ -215,7 +215,7 @@ void CallPool::work(Worker& me) {
   }
 }
 
-CallRunner::CallRunner(kj::Function<void(int fd)> inputTaken)
+CallRunner::CallRunner(kj::Function<kj::Promise<void>(int fd)> inputTaken)
     : inputTaken_(kj::mv(inputTaken)), pool_(kj::heap<CallPool>(dispatcher_)) {
   dispatcher_.keepOwnFds(isOwn);  // the job's numbers never take the deputy's fds
 }
@@ -253,7 +253,7 @@ kj::Promise<void> CallRunner::call(CallContext context) {
       auto reply = runLogged(dispatcher_, request);
       context.getResults().setReply(reply);
       answered_.done(h, kj::mv(reply));
-      if (runs == Runs::HereOnce) inputTaken(request);
+      if (runs == Runs::HereOnce) return inputTaken(request);
       return kj::READY_NOW;
     }
     auto finished = pool_->run(kj::heapArray<kj::byte>(request)).then([this, h](CallPool::Outcome o) -> kj::Promise<void> {
@@ -268,17 +268,17 @@ kj::Promise<void> CallRunner::call(CallContext context) {
     kj::ArrayPtr<const kj::byte> kept;
     if (answered_.ran(h, kept)) context.getResults().setReply(kept);
     running_.erase(key);
-    inputTaken(context.getParams().getRequest());
+    return inputTaken(context.getParams().getRequest());
   });
 }
 
-void CallRunner::inputTaken(kj::ArrayPtr<const kj::byte> request) {
-  if (request.size() < sizeof(rsc::RequestHeader)) return;
+kj::Promise<void> CallRunner::inputTaken(kj::ArrayPtr<const kj::byte> request) {
+  if (request.size() < sizeof(rsc::RequestHeader)) return kj::READY_NOW;
   rsc::RequestHeader h;
   memcpy(&h, request.begin(), sizeof(h));
   const rsc::Row* row = rsc::rowById(h.call);
-  if (row == nullptr || !rsc::rearmsReadiness(*row)) return;
-  inputTaken_(static_cast<int>(h.args[row->fdArg]));
+  if (row == nullptr || !rsc::rearmsReadiness(*row)) return kj::READY_NOW;
+  return inputTaken_(static_cast<int>(h.args[row->fdArg]));
 }
 
 kj::Promise<void> CallRunner::stopForHomecoming(kj::Timer& timer, uint64_t limitMs) {

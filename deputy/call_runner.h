@@ -25,8 +25,9 @@ class CallPool;  // worker threads (call_runner.cc)
 class CallRunner {
  public:
   // `inputTaken(fd)` is told after a call that took input from `fd` ran, so the
-  // readiness watches of that file look again (readiness.h).
-  explicit CallRunner(kj::Function<void(int fd)> inputTaken);
+  // readiness watches of that file look again (readiness.h); the call is answered
+  // once what it returns resolves.
+  explicit CallRunner(kj::Function<kj::Promise<void>(int fd)> inputTaken);
   ~CallRunner();
 
   // Deputy.call: runs the request in `context` and sets its reply there.
@@ -46,9 +47,9 @@ class CallRunner {
  private:
   using Key = std::pair<uint32_t, uint64_t>;  // thread, seq
 
-  void inputTaken(kj::ArrayPtr<const kj::byte> request);
+  kj::Promise<void> inputTaken(kj::ArrayPtr<const kj::byte> request);
 
-  kj::Function<void(int fd)> inputTaken_;
+  kj::Function<kj::Promise<void>(int fd)> inputTaken_;
   rsc::Dispatcher dispatcher_;
   kj::Own<CallPool> pool_;
   std::map<Key, kj::ForkedPromise<void>> running_;

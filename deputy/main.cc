@@ -82,7 +82,7 @@ class DeputyImpl final : public rpc::Deputy::Server {
  public:
   DeputyImpl(kj::AsyncIoContext& io, kj::UnixEventPort& port, kj::TaskSet& tasks, KeptRecord& kept, uint64_t jobId,
              kj::ArrayPtr<const kj::byte> token)
-      : io_(io), tasks_(tasks), kept_(kept), readiness_(port, tasks), calls_([this](int fd) { readiness_.inputTaken(fd); }),
+      : io_(io), tasks_(tasks), kept_(kept), readiness_(port, tasks), calls_([this](int fd) { return readiness_.inputTaken(fd); }),
         jobId_(jobId), token_(kj::heapArray(token)) {}
 
   // The home shadowd it is registered with (again after a restart): told if the job is lost.

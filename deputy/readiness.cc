@@ -66,12 +66,20 @@ class Watch final : public rpc::ReadinessWatch::Server {
   const FileId& file() const { return file_; }
 
   // A call that takes input from the file has run: whatever was announced may be
-  // gone, or more may wait.
+  // gone, or more may wait. Looked at now, not on a later turn, so the token for what
+  // is left is sent before the call is answered.
   void inputTaken() {
     if (!told_) return;
     told_ = false;
-    arm();
+    if (readableNow()) {
+      tell();
+    } else {
+      arm();
+    }
   }
+
+  // Resolves once every token sent so far is in the stand-in's connection.
+  kj::Promise<void> delivered() { return delivered_.addBranch(); }
 
  private:
   // The copy goes where the deputy keeps its own fds (own_fds.h), out of the job's
@@ -108,12 +116,15 @@ class Watch final : public rpc::ReadinessWatch::Server {
   }
 
   void arm() {
-    waiting_ = readable()
-                   .then([this]() {
-                     told_ = true;
-                     tasks_.add(readiness_.readyRequest().send().ignoreResult());
-                   })
-                   .eagerlyEvaluate([](kj::Exception&&) {});
+    waiting_ = readable().then([this]() { tell(); }).eagerlyEvaluate([](kj::Exception&&) {});
+  }
+
+  // A relay that is gone (the job closed the stand-in, the link broke) delivers
+  // nothing more: its failure counts as delivered, so no answer waits on it.
+  void tell() {
+    told_ = true;
+    auto sent = readiness_.readyRequest().send().ignoreResult().catch_([](kj::Exception&&) {});
+    delivered_ = delivered_.addBranch().then([sent = kj::mv(sent)]() mutable { return kj::mv(sent); }).fork();
   }
 
   kj::TaskSet& tasks_;
@@ -124,6 +135,7 @@ class Watch final : public rpc::ReadinessWatch::Server {
   rpc::Readiness::Client readiness_;
   FileId file_;
   bool told_ = false;
+  kj::ForkedPromise<void> delivered_ = kj::Promise<void>(kj::READY_NOW).fork();
   kj::Promise<void> waiting_ = nullptr;
 };
 
@@ -131,12 +143,16 @@ kj::Own<rpc::ReadinessWatch::Server> Readiness::watch(int fd, rpc::Readiness::Cl
   return kj::heap<Watch>(port_, tasks_, watches_, fd, kj::mv(readiness));
 }
 
-void Readiness::inputTaken(int fd) {
+kj::Promise<void> Readiness::inputTaken(int fd) {
   FileId file;
-  if (watches_.empty() || !fileOf(fd, file)) return;
+  if (watches_.empty() || !fileOf(fd, file)) return kj::READY_NOW;
+  kj::Vector<kj::Promise<void>> delivered;
   for (Watch* w : watches_) {
-    if (w->file() == file) w->inputTaken();
+    if (w->file() != file) continue;
+    w->inputTaken();
+    delivered.add(w->delivered());
   }
+  return kj::joinPromises(delivered.releaseAsArray());
 }
 
 }  // namespace mig::deputy

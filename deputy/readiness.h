@@ -23,7 +23,12 @@ class Readiness {
   kj::Own<rpc::ReadinessWatch::Server> watch(int fd, rpc::Readiness::Client readiness);
 
   // A call that takes input from `fd` has run: the watches of its file look again.
-  void inputTaken(int fd);
+  // Resolves once every token they sent (the one for what is left, too) is in its
+  // stand-in's connection: the call is answered only then, so the shim's drain before
+  // its next such call takes every token that went before this answer, and a token
+  // for bytes this call took never reaches a poll after it (python's Pool reads its
+  // change notifier's header and body in two reads after one poll).
+  kj::Promise<void> inputTaken(int fd);
 
  private:
   kj::UnixEventPort& port_;

@@ -248,9 +248,14 @@ class StandInEnd final : public kj::Refcounted {
  public:
   explicit StandInEnd(kj::Own<kj::AsyncIoStream> stream) : stream_(kj::mv(stream)) {}
 
-  void token() {
-    writing_ = writing_.then([this]() { return stream_->write(&kToken, 1); })
-                   .eagerlyEvaluate([](kj::Exception&&) {});  // the job closed it: no one to tell
+  // Resolves once the token is in the connection (or the job closed it): the deputy
+  // answers a read only after the tokens it sent are there (deputy/readiness.h).
+  kj::Promise<void> token() {
+    auto written = writing_.then([this]() { return stream_->write(&kToken, 1); })
+                       .eagerlyEvaluate([](kj::Exception&&) {})  // the job closed it: no one to tell
+                       .fork();
+    writing_ = written.addBranch();
+    return written.addBranch().attach(kj::addRef(*this));
   }
 
   kj::Promise<void> ended() {
@@ -271,10 +276,7 @@ namespace {
 class ReadinessImpl final : public rpc::Readiness::Server {
  public:
   explicit ReadinessImpl(kj::Own<StandInEnd> end) : end_(kj::mv(end)) {}
-  kj::Promise<void> ready(ReadyContext) override {
-    end_->token();
-    return kj::READY_NOW;
-  }
+  kj::Promise<void> ready(ReadyContext) override { return end_->token(); }
 
  private:
   kj::Own<StandInEnd> end_;

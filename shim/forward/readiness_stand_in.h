@@ -13,13 +13,20 @@
 //     input from the fd (rsc::kTakesInput in its row: read, recv, accept);
 //   - the deputy sends one token when the fd is readable, then no other until a call
 //     that takes input from the same open file has run; after it, if the fd is still
-//     readable, it sends the next one;
-//   - the relay writes each token into the connection and ends its watch when the
-//     connection ends (every copy of the stand-in closed: the job closed the fd, or
-//     was checkpointed).
-// A token can outlive the readiness it announced (the data went to a read made just
-// before): the job may see a spurious wakeup, which non-blocking code takes as
-// EAGAIN. Writability is not relayed: the stand-in is always writable.
+//     readable, it sends the next one, and it answers that call only once every
+//     token it sent is in the connection (the relay's answer to each says so). So
+//     the drain before the next such call takes them all: a token sent for bytes a
+//     read then took (python's Pool reads a message's header and body in two reads
+//     after one poll) never reaches a poll after that read's answer, where a
+//     blocking read would wait for bytes that are gone;
+//   - the relay writes each token into the connection, answers the deputy once it is
+//     written, and ends its watch when the connection ends (every copy of the
+//     stand-in closed: the job closed the fd, or was checkpointed).
+// A token can still outlive the readiness it announced when the deputy sent it on
+// its own (the bytes arrived at home) after the shim's drain and the read then took
+// those bytes, or when another process took them (as with a local pipe): the job may
+// see a spurious wakeup, which non-blocking code takes as EAGAIN. Writability is not
+// relayed: the stand-in is always writable.
 //
 // migctl restart places these stand-ins before the restore (so epoll registrations
 // of home fds come back on them); the shim makes them for sockets accepted at home.
