@@ -134,9 +134,28 @@ struct Made {
 };
 
 // Made with `get` (IPC_CREAT | IPC_EXCL and the key): refuses a taken key or id.
+// *_next_id is one value for the whole IPC namespace, taken by whichever object is made
+// next: another process making one between the two steps (a second restart, any
+// program) takes the id. Such an object is removed and the id asked for again.
 int32_t makeWithId(const char* kind, const SysvPerm& p, kj::StringPtr what, const std::function<int()>& get) {
-  chooseNextId(kind, p.id, what);
-  int id = get();
+  int id = -1;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    chooseNextId(kind, p.id, what);
+    id = get();
+    if (id < 0 || id == p.id) break;
+    if (strcmp(kind, "shm") == 0) {
+      shmctl(id, IPC_RMID, nullptr);
+    } else if (strcmp(kind, "sem") == 0) {
+      semctl(id, 0, IPC_RMID);
+    } else {
+      msgctl(id, IPC_RMID, nullptr);
+    }
+    id = -2;
+  }
+  if (id == -2) {
+    fail(kj::str("cannot make the job's ", what, " again with its id: other System V objects were being made on this "
+                 "host at the same time; try again"));
+  }
   if (id < 0) {
     int err = errno;
     if (err == EEXIST) {
