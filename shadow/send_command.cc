@@ -486,9 +486,9 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     const bool frozen = when == "during the freeze";
     if (!atHome) {
       // Away, the members are jobs of their own here (none is another's child): a child
-      // one of them started here could not follow it.
-      // Before the freeze short children get their moment to end (settle_children.h);
-      // at the freeze the members cannot reap any more, so one there was started since.
+      // one of them started here could not follow it. Before the freeze short children
+      // get their moment to end (settle_children.h); at the freeze the members cannot
+      // reap any more, so one there was started since.
       kj::Vector<pid_t> pids;
       pids.add(rootReal);
       for (auto& m : members) pids.add(m.pid);
@@ -1150,6 +1150,7 @@ int sendCommand(int argc, char** argv) {
   uint32_t rounds = 0;
   std::chrono::steady_clock::time_point frozenAt;
   if (postcopy) {
+    lookBeforeFreeze();
     frozenAt = std::chrono::steady_clock::now();
     remoteBytes = capturePostcopy(*ctl, out, stats, *pages);
   } else if (uffd >= 0) {

@@ -376,6 +376,7 @@ while i < 3 or not os.path.exists("STOP"):
     print("pipeline", i, r.stdout.strip(), r.returncode, flush=True)
     time.sleep(0.02)
 print("done", i, flush=True)'
+forker_start=$SECONDS
 start_job forker mig "$PY" -c "$FORKER" || cluster_end
 forker_hop() {  # forker_hop FROM TO: once 3 more steps ran, the hop, retried on "try again" only
   local k=$(( $(last_step forker) + 3 )) tries=0
@@ -399,7 +400,7 @@ if wait_job forker 60; then
   want=$(for ((i = 1; i <= n; i++)); do echo "STEP $i"; echo "pipeline $i $(echo $((i * i)) | tr 0-9 a-j) 0"; done; echo "done $n")
 fi
 if [[ $STATUS == 0 ]] && [[ $(cat "$(jfile forker out)") == "$want" ]]; then
-  ok "forker: its $n steps' pipelines (started at home, on b, on c and home again) printed what an undisturbed run prints, status 0"
+  ok "forker: its $n steps' pipelines (started at home, on b, on c and home again) printed what an undisturbed run prints, status 0 ($((SECONDS - forker_start)) s for this part)"
 else
   fail "forker: status $STATUS, output not the undisturbed run's"
   diff <(echo "$want") "$(jfile forker out)" | head -n 8 | sed 's/^/#     /'; detail "$(jfile forker err)" "its stderr"
