@@ -77,7 +77,7 @@ kj::String awayChildrenRefusal(long vpid, long holder, const kj::Vector<Process>
   return kj::str(
       "cannot move PID ", vpid, holder == 0 ? kj::str(": it has ") : kj::str(" with its children: its process ", holder, " has "),
       left.size(), left.size() == 1 ? " child" : " children", " born on this host (", kj::strArray(names, ", "),
-      "), away from home, and children born away from home cannot move with it yet, neither on nor home (issue 12); ",
+      "), away from home, and children born away from home cannot move with it yet, to another host or home (issue 12); ",
       frozen ? "the hop was aborted" : "nothing was frozen", ", the job runs on where it was; ",
       transient ? kj::str(frozen ? "they were started as it was frozen" : "its children come and go",
                           ": try again")
