@@ -359,4 +359,7 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace mig::deputy
 
-int main(int argc, char** argv) { return mig::deputy::run(argc, argv); }
+int main(int argc, char** argv) {
+  mig::shadow::keepCallBuffers();
+  return mig::deputy::run(argc, argv);
+}

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -123,6 +124,14 @@ kj::Own<kj::AsyncIoStream> secured(kj::Own<kj::AsyncIoStream> raw, SecureStream:
 }
 
 }  // namespace
+
+void keepCallBuffers() {
+  // Both set: either one alone turns off glibc's own adjustment of the other.
+  constexpr int kMmapAbove = 4 << 20;  // beyond any one call's buffer (rsc::kMaxMessage)
+  constexpr int kKeptFree = 8 << 20;
+  mallopt(M_MMAP_THRESHOLD, kMmapAbove);
+  mallopt(M_TRIM_THRESHOLD, kKeptFree);
+}
 
 kj::Array<kj::byte> directLinkKey(const ClusterKey& key, uint64_t jobId, kj::ArrayPtr<const kj::byte> nonce) {
   auto msg = kj::heapArray<kj::byte>(sizeof(jobId) + nonce.size());

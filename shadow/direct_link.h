@@ -37,6 +37,14 @@ kj::Array<kj::byte> directLinkKey(const ClusterKey& key, uint64_t jobId, kj::Arr
 // The host part of "host:port" ("[::1]:7070" -> "[::1]").
 kj::String hostOf(kj::StringPtr address);
 
+// Called first in both ends' main (mig-link, mig-deputy): keeps the buffers of big
+// calls (up to rsc::kMaxMessage each, several per call: the request, its Cap'n Proto
+// message, the sealed record) on the heap for the next call. By default glibc gives
+// freed memory above its trim threshold back at once, so every 1 MiB write mapped and
+// faulted in fresh zeroed pages again, three times over in the link process (a third
+// of its CPU time per MiB under perf). Keeps at most 8 MiB unused.
+void keepCallBuffers();
+
 // Where the deputy keeps its own fds (deputy/own_fds.h): `place` moves a new fd there
 // (closing the one given; -1 on failure), `release` unmarks one once closed. Null: as
 // the kernel gives them.

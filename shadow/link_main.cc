@@ -396,4 +396,7 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace mig::shadow
 
-int main(int argc, char** argv) { return mig::shadow::run(argc, argv); }
+int main(int argc, char** argv) {
+  mig::shadow::keepCallBuffers();
+  return mig::shadow::run(argc, argv);
+}
