@@ -17,7 +17,10 @@
 #    is a plain local tree again (deputy/homecoming.h): `migctl list` at a shows the
 #    root and the child once each, local; neither is a deputy; the child is still the
 #    root's child and the zombie still the root's zombie; a signal sent at home reaches
-#    the child from the kernel; the pipe between them is home's again.
+#    the child from the kernel; the pipe between them is home's again. A parent waiting
+#    for its child, which waits in a read of a FIFO at home, moves a -> b -> a whole
+#    (calls in flight at the hop home) and is local again; its output and status are
+#    the undisturbed run's.
 # 2. What stays refused before anything is frozen, one line, the job running on at
 #    home: a tree with a member not under libmig.so (named) and --postcopy of a tree.
 #    A python3 multiprocessing.Pool(2) sharing a Lock and a Value with its workers
@@ -255,6 +258,60 @@ else
   detail "$(jfile lone out)" "its stdout"; detail "$(jfile lone err)" "its stderr"
 fi
 kill_job lone
+
+# A tree that comes home while both members wait in calls home (issue 12 + 15: the calls
+# in flight): the child in a read of a FIFO at home, the parent in a wait for the child.
+# Moved a -> b, then home whole; once home both are local (not deputies, listed once
+# each), and the FIFO's line then reaches the child, local, whose status 4 the parent's
+# wait gets: output and statuses the undisturbed run's.
+WAITER='import os
+c = os.fork()
+if c == 0:
+    print("child waits", flush=True)
+    with open("GATE") as f:
+        line = f.readline()
+    print("child read", line.strip(), flush=True)
+    os._exit(4)
+print("parent waits", flush=True)
+pid, st = os.waitpid(c, 0)
+print("child", pid == c, "status", os.waitstatus_to_exitcode(st), flush=True)'
+for j in waiter waiter-ref; do mkdir -p "$(jfile "$j" .)"; mkfifo "$(jfile "$j" GATE)"; done
+exec 6<>"$(jfile waiter-ref GATE)" 7<>"$(jfile waiter GATE)"
+echo go >&6
+start_job waiter-ref plain "$PY" -c "$WAITER"
+start_job waiter mig "$PY" -c "$WAITER" || cluster_end
+if wait_until 20 eval 'out_has waiter "child waits" && out_has waiter "parent waits"'; then
+  wpid=${PID[waiter]}
+  wchild=$(hx a pgrep -P "$wpid" | head -n 1)
+  migrate waiter b 60
+  rc_out=$MIG_RC
+  migrate waiter a 60
+  list=$(hm a list 2>/dev/null)
+  if (( rc_out == 0 && MIG_RC == 0 )) && [[ -n $wchild ]] && local_row "$wpid" && local_row "$wchild" &&
+     [[ $(hx a readlink "/proc/$wpid/exe") != *mig-deputy && $(hx a readlink "/proc/$wchild/exe") != *mig-deputy ]] &&
+     [[ $(ppid_of "$wchild") == "$wpid" ]]; then
+    ok "waiter: a tree waiting in calls home (a read of a FIFO, a wait for the child) moved a -> b -> a, local again at home: $(migrated_line)"
+  else
+    fail "waiter: a -> b exit $rc_out, b -> a exit $MIG_RC, list '$(tr '\n' '|' <<<"$list")', child $wchild"
+    detail "$MIG_ERR" "migctl's stderr"; shadowd_logs a b
+  fi
+else
+  fail "waiter: did not start"; detail "$(jfile waiter err)" "its stderr"
+fi
+echo go >&7
+wait_job waiter-ref 30
+if wait_job waiter 30 && [[ $STATUS == 0 && $(status_of waiter-ref) == 0 ]] &&
+   cmp -s <(sort "$(jfile waiter out)") <(sort "$(jfile waiter-ref out)") && out_has waiter "child True status 4"; then
+  ok "waiter: home again the child read the FIFO's line and the parent's wait got its status 4, output and status 0 the undisturbed run's"
+else
+  fail "waiter: status $STATUS (undisturbed $(status_of waiter-ref)), output differs from the undisturbed run's"
+  diff "$(jfile waiter-ref out)" "$(jfile waiter out)" | head -n 8 | sed 's/^/#     /'; detail "$(jfile waiter err)" "its stderr"
+fi
+exec 6>&- 7>&-
+if ! ended waiter; then
+  for p in $(hx a pgrep -P "${PID[waiter]}"); do hx a kill -KILL "$p"; done
+  kill_job waiter
+fi
 
 # --- 2. refused before the freeze -------------------------------------------------------------
 # refused NAME PATTERN: one line matching PATTERN, the job still the program at home.
