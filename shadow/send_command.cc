@@ -59,11 +59,11 @@
 #include "resources/proc_file.h"
 #include "resources/shared_memory.h"
 #include "resources/process_tree.h"
-#include "shadow/tree_homecoming.h"
 #include "resources/sysv_ipc.h"
 #include "shadow/hex.h"
 #include "shadow/hop_fault.h"
 #include "shadow/settle_children.h"
+#include "shadow/tree_homecoming.h"
 #include "shadow/network_policy.h"
 #include "shadow/peer_login.h"
 
