@@ -1,7 +1,8 @@
 // A hop back home (docs/design.md "A hop back home"): the job, moved away and now
 // sent to its home host again, is restored into its deputy's process, so it runs
 // local again with the PID, parent, terminal and fds it has always had there, and
-// nothing is forwarded any more.
+// nothing is forwarded any more. A tree coming home whole does this in every member's
+// deputy at once, after every member was frozen (shadow/tree_homecoming.h).
 //
 // The hop is committed first (the job's process away has ended; shadow/send_command.cc),
 // then home's shadowd calls Deputy.becomeJob. The deputy

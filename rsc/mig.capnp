@@ -26,6 +26,9 @@ struct JobTicket {
   sysv @6 :List(SysvName);  # the System V objects the job brings (a tree's, on its root's
                             # ticket): their keys and ids must be free on the new host, or
                             # it refuses the job before anything is frozen
+  keepDeputy @7 :Bool;     # a hop home that keeps the job's deputy: a tree whose members
+                           # share memory or System V objects comes home as moved jobs
+                           # (shadow/tree_homecoming.h)
 }
 
 struct SysvName {

@@ -16,6 +16,7 @@
 #include "shadow/network_policy.h"
 #include "shadow/services.h"
 #include "shadow/spool.h"
+#include "shadow/tree_homecoming.h"
 
 #include <kj/debug.h>
 
@@ -988,14 +989,23 @@ class NodeImpl final : public rpc::Node::Server {
                          })
                          .eagerlyEvaluate(nullptr);
     // Coming home: the job's deputy is here, so the job will be restored into it
-    // (deputy/homecoming.h) and runs local again. Not a tree's member yet: its members
-    // come home as moved jobs, deputies kept (a member's freeze may wait on a call home
-    // that another member's deputy answers, and the return home waits for calls first).
+    // (deputy/homecoming.h) and runs local again. A tree's member too when its whole
+    // tree comes home in this hop (tree_homecoming.h; the sender checks all or none);
+    // one moved alone (--only), or a tree whose members share objects (keepDeputy),
+    // comes home as moved jobs, deputies kept.
     bool homecoming = false;
     KJ_IF_MAYBE(h, d_.homeJobs().find(id)) {
       auto& home = **h;
-      homecoming = home.treeRoot == 0 && home.location.size() > 0 && home.token.size() == t.getToken().size() &&
-                   memcmp(home.token.begin(), t.getToken().begin(), home.token.size()) == 0;
+      if (!t.getKeepDeputy() && home.token.size() == t.getToken().size() &&
+          memcmp(home.token.begin(), t.getToken().begin(), home.token.size()) == 0) {
+        kj::Vector<TreeRecordFacts> records;
+        for (auto& e : d_.homeJobs()) {
+          auto& r = *e.value;
+          if (r.id != id && (home.treeRoot == 0 || (r.id != home.treeRoot && r.treeRoot != home.treeRoot))) continue;
+          records.add(TreeRecordFacts{r.id, r.treeRoot, r.migrating, r.ended, r.location.size() > 0});
+        }
+        homecoming = memberComesHomeLocal(records.asPtr(), id);
+      }
     }
     if (homecoming) d_.log(kj::str("job ", id, " is coming home"));
     context.getResults().setSink(kj::heap<ImageSinkImpl>(d_, id, kj::mv(homeClock), homecoming));

@@ -33,7 +33,8 @@
 // is gone within a second; children that come and go say "try again"); --only moves
 // the process alone. A hop to the job's
 // home (the destination says so) restores the job into its deputy
-// (deputy/homecoming.h); children born away that still run are refused then even
+// (deputy/homecoming.h), a tree's every member into its own, all or none
+// (shadow/tree_homecoming.h); children born away that still run are refused then even
 // with --only.
 //
 // Pre-copy (the default where the job's writes can be tracked, resources/precopy.h):
@@ -62,6 +63,7 @@
 #include "shadow/hex.h"
 #include "shadow/hop_fault.h"
 #include "shadow/settle_children.h"
+#include "shadow/tree_homecoming.h"
 #include "shadow/network_policy.h"
 #include "shadow/peer_login.h"
 
@@ -581,8 +583,16 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   // ticket names the tree's System V objects: their keys and ids must be free there);
   // all asked at once, one round trip for the tree.
   resources::SysvIpc sysvBefore = resources::findSysvIpc(all.asPtr());
+  bool homecoming = false;  // the destination is the tree's home: each member goes into its deputy
+  // What members share is restored as one object by the root's restart, the others
+  // finding it (resources/shared_memory.h); restored one by one into their deputies they
+  // would not: such a tree comes home as moved jobs, deputies kept (keepDeputy).
+  bool sharesBefore = !sysvBefore.empty();
+  for (size_t i = 0; i < hops.size() && !sharesBefore; ++i) {
+    sharesBefore = resources::sharedMemoryMapping(hops[i]->pid) != nullptr;
+  }
   {
-    kj::Vector<kj::Promise<rpc::ImageSink::Client>> asked;
+    kj::Vector<kj::Promise<kj::Tuple<rpc::ImageSink::Client, bool>>> asked;
     for (auto* h : hops) {
       auto receive = link->node.receiveRequest();
       auto ticket = receive.initTicket();
@@ -593,13 +603,24 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
       ticket.setHome(a.home);
       ticket.setVpid(static_cast<int32_t>(h->vpid));
       ticket.setCommand(h == &root ? command : h->command.asPtr());
-      asked.add(receive.send().then([](auto r) -> rpc::ImageSink::Client { return r.getSink(); }));
+      ticket.setKeepDeputy(sharesBefore);
+      asked.add(receive.send().then([](auto r) { return kj::tuple(r.getSink(), r.getHome()); }));
     }
     auto sinks = waitOrStall(kj::joinPromises(asked.releaseAsArray()), timer, a.stallMs, stalled(), ws);
+    auto home = kj::heapArray<bool>(hops.size());
     for (size_t i = 0; i < hops.size(); ++i) {
-      hops[i]->out = kj::heap<RpcSink>(kj::mv(sinks[i]), ws, timer, a.stallMs, stalled());
+      home[i] = kj::get<1>(sinks[i]);
+      hops[i]->out = kj::heap<RpcSink>(kj::mv(kj::get<0>(sinks[i])), ws, timer, a.stallMs, stalled());
       hops[i]->sink = kj::heap<MemberSink>(*hops[i]->out);
     }
+    // Back home every member is restored into its own deputy (deputy/homecoming.h), or
+    // none is: a tree half local, half forwarded to itself, is never made.
+    auto homeIs = treeHomecoming(home.asPtr());
+    if (homeIs == TreeHomecoming::MIXED) {
+      fail(stillHere(kj::str(a.to, " is its home but takes only some of its members back into their deputies (one moved "
+                             "alone since, or its record there changed); move the members one by one with --only")));
+    }
+    homecoming = homeIs == TreeHomecoming::ALL;
   }
   for (auto* h : hops) resources::waitForLazyPages(h->pid);
   auto ctlOf = [&](MemberHop* h) -> migctl::ControlClient& { return h->ctl.get() != nullptr ? *h->ctl : rootCtl; };
@@ -692,6 +713,10 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   // What the parked members share, seen at one instant: captured once, in the root's
   // image (resources/shared_memory.h, MovingShare), the members one after the other.
   auto share = sharedByMembers(hops.asPtr(), parked.asPtr(), ctlOf, jobId, here);
+  if (homecoming && share.any()) {
+    fail(kj::str("cannot move PID ", vpid, " with its children home: they began to share memory or System V objects; "
+                 "the hop was aborted, the job runs on ", here, " (try again: it then comes home as moved jobs)"));
+  }
   if (precopy && share.any()) {
     fail(kj::str("cannot move PID ", vpid, " with its children: they began to share memory or System V objects during "
                  "the pre-copy; the hop was aborted, the job runs on ", here, " (try again)"));

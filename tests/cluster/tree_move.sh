@@ -11,9 +11,16 @@
 #    getpid/getppid/getpgid/getpgrp/getsid are home's, the root's waits get the zombie's status 5 and the
 #    child's 3 under their PIDs, and the shell on a gets the root's status 7.
 #    The tree then moves on whole, b -> c with --stop-and-copy (a signal from home
-#    reaches the child there) and c -> a pre-copy; once the root has a child born away from home, the tree's next move
-#    is refused in one line and it runs on; that child is killed and waited for
-#    (status -9).
+#    reaches the child there); once the root has a child born away from home (on c),
+#    the tree's move home is refused in one line and it runs on; the root kills that
+#    child and waits for it (status -9). Then the tree comes home, c -> a pre-copy, and
+#    is a plain local tree again (deputy/homecoming.h): `migctl list` at a shows the
+#    root and the child once each, local; neither is a deputy; the child is still the
+#    root's child and the zombie still the root's zombie; a signal sent at home reaches
+#    the child from the kernel; the pipe between them is home's again. A parent waiting
+#    for its child, which waits in a read of a FIFO at home, moves a -> b -> a whole
+#    (calls in flight at the hop home) and is local again; its output and status are
+#    the undisturbed run's.
 # 2. What stays refused before anything is frozen, one line, the job running on at
 #    home: a tree with a member not under libmig.so (named) and --postcopy of a tree.
 #    A python3 multiprocessing.Pool(2) sharing a Lock and a Value with its workers
@@ -82,10 +89,15 @@ os.close(r)
 say("children", c1, c2)
 n = 0
 late = None
+late_status = None
 while not os.path.exists("GO"):
     if late is None and os.path.exists("SPAWN"):
         late = subprocess.Popen(["/usr/bin/sleep", "600"])
         say("late child", late.pid)
+    if late is not None and late_status is None and os.path.exists("REAP"):
+        late.kill()
+        late_status = late.wait()
+        say("late child status", late_status)
     churn(n)
     n += 1
     say("STEP", n)
@@ -98,7 +110,7 @@ pid, st = os.waitpid(c2, 0)
 say("zombie", pid == c2, "status", os.waitstatus_to_exitcode(st))
 pid, st = os.waitpid(c1, 0)
 say("child", pid == c1, "status", os.waitstatus_to_exitcode(st))
-if late:
+if late is not None and late_status is None:
     late.kill()
     say("late child status", late.wait())
 sys.exit(7)'
@@ -161,13 +173,12 @@ if wait_until 20 eval '(( $(grep -cx "child: SIGUSR2" "$(jfile family out)") == 
 else
   fail "SIGUSR2 sent at home to the child did not reach it on c"
 fi
-tree_hop c a "pre-copy, "
 
-# A child born away from the tree's home (here: on a, where the tree runs as moved
-# jobs): the tree's next move is refused in one line, the job runs on.
+# A child born away from the tree's home (here: on c): the tree's next move (home) is
+# refused in one line, the job runs on. The root then kills and waits for it.
 touch "$(jfile family SPAWN)"
 if wait_until 30 grep -q '^late child ' "$(jfile family out)"; then
-  migrate family b
+  migrate family a
   k=$(( $(last_step family) + 3 ))
   if one_line_reason && grep -q "cannot move PID $root with its children: its process $root has 1 child born on this host (sleep)" "$MIG_ERR" &&
      grep -q "the job runs on where it was" "$MIG_ERR" && wait_step family "$k" 30; then
@@ -177,6 +188,32 @@ if wait_until 30 grep -q '^late child ' "$(jfile family out)"; then
   fi
 else
   fail "the family started no late child"; detail "$(jfile family err)" "its stderr"
+fi
+touch "$(jfile family REAP)"
+wait_until 30 grep -q '^late child status ' "$(jfile family out)" || fail "the root did not reap its late child"
+
+# Home again: every member restored into its own deputy, a plain local tree.
+tree_hop c a "pre-copy, "
+list=$(hm a list 2>/dev/null)
+local_row() {  # local_row PID: its one row in `migctl list` at a says local, running
+  [[ $(awk -v p="$1" '$1 == p' <<<"$list" | wc -l) == 1 ]] &&
+    awk -v p="$1" '$1 == p' <<<"$list" | grep -q " running " &&
+    ! awk -v p="$1" '$1 == p' <<<"$list" | grep -q "away\|migrat"
+}
+pipes_of() { hx a ls -l "/proc/$1/fd" 2>/dev/null | grep -o 'pipe:\[[0-9]*\]' | sort -u; }
+if local_row "$root" && local_row "$c1" && [[ -n $(comm -12 <(pipes_of "$root") <(pipes_of "$c1")) ]] &&
+   [[ $(hx a readlink "/proc/$root/exe") != *mig-deputy && $(hx a readlink "/proc/$c1/exe") != *mig-deputy ]] &&
+   [[ $(ppid_of "$c1") == "$root" && $(ppid_of "$c2") == "$root" && $(state_of "$c2") == Z ]]; then
+  ok "home again the tree is local: migctl list at a shows the root and the child once each, running at a, neither a deputy, their pipe one kernel pipe at home; the child still the root's, the zombie still its zombie"
+else
+  fail "home again: list '$(tr '\n' '|' <<<"$list")', exes $(hx a readlink "/proc/$root/exe") $(hx a readlink "/proc/$c1/exe"), child's parent $(ppid_of "$c1"), zombie $(state_of "$c2")"
+  shadowd_logs a c
+fi
+hx a kill -USR2 "$c1"
+if wait_until 20 eval '(( $(grep -cx "child: SIGUSR2" "$(jfile family out)") == 3 ))'; then
+  ok "SIGUSR2 sent at home to the child reached it, local again"
+else
+  fail "SIGUSR2 sent at home to the child did not reach it home again"
 fi
 
 touch "$(jfile family GO)"
@@ -221,6 +258,60 @@ else
   detail "$(jfile lone out)" "its stdout"; detail "$(jfile lone err)" "its stderr"
 fi
 kill_job lone
+
+# A tree that comes home while both members wait in calls home (issue 12 + 15: the calls
+# in flight): the child in a read of a FIFO at home, the parent in a wait for the child.
+# Moved a -> b, then home whole; once home both are local (not deputies, listed once
+# each), and the FIFO's line then reaches the child, local, whose status 4 the parent's
+# wait gets: output and statuses the undisturbed run's.
+WAITER='import os
+c = os.fork()
+if c == 0:
+    print("child waits", flush=True)
+    with open("GATE") as f:
+        line = f.readline()
+    print("child read", line.strip(), flush=True)
+    os._exit(4)
+print("parent waits", flush=True)
+pid, st = os.waitpid(c, 0)
+print("child", pid == c, "status", os.waitstatus_to_exitcode(st), flush=True)'
+for j in waiter waiter-ref; do mkdir -p "$(jfile "$j" .)"; mkfifo "$(jfile "$j" GATE)"; done
+exec 6<>"$(jfile waiter-ref GATE)" 7<>"$(jfile waiter GATE)"
+echo go >&6
+start_job waiter-ref plain "$PY" -c "$WAITER"
+start_job waiter mig "$PY" -c "$WAITER" || cluster_end
+if wait_until 20 eval 'out_has waiter "child waits" && out_has waiter "parent waits"'; then
+  wpid=${PID[waiter]}
+  wchild=$(hx a pgrep -P "$wpid" | head -n 1)
+  migrate waiter b 60
+  rc_out=$MIG_RC
+  migrate waiter a 60
+  list=$(hm a list 2>/dev/null)
+  if (( rc_out == 0 && MIG_RC == 0 )) && [[ -n $wchild ]] && local_row "$wpid" && local_row "$wchild" &&
+     [[ $(hx a readlink "/proc/$wpid/exe") != *mig-deputy && $(hx a readlink "/proc/$wchild/exe") != *mig-deputy ]] &&
+     [[ $(ppid_of "$wchild") == "$wpid" ]]; then
+    ok "waiter: a tree waiting in calls home (a read of a FIFO, a wait for the child) moved a -> b -> a, local again at home: $(migrated_line)"
+  else
+    fail "waiter: a -> b exit $rc_out, b -> a exit $MIG_RC, list '$(tr '\n' '|' <<<"$list")', child $wchild"
+    detail "$MIG_ERR" "migctl's stderr"; shadowd_logs a b
+  fi
+else
+  fail "waiter: did not start"; detail "$(jfile waiter err)" "its stderr"
+fi
+echo go >&7
+wait_job waiter-ref 30
+if wait_job waiter 30 && [[ $STATUS == 0 && $(status_of waiter-ref) == 0 ]] &&
+   cmp -s <(sort "$(jfile waiter out)") <(sort "$(jfile waiter-ref out)") && out_has waiter "child True status 4"; then
+  ok "waiter: home again the child read the FIFO's line and the parent's wait got its status 4, output and status 0 the undisturbed run's"
+else
+  fail "waiter: status $STATUS (undisturbed $(status_of waiter-ref)), output differs from the undisturbed run's"
+  diff "$(jfile waiter-ref out)" "$(jfile waiter out)" | head -n 8 | sed 's/^/#     /'; detail "$(jfile waiter err)" "its stderr"
+fi
+exec 6>&- 7>&-
+if ! ended waiter; then
+  for p in $(hx a pgrep -P "${PID[waiter]}"); do hx a kill -KILL "$p"; done
+  kill_job waiter
+fi
 
 # --- 2. refused before the freeze -------------------------------------------------------------
 # refused NAME PATTERN: one line matching PATTERN, the job still the program at home.
