@@ -101,6 +101,7 @@ enum class Handler : uint8_t {
                      // LOCK_NB): tried at home without waiting, again after a pause here
                      // (rsc::lockAttempt), so the deputy never blocks on it and a signal
                      // or a checkpoint can come in between
+  ProcessGroup,      // setpgid: home, where the groups are, unless it names a child born here
 };
 
 // Where the shim sends a call it has a row for (Kill, Wait4 and Waitid: their handler).

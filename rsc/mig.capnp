@@ -142,6 +142,11 @@ interface Node {
   # from now on, a page request waiting on the old link is asked again of it. `finished`:
   # the destination had every page already (its PageSource.finished may have been lost
   # with the old link). Fails when the job's pages could not come (it was ended there).
+
+  treeOf @14 (jobId :UInt64, token :Data) -> (jobs :List(JobKey), hosts :List(Text), pids :List(Int32));
+  # Asked of a job's home by a host it runs on (a drain there, shadow/drain.cc): the live
+  # members of the process tree it moved with, its root first, where each runs and its
+  # PID at home (`hosts[i]`, `pids[i]` for `jobs[i]`); all empty when it moved alone.
 }
 
 struct JobKey {

@@ -1,7 +1,11 @@
 // See drain.h. A round moves its jobs one after the other: each move asks the nodes
 // again (Local.nodes, the loads the daemons exchange), so a job goes where the previous
-// one did not just make busy.
+// one did not just make busy. The members of a process tree that moved here together
+// move on together (Node.sendTree, its root's turn), as `migctl migrate` at home moves
+// them; a member whose tree runs elsewhere too stays, with a line saying why.
 #include "shadow/drain.h"
+
+#include "shadow/drain_plan.h"
 
 #include "shadow/error.h"
 #include "shadow/own_load.h"
@@ -52,6 +56,15 @@ struct Target {
   pid_t vpid = 0;
   kj::String home;
   kj::String command;
+  kj::Vector<uint64_t> members;  // a tree's root: the hosted ids of its other members, moved with it
+  kj::String refusal;            // not to move: why (a member of a tree that runs elsewhere too)
+};
+
+// A guest's tree as its home knows it (Node.treeOf): empty when it moved alone.
+struct Tree {
+  kj::Vector<uint64_t> ids;  // root first
+  kj::Vector<kj::String> hosts;
+  kj::Vector<pid_t> pids;
 };
 
 struct Round {
@@ -89,12 +102,50 @@ kj::Promise<kj::Array<Destination>> destinations(Daemon& d) {
   }).attach(kj::mv(local));
 }
 
-// One hop of one job to `name`; resolves with its freeze time.
+// One hop of one job, or of a tree with its root's turn, to `name`; resolves with its
+// freeze time.
 kj::Promise<double> moveOne(Daemon& d, const Target& t, kj::StringPtr name) {
-  return moveJob(d, t.hostedId, t.pid, name).then([](HopResult r) { return r.freezeMs; });
+  if (t.members.size() == 0) return moveJob(d, t.hostedId, t.pid, name).then([](HopResult r) { return r.freezeMs; });
+  rpc::Node::Client self = makeNode(d);
+  auto req = self.sendTreeRequest();
+  auto keys = req.initJobs(static_cast<unsigned>(t.members.size() + 1));
+  rpc::NetworkPolicy network = rpc::NetworkPolicy::HOME;
+  for (size_t i = 0; i <= t.members.size(); ++i) {
+    uint64_t id = i == 0 ? t.hostedId : t.members[i - 1];
+    HostedJob* job = nullptr;
+    KJ_IF_MAYBE(j, d.hostedJobs().find(id)) { job = j->get(); }
+    require(job != nullptr, "a process of its tree ended before its turn");
+    if (i == 0) network = job->network;
+    keys[static_cast<unsigned>(i)].setJobId(id);
+    keys[static_cast<unsigned>(i)].setToken(job->token);
+  }
+  req.setTo(name);
+  req.setNetwork(network);
+  req.setMode(rpc::MigrationMode::BEST);
+  return req.send()
+      .then([](capnp::Response<rpc::Node::SendTreeResults> r) { return r.getResult().getFreezeMs(); })
+      .attach(kj::mv(self));
 }
 
+void recordOne(Daemon& d, Round& r, const Target& t, kj::Maybe<kj::StringPtr> to, double freezeMs, kj::StringPtr error);
+
+// A tree's outcome is each member's, one line each.
 void record(Daemon& d, Round& r, const Target& t, kj::Maybe<kj::StringPtr> to, double freezeMs, kj::StringPtr error) {
+  recordOne(d, r, t, to, freezeMs, error);
+  for (uint64_t id : t.members) {
+    Target m;
+    m.hostedId = id;
+    m.askedAt = t.askedAt;
+    m.home = kj::str(t.home);
+    KJ_IF_MAYBE(j, d.hostedJobs().find(id)) {
+      m.vpid = (*j)->vpid;
+      m.command = kj::str((*j)->command);
+    }
+    recordOne(d, r, m, to, freezeMs, error);
+  }
+}
+
+void recordOne(Daemon& d, Round& r, const Target& t, kj::Maybe<kj::StringPtr> to, double freezeMs, kj::StringPtr error) {
   MoveOutcome o;
   o.vpid = t.vpid;
   o.home = nameOf(d, t.home);  // as the user knows it
@@ -156,6 +207,10 @@ kj::Promise<void> tryHosts(Daemon& d, Round& r, size_t i, kj::Array<Destination>
 kj::Promise<void> moveFrom(Daemon& d, Round& r, size_t i) {
   if (i >= r.targets.size()) return kj::READY_NOW;
   r.targets[i].askedAt = nowSeconds();
+  if (r.targets[i].refusal.size() > 0) {
+    record(d, r, r.targets[i], nullptr, 0, r.targets[i].refusal);
+    return moveFrom(d, r, i + 1);
+  }
   if (monotonicSeconds() >= r.deadline) {
     record(d, r, r.targets[i], nullptr, 0,
            kj::str("not started: the time limit of ", r.limitSeconds, " s ran out before its turn"));
@@ -173,6 +228,94 @@ kj::Promise<void> moveFrom(Daemon& d, Round& r, size_t i) {
     }
     return tryHosts(d, r, i, kj::mv(hosts), kj::mv(ranked), 0, kj::str(""));
   });
+}
+
+// Asks each guest's home which tree it moved with. A home that cannot say (an older
+// shadowd, or not reached within kTreeAskMs: the round does not wait on a host that is
+// down) leaves it a job alone, moved as before trees.
+constexpr uint64_t kTreeAskMs = 5000;
+
+kj::Promise<kj::Array<Tree>> askTrees(Daemon& d, kj::ArrayPtr<const Target> targets) {
+  auto asks = kj::heapArrayBuilder<kj::Promise<Tree>>(targets.size());
+  for (auto& t : targets) {
+    HostedJob* job = nullptr;
+    if (t.hostedId != 0 && t.home != d.address()) {
+      KJ_IF_MAYBE(j, d.hostedJobs().find(t.hostedId)) { job = j->get(); }
+    }
+    if (job == nullptr) {
+      asks.add(Tree{});
+      continue;
+    }
+    auto asked = d.peer(t.home)
+                 .then([id = job->id, token = kj::heapArray<kj::byte>(job->token)](rpc::Node::Client node) {
+                   auto req = node.treeOfRequest();
+                   req.setJobId(id);
+                   req.setToken(token);
+                   return req.send();
+                 })
+                 .then([](capnp::Response<rpc::Node::TreeOfResults> r) {
+                   Tree tree;
+                   auto jobs = r.getJobs();
+                   auto hosts = r.getHosts();
+                   auto pids = r.getPids();
+                   if (hosts.size() != jobs.size() || pids.size() != jobs.size()) return tree;
+                   for (unsigned k = 0; k < jobs.size(); ++k) {
+                     tree.ids.add(jobs[k].getJobId());
+                     tree.hosts.add(kj::str(hosts[k]));
+                     tree.pids.add(pids[k]);
+                   }
+                   return tree;
+                 });
+    asks.add(d.io().provider->getTimer()
+                 .timeoutAfter(kTreeAskMs * kj::MILLISECONDS, kj::mv(asked))
+                 .catch_([](kj::Exception&&) { return Tree{}; }));
+  }
+  return kj::joinPromises(asks.finish());
+}
+
+// The round's targets with each tree whose members all run here as one target (its
+// root's), and each member of a tree that runs elsewhere too as a refusal (planDrain).
+void groupTrees(Daemon& d, Round& r, kj::Array<Tree> trees) {
+  auto guests = kj::heapArray<uint64_t>(r.targets.size());
+  auto treeIds = kj::heapArray<kj::Vector<uint64_t>>(r.targets.size());
+  for (size_t i = 0; i < r.targets.size(); ++i) {
+    guests[i] = r.targets[i].hostedId;
+    for (uint64_t id : trees[i].ids) treeIds[i].add(id);
+  }
+  auto plan = planDrain(guests, treeIds, [&d](uint64_t id) {
+    KJ_IF_MAYBE(j, d.hostedJobs().find(id)) { return (*j)->running && !(*j)->leaving; }
+    return false;
+  });
+  kj::Vector<Target> out;
+  for (auto& step : plan) {
+    if (step.kind == DrainStep::Kind::TREE) {
+      HostedJob& root = *KJ_ASSERT_NONNULL(d.hostedJobs().find(step.id));
+      Target whole;
+      whole.hostedId = root.id;
+      whole.pid = root.realPid;
+      whole.vpid = root.vpid;
+      whole.home = kj::str(root.home);
+      whole.command = kj::str(root.command);
+      whole.members = kj::mv(step.members);
+      out.add(kj::mv(whole));
+      continue;
+    }
+    size_t i = step.guest;
+    Target& t = r.targets[i];
+    if (step.kind == DrainStep::Kind::REFUSED) {
+      const Tree& tree = trees[i];
+      size_t k = step.away;
+      auto where = tree.hosts[k] == d.address() ? kj::str("is moving or not running yet here")
+                                                : kj::str("runs on ", nameOf(d, tree.hosts[k]));
+      t.refusal = k == 0 ? kj::str("not moved alone: the root of its process tree, PID ", tree.pids[0], ", ", where,
+                                   " (a tree moves whole: migctl migrate ", tree.pids[0], " at its home)")
+                         : kj::str("not moved alone: its process tree (root PID ", tree.pids[0],
+                                   ") is on several hosts, PID ", tree.pids[k], " ", where,
+                                   " (migctl migrate --only moves one process alone)");
+    }
+    out.add(kj::mv(t));
+  }
+  r.targets = kj::mv(out);
 }
 
 }  // namespace
@@ -265,7 +408,11 @@ kj::Promise<kj::Array<MoveOutcome>> evacuate(Daemon& d, bool all, uint64_t timeL
   }
   d.log(kj::str(why, ": moving jobs off this host, no move started after ", r->limitSeconds, " s"));
   Round& round = *r;
-  return listed.then([&d, &round]() { return moveFrom(d, round, 0); })
+  return listed.then([&d, &round]() { return askTrees(d, round.targets); })
+      .then([&d, &round](kj::Array<Tree> trees) {
+        groupTrees(d, round, kj::mv(trees));
+        return moveFrom(d, round, 0);
+      })
       .then([&round]() { return round.outcomes.releaseAsArray(); })
       .attach(kj::mv(r), kj::defer([&d]() { d.admission().evacuating = false; }));
 }

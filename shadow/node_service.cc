@@ -1076,6 +1076,34 @@ class NodeImpl final : public rpc::Node::Server {
         });
   }
 
+  // A drain on the host a job runs on moves its tree whole (shadow/drain.cc): which
+  // jobs moved with it, as home knows them (HomeJob::treeRoot), root first.
+  kj::Promise<void> treeOf(TreeOfContext context) override {
+    auto p = context.getParams();
+    HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
+    kj::Vector<HomeJob*> tree;
+    if (job.treeRoot != 0) {
+      KJ_IF_MAYBE(r, d_.homeJobs().find(job.treeRoot)) {
+        if (!(*r)->ended) tree.add(r->get());
+      }
+      for (auto& e : d_.homeJobs()) {
+        HomeJob& m = *e.value;
+        if (m.treeRoot == job.treeRoot && m.id != job.treeRoot && !m.ended) tree.add(&m);
+      }
+    }
+    if (tree.size() < 2) return kj::READY_NOW;
+    auto jobs = context.getResults().initJobs(static_cast<unsigned>(tree.size()));
+    auto hosts = context.getResults().initHosts(static_cast<unsigned>(tree.size()));
+    auto pids = context.getResults().initPids(static_cast<unsigned>(tree.size()));
+    for (size_t i = 0; i < tree.size(); ++i) {
+      jobs[static_cast<unsigned>(i)].setJobId(tree[i]->id);
+      jobs[static_cast<unsigned>(i)].setToken(tree[i]->token);
+      hosts.set(static_cast<unsigned>(i), tree[i]->location.size() > 0 ? tree[i]->location.asPtr() : d_.address());
+      pids.set(static_cast<unsigned>(i), tree[i]->vpid);
+    }
+    return kj::READY_NOW;
+  }
+
   kj::Promise<void> deputy(DeputyContext context) override {
     auto p = context.getParams();
     HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());

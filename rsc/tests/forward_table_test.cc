@@ -300,7 +300,8 @@ TEST_CASE("forward table: the real rows' properties") {
         S{sel("fcntl", F_SETFL), sel("ioctl", FIONBIO)});
   CHECK(functionsWith([](const Row& r) { return r.handler == Handler::ChangeDir; }) == S{"chdir", "fchdir"});
   CHECK(functionsWith([](const Row& r) { return r.locality != Locality::ByArgs; }) ==
-        S{"getcwd", "getppid", "socket", "mig_file_identity", "getpgid", "getsid"});
+        S{"getcwd", "getppid", "socket", "mig_file_identity", "getpgid", "getsid", "setsid"});
+  CHECK(functionsWith([](const Row& r) { return r.handler == Handler::ProcessGroup; }) == S{"setpgid"});
   CHECK(functionsWith([](const Row& r) { return r.fixup == Fixup::CwdLength; }) == S{"getcwd"});
 }
 

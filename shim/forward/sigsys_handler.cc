@@ -139,6 +139,49 @@ long reaped(long real, bool exited) {
   return vpid;
 }
 
+// A process group named by kill (0: the caller's) that is home's: the moved members
+// of a tree, and a single job, keep their groups at home, where their deputies stand
+// in for them (docs/design.md "Moving a process tree"). The group of a child born here
+// is this host's.
+bool isHomeGroup(int64_t arg) {
+  const pid_t pid = static_cast<pid_t>(arg);
+  if (shim::g_runtime.bornAway) return false;  // a child born here: its groups are here
+  return pid == 0 || (pid < -1 && childRealPid(-pid) == 0);
+}
+
+// kill of a home group runs at home, where every member's deputy in it passes the
+// signal on to its member. The caller's own deputy drops it (a signal from itself is
+// its own, deputy/signals.cc), so the caller, if in the group, takes it here, now,
+// as kill(2) delivers to its caller before returning, named as sent by itself; and
+// so do its children born here that are in its group here.
+long killHomeGroup(const rsc::Row& row, int64_t* a) {
+  const long r = forwardRow(row, a);
+  const int sig = static_cast<int>(a[1]);
+  if (r != 0 || sig <= 0) return r;
+  bool mine = static_cast<pid_t>(a[0]) == 0;
+  if (!mine) {
+    int64_t self[6] = {0, 0, 0, 0, 0, 0};
+    const rsc::Row* getpgid = rsc::findRow(SYS_getpgid, self);
+    mine = getpgid != nullptr && forwardRow(*getpgid, self) == -static_cast<pid_t>(a[0]);
+  }
+  if (!mine) return r;
+  // Its children born here are in its group here, not at home: they get it here too
+  // (those that left the caller's group here do not, as they would not have).
+  const long groupHere = shim::rawSyscall(SYS_getpgid, 0);
+  for (uint32_t i = 0; i < kMaxAwayChildren; ++i) {
+    const pid_t child = state().childReal[i].load();
+    if (child > 0 && shim::rawSyscall(SYS_getpgid, child) == groupHere) shim::rawSyscall(SYS_kill, child, sig);
+  }
+  siginfo_t info;
+  __builtin_memset(&info, 0, sizeof info);
+  info.si_signo = sig;
+  info.si_code = SI_USER;
+  info.si_pid = shim::g_runtime.vpid;
+  info.si_uid = static_cast<uid_t>(shim::rawSyscall(SYS_getuid));
+  shim::rawSyscall(SYS_rt_sigqueueinfo, shim::realPid(), sig, reinterpret_cast<long>(&info));
+  return r;
+}
+
 // kill, wait4 and waitid: towards processes at home they go home (the deputy is the
 // parent of the children forked there); towards this process and the children born
 // here they run here, in real PIDs. A wait for any child waits here while there are
@@ -148,6 +191,7 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
   switch (row.handler) {
     case rsc::Handler::Kill: {
       if (isHomePid(a[0])) return forwardRow(row, a);
+      if (isHomeGroup(a[0])) return killHomeGroup(row, a);
       a[0] = localPid(a[0]);
       return runWith(c.nr, a, uc, &row);
     }
@@ -159,6 +203,16 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
       const bool exited = !(a[2] & (WUNTRACED | WCONTINUED)) ||
                           (status != nullptr && !WIFSTOPPED(*status) && !WIFCONTINUED(*status));
       return reaped(r, exited);
+    }
+    case rsc::Handler::ProcessGroup: {
+      // setpgid of a child born here, in a group here (its own, or another's born here).
+      // (A child born here, which has no deputy at home: its own group is here too.)
+      const pid_t pid = static_cast<pid_t>(a[0]);
+      const bool here = shim::g_runtime.bornAway || (pid > 0 && childRealPid(pid) != 0);
+      if (!here) return forwardRow(row, a);
+      a[0] = localPid(a[0]);
+      if (static_cast<pid_t>(a[1]) > 0) a[1] = localPid(a[1]);
+      return runWith(c.nr, a, uc, &row);
     }
     default: {  // waitid
       const int32_t type = static_cast<int32_t>(a[0]);
@@ -353,6 +407,9 @@ long route(TrappedCall& c, const ucontext_t* uc) {
       if (isForwardedFd(s, fdArg(a[0]))) return raiseSigpipeOnEpipe(forwardMessageCall(c));
       break;
     case SYS_execve: case SYS_execveat: return execWithHandoff(c, uc);
+    // A child born here has no deputy of its own: its calls go to its parent's, whose
+    // session is not its to leave (it is in a session and group here).
+    case SYS_setsid: if (shim::g_runtime.bornAway) return runWith(c.nr, a, uc, nullptr); break;
     default: break;
   }
   return routeByTable(s, c, uc);
@@ -363,7 +420,8 @@ long routeByTable(State& s, TrappedCall& c, const ucontext_t* uc) {
   const rsc::Row* row = rsc::findRow(c.nr, c.a);
   if (row != nullptr) {
     switch (row->handler) {
-      case rsc::Handler::Kill: case rsc::Handler::Wait4: case rsc::Handler::Waitid: return processCall(*row, c, uc);
+      case rsc::Handler::Kill: case rsc::Handler::Wait4: case rsc::Handler::Waitid:
+      case rsc::Handler::ProcessGroup: return processCall(*row, c, uc);
       default: break;
     }
     switch (rsc::whereRowGoes(*row, c.a, Facts{s})) {

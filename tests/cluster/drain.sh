@@ -6,7 +6,10 @@
 # run. `migctl nodes` shows b drained (also in --json); a migrate to b is refused with
 # the one line "b is drained"; `migctl undrain` (on b) takes jobs again and a job moves
 # to b once more. Then `migctl drain --all` on a drains a itself: the jobs there, also
-# one that never moved (at home), leave for b or c.
+# one that never moved (at home), leave for b or c. A process tree (a root and two
+# children in a group of their own) on b is drained whole, to one host; once its root
+# runs alone on c, a drain of b leaves its children there, saying why; the tree ends as
+# an undisturbed run does, its group signalled on the way.
 #
 # usage: drain.sh CPU_JOB OPTIONS (lib/cluster_lib.sh); meson runs it as test
 # 'migration-drain' (suite cluster) with every path filled in.
@@ -103,6 +106,61 @@ if [[ $(cat "$T/undrain.out") == "b takes jobs again" ]] && migrate j4 b && [[ $
 else
   fail "after migctl undrain on b ($(cat "$T/undrain.out")): migrate to b exit $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")"
 fi
+
+# --- a process tree is drained whole; a member whose root runs elsewhere stays ------------------
+# jobs/group_job.py: a root and two children in a group of their own, moved a -> b as a
+# tree. `migctl drain b` moves the three together (one line each, one host, one freeze);
+# after the tree moved back to b and its root alone (--only) to c, a drain of b moves
+# neither child (each line says its root runs on c). Then the group is signalled on and
+# from a (signals.sh) and the tree ends as an undisturbed run does.
+GROUP_JOB=$(readlink -f "$(dirname "$0")/jobs/group_job.py")
+tree_pids() { awk '$1 == "children" { print $2, $3 }' "$(jfile "$1" err)"; }
+group_end() {  # group_end NAME: go; at STEP 2 kill -TERM -PGID on a
+  touch "$(jfile "$1" data)/go"
+  wait_step "$1" 2 30 && hx a kill -TERM -- "-$(awk '$1 == "pgid" { print $2 }' "$(jfile "$1" err)")"
+}
+if start_job gref plain /usr/bin/python3 "$GROUP_JOB" @DIR@ && wait_step gref 1 30 && group_end gref &&
+   wait_job gref 30 && [[ $STATUS == 7 ]] &&
+   start_job tree mig /usr/bin/python3 "$GROUP_JOB" @DIR@ && wait_step tree 1 30 && migrate tree b; then
+  read -r c1 c2 <<<"$(tree_pids tree)"
+  timeout -k 5 120 "$HOSTS" exec "$C" a -- "$MIGCTL" drain b --time-limit 60 >"$T/drain-tree.out" 2>&1
+  to=$(awk -v p="${PID[tree]}" '$1 == "PID" && $2 == p { sub(/,$/, "", $(NF-3)); print $(NF-3) }' "$T/drain-tree.out")
+  frozen=$(grep -E "^PID (${PID[tree]}|$c1|$c2) of a \(.*\): moved to $to, frozen [0-9.]+ ms$" "$T/drain-tree.out" |
+           sed 's/.*frozen //' | sort -u | wc -l)
+  w=""
+  for p in "${PID[tree]}" "$c1" "$c2"; do w+=" $(host_of "$(hm a list 2>/dev/null | awk -v p="$p" '$1 == p { print $3 }')")"; done
+  if [[ -n $to && $frozen == 1 && $w == " $to $to $to" ]]; then
+    ok "tree: migctl drain b moved the tree whole: its root ${PID[tree]} and children $c1 $c2 to $to, one line each, one freeze"
+  else
+    fail "tree: migctl drain b: root to '${to}', $frozen distinct freeze time(s) over its lines (want 1), list on a:$w"
+    detail "$T/drain-tree.out" "its output"
+    shadowd_logs b
+  fi
+  hm b undrain >/dev/null 2>&1
+  if migrate tree b && migrate tree c 40 --only && [[ $(host_of "$(where tree)") == c ]]; then
+    timeout -k 5 120 "$HOSTS" exec "$C" a -- "$MIGCTL" drain b --time-limit 60 >"$T/drain-split.out" 2>&1
+    rc=$?
+    why="could not move: not moved alone: the root of its process tree, PID ${PID[tree]}, runs on c "
+    if (( rc == 1 )) && grep -qF "PID $c1 of a (" "$T/drain-split.out" && grep -qF "PID $c2 of a (" "$T/drain-split.out" &&
+       [[ $(grep -cF "): $why" "$T/drain-split.out") == 2 ]] &&
+       [[ $(host_of "$(hm a list | awk -v p="$c1" '$1 == p { print $3 }')") == b ]]; then
+      ok "tree: its root alone on c, migctl drain b (exit 1) left both children on b: $(grep -m1 -F "PID $c1 " "$T/drain-split.out")"
+    else
+      fail "tree: its root alone on c, migctl drain b: exit $rc"
+      detail "$T/drain-split.out" "its output"
+    fi
+    hm b undrain >/dev/null 2>&1
+  else
+    fail "tree: moving it back to b, then its root alone to c: exit $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")"
+  fi
+  group_end tree
+  compare tree gref 7 nostderr
+else
+  fail "tree: the undisturbed run, or the tree's start and move to b: status $STATUS, migrate exit ${MIG_RC-not run}"
+  detail "$(jfile gref out)" "the undisturbed run's stdout"
+fi
+kill_job tree
+kill_job gref
 
 # --- migctl drain --all on a (NODE: this host): the jobs at home there leave too --------------
 start_job j5 mig "$CPU_JOB" @DIR@/go idle || cluster_end

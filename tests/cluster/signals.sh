@@ -9,7 +9,10 @@
 # sent on a reach the job on b, the realtime ones in order with SI_QUEUE and their
 # values; kill -TSTP on a stops the job on b and the deputy on a (state T), kill
 # -CONT continues both; so do kill -STOP (seen by shadowd on a) and -CONT; the job
-# counts on to its end.
+# counts on to its end. A process tree with a process group of its own (jobs/group_job.py)
+# moves a -> b: its members' group signals reach each member there once, setpgid
+# between members works, and kill -TERM -PGID on a ends the group's members, with the
+# output and statuses of an undisturbed run.
 #
 # usage: signals.sh OPTIONS (below); meson runs it as test 'migration-signals'
 # (suite cluster) with every path filled in.
@@ -211,5 +214,45 @@ if start_job all mig "$SIGJOB" --all "$ALL_STEPS" && hop all a b; then
   fi
 fi
 kill_job all
+
+# --- a process group of a tree: signals between members and from home ------------------------
+# jobs/group_job.py: a root and two children it puts into a group of their own; the
+# tree moves a -> b; on b the root signals the group, a child leaves the group, joins
+# it again and signals its own group; then kill -TERM -PGID on a ends both children
+# (each once: its handler's status). Output and statuses as an undisturbed run's.
+GROUP_JOB=$(readlink -f "$(dirname "$0")/jobs/group_job.py")
+# group_steps NAME: after STEP 1 (and the caller's move) the go file; at STEP 2 kill -TERM -PGID on a.
+group_steps() {
+  local name=$1 pg
+  touch "$(jfile "$name" data)/go"
+  wait_step "$name" 2 30 || return 1
+  pg=$(awk '$1 == "pgid" { print $2 }' "$(jfile "$name" err)")
+  [[ -n $pg ]] && hx a kill -TERM -- "-$pg"
+}
+if [[ -x /usr/bin/python3 ]] && start_job gref plain /usr/bin/python3 "$GROUP_JOB" @DIR@; then
+  wait_step gref 1 30 && group_steps gref
+  if wait_job gref 60 && [[ $STATUS == 7 ]] && start_job group mig /usr/bin/python3 "$GROUP_JOB" @DIR@ &&
+     wait_step group 1 30; then
+    migrate group b
+    if (( MIG_RC == 0 )) && [[ $(host_of "$(where group)") == b ]]; then
+      ok "group: the tree (a root, two children in a group of their own) moved a -> b: $(migrated_line)"
+      if group_steps group; then
+        compare group gref 7 nostderr
+      else
+        fail "group: no STEP 2 after the move (group signals between members on b): $(tail -n 2 "$(jfile group out)" | tr '\n' ' ')"
+        detail "$(jfile group err)" "its stderr"
+        shadowd_logs a b
+      fi
+    else
+      fail "group: migrate a -> b: exit $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")"
+    fi
+  else
+    fail "group: the undisturbed run or the start under mig failed: status $STATUS"
+    detail "$(jfile gref out)" "its stdout"
+    detail "$(jfile gref err)" "its stderr"
+  fi
+fi
+kill_job group
+kill_job gref
 
 cluster_end
