@@ -12,7 +12,7 @@ build=${MIG_BUILD:-$root/build}
 mib=${1:-256} every=${2:-3} units=${3:-200000} spin=${4:-24000}
 dir=$(mktemp -d "${5:-/var/tmp}/mig-bench-XXXXXX")
 job=
-trap 'kill -9 $job 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill -9 $job 2>/dev/null || true; rm -rf "$dir"' EXIT
 
 run() {  # run none|chain|frozen: prints the job's DONE line (frozen: images written frozen, as before FrozenCopy)
   LD_PRELOAD=$build/shim/libmig.so "$build/bench/chain_job" "$mib" "$units" "$spin" > "$dir/job.out" &
@@ -24,7 +24,7 @@ run() {  # run none|chain|frozen: prints the job's DONE line (frozen: images wri
     [ "$1" = frozen ] && limit=0
     MIG_CHAIN_COPY_LIMIT_MIB=$limit "$build/migctl/migctl" checkpoint "$job" -o "$dir/chain" --every "$every" \
       > "$dir/chain.log" 2>&1 || true
-    cp "$dir/chain.log" "$dir/$1.log"
+    cp "$dir/chain.log" "$dir/log-$1"
   fi
   wait "$job"
   grep DONE "$dir/job.out"
@@ -39,7 +39,7 @@ best() { printf '%s\n' "$@" | sort -g | head -n 1; }
 p=$(best "${plain[@]}") c=$(best "${chained[@]}") f=$(best "${frozen[@]}")
 echo "job: $mib MiB, $(run none | sed 's/^DONE [0-9.]* s, //; s/,.*//') without checkpoints"
 for mode in frozen chain; do
-  echo "$mode, images of the last run: $(grep -c '^image' "$dir/$mode.log"); frozen: $(sed -n 's/.*frozen \([0-9.]*\) ms/\1/p' "$dir/$mode.log" | tr '\n' ' ')ms"
+  echo "$mode, images of the last run: $(grep -c '^image' "$dir/log-$mode"); frozen: $(sed -n 's/.*frozen \([0-9.]*\) ms/\1/p' "$dir/log-$mode" | tr '\n' ' ')ms"
 done
 printf 'no checkpoints                          : %7.3f s   (runs: %s)\n' "$p" "${plain[*]}"
 printf 'every %3s s, written frozen (baseline)  : %7.3f s   (runs: %s)\n' "$every" "$f" "${frozen[*]}"
@@ -60,5 +60,5 @@ awk -v run="$run_s" -v mib="$mib" -v rate="$rate" -v every="$every" '
              frozen += f; if (n > 1) { incf += f; incm += m } }
   END { printf "frozen in the last chained run: %.1f ms of %.3f s = %.2f %% of its run time\n", frozen, run, frozen / run / 10
         if (incm > 0) { d = rate * 60; if (d > mib) d = mib; est = incf / incm * d
-          printf "scaled to an image every 60 s (%.0f MiB written in 60 s at %.1f MiB/s, at most %d MiB): frozen %.0f ms = %.2f %% of 60 s (target <= 1 %%)\n", d, rate, mib, est, est / 600 } }' "$dir/$mode.log"
+          printf "scaled to an image every 60 s (%.0f MiB written in 60 s at %.1f MiB/s, at most %d MiB): frozen %.0f ms = %.2f %% of 60 s (target <= 1 %%)\n", d, rate, mib, est, est / 600 } }' "$dir/log-$mode"
 done

@@ -82,7 +82,7 @@ int periodicCheckpoints(const PeriodicOptions& o) {
   unsigned number = nextNumber(o.dir);
   kj::String parent;         // file name of the image before, "" for the first of this run
   resources::PageRangeSet chain;  // pages the chain holds as the process has them
-  std::vector<kj::byte> copyBuffer;  // resources::FrozenCopy's, kept from image to image
+  kj::Array<kj::byte> copyBuffer;  // resources::FrozenCopy's, kept from image to image
   for (long k = 1;; ++k) {
     ctl = kj::heap<ControlClient>(o.pid);
     auto t0 = std::chrono::steady_clock::now();

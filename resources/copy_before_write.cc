@@ -294,7 +294,7 @@ bool CopyBeforeWrite::finish(kj::String& why) {
 
 
 FrozenCopy::FrozenCopy(PageSource& frozen, const PageRangeSet* held, uint64_t limitBytes,
-                       std::vector<kj::byte>& buffer)
+                       kj::Array<kj::byte>& buffer)
     : frozen_(frozen), regions_(frozen.regions()), buffer_(buffer) {
   // The same choice of pages as writeMemory's (memory.cc), made once here.
   kj::Vector<PageSpan> toCopy;
@@ -320,11 +320,12 @@ FrozenCopy::FrozenCopy(PageSource& frozen, const PageRangeSet* held, uint64_t li
     toCopy.addAll(changed);
   }
   if (bytes_ > limitBytes) return;
-  if (buffer_.size() < bytes_) buffer_.resize(bytes_);
+  // Not zeroed first: the kernel gives a new page zeroed as the copy first touches it.
+  if (buffer_.size() < bytes_) buffer_ = kj::heapArray<kj::byte>(bytes_);
+  frozen.readSpans(toCopy, buffer_.begin());
   uint64_t off = 0;
   for (const PageSpan& s : toCopy) {
     uint64_t len = s.pages * kPage;
-    frozen.read(s.addr, buffer_.data() + off, len);
     at_[s.addr] = {s.addr + len, off};
     off += len;
   }
@@ -357,7 +358,7 @@ void FrozenCopy::read(uint64_t addr, void* buf, size_t len) {
     --it;
     KJ_REQUIRE(addr < it->second.first, "a page the frozen copy does not hold", addr);
     size_t n = std::min<uint64_t>(len, it->second.first - addr);
-    memcpy(p, buffer_.data() + it->second.second + (addr - it->first), n);
+    memcpy(p, buffer_.begin() + it->second.second + (addr - it->first), n);
     p += n;
     addr += n;
     len -= n;

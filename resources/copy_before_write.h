@@ -26,7 +26,6 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
-#include <vector>
 
 namespace mig::resources {
 
@@ -98,7 +97,7 @@ class FrozenCopy final : public PageSource {
  public:
   // With the job frozen. `buffer` is reused from image to image (its pages are touched
   // once, not at every freeze).
-  FrozenCopy(PageSource& frozen, const PageRangeSet* held, uint64_t limitBytes, std::vector<kj::byte>& buffer);
+  FrozenCopy(PageSource& frozen, const PageRangeSet* held, uint64_t limitBytes, kj::Array<kj::byte>& buffer);
 
   kj::Array<MappedRegion> regions() override;
   // What `frozen` answered for `r` (or a part of a region) at the freeze; writeMemory
@@ -114,7 +113,7 @@ class FrozenCopy final : public PageSource {
   kj::Array<MappedRegion> regions_;
   std::map<uint64_t, kj::Vector<PageSpan>> spans_;  // region start -> pages to save
   std::map<uint64_t, std::pair<uint64_t, uint64_t>> at_;  // span start -> (end, offset in buffer)
-  std::vector<kj::byte>& buffer_;
+  kj::Array<kj::byte>& buffer_;
   uint64_t bytes_ = 0;
   bool copied_ = false;
 };

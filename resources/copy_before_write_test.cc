@@ -194,7 +194,7 @@ TEST_CASE("a periodic image's pages are copied at the freeze and read back after
     proc.read(s.addr, b.begin(), b.size());
     want.add(kj::mv(b));
   }
-  std::vector<kj::byte> buffer;
+  kj::Array<kj::byte> buffer;
   FrozenCopy copy(proc, &held, uint64_t{1} << 40, buffer);
   REQUIRE(copy.copied());
   kj::Vector<PageSpan> copySpans = allSpans(copy);
