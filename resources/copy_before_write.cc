@@ -292,7 +292,6 @@ bool CopyBeforeWrite::finish(kj::String& why) {
   return true;
 }
 
-
 FrozenCopy::FrozenCopy(PageSource& frozen, const PageRangeSet* held, uint64_t limitBytes,
                        kj::Array<kj::byte>& buffer)
     : frozen_(frozen), regions_(frozen.regions()), buffer_(buffer) {
