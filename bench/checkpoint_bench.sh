@@ -13,7 +13,7 @@ build=${MIG_BUILD:-$root/build}
 mib=${1:-1024}
 dir=$(mktemp -d "${2:-/var/tmp}/mig-bench-XXXXXX")
 rounds=${3:-5}
-trap 'kill -9 $job 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill -9 $job 2>/dev/null || true; rm -rf "$dir"' EXIT
 job=
 
 LD_PRELOAD=$build/shim/libmig.so "$build/bench/hold_memory" "$mib" > "$dir/job.out" &

@@ -11,7 +11,7 @@ mib=${1:-1024}
 rate=${2:-16}
 dir=$(mktemp -d "${3:-/var/tmp}/mig-bench-XXXXXX")
 job=
-trap 'kill -9 $job 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill -9 $job 2>/dev/null || true; rm -rf "$dir"' EXIT
 
 LD_PRELOAD=$build/shim/libmig.so "$build/bench/dirty_memory" "$mib" "$rate" > "$dir/job.out" &
 job=$!

@@ -1,9 +1,11 @@
 // See periodic_checkpoint.h. The first image of a run is whole; the pages the process
 // writes after it are tracked as for pre-copy (resources/dirty_pages.h: the job's
 // userfaultfd in asynchronous write-protect mode, PAGEMAP_SCAN), and each later image
-// holds only those, with a keptPages section for the rest of what the chain holds. Each
-// image is taken with the process frozen, and is complete in DIR once it is renamed
-// into place, so a chain is restartable from every image written.
+// holds only those, with a keptPages section for the rest of what the chain holds. The
+// process is frozen while its state is taken and the image's pages are copied into
+// migctl's memory (resources::FrozenCopy: a memory copy, not a file write and sync),
+// then runs while they are written; an image is complete in DIR once it is renamed into
+// place, so a chain is restartable from every image written.
 #include "migctl/periodic_checkpoint.h"
 
 #include "image/byte_io.h"
@@ -12,6 +14,7 @@
 #include "image/image_error.h"
 #include "image/writer.h"
 #include "migctl/control_client.h"
+#include "resources/copy_before_write.h"
 #include "resources/dirty_pages.h"
 #include "resources/lazy_pages.h"
 #include "resources/memory.h"
@@ -79,6 +82,7 @@ int periodicCheckpoints(const PeriodicOptions& o) {
   unsigned number = nextNumber(o.dir);
   kj::String parent;         // file name of the image before, "" for the first of this run
   resources::PageRangeSet chain;  // pages the chain holds as the process has them
+  kj::Array<kj::byte> copyBuffer;  // resources::FrozenCopy's, kept from image to image
   for (long k = 1;; ++k) {
     ctl = kj::heap<ControlClient>(o.pid);
     auto t0 = std::chrono::steady_clock::now();
@@ -123,11 +127,26 @@ int periodicCheckpoints(const PeriodicOptions& o) {
     options.maxDeletedFileBytes = o.maxDeletedFileBytes;
     resources::captureProcessState(realPid, *block, w, stats, options);
     resources::PageRangeSet inImage;
-    writeMemory(memory, w, stats, parent.size() > 0 ? &held : nullptr, &inImage);
+    const resources::PageRangeSet* heldPtr = parent.size() > 0 ? &held : nullptr;
+    resources::FrozenCopy pages(memory, heldPtr, resources::frozenCopyLimit(), copyBuffer);
+    auto since = [&] {
+      return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    };
+    double frozenMs = 0;
+    if (pages.copied()) {
+      // The tracker was re-armed by collect(): what the job writes from here on is the
+      // next image's.
+      ctl->resume();
+      frozenMs = since();
+    }
+    writeMemory(pages, w, stats, heldPtr, &inImage);
     w.finish();
     file.commit();
-    ctl->resume();
-    double frozenMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (!pages.copied()) {
+      ctl->resume();
+      frozenMs = since();
+    }
+    double totalMs = since();
     uint64_t kept = 0;  // pages the image takes from its chain
     for (auto& r : held.ranges()) {
       kj::Vector<PageSpan> in;
@@ -137,8 +156,12 @@ int periodicCheckpoints(const PeriodicOptions& o) {
     auto what = parent.size() > 0
         ? kj::str(inImage.pages() - kept, " pages written since ", parent, ", ", kept, " kept from the chain")
         : kj::str("whole, ", inImage.pages(), " pages");
-    printf("image %ld of process %ld: %s, %.1f MiB, %s; frozen %.1f ms\n", k, static_cast<long>(o.pid), path.cStr(),
-           static_cast<double>(w.bytesWritten()) / (1 << 20), what.cStr(), frozenMs);
+    auto how = pages.copied()
+        ? kj::str("written in ", static_cast<long>(totalMs + 0.5), " ms, the job running")
+        : kj::str("written frozen (", pages.bytes() >> 20, " MiB of pages, over the copy limit: half the memory available",
+                  " or MIG_CHAIN_COPY_LIMIT_MIB)");
+    printf("image %ld of process %ld: %s, %.1f MiB, %s; %s; frozen %.1f ms\n", k, static_cast<long>(o.pid),
+           path.cStr(), static_cast<double>(w.bytesWritten()) / (1 << 20), what.cStr(), how.cStr(), frozenMs);
     fflush(stdout);
     chain = kj::mv(inImage);
     parent = kj::mv(name);

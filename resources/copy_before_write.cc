@@ -3,10 +3,13 @@
 
 #include "image/image_error.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <kj/debug.h>
 #include <kj/io.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
@@ -287,6 +290,94 @@ bool CopyBeforeWrite::finish(kj::String& why) {
     return false;
   }
   return true;
+}
+
+FrozenCopy::FrozenCopy(PageSource& frozen, const PageRangeSet* held, uint64_t limitBytes,
+                       kj::Array<kj::byte>& buffer)
+    : frozen_(frozen), regions_(frozen.regions()), buffer_(buffer) {
+  // The same choice of pages as writeMemory's (memory.cc), made once here.
+  kj::Vector<PageSpan> toCopy;
+  for (const MappedRegion& r : regions_) {
+    kj::Vector<PageSpan> spans;
+    if (held != nullptr && r.saveWhole) {
+      kj::Vector<PageSpan> rest;
+      held->split(r.start, r.end, nullptr, &rest);
+      for (const PageSpan& s : rest) frozen.pagesToSave(partOf(r, s.addr, s.addr + s.pages * kPage), spans);
+    } else {
+      frozen.pagesToSave(r, spans);
+    }
+    // writeMemory counts the held pages among these as kept: they are answered as they
+    // are, and only the others copied.
+    kj::Vector<PageSpan> changed;
+    if (held != nullptr && !r.saveWhole) {
+      for (const PageSpan& s : spans) held->split(s.addr, s.addr + s.pages * kPage, nullptr, &changed);
+    } else {
+      changed.addAll(spans);
+    }
+    for (const PageSpan& s : changed) bytes_ += s.pages * kPage;
+    spans_[r.start] = kj::mv(spans);
+    toCopy.addAll(changed);
+  }
+  if (bytes_ > limitBytes) return;
+  // Not zeroed first: the kernel gives a new page zeroed as the copy first touches it.
+  if (buffer_.size() < bytes_) buffer_ = kj::heapArray<kj::byte>(bytes_);
+  frozen.readSpans(toCopy, buffer_.begin());
+  uint64_t off = 0;
+  for (const PageSpan& s : toCopy) {
+    uint64_t len = s.pages * kPage;
+    at_[s.addr] = {s.addr + len, off};
+    off += len;
+  }
+  copied_ = true;
+}
+
+kj::Array<MappedRegion> FrozenCopy::regions() {
+  auto out = kj::heapArrayBuilder<MappedRegion>(regions_.size());
+  for (const MappedRegion& r : regions_) out.add(partOf(r, r.start, r.end));
+  return out.finish();
+}
+
+void FrozenCopy::pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& out) {
+  auto it = spans_.upper_bound(r.start);
+  KJ_REQUIRE(it != spans_.begin(), "a region the frozen copy does not know", r.start);
+  --it;
+  for (const PageSpan& s : it->second) {
+    uint64_t start = std::max(s.addr, r.start), end = std::min(s.addr + s.pages * kPage, r.end);
+    if (start < end) out.add(PageSpan{start, (end - start) / kPage});
+  }
+}
+
+void FrozenCopy::read(uint64_t addr, void* buf, size_t len) {
+  if (!copied_) return frozen_.read(addr, buf, len);
+  auto* p = static_cast<kj::byte*>(buf);
+  while (len > 0) {
+    auto it = at_.upper_bound(addr);
+    // Only what pagesToSave named was copied; anything else would be the running job's.
+    KJ_REQUIRE(it != at_.begin(), "a page the frozen copy does not hold", addr);
+    --it;
+    KJ_REQUIRE(addr < it->second.first, "a page the frozen copy does not hold", addr);
+    size_t n = std::min<uint64_t>(len, it->second.first - addr);
+    memcpy(p, buffer_.begin() + it->second.second + (addr - it->first), n);
+    p += n;
+    addr += n;
+    len -= n;
+  }
+}
+
+uint64_t frozenCopyLimit() {
+  // For comparing with writing frozen in one run (bench/chain_bench.sh), and to cap it.
+  if (const char* mib = getenv("MIG_CHAIN_COPY_LIMIT_MIB"); mib != nullptr && *mib != '\0') {
+    return strtoull(mib, nullptr, 10) << 20;
+  }
+  FILE* f = fopen("/proc/meminfo", "re");
+  if (f == nullptr) return 0;
+  char line[128];
+  unsigned long long kib = 0;
+  while (fgets(line, sizeof(line), f) != nullptr) {
+    if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) break;
+  }
+  fclose(f);
+  return kib * 1024 / 2;
 }
 
 }  // namespace mig::resources

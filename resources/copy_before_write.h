@@ -85,4 +85,42 @@ class CopyBeforeWrite final : public PageSource {
   std::thread thread_;
 };
 
+// Periodic checkpoints (migctl/periodic_checkpoint.cc) track the job's writes with an
+// asynchronous userfaultfd, and a range can have only one: the synchronous protection
+// above is not to be had there. Instead, with the job frozen, the pages the image will
+// carry (what writeMemory(..., held) saves: in an incremental image only those written
+// since its parent) are copied into migctl's memory, which is much faster than writing
+// them to a file and syncing it; the job then runs while they are written. Above
+// `limitBytes` of such pages nothing is copied and read() reads the frozen job (the
+// caller keeps it frozen until the image is written).
+class FrozenCopy final : public PageSource {
+ public:
+  // With the job frozen. `buffer` is reused from image to image (its pages are touched
+  // once, not at every freeze).
+  FrozenCopy(PageSource& frozen, const PageRangeSet* held, uint64_t limitBytes, kj::Array<kj::byte>& buffer);
+
+  kj::Array<MappedRegion> regions() override;
+  // What `frozen` answered for `r` (or a part of a region) at the freeze; writeMemory
+  // leaves the held ones out.
+  void pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& out) override;
+  void read(uint64_t addr, void* buf, size_t len) override;
+
+  bool copied() const { return copied_; }  // false: over the limit, the job must stay frozen
+  uint64_t bytes() const { return bytes_; }  // of the pages to save
+
+ private:
+  PageSource& frozen_;
+  kj::Array<MappedRegion> regions_;
+  std::map<uint64_t, kj::Vector<PageSpan>> spans_;  // region start -> pages to save
+  std::map<uint64_t, std::pair<uint64_t, uint64_t>> at_;  // span start -> (end, offset in buffer)
+  kj::Array<kj::byte>& buffer_;
+  uint64_t bytes_ = 0;
+  bool copied_ = false;
+};
+
+// How much FrozenCopy may hold: half of MemAvailable (/proc/meminfo), so as not to push
+// the machine into swap, 0 if it cannot be read; or MIG_CHAIN_COPY_LIMIT_MIB (MiB) from
+// the environment (0: every image written frozen).
+uint64_t frozenCopyLimit();
+
 }  // namespace mig::resources

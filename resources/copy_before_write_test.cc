@@ -4,12 +4,15 @@
 // of every page, and rewrites every page itself. Both
 // readings must be equal; memory the child unmaps before it was written out must make
 // the concurrent one unusable. Needs a userfaultfd that takes kernel faults (root).
+// FrozenCopy (periodic images): what it copied at the freeze is what it reads back after
+// the child rewrote its memory; the pages a chain holds already are not copied.
 #include "image/image_error.h"
 #include "resources/copy_before_write.h"
 #include "shim/fd_passing.h"
 #include "shim/write_tracking.h"
 
 #include <doctest/doctest.h>
+#include <kj/exception.h>
 
 #include <csignal>
 #include <cstring>
@@ -173,6 +176,55 @@ TEST_CASE("memory unmapped before it was written out makes the concurrent image 
   kj::String why;
   CHECK_FALSE(cow.finish(why));
   CHECK(why.size() > 0);
+}
+
+TEST_CASE("a periodic image's pages are copied at the freeze and read back after the job wrote them") {
+  Child c = startChild(After::rewrite);
+  KJ_DEFER(endChild(c));
+  close(c.uffd);  // FrozenCopy protects nothing
+  ProcPageSource proc(c.pid);
+  kj::Vector<PageSpan> spans = allSpans(proc);
+  // The child's region's second half is held by the chain already: not copied, but still
+  // answered by pagesToSave (writeMemory lists it as kept).
+  PageRangeSet held;
+  held.add(c.region + kPages / 2 * P, c.region + kPages * P);
+  kj::Vector<kj::Array<kj::byte>> want;
+  for (const PageSpan& s : spans) {
+    auto b = kj::heapArray<kj::byte>(s.pages * P);
+    proc.read(s.addr, b.begin(), b.size());
+    want.add(kj::mv(b));
+  }
+  kj::Array<kj::byte> buffer;
+  FrozenCopy copy(proc, &held, uint64_t{1} << 40, buffer);
+  REQUIRE(copy.copied());
+  kj::Vector<PageSpan> copySpans = allSpans(copy);
+  REQUIRE(copySpans.size() == spans.size());
+  REQUIRE(kill(c.pid, SIGCONT) == 0);
+  waitDone(c);  // the child rewrote every page of its region
+  size_t mismatches = 0, refused = 0;
+  for (size_t i = 0; i < spans.size(); ++i) {
+    CHECK((copySpans[i].addr == spans[i].addr && copySpans[i].pages == spans[i].pages));
+    kj::Vector<PageSpan> notHeld;
+    held.split(spans[i].addr, spans[i].addr + spans[i].pages * P, nullptr, &notHeld);
+    for (const PageSpan& s : notHeld) {
+      auto got = kj::heapArray<kj::byte>(s.pages * P);
+      copy.read(s.addr, got.begin(), got.size());
+      if (memcmp(got.begin(), want[i].begin() + (s.addr - spans[i].addr), got.size()) != 0) ++mismatches;
+    }
+  }
+  CHECK(mismatches == 0);
+  // A held page was not copied: reading it is refused, never taken from the running job.
+  kj::byte page[P];
+  try {
+    copy.read(c.region + (kPages - 2) * P, page, P);
+  } catch (const kj::Exception&) {
+    ++refused;
+  }
+  CHECK(refused == 1);
+  // Over the limit nothing is copied and reads go to the (frozen) job.
+  FrozenCopy none(proc, &held, 0, buffer);
+  CHECK_FALSE(none.copied());
+  CHECK(none.bytes() == copy.bytes());
 }
 
 }  // namespace

@@ -46,6 +46,10 @@ class PageSource {
   virtual void pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& out) = 0;
 
   virtual void read(uint64_t addr, void* buf, size_t len) = 0;
+
+  // The runs `spans`, one after the other into `buf`: what read() of each gives, in
+  // fewer system calls where the source can.
+  virtual void readSpans(kj::ArrayPtr<const PageSpan> spans, kj::byte* buf);
 };
 
 // Reads a stopped (parked) process through /proc/PID/{maps,pagemap,mem}.
@@ -60,6 +64,7 @@ class ProcPageSource final : public PageSource {
   kj::Array<MappedRegion> regions() override;
   void pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& out) override;
   void read(uint64_t addr, void* buf, size_t len) override;
+  void readSpans(kj::ArrayPtr<const PageSpan> spans, kj::byte* buf) override;
 
  private:
   pid_t pid_;

@@ -206,6 +206,42 @@ void ProcPageSource::pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& ou
   }
 }
 
+void PageSource::readSpans(kj::ArrayPtr<const PageSpan> spans, kj::byte* buf) {
+  for (const PageSpan& s : spans) {
+    read(s.addr, buf, s.pages * kPage);
+    buf += s.pages * kPage;
+  }
+}
+
+void ProcPageSource::readSpans(kj::ArrayPtr<const PageSpan> spans, kj::byte* buf) {
+  // Scattered pages (what a job wrote since the last image) are many short runs: up to
+  // IOV_MAX of them per process_vm_readv. A batch that comes back short (a PROT_NONE
+  // page) is read again run by run, through read()'s /proc/PID/mem fallback.
+  constexpr size_t kBatch = 1024;
+  struct iovec local[kBatch], remote[kBatch];
+  for (size_t first = 0; first < spans.size(); first += kBatch) {
+    size_t n = std::min(kBatch, spans.size() - first);
+    size_t want = 0;
+    kj::byte* at = buf;
+    for (size_t i = 0; i < n; ++i) {
+      size_t len = spans[first + i].pages * kPage;
+      local[i] = {at, len};
+      remote[i] = {reinterpret_cast<void*>(spans[first + i].addr), len};
+      at += len;
+      want += len;
+    }
+    ssize_t got = process_vm_readv(pid_, local, n, remote, n, 0);
+    if (got != static_cast<ssize_t>(want)) {
+      at = buf;
+      for (size_t i = 0; i < n; ++i) {
+        read(spans[first + i].addr, at, spans[first + i].pages * kPage);
+        at += spans[first + i].pages * kPage;
+      }
+    }
+    buf += want;
+  }
+}
+
 void ProcPageSource::read(uint64_t addr, void* buf, size_t len) {
   auto* p = static_cast<kj::byte*>(buf);
   // process_vm_readv is the fast path (about a quarter less CPU than /proc/PID/mem);

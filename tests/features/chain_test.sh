@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Incremental checkpoints (issue 14): `migctl checkpoint PID -o DIR --every S` keeps a
-# chain of 5 images of the memory feature program while it writes; each link restarted
+# chain of 5 images of the memory feature program while it writes (each written while the
+# job runs, from a copy taken frozen; a chain over the copy limit written frozen, as its
+# lines say); each link restarted
 # must print the rest of the undisturbed run's output and pass the program's own check
 # of every page; `migctl restart DIR` restarts the newest; `migctl image merge` makes a
 # whole image that restarts the same; a missing, a corrupt and a replaced parent are
@@ -29,6 +31,9 @@ cat "$work/ckpt.log"
 [ "$(grep -c '^image [0-9] of process' "$work/ckpt.log")" = 5 ] || fail "not 5 images"
 grep -q "^image 1 .*whole" "$work/ckpt.log" || fail "the first image is not whole"
 [ "$(grep -c 'written since ckpt-' "$work/ckpt.log")" = 4 ] || fail "images 2-5 are not incremental"
+# Each image's pages copied frozen, then written while the job ran (FrozenCopy).
+[ "$(grep -c '; written in [0-9]* ms, the job running; frozen ' "$work/ckpt.log")" = 5 ] ||
+  fail "not every image was written while the job ran"
 wait "$job"; st=$?
 [ "$st" = 0 ] && cmp -s "$work/ref.out" <(cat "$work/job.out") || fail "the job checkpointed every 0.3 s did not end as the reference (status $st)"
 
@@ -44,6 +49,23 @@ restart_check() {
   fi
 }
 for k in 1 2 3 4 5; do restart_check "link$k" "$work/chain/ckpt-000$k.mig"; done
+
+# Above the copy limit (here 0) an image is written frozen, as one line says, and restarts the same.
+mkfifo "$work/job2.fifo"
+cat "$work/job2.fifo" > "$work/job2.out" & pids+=($!)
+LD_PRELOAD=$libmig "$prog" 64M 60 > "$work/job2.fifo" 2> "$work/job2.err" &
+job2=$!; pids+=($job2)
+wait_for "STEP 2" grep -qx "STEP 2" "$work/job2.out" || fail "the second job did not print STEP 2"
+if MIG_CHAIN_COPY_LIMIT_MIB=0 timeout 120 "$migctl" checkpoint "$job2" -o "$work/frozen" --every 0.3 --count 2 \
+    > "$work/frozen.log" 2>&1; then
+  [ "$(grep -c '; written frozen (.* MiB of pages, over the copy limit: .*; frozen ' "$work/frozen.log")" = 2 ] ||
+    fail "images over the copy limit not written frozen: $(cat "$work/frozen.log")"
+else
+  fail "migctl checkpoint --every with MIG_CHAIN_COPY_LIMIT_MIB=0: $(cat "$work/frozen.log")"
+fi
+wait "$job2"; st=$?
+[ "$st" = 0 ] && cmp -s "$work/ref.out" "$work/job2.out" || fail "the job checkpointed frozen did not end as the reference (status $st)"
+restart_check frozen2 "$work/frozen/ckpt-0002.mig"
 restart_check newest "$work/chain"
 if "$migctl" image merge "$work/chain" -o "$work/whole.mig" > "$work/merge.log" 2>&1; then
   ok "$(cat "$work/merge.log")"
