@@ -6,8 +6,11 @@
  * sleeps 50 ms. A wrong or missing echo ends it with status 3; a whole run ends with
  * status 7 and the line "done". With FORKFILE: while that file exists it has one child
  * ("child forked"), which ends once the file is gone and is then reaped ("child reaped").
+ * With ENDFILE: once that file exists, the step under way is its last: it ends as a
+ * whole run does (so that a test need not wait for STEPS steps once it has checked
+ * what it wanted to while the job runs).
  *
- * usage: homecoming_job STEPS FILE PORT [FORKFILE] */
+ * usage: homecoming_job STEPS FILE PORT [FORKFILE [ENDFILE]] */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -32,8 +35,8 @@ static int readLine(int s, char *buf, size_t cap) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 4 && argc != 5) {
-    fprintf(stderr, "usage: homecoming_job STEPS FILE PORT [FORKFILE]\n");
+  if (argc < 4 || argc > 6) {
+    fprintf(stderr, "usage: homecoming_job STEPS FILE PORT [FORKFILE [ENDFILE]]\n");
     return 2;
   }
   int steps = atoi(argv[1]);
@@ -49,7 +52,8 @@ int main(int argc, char **argv) {
     return 2;
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
-  const char *forkFile = argc == 5 ? argv[4] : NULL;
+  const char *forkFile = argc >= 5 ? argv[4] : NULL;
+  const char *endFile = argc == 6 ? argv[5] : NULL;
   pid_t child = 0;
   for (int i = 1; i <= steps; ++i) {
     if (forkFile != NULL && child == 0 && access(forkFile, F_OK) == 0) {
@@ -75,6 +79,7 @@ int main(int argc, char **argv) {
       return 3;
     }
     printf("step %d pid %d\n", i, (int)getpid());
+    if (endFile != NULL && access(endFile, F_OK) == 0) break;
     struct timespec pause = {0, 50 * 1000 * 1000};
     nanosleep(&pause, NULL);
   }
