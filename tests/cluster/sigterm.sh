@@ -19,9 +19,13 @@ cluster_require SHADOWD DEPUTY MIGCTL LIBMIG
 cluster_require_features counter
 cluster_up a b
 
-start_job ref plain "${FEATURE[counter]}" 150
-start_job ref2 plain "${FEATURE[counter]}" 300
-if start_job job mig "${FEATURE[counter]}" 150 && start_job job2 mig "${FEATURE[counter]}" 300 &&
+# Steps of 100 ms. job's checks end about 20 steps after its start (30 on a loaded
+# machine), then it only has to end; job2 hops once job has ended and b's shadowd is
+# up again (about 25 steps after that), then prints 10 more: 80 and 180 steps leave
+# each some 50 steps to spare.
+start_job ref plain "${FEATURE[counter]}" 80
+start_job ref2 plain "${FEATURE[counter]}" 180
+if start_job job mig "${FEATURE[counter]}" 80 && start_job job2 mig "${FEATURE[counter]}" 180 &&
    hop job a b; then
   hm a drain >"$T/drain.out" 2>&1
   kill -TERM "${SD[b]}"
