@@ -87,8 +87,14 @@ fi
 
 # --- the user's image, restarted by root, runs as the user ---------------------------------
 mkdir "$dir/u" && chown "$uid:$gid" "$dir/u"
-"$counter" 40 > "$dir/ref.out" 2>&1
-ref_status=$?
+# The undisturbed run, beside the user's jobs below: read once the first of them ends.
+( "$counter" 40 > "$dir/ref.out" 2>&1; echo "$?" > "$dir/ref.status" ) &
+pids+=($!)
+ref_status=""
+ref_done() {  # sets ref_status once the undisturbed run has ended (bounded: 30 s)
+  wait_until 30 test -s "$dir/ref.status" || bad "the undisturbed counter run did not end within 30 s" "$dir/ref.out"
+  ref_status=$(cat "$dir/ref.status" 2>/dev/null)
+}
 # user_job NAME: the user's counter job under mig, stdout to u/NAME.out (made by
 # root when NAME is rootout: a file the user may not open), checkpointed by the user
 # (--stop) at STEP 5 into u/NAME.img. Returns non-zero (after a FAIL) if that fails.
@@ -145,7 +151,8 @@ if user_job userout; then
   fi
   wait "$r"
   st=$?
-  if (( st == ref_status )) && cmp -s "$dir/ref.out" "$dir/u/userout.out"; then
+  ref_done
+  if [[ $st == "$ref_status" ]] && cmp -s "$dir/ref.out" "$dir/u/userout.out"; then
     ok "the restarted job finished as undisturbed (status $st, $(wc -l < "$dir/u/userout.out") lines)"
   else
     bad "the restarted job: status $st (undisturbed $ref_status), output differs" "$dir/r2.err"
@@ -174,7 +181,8 @@ if [[ -f $dir/u/userout.img ]] && "$rewrite" "$dir/u/userout.img" "$dir/u/noowne
   fi
   wait "$r"
   st=$?
-  (( st == ref_status )) || bad "the job restarted with --as-file-owner ended with status $st, not $ref_status" "$dir/r4.err"
+  [[ -n $ref_status ]] || ref_done
+  [[ $st == "$ref_status" ]] || bad "the job restarted with --as-file-owner ended with status $st, not $ref_status" "$dir/r4.err"
 else
   bad "could not make the image without owner (mig-image-rewrite --no-owner)"
 fi
