@@ -4,7 +4,7 @@
 # those of an undisturbed run on a without mig, seen by the waiting parent on a; its
 # PID unchanged (migctl list on a shows it at each host as soon as migctl migrate
 # returns); nothing of it left on b after b -> c; its files only in a's private
-# directory. The undisturbed runs run first, all at once.
+# directory. The undisturbed runs start first, all at once, and run beside the moves.
 #
 # usage: features_abc.sh OPTIONS (below): the programs given with --feature; meson runs
 # it as tests 'migration-features-process' and 'migration-features-fds' (suite
@@ -20,8 +20,12 @@ declare -A FARGS=(
   [mutex_kinds]="60" [proc_attrs]="@DIR@ 60" [eventfd]="60" [timerfd]="60" [signalfd]="60"
   [epoll]="60" [libuv]="60" [stack_growth]="30" [posix_timers]="60" [file_locks]="@DIR@ 60")
 declare -A FSTATUS=([counter]=3 [pids]=143)
+# counter first: the longest run (100 steps of 100 ms), it ends while the others move
+# rather than after them.
 features=()
-for f in "${!FARGS[@]}"; do [[ -n ${FEATURE[$f]-} ]] && features+=("$f"); done
+for f in counter "${!FARGS[@]}"; do
+  [[ -n ${FEATURE[$f]-} && " ${features[*]} " != *" $f "* ]] && features+=("$f")
+done
 if (( ${#features[@]} == 0 )); then
   echo "SKIP: no feature program given (--feature NAME PATH)"
   exit 77
@@ -33,12 +37,12 @@ HOP_ARGS=(--only)
 cluster_up a b c
 
 # --- reference runs, undisturbed, without mig, all at once --------------------------------
+# Waited for after the moves (below), which need nothing of them.
 refs=()
 for f in "${features[@]}"; do
   # shellcheck disable=SC2086  # FARGS are words
   start_job "$f-ref" plain "${FEATURE[$f]}" ${FARGS[$f]} && refs+=("$f-ref")
 done
-wait_refs "${refs[@]}"
 
 # --- each a -> b -> c (counter: -> a), one after the other -----------------------------------
 # A job is not waited for after its hops: it runs to its end on c while the next one
@@ -66,6 +70,7 @@ for f in "${features[@]}"; do
 done
 
 # --- each as undisturbed, its files on a only ------------------------------------------------
+wait_refs "${refs[@]}"
 for f in "${moved[@]}"; do
   compare "$f" "$f-ref" "${FSTATUS[$f]:-0}"
   files=(out err)
