@@ -61,7 +61,10 @@ once() {
   line=$(cat "$dir/times")
   at=$(sed -n 's/.* at \([0-9]*\) us:.*/\1/p' <<<"$line")
   if [ -n "$at" ]; then
-    exec_us=$(awk -v at="$at" '{ t = $0; sub(/.*total /, "", t); sub(/ ms.*/, "", t); printf "%d", at + t * 1000 }' <<<"$line")
+    # Its total, "N.NNN ms" (always three decimals), in us; bash's 64-bit arithmetic, as
+    # awk's printf %d cannot hold a realtime in us.
+    local total; total=$(sed -n 's/.* total \([0-9]*\)\.\([0-9]\{3\}\) ms$/\1\2/p' <<<"$line")
+    exec_us=$((at + 10#$total))
     printf '%s\tmigctl restart at %s us: exec+start %s ms, %s, exec mig-restore %s ms, mig-restore to first action %s ms, total %s ms\n' \
       "$label" "$t0" "$(ms $((at - t0)))" "$(sed -e 's/.* us: //' -e 's/, total [0-9.]* ms$//' <<<"$line")" \
       "$(ms $((rs - exec_us)))" "$(ms $((first - rs)))" "$(ms $((first - t0)))" >> "$dir/times.all"
