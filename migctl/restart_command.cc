@@ -311,8 +311,9 @@ void becomeOwner(image::schema::Header::Reader h, const char* path, bool asFileO
 }
 
 int restart(Options& o, const resources::CallerFds& caller) {
-  restartTimes().setWho(o.migrated.gateFd >= 0 ? (o.migrated.postcopyTimeoutMs > 0 ? "restart post-copy hop" : "restart hop")
-                                               : (o.lazy ? "restart --lazy" : "restart"));
+  const bool hop = o.migrated.gateFd >= 0;
+  restartTimes().setWho(hop ? (o.migrated.postcopyTimeoutMs > 0 ? "restart post-copy hop" : "restart hop")
+                            : (o.lazy ? "restart --lazy" : "restart"));
   restartTimes().mark("start");
   if (o.migrated.imageOnGate) {
     if (o.migrated.gateFd < 0) fail(kj::str("--image-on-gate needs --gate-fd"));
