@@ -283,14 +283,6 @@ kj::Array<image::RegionFile> viewsOf(image::FileReader& img, size_t sec, kj::Arr
   return out.releaseAsArray();
 }
 
-void setPermOf(image::schema::SysvPerm::Builder out, const SysvPerm& p) {
-  out.setKey(p.key);
-  out.setId(p.id);
-  out.setUid(p.uid);
-  out.setGid(p.gid);
-  out.setMode(p.mode);
-}
-
 }  // namespace
 
 CaptureStats captureMovingMember(pid_t pid, const control::Block& block, image::ByteSink& out,
@@ -318,7 +310,7 @@ CaptureStats captureMovingMember(pid_t pid, const control::Block& block, image::
       auto shm = ipc.initSysvShm(static_cast<unsigned>(sysv.shm.size()));
       for (size_t i = 0; i < sysv.shm.size(); ++i) {
         auto s = shm[static_cast<unsigned>(i)];
-        setPermOf(s.initPerm(), sysv.shm[i].perm);
+        setPerm(s.initPerm(), sysv.shm[i].perm);
         s.setSize(sysv.shm[i].size);
         s.setRemoved(sysv.shm[i].removed);
         s.setDataOffset(kContentsElsewhere);

@@ -97,6 +97,8 @@ kj::String describe(const char* what, int32_t key, int32_t id) {
   return kj::str(what, " with key ", hexKey(key), " (id ", id, ")");
 }
 
+}  // namespace
+
 void setPerm(image::schema::SysvPerm::Builder out, const SysvPerm& p) {
   out.setKey(p.key);
   out.setId(p.id);
@@ -104,6 +106,8 @@ void setPerm(image::schema::SysvPerm::Builder out, const SysvPerm& p) {
   out.setGid(p.gid);
   out.setMode(p.mode);
 }
+
+namespace {
 
 SysvPerm readPerm(image::schema::SysvPerm::Reader p) {
   return SysvPerm{p.getKey(), p.getId(), p.getUid(), p.getGid(), p.getMode()};

@@ -96,6 +96,9 @@ kj::Maybe<OutsideUse> outsideUse(const SysvUse& use, const std::set<pid_t>& memb
 // when every use is the job's.
 kj::Maybe<kj::String> sysvUsedOutside(kj::ArrayPtr<const pid_t> pids);
 
+// One object's key, id, owner and mode into the image.
+void setPerm(image::schema::SysvPerm::Builder out, const SysvPerm& p);
+
 // Fills the ipc section's SysV lists; segment contents are placed from `dataAt`
 // (advanced past them) and written, in the same order, by writeSysvData.
 void setSysvIpc(const SysvIpc& objects, image::schema::Ipc::Builder ipc, uint64_t& dataAt);

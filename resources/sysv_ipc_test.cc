@@ -102,6 +102,42 @@ TEST_CASE("sysv: an object used only by the job's processes moves; one used by a
   CHECK(outsideUse(queueReadOutside, job, aliveAll) != nullptr);
 }
 
+// A child that does one thing with the kernel's IPC objects, says whether it worked and
+// lives on (so the kernel keeps it as an object's user) until release().
+struct HeldChild {
+  pid_t pid = -1;
+  int go[2] = {-1, -1};
+  bool worked = false;
+
+  template <typename Action>
+  explicit HeldChild(Action action) {
+    int done[2];
+    REQUIRE(pipe(go) == 0);
+    REQUIRE(pipe(done) == 0);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      char c = action() ? 'k' : 'e';
+      (void)!write(done[1], &c, 1);
+      (void)!read(go[0], &c, 1);
+      _exit(0);
+    }
+    char c = 0;
+    REQUIRE(read(done[0], &c, 1) == 1);
+    worked = c == 'k';
+    close(done[0]);
+    close(done[1]);
+  }
+
+  void release() {
+    (void)!write(go[1], "x", 1);
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    close(go[0]);
+    close(go[1]);
+  }
+};
+
 // The same on the kernel's records: a set of two semaphores this process used is its
 // alone; once a child outside `pids` did a semop on the other semaphore and lives on,
 // the refusal names the set and the child; with the child among `pids` it moves.
@@ -112,21 +148,12 @@ TEST_CASE("sysv: a refusal names the object and the outside process that used it
   struct sembuf up = {0, 1, 0};
   REQUIRE(semop(sem, &up, 1) == 0);
   CHECK(sysvUsedOutside(kj::arrayPtr(&self, 1)) == nullptr);
-  int go[2], done[2];
-  REQUIRE(pipe(go) == 0);
-  REQUIRE(pipe(done) == 0);
-  pid_t child = fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
+  HeldChild held([sem]() {
     struct sembuf other = {1, 1, 0};
-    char c = semop(sem, &other, 1) == 0 ? 'k' : 'e';
-    (void)!write(done[1], &c, 1);
-    (void)!read(go[0], &c, 1);  // lives on until told
-    _exit(0);
-  }
-  char c = 0;
-  REQUIRE(read(done[0], &c, 1) == 1);
-  CHECK(c == 'k');
+    return semop(sem, &other, 1) == 0;
+  });
+  const pid_t child = held.pid;
+  CHECK(held.worked);
   KJ_IF_MAYBE(line, sysvUsedOutside(kj::arrayPtr(&self, 1))) {
     CHECK(kj::StringPtr(*line).startsWith(kj::str("it uses the System V semaphore set (IPC_PRIVATE, id ", sem, ")")));
     CHECK(strstr(line->cStr(), kj::str("which process ", child, " (").cStr()) != nullptr);
@@ -135,12 +162,9 @@ TEST_CASE("sysv: a refusal names the object and the outside process that used it
   }
   const pid_t both[] = {self, child};
   CHECK(sysvUsedOutside(kj::arrayPtr(both, 2)) == nullptr);
-  (void)!write(go[1], "x", 1);
-  int status = 0;
-  REQUIRE(waitpid(child, &status, 0) == child);
+  held.release();
   CHECK(sysvUsedOutside(kj::arrayPtr(&self, 1)) == nullptr);  // it ended: uses nothing
   semctl(sem, 0, IPC_RMID);
-  for (int fd : {go[0], go[1], done[0], done[1]}) close(fd);
 }
 
 // A segment the process made and attached, attached by another process too: refused,
@@ -152,32 +176,18 @@ TEST_CASE("sysv: a segment another process is attached to is refused") {
   void* at = shmat(shm, nullptr, 0);
   REQUIRE(at != reinterpret_cast<void*>(-1));
   CHECK(sysvUsedOutside(kj::arrayPtr(&self, 1)) == nullptr);
-  int go[2], done[2];
-  REQUIRE(pipe(go) == 0);
-  REQUIRE(pipe(done) == 0);
-  pid_t child = fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    char c = shmat(shm, nullptr, SHM_RDONLY) != reinterpret_cast<void*>(-1) ? 'k' : 'e';
-    (void)!write(done[1], &c, 1);
-    (void)!read(go[0], &c, 1);
-    _exit(0);
-  }
-  char c = 0;
-  REQUIRE(read(done[0], &c, 1) == 1);
-  CHECK(c == 'k');
+  HeldChild held([shm]() { return shmat(shm, nullptr, SHM_RDONLY) != reinterpret_cast<void*>(-1); });
+  const pid_t child = held.pid;
+  CHECK(held.worked);
   KJ_IF_MAYBE(line, sysvUsedOutside(kj::arrayPtr(&self, 1))) {
     CHECK(strstr(line->cStr(), kj::str("shared memory segment (IPC_PRIVATE, id ", shm, "), which process ", child).cStr()) != nullptr);
   } else {
     FAIL("the child's attachment not seen");
   }
-  (void)!write(go[1], "x", 1);
-  int status = 0;
-  REQUIRE(waitpid(child, &status, 0) == child);
+  held.release();
   CHECK(sysvUsedOutside(kj::arrayPtr(&self, 1)) == nullptr);
   shmdt(at);
   shmctl(shm, IPC_RMID, nullptr);
-  for (int fd : {go[0], go[1], done[0], done[1]}) close(fd);
 }
 
 // What a destination checks before it takes a job: a key or id in use here is named.

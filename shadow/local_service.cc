@@ -227,10 +227,8 @@ void endPostcopyLost(Daemon& d, uint64_t id) {
 
 // The parent of process `pid` (/proc/PID/stat), 0 if it is gone.
 pid_t parentOf(pid_t pid) {
-  auto stat = readProc(pid, "stat");
-  const char* paren = strrchr(stat.cStr(), ')');
-  if (paren == nullptr || paren[1] == '\0' || paren[2] == '\0') return 0;
-  return static_cast<pid_t>(strtol(paren + 4, nullptr, 10));  // ") S PPID"
+  resources::TreeProcess p{};
+  return resources::parseStat(readProc(pid, "stat").cStr(), p) ? p.ppid : 0;
 }
 
 // The program process `pid` runs, without its directory (and " (deleted)": upgraded).

@@ -1205,8 +1205,12 @@ class NodeImpl final : public rpc::Node::Server {
 
   kj::Promise<void> jobEnded(JobEndedContext context) override {
     auto p = context.getParams();
-    // A job whose deputy is already gone was ended from here: nothing left to tell.
-    if (d_.homeJobs().find(p.getJobId()) == nullptr) return kj::READY_NOW;
+    // Not known here: this shadowd restarted and has not learned the job back from its
+    // deputy yet (or the job was ended from here). Said, so that the sender tells the
+    // deputy over the direct link instead of taking this for delivered.
+    if (d_.homeJobs().find(p.getJobId()) == nullptr) {
+      fail(kj::str("job ", p.getJobId(), " is not known at its home (yet)"));
+    }
     HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
     // Lost (its link stayed broken past the limit): its deputy has ended already.
     if (job.lost) return kj::READY_NOW;

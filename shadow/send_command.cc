@@ -27,8 +27,11 @@
 // "Moving a process tree"): shadowd gives every live descendant a job record of its
 // own (MIG_TREE_MEMBERS) and each member makes one hop of its own over the same link,
 // all frozen before any is given up, all given up (each becomes its own deputy) only
-// once every one is ready there. Anywhere else a process with descendants is refused
-// before the destination is asked; --only moves the process alone. A hop to the job's
+// once every one is ready there. Away from home a process with children (all born
+// here) is refused before the destination is asked, after their moment to end
+// (shadow/settle_children.h: a job forking short children is not refused for one that
+// is gone within a second; children that come and go say "try again"); --only moves
+// the process alone. A hop to the job's
 // home (the destination says so) restores the job into its deputy
 // (deputy/homecoming.h); children born away that still run are refused then even
 // with --only.
@@ -59,6 +62,7 @@
 #include "shadow/hex.h"
 #include "shadow/hop_fault.h"
 #include "shadow/hop_times.h"
+#include "shadow/settle_children.h"
 #include "shadow/network_policy.h"
 #include "shadow/peer_login.h"
 
@@ -223,20 +227,25 @@ kj::Vector<resources::TreeProcess> lostIfAlone(pid_t realPid, bool atHome) {
   return out;
 }
 
-// The refusal's line: which processes, why, what the user can do.
-kj::String treeRefusal(long vpid, const kj::Vector<resources::TreeProcess>& left, bool atHome) {
+// The look before a move, given its moment (settle_children.h): a child that ends and
+// is waited for within about a second is no reason to refuse.
+template <typename Look>
+auto settledLook(Look&& look) {
+  return settleChildren(kj::fwd<Look>(look), []() { usleep(kSettlePauseMs * 1000); });
+}
+
+// The refusal's line at home, where shadowd's look made a record for every live
+// descendant: a process born since has none (away: awayChildrenRefusal).
+kj::String treeRefusal(long vpid, const kj::Vector<resources::TreeProcess>& left) {
   kj::Vector<kj::String> names;
   for (size_t i = 0; i < left.size() && i < 4; ++i) {
     names.add(kj::str(left[i].command.c_str(), left[i].zombie ? " (ended, not yet waited for)" : ""));
   }
   if (left.size() > 4) names.add(kj::str("..."));
   return kj::str("cannot move PID ", vpid, ": it has ", left.size(), left.size() == 1 ? " descendant (" : " descendants (",
-                 kj::strArray(names, ", "), ") and ",
-                 atHome ? "they are not all the tree shadowd set out to move (it changed meanwhile: try again)"
-                        : "a tree moves whole only from its home (its children born here cannot follow it yet, issue 12)",
-                 "; nothing was frozen, the job runs on ", atHome ? "at home" : "where it was",
-                 "; --only moves process ", vpid, " alone and leaves its children ",
-                 atHome ? "at home (its waits for them then go home)" : "on this host (they lose their parent)");
+                 kj::strArray(names, ", "), ") and they are not all the tree shadowd set out to move (it changed "
+                 "meanwhile: try again); nothing was frozen, the job runs on at home; --only moves process ", vpid,
+                 " alone and leaves its children at home (its waits for them then go home)");
 }
 
 // The children that still run (a zombie's status is lost with --only, as when the
@@ -250,7 +259,7 @@ kj::Vector<resources::TreeProcess> liveOnly(kj::Vector<resources::TreeProcess> a
 }
 
 // A hop back home refused for the job's children born away: which, and why.
-kj::String homecomingRefusal(long vpid, const kj::Vector<resources::TreeProcess>& left) {
+kj::String homecomingRefusal(long vpid, const kj::Vector<resources::TreeProcess>& left, bool transient) {
   kj::Vector<kj::String> names;
   for (size_t i = 0; i < left.size() && i < 4; ++i) {
     names.add(kj::str(left[i].command.c_str(), left[i].zombie ? " (ended, not yet waited for)" : ""));
@@ -259,7 +268,9 @@ kj::String homecomingRefusal(long vpid, const kj::Vector<resources::TreeProcess>
   return kj::str("cannot move PID ", vpid, " home: it has ", left.size(),
                  left.size() == 1 ? " child (" : " children (", kj::strArray(names, ", "),
                  ") born away from home, which cannot come home with it yet (issue 12); nothing was frozen, "
-                 "the job runs on where it was; move it home once they have ended and been waited for");
+                 "the job runs on where it was; ",
+                 transient ? "its children come and go: try again"
+                           : "move it home once they have ended and been waited for");
 }
 
 double msSince(std::chrono::steady_clock::time_point t) {
@@ -504,32 +515,42 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     const bool frozen = when == "during the freeze";
     if (!atHome) {
       // Away, the members are jobs of their own here (none is another's child): a child
-      // one of them started here could not follow it.
+      // one of them started here could not follow it. Before the freeze short children
+      // get their moment to end (settle_children.h); at the freeze the members cannot
+      // reap any more, so one there was started since.
       kj::Vector<pid_t> pids;
       pids.add(rootReal);
       for (auto& m : members) pids.add(m.pid);
       for (size_t i = 0; i < pids.size(); ++i) {
-        auto born = childrenLeftBehind(pids[i]);
-        if (born.size() == 0) continue;
-        fail(kj::str("cannot move PID ", vpid, " with its children: its process ", i == 0 ? vpid : members[i - 1].vpid,
-                     " has ", born.size(), born.size() == 1 ? " child" : " children", " born on this host (",
-                     born[0].command.c_str(), born.size() > 1 ? ", ..." : "", "), and children born away from home "
-                     "cannot follow a tree yet (issue 12); ", frozen ? "the hop was aborted" : "nothing was frozen",
-                     ", the job runs on where it was"));
+        auto look = [&]() { return childrenLeftBehind(pids[i]); };
+        auto born = frozen ? SettledChildren<resources::TreeProcess>{look(), false} : settledLook(look);
+        if (born.left.size() == 0) continue;
+        // After the first look any child is one started since it: "try again".
+        const bool since = when != "as the move began";
+        fail(awayChildrenRefusal(vpid, i == 0 ? vpid : members[i - 1].vpid, born.left, born.cameAndWent || since,
+                                 frozen));
       }
       return;
     }
-    auto now = childrenLeftBehind(rootReal);
-    for (auto& p : now) {
-      if (p.zombie) continue;  // stays here, its parent's deputy's to reap
-      bool known = false;
-      for (auto& m : members) known |= m.pid == p.pid;
-      if (!known) {
-        fail(kj::str("cannot move PID ", vpid, " with its children: its process ", p.pid, " (", p.command.c_str(),
-                     ") was started ", when, "; ", frozen ? "the hop was aborted" : "nothing was frozen",
-                     ", the job runs on at home; try again"));
+    // A live process shadowd made no record for; before the freeze it gets its moment
+    // to end (its zombie stays here, its parent's deputy's to reap).
+    auto unknownLive = [&]() {
+      kj::Vector<resources::TreeProcess> out;
+      for (auto& p : childrenLeftBehind(rootReal)) {
+        bool known = false;
+        for (auto& m : members) known |= m.pid == p.pid;
+        if (!known && !p.zombie) out.add(kj::mv(p));
       }
+      return out;
+    };
+    auto born = frozen ? SettledChildren<resources::TreeProcess>{unknownLive(), false} : settledLook(unknownLive);
+    if (born.left.size() > 0) {
+      auto& p = born.left[0];
+      fail(kj::str("cannot move PID ", vpid, " with its children: its process ", p.pid, " (", p.command.c_str(),
+                   ") was started ", when, "; ", frozen ? "the hop was aborted" : "nothing was frozen",
+                   ", the job runs on at home; try again"));
     }
+    auto now = childrenLeftBehind(rootReal);
     for (auto& m : members) {
       bool live = false;
       for (auto& p : now) live |= p.pid == m.pid && !p.zombie;
@@ -685,6 +706,9 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   // once by phase one of its hop (ImageSink.done: the destination restores it up to
   // "ready, not running" while the next members are sent), so no member waits for the
   // one before it to be taken there.
+  // The look again right before the park (the rounds may have taken seconds), with
+  // its moment for short children, so the tree is parked between two of them.
+  check("just before the freeze");
   auto frozenAt = std::chrono::steady_clock::now();
   for (auto* h : hops) ctlOf(h).requestFreeze();
   kj::Vector<control::Reply> parked;
@@ -1037,8 +1061,13 @@ int sendCommand(int argc, char** argv) {
     }
   }
   if (!only) {
-    auto left = lostIfAlone(ctl->realPid(), deputy != nullptr);
-    if (left.size() > 0) fail(treeRefusal(vpid > 0 ? vpid : pid, left, deputy != nullptr));
+    // Away every child was born here and cannot follow (issue 12); at home one is a
+    // process born since shadowd's look. Either may be about to end: its moment first.
+    auto left = settledLook([&]() { return lostIfAlone(ctl->realPid(), deputy != nullptr); });
+    if (left.left.size() > 0) {
+      fail(deputy != nullptr ? treeRefusal(vpid > 0 ? vpid : pid, left.left)
+                             : awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, left.left, left.cameAndWent, false));
+    }
   }
   // System V objects move with the job (made again there with their keys and ids,
   // removed here at the commit) unless a process outside it uses one too
@@ -1086,8 +1115,8 @@ int sendCommand(int argc, char** argv) {
   // come along yet, not even with --only: refused before anything is frozen.
   // (Without --only every child was refused above, and is again after the freeze.)
   if (homecoming && only) {
-    auto left = liveOnly(childrenLeftBehind(ctl->realPid()));
-    if (left.size() > 0) fail(homecomingRefusal(vpid > 0 ? vpid : pid, left));
+    auto left = settledLook([&]() { return liveOnly(childrenLeftBehind(ctl->realPid())); });
+    if (left.left.size() > 0) fail(homecomingRefusal(vpid > 0 ? vpid : pid, left.left, left.cameAndWent));
   }
 
   // Back home the job goes into its deputy's process, which has no page server: a
@@ -1132,6 +1161,18 @@ int sendCommand(int argc, char** argv) {
                 ws);
   }
 
+  // The look again right before the freeze (the rounds may have taken seconds): a job
+  // forking short children all the while is frozen between two of them, not refused
+  // after the freeze for one that came meanwhile. Any child now is one started since
+  // the first look: "try again" if it does not end.
+  auto lookBeforeFreeze = [&]() {
+    if (only) return;
+    auto left = settledLook([&]() { return lostIfAlone(ctl->realPid(), deputy != nullptr); });
+    if (left.left.size() == 0) return;
+    fail(deputy != nullptr ? treeRefusal(vpid > 0 ? vpid : pid, left.left)
+                           : awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, left.left, /*cameAndWent=*/true, false));
+  };
+
   resources::CaptureStats stats;
   // From the first byte captured: the rate shadowd learns for balance's cost of a move.
   auto sendStartedAt = std::chrono::steady_clock::now();
@@ -1141,6 +1182,7 @@ int sendCommand(int argc, char** argv) {
   // The freeze's breakdown ($MIG_HOP_TIMES, hop_times.h): its first mark is the freeze.
   HopTimes times(postcopy ? "send post-copy" : uffd >= 0 ? "send pre-copy" : "send stop-and-copy");
   if (postcopy) {
+    lookBeforeFreeze();
     frozenAt = std::chrono::steady_clock::now();
     times.mark("freeze");
     remoteBytes = capturePostcopy(*ctl, out, stats, *pages, times);
@@ -1155,12 +1197,14 @@ int sendCommand(int argc, char** argv) {
     out.flush(/*drain=*/true);  // the link is empty when the job stops
     bytesBefore = out.total();
     rounds = precopy.stats().rounds;
+    lookBeforeFreeze();
     frozenAt = std::chrono::steady_clock::now();
     times.mark("freeze");
     control::Reply parked = ctl->freeze(kFreezeTimeoutSeconds);
     times.mark("park");
     stats = migctl::finishFrozen(*ctl, parked, memory, precopy, w);
   } else {
+    lookBeforeFreeze();
     frozenAt = std::chrono::steady_clock::now();
     times.mark("freeze");
     resources::waitForLazyPages(ctl->realPid());  // as freezeAndCapture does (waited for above already)
@@ -1192,10 +1236,13 @@ int sendCommand(int argc, char** argv) {
   const bool childless = surelyChildless(ctl->realPid());
   if (!childless && !only) {
     auto late = lostIfAlone(ctl->realPid(), deputy != nullptr);
-    if (late.size() > 0) fail(treeRefusal(vpid > 0 ? vpid : pid, late, deputy != nullptr));
+    if (late.size() > 0) {
+      fail(deputy != nullptr ? treeRefusal(vpid > 0 ? vpid : pid, late)
+                             : awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, late, false, /*frozen=*/true));
+    }
   } else if (!childless && homecoming) {
     auto late = liveOnly(childrenLeftBehind(ctl->realPid()));
-    if (late.size() > 0) fail(homecomingRefusal(vpid > 0 ? vpid : pid, late));
+    if (late.size() > 0) fail(homecomingRefusal(vpid > 0 ? vpid : pid, late, /*transient=*/true));
   }
   times.mark("child-check");
   hopFaultPoint("send-frozen", [](kj::String why) { fail(kj::mv(why)); });

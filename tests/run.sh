@@ -6,7 +6,7 @@
 #
 #   tests/run.sh                      everything
 #   tests/run.sh --suite unit         one meson suite of the main build (repeatable)
-#   MIG_FUZZ_SECONDS=300 tests/run.sh longer fuzzing (default 60 s per target)
+#   MIG_FUZZ_SECONDS=300 tests/run.sh longer fuzzing (default 30 s per target)
 #   MIG_SANITIZE=0 tests/run.sh       skip the sanitizer pass
 set -uo pipefail
 source "$(dirname "$0")/lib/setup.sh"
@@ -49,7 +49,7 @@ else
       build_failures=$((build_failures + 1))
     fi
   fi
-  secs=${MIG_FUZZ_SECONDS:-60}
+  secs=${MIG_FUZZ_SECONDS:-30}
   if CXX=clang++-14 mig_build build-fuzz -Dfuzz=true -Db_sanitize=address,undefined \
       -Db_lundef=false && meson configure build-fuzz -Dfuzz_seconds="$secs" >/dev/null; then
     run_meson_tests build-fuzz --suite fuzz

@@ -34,17 +34,18 @@ steps_in() { grep -c "$2" "$1"; }
 migrate_checked() {
   local name=$1 jpid=$2 to=$3 want=$4 steppat=$5 out=$6
   shift 6
-  local before after rc
+  local before after rc tries=0
   before=$(steps_in "$out" "$steppat")
   # A job that forks all the time may hold a child at the look or at the freeze: the
   # move is refused in one line and the job runs on whole; a user tries again.
   for _ in 1 2 3 4 5 6 7 8 9 10; do
+    tries=$((tries + 1))
     A migrate "$jpid" --to "127.0.0.1:$to" "$@" > "$dir/m-$name.out" 2>&1; rc=$?
     [ $rc -ne 0 ] && grep -q 'try again' "$dir/m-$name.out" || break
   done
   after=$(steps_in "$out" "$steppat")
   if [ $rc -eq 0 ] && grep -Eq "^migrated $jpid to 127.0.0.1:$to: frozen [0-9.]+ ms .*; $want" "$dir/m-$name.out"; then
-    ok "$name: $(sed 's/^migrated [0-9]* to [^ ]* //' "$dir/m-$name.out" | tail -1)"
+    ok "$name (try $tries): $(sed 's/^migrated [0-9]* to [^ ]* //' "$dir/m-$name.out" | tail -1)"
   else
     bad "$name (exit $rc)" "$dir/m-$name.out" "$dir/a.log" "$dir/b.log"
   fi

@@ -24,6 +24,9 @@
 # 3. `make -j2` of 6 generated C files moves a -> b mid-build, while both compiles
 #    wait at a gate (a FIFO the test holds: each recipe reads a line from it), and
 #    finishes on b with the same objects, program and status as the undisturbed build.
+# 4. A python3 job that runs a shell pipeline every step moves a -> b -> c -> a while
+#    its pipelines run (those after the first move born away from home): each hop
+#    waits for the moment between two pipelines, and its output is the undisturbed run's.
 #
 # usage: tree_move.sh OPTIONS (below)
 source "$(dirname "$0")/lib/cluster_lib.sh"
@@ -355,4 +358,52 @@ else
 fi
 exec 8>&- 9>&-
 kill_job make
+
+# --- 4. a job that starts short children all the time, also after its move -------------------
+# Every step runs a shell pipeline (sh, echo and tr: children and a grandchild) and waits
+# for it: after the move a -> b they are born on b, away from home. The moves b -> c and
+# c -> a (home) look at the job's children until none is left (at most about 1 s, the
+# sender's settle_children.h), so the job moves between two of its steps' children and
+# is not refused for one about to end; a refusal may only say "try again" (a child
+# started between the look and the freeze), and is tried again as a user would. The
+# output is the undisturbed run's: every step's pipeline output and status, in order.
+FORKER='import os, subprocess, time
+i = 0
+while i < 3 or not os.path.exists("STOP"):
+    i += 1
+    r = subprocess.run("echo %d | tr 0-9 a-j" % (i * i), shell=True, capture_output=True, text=True)
+    print("STEP", i, flush=True)
+    print("pipeline", i, r.stdout.strip(), r.returncode, flush=True)
+    time.sleep(0.02)
+print("done", i, flush=True)'
+forker_start=$SECONDS
+start_job forker mig "$PY" -c "$FORKER" || cluster_end
+forker_hop() {  # forker_hop FROM TO: once 3 more steps ran, the hop, retried on "try again" only
+  local k=$(( $(last_step forker) + 3 )) tries=0
+  wait_step forker "$k" 30
+  while :; do
+    tries=$((tries + 1))
+    migrate forker "$2" 60
+    (( MIG_RC != 0 && tries < 10 )) && grep -q "try again" "$MIG_ERR" || break
+  done
+  if (( MIG_RC == 0 )) && [[ $(host_of "$(where forker)") == "$2" ]] && wait_step forker $(( $(last_step forker) + 3 )) 30; then
+    ok "forker: a job starting a pipeline every step moved $1 -> $2 (try $tries) and goes on: $(migrated_line)"
+  else
+    fail "forker: its move $1 -> $2 (try $tries): exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
+    shadowd_logs a "$1" "$2"
+  fi
+}
+forker_hop a b && forker_hop b c && forker_hop c a
+touch "$(jfile forker STOP)"
+if wait_job forker 60; then
+  n=$(last_step forker)
+  want=$(for ((i = 1; i <= n; i++)); do echo "STEP $i"; echo "pipeline $i $(echo $((i * i)) | tr 0-9 a-j) 0"; done; echo "done $n")
+fi
+if [[ $STATUS == 0 ]] && [[ $(cat "$(jfile forker out)") == "$want" ]]; then
+  ok "forker: its $n steps' pipelines (started at home, on b, on c and home again) printed what an undisturbed run prints, status 0 ($((SECONDS - forker_start)) s for this part)"
+else
+  fail "forker: status $STATUS, output not the undisturbed run's"
+  diff <(echo "$want") "$(jfile forker out)" | head -n 8 | sed 's/^/#     /'; detail "$(jfile forker err)" "its stderr"
+fi
+kill_job forker
 cluster_end
