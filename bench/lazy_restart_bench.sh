@@ -7,6 +7,10 @@
 # the job's first action after the restart ("first"), and to the job having read
 # every page of its memory ("all"). Median of 3, alternating. Needs root (--lazy).
 # issue 14's targets: 1 GiB image <= 100 ms, small <= 5 ms to the first instruction.
+# Then where the time to the first instruction goes, medians of the eager restarts:
+# migctl's exec and start until its restart code runs, the restart's phases
+# ($MIG_HOP_TIMES, shadow/hop_times.h) to its exec of mig-restore, that exec, and
+# mig-restore's work (memory, threads) until the job's first action.
 #   bench/lazy_restart_bench.sh [MIB]      (default 1024; images in /var/tmp)
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,13 +47,28 @@ once() {
   echo go > "$dir/go"
   # Both kinds start from a cached image: what a restart right after a checkpoint sees.
   cat "$img" > /dev/null
+  : > "$dir/times"
   local t0; t0=$(date +%s%6N)
-  MIG_RESTORE_DEBUG=1 "$migctl" restart "$@" "$img" < "$dir/go" > "$dir/run.out" 2> "$dir/run.err"
+  MIG_HOP_TIMES=$dir/times MIG_RESTORE_DEBUG=1 "$migctl" restart "$@" "$img" < "$dir/go" > "$dir/run.out" 2> "$dir/run.err"
   local first all rs
   first=$(sed -n 's/^first \([0-9]*\)$/\1/p' "$dir/run.out")
   all=$(sed -n 's/^all \([0-9]*\) .*/\1/p' "$dir/run.out")
   rs=$(cat "$dir/run.out" "$dir/run.err" | sed -n 's/.*started at realtime \([0-9]*\) us.*/\1/p')
   ms() { echo "$(( $1 / 1000 )).$(( $1 % 1000 / 100 ))"; }
+  # The breakdown: "LABEL<TAB>restart at T us: ..." lines for bench/hop_times.awk, the
+  # restart's own marks, with the moments around them as phases of their own.
+  local line at exec_us
+  line=$(cat "$dir/times")
+  at=$(sed -n 's/.* at \([0-9]*\) us:.*/\1/p' <<<"$line")
+  if [ -n "$at" ]; then
+    # Its total, "N.NNN ms" (always three decimals), in us; bash's 64-bit arithmetic, as
+    # awk's printf %d cannot hold a realtime in us.
+    local total; total=$(sed -n 's/.* total \([0-9]*\)\.\([0-9]\{3\}\) ms$/\1\2/p' <<<"$line")
+    exec_us=$((at + 10#$total))
+    printf '%s\tmigctl restart at %s us: exec+start %s ms, %s, exec mig-restore %s ms, mig-restore to first action %s ms, total %s ms\n' \
+      "$label" "$t0" "$(ms $((at - t0)))" "$(sed -e 's/.* us: //' -e 's/, total [0-9.]* ms$//' <<<"$line")" \
+      "$(ms $((rs - exec_us)))" "$(ms $((first - rs)))" "$(ms $((first - t0)))" >> "$dir/times.all"
+  fi
   echo "$(ms $((first - t0))) $(( (all - t0) / 1000 )) $(ms $((first - rs)))"
 }
 median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
@@ -61,14 +80,15 @@ printf 'image sizes: %d MiB, %d KiB, %d KiB (tiny: issue 14 wants a small printf
   $(($(stat -c %s "$dir/big.img") >> 20)) $(($(stat -c %s "$dir/small.img") >> 10)) $(($(stat -c %s "$dir/tiny.img") >> 10))
 for name in big small tiny; do
   ef=() ea=() er=() lf=() la=() lr=()
-  for round in 1 2 3; do
-    read -r f a r < <(once "$dir/$name.img"); ef+=("$f"); ea+=("$a"); er+=("$r")
-    read -r f a r < <(once "$dir/$name.img" --lazy); lf+=("$f"); la+=("$a"); lr+=("$r")
-  done
   label=$([ $name = big ] && echo "$mib MiB" || echo "$name")
+  for round in 1 2 3; do
+    read -r f a r < <(label="$label eager" once "$dir/$name.img"); ef+=("$f"); ea+=("$a"); er+=("$r")
+    read -r f a r < <(label="$label lazy" once "$dir/$name.img" --lazy); lf+=("$f"); la+=("$a"); lr+=("$r")
+  done
   printf '%-8s eager restart: first instruction %7s ms (%s ms from mig-restore), all memory read %6s ms   (runs: %s)\n' \
     "$label" "$(median "${ef[@]}")" "$(median "${er[@]}")" "$(median "${ea[@]}")" "${ef[*]}"
   printf '%-8s lazy restart : first instruction %7s ms (%s ms from mig-restore), all memory read %6s ms   (runs: %s)\n' \
     "$label" "$(median "${lf[@]}")" "$(median "${lr[@]}")" "$(median "${la[@]}")" "${lf[*]}"
 done
-
+echo "where the time to the first instruction goes:"
+awk -f "$root/bench/hop_times.awk" "$dir/times.all"

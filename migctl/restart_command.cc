@@ -19,6 +19,7 @@
 #include "resources/memory.h"
 #include "resources/process_attrs.h"
 #include "shadow/hex.h"
+#include "shadow/hop_times.h"
 #include "shadow/network_policy.h"
 #include "shim/forward/forward_config.h"
 
@@ -114,6 +115,13 @@ std::string findRestorer() {
 }
 
 int restart(Options& o, const resources::CallerFds& caller);
+
+// The restart's part of the freeze ($MIG_HOP_TIMES, shadow/hop_times.h): written just
+// before the restorer is exec'd (or not at all, when the restart fails).
+shadow::HopTimes& restartTimes() {
+  static shadow::HopTimes times("restart");
+  return times;
+}
 
 }  // namespace
 
@@ -303,6 +311,10 @@ void becomeOwner(image::schema::Header::Reader h, const char* path, bool asFileO
 }
 
 int restart(Options& o, const resources::CallerFds& caller) {
+  const bool hop = o.migrated.gateFd >= 0;
+  restartTimes().setWho(hop ? (o.migrated.postcopyTimeoutMs > 0 ? "restart post-copy hop" : "restart hop")
+                            : (o.lazy ? "restart --lazy" : "restart"));
+  restartTimes().mark("start");
   if (o.migrated.imageOnGate) {
     if (o.migrated.gateFd < 0) fail(kj::str("--image-on-gate needs --gate-fd"));
     char c = 0;
@@ -323,6 +335,7 @@ int restart(Options& o, const resources::CallerFds& caller) {
       }
       fail(kj::str("not committed: the hop was aborted before its image was complete here"));
     }
+    restartTimes().mark("wait-image");
   }
   // A chain directory or an incremental image (checkpoint --every): the whole image
   // made from the chain (image/image_chain.h).
@@ -341,6 +354,7 @@ int restart(Options& o, const resources::CallerFds& caller) {
     fail(kj::heapString(*why));
   }
   resources::checkMappedFiles(img, migrated.migrated);
+  restartTimes().mark("open-check");
   if (migrated.gateFd >= 0 && !migrated.migrated) fail(kj::str("--gate-fd needs --migrated"));
   if (migrated.postcopyTimeoutMs > 0 && migrated.gateFd < 0) fail(kj::str("--postcopy needs --gate-fd"));
   if (migrated.homecoming) {
@@ -360,6 +374,7 @@ int restart(Options& o, const resources::CallerFds& caller) {
   }
   options.migrated = migrated.migrated;  // a migrated job's files are at home, not here
   resources::checkSavedFiles(img, options);
+  restartTimes().mark("file-checks");
   if (img.isTree()) {
     if (migrated.migrated) fail(kj::str(path, " holds a process tree; migrating trees is not built yet"));
     return restartTree(img, path, options, caller);
@@ -406,6 +421,7 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
   const bool makesIpc = tree == nullptr && resources::ipcSection(img) != 0 && !resources::ipcAttachOnly(img);
   if (makesIpc) resources::restoreSysvIpc(img);
   KJ_ON_SCOPE_FAILURE(if (makesIpc) resources::removeSysvIpc(img));
+  restartTimes().mark("plan");
   if (lazy) {
     lazy = resources::markLazyPages(plan) > 0;
     if (!dataVerified) resources::verifyEagerSections(img, plan);
@@ -488,7 +504,9 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
         fail(kj::str("cannot write the restore plan: ", strerror(errno)));
       }
     }
+    restartTimes().mark("fds-ready");
     if (migrated.gateFd >= 0) waitAtGate(keep[2], path, migrated.postcopyTimeoutMs > 0 && !postcopy);
+    restartTimes().mark("gate");
     if (migrated.postcopyTimeoutMs > 0 && !postcopy) {
       // A post-copy hop whose image holds every page: no page server; shadowd hears
       // that nothing will be asked.
@@ -514,6 +532,8 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
   }
   std::string planFd = std::to_string(keep[0]), imageFd = std::to_string(keep[1]);
   char* args[] = {const_cast<char*>(restorer.c_str()), planFd.data(), imageFd.data(), nullptr};
+  restartTimes().mark("exec");
+  restartTimes().write();
   execv(restorer.c_str(), args);
   fail(kj::str("cannot run ", restorer.c_str(), ": ", strerror(errno)));
 }

@@ -339,6 +339,16 @@ const char* computeSelfLayout(const SelfInput& in, SelfLayout* out) {
   return nullptr;
 }
 
+uint32_t readBatchEnd(const plan::Pages* pages, uint32_t count, uint32_t first, uint32_t maxRuns,
+                      bool (*copied)(const plan::Pages&)) {
+  uint32_t end = first + 1;
+  while (end < count && end - first < maxRuns && copied(pages[end]) &&
+         pages[end].imageOffset == pages[end - 1].imageOffset + pages[end - 1].len) {
+    ++end;
+  }
+  return end;
+}
+
 int64_t regionContaining(const plan::Header* h, uint64_t addr, uint64_t len) {
   const plan::Region* r = plan::regions(h);
   uint32_t i = firstEndingAfter(r, h->regionCount, addr);

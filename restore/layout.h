@@ -154,6 +154,20 @@ const char* checkPlanForRestore(const plan::Header* h, int planFd, int imageFd, 
 // against end_data. nullptr if none applies.
 const char* checkMmLayout(const plan::MmLayout& mm, uint64_t minAddr, uint64_t dataLimit, uint64_t maxAuxvBytes);
 
+// ---- saved pages read in batches ------------------------------------------------------
+
+// The most page runs one preadv reads (its iovec array is on the restorer's stack).
+inline constexpr uint32_t kMaxReadBatch = 256;
+
+// Step 3 copies page runs with one preadv for as many as it can: pre-copy's later
+// rounds are thousands of single pages, scattered in memory but one after the other
+// in the image, and a pread each made them most of a pre-copy migration's freeze. From
+// run `first` (copied), the end of the batch: the runs after it that are copied too
+// (`copied(run)`) and whose image bytes start where the run before's end, at most
+// `maxRuns` in all.
+uint32_t readBatchEnd(const plan::Pages* pages, uint32_t count, uint32_t first, uint32_t maxRuns,
+                      bool (*copied)(const plan::Pages&));
+
 // ---- small parsing helpers ----------------------------------------------------------
 
 // A non-negative decimal int (an fd number); -1 if malformed or out of range.

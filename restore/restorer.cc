@@ -466,6 +466,51 @@ bool copiesPages(const plan::Region& r, const plan::Pages& p) {
   return p.method == plan::kPagesCopy || p.len < kMapMinBytes;
 }
 
+bool copiedRun(const plan::Pages& p) {
+  return p.method != plan::kPagesLazy && copiesPages(plan::regions(g.plan)[p.region], p);
+}
+
+// Reads `n` copied page runs whose image bytes follow each other (readBatchEnd) with
+// one preadv (more where the kernel reads less at a time): one system call where a
+// pread each was thousands for pre-copy's rounds.
+void readRuns(const plan::Pages* runs, uint32_t n) {
+  Iovec iov[kMaxReadBatch];
+  uint64_t total = 0;
+  for (uint32_t k = 0; k < n; ++k) {
+    iov[k].base = reinterpret_cast<const void*>(runs[k].addr);
+    iov[k].len = runs[k].len;
+    total += runs[k].len;
+  }
+  uint32_t at = 0;  // the first iovec not read whole
+  uint64_t done = 0;
+  while (done < total) {
+    long r = sys::rawSyscall(sys::kPreadv, g.imageFd, reinterpret_cast<long>(iov + at), static_cast<long>(n - at),
+                             static_cast<long>(runs[0].imageOffset + done), 0);
+    if (r == -kEINTR) continue;
+    if (r <= 0) {
+      // The run where the read stopped, as the one-run read said it.
+      const plan::Pages& p = runs[at];
+      const uint64_t into = reinterpret_cast<uint64_t>(iov[at].base) - p.addr;
+      Line w;
+      w.str("reading saved pages ").range(p.addr, p.addr + p.len).str(" at image offset ").udec(p.imageOffset + into);
+      if (r == 0) {
+        w.str(": the image file ends there");
+        fail(w.data());
+      }
+      failErr(w, r);
+    }
+    done += static_cast<uint64_t>(r);
+    uint64_t left = static_cast<uint64_t>(r);
+    while (at < n && left >= iov[at].len) left -= iov[at++].len;
+    if (at < n) {
+      iov[at].base = static_cast<const char*>(iov[at].base) + left;
+      iov[at].len -= left;
+    }
+  }
+  g.copiedRuns += n;
+  g.copiedBytes += total;
+}
+
 [[noreturn]] void regionFail(const char* what, const plan::Region& r, long err) {
   Line w;
   w.str(what).str(" region ").range(r.start, r.end);
@@ -641,10 +686,13 @@ void mapRegions() {
   }
   closeFd(fd);
 
-  for (uint32_t i = 0; i < h->pagesCount; ++i) {
+  for (uint32_t i = 0; i < h->pagesCount;) {
     const plan::Pages& p = pages[i];
     const plan::Region& r = regions[p.region];
-    if (p.method == plan::kPagesLazy) continue;
+    if (p.method == plan::kPagesLazy) {
+      ++i;
+      continue;
+    }
     if (!copiesPages(r, p)) {
       const int prot = static_cast<int>(r.prot) | (testBit(g.needWrite, p.region) ? kProtWrite : 0);
       long m = mmap(p.addr, p.len, prot, kMapPrivate | kMapFixed, g.imageFd, p.imageOffset);
@@ -655,26 +703,12 @@ void mapRegions() {
       }
       ++g.mappedRuns;
       g.mappedBytes += p.len;
+      ++i;
       continue;
     }
-    uint64_t done = 0;
-    while (done < p.len) {
-      long n = sys::rawSyscall(sys::kPread64, g.imageFd, static_cast<long>(p.addr + done),
-                               static_cast<long>(p.len - done), static_cast<long>(p.imageOffset + done));
-      if (n == -kEINTR) continue;
-      if (n <= 0) {
-        Line w;
-        w.str("reading saved pages ").range(p.addr, p.addr + p.len).str(" at image offset ").udec(p.imageOffset + done);
-        if (n == 0) {
-          w.str(": the image file ends there");
-          fail(w.data());
-        }
-        failErr(w, n);
-      }
-      done += static_cast<uint64_t>(n);
-    }
-    ++g.copiedRuns;
-    g.copiedBytes += p.len;
+    const uint32_t end = readBatchEnd(pages, h->pagesCount, i, kMaxReadBatch, copiedRun);
+    readRuns(pages + i, end - i);
+    i = end;
   }
 
   for (uint32_t i = 0; i < h->regionCount; ++i) {

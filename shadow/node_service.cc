@@ -212,6 +212,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     if (!gotBytes_) {
       gotBytes_ = true;
       hopFaultPoint("recv-image", [](kj::String why) { fail(kj::mv(why)); });
+      startEarly();
     }
     armStallTimer(d_.config().transferTimeoutMs);
     auto bytes = context.getParams().getBytes();
@@ -494,6 +495,28 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   }
 
  private:
+  // Every hop but one home starts the job's link process and its restart at the image's
+  // first bytes (a post-copy hop already did, in postcopy()), as soon as home's clock is
+  // measured: their exec and library loading (10-30 ms) are then done before the
+  // freeze for pre-copy and during the transfer for stop-and-copy, not in phase one.
+  // The restart waits on its gate for 'I' (done) before it reads the image, and exits
+  // if the gate closes instead. One that could not be started is started by done().
+  void startEarly() {
+    if (homecoming_ || early_ != nullptr) return;
+    earlyStart_ = homeClock_.addBranch()
+                      .then([this](int64_t realtimeOffsetNs) {
+                        HostedJob* job = nullptr;
+                        KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { job = j->get(); }
+                        // fd_ closed: done() came first and starts the restart itself.
+                        if (job == nullptr || dropped_ || fd_ < 0 || early_ != nullptr) return;
+                        early_ = startRestart(*job, realtimeOffsetNs, true);
+                      })
+                      .eagerlyEvaluate([this](kj::Exception&& e) {
+                        d_.log(kj::str("job ", jobId_, ": its restart could not start early (",
+                                       oneLine(e.getDescription()), "); it starts with the complete image"));
+                      });
+  }
+
   // No write within `ms`: the transfer is dropped.
   void armStallTimer(uint64_t ms) {
     stall_ = d_.io().provider->getTimer().afterDelay(ms * kj::MILLISECONDS).then([this]() { drop(); })
@@ -535,7 +558,8 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   char gateByte_ = 0;
   kj::ForkedPromise<int64_t> homeClock_;
   kj::Maybe<rpc::PageSource::Client> pageSource_;
-  kj::Maybe<kj::Own<PreparedHop>> early_;  // post-copy: the restart started before the image came
+  kj::Maybe<kj::Own<PreparedHop>> early_;  // the restart started before the image was complete
+  kj::Promise<void> earlyStart_ = nullptr;  // startEarly(), waiting for home's clock
   kj::Promise<void> stall_ = nullptr;  // last: it calls drop(), which uses the rest
   image::StreamVerifier verifier_;
 };

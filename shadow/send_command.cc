@@ -62,6 +62,7 @@
 #include "resources/sysv_ipc.h"
 #include "shadow/hex.h"
 #include "shadow/hop_fault.h"
+#include "shadow/hop_times.h"
 #include "shadow/settle_children.h"
 #include "shadow/tree_homecoming.h"
 #include "shadow/network_policy.h"
@@ -77,6 +78,8 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -188,6 +191,32 @@ class RpcSink final : public image::ByteSink {
 // `migctl migrate` as its child, and that child is the one asking for this move.
 kj::Vector<resources::TreeProcess> childrenLeftBehind(pid_t realPid) {
   return resources::jobDescendants(realPid, "/proc/self/exe");
+}
+
+// Whether the process `realPid` surely has no child: every thread's
+// /proc/PID/task/TID/children is empty. One small file per thread where
+// childrenLeftBehind reads every process's stat on the host (tens of ms on a busy one,
+// inside the freeze when asked after it). False when unsure (a kernel without those
+// files, a thread that cannot be read): the full look decides. Frozen, the job cannot
+// fork, so an empty list stays empty while it is read.
+bool surelyChildless(pid_t realPid) {
+  auto taskDir = kj::str("/proc/", realPid, "/task");
+  DIR* d = opendir(taskDir.cStr());
+  if (d == nullptr) return false;
+  KJ_DEFER(closedir(d));
+  bool any = false;
+  while (struct dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    any = true;
+    int fd = open(kj::str(taskDir, "/", e->d_name, "/children").cStr(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char c;
+    ssize_t n;
+    do n = read(fd, &c, 1); while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n != 0) return false;  // a child (or an error): look properly
+  }
+  return any;
 }
 
 // Those a single process's move would lose: at home a zombie child stays, the
@@ -946,8 +975,9 @@ class PageSourceImpl final : public rpc::PageSource::Server {
 // The frozen job's image for a post-copy hop: everything but the pages of its big
 // private anonymous regions, which postcopyPages lists. Returns those pages' bytes.
 uint64_t capturePostcopy(migctl::ControlClient& ctl, image::ByteSink& out, resources::CaptureStats& stats,
-                         PageSourceImpl& source) {
+                         PageSourceImpl& source, HopTimes& times) {
   control::Reply reply = ctl.freeze(kFreezeTimeoutSeconds);
+  times.mark("park");
   const pid_t pid = ctl.realPid();
   resources::ProcPageSource proc(pid, /*forMigration=*/true);
   if (reply.blockSize != sizeof(control::Block)) {
@@ -1174,10 +1204,13 @@ int sendCommand(int argc, char** argv) {
   uint64_t bytesBefore = 0;
   uint32_t rounds = 0;
   std::chrono::steady_clock::time_point frozenAt;
+  // The freeze's breakdown ($MIG_HOP_TIMES, hop_times.h): its first mark is the freeze.
+  HopTimes times(postcopy ? "send post-copy" : uffd >= 0 ? "send pre-copy" : "send stop-and-copy");
   if (postcopy) {
     lookBeforeFreeze();
     frozenAt = std::chrono::steady_clock::now();
-    remoteBytes = capturePostcopy(*ctl, out, stats, *pages);
+    times.mark("freeze");
+    remoteBytes = capturePostcopy(*ctl, out, stats, *pages, times);
   } else if (uffd >= 0) {
     pid_t realPid = ctl->realPid();
     capnp::MallocMessageBuilder header;
@@ -1191,17 +1224,27 @@ int sendCommand(int argc, char** argv) {
     rounds = precopy.stats().rounds;
     lookBeforeFreeze();
     frozenAt = std::chrono::steady_clock::now();
-    stats = migctl::freezeAndFinish(*ctl, kFreezeTimeoutSeconds, memory, precopy, w);
+    times.mark("freeze");
+    control::Reply parked = ctl->freeze(kFreezeTimeoutSeconds);
+    times.mark("park");
+    stats = migctl::finishFrozen(*ctl, parked, memory, precopy, w);
   } else {
     lookBeforeFreeze();
     frozenAt = std::chrono::steady_clock::now();
-    stats = migctl::freezeAndCapture(*ctl, kFreezeTimeoutSeconds, /*forMigration=*/true, out);
+    times.mark("freeze");
+    resources::waitForLazyPages(ctl->realPid());  // as freezeAndCapture does (waited for above already)
+    control::Reply parked = ctl->freeze(kFreezeTimeoutSeconds);
+    times.mark("park");
+    stats = migctl::captureFrozen(*ctl, parked, /*forMigration=*/true, out);
   }
+  times.mark("capture");
   // The System V objects the image carries (captured at the freeze), removed here once
   // the hop commits. One a process outside the job began to use since the look above
   // aborts the hop; so does one pre-copy or post-copy would leave behind.
   resources::SysvIpc sysvMoved = resources::findSysvIpc(kj::arrayPtr(&self, 1));
-  KJ_IF_MAYBE(why, resources::sysvUsedOutside(kj::arrayPtr(&self, 1))) {
+  // (Nothing carried, nothing used outside: the second look is skipped, as a job
+  // without System V objects, most jobs, cannot have begun to use one while frozen.)
+  KJ_IF_MAYBE(why, sysvMoved.empty() ? nullptr : resources::sysvUsedOutside(kj::arrayPtr(&self, 1))) {
     fail(kj::str("cannot move PID ", pid, ": ", *why, "; the hop was aborted, the job runs on ",
                  deputy != nullptr ? "at home" : "where it was"));
   }
@@ -1210,23 +1253,33 @@ int sendCommand(int argc, char** argv) {
                  "stop-and-copy only; the hop was aborted, the job runs on ", deputy != nullptr ? "at home" : "where it was",
                  "; try again"));
   }
-  out.flush(/*drain=*/true);
-  double transferMs = msSince(frozenAt);
-  double sendMs = msSince(sendStartedAt);
-  hopFaultPoint("send-frozen", [](kj::String why) { fail(kj::mv(why)); });
+  times.mark("sysv-check");
   // A child forked between the look above and the freeze (a job that forks all the
   // while) would be left behind, losing its parent: the hop is aborted before its
   // commit, so the job resumes here whole and nothing of it runs there.
-  if (!only) {
+  // Most jobs have no child at all: known from their own /proc files, not all of /proc.
+  const bool childless = surelyChildless(ctl->realPid());
+  if (!childless && !only) {
     auto late = lostIfAlone(ctl->realPid(), deputy != nullptr);
     if (late.size() > 0) {
       fail(deputy != nullptr ? treeRefusal(vpid > 0 ? vpid : pid, late)
                              : awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, late, false, /*frozen=*/true));
     }
-  } else if (homecoming) {
+  } else if (!childless && homecoming) {
     auto late = liveOnly(childrenLeftBehind(ctl->realPid()));
     if (late.size() > 0) fail(homecomingRefusal(vpid > 0 ? vpid : pid, late, /*transient=*/true));
   }
+  times.mark("child-check");
+  hopFaultPoint("send-frozen", [](kj::String why) { fail(kj::mv(why)); });
+
+  // Every byte taken before phase one is asked. (A `done` sent right behind the last
+  // write saves a round trip, 1-3 ms on loopback, but then a hop home whose checks took
+  // 9 s was aborted by the writes' stall timeout in tests/cluster/postcopy.sh: not
+  // understood yet, so not done.)
+  out.flush(/*drain=*/true);
+  times.mark("drain");
+  double transferMs = msSince(frozenAt);
+  double sendMs = msSince(sendStartedAt);
 
   // Phase one: the destination restores up to "ready, not running". A partition here
   // aborts the hop like one during the transfer: the job resumes here.
@@ -1236,6 +1289,7 @@ int sendCommand(int argc, char** argv) {
                                       deputy != nullptr ? "at home" : "where it was"),
                               ws);
   double restoreMs = prepared.getRestoreMs();
+  times.mark("prepare");
   hopFaultPoint("send-prepared", [](kj::String why) { fail(kj::mv(why)); });
 
   // The commit point: the job is given up here. From now on it may run only there.
@@ -1258,6 +1312,7 @@ int sendCommand(int argc, char** argv) {
   // Said at once: if this process dies now, shadowd still knows the job left here.
   printf("COMMITTED\n");
   fflush(stdout);
+  times.mark("give-up");
   resources::removeSysvIpc(sysvMoved);  // the destination's now: none left here for a stale use
   hopFaultPoint("send-committed", [](kj::String why) { fail(kj::mv(why)); });
 
@@ -1281,6 +1336,8 @@ int sendCommand(int argc, char** argv) {
     return kCommittedUnconfirmed;
   }
   double freezeMs = msSince(frozenAt);
+  times.mark("commit");
+  times.write();
   uint64_t bytesAfter = 0;
   if (keepFrozen) {
     pages->touch();  // the stall timeout counts from the job's start there

@@ -96,6 +96,7 @@ static_assert(sys::kFstat == SYS_fstat && sys::kMmap == SYS_mmap && sys::kMprote
 static_assert(sys::kMunmap == SYS_munmap && sys::kRtSigaction == SYS_rt_sigaction);
 static_assert(sys::kRtSigprocmask == SYS_rt_sigprocmask && sys::kRtSigreturn == SYS_rt_sigreturn);
 static_assert(sys::kPread64 == SYS_pread64 && sys::kMremap == SYS_mremap && sys::kSetitimer == SYS_setitimer);
+static_assert(sys::kPreadv == SYS_preadv);
 static_assert(sys::kGetpid == SYS_getpid && sys::kClone == SYS_clone && sys::kKill == SYS_kill);
 static_assert(sys::kFcntl == SYS_fcntl && sys::kSigaltstack == SYS_sigaltstack && sys::kPrctl == SYS_prctl);
 static_assert(sys::kArchPrctl == SYS_arch_prctl && sys::kGettid == SYS_gettid && sys::kFutex == SYS_futex);

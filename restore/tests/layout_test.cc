@@ -592,5 +592,24 @@ TEST_CASE("message lines") {
   CHECK(big.size() == 511);
 }
 
+TEST_CASE("read batches: copied runs whose image bytes follow each other, up to the limit") {
+  // Pre-copy's later rounds: single pages, scattered in memory, one after the other in
+  // the image; a mapped run or a gap in the image ends the batch.
+  plan::Pages runs[] = {
+      {0x10000, P, 0x1000, 0, plan::kPagesCopy},       // 0
+      {0x90000, P, 0x2000, 0, plan::kPagesCopy},       // 1: follows 0 in the image
+      {0x30000, 2 * P, 0x3000, 0, plan::kPagesCopy},   // 2: follows 1
+      {0x50000, P, 0x6000, 0, plan::kPagesCopy},       // 3: a gap in the image before it
+      {0x60000, P, 0x7000, 0, plan::kPagesMap},        // 4: not copied
+      {0x70000, P, 0x8000, 0, plan::kPagesCopy},       // 5
+  };
+  auto copied = [](const plan::Pages& p) { return p.method == plan::kPagesCopy; };
+  CHECK(readBatchEnd(runs, 6, 0, kMaxReadBatch, copied) == 3);
+  CHECK(readBatchEnd(runs, 6, 3, kMaxReadBatch, copied) == 4);
+  CHECK(readBatchEnd(runs, 6, 5, kMaxReadBatch, copied) == 6);
+  CHECK(readBatchEnd(runs, 6, 0, 2, copied) == 2);  // the limit
+  CHECK(readBatchEnd(runs, 6, 1, 1, copied) == 2);  // always the first run itself
+}
+
 }  // namespace
 }  // namespace mig::restore

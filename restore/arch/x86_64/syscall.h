@@ -21,6 +21,7 @@ enum : long {
   kRtSigprocmask = 14,
   kRtSigreturn = 15,
   kPread64 = 17,
+  kPreadv = 295,
   kIoctl = 16,
   kMremap = 25,
   kShmat = 30,
