@@ -148,6 +148,7 @@ void releaseParked() {
 // In a parked thread of the program: takes the control thread's pending work, if any.
 void serveDelegated() {
   Runtime& rt = g_runtime;
+  if (rt.delegateTid != 0 && rawSyscall(SYS_gettid) != rt.delegateTid) return;
   uint32_t op = rt.delegateOp.load();
   if ((op != kDelegatePrepare && op != kDelegateExecDeputy) || !rt.delegateOp.compare_exchange_strong(op, kDelegateRunning)) {
     return;
@@ -167,6 +168,13 @@ bool delegate(uint32_t op) {
     if (op == kDelegatePrepare) forward::prepareCheckpoint();
     else execDeputy(rt.deputyArgs, rt.deputyArgsLen);
     return true;
+  }
+  // The main thread if it is parked: the work runs on the stack the thread was stopped
+  // on, and a thread the program made may have a small one.
+  const pid_t pid = static_cast<pid_t>(rawSyscall(SYS_getpid));
+  rt.delegateTid = 0;
+  for (uint32_t i = 0; i < rt.nextSlot.load() && i < control::kMaxThreads; ++i) {
+    if (rt.block.threads[i].realTid == pid && !rt.block.threads[i].isControlThread) rt.delegateTid = pid;
   }
   rt.delegateOp.store(op);
   wakeParked();

@@ -67,6 +67,8 @@ struct Runtime {
   // which runs it in the program's fd table (checkpoint.cc).
   std::atomic<uint32_t> parkSeq;     // futex word of parked threads: bumped to wake them
   std::atomic<uint32_t> delegateOp;  // futex word: kDelegate*
+  pid_t delegateTid;                 // the thread to take it (the main thread: the largest
+                                     // stack), 0: any
   char* deputyArgs;                  // kDelegateExecDeputy's arguments
   size_t deputyArgsLen;
   control::Block block;
