@@ -138,6 +138,8 @@ bool serve(int conn) {
   // made this thread share the program's table: a job that forwards keeps it so (its
   // relay connections are there, shim/forward/), any other leaves it again.
   Runtime& rt = g_runtime;
+  rt.controlListen = rt.controlAlias = -1;  // not ours in this table: not kept from the program
+  rt.controlWake = 0;
   rt.controlOwnTable = false;
   if (rt.forward.status.load() != forward::kActive) takeOwnTable();
   listenAnew(true);
