@@ -12,11 +12,15 @@
  * With "thread", an idle thread is started first, as libmig.so's control thread is: the
  * kernel's cost of a second thread sharing the fd table (each fd's reference counted
  * at every call, which a process alone skips) and glibc's cancellation-point work,
- * apart from anything the shim's wrappers do.
- * usage: interposed_calls [COUNT [thread]]     (calls per figure, default 2000000) */
+ * apart from anything the shim's wrappers do. With "ownthread", the idle thread first
+ * leaves the fd table for a copy of its own, as libmig.so's control thread does: what
+ * is left is glibc's (a process that ever had a second thread takes the cancellation
+ * path of each cancellable call), the floor for a control thread made by pthread_create.
+ * usage: interposed_calls [COUNT [thread|ownthread]]     (calls per figure, default 2000000) */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +68,16 @@ static void *idle(void *arg)
   return arg;
 }
 
+static volatile int unshared;
+
+static void *idle_own_table(void *arg)
+{
+  if (unshare(CLONE_FILES) != 0) perror("unshare");
+  unshared = 1;
+  for (;;) pause();
+  return arg;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
   double x = *(const double *)a, y = *(const double *)b;
@@ -90,9 +104,11 @@ static double time_op(void (*op)(void), long count)
 int main(int argc, char **argv)
 {
   long count = argc > 1 ? atol(argv[1]) : 2000000;
-  if (argc > 2 && strcmp(argv[2], "thread") == 0) {
+  if (argc > 2 && (strcmp(argv[2], "thread") == 0 || strcmp(argv[2], "ownthread") == 0)) {
+    const int own = strcmp(argv[2], "ownthread") == 0;
     pthread_t t;
-    if (pthread_create(&t, NULL, idle, NULL) != 0) { perror("pthread_create"); return 1; }
+    if (pthread_create(&t, NULL, own ? idle_own_table : idle, NULL) != 0) { perror("pthread_create"); return 1; }
+    while (own && !unshared) sched_yield();
   }
   null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
   if (null_fd < 0) { perror("/dev/null"); return 1; }

@@ -64,46 +64,73 @@ if [ $rc -ne 0 ] && grep -q "File too large" <<<"$out" && [ -z "$(ls "$dir" | gr
   ok "a write that fails part-way leaves no image, not even a partial one; the job goes on"
 else bad "disk full: $out ($(ls -a "$dir"))" "$dir/full.out"; fi
 
-# A program that dup2s onto the number of the shim's control socket, then closes the
-# number the socket went to: the shim moved its socket away first and ignores the
-# close (the program never had it), the program's fd is its own, and the job can
-# still be checkpointed. (Python: bash keeps a copy of an open fd it redirects onto.)
+# The shim's control socket and eventfd are not in the program's fd table at all (the
+# control thread has one of its own); its one fd there is MIG_LOG's file. A program
+# that dup2s onto that file's number, then closes the number the file went to: the
+# shim moved its file away first and ignores the close (the program never had it),
+# the program's fd is its own, and the job can still be checkpointed. (Python: bash
+# keeps a copy of an open fd it redirects onto.)
 if command -v python3 >/dev/null; then
   cat > "$dir/ownfd.py" <<'PY'
 import os, sys, time
-def top_socket():
+def mig_fds():
     found = []
     for f in os.listdir("/proc/self/fd"):
         try:
-            if os.readlink("/proc/self/fd/" + f).startswith("socket:"): found.append(int(f))
+            t = os.readlink("/proc/self/fd/" + f)
+            if t.startswith("socket:") or t == "anon_inode:[eventfd]" or t == sys.argv[1] + "/ownfd.miglog":
+                found.append(int(f))
         except OSError: pass  # listdir's own fd, closed by now
-    return max(found)
-ctl = top_socket()
+    return found
+if len(mig_fds()) != 1: print("mig's fds in the program's table:", mig_fds(), flush=True)
+ctl = mig_fds()[0]
 f = os.open(sys.argv[1] + "/taken", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
 os.dup2(f, ctl)
 os.close(f)
-moved = top_socket()
+moved = [fd for fd in mig_fds() if fd != ctl][0]
 os.close(moved)
-os.write(ctl, b"took %d, socket moved to %d\n" % (ctl, moved))
+os.write(ctl, b"took %d, log moved to %d\n" % (ctl, moved))
 for i in range(1, 41):
     print("step", i, flush=True)
     time.sleep(0.05)
 os.write(ctl, b"still mine\n")
 print("done")
 PY
-  LD_PRELOAD=$(realpath "$libmig") python3 "$dir/ownfd.py" "$dir" > "$dir/ownfd.out" 2>&1 &
+  MIG_LOG=$dir/ownfd.miglog LD_PRELOAD=$(realpath "$libmig") python3 "$dir/ownfd.py" "$dir" > "$dir/ownfd.out" 2>&1 &
   pids+=($!) job=$!
   wait_for "step 1" grep -q 'step 1' "$dir/ownfd.out"
   "$migctl" checkpoint "$job" -o "$dir/ownfd.img" > "$dir/ownfd.log" 2>&1; rc=$?
-  if [ $rc -eq 0 ] && finish_ok "$job" ownfd && grep -q "^took [0-9]*, socket moved to [0-9]*$" "$dir/taken" &&
-     grep -qx "still mine" "$dir/taken" && [ "$(wc -l < "$dir/taken")" -eq 2 ]; then
-    ok "dup2 onto the shim's control socket and close of its new number: the program's fd is its own, checkpoint works ($(head -1 "$dir/taken"))"
-  else bad "the program took the control socket's number (checkpoint status $rc)" "$dir/ownfd.log" "$dir/ownfd.out" "$dir/taken"; fi
+  if [ $rc -eq 0 ] && finish_ok "$job" ownfd && grep -q "^took [0-9]*, log moved to [0-9]*$" "$dir/taken" &&
+     grep -qx "still mine" "$dir/taken" && [ "$(wc -l < "$dir/taken")" -eq 2 ] &&
+     ! grep -q "mig's fds" "$dir/ownfd.out" && grep -q "checkpoint: done, running on here" "$dir/ownfd.miglog"; then
+    ok "no control socket among the program's fds; dup2 onto MIG_LOG's number and close of its new number: the program's fd is its own, checkpoint works ($(head -1 "$dir/taken"))"
+  else bad "the program took MIG_LOG's number (checkpoint status $rc)" "$dir/ownfd.log" "$dir/ownfd.out" "$dir/taken" "$dir/ownfd.miglog"; fi
 fi
 
-# A program that lowers its fd limit under the shim's fds (memcached -c 1024 does):
-# the shim moves them under the new limit first, as high as they fit, and the job can
-# still be checkpointed.
+# A pipe the job inherited and closes is closed for its reader while the job runs on:
+# the control thread's table (a copy of the program's when it started) kept no copy.
+if command -v python3 >/dev/null; then
+  cat > "$dir/eof.py" <<'PY'
+import os, select, subprocess, sys
+r, w = os.pipe()
+job = subprocess.Popen([sys.executable, "-c", "import os, sys, time\nos.close(int(sys.argv[1]))\nsys.stdin.read()",
+                        str(w)], pass_fds=(w,), stdin=subprocess.PIPE, env=dict(os.environ, LD_PRELOAD=sys.argv[1]))
+os.close(w)
+ready, _, _ = select.select([r], [], [], 20)
+print("EOF while the job runs" if ready and os.read(r, 1) == b"" and job.poll() is None else "no EOF", flush=True)
+job.stdin.close()
+job.wait(20)
+PY
+  out=$(timeout 60 /usr/bin/python3 "$dir/eof.py" "$(realpath "$libmig")" 2>&1)
+  if [ "$out" = "EOF while the job runs" ]; then
+    ok "a pipe the job inherited and closed reaches EOF at its reader while the job runs"
+  else bad "inherited pipe closed by the job: $out"; fi
+fi
+
+# A program that lowers its fd limit under the shim's fd (memcached -c 1024 does):
+# the shim moves MIG_LOG's file under the new limit first, as high as it fits, and the
+# job can still be checkpointed (the control thread's socket, in its own table, keeps
+# its number: the kernel refuses only new numbers above the limit).
 if command -v python3 >/dev/null; then
   cat > "$dir/lowlimit.py" <<'PY'
 import os, resource, time
@@ -112,7 +139,7 @@ def ours():
     for f in os.listdir("/proc/self/fd"):
         try:
             t = os.readlink("/proc/self/fd/" + f)
-            if t.startswith("socket:") or t == "anon_inode:[eventfd]": found.append(int(f))
+            if t.startswith("socket:") or t == "anon_inode:[eventfd]" or t.endswith("/lowlimit.miglog"): found.append(int(f))
         except OSError: pass
     return sorted(found)
 before = ours()
@@ -123,14 +150,14 @@ for i in range(1, 41):
     time.sleep(0.05)
 print("done")
 PY
-  LD_PRELOAD=$(realpath "$libmig") python3 "$dir/lowlimit.py" > "$dir/lowlimit.out" 2>&1 &
+  MIG_LOG=$dir/lowlimit.miglog LD_PRELOAD=$(realpath "$libmig") python3 "$dir/lowlimit.py" > "$dir/lowlimit.out" 2>&1 &
   pids+=($!) job=$!
   wait_for "step 1" grep -q 'step 1' "$dir/lowlimit.out"
   "$migctl" checkpoint "$job" -o "$dir/lowlimit.img" > "$dir/lowlimit.log" 2>&1; rc=$?
   moved=$(grep "^mig's fds" "$dir/lowlimit.out")
   after=$(sed 's/.*-> \[//; s/\]//; s/,//g' <<<"$moved")
   if [ $rc -eq 0 ] && finish_ok "$job" lowlimit && [ -n "$after" ] &&
-     [ "$after" = "254 255" ]; then
+     [ "$after" = "255" ] && grep -q "checkpoint: done, running on here" "$dir/lowlimit.miglog"; then
     ok "a program that lowers its fd limit to 256: the shim's fds move under it, as high as they fit ($moved); checkpoint works"
   else bad "fd limit lowered to 256 (checkpoint status $rc): $moved" "$dir/lowlimit.log" "$dir/lowlimit.out"; fi
 fi

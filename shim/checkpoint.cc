@@ -37,6 +37,7 @@ namespace {
 constexpr uint32_t kRseqSig = 0x53053053;  // glibc's RSEQ_SIG on x86
 constexpr int kParkTimeoutMs = 5000;       // a thread that cannot take the signal (raw mask)
 constexpr int kCommandTimeoutMs = 300000;  // migctl writing a huge image
+constexpr int kDelegateClaimMs = 5000;     // every other thread is parked: one takes it at once
 
 int64_t monotonicNs() {
   struct timespec ts;
@@ -98,6 +99,8 @@ void writeAll(int fd, const void* p, size_t n) {
 // fds stay open (close-on-exec cleared: the deputy holds them for the job); ours are
 // close-on-exec and go. The deputy runs without the shim. No allocation here: other
 // threads may be parked holding malloc's lock.
+// Runs in a thread of the program (the delegate below): exec keeps the table of the
+// thread that calls it, and the deputy needs the program's.
 void execDeputy(char* args, size_t len) {
   Runtime& rt = g_runtime;
   // NAME=VALUE entries among the args are for the environment (the job token: never
@@ -116,14 +119,75 @@ void execDeputy(char* args, size_t len) {
     if (strncmp(*e, "LD_PRELOAD=", 11) != 0) envp[envc++] = *e;
   }
   envp[envc] = nullptr;
-  bool listed = forEachNumberedEntry("/proc/self/fd", [&](int fd, int dir) {
-    if (fd != dir && fd != rt.controlConn && fd != rt.controlListen && fd != rt.controlAlias && fd != rt.logFd - 1 &&
-        fd != rt.controlWake - 1) {
+  // thread-self: this thread's table (/proc/self/fd is the main thread's).
+  const bool own = rt.controlOwnTable;  // then the control fds are not in this table
+  bool listed = forEachNumberedEntry("/proc/thread-self/fd", [&](int fd, int dir) {
+    if (fd != dir && fd != rt.logFd - 1 &&
+        (own || (fd != rt.controlConn && fd != rt.controlListen && fd != rt.controlAlias && fd != rt.controlWake - 1))) {
       rawSyscall(SYS_fcntl, fd, F_SETFD, 0);  // the job's fds, for the deputy
     }
   });
   if (!listed) return;
   rawSyscall(SYS_execve, reinterpret_cast<long>(argv[0]), reinterpret_cast<long>(argv), reinterpret_cast<long>(envp));
+}
+
+// Wakes the parked threads of the program: to take delegated work, or to go on.
+void wakeParked() {
+  Runtime& rt = g_runtime;
+  rt.parkSeq.fetch_add(1);
+  futexWakeAll(&rt.parkSeq);
+}
+
+void releaseParked() {
+  Runtime& rt = g_runtime;
+  rt.release.fetch_add(1);
+  futexWakeAll(&rt.release);
+  wakeParked();
+}
+
+// In a parked thread of the program: takes the control thread's pending work, if any.
+void serveDelegated() {
+  Runtime& rt = g_runtime;
+  if (rt.delegateTid != 0 && rawSyscall(SYS_gettid) != rt.delegateTid) return;
+  uint32_t op = rt.delegateOp.load();
+  if ((op != kDelegatePrepare && op != kDelegateExecDeputy) || !rt.delegateOp.compare_exchange_strong(op, kDelegateRunning)) {
+    return;
+  }
+  if (op == kDelegatePrepare) forward::prepareCheckpoint();
+  else execDeputy(rt.deputyArgs, rt.deputyArgsLen);  // returns only if the exec failed
+  rt.delegateOp.store(kDelegateDone);
+  futexWakeAll(&rt.delegateOp);
+}
+
+// From the control thread while every other thread is parked: has one of them run
+// `op` in the program's fd table, when the control thread has a table of its own.
+// False if none took it in time (then it is not done at all).
+bool delegate(uint32_t op) {
+  Runtime& rt = g_runtime;
+  if (!rt.controlOwnTable || rt.parked.load() == 0) {  // one table: run it here, as ever
+    if (op == kDelegatePrepare) forward::prepareCheckpoint();
+    else execDeputy(rt.deputyArgs, rt.deputyArgsLen);
+    return true;
+  }
+  // The main thread if it is parked: the work runs on the stack the thread was stopped
+  // on, and a thread the program made may have a small one.
+  const pid_t pid = static_cast<pid_t>(rawSyscall(SYS_getpid));
+  rt.delegateTid = 0;
+  for (uint32_t i = 0; i < rt.nextSlot.load() && i < control::kMaxThreads; ++i) {
+    if (rt.block.threads[i].realTid == pid && !rt.block.threads[i].isControlThread) rt.delegateTid = pid;
+  }
+  rt.delegateOp.store(op);
+  wakeParked();
+  const int64_t deadline = monotonicNs() + static_cast<int64_t>(kDelegateClaimMs) * 1000000;
+  for (;;) {
+    uint32_t v = rt.delegateOp.load();
+    if (v == kDelegateDone) break;
+    if (v == op && monotonicNs() > deadline && rt.delegateOp.compare_exchange_strong(v, kDelegateNone)) return false;
+    struct timespec slice = {0, 20 * 1000 * 1000};
+    futexWait(&rt.delegateOp, v, &slice);
+  }
+  rt.delegateOp.store(kDelegateNone);
+  return true;
 }
 
 // The control thread's part of the handler: report, then wait for migctl's verdict.
@@ -149,7 +213,11 @@ void controlThreadParked() {
     static char args[control::kMaxDeputyArgs];
     if (rawSyscall(SYS_poll, reinterpret_cast<long>(&p), 1, kCommandTimeoutMs) > 0) {
       long n = rawSyscall(SYS_read, rt.controlConn, reinterpret_cast<long>(args), sizeof(args));
-      if (n > 0) execDeputy(args, static_cast<size_t>(n));
+      if (n > 0) {
+        rt.deputyArgs = args;
+        rt.deputyArgsLen = static_cast<size_t>(n);
+        delegate(kDelegateExecDeputy);  // returns only if the exec failed
+      }
     }
     rawSyscall(SYS_exit_group, 127);  // the job runs elsewhere now: never on here too
   }
@@ -173,12 +241,16 @@ void checkpointHandler(int, siginfo_t*, void* uc) {
     controlThreadParked();
     rt.frozenNs += monotonicNs() - parkedAt;
     rt.phase.store(kPhaseIdle);
-    rt.release.fetch_add(1);
-    futexWakeAll(&rt.release);
+    releaseParked();
   } else {
     rt.parked.fetch_add(1);
     futexWakeAll(&rt.parked);
-    while (rt.release.load() == generation) futexWait(&rt.release, generation, nullptr);
+    for (;;) {
+      const uint32_t seq = rt.parkSeq.load();
+      if (rt.release.load() != generation) break;
+      serveDelegated();
+      futexWait(&rt.parkSeq, seq, nullptr);
+    }
   }
   errno = savedErrno;
 }
@@ -202,23 +274,28 @@ uint32_t signalThreads(pid_t* signalled, uint32_t& signalledCount) {
   return total;
 }
 
-void fillProcessState(control::Block& b) {
+bool fillProcessState(control::Block& b) {
   Runtime& rt = g_runtime;
   b.magic = control::kMagic;
   b.version = control::kVersion;
   b.vpid = rt.vpid;
   b.vppid = rt.vppid;
   b.shimFdCount = 0;
-  b.shimFds[b.shimFdCount++] = rt.controlConn;
-  if (rt.controlListen >= 0) b.shimFds[b.shimFdCount++] = rt.controlListen;
-  if (rt.controlAlias >= 0) b.shimFds[b.shimFdCount++] = rt.controlAlias;
+  // Only the shim's fds in the program's table (the one the capture reads): in a table of
+  // its own, the control thread's numbers may be the program's there.
+  if (!rt.controlOwnTable) {
+    b.shimFds[b.shimFdCount++] = rt.controlConn;
+    if (rt.controlListen >= 0) b.shimFds[b.shimFdCount++] = rt.controlListen;
+    if (rt.controlAlias >= 0) b.shimFds[b.shimFdCount++] = rt.controlAlias;
+    if (rt.controlWake > 0) b.shimFds[b.shimFdCount++] = rt.controlWake - 1;
+  }
   if (rt.self.pipeFd >= 0) b.shimFds[b.shimFdCount++] = rt.self.pipeFd;  // a self request's helper
   if (rt.logFd > 0) b.shimFds[b.shimFdCount++] = rt.logFd - 1;  // MIG_LOG's (log.h)
-  if (rt.controlWake > 0) b.shimFds[b.shimFdCount++] = rt.controlWake - 1;
   b.brk = static_cast<uint64_t>(rawSyscall(SYS_brk, 0));
   b.resumeInfoAddr = reinterpret_cast<uint64_t>(&rt.resume);
   b.resumeEntry = reinterpret_cast<uint64_t>(&mig_resumed_thread);
-  forward::prepareCheckpoint();  // relay connections are not part of the image
+  // Relay connections are not part of the image; the program's fds are looked at.
+  if (!delegate(kDelegatePrepare)) return false;
   struct itimerval it {};
   rawSyscall(SYS_getitimer, ITIMER_REAL, reinterpret_cast<long>(&it));
   b.itimerValueNs = static_cast<int64_t>(it.it_value.tv_sec) * 1000000000 + it.it_value.tv_usec * 1000;
@@ -230,6 +307,7 @@ void fillProcessState(control::Block& b) {
     rawSyscall(SYS_rt_sigaction, sig, 0, reinterpret_cast<long>(&k), 8);
     b.sigactions[sig - 1] = k;
   }
+  return true;
 }
 
 }  // namespace
@@ -275,15 +353,13 @@ bool runCheckpoint(int conn, const control::Request& request) {
     struct timespec slice = {0, 20 * 1000 * 1000};
     futexWait(&rt.parked, parked, &slice);
   }
-  if (!allParked) {
+  if (!allParked || !fillProcessState(rt.block)) {
     control::Reply reply{control::kMagic, control::kThreadTimeout, 0, 0, 0};
     writeAll(conn, &reply, sizeof(reply));
     rt.phase.store(kPhaseIdle);
-    rt.release.fetch_add(1);
-    futexWakeAll(&rt.release);
+    releaseParked();
     return false;
   }
-  fillProcessState(rt.block);
   // The job's own monotonic clock, which the next host continues from.
   rt.block.monotonicNs = monotonicNs() + forward::jobMonotonicShiftNs();
   rt.block.threadCount = rt.nextSlot.load() + 1;  // + this thread, about to park

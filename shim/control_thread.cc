@@ -1,7 +1,9 @@
 // The shim's control thread: started by the library constructor, it owns the
 // process's control socket (abstract Unix socket named by PID) and serves migctl's
 // checkpoint requests. It blocks every application signal, so the application's
-// handlers never run on it.
+// handlers never run on it. Unless the job forwards, it has an fd table of its own
+// (Runtime::controlOwnTable): its fds are never the program's, and the program's fd
+// calls keep the kernel's fast path for a table with one user.
 #include "shim/checkpoint.h"
 #include "shim/control_protocol.h"
 #include "shim/fd_passing.h"
@@ -19,6 +21,8 @@
 #include <pthread.h>
 #include <algorithm>
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -32,11 +36,18 @@ constinit Runtime g_runtime{};  // constant: no initializer may run after the sh
 thread_local volatile sig_atomic_t t_checkpointInterrupted MIG_TLS;
 thread_local pid_t t_vtid MIG_TLS;
 thread_local pid_t t_formerTids[kFormerTids] MIG_TLS;
+thread_local int t_ownLogFd MIG_TLS;
 
 pid_t realPid() { return static_cast<pid_t>(rawSyscall(SYS_getpid)); }
 pid_t realTid() { return static_cast<pid_t>(rawSyscall(SYS_gettid)); }
 
 namespace {
+
+// How long the constructor waits for the control thread to listen (it starts at once:
+// the wait is its thread start and four system calls).
+constexpr long kControlStartWaitNs = 5'000'000'000;
+
+bool s_handedOff;  // this process forwards from its start (exec_handoff.h)
 
 int bindControlSocket(pid_t pid, bool alias = false) {
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
@@ -65,6 +76,29 @@ void makeControlWake() {
   Runtime& rt = g_runtime;
   long fd = rawSyscall(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK);
   rt.controlWake = fd < 0 ? 0 : static_cast<int>(placeOwnFd(fd)) + 1;
+}
+
+// In the control thread: leaves the program's fd table for a copy of its own and
+// closes there every fd but MIG_LOG's (the program's files must close when the program
+// closes them). False (still sharing) if the kernel refuses.
+bool takeOwnTable() {
+  Runtime& rt = g_runtime;
+  if (rawSyscall(SYS_unshare, CLONE_FILES) != 0) return false;
+  const int log = rt.logFd - 1;
+  if (log > 0) rawSyscall(SYS_close_range, 0, log - 1, 0);
+  rawSyscall(SYS_close_range, log + 1, ~0u, 0);  // log -1: all of them
+  t_ownLogFd = log >= 0 ? log + 1 : 0;
+  rt.controlOwnTable = true;
+  return true;
+}
+
+void listenAnew(bool restored) {
+  Runtime& rt = g_runtime;
+  rt.controlListen = bindControlSocket(realPid());
+  rt.controlAlias = restored && realPid() != rt.vpid ? bindControlSocket(rt.vpid, true) : -1;
+  rt.controlConn = -1;
+  rt.controlWake = 0;
+  if (!rt.controlOwnTable) makeControlWake();  // only the program's dup2 needs it (own_fds.cc)
 }
 
 // Pre-copy: the userfaultfd is made here, in the job, and handed over; our copy is
@@ -100,18 +134,28 @@ bool serve(int conn) {
   }
   // A restored process: the old sockets were left out of the image, their numbers
   // may be the application's now. Listen under the new real PID, which its parent
-  // sees, and under the virtual PID as an alias (control_protocol.h).
+  // sees, and under the virtual PID as an alias (control_protocol.h). The restorer
+  // made this thread share the program's table: a job that forwards keeps it so (its
+  // relay connections are there, shim/forward/), any other leaves it again.
   Runtime& rt = g_runtime;
-  rt.controlListen = bindControlSocket(realPid());
-  rt.controlAlias = realPid() != rt.vpid ? bindControlSocket(rt.vpid, true) : -1;
-  rt.controlConn = -1;
-  makeControlWake();
+  rt.controlListen = rt.controlAlias = -1;  // not ours in this table: not kept from the program
+  rt.controlWake = 0;
+  rt.controlOwnTable = false;
+  if (rt.forward.status.load() != forward::kActive) takeOwnTable();
+  listenAnew(true);
   return true;
 }
 
 void* controlMain(void*) {
   Runtime& rt = g_runtime;
   rt.controlTid = realTid();
+  if (rt.controlOwnTable) {
+    // Started by startControlThread, which waits for the sockets.
+    rt.controlOwnTable = takeOwnTable();
+    listenAnew(false);
+    rt.controlLoops.fetch_add(1, std::memory_order_acq_rel);
+    rawSyscall(SYS_futex, reinterpret_cast<long>(&rt.controlLoops), FUTEX_WAKE_PRIVATE, 0x7fffffff);
+  }
   for (;;) {
     if (rt.controlListen < 0) return nullptr;
     // The wake fd first: the program's dup2 onto one of our numbers moves ours first
@@ -140,9 +184,15 @@ void* controlMain(void*) {
 
 void startControlThread() {
   Runtime& rt = g_runtime;
-  rt.controlListen = bindControlSocket(realPid());
-  if (rt.controlListen < 0) return;  // no control socket: the job runs, uncheckpointable
-  makeControlWake();
+  // A job that forwards from its start (exec'd or forked away from home) keeps its
+  // control fds in the program's table, beside its relay connections.
+  rt.controlOwnTable = !s_handedOff && rt.forward.status.load() != forward::kActive;
+  const uint32_t loops = rt.controlLoops.load(std::memory_order_acquire);
+  if (!rt.controlOwnTable) {
+    rt.controlListen = bindControlSocket(realPid());
+    if (rt.controlListen < 0) return;  // no control socket: the job runs, uncheckpointable
+    makeControlWake();
+  }
   sigset_t all, old;
   sigfillset(&all);
   sigdelset(&all, kCheckpointSignal);
@@ -153,8 +203,23 @@ void startControlThread() {
   pthread_attr_setstacksize(&attr, 256 * 1024);
   pthread_t t;
   if (pthread_create(&t, &attr, controlMain, nullptr) != 0) {
-    rawSyscall(SYS_close, rt.controlListen);  // not close(): ours are kept from the program (own_fds.cc)
+    if (rt.controlListen >= 0) rawSyscall(SYS_close, rt.controlListen);  // not close(): ours are kept from the program (own_fds.cc)
     rt.controlListen = -1;
+  } else if (rt.controlOwnTable) {
+    // The job is checkpointable once main runs, as when the socket was made here: wait
+    // until the control thread listens (bounded: a job never hangs for mig).
+    struct timespec start {};
+    rawSyscall(SYS_clock_gettime, CLOCK_MONOTONIC, reinterpret_cast<long>(&start));
+    for (;;) {
+      const uint32_t now = rt.controlLoops.load(std::memory_order_acquire);
+      if (now != loops) break;
+      struct timespec t {};
+      rawSyscall(SYS_clock_gettime, CLOCK_MONOTONIC, reinterpret_cast<long>(&t));
+      const long waited = (t.tv_sec - start.tv_sec) * 1'000'000'000L + (t.tv_nsec - start.tv_nsec);
+      if (waited > kControlStartWaitNs) break;
+      struct timespec slice = {0, 100'000'000};
+      rawSyscall(SYS_futex, reinterpret_cast<long>(&rt.controlLoops), FUTEX_WAIT_PRIVATE, now, reinterpret_cast<long>(&slice));
+    }
   }
   pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
@@ -185,8 +250,13 @@ void initProcess() {
 // (and a checkpoint of it take as its own) the parent's listening control socket.
 void afterForkInChild() {
   Runtime& rt = g_runtime;
-  for (int fd : {rt.controlListen, rt.controlAlias, rt.controlConn, rt.self.pipeFd, rt.controlWake - 1}) {
-    if (fd >= 0) rawSyscall(SYS_close, fd);
+  if (rt.self.pipeFd >= 0) rawSyscall(SYS_close, rt.self.pipeFd);
+  // In a table of its own, the control thread's fds did not come along: those numbers
+  // may be the program's.
+  if (!rt.controlOwnTable) {
+    for (int fd : {rt.controlListen, rt.controlAlias, rt.controlConn, rt.controlWake - 1}) {
+      if (fd >= 0) rawSyscall(SYS_close, fd);
+    }
   }
   rt.controlWake = 0;
   initProcess();
@@ -195,6 +265,7 @@ void afterForkInChild() {
 __attribute__((constructor)) void shimInit() {
   // A program exec'd by a migrated process forwards as that process did.
   const bool handedOff = forward::takeHandoff();
+  s_handedOff = handedOff;
   openLog();
   initProcess();
   if (!handedOff) recordHome();  // exec'd away from home: home's name is not known here

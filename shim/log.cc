@@ -34,6 +34,7 @@ void openLog() {
 
 void reopenLog() {
   g_runtime.logFd = 0;  // that number is not ours here
+  t_ownLogFd = 0;       // nor the control thread's own (it shares the table again, restorer.cc)
   if (g_runtime.logPath[0] != '\0') openAt(g_runtime.logPath);
 }
 
@@ -45,7 +46,7 @@ LogLine::LogLine() {
 LogLine::~LogLine() {
   if (n_ >= sizeof(buf_)) n_ = sizeof(buf_) - 1;
   buf_[n_++] = '\n';
-  const int fd = g_runtime.logFd - 1;
+  const int fd = (t_ownLogFd != 0 ? t_ownLogFd : g_runtime.logFd) - 1;
   if (fd >= 0) rawSyscall(SYS_write, fd, reinterpret_cast<long>(buf_), n_);
 }
 

@@ -7,6 +7,9 @@
 // RLIMIT_NOFILE under ours moves them under the new limit first (refused, EMFILE, only
 // if they cannot fit). After a move the same calls reach the
 // SIGSYS handler too (shim/forward/fd_mirror.cc), which keeps the relay connections.
+// The control thread's fds are among them only while it shares the program's table
+// (Runtime::controlOwnTable false); in a table of its own they are not the program's
+// business, and the same numbers in the program's table are the program's.
 #include "shim/own_fds.h"
 
 #include "shim/real_function.h"
@@ -26,7 +29,9 @@ namespace {
 bool isShimFd(long fd) {
   const Runtime& rt = g_runtime;
   // vpid: before the constructor ran, the fields are zeros, not fds.
-  return fd >= 0 && rt.vpid != 0 && (fd == rt.controlListen || fd == rt.controlAlias || fd == rt.logFd - 1 || fd == rt.controlWake - 1);
+  if (fd < 0 || rt.vpid == 0) return false;
+  if (fd == rt.logFd - 1) return true;
+  return !rt.controlOwnTable && (fd == rt.controlListen || fd == rt.controlAlias || fd == rt.controlWake - 1);
 }
 
 // Moves our fd `fd` elsewhere in the band (the program's call then takes the number),
@@ -65,7 +70,9 @@ bool moveAside(int fd, long floor = -1) {
 bool makeRoomUnder(rlim_t soft) {
   Runtime& rt = g_runtime;
   if (rt.vpid == 0) return true;
-  const int ours[4] = {rt.controlListen, rt.controlAlias, rt.logFd - 1, rt.controlWake - 1};
+  const bool shared = !rt.controlOwnTable;
+  const int ours[4] = {shared ? rt.controlListen : -1, shared ? rt.controlAlias : -1, rt.logFd - 1,
+                       shared ? rt.controlWake - 1 : -1};
   int above = 0;
   for (int fd : ours) above += fd >= 0 && static_cast<rlim_t>(fd) >= soft;
   if (above == 0) return true;
@@ -94,7 +101,9 @@ bool lowersFdLimit(int resource, const struct rlimit* lim) {
 // close_range over [first, last] without ours.
 int closeAround(unsigned first, unsigned last, int flags) {
   const Runtime& rt = g_runtime;
-  const int ours[4] = {rt.controlListen, rt.controlAlias, rt.logFd - 1, rt.controlWake - 1};
+  const bool shared = !rt.controlOwnTable;
+  const int ours[4] = {shared ? rt.controlListen : -1, shared ? rt.controlAlias : -1, rt.logFd - 1,
+                       shared ? rt.controlWake - 1 : -1};
   unsigned from = first;
   for (;;) {
     long next = -1;  // our lowest fd in [from, last]

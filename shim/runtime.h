@@ -57,6 +57,20 @@ struct Runtime {
   int controlWake;                   // eventfd + 1 (0: none): wakes the control thread to poll
                                      // its sockets under new numbers (own_fds.cc)
   std::atomic<uint32_t> controlLoops;  // bumped by the control thread before each poll
+  // The control thread has an fd table of its own (unshare(CLONE_FILES)): a table
+  // shared by two threads costs every fd call of the program a file reference (the
+  // kernel's lockless path is for a table with one user). Its sockets, connection and
+  // wake eventfd are then in its table only, never among the program's numbers; false
+  // while the job forwards (its relay connections are in the program's table).
+  bool controlOwnTable;
+  // Work the control thread hands to a thread of the program parked for a checkpoint,
+  // which runs it in the program's fd table (checkpoint.cc).
+  std::atomic<uint32_t> parkSeq;     // futex word of parked threads: bumped to wake them
+  std::atomic<uint32_t> delegateOp;  // futex word: kDelegate*
+  pid_t delegateTid;                 // the thread to take it (the main thread: the largest
+                                     // stack), 0: any
+  char* deputyArgs;                  // kDelegateExecDeputy's arguments
+  size_t deputyArgsLen;
   control::Block block;
   plan::ResumeInfo resume;           // written by the restorer
   forward::State forward;            // system call forwarding after a migration (shim/forward/)
@@ -69,6 +83,12 @@ struct Runtime {
 inline constexpr uint32_t kPhaseIdle = 0;
 inline constexpr uint32_t kPhaseStopping = 1;
 
+inline constexpr uint32_t kDelegateNone = 0;
+inline constexpr uint32_t kDelegatePrepare = 1;     // forward::prepareCheckpoint
+inline constexpr uint32_t kDelegateExecDeputy = 2;  // execDeputy(deputyArgs)
+inline constexpr uint32_t kDelegateRunning = 3;
+inline constexpr uint32_t kDelegateDone = 4;
+
 extern Runtime g_runtime;
 
 // Set by the checkpoint handler in the thread it interrupted; wrappers of calls
@@ -76,6 +96,9 @@ extern Runtime g_runtime;
 extern thread_local volatile sig_atomic_t t_checkpointInterrupted MIG_TLS;
 // The thread's virtual TID: its first real TID, cached on first use.
 extern thread_local pid_t t_vtid MIG_TLS;
+// In the control thread with a table of its own: MIG_LOG's fd + 1 there (the program
+// may move its own copy, Runtime::logFd, to another number); 0 elsewhere.
+extern thread_local int t_ownLogFd MIG_TLS;
 // Real TIDs the thread had at its last checkpoints (besides t_vtid): a mutex locked
 // then and not touched since still names one of them as its owner.
 inline constexpr int kFormerTids = 4;
