@@ -60,6 +60,17 @@ struct Target {
   kj::String refusal;            // not to move: why (a member of a tree that runs elsewhere too)
 };
 
+// A job that migrated in, as a drain's target.
+Target targetOf(const HostedJob& j) {
+  Target t;
+  t.hostedId = j.id;
+  t.pid = j.realPid;
+  t.vpid = j.vpid;
+  t.home = kj::str(j.home);
+  t.command = kj::str(j.command);
+  return t;
+}
+
 // A guest's tree as its home knows it (Node.treeOf): empty when it moved alone.
 struct Tree {
   kj::Vector<uint64_t> ids;  // root first
@@ -290,12 +301,7 @@ void groupTrees(Daemon& d, Round& r, kj::Array<Tree> trees) {
   for (auto& step : plan) {
     if (step.kind == DrainStep::Kind::TREE) {
       HostedJob& root = *KJ_ASSERT_NONNULL(d.hostedJobs().find(step.id));
-      Target whole;
-      whole.hostedId = root.id;
-      whole.pid = root.realPid;
-      whole.vpid = root.vpid;
-      whole.home = kj::str(root.home);
-      whole.command = kj::str(root.command);
+      Target whole = targetOf(root);
       whole.members = kj::mv(step.members);
       out.add(kj::mv(whole));
       continue;
@@ -380,13 +386,7 @@ kj::Promise<kj::Array<MoveOutcome>> evacuate(Daemon& d, bool all, uint64_t timeL
     // A job that moved back to its home runs here as a hosted job, but it is not a
     // guest: like the jobs at home that never moved, it stays unless told (--all).
     if (!all && j.home == d.address()) continue;
-    Target t;
-    t.hostedId = j.id;
-    t.pid = j.realPid;
-    t.vpid = j.vpid;
-    t.home = kj::str(j.home);
-    t.command = kj::str(j.command);
-    r->targets.add(kj::mv(t));
+    r->targets.add(targetOf(j));
   }
   d.admission().evacuating = true;
   kj::Promise<void> listed = kj::READY_NOW;
