@@ -239,13 +239,8 @@ auto settledLook(Look&& look) {
 // The refusal's line at home, where shadowd's look made a record for every live
 // descendant: a process born since has none (away: awayChildrenRefusal).
 kj::String treeRefusal(long vpid, const kj::Vector<resources::TreeProcess>& left) {
-  kj::Vector<kj::String> names;
-  for (size_t i = 0; i < left.size() && i < 4; ++i) {
-    names.add(kj::str(left[i].command.c_str(), left[i].zombie ? " (ended, not yet waited for)" : ""));
-  }
-  if (left.size() > 4) names.add(kj::str("..."));
   return kj::str("cannot move PID ", vpid, ": it has ", left.size(), left.size() == 1 ? " descendant (" : " descendants (",
-                 kj::strArray(names, ", "), ") and they are not all the tree shadowd set out to move (it changed "
+                 childNames(left), ") and they are not all the tree shadowd set out to move (it changed "
                  "meanwhile: try again); nothing was frozen, the job runs on at home; --only moves process ", vpid,
                  " alone and leaves its children at home (its waits for them then go home)");
 }
@@ -262,13 +257,8 @@ kj::Vector<resources::TreeProcess> liveOnly(kj::Vector<resources::TreeProcess> a
 
 // A hop back home refused for the job's children born away: which, and why.
 kj::String homecomingRefusal(long vpid, const kj::Vector<resources::TreeProcess>& left, bool transient) {
-  kj::Vector<kj::String> names;
-  for (size_t i = 0; i < left.size() && i < 4; ++i) {
-    names.add(kj::str(left[i].command.c_str(), left[i].zombie ? " (ended, not yet waited for)" : ""));
-  }
-  if (left.size() > 4) names.add(kj::str("..."));
   return kj::str("cannot move PID ", vpid, " home: it has ", left.size(),
-                 left.size() == 1 ? " child (" : " children (", kj::strArray(names, ", "),
+                 left.size() == 1 ? " child (" : " children (", childNames(left),
                  ") born away from home, which cannot come home with it yet (issue 12); nothing was frozen, "
                  "the job runs on where it was; ",
                  transient ? "its children come and go: try again"

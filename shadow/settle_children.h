@@ -60,6 +60,17 @@ auto settleChildren(Look&& look, Pause&& pause, unsigned looks = kSettleLooks) {
   return out;
 }
 
+// The children a refusal names: the first four, a zombie said to be one, "..." for more.
+template <typename Process>
+kj::String childNames(const kj::Vector<Process>& left) {
+  kj::Vector<kj::String> names;
+  for (size_t i = 0; i < left.size() && i < 4; ++i) {
+    names.add(kj::str(left[i].command.c_str(), left[i].zombie ? " (ended, not yet waited for)" : ""));
+  }
+  if (left.size() > 4) names.add(kj::str("..."));
+  return kj::strArray(names, ", ");
+}
+
 // The one line refusing the move of a job away from home (or of a tree's member
 // there) for its children born on this host: `holder` the member that has them (0: the
 // job moves as one process). `frozen`: seen after the freeze, so they
@@ -68,15 +79,10 @@ auto settleChildren(Look&& look, Pause&& pause, unsigned looks = kSettleLooks) {
 // keeps the job here until it has ended and been waited for, or `--only` leaves it.
 template <typename Process>
 kj::String awayChildrenRefusal(long vpid, long holder, const kj::Vector<Process>& left, bool cameAndWent, bool frozen) {
-  kj::Vector<kj::String> names;
-  for (size_t i = 0; i < left.size() && i < 4; ++i) {
-    names.add(kj::str(left[i].command.c_str(), left[i].zombie ? " (ended, not yet waited for)" : ""));
-  }
-  if (left.size() > 4) names.add(kj::str("..."));
   const bool transient = cameAndWent || frozen;
   return kj::str(
       "cannot move PID ", vpid, holder == 0 ? kj::str(": it has ") : kj::str(" with its children: its process ", holder, " has "),
-      left.size(), left.size() == 1 ? " child" : " children", " born on this host (", kj::strArray(names, ", "),
+      left.size(), left.size() == 1 ? " child" : " children", " born on this host (", childNames(left),
       "), away from home, and children born away from home cannot move with it yet, to another host or home (issue 12); ",
       frozen ? "the hop was aborted" : "nothing was frozen", ", the job runs on where it was; ",
       transient ? kj::str(frozen ? "they were started as it was frozen" : "its children come and go",
