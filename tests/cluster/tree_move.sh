@@ -265,16 +265,18 @@ kill_job lone
 # each), and the FIFO's line then reaches the child, local, whose status 4 the parent's
 # wait gets: output and statuses the undisturbed run's.
 WAITER='import os
+def say(*words):  # one write a line: two processes share this stdout
+    os.write(1, (" ".join(str(w) for w in words) + "\n").encode())
 c = os.fork()
 if c == 0:
-    print("child waits", flush=True)
+    say("child waits")
     with open("GATE") as f:
         line = f.readline()
-    print("child read", line.strip(), flush=True)
+    say("child read", line.strip())
     os._exit(4)
-print("parent waits", flush=True)
+say("parent waits")
 pid, st = os.waitpid(c, 0)
-print("child", pid == c, "status", os.waitstatus_to_exitcode(st), flush=True)'
+say("child", pid == c, "status", os.waitstatus_to_exitcode(st))'
 for j in waiter waiter-ref; do mkdir -p "$(jfile "$j" .)"; mkfifo "$(jfile "$j" GATE)"; done
 exec 6<>"$(jfile waiter-ref GATE)" 7<>"$(jfile waiter GATE)"
 echo go >&6
