@@ -85,4 +85,10 @@ void forgetChild(pid_t real) {
   }
 }
 
+bool mayHaveChildrenAtHome() {
+  return !shim::g_runtime.bornAway && !state().noChildAtHome.load(std::memory_order_relaxed);
+}
+
+void noChildrenAtHome() { state().noChildAtHome.store(true, std::memory_order_relaxed); }
+
 }  // namespace mig::forward

@@ -41,4 +41,14 @@ bool haveChildren();
 // The child with this real PID was reaped: its slot is free again.
 void forgetChild(pid_t real);
 
+// Whether a wait for any child that found none ready here (WNOHANG's 0, or ECHILD)
+// must ask home too: the job's children forked at home before it left (a tree's
+// members that moved with it are its deputy's children there) end at home, and a
+// poll that looked only here would never see them while a child born here lives
+// (bash's SIGCHLD loop, a job server's waitpid(-1, WNOHANG)). A child born here has
+// no children at home; nor has a process home answered ECHILD once.
+bool mayHaveChildrenAtHome();
+// Home answered ECHILD to a wait for any child: asked no more.
+void noChildrenAtHome();
+
 }  // namespace mig::forward

@@ -139,6 +139,29 @@ long reaped(long real, bool exited) {
   return vpid;
 }
 
+// A wait for any child (-1, or the caller's group: 0) that ran here and found none
+// ready (`here`: WNOHANG's 0, or ECHILD: the kernel has none here after all) asks home
+// too, where the children the job forked before it left are its deputy's
+// (child_pids.h, mayHaveChildrenAtHome). A blocking wait is not asked twice: it ran
+// here until a child here changed state (the limit docs/design.md names).
+bool askHomeToo(int64_t arg, bool nohang, long here) {
+  const pid_t pid = static_cast<pid_t>(arg);  // 32 bits: the register's upper half is not the caller's
+  if (pid != -1 && pid != 0) return false;
+  if (here != 0 && here != -ECHILD) return false;
+  if (here == 0 && !nohang) return false;
+  return mayHaveChildrenAtHome();
+}
+
+// Home's answer to that wait. ECHILD there (no children at home, now or later) is
+// remembered. A poll that found nothing ready here says so when home failed (a broken
+// link is no reason for a WNOHANG wait to fail); one that found no child here says
+// what home said.
+long fromHome(long home, long here) {
+  if (home == -ECHILD) noChildrenAtHome();
+  if (home >= 0 || here == -ECHILD) return home;
+  return here;
+}
+
 // A process group named by kill (0: the caller's) that is home's: the moved members
 // of a tree, and a single job, keep their groups at home, where their deputies stand
 // in for them (docs/design.md "Moving a process tree"). The group of a child born here
@@ -185,7 +208,8 @@ long killHomeGroup(const rsc::Row& row, int64_t* a) {
 // kill, wait4 and waitid: towards processes at home they go home (the deputy is the
 // parent of the children forked there); towards this process and the children born
 // here they run here, in real PIDs. A wait for any child waits here while there are
-// children born here, else at home.
+// children born here, else at home; a poll (WNOHANG) that finds none ready here asks
+// home too (askHomeToo).
 long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
   int64_t* a = c.a;
   switch (row.handler) {
@@ -197,12 +221,15 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
     }
     case rsc::Handler::Wait4: {
       if (static_cast<pid_t>(a[0]) > 0 ? isHomePid(a[0]) : !haveChildren()) return forwardRow(row, a);
+      const int64_t asked[6] = {a[0], a[1], a[2], a[3], a[4], a[5]};
       a[0] = localPid(a[0]);
       long r = runWith(c.nr, a, uc, &row);
       const auto* status = reinterpret_cast<const int*>(a[1]);
       const bool exited = !(a[2] & (WUNTRACED | WCONTINUED)) ||
                           (status != nullptr && !WIFSTOPPED(*status) && !WIFCONTINUED(*status));
-      return reaped(r, exited);
+      r = reaped(r, exited);
+      if (askHomeToo(asked[0], (asked[2] & WNOHANG) != 0, r)) return fromHome(forwardRow(row, asked), r);
+      return r;
     }
     case rsc::Handler::ProcessGroup: {
       // setpgid of a child born here, in a group here (its own, or another's born here).
@@ -219,6 +246,7 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
       if (type == P_PID ? isHomePid(a[1]) : (type != P_PIDFD && !haveChildren())) {
         return forwardRow(row, a);
       }
+      const int64_t asked[6] = {a[0], a[1], a[2], a[3], a[4], a[5]};
       if (type == P_PID) a[1] = localPid(a[1]);
       long r = runWith(c.nr, a, uc, &row);
       auto* info = reinterpret_cast<siginfo_t*>(a[2]);
@@ -226,6 +254,11 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
         const bool exited = !(a[3] & WNOWAIT) && (info->si_code == CLD_EXITED || info->si_code == CLD_KILLED ||
                                                   info->si_code == CLD_DUMPED);
         info->si_pid = static_cast<pid_t>(reaped(info->si_pid, exited));
+      }
+      // WNOHANG with nothing ready here: si_pid 0 (the kernel zeroes it then).
+      const bool none = r == -ECHILD || (r == 0 && info != nullptr && info->si_pid == 0);
+      if (type == P_ALL && askHomeToo(-1, (asked[3] & WNOHANG) != 0, r == -ECHILD ? r : (none ? 0 : 1))) {
+        return fromHome(forwardRow(row, asked), r);
       }
       return r;
     }

@@ -44,6 +44,9 @@ struct State {
   // Real PIDs of the children forked here, by slot (child_pids.h); 0 = free, -1 =
   // reserved for a fork in progress.
   std::atomic<int32_t> childReal[kMaxAwayChildren];
+  // Home said this process has no child there (ECHILD to a wait for any child): a
+  // process away from home forks only here, so that stays true (child_pids.h).
+  std::atomic<bool> noChildAtHome;
   // The child-table reservation for a posix_spawn-like child about to be made (clone.cc): it
   // reads it from its copy of memory.
   std::atomic<int32_t> spawnVpid;

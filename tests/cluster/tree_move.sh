@@ -34,6 +34,11 @@
 # 4. A python3 job that runs a shell pipeline every step moves a -> b -> c -> a while
 #    its pipelines run (those after the first move born away from home): each hop
 #    waits for the moment between two pipelines, and its output is the undisturbed run's.
+# 5. A python3 job with two children forked at home moves a -> b with them; on b it
+#    starts children there (posix_spawn, and subprocess's vfork), tells its home children
+#    to end and polls waitpid(-1, WNOHANG), then waitid(P_ALL, WNOHANG), while the child
+#    born on b runs: the polls see the moved children's ends (statuses 4 and 6, their
+#    home PIDs), then the one born on b, then ECHILD.
 #
 # usage: tree_move.sh OPTIONS (below)
 source "$(dirname "$0")/lib/cluster_lib.sh"
@@ -499,4 +504,71 @@ else
   diff <(echo "$want") "$(jfile forker out)" | head -n 8 | sed 's/^/#     /'; detail "$(jfile forker err)" "its stderr"
 fi
 kill_job forker
+
+# --- 5. a poll for any child sees children at home and children born away ---------------------
+POLLER='import os, subprocess, time
+def say(*words):
+    os.write(1, (" ".join(str(w) for w in words) + "\n").encode())
+def child(status):
+    k = os.fork()
+    if k == 0:
+        while not os.path.exists("END"):
+            time.sleep(0.05)
+        os._exit(status)
+    return k
+home = [child(4), child(6)]
+n = 0
+while not os.path.exists("MOVED"):
+    n += 1
+    say("STEP", n)
+    time.sleep(0.05)
+sp = os.posix_spawn("/usr/bin/true", ["true"], dict(os.environ))
+pid, st = os.waitpid(sp, 0)
+say("posix_spawn child born away", sp > 4194304, pid == sp, "status", os.waitstatus_to_exitcode(st))
+s = subprocess.Popen(["/usr/bin/sleep", "600"])
+say("vfork child born away", s.pid > 4194304)
+open("END", "w").close()
+seen = {}
+deadline = time.monotonic() + 60  # a bound on a failure, not a speed goal
+while len(seen) < 2 and time.monotonic() < deadline:
+    if not seen:  # the first by waitpid, the second by waitid
+        pid, st = os.waitpid(-1, os.WNOHANG)
+        code = os.waitstatus_to_exitcode(st) if pid else None
+    else:
+        r = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG)
+        pid, code = (r.si_pid, r.si_status) if r is not None else (0, None)
+    if pid != 0:
+        seen[pid] = code
+    else:
+        time.sleep(0.02)
+say("home children reaped by waitpid then waitid:", sorted(seen) == sorted(home), "statuses", *sorted(seen.values()))
+s.kill()
+pid, st = os.waitpid(-1, 0)
+say("reaped", "child born away" if pid == s.pid else pid, "status", os.waitstatus_to_exitcode(st))
+try:
+    say("left", os.waitpid(-1, os.WNOHANG))
+except ChildProcessError:
+    say("no child left")'
+start_job poller mig "$PY" -c "$POLLER" || cluster_end
+if wait_step poller 3 20; then
+  migrate poller b 60
+  if (( MIG_RC == 0 )) && [[ $(host_of "$(where poller)") == b ]]; then
+    touch "$(jfile poller MOVED)"
+    wait_job poller 90
+    want=$(printf '%s\n' "posix_spawn child born away True True status 0" "vfork child born away True" \
+      "home children reaped by waitpid then waitid: True statuses 4 6" "reaped child born away status -9" "no child left")
+    got=$(grep -av '^STEP ' "$(jfile poller out)")
+    if [[ $STATUS == 0 && $got == "$want" ]]; then
+      ok "poller: after its move a -> b with its two children, waitpid(-1, WNOHANG) and waitid(P_ALL, WNOHANG) on b saw the moved children end at home (statuses 4 and 6) while a child born on b ran, then that one, then ECHILD; posix_spawn and vfork children born on b have virtual PIDs"
+    else
+      fail "poller: status $STATUS, output not as expected"
+      diff <(echo "$want") <(echo "$got") | head -n 8 | sed 's/^/#     /'; detail "$(jfile poller err)" "its stderr"
+    fi
+  else
+    fail "poller: its move a -> b: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"; shadowd_logs a b
+  fi
+else
+  fail "poller: did not start"; detail "$(jfile poller err)" "its stderr"
+fi
+kill_job poller
 cluster_end
