@@ -47,6 +47,9 @@ bool loadConfig(int fd) {
     // next move starts from what the job holds then, not from this hop's bits.
     takeCarriedReplies(c.carriedFd);
     __builtin_memset(&s.config, 0, sizeof(s.config));
+    // Its children forked at home from now on are home's on the next move
+    // (child_pids.h, mayHaveChildrenAtHome).
+    s.noChildAtHome.store(false);
     return true;
   }
   c.relaySocket[sizeof(c.relaySocket) - 1] = '\0';

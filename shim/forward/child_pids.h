@@ -48,7 +48,8 @@ void forgetChild(pid_t real);
 // (bash's SIGCHLD loop, a job server's waitpid(-1, WNOHANG)). A child born here has
 // no children at home; nor has a process home answered ECHILD once.
 bool mayHaveChildrenAtHome();
-// Home answered ECHILD to a wait for any child: asked no more.
+// Home answered ECHILD to a wait for any child: asked no more (until the process is
+// home again: a hop home forgets it, activation.cc).
 void noChildrenAtHome();
 
 }  // namespace mig::forward

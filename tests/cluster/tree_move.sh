@@ -38,7 +38,8 @@
 #    starts children there (posix_spawn, and subprocess's vfork), tells its home children
 #    to end and polls waitpid(-1, WNOHANG), then waitid(P_ALL, WNOHANG), while the child
 #    born on b runs: the polls see the moved children's ends (statuses 4 and 6, their
-#    home PIDs), then the one born on b, then ECHILD.
+#    home PIDs), then the one born on b, then ECHILD. Moved home (b -> a) and out again
+#    (a -> b) with a child forked at home since, its poll sees that child end at home too.
 #
 # usage: tree_move.sh OPTIONS (below)
 source "$(dirname "$0")/lib/cluster_lib.sh"
@@ -516,12 +517,15 @@ def child(status):
             time.sleep(0.05)
         os._exit(status)
     return k
-home = [child(4), child(6)]
 n = 0
-while not os.path.exists("MOVED"):
-    n += 1
-    say("STEP", n)
-    time.sleep(0.05)
+def steps_until(name):
+    global n
+    while not os.path.exists(name):
+        n += 1
+        say("STEP", n)
+        time.sleep(0.05)
+home = [child(4), child(6)]
+steps_until("MOVED")
 sp = os.posix_spawn("/usr/bin/true", ["true"], dict(os.environ))
 pid, st = os.waitpid(sp, 0)
 say("posix_spawn child born away", sp > 4194304, pid == sp, "status", os.waitstatus_to_exitcode(st))
@@ -542,24 +546,50 @@ while len(seen) < 2 and time.monotonic() < deadline:
     else:
         time.sleep(0.02)
 say("home children reaped by waitpid then waitid:", sorted(seen) == sorted(home), "statuses", *sorted(seen.values()))
+say("a poll with the child born away left:", os.waitpid(-1, os.WNOHANG))  # home says ECHILD, remembered
 s.kill()
 pid, st = os.waitpid(-1, 0)
 say("reaped", "child born away" if pid == s.pid else pid, "status", os.waitstatus_to_exitcode(st))
 try:
     say("left", os.waitpid(-1, os.WNOHANG))
 except ChildProcessError:
-    say("no child left")'
+    say("no child left")
+steps_until("BACK")  # moved home meanwhile: its next child is born at home
+again = child(5)
+steps_until("MOVED2")
+s = subprocess.Popen(["/usr/bin/sleep", "600"])
+open("END", "w").close()
+pid = 0
+deadline = time.monotonic() + 60
+while pid == 0 and time.monotonic() < deadline:
+    pid, st = os.waitpid(-1, os.WNOHANG)
+    if pid == 0:
+        time.sleep(0.02)
+say("after a return home and a move out:", "home child" if pid == again else pid, "reaped, status", os.waitstatus_to_exitcode(st))
+s.kill()
+say("reaped", "child born away" if os.waitpid(-1, 0)[0] == s.pid else "?")'
 start_job poller mig "$PY" -c "$POLLER" || cluster_end
 if wait_step poller 3 20; then
   migrate poller b 60
   if (( MIG_RC == 0 )) && [[ $(host_of "$(where poller)") == b ]]; then
+    rm -f "$(jfile poller END)"
     touch "$(jfile poller MOVED)"
+    # Home again, then out again with a child forked at home since.
+    if wait_until 90 out_has poller "no child left" && wait_step poller $(( $(last_step poller) + 3 )) 30 &&
+       migrate poller a 60 && rm -f "$(jfile poller END)" && touch "$(jfile poller BACK)" &&
+       wait_step poller $(( $(last_step poller) + 3 )) 30 && migrate poller b 60; then
+      touch "$(jfile poller MOVED2)"
+    else
+      fail "poller: its move home and out again: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
+    fi
     wait_job poller 90
     want=$(printf '%s\n' "posix_spawn child born away True True status 0" "vfork child born away True" \
-      "home children reaped by waitpid then waitid: True statuses 4 6" "reaped child born away status -9" "no child left")
+      "home children reaped by waitpid then waitid: True statuses 4 6" \
+      "a poll with the child born away left: (0, 0)" "reaped child born away status -9" "no child left" \
+      "after a return home and a move out: home child reaped, status 5" "reaped child born away")
     got=$(grep -av '^STEP ' "$(jfile poller out)")
     if [[ $STATUS == 0 && $got == "$want" ]]; then
-      ok "poller: after its move a -> b with its two children, waitpid(-1, WNOHANG) and waitid(P_ALL, WNOHANG) on b saw the moved children end at home (statuses 4 and 6) while a child born on b ran, then that one, then ECHILD; posix_spawn and vfork children born on b have virtual PIDs"
+      ok "poller: after its move a -> b with its two children, waitpid(-1, WNOHANG) and waitid(P_ALL, WNOHANG) on b saw the moved children end at home (statuses 4 and 6) while a child born on b ran, then that one, then ECHILD; moved home and out again with a new child, its poll saw that one end at home too; posix_spawn and vfork children born on b have virtual PIDs"
     else
       fail "poller: status $STATUS, output not as expected"
       diff <(echo "$want") <(echo "$got") | head -n 8 | sed 's/^/#     /'; detail "$(jfile poller err)" "its stderr"
