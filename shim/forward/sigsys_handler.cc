@@ -205,11 +205,28 @@ long killHomeGroup(const rsc::Row& row, int64_t* a) {
   return r;
 }
 
+long pendingSignalVerdict(const ucontext_t* uc);
+
+// The pauses of a blocking wait for children here and at home (processCall), as a wait
+// for a lock held at home pauses (waitForHomeLock): a child's end is seen at most
+// 50 ms late, and a long wait asks home 20 times a second.
+constexpr long kFirstWaitPauseNs = 1000 * 1000, kLongestWaitPauseNs = 50 * 1000 * 1000;
+
+// A pause that lets in only the checkpoint signal (a job waiting this way can move;
+// where it resumes it asks again from there).
+void waitPause(long ns) {
+  struct timespec pause = {0, ns};
+  const uint64_t onlyCheckpoint = ~(uint64_t{1} << (shim::kCheckpointSignal - 1));
+  rawSyscall(SYS_ppoll, 0, 0, reinterpret_cast<long>(&pause), reinterpret_cast<long>(&onlyCheckpoint), 8);
+  shim::t_checkpointInterrupted = 0;  // this wait goes on by itself after a checkpoint
+}
+
 // kill, wait4 and waitid: towards processes at home they go home (the deputy is the
 // parent of the children forked there); towards this process and the children born
 // here they run here, in real PIDs. A wait for any child waits here while there are
 // children born here, else at home; a poll (WNOHANG) that finds none ready here asks
-// home too (askHomeToo).
+// home too (askHomeToo), and a blocking wait4 for any child polls both while home may
+// have children (a blocking waitid still waits here first).
 long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
   int64_t* a = c.a;
   switch (row.handler) {
@@ -222,14 +239,27 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
     case rsc::Handler::Wait4: {
       if (static_cast<pid_t>(a[0]) > 0 ? isHomePid(a[0]) : !haveChildren()) return forwardRow(row, a);
       const int64_t asked[6] = {a[0], a[1], a[2], a[3], a[4], a[5]};
-      a[0] = localPid(a[0]);
-      long r = runWith(c.nr, a, uc, &row);
-      const auto* status = reinterpret_cast<const int*>(a[1]);
-      const bool exited = !(a[2] & (WUNTRACED | WCONTINUED)) ||
-                          (status != nullptr && !WIFSTOPPED(*status) && !WIFCONTINUED(*status));
-      r = reaped(r, exited);
-      if (askHomeToo(asked[0], (asked[2] & WNOHANG) != 0, r)) return fromHome(forwardRow(row, asked), r);
-      return r;
+      const bool nohang = (asked[2] & WNOHANG) != 0;
+      for (long pauseNs = kFirstWaitPauseNs;; pauseNs = pauseNs * 2 > kLongestWaitPauseNs ? kLongestWaitPauseNs : pauseNs * 2) {
+        // A blocking wait for any child that may have children at home too: neither
+        // kernel can wait for both, so each is asked without waiting, in turn, with a
+        // pause between rounds (waitPause).
+        const bool both = !nohang && uc != nullptr && askHomeToo(asked[0], true, 0);
+        int64_t here[6] = {localPid(asked[0]), asked[1], asked[2] | (both ? WNOHANG : 0), asked[3], asked[4], asked[5]};
+        long r = runWith(c.nr, here, uc, &row);
+        const auto* status = reinterpret_cast<const int*>(here[1]);
+        const bool exited = !(here[2] & (WUNTRACED | WCONTINUED)) ||
+                            (status != nullptr && !WIFSTOPPED(*status) && !WIFCONTINUED(*status));
+        r = reaped(r, exited);
+        if (!askHomeToo(asked[0], nohang || both, r)) return r;
+        const bool polling = both && r == 0;  // children here, none ready: home is only looked at
+        const int64_t home[6] = {asked[0], asked[1], asked[2] | (polling ? WNOHANG : 0), asked[3], asked[4], asked[5]};
+        const long h = fromHome(forwardRow(row, home), r);
+        if (!polling || h != 0) return h;
+        if (!mayHaveChildrenAtHome()) continue;  // home has none: the next round waits here
+        waitPause(pauseNs);
+        if (const long verdict = pendingSignalVerdict(uc); verdict != 0) return verdict;
+      }
     }
     case rsc::Handler::ProcessGroup: {
       // setpgid of a child born here, in a group here (its own, or another's born here).

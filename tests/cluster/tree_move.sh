@@ -39,7 +39,8 @@
 #    to end and polls waitpid(-1, WNOHANG), then waitid(P_ALL, WNOHANG), while the child
 #    born on b runs: the polls see the moved children's ends (statuses 4 and 6, their
 #    home PIDs), then the one born on b, then ECHILD. Moved home (b -> a) and out again
-#    (a -> b) with a child forked at home since, its poll sees that child end at home too.
+#    (a -> b) with a child forked at home since, its blocking waitpid(-1, 0) returns that
+#    child's end at home while the child born on b runs on.
 #
 # usage: tree_move.sh OPTIONS (below)
 source "$(dirname "$0")/lib/cluster_lib.sh"
@@ -559,12 +560,7 @@ again = child(5)
 steps_until("MOVED2")
 s = subprocess.Popen(["/usr/bin/sleep", "600"])
 open("END", "w").close()
-pid = 0
-deadline = time.monotonic() + 60
-while pid == 0 and time.monotonic() < deadline:
-    pid, st = os.waitpid(-1, os.WNOHANG)
-    if pid == 0:
-        time.sleep(0.02)
+pid, st = os.waitpid(-1, 0)  # blocking, while the child born on b runs on
 say("after a return home and a move out:", "home child" if pid == again else pid, "reaped, status", os.waitstatus_to_exitcode(st))
 s.kill()
 say("reaped", "child born away" if os.waitpid(-1, 0)[0] == s.pid else "?")'
@@ -589,7 +585,7 @@ if wait_step poller 3 20; then
       "after a return home and a move out: home child reaped, status 5" "reaped child born away")
     got=$(grep -av '^STEP ' "$(jfile poller out)")
     if [[ $STATUS == 0 && $got == "$want" ]]; then
-      ok "poller: after its move a -> b with its two children, waitpid(-1, WNOHANG) and waitid(P_ALL, WNOHANG) on b saw the moved children end at home (statuses 4 and 6) while a child born on b ran, then that one, then ECHILD; moved home and out again with a new child, its poll saw that one end at home too; posix_spawn and vfork children born on b have virtual PIDs"
+      ok "poller: after its move a -> b with its two children, waitpid(-1, WNOHANG) and waitid(P_ALL, WNOHANG) on b saw the moved children end at home (statuses 4 and 6) while a child born on b ran, then that one, then ECHILD; moved home and out again with a new child, its blocking waitpid(-1) returned that one's end at home while a child born on b ran; posix_spawn and vfork children born on b have virtual PIDs"
     else
       fail "poller: status $STATUS, output not as expected"
       diff <(echo "$want") <(echo "$got") | head -n 8 | sed 's/^/#     /'; detail "$(jfile poller err)" "its stderr"
