@@ -225,8 +225,8 @@ void waitPause(long ns) {
 // parent of the children forked there); towards this process and the children born
 // here they run here, in real PIDs. A wait for any child waits here while there are
 // children born here, else at home; a poll (WNOHANG) that finds none ready here asks
-// home too (askHomeToo), and a blocking wait4 for any child polls both while home may
-// have children (a blocking waitid still waits here first).
+// home too (askHomeToo), and a blocking wait for any child asks both in turn while
+// home may have children.
 long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
   int64_t* a = c.a;
   switch (row.handler) {
@@ -277,20 +277,31 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
         return forwardRow(row, a);
       }
       const int64_t asked[6] = {a[0], a[1], a[2], a[3], a[4], a[5]};
-      if (type == P_PID) a[1] = localPid(a[1]);
-      long r = runWith(c.nr, a, uc, &row);
-      auto* info = reinterpret_cast<siginfo_t*>(a[2]);
-      if (r == 0 && info != nullptr && info->si_pid > 0) {
-        const bool exited = !(a[3] & WNOWAIT) && (info->si_code == CLD_EXITED || info->si_code == CLD_KILLED ||
-                                                  info->si_code == CLD_DUMPED);
-        info->si_pid = static_cast<pid_t>(reaped(info->si_pid, exited));
+      const bool nohang = (asked[3] & WNOHANG) != 0;
+      for (long pauseNs = kFirstWaitPauseNs;; pauseNs = pauseNs * 2 > kLongestWaitPauseNs ? kLongestWaitPauseNs : pauseNs * 2) {
+        // As wait4's: a blocking wait for any child asks here and home in turn (only
+        // with a siginfo to tell "nothing ready" by).
+        const bool both = type == P_ALL && !nohang && uc != nullptr && asked[2] != 0 && askHomeToo(-1, true, 0);
+        int64_t here[6] = {asked[0], type == P_PID ? localPid(asked[1]) : asked[1], asked[2],
+                           asked[3] | (both ? WNOHANG : 0), asked[4], asked[5]};
+        long r = runWith(c.nr, here, uc, &row);
+        auto* info = reinterpret_cast<siginfo_t*>(here[2]);
+        if (r == 0 && info != nullptr && info->si_pid > 0) {
+          const bool exited = !(here[3] & WNOWAIT) && (info->si_code == CLD_EXITED || info->si_code == CLD_KILLED ||
+                                                       info->si_code == CLD_DUMPED);
+          info->si_pid = static_cast<pid_t>(reaped(info->si_pid, exited));
+        }
+        // WNOHANG with nothing ready here: si_pid 0 (the kernel zeroes it then).
+        const bool none = r == -ECHILD || (r == 0 && info != nullptr && info->si_pid == 0);
+        if (type != P_ALL || !askHomeToo(-1, nohang || both, r == -ECHILD ? r : (none ? 0 : 1))) return r;
+        const bool polling = both && r == 0;
+        const int64_t home[6] = {asked[0], asked[1], asked[2], asked[3] | (polling ? WNOHANG : 0), asked[4], asked[5]};
+        const long h = fromHome(forwardRow(row, home), r);
+        if (!polling || h != 0 || info->si_pid != 0) return h;
+        if (!mayHaveChildrenAtHome()) continue;  // home has none: the next round waits here
+        waitPause(pauseNs);
+        if (const long verdict = pendingSignalVerdict(uc); verdict != 0) return verdict;
       }
-      // WNOHANG with nothing ready here: si_pid 0 (the kernel zeroes it then).
-      const bool none = r == -ECHILD || (r == 0 && info != nullptr && info->si_pid == 0);
-      if (type == P_ALL && askHomeToo(-1, (asked[3] & WNOHANG) != 0, r == -ECHILD ? r : (none ? 0 : 1))) {
-        return fromHome(forwardRow(row, asked), r);
-      }
-      return r;
     }
   }
 }

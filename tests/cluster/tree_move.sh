@@ -39,8 +39,8 @@
 #    to end and polls waitpid(-1, WNOHANG), then waitid(P_ALL, WNOHANG), while the child
 #    born on b runs: the polls see the moved children's ends (statuses 4 and 6, their
 #    home PIDs), then the one born on b, then ECHILD. Moved home (b -> a) and out again
-#    (a -> b) with a child forked at home since, its blocking waitpid(-1, 0) returns that
-#    child's end at home while the child born on b runs on.
+#    (a -> b) with two children forked at home since, its blocking waitpid(-1, 0) and
+#    waitid(P_ALL) return their ends at home while the child born on b runs on.
 #
 # usage: tree_move.sh OPTIONS (below)
 source "$(dirname "$0")/lib/cluster_lib.sh"
@@ -556,12 +556,14 @@ try:
 except ChildProcessError:
     say("no child left")
 steps_until("BACK")  # moved home meanwhile: its next child is born at home
-again = child(5)
+again = [child(5), child(7)]
 steps_until("MOVED2")
 s = subprocess.Popen(["/usr/bin/sleep", "600"])
 open("END", "w").close()
 pid, st = os.waitpid(-1, 0)  # blocking, while the child born on b runs on
-say("after a return home and a move out:", "home child" if pid == again else pid, "reaped, status", os.waitstatus_to_exitcode(st))
+r = os.waitid(os.P_ALL, 0, os.WEXITED)  # the same
+say("after a return home and a move out, home children reaped by waitpid then waitid:",
+    sorted([pid, r.si_pid]) == sorted(again), "statuses", *sorted([os.waitstatus_to_exitcode(st), r.si_status]))
 s.kill()
 say("reaped", "child born away" if os.waitpid(-1, 0)[0] == s.pid else "?")'
 start_job poller mig "$PY" -c "$POLLER" || cluster_end
@@ -582,10 +584,10 @@ if wait_step poller 3 20; then
     want=$(printf '%s\n' "posix_spawn child born away True True status 0" "vfork child born away True" \
       "home children reaped by waitpid then waitid: True statuses 4 6" \
       "a poll with the child born away left: (0, 0)" "reaped child born away status -9" "no child left" \
-      "after a return home and a move out: home child reaped, status 5" "reaped child born away")
+      "after a return home and a move out, home children reaped by waitpid then waitid: True statuses 5 7" "reaped child born away")
     got=$(grep -av '^STEP ' "$(jfile poller out)")
     if [[ $STATUS == 0 && $got == "$want" ]]; then
-      ok "poller: after its move a -> b with its two children, waitpid(-1, WNOHANG) and waitid(P_ALL, WNOHANG) on b saw the moved children end at home (statuses 4 and 6) while a child born on b ran, then that one, then ECHILD; moved home and out again with a new child, its blocking waitpid(-1) returned that one's end at home while a child born on b ran; posix_spawn and vfork children born on b have virtual PIDs"
+      ok "poller: after its move a -> b with its two children, waitpid(-1, WNOHANG) and waitid(P_ALL, WNOHANG) on b saw the moved children end at home (statuses 4 and 6) while a child born on b ran, then that one, then ECHILD; moved home and out again with two new children, its blocking waitpid(-1) and waitid(P_ALL) returned their ends at home while a child born on b ran; posix_spawn and vfork children born on b have virtual PIDs"
     else
       fail "poller: status $STATUS, output not as expected"
       diff <(echo "$want") <(echo "$got") | head -n 8 | sed 's/^/#     /'; detail "$(jfile poller err)" "its stderr"
