@@ -257,8 +257,10 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
         const long h = fromHome(forwardRow(row, home), r);
         if (!polling || h != 0) return h;
         if (!mayHaveChildrenAtHome()) continue;  // home has none: the next round waits here
-        waitPause(pauseNs);
+        // A signal ends the wait only when no child was ready after it came (the kernel's
+        // wait returns a child that ended before the signal is handled).
         if (const long verdict = pendingSignalVerdict(uc); verdict != 0) return verdict;
+        waitPause(pauseNs);
       }
     }
     case rsc::Handler::ProcessGroup: {
@@ -299,8 +301,10 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
         const long h = fromHome(forwardRow(row, home), r);
         if (!polling || h != 0 || info->si_pid != 0) return h;
         if (!mayHaveChildrenAtHome()) continue;  // home has none: the next round waits here
-        waitPause(pauseNs);
+        // A signal ends the wait only when no child was ready after it came (the kernel's
+        // wait returns a child that ended before the signal is handled).
         if (const long verdict = pendingSignalVerdict(uc); verdict != 0) return verdict;
+        waitPause(pauseNs);
       }
     }
   }
