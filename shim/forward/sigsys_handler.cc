@@ -142,8 +142,9 @@ long reaped(long real, bool exited) {
 // A wait for any child (-1, or the caller's group: 0) that ran here and found none
 // ready (`here`: WNOHANG's 0, or ECHILD: the kernel has none here after all) asks home
 // too, where the children the job forked before it left are its deputy's
-// (child_pids.h, mayHaveChildrenAtHome). A blocking wait is not asked twice: it ran
-// here until a child here changed state (the limit docs/design.md names).
+// (child_pids.h, mayHaveChildrenAtHome). `nohang`: the wait here did not block
+// (the application's WNOHANG, or a blocking wait asking both in turn); a wait that
+// blocked here and found a child asks nothing more.
 bool askHomeToo(int64_t arg, bool nohang, long here) {
   const pid_t pid = static_cast<pid_t>(arg);  // 32 bits: the register's upper half is not the caller's
   if (pid != -1 && pid != 0) return false;
