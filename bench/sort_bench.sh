@@ -45,7 +45,6 @@ run() {  # run MODE(plain|home|moved) ROUND: prints the seconds sort took
   elif ! cmp -s "$out" "$dir/expected"; then
     echo "sort_bench: the $mode sort's output differs from plain sort's" >&2; exit 1
   fi
-  [ -n "${MIG_BENCH_KEEP-}" ] && cp "$dir"/*.log "$MIG_BENCH_KEEP"/ 2>/dev/null
   rm -f "$out"
   echo "$end - $start" | bc -l
 }
@@ -58,6 +57,7 @@ for r in $(seq 1 "$rounds"); do
 done
 p=$(median "${plain[@]}") h=$(median "${home[@]}") m=$(median "${moved[@]}")
 printf 'GNU sort of a %d MB file at home (LC_ALL=C, output to a home file; median of %d):\n' "$mb" "$rounds"
-printf '  plain, no mig          : %7.2f s\n' "$p"
-printf '  under mig, at home     : %7.2f s\n' "$h"
-printf '  after a move to B      : %7.2f s   %.2fx at home (target <= 1.5x)\n' "$m" "$(echo "$m / $h" | bc -l)"
+printf '  plain, no mig          : %7.2f s   (each round: %s)\n' "$p" "$(printf '%.2f ' "${plain[@]}")"
+printf '  under mig, at home     : %7.2f s   (each round: %s)\n' "$h" "$(printf '%.2f ' "${home[@]}")"
+printf '  after a move to B      : %7.2f s   (each round: %s)\n' "$m" "$(printf '%.2f ' "${moved[@]}")"
+printf '  ratio                  : %7.2fx at home (target <= 1.5x)\n' "$(echo "$m / $h" | bc -l)"
