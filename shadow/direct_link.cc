@@ -62,6 +62,82 @@ class EndSeen final : public WrappedStream {
   bool& ended_;
 };
 
+// Small messages written in one turn of the event loop go out as one write (one
+// record, one system call), made once the loop has nothing else to do before it
+// waits. Cap'n Proto writes a connection's messages one after the other, each a
+// system call: the link process lets go of held answers 32 at a time (JobCalls::hold),
+// and their 32 Finish messages were 32 writes (strace: one more system call per
+// forwarded call). A small write is taken at once (its bytes copied); a big one goes
+// after what is pending, and is done when it is written. A write that fails fails the
+// writes after it; nothing is lost that matters: the link process keeps each request
+// until its answer comes, and sends it again on the resumed link.
+class Batched final : public WrappedStream {
+ public:
+  explicit Batched(kj::Own<kj::AsyncIoStream> inner) : WrappedStream(kj::mv(inner)) {}
+
+  kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override {
+    return inner_->tryRead(buffer, minBytes, maxBytes);
+  }
+  kj::Maybe<int> getFd() const override { return inner_->getFd(); }
+
+  kj::Promise<void> write(const void* buffer, size_t size) override {
+    kj::ArrayPtr<const kj::byte> piece(static_cast<const kj::byte*>(buffer), size);
+    return write(kj::arrayPtr(&piece, 1));
+  }
+
+  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
+    KJ_IF_MAYBE(e, failed_) { return kj::cp(*e); }
+    size_t total = 0;
+    for (auto& p : pieces) total += p.size();
+    if (total >= kSmall) {
+      // After what is pending, straight from the writer's pieces (no copy of a big one):
+      // the writer keeps them until the write is done (Cap'n Proto's network drops a
+      // write only with itself, and the network goes before the stream it writes to).
+      flush();
+      auto done = chain_.addBranch().then([this, pieces]() { return inner_->write(pieces); }).fork();
+      chain_ = done.addBranch().catch_([this](kj::Exception&& e) { failed_ = kj::mv(e); }).fork();
+      return done.addBranch();
+    }
+    for (auto& p : pieces) pending_.addAll(p);
+    if (!queued_) {
+      queued_ = true;
+      last_ = kj::evalLast([this]() {
+                queued_ = false;
+                flush();
+              }).eagerlyEvaluate(nullptr);
+    }
+    return kj::READY_NOW;
+  }
+
+  // After what is pending.
+  void shutdownWrite() override {
+    flush();
+    chain_ = chain_.addBranch().then([this]() { inner_->shutdownWrite(); }).catch_([](kj::Exception&&) {}).fork();
+  }
+
+ private:
+  static constexpr size_t kSmall = 16 * 1024;
+
+  // What is pending goes behind the writes before it.
+  void flush() {
+    if (pending_.empty()) return;
+    auto bytes = pending_.releaseAsArray();
+    auto* begin = bytes.begin();
+    const size_t size = bytes.size();
+    chain_ = chain_.addBranch()
+                 .then([this, begin, size]() { return inner_->write(begin, size); })
+                 .attach(kj::mv(bytes))
+                 .catch_([this](kj::Exception&& e) { failed_ = kj::mv(e); })
+                 .fork();
+  }
+
+  kj::Vector<kj::byte> pending_;
+  bool queued_ = false;
+  kj::Maybe<kj::Exception> failed_;
+  kj::ForkedPromise<void> chain_ = kj::Promise<void>(kj::READY_NOW).fork();  // the writes under way, in order
+  kj::Promise<void> last_ = nullptr;  // the flush at the end of the turn
+};
+
 // A listening TCP socket on `host` (numeric or a name; "[v6]" too), port chosen by the
 // kernel: its fd, and the port in `port`.
 int listenOn(kj::StringPtr host, uint16_t& port) {
@@ -258,6 +334,7 @@ void DirectLinkServer::serve(kj::Own<Served> link) {
     auto replaced = kj::mv(*old);
     tasks_.add(kj::evalLater([replaced = kj::mv(replaced)]() {}));
   }
+  link->stream = kj::heap<Batched>(kj::mv(link->stream));
   link->network = kj::heap<capnp::TwoPartyVatNetwork>(*link->stream, capnp::rpc::twoparty::Side::SERVER);
   link->rpc = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(capnp::makeRpcServer(*link->network, bootstrap_));
   auto ended = link->network->onDisconnect();
@@ -282,7 +359,7 @@ void DirectLinkServer::broke(uint32_t which) {
 }
 
 DirectLink::DirectLink(kj::Own<kj::AsyncIoStream> stream)
-    : stream_(kj::mv(stream)), client_(*stream_), deputy_(client_.bootstrap().castAs<rpc::Deputy>()) {}
+    : stream_(kj::heap<Batched>(kj::mv(stream))), client_(*stream_), deputy_(client_.bootstrap().castAs<rpc::Deputy>()) {}
 
 kj::Promise<kj::Own<DirectLink>> DirectLink::connect(kj::Network& network, kj::StringPtr address, LinkSecret secret,
                                                      kj::Timer& timer, uint64_t timeoutMs, bool watched) {

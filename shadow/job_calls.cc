@@ -39,6 +39,13 @@ constexpr uint64_t kResumeLastPauseMs = 1000;
 constexpr size_t kHeldAnswers = 32;
 constexpr uint64_t kHeldAnswerBytes = 1u << 20;
 
+// A call's Cap'n Proto message sized for its request: without the size it starts with
+// capnp's 8 KiB first segment (zeroed, then freed, on every call) and a request that
+// does not fit gets a second segment besides.
+capnp::MessageSize sized(kj::ArrayPtr<const kj::byte> request) {
+  return capnp::MessageSize{request.size() / sizeof(capnp::word) + 4, 0};
+}
+
 kj::Array<kj::byte> eioReply(kj::ArrayPtr<const kj::byte> request) {
   rsc::ReplyHeader reply{};
   reply.magic = rsc::kReplyMagic;
@@ -385,7 +392,7 @@ kj::Promise<kj::Array<kj::byte>> JobCalls::call(kj::Array<kj::byte> request) {
 kj::Promise<kj::Array<kj::byte>> JobCalls::send(kj::Array<kj::byte> request) {
   if (lost_) return eioReply(request);
   const uint64_t generation = generation_;
-  auto req = deputy().callRequest();
+  auto req = deputy().callRequest(sized(request));
   req.setRequest(request);
   return req.send().then(
       [this](capnp::Response<rpc::Deputy::CallResults> r) -> kj::Promise<kj::Array<kj::byte>> {
@@ -473,7 +480,7 @@ void JobCalls::pump() {
 kj::Promise<int32_t> JobCalls::sendWrite(kj::Array<kj::byte> request) {
   if (lost_) return EIO;
   const uint64_t generation = generation_;
-  auto req = deputy().callRequest();
+  auto req = deputy().callRequest(sized(request));
   req.setRequest(request);
   return req.send().then(
       [this](capnp::Response<rpc::Deputy::CallResults> r) -> kj::Promise<int32_t> {
