@@ -292,6 +292,7 @@ int run(int argc, char** argv) {
 
   // Signals that were pending at the freeze went with the job's image.
   takeSignals(dropSignals);
+  startStopWatchThread();
 
   const auto before = jobFds();
   planFdSpace();
