@@ -3,9 +3,10 @@
 # redirected file, fgets + fseek/ftell on a file, syscall(SYS_write) appends, a file
 # opened after the migration: contents exact after a -> b, as an undisturbed run's
 # without mig; getpid/getppid unchanged; its files only in a's private directory. A
-# python3 job (jobs/child_lock.py) moved a -> b forks a child there that takes an fcntl
-# lock (lockf) on a home file: a process on a finds the lock held while the child holds
-# it and free once it has let go.
+# python3 job (jobs/child_lock.py) holding an fcntl lock on a home file, moved a -> b,
+# forks a child there: the job's lock keeps the child out, the child's own lock is held
+# at home (a process on a finds both held), and the child's end drops its lock, not the
+# job's.
 #
 # usage: home_files.sh OPTIONS (below); meson runs it as test 'migration-home-files'
 # (suite cluster) with every path filled in.
@@ -55,34 +56,45 @@ if start_job rwjob mig "$RWJOB" @DIR@ "$RW_STEPS"; then
   only_on_a rwjob out err data/input.txt data/append.log data/late.txt
 fi
 
-# --- an fcntl lock taken by a child born away is held at home ------------------------------------
-# lock_at_a FILE: "held" when a process on a cannot take a write lock on bytes 0-9 of
-# FILE (someone holds one there), "free" when it can.
+# --- fcntl locks of a child born away are its own at home ---------------------------------------
+# lock_at_a FILE START: "held" when a process on a cannot take a write lock on bytes
+# START..START+9 of FILE (someone holds one there), "free" when it can.
 lock_at_a() {
   hx a /usr/bin/python3 -c 'import fcntl, os, sys
 fd = os.open(sys.argv[1], os.O_RDWR)
 try:
-    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 0)
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, int(sys.argv[2]))
     print("free")
 except OSError:
-    print("held")' "$1"
+    print("held")' "$1" "$2"
 }
 CHILD_LOCK_JOB=$(readlink -f "$(dirname "$0")/jobs/child_lock.py")
+LOCKED=$(jdir lock)/data/locked.dat
 if start_job lock mig /usr/bin/python3 "$CHILD_LOCK_JOB" @DIR@ && hop lock a b; then
   touch "$(jfile lock data/go)"
   if wait_until 30 grep -qx 'child locked' "$(jfile lock out)"; then
-    held=$(lock_at_a "$(jdir lock)/data/locked.dat")
-    touch "$(jfile lock data/release)"
-    if [[ $held == held ]]; then
-      ok "lock: the job's child forked on b holds an fcntl lock on a home file, and a process on a finds it held"
+    child=$(lock_at_a "$LOCKED" 0) job=$(lock_at_a "$LOCKED" 20)
+    if grep -qx "child kept out of the job's bytes" "$(jfile lock out)" && [[ $child == held && $job == held ]]; then
+      ok "lock: a child forked on b is kept out of the job's fcntl lock (bytes 20-29), and its own lock (bytes 0-9) is held at home: a process on a finds both held"
     else
-      fail "lock: the job's child forked on b holds an fcntl lock on a home file, but a process on a finds it '$held'"
+      fail "lock: the child forked on b: '$(grep -m1 "^child [tk]" "$(jfile lock out)")' (want kept out); on a its bytes 0-9 '$child', the job's 20-29 '$job' (want held, held)"
     fi
-    if wait_job lock 30 && [[ $STATUS == 0 ]] && grep -qx 'child status 0' "$(jfile lock out)" &&
-       [[ $(lock_at_a "$(jdir lock)/data/locked.dat") == free ]]; then
-      ok "lock: the child let go of it, the job ended with status 0 and the lock is free on a"
+    touch "$(jfile lock data/release)"
+    if wait_until 30 grep -qx 'child status 0' "$(jfile lock out)"; then
+      child=$(lock_at_a "$LOCKED" 0) job=$(lock_at_a "$LOCKED" 20)
+      if [[ $child == free && $job == held ]]; then
+        ok "lock: the child ended holding its lock: on a its bytes are free, the job's still held"
+      else
+        fail "lock: after the child ended holding its lock: on a its bytes 0-9 '$child' (want free), the job's 20-29 '$job' (want held)"
+      fi
     else
-      fail "lock: status $STATUS (want 0), the lock on a '$(lock_at_a "$(jdir lock)/data/locked.dat")' (want free)"
+      fail "lock: no 'child status 0' from the job within 30 s"
+    fi
+    touch "$(jfile lock data/end)"
+    if wait_job lock 30 && [[ $STATUS == 0 ]] && grep -qx done "$(jfile lock out)"; then
+      ok "lock: the job ended with status 0"
+    else
+      fail "lock: status $STATUS (want 0)"
       detail "$(jfile lock out)" "its stdout"
       detail "$(jfile lock err)" "its stderr"
     fi
@@ -91,8 +103,8 @@ if start_job lock mig /usr/bin/python3 "$CHILD_LOCK_JOB" @DIR@ && hop lock a b; 
     detail "$(jfile lock out)" "its stdout"
     detail "$(jfile lock err)" "its stderr"
     shadowd_logs a b
-    touch "$(jfile lock data/release)"
   fi
+  touch "$(jfile lock data/release)" "$(jfile lock data/end)"
 fi
 kill_job lock
 

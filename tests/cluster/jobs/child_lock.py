@@ -1,18 +1,27 @@
-# child_lock.py DIR: a python3 job whose child, forked after the job has moved, takes an
-# fcntl record lock (lockf) on a home file; home_files.sh checks from home that the lock
-# is held there while the child holds it, and free once the child has let it go.
-# It prints STEP lines until DIR/go exists (made at home once the job runs away), then
-# "child locked" once its child holds the lock, and "child status N" at the end; the
-# child lets go once DIR/release exists.
+# child_lock.py DIR: fcntl record locks (lockf) of a python3 job and of its child forked
+# after the job has moved; home_files.sh looks at them from home. The job locks bytes
+# 20-29 of a home file, prints STEP lines until DIR/go exists (made at home once the job
+# runs away), then forks: the child tries the job's bytes through the fd it inherited
+# (the job's lock keeps it out, as between two processes), locks bytes 0-9 and says
+# "child locked"; once DIR/release exists it ends without letting go (its end drops its
+# lock). The job prints "child status N", then "done" once DIR/end exists.
 import fcntl
 import os
 import sys
 import time
 
+
+def wait_for(path):
+    while not os.path.exists(path):
+        time.sleep(0.05)
+
+
 d = sys.argv[1]
-path, go, release = (os.path.join(d, n) for n in ("locked.dat", "go", "release"))
+path, go, release, end = (os.path.join(d, n) for n in ("locked.dat", "go", "release", "end"))
 with open(path, "w") as f:
     f.write("x" * 100)
+fd = os.open(path, os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_EX, 10, 20)
 step = 0
 while not os.path.exists(go):
     step += 1
@@ -20,12 +29,16 @@ while not os.path.exists(go):
     time.sleep(0.1)
 pid = os.fork()
 if pid == 0:
-    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 20)
+        print("child took the job's bytes", flush=True)
+    except OSError:
+        print("child kept out of the job's bytes", flush=True)
     fcntl.lockf(fd, fcntl.LOCK_EX, 10, 0)
     print("child locked", flush=True)
-    while not os.path.exists(release):
-        time.sleep(0.05)
-    fcntl.lockf(fd, fcntl.LOCK_UN, 10, 0)
+    wait_for(release)
     os._exit(0)
 _, status = os.waitpid(pid, 0)
 print("child status", os.waitstatus_to_exitcode(status), flush=True)
+wait_for(end)
+print("done", flush=True)
