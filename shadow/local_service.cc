@@ -101,10 +101,12 @@ kj::Promise<void> readStops(Daemon& d, uint64_t jobId, kj::Own<kj::AsyncInputStr
 
 // Follows the stops of the job's deputy from now on: told by its stop watch
 // (stop_watch.h), started once per deputy process, or else by looking at its state.
-// Called after each hop: a stop that came while the job moved is acted on now.
+// Called when the deputy registers (it starts its stop-watch thread before) and after
+// each hop: a stop that came while the job moved is acted on now.
 kj::Promise<void> followStops(Daemon& d, uint64_t jobId) {
   KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) {
     HomeJob& job = **j;
+    if (job.deputy == nullptr) return kj::READY_NOW;  // the hop is over before its deputy registered
     if (stopWatchRunning(job.vpid)) {
       if (!job.migrating && job.location.size() > 0) {
         deputyFound(d, job, processStopped(job.vpid), "seen by its stop watch after the hop");
@@ -706,6 +708,7 @@ class LocalImpl final : public rpc::Local::Server {
     HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
     d_.deputyRegistered(job, p.getDeputy());
     d_.log(kj::str("job ", job.id, ": PID ", job.vpid, " is now its deputy"));
+    d_.tasks().add(followStops(d_, job.id));
     return kj::READY_NOW;
   }
 
