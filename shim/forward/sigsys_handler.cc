@@ -132,11 +132,22 @@ pid_t localPid(int64_t arg) {
   return pid;
 }
 
+// Tells the deputy's lock keeper (rsc/child_locks.h) that process `owner` (a virtual
+// PID) closed home fd `homeFd` (kChildLockForget) or ended (kChildLockForgetAll, fd -1).
+void sendChildLockForget(int64_t homeFd, int cmd, pid_t owner) {
+  struct flock unused {};  // the row's struct travels whatever the command
+  int64_t args[6] = {homeFd, cmd, reinterpret_cast<int64_t>(&unused), owner, 0, 0};
+  forwardRow(rsc::rowOf(rsc::CallId::ChildLock), args);
+}
+
 // A wait that reaped a child born here: its slot is free, its virtual PID is the result.
-long reaped(long real, bool exited) {
+// A child killed by a signal never made its exit_group, which drops its record locks at
+// home: they go now (if it held none, the deputy has nothing to do).
+long reaped(long real, bool exited, bool killed) {
   if (real <= 0) return real;
   pid_t vpid = childVirtualPid(static_cast<pid_t>(real));
   if (exited) forgetChild(static_cast<pid_t>(real));
+  if (exited && killed) sendChildLockForget(-1, rsc::kChildLockForgetAll, vpid);
   return vpid;
 }
 
@@ -199,11 +210,13 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
     case rsc::Handler::Wait4: {
       if (static_cast<pid_t>(a[0]) > 0 ? isHomePid(a[0]) : !haveChildren()) return forwardRow(row, a);
       a[0] = localPid(a[0]);
+      int ownStatus = 0;  // how the child ended, when the caller does not ask
+      if (a[1] == 0) a[1] = reinterpret_cast<int64_t>(&ownStatus);
       long r = runWith(c.nr, a, uc, &row);
       const auto* status = reinterpret_cast<const int*>(a[1]);
       const bool exited = !(a[2] & (WUNTRACED | WCONTINUED)) ||
                           (status != nullptr && !WIFSTOPPED(*status) && !WIFCONTINUED(*status));
-      return reaped(r, exited);
+      return reaped(r, exited, r > 0 && status != nullptr && WIFSIGNALED(*status));
     }
     case rsc::Handler::ProcessGroup: {
       // setpgid of a child born here, in a group here (its own, or another's born here).
@@ -226,7 +239,8 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
       if (r == 0 && info != nullptr && info->si_pid > 0) {
         const bool exited = !(a[3] & WNOWAIT) && (info->si_code == CLD_EXITED || info->si_code == CLD_KILLED ||
                                                   info->si_code == CLD_DUMPED);
-        info->si_pid = static_cast<pid_t>(reaped(info->si_pid, exited));
+        info->si_pid = static_cast<pid_t>(
+            reaped(info->si_pid, exited, info->si_code == CLD_KILLED || info->si_code == CLD_DUMPED));
       }
       return r;
     }
@@ -333,10 +347,8 @@ long childLock(State& s, const TrappedCall& c, const ucontext_t* uc) {
 void forgetChildLocks(State& s, int32_t fd) {
   if (!shim::g_runtime.bornAway || s.childLocked.load(std::memory_order_acquire) == 0) return;
   if (fd >= 0 && !isForwardedFd(s, fd)) return;
-  struct flock unused {};  // the row's struct travels whatever the command
-  int64_t args[6] = {fd >= 0 ? homeFdOf(fd) : -1, fd >= 0 ? rsc::kChildLockForget : rsc::kChildLockForgetAll,
-                     reinterpret_cast<int64_t>(&unused), shim::g_runtime.vpid, 0, 0};
-  forwardRow(rsc::rowOf(rsc::CallId::ChildLock), args);
+  sendChildLockForget(fd >= 0 ? homeFdOf(fd) : -1, fd >= 0 ? rsc::kChildLockForget : rsc::kChildLockForgetAll,
+                      shim::g_runtime.vpid);
 }
 
 // A call the table has a row for, which concerns home: its handler (rsc::Handler).

@@ -6,7 +6,7 @@
 # python3 job (jobs/child_lock.py) holding an fcntl lock on a home file, moved a -> b,
 # forks a child there: the job's lock keeps the child out, the child's own lock is held
 # at home (a process on a finds both held), and the child's end drops its lock, not the
-# job's.
+# job's; so does the reaping of a second child killed by SIGKILL holding one.
 #
 # usage: home_files.sh OPTIONS (below); meson runs it as test 'migration-home-files'
 # (suite cluster) with every path filled in.
@@ -90,6 +90,18 @@ if start_job lock mig /usr/bin/python3 "$CHILD_LOCK_JOB" @DIR@ && hop lock a b; 
     else
       fail "lock: no 'child status 0' from the job within 30 s"
     fi
+    if wait_until 30 grep -qx 'killed child locked' "$(jfile lock out)"; then
+      held=$(lock_at_a "$LOCKED" 40)
+      touch "$(jfile lock data/kill)"
+      if wait_until 30 grep -qx 'killed child status -9' "$(jfile lock out)" && [[ $held == held ]] &&
+         [[ $(lock_at_a "$LOCKED" 40) == free && $(lock_at_a "$LOCKED" 20) == held ]]; then
+        ok "lock: a second child, killed by SIGKILL holding its lock: on a its bytes held, then free once the job reaped it, the job's still held"
+      else
+        fail "lock: the second child's bytes 40-49 on a: '$held' while it ran (want held), '$(lock_at_a "$LOCKED" 40)' once killed and reaped (want free); the job's '$(lock_at_a "$LOCKED" 20)' (want held)"
+      fi
+    else
+      fail "lock: no 'killed child locked' from the job's second child within 30 s"
+    fi
     touch "$(jfile lock data/end)"
     if wait_job lock 30 && [[ $STATUS == 0 ]] && grep -qx done "$(jfile lock out)"; then
       ok "lock: the job ended with status 0"
@@ -104,7 +116,7 @@ if start_job lock mig /usr/bin/python3 "$CHILD_LOCK_JOB" @DIR@ && hop lock a b; 
     detail "$(jfile lock err)" "its stderr"
     shadowd_logs a b
   fi
-  touch "$(jfile lock data/release)" "$(jfile lock data/end)"
+  touch "$(jfile lock data/release)" "$(jfile lock data/kill)" "$(jfile lock data/end)"
 fi
 kill_job lock
 
