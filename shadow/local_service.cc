@@ -81,19 +81,35 @@ kj::Promise<void> pollStops(Daemon& d, uint64_t jobId) {
 }
 
 // The stop watch's reports, until the helper ends (the deputy ended or became the job).
-// While the job moves they wait: followStops looks once the hop is over.
-kj::Promise<void> readStops(Daemon& d, uint64_t jobId, kj::Own<kj::AsyncInputStream> reports) {
+// Its first word: it traces the deputy's thread ('A'), or not ('F', errno: then its
+// state is looked at instead). While the job moves the reports wait: followStops looks
+// once the hop is over.
+kj::Promise<void> readStops(Daemon& d, uint64_t jobId, kj::Own<kj::AsyncInputStream> reports, bool first) {
   auto buf = kj::heapArray<kj::byte>(64);
-  auto got = reports->tryRead(buf.begin(), 1, buf.size());
-  return got.then([&d, jobId, reports = kj::mv(reports), buf = kj::mv(buf)](size_t n) mutable -> kj::Promise<void> {
-    if (n == 0) return kj::READY_NOW;
+  auto got = reports->tryRead(buf.begin(), 1, buf.size());  // 'F' and its errno come in one write
+  return got.then([&d, jobId, reports = kj::mv(reports), buf = kj::mv(buf), first](size_t n) mutable -> kj::Promise<void> {
     KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) {
       HomeJob& job = **j;
       if (job.ended) return kj::READY_NOW;
-      if (!job.migrating && job.location.size() > 0) {
+      size_t from = 0;
+      if (first) {
+        if (n == 0 || buf[0] != 'A') {
+          // Another helper of ours got there first (followStops at the deputy's
+          // registration and again at the hop's end): that one reports.
+          if (stopWatchRunning(job.vpid)) return kj::READY_NOW;
+          auto why = n >= 2 && buf[0] == 'F' ? stopWatchRefused(job.vpid, buf[1]) : kj::str("its helper ended at once");
+          d.log(kj::str("job ", jobId, ": no stop watch (", why, "); looking at its deputy's state every ", kStopPollMs,
+                        " ms"));
+          return pollStops(d, jobId);
+        }
+        d.log(kj::str("job ", jobId, ": its deputy's stops are watched"));
+        from = 1;
+      }
+      if (n == 0) return kj::READY_NOW;
+      if (n > from && !job.migrating && job.location.size() > 0) {
         deputyFound(d, job, buf[n - 1] == 'S', "seen by its stop watch");  // the latest word is the state now
       }
-      return readStops(d, jobId, kj::mv(reports));
+      return readStops(d, jobId, kj::mv(reports), false);
     }
     return kj::READY_NOW;
   });
@@ -115,10 +131,9 @@ kj::Promise<void> followStops(Daemon& d, uint64_t jobId) {
     }
     kj::String why;
     KJ_IF_MAYBE(watch, startStopWatch(*d.io().lowLevelProvider, job.vpid, why)) {
-      d.log(kj::str("job ", jobId, ": its deputy's stops are watched (helper PID ", watch->helper, ")"));
       d.tasks().add(childExit(d.eventPort(), watch->helper).ignoreResult());
-      // Already stopped before the watch began: the helper reports that first.
-      return readStops(d, jobId, kj::mv(watch->reports));
+      // Already stopped before the watch began: the helper reports that next.
+      return readStops(d, jobId, kj::mv(watch->reports), true);
     }
     d.log(kj::str("job ", jobId, ": no stop watch (", why, "); looking at its deputy's state every ", kStopPollMs, " ms"));
     return pollStops(d, jobId);

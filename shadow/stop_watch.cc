@@ -8,7 +8,6 @@
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -92,6 +91,10 @@ bool stopSignal(int sig) { return sig == SIGSTOP || sig == SIGTSTP || sig == SIG
 
 }  // namespace
 
+kj::String stopWatchRefused(pid_t deputyPid, int error) {
+  return kj::str("cannot trace the ", kThreadName, " thread of deputy PID ", deputyPid, ": ", strerror(error));
+}
+
 bool stopWatchRunning(pid_t deputyPid) {
   const pid_t tid = findThread(deputyPid);
   if (tid == 0) return false;
@@ -136,32 +139,6 @@ kj::Maybe<StopWatch> startStopWatch(kj::LowLevelAsyncIoProvider& io, pid_t deput
     traceStops(tid, 3);
   }
   close(fds[1]);
-  // Its first word: traced, or why not. Waited for here: the helper answers at once
-  // (a fork and one ptrace call), and within kFirstWordMs or not at all.
-  constexpr int kFirstWordMs = 2000;
-  char first[2] = {};
-  ssize_t n = -1;
-  struct pollfd p = {fds[0], POLLIN, 0};
-  int ready;
-  do ready = poll(&p, 1, kFirstWordMs);
-  while (ready < 0 && errno == EINTR);
-  if (ready == 1) {
-    do n = read(fds[0], first, 1);
-    while (n < 0 && errno == EINTR);
-  }
-  if (n != 1 || first[0] != 'A') {
-    if (n == 1 && first[0] == 'F' && read(fds[0], first + 1, 1) == 1) {
-      why = kj::str("cannot trace thread ", tid, " of deputy PID ", deputyPid, ": ", strerror(first[1]));
-    } else if (ready == 0) {
-      why = kj::str("its stop-watch helper did not start within ", kFirstWordMs, " ms");
-    } else {
-      why = kj::str("its stop-watch helper ended before tracing thread ", tid);
-    }
-    close(fds[0]);
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);  // or kj's reaper took it already
-    return nullptr;
-  }
   fcntl(fds[0], F_SETFL, O_NONBLOCK);
   return StopWatch{pid, io.wrapInputFd(fds[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP |
                                                    kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC |

@@ -6,7 +6,9 @@
 // other threads or the signals they take, but it stops with the process (a group stop),
 // which the tracer is told of. The helper lets the stop stand (PTRACE_LISTEN: the
 // deputy's parent still sees it with waitpid(WUNTRACED), SIGCONT still continues it) and
-// writes one byte to shadowd: 'S' stopped, 'C' continued. It ends when the thread does
+// writes one byte to shadowd: 'S' stopped, 'C' continued. Its first word says whether
+// it traces the thread: 'A', or 'F' and the errno of PTRACE_SEIZE (then it ends; another
+// tracer, a debugger, or no permission). It ends when the thread does
 // (the deputy ended, or exec'd into the job coming home), and with shadowd
 // (PR_SET_PDEATHSIG), which detaches it.
 //
@@ -26,11 +28,13 @@ struct StopWatch {
   kj::Own<kj::AsyncInputStream> reports;   // 'S' and 'C' bytes, then EOF
 };
 
-// Starts watching deputy `deputyPid`. Null, with `why` set, if the deputy has no
-// stop-watch thread (an older deputy) or it cannot be traced (another tracer: a
-// debugger; no permission): then poll its state instead. The helper has told that it
-// traces the thread before this returns.
+// Starts watching deputy `deputyPid` (without waiting for the helper: its first word
+// comes on `reports`). Null, with `why` set, if the deputy has no stop-watch thread (an
+// older deputy) or no helper could be started: then poll its state instead.
 kj::Maybe<StopWatch> startStopWatch(kj::LowLevelAsyncIoProvider& io, pid_t deputyPid, kj::String& why);
+
+// What a failed first word ('F', errno) says.
+kj::String stopWatchRefused(pid_t deputyPid, int error);
 
 // Whether deputy `deputyPid`'s stop-watch thread is traced by a helper of this process
 // already (a deputy is watched once, whatever number of hops it serves).

@@ -1,13 +1,16 @@
 // startStopWatch: a deputy-like process (a thread named mig-stopwatch that blocks every
 // signal) stopped with SIGSTOP is reported at once, its parent still sees the stop and
-// the continue, signals still reach its other threads, and the helper ends with it.
+// the continue, signals still reach its other threads, and the helper ends with it; a
+// thread traced already (a debugger) is refused in the helper's first word.
 #include "shadow/stop_watch.h"
 
 #include <doctest/doctest.h>
 
 #include <kj/async-io.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -65,6 +68,7 @@ TEST_CASE("stop watch: a SIGSTOP is reported at once, the parent sees the stop a
   kj::String why;
   auto maybeWatch = startStopWatch(*io.lowLevelProvider, deputy, why);
   KJ_IF_MAYBE(watch, maybeWatch) {
+    CHECK(nextReport(io, *watch->reports) == 'A');  // its first word: it traces the thread
     CHECK(stopWatchRunning(deputy));  // watched once: a second startStopWatch is not made
     // Signals still reach the process's other threads, and the helper says nothing.
     kill(deputy, SIGUSR1);
@@ -101,6 +105,41 @@ TEST_CASE("stop watch: a SIGSTOP is reported at once, the parent sees the stop a
     REQUIRE(waitpid(watch->helper, &status, 0) == watch->helper);
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
+  } else {
+    FAIL("no stop watch: " << why.cStr());
+    kill(deputy, SIGKILL);
+    waitpid(deputy, nullptr, 0);
+  }
+  close(fromChild);
+  alarm(0);
+}
+
+TEST_CASE("stop watch: a thread another tracer has is refused in the first word") {
+  alarm(60);
+  auto io = kj::setupAsyncIo();
+  int fromChild = -1;
+  pid_t deputy = startDeputyLike(true, fromChild);
+  kj::String why;
+  auto first = startStopWatch(*io.lowLevelProvider, deputy, why);
+  auto second = startStopWatch(*io.lowLevelProvider, deputy, why);
+  KJ_IF_MAYBE(a, first) {
+    KJ_IF_MAYBE(b, second) {
+      CHECK(nextReport(io, *a->reports) == 'A');
+      char word[2] = {};
+      auto n = io.provider->getTimer().timeoutAfter(10 * kj::SECONDS, b->reports->tryRead(word, 2, 2)).wait(io.waitScope);
+      CHECK(n == 2);
+      CHECK(word[0] == 'F');
+      CHECK(stopWatchRefused(deputy, word[1]) ==
+            kj::str("cannot trace the mig-stopwatch thread of deputy PID ", deputy, ": ", strerror(EPERM)));
+      int status = 0;
+      REQUIRE(waitpid(b->helper, &status, 0) == b->helper);
+      CHECK(WEXITSTATUS(status) == 1);
+    } else {
+      FAIL("no second helper: " << why.cStr());
+    }
+    kill(deputy, SIGKILL);
+    waitpid(deputy, nullptr, 0);
+    waitpid(a->helper, nullptr, 0);
   } else {
     FAIL("no stop watch: " << why.cStr());
     kill(deputy, SIGKILL);
