@@ -24,6 +24,7 @@
 #include "deputy/own_fds.h"
 #include "deputy/readiness.h"
 #include "deputy/signals.h"
+#include "rsc/child_locks.h"
 #include "shadow/direct_link.h"
 #include "shadow/hex.h"
 #include "shadow/mig.capnp.h"
@@ -292,9 +293,11 @@ int run(int argc, char** argv) {
 
   // Signals that were pending at the freeze went with the job's image.
   takeSignals(dropSignals);
+  startStopWatchThread();
 
   const auto before = jobFds();
   planFdSpace();
+  rsc::setChildLockFdPlacer(placeOwn);  // the lock keeper's socket among the deputy's fds
   openLog();
   auto placeholders = fillLowFds();
   auto io = kj::setupAsyncIo();

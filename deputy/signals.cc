@@ -4,6 +4,8 @@
 #include "deputy/log.h"
 
 #include <csignal>
+#include <pthread.h>
+#include <sys/prctl.h>
 #include <cstring>
 #include <ctime>
 #include <unistd.h>
@@ -49,6 +51,27 @@ void takeSignals(uint64_t dropMask) {
   kj::UnixEventPort::setReservedSignal(kReservedSignal);
   for (int sig = 1; sig <= 64; ++sig)
     if (forwarded(sig)) kj::UnixEventPort::captureSignal(sig);
+}
+
+void startStopWatchThread() {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 64 * 1024);  // it only sleeps
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_t thread;
+  const int r = pthread_create(
+      &thread, &attr,
+      [](void*) -> void* {
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, nullptr);
+        prctl(PR_SET_NAME, kStopWatchThread, 0, 0, 0);
+        for (;;) pause();  // every signal blocked: never returns
+      },
+      nullptr);
+  pthread_attr_destroy(&attr);
+  // Without it shadowd looks at the deputy's state from time to time instead.
+  if (r != 0) log(kj::str("no stop-watch thread (", strerror(r), "): shadowd will poll for stops"));
 }
 
 SignalForwarder::SignalForwarder(kj::UnixEventPort& port, kj::TaskSet& tasks, rpc::Local::Client local,

@@ -17,10 +17,21 @@
 
 namespace mig::deputy {
 
+// The stop-watch thread's name (/proc/PID/task/TID/comm), by which shadowd finds it.
+constexpr const char* kStopWatchThread = "mig-stopwatch";
+
 // Before the event loop exists: blocks every signal, drops the pending ones in
 // `dropMask` (bit n-1: signal n), and gives kj the signals to catch (and one for itself
 // that is not the job's).
 void takeSignals(uint64_t dropMask);
+
+// Starts the deputy's stop-watch thread (named kStopWatchThread): it blocks every
+// signal and sleeps, so it never takes one, but like every thread it stops when the
+// process is stopped. Its home shadowd traces it alone (shadow/stop_watch.h) and so
+// hears of a SIGSTOP at once, which nothing but the deputy's parent hears of otherwise;
+// the deputy's own threads, and the signals they take, are not traced. Before the
+// deputy registers, so shadowd finds it.
+void startStopWatchThread();
 
 // Forwards every caught signal to the job with its siginfo, one at a time and in the
 // order caught, for as long as the process lives; stops the deputy once the job has a

@@ -3,6 +3,7 @@
 // a file at home, hashed once per (device, inode, size, mtime) for as long as the
 // deputy lives. The shim computes the same on the job's host and compares.
 #include "rsc/file_identity.h"
+#include "rsc/child_locks.h"
 
 #include <cerrno>
 #include <cstring>
@@ -71,6 +72,7 @@ namespace mig::rsc {
 // them from here, so the deputy need not export them.
 void* ownFunction(const char* name) {
   if (strcmp(name, "mig_file_identity") == 0) return reinterpret_cast<void*>(&mig_file_identity);
+  if (strcmp(name, "mig_child_lock") == 0) return reinterpret_cast<void*>(&mig_child_lock);  // child_locks.h
   return nullptr;
 }
 

@@ -136,7 +136,9 @@ constexpr bool tableIsSound(const Row* rows, uint32_t count) {
     if ((r.ret == Ret::Pointer) != (r.fixup == Fixup::CwdLength)) return false;
     if (r.fixup == Fixup::CwdLength && r.args[0].kind != Arg::OutBuf) return false;
     if (r.fixup == Fixup::RawSyscall && (r.variadic || r.ret != Ret::Long)) return false;
-    for (uint32_t j = 0; j < i; ++j) {  // no two rows answer the same trapped call
+    // No two rows answer the same trapped call (the shim's own questions are never
+    // trapped calls: they share a number no kernel has and are named by id).
+    for (uint32_t j = 0; j < i && r.locality != Locality::ShimsOwn; ++j) {
       const Row& o = rows[j];
       if (o.sysno == r.sysno && (r.selectorArg < 0 || o.selector == r.selector)) return false;
     }

@@ -9,6 +9,7 @@
 #include "shadow/error.h"
 #include "shadow/services.h"
 #include "shadow/spool.h"
+#include "shadow/stop_watch.h"
 
 #include "shim/control_protocol.h"
 
@@ -29,7 +30,8 @@ namespace {
 constexpr uint64_t kNodeInfoTimeoutMs = 3000;
 
 // How often shadowd looks whether a deputy was stopped by SIGSTOP (which it cannot
-// catch, and nothing but its parent hears of).
+// catch, and nothing but its parent hears of) when it cannot trace the deputy's
+// stop-watch thread (stop_watch.h).
 constexpr uint64_t kStopPollMs = 100;
 
 kj::String readProc(pid_t pid, const char* what) {
@@ -50,27 +52,93 @@ bool processStopped(pid_t pid) {
   return paren != nullptr && paren[1] == ' ' && paren[2] == 'T';
 }
 
-// Every kStopPollMs, while the job's record lives: a deputy found stopped that did not
-// stop itself for a forwarded TSTP (TTIN, TTOU), so by SIGSTOP, has the job stopped too
-// with SIGSTOP. SIGCONT needs nothing here: the deputy catches it and passes it on
-// (deputySignal then forgets the stop, so the next one is seen however soon it comes).
-kj::Promise<void> followStops(Daemon& d, uint64_t jobId) {
+// A deputy found stopped that did not stop itself for a forwarded TSTP (TTIN, TTOU), so
+// stopped by SIGSTOP, has the job stopped too with SIGSTOP. SIGCONT needs nothing here:
+// the deputy catches it and passes it on (deputySignal then forgets the stop, so the
+// next one is seen however soon it comes). While the job moves, its stop is seen once
+// it has arrived (followStops after the hop).
+void deputyFound(Daemon& d, HomeJob& job, bool stopped, const char* how) {
+  if (stopped && !job.deputyStopped && !job.stopForwarded) {
+    d.log(kj::str("job ", job.id, ": its deputy (PID ", job.vpid, ") was stopped; stopping the job (", how, ")"));
+    d.tasks().add(sendSignal(d, job, SIGSTOP));
+  }
+  job.deputyStopped = stopped;
+}
+
+// Without a stop watch: every kStopPollMs, while the job's record lives.
+kj::Promise<void> pollStops(Daemon& d, uint64_t jobId) {
   return d.io().provider->getTimer().afterDelay(kStopPollMs * kj::MILLISECONDS).then([&d, jobId]() -> kj::Promise<void> {
     KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) {
       HomeJob& job = **j;
       if (job.ended) return kj::READY_NOW;
       // While it moves, seen again once it has arrived.
-      if (job.migrating || job.location.size() == 0) return followStops(d, jobId);
-      bool stopped = processStopped(job.vpid);
-      if (stopped && !job.deputyStopped && !job.stopForwarded) {
-        d.log(kj::str("job ", job.id, ": its deputy (PID ", job.vpid, ") was stopped; stopping the job"));
-        d.tasks().add(sendSignal(d, job, SIGSTOP));
-      }
-      job.deputyStopped = stopped;
-      return followStops(d, jobId);
+      if (job.migrating || job.location.size() == 0) return pollStops(d, jobId);
+      deputyFound(d, job, processStopped(job.vpid), "found by a look at its state");
+      return pollStops(d, jobId);
     }
     return kj::READY_NOW;
   });
+}
+
+// The stop watch's reports, until the helper ends (the deputy ended or became the job).
+// Its first word: it traces the deputy's thread ('A'), or not ('F', errno: then its
+// state is looked at instead). While the job moves the reports wait: followStops looks
+// once the hop is over.
+kj::Promise<void> readStops(Daemon& d, uint64_t jobId, kj::Own<kj::AsyncInputStream> reports, bool first) {
+  auto buf = kj::heapArray<kj::byte>(64);
+  auto got = reports->tryRead(buf.begin(), 1, buf.size());  // 'F' and its errno come in one write
+  return got.then([&d, jobId, reports = kj::mv(reports), buf = kj::mv(buf), first](size_t n) mutable -> kj::Promise<void> {
+    KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) {
+      HomeJob& job = **j;
+      if (job.ended) return kj::READY_NOW;
+      size_t from = 0;
+      if (first) {
+        if (n == 0 || buf[0] != 'A') {
+          // Another helper of ours got there first (followStops at the deputy's
+          // registration and again at the hop's end): that one reports.
+          if (stopWatchRunning(job.vpid)) return kj::READY_NOW;
+          auto why = n >= 2 && buf[0] == 'F' ? stopWatchRefused(job.vpid, buf[1]) : kj::str("its helper ended at once");
+          d.log(kj::str("job ", jobId, ": no stop watch (", why, "); looking at its deputy's state every ", kStopPollMs,
+                        " ms"));
+          return pollStops(d, jobId);
+        }
+        d.log(kj::str("job ", jobId, ": its deputy's stops are watched"));
+        from = 1;
+      }
+      if (n == 0) return kj::READY_NOW;
+      if (n > from && !job.migrating && job.location.size() > 0) {
+        deputyFound(d, job, buf[n - 1] == 'S', "seen by its stop watch");  // the latest word is the state now
+      }
+      return readStops(d, jobId, kj::mv(reports), false);
+    }
+    return kj::READY_NOW;
+  });
+}
+
+// Follows the stops of the job's deputy from now on: told by its stop watch
+// (stop_watch.h), started once per deputy process, or else by looking at its state.
+// Called when the deputy registers (it starts its stop-watch thread before) and after
+// each hop: a stop that came while the job moved is acted on now.
+kj::Promise<void> followStops(Daemon& d, uint64_t jobId) {
+  KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) {
+    HomeJob& job = **j;
+    if (job.deputy == nullptr) return kj::READY_NOW;  // the hop is over before its deputy registered
+    if (stopWatchRunning(job.vpid)) {
+      if (!job.migrating && job.location.size() > 0) {
+        deputyFound(d, job, processStopped(job.vpid), "seen by its stop watch after the hop");
+      }
+      return kj::READY_NOW;
+    }
+    kj::String why;
+    KJ_IF_MAYBE(watch, startStopWatch(*d.io().lowLevelProvider, job.vpid, why)) {
+      d.tasks().add(childExit(d.eventPort(), watch->helper).ignoreResult());
+      // Already stopped before the watch began: the helper reports that next.
+      return readStops(d, jobId, kj::mv(watch->reports), true);
+    }
+    d.log(kj::str("job ", jobId, ": no stop watch (", why, "); looking at its deputy's state every ", kStopPollMs, " ms"));
+    return pollStops(d, jobId);
+  }
+  return kj::READY_NOW;
 }
 
 kj::String commandOf(pid_t pid) {
@@ -655,6 +723,7 @@ class LocalImpl final : public rpc::Local::Server {
     HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
     d_.deputyRegistered(job, p.getDeputy());
     d_.log(kj::str("job ", job.id, ": PID ", job.vpid, " is now its deputy"));
+    d_.tasks().add(followStops(d_, job.id));
     return kj::READY_NOW;
   }
 

@@ -300,7 +300,7 @@ TEST_CASE("forward table: the real rows' properties") {
         S{sel("fcntl", F_SETFL), sel("ioctl", FIONBIO)});
   CHECK(functionsWith([](const Row& r) { return r.handler == Handler::ChangeDir; }) == S{"chdir", "fchdir"});
   CHECK(functionsWith([](const Row& r) { return r.locality != Locality::ByArgs; }) ==
-        S{"getcwd", "getppid", "socket", "mig_file_identity", "getpgid", "getsid", "setsid"});
+        S{"getcwd", "getppid", "socket", "mig_file_identity", "getpgid", "getsid", "setsid", "mig_child_lock"});
   CHECK(functionsWith([](const Row& r) { return r.handler == Handler::ProcessGroup; }) == S{"setpgid"});
   CHECK(functionsWith([](const Row& r) { return r.fixup == Fixup::CwdLength; }) == S{"getcwd"});
 }

@@ -119,7 +119,10 @@ TEST_CASE("rsc: every row resolves in libc and is found by its system call") {
     CHECK(rowById(static_cast<uint32_t>(row.id)) == &row);
     int64_t args[6] = {3, 0, 0, 0, 0, 0};
     if (row.selectorArg >= 0) args[row.selectorArg] = row.selector;
-    CHECK(findRow(row.sysno, args) == &row);
+    // The shim's own questions share a number no kernel has: a trapped call with it
+    // finds one of them, which runs here (ENOSYS); they are sent by id.
+    if (row.locality == Locality::ShimsOwn) CHECK(findRow(row.sysno, args)->locality == Locality::ShimsOwn);
+    else CHECK(findRow(row.sysno, args) == &row);
   }
   CHECK(rowById(0) == nullptr);
   CHECK(rowById(rowCount() + 1) == nullptr);

@@ -11,6 +11,7 @@
 // libc function that makes a system call, and leaves errno alone.
 #include "shim/forward/signals.h"
 #include "rsc/call_policy.h"
+#include "rsc/child_locks.h"
 #include "rsc/open_rule.h"
 #include "shim/forward/child_pids.h"
 #include "shim/forward/child_table.h"
@@ -131,11 +132,22 @@ pid_t localPid(int64_t arg) {
   return pid;
 }
 
+// Tells the deputy's lock keeper (rsc/child_locks.h) that process `owner` (a virtual
+// PID) closed home fd `homeFd` (kChildLockForget) or ended (kChildLockForgetAll, fd -1).
+void sendChildLockForget(int64_t homeFd, int cmd, pid_t owner) {
+  struct flock unused {};  // the row's struct travels whatever the command
+  int64_t args[6] = {homeFd, cmd, reinterpret_cast<int64_t>(&unused), owner, 0, 0};
+  forwardRow(rsc::rowOf(rsc::CallId::ChildLock), args);
+}
+
 // A wait that reaped a child born here: its slot is free, its virtual PID is the result.
-long reaped(long real, bool exited) {
+// A child killed by a signal never made its exit_group, which drops its record locks at
+// home: they go now (if it held none, the deputy has nothing to do).
+long reaped(long real, bool exited, bool killed) {
   if (real <= 0) return real;
   pid_t vpid = childVirtualPid(static_cast<pid_t>(real));
   if (exited) forgetChild(static_cast<pid_t>(real));
+  if (exited && killed) sendChildLockForget(-1, rsc::kChildLockForgetAll, vpid);
   return vpid;
 }
 
@@ -247,11 +259,13 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
         // pause between rounds (waitPause).
         const bool both = !nohang && uc != nullptr && askHomeToo(asked[0], true, 0);
         int64_t here[6] = {localPid(asked[0]), asked[1], asked[2] | (both ? WNOHANG : 0), asked[3], asked[4], asked[5]};
+        int ownStatus = 0;  // how the child ended, when the caller does not ask
+        if (here[1] == 0) here[1] = reinterpret_cast<int64_t>(&ownStatus);
         long r = runWith(c.nr, here, uc, &row);
         const auto* status = reinterpret_cast<const int*>(here[1]);
         const bool exited = !(here[2] & (WUNTRACED | WCONTINUED)) ||
                             (status != nullptr && !WIFSTOPPED(*status) && !WIFCONTINUED(*status));
-        r = reaped(r, exited);
+        r = reaped(r, exited, r > 0 && status != nullptr && WIFSIGNALED(*status));
         if (!askHomeToo(asked[0], nohang || both, r)) return r;
         const bool polling = both && r == 0;  // children here, none ready: home is only looked at
         const int64_t home[6] = {asked[0], asked[1], asked[2] | (polling ? WNOHANG : 0), asked[3], asked[4], asked[5]};
@@ -292,7 +306,8 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
         if (r == 0 && info != nullptr && info->si_pid > 0) {
           const bool exited = !(here[3] & WNOWAIT) && (info->si_code == CLD_EXITED || info->si_code == CLD_KILLED ||
                                                        info->si_code == CLD_DUMPED);
-          info->si_pid = static_cast<pid_t>(reaped(info->si_pid, exited));
+          info->si_pid = static_cast<pid_t>(
+              reaped(info->si_pid, exited, info->si_code == CLD_KILLED || info->si_code == CLD_DUMPED));
         }
         // WNOHANG with nothing ready here: si_pid 0 (the kernel zeroes it then).
         const bool none = r == -ECHILD || (r == 0 && info != nullptr && info->si_pid == 0);
@@ -353,24 +368,61 @@ long pendingSignalVerdict(const ucontext_t* uc) {
 // or is made again if the handler has SA_RESTART, as the kernel does for F_SETLKW and
 // flock. What waiting this way loses: the kernel's queue of waiters (a lock freed
 // goes to whoever asks first) and its deadlock detection (EDEADLK).
+// One pause of a lock wait (waitPause), then what a signal the application lets in
+// makes of the wait (pendingSignalVerdict: 0 to try again).
+long pauseForLock(long& pauseNs, const ucontext_t* uc) {
+  waitPause(pauseNs);
+  pauseNs = pauseNs * 2 > kLongestWaitPauseNs ? kLongestWaitPauseNs : pauseNs * 2;
+  return pendingSignalVerdict(uc);
+}
+
 long waitForHomeLock(const rsc::Row& row, const int64_t home[6], const ucontext_t* uc) {
   int64_t attempt[6];
   if (!rsc::lockAttempt(row, home, attempt)) return forwardRow(row, home);
   const rsc::Row* tryRow = rsc::findRow(row.sysno, attempt);
   if (tryRow == nullptr) return -EIO;  // the table lacks the non-blocking form: a bug
-  constexpr long kFirstPauseNs = 1000 * 1000, kLongestPauseNs = 50 * 1000 * 1000;
-  long pauseNs = kFirstPauseNs;
+  long pauseNs = kFirstWaitPauseNs;
   for (;;) {
     const long r = forwardRow(*tryRow, attempt);
     if (!rsc::lockIsTaken(r)) return r;
     if (uc == nullptr) return r;  // no context to wait in (the shim's own use)
-    struct timespec pause = {0, pauseNs};
-    const uint64_t onlyCheckpoint = ~(uint64_t{1} << (shim::kCheckpointSignal - 1));
-    rawSyscall(SYS_ppoll, 0, 0, reinterpret_cast<long>(&pause), reinterpret_cast<long>(&onlyCheckpoint), 8);
-    shim::t_checkpointInterrupted = 0;  // this wait goes on by itself after a checkpoint
-    if (const long verdict = pendingSignalVerdict(uc); verdict != 0) return verdict;
-    pauseNs = pauseNs * 2 > kLongestPauseNs ? kLongestPauseNs : pauseNs * 2;
+    if (const long verdict = pauseForLock(pauseNs, uc); verdict != 0) return verdict;
   }
+}
+
+// Record locks (fcntl F_SETLK, F_SETLKW, F_GETLK) of a process forked away from home
+// are its own at home, not the job's: the row ChildLock takes them as OFD locks on a
+// description the deputy's lock keeper holds for this process and file
+// (rsc/child_locks.h). A wait goes as for WaitsForLock: tried without waiting, again
+// after a pause that lets the checkpoint and the application's signals in.
+bool isRecordLockCall(int64_t cmd) { return cmd == F_SETLK || cmd == F_SETLKW || cmd == F_GETLK; }
+
+long childLock(State& s, const TrappedCall& c, const ucontext_t* uc) {
+  auto* user = reinterpret_cast<struct flock*>(c.a[2]);
+  if (user == nullptr) return -EFAULT;
+  struct flock lock = *user;
+  lock.l_pid = 0;  // as the OFD commands want it
+  const bool test = c.a[1] == F_GETLK;
+  int64_t args[6] = {homeFdOf(fdArg(c.a[0])), test ? F_OFD_GETLK : F_OFD_SETLK, reinterpret_cast<int64_t>(&lock),
+                     shim::g_runtime.vpid, 0, 0};
+  const rsc::Row& row = rsc::rowOf(rsc::CallId::ChildLock);
+  long pauseNs = kFirstWaitPauseNs;
+  for (;;) {
+    const long r = forwardRow(row, args);
+    if (r == 0 && test) *user = lock;
+    if (r == 0 && !test && lock.l_type != F_UNLCK) s.childLocked.store(1, std::memory_order_release);
+    if (c.a[1] != F_SETLKW || !rsc::lockIsTaken(r) || uc == nullptr) return r;
+    if (const long verdict = pauseForLock(pauseNs, uc); verdict != 0) return verdict;
+  }
+}
+
+// Such a process's close of a home fd drops its record locks on that file, as the
+// kernel's close does (called before the fd goes); its end drops them all (fd -1).
+void forgetChildLocks(State& s, int32_t fd) {
+  if (!shim::g_runtime.bornAway || s.childLocked.load(std::memory_order_acquire) == 0) return;
+  if (fd >= 0 && !isForwardedFd(s, fd)) return;
+  sendChildLockForget(fd >= 0 ? homeFdOf(fd) : -1, fd >= 0 ? rsc::kChildLockForget : rsc::kChildLockForgetAll,
+                      shim::g_runtime.vpid);
 }
 
 // A call the table has a row for, which concerns home: its handler (rsc::Handler).
@@ -425,6 +477,7 @@ long route(TrappedCall& c, const ucontext_t* uc) {
     case SYS_close:
       beforeFdClosed(fdArg(a[0]));
       setLockedFd(s, a[0], false);
+      forgetChildLocks(s, fdArg(a[0]));
       return closeMirrored(c);
     case SYS_close_range:
       if (!(a[2] & CLOSE_RANGE_CLOEXEC)) beforeFdsClosed(static_cast<uint32_t>(a[0]), static_cast<uint32_t>(a[1]));
@@ -433,6 +486,7 @@ long route(TrappedCall& c, const ucontext_t* uc) {
       if (c.nr != SYS_dup && a[0] != a[1]) {
         beforeFdClosed(fdArg(a[1]));
         setLockedFd(s, a[1], false);
+        forgetChildLocks(s, fdArg(a[1]));
       }
       return dupMirrored(c);
     case SYS_fcntl:
@@ -449,6 +503,9 @@ long route(TrappedCall& c, const ucontext_t* uc) {
         const long r = routeByTable(s, c, uc);
         if (taking && r != kCallAgain) afterLockTaken(fdArg(a[0]));
         return r;
+      }
+      if (c.nr == SYS_fcntl && shim::g_runtime.bornAway && isRecordLockCall(a[1]) && isForwardedFd(s, fdArg(a[0]))) {
+        return childLock(s, c, uc);
       }
       // A lock taken through a home fd: its file is one the job orders with locks.
       if (isLockTaking(c) && isForwardedFd(s, fdArg(a[0]))) {
@@ -527,6 +584,7 @@ long dispatch(TrappedCall& c, ucontext_t* uc) {
     default: break;
   }
   if (state().status.load(std::memory_order_acquire) != kActive) return runLocally(c, uc);
+  if (c.nr == SYS_exit_group) forgetChildLocks(state(), -1);
   return route(c, uc);
 }
 

@@ -65,6 +65,9 @@ struct State {
   // is one whose sharing it orders with locks: only such a file may be mapped shared
   // and writable (shared_file_mapping.h).
   uint64_t lockedFds[kMaxFds / 64];
+  // A process forked away from home took a record lock at home (rsc/child_locks.h): its
+  // closes of home fds and its end tell the deputy's lock keeper.
+  std::atomic<uint32_t> childLocked;
 };
 
 // Is fd a home fd (its local number a stand-in)?

@@ -8,7 +8,8 @@
 # (sigjob --all): three RTMIN+1 queued with values (kill -q), ALRM, PIPE and USR1
 # sent on a reach the job on b, the realtime ones in order with SI_QUEUE and their
 # values; kill -TSTP on a stops the job on b and the deputy on a (state T), kill
-# -CONT continues both; so do kill -STOP (seen by shadowd on a) and -CONT; the job
+# -CONT continues both; so do kill -STOP (seen by shadowd on a at once, through the
+# deputy's traced stop-watch thread, not by a look at its state) and -CONT; the job
 # counts on to its end. A process tree with a process group of its own (jobs/group_job.py)
 # moves a -> b: its members' group signals reach each member there once, setpgid
 # between members works, and kill -TERM -PGID on a ends the group's members, with the
@@ -185,7 +186,8 @@ if start_job all mig "$SIGJOB" --all "$ALL_STEPS" && hop all a b; then
   elif [[ $stopped == yes ]]; then
     fail "all: after kill -CONT $p on a: the deputy's state '$(state_on_a "$p")', the job at STEP $(last_step all) (stopped at $s1)"
   fi
-  # SIGSTOP cannot be caught: shadowd on a sees the deputy stopped and stops the job.
+  # SIGSTOP cannot be caught: shadowd on a hears of it from its stop watch over the
+  # deputy (shadow/stop_watch.h) and stops the job.
   hx a kill -STOP "$p"
   if wait_until 20 eval '[[ $(state_on_a "$p") == T && $(job_state_on_b) == T ]]'; then
     s2=$(last_step all)
@@ -193,10 +195,11 @@ if start_job all mig "$SIGJOB" --all "$ALL_STEPS" && hop all a b; then
     # One "was stopped" line in a's log: for this SIGSTOP, none for the TSTP above (the
     # deputy stopped itself then, the job had its TSTP).
     stops_seen=$(grep -c 'was stopped; stopping the job' "$T/shadowd-a.log")
-    if wait_until 20 eval '[[ $(state_on_a "$p") != T && $(last_step all) -gt $s2 ]]' && [[ $stops_seen == 1 ]]; then
-      ok "all: kill -STOP $p on a stopped the deputy and the job on b (at STEP $s2); kill -CONT continued both (STEP $(last_step all))"
+    watched=$(grep -c 'was stopped; stopping the job (seen by its stop watch)' "$T/shadowd-a.log")
+    if wait_until 20 eval '[[ $(state_on_a "$p") != T && $(last_step all) -gt $s2 ]]' && [[ $stops_seen == 1 && $watched == 1 ]]; then
+      ok "all: kill -STOP $p on a stopped the deputy and the job on b (at STEP $s2), told by the deputy's stop watch; kill -CONT continued both (STEP $(last_step all))"
     else
-      fail "all: after kill -STOP, kill -CONT $p on a: the deputy's state '$(state_on_a "$p")', the job at STEP $(last_step all) (stopped at $s2); shadowd on a stopped the job $stops_seen times (want 1)"
+      fail "all: after kill -STOP, kill -CONT $p on a: the deputy's state '$(state_on_a "$p")', the job at STEP $(last_step all) (stopped at $s2); shadowd on a stopped the job $stops_seen times (want 1), $watched of them told by the stop watch (want 1)"
       shadowd_logs a b
     fi
   else
