@@ -169,6 +169,11 @@ class RpcSink final : public image::ByteSink {
     }
   }
 
+  // An empty write: the destination starts the job's restart now (it does at an
+  // image's first bytes), so that its start is not inside a stop-and-copy freeze; it
+  // answers once the restart runs (bounded there).
+  void announce() { inFlight_.push_back(sink_.writeRequest().send().ignoreResult()); }
+
   uint64_t total() const { return total_; }
   rpc::ImageSink::Client& sink() { return sink_; }
 
@@ -621,6 +626,20 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     }
     homecoming = homeIs == TreeHomecoming::ALL;
   }
+  // A tree that surely moves stop-and-copy (asked so, or its members share objects)
+  // has every member's restart there started now (an empty write, RpcSink::announce),
+  // so that those starts run while this side does its last looks, not in the freeze
+  // (with pre-copy the rounds' first bytes start them). The freeze waits for B's
+  // answers (each member's link process runs its restart): B's part of the freeze is
+  // then the restores only, not the start of two processes per member on top, and the
+  // capture does not share the CPU with those starts.
+  bool announced = false;
+  auto announce = [&]() {
+    if (announced) return;
+    announced = true;
+    for (auto* h : hops) h->out->announce();
+  };
+  if ((a.mode != nullptr && strcmp(a.mode, "stop-and-copy") == 0) || sharesBefore) announce();
   for (auto* h : hops) resources::waitForLazyPages(h->pid);
   auto ctlOf = [&](MemberHop* h) -> migctl::ControlClient& { return h->ctl.get() != nullptr ? *h->ctl : rootCtl; };
 
@@ -674,6 +693,8 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     }
   }
 
+  if (!precopy) announce();  // stop-and-copy after all (a member's writes cannot be tracked)
+
   // The rounds, while the whole tree runs: each round every member's pages written
   // since its last one, until what the tree wrote during a round is small or stops
   // shrinking (the rule of one process, on the tree's sums: the freeze sends them all).
@@ -700,6 +721,9 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   // The look again right before the park (the rounds may have taken seconds), with
   // its moment for short children, so the tree is parked between two of them.
   check("just before the freeze");
+  if (announced) {
+    for (auto* h : hops) h->out->flush(/*drain=*/true);  // B runs every member's restart
+  }
   // The freeze's breakdown ($MIG_HOP_TIMES, hop_times.h), the tree's as one line: what
   // is spent per member shows as a phase that grows with the members.
   HopTimes times(kj::str("send tree ", precopy ? "pre-copy" : "stop-and-copy", " of ", hops.size()));
