@@ -9,14 +9,21 @@
 #   - a checkpoint to a file (`migctl checkpoint`'s "frozen" time: from the first
 #     freeze request until the image is complete).
 # Median of ROUNDS of each, one process and the tree alternating, each migration of
-# a job started for it (bench/tree_job.c).
+# a job started for it (bench/tree_job.c). Then where each migration's freeze goes:
+# the median of each phase the sender marks ($MIG_HOP_TIMES, shadow/hop_times.h; a
+# tree's one line, from the first freeze request to B's answer to the last commit)
+# and of B's restart of each member (its start to its exec of mig-restore).
 #   bench/tree_bench.sh [ROUNDS] [DIR]      (default 7 rounds; checkpoints in /var/tmp)
 set -eu
 rounds=${1:-7}
 source "$(dirname "$0")/lib.sh"
+# Read by both shadowds' hop senders and restarts (inherited); one file per bench run.
+export MIG_HOP_TIMES=/tmp/mig-treebench-times.$$
+rm -f "$MIG_HOP_TIMES"
 bench_two_shadowds treebench
+times_all=$dir/times.all
 img=$(mktemp -d "${2:-/var/tmp}/mig-tree-bench-XXXXXX")
-trap 'kill -9 "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir" "$img"' EXIT
+trap 'bench_end; rm -rf "$img" "$MIG_HOP_TIMES"' EXIT
 
 # The processes of a tree_job (the root and its children), for kill -9 at the end.
 tree_pids() { echo "$1"; cat /proc/"$1"/task/*/children 2>/dev/null || true; }
@@ -34,9 +41,11 @@ migrate() {
   local members line seen
   members=$(tree_pids "$JOB")
   seen=$(wc -l < "$dir/b.log")
+  : > "$MIG_HOP_TIMES"
   line=$(A migrate "$JOB" --to 127.0.0.1:$pb "--$2" 2>"$dir/m.err" | grep '^migrated ') ||
     { echo "migrate of a tree of $1 ($2) failed: $(cat "$dir/m.err")" >&2; exit 1; }
   echo "$line" > "$dir/last-$1-$2.line"
+  sed "s/^/$2, $1 process(es)\t/" "$MIG_HOP_TIMES" >> "$times_all"
   case $line in
     *"${2/precopy/pre-copy}"*) ;;
     *) echo "the tree of $1 did not move $2: $line" >&2; exit 1 ;;
@@ -76,5 +85,8 @@ for mode in stop-and-copy precopy checkpoint; do
   printf '%-22s one %7.1f ms   tree %7.1f ms   ratio %5.2f (target <= 2)\n' "$label" "$s" "$t" "$(echo "$t / $s" | bc -l)"
   printf '%-22s   one:%s\n%-22s   tree:%s\n' "" "${one[$mode]}" "" "${eight[$mode]}"
 done
+echo "where the freeze goes (the sender's phases sum to its freeze; each member's restart on B"
+echo "starts before the freeze and waits for its image, its other phases are inside 'prepare'):"
+awk -f "$root/bench/hop_times.awk" "$times_all"
 echo "last result lines:"
 sed 's/^/  /' "$dir"/last-*.line

@@ -199,6 +199,17 @@ void FrozenTree::park(Member& m, int timeoutSeconds) {
   }
 }
 
+// The tree as it is now, once its members are parked: from their own children lists
+// (resources::listFrozenTree), not every process on the host (listTree: tens of ms on a
+// busy one, inside the freeze); listTree when that is unsure (a child forked before
+// its parent parked may still fork or reap).
+namespace {
+kj::Vector<resources::TreeProcess> parkedTreeNow(pid_t root) {
+  KJ_IF_MAYBE(t, resources::listFrozenTree(root)) return kj::mv(*t);
+  return resources::listTree(root);
+}
+}  // namespace
+
 FrozenTree::FrozenTree(ControlClient& root, int timeoutSeconds) : root_(root.pid()) {
   resources::waitForLazyPages(root.realPid());  // its page server also fills its children
   auto tree = resources::listTree(root.realPid());
@@ -217,7 +228,7 @@ FrozenTree::FrozenTree(ControlClient& root, int timeoutSeconds) : root_(root.pid
       if (members_[i].ctl != nullptr) park(members_[i], timeoutSeconds);
     }
     frozen = members_.size();
-    auto now = resources::listTree(root.realPid());
+    auto now = parkedTreeNow(root.realPid());
     kj::Vector<resources::TreeProcess> fresh;
     for (auto& p : now) {
       bool known = false;
@@ -243,7 +254,7 @@ FrozenTree::FrozenTree(ControlClient& root, int timeoutSeconds) : root_(root.pid
     for (auto& p : fresh) connect(p, nullptr);
   }
   // Zombies reaped while the rest parked are not members any more.
-  auto now = resources::listTree(root.realPid());
+  auto now = parkedTreeNow(root.realPid());
   kj::Vector<Member> kept;
   for (auto& m : members_) {
     if (m.ctl != nullptr || listed(now, m.proc.pid)) kept.add(kj::mv(m));

@@ -4,8 +4,10 @@
 #include "image/image_error.h"
 #include "resources/proc_file.h"
 
+#include <cerrno>
 #include <cstdlib>
 #include <dirent.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <kj/memory.h>
 #include <map>
@@ -76,7 +78,75 @@ kj::Vector<TreeProcess> listTree(pid_t root) {
   return tree;
 }
 
-kj::Vector<TreeProcess> jobDescendants(pid_t root, const char* helperExe) {
+namespace {
+
+// Calls `each` with every PID in the children lists of `pid`'s threads; false when a
+// list cannot be read.
+template <typename Each>
+bool forEachChild(pid_t pid, Each&& each) {
+  auto taskDir = kj::str("/proc/", pid, "/task");
+  DIR* d = opendir(taskDir.cStr());
+  if (d == nullptr) return false;
+  KJ_DEFER(closedir(d));
+  bool anyThread = false;
+  while (struct dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    anyThread = true;
+    int fd = open(kj::str(taskDir, "/", e->d_name, "/children").cStr(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    KJ_DEFER(close(fd));
+    std::string text;
+    char buf[512];
+    for (;;) {
+      ssize_t n = read(fd, buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return false;
+      if (n == 0) break;
+      text.append(buf, static_cast<size_t>(n));
+    }
+    const char* p = text.c_str();
+    for (;;) {
+      char* end = nullptr;
+      long child = strtol(p, &end, 10);
+      if (end == p) break;
+      if (child > 0) each(static_cast<pid_t>(child));
+      p = end;
+    }
+  }
+  return anyThread;
+}
+
+}  // namespace
+
+kj::Maybe<kj::Vector<TreeProcess>> listFrozenTree(pid_t root) {
+  auto read = [](pid_t pid, TreeProcess& out) {
+    std::string stat;
+    return readProcFileIfExists(pid, "stat", stat) && parseStat(stat, out);
+  };
+  kj::Vector<TreeProcess> tree;
+  TreeProcess rootProc{};
+  if (!read(root, rootProc)) image::fail(kj::str("no process with PID ", root));
+  tree.add(rootProc);
+  for (size_t i = 0; i < tree.size(); ++i) {  // breadth first: parents before children
+    if (tree[i].zombie) continue;
+    bool whole = true;
+    const bool listed = forEachChild(tree[i].pid, [&](pid_t child) {
+      TreeProcess p{};
+      // Listed as a child but gone: its parent reaped it, so not everything is frozen.
+      if (!read(child, p)) whole = false;
+      else if (p.pid != getpid()) tree.add(p);  // never the caller, as listTree
+    });
+    if (!listed || !whole) return nullptr;
+  }
+  return kj::mv(tree);
+}
+
+bool surelyChildless(pid_t pid) {
+  bool none = true;
+  return forEachChild(pid, [&](pid_t) { none = false; }) && none;
+}
+
+kj::Vector<TreeProcess> jobDescendants(pid_t root, const char* helperExe, bool frozen) {
   struct stat helper {};
   const bool haveHelper = helperExe != nullptr && stat(helperExe, &helper) == 0;
   auto runsHelper = [&](pid_t pid) {
@@ -84,7 +154,14 @@ kj::Vector<TreeProcess> jobDescendants(pid_t root, const char* helperExe) {
     return haveHelper && stat((std::string("/proc/") + std::to_string(pid) + "/exe").c_str(), &theirs) == 0 &&
            theirs.st_dev == helper.st_dev && theirs.st_ino == helper.st_ino;
   };
-  auto tree = listTree(root);  // parents before their children
+  kj::Maybe<kj::Vector<TreeProcess>> quick;
+  if (frozen) quick = listFrozenTree(root);
+  kj::Vector<TreeProcess> tree;  // parents before their children
+  KJ_IF_MAYBE(t, quick) {
+    tree = kj::mv(*t);
+  } else {
+    tree = listTree(root);
+  }
   kj::Vector<pid_t> helpers;
   kj::Vector<TreeProcess> out;
   for (size_t i = 1; i < tree.size(); ++i) {

@@ -1,6 +1,7 @@
 // process_tree: /proc/PID/stat parsed whatever the command name holds, and a real
 // tree listed root first with a live child and a zombie with its wait status; a
-// migration's descendants without mig's own helper.
+// migration's descendants without mig's own helper; the quick listing of a tree that
+// holds still (from its children lists) the same as the full one.
 #include "resources/process_tree.h"
 
 #include <doctest/doctest.h>
@@ -115,6 +116,63 @@ TEST_CASE("a migration's descendants leave out mig's own helper and what it star
   int st;
   CHECK(waitpid(helper, &st, 0) == helper);
   CHECK(waitpid(worker, &st, 0) == worker);
+}
+
+TEST_CASE("a tree that holds still is listed from its children lists as from all of /proc") {
+  // A child with a child of its own, and a zombie: the same processes either way, and
+  // only the grandchild surely childless.
+  int go[2], started[2];
+  REQUIRE(pipe(go) == 0);
+  REQUIRE(pipe(started) == 0);
+  pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    close(go[1]);
+    pid_t grandchild = fork();
+    if (grandchild == 0) {
+      char c;
+      (void)!read(go[0], &c, 1);
+      _exit(0);
+    }
+    (void)!write(started[1], "s", 1);
+    char c;
+    (void)!read(go[0], &c, 1);
+    waitpid(grandchild, nullptr, 0);
+    _exit(0);
+  }
+  close(go[0]);
+  pid_t dead = fork();
+  REQUIRE(dead >= 0);
+  if (dead == 0) _exit(3);
+  siginfo_t si{};
+  REQUIRE(waitid(P_PID, static_cast<id_t>(dead), &si, WEXITED | WNOWAIT) == 0);
+  char c;
+  REQUIRE(read(started[0], &c, 1) == 1);
+
+  auto all = listTree(getpid());
+  kj::Vector<TreeProcess> quick;
+  KJ_IF_MAYBE(t, listFrozenTree(getpid())) quick = kj::mv(*t);
+  else FAIL("no children lists on this kernel");
+  REQUIRE(quick.size() == all.size());
+  CHECK(quick[0].pid == getpid());
+  pid_t grandchild = 0;
+  for (auto& p : all) {
+    bool found = false;
+    for (auto& q : quick) found |= q.pid == p.pid && q.ppid == p.ppid && q.zombie == p.zombie;
+    CHECK(found);
+    if (p.ppid == child) grandchild = p.pid;
+  }
+  REQUIRE(grandchild > 0);
+  CHECK(surelyChildless(grandchild));
+  CHECK(!surelyChildless(child));
+  CHECK(!surelyChildless(getpid()));
+
+  close(go[1]);
+  close(started[0]);
+  close(started[1]);
+  int st;
+  CHECK(waitpid(child, &st, 0) == child);
+  CHECK(waitpid(dead, &st, 0) == dead);
 }
 
 }  // namespace

@@ -209,6 +209,19 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
 
   kj::Promise<void> write(WriteContext context) override {
     require(!dropped_, "the transfer was cancelled here: no progress within the transfer timeout");
+    if (context.getParams().getBytes().size() == 0) {
+      // An empty write announces the image (each member of a tree moving stop-and-copy,
+      // before its freeze): the restart starts now, off the freeze, and the freeze
+      // keeps its allowance on the stall timer. Answered once its link process runs and
+      // has started it (or after kClockWaitMs without that), so that the sender freezes
+      // only then: their starts are not inside the freeze.
+      startEarly();
+      KJ_IF_MAYBE(started, earlyStarted_) {
+        return started->addBranch().exclusiveJoin(
+            d_.io().provider->getTimer().afterDelay(kClockWaitMs * kj::MILLISECONDS));
+      }
+      return kj::READY_NOW;
+    }
     if (!gotBytes_) {
       gotBytes_ = true;
       hopFaultPoint("recv-image", [](kj::String why) { fail(kj::mv(why)); });
@@ -502,19 +515,24 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   // The restart waits on its gate for 'I' (done) before it reads the image, and exits
   // if the gate closes instead. One that could not be started is started by done().
   void startEarly() {
-    if (homecoming_ || early_ != nullptr) return;
-    earlyStart_ = homeClock_.addBranch()
-                      .then([this](int64_t realtimeOffsetNs) {
-                        HostedJob* job = nullptr;
-                        KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { job = j->get(); }
-                        // fd_ closed: done() came first and starts the restart itself.
-                        if (job == nullptr || dropped_ || fd_ < 0 || early_ != nullptr) return;
-                        early_ = startRestart(*job, realtimeOffsetNs, true);
-                      })
-                      .eagerlyEvaluate([this](kj::Exception&& e) {
-                        d_.log(kj::str("job ", jobId_, ": its restart could not start early (",
-                                       oneLine(e.getDescription()), "); it starts with the complete image"));
-                      });
+    if (homecoming_ || early_ != nullptr || earlyAsked_) return;
+    earlyAsked_ = true;
+    auto started = homeClock_.addBranch()
+                       .then([this](int64_t realtimeOffsetNs) -> kj::Promise<void> {
+                         HostedJob* job = nullptr;
+                         KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { job = j->get(); }
+                         // fd_ closed: done() came first and starts the restart itself.
+                         if (job == nullptr || dropped_ || fd_ < 0 || early_ != nullptr) return kj::READY_NOW;
+                         early_ = startRestart(*job, realtimeOffsetNs, true);
+                         return job->link->jobPid().ignoreResult();
+                       })
+                       .catch_([this](kj::Exception&& e) {
+                         d_.log(kj::str("job ", jobId_, ": its restart could not start early (",
+                                        oneLine(e.getDescription()), "); it starts with the complete image"));
+                       })
+                       .fork();
+    earlyStart_ = started.addBranch().eagerlyEvaluate(nullptr);
+    earlyStarted_ = kj::mv(started);
   }
 
   // No write within `ms`: the transfer is dropped.
@@ -560,6 +578,8 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   kj::Maybe<rpc::PageSource::Client> pageSource_;
   kj::Maybe<kj::Own<PreparedHop>> early_;  // the restart started before the image was complete
   kj::Promise<void> earlyStart_ = nullptr;  // startEarly(), waiting for home's clock
+  bool earlyAsked_ = false;                 // startEarly() ran
+  kj::Maybe<kj::ForkedPromise<void>> earlyStarted_;  // its link process runs the restart
   kj::Promise<void> stall_ = nullptr;  // last: it calls drop(), which uses the rest
   image::StreamVerifier verifier_;
 };

@@ -78,7 +78,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -170,6 +169,11 @@ class RpcSink final : public image::ByteSink {
     }
   }
 
+  // An empty write: the destination starts the job's restart now (it does at an
+  // image's first bytes), so that its start is not inside a stop-and-copy freeze; it
+  // answers once the restart runs (bounded there).
+  void announce() { inFlight_.push_back(sink_.writeRequest().send().ignoreResult()); }
+
   uint64_t total() const { return total_; }
   rpc::ImageSink::Client& sink() { return sink_; }
 
@@ -189,34 +193,9 @@ class RpcSink final : public image::ByteSink {
 // The descendants of the job's process `realPid` that would be left behind if it
 // moved alone. Not mig's own helper: a program that moves itself (mig.h) runs
 // `migctl migrate` as its child, and that child is the one asking for this move.
-kj::Vector<resources::TreeProcess> childrenLeftBehind(pid_t realPid) {
-  return resources::jobDescendants(realPid, "/proc/self/exe");
-}
-
-// Whether the process `realPid` surely has no child: every thread's
-// /proc/PID/task/TID/children is empty. One small file per thread where
-// childrenLeftBehind reads every process's stat on the host (tens of ms on a busy one,
-// inside the freeze when asked after it). False when unsure (a kernel without those
-// files, a thread that cannot be read): the full look decides. Frozen, the job cannot
-// fork, so an empty list stays empty while it is read.
-bool surelyChildless(pid_t realPid) {
-  auto taskDir = kj::str("/proc/", realPid, "/task");
-  DIR* d = opendir(taskDir.cStr());
-  if (d == nullptr) return false;
-  KJ_DEFER(closedir(d));
-  bool any = false;
-  while (struct dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    any = true;
-    int fd = open(kj::str(taskDir, "/", e->d_name, "/children").cStr(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    char c;
-    ssize_t n;
-    do n = read(fd, &c, 1); while (n < 0 && errno == EINTR);
-    close(fd);
-    if (n != 0) return false;  // a child (or an error): look properly
-  }
-  return any;
+// frozen: every live member is frozen (the quick look, resources/process_tree.h).
+kj::Vector<resources::TreeProcess> childrenLeftBehind(pid_t realPid, bool frozen = false) {
+  return resources::jobDescendants(realPid, "/proc/self/exe", frozen);
 }
 
 // Those a single process's move would lose: at home a zombie child stays, the
@@ -514,7 +493,9 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
       pids.add(rootReal);
       for (auto& m : members) pids.add(m.pid);
       for (size_t i = 0; i < pids.size(); ++i) {
-        auto look = [&]() { return childrenLeftBehind(pids[i]); };
+        // Frozen, most members surely have no child: their own children lists say so.
+        if (frozen && resources::surelyChildless(pids[i])) continue;
+        auto look = [&]() { return childrenLeftBehind(pids[i], frozen); };
         auto born = frozen ? SettledChildren<resources::TreeProcess>{look(), false} : settledLook(look);
         if (born.left.size() == 0) continue;
         // After the first look any child is one started since it: "try again".
@@ -526,23 +507,27 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     }
     // A live process shadowd made no record for; before the freeze it gets its moment
     // to end (its zombie stays here, its parent's deputy's to reap).
-    auto unknownLive = [&]() {
+    // Frozen, one quick look serves both questions (resources::listFrozenTree).
+    auto unknownLive = [&](const kj::Vector<resources::TreeProcess>& now) {
       kj::Vector<resources::TreeProcess> out;
-      for (auto& p : childrenLeftBehind(rootReal)) {
+      for (auto& p : now) {
         bool known = false;
         for (auto& m : members) known |= m.pid == p.pid;
-        if (!known && !p.zombie) out.add(kj::mv(p));
+        if (!known && !p.zombie) out.add(resources::TreeProcess(p));
       }
       return out;
     };
-    auto born = frozen ? SettledChildren<resources::TreeProcess>{unknownLive(), false} : settledLook(unknownLive);
+    kj::Vector<resources::TreeProcess> frozenLook;
+    if (frozen) frozenLook = childrenLeftBehind(rootReal, /*frozen=*/true);
+    auto born = frozen ? SettledChildren<resources::TreeProcess>{unknownLive(frozenLook), false}
+                       : settledLook([&]() { return unknownLive(childrenLeftBehind(rootReal)); });
     if (born.left.size() > 0) {
       auto& p = born.left[0];
       fail(kj::str("cannot move PID ", vpid, " with its children: its process ", p.pid, " (", p.command.c_str(),
                    ") was started ", when, "; ", frozen ? "the hop was aborted" : "nothing was frozen",
                    ", the job runs on at home; try again"));
     }
-    auto now = childrenLeftBehind(rootReal);
+    auto now = frozen ? kj::mv(frozenLook) : childrenLeftBehind(rootReal);
     for (auto& m : members) {
       bool live = false;
       for (auto& p : now) live |= p.pid == m.pid && !p.zombie;
@@ -641,6 +626,20 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     }
     homecoming = homeIs == TreeHomecoming::ALL;
   }
+  // A tree that surely moves stop-and-copy (asked so, or its members share objects)
+  // has every member's restart there started now (an empty write, RpcSink::announce),
+  // so that those starts run while this side does its last looks, not in the freeze
+  // (with pre-copy the rounds' first bytes start them). The freeze waits for B's
+  // answers (each member's link process runs its restart): B's part of the freeze is
+  // then the restores only, not the start of two processes per member on top, and the
+  // capture does not share the CPU with those starts.
+  bool announced = false;
+  auto announce = [&]() {
+    if (announced) return;
+    announced = true;
+    for (auto* h : hops) h->out->announce();
+  };
+  if ((a.mode != nullptr && strcmp(a.mode, "stop-and-copy") == 0) || sharesBefore) announce();
   for (auto* h : hops) resources::waitForLazyPages(h->pid);
   auto ctlOf = [&](MemberHop* h) -> migctl::ControlClient& { return h->ctl.get() != nullptr ? *h->ctl : rootCtl; };
 
@@ -694,6 +693,8 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     }
   }
 
+  if (!precopy) announce();  // stop-and-copy after all (a member's writes cannot be tracked)
+
   // The rounds, while the whole tree runs: each round every member's pages written
   // since its last one, until what the tree wrote during a round is small or stops
   // shrinking (the rule of one process, on the tree's sums: the freeze sends them all).
@@ -720,17 +721,26 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   // The look again right before the park (the rounds may have taken seconds), with
   // its moment for short children, so the tree is parked between two of them.
   check("just before the freeze");
+  if (announced) {
+    for (auto* h : hops) h->out->flush(/*drain=*/true);  // B runs every member's restart
+  }
+  // The freeze's breakdown ($MIG_HOP_TIMES, hop_times.h), the tree's as one line: what
+  // is spent per member shows as a phase that grows with the members.
+  HopTimes times(kj::str("send tree ", precopy ? "pre-copy" : "stop-and-copy", " of ", hops.size()));
   auto frozenAt = std::chrono::steady_clock::now();
+  times.mark("freeze");
   for (auto* h : hops) ctlOf(h).requestFreeze();
   kj::Vector<control::Reply> parked;
   for (auto* h : hops) parked.add(ctlOf(h).awaitFreeze(kFreezeTimeoutSeconds));
+  times.mark("park");
   // A child forked, or a member ended, between the look above and the park: the hop is
   // aborted before anything of it is sent (every member parked, none forks now), the
   // tree resumes here whole. (After a hop's done, the destination keeps its prepared
   // copy until its commit or the transfer timeout.)
   check("during the freeze");
+  times.mark("child-check");
   // What the parked members share, seen at one instant: captured once, in the root's
-  // image (resources/shared_memory.h, MovingShare), the members one after the other.
+  // image (resources/shared_memory.h, MovingShare); the others list them.
   auto share = sharedByMembers(hops.asPtr(), parked.asPtr(), ctlOf, jobId, here);
   if (homecoming && share.any()) {
     fail(kj::str("cannot move PID ", vpid, " with its children home: they began to share memory or System V objects; "
@@ -740,79 +750,80 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     fail(kj::str("cannot move PID ", vpid, " with its children: they began to share memory or System V objects during "
                  "the pre-copy; the hop was aborted, the job runs on ", here, " (try again)"));
   }
+  times.mark("share-check");
+  // Every member captured at once, each by a thread of its own (MemberSink), and each
+  // image followed at once by phase one of its hop (ImageSink.done: the destination
+  // restores it up to "ready, not running" while the next members are sent). When they
+  // share objects the root's restart makes them there and the others find them: their
+  // phase one is asked once the root's is done (the time reported is then the root's
+  // and theirs).
   kj::Vector<kj::Promise<double>> ready;
   uint64_t bytes = 0;
-  if (share.any()) {
+  auto askDone = [](MemberHop* h) {
+    return h->out->sink().doneRequest().send().then([](auto r) { return r.getRestoreMs(); });
+  };
+  kj::Maybe<kj::ForkedPromise<double>> rootReady;
+  {  // the capture threads are joined when this block ends
+    auto failed = kj::heapArray<kj::Maybe<kj::Exception>>(hops.size());
+    kj::Vector<kj::Own<kj::Thread>> captures;
+    // However this block is left, no capture's thread waits for this one any more:
+    // abandoned (they end at their next write), then joined.
+    KJ_DEFER(for (auto* h : hops) h->sink->abandon());
     for (size_t i = 0; i < hops.size(); ++i) {
-      hops[i]->stats = captureMember(ctlOf(hops[i]), parked[i], *hops[i]->out, share, i == 0);
-      hops[i]->out->flush(/*drain=*/true);
-      bytes += hops[i]->out->total();
-    }
-  } else {
-    {  // the capture threads are joined when this block ends
-      auto failed = kj::heapArray<kj::Maybe<kj::Exception>>(hops.size());
-      kj::Vector<kj::Own<kj::Thread>> captures;
-      // However this block is left, no capture's thread waits for this one any more:
-      // abandoned (they end at their next write), then joined.
-      KJ_DEFER(for (auto* h : hops) h->sink->abandon());
-      for (size_t i = 0; i < hops.size(); ++i) {
-        MemberHop* h = hops[i];
-        h->sink->startThreaded();
-        captures.add(kj::heap<kj::Thread>([&, h, i]() {
-          KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-            if (precopy) {
-              h->stats = migctl::finishFrozen(ctlOf(h), parked[i], h->precopy->memory, h->precopy->precopy, *h->precopy->w);
-            } else {
-              h->stats = migctl::captureFrozen(ctlOf(h), parked[i], /*forMigration=*/true, *h->sink);
-            }
-          })) {
-            failed[i] = kj::mv(*e);
+      MemberHop* h = hops[i];
+      h->sink->startThreaded();
+      captures.add(kj::heap<kj::Thread>([&, h, i]() {
+        KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+          if (precopy) {
+            h->stats = migctl::finishFrozen(ctlOf(h), parked[i], h->precopy->memory, h->precopy->precopy, *h->precopy->w);
+          } else if (share.any()) {
+            h->stats = captureMember(ctlOf(h), parked[i], *h->sink, share, i == 0);
+          } else {
+            h->stats = migctl::captureFrozen(ctlOf(h), parked[i], /*forMigration=*/true, *h->sink);
           }
-          h->sink->finish();
-        }));
-      }
-      for (size_t i = 0; i < hops.size(); ++i) {
-        MemberHop* h = hops[i];
-        h->sink->pump(ws);
-        KJ_IF_MAYBE(e, failed[i]) { kj::throwFatalException(kj::mv(*e)); }
-        h->out->flush();
-        ready.add(h->out->sink().doneRequest().send().then([](auto r) { return r.getRestoreMs(); }));
-        ws.poll();  // what is sent goes out while the next member's bytes come
-      }
+        })) {
+          failed[i] = kj::mv(*e);
+        }
+        h->sink->finish();
+      }));
     }
-    for (auto* h : hops) {
-      h->out->flush(/*drain=*/true);
-      bytes += h->out->total();
+    for (size_t i = 0; i < hops.size(); ++i) {
+      MemberHop* h = hops[i];
+      h->sink->pump(ws);
+      KJ_IF_MAYBE(e, failed[i]) { kj::throwFatalException(kj::mv(*e)); }
+      h->out->flush();
+      if (!share.any()) {
+        ready.add(askDone(h));
+      } else if (i == 0) {
+        rootReady = askDone(h).fork();
+      } else {
+        ready.add(KJ_ASSERT_NONNULL(rootReady).addBranch().then(
+            [h, askDone](double rootMs) { return askDone(h).then([rootMs](double ms) { return rootMs + ms; }); }));
+      }
+      ws.poll();  // what is sent goes out while the next member's bytes come
     }
   }
+  KJ_IF_MAYBE(r, rootReady) { ready.add(r->addBranch()); }
+  for (auto* h : hops) {
+    h->out->flush(/*drain=*/true);
+    bytes += h->out->total();
+  }
+  times.mark("capture-send");
   double transferMs = msSince(frozenAt);
   double sendMs = msSince(sendStartedAt);
   hopFaultPoint("send-frozen", [](kj::String why) { fail(kj::mv(why)); });
 
-  // Phase one, for every member: each restored there up to "ready, not running". When
-  // they share objects the root goes first (its restart makes them), then the others
-  // at once; else each was asked as soon as its image was sent.
-  auto prepared = [&](kj::Vector<kj::Promise<double>> asked) {
-    auto restored = waitOrStall(kj::joinPromises(asked.releaseAsArray()), timer, a.stallMs + kPrepareAllowanceMs,
+  // Phase one, for every member: each restored there up to "ready, not running" (asked
+  // above, as each image was sent).
+  double restoreMs = 0;
+  {
+    auto restored = waitOrStall(kj::joinPromises(ready.releaseAsArray()), timer, a.stallMs + kPrepareAllowanceMs,
                                 kj::str("hop aborted: the destination ", a.to, " stopped answering while restoring (",
                                         (a.stallMs + kPrepareAllowanceMs) / 1000.0, " s); the job runs on ", here),
                                 ws);
-    double most = 0;
-    for (double ms : restored) most = std::max(most, ms);
-    return most;
-  };
-  auto prepare = [&](kj::ArrayPtr<MemberHop* const> some) {
-    kj::Vector<kj::Promise<double>> asked;
-    for (auto* h : some) asked.add(h->out->sink().doneRequest().send().then([](auto r) { return r.getRestoreMs(); }));
-    return prepared(kj::mv(asked));
-  };
-  double restoreMs = 0;
-  if (share.any()) {
-    restoreMs = prepare(hops.asPtr().slice(0, 1));
-    if (hops.size() > 1) restoreMs += prepare(hops.asPtr().slice(1, hops.size()));
-  } else {
-    restoreMs = prepared(kj::mv(ready));
+    for (double ms : restored) restoreMs = std::max(restoreMs, ms);
   }
+  times.mark("prepare");
   hopFaultPoint("send-prepared", [](kj::String why) { fail(kj::mv(why)); });
 
   // The commit point: every member is given up here, children first: at home each
@@ -832,6 +843,7 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   }
   printf("COMMITTED\n");
   fflush(stdout);
+  times.mark("give-up");
   // The System V objects are the destination's now: none left here for a stale use.
   resources::removeSysvIpc(share.sysv);
   hopFaultPoint("send-committed", [](kj::String why) { fail(kj::mv(why)); });
@@ -853,6 +865,8 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     return kCommittedUnconfirmed;
   }
   double freezeMs = msSince(frozenAt);
+  times.mark("commit");
+  times.write();
   printf("MIGRATED %.3f %llu %.3f %.3f %s %llu %llu %u %llu %.3f\n", freezeMs, static_cast<unsigned long long>(bytes),
          transferMs, restoreMs, precopy ? "pre-copy" : "stop-and-copy", static_cast<unsigned long long>(bytesBefore),
          static_cast<unsigned long long>(bytes - bytesBefore), rounds, 0ull, sendMs);
@@ -1248,7 +1262,7 @@ int sendCommand(int argc, char** argv) {
   // while) would be left behind, losing its parent: the hop is aborted before its
   // commit, so the job resumes here whole and nothing of it runs there.
   // Most jobs have no child at all: known from their own /proc files, not all of /proc.
-  const bool childless = surelyChildless(ctl->realPid());
+  const bool childless = resources::surelyChildless(ctl->realPid());
   if (!childless && !only) {
     auto late = lostIfAlone(ctl->realPid(), deputy != nullptr);
     if (late.size() > 0) {
