@@ -1105,6 +1105,9 @@ void createTimers() {
     long a = sys::rawSyscall(sys::kMadvise, ts.start, ts.size(), kMadvDontfork);
     if (a < 0) failErr("madvise(MADV_DONTFORK) of the threads' temporary stacks", a);
     g.onTempStacks = children;
+    Line l;
+    l.str("threads' temporary stacks ").hex(ts.start).str("-").hex(ts.end);
+    debugLine(l);
   }
   uint32_t k = 0;
   for (uint32_t i = 0; i < g.threadCount; ++i) {
