@@ -5,7 +5,7 @@
 # for a MIB MiB image, a small one (1 MiB) and a tiny one (the probe with no memory of
 # its own). For each: from the command's start to
 # the job's first action after the restart ("first"), and to the job having read
-# every page of its memory ("all"). Median of 3, alternating. Needs root (--lazy).
+# every page of its memory ("all"). Medians of ROUNDS, alternating. Needs root (--lazy).
 # issue 14's targets: 1 GiB image <= 100 ms, small <= 5 ms to the first instruction.
 # The baseline, in the same run and the same rounds: a plain exec of the same program
 # (restart_probe, no image) from the same moment to the same first action, under
@@ -28,8 +28,6 @@ migctl=$build/migctl/migctl
 probe=$build/bench/restart_probe
 rounds=${ROUNDS:-5}
 ms() { echo "$(( $1 / 1000 )).$(( $1 % 1000 / 100 ))"; }
-# Microseconds of CLOCK_REALTIME, read by the shell itself (no process started).
-now_us() { local t=${EPOCHREALTIME/./}; echo "$t"; }
 
 # image NAME MIB: a checkpoint of restart_probe holding MIB MiB, waiting on stdin.
 # Its stdin and stdout are pipes (a restart connects them to its own).
