@@ -5,13 +5,18 @@
 # for a MIB MiB image, a small one (1 MiB) and a tiny one (the probe with no memory of
 # its own). For each: from the command's start to
 # the job's first action after the restart ("first"), and to the job having read
-# every page of its memory ("all"). Median of 3, alternating. Needs root (--lazy).
+# every page of its memory ("all"). Medians of ROUNDS, alternating. Needs root (--lazy).
 # issue 14's targets: 1 GiB image <= 100 ms, small <= 5 ms to the first instruction.
+# The baseline, in the same run and the same rounds: a plain exec of the same program
+# (restart_probe, no image) from the same moment to the same first action, under
+# libmig.so as the job was and without it; the restart's figure is quoted as a ratio
+# to the first.
 # Then where the time to the first instruction goes, medians of the eager restarts:
 # migctl's exec and start until its restart code runs, the restart's phases
 # ($MIG_HOP_TIMES, shadow/hop_times.h) to its exec of mig-restore, that exec, and
 # mig-restore's work (memory, threads) until the job's first action.
 #   bench/lazy_restart_bench.sh [MIB]      (default 1024; images in /var/tmp)
+#   ROUNDS=N (default 5): rounds per kind, alternating; the median is printed
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${MIG_BUILD:-$root/build}
@@ -20,6 +25,9 @@ dir=$(mktemp -d /var/tmp/mig-lazybench-XXXXXX)
 job=
 trap '[ -n "$job" ] && kill -9 $job 2>/dev/null; rm -rf "$dir"' EXIT
 migctl=$build/migctl/migctl
+probe=$build/bench/restart_probe
+rounds=${ROUNDS:-5}
+ms() { echo "$(( $1 / 1000 )).$(( $1 % 1000 / 100 ))"; }
 
 # image NAME MIB: a checkpoint of restart_probe holding MIB MiB, waiting on stdin.
 # Its stdin and stdout are pipes (a restart connects them to its own).
@@ -30,7 +38,7 @@ image() {
   exec 4> >(cat > "$dir/$1.out")
   # Its stderr a pipe too: a restart connects it to its own, where mig-restore's
   # MIG_RESTORE_DEBUG lines go (a file there would have changed: refused).
-  LD_PRELOAD=$build/shim/libmig.so "$build/bench/restart_probe" "$2" <&6 >&4 2>&4 6<&- 4>&- &
+  LD_PRELOAD=$build/shim/libmig.so "$probe" "$2" <&6 >&4 2>&4 6<&- 4>&- &
   job=$!
   exec 6<&- 4>&-
   for _ in $(seq 1 600); do grep -q READY "$dir/$1.out" && break; sleep 0.1; done
@@ -48,13 +56,12 @@ once() {
   # Both kinds start from a cached image: what a restart right after a checkpoint sees.
   cat "$img" > /dev/null
   : > "$dir/times"
-  local t0; t0=$(date +%s%6N)
+  local t0=${EPOCHREALTIME/./}
   MIG_HOP_TIMES=$dir/times MIG_RESTORE_DEBUG=1 "$migctl" restart "$@" "$img" < "$dir/go" > "$dir/run.out" 2> "$dir/run.err"
   local first all rs
   first=$(sed -n 's/^first \([0-9]*\)$/\1/p' "$dir/run.out")
   all=$(sed -n 's/^all \([0-9]*\) .*/\1/p' "$dir/run.out")
   rs=$(cat "$dir/run.out" "$dir/run.err" | sed -n 's/.*started at realtime \([0-9]*\) us.*/\1/p')
-  ms() { echo "$(( $1 / 1000 )).$(( $1 % 1000 / 100 ))"; }
   # The breakdown: "LABEL<TAB>restart at T us: ..." lines for bench/hop_times.awk, the
   # restart's own marks, with the moments around them as phases of their own.
   local line at exec_us
@@ -71,24 +78,52 @@ once() {
   fi
   echo "$(ms $((first - t0))) $(( (all - t0) / 1000 )) $(ms $((first - rs)))"
 }
-median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+# plain [PRELOAD]: the probe started by a plain exec (no image, no memory of its own)
+# from the same moment to the same first action (its "first" line, after reading its
+# line on stdin): the baseline of a restart. PRELOAD: under libmig.so, as the job was.
+plain() {
+  echo go > "$dir/go"
+  local t0=${EPOCHREALTIME/./}
+  if [ -n "${1:-}" ]; then
+    LD_PRELOAD=$build/shim/libmig.so "$probe" 0 < "$dir/go" > "$dir/plain.out" 2> /dev/null
+  else
+    "$probe" 0 < "$dir/go" > "$dir/plain.out" 2> /dev/null
+  fi
+  local first; first=$(sed -n 's/^first \([0-9]*\)$/\1/p' "$dir/plain.out")
+  echo "$(ms $((first - t0)))"
+}
+median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 
 image big "$mib"
 image small 1
 image tiny 0   # no memory of its own: a small printf program under libmig.so
 printf 'image sizes: %d MiB, %d KiB, %d KiB (tiny: issue 14 wants a small printf program <= 150 KiB; CRIU 120 KiB)\n' \
   $(($(stat -c %s "$dir/big.img") >> 20)) $(($(stat -c %s "$dir/small.img") >> 10)) $(($(stat -c %s "$dir/tiny.img") >> 10))
+pm=() pn=()
+declare -A firsts
 for name in big small tiny; do
   ef=() ea=() er=() lf=() la=() lr=()
   label=$([ $name = big ] && echo "$mib MiB" || echo "$name")
-  for round in 1 2 3; do
+  for round in $(seq 1 "$rounds"); do
     read -r f a r < <(label="$label eager" once "$dir/$name.img"); ef+=("$f"); ea+=("$a"); er+=("$r")
+    pm+=("$(plain preload)")
     read -r f a r < <(label="$label lazy" once "$dir/$name.img" --lazy); lf+=("$f"); la+=("$a"); lr+=("$r")
+    pn+=("$(plain)")
   done
+  firsts["$label eager"]=$(median "${ef[@]}")
+  firsts["$label lazy"]=$(median "${lf[@]}")
   printf '%-8s eager restart: first instruction %7s ms (%s ms from mig-restore), all memory read %6s ms   (runs: %s)\n' \
     "$label" "$(median "${ef[@]}")" "$(median "${er[@]}")" "$(median "${ea[@]}")" "${ef[*]}"
   printf '%-8s lazy restart : first instruction %7s ms (%s ms from mig-restore), all memory read %6s ms   (runs: %s)\n' \
     "$label" "$(median "${lf[@]}")" "$(median "${lr[@]}")" "$(median "${la[@]}")" "${lf[*]}"
 done
+base=$(median "${pm[@]}")
+printf 'baseline, a plain exec of the same program (no image) in the same rounds: first instruction %s ms under libmig.so, %s ms without   (runs: %s / %s)\n' \
+  "$base" "$(median "${pn[@]}")" "${pm[*]}" "${pn[*]}"
+printf 'restart / plain exec under libmig.so (medians):'
+for k in "tiny eager" "tiny lazy" "small eager" "small lazy" "$mib MiB eager" "$mib MiB lazy"; do
+  awk -v k="$k" -v a="${firsts[$k]}" -v b="$base" 'BEGIN { printf "  %s %.2fx", k, (b > 0 ? a / b : 0) }'
+done
+echo
 echo "where the time to the first instruction goes:"
 awk -f "$root/bench/hop_times.awk" "$dir/times.all"

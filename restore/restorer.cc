@@ -34,7 +34,9 @@
 // The restorer's code and data stay mapped in the restored process (the last
 // instruction a thread executes here is the rt_sigreturn syscall, which cannot unmap
 // the page it is on): an anonymous copy of them (about 60 KiB resident), in a gap no
-// plan region and no stack or heap growth room uses. Its stacks are unmapped.
+// plan region and no stack or heap growth room uses. Its stacks are unmapped: the main
+// thread's own as it leaves, the other threads' temporary ones by the last of them to
+// leave (the main thread does not wait for that).
 #pragma GCC visibility push(hidden)
 
 #include "image/plan_check.h"
@@ -97,7 +99,7 @@ struct State {
   // Futex words for starting the threads.
   uint32_t setUp;  // children that finished their set-up
   uint32_t go;     // 1: all set up, return into the saved contexts
-  uint32_t left;   // children that left their temporary stacks
+  uint32_t onTempStacks;  // children not yet off their temporary stacks (the last unmaps them)
   // Statistics for MIG_RESTORE_DEBUG.
   uint64_t mappedRuns, mappedBytes, copiedRuns, copiedBytes;
 };
@@ -1077,13 +1079,18 @@ void createTimers() {
 
 [[noreturn]] void childMain(void* arg) {
   const ThreadCtl& t = *static_cast<const ThreadCtl*>(arg);
+  // Read before the go: the main thread unmaps the plan as soon as it has given it.
+  const uint64_t entry = g.plan->resumeEntry;
   setUpThread(t, false);
   queuePending(t, t.pendingMask, static_cast<int32_t>(sys::rawSyscall(sys::kGettid)), false);
   __atomic_fetch_add(&g.setUp, 1, __ATOMIC_RELEASE);
   futexWakeAll(&g.setUp);
   waitFor(&g.go, 1);
-  if (g.plan->resumeEntry != 0) mig_resume_call(t.sigframeAddr, 0, 0, &g.left, g.plan->resumeEntry);
-  mig_resume(t.sigframeAddr, 0, 0, &g.left);
+  // g (the restorer's own data) stays mapped; the last child off the temporary stacks
+  // unmaps them.
+  const Range& ts = g.layout.tempStacks;
+  if (entry != 0) mig_resume_call(t.sigframeAddr, ts.start, ts.size(), &g.onTempStacks, entry);
+  mig_resume(t.sigframeAddr, ts.start, ts.size(), &g.onTempStacks);
 }
 
 [[noreturn]] void startThreads() {
@@ -1093,6 +1100,14 @@ void createTimers() {
     long m = mmap(ts.start, ts.size(), kProtRead | kProtWrite, kMapPrivate | kMapAnonymous | kMapFixedNoreplace, -1, 0);
     if (m < 0) failErr("mapping the threads' temporary stacks", m);
     if (static_cast<uint64_t>(m) != ts.start) failErr("mapping the threads' temporary stacks (moved)", -kEINVAL);
+    // The application may run (and fork) before the last child has left them: a forked
+    // process, which has none of these threads, must not inherit them.
+    long a = sys::rawSyscall(sys::kMadvise, ts.start, ts.size(), kMadvDontfork);
+    if (a < 0) failErr("madvise(MADV_DONTFORK) of the threads' temporary stacks", a);
+    g.onTempStacks = children;
+    Line l;
+    l.str("threads' temporary stacks ").hex(ts.start).str("-").hex(ts.end);
+    debugLine(l);
   }
   uint32_t k = 0;
   for (uint32_t i = 0; i < g.threadCount; ++i) {
@@ -1116,10 +1131,11 @@ void createTimers() {
   setUpThread(main, true);
   queuePending(main, main.pendingMask, static_cast<int32_t>(sys::rawSyscall(sys::kGettid)), false);
   queuePending(main, g.plan->processPending, g.pid, true);
+  // The main thread does not wait for the children to leave their temporary stacks (a
+  // wait for the scheduler to run each of them, milliseconds on a loaded host): every
+  // thread is set up, so none can fail any more, and the last child unmaps the stacks.
   __atomic_store_n(&g.go, 1, __ATOMIC_RELEASE);
   futexWakeAll(&g.go);
-  waitFor(&g.left, children);
-  if (!g.layout.tempStacks.empty()) munmap(g.layout.tempStacks.start, g.layout.tempStacks.size());
   if (g.debug) {
     Line l;
     l.str("done: ").udec(g.plan->regionCount).str(" regions, ").udec(g.mappedRuns).str(" page runs mapped (");

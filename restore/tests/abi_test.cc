@@ -37,6 +37,7 @@ static_assert(a::kMapShared == MAP_SHARED && a::kMapPrivate == MAP_PRIVATE && a:
 static_assert(a::kMapAnonymous == MAP_ANONYMOUS && a::kMapGrowsdown == MAP_GROWSDOWN);
 static_assert(a::kMapFixedNoreplace == MAP_FIXED_NOREPLACE);
 static_assert(a::kMremapMaymove == MREMAP_MAYMOVE && a::kMremapFixed == MREMAP_FIXED);
+static_assert(a::kMadvDontfork == MADV_DONTFORK);
 static_assert(a::kOReadOnly == O_RDONLY && a::kOWriteOnly == O_WRONLY && a::kOReadWrite == O_RDWR);
 static_assert(a::kOAccMode == O_ACCMODE && a::kOCloexec == O_CLOEXEC && a::kAtFdcwd == AT_FDCWD);
 static_assert(a::kFGetfd == F_GETFD && a::kFSetfd == F_SETFD && a::kFGetfl == F_GETFL && a::kFdCloexec == FD_CLOEXEC);
@@ -96,6 +97,7 @@ static_assert(sys::kFstat == SYS_fstat && sys::kMmap == SYS_mmap && sys::kMprote
 static_assert(sys::kMunmap == SYS_munmap && sys::kRtSigaction == SYS_rt_sigaction);
 static_assert(sys::kRtSigprocmask == SYS_rt_sigprocmask && sys::kRtSigreturn == SYS_rt_sigreturn);
 static_assert(sys::kPread64 == SYS_pread64 && sys::kMremap == SYS_mremap && sys::kSetitimer == SYS_setitimer);
+static_assert(sys::kMadvise == SYS_madvise);
 static_assert(sys::kPreadv == SYS_preadv);
 static_assert(sys::kGetpid == SYS_getpid && sys::kClone == SYS_clone && sys::kKill == SYS_kill);
 static_assert(sys::kFcntl == SYS_fcntl && sys::kSigaltstack == SYS_sigaltstack && sys::kPrctl == SYS_prctl);

@@ -58,9 +58,9 @@ mig_clone:
 1:	ret
 	.size	mig_clone, .-mig_clone
 
-/* void mig_resume(uint64_t ucontext, uint64_t unmapAddr, uint64_t unmapLen, uint32_t* leftCounter)
+/* void mig_resume(uint64_t ucontext, uint64_t unmapAddr, uint64_t unmapLen, uint32_t* onStacks)
  * Uses no memory of its own once %rsp points at the saved frame: the stack it ran on
- * may be unmapped (here, or by another thread once leftCounter is bumped). All
+ * may be unmapped (here, or by another thread once onStacks is decremented). All
  * signals are blocked in the restorer, so nothing is pushed on a stack meanwhile. */
 	.globl	mig_resume
 	.hidden	mig_resume
@@ -72,7 +72,7 @@ mig_resume:
 	.size	mig_resume, .-mig_resume
 
 /* void mig_resume_call(uint64_t ucontext, uint64_t unmapAddr, uint64_t unmapLen,
- *                      uint32_t* leftCounter, uint64_t entry)
+ *                      uint32_t* onStacks, uint64_t entry)
  * Like mig_resume, but instead of rt_sigreturn calls entry(ucontext) (the shim's
  * mig_resumed_thread, which ends in that rt_sigreturn) on the thread's own stack,
  * 512 bytes below the frame, with a zero return address: it must not return. */
@@ -86,23 +86,21 @@ mig_resume_call:
 	subq	$8, %rsp		/* as after a call: %rsp + 8 is 16-byte aligned */
 	movq	$0, (%rsp)		/* no return address */
 /* The tail both share: %rdi = ucontext, %r13 = where to go with %rdi = ucontext.
- * Bumps and wakes leftCounter, unmaps [unmapAddr, +unmapLen), then jumps. */
+ * Unmaps [unmapAddr, +unmapLen) unless onStacks is set and other threads are still on
+ * the stacks it names (its decrement did not reach 0), then jumps. Nobody waits for
+ * this thread to get here: the main thread may already run the application. */
 .Lleave:
 	movq	%rdi, %r12		/* ucontext */
-	movq	%rsi, %r8
-	movq	%rdx, %r9
 	testq	%rcx, %rcx
 	jz	1f
-	lock incl (%rcx)
-	movq	%rcx, %rdi
-	movl	$129, %esi		/* FUTEX_WAKE | FUTEX_PRIVATE_FLAG */
-	movl	$1, %edx
-	movl	$202, %eax		/* __NR_futex */
-	syscall
-1:	testq	%r9, %r9
+	movl	$-1, %eax
+	lock xaddl %eax, (%rcx)
+	cmpl	$1, %eax		/* it was 1: this thread left last */
+	jne	2f
+1:	testq	%rdx, %rdx
 	jz	2f
-	movq	%r8, %rdi
-	movq	%r9, %rsi
+	movq	%rsi, %rdi
+	movq	%rdx, %rsi
 	movl	$11, %eax		/* __NR_munmap */
 	syscall
 2:	movq	%r12, %rdi

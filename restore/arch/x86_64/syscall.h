@@ -24,6 +24,7 @@ enum : long {
   kPreadv = 295,
   kIoctl = 16,
   kMremap = 25,
+  kMadvise = 28,
   kShmat = 30,
   kShmctl = 31,
   kSetitimer = 38,
@@ -73,14 +74,15 @@ long mig_clone(uint64_t flags, uint64_t stackTop, uint64_t parentTid, uint64_t c
                uint64_t tls, void (*fn)(void*), void* arg);
 
 // The last steps of a restored thread, done with registers only: switch the stack pointer
-// to `ucontext` (the saved signal frame); if `leftCounter` != 0, atomically increment it
-// and FUTEX_WAKE it (the thread no longer uses its temporary stack); if `unmapLen` != 0,
-// munmap(unmapAddr, unmapLen) (the stack this code ran on); then rt_sigreturn.
+// to `ucontext` (the saved signal frame); munmap(unmapAddr, unmapLen) if `unmapLen` != 0
+// and either `onStacks` is 0 or this thread's atomic decrement of *onStacks took it to 0
+// (the threads still on the temporary stacks: the last to leave unmaps them, so that
+// nobody waits for it); then rt_sigreturn.
 [[noreturn]] void mig_resume(uint64_t ucontext, uint64_t unmapAddr, uint64_t unmapLen,
-                             uint32_t* leftCounter);
+                             uint32_t* onStacks);
 
 // mig_resume's steps, then instead of rt_sigreturn a jump to entry(ucontext) with the
 // stack pointer 512 bytes below the frame (and a zero return address on it).
 [[noreturn]] void mig_resume_call(uint64_t ucontext, uint64_t unmapAddr, uint64_t unmapLen,
-                                  uint32_t* leftCounter, uint64_t entry);
+                                  uint32_t* onStacks, uint64_t entry);
 }
