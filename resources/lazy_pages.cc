@@ -578,12 +578,17 @@ uint64_t markLazyPages(image::RestorePlan& plan) {
   plan::Header& h = plan.mutableHeader();
   auto* regions = reinterpret_cast<const plan::Region*>(reinterpret_cast<const char*>(&h) + h.regions);
   auto* pages = reinterpret_cast<plan::Pages*>(reinterpret_cast<char*>(&h) + h.pages);
+  // Pre-copy's later rounds are copies over earlier rounds' pages (plan_builder.cc): in an
+  // eligible (private anonymous) region they are lazy too, and the page server lets the
+  // later of two overlapping runs win (startPageServer), as the eager restore's order does.
+  // Copied bytes that are not whole pages (sparse extents) stay eager: the server places
+  // whole pages.
   std::vector<uint64_t> saved(h.regionCount, 0);
   std::vector<bool> ok(h.regionCount, true);
   for (uint32_t i = 0; i < h.pagesCount; ++i) {
-    saved[pages[i].region] += pages[i].len;
-    // Pages copied over earlier pre-copy pages overlap them: keep such regions eager.
-    if (pages[i].method != plan::kPagesMap) ok[pages[i].region] = false;
+    const plan::Pages& p = pages[i];
+    saved[p.region] += p.len;
+    if ((p.addr | p.len | p.imageOffset) % kPage != 0) ok[p.region] = false;
   }
   uint64_t lazy = 0;
   for (uint32_t i = 0; i < h.pagesCount; ++i) {
@@ -652,12 +657,14 @@ int startPageServer(image::FileReader& img, int imageFd, const image::RestorePla
                     int netTimeoutMs) {
   const plan::Header& h = plan.header();
   const plan::Pages* pages = plan::pages(&h);
-  std::map<uint64_t, Piece> pending;
+  // The runs in plan order, checked here; their map is made in the server, off a hop's
+  // freeze (a pre-copy image has tens of thousands of them).
+  std::vector<std::pair<uint64_t, Piece>> runs;
   for (uint32_t i = 0; i < h.pagesCount; ++i) {
     if (pages[i].method != plan::kPagesLazy) continue;
     int64_t s = net >= 0 ? 0 : sectionOf(img, pages[i].imageOffset);  // post-copy: from the network
     if (s < 0) image::fail(kj::str("lazy pages at image offset ", pages[i].imageOffset, " lie in no section's data"));
-    pending.emplace(pages[i].addr, Piece{pages[i].len, pages[i].imageOffset, static_cast<uint32_t>(s)});
+    runs.push_back({pages[i].addr, Piece{pages[i].len, pages[i].imageOffset, static_cast<uint32_t>(s)}});
   }
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -683,6 +690,14 @@ int startPageServer(image::FileReader& img, int imageFd, const image::RestorePla
     if (listener >= 0 && (bind(listener, reinterpret_cast<sockaddr*>(&a), alen) != 0 || listen(listener, 16) != 0)) {
       close(listener);
       listener = -1;  // then a capture cannot wait: the lazy pages doc says so
+    }
+    // Made while the restart waits at its gate, before the job can fault.
+    std::map<uint64_t, Piece> pending;
+    for (const auto& [addr, piece] : runs) {
+      // A later run over an earlier one (pre-copy's later rounds, in plan order)
+      // replaces what it covers, as the eager restore's copy over the mapping does.
+      cut(pending, addr, addr + piece.len, nullptr);
+      pending.emplace(addr, piece);
     }
     int uffd = receiveFd(sv[1]);
     close(sv[1]);
