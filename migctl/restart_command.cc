@@ -518,6 +518,7 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
       if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
         fail(kj::str("cannot write the restore plan: ", strerror(errno)));
       }
+      restartTimes().mark("page-server");
     }
     if (postcopy) {
       // The page server starts before the job is released (its forks off the freeze): it

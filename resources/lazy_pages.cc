@@ -61,16 +61,32 @@ bool eligible(const plan::Region& r) {
          r.kind != plan::kKindVvarVclock && r.prot != PROT_NONE && r.reserved == 0;
 }
 
-// Index of the section whose page data holds image offset `off`, or -1.
-int64_t sectionOf(const image::FileReader& img, uint64_t off) {
-  for (size_t i = 0; i < img.sectionCount(); ++i) {
-    const auto& s = img.section(i);
-    if (s.dataLen > 0 && s.layout.dataOffset <= off && off < s.layout.dataOffset + s.dataLen) {
-      return static_cast<int64_t>(i);
+// Which section's page data holds an image offset (of(): its index, or -1), by binary
+// search: a pre-copy hop's image has hundreds of sections and tens of thousands of page
+// runs, and a scan of the sections for each run was tens of ms of its freeze.
+class SectionIndex {
+ public:
+  explicit SectionIndex(const image::FileReader& img) {
+    for (size_t i = 0; i < img.sectionCount(); ++i) {
+      const auto& s = img.section(i);
+      if (s.dataLen > 0) data_.push_back({s.layout.dataOffset, s.layout.dataOffset + s.dataLen, i});
     }
+    std::sort(data_.begin(), data_.end(), [](const Data& a, const Data& b) { return a.start < b.start; });
   }
-  return -1;
-}
+  int64_t of(uint64_t off) const {
+    auto it = std::upper_bound(data_.begin(), data_.end(), off, [](uint64_t o, const Data& d) { return o < d.start; });
+    if (it == data_.begin()) return -1;
+    --it;
+    return off < it->end ? static_cast<int64_t>(it->index) : -1;
+  }
+
+ private:
+  struct Data {
+    uint64_t start, end;
+    size_t index;
+  };
+  std::vector<Data> data_;  // sections with data, by where it starts (they do not overlap)
+};
 
 struct Piece {
   uint64_t len;
@@ -621,7 +637,8 @@ bool verifyEagerPagesBySums(image::FileReader& img, const image::RestorePlan& pl
   const plan::Header& h = plan.header();
   const plan::Pages* pages = plan::pages(&h);
   for (uint32_t i = 0; i < h.pagesCount; ++i) {
-    if (pages[i].method == plan::kPagesLazy || sectionOf(img, pages[i].imageOffset) != static_cast<int64_t>(section)) {
+    const uint64_t off = pages[i].imageOffset;
+    if (pages[i].method == plan::kPagesLazy || off < info.layout.dataOffset || off >= info.layout.dataOffset + info.dataLen) {
       continue;
     }
     const uint64_t from = (pages[i].imageOffset - info.layout.dataOffset) / kPage;
@@ -643,8 +660,9 @@ void verifyEagerSections(image::FileReader& img, const image::RestorePlan& plan)
   const plan::Header& h = plan.header();
   const plan::Pages* pages = plan::pages(&h);
   std::vector<int> use(img.sectionCount(), 0);  // bit 1: eager pages, bit 2: lazy pages
+  const SectionIndex sections(img);
   for (uint32_t i = 0; i < h.pagesCount; ++i) {
-    int64_t s = sectionOf(img, pages[i].imageOffset);
+    int64_t s = sections.of(pages[i].imageOffset);
     if (s >= 0) use[static_cast<size_t>(s)] |= pages[i].method == plan::kPagesLazy ? 2 : 1;
   }
   for (size_t i = 0; i < img.sectionCount(); ++i) {
@@ -660,9 +678,10 @@ int startPageServer(image::FileReader& img, int imageFd, const image::RestorePla
   // The runs in plan order, checked here; their map is made in the server, off a hop's
   // freeze (a pre-copy image has tens of thousands of them).
   std::vector<std::pair<uint64_t, Piece>> runs;
+  const SectionIndex sections(img);
   for (uint32_t i = 0; i < h.pagesCount; ++i) {
     if (pages[i].method != plan::kPagesLazy) continue;
-    int64_t s = net >= 0 ? 0 : sectionOf(img, pages[i].imageOffset);  // post-copy: from the network
+    int64_t s = net >= 0 ? 0 : sections.of(pages[i].imageOffset);  // post-copy: from the network
     if (s < 0) image::fail(kj::str("lazy pages at image offset ", pages[i].imageOffset, " lie in no section's data"));
     runs.push_back({pages[i].addr, Piece{pages[i].len, pages[i].imageOffset, static_cast<uint32_t>(s)}});
   }
