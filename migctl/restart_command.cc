@@ -382,11 +382,6 @@ int restart(Options& o, const resources::CallerFds& caller) {
   becomeRestored(img, path, options, caller, migrated, nullptr, o.lazy, o.dataVerified);
 }
 
-// The hop's two-phase commit, destination side (docs/design.md, "One hop"): every
-// check passed and the fds are in place, so the job is "ready, not running". It runs
-// only if shadowd answers 'G' (the sender gave it up); anything else (shadowd gone,
-// the hop dropped or aborted) means the sender still has it: the image is deleted and
-// nothing of the job ever ran here.
 // Whether the image is a pre-copy one: the pages its rounds sent and the freeze kept.
 bool hasKeptPages(image::FileReader& img) {
   for (size_t i = 0; i < img.sectionCount(); ++i) {
@@ -395,6 +390,11 @@ bool hasKeptPages(image::FileReader& img) {
   return false;
 }
 
+// The hop's two-phase commit, destination side (docs/design.md, "One hop"): every
+// check passed and the fds are in place, so the job is "ready, not running". It runs
+// only if shadowd answers 'G' (the sender gave it up); anything else (shadowd gone,
+// the hop dropped or aborted) means the sender still has it: the image is deleted and
+// nothing of the job ever ran here.
 void waitAtGate(int gate, const char* path, bool keepOpen) {
   char c = 'R';
   ssize_t n;
