@@ -11,7 +11,8 @@
 # shadow/hop_times.h): the sender's from the freeze to B's answer to the commit (park,
 # capture, drain, prepare = B's phase one, give-up = the job given up at home, commit =
 # B's release of the job until it runs there), B's restart's from its start to its exec
-# of mig-restore.
+# of mig-restore (with `files` and `page-server` for a pre-copy hop, restored lazily on B). A hop that
+# fails is listed with its line and left out of the medians.
 # usage: bench/precopy_bench.sh [MIB [RATE [ROUNDS]]]     (defaults 1024, 16 and 3)
 set -eu
 mib=${1:-1024}
@@ -31,9 +32,16 @@ run() {
   : > "$MIG_HOP_TIMES"
   local t0 t1 line
   t0=$(date +%s%N)
-  line=$(A migrate "$job" --to 127.0.0.1:$pb "--$1" | tail -1)
+  line=$(A migrate "$job" --to 127.0.0.1:$pb "--$1" 2>&1 | tail -1)
   t1=$(date +%s%N)
   echo "$line" > "$dir/$1.line"
+  if [[ "$line" != migrated* ]]; then
+    # A hop that failed (on a loaded machine: a stall past the transfer timeout) has no
+    # figures: said with its line, left out of the medians.
+    echo FAILED
+    kill -9 "$job" 2>/dev/null || true
+    return
+  fi
   local f before during rounds=0 after=0
   f=$(sed -E 's/.*frozen ([0-9.]+) ms.*/\1/' <<<"$line")
   if [ "$1" = postcopy ]; then
@@ -51,14 +59,19 @@ run() {
   for p in $(sed -n 's/.*runs here as PID \([0-9]*\)$/\1/p' "$dir/b.log"); do kill -9 "$p" 2>/dev/null || true; done
 }
 # Each mode ROUNDS times, in turn; a run's figures: freeze total before during rounds after.
-declare -A fz tt bb dd rr aa
-for mode in stop-and-copy precopy postcopy; do fz[$mode]= tt[$mode]= bb[$mode]= dd[$mode]= rr[$mode]= aa[$mode]=; done
+declare -A fz tt bb dd rr aa failed
+for mode in stop-and-copy precopy postcopy; do fz[$mode]= tt[$mode]= bb[$mode]= dd[$mode]= rr[$mode]= aa[$mode]= failed[$mode]=0; done
 for i in $(seq 1 "$rounds"); do
   for mode in stop-and-copy precopy postcopy; do
-    read -r f t b d r a <<<"$(run $mode)"
-    fz[$mode]+=" $f" tt[$mode]+=" $t" bb[$mode]+=" $b" dd[$mode]+=" $d" rr[$mode]+=" $r" aa[$mode]+=" $a"
+    out=$(run $mode)
     cp "$dir/$mode.line" "$dir/$mode.$i.line"
+    if [ "$out" = FAILED ]; then failed[$mode]=$(( ${failed[$mode]} + 1 )); continue; fi
+    read -r f t b d r a <<<"$out"
+    fz[$mode]+=" $f" tt[$mode]+=" $t" bb[$mode]+=" $b" dd[$mode]+=" $d" rr[$mode]+=" $r" aa[$mode]+=" $a"
   done
+done
+for mode in stop-and-copy precopy postcopy; do
+  [ -n "${fz[$mode]}" ] || { echo "bench: every $mode hop failed (their lines below); no figures" >&2; exit 1; }
 done
 rm -f "$MIG_HOP_TIMES"
 m() { median $1; }  # median of a word list
@@ -70,6 +83,7 @@ for i in $(seq 1 "$rounds"); do sed 's/^/  /' "$dir/stop-and-copy.$i.line" "$dir
 printf 'medians                %14s %14s %14s\n' stop-and-copy pre-copy post-copy
 printf '  freeze              %11.1f ms %11.1f ms %11.1f ms   (targets: pre-copy <= 50 ms, post-copy <= 10 ms)\n' "$sf" "$pf" "$qf"
 printf '    runs:  stop-and-copy%s; pre-copy%s; post-copy%s\n' "${fz[stop-and-copy]}" "${fz[precopy]}" "${fz[postcopy]}"
+printf '    failed hops (left out): stop-and-copy %d, pre-copy %d, post-copy %d\n' "${failed[stop-and-copy]}" "${failed[precopy]}" "${failed[postcopy]}"
 printf '  total (migctl)      %11d ms %11d ms %11d ms\n' "$st" "$pt" "$qt"
 printf '  sent while running  %10.1f MiB %10.1f MiB %10.1f MiB   (%d rounds)\n' "$sb" "$pb_" 0 "$pr"
 printf '  sent while frozen   %10.1f MiB %10.1f MiB %10.1f MiB\n' "$sd" "$pd" "$qd"

@@ -61,16 +61,32 @@ bool eligible(const plan::Region& r) {
          r.kind != plan::kKindVvarVclock && r.prot != PROT_NONE && r.reserved == 0;
 }
 
-// Index of the section whose page data holds image offset `off`, or -1.
-int64_t sectionOf(const image::FileReader& img, uint64_t off) {
-  for (size_t i = 0; i < img.sectionCount(); ++i) {
-    const auto& s = img.section(i);
-    if (s.dataLen > 0 && s.layout.dataOffset <= off && off < s.layout.dataOffset + s.dataLen) {
-      return static_cast<int64_t>(i);
+// Which section's page data holds an image offset (of(): its index, or -1), by binary
+// search: a pre-copy hop's image has hundreds of sections and tens of thousands of page
+// runs, and a scan of the sections for each run was tens of ms of its freeze.
+class SectionIndex {
+ public:
+  explicit SectionIndex(const image::FileReader& img) {
+    for (size_t i = 0; i < img.sectionCount(); ++i) {
+      const auto& s = img.section(i);
+      if (s.dataLen > 0) data_.push_back({s.layout.dataOffset, s.layout.dataOffset + s.dataLen, i});
     }
+    std::sort(data_.begin(), data_.end(), [](const Data& a, const Data& b) { return a.start < b.start; });
   }
-  return -1;
-}
+  int64_t of(uint64_t off) const {
+    auto it = std::upper_bound(data_.begin(), data_.end(), off, [](uint64_t o, const Data& d) { return o < d.start; });
+    if (it == data_.begin()) return -1;
+    --it;
+    return off < it->end ? static_cast<int64_t>(it->index) : -1;
+  }
+
+ private:
+  struct Data {
+    uint64_t start, end;
+    size_t index;
+  };
+  std::vector<Data> data_;  // sections with data, by where it starts (they do not overlap)
+};
 
 struct Piece {
   uint64_t len;
@@ -578,12 +594,17 @@ uint64_t markLazyPages(image::RestorePlan& plan) {
   plan::Header& h = plan.mutableHeader();
   auto* regions = reinterpret_cast<const plan::Region*>(reinterpret_cast<const char*>(&h) + h.regions);
   auto* pages = reinterpret_cast<plan::Pages*>(reinterpret_cast<char*>(&h) + h.pages);
+  // Pre-copy's later rounds are copies over earlier rounds' pages (plan_builder.cc): in an
+  // eligible (private anonymous) region they are lazy too, and the page server lets the
+  // later of two overlapping runs win (startPageServer), as the eager restore's order does.
+  // Copied bytes that are not whole pages (sparse extents) stay eager: the server places
+  // whole pages.
   std::vector<uint64_t> saved(h.regionCount, 0);
   std::vector<bool> ok(h.regionCount, true);
   for (uint32_t i = 0; i < h.pagesCount; ++i) {
-    saved[pages[i].region] += pages[i].len;
-    // Pages copied over earlier pre-copy pages overlap them: keep such regions eager.
-    if (pages[i].method != plan::kPagesMap) ok[pages[i].region] = false;
+    const plan::Pages& p = pages[i];
+    saved[p.region] += p.len;
+    if ((p.addr | p.len | p.imageOffset) % kPage != 0) ok[p.region] = false;
   }
   uint64_t lazy = 0;
   for (uint32_t i = 0; i < h.pagesCount; ++i) {
@@ -616,7 +637,8 @@ bool verifyEagerPagesBySums(image::FileReader& img, const image::RestorePlan& pl
   const plan::Header& h = plan.header();
   const plan::Pages* pages = plan::pages(&h);
   for (uint32_t i = 0; i < h.pagesCount; ++i) {
-    if (pages[i].method == plan::kPagesLazy || sectionOf(img, pages[i].imageOffset) != static_cast<int64_t>(section)) {
+    const uint64_t off = pages[i].imageOffset;
+    if (pages[i].method == plan::kPagesLazy || off < info.layout.dataOffset || off >= info.layout.dataOffset + info.dataLen) {
       continue;
     }
     const uint64_t from = (pages[i].imageOffset - info.layout.dataOffset) / kPage;
@@ -638,8 +660,9 @@ void verifyEagerSections(image::FileReader& img, const image::RestorePlan& plan)
   const plan::Header& h = plan.header();
   const plan::Pages* pages = plan::pages(&h);
   std::vector<int> use(img.sectionCount(), 0);  // bit 1: eager pages, bit 2: lazy pages
+  const SectionIndex sections(img);
   for (uint32_t i = 0; i < h.pagesCount; ++i) {
-    int64_t s = sectionOf(img, pages[i].imageOffset);
+    int64_t s = sections.of(pages[i].imageOffset);
     if (s >= 0) use[static_cast<size_t>(s)] |= pages[i].method == plan::kPagesLazy ? 2 : 1;
   }
   for (size_t i = 0; i < img.sectionCount(); ++i) {
@@ -652,12 +675,15 @@ int startPageServer(image::FileReader& img, int imageFd, const image::RestorePla
                     int netTimeoutMs) {
   const plan::Header& h = plan.header();
   const plan::Pages* pages = plan::pages(&h);
-  std::map<uint64_t, Piece> pending;
+  // The runs in plan order, checked here; their map is made in the server, off a hop's
+  // freeze (a pre-copy image has tens of thousands of them).
+  std::vector<std::pair<uint64_t, Piece>> runs;
+  const SectionIndex sections(img);
   for (uint32_t i = 0; i < h.pagesCount; ++i) {
     if (pages[i].method != plan::kPagesLazy) continue;
-    int64_t s = net >= 0 ? 0 : sectionOf(img, pages[i].imageOffset);  // post-copy: from the network
+    int64_t s = net >= 0 ? 0 : sections.of(pages[i].imageOffset);  // post-copy: from the network
     if (s < 0) image::fail(kj::str("lazy pages at image offset ", pages[i].imageOffset, " lie in no section's data"));
-    pending.emplace(pages[i].addr, Piece{pages[i].len, pages[i].imageOffset, static_cast<uint32_t>(s)});
+    runs.push_back({pages[i].addr, Piece{pages[i].len, pages[i].imageOffset, static_cast<uint32_t>(s)}});
   }
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -683,6 +709,14 @@ int startPageServer(image::FileReader& img, int imageFd, const image::RestorePla
     if (listener >= 0 && (bind(listener, reinterpret_cast<sockaddr*>(&a), alen) != 0 || listen(listener, 16) != 0)) {
       close(listener);
       listener = -1;  // then a capture cannot wait: the lazy pages doc says so
+    }
+    // Made while the restart waits at its gate, before the job can fault.
+    std::map<uint64_t, Piece> pending;
+    for (const auto& [addr, piece] : runs) {
+      // A later run over an earlier one (pre-copy's later rounds, in plan order)
+      // replaces what it covers, as the eager restore's copy over the mapping does.
+      cut(pending, addr, addr + piece.len, nullptr);
+      pending.emplace(addr, piece);
     }
     int uffd = receiveFd(sv[1]);
     close(sv[1]);

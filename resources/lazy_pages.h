@@ -7,6 +7,10 @@
 // checksum before any page of that section is placed, so the job never runs on
 // corrupt data: a bad checksum kills the job with one line saying so.
 //
+// A pre-copy hop's restart (migctl/restart_command.cc) is lazy the same way without
+// --lazy, so that the destination places the rounds' pages after the release, not
+// inside the freeze; a later round's run over an earlier one wins (startPageServer).
+//
 // MIG_LAZY_NO_FILL=1 in migctl restart's environment turns the background fill off
 // (pages come only when touched, the server lives as long as the job): for tests that
 // need pages still missing, and to see what a job really touches.
