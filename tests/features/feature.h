@@ -72,11 +72,32 @@ static void read_full(int fd, void *buf, size_t n, const char *who)
   }
 }
 
+/* MIG_FEATURE_HOLD=K:PATH (run_feature.sh's restart-chain sets it for the runs it
+ * checkpoints): after printing STEP K the program waits until PATH exists, so that
+ * a checkpoint at STEP K near the end finds it still running however slow the
+ * machine is (the harness makes PATH once it has checkpointed it). The wait is a
+ * 10 ms sleep like a step's (a signal of the program's own ends one early), at most
+ * 600 s. */
+static inline void feature_hold(int n)
+{
+  const char *hold = getenv("MIG_FEATURE_HOLD");
+  char *path;
+  if (hold == NULL || strtol(hold, &path, 10) != n || *path != ':')
+    return;
+  path++;
+  for (int i = 0; access(path, F_OK) != 0; i++) {
+    CHECK(i < 60000, "MIG_FEATURE_HOLD: %s did not appear within 600 s", path);
+    struct timespec ts = { 0, 10 * 1000000L };
+    nanosleep(&ts, NULL);
+  }
+}
+
 /* The step marker run_feature.sh waits for. */
 static inline void feature_step(int n)
 {
   printf("STEP %d\n", n);
   fflush(stdout);
+  feature_hold(n);
 }
 
 /* Sleeps ms milliseconds. The program installs no signal handler that could

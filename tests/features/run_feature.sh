@@ -26,7 +26,13 @@
 #                         end as the reference did; then `migctl restart IMG` must
 #                         print the rest of the reference's output from a point at or
 #                         after WHEN, and end with its status.
-#   --at2 WHEN            the second moment of restart-chain.
+#   --at2 WHEN            the second moment of restart-chain. A step K: the runs
+#                         under mig get MIG_FEATURE_HOLD=K:FILE and wait after
+#                         STEP K until the harness makes FILE (after the second
+#                         checkpoint), so the job is still there to checkpoint
+#                         however near its end K is (feature.h, feature_hold).
+#                         read:N: no hold (programs nobody here wrote); choose N
+#                         well before the end.
 #   --at WHEN             K: once the line "STEP K" is on stdout;
 #                         read:N[K|M|G]: once the process has read N bytes
 #                         (rchar of /proc/PID/io; for programs with no steps).
@@ -84,6 +90,7 @@ prog=$1; shift
 prog_args=("$@")
 case $mode in plain|restart|restart-twice|restart-chain|concurrent) ;; *) die_usage "--mode must be plain, restart, restart-twice, restart-chain or concurrent" ;; esac
 [ "$mode" != restart-chain ] || [ -n "$at2" ] || die_usage "--mode restart-chain needs --at2"
+[ -z "$at2" ] || [[ $at2 =~ ^[0-9]+$ || $at2 =~ ^read:[0-9]+[KMG]?$ ]] || die_usage "--at2 must be K or read:N[K|M|G]"
 [[ $limit =~ ^[0-9]+$ && $limit -gt 0 ]] || die_usage "--timeout must be a number of seconds"
 [[ $want_status =~ ^[0-9]+$ ]] || die_usage "--status must be a number"
 if [ "$mode" != plain ]; then
@@ -212,7 +219,12 @@ for d in "${datas[@]}"; do
 done
 
 # start_run NAME PRELOAD: starts PROGRAM in run directory $work/NAME; sets PID.
-PID=""
+# restart-chain's second moment a step: the run under mig holds there (--at2).
+PID="" hold=""
+if [ "$mode" = restart-chain ] && [[ $at2 =~ ^[0-9]+$ ]]; then
+  [[ $at =~ ^[0-9]+$ ]] && [ "$at" -lt "$at2" ] || die_usage "--at must be a step before --at2"
+  hold="$at2:$work/hold-released"
+fi
 start_run() {
   local name=$1 preload=$2 run=$work/$1 a args=()
   mkdir -p "$run/dir"
@@ -221,7 +233,9 @@ start_run() {
     args+=("${a//@DATA@/$work/data}")
   done
   start_cats "$run" "$name"
-  if [ "$preload" = 1 ]; then
+  if [ "$preload" = 1 ] && [ -n "$hold" ]; then
+    MIG_FEATURE_HOLD=$hold LD_PRELOAD=$shim "$prog" "${args[@]}" </dev/null >"$run/out.fifo" 2>"$run/err.fifo" &
+  elif [ "$preload" = 1 ]; then
     LD_PRELOAD=$shim "$prog" "${args[@]}" </dev/null >"$run/out.fifo" 2>"$run/err.fifo" &
   else
     "$prog" "${args[@]}" </dev/null >"$run/out.fifo" 2>"$run/err.fifo" &
@@ -434,6 +448,7 @@ if [ "$mode" = restart-chain ]; then
   again=$PID
   [ "$(cat "/proc/$PID/comm" 2>/dev/null)" = migctl ] && again=$ckpt_pid
   checkpoint_stop "$again" "$work/image2.mig" restart1
+  [ -z "$hold" ] || : >"$work/hold-released"   # restart2 goes on after STEP $at2
   start_restart restart2 "$work/image2.mig" "$work/restart1/out"
   finish_run restart2 "migctl restart (restart2)" && compare restart2 "$STATUS"
   finish
