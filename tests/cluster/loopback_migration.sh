@@ -30,11 +30,7 @@ udpecho=$(realpath "$9") evserver=$(realpath "${10}") uvserver=$(realpath "${11}
 source "$(dirname "$0")/lib/loopback_lib.sh" loopback
 steady=$LOOPBACK_LIB_DIR/steady_client.py
 new_key "$dir/key"; new_key "$dir/otherkey"
-pa=$(port) pb=$(port) pc=$(port)
-start_shadowd a $pa "$dir/key"
-start_shadowd b $pb "$dir/key"
-start_shadowd c $pc "$dir/otherkey"
-wait_shadowds a b c
+up_shadowd a "$dir/key" pa && up_shadowd b "$dir/key" pb && up_shadowd c "$dir/otherkey" pc || exit 1
 
 # The job: JOB_PROGRAM STEPS OUT_FILE, prints "step N pid P" per step to stdout
 # (redirected to a file here) and appends "raw N" to OUT_FILE with write(2).

@@ -22,10 +22,7 @@ shadowd=$(realpath "$1") migctl=$(realpath "$2") libmig=$(realpath "$3") memory=
 pjob=$(realpath "$5") no_uffd=$(realpath "$6")
 source "$(dirname "$0")/lib/loopback_lib.sh" precopy
 new_key "$dir/key"
-pa=$(port) pb=$(port)
-start_shadowd a $pa "$dir/key"
-start_shadowd b $pb "$dir/key"
-wait_shadowds a b
+up_shadowd a "$dir/key" pa && up_shadowd b "$dir/key" pb || exit 1
 cd "$dir"
 
 steps_in() { grep -c "$2" "$1"; }
