@@ -5,6 +5,7 @@
 #
 # usage: run_feature.sh --migctl PATH --shim PATH --mode MODE [--at WHEN]
 #            [--timeout S] [--status N] [--datagen PATH --data NAME=SIZE[,text|binary]]...
+#            [--reference-first]
 #            [--keep] -- PROGRAM ARGS...
 #
 #   --mode plain          run PROGRAM without mig (the reference), then under
@@ -42,6 +43,10 @@
 #                         (a shell's 128+SIG for death by signal SIG).
 #   --data NAME=SIZE      generate @DATA@/NAME once with DATAGEN PATH SIZE MODE
 #   --restart-arg ARG     pass ARG to every `migctl restart` (repeatable), e.g. --lazy
+#   --reference-first     the reference run ends before the run under mig starts
+#                         (by default they run at the same time): for programs
+#                         that compute all the time or take much memory, which
+#                         gain nothing from running beside themselves.
 #   --keep                keep the temporary directory (printed) for debugging.
 #
 # In ARGS, @DIR@ becomes an empty directory of the run's own (reference and
@@ -64,7 +69,7 @@ fi
 usage() { sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die_usage() { echo "run_feature.sh: $*" >&2; echo "(see run_feature.sh --help)" >&2; exit 2; }
 
-migctl="" shim="" mode="" at="" at2="" limit=60 want_status=0 datagen="" keep=0
+migctl="" shim="" mode="" at="" at2="" limit=60 want_status=0 datagen="" keep=0 ref_first=0
 datas=()
 restart_args=()
 while [ $# -gt 0 ]; do
@@ -79,6 +84,7 @@ while [ $# -gt 0 ]; do
     --datagen) datagen=${2-}; shift 2 || die_usage "--datagen needs a value" ;;
     --data) datas+=("${2-}"); shift 2 || die_usage "--data needs a value" ;;
     --keep) keep=1; shift ;;
+    --reference-first) ref_first=1; shift ;;
     --restart-arg) restart_args+=("${2-}"); shift 2 || die_usage "--restart-arg needs a value" ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
@@ -149,6 +155,9 @@ show_logs() {
 
 fail() { echo "FAIL: $*"; failed=1; }
 finish() {   # prints the logs if anything failed and exits
+  # Also after a failure: a reference that says SKIP (77) makes the test a skip, as
+  # the program under mig likely failed for the same reason.
+  [ -z "${ref_status-x}" ] && wait_ref
   if [ "$failed" != 0 ]; then show_logs; exit 1; fi
   echo "PASS: $mode${at:+ at $at}"
   exit 0
@@ -272,6 +281,7 @@ finish_run() {
 # compare NAME STATUS: RUN/out and STATUS against the reference.
 compare() {
   local name=$1 status=$2 out=$work/$1/out ref=$work/ref/out
+  wait_ref
   if ! cmp -s "$ref" "$out"; then
     fail "$name: stdout differs from the reference run's"
     echo "--- reference ($(wc -c <"$ref") bytes) vs $name ($(wc -c <"$out") bytes):"
@@ -287,21 +297,35 @@ compare() {
   [ "$failed" = 0 ] && ok "$name: stdout ($(wc -c <"$out") bytes) and exit status $status match"
 }
 
-# 1. The reference: PROGRAM without mig.
+# 1. The reference: PROGRAM without mig. It runs while the run under mig below does
+# (they share nothing: each has its own run directory), since most programs spend
+# their time in timed steps; what it printed is first read in compare (wait_ref).
 start_run ref 0
-finish_run ref "the reference run" || finish
-ref_status=$STATUS
-if [ "$ref_status" != "$want_status" ]; then
-  if [ "$ref_status" = 77 ]; then
-    reason=$(tail -n 1 "$work/ref/err")
-    echo "SKIP: ${reason#SKIP: }"
-    exit 77
+REF_PID=$PID REF_CAT_OUT=$CAT_OUT REF_CAT_ERR=$CAT_ERR
+ref_status=""
+# wait_ref: the reference has ended (once); sets ref_status. Its exit status not the
+# one wanted: FAIL (or SKIP for 77) and finish.
+wait_ref() {
+  [ -z "$ref_status" ] || return 0
+  local pid=$PID cat_out=$CAT_OUT cat_err=$CAT_ERR status=$STATUS
+  PID=$REF_PID CAT_OUT=$REF_CAT_OUT CAT_ERR=$REF_CAT_ERR
+  ref_status=pending   # finish below does not come back here
+  finish_run ref "the reference run" || finish
+  ref_status=$STATUS
+  PID=$pid CAT_OUT=$cat_out CAT_ERR=$cat_err STATUS=$status
+  if [ "$ref_status" != "$want_status" ]; then
+    if [ "$ref_status" = 77 ]; then
+      reason=$(tail -n 1 "$work/ref/err")
+      echo "SKIP: ${reason#SKIP: }"
+      exit 77
+    fi
+    fail "the reference run (without mig) exited with $ref_status, want $want_status"
+    echo "--- its stdout:"; tail -n 20 "$work/ref/out"
+    finish
   fi
-  fail "the reference run (without mig) exited with $ref_status, want $want_status"
-  echo "--- its stdout:"; tail -n 20 "$work/ref/out"
-  finish
-fi
-ok "reference: exit status $ref_status, $(wc -l <"$work/ref/out") lines"
+  ok "reference: exit status $ref_status, $(wc -l <"$work/ref/out") lines"
+}
+[ "$ref_first" = 0 ] || wait_ref
 
 # 2. plain: the same under LD_PRELOAD, undisturbed.
 if [ "$mode" = plain ]; then
