@@ -10,16 +10,18 @@ import hashlib, multiprocessing as mp, os, sys, time
 
 
 def feature_hold(step):
-    """MIG_FEATURE_HOLD=K:PATH (run_feature.sh's restart-chain): after STEP K, wait
-    until PATH exists (the harness has checkpointed us), at most 600 s (feature.h)."""
-    k, _, path = os.environ.get("MIG_FEATURE_HOLD", "").partition(":")
-    if k != str(step) or not path:
-        return
-    for _ in range(60000):
-        if os.path.exists(path):
-            return
-        time.sleep(0.01)
-    sys.exit(f"MIG_FEATURE_HOLD: {path} did not appear within 600 s")
+    """MIG_FEATURE_HOLD=K:PATH[,K:PATH...] (run_feature.sh): after STEP K, wait until
+    PATH exists (the harness has checkpointed us), at most 600 s (feature.h)."""
+    for hold in filter(None, os.environ.get("MIG_FEATURE_HOLD", "").split(",")):
+        k, _, path = hold.partition(":")
+        if k != str(step) or not path:
+            continue
+        for _ in range(60000):
+            if os.path.exists(path):
+                break
+            time.sleep(0.01)
+        else:
+            sys.exit(f"MIG_FEATURE_HOLD: {path} did not appear within 600 s")
 
 
 def worker(k, inq, outq, lock, total):

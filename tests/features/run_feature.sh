@@ -34,7 +34,9 @@
 #                         however near its end K is (feature.h, feature_hold).
 #                         read:N: no hold (programs nobody here wrote); choose N
 #                         well before the end.
-#   --at WHEN             K: once the line "STEP K" is on stdout;
+#   --at WHEN             K: once the line "STEP K" is on stdout; the run under
+#                         mig holds there until checkpointed, as at --at2 (not in
+#                         --mode concurrent, whose job must run on);
 #                         read:N[K|M|G]: once the process has read N bytes
 #                         (rchar of /proc/PID/io; for programs with no steps).
 #   --timeout S           limit for each step (each run, the checkpoint, each
@@ -228,11 +230,15 @@ for d in "${datas[@]}"; do
 done
 
 # start_run NAME PRELOAD: starts PROGRAM in run directory $work/NAME; sets PID.
-# restart-chain's second moment a step: the run under mig holds there (--at2).
+# A checkpoint moment that is a step (not of a concurrent checkpoint, which must find
+# the job running on): the run under mig holds there until checkpointed (--at, --at2).
 PID="" hold=""
+if [ "$mode" != plain ] && [ "$mode" != concurrent ] && [[ $at =~ ^[0-9]+$ ]]; then
+  hold="$at:$work/hold-at"
+fi
 if [ "$mode" = restart-chain ] && [[ $at2 =~ ^[0-9]+$ ]]; then
   [[ $at =~ ^[0-9]+$ ]] && [ "$at" -lt "$at2" ] || die_usage "--at must be a step before --at2"
-  hold="$at2:$work/hold-released"
+  hold="$hold,$at2:$work/hold-at2"
 fi
 start_run() {
   local name=$1 preload=$2 run=$work/$1 a args=()
@@ -444,6 +450,7 @@ ckpt_pid=$PID
 wait_moment "$ckpt_pid" "$work/ckpt/out" "$at"
 img=$work/image.mig
 checkpoint_stop "$ckpt_pid" "$img" ckpt
+[ -z "$hold" ] || : >"$work/hold-at"   # the restarts go on after STEP $at
 cp "$work/ckpt/out" "$work/prefix"
 
 # 4. restart (twice for restart-twice), each continuing the prefix; for
@@ -472,7 +479,7 @@ if [ "$mode" = restart-chain ]; then
   again=$PID
   [ "$(cat "/proc/$PID/comm" 2>/dev/null)" = migctl ] && again=$ckpt_pid
   checkpoint_stop "$again" "$work/image2.mig" restart1
-  [ -z "$hold" ] || : >"$work/hold-released"   # restart2 goes on after STEP $at2
+  [ -z "$hold" ] || : >"$work/hold-at2"   # restart2 goes on after STEP $at2
   start_restart restart2 "$work/image2.mig" "$work/restart1/out"
   finish_run restart2 "migctl restart (restart2)" && compare restart2 "$STATUS"
   finish
