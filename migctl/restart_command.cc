@@ -486,7 +486,7 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }
   } else if (migrated.migrated) {
-    resources::applyProcessState(img, true);  // cwd, umask, limits
+    resources::applyProcessState(img, true);  // cwd, umask, limits (the fd limit last)
     int64_t jobClock = 0;
     for (size_t i = 0; i < img.sectionCount(); ++i) {
       if (img.section(i).type == static_cast<uint16_t>(image::SectionType::process)) {
@@ -558,6 +558,9 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }
   }
+  // Last: every fd is in place (a lowered RLIMIT_NOFILE would refuse the numbers the
+  // job got before it lowered it).
+  resources::applyFdLimit(img);
   std::string planFd = std::to_string(keep[0]), imageFd = std::to_string(keep[1]);
   char* args[] = {const_cast<char*>(restorer.c_str()), planFd.data(), imageFd.data(), nullptr};
   restartTimes().mark("exec");

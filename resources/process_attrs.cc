@@ -85,6 +85,21 @@ void writeProcess(pid_t pid, const control::Block& block, image::ImageWriter& w,
   w.section(image::SectionType::process, msg);
 }
 
+namespace {
+
+void setLimit(image::schema::Rlimit::Reader l) {
+  struct rlimit lim = {l.getSoft(), l.getHard()};
+  if (setrlimit(static_cast<__rlimit_resource>(l.getResource()), &lim) != 0) {
+    struct rlimit now {};
+    getrlimit(static_cast<__rlimit_resource>(l.getResource()), &now);
+    lim.rlim_max = now.rlim_max;  // raising a hard limit needs privilege: keep ours
+    lim.rlim_cur = std::min(lim.rlim_cur, now.rlim_max);
+    setrlimit(static_cast<__rlimit_resource>(l.getResource()), &lim);
+  }
+}
+
+}  // namespace
+
 void applyProcessState(image::FileReader& img, bool migrated) {
   for (size_t i = 0; i < img.sectionCount(); ++i) {
     if (img.section(i).type != static_cast<uint16_t>(image::SectionType::process)) continue;
@@ -95,14 +110,16 @@ void applyProcessState(image::FileReader& img, bool migrated) {
     }
     umask(static_cast<mode_t>(p.getUmask()));
     for (auto l : p.getRlimits()) {
-      struct rlimit lim = {l.getSoft(), l.getHard()};
-      if (setrlimit(static_cast<__rlimit_resource>(l.getResource()), &lim) != 0) {
-        struct rlimit now {};
-        getrlimit(static_cast<__rlimit_resource>(l.getResource()), &now);
-        lim.rlim_max = now.rlim_max;  // raising a hard limit needs privilege: keep ours
-        lim.rlim_cur = std::min(lim.rlim_cur, now.rlim_max);
-        setrlimit(static_cast<__rlimit_resource>(l.getResource()), &lim);
-      }
+      if (l.getResource() != RLIMIT_NOFILE) setLimit(l);
+    }
+  }
+}
+
+void applyFdLimit(image::FileReader& img) {
+  for (size_t i = 0; i < img.sectionCount(); ++i) {
+    if (img.section(i).type != static_cast<uint16_t>(image::SectionType::process)) continue;
+    for (auto l : img.meta<image::schema::Process>(i).getRlimits()) {
+      if (l.getResource() == RLIMIT_NOFILE) setLimit(l);
     }
   }
 }

@@ -13,7 +13,13 @@ namespace mig::resources {
 void writeProcess(pid_t pid, const control::Block& block, image::ImageWriter& w, CaptureStats& stats);
 
 // At restart, in migctl before it execs the restorer (which inherits them): cwd,
-// umask and resource limits. A migrated job's cwd may be at home only ("/" here).
+// umask and resource limits but RLIMIT_NOFILE. A migrated job's cwd may be at home
+// only ("/" here).
 void applyProcessState(image::FileReader& img, bool migrated);
+
+// RLIMIT_NOFILE, once the job's fds are in place (restoreFiles) and just before the
+// exec: a lower soft limit (a job's 200) would refuse fd numbers at or above it to the
+// placing (F_DUPFD, dup2) that the job itself got before it lowered its limit.
+void applyFdLimit(image::FileReader& img);
 
 }  // namespace mig::resources

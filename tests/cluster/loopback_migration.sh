@@ -19,7 +19,8 @@
 # three streaming clients and serve a new one across A -> B -> A; a call
 # sent to the relay with a wrong job token runs nothing; and a
 # migration to a dead address or to a shadowd with another key leaves the job running
-# where it was, with one line saying why.
+# where it was, with one line saying why. The first job's checks run first; the other
+# cases, each with its own job, then run in three lanes at once (the end of this file).
 #
 # usage: loopback_migration.sh SHADOWD MIGCTL LIBMIG JOB_PROGRAM ORDERED_WRITERS FAMILY_JOB
 #          STREAM_CLIENT ECHO_SERVER UDP_ECHO EPOLL_ECHO_SERVER UV_ECHO_SERVER
@@ -30,11 +31,7 @@ udpecho=$(realpath "$9") evserver=$(realpath "${10}") uvserver=$(realpath "${11}
 source "$(dirname "$0")/lib/loopback_lib.sh" loopback
 steady=$LOOPBACK_LIB_DIR/steady_client.py
 new_key "$dir/key"; new_key "$dir/otherkey"
-pa=$(port) pb=$(port) pc=$(port)
-start_shadowd a $pa "$dir/key"
-start_shadowd b $pb "$dir/key"
-start_shadowd c $pc "$dir/otherkey"
-wait_shadowds a b c
+up_shadowd a "$dir/key" pa && up_shadowd b "$dir/key" pb && up_shadowd c "$dir/otherkey" pc || exit 1
 
 # The job: JOB_PROGRAM STEPS OUT_FILE, prints "step N pid P" per step to stdout
 # (redirected to a file here) and appends "raw N" to OUT_FILE with write(2).
@@ -107,6 +104,8 @@ if diff <(for i in $(seq 1 "$last"); do echo "step $i pid $jobpid"; done) <(grep
   ok "$last lines through stdio and raw write(2), each once, in order, PID $jobpid throughout"
 else bad "output exact" "$dir/out.diff" "$dir/raw.diff"; fi
 
+# --- the other cases, each a function run by the loop at the end, all at once ---
+case_stdin() {
 # A job whose second thread is blocked reading its stdin (a pipe at home) while its
 # main thread keeps printing: the deputy must run both threads' calls at once.
 mkfifo "$dir/in.fifo"
@@ -133,21 +132,25 @@ if wait_line "$dir/out2.txt" '^got second line$' && [ "$(grep -c '^got ' "$dir/o
   ok "a read blocked at home did not hold off the next hop; the lines written to stdin after it arrived once each"
 else bad "stdin lines after two hops" "$dir/out2.txt" "$dir/m3b.out"; fi
 exec 7>&-
+}
 
-# `job | head -n 12` at home, the job migrated before head is done: once head has
+case_sigpipe() {
+# `job | head -n 40` at home, the job migrated before head is done: once head has
 # gone, the job's next write fails at home, and the job (on B) dies of SIGPIPE as it
 # would have at home; the pipeline at home sees it.
-( LD_PRELOAD=$libmig "$job" 200 "$dir/raw3.txt" | head -n 12 > "$dir/head.out"; echo "${PIPESTATUS[0]}" > "$dir/pipestatus" ) &
+( LD_PRELOAD=$libmig "$job" 200 "$dir/raw3.txt" | head -n 40 > "$dir/head.out"; echo "${PIPESTATUS[0]}" > "$dir/pipestatus" ) &
 pids+=($!)
 wait_line "$dir/raw3.txt" '^raw 2$' || bad "the piped job started" "$dir/raw3.txt"
 job3=$(pgrep -f "migrating_job 200 $dir/raw3.txt" | head -1)
 A migrate "$job3" --to 127.0.0.1:$pb > "$dir/m4.out" 2>&1 || bad "migrate the piped job" "$dir/m4.out" "$dir/b.log"
 wait_until 20 test -s "$dir/pipestatus"
 if [ "$(cat "$dir/pipestatus" 2>/dev/null)" = 141 ] &&
-   diff <(for i in $(seq 1 12); do echo "step $i pid $job3"; done) "$dir/head.out" > "$dir/head.diff"; then
+   diff <(for i in $(seq 1 40); do echo "step $i pid $job3"; done) "$dir/head.out" > "$dir/head.diff"; then
   ok "a job writing into a pipe whose reader at home ended dies of SIGPIPE (status 141), as without mig"
 else bad "SIGPIPE through the deputy (status '$(cat "$dir/pipestatus" 2>/dev/null)')" "$dir/head.diff" "$dir/b.log"; fi
+}
 
+case_ordered() {
 # Four threads taking turns writing 1 KiB lines to a pipe at home whose reader
 # pauses for 3 s (`job | (sleep 3; cat)`), migrated A -> B and back mid-run, then a
 # burst of stdio output and an immediate exit. On B the writes are pipelined and wait
@@ -173,7 +176,9 @@ else
   diff <(cut -c1-24 "$dir/ordered.expected") <(cut -c1-24 "$dir/ordered.out") | head -20 > "$dir/ordered.diff"
   bad "ordered pipelined writes (status '$(cat "$dir/ordered.status" 2>/dev/null)')" "$dir/ordered.diff" "$dir/m5.out" "$dir/m6.out" "$dir/b.log"
 fi
+}
 
+case_family() {
 # A job that forked a child at home, migrated: it kills and reaps that child (at home,
 # through its deputy, and hears its SIGCHLD), then forks and spawns children on B,
 # which get virtual PIDs from home's PID space above pid_max and whose output goes
@@ -202,7 +207,9 @@ if [ "$(cat "$dir/family.status" 2>/dev/null)" = 0 ] && grep -q "frozen" "$dir/m
    grep -qx "exec'd shell, pid $fpid" "$dir/family.out"; then
   ok "away from home, the job killed and reaped its home child $hchild (SIGCHLD seen); its child born on B is PID $v for fork, getpid, getppid and waitpid; the child, a spawned echo and the shell the job exec'd wrote to its stdout at home"
 else bad "process family away from home (status '$(cat "$dir/family.status" 2>/dev/null)')" "$dir/family.out" "$dir/m7.out" "$dir/b.log"; fi
+}
 
+case_stream() {
 # A TCP client streaming 200 MiB to a sink at home with send(2), migrated A -> B -> A
 # mid-stream: its socket stays at home with the deputy, so the sink sees one
 # connection, never reset, and the same bytes as from an undisturbed run.
@@ -230,7 +237,9 @@ if [ "$(cat "$dir/stream2.status" 2>/dev/null)" = 0 ] && grep -q frozen "$dir/m8
    cmp -s "$dir/stream1.out" "$dir/stream2.out"; then
   ok "a TCP client streamed 200 MiB through its socket at home, migrated A -> B -> A mid-stream: the sink's SHA-256 is the undisturbed run's"
 else bad "TCP stream across migrations (status '$(cat "$dir/stream2.status" 2>/dev/null)')" "$dir/stream1.out" "$dir/stream2.out" "$dir/stream2.err" "$dir/m8.out" "$dir/m9.out"; fi
+}
 
+case_pipeline() {
 # `producer | cat | sha256sum` in one shell at home, with coreutils' cat (a program
 # nobody here wrote) under libmig, migrated to B and back mid-stream: the consumer's
 # output is the undisturbed pipeline's, and every member of the pipeline exits 0.
@@ -254,7 +263,9 @@ if [ "$(cat "$dir/pipe2.status" 2>/dev/null)" = "0 0 0" ] && grep -q frozen "$di
    cmp -s "$dir/pipe1.out" "$dir/pipe2.out"; then
   ok "producer | cat | sha256sum with cat migrated A -> B -> A mid-stream: the consumer's output is exact, the pipeline exits 0 0 0"
 else bad "pipeline through a migrated cat (status '$(cat "$dir/pipe2.status" 2>/dev/null)')" "$dir/pipe1.out" "$dir/pipe2.out" "$dir/m10.out" "$dir/m11.out"; fi
+}
 
+case_echo_server() {
 # A blocking TCP echo server listening at home, migrated A -> B while a client talks
 # to it (the client gets every echo, in order, and no reset), then a new client
 # connects to the same address and is served from B; then, while the server waits
@@ -285,6 +296,7 @@ if [ "$(cat "$dir/server.status" 2>/dev/null)" = 0 ] && grep -q frozen "$dir/m12
    [ "$(grep -c "^client [123] from 127.0.0.1, to port $sport\$" "$dir/server.out")" = 3 ]; then
   ok "a TCP echo server, migrated A -> B mid-conversation and back while waiting in accept: every echo in order, new clients served at the same address"
 else bad "TCP server across migrations (status '$(cat "$dir/server.status" 2>/dev/null)')" "$dir/server.out" "$dir/client1.out" "$dir/client2.out" "$dir/client3.out" "$dir/m12.out" "$dir/m13.out"; fi
+}
 
 # Event-loop servers: three clients keep sending lines at a steady rate, not waiting
 # for the echoes, while the server goes A -> B -> A; a new client is served at B.
@@ -298,7 +310,7 @@ event_loop_check() {
   local eport evpid steadies=()
   eport=$(sed -n 's/^port //p' "$dir/$name.out")
   evpid=$(pgrep -n -x "$comm")
-  for k in 1 2 3; do python3 "$steady" 127.0.0.1 "$eport" 300 10 "c$k" > "$dir/$name$k.out" 2>&1 & steadies+=($!); pids+=($!); done
+  for k in 1 2 3; do python3 "$steady" 127.0.0.1 "$eport" 600 10 "c$k" > "$dir/$name$k.out" 2>&1 & steadies+=($!); pids+=($!); done
   wait_line "$dir/$name.out" '^client 3'
   A migrate "$evpid" --to 127.0.0.1:$pb > "$dir/$name-m1.out" 2>&1 || bad "migrate $name" "$dir/$name-m1.out" "$dir/b.log"
   python3 "$steady" 127.0.0.1 "$eport" 20 10 new > "$dir/${name}4.out" 2>&1
@@ -306,7 +318,7 @@ event_loop_check() {
   wait "${steadies[@]}"
   wait_until 10 test -s "$dir/$name.status"
   if [ "$(cat "$dir/$name.status" 2>/dev/null)" = 0 ] && grep -q frozen "$dir/$name-m1.out" && grep -q frozen "$dir/$name-m2.out" &&
-     [ "$(cat "$dir/${name}1.out" "$dir/${name}2.out" "$dir/${name}3.out")" = "$(printf '300 echoes in order\n%.0s' 1 2 3)" ] &&
+     [ "$(cat "$dir/${name}1.out" "$dir/${name}2.out" "$dir/${name}3.out")" = "$(printf '600 echoes in order\n%.0s' 1 2 3)" ] &&
      grep -qx "20 echoes in order" "$dir/${name}4.out"; then
     return 0
   fi
@@ -314,11 +326,16 @@ event_loop_check() {
     "$dir/${name}3.out" "$dir/${name}4.out" "$dir/$name-m1.out" "$dir/$name-m2.out"
   return 1
 }
+case_epoll() {
 event_loop_check etserver epoll_echo_serv "$evserver" --et 4 &&
   ok "an edge-triggered epoll server, migrated A -> B -> A while three clients stream lines at it: every echo in order, a new client served on B"
+}
+case_libuv() {
 event_loop_check uvserver uv_echo_server "$uvserver" 4 &&
   ok "a libuv TCP server (FIONBIO, TCP_NODELAY, epoll), migrated A -> B -> A while three clients stream lines at it: every echo in order, a new client served on B"
+}
 
+case_udp() {
 # A UDP echo job bound at home, migrated A -> B -> A between bursts of datagrams of
 # many sizes: each comes back whole, from the job's port, to the client's.
 udp_client() {  # udp_client PORT N: N datagrams, each echoed exactly by PORT
@@ -350,5 +367,29 @@ if [ "$(cat "$dir/udp.status" 2>/dev/null)" = 0 ] && grep -q frozen "$dir/m14.ou
    grep -qx "echoed 150 datagrams" "$dir/udp.out"; then
   ok "a UDP echo job bound at home, migrated A -> B -> A between bursts: 150 datagrams echoed whole, from its port, to their senders"
 else bad "UDP across migrations (status '$(cat "$dir/udp.status" 2>/dev/null)')" "$dir/udp.out" "$dir/udp1.out" "$dir/udp2.out" "$dir/udp3.out" "$dir/m14.out"; fi
+}
 
+# The cases above are independent of each other (each has its own job, clients and
+# files in $dir; they share the shadowds A and B, as the jobs of a cluster do): they
+# run in three lanes at once, the cases of a lane one after the other, each lane in a
+# process group of its own (killed whole on exit). Each case's report goes to
+# $dir/case-NAME.log, shown in the order of the cases once all lanes have ended.
+# Lanes, not every case at once: a few cases must make their hops within a stretch
+# of a job's steady pace (streaming clients of 6 s, 40 lines of 100 ms before head
+# ends), which a machine loaded with every case at once stretches. (The first job's checks ran
+# alone before them: its job id is the last one in B's log.)
+lanes=("stdin sigpipe ordered family udp" "stream pipeline" "echo_server epoll libuv")
+lane_pgids=()
+trap 'for g in "${lane_pgids[@]}"; do kill -9 -- "-$g" 2>/dev/null; done; cleanup' EXIT
+set -m
+for lane in "${lanes[@]}"; do
+  ( for c in $lane; do "case_$c" > "$dir/case-$c.log" 2>&1; done ) &
+  lane_pgids+=($!)
+done
+set +m
+wait "${lane_pgids[@]}"
+for c in stdin sigpipe ordered family stream pipeline echo_server epoll libuv udp; do
+  cat "$dir/case-$c.log"
+  failures=$((failures + $(grep -c '^FAIL - ' "$dir/case-$c.log")))
+done
 [ "$failures" -eq 0 ]

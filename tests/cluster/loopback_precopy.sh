@@ -4,7 +4,7 @@
 #    pages rewritten as it goes) is migrated A -> B by default - pre-copy, the job
 #    running and writing through the rounds - and back B -> A with --stop-and-copy;
 #    it must end with PASS and stdout exactly that of an undisturbed run (run beside
-#    it; 512 steps of at least 50 ms: it outlives both moves).
+#    it; 512 steps of at least 50 ms, held near the end until both moves are done).
 # 2. precopy_job (jobs/precopy_job.c), which every step rewrites random pages, moves
 #    a page through a pipe with read() into memory and write() from it, and forks a
 #    child that writes its copy: migrated A -> B with --precopy and B -> A by default,
@@ -23,13 +23,11 @@ shadowd=$(realpath "$1") migctl=$(realpath "$2") libmig=$(realpath "$3") memory=
 pjob=$(realpath "$5") no_uffd=$(realpath "$6")
 source "$(dirname "$0")/lib/loopback_lib.sh" precopy
 new_key "$dir/key"
-pa=$(port) pb=$(port)
-start_shadowd a $pa "$dir/key"
+up_shadowd a "$dir/key" pa || exit 1
 # B's restores of a pre-copy hop are lazy (migctl/restart_command.cc): without the
 # background fill the job's pages stay missing until it (or its child, or the kernel in
 # its read()) touches them, or until the next hop's capture asks for them all.
-MIG_LAZY_NO_FILL=1 start_shadowd b $pb "$dir/key"
-wait_shadowds a b
+MIG_LAZY_NO_FILL=1 up_shadowd b "$dir/key" pb || exit 1
 cd "$dir"
 
 steps_in() { grep -c "$2" "$1"; }
@@ -61,7 +59,11 @@ migrate_checked() {
 }
 
 # --- 1. the memory feature program ---------------------------------------------------
-( LD_PRELOAD=$libmig "$memory" 256M 512 > "$dir/memory.out" 2> "$dir/memory.err"; echo "$?" > "$dir/memory.status" ) &
+# It holds after STEP 505 until the first move is done and after STEP 509 until the
+# second is (feature.h, feature_hold): a slow pre-copy on a loaded machine cannot
+# outlast it, and it always has steps left to show it goes on on B.
+( MIG_FEATURE_HOLD="505:$dir/moved1,509:$dir/moved2" LD_PRELOAD=$libmig "$memory" 256M 512 \
+    > "$dir/memory.out" 2> "$dir/memory.err"; echo "$?" > "$dir/memory.status" ) &
 pids+=($!)
 wait_line "$dir/memory.out" '^STEP 2$' || bad "memory started" "$dir/memory.out" "$dir/memory.err"
 mpid=$(pgrep -f -n "^$memory 256M 512")
@@ -69,10 +71,12 @@ mpid=$(pgrep -f -n "^$memory 256M 512")
 pids+=($!)
 migrate_checked "memory A -> B (default)" "$mpid" "$pb" \
   "pre-copy, [0-9]+ rounds: [0-9.]+ MiB sent while it ran, [0-9.]+ MiB while frozen" '^STEP' "$dir/memory.out"
+: > "$dir/moved1"
 n=$(steps_in "$dir/memory.out" '^STEP')
 wait_line "$dir/memory.out" "^STEP $((n + 3))$" || bad "memory goes on on B" "$dir/memory.out" "$dir/b.log"
 migrate_checked "memory B -> A (--stop-and-copy)" "$mpid" "$pa" \
   "stop-and-copy: [0-9.]+ MiB sent while frozen" '^STEP' "$dir/memory.out" --stop-and-copy
+: > "$dir/moved2"
 wait_until 120 test -s "$dir/memory.status" || bad "memory ended" "$dir/memory.out" "$dir/memory.err"
 wait_until 120 test -s "$dir/memory.ref.status" || bad "memory ended undisturbed" "$dir/memory.ref"
 if [ "$(cat "$dir/memory.status" 2>/dev/null)" = 0 ] && [ "$(cat "$dir/memory.ref.status")" = 0 ] && cmp -s "$dir/memory.ref" "$dir/memory.out"; then

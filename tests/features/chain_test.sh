@@ -16,18 +16,23 @@ work=$dir
 failed=0
 fail() { echo "FAIL: $*"; failed=1; }
 
-"$prog" 64M 60 > "$work/ref.out" || { echo "FAIL: the reference run failed"; exit 1; }
-ref_len=$(wc -c < "$work/ref.out")
+# The reference runs beside the job (read once the chain is written). Each job holds
+# after STEP 58 until its checkpoints are done (feature.h, feature_hold): a loaded
+# machine cannot let it end before the last of them.
+"$prog" 64M 60 > "$work/ref.out" & ref=$!; pids+=($ref)
 
 mkfifo "$work/job.fifo"
 cat "$work/job.fifo" > "$work/job.out" & pids+=($!)
-LD_PRELOAD=$libmig "$prog" 64M 60 > "$work/job.fifo" 2> "$work/job.err" &
+MIG_FEATURE_HOLD="58:$work/chain.done" LD_PRELOAD=$libmig "$prog" 64M 60 > "$work/job.fifo" 2> "$work/job.err" &
 job=$!; pids+=($job)
 wait_for "STEP 2" grep -qx "STEP 2" "$work/job.out" || { echo "FAIL: the job did not print STEP 2"; cat "$work/job.err"; exit 1; }
 if ! timeout 120 "$migctl" checkpoint "$job" -o "$work/chain" --every 0.3 --count 5 > "$work/ckpt.log" 2>&1; then
   fail "migctl checkpoint --every: $(cat "$work/ckpt.log")"
 fi
+: > "$work/chain.done"
 cat "$work/ckpt.log"
+wait "$ref" || { echo "FAIL: the reference run failed"; exit 1; }
+ref_len=$(wc -c < "$work/ref.out")
 [ "$(grep -c '^image [0-9] of process' "$work/ckpt.log")" = 5 ] || fail "not 5 images"
 grep -q "^image 1 .*whole" "$work/ckpt.log" || fail "the first image is not whole"
 [ "$(grep -c 'written since ckpt-' "$work/ckpt.log")" = 4 ] || fail "images 2-5 are not incremental"
@@ -38,9 +43,17 @@ wait "$job"; st=$?
 [ "$st" = 0 ] && cmp -s "$work/ref.out" <(cat "$work/job.out") || fail "the job checkpointed every 0.3 s did not end as the reference (status $st)"
 
 # restart_check NAME PATH: the restart of PATH must print the end of the reference.
+# restart_start NAME PATH starts it in the background (several run at once: each a
+# process of its own), restart_check NAME PATH waits for it and checks.
+declare -A restarting=()
+restart_start() {
+  { timeout 120 "$migctl" restart "$2" < /dev/null > "$work/$1.out" 2> "$work/$1.err"; echo $? > "$work/$1.status"; } &
+  restarting[$1]=$!; pids+=($!)
+}
 restart_check() {
   local name=$1 path=$2 out=$work/$1.out st got
-  timeout 120 "$migctl" restart "$path" < /dev/null > "$out" 2> "$work/$name.err"; st=$?
+  [ -n "${restarting[$name]-}" ] || restart_start "$name" "$path"
+  wait "${restarting[$name]}"; st=$(cat "$work/$name.status" 2>/dev/null)
   got=$(wc -c < "$out")
   if [ "$st" != 0 ] || [ "$got" -eq 0 ] || [ "$got" -gt "$ref_len" ] || ! cmp -s <(tail -c "$got" "$work/ref.out") "$out"; then
     fail "$name: restart of $path: status $st, $got bytes not the end of the reference; $(tail -n 3 "$work/$name.err")"
@@ -48,12 +61,12 @@ restart_check() {
     ok "$name: restart of $path printed the last $got of $ref_len bytes, status 0"
   fi
 }
-for k in 1 2 3 4 5; do restart_check "link$k" "$work/chain/ckpt-000$k.mig"; done
+for k in 1 2 3 4 5; do restart_start "link$k" "$work/chain/ckpt-000$k.mig"; done
 
 # Above the copy limit (here 0) an image is written frozen, as one line says, and restarts the same.
 mkfifo "$work/job2.fifo"
 cat "$work/job2.fifo" > "$work/job2.out" & pids+=($!)
-LD_PRELOAD=$libmig "$prog" 64M 60 > "$work/job2.fifo" 2> "$work/job2.err" &
+MIG_FEATURE_HOLD="58:$work/frozen.done" LD_PRELOAD=$libmig "$prog" 64M 60 > "$work/job2.fifo" 2> "$work/job2.err" &
 job2=$!; pids+=($job2)
 wait_for "STEP 2" grep -qx "STEP 2" "$work/job2.out" || fail "the second job did not print STEP 2"
 if MIG_CHAIN_COPY_LIMIT_MIB=0 timeout 120 "$migctl" checkpoint "$job2" -o "$work/frozen" --every 0.3 --count 2 \
@@ -63,8 +76,12 @@ if MIG_CHAIN_COPY_LIMIT_MIB=0 timeout 120 "$migctl" checkpoint "$job2" -o "$work
 else
   fail "migctl checkpoint --every with MIG_CHAIN_COPY_LIMIT_MIB=0: $(cat "$work/frozen.log")"
 fi
+: > "$work/frozen.done"
 wait "$job2"; st=$?
 [ "$st" = 0 ] && cmp -s "$work/ref.out" "$work/job2.out" || fail "the job checkpointed frozen did not end as the reference (status $st)"
+for k in 1 2 3 4 5; do restart_check "link$k" "$work/chain/ckpt-000$k.mig"; done
+restart_start frozen2 "$work/frozen/ckpt-0002.mig"
+restart_start newest "$work/chain"
 restart_check frozen2 "$work/frozen/ckpt-0002.mig"
 restart_check newest "$work/chain"
 if "$migctl" image merge "$work/chain" -o "$work/whole.mig" > "$work/merge.log" 2>&1; then

@@ -72,11 +72,43 @@ static void read_full(int fd, void *buf, size_t n, const char *who)
   }
 }
 
+/* MIG_FEATURE_HOLD=K:PATH[,K:PATH...] (run_feature.sh's restart-chain sets it for
+ * the runs it checkpoints, loopback_precopy.sh for the job it moves): after printing
+ * STEP K the program waits until PATH exists, so that a checkpoint or a move at STEP
+ * K near the end finds it still running however slow the machine is (the test makes
+ * PATH once it is done with it). The wait is a 10 ms sleep like a step's (a signal of
+ * the program's own ends one early), at most 600 s. */
+static inline void feature_hold(int n)
+{
+  const char *hold = getenv("MIG_FEATURE_HOLD");
+  while (hold != NULL && *hold != '\0') {
+    char *path;
+    long k = strtol(hold, &path, 10);
+    if (*path != ':')
+      feature_fail("MIG_FEATURE_HOLD: '%s' is not K:PATH[,K:PATH...]", hold);
+    path++;
+    size_t len = strcspn(path, ",");
+    hold = path[len] == ',' ? path + len + 1 : NULL;
+    if (k != n)
+      continue;
+    char file[4096];
+    CHECK(len < sizeof file, "MIG_FEATURE_HOLD: a path of %zu bytes", len);
+    memcpy(file, path, len);
+    file[len] = '\0';
+    for (int i = 0; access(file, F_OK) != 0; i++) {
+      CHECK(i < 60000, "MIG_FEATURE_HOLD: %s did not appear within 600 s", file);
+      struct timespec ts = { 0, 10 * 1000000L };
+      nanosleep(&ts, NULL);
+    }
+  }
+}
+
 /* The step marker run_feature.sh waits for. */
 static inline void feature_step(int n)
 {
   printf("STEP %d\n", n);
   fflush(stdout);
+  feature_hold(n);
 }
 
 /* Sleeps ms milliseconds. The program installs no signal handler that could

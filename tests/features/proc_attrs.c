@@ -1,6 +1,7 @@
 /* proc_attrs: per-process attributes that must come back as they were: the
  * current directory (changed to DIR/work at the start), the umask (027),
- * rlimits (RLIMIT_NOFILE soft 200, RLIMIT_CORE 0), an environment variable
+ * rlimits (RLIMIT_NOFILE soft 200, RLIMIT_CORE 0), an fd at 250 opened before the
+ * limit was lowered (a restart must place it before it sets the limit), an environment variable
  * set with setenv, the arguments and environment as the kernel shows them
  * (/proc/self/cmdline and /proc/self/environ, compared with what they were
  * at the start), a relative path opened through the cwd, and thread names (the
@@ -17,7 +18,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
-enum { STEP_MS = 100 };
+enum { STEP_MS = 100, HIGH_FD = 250 };
 
 static volatile int helper_done;
 static char helper_name[16];
@@ -63,6 +64,16 @@ int main(int argc, char **argv)
   umask(027);
   struct rlimit nofile, core = { 0, 0 };
   CHECK_SYS(getrlimit(RLIMIT_NOFILE, &nofile));
+  CHECK(nofile.rlim_cur > HIGH_FD, "RLIMIT_NOFILE is %llu: this program needs more than %d",
+        (unsigned long long)nofile.rlim_cur, HIGH_FD);
+  int low = open("held-high", O_RDWR | O_CREAT | O_EXCL, 0666);
+  CHECK(low >= 0, "create held-high: %s", strerror(errno));
+  CHECK(write(low, "high", 4) == 4, "write held-high: %s", strerror(errno));
+  int high = fcntl(low, F_DUPFD, HIGH_FD);
+  CHECK(high == HIGH_FD, "F_DUPFD %d gave %d: %s", HIGH_FD, high, strerror(errno));
+  close(low);
+  struct stat held;
+  CHECK_SYS(fstat(high, &held));
   nofile.rlim_cur = 200;
   CHECK_SYS(setrlimit(RLIMIT_NOFILE, &nofile));
   CHECK_SYS(setrlimit(RLIMIT_CORE, &core));
@@ -106,6 +117,12 @@ int main(int argc, char **argv)
   CHECK_SYS(getrlimit(RLIMIT_NOFILE, &r));
   CHECK(r.rlim_cur == 200 && r.rlim_max == nofile.rlim_max, "RLIMIT_NOFILE is %llu/%llu",
         (unsigned long long)r.rlim_cur, (unsigned long long)r.rlim_max);
+  struct stat now_held;
+  CHECK(fstat(HIGH_FD, &now_held) == 0, "fd %d (above the limit) is gone: %s", HIGH_FD, strerror(errno));
+  CHECK(now_held.st_ino == held.st_ino && now_held.st_dev == held.st_dev, "fd %d is another file", HIGH_FD);
+  char four[4];
+  CHECK(pread(HIGH_FD, four, 4, 0) == 4 && memcmp(four, "high", 4) == 0, "fd %d does not read back", HIGH_FD);
+  CHECK(lseek(HIGH_FD, 0, SEEK_CUR) == 4, "fd %d lost its offset", HIGH_FD);
   CHECK_SYS(getrlimit(RLIMIT_CORE, &r));
   CHECK(r.rlim_cur == 0 && r.rlim_max == 0, "RLIMIT_CORE changed");
   const char *v = getenv("MIG_FEATURE_VAR");
@@ -125,7 +142,8 @@ int main(int argc, char **argv)
   CHECK(pthread_join(h, NULL) == 0, "pthread_join failed");
   CHECK(strcmp(helper_name, "attrs-helper") == 0, "the helper thread is named '%s', not attrs-helper", helper_name);
 
-  printf("cwd unchanged\numask 027\nrlimits unchanged\nenvironment unchanged\nthread names unchanged\n");
+  printf("cwd unchanged\numask 027\nrlimits unchanged\nfd %d above the fd limit kept\n", HIGH_FD);
+  printf("environment unchanged\nthread names unchanged\n");
   printf("cmdline unchanged\n");
   printf("PASS\n");
   return 0;

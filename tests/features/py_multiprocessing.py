@@ -6,7 +6,22 @@
 # heap: all in memory shared between the processes (deleted /dev/shm files), so a
 # checkpoint of the tree must bring each back as one object for all three. The root
 # prints "STEP n" after each round and the totals at the end.
-import hashlib, multiprocessing as mp, sys, time
+import hashlib, multiprocessing as mp, os, sys, time
+
+
+def feature_hold(step):
+    """MIG_FEATURE_HOLD=K:PATH[,K:PATH...] (run_feature.sh): after STEP K, wait until
+    PATH exists (the harness has checkpointed us), at most 600 s (feature.h)."""
+    for hold in filter(None, os.environ.get("MIG_FEATURE_HOLD", "").split(",")):
+        k, _, path = hold.partition(":")
+        if k != str(step) or not path:
+            continue
+        for _ in range(60000):
+            if os.path.exists(path):
+                break
+            time.sleep(0.01)
+        else:
+            sys.exit(f"MIG_FEATURE_HOLD: {path} did not appear within 600 s")
 
 
 def worker(k, inq, outq, lock, total):
@@ -44,6 +59,7 @@ if __name__ == "__main__" or True:
             if total.value != want:
                 sys.exit(f"step {step}: total {total.value}, want {want}")
         print(f"STEP {step}", flush=True)
+        feature_hold(step)
     for w in workers:
         inq.put(None)
     for w in workers:

@@ -5,6 +5,7 @@
 #
 # usage: run_feature.sh --migctl PATH --shim PATH --mode MODE [--at WHEN]
 #            [--timeout S] [--status N] [--datagen PATH --data NAME=SIZE[,text|binary]]...
+#            [--reference-first]
 #            [--keep] -- PROGRAM ARGS...
 #
 #   --mode plain          run PROGRAM without mig (the reference), then under
@@ -26,8 +27,16 @@
 #                         end as the reference did; then `migctl restart IMG` must
 #                         print the rest of the reference's output from a point at or
 #                         after WHEN, and end with its status.
-#   --at2 WHEN            the second moment of restart-chain.
-#   --at WHEN             K: once the line "STEP K" is on stdout;
+#   --at2 WHEN            the second moment of restart-chain. A step K: the runs
+#                         under mig get MIG_FEATURE_HOLD=K:FILE and wait after
+#                         STEP K until the harness makes FILE (after the second
+#                         checkpoint), so the job is still there to checkpoint
+#                         however near its end K is (feature.h, feature_hold).
+#                         read:N: no hold (programs nobody here wrote); choose N
+#                         well before the end.
+#   --at WHEN             K: once the line "STEP K" is on stdout; the run under
+#                         mig holds there until checkpointed, as at --at2 (not in
+#                         --mode concurrent, whose job must run on);
 #                         read:N[K|M|G]: once the process has read N bytes
 #                         (rchar of /proc/PID/io; for programs with no steps).
 #   --timeout S           limit for each step (each run, the checkpoint, each
@@ -36,6 +45,10 @@
 #                         (a shell's 128+SIG for death by signal SIG).
 #   --data NAME=SIZE      generate @DATA@/NAME once with DATAGEN PATH SIZE MODE
 #   --restart-arg ARG     pass ARG to every `migctl restart` (repeatable), e.g. --lazy
+#   --reference-first     the reference run ends before the run under mig starts
+#                         (by default they run at the same time): for programs
+#                         that compute all the time or take much memory, which
+#                         gain nothing from running beside themselves.
 #   --keep                keep the temporary directory (printed) for debugging.
 #
 # In ARGS, @DIR@ becomes an empty directory of the run's own (reference and
@@ -58,7 +71,7 @@ fi
 usage() { sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die_usage() { echo "run_feature.sh: $*" >&2; echo "(see run_feature.sh --help)" >&2; exit 2; }
 
-migctl="" shim="" mode="" at="" at2="" limit=60 want_status=0 datagen="" keep=0
+migctl="" shim="" mode="" at="" at2="" limit=60 want_status=0 datagen="" keep=0 ref_first=0
 datas=()
 restart_args=()
 while [ $# -gt 0 ]; do
@@ -73,6 +86,7 @@ while [ $# -gt 0 ]; do
     --datagen) datagen=${2-}; shift 2 || die_usage "--datagen needs a value" ;;
     --data) datas+=("${2-}"); shift 2 || die_usage "--data needs a value" ;;
     --keep) keep=1; shift ;;
+    --reference-first) ref_first=1; shift ;;
     --restart-arg) restart_args+=("${2-}"); shift 2 || die_usage "--restart-arg needs a value" ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
@@ -84,6 +98,7 @@ prog=$1; shift
 prog_args=("$@")
 case $mode in plain|restart|restart-twice|restart-chain|concurrent) ;; *) die_usage "--mode must be plain, restart, restart-twice, restart-chain or concurrent" ;; esac
 [ "$mode" != restart-chain ] || [ -n "$at2" ] || die_usage "--mode restart-chain needs --at2"
+[ -z "$at2" ] || [[ $at2 =~ ^[0-9]+$ || $at2 =~ ^read:[0-9]+[KMG]?$ ]] || die_usage "--at2 must be K or read:N[K|M|G]"
 [[ $limit =~ ^[0-9]+$ && $limit -gt 0 ]] || die_usage "--timeout must be a number of seconds"
 [[ $want_status =~ ^[0-9]+$ ]] || die_usage "--status must be a number"
 if [ "$mode" != plain ]; then
@@ -142,6 +157,9 @@ show_logs() {
 
 fail() { echo "FAIL: $*"; failed=1; }
 finish() {   # prints the logs if anything failed and exits
+  # Also after a failure: a reference that says SKIP (77) makes the test a skip, as
+  # the program under mig likely failed for the same reason.
+  [ -z "${ref_status-x}" ] && wait_ref
   if [ "$failed" != 0 ]; then show_logs; exit 1; fi
   echo "PASS: $mode${at:+ at $at}"
   exit 0
@@ -212,7 +230,16 @@ for d in "${datas[@]}"; do
 done
 
 # start_run NAME PRELOAD: starts PROGRAM in run directory $work/NAME; sets PID.
-PID=""
+# A checkpoint moment that is a step (not of a concurrent checkpoint, which must find
+# the job running on): the run under mig holds there until checkpointed (--at, --at2).
+PID="" hold=""
+if [ "$mode" != plain ] && [ "$mode" != concurrent ] && [[ $at =~ ^[0-9]+$ ]]; then
+  hold="$at:$work/hold-at"
+fi
+if [ "$mode" = restart-chain ] && [[ $at2 =~ ^[0-9]+$ ]]; then
+  [[ $at =~ ^[0-9]+$ ]] && [ "$at" -lt "$at2" ] || die_usage "--at must be a step before --at2"
+  hold="$hold,$at2:$work/hold-at2"
+fi
 start_run() {
   local name=$1 preload=$2 run=$work/$1 a args=()
   mkdir -p "$run/dir"
@@ -221,7 +248,9 @@ start_run() {
     args+=("${a//@DATA@/$work/data}")
   done
   start_cats "$run" "$name"
-  if [ "$preload" = 1 ]; then
+  if [ "$preload" = 1 ] && [ -n "$hold" ]; then
+    MIG_FEATURE_HOLD=$hold LD_PRELOAD=$shim "$prog" "${args[@]}" </dev/null >"$run/out.fifo" 2>"$run/err.fifo" &
+  elif [ "$preload" = 1 ]; then
     LD_PRELOAD=$shim "$prog" "${args[@]}" </dev/null >"$run/out.fifo" 2>"$run/err.fifo" &
   else
     "$prog" "${args[@]}" </dev/null >"$run/out.fifo" 2>"$run/err.fifo" &
@@ -258,6 +287,7 @@ finish_run() {
 # compare NAME STATUS: RUN/out and STATUS against the reference.
 compare() {
   local name=$1 status=$2 out=$work/$1/out ref=$work/ref/out
+  wait_ref
   if ! cmp -s "$ref" "$out"; then
     fail "$name: stdout differs from the reference run's"
     echo "--- reference ($(wc -c <"$ref") bytes) vs $name ($(wc -c <"$out") bytes):"
@@ -273,21 +303,35 @@ compare() {
   [ "$failed" = 0 ] && ok "$name: stdout ($(wc -c <"$out") bytes) and exit status $status match"
 }
 
-# 1. The reference: PROGRAM without mig.
+# 1. The reference: PROGRAM without mig. It runs while the run under mig below does
+# (they share nothing: each has its own run directory), since most programs spend
+# their time in timed steps; what it printed is first read in compare (wait_ref).
 start_run ref 0
-finish_run ref "the reference run" || finish
-ref_status=$STATUS
-if [ "$ref_status" != "$want_status" ]; then
-  if [ "$ref_status" = 77 ]; then
-    reason=$(tail -n 1 "$work/ref/err")
-    echo "SKIP: ${reason#SKIP: }"
-    exit 77
+REF_PID=$PID REF_CAT_OUT=$CAT_OUT REF_CAT_ERR=$CAT_ERR
+ref_status=""
+# wait_ref: the reference has ended (once); sets ref_status. Its exit status not the
+# one wanted: FAIL (or SKIP for 77) and finish.
+wait_ref() {
+  [ -z "$ref_status" ] || return 0
+  local pid=$PID cat_out=$CAT_OUT cat_err=$CAT_ERR status=$STATUS
+  PID=$REF_PID CAT_OUT=$REF_CAT_OUT CAT_ERR=$REF_CAT_ERR
+  ref_status=pending   # finish below does not come back here
+  finish_run ref "the reference run" || finish
+  ref_status=$STATUS
+  PID=$pid CAT_OUT=$cat_out CAT_ERR=$cat_err STATUS=$status
+  if [ "$ref_status" != "$want_status" ]; then
+    if [ "$ref_status" = 77 ]; then
+      reason=$(tail -n 1 "$work/ref/err")
+      echo "SKIP: ${reason#SKIP: }"
+      exit 77
+    fi
+    fail "the reference run (without mig) exited with $ref_status, want $want_status"
+    echo "--- its stdout:"; tail -n 20 "$work/ref/out"
+    finish
   fi
-  fail "the reference run (without mig) exited with $ref_status, want $want_status"
-  echo "--- its stdout:"; tail -n 20 "$work/ref/out"
-  finish
-fi
-ok "reference: exit status $ref_status, $(wc -l <"$work/ref/out") lines"
+  ok "reference: exit status $ref_status, $(wc -l <"$work/ref/out") lines"
+}
+[ "$ref_first" = 0 ] || wait_ref
 
 # 2. plain: the same under LD_PRELOAD, undisturbed.
 if [ "$mode" = plain ]; then
@@ -406,6 +450,7 @@ ckpt_pid=$PID
 wait_moment "$ckpt_pid" "$work/ckpt/out" "$at"
 img=$work/image.mig
 checkpoint_stop "$ckpt_pid" "$img" ckpt
+[ -z "$hold" ] || : >"$work/hold-at"   # the restarts go on after STEP $at
 cp "$work/ckpt/out" "$work/prefix"
 
 # 4. restart (twice for restart-twice), each continuing the prefix; for
@@ -434,6 +479,7 @@ if [ "$mode" = restart-chain ]; then
   again=$PID
   [ "$(cat "/proc/$PID/comm" 2>/dev/null)" = migctl ] && again=$ckpt_pid
   checkpoint_stop "$again" "$work/image2.mig" restart1
+  [ -z "$hold" ] || : >"$work/hold-at2"   # restart2 goes on after STEP $at2
   start_restart restart2 "$work/image2.mig" "$work/restart1/out"
   finish_run restart2 "migctl restart (restart2)" && compare restart2 "$STATUS"
   finish

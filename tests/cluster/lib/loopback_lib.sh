@@ -46,5 +46,29 @@ wait_shadowds() {
   local s
   for s in "$@"; do wait_until 5 test -S "$dir/$s/sock" || bad "shadowd $s started" "$dir/$s.log"; done
 }
+# up_shadowd NAME KEY VAR: as start_shadowd on a port the kernel gave as free, set in
+# VAR once shadowd says it listens there. port() closes its socket before shadowd
+# binds: a busy machine's other tests may take the number meanwhile, and shadowd then
+# ends with "cannot listen on" (in its log): another port, up to 5 tries (10 s each).
+up_shadowd() {
+  local name=$1 key=$2 try p pid
+  for try in 1 2 3 4 5; do
+    p=$(port)
+    "$shadowd" --listen "127.0.0.1:$p" --cluster-key "$key" --socket "$dir/$name/sock" --log "$dir/$name.log" \
+      2>>"$dir/$name.err" &
+    pid=$!
+    pids+=($pid)
+    wait_until 10 grep -q -e "listening on 127.0.0.1:$p," -e "cannot listen on 127.0.0.1:$p:" \
+      "$dir/$name.log" "$dir/$name.err" 2>/dev/null
+    if grep -q "listening on 127.0.0.1:$p," "$dir/$name.log" 2>/dev/null; then
+      printf -v "$3" %s "$p"
+      return 0
+    fi
+    grep -q "cannot listen on 127.0.0.1:$p:" "$dir/$name.log" "$dir/$name.err" 2>/dev/null || break
+    kill -9 "$pid" 2>/dev/null
+  done
+  bad "shadowd $name listening (try $try, port $p)" "$dir/$name.log" "$dir/$name.err"
+  return 1
+}
 # A MIGCTL_ARGS...: migctl talking to shadowd a (bounded: 120 s).
 A() { MIG_SHADOWD_SOCKET=$dir/a/sock timeout 120 "$migctl" "$@"; }
