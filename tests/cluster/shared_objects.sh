@@ -104,14 +104,23 @@ fi
 wait_job ref 60
 compare sysv ref 0
 
-start_job tree mig "${FEATURE[tree_sysv]}"
-hop tree a b && hop tree b c
+# The tree jobs are quick (30 rounds of about 50 ms): each holds at its hops' steps
+# until the hop is done, so a loaded machine cannot let it end first.
+held_hops() {  # held_hops NAME: a -> b at STEP 5, b -> c at STEP 10, the job let go after each
+  local go=$(jfile "$1" data)
+  local r=1
+  hop "$1" a b 5 && { touch "$go/go1"; hop "$1" b c 10; } && r=0
+  touch "$go/go1" "$go/go2"
+  return $r
+}
+start_job tree mig env "MIG_FEATURE_HOLD=5:@DIR@/go1,10:@DIR@/go2" "${FEATURE[tree_sysv]}"
+held_hops tree
 wait_job tree-ref 60
 compare tree tree-ref 0
 
-start_job shm mig "${FEATURE[tree_shm]}"
+start_job shm mig env "MIG_FEATURE_HOLD=5:@DIR@/go1,10:@DIR@/go2" "${FEATURE[tree_shm]}"
 procs_before=$(others_on b)
-if hop shm a b && hop shm b c; then
+if held_hops shm; then
   # The holder on b ends (removing its links) once the root there has ended.
   gone() { [[ -z $(comm -13 <(sort <<<"$procs_before") <(others_on b | sort)) ]] &&
            [[ $(hx b sh -c 'ls /dev/shm | grep -c "^mig-tree-"') == 0 ]]; }

@@ -293,12 +293,13 @@ one_line_reason() {  # migctl failed with exactly one line on stderr that says w
     grep -q "stays where it was: ." "$MIG_ERR"
 }
 
-# hop NAME FROM TO: once the job printed 3 more steps, migctl migrate it to TO
-# (a host name, by its nodes-file name); then `migctl list` on a must show it at TO.
+# hop NAME FROM TO [K]: once the job printed 3 more steps (or STEP K: a job held there
+# by MIG_FEATURE_HOLD), migctl migrate it to TO (a host name, by its nodes-file name);
+# then `migctl list` on a must show it at TO.
 # HOP_ARGS: more migctl migrate options (a scenario's), e.g. --only.
 hop() {
-  local name=$1 from=$2 to=$3 k r
-  k=$(( $(last_step "$name") + 3 ))
+  local name=$1 from=$2 to=$3 k=${4:-} r
+  [[ -n $k ]] || k=$(( $(last_step "$name") + 3 ))
   wait_step "$name" "$k" 30
   r=$?
   if (( r == 2 )); then
