@@ -86,7 +86,11 @@ hx a "$SQLITE" "$WAL_DB" 'PRAGMA journal_mode=WAL;' \
   'CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER NOT NULL, pad TEXT NOT NULL);' \
   'CREATE TABLE t2(id INTEGER PRIMARY KEY, v INTEGER NOT NULL);' >/dev/null ||
   fail "sqlite3 could not make the WAL database"
-if start_job sqlwal mig "$PY" "$WRITER" "$WAL_DB" "$WROWS" && start_job sqlwalreader plain "$PY" "$READER" "$WAL_DB" "$WROWS"; then
+# It holds (its write lock taken) at each hop's step until that hop is done (a loaded
+# machine let it end before its last hop).
+walgo=$(jfile sqlwal data)
+if start_job sqlwal mig env "MIG_FEATURE_HOLD=20:@DIR@/go1,80:@DIR@/go2,120:@DIR@/go3" "$PY" "$WRITER" "$WAL_DB" "$WROWS" &&
+   start_job sqlwalreader plain "$PY" "$READER" "$WAL_DB" "$WROWS"; then
   wait_until 20 grep -q READING "$(jfile sqlwalreader out)" || fail "the WAL reader did not start reading"
   # A second writer of the same database that opens it only once on b (its -shm mapped
   # there), writing its table t2 while the first writes t.
@@ -96,27 +100,30 @@ if start_job sqlwal mig "$PY" "$WRITER" "$WAL_DB" "$WROWS" && start_job sqlwalre
      hop sqlwallate a b; then
     touch "$(jfile sqlwallate data/go)"
   fi
-  if hop sqlwal a b; then
+  hop sqlwal a b 20; moved=$?; touch "$walgo/go1"
+  if (( moved == 0 )); then
     on_b=$(last_step sqlwal)
     ended sqlwalreader && fail "sqlwalreader had ended before the writer was on b: it did not read beside the moved job"
     # Some commits made from b (each publishing the index header home) before it comes back.
     if wait_step sqlwal $(( on_b + 40 )) 60; then
       ok "sqlwal (WAL mode): committed from STEP $on_b to $(last_step sqlwal) on b"
       # Moving on: its copy written back before the freeze on b, read again on c.
-      if hop sqlwal b c; then
+      hop sqlwal b c 80; moved=$?; touch "$walgo/go2"
+      if (( moved == 0 )); then
         on_c=$(last_step sqlwal)
         if wait_step sqlwal $(( on_c + 20 )) 60; then
           ok "sqlwal (WAL mode): committed from STEP $on_c to $(last_step sqlwal) on c"
         else
           fail "sqlwal (WAL mode): on c no STEP $(( on_c + 20 )) within 60 s (last: STEP $(last_step sqlwal))"
         fi
-        hop sqlwal c a
+        hop sqlwal c a 120
       fi
     else
       fail "sqlwal (WAL mode): on b no STEP $(( on_b + 40 )) within 60 s (last: STEP $(last_step sqlwal))"
       detail "$(jfile sqlwal err)" "its stderr"
     fi
   fi
+  touch "$walgo/go1" "$walgo/go2" "$walgo/go3"
   if wait_job sqlwal 180 && [[ $STATUS == 0 ]] && grep -qx PASS "$(jfile sqlwal out)" &&
      [[ $(grep -c '^STEP ' "$(jfile sqlwal out)") == "$WROWS" ]]; then
     ok "sqlwal (WAL mode): moved a -> b -> c -> a, the reader reading on a, wrote all $WROWS transactions, status 0"
