@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <dirent.h>
+#include <poll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -609,10 +610,25 @@ class LocalImpl final : public rpc::Local::Server {
                 finishMigration(id, kj::StringPtr(to));
                 watchDeputy(d_, id, kj::mv(*watch));
                 d_.tasks().add(followStops(d_, id));
+                // A member that ended and was reaped before the sender's look (a shell's
+                // `$(...)`) was left out of the tree there (send_command.cc): nothing of
+                // it moved, so no record, deputy or `migctl list` row stays for it.
+                size_t moved = 0;
+                for (auto& m : *members) {
+                  struct pollfd gone = {m.pidfd.get(), POLLIN, 0};
+                  if (poll(&gone, 1, 0) == 1) {
+                    d_.log(kj::str("job ", id, ": its descendant job ", m.id, " ended before the move, not part of it"));
+                    d_.homeJobs().erase(m.id);
+                    m.id = 0;
+                  } else {
+                    ++moved;
+                  }
+                }
                 KJ_IF_MAYBE(j, d_.homeJobs().find(id)) {
-                  if (members->size() > 0) (*j)->treeRoot = id;
+                  if (moved > 0) (*j)->treeRoot = id;
                 }
                 for (auto& m : *members) {
+                  if (m.id == 0) continue;
                   finishMigration(m.id, kj::StringPtr(to));
                   watchDeputy(d_, m.id, kj::mv(m.pidfd));
                   d_.tasks().add(followStops(d_, m.id));

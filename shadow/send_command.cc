@@ -215,6 +215,47 @@ auto settledLook(Look&& look) {
   return settleChildren(kj::fwd<Look>(look), []() { usleep(kSettlePauseMs * 1000); });
 }
 
+// At home, the members of shadowd's look that still exist, after their moment to
+// settle (settle_children.h): a short child it listed (a shell's `$(...)`, forked
+// again and again by a loop with no pause) has often ended and been reaped by now, and
+// another may run. A member that no longer exists (not even a zombie) is simply not
+// part of the tree: nothing of it moves (shadowd drops its record, local_service.cc).
+// Settled means no live descendant without a record and no member a zombie; one that
+// stays so is left for sendTree's check to refuse, as is a member that still exists.
+template <typename Member>
+kj::Vector<Member> presentMembers(pid_t rootReal, kj::Vector<Member> members) {
+  settledLook([&]() {
+    kj::Vector<resources::TreeProcess> unsettled;
+    for (auto& p : childrenLeftBehind(rootReal)) {
+      bool known = false;
+      for (auto& m : members) known |= m.pid == p.pid;
+      if (known == p.zombie) unsettled.add(resources::TreeProcess(p));
+    }
+    return unsettled;
+  });
+  auto exists = [](pid_t pid) { return kill(pid, 0) == 0 || errno != ESRCH; };
+  kj::Vector<Member> present;
+  for (auto& m : members) {
+    if (!exists(m.pid)) continue;
+    // One that cannot be reached is often a short child on its way out (its shim's
+    // control already closed): its moment to end, then it is left out too.
+    auto reached = kj::runCatchingExceptions([&]() { m.ctl = kj::heap<migctl::ControlClient>(m.pid); });
+    if (reached != nullptr) {
+      struct Pid {
+        pid_t pid;
+      };
+      auto still = settledLook([&]() {
+        kj::Vector<Pid> left;
+        if (exists(m.pid)) left.add(Pid{m.pid});
+        return left;
+      });
+      if (still.left.size() == 0) continue;
+    }
+    present.add(kj::mv(m));
+  }
+  return present;
+}
+
 // The refusal's line at home, where shadowd's look made a record for every live
 // descendant: a process born since has none (away: awayChildrenRefusal).
 kj::String treeRefusal(long vpid, const kj::Vector<resources::TreeProcess>& left) {
@@ -519,6 +560,13 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     };
     kj::Vector<resources::TreeProcess> frozenLook;
     if (frozen) frozenLook = childrenLeftBehind(rootReal, /*frozen=*/true);
+    // Frozen, the members fork no more: a short child started since the look (a
+    // shell's next `$(...)`) ends by itself, a zombie left here for its parent's deputy
+    // to reap, so it gets its moment too (full looks: it is not frozen).
+    if (frozen && unknownLive(frozenLook).size() > 0) {
+      settledLook([&]() { return unknownLive(childrenLeftBehind(rootReal)); });
+      frozenLook = childrenLeftBehind(rootReal);
+    }
     auto born = frozen ? SettledChildren<resources::TreeProcess>{unknownLive(frozenLook), false}
                        : settledLook([&]() { return unknownLive(childrenLeftBehind(rootReal)); });
     if (born.left.size() > 0) {
@@ -548,7 +596,9 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   kj::Vector<pid_t> all;
   all.add(rootReal);
   for (auto& m : members) {
-    auto reached = kj::runCatchingExceptions([&]() { m.ctl = kj::heap<migctl::ControlClient>(m.pid); });
+    auto reached = kj::runCatchingExceptions([&]() {
+      if (m.ctl.get() == nullptr) m.ctl = kj::heap<migctl::ControlClient>(m.pid);
+    });
     KJ_IF_MAYBE(e, reached) {
       fail(stillHere(kj::str("its process ", m.vpid, " (", m.command, ") cannot move: ", e->getDescription(),
                              "; --only moves PID ", vpid, " alone")));
@@ -1079,6 +1129,7 @@ int sendCommand(int argc, char** argv) {
   if (!only) {
     const char* tree = getenv(kTreeMembersEnv);
     auto members = parseMembers(tree != nullptr ? tree : "");
+    if (deputy != nullptr && members.size() > 0) members = presentMembers(ctl->realPid(), kj::mv(members));
     if (members.size() > 0) {
       if (mode != nullptr && strcmp(mode, "postcopy") == 0) {
         fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, " with its children by ", mode, ": a process tree moves "
@@ -1265,6 +1316,12 @@ int sendCommand(int argc, char** argv) {
   const bool childless = resources::surelyChildless(ctl->realPid());
   if (!childless && !only) {
     auto late = lostIfAlone(ctl->realPid(), deputy != nullptr);
+    // At home a child started since the look (a shell's next `$(...)`) ends by itself
+    // while its frozen parent forks no more; its zombie stays here, the deputy's to reap
+    // when the job waits for it. Away it could not stay: refused at once as before.
+    if (late.size() > 0 && deputy != nullptr) {
+      late = settledLook([&]() { return lostIfAlone(ctl->realPid(), true); }).left;
+    }
     if (late.size() > 0) {
       fail(deputy != nullptr ? treeRefusal(vpid > 0 ? vpid : pid, late)
                              : awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, late, false, /*frozen=*/true));

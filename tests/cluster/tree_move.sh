@@ -41,6 +41,10 @@
 #    home PIDs), then the one born on b, then ECHILD. Moved home (b -> a) and out again
 #    (a -> b) with two children forked at home since, its blocking waitpid(-1, 0) and
 #    waitid(P_ALL) return their ends at home while the child born on b runs on.
+# 6. A bash loop with no pause forking a `$(...)` child every round moves a -> b the
+#    first try (a child of shadowd's look that has ended and been reaped is not part of
+#    the tree: no row for it; one alive gets its moment to end), and ends on b printing
+#    what an undisturbed run prints, status 0.
 #
 # usage: tree_move.sh OPTIONS (below)
 source "$(dirname "$0")/lib/cluster_lib.sh"
@@ -599,4 +603,49 @@ else
   fail "poller: did not start"; detail "$(jfile poller err)" "its stderr"
 fi
 kill_job poller
+# --- 6. a shell loop forking a short child with no pause ----------------------------------------
+# Each round's `$(...)` is a child of bash for a moment: shadowd's look lists one (its
+# record made), and by the sender's look it has ended and been reaped, another running.
+# The one gone is not part of the tree (no record, deputy or row for it); the one alive
+# gets its moment to end, also once the loop is frozen (its zombie stays at home, the
+# deputy's to reap). It moves a -> b at a printed line, the first try, and ends on b
+# printing what an undisturbed run prints. (Its move back home is not part of this
+# check: a no-pause loop restored at home can have a `$(...)` child fail to dup2 its
+# pipe, EBADF, a homecoming bug outside this part; with a pause it comes home whole.)
+BASHLOOP='i=0; while (( i < 3 )) || [[ ! -e STOP ]]; do x=$(echo $i); i=$((i+1)); echo "STEP $x"; done; echo "done $i"'
+start_job bashloop mig /bin/bash -c "$BASHLOOP" || cluster_end
+bl_hop() {  # bl_hop TO: at a STEP line 200 on, the hop, then the loop goes on there
+  local k=$(( $(last_step bashloop) + 200 ))
+  wait_step bashloop "$k" 30
+  migrate bashloop "$1" 60
+  list=$(hm a list 2>/dev/null)
+  if (( MIG_RC == 0 )) && wait_step bashloop $(( $(last_step bashloop) + 200 )) 30; then
+    ok "bashloop: a bash loop forking \$(...) with no pause moved to $1 at STEP $k, the first try, and goes on: $(migrated_line)"
+  else
+    fail "bashloop: its move to $1 at STEP $k: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"; shadowd_logs a b
+    return 1
+  fi
+}
+if wait_step bashloop 3 20 && bl_hop b; then
+  # The root only, at b: no row for a `$(...)` child of shadowd's look.
+  rows=$(awk -v w="${ADDR[b]}:$PORT" '$3 == w' <<<"$list")
+  if [[ $(wc -l <<<"$rows") == 1 && $(awk '{ print $1 }' <<<"$rows") == "${PID[bashloop]}" ]]; then
+    ok "bashloop: at home \`migctl list\` shows the loop at b and no row for a \$(...) child"
+  else
+    fail "bashloop: the rows at b in \`migctl list\`: '$(tr '\n' '|' <<<"$rows")'"
+  fi
+fi
+touch "$(jfile bashloop STOP)"
+want=""
+if wait_job bashloop 30; then
+  n=$(tail -n 1 "$(jfile bashloop out)" | awk '$1 == "done" { print $2 }')
+  want=$( (( n > 0 )) && { for ((i = 0; i < n; i++)); do echo "STEP $i"; done; echo "done $n"; })
+fi
+if [[ $STATUS == 0 && -n $want ]] && [[ $(cat "$(jfile bashloop out)") == "$want" ]]; then
+  ok "bashloop: its $n rounds printed what an undisturbed run prints, status 0"
+else
+  fail "bashloop: status $STATUS, output not the undisturbed run's"
+  diff <(echo "$want") "$(jfile bashloop out)" | head -n 8 | sed 's/^/#     /'; detail "$(jfile bashloop err)" "its stderr"
+fi
+kill_job bashloop
 cluster_end
