@@ -59,6 +59,7 @@ inline constexpr unsigned long kIoctl = (3ul << 30) | (sizeof(Arg) << 16) | ('f'
 inline constexpr uint64_t kIsWritten = 1u << 1;
 inline constexpr uint64_t kWpMatching = 1u << 0;
 inline constexpr uint64_t kCheckWpAsync = 1u << 1;
+inline constexpr uint64_t kIsFile = 1u << 2;     // PAGE_IS_FILE
 inline constexpr uint64_t kIsPresent = 1u << 3;  // PAGE_IS_PRESENT
 inline constexpr uint64_t kIsSwapped = 1u << 4;  // PAGE_IS_SWAPPED
 }  // namespace pagemap_scan

@@ -1,6 +1,7 @@
 // See page_source.h.
 #include "image/format.h"
 #include "image/image_error.h"
+#include "resources/dirty_pages.h"
 #include "resources/page_source.h"
 #include "rsc/open_rule.h"
 
@@ -14,6 +15,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <string>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -170,6 +172,11 @@ void ProcPageSource::pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& ou
   if (sharedFile) return;  // the file itself holds the contents
   bool privateFile = r.kind == K::FILE;
   bool sharedMemory = r.flags == MAP_SHARED;  // shared anonymous memory or memfd
+  // Private memory holds data only in pages the page tables name: the kernel walks them
+  // for us and skips what was never touched (a reservation of terabytes - ASan's shadow,
+  // a Go or Java heap - costs a few table levels, not an entry per page). The page map
+  // loop below is the fallback where the kernel has no PAGEMAP_SCAN.
+  if (!sharedMemory && !r.saveWhole && scanSaved(r, privateFile, out)) return;
   uint64_t pages = (r.end - r.start) / kPage;
   constexpr uint64_t kChunk = 8192;
   uint64_t entries[kChunk];
@@ -178,7 +185,9 @@ void ProcPageSource::pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& ou
   for (uint64_t first = 0; first < pages; first += kChunk) {
     uint64_t n = std::min(kChunk, pages - first);
     off_t at = static_cast<off_t>((r.start / kPage + first) * sizeof(uint64_t));
-    if (pread(pagemap_, entries, n * sizeof(uint64_t), at) != static_cast<ssize_t>(n * sizeof(uint64_t))) {
+    // Shared memory and regions saved whole are read page by page whatever the map says.
+    bool byMap = !sharedMemory && !r.saveWhole;
+    if (byMap && pread(pagemap_, entries, n * sizeof(uint64_t), at) != static_cast<ssize_t>(n * sizeof(uint64_t))) {
       fail(kj::str("cannot read the page map of process ", pid_, ": ", strerror(errno)));
     }
     for (uint64_t i = 0; i < n; ++i) {
@@ -204,6 +213,44 @@ void ProcPageSource::pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& ou
       }
     }
   }
+}
+
+bool ProcPageSource::scanSaved(const MappedRegion& r, bool privateFile, kj::Vector<PageSpan>& out) {
+  namespace scan = pagemap_scan;
+  constexpr size_t kVec = 512;
+  scan::PageRegion vec[kVec];
+  scan::Arg a{};
+  a.size = sizeof(a);
+  a.start = r.start;
+  a.end = r.end;
+  a.vec = reinterpret_cast<uint64_t>(vec);
+  a.vecLen = kVec;
+  // The page map rule, in the scan's terms: swapped, or present and (for a file mapping)
+  // a private copy rather than the file's page. PAGE_IS_FILE is the kernel's PM_FILE test.
+  a.categoryAnyofMask = scan::kIsPresent | scan::kIsSwapped;
+  a.returnMask = scan::kIsPresent | scan::kIsSwapped | scan::kIsFile;
+  const size_t first = out.size();
+  while (a.start < r.end) {
+    long n = ioctl(pagemap_, scan::kIoctl, &a);
+    if (n < 0) {
+      if (errno == EINTR) continue;  // a.start is where to go on from
+      out.resize(first);
+      return false;  // ENOTTY/EINVAL before Linux 6.7: the caller reads the page map
+    }
+    for (long i = 0; i < n; ++i) {
+      uint64_t c = vec[i].categories;
+      if (privateFile && !(c & scan::kIsSwapped) && (c & scan::kIsFile)) continue;
+      uint64_t s = vec[i].start, e = vec[i].end;
+      if (out.size() > first && out.back().addr + out.back().pages * kPage == s) {
+        out.back().pages += (e - s) / kPage;
+      } else {
+        out.add(PageSpan{s, (e - s) / kPage});
+      }
+    }
+    if (a.walkEnd <= a.start) break;
+    a.start = a.walkEnd;
+  }
+  return true;
 }
 
 void PageSource::readSpans(kj::ArrayPtr<const PageSpan> spans, kj::byte* buf) {

@@ -1,8 +1,14 @@
-// Reading a memory map: which lines become which kind of region.
+// Reading a memory map: which lines become which kind of region; which pages of a
+// stopped process are saved (the page map's rule, also where terabytes are reserved).
 #include "image/image_test_util.h"
 #include "resources/page_source.h"
 
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace mig::resources {
 namespace {
@@ -72,6 +78,110 @@ TEST_CASE("this process's own memory map reads back, and its touched pages are f
   char byte = 0;
   src.read(addr, &byte, 1);
   CHECK(byte == 1);
+}
+
+// The pages of `r` the page map names, one entry read per page: the rule pagesToSave
+// follows, to compare its kernel walk with.
+kj::Vector<PageSpan> byPageMap(int pagemap, const MappedRegion& r) {
+  constexpr uint64_t kPresent = 1ull << 63, kSwapped = 1ull << 62, kFilePage = 1ull << 61;
+  kj::Vector<PageSpan> out;
+  for (uint64_t addr = r.start; addr < r.end; addr += 4096) {
+    uint64_t e = 0;
+    REQUIRE(pread(pagemap, &e, sizeof(e), static_cast<off_t>(addr / 4096 * sizeof(e))) == sizeof(e));
+    bool save = r.kind == K::FILE ? (e & kSwapped) || ((e & kPresent) && !(e & kFilePage)) : (e & (kPresent | kSwapped)) != 0;
+    if (!save) continue;
+    if (!out.empty() && out.back().addr + out.back().pages * 4096 == addr) {
+      ++out.back().pages;
+    } else {
+      out.add(PageSpan{addr, 1});
+    }
+  }
+  return out;
+}
+
+kj::String show(const kj::Vector<PageSpan>& spans) {
+  kj::Vector<kj::String> parts;
+  for (const PageSpan& s : spans) parts.add(kj::str(kj::hex(s.addr), "+", s.pages));
+  return kj::strArray(parts, " ");
+}
+
+TEST_CASE("a stopped process's saved pages are the page map's, and 128 GiB reserved sparsely yield only their touched pages") {
+  constexpr uint64_t P = 4096, kBig = uint64_t{64} << 30;
+  testing::TempDir dir;
+  std::string path = dir.write("data", kj::heapArray<kj::byte>(3 * P).asPtr());
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  int pipefd[2];
+  REQUIRE(pipe(pipefd) == 0);
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // Like an ASan shadow: 64 GiB readable and writable, a few pages touched (no huge
+    // pages, which would fill 2 MiB at a touch); beside it 64 GiB reserved PROT_NONE;
+    // and a private file mapping with one page read (the file's) and one written (a copy).
+    // (A PROT_NONE page either side keeps it one region of its own.)
+    auto* whole = static_cast<char*>(
+        mmap(nullptr, kBig + 2 * P, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0));
+    if (whole == MAP_FAILED || mprotect(whole + P, kBig, PROT_READ | PROT_WRITE) != 0) _exit(3);
+    volatile char* sparse = whole + P;
+    void* reserved = mmap(nullptr, kBig, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    auto* file = static_cast<volatile char*>(mmap(nullptr, 3 * P, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0));
+    if (reserved == MAP_FAILED || file == MAP_FAILED) _exit(3);
+    madvise(const_cast<char*>(sparse), kBig, MADV_NOHUGEPAGE);
+    for (uint64_t off : {uint64_t{0}, P, 2 * P, uint64_t{1} << 30, kBig - P}) sparse[off] = 1;
+    (void)file[0];
+    file[P] = 1;
+    uint64_t at[3] = {reinterpret_cast<uint64_t>(sparse), reinterpret_cast<uint64_t>(reserved),
+                      reinterpret_cast<uint64_t>(file)};
+    if (write(pipefd[1], at, sizeof(at)) != sizeof(at)) _exit(3);
+    raise(SIGSTOP);
+    _exit(0);
+  }
+  close(pipefd[1]);
+  close(fd);
+  KJ_DEFER({
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  });
+  uint64_t at[3] = {};
+  REQUIRE(read(pipefd[0], at, sizeof(at)) == sizeof(at));
+  close(pipefd[0]);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, WUNTRACED) == pid);
+  REQUIRE(WIFSTOPPED(status));
+
+  ProcPageSource src(pid);
+  int pagemap = open(kj::str("/proc/", pid, "/pagemap").cStr(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(pagemap >= 0);
+  KJ_DEFER(close(pagemap));
+  size_t compared = 0, sawSparse = 0, sawReserved = 0, sawFile = 0;
+  for (const MappedRegion& r : src.regions()) {
+    kj::Vector<PageSpan> got;
+    src.pagesToSave(r, got);
+    if (r.start == at[0]) {
+      ++sawSparse;
+      CHECK(show(got) == kj::str(kj::hex(at[0]), "+3 ", kj::hex(at[0] + (uint64_t{1} << 30)), "+1 ",
+                                 kj::hex(at[0] + kBig - P), "+1"));
+    } else if (r.start <= at[1] && at[1] < r.end) {
+      ++sawReserved;
+      CHECK(got.empty());
+    } else if (r.start == at[2]) {
+      ++sawFile;
+      CHECK(show(got) == kj::str(kj::hex(at[2] + P), "+1"));
+    }
+    // The rest (the test program, its libraries, heap and stack): as the page map says
+    // page by page, where the source goes by the map (not shared memory, read whole).
+    bool byMap = r.flags == MAP_PRIVATE && !r.saveWhole && r.kind != K::VDSO && r.kind != K::VVAR &&
+                 r.kind != K::VVAR_VCLOCK;
+    if (byMap && r.end - r.start <= (uint64_t{1} << 30)) {
+      ++compared;
+      CHECK_MESSAGE(show(got) == show(byPageMap(pagemap, r)), "region ", kj::hex(r.start), " ", r.path);
+    }
+  }
+  CHECK(sawSparse == 1);
+  CHECK(sawReserved == 1);
+  CHECK(sawFile == 1);
+  CHECK(compared > 5);
 }
 
 }  // namespace
