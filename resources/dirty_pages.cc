@@ -177,7 +177,7 @@ void DirtyPageTracker::collect(kj::ArrayPtr<const MappedRegion> regions, PageRan
   }
 }
 
-bool scanPresent(int pagemap, uint64_t start, uint64_t end, kj::Vector<PageSpan>& out) {
+bool scanPresent(int pagemap, uint64_t start, uint64_t end, kj::Vector<PageSpan>& out, bool privateFile) {
   constexpr uint64_t kPage = 4096;
   constexpr size_t kVec = 512;
   pagemap_scan::PageRegion vec[kVec];
@@ -187,16 +187,22 @@ bool scanPresent(int pagemap, uint64_t start, uint64_t end, kj::Vector<PageSpan>
   a.end = end;
   a.vec = reinterpret_cast<uint64_t>(vec);
   a.vecLen = kVec;
+  // The page map rule, in the scan's terms: swapped, or present and (for a private file
+  // mapping) a private copy rather than the file's page. PAGE_IS_FILE is the kernel's
+  // PM_FILE test.
   a.categoryAnyofMask = pagemap_scan::kIsPresent | pagemap_scan::kIsSwapped;
-  a.returnMask = pagemap_scan::kIsPresent | pagemap_scan::kIsSwapped;
+  a.returnMask = pagemap_scan::kIsPresent | pagemap_scan::kIsSwapped | pagemap_scan::kIsFile;
   const size_t first = out.size();
   while (a.start < end) {
     long n = ioctl(pagemap, pagemap_scan::kIoctl, &a);
     if (n < 0) {
+      if (errno == EINTR) continue;  // a.start is where to go on from
       out.resize(first);
       return false;
     }
     for (long i = 0; i < n; ++i) {
+      uint64_t c = vec[i].categories;
+      if (privateFile && !(c & pagemap_scan::kIsSwapped) && (c & pagemap_scan::kIsFile)) continue;
       uint64_t s = vec[i].start, e = vec[i].end;
       if (out.size() > first && out.back().addr + out.back().pages * kPage == s) {
         out.back().pages += (e - s) / kPage;

@@ -69,7 +69,9 @@ inline constexpr uint64_t kIsSwapped = 1u << 4;  // PAGE_IS_SWAPPED
 // kernel on `pagemap` (/proc/PID/pagemap): runs, not a page map entry per page, so a
 // freeze is shorter. False where the kernel has no PAGEMAP_SCAN (before 6.7), `out` as
 // it was: the caller asks its page source instead.
-bool scanPresent(int pagemap, uint64_t start, uint64_t end, kj::Vector<PageSpan>& out);
+// `privateFile`: [start, end) is a private file mapping, whose pages are saved only
+// where they are private copies (or swapped), not the file's own.
+bool scanPresent(int pagemap, uint64_t start, uint64_t end, kj::Vector<PageSpan>& out, bool privateFile = false);
 
 inline constexpr uint64_t kUffdFeatureWpUnpopulated = 1ull << 13;
 inline constexpr uint64_t kUffdFeatureWpAsync = 1ull << 15;

@@ -67,10 +67,6 @@ class ProcPageSource final : public PageSource {
   void readSpans(kj::ArrayPtr<const PageSpan> spans, kj::byte* buf) override;
 
  private:
-  // The pages to save of private region `r` from one PAGEMAP_SCAN walk; false (`out`
-  // as it was) where the kernel has none.
-  bool scanSaved(const MappedRegion& r, bool privateFile, kj::Vector<PageSpan>& out);
-
   pid_t pid_;
   bool forMigration_;
   int pagemap_ = -1;

@@ -176,7 +176,7 @@ void ProcPageSource::pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& ou
   // for us and skips what was never touched (a reservation of terabytes - ASan's shadow,
   // a Go or Java heap - costs a few table levels, not an entry per page). The page map
   // loop below is the fallback where the kernel has no PAGEMAP_SCAN.
-  if (!sharedMemory && !r.saveWhole && scanSaved(r, privateFile, out)) return;
+  if (!sharedMemory && !r.saveWhole && scanPresent(pagemap_, r.start, r.end, out, privateFile)) return;
   uint64_t pages = (r.end - r.start) / kPage;
   constexpr uint64_t kChunk = 8192;
   uint64_t entries[kChunk];
@@ -213,44 +213,6 @@ void ProcPageSource::pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& ou
       }
     }
   }
-}
-
-bool ProcPageSource::scanSaved(const MappedRegion& r, bool privateFile, kj::Vector<PageSpan>& out) {
-  namespace scan = pagemap_scan;
-  constexpr size_t kVec = 512;
-  scan::PageRegion vec[kVec];
-  scan::Arg a{};
-  a.size = sizeof(a);
-  a.start = r.start;
-  a.end = r.end;
-  a.vec = reinterpret_cast<uint64_t>(vec);
-  a.vecLen = kVec;
-  // The page map rule, in the scan's terms: swapped, or present and (for a file mapping)
-  // a private copy rather than the file's page. PAGE_IS_FILE is the kernel's PM_FILE test.
-  a.categoryAnyofMask = scan::kIsPresent | scan::kIsSwapped;
-  a.returnMask = scan::kIsPresent | scan::kIsSwapped | scan::kIsFile;
-  const size_t first = out.size();
-  while (a.start < r.end) {
-    long n = ioctl(pagemap_, scan::kIoctl, &a);
-    if (n < 0) {
-      if (errno == EINTR) continue;  // a.start is where to go on from
-      out.resize(first);
-      return false;  // ENOTTY/EINVAL before Linux 6.7: the caller reads the page map
-    }
-    for (long i = 0; i < n; ++i) {
-      uint64_t c = vec[i].categories;
-      if (privateFile && !(c & scan::kIsSwapped) && (c & scan::kIsFile)) continue;
-      uint64_t s = vec[i].start, e = vec[i].end;
-      if (out.size() > first && out.back().addr + out.back().pages * kPage == s) {
-        out.back().pages += (e - s) / kPage;
-      } else {
-        out.add(PageSpan{s, (e - s) / kPage});
-      }
-    }
-    if (a.walkEnd <= a.start) break;
-    a.start = a.walkEnd;
-  }
-  return true;
 }
 
 void PageSource::readSpans(kj::ArrayPtr<const PageSpan> spans, kj::byte* buf) {
