@@ -66,16 +66,13 @@ TEST_CASE("a tree lists its root first, then children, with a zombie's status") 
   CHECK(waitpid(dead, &st, 0) == dead);
 }
 
-TEST_CASE("a migration's descendants leave out mig's own helper and what it started") {
-  // A child named migctl (what a program that moves itself runs) with a child of its
-  // own, and an ordinary child: only the ordinary one is the job's.
-  int go[2], started[2];
-  REQUIRE(pipe(go) == 0);
-  REQUIRE(pipe(started) == 0);
-  pid_t helper = fork();
-  REQUIRE(helper >= 0);
-  if (helper == 0) {
-    prctl(PR_SET_NAME, "migctl");
+// A child (named `name` if given) with a child of its own: it says so on `started`,
+// and both end once `go` is closed.
+pid_t forkWithChild(const int go[2], const int started[2], const char* name) {
+  pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    if (name != nullptr) prctl(PR_SET_NAME, name);
     close(go[1]);
     pid_t grandchild = fork();
     if (grandchild == 0) {
@@ -89,6 +86,16 @@ TEST_CASE("a migration's descendants leave out mig's own helper and what it star
     waitpid(grandchild, nullptr, 0);
     _exit(0);
   }
+  return child;
+}
+
+TEST_CASE("a migration's descendants leave out mig's own helper and what it started") {
+  // A child named migctl (what a program that moves itself runs) with a child of its
+  // own, and an ordinary child: only the ordinary one is the job's.
+  int go[2], started[2];
+  REQUIRE(pipe(go) == 0);
+  REQUIRE(pipe(started) == 0);
+  pid_t helper = forkWithChild(go, started, "migctl");
   pid_t worker = fork();
   REQUIRE(worker >= 0);
   if (worker == 0) {
@@ -124,22 +131,7 @@ TEST_CASE("a tree that holds still is listed from its children lists as from all
   int go[2], started[2];
   REQUIRE(pipe(go) == 0);
   REQUIRE(pipe(started) == 0);
-  pid_t child = fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    close(go[1]);
-    pid_t grandchild = fork();
-    if (grandchild == 0) {
-      char c;
-      (void)!read(go[0], &c, 1);
-      _exit(0);
-    }
-    (void)!write(started[1], "s", 1);
-    char c;
-    (void)!read(go[0], &c, 1);
-    waitpid(grandchild, nullptr, 0);
-    _exit(0);
-  }
+  pid_t child = forkWithChild(go, started, nullptr);
   close(go[0]);
   pid_t dead = fork();
   REQUIRE(dead >= 0);
