@@ -521,6 +521,24 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   auto stillHere = [&](kj::StringPtr why) -> kj::String {
     return kj::str("cannot move PID ", vpid, " with its children: ", why, "; nothing was frozen, the job runs on ", here);
   };
+  kj::Vector<MemberHop*> hops;  // the root first, then the members still part of the tree
+  // A member that ended before the freeze (a shell's `$(...)` that shadowd's look
+  // listed, on a loaded host still running at presentMembers) is left out, as there:
+  // nothing of it moves, its zombie stays here, its parent's deputy's to reap, and
+  // shadowd drops its record (local_service.cc). Its transfer, if begun, is cancelled
+  // (the destination forgets a sink dropped before its commit).
+  auto leaveOut = [&](MemberHop& m) {
+    kj::Vector<MemberHop*> rest;
+    for (auto* h : hops) {
+      if (h != &m) rest.add(h);
+    }
+    hops = kj::mv(rest);
+    m.precopy = nullptr;
+    m.sink = nullptr;
+    m.out = nullptr;
+    m.ctl = nullptr;
+    m.pid = 0;
+  };
   // The tree now must be the one shadowd made records for: a process born since has
   // none (it would be left behind), one ended since needs none.
   auto check = [&](kj::StringPtr when) {
@@ -577,8 +595,13 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     }
     auto now = frozen ? kj::mv(frozenLook) : childrenLeftBehind(rootReal);
     for (auto& m : members) {
+      if (m.pid == 0) continue;  // left out before
       bool live = false;
       for (auto& p : now) live |= p.pid == m.pid && !p.zombie;
+      if (!live && !frozen) {
+        leaveOut(m);
+        continue;
+      }
       if (!live) {
         fail(kj::str("cannot move PID ", vpid, " with its children: its process ", m.pid, " (", m.command,
                      ") ended ", when, "; ", frozen ? "the hop was aborted" : "nothing was frozen",
@@ -592,6 +615,13 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     while (m.command.size() > 0 && m.command[m.command.size() - 1] == '\n') m.command = kj::str(m.command.slice(0, m.command.size() - 1));
   }
   check("as the move began");
+  {
+    kj::Vector<MemberHop> stay;
+    for (auto& m : members) {
+      if (m.pid != 0) stay.add(kj::mv(m));
+    }
+    members = kj::mv(stay);
+  }
   // Every member under mig, before anything is frozen: one line naming the first that is not.
   kj::Vector<pid_t> all;
   all.add(rootReal);
@@ -630,7 +660,6 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   root.jobId = jobId;
   root.token = kj::heapArray<kj::byte>(token);
   root.command = kj::str(command);
-  kj::Vector<MemberHop*> hops;
   hops.add(&root);
   for (auto& m : members) hops.add(&m);
   // The destination may refuse any of them before anything is frozen (the root's
