@@ -283,5 +283,49 @@ TEST_CASE("a tree's pre-copies go round by round together, the rule on the tree'
   munmap(block, kAll * P);
 }
 
+TEST_CASE("a child that ends during a tree's rounds leaves them; the root's end stops them") {
+  // Each member's userfaultfd is this process's, so each tracks a region of its own,
+  // a guard page between them.
+  constexpr size_t kPages = 8, kAll = 2 * kPages + 1;
+  auto* mem = static_cast<char*>(mmap(nullptr, kAll * P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  REQUIRE(mem != MAP_FAILED);
+  REQUIRE(mprotect(mem + kPages * P, P, PROT_NONE) == 0);
+  memset(mem, 7, kPages * P);
+  auto at = reinterpret_cast<uint64_t>(mem);
+  RangeSource source(at, at + kPages * P), childSource(at + (kPages + 1) * P, at + kAll * P);
+  capnp::MallocMessageBuilder header;
+  image::fillHeader(header.initRoot<image::schema::Header>(), 0, 1, "test");
+  for (bool childMayEnd : {true, false}) {
+    CAPTURE(childMayEnd);
+    // The second member is a child that has ended (and been reaped) by the first round.
+    pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      pause();
+      _exit(0);
+    }
+    int uffd[2] = {control::makeWriteTrackingUffd(), control::makeWriteTrackingUffd()};
+    REQUIRE(uffd[0] >= 0);
+    REQUIRE(uffd[1] >= 0);
+    Precopy root(getpid(), uffd[0], source), ended(child, uffd[1], childSource);
+    kill(child, SIGKILL);
+    REQUIRE(waitpid(child, nullptr, 0) == child);
+    image::MemorySink sink0, sink1;
+    image::ImageWriter w0(sink0, header), w1(sink1, header);
+    PrecopyMember members[] = {{root, w0, getpid(), false}, {ended, w1, child, childMayEnd}};
+    kj::Vector<size_t> calls;
+    auto run = [&]() { return runRoundsTogether(members, PrecopyRule{}, [&](size_t i) { calls.add(i); }); };
+    if (childMayEnd) {
+      CHECK(run() >= 1);
+      CHECK(members[1].ended);
+      for (size_t i : calls) CHECK(i == 0);  // only the root went round
+      CHECK(root.stats().pagesSent == kPages);
+    } else {
+      CHECK_THROWS_WITH(run(), doctest::Contains("ended during the pre-copy"));
+    }
+  }
+  munmap(mem, kAll * P);
+}
+
 }  // namespace
 }  // namespace mig::resources

@@ -21,6 +21,14 @@ namespace {
 constexpr uint64_t kPage = 4096;
 constexpr size_t kCopyChunk = 4u << 20;
 
+// Alive and not a zombie (the state follows the command's closing parenthesis).
+bool processRuns(pid_t pid) {
+  std::string stat;
+  if (!readProcFileIfExists(pid, "stat", stat)) return false;
+  size_t close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z' && stat[close + 2] != 'X';
+}
+
 }  // namespace
 
 bool PrecopyRule::freezeNow(kj::ArrayPtr<const uint64_t> roundPages) const {
@@ -192,7 +200,13 @@ uint32_t runRoundsTogether(kj::ArrayPtr<PrecopyMember> members, const PrecopyRul
   do {
     uint64_t pages = 0;
     for (size_t i = 0; i < members.size(); ++i) {
-      pages += members[i].precopy.round(members[i].w);
+      auto& m = members[i];
+      if (m.ended) continue;
+      KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { pages += m.precopy.round(m.w); })) {
+        if (!m.mayEnd || processRuns(m.pid)) kj::throwFatalException(kj::mv(*e));
+        m.ended = true;
+        continue;
+      }
       afterRound(i);
     }
     roundPages.add(pages);

@@ -94,9 +94,15 @@ class Precopy {
 // every member's round, one after the other, and the rule looks at the tree's sums (its
 // freeze sends what all of them wrote). `afterRound` is called after each member's round
 // (the sender flushes that member's image there). Returns the rounds made.
+// A member with `mayEnd` (a child, not the tree's root) whose process ends during the
+// rounds (a short child shadowd's look listed) leaves them: its `ended` is set, and
+// the sender leaves it out of the move.
 struct PrecopyMember {
   Precopy& precopy;
   image::ImageWriter& w;
+  pid_t pid = 0;
+  bool mayEnd = false;
+  bool ended = false;
 };
 uint32_t runRoundsTogether(kj::ArrayPtr<PrecopyMember> members, const PrecopyRule& rule,
                            kj::Function<void(size_t member)> afterRound);

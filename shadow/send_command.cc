@@ -782,9 +782,14 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   uint32_t rounds = 0;
   if (precopy) {
     kj::Vector<resources::PrecopyMember> each;
-    for (auto* h : hops) each.add(resources::PrecopyMember{h->precopy->precopy, *h->precopy->w});
+    for (auto* h : hops) each.add(resources::PrecopyMember{h->precopy->precopy, *h->precopy->w, h->pid, h != &root});
     rounds = resources::runRoundsTogether(each.asPtr(), resources::PrecopyRule{},
                                           [&](size_t i) { hops[i]->out->flush(); });
+    kj::Vector<MemberHop*> ended;
+    for (size_t i = 0; i < hops.size(); ++i) {
+      if (each[i].ended) ended.add(hops[i]);
+    }
+    for (auto* h : ended) leaveOut(*h);
     for (auto* h : hops) {
       h->out->flush(/*drain=*/true);  // the link is empty when the tree stops
       bytesBefore += h->out->total();
