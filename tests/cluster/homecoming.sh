@@ -78,8 +78,9 @@ for round in 1 2; do
     ok "round $round: back home, PID $jobpid is the job itself ($cmdline), no deputy"
   else bad "round $round: the job at home (cmdline '$(tr '\0' ' ' < "/proc/$jobpid/cmdline")', exe $exe)" "$dir/a.log"; fi
   A list > "$dir/list$round" 2>&1
-  if grep -E "^$jobpid " "$dir/list$round" | grep -q "127.0.0.1:$pa" &&
-     ! grep -E "^$jobpid " "$dir/list$round" | grep -q "away\|migrat"; then
+  # WHERE and STATE only (columns 3 and 4): the command, a path, may say anything.
+  if [[ $(awk -v p="$jobpid" '$1 == p { print $3, $4 }' "$dir/list$round") =~ ^127\.0\.0\.1:$pa\ ([a-z]+)$ ]] &&
+     [[ ${BASH_REMATCH[1]} != away && ${BASH_REMATCH[1]} != migrat* ]]; then
     ok "round $round: migctl list shows it at home, a plain local job"
   else bad "round $round: migctl list" "$dir/list$round"; fi
   wait_line "$dir/out.txt" "^step $((n + 10)) " || bad "round $round: the job goes on at home" "$dir/out.txt" "$dir/a.log"
