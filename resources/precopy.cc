@@ -21,14 +21,6 @@ namespace {
 constexpr uint64_t kPage = 4096;
 constexpr size_t kCopyChunk = 4u << 20;
 
-// Alive and not a zombie (the state follows the command's closing parenthesis).
-bool processRuns(pid_t pid) {
-  std::string stat;
-  if (!readProcFileIfExists(pid, "stat", stat)) return false;
-  size_t close = stat.rfind(')');
-  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z' && stat[close + 2] != 'X';
-}
-
 }  // namespace
 
 bool PrecopyRule::freezeNow(kj::ArrayPtr<const uint64_t> roundPages) const {

@@ -503,6 +503,10 @@ resources::CaptureStats captureMember(migctl::ControlClient& ctl, const control:
   return resources::captureMovingMember(ctl.realPid(), *block, out, options, share.view(), root);
 }
 
+// How many times a move of a tree from home starts again when a child member ended
+// before the freeze (sendCommand).
+constexpr int kTreeAttempts = 4;
+
 // A tree, from its home or from where it moved together (see the top of this file).
 // The hops are those of a single
 // process, one per member, over one link: each member is a job of its own there, as
@@ -511,10 +515,11 @@ resources::CaptureStats captureMember(migctl::ControlClient& ctl, const control:
 // kernel, held by their deputies, and works through their calls home. Pre-copy where
 // every member's writes can be tracked (rounds of all members' pages while the tree
 // runs, then one freeze of all of them), else stop-and-copy; either way every member is
-// frozen from the first park until the commit.
+// frozen from the first park until the commit. `froze` is set as the first member is
+// asked to park: a failure before that left the tree untouched.
 int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, uint64_t jobId,
              kj::ArrayPtr<const kj::byte> token, kj::StringPtr command, const HopArgs& a, const ClusterKey& key,
-             kj::Vector<MemberHop> members) {
+             kj::Vector<MemberHop> members, bool& froze) {
   const pid_t rootReal = rootCtl.realPid();
   const bool atHome = a.deputy != nullptr;
   const char* here = atHome ? "at home" : "where it was";
@@ -813,9 +818,25 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   HopTimes times(kj::str("send tree ", precopy ? "pre-copy" : "stop-and-copy", " of ", hops.size()));
   auto frozenAt = std::chrono::steady_clock::now();
   times.mark("freeze");
-  for (auto* h : hops) ctlOf(h).requestFreeze();
+  // A child member that ended since that look cannot park: it is left out as there.
+  kj::Vector<MemberHop*> endedNow;
+  auto parks = [&](MemberHop* h, auto&& step) {
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions(step)) {
+      if (h == &root || resources::processRuns(h->pid)) kj::throwFatalException(kj::mv(*e));
+      endedNow.add(h);
+      return false;
+    }
+    return true;
+  };
+  froze = true;
+  for (auto* h : hops) parks(h, [&]() { ctlOf(h).requestFreeze(); });
   kj::Vector<control::Reply> parked;
-  for (auto* h : hops) parked.add(ctlOf(h).awaitFreeze(kFreezeTimeoutSeconds));
+  for (auto* h : hops) {
+    bool asked = true;
+    for (auto* e : endedNow) asked &= e != h;
+    if (asked) parks(h, [&]() { parked.add(ctlOf(h).awaitFreeze(kFreezeTimeoutSeconds)); });
+  }
+  for (auto* h : endedNow) leaveOut(*h);
   times.mark("park");
   // A child forked, or a member ended, between the look above and the park: the hop is
   // aborted before anything of it is sent (every member parked, none forks now), the
@@ -1171,7 +1192,30 @@ int sendCommand(int argc, char** argv) {
                      deputy != nullptr ? "at home" : "where it was", "; leave out --", mode));
       }
       HopArgs a{to, home, deputy, shadowdSocket, network, stallMs, linkMode, mode};
-      return sendTree(io, *ctl, vpid > 0 ? vpid : pid, jobId, token, command, a, key, kj::mv(members));
+      // A child member can end at any moment before the freeze (a shell's short
+      // `$(...)`): a look at it then fails (its /proc gone, its control closed). Nothing
+      // is frozen yet, so from home the move starts again with the members still there,
+      // a few times; one ended later is left out where it is seen (sendTree).
+      for (int attempt = 1;; ++attempt) {
+        kj::Vector<pid_t> pids;
+        for (auto& m : members) pids.add(m.pid);
+        bool froze = false;
+        int rc = 0;
+        auto failed = kj::runCatchingExceptions([&]() {
+          rc = sendTree(io, *ctl, vpid > 0 ? vpid : pid, jobId, token, command, a, key, kj::mv(members), froze);
+        });
+        KJ_IF_MAYBE(e, failed) {
+          bool oneEnded = false;
+          for (pid_t p : pids) oneEnded |= !resources::processRuns(p);
+          if (froze || !oneEnded || deputy == nullptr || attempt == kTreeAttempts) kj::throwFatalException(kj::mv(*e));
+          ctl = nullptr;  // its control connection may be spent (pre-copy's ends it)
+          ctl = kj::heap<migctl::ControlClient>(static_cast<pid_t>(pid));
+          members = presentMembers(ctl->realPid(), parseMembers(tree));
+          if (members.size() == 0) break;
+          continue;
+        }
+        return rc;
+      }
     }
   }
   if (!only) {
