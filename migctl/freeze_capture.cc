@@ -105,13 +105,6 @@ bool listed(const kj::Vector<resources::TreeProcess>& v, pid_t pid) {
 
 }  // namespace
 
-// Still running (not ended, not a zombie)?
-bool running(pid_t pid) {
-  std::string stat;
-  resources::TreeProcess p{};
-  return resources::readProcFileIfExists(pid, "stat", stat) && resources::parseStat(stat, p) && !p.zombie;
-}
-
 // A process whose shim is on its way: forked a moment ago (the shim's fork handler
 // starts its control thread) or exec'ing (the new program's shim starts it).
 bool shimLoaded(pid_t pid) {
@@ -128,7 +121,7 @@ kj::Own<ControlClient> FrozenTree::reach(const resources::TreeProcess& p) {
     try {
       return kj::heap<ControlClient>(p.pid);
     } catch (const kj::Exception& e) {
-      if (!running(p.pid)) return {};
+      if (!resources::processRuns(p.pid)) return {};
       auto waited = std::chrono::steady_clock::now() - start;
       if (waited > std::chrono::milliseconds(shimLoaded(p.pid) ? 2000 : 100)) {
         image::fail(kj::str("cannot checkpoint the tree of process ", root_, ": its member ", p.pid, " (",
@@ -182,7 +175,7 @@ void FrozenTree::park(Member& m, int timeoutSeconds) {
       return;
     } catch (const kj::Exception& e) {
       if (m.ctl == members_[0].ctl || attempt == 3) throw;
-      if (!running(m.proc.pid)) {
+      if (!resources::processRuns(m.proc.pid)) {
         m.ctl = nullptr;
         m.owned = nullptr;
         m.proc.zombie = true;

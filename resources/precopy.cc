@@ -3,6 +3,7 @@
 
 #include "image/image_error.h"
 #include "resources/proc_file.h"
+#include "resources/process_tree.h"
 
 #include <capnp/message.h>
 

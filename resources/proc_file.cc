@@ -34,14 +34,6 @@ std::string readProcFile(pid_t pid, const std::string& what) {
   return s;
 }
 
-bool processRuns(pid_t pid) {
-  std::string stat;
-  if (!readProcFileIfExists(pid, "stat", stat)) return false;
-  // The state follows the command's closing parenthesis (the command may hold any).
-  size_t close = stat.rfind(')');
-  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z' && stat[close + 2] != 'X';
-}
-
 std::string readLink(const std::string& path) {
   char buf[4096];
   ssize_t n = readlink(path.c_str(), buf, sizeof(buf) - 1);

@@ -45,9 +45,6 @@ void forEachProcLine(pid_t pid, const std::string& what, F&& line) {
   forEachLine(text, [&](std::string_view one) { line(std::string(one)); });
 }
 
-// Whether PID exists and has not ended (not a zombie).
-bool processRuns(pid_t pid);
-
 // Where the link at `path` points; throws (one line naming it) if it cannot be read.
 std::string readLink(const std::string& path);
 

@@ -15,6 +15,12 @@
 
 namespace mig::resources {
 
+bool processRuns(pid_t pid) {
+  std::string stat;
+  TreeProcess p{};
+  return readProcFileIfExists(pid, "stat", stat) && parseStat(stat, p) && !p.zombie;
+}
+
 bool parseStat(const std::string& stat, TreeProcess& out) {
   // "PID (COMM) STATE PPID PGRP SESSION ... EXIT_CODE": comm may hold spaces and
   // parentheses, so the fields after it are found from the last ')'.
