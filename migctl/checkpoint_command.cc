@@ -203,7 +203,9 @@ int checkpoint(const Options& o, long pid) {
       double totalMs =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - writeStart).count();
       mode = kj::str("concurrent: written in ", kj::str(static_cast<long>(totalMs + 0.5)), " ms while it ran, ",
-                     r.pages.faultCopies, " pages copied before its writes");
+                     r.pages.faultCopies, " pages copied before its writes",
+                     r.madeHugeBytes > 0 ? kj::str(", ", (r.madeHugeBytes + (1 << 19)) >> 20,
+                                                   " MiB made huge pages first") : kj::str());
     } else {
       // The image of that instant cannot be completed: take one of this instant, frozen.
       notConcurrent = kj::mv(r.why);

@@ -45,6 +45,11 @@ resources::CaptureStats captureFrozen(ControlClient& ctl, const control::Reply& 
 ConcurrentResult freezeAndCaptureConcurrently(ControlClient& ctl, int timeoutSeconds, int uffd, image::ByteSink& out,
                                               uint64_t maxDeletedFileBytes) {
   kj::AutoCloseFd owned(uffd);  // until the copier takes it
+  ConcurrentResult result;
+  {
+    resources::ProcPageSource running(ctl.realPid());
+    result.madeHugeBytes = resources::collapseForProtection(ctl.realPid(), running);
+  }
   auto t0 = std::chrono::steady_clock::now();
   control::Reply reply = ctl.freeze(timeoutSeconds);
   resources::ProcPageSource memory(ctl.realPid());
@@ -53,7 +58,6 @@ ConcurrentResult freezeAndCaptureConcurrently(ControlClient& ctl, int timeoutSec
   }
   auto block = kj::heap<control::Block>();
   memory.read(reply.blockAddr, block.get(), sizeof(control::Block));
-  ConcurrentResult result;
   resources::CaptureOptions options;
   options.maxDeletedFileBytes = maxDeletedFileBytes;
   capnp::MallocMessageBuilder header;

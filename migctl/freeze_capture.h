@@ -38,6 +38,7 @@ struct ConcurrentResult {
   resources::CaptureStats stats{};
   resources::CopyBeforeWriteStats pages;
   double frozenMs = 0;
+  uint64_t madeHugeBytes = 0;  // before the freeze (resources::collapseForProtection)
   bool ok = false;
   kj::String why;
 };

@@ -35,6 +35,15 @@ struct CopyBeforeWriteStats {
   uint64_t faultCopies = 0;     // copied before the job's first write
 };
 
+// Before the freeze, while the job runs: makes its fully present 2 MiB blocks of
+// private anonymous memory huge pages (process_madvise MADV_COLLAPSE). Write-protecting
+// memory in the freeze costs per page table entry, 4 KiB pages 100-170 ms per GiB on
+// this VM, a huge page one entry per 2 MiB (well under 1 ms per GiB). Only blocks
+// whose every page is present and not the shared zero page: the job's memory use stays
+// the same. Best effort (no CAP_SYS_NICE, a kernel before 6.7, no free huge page: that
+// block stays as it is). Returns the bytes made huge now.
+uint64_t collapseForProtection(pid_t pid, PageSource& memory);
+
 class CopyBeforeWrite final : public PageSource {
  public:
   // With the job frozen: takes the memory map and the pages to save from `frozen` (the

@@ -62,6 +62,8 @@ inline constexpr uint64_t kCheckWpAsync = 1u << 1;
 inline constexpr uint64_t kIsFile = 1u << 2;     // PAGE_IS_FILE
 inline constexpr uint64_t kIsPresent = 1u << 3;  // PAGE_IS_PRESENT
 inline constexpr uint64_t kIsSwapped = 1u << 4;  // PAGE_IS_SWAPPED
+inline constexpr uint64_t kIsPfnZero = 1u << 5;  // PAGE_IS_PFNZERO: the shared zero page
+inline constexpr uint64_t kIsHuge = 1u << 6;     // PAGE_IS_HUGE
 }  // namespace pagemap_scan
 
 // The present or swapped-out pages of [start, end), what ProcPageSource saves of
