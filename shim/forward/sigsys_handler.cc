@@ -257,9 +257,9 @@ void waitPause(long ns) {
 // kill, wait4 and waitid: towards processes at home they go home (the deputy is the
 // parent of the children forked there); towards this process and the children born
 // here they run here, in real PIDs. A wait for any child (or for the caller's own
-// group) waits here while there are children born here, else at home; a poll (WNOHANG) that finds none ready here asks
-// home too (askHomeToo), and a blocking wait for any child asks both in turn while
-// home may have children.
+// group) waits here while there are children born here, else at home; a poll
+// (WNOHANG) that finds none ready here asks home too (askHomeToo), and a blocking
+// wait for any child asks both in turn while home may have children.
 long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
   int64_t* a = c.a;
   switch (row.handler) {

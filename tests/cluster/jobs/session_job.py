@@ -115,8 +115,8 @@ names = {a: "A", b: "B", c: "C"}
 
 os.kill(b, signal.SIGTERM)
 got = os.waitid(os.P_PGID, 0, os.WEXITED)
-say("waitid(P_PGID, 0):", names.get(got.si_pid, "?"), "killed by",
-    signal.Signals(got.si_status).name if got.si_code == os.CLD_KILLED else got.si_status)
+say("waitid(P_PGID, 0):", names.get(got.si_pid, "?"),
+    "killed by " + signal.Signals(got.si_status).name if got.si_code == os.CLD_KILLED else "exit %d" % got.si_status)
 
 os.write(cw, b"end\n")
 libc = ctypes.CDLL(None, use_errno=True)
