@@ -28,6 +28,7 @@
 #include "shim/forward/sud.h"
 #include "shim/forward/trampolines.h"
 #include "shim/forward/trapped_call.h"
+#include "shim/proc_dir.h"
 #include "shim/raw_syscall.h"
 #include "shim/runtime.h"
 
@@ -185,11 +186,26 @@ bool isHomeGroup(int64_t arg) {
   return pid == 0 || (pid < -1 && childRealPid(-pid) == 0);
 }
 
+// Whether process `pid` here descends from process `ancestor` (real PIDs), by the
+// parents /proc names (PPid in /proc/PID/status); a chain deeper than any family here
+// is not one (the host's init and daemons end every other chain sooner).
+bool descendsFrom(pid_t pid, pid_t ancestor) {
+  for (int depth = 0; depth < 64 && pid > 1; ++depth) {
+    char path[40] = "/proc/";
+    __builtin_memcpy(shim::putDecimal(path + 6, static_cast<uint64_t>(pid)), "/status", 8);
+    int64_t parent = 0;
+    shim::forEachLine(path, [&](const char* line) { return !shim::numberAfter(line, "PPid:", parent); });
+    if (parent == ancestor) return true;
+    pid = static_cast<pid_t>(parent);
+  }
+  return false;
+}
+
 // kill of a home group runs at home, where every member's deputy in it passes the
 // signal on to its member. The caller's own deputy drops it (a signal from itself is
 // its own, deputy/signals.cc), so the caller, if in the group, takes it here, now,
 // as kill(2) delivers to its caller before returning, named as sent by itself; and
-// so do its children born here that are in its group here.
+// so do its descendants born here that are in its group here.
 long killHomeGroup(const rsc::Row& row, int64_t* a) {
   const long r = forwardRow(row, a);
   const int sig = static_cast<int>(a[1]);
@@ -201,20 +217,24 @@ long killHomeGroup(const rsc::Row& row, int64_t* a) {
     mine = getpgid != nullptr && forwardRow(*getpgid, self) == -static_cast<pid_t>(a[0]);
   }
   if (!mine) return r;
-  // Its children born here are in its group here, not at home: they get it here too
-  // (those that left the caller's group here do not, as they would not have).
+  // Its descendants born here (children, their children, ...) are in its group here,
+  // not at home: they get it here too (those that left the caller's group here do not,
+  // as they would not have). Only /proc knows the grandchildren: a child's shim keeps
+  // its own children's PIDs.
+  const pid_t me = shim::realPid();
   const long groupHere = shim::rawSyscall(SYS_getpgid, 0);
-  for (uint32_t i = 0; i < kMaxAwayChildren; ++i) {
-    const pid_t child = state().childReal[i].load();
-    if (child > 0 && shim::rawSyscall(SYS_getpgid, child) == groupHere) shim::rawSyscall(SYS_kill, child, sig);
-  }
+  shim::forEachNumberedEntry("/proc", [&](int pid, int) {
+    if (pid != me && shim::rawSyscall(SYS_getpgid, pid) == groupHere && descendsFrom(pid, me)) {
+      shim::rawSyscall(SYS_kill, pid, sig);
+    }
+  });
   siginfo_t info;
   __builtin_memset(&info, 0, sizeof info);
   info.si_signo = sig;
   info.si_code = SI_USER;
   info.si_pid = shim::g_runtime.vpid;
   info.si_uid = static_cast<uid_t>(shim::rawSyscall(SYS_getuid));
-  shim::rawSyscall(SYS_rt_sigqueueinfo, shim::realPid(), sig, reinterpret_cast<long>(&info));
+  shim::rawSyscall(SYS_rt_sigqueueinfo, me, sig, reinterpret_cast<long>(&info));
   return r;
 }
 
@@ -236,10 +256,10 @@ void waitPause(long ns) {
 
 // kill, wait4 and waitid: towards processes at home they go home (the deputy is the
 // parent of the children forked there); towards this process and the children born
-// here they run here, in real PIDs. A wait for any child waits here while there are
-// children born here, else at home; a poll (WNOHANG) that finds none ready here asks
-// home too (askHomeToo), and a blocking wait for any child asks both in turn while
-// home may have children.
+// here they run here, in real PIDs. A wait for any child (or for the caller's own
+// group) waits here while there are children born here, else at home; a poll
+// (WNOHANG) that finds none ready here asks home too (askHomeToo), and a blocking
+// wait for any child asks both in turn while home may have children.
 long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
   int64_t* a = c.a;
   switch (row.handler) {
@@ -290,30 +310,42 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
     }
     default: {  // waitid
       const int32_t type = static_cast<int32_t>(a[0]);
-      if (type == P_PID ? isHomePid(a[1]) : (type != P_PIDFD && !haveChildren())) {
+      const pid_t id = static_cast<pid_t>(a[1]);
+      // P_PGID of the caller's group (0, or its own PID as its leader) concerns its
+      // children here (in its group here) and at home, as P_ALL does; a child born
+      // here's group is here; any other group of a process not born here is home's.
+      const bool ownGroup = type == P_PGID && (id == 0 || id == shim::g_runtime.vpid);
+      const bool anyChild = type == P_ALL || ownGroup;
+      const bool homeGroup = type == P_PGID && !ownGroup && !shim::g_runtime.bornAway && childRealPid(id) == 0;
+      if (type == P_PID ? isHomePid(id) : homeGroup || (type != P_PIDFD && !haveChildren())) {
         return forwardRow(row, a);
       }
       const int64_t asked[6] = {a[0], a[1], a[2], a[3], a[4], a[5]};
       const bool nohang = (asked[3] & WNOHANG) != 0;
+      // Without the caller's siginfo (NULL) the wait still needs one: to tell "nothing
+      // ready" from a child reaped, and which child born here was reaped.
+      siginfo_t ownInfo;
+      __builtin_memset(&ownInfo, 0, sizeof ownInfo);
+      auto* info = asked[2] != 0 ? reinterpret_cast<siginfo_t*>(asked[2]) : &ownInfo;
+      const int64_t idHere = ownGroup ? 0 : type == P_PID || type == P_PGID ? localPid(id) : asked[1];
       for (long pauseNs = kFirstWaitPauseNs;; pauseNs = pauseNs * 2 > kLongestWaitPauseNs ? kLongestWaitPauseNs : pauseNs * 2) {
-        // As wait4's: a blocking wait for any child asks here and home in turn (only
-        // with a siginfo to tell "nothing ready" by).
-        const bool both = type == P_ALL && !nohang && uc != nullptr && asked[2] != 0 && askHomeToo(-1, true, 0);
-        int64_t here[6] = {asked[0], type == P_PID ? localPid(asked[1]) : asked[1], asked[2],
-                           asked[3] | (both ? WNOHANG : 0), asked[4], asked[5]};
+        // As wait4's: a blocking wait for any child asks here and home in turn.
+        const bool both = anyChild && !nohang && uc != nullptr && askHomeToo(-1, true, 0);
+        int64_t here[6] = {asked[0], idHere, reinterpret_cast<int64_t>(info), asked[3] | (both ? WNOHANG : 0),
+                           asked[4], asked[5]};
         long r = runWith(c.nr, here, uc, &row);
-        auto* info = reinterpret_cast<siginfo_t*>(here[2]);
-        if (r == 0 && info != nullptr && info->si_pid > 0) {
+        if (r == 0 && info->si_pid > 0) {
           const bool exited = !(here[3] & WNOWAIT) && (info->si_code == CLD_EXITED || info->si_code == CLD_KILLED ||
                                                        info->si_code == CLD_DUMPED);
           info->si_pid = static_cast<pid_t>(
               reaped(info->si_pid, exited, info->si_code == CLD_KILLED || info->si_code == CLD_DUMPED));
         }
         // WNOHANG with nothing ready here: si_pid 0 (the kernel zeroes it then).
-        const bool none = r == -ECHILD || (r == 0 && info != nullptr && info->si_pid == 0);
-        if (type != P_ALL || !askHomeToo(-1, nohang || both, r == -ECHILD ? r : (none ? 0 : 1))) return r;
+        const bool none = r == -ECHILD || (r == 0 && info->si_pid == 0);
+        if (!anyChild || !askHomeToo(-1, nohang || both, r == -ECHILD ? r : (none ? 0 : 1))) return r;
         const bool polling = both && r == 0;
-        const int64_t home[6] = {asked[0], asked[1], asked[2], asked[3] | (polling ? WNOHANG : 0), asked[4], asked[5]};
+        const int64_t home[6] = {asked[0], asked[1], reinterpret_cast<int64_t>(info), asked[3] | (polling ? WNOHANG : 0),
+                                 asked[4], asked[5]};
         const long h = fromHome(forwardRow(row, home), r);
         if (!polling || h != 0 || info->si_pid != 0) return h;
         if (!mayHaveChildrenAtHome()) continue;  // home has none: the next round waits here

@@ -13,7 +13,11 @@
 # counts on to its end. A process tree with a process group of its own (jobs/group_job.py)
 # moves a -> b: its members' group signals reach each member there once, setpgid
 # between members works, and kill -TERM -PGID on a ends the group's members, with the
-# output and statuses of an undisturbed run.
+# output and statuses of an undisturbed run; a member's group signal on b reaches its
+# grandchild born there. A tree with a session and a pty of its own (jobs/session_job.py)
+# moves a -> b: tcsetpgrp there chooses which group Ctrl-C on the pty reaches, and
+# waitid(P_PGID, 0) and a waitid without a siginfo get the members' ends while a child
+# born on b runs, as in an undisturbed run.
 #
 # usage: signals.sh OPTIONS (below); meson runs it as test 'migration-signals'
 # (suite cluster) with every path filled in.
@@ -257,5 +261,32 @@ if [[ -x /usr/bin/python3 ]] && start_job gref plain /usr/bin/python3 "$GROUP_JO
 fi
 kill_job group
 kill_job gref
+
+# --- a session with a terminal, and waits on both hosts ------------------------------------------
+# jobs/session_job.py: a member that leads a session with a pty as its terminal gives it
+# to another member's group (tcsetpgrp) and back on b, Ctrl-C typed on the pty (at a)
+# reaching the foreground group only; the root waits on b for members' ends with
+# waitid(P_PGID, 0) and a waitid without a siginfo while a child born on b runs.
+SESSION_JOB=$(readlink -f "$(dirname "$0")/jobs/session_job.py")
+if [[ -x /usr/bin/python3 ]] && start_job sref plain /usr/bin/python3 "$SESSION_JOB" @DIR@; then
+  wait_step sref 1 30 && touch "$(jfile sref data)/go"
+  if wait_job sref 60 && [[ $STATUS == 0 ]] && start_job session mig /usr/bin/python3 "$SESSION_JOB" @DIR@ &&
+     wait_step session 1 30; then
+    migrate session b
+    if (( MIG_RC == 0 )) && [[ $(host_of "$(where session)") == b ]]; then
+      ok "session: the tree (a root, a session leader with a pty, its child, a child) moved a -> b: $(migrated_line)"
+      touch "$(jfile session data)/go"
+      compare session sref 0
+    else
+      fail "session: migrate a -> b: exit $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")"
+    fi
+  else
+    fail "session: the undisturbed run or the start under mig failed: status $STATUS"
+    detail "$(jfile sref out)" "its stdout"
+    detail "$(jfile sref err)" "its stderr"
+  fi
+fi
+kill_job session
+kill_job sref
 
 cluster_end

@@ -4,13 +4,13 @@
 # "STEP 1" and waits for DIR/go (the test moves the tree meanwhile). Then, wherever it
 # runs: the relations are checked again (getpgid, getsid); the root signals the group
 # (kill(-PGID, USR1)); the second child leaves the group for one of its own and joins
-# it again (setpgid between members), forks a child of its own (born where it runs)
-# and signals its own group (kill(0, USR2)), which must reach both children, itself
-# too, and its new child, once each. Each child reports what it got on a
-# pipe the root reads, so the output has one order. "STEP 2": the test sends
-# kill -TERM -PGID (the group) where the job was started; each child's handler exits
-# 10 + its number; the root prints their wait statuses and every report (none twice)
-# and exits 7. The group's PGID goes to stderr (it differs from run to run).
+# it again (setpgid between members), forks a child of its own (born where it runs),
+# which forks one too, and signals its own group (kill(0, USR2)), which must reach
+# both children, itself too, its new child and grandchild, once each. Each child
+# reports what it got on a pipe the root reads, so the output has one order. "STEP 2":
+# the test sends kill -TERM -PGID (the group) where the job was started; each child's
+# handler exits 10 + its number; the root prints their wait statuses and every report
+# (none twice) and exits 7. The group's PGID goes to stderr (it differs from run to run).
 import os
 import signal
 import sys
@@ -39,14 +39,21 @@ def child(n, group):
             alone = os.getpgid(0) == os.getpid()
             os.setpgid(0, group)
             report("setpgid 2: own group", alone, "back in the group", os.getpgid(0) == group)
-            # A child of its own, born now (after a move: where it runs), in its group.
+            # A child of its own, born now (after a move: where it runs), in its group,
+            # and that child's child (its grandchild, born there too).
             gr, gw = os.pipe()
             g = os.fork()
             if g == 0:
                 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+                gg = os.fork()
+                if gg == 0:
+                    got = signal.sigtimedwait({signal.SIGUSR2}, 20)  # bounded: a miss fails the test
+                    report("usr2 great-grandchild" if got else "usr2 great-grandchild: none in 20 s")
+                    os._exit(0)
                 os.write(gw, b"r")
                 signal.sigwait({signal.SIGUSR2})
                 report("usr2 grandchild")
+                os.waitpid(gg, 0)
                 os._exit(0)
             os.read(gr, 1)
             os.kill(0, signal.SIGUSR2)
@@ -101,7 +108,7 @@ while not os.path.exists(os.path.join(d, "go")):
     time.sleep(0.05)
 say("groups right after:", relations())
 os.kill(-kids[0], signal.SIGUSR1)
-say("group signals:", read_reports(6))
+say("group signals:", read_reports(7))
 say("STEP 2")
 statuses = []
 for pid in kids:
