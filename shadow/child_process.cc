@@ -26,6 +26,7 @@ pid_t spawnChild(const ChildSpec& spec) {
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
     for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
+    if (spec.ownSession) setsid();
     int null = open("/dev/null", O_RDWR);
     int fds[3] = {spec.stdinFd, spec.stdoutFd, spec.stderrFd};
     // Above the numbers they go to first, then into place (dup2 clears close-on-exec).

@@ -21,6 +21,10 @@ struct ChildSpec {
   int stderrFd = -1;
   int fd3 = -1;       // given to the child as its fd 3 (migctl restart's --gate-fd)
   int fd4 = -1;       // and as its fd 4 (mig-link's control socket, link_process.h)
+  // A session (and process group) of its own: a job restored here, so that a group
+  // signal from its family here (a born-away shell's `kill 0`) reaches its family,
+  // not shadowd and the other jobs in shadowd's group.
+  bool ownSession = false;
 };
 
 // Starts the child; throws if fork/exec setup fails. The child's exec failure shows

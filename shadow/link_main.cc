@@ -126,6 +126,7 @@ class Link {
     int log = open(a_.restoreLog.cStr(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     spec.stderrFd = log;
     spec.fd3 = kGateFd;
+    spec.ownSession = true;
     pid_t pid = 0;
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { pid = spawnChild(spec); })) {
       d_.log(kj::str("job ", a_.jobId, ": cannot start its restart: ", oneLine(e->getDescription())));

@@ -289,4 +289,39 @@ fi
 kill_job session
 kill_job sref
 
+# --- a kill(0) on b stays in its job ---------------------------------------------------------------
+# Each job restored on b has a session and group of its own there: a process born on b
+# without the shim (no forwarding) that runs `kill -TERM 0` signals its own job's group
+# there, never shadowd, the link processes or another job (in shadowd's group they did).
+BYSTANDER='import time
+i = 0
+while True:
+    print("STEP", i, flush=True); i += 1; time.sleep(0.1)'
+KILLER0='import os, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+i = 0
+while not os.path.exists(sys.argv[1] + "/GO"):
+    print("STEP", i, flush=True); i += 1; time.sleep(0.1)
+env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+subprocess.run(["/bin/kill", "-TERM", "0"], env=env)
+print("STEP", i, "killed", flush=True)
+time.sleep(30)'
+start_job bystander mig /usr/bin/python3 -c "$BYSTANDER" || cluster_end
+start_job killer0 mig /usr/bin/python3 -c "$KILLER0" @DIR@ || cluster_end
+wait_step bystander 1 20 && wait_step killer0 1 20 && migrate bystander b && (( MIG_RC == 0 )) && migrate killer0 b
+if (( MIG_RC == 0 )) && [[ $(host_of "$(where killer0)") == b && $(host_of "$(where bystander)") == b ]]; then
+  touch "$(jfile killer0 data)/GO"
+  if wait_step killer0 '[0-9]+ killed' 20 && k=$(last_step bystander) && wait_step bystander $((k + 5)) 20 &&
+     hx b ps -e -o args= | grep -q "^$SHADOWD " && [[ $(host_of "$(where bystander)") == b ]]; then
+    ok "kill 0: a process of one job on b ran kill -TERM 0; another job there and b's shadowd went on"
+  else
+    fail "kill 0: after kill -TERM 0 by a process of one job on b: $(tail -n 1 "$(jfile bystander out)"), where $(where bystander)"
+    shadowd_logs b
+  fi
+else
+  fail "kill 0: migrate a -> b: exit $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")"
+fi
+kill_job killer0
+kill_job bystander
+
 cluster_end
