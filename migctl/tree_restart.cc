@@ -105,7 +105,10 @@ bool isMember(image::schema::Tree::Reader tree, int32_t pid) {
     auto me = members[index];
     const pid_t self = me.getVpid();
     if (me.getSid() == self) {
-      if (setsid() < 0) fail(kj::str("cannot make process ", self, " a session leader: ", strerror(errno)));
+      // (One already, it stays: started by a host's mig-link, ChildSpec::ownSession.)
+      if (getsid(0) != getpid() && setsid() < 0) {
+        fail(kj::str("cannot make process ", self, " a session leader: ", strerror(errno)));
+      }
     } else if (me.getPgid() == self || isMember(tree, me.getPgid())) {
       if (setpgid(0, me.getPgid() == self ? 0 : me.getPgid()) < 0 && getpgid(0) != me.getPgid()) {
         fail(kj::str("cannot put process ", self, " into process group ", me.getPgid(), ": ", strerror(errno)));
