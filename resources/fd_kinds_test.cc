@@ -2,12 +2,15 @@
 // detection of the /proc targets a process shows picks the right one.
 #include "resources/fd_kinds.h"
 
+#include <capnp/message.h>
 #include <capnp/schema.h>
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
 #include <string>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <vector>
 
 namespace mig::resources {
@@ -76,6 +79,55 @@ TEST_CASE("detection of sample /proc targets picks the right kind") {
     INFO(fds[i].target);
     CHECK(detectKind(fds[i], ctx).kind == want[i]);
   }
+}
+
+// A shell's `$(...)`: its child wrote and ended, the shell still holds the read end
+// (a pipe it made away from home is nothing at home: taken for a stream to another
+// process it came home as /dev/null, its bytes lost).
+TEST_CASE("a pipe end whose other end is closed everywhere is the process's own pipe") {
+  int p[2];
+  REQUIRE(pipe(p) == 0);
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0));
+  REQUIRE(pidfd >= 0);
+  std::string target = "/proc/self/fd/" + std::to_string(p[0]);
+  char link[64] = {};
+  REQUIRE(readlink(target.c_str(), link, sizeof(link) - 1) > 0);
+  std::vector<FdProbe> fds = {probe(p[0], link, S_IFIFO, O_RDONLY)};  // the write end not the process's
+  CaptureContext ctx{getpid(), kj::arrayPtr(fds.data(), fds.size())};
+  ctx.pidfd = pidfd;
+  for (bool migration : {false, true}) {
+    ctx.options.forMigration = migration;
+    CAPTURE(migration);
+    CHECK(detectKind(fds[0], ctx).kind == K::INHERITED);  // its writer (here: us) holds the other end
+  }
+  REQUIRE(write(p[1], "7\n", 2) == 2);
+  close(p[1]);
+  for (bool migration : {false, true}) {
+    ctx.options.forMigration = migration;
+    CAPTURE(migration);
+    CHECK(detectKind(fds[0], ctx).kind == K::PIPE);
+  }
+  // Its bytes go into the image and stay in the pipe (put back with no write end held).
+  capnp::MallocMessageBuilder msg;
+  auto record = msg.initRoot<FdRecord>();
+  kindOf(K::PIPE).capture(fds[0], ctx, record);
+  CHECK(std::string(reinterpret_cast<const char*>(record.getContents().begin()), record.getContents().size()) == "7\n");
+  char back[4] = {};
+  CHECK(read(p[0], back, sizeof(back)) == 2);
+  CHECK(std::string(back) == "7\n");
+  // The lone write end of a pipe whose readers are gone is the process's own too.
+  int q[2];
+  REQUIRE(pipe(q) == 0);
+  close(q[0]);
+  target = "/proc/self/fd/" + std::to_string(q[1]);
+  char wlink[64] = {};
+  REQUIRE(readlink(target.c_str(), wlink, sizeof(wlink) - 1) > 0);
+  std::vector<FdProbe> w = {probe(q[1], wlink, S_IFIFO, O_WRONLY)};
+  ctx.all = kj::arrayPtr(w.data(), w.size());
+  CHECK(detectKind(w[0], ctx).kind == K::PIPE);
+  close(q[1]);
+  close(p[0]);
+  close(pidfd);
 }
 
 }  // namespace

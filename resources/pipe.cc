@@ -1,11 +1,12 @@
-// A pipe whose both ends the process holds (its own plumbing, e.g. a self-pipe):
-// the bytes in its buffer are saved with the read end and the restart makes a new
-// pipe with those bytes in it. It is the process's own, so on migration it is made
-// anew on the new host too, unless another process holds it as well (then it stays at
-// home: heldElsewhere). A pipe with one end elsewhere (a shell pipeline) is a
-// home stream (home_stream.cc). In a tree's checkpoint a pipe between members is the
-// tree's: its bytes are saved once (process_capture.cc) and every member's ends
-// are records naming it, restored from the one pipe the restart makes for the tree;
+// A pipe whose both ends the process holds (its own plumbing, e.g. a self-pipe), or
+// whose other end no process holds any more (a shell's `$(...)` whose child has ended
+// and been reaped while the shell still reads what it wrote): the bytes in its buffer
+// are saved with the read end and the restart makes a new pipe with those bytes in it.
+// It is the process's own, so on migration it is made anew on the new host too, unless
+// another process holds it as well (then it stays at home: heldElsewhere). A pipe with
+// its other end in another process (a shell pipeline) is a home stream
+// (home_stream.cc). In a tree's checkpoint a pipe between members is the tree's: its
+// bytes are saved once (process_capture.cc) and every member's ends are records naming it, restored from the one pipe the restart makes for the tree;
 // so is a FIFO between members (the restart opens it again by its path).
 #include "resources/fd_kind.h"
 #include "resources/fd_restore.h"
@@ -17,7 +18,9 @@
 #include <dirent.h>
 #include <cstring>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <string>
 #include <unistd.h>
 
@@ -66,17 +69,33 @@ bool heldElsewhere(const std::string& target, pid_t self) {
   return found;
 }
 
+// Whether the other end of the pipe of `p` is closed everywhere: a read end no writer
+// holds (the kernel says POLLHUP), a write end no reader does (POLLERR). Asked of the
+// process's own open file (a pidfd_getfd copy): an end opened again through /proc
+// would not see the hang-up of writers gone before it was opened.
+bool otherEndGone(const FdProbe& p, const CaptureContext& ctx) {
+  if (ctx.pidfd < 0 || accessMode(p.flags) == O_RDWR) return false;
+  kj::AutoCloseFd copy(static_cast<int>(syscall(SYS_pidfd_getfd, ctx.pidfd, p.fd, 0)));
+  if (copy == nullptr) return false;
+  struct pollfd q = {copy.get(), 0, 0};
+  if (poll(&q, 1, 0) != 1) return false;
+  return (q.revents & (accessMode(p.flags) == O_RDONLY ? POLLHUP : POLLERR)) != 0;
+}
+
 bool matches(const FdProbe& p, const CaptureContext& ctx) {
   // A FIFO between a tree's members is one of the tree's pipes (opened by its path).
   if (p.path[0] == '/' && S_ISFIFO(p.st.st_mode)) return isTreePipe(p, ctx);
   if (p.path.rfind("pipe:", 0) != 0) return false;
   if (isTreePipe(p, ctx)) return true;
+  bool bothEnds = false;
   for (const FdProbe& other : ctx.all) {
-    if (other.target == p.target && accessMode(other.flags) != accessMode(p.flags)) {
-      return !(ctx.options.forMigration && heldElsewhere(p.target, ctx.pid));
-    }
+    bothEnds = bothEnds || (other.target == p.target && accessMode(other.flags) != accessMode(p.flags));
   }
-  return false;
+  // One end only: a stream to another process, unless no process holds the other end
+  // any more. Then it is the process's own: a pipe made away is nothing at home (its
+  // deputy has no fd there, so coming home it was /dev/null, bytes lost).
+  if (!bothEnds && !otherEndGone(p, ctx)) return false;
+  return !(ctx.options.forMigration && heldElsewhere(p.target, ctx.pid));
 }
 
 void capture(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder out) {
@@ -92,13 +111,10 @@ void capture(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder out)
     while ((n = ::read(rfd, buf, sizeof(buf))) > 0) data.append(buf, static_cast<size_t>(n));
   }
   if (data.empty()) return;
-  for (const FdProbe& other : ctx.all) {
-    if (other.target != p.target || accessMode(other.flags) != O_WRONLY) continue;
-    kj::AutoCloseFd wfd(::open(ctx.linkOf(other.fd).c_str(), O_WRONLY | O_CLOEXEC));
-    if (wfd == nullptr || ::write(wfd, data.data(), data.size()) != static_cast<ssize_t>(data.size())) {
-      fail(kj::str("could not put back ", data.size(), " bytes into the pipe of fd ", p.fd));
-    }
-    break;
+  // Through a write end of our own (the process may hold none: its writer has ended).
+  kj::AutoCloseFd wfd(::open(ctx.linkOf(p.fd).c_str(), O_WRONLY | O_CLOEXEC));
+  if (wfd == nullptr || ::write(wfd, data.data(), data.size()) != static_cast<ssize_t>(data.size())) {
+    fail(kj::str("could not put back ", data.size(), " bytes into the pipe of fd ", p.fd));
   }
   out.setContents(kj::arrayPtr(reinterpret_cast<const kj::byte*>(data.data()), data.size()));
 }

@@ -371,6 +371,15 @@ bool runCheckpoint(int conn, const control::Request& request) {
     rt.restored = true;
     rt.controlTid = realTid();  // the next checkpoint must know this thread again
     rt.frozenNs += rt.resume.monotonicNs - rt.block.monotonicNs;
+    // The control fds are the checkpointed process's, left out of the image: here their
+    // numbers may be the program's (a migrated job's checkpoint connection took the
+    // lowest free one). Forgotten before any thread of the job runs, or its first fork
+    // would close that fd in the child (afterForkInChild: bash's `$(...)` child lost its
+    // pipe, EBADF) and a dup2 onto it would move the program's file aside (own_fds.cc).
+    // serve() listens anew.
+    rt.controlListen = rt.controlAlias = rt.controlConn = rt.self.pipeFd = -1;
+    rt.controlWake = 0;
+    rt.controlOwnTable = false;
     reopenLog();  // before any thread of the job runs and logs
     forward::onRestored(rt.resume.configFd);  // the other threads wait in mig_resumed_thread
     if (logging()) {

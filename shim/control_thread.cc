@@ -132,15 +132,12 @@ bool serve(int conn) {
     if (logging()) LogLine() << "checkpoint: done, running on here";
     return false;
   }
-  // A restored process: the old sockets were left out of the image, their numbers
-  // may be the application's now. Listen under the new real PID, which its parent
-  // sees, and under the virtual PID as an alias (control_protocol.h). The restorer
-  // made this thread share the program's table: a job that forwards keeps it so (its
-  // relay connections are there, shim/forward/), any other leaves it again.
+  // A restored process (runCheckpoint forgot the old control fds). Listen under the
+  // new real PID, which its parent sees, and under the virtual PID as an alias
+  // (control_protocol.h). The restorer made this thread share the program's table: a
+  // job that forwards keeps it so (its relay connections are there, shim/forward/),
+  // any other leaves it again.
   Runtime& rt = g_runtime;
-  rt.controlListen = rt.controlAlias = -1;  // not ours in this table: not kept from the program
-  rt.controlWake = 0;
-  rt.controlOwnTable = false;
   if (rt.forward.status.load() != forward::kActive) takeOwnTable();
   listenAnew(true);
   return true;
@@ -178,7 +175,14 @@ void* controlMain(void*) {
       continue;
     }
     if (conn < 0) continue;
-    if (!serve(conn)) close(conn);
+    if (!serve(conn)) {
+      // Forgotten before it is closed: its number may be the program's next, and a
+      // fork's child closes this one (afterForkInChild). Left set after a checkpoint the
+      // job resumed from (a hop aborted with "try again"), every `$(...)` child of a
+      // bash away from home closed its pipe's write end (EBADF) until the next one.
+      rt.controlConn = -1;
+      close(conn);
+    }
   }
 }
 

@@ -9,12 +9,16 @@
 // of every signal, which makes a system call (the shim must keep SIGSYS out of that
 // mask). After it,
 // it creates a thread, reads its working directory and creates a file by relative
-// path (both at home).
+// path (both at home). Every step it makes a pipe and forks a child that checks both
+// ends are open, as bash's `$(...)` child dup2s the write end: after a checkpoint the
+// job resumed from, the shim's fork handler once closed the checkpoint connection's
+// number in the child, which the pipe then had (it prints "lost a pipe end").
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace {
@@ -37,6 +41,18 @@ void* worker(void*) {
   return nullptr;
 }
 
+// Whether a child forked now holds both ends of a pipe made just before.
+bool pipeWholeInChild() {
+  int p[2];
+  if (pipe(p) != 0) return false;
+  pid_t c = fork();
+  if (c == 0) _exit(fcntl(p[0], F_GETFD) >= 0 && fcntl(p[1], F_GETFD) >= 0 ? 0 : 1);
+  close(p[0]);
+  close(p[1]);
+  int st = 0;
+  return c > 0 && waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
 void* late(void*) {
   say("late thread\n");
   return nullptr;
@@ -56,6 +72,7 @@ int main() {
   pthread_create(&w, nullptr, worker, nullptr);
   for (int step = 1; step <= kSteps; ++step) {
     printf("step %d\n", step);
+    if (!pipeWholeInChild()) printf("step %d: a child lost a pipe end\n", step);
     fflush(stdout);
     usleep(100 * 1000);
   }

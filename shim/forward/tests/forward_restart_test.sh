@@ -19,7 +19,7 @@ TOKEN=$(for i in $(seq 160 191); do printf '%02x' "$i"; done)  # fake_relay's to
 cleanup() {
   for p in $JOB $RELAY_PID; do kill -9 "$p" 2>/dev/null || true; done
   if [ "$status" != 0 ]; then
-    for f in before.txt ckpt.out restart1.out restart1.err ckpt2.out restart2.out restart2.err home/stdout.txt; do
+    for f in before.txt ckpt.out ckpt-mid.out restart1.out restart1.err ckpt2.out restart2.out restart2.err home/stdout.txt; do
       [ -f "$T/$f" ] && { echo "--- $f"; cat "$T/$f"; }
     done
   fi
@@ -62,10 +62,13 @@ read_home() {
 MIGRATED=(--migrated --relay "$T/relay.sock" --job-id 4242)
 export MIG_JOB_TOKEN=$TOKEN  # the token travels in the environment, never on a command line
 
-# First migration; while the restored job runs, a second one (from a process whose
+# First migration; while the restored job runs, a checkpoint it resumes from (as a
+# hop aborted with "try again"), then a second migration (from a process whose
 # threads are dispatched, some of them inside the SIGSYS handler).
 "$MIGCTL" restart "${MIGRATED[@]}" "$T/job.img" > "$T/restart1.out" 2> "$T/restart1.err" < /dev/null 9<&- &
 JOB=$!  # migctl restart becomes the restored job
+read_home "step 7"
+"$MIGCTL" checkpoint "$JOB" -o "$T/mid.img" > "$T/ckpt-mid.out" 2>&1 || fail "the checkpoint the job resumes from failed"
 read_home "step 10"
 "$MIGCTL" checkpoint "$JOB" -o "$T/job2.img" --stop > "$T/ckpt2.out" 2>&1 || fail "second checkpoint failed"
 wait "$JOB" || true
@@ -91,6 +94,7 @@ grep -qE '^made_after fd [0-9]+ write 18$' "$home" || fail "made_after not writt
 [ "$(cat "$T/home/made_after.txt")" = "after the restart" ] || fail "made_after.txt not at home"
 [ ! -e "$T/away/made_after.txt" ] || fail "made_after.txt was created locally"
 [ ! -s "$T/restart1.out" ] && [ ! -s "$T/restart2.out" ] || fail "a restored job wrote to its local stdout"
+! grep "lost a pipe end" "$T/before.txt" "$home" || fail "a forked child lost an end of its parent's pipe"
 # Every step exactly once: before the checkpoint locally, after it at home.
 cat "$T/before.txt" "$home" | grep '^step ' > "$T/steps.txt"
 seq 1 30 | sed 's/^/step /' | cmp - "$T/steps.txt" || fail "steps lost or repeated across the restart"
