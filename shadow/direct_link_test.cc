@@ -186,17 +186,17 @@ struct Resumable {
   void pause(uint64_t ms) { s.io.provider->getTimer().afterDelay(ms * kj::MILLISECONDS).wait(s.io.waitScope); }
   // A relay's link with the ticket's key, made by hand (HandLink).
   kj::Own<HandLink> handLink() { return HandLink::connect(s, server->port(), 'k').wait(s.io.waitScope); }
-  // Turns the event loop until the server has seen `n` links or lost one (at most 5 s).
-  void settle(uint32_t n) {
-    for (int i = 0; i < 500 && server->links() < n && lostCalls == 0; ++i) pause(10);
+  // Such a link that carried a call, then reset as a partition or a reset breaks it.
+  void linkThenReset(kj::byte b) {
+    auto link = handLink();
+    CHECK(link->call(b, s.io.waitScope) == b);
+    link->reset();
   }
 };
 
 TEST_CASE("a resumable link is resumed with the same key after a reset, and calls go on") {
   Resumable r(60000);
-  auto first = r.handLink();
-  CHECK(first->call(7, r.s.io.waitScope) == 7);
-  first->reset();
+  r.linkThenReset(7);
   // A stranger's try does not void the ticket once the link was up.
   CHECK(failureOf(r.s.connect(r.server->port(), 'x'), r.s.io.waitScope).size() > 0);
   auto again = r.handLink();
@@ -212,9 +212,7 @@ TEST_CASE("a resumable link is resumed with the same key after a reset, and call
 
 TEST_CASE("a link reset and not resumed within its limit is lost, once") {
   Resumable r(300);
-  auto link = r.handLink();
-  CHECK(link->call(1, r.s.io.waitScope) == 1);
-  link->reset();
+  r.linkThenReset(1);
   for (int i = 0; i < 500 && r.lostCalls == 0; ++i) r.pause(10);
   CHECK(r.lostCalls == 1);
   CHECK(r.lostMs >= 300);
@@ -224,9 +222,7 @@ TEST_CASE("a link reset and not resumed within its limit is lost, once") {
 
 TEST_CASE("a link reset and resumed within its limit is not lost") {
   Resumable m(1500);
-  auto first = m.handLink();
-  CHECK(first->call(2, m.s.io.waitScope) == 2);
-  first->reset();
+  m.linkThenReset(2);
   auto again = m.handLink();
   CHECK(again->call(3, m.s.io.waitScope) == 3);
   m.pause(1800);  // past the limit counted from the reset: the resumption cancelled it
