@@ -168,14 +168,8 @@ TEST_CASE("metadata that contradicts the data is named with its section") {
   capnp::MallocMessageBuilder header;
   fillHeader(header.initRoot<schema::Header>(), 1, 1, "x");
   ImageWriter w(sink, header);
-  capnp::MallocMessageBuilder meta;
-  auto runs = meta.initRoot<schema::Pages>().initRuns(1);
-  runs[0].setAddr(0x10000);
-  runs[0].setPages(2);  // 8 KiB announced, 4 KiB present
   kj::byte page[kPageSize] = {};
-  w.beginData(SectionType::pages, meta, sizeof(page));
-  w.data(page, sizeof(page));
-  w.endData();
+  writeOneRun(w, SectionType::pages, 0x10000, 2, page, sizeof(page));  // 8 KiB announced, 4 KiB present
   w.finish();
   auto e = streamError(sink.bytes());
   CHECK(contains(e, "section 1 (pages)"));
@@ -187,14 +181,8 @@ TEST_CASE("page sums that do not cover their runs are named with their section")
   capnp::MallocMessageBuilder header;
   fillHeader(header.initRoot<schema::Header>(), 1, 1, "x");
   ImageWriter w(sink, header);
-  capnp::MallocMessageBuilder meta;
-  auto runs = meta.initRoot<schema::Pages>().initRuns(1);
-  runs[0].setAddr(0x10000);
-  runs[0].setPages(2);
   uint64_t sums[1] = {};  // 2 pages need 16 bytes of checksums
-  w.beginData(SectionType::pageSums, meta, sizeof(sums));
-  w.data(sums, sizeof(sums));
-  w.endData();
+  writeOneRun(w, SectionType::pageSums, 0x10000, 2, sums, sizeof(sums));
   w.finish();
   auto e = streamError(sink.bytes());
   CHECK(contains(e, "section 1 (page-sums)"));
@@ -272,15 +260,9 @@ TEST_CASE("a flipped byte in a large pages section (hashed through a mapping) is
   capnp::MallocMessageBuilder header;
   fillHeader(header.initRoot<schema::Header>(), 1, 1, "x");
   ImageWriter w(sink, header);
-  capnp::MallocMessageBuilder meta;
   constexpr uint32_t kPages = 512;  // 2 MiB: above FileReader's mapping threshold
-  auto runs = meta.initRoot<schema::Pages>().initRuns(1);
-  runs[0].setAddr(0x10000);
-  runs[0].setPages(kPages);
   std::vector<kj::byte> data(kPages * kPageSize, 0x5a);
-  w.beginData(SectionType::pages, meta, data.size());
-  w.data(data.data(), data.size());
-  w.endData();
+  writeOneRun(w, SectionType::pages, 0x10000, kPages, data.data(), data.size());
   w.finish();
   TempDir dir;
   auto good = kj::heapArray<kj::byte>(sink.bytes());

@@ -81,14 +81,8 @@ TEST_CASE("pages outside every mapped region make the plan fail with the address
     capnp::MallocMessageBuilder header;
     fillHeader(header.initRoot<schema::Header>(), 1, 1, "x");
     ImageWriter w(sink, header);
-    capnp::MallocMessageBuilder meta;
-    auto runs = meta.initRoot<schema::Pages>().initRuns(1);
-    runs[0].setAddr(0x5000);
-    runs[0].setPages(1);
     kj::byte page[kPageSize] = {};
-    w.beginData(SectionType::pages, meta, sizeof(page));
-    w.data(page, sizeof(page));
-    w.endData();
+    writeOneRun(w, SectionType::pages, 0x5000, 1, page, sizeof(page));
     capnp::MallocMessageBuilder th;
     th.initRoot<schema::Threads>().initThreads(1)[0].setVtid(7);
     w.section(SectionType::threads, th);

@@ -86,4 +86,14 @@ kj::Array<kj::byte> makeSampleImage(const SampleOptions& o) {
   return sink.release();
 }
 
+void writeOneRun(ImageWriter& w, SectionType type, uint64_t addr, uint32_t pages, const void* bytes, size_t len) {
+  capnp::MallocMessageBuilder meta;
+  auto runs = meta.initRoot<schema::Pages>().initRuns(1);
+  runs[0].setAddr(addr);
+  runs[0].setPages(pages);
+  w.beginData(type, meta, len);
+  w.data(bytes, len);
+  w.endData();
+}
+
 }  // namespace mig::image

@@ -2,6 +2,8 @@
 // pattern, threads, end) for tests and for seeding the fuzzer's corpus.
 #pragma once
 
+#include "image/writer.h"
+
 #include <kj/array.h>
 
 #include <cstdint>
@@ -20,5 +22,10 @@ struct SampleOptions {
 };
 
 kj::Array<kj::byte> makeSampleImage(const SampleOptions& options = {});
+
+// Writes a section of `type` (pages, pageSums) whose metadata is one page run, `pages`
+// pages at `addr`, and whose data is the `len` bytes at `bytes` (a test may make the two
+// disagree).
+void writeOneRun(ImageWriter& w, SectionType type, uint64_t addr, uint32_t pages, const void* bytes, size_t len);
 
 }  // namespace mig::image

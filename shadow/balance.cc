@@ -8,7 +8,6 @@
 
 #include "shadow/drain.h"
 #include "shadow/error.h"
-#include "shadow/services.h"
 
 #include <capnp/message.h>
 #include <kj/debug.h>
@@ -40,14 +39,6 @@ kj::String fmt2(double v) {
   return kj::str(buf);
 }
 
-// A host's name in the nodes file, or its address when it has none there.
-kj::String nameOf(Daemon& d, kj::StringPtr address) {
-  for (auto& e : d.config().nodes) {
-    if (e.value == address) return kj::str(e.key);
-  }
-  return kj::str(address);
-}
-
 uint64_t residentBytes(pid_t pid) {
   FILE* f = fopen(kj::str("/proc/", pid, "/statm").cStr(), "re");
   if (f == nullptr) return 0;
@@ -57,39 +48,21 @@ uint64_t residentBytes(pid_t pid) {
   return rss * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
 }
 
-// Another host as a decision sees it.
-struct Other {
-  kj::String name;
-  bool accepting = false;
-  double runnable = 0;
-  double cpus = 0;
-  uint32_t jobs = 0;
-};
-
-kj::Promise<kj::Array<Other>> otherHosts(Daemon& d) {
-  rpc::Local::Client local = makeLocal(d);
-  return local.nodesRequest().send().then([&d](capnp::Response<rpc::Local::NodesResults> r) {
-    kj::Vector<Other> out;
-    for (auto n : r.getNodes()) {
-      if (!n.getReachable()) continue;
-      auto info = n.getInfo();
+// The other hosts that answer, as a decision sees them.
+kj::Promise<kj::Array<Destination>> otherHosts(Daemon& d) {
+  return destinations(d).then([&d](kj::Array<Destination> nodes) {
+    kj::Vector<Destination> out;
+    for (auto& n : nodes) {
       // By address: shadowds on loopback share a host name.
-      if (info.getAddress() == d.address() || info.getCpus() <= 0) continue;
-      Other o;
-      o.name = kj::str(n.getName());
-      o.accepting = !info.getDrained() && !info.getOwnerBack();
-      o.runnable = info.getRunnable();
-      o.cpus = info.getCpus();
-      o.jobs = info.getJobs();
-      out.add(kj::mv(o));
+      if (n.reachable && n.address != d.address() && n.cpus > 0) out.add(kj::mv(n));
     }
     return out.releaseAsArray();
-  }).attach(kj::mv(local));
+  });
 }
 
 // The accepting hosts, where a job that comes gets the most CPU first (then fewest jobs,
 // then name).
-kj::Vector<size_t> byShare(kj::ArrayPtr<const Other> hosts) {
+kj::Vector<size_t> byShare(kj::ArrayPtr<const Destination> hosts) {
   kj::Vector<size_t> out;
   for (size_t i = 0; i < hosts.size(); ++i) {
     if (hosts[i].accepting) out.add(i);
@@ -195,7 +168,7 @@ kj::Promise<kj::Vector<Candidate>> candidates(Daemon& d) {
     c.hostedId = j.id;
     c.pid = j.realPid;
     c.vpid = j.vpid;
-    c.home = nameOf(d, j.home);
+    c.home = d.nodeName(j.home);
     c.command = kj::str(j.command);
     // What it ran before it came is its home's to know: the time here is a lower bound.
     c.ranSeconds = c.sinceMoveSeconds = now - j.startedAt;
@@ -203,22 +176,20 @@ kj::Promise<kj::Vector<Candidate>> candidates(Daemon& d) {
     out.add(kj::mv(c));
   }
   // Jobs at home that run here: what `migctl list` shows as such.
-  rpc::Local::Client local = makeLocal(d);
-  return local.listRequest().send().then([&d, out = kj::mv(out)](capnp::Response<rpc::Local::ListResults> r) mutable {
-    for (auto j : r.getJobs()) {
-      if (j.getState() != "running" || j.getHome() != d.address() || j.getLocation() != d.address()) continue;
-      if (listensAsGuest(d, j.getVpid())) continue;
+  return jobsAtHome(d).then([&d, out = kj::mv(out)](kj::Array<JobAtHome> jobs) mutable {
+    for (auto& j : jobs) {
+      if (j.location != d.address()) continue;
       Candidate c;
-      c.pid = c.vpid = j.getVpid();
-      c.home = nameOf(d, d.address());
-      c.command = kj::str(j.getCommand());
-      c.ranSeconds = j.getAgeSeconds();
+      c.pid = c.vpid = j.vpid;
+      c.home = d.nodeName(d.address());
+      c.command = kj::mv(j.command);
+      c.ranSeconds = j.ageSeconds;
       c.sinceMoveSeconds = 1e18;  // it never left; a job back home is a hosted one above
       c.bytes = static_cast<double>(residentBytes(c.pid));
       out.add(kj::mv(c));
     }
     return kj::mv(out);
-  }).attach(kj::mv(local));
+  });
 }
 
 // Logs why a job stays, once per reason (again when it changes or after the host was
@@ -235,7 +206,7 @@ void sayStays(Daemon& d, BalanceState& s, const Candidate& c, kj::StringPtr reas
 
 // One decision: what it saw, and the moves the rule allows, best first.
 struct Decision {
-  kj::Array<Other> hosts;
+  kj::Array<Destination> hosts;
   kj::Vector<Candidate> jobs;
   struct Option {
     size_t job;
@@ -273,7 +244,7 @@ kj::Promise<void> moveOption(Daemon& d, BalanceState& s, Decision& dec, size_t i
           m.time = askedAt;
           m.pid = c.vpid;
           m.jobId = c.hostedId;
-          m.from = nameOf(d, d.address());
+          m.from = d.nodeName(d.address());
           m.to = kj::str(to);
           m.ok = true;
           m.freezeMs = r.freezeMs;
@@ -319,7 +290,7 @@ kj::Promise<void> tryOption(Daemon& d, BalanceState& s, Decision& dec, size_t i)
 }
 
 kj::Promise<void> decide(Daemon& d, BalanceState& s) {
-  return otherHosts(d).then([&d, &s](kj::Array<Other> hosts) {
+  return otherHosts(d).then([&d, &s](kj::Array<Destination> hosts) {
     return candidates(d).then([&d, &s, hosts = kj::mv(hosts)](kj::Vector<Candidate> jobs) mutable -> kj::Promise<void> {
       const auto& p = d.config().policy.balance;
       auto& meter = d.runnable();
@@ -480,7 +451,7 @@ kj::Promise<void> watchBalance(Daemon& d) {
 kj::Promise<void> localPlace(Daemon& d, capnp::CallContext<rpc::Local::PlaceParams, rpc::Local::PlaceResults> context) {
   pid_t pid = context.getParams().getPid();
   require(pid > 0 && kill(pid, 0) == 0, kj::str("no process ", pid, " on this host"));
-  return otherHosts(d).then([&d, pid, context](kj::Array<Other> hosts) mutable -> kj::Promise<void> {
+  return otherHosts(d).then([&d, pid, context](kj::Array<Destination> hosts) mutable -> kj::Promise<void> {
     const auto& p = d.config().policy.balance;
     double cpus = d.cpus();
     // What it gets here: the host's load besides it, and itself.
@@ -547,7 +518,7 @@ void learnTransferRate(Daemon& d, kj::StringPtr to, double bytes, double seconds
   rates.learn(to, bytes, seconds);
   double r = rates.rate(to);
   if (r <= 0) return;
-  d.log(kj::str("transfer rate to ", nameOf(d, to), ": ", fmt(r / 1e6), " MB/s over the last ", rates.samples(to),
+  d.log(kj::str("transfer rate to ", d.nodeName(to), ": ", fmt(r / 1e6), " MB/s over the last ", rates.samples(to),
                 " image(s) sent there (this one ", fmt(bytes / 1e6), " MB in ", fmt2(seconds), " s)"));
 }
 

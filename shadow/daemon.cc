@@ -83,6 +83,13 @@ kj::String Daemon::resolveNode(kj::StringPtr nameOrAddress) const {
   return kj::str(nameOrAddress);
 }
 
+kj::String Daemon::nodeName(kj::StringPtr address) const {
+  for (auto& e : config_.nodes) {
+    if (e.value == address) return kj::str(e.key);
+  }
+  return kj::str(address);
+}
+
 kj::Promise<rpc::Node::Client> Daemon::peer(kj::StringPtr nameOrAddress) {
   auto address = resolveNode(nameOrAddress);
   KJ_IF_MAYBE(link, peers_.find(address)) { return (*link)->node; }

@@ -126,6 +126,8 @@ class Daemon {
   // kept and made again when they break.
   kj::Promise<rpc::Node::Client> peer(kj::StringPtr address);
   kj::String resolveNode(kj::StringPtr nameOrAddress) const;
+  // The name the --nodes file gives `address` (as the user knows the host), else the address.
+  kj::String nodeName(kj::StringPtr address) const;
   void dropPeer(kj::StringPtr address);
 
   kj::HashMap<uint64_t, kj::Own<HomeJob>>& homeJobs() { return homeJobs_; }

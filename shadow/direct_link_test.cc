@@ -7,6 +7,7 @@
 #include "shadow/direct_link.h"
 
 #include "shadow/cluster_key.h"
+#include "shadow/loop_fixture.h"
 
 #include <doctest/doctest.h>
 
@@ -42,14 +43,7 @@ class EchoDeputy final : public rpc::Deputy::Server {
   }
 };
 
-struct Ignore final : kj::TaskSet::ErrorHandler {
-  void taskFailed(kj::Exception&&) override {}
-};
-
-struct Setup {
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  Ignore ignore;
-  kj::TaskSet tasks{ignore};
+struct Setup : LoopFixture {
   rpc::Deputy::Client deputy = kj::heap<EchoDeputy>();
   OwnFds own{};
   uint16_t serve(char fill, uint64_t timeoutMs = 10000) {
@@ -67,6 +61,14 @@ kj::String failureOf(kj::Promise<kj::Own<DirectLink>> p, kj::WaitScope& ws) {
   kj::String why;
   p.then([](kj::Own<DirectLink>) {}, [&why](kj::Exception&& e) { why = kj::str(e.getDescription()); }).wait(ws);
   return why;
+}
+
+// A call of one byte: the echo deputy's reply.
+kj::byte callOne(rpc::Deputy::Client deputy, kj::byte b, kj::WaitScope& ws) {
+  auto req = deputy.callRequest();
+  kj::byte one[1] = {b};
+  req.setRequest(kj::arrayPtr(one, 1));
+  return req.send().wait(ws).getReply()[0];
 }
 
 TEST_CASE("a relay with the ticket's key calls the deputy over the direct link") {
@@ -104,10 +106,7 @@ TEST_CASE("the deputy's end of the link sits where the deputy keeps its own fds"
   CHECK(listenFd >= 900);
   {
     auto link = s.connect(port, 'k').wait(s.io.waitScope);
-    auto req = link->deputy().callRequest();
-    kj::byte one[1] = {9};
-    req.setRequest(kj::arrayPtr(one, 1));
-    CHECK(req.send().wait(s.io.waitScope).getReply()[0] == 9);
+    CHECK(callOne(link->deputy(), 9, s.io.waitScope) == 9);
     CHECK(g_placed >= 900);
     CHECK(g_placed != listenFd);
     CHECK(g_released == listenFd);  // the listener is closed once the link is in
@@ -162,12 +161,7 @@ struct HandLink {
           });
         });
   }
-  kj::byte call(kj::byte b, kj::WaitScope& ws) {
-    auto req = KJ_ASSERT_NONNULL(deputy).callRequest();
-    kj::byte one[1] = {b};
-    req.setRequest(kj::arrayPtr(one, 1));
-    return req.send().wait(ws).getReply()[0];
-  }
+  kj::byte call(kj::byte b, kj::WaitScope& ws) { return callOne(KJ_ASSERT_NONNULL(deputy), b, ws); }
   void reset() {
     struct linger now {1, 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &now, sizeof now);
@@ -190,25 +184,27 @@ struct Resumable {
                                         });
   }
   void pause(uint64_t ms) { s.io.provider->getTimer().afterDelay(ms * kj::MILLISECONDS).wait(s.io.waitScope); }
-  // Turns the event loop until the server has seen `n` links or lost one (at most 5 s).
-  void settle(uint32_t n) {
-    for (int i = 0; i < 500 && server->links() < n && lostCalls == 0; ++i) pause(10);
+  // A relay's link with the ticket's key, made by hand (HandLink).
+  kj::Own<HandLink> handLink() { return HandLink::connect(s, server->port(), 'k').wait(s.io.waitScope); }
+  // Such a link that carried a call, then reset as a partition or a reset breaks it.
+  void linkThenReset(kj::byte b) {
+    auto link = handLink();
+    CHECK(link->call(b, s.io.waitScope) == b);
+    link->reset();
   }
 };
 
 TEST_CASE("a resumable link is resumed with the same key after a reset, and calls go on") {
   Resumable r(60000);
-  auto first = HandLink::connect(r.s, r.server->port(), 'k').wait(r.s.io.waitScope);
-  CHECK(first->call(7, r.s.io.waitScope) == 7);
-  first->reset();
+  r.linkThenReset(7);
   // A stranger's try does not void the ticket once the link was up.
   CHECK(failureOf(r.s.connect(r.server->port(), 'x'), r.s.io.waitScope).size() > 0);
-  auto again = HandLink::connect(r.s, r.server->port(), 'k').wait(r.s.io.waitScope);
+  auto again = r.handLink();
   CHECK(again->call(8, r.s.io.waitScope) == 8);
   CHECK(r.server->links() == 2);
   // A newer connection replaces one the deputy still holds (the relay saw the break
   // first): it is served, the old one is dropped.
-  auto third = HandLink::connect(r.s, r.server->port(), 'k').wait(r.s.io.waitScope);
+  auto third = r.handLink();
   CHECK(third->call(9, r.s.io.waitScope) == 9);
   CHECK(r.server->links() == 3);
   CHECK(r.lostCalls == 0);
@@ -216,9 +212,7 @@ TEST_CASE("a resumable link is resumed with the same key after a reset, and call
 
 TEST_CASE("a link reset and not resumed within its limit is lost, once") {
   Resumable r(300);
-  auto link = HandLink::connect(r.s, r.server->port(), 'k').wait(r.s.io.waitScope);
-  CHECK(link->call(1, r.s.io.waitScope) == 1);
-  link->reset();
+  r.linkThenReset(1);
   for (int i = 0; i < 500 && r.lostCalls == 0; ++i) r.pause(10);
   CHECK(r.lostCalls == 1);
   CHECK(r.lostMs >= 300);
@@ -228,10 +222,8 @@ TEST_CASE("a link reset and not resumed within its limit is lost, once") {
 
 TEST_CASE("a link reset and resumed within its limit is not lost") {
   Resumable m(1500);
-  auto first = HandLink::connect(m.s, m.server->port(), 'k').wait(m.s.io.waitScope);
-  CHECK(first->call(2, m.s.io.waitScope) == 2);
-  first->reset();
-  auto again = HandLink::connect(m.s, m.server->port(), 'k').wait(m.s.io.waitScope);
+  m.linkThenReset(2);
+  auto again = m.handLink();
   CHECK(again->call(3, m.s.io.waitScope) == 3);
   m.pause(1800);  // past the limit counted from the reset: the resumption cancelled it
   CHECK(m.lostCalls == 0);
@@ -241,10 +233,7 @@ TEST_CASE("a link the relay closes (end of stream: the job left or ended there) 
   Resumable r(200);
   {
     auto link = r.s.connect(r.server->port(), 'k').wait(r.s.io.waitScope);
-    auto req = link->deputy().callRequest();
-    kj::byte one[1] = {5};
-    req.setRequest(kj::arrayPtr(one, 1));
-    CHECK(req.send().wait(r.s.io.waitScope).getReply()[0] == 5);
+    CHECK(callOne(link->deputy(), 5, r.s.io.waitScope) == 5);
   }
   r.pause(600);
   CHECK(r.lostCalls == 0);

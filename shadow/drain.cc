@@ -33,14 +33,6 @@ double monotonicSeconds() {
   return static_cast<double>(ts.tv_sec) + ts.tv_nsec / 1e9;
 }
 
-// A host's name in the nodes file, or its address when it has none there.
-kj::String nameOf(Daemon& d, kj::StringPtr address) {
-  for (auto& e : d.config().nodes) {
-    if (e.value == address) return kj::str(e.key);
-  }
-  return kj::str(address);
-}
-
 HopResult hopResult(rpc::MigrationResult::Reader r) {
   HopResult h;
   h.freezeMs = r.getFreezeMs();
@@ -88,31 +80,6 @@ struct Round {
   kj::String why;
 };
 
-kj::Promise<kj::Array<Destination>> destinations(Daemon& d) {
-  rpc::Local::Client local = makeLocal(d);
-  auto asked = local.nodesRequest().send();
-  return asked.then([](capnp::Response<rpc::Local::NodesResults> r) {
-    auto nodes = r.getNodes();
-    auto out = kj::heapArrayBuilder<Destination>(nodes.size());
-    for (auto n : nodes) {
-      Destination x;
-      x.name = kj::str(n.getName());
-      x.reachable = n.getReachable();
-      if (x.reachable) {
-        auto info = n.getInfo();
-        x.address = kj::str(info.getAddress());
-        x.accepting = !info.getDrained() && !info.getOwnerBack();
-        x.load1 = info.getLoad1();
-        x.jobs = info.getJobs();
-      } else {
-        x.address = kj::str("");
-      }
-      out.add(kj::mv(x));
-    }
-    return out.finish();
-  }).attach(kj::mv(local));
-}
-
 // One hop of one job, or of a tree with its root's turn, to `name`; resolves with its
 // freeze time.
 kj::Promise<double> moveOne(Daemon& d, const Target& t, kj::StringPtr name) {
@@ -159,18 +126,18 @@ void record(Daemon& d, Round& r, const Target& t, kj::Maybe<kj::StringPtr> to, d
 void recordOne(Daemon& d, Round& r, const Target& t, kj::Maybe<kj::StringPtr> to, double freezeMs, kj::StringPtr error) {
   MoveOutcome o;
   o.vpid = t.vpid;
-  o.home = nameOf(d, t.home);  // as the user knows it
+  o.home = d.nodeName(t.home);  // as the user knows it
   o.command = kj::str(t.command);
   KJ_IF_MAYBE(name, to) {
     o.moved = true;
     o.destination = kj::str(*name);
     o.freezeMs = freezeMs;
-    d.log(kj::str(r.why, ": PID ", t.vpid, " of ", nameOf(d, t.home), " (", t.command, ") moved to ", *name,
+    d.log(kj::str(r.why, ": PID ", t.vpid, " of ", d.nodeName(t.home), " (", t.command, ") moved to ", *name,
                   ", frozen ", freezeMs, " ms"));
   } else {
     o.destination = kj::str("");
     o.error = kj::str(error);
-    d.log(kj::str(r.why, ": PID ", t.vpid, " of ", nameOf(d, t.home), " (", t.command, ") could not move: ", error));
+    d.log(kj::str(r.why, ": PID ", t.vpid, " of ", d.nodeName(t.home), " (", t.command, ") could not move: ", error));
   }
   // A job at home went through Local.migrate, which keeps its own history entry.
   if (t.hostedId != 0) {
@@ -178,7 +145,7 @@ void recordOne(Daemon& d, Round& r, const Target& t, kj::Maybe<kj::StringPtr> to
     m.time = t.askedAt;
     m.pid = t.vpid;
     m.jobId = t.hostedId;
-    m.from = nameOf(d, d.address());
+    m.from = d.nodeName(d.address());
     m.to = kj::str(o.destination);
     m.ok = o.moved;
     m.freezeMs = o.freezeMs;
@@ -312,7 +279,7 @@ void groupTrees(Daemon& d, Round& r, kj::Array<Tree> trees) {
       const Tree& tree = trees[i];
       size_t k = step.away;
       auto where = tree.hosts[k] == d.address() ? kj::str("is moving or not running yet here")
-                                                : kj::str("runs on ", nameOf(d, tree.hosts[k]));
+                                                : kj::str("runs on ", d.nodeName(tree.hosts[k]));
       t.refusal = k == 0 ? kj::str("not moved alone: the root of its process tree, PID ", tree.pids[0], ", ", where,
                                    " (a tree moves whole: migctl migrate ", tree.pids[0], " at its home)")
                          : kj::str("not moved alone: its process tree (root PID ", tree.pids[0],
@@ -325,6 +292,51 @@ void groupTrees(Daemon& d, Round& r, kj::Array<Tree> trees) {
 }
 
 }  // namespace
+
+kj::Promise<kj::Array<Destination>> destinations(Daemon& d) {
+  rpc::Local::Client local = makeLocal(d);
+  auto asked = local.nodesRequest().send();
+  return asked.then([](capnp::Response<rpc::Local::NodesResults> r) {
+    auto nodes = r.getNodes();
+    auto out = kj::heapArrayBuilder<Destination>(nodes.size());
+    for (auto n : nodes) {
+      Destination x;
+      x.name = kj::str(n.getName());
+      x.reachable = n.getReachable();
+      if (x.reachable) {
+        auto info = n.getInfo();
+        x.address = kj::str(info.getAddress());
+        x.accepting = !info.getDrained() && !info.getOwnerBack();
+        x.load1 = info.getLoad1();
+        x.runnable = info.getRunnable();
+        x.cpus = info.getCpus();
+        x.jobs = info.getJobs();
+      } else {
+        x.address = kj::str("");
+      }
+      out.add(kj::mv(x));
+    }
+    return out.finish();
+  }).attach(kj::mv(local));
+}
+
+kj::Promise<kj::Array<JobAtHome>> jobsAtHome(Daemon& d) {
+  rpc::Local::Client local = makeLocal(d);
+  return local.listRequest().send().then([&d](capnp::Response<rpc::Local::ListResults> r) {
+    kj::Vector<JobAtHome> out;
+    for (auto j : r.getJobs()) {
+      if (j.getState() != "running" || j.getHome() != d.address() || listensAsGuest(d, j.getVpid())) continue;
+      JobAtHome a;
+      a.jobId = j.getJobId();
+      a.vpid = j.getVpid();
+      a.location = kj::str(j.getLocation());
+      a.command = kj::str(j.getCommand());
+      a.ageSeconds = j.getAgeSeconds();
+      out.add(kj::mv(a));
+    }
+    return out.releaseAsArray();
+  }).attach(kj::mv(local));
+}
 
 kj::Promise<HopResult> moveJob(Daemon& d, uint64_t hostedId, pid_t pid, kj::StringPtr name) {
   if (hostedId != 0) {
@@ -392,19 +404,17 @@ kj::Promise<kj::Array<MoveOutcome>> evacuate(Daemon& d, bool all, uint64_t timeL
   kj::Promise<void> listed = kj::READY_NOW;
   if (all) {
     // Jobs at home here that never moved: what `migctl list` shows as such.
-    rpc::Local::Client local = makeLocal(d);
-    listed = local.listRequest().send().then([&d, &r = *r](capnp::Response<rpc::Local::ListResults> res) {
-      for (auto j : res.getJobs()) {
-        if (j.getJobId() != 0 || j.getState() != "running" || j.getHome() != d.address()) continue;
-        if (listensAsGuest(d, j.getVpid())) continue;
+    listed = jobsAtHome(d).then([&d, &r = *r](kj::Array<JobAtHome> jobs) {
+      for (auto& j : jobs) {
+        if (j.jobId != 0) continue;
         Target t;
-        t.pid = j.getVpid();
-        t.vpid = j.getVpid();
-        t.home = kj::str(j.getHome());
-        t.command = kj::str(j.getCommand());
+        t.pid = j.vpid;
+        t.vpid = j.vpid;
+        t.home = kj::str(d.address());
+        t.command = kj::mv(j.command);
         r.targets.add(kj::mv(t));
       }
-    }).attach(kj::mv(local));
+    });
   }
   d.log(kj::str(why, ": moving jobs off this host, no move started after ", r->limitSeconds, " s"));
   Round& round = *r;
@@ -452,7 +462,7 @@ void fillMoves(capnp::List<rpc::JobMove>::Builder out, kj::ArrayPtr<const MoveOu
 kj::Promise<void> localDrain(Daemon& d, capnp::CallContext<rpc::Local::DrainParams, rpc::Local::DrainResults> context) {
   auto p = context.getParams();
   auto address = p.getNode().size() > 0 ? d.resolveNode(p.getNode()) : kj::str(d.address());
-  context.getResults().setNode(nameOf(d, address));
+  context.getResults().setNode(d.nodeName(address));
   if (address == d.address()) {
     return drainHere(d, p.getDrained(), p.getAll(), p.getTimeLimitMs()).then([context](kj::Array<MoveOutcome> moves) mutable {
       fillMoves(context.getResults().initMoves(static_cast<unsigned>(moves.size())), moves);

@@ -37,6 +37,21 @@ kj::Promise<HopResult> moveJob(Daemon& d, uint64_t hostedId, pid_t pid, kj::Stri
 // that process's command). Such a row is not a job at home to move.
 bool listensAsGuest(Daemon& d, pid_t pid);
 
+// The hosts as Local.nodes sees them now (the figures the daemons exchange); an
+// unreachable one has its name only. Drains and balance choose among them.
+kj::Promise<kj::Array<Destination>> destinations(Daemon& d);
+
+// A running job whose home is here, as `migctl list` shows it (Local.list), and not a
+// job that migrated in (listensAsGuest).
+struct JobAtHome {
+  uint64_t jobId = 0;  // 0: it never moved
+  pid_t vpid = 0;
+  kj::String location;
+  kj::String command;
+  double ageSeconds = 0;
+};
+kj::Promise<kj::Array<JobAtHome>> jobsAtHome(Daemon& d);
+
 // Why this host refuses a new job now (drained, its owner is back), or nothing.
 kj::Maybe<kj::String> admissionRefusal(Daemon& d);
 

@@ -7,6 +7,7 @@
 #include "shadow/link_process.h"
 
 #include "shadow/daemon.h"
+#include "shadow/loop_fixture.h"
 #include "shadow/services.h"
 
 #include <doctest/doctest.h>
@@ -20,16 +21,9 @@
 namespace mig::shadow {
 namespace {
 
-struct Ignore final : kj::TaskSet::ErrorHandler {
-  void taskFailed(kj::Exception&&) override {}
-};
-
 // Both sides of one connection, as after Local.relearnGuest: each side's GuestControl
 // (its `mine`) is its end's bootstrap, so each reaches the other's over the connection.
-struct Connected {
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  Ignore ignore;
-  kj::TaskSet tasks{ignore};
+struct Connected : LoopFixture {
   kj::TwoWayPipe wire = kj::newTwoWayPipe();
   kj::Own<LineChannel> shadowd, link;
   kj::Own<capnp::TwoPartyClient> server, client;

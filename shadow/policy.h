@@ -75,6 +75,8 @@ struct Destination {
   bool reachable = false;
   bool accepting = false;   // not drained, its owner not back
   double load1 = 0;
+  double runnable = 0;      // its own load over the balance window (NodeInfo.runnable)
+  double cpus = 0;          // the CPUs it counts as its own
   uint32_t jobs = 0;
   uint32_t sentHere = 0;    // jobs this drain has already sent it (their load is not seen yet)
 };

@@ -54,6 +54,26 @@ pid_t startDeputyLike(bool withThread, int& fromChild) {
   return pid;
 }
 
+// A child of startDeputyLike, killed and reaped and its pipe closed however the case
+// ends (a failed REQUIRE or FAIL leaves it by an exception), unless the case reaped it
+// itself (pid -1 then).
+struct DeputyLike {
+  int fromChild = -1;
+  pid_t pid;
+  explicit DeputyLike(bool withThread) : pid(startDeputyLike(withThread, fromChild)) {}
+  ~DeputyLike() {
+    end();
+    close(fromChild);
+  }
+  void end() {
+    if (pid <= 0) return;
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    pid = -1;
+  }
+  KJ_DISALLOW_COPY(DeputyLike);
+};
+
 char nextReport(kj::AsyncIoContext& io, kj::AsyncInputStream& in) {
   char c = 0;
   auto n = io.provider->getTimer().timeoutAfter(10 * kj::SECONDS, in.tryRead(&c, 1, 1)).wait(io.waitScope);
@@ -63,8 +83,8 @@ char nextReport(kj::AsyncIoContext& io, kj::AsyncInputStream& in) {
 TEST_CASE("stop watch: a SIGSTOP is reported at once, the parent sees the stop and the continue") {
   alarm(60);
   auto io = kj::setupAsyncIo();
-  int fromChild = -1;
-  pid_t deputy = startDeputyLike(true, fromChild);
+  DeputyLike child(true);
+  const pid_t deputy = child.pid;
   kj::String why;
   auto maybeWatch = startStopWatch(*io.lowLevelProvider, deputy, why);
   KJ_IF_MAYBE(watch, maybeWatch) {
@@ -73,7 +93,7 @@ TEST_CASE("stop watch: a SIGSTOP is reported at once, the parent sees the stop a
     // Signals still reach the process's other threads, and the helper says nothing.
     kill(deputy, SIGUSR1);
     char c = 0;
-    REQUIRE(read(fromChild, &c, 1) == 1);
+    REQUIRE(read(child.fromChild, &c, 1) == 1);
     CHECK(c == 'u');
 
     kill(deputy, SIGSTOP);
@@ -97,6 +117,7 @@ TEST_CASE("stop watch: a SIGSTOP is reported at once, the parent sees the stop a
     // Killed while stopped: the parent sees the kill, the helper ends (EOF).
     kill(deputy, SIGKILL);
     REQUIRE(waitpid(deputy, &status, 0) == deputy);
+    child.pid = -1;
     CHECK(WIFSIGNALED(status));
     CHECK(WTERMSIG(status) == SIGKILL);
     char rest[8];
@@ -107,59 +128,49 @@ TEST_CASE("stop watch: a SIGSTOP is reported at once, the parent sees the stop a
     CHECK(WEXITSTATUS(status) == 0);
   } else {
     FAIL("no stop watch: " << why.cStr());
-    kill(deputy, SIGKILL);
-    waitpid(deputy, nullptr, 0);
   }
-  close(fromChild);
   alarm(0);
 }
 
 TEST_CASE("stop watch: a thread another tracer has is refused in the first word") {
   alarm(60);
   auto io = kj::setupAsyncIo();
-  int fromChild = -1;
-  pid_t deputy = startDeputyLike(true, fromChild);
+  DeputyLike deputy(true);
   kj::String why;
-  auto first = startStopWatch(*io.lowLevelProvider, deputy, why);
-  auto second = startStopWatch(*io.lowLevelProvider, deputy, why);
+  auto first = startStopWatch(*io.lowLevelProvider, deputy.pid, why);
   KJ_IF_MAYBE(a, first) {
+    // The second starts once the first traces the thread: started together, either
+    // could trace it first.
+    CHECK(nextReport(io, *a->reports) == 'A');
+    auto second = startStopWatch(*io.lowLevelProvider, deputy.pid, why);
     KJ_IF_MAYBE(b, second) {
-      CHECK(nextReport(io, *a->reports) == 'A');
       char word[2] = {};
       auto n = io.provider->getTimer().timeoutAfter(10 * kj::SECONDS, b->reports->tryRead(word, 2, 2)).wait(io.waitScope);
       CHECK(n == 2);
       CHECK(word[0] == 'F');
-      CHECK(stopWatchRefused(deputy, word[1]) ==
-            kj::str("cannot trace the mig-stopwatch thread of deputy PID ", deputy, ": ", strerror(EPERM)));
+      CHECK(stopWatchRefused(deputy.pid, word[1]) ==
+            kj::str("cannot trace the mig-stopwatch thread of deputy PID ", deputy.pid, ": ", strerror(EPERM)));
       int status = 0;
       REQUIRE(waitpid(b->helper, &status, 0) == b->helper);
       CHECK(WEXITSTATUS(status) == 1);
     } else {
       FAIL("no second helper: " << why.cStr());
     }
-    kill(deputy, SIGKILL);
-    waitpid(deputy, nullptr, 0);
-    waitpid(a->helper, nullptr, 0);
+    deputy.end();
+    waitpid(a->helper, nullptr, 0);  // it ends with the process it traces
   } else {
     FAIL("no stop watch: " << why.cStr());
-    kill(deputy, SIGKILL);
-    waitpid(deputy, nullptr, 0);
   }
-  close(fromChild);
   alarm(0);
 }
 
 TEST_CASE("stop watch: a process without the thread is not watched, and says why") {
   auto io = kj::setupAsyncIo();
-  int fromChild = -1;
-  pid_t other = startDeputyLike(false, fromChild);
+  DeputyLike other(false);
   kj::String why;
-  CHECK_FALSE(stopWatchRunning(other));
-  CHECK(startStopWatch(*io.lowLevelProvider, other, why) == nullptr);
-  CHECK(why == kj::str("deputy PID ", other, " has no mig-stopwatch thread"));
-  kill(other, SIGKILL);
-  waitpid(other, nullptr, 0);
-  close(fromChild);
+  CHECK_FALSE(stopWatchRunning(other.pid));
+  CHECK(startStopWatch(*io.lowLevelProvider, other.pid, why) == nullptr);
+  CHECK(why == kj::str("deputy PID ", other.pid, " has no mig-stopwatch thread"));
 }
 
 }  // namespace

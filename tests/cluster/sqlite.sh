@@ -35,6 +35,29 @@ if [[ ! -x $PY || ! -x $SQLITE ]]; then
 fi
 cluster_up a b c
 
+# wrote_all WRITER ROWS LABEL WHERE: the writer job ended with status 0, PASS and all
+# ROWS steps (WHERE: how it was moved meanwhile).
+wrote_all() {
+  if wait_job "$1" 180 && [[ $STATUS == 0 ]] && grep -qx PASS "$(jfile "$1" out)" &&
+     [[ $(grep -c '^STEP ' "$(jfile "$1" out)") == "$2" ]]; then
+    ok "$3: $4, the reader reading on a, wrote all $2 transactions, status 0"
+  else
+    fail "$3: status $STATUS, last STEP $(last_step "$1") of $2"
+    detail "$(jfile "$1" err)" "its stderr"
+  fi
+}
+# read_clean READER LABEL: the reader job ended with status 0 (it never saw an error
+# nor a transaction half-written).
+read_clean() {
+  if wait_job "$1" 60 && [[ $STATUS == 0 ]]; then
+    ok "$2: never saw an error or a half-written transaction: $(tail -n 1 "$(jfile "$1" out)")"
+  else
+    fail "$2: status $STATUS, what it saw:"
+    detail "$(jfile "$1" out)" "its output"
+    detail "$(jfile "$1" err)" "its stderr"
+  fi
+}
+
 ROWS=300
 DB=$(jdir sqlwriter)/data/test.db
 mkdir -p "$(jfile sqlwriter data)"
@@ -46,20 +69,8 @@ if start_job sqlwriter mig "$PY" "$WRITER" "$DB" "$ROWS" && start_job sqlreader 
   hop sqlwriter a b
   moved_at=$(last_step sqlwriter)
   ended sqlreader && fail "sqlreader had ended before the writer was on b: it did not read beside the moved job"
-  if wait_job sqlwriter 180 && [[ $STATUS == 0 ]] && grep -qx PASS "$(jfile sqlwriter out)" &&
-     [[ $(grep -c '^STEP ' "$(jfile sqlwriter out)") == "$ROWS" ]]; then
-    ok "sqlwriter: on b from about STEP ${moved_at:-?}, the reader reading on a, wrote all $ROWS transactions, status 0"
-  else
-    fail "sqlwriter: status $STATUS, last STEP $(last_step sqlwriter) of $ROWS"
-    detail "$(jfile sqlwriter err)" "its stderr"
-  fi
-  if wait_job sqlreader 60 && [[ $STATUS == 0 ]]; then
-    ok "sqlreader on a: never saw an error or a half-written transaction: $(tail -n 1 "$(jfile sqlreader out)")"
-  else
-    fail "sqlreader on a: status $STATUS, what it saw:"
-    detail "$(jfile sqlreader out)" "its output"
-    detail "$(jfile sqlreader err)" "its stderr"
-  fi
+  wrote_all sqlwriter "$ROWS" sqlwriter "on b from about STEP ${moved_at:-?}"
+  read_clean sqlreader "sqlreader on a"
   kill_job sqlwriter
   kill_job sqlreader
   check=$(hx a "$SQLITE" "$DB" 'PRAGMA integrity_check;' 2>&1)
@@ -124,20 +135,8 @@ if start_job sqlwal mig env "MIG_FEATURE_HOLD=20:@DIR@/go1,80:@DIR@/go2,120:@DIR
     fi
   fi
   touch "$walgo/go1" "$walgo/go2" "$walgo/go3"
-  if wait_job sqlwal 180 && [[ $STATUS == 0 ]] && grep -qx PASS "$(jfile sqlwal out)" &&
-     [[ $(grep -c '^STEP ' "$(jfile sqlwal out)") == "$WROWS" ]]; then
-    ok "sqlwal (WAL mode): moved a -> b -> c -> a, the reader reading on a, wrote all $WROWS transactions, status 0"
-  else
-    fail "sqlwal (WAL mode): status $STATUS, last STEP $(last_step sqlwal) of $WROWS"
-    detail "$(jfile sqlwal err)" "its stderr"
-  fi
-  if wait_job sqlwalreader 60 && [[ $STATUS == 0 ]]; then
-    ok "sqlwalreader on a (WAL mode): never saw an error or a half-written transaction: $(tail -n 1 "$(jfile sqlwalreader out)")"
-  else
-    fail "sqlwalreader on a (WAL mode): status $STATUS, what it saw:"
-    detail "$(jfile sqlwalreader out)" "its output"
-    detail "$(jfile sqlwalreader err)" "its stderr"
-  fi
+  wrote_all sqlwal "$WROWS" "sqlwal (WAL mode)" "moved a -> b -> c -> a"
+  read_clean sqlwalreader "sqlwalreader on a (WAL mode)"
   if wait_job sqlwallate 120 && [[ $STATUS == 0 ]] && grep -qx PASS "$(jfile sqlwallate out)"; then
     ok "sqlwallate (WAL mode): opened the database on b after its move, wrote and read back all $LROWS rows of t2, status 0"
   else

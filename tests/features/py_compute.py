@@ -4,22 +4,9 @@
 # a list of primes, a dict, a running SHA-256, a big integer and a float sum,
 # prints "STEP n" and sleeps; the end prints the results (deterministic: no
 # hashing of str keys).
-import hashlib, math, os, sys, time
+import hashlib, math, sys, time
 
-
-def feature_hold(step):
-    """MIG_FEATURE_HOLD=K:PATH[,K:PATH...] (run_feature.sh): after STEP K, wait until
-    PATH exists (the harness has checkpointed us), at most 600 s (feature.h)."""
-    for hold in filter(None, os.environ.get("MIG_FEATURE_HOLD", "").split(",")):
-        k, _, path = hold.partition(":")
-        if k != str(step) or not path:
-            continue
-        for _ in range(60000):
-            if os.path.exists(path):
-                break
-            time.sleep(0.01)
-        else:
-            sys.exit(f"MIG_FEATURE_HOLD: {path} did not appear within 600 s")
+from feature_hold import feature_hold  # on sys.path: meson.build
 
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 30
 primes = [2]

@@ -6,22 +6,9 @@
 # heap: all in memory shared between the processes (deleted /dev/shm files), so a
 # checkpoint of the tree must bring each back as one object for all three. The root
 # prints "STEP n" after each round and the totals at the end.
-import hashlib, multiprocessing as mp, os, sys, time
+import hashlib, multiprocessing as mp, sys, time
 
-
-def feature_hold(step):
-    """MIG_FEATURE_HOLD=K:PATH[,K:PATH...] (run_feature.sh): after STEP K, wait until
-    PATH exists (the harness has checkpointed us), at most 600 s (feature.h)."""
-    for hold in filter(None, os.environ.get("MIG_FEATURE_HOLD", "").split(",")):
-        k, _, path = hold.partition(":")
-        if k != str(step) or not path:
-            continue
-        for _ in range(60000):
-            if os.path.exists(path):
-                break
-            time.sleep(0.01)
-        else:
-            sys.exit(f"MIG_FEATURE_HOLD: {path} did not appear within 600 s")
+from feature_hold import feature_hold  # on sys.path: meson.build
 
 
 def worker(k, inq, outq, lock, total):

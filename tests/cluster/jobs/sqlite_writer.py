@@ -3,7 +3,7 @@
 # the b-tree splits pages as it grows), printing "STEP i" after each commit and PASS
 # at the end. Each transaction stays open 20 ms (a writer paced like a logger), so a
 # move mostly finds it holding its write lock. Also the WAL-mode job (sqlite.sh).
-# MIG_FEATURE_HOLD=K:PATH[,K:PATH...] (as the feature programs read it): after STEP K,
+# MIG_FEATURE_HOLD=K:PATH[,K:PATH...] (the feature programs' feature_hold): after STEP K,
 # inside the next transaction (its write lock held), wait until PATH exists, at most
 # 600 s: the test's hop happens there, and a loaded machine cannot let the job end first.
 import os
@@ -11,17 +11,8 @@ import sqlite3
 import sys
 import time
 
-def hold(step):
-    for item in filter(None, os.environ.get("MIG_FEATURE_HOLD", "").split(",")):
-        k, _, path = item.partition(":")
-        if k != str(step) or not path:
-            continue
-        for _ in range(60000):
-            if os.path.exists(path):
-                break
-            time.sleep(0.01)
-        else:
-            sys.exit(f"MIG_FEATURE_HOLD: {path} did not appear within 600 s")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "features"))
+from feature_hold import feature_hold
 
 db, rows = sys.argv[1], int(sys.argv[2])
 con = sqlite3.connect(db, timeout=120, isolation_level=None)
@@ -32,7 +23,7 @@ con.execute("PRAGMA wal_autocheckpoint=50")
 for i in range(1, rows + 1):
     con.execute("BEGIN IMMEDIATE")
     con.execute("INSERT INTO t(id, v, pad) VALUES (?, ?, ?)", (i, i * 7, ("%06d" % i) * 50))
-    hold(i - 1)
+    feature_hold(i - 1)
     time.sleep(0.02)
     con.execute("COMMIT")
     print("STEP %d" % i, flush=True)
