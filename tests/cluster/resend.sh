@@ -19,7 +19,13 @@
 #  - job "lost" (MIG_LINK_LOST_AFTER=3 in its environment: its own limit, 3 s): while
 #    b is still cut off, `migctl list` at a shows it "lost", a's log says so, and its
 #    deputy exits with status 87, which its parent (a shell at home) gets; b kills its
-#    process there.
+#    process there. At the end a's shadowd is restarted (SIGTERM, as systemctl restart
+#    does) and still lists it "lost" (kept in its spool, shadow/lost_jobs.h).
+#  - job "relayed", moved a -> c, where shadowd runs with --no-direct-link (its calls go
+#    through a's shadowd): c is cut off with b, the same way, and the job resumes as
+#    "kept" does: its link process's log says its link through home's shadowd was
+#    resumed, it ends with status 0, and every line is in the home file and at the home
+#    server exactly once.
 #
 # usage: resend.sh [--partition S] OPTIONS (cluster_lib.sh); meson runs it as test
 # 'migration-resend' (suite cluster) with `--feature marker PATH`.
@@ -42,21 +48,30 @@ cluster_require SHADOWD DEPUTY MIGCTL LIBMIG
 cluster_require_features marker
 RECORDER=$(abspath "$CLUSTER_LIB_DIR/recorder.py")
 LOST_AFTER=3
-cluster_up a b
-SWITCH=mig-$C PORT_B=mig-p${ADDR[b]##*.}   # b's port on the simulated hosts' bridge (tests/harness/mig-hosts)
-link_b() { ip -n "$SWITCH" link set "$PORT_B" "$1"; }
+cluster_up a b c
+SWITCH=mig-$C   # the simulated hosts' bridge (tests/harness/mig-hosts): a host's port is mig-pN
+link_bc() { ip -n "$SWITCH" link set "mig-p${ADDR[b]##*.}" "$1" && ip -n "$SWITCH" link set "mig-p${ADDR[c]##*.}" "$1"; }
 cut=0 blackhole=0
 heal() {
-  (( cut )) && link_b up && cut=0
-  (( blackhole )) && hx a ip route del blackhole "${ADDR[b]}/32" && blackhole=0
+  (( cut )) && link_bc up && cut=0
+  (( blackhole )) && hx a ip route del blackhole "${ADDR[b]}/32" && hx a ip route del blackhole "${ADDR[c]}/32" && blackhole=0
   return 0
 }
 MIGLOG=/var/tmp/mig-resend-test.$$.log   # /var/tmp: every simulated host's (the shim on a and b, the deputy)
 trap 'heal; rm -f "$MIGLOG"; cleanup' EXIT
+# c's shadowd relays its guests' calls through their homes' shadowds.
+kill -TERM "${SD[c]}"
+wait_until 20 eval '! kill -0 "${SD[c]}" 2>/dev/null' || fail "c's shadowd did not stop on SIGTERM"
+shadowd_args=(${SHADOWD_ARGS[@]+"${SHADOWD_ARGS[@]}"})
+SHADOWD_ARGS+=(--no-direct-link)
+start_shadowd c "$T/key"
+SHADOWD_ARGS=(${shadowd_args[@]+"${shadowd_args[@]}"})
+wait_until 20 eval '(( $(grep -c "listening on" "$T/shadowd-c.log") >= 2 ))' ||
+  { fail "c's shadowd did not start again with --no-direct-link"; shadowd_logs c; cluster_end; }
 
 # --- two jobs, each with its home file and home TCP server, moved a -> b ------------------
-declare -A MARK RPORT=([kept]=7311 [lost]=7312)
-for j in kept lost; do
+declare -A MARK RPORT=([kept]=7311 [lost]=7312 [relayed]=7313)
+for j in kept lost relayed; do
   MARK[$j]=resend-$j-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
   rpid=$(mh spawn "$C" a "$T/$j.recorder" -- /usr/bin/python3 "$RECORDER" "${RPORT[$j]}" "$T/$j.received")
   bg_pids+=("$rpid")
@@ -66,29 +81,37 @@ start_job kept mig /usr/bin/env MIG_LOG="$MIGLOG" "${FEATURE[marker]}" @DIR@ "${
   cluster_end
 start_job lost mig /usr/bin/env MIG_LINK_LOST_AFTER=$LOST_AFTER "${FEATURE[marker]}" @DIR@ "${RPORT[lost]}" \
   "${MARK[lost]}" || cluster_end
-for j in kept lost; do
+start_job relayed mig "${FEATURE[marker]}" @DIR@ "${RPORT[relayed]}" "${MARK[relayed]}" || cluster_end
+declare -A TO=([kept]=b [lost]=b [relayed]=c)
+for j in kept lost relayed; do
   wait_step "$j" 3 30 || { fail "$j: no STEP 3 on a within 30 s"; detail "$(jfile "$j" err)" "its stderr"; cluster_end; }
-  hop "$j" a b || cluster_end
+  hop "$j" a "${TO[$j]}" || cluster_end
 done
-for j in kept lost; do
+for j in kept lost relayed; do
   k=$(( $(last_step "$j") + 5 ))
   wait_step "$j" "$k" 30 || { fail "$j: no STEP $k at b within 30 s"; shadowd_logs b; cluster_end; }
 done
 links=$(grep -c "mig-link: job [0-9]*: direct link to its deputy at ${ADDR[a]}:" "$T/shadowd-b.log")
 (( links == 2 )) || fail "b's log names $links direct links to a's deputies (want 2)"
+grep -q "mig-link: job [0-9]*: its calls go through home's shadowd" "$T/shadowd-c.log" ||
+  fail "c's log does not say the relayed job's calls go through home's shadowd"
 
 # --- b cut off ------------------------------------------------------------------------------
-at_cut=$(last_step kept)
-hx a ip route add blackhole "${ADDR[b]}/32" && blackhole=1
+at_cut=$(last_step kept) relayed_at_cut=$(last_step relayed)
+hx a ip route add blackhole "${ADDR[b]}/32" && hx a ip route add blackhole "${ADDR[c]}/32" && blackhole=1
 cut_at=$SECONDS
-broke() { (( $(grep -c "mig-link: job [0-9]*: its direct link home broke; resuming it" "$T/shadowd-b.log") >= 2 )); }
+broke() {
+  (( $(grep -c "mig-link: job [0-9]*: its direct link home broke; resuming it" "$T/shadowd-b.log") >= 2 )) &&
+    grep -q "mig-link: job [0-9]*: its link home through its shadowd broke; resuming it" "$T/shadowd-c.log"
+}
 if wait_until 15 broke; then
-  link_b down && cut=1
-  ok "b cut off from a at STEP $at_cut of kept: a's packets to b dropped, then (both links found broken on b, $(( SECONDS - cut_at )) s later) b's port down; for $PARTITION s in all"
+  link_bc down && cut=1
+  ok "b and c cut off from a at STEP $at_cut of kept: a's packets to them dropped, then (the three links found broken on b and c, $(( SECONDS - cut_at )) s later) their ports down; for $PARTITION s in all"
 else
-  fail "b's log does not say both jobs' links broke within 15 s of the cut"
+  fail "b's and c's logs do not say the three jobs' links broke within 15 s of the cut"
   shadowd_logs b
-  link_b down && cut=1
+  shadowd_logs c
+  link_bc down && cut=1
 fi
 
 # The lost job: given up at home while b is still cut off.
@@ -164,6 +187,30 @@ else
   fail "kept: the home file or the home server does not have lines 1..${MARKED:-?} exactly once"
 fi
 
+# --- the relayed job resumes too, nothing twice, nothing lost -----------------------------------
+k=$(( $(last_step relayed) + 5 ))
+if wait_step relayed "$k" 60; then
+  ok "relayed: runs on after the heal (STEP $k; STEP $relayed_at_cut at the cut)"
+else
+  fail "relayed: no STEP $k within 60 s of the heal (last: STEP $(last_step relayed))"
+  detail "$(jfile relayed err)" "its stderr"
+  shadowd_logs c
+fi
+if grep -q "mig-link: job [0-9]*: its link home through its shadowd resumed after" "$T/shadowd-c.log"; then
+  ok "relayed: its link process resumed its link through a's shadowd ($(grep -m1 -o "its link home through its shadowd resumed after [0-9.]* s" "$T/shadowd-c.log"))"
+else
+  fail "c's log does not say the relayed link was resumed"
+  shadowd_logs c
+fi
+touch "$(jfile relayed data/stop)"
+if wait_job relayed 30 && [[ $STATUS == 0 ]] && marker_lines_once relayed "${MARK[relayed]}"; then
+  ok "relayed: told to stop, it ended with status 0 for its parent at home; $MARKED lines, each exactly once and in order, in the home file and at the home TCP server"
+else
+  fail "relayed: status ${STATUS:-none} (want 0), or the home file or the home server does not have lines 1..${MARKED:-?} exactly once"
+  detail "$(jfile relayed err)" "its stderr"
+  shadowd_logs c
+fi
+
 # --- and the lost one is gone from b ------------------------------------------------------------
 if wait_until 20 eval '! others_on b | grep -qF -- "${MARK[lost]}"'; then
   ok "lost: no process of it left on b ($(grep -c "the job is lost; killing it here" "$T/shadowd-b.log") kill logged there)"
@@ -172,4 +219,21 @@ else
   shadowd_logs b
 fi
 kill_job kept
+kill_job relayed
+
+# --- a's shadowd restarted (SIGTERM, as systemctl restart does): the lost job still listed ----
+kill -TERM "${SD[a]}"
+if wait_until 20 eval '! kill -0 "${SD[a]}" 2>/dev/null'; then
+  start_shadowd a "$T/key"
+  if wait_until 20 eval '(( $(grep -c "listening on" "$T/shadowd-a.log") >= 2 ))' &&
+     wait_until 10 eval '[[ $(row lost) == *" lost "* ]]'; then
+    ok "lost: a's restarted shadowd still lists it lost ($(row lost | tr -s ' ')): $(grep -m1 -o "[0-9]* lost job(s) listed again.*" "$T/shadowd-a.log")"
+  else
+    fail "lost: a's restarted shadowd lists it as '$(row lost)' (want state lost)"
+    shadowd_logs a
+  fi
+else
+  fail "a's shadowd did not stop on SIGTERM within 20 s"
+  shadowd_logs a
+fi
 cluster_end
