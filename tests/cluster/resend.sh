@@ -19,13 +19,14 @@
 #  - job "lost" (MIG_LINK_LOST_AFTER=3 in its environment: its own limit, 3 s): while
 #    b is still cut off, `migctl list` at a shows it "lost", a's log says so, and its
 #    deputy exits with status 87, which its parent (a shell at home) gets; b kills its
-#    process there. At the end a's shadowd is restarted (SIGTERM, as systemctl restart
-#    does) and still lists it "lost" (kept in its spool, shadow/lost_jobs.h).
+#    process there. a's shadowd, restarted later, still lists it "lost" (kept in its
+#    spool, shadow/lost_jobs.h).
 #  - job "relayed", moved a -> c, where shadowd runs with --no-direct-link (its calls go
-#    through a's shadowd): c is cut off with b, the same way, and the job resumes as
-#    "kept" does: its link process's log says its link through home's shadowd was
-#    resumed, it ends with status 0, and every line is in the home file and at the home
-#    server exactly once.
+#    through a's shadowd): c is cut off with b, the same way; after the heal its
+#    connection to a's shadowd is reset on c (ss -K), then a's shadowd is killed
+#    (SIGKILL) and started again. Each time its link process's log says its link
+#    through home's shadowd was resumed and the job runs on; it ends with status 0 and
+#    every line is in the home file and at the home server exactly once.
 #
 # usage: resend.sh [--partition S] OPTIONS (cluster_lib.sh); meson runs it as test
 # 'migration-resend' (suite cluster) with `--feature marker PATH`.
@@ -187,21 +188,37 @@ else
   fail "kept: the home file or the home server does not have lines 1..${MARKED:-?} exactly once"
 fi
 
-# --- the relayed job resumes too, nothing twice, nothing lost -----------------------------------
+# --- the relayed job resumes too: after the cut, a reset, a's shadowd restarted -----------------
+relayed_resumed() { grep -c "mig-link: job [0-9]*: its link home through its shadowd resumed after" "$T/shadowd-c.log"; }
 k=$(( $(last_step relayed) + 5 ))
-if wait_step relayed "$k" 60; then
-  ok "relayed: runs on after the heal (STEP $k; STEP $relayed_at_cut at the cut)"
+if wait_step relayed "$k" 60 && (( $(relayed_resumed) >= 1 )); then
+  ok "relayed: runs on after the heal (STEP $k; STEP $relayed_at_cut at the cut), its link through a's shadowd resumed ($(grep -m1 -o "its link home through its shadowd resumed after [0-9.]* s" "$T/shadowd-c.log"))"
 else
-  fail "relayed: no STEP $k within 60 s of the heal (last: STEP $(last_step relayed))"
+  fail "relayed: no STEP $k within 60 s of the heal (last: STEP $(last_step relayed)), or c's log does not say its link was resumed"
   detail "$(jfile relayed err)" "its stderr"
   shadowd_logs c
 fi
-if grep -q "mig-link: job [0-9]*: its link home through its shadowd resumed after" "$T/shadowd-c.log"; then
-  ok "relayed: its link process resumed its link through a's shadowd ($(grep -m1 -o "its link home through its shadowd resumed after [0-9.]* s" "$T/shadowd-c.log"))"
-else
-  fail "c's log does not say the relayed link was resumed"
-  shadowd_logs c
-fi
+# Its connection to a's shadowd reset on c, then a's shadowd killed and started again
+# (it learns the job back from its deputy; the link process logs in to the new one).
+relayed_again() {  # relayed_again WHAT: resumed once more and 5 steps on
+  local before=$1 at=$2
+  if wait_until 30 eval '(( $(relayed_resumed) > before ))' && wait_step relayed $(( at + 5 )) 30; then
+    ok "relayed: $3 at STEP $at: its link resumed, STEP $(( at + 5 )) reached"
+  else
+    fail "relayed: $3 at STEP $at: no resumption, or no STEP $(( at + 5 )) (last: STEP $(last_step relayed))"
+    detail "$(jfile relayed err)" "its stderr"
+    shadowd_logs c
+  fi
+}
+before=$(relayed_resumed) at=$(last_step relayed)
+hx c ss -K dst "${ADDR[a]}" and dport = ":$PORT" >"$T/ss.out" 2>&1
+relayed_again "$before" "$at" "its connection to a's shadowd reset on c (ss -K)"
+before=$(relayed_resumed) at=$(last_step relayed)
+kill -KILL "${SD[a]}"
+wait_until 10 eval '! kill -0 "${SD[a]}" 2>/dev/null' || fail "a's shadowd did not die of SIGKILL"
+start_shadowd a "$T/key"
+wait_until 20 eval '(( $(grep -c "listening on" "$T/shadowd-a.log") >= 2 ))' || { fail "a's shadowd did not start again"; shadowd_logs a; }
+relayed_again "$before" "$at" "a's shadowd killed (SIGKILL) and started again"
 touch "$(jfile relayed data/stop)"
 if wait_job relayed 30 && [[ $STATUS == 0 ]] && marker_lines_once relayed "${MARK[relayed]}"; then
   ok "relayed: told to stop, it ended with status 0 for its parent at home; $MARKED lines, each exactly once and in order, in the home file and at the home TCP server"
@@ -209,6 +226,13 @@ else
   fail "relayed: status ${STATUS:-none} (want 0), or the home file or the home server does not have lines 1..${MARKED:-?} exactly once"
   detail "$(jfile relayed err)" "its stderr"
   shadowd_logs c
+fi
+# The lost job outlives a's shadowd too (kept in its spool, shadow/lost_jobs.h).
+if wait_until 10 eval '[[ $(row lost) == *" lost "* ]]'; then
+  ok "lost: a's restarted shadowd still lists it lost ($(row lost | tr -s ' ')): $(grep -m1 -o "[0-9]* lost job(s) listed again.*" "$T/shadowd-a.log")"
+else
+  fail "lost: a's restarted shadowd lists it as '$(row lost)' (want state lost)"
+  shadowd_logs a
 fi
 
 # --- and the lost one is gone from b ------------------------------------------------------------
@@ -221,19 +245,4 @@ fi
 kill_job kept
 kill_job relayed
 
-# --- a's shadowd restarted (SIGTERM, as systemctl restart does): the lost job still listed ----
-kill -TERM "${SD[a]}"
-if wait_until 20 eval '! kill -0 "${SD[a]}" 2>/dev/null'; then
-  start_shadowd a "$T/key"
-  if wait_until 20 eval '(( $(grep -c "listening on" "$T/shadowd-a.log") >= 2 ))' &&
-     wait_until 10 eval '[[ $(row lost) == *" lost "* ]]'; then
-    ok "lost: a's restarted shadowd still lists it lost ($(row lost | tr -s ' ')): $(grep -m1 -o "[0-9]* lost job(s) listed again.*" "$T/shadowd-a.log")"
-  else
-    fail "lost: a's restarted shadowd lists it as '$(row lost)' (want state lost)"
-    shadowd_logs a
-  fi
-else
-  fail "a's shadowd did not stop on SIGTERM within 20 s"
-  shadowd_logs a
-fi
 cluster_end
