@@ -16,7 +16,8 @@
 // answered EIO. Without a direct link (--no-direct-link) the calls go through home's
 // shadowd on a cluster login of their own, watched for liveness the same way, and a
 // broken one is resumed the same way: a new login, Node.deputy again, the same
-// requests again (the limit is then this host's --link-lost-after).
+// requests again (the limit is then --link-lost-after's default: the link process
+// is given no other, and home does not give such a job up by itself).
 #pragma once
 
 #include "rsc/write_batch.h"
