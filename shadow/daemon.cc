@@ -10,7 +10,6 @@
 #include <capnp/message.h>
 #include <kj/debug.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -179,11 +178,6 @@ void saveLostJobs(Daemon& d) {
     l.location = kj::str(j.location);
     l.command = kj::str(j.command);
     lost.add(kj::mv(l));
-  }
-  if (lost.size() > kLostJobsKept) {
-    // The file keeps the newest; so does the list, so that both say the same.
-    std::sort(lost.begin(), lost.end(), [](const LostJob& a, const LostJob& b) { return a.lostAt < b.lostAt; });
-    for (size_t i = 0; i < lost.size() - kLostJobsKept; ++i) d.homeJobs().erase(lost[i].id);
   }
   auto why = writeLostJobs(lostJobsPath(d.config().spoolDir), lost);
   if (why.size() > 0) d.log(kj::str("the lost jobs will not be listed after a restart: ", why));

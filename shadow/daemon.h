@@ -200,8 +200,7 @@ class Daemon {
 void keepRecordAtDeputy(Daemon& d, HomeJob& job);
 
 // The jobs listed `lost`, kept for a restarted shadowd (lost_jobs.h): `saveLostJobs`
-// writes them (the oldest past the bound dropped here too), `loadLostJobs` lists them
-// again at start-up. Failures are logged.
+// writes them, `loadLostJobs` lists them again at start-up. Failures are logged.
 void saveLostJobs(Daemon& d);
 void loadLostJobs(Daemon& d);
 

@@ -3,8 +3,8 @@
 // restarted shadowd (systemctl restart, an upgrade) still lists them: their deputies
 // have exited with status 87, so no process is left to learn them back from, as a
 // restarted shadowd learns the jobs that still run (their deputies, their link
-// processes). The newest kKept are kept; the file is written whole, atomically,
-// whenever a job is lost, and read at start-up.
+// processes). The file holds the newest kLostJobsKept; it is written whole,
+// atomically, whenever a job is lost, and read at start-up.
 #pragma once
 
 #include <kj/array.h>
