@@ -4,6 +4,7 @@
 
 #include "shadow/balance.h"
 #include "shadow/child_process.h"
+#include "shadow/lost_jobs.h"
 #include "shadow/network_policy.h"
 
 #include <capnp/message.h>
@@ -169,6 +170,42 @@ void keepRecordAtDeputy(Daemon& d, HomeJob& job) {
                         d.log(kj::str("job ", id, ": its deputy did not keep its record: ", oneLine(e.getDescription())));
                       }
                     }));
+}
+
+void saveLostJobs(Daemon& d) {
+  kj::Vector<LostJob> lost;
+  for (auto& e : d.homeJobs()) {
+    const HomeJob& j = *e.value;
+    if (!j.lost) continue;
+    LostJob l;
+    l.id = j.id;
+    l.vpid = j.vpid;
+    l.startedAt = j.startedAt;
+    l.lostAt = j.lostAt;
+    l.location = kj::str(j.location);
+    l.command = kj::str(j.command);
+    lost.add(kj::mv(l));
+  }
+  auto why = writeLostJobs(lostJobsPath(d.config().spoolDir), lost);
+  if (why.size() > 0) d.log(kj::str("the lost jobs will not be listed after a restart: ", why));
+}
+
+void loadLostJobs(Daemon& d) {
+  auto lost = readLostJobs(lostJobsPath(d.config().spoolDir));
+  for (auto& l : lost) {
+    if (d.homeJobs().find(l.id) != nullptr) continue;
+    auto job = kj::heap<HomeJob>();
+    job->id = l.id;
+    job->vpid = l.vpid;
+    job->command = kj::mv(l.command);
+    job->location = kj::mv(l.location);
+    job->startedAt = l.startedAt;
+    job->lostAt = l.lostAt;
+    job->lost = true;
+    job->ended = true;  // no deputy: nothing to pass on, nothing to end
+    d.homeJobs().insert(l.id, kj::mv(job));
+  }
+  if (lost.size() > 0) d.log(kj::str(lost.size(), " lost job(s) listed again, as an earlier shadowd left them"));
 }
 
 kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t realPid, uint64_t jobId,

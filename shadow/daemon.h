@@ -84,7 +84,8 @@ struct HomeJob {
   bool stopForwarded = false;
   bool deputyStopped = false;  // as shadowd last found it (local_service.cc followStops)
   uint64_t treeRoot = 0;      // moved with a process tree: the job id of its root (its own for the root)
-  bool lost = false;          // its direct link stayed broken past the limit (Local.linkLost)
+  bool lost = false;          // its link home stayed broken past the limit (Local.linkLost)
+  double lostAt = 0;          // when (CLOCK_REALTIME seconds); kept in the spool (lost_jobs.h)
 };
 
 // A job that migrated in and runs here.
@@ -199,6 +200,11 @@ class Daemon {
 // started, its tree), which it gives back to a restarted shadowd (Deputy.keepRecord,
 // Local.registerDeputy again). Once the deputy has registered; failures are only logged.
 void keepRecordAtDeputy(Daemon& d, HomeJob& job);
+
+// The jobs listed `lost`, kept for a restarted shadowd (lost_jobs.h): `saveLostJobs`
+// writes them, `loadLostJobs` lists them again at start-up. Failures are logged.
+void saveLostJobs(Daemon& d);
+void loadLostJobs(Daemon& d);
 
 double nowSeconds();
 kj::String lastLine(kj::StringPtr text);

@@ -33,6 +33,7 @@ constexpr uint64_t kDirectLinkMs = 10 * 1000;
 // is thus back within about 3 s. The limit after which the link is given up is home's
 // (Node.directLink's lostAfterMs).
 constexpr uint64_t kResumeTryMs = 2000;
+constexpr uint64_t kRelayedTryMs = 4000;
 constexpr uint64_t kResumeFirstPauseMs = 100;
 constexpr uint64_t kResumeLastPauseMs = 1000;
 // Answers held before their Finish messages go (JobCalls::hold).
@@ -69,9 +70,24 @@ rpc::Deputy::Client JobCalls::deputy() {
   heldBytes_ = 0;
   // A link that failed a call is done with: the next one is asked for afresh.
   linkWatch_ = nullptr;  // before the link it watches
-  KJ_IF_MAYBE(old, direct_) {
-    d_.tasks().add(kj::evalLater([old = kj::mv(*old)]() {}));
-    direct_ = nullptr;
+  dropLinks();
+  auto self = kj::addRef(*this);
+  auto& timer = d_.io().provider->getTimer();
+  if (!d_.config().directLink) {
+    // Through home's shadowd, on a login of the job's own that resumes when it breaks.
+    rpc::Deputy::Client relayed(timer.timeoutAfter(kTicketMs * kj::MILLISECONDS, relayedLink(kDirectLinkMs))
+                                    .then([this](Relayed link) {
+                                      d_.log(kj::str("job ", jobId_, ": its calls go through home's shadowd (",
+                                                     home_, ", --no-direct-link)"));
+                                      rpc::Deputy::Client dep = link.deputy;
+                                      resume_ = Resume{kj::str(home_), nullptr, d_.config().linkMode,
+                                                       d_.config().linkLostAfterMs, true};
+                                      installRelayed(kj::mv(link));
+                                      return dep;
+                                    })
+                                    .attach(kj::mv(self)));
+    deputy_ = relayed;
+    return relayed;
   }
   // Promise pipelining: calls may be sent before the login to home completes.
   rpc::Node::Client home(d_.peer(home_));
@@ -80,17 +96,11 @@ rpc::Deputy::Client JobCalls::deputy() {
   req.setToken(token_);
   req.setLocation(d_.address());
   rpc::Deputy::Client relayed = req.send().getDeputy();
-  if (!d_.config().directLink) {
-    deputy_ = relayed;
-    return relayed;
-  }
   // The direct link (direct_link.h): calls wait for it (one round trip more, once);
   // where it cannot be made they go through the shadowds as before.
   auto ticket = home.directLinkRequest();
   ticket.setJobId(jobId_);
   ticket.setToken(token_);
-  auto self = kj::addRef(*this);
-  auto& timer = d_.io().provider->getTimer();
   auto direct = timer.timeoutAfter(kTicketMs * kj::MILLISECONDS, ticket.send())
                     .then([this](capnp::Response<rpc::Node::DirectLinkResults> r) {
                       LinkSecret secret{kj::heapArray<kj::byte>(r.getKey()), d_.config().linkMode};
@@ -109,8 +119,8 @@ rpc::Deputy::Client JobCalls::deputy() {
                             d_.log(kj::str("job ", jobId_, ": direct link to its deputy at ", address));
                             rpc::Deputy::Client dep = link->deputy();
                             if (lostAfterMs > 0) {
-                              resume_ = Resume{kj::mv(address), kj::mv(key), d_.config().linkMode, lostAfterMs};
-                              installLink(kj::mv(link));
+                              resume_ = Resume{kj::mv(address), kj::mv(key), d_.config().linkMode, lostAfterMs, false};
+                              installDirect(kj::mv(link));
                             } else {
                               direct_ = kj::mv(link);
                             }
@@ -128,16 +138,60 @@ rpc::Deputy::Client JobCalls::deputy() {
   return deputy;
 }
 
-// A direct link is up (the first, or a resumed one): calls go over it from now on,
-// and whoever waited for it sends again.
-void JobCalls::installLink(kj::Own<DirectLink> link) {
+// A login to home's shadowd of the job's own (not shared with anything else this
+// process asks home, so that its liveness is the job's link's) and the deputy through it.
+kj::Promise<JobCalls::Relayed> JobCalls::relayedLink(uint64_t timeoutMs) {
+  return loginToPeer(d_.io(), d_.key(), d_.config().linkMode, d_.resolveNode(home_), timeoutMs, true)
+      .then([this](kj::Own<PeerLink> login) {
+        auto req = login->node.deputyRequest();
+        req.setJobId(jobId_);
+        req.setToken(token_);
+        req.setLocation(d_.address());
+        return req.send().then([login = kj::mv(login)](capnp::Response<rpc::Node::DeputyResults> r) mutable {
+          return Relayed{kj::mv(login), r.getDeputy()};
+        });
+      });
+}
+
+void JobCalls::installDirect(kj::Own<DirectLink> link) {
   rpc::Deputy::Client dep = link->deputy();
-  const uint64_t generation = ++generation_;
-  linkWatch_ = link->onDisconnect().then([this, generation]() { broken(generation); }).eagerlyEvaluate(nullptr);
+  auto disconnected = link->onDisconnect();
+  dropLinks();
+  direct_ = kj::mv(link);
+  installed(kj::mv(dep), kj::mv(disconnected));
+}
+
+void JobCalls::installRelayed(Relayed link) {
+  auto disconnected = link.login->client->onDisconnect();
+  dropLinks();
+  relayed_ = kj::mv(link.login);
+  installed(kj::mv(link.deputy), kj::mv(disconnected));
+}
+
+// The links before (not from within their own callbacks).
+void JobCalls::dropLinks() {
   KJ_IF_MAYBE(old, direct_) {
     d_.tasks().add(kj::evalLater([old = kj::mv(*old)]() {}));
+    direct_ = nullptr;
   }
-  direct_ = kj::mv(link);
+  KJ_IF_MAYBE(old, relayed_) {
+    d_.tasks().add(kj::evalLater([old = kj::mv(*old)]() {}));
+    relayed_ = nullptr;
+  }
+}
+
+kj::StringPtr JobCalls::linkName() const {
+  KJ_IF_MAYBE(r, resume_) {
+    if (r->relayed) return "link home through its shadowd";
+  }
+  return "direct link home";
+}
+
+// A link is up (the first, or a resumed one): calls go over it from now on, and
+// whoever waited for it sends again.
+void JobCalls::installed(rpc::Deputy::Client dep, kj::Promise<void> disconnected) {
+  const uint64_t generation = ++generation_;
+  linkWatch_ = disconnected.then([this, generation]() { broken(generation); }).eagerlyEvaluate(nullptr);
   deputy_ = dep;
   finished_.clear();  // of the link before
   heldBytes_ = 0;
@@ -164,10 +218,10 @@ void JobCalls::startRelink() {
   if (relinking_ || lost_ || resume_ == nullptr) return;
   relinking_ = true;
   downSince_ = d_.io().provider->getTimer().now();
-  d_.log(kj::str("job ", jobId_, ": its direct link home broke; resuming it (given up after ",
+  d_.log(kj::str("job ", jobId_, ": its ", linkName(), " broke; resuming it (given up after ",
                  KJ_ASSERT_NONNULL(resume_).lostAfterMs / 1000.0, " s)"));
   relinkLoop_ = relink(kResumeFirstPauseMs).eagerlyEvaluate([this](kj::Exception&& e) {
-    d_.log(kj::str("job ", jobId_, ": resuming its direct link failed: ", oneLine(e.getDescription())));
+    d_.log(kj::str("job ", jobId_, ": resuming its ", linkName(), " failed: ", oneLine(e.getDescription())));
   });
 }
 
@@ -179,23 +233,30 @@ kj::Promise<void> JobCalls::relink(uint64_t pauseMs) {
     giveUp(downMs);
     return kj::READY_NOW;
   }
-  // A try never runs past the limit.
-  const uint64_t tryMs = kj::min(kResumeTryMs, r.lostAfterMs - downMs);
-  LinkSecret secret{kj::heapArray<kj::byte>(r.key), r.mode};
-  return DirectLink::connect(d_.io().provider->getNetwork(), r.address, kj::mv(secret), timer, tryMs, true)
-      .then(
-          [this](kj::Own<DirectLink> link) -> kj::Promise<void> {
-            const double downS = (d_.io().provider->getTimer().now() - downSince_) / kj::MILLISECONDS / 1000.0;
-            d_.log(kj::str("job ", jobId_, ": its direct link home resumed after ", downS,
-                           " s; calls left unanswered go again"));
-            installLink(kj::mv(link));
-            return kj::READY_NOW;
-          },
-          [this, pauseMs](kj::Exception&&) {
-            return d_.io().provider->getTimer().afterDelay(pauseMs * kj::MILLISECONDS).then([this, pauseMs]() {
-              return relink(kj::min(pauseMs * 2, kResumeLastPauseMs));
-            });
-          });
+  // A try never runs past the limit. Through home's shadowd a try is a login and a
+  // round trip more than the direct link's handshake.
+  const uint64_t tryMs = kj::min(r.relayed ? kRelayedTryMs : kResumeTryMs, r.lostAfterMs - downMs);
+  kj::Promise<void> attempt = nullptr;
+  if (r.relayed) {
+    attempt = timer.timeoutAfter(tryMs * kj::MILLISECONDS, relayedLink(tryMs)).then([this](Relayed link) {
+      installRelayed(kj::mv(link));
+    });
+  } else {
+    LinkSecret secret{kj::heapArray<kj::byte>(r.key), r.mode};
+    attempt = DirectLink::connect(d_.io().provider->getNetwork(), r.address, kj::mv(secret), timer, tryMs, true)
+                  .then([this](kj::Own<DirectLink> link) { installDirect(kj::mv(link)); });
+  }
+  return attempt.then(
+      [this]() -> kj::Promise<void> {
+        const double downS = (d_.io().provider->getTimer().now() - downSince_) / kj::MILLISECONDS / 1000.0;
+        d_.log(kj::str("job ", jobId_, ": its ", linkName(), " resumed after ", downS, " s; calls left unanswered go again"));
+        return kj::READY_NOW;
+      },
+      [this, pauseMs](kj::Exception&&) -> kj::Promise<void> {
+        return d_.io().provider->getTimer().afterDelay(pauseMs * kj::MILLISECONDS).then([this, pauseMs]() {
+          return relink(kj::min(pauseMs * 2, kResumeLastPauseMs));
+        });
+      });
 }
 
 // Broken past home's limit: the deputy at home has given the job up too (it ended
@@ -204,7 +265,7 @@ kj::Promise<void> JobCalls::relink(uint64_t pauseMs) {
 void JobCalls::giveUp(uint64_t downMs) {
   lost_ = true;
   relinking_ = false;
-  d_.log(kj::str("job ", jobId_, ": its direct link home stayed broken for ", downMs / 1000.0,
+  d_.log(kj::str("job ", jobId_, ": its ", linkName(), " stayed broken for ", downMs / 1000.0,
                  " s, past the limit: the job is lost; killing it here"));
   // Only while its connections show it alive: a PID of an ended job may be reused.
   KJ_IF_MAYBE(job, d_.hostedJobs().find(jobId_)) {

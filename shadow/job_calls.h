@@ -13,12 +13,17 @@
 // already from that run (deputy/answered.h), so nothing runs twice and nothing is
 // lost. The readiness watches are made again on the resumed link. A link broken for
 // longer than home's limit is given up: the job is lost, killed here, its calls
-// answered EIO.
+// answered EIO. Without a direct link (--no-direct-link) the calls go through home's
+// shadowd on a cluster login of their own, watched for liveness the same way, and a
+// broken one is resumed the same way: a new login, Node.deputy again, the same
+// requests again (the limit is then --link-lost-after's default: the link process
+// is given no other, and home does not give such a job up by itself).
 #pragma once
 
 #include "rsc/write_batch.h"
 #include "shadow/direct_link.h"
 #include "shadow/mig.capnp.h"
+#include "shadow/peer_login.h"
 
 #include <kj/async.h>
 #include <kj/async-io.h>
@@ -93,8 +98,18 @@ class JobCalls : public kj::Refcounted {
   kj::Promise<kj::Array<kj::byte>> send(kj::Array<kj::byte> request);
   kj::Promise<int32_t> sendWrite(kj::Array<kj::byte> request);
   kj::Promise<void> watchAtHome(int32_t fd, kj::Own<StandInEnd> end, bool first);
-  // The resumable direct link: install a (re)made one; notice a break; make it again.
-  void installLink(kj::Own<DirectLink> link);
+  // The resumable link home, direct or through home's shadowd: install a (re)made one;
+  // notice a break; make it again.
+  struct Relayed {
+    kj::Own<PeerLink> login;
+    rpc::Deputy::Client deputy;
+  };
+  kj::Promise<Relayed> relayedLink(uint64_t timeoutMs);
+  void installDirect(kj::Own<DirectLink> link);
+  void installRelayed(Relayed link);
+  void installed(rpc::Deputy::Client dep, kj::Promise<void> disconnected);
+  void dropLinks();
+  kj::StringPtr linkName() const;
   void broken(uint64_t generation);
   bool resumes(const kj::Exception& e) const;
   void startRelink();
@@ -114,12 +129,14 @@ class JobCalls : public kj::Refcounted {
   kj::Array<kj::byte> token_;
   kj::Maybe<rpc::Deputy::Client> deputy_;  // direct, or through the home shadowd; dropped when it breaks
   kj::Maybe<kj::Own<DirectLink>> direct_;  // the direct link home, once up (direct_link.h)
+  kj::Maybe<kj::Own<PeerLink>> relayed_;   // or the login to home's shadowd the calls go through
   // Where to resume it, once it was up and home's deputy resumes links (lostAfterMs > 0).
   struct Resume {
     kj::String address;
-    kj::Array<kj::byte> key;
+    kj::Array<kj::byte> key;  // the direct link's (none: relayed)
     LinkMode mode;
     uint64_t lostAfterMs;
+    bool relayed;
   };
   kj::Maybe<Resume> resume_;
   uint64_t generation_ = 0;   // links made so far

@@ -763,16 +763,19 @@ class LocalImpl final : public rpc::Local::Server {
   }
 
   // The deputy gave the job up: its link stayed broken past --link-lost-after. The
-  // record stays, listed "lost", for whoever asks where the job went; the deputy exits
-  // with status 87 once this is answered.
+  // record stays, listed "lost", for whoever asks where the job went, also after a
+  // restart of this shadowd (lost_jobs.h); the deputy exits with status 87 once this
+  // is answered.
   kj::Promise<void> linkLost(LinkLostContext context) override {
     auto p = context.getParams();
     HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
     job.lost = true;
+    job.lostAt = nowSeconds();
     job.ended = true;  // its deputy's end is not a kill to pass on
     d_.log(kj::str("job ", job.id, " (PID ", job.vpid, ") is lost: its link from ", job.location, " has been broken for ",
                    p.getDownMs() / 1000.0, " s (its limit: ", p.getLimitMs() / 1000.0,
                    " s); its deputy exits with status 87"));
+    saveLostJobs(d_);  // still listed after a restart of this shadowd
     return kj::READY_NOW;
   }
 

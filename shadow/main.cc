@@ -264,6 +264,7 @@ int run(int argc, char** argv) {
     d.log(kj::str("deleted ", leftovers.size(), " file(s) an earlier shadowd left in ", cfg.spoolDir, ": ",
                   kj::strArray(leftovers, " ")));
   }
+  loadLostJobs(d);
   auto& network = io.provider->getNetwork();
 
   // The local socket: owner-only, and every peer's uid checked.

@@ -1,6 +1,7 @@
 // See peer_login.h.
 #include "shadow/peer_login.h"
 
+#include "shadow/direct_link.h"
 #include "shadow/error.h"
 
 #include <kj/debug.h>
@@ -8,7 +9,7 @@
 namespace mig::shadow {
 
 kj::Promise<kj::Own<PeerLink>> loginToPeer(kj::AsyncIoContext& io, const ClusterKey& key, LinkMode mode,
-                                           kj::StringPtr address, uint64_t timeoutMs) {
+                                           kj::StringPtr address, uint64_t timeoutMs, bool watched) {
   auto addr = kj::str(address);
   auto work = io.provider->getNetwork()
                   .parseAddress(addr)
@@ -16,7 +17,8 @@ kj::Promise<kj::Own<PeerLink>> loginToPeer(kj::AsyncIoContext& io, const Cluster
                   .catch_([addr = kj::str(addr)](kj::Exception&& e) -> kj::Own<kj::AsyncIoStream> {
                     fail(kj::str("cannot reach ", addr, ": ", oneLine(e.getDescription())));
                   })
-                  .then([&key, mode, addr = kj::str(addr)](kj::Own<kj::AsyncIoStream> raw) {
+                  .then([&key, mode, watched, addr = kj::str(addr)](kj::Own<kj::AsyncIoStream> raw) {
+                    if (watched) watchLiveness(*raw);
                     auto secure = kj::heap<SecureStream>(kj::mv(raw), SecureStream::Side::CONNECTOR, linkSecret(key, mode));
                     auto handshake = secure->handshake();
                     return handshake.then([secure = kj::mv(secure)]() mutable { return kj::mv(secure); },

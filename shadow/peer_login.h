@@ -21,9 +21,11 @@ struct PeerLink {
 
 // "host:port" → a logged-in link, inside the link stream (secure_stream.h) in `mode`.
 // Fails (kj exception) with a one-line reason: unreachable, refused, wrong key, not a
-// shadowd, the other link mode; gives up after `timeoutMs`.
+// shadowd, the other link mode; gives up after `timeoutMs`. `watched`: the connection
+// is watched for liveness (direct_link.h watchLiveness), for a job's relayed link home
+// that resumes.
 kj::Promise<kj::Own<PeerLink>> loginToPeer(kj::AsyncIoContext& io, const ClusterKey& key, LinkMode mode,
-                                           kj::StringPtr address, uint64_t timeoutMs = 10000);
+                                           kj::StringPtr address, uint64_t timeoutMs = 10000, bool watched = false);
 
 // The labels of the two HMAC proofs (see Gate in rsc/mig.capnp).
 inline constexpr const char* kClientLabel = "mig-login";

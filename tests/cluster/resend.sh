@@ -19,7 +19,14 @@
 #  - job "lost" (MIG_LINK_LOST_AFTER=3 in its environment: its own limit, 3 s): while
 #    b is still cut off, `migctl list` at a shows it "lost", a's log says so, and its
 #    deputy exits with status 87, which its parent (a shell at home) gets; b kills its
-#    process there.
+#    process there. a's shadowd, restarted later, still lists it "lost" (kept in its
+#    spool, shadow/lost_jobs.h).
+#  - job "relayed", moved a -> c, where shadowd runs with --no-direct-link (its calls go
+#    through a's shadowd): c is cut off with b, the same way; after the heal its
+#    connection to a's shadowd is reset on c (ss -K), then a's shadowd is killed
+#    (SIGKILL) and started again. Each time its link process's log says its link
+#    through home's shadowd was resumed and the job runs on; it ends with status 0 and
+#    every line is in the home file and at the home server exactly once.
 #
 # usage: resend.sh [--partition S] OPTIONS (cluster_lib.sh); meson runs it as test
 # 'migration-resend' (suite cluster) with `--feature marker PATH`.
@@ -42,21 +49,30 @@ cluster_require SHADOWD DEPUTY MIGCTL LIBMIG
 cluster_require_features marker
 RECORDER=$(abspath "$CLUSTER_LIB_DIR/recorder.py")
 LOST_AFTER=3
-cluster_up a b
-SWITCH=mig-$C PORT_B=mig-p${ADDR[b]##*.}   # b's port on the simulated hosts' bridge (tests/harness/mig-hosts)
-link_b() { ip -n "$SWITCH" link set "$PORT_B" "$1"; }
+cluster_up a b c
+SWITCH=mig-$C   # the simulated hosts' bridge (tests/harness/mig-hosts): a host's port is mig-pN
+link_bc() { ip -n "$SWITCH" link set "mig-p${ADDR[b]##*.}" "$1" && ip -n "$SWITCH" link set "mig-p${ADDR[c]##*.}" "$1"; }
 cut=0 blackhole=0
 heal() {
-  (( cut )) && link_b up && cut=0
-  (( blackhole )) && hx a ip route del blackhole "${ADDR[b]}/32" && blackhole=0
+  (( cut )) && link_bc up && cut=0
+  (( blackhole )) && hx a ip route del blackhole "${ADDR[b]}/32" && hx a ip route del blackhole "${ADDR[c]}/32" && blackhole=0
   return 0
 }
 MIGLOG=/var/tmp/mig-resend-test.$$.log   # /var/tmp: every simulated host's (the shim on a and b, the deputy)
 trap 'heal; rm -f "$MIGLOG"; cleanup' EXIT
+# c's shadowd relays its guests' calls through their homes' shadowds.
+kill -TERM "${SD[c]}"
+wait_until 20 eval '! kill -0 "${SD[c]}" 2>/dev/null' || fail "c's shadowd did not stop on SIGTERM"
+shadowd_args=(${SHADOWD_ARGS[@]+"${SHADOWD_ARGS[@]}"})
+SHADOWD_ARGS+=(--no-direct-link)
+start_shadowd c "$T/key"
+SHADOWD_ARGS=(${shadowd_args[@]+"${shadowd_args[@]}"})
+wait_until 20 eval '(( $(grep -c "listening on" "$T/shadowd-c.log") >= 2 ))' ||
+  { fail "c's shadowd did not start again with --no-direct-link"; shadowd_logs c; cluster_end; }
 
 # --- two jobs, each with its home file and home TCP server, moved a -> b ------------------
-declare -A MARK RPORT=([kept]=7311 [lost]=7312)
-for j in kept lost; do
+declare -A MARK RPORT=([kept]=7311 [lost]=7312 [relayed]=7313)
+for j in kept lost relayed; do
   MARK[$j]=resend-$j-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
   rpid=$(mh spawn "$C" a "$T/$j.recorder" -- /usr/bin/python3 "$RECORDER" "${RPORT[$j]}" "$T/$j.received")
   bg_pids+=("$rpid")
@@ -66,29 +82,37 @@ start_job kept mig /usr/bin/env MIG_LOG="$MIGLOG" "${FEATURE[marker]}" @DIR@ "${
   cluster_end
 start_job lost mig /usr/bin/env MIG_LINK_LOST_AFTER=$LOST_AFTER "${FEATURE[marker]}" @DIR@ "${RPORT[lost]}" \
   "${MARK[lost]}" || cluster_end
-for j in kept lost; do
+start_job relayed mig "${FEATURE[marker]}" @DIR@ "${RPORT[relayed]}" "${MARK[relayed]}" || cluster_end
+declare -A TO=([kept]=b [lost]=b [relayed]=c)
+for j in kept lost relayed; do
   wait_step "$j" 3 30 || { fail "$j: no STEP 3 on a within 30 s"; detail "$(jfile "$j" err)" "its stderr"; cluster_end; }
-  hop "$j" a b || cluster_end
+  hop "$j" a "${TO[$j]}" || cluster_end
 done
-for j in kept lost; do
+for j in kept lost relayed; do
   k=$(( $(last_step "$j") + 5 ))
   wait_step "$j" "$k" 30 || { fail "$j: no STEP $k at b within 30 s"; shadowd_logs b; cluster_end; }
 done
 links=$(grep -c "mig-link: job [0-9]*: direct link to its deputy at ${ADDR[a]}:" "$T/shadowd-b.log")
 (( links == 2 )) || fail "b's log names $links direct links to a's deputies (want 2)"
+grep -q "mig-link: job [0-9]*: its calls go through home's shadowd" "$T/shadowd-c.log" ||
+  fail "c's log does not say the relayed job's calls go through home's shadowd"
 
 # --- b cut off ------------------------------------------------------------------------------
-at_cut=$(last_step kept)
-hx a ip route add blackhole "${ADDR[b]}/32" && blackhole=1
+at_cut=$(last_step kept) relayed_at_cut=$(last_step relayed)
+hx a ip route add blackhole "${ADDR[b]}/32" && hx a ip route add blackhole "${ADDR[c]}/32" && blackhole=1
 cut_at=$SECONDS
-broke() { (( $(grep -c "mig-link: job [0-9]*: its direct link home broke; resuming it" "$T/shadowd-b.log") >= 2 )); }
+broke() {
+  (( $(grep -c "mig-link: job [0-9]*: its direct link home broke; resuming it" "$T/shadowd-b.log") >= 2 )) &&
+    grep -q "mig-link: job [0-9]*: its link home through its shadowd broke; resuming it" "$T/shadowd-c.log"
+}
 if wait_until 15 broke; then
-  link_b down && cut=1
-  ok "b cut off from a at STEP $at_cut of kept: a's packets to b dropped, then (both links found broken on b, $(( SECONDS - cut_at )) s later) b's port down; for $PARTITION s in all"
+  link_bc down && cut=1
+  ok "b and c cut off from a at STEP $at_cut of kept: a's packets to them dropped, then (the three links found broken on b and c, $(( SECONDS - cut_at )) s later) their ports down; for $PARTITION s in all"
 else
-  fail "b's log does not say both jobs' links broke within 15 s of the cut"
+  fail "b's and c's logs do not say the three jobs' links broke within 15 s of the cut"
   shadowd_logs b
-  link_b down && cut=1
+  shadowd_logs c
+  link_bc down && cut=1
 fi
 
 # The lost job: given up at home while b is still cut off.
@@ -164,6 +188,53 @@ else
   fail "kept: the home file or the home server does not have lines 1..${MARKED:-?} exactly once"
 fi
 
+# --- the relayed job resumes too: after the cut, a reset, a's shadowd restarted -----------------
+relayed_resumed() { grep -c "mig-link: job [0-9]*: its link home through its shadowd resumed after" "$T/shadowd-c.log"; }
+k=$(( $(last_step relayed) + 5 ))
+if wait_step relayed "$k" 60 && (( $(relayed_resumed) >= 1 )); then
+  ok "relayed: runs on after the heal (STEP $k; STEP $relayed_at_cut at the cut), its link through a's shadowd resumed ($(grep -m1 -o "its link home through its shadowd resumed after [0-9.]* s" "$T/shadowd-c.log"))"
+else
+  fail "relayed: no STEP $k within 60 s of the heal (last: STEP $(last_step relayed)), or c's log does not say its link was resumed"
+  detail "$(jfile relayed err)" "its stderr"
+  shadowd_logs c
+fi
+# Its connection to a's shadowd reset on c, then a's shadowd killed and started again
+# (it learns the job back from its deputy; the link process logs in to the new one).
+relayed_again() {  # relayed_again WHAT: resumed once more and 5 steps on
+  local before=$1 at=$2
+  if wait_until 30 eval '(( $(relayed_resumed) > before ))' && wait_step relayed $(( at + 5 )) 30; then
+    ok "relayed: $3 at STEP $at: its link resumed, STEP $(( at + 5 )) reached"
+  else
+    fail "relayed: $3 at STEP $at: no resumption, or no STEP $(( at + 5 )) (last: STEP $(last_step relayed))"
+    detail "$(jfile relayed err)" "its stderr"
+    shadowd_logs c
+  fi
+}
+before=$(relayed_resumed) at=$(last_step relayed)
+hx c ss -K dst "${ADDR[a]}" and dport = ":$PORT" >"$T/ss.out" 2>&1
+relayed_again "$before" "$at" "its connection to a's shadowd reset on c (ss -K)"
+before=$(relayed_resumed) at=$(last_step relayed)
+kill -KILL "${SD[a]}"
+wait_until 10 eval '! kill -0 "${SD[a]}" 2>/dev/null' || fail "a's shadowd did not die of SIGKILL"
+start_shadowd a "$T/key"
+wait_until 20 eval '(( $(grep -c "listening on" "$T/shadowd-a.log") >= 2 ))' || { fail "a's shadowd did not start again"; shadowd_logs a; }
+relayed_again "$before" "$at" "a's shadowd killed (SIGKILL) and started again"
+touch "$(jfile relayed data/stop)"
+if wait_job relayed 30 && [[ $STATUS == 0 ]] && marker_lines_once relayed "${MARK[relayed]}"; then
+  ok "relayed: told to stop, it ended with status 0 for its parent at home; $MARKED lines, each exactly once and in order, in the home file and at the home TCP server"
+else
+  fail "relayed: status ${STATUS:-none} (want 0), or the home file or the home server does not have lines 1..${MARKED:-?} exactly once"
+  detail "$(jfile relayed err)" "its stderr"
+  shadowd_logs c
+fi
+# The lost job outlives a's shadowd too (kept in its spool, shadow/lost_jobs.h).
+if wait_until 10 eval '[[ $(row lost) == *" lost "* ]]'; then
+  ok "lost: a's restarted shadowd still lists it lost ($(row lost | tr -s ' ')): $(grep -m1 -o "[0-9]* lost job(s) listed again.*" "$T/shadowd-a.log")"
+else
+  fail "lost: a's restarted shadowd lists it as '$(row lost)' (want state lost)"
+  shadowd_logs a
+fi
+
 # --- and the lost one is gone from b ------------------------------------------------------------
 if wait_until 20 eval '! others_on b | grep -qF -- "${MARK[lost]}"'; then
   ok "lost: no process of it left on b ($(grep -c "the job is lost; killing it here" "$T/shadowd-b.log") kill logged there)"
@@ -172,4 +243,6 @@ else
   shadowd_logs b
 fi
 kill_job kept
+kill_job relayed
+
 cluster_end
