@@ -94,6 +94,13 @@ void FileReader::index() {
   }
 }
 
+kj::Maybe<size_t> FileReader::firstSection(SectionType type) const {
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    if (entries_[i].info.type == static_cast<uint16_t>(type)) return i;
+  }
+  return nullptr;
+}
+
 void FileReader::keepOnlyMember(int32_t vpid) {
   KJ_REQUIRE(isTree(), "not a tree image");
   const uint16_t member = static_cast<uint16_t>(SectionType::member);

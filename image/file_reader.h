@@ -31,6 +31,8 @@ class FileReader {
   // Every section, header first and End last.
   size_t sectionCount() const { return entries_.size(); }
   const SectionInfo& section(size_t i) const { return entries_[i].info; }
+  // The first section of that type, if the image has one.
+  kj::Maybe<size_t> firstSection(SectionType type) const;
   template <typename T>
   typename T::Reader meta(size_t i) { return metaReader(i).getRoot<T>(); }
 

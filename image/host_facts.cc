@@ -5,6 +5,7 @@
 #include "image/image_error.h"
 
 #include <cpuid.h>
+#include <sys/platform/x86.h>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -14,32 +15,42 @@
 
 namespace mig::image {
 
-CpuFacts hostCpu() {
+uint64_t hostXcr0() {
+  if (!CPU_FEATURE_PRESENT(OSXSAVE)) return 0;  // xgetbv would fault
+  uint32_t lo, hi;
+  asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (static_cast<uint64_t>(hi) << 32) | lo;
+}
+
+namespace {
+
+CpuFacts askCpu() {
   CpuFacts c{};
-  unsigned a = 0, b = 0, cx = 0, d = 0;
-  __get_cpuid(0, &a, &b, &cx, &d);
+  c.xcr0 = hostXcr0();
+  unsigned maxLeaf = 0, a = 0, b = 0, cx = 0, d = 0;
+  __cpuid(0, maxLeaf, b, cx, d);  // leaves 0 and 1 exist on every x86_64 CPU
   memcpy(c.vendor + 0, &b, 4);
   memcpy(c.vendor + 4, &d, 4);
   memcpy(c.vendor + 8, &cx, 4);
-  unsigned maxLeaf = a;
-  __get_cpuid(1, &a, &b, &cx, &d);
-  bool osxsave = (cx & bit_OSXSAVE) != 0;
-  if (osxsave) {
-    uint32_t lo, hi;
-    asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    c.xcr0 = (static_cast<uint64_t>(hi) << 32) | lo;
-  }
+  __cpuid(1, a, b, cx, d);
   c.avx = (cx & bit_AVX) != 0 && (c.xcr0 & 0x6) == 0x6;
   if (maxLeaf >= 7) {
-    __get_cpuid_count(7, 0, &a, &b, &cx, &d);
+    __cpuid_count(7, 0, a, b, cx, d);
     c.avx2 = c.avx && (b & bit_AVX2) != 0;
     c.avx512f = (b & bit_AVX512F) != 0 && (c.xcr0 & 0xe0) == 0xe0;
   }
-  if (maxLeaf >= 0xd && osxsave) {
-    __get_cpuid_count(0xd, 0, &a, &b, &cx, &d);
+  if (maxLeaf >= 0xd && c.xcr0 != 0) {
+    __cpuid_count(0xd, 0, a, b, cx, d);
     c.xsaveSize = b;
   }
   return c;
+}
+
+}  // namespace
+
+const CpuFacts& hostCpu() {
+  static const CpuFacts facts = askCpu();
+  return facts;
 }
 
 void fillCpu(schema::CpuFeatures::Builder out, const CpuFacts& cpu) {
@@ -116,8 +127,8 @@ constexpr Component kComponents[] = {
 
 }  // namespace
 
-kj::Maybe<kj::String> cpuMismatch(schema::CpuFeatures::Reader image, const CpuFacts& host) {
-  uint64_t missing = image.getXcr0() & ~host.xcr0;
+kj::Maybe<kj::String> cpuMismatch(schema::CpuFeatures::Reader image, uint64_t xcr0) {
+  uint64_t missing = image.getXcr0() & ~xcr0;
   if (missing == 0) return nullptr;
   kj::Vector<kj::String> names;
   for (const auto& c : kComponents) {
@@ -125,7 +136,7 @@ kj::Maybe<kj::String> cpuMismatch(schema::CpuFeatures::Reader image, const CpuFa
   }
   if (names.size() == 0) names.add(kj::str("XSAVE components 0x", kj::hex(missing)));
   return kj::str("image needs CPU register state this CPU lacks: ", kj::strArray(names, ", "),
-                 " (image XCR0 0x", kj::hex(image.getXcr0()), ", this CPU 0x", kj::hex(host.xcr0),
+                 " (image XCR0 0x", kj::hex(image.getXcr0()), ", this CPU 0x", kj::hex(xcr0),
                  "); restart it on a host whose CPU has these features");
 }
 

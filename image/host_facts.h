@@ -20,7 +20,13 @@ struct CpuFacts {
   bool avx512f;
 };
 
-CpuFacts hostCpu();
+// What an image records of this CPU, asked of it once per process (each cpuid
+// instruction traps to the hypervisor on a VM: tens of microseconds).
+const CpuFacts& hostCpu();
+
+// This CPU's XCR0, all that cpuMismatch needs: from glibc's record of CPUID made at
+// the program's start and one xgetbv, no cpuid of our own (a restart's check).
+uint64_t hostXcr0();
 
 void fillCpu(schema::CpuFeatures::Builder out, const CpuFacts& cpu);
 
@@ -32,8 +38,8 @@ void fillHeader(schema::Header::Builder out, uint64_t jobId, int32_t vpid, kj::S
 // Fails if they cannot be read: an image without its owner is not made.
 void fillOwner(schema::Header::Builder out, int pid);
 
-// Why this CPU cannot restore register state saved on `image`'s CPU, naming the
-// missing features; nullptr when it can.
-kj::Maybe<kj::String> cpuMismatch(schema::CpuFeatures::Reader image, const CpuFacts& host);
+// Why a CPU whose XCR0 is `xcr0` cannot restore register state saved on
+// `image`'s CPU, naming the missing features; nullptr when it can.
+kj::Maybe<kj::String> cpuMismatch(schema::CpuFeatures::Reader image, uint64_t xcr0);
 
 }  // namespace mig::image

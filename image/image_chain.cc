@@ -21,13 +21,6 @@ namespace {
 
 constexpr size_t kCopyChunk = 4u << 20;
 
-kj::Maybe<size_t> parentSection(FileReader& img) {
-  for (size_t i = 0; i < img.sectionCount(); ++i) {
-    if (img.section(i).type == static_cast<uint16_t>(SectionType::parent)) return i;
-  }
-  return nullptr;
-}
-
 std::string dirOf(kj::StringPtr path) {
   std::string p(path.cStr());
   size_t slash = p.rfind('/');
@@ -90,7 +83,7 @@ size_t mergeChain(kj::StringPtr newest, ByteSink& out) {
   for (;;) {
     FileReader& img = *chain.back();
     size_t at = 0;
-    KJ_IF_MAYBE(i, parentSection(img)) { at = *i; } else { break; }
+    KJ_IF_MAYBE(i, img.firstSection(SectionType::parent)) { at = *i; } else { break; }
     auto p = img.meta<schema::Parent>(at);
     auto parentPath = kj::str(dirOf(img.path()).c_str(), "/", p.getFile());
     struct stat st {};
@@ -149,7 +142,7 @@ size_t mergeChain(kj::StringPtr newest, ByteSink& out) {
   return chain.size();
 }
 
-kj::String wholeImagePath(kj::StringPtr path) {
+kj::Own<FileReader> openWholeImage(kj::StringPtr path) {
   kj::String image = kj::str(path);
   struct stat st {};
   if (stat(path.cStr(), &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -159,10 +152,8 @@ kj::String wholeImagePath(kj::StringPtr path) {
       fail(kj::str(path, " is a directory without images (ckpt-NNNN.mig, as `migctl checkpoint --every` writes)"));
     }
   }
-  {
-    FileReader img(image);
-    if (parentSection(img) == nullptr) return image;
-  }
+  auto img = kj::heap<FileReader>(image);
+  if (img->firstSection(SectionType::parent) == nullptr) return img;
   // An incremental image: the whole one, beside the chain (a restored process maps its
   // pages from it, by name: it must stay while the process runs; made anew each time,
   // a running one keeps the file it mapped).
@@ -173,7 +164,7 @@ kj::String wholeImagePath(kj::StringPtr path) {
   AtomicFile file(whole);
   mergeChain(image, file.sink());
   file.commit();
-  return whole;
+  return kj::heap<FileReader>(whole);
 }
 
 }  // namespace mig::image

@@ -29,10 +29,10 @@ kj::Maybe<kj::String> newestInChain(kj::StringPtr dir);
 // replaced parent fails with one line naming it.
 size_t mergeChain(kj::StringPtr newest, ByteSink& out);
 
-// For `migctl restart PATH`: PATH itself when it is a whole image; for a chain
-// directory its newest image, and for an incremental image (or a directory whose
-// newest is one) the whole image made from its chain, written beside it as
-// `.whole-ckpt-NNNN.mig` (a restored process maps its pages from it by name).
-kj::String wholeImagePath(kj::StringPtr path);
+// For `migctl restart PATH`, opened (and indexed once): PATH itself when it is a whole
+// image; for a chain directory its newest image, and for an incremental image (or a
+// directory whose newest is one) the whole image made from its chain, written beside it
+// as `.whole-ckpt-NNNN.mig` (a restored process maps its pages from it by name).
+kj::Own<FileReader> openWholeImage(kj::StringPtr path);
 
 }  // namespace mig::image

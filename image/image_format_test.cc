@@ -93,6 +93,9 @@ TEST_CASE("the file reader indexes sections and reads page data at random") {
   CHECK(f.header().getCommand() == "sample");
   const SectionInfo& pages = f.section(2);
   CHECK(pages.type == static_cast<uint16_t>(SectionType::pages));
+  CHECK(f.firstSection(SectionType::pages) == size_t(2));
+  CHECK(f.firstSection(SectionType::end) == size_t(4));
+  CHECK(f.firstSection(SectionType::parent) == nullptr);
   auto runs = f.meta<schema::Pages>(2).getRuns();
   // Second run's first page sits right after the first run's single page.
   kj::byte page[kPageSize];

@@ -59,7 +59,7 @@ void printHeader(FileReader& f) {
   printf("  cpu       %s, XCR0 %#" PRIx64 ", XSAVE area %u bytes%s%s%s\n", cpu.getVendor().cStr(),
          cpu.getXcr0(), cpu.getXsaveSize(), cpu.getAvx() ? ", AVX" : "",
          cpu.getAvx2() ? ", AVX2" : "", cpu.getAvx512f() ? ", AVX-512" : "");
-  KJ_IF_MAYBE(why, image::cpuMismatch(cpu, image::hostCpu())) {
+  KJ_IF_MAYBE(why, image::cpuMismatch(cpu, image::hostXcr0())) {
     printf("  this host cannot restore it: %s\n", why->cStr());
   } else {
     printf("  this host's CPU can restore its register state\n");
@@ -154,7 +154,7 @@ void printJsonInfo(FileReader& f, bool verified) {
   j.setAvx(cpu.getAvx());
   j.setAvx2(cpu.getAvx2());
   j.setAvx512f(cpu.getAvx512f());
-  KJ_IF_MAYBE(why, image::cpuMismatch(cpu, image::hostCpu())) {
+  KJ_IF_MAYBE(why, image::cpuMismatch(cpu, image::hostXcr0())) {
     j.setRestorableHere(false);
     j.setNotRestorableBecause(*why);
   } else {

@@ -339,18 +339,18 @@ int restart(Options& o, const resources::CallerFds& caller) {
   }
   // A chain directory or an incremental image (checkpoint --every): the whole image
   // made from the chain (image/image_chain.h).
-  kj::String whole = image::wholeImagePath(o.path);
-  const char* path = whole.cStr();
+  kj::Own<image::FileReader> whole = image::openWholeImage(o.path);
+  image::FileReader& img = *whole;
+  const char* path = img.path().cStr();
   resources::FileRestoreOptions& options = o.files;
   MigratedOptions& migrated = o.migrated;
-  image::FileReader img(path);
   becomeOwner(img.header(), path, o.asFileOwner, img.isTree());
   if (o.lazy) {
     KJ_IF_MAYBE(why, resources::lazyPagesUnavailable()) fail(kj::str("--lazy: ", *why, "; restart without --lazy"));
     if (img.isTree()) fail(kj::str("--lazy: ", path, " holds a process tree; restart it without --lazy"));
   }
   if (!o.dataVerified && !o.lazy) img.verifyAll();
-  KJ_IF_MAYBE(why, image::cpuMismatch(img.header().getCpu(), image::hostCpu())) {
+  KJ_IF_MAYBE(why, image::cpuMismatch(img.header().getCpu(), image::hostXcr0())) {
     fail(kj::heapString(*why));
   }
   resources::checkMappedFiles(img, migrated.migrated);
@@ -380,14 +380,6 @@ int restart(Options& o, const resources::CallerFds& caller) {
     return restartTree(img, path, options, caller);
   }
   becomeRestored(img, path, options, caller, migrated, nullptr, o.lazy, o.dataVerified);
-}
-
-// Whether the image is a pre-copy one: the pages its rounds sent and the freeze kept.
-bool hasKeptPages(image::FileReader& img) {
-  for (size_t i = 0; i < img.sectionCount(); ++i) {
-    if (img.section(i).type == static_cast<uint16_t>(image::SectionType::keptPages)) return true;
-  }
-  return false;
 }
 
 // The hop's two-phase commit, destination side (docs/design.md, "One hop"): every
@@ -448,7 +440,8 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
   // the first round's mapping; most of a 1 GiB hop's freeze). Where a userfaultfd that
   // catches the kernel's accesses cannot be made, the restore is eager as before.
   bool hopLazy = false;
-  if (migrated.migrated && !migrated.homecoming && tree == nullptr && !lazy && !postcopy && hasKeptPages(img) &&
+  if (migrated.migrated && !migrated.homecoming && tree == nullptr && !lazy && !postcopy &&
+      img.firstSection(image::SectionType::keptPages) != nullptr &&
       resources::lazyPagesUnavailable() == nullptr) {
     hopLazy = resources::markLazyPages(plan) > 0;
   }

@@ -341,13 +341,20 @@ void writeMemory(PageSource& memory, image::ImageWriter& w, CaptureStats& stats,
 // Refuses an image whose code would not be the same: every mapped file must still be
 // the file that was mapped.
 void checkMappedFiles(image::FileReader& img, bool migrated) {
+  bool haveStat = false;
+  kj::StringPtr statted;  // the file `st` describes
+  struct stat st {};
   for (size_t i = 0; i < img.sectionCount(); ++i) {
     if (img.section(i).type != static_cast<uint16_t>(image::SectionType::memoryMap)) continue;
     for (auto r : img.meta<image::schema::MemoryMap>(i).getRegions()) {
       if (r.getKind() != image::schema::MemoryRegion::Kind::FILE) continue;
-      struct stat st {};
-      if (stat(r.getPath().cStr(), &st) != 0) {
-        image::fail(kj::str("mapped file ", r.getPath(), " is missing (", strerror(errno), "); cannot restart"));
+      // A file's regions come one after another (a library has four or five): one stat.
+      if (!haveStat || r.getPath() != statted) {
+        if (stat(r.getPath().cStr(), &st) != 0) {
+          image::fail(kj::str("mapped file ", r.getPath(), " is missing (", strerror(errno), "); cannot restart"));
+        }
+        statted = r.getPath();
+        haveStat = true;
       }
       int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
       if ((!migrated && st.st_ino != r.getInode()) || static_cast<uint64_t>(st.st_size) != r.getFileSize() ||

@@ -153,12 +153,7 @@ void WithoutSharedViews::pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>
   inner_.pagesToSave(r, out);
 }
 
-size_t ipcSection(image::FileReader& img) {
-  for (size_t i = 0; i < img.sectionCount(); ++i) {
-    if (img.section(i).type == static_cast<uint16_t>(image::SectionType::ipc)) return i;
-  }
-  return 0;
-}
+size_t ipcSection(image::FileReader& img) { return img.firstSection(image::SectionType::ipc).orDefault(0); }
 
 namespace {
 

@@ -1,11 +1,9 @@
-// See cluster_key.h. HMAC-SHA256 from OpenSSL's libcrypto.
+// See cluster_key.h. HMAC-SHA256 (RFC 2104, any key length) from libsodium.
 #include "shadow/cluster_key.h"
 #include "shadow/error.h"
 
 #include <kj/debug.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <sodium.h>
 
 #include <cerrno>
 #include <cstring>
@@ -33,14 +31,14 @@ ClusterKey ClusterKey::load(kj::StringPtr path) {
 
 kj::Array<kj::byte> ClusterKey::proof(kj::StringPtr label, kj::ArrayPtr<const kj::byte> nonce) const {
   require(present(), "this shadowd has no cluster key (--cluster-key FILE)");
-  auto message = kj::heapArray<kj::byte>(label.size() + nonce.size());
-  memcpy(message.begin(), label.begin(), label.size());
-  if (nonce.size() > 0) memcpy(message.begin() + label.size(), nonce.begin(), nonce.size());  // an empty one may be null
-  auto out = kj::heapArray<kj::byte>(EVP_MAX_MD_SIZE);
-  unsigned len = 0;
-  require(HMAC(EVP_sha256(), key_.begin(), static_cast<int>(key_.size()), message.begin(), message.size(),
-                  out.begin(), &len) != nullptr, "HMAC failed");
-  return kj::heapArray<kj::byte>(out.begin(), len);
+  auto out = kj::heapArray<kj::byte>(crypto_auth_hmacsha256_BYTES);
+  crypto_auth_hmacsha256_state h;
+  crypto_auth_hmacsha256_init(&h, key_.begin(), key_.size());
+  crypto_auth_hmacsha256_update(&h, label.asBytes().begin(), label.size());
+  if (nonce.size() > 0) crypto_auth_hmacsha256_update(&h, nonce.begin(), nonce.size());  // an empty one may be null
+  crypto_auth_hmacsha256_final(&h, out.begin());
+  sodium_memzero(&h, sizeof(h));
+  return out;
 }
 
 bool ClusterKey::check(kj::StringPtr label, kj::ArrayPtr<const kj::byte> nonce,
@@ -62,7 +60,7 @@ kj::Array<kj::byte> randomBytes(size_t n) {
 }
 
 bool sameBytes(kj::ArrayPtr<const kj::byte> a, kj::ArrayPtr<const kj::byte> b) {
-  return a.size() == b.size() && CRYPTO_memcmp(a.begin(), b.begin(), a.size()) == 0;
+  return a.size() == b.size() && sodium_memcmp(a.begin(), b.begin(), a.size()) == 0;
 }
 
 }  // namespace mig::shadow

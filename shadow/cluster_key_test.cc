@@ -54,6 +54,17 @@ TEST_CASE("a proof checks only with the same key, label and nonce") {
   CHECK_FALSE(ClusterKey::none().check("mig-login", nonce, proof));
 }
 
+// HMAC-SHA256 itself (RFC 4231 test cases 1 and 6): shadowds of other builds, which
+// computed it with OpenSSL, must accept our proofs and we theirs.
+TEST_CASE("a proof is HMAC-SHA256 of label and nonce, for short and long keys") {
+  KeyFile shortKey(std::string(20, '\x0b').c_str());
+  CHECK(hex(ClusterKey::load(shortKey.path.c_str()).proof("Hi", kj::str(" There").asBytes())) ==
+        "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  KeyFile longKey(std::string(131, '\xaa').c_str());  // over the hash's block: hashed first
+  CHECK(hex(ClusterKey::load(longKey.path.c_str()).proof("Test Using Larger Than Block-Size Key - Hash Key First", nullptr)) ==
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+}
+
 TEST_CASE("unsafe or missing key files are refused with the way out") {
   KeyFile shortKey("tiny");
   CHECK(has(errorOf([&]() { ClusterKey::load(shortKey.path.c_str()); }), "shorter than 16 bytes"));

@@ -3,6 +3,7 @@
 // altered, replayed or reordered on the wire is never delivered.
 #include "shadow/secure_stream.h"
 
+#include "shadow/hex.h"
 #include "shadow/prelogin_stream.h"
 
 #include <doctest/doctest.h>
@@ -165,6 +166,22 @@ TEST_CASE("secure stream: a write in many pieces is one run of bytes; many small
     CHECK(got[3 * i] == static_cast<kj::byte>(i));
     CHECK(got[3 * i + 1] == static_cast<kj::byte>(i >> 8));
   }
+}
+
+// The wire format is fixed: a record sealed by an earlier build (OpenSSL's
+// ChaCha20-Poly1305) is byte for byte what this one seals, so hosts of both builds link.
+TEST_CASE("secure stream: a record is sealed as earlier builds sealed it") {
+  kj::byte key[32];
+  for (int i = 0; i < 32; ++i) key[i] = static_cast<kj::byte>(i);
+  kj::StringPtr text = "a record of the mig-link wire format";
+  auto record = kj::heapArray<kj::byte>(SecureStream::recordSize(text.size()));
+  record[0] = static_cast<kj::byte>(text.size());  // the length, little endian
+  record[1] = record[2] = record[3] = 0;
+  memcpy(record.begin() + 4, text.begin(), text.size());
+  SecureStream::sealRecord(key, 0x0102030405, record.begin(), text.size());
+  CHECK(hex(record) ==
+        "2400000050a378b5b0a4c1a8f3726a09b86ac266cbbb996a8bf664cded3bbb28c75c7ccad23b39390f5b726d3975916e40cf79"
+        "62433fe218");
 }
 
 TEST_CASE("secure stream: a record split into single bytes on the wire is read whole") {

@@ -6,14 +6,14 @@ MIG_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # Debian packages the build, the tests and the demo use.
 MIG_PACKAGES=(
   g++ meson ninja-build pkg-config
-  capnproto libcapnp-dev libuv1-dev libffi-dev doctest-dev libxxhash-dev libssl-dev
+  capnproto libcapnp-dev libuv1-dev libffi-dev doctest-dev libxxhash-dev
   clang-14 libclang-rt-14-dev     # libFuzzer targets
   iproute2 util-linux procps      # simulated hosts: ip, unshare, nsenter, ps
   redis-server redis-tools nginx-light  # real servers the network tests migrate
   python3                         # Debian's python3: code_after_move.sh imports C extensions after a move
   memcached                       # restarted on its port (migctl-sockets-restart); lowers RLIMIT_NOFILE to 1024 (migration-memcached)
   groff-base man-db               # man-pages test: the pages rendered by groff -ww and man --warnings
-  libsodium-dev                   # host-to-host links: the X25519 handshake (records use OpenSSL, faster here)
+  libsodium-dev                   # host-to-host links: the X25519 handshake, ChaCha20-Poly1305 records; the cluster key's HMAC
   tcpdump                         # cluster test: a capture on the simulated bridge holds no plaintext
   libtomlplusplus-dev             # shadowd --policy FILE: TOML parsed by toml++ (docs/policies.md)
   slurmctld slurmd slurm-client munge  # migration-slurm: a batch job moved live when Slurm drains its node
