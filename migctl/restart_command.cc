@@ -196,7 +196,8 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
         o.migrated.imageOnGate = true;
         return true;
       }, "(shadowd, with --gate-fd) started before the image is complete (a post-copy hop, off the job's "
-         "freeze): wait for 'I' on the gate socket before reading the image; its end instead: exit")
+         "freeze): write 'W' to the gate socket once started, then wait for 'I' on it before reading the "
+         "image; its end instead: exit")
       .addOptionWithArg({"postcopy"}, [&o](kj::StringPtr v) -> V {
         char* end = nullptr;
         long n = strtol(v.cStr(), &end, 10);
@@ -317,9 +318,14 @@ int restart(Options& o, const resources::CallerFds& caller) {
   restartTimes().mark("start");
   if (o.migrated.imageOnGate) {
     if (o.migrated.gateFd < 0) fail(kj::str("--image-on-gate needs --gate-fd"));
-    char c = 0;
+    // 'W': started (exec'd, libraries loaded), so that shadowd can let a post-copy
+    // sender freeze the job only now, not while this process's start takes the CPU.
+    char c = 'W';
     ssize_t n;
-    do n = read(o.migrated.gateFd, &c, 1); while (n < 0 && errno == EINTR);
+    do n = write(o.migrated.gateFd, &c, 1); while (n < 0 && errno == EINTR);
+    if (n == 1) {
+      do n = read(o.migrated.gateFd, &c, 1); while (n < 0 && errno == EINTR);
+    }
     if (n != 1 || c != 'I') {
       // Nothing of this hop stays here: shadowd deleted its files, maybe before our link
       // process made this log (our stderr), which goes too if it is still ours.

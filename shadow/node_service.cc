@@ -162,6 +162,13 @@ class PreparedHop {
   bool settled = false;  // released or aborted
   pid_t pid = 0;
   kj::Own<kj::AsyncIoStream> gate;  // 'R' came from it; 'G' releases the job
+  // A restart started before its image was complete (--image-on-gate) says 'W' on the
+  // gate once it has started and waits for 'I': `started` resolves then, or when the
+  // gate ends instead (what reads it next sees that); `startedRead` reads that first
+  // byte (declared after `gate`, so gone before it).
+  kj::ForkedPromise<void> started = nullptr;
+  kj::Promise<void> startedRead = nullptr;
+  char startedByte = 0;
   kj::ForkedPromise<int> exited = nullptr;
   bool reaped = false;  // its process ended (and was waited for): its PID is not ours
   kj::Promise<void> reapWatch = nullptr;
@@ -275,11 +282,11 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     kj::Own<PreparedHop> hop;
     kj::Promise<void> imageTold = kj::READY_NOW;
     KJ_IF_MAYBE(early, early_) {
-      // Started before the freeze (postcopy): it reads the image once told it is complete.
+      // Started early: it reads the image once told it is complete (after its 'W').
       hop = kj::mv(*early);
       early_ = nullptr;
       static const char image = 'I';
-      imageTold = hop->gate->write(&image, 1);
+      imageTold = hop->started.addBranch().then([h = hop.get()]() { return h->gate->write(&image, 1); });
     } else {
       hop = startRestart(*job, realtimeOffsetNs, false);
     }
@@ -341,6 +348,14 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     }
     close(gate[1]);
     hop->gate = d_.io().lowLevelProvider->wrapSocketFd(gate[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+    if (imageLater) {
+      auto paf = kj::newPromiseAndFulfiller<void>();
+      hop->started = paf.promise.fork();
+      hop->startedRead = hop->gate->tryRead(&hop->startedByte, 1, 1)
+                             .then([](size_t) {}, [](kj::Exception&&) {})
+                             .then([f = kj::mv(paf.fulfiller)]() mutable { f->fulfill(); })
+                             .eagerlyEvaluate(nullptr);
+    }
     hop->pages = kj::mv(pageSource_);
     hop->exited = job.link->exited().fork();
     hop->reapWatch = hop->exited.addBranch().then([h = hop.get()](int) { h->reaped = true; }).eagerlyEvaluate(nullptr);
@@ -399,13 +414,18 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     // began with receive), so that the restore does not wait for it while the job is
     // frozen (a post-copy image arrives in milliseconds, before that measure is done).
     // A slow measure is not waited for long: the restore waits for the rest, as before.
-    // The restart starts now too, off the freeze: it waits on its gate for the image.
+    // The restart starts now too, off the freeze: this returns once it has started and
+    // waits on its gate for the image (its 'W'): its exec and library loading (10-30 ms,
+    // more at load) no longer share the CPU with the capture.
     return homeClock_.addBranch()
-        .then([this](int64_t realtimeOffsetNs) {
+        .then([this](int64_t realtimeOffsetNs) -> kj::Promise<void> {
           HostedJob* job = nullptr;
           KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { job = j->get(); }
-          if (job == nullptr || dropped_ || gotBytes_ || early_ != nullptr) return;
-          early_ = startRestart(*job, realtimeOffsetNs, true);
+          if (job == nullptr || dropped_ || gotBytes_ || early_ != nullptr) return kj::READY_NOW;
+          auto hop = startRestart(*job, realtimeOffsetNs, true);
+          auto started = hop->started.addBranch().catch_([](kj::Exception&&) {});  // dropped meanwhile
+          early_ = kj::mv(hop);
+          return kj::mv(started);
         })
         .exclusiveJoin(d_.io().provider->getTimer().afterDelay(kClockWaitMs * kj::MILLISECONDS));
   }
