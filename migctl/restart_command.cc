@@ -517,10 +517,10 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }
+    if (hopLazy || postcopy) restartTimes().mark("files");
     if (hopLazy) {
       // Before the gate too, for the same reasons as post-copy's below: not released,
       // this process exits, the server's handover socket closes and it ends.
-      restartTimes().mark("files");
       plan.mutableHeader().lazySocket = resources::startPageServer(img, keep[1], plan, getpid());
       if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
         fail(kj::str("cannot write the restore plan: ", strerror(errno)));
@@ -537,6 +537,7 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
       if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
         fail(kj::str("cannot write the restore plan: ", strerror(errno)));
       }
+      restartTimes().mark("page-server");
     }
     restartTimes().mark("fds-ready");
     if (migrated.gateFd >= 0) waitAtGate(keep[2], path, migrated.postcopyTimeoutMs > 0 && !postcopy);
