@@ -36,6 +36,7 @@
 #include <grp.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <vector>
 #include <unistd.h>
@@ -322,7 +323,7 @@ int restart(Options& o, const resources::CallerFds& caller) {
     // sender freeze the job only now, not while this process's start takes the CPU.
     char c = 'W';
     ssize_t n;
-    do n = write(o.migrated.gateFd, &c, 1); while (n < 0 && errno == EINTR);
+    do n = send(o.migrated.gateFd, &c, 1, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
     if (n == 1) {
       do n = read(o.migrated.gateFd, &c, 1); while (n < 0 && errno == EINTR);
     }

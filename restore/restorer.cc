@@ -839,7 +839,7 @@ void setFds() {
   // (shim/own_fds.h): the fd table grows to hold them now, while this process is alone
   // in it. Grown by the shim's first fd, with the job's threads sharing the table, the
   // kernel first waits for an RCU grace period (expand_fdtable): 5 ms and more at load,
-  // inside a hop's freeze. A number in use or over the limit just grows nothing.
+  // inside a hop's freeze. (A number taken there: the table holds it already.)
   const uint64_t limit = readRlimitCur(kRlimitNofile);
   const uint64_t top = limit < forward::kMaxFds ? limit : forward::kMaxFds;
   if (top > 0) {

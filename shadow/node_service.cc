@@ -165,8 +165,8 @@ class PreparedHop {
   // A restart started before its image was complete (--image-on-gate) says 'W' on the
   // gate once it has started and waits for 'I': `started` resolves then, or when the
   // gate ends instead (what reads it next sees that); `startedRead` reads that first
-  // byte (declared after `gate`, so gone before it).
-  kj::ForkedPromise<void> started = nullptr;
+  // byte (declared after `gate`, so gone before it). 'R' is read only after it.
+  kj::Maybe<kj::ForkedPromise<void>> started;
   kj::Promise<void> startedRead = nullptr;
   char startedByte = 0;
   kj::ForkedPromise<int> exited = nullptr;
@@ -282,11 +282,11 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     kj::Own<PreparedHop> hop;
     kj::Promise<void> imageTold = kj::READY_NOW;
     KJ_IF_MAYBE(early, early_) {
-      // Started early: it reads the image once told it is complete (after its 'W').
+      // Started before the image was complete: it reads the image once told it is.
       hop = kj::mv(*early);
       early_ = nullptr;
       static const char image = 'I';
-      imageTold = hop->started.addBranch().then([h = hop.get()]() { return h->gate->write(&image, 1); });
+      imageTold = hop->gate->write(&image, 1);
     } else {
       hop = startRestart(*job, realtimeOffsetNs, false);
     }
@@ -375,7 +375,9 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
       fail(kj::str("the restore did not get ready within 120 s"));
     });
     auto& gateStream = *hop->gate;
-    auto ready = gateStream.tryRead(&gateByte_, 1, 1).then([this](size_t n) {
+    kj::Promise<void> afterW = kj::READY_NOW;  // a restart started early says 'W' before 'R'
+    KJ_IF_MAYBE(s, hop->started) { afterW = s->addBranch(); }
+    auto ready = afterW.then([this, &gateStream]() { return gateStream.tryRead(&gateByte_, 1, 1); }).then([this](size_t n) {
       if (n == 1 && gateByte_ == 'R') return;
       // The gate closed as the restart ended (often before its exit is seen): its
       // log's last line says why (e.g. a System V key taken here).
@@ -423,7 +425,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
           KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { job = j->get(); }
           if (job == nullptr || dropped_ || gotBytes_ || early_ != nullptr) return kj::READY_NOW;
           auto hop = startRestart(*job, realtimeOffsetNs, true);
-          auto started = hop->started.addBranch().catch_([](kj::Exception&&) {});  // dropped meanwhile
+          auto started = KJ_ASSERT_NONNULL(hop->started).addBranch().catch_([](kj::Exception&&) {});  // dropped meanwhile
           early_ = kj::mv(hop);
           return kj::mv(started);
         })
