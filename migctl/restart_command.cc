@@ -36,6 +36,7 @@
 #include <grp.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <vector>
 #include <unistd.h>
@@ -196,7 +197,8 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
         o.migrated.imageOnGate = true;
         return true;
       }, "(shadowd, with --gate-fd) started before the image is complete (a post-copy hop, off the job's "
-         "freeze): wait for 'I' on the gate socket before reading the image; its end instead: exit")
+         "freeze): write 'W' to the gate socket once started, then wait for 'I' on it before reading the "
+         "image; its end instead: exit")
       .addOptionWithArg({"postcopy"}, [&o](kj::StringPtr v) -> V {
         char* end = nullptr;
         long n = strtol(v.cStr(), &end, 10);
@@ -317,9 +319,14 @@ int restart(Options& o, const resources::CallerFds& caller) {
   restartTimes().mark("start");
   if (o.migrated.imageOnGate) {
     if (o.migrated.gateFd < 0) fail(kj::str("--image-on-gate needs --gate-fd"));
-    char c = 0;
+    // 'W': started (exec'd, libraries loaded), so that shadowd can let a post-copy
+    // sender freeze the job only now, not while this process's start takes the CPU.
+    char c = 'W';
     ssize_t n;
-    do n = read(o.migrated.gateFd, &c, 1); while (n < 0 && errno == EINTR);
+    do n = send(o.migrated.gateFd, &c, 1, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
+    if (n == 1) {
+      do n = read(o.migrated.gateFd, &c, 1); while (n < 0 && errno == EINTR);
+    }
     if (n != 1 || c != 'I') {
       // Nothing of this hop stays here: shadowd deleted its files, maybe before our link
       // process made this log (our stderr), which goes too if it is still ours.
@@ -504,10 +511,10 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }
+    if (hopLazy || postcopy) restartTimes().mark("files");
     if (hopLazy) {
       // Before the gate too, for the same reasons as post-copy's below: not released,
       // this process exits, the server's handover socket closes and it ends.
-      restartTimes().mark("files");
       plan.mutableHeader().lazySocket = resources::startPageServer(img, keep[1], plan, getpid());
       if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
         fail(kj::str("cannot write the restore plan: ", strerror(errno)));
@@ -524,6 +531,7 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
       if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
         fail(kj::str("cannot write the restore plan: ", strerror(errno)));
       }
+      restartTimes().mark("page-server");
     }
     restartTimes().mark("fds-ready");
     if (migrated.gateFd >= 0) waitAtGate(keep[2], path, migrated.postcopyTimeoutMs > 0 && !postcopy);

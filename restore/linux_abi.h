@@ -36,6 +36,7 @@ inline constexpr int kAtFdcwd = -100;
 inline constexpr int kFGetfd = 1;
 inline constexpr int kFSetfd = 2;
 inline constexpr int kFGetfl = 3;
+inline constexpr int kFDupfd = 0;
 inline constexpr int kFdCloexec = 1;
 
 inline constexpr int kSigKill = 9;
@@ -65,6 +66,7 @@ inline constexpr int kClockRealtime = 0;
 inline constexpr int kClockMonotonic = 1;
 inline constexpr int kItimerReal = 0;
 inline constexpr int kRlimitStack = 3;
+inline constexpr int kRlimitNofile = 7;
 inline constexpr uint64_t kRlimInfinity = ~0ull;
 
 inline constexpr uint64_t kCloneVm = 0x100;

@@ -45,6 +45,7 @@
 #include "restore/fmt.h"
 #include "restore/layout.h"
 #include "restore/linux_abi.h"
+#include "shim/forward/forward_config.h"
 
 extern "C" const char __ehdr_start[];
 
@@ -833,6 +834,17 @@ void setFds() {
       w.str("setting close-on-exec of application fd ").dec(fds[i].fd);
       failErr(w, r);
     }
+  }
+  // The shim puts its own fds just under min(RLIMIT_NOFILE, forward::kMaxFds)
+  // (shim/own_fds.h): the fd table grows to hold them now, while this process is alone
+  // in it. Grown by the shim's first fd, with the job's threads sharing the table, the
+  // kernel first waits for an RCU grace period (expand_fdtable): 5 ms and more at load,
+  // inside a hop's freeze. (A number taken there: the table holds it already.)
+  const uint64_t limit = readRlimitCur(kRlimitNofile);
+  const uint64_t top = limit < forward::kMaxFds ? limit : forward::kMaxFds;
+  if (top > 0) {
+    long grown = sys::rawSyscall(sys::kFcntl, g.planFd, kFDupfd, static_cast<long>(top - 1));
+    if (grown >= 0) closeFd(grown);
   }
   closeFd(g.planFd);
   closeFd(g.imageFd);

@@ -162,6 +162,13 @@ class PreparedHop {
   bool settled = false;  // released or aborted
   pid_t pid = 0;
   kj::Own<kj::AsyncIoStream> gate;  // 'R' came from it; 'G' releases the job
+  // A restart started before its image was complete (--image-on-gate) says 'W' on the
+  // gate once it has started and waits for 'I': `started` resolves then, or when the
+  // gate ends instead (what reads it next sees that); `startedRead` reads that first
+  // byte (declared after `gate`, so gone before it). 'R' is read only after it.
+  kj::Maybe<kj::ForkedPromise<void>> started;
+  kj::Promise<void> startedRead = nullptr;
+  char startedByte = 0;
   kj::ForkedPromise<int> exited = nullptr;
   bool reaped = false;  // its process ended (and was waited for): its PID is not ours
   kj::Promise<void> reapWatch = nullptr;
@@ -275,7 +282,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     kj::Own<PreparedHop> hop;
     kj::Promise<void> imageTold = kj::READY_NOW;
     KJ_IF_MAYBE(early, early_) {
-      // Started before the freeze (postcopy): it reads the image once told it is complete.
+      // Started before the image was complete: it reads the image once told it is.
       hop = kj::mv(*early);
       early_ = nullptr;
       static const char image = 'I';
@@ -341,6 +348,14 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     }
     close(gate[1]);
     hop->gate = d_.io().lowLevelProvider->wrapSocketFd(gate[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+    if (imageLater) {
+      auto paf = kj::newPromiseAndFulfiller<void>();
+      hop->started = paf.promise.fork();
+      hop->startedRead = hop->gate->tryRead(&hop->startedByte, 1, 1)
+                             .then([](size_t) {}, [](kj::Exception&&) {})
+                             .then([f = kj::mv(paf.fulfiller)]() mutable { f->fulfill(); })
+                             .eagerlyEvaluate(nullptr);
+    }
     hop->pages = kj::mv(pageSource_);
     hop->exited = job.link->exited().fork();
     hop->reapWatch = hop->exited.addBranch().then([h = hop.get()](int) { h->reaped = true; }).eagerlyEvaluate(nullptr);
@@ -360,7 +375,9 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
       fail(kj::str("the restore did not get ready within 120 s"));
     });
     auto& gateStream = *hop->gate;
-    auto ready = gateStream.tryRead(&gateByte_, 1, 1).then([this](size_t n) {
+    kj::Promise<void> afterW = kj::READY_NOW;  // a restart started early says 'W' before 'R'
+    KJ_IF_MAYBE(s, hop->started) { afterW = s->addBranch(); }
+    auto ready = afterW.then([this, &gateStream]() { return gateStream.tryRead(&gateByte_, 1, 1); }).then([this](size_t n) {
       if (n == 1 && gateByte_ == 'R') return;
       // The gate closed as the restart ended (often before its exit is seen): its
       // log's last line says why (e.g. a System V key taken here).
@@ -399,13 +416,18 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     // began with receive), so that the restore does not wait for it while the job is
     // frozen (a post-copy image arrives in milliseconds, before that measure is done).
     // A slow measure is not waited for long: the restore waits for the rest, as before.
-    // The restart starts now too, off the freeze: it waits on its gate for the image.
+    // The restart starts now too, off the freeze: this returns once it has started and
+    // waits on its gate for the image (its 'W'): its exec and library loading (10-30 ms,
+    // more at load) no longer share the CPU with the capture.
     return homeClock_.addBranch()
-        .then([this](int64_t realtimeOffsetNs) {
+        .then([this](int64_t realtimeOffsetNs) -> kj::Promise<void> {
           HostedJob* job = nullptr;
           KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { job = j->get(); }
-          if (job == nullptr || dropped_ || gotBytes_ || early_ != nullptr) return;
-          early_ = startRestart(*job, realtimeOffsetNs, true);
+          if (job == nullptr || dropped_ || gotBytes_ || early_ != nullptr) return kj::READY_NOW;
+          auto hop = startRestart(*job, realtimeOffsetNs, true);
+          auto started = KJ_ASSERT_NONNULL(hop->started).addBranch().catch_([](kj::Exception&&) {});  // dropped meanwhile
+          early_ = kj::mv(hop);
+          return kj::mv(started);
         })
         .exclusiveJoin(d_.io().provider->getTimer().afterDelay(kClockWaitMs * kj::MILLISECONDS));
   }

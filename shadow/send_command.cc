@@ -1102,7 +1102,9 @@ uint64_t capturePostcopy(migctl::ControlClient& ctl, image::ByteSink& out, resou
   resources::WithoutSharedViews own(proc, nullptr, pid, nullptr);  // as a plain capture does
   resources::PostcopySource memory(own, pid);
   resources::captureProcessState(pid, *block, w, stats, options);
+  times.mark("state");
   resources::writeMemory(memory, w, stats, nullptr);
+  times.mark("memory");
   resources::writePostcopyPages(w, memory.remote());
   source.setRuns(memory.remote());
   w.finish();

@@ -27,6 +27,7 @@
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/rseq.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -575,6 +576,16 @@ int verifyRestored() {
   check(fcntl(11, F_GETFD) == 0, "fd 11 is not close-on-exec");
   check(fcntl(20, F_GETFD) == -1 && errno == EBADF && fcntl(21, F_GETFD) == -1 && errno == EBADF,
         "the plan and image fds are closed");
+  // Grown by mig-restore while it was alone in the table, for the shim's fds just under
+  // min(RLIMIT_NOFILE, 4096): grown later, with threads sharing it, the kernel would
+  // wait for an RCU grace period inside the freeze.
+  static char status[4096];
+  readFile("/proc/self/status", status, sizeof(status));
+  const char* fdSize = strstr(status, "FDSize:");
+  struct rlimit nofile {};
+  getrlimit(RLIMIT_NOFILE, &nofile);
+  const rlim_t band = nofile.rlim_cur < 4096 ? nofile.rlim_cur : 4096;
+  check(fdSize != nullptr && strtoull(fdSize + 7, nullptr, 10) >= band, "the fd table holds the shim's fds already");
 
   struct sigaction sa {};
   sigaction(SIGUSR1, nullptr, &sa);
