@@ -2,6 +2,7 @@
 // runs without allocation or locks: other threads may be parked holding malloc's.
 #include "shim/checkpoint.h"
 #include "shim/log.h"
+#include "shim/park_signals.h"
 #include "shim/posix_timers.h"
 #include "shim/proc_dir.h"
 
@@ -190,6 +191,17 @@ bool delegate(uint32_t op) {
   return true;
 }
 
+// The job goes on in this process: ITIMER_REAL again with the time it had left at the
+// freeze (fillProcessState stopped it), so frozen time does not count, as after a restart.
+void rearmItimer(const control::Block& b) {
+  struct itimerval it {};
+  it.it_value.tv_sec = b.itimerValueNs / 1000000000;
+  it.it_value.tv_usec = (b.itimerValueNs % 1000000000) / 1000;
+  it.it_interval.tv_sec = b.itimerIntervalNs / 1000000000;
+  it.it_interval.tv_usec = (b.itimerIntervalNs % 1000000000) / 1000;
+  rawSyscall(SYS_setitimer, ITIMER_REAL, reinterpret_cast<long>(&it), 0);
+}
+
 // The control thread's part of the handler: report, then wait for migctl's verdict.
 void controlThreadParked() {
   Runtime& rt = g_runtime;
@@ -222,6 +234,7 @@ void controlThreadParked() {
     rawSyscall(SYS_exit_group, 127);  // the job runs elsewhere now: never on here too
   }
   // Resume: on kOpResume, and also when migctl vanished, so the job never stays frozen.
+  rearmItimer(rt.block);
 }
 
 void checkpointHandler(int, siginfo_t*, void* uc) {
@@ -251,6 +264,7 @@ void checkpointHandler(int, siginfo_t*, void* uc) {
       serveDelegated();
       futexWait(&rt.parkSeq, seq, nullptr);
     }
+    settleInterruptedCall(static_cast<ucontext_t*>(uc));
   }
   errno = savedErrno;
 }
@@ -296,8 +310,11 @@ bool fillProcessState(control::Block& b) {
   b.resumeEntry = reinterpret_cast<uint64_t>(&mig_resumed_thread);
   // Relay connections are not part of the image; the program's fds are looked at.
   if (!delegate(kDelegatePrepare)) return false;
-  struct itimerval it {};
-  rawSyscall(SYS_getitimer, ITIMER_REAL, reinterpret_cast<long>(&it));
+  // ITIMER_REAL (alarm) is stopped, not only read: running on, it could fire at home
+  // after the read, once there and once more from the time left where the job goes on.
+  // rearmItimer sets it again if the job goes on here.
+  struct itimerval it {}, stop {};
+  rawSyscall(SYS_setitimer, ITIMER_REAL, reinterpret_cast<long>(&stop), reinterpret_cast<long>(&it));
   b.itimerValueNs = static_cast<int64_t>(it.it_value.tv_sec) * 1000000000 + it.it_value.tv_usec * 1000;
   b.itimerIntervalNs =
       static_cast<int64_t>(it.it_interval.tv_sec) * 1000000000 + it.it_interval.tv_usec * 1000;

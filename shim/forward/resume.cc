@@ -8,6 +8,7 @@
 #include "shim/forward/state.h"
 #include "shim/forward/sud.h"
 #include "shim/forward/trampolines.h"
+#include "shim/park_signals.h"
 #include "shim/raw_syscall.h"
 #include "shim/runtime.h"
 
@@ -59,7 +60,11 @@ extern "C" [[noreturn]] __attribute__((visibility("hidden"))) void mig_resumed_t
   State& s = rt.forward;
   t_sudOn = 0;  // this is a new process: whatever memory says, dispatch is off
   const bool migrated = rt.resume.magic == mig::plan::kResumeMagic && rt.resume.configFd >= 0;
-  if (migrated && !isControlThread(rt, ucontextAddr)) {
+  const bool control = isControlThread(rt, ucontextAddr);
+  // Its pending signals are queued again (the restorer): one that came while it was
+  // parked ends the call it waited in, as it would have without mig.
+  if (!control) mig::shim::settleInterruptedCall(reinterpret_cast<ucontext_t*>(ucontextAddr));
+  if (migrated && !control) {
     allowSyscalls();
     if (enableSud()) {
       waitForRelease(s);
