@@ -56,29 +56,14 @@ constexpr int kMadvCollapse = 25;  // MADV_COLLAPSE (Linux 6.1; Debian 12's head
 // The 2 MiB blocks of [start, end) whose every page is present, private and not the
 // zero page, and not a huge page already, appended to `out`.
 bool collapsible(int pagemap, uint64_t start, uint64_t end, kj::Vector<struct iovec>& out) {
-  constexpr size_t kVec = 512;
-  pagemap_scan::PageRegion vec[kVec];
   pagemap_scan::Arg a{};
-  a.size = sizeof(a);
-  a.start = start;
-  a.end = end;
-  a.vec = reinterpret_cast<uint64_t>(vec);
-  a.vecLen = kVec;
   a.categoryMask = pagemap_scan::kIsPresent | pagemap_scan::kIsPfnZero | pagemap_scan::kIsHuge;
   a.categoryInverted = pagemap_scan::kIsPfnZero | pagemap_scan::kIsHuge;
-  while (a.start < end) {
-    long n = ioctl(pagemap, pagemap_scan::kIoctl, &a);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return false;
-    for (long i = 0; i < n; ++i) {
-      for (uint64_t b = (vec[i].start + kHuge - 1) & ~(kHuge - 1); b + kHuge <= vec[i].end; b += kHuge) {
-        out.add(iovec{reinterpret_cast<void*>(b), kHuge});
-      }
+  return scanPages(pagemap, start, end, a, [&](const pagemap_scan::PageRegion& r) {
+    for (uint64_t b = (r.start + kHuge - 1) & ~(kHuge - 1); b + kHuge <= r.end; b += kHuge) {
+      out.add(iovec{reinterpret_cast<void*>(b), kHuge});
     }
-    if (a.walkEnd <= a.start) break;
-    a.start = a.walkEnd;
-  }
-  return true;
+  });
 }
 
 }  // namespace

@@ -177,16 +177,31 @@ void DirtyPageTracker::collect(kj::ArrayPtr<const MappedRegion> regions, PageRan
   }
 }
 
-bool scanPresent(int pagemap, uint64_t start, uint64_t end, kj::Vector<PageSpan>& out, bool privateFile) {
-  constexpr uint64_t kPage = 4096;
+bool scanPages(int pagemap, uint64_t start, uint64_t end, pagemap_scan::Arg a,
+               kj::FunctionParam<void(const pagemap_scan::PageRegion&)> each) {
   constexpr size_t kVec = 512;
   pagemap_scan::PageRegion vec[kVec];
-  pagemap_scan::Arg a{};
   a.size = sizeof(a);
   a.start = start;
   a.end = end;
   a.vec = reinterpret_cast<uint64_t>(vec);
   a.vecLen = kVec;
+  while (a.start < end) {
+    long n = ioctl(pagemap, pagemap_scan::kIoctl, &a);
+    if (n < 0) {
+      if (errno == EINTR) continue;  // a.start is where to go on from
+      return false;
+    }
+    for (long i = 0; i < n; ++i) each(vec[i]);
+    if (a.walkEnd <= a.start) break;
+    a.start = a.walkEnd;
+  }
+  return true;
+}
+
+bool scanPresent(int pagemap, uint64_t start, uint64_t end, kj::Vector<PageSpan>& out, bool privateFile) {
+  constexpr uint64_t kPage = 4096;
+  pagemap_scan::Arg a{};
   // The page map rule, in the scan's terms: swapped, or present and (for a private file
   // mapping) a private copy rather than the file's page. PAGE_IS_FILE is the kernel's
   // PM_FILE test, asked only of a file mapping: the kernel then looks at each present
@@ -195,27 +210,17 @@ bool scanPresent(int pagemap, uint64_t start, uint64_t end, kj::Vector<PageSpan>
   a.categoryAnyofMask = pagemap_scan::kIsPresent | pagemap_scan::kIsSwapped;
   a.returnMask = pagemap_scan::kIsPresent | pagemap_scan::kIsSwapped | (privateFile ? pagemap_scan::kIsFile : 0);
   const size_t first = out.size();
-  while (a.start < end) {
-    long n = ioctl(pagemap, pagemap_scan::kIoctl, &a);
-    if (n < 0) {
-      if (errno == EINTR) continue;  // a.start is where to go on from
-      out.resize(first);
-      return false;
+  bool scanned = scanPages(pagemap, start, end, a, [&](const pagemap_scan::PageRegion& r) {
+    uint64_t c = r.categories;
+    if (privateFile && !(c & pagemap_scan::kIsSwapped) && (c & pagemap_scan::kIsFile)) return;
+    if (out.size() > first && out.back().addr + out.back().pages * kPage == r.start) {
+      out.back().pages += (r.end - r.start) / kPage;
+    } else {
+      out.add(PageSpan{r.start, (r.end - r.start) / kPage});
     }
-    for (long i = 0; i < n; ++i) {
-      uint64_t c = vec[i].categories;
-      if (privateFile && !(c & pagemap_scan::kIsSwapped) && (c & pagemap_scan::kIsFile)) continue;
-      uint64_t s = vec[i].start, e = vec[i].end;
-      if (out.size() > first && out.back().addr + out.back().pages * kPage == s) {
-        out.back().pages += (e - s) / kPage;
-      } else {
-        out.add(PageSpan{s, (e - s) / kPage});
-      }
-    }
-    if (a.walkEnd <= a.start) break;
-    a.start = a.walkEnd;
-  }
-  return true;
+  });
+  if (!scanned) out.resize(first);
+  return scanned;
 }
 
 }  // namespace mig::resources

@@ -20,6 +20,7 @@
 #include "resources/page_source.h"
 
 #include <kj/array.h>
+#include <kj/function.h>
 #include <kj/vector.h>
 
 #include <cstdint>
@@ -65,6 +66,13 @@ inline constexpr uint64_t kIsSwapped = 1u << 4;  // PAGE_IS_SWAPPED
 inline constexpr uint64_t kIsPfnZero = 1u << 5;  // PAGE_IS_PFNZERO: the shared zero page
 inline constexpr uint64_t kIsHuge = 1u << 6;     // PAGE_IS_HUGE
 }  // namespace pagemap_scan
+
+// One PAGEMAP_SCAN walk by the kernel of [start, end) on `pagemap` (/proc/PID/pagemap)
+// with `a`'s category and return masks (its range and buffer are set here): `each` for
+// every run of pages it reports. False where the kernel has no PAGEMAP_SCAN (before 6.7)
+// or does not know a category asked for.
+bool scanPages(int pagemap, uint64_t start, uint64_t end, pagemap_scan::Arg a,
+               kj::FunctionParam<void(const pagemap_scan::PageRegion&)> each);
 
 // The present or swapped-out pages of [start, end), what ProcPageSource saves of
 // private anonymous memory, appended to `out` as runs, from one PAGEMAP_SCAN walk by the
