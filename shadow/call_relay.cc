@@ -59,7 +59,15 @@ class CallStream final : public kj::AsyncIoStream {
     return write(pieces[0].begin(), pieces[0].size()).then([this, pieces]() { return write(pieces.slice(1, pieces.size())); });
   }
 
-  kj::Promise<void> whenWriteDisconnected() override { return kj::NEVER_DONE; }
+  // Resolves once the shim has closed its end. Asked only while a call of this
+  // connection runs, when the shim sends nothing: input then can only be its end.
+  kj::Promise<void> whenWriteDisconnected() override {
+    char c;
+    const ssize_t n = ::recv(fd_.get(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return kj::READY_NOW;
+    if (n > 0) return kj::NEVER_DONE;  // not the shim's way: its next request waits its turn
+    return readable_.whenBecomesReadable().then([this]() { return whenWriteDisconnected(); });
+  }
   void shutdownWrite() override { ::shutdown(fd_.get(), SHUT_WR); }
   kj::Maybe<int> getFd() const override { return fd_.get(); }
 
@@ -211,10 +219,14 @@ class RelayConnection final : public CallOrigin {
         sendReply(kj::heapArray<kj::byte>(reinterpret_cast<const kj::byte*>(&done), sizeof(done)));
       });
     }
+    // A thread that goes away while its call waits at home (the job ended here, killed
+    // in a read of a home pipe; or its connection closed for a checkpoint) is not
+    // waited for: its connection ends now, so the job's end can be told home. A call
+    // sent again from where the thread resumes is answered from the deputy's run.
     return calls().call(kj::mv(request)).then([this](kj::Array<kj::byte> reply) {
       d_.metrics().forwardedBytesIn += reply.size();
       if (reply.size() > 0) sendReply(kj::mv(reply));
-    });
+    }).exclusiveJoin(stream_->whenWriteDisconnected());
   }
 
   Daemon& d_;

@@ -5,6 +5,7 @@
 #include "rsc/call_policy.h"
 #include "rsc/marshal.h"
 #include "shim/forward/homecoming.h"
+#include "shim/forward/signals.h"
 #include "shim/forward/state.h"
 #include "shim/forward/trapped_call.h"
 #include "shim/log.h"
@@ -65,15 +66,18 @@ long sendAll(int fd, const uint8_t* p, uint64_t n) {
 // waiting for home does not hold off a checkpoint. The checkpoint closes or
 // invalidates the connection (prepareCheckpoint, activation after a restore); the
 // wait then ends with kMoved and the caller sends the call again, on the connection
-// of the host it now runs on.
+// of the host it now runs on. The application's signals that end the process at
+// their default action get in too (signalsThatEnd): `kill -TERM` of a job blocked in
+// a read of a home pipe ends it at once, as it would without mig (no handler of the
+// application runs inside this one; the deputy's read ends with the job).
 constexpr int kCheckpointable = -2;  // timeoutMs: no timeout, checkpointable
 constexpr long kMoved = -ECANCELED;
 
 long waitReadable(int fd, int timeoutMs) {
   struct pollfd pfd = {fd, POLLIN, 0};
   if (timeoutMs != kCheckpointable) return rawSyscall(SYS_poll, reinterpret_cast<long>(&pfd), 1, timeoutMs);
-  const uint64_t onlyCheckpoint = ~(uint64_t{1} << (shim::kCheckpointSignal - 1));
-  long ready = rawSyscall(SYS_ppoll, reinterpret_cast<long>(&pfd), 1, 0, reinterpret_cast<long>(&onlyCheckpoint), 8);
+  const uint64_t blocked = ~(signalBit(shim::kCheckpointSignal) | signalsThatEnd());
+  long ready = rawSyscall(SYS_ppoll, reinterpret_cast<long>(&pfd), 1, 0, reinterpret_cast<long>(&blocked), 8);
   if (ready == -EINTR && !haveConnection()) {
     shim::t_checkpointInterrupted = 0;  // this wait takes care of it: no sleep must restart
     return kMoved;

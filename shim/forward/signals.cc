@@ -9,6 +9,7 @@
 #include "shim/raw_syscall.h"
 #include "shim/runtime.h"
 
+#include <atomic>
 #include <cerrno>
 #include <sys/syscall.h>
 
@@ -37,14 +38,34 @@ KAction adopted(KAction a) {
 
 uint64_t& maskOf(ucontext_t* uc) { return *reinterpret_cast<uint64_t*>(&uc->uc_sigmask); }
 
+// Which signals are at their default action (bit set), kept up to date as actions change.
+std::atomic<uint64_t> g_defaultActions;
+
+void noteAction(int sig, uint64_t handler) {
+  if (handler == reinterpret_cast<uint64_t>(SIG_DFL)) {
+    g_defaultActions.fetch_or(signalBit(sig), std::memory_order_relaxed);
+  } else {
+    g_defaultActions.fetch_and(~signalBit(sig), std::memory_order_relaxed);
+  }
+}
+
 }  // namespace
+
+thread_local uint64_t t_openSignals __attribute__((tls_model("initial-exec")));
+
+uint64_t signalsThatEnd() {
+  return t_openSignals & g_defaultActions.load(std::memory_order_relaxed) &
+         ~(kIgnoredByDefault | kStopsByDefault | kUnblockable | kSigsysBit | kCheckpointBit);
+}
 
 void takeOverSignals() {
   State& s = shim::g_runtime.forward;
   for (int sig = 1; sig <= 64; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP || sig == SIGSYS) continue;
     KAction a{};
-    if (rawSyscall(SYS_rt_sigaction, sig, 0, reinterpret_cast<long>(&a), 8) != 0 || !isFunction(a.handler)) continue;
+    if (rawSyscall(SYS_rt_sigaction, sig, 0, reinterpret_cast<long>(&a), 8) != 0) continue;
+    noteAction(sig, a.handler);
+    if (!isFunction(a.handler)) continue;
     KAction mine = adopted(a);
     rawSyscall(SYS_rt_sigaction, sig, reinterpret_cast<long>(&mine), 0, 8);
   }
@@ -75,7 +96,9 @@ long emulateSigaction(const TrappedCall& c) {
     return runLocally(SYS_rt_sigaction, sig, c.a[1], c.a[2], 8);
   }
   KAction mine = adopted(*act);
-  return runLocally(SYS_rt_sigaction, sig, reinterpret_cast<int64_t>(&mine), c.a[2], 8);
+  const long r = runLocally(SYS_rt_sigaction, sig, reinterpret_cast<int64_t>(&mine), c.a[2], 8);
+  if (r == 0) noteAction(sig, act->handler);
+  return r;
 }
 
 long emulateSigprocmask(const TrappedCall& c, ucontext_t* uc) {

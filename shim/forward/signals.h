@@ -14,6 +14,23 @@ namespace mig::forward {
 
 inline constexpr uint64_t kSigsysBit = 1ull << (SIGSYS - 1);
 
+constexpr uint64_t signalBit(int sig) { return 1ull << (sig - 1); }
+// Default actions other than ending the process (every other signal's default ends it).
+inline constexpr uint64_t kIgnoredByDefault = signalBit(SIGCHLD) | signalBit(SIGURG) | signalBit(SIGWINCH) |
+                                              signalBit(SIGCONT);
+inline constexpr uint64_t kStopsByDefault = signalBit(SIGSTOP) | signalBit(SIGTSTP) | signalBit(SIGTTIN) |
+                                            signalBit(SIGTTOU);
+
+// The signals the trapped context of the calling thread's current system call lets in
+// (the complement of its mask); 0 outside the SIGSYS handler.
+extern thread_local uint64_t t_openSignals __attribute__((tls_model("initial-exec")));
+
+// Of the signals the application lets in, those that end the process when they come
+// (left at their default action): a wait for home may let these in, since no handler
+// of the application runs for them (connection.cc). The actions are followed as the
+// application sets them (emulateSigaction), without a system call.
+uint64_t signalsThatEnd();
+
 // The SIGSYS handler (sigsys_handler.cc).
 void sigsysHandler(int sig, siginfo_t* info, void* context);
 

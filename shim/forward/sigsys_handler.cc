@@ -380,11 +380,9 @@ long pendingSignalVerdict(const ucontext_t* uc) {
     if (rawSyscall(SYS_rt_sigaction, sig, 0, reinterpret_cast<long>(&action), 8) != 0) continue;
     if (action.handler == reinterpret_cast<uint64_t>(SIG_IGN)) continue;
     if (action.handler == reinterpret_cast<uint64_t>(SIG_DFL)) {
-      switch (sig) {
-        case SIGCHLD: case SIGURG: case SIGWINCH: case SIGCONT: continue;
-        case SIGSTOP: case SIGTSTP: case SIGTTIN: case SIGTTOU: verdict = kCallAgain; continue;
-        default: verdict = -EINTR; continue;
-      }
+      if (kIgnoredByDefault & signalBit(sig)) continue;
+      verdict = (kStopsByDefault & signalBit(sig)) ? kCallAgain : -EINTR;
+      continue;
     }
     verdict = (action.flags & SA_RESTART) ? (verdict == 0 ? kCallAgain : verdict) : -EINTR;
   }
@@ -636,7 +634,9 @@ void sigsysHandler(int sig, siginfo_t* info, void* context) {
   auto* uc = static_cast<ucontext_t*>(context);
   greg_t* g = uc->uc_mcontext.gregs;
   TrappedCall c{info->si_syscall, {g[REG_RDI], g[REG_RSI], g[REG_RDX], g[REG_R10], g[REG_R8], g[REG_R9]}};
+  t_openSignals = ~*reinterpret_cast<const uint64_t*>(&uc->uc_sigmask);
   long r = dispatch(c, uc);
+  t_openSignals = 0;
   if (takeRunHere()) r = kRunNatively;  // resumed back home, its call not run there (homecoming.h)
   if (r == kRunNatively) {
     allowSyscalls();
