@@ -218,16 +218,10 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     require(!dropped_, "the transfer was cancelled here: no progress within the transfer timeout");
     if (context.getParams().getBytes().size() == 0) {
       // An empty write announces the image (each member of a tree moving stop-and-copy,
-      // before its freeze): the restart starts now, off the freeze, and the freeze
-      // keeps its allowance on the stall timer. Answered once its link process runs and
-      // has started it (or after kClockWaitMs without that), so that the sender freezes
-      // only then: their starts are not inside the freeze.
-      startEarly();
-      KJ_IF_MAYBE(started, earlyStarted_) {
-        return started->addBranch().exclusiveJoin(
-            d_.io().provider->getTimer().afterDelay(kClockWaitMs * kj::MILLISECONDS));
-      }
-      return kj::READY_NOW;
+      // before its freeze): the restart starts now, and the sender freezes once this is
+      // answered, so the starts are not inside the freeze. The freeze keeps its
+      // allowance on the stall timer.
+      return startedEarly();
     }
     if (!gotBytes_) {
       gotBytes_ = true;
@@ -416,20 +410,8 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
     // began with receive), so that the restore does not wait for it while the job is
     // frozen (a post-copy image arrives in milliseconds, before that measure is done).
     // A slow measure is not waited for long: the restore waits for the rest, as before.
-    // The restart starts now too, off the freeze: this returns once it has started and
-    // waits on its gate for the image (its 'W'): its exec and library loading (10-30 ms,
-    // more at load) no longer share the CPU with the capture.
-    return homeClock_.addBranch()
-        .then([this](int64_t realtimeOffsetNs) -> kj::Promise<void> {
-          HostedJob* job = nullptr;
-          KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { job = j->get(); }
-          if (job == nullptr || dropped_ || gotBytes_ || early_ != nullptr) return kj::READY_NOW;
-          auto hop = startRestart(*job, realtimeOffsetNs, true);
-          auto started = KJ_ASSERT_NONNULL(hop->started).addBranch().catch_([](kj::Exception&&) {});  // dropped meanwhile
-          early_ = kj::mv(hop);
-          return kj::mv(started);
-        })
-        .exclusiveJoin(d_.io().provider->getTimer().afterDelay(kClockWaitMs * kj::MILLISECONDS));
+    // The restart starts now too, off the freeze (startedEarly).
+    return startedEarly();
   }
 
   // Phase one of a hop back home: every check of the restart, in a child (`migctl
@@ -531,11 +513,13 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
 
  private:
   // Every hop but one home starts the job's link process and its restart at the image's
-  // first bytes (a post-copy hop already did, in postcopy()), as soon as home's clock is
-  // measured: their exec and library loading (10-30 ms) are then done before the
-  // freeze for pre-copy and during the transfer for stop-and-copy, not in phase one.
-  // The restart waits on its gate for 'I' (done) before it reads the image, and exits
-  // if the gate closes instead. One that could not be started is started by done().
+  // first bytes, or before them when the sender asks (postcopy(), an empty write), as
+  // soon as home's clock is measured: their exec and library loading (10-30 ms, more at
+  // load) are then done before the freeze for pre-copy, post-copy and an announced
+  // stop-and-copy, during the transfer for other stop-and-copy, not in phase one.
+  // The restart says 'W' on its gate once started, waits there for 'I' (done) before it
+  // reads the image, and exits if the gate closes instead. One that could not be
+  // started is started by done().
   void startEarly() {
     if (homecoming_ || early_ != nullptr || earlyAsked_) return;
     earlyAsked_ = true;
@@ -545,8 +529,10 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
                          KJ_IF_MAYBE(j, d_.hostedJobs().find(jobId_)) { job = j->get(); }
                          // fd_ closed: done() came first and starts the restart itself.
                          if (job == nullptr || dropped_ || fd_ < 0 || early_ != nullptr) return kj::READY_NOW;
-                         early_ = startRestart(*job, realtimeOffsetNs, true);
-                         return job->link->jobPid().ignoreResult();
+                         auto hop = startRestart(*job, realtimeOffsetNs, true);
+                         auto w = KJ_ASSERT_NONNULL(hop->started).addBranch().catch_([](kj::Exception&&) {});  // dropped meanwhile
+                         early_ = kj::mv(hop);
+                         return kj::mv(w);
                        })
                        .catch_([this](kj::Exception&& e) {
                          d_.log(kj::str("job ", jobId_, ": its restart could not start early (",
@@ -555,6 +541,17 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
                        .fork();
     earlyStart_ = started.addBranch().eagerlyEvaluate(nullptr);
     earlyStarted_ = kj::mv(started);
+  }
+
+  // startEarly(), answered once that restart has started and waits for its image (its
+  // 'W'), or could not start, or after kClockWaitMs (then the freeze goes on beside it).
+  kj::Promise<void> startedEarly() {
+    startEarly();
+    KJ_IF_MAYBE(started, earlyStarted_) {
+      return started->addBranch().exclusiveJoin(
+          d_.io().provider->getTimer().afterDelay(kClockWaitMs * kj::MILLISECONDS));
+    }
+    return kj::READY_NOW;
   }
 
   // No write within `ms`: the transfer is dropped.
@@ -601,7 +598,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   kj::Maybe<kj::Own<PreparedHop>> early_;  // the restart started before the image was complete
   kj::Promise<void> earlyStart_ = nullptr;  // startEarly(), waiting for home's clock
   bool earlyAsked_ = false;                 // startEarly() ran
-  kj::Maybe<kj::ForkedPromise<void>> earlyStarted_;  // its link process runs the restart
+  kj::Maybe<kj::ForkedPromise<void>> earlyStarted_;  // that restart said 'W' (or could not start)
   kj::Promise<void> stall_ = nullptr;  // last: it calls drop(), which uses the rest
   image::StreamVerifier verifier_;
 };

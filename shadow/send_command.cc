@@ -714,9 +714,9 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   // has every member's restart there started now (an empty write, RpcSink::announce),
   // so that those starts run while this side does its last looks, not in the freeze
   // (with pre-copy the rounds' first bytes start them). The freeze waits for B's
-  // answers (each member's link process runs its restart): B's part of the freeze is
-  // then the restores only, not the start of two processes per member on top, and the
-  // capture does not share the CPU with those starts.
+  // answers (each member's restart has started: its 'W', as for post-copy): B's part
+  // of the freeze is then the restores only, not the start of two processes per member
+  // on top, and the capture does not share the CPU with those starts.
   bool announced = false;
   auto announce = [&]() {
     if (announced) return;
@@ -811,7 +811,7 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   // its moment for short children, so the tree is parked between two of them.
   check("just before the freeze");
   if (announced) {
-    for (auto* h : hops) h->out->flush(/*drain=*/true);  // B runs every member's restart
+    for (auto* h : hops) h->out->flush(/*drain=*/true);  // every member's restart started on B
   }
   // The freeze's breakdown ($MIG_HOP_TIMES, hop_times.h), the tree's as one line: what
   // is spent per member shows as a phase that grows with the members.
