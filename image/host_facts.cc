@@ -5,7 +5,11 @@
 #include "image/image_error.h"
 
 #include <cpuid.h>
+// glibc's header spells its functions' type _Bool, which g++ takes in C++ and clang++
+// (the fuzz build) does not.
+#define _Bool bool
 #include <sys/platform/x86.h>
+#undef _Bool
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
