@@ -8,16 +8,19 @@
 #include "resources/shared_memory.h"
 
 #include <kj/debug.h>
+#include <kj/io.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
 #include <functional>
 #include <map>
 #include <set>
+#include <sys/file.h>
 #include <sys/ipc.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
@@ -141,9 +144,15 @@ struct Made {
 // *_next_id is one value for the whole IPC namespace, taken by whichever object is made
 // next: another process making one between the two steps (a second restart, any
 // program) takes the id. Such an object is removed and the id asked for again.
+// mig's own restarts on a host take turns (an flock on one file): two restarts at once
+// (a test suite's, a drain's) took each other's ids in lock step until both gave up.
+// A random pause between attempts parts them from other programs that make objects.
 int32_t makeWithId(const char* kind, const SysvPerm& p, kj::StringPtr what, const std::function<int()>& get) {
+  kj::AutoCloseFd turn(open("/run/mig-sysv-ids.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (turn != nullptr) flock(turn.get(), LOCK_EX);  // released as it closes
   int id = -1;
   for (int attempt = 0; attempt < 20; ++attempt) {
+    if (attempt > 0) usleep(static_cast<useconds_t>(1000 + random() % 4000));
     chooseNextId(kind, p.id, what);
     id = get();
     if (id < 0 || id == p.id) break;
