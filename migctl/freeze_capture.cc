@@ -7,6 +7,7 @@
 #include "resources/lazy_pages.h"
 #include "resources/page_source.h"
 #include "resources/proc_file.h"
+#include "resources/process_tree.h"
 
 #include <kj/io.h>
 
@@ -309,7 +310,7 @@ void FrozenTree::exitAll(int timeoutSeconds) {
   // they are reaped. The root is its parent's to reap.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeoutSeconds);
   for (size_t i = 1; i < members_.size(); ++i) {
-    while (::kill(members_[i].proc.pid, 0) == 0 || errno != ESRCH) {
+    while (resources::processExists(members_[i].proc.pid)) {
       if (std::chrono::steady_clock::now() > deadline) {
         image::fail(kj::str("process ", members_[i].proc.pid, " ended after the checkpoint but nobody reaped it"));
       }

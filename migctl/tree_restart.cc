@@ -7,6 +7,7 @@
 #include "migctl/tree_restart.h"
 
 #include "image/image_error.h"
+#include "resources/process_tree.h"
 #include "resources/shared_memory.h"
 #include "resources/sysv_ipc.h"
 
@@ -171,7 +172,7 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
   for (auto m : members) live += !m.getZombie();
   // Every PID free before anything is made (forkAs says it again if one is taken meanwhile).
   for (auto m : members) {
-    if (kill(m.getVpid(), 0) == 0 || errno != ESRCH) {
+    if (resources::processExists(m.getVpid())) {
       fail(kj::str("cannot restart the tree: PID ", m.getVpid(), " (", m.getCommand(), ") is taken by another process now; "
                    "end it (or the tree still running from this image) and try again"));
     }

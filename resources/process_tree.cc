@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <dirent.h>
+#include <csignal>
 #include <fcntl.h>
 #include <unistd.h>
 #include <kj/memory.h>
@@ -20,6 +21,8 @@ bool processRuns(pid_t pid) {
   TreeProcess p{};
   return readProcFileIfExists(pid, "stat", stat) && parseStat(stat, p) && !p.zombie;
 }
+
+bool processExists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
 
 bool parseStat(const std::string& stat, TreeProcess& out) {
   // "PID (COMM) STATE PPID PGRP SESSION ... EXIT_CODE": comm may hold spaces and

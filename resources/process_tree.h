@@ -27,6 +27,9 @@ bool parseStat(const std::string& stat, TreeProcess& out);
 // Whether PID exists and has not ended (not a zombie).
 bool processRuns(pid_t pid);
 
+// Whether PID exists at all, a zombie included (its number still taken).
+bool processExists(pid_t pid);
+
 // `root` and its descendants as they are now, never the calling process (throws, one
 // line, when `root` is gone).
 // The tree can change until every member is frozen; the caller checks again then.

@@ -405,7 +405,7 @@ class LocalImpl final : public rpc::Local::Server {
     move->pid = p.getPid();
     move->to = kj::str(p.getTo());
     move->network = p.getNetwork();
-    move->from = kj::str(nodeName(d_.address()));
+    move->from = d_.nodeName(d_.address());
     Move& m = *move;
     auto results = context.getResults();
     // Recorded when it ends, not if it is cancelled (migctl went away; shadowd stops).
@@ -413,7 +413,7 @@ class LocalImpl final : public rpc::Local::Server {
         .then([this, move = kj::mv(move), results]() mutable -> kj::Promise<void> {
                 move->ok = true;
                 move->freezeMs = results.getResult().getFreezeMs();
-                move->to = kj::str(nodeName(results.getResult().getDestination()));
+                move->to = d_.nodeName(results.getResult().getDestination());
                 d_.log(kj::str("moved PID ", move->pid, " from ", move->from, " to ", move->to, ": frozen ",
                                move->freezeMs, " ms"));
                 d_.moves().add(kj::mv(*move));
@@ -437,19 +437,11 @@ class LocalImpl final : public rpc::Local::Server {
     return kj::READY_NOW;
   }
 
-  // The name the --nodes file gives `address`, else the address.
-  kj::StringPtr nodeName(kj::StringPtr address) {
-    for (auto& e : d_.config().nodes) {
-      if (e.value == address) return e.key;
-    }
-    return address;
-  }
-
   kj::Promise<void> moveJob(MigrateContext& context, Move& move) {
     auto p = context.getParams();
     pid_t pid = p.getPid();
     auto to = d_.resolveNode(p.getTo());
-    move.to = kj::str(nodeName(to));
+    move.to = d_.nodeName(to);
     auto result = context.getResults().initResult();
     result.setDestination(to);
     // A move to where the job is would forward it to itself for ever: refused.
@@ -460,7 +452,7 @@ class LocalImpl final : public rpc::Local::Server {
     // A job whose home is here but which runs elsewhere: its host sends it on.
     if (HomeJob* job = d_.homeJobByVpid(pid); job != nullptr && job->location.size() > 0) {
       move.jobId = job->id;
-      move.from = kj::str(nodeName(job->location));
+      move.from = d_.nodeName(job->location);
       move.command = kj::str(job->command);
       require(!job->migrating, "this job is already migrating");
       alreadyThere(job->location);
@@ -671,7 +663,7 @@ class LocalImpl final : public rpc::Local::Server {
     auto from = kj::str(tree[0]->location);
     for (auto* m : tree) {
       require(m->location == from, kj::str("cannot move PID ", p.getPid(), " with its tree: its members run on different "
-                                           "hosts now (PID ", m->vpid, " on ", nodeName(m->location), "); --only moves one alone"));
+                                           "hosts now (PID ", m->vpid, " on ", d_.nodeName(m->location), "); --only moves one alone"));
       require(!m->migrating, kj::str("PID ", m->vpid, " of this tree is already migrating"));
     }
     auto ids = kj::heapArray<uint64_t>(tree.size());

@@ -233,10 +233,9 @@ kj::Vector<Member> presentMembers(pid_t rootReal, kj::Vector<Member> members) {
     }
     return unsettled;
   });
-  auto exists = [](pid_t pid) { return kill(pid, 0) == 0 || errno != ESRCH; };
   kj::Vector<Member> present;
   for (auto& m : members) {
-    if (!exists(m.pid)) continue;
+    if (!resources::processExists(m.pid)) continue;
     // One that cannot be reached is often a short child on its way out (its shim's
     // control already closed): its moment to end, then it is left out too.
     auto reached = kj::runCatchingExceptions([&]() { m.ctl = kj::heap<migctl::ControlClient>(m.pid); });
@@ -246,7 +245,7 @@ kj::Vector<Member> presentMembers(pid_t rootReal, kj::Vector<Member> members) {
       };
       auto still = settledLook([&]() {
         kj::Vector<Pid> left;
-        if (exists(m.pid)) left.add(Pid{m.pid});
+        if (resources::processExists(m.pid)) left.add(Pid{m.pid});
         return left;
       });
       if (still.left.size() == 0) continue;
