@@ -254,8 +254,10 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
         // fd 2 once the restore put it in place: also why it failed (main() would say it
         // on fd 2).
         KJ_IF_MAYBE(log, o.homecomingLog) {
-          // The deputy's stderr is the job's: the hop's log in the spool takes the lines.
+          // The deputy's stderr is the job's: the hop's log in the spool takes the lines
+          // (nowhere, rather than the job's stderr, if it cannot be opened).
           int fd = open(log->cStr(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+          if (fd < 0) fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
           if (fd >= 0) resources::setRestartMessages(fd);
         }
         KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { cli.status = restart(o, caller); })) {
