@@ -362,7 +362,28 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace mig::deputy
 
+namespace {
+
+// KJ's and Cap'n Proto's own lines (KJ_LOG, an RPC connection's trouble) go to MIG_LOG,
+// never to stderr, which is the job's.
+class LogToMigLog final : public kj::ExceptionCallback {
+ public:
+  void logMessage(kj::LogSeverity, const char* file, int line, int, kj::String&& text) override {
+    mig::deputy::log(kj::str(file, ":", line, ": ", text));
+  }
+};
+
+}  // namespace
+
 int main(int argc, char** argv) {
   mig::shadow::keepCallBuffers();
-  return mig::deputy::run(argc, argv);
+  LogToMigLog logToMigLog;
+  try {
+    return mig::deputy::run(argc, argv);
+  } catch (const kj::Exception& e) {
+    // Ends as an uncaught exception always ended it (SIGABRT), without the C++
+    // runtime's line on the job's stderr.
+    mig::deputy::log(kj::str("failed: ", e.getDescription()));
+    abort();
+  }
 }

@@ -69,7 +69,7 @@ struct Options {
   bool lazy = false;          // pages come in as the job touches them (--lazy, or chosen)
   bool eager = false;         // --eager: every page checked and placed before the job runs
   bool checkOnly = false;     // --check-only: every check, then exit 0 (a hop back home's phase one)
-  kj::Maybe<kj::String> homecomingLog;  // --homecoming-log: where a failure is said (not the job's stderr)
+  kj::Maybe<kj::String> homecomingLog;  // --homecoming-log: where the restart's lines go (not the job's stderr)
 };
 
 // A big image restarts lazily unless asked otherwise (issue 14: the job runs before its
@@ -255,8 +255,8 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
       .addOptionWithArg({"homecoming-log"}, [&o](kj::StringPtr v) -> V {
         o.homecomingLog = kj::str(v);
         return true;
-      }, "FILE", "(the deputy, with --homecoming) append a failure there, not to the job's stderr, and end "
-                 "as if killed (SIGKILL)")
+      }, "FILE", "(the deputy, with --homecoming) append the restart's messages there, not to the job's "
+                 "stderr; a failure ends the process as if killed (SIGKILL)")
       .addOptionWithArg({"realtime-offset-ns"}, [&o](kj::StringPtr v) -> V {
         char* end = nullptr;
         errno = 0;
@@ -273,21 +273,26 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
         return true;
       })
       .callAfterParsing([&o, &cli, &caller]() -> V {
+        // What the restart says goes to resources::restartMessages(), never to the job's
+        // fd 2 once the restore put it in place: also why it failed (main() would say it
+        // on fd 2).
         KJ_IF_MAYBE(log, o.homecomingLog) {
-          // After the hop's commit the job exists only in this image: a failure is said
-          // in shadowd's log and the process ends as a lost job does (killed), never
-          // with a line on the job's own stderr.
-          KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { cli.status = restart(o, caller); })) {
-            int fd = open(log->cStr(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-            if (fd >= 0) {
-              dprintf(fd, "migctl restart --homecoming: %s\n", e->getDescription().cStr());
-              close(fd);
-            }
+          // The deputy's stderr is the job's: the hop's log in the spool takes the lines
+          // (nowhere, rather than the job's stderr, if it cannot be opened).
+          int fd = open(log->cStr(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+          if (fd < 0) fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+          if (fd >= 0) resources::setRestartMessages(fd);
+        }
+        KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { cli.status = restart(o, caller); })) {
+          if (o.homecomingLog != nullptr) {
+            // After the hop's commit the job exists only in this image: a failure is
+            // said in the hop's log and the process ends as a lost job does (killed).
+            dprintf(resources::restartMessages(), "migctl restart --homecoming: %s\n", e->getDescription().cStr());
             kill(getpid(), SIGKILL);
           }
-          return true;
+          dprintf(resources::restartMessages(), "migctl: %s\n", e->getDescription().cStr());
+          cli.status = 1;
         }
-        cli.status = restart(o, caller);
         return true;
       })
       .build();
@@ -523,10 +528,10 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
       // functions, clock system calls, absolute monotonic deadlines).
       if (jobClock > 0) {
         config->monotonicOffsetNs = jobClock - monotonicNowNs();
-        fprintf(stderr, "migctl restart: %s: the shim offsets the job's monotonic clock readings instead\n",
-                why->cStr());
+        dprintf(resources::restartMessages(),
+                "migctl restart: %s: the shim offsets the job's monotonic clock readings instead\n", why->cStr());
       } else {
-        fprintf(stderr, "migctl restart: the job's clocks may jump: %s\n", why->cStr());
+        dprintf(resources::restartMessages(), "migctl restart: the job's clocks may jump: %s\n", why->cStr());
       }
     }
     fillForwardConfig(*config, migrated);
@@ -587,8 +592,12 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
   // Last: every fd is in place (a lowered RLIMIT_NOFILE would refuse the numbers the
   // job got before it lowered it).
   resources::applyFdLimit(img);
-  std::string planFd = std::to_string(keep[0]), imageFd = std::to_string(keep[1]);
-  char* args[] = {const_cast<char*>(restorer.c_str()), planFd.data(), imageFd.data(), nullptr};
+  // The restorer's lines (a failure, MIG_RESTORE_DEBUG) go where the restart's do; it
+  // closes that fd before the job runs.
+  const int messages = resources::restartMessages();
+  if (fcntl(messages, F_SETFD, 0) != 0) fail(kj::str("cannot hand the restart's messages fd on: ", strerror(errno)));
+  std::string planFd = std::to_string(keep[0]), imageFd = std::to_string(keep[1]), logFd = std::to_string(messages);
+  char* args[] = {const_cast<char*>(restorer.c_str()), planFd.data(), imageFd.data(), logFd.data(), nullptr};
   restartTimes().mark("exec");
   restartTimes().write();
   execv(restorer.c_str(), args);

@@ -7,6 +7,7 @@
 #include "migctl/tree_restart.h"
 
 #include "image/image_error.h"
+#include "resources/fd_restore.h"
 #include "resources/process_tree.h"
 #include "resources/shared_memory.h"
 #include "resources/sysv_ipc.h"
@@ -77,8 +78,8 @@ bool isMember(image::schema::Tree::Reader tree, int32_t pid) {
 [[noreturn]] void memberFailed(const Ctx& c, kj::StringPtr why) {
   std::string line = std::string("E") + why.cStr() + "\n";
   if (write(c.member.readyFd, line.data(), line.size()) < 0) {
-    // Past "go" (the ready pipe is closed): say it where migctl's errors go.
-    dprintf(2, "migctl restart: %s\n", why.cStr());
+    // Past "go" (the ready pipe is closed): say it where the restart's lines go.
+    dprintf(resources::restartMessages(), "migctl restart: %s\n", why.cStr());
   }
   _exit(1);
 }

@@ -109,6 +109,7 @@ void writeFiles(pid_t pid, const control::Block& block, image::ImageWriter& w, C
   capnp::MallocMessageBuilder msg;
   auto files = msg.initRoot<image::schema::Files>();
   auto list = files.initFds(static_cast<uint32_t>(probes.size()));
+  kj::Vector<kj::String> atHome;  // a checkpoint of a job away from home: its home fds
   for (size_t i = 0; i < probes.size(); ++i) {
     const FdProbe& f = probes[i];
     auto out = list[i];
@@ -122,10 +123,27 @@ void writeFiles(pid_t pid, const control::Block& block, image::ImageWriter& w, C
         break;
       }
     }
+    if (!options.forMigration && control::isHomeFd(block, f.fd)) {
+      // What is here is mig's stand-in (/dev/null, or a socket to the relay): the job's
+      // own fd is at home, where the image cannot take it from. Saved as an fd the image
+      // does not hold (a restart gives its caller's fd at that number, else /dev/null);
+      // a hop's capture keeps the stand-ins, which the next host makes home fds again.
+      out.setPath("(held at home)");
+      out.setKind(FdRecord::Kind::INHERITED);
+      atHome.add(kj::str(f.fd));
+      continue;
+    }
     out.setPath(f.path.c_str());
     const FdKind& kind = detectKind(f, ctx);
     out.setKind(kind.kind);  // a dup carries the kind too: it decides where the fd lives on migration
     if (out.getDupOf() < 0 && kind.capture != nullptr) kind.capture(f, ctx, out);
+  }
+  if (atHome.size() > 0) {
+    const bool one = atHome.size() == 1;
+    stats.warnings.add(kj::str(one ? "fd " : "fds ", kj::strArray(atHome, ", "), one ? " is" : " are",
+                               " held at the job's home host (it runs away from home; its calls on them go there): "
+                               "the image does not hold them, and a restart gives the fd migctl restart has at each "
+                               "number, else /dev/null"));
   }
   file_locks::capture(pid, files, stats.warnings);
   w.section(image::SectionType::files, msg);

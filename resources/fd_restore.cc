@@ -22,6 +22,8 @@ using image::fail;
 
 namespace {
 
+int g_restartMessages = STDERR_FILENO;
+
 kj::Vector<FdRecord::Reader> savedFds(image::FileReader& image) {
   kj::Vector<FdRecord::Reader> fds;
   for (size_t i = 0; i < image.sectionCount(); ++i) {
@@ -90,6 +92,10 @@ void closeOthers(const std::set<int>& wanted, const int* keep, size_t keepCount)
 
 }  // namespace
 
+int restartMessages() { return g_restartMessages; }
+
+void setRestartMessages(int fd) { g_restartMessages = fd; }
+
 void checkSavedFiles(image::FileReader& image, const FileRestoreOptions& options) {
   kj::Vector<image::schema::Files::Reader> members;
   for (size_t i = 0; i < image.sectionCount(); ++i) {
@@ -118,8 +124,16 @@ void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, const C
   kj::Vector<FdRecord::Reader> saved = savedFds(image);
   kj::ArrayPtr<const FdRecord::Reader> fds = saved.asPtr();
   int maxFd = moveAbove(fds, keep, keepCount);
-  // Warnings go to the stderr migctl was started with, not to whatever fd 2 becomes.
-  kj::AutoCloseFd warn(fcntl(2, F_DUPFD_CLOEXEC, maxFd + 1));
+  // The restart's messages, out of the way of the job's fds before any is placed (fd 2
+  // becomes the job's).
+  int warn = fcntl(g_restartMessages, F_DUPFD_CLOEXEC, maxFd + 1);
+  if (warn < 0 && errno == EBADF) {  // started without a stderr: nothing is said
+    kj::AutoCloseFd null(open("/dev/null", O_WRONLY | O_CLOEXEC));
+    warn = fcntl(null, F_DUPFD_CLOEXEC, maxFd + 1);
+  }
+  if (warn < 0) fail(kj::str("cannot move the restart's messages fd out of the way: ", strerror(errno)));
+  if (g_restartMessages != STDERR_FILENO) close(g_restartMessages);
+  g_restartMessages = warn;
   RestoreContext ctx{fds, maxFd, warn, migrated, caller, {}};
   ctx.treePipes = treePipes;
 
@@ -149,7 +163,7 @@ void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, const C
     if (kind->settle != nullptr) kind->settle(ctx);
   }
   ctx.parked.clear();
-  // Close everything else we hold, except `keep` (and `warn`, closed on our exec).
+  // Close everything else we hold, except `keep` and the restart's messages.
   wanted.insert(warn);
   closeOthers(wanted, keep, keepCount);
   // Last: closing any fd of a file drops the process's fcntl locks on it. A migrated

@@ -15,6 +15,16 @@ struct FileRestoreOptions {
   bool migrated = false;  // the job migrated here: its home files are not checked here
 };
 
+// Where the restart says what it has to say (its warnings, why it failed, and the
+// lines of its page server and of the restorer, which get this fd): the stderr
+// `migctl restart` was started with (STDERR_FILENO until set), or, for a restart
+// shadowd or a deputy runs, the hop's log in the spool. Never the restored job's fd
+// 2, which restoreFiles puts in place: the job's stderr gets only what the job writes.
+// restoreFiles moves it above every saved fd number (close-on-exec; the restart
+// clears that for the restorer).
+int restartMessages();
+void setRestartMessages(int fd);
+
 // Refuses (throws, one line naming the fd) an image whose fds cannot be restored:
 // metadata a kind finds insane, and, unless options.force or options.migrated, a
 // regular file the process had open that is missing or changed since the checkpoint.

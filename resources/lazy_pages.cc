@@ -7,6 +7,7 @@
 #include "resources/lazy_pages.h"
 
 #include "image/checksum.h"
+#include "resources/fd_restore.h"
 #include "resources/network_page_source.h"
 #include "image/image_error.h"
 #include "image/format.h"
@@ -701,6 +702,8 @@ int startPageServer(image::FileReader& img, int imageFd, const image::RestorePla
     // The reader's own fd number may hold one of the job's files by now (the restore put
     // them in place): put the image back under it.
     if (imageFd != img.fd() && dup3(imageFd, img.fd(), O_CLOEXEC) < 0) _exit(1);
+    // Its lines go where the restart's do: fd 2 is the job's by now.
+    if (restartMessages() != STDERR_FILENO && dup2(restartMessages(), STDERR_FILENO) < 0) _exit(1);
     closeAllBut(sv[1], img.fd(), net);
     signal(SIGPIPE, SIG_IGN);
     int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);

@@ -357,7 +357,7 @@ int64_t regionContaining(const plan::Header* h, uint64_t addr, uint64_t len) {
   return i;
 }
 
-const char* checkPlanForRestore(const plan::Header* h, int planFd, int imageFd, int64_t* badIndex) {
+const char* checkPlanForRestore(const plan::Header* h, int planFd, int imageFd, int logFd, int64_t* badIndex) {
   *badIndex = -1;
   if (h->threadCount > kMaxThreads) return "plan has more threads than the restorer handles (1024)";
   if (planFd == imageFd) return "plan fd and image fd are the same";
@@ -393,6 +393,10 @@ const char* checkPlanForRestore(const plan::Header* h, int planFd, int imageFd, 
     *badIndex = i;
     if (fd[i].fd == planFd || fd[i].fd == imageFd) {
       return "the plan or image fd number is also an application fd";
+    }
+    // fd 2 is where the lines go when no log fd is given: the application's own.
+    if (fd[i].fd == logFd && logFd != 2) {
+      return "the log fd number is also an application fd";
     }
   }
   *badIndex = -1;

@@ -139,10 +139,10 @@ int64_t regionContaining(const plan::Header* h, uint64_t addr, uint64_t len);
 
 // Everything that would make the restore fail halfway, found before anything is
 // changed: thread frames, tid addresses and rseq areas outside writable restored
-// memory, more threads than the restorer handles, saved pages for the vDSO, a plan fd
-// colliding with an application fd. nullptr, or a message; *badIndex gets the thread,
-// pages or fd index concerned (or -1).
-const char* checkPlanForRestore(const plan::Header* h, int planFd, int imageFd, int64_t* badIndex);
+// memory, more threads than the restorer handles, saved pages for the vDSO, a plan,
+// image or log fd colliding with an application fd. nullptr, or a message; *badIndex
+// gets the thread, pages or fd index concerned (or -1).
+const char* checkPlanForRestore(const plan::Header* h, int planFd, int imageFd, int logFd, int64_t* badIndex);
 
 // What prctl(PR_SET_MM, PR_SET_MM_MAP) would refuse (kernel/sys.c, validate_prctl_map_addr
 // and prctl_set_mm_map), checked first to say which field is wrong: every address in

@@ -1,4 +1,4 @@
-// mig-restore: the freestanding restorer. Exec'd as `mig-restore PLAN_FD IMAGE_FD`
+// mig-restore: the freestanding restorer. Exec'd as `mig-restore PLAN_FD IMAGE_FD [LOG_FD]`
 // with the application's fds, cwd, umask and rlimits already in place, it turns
 // itself into the restored process by executing a restore plan (image/restore_plan.h):
 //
@@ -28,8 +28,10 @@
 //
 // Built freestanding (no libc, no allocation, no exceptions), static-PIE without
 // runtime relocations, so that it runs from wherever it is copied to. Any failure
-// prints one line "mig-restore: <what failed>[: errno N]" on fd 2 and exits 127;
-// it never continues half-restored.
+// prints one line "mig-restore: <what failed>[: errno N]" on LOG_FD (fd 2 without
+// it) and exits 127; it never continues half-restored. LOG_FD (the restart's own
+// messages fd, migctl restart puts it above the job's fds) also takes the
+// MIG_RESTORE_DEBUG lines, and is closed before the job runs again.
 //
 // The restorer's code and data stay mapped in the restored process (the last
 // instruction a thread executes here is the rt_sigreturn syscall, which cannot unmap
@@ -75,6 +77,7 @@ struct ThreadCtl {
 struct State {
   int planFd;
   int imageFd;
+  int logFd;  // where its lines go (failures, MIG_RESTORE_DEBUG): LOG_FD, else 2
   bool debug;
   int64_t startNs;
   const plan::Header* plan;
@@ -121,7 +124,7 @@ void writeAll(int fd, const char* p, uint64_t n) {
 
 [[noreturn]] void die(Line& line) {
   line.str("\n");
-  writeAll(2, line.data(), line.size());
+  writeAll(g.logFd, line.data(), line.size());
   for (;;) sys::rawSyscall(sys::kExitGroup, 127);
 }
 
@@ -156,7 +159,7 @@ void debugLine(Line& line) {
   Line out;
   out.str("mig-restore: [").udec(static_cast<uint64_t>(monotonicNs() - g.startNs) / 1000).str(" us] ");
   out.str(line.data()).str("\n");
-  writeAll(2, out.data(), out.size());
+  writeAll(g.logFd, out.data(), out.size());
 }
 
 void debug(const char* what) {
@@ -339,6 +342,10 @@ void moveVdsoUnit(uint64_t newSpanStart, const char* why) {
   char** argv = reinterpret_cast<char**>(sp + 1);
   char** envp = argv + argc + 1;
   char** e = envp;
+  // Its lines go to LOG_FD, the restart's own messages fd (a hop's spool log, or the
+  // stderr of the migctl restart a user ran), never to the job's fd 2.
+  g.logFd = argc == 4 ? parseFdArg(argv[3]) : 2;
+  if (g.logFd < 0) g.logFd = 2;
   for (; *e != nullptr; ++e) {
     const char* s = *e;
     const char* key = "MIG_RESTORE_DEBUG=";
@@ -360,7 +367,7 @@ void moveVdsoUnit(uint64_t newSpanStart, const char* why) {
     if (av[0] == kAtSysinfoEhdr) sysinfoEhdr = av[1];
   }
 
-  if (argc != 3) fail("usage: mig-restore PLAN_FD IMAGE_FD");
+  if (argc != 3 && argc != 4) fail("usage: mig-restore PLAN_FD IMAGE_FD [LOG_FD]");
   g.planFd = parseFdArg(argv[1]);
   g.imageFd = parseFdArg(argv[2]);
   if (g.planFd < 0) fail("PLAN_FD is not a decimal fd number", argv[1]);
@@ -399,7 +406,7 @@ void moveVdsoUnit(uint64_t newSpanStart, const char* why) {
   if ((r & kOAccMode) == kOWriteOnly) fail("image fd is not open for reading");
 
   int64_t bad = -1;
-  if (const char* problem = checkPlanForRestore(g.plan, g.planFd, g.imageFd, &bad)) {
+  if (const char* problem = checkPlanForRestore(g.plan, g.planFd, g.imageFd, g.logFd, &bad)) {
     Line w;
     w.str("plan not restorable: ").str(problem);
     if (bad >= 0) w.str(" (entry ").dec(bad).str(")");
@@ -1146,8 +1153,6 @@ void createTimers() {
   // The main thread does not wait for the children to leave their temporary stacks (a
   // wait for the scheduler to run each of them, milliseconds on a loaded host): every
   // thread is set up, so none can fail any more, and the last child unmaps the stacks.
-  __atomic_store_n(&g.go, 1, __ATOMIC_RELEASE);
-  futexWakeAll(&g.go);
   if (g.debug) {
     Line l;
     l.str("done: ").udec(g.plan->regionCount).str(" regions, ").udec(g.mappedRuns).str(" page runs mapped (");
@@ -1155,6 +1160,10 @@ void createTimers() {
     l.str(" KiB), ").udec(g.threadCount).str(" threads; restorer left at ").hex(g.layout.moveImage ? g.layout.imageTo : g.image.start);
     debugLine(l);
   }
+  // Nothing more to say: the log fd is not the job's (fd 2 without one is).
+  if (g.logFd != 2) closeFd(g.logFd);
+  __atomic_store_n(&g.go, 1, __ATOMIC_RELEASE);
+  futexWakeAll(&g.go);
   const uint64_t entry = g.plan->resumeEntry;
   munmap(g.planMap.start, g.planMap.size());
   if (entry != 0) {

@@ -305,6 +305,12 @@ bool fillProcessState(control::Block& b) {
   }
   if (rt.self.pipeFd >= 0) b.shimFds[b.shimFdCount++] = rt.self.pipeFd;  // a self request's helper
   if (rt.logFd > 0) b.shimFds[b.shimFdCount++] = rt.logFd - 1;  // MIG_LOG's (log.h)
+  // A job away from home: which of its fds are stand-ins for its fds at home.
+  static_assert(sizeof(b.homeFds) == sizeof(rt.forward.config.forwardedFds));
+  const bool away = rt.forward.status.load() == forward::kActive;
+  for (size_t i = 0; i < control::kMaxHomeFds / 64; ++i) {
+    b.homeFds[i] = away ? __atomic_load_n(&rt.forward.config.forwardedFds[i], __ATOMIC_ACQUIRE) : 0;
+  }
   b.brk = static_cast<uint64_t>(rawSyscall(SYS_brk, 0));
   b.resumeInfoAddr = reinterpret_cast<uint64_t>(&rt.resume);
   b.resumeEntry = reinterpret_cast<uint64_t>(&mig_resumed_thread);

@@ -23,7 +23,7 @@
 namespace mig::control {
 
 inline constexpr uint32_t kMagic = 0x4c54434d;  // "MCTL"
-inline constexpr uint32_t kVersion = 3;  // 2: ThreadSlot::kernel; 3: Block::timers
+inline constexpr uint32_t kVersion = 4;  // 2: ThreadSlot::kernel; 3: Block::timers; 4: Block::homeFds
 
 // Abstract socket name (leading NUL) of process `pid`'s control socket.
 // Returns the length to pass to bind/connect after sun_family.
@@ -82,6 +82,7 @@ struct Reply {
 
 inline constexpr uint32_t kMaxThreads = 1024;
 inline constexpr uint32_t kMaxShimFds = 8;
+inline constexpr uint32_t kMaxHomeFds = 4096;  // forward::kMaxFds
 
 struct ThreadSlot {
   int32_t realTid;
@@ -134,6 +135,13 @@ struct Block {
   uint32_t timerCount;           // POSIX timers in `timers`
   uint32_t timersComplete;       // 0: more than kMaxTimers, or no /proc/self/timers to list them
   TimerSlot timers[kMaxTimers];
+  // Bit n: fd n is one of the job's home fds (it runs away from home and its calls on
+  // fd n go there; what the capture sees at n is mig's local stand-in for it).
+  uint64_t homeFds[kMaxHomeFds / 64];
 };
+
+inline bool isHomeFd(const Block& b, int fd) {
+  return fd >= 0 && fd < static_cast<int>(kMaxHomeFds) && ((b.homeFds[fd / 64] >> (fd % 64)) & 1) != 0;
+}
 
 }  // namespace mig::control

@@ -454,11 +454,12 @@ TEST_CASE("growth reservations: below stacks, above the heap and brk") {
 
 // ---- plan checks -----------------------------------------------------------------------
 
-std::string planProblem(const PlanFixture& f, int planFd = 20, int imageFd = 21, int64_t* bad = nullptr) {
+std::string planProblem(const PlanFixture& f, int planFd = 20, int imageFd = 21, int64_t* bad = nullptr,
+                        int logFd = 22) {
   auto bytes = f.build();
   REQUIRE(plan::validate(bytes.data(), bytes.size() * 8) == nullptr);
   int64_t idx = -2;
-  const char* p = checkPlanForRestore(header(bytes), planFd, imageFd, &idx);
+  const char* p = checkPlanForRestore(header(bytes), planFd, imageFd, logFd, &idx);
   if (bad != nullptr) *bad = idx;
   return p == nullptr ? "" : p;
 }
@@ -508,6 +509,14 @@ TEST_CASE("plan checks: what rt_sigreturn and the kernel will touch lies in rest
     CHECK(planProblem(f, 20, 21, &bad).find("application fd") != std::string::npos);
     CHECK(bad == 1);
     CHECK(planProblem(f, 20, 20).find("same") != std::string::npos);
+  }
+  SUBCASE("the log fd must not be an application fd, unless it is the default fd 2") {
+    f.fds.push_back(plan::Fd{2, 0});
+    f.fds.push_back(plan::Fd{22, 0});
+    int64_t bad = -2;
+    CHECK(planProblem(f, 20, 21, &bad, 22).find("log fd") != std::string::npos);
+    CHECK(bad == 1);
+    CHECK(planProblem(f, 20, 21, nullptr, 2) == "");
   }
   SUBCASE("no saved pages for the vDSO") {
     f.pages.push_back(plan::Pages{0x200000, 0x1000, 0, 2, plan::kPagesMap});

@@ -120,9 +120,18 @@ PlanFixture minimalPlan() {
 TEST_CASE("arguments") {
   expectFailure(run({}, [] {}), "usage: mig-restore PLAN_FD IMAGE_FD");
   expectFailure(run({"20"}, [] {}), "usage");
-  expectFailure(run({"20", "21", "22"}, [] {}), "usage");
+  expectFailure(run({"20", "21", "22", "23"}, [] {}), "usage");
   expectFailure(run({"abc", "21"}, [] {}), "PLAN_FD is not a decimal fd number: abc");
   expectFailure(run({"20", "-1"}, [] {}), "IMAGE_FD is not a decimal fd number: -1");
+}
+
+TEST_CASE("its lines go to LOG_FD, not to fd 2, which is the job's") {
+  // The pipe the test reads is at 22 only; fd 2 is /dev/null.
+  expectFailure(run({"20", "21", "22"}, [] {
+                  if (dup2(2, 22) != 22 || dup2(open("/dev/null", O_WRONLY), 2) != 2) _exit(98);
+                }),
+                "plan fd 20: errno 9");
+  expectFailure(run({"20", "21", "x"}, [] {}), "plan fd 20: errno 9");  // a malformed LOG_FD: fd 2
 }
 
 TEST_CASE("unreadable or wrong plan fds") {
