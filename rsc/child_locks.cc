@@ -187,10 +187,11 @@ bool holdsRecordLocks(int fd) {
   return held;
 }
 
-// Children's fds kept open while the job holds record locks on their files.
+// Children's fds kept open while the job holds record locks on their files; each
+// closed by closeFreedAside once it holds none there.
 std::vector<int> g_aside;
 
-void closeAsideUnlocked() {
+void closeFreedAside() {
   for (size_t i = 0; i < g_aside.size();) {
     if (holdsRecordLocks(g_aside[i])) {
       ++i;
@@ -250,7 +251,7 @@ void setChildLockFdPlacer(int (*place)(int fd)) { g_place = place; }
 extern "C" __attribute__((visibility("default"))) int mig_child_lock(int fd, int cmd, struct flock* lock, int owner) {
   using namespace mig::rsc;
   std::lock_guard<std::mutex> hold(g_mutex);
-  if (!g_aside.empty()) closeAsideUnlocked();
+  if (!g_aside.empty()) closeFreedAside();
   if (cmd == kChildClose) return closeChildFd(fd);
   return askKeeper(fd, cmd, lock, owner);
 }
