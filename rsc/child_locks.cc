@@ -3,8 +3,10 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <vector>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -151,15 +153,57 @@ bool startKeeper() {
   return true;
 }
 
-}  // namespace
+// Does this process hold record locks (the job's) on the file of `fd`? First asked of
+// the kernel as a test for an OFD lock on the whole file through fd: it meets every
+// lock of another owner, this process's record locks included, and says nothing is
+// there for most files. Else /proc/locks, which lists every lock of the system, each as
+// "N: POSIX  ADVISORY  WRITE PID MAJ:MIN:INO START END" ("->" after N: a waiter),
+// matched by inode number alone (the device there is the superblock's, not always
+// what stat says: btrfs, overlayfs; a file elsewhere with the same number only keeps
+// an fd aside a while longer).
+bool holdsRecordLocks(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  const long self = getpid();
+  struct flock probe {};
+  probe.l_type = F_WRLCK;
+  probe.l_whence = SEEK_SET;
+  if (fcntl(fd, F_OFD_GETLK, &probe) == 0) {
+    if (probe.l_type == F_UNLCK) return false;
+    if (probe.l_pid == self) return true;
+  }
+  FILE* f = fopen("/proc/locks", "re");
+  if (f == nullptr) return true;  // cannot tell: keeping the fd open is the safe side
+  bool held = false;
+  char line[256];
+  while (!held && fgets(line, sizeof line, f) != nullptr) {
+    char kind[16];
+    long pid = 0;
+    unsigned long ino = 0;
+    held = strstr(line, "->") == nullptr && sscanf(line, "%*d: %15s %*s %*s %ld %*x:%*x:%lu", kind, &pid, &ino) == 3 &&
+           strcmp(kind, "POSIX") == 0 && pid == self && ino == st.st_ino;
+  }
+  fclose(f);
+  return held;
+}
 
-void setChildLockFdPlacer(int (*place)(int fd)) { g_place = place; }
+// Children's fds kept open while the job holds record locks on their files; each
+// closed by closeFreedAside once it holds none there.
+std::vector<int> g_aside;
 
-}  // namespace mig::rsc
+void closeFreedAside() {
+  for (size_t i = 0; i < g_aside.size();) {
+    if (holdsRecordLocks(g_aside[i])) {
+      ++i;
+      continue;
+    }
+    close(g_aside[i]);
+    g_aside.erase(g_aside.begin() + static_cast<long>(i));
+  }
+}
 
-extern "C" __attribute__((visibility("default"))) int mig_child_lock(int fd, int cmd, struct flock* lock, int owner) {
-  using namespace mig::rsc;
-  std::lock_guard<std::mutex> hold(g_mutex);
+// One call to the keeper; g_mutex held.
+int askKeeper(int fd, int cmd, struct flock* lock, int owner) {
   if (g_sock < 0) {
     if (cmd == kChildLockForget || cmd == kChildLockForgetAll) return 0;  // nothing was ever held
     if (!startKeeper()) {
@@ -187,4 +231,27 @@ extern "C" __attribute__((visibility("default"))) int mig_child_lock(int fd, int
   if (lock != nullptr && (cmd == F_OFD_GETLK || cmd == F_OFD_SETLK)) *lock = r.lock;
   errno = r.error;
   return r.ret;
+}
+
+// kChildClose (child_locks.h).
+int closeChildFd(int fd) {
+  if (holdsRecordLocks(fd)) {
+    g_aside.push_back(fd);
+    return 0;
+  }
+  return close(fd);
+}
+
+}  // namespace
+
+void setChildLockFdPlacer(int (*place)(int fd)) { g_place = place; }
+
+}  // namespace mig::rsc
+
+extern "C" __attribute__((visibility("default"))) int mig_child_lock(int fd, int cmd, struct flock* lock, int owner) {
+  using namespace mig::rsc;
+  std::lock_guard<std::mutex> hold(g_mutex);
+  if (!g_aside.empty()) closeFreedAside();
+  if (cmd == kChildClose) return closeChildFd(fd);
+  return askKeeper(fd, cmd, lock, owner);
 }

@@ -15,8 +15,18 @@
 // Row ChildLock (forward_calls.def): mig_child_lock(fd, cmd, lock, owner), run by the
 // deputy. fd: the deputy's number of the file; cmd: F_OFD_SETLK or F_OFD_GETLK on
 // `lock` (l_pid 0), kChildLockForget (the owner closes fd: its locks on that file go),
-// kChildLockForgetAll (the owner ends: all of them go; fd -1); owner: the child's PID.
+// kChildLockForgetAll (the owner ends: all of them go; fd -1), kChildClose (the owner
+// closes a home fd the deputy opened for it: see below); owner: the child's PID.
 // Returns 0 or -1 with errno, like fcntl.
+//
+// kChildClose: the deputy's process holds the job's record locks, and the kernel drops
+// them at the close of any of that process's fds of the file (the owner of a record
+// lock is an fd table). So a child's own fd of a file the job holds record locks on is
+// not closed but kept aside, and closed once the job holds none there any more (looked
+// at on every later call of this row). An fd of any other file is closed at once. The
+// child's own locks on the file go with kChildLockForget, which the shim sends first;
+// the job's own close (also that of a program it exec'd after the move) goes as a
+// close, and drops the job's locks as the kernel's does.
 #pragma once
 
 #include <fcntl.h>
@@ -25,6 +35,7 @@ namespace mig::rsc {
 
 inline constexpr int kChildLockForget = -1;
 inline constexpr int kChildLockForgetAll = -2;
+inline constexpr int kChildClose = -3;
 
 // Where the deputy keeps the keeper's socket (deputy/own_fds.h placeOwn): set before any
 // call runs. Returns the fd's new number, or -1 (the fd is closed then).

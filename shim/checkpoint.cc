@@ -235,6 +235,7 @@ void controlThreadParked() {
   }
   // Resume: on kOpResume, and also when migctl vanished, so the job never stays frozen.
   rearmItimer(rt.block);
+  rearmPosixTimers(rt.block);
 }
 
 void checkpointHandler(int, siginfo_t*, void* uc) {

@@ -98,14 +98,19 @@ static_assert(sizeof(ThreadSlot) == 104);
 // clock, signal and target come from /proc/PID/timers (resources/posix_timers.cc).
 struct TimerSlot {
   int32_t id;          // the kernel timer id (what timer_t holds)
-  uint32_t flags;      // kTimerAbsolute
-  int64_t valueNs;     // timer_gettime: time left, 0 = disarmed
+  uint32_t flags;      // kTimer* below
+  int64_t valueNs;     // time left, 0 = disarmed
   int64_t intervalNs;
   int32_t overrun;     // timer_getoverrun
-  uint32_t reserved;
+  int32_t clock;       // its clock (/proc/self/timers), to arm it again in place
 };
 static_assert(sizeof(TimerSlot) == 32);
 inline constexpr uint32_t kTimerAbsolute = 1;  // last armed with TIMER_ABSTIME (shim/posix_timers.cc)
+// A one-shot timer stopped at the freeze (docs/kinds/posix_timer.md): armed again if
+// the job goes on here; kTimerExpiredAtStop: it expired between its read and its stop,
+// so its signal is pending and the time left is 0.
+inline constexpr uint32_t kTimerStopped = 2;
+inline constexpr uint32_t kTimerExpiredAtStop = 4;
 inline constexpr uint32_t kMaxTimers = 256;
 
 struct KernelSigaction {

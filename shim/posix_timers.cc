@@ -4,6 +4,7 @@
 #include "shim/proc_dir.h"
 #include "shim/real_function.h"
 #include "shim/runtime.h"
+#include "shim/timer_stop.h"
 
 #include <sys/syscall.h>
 #include <time.h>
@@ -32,22 +33,20 @@ void fillPosixTimers(control::Block& b) {
   // Without the file (a kernel without CONFIG_CHECKPOINT_RESTORE) timers cannot be
   // listed, and none are saved (docs/kinds/posix_timer.md).
   bool complete = rawSyscall(SYS_access, reinterpret_cast<long>("/proc/self/timers"), R_OK) == 0;
+  control::TimerSlot* last = nullptr;  // the timer whose lines are being read
   forEachLine("/proc/self/timers", [&](const char* line) {
     int64_t id = 0;
+    if (last != nullptr && numberAfter(line, "ClockID:", id)) last->clock = static_cast<int32_t>(id);
     if (!numberAfter(line, "ID:", id)) return true;
     if (b.timerCount == control::kMaxTimers) {
       complete = false;
       return false;
     }
     control::TimerSlot& s = b.timers[b.timerCount++];
+    last = &s;
     s.id = static_cast<int32_t>(id);
-    struct itimerspec its {};
-    rawSyscall(SYS_timer_gettime, id, reinterpret_cast<long>(&its));
-    s.valueNs = ns(its.it_value);
-    s.intervalNs = ns(its.it_interval);
-    long overrun = rawSyscall(SYS_timer_getoverrun, id);
-    s.overrun = overrun < 0 ? 0 : static_cast<int32_t>(overrun);
     s.flags = absoluteBit(s.id) ? control::kTimerAbsolute : 0;
+    readAndStopTimer(s.id, s);
     return true;
   });
   b.timersComplete = complete ? 1 : 0;
@@ -57,6 +56,10 @@ void fillPosixTimers(control::Block& b) {
   struct timespec now {};
   rawSyscall(SYS_clock_gettime, CLOCK_REALTIME, reinterpret_cast<long>(&now));
   b.realtimeNs = ns(now);
+}
+
+void rearmPosixTimers(const control::Block& b) {
+  for (uint32_t i = 0; i < b.timerCount && i < control::kMaxTimers; ++i) rearmTimer(b.timers[i], b.realtimeNs);
 }
 
 bool hasSigevThreadTimer() {

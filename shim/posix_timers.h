@@ -11,8 +11,13 @@
 
 namespace mig::shim {
 
-// Fills b.timers, b.timerCount, b.timersComplete and b.realtimeNs.
+// Fills b.timers, b.timerCount, b.timersComplete and b.realtimeNs, and stops every
+// armed one-shot timer (a frozen job's timer must not expire where the job no longer
+// runs: docs/kinds/posix_timer.md).
 void fillPosixTimers(control::Block& b);
+
+// The job goes on in this process after all: arms again what fillPosixTimers stopped.
+void rearmPosixTimers(const control::Block& b);
 
 // True if the process has a SIGEV_THREAD timer: glibc runs those from a helper
 // thread that blocks every signal, the checkpoint signal too, so it can never park.

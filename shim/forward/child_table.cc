@@ -1,6 +1,7 @@
 // See child_table.h.
 #include "shim/forward/child_table.h"
 
+#include "rsc/child_locks.h"
 #include "shim/forward/state.h"
 #include "shim/raw_syscall.h"
 #include "shim/runtime.h"
@@ -26,6 +27,20 @@ void setOwned(State& s, int32_t fd, bool on) {
   const uint64_t bit = 1ull << (fd % 64);
   if (on) __atomic_fetch_or(&s.config.ownedFds[fd / 64], bit, __ATOMIC_ACQ_REL);
   else __atomic_fetch_and(&s.config.ownedFds[fd / 64], ~bit, __ATOMIC_ACQ_REL);
+}
+
+// Closes the deputy's fd `home`, one it opened for this process. A process born away
+// (not the job) closes it through the lock keeper's row: a close in the deputy of a
+// file the job holds record locks on would drop them (rsc/child_locks.h kChildClose).
+// The job's own (a program it exec'd after the move) drops them, as the kernel does.
+void closeHome(int64_t home) {
+  if (!shim::g_runtime.bornAway) {
+    forwardSyscall(SYS_close, home);
+    return;
+  }
+  struct flock unused {};  // the row's struct travels whatever the command
+  int64_t args[6] = {home, rsc::kChildClose, reinterpret_cast<int64_t>(&unused), shim::g_runtime.vpid, 0, 0};
+  forwardRow(rsc::rowOf(rsc::CallId::ChildLock), args);
 }
 
 bool owned(const State& s, int32_t fd) {
@@ -55,7 +70,7 @@ void dropHomeFd(int32_t fd) {
       if (i != fd && isForwardedFd(s, i) && homeFdOf(i) == home) heir = i;
     }
     if (heir >= 0) setOwned(s, heir, true);
-    else forwardSyscall(SYS_close, home);
+    else closeHome(home);
   }
   setOwned(s, fd, false);
   setForwardedFd(s, fd, false);
@@ -83,9 +98,9 @@ long newOwnFd(const rsc::Row& row, const int64_t args[6], bool cloexec) {
   if (local < 0) return local;
   long h = forwardRow(row, args);  // args name the deputy's numbers already
   long high = h < 0 ? h : forwardSyscall(SYS_fcntl, h, F_DUPFD, kOwnHomeFloor);
-  if (h >= 0) forwardSyscall(SYS_close, h);
+  if (h >= 0) closeHome(h);
   if (high < 0 || !inRange(local)) {
-    if (high >= 0) forwardSyscall(SYS_close, high);
+    if (high >= 0) closeHome(high);
     runLocally(SYS_close, local);
     return high < 0 ? high : -EMFILE;
   }

@@ -4,8 +4,9 @@
 # opened after the migration: contents exact after a -> b, as an undisturbed run's
 # without mig; getpid/getppid unchanged; its files only in a's private directory. A
 # python3 job (jobs/child_lock.py) holding an fcntl lock on a home file, moved a -> b,
-# forks a child there: the job's lock keeps the child out, the child's own lock is held
-# at home (a process on a finds both held), and the child's end drops its lock, not the
+# forks a child there: the job's lock keeps the child out, the child's open and close of
+# the file drop nothing, the child's own lock is held at home (a process on a finds both
+# held), and the child's end drops its lock, not the
 # job's; so does the reaping of a second child killed by SIGKILL holding one.
 #
 # usage: home_files.sh OPTIONS (below); meson runs it as test 'migration-home-files'
@@ -75,7 +76,7 @@ if start_job lock mig /usr/bin/python3 "$CHILD_LOCK_JOB" @DIR@ && hop lock a b; 
   if wait_until 30 grep -qx 'child locked' "$(jfile lock out)"; then
     child=$(lock_at_a "$LOCKED" 0) job=$(lock_at_a "$LOCKED" 20)
     if grep -qx "child kept out of the job's bytes" "$(jfile lock out)" && [[ $child == held && $job == held ]]; then
-      ok "lock: a child forked on b is kept out of the job's fcntl lock (bytes 20-29), and its own lock (bytes 0-9) is held at home: a process on a finds both held"
+      ok "lock: a child forked on b is kept out of the job's fcntl lock (bytes 20-29), opens and closes the file itself, and its own lock (bytes 0-9) is held at home: a process on a finds both held"
     else
       fail "lock: the child forked on b: '$(grep -m1 "^child [tk]" "$(jfile lock out)")' (want kept out); on a its bytes 0-9 '$child', the job's 20-29 '$job' (want held, held)"
     fi

@@ -14,6 +14,10 @@
  * - cpu: CLOCK_PROCESS_CPUTIME_ID, SIGEV_NONE, 100 s of CPU time: read with
  *   timer_gettime only, its time left stays in (0, 100 s].
  * - idle: CLOCK_MONOTONIC, never armed: timer_gettime says disarmed.
+ * - blink: CLOCK_MONOTONIC, one-shot, SIGRTMIN+4, armed for s ms right before the
+ *   line of step s (so at the checkpoint's step it may expire while the job is
+ *   frozen), and again at a later step once it has fired: it must fire exactly once
+ *   per arming, never twice (docs/kinds/posix_timer.md: stopped at the freeze).
  * Every timer_t must stay valid (timer_gettime succeeds) at every step.
  *
  * usage: posix_timers [STEPS]   (default 30, at least 30 so the one-shots fire)
@@ -28,9 +32,9 @@ enum { STEP_MS = 100, TICK_MS = 50, ONCE_MS = 2200, WALL_MS = 2500, CPU_S = 100,
 #define TICK_VALUE 0x7101
 #define WALL_VALUE 0x3a11
 
-static timer_t tick, once, wall, cpu, idle;
+static timer_t tick, once, wall, cpu, idle, blink;
 static int once_fired_marker;
-static atomic_long ticks, overruns, bad_ticks;
+static atomic_long ticks, overruns, bad_ticks, blink_armed, blink_fired;
 static atomic_int once_fired, once_on_worker, once_too_early, wall_fired, wall_too_early, max_overrun;
 static pthread_t worker;
 static atomic_int done;
@@ -77,6 +81,13 @@ static void on_wall(int sig, siginfo_t *si, void *uc)
     atomic_fetch_add(&wall_fired, 1);
   if (now_ns(CLOCK_REALTIME) < wall_date_ns)
     atomic_fetch_add(&wall_too_early, 1);
+}
+
+static void on_blink(int sig, siginfo_t *si, void *uc)
+{
+  (void)sig; (void)uc;
+  if (si->si_code == SI_TIMER && si->si_timerid == timer_id(blink))
+    atomic_fetch_add(&blink_fired, 1);
 }
 
 static timer_t make(clockid_t clock, int notify, int signo, union sigval value, pid_t tid)
@@ -128,6 +139,7 @@ int main(int argc, char **argv)
   feature_handle(SIGRTMIN, on_tick, SA_RESTART);
   feature_handle(SIGRTMIN + 1, on_once, SA_RESTART);
   feature_handle(SIGRTMIN + 2, on_wall, SA_RESTART);
+  feature_handle(SIGRTMIN + 4, on_blink, SA_RESTART);
   CHECK(pthread_create(&worker, NULL, worker_main, NULL) == 0, "pthread_create");
   while (atomic_load(&worker_tid) == 0)
     sleep_ms(1);
@@ -138,6 +150,7 @@ int main(int argc, char **argv)
   wall = make(CLOCK_REALTIME, SIGEV_SIGNAL, SIGRTMIN + 2, (union sigval){ .sival_int = WALL_VALUE }, 0);
   cpu = make(CLOCK_PROCESS_CPUTIME_ID, SIGEV_NONE, 0, (union sigval){ .sival_int = 0 }, 0);
   idle = make(CLOCK_MONOTONIC, SIGEV_SIGNAL, SIGRTMIN + 3, (union sigval){ .sival_int = 0 }, 0);
+  blink = make(CLOCK_MONOTONIC, SIGEV_SIGNAL, SIGRTMIN + 4, (union sigval){ .sival_int = 0 }, 0);
   wall_date_ns = now_ns(CLOCK_REALTIME) + WALL_MS * 1000000LL;
   arm(cpu, 0, CPU_S * 1000000000LL, 0);
   arm(wall, TIMER_ABSTIME, wall_date_ns, 0);
@@ -171,10 +184,17 @@ int main(int argc, char **argv)
     CHECK(left(idle, "idle", NULL) == 0, "step %d: idle is armed", s);
     int over = timer_getoverrun(tick);
     CHECK(over >= 0 && over < 1000, "step %d: timer_getoverrun(tick) = %d (%s)", s, over, strerror(errno));
+    long fired = atomic_load(&blink_fired), armed = atomic_load(&blink_armed);
+    CHECK(fired <= armed, "step %d: blink fired %ld times for %ld armings", s, fired, armed);
+    if (fired == armed) {
+      atomic_fetch_add(&blink_armed, 1);
+      arm(blink, 0, s * 1000000LL, 0);
+    }
     feature_step(s);
   }
   /* The one-shots are due by now; allow a little for a loaded machine. */
-  for (int i = 0; i < 200 && !(atomic_load(&once_fired) && atomic_load(&wall_fired)); ++i)
+  for (int i = 0; i < 200 && !(atomic_load(&once_fired) && atomic_load(&wall_fired) &&
+                               atomic_load(&blink_fired) >= atomic_load(&blink_armed)); ++i)
     sleep_ms_restarting(10);
   atomic_store(&done, 1);
   CHECK(pthread_join(worker, NULL) == 0, "pthread_join");
@@ -188,13 +208,17 @@ int main(int argc, char **argv)
   CHECK(atomic_load(&once_too_early) == 0, "once fired before %d ticks", MIN_TICKS_AT_ONCE);
   CHECK(atomic_load(&wall_fired) == 1, "wall fired %d times (with its value and id)", atomic_load(&wall_fired));
   CHECK(atomic_load(&wall_too_early) == 0, "wall fired before its date");
-  CHECK(left(wall, "wall", NULL) == 0 && left(once, "once", NULL) == 0, "a one-shot is still armed");
+  CHECK(atomic_load(&blink_fired) == atomic_load(&blink_armed), "blink fired %ld times for %ld armings",
+        atomic_load(&blink_fired), atomic_load(&blink_armed));
+  CHECK(left(wall, "wall", NULL) == 0 && left(once, "once", NULL) == 0 && left(blink, "blink", NULL) == 0,
+        "a one-shot is still armed");
   printf("tick: CLOCK_MONOTONIC every %d ms, SIGEV_SIGNAL, value and id in every signal\n", TICK_MS);
   printf("once: CLOCK_BOOTTIME one-shot, SIGEV_THREAD_ID, fired once on its thread\n");
   printf("wall: CLOCK_REALTIME absolute, fired once, not before its date\n");
   printf("cpu: CLOCK_PROCESS_CPUTIME_ID, SIGEV_NONE, time left in range\n");
   printf("idle: disarmed\n");
-  for (timer_t *t = (timer_t[]){ tick, once, wall, cpu, idle }, *e = t + 5; t < e; ++t)
+  printf("blink: CLOCK_MONOTONIC one-shot armed again and again, fired once per arming\n");
+  for (timer_t *t = (timer_t[]){ tick, once, wall, cpu, idle, blink }, *e = t + 6; t < e; ++t)
     CHECK_SYS(timer_delete(*t));
   printf("PASS\n");
   return 0;

@@ -2,8 +2,9 @@
 # forked after the job has moved; home_files.sh looks at them from home. The job locks
 # bytes 20-29 of a home file, prints STEP lines until DIR/go exists (made at home once
 # the job runs away), then forks: the child tries the job's bytes through the fd it
-# inherited (the job's lock keeps it out, as between two processes), locks bytes 0-9
-# and says "child locked"; once DIR/release exists it ends without letting go (its end
+# inherited (the job's lock keeps it out, as between two processes), opens the file
+# itself and closes it (at home, where the job's lock is, that close must not drop it),
+# locks bytes 0-9 and says "child locked"; once DIR/release exists it ends without letting go (its end
 # drops its lock). The job prints "child status N", then forks a second child that
 # locks bytes 40-49, says "killed child locked" and kills itself with SIGKILL once
 # DIR/kill exists ("killed child status -9"), then "done" once DIR/end exists.
@@ -37,6 +38,7 @@ if pid == 0:
         print("child took the job's bytes", flush=True)
     except OSError:
         print("child kept out of the job's bytes", flush=True)
+    os.close(os.open(path, os.O_RDONLY))
     fcntl.lockf(fd, fcntl.LOCK_EX, 10, 0)
     print("child locked", flush=True)
     wait_for(release)
