@@ -18,16 +18,20 @@ namespace {
 constexpr int kReservedSignal = 62;
 constexpr int kCheckpointSignal = 63;
 
-// Every signal the deputy catches and passes on: all of 1..64 but SIGKILL and SIGSTOP
-// (which cannot be caught), 32 and 33 (glibc's own: thread cancellation and setxid, which
-// sigaction refuses) and 62 and 63 above. SIGALRM is among them: the deputy disarms the
-// timer it inherited (the job's went with it), so an ALRM here was sent by someone.
-// SIGCHLD is: the children the job forked at home are the deputy's now, and the job
-// reaps them with forwarded waits when it hears of them.
-bool forwarded(int sig) {
+}  // namespace
+
+// All of 1..64 but SIGKILL and SIGSTOP (which cannot be caught), 32 and 33 (glibc's
+// own: thread cancellation and setxid, which sigaction refuses) and 62 and 63 above.
+// SIGALRM is among them: the deputy disarms the timer it inherited (the job's went with
+// it), so an ALRM here was sent by someone. SIGCHLD is: the children the job forked at
+// home are the deputy's now, and the job reaps them with forwarded waits when it hears
+// of them.
+bool passedOn(int sig) {
   return sig != SIGKILL && sig != SIGSTOP && sig != 32 && sig != 33 && sig != kReservedSignal &&
          sig != kCheckpointSignal;
 }
+
+namespace {
 
 // Stop signals that can be caught: once the job has them, the deputy stops itself.
 bool stops(int sig) { return sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU; }
@@ -50,7 +54,7 @@ void takeSignals(uint64_t dropMask) {
   // kj wakes its event loop with SIGUSR1 unless told otherwise; SIGUSR1 is the job's.
   kj::UnixEventPort::setReservedSignal(kReservedSignal);
   for (int sig = 1; sig <= 64; ++sig)
-    if (forwarded(sig)) kj::UnixEventPort::captureSignal(sig);
+    if (passedOn(sig)) kj::UnixEventPort::captureSignal(sig);
 }
 
 void startStopWatchThread() {
@@ -78,7 +82,7 @@ SignalForwarder::SignalForwarder(kj::UnixEventPort& port, kj::TaskSet& tasks, rp
                                  uint64_t jobId, kj::ArrayPtr<const kj::byte> token)
     : port_(port), tasks_(tasks), local_(kj::mv(local)), jobId_(jobId), token_(token) {
   for (int sig = 1; sig <= 64; ++sig)
-    if (forwarded(sig)) tasks_.add(watch(sig));
+    if (passedOn(sig)) tasks_.add(watch(sig));
 }
 
 kj::Promise<void> SignalForwarder::watch(int sig) {
@@ -87,11 +91,16 @@ kj::Promise<void> SignalForwarder::watch(int sig) {
     // back): not the job's to hear again.
     bool own = (info.si_code == SI_USER || info.si_code == SI_TKILL) && info.si_pid == getpid();
     if (!own) {
-      queue_.push_back(info);
+      queue_.push_back(Caught{info, false});
       if (!sending_ && !waitingForShadowd_) sendNext();
     }
     return watch(sig);
   });
+}
+
+void SignalForwarder::passOnBornAway(const siginfo_t& info) {
+  queue_.push_back(Caught{info, true});
+  if (!sending_ && !waitingForShadowd_) sendNext();
 }
 
 void SignalForwarder::reconnected(rpc::Local::Client local) {
@@ -106,28 +115,31 @@ void SignalForwarder::sendNext() {
     return;
   }
   sending_ = true;
-  siginfo_t info = queue_.front();
+  const Caught caught = queue_.front();
+  const siginfo_t& info = caught.info;
   queue_.pop_front();
-  log(kj::str("signal ", info.si_signo, " (si_code ", info.si_code, ", from PID ", info.si_pid, ") passed on to the job"));
+  log(kj::str("signal ", info.si_signo, " (si_code ", info.si_code, ", from PID ", info.si_pid, ") passed on to ",
+              caught.bornAway ? "the job's group where it runs (its stand-in caught it)" : "the job"));
   auto req = local_.deputySignalRequest();
   req.setJobId(jobId_);
   req.setToken(token_);
   req.setSignal(info.si_signo);
   req.setInfo(kj::arrayPtr(reinterpret_cast<const kj::byte*>(&info), sizeof info));
+  req.setBornAway(caught.bornAway);
   // One at a time, each once the job's host has delivered the one before: realtime
   // signals arrive in the order sent.
-  tasks_.add(req.send().ignoreResult().then([] { return true; }, [this, info](kj::Exception&& e) {
+  tasks_.add(req.send().ignoreResult().then([] { return true; }, [this, caught](kj::Exception&& e) {
                    // Not delivered by the job's host (its own link broke): not held.
                    if (e.getType() != kj::Exception::Type::DISCONNECTED ||
                        e.getDescription().startsWith("remote exception")) {
                      return false;
                    }
                    // Our shadowd is gone: held, in order, for the one that comes back.
-                   queue_.push_front(info);
+                   queue_.push_front(caught);
                    waitingForShadowd_ = true;
                    return false;
                  })
-                 .then([this, sig = info.si_signo](bool) {
+                 .then([this, sig = info.si_signo, toJob = !caught.bornAway](bool) {
                    if (waitingForShadowd_) {
                      sending_ = false;
                      return;
@@ -136,7 +148,7 @@ void SignalForwarder::sendNext() {
                    // parent at home sees its child stop (waitpid WUNTRACED) as it would
                    // the job's. SIGSTOP, since the kernel drops the other three for an
                    // orphaned process group. SIGCONT at home continues it, and the job.
-                   if (stops(sig)) raise(SIGSTOP);
+                   if (toJob && stops(sig)) raise(SIGSTOP);
                    sendNext();
                  }));
 }

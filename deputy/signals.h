@@ -20,6 +20,9 @@ namespace mig::deputy {
 // The stop-watch thread's name (/proc/PID/task/TID/comm), by which shadowd finds it.
 constexpr const char* kStopWatchThread = "mig-stopwatch";
 
+// The signals the deputy (and its group stand-in, stand_in.h) catch and pass on.
+bool passedOn(int sig);
+
 // Before the event loop exists: blocks every signal, drops the pending ones in
 // `dropMask` (bit n-1: signal n), and gives kj the signals to catch (and one for itself
 // that is not the job's).
@@ -41,6 +44,10 @@ class SignalForwarder {
   SignalForwarder(kj::UnixEventPort& port, kj::TaskSet& tasks, rpc::Local::Client local, uint64_t jobId,
                   kj::ArrayPtr<const kj::byte> token);
 
+  // A signal the group stand-in caught (stand_in.h): for the processes in the job's
+  // group where it runs but the job, in order with the job's own.
+  void passOnBornAway(const siginfo_t& info);
+
   // The home shadowd restarted and the deputy registered with it again: the signals
   // held meanwhile (those a closed connection could not take) go on through `local`.
   void reconnected(rpc::Local::Client local);
@@ -54,7 +61,11 @@ class SignalForwarder {
   rpc::Local::Client local_;
   uint64_t jobId_;
   kj::ArrayPtr<const kj::byte> token_;
-  std::deque<siginfo_t> queue_;  // caught, not yet sent
+  struct Caught {
+    siginfo_t info;
+    bool bornAway;  // the stand-in's: for the processes born away
+  };
+  std::deque<Caught> queue_;  // caught, not yet sent
   bool sending_ = false;
   bool waitingForShadowd_ = false;  // the connection closed: held until reconnected()
 };
