@@ -10,8 +10,8 @@
 //     readiness stand-ins where the job runs (readiness.h);
 //   - forwards the signals it receives (kill, sigqueue, Ctrl-C and Ctrl-Z on its
 //     terminal) to the job with their siginfo, and stops with the job (signals.h);
-//   - keeps a stand-in in its process group, which passes the signals sent to the
-//     group on to the processes the job forked where it runs (stand_in.h);
+//   - keeps a stand-in in its process group, by which it tells the signals sent to
+//     the group, which go to the job's group where it runs (stand_in.h);
 //   - ends the way the job ends (exit status or signal), so its parent sees that,
 //     or with status 87 when the job's link home stayed broken past the limit and the
 //     job is lost (this file);
@@ -327,7 +327,7 @@ int run(int argc, char** argv) {
   // the deputy serves the job all the same: group signals sent at home then reach the
   // job but not its children born away, as before.
   kj::Maybe<kj::Own<StandIn>> standIn;
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { standIn = kj::heap<StandIn>(*io.lowLevelProvider, tasks); })) {
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { standIn = kj::heap<StandIn>(*io.lowLevelProvider); })) {
     log(kj::str("no group stand-in (", e->getDescription(), "): group signals sent at home will not reach the job's children born away"));
   }
   const pid_t standInPid = standIn == nullptr ? 0 : KJ_ASSERT_NONNULL(standIn)->pid();
@@ -346,7 +346,7 @@ int run(int argc, char** argv) {
   SignalForwarder signals(io.unixEventPort, tasks, local, jobId, token);
   KJ_IF_MAYBE(s, standIn) {
     deputy.keepsStandIn(**s);
-    (*s)->passOnTo([&signals](const siginfo_t& info) { signals.passOnBornAway(info); });
+    signals.tellGroupsBy(**s);
   }
 
   // Runs until the job ends (Deputy.ended exits the process). If shadowd goes away

@@ -2,6 +2,7 @@
 #include "deputy/signals.h"
 
 #include "deputy/log.h"
+#include "deputy/stand_in.h"
 
 #include <csignal>
 #include <pthread.h>
@@ -91,16 +92,11 @@ kj::Promise<void> SignalForwarder::watch(int sig) {
     // back): not the job's to hear again.
     bool own = (info.si_code == SI_USER || info.si_code == SI_TKILL) && info.si_pid == getpid();
     if (!own) {
-      queue_.push_back(Caught{info, false});
+      queue_.push_back(info);
       if (!sending_ && !waitingForShadowd_) sendNext();
     }
     return watch(sig);
   });
-}
-
-void SignalForwarder::passOnBornAway(const siginfo_t& info) {
-  queue_.push_back(Caught{info, true});
-  if (!sending_ && !waitingForShadowd_) sendNext();
 }
 
 void SignalForwarder::reconnected(rpc::Local::Client local) {
@@ -115,31 +111,37 @@ void SignalForwarder::sendNext() {
     return;
   }
   sending_ = true;
-  const Caught caught = queue_.front();
-  const siginfo_t& info = caught.info;
+  const siginfo_t info = queue_.front();
   queue_.pop_front();
-  log(kj::str("signal ", info.si_signo, " (si_code ", info.si_code, ", from PID ", info.si_pid, ") passed on to ",
-              caught.bornAway ? "the job's group where it runs (its stand-in caught it)" : "the job"));
+  // Sent to the group (the stand-in caught it too): to the job's group where it runs.
+  kj::Promise<bool> toGroup = false;
+  KJ_IF_MAYBE(s, standIn_) { toGroup = s->sentToGroup(info); }
+  tasks_.add(toGroup.then([this, info](bool toGroup) { send(info, toGroup); }));
+}
+
+void SignalForwarder::send(const siginfo_t& info, bool toGroup) {
+  log(kj::str("signal ", info.si_signo, " (si_code ", info.si_code, ", from PID ", info.si_pid, ") passed on to the job",
+              toGroup ? "'s group where it runs (its stand-in caught it too)" : ""));
   auto req = local_.deputySignalRequest();
   req.setJobId(jobId_);
   req.setToken(token_);
   req.setSignal(info.si_signo);
   req.setInfo(kj::arrayPtr(reinterpret_cast<const kj::byte*>(&info), sizeof info));
-  req.setBornAway(caught.bornAway);
+  req.setToGroup(toGroup);
   // One at a time, each once the job's host has delivered the one before: realtime
   // signals arrive in the order sent.
-  tasks_.add(req.send().ignoreResult().then([] { return true; }, [this, caught](kj::Exception&& e) {
+  tasks_.add(req.send().ignoreResult().then([] { return true; }, [this, info](kj::Exception&& e) {
                    // Not delivered by the job's host (its own link broke): not held.
                    if (e.getType() != kj::Exception::Type::DISCONNECTED ||
                        e.getDescription().startsWith("remote exception")) {
                      return false;
                    }
                    // Our shadowd is gone: held, in order, for the one that comes back.
-                   queue_.push_front(caught);
+                   queue_.push_front(info);
                    waitingForShadowd_ = true;
                    return false;
                  })
-                 .then([this, sig = info.si_signo, toJob = !caught.bornAway](bool) {
+                 .then([this, sig = info.si_signo](bool) {
                    if (waitingForShadowd_) {
                      sending_ = false;
                      return;
@@ -148,7 +150,7 @@ void SignalForwarder::sendNext() {
                    // parent at home sees its child stop (waitpid WUNTRACED) as it would
                    // the job's. SIGSTOP, since the kernel drops the other three for an
                    // orphaned process group. SIGCONT at home continues it, and the job.
-                   if (toJob && stops(sig)) raise(SIGSTOP);
+                   if (stops(sig)) raise(SIGSTOP);
                    sendNext();
                  }));
 }

@@ -17,6 +17,8 @@
 
 namespace mig::deputy {
 
+class StandIn;
+
 // The stop-watch thread's name (/proc/PID/task/TID/comm), by which shadowd finds it.
 constexpr const char* kStopWatchThread = "mig-stopwatch";
 
@@ -44,9 +46,9 @@ class SignalForwarder {
   SignalForwarder(kj::UnixEventPort& port, kj::TaskSet& tasks, rpc::Local::Client local, uint64_t jobId,
                   kj::ArrayPtr<const kj::byte> token);
 
-  // A signal the group stand-in caught (stand_in.h): for the processes in the job's
-  // group where it runs but the job, in order with the job's own.
-  void passOnBornAway(const siginfo_t& info);
+  // From now on a signal its group stand-in caught too goes to the job's group where
+  // it runs (stand_in.h).
+  void tellGroupsBy(StandIn& standIn) { standIn_ = standIn; }
 
   // The home shadowd restarted and the deputy registered with it again: the signals
   // held meanwhile (those a closed connection could not take) go on through `local`.
@@ -55,17 +57,15 @@ class SignalForwarder {
  private:
   kj::Promise<void> watch(int sig);
   void sendNext();
+  void send(const siginfo_t& info, bool toGroup);
 
   kj::UnixEventPort& port_;
   kj::TaskSet& tasks_;
   rpc::Local::Client local_;
+  kj::Maybe<StandIn&> standIn_;
   uint64_t jobId_;
   kj::ArrayPtr<const kj::byte> token_;
-  struct Caught {
-    siginfo_t info;
-    bool bornAway;  // the stand-in's: for the processes born away
-  };
-  std::deque<Caught> queue_;  // caught, not yet sent
+  std::deque<siginfo_t> queue_;  // caught, not yet sent
   bool sending_ = false;
   bool waitingForShadowd_ = false;  // the connection closed: held until reconnected()
 };

@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
-#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -25,15 +24,10 @@ namespace {
 // one of the deputy alone (it lives).
 constexpr int kLingerMs = 5000;
 
-int64_t nowMs() {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 // The stand-in's life, in a process forked from the multithreaded deputy: system calls
-// only, no allocation. Its first record to the deputy is its PID (si_signo 0), then
-// one per signal caught; any byte from the deputy ends it.
+// only, no allocation. Its first record to the deputy is its PID (si_signo 0); then for
+// each 'f' from the deputy it sends the signals caught since, and a record with
+// si_signo 0; 'q' ends it.
 [[noreturn]] void runStandIn(int sock, pid_t deputy) {
   prctl(PR_SET_NAME, "mig-standin", 0, 0, 0);
   // The job's fds (pipe ends whose EOF someone waits for, the terminal) are not its.
@@ -44,44 +38,44 @@ int64_t nowMs() {
   sigemptyset(&caught);
   for (int sig = 1; sig <= 64; ++sig)
     if (passedOn(sig)) sigaddset(&caught, sig);  // every signal is blocked already (takeSignals)
-  const int sfd = signalfd(-1, &caught, SFD_CLOEXEC);
+  const int sfd = signalfd(-1, &caught, SFD_CLOEXEC | SFD_NONBLOCK);
   siginfo_t out;
   memset(&out, 0, sizeof out);
   out.si_pid = getpid();
   if (sfd < 0 || write(sock, &out, sizeof out) != sizeof out) _exit(1);
-  struct pollfd fds[2] = {{sock, POLLIN, 0}, {sfd, POLLIN, 0}};
-  int64_t endAt = -1;
   for (;;) {
-    const int left = endAt < 0 ? -1 : static_cast<int>(endAt - nowMs());
-    if (endAt >= 0 && left <= 0) _exit(0);
-    const int n = poll(fds, 2, left);
-    if (n < 0 && errno != EINTR) _exit(1);
-    if (n <= 0) continue;
-    if (fds[0].revents != 0) {
-      char word;
-      if (read(sock, &word, 1) == 1) _exit(0);  // told to end
-      fds[0].fd = -1;  // the deputy is gone without a word: see kLingerMs
-      endAt = nowMs() + kLingerMs;
+    char word;
+    const ssize_t n = read(sock, &word, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 1 && word == 'f') {
+      struct signalfd_siginfo s;
+      while (read(sfd, &s, sizeof s) == sizeof s) {
+        // Its deputy's own kill(-PGID), run for the job: the job's shim gave it to the
+        // job's children born away already.
+        if (static_cast<pid_t>(s.ssi_pid) == deputy) continue;
+        memset(&out, 0, sizeof out);
+        out.si_signo = static_cast<int>(s.ssi_signo);
+        out.si_code = s.ssi_code;
+        out.si_pid = static_cast<pid_t>(s.ssi_pid);
+        out.si_uid = s.ssi_uid;
+        if (write(sock, &out, sizeof out) != sizeof out) break;
+      }
+      memset(&out, 0, sizeof out);
+      if (write(sock, &out, sizeof out) == sizeof out) continue;
     }
-    struct signalfd_siginfo s;
-    if ((fds[1].revents & POLLIN) == 0 || read(sfd, &s, sizeof s) != sizeof s) continue;
-    // Its deputy's own kill(-PGID), run for the job: the job's shim gave it to the
-    // job's children born away already.
-    if (static_cast<pid_t>(s.ssi_pid) == deputy || fds[0].fd < 0) continue;
-    memset(&out, 0, sizeof out);
-    out.si_signo = static_cast<int>(s.ssi_signo);
-    out.si_errno = s.ssi_errno;
-    out.si_code = s.ssi_code;
-    out.si_pid = static_cast<pid_t>(s.ssi_pid);
-    out.si_uid = s.ssi_uid;
-    out.si_value.sival_ptr = reinterpret_cast<void*>(s.ssi_ptr);
-    if (write(sock, &out, sizeof out) != sizeof out) fds[0].fd = -1;
+    if (n == 1 && word == 'q') _exit(0);
+    break;
   }
+  // The deputy is gone without a word: see kLingerMs.
+  struct timespec linger = {kLingerMs / 1000, 0};
+  while (nanosleep(&linger, &linger) != 0 && errno == EINTR) {
+  }
+  _exit(0);
 }
 
 }  // namespace
 
-StandIn::StandIn(kj::LowLevelAsyncIoProvider& io, kj::TaskSet& tasks) : tasks_(tasks) {
+StandIn::StandIn(kj::LowLevelAsyncIoProvider& io) {
   int sv[2];
   KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
   fd_ = placeOwn(sv[0]);
@@ -126,16 +120,44 @@ StandIn::~StandIn() {
   markOwn(fd_, false);
 }
 
-void StandIn::passOnTo(kj::Function<void(const siginfo_t&)> passOn) {
-  passOn_ = kj::mv(passOn);
-  tasks_.add(readNext());
+bool StandIn::takeMatch(const siginfo_t& info) {
+  for (auto it = caught_.begin(); it != caught_.end(); ++it) {
+    if (it->si_signo == info.si_signo && it->si_code == info.si_code && it->si_pid == info.si_pid &&
+        it->si_uid == info.si_uid) {
+      caught_.erase(it);
+      return true;
+    }
+  }
+  return false;
 }
 
-kj::Promise<void> StandIn::readNext() {
+kj::Promise<bool> StandIn::sentToGroup(const siginfo_t& info) {
+  if (takeMatch(info)) return true;
+  if (gone_) return false;
+  const char word = 'f';
+  if (write(fd_, &word, 1) != 1) {
+    gone_ = true;
+    return false;
+  }
+  return readUntilEnd().then([this, info]() { return takeMatch(info); },
+                             [this](kj::Exception&&) {
+                               gone_ = true;
+                               return false;
+                             });
+}
+
+kj::Promise<void> StandIn::readUntilEnd() {
   return stream_->tryRead(&next_, sizeof next_, sizeof next_).then([this](size_t n) -> kj::Promise<void> {
-    if (n < sizeof next_) return kj::READY_NOW;  // it ended: nothing more to pass on
-    passOn_(next_);
-    return readNext();
+    if (n < sizeof next_) {
+      gone_ = true;  // killed, or ended: nothing more to tell
+      return kj::READY_NOW;
+    }
+    if (next_.si_signo == 0) return kj::READY_NOW;
+    // What the deputy never asks about (a signal it dropped) is not kept for long.
+    constexpr size_t kKept = 64;
+    if (caught_.size() == kKept) caught_.pop_front();
+    caught_.push_back(next_);
+    return readUntilEnd();
   });
 }
 

@@ -63,7 +63,7 @@ struct DaemonConfig {
 struct PendingSignal {
   int signal;
   kj::Array<kj::byte> info;  // its siginfo_t, or empty
-  bool bornAway = false;     // sent to its group: for its processes born away (Node.signal)
+  bool toGroup = false;      // sent to its group: for its group where it runs (Node.signal)
 };
 
 // A job whose home is this host.
@@ -139,9 +139,8 @@ class Daemon {
   kj::HashMap<uint64_t, kj::Own<HomeJob>>& homeJobs() { return homeJobs_; }
   kj::HashMap<uint64_t, kj::Own<HostedJob>>& hostedJobs() { return hostedJobs_; }
   // The process group here of a hosted job that ended (its PID: it led the group),
-  // kept a few seconds for the group signals its home's stand-in passes on (Node.signal
-  // `bornAway`): its children born here outlive it, and such a signal may come after
-  // the one that ended it.
+  // kept a few seconds for group signals from its home (Node.signal `toGroup`): its
+  // children born here outlive it, and its deputy may pass one on after its end.
   struct EndedGroup {
     kj::Array<kj::byte> token;
     pid_t group;

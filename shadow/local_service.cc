@@ -782,9 +782,8 @@ class LocalImpl final : public rpc::Local::Server {
     auto p = context.getParams();
     HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
     int sig = p.getSignal();
-    const bool bornAway = p.getBornAway();
-    if (!bornAway && (sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU)) job.stopForwarded = true;
-    if (!bornAway && sig == SIGCONT) {
+    if (sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) job.stopForwarded = true;
+    if (sig == SIGCONT) {
       // The deputy runs again: a stop after this one is a new one, even if followStops
       // never saw it running.
       job.stopForwarded = false;
@@ -792,10 +791,10 @@ class LocalImpl final : public rpc::Local::Server {
     }
     if (job.migrating) {
       // Delivered once the job runs again, wherever that is.
-      job.signalsDuringMigration.add(PendingSignal{sig, kj::heapArray(p.getInfo()), bornAway});
+      job.signalsDuringMigration.add(PendingSignal{sig, kj::heapArray(p.getInfo()), p.getToGroup()});
       return kj::READY_NOW;
     }
-    return sendSignal(d_, job, sig, p.getInfo(), bornAway);
+    return sendSignal(d_, job, sig, p.getInfo(), p.getToGroup());
   }
 
   // The deputy gave the job up: its link stayed broken past --link-lost-after. The
@@ -939,7 +938,7 @@ class LocalImpl final : public rpc::Local::Server {
       kj::Promise<void> chain = kj::READY_NOW;
       for (auto& s : *pending) {
         chain = chain.then([&d = d_, id, &s]() -> kj::Promise<void> {
-          KJ_IF_MAYBE(still, d.homeJobs().find(id)) { return sendSignal(d, **still, s.signal, s.info, s.bornAway); }
+          KJ_IF_MAYBE(still, d.homeJobs().find(id)) { return sendSignal(d, **still, s.signal, s.info, s.toGroup); }
           return kj::READY_NOW;
         });
       }
@@ -954,16 +953,16 @@ class LocalImpl final : public rpc::Local::Server {
 
 }  // namespace
 
-kj::Promise<void> sendSignal(Daemon& d, HomeJob& job, int sig, kj::ArrayPtr<const kj::byte> info, bool bornAway) {
+kj::Promise<void> sendSignal(Daemon& d, HomeJob& job, int sig, kj::ArrayPtr<const kj::byte> info, bool toGroup) {
   require(job.location.size() > 0, "the job runs here: signal it directly");
   return d.peer(job.location).then([id = job.id, token = kj::heapArray<kj::byte>(job.token), sig,
-                                    info = kj::heapArray(info), bornAway](rpc::Node::Client node) {
+                                    info = kj::heapArray(info), toGroup](rpc::Node::Client node) {
     auto req = node.signalRequest();
     req.setJobId(id);
     req.setToken(token);
     req.setSignal(sig);
     req.setInfo(info);
-    req.setBornAway(bornAway);
+    req.setToGroup(toGroup);
     return req.send().ignoreResult();
   });
 }
@@ -997,13 +996,13 @@ void watchDeputy(Daemon& d, uint64_t jobId, kj::AutoCloseFd pidfd) {
       if (job.ended) return kj::READY_NOW;
       // The deputy is gone (killed, even with SIGKILL, or it failed): the job must
       // not outlive it. Its stand-in killed with it: their group was, and the job's
-      // processes born away in it are too.
+      // group where it runs is too (its children born there).
       const bool groupKilled = standInKilled(job);
       d.log(kj::str("job ", job.id, ": its deputy (PID ", job.vpid, ") is gone; ending the job",
-                    groupKilled ? " and its processes born away in its group (its stand-in was killed too)" : ""));
-      if (groupKilled && job.location.size() > 0) d.tasks().add(sendSignal(d, job, SIGKILL, nullptr, true));
+                    groupKilled ? " and its group where it runs (its stand-in was killed too)" : ""));
       if (!groupKilled && job.standIn.get() >= 0) syscall(SYS_pidfd_send_signal, job.standIn.get(), SIGKILL, nullptr, 0);
-      auto kill = job.location.size() > 0 ? sendSignal(d, job, SIGKILL) : kj::Promise<void>(kj::READY_NOW);
+      auto kill = job.location.size() > 0 ? sendSignal(d, job, SIGKILL, nullptr, groupKilled)
+                                          : kj::Promise<void>(kj::READY_NOW);
       d.homeJobs().erase(jobId);
       return kill;
     }

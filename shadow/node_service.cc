@@ -73,14 +73,14 @@ void deliverSignal(pid_t pid, int sig, kj::ArrayPtr<const kj::byte> info) {
   }
 }
 
-// The processes of this shadowd's user in process group `group` here but `except`.
-kj::Vector<pid_t> groupMembersHere(pid_t group, pid_t except) {
+// The processes of this shadowd's user in process group `group` here.
+kj::Vector<pid_t> groupMembersHere(pid_t group) {
   kj::Vector<pid_t> out;
   DIR* proc = opendir("/proc");
   if (proc == nullptr) return out;
   while (struct dirent* e = readdir(proc)) {
     const pid_t pid = static_cast<pid_t>(atoi(e->d_name));
-    if (pid <= 0 || pid == except || getpgid(pid) != group) continue;
+    if (pid <= 0 || getpgid(pid) != group) continue;
     if (resources::realUidOf(pid) == getuid()) out.add(pid);
   }
   closedir(proc);
@@ -1022,7 +1022,6 @@ kj::Promise<kj::Tuple<pid_t, double>> PreparedHop::commitHomecoming(Daemon& d, u
         // as any job at home. Signals that came while it moved go to it now, in order.
         KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) {
           for (auto& s : (*j)->signalsDuringMigration) {
-            if (s.bornAway) continue;  // a tree with processes born away does not come home
             siginfo_t si;
             if (s.info.size() == sizeof si) memcpy(&si, s.info.begin(), sizeof si);
             if (s.info.size() == sizeof si && si.si_signo == s.signal && si.si_code < 0 && si.si_code != SI_TKILL) {
@@ -1254,15 +1253,22 @@ class NodeImpl final : public rpc::Node::Server {
     const int sig = p.getSignal();
     require(sig > 0 && sig < 65, "bad signal number");
     HostedJob* job = d_.hostedJob(p.getJobId(), p.getToken());
-    if (p.getBornAway()) {
-      // A signal to the job's group at home: its processes in the job's group here (it
-      // leads that group), the job excepted (its deputy passed it its own copy).
+    if (p.getToGroup()) {
+      // A signal to the job's group at home: to its group here, which it leads (its
+      // restart's setsid), its children born here in it.
       pid_t group = job != nullptr ? job->realPid : 0;
       KJ_IF_MAYBE(ended, d_.endedGroups().find(p.getJobId())) {
         if (group == 0 && sameBytes(ended->token, p.getToken())) group = ended->group;
       }
       if (group <= 0) return kj::READY_NOW;  // nothing of the job's here any more
-      for (pid_t pid : groupMembersHere(group, group)) {
+      if (sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU) {
+        // All at once, as the kernel gives a group signal: a child forked in a handler
+        // of it does not get it too. None left in the group (ESRCH): nobody to tell.
+        if (kill(-group, sig) != 0 && errno != ESRCH) KJ_FAIL_SYSCALL("kill", errno, group, sig);
+        return kj::READY_NOW;
+      }
+      // Each as the job's own (SIGSTOP where it would stop: the group here is orphaned).
+      for (pid_t pid : groupMembersHere(group)) {
         // One that ended meanwhile needs it no more: the others get theirs.
         KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { deliverSignal(pid, sig, p.getInfo()); })) { (void)e; }
       }

@@ -25,10 +25,10 @@ size_t untrackedJobsHere(Daemon& d);
 void watchDeputy(Daemon& d, uint64_t jobId, kj::AutoCloseFd pidfd);
 
 // Delivers `sig` to a job whose home is here, on the host it runs on, with `info` (the
-// siginfo_t its deputy caught; empty: as kill(2) sends it); `bornAway`: to the processes
-// in its group there but the job (its group stand-in caught it, deputy/stand_in.h).
+// siginfo_t its deputy caught; empty: as kill(2) sends it); `toGroup`: to its process
+// group there, its children born there with it (deputy/stand_in.h).
 kj::Promise<void> sendSignal(Daemon& d, HomeJob& job, int sig, kj::ArrayPtr<const kj::byte> info = nullptr,
-                             bool bornAway = false);
+                             bool toGroup = false);
 
 // Watches a guest learned back from its link process (Local.relearnGuest) as one that
 // arrived here: its end told home or its leaving noted, its image `image` deleted.
