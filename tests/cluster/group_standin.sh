@@ -7,7 +7,8 @@
 # kill -TERM -PGID ends the member (13) and the child (14), and the job's
 # waitpid(-PGID) reaps both, one at home and one on b, then says there is no third;
 # kill -KILL -PGID ends the job (its shell on a sees 137) and a second child born on b;
-# no stand-in (mig-standin) is left on a.
+# no stand-in (mig-standin) is left on a. A socketpair two members hold both ends of
+# stays one socket through a -> b -> a (a message before the move, its answer after).
 #
 # usage: group_standin.sh OPTIONS (lib/cluster_lib.sh); meson runs it as test
 # 'migration-group-standin' (suite cluster) with every path filled in.
@@ -76,4 +77,38 @@ else
   fail "group stand-ins left on a after the job ended: $(hx a pgrep -a -x mig-standin | tr '\n' ' ')"
 fi
 kill_job g
+
+# --- a socketpair both members hold both ends of ---------------------------------------------
+# It stays one socket at home (Unix sockets are home streams on a move): a message sent
+# before the move is read on b by the other member, whose answer the first reads after a
+# hop home.
+SOCKETPAIR='import os, socket, sys, time
+d = sys.argv[1]
+a, b = socket.socketpair()
+pid = os.fork()
+if pid == 0:
+    while not os.path.exists(d + "/go"):
+        time.sleep(0.05)
+    b.send(b"child got " + b.recv(100))
+    os._exit(0)
+a.send(b"before the move")
+print("STEP 1", flush=True)
+while not os.path.exists(d + "/go"):
+    time.sleep(0.05)
+print("parent reads:", a.recv(100).decode(), flush=True)
+os.waitpid(pid, 0)'
+start_job sp mig /usr/bin/python3 -c "$SOCKETPAIR" @DIR@ || cluster_end
+wait_step sp 1 30 && migrate sp b && migrate sp a
+if (( MIG_RC == 0 )); then
+  touch "$(jfile sp data)/go"
+  if wait_job sp 30 && [[ $STATUS == 0 ]] && grep -qx "parent reads: child got before the move" "$(jfile sp out)"; then
+    ok "a socketpair two members hold both ends of stayed one socket: a -> b -> a, its message and the answer as sent"
+  else
+    fail "socketpair: status $STATUS, output: $(tr '\n' ' ' <"$(jfile sp out)")"
+    detail "$(jfile sp err)" "its stderr"
+  fi
+else
+  fail "socketpair: migrate: exit $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")"
+fi
+kill_job sp
 cluster_end
