@@ -327,7 +327,7 @@ int run(int argc, char** argv) {
   // the deputy serves the job all the same: group signals sent at home then reach the
   // job but not its children born away, as before.
   kj::Maybe<kj::Own<StandIn>> standIn;
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { standIn = kj::heap<StandIn>(*io.lowLevelProvider); })) {
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { standIn = kj::heap<StandIn>(*io.lowLevelProvider, io.provider->getTimer()); })) {
     log(kj::str("no group stand-in (", e->getDescription(), "): group signals sent at home will not reach the job's children born away"));
   }
   const pid_t standInPid = standIn == nullptr ? 0 : KJ_ASSERT_NONNULL(standIn)->pid();

@@ -1,6 +1,7 @@
 // The group stand-in (stand_in.h): its process and the deputy's end of its socket.
 #include "deputy/stand_in.h"
 
+#include "deputy/log.h"
 #include "deputy/own_fds.h"
 #include "deputy/signals.h"
 
@@ -75,7 +76,7 @@ constexpr int kLingerMs = 5000;
 
 }  // namespace
 
-StandIn::StandIn(kj::LowLevelAsyncIoProvider& io) {
+StandIn::StandIn(kj::LowLevelAsyncIoProvider& io, kj::Timer& timer) : timer_(timer) {
   int sv[2];
   KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
   fd_ = placeOwn(sv[0]);
@@ -139,11 +140,14 @@ kj::Promise<bool> StandIn::sentToGroup(const siginfo_t& info) {
     gone_ = true;
     return false;
   }
-  return readUntilEnd().then([this, info]() { return takeMatch(info); },
-                             [this](kj::Exception&&) {
-                               gone_ = true;
-                               return false;
-                             });
+  constexpr uint64_t kAnswerMs = 2000;  // it answers in microseconds; a loaded host is slower
+  return timer_.timeoutAfter(kAnswerMs * kj::MILLISECONDS, readUntilEnd())
+      .then([this, info]() { return takeMatch(info); },
+            [this](kj::Exception&& e) {
+              if (!gone_) log(kj::str("the group stand-in did not answer (", e.getDescription(), "): no longer asked"));
+              gone_ = true;
+              return false;
+            });
 }
 
 kj::Promise<void> StandIn::readUntilEnd() {

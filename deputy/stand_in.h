@@ -26,6 +26,7 @@
 #pragma once
 
 #include <kj/async-io.h>
+#include <kj/timer.h>
 
 #include <csignal>
 #include <deque>
@@ -37,13 +38,15 @@ class StandIn {
  public:
   // Starts the stand-in in the deputy's group (every signal blocked, as the deputy's are
   // from takeSignals on). Throws if it cannot be started.
-  StandIn(kj::LowLevelAsyncIoProvider& io);
+  StandIn(kj::LowLevelAsyncIoProvider& io, kj::Timer& timer);
   ~StandIn();
 
   pid_t pid() const { return pid_; }
 
   // Whether `info`, a signal the deputy caught, was sent to its group: the stand-in
-  // caught it too. One call at a time. False once the stand-in is gone.
+  // caught it too. One call at a time. False once the stand-in is gone, or once it
+  // did not answer within kAnswerMs (stopped by a SIGSTOP of the group, for one):
+  // from then on every signal goes to the job alone, as without a stand-in.
   kj::Promise<bool> sentToGroup(const siginfo_t& info);
 
   // The job ended, or comes home: the stand-in ends now (not as a killed one would).
@@ -53,6 +56,7 @@ class StandIn {
   bool takeMatch(const siginfo_t& info);
   kj::Promise<void> readUntilEnd();
 
+  kj::Timer& timer_;
   pid_t pid_ = 0;
   int fd_ = -1;  // the deputy's end of its socket, among the deputy's own fds
   kj::Own<kj::AsyncIoStream> stream_;
