@@ -1253,14 +1253,13 @@ class NodeImpl final : public rpc::Node::Server {
     const int sig = p.getSignal();
     require(sig > 0 && sig < 65, "bad signal number");
     HostedJob* job = d_.hostedJob(p.getJobId(), p.getToken());
-    if (p.getToGroup()) {
-      // A signal to the job's group at home: to its group here, which it leads (its
-      // restart's setsid), its children born here in it.
-      pid_t group = job != nullptr ? job->realPid : 0;
-      KJ_IF_MAYBE(ended, d_.endedGroups().find(p.getJobId())) {
-        if (group == 0 && sameBytes(ended->token, p.getToken())) group = ended->group;
-      }
-      if (group <= 0) return kj::READY_NOW;  // nothing of the job's here any more
+    // A signal to the job's group at home: to its group here, which it leads (its
+    // restart's setsid), its children born here in it.
+    pid_t group = p.getToGroup() && job != nullptr ? job->realPid : 0;
+    KJ_IF_MAYBE(ended, d_.endedGroups().find(p.getJobId())) {
+      if (p.getToGroup() && group == 0 && sameBytes(ended->token, p.getToken())) group = ended->group;
+    }
+    if (group > 0) {
       if (sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU) {
         // All at once, as the kernel gives a group signal: a child forked in a handler
         // of it does not get it too. None left in the group (ESRCH): nobody to tell.
