@@ -10,6 +10,8 @@
 //     readiness stand-ins where the job runs (readiness.h);
 //   - forwards the signals it receives (kill, sigqueue, Ctrl-C and Ctrl-Z on its
 //     terminal) to the job with their siginfo, and stops with the job (signals.h);
+//   - keeps a stand-in in its process group, by which it tells the signals sent to
+//     the group, which go to the job's group where it runs (stand_in.h);
 //   - ends the way the job ends (exit status or signal), so its parent sees that,
 //     or with status 87 when the job's link home stayed broken past the limit and the
 //     job is lost (this file);
@@ -24,6 +26,7 @@
 #include "deputy/own_fds.h"
 #include "deputy/readiness.h"
 #include "deputy/signals.h"
+#include "deputy/stand_in.h"
 #include "rsc/child_locks.h"
 #include "shadow/direct_link.h"
 #include "shadow/hex.h"
@@ -88,6 +91,8 @@ class DeputyImpl final : public rpc::Deputy::Server {
 
   // The home shadowd it is registered with (again after a restart): told if the job is lost.
   void registeredWith(rpc::Local::Client local) { local_ = kj::mv(local); }
+  // Its group stand-in, told to end with the job (stand_in.h).
+  void keepsStandIn(StandIn& standIn) { standIn_ = standIn; }
 
   kj::Promise<void> keepRecord(KeepRecordContext context) override {
     kept_.message.setRoot(context.getParams().getRecord());
@@ -106,6 +111,7 @@ class DeputyImpl final : public rpc::Deputy::Server {
   kj::Promise<void> ended(EndedContext context) override {
     const int status = context.getParams().getStatus();
     log(kj::str("the job ended (wait status ", status, "): ending the same way"));
+    KJ_IF_MAYBE(s, standIn_) { s->end(); }
     endLike(status);
   }
 
@@ -116,6 +122,7 @@ class DeputyImpl final : public rpc::Deputy::Server {
     auto migctl = kj::str(p.getMigctl()), image = kj::str(p.getImage()), logPath = kj::str(p.getLog());
     return calls_.stopForHomecoming(io_.provider->getTimer(), kHomecomingCancelMs)
         .then([this, migctl = kj::mv(migctl), image = kj::mv(image), logPath = kj::mv(logPath)]() {
+          KJ_IF_MAYBE(s, standIn_) { s->end(); }  // back home, the job's children are the kernel's to signal
           execHomecomingRestart(migctl, image, logPath, calls_.carriedReplies());
         });
   }
@@ -182,6 +189,7 @@ class DeputyImpl final : public rpc::Deputy::Server {
   Readiness readiness_;
   CallRunner calls_;
   kj::Maybe<rpc::Local::Client> local_;
+  kj::Maybe<StandIn&> standIn_;
   uint64_t jobId_;
   kj::Array<kj::byte> token_;
   kj::Maybe<kj::Own<shadow::DirectLinkServer>> link_;  // the current ticket's, when resumable
@@ -315,6 +323,14 @@ int run(int argc, char** argv) {
   auto impl = kj::heap<DeputyImpl>(io, io.unixEventPort, tasks, kept, jobId, token);
   DeputyImpl& deputy = *impl;
   rpc::Deputy::Client self = kj::mv(impl);
+  // Before the deputy registers, so its shadowd knows it (watchDeputy). Without one
+  // the deputy serves the job all the same: group signals sent at home then reach the
+  // job but not its children born away, as before.
+  kj::Maybe<kj::Own<StandIn>> standIn;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { standIn = kj::heap<StandIn>(*io.lowLevelProvider, io.provider->getTimer()); })) {
+    log(kj::str("no group stand-in (", e->getDescription(), "): group signals sent at home will not reach the job's children born away"));
+  }
+  const pid_t standInPid = standIn == nullptr ? 0 : KJ_ASSERT_NONNULL(standIn)->pid();
   auto conn = kj::heap<ShadowdConnection>(kj::mv(stream), -1);
   auto local = conn->client.bootstrap().castAs<rpc::Local>();
   {
@@ -322,11 +338,16 @@ int run(int argc, char** argv) {
     req.setJobId(jobId);
     req.setToken(token);
     req.setDeputy(self);
+    req.setStandIn(standInPid);
     req.send().wait(io.waitScope);
   }
   deputy.registeredWith(local);
-  log(kj::str("job ", jobId, ": registered as its deputy; own fds from ", lowestOwn()));
+  log(kj::str("job ", jobId, ": registered as its deputy; own fds from ", lowestOwn(), "; group stand-in: PID ", standInPid));
   SignalForwarder signals(io.unixEventPort, tasks, local, jobId, token);
+  KJ_IF_MAYBE(s, standIn) {
+    deputy.keepsStandIn(**s);
+    signals.tellGroupsBy(**s);
+  }
 
   // Runs until the job ends (Deputy.ended exits the process). If shadowd goes away
   // the deputy stays, so the parent keeps waiting, and goes on serving the job over
@@ -345,6 +366,7 @@ int run(int argc, char** argv) {
       req.setToken(token);
       req.setDeputy(self);
       req.setAgain(true);
+      req.setStandIn(standInPid);
       if (kept.kept) req.setRecord(kept.message.getRoot<rpc::HomeRecord>().asReader());
       KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { req.send().wait(io.waitScope); })) {
         log(kj::str("job ", jobId, ": the restarted shadowd did not take it back: ", e->getDescription()));

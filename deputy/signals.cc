@@ -2,6 +2,7 @@
 #include "deputy/signals.h"
 
 #include "deputy/log.h"
+#include "deputy/stand_in.h"
 
 #include <csignal>
 #include <pthread.h>
@@ -18,16 +19,20 @@ namespace {
 constexpr int kReservedSignal = 62;
 constexpr int kCheckpointSignal = 63;
 
-// Every signal the deputy catches and passes on: all of 1..64 but SIGKILL and SIGSTOP
-// (which cannot be caught), 32 and 33 (glibc's own: thread cancellation and setxid, which
-// sigaction refuses) and 62 and 63 above. SIGALRM is among them: the deputy disarms the
-// timer it inherited (the job's went with it), so an ALRM here was sent by someone.
-// SIGCHLD is: the children the job forked at home are the deputy's now, and the job
-// reaps them with forwarded waits when it hears of them.
-bool forwarded(int sig) {
+}  // namespace
+
+// All of 1..64 but SIGKILL and SIGSTOP (which cannot be caught), 32 and 33 (glibc's
+// own: thread cancellation and setxid, which sigaction refuses) and 62 and 63 above.
+// SIGALRM is among them: the deputy disarms the timer it inherited (the job's went with
+// it), so an ALRM here was sent by someone. SIGCHLD is: the children the job forked at
+// home are the deputy's now, and the job reaps them with forwarded waits when it hears
+// of them.
+bool passedOn(int sig) {
   return sig != SIGKILL && sig != SIGSTOP && sig != 32 && sig != 33 && sig != kReservedSignal &&
          sig != kCheckpointSignal;
 }
+
+namespace {
 
 // Stop signals that can be caught: once the job has them, the deputy stops itself.
 bool stops(int sig) { return sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU; }
@@ -50,7 +55,7 @@ void takeSignals(uint64_t dropMask) {
   // kj wakes its event loop with SIGUSR1 unless told otherwise; SIGUSR1 is the job's.
   kj::UnixEventPort::setReservedSignal(kReservedSignal);
   for (int sig = 1; sig <= 64; ++sig)
-    if (forwarded(sig)) kj::UnixEventPort::captureSignal(sig);
+    if (passedOn(sig)) kj::UnixEventPort::captureSignal(sig);
 }
 
 void startStopWatchThread() {
@@ -78,7 +83,7 @@ SignalForwarder::SignalForwarder(kj::UnixEventPort& port, kj::TaskSet& tasks, rp
                                  uint64_t jobId, kj::ArrayPtr<const kj::byte> token)
     : port_(port), tasks_(tasks), local_(kj::mv(local)), jobId_(jobId), token_(token) {
   for (int sig = 1; sig <= 64; ++sig)
-    if (forwarded(sig)) tasks_.add(watch(sig));
+    if (passedOn(sig)) tasks_.add(watch(sig));
 }
 
 kj::Promise<void> SignalForwarder::watch(int sig) {
@@ -106,14 +111,23 @@ void SignalForwarder::sendNext() {
     return;
   }
   sending_ = true;
-  siginfo_t info = queue_.front();
+  const siginfo_t info = queue_.front();
   queue_.pop_front();
-  log(kj::str("signal ", info.si_signo, " (si_code ", info.si_code, ", from PID ", info.si_pid, ") passed on to the job"));
+  // Sent to the group (the stand-in caught it too): to the job's group where it runs.
+  kj::Promise<bool> toGroup = false;
+  KJ_IF_MAYBE(s, standIn_) { toGroup = s->sentToGroup(info); }
+  tasks_.add(toGroup.then([this, info](bool toGroup) { send(info, toGroup); }));
+}
+
+void SignalForwarder::send(const siginfo_t& info, bool toGroup) {
+  log(kj::str("signal ", info.si_signo, " (si_code ", info.si_code, ", from PID ", info.si_pid, ") passed on to the job",
+              toGroup ? "'s group where it runs (its stand-in caught it too)" : ""));
   auto req = local_.deputySignalRequest();
   req.setJobId(jobId_);
   req.setToken(token_);
   req.setSignal(info.si_signo);
   req.setInfo(kj::arrayPtr(reinterpret_cast<const kj::byte*>(&info), sizeof info));
+  req.setToGroup(toGroup);
   // One at a time, each once the job's host has delivered the one before: realtime
   // signals arrive in the order sent.
   tasks_.add(req.send().ignoreResult().then([] { return true; }, [this, info](kj::Exception&& e) {

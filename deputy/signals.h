@@ -17,8 +17,13 @@
 
 namespace mig::deputy {
 
+class StandIn;
+
 // The stop-watch thread's name (/proc/PID/task/TID/comm), by which shadowd finds it.
 constexpr const char* kStopWatchThread = "mig-stopwatch";
+
+// The signals the deputy (and its group stand-in, stand_in.h) catch and pass on.
+bool passedOn(int sig);
 
 // Before the event loop exists: blocks every signal, drops the pending ones in
 // `dropMask` (bit n-1: signal n), and gives kj the signals to catch (and one for itself
@@ -41,6 +46,10 @@ class SignalForwarder {
   SignalForwarder(kj::UnixEventPort& port, kj::TaskSet& tasks, rpc::Local::Client local, uint64_t jobId,
                   kj::ArrayPtr<const kj::byte> token);
 
+  // From now on a signal its group stand-in caught too goes to the job's group where
+  // it runs (stand_in.h).
+  void tellGroupsBy(StandIn& standIn) { standIn_ = standIn; }
+
   // The home shadowd restarted and the deputy registered with it again: the signals
   // held meanwhile (those a closed connection could not take) go on through `local`.
   void reconnected(rpc::Local::Client local);
@@ -48,10 +57,12 @@ class SignalForwarder {
  private:
   kj::Promise<void> watch(int sig);
   void sendNext();
+  void send(const siginfo_t& info, bool toGroup);
 
   kj::UnixEventPort& port_;
   kj::TaskSet& tasks_;
   rpc::Local::Client local_;
+  kj::Maybe<StandIn&> standIn_;
   uint64_t jobId_;
   kj::ArrayPtr<const kj::byte> token_;
   std::deque<siginfo_t> queue_;  // caught, not yet sent

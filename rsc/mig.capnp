@@ -87,8 +87,10 @@ interface Node {
   # which its calls go home. `location` is the asking host's address: from now on
   # the job is there.
 
-  signal @4 (jobId :UInt64, token :Data, signal :Int32, info :Data) -> ();
-  # Asked of the host the job runs on by its home: deliver `signal` to the job.
+  signal @4 (jobId :UInt64, token :Data, signal :Int32, info :Data, toGroup :Bool) -> ();
+  # Asked of the host the job runs on by its home: deliver `signal` to the job; with
+  # `toGroup`, to its process group here (the job leads it: the job and its children
+  # born here, deputy/stand_in.h), also for a few seconds after the job ended.
   # `info`: the siginfo_t the deputy got (128 bytes), or empty (as kill(2) sends it);
   # queued with its si_code, si_pid, si_uid and si_value where the kernel allows
   # (negative si_code other than SI_TKILL), else sent with kill(2).
@@ -294,12 +296,16 @@ interface Local {
   migrate @2 (pid :Int32, to :Text, network :NetworkPolicy, mode :MigrationMode, only :Bool) -> (result :MigrationResult);
   # `only`: the process alone; without it a process with children is refused until
   # trees move whole (issue 12).
-  registerDeputy @3 (jobId :UInt64, token :Data, deputy :Deputy, again :Bool, record :HomeRecord) -> ();
+  registerDeputy @3 (jobId :UInt64, token :Data, deputy :Deputy, again :Bool, record :HomeRecord, standIn :Int32) -> ();
   # `again`: a deputy whose shadowd restarted, with the record it was given (keepRecord);
   # the deputy must be the job's process at home (SO_PEERCRED: its PID, this user).
-  deputySignal @4 (jobId :UInt64, token :Data, signal :Int32, info :Data) -> ();
+  # `standIn`: the PID of its group stand-in (deputy/stand_in.h; 0: none), whose death
+  # with the deputy's tells a SIGKILL of the group.
+  deputySignal @4 (jobId :UInt64, token :Data, signal :Int32, info :Data, toGroup :Bool) -> ();
   # From the deputy: a signal sent to the job's PID at home, with its siginfo_t
-  # (128 bytes; empty: none), for the host the job runs on (Node.signal).
+  # (128 bytes; empty: none), for the host the job runs on (Node.signal). `toGroup`:
+  # one sent to the job's group at home (its stand-in caught it too,
+  # deputy/stand_in.h), for the job's group there.
   history @5 () -> (moves :List(MoveRecord));
   # The moves asked of this shadowd (migrate), oldest first; the last 100 since it started.
   drain @6 (node :Text, drained :Bool, all :Bool, timeLimitMs :UInt64) -> (moves :List(JobMove), node :Text);

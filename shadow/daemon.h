@@ -63,6 +63,7 @@ struct DaemonConfig {
 struct PendingSignal {
   int signal;
   kj::Array<kj::byte> info;  // its siginfo_t, or empty
+  bool toGroup = false;      // sent to its group: for its group where it runs (Node.signal)
 };
 
 // A job whose home is this host.
@@ -82,6 +83,10 @@ struct HomeJob {
   // Its deputy passed on a TSTP, TTIN or TTOU and stops itself: the job has its stop
   // already. Both cleared when the deputy passes on a SIGCONT.
   bool stopForwarded = false;
+  // Its deputy's group stand-in (deputy/stand_in.h): a pidfd and its PID, for
+  // watchDeputy (local_service.cc).
+  kj::AutoCloseFd standIn;
+  pid_t standInPid = 0;
   bool deputyStopped = false;  // as shadowd last found it (local_service.cc followStops)
   uint64_t treeRoot = 0;      // moved with a process tree: the job id of its root (its own for the root)
   bool lost = false;          // its link home stayed broken past the limit (Local.linkLost)
@@ -133,6 +138,14 @@ class Daemon {
 
   kj::HashMap<uint64_t, kj::Own<HomeJob>>& homeJobs() { return homeJobs_; }
   kj::HashMap<uint64_t, kj::Own<HostedJob>>& hostedJobs() { return hostedJobs_; }
+  // The process group here of a hosted job that ended (its PID: it led the group),
+  // kept a few seconds for group signals from its home (Node.signal `toGroup`): its
+  // children born here outlive it, and its deputy may pass one on after its end.
+  struct EndedGroup {
+    kj::Array<kj::byte> token;
+    pid_t group;
+  };
+  kj::HashMap<uint64_t, EndedGroup>& endedGroups() { return endedGroups_; }
   HomeJob* homeJobByVpid(pid_t vpid);
   HostedJob* hostedJob(uint64_t id, kj::ArrayPtr<const kj::byte> token);
   HomeJob& homeJob(uint64_t id, kj::ArrayPtr<const kj::byte> token);  // throws if unknown
@@ -187,6 +200,7 @@ class Daemon {
   kj::HashMap<kj::String, kj::Own<PeerLink>> peers_;
   kj::HashMap<uint64_t, kj::Own<HomeJob>> homeJobs_;
   kj::HashMap<uint64_t, kj::Own<HostedJob>> hostedJobs_;
+  kj::HashMap<uint64_t, EndedGroup> endedGroups_;
   MoveHistory moves_;
   HostAdmission admission_;
   RunnableMeter runnable_;

@@ -66,6 +66,40 @@ void deputyFound(Daemon& d, HomeJob& job, bool stopped, const char* how) {
   job.deputyStopped = stopped;
 }
 
+// The group stand-in the deputy of `job` names (deputy/stand_in.h), kept as a pidfd once
+// it is surely that: in the deputy's session, named so.
+void keepStandIn(Daemon& d, HomeJob& job, pid_t pid) {
+  if (pid <= 0) return;
+  kj::AutoCloseFd fd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (fd.get() < 0 || getsid(pid) != getsid(job.vpid) || readProc(pid, "comm") != "mig-standin\n") {
+    d.log(kj::str("job ", job.id, ": its deputy's group stand-in, PID ", pid, ", is not one; not watched"));
+    return;
+  }
+  job.standIn = kj::mv(fd);
+  job.standInPid = pid;
+}
+
+// Whether the job's stand-in was killed with its deputy, which is gone: a SIGKILL of
+// their group at home (stand_in.h). The kernel gives a group's SIGKILL to every process
+// in it before kill(2) returns, so by the deputy's end the stand-in has it pending, is
+// exiting (PF_EXITING), or has ended: one whose deputy died alone waits 5 s first.
+bool standInKilled(const HomeJob& job) {
+  if (job.standIn.get() < 0) return false;
+  struct pollfd gone = {job.standIn.get(), POLLIN, 0};
+  if (poll(&gone, 1, 0) == 1) return true;
+  constexpr unsigned long long kKillBit = 1ull << (SIGKILL - 1);
+  auto status = readProc(job.standInPid, "status");
+  for (const char* field : {"SigPnd:", "ShdPnd:"}) {
+    const char* at = strstr(status.cStr(), field);
+    if (at != nullptr && (strtoull(at + strlen(field), nullptr, 16) & kKillBit)) return true;
+  }
+  auto stat = readProc(job.standInPid, "stat");
+  const char* field = strrchr(stat.cStr(), ')');  // then state ppid pgrp session tty tpgid flags
+  for (int i = 0; field != nullptr && i < 7; ++i) field = strchr(field + 1, ' ');
+  constexpr unsigned long kExiting = 0x4;  // PF_EXITING
+  return field != nullptr && (strtoul(field + 1, nullptr, 10) & kExiting);
+}
+
 // Without a stop watch: every kStopPollMs, while the job's record lives.
 kj::Promise<void> pollStops(Daemon& d, uint64_t jobId) {
   return d.io().provider->getTimer().afterDelay(kStopPollMs * kj::MILLISECONDS).then([&d, jobId]() -> kj::Promise<void> {
@@ -730,6 +764,7 @@ class LocalImpl final : public rpc::Local::Server {
     if (p.getAgain() && d_.homeJobs().find(p.getJobId()) == nullptr) return relearnHomeJob(context);
     HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
     d_.deputyRegistered(job, p.getDeputy());
+    keepStandIn(d_, job, p.getStandIn());
     d_.log(kj::str("job ", job.id, ": PID ", job.vpid, " is now its deputy"));
     d_.tasks().add(followStops(d_, job.id));
     return kj::READY_NOW;
@@ -748,10 +783,10 @@ class LocalImpl final : public rpc::Local::Server {
     }
     if (job.migrating) {
       // Delivered once the job runs again, wherever that is.
-      job.signalsDuringMigration.add(PendingSignal{sig, kj::heapArray(p.getInfo())});
+      job.signalsDuringMigration.add(PendingSignal{sig, kj::heapArray(p.getInfo()), p.getToGroup()});
       return kj::READY_NOW;
     }
-    return sendSignal(d_, job, sig, p.getInfo());
+    return sendSignal(d_, job, sig, p.getInfo(), p.getToGroup());
   }
 
   // The deputy gave the job up: its link stayed broken past --link-lost-after. The
@@ -800,6 +835,7 @@ class LocalImpl final : public rpc::Local::Server {
     HomeJob& j = *job;
     d_.homeJobs().insert(id, kj::mv(job));
     d_.deputyRegistered(j, p.getDeputy());
+    keepStandIn(d_, j, p.getStandIn());
     d_.log(kj::str("job ", id, " (PID ", j.vpid, "): learned back from its deputy; it runs on ",
                    j.location.size() > 0 ? j.location.asPtr() : "a host its deputy does not know yet"));
     watchDeputy(d_, id, kj::AutoCloseFd(pidfd));
@@ -894,7 +930,7 @@ class LocalImpl final : public rpc::Local::Server {
       kj::Promise<void> chain = kj::READY_NOW;
       for (auto& s : *pending) {
         chain = chain.then([&d = d_, id, &s]() -> kj::Promise<void> {
-          KJ_IF_MAYBE(still, d.homeJobs().find(id)) { return sendSignal(d, **still, s.signal, s.info); }
+          KJ_IF_MAYBE(still, d.homeJobs().find(id)) { return sendSignal(d, **still, s.signal, s.info, s.toGroup); }
           return kj::READY_NOW;
         });
       }
@@ -909,15 +945,16 @@ class LocalImpl final : public rpc::Local::Server {
 
 }  // namespace
 
-kj::Promise<void> sendSignal(Daemon& d, HomeJob& job, int sig, kj::ArrayPtr<const kj::byte> info) {
+kj::Promise<void> sendSignal(Daemon& d, HomeJob& job, int sig, kj::ArrayPtr<const kj::byte> info, bool toGroup) {
   require(job.location.size() > 0, "the job runs here: signal it directly");
   return d.peer(job.location).then([id = job.id, token = kj::heapArray<kj::byte>(job.token), sig,
-                                    info = kj::heapArray(info)](rpc::Node::Client node) {
+                                    info = kj::heapArray(info), toGroup](rpc::Node::Client node) {
     auto req = node.signalRequest();
     req.setJobId(id);
     req.setToken(token);
     req.setSignal(sig);
     req.setInfo(info);
+    req.setToGroup(toGroup);
     return req.send().ignoreResult();
   });
 }
@@ -950,9 +987,14 @@ void watchDeputy(Daemon& d, uint64_t jobId, kj::AutoCloseFd pidfd) {
       HomeJob& job = **j;
       if (job.ended) return kj::READY_NOW;
       // The deputy is gone (killed, even with SIGKILL, or it failed): the job must
-      // not outlive it.
-      d.log(kj::str("job ", job.id, ": its deputy (PID ", job.vpid, ") is gone; ending the job"));
-      auto kill = job.location.size() > 0 ? sendSignal(d, job, SIGKILL) : kj::Promise<void>(kj::READY_NOW);
+      // not outlive it. Its stand-in killed with it: their group was, and the job's
+      // group where it runs is too (its children born there).
+      const bool groupKilled = standInKilled(job);
+      d.log(kj::str("job ", job.id, ": its deputy (PID ", job.vpid, ") is gone; ending the job",
+                    groupKilled ? " and its group where it runs (its stand-in was killed too)" : ""));
+      if (!groupKilled && job.standIn.get() >= 0) syscall(SYS_pidfd_send_signal, job.standIn.get(), SIGKILL, nullptr, 0);
+      auto kill = job.location.size() > 0 ? sendSignal(d, job, SIGKILL, nullptr, groupKilled)
+                                          : kj::Promise<void>(kj::READY_NOW);
       d.homeJobs().erase(jobId);
       return kill;
     }

@@ -2,6 +2,7 @@
 // send a job that runs here elsewhere, reach the deputy of a job whose home is here,
 // deliver a signal to a job that runs here, report that a job ended, tell the time.
 #include "image/stream_verifier.h"
+#include "resources/proc_owner.h"
 #include "resources/network_page_source.h"
 #include "resources/sysv_names.h"
 #include "shim/control_protocol.h"
@@ -24,7 +25,9 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -50,6 +53,42 @@ bool stopsByDefault(pid_t pid, int sig) {
   unsigned long long bit = 1ull << (sig - 1);
   return !(ign & bit) && !(cgt & bit);
 }
+
+// Delivers a signal from home to process `pid` here. The kernel lets a process queue a
+// siginfo to another only with a negative si_code other than SI_TKILL (sigqueue,
+// mq_notify, AIO, SIGIO): those go with their si_code, si_pid (the sender at home: the
+// job's PIDs are home's), si_uid and si_value. The rest (kill, a terminal's, SIGCHLD)
+// go with kill(2), as SI_USER from this shadowd.
+void deliverSignal(pid_t pid, int sig, kj::ArrayPtr<const kj::byte> info) {
+  siginfo_t si;
+  if (info.size() == sizeof si) memcpy(&si, info.begin(), sizeof si);
+  if ((sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) && stopsByDefault(pid, sig)) {
+    // Its process group here is not the one at home (the kernel would drop these three
+    // if it is orphaned): stop it as they did the deputy at home, with SIGSTOP.
+    KJ_SYSCALL(kill(pid, SIGSTOP));
+  } else if (info.size() == sizeof si && si.si_signo == sig && si.si_code < 0 && si.si_code != SI_TKILL) {
+    KJ_SYSCALL(syscall(SYS_rt_sigqueueinfo, pid, sig, &si));
+  } else {
+    KJ_SYSCALL(kill(pid, sig));
+  }
+}
+
+// The processes of this shadowd's user in process group `group` here.
+kj::Vector<pid_t> groupMembersHere(pid_t group) {
+  kj::Vector<pid_t> out;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return out;
+  while (struct dirent* e = readdir(proc)) {
+    const pid_t pid = static_cast<pid_t>(atoi(e->d_name));
+    if (pid <= 0 || getpgid(pid) != group) continue;
+    if (resources::realUidOf(pid) == getuid()) out.add(pid);
+  }
+  closedir(proc);
+  return out;
+}
+
+// How long the group of a job that ended here is kept (Daemon::endedGroups).
+constexpr uint64_t kEndedGroupKeptMs = 10000;
 
 constexpr uint64_t kRestoreTimeoutMs = 120000;
 // How long Node.setupCheck waits for the stand-ins of a job just restored here to be watched.
@@ -489,6 +528,15 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
           return kj::READY_NOW;
         }
         d.log(kj::str("job ", jobId, " ended here: ", describeStatus(status)));
+        // It led its group here (its restart's setsid): its children born here are
+        // still in it, for the group signals its home's stand-in passes on.
+        if (job->realPid > 0) {
+          d.endedGroups().upsert(jobId, Daemon::EndedGroup{kj::heapArray<kj::byte>(job->token), job->realPid},
+                                 [](Daemon::EndedGroup& old, Daemon::EndedGroup&& fresh) { old = kj::mv(fresh); });
+          d.tasks().add(d.io().provider->getTimer().afterDelay(kEndedGroupKeptMs * kj::MILLISECONDS).then([&d, jobId]() {
+            d.endedGroups().erase(jobId);
+          }));
+        }
         if ((job->link && !job->link->lost()) || job->pagesLost) return kj::READY_NOW;
         // Its last writes go home before its end does: the parent reads them first.
         auto settled = job->calls->settled();
@@ -1202,27 +1250,31 @@ class NodeImpl final : public rpc::Node::Server {
 
   kj::Promise<void> signal(SignalContext context) override {
     auto p = context.getParams();
-    HostedJob* job = d_.hostedJob(p.getJobId(), p.getToken());
-    require(job != nullptr && job->realPid > 0, "no such job runs here (or a wrong job token)");
-    int sig = p.getSignal();
+    const int sig = p.getSignal();
     require(sig > 0 && sig < 65, "bad signal number");
-    auto info = p.getInfo();
-    siginfo_t si;
-    if (info.size() == sizeof si) memcpy(&si, info.begin(), sizeof si);
-    // The kernel lets a process queue a siginfo to another only with a negative
-    // si_code other than SI_TKILL (sigqueue, mq_notify, AIO, SIGIO): those go with
-    // their si_code, si_pid (the sender at home: the job's PIDs are home's), si_uid and
-    // si_value. The rest (kill, a terminal's, SIGCHLD) go with kill(2), as SI_USER
-    // from this shadowd.
-    if ((sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) && stopsByDefault(job->realPid, sig)) {
-      // Its process group here is not the one at home (the kernel would drop these three
-      // if it is orphaned): stop it as they did the deputy at home, with SIGSTOP.
-      KJ_SYSCALL(kill(job->realPid, SIGSTOP));
-    } else if (info.size() == sizeof si && si.si_signo == sig && si.si_code < 0 && si.si_code != SI_TKILL) {
-      KJ_SYSCALL(syscall(SYS_rt_sigqueueinfo, job->realPid, sig, &si));
-    } else {
-      KJ_SYSCALL(kill(job->realPid, sig));
+    HostedJob* job = d_.hostedJob(p.getJobId(), p.getToken());
+    // A signal to the job's group at home: to its group here, which it leads (its
+    // restart's setsid), its children born here in it.
+    pid_t group = p.getToGroup() && job != nullptr ? job->realPid : 0;
+    KJ_IF_MAYBE(ended, d_.endedGroups().find(p.getJobId())) {
+      if (p.getToGroup() && group == 0 && sameBytes(ended->token, p.getToken())) group = ended->group;
     }
+    if (group > 0) {
+      if (sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU) {
+        // All at once, as the kernel gives a group signal: a child forked in a handler
+        // of it does not get it too. None left in the group (ESRCH): nobody to tell.
+        if (kill(-group, sig) != 0 && errno != ESRCH) KJ_FAIL_SYSCALL("kill", errno, group, sig);
+        return kj::READY_NOW;
+      }
+      // Each as the job's own (SIGSTOP where it would stop: the group here is orphaned).
+      for (pid_t pid : groupMembersHere(group)) {
+        // One that ended meanwhile needs it no more: the others get theirs.
+        KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { deliverSignal(pid, sig, p.getInfo()); })) { (void)e; }
+      }
+      return kj::READY_NOW;
+    }
+    require(job != nullptr && job->realPid > 0, "no such job runs here (or a wrong job token)");
+    deliverSignal(job->realPid, sig, p.getInfo());
     return kj::READY_NOW;
   }
 

@@ -25,8 +25,10 @@ size_t untrackedJobsHere(Daemon& d);
 void watchDeputy(Daemon& d, uint64_t jobId, kj::AutoCloseFd pidfd);
 
 // Delivers `sig` to a job whose home is here, on the host it runs on, with `info` (the
-// siginfo_t its deputy caught; empty: as kill(2) sends it).
-kj::Promise<void> sendSignal(Daemon& d, HomeJob& job, int sig, kj::ArrayPtr<const kj::byte> info = nullptr);
+// siginfo_t its deputy caught; empty: as kill(2) sends it); `toGroup`: to its process
+// group there, its children born there with it (deputy/stand_in.h).
+kj::Promise<void> sendSignal(Daemon& d, HomeJob& job, int sig, kj::ArrayPtr<const kj::byte> info = nullptr,
+                             bool toGroup = false);
 
 // Watches a guest learned back from its link process (Local.relearnGuest) as one that
 // arrived here: its end told home or its leaving noted, its image `image` deleted.

@@ -17,6 +17,7 @@
 #include "shim/forward/child_table.h"
 #include "shim/forward/clock_shift.h"
 #include "shim/forward/exec_handoff.h"
+#include "shim/forward/group_side.h"
 #include "shim/forward/home_mmap.h"
 #include "shim/forward/homecoming.h"
 #include "shim/forward/connection.h"
@@ -130,6 +131,7 @@ pid_t localPid(int64_t arg) {
   if (pid == rt.vpid) return shim::realPid();
   if (pid_t real = childRealPid(pid); real != 0) return real;
   if (pid < -1 && -pid == rt.vpid) return -shim::realPid();
+  if (pid_t real = pid < -1 ? childRealPid(-pid) : 0; real != 0) return -real;  // a group a child born here leads
   return pid;
 }
 
@@ -186,6 +188,19 @@ bool isHomeGroup(int64_t arg) {
   return pid == 0 || (pid < -1 && childRealPid(-pid) == 0);
 }
 
+// Whether home says process group `pgid` is the caller's (its deputy's group there).
+bool isOwnHomeGroup(pid_t pgid) {
+  int64_t self[6] = {0, 0, 0, 0, 0, 0};
+  const rsc::Row* getpgid = rsc::findRow(SYS_getpgid, self);
+  return getpgid != nullptr && forwardRow(*getpgid, self) == pgid;
+}
+
+// Where a wait for process group `pgid` (> 1, virtual) looks (group_side.h).
+GroupSide waitGroupSide(pid_t pgid) {
+  return groupSide(pgid, shim::g_runtime.bornAway, shim::g_runtime.vpid, [](pid_t p) { return childRealPid(p) != 0; },
+                   isOwnHomeGroup);
+}
+
 // Whether process `pid` here descends from process `ancestor` (real PIDs), by the
 // parents /proc names (PPid in /proc/PID/status); a chain deeper than any family here
 // is not one (the host's init and daemons end every other chain sooner).
@@ -210,12 +225,7 @@ long killHomeGroup(const rsc::Row& row, int64_t* a) {
   const long r = forwardRow(row, a);
   const int sig = static_cast<int>(a[1]);
   if (r != 0 || sig <= 0) return r;
-  bool mine = static_cast<pid_t>(a[0]) == 0;
-  if (!mine) {
-    int64_t self[6] = {0, 0, 0, 0, 0, 0};
-    const rsc::Row* getpgid = rsc::findRow(SYS_getpgid, self);
-    mine = getpgid != nullptr && forwardRow(*getpgid, self) == -static_cast<pid_t>(a[0]);
-  }
+  const bool mine = static_cast<pid_t>(a[0]) == 0 || isOwnHomeGroup(-static_cast<pid_t>(a[0]));
   if (!mine) return r;
   // Its descendants born here (children, their children, ...) are in its group here,
   // not at home: they get it here too (those that left the caller's group here do not,
@@ -270,15 +280,20 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
       return runWith(c.nr, a, uc, &row);
     }
     case rsc::Handler::Wait4: {
-      if (static_cast<pid_t>(a[0]) > 0 ? isHomePid(a[0]) : !haveChildren()) return forwardRow(row, a);
+      const pid_t pid = static_cast<pid_t>(a[0]);
+      if (pid > 0 ? isHomePid(a[0]) : !haveChildren()) return forwardRow(row, a);
+      // A group (-PGID): the caller's own is looked for as 0 here and as asked at home.
+      const GroupSide side = pid < -1 ? waitGroupSide(-pid) : GroupSide::Here;
+      if (side == GroupSide::Home) return forwardRow(row, a);
+      const int64_t idHere = side == GroupSide::Both ? 0 : localPid(pid);
       const int64_t asked[6] = {a[0], a[1], a[2], a[3], a[4], a[5]};
       const bool nohang = (asked[2] & WNOHANG) != 0;
       for (long pauseNs = kFirstWaitPauseNs;; pauseNs = pauseNs * 2 > kLongestWaitPauseNs ? kLongestWaitPauseNs : pauseNs * 2) {
         // A blocking wait for any child that may have children at home too: neither
         // kernel can wait for both, so each is asked without waiting, in turn, with a
         // pause between rounds (waitPause).
-        const bool both = !nohang && uc != nullptr && askHomeToo(asked[0], true, 0);
-        int64_t here[6] = {localPid(asked[0]), asked[1], asked[2] | (both ? WNOHANG : 0), asked[3], asked[4], asked[5]};
+        const bool both = !nohang && uc != nullptr && askHomeToo(idHere, true, 0);
+        int64_t here[6] = {idHere, asked[1], asked[2] | (both ? WNOHANG : 0), asked[3], asked[4], asked[5]};
         int ownStatus = 0;  // how the child ended, when the caller does not ask
         if (here[1] == 0) here[1] = reinterpret_cast<int64_t>(&ownStatus);
         long r = runWith(c.nr, here, uc, &row);
@@ -286,7 +301,7 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
         const bool exited = !(here[2] & (WUNTRACED | WCONTINUED)) ||
                             (status != nullptr && !WIFSTOPPED(*status) && !WIFCONTINUED(*status));
         r = reaped(r, exited, r > 0 && status != nullptr && WIFSIGNALED(*status));
-        if (!askHomeToo(asked[0], nohang || both, r)) return r;
+        if (!askHomeToo(idHere, nohang || both, r)) return r;
         const bool polling = both && r == 0;  // children here, none ready: home is only looked at
         const int64_t home[6] = {asked[0], asked[1], asked[2] | (polling ? WNOHANG : 0), asked[3], asked[4], asked[5]};
         const long h = fromHome(forwardRow(row, home), r);
@@ -311,15 +326,16 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
     default: {  // waitid
       const int32_t type = static_cast<int32_t>(a[0]);
       const pid_t id = static_cast<pid_t>(a[1]);
-      // P_PGID of the caller's group (0, or its own PID as its leader) concerns its
-      // children here (in its group here) and at home, as P_ALL does; a child born
+      // P_PGID of the caller's group (0, or the one it is in: group_side.h) concerns
+      // its children here (in its group here) and at home, as P_ALL does; a child born
       // here's group is here; any other group of a process not born here is home's.
-      const bool ownGroup = type == P_PGID && (id == 0 || id == shim::g_runtime.vpid);
+      if (type == P_PID ? isHomePid(id) : type != P_PIDFD && !haveChildren()) return forwardRow(row, a);
+      const GroupSide side = type != P_PGID ? GroupSide::Here
+                             : id == 0 || id == shim::g_runtime.vpid ? GroupSide::Both
+                                                                     : waitGroupSide(id);
+      if (side == GroupSide::Home) return forwardRow(row, a);
+      const bool ownGroup = type == P_PGID && side == GroupSide::Both;
       const bool anyChild = type == P_ALL || ownGroup;
-      const bool homeGroup = type == P_PGID && !ownGroup && !shim::g_runtime.bornAway && childRealPid(id) == 0;
-      if (type == P_PID ? isHomePid(id) : homeGroup || (type != P_PIDFD && !haveChildren())) {
-        return forwardRow(row, a);
-      }
       const int64_t asked[6] = {a[0], a[1], a[2], a[3], a[4], a[5]};
       const bool nohang = (asked[3] & WNOHANG) != 0;
       // Without the caller's siginfo (NULL) the wait still needs one: to tell "nothing
