@@ -275,6 +275,19 @@ kj::Vector<resources::TreeProcess> liveOnly(kj::Vector<resources::TreeProcess> a
   return live;
 }
 
+// The first of `children` (born here, away from home) not under the shim, said in a
+// few words: it could not be frozen and captured with the job (settle_children.h).
+kj::Maybe<kj::String> notUnderShim(const kj::Vector<resources::TreeProcess>& children) {
+  auto answers = [](pid_t pid) {
+    return kj::runCatchingExceptions([&]() { migctl::ControlClient probe(pid); }) == nullptr ||
+           migctl::shimLoaded(pid);  // its control thread on its way (the freeze waits for it)
+  };
+  auto p = firstNotUnderShim(children, answers, resources::processRuns);
+  if (p == nullptr) return nullptr;
+  return kj::str("its child ", p->pid, " (", p->command.c_str(), "), born on this host, is not under libmig.so, so it "
+                 "cannot move with it");
+}
+
 // A hop back home refused for the job's children born away: which, and why.
 kj::String homecomingRefusal(long vpid, const kj::Vector<resources::TreeProcess>& left, bool transient) {
   return kj::str("cannot move PID ", vpid, " home: it has ", left.size(),
@@ -1220,15 +1233,24 @@ int sendCommand(int argc, char** argv) {
       }
     }
   }
+  // Away every child was born here (issue 12): they come with the job, in its image as
+  // a tree (migctl/tree_restart.h restartBornAway), each under the shim, to any host
+  // but home. At home a child is a process born since shadowd's look. Either may be
+  // about to end: its moment first.
+  kj::Vector<resources::TreeProcess> bornHere;
+  bool bornCameAndWent = false;
   if (!only) {
-    // Away every child was born here and cannot follow (issue 12); at home one is a
-    // process born since shadowd's look. Either may be about to end: its moment first.
     auto left = settledLook([&]() { return lostIfAlone(ctl->realPid(), deputy != nullptr); });
-    if (left.left.size() > 0) {
-      fail(deputy != nullptr ? treeRefusal(vpid > 0 ? vpid : pid, left.left)
-                             : awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, left.left, left.cameAndWent, false));
+    if (left.left.size() > 0 && deputy != nullptr) fail(treeRefusal(vpid > 0 ? vpid : pid, left.left));
+    KJ_IF_MAYBE(why, notUnderShim(left.left)) {
+      fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, ": ", *why, "; nothing was frozen, the job runs on where "
+                   "it was; move it once that process has ended, or --only moves process ", vpid > 0 ? vpid : pid,
+                   " alone"));
     }
+    bornHere = kj::mv(left.left);
+    bornCameAndWent = left.cameAndWent;
   }
+  const bool carry = bornHere.size() > 0;
   // System V objects move with the job (made again there with their keys and ids,
   // removed here at the commit) unless a process outside it uses one too
   // (resources/sysv_ipc.h): refused now, nothing frozen. Pre-copy and post-copy do not
@@ -1249,6 +1271,15 @@ int sendCommand(int argc, char** argv) {
     mode = "stop-and-copy";
     sysvNote = kj::str("the job's System V objects move with it, and pre-copy does not carry them");
   }
+  if (carry) {
+    if (mode != nullptr && strcmp(mode, "stop-and-copy") != 0) {
+      fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, " by ", mode, ": its children born on this host (",
+                   childNames(bornHere), ") move with it stop-and-copy only; nothing was frozen, the job runs on "
+                   "where it was; leave out --", mode));
+    }
+    mode = "stop-and-copy";
+    if (sysvNote.size() == 0) sysvNote = kj::str("its children born away from home move with it, and pre-copy does not carry them");
+  }
   auto link = loginToPeer(io, key, linkMode, to).wait(ws);
   hopFaultPoint("send-login", [](kj::String why) { fail(kj::mv(why)); });
 
@@ -1262,6 +1293,8 @@ int sendCommand(int argc, char** argv) {
   ticket.setVpid(static_cast<int32_t>(vpid > 0 ? vpid : pid));
   ticket.setCommand(command);
   setSysvNames(ticket, sysvBefore);
+  auto awayPids = ticket.initAwayPids(static_cast<unsigned>(bornHere.size()));
+  for (unsigned i = 0; i < bornHere.size(); ++i) awayPids.set(i, bornHere[i].pid);
   // The one line the user sees when the destination stops answering (the job is
   // resumed here when this process ends: its shim sees the control connection close).
   auto stalled = kj::str("hop aborted: the destination ", to, " stopped answering (no progress for ",
@@ -1278,6 +1311,7 @@ int sendCommand(int argc, char** argv) {
     auto left = settledLook([&]() { return liveOnly(childrenLeftBehind(ctl->realPid())); });
     if (left.left.size() > 0) fail(homecomingRefusal(vpid > 0 ? vpid : pid, left.left, left.cameAndWent));
   }
+  if (homecoming && carry) fail(awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, bornHere, bornCameAndWent, false));
 
   // Back home the job goes into its deputy's process, which has no page server: a
   // post-copy hop home is sent as the default (pre-copy where possible), and says so.
@@ -1326,7 +1360,7 @@ int sendCommand(int argc, char** argv) {
   // after the freeze for one that came meanwhile. Any child now is one started since
   // the first look: "try again" if it does not end.
   auto lookBeforeFreeze = [&]() {
-    if (only) return;
+    if (only || carry) return;  // (those born since come too: the freeze parks them)
     auto left = settledLook([&]() { return lostIfAlone(ctl->realPid(), deputy != nullptr); });
     if (left.left.size() == 0) return;
     fail(deputy != nullptr ? treeRefusal(vpid > 0 ? vpid : pid, left.left)
@@ -1334,6 +1368,7 @@ int sendCommand(int argc, char** argv) {
   };
 
   resources::CaptureStats stats;
+  kj::Own<migctl::FrozenTree> withChildren;  // the job and its children born here, parked
   // From the first byte captured: the rate shadowd learns for balance's cost of a move.
   auto sendStartedAt = std::chrono::steady_clock::now();
   uint64_t bytesBefore = 0;
@@ -1368,9 +1403,20 @@ int sendCommand(int argc, char** argv) {
     frozenAt = std::chrono::steady_clock::now();
     times.mark("freeze");
     resources::waitForLazyPages(ctl->realPid());  // as freezeAndCapture does (waited for above already)
-    control::Reply parked = ctl->freeze(kFreezeTimeoutSeconds);
-    times.mark("park");
-    stats = migctl::captureFrozen(*ctl, parked, /*forMigration=*/true, out);
+    // With its children born here: parked with it, one image of them all (a tree whose
+    // root is the job), unless they all ended meanwhile.
+    if (carry) withChildren = kj::heap<migctl::FrozenTree>(*ctl, kFreezeTimeoutSeconds);
+    if (withChildren.get() != nullptr && !withChildren->single()) {
+      times.mark("park");
+      resources::CaptureOptions options;
+      options.forMigration = true;
+      stats = withChildren->capture(out, options);
+    } else {
+      withChildren = nullptr;
+      control::Reply parked = ctl->freeze(kFreezeTimeoutSeconds);
+      times.mark("park");
+      stats = migctl::captureFrozen(*ctl, parked, /*forMigration=*/true, out);
+    }
   }
   times.mark("capture");
   // The System V objects the image carries (captured at the freeze), removed here once
@@ -1394,7 +1440,7 @@ int sendCommand(int argc, char** argv) {
   // commit, so the job resumes here whole and nothing of it runs there.
   // Most jobs have no child at all: known from their own /proc files, not all of /proc.
   const bool childless = resources::surelyChildless(ctl->realPid());
-  if (!childless && !only) {
+  if (!childless && !only && !carry) {
     auto late = lostIfAlone(ctl->realPid(), deputy != nullptr);
     // At home a child started since the look (a shell's next `$(...)`) ends by itself
     // while its frozen parent forks no more; its zombie stays here, the deputy's to reap
@@ -1447,6 +1493,8 @@ int sendCommand(int argc, char** argv) {
     kj::StringPtr args[] = {deputy, "--job-id", idText, tokenEnv, "--socket", shadowdSocket,
                             "--drop-signals", dropText};
     ctl->becomeDeputy(args);
+  } else if (withChildren.get() != nullptr) {
+    withChildren->exitEach();  // they run there now, with it
   } else {
     ctl->exitProcess();
   }
