@@ -578,7 +578,7 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
         // After the first look any child is one started since it: "try again".
         const bool since = when != "as the move began";
         fail(awayChildrenRefusal(vpid, i == 0 ? vpid : members[i - 1].vpid, born.left, born.cameAndWent || since,
-                                 frozen));
+                                 frozen, BornAwayRefused::treeMember));
       }
       return;
     }
@@ -1250,7 +1250,9 @@ int sendCommand(int argc, char** argv) {
     bornHere = kj::mv(left.left);
     bornCameAndWent = left.cameAndWent;
   }
-  const bool carry = bornHere.size() > 0;
+  bool carry = bornHere.size() > 0;
+  // One that forked here during that moment may have a child again at its freeze.
+  const bool forksHere = carry || bornCameAndWent;
   // System V objects move with the job (made again there with their keys and ids,
   // removed here at the commit) unless a process outside it uses one too
   // (resources/sysv_ipc.h): refused now, nothing frozen. Pre-copy and post-copy do not
@@ -1270,15 +1272,6 @@ int sendCommand(int argc, char** argv) {
     }
     mode = "stop-and-copy";
     sysvNote = kj::str("the job's System V objects move with it, and pre-copy does not carry them");
-  }
-  if (carry) {
-    if (mode != nullptr && strcmp(mode, "stop-and-copy") != 0) {
-      fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, " by ", mode, ": its children born on this host (",
-                   childNames(bornHere), ") move with it stop-and-copy only; nothing was frozen, the job runs on "
-                   "where it was; leave out --", mode));
-    }
-    mode = "stop-and-copy";
-    if (sysvNote.size() == 0) sysvNote = kj::str("its children born away from home move with it, and pre-copy does not carry them");
   }
   auto link = loginToPeer(io, key, linkMode, to).wait(ws);
   hopFaultPoint("send-login", [](kj::String why) { fail(kj::mv(why)); });
@@ -1311,7 +1304,21 @@ int sendCommand(int argc, char** argv) {
     auto left = settledLook([&]() { return liveOnly(childrenLeftBehind(ctl->realPid())); });
     if (left.left.size() > 0) fail(homecomingRefusal(vpid > 0 ? vpid : pid, left.left, left.cameAndWent));
   }
-  if (homecoming && carry) fail(awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, bornHere, bornCameAndWent, false));
+  if (homecoming && carry) {
+    fail(awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, bornHere, bornCameAndWent, false, BornAwayRefused::home));
+  }
+  // To another host, a job that forks here (children at the look, or come and gone
+  // during it) moves stop-and-copy, which takes along the children it has at the
+  // freeze; pre-copy and post-copy do not.
+  kj::String bornNote;
+  if (forksHere && !homecoming && mode == nullptr) {
+    mode = "stop-and-copy";
+    bornNote = kj::str("its children born away from home move with it, and pre-copy does not carry them");
+  } else if (carry && !homecoming && strcmp(mode, "stop-and-copy") != 0) {
+    fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, " by ", mode, ": its children born on this host (",
+                 childNames(bornHere), ") move with it stop-and-copy only; nothing was frozen, the job runs on where it "
+                 "was; leave out --", mode));
+  }
 
   // Back home the job goes into its deputy's process, which has no page server: a
   // post-copy hop home is sent as the default (pre-copy where possible), and says so.
@@ -1359,12 +1366,21 @@ int sendCommand(int argc, char** argv) {
   // forking short children all the while is frozen between two of them, not refused
   // after the freeze for one that came meanwhile. Any child now is one started since
   // the first look: "try again" if it does not end.
+  // Away, to another host, stop-and-copy: children born since come along (the freeze
+  // parks them; their PIDs were not announced, one taken there fails the restore, the
+  // hop aborted).
   auto lookBeforeFreeze = [&]() {
     if (only || carry) return;  // (those born since come too: the freeze parks them)
     auto left = settledLook([&]() { return lostIfAlone(ctl->realPid(), deputy != nullptr); });
     if (left.left.size() == 0) return;
-    fail(deputy != nullptr ? treeRefusal(vpid > 0 ? vpid : pid, left.left)
-                           : awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, left.left, /*cameAndWent=*/true, false));
+    if (deputy != nullptr) fail(treeRefusal(vpid > 0 ? vpid : pid, left.left));
+    const bool stopAndCopy = uffd < 0 && !postcopy;
+    if (!homecoming && stopAndCopy && notUnderShim(left.left) == nullptr) {
+      carry = true;
+      return;
+    }
+    fail(awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, left.left, /*cameAndWent=*/true, false,
+                             homecoming ? BornAwayRefused::home : BornAwayRefused::lateStart));
   };
 
   resources::CaptureStats stats;
@@ -1450,7 +1466,8 @@ int sendCommand(int argc, char** argv) {
     }
     if (late.size() > 0) {
       fail(deputy != nullptr ? treeRefusal(vpid > 0 ? vpid : pid, late)
-                             : awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, late, false, /*frozen=*/true));
+                             : awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, late, false, /*frozen=*/true,
+                                                   homecoming ? BornAwayRefused::home : BornAwayRefused::lateStart));
     }
   } else if (!childless && homecoming) {
     auto late = liveOnly(childrenLeftBehind(ctl->realPid()));
@@ -1648,6 +1665,7 @@ int sendCommand(int argc, char** argv) {
   if (uffd < 0 && mode == nullptr) printf("%s\n", whyNot.cStr());
   if (modeNote.size() > 0) printf("%s\n", modeNote.cStr());
   if (sysvNote.size() > 0) printf("%s\n", sysvNote.cStr());
+  if (bornNote.size() > 0) printf("%s\n", bornNote.cStr());
   return 0;
 }
 
