@@ -1419,9 +1419,13 @@ int sendCommand(int argc, char** argv) {
     frozenAt = std::chrono::steady_clock::now();
     times.mark("freeze");
     resources::waitForLazyPages(ctl->realPid());  // as freezeAndCapture does (waited for above already)
-    // With its children born here: parked with it, one image of them all (a tree whose
-    // root is the job), unless they all ended meanwhile.
-    if (carry) withChildren = kj::heap<migctl::FrozenTree>(*ctl, kFreezeTimeoutSeconds);
+    // With its children born here (away, to another host, also one born since the
+    // look): parked with it, one image of them all (a tree whose root is the job),
+    // unless they all ended meanwhile; then the check after the freeze is as ever.
+    const bool mayCarry = deputy == nullptr && !homecoming && !only;
+    if (carry || (mayCarry && !resources::surelyChildless(ctl->realPid()))) {
+      withChildren = kj::heap<migctl::FrozenTree>(*ctl, kFreezeTimeoutSeconds);
+    }
     if (withChildren.get() != nullptr && !withChildren->single()) {
       times.mark("park");
       resources::CaptureOptions options;
@@ -1433,6 +1437,7 @@ int sendCommand(int argc, char** argv) {
       times.mark("park");
       stats = migctl::captureFrozen(*ctl, parked, /*forMigration=*/true, out);
     }
+    carry = withChildren.get() != nullptr;
   }
   times.mark("capture");
   // The System V objects the image carries (captured at the freeze), removed here once
