@@ -10,7 +10,8 @@
 # job comes home and finishes there, its output the one an undisturbed run prints.
 # A job moved a -> b execs bash there, which forks a `$(...)` child (running sleep)
 # every round; moved b -> c while they come and go, every round's number still comes
-# back through its pipe, and its output is the undisturbed run's.
+# back through its pipe, and its output is the undisturbed run's. A child born on b
+# without libmig.so refuses the hop b -> c in one line, naming it.
 #
 # usage: born_away.sh OPTIONS (below)
 source "$(dirname "$0")/lib/cluster_lib.sh"
@@ -116,6 +117,37 @@ else
   restore_log c
 fi
 kill_job family
+
+# --- a child born on b without libmig.so: refused ------------------------------------------
+BARE='import os, subprocess, time
+while not os.path.exists("MOVED"):
+    time.sleep(0.05)
+s = subprocess.Popen(["/usr/bin/env", "-u", "LD_PRELOAD", "/usr/bin/sleep", "600"])
+os.write(1, b"started\n")
+while not os.path.exists("END"):
+    time.sleep(0.05)
+s.kill()
+os.write(1, b"child status %d\n" % s.wait())'
+start_job bare mig "$PY" -c "$BARE" || cluster_end
+if migrate bare b 60; then
+  touch "$(jfile bare MOVED)"
+  wait_until 30 out_has bare started
+  migrate bare c 60
+  if one_line_reason && grep -q "is not under libmig.so" "$MIG_ERR" && [[ $(host_of "$(where bare)") == b ]]; then
+    ok "bare: its hop b -> c with a child born on b without libmig.so is refused in one line, it runs on at b: $(cat "$MIG_ERR")"
+  else
+    fail "bare: its hop b -> c with a child not under libmig.so: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
+  fi
+else
+  fail "bare: its move a -> b: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
+fi
+touch "$(jfile bare END)"
+if wait_job bare 30 && [[ $STATUS == 0 && $(cat "$(jfile bare out)") == $'started\nchild status -9' ]]; then
+  ok "bare: ended on b as undisturbed (its child killed, status -9), status 0"
+else
+  fail "bare: status $STATUS, output '$(tr '\n' '|' <"$(jfile bare out)")'"; detail "$(jfile bare err)" "its stderr"
+fi
+kill_job bare
 
 # --- a bash loop whose `$(...)` children are born on b ---------------------------------------
 # Until MOVED python3 counts steps (no child: it leaves home as one process), then
