@@ -1239,14 +1239,17 @@ int sendCommand(int argc, char** argv) {
   // about to end: its moment first.
   kj::Vector<resources::TreeProcess> bornHere;
   bool bornCameAndWent = false;
-  if (!only) {
-    auto left = settledLook([&]() { return lostIfAlone(ctl->realPid(), deputy != nullptr); });
-    if (left.left.size() > 0 && deputy != nullptr) fail(treeRefusal(vpid > 0 ? vpid : pid, left.left));
-    KJ_IF_MAYBE(why, notUnderShim(left.left)) {
+  auto refuseWithoutShim = [&](const kj::Vector<resources::TreeProcess>& children) {
+    KJ_IF_MAYBE(why, notUnderShim(children)) {
       fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, ": ", *why, "; nothing was frozen, the job runs on where "
                    "it was; move it once that process has ended, or --only moves process ", vpid > 0 ? vpid : pid,
                    " alone"));
     }
+  };
+  if (!only) {
+    auto left = settledLook([&]() { return lostIfAlone(ctl->realPid(), deputy != nullptr); });
+    if (left.left.size() > 0 && deputy != nullptr) fail(treeRefusal(vpid > 0 ? vpid : pid, left.left));
+    refuseWithoutShim(left.left);
     bornHere = kj::mv(left.left);
     bornCameAndWent = left.cameAndWent;
   }
@@ -1365,17 +1368,16 @@ int sendCommand(int argc, char** argv) {
   // The look again right before the freeze (the rounds may have taken seconds): a job
   // forking short children all the while is frozen between two of them, not refused
   // after the freeze for one that came meanwhile. Any child now is one started since
-  // the first look: "try again" if it does not end.
-  // Away, to another host, stop-and-copy: children born since come along (the freeze
-  // parks them; their PIDs were not announced, one taken there fails the restore, the
-  // hop aborted).
+  // the first look: "try again" if it does not end. Away, to another host,
+  // stop-and-copy, they come along instead (the freeze parks them; their PIDs were not
+  // announced: one taken there fails the restore, the hop aborted).
   auto lookBeforeFreeze = [&]() {
     if (only || carry) return;  // (those born since come too: the freeze parks them)
     auto left = settledLook([&]() { return lostIfAlone(ctl->realPid(), deputy != nullptr); });
     if (left.left.size() == 0) return;
     if (deputy != nullptr) fail(treeRefusal(vpid > 0 ? vpid : pid, left.left));
-    const bool stopAndCopy = uffd < 0 && !postcopy;
-    if (!homecoming && stopAndCopy && notUnderShim(left.left) == nullptr) {
+    if (!homecoming && uffd < 0 && !postcopy) {
+      refuseWithoutShim(left.left);
       carry = true;
       return;
     }
