@@ -5,7 +5,8 @@
 # with them (stop-and-copy: the child and grandchild keep their virtual PIDs, the pipes
 # their bytes), the child still answers through the pipe, the grandchild gets its line,
 # and the job's wait gets the child's status 5 (the child's gets the grandchild's 3).
-# While they run on c the hop home is refused in one line (children born away do not
+# A hop to c while a process there has the child's PID of b is refused by c before
+# anything is frozen. While they run on c the hop home is refused in one line (children born away do not
 # come home yet), the job running on; once the child has ended and been waited for the
 # job comes home and finishes there, its output the one an undisturbed run prints.
 # A job moved a -> b execs bash there, which forks a `$(...)` child (running sleep)
@@ -47,6 +48,7 @@ def steps_until(name):
 steps_until("MOVED")
 p = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 say("child born away:", p.pid > 4194304)
+say("REAL", p.pid - 4194304)  # its PID on b (not compared)
 p.stdin.write(b"before the hop\n")
 p.stdin.flush()
 say("child says", p.stdout.readline().decode().strip())
@@ -71,7 +73,7 @@ done"
 mkdir -p "$(jfile ref data)" && touch "$(jfile ref MOVED)" "$(jfile ref HOPPED)" "$(jfile ref END)"
 start_job ref plain "$PY" -c "$FAMILY" "$CHILD" || cluster_end
 # (Its child is born at home: a PID of its own, not a virtual one.)
-if ! wait_job ref 60 || [[ $STATUS != 0 || $(grep -av '^STEP ' "$(jfile ref out)") != "${want/born away: True/born away: False}" ]]; then
+if ! wait_job ref 60 || [[ $STATUS != 0 || $(grep -av '^STEP \|^REAL ' "$(jfile ref out)") != "${want/born away: True/born away: False}" ]]; then
   fail "the undisturbed run: status $STATUS, its output not the expected"; detail "$(jfile ref out)" "its output"; cluster_end
 fi
 start_job family mig "$PY" -c "$FAMILY" "$CHILD" || cluster_end
@@ -81,6 +83,22 @@ fi
 touch "$(jfile family MOVED)"
 if ! wait_until 30 out_has family "child says got before the hop"; then
   fail "family: its child born on b did not answer"; detail "$(jfile family err)" "its stderr"; kill_job family; cluster_end
+fi
+# Its child's PID on b taken on c: c refuses the hop before anything is frozen.
+real=$(awk '$1 == "REAL" { print $2 }' "$(jfile family out)")
+hx c bash -c "echo $((real - 1)) >/proc/sys/kernel/ns_last_pid; sleep 600 & wait" >/dev/null 2>&1 &
+bg_pids+=($!)
+if wait_until 10 hx c kill -0 "$real" 2>/dev/null && [[ $(hx c cat "/proc/$real/comm" 2>/dev/null) == sleep ]]; then
+  migrate family c 60
+  if one_line_reason && grep -q "has PID $real, which a process here has" "$MIG_ERR" && [[ $(host_of "$(where family)") == b ]]; then
+    ok "family: its hop to c while c has its child's PID $real is refused by c in one line, it runs on at b: $(cat "$MIG_ERR")"
+  else
+    fail "family: its hop to c while c has its child's PID $real: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
+  fi
+  hx c kill -KILL "$real"
+  wait_until 10 eval '! hx c kill -0 "$real" 2>/dev/null'
+else
+  echo "# (PID $real could not be taken on c: that check skipped)"
 fi
 # b -> c with the child (and its grandchild) born on b; one line in flight in the pipe.
 if migrate family c 60 && [[ $(host_of "$(where family)") == c ]]; then
@@ -108,7 +126,7 @@ else
 fi
 touch "$(jfile family END)"
 wait_job family 30
-got=$(grep -av '^STEP ' "$(jfile family out)")
+got=$(grep -av '^STEP \|^REAL ' "$(jfile family out)")
 if [[ $STATUS == 0 && $got == "$want" && ! -s $(jfile family err) ]]; then
   ok "family: the child born on b answered through its pipe before, across and after the hop b -> c, its grandchild got its line and status 3, the job's wait got the child's status 5; output the undisturbed run's (its child's PID a virtual one), nothing on stderr, status 0"
 else
