@@ -54,6 +54,7 @@
 #include "resources/memory.h"
 #include "resources/network_page_source.h"
 #include "resources/shared_memory.h"
+#include "resources/socket_state.h"
 #include "resources/page_source.h"
 #include "resources/precopy.h"
 #include "resources/proc_file.h"
@@ -85,6 +86,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 #include <deque>
+#include <dirent.h>
+#include <set>
 #include <vector>
 
 namespace mig::shadow {
@@ -286,6 +289,48 @@ kj::Maybe<kj::String> notUnderShim(const kj::Vector<resources::TreeProcess>& chi
   if (p == nullptr) return nullptr;
   return kj::str("its child ", p->pid, " (", p->command.c_str(), "), born on this host, is not under libmig.so, so it "
                  "cannot move with it");
+}
+
+// The socket inodes process `pid` holds (/proc/PID/fd).
+std::set<uint64_t> socketsOf(pid_t pid) {
+  std::set<uint64_t> out;
+  auto dir = kj::str("/proc/", pid, "/fd");
+  DIR* d = opendir(dir.cStr());
+  if (d == nullptr) return out;
+  while (dirent* e = readdir(d)) {
+    char target[64];
+    ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof(target) - 1);
+    if (n <= 0) continue;
+    const uint64_t inode = resources::sockets::socketInode(std::string(target, static_cast<size_t>(n)));
+    if (inode != 0) out.insert(inode);
+  }
+  closedir(d);
+  return out;
+}
+
+// A socketpair between the job `job` and one of its children born here, or between two
+// of them (multiprocessing.Pipe): the image of a process that migrates keeps no
+// socket's identity, so it would come back as a home fd nothing at home has, and the
+// family would wait on it for ever. Refused before anything is frozen (not built yet).
+kj::Maybe<kj::String> socketpairWithChildren(pid_t job, const kj::Vector<resources::TreeProcess>& children) {
+  std::set<uint64_t> family = socketsOf(job);
+  kj::Vector<std::pair<const resources::TreeProcess*, std::set<uint64_t>>> held;
+  for (auto& p : children) {
+    if (p.zombie) continue;
+    auto mine = socketsOf(p.pid);
+    family.insert(mine.begin(), mine.end());
+    held.add(&p, kj::mv(mine));
+  }
+  for (auto& [p, mine] : held) {
+    for (uint64_t inode : mine) {
+      resources::sockets::DiagInfo d;
+      if (resources::sockets::unixDiag(inode, d) && d.peerInode != 0 && family.count(d.peerInode) > 0) {
+        return kj::str("its child ", p->pid, " (", p->command.c_str(), "), born on this host, shares a socketpair with it, "
+                       "which cannot move with children born away yet (issue 12)");
+      }
+    }
+  }
+  return nullptr;
 }
 
 // A hop back home refused for the job's children born away: which, and why.
@@ -1239,9 +1284,12 @@ int sendCommand(int argc, char** argv) {
   // about to end: its moment first.
   kj::Vector<resources::TreeProcess> bornHere;
   bool bornCameAndWent = false;
-  auto refuseWithoutShim = [&](const kj::Vector<resources::TreeProcess>& children) {
-    KJ_IF_MAYBE(why, notUnderShim(children)) {
-      fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, ": ", *why, "; nothing was frozen, the job runs on where "
+  // Children born here that cannot come along refuse the hop before anything is frozen.
+  auto refuseUncarried = [&](const kj::Vector<resources::TreeProcess>& children) {
+    kj::Maybe<kj::String> why = notUnderShim(children);
+    if (why == nullptr && children.size() > 0) why = socketpairWithChildren(ctl->realPid(), children);
+    KJ_IF_MAYBE(w, why) {
+      fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, ": ", *w, "; nothing was frozen, the job runs on where "
                    "it was; move it once that process has ended, or --only moves process ", vpid > 0 ? vpid : pid,
                    " alone"));
     }
@@ -1249,7 +1297,7 @@ int sendCommand(int argc, char** argv) {
   if (!only) {
     auto left = settledLook([&]() { return lostIfAlone(ctl->realPid(), deputy != nullptr); });
     if (left.left.size() > 0 && deputy != nullptr) fail(treeRefusal(vpid > 0 ? vpid : pid, left.left));
-    refuseWithoutShim(left.left);
+    refuseUncarried(left.left);
     bornHere = kj::mv(left.left);
     bornCameAndWent = left.cameAndWent;
   }
@@ -1377,7 +1425,7 @@ int sendCommand(int argc, char** argv) {
     if (left.left.size() == 0) return;
     if (deputy != nullptr) fail(treeRefusal(vpid > 0 ? vpid : pid, left.left));
     if (!homecoming && uffd < 0 && !postcopy) {
-      refuseWithoutShim(left.left);
+      refuseUncarried(left.left);
       carry = true;
       return;
     }

@@ -12,7 +12,8 @@
 # A job moved a -> b execs bash there, which forks a `$(...)` child (running sleep)
 # every round; moved b -> c while they come and go, every round's number still comes
 # back through its pipe, and its output is the undisturbed run's. A child born on b
-# without libmig.so refuses the hop b -> c in one line, naming it.
+# without libmig.so refuses the hop b -> c in one line, naming it; so does a
+# multiprocessing worker with a Pipe (a socketpair) to the job (not carried yet).
 #
 # usage: born_away.sh OPTIONS (below)
 source "$(dirname "$0")/lib/cluster_lib.sh"
@@ -137,15 +138,27 @@ fi
 kill_job family
 
 # --- a child born on b without libmig.so: refused ------------------------------------------
-BARE='import os, subprocess, time
-while not os.path.exists("MOVED"):
-    time.sleep(0.05)
+BARE='import multiprocessing, os, subprocess, time
+def wait_for(name):
+    while not os.path.exists(name):
+        time.sleep(0.05)
+def worker(conn):
+    conn.send(conn.recv() + 1)
+wait_for("MOVED")
 s = subprocess.Popen(["/usr/bin/env", "-u", "LD_PRELOAD", "/usr/bin/sleep", "600"])
 os.write(1, b"started\n")
-while not os.path.exists("END"):
-    time.sleep(0.05)
+wait_for("NEXT")
 s.kill()
-os.write(1, b"child status %d\n" % s.wait())'
+os.write(1, b"child status %d\n" % s.wait())
+mine, theirs = multiprocessing.Pipe()
+w = multiprocessing.get_context("fork").Process(target=worker, args=(theirs,))
+w.start()
+os.write(1, b"worker started\n")
+wait_for("END")
+mine.send(41)
+os.write(1, b"worker says %d\n" % mine.recv())
+w.join()
+os.write(1, b"worker exitcode %d\n" % w.exitcode)'
 start_job bare mig "$PY" -c "$BARE" || cluster_end
 if migrate bare b 60; then
   touch "$(jfile bare MOVED)"
@@ -156,12 +169,21 @@ if migrate bare b 60; then
   else
     fail "bare: its hop b -> c with a child not under libmig.so: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
   fi
+  # A multiprocessing worker with a Pipe (a socketpair) to it: not carried yet, refused.
+  touch "$(jfile bare NEXT)"
+  wait_until 30 out_has bare "worker started"
+  migrate bare c 60
+  if one_line_reason && grep -q "shares a socketpair with it" "$MIG_ERR" && [[ $(host_of "$(where bare)") == b ]]; then
+    ok "bare: its hop b -> c with a multiprocessing worker born on b (a Pipe between them) is refused in one line, it runs on at b: $(cat "$MIG_ERR")"
+  else
+    fail "bare: its hop b -> c with a multiprocessing worker: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
+  fi
 else
   fail "bare: its move a -> b: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
 fi
 touch "$(jfile bare END)"
-if wait_job bare 30 && [[ $STATUS == 0 && $(cat "$(jfile bare out)") == $'started\nchild status -9' ]]; then
-  ok "bare: ended on b as undisturbed (its child killed, status -9), status 0"
+if wait_job bare 30 && [[ $STATUS == 0 && $(cat "$(jfile bare out)") == $'started\nchild status -9\nworker started\nworker says 42\nworker exitcode 0' ]]; then
+  ok "bare: ended on b as undisturbed (its child killed, status -9; its worker answered through the Pipe), status 0"
 else
   fail "bare: status $STATUS, output '$(tr '\n' '|' <"$(jfile bare out)")'"; detail "$(jfile bare err)" "its stderr"
 fi
