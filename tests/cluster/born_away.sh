@@ -6,9 +6,10 @@
 # their bytes), the child still answers through the pipe, the grandchild gets its line,
 # and the job's wait gets the child's status 5 (the child's gets the grandchild's 3).
 # A hop to c while a process there has the child's PID of b is refused by c before
-# anything is frozen. While they run on c the hop home is refused in one line (children born away do not
-# come home yet), the job running on; once the child has ended and been waited for the
-# job comes home and finishes there, its output the one an undisturbed run prints.
+# anything is frozen. While they run on c the hop home is refused in one line
+# (children born away do not come home yet), the job running on; once the child has
+# ended and been waited for the job comes home and finishes there, its output the one
+# an undisturbed run prints.
 # A job moved a -> b execs bash there, which forks a `$(...)` child (running sleep)
 # every round; moved b -> c while they come and go, every round's number still comes
 # back through its pipe, and its output is the undisturbed run's. A child born on b
