@@ -292,10 +292,14 @@ void FrozenTree::resume() {
   }
 }
 
-void FrozenTree::exitAll(int timeoutSeconds) {
+void FrozenTree::exitEach() {
   for (size_t i = members_.size(); i-- > 0;) {
     if (members_[i].ctl != nullptr) members_[i].ctl->exitProcess();
   }
+}
+
+void FrozenTree::exitAll(int timeoutSeconds) {
+  exitEach();
   for (size_t i = members_.size(); i-- > 0;) {
     if (members_[i].ctl == nullptr) continue;
     int pidfd = static_cast<int>(syscall(SYS_pidfd_open, members_[i].ctl->realPid(), 0));

@@ -54,6 +54,10 @@ resources::CaptureStats freezeAndFinish(ControlClient& ctl, int timeoutSeconds, 
 resources::CaptureStats finishFrozen(ControlClient& ctl, const control::Reply& reply, resources::PageSource& memory,
                                      resources::Precopy& precopy, image::ImageWriter& w);
 
+// Whether libmig.so is mapped in process `pid`: one between fork and its control
+// thread's start, or in exec, does not answer on its control socket for a moment.
+bool shimLoaded(pid_t pid);
+
 // A whole tree (root and descendants, resources/process_tree.h), frozen together.
 class FrozenTree {
  public:
@@ -74,6 +78,8 @@ class FrozenTree {
   // children before their parents; waits (bounded) until the ended ones are gone.
   void resume();
   void exitAll(int timeoutSeconds);
+  // exitAll without the wait: a hop's commit, the tree runs on another host now.
+  void exitEach();
 
  private:
   struct Member {

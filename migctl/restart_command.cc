@@ -413,7 +413,7 @@ int restart(Options& o, const resources::CallerFds& caller) {
   resources::checkSavedFiles(img, options);
   restartTimes().mark("file-checks");
   if (img.isTree()) {
-    if (migrated.migrated) fail(kj::str(path, " holds a process tree; migrating trees is not built yet"));
+    if (migrated.migrated) restartBornAway(img, path, options, caller, migrated);
     return restartTree(img, path, options, caller);
   }
   becomeRestored(img, path, options, caller, migrated, nullptr, o.lazy, o.dataVerified);
@@ -536,7 +536,14 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     }
     fillForwardConfig(*config, migrated);
     if (migrated.gateFd >= 0) keep[keepCount++] = migrated.gateFd;  // kept clear of the job's fds
-    resources::restoreFiles(img, keep, keepCount, caller, config.get());
+    // With children born away (tree_restart.h restartBornAway): the job's gate and the
+    // pipe its children go on, or a child's ready and go pipes.
+    const size_t treeFds = keepCount;
+    if (tree != nullptr && tree->readyFd >= 0) keep[keepCount++] = tree->readyFd;
+    if (tree != nullptr) keep[keepCount++] = tree->goFd;
+    resources::restoreFiles(img, keep, keepCount, caller, config.get(), tree != nullptr ? &tree->pipes : nullptr);
+    if (tree != nullptr && tree->readyFd >= 0) tree->readyFd = keep[treeFds];
+    if (tree != nullptr) tree->goFd = keep[keepCount - 1];
     plan.setConfigFd(writeForwardConfig(*config));
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
@@ -565,6 +572,10 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     }
     restartTimes().mark("fds-ready");
     if (migrated.gateFd >= 0) waitAtGate(keep[2], path, migrated.postcopyTimeoutMs > 0 && !postcopy);
+    if (tree != nullptr) {
+      if (migrated.gateFd >= 0) tree->release();  // the job: past its gate
+      else tree->ready();                         // its child: all ready, and the job's gate said go
+    }
     restartTimes().mark("gate");
     if (migrated.postcopyTimeoutMs > 0 && !postcopy) {
       // A post-copy hop whose image holds every page: no page server; shadowd hears

@@ -67,6 +67,7 @@ struct Ctx {
   const resources::CallerFds& caller;
   TreeMemberRestart member;
   const resources::TreeSharedMemory& shared;
+  const MigratedOptions* migrated = nullptr;  // a migrated job's children born away (restartBornAway)
 };
 
 bool isMember(image::schema::Tree::Reader tree, int32_t pid) {
@@ -98,6 +99,13 @@ bool isMember(image::schema::Tree::Reader tree, int32_t pid) {
   _exit(WEXITSTATUS(status));
 }
 
+// A member's process: with its PID as the tree had it; a migrated job's child born
+// away with its real PID of the host it comes from (its virtual PID is kAwayPidBase +
+// that PID: its parent's shim knows it by that, child_pids.h).
+pid_t forkMember(const Ctx& c, image::schema::TreeMember::Reader m) {
+  return forkAs(c.migrated != nullptr ? m.getRealPid() : m.getVpid(), m.getCommand().cStr());
+}
+
 // In the process that is to be member `index`: its session and group, its
 // children, then itself.
 [[noreturn]] void runMember(Ctx& c, uint32_t index) {
@@ -106,7 +114,14 @@ bool isMember(image::schema::Tree::Reader tree, int32_t pid) {
     auto members = tree.getMembers();
     auto me = members[index];
     const pid_t self = me.getVpid();
-    if (me.getSid() == self) {
+    if (c.migrated != nullptr) {
+      // A child born away: its group and session were the host's, led by itself or
+      // by the job (whose restart here leads its own session): only its own move.
+      if (me.getSid() == self && setsid() < 0) fail(kj::str("cannot make process ", self, " a session leader: ", strerror(errno)));
+      if (me.getSid() != self && me.getPgid() == self && setpgid(0, 0) < 0) {
+        fail(kj::str("cannot make process ", self, " a process group leader: ", strerror(errno)));
+      }
+    } else if (me.getSid() == self) {
       // (One already, it stays: started by a host's mig-link, ChildSpec::ownSession.)
       if (getsid(0) != getpid() && setsid() < 0) {
         fail(kj::str("cannot make process ", self, " a session leader: ", strerror(errno)));
@@ -116,7 +131,7 @@ bool isMember(image::schema::Tree::Reader tree, int32_t pid) {
         fail(kj::str("cannot put process ", self, " into process group ", me.getPgid(), ": ", strerror(errno)));
       }
     }
-    if (isMember(tree, me.getSid()) && getsid(0) != me.getSid()) {
+    if (c.migrated == nullptr && isMember(tree, me.getSid()) && getsid(0) != me.getSid()) {
       fail(kj::str("process ", self, " cannot join session ", me.getSid(), " (it was not its parent's)"));
     }
     if (index == 0) {
@@ -129,7 +144,7 @@ bool isMember(image::schema::Tree::Reader tree, int32_t pid) {
     for (uint32_t i = 0; i < members.size(); ++i) {
       auto child = members[i];
       if (i == index || child.getVppid() != self) continue;
-      pid_t pid = forkAs(child.getVpid(), child.getCommand().cStr());
+      pid_t pid = forkMember(c, child);
       if (pid == 0) {
         if (child.getZombie()) becomeZombie(child.getWaitStatus());
         runMember(c, i);
@@ -141,51 +156,24 @@ bool isMember(image::schema::Tree::Reader tree, int32_t pid) {
     c.member.sharedRegions = c.shared.regionsOf(self);
     c.img.keepOnlyMember(self);
     MigratedOptions none;
-    becomeRestored(c.img, c.path, c.options, c.caller, none, &c.member);
+    becomeRestored(c.img, c.path, c.options, c.caller, c.migrated != nullptr ? *c.migrated : none, &c.member);
   } catch (const kj::Exception& e) {
     memberFailed(c, e.getDescription());
   }
 }
 
-volatile sig_atomic_t g_root = 0;
-
-void forwardSignal(int sig) {
-  if (g_root > 0) kill(g_root, sig);
-}
-
-}  // namespace
-
-void TreeMemberRestart::ready() const {
-  if (write(readyFd, "R", 1) != 1) fail(kj::str("the restart was called off"));
-  char byte;
-  ssize_t n;
-  while ((n = read(goFd, &byte, 1)) < 0 && errno == EINTR) {}
-  if (n != 0) fail(kj::str("the restart was called off"));
-  close(readyFd);
-  close(goFd);
-}
-
-int restartTree(image::FileReader& img, const char* path, const resources::FileRestoreOptions& options,
-                const resources::CallerFds& caller) {
+// The pipes, FIFOs and socketpairs between members, made once before the first fork
+// (every member inherits them), above every fd number the members will use; `held`
+// keeps them open until the members have their ends.
+resources::TreePipes makeTreePipes(image::FileReader& img, const resources::CallerFds& caller,
+                                   kj::Vector<kj::AutoCloseFd>& held) {
   auto tree = img.tree();
-  auto members = tree.getMembers();
-  uint32_t live = 0;
-  for (auto m : members) live += !m.getZombie();
-  // Every PID free before anything is made (forkAs says it again if one is taken meanwhile).
-  for (auto m : members) {
-    if (resources::processExists(m.getVpid())) {
-      fail(kj::str("cannot restart the tree: PID ", m.getVpid(), " (", m.getCommand(), ") is taken by another process now; "
-                   "end it (or the tree still running from this image) and try again"));
-    }
-  }
-  // The shared pipes, above every fd number the members will use.
   int maxFd = 2;
   for (size_t i = 0; i < img.sectionCount(); ++i) {
     if (img.section(i).type != static_cast<uint16_t>(image::SectionType::files)) continue;
     for (auto f : img.meta<image::schema::Files>(i).getFds()) maxFd = std::max(maxFd, f.getFd());
   }
   const int base = maxFd + 16;  // and above the few a member's restart keeps
-  kj::Vector<kj::AutoCloseFd> held;
   resources::TreePipes pipes;
   for (auto p : tree.getPipes()) {
     int fds[2];
@@ -260,6 +248,151 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
       held.add(kj::mv(bHigh));
     }
   }
+  return pipes;
+}
+
+// Reads the members' "R"s until `live` said ready; "" then, else the first one's
+// reason (one line). `madeIpc`: the root made the tree's System V objects ("I").
+std::string awaitReady(int readyR, uint32_t live, bool& madeIpc) {
+  std::string said;
+  uint32_t readyCount = 0;
+  bool failed = false;
+  while (readyCount < live && !failed) {
+    char buf[512];
+    ssize_t n = read(readyR, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return "a process of the tree ended before it was restored";
+    for (ssize_t i = 0; i < n; ++i) {
+      if (!said.empty() || buf[i] == 'E') {
+        failed = true;
+        said.push_back(buf[i]);
+      } else if (buf[i] == 'R') {
+        ++readyCount;
+      } else if (buf[i] == 'I') {
+        madeIpc = true;
+      }
+    }
+  }
+  if (!said.empty() && said[0] == 'E') said.erase(0, 1);
+  size_t nl = said.find('\n');
+  if (nl != std::string::npos) said.resize(nl);
+  return said;
+}
+
+volatile sig_atomic_t g_root = 0;
+
+void forwardSignal(int sig) {
+  if (g_root > 0) kill(g_root, sig);
+}
+
+}  // namespace
+
+void TreeMemberRestart::ready() const {
+  if (write(readyFd, "R", 1) != 1) fail(kj::str("the restart was called off"));
+  char byte;
+  ssize_t n;
+  while ((n = read(goFd, &byte, 1)) < 0 && errno == EINTR) {}
+  if (goOnByte ? n != 1 || byte != 'G' : n != 0) fail(kj::str("the restart was called off"));
+  close(readyFd);
+  close(goFd);
+}
+
+void TreeMemberRestart::release() const {
+  // Past the gate the job runs here whatever becomes of a child: one gone meanwhile
+  // (no reader left) is said on the restore log, not a SIGPIPE that ends the job.
+  struct sigaction ignore {}, old {};
+  ignore.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &ignore, &old);
+  std::string go(waiting, 'G');
+  if (!go.empty() && write(goFd, go.data(), go.size()) != static_cast<ssize_t>(go.size())) {
+    dprintf(resources::restartMessages(), "migctl restart: a child born away ended before it was released: %s\n", strerror(errno));
+  }
+  sigaction(SIGPIPE, &old, nullptr);
+  close(goFd);
+}
+
+void restartBornAway(image::FileReader& img, const char* path, const resources::FileRestoreOptions& options,
+                     const resources::CallerFds& caller, const MigratedOptions& migrated) {
+  auto members = img.tree().getMembers();
+  const auto root = members[0];
+  if (resources::ipcSection(img) != 0) {
+    fail(kj::str("cannot restore PID ", root.getVpid(), " here: it shares memory or System V objects with its children "
+                 "born away from home, which cannot move with it yet (issue 12)"));
+  }
+  uint32_t live = 0;
+  for (uint32_t i = 1; i < members.size(); ++i) {
+    live += !members[i].getZombie();
+    const pid_t pid = members[i].getRealPid();
+    if (resources::processExists(pid)) {
+      fail(kj::str("cannot restore PID ", root.getVpid(), " here: its child born away from home (", members[i].getCommand(),
+                   ") had PID ", pid, ", which a process here has now; move it again"));
+    }
+  }
+  kj::Vector<kj::AutoCloseFd> held;
+  resources::TreePipes pipes = makeTreePipes(img, caller, held);
+  resources::TreeSharedMemory shared(img);  // none (refused above): the members' empty views
+  int readyPipe[2], goPipe[2];
+  if (pipe2(readyPipe, O_CLOEXEC) != 0 || pipe2(goPipe, O_CLOEXEC) != 0) fail(kj::str("cannot create a pipe: ", strerror(errno)));
+  kj::AutoCloseFd readyR(readyPipe[0]), readyW(readyPipe[1]), goR(goPipe[0]), goW(goPipe[1]);
+  // Each child restores with the job's options but its gate, which is the job's.
+  MigratedOptions child;
+  child.migrated = true;
+  child.relay = kj::str(KJ_ASSERT_NONNULL(migrated.relay));
+  child.jobId = migrated.jobId;
+  child.token = kj::heapArray<kj::byte>(migrated.token);
+  for (auto& p : migrated.localPaths) child.localPaths.add(kj::str(p));
+  child.realtimeOffsetNs = migrated.realtimeOffsetNs;
+  child.network = migrated.network;
+  fflush(stdout);
+  fflush(stderr);
+  kj::Vector<pid_t> made;
+  for (uint32_t i = 1; i < members.size(); ++i) {
+    auto m = members[i];
+    if (m.getVppid() != root.getVpid()) continue;
+    Ctx c{img, path, options, caller, TreeMemberRestart{pipes, readyW.get(), goR.get(), nullptr, true, 0}, shared, &child};
+    pid_t pid = forkMember(c, m);
+    if (pid == 0) {
+      if (migrated.gateFd >= 0) close(migrated.gateFd);  // the job's alone
+      close(readyR.release());
+      close(goW.release());
+      if (m.getZombie()) becomeZombie(m.getWaitStatus());
+      runMember(c, i);
+    }
+    made.add(pid);
+  }
+  readyW = nullptr;
+  goR = nullptr;
+  bool madeIpc = false;
+  std::string said = awaitReady(readyR, live, madeIpc);
+  if (!said.empty()) {
+    // Nothing has run yet: every child waits for its 'G'.
+    for (uint32_t i = 1; i < members.size(); ++i) kill(members[i].getRealPid(), SIGKILL);
+    for (pid_t pid : made) {
+      while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {}
+    }
+    fail(kj::str("cannot restore PID ", root.getVpid(), "'s children born away from home: ", said.c_str()));
+  }
+  readyR = nullptr;
+  img.keepOnlyMember(root.getVpid());
+  TreeMemberRestart job{kj::mv(pipes), -1, goW.release(), nullptr, true, live};
+  becomeRestored(img, path, options, caller, migrated, &job);
+}
+
+int restartTree(image::FileReader& img, const char* path, const resources::FileRestoreOptions& options,
+                const resources::CallerFds& caller) {
+  auto tree = img.tree();
+  auto members = tree.getMembers();
+  uint32_t live = 0;
+  for (auto m : members) live += !m.getZombie();
+  // Every PID free before anything is made (forkAs says it again if one is taken meanwhile).
+  for (auto m : members) {
+    if (resources::processExists(m.getVpid())) {
+      fail(kj::str("cannot restart the tree: PID ", m.getVpid(), " (", m.getCommand(), ") is taken by another process now; "
+                   "end it (or the tree still running from this image) and try again"));
+    }
+  }
+  kj::Vector<kj::AutoCloseFd> held;
+  resources::TreePipes pipes = makeTreePipes(img, caller, held);
   // The memory members share, made and filled once; held until the tree ends.
   resources::TreeSharedMemory shared(img);
   int readyPipe[2], goPipe[2];
@@ -287,39 +420,15 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
   signal(SIGQUIT, SIG_IGN);
 
   // Every live member says it is ready, or why it is not.
-  std::string said;
-  uint32_t readyCount = 0;
-  bool failed = false, madeIpc = false;
-  while (readyCount < live && !failed) {
-    char buf[512];
-    ssize_t n = read(readyR, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      said = "a process of the tree ended before it was restored";
-      failed = true;
-      break;
-    }
-    for (ssize_t i = 0; i < n; ++i) {
-      if (!said.empty() || buf[i] == 'E') {
-        failed = true;
-        said.push_back(buf[i]);
-      } else if (buf[i] == 'R') {
-        ++readyCount;
-      } else if (buf[i] == 'I') {
-        madeIpc = true;
-      }
-    }
-  }
+  bool madeIpc = false;
+  std::string said = awaitReady(readyR, live, madeIpc);
+  const bool failed = !said.empty();
   if (failed) {
     // Nothing has run yet: every member waits for "go". Take them all down.
     for (auto m : members) kill(m.getVpid(), SIGKILL);
     int st;
     while (waitpid(rootPid, &st, 0) < 0 && errno == EINTR) {}
     if (madeIpc) resources::removeSysvIpc(img);
-    if (!said.empty() && said[0] == 'E') said.erase(0, 1);
-    while (!said.empty() && said.back() == '\n') said.pop_back();
-    size_t nl = said.find('\n');
-    if (nl != std::string::npos) said.resize(nl);
     fail(kj::str("the tree was not restarted: ", said.c_str()));
   }
   goW = nullptr;  // go

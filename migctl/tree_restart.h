@@ -41,11 +41,19 @@ struct MigratedOptions {
 // A member's part in its tree's restart.
 struct TreeMemberRestart {
   resources::TreePipes pipes;
-  int readyFd;  // tells the restart process this member is ready
-  int goFd;     // EOF when every member is ready
+  // (Mutable: a migrated member's restore moves them out of its fds' way, and a
+  // failure after that must still be said on the right one.)
+  mutable int readyFd;  // tells the restart process this member is ready
+  mutable int goFd;     // EOF when every member is ready
   kj::ArrayPtr<const image::RegionFile> sharedRegions;  // mapped from the tree's shared objects
+  // A migrated job with children born away (restartBornAway): they go on a 'G' each
+  // on goFd, which the job writes once its gate said go (EOF: the hop was called off).
+  bool goOnByte = false;
+  uint32_t waiting = 0;  // the job's part: how many wait on goFd (its readyFd is -1)
   // Says so and waits for the whole tree; throws when the restart was called off.
   void ready() const;
+  // The job's part, past its gate: lets the children born away go.
+  void release() const;
 };
 
 // Builds the plan, puts the fds in place and execs mig-restore: `img` (one process,
@@ -61,5 +69,14 @@ struct TreeMemberRestart {
 // after death by signal N, as a shell says it).
 int restartTree(image::FileReader& img, const char* path, const resources::FileRestoreOptions& options,
                 const resources::CallerFds& caller);
+
+// A job that migrated here with its children born away (issue 12): its image is a
+// tree whose root is the job. This process becomes the job, as for one process; first
+// it makes the pipes between them and forks each child with its PID of the host it
+// came from (clone3 set_tid: its virtual PID, kAwayPidBase + that PID, is unchanged),
+// each child restoring itself with the job's `migrated` options (it forwards through
+// the job's deputy) up to ready, then waiting for the job's gate.
+[[noreturn]] void restartBornAway(image::FileReader& img, const char* path, const resources::FileRestoreOptions& options,
+                                  const resources::CallerFds& caller, const MigratedOptions& migrated);
 
 }  // namespace mig::migctl

@@ -246,7 +246,7 @@ CaptureStats captureTree(kj::ArrayPtr<const TreeCaptureMember> members, image::B
     capnp::MallocMessageBuilder memberMsg;
     memberMsg.initRoot<image::schema::Member>().setVpid(m.block->vpid);
     w.section(image::SectionType::member, memberMsg);
-    ProcPageSource own(m.proc.pid);
+    ProcPageSource own(m.proc.pid, options.forMigration);  // (a tree that migrates: its children born away)
     WithoutSharedViews memory(own, shared, m.proc.pid, segments);
     // The kinds set their counts for one process; a tree's are the sums.
     const uint32_t threads = stats.threads, fds = stats.fds;

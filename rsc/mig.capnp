@@ -29,6 +29,10 @@ struct JobTicket {
   keepDeputy @7 :Bool;     # a hop home that keeps the job's deputy: a tree whose members
                            # share memory or System V objects comes home as moved jobs
                            # (shadow/tree_homecoming.h)
+  awayPids @8 :List(Int32);  # the kernel PIDs on the sending host of the job's children born
+                             # away that come with it (issue 12): restored with the same
+                             # PIDs, so they must be free on the new host, or it refuses
+                             # the job before anything is frozen
 }
 
 struct SysvName {

@@ -22,6 +22,7 @@
 #include <kj/debug.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -1053,6 +1054,20 @@ kj::Promise<kj::Tuple<pid_t, double>> PreparedHop::commitHomecoming(Daemon& d, u
       });
 }
 
+// The hop's own processes here (its link process, the job's restart) must not take a
+// PID its children born away keep (issue 12): this host's next PIDs come after
+// `highest` (/proc/sys/kernel/ns_last_pid, as root; PIDs wrap only at pid_max). A
+// host whose PIDs are far past them already (most) changes nothing; without the
+// right, a PID taken meanwhile fails the restore (the hop aborted, the job runs on).
+void keepPidsFree(int32_t highest) {
+  if (highest <= 0) return;
+  kj::AutoCloseFd fd(open("/proc/sys/kernel/ns_last_pid", O_RDWR | O_CLOEXEC));
+  char text[32] = {};
+  if (fd == nullptr || read(fd, text, sizeof(text) - 1) <= 0 || atol(text) >= highest) return;
+  auto line = kj::str(highest);
+  (void)!pwrite(fd, line.begin(), line.size(), 0);
+}
+
 class NodeImpl final : public rpc::Node::Server {
  public:
   explicit NodeImpl(Daemon& d) : d_(d) {}
@@ -1075,6 +1090,20 @@ class NodeImpl final : public rpc::Node::Server {
                      "and try again"));
       }
     }
+    // Children born away come with their PIDs of the sending host (issue 12, the
+    // job's restart forks them with clone3 set_tid): one taken here refuses the job now.
+    // (Not at the job's home: they do not come home yet, and its sender says so.)
+    const bool jobsHome = d_.homeJobs().find(t.getJobId()) != nullptr;
+    int32_t highest = 0;
+    for (int32_t pid : t.getAwayPids()) {
+      if (pid > 0 && !jobsHome && (kill(pid, 0) == 0 || errno != ESRCH)) {
+        fail(kj::str("cannot take PID ", t.getVpid(), " here (", d_.address(), "): its child born away from home has PID ",
+                     pid, ", which a process here has; its children keep their PIDs, so move it to another host or "
+                     "once that child has ended"));
+      }
+      highest = std::max(highest, pid);
+    }
+    if (!jobsHome) keepPidsFree(highest);
     hopFaultPoint("recv-ticket", [](kj::String why) { fail(kj::mv(why)); });
     mkdir(d_.config().spoolDir.cStr(), 0700);
     auto job = kj::heap<HostedJob>();

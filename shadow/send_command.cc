@@ -54,6 +54,7 @@
 #include "resources/memory.h"
 #include "resources/network_page_source.h"
 #include "resources/shared_memory.h"
+#include "resources/socket_state.h"
 #include "resources/page_source.h"
 #include "resources/precopy.h"
 #include "resources/proc_file.h"
@@ -85,6 +86,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 #include <deque>
+#include <dirent.h>
+#include <set>
 #include <vector>
 
 namespace mig::shadow {
@@ -272,6 +275,61 @@ kj::Vector<resources::TreeProcess> liveOnly(kj::Vector<resources::TreeProcess> a
     if (!p.zombie) live.add(kj::mv(p));
   }
   return live;
+}
+
+// The first of `children` (born here, away from home) not under the shim, said in a
+// few words: it could not be frozen and captured with the job (settle_children.h).
+kj::Maybe<kj::String> notUnderShim(const kj::Vector<resources::TreeProcess>& children) {
+  auto answers = [](pid_t pid) {
+    return kj::runCatchingExceptions([&]() { migctl::ControlClient probe(pid); }) == nullptr ||
+           migctl::shimLoaded(pid);  // its control thread on its way (the freeze waits for it)
+  };
+  auto p = firstNotUnderShim(children, answers, resources::processRuns);
+  if (p == nullptr) return nullptr;
+  return kj::str("its child ", p->pid, " (", p->command.c_str(), "), born on this host, is not under libmig.so, so it "
+                 "cannot move with it");
+}
+
+// The socket inodes process `pid` holds (/proc/PID/fd).
+std::set<uint64_t> socketsOf(pid_t pid) {
+  std::set<uint64_t> out;
+  auto dir = kj::str("/proc/", pid, "/fd");
+  DIR* d = opendir(dir.cStr());
+  if (d == nullptr) return out;
+  while (dirent* e = readdir(d)) {
+    char target[64];
+    ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof(target) - 1);
+    if (n <= 0) continue;
+    const uint64_t inode = resources::sockets::socketInode(std::string(target, static_cast<size_t>(n)));
+    if (inode != 0) out.insert(inode);
+  }
+  closedir(d);
+  return out;
+}
+
+// A socketpair between the job `job` and one of its children born here, or between two
+// of them (multiprocessing.Pipe): the image of a process that migrates keeps no
+// socket's identity, so it would come back as a home fd nothing at home has, and the
+// family would wait on it for ever. Refused before anything is frozen (not built yet).
+kj::Maybe<kj::String> socketpairWithChildren(pid_t job, const kj::Vector<resources::TreeProcess>& children) {
+  std::set<uint64_t> family = socketsOf(job);
+  kj::Vector<std::pair<const resources::TreeProcess*, std::set<uint64_t>>> held;
+  for (auto& p : children) {
+    if (p.zombie) continue;
+    auto mine = socketsOf(p.pid);
+    family.insert(mine.begin(), mine.end());
+    held.add(&p, kj::mv(mine));
+  }
+  for (auto& [p, mine] : held) {
+    for (uint64_t inode : mine) {
+      resources::sockets::DiagInfo d;
+      if (resources::sockets::unixDiag(inode, d) && d.peerInode != 0 && family.count(d.peerInode) > 0) {
+        return kj::str("its child ", p->pid, " (", p->command.c_str(), "), born on this host, shares a socketpair with it, "
+                       "which cannot move with children born away yet (issue 12)");
+      }
+    }
+  }
+  return nullptr;
 }
 
 // A hop back home refused for the job's children born away: which, and why.
@@ -564,7 +622,7 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
         // After the first look any child is one started since it: "try again".
         const bool since = when != "as the move began";
         fail(awayChildrenRefusal(vpid, i == 0 ? vpid : members[i - 1].vpid, born.left, born.cameAndWent || since,
-                                 frozen));
+                                 frozen, BornAwayRefused::treeMember));
       }
       return;
     }
@@ -1219,15 +1277,32 @@ int sendCommand(int argc, char** argv) {
       }
     }
   }
-  if (!only) {
-    // Away every child was born here and cannot follow (issue 12); at home one is a
-    // process born since shadowd's look. Either may be about to end: its moment first.
-    auto left = settledLook([&]() { return lostIfAlone(ctl->realPid(), deputy != nullptr); });
-    if (left.left.size() > 0) {
-      fail(deputy != nullptr ? treeRefusal(vpid > 0 ? vpid : pid, left.left)
-                             : awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, left.left, left.cameAndWent, false));
+  // Away every child was born here (issue 12): they come with the job, in its image as
+  // a tree (migctl/tree_restart.h restartBornAway), each under the shim, to any host
+  // but home. At home a child is a process born since shadowd's look. Either may be
+  // about to end: its moment first.
+  kj::Vector<resources::TreeProcess> bornHere;
+  bool bornCameAndWent = false;
+  // Children born here that cannot come along refuse the hop before anything is frozen.
+  auto refuseUncarried = [&](const kj::Vector<resources::TreeProcess>& children) {
+    kj::Maybe<kj::String> why = notUnderShim(children);
+    if (why == nullptr && children.size() > 0) why = socketpairWithChildren(ctl->realPid(), children);
+    KJ_IF_MAYBE(w, why) {
+      fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, ": ", *w, "; nothing was frozen, the job runs on where "
+                   "it was; move it once that process has ended, or --only moves process ", vpid > 0 ? vpid : pid,
+                   " alone"));
     }
+  };
+  if (!only) {
+    auto left = settledLook([&]() { return lostIfAlone(ctl->realPid(), deputy != nullptr); });
+    if (left.left.size() > 0 && deputy != nullptr) fail(treeRefusal(vpid > 0 ? vpid : pid, left.left));
+    refuseUncarried(left.left);
+    bornHere = kj::mv(left.left);
+    bornCameAndWent = left.cameAndWent;
   }
+  bool carry = bornHere.size() > 0;
+  // One that forked here during that moment may have a child again at its freeze.
+  const bool forksHere = carry || bornCameAndWent;
   // System V objects move with the job (made again there with their keys and ids,
   // removed here at the commit) unless a process outside it uses one too
   // (resources/sysv_ipc.h): refused now, nothing frozen. Pre-copy and post-copy do not
@@ -1261,6 +1336,8 @@ int sendCommand(int argc, char** argv) {
   ticket.setVpid(static_cast<int32_t>(vpid > 0 ? vpid : pid));
   ticket.setCommand(command);
   setSysvNames(ticket, sysvBefore);
+  auto awayPids = ticket.initAwayPids(static_cast<unsigned>(bornHere.size()));
+  for (unsigned i = 0; i < bornHere.size(); ++i) awayPids.set(i, bornHere[i].pid);
   // The one line the user sees when the destination stops answering (the job is
   // resumed here when this process ends: its shim sees the control connection close).
   auto stalled = kj::str("hop aborted: the destination ", to, " stopped answering (no progress for ",
@@ -1276,6 +1353,21 @@ int sendCommand(int argc, char** argv) {
   if (homecoming && only) {
     auto left = settledLook([&]() { return liveOnly(childrenLeftBehind(ctl->realPid())); });
     if (left.left.size() > 0) fail(homecomingRefusal(vpid > 0 ? vpid : pid, left.left, left.cameAndWent));
+  }
+  if (homecoming && carry) {
+    fail(awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, bornHere, bornCameAndWent, false, BornAwayRefused::home));
+  }
+  // To another host, a job that forks here (children at the look, or come and gone
+  // during it) moves stop-and-copy, which takes along the children it has at the
+  // freeze; pre-copy and post-copy do not.
+  kj::String bornNote;
+  if (forksHere && !homecoming && mode == nullptr) {
+    mode = "stop-and-copy";
+    bornNote = kj::str("its children born away from home move with it, and pre-copy does not carry them");
+  } else if (carry && !homecoming && strcmp(mode, "stop-and-copy") != 0) {
+    fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, " by ", mode, ": its children born on this host (",
+                 childNames(bornHere), ") move with it stop-and-copy only; nothing was frozen, the job runs on where it "
+                 "was; leave out --", mode));
   }
 
   // Back home the job goes into its deputy's process, which has no page server: a
@@ -1323,16 +1415,25 @@ int sendCommand(int argc, char** argv) {
   // The look again right before the freeze (the rounds may have taken seconds): a job
   // forking short children all the while is frozen between two of them, not refused
   // after the freeze for one that came meanwhile. Any child now is one started since
-  // the first look: "try again" if it does not end.
+  // the first look: "try again" if it does not end. Away, to another host,
+  // stop-and-copy, they come along instead (the freeze parks them; their PIDs were not
+  // announced: one taken there fails the restore, the hop aborted).
   auto lookBeforeFreeze = [&]() {
-    if (only) return;
+    if (only || carry) return;  // (those born since come too: the freeze parks them)
     auto left = settledLook([&]() { return lostIfAlone(ctl->realPid(), deputy != nullptr); });
     if (left.left.size() == 0) return;
-    fail(deputy != nullptr ? treeRefusal(vpid > 0 ? vpid : pid, left.left)
-                           : awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, left.left, /*cameAndWent=*/true, false));
+    if (deputy != nullptr) fail(treeRefusal(vpid > 0 ? vpid : pid, left.left));
+    if (!homecoming && uffd < 0 && !postcopy) {
+      refuseUncarried(left.left);
+      carry = true;
+      return;
+    }
+    fail(awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, left.left, /*cameAndWent=*/true, false,
+                             homecoming ? BornAwayRefused::home : BornAwayRefused::lateStart));
   };
 
   resources::CaptureStats stats;
+  kj::Own<migctl::FrozenTree> withChildren;  // the job and its children born here, parked
   // From the first byte captured: the rate shadowd learns for balance's cost of a move.
   auto sendStartedAt = std::chrono::steady_clock::now();
   uint64_t bytesBefore = 0;
@@ -1367,9 +1468,25 @@ int sendCommand(int argc, char** argv) {
     frozenAt = std::chrono::steady_clock::now();
     times.mark("freeze");
     resources::waitForLazyPages(ctl->realPid());  // as freezeAndCapture does (waited for above already)
-    control::Reply parked = ctl->freeze(kFreezeTimeoutSeconds);
-    times.mark("park");
-    stats = migctl::captureFrozen(*ctl, parked, /*forMigration=*/true, out);
+    // With its children born here (away, to another host, also one born since the
+    // look): parked with it, one image of them all (a tree whose root is the job),
+    // unless they all ended meanwhile; then the check after the freeze is as ever.
+    const bool mayCarry = deputy == nullptr && !homecoming && !only;
+    if (carry || (mayCarry && !resources::surelyChildless(ctl->realPid()))) {
+      withChildren = kj::heap<migctl::FrozenTree>(*ctl, kFreezeTimeoutSeconds);
+    }
+    if (withChildren.get() != nullptr && !withChildren->single()) {
+      times.mark("park");
+      resources::CaptureOptions options;
+      options.forMigration = true;
+      stats = withChildren->capture(out, options);
+    } else {
+      withChildren = nullptr;
+      control::Reply parked = ctl->freeze(kFreezeTimeoutSeconds);
+      times.mark("park");
+      stats = migctl::captureFrozen(*ctl, parked, /*forMigration=*/true, out);
+    }
+    carry = withChildren.get() != nullptr;
   }
   times.mark("capture");
   // The System V objects the image carries (captured at the freeze), removed here once
@@ -1393,7 +1510,7 @@ int sendCommand(int argc, char** argv) {
   // commit, so the job resumes here whole and nothing of it runs there.
   // Most jobs have no child at all: known from their own /proc files, not all of /proc.
   const bool childless = resources::surelyChildless(ctl->realPid());
-  if (!childless && !only) {
+  if (!childless && !only && !carry) {
     auto late = lostIfAlone(ctl->realPid(), deputy != nullptr);
     // At home a child started since the look (a shell's next `$(...)`) ends by itself
     // while its frozen parent forks no more; its zombie stays here, the deputy's to reap
@@ -1403,7 +1520,8 @@ int sendCommand(int argc, char** argv) {
     }
     if (late.size() > 0) {
       fail(deputy != nullptr ? treeRefusal(vpid > 0 ? vpid : pid, late)
-                             : awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, late, false, /*frozen=*/true));
+                             : awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, late, false, /*frozen=*/true,
+                                                   homecoming ? BornAwayRefused::home : BornAwayRefused::lateStart));
     }
   } else if (!childless && homecoming) {
     auto late = liveOnly(childrenLeftBehind(ctl->realPid()));
@@ -1446,6 +1564,8 @@ int sendCommand(int argc, char** argv) {
     kj::StringPtr args[] = {deputy, "--job-id", idText, tokenEnv, "--socket", shadowdSocket,
                             "--drop-signals", dropText};
     ctl->becomeDeputy(args);
+  } else if (withChildren.get() != nullptr) {
+    withChildren->exitEach();  // they run there now, with it
   } else {
     ctl->exitProcess();
   }
@@ -1599,6 +1719,7 @@ int sendCommand(int argc, char** argv) {
   if (uffd < 0 && mode == nullptr) printf("%s\n", whyNot.cStr());
   if (modeNote.size() > 0) printf("%s\n", modeNote.cStr());
   if (sysvNote.size() > 0) printf("%s\n", sysvNote.cStr());
+  if (bornNote.size() > 0) printf("%s\n", bornNote.cStr());
   return 0;
 }
 

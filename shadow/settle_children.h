@@ -71,24 +71,50 @@ kj::String childNames(const kj::Vector<Process>& left) {
   return kj::strArray(names, ", ");
 }
 
-// The one line refusing the move of a job away from home (or of a tree's member
-// there) for its children born on this host: `holder` the member that has them (0: the
-// job moves as one process). `frozen`: seen after the freeze, so they
-// appeared since the look (the hop is aborted before its commit). Children that came
-// and went, or appeared since the look, are transient: "try again". One that stays
-// keeps the job here until it has ended and been waited for, or `--only` leaves it.
+// Of a job's children born away (issue 12), which come with it on a hop to another
+// host, the first that cannot: alive, and its shim does not answer (`answers(pid)`,
+// its control socket) while it still runs (`runs(pid)`: one on its way out is not
+// refused for). A zombie needs no shim: only its status moves.
+template <typename Process, typename Answers, typename Runs>
+const Process* firstNotUnderShim(const kj::Vector<Process>& children, Answers&& answers, Runs&& runs) {
+  for (auto& p : children) {
+    if (!p.zombie && !answers(p.pid) && runs(p.pid)) return &p;
+  }
+  return nullptr;
+}
+
+// Where the children born away could not go along (awayChildrenRefusal).
+enum class BornAwayRefused {
+  home,        // a job moved as one process, to its home: they do not come home yet
+  treeMember,  // a tree's member, to any host: its children do not move with it yet
+  lateStart,   // a job moved as one process to another host, pre-copy or post-copy: they
+               // were started after the look that would have made the hop stop-and-copy
+};
+
+// The one line refusing the move of a job away from home for its children born on
+// this host: `holder` the tree's member that has them (0: the job moves as one
+// process). `frozen`: seen after the freeze, so they appeared since the look (the hop
+// is aborted before its commit). Children that came and went, or appeared since the
+// look, are transient: "try again". One that stays keeps the job here until it has
+// ended and been waited for, or `--only` leaves it.
 template <typename Process>
-kj::String awayChildrenRefusal(long vpid, long holder, const kj::Vector<Process>& left, bool cameAndWent, bool frozen) {
-  const bool transient = cameAndWent || frozen;
+kj::String awayChildrenRefusal(long vpid, long holder, const kj::Vector<Process>& left, bool cameAndWent, bool frozen,
+                               BornAwayRefused why) {
+  const bool transient = cameAndWent || frozen || why == BornAwayRefused::lateStart;
+  const char* cannot = why == BornAwayRefused::home         ? "cannot come home with it yet"
+                       : why == BornAwayRefused::treeMember ? "cannot move with a tree's member yet, to another host or home"
+                                                            : "move with it stop-and-copy only, and these were started as "
+                                                              "it began to move";
   return kj::str(
       "cannot move PID ", vpid, holder == 0 ? kj::str(": it has ") : kj::str(" with its children: its process ", holder, " has "),
       left.size(), left.size() == 1 ? " child" : " children", " born on this host (", childNames(left),
-      "), away from home, and children born away from home cannot move with it yet, to another host or home (issue 12); ",
+      "), away from home, and children born away from home ", cannot, " (issue 12); ",
       frozen ? "the hop was aborted" : "nothing was frozen", ", the job runs on where it was; ",
       transient ? kj::str(frozen ? "they were started as it was frozen" : "its children come and go",
                           ": try again")
-                : kj::str("move it once they have ended and been waited for, or --only moves process ", vpid,
-                          " alone and leaves them on this host (they lose their parent)"));
+                : why == BornAwayRefused::home ? kj::str("move it home once they have ended and been waited for")
+                              : kj::str("move it once they have ended and been waited for, or --only moves process ",
+                                        vpid, " alone and leaves them on this host (they lose their parent)"));
 }
 
 }  // namespace mig::shadow

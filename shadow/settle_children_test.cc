@@ -76,18 +76,41 @@ TEST_CASE("settle children: children that come and go are transient") {
 TEST_CASE("settle children: the refusal says try again only for transient children") {
   kj::Vector<Child> left;
   left.add(Child{4194400, true, "true"});
-  auto stays = awayChildrenRefusal(12, 0, left, false, false);
+  auto stays = awayChildrenRefusal(12, 0, left, false, false, BornAwayRefused::home);
   CHECK(std::string(stays.cStr()).find("cannot move PID 12: it has 1 child born on this host (true (ended, not yet waited for))") == 0);
   CHECK(std::string(stays.cStr()).find("try again") == std::string::npos);
   CHECK(std::string(stays.cStr()).find("nothing was frozen, the job runs on where it was") != std::string::npos);
-  CHECK(std::string(stays.cStr()).find("--only moves process 12 alone") != std::string::npos);
-  auto transient = awayChildrenRefusal(12, 0, left, true, false);
+  CHECK(std::string(stays.cStr()).find("cannot come home with it yet") != std::string::npos);
+  CHECK(std::string(stays.cStr()).find("move it home once they have ended and been waited for") != std::string::npos);
+  auto member = awayChildrenRefusal(12, 15, left, false, false, BornAwayRefused::treeMember);
+  CHECK(std::string(member.cStr()).find("--only moves process 12 alone") != std::string::npos);
+  auto transient = awayChildrenRefusal(12, 0, left, true, false, BornAwayRefused::home);
   CHECK(std::string(transient.cStr()).find("its children come and go: try again") != std::string::npos);
-  auto late = awayChildrenRefusal(12, 15, left, false, true);
+  auto late = awayChildrenRefusal(12, 15, left, false, true, BornAwayRefused::treeMember);
   CHECK(std::string(late.cStr()).find("cannot move PID 12 with its children: its process 15 has 1 child") == 0);
   CHECK(std::string(late.cStr()).find("the hop was aborted, the job runs on where it was") != std::string::npos);
   CHECK(std::string(late.cStr()).find("try again") != std::string::npos);
+  CHECK(std::string(late.cStr()).find("cannot move with a tree's member yet") != std::string::npos);
+  auto started = awayChildrenRefusal(12, 0, left, false, false, BornAwayRefused::lateStart);
+  CHECK(std::string(started.cStr()).find("move with it stop-and-copy only, and these were started as it began to move") !=
+        std::string::npos);
+  CHECK(std::string(started.cStr()).find("try again") != std::string::npos);
   CHECK(std::string(late.cStr()).find("\n") == std::string::npos);
+}
+
+TEST_CASE("born away: the first child that cannot come along is a live one whose shim does not answer") {
+  kj::Vector<Child> children;
+  children.add(Child{4194400, true, "zombie"});    // no shim, ended: its status moves
+  children.add(Child{4194401, false, "python3"});  // under the shim
+  children.add(Child{4194402, false, "leaving"});  // no answer, but gone by now
+  children.add(Child{4194403, false, "static"});   // no answer, still runs
+  auto answers = [](pid_t pid) { return pid == 4194401; };
+  auto runs = [](pid_t pid) { return pid != 4194402; };
+  auto first = firstNotUnderShim(children, answers, runs);
+  REQUIRE(first != nullptr);
+  CHECK(first->pid == 4194403);
+  children.removeLast();
+  CHECK(firstNotUnderShim(children, answers, runs) == nullptr);
 }
 
 }  // namespace

@@ -61,7 +61,13 @@ bool loadConfig(int fd) {
       c.forwardedFds[i] = s.config.forwardedFds[i];
       c.streamFds[i] = s.config.streamFds[i];
       c.pipelinedFds[i] = s.config.pipelinedFds[i];
+      c.ownedFds[i] = s.config.ownedFds[i];
     }
+    // And its fd table's relation to the deputy, the same one on this host: a child
+    // born away (which moves on with its parent, issue 12) or a program exec'd away
+    // keeps a table of its own, with its home fds' numbers there (child_table.h).
+    c.ownTable = s.config.ownTable;
+    for (uint32_t i = 0; i < kMaxFds; ++i) c.homeFd[i] = s.config.homeFd[i];
   }
   s.config = c;
   return true;
