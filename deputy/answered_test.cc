@@ -65,7 +65,6 @@ TEST_CASE("the last batch of pipelined writes is kept apart from its thread's wa
   CHECK(a.lastByThread().size() == 1);
 }
 
-
 TEST_CASE("a cancel that comes before its call answers the call when it comes; one that crossed its answer changes nothing") {
   Answered a;
   kj::ArrayPtr<const kj::byte> got;

@@ -321,7 +321,9 @@ kj::Promise<void> CallRunner::call(CallContext context) {
       // Cancelled for a hop back home, having done nothing: never answered here.
       if (o.cancelled && stopped_) return kj::NEVER_DONE;
       // Cancelled for a signal (cancel): answered EINTR, or with what it did first.
-      answered_.done(h, o.reply != nullptr ? kj::mv(o.reply) : interruptedReply(h.seq));
+      // (A pipelined write that worked has an empty reply: nothing to answer.)
+      const bool neverBegun = o.cancelled && o.reply == nullptr;
+      answered_.done(h, neverBegun ? interruptedReply(h.seq) : kj::mv(o.reply));
       return kj::READY_NOW;
     });
     running = running_.emplace(key, finished.fork()).first;

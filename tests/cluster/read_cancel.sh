@@ -7,7 +7,9 @@
 # libc by ctypes: os.read would retry, PEP 475); (2) a line written at home just
 # before another USR1 is read once (the read at home ended with it before the cancel,
 # or was cancelled and the next read takes it); (3) `kill -INT` while os.read waits:
-# KeyboardInterrupt, caught; (4) every numbered line written at home is read exactly
+# KeyboardInterrupt, caught; (4) `kill -USR2`, whose handler has SA_RESTART: the
+# signal reaches the job at once (python's C handler writes it to its wakeup fd) and
+# the read is made again, no EINTR; (5) every line written at home is read exactly
 # once, in order. (Before: the handler waited until more data came.)
 #
 # usage: read_cancel.sh OPTIONS (cluster_lib.sh); meson runs it as test
@@ -24,7 +26,12 @@ def say(*words):  # one write: a handler running meanwhile cannot split the line
 libc = ctypes.CDLL(None, use_errno=True)
 signal.signal(signal.SIGUSR1, lambda s, f: say("handler USR1"))
 signal.siginterrupt(signal.SIGUSR1, True)
+signal.signal(signal.SIGUSR2, lambda s, f: say("handler USR2"))
+signal.siginterrupt(signal.SIGUSR2, False)  # SA_RESTART
 signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job starts with INT ignored
+# python runs its handlers between bytecodes: the C handler under them writes each
+# signal to this file at once (a USR2 shows here before the restarted read returns)
+signal.set_wakeup_fd(os.open(d + "/wakeup", os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK))
 fd = os.open(d + "/fifo", os.O_RDWR)  # a reader and a writer: never EOF
 i = 0
 while not os.path.exists(d + "/GO"):
@@ -50,6 +57,7 @@ while True:
 out() { tr -d '\r' <"$(jfile job out)" 2>/dev/null; }
 count() { out | grep -cx "$1"; }
 fifo="$(jdir job)/data/fifo"
+wakeups() { stat -c %s "$(jfile job data)/wakeup" 2>/dev/null || echo 0; }
 bpid=""
 # Blocked in a read: it said "reading" last, and its thread waits for home's answer
 # in the shim's ppoll (271).
@@ -79,6 +87,24 @@ if hop job a b; then
   wait_until 20 in_read && hx a sh -c "echo 3 >$fifo; kill -USR1 ${PID[job]}"
   check "a USR1 sent right after a line was written ran the handler" "handler USR1" 2
   check "the line written just before that USR1 was read" "got 3"
+  wait_until 20 in_read
+  eintr=$(count "read failed: EINTR") woken=$(wakeups)
+  hx a kill -USR2 "${PID[job]}"
+  if wait_until 20 eval '(( $(wakeups) > woken ))'; then
+    ok "kill -USR2 at home (SA_RESTART) reached the job's handler on b while its read waited at home"
+  else
+    fail "kill -USR2 at home (SA_RESTART) did not reach the job's handler on b while its read waited at home"
+  fi
+  if wait_until 20 in_read && (( $(count "read failed: EINTR") == eintr )); then
+    ok "the read interrupted by it was made again (no EINTR) and waits at home"
+  else
+    fail "the read interrupted by a USR2 with SA_RESTART was not made again: $(count "read failed: EINTR") EINTR, $eintr before"
+  fi
+  hx a sh -c "echo 5 >$fifo"
+  check "the restarted read took the next line written at home" "got 5"
+  (( $(count "read failed: EINTR") == eintr )) ||
+    fail "a read interrupted by a USR2 with SA_RESTART failed with EINTR: $(count "read failed: EINTR") EINTR, $eintr before"
+  check "and python ran its USR2 handler once it returned" "handler USR2"
   hx a sh -c "echo os.read >$fifo"
   says "got os.read"
 
@@ -88,7 +114,7 @@ if hop job a b; then
   hx a sh -c "echo 4 >$fifo"
   check "after it, the next line written at home was read" "got 4"
 
-  if [[ $(out | grep '^got ' | tr '\n' ' ') == "got 1 got 2 got 3 got os.read got 4 " ]]; then
+  if [[ $(out | grep '^got ' | tr '\n' ' ') == "got 1 got 2 got 3 got 5 got os.read got 4 " ]]; then
     ok "every line written at home was read exactly once, in order"
   else
     fail "the lines written at home were not each read once, in order: $(out | grep '^got ' | tr '\n' ' ')"
