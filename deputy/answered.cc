@@ -25,4 +25,11 @@ void Answered::done(const rsc::RequestHeader& h, kj::Array<kj::byte> reply) {
   last_[h.thread] = Kept{h.seq, kj::mv(reply)};
 }
 
+bool Answered::cancelBeforeRun(uint32_t thread, uint64_t seq, kj::Array<kj::byte> reply) {
+  auto it = last_.find(thread);
+  if (it != last_.end() && it->second.seq >= seq) return false;
+  last_[thread] = Kept{seq, kj::mv(reply)};
+  return true;
+}
+
 }  // namespace mig::deputy

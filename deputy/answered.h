@@ -33,6 +33,13 @@ class Answered {
   // `h` ran and answered `reply`.
   void done(const rsc::RequestHeader& h, kj::Array<kj::byte> reply);
 
+  // A cancel (Deputy.cancel) of thread `thread`'s call `seq`, which has not come yet
+  // (the relay holds a call until the job's writes before it have run; the cancel
+  // waits for nothing): the call is taken as answered `reply` (EINTR), so when it
+  // comes it does not run. Not if the thread's last answered call is that one or a
+  // later one (a cancel that crossed the call's answer): false then.
+  bool cancelBeforeRun(uint32_t thread, uint64_t seq, kj::Array<kj::byte> reply);
+
   // Each thread's last answered call that waited for its answer (the carried replies a
   // job takes home, shim/forward/carried_replies.h).
   const std::map<uint32_t, Kept>& lastByThread() const { return last_; }

@@ -65,5 +65,24 @@ TEST_CASE("the last batch of pipelined writes is kept apart from its thread's wa
   CHECK(a.lastByThread().size() == 1);
 }
 
+TEST_CASE("a cancel that comes before its call answers the call when it comes; one that crossed its answer changes nothing") {
+  Answered a;
+  kj::ArrayPtr<const kj::byte> got;
+  a.done(request(1, 5), reply(0xaa));
+  CHECK(a.cancelBeforeRun(1, 6, reply(0xee)));  // call 6 still behind the job's writes
+  REQUIRE(a.ran(request(1, 6), got));           // it comes: answered from the cancel, not run
+  CHECK(got[0] == 0xee);
+  CHECK_FALSE(a.cancelBeforeRun(1, 6, reply(0xcc)));  // cancelled again: the first answer stands
+  REQUIRE(a.ran(request(1, 6), got));
+  CHECK(got[0] == 0xee);
+  a.done(request(1, 7), reply(0xbb));
+  CHECK_FALSE(a.cancelBeforeRun(1, 7, reply(0xee)));  // crossed call 7's answer
+  CHECK_FALSE(a.cancelBeforeRun(1, 6, reply(0xee)));  // an old one
+  REQUIRE(a.ran(request(1, 7), got));
+  CHECK(got[0] == 0xbb);
+  CHECK(a.cancelBeforeRun(2, 1, reply(0xee)));  // another thread's first call
+  CHECK(a.ran(request(2, 1), got));
+}
+
 }  // namespace
 }  // namespace mig::deputy

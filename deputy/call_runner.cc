@@ -66,11 +66,15 @@ kj::Array<kj::byte> runLogged(rsc::Dispatcher& dispatcher, kj::ArrayPtr<const kj
 // Runs forwarded calls on threads of their own: a call may block (a read on the
 // terminal or a pipe) while the job's other threads go on making calls. A worker is
 // started whenever none is idle; idle ones wait for the next call. A hop back home
-// cancels the calls that wait (cancelAll): kCancelSignal, which only a worker running
-// such a call lets in, ends the system call with EINTR if it has done nothing yet.
+// cancels the calls that wait (cancelAll), a signal the job handles the one call its
+// thread waits in (cancel): kCancelSignal, which only a worker running such a call
+// lets in, ends the system call with EINTR if it has done nothing yet.
 class CallPool {
  public:
-  // What became of a call: its reply, or cancelled before it did anything.
+  using Key = std::pair<uint32_t, uint64_t>;  // thread, seq
+
+  // What became of a call: its reply (none if cancelled before it began), and whether
+  // a cancel ended it having done nothing.
   struct Outcome {
     kj::Array<kj::byte> reply;
     bool cancelled;
@@ -87,20 +91,28 @@ class CallPool {
   // returns how many calls still run.
   size_t cancelAll();
 
+  // Cancels the call `key` if it waits and may be cancelled (as cancelAll); true while
+  // it still runs on a worker (the signal may have come before it began to wait: ask
+  // again).
+  bool cancel(Key key);
+
  private:
   using Done = kj::Own<kj::CrossThreadPromiseFulfiller<Outcome>>;
   struct Job {
+    Key key;
     kj::Array<kj::byte> request;
     Done done;
   };
   struct Worker {
     pthread_t thread{};
+    Key key;
     bool busy = false;
     bool cancellable = false;
     bool cancelled = false;
   };
 
   void work(Worker& me);
+  void kick(Worker& w);  // with mutex_ held
 
   rsc::Dispatcher& dispatcher_;
   std::mutex mutex_;
@@ -125,6 +137,17 @@ bool interrupted(const kj::Array<kj::byte>& reply) {
   if (reply.size() < sizeof(h)) return false;
   memcpy(&h, reply.begin(), sizeof(h));
   return h.result == -1 && h.error == EINTR;
+}
+
+// The answer of a call cancelled before it began: EINTR, nothing done.
+kj::Array<kj::byte> interruptedReply(uint64_t seq) {
+  rsc::ReplyHeader h{};
+  h.magic = rsc::kReplyMagic;
+  h.length = sizeof(h);
+  h.seq = seq;
+  h.result = -1;
+  h.error = EINTR;
+  return kj::heapArray<kj::byte>(reinterpret_cast<const kj::byte*>(&h), sizeof(h));
 }
 
 bool cancellable(kj::ArrayPtr<const kj::byte> request) {
@@ -154,9 +177,11 @@ CallPool::~CallPool() {
 
 kj::Promise<CallPool::Outcome> CallPool::run(kj::Array<kj::byte> request) {
   auto paf = kj::newPromiseAndCrossThreadFulfiller<Outcome>();
+  rsc::RequestHeader h;
+  memcpy(&h, request.begin(), sizeof(h));  // CallRunner::call took only whole headers
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    queue_.push_back({kj::mv(request), kj::mv(paf.fulfiller)});
+    queue_.push_back({Key{h.thread, h.seq}, kj::mv(request), kj::mv(paf.fulfiller)});
     if (idle_ == 0) {
       Worker& w = workers_.emplace_back();
       threads_.emplace_back([this, &w]() { work(w); });
@@ -175,13 +200,37 @@ size_t CallPool::cancelAll() {
     for (auto& w : workers_) {
       if (!w.busy) continue;
       ++running;
-      if (!w.cancellable) continue;
-      w.cancelled = true;
-      pthread_kill(w.thread, kCancelSignal);
+      kick(w);
     }
   }
   for (auto& job : notStarted) job.done->fulfill(Outcome{nullptr, true});
   return running;
+}
+
+bool CallPool::cancel(Key key) {
+  kj::Maybe<Job> notStarted;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& w : workers_) {
+      if (!w.busy || w.key != key) continue;
+      kick(w);
+      return w.cancellable;
+    }
+    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+      if (it->key != key) continue;
+      notStarted = kj::mv(*it);
+      queue_.erase(it);
+      break;
+    }
+  }
+  KJ_IF_MAYBE(job, notStarted) { job->done->fulfill(Outcome{nullptr, true}); }
+  return false;
+}
+
+void CallPool::kick(Worker& w) {
+  if (!w.cancellable) return;
+  w.cancelled = true;
+  pthread_kill(w.thread, kCancelSignal);
 }
 
 void CallPool::work(Worker& me) {
@@ -198,6 +247,7 @@ void CallPool::work(Worker& me) {
     Job job = kj::mv(queue_.front());
     queue_.pop_front();
     me.busy = true;
+    me.key = job.key;
     me.cancellable = cancellable(job.request);
     me.cancelled = false;
     const bool mayCancel = me.cancellable;
@@ -221,7 +271,7 @@ void CallPool::work(Worker& me) {
     const bool cancelled = me.cancelled && interrupted(reply);
     me.busy = false;
     lock.unlock();
-    job.done->fulfill(Outcome{cancelled ? nullptr : kj::mv(reply), cancelled});
+    job.done->fulfill(Outcome{kj::mv(reply), cancelled});
     lock.lock();
   }
 }
@@ -269,8 +319,11 @@ kj::Promise<void> CallRunner::call(CallContext context) {
     }
     auto finished = pool_->run(kj::heapArray<kj::byte>(request)).then([this, h](CallPool::Outcome o) -> kj::Promise<void> {
       // Cancelled for a hop back home, having done nothing: never answered here.
-      if (o.cancelled) return kj::NEVER_DONE;
-      answered_.done(h, kj::mv(o.reply));
+      if (o.cancelled && stopped_) return kj::NEVER_DONE;
+      // Cancelled for a signal (cancel): answered EINTR, or with what it did first.
+      // (A pipelined write that worked has an empty reply: nothing to answer.)
+      const bool neverBegun = o.cancelled && o.reply == nullptr;
+      answered_.done(h, neverBegun ? interruptedReply(h.seq) : kj::mv(o.reply));
       return kj::READY_NOW;
     });
     running = running_.emplace(key, finished.fork()).first;
@@ -280,6 +333,24 @@ kj::Promise<void> CallRunner::call(CallContext context) {
     if (answered_.ran(h, kept)) answer(context, kept);
     running_.erase(key);
     return inputTaken(context.getParams().getRequest());
+  });
+}
+
+kj::Promise<void> CallRunner::cancel(uint32_t thread, uint64_t seq, kj::Timer& timer) {
+  const Key key{thread, seq};
+  if (running_.find(key) == running_.end()) {
+    // Not begun (it may still be on its way behind the job's writes), or done already.
+    if (answered_.cancelBeforeRun(thread, seq, interruptedReply(seq)) && logging()) {
+      log(kj::str("a cancel of call seq ", seq, " (thread ", thread, ") came before it: it will be answered EINTR"));
+    }
+    return kj::READY_NOW;
+  }
+  if (!pool_->cancel(key)) return kj::READY_NOW;
+  // The signal may have come just before the worker's call began to wait: again,
+  // until the call ends.
+  constexpr uint64_t kAgainMs = 5;
+  return timer.afterDelay(kAgainMs * kj::MILLISECONDS).then([this, thread, seq, &timer]() {
+    return cancel(thread, seq, timer);
   });
 }
 

@@ -40,6 +40,13 @@ class CallRunner {
   // Resolves once no call runs, or after `limitMs` with what still runs left running.
   kj::Promise<void> stopForHomecoming(kj::Timer& timer, uint64_t limitMs);
 
+  // Deputy.cancel: the job's thread `thread` took a signal it handles while its call
+  // `seq` waits here. A call waiting on a worker is cancelled as for a homecoming, but
+  // answered: EINTR if it had done nothing, else what it did; one not come yet is
+  // answered EINTR when it comes (Answered::cancelBeforeRun). Resolves once it no
+  // longer waits.
+  kj::Promise<void> cancel(uint32_t thread, uint64_t seq, kj::Timer& timer);
+
   // Every thread's last answered call that may not have reached it
   // (shim/forward/carried_replies.h): the table the job takes home.
   kj::Array<kj::byte> carriedReplies() const;

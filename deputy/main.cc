@@ -108,6 +108,11 @@ class DeputyImpl final : public rpc::Deputy::Server {
 
   kj::Promise<void> call(CallContext context) override { return calls_.call(kj::mv(context)); }
 
+  kj::Promise<void> cancel(CancelContext context) override {
+    auto p = context.getParams();
+    return calls_.cancel(p.getThread(), p.getSeq(), io_.provider->getTimer());
+  }
+
   kj::Promise<void> ended(EndedContext context) override {
     const int status = context.getParams().getStatus();
     log(kj::str("the job ended (wait status ", status, "): ending the same way"));

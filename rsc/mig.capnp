@@ -255,6 +255,13 @@ interface Deputy {
   # From the home shadowd whenever the job's record there changes (where it runs): the
   # deputy keeps it and gives it back when it registers again with a restarted shadowd
   # (Local.registerDeputy with `again`), which learns the job back from it.
+
+  cancel @6 (thread :UInt32, seq :UInt64) -> ();
+  # The job's thread `thread` (its virtual TID) took a signal its program handles while
+  # its call `seq` waits here (a read of a home stream; rsc/wire.h kCancel): that call
+  # ends as soon as it can, with EINTR if it has done nothing yet, else with what it
+  # did; its answer goes the usual way (call @0). A cancel that comes before its call
+  # answers the call EINTR when it comes. Resolves once the call no longer waits.
 }
 
 struct HomeRecord {

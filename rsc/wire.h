@@ -31,6 +31,11 @@ inline constexpr uint32_t kNoReply = 1;  // pipelined write (Write rows only): t
                                          // the shim reports on a later call
 inline constexpr uint32_t kBarrier = 2;  // not a call: the relay answers (result 0) once every
                                          // pipelined write up to `order` has run at home
+inline constexpr uint32_t kCancel = 4;   // not a call: the thread took a signal its program
+                                         // handles while its call `seq` waits at home; the
+                                         // relay asks the deputy to end that call
+                                         // (Deputy.cancel), whose answer still comes as
+                                         // the call's (EINTR, or what it did first)
 
 // ReplyHeader::flags
 inline constexpr uint32_t kDeferredFailure = 1;  // an earlier pipelined write (its seq) failed:
@@ -55,6 +60,11 @@ struct RequestHeader {
   uint32_t reserved;
 };
 static_assert(sizeof(RequestHeader) == 88);
+
+// A whole request that is a cancel (kCancel): a header alone.
+inline bool isCancel(const RequestHeader& h) {
+  return h.magic == kRequestMagic && (h.flags & kCancel) && h.length == sizeof(RequestHeader);
+}
 
 struct ReplyHeader {
   uint32_t magic;

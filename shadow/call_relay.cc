@@ -60,14 +60,22 @@ class CallStream final : public kj::AsyncIoStream {
   }
 
   // Resolves once the shim has closed its end. Asked only while a call of this
-  // connection runs, when the shim sends nothing: input then can only be its end.
-  kj::Promise<void> whenWriteDisconnected() override {
-    char c;
-    const ssize_t n = ::recv(fd_.get(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  // connection runs, when the shim sends nothing but, if a signal its program handles
+  // comes, a cancel of that call (rsc::kCancel): each is taken from the socket as it
+  // comes and given to `cancel`.
+  kj::Promise<void> whileCallRuns(kj::Function<void(const rsc::RequestHeader&)>& cancel) {
+    rsc::RequestHeader h;
+    const ssize_t n = ::recv(fd_.get(), &h, sizeof(h), MSG_PEEK | MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return kj::READY_NOW;
-    if (n > 0) return kj::NEVER_DONE;  // not the shim's way: its next request waits its turn
-    return readable_.whenBecomesReadable().then([this]() { return whenWriteDisconnected(); });
+    if (n == sizeof(h) && rsc::isCancel(h)) {
+      ::recv(fd_.get(), &h, sizeof(h), MSG_DONTWAIT);  // what was peeked: no more
+      cancel(h);
+      return whileCallRuns(cancel);
+    }
+    if (n == sizeof(h)) return kj::NEVER_DONE;  // not the shim's way: its next request waits its turn
+    return readable_.whenBecomesReadable().then([this, &cancel]() { return whileCallRuns(cancel); });
   }
+  kj::Promise<void> whenWriteDisconnected() override { return kj::NEVER_DONE; }  // whileCallRuns tells
   void shutdownWrite() override { ::shutdown(fd_.get(), SHUT_WR); }
   kj::Maybe<int> getFd() const override { return fd_.get(); }
 
@@ -131,7 +139,11 @@ class RelayConnection final : public CallOrigin {
       KJ_IF_MAYBE(fd, stream_->getFd()) {
         // kj's stream gives up the fd (and its watch) for a copy watched for input only.
         const int own = fcntl(*fd, F_DUPFD_CLOEXEC, 0);
-        if (own >= 0) stream_ = kj::heap<CallStream>(d_.eventPort(), kj::AutoCloseFd(own));
+        if (own >= 0) {
+          auto calls = kj::heap<CallStream>(d_.eventPort(), kj::AutoCloseFd(own));
+          callStream_ = calls.get();
+          stream_ = kj::mv(calls);
+        }
       }
       job->calls->connected(hello_.order);
       calls_ = kj::addRef(*job->calls);
@@ -198,6 +210,8 @@ class RelayConnection final : public CallOrigin {
   }
 
   kj::Promise<void> handle(kj::Array<kj::byte> request) {
+    // A cancel that crossed its call's answer: nothing runs to be cancelled.
+    if (header_.flags & rsc::kCancel) return kj::READY_NOW;
     auto& m = d_.metrics();
     if (!(header_.flags & rsc::kBarrier)) {
       ++m.forwardedCalls;
@@ -226,11 +240,29 @@ class RelayConnection final : public CallOrigin {
     return calls().call(kj::mv(request)).then([this](kj::Array<kj::byte> reply) {
       d_.metrics().forwardedBytesIn += reply.size();
       if (reply.size() > 0) sendReply(kj::mv(reply));
-    }).exclusiveJoin(stream_->whenWriteDisconnected());
+    }).exclusiveJoin(whileCallRuns());
+  }
+
+  // While a call runs: the shim's cancels of it go home (Deputy.cancel), and its
+  // connection's end ends the wait. A cancel read ahead with the call is in inBuf_.
+  kj::Promise<void> whileCallRuns() {
+    while (inEnd_ - inBegin_ >= sizeof(rsc::RequestHeader)) {
+      rsc::RequestHeader h;
+      memcpy(&h, inBuf_.begin() + inBegin_, sizeof(h));
+      if (!rsc::isCancel(h)) break;
+      cancel_(h);
+      inBegin_ += sizeof(h);
+    }
+    if (callStream_ == nullptr) return stream_->whenWriteDisconnected();
+    return callStream_->whileCallRuns(cancel_);
   }
 
   Daemon& d_;
   kj::Own<kj::AsyncIoStream> stream_;
+  CallStream* callStream_ = nullptr;  // stream_, when it is one (the usual case)
+  kj::Function<void(const rsc::RequestHeader&)> cancel_ = [this](const rsc::RequestHeader& h) {
+    calls().cancel(h.thread, h.seq);
+  };
   kj::Maybe<kj::Own<JobCalls>> calls_;
   forward::Hello hello_{};
   rsc::RequestHeader header_{};

@@ -475,6 +475,16 @@ kj::Promise<kj::Array<kj::byte>> JobCalls::send(kj::Array<kj::byte> request) {
       });
 }
 
+void JobCalls::cancel(uint32_t thread, uint64_t seq) {
+  if (lost_) return;
+  auto req = deputy().cancelRequest();
+  req.setThread(thread);
+  req.setSeq(seq);
+  d_.tasks().add(req.send().ignoreResult().catch_([this](kj::Exception&& e) {
+    d_.log(kj::str("job ", jobId_, ": a cancel of a call home failed: ", e.getDescription()));
+  }).attach(kj::addRef(*this)));
+}
+
 kj::Promise<void> JobCalls::settled() {
   if (connections_ == 0 && waiting_.empty() && !sending_) return kj::READY_NOW;
   auto paf = kj::newPromiseAndFulfiller<void>();

@@ -68,6 +68,11 @@ class JobCalls : public kj::Refcounted {
   // Home unreachable gives an EIO reply.
   kj::Promise<kj::Array<kj::byte>> call(kj::Array<kj::byte> request);
 
+  // The job's thread `thread` asks that its call `seq`, waiting at home, end now (a
+  // signal its program handles came: rsc::kCancel). Its answer still comes through
+  // `call`; a cancel that cannot reach home is dropped (the call waits on).
+  void cancel(uint32_t thread, uint64_t seq);
+
   // Resolves once the job's connections have all closed and every write has run:
   // only then may its end be told home (the deputy exits, its parent reads the output).
   kj::Promise<void> settled();

@@ -1,5 +1,6 @@
 // The relay's handling of pipelined writes: which requests count as one, and that
-// joined writes run at home as the writes they were made of, in order.
+// joined writes run at home as the writes they were made of, in order. And which
+// requests are cancels (rsc::isCancel), which it takes while a call runs.
 #include "image/image_test_util.h"
 #include "rsc/dispatch.h"
 #include "rsc/forward_table.h"
@@ -62,6 +63,26 @@ TEST_CASE("write batch: anything else is not a pipelined write") {
   int64_t n = encodeRequest(*lseek, args, 1, kNoReply, buf.data(), buf.size(), 1);
   buf.resize(static_cast<size_t>(n));
   CHECK_FALSE(parsePipelinedWrite(view(buf), w));
+}
+
+TEST_CASE("a cancel is a request header alone with kCancel; a call or a pipelined write is none") {
+  RequestHeader h{};
+  h.magic = kRequestMagic;
+  h.length = sizeof(h);
+  h.seq = 9;
+  h.flags = kCancel;
+  CHECK(isCancel(h));
+  RequestHeader longer = h;  // a cancel carries nothing more: anything else is not one
+  longer.length = sizeof(h) + 8;
+  CHECK_FALSE(isCancel(longer));
+  RequestHeader wrongMagic = h;
+  wrongMagic.magic = kReplyMagic;
+  CHECK_FALSE(isCancel(wrongMagic));
+  for (auto r : {writeRequest(7, "hello", 3, 41), writeRequest(7, "hello", 3, 41, 0)}) {
+    RequestHeader call;
+    memcpy(&call, r.data(), sizeof(call));
+    CHECK_FALSE(isCancel(call));
+  }
 }
 
 TEST_CASE("write batch: joined writes run as one, bytes in order") {

@@ -18,6 +18,7 @@
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -41,6 +42,9 @@ thread_local uint8_t* t_buf MIG_TLS;
 // until a write or sync on that fd reports it.
 thread_local int64_t t_failedFd MIG_TLS;
 thread_local int32_t t_failedError MIG_TLS;
+// The last call of this thread ended with EINTR because a signal its program handles
+// asked home to cancel it (takeSignalCancel).
+thread_local bool t_signalCancel MIG_TLS;
 
 State& state() { return shim::g_runtime.forward; }
 
@@ -61,6 +65,28 @@ long sendAll(int fd, const uint8_t* p, uint64_t n) {
   return 0;
 }
 
+// The shim's fds that live while a thread forwards (its connection, the signal watch
+// below) have a slot in State::connections: the application's close and dup2 leave
+// them alone (isConnectionFd), a checkpoint closes them, a restore forgets them.
+// Returns the slot + 1 (0: every slot taken; the fd then goes unguarded).
+uint32_t claimSlot(long fd) {
+  State& s = state();
+  for (uint32_t i = 0; i < kMaxConnections; ++i) {
+    int32_t expected = 0;
+    if (s.connections[i].compare_exchange_strong(expected, static_cast<int32_t>(fd) + 1)) {
+      uint32_t used = s.connectionSlots.load();
+      while (used < i + 1 && !s.connectionSlots.compare_exchange_weak(used, i + 1)) {
+      }
+      return i + 1;
+    }
+  }
+  return 0;
+}
+
+void releaseSlot(uint32_t slot) {
+  if (slot != 0) state().connections[slot - 1].store(0, std::memory_order_release);
+}
+
 // A wait for a reply that may take as long as home likes (a read from a terminal):
 // it is the one place where the thread lets the checkpoint signal in, so a thread
 // waiting for home does not hold off a checkpoint. The checkpoint closes or
@@ -73,21 +99,98 @@ long sendAll(int fd, const uint8_t* p, uint64_t n) {
 constexpr int kCheckpointable = -2;  // timeoutMs: no timeout, checkpointable
 constexpr long kMoved = -ECANCELED;
 
-long waitReadable(int fd, int timeoutMs) {
-  struct pollfd pfd = {fd, POLLIN, 0};
-  if (timeoutMs != kCheckpointable) return rawSyscall(SYS_poll, reinterpret_cast<long>(&pfd), 1, timeoutMs);
-  const uint64_t blocked = ~(signalBit(shim::kCheckpointSignal) | signalsThatEnd());
-  long ready = rawSyscall(SYS_ppoll, reinterpret_cast<long>(&pfd), 1, 0, reinterpret_cast<long>(&blocked), 8);
-  if (ready == -EINTR && !haveConnection()) {
-    shim::t_checkpointInterrupted = 0;  // this wait takes care of it: no sleep must restart
-    return kMoved;
-  }
-  return ready;
+// The application's signals that have a handler cannot run it inside this one (its
+// calls would meet SIGSYS blocked), and without mig the kernel would run it at once,
+// ending the read with EINTR or restarting it (issue 15). So the wait watches for
+// them too, on a signalfd (it sees them pending, takes none): when one comes, it sends
+// home a cancel of the call (rsc::kCancel, on the same connection; the relay reads it
+// while the call runs) and waits on for the call's answer: EINTR if the deputy's
+// read had not begun or got nothing, else what it read, which is returned (the
+// signal then comes as the call returns, as from the kernel). The SIGSYS handler
+// turns that EINTR into what the signal's action makes of the call (takeSignalCancel).
+// The signalfd is made only once the wait has lasted kSignalGraceNs: most answers
+// come sooner, and need no system call more.
+constexpr long kSignalGraceNs = 10 * 1000 * 1000;
+
+struct SignalWatch {
+  uint64_t seq;
+  uint32_t call;
+  bool sent = false;  // the cancel went home
+  long fd = -1;       // the signalfd, once made
+  uint32_t slot = 0;  // its slot (claimSlot)
+  uint32_t gen = 0;   // the connections' generation it was made in
+};
+
+// Makes the signalfd, out of the program's way; false if it cannot be had.
+bool openSignalWatch(SignalWatch& w) {
+  const uint64_t mask = signalsHandled();
+  if (mask == 0) return false;
+  w.fd = shim::placeOwnFd(rawSyscall(SYS_signalfd4, -1, reinterpret_cast<long>(&mask), 8, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (w.fd < 0) return false;
+  w.slot = claimSlot(w.fd);
+  w.gen = state().generation.load(std::memory_order_acquire);
+  return true;
 }
 
-long recvExact(int fd, uint8_t* p, uint64_t n, int timeoutMs) {
+// Closes it, unless a checkpoint since has closed it (or a restore made its number
+// another's).
+void closeSignalWatch(SignalWatch& w) {
+  if (w.fd >= 0 && w.gen == state().generation.load(std::memory_order_acquire)) {
+    releaseSlot(w.slot);
+    rawSyscall(SYS_close, w.fd);
+  }
+  w.fd = -1;
+  w.slot = 0;
+}
+
+uint32_t threadId() {
+  if (shim::t_vtid == 0) shim::t_vtid = shim::realTid();
+  return static_cast<uint32_t>(shim::t_vtid);
+}
+
+void sendCancel(int fd, SignalWatch& w) {
+  rsc::RequestHeader h{};
+  h.magic = rsc::kRequestMagic;
+  h.length = sizeof(h);
+  h.seq = w.seq;
+  h.call = w.call;
+  h.flags = rsc::kCancel;
+  h.thread = threadId();
+  sendAll(fd, reinterpret_cast<const uint8_t*>(&h), sizeof(h));  // a broken link: the wait hears of it
+  w.sent = true;
+  closeSignalWatch(w);
+}
+
+long waitReadable(int fd, int timeoutMs, SignalWatch* watch) {
+  struct pollfd pfd[2] = {{fd, POLLIN, 0}, {-1, POLLIN, 0}};
+  if (timeoutMs != kCheckpointable) return rawSyscall(SYS_poll, reinterpret_cast<long>(pfd), 1, timeoutMs);
+  const uint64_t blocked = ~(signalBit(shim::kCheckpointSignal) | signalsThatEnd());
+  for (;;) {
+    const bool watching = watch != nullptr && !watch->sent && signalsHandled() != 0;
+    struct timespec grace = {0, kSignalGraceNs};  // ppoll writes back what is left
+    const bool inGrace = watching && watch->fd < 0;
+    pfd[1].fd = watching ? static_cast<int>(watch->fd) : -1;  // poll passes over -1
+    long ready = rawSyscall(SYS_ppoll, reinterpret_cast<long>(pfd), 2, inGrace ? reinterpret_cast<long>(&grace) : 0,
+                            reinterpret_cast<long>(&blocked), 8);
+    if (ready == -EINTR && !haveConnection()) {
+      shim::t_checkpointInterrupted = 0;  // this wait takes care of it: no sleep must restart
+      return kMoved;
+    }
+    if (ready == 0 && inGrace) {
+      if (!openSignalWatch(*watch)) watch = nullptr;
+      continue;
+    }
+    if (ready > 0 && pfd[0].revents == 0 && pfd[1].revents != 0) {
+      sendCancel(fd, *watch);
+      continue;
+    }
+    return ready;
+  }
+}
+
+long recvExact(int fd, uint8_t* p, uint64_t n, int timeoutMs, SignalWatch* watch = nullptr) {
   while (n > 0) {
-    long ready = waitReadable(fd, timeoutMs);
+    long ready = waitReadable(fd, timeoutMs, watch);
     if (ready == kMoved) return kMoved;
     if (ready == -EINTR) continue;
     if (ready == 0) return -ETIMEDOUT;
@@ -103,10 +206,8 @@ long recvExact(int fd, uint8_t* p, uint64_t n, int timeoutMs) {
 }
 
 void forgetConnection(bool close) {
-  if (t_connSlot != 0) {
-    state().connections[t_connSlot - 1].store(0, std::memory_order_release);
-    t_connSlot = 0;
-  }
+  releaseSlot(t_connSlot);
+  t_connSlot = 0;
   if (close) rawSyscall(SYS_close, t_conn);
   t_connGen = 0;
 }
@@ -141,16 +242,7 @@ long connectRelay() {
     rawSyscall(SYS_close, fd);
     return r;
   }
-  for (uint32_t i = 0; i < kMaxConnections; ++i) {
-    int32_t expected = 0;
-    if (s.connections[i].compare_exchange_strong(expected, static_cast<int32_t>(fd) + 1)) {
-      t_connSlot = i + 1;
-      uint32_t used = s.connectionSlots.load();
-      while (used < i + 1 && !s.connectionSlots.compare_exchange_weak(used, i + 1)) {
-      }
-      break;
-    }
-  }
+  t_connSlot = claimSlot(fd);
   t_conn = static_cast<int>(fd);
   t_connGen = s.generation.load(std::memory_order_acquire);
   return 0;
@@ -190,9 +282,9 @@ bool waitsForWrites(const rsc::Row& row, const int64_t args[6]) {
 // pipelined writes may come first. 0; kMoved (a checkpoint took the connection
 // away: send again); or -EIO, the connection dropped, when the link broke or the
 // relay is out of step.
-long receiveReplyHeader(rsc::ReplyHeader& h, int timeoutMs) {
+long receiveReplyHeader(rsc::ReplyHeader& h, int timeoutMs, SignalWatch* watch = nullptr) {
   for (;;) {
-    long r = recvExact(t_conn, reinterpret_cast<uint8_t*>(&h), sizeof(h), timeoutMs);
+    long r = recvExact(t_conn, reinterpret_cast<uint8_t*>(&h), sizeof(h), timeoutMs, watch);
     if (r == kMoved) return kMoved;
     if (r != 0 || h.magic != rsc::kReplyMagic) {
       dropMine();
@@ -201,11 +293,6 @@ long receiveReplyHeader(rsc::ReplyHeader& h, int timeoutMs) {
     if (!(h.flags & rsc::kDeferredFailure)) return 0;
     noteFailure(h);
   }
-}
-
-uint32_t threadId() {
-  if (shim::t_vtid == 0) shim::t_vtid = shim::realTid();
-  return static_cast<uint32_t>(shim::t_vtid);
 }
 
 // Takes the deferred failures that have arrived, without waiting: a thread that only
@@ -243,15 +330,14 @@ static long logged(const rsc::Row& row, const int64_t args[6], long result, cons
   return result;
 }
 
-static long forwardCallOnce(const rsc::Row& row, const int64_t args[6], bool patient) {
-  if (!ensureBuffer()) return -ENOMEM;
-  if (row.has(rsc::kReportsWriteFailures)) {
-    if (long failed = takeFailure(args[0]); failed != 0) return failed;
-  }
-  const uint64_t seq = ++t_seq;
-  const int timeout = patient ? kCheckpointable : kReplyTimeoutMs;
+// Sends the call and takes its answer; see forwardCallOnce.
+static long exchange(const rsc::Row& row, const int64_t args[6], uint64_t seq, int timeout, SignalWatch* watch) {
   rsc::ReplyHeader h;
   for (;;) {  // once, or again from the next host after a checkpoint (same seq)
+    if (watch != nullptr) {
+      closeSignalWatch(*watch);
+      watch->sent = false;  // a cancel sent before a checkpoint may not have reached home: again
+    }
     if (!haveConnection() && connectRelay() != 0) return -EIO;
     const uint64_t order = waitsForWrites(row, args) ? state().pipelineOrder.load(std::memory_order_acquire) : 0;
     int64_t len = rsc::encodeRequest(row, args, seq, 0, t_buf, kBufferSize, order, threadId());
@@ -260,7 +346,7 @@ static long forwardCallOnce(const rsc::Row& row, const int64_t args[6], bool pat
       dropMine();
       return -EIO;
     }
-    long got = receiveReplyHeader(h, timeout);
+    long got = receiveReplyHeader(h, timeout, watch);
     // Resumed back home (homecoming.h): no deputy to send it to any more.
     if (got == kMoved && state().status.load(std::memory_order_acquire) != kActive) {
       return answerAfterHomecoming(row, args, seq, threadId(), t_buf, kBufferSize);
@@ -281,6 +367,20 @@ static long forwardCallOnce(const rsc::Row& row, const int64_t args[6], bool pat
   }
   dropMine();  // out of step with the relay: start over on a new connection
   return -EIO;
+}
+
+static long forwardCallOnce(const rsc::Row& row, const int64_t args[6], bool patient) {
+  if (!ensureBuffer()) return -ENOMEM;
+  if (row.has(rsc::kReportsWriteFailures)) {
+    if (long failed = takeFailure(args[0]); failed != 0) return failed;
+  }
+  const uint64_t seq = ++t_seq;
+  const int timeout = patient ? kCheckpointable : kReplyTimeoutMs;
+  SignalWatch watch{seq, static_cast<uint32_t>(row.id)};
+  const long r = exchange(row, args, seq, timeout, patient ? &watch : nullptr);
+  closeSignalWatch(watch);
+  t_signalCancel = watch.sent && r == -EINTR;
+  return r;
 }
 
 long forwardCall(const rsc::Row& row, const int64_t args[6], bool patient) {
@@ -322,6 +422,12 @@ bool drainPipelinedWrites() {
     return false;
   }
   return true;
+}
+
+bool takeSignalCancel() {
+  const bool was = t_signalCancel;
+  t_signalCancel = false;
+  return was;
 }
 
 bool connectNow() { return haveConnection() || connectRelay() == 0; }

@@ -20,6 +20,12 @@ namespace mig::forward {
 // reply without the usual timeout.
 long forwardCall(const rsc::Row& row, const int64_t args[6], bool patient = false);
 
+// Whether the calling thread's last forwarded call ended with EINTR because a signal
+// its program handles came while it waited and home cancelled it (connection.cc);
+// the SIGSYS handler then makes of the call what the signal's action would have
+// (EINTR, or the call made again under SA_RESTART). Clears it.
+bool takeSignalCancel();
+
 // A write to a stream fd in blocking mode, sent without waiting for its result: the
 // deputy finishes it, in the order the job's writes were issued (by any thread), and
 // only a failure comes back, reported by this thread's next write (or fsync) on that

@@ -38,15 +38,21 @@ KAction adopted(KAction a) {
 
 uint64_t& maskOf(ucontext_t* uc) { return *reinterpret_cast<uint64_t*>(&uc->uc_sigmask); }
 
-// Which signals are at their default action (bit set), kept up to date as actions change.
-std::atomic<uint64_t> g_defaultActions;
+// Which signals are at their default action, and which have a handler (bit set), kept
+// up to date as actions change.
+std::atomic<uint64_t> g_defaultActions, g_handledActions;
+
+void setBit(std::atomic<uint64_t>& set, int sig, bool on) {
+  if (on) {
+    set.fetch_or(signalBit(sig), std::memory_order_relaxed);
+  } else {
+    set.fetch_and(~signalBit(sig), std::memory_order_relaxed);
+  }
+}
 
 void noteAction(int sig, uint64_t handler) {
-  if (handler == reinterpret_cast<uint64_t>(SIG_DFL)) {
-    g_defaultActions.fetch_or(signalBit(sig), std::memory_order_relaxed);
-  } else {
-    g_defaultActions.fetch_and(~signalBit(sig), std::memory_order_relaxed);
-  }
+  setBit(g_defaultActions, sig, handler == reinterpret_cast<uint64_t>(SIG_DFL));
+  setBit(g_handledActions, sig, isFunction(handler));
 }
 
 }  // namespace
@@ -56,6 +62,10 @@ thread_local uint64_t t_openSignals __attribute__((tls_model("initial-exec")));
 uint64_t signalsThatEnd() {
   return t_openSignals & g_defaultActions.load(std::memory_order_relaxed) &
          ~(kIgnoredByDefault | kStopsByDefault | kUnblockable | kSigsysBit | kCheckpointBit);
+}
+
+uint64_t signalsHandled() {
+  return t_openSignals & g_handledActions.load(std::memory_order_relaxed) & ~(kUnblockable | kSigsysBit | kCheckpointBit);
 }
 
 void takeOverSignals() {

@@ -652,6 +652,13 @@ void sigsysHandler(int sig, siginfo_t* info, void* context) {
   TrappedCall c{info->si_syscall, {g[REG_RDI], g[REG_RSI], g[REG_RDX], g[REG_R10], g[REG_R8], g[REG_R9]}};
   t_openSignals = ~*reinterpret_cast<const uint64_t*>(&uc->uc_sigmask);
   long r = dispatch(c, uc);
+  // A wait for home cut short by a signal with a handler (connection.h): the call ends
+  // as that signal's action would end it (pendingSignalVerdict); made again if the
+  // signal has gone meanwhile (another thread took it).
+  if (takeSignalCancel() && r == -EINTR) {
+    const long verdict = pendingSignalVerdict(uc);
+    r = verdict != 0 ? verdict : kCallAgain;
+  }
   t_openSignals = 0;
   if (takeRunHere()) r = kRunNatively;  // resumed back home, its call not run there (homecoming.h)
   if (r == kRunNatively) {

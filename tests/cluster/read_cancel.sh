@@ -1,0 +1,125 @@
+#!/bin/bash
+# read_cancel.sh: a signal the program handles reaches a moved job blocked in a read
+# of a home stream at once, as without mig (issue 15). A python3 job moved a -> b
+# reads a named pipe whose writers stay at home (every read is a forwarded call that
+# waits at home). (1) `kill -USR1` at home while it waits: its handler prints on b at
+# once and the read, with siginterrupt(USR1, True), fails with EINTR (read through
+# libc by ctypes: os.read would retry, PEP 475); (2) a line written at home just
+# before another USR1 is read once (the read at home ended with it before the cancel,
+# or was cancelled and the next read takes it); (3) `kill -INT` while os.read waits:
+# KeyboardInterrupt, caught; (4) `kill -USR2`, whose handler has SA_RESTART: the
+# signal reaches the job at once (python's C handler writes it to its wakeup fd) and
+# the read is made again, no EINTR; (5) every line written at home is read exactly
+# once, in order. (Before: the handler waited until more data came.)
+#
+# usage: read_cancel.sh OPTIONS (cluster_lib.sh); meson runs it as test
+# 'migration-read-cancel' (suite cluster) with every path filled in.
+source "$(dirname "$0")/lib/cluster_lib.sh"
+cluster_args "$@"
+cluster_require SHADOWD DEPUTY MIGCTL LIBMIG
+cluster_up a b
+
+READER='import ctypes, errno, os, signal, sys, time
+d = sys.argv[1]
+def say(*words):  # one write: a handler running meanwhile cannot split the line
+    os.write(1, (" ".join(words) + "\n").encode())
+libc = ctypes.CDLL(None, use_errno=True)
+signal.signal(signal.SIGUSR1, lambda s, f: say("handler USR1"))
+signal.siginterrupt(signal.SIGUSR1, True)
+signal.signal(signal.SIGUSR2, lambda s, f: say("handler USR2"))
+signal.siginterrupt(signal.SIGUSR2, False)  # SA_RESTART
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job starts with INT ignored
+# python runs its handlers between bytecodes: the C handler under them writes each
+# signal to this file at once (a USR2 shows here before the restarted read returns)
+signal.set_wakeup_fd(os.open(d + "/wakeup", os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK))
+fd = os.open(d + "/fifo", os.O_RDWR)  # a reader and a writer: never EOF
+i = 0
+while not os.path.exists(d + "/GO"):
+    say("STEP", str(i)); i += 1; time.sleep(0.1)
+def got(data):
+    for line in data.decode().split():
+        say("got", line)
+    return "os.read" in data.decode()
+buf = ctypes.create_string_buffer(4096)
+while True:
+    say("reading")
+    n = libc.read(fd, buf, 4096)
+    if n < 0:
+        say("read failed:", errno.errorcode[ctypes.get_errno()])
+    elif got(buf.raw[:n]):
+        break
+while True:
+    say("reading")
+    try:
+        got(os.read(fd, 4096))
+    except KeyboardInterrupt:
+        say("KeyboardInterrupt caught")'
+out() { tr -d '\r' <"$(jfile job out)" 2>/dev/null; }
+count() { out | grep -cx "$1"; }
+fifo="$(jdir job)/data/fifo"
+wakeups() { stat -c %s "$(jfile job data)/wakeup" 2>/dev/null || echo 0; }
+bpid=""
+# Blocked in a read: it said "reading" last, and its thread waits for home's answer
+# in the shim's ppoll (271).
+in_read() { [[ $(out | tail -n 1) == reading && $(hx b cat "/proc/$bpid/syscall" 2>/dev/null | cut -d' ' -f1) == 271 ]]; }
+# says TEXT [N]: 0 once the line TEXT has come N times (default 1).
+has() { (( $(count "$1") >= $2 )); }
+says() { wait_until 20 has "$1" "${2:-1}"; }
+check() {  # check WHAT LINE [N]
+  if says "$2" "${3:-1}"; then ok "$1"; else fail "$1: no '$2' in its output"; detail "$(jfile job out)" "its stdout"; detail "$(jfile job err)" "its stderr"; fi
+}
+
+mkdir -p "$(jfile job data)" && mkfifo "$(jfile job data)/fifo"
+start_job job mig /usr/bin/python3 -c "$READER" @DIR@ || cluster_end
+if hop job a b; then
+  bpid=$(awk '/runs here as PID/ { p = $NF } END { print p }' "$T/shadowd-b.log")
+  touch "$(jfile job data)/GO"
+  wait_until 20 in_read && hx a sh -c "echo 1 >$fifo"
+  check "the job on b read a line written at home into the pipe" "got 1"
+
+  wait_until 20 in_read || fail "the job on b (PID $bpid there) is not waiting for home in its read"
+  hx a kill -USR1 "${PID[job]}"
+  check "kill -USR1 at home ran the job's handler on b while its read waited at home" "handler USR1"
+  check "the read interrupted by that handler (siginterrupt True) failed with EINTR" "read failed: EINTR"
+  wait_until 20 in_read && hx a sh -c "echo 2 >$fifo"
+  check "the next read took the next line written at home" "got 2"
+
+  wait_until 20 in_read && hx a sh -c "echo 3 >$fifo; kill -USR1 ${PID[job]}"
+  check "a USR1 sent right after a line was written ran the handler" "handler USR1" 2
+  check "the line written just before that USR1 was read" "got 3"
+  wait_until 20 in_read
+  eintr=$(count "read failed: EINTR") woken=$(wakeups)
+  hx a kill -USR2 "${PID[job]}"
+  if wait_until 20 eval '(( $(wakeups) > woken ))'; then
+    ok "kill -USR2 at home (SA_RESTART) reached the job's handler on b while its read waited at home"
+  else
+    fail "kill -USR2 at home (SA_RESTART) did not reach the job's handler on b while its read waited at home"
+  fi
+  if wait_until 20 in_read && (( $(count "read failed: EINTR") == eintr )); then
+    ok "the read interrupted by it was made again (no EINTR) and waits at home"
+  else
+    fail "the read interrupted by a USR2 with SA_RESTART was not made again: $(count "read failed: EINTR") EINTR, $eintr before"
+  fi
+  hx a sh -c "echo 5 >$fifo"
+  check "the restarted read took the next line written at home" "got 5"
+  (( $(count "read failed: EINTR") == eintr )) ||
+    fail "a read interrupted by a USR2 with SA_RESTART failed with EINTR: $(count "read failed: EINTR") EINTR, $eintr before"
+  check "and python ran its USR2 handler once it returned" "handler USR2"
+  hx a sh -c "echo os.read >$fifo"
+  says "got os.read"
+
+  wait_until 20 in_read
+  hx a kill -INT "${PID[job]}"
+  check "kill -INT at home raised KeyboardInterrupt on b in os.read waiting at home" "KeyboardInterrupt caught"
+  hx a sh -c "echo 4 >$fifo"
+  check "after it, the next line written at home was read" "got 4"
+
+  if [[ $(out | grep '^got ' | tr '\n' ' ') == "got 1 got 2 got 3 got 5 got os.read got 4 " ]]; then
+    ok "every line written at home was read exactly once, in order"
+  else
+    fail "the lines written at home were not each read once, in order: $(out | grep '^got ' | tr '\n' ' ')"
+  fi
+fi
+kill_job job
+
+cluster_end
