@@ -362,6 +362,26 @@ compare() {
   fi
 }
 
+# loop_output_exact NAME WHAT LOGHOST: the job (a loop printing "STEP i" each round
+# and "done N" once its STOP file exists) is told to stop, ends with status 0, and
+# printed exactly STEP 0 .. N-1 then "done N" and nothing on stderr, as an undisturbed
+# run would; WHAT says what the rounds went through. Else LOGHOST's restore log.
+loop_output_exact() {
+  local name=$1 what=$2 loghost=$3 n want=""
+  touch "$(jfile "$name" STOP)"
+  if wait_job "$name" 30; then
+    n=$(tail -n 1 "$(jfile "$name" out)" | awk '$1 == "done" { print $2 }')
+    want=$( (( n > 0 )) && { for ((i = 0; i < n; i++)); do echo "STEP $i"; done; echo "done $n"; })
+  fi
+  if [[ $STATUS == 0 && -n $want ]] && [[ $(cat "$(jfile "$name" out)") == "$want" && ! -s $(jfile "$name" err) ]]; then
+    ok "$name: its $n rounds ($what) printed what an undisturbed run prints, nothing on stderr, status 0"
+  else
+    fail "$name: status $STATUS, output (or its empty stderr) not the undisturbed run's ($what)"
+    diff <(echo "$want") "$(jfile "$name" out)" | head -n 8 | sed 's/^/#     /'; detail "$(jfile "$name" err)" "its stderr"
+    restore_log "$loghost"
+  fi
+}
+
 # only_on_a NAME FILE...: the job's files are in a's private directory, and
 # neither that directory nor a file of those names exists on b or c.
 only_on_a() {
