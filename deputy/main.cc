@@ -88,6 +88,8 @@ class DeputyImpl final : public rpc::Deputy::Server {
 
   // The home shadowd it is registered with (again after a restart): told if the job is lost.
   void registeredWith(rpc::Local::Client local) { local_ = kj::mv(local); }
+  // The job's own limit for a broken link, for its home shadowd (0: home's own).
+  uint64_t ownLostAfterMs() const { return ownLostAfterMs_; }
 
   kj::Promise<void> keepRecord(KeepRecordContext context) override {
     kept_.message.setRoot(context.getParams().getRecord());
@@ -322,6 +324,7 @@ int run(int argc, char** argv) {
     req.setJobId(jobId);
     req.setToken(token);
     req.setDeputy(self);
+    req.setLostAfterMs(deputy.ownLostAfterMs());
     req.send().wait(io.waitScope);
   }
   deputy.registeredWith(local);
@@ -345,6 +348,7 @@ int run(int argc, char** argv) {
       req.setToken(token);
       req.setDeputy(self);
       req.setAgain(true);
+      req.setLostAfterMs(deputy.ownLostAfterMs());
       if (kept.kept) req.setRecord(kept.message.getRoot<rpc::HomeRecord>().asReader());
       KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { req.send().wait(io.waitScope); })) {
         log(kj::str("job ", jobId, ": the restarted shadowd did not take it back: ", e->getDescription()));

@@ -157,6 +157,7 @@ void keepRecordAtDeputy(Daemon& d, HomeJob& job) {
   r.setCommand(job.command);
   r.setStartedAt(job.startedAt);
   r.setTreeRoot(job.treeRoot);
+  r.setRelayed(job.relayed());
   const uint64_t id = job.id;
   d.tasks().add(d.deputyOf(job)
                     .then([record = kj::mv(record)](rpc::Deputy::Client deputy) mutable {
@@ -188,6 +189,15 @@ void saveLostJobs(Daemon& d) {
   }
   auto why = writeLostJobs(lostJobsPath(d.config().spoolDir), lost);
   if (why.size() > 0) d.log(kj::str("the lost jobs will not be listed after a restart: ", why));
+}
+
+void markLinkLost(Daemon& d, HomeJob& job, uint64_t downMs, uint64_t limitMs) {
+  job.lost = true;
+  job.lostAt = nowSeconds();
+  job.ended = true;
+  d.log(kj::str("job ", job.id, " (PID ", job.vpid, ") is lost: its link from ", job.location, " has been broken for ",
+                downMs / 1000.0, " s (its limit: ", limitMs / 1000.0, " s); its deputy exits with status 87"));
+  saveLostJobs(d);
 }
 
 void loadLostJobs(Daemon& d) {

@@ -86,6 +86,15 @@ struct HomeJob {
   uint64_t treeRoot = 0;      // moved with a process tree: the job id of its root (its own for the root)
   bool lost = false;          // its link home stayed broken past the limit (Local.linkLost)
   double lostAt = 0;          // when (CLOCK_REALTIME seconds); kept in the spool (lost_jobs.h)
+  uint64_t ownLostAfterMs = 0;  // its own limit (MIG_LINK_LOST_AFTER, told by its deputy); 0: home's
+  // Its calls come through this shadowd on a login of the job's own (Node.deputy
+  // relayed) while `relayedFrom` is where it runs (relayed()); `relayLogin` counts those
+  // logins (the newest is its link); a broken one starts `relayLost`, the limit for a
+  // new one to come (services.h relayedLinkDown).
+  kj::String relayedFrom;
+  uint64_t relayLogin = 0;
+  kj::Promise<void> relayLost = nullptr;
+  bool relayed() const { return location.size() > 0 && relayedFrom == location; }
 };
 
 // A job that migrated in and runs here.
@@ -205,6 +214,11 @@ void keepRecordAtDeputy(Daemon& d, HomeJob& job);
 // writes them, `loadLostJobs` lists them again at start-up. Failures are logged.
 void saveLostJobs(Daemon& d);
 void loadLostJobs(Daemon& d);
+
+// The job's link home stayed broken for `downMs`, past its limit `limitMs`: it is listed
+// "lost" from now on (also after a restart) and logged; its deputy's end (status 87) is
+// not a kill to pass on.
+void markLinkLost(Daemon& d, HomeJob& job, uint64_t downMs, uint64_t limitMs);
 
 double nowSeconds();
 kj::String lastLine(kj::StringPtr text);

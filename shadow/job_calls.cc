@@ -80,8 +80,10 @@ rpc::Deputy::Client JobCalls::deputy() {
                                       d_.log(kj::str("job ", jobId_, ": its calls go through home's shadowd (",
                                                      home_, ", --no-direct-link)"));
                                       rpc::Deputy::Client dep = link.deputy;
-                                      resume_ = Resume{kj::str(home_), nullptr, d_.config().linkMode,
-                                                       d_.config().linkLostAfterMs, true};
+                                      // Home's limit for the job, which home keeps too.
+                                      const uint64_t limitMs =
+                                          link.lostAfterMs > 0 ? link.lostAfterMs : d_.config().linkLostAfterMs;
+                                      resume_ = Resume{kj::str(home_), nullptr, d_.config().linkMode, limitMs, true};
                                       installRelayed(kj::mv(link));
                                       return dep;
                                     })
@@ -147,8 +149,9 @@ kj::Promise<JobCalls::Relayed> JobCalls::relayedLink(uint64_t timeoutMs) {
         req.setJobId(jobId_);
         req.setToken(token_);
         req.setLocation(d_.address());
+        req.setRelayed(true);  // home watches this login as the job's link (relayed_link.cc)
         return req.send().then([login = kj::mv(login)](capnp::Response<rpc::Node::DeputyResults> r) mutable {
-          return Relayed{kj::mv(login), r.getDeputy()};
+          return Relayed{kj::mv(login), r.getDeputy(), r.getLostAfterMs()};
         });
       });
 }

@@ -16,8 +16,8 @@
 // answered EIO. Without a direct link (--no-direct-link) the calls go through home's
 // shadowd on a cluster login of their own, watched for liveness the same way, and a
 // broken one is resumed the same way: a new login, Node.deputy again, the same
-// requests again (the limit is then --link-lost-after's default: the link process
-// is given no other, and home does not give such a job up by itself).
+// requests again. Home watches that login and gives the job up past the same limit
+// (Node.deputy's lostAfterMs; shadow/relayed_link.cc).
 #pragma once
 
 #include "rsc/write_batch.h"
@@ -103,6 +103,7 @@ class JobCalls : public kj::Refcounted {
   struct Relayed {
     kj::Own<PeerLink> login;
     rpc::Deputy::Client deputy;
+    uint64_t lostAfterMs;  // home's limit for the job (0: an older home's, not said)
   };
   kj::Promise<Relayed> relayedLink(uint64_t timeoutMs);
   void installDirect(kj::Own<DirectLink> link);

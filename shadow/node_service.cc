@@ -1007,7 +1007,13 @@ kj::Promise<kj::Tuple<pid_t, double>> PreparedHop::commitHomecoming(Daemon& d, u
 
 class NodeImpl final : public rpc::Node::Server {
  public:
-  explicit NodeImpl(Daemon& d) : d_(d) {}
+  NodeImpl(Daemon& d, kj::Maybe<kj::Function<void()>> watchLiveness) : d_(d), watchLiveness_(kj::mv(watchLiveness)) {}
+
+  // The login ended (closed, reset, or found dead by its liveness watch): the relayed
+  // jobs whose link it was start their limit.
+  ~NodeImpl() noexcept(false) {
+    for (auto& r : relayedJobs_) relayedLinkDown(d_, r.id, r.login, "its login broke");
+  }
 
   kj::Promise<void> info(InfoContext context) override {
     fillInfo(d_, context.getResults().initInfo());
@@ -1170,10 +1176,22 @@ class NodeImpl final : public rpc::Node::Server {
   kj::Promise<void> deputy(DeputyContext context) override {
     auto p = context.getParams();
     HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
+    require(!job.lost, kj::str("job ", job.id, " is lost here: its link home stayed broken past its limit"));
+    // A new host, or the job's link made again: a limit running for it is void. (Its
+    // host's shadowd, restarted, asking again is neither.)
+    if (p.getRelayed() || job.location != p.getLocation()) job.relayLost = nullptr;
     job.location = kj::str(p.getLocation());
+    if (p.getRelayed()) {
+      // This login is the job's link home now: its end starts the limit (relayed_link.cc).
+      job.relayedFrom = kj::str(job.location);
+      relayedJobs_.add(RelayedJob{job.id, ++job.relayLogin});
+      KJ_IF_MAYBE(watch, watchLiveness_) { (*watch)(); }
+    }
     keepRecordAtDeputy(d_, job);
-    return d_.deputyOf(job).then([context](rpc::Deputy::Client deputy) mutable {
+    // The limit once the deputy has registered: it tells the job's own.
+    return d_.deputyOf(job).then([this, context, id = job.id](rpc::Deputy::Client deputy) mutable {
       context.getResults().setDeputy(kj::mv(deputy));
+      KJ_IF_MAYBE(j, d_.homeJobs().find(id)) { context.getResults().setLostAfterMs(relayLimitMs(d_, **j)); }
     });
   }
 
@@ -1305,11 +1323,19 @@ class NodeImpl final : public rpc::Node::Server {
 
  private:
   Daemon& d_;
+  kj::Maybe<kj::Function<void()>> watchLiveness_;
+  struct RelayedJob {
+    uint64_t id;
+    uint64_t login;  // HomeJob::relayLogin when it came on this login
+  };
+  kj::Vector<RelayedJob> relayedJobs_;
 };
 
 }  // namespace
 
-rpc::Node::Client makeNode(Daemon& d) { return kj::heap<NodeImpl>(d); }
+rpc::Node::Client makeNode(Daemon& d, kj::Maybe<kj::Function<void()>> watchLiveness) {
+  return kj::heap<NodeImpl>(d, kj::mv(watchLiveness));
+}
 
 void watchGuest(Daemon& d, uint64_t jobId, kj::Promise<int> exited, kj::String image) {
   ImageSinkImpl::watchJob(d, jobId, kj::mv(exited), kj::mv(image));
