@@ -106,7 +106,6 @@ struct HostedJob {
   pid_t realPid = 0;
   kj::String command;
   bool leaving = false;       // migrating away: its exit is not the job's end
-  bool pagesLost = false;     // post-copy: its pages could not come; home ended it already
   bool running = false;       // its shim reached the relay
   rpc::NetworkPolicy network = rpc::NetworkPolicy::HOME;  // what it was moved here with
   double startedAt;

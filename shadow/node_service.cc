@@ -480,16 +480,17 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
         // that ends by itself while leaving (during pre-copy's rounds, which run for
         // seconds) ended here, and its hop fails.
         const bool left = job->leaving && WIFEXITED(status) && WEXITSTATUS(status) == control::kCheckpointedStatus;
-        // Its link process tells home, once its last writes have run there; not the end
-        // of a job whose pages could not come: its sender ended it at home already, and
-        // the link home is what failed.
-        if (job->link) job->link->answerEnd(!left && !job->pagesLost);
+        // Its link process tells home, once its last writes have run there; also the end
+        // of a job whose pages could not come (killed): its sender at home ends the
+        // deputy the same way, but a sender that died cannot, and the parent must not
+        // wait for ever (home takes whichever comes first).
+        if (job->link) job->link->answerEnd(!left);
         if (left) {
           d.log(kj::str("job ", jobId, " left this host"));
           return kj::READY_NOW;
         }
         d.log(kj::str("job ", jobId, " ended here: ", describeStatus(status)));
-        if ((job->link && !job->link->lost()) || job->pagesLost) return kj::READY_NOW;
+        if (job->link && !job->link->lost()) return kj::READY_NOW;
         // Its last writes go home before its end does: the parent reads them first.
         auto settled = job->calls->settled();
         return settled.then([&d, jobId, status, job = kj::mv(job)]() mutable {
@@ -774,7 +775,6 @@ class PageRelay {
   }
 
   kj::Promise<void> failed(kj::String why) {
-    KJ_IF_MAYBE(j, d.hostedJobs().find(jobId)) { (*j)->pagesLost = true; }
     auto text = kj::str("cannot fetch its pages from home: ", why);
     d.log(kj::str("job ", jobId, ": post-copy: ", text, "; its page server kills it (",
                   bytes >> 20, " MiB had come)"));
@@ -1307,8 +1307,9 @@ class NodeImpl final : public rpc::Node::Server {
       fail(kj::str("job ", p.getJobId(), " is not known at its home (yet)"));
     }
     HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
-    // Lost (its link stayed broken past the limit): its deputy has ended already.
-    if (job.lost) return kj::READY_NOW;
+    // Lost (its link stayed broken past the limit), or ended from here (a post-copy hop's
+    // pages lost, endPostcopyLost): its deputy has ended already.
+    if (job.lost || job.ended) return kj::READY_NOW;
     int status = p.getStatus();
     uint64_t id = job.id;
     job.ended = true;
