@@ -303,8 +303,15 @@ int run(int argc, char** argv) {
   openLog();
   auto placeholders = fillLowFds();
   auto io = kj::setupAsyncIo();
-  auto address = io.provider->getNetwork().parseAddress(kj::str("unix:", socketPath)).wait(io.waitScope);
-  auto stream = address->connect().wait(io.waitScope);
+  // Home's shadowd may have died since it ran the sender (killed mid-hop): the job is
+  // the deputy's all the same, which registers with the next one (below).
+  kj::Maybe<kj::Own<kj::AsyncIoStream>> stream;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    auto address = io.provider->getNetwork().parseAddress(kj::str("unix:", socketPath)).wait(io.waitScope);
+    stream = address->connect().wait(io.waitScope);
+  })) {
+    log(kj::str("job ", jobId, ": its home shadowd is not there (", e->getDescription(), ")"));
+  }
   for (int fd : placeholders) close(fd);
   markOpenFdsOwn(before.begin(), static_cast<int>(before.size()));
 
@@ -317,18 +324,25 @@ int run(int argc, char** argv) {
   auto impl = kj::heap<DeputyImpl>(io, io.unixEventPort, tasks, kept, jobId, token);
   DeputyImpl& deputy = *impl;
   rpc::Deputy::Client self = kj::mv(impl);
-  auto conn = kj::heap<ShadowdConnection>(kj::mv(stream), -1);
-  auto local = conn->client.bootstrap().castAs<rpc::Local>();
-  {
+  kj::Own<ShadowdConnection> conn;
+  rpc::Local::Client local(KJ_EXCEPTION(DISCONNECTED, "no home shadowd yet"));
+  bool registered = false;
+  KJ_IF_MAYBE(s, stream) {
+    conn = kj::heap<ShadowdConnection>(kj::mv(*s), -1);
+    local = conn->client.bootstrap().castAs<rpc::Local>();
     auto req = local.registerDeputyRequest();
     req.setJobId(jobId);
     req.setToken(token);
     req.setDeputy(self);
     req.setLostAfterMs(deputy.ownLostAfterMs());
-    req.send().wait(io.waitScope);
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { req.send().wait(io.waitScope); })) {
+      log(kj::str("job ", jobId, ": its home shadowd did not take it: ", e->getDescription()));
+    } else {
+      registered = true;
+      deputy.registeredWith(local);
+      log(kj::str("job ", jobId, ": registered as its deputy; own fds from ", lowestOwn()));
+    }
   }
-  deputy.registeredWith(local);
-  log(kj::str("job ", jobId, ": registered as its deputy; own fds from ", lowestOwn()));
   SignalForwarder signals(io.unixEventPort, tasks, local, jobId, token);
 
   // Runs until the job ends (Deputy.ended exits the process). If shadowd goes away
@@ -337,9 +351,13 @@ int run(int argc, char** argv) {
   // end comes over that link too. Without one the job cannot reach home any more.
   // Meanwhile it registers again with the shadowd that listens on the socket next,
   // with the record the last one kept here: that one learns the job back.
+  // (Not registered at all yet: as with a restarted one, which learns the job from it.)
   for (;;) {
-    conn->client.onDisconnect().wait(io.waitScope);
-    log(kj::str("job ", jobId, ": the home shadowd went away; serving the direct link only until it is back"));
+    if (registered) {
+      conn->client.onDisconnect().wait(io.waitScope);
+      log(kj::str("job ", jobId, ": the home shadowd went away; serving the direct link only until it is back"));
+    }
+    registered = true;
     for (;;) {
       conn = connectAgain(io, socketPath);
       local = conn->client.bootstrap().castAs<rpc::Local>();
