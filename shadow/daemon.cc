@@ -135,7 +135,7 @@ HomeJob& Daemon::homeJob(uint64_t id, kj::ArrayPtr<const kj::byte> token) {
   KJ_IF_MAYBE(j, homeJobs_.find(id)) {
     if (sameBytes((*j)->token, token)) return **j;
   }
-  fail(kj::str("no such job here, or a wrong job token"));
+  fail(kj::str(kUnknownJob));
 }
 
 kj::Promise<rpc::Deputy::Client> Daemon::deputyOf(HomeJob& job) {

@@ -115,6 +115,10 @@ struct HostedJob {
   kj::Own<kj::PromiseFulfiller<void>> onGone;  // it left: told once its process is gone here
 };
 
+// What homeJob's failure says: a host whose job's home answers it (a restarted home
+// before the deputy registered again) may ask again (job_calls.cc).
+inline constexpr const char* kUnknownJob = "no such job here, or a wrong job token";
+
 class Daemon {
  public:
   Daemon(kj::AsyncIoContext& io, DaemonConfig config, ClusterKey key);
@@ -143,7 +147,7 @@ class Daemon {
   kj::HashMap<uint64_t, kj::Own<HostedJob>>& hostedJobs() { return hostedJobs_; }
   HomeJob* homeJobByVpid(pid_t vpid);
   HostedJob* hostedJob(uint64_t id, kj::ArrayPtr<const kj::byte> token);
-  HomeJob& homeJob(uint64_t id, kj::ArrayPtr<const kj::byte> token);  // throws if unknown
+  HomeJob& homeJob(uint64_t id, kj::ArrayPtr<const kj::byte> token);  // throws kUnknownJob if unknown
 
   // The job's deputy, once it has registered.
   kj::Promise<rpc::Deputy::Client> deputyOf(HomeJob& job);

@@ -118,6 +118,8 @@ class JobCalls : public kj::Refcounted {
   void giveUp(uint64_t downMs);
   kj::Promise<void> nextLink(uint64_t generation);  // resolves once a link after it is up, or lost
   void hold(capnp::Response<rpc::Deputy::CallResults> r);
+  kj::Maybe<kj::Promise<void>> homeNotReady(const kj::Exception& e);
+  kj::Maybe<kj::TimePoint> unknownSince_;  // home first said it does not know the job
   void pump();
   void finished(uint64_t lastOrder, uint64_t cost);
   void wakeWaiters();
