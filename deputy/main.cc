@@ -93,6 +93,8 @@ class DeputyImpl final : public rpc::Deputy::Server {
   void registeredWith(rpc::Local::Client local) { local_ = kj::mv(local); }
   // Its group stand-in, told to end with the job (stand_in.h).
   void keepsStandIn(StandIn& standIn) { standIn_ = standIn; }
+  // The job's own limit for a broken link, for its home shadowd (0: home's own).
+  uint64_t ownLostAfterMs() const { return ownLostAfterMs_; }
 
   kj::Promise<void> keepRecord(KeepRecordContext context) override {
     kept_.message.setRoot(context.getParams().getRecord());
@@ -314,8 +316,15 @@ int run(int argc, char** argv) {
   openLog();
   auto placeholders = fillLowFds();
   auto io = kj::setupAsyncIo();
-  auto address = io.provider->getNetwork().parseAddress(kj::str("unix:", socketPath)).wait(io.waitScope);
-  auto stream = address->connect().wait(io.waitScope);
+  // Home's shadowd may have died since it ran the sender (killed mid-hop): the job is
+  // the deputy's all the same, which registers with the next one (below).
+  kj::Maybe<kj::Own<kj::AsyncIoStream>> stream;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    auto address = io.provider->getNetwork().parseAddress(kj::str("unix:", socketPath)).wait(io.waitScope);
+    stream = address->connect().wait(io.waitScope);
+  })) {
+    log(kj::str("job ", jobId, ": its home shadowd is not there (", e->getDescription(), ")"));
+  }
   for (int fd : placeholders) close(fd);
   markOpenFdsOwn(before.begin(), static_cast<int>(before.size()));
 
@@ -336,18 +345,26 @@ int run(int argc, char** argv) {
     log(kj::str("no group stand-in (", e->getDescription(), "): group signals sent at home will not reach the job's children born away"));
   }
   const pid_t standInPid = standIn == nullptr ? 0 : KJ_ASSERT_NONNULL(standIn)->pid();
-  auto conn = kj::heap<ShadowdConnection>(kj::mv(stream), -1);
-  auto local = conn->client.bootstrap().castAs<rpc::Local>();
-  {
+  kj::Own<ShadowdConnection> conn;
+  rpc::Local::Client local(KJ_EXCEPTION(DISCONNECTED, "no home shadowd yet"));
+  bool registered = false;
+  KJ_IF_MAYBE(s, stream) {
+    conn = kj::heap<ShadowdConnection>(kj::mv(*s), -1);
+    local = conn->client.bootstrap().castAs<rpc::Local>();
     auto req = local.registerDeputyRequest();
     req.setJobId(jobId);
     req.setToken(token);
     req.setDeputy(self);
     req.setStandIn(standInPid);
-    req.send().wait(io.waitScope);
+    req.setLostAfterMs(deputy.ownLostAfterMs());
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { req.send().wait(io.waitScope); })) {
+      log(kj::str("job ", jobId, ": its home shadowd did not take it: ", e->getDescription()));
+    } else {
+      registered = true;
+      deputy.registeredWith(local);
+      log(kj::str("job ", jobId, ": registered as its deputy; own fds from ", lowestOwn(), "; group stand-in: PID ", standInPid));
+    }
   }
-  deputy.registeredWith(local);
-  log(kj::str("job ", jobId, ": registered as its deputy; own fds from ", lowestOwn(), "; group stand-in: PID ", standInPid));
   SignalForwarder signals(io.unixEventPort, tasks, local, jobId, token);
   KJ_IF_MAYBE(s, standIn) {
     deputy.keepsStandIn(**s);
@@ -360,9 +377,13 @@ int run(int argc, char** argv) {
   // end comes over that link too. Without one the job cannot reach home any more.
   // Meanwhile it registers again with the shadowd that listens on the socket next,
   // with the record the last one kept here: that one learns the job back.
+  // (Not registered at all yet: as with a restarted one, which learns the job from it.)
   for (;;) {
-    conn->client.onDisconnect().wait(io.waitScope);
-    log(kj::str("job ", jobId, ": the home shadowd went away; serving the direct link only until it is back"));
+    if (registered) {
+      conn->client.onDisconnect().wait(io.waitScope);
+      log(kj::str("job ", jobId, ": the home shadowd went away; serving the direct link only until it is back"));
+    }
+    registered = true;
     for (;;) {
       conn = connectAgain(io, socketPath);
       local = conn->client.bootstrap().castAs<rpc::Local>();
@@ -372,6 +393,7 @@ int run(int argc, char** argv) {
       req.setDeputy(self);
       req.setAgain(true);
       req.setStandIn(standInPid);
+      req.setLostAfterMs(deputy.ownLostAfterMs());
       if (kept.kept) req.setRecord(kept.message.getRoot<rpc::HomeRecord>().asReader());
       KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { req.send().wait(io.waitScope); })) {
         log(kj::str("job ", jobId, ": the restarted shadowd did not take it back: ", e->getDescription()));

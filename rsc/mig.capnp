@@ -86,10 +86,14 @@ interface Node {
   # Asked by the job's home: migrate job `jobId`, which runs here, to `to`. `only`:
   # the process alone, even if it has children here (migctl migrate --only).
 
-  deputy @3 (jobId :UInt64, token :Data, location :Text) -> (deputy :Deputy);
+  deputy @3 (jobId :UInt64, token :Data, location :Text, relayed :Bool) -> (deputy :Deputy, lostAfterMs :UInt64);
   # Asked of the job's home by the host the job runs on: the job's deputy, through
   # which its calls go home. `location` is the asking host's address: from now on
-  # the job is there.
+  # the job is there. `relayed`: this login is the job's own link home (its link
+  # process, `shadowd --no-direct-link` there): home watches it for liveness, and a
+  # login that breaks and is not made again within `lostAfterMs` (the job's limit:
+  # its MIG_LINK_LOST_AFTER, else home's --link-lost-after) loses the job at home as a
+  # direct link's deputy would (listed "lost", the deputy ends with status 87).
 
   signal @4 (jobId :UInt64, token :Data, signal :Int32, info :Data, toGroup :Bool) -> ();
   # Asked of the host the job runs on by its home: deliver `signal` to the job; with
@@ -271,6 +275,8 @@ struct HomeRecord {
   command @1 :Text;
   startedAt @2 :Float64;    # CLOCK_REALTIME seconds
   treeRoot @3 :UInt64;      # moved with a process tree: its root's job id; 0: alone
+  relayed @4 :Bool;         # its calls come through home's shadowd (Node.deputy relayed): a
+                            # restarted shadowd gives it its limit to come back
 }
 
 interface GuestControl {
@@ -307,11 +313,12 @@ interface Local {
   migrate @2 (pid :Int32, to :Text, network :NetworkPolicy, mode :MigrationMode, only :Bool) -> (result :MigrationResult);
   # `only`: the process alone; without it a process with children is refused until
   # trees move whole (issue 12).
-  registerDeputy @3 (jobId :UInt64, token :Data, deputy :Deputy, again :Bool, record :HomeRecord, standIn :Int32) -> ();
+  registerDeputy @3 (jobId :UInt64, token :Data, deputy :Deputy, again :Bool, record :HomeRecord, standIn :Int32, lostAfterMs :UInt64) -> ();
   # `again`: a deputy whose shadowd restarted, with the record it was given (keepRecord);
   # the deputy must be the job's process at home (SO_PEERCRED: its PID, this user).
   # `standIn`: the PID of its group stand-in (deputy/stand_in.h; 0: none), whose death
   # with the deputy's tells a SIGKILL of the group.
+  # `lostAfterMs`: the job's own limit for a broken link (MIG_LINK_LOST_AFTER); 0: home's.
   deputySignal @4 (jobId :UInt64, token :Data, signal :Int32, info :Data, toGroup :Bool) -> ();
   # From the deputy: a signal sent to the job's PID at home, with its siginfo_t
   # (128 bytes; empty: none), for the host the job runs on (Node.signal). `toGroup`:

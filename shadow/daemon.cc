@@ -6,6 +6,7 @@
 #include "shadow/child_process.h"
 #include "shadow/lost_jobs.h"
 #include "shadow/network_policy.h"
+#include "shadow/spooled_pages.h"
 
 #include <capnp/message.h>
 #include <kj/debug.h>
@@ -134,7 +135,7 @@ HomeJob& Daemon::homeJob(uint64_t id, kj::ArrayPtr<const kj::byte> token) {
   KJ_IF_MAYBE(j, homeJobs_.find(id)) {
     if (sameBytes((*j)->token, token)) return **j;
   }
-  fail(kj::str("no such job here, or a wrong job token"));
+  fail(kj::str(kUnknownJob));
 }
 
 kj::Promise<rpc::Deputy::Client> Daemon::deputyOf(HomeJob& job) {
@@ -157,6 +158,7 @@ void keepRecordAtDeputy(Daemon& d, HomeJob& job) {
   r.setCommand(job.command);
   r.setStartedAt(job.startedAt);
   r.setTreeRoot(job.treeRoot);
+  r.setRelayed(job.relayed());
   const uint64_t id = job.id;
   d.tasks().add(d.deputyOf(job)
                     .then([record = kj::mv(record)](rpc::Deputy::Client deputy) mutable {
@@ -188,6 +190,15 @@ void saveLostJobs(Daemon& d) {
   }
   auto why = writeLostJobs(lostJobsPath(d.config().spoolDir), lost);
   if (why.size() > 0) d.log(kj::str("the lost jobs will not be listed after a restart: ", why));
+}
+
+void markLinkLost(Daemon& d, HomeJob& job, uint64_t downMs, uint64_t limitMs) {
+  job.lost = true;
+  job.lostAt = nowSeconds();
+  job.ended = true;
+  d.log(kj::str("job ", job.id, " (PID ", job.vpid, ") is lost: its link from ", job.location, " has been broken for ",
+                downMs / 1000.0, " s (its limit: ", limitMs / 1000.0, " s); its deputy exits with status 87"));
+  saveLostJobs(d);
 }
 
 void loadLostJobs(Daemon& d) {
@@ -238,6 +249,12 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
                           : mode == rpc::MigrationMode::POSTCOPY ? "postcopy"
                                                                  : "stop-and-copy"));
   }
+  // Post-copy: the sender's copy of the pages goes where this shadowd finds it if the
+  // sender dies (spooled_pages.h).
+  if (mode == rpc::MigrationMode::POSTCOPY) {
+    spec.argv.add(kj::str("--pages-file"));
+    spec.argv.add(spoolPagesPath(config_.spoolDir, jobId));
+  }
   if (only) spec.argv.add(kj::str("--only"));
   spec.argv.add(kj::str("--stall-timeout-ms"));
   spec.argv.add(kj::str(config_.transferTimeoutMs));
@@ -273,7 +290,7 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
       })
       .attach(timeout.eagerlyEvaluate(nullptr))
       .then([this, result, timedOut = kj::mv(timedOut), jobId, token = kj::heapArray<kj::byte>(token),
-             members = kj::str(treeMembers),
+             members = kj::str(treeMembers), mode,
              to = kj::str(to)](kj::Tuple<int, kj::Array<kj::String>> r) mutable -> kj::Promise<void> {
         int status = kj::get<0>(r);
         auto& texts = kj::get<1>(r);
@@ -302,6 +319,8 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
           }
           log(kj::str("job ", jobId, ": its sender gave it up but its commit at ", to, " failed (", why,
                       "): committing it from here"));
+          // A post-copy sender may have died with pages still to send: they come from here.
+          if (mode == rpc::MigrationMode::POSTCOPY) serveSpooledPages(*this, jobId, token, to);
           // The destination keeps a ready job for the transfer timeout: commit it from here.
           // A tree's members were given up too (send_command.cc sendTree): each is
           // committed after the root ("PID:JOBID:TOKENHEX[:VPID]" each).

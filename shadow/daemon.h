@@ -91,6 +91,15 @@ struct HomeJob {
   uint64_t treeRoot = 0;      // moved with a process tree: the job id of its root (its own for the root)
   bool lost = false;          // its link home stayed broken past the limit (Local.linkLost)
   double lostAt = 0;          // when (CLOCK_REALTIME seconds); kept in the spool (lost_jobs.h)
+  uint64_t ownLostAfterMs = 0;  // its own limit (MIG_LINK_LOST_AFTER, told by its deputy); 0: home's
+  // Its calls come through this shadowd on a login of the job's own (Node.deputy
+  // relayed) while `relayedFrom` is where it runs (relayed()); `relayLogin` counts those
+  // logins (the newest is its link); a broken one starts `relayLost`, the limit for a
+  // new one to come (services.h relayedLinkDown).
+  kj::String relayedFrom;
+  uint64_t relayLogin = 0;
+  kj::Promise<void> relayLost = nullptr;
+  bool relayed() const { return location.size() > 0 && relayedFrom == location; }
 };
 
 // A job that migrated in and runs here.
@@ -102,7 +111,6 @@ struct HostedJob {
   pid_t realPid = 0;
   kj::String command;
   bool leaving = false;       // migrating away: its exit is not the job's end
-  bool pagesLost = false;     // post-copy: its pages could not come; home ended it already
   bool running = false;       // its shim reached the relay
   rpc::NetworkPolicy network = rpc::NetworkPolicy::HOME;  // what it was moved here with
   double startedAt;
@@ -111,6 +119,10 @@ struct HostedJob {
   kj::Own<LinkProcess> link;  // where they go: its link process (link_process.h)
   kj::Own<kj::PromiseFulfiller<void>> onGone;  // it left: told once its process is gone here
 };
+
+// What homeJob's failure says: a host whose job's home answers it (a restarted home
+// before the deputy registered again) may ask again (job_calls.cc).
+inline constexpr const char* kUnknownJob = "no such job here, or a wrong job token";
 
 class Daemon {
  public:
@@ -148,7 +160,7 @@ class Daemon {
   kj::HashMap<uint64_t, EndedGroup>& endedGroups() { return endedGroups_; }
   HomeJob* homeJobByVpid(pid_t vpid);
   HostedJob* hostedJob(uint64_t id, kj::ArrayPtr<const kj::byte> token);
-  HomeJob& homeJob(uint64_t id, kj::ArrayPtr<const kj::byte> token);  // throws if unknown
+  HomeJob& homeJob(uint64_t id, kj::ArrayPtr<const kj::byte> token);  // throws kUnknownJob if unknown
 
   // The job's deputy, once it has registered.
   kj::Promise<rpc::Deputy::Client> deputyOf(HomeJob& job);
@@ -219,6 +231,11 @@ void keepRecordAtDeputy(Daemon& d, HomeJob& job);
 // writes them, `loadLostJobs` lists them again at start-up. Failures are logged.
 void saveLostJobs(Daemon& d);
 void loadLostJobs(Daemon& d);
+
+// The job's link home stayed broken for `downMs`, past its limit `limitMs`: it is listed
+// "lost" from now on (also after a restart) and logged; its deputy's end (status 87) is
+// not a kill to pass on.
+void markLinkLost(Daemon& d, HomeJob& job, uint64_t downMs, uint64_t limitMs);
 
 double nowSeconds();
 kj::String lastLine(kj::StringPtr text);

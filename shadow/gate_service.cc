@@ -10,7 +10,8 @@ namespace {
 
 class GateImpl final : public rpc::Gate::Server {
  public:
-  GateImpl(Daemon& d, kj::Function<void()> onLogin) : d_(d), onLogin_(kj::mv(onLogin)) {}
+  GateImpl(Daemon& d, kj::Function<void()> onLogin, kj::Function<void()> watchLiveness)
+      : d_(d), onLogin_(kj::mv(onLogin)), watchLiveness_(kj::mv(watchLiveness)) {}
 
   kj::Promise<void> challenge(ChallengeContext context) override {
     nonce_ = randomBytes(32);
@@ -29,20 +30,23 @@ class GateImpl final : public rpc::Gate::Server {
     onLogin_();
     auto results = context.getResults();
     results.setProof(d_.key().proof(kServerLabel, params.getClientNonce()));
-    results.setNode(makeNode(d_));
+    auto watch = kj::mv(watchLiveness_);
+    watchLiveness_ = nullptr;
+    results.setNode(makeNode(d_, kj::mv(watch)));
     return kj::READY_NOW;
   }
 
  private:
   Daemon& d_;
   kj::Function<void()> onLogin_;
+  kj::Maybe<kj::Function<void()>> watchLiveness_;  // one login per connection
   kj::Array<kj::byte> nonce_;
 };
 
 }  // namespace
 
-rpc::Gate::Client makeGate(Daemon& d, kj::Function<void()> onLogin) {
-  return kj::heap<GateImpl>(d, kj::mv(onLogin));
+rpc::Gate::Client makeGate(Daemon& d, kj::Function<void()> onLogin, kj::Function<void()> watchLiveness) {
+  return kj::heap<GateImpl>(d, kj::mv(onLogin), kj::mv(watchLiveness));
 }
 
 }  // namespace mig::shadow

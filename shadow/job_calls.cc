@@ -36,6 +36,10 @@ constexpr uint64_t kResumeTryMs = 2000;
 constexpr uint64_t kRelayedTryMs = 4000;
 constexpr uint64_t kResumeFirstPauseMs = 100;
 constexpr uint64_t kResumeLastPauseMs = 1000;
+// Home's shadowd not knowing the job (restarted, or killed mid-hop, before the job's
+// deputy registered with the new one): its calls wait this long for it (homeNotReady).
+constexpr uint64_t kHomeUnknownMs = 30 * 1000;
+constexpr uint64_t kHomeUnknownPauseMs = 250;
 // Answers held before their Finish messages go (JobCalls::hold).
 constexpr size_t kHeldAnswers = 32;
 constexpr uint64_t kHeldAnswerBytes = 1u << 20;
@@ -80,8 +84,10 @@ rpc::Deputy::Client JobCalls::deputy() {
                                       d_.log(kj::str("job ", jobId_, ": its calls go through home's shadowd (",
                                                      home_, ", --no-direct-link)"));
                                       rpc::Deputy::Client dep = link.deputy;
-                                      resume_ = Resume{kj::str(home_), nullptr, d_.config().linkMode,
-                                                       d_.config().linkLostAfterMs, true};
+                                      // Home's limit for the job, which home keeps too.
+                                      const uint64_t limitMs =
+                                          link.lostAfterMs > 0 ? link.lostAfterMs : d_.config().linkLostAfterMs;
+                                      resume_ = Resume{kj::str(home_), nullptr, d_.config().linkMode, limitMs, true};
                                       installRelayed(kj::mv(link));
                                       return dep;
                                     })
@@ -147,8 +153,9 @@ kj::Promise<JobCalls::Relayed> JobCalls::relayedLink(uint64_t timeoutMs) {
         req.setJobId(jobId_);
         req.setToken(token_);
         req.setLocation(d_.address());
+        req.setRelayed(true);  // home watches this login as the job's link (relayed_link.cc)
         return req.send().then([login = kj::mv(login)](capnp::Response<rpc::Node::DeputyResults> r) mutable {
-          return Relayed{kj::mv(login), r.getDeputy()};
+          return Relayed{kj::mv(login), r.getDeputy(), r.getLostAfterMs()};
         });
       });
 }
@@ -459,6 +466,7 @@ kj::Promise<kj::Array<kj::byte>> JobCalls::send(kj::Array<kj::byte> request) {
       [this](capnp::Response<rpc::Deputy::CallResults> r) -> kj::Promise<kj::Array<kj::byte>> {
         auto reply = kj::heapArray<kj::byte>(r.getReply());
         hold(kj::mv(r));
+        unknownSince_ = nullptr;
         return kj::mv(reply);
       },
       [this, generation, request = kj::mv(request)](kj::Exception&& e) mutable -> kj::Promise<kj::Array<kj::byte>> {
@@ -467,6 +475,9 @@ kj::Promise<kj::Array<kj::byte>> JobCalls::send(kj::Array<kj::byte> request) {
           // is resumed, and the deputy answers it from the run it had, if it had one.
           startRelink();
           return nextLink(generation).then([this, request = kj::mv(request)]() mutable { return send(kj::mv(request)); });
+        }
+        KJ_IF_MAYBE(pause, homeNotReady(e)) {
+          return pause->then([this, request = kj::mv(request)]() mutable { return send(kj::mv(request)); });
         }
         // Home unreachable: answer EIO, and connect afresh for the next call.
         deputy_ = nullptr;
@@ -483,6 +494,26 @@ void JobCalls::cancel(uint32_t thread, uint64_t seq) {
   d_.tasks().add(req.send().ignoreResult().catch_([this](kj::Exception&& e) {
     d_.log(kj::str("job ", jobId_, ": a cancel of a call home failed: ", e.getDescription()));
   }).attach(kj::addRef(*this)));
+}
+
+// Home's shadowd answered that it does not know the job: it was restarted (or killed in
+// the middle of the hop that brought the job here) and the job's deputy has not
+// registered with the new one yet. The call never reached the deputy, so it may go
+// again: after a pause, on a link asked for afresh, for up to kHomeUnknownMs from the
+// first such answer; after that (home really has no such job) it fails as before.
+kj::Maybe<kj::Promise<void>> JobCalls::homeNotReady(const kj::Exception& e) {
+  if (lost_ || strstr(e.getDescription().cStr(), kUnknownJob) == nullptr) return nullptr;
+  auto& timer = d_.io().provider->getTimer();
+  const auto now = timer.now();
+  KJ_IF_MAYBE(since, unknownSince_) {
+    if (now - *since >= kHomeUnknownMs * kj::MILLISECONDS) return nullptr;
+  } else {
+    unknownSince_ = now;
+    d_.log(kj::str("job ", jobId_, ": its home shadowd does not know it (yet: restarted, its deputy not registered "
+                   "again); its calls wait for it, up to ", kHomeUnknownMs / 1000, " s"));
+  }
+  deputy_ = nullptr;
+  return timer.afterDelay(kHomeUnknownPauseMs * kj::MILLISECONDS);
 }
 
 kj::Promise<void> JobCalls::settled() {
@@ -563,12 +594,16 @@ kj::Promise<int32_t> JobCalls::sendWrite(kj::Array<kj::byte> request) {
           error = h.error != 0 ? h.error : EIO;
         }
         hold(kj::mv(r));
+        unknownSince_ = nullptr;
         return error;
       },
       [this, generation, request = kj::mv(request)](kj::Exception&& e) mutable -> kj::Promise<int32_t> {
         if (resumes(e)) {
           startRelink();
           return nextLink(generation).then([this, request = kj::mv(request)]() mutable { return sendWrite(kj::mv(request)); });
+        }
+        KJ_IF_MAYBE(pause, homeNotReady(e)) {
+          return pause->then([this, request = kj::mv(request)]() mutable { return sendWrite(kj::mv(request)); });
         }
         deputy_ = nullptr;
         d_.log(kj::str("job ", jobId_, ": a write home failed: ", e.getDescription()));

@@ -16,8 +16,8 @@
 // answered EIO. Without a direct link (--no-direct-link) the calls go through home's
 // shadowd on a cluster login of their own, watched for liveness the same way, and a
 // broken one is resumed the same way: a new login, Node.deputy again, the same
-// requests again (the limit is then --link-lost-after's default: the link process
-// is given no other, and home does not give such a job up by itself).
+// requests again. Home watches that login and gives the job up past the same limit
+// (Node.deputy's lostAfterMs; shadow/relayed_link.cc).
 #pragma once
 
 #include "rsc/write_batch.h"
@@ -108,6 +108,7 @@ class JobCalls : public kj::Refcounted {
   struct Relayed {
     kj::Own<PeerLink> login;
     rpc::Deputy::Client deputy;
+    uint64_t lostAfterMs;  // home's limit for the job (0: an older home's, not said)
   };
   kj::Promise<Relayed> relayedLink(uint64_t timeoutMs);
   void installDirect(kj::Own<DirectLink> link);
@@ -122,6 +123,8 @@ class JobCalls : public kj::Refcounted {
   void giveUp(uint64_t downMs);
   kj::Promise<void> nextLink(uint64_t generation);  // resolves once a link after it is up, or lost
   void hold(capnp::Response<rpc::Deputy::CallResults> r);
+  kj::Maybe<kj::Promise<void>> homeNotReady(const kj::Exception& e);
+  kj::Maybe<kj::TimePoint> unknownSince_;  // home first said it does not know the job
   void pump();
   void finished(uint64_t lastOrder, uint64_t cost);
   void wakeWaiters();

@@ -763,6 +763,7 @@ class LocalImpl final : public rpc::Local::Server {
     auto p = context.getParams();
     if (p.getAgain() && d_.homeJobs().find(p.getJobId()) == nullptr) return relearnHomeJob(context);
     HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
+    job.ownLostAfterMs = p.getLostAfterMs();
     d_.deputyRegistered(job, p.getDeputy());
     keepStandIn(d_, job, p.getStandIn());
     d_.log(kj::str("job ", job.id, ": PID ", job.vpid, " is now its deputy"));
@@ -795,14 +796,7 @@ class LocalImpl final : public rpc::Local::Server {
   // is answered.
   kj::Promise<void> linkLost(LinkLostContext context) override {
     auto p = context.getParams();
-    HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
-    job.lost = true;
-    job.lostAt = nowSeconds();
-    job.ended = true;  // its deputy's end is not a kill to pass on
-    d_.log(kj::str("job ", job.id, " (PID ", job.vpid, ") is lost: its link from ", job.location, " has been broken for ",
-                   p.getDownMs() / 1000.0, " s (its limit: ", p.getLimitMs() / 1000.0,
-                   " s); its deputy exits with status 87"));
-    saveLostJobs(d_);  // still listed after a restart of this shadowd
+    markLinkLost(d_, d_.homeJob(p.getJobId(), p.getToken()), p.getDownMs(), p.getLimitMs());
     return kj::READY_NOW;
   }
 
@@ -829,6 +823,8 @@ class LocalImpl final : public rpc::Local::Server {
     job->location = kj::str(r.getLocation());
     job->startedAt = r.getStartedAt() > 0 ? r.getStartedAt() : nowSeconds() - ageSeconds(peerPid_);
     job->treeRoot = r.getTreeRoot();
+    if (r.getRelayed()) job->relayedFrom = kj::str(job->location);
+    job->ownLostAfterMs = p.getLostAfterMs();
     int pidfd = static_cast<int>(syscall(SYS_pidfd_open, peerPid_, 0));
     require(pidfd >= 0, kj::str("cannot watch the deputy, process ", peerPid_, ": ", strerror(errno)));
     uint64_t id = job->id;
@@ -840,6 +836,8 @@ class LocalImpl final : public rpc::Local::Server {
                    j.location.size() > 0 ? j.location.asPtr() : "a host its deputy does not know yet"));
     watchDeputy(d_, id, kj::AutoCloseFd(pidfd));
     d_.tasks().add(followStops(d_, id));
+    // Its relayed login died with the shadowd before: the limit counts from now.
+    if (j.relayed()) relayedLinkDown(d_, id, j.relayLogin, "this shadowd restarted");
     return kj::READY_NOW;
   }
 

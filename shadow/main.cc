@@ -292,7 +292,9 @@ int run(int argc, char** argv) {
   limits.maxPending = cfg.maxPendingLogins;
   GatedServer gated(
       io.provider->getTimer(), limits, linkSecret(d.key(), cfg.linkMode),
-      [&d](kj::Function<void()> onLogin) -> capnp::Capability::Client { return makeGate(d, kj::mv(onLogin)); },
+      [&d](kj::Function<void()> onLogin, kj::Function<void()> watchLiveness) -> capnp::Capability::Client {
+        return makeGate(d, kj::mv(onLogin), kj::mv(watchLiveness));
+      },
       [&d](kj::StringPtr line) { d.log(line); });
   if (cfg.listen.size() > 0) {
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {

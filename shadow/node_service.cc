@@ -520,10 +520,11 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
         // that ends by itself while leaving (during pre-copy's rounds, which run for
         // seconds) ended here, and its hop fails.
         const bool left = job->leaving && WIFEXITED(status) && WEXITSTATUS(status) == control::kCheckpointedStatus;
-        // Its link process tells home, once its last writes have run there; not the end
-        // of a job whose pages could not come: its sender ended it at home already, and
-        // the link home is what failed.
-        if (job->link) job->link->answerEnd(!left && !job->pagesLost);
+        // Its link process tells home, once its last writes have run there; also the end
+        // of a job whose pages could not come (killed): its sender at home ends the
+        // deputy the same way, but a sender that died cannot, and the parent must not
+        // wait for ever (home takes whichever comes first).
+        if (job->link) job->link->answerEnd(!left);
         if (left) {
           d.log(kj::str("job ", jobId, " left this host"));
           return kj::READY_NOW;
@@ -538,7 +539,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
             d.endedGroups().erase(jobId);
           }));
         }
-        if ((job->link && !job->link->lost()) || job->pagesLost) return kj::READY_NOW;
+        if (job->link && !job->link->lost()) return kj::READY_NOW;
         // Its last writes go home before its end does: the parent reads them first.
         auto settled = job->calls->settled();
         return settled.then([&d, jobId, status, job = kj::mv(job)]() mutable {
@@ -823,7 +824,6 @@ class PageRelay {
   }
 
   kj::Promise<void> failed(kj::String why) {
-    KJ_IF_MAYBE(j, d.hostedJobs().find(jobId)) { (*j)->pagesLost = true; }
     auto text = kj::str("cannot fetch its pages from home: ", why);
     d.log(kj::str("job ", jobId, ": post-copy: ", text, "; its page server kills it (",
                   bytes >> 20, " MiB had come)"));
@@ -1070,7 +1070,13 @@ void keepPidsFree(int32_t highest) {
 
 class NodeImpl final : public rpc::Node::Server {
  public:
-  explicit NodeImpl(Daemon& d) : d_(d) {}
+  NodeImpl(Daemon& d, kj::Maybe<kj::Function<void()>> watchLiveness) : d_(d), watchLiveness_(kj::mv(watchLiveness)) {}
+
+  // The login ended (closed, reset, or found dead by its liveness watch): the relayed
+  // jobs whose link it was start their limit.
+  ~NodeImpl() noexcept(false) {
+    for (auto& r : relayedJobs_) relayedLinkDown(d_, r.id, r.login, "its login broke");
+  }
 
   kj::Promise<void> info(InfoContext context) override {
     fillInfo(d_, context.getResults().initInfo());
@@ -1247,10 +1253,22 @@ class NodeImpl final : public rpc::Node::Server {
   kj::Promise<void> deputy(DeputyContext context) override {
     auto p = context.getParams();
     HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
+    require(!job.lost, kj::str("job ", job.id, " is lost here: its link home stayed broken past its limit"));
+    // A new host, or the job's link made again: a limit running for it is void. (Its
+    // host's shadowd, restarted, asking again is neither.)
+    if (p.getRelayed() || job.location != p.getLocation()) job.relayLost = nullptr;
     job.location = kj::str(p.getLocation());
+    if (p.getRelayed()) {
+      // This login is the job's link home now: its end starts the limit (relayed_link.cc).
+      job.relayedFrom = kj::str(job.location);
+      relayedJobs_.add(RelayedJob{job.id, ++job.relayLogin});
+      KJ_IF_MAYBE(watch, watchLiveness_) { (*watch)(); }
+    }
     keepRecordAtDeputy(d_, job);
-    return d_.deputyOf(job).then([context](rpc::Deputy::Client deputy) mutable {
+    // The limit once the deputy has registered: it tells the job's own.
+    return d_.deputyOf(job).then([this, context, id = job.id](rpc::Deputy::Client deputy) mutable {
       context.getResults().setDeputy(kj::mv(deputy));
+      KJ_IF_MAYBE(j, d_.homeJobs().find(id)) { context.getResults().setLostAfterMs(relayLimitMs(d_, **j)); }
     });
   }
 
@@ -1370,8 +1388,9 @@ class NodeImpl final : public rpc::Node::Server {
       fail(kj::str("job ", p.getJobId(), " is not known at its home (yet)"));
     }
     HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());
-    // Lost (its link stayed broken past the limit): its deputy has ended already.
-    if (job.lost) return kj::READY_NOW;
+    // Lost (its link stayed broken past the limit), or ended from here (a post-copy hop's
+    // pages lost, endPostcopyLost): its deputy has ended already.
+    if (job.lost || job.ended) return kj::READY_NOW;
     int status = p.getStatus();
     uint64_t id = job.id;
     job.ended = true;
@@ -1386,11 +1405,19 @@ class NodeImpl final : public rpc::Node::Server {
 
  private:
   Daemon& d_;
+  kj::Maybe<kj::Function<void()>> watchLiveness_;
+  struct RelayedJob {
+    uint64_t id;
+    uint64_t login;  // HomeJob::relayLogin when it came on this login
+  };
+  kj::Vector<RelayedJob> relayedJobs_;
 };
 
 }  // namespace
 
-rpc::Node::Client makeNode(Daemon& d) { return kj::heap<NodeImpl>(d); }
+rpc::Node::Client makeNode(Daemon& d, kj::Maybe<kj::Function<void()>> watchLiveness) {
+  return kj::heap<NodeImpl>(d, kj::mv(watchLiveness));
+}
 
 void watchGuest(Daemon& d, uint64_t jobId, kj::Promise<int> exited, kj::String image) {
   ImageSinkImpl::watchJob(d, jobId, kj::mv(exited), kj::mv(image));

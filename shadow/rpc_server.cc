@@ -1,6 +1,7 @@
 // See rpc_server.h.
 #include "shadow/rpc_server.h"
 
+#include "shadow/direct_link.h"
 #include "shadow/prelogin_stream.h"
 #include "shadow/secure_stream.h"
 
@@ -140,9 +141,13 @@ void GatedServer::accepted(kj::Own<kj::AsyncIoStream> raw) {
   }
   auto stream = kj::heap<PreLoginStream>(kj::mv(raw), limits_.maxBytes);
   auto handle = kj::refcounted<Connection::Handle>();
-  auto gate = makeGate_([h = kj::addRef(*handle)]() {
-    if (h->conn != nullptr) h->conn->login();
-  });
+  auto gate = makeGate_(
+      [h = kj::addRef(*handle)]() {
+        if (h->conn != nullptr) h->conn->login();
+      },
+      [h = kj::addRef(*handle)]() {
+        if (h->conn != nullptr) watchLiveness(*h->conn->stream);
+      });
   auto overLimit = stream->whenOverLimit();
   auto conn = kj::heap<Connection>(*this, kj::mv(peer), kj::mv(stream), kj::mv(handle), secret_);
   Connection* c = conn.get();

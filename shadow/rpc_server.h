@@ -27,12 +27,15 @@ struct PreLoginLimits {
 
 // Serves the peers' TCP listener: each connection first runs the link handshake
 // (secure_stream.h) with `secret`, then its bootstrap is a Gate made by `makeGate`,
-// which calls the function it is given once its peer has logged in. Until then the
+// which calls `onLogin` once its peer has logged in, and `watchLiveness` to have the
+// connection watched like a job's link (direct_link.h watchLiveness: a peer that
+// vanishes silently is noticed in seconds, for a job's relayed link home). Until then the
 // connection is held to `limits`; each connection closed for a limit or a failed
 // handshake is logged with one line.
 class GatedServer final : private kj::TaskSet::ErrorHandler {
  public:
-  using GateFn = kj::Function<capnp::Capability::Client(kj::Function<void()> onLogin)>;
+  using GateFn =
+      kj::Function<capnp::Capability::Client(kj::Function<void()> onLogin, kj::Function<void()> watchLiveness)>;
   using LogFn = kj::Function<void(kj::StringPtr line)>;
   GatedServer(kj::Timer& timer, PreLoginLimits limits, LinkSecret secret, GateFn makeGate, LogFn log);
 

@@ -64,6 +64,7 @@
 #include "shadow/hex.h"
 #include "shadow/hop_fault.h"
 #include "shadow/hop_times.h"
+#include "shadow/page_copy.h"
 #include "shadow/settle_children.h"
 #include "shadow/tree_homecoming.h"
 #include "shadow/network_policy.h"
@@ -111,7 +112,8 @@ constexpr int kPostcopyLost = 6;
 constexpr const char* kUsage =
     "usage: MIG_JOB_TOKEN=HEX migctl send PID --to HOST:PORT --key FILE --job-id ID --home HOST:PORT\n"
     "                   --vpid N [--command TEXT] [--network local|rebind] [--deputy PATH --shadowd-socket PATH]\n"
-    "                   [--stall-timeout-ms N] [--mode precopy|postcopy|stop-and-copy] [--only]\n"
+    "                   [--stall-timeout-ms N] [--mode precopy|postcopy|stop-and-copy] [--pages-file PATH]\n"
+    "                   [--only]\n"
     "                   [--insecure-plaintext-links]\n"
     "\n"
     "One hop of a migration, as shadowd runs it; use `migctl migrate` instead.\n";
@@ -1039,37 +1041,36 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
 // Post-copy (resources/network_page_source.h): the frozen job's pages that the image
 // left out, served to the destination's page server until it has them all (finished).
 // Right after the commit they are read from the frozen job; meanwhile they are copied
-// here (copyAll), so that the job can become its deputy (its calls home wait for that)
-// without waiting for the destination.
+// (copyAll) into a file in this host's spool (page_copy.h: `copyPath`), so that the
+// job can become its deputy (its calls home wait for that) without waiting for the
+// destination, and so that this host's shadowd can serve them if this process dies.
 class PageSourceImpl final : public rpc::PageSource::Server {
  public:
-  PageSourceImpl(pid_t pid, kj::Own<kj::PromiseFulfiller<void>> finished)
-      : pid_(pid), memory_(pid, /*forMigration=*/true), finished_(kj::mv(finished)) {}
-  ~PageSourceImpl() noexcept(false) {
-    if (store_ != MAP_FAILED) munmap(store_, storeBytes_);
+  PageSourceImpl(pid_t pid, kj::Own<kj::PromiseFulfiller<void>> finished, kj::StringPtr copyPath)
+      : pid_(pid), memory_(pid, /*forMigration=*/true), finished_(kj::mv(finished)), copyPath_(kj::str(copyPath)) {}
+
+  // The destination has every page, or is lost: nothing is left for shadowd to serve.
+  void dropCopy() {
+    if (copyPath_.size() > 0) unlink(copyPath_.cStr());
   }
 
   // The runs the destination will ask for (the image's postcopyPages), in address order.
   void setRuns(kj::ArrayPtr<const resources::PageSpan> runs) {
-    uint64_t off = 0;
-    for (auto& r : runs) {
-      runs_.add(Run{r.addr, r.pages * 4096, off});
-      off += r.pages * 4096;
-    }
-    storeBytes_ = off;
+    for (auto& r : runs) runs_.add(PageRun{r.addr, r.pages * 4096, 0});
   }
 
   // Copies every run out of the frozen job, a piece at a time, serving requests between
   // the pieces. Throws if the copy cannot be made (the job then stays frozen here).
   void copyAll(kj::WaitScope& ws) {
-    store_ = mmap(nullptr, storeBytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (store_ == MAP_FAILED) fail(kj::str("cannot keep a copy of the job's pages: ", strerror(errno)));
+    kj::String why;
+    copy_ = PageCopy::create(copyPath_, kj::heapArray<PageRun>(runs_.asPtr()), why);
+    if (copy_.get() == nullptr) fail(kj::str("cannot keep a copy of the job's pages: ", why));
     constexpr uint64_t kPiece = 8u << 20;
     for (copiedRuns_ = 0; copiedRuns_ < runs_.size(); ++copiedRuns_) {
-      const Run& r = runs_[copiedRuns_];
+      const PageRun& r = copy_->runs()[copiedRuns_];
       for (copiedBytes_ = 0; copiedBytes_ < r.len;) {
         uint64_t n = std::min(kPiece, r.len - copiedBytes_);
-        iovec local{static_cast<char*>(store_) + r.offset + copiedBytes_, n};
+        iovec local{copy_->bytes(r) + copiedBytes_, n};
         iovec remote{reinterpret_cast<void*>(r.addr + copiedBytes_), n};
         ssize_t got = process_vm_readv(pid_, &local, 1, &remote, 1, 0);
         if (got <= 0) {
@@ -1081,6 +1082,7 @@ class PageSourceImpl final : public rpc::PageSource::Server {
         ws.poll();  // the destination's requests meanwhile
       }
     }
+    copy_->markComplete();
   }
 
   uint64_t sent() const { return sent_; }
@@ -1098,11 +1100,11 @@ class PageSourceImpl final : public rpc::PageSource::Server {
       size_t i = 0;
       while (i < runs_.size() && !(runs_[i].addr <= at && at < runs_[i].addr + runs_[i].len)) ++i;
       KJ_REQUIRE(i < runs_.size(), "a page request outside the post-copy pages", kj::hex(at));
-      const Run& r = runs_[i];
+      const PageRun& r = runs_[i];
       uint64_t n = std::min<uint64_t>(bytes.size() - done, r.addr + r.len - at);
       const uint64_t off = at - r.addr;
-      if (store_ != MAP_FAILED && (i < copiedRuns_ || (i == copiedRuns_ && off + n <= copiedBytes_))) {
-        memcpy(bytes.begin() + done, static_cast<char*>(store_) + r.offset + off, n);
+      if (copy_.get() != nullptr && (i < copiedRuns_ || (i == copiedRuns_ && off + n <= copiedBytes_))) {
+        memcpy(bytes.begin() + done, copy_->bytes(copy_->runs()[i]) + off, n);
       } else {
         memory_.read(at, bytes.begin() + done, n);  // still frozen: not copied yet
       }
@@ -1123,16 +1125,13 @@ class PageSourceImpl final : public rpc::PageSource::Server {
   }
 
  private:
-  struct Run {
-    uint64_t addr, len, offset;  // offset in store_
-  };
   pid_t pid_;
   resources::ProcPageSource memory_;
   kj::Own<kj::PromiseFulfiller<void>> finished_;
-  kj::Vector<Run> runs_;
-  void* store_ = MAP_FAILED;
-  uint64_t storeBytes_ = 0;
-  size_t copiedRuns_ = 0;     // runs_[0, copiedRuns_) are in store_ whole,
+  kj::String copyPath_;  // "": the copy in this process's memory only
+  kj::Vector<PageRun> runs_;
+  kj::Own<PageCopy> copy_;
+  size_t copiedRuns_ = 0;     // runs_[0, copiedRuns_) are in copy_ whole,
   uint64_t copiedBytes_ = 0;  // and this much of runs_[copiedRuns_]
   uint64_t sent_ = 0;
   std::chrono::steady_clock::time_point lastRequest_ = std::chrono::steady_clock::now();
@@ -1173,7 +1172,7 @@ uint64_t capturePostcopy(migctl::ControlClient& ctl, image::ByteSink& out, resou
 
 int sendCommand(int argc, char** argv) {
   const char *to = nullptr, *keyPath = nullptr, *home = nullptr, *command = "", *deputy = nullptr,
-             *shadowdSocket = nullptr;
+             *shadowdSocket = nullptr, *pagesFile = "";
   uint64_t jobId = 0, stallMs = 30000;
   long pid = 0, vpid = 0;
   auto network = rpc::NetworkPolicy::HOME;
@@ -1193,6 +1192,7 @@ int sendCommand(int argc, char** argv) {
     else if (is("--command")) command = argv[++i];
     else if (is("--deputy")) deputy = argv[++i];
     else if (is("--shadowd-socket")) shadowdSocket = argv[++i];
+    else if (is("--pages-file")) pagesFile = argv[++i];
     else if (strcmp(argv[i], "--insecure-plaintext-links") == 0) linkMode = LinkMode::PLAINTEXT;
     else if (strcmp(argv[i], "--only") == 0) only = true;
     else if (is("--stall-timeout-ms")) stallMs = strtoull(argv[++i], nullptr, 10);
@@ -1401,7 +1401,7 @@ int sendCommand(int argc, char** argv) {
   kj::Maybe<rpc::PageSource::Client> pageSource;
   if (postcopy) {
     auto req = out.sink().postcopyRequest();
-    auto server = kj::heap<PageSourceImpl>(ctl->realPid(), kj::mv(finished.fulfiller));
+    auto server = kj::heap<PageSourceImpl>(ctl->realPid(), kj::mv(finished.fulfiller), pagesFile);
     pages = server.get();
     rpc::PageSource::Client client = kj::mv(server);
     req.setSource(client);
@@ -1629,6 +1629,8 @@ int sendCommand(int argc, char** argv) {
       letGo();
       gone = true;
     }
+    // This process dying from here on leaves the copy to shadowd (spooled_pages.h).
+    hopFaultPoint("send-postcopy", [](kj::String why) { fail(kj::mv(why)); });
     // A destination that asks for nothing for the stall timeout (a partition, a crash)
     // gets no more: the job cannot go on there without its pages and must not run here
     // again, so it is ended (by its page server there, and here: its deputy ends it as
@@ -1699,6 +1701,7 @@ int sendCommand(int argc, char** argv) {
     auto lost = kj::runCatchingExceptions(
         [&]() { finished.promise.exclusiveJoin(watchdog()).exclusiveJoin(resumer()).wait(ws); });
     bytesAfter = pages->sent();
+    pages->dropCopy();
     ws.poll();  // the answer to finished goes out before this process ends
     KJ_IF_MAYBE(e, lost) {
       if (!gone) kill(ctl->realPid(), SIGKILL);

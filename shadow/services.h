@@ -7,9 +7,18 @@
 
 namespace mig::shadow {
 
-// onLogin: called once the peer has proven it holds the cluster key.
-rpc::Gate::Client makeGate(Daemon& d, kj::Function<void()> onLogin);
-rpc::Node::Client makeNode(Daemon& d);
+// onLogin: called once the peer has proven it holds the cluster key; watchLiveness:
+// has its connection watched for liveness (rpc_server.h), asked by the Node it gets.
+rpc::Gate::Client makeGate(Daemon& d, kj::Function<void()> onLogin, kj::Function<void()> watchLiveness);
+// `watchLiveness`: for a peer's login (none: this host's own Node, drain.cc).
+rpc::Node::Client makeNode(Daemon& d, kj::Maybe<kj::Function<void()>> watchLiveness = nullptr);
+
+// A job's relayed link home (Node.deputy relayed) broke with login `generation` its
+// newest: unless a new login takes the job within its limit (relayLimitMs), it is lost
+// here as a direct link's deputy would lose it (listed "lost", the deputy ends with
+// status 87). `since`: what broke, for the log.
+void relayedLinkDown(Daemon& d, uint64_t jobId, uint64_t generation, kj::StringPtr since);
+uint64_t relayLimitMs(const Daemon& d, const HomeJob& job);
 
 rpc::Local::Client makeLocal(Daemon& d);
 // For a connection on the local socket from process `peerPid` of user `peerUid`

@@ -70,9 +70,10 @@ kj::String spoolLogPath(kj::StringPtr dir, uint64_t jobId) { return kj::str(dir,
 
 bool isSpoolFileName(kj::StringPtr name) {
   if (!name.startsWith("job-")) return false;
-  if (!name.endsWith(".img") && !name.endsWith(".log")) return false;
-  if (name.size() < 9) return false;
-  return allDigits(kj::str(name.slice(4, name.size() - 4)));
+  for (kj::StringPtr ext : {".img", ".log", ".pages"}) {
+    if (name.endsWith(ext) && name.size() > 4 + ext.size()) return allDigits(kj::str(name.slice(4, name.size() - ext.size())));
+  }
+  return false;
 }
 
 kj::Vector<kj::String> cleanSpool(kj::StringPtr dir) {

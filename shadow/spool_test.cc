@@ -15,9 +15,11 @@ namespace {
 bool exists(kj::StringPtr path) { return access(path.cStr(), F_OK) == 0; }
 void touch(kj::StringPtr path) { close(open(path.cStr(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600)); }
 
-TEST_CASE("spool: only job-DIGITS.img and job-DIGITS.log are shadowd's") {
+TEST_CASE("spool: only job-DIGITS.img, .log and .pages are shadowd's") {
   CHECK(isSpoolFileName("job-1.img"));
   CHECK(isSpoolFileName("job-4611686018427387903.log"));
+  CHECK(isSpoolFileName("job-7.pages"));
+  CHECK_FALSE(isSpoolFileName("job-.pages"));
   CHECK(isSpoolFileName(kj::str(spoolImagePath("/x", 42).slice(3))));
   CHECK_FALSE(isSpoolFileName("job-.img"));
   CHECK_FALSE(isSpoolFileName("job-12.img.tmp"));

@@ -25,6 +25,14 @@
 #     failure, migctl migrate exits 4 with one line saying its memory could not follow,
 #     and the parent at home gets status 137 (killed). Every line it printed is the
 #     undisturbed run's (it verifies its pages each step: it never ran on wrong data).
+#  5. the sender dies during the background fill: the memory program moved a -> c
+#     (pre-copy), then c -> b post-copy (b: pages only on fault), c's sender killed
+#     (SIGKILL) right after the commit (MIG_FAULT=hop:send-postcopy:crash in c's
+#     shadowd, shadow/hop_fault.h): c's shadowd serves the pages from the copy the
+#     sender left in c's spool (shadow/spooled_pages.h). migctl migrate exits 0 saying
+#     shadowd committed the move, c's log says it serves the pages and that b has them
+#     all, nothing is left in c's spool, and the job ends on b with the output and
+#     status of an undisturbed run.
 #
 # usage: postcopy.sh OPTIONS (tests/cluster/lib/cluster_lib.sh); meson runs it as test
 # 'migration-postcopy' (suites cluster and postcopy).
@@ -35,6 +43,7 @@ cluster_require_features counter memory lazy_syscalls
 TRANSFER_TIMEOUT=5
 SHADOWD_ARGS=(--transfer-timeout "$TRANSFER_TIMEOUT")
 SHADOWD_ENV[b]=MIG_LAZY_NO_FILL=1
+SHADOWD_ENV[c]=MIG_FAULT=hop:send-postcopy:crash  # only a post-copy hop with pages left (5.)
 cluster_up a b c
 SWITCH=mig-$C PORT_B=mig-p${ADDR[b]##*.}
 link_b() { ip -n "$SWITCH" link set "$PORT_B" "$1"; }
@@ -247,6 +256,40 @@ if start_job cut mig "${FEATURE[memory]}" 256M 60 && wait_step cut 3 60; then
   fi
 else
   fail "cut: the job did not get to STEP 3 on a"
+fi
+
+# 5. the sender killed during the background fill (c's MIG_FAULT; b: pages only on fault)
+start_job dead-ref plain "${FEATURE[memory]}" 64M 160
+if start_job dead mig "${FEATURE[memory]}" 64M 160 && wait_step dead 3 60; then
+  migrate dead c 60
+  k=$(( $(last_step dead) + 1 ))
+  if (( MIG_RC == 0 )) && wait_step dead "$k" 30; then
+    migrate dead b 60 --postcopy
+    if (( MIG_RC == 0 )) && migrated_line | grep -q "shadowd committed the move"; then
+      ok "dead: c -> b post-copy, its sender killed after the commit: $(migrated_line)"
+    else
+      fail "dead: migctl migrate --postcopy c -> b exited $MIG_RC: $(cat "$MIG_OUT" "$MIG_ERR" | tr '\n' ' ')"
+      shadowd_logs b c
+    fi
+    if grep -q "its post-copy sender died before .* had every page; serving them from the copy it left" "$T/shadowd-c.log" &&
+       wait_until 30 grep -q "has every page (.* MiB served from this shadowd's copy)" "$T/shadowd-c.log"; then
+      ok "dead: c: $(grep -h "has every page (" "$T/shadowd-c.log" | tail -n 1 | cut -d' ' -f3-)"
+    else
+      fail "dead: c's shadowd log does not say it served the dead sender's pages until b had them all"
+      shadowd_logs b c
+    fi
+    wait_job dead-ref 120
+    compare dead dead-ref "$STATUS"
+    if [[ $(spool_of c) != *.pages* ]]; then
+      ok "dead: c's spool holds no copy of the pages any more ($(spool_of c))"
+    else
+      fail "dead: c's spool still holds: $(spool_of c)"
+    fi
+  else
+    fail "dead: a -> c exited $MIG_RC, or no STEP $k on c"
+  fi
+else
+  fail "dead: the job did not get to STEP 3 on a"
 fi
 
 cluster_end

@@ -27,6 +27,9 @@
 #    (SIGKILL) and started again. Each time its link process's log says its link
 #    through home's shadowd was resumed and the job runs on; it ends with status 0 and
 #    every line is in the home file and at the home server exactly once.
+#  - job "rlost", relayed through a's shadowd too, with MIG_LINK_LOST_AFTER=3: given up
+#    at home as "lost" is (a's shadowd watches its login: shadow/relayed_link.cc), status
+#    87 for its parent while c is still cut off, and its process killed on c.
 #
 # usage: resend.sh [--partition S] OPTIONS (cluster_lib.sh); meson runs it as test
 # 'migration-resend' (suite cluster) with `--feature marker PATH`.
@@ -71,8 +74,8 @@ wait_until 20 eval '(( $(grep -c "listening on" "$T/shadowd-c.log") >= 2 ))' ||
   { fail "c's shadowd did not start again with --no-direct-link"; shadowd_logs c; cluster_end; }
 
 # --- two jobs, each with its home file and home TCP server, moved a -> b ------------------
-declare -A MARK RPORT=([kept]=7311 [lost]=7312 [relayed]=7313)
-for j in kept lost relayed; do
+declare -A MARK RPORT=([kept]=7311 [lost]=7312 [relayed]=7313 [rlost]=7314)
+for j in kept lost relayed rlost; do
   MARK[$j]=resend-$j-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
   rpid=$(mh spawn "$C" a "$T/$j.recorder" -- /usr/bin/python3 "$RECORDER" "${RPORT[$j]}" "$T/$j.received")
   bg_pids+=("$rpid")
@@ -83,12 +86,14 @@ start_job kept mig /usr/bin/env MIG_LOG="$MIGLOG" "${FEATURE[marker]}" @DIR@ "${
 start_job lost mig /usr/bin/env MIG_LINK_LOST_AFTER=$LOST_AFTER "${FEATURE[marker]}" @DIR@ "${RPORT[lost]}" \
   "${MARK[lost]}" || cluster_end
 start_job relayed mig "${FEATURE[marker]}" @DIR@ "${RPORT[relayed]}" "${MARK[relayed]}" || cluster_end
-declare -A TO=([kept]=b [lost]=b [relayed]=c)
-for j in kept lost relayed; do
+start_job rlost mig /usr/bin/env MIG_LINK_LOST_AFTER=$LOST_AFTER "${FEATURE[marker]}" @DIR@ "${RPORT[rlost]}" \
+  "${MARK[rlost]}" || cluster_end
+declare -A TO=([kept]=b [lost]=b [relayed]=c [rlost]=c)
+for j in kept lost relayed rlost; do
   wait_step "$j" 3 30 || { fail "$j: no STEP 3 on a within 30 s"; detail "$(jfile "$j" err)" "its stderr"; cluster_end; }
   hop "$j" a "${TO[$j]}" || cluster_end
 done
-for j in kept lost relayed; do
+for j in kept lost relayed rlost; do
   k=$(( $(last_step "$j") + 5 ))
   wait_step "$j" "$k" 30 || { fail "$j: no STEP $k at b within 30 s"; shadowd_logs b; cluster_end; }
 done
@@ -103,34 +108,37 @@ hx a ip route add blackhole "${ADDR[b]}/32" && hx a ip route add blackhole "${AD
 cut_at=$SECONDS
 broke() {
   (( $(grep -c "mig-link: job [0-9]*: its direct link home broke; resuming it" "$T/shadowd-b.log") >= 2 )) &&
-    grep -q "mig-link: job [0-9]*: its link home through its shadowd broke; resuming it" "$T/shadowd-c.log"
+    (( $(grep -c "mig-link: job [0-9]*: its link home through its shadowd broke; resuming it" "$T/shadowd-c.log") >= 2 ))
 }
 if wait_until 15 broke; then
   link_bc down && cut=1
-  ok "b and c cut off from a at STEP $at_cut of kept: a's packets to them dropped, then (the three links found broken on b and c, $(( SECONDS - cut_at )) s later) their ports down; for $PARTITION s in all"
+  ok "b and c cut off from a at STEP $at_cut of kept: a's packets to them dropped, then (the four links found broken on b and c, $(( SECONDS - cut_at )) s later) their ports down; for $PARTITION s in all"
 else
-  fail "b's and c's logs do not say the three jobs' links broke within 15 s of the cut"
+  fail "b's and c's logs do not say the four jobs' links broke within 15 s of the cut"
   shadowd_logs b
   shadowd_logs c
   link_bc down && cut=1
 fi
 
-# The lost job: given up at home while b is still cut off.
+# The lost jobs (direct and relayed): given up at home while b and c are still cut off.
 row() { hm a list 2>/dev/null | awk -v p="${PID[$1]}" '$1 == p'; }
-if wait_job lost $(( PARTITION > 5 ? PARTITION - 2 : 5 )) && [[ $STATUS == 87 ]]; then
-  ok "lost: with its link down past its ${LOST_AFTER} s limit its deputy exited and its parent at home got status 87 ($(( SECONDS - cut_at )) s after the cut)"
-else
-  fail "lost: its parent at home did not get status 87 while b was cut off (status ${STATUS:-none})"
-  shadowd_logs a
-fi
-r=$(row lost)
-if [[ $r == *" lost "* ]] && grep -q "job [0-9]* (PID ${PID[lost]}) is lost: its link from" "$T/shadowd-a.log"; then
-  ok "lost: migctl list at a shows it lost ($(echo "$r" | tr -s ' ')), and a's log says why"
-else
-  fail "lost: migctl list at a shows '${r:-no row}' (want state lost), or a's log has no line for it"
-  detail "$T/shadowd-a.log" "a's log"
-fi
-(( cut )) || fail "b was healed before the lost job's checks ended (partition too short)"
+for j in lost rlost; do
+  if wait_job "$j" $(( PARTITION - (SECONDS - cut_at) > 5 ? PARTITION - (SECONDS - cut_at) - 2 : 5 )) &&
+    [[ $STATUS == 87 ]]; then
+    ok "$j: with its link down past its ${LOST_AFTER} s limit its deputy exited and its parent at home got status 87 ($(( SECONDS - cut_at )) s after the cut)"
+  else
+    fail "$j: its parent at home did not get status 87 while ${TO[$j]} was cut off (status ${STATUS:-none})"
+    shadowd_logs a
+  fi
+  r=$(row "$j")
+  if [[ $r == *" lost "* ]] && grep -q "job [0-9]* (PID ${PID[$j]}) is lost: its link from" "$T/shadowd-a.log"; then
+    ok "$j: migctl list at a shows it lost ($(echo "$r" | tr -s ' ')), and a's log says why"
+  else
+    fail "$j: migctl list at a shows '${r:-no row}' (want state lost), or a's log has no line for it"
+    detail "$T/shadowd-a.log" "a's log"
+  fi
+done
+(( cut )) || fail "b was healed before the lost jobs' checks ended (partition too short)"
 
 # The rest of the partition: its length is the scenario's, not a moment to wait for.
 left=$(( PARTITION - (SECONDS - cut_at) ))
@@ -235,13 +243,16 @@ else
   shadowd_logs a
 fi
 
-# --- and the lost one is gone from b ------------------------------------------------------------
-if wait_until 20 eval '! others_on b | grep -qF -- "${MARK[lost]}"'; then
-  ok "lost: no process of it left on b ($(grep -c "the job is lost; killing it here" "$T/shadowd-b.log") kill logged there)"
-else
-  fail "lost: its process still runs on b: $(others_on b | grep -F -- "${MARK[lost]}")"
-  shadowd_logs b
-fi
+# --- and the lost ones are gone from b and c -----------------------------------------------------
+for j in lost rlost; do
+  h=${TO[$j]}
+  if wait_until 20 eval '! others_on "$h" | grep -qF -- "${MARK[$j]}"'; then
+    ok "$j: no process of it left on $h ($(grep -c "the job is lost; killing it here" "$T/shadowd-$h.log") kill logged there)"
+  else
+    fail "$j: its process still runs on $h: $(others_on "$h" | grep -F -- "${MARK[$j]}")"
+    shadowd_logs "$h"
+  fi
+done
 kill_job kept
 kill_job relayed
 
