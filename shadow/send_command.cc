@@ -1362,7 +1362,8 @@ int sendCommand(int argc, char** argv) {
     times.mark("freeze");
     control::Reply parked = ctl->freeze(kFreezeTimeoutSeconds);
     times.mark("park");
-    stats = migctl::finishFrozen(*ctl, parked, memory, precopy, w);
+    kj::Function<void(const char*)> mark = [&](const char* phase) { times.mark(phase); };
+    stats = migctl::finishFrozen(*ctl, parked, memory, precopy, w, times.on() ? &mark : nullptr);
   } else {
     lookBeforeFreeze();
     frozenAt = std::chrono::steady_clock::now();
