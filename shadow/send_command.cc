@@ -1333,6 +1333,12 @@ int sendCommand(int argc, char** argv) {
                            : awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, left.left, /*cameAndWent=*/true, false));
   };
 
+  // Pre-copy's image and write tracking, kept until this process ends: closing the
+  // userfaultfd unregisters the job's memory, which clears the protection of every page
+  // (~100 ms for 1 GiB on the test VM) and must not be inside the freeze. By then the
+  // job here has become its deputy (or ended), whose new address space makes the close
+  // cheap; or, the hop failed, it has resumed, its writes unprotected at the close.
+  kj::Own<MemberPrecopy> tracked;
   resources::CaptureStats stats;
   // From the first byte captured: the rate shadowd learns for balance's cost of a move.
   auto sendStartedAt = std::chrono::steady_clock::now();
@@ -1347,23 +1353,19 @@ int sendCommand(int argc, char** argv) {
     times.mark("freeze");
     remoteBytes = capturePostcopy(*ctl, out, stats, *pages, times);
   } else if (uffd >= 0) {
-    pid_t realPid = ctl->realPid();
-    capnp::MallocMessageBuilder header;
-    resources::fillJobHeader(header.initRoot<image::schema::Header>(), realPid, static_cast<int32_t>(vpid > 0 ? vpid : pid));
-    image::ImageWriter w(out, header);
-    resources::ProcPageSource memory(realPid, /*forMigration=*/true);
-    resources::Precopy precopy(realPid, uffd, memory);
-    precopy.runRounds(w, resources::PrecopyRule{}, [&]() { out.flush(); });
+    tracked = kj::heap<MemberPrecopy>(ctl->realPid(), static_cast<pid_t>(vpid > 0 ? vpid : pid), uffd, out);
+    tracked->precopy.runRounds(*tracked->w, resources::PrecopyRule{}, [&]() { out.flush(); });
     out.flush(/*drain=*/true);  // the link is empty when the job stops
     bytesBefore = out.total();
-    rounds = precopy.stats().rounds;
+    rounds = tracked->precopy.stats().rounds;
     lookBeforeFreeze();
     frozenAt = std::chrono::steady_clock::now();
     times.mark("freeze");
     control::Reply parked = ctl->freeze(kFreezeTimeoutSeconds);
     times.mark("park");
     kj::Function<void(const char*)> mark = [&](const char* phase) { times.mark(phase); };
-    stats = migctl::finishFrozen(*ctl, parked, memory, precopy, w, times.on() ? &mark : nullptr);
+    stats = migctl::finishFrozen(*ctl, parked, tracked->memory, tracked->precopy, *tracked->w,
+                                 times.on() ? &mark : nullptr);
   } else {
     lookBeforeFreeze();
     frozenAt = std::chrono::steady_clock::now();
