@@ -368,8 +368,8 @@ class MemberSink final : public image::ByteSink {
   bool abandoned_ = false;
 };
 
-// A member's pre-copy (resources/precopy.h): the image its rounds begin while the tree
-// runs and the freeze finishes, exactly as a single process's.
+// A pre-copy (resources/precopy.h), a tree member's or a single process's: the image
+// its rounds begin while the job runs and the freeze finishes.
 struct MemberPrecopy {
   MemberPrecopy(pid_t pid, pid_t vpid, int uffd, image::ByteSink& out)
       : memory(pid, /*forMigration=*/true), precopy(pid, uffd, memory) {
@@ -1333,11 +1333,13 @@ int sendCommand(int argc, char** argv) {
                            : awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, left.left, /*cameAndWent=*/true, false));
   };
 
-  // Pre-copy's image and write tracking, kept until this process ends: closing the
-  // userfaultfd unregisters the job's memory, which clears the protection of every page
-  // (~100 ms for 1 GiB on the test VM) and must not be inside the freeze. By then the
-  // job here has become its deputy (or ended), whose new address space makes the close
-  // cheap; or, the hop failed, it has resumed, its writes unprotected at the close.
+  // Pre-copy's image and write tracking, kept until this process ends (as a tree's
+  // members' are): closing the userfaultfd unregisters the job's memory, and the kernel
+  // then clears the protection of every page (50-190 ms for 1 GiB on the test VM), which
+  // must not be inside the freeze. By then the job here has become its deputy or ended,
+  // its address space gone, and the close walks nothing. After a failed hop the job
+  // resumes with its pages still protected until then, at no cost to it (asynchronous
+  // protection: the kernel lifts it at the first write, as during the rounds).
   kj::Own<MemberPrecopy> tracked;
   resources::CaptureStats stats;
   // From the first byte captured: the rate shadowd learns for balance's cost of a move.
