@@ -12,7 +12,8 @@
 # capture, drain, prepare = B's phase one, give-up = the job given up at home, commit =
 # B's release of the job until it runs there), B's restart's from its start to its exec
 # of mig-restore (with `files` and `page-server` for a pre-copy hop, restored lazily on B, and a
-# post-copy one; the post-copy sender marks `state` and `memory` inside `capture`). A hop that
+# post-copy one; inside `capture` the post-copy sender marks `state` and `memory`, the pre-copy one
+# `final-look` before them). A hop that
 # fails is listed with its line and left out of the medians.
 # usage: bench/precopy_bench.sh [MIB [RATE [ROUNDS]]]     (defaults 1024, 16 and 3)
 set -eu

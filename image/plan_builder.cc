@@ -22,7 +22,10 @@ class Intervals {
  public:
   void add(uint64_t start, uint64_t end) {
     auto it = m_.upper_bound(start);
-    if (it != m_.begin() && std::prev(it)->second >= start) --it;
+    if (it != m_.begin() && std::prev(it)->second >= start) {
+      --it;
+      if (it->second >= end) return;  // inside already (a pre-copy's later rounds, mostly)
+    }
     while (it != m_.end() && it->first <= end) {
       start = std::min(start, it->first);
       end = std::max(end, it->second);
@@ -234,9 +237,7 @@ RestorePlan buildRestorePlan(FileReader& image, kj::ArrayPtr<const RegionFile> m
   // EFAULT from an mremap of the whole region).
   Intervals placed;
   auto addPages = [&](const SectionInfo& info, uint64_t addr, uint64_t left, uint64_t imageOffset) {
-    Intervals over;
-    placed.forEachIn(addr, addr + left, [&](uint64_t s, uint64_t e) { over.add(s, e); });
-    placed.add(addr, addr + left);
+    const uint64_t runStart = addr, runEnd = addr + left;
     while (left > 0) {  // a run may span adjacent regions: split it at their borders
       int64_t ri = regionAt(regions, addr);
       if (ri < 0) {
@@ -259,7 +260,7 @@ RestorePlan buildRestorePlan(FileReader& image, kj::ArrayPtr<const RegionFile> m
       // Split where this piece starts or stops going over earlier ones.
       uint64_t cut = addr + len;
       bool isOver = false;
-      over.forEachIn(addr, addr + len, [&](uint64_t s, uint64_t e) {
+      placed.forEachIn(addr, addr + len, [&](uint64_t s, uint64_t e) {
         if (s == addr) {
           isOver = true;
           cut = std::min(cut, e);
@@ -274,6 +275,7 @@ RestorePlan buildRestorePlan(FileReader& image, kj::ArrayPtr<const RegionFile> m
       imageOffset += len;
       left -= len;
     }
+    placed.add(runStart, runEnd);  // after: the pieces above asked what was placed before this run
   };
   // Pre-copy (format.h): the rounds' pages come first in the plan, in image order, so
   // a later copy of a page is mapped or copied over an earlier one; then the pages

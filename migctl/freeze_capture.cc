@@ -83,16 +83,19 @@ resources::CaptureStats freezeAndFinish(ControlClient& ctl, int timeoutSeconds, 
 }
 
 resources::CaptureStats finishFrozen(ControlClient& ctl, const control::Reply& reply, resources::PageSource& memory,
-                                     resources::Precopy& precopy, image::ImageWriter& w) {
+                                     resources::Precopy& precopy, image::ImageWriter& w,
+                                     kj::Function<void(const char*)>* mark) {
   if (reply.blockSize != sizeof(control::Block)) {
     image::fail(kj::str("process ", ctl.pid(), " runs an incompatible libmig (block size ", reply.blockSize, ")"));
   }
   auto block = kj::heap<control::Block>();
   memory.read(reply.blockAddr, block.get(), sizeof(control::Block));
   precopy.finalScan();
+  if (mark != nullptr) (*mark)("final-look");
   resources::CaptureStats stats{};
   resources::CaptureOptions options;
   options.forMigration = true;  // pre-copy is a migration's
+  options.mark = mark;
   resources::captureProcessInto(ctl.realPid(), *block, memory, w, &precopy.held(), stats, options);
   return stats;
 }

@@ -50,9 +50,11 @@ ConcurrentResult freezeAndCaptureConcurrently(ControlClient& ctl, int timeoutSec
 resources::CaptureStats freezeAndFinish(ControlClient& ctl, int timeoutSeconds, resources::PageSource& memory,
                                         resources::Precopy& precopy, image::ImageWriter& w);
 // Its second half, for a process parked already (the members of a tree that moves
-// pre-copy are all parked before any is finished, shadow/send_command.cc).
+// pre-copy are all parked before any is finished, shadow/send_command.cc). `mark`:
+// CaptureOptions::mark, also told when the last look ends ("final-look").
 resources::CaptureStats finishFrozen(ControlClient& ctl, const control::Reply& reply, resources::PageSource& memory,
-                                     resources::Precopy& precopy, image::ImageWriter& w);
+                                     resources::Precopy& precopy, image::ImageWriter& w,
+                                     kj::Function<void(const char*)>* mark = nullptr);
 
 // Whether libmig.so is mapped in process `pid`: one between fork and its control
 // thread's start, or in exec, does not answer on its control socket for a moment.

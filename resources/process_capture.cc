@@ -189,7 +189,9 @@ void captureProcessInto(pid_t pid, const control::Block& block, PageSource& memo
   kj::Vector<int32_t> segments = segmentIds(sysv);
   WithoutSharedViews own(memory, nullptr, pid, segments);
   captureProcessState(pid, block, w, stats, options);
+  if (options.mark != nullptr) (*options.mark)("state");
   writeMemory(own, w, stats, held);
+  if (options.mark != nullptr) (*options.mark)("memory");
   w.finish();
   stats.imageBytes = w.bytesWritten();
 }

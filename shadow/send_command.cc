@@ -427,8 +427,8 @@ class MemberSink final : public image::ByteSink {
   bool abandoned_ = false;
 };
 
-// A member's pre-copy (resources/precopy.h): the image its rounds begin while the tree
-// runs and the freeze finishes, exactly as a single process's.
+// A pre-copy (resources/precopy.h), a tree member's or a single process's: the image
+// its rounds begin while the job runs and the freeze finishes.
 struct MemberPrecopy {
   MemberPrecopy(pid_t pid, pid_t vpid, int uffd, image::ByteSink& out)
       : memory(pid, /*forMigration=*/true), precopy(pid, uffd, memory) {
@@ -1432,6 +1432,14 @@ int sendCommand(int argc, char** argv) {
                              homecoming ? BornAwayRefused::home : BornAwayRefused::lateStart));
   };
 
+  // Pre-copy's image and write tracking, kept until this process ends (as a tree's
+  // members' are): closing the userfaultfd unregisters the job's memory, and the kernel
+  // then clears the protection of every page (50-190 ms for 1 GiB on the test VM), which
+  // must not be inside the freeze. By then the job here has become its deputy or ended,
+  // its address space gone, and the close walks nothing. After a failed hop the job
+  // resumes with its pages still protected until then, at no cost to it (asynchronous
+  // protection: the kernel lifts it at the first write, as during the rounds).
+  kj::Own<MemberPrecopy> tracked;
   resources::CaptureStats stats;
   kj::Own<migctl::FrozenTree> withChildren;  // the job and its children born here, parked
   // From the first byte captured: the rate shadowd learns for balance's cost of a move.
@@ -1447,22 +1455,19 @@ int sendCommand(int argc, char** argv) {
     times.mark("freeze");
     remoteBytes = capturePostcopy(*ctl, out, stats, *pages, times);
   } else if (uffd >= 0) {
-    pid_t realPid = ctl->realPid();
-    capnp::MallocMessageBuilder header;
-    resources::fillJobHeader(header.initRoot<image::schema::Header>(), realPid, static_cast<int32_t>(vpid > 0 ? vpid : pid));
-    image::ImageWriter w(out, header);
-    resources::ProcPageSource memory(realPid, /*forMigration=*/true);
-    resources::Precopy precopy(realPid, uffd, memory);
-    precopy.runRounds(w, resources::PrecopyRule{}, [&]() { out.flush(); });
+    tracked = kj::heap<MemberPrecopy>(ctl->realPid(), static_cast<pid_t>(vpid > 0 ? vpid : pid), uffd, out);
+    tracked->precopy.runRounds(*tracked->w, resources::PrecopyRule{}, [&]() { out.flush(); });
     out.flush(/*drain=*/true);  // the link is empty when the job stops
     bytesBefore = out.total();
-    rounds = precopy.stats().rounds;
+    rounds = tracked->precopy.stats().rounds;
     lookBeforeFreeze();
     frozenAt = std::chrono::steady_clock::now();
     times.mark("freeze");
     control::Reply parked = ctl->freeze(kFreezeTimeoutSeconds);
     times.mark("park");
-    stats = migctl::finishFrozen(*ctl, parked, memory, precopy, w);
+    kj::Function<void(const char*)> mark = [&](const char* phase) { times.mark(phase); };
+    stats = migctl::finishFrozen(*ctl, parked, tracked->memory, tracked->precopy, *tracked->w,
+                                 times.on() ? &mark : nullptr);
   } else {
     lookBeforeFreeze();
     frozenAt = std::chrono::steady_clock::now();
