@@ -283,6 +283,18 @@ kj::Promise<void> CallRunner::call(CallContext context) {
   });
 }
 
+int64_t CallRunner::runTaken(kj::ArrayPtr<const kj::byte> request) {
+  if (stopped_ || request.size() < sizeof(rsc::RequestHeader)) return -1;
+  rsc::RequestHeader h;
+  memcpy(&h, request.begin(), sizeof(h));
+  auto reply = runLogged(dispatcher_, request);
+  rsc::ReplyHeader r;
+  if (reply.size() < sizeof(r)) return -1;
+  memcpy(&r, reply.begin(), sizeof(r));
+  answered_.done(h, kj::mv(reply));
+  return r.result;
+}
+
 kj::Promise<void> CallRunner::inputTaken(kj::ArrayPtr<const kj::byte> request) {
   if (request.size() < sizeof(rsc::RequestHeader)) return kj::READY_NOW;
   rsc::RequestHeader h;

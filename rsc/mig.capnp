@@ -249,6 +249,32 @@ interface Deputy {
   # From the home shadowd whenever the job's record there changes (where it runs): the
   # deputy keeps it and gives it back when it registers again with a restarted shadowd
   # (Local.registerDeputy with `again`), which learns the job back from it.
+
+  reservedSix @6 () -> ();
+  reservedSeven @7 () -> ();
+  # Held for other branches' methods (capnp allows no gap before @8); not served.
+
+  peek @8 (fd :Int32, from :UInt64, max :UInt32, fresh :Bool) -> (data :Data, at :UInt64, end :PeekEnd, error :Int32);
+  # Reads of a home stream pushed ahead (shadow/pushed_reads.h): the bytes of the job's
+  # blocking SOCK_STREAM socket or pipe `fd` from stream offset `from` on (offsets
+  # count the bytes taken by `taken`; `fresh`: from wherever the stream is now, `at`
+  # says where), at most `max`, looked at without taking them: they stay in the
+  # kernel at home until `taken`, so a checkpoint, a hop or a return home loses none.
+  # Answers once there is at least one byte past `from`, or the stream's end.
+
+  taken @9 (fd :Int32, at :UInt64, reads :Data) -> ();
+  # The job's reads (`reads`: their request headers, rsc/wire.h, each asking exactly
+  # the bytes it was given) were served from peeked bytes starting at offset `at`:
+  # they run at home now, in order, each answered for a call sent again
+  # (deputy/answered.h). A batch sent again after a broken link runs once.
+}
+
+enum PeekEnd {
+  more @0;          # bytes; more may come
+  endOfStream @1;   # no byte left: the peer closed (reads return 0)
+  failed @2;        # no byte left and the stream failed with `error` (ECONNRESET)
+  notPushable @3;   # not a blocking stream socket or pipe: its reads stay calls
+  outOfStep @4;     # `from` is behind what was taken (someone else read it): start afresh
 }
 
 struct HomeRecord {

@@ -31,6 +31,10 @@ inline constexpr uint32_t kNoReply = 1;  // pipelined write (Write rows only): t
                                          // the shim reports on a later call
 inline constexpr uint32_t kBarrier = 2;  // not a call: the relay answers (result 0) once every
                                          // pipelined write up to `order` has run at home
+inline constexpr uint32_t kAgain = 4;    // sent again after a checkpoint took its connection:
+                                         // the relay sends it home as a call (never served
+                                         // from pushed bytes, shadow/pushed_reads.h) and
+                                         // takes this flag off
 
 // ReplyHeader::flags
 inline constexpr uint32_t kDeferredFailure = 1;  // an earlier pipelined write (its seq) failed:

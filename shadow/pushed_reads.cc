@@ -1,0 +1,322 @@
+// Reads of home streams served from bytes pushed ahead (pushed_reads.h).
+#include "shadow/pushed_reads.h"
+
+#include "rsc/forward_table.h"
+#include "rsc/wire.h"
+#include "shadow/daemon.h"
+#include "shadow/error.h"
+#include "shadow/job_calls.h"
+
+#include <kj/debug.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+
+namespace mig::shadow {
+namespace {
+
+// Bytes of one stream held here ahead of the job's reads, at most; a peek is asked for
+// once at least kMinPeek of it is free.
+constexpr uint64_t kWindow = 512u << 10;
+constexpr uint64_t kMinPeek = 64u << 10;
+
+bool enabledByEnvironment() {
+  const char* v = getenv("MIG_PUSH_READS");
+  return v == nullptr || strcmp(v, "0") != 0;
+}
+
+rsc::RequestHeader headerOf(kj::ArrayPtr<const kj::byte> request) {
+  rsc::RequestHeader h;
+  memcpy(&h, request.begin(), sizeof(h));
+  return h;
+}
+
+}  // namespace
+
+struct PushedReads::Stream final : public kj::Refcounted {
+  explicit Stream(int32_t fd) : fd(fd) {}
+  const int32_t fd;
+  PushBuffer buffer;
+  bool stopping = false;   // its reads go home from now on; dropped once its reads are taken
+  bool peeking = false;
+  kj::Promise<void> peekCall = nullptr;
+  std::deque<Waiting> waiting;  // reads that came while nothing was here, in order
+  // Reads served and not yet sent home to be taken: their requests, asking what they got.
+  kj::Vector<kj::byte> served;
+  uint64_t servedBytes = 0;
+  uint64_t takeAt = 0;     // the offset of the first of them
+  bool taking = false;     // a batch on its way home (one at a time: sent again, it runs once)
+  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> drainWaiters;
+  kj::Vector<kj::Function<kj::Promise<void>()>> tokens;  // held until bytes are here (token)
+};
+
+PushedReads::PushedReads(JobCalls& calls) : calls_(calls), enabled_(enabledByEnvironment()) {}
+PushedReads::~PushedReads() = default;
+
+kj::Promise<kj::Array<kj::byte>> PushedReads::call(kj::Array<kj::byte> request) {
+  rsc::RequestHeader h = headerOf(request);
+  const bool again = (h.flags & rsc::kAgain) != 0;
+  if (again) {  // the deputy knows no such flag: the call is the same call
+    h.flags &= ~rsc::kAgain;
+    memcpy(request.begin(), &h, sizeof(h));
+  }
+  const rsc::Row* row = rsc::rowById(h.call);
+  const int32_t fd = row != nullptr && row->fdArg >= 0 ? static_cast<int32_t>(h.args[row->fdArg]) : -1;
+  const bool read = h.call == static_cast<uint32_t>(rsc::CallId::Read);
+  if (enabled_ && read && !again && !frozen_ && h.flags == 0 && h.args[1] != 0 && h.args[2] > 0 && fd >= 0 &&
+      home_.count(fd) == 0 && notPushable_.count(fd) == 0) {
+    auto it = streams_.find(fd);
+    if (it == streams_.end()) {
+      it = streams_.emplace(fd, kj::refcounted<Stream>(fd)).first;
+      peek(*it->second);
+    }
+    if (!it->second->stopping) return serve(*it->second, kj::mv(request));
+  }
+  // Home, as before: after the reads served from the streams it concerns are taken
+  // there. A write cannot change what the fd gives; anything else may (its mode, its
+  // file: a close or a dup3 onto it), so their pushing stops and starts afresh.
+  const bool writes = h.call == static_cast<uint32_t>(rsc::CallId::Write) ||
+                      h.call == static_cast<uint32_t>(rsc::CallId::Sendto);
+  const int32_t replaced = h.call == static_cast<uint32_t>(rsc::CallId::Close) ? fd
+                           : h.call == static_cast<uint32_t>(rsc::CallId::Dup3) ? static_cast<int32_t>(h.args[1])
+                                                                                  : -1;
+  if (replaced >= 0) notPushable_.erase(replaced);
+  kj::Vector<kj::Promise<void>> before;
+  for (int32_t f : {writes ? -1 : fd, replaced}) {
+    auto it = f >= 0 ? streams_.find(f) : streams_.end();
+    if (it == streams_.end()) continue;
+    before.add(drained(*it->second));
+    stop(f);
+  }
+  const int32_t inputFd = row != nullptr && row->has(rsc::kTakesInput) ? fd : -1;
+  if (inputFd >= 0) ++home_[inputFd];
+  return kj::joinPromises(before.releaseAsArray()).then([this, request = kj::mv(request), inputFd]() mutable {
+    return goHome(kj::mv(request), inputFd);
+  });
+}
+
+// While a call that takes input from `inputFd` goes home no stream of it starts: its
+// first peek would give bytes that call then takes.
+kj::Promise<kj::Array<kj::byte>> PushedReads::goHome(kj::Array<kj::byte> request, int32_t inputFd) {
+  auto reply = calls_.callHome(kj::mv(request));
+  if (inputFd < 0) return reply;
+  return reply.attach(kj::defer([this, inputFd]() {
+    auto it = home_.find(inputFd);
+    if (it != home_.end() && --it->second == 0) home_.erase(it);
+  }));
+}
+
+kj::Promise<kj::Array<kj::byte>> PushedReads::serve(Stream& s, kj::Array<kj::byte> request) {
+  if (s.waiting.empty() && s.buffer.readable()) return readNow(s, request);
+  auto paf = kj::newPromiseAndFulfiller<Served>();
+  s.waiting.push_back(Waiting{kj::mv(request), kj::mv(paf.fulfiller)});
+  return paf.promise.then([this](Served served) -> kj::Promise<kj::Array<kj::byte>> {
+    if (served.reply != nullptr) return kj::mv(served.reply);
+    return call(kj::mv(served.request));  // its stream stopped: as if it came now
+  });
+}
+
+kj::Array<kj::byte> PushedReads::readNow(Stream& s, kj::ArrayPtr<const kj::byte> request) {
+  rsc::RequestHeader h = headerOf(request);
+  uint64_t taken = 0;
+  auto reply = s.buffer.read(h, taken);
+  if (taken > 0) {
+    h.args[2] = static_cast<int64_t>(taken);  // at home it takes what it got here
+    s.served.addAll(kj::arrayPtr(reinterpret_cast<const kj::byte*>(&h), sizeof(h)));
+    s.servedBytes += taken;
+    take(s);
+  }
+  peek(s);  // room again
+  return reply;
+}
+
+void PushedReads::answerWaiting(Stream& s) {
+  if (frozen_) return;  // a checkpoint's barrier is answered: nothing more is served
+  while (!s.waiting.empty() && s.buffer.readable()) {
+    Waiting w = kj::mv(s.waiting.front());
+    s.waiting.pop_front();
+    if (!w.done->isWaiting()) continue;  // its thread went away (a checkpoint): never served
+    w.done->fulfill(Served{readNow(s, w.request), nullptr});
+  }
+}
+
+void PushedReads::peek(Stream& s) {
+  if (s.peeking || s.stopping || s.buffer.ended() || calls_.lost_) return;
+  const uint64_t room = kWindow - kj::min(kWindow, s.buffer.size());
+  if (s.buffer.started() && room < kMinPeek) return;
+  s.peeking = true;
+  auto req = calls_.deputy().peekRequest();
+  req.setFd(s.fd);
+  req.setFrom(s.buffer.endOffset());
+  req.setMax(static_cast<uint32_t>(room));
+  req.setFresh(!s.buffer.started());
+  const uint64_t generation = calls_.generation_;
+  // The next peek is asked on a later turn: this one's promise is not replaced while
+  // it runs.
+  auto again = [this, &s]() {
+    calls_.d_.tasks().add(kj::evalLater([this, s = kj::addRef(s)]() mutable { peek(*s); }));
+  };
+  s.peekCall = req.send()
+                   .then(
+                       [this, &s, again](capnp::Response<rpc::Deputy::PeekResults> r) {
+                         peeked(s, kj::mv(r));
+                         s.peeking = false;
+                         again();
+                       },
+                       [this, &s, generation](kj::Exception&& e) {
+                         s.peeking = false;
+                         if (calls_.resumes(e)) {
+                           // Asked again on the resumed link, from the same offset.
+                           calls_.startRelink();
+                           calls_.d_.tasks().add(calls_.nextLink(generation).then(
+                               [this, s = kj::addRef(s)]() mutable { peek(*s); }));
+                           return;
+                         }
+                         calls_.d_.log(kj::str("job ", calls_.jobId_, ": reads of fd ", s.fd,
+                                               " are calls again: looking ahead at home failed: ",
+                                               oneLine(e.getDescription())));
+                         stop(s.fd);
+                       })
+                   .eagerlyEvaluate(nullptr);
+}
+
+void PushedReads::peeked(Stream& s, capnp::Response<rpc::Deputy::PeekResults> r) {
+  if (s.stopping) return;
+  switch (r.getEnd()) {
+    case rpc::PeekEnd::NOT_PUSHABLE:
+      notPushable_[s.fd] = true;
+      stop(s.fd);
+      return;
+    case rpc::PeekEnd::OUT_OF_STEP:
+      calls_.d_.log(kj::str("job ", calls_.jobId_, ": fd ", s.fd, " was read at home by someone else: its reads start afresh"));
+      stop(s.fd);
+      return;
+    default:
+      break;
+  }
+  if (!s.buffer.started()) {
+    s.buffer.start(r.getAt());
+    s.takeAt = r.getAt();
+  }
+  if (!s.buffer.add(r.getAt(), r.getData())) {
+    calls_.d_.log(kj::str("job ", calls_.jobId_, ": fd ", s.fd, ": pushed bytes out of order: its reads start afresh"));
+    stop(s.fd);
+    return;
+  }
+  if (r.getEnd() == rpc::PeekEnd::END_OF_STREAM) s.buffer.end(0);
+  if (r.getEnd() == rpc::PeekEnd::FAILED) s.buffer.end(r.getError() > 0 ? r.getError() : EIO);
+  answerWaiting(s);
+  if (s.buffer.readable()) releaseTokens(s);
+}
+
+kj::Promise<void> PushedReads::token(int32_t fd, kj::Function<kj::Promise<void>()> write) {
+  auto it = streams_.find(fd);
+  if (it == streams_.end() || it->second->stopping || it->second->buffer.readable()) return write();
+  it->second->tokens.add(kj::mv(write));
+  return kj::READY_NOW;
+}
+
+void PushedReads::releaseTokens(Stream& s) {
+  for (auto& write : s.tokens) calls_.d_.tasks().add(write());
+  s.tokens.clear();
+}
+
+// The reads served go home to be taken, a batch at a time; what is served while one is
+// on its way goes in the next.
+void PushedReads::take(Stream& s) {
+  if (s.taking || s.served.empty()) return;
+  s.taking = true;
+  auto reads = s.served.releaseAsArray();
+  const uint64_t at = s.takeAt;
+  s.takeAt += s.servedBytes;
+  s.servedBytes = 0;
+  sendTaken(kj::addRef(s), at, kj::mv(reads));
+}
+
+void PushedReads::sendTaken(kj::Own<Stream> s, uint64_t at, kj::Array<kj::byte> reads) {
+  if (calls_.lost_) {
+    takenHome(*s);
+    return;
+  }
+  const uint64_t generation = calls_.generation_;
+  auto req = calls_.deputy().takenRequest();
+  req.setFd(s->fd);
+  req.setAt(at);
+  req.setReads(reads);
+  Stream& ref = *s;
+  auto sent = req.send().then(
+      [this, &ref](capnp::Response<rpc::Deputy::TakenResults>&&) -> kj::Promise<void> {
+        takenHome(ref);
+        return kj::READY_NOW;
+      },
+      [this, s = kj::mv(s), generation, at, reads = kj::mv(reads)](kj::Exception&& e) mutable -> kj::Promise<void> {
+        if (calls_.resumes(e)) {
+          calls_.startRelink();
+          return calls_.nextLink(generation).then([this, s = kj::mv(s), at, reads = kj::mv(reads)]() mutable {
+            sendTaken(kj::mv(s), at, kj::mv(reads));
+          });
+        }
+        // Home unreachable: the job's calls fail with EIO from now on anyway.
+        calls_.d_.log(kj::str("job ", calls_.jobId_, ": reads served here of fd ", s->fd,
+                              " could not be taken at home: ", oneLine(e.getDescription())));
+        takenHome(*s);
+        return kj::READY_NOW;
+      });
+  calls_.d_.tasks().add(sent.attach(kj::addRef(ref), kj::addRef(calls_)));
+}
+
+void PushedReads::takenHome(Stream& s) {
+  s.taking = false;
+  take(s);
+  if (s.taking) return;
+  for (auto& w : s.drainWaiters) w->fulfill();
+  s.drainWaiters.clear();
+  if (s.stopping) forget(s);
+}
+
+kj::Promise<void> PushedReads::drained(Stream& s) {
+  if (!s.taking && s.served.empty()) return kj::READY_NOW;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  s.drainWaiters.add(kj::mv(paf.fulfiller));
+  return kj::mv(paf.promise);
+}
+
+// No read of `fd` is served from now on: the ones waiting go home (after the batch on
+// its way), and the stream is dropped once its reads are all taken.
+void PushedReads::stop(int32_t fd) {
+  auto it = streams_.find(fd);
+  if (it == streams_.end() || it->second->stopping) return;
+  Stream& s = *it->second;
+  s.stopping = true;
+  auto waiting = kj::mv(s.waiting);
+  for (auto& w : waiting) {
+    if (w.done->isWaiting()) w.done->fulfill(Served{nullptr, kj::mv(w.request)});
+  }
+  releaseTokens(s);
+  if (!s.taking && s.served.empty()) forget(s);
+}
+
+// Dropped on a later turn (its peek may be what runs now); a newer stream of the same
+// fd stays.
+void PushedReads::forget(Stream& s) {
+  calls_.d_.tasks().add(kj::evalLater([this, s = kj::addRef(s)]() mutable {
+    auto it = streams_.find(s->fd);
+    if (it != streams_.end() && it->second.get() == s.get()) streams_.erase(it);
+    s->peekCall = nullptr;  // the deputy's peek is cancelled: its copy of the fd closed
+  }));
+}
+
+void PushedReads::resume() {
+  frozen_ = false;
+  for (auto& s : streams_) answerWaiting(*s.second);
+}
+
+kj::Promise<void> PushedReads::settle() {
+  frozen_ = true;
+  kj::Vector<kj::Promise<void>> all;
+  for (auto& s : streams_) all.add(drained(*s.second));
+  return kj::joinPromises(all.releaseAsArray());
+}
+
+}  // namespace mig::shadow
