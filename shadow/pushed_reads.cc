@@ -198,6 +198,10 @@ void PushedReads::peeked(Stream& s, capnp::Response<rpc::Deputy::PeekResults> r)
   if (!s.buffer.started()) {
     s.buffer.start(r.getAt());
     s.takeAt = r.getAt();
+    if (!told_) {  // once a job: a server may have thousands of connections
+      told_ = true;
+      calls_.d_.log(kj::str("job ", calls_.jobId_, ": its reads of fd ", s.fd, " are pushed ahead (and of its other home streams)"));
+    }
   }
   if (!s.buffer.add(r.getAt(), r.getData())) {
     calls_.d_.log(kj::str("job ", calls_.jobId_, ": fd ", s.fd, ": pushed bytes out of order: its reads start afresh"));

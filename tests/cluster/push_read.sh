@@ -59,6 +59,12 @@ start_job job mig /usr/bin/python3 -c "$READER" @DIR@ "$port" || cluster_end
 if hop job a b; then
   touch "$(jfile job data)/GO"
   wait_until 30 grep -q '^paused at' "$(jfile job out)" || fail "the job on b did not read its first MiB"
+  if grep -q 'its reads of fd [0-9]* are pushed ahead' "$T/shadowd-b.log"; then
+    ok "its reads on b are served from bytes pushed ahead (b's log)"
+  else
+    fail "no read on b was served from bytes pushed ahead"
+    shadowd_logs b
+  fi
   # Paused: the sender goes on until the kernel's buffers at home are full, then
   # waits. Settled once its count stays the same for a second.
   last=-1
