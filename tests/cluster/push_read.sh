@@ -2,12 +2,12 @@
 # push_read.sh: reads of a home TCP stream pushed ahead to the job's host (issue 13,
 # shadow/pushed_reads.h). A python3 job on a connects to a sender on a, moves a -> b,
 # then reads 8 MiB with read(2) (every read served on b from bytes pushed there, taken
-# at home after): its SHA-256 is the sender's. Halfway in it pauses (1 MiB read); the
-# sender must stop well short of 8 MiB (pushing is flow-controlled: the bytes the job
-# has not read stay in the kernel at home and hold the sender back), and the deputy's
-# memory must not grow by what waits. After the last byte the job reads the end twice
-# (0 both times), and it moves b -> c paused with bytes pushed to b and not read:
-# none is lost, none doubled.
+# at home after): its SHA-256 is the sender's. It pauses 1 MiB in: the sender must
+# stop well short of 8 MiB (pushing is flow-controlled: the bytes the job has not read
+# stay in the kernel at home and hold the sender back), and the deputy's memory must
+# not grow by what waits. Paused with bytes pushed to b and not read, it moves b -> c;
+# paused again 4 MiB in, it comes home (c -> a): none is lost, none doubled. After the
+# last byte it reads the end twice (0 both times).
 #
 # usage: push_read.sh OPTIONS (cluster_lib.sh); meson runs it as test
 # 'migration-push-read' (suite cluster) with every path filled in.
@@ -44,9 +44,10 @@ def read_until(limit):
         if not b: return False
         h.update(b); n += len(b)
     return True
-read_until(1 << 20)
-print("paused at", n, flush=True)
-while not os.path.exists(d + "/RESUME"): time.sleep(0.05)
+for k, upto in ((1, 1 << 20), (2, 4 << 20)):
+    read_until(upto)
+    print("paused at", n, flush=True)
+    while not os.path.exists(d + "/RESUME%d" % k): time.sleep(0.05)
 read_until(1 << 30)
 print("end after", n, h.hexdigest(), flush=True)
 print("again", len(os.read(fd, 65536)), flush=True)'
@@ -80,11 +81,13 @@ if hop job a b; then
   rss1=$(rss_deputy)
   # Moved on while bytes were pushed to b and not read.
   if hop job b c 0; then
-    touch "$(jfile job data)/RESUME"
+    touch "$(jfile job data)/RESUME1"
+    wait_until 30 eval '(( $(grep -c "^paused at" "$(jfile job out)") >= 2 ))' || fail "the job on c did not read on to 4 MiB"
+    hop job c a 0 && touch "$(jfile job data)/RESUME2"
     if wait_job job 60 && [[ $STATUS == 0 ]]; then
       want=$(awk '$1 == "done" { print $2 }' "$T/sender.out")
       if [[ -n $want ]] && grep -qx "end after 8388608 $want" "$(jfile job out)"; then
-        ok "moved b -> c mid-stream, the job read all 8 MiB once, in order: its SHA-256 is the sender's"
+        ok "moved b -> c and home mid-stream, the job read all 8 MiB once, in order: its SHA-256 is the sender's"
       else
         fail "the job's bytes are not the sender's (sender: '$want')"
         detail "$(jfile job out)" "its stdout"
