@@ -106,7 +106,7 @@ class DeputyImpl final : public rpc::Deputy::Server {
   }
 
   kj::Promise<void> call(CallContext context) override { return calls_.call(kj::mv(context)); }
-  kj::Promise<void> peek(PeekContext context) override { return pushed_.peek(kj::mv(context)); }
+  kj::Promise<void> pushReads(PushReadsContext context) override { return pushed_.push(kj::mv(context)); }
   kj::Promise<void> taken(TakenContext context) override { return pushed_.taken(kj::mv(context)); }
 
   kj::Promise<void> ended(EndedContext context) override {

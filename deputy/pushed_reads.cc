@@ -42,32 +42,93 @@ bool pushable(int fd, bool& pipe) {
 
 }  // namespace
 
-// A peek that waits for bytes past its offset: an observer of its own copy of the fd
-// (the job may close its number meanwhile; the readiness watches observe copies too),
-// and the takes of the stream, after which its end may be reached.
-class PushedReads::Waiting {
+// One fd's bytes on their way to the job's host: sent as they arrive while fewer than
+// the window are sent and not taken, looked at through its own copy of the fd (the job
+// may close its number meanwhile; the readiness watches observe copies too). Lives as
+// long as the host holds its PushHandle (or the link it came on).
+class PushedReads::Pusher final : public rpc::PushHandle::Server, private kj::TaskSet::ErrorHandler {
  public:
-  Waiting(kj::UnixEventPort& port, int copy)
-      : fd_(copy), observer_(port, fd_.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ) {
+  Pusher(PushedReads& owner, kj::UnixEventPort& port, int fd, int copy, uint64_t from, uint64_t window,
+         rpc::PushSink::Client sink)
+      : owner_(owner), fd_(fd), copy_(copy), observer_(port, copy_.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ),
+        sent_(from), window_(window), sink_(kj::mv(sink)), sends_(*this) {
     unmark_.fd = copy;
+    owner_.streams_[fd_].pushers.add(this);
+    running_ = kj::evalLater([this]() { return run(); }).eagerlyEvaluate([this](kj::Exception&& e) {
+      log(kj::str("fd ", fd_, ": pushing its reads stopped: ", e.getDescription()));
+    });
+  }
+  ~Pusher() noexcept(false) {
+    auto& all = owner_.streams_[fd_].pushers;
+    for (size_t i = 0; i < all.size(); ++i) {
+      if (all[i] == this) {
+        all[i] = all.back();
+        all.removeLast();
+        break;
+      }
+    }
   }
 
-  // Resolves at the next edge of the fd's readability or the next take; asked before
-  // the bytes are looked at, so none falls in between.
-  kj::Promise<void> next(Stream& s) {
-    auto paf = kj::newPromiseAndFulfiller<void>();
-    s.waiters.add(kj::mv(paf.fulfiller));
-    return observer_.whenBecomesReadable().exclusiveJoin(kj::mv(paf.promise));
+  // Bytes were taken: there may be room again, or the end reached.
+  void kick() {
+    KJ_IF_MAYBE(f, kicked_) { (*f)->fulfill(); }
+    kicked_ = nullptr;
   }
 
  private:
+  void taskFailed(kj::Exception&&) override {}  // the link broke: the host asks again on the next
+
+  kj::Promise<void> run() {
+    auto edge = observer_.whenBecomesReadable();  // asked first: no edge falls in between
+    Stream& s = owner_.streams_[fd_];
+    if (sent_ < s.taken) return end(rpc::PeekEnd::OUT_OF_STEP, 0);
+    const uint64_t ahead = sent_ - s.taken;
+    if (ahead < window_) {
+      size_t n = 0;
+      int error = 0;
+      switch (owner_.peekBytes(fd_, s.pipe, ahead, window_ - ahead, n, error)) {
+        case Found::BYTES: {
+          auto req = sink_.bytesRequest(capnp::MessageSize{n / sizeof(capnp::word) + 8, 1});
+          req.setAt(sent_);
+          memcpy(req.initData(n).begin(), owner_.buffer_.data(), n);
+          sends_.add(req.send().ignoreResult());
+          sent_ += n;
+          return kj::evalLater([this]() { return run(); });  // more may be there
+        }
+        case Found::END: return end(rpc::PeekEnd::END_OF_STREAM, 0);
+        case Found::FAILED: return end(rpc::PeekEnd::FAILED, error);
+        case Found::NONE_YET: break;
+      }
+    }
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    kicked_ = kj::mv(paf.fulfiller);
+    return edge.exclusiveJoin(kj::mv(paf.promise)).then([this]() { return run(); });
+  }
+
+  kj::Promise<void> end(rpc::PeekEnd how, int error) {
+    auto req = sink_.bytesRequest();
+    req.setAt(sent_);
+    req.setEnd(how);
+    req.setError(error);
+    sends_.add(req.send().ignoreResult());
+    return kj::READY_NOW;
+  }
+
   struct Unmark {
     int fd = -1;
     ~Unmark() { markOwn(fd, false); }
   };
-  Unmark unmark_;  // before fd_: unmarks it after it is closed
-  kj::AutoCloseFd fd_;
+  PushedReads& owner_;
+  const int fd_;
+  Unmark unmark_;  // before copy_: unmarks it after it is closed
+  kj::AutoCloseFd copy_;
   kj::UnixEventPort::FdObserver observer_;
+  uint64_t sent_;
+  const uint64_t window_;
+  rpc::PushSink::Client sink_;
+  kj::TaskSet sends_;
+  kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> kicked_;
+  kj::Promise<void> running_ = nullptr;
 };
 
 PushedReads::PushedReads(kj::UnixEventPort& port, kj::Function<int64_t(kj::ArrayPtr<const kj::byte>)> runRead,
@@ -83,93 +144,93 @@ PushedReads::~PushedReads() {
   }
 }
 
-kj::Promise<void> PushedReads::peek(PeekContext context) {
-  context.allowCancellation();  // the link drops a peek it no longer wants
+kj::Promise<void> PushedReads::push(PushContext context) {
   auto p = context.getParams();
+  auto results = context.getResults();
   const int fd = p.getFd();
   uint64_t from = p.getFrom();
-  if (p.getFresh()) {
-    bool pipe = false;
-    if (!pushable(fd, pipe)) {
-      context.getResults().setEnd(rpc::PeekEnd::NOT_PUSHABLE);
-      return kj::READY_NOW;
-    }
-    Stream& s = streams_[fd];
-    s.pipe = pipe;
-    from = s.taken;
+  bool pipe = false;
+  if (!pushable(fd, pipe)) {
+    results.setEnd(rpc::PeekEnd::NOT_PUSHABLE);
+    return kj::READY_NOW;
   }
-  return look(context, fd, from, kj::min(p.getMax(), rsc::kMaxIo), kj::Own<Waiting>());
-}
-
-kj::Promise<void> PushedReads::look(PeekContext context, int fd, uint64_t from, uint32_t max, kj::Own<Waiting> wait) {
-  auto results = context.getResults();
+  Stream& s = streams_[fd];
+  s.pipe = pipe;
+  if (p.getFresh()) from = s.taken;
   results.setAt(from);
-  auto it = streams_.find(fd);
-  if (it == streams_.end() || from < it->second.taken || from - it->second.taken > kMaxAhead) {
+  if (from < s.taken || from - s.taken > kMaxAhead) {
     results.setEnd(rpc::PeekEnd::OUT_OF_STEP);
     return kj::READY_NOW;
   }
-  Stream& s = it->second;
-  const size_t skip = from - s.taken;
-  kj::Promise<void> next = nullptr;
-  if (wait.get() != nullptr) next = wait->next(s);
-  const long n = peekBytes(fd, s.pipe, skip + max);
-  const int error = errno;
-  if (n > static_cast<long>(skip)) {
-    memcpy(results.initData(n - skip).begin(), buffer_.data() + skip, n - skip);
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy >= 0) copy = placeOwn(copy);
+  if (copy < 0) {
+    log(kj::str("reads of fd ", fd, " cannot be pushed (no copy of it: ", strerror(errno), "): they stay calls"));
+    results.setEnd(rpc::PeekEnd::NOT_PUSHABLE);
     return kj::READY_NOW;
   }
-  if (skip == 0 && n == 0) {
-    results.setEnd(rpc::PeekEnd::END_OF_STREAM);
-    return kj::READY_NOW;
-  }
-  if (skip == 0 && n < 0 && error != EAGAIN) {
-    results.setEnd(rpc::PeekEnd::FAILED);
-    results.setError(error);
-    return kj::READY_NOW;
-  }
-  if (n == 0 || (n < 0 && error != EAGAIN)) {  // bytes not taken here are gone: another reader
-    results.setEnd(rpc::PeekEnd::OUT_OF_STEP);
-    return kj::READY_NOW;
-  }
-  // Nothing past `from` yet.
-  if (wait.get() == nullptr) {
-    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (copy >= 0) copy = placeOwn(copy);
-    if (copy < 0) {
-      log(kj::str("reads of fd ", fd, " cannot be pushed (no copy of it: ", strerror(errno), "): they stay calls"));
-      results.setEnd(rpc::PeekEnd::NOT_PUSHABLE);
-      return kj::READY_NOW;
-    }
-    return look(context, fd, from, max, kj::heap<Waiting>(port_, copy));
-  }
-  return next.then([this, context, fd, from, max, wait = kj::mv(wait)]() mutable {
-    return look(context, fd, from, max, kj::mv(wait));
-  });
+  const uint64_t window = kj::min(uint64_t{p.getWindow()}, kMaxAhead);
+  results.setPushing(kj::heap<Pusher>(*this, port_, fd, copy, from, window, p.getSink()));
+  return kj::READY_NOW;
 }
 
-// Copies up to `len` bytes of `fd` into buffer_ without taking them: the count, 0 at
-// the end of the stream, or -1 with errno (EAGAIN: none yet).
-long PushedReads::peekBytes(int fd, bool pipe, size_t len) {
-  if (buffer_.size() < len) buffer_.resize(len);
-  if (!pipe) return recv(fd, buffer_.data(), len, MSG_PEEK | MSG_DONTWAIT);
-  if (scratch_[0] < 0) {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
-    scratch_[0] = placeOwn(p[0]);
-    scratch_[1] = placeOwn(p[1]);
-    if (scratch_[0] < 0 || scratch_[1] < 0) return -1;
-    fcntl(scratch_[1], F_SETPIPE_SZ, kScratchSize);  // else the default: a home pipe's own
+// Looks at the bytes of `fd` past the `skip` bytes not yet taken, at most `max` of
+// them, without taking them: BYTES (n of them at the start of buffer_), NONE_YET,
+// END (no byte past `skip` will come) or FAILED (`error`; the socket's error is
+// then given, as a read would). A socket is looked at from `skip` on with SO_PEEK_OFF
+// (put back after: a job back home peeks from its start), a pipe with tee(2) from its
+// start (a pipe holds little).
+PushedReads::Found PushedReads::peekBytes(int fd, bool pipe, size_t skip, size_t max, size_t& n, int& error) {
+  if (buffer_.size() < skip + max) buffer_.resize(skip + max);
+  long r;
+  size_t at = skip;  // where the new bytes start in buffer_
+  if (!pipe) {
+    int off = static_cast<int>(skip);
+    if (skip > 0 && setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off)) == 0) {
+      r = recv(fd, buffer_.data(), max, MSG_PEEK | MSG_DONTWAIT);
+      error = errno;
+      off = -1;
+      setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off));
+      if (r > 0) r += static_cast<long>(skip);
+      at = 0;
+    } else {
+      r = recv(fd, buffer_.data(), skip + max, MSG_PEEK | MSG_DONTWAIT);
+      error = errno;
+    }
+  } else {
+    if (scratch_[0] < 0) {
+      int p[2];
+      if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) {
+        error = errno;
+        return Found::FAILED;
+      }
+      scratch_[0] = placeOwn(p[0]);
+      scratch_[1] = placeOwn(p[1]);
+      if (scratch_[0] < 0 || scratch_[1] < 0) {
+        error = EMFILE;
+        return Found::FAILED;
+      }
+      fcntl(scratch_[1], F_SETPIPE_SZ, kScratchSize);  // else the default: a home pipe's own
+    }
+    r = tee(fd, scratch_[1], skip + max, SPLICE_F_NONBLOCK);
+    error = errno;
+    for (long got = 0; got < r;) {
+      const long m = read(scratch_[0], buffer_.data() + got, r - got);
+      if (m <= 0) {
+        error = EIO;
+        return Found::FAILED;
+      }
+      got += m;
+    }
   }
-  const long n = tee(fd, scratch_[1], len, SPLICE_F_NONBLOCK);
-  if (n <= 0) return n;
-  long got = 0;
-  while (got < n) {
-    const long r = read(scratch_[0], buffer_.data() + got, n - got);
-    if (r <= 0) return -1;
-    got += r;
+  if (r > static_cast<long>(skip)) {
+    n = static_cast<size_t>(r) - skip;
+    if (at > 0) memmove(buffer_.data(), buffer_.data() + at, n);
+    return Found::BYTES;
   }
-  return n;
+  if (r == 0) return Found::END;  // the end, after the bytes not yet taken
+  if (r < 0 && error != EAGAIN) return Found::FAILED;
+  return Found::NONE_YET;  // none past what was sent (a pipe: its end shows once they are taken)
 }
 
 kj::Promise<void> PushedReads::taken(TakenContext context) {
@@ -204,8 +265,7 @@ kj::Promise<void> PushedReads::taken(TakenContext context) {
     const int64_t n = runRead_(kj::arrayPtr(reinterpret_cast<const kj::byte*>(&h), sizeof(h)));
     if (n > 0) s.taken += static_cast<uint64_t>(n);
   }
-  for (auto& w : s.waiters) w->fulfill();
-  s.waiters.clear();
+  for (Pusher* p : s.pushers) p->kick();
   return inputTaken_(fd);
 }
 

@@ -1,8 +1,8 @@
 // The deputy's half of reads pushed ahead (shadow/pushed_reads.h has the whole
 // protocol): the job's host asks for the bytes of a home stream past an offset
-// (Deputy.peek) and is given them without their being taken from the kernel; once the
-// job has read them there, the host says so (Deputy.taken) and they are read here, as
-// the job's own read calls, in order and once. Until then they stay in the socket or
+// (Deputy.pushReads) and is sent them as they arrive, up to a window, without their
+// being taken from the kernel; once the job has read them there, the host says so
+// (Deputy.taken) and they are read here, as the job's own read calls, in order and once. Until then they stay in the socket or
 // pipe at home: a checkpoint, a hop or a return home finds them where they were, and
 // the kernel's buffer holds the peer back as it would for a local reader.
 //
@@ -23,7 +23,7 @@ namespace mig::deputy {
 
 class PushedReads {
  public:
-  using PeekContext = capnp::CallContext<rpc::Deputy::PeekParams, rpc::Deputy::PeekResults>;
+  using PushContext = capnp::CallContext<rpc::Deputy::PushReadsParams, rpc::Deputy::PushReadsResults>;
   using TakenContext = capnp::CallContext<rpc::Deputy::TakenParams, rpc::Deputy::TakenResults>;
   // `runRead(request)`: runs one of the job's read requests as a forwarded call that
   // is remembered for a call sent again (call_runner.h), returning its result;
@@ -32,25 +32,25 @@ class PushedReads {
               kj::Function<kj::Promise<void>(int fd)> inputTaken);
   ~PushedReads();
 
-  kj::Promise<void> peek(PeekContext context);
+  kj::Promise<void> push(PushContext context);
   kj::Promise<void> taken(TakenContext context);
 
  private:
+  class Pusher;  // one fd's bytes going to one sink (pushed_reads.cc)
   struct Stream {
     uint64_t taken = 0;   // bytes read by `taken` so far: the offset of what the kernel holds first
     bool pipe = false;    // a pipe (looked at with tee), else a socket (MSG_PEEK)
-    kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> waiters;  // peeks waiting for a take
+    kj::Vector<Pusher*> pushers;
   };
-  class Waiting;  // a peek waiting for bytes (pushed_reads.cc)
-
-  kj::Promise<void> look(PeekContext context, int fd, uint64_t from, uint32_t max, kj::Own<Waiting> wait);
-  long peekBytes(int fd, bool pipe, size_t len);
+  // What a look at a stream found: `n` new bytes in buffer_, or none and why.
+  enum class Found { BYTES, NONE_YET, END, FAILED };
+  Found peekBytes(int fd, bool pipe, size_t skip, size_t max, size_t& n, int& error);
 
   kj::UnixEventPort& port_;
   kj::Function<int64_t(kj::ArrayPtr<const kj::byte>)> runRead_;
   kj::Function<kj::Promise<void>(int fd)> inputTaken_;
   std::map<int, Stream> streams_;
-  std::vector<kj::byte> buffer_;  // a peek's bytes, skipped ones included
+  std::vector<kj::byte> buffer_;  // a look's bytes
   int scratch_[2] = {-1, -1};     // a pipe that tee(2) copies a pipe's bytes into
 };
 

@@ -254,19 +254,29 @@ interface Deputy {
   reservedSeven @7 () -> ();
   # Held for other branches' methods (capnp allows no gap before @8); not served.
 
-  peek @8 (fd :Int32, from :UInt64, max :UInt32, fresh :Bool) -> (data :Data, at :UInt64, end :PeekEnd, error :Int32);
-  # Reads of a home stream pushed ahead (shadow/pushed_reads.h): the bytes of the job's
-  # blocking SOCK_STREAM socket or pipe `fd` from stream offset `from` on (offsets
-  # count the bytes taken by `taken`; `fresh`: from wherever the stream is now, `at`
-  # says where), at most `max`, looked at without taking them: they stay in the
-  # kernel at home until `taken`, so a checkpoint, a hop or a return home loses none.
-  # Answers once there is at least one byte past `from`, or the stream's end.
+  pushReads @8 (fd :Int32, from :UInt64, fresh :Bool, window :UInt32, sink :PushSink)
+      -> (at :UInt64, end :PeekEnd, pushing :PushHandle);
+  # Reads pushed ahead (shadow/pushed_reads.h): the bytes of the job's blocking
+  # SOCK_STREAM socket or pipe `fd` from stream offset `from` on (offsets count the
+  # bytes `taken` read; `fresh`: from wherever the stream is, `at` says where) go to
+  # `sink` as they arrive, at most `window` of them not yet taken, looked at without
+  # taking them: they stay in the kernel at home until `taken`, so a checkpoint, a hop
+  # or a return home loses none. Until `pushing` is dropped, or the stream's end.
 
   taken @9 (fd :Int32, at :UInt64, reads :Data) -> ();
   # The job's reads (`reads`: their request headers, rsc/wire.h, each asking exactly
   # the bytes it was given) were served from peeked bytes starting at offset `at`:
   # they run at home now, in order, each answered for a call sent again
   # (deputy/answered.h). A batch sent again after a broken link runs once.
+}
+
+interface PushSink {
+  bytes @0 (at :UInt64, data :Data, end :PeekEnd, error :Int32) -> ();
+  # The stream's bytes from offset `at`; `end` other than `more`: nothing comes after.
+}
+
+interface PushHandle {
+  # Held by the job's host while it wants the bytes.
 }
 
 enum PeekEnd {

@@ -16,10 +16,8 @@
 namespace mig::shadow {
 namespace {
 
-// Bytes of one stream held here ahead of the job's reads, at most; a peek is asked for
-// once at least kMinPeek of it is free.
+// Bytes of one stream pushed here and not yet taken at home, at most.
 constexpr uint64_t kWindow = 512u << 10;
-constexpr uint64_t kMinPeek = 64u << 10;
 
 bool enabledByEnvironment() {
   const char* v = getenv("MIG_PUSH_READS");
@@ -39,8 +37,7 @@ struct PushedReads::Stream final : public kj::Refcounted {
   const int32_t fd;
   PushBuffer buffer;
   bool stopping = false;   // its reads go home from now on; dropped once its reads are taken
-  bool peeking = false;
-  kj::Promise<void> peekCall = nullptr;
+  kj::Promise<void> pushCall = nullptr;  // asks for the bytes, then holds the deputy's pushing
   std::deque<Waiting> waiting;  // reads that came while nothing was here, in order
   // Reads served and not yet sent home to be taken: their requests, asking what they got.
   kj::Vector<kj::byte> served;
@@ -69,7 +66,7 @@ kj::Promise<kj::Array<kj::byte>> PushedReads::call(kj::Array<kj::byte> request) 
     auto it = streams_.find(fd);
     if (it == streams_.end()) {
       it = streams_.emplace(fd, kj::refcounted<Stream>(fd)).first;
-      peek(*it->second);
+      push(*it->second);
     }
     if (!it->second->stopping) return serve(*it->second, kj::mv(request));
   }
@@ -97,7 +94,7 @@ kj::Promise<kj::Array<kj::byte>> PushedReads::call(kj::Array<kj::byte> request) 
 }
 
 // While a call that takes input from `inputFd` goes home no stream of it starts: its
-// first peek would give bytes that call then takes.
+// first bytes would be ones that call then takes.
 kj::Promise<kj::Array<kj::byte>> PushedReads::goHome(kj::Array<kj::byte> request, int32_t inputFd) {
   auto reply = calls_.callHome(kj::mv(request));
   if (inputFd < 0) return reply;
@@ -127,7 +124,6 @@ kj::Array<kj::byte> PushedReads::readNow(Stream& s, kj::ArrayPtr<const kj::byte>
     s.servedBytes += taken;
     take(s);
   }
-  peek(s);  // room again
   return reply;
 }
 
@@ -141,49 +137,80 @@ void PushedReads::answerWaiting(Stream& s) {
   }
 }
 
-void PushedReads::peek(Stream& s) {
-  if (s.peeking || s.stopping || s.buffer.ended() || calls_.lost_) return;
-  const uint64_t room = kWindow - kj::min(kWindow, s.buffer.size());
-  if (s.buffer.started() && room < kMinPeek) return;
-  s.peeking = true;
-  auto req = calls_.deputy().peekRequest();
+namespace {
+
+// The job's host's end of a stream's pushing: what the deputy sends, into the stream.
+class Sink final : public rpc::PushSink::Server {
+ public:
+  Sink(kj::Function<void(capnp::Data::Reader, uint64_t, rpc::PeekEnd, int32_t)> arrived) : arrived_(kj::mv(arrived)) {}
+  kj::Promise<void> bytes(BytesContext context) override {
+    auto p = context.getParams();
+    arrived_(p.getData(), p.getAt(), p.getEnd(), p.getError());
+    return kj::READY_NOW;
+  }
+
+ private:
+  kj::Function<void(capnp::Data::Reader, uint64_t, rpc::PeekEnd, int32_t)> arrived_;
+};
+
+}  // namespace
+
+// Asks the deputy to push the stream's bytes from where this one is (again on each
+// resumed link: the old pushing went with the old link).
+void PushedReads::push(Stream& s) {
+  if (s.stopping || calls_.lost_) return;
+  auto req = calls_.deputy().pushReadsRequest();
   req.setFd(s.fd);
   req.setFrom(s.buffer.endOffset());
-  req.setMax(static_cast<uint32_t>(room));
   req.setFresh(!s.buffer.started());
+  req.setWindow(static_cast<uint32_t>(kWindow));
+  req.setSink(kj::heap<Sink>([this, s = kj::addRef(s)](capnp::Data::Reader data, uint64_t at, rpc::PeekEnd end,
+                                                        int32_t error) mutable { arrived(*s, data, at, end, error); }));
   const uint64_t generation = calls_.generation_;
-  // The next peek is asked on a later turn: this one's promise is not replaced while
-  // it runs.
-  auto again = [this, &s]() {
-    calls_.d_.tasks().add(kj::evalLater([this, s = kj::addRef(s)]() mutable { peek(*s); }));
-  };
-  s.peekCall = req.send()
+  s.pushCall = req.send()
                    .then(
-                       [this, &s, again](capnp::Response<rpc::Deputy::PeekResults> r) {
-                         peeked(s, kj::mv(r));
-                         s.peeking = false;
-                         again();
+                       [this, &s, generation](capnp::Response<rpc::Deputy::PushReadsResults> r) -> kj::Promise<void> {
+                         if (r.getEnd() != rpc::PeekEnd::MORE) {
+                           arrived(s, nullptr, r.getAt(), r.getEnd(), 0);
+                           return kj::READY_NOW;
+                         }
+                         if (!s.buffer.started()) start(s, r.getAt());
+                         // Held until a newer link is up: then asked again from there.
+                         auto pushing = r.getPushing();
+                         return calls_.nextLink(generation).attach(kj::mv(pushing), kj::mv(r)).then([this, &s]() {
+                           again(s);
+                         });
                        },
-                       [this, &s, generation](kj::Exception&& e) {
-                         s.peeking = false;
+                       [this, &s, generation](kj::Exception&& e) -> kj::Promise<void> {
                          if (calls_.resumes(e)) {
-                           // Asked again on the resumed link, from the same offset.
                            calls_.startRelink();
-                           calls_.d_.tasks().add(calls_.nextLink(generation).then(
-                               [this, s = kj::addRef(s)]() mutable { peek(*s); }));
-                           return;
+                           return calls_.nextLink(generation).then([this, &s]() { again(s); });
                          }
                          calls_.d_.log(kj::str("job ", calls_.jobId_, ": reads of fd ", s.fd,
-                                               " are calls again: looking ahead at home failed: ",
-                                               oneLine(e.getDescription())));
+                                               " are calls again: pushing them failed: ", oneLine(e.getDescription())));
                          stop(s.fd);
+                         return kj::READY_NOW;
                        })
                    .eagerlyEvaluate(nullptr);
 }
 
-void PushedReads::peeked(Stream& s, capnp::Response<rpc::Deputy::PeekResults> r) {
+// On a later turn: the promise that asks runs now.
+void PushedReads::again(Stream& s) {
+  calls_.d_.tasks().add(kj::evalLater([this, s = kj::addRef(s)]() mutable { push(*s); }));
+}
+
+void PushedReads::start(Stream& s, uint64_t at) {
+  s.buffer.start(at);
+  s.takeAt = at;
+  if (!told_) {  // once a job: a server may have thousands of connections
+    told_ = true;
+    calls_.d_.log(kj::str("job ", calls_.jobId_, ": its reads of fd ", s.fd, " are pushed ahead (and of its other home streams)"));
+  }
+}
+
+void PushedReads::arrived(Stream& s, capnp::Data::Reader data, uint64_t at, rpc::PeekEnd end, int32_t error) {
   if (s.stopping) return;
-  switch (r.getEnd()) {
+  switch (end) {
     case rpc::PeekEnd::NOT_PUSHABLE:
       notPushable_[s.fd] = true;
       stop(s.fd);
@@ -195,21 +222,14 @@ void PushedReads::peeked(Stream& s, capnp::Response<rpc::Deputy::PeekResults> r)
     default:
       break;
   }
-  if (!s.buffer.started()) {
-    s.buffer.start(r.getAt());
-    s.takeAt = r.getAt();
-    if (!told_) {  // once a job: a server may have thousands of connections
-      told_ = true;
-      calls_.d_.log(kj::str("job ", calls_.jobId_, ": its reads of fd ", s.fd, " are pushed ahead (and of its other home streams)"));
-    }
-  }
-  if (!s.buffer.add(r.getAt(), r.getData())) {
+  if (!s.buffer.started()) start(s, at);
+  if (!s.buffer.add(at, data)) {
     calls_.d_.log(kj::str("job ", calls_.jobId_, ": fd ", s.fd, ": pushed bytes out of order: its reads start afresh"));
     stop(s.fd);
     return;
   }
-  if (r.getEnd() == rpc::PeekEnd::END_OF_STREAM) s.buffer.end(0);
-  if (r.getEnd() == rpc::PeekEnd::FAILED) s.buffer.end(r.getError() > 0 ? r.getError() : EIO);
+  if (end == rpc::PeekEnd::END_OF_STREAM) s.buffer.end(0);
+  if (end == rpc::PeekEnd::FAILED) s.buffer.end(error > 0 ? error : EIO);
   answerWaiting(s);
   if (s.buffer.readable()) releaseTokens(s);
 }
@@ -301,13 +321,13 @@ void PushedReads::stop(int32_t fd) {
   if (!s.taking && s.served.empty()) forget(s);
 }
 
-// Dropped on a later turn (its peek may be what runs now); a newer stream of the same
+// Dropped on a later turn (its push call may be what runs now); a newer stream of the same
 // fd stays.
 void PushedReads::forget(Stream& s) {
   calls_.d_.tasks().add(kj::evalLater([this, s = kj::addRef(s)]() mutable {
     auto it = streams_.find(s->fd);
     if (it != streams_.end() && it->second.get() == s.get()) streams_.erase(it);
-    s->peekCall = nullptr;  // the deputy's peek is cancelled: its copy of the fd closed
+    s->pushCall = nullptr;  // the deputy's pushing ends: its copy of the fd closed
   }));
 }
 

@@ -1,26 +1,29 @@
 // Reads of home streams pushed ahead to the job's host (issue 13). A read of a home
 // stream is otherwise one call home: the shim, this link process, the deputy, and back,
 // four wake-ups. For a blocking SOCK_STREAM socket or pipe (a FIFO) kept at home, once
-// the job reads it here this process asks the deputy for its bytes as they arrive
-// (Deputy.peek, up to a window of kWindow bytes ahead of the job) and answers the job's
-// read(2)s from them, two wake-ups, no round trip when bytes are here:
+// the job reads it here the deputy sends this process its bytes as they arrive
+// (Deputy.pushReads, at most kWindow bytes not yet taken) and the job's read(2)s are
+// answered from them, two wake-ups, no round trip when bytes are here:
 //
 //   shim ── read(fd 5, 64 KiB) ──► link: bytes here? ── reply ──► shim
-//                                    │ (later, batched) Deputy.taken(fd, offset, the reads)
-//                                    ▼
-//   deputy: peek: recv(MSG_PEEK) / tee(2), nothing taken ◄── Deputy.peek(fd, offset past ours)
-//           taken: the same reads run at home, remembered for a call sent again
+//             Deputy.pushReads(5, from) ──► deputy: on each edge of its copy of fd 5,
+//             ◄── PushSink.bytes(at, data) ──  recv(MSG_PEEK, SO_PEEK_OFF) / tee(2):
+//                                              nothing taken, up to the window
+//             reads served: Deputy.taken(5, at, their requests) ──► the same reads run
+//                                              at home, remembered for a call sent again
 //
 // The deputy only looks at the bytes: they stay in the kernel at home until the job
 // has read them here (then `taken` reads them there, as the job's own read calls, in
 // order and once). So the kernel's buffer at home holds the peer back as it would for
 // a local reader, and a checkpoint, a hop or a return home finds every byte the job
 // has not read where it was: what is here is dropped with this process. Exactly once:
-//   - peeks name the byte they start at (an offset the deputy counts by what `taken`
-//     read): a peek sent again after a broken link adds nothing twice (push_buffer.h);
+//   - bytes name the stream offset they start at (the deputy counts offsets by what
+//     `taken` read): after a broken link pushing is asked again from the offset
+//     reached, and bytes sent twice are kept once (push_buffer.h);
 //   - one batch of `taken` at a time per stream, named by its offset: one sent again
-//     runs once; a call of the job on that fd other than a served read, or any read
-//     while the fd is closed or replaced, waits for the batch and goes home as before;
+//     runs once; a call of the job on that fd other than a served read or a write
+//     waits for the batch and goes home as before (pushing that fd starts afresh at its
+//     next read; after a close or a dup3 onto it, of whatever file has the number);
 //   - the checkpoint's barrier (rsc::kBarrier) is answered once every read served has
 //     been taken at home, and no read is served from then until the job's next
 //     connection: a read whose reply the checkpoint cut off is sent again (rsc::kAgain)
@@ -81,8 +84,10 @@ class PushedReads {
   kj::Promise<kj::Array<kj::byte>> serve(Stream& s, kj::Array<kj::byte> request);
   void answerWaiting(Stream& s);
   kj::Array<kj::byte> readNow(Stream& s, kj::ArrayPtr<const kj::byte> request);
-  void peek(Stream& s);
-  void peeked(Stream& s, capnp::Response<rpc::Deputy::PeekResults> r);
+  void push(Stream& s);
+  void again(Stream& s);
+  void start(Stream& s, uint64_t at);
+  void arrived(Stream& s, capnp::Data::Reader data, uint64_t at, rpc::PeekEnd end, int32_t error);
   void take(Stream& s);
   void sendTaken(kj::Own<Stream> s, uint64_t at, kj::Array<kj::byte> reads);
   void takenHome(Stream& s);
