@@ -5,9 +5,11 @@
 # at home after): its SHA-256 is the sender's. It pauses 1 MiB in: the sender must
 # stop well short of 8 MiB (pushing is flow-controlled: the bytes the job has not read
 # stay in the kernel at home and hold the sender back), and the deputy's memory must
-# not grow by what waits. Paused with bytes pushed to b and not read, it moves b -> c;
-# paused again 4 MiB in, it comes home (c -> a): none is lost, none doubled. After the
-# last byte it reads the end twice (0 both times).
+# not grow by what waits. It reads on to 4 MiB while its link's TCP connection is
+# reset on b (ss -K: resumed, bytes pushed again from where they were); paused there
+# with bytes pushed to b and not read, it moves b -> c; paused again 6 MiB in, it comes
+# home (c -> a): none is lost, none doubled. After the last byte it reads the end twice
+# (0 both times).
 #
 # usage: push_read.sh OPTIONS (cluster_lib.sh); meson runs it as test
 # 'migration-push-read' (suite cluster) with every path filled in.
@@ -44,7 +46,7 @@ def read_until(limit):
         if not b: return False
         h.update(b); n += len(b)
     return True
-for k, upto in ((1, 1 << 20), (2, 4 << 20)):
+for k, upto in ((1, 1 << 20), (2, 4 << 20), (3, 6 << 20)):
     read_until(upto)
     print("paused at", n, flush=True)
     while not os.path.exists(d + "/RESUME%d" % k): time.sleep(0.05)
@@ -80,14 +82,24 @@ if hop job a b; then
   rss_deputy() { hx a awk '/^VmRSS/ { print $2 }' "/proc/${PID[job]}/status"; }
   rss1=$(rss_deputy)
   # Moved on while bytes were pushed to b and not read.
+  pauses() { grep -c "^paused at" "$(jfile job out)"; }
+  resumed() { grep -c "mig-link: job [0-9]*: its direct link home resumed after" "$T/shadowd-b.log"; }
+  touch "$(jfile job data)/RESUME1"
+  hx b ss -K dst "${ADDR[a]}" and not dport = ":$PORT" >"$T/ss.out" 2>&1
+  if wait_until 30 eval '(( $(pauses) >= 2 && $(resumed) >= 1 ))'; then
+    ok "reading on b with its link reset (ss -K): resumed, and on to 4 MiB"
+  else
+    fail "the job on b did not read on to 4 MiB with its link reset (resumed: $(resumed))"
+    shadowd_logs b
+  fi
   if hop job b c 0; then
-    touch "$(jfile job data)/RESUME1"
-    wait_until 30 eval '(( $(grep -c "^paused at" "$(jfile job out)") >= 2 ))' || fail "the job on c did not read on to 4 MiB"
-    hop job c a 0 && touch "$(jfile job data)/RESUME2"
+    touch "$(jfile job data)/RESUME2"
+    wait_until 30 eval '(( $(pauses) >= 3 ))' || fail "the job on c did not read on to 6 MiB"
+    hop job c a 0 && touch "$(jfile job data)/RESUME3"
     if wait_job job 60 && [[ $STATUS == 0 ]]; then
       want=$(awk '$1 == "done" { print $2 }' "$T/sender.out")
       if [[ -n $want ]] && grep -qx "end after 8388608 $want" "$(jfile job out)"; then
-        ok "moved b -> c and home mid-stream, the job read all 8 MiB once, in order: its SHA-256 is the sender's"
+        ok "its link reset, moved b -> c and home mid-stream, the job read all 8 MiB once, in order: its SHA-256 is the sender's"
       else
         fail "the job's bytes are not the sender's (sender: '$want')"
         detail "$(jfile job out)" "its stdout"
