@@ -133,7 +133,7 @@ class PushedReads::Pusher final : public rpc::PushHandle::Server, private kj::Ta
 
 PushedReads::PushedReads(kj::UnixEventPort& port, kj::Function<int64_t(kj::ArrayPtr<const kj::byte>)> runRead,
                          kj::Function<kj::Promise<void>(int fd)> inputTaken)
-    : port_(port), runRead_(kj::mv(runRead)), inputTaken_(kj::mv(inputTaken)) {}
+    : port_(port), runRead_(kj::mv(runRead)), inputTaken_(kj::mv(inputTaken)), tasks_(*this) {}
 
 PushedReads::~PushedReads() {
   for (int fd : scratch_) {
@@ -266,7 +266,11 @@ kj::Promise<void> PushedReads::taken(TakenContext context) {
     if (n > 0) s.taken += static_cast<uint64_t>(n);
   }
   for (Pusher* p : s.pushers) p->kick();
-  return inputTaken_(fd);
+  // The readiness watches look again; answered without waiting for their tokens (no
+  // reply of the job's waits on this one, and a stand-in the job never drains would
+  // hold it).
+  tasks_.add(inputTaken_(fd));
+  return kj::READY_NOW;
 }
 
 }  // namespace mig::deputy

@@ -21,7 +21,7 @@
 
 namespace mig::deputy {
 
-class PushedReads {
+class PushedReads : private kj::TaskSet::ErrorHandler {
  public:
   using PushContext = capnp::CallContext<rpc::Deputy::PushReadsParams, rpc::Deputy::PushReadsResults>;
   using TakenContext = capnp::CallContext<rpc::Deputy::TakenParams, rpc::Deputy::TakenResults>;
@@ -50,8 +50,10 @@ class PushedReads {
   kj::Function<int64_t(kj::ArrayPtr<const kj::byte>)> runRead_;
   kj::Function<kj::Promise<void>(int fd)> inputTaken_;
   std::map<int, Stream> streams_;
+  void taskFailed(kj::Exception&&) override {}  // a token not delivered: the link is gone
   std::vector<kj::byte> buffer_;  // a look's bytes
   int scratch_[2] = {-1, -1};     // a pipe that tee(2) copies a pipe's bytes into
+  kj::TaskSet tasks_;
 };
 
 }  // namespace mig::deputy

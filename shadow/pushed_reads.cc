@@ -18,6 +18,10 @@ namespace {
 
 // Bytes of one stream pushed here and not yet taken at home, at most.
 constexpr uint64_t kWindow = 512u << 10;
+// Reads served go home to be taken once they hold a quarter of the window, or this
+// long after the first of them: not one message (and a wake-up of the deputy) a read.
+// Before anything that needs them taken they go at once (drained).
+constexpr uint64_t kTakeAfterMs = 2;
 
 bool enabledByEnvironment() {
   const char* v = getenv("MIG_PUSH_READS");
@@ -44,8 +48,9 @@ struct PushedReads::Stream final : public kj::Refcounted {
   uint64_t servedBytes = 0;
   uint64_t takeAt = 0;     // the offset of the first of them
   bool taking = false;     // a batch on its way home (one at a time: sent again, it runs once)
+  bool takeSoon = false;   // a take is due (kTakeAfterMs)
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> drainWaiters;
-  kj::Vector<kj::Function<kj::Promise<void>()>> tokens;  // held until bytes are here (token)
+  kj::Vector<kj::Function<kj::Promise<void>()>> tokens;  // one held until bytes are here (token)
 };
 
 PushedReads::PushedReads(JobCalls& calls) : calls_(calls), enabled_(enabledByEnvironment()) {}
@@ -105,6 +110,8 @@ kj::Promise<kj::Array<kj::byte>> PushedReads::goHome(kj::Array<kj::byte> request
 }
 
 kj::Promise<kj::Array<kj::byte>> PushedReads::serve(Stream& s, kj::Array<kj::byte> request) {
+  // Reads whose thread went away (a checkpoint) hold no place in the line.
+  while (!s.waiting.empty() && !s.waiting.front().done->isWaiting()) s.waiting.pop_front();
   if (s.waiting.empty() && s.buffer.readable()) return readNow(s, request);
   auto paf = kj::newPromiseAndFulfiller<Served>();
   s.waiting.push_back(Waiting{kj::mv(request), kj::mv(paf.fulfiller)});
@@ -122,7 +129,16 @@ kj::Array<kj::byte> PushedReads::readNow(Stream& s, kj::ArrayPtr<const kj::byte>
     h.args[2] = static_cast<int64_t>(taken);  // at home it takes what it got here
     s.served.addAll(kj::arrayPtr(reinterpret_cast<const kj::byte*>(&h), sizeof(h)));
     s.servedBytes += taken;
-    take(s);
+    if (s.servedBytes >= kWindow / 4) {
+      take(s);
+    } else if (!s.takeSoon) {
+      s.takeSoon = true;
+      auto later = calls_.d_.io().provider->getTimer().afterDelay(kTakeAfterMs * kj::MILLISECONDS);
+      calls_.d_.tasks().add(later.then([this, s = kj::addRef(s)]() mutable {
+        s->takeSoon = false;
+        take(*s);
+      }));
+    }
   }
   return reply;
 }
@@ -204,7 +220,7 @@ void PushedReads::start(Stream& s, uint64_t at) {
   s.takeAt = at;
   if (!told_) {  // once a job: a server may have thousands of connections
     told_ = true;
-    calls_.d_.log(kj::str("job ", calls_.jobId_, ": its reads of fd ", s.fd, " are pushed ahead (and of its other home streams)"));
+    calls_.d_.log(kj::str("job ", calls_.jobId_, ": reads of its home streams are pushed ahead (the first: fd ", s.fd, ")"));
   }
 }
 
@@ -237,7 +253,10 @@ void PushedReads::arrived(Stream& s, capnp::Data::Reader data, uint64_t at, rpc:
 kj::Promise<void> PushedReads::token(int32_t fd, kj::Function<kj::Promise<void>()> write) {
   auto it = streams_.find(fd);
   if (it == streams_.end() || it->second->stopping || it->second->buffer.readable()) return write();
-  it->second->tokens.add(kj::mv(write));
+  // One is enough: each take at home may say readable again, and a pile of tokens let
+  // go at once would fill the stand-in of a job that never polls.
+  auto& held = it->second->tokens;
+  if (held.empty()) held.add(kj::mv(write));
   return kj::READY_NOW;
 }
 
@@ -300,6 +319,7 @@ void PushedReads::takenHome(Stream& s) {
 }
 
 kj::Promise<void> PushedReads::drained(Stream& s) {
+  take(s);
   if (!s.taking && s.served.empty()) return kj::READY_NOW;
   auto paf = kj::newPromiseAndFulfiller<void>();
   s.drainWaiters.add(kj::mv(paf.fulfiller));
@@ -318,6 +338,7 @@ void PushedReads::stop(int32_t fd) {
     if (w.done->isWaiting()) w.done->fulfill(Served{nullptr, kj::mv(w.request)});
   }
   releaseTokens(s);
+  take(s);
   if (!s.taking && s.served.empty()) forget(s);
 }
 
