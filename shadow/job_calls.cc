@@ -347,15 +347,15 @@ namespace {
 // wait here until bytes for it are (PushedReads::token).
 class ReadinessImpl final : public rpc::Readiness::Server {
  public:
-  ReadinessImpl(kj::Own<JobCalls> calls, PushedReads& pushed, int32_t fd, kj::Own<StandInEnd> end)
-      : calls_(kj::mv(calls)), pushed_(pushed), fd_(fd), end_(kj::mv(end)) {}
+  ReadinessImpl(kj::Own<PushedReads::Gate> gate, int32_t fd, kj::Own<StandInEnd> end)
+      : gate_(kj::mv(gate)), fd_(fd), end_(kj::mv(end)) {}
   kj::Promise<void> ready(ReadyContext) override {
-    return pushed_.token(fd_, [end = kj::addRef(*end_)]() mutable { return end->token(); });
+    if (gate_->pushed == nullptr) return end_->token();
+    return gate_->pushed->token(fd_, [end = kj::addRef(*end_)]() mutable { return end->token(); });
   }
 
  private:
-  kj::Own<JobCalls> calls_;  // which owns pushed_
-  PushedReads& pushed_;
+  kj::Own<PushedReads::Gate> gate_;  // not the JobCalls: its link holds this capability
   int32_t fd_;
   kj::Own<StandInEnd> end_;
 };
@@ -378,7 +378,7 @@ kj::Promise<void> JobCalls::watchAtHome(int32_t fd, kj::Own<StandInEnd> end, boo
   const uint64_t generation = generation_;
   auto req = deputy().watchRequest();
   req.setFd(fd);
-  req.setReadiness(kj::heap<ReadinessImpl>(kj::addRef(*this), *pushed_, fd, kj::addRef(*end)));
+  req.setReadiness(kj::heap<ReadinessImpl>(pushed_->gate(), fd, kj::addRef(*end)));
   return req.send().then(
       [this, fd, first, end = kj::addRef(*end)](capnp::Response<rpc::Deputy::WatchResults>&& watch) mutable
       -> kj::Promise<void> {

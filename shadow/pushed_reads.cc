@@ -53,8 +53,11 @@ struct PushedReads::Stream final : public kj::Refcounted {
   kj::Vector<kj::Function<kj::Promise<void>()>> tokens;  // one held until bytes are here (token)
 };
 
-PushedReads::PushedReads(JobCalls& calls) : calls_(calls), enabled_(enabledByEnvironment()) {}
-PushedReads::~PushedReads() = default;
+PushedReads::PushedReads(JobCalls& calls)
+    : calls_(calls), enabled_(enabledByEnvironment()), gate_(kj::refcounted<Gate>()) {
+  gate_->pushed = this;
+}
+PushedReads::~PushedReads() { gate_->pushed = nullptr; }
 
 kj::Promise<kj::Array<kj::byte>> PushedReads::call(kj::Array<kj::byte> request) {
   rsc::RequestHeader h = headerOf(request);

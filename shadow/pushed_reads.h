@@ -64,6 +64,11 @@ class PushedReads {
   // here are not yet taken there: a token for them would wake a poll whose read then
   // waits. So while its stream has nothing here, the token waits for its bytes.
   kj::Promise<void> token(int32_t fd, kj::Function<kj::Promise<void>()> write);
+  // How a capability that may outlive this object reaches it (null once it is gone).
+  struct Gate : public kj::Refcounted {
+    PushedReads* pushed;
+  };
+  kj::Own<Gate> gate() { return kj::addRef(*gate_); }
 
   // The checkpoint's barrier: resolves once every read served here has been taken at
   // home; none is served from now until `resume` (the job's next connection).
@@ -104,6 +109,7 @@ class PushedReads {
   std::map<int32_t, kj::Own<Stream>> streams_;   // fds whose reads are pushed
   std::map<int32_t, int> home_;                   // input calls on their way home, by fd
   std::map<int32_t, bool> notPushable_;           // the deputy said so (until closed)
+  kj::Own<Gate> gate_;
 };
 
 }  // namespace mig::shadow
