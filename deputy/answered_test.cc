@@ -65,7 +65,6 @@ TEST_CASE("the last batch of pipelined writes is kept apart from its thread's wa
   CHECK(a.lastByThread().size() == 1);
 }
 
-}  // namespace
 TEST_CASE("a read taken late (pushed ahead, its batch sent again) does not hide the thread's newer call") {
   Answered a;
   kj::ArrayPtr<const kj::byte> got;
@@ -75,4 +74,5 @@ TEST_CASE("a read taken late (pushed ahead, its batch sent again) does not hide 
   CHECK(got[0] == 0xcc);
 }
 
+}  // namespace
 }  // namespace mig::deputy
