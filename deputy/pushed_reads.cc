@@ -17,7 +17,7 @@
 namespace mig::deputy {
 namespace {
 
-// A peek past this many bytes not yet taken is not the link's window: out of step.
+// Pushing asked from further than this past what is taken is out of step (no window is).
 constexpr uint64_t kMaxAhead = 16u << 20;
 // The pipe a pipe's bytes are copied into to be looked at: as big as a pipe may be
 // made without privilege, so it holds whatever a home pipe holds.

@@ -28,10 +28,10 @@
 //     been taken at home, and no read is served from then until the job's next
 //     connection: a read whose reply the checkpoint cut off is sent again (rsc::kAgain)
 //     and goes home, where the deputy answers it from its run.
-// What stays a call: the terminal, datagram and listening sockets, non-blocking fds
-// and non-blocking reads, recv/recvmsg (any flags: MSG_PEEK, MSG_WAITALL, MSG_OOB),
-// readv (the shim splits it into reads: those are served); a job whose link process
-// has MIG_PUSH_READS=0 in its environment (for comparisons). Polls and epoll waits
+// What stays a call: the terminal, datagram and listening sockets, non-blocking fds,
+// recv/recvfrom/recvmsg (any flags: MSG_PEEK, MSG_WAITALL, MSG_OOB), every read of a
+// job whose link process has MIG_PUSH_READS=0 in its environment (for comparisons);
+// readv is the shim's reads one by one, which are served. Polls and epoll waits
 // are still woken from home (the readiness stand-ins); a read after them is served here.
 // Another process reading the same pipe or socket at home makes it inexact, as for
 // two readers of one pipe (the deputy notices bytes gone and starts afresh).
