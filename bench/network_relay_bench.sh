@@ -8,11 +8,13 @@
 #   - server -> client throughput: MIB MiB out of a source.
 # First with the server at home (baseline: real sockets, only the shim's interposition),
 # then after migrating it A -> B, where its sockets stay at home with the deputy and
-# every accept/read/write goes shim -> the job's link process on B (its relay,
+# every accept/write goes shim -> the job's link process on B (its relay,
 # shadow/link_process.h) -> the job's direct link -> deputy
-# (shadow/direct_link.h); then after moving it on B -> C, where C runs with
-# --no-direct-link: shim -> C's relay -> Cap'n Proto -> A's shadowd -> deputy, as
-# before issue 13.
+# (shadow/direct_link.h), and its reads are served on B from bytes pushed there
+# (shadow/pushed_reads.h); then after moving it on B -> D, whose link processes have
+# MIG_PUSH_READS=0 (each read one call home, as before pushing: the old path, same
+# run); then D -> C, where C runs with --no-direct-link: shim -> C's relay ->
+# Cap'n Proto -> A's shadowd -> deputy, as before issue 13 (reads pushed).
 # The client runs the same way both times; it connects to the same port on A.
 # The server reads and writes with BUF-byte buffers (read(2) may return less).
 # usage: bench/network_relay_bench.sh [MIB] [COUNT] [BUF]    (defaults 256, 2000, 1048576)
@@ -50,14 +52,15 @@ for f in shadow/shadowd migctl/migctl shim/libmig.so bench/net_peer; do
 done
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 head -c 32 /dev/urandom > "$dir/key"; chmod 600 "$dir/key"
-pa=$(port) pb=$(port) pc=$(port)
+pa=$(port) pb=$(port) pc=$(port) pd=$(port)
 # MIG_BENCH_SHADOWD_ARGS: more shadowd options (bench/encryption_bench.sh sets
 # --insecure-plaintext-links for its plaintext figures).
 read -r -a extra <<<"${MIG_BENCH_SHADOWD_ARGS-}"
 "$build/shadow/shadowd" --listen 127.0.0.1:$pa --cluster-key "$dir/key" --socket "$dir/a/sock" --log "$dir/a.log" ${extra[@]+"${extra[@]}"} & pids+=($!)
 "$build/shadow/shadowd" --listen 127.0.0.1:$pb --cluster-key "$dir/key" --socket "$dir/b/sock" --log "$dir/b.log" ${extra[@]+"${extra[@]}"} & pids+=($!)
 "$build/shadow/shadowd" --listen 127.0.0.1:$pc --cluster-key "$dir/key" --socket "$dir/c/sock" --log "$dir/c.log" --no-direct-link ${extra[@]+"${extra[@]}"} & pids+=($!)
-for s in a b c; do
+MIG_PUSH_READS=0 "$build/shadow/shadowd" --listen 127.0.0.1:$pd --cluster-key "$dir/key" --socket "$dir/d/sock" --log "$dir/d.log" ${extra[@]+"${extra[@]}"} & pids+=($!)
+for s in a b c d; do
   for _ in $(seq 1 100); do [ -S "$dir/$s/sock" ] && break; sleep 0.05; done
   [ -S "$dir/$s/sock" ] || fail "shadowd $s did not start" "$dir/$s.log"
 done
@@ -103,28 +106,37 @@ restored=$(sed -n 's/.* runs here as PID \([0-9]*\).*/\1/p' "$dir/b.log" | tail 
 [ -n "$restored" ] || fail "no 'runs here as PID' in B's log" "$dir/b.log"
 job_pids+=($restored)
 measure away
+A migrate "$server" --to 127.0.0.1:$pd > "$dir/migrate-d.out" 2>&1 ||
+  fail "migrate B -> D failed" "$dir/migrate-d.out" "$dir/a.log" "$dir/b.log" "$dir/d.log"
+restored=$(sed -n 's/.* runs here as PID \([0-9]*\).*/\1/p' "$dir/d.log" | tail -1)
+[ -n "$restored" ] || fail "no 'runs here as PID' in D's log" "$dir/d.log"
+job_pids=("$server" "$restored")  # its process on B is gone with the hop
+measure called
 A migrate "$server" --to 127.0.0.1:$pc > "$dir/migrate-c.out" 2>&1 ||
-  fail "migrate B -> C failed" "$dir/migrate-c.out" "$dir/a.log" "$dir/b.log" "$dir/c.log"
+  fail "migrate D -> C failed" "$dir/migrate-c.out" "$dir/a.log" "$dir/d.log" "$dir/c.log"
 restored=$(sed -n 's/.* runs here as PID \([0-9]*\).*/\1/p' "$dir/c.log" | tail -1)
 [ -n "$restored" ] || fail "no 'runs here as PID' in C's log" "$dir/c.log"
-job_pids=("$server" "$restored")  # its process on B is gone with the hop
+job_pids=("$server" "$restored")  # its process on D is gone with the hop
 measure relayed
 
 ratio() { echo "$1 / $2" | bc -l; }
-printf 'TCP on loopback, server (net_peer, blocking, %d-byte buffers) migrated A -> B (direct link) then B -> C (--no-direct-link), client native on A (MB = 10^6 bytes):\n' "$buf"
-printf '  %-40s %12s %12s %12s %8s\n' "" "at home" "direct link" "via shadowds" "ratio"
-printf '  %-40s %9.1f us %9.1f us %9.1f us %7.1fx\n' "64-byte round trip, median of $count" \
-  "$(echo "$lat_home / 1000" | bc -l)" "$(echo "$lat_away / 1000" | bc -l)" "$(echo "$lat_relayed / 1000" | bc -l)" \
-  "$(ratio "$lat_away" "$lat_home")"
-printf '  %-40s %9.1f us %9.1f us %9.1f us\n' "  10th percentile" "$(echo "$p10_home / 1000" | bc -l)" \
-  "$(echo "$p10_away / 1000" | bc -l)" "$(echo "$p10_relayed / 1000" | bc -l)"
-printf '  %-40s %9.1f us %9.1f us %9.1f us\n' "  90th percentile" "$(echo "$p90_home / 1000" | bc -l)" \
-  "$(echo "$p90_away / 1000" | bc -l)" "$(echo "$p90_relayed / 1000" | bc -l)"
-printf '  %-40s %7.1f MB/s %7.1f MB/s %7.1f MB/s %7.1f%%\n' "client -> server, $mib MiB" "$up_home" "$up_away" \
-  "$up_relayed" "$(echo "100 * $up_away / $up_home" | bc -l)"
-printf '  %-40s %7.1f MB/s %7.1f MB/s %7.1f MB/s %7.1f%%\n' "server -> client, $mib MiB" "$down_home" "$down_away" \
-  "$down_relayed" "$(echo "100 * $down_away / $down_home" | bc -l)"
-printf '  (ratio: direct link against at home; targets: round trip <= 3x, throughput >= 50 %%)\n'
+printf 'TCP on loopback, server (net_peer, blocking, %d-byte buffers) migrated A -> B (direct link, reads pushed), B -> D (direct link, MIG_PUSH_READS=0: reads called), D -> C (--no-direct-link), client native on A (MB = 10^6 bytes):\n' "$buf"
+printf '  %-34s %12s %12s %12s %12s %8s\n' "" "at home" "pushed" "called" "via shadowds" "ratio"
+us() { echo "$1 / 1000" | bc -l; }
+for row in "64-byte round trip, median of $count:lat" "  10th percentile:p10" "  90th percentile:p90"; do
+  v=${row##*:}; h=${v}_home a=${v}_away c=${v}_called r=${v}_relayed
+  if [ "$v" = lat ]; then
+    printf '  %-34s %9.1f us %9.1f us %9.1f us %9.1f us %7.1fx\n' "${row%:*}" "$(us "${!h}")" "$(us "${!a}")" "$(us "${!c}")" \
+      "$(us "${!r}")" "$(ratio "${!a}" "${!h}")"
+  else
+    printf '  %-34s %9.1f us %9.1f us %9.1f us %9.1f us\n' "${row%:*}" "$(us "${!h}")" "$(us "${!a}")" "$(us "${!c}")" "$(us "${!r}")"
+  fi
+done
+printf '  %-34s %7.1f MB/s %7.1f MB/s %7.1f MB/s %7.1f MB/s %7.1f%%\n' "client -> server, $mib MiB" "$up_home" "$up_away" \
+  "$up_called" "$up_relayed" "$(echo "100 * $up_away / $up_home" | bc -l)"
+printf '  %-34s %7.1f MB/s %7.1f MB/s %7.1f MB/s %7.1f MB/s %7.1f%%\n' "server -> client, $mib MiB" "$down_home" "$down_away" \
+  "$down_called" "$down_relayed" "$(echo "100 * $down_away / $down_home" | bc -l)"
+printf '  (ratio: pushed against at home; targets: round trip <= 3x, throughput >= 50 %%)\n'
 printf '  (at home: the same server before the migration, its sockets its own; migration: %s)\n' \
   "$(sed -n 's/.*\(frozen [0-9.]* ms\).*/\1/p' "$dir/migrate.out")"
 printf '  (load average at the start: %s on %d CPUs)\n' "$load" "$(nproc)"

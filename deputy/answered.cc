@@ -22,6 +22,10 @@ void Answered::done(const rsc::RequestHeader& h, kj::Array<kj::byte> reply) {
     write_ = Kept{h.seq, kj::mv(reply)};
     return;
   }
+  // A read served from pushed bytes is taken here after its thread went on (its batch
+  // waited for a resumed link): the thread's newer call is the one it may send again.
+  auto it = last_.find(h.thread);
+  if (it != last_.end() && it->second.seq > h.seq) return;
   last_[h.thread] = Kept{h.seq, kj::mv(reply)};
 }
 

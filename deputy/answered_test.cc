@@ -84,5 +84,14 @@ TEST_CASE("a cancel that comes before its call answers the call when it comes; o
   CHECK(a.ran(request(2, 1), got));
 }
 
+TEST_CASE("a read taken late (pushed ahead, its batch sent again) does not hide the thread's newer call") {
+  Answered a;
+  kj::ArrayPtr<const kj::byte> got;
+  a.done(request(3, 9), reply(0xcc));  // the thread went on: its call 9 ran
+  a.done(request(3, 8), reply(0xdd));  // its read 8, served where it runs, taken at home now
+  REQUIRE(a.ran(request(3, 9), got));  // call 9 sent again is still answered from its run
+  CHECK(got[0] == 0xcc);
+}
+
 }  // namespace
 }  // namespace mig::deputy

@@ -354,6 +354,22 @@ kj::Promise<void> CallRunner::cancel(uint32_t thread, uint64_t seq, kj::Timer& t
   });
 }
 
+int64_t CallRunner::runTaken(kj::ArrayPtr<const kj::byte> request) {
+  if (stopped_ || request.size() < sizeof(rsc::RequestHeader)) return -1;
+  rsc::RequestHeader h;
+  memcpy(&h, request.begin(), sizeof(h));
+  // Its thread sent it again from a next host (the reply cut off by a checkpoint) and
+  // it ran here as a call before its take came: the bytes are taken already.
+  kj::ArrayPtr<const kj::byte> kept;
+  if (running_.count(Key{h.thread, h.seq}) > 0 || answered_.ran(h, kept)) return 0;
+  auto reply = runLogged(dispatcher_, request);
+  rsc::ReplyHeader r;
+  if (reply.size() < sizeof(r)) return -1;
+  memcpy(&r, reply.begin(), sizeof(r));
+  answered_.done(h, kj::mv(reply));
+  return r.result;
+}
+
 kj::Promise<void> CallRunner::inputTaken(kj::ArrayPtr<const kj::byte> request) {
   if (request.size() < sizeof(rsc::RequestHeader)) return kj::READY_NOW;
   rsc::RequestHeader h;

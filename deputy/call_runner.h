@@ -47,6 +47,11 @@ class CallRunner {
   // longer waits.
   kj::Promise<void> cancel(uint32_t thread, uint64_t seq, kj::Timer& timer);
 
+  // One of the job's reads that was served where it runs from bytes pushed ahead
+  // (pushed_reads.h): runs it now, as asked (its bytes are here), and keeps its answer
+  // for the call sent again. Its result; -1 once the job is going home (nothing runs).
+  int64_t runTaken(kj::ArrayPtr<const kj::byte> request);
+
   // Every thread's last answered call that may not have reached it
   // (shim/forward/carried_replies.h): the table the job takes home.
   kj::Array<kj::byte> carriedReplies() const;

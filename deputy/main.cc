@@ -7,7 +7,8 @@
 //     with the job's fds, cwd and identity (call_runner.h), coming over the job's
 //     direct link from the host it runs on (shadow/direct_link.h) or through shadowd;
 //   - watches the job's sockets, pipes and terminal for readability, for their
-//     readiness stand-ins where the job runs (readiness.h);
+//     readiness stand-ins where the job runs (readiness.h), and lets the job's host
+//     look ahead at its stream sockets and pipes for reads pushed there (pushed_reads.h);
 //   - forwards the signals it receives (kill, sigqueue, Ctrl-C and Ctrl-Z on its
 //     terminal) to the job with their siginfo, and stops with the job (signals.h);
 //   - keeps a stand-in in its process group, by which it tells the signals sent to
@@ -24,6 +25,7 @@
 #include "deputy/homecoming.h"
 #include "deputy/log.h"
 #include "deputy/own_fds.h"
+#include "deputy/pushed_reads.h"
 #include "deputy/readiness.h"
 #include "deputy/signals.h"
 #include "deputy/stand_in.h"
@@ -87,6 +89,8 @@ class DeputyImpl final : public rpc::Deputy::Server {
   DeputyImpl(kj::AsyncIoContext& io, kj::UnixEventPort& port, kj::TaskSet& tasks, KeptRecord& kept, uint64_t jobId,
              kj::ArrayPtr<const kj::byte> token)
       : io_(io), tasks_(tasks), kept_(kept), readiness_(port, tasks), calls_([this](int fd) { return readiness_.inputTaken(fd); }),
+        pushed_(port, [this](kj::ArrayPtr<const kj::byte> read) { return calls_.runTaken(read); },
+                [this](int fd) { return readiness_.inputTaken(fd); }),
         jobId_(jobId), token_(kj::heapArray(token)) {}
 
   // The home shadowd it is registered with (again after a restart): told if the job is lost.
@@ -109,6 +113,8 @@ class DeputyImpl final : public rpc::Deputy::Server {
   }
 
   kj::Promise<void> call(CallContext context) override { return calls_.call(kj::mv(context)); }
+  kj::Promise<void> pushReads(PushReadsContext context) override { return pushed_.push(kj::mv(context)); }
+  kj::Promise<void> taken(TakenContext context) override { return pushed_.taken(kj::mv(context)); }
 
   kj::Promise<void> cancel(CancelContext context) override {
     auto p = context.getParams();
@@ -195,6 +201,7 @@ class DeputyImpl final : public rpc::Deputy::Server {
   KeptRecord& kept_;
   Readiness readiness_;
   CallRunner calls_;
+  PushedReads pushed_;
   kj::Maybe<rpc::Local::Client> local_;
   kj::Maybe<StandIn&> standIn_;
   uint64_t jobId_;

@@ -266,6 +266,38 @@ interface Deputy {
   # ends as soon as it can, with EINTR if it has done nothing yet, else with what it
   # did; its answer goes the usual way (call @0). A cancel that comes before its call
   # answers the call EINTR when it comes. Resolves once the call no longer waits.
+
+  pushReads @7 (fd :Int32, from :UInt64, fresh :Bool, window :UInt32, sink :PushSink)
+      -> (at :UInt64, end :PeekEnd, pushing :PushHandle);
+  # Reads pushed ahead (shadow/pushed_reads.h): the bytes of the job's blocking
+  # SOCK_STREAM socket or pipe `fd` from stream offset `from` on (offsets count the
+  # bytes `taken` read; `fresh`: from wherever the stream is, `at` says where) go to
+  # `sink` as they arrive, at most `window` of them not yet taken, looked at without
+  # taking them: they stay in the kernel at home until `taken`, so a checkpoint, a hop
+  # or a return home loses none. Until `pushing` is dropped, or the stream's end.
+
+  taken @8 (fd :Int32, at :UInt64, reads :Data) -> ();
+  # The job's reads (`reads`: their request headers, rsc/wire.h, each asking exactly
+  # the bytes it was given) were served from peeked bytes starting at offset `at`:
+  # they run at home now, in order, each answered for a call sent again
+  # (deputy/answered.h). A batch sent again after a broken link runs once.
+}
+
+interface PushSink {
+  bytes @0 (at :UInt64, data :Data, end :PeekEnd, error :Int32) -> ();
+  # The stream's bytes from offset `at`; `end` other than `more`: nothing comes after.
+}
+
+interface PushHandle {
+  # Held by the job's host while it wants the bytes.
+}
+
+enum PeekEnd {
+  more @0;          # bytes; more may come
+  endOfStream @1;   # no byte left: the peer closed (reads return 0)
+  failed @2;        # no byte left and the stream failed with `error` (ECONNRESET)
+  notPushable @3;   # not a blocking stream socket or pipe: its reads stay calls
+  outOfStep @4;     # `from` is behind what was taken (someone else read it): start afresh
 }
 
 struct HomeRecord {

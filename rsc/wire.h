@@ -36,6 +36,10 @@ inline constexpr uint32_t kCancel = 4;   // not a call: the thread took a signal
                                          // relay asks the deputy to end that call
                                          // (Deputy.cancel), whose answer still comes as
                                          // the call's (EINTR, or what it did first)
+inline constexpr uint32_t kAgain = 8;    // sent again after a checkpoint took its connection:
+                                         // the relay sends it home as a call (never served
+                                         // from pushed bytes, shadow/pushed_reads.h) and
+                                         // takes this flag off
 
 // ReplyHeader::flags
 inline constexpr uint32_t kDeferredFailure = 1;  // an earlier pipelined write (its seq) failed:

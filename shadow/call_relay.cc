@@ -225,7 +225,7 @@ class RelayConnection final : public CallOrigin {
     }
     if (header_.flags & rsc::kBarrier) {
       const uint64_t seq = header_.seq;
-      return calls().ranUpTo(header_.order).then([this, seq]() {
+      return calls().ranUpTo(header_.order).then([this]() { return calls().settleReads(); }).then([this, seq]() {
         rsc::ReplyHeader done{};
         done.magic = rsc::kReplyMagic;
         done.length = sizeof(done);

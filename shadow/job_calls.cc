@@ -66,7 +66,8 @@ kj::Array<kj::byte> eioReply(kj::ArrayPtr<const kj::byte> request) {
 }  // namespace
 
 JobCalls::JobCalls(Daemon& d, uint64_t jobId, kj::StringPtr home, kj::ArrayPtr<const kj::byte> token)
-    : d_(d), jobId_(jobId), home_(kj::str(home)), token_(kj::heapArray<kj::byte>(token)) {}
+    : d_(d), jobId_(jobId), home_(kj::str(home)), token_(kj::heapArray<kj::byte>(token)),
+      pushed_(kj::heap<PushedReads>(*this)) {}
 
 rpc::Deputy::Client JobCalls::deputy() {
   KJ_IF_MAYBE(dep, deputy_) { return *dep; }
@@ -302,6 +303,7 @@ kj::Promise<void> JobCalls::tellEndedDirectly(int32_t status) {
 
 void JobCalls::connected(uint64_t order) {
   ++connections_;
+  pushed_->resume();  // a checkpoint's barrier is behind (pushed_reads.h)
   if (!started_) {
     started_ = true;
     ran_ = order;
@@ -348,12 +350,20 @@ class StandInEnd final : public kj::Refcounted {
 
 namespace {
 
+// A token for the stand-in of home fd `fd`; one of a stream whose reads are pushed may
+// wait here until bytes for it are (PushedReads::token).
 class ReadinessImpl final : public rpc::Readiness::Server {
  public:
-  explicit ReadinessImpl(kj::Own<StandInEnd> end) : end_(kj::mv(end)) {}
-  kj::Promise<void> ready(ReadyContext) override { return end_->token(); }
+  ReadinessImpl(kj::Own<PushedReads::Gate> gate, int32_t fd, kj::Own<StandInEnd> end)
+      : gate_(kj::mv(gate)), fd_(fd), end_(kj::mv(end)) {}
+  kj::Promise<void> ready(ReadyContext) override {
+    if (gate_->pushed == nullptr) return end_->token();
+    return gate_->pushed->token(fd_, [end = kj::addRef(*end_)]() mutable { return end->token(); });
+  }
 
  private:
+  kj::Own<PushedReads::Gate> gate_;  // not the JobCalls: its link holds this capability
+  int32_t fd_;
   kj::Own<StandInEnd> end_;
 };
 
@@ -375,7 +385,7 @@ kj::Promise<void> JobCalls::watchAtHome(int32_t fd, kj::Own<StandInEnd> end, boo
   const uint64_t generation = generation_;
   auto req = deputy().watchRequest();
   req.setFd(fd);
-  req.setReadiness(kj::heap<ReadinessImpl>(kj::addRef(*end)));
+  req.setReadiness(kj::heap<ReadinessImpl>(pushed_->gate(), fd, kj::addRef(*end)));
   return req.send().then(
       [this, fd, first, end = kj::addRef(*end)](capnp::Response<rpc::Deputy::WatchResults>&& watch) mutable
       -> kj::Promise<void> {
@@ -449,6 +459,12 @@ kj::Promise<void> JobCalls::ranUpTo(uint64_t order) {
 }
 
 kj::Promise<kj::Array<kj::byte>> JobCalls::call(kj::Array<kj::byte> request) {
+  return pushed_->call(kj::mv(request)).attach(kj::addRef(*this));
+}
+
+kj::Promise<void> JobCalls::settleReads() { return pushed_->settle().attach(kj::addRef(*this)); }
+
+kj::Promise<kj::Array<kj::byte>> JobCalls::callHome(kj::Array<kj::byte> request) {
   rsc::RequestHeader h;
   memcpy(&h, request.begin(), sizeof(h));
   auto self = kj::addRef(*this);

@@ -24,6 +24,7 @@
 #include "shadow/direct_link.h"
 #include "shadow/mig.capnp.h"
 #include "shadow/peer_login.h"
+#include "shadow/pushed_reads.h"
 
 #include <kj/async.h>
 #include <kj/async-io.h>
@@ -64,14 +65,22 @@ class JobCalls : public kj::Refcounted {
   // Resolves once every pipelined write numbered up to `order` has run at home.
   kj::Promise<void> ranUpTo(uint64_t order);
 
-  // A call that waits for its reply: it runs after the writes issued before it.
-  // Home unreachable gives an EIO reply.
+  // A call that waits for its reply: a read of a home stream served from bytes pushed
+  // ahead (pushed_reads.h), or sent home (callHome).
   kj::Promise<kj::Array<kj::byte>> call(kj::Array<kj::byte> request);
 
   // The job's thread `thread` asks that its call `seq`, waiting at home, end now (a
   // signal its program handles came: rsc::kCancel). Its answer still comes through
   // `call`; a cancel that cannot reach home is dropped (the call waits on).
   void cancel(uint32_t thread, uint64_t seq);
+
+  // A call sent home: it runs after the writes issued before it. Home unreachable
+  // gives an EIO reply.
+  kj::Promise<kj::Array<kj::byte>> callHome(kj::Array<kj::byte> request);
+
+  // The checkpoint's barrier, beside ranUpTo: resolves once the reads served from
+  // pushed bytes are taken at home (pushed_reads.h).
+  kj::Promise<void> settleReads();
 
   // Resolves once the job's connections have all closed and every write has run:
   // only then may its end be told home (the deputy exits, its parent reads the output).
@@ -98,6 +107,8 @@ class JobCalls : public kj::Refcounted {
     kj::Array<kj::byte> request;
     kj::Own<CallOrigin> origin;
   };
+
+  friend class PushedReads;  // asks the deputy over this link, and resends as calls do
 
   rpc::Deputy::Client deputy();
   kj::Promise<kj::Array<kj::byte>> send(kj::Array<kj::byte> request);
@@ -174,6 +185,7 @@ class JobCalls : public kj::Refcounted {
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> settledWaiters_;
   bool gapWatched_ = false;
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> startWaiters_;
+  kj::Own<PushedReads> pushed_;  // last: it calls back into the above
 };
 
 }  // namespace mig::shadow

@@ -333,14 +333,15 @@ static long logged(const rsc::Row& row, const int64_t args[6], long result, cons
 // Sends the call and takes its answer; see forwardCallOnce.
 static long exchange(const rsc::Row& row, const int64_t args[6], uint64_t seq, int timeout, SignalWatch* watch) {
   rsc::ReplyHeader h;
-  for (;;) {  // once, or again from the next host after a checkpoint (same seq)
+  uint32_t flags = 0;
+  for (;; flags = rsc::kAgain) {  // once, or again from the next host after a checkpoint (same seq)
     if (watch != nullptr) {
       closeSignalWatch(*watch);
       watch->sent = false;  // a cancel sent before a checkpoint may not have reached home: again
     }
     if (!haveConnection() && connectRelay() != 0) return -EIO;
     const uint64_t order = waitsForWrites(row, args) ? state().pipelineOrder.load(std::memory_order_acquire) : 0;
-    int64_t len = rsc::encodeRequest(row, args, seq, 0, t_buf, kBufferSize, order, threadId());
+    int64_t len = rsc::encodeRequest(row, args, seq, flags, t_buf, kBufferSize, order, threadId());
     if (len < 0) return len;
     if (sendAll(t_conn, t_buf, static_cast<uint64_t>(len)) != 0) {
       dropMine();
@@ -407,8 +408,10 @@ long forwardPipelinedWrite(const rsc::Row& row, const int64_t args[6]) {
   return logged(row, args, forwardPipelinedWriteOnce(row, args), " (pipelined)");
 }
 
+// Asked even when no write was pipelined: the relay answers it also once the reads it
+// served from pushed bytes are taken at home (shadow/pushed_reads.h), so the image
+// never leaves with bytes it read that home would give out again.
 bool drainPipelinedWrites() {
-  if (state().pipelineOrder.load(std::memory_order_acquire) == 0) return true;
   const rsc::Row* row = &rsc::rowOf(rsc::CallId::Getppid);
   const int64_t none[6] = {};
   if (row == nullptr || !ensureBuffer() || (!haveConnection() && connectRelay() != 0)) return false;
