@@ -503,7 +503,7 @@ kj::Promise<kj::Array<kj::byte>> JobCalls::send(kj::Array<kj::byte> request) {
 }
 
 void JobCalls::cancel(uint32_t thread, uint64_t seq) {
-  if (lost_) return;
+  if (lost_ || pushed_->cancel(thread, seq)) return;  // a read waiting here for pushed bytes: ended here
   auto req = deputy().cancelRequest();
   req.setThread(thread);
   req.setSeq(seq);

@@ -124,6 +124,25 @@ kj::Promise<kj::Array<kj::byte>> PushedReads::serve(Stream& s, kj::Array<kj::byt
   });
 }
 
+bool PushedReads::cancel(uint32_t thread, uint64_t seq) {
+  for (auto& [fd, s] : streams_) {
+    for (auto it = s->waiting.begin(); it != s->waiting.end(); ++it) {
+      const rsc::RequestHeader h = headerOf(it->request);
+      if (h.thread != thread || h.seq != seq || !it->done->isWaiting()) continue;
+      rsc::ReplyHeader r{};
+      r.magic = rsc::kReplyMagic;
+      r.length = sizeof(r);
+      r.seq = seq;
+      r.result = -1;
+      r.error = EINTR;
+      it->done->fulfill(Served{kj::heapArray<kj::byte>(reinterpret_cast<const kj::byte*>(&r), sizeof(r)), nullptr});
+      s->waiting.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
 kj::Array<kj::byte> PushedReads::readNow(Stream& s, kj::ArrayPtr<const kj::byte> request) {
   rsc::RequestHeader h = headerOf(request);
   uint64_t taken = 0;

@@ -70,6 +70,11 @@ class PushedReads {
   };
   kj::Own<Gate> gate() { return kj::addRef(*gate_); }
 
+  // The job's thread `thread` cancels its call `seq` (a signal its program handles,
+  // rsc::kCancel): if that call is a read waiting here for pushed bytes it is answered
+  // EINTR now, having taken nothing (true); else the call is not here (false).
+  bool cancel(uint32_t thread, uint64_t seq);
+
   // The checkpoint's barrier: resolves once every read served here has been taken at
   // home; none is served from now until `resume` (the job's next connection).
   kj::Promise<void> settle();
