@@ -212,12 +212,14 @@ if set_fault a "hop:home-restart:error"; then
   if set_fault a && wait_until 20 eval '[[ $(host_of "$(where job)") == c ]]'; then
     wait_step job $(( $(last_step job) + 2 )) 20
     migrate job a 60
+    # Back home its /proc/PID/exe names the restorer (as after any restart), not the program.
     k=$(( $(last_step job) + 2 ))
-    if (( MIG_RC == 0 )) && job_at_home job "${FEATURE[counter]}" && wait_step job "$k" 20 &&
-       wait_until 20 eval '! images_on c && ! job_on c'; then
-      ok "$what: without the fault the job comes home: $(migrated_line)"
+    exe=$(hx a readlink "/proc/${PID[job]}/exe" 2>/dev/null)
+    if (( MIG_RC == 0 )) && [[ $(host_of "$(where job)") == a && -n $exe && $exe != *mig-deputy* ]] &&
+       wait_step job "$k" 20 && wait_until 20 eval '! images_on c && ! job_on c'; then
+      ok "$what: without the fault the job comes home (listed at a, not a deputy, STEP $k printed): $(migrated_line)"
     else
-      fail "$what: the hop home without the fault: migctl migrate exited $MIG_RC, the program on a: $(job_at_home job "${FEATURE[counter]}" && echo yes || echo no), c's spool '$(spool_of c)'"
+      fail "$what: the hop home without the fault: migctl migrate exited $MIG_RC, listed at '$(where job)', a's PID runs '$exe', c's spool '$(spool_of c)'"
       detail "$MIG_ERR" "migctl stderr"
       shadowd_logs a c
     fi
