@@ -342,10 +342,10 @@ void becomeOwner(image::schema::Header::Reader h, const char* path, bool asFileO
 }
 
 // A hop home's restart runs after the commit, when the job exists only in its image
-// (docs/design.md "A hop back home"): phase one (--check-only, in a child of home's
-// shadowd) also does here what becomeRestored does before the restorer that could fail
-// and needs nothing of the deputy's process, so that a failure of it leaves the job
-// away. What is left after the commit is listed in the design's limits.
+// (docs/design.md "A hop back home"). Phase one (--check-only, a child of home's
+// shadowd) also does the part of becomeRestored's work that could fail and needs
+// nothing of the deputy's process (the restorer found, the plan built), so that such a
+// failure leaves the job away. What can still fail after the commit: the design's limits.
 void checkHomecomingWork(image::FileReader& img) {
   std::string restorer = findRestorer();
   if (access(restorer.c_str(), X_OK) != 0) fail(kj::str("cannot run ", restorer.c_str(), ": ", strerror(errno)));
