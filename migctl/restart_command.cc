@@ -19,6 +19,7 @@
 #include "resources/memory.h"
 #include "resources/process_attrs.h"
 #include "shadow/hex.h"
+#include "shadow/hop_fault.h"
 #include "shadow/hop_times.h"
 #include "shadow/network_policy.h"
 #include "shim/forward/forward_config.h"
@@ -340,6 +341,18 @@ void becomeOwner(image::schema::Header::Reader h, const char* path, bool asFileO
   prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
 }
 
+// A hop home's restart runs after the commit, when the job exists only in its image
+// (docs/design.md "A hop back home"). Phase one (--check-only, a child of home's
+// shadowd) also does the part of becomeRestored's work that could fail and needs
+// nothing of the deputy's process (the restorer found, the plan built), so that such a
+// failure leaves the job away. What can still fail after the commit: the design's limits.
+void checkHomecomingWork(image::FileReader& img) {
+  std::string restorer = findRestorer();
+  if (access(restorer.c_str(), X_OK) != 0) fail(kj::str("cannot run ", restorer.c_str(), ": ", strerror(errno)));
+  (void)image::buildRestorePlan(img, nullptr);
+  shadow::hopFaultPoint("home-restart", [](kj::String why) { fail(kj::mv(why)); });
+}
+
 int restart(Options& o, const resources::CallerFds& caller) {
   const bool hop = o.migrated.gateFd >= 0;
   restartTimes().setWho(hop ? (o.migrated.postcopyTimeoutMs > 0 ? "restart post-copy hop" : "restart hop")
@@ -401,6 +414,7 @@ int restart(Options& o, const resources::CallerFds& caller) {
     options.migrated = true;
     resources::checkSavedFiles(img, options);
     options.migrated = false;
+    checkHomecomingWork(img);
     if (o.checkOnly) return 0;
     becomeRestored(img, path, options, caller, migrated, nullptr, false, o.dataVerified);
   }
@@ -500,10 +514,15 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     // The deputy's working directory is the job's (its chdirs went home); so are its
     // fds at the numbers it held (kept). No time namespace: the job runs on home's
     // own clocks again, which are ahead of its own by the freezes it had away.
-    char cwd[PATH_MAX];
-    if (getcwd(cwd, sizeof(cwd)) == nullptr) fail(kj::str("cannot read the deputy's working directory: ", strerror(errno)));
+    // Held open, not by name: a directory removed at home while the job was away is
+    // still its working directory (closed before restoreFiles, whose numbers are the job's).
+    int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cwd < 0) fail(kj::str("cannot open the deputy's working directory: ", strerror(errno)));
     resources::applyProcessState(img, true);
-    if (chdir(cwd) != 0) fail(kj::str("cannot go back to the job's working directory ", cwd, ": ", strerror(errno)));
+    int back = fchdir(cwd);
+    int err = errno;
+    close(cwd);
+    if (back != 0) fail(kj::str("cannot go back to the job's working directory: ", strerror(err)));
     config->magic = forward::kConfigMagic;
     config->size = sizeof(forward::Config);
     config->homecoming = 1;

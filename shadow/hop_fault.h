@@ -23,6 +23,8 @@ inline constexpr const char* kHopSteps[] = {
     "recv-image",      // destination: the first bytes of the image arrived
     "send-frozen",     // sender: the job is frozen and its whole image sent
     "recv-done",       // destination: the image is complete, the restore not begun
+    "home-restart",    // destination, a hop home: the checks of the deputy's restart, in
+                       // shadowd's child (migctl/restart_command.cc checkHomecomingWork)
     "recv-prepared",   // destination: restored up to "ready, not running", not said yet
     "send-prepared",   // sender: the destination is ready; the job not given up yet
     "send-committed",  // sender: the job given up here (deputy / exited), commit not sent

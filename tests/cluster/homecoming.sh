@@ -5,7 +5,8 @@
 # is often in flight when a hop freezes it) moves A -> B -> A -> B -> A. After each
 # return: the PID at home runs the job itself (its command line, not mig-deputy's), no
 # call of it is forwarded any more (MIG_LOG), `migctl list` shows it at home as a
-# plain local job; and it moves out again. On its second stay on B it forks a child
+# plain local job; and it moves out again. On its second stay on B its working
+# directory at home is removed (the return must not need its name). It forks a child
 # there: its return home is refused even with --only (one line, nothing frozen), it
 # runs on, and comes home once the child has ended. Then the test tells it to end (its
 # ENDFILE) and waits for its end: every line and every echo exactly once, in order,
@@ -38,7 +39,10 @@ PY
 pids+=($!)
 wait_until 10 test -s "$dir/echo.port" || bad "the echo server started"
 cd "$dir"
-( MIG_LOG=$dir/mig.log LD_PRELOAD=$libmig "$job" 600 "$dir/home.txt" "$(cat "$dir/echo.port")" "$dir/forkfile" "$dir/endfile" > "$dir/out.txt" 2> "$dir/err.txt"
+# The job works in a directory of its own, removed while it is away the second time:
+# back home it is still the job's working directory (it held it, as a process does).
+mkdir "$dir/cwd"
+( cd "$dir/cwd" && MIG_LOG=$dir/mig.log LD_PRELOAD=$libmig "$job" 600 "$dir/home.txt" "$(cat "$dir/echo.port")" "$dir/forkfile" "$dir/endfile" > "$dir/out.txt" 2> "$dir/err.txt"
   echo "$?" > "$dir/status" ) &
 pids+=($!)
 wait_line "$dir/out.txt" '^step 3 ' || bad "the job started" "$dir/out.txt" "$dir/err.txt"
@@ -56,6 +60,7 @@ for round in 1 2; do
     ok "round $round: on B, PID $jobpid at home is its deputy ($(tr '\0' ' ' < "/proc/$jobpid/cmdline" | cut -c1-60))"
   else bad "round $round: a deputy at home while the job is on B" "$dir/a.log"; fi
   if [ $round = 2 ]; then
+    rmdir "$dir/cwd" || bad "the job's working directory removed while it is on B"
     touch "$dir/forkfile"
     wait_line "$dir/out.txt" '^child forked$' || bad "the job forks on B" "$dir/out.txt"
     A migrate "$jobpid" --to "$A_ADDR" --only > "$dir/out-refused" 2>&1; rc=$?
