@@ -570,6 +570,10 @@ class LocalImpl final : public rpc::Local::Server {
     require(owner == getuid(), kj::str("process ", pid, " belongs to uid ", owner, " (as the kernel reports it), not to "
                                        "this shadowd's user (uid ", getuid(), "): ask that user's shadowd"));
     require(d_.address().size() > 0, "this shadowd has no --listen address: jobs cannot come back to it");
+    // A job away whose deputy has not registered again with this (restarted) shadowd
+    // yet: its PID here is the deputy, not a job that never moved.
+    require(!isDeputy(pid), kj::str("PID ", pid, " is the deputy of a job away from home that this shadowd has not "
+                                    "learned back yet (it was restarted): try again in a few seconds"));
     alreadyThere(d_.address());
     HomeJob* job = d_.homeJobByVpid(pid);
     if (job == nullptr) {
@@ -800,6 +804,14 @@ class LocalImpl final : public rpc::Local::Server {
     return kj::READY_NOW;
   }
 
+  // Whether `pid` runs mig's deputy (this shadowd's, or one by its usual name).
+  bool isDeputy(pid_t pid) {
+    auto name = programOf(pid);
+    kj::StringPtr ours = d_.config().deputy;
+    KJ_IF_MAYBE(slash, ours.findLast('/')) { ours = ours.slice(*slash + 1); }
+    return name == "mig-deputy" || name == ours;
+  }
+
   // A deputy whose shadowd restarted registers again with the record it kept
   // (Deputy.keepRecord): the job is this host's again, listed, its signals passed on, and
   // movable. The deputy is the job's process at home: the caller's own PID.
@@ -808,11 +820,7 @@ class LocalImpl final : public rpc::Local::Server {
     require(peerPid_ > 0 && peerUid_ == getuid(),
             "only a deputy of this shadowd's user, on its local socket, may register again");
     require(p.getToken().size() == 32, "a job token is 32 bytes");
-    auto deputyName = programOf(peerPid_);
-    kj::StringPtr ours = d_.config().deputy;
-    KJ_IF_MAYBE(slash, ours.findLast('/')) { ours = ours.slice(*slash + 1); }
-    require(deputyName == "mig-deputy" || deputyName == ours,
-            kj::str("process ", peerPid_, " (", deputyName, ") is not a deputy (mig-deputy)"));
+    require(isDeputy(peerPid_), kj::str("process ", peerPid_, " (", programOf(peerPid_), ") is not a deputy (mig-deputy)"));
     auto r = p.getRecord();
     auto job = kj::heap<HomeJob>();
     job->id = p.getJobId();

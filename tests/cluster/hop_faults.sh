@@ -189,7 +189,8 @@ fi
 # of it can fail is done in phase one's check (home-restart, migctl/restart_command.cc
 # checkHomecomingWork), so a failure there leaves the job running on c. Then, with a's
 # shadowd started again without the fault (the deputy registers again), the job comes home.
-if set_fault a "hop:home-restart:error"; then
+if set_fault a "hop:home-restart:error" && wait_until 20 eval '[[ $(host_of "$(where job)") == c ]]'; then
+  # (a's restarted shadowd has learned the job back from its deputy: it lists it at c)
   what="error at home-restart (the check of the deputy's restart failed)"
   wait_step job $(( $(last_step job) + 2 )) 20
   migrate job a 60
