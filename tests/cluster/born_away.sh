@@ -188,7 +188,7 @@ if wait_step tree 3 20 && migrate tree b 60 --stop-and-copy && [[ $(host_of "$(w
      [[ $(host_of "$(awk -v p="$member" '$1 == p { print $3; exit }' "$T/list.last")") == c ]]; then
     ok "tree: b -> c with its member's child born on b (at STEP $k), root and member listed at c: $(migrated_line)"
   else
-    fail "tree: its move b -> c with its member's child born on b: exit $MIG_RC, member $member, list '$(tr '\n' '|' <"$T/list.last")'"
+    fail "tree: its move b -> c with its member's child born on b: exit $MIG_RC, member $member, listed at $(awk '$1 ~ /^[0-9]+$/ && NF > 2 { printf "%s:%s ", $1, $3 }' "$T/list.last")"
     detail "$MIG_ERR" "migctl's stderr"; shadowd_logs b c; restore_log c
   fi
 else
