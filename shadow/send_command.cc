@@ -27,11 +27,11 @@
 // "Moving a process tree"): shadowd gives every live descendant a job record of its
 // own (MIG_TREE_MEMBERS) and each member makes one hop of its own over the same link,
 // all frozen before any is given up, all given up (each becomes its own deputy) only
-// once every one is ready there. Away from home a process with children (all born
-// here) is refused before the destination is asked, after their moment to end
-// (shadow/settle_children.h: a job forking short children is not refused for one that
-// is gone within a second; children that come and go say "try again"); --only moves
-// the process alone. A hop to the job's
+// once every one is ready there. Away from home the children of a job's process, or of
+// a tree's member (all born here), come along in its image on a stop-and-copy hop to
+// another host (BornAway), after their moment to end (shadow/settle_children.h: a job
+// forking short children is moved between two of them); --only moves the process
+// alone. A hop to the job's
 // home (the destination says so) restores the job into its deputy
 // (deputy/homecoming.h), a tree's every member into its own, all or none
 // (shadow/tree_homecoming.h); children born away that still run are refused then even
