@@ -10,6 +10,9 @@
 # (children born away do not come home yet), the job running on; once the child has
 # ended and been waited for the job comes home and finishes there, its output the one
 # an undisturbed run prints.
+# A python3 tree (root and a child member) moved a -> b whole, whose member starts a
+# subprocess on b, moves b -> c with it (in the member's image): outputs and statuses
+# the undisturbed run's.
 # A job moved a -> b execs bash there, which forks a `$(...)` child (running sleep)
 # every round; moved b -> c while they come and go, every round's number still comes
 # back through its pipe, and its output is the undisturbed run's. A child born on b
