@@ -27,11 +27,11 @@
 // "Moving a process tree"): shadowd gives every live descendant a job record of its
 // own (MIG_TREE_MEMBERS) and each member makes one hop of its own over the same link,
 // all frozen before any is given up, all given up (each becomes its own deputy) only
-// once every one is ready there. Away from home a process with children (all born
-// here) is refused before the destination is asked, after their moment to end
-// (shadow/settle_children.h: a job forking short children is not refused for one that
-// is gone within a second; children that come and go say "try again"); --only moves
-// the process alone. A hop to the job's
+// once every one is ready there. Away from home the children of a job's process, or of
+// a tree's member (all born here), come along in its image on a stop-and-copy hop to
+// another host (BornAway), after their moment to end (shadow/settle_children.h: a job
+// forking short children is moved between two of them); --only moves the process
+// alone. A hop to the job's
 // home (the destination says so) restores the job into its deputy
 // (deputy/homecoming.h), a tree's every member into its own, all or none
 // (shadow/tree_homecoming.h); children born away that still run are refused then even
@@ -334,6 +334,40 @@ kj::Maybe<kj::String> socketpairWithChildren(pid_t job, const kj::Vector<resourc
   return nullptr;
 }
 
+// Why the children born here (away from home) of the job's process `real` cannot
+// come along in its image, if one cannot.
+kj::Maybe<kj::String> whyNotCarried(pid_t real, const kj::Vector<resources::TreeProcess>& children) {
+  kj::Maybe<kj::String> why = notUnderShim(children);
+  if (why == nullptr && children.size() > 0) why = socketpairWithChildren(real, children);
+  return why;
+}
+
+// A job's children born here, away from home (issue 12): on a stop-and-copy hop to
+// another host they come along, in its image as a tree whose root is the job
+// (migctl/tree_restart.h restartBornAway). One per job moved alone (sendCommand), one
+// per moving member of a tree (sendTree).
+struct BornAway {
+  kj::Vector<resources::TreeProcess> children;  // at the first look, announced on the ticket
+  bool cameAndWent = false;                     // some came and went during that look's moment
+  bool carry = false;                           // children seen before the freeze come along
+  kj::Own<migctl::FrozenTree> frozen;           // the job and its children, parked (null: the job alone)
+  bool forks() const { return children.size() > 0 || cameAndWent; }
+  // Parks the job's process `ctl` with its children, when it has any now (also one
+  // born since the looks: the freeze parks it); else leaves it for the caller to park
+  // alone, as ever (most jobs: known from their own /proc files, not all of /proc).
+  void park(migctl::ControlClient& ctl) {
+    if (!carry && resources::surelyChildless(ctl.realPid())) return;
+    frozen = kj::heap<migctl::FrozenTree>(ctl, kFreezeTimeoutSeconds);
+    if (frozen->single()) frozen = nullptr;  // they ended meanwhile
+    carry = frozen.get() != nullptr;
+  }
+  resources::CaptureStats capture(image::ByteSink& out) {
+    resources::CaptureOptions options;
+    options.forMigration = true;
+    return frozen->capture(out, options);
+  }
+};
+
 // A hop back home refused for the job's children born away: which, and why.
 kj::String homecomingRefusal(long vpid, const kj::Vector<resources::TreeProcess>& left, bool transient) {
   return kj::str("cannot move PID ", vpid, " home: it has ", left.size(),
@@ -453,6 +487,7 @@ struct MemberHop {
   resources::CaptureStats stats{};
   kj::Own<MemberSink> sink;        // its image, into out
   kj::Own<MemberPrecopy> precopy;  // a pre-copy hop: its image as the rounds began it
+  BornAway born;                   // away: its children born here, that come along
 };
 
 // MIG_TREE_MEMBERS (shadowd sets it): "PID:JOBID:TOKENHEX[:VPID]" per member but the
@@ -505,6 +540,13 @@ void setSysvNames(rpc::JobTicket::Builder ticket, const resources::SysvIpc& obje
   for (auto& o : objects.msg) add("msg", o.perm);
 }
 
+// The PIDs here of the children born away a ticket's job brings (the destination
+// checks them free before anything is frozen).
+void setAwayPids(rpc::JobTicket::Builder ticket, const BornAway& born) {
+  auto pids = ticket.initAwayPids(static_cast<unsigned>(born.children.size()));
+  for (unsigned i = 0; i < born.children.size(); ++i) pids.set(i, born.children[i].pid);
+}
+
 // What the members of a moving tree share (resources/shared_memory.h, MovingShare).
 struct TreeShare {
   kj::Vector<resources::SharedObject> shared;
@@ -528,7 +570,7 @@ kj::Own<control::Block> parkedBlock(migctl::ControlClient& ctl, const control::R
 // Found with every member parked. An outside process may have begun using a System V
 // object between the look before the freeze and the freeze: the hop is aborted.
 template <typename CtlOf>
-TreeShare sharedByMembers(kj::ArrayPtr<MemberHop* const> hops, kj::ArrayPtr<const control::Reply> parked, CtlOf&& ctlOf,
+TreeShare sharedByMembers(long vpid, kj::ArrayPtr<MemberHop* const> hops, kj::ArrayPtr<const control::Reply> parked, CtlOf&& ctlOf,
                           uint64_t jobId, kj::StringPtr here) {
   TreeShare out;
   kj::Vector<kj::Own<control::Block>> blocks;
@@ -542,7 +584,7 @@ TreeShare sharedByMembers(kj::ArrayPtr<MemberHop* const> hops, kj::ArrayPtr<cons
     pids.add(hops[i]->pid);
   }
   KJ_IF_MAYBE(why, resources::sysvUsedOutside(pids.asPtr())) {
-    fail(kj::str("cannot move PID ", hops[0]->vpid, " with its children: ", *why, "; the hop was aborted, the job runs on ",
+    fail(kj::str("cannot move PID ", vpid, " with its children: ", *why, "; the hop was aborted, the job runs on ",
                  here));
   }
   out.shared = resources::findTreeSharedMemory(members.asPtr());
@@ -585,7 +627,17 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   auto stillHere = [&](kj::StringPtr why) -> kj::String {
     return kj::str("cannot move PID ", vpid, " with its children: ", why, "; nothing was frozen, the job runs on ", here);
   };
+  // The root is one more hop, first: parents before their children.
+  MemberHop root;
+  root.pid = rootReal;
+  root.vpid = static_cast<pid_t>(vpid);
+  root.jobId = jobId;
+  root.token = kj::heapArray<kj::byte>(token);
+  root.command = kj::str(command);
   kj::Vector<MemberHop*> hops;  // the root first, then the members still part of the tree
+  bool homecoming = false;      // the destination is the tree's home: each member goes into its deputy
+  bool precopy = a.mode == nullptr || strcmp(a.mode, "precopy") == 0;
+  kj::String whyNot;            // why pre-copy was not possible: the result's second line
   // A member that ended before the freeze (a shell's `$(...)` that shadowd's look
   // listed, on a loaded host still running at presentMembers) is left out, as there:
   // nothing of it moves, its zombie stays here, its parent's deputy's to reap, and
@@ -609,22 +661,35 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     const bool frozen = when == "during the freeze";
     if (!atHome) {
       // Away, the members are jobs of their own here (none is another's child): a child
-      // one of them started here could not follow it. Before the freeze short children
-      // get their moment to end (settle_children.h); at the freeze the members cannot
-      // reap any more, so one there was started since.
-      kj::Vector<pid_t> pids;
-      pids.add(rootReal);
-      for (auto& m : members) pids.add(m.pid);
-      for (size_t i = 0; i < pids.size(); ++i) {
-        // Frozen, most members surely have no child: their own children lists say so.
-        if (frozen && resources::surelyChildless(pids[i])) continue;
-        auto look = [&]() { return childrenLeftBehind(pids[i], frozen); };
+      // one of them started here comes along in its image, as for a job moved alone
+      // (BornAway), to another host stop-and-copy. Before the freeze short children get
+      // their moment to end (settle_children.h); at the freeze the members cannot reap
+      // any more, so one there was started since. Those at the first look are
+      // announced on the member's ticket (and make the hop stop-and-copy); those born
+      // since come too on a stop-and-copy hop (the park takes them); otherwise they
+      // refuse it.
+      const bool first = when == "as the move began";
+      kj::Vector<MemberHop*> each;
+      each.add(&root);
+      for (auto& m : members) {
+        if (m.pid != 0) each.add(&m);
+      }
+      for (auto* h : each) {
+        if (h->born.carry || (frozen && resources::surelyChildless(h->pid))) continue;
+        auto look = [&]() { return childrenLeftBehind(h->pid, frozen); };
         auto born = frozen ? SettledChildren<resources::TreeProcess>{look(), false} : settledLook(look);
+        if (first) h->born.cameAndWent = born.cameAndWent;
         if (born.left.size() == 0) continue;
-        // After the first look any child is one started since it: "try again".
-        const bool since = when != "as the move began";
-        fail(awayChildrenRefusal(vpid, i == 0 ? vpid : members[i - 1].vpid, born.left, born.cameAndWent || since,
-                                 frozen, BornAwayRefused::treeMember));
+        if (!frozen && (first || (!precopy && !homecoming))) {
+          KJ_IF_MAYBE(why, whyNotCarried(h->pid, born.left)) {
+            fail(stillHere(kj::str("for its process ", h->vpid, ": ", *why, "; move it once that process has ended")));
+          }
+          if (first) h->born.children = kj::mv(born.left);
+          h->born.carry = true;
+          continue;
+        }
+        fail(awayChildrenRefusal(vpid, h->vpid, born.left, true, frozen,
+                                 homecoming ? BornAwayRefused::home : BornAwayRefused::lateStart));
       }
       return;
     }
@@ -717,20 +782,12 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     return kj::str("hop aborted: the destination ", a.to, " stopped answering (no progress for ", a.stallMs / 1000.0,
                    " s); the job runs on ", here);
   };
-  // The root is one more hop, first: parents before their children.
-  MemberHop root;
-  root.pid = rootReal;
-  root.vpid = static_cast<pid_t>(vpid);
-  root.jobId = jobId;
-  root.token = kj::heapArray<kj::byte>(token);
-  root.command = kj::str(command);
   hops.add(&root);
   for (auto& m : members) hops.add(&m);
   // The destination may refuse any of them before anything is frozen (the root's
   // ticket names the tree's System V objects: their keys and ids must be free there);
   // all asked at once, one round trip for the tree.
   resources::SysvIpc sysvBefore = resources::findSysvIpc(all.asPtr());
-  bool homecoming = false;  // the destination is the tree's home: each member goes into its deputy
   // What members share is restored as one object by the root's restart, the others
   // finding it (resources/shared_memory.h); restored one by one into their deputies they
   // would not: such a tree comes home as moved jobs, deputies kept (keepDeputy).
@@ -751,6 +808,7 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
       ticket.setVpid(static_cast<int32_t>(h->vpid));
       ticket.setCommand(h == &root ? command : h->command.asPtr());
       ticket.setKeepDeputy(sharesBefore);
+      setAwayPids(ticket, h->born);
       asked.add(receive.send().then([](auto r) { return kj::tuple(r.getSink(), r.getHome()); }));
     }
     auto sinks = waitOrStall(kj::joinPromises(asked.releaseAsArray()), timer, a.stallMs, stalled(), ws);
@@ -768,6 +826,30 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
                              "alone since, or its record there changed); move the members one by one with --only")));
     }
     homecoming = homeIs == TreeHomecoming::ALL;
+  }
+  // A member's children born here come along to another host stop-and-copy (BornAway),
+  // not home, and not where the members share objects (those move in the root's image).
+  for (auto* h : hops) {
+    if (h->born.children.size() == 0) continue;
+    if (homecoming) {
+      fail(awayChildrenRefusal(vpid, h->vpid, h->born.children, h->born.cameAndWent, false, BornAwayRefused::home));
+    }
+    if (sharesBefore) {
+      fail(stillHere(kj::str("its process ", h->vpid, " has children born on this host (", childNames(h->born.children),
+                             ") and its members share memory or System V objects, which cannot move together yet")));
+    }
+    if (a.mode != nullptr && strcmp(a.mode, "stop-and-copy") != 0) {
+      fail(stillHere(kj::str("the children born on this host of its process ", h->vpid, " (",
+                             childNames(h->born.children), ") move with it stop-and-copy only; leave out --", a.mode)));
+    }
+  }
+  // One that forked here during the look's moment may have a child again at the freeze.
+  for (auto* h : hops) {
+    if (precopy && a.mode == nullptr && !homecoming && h->born.forks()) {
+      precopy = false;
+      whyNot = kj::str("its process ", h->vpid, " has children born away from home, which move with it, and pre-copy "
+                       "does not carry them");
+    }
   }
   // A tree that surely moves stop-and-copy (asked so, or its members share objects)
   // has every member's restart there started now (an empty write, RpcSink::announce),
@@ -790,8 +872,6 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   // member's shim makes a userfaultfd (and ends that control connection: the freeze
   // takes a new one). One member that cannot makes the tree stop-and-copy, said on the
   // result's second line (with --precopy: refused, nothing frozen).
-  bool precopy = a.mode == nullptr || strcmp(a.mode, "precopy") == 0;
-  kj::String whyNot;
   // What members share (memory, System V objects) is captured once, frozen, into the
   // root's image: rounds per member would copy it per member. Such a tree goes
   // stop-and-copy.
@@ -888,12 +968,22 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     return true;
   };
   froze = true;
-  for (auto* h : hops) parks(h, [&]() { ctlOf(h).requestFreeze(); });
-  kj::Vector<control::Reply> parked;
+  // Away, to another host, stop-and-copy: a member with children now is parked with
+  // them (BornAway), the others alone.
+  const bool mayCarry = !atHome && !homecoming && !precopy;
+  for (auto* h : hops) {
+    parks(h, [&]() {
+      if (mayCarry) h->born.park(ctlOf(h));
+      if (!h->born.carry) ctlOf(h).requestFreeze();
+    });
+  }
+  kj::Vector<control::Reply> parked;  // (a member parked with its children: its tree has its block)
   for (auto* h : hops) {
     bool asked = true;
     for (auto* e : endedNow) asked &= e != h;
-    if (asked) parks(h, [&]() { parked.add(ctlOf(h).awaitFreeze(kFreezeTimeoutSeconds)); });
+    if (asked) {
+      parks(h, [&]() { parked.add(h->born.carry ? control::Reply{} : ctlOf(h).awaitFreeze(kFreezeTimeoutSeconds)); });
+    }
   }
   for (auto* h : endedNow) leaveOut(*h);
   times.mark("park");
@@ -905,7 +995,20 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   times.mark("child-check");
   // What the parked members share, seen at one instant: captured once, in the root's
   // image (resources/shared_memory.h, MovingShare); the others list them.
-  auto share = sharedByMembers(hops.asPtr(), parked.asPtr(), ctlOf, jobId, here);
+  // (Members parked with their children are not looked at: the tree shared nothing
+  // before the freeze, and one shared since with them is used outside the rest.)
+  kj::Vector<MemberHop*> alone;
+  kj::Vector<control::Reply> aloneParked;
+  for (size_t i = 0; i < hops.size(); ++i) {
+    if (hops[i]->born.carry) continue;
+    alone.add(hops[i]);
+    aloneParked.add(parked[i]);
+  }
+  auto share = sharedByMembers(vpid, alone.asPtr(), aloneParked.asPtr(), ctlOf, jobId, here);
+  if (alone.size() < hops.size() && share.any()) {
+    fail(kj::str("cannot move PID ", vpid, " with its children: they began to share memory or System V objects while "
+                 "a member has children born on this host; the hop was aborted, the job runs on ", here, " (try again)"));
+  }
   if (homecoming && share.any()) {
     fail(kj::str("cannot move PID ", vpid, " with its children home: they began to share memory or System V objects; "
                  "the hop was aborted, the job runs on ", here, " (try again: it then comes home as moved jobs)"));
@@ -938,7 +1041,9 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
       h->sink->startThreaded();
       captures.add(kj::heap<kj::Thread>([&, h, i]() {
         KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-          if (precopy) {
+          if (h->born.carry) {
+            h->stats = h->born.capture(*h->sink);
+          } else if (precopy) {
             h->stats = migctl::finishFrozen(ctlOf(h), parked[i], h->precopy->memory, h->precopy->precopy, *h->precopy->w);
           } else if (share.any()) {
             h->stats = captureMember(ctlOf(h), parked[i], *h->sink, share, i == 0);
@@ -996,7 +1101,11 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     MemberHop& h = *hops[i];
     migctl::ControlClient& ctl = ctlOf(&h);
     if (!atHome) {
-      ctl.exitProcess();
+      if (h.born.carry) {
+        h.born.frozen->exitEach();  // its children too: they run there now, with it
+      } else {
+        ctl.exitProcess();
+      }
       continue;
     }
     auto idText = kj::str(h.jobId), tokenEnv = kj::str(kTokenEnv, "=", hex(h.token)),
@@ -1281,13 +1390,10 @@ int sendCommand(int argc, char** argv) {
   // a tree (migctl/tree_restart.h restartBornAway), each under the shim, to any host
   // but home. At home a child is a process born since shadowd's look. Either may be
   // about to end: its moment first.
-  kj::Vector<resources::TreeProcess> bornHere;
-  bool bornCameAndWent = false;
+  BornAway born;
   // Children born here that cannot come along refuse the hop before anything is frozen.
   auto refuseUncarried = [&](const kj::Vector<resources::TreeProcess>& children) {
-    kj::Maybe<kj::String> why = notUnderShim(children);
-    if (why == nullptr && children.size() > 0) why = socketpairWithChildren(ctl->realPid(), children);
-    KJ_IF_MAYBE(w, why) {
+    KJ_IF_MAYBE(w, whyNotCarried(ctl->realPid(), children)) {
       fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, ": ", *w, "; nothing was frozen, the job runs on where "
                    "it was; move it once that process has ended, or --only moves process ", vpid > 0 ? vpid : pid,
                    " alone"));
@@ -1297,12 +1403,10 @@ int sendCommand(int argc, char** argv) {
     auto left = settledLook([&]() { return lostIfAlone(ctl->realPid(), deputy != nullptr); });
     if (left.left.size() > 0 && deputy != nullptr) fail(treeRefusal(vpid > 0 ? vpid : pid, left.left));
     refuseUncarried(left.left);
-    bornHere = kj::mv(left.left);
-    bornCameAndWent = left.cameAndWent;
+    born.children = kj::mv(left.left);
+    born.cameAndWent = left.cameAndWent;
   }
-  bool carry = bornHere.size() > 0;
-  // One that forked here during that moment may have a child again at its freeze.
-  const bool forksHere = carry || bornCameAndWent;
+  born.carry = born.children.size() > 0;
   // System V objects move with the job (made again there with their keys and ids,
   // removed here at the commit) unless a process outside it uses one too
   // (resources/sysv_ipc.h): refused now, nothing frozen. Pre-copy and post-copy do not
@@ -1336,8 +1440,7 @@ int sendCommand(int argc, char** argv) {
   ticket.setVpid(static_cast<int32_t>(vpid > 0 ? vpid : pid));
   ticket.setCommand(command);
   setSysvNames(ticket, sysvBefore);
-  auto awayPids = ticket.initAwayPids(static_cast<unsigned>(bornHere.size()));
-  for (unsigned i = 0; i < bornHere.size(); ++i) awayPids.set(i, bornHere[i].pid);
+  setAwayPids(ticket, born);
   // The one line the user sees when the destination stops answering (the job is
   // resumed here when this process ends: its shim sees the control connection close).
   auto stalled = kj::str("hop aborted: the destination ", to, " stopped answering (no progress for ",
@@ -1354,19 +1457,20 @@ int sendCommand(int argc, char** argv) {
     auto left = settledLook([&]() { return liveOnly(childrenLeftBehind(ctl->realPid())); });
     if (left.left.size() > 0) fail(homecomingRefusal(vpid > 0 ? vpid : pid, left.left, left.cameAndWent));
   }
-  if (homecoming && carry) {
-    fail(awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, bornHere, bornCameAndWent, false, BornAwayRefused::home));
+  if (homecoming && born.carry) {
+    fail(awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, born.children, born.cameAndWent, false, BornAwayRefused::home));
   }
   // To another host, a job that forks here (children at the look, or come and gone
   // during it) moves stop-and-copy, which takes along the children it has at the
   // freeze; pre-copy and post-copy do not.
   kj::String bornNote;
-  if (forksHere && !homecoming && mode == nullptr) {
+  // (One that forked here during the look's moment may have a child again at its freeze.)
+  if (born.forks() && !homecoming && mode == nullptr) {
     mode = "stop-and-copy";
     bornNote = kj::str("its children born away from home move with it, and pre-copy does not carry them");
-  } else if (carry && !homecoming && strcmp(mode, "stop-and-copy") != 0) {
+  } else if (born.carry && !homecoming && strcmp(mode, "stop-and-copy") != 0) {
     fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, " by ", mode, ": its children born on this host (",
-                 childNames(bornHere), ") move with it stop-and-copy only; nothing was frozen, the job runs on where it "
+                 childNames(born.children), ") move with it stop-and-copy only; nothing was frozen, the job runs on where it "
                  "was; leave out --", mode));
   }
 
@@ -1419,13 +1523,13 @@ int sendCommand(int argc, char** argv) {
   // stop-and-copy, they come along instead (the freeze parks them; their PIDs were not
   // announced: one taken there fails the restore, the hop aborted).
   auto lookBeforeFreeze = [&]() {
-    if (only || carry) return;  // (those born since come too: the freeze parks them)
+    if (only || born.carry) return;  // (those born since come too: the freeze parks them)
     auto left = settledLook([&]() { return lostIfAlone(ctl->realPid(), deputy != nullptr); });
     if (left.left.size() == 0) return;
     if (deputy != nullptr) fail(treeRefusal(vpid > 0 ? vpid : pid, left.left));
     if (!homecoming && uffd < 0 && !postcopy) {
       refuseUncarried(left.left);
-      carry = true;
+      born.carry = true;
       return;
     }
     fail(awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, left.left, /*cameAndWent=*/true, false,
@@ -1441,7 +1545,6 @@ int sendCommand(int argc, char** argv) {
   // protection: the kernel lifts it at the first write, as during the rounds).
   kj::Own<MemberPrecopy> tracked;
   resources::CaptureStats stats;
-  kj::Own<migctl::FrozenTree> withChildren;  // the job and its children born here, parked
   // From the first byte captured: the rate shadowd learns for balance's cost of a move.
   auto sendStartedAt = std::chrono::steady_clock::now();
   uint64_t bytesBefore = 0;
@@ -1476,22 +1579,15 @@ int sendCommand(int argc, char** argv) {
     // With its children born here (away, to another host, also one born since the
     // look): parked with it, one image of them all (a tree whose root is the job),
     // unless they all ended meanwhile; then the check after the freeze is as ever.
-    const bool mayCarry = deputy == nullptr && !homecoming && !only;
-    if (carry || (mayCarry && !resources::surelyChildless(ctl->realPid()))) {
-      withChildren = kj::heap<migctl::FrozenTree>(*ctl, kFreezeTimeoutSeconds);
-    }
-    if (withChildren.get() != nullptr && !withChildren->single()) {
+    if (deputy == nullptr && !homecoming && !only) born.park(*ctl);
+    if (born.carry) {
       times.mark("park");
-      resources::CaptureOptions options;
-      options.forMigration = true;
-      stats = withChildren->capture(out, options);
+      stats = born.capture(out);
     } else {
-      withChildren = nullptr;
       control::Reply parked = ctl->freeze(kFreezeTimeoutSeconds);
       times.mark("park");
       stats = migctl::captureFrozen(*ctl, parked, /*forMigration=*/true, out);
     }
-    carry = withChildren.get() != nullptr;
   }
   times.mark("capture");
   // The System V objects the image carries (captured at the freeze), removed here once
@@ -1515,7 +1611,7 @@ int sendCommand(int argc, char** argv) {
   // commit, so the job resumes here whole and nothing of it runs there.
   // Most jobs have no child at all: known from their own /proc files, not all of /proc.
   const bool childless = resources::surelyChildless(ctl->realPid());
-  if (!childless && !only && !carry) {
+  if (!childless && !only && !born.carry) {
     auto late = lostIfAlone(ctl->realPid(), deputy != nullptr);
     // At home a child started since the look (a shell's next `$(...)`) ends by itself
     // while its frozen parent forks no more; its zombie stays here, the deputy's to reap
@@ -1569,8 +1665,8 @@ int sendCommand(int argc, char** argv) {
     kj::StringPtr args[] = {deputy, "--job-id", idText, tokenEnv, "--socket", shadowdSocket,
                             "--drop-signals", dropText};
     ctl->becomeDeputy(args);
-  } else if (withChildren.get() != nullptr) {
-    withChildren->exitEach();  // they run there now, with it
+  } else if (born.carry) {
+    born.frozen->exitEach();  // they run there now, with it
   } else {
     ctl->exitProcess();
   }

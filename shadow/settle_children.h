@@ -85,36 +85,31 @@ const Process* firstNotUnderShim(const kj::Vector<Process>& children, Answers&& 
 
 // Where the children born away could not go along (awayChildrenRefusal).
 enum class BornAwayRefused {
-  home,        // a job moved as one process, to its home: they do not come home yet
-  treeMember,  // a tree's member, to any host: its children do not move with it yet
-  lateStart,   // a job moved as one process to another host, pre-copy or post-copy: they
-               // were started after the look that would have made the hop stop-and-copy
+  home,       // to the job's home: they do not come home yet
+  lateStart,  // to another host, pre-copy or post-copy: they were started after the
+              // look that would have made the hop stop-and-copy
 };
 
 // The one line refusing the move of a job away from home for its children born on
 // this host: `holder` the tree's member that has them (0: the job moves as one
 // process). `frozen`: seen after the freeze, so they appeared since the look (the hop
 // is aborted before its commit). Children that came and went, or appeared since the
-// look, are transient: "try again". One that stays keeps the job here until it has
-// ended and been waited for, or `--only` leaves it.
+// look, are transient: "try again". One that stays keeps the job from home until it
+// has ended and been waited for.
 template <typename Process>
 kj::String awayChildrenRefusal(long vpid, long holder, const kj::Vector<Process>& left, bool cameAndWent, bool frozen,
                                BornAwayRefused why) {
   const bool transient = cameAndWent || frozen || why == BornAwayRefused::lateStart;
-  const char* cannot = why == BornAwayRefused::home         ? "cannot come home with it yet"
-                       : why == BornAwayRefused::treeMember ? "cannot move with a tree's member yet, to another host or home"
-                                                            : "move with it stop-and-copy only, and these were started as "
-                                                              "it began to move";
+  const char* cannot = why == BornAwayRefused::home ? "cannot come home with it yet"
+                                                    : "move with it stop-and-copy only, and these were started as "
+                                                      "it began to move";
   return kj::str(
       "cannot move PID ", vpid, holder == 0 ? kj::str(": it has ") : kj::str(" with its children: its process ", holder, " has "),
       left.size(), left.size() == 1 ? " child" : " children", " born on this host (", childNames(left),
       "), away from home, and children born away from home ", cannot, " (issue 12); ",
       frozen ? "the hop was aborted" : "nothing was frozen", ", the job runs on where it was; ",
-      transient ? kj::str(frozen ? "they were started as it was frozen" : "its children come and go",
-                          ": try again")
-                : why == BornAwayRefused::home ? kj::str("move it home once they have ended and been waited for")
-                              : kj::str("move it once they have ended and been waited for, or --only moves process ",
-                                        vpid, " alone and leaves them on this host (they lose their parent)"));
+      transient ? kj::str(frozen ? "they were started as it was frozen" : "its children come and go", ": try again")
+                : kj::str("move it home once they have ended and been waited for"));
 }
 
 }  // namespace mig::shadow

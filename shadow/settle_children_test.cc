@@ -82,15 +82,15 @@ TEST_CASE("settle children: the refusal says try again only for transient childr
   CHECK(std::string(stays.cStr()).find("nothing was frozen, the job runs on where it was") != std::string::npos);
   CHECK(std::string(stays.cStr()).find("cannot come home with it yet") != std::string::npos);
   CHECK(std::string(stays.cStr()).find("move it home once they have ended and been waited for") != std::string::npos);
-  auto member = awayChildrenRefusal(12, 15, left, false, false, BornAwayRefused::treeMember);
-  CHECK(std::string(member.cStr()).find("--only moves process 12 alone") != std::string::npos);
+  auto member = awayChildrenRefusal(12, 15, left, false, false, BornAwayRefused::home);
+  CHECK(std::string(member.cStr()).find("cannot move PID 12 with its children: its process 15 has 1 child") == 0);
   auto transient = awayChildrenRefusal(12, 0, left, true, false, BornAwayRefused::home);
   CHECK(std::string(transient.cStr()).find("its children come and go: try again") != std::string::npos);
-  auto late = awayChildrenRefusal(12, 15, left, false, true, BornAwayRefused::treeMember);
+  auto late = awayChildrenRefusal(12, 15, left, false, true, BornAwayRefused::lateStart);
   CHECK(std::string(late.cStr()).find("cannot move PID 12 with its children: its process 15 has 1 child") == 0);
   CHECK(std::string(late.cStr()).find("the hop was aborted, the job runs on where it was") != std::string::npos);
   CHECK(std::string(late.cStr()).find("try again") != std::string::npos);
-  CHECK(std::string(late.cStr()).find("cannot move with a tree's member yet") != std::string::npos);
+  CHECK(std::string(late.cStr()).find("they were started as it was frozen: try again") != std::string::npos);
   auto started = awayChildrenRefusal(12, 0, left, false, false, BornAwayRefused::lateStart);
   CHECK(std::string(started.cStr()).find("move with it stop-and-copy only, and these were started as it began to move") !=
         std::string::npos);

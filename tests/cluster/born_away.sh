@@ -10,6 +10,9 @@
 # (children born away do not come home yet), the job running on; once the child has
 # ended and been waited for the job comes home and finishes there, its output the one
 # an undisturbed run prints.
+# A python3 tree (root and a child member) moved a -> b whole, whose member starts a
+# subprocess on b, moves b -> c with it (in the member's image): outputs and statuses
+# the undisturbed run's.
 # A job moved a -> b execs bash there, which forks a `$(...)` child (running sleep)
 # every round; moved b -> c while they come and go, every round's number still comes
 # back through its pipe, and its output is the undisturbed run's. A child born on b
@@ -137,6 +140,74 @@ else
   restore_log c
 fi
 kill_job family
+
+# --- a tree's member with a child born on b ------------------------------------------------
+# The root forks a child at home (a member: the tree moves a -> b whole); on b the
+# member starts a subprocess (a sh reading a line, born away from home). The tree moves
+# b -> c with it in the member's image (stop-and-copy); there the sh gets its line
+# through its pipe, the member's wait its status 3, the root's the member's 5.
+MEMBER='import os, subprocess, sys, time
+def say(*words):
+    os.write(1, (" ".join(str(w) for w in words) + "\n").encode())
+def wait_for(name):
+    while not os.path.exists(name):
+        time.sleep(0.05)
+kid = os.fork()
+if kid == 0:
+    wait_for("MOVED")
+    g = subprocess.Popen(["/bin/sh", "-c", "read x; echo grandchild got $x; exit 3"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    say("member born away:", g.pid > 4194304)
+    wait_for("HOPPED")
+    g.stdin.write(b"its line\n")
+    g.stdin.close()
+    say("member says", g.stdout.read().decode().strip() + ", status", g.wait())
+    os._exit(5)
+n = 0
+while True:
+    pid, status = os.waitpid(kid, os.WNOHANG)
+    if pid:
+        break
+    n += 1
+    say("STEP", n)
+    time.sleep(0.05)
+say("member status", os.waitstatus_to_exitcode(status))'
+want="member born away: True
+member says grandchild got its line, status 3
+member status 5"
+mkdir -p "$(jfile tref data)" && touch "$(jfile tref MOVED)" "$(jfile tref HOPPED)"
+start_job tref plain "$PY" -c "$MEMBER" || cluster_end
+if ! wait_job tref 60 || [[ $STATUS != 0 || $(grep -av '^STEP ' "$(jfile tref out)") != "${want/born away: True/born away: False}" ]]; then
+  fail "the tree's undisturbed run: status $STATUS, its output not the expected"; detail "$(jfile tref out)" "its output"
+fi
+start_job tree mig "$PY" -c "$MEMBER" || cluster_end
+if wait_step tree 3 20 && migrate tree b 60 --stop-and-copy && [[ $(host_of "$(where tree)") == b ]]; then
+  touch "$(jfile tree MOVED)"
+  wait_until 30 grep -q "^member born away" "$(jfile tree out)"
+  k=$(( $(last_step tree) + 3 ))
+  wait_step tree $k 30
+  migrate tree c 60
+  member=$(hx a pgrep -P "${PID[tree]}" | head -n 1)  # its deputy at home, the root's deputy's child
+  if (( MIG_RC == 0 )) && [[ $(host_of "$(where tree)") == c && -n $member ]] && migrated_line | grep -q "stop-and-copy" &&
+     [[ $(host_of "$(awk -v p="$member" '$1 == p { print $3; exit }' "$T/list.last")") == c ]]; then
+    ok "tree: b -> c with its member's child born on b (at STEP $k), root and member listed at c: $(migrated_line)"
+  else
+    fail "tree: its move b -> c with its member's child born on b: exit $MIG_RC, member $member, listed at $(awk '$1 ~ /^[0-9]+$/ && NF > 2 { printf "%s:%s ", $1, $3 }' "$T/list.last")"
+    detail "$MIG_ERR" "migctl's stderr"; shadowd_logs b c; restore_log c
+  fi
+else
+  fail "tree: its move a -> b: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
+fi
+touch "$(jfile tree HOPPED)"
+wait_job tree 30
+got=$(grep -av '^STEP ' "$(jfile tree out)")
+if [[ $STATUS == 0 && $got == "$want" && ! -s $(jfile tree err) ]]; then
+  ok "tree: on c the member's child born on b got its line through its pipe, the member's wait its status 3, the root's the member's 5; output the undisturbed run's, nothing on stderr, status 0"
+else
+  fail "tree: status $STATUS, output not the undisturbed run's"
+  diff <(echo "$want") <(echo "$got") | head -n 12 | sed 's/^/#     /'; detail "$(jfile tree err)" "its stderr"
+  restore_log c
+fi
+kill_job tree
 
 # --- a child born on b without libmig.so: refused ------------------------------------------
 BARE='import multiprocessing, os, subprocess, time
