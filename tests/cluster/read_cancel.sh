@@ -9,8 +9,11 @@
 # or was cancelled and the next read takes it); (3) `kill -INT` while os.read waits:
 # KeyboardInterrupt, caught; (4) `kill -USR2`, whose handler has SA_RESTART: the
 # signal reaches the job at once (python's C handler writes it to its wakeup fd) and
-# the read is made again, no EINTR; (5) every line written at home is read exactly
-# once, in order. (Before: the handler waited until more data came.)
+# the read is made again, no EINTR; (5) `kill -TSTP` (Ctrl-Z's), then `kill -STOP`,
+# while os.read waits: the job on b and its deputy on a are stopped (state T), `kill
+# -CONT` continues both and the read made again takes the next line; (6) every line
+# written at home is read exactly once, in order. (Before: the handler waited until
+# more data came.)
 #
 # usage: read_cancel.sh OPTIONS (cluster_lib.sh); meson runs it as test
 # 'migration-read-cancel' (suite cluster) with every path filled in.
