@@ -9,8 +9,11 @@
 # or was cancelled and the next read takes it); (3) `kill -INT` while os.read waits:
 # KeyboardInterrupt, caught; (4) `kill -USR2`, whose handler has SA_RESTART: the
 # signal reaches the job at once (python's C handler writes it to its wakeup fd) and
-# the read is made again, no EINTR; (5) every line written at home is read exactly
-# once, in order. (Before: the handler waited until more data came.)
+# the read is made again, no EINTR; (5) `kill -TSTP` (Ctrl-Z's), then `kill -STOP`,
+# while os.read waits: the job on b and its deputy on a are stopped (state T), `kill
+# -CONT` continues both and the read made again takes the next line; (6) every line
+# written at home is read exactly once, in order. (Before: the handler waited until
+# more data came.)
 #
 # usage: read_cancel.sh OPTIONS (cluster_lib.sh); meson runs it as test
 # 'migration-read-cancel' (suite cluster) with every path filled in.
@@ -62,6 +65,8 @@ bpid=""
 # Blocked in a read: it said "reading" last, and its thread waits for home's answer
 # in the shim's ppoll (271).
 in_read() { [[ $(out | tail -n 1) == reading && $(hx b cat "/proc/$bpid/syscall" 2>/dev/null | cut -d' ' -f1) == 271 ]]; }
+# state HOST PID: the process's state letter there (T: stopped).
+state() { hx "$1" awk '{ sub(/.*\) /, ""); print $1 }' "/proc/$2/stat" 2>/dev/null; }
 # says TEXT [N]: 0 once the line TEXT has come N times (default 1).
 has() { (( $(count "$1") >= $2 )); }
 says() { wait_until 20 has "$1" "${2:-1}"; }
@@ -114,7 +119,28 @@ if hop job a b; then
   hx a sh -c "echo 4 >$fifo"
   check "after it, the next line written at home was read" "got 4"
 
-  if [[ $(out | grep '^got ' | tr '\n' ' ') == "got 1 got 2 got 3 got 5 got os.read got 4 " ]]; then
+  # A stop signal sent at home (Ctrl-Z's TSTP, which the deputy passes on; STOP, which
+  # shadowd on a hears of from its stop watch) reaches the job on b as SIGSTOP, which
+  # its wait for home's answer cannot hold off; CONT makes the read again.
+  for sig in TSTP STOP; do
+    wait_until 20 in_read
+    hx a kill -$sig "${PID[job]}"
+    if wait_until 20 eval '[[ $(state b "$bpid") == T && $(state a "${PID[job]}") == T ]]'; then
+      ok "kill -$sig at home stopped the job on b while os.read waited at home, and its deputy on a (state T)"
+    else
+      fail "after kill -$sig at home: the job's state on b '$(state b "$bpid")', its deputy's on a '$(state a "${PID[job]}")' (want T, T)"
+    fi
+    hx a kill -CONT "${PID[job]}"
+    if wait_until 20 eval '[[ $(state b "$bpid") != T && $(state a "${PID[job]}") != T ]]'; then
+      ok "kill -CONT at home continued both"
+    else
+      fail "after kill -CONT at home: the job's state on b '$(state b "$bpid")', its deputy's on a '$(state a "${PID[job]}")'"
+    fi
+    wait_until 20 in_read && hx a sh -c "echo $sig >$fifo"
+    check "the read made again after the $sig took the next line written at home" "got $sig"
+  done
+
+  if [[ $(out | grep '^got ' | tr '\n' ' ') == "got 1 got 2 got 3 got 5 got os.read got 4 got TSTP got STOP " ]]; then
     ok "every line written at home was read exactly once, in order"
   else
     fail "the lines written at home were not each read once, in order: $(out | grep '^got ' | tr '\n' ' ')"
