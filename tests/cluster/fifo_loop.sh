@@ -1,10 +1,10 @@
 #!/bin/bash
 # fifo_loop.sh: a bash loop that opens a home FIFO each round moves and runs on (issue
 # 13/15). The loop opens the FIFO read-write (`exec 5<>`), prints a line and closes it
-# again, with no pause, so the move often catches fd 5 open: the job lands with a
-# readiness stand-in for it and closes that stand-in at once, maybe before the
-# deputy's watch of the fd is answered, or after its close ran at home. It moves a -> b and b -> c at a
-# printed line; each `migctl migrate` succeeds (before: the stand-in closed before its
+# again, with no pause, so a move may catch fd 5 open: the job lands with a readiness
+# stand-in for it and closes that stand-in at once, maybe before the deputy's watch of
+# the fd is answered, or after its close ran at home. It moves a -> b and b -> c at a
+# printed line; each `migctl migrate` exits 0 (before: a stand-in closed before its
 # watch settled was waited for, and migctl said "home fds were not all watched within
 # 20 s", exit 3), and the loop's output is what an undisturbed run prints, its stderr
 # empty, status 0.
