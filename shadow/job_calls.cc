@@ -335,6 +335,10 @@ class StandInEnd final : public kj::Refcounted {
     return written.addBranch().attach(kj::addRef(*this));
   }
 
+  // Its first watch at home was answered or failed, or it ended before that: it is
+  // waited for no more (JobCalls::setupProblems).
+  bool settled = false;
+
   kj::Promise<void> ended() {
     return stream_->tryRead(sink_, 1, sizeof(sink_))
         .then([this](size_t n) -> kj::Promise<void> { return n == 0 ? kj::READY_NOW : ended(); },
@@ -373,49 +377,54 @@ kj::Promise<void> JobCalls::serveStandIn(int32_t fd, kj::Own<kj::AsyncIoStream> 
   auto end = kj::refcounted<StandInEnd>(kj::mv(stream));
   ++watchesPending_;
   auto watching = started().then([this, fd, end = kj::addRef(*end)]() mutable {
-    return watchAtHome(fd, kj::mv(end), true);
+    return watchAtHome(fd, kj::mv(end));
   });
-  return end->ended().exclusiveJoin(kj::mv(watching)).attach(kj::mv(end));
+  // A stand-in the job closes before its watch is answered (a loop that opens and
+  // closes a home FIFO each round, moved with it open) has nothing left to wait for.
+  auto ended = end->ended().then([this, end = kj::addRef(*end)]() mutable { watchSettled(*end); });
+  return ended.exclusiveJoin(kj::mv(watching)).attach(kj::mv(end));
 }
 
 // The deputy watches `fd` for the stand-in `end` for as long as the link it was asked
 // on lives; a resumed link is asked again (the old watch went with the old link).
-kj::Promise<void> JobCalls::watchAtHome(int32_t fd, kj::Own<StandInEnd> end, bool first) {
+kj::Promise<void> JobCalls::watchAtHome(int32_t fd, kj::Own<StandInEnd> end) {
   if (lost_) return kj::NEVER_DONE;
   const uint64_t generation = generation_;
   auto req = deputy().watchRequest();
   req.setFd(fd);
   req.setReadiness(kj::heap<ReadinessImpl>(pushed_->gate(), fd, kj::addRef(*end)));
   return req.send().then(
-      [this, fd, first, end = kj::addRef(*end)](capnp::Response<rpc::Deputy::WatchResults>&& watch) mutable
+      [this, fd, end = kj::addRef(*end)](capnp::Response<rpc::Deputy::WatchResults>&& watch) mutable
       -> kj::Promise<void> {
-        if (first) watchSettled();
+        watchSettled(*end);
         // Held (and so watched at home) until the stand-in ends, or its link is resumed.
         if (resume_ == nullptr) return kj::Promise<void>(kj::NEVER_DONE).attach(kj::mv(watch));
         return nextLink(generation_).attach(kj::mv(watch)).then([this, fd, end = kj::mv(end)]() mutable {
-          return watchAtHome(fd, kj::mv(end), false);
+          return watchAtHome(fd, kj::mv(end));
         });
       },
-      [this, fd, first, generation, end = kj::addRef(*end)](kj::Exception&& e) mutable -> kj::Promise<void> {
+      [this, fd, generation, end = kj::addRef(*end)](kj::Exception&& e) mutable -> kj::Promise<void> {
         if (resumes(e)) {
           startRelink();
-          return nextLink(generation).then([this, fd, first, end = kj::mv(end)]() mutable {
-            return watchAtHome(fd, kj::mv(end), first);
+          return nextLink(generation).then([this, fd, end = kj::mv(end)]() mutable {
+            return watchAtHome(fd, kj::mv(end));
           });
         }
-        if (!first) return kj::NEVER_DONE;
+        if (end->settled) return kj::NEVER_DONE;
         // The stand-in stays open without tokens: the job's poll never wakes for this
         // fd, but its calls on it still work.
         auto why = kj::str("its home fd ", fd, " cannot be watched (", oneLine(e.getDescription()),
                            "): poll and epoll on it will not wake");
         d_.log(kj::str("job ", jobId_, ": ", why));
         watchProblems_.add(kj::mv(why));
-        watchSettled();
+        watchSettled(*end);
         return kj::NEVER_DONE;
       });
 }
 
-void JobCalls::watchSettled() {
+void JobCalls::watchSettled(StandInEnd& end) {
+  if (end.settled) return;
+  end.settled = true;
   if (--watchesPending_ > 0) return;
   for (auto& f : watchWaiters_) f->fulfill();
   watchWaiters_.clear();

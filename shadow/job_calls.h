@@ -113,7 +113,7 @@ class JobCalls : public kj::Refcounted {
   rpc::Deputy::Client deputy();
   kj::Promise<kj::Array<kj::byte>> send(kj::Array<kj::byte> request);
   kj::Promise<int32_t> sendWrite(kj::Array<kj::byte> request);
-  kj::Promise<void> watchAtHome(int32_t fd, kj::Own<StandInEnd> end, bool first);
+  kj::Promise<void> watchAtHome(int32_t fd, kj::Own<StandInEnd> end);
   // The resumable link home, direct or through home's shadowd: install a (re)made one;
   // notice a break; make it again.
   struct Relayed {
@@ -177,7 +177,7 @@ class JobCalls : public kj::Refcounted {
   int watchesPending_ = 0;                       // stand-ins whose watch is not settled
   kj::Vector<kj::String> watchProblems_;         // the ones that failed, one line each
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> watchWaiters_;
-  void watchSettled();
+  void watchSettled(StandInEnd& end);
   bool sending_ = false;
   int connections_ = 0;
   std::multimap<uint64_t, kj::Own<kj::PromiseFulfiller<void>>> ranWaiters_;
