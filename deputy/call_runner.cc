@@ -141,12 +141,7 @@ bool interrupted(const kj::Array<kj::byte>& reply) {
 
 // The answer of a call cancelled before it began: EINTR, nothing done.
 kj::Array<kj::byte> interruptedReply(uint64_t seq) {
-  rsc::ReplyHeader h{};
-  h.magic = rsc::kReplyMagic;
-  h.length = sizeof(h);
-  h.seq = seq;
-  h.result = -1;
-  h.error = EINTR;
+  const rsc::ReplyHeader h = rsc::failureReply(seq, EINTR);
   return kj::heapArray<kj::byte>(reinterpret_cast<const kj::byte*>(&h), sizeof(h));
 }
 

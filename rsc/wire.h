@@ -80,4 +80,15 @@ struct ReplyHeader {
 };
 static_assert(sizeof(ReplyHeader) == 32);
 
+// The whole reply of call `seq` that failed with `error` (result -1, nothing more).
+inline ReplyHeader failureReply(uint64_t seq, int32_t error) {
+  ReplyHeader h{};
+  h.magic = kReplyMagic;
+  h.length = sizeof(h);
+  h.seq = seq;
+  h.result = -1;
+  h.error = error;
+  return h;
+}
+
 }  // namespace mig::rsc

@@ -23,19 +23,17 @@ void PushBuffer::end(int32_t error) {
 }
 
 kj::Array<kj::byte> PushBuffer::read(const rsc::RequestHeader& request, uint64_t& taken) {
-  rsc::ReplyHeader h{};
-  h.magic = rsc::kReplyMagic;
-  h.seq = request.seq;
   taken = 0;
   if (size_ == 0 && error_ != 0) {  // the failure, once; the end after it
-    h.length = sizeof(h);
-    h.result = -1;
-    h.error = error_;
+    const rsc::ReplyHeader h = rsc::failureReply(request.seq, error_);
     error_ = 0;
     auto reply = kj::heapArray<kj::byte>(sizeof(h));
     memcpy(reply.begin(), &h, sizeof(h));
     return reply;
   }
+  rsc::ReplyHeader h{};
+  h.magic = rsc::kReplyMagic;
+  h.seq = request.seq;
   const uint64_t n = kj::min(static_cast<uint64_t>(request.args[2]), size_);
   h.length = sizeof(h) + rsc::payloadSize(n);
   h.result = static_cast<int64_t>(n);

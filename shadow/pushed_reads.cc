@@ -132,12 +132,7 @@ bool PushedReads::cancel(uint32_t thread, uint64_t seq) {
     for (auto it = s->waiting.begin(); it != s->waiting.end(); ++it) {
       const rsc::RequestHeader h = headerOf(it->request);
       if (h.thread != thread || h.seq != seq || !it->done->isWaiting()) continue;
-      rsc::ReplyHeader r{};
-      r.magic = rsc::kReplyMagic;
-      r.length = sizeof(r);
-      r.seq = seq;
-      r.result = -1;
-      r.error = EINTR;
+      const rsc::ReplyHeader r = rsc::failureReply(seq, EINTR);
       it->done->fulfill(Served{kj::heapArray<kj::byte>(reinterpret_cast<const kj::byte*>(&r), sizeof(r)), nullptr});
       s->waiting.erase(it);
       return true;
