@@ -22,11 +22,16 @@ void Answered::done(const rsc::RequestHeader& h, kj::Array<kj::byte> reply) {
     write_ = Kept{h.seq, kj::mv(reply)};
     return;
   }
-  // A read served from pushed bytes is taken here after its thread went on (its batch
-  // waited for a resumed link): the thread's newer call is the one it may send again.
+  last_[h.thread] = Kept{h.seq, kj::mv(reply)};
+}
+
+void Answered::takenLate(const rsc::RequestHeader& h, kj::Array<kj::byte> reply) {
+  // Its batch waited for a resumed link while the thread went on: the thread's newer
+  // call is the one it may send again. (Only here: a program a process exec'd numbers
+  // its calls from 1 again under the same thread id, so done() must not compare.)
   auto it = last_.find(h.thread);
   if (it != last_.end() && it->second.seq > h.seq) return;
-  last_[h.thread] = Kept{h.seq, kj::mv(reply)};
+  done(h, kj::mv(reply));
 }
 
 bool Answered::cancelBeforeRun(uint32_t thread, uint64_t seq, kj::Array<kj::byte> reply) {

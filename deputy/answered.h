@@ -32,6 +32,9 @@ class Answered {
 
   // `h` ran and answered `reply`.
   void done(const rsc::RequestHeader& h, kj::Array<kj::byte> reply);
+  // The same for a read served from pushed bytes and taken here late (CallRunner::
+  // runTaken): kept only if its thread has sent no newer call since.
+  void takenLate(const rsc::RequestHeader& h, kj::Array<kj::byte> reply);
 
   // A cancel (Deputy.cancel) of thread `thread`'s call `seq`, which has not come yet
   // (the relay holds a call until the job's writes before it have run; the cancel

@@ -88,9 +88,18 @@ TEST_CASE("a read taken late (pushed ahead, its batch sent again) does not hide 
   Answered a;
   kj::ArrayPtr<const kj::byte> got;
   a.done(request(3, 9), reply(0xcc));  // the thread went on: its call 9 ran
-  a.done(request(3, 8), reply(0xdd));  // its read 8, served where it runs, taken at home now
+  a.takenLate(request(3, 8), reply(0xdd));  // its read 8, served where it runs, taken at home now
   REQUIRE(a.ran(request(3, 9), got));  // call 9 sent again is still answered from its run
   CHECK(got[0] == 0xcc);
+}
+
+TEST_CASE("a program a process exec'd numbers its calls from 1 again under the same thread id: each is kept") {
+  Answered a;
+  kj::ArrayPtr<const kj::byte> got;
+  a.done(request(4, 50), reply(0xaa));  // the process before its exec
+  a.done(request(4, 1), reply(0xbb));   // the program it exec'd (same PID, same thread id)
+  REQUIRE(a.ran(request(4, 1), got));   // its answer is there to send
+  CHECK(got[0] == 0xbb);
 }
 
 }  // namespace

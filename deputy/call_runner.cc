@@ -361,7 +361,7 @@ int64_t CallRunner::runTaken(kj::ArrayPtr<const kj::byte> request) {
   rsc::ReplyHeader r;
   if (reply.size() < sizeof(r)) return -1;
   memcpy(&r, reply.begin(), sizeof(r));
-  answered_.done(h, kj::mv(reply));
+  answered_.takenLate(h, kj::mv(reply));
   return r.result;
 }
 
