@@ -16,9 +16,13 @@
 // blocked but for a signalfd of every one that can be caught but mig's own (62, 63). It
 // drops those its deputy sent, as the deputy drops them itself: a kill(-PGID) by the job
 // reaches its children born away from the job's shim (sigsys_handler.cc killHomeGroup).
-// SIGSTOP and SIGKILL it cannot catch: a SIGSTOP of the group stops the members, not the
-// processes born away; a SIGKILL of the group kills it and the deputy at once, and the
-// home shadowd, seeing the deputy gone, looks at the stand-in (Local.registerDeputy
+// SIGSTOP and SIGKILL it cannot catch, but shadowd looks at it: a SIGSTOP of the group
+// stops it with the deputy, and shadowd, told of the deputy's stop (stop_watch.h), finds
+// it stopped too (or the SIGSTOP pending) and stops the job's group where it runs, the
+// processes born away with the job (local_service.cc deputyFound); the group's SIGCONT
+// continues it, and it catches that as any other. A SIGKILL of the group kills it and
+// the deputy at once, and the home shadowd, seeing the deputy gone, looks at the
+// stand-in (Local.registerDeputy
 // `standIn`): killed too, so the group was, and the job's host kills the job's group
 // there (local_service.cc watchDeputy). The deputy tells it to end when the job ends or
 // comes home; if the deputy dies without telling it (killed alone), it waits 5 s before

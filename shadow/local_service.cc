@@ -53,19 +53,6 @@ bool processStopped(pid_t pid) {
   return paren != nullptr && paren[1] == ' ' && paren[2] == 'T';
 }
 
-// A deputy found stopped that did not stop itself for a forwarded TSTP (TTIN, TTOU), so
-// stopped by SIGSTOP, has the job stopped too with SIGSTOP. SIGCONT needs nothing here:
-// the deputy catches it and passes it on (deputySignal then forgets the stop, so the
-// next one is seen however soon it comes). While the job moves, its stop is seen once
-// it has arrived (followStops after the hop).
-void deputyFound(Daemon& d, HomeJob& job, bool stopped, const char* how) {
-  if (stopped && !job.deputyStopped && !job.stopForwarded) {
-    d.log(kj::str("job ", job.id, ": its deputy (PID ", job.vpid, ") was stopped; stopping the job (", how, ")"));
-    d.tasks().add(sendSignal(d, job, SIGSTOP));
-  }
-  job.deputyStopped = stopped;
-}
-
 // The group stand-in the deputy of `job` names (deputy/stand_in.h), kept as a pidfd once
 // it is surely that: in the deputy's session, named so.
 void keepStandIn(Daemon& d, HomeJob& job, pid_t pid) {
@@ -79,6 +66,30 @@ void keepStandIn(Daemon& d, HomeJob& job, pid_t pid) {
   job.standInPid = pid;
 }
 
+// Whether the job's stand-in has signal `sig` pending (sent, not yet taken).
+bool standInPending(const HomeJob& job, int sig) {
+  const unsigned long long bit = 1ull << (sig - 1);
+  auto status = readProc(job.standInPid, "status");
+  for (const char* field : {"SigPnd:", "ShdPnd:"}) {
+    const char* at = strstr(status.cStr(), field);
+    if (at != nullptr && (strtoull(at + strlen(field), nullptr, 16) & bit)) return true;
+  }
+  return false;
+}
+
+// Whether the SIGSTOP that stopped the job's deputy was sent to its group at home: the
+// stand-in, in that group, has it too (stand_in.h). The kernel gives a group signal to
+// every process in the group before kill(2) returns, long before the deputy's stop is
+// seen here, so the stand-in has it pending or, having taken it, is stopped: looked at
+// in that order (the kernel takes it and stops the process at once, under the lock
+// that the look at what is pending takes).
+bool standInStopped(const HomeJob& job) {
+  if (job.standIn.get() < 0) return false;
+  struct pollfd gone = {job.standIn.get(), POLLIN, 0};
+  if (poll(&gone, 1, 0) == 1) return false;
+  return standInPending(job, SIGSTOP) || processStopped(job.standInPid);
+}
+
 // Whether the job's stand-in was killed with its deputy, which is gone: a SIGKILL of
 // their group at home (stand_in.h). The kernel gives a group's SIGKILL to every process
 // in it before kill(2) returns, so by the deputy's end the stand-in has it pending, is
@@ -87,17 +98,29 @@ bool standInKilled(const HomeJob& job) {
   if (job.standIn.get() < 0) return false;
   struct pollfd gone = {job.standIn.get(), POLLIN, 0};
   if (poll(&gone, 1, 0) == 1) return true;
-  constexpr unsigned long long kKillBit = 1ull << (SIGKILL - 1);
-  auto status = readProc(job.standInPid, "status");
-  for (const char* field : {"SigPnd:", "ShdPnd:"}) {
-    const char* at = strstr(status.cStr(), field);
-    if (at != nullptr && (strtoull(at + strlen(field), nullptr, 16) & kKillBit)) return true;
-  }
+  if (standInPending(job, SIGKILL)) return true;
   auto stat = readProc(job.standInPid, "stat");
   const char* field = strrchr(stat.cStr(), ')');  // then state ppid pgrp session tty tpgid flags
   for (int i = 0; field != nullptr && i < 7; ++i) field = strchr(field + 1, ' ');
   constexpr unsigned long kExiting = 0x4;  // PF_EXITING
   return field != nullptr && (strtoul(field + 1, nullptr, 10) & kExiting);
+}
+
+// A deputy found stopped that did not stop itself for a forwarded TSTP (TTIN, TTOU), so
+// stopped by SIGSTOP, has the job stopped too with SIGSTOP: the job alone, or, when the
+// SIGSTOP was the group's (its stand-in has it too), the job's group where it runs, its
+// children born there with it (Node.signal `toGroup`). SIGCONT needs nothing here: the
+// deputy catches it and passes it on, to the group there when the stand-in caught it too
+// (deputySignal then forgets the stop, so the next one is seen however soon it comes).
+// While the job moves, its stop is seen once it has arrived (followStops after the hop).
+void deputyFound(Daemon& d, HomeJob& job, bool stopped, const char* how) {
+  if (stopped && !job.deputyStopped && !job.stopForwarded) {
+    const bool group = standInStopped(job);
+    d.log(kj::str("job ", job.id, ": its deputy (PID ", job.vpid, ") was stopped; stopping the job", group ? "'s group" : "",
+                  " (", how, group ? "; its group stand-in was stopped too" : "", ")"));
+    d.tasks().add(sendSignal(d, job, SIGSTOP, nullptr, group));
+  }
+  job.deputyStopped = stopped;
 }
 
 // Without a stop watch: every kStopPollMs, while the job's record lives.

@@ -2,8 +2,10 @@
 # group_standin.sh: a process group split across hosts (issue 12). jobs/standin_job.py
 # leads a group of its own with a member forked at home; both move a -> b, and there
 # the job forks a child (born on b, no process at home). Sent at a, where the job was
-# started: kill -USR1 -PGID reaches the job, the member and the child born on b (each
-# prints its line: the child's comes through the deputy's group stand-in);
+# started: kill -STOP -PGID stops the job and the child born on b (seen stopped there:
+# the deputy's stop and its group stand-in's say it was the group's) and kill -CONT
+# -PGID continues both; kill -USR1 -PGID reaches the job, the member and the child born
+# on b (each prints its line: the child's comes through the deputy's group stand-in);
 # kill -TERM -PGID ends the member (13) and the child (14), and the job's
 # waitpid(-PGID) reaps both, one at home and one on b, then says there is no third;
 # kill -KILL -PGID ends the job (its shell on a sees 137) and a second child born on b;
@@ -41,6 +43,24 @@ fi
 ok "the job (PGID $PG) and its member moved a -> b: $(migrated_line)"
 touch "$(jfile g data)/go"
 wait_step g 2 30 || { after "no STEP 2 (a child forked on b) after the move"; cluster_end; }
+
+# STOP and CONT of the group: the processes on b, the job and the child born there.
+child=$(awk '$1 == "child" { print $2 }' "$(jfile g err)")
+creal=$((child - 4194304))   # its real PID on b (shim/forward/child_pids.h)
+jreal=$(hx b awk '{ print $4 }' "/proc/$creal/stat" 2>/dev/null)   # its parent there: the job
+states_on_b() { echo "$(hx b awk '{ print $3 }' "/proc/$jreal/stat" 2>/dev/null)$(hx b awk '{ print $3 }' "/proc/$creal/stat" 2>/dev/null)"; }
+hx a kill -STOP -- "-$PG"
+if wait_until 20 eval '[[ $(states_on_b) == TT ]]'; then
+  ok "kill -STOP -$PG on a stopped the job (PID $jreal on b) and its child born on b (PID $creal there)"
+else
+  after "kill -STOP -$PG on a: the job and the child born on b are in states '$(states_on_b)' on b (want TT)"
+fi
+hx a kill -CONT -- "-$PG"
+if wait_until 20 eval '[[ $(states_on_b) =~ ^[RSD][RSD]$ ]]'; then
+  ok "kill -CONT -$PG on a continued them: states '$(states_on_b)' on b"
+else
+  after "kill -CONT -$PG on a: the job and the child born on b are in states '$(states_on_b)' on b"
+fi
 
 hx a kill -USR1 -- "-$PG"
 if wait_until 20 eval 'has_line "usr1 job" && has_line "usr1 member" && has_line "usr1 child born away"'; then

@@ -2,11 +2,13 @@
 # (group_standin.sh). The job leads a group of its own and forks a member at home
 # ("STEP 1"), then waits for DIR/go (the test moves both meanwhile). Then it forks a
 # child where it runs (born away) and says "STEP 2". Signals sent to the group where it
-# was started reach all three: USR1 makes each print a line; TERM ends the member
+# was started reach all three: STOP and CONT stop and continue them; USR1 makes each
+# print a line; TERM ends the member
 # (status 13) and the child (14), and the job, which catches it, reaps both with
 # waitpid(-PGID) (one at home, one where it runs), says so, finds no third ("STEP 3"),
 # forks a second child where it runs ("STEP 4") and waits for the test's SIGKILL of
-# the group, which must end that child too. The group's PGID goes to stderr.
+# the group, which must end that child too. The group's PGID and the children's PIDs
+# go to stderr.
 import os
 import signal
 import sys
@@ -51,6 +53,7 @@ if child == 0:
     while True:
         signal.pause()
 os.read(ready_r, 1)
+print("child", child, file=sys.stderr, flush=True)
 terms = []
 signal.signal(signal.SIGUSR1, lambda s, f: say("usr1", "job"))
 signal.signal(signal.SIGTERM, lambda s, f: terms.append(s))
