@@ -22,9 +22,8 @@
 // processes born away with the job (local_service.cc deputyFound); the group's SIGCONT
 // continues it, and it catches that as any other. A SIGKILL of the group kills it and
 // the deputy at once, and the home shadowd, seeing the deputy gone, looks at the
-// stand-in (Local.registerDeputy
-// `standIn`): killed too, so the group was, and the job's host kills the job's group
-// there (local_service.cc watchDeputy). The deputy tells it to end when the job ends or
+// stand-in (Local.registerDeputy `standIn`): killed too, so the group was, and the
+// job's host kills the job's group there (local_service.cc watchDeputy). The deputy tells it to end when the job ends or
 // comes home; if the deputy dies without telling it (killed alone), it waits 5 s before
 // it ends, so that shadowd sees it alive and leaves the processes born away alone.
 #pragma once

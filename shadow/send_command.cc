@@ -957,33 +957,30 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   HopTimes times(kj::str("send tree ", precopy ? "pre-copy" : "stop-and-copy", " of ", hops.size()));
   auto frozenAt = std::chrono::steady_clock::now();
   times.mark("freeze");
-  // A child member that ended since that look cannot park: it is left out as there.
+  // A child member that ended since that look cannot park: it is left out as there
+  // (its later steps skipped).
   kj::Vector<MemberHop*> endedNow;
-  auto parks = [&](MemberHop* h, auto&& step) {
+  auto park = [&](MemberHop* h, auto&& step) {
+    if (std::find(endedNow.begin(), endedNow.end(), h) != endedNow.end()) return;
     KJ_IF_MAYBE(e, kj::runCatchingExceptions(step)) {
       if (h == &root || resources::processRuns(h->pid)) kj::throwFatalException(kj::mv(*e));
       endedNow.add(h);
-      return false;
     }
-    return true;
   };
   froze = true;
   // Away, to another host, stop-and-copy: a member with children now is parked with
   // them (BornAway), the others alone.
   const bool mayCarry = !atHome && !homecoming && !precopy;
   for (auto* h : hops) {
-    parks(h, [&]() {
+    park(h, [&]() {
       if (mayCarry) h->born.park(ctlOf(h));
       if (!h->born.carry) ctlOf(h).requestFreeze();
     });
   }
-  kj::Vector<control::Reply> parked;  // (a member parked with its children: its tree has its block)
+  // One per member left in (a member parked with its children: its tree has its block).
+  kj::Vector<control::Reply> parked;
   for (auto* h : hops) {
-    bool asked = true;
-    for (auto* e : endedNow) asked &= e != h;
-    if (asked) {
-      parks(h, [&]() { parked.add(h->born.carry ? control::Reply{} : ctlOf(h).awaitFreeze(kFreezeTimeoutSeconds)); });
-    }
+    park(h, [&]() { parked.add(h->born.carry ? control::Reply{} : ctlOf(h).awaitFreeze(kFreezeTimeoutSeconds)); });
   }
   for (auto* h : endedNow) leaveOut(*h);
   times.mark("park");

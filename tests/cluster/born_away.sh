@@ -27,6 +27,21 @@ PY=/usr/bin/python3
 [[ -x $PY ]] || { echo "SKIP: $PY is not installed"; exit 77; }
 cluster_up a b c
 out_has() { grep -qx "$2" "$(jfile "$1" out)"; }
+# output_exact NAME WHAT: NAME, waited for, printed $want (but its STEP and REAL lines),
+# nothing on stderr, and ended with status 0.
+output_exact() {
+  local got
+  got=$(grep -av '^STEP \|^REAL ' "$(jfile "$1" out)")
+  if [[ $STATUS == 0 && $got == "$want" && ! -s $(jfile "$1" err) ]]; then
+    ok "$1: $2; output the undisturbed run's, nothing on stderr, status 0"
+  else
+    fail "$1: status $STATUS, output not the undisturbed run's"
+    diff <(echo "$want") <(echo "$got") | head -n 12 | sed 's/^/#     /'; detail "$(jfile "$1" err)" "its stderr"
+    restore_log c
+  fi
+}
+# The python jobs' say/steps_until/wait_for (jobs/steps.py), imported by each script below.
+STEPS="import sys; sys.dont_write_bytecode = True; sys.path.insert(0, '$(readlink -f "$(dirname "$0")/jobs")'); from steps import say, steps_until, wait_for"
 
 # The child echoes each line it reads; at EOF it hands a line to its own child (the
 # grandchild, started at once, on b) and says what that printed and its status.
@@ -40,16 +55,8 @@ g.stdin.close()
 said = g.stdout.read().decode().strip()
 sys.stdout.write(said + ", status " + str(g.wait()) + "\n")
 sys.exit(5)'
-FAMILY='import os, subprocess, sys, time
-def say(*words):
-    os.write(1, (" ".join(str(w) for w in words) + "\n").encode())
-n = 0
-def steps_until(name):
-    global n
-    while not os.path.exists(name):
-        n += 1
-        say("STEP", n)
-        time.sleep(0.05)
+FAMILY=$STEPS'
+import os, subprocess, sys, time
 steps_until("MOVED")
 p = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 say("child born away:", p.pid > 4194304)
@@ -131,14 +138,7 @@ else
 fi
 touch "$(jfile family END)"
 wait_job family 30
-got=$(grep -av '^STEP \|^REAL ' "$(jfile family out)")
-if [[ $STATUS == 0 && $got == "$want" && ! -s $(jfile family err) ]]; then
-  ok "family: the child born on b answered through its pipe before, across and after the hop b -> c, its grandchild got its line and status 3, the job's wait got the child's status 5; output the undisturbed run's (its child's PID a virtual one), nothing on stderr, status 0"
-else
-  fail "family: status $STATUS, output not the undisturbed run's"
-  diff <(echo "$want") <(echo "$got") | head -n 12 | sed 's/^/#     /'; detail "$(jfile family err)" "its stderr"
-  restore_log c
-fi
+output_exact family "the child born on b answered through its pipe before, across and after the hop b -> c, its grandchild got its line and status 3, the job's wait got the child's status 5 (its PID a virtual one)"
 kill_job family
 
 # --- a tree's member with a child born on b ------------------------------------------------
@@ -146,12 +146,8 @@ kill_job family
 # member starts a subprocess (a sh reading a line, born away from home). The tree moves
 # b -> c with it in the member's image (stop-and-copy); there the sh gets its line
 # through its pipe, the member's wait its status 3, the root's the member's 5.
-MEMBER='import os, subprocess, sys, time
-def say(*words):
-    os.write(1, (" ".join(str(w) for w in words) + "\n").encode())
-def wait_for(name):
-    while not os.path.exists(name):
-        time.sleep(0.05)
+MEMBER=$STEPS'
+import os, subprocess, sys, time
 kid = os.fork()
 if kid == 0:
     wait_for("MOVED")
@@ -199,21 +195,12 @@ else
 fi
 touch "$(jfile tree HOPPED)"
 wait_job tree 30
-got=$(grep -av '^STEP ' "$(jfile tree out)")
-if [[ $STATUS == 0 && $got == "$want" && ! -s $(jfile tree err) ]]; then
-  ok "tree: on c the member's child born on b got its line through its pipe, the member's wait its status 3, the root's the member's 5; output the undisturbed run's, nothing on stderr, status 0"
-else
-  fail "tree: status $STATUS, output not the undisturbed run's"
-  diff <(echo "$want") <(echo "$got") | head -n 12 | sed 's/^/#     /'; detail "$(jfile tree err)" "its stderr"
-  restore_log c
-fi
+output_exact tree "on c the member's child born on b got its line through its pipe, the member's wait its status 3, the root's the member's 5"
 kill_job tree
 
 # --- a child born on b without libmig.so: refused ------------------------------------------
-BARE='import multiprocessing, os, subprocess, time
-def wait_for(name):
-    while not os.path.exists(name):
-        time.sleep(0.05)
+BARE=$STEPS'
+import multiprocessing, os, subprocess, time
 def worker(conn):
     conn.send(conn.recv() + 1)
 wait_for("MOVED")

@@ -57,11 +57,12 @@ cluster_up a b c
 ppid_of() { hx a awk '{ print $4 }' "/proc/$1/stat" 2>/dev/null; }
 state_of() { hx a awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null; }
 out_has() { grep -qx "$2" "$(jfile "$1" out)"; }
+# The python jobs' say/steps_until/wait_for (jobs/steps.py), imported by each script below.
+STEPS="import sys; sys.dont_write_bytecode = True; sys.path.insert(0, '$(readlink -f "$(dirname "$0")/jobs")'); from steps import say, steps_until, wait_for"
 
 # --- 1. a family moves whole ---------------------------------------------------------------
-FAMILY='import os, signal, subprocess, sys, time
-def say(*words):  # one write a line: two processes share this stdout
-    os.write(1, (" ".join(str(w) for w in words) + "\n").encode())
+FAMILY=$STEPS'
+import os, signal, subprocess, sys, time
 PAGE, PAGES, FILL = 4096, 2048, 0x5a
 buf = bytearray([FILL]) * (PAGE * PAGES)
 def churn(k):  # step k writes its number at the start of 32 pages spread over buf
@@ -276,9 +277,8 @@ kill_job lone
 # Moved a -> b, then home whole; once home both are local (not deputies, listed once
 # each), and the FIFO's line then reaches the child, local, whose status 4 the parent's
 # wait gets: output and statuses the undisturbed run's.
-WAITER='import os
-def say(*words):  # one write a line: two processes share this stdout
-    os.write(1, (" ".join(str(w) for w in words) + "\n").encode())
+WAITER=$STEPS'
+import os
 c = os.fork()
 if c == 0:
     say("child waits")
@@ -513,9 +513,8 @@ fi
 kill_job forker
 
 # --- 5. a poll for any child sees children at home and children born away ---------------------
-POLLER='import os, subprocess, time
-def say(*words):
-    os.write(1, (" ".join(str(w) for w in words) + "\n").encode())
+POLLER=$STEPS'
+import os, subprocess, time
 def child(status):
     k = os.fork()
     if k == 0:
@@ -523,13 +522,6 @@ def child(status):
             time.sleep(0.05)
         os._exit(status)
     return k
-n = 0
-def steps_until(name):
-    global n
-    while not os.path.exists(name):
-        n += 1
-        say("STEP", n)
-        time.sleep(0.05)
 home = [child(4), child(6)]
 steps_until("MOVED")
 sp = os.posix_spawn("/usr/bin/true", ["true"], dict(os.environ))
