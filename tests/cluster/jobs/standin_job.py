@@ -3,12 +3,11 @@
 # ("STEP 1"), then waits for DIR/go (the test moves both meanwhile). Then it forks a
 # child where it runs (born away) and says "STEP 2". Signals sent to the group where it
 # was started reach all three: STOP and CONT stop and continue them; USR1 makes each
-# print a line; TERM ends the member
-# (status 13) and the child (14), and the job, which catches it, reaps both with
-# waitpid(-PGID) (one at home, one where it runs), says so, finds no third ("STEP 3"),
-# forks a second child where it runs ("STEP 4") and waits for the test's SIGKILL of
-# the group, which must end that child too. The group's PGID and the children's PIDs
-# go to stderr.
+# print a line; TERM ends the member (status 13) and the child (14), and the job, which
+# catches it, reaps both with waitpid(-PGID) (one at home, one where it runs), says
+# so, finds no third ("STEP 3"), forks a second child where it runs ("STEP 4") and
+# waits for the test's SIGKILL of the group, which must end that child too. The
+# group's PGID and the children's PIDs go to stderr.
 import os
 import signal
 import sys
