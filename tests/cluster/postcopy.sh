@@ -316,14 +316,21 @@ if start_job away mig "${FEATURE[memory]}" 256M 160 && wait_step away 3 60; then
     fi
     start_shadowd a "$T/key"
     wait_until 20 eval '(( $(grep -c "listening on" "$T/shadowd-a.log") >= 2 ))' || fail "away: a's shadowd did not start again"
-    # One copy: at b (the sender finished the hop alone; its deputy registered with the
-    # new shadowd), listed there by both; or still the program at a, nothing on b.
+    # One copy, once the hop's sender (on its own now) is done: at b (its deputy
+    # registered with the new shadowd), listed there by both; or still the program at
+    # a, listed there, nothing of it on b.
     on_b() { hm b list 2>/dev/null | awk -v p="${PID[away]}" '$1 == p' | grep -q .; }
-    if wait_until 30 eval '[[ $(host_of "$(where away)") == b ]]' && on_b && ! job_at_home away "${FEATURE[memory]}"; then
+    wait_until 30 eval '! others_on a | grep -q -- " send ${PID[away]} --to "' || fail "away: its sender still runs on a"
+    if job_at_home away "${FEATURE[memory]}"; then
+      if wait_until 10 eval '[[ $(host_of "$(where away)") == a ]]' && ! on_b; then
+        ok "away: the hop did not happen: the program runs on at a, listed there, not on b's list"
+        moved=0
+      fi
+    elif wait_until 30 eval '[[ $(host_of "$(where away)") == b ]]' && on_b; then
       ok "away: it moved: migctl list on a and on b show it at b, a's PID is its deputy"
-    elif [[ $(host_of "$(where away)") == a ]] && job_at_home away "${FEATURE[memory]}" && ! on_b && ! others_on b | grep -q .; then
-      ok "away: it stayed: listed at a, the program there, nothing of it on b"
-    else
+      moved=1
+    fi
+    if [[ -z ${moved-} ]]; then
       fail "away: not in one place: listed at '$(where away)' on a, on b's list: $(on_b && echo yes || echo no), the program on a: $(job_at_home away "${FEATURE[memory]}" && echo yes || echo no)"
       shadowd_logs a b
     fi
