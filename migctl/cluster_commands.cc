@@ -46,7 +46,9 @@ constexpr const char* kMigrateMore =
     "when clients find it again by themselves and the detour home would cost too much. "
     "Exit status: 0 moved; 1 not moved (it goes on where it was, one line says why); "
     "3 moved, but it cannot work there as it did (one line says why: its home sockets, "
-    "pipes or terminal cannot be watched, so poll and epoll on them will not wake). "
+    "pipes or terminal cannot be watched, so poll and epoll on them will not wake); "
+    "5 this host's shadowd was lost during the hop, which may have moved the job (see "
+    "`migctl list` on the destination). "
     "Its memory is copied while it runs (pre-copy: rounds, each sending what it wrote "
     "since the one before), then it is frozen only for what it wrote meanwhile and the "
     "rest of its state; where its writes cannot be tracked (a kernel before 6.7 or "
@@ -181,6 +183,7 @@ int migrate(const MigrateOptions& o, long pid) {
   j.setMode("");
   j.setModeNote("");
   kj::String to;
+  bool asked = false;  // the hop was asked of shadowd: from then on it may be under way
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
     to = o.anywhere ? idlestOtherNode(link) : kj::str(o.to);
     if (!o.json) {
@@ -193,6 +196,7 @@ int migrate(const MigrateOptions& o, long pid) {
     req.setNetwork(o.network);
     req.setMode(o.mode);
     req.setOnly(o.only);
+    asked = true;
     auto r = link.wait(req.send(), kMigrateTimeoutMs, "the migration");
     auto m = r.getResult();
     j.setOk(true);
@@ -259,15 +263,25 @@ int migrate(const MigrateOptions& o, long pid) {
     }
   })) {
     auto why = shadow::oneLine(e->getDescription());
-    fprintf(stderr, "migctl migrate: %ld stays where it was: moving it to %s failed: %s\n", pid,
-            to.size() > 0 ? to.cStr() : o.anywhere ? "another host" : o.to.cStr(), why.cStr());
+    // shadowd gone while it ran the hop: its sender finishes a hop on its own, so the
+    // job may run at the destination now. Neither "moved" nor "stays" is known.
+    const bool unknown = asked && e->getType() == kj::Exception::Type::DISCONNECTED;
+    if (unknown) {
+      fprintf(stderr, "migctl migrate: lost contact with shadowd during the hop of %ld to %s (%s): the job may have "
+              "moved; check `migctl list` on %s, or here once shadowd runs again\n", pid, to.cStr(), why.cStr(),
+              to.cStr());
+    } else {
+      fprintf(stderr, "migctl migrate: %ld stays where it was: moving it to %s failed: %s\n", pid,
+              to.size() > 0 ? to.cStr() : o.anywhere ? "another host" : o.to.cStr(), why.cStr());
+    }
     if (o.json) {
       j.setOk(false);
       j.setError(why);
       j.setDestination(to);
+      if (unknown) j.setMode("unknown");
       printJson(j.asReader());
     }
-    return 1;
+    return unknown ? 5 : 1;
   }
   if (o.json) printJson(j.asReader());
   if (j.getMode() == "unconfirmed" || j.getMode() == "postcopy-lost") return 4;

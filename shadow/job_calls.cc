@@ -38,8 +38,10 @@ constexpr uint64_t kResumeFirstPauseMs = 100;
 constexpr uint64_t kResumeLastPauseMs = 1000;
 // Home's shadowd not knowing the job (restarted, or killed mid-hop, before the job's
 // deputy registered with the new one): its calls wait this long for it (homeNotReady).
+// Home not reached at all before the first link was made waits up to the link's limit.
 constexpr uint64_t kHomeUnknownMs = 30 * 1000;
 constexpr uint64_t kHomeUnknownPauseMs = 250;
+constexpr uint64_t kHomeAwayPauseMs = 1000;
 // Answers held before their Finish messages go (JobCalls::hold).
 constexpr size_t kHeldAnswers = 32;
 constexpr uint64_t kHeldAnswerBytes = 1u << 20;
@@ -397,6 +399,7 @@ kj::Promise<void> JobCalls::watchAtHome(int32_t fd, kj::Own<StandInEnd> end) {
       [this, fd, end = kj::addRef(*end)](capnp::Response<rpc::Deputy::WatchResults>&& watch) mutable
       -> kj::Promise<void> {
         watchSettled(*end);
+        reachedHome();
         // Held (and so watched at home) until the stand-in ends, or its link is resumed.
         if (resume_ == nullptr) return kj::Promise<void>(kj::NEVER_DONE).attach(kj::mv(watch));
         return nextLink(generation_).attach(kj::mv(watch)).then([this, fd, end = kj::mv(end)]() mutable {
@@ -409,6 +412,9 @@ kj::Promise<void> JobCalls::watchAtHome(int32_t fd, kj::Own<StandInEnd> end) {
           return nextLink(generation).then([this, fd, end = kj::mv(end)]() mutable {
             return watchAtHome(fd, kj::mv(end));
           });
+        }
+        KJ_IF_MAYBE(pause, homeNotReady(e)) {
+          return pause->then([this, fd, end = kj::mv(end)]() mutable { return watchAtHome(fd, kj::mv(end)); });
         }
         if (end->settled) return kj::NEVER_DONE;
         // The stand-in stays open without tokens: the job's poll never wakes for this
@@ -491,7 +497,7 @@ kj::Promise<kj::Array<kj::byte>> JobCalls::send(kj::Array<kj::byte> request) {
       [this](capnp::Response<rpc::Deputy::CallResults> r) -> kj::Promise<kj::Array<kj::byte>> {
         auto reply = kj::heapArray<kj::byte>(r.getReply());
         hold(kj::mv(r));
-        unknownSince_ = nullptr;
+        reachedHome();
         return kj::mv(reply);
       },
       [this, generation, request = kj::mv(request)](kj::Exception&& e) mutable -> kj::Promise<kj::Array<kj::byte>> {
@@ -521,24 +527,46 @@ void JobCalls::cancel(uint32_t thread, uint64_t seq) {
   }).attach(kj::addRef(*this)));
 }
 
-// Home's shadowd answered that it does not know the job: it was restarted (or killed in
-// the middle of the hop that brought the job here) and the job's deputy has not
-// registered with the new one yet. The call never reached the deputy, so it may go
-// again: after a pause, on a link asked for afresh, for up to kHomeUnknownMs from the
-// first such answer; after that (home really has no such job) it fails as before.
+// A call failed before reaching the deputy, for a reason that may pass; the same request
+// may go again (a call that did reach it is answered from its run, deputy/answered.h):
+//  - home's shadowd answered that it does not know the job: it was restarted (or killed
+//    in the middle of the hop that brought the job here) and the job's deputy has not
+//    registered with the new one yet: for up to kHomeUnknownMs from the first such
+//    answer; after that (home really has no such job) it fails as before;
+//  - no link home was ever made and home did not answer (its shadowd down since the
+//    hop, so no ticket and no relay): for up to the link's limit, as a broken link
+//    waits (the limit is home's, not known yet: this host's --link-lost-after).
+// Each time after a pause, on a link asked for afresh.
 kj::Maybe<kj::Promise<void>> JobCalls::homeNotReady(const kj::Exception& e) {
-  if (lost_ || strstr(e.getDescription().cStr(), kUnknownJob) == nullptr) return nullptr;
+  if (lost_) return nullptr;
+  const bool unknown = strstr(e.getDescription().cStr(), kUnknownJob) != nullptr;
+  if (!unknown && reached_) return nullptr;
   auto& timer = d_.io().provider->getTimer();
   const auto now = timer.now();
-  KJ_IF_MAYBE(since, unknownSince_) {
-    if (now - *since >= kHomeUnknownMs * kj::MILLISECONDS) return nullptr;
+  auto& since = unknown ? unknownSince_ : awaySince_;
+  const uint64_t limitMs = unknown ? kHomeUnknownMs : d_.config().linkLostAfterMs;
+  uint64_t waitedMs = 0;
+  KJ_IF_MAYBE(s, since) {
+    waitedMs = (now - *s) / kj::MILLISECONDS;
+    if (waitedMs >= limitMs) return nullptr;
   } else {
-    unknownSince_ = now;
-    d_.log(kj::str("job ", jobId_, ": its home shadowd does not know it (yet: restarted, its deputy not registered "
-                   "again); its calls wait for it, up to ", kHomeUnknownMs / 1000, " s"));
+    since = now;
+    d_.log(unknown ? kj::str("job ", jobId_, ": its home shadowd does not know it (yet: restarted, its deputy not "
+                             "registered again); its calls wait for it, up to ", limitMs / 1000, " s")
+                   : kj::str("job ", jobId_, ": its home cannot be reached before its first link (",
+                             oneLine(e.getDescription()), "); its calls wait for it, up to ", limitMs / 1000, " s"));
   }
   deputy_ = nullptr;
-  return timer.afterDelay(kHomeUnknownPauseMs * kj::MILLISECONDS);
+  // Away for more than a moment: a login try a second is enough.
+  const uint64_t pauseMs = !unknown && waitedMs >= 2000 ? kHomeAwayPauseMs : kHomeUnknownPauseMs;
+  return timer.afterDelay(pauseMs * kj::MILLISECONDS);
+}
+
+// An answer came from home: whatever waited for it is over.
+void JobCalls::reachedHome() {
+  reached_ = true;
+  unknownSince_ = nullptr;
+  awaySince_ = nullptr;
 }
 
 kj::Promise<void> JobCalls::settled() {
@@ -619,7 +647,7 @@ kj::Promise<int32_t> JobCalls::sendWrite(kj::Array<kj::byte> request) {
           error = h.error != 0 ? h.error : EIO;
         }
         hold(kj::mv(r));
-        unknownSince_ = nullptr;
+        reachedHome();
         return error;
       },
       [this, generation, request = kj::mv(request)](kj::Exception&& e) mutable -> kj::Promise<int32_t> {

@@ -135,7 +135,10 @@ class JobCalls : public kj::Refcounted {
   kj::Promise<void> nextLink(uint64_t generation);  // resolves once a link after it is up, or lost
   void hold(capnp::Response<rpc::Deputy::CallResults> r);
   kj::Maybe<kj::Promise<void>> homeNotReady(const kj::Exception& e);
+  void reachedHome();
   kj::Maybe<kj::TimePoint> unknownSince_;  // home first said it does not know the job
+  kj::Maybe<kj::TimePoint> awaySince_;     // home first failed to answer, before any answer
+  bool reached_ = false;                   // home answered a call once
   void pump();
   void finished(uint64_t lastOrder, uint64_t cost);
   void wakeWaiters();

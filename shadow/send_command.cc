@@ -65,6 +65,7 @@
 #include "shadow/hop_fault.h"
 #include "shadow/hop_times.h"
 #include "shadow/page_copy.h"
+#include "shadow/page_server.h"
 #include "shadow/settle_children.h"
 #include "shadow/tree_homecoming.h"
 #include "shadow/network_policy.h"
@@ -1150,10 +1151,10 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
 // (copyAll) into a file in this host's spool (page_copy.h: `copyPath`), so that the
 // job can become its deputy (its calls home wait for that) without waiting for the
 // destination, and so that this host's shadowd can serve them if this process dies.
-class PageSourceImpl final : public rpc::PageSource::Server {
+class PageSourceImpl final : public PageServer {
  public:
   PageSourceImpl(pid_t pid, kj::Own<kj::PromiseFulfiller<void>> finished, kj::StringPtr copyPath)
-      : pid_(pid), memory_(pid, /*forMigration=*/true), finished_(kj::mv(finished)), copyPath_(kj::str(copyPath)) {}
+      : PageServer(kj::mv(finished)), pid_(pid), memory_(pid, /*forMigration=*/true), copyPath_(kj::str(copyPath)) {}
 
   // The destination has every page, or is lost: nothing is left for shadowd to serve.
   void dropCopy() {
@@ -1191,17 +1192,9 @@ class PageSourceImpl final : public rpc::PageSource::Server {
     copy_->markComplete();
   }
 
-  uint64_t sent() const { return sent_; }
-  std::chrono::steady_clock::time_point lastRequest() const { return lastRequest_; }
-  void touch() { lastRequest_ = std::chrono::steady_clock::now(); }
-
-  kj::Promise<void> read(ReadContext context) override {
-    auto p = context.getParams();
-    lastRequest_ = std::chrono::steady_clock::now();
-    KJ_REQUIRE(p.getLen() > 0 && p.getLen() <= resources::kMaxPageRequest, "bad page request", p.getLen());
-    auto bytes = context.getResults().initBytes(static_cast<unsigned>(p.getLen()));
-    uint64_t addr = p.getAddr(), done = 0;
-    while (done < bytes.size()) {
+ private:
+  void fill(uint64_t addr, kj::ArrayPtr<kj::byte> bytes) override {
+    for (uint64_t done = 0; done < bytes.size();) {
       const uint64_t at = addr + done;
       size_t i = 0;
       while (i < runs_.size() && !(runs_[i].addr <= at && at < runs_[i].addr + runs_[i].len)) ++i;
@@ -1216,31 +1209,15 @@ class PageSourceImpl final : public rpc::PageSource::Server {
       }
       done += n;
     }
-    sent_ += bytes.size();
-    return kj::READY_NOW;
   }
 
-  kj::Promise<void> finished(FinishedContext) override {
-    markFinished();
-    return kj::READY_NOW;
-  }
-
-  // The destination has every page (it said so, or resumePages did).
-  void markFinished() {
-    if (finished_->isWaiting()) finished_->fulfill();
-  }
-
- private:
   pid_t pid_;
   resources::ProcPageSource memory_;
-  kj::Own<kj::PromiseFulfiller<void>> finished_;
   kj::String copyPath_;  // "": the copy in this process's memory only
   kj::Vector<PageRun> runs_;
   kj::Own<PageCopy> copy_;
   size_t copiedRuns_ = 0;     // runs_[0, copiedRuns_) are in copy_ whole,
   uint64_t copiedBytes_ = 0;  // and this much of runs_[copiedRuns_]
-  uint64_t sent_ = 0;
-  std::chrono::steady_clock::time_point lastRequest_ = std::chrono::steady_clock::now();
 };
 
 // The frozen job's image for a post-copy hop: everything but the pages of its big

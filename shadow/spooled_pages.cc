@@ -1,9 +1,9 @@
 // See spooled_pages.h.
 #include "shadow/spooled_pages.h"
 
-#include "resources/network_page_source.h"
 #include "shadow/error.h"
 #include "shadow/page_copy.h"
+#include "shadow/page_server.h"
 
 #include <algorithm>
 
@@ -11,47 +11,27 @@ namespace mig::shadow {
 namespace {
 
 // The pages, from the dead sender's copy.
-class SpooledPages final : public rpc::PageSource::Server {
+class SpooledPages final : public PageServer {
  public:
   SpooledPages(kj::Own<PageCopy> copy, kj::Own<kj::PromiseFulfiller<void>> finished)
-      : copy_(kj::mv(copy)), finished_(kj::mv(finished)) {}
+      : PageServer(kj::mv(finished)), copy_(kj::mv(copy)) {}
 
-  kj::Promise<void> read(ReadContext context) override {
-    auto p = context.getParams();
-    KJ_REQUIRE(p.getLen() > 0 && p.getLen() <= resources::kMaxPageRequest, "bad page request", p.getLen());
-    auto bytes = context.getResults().initBytes(static_cast<unsigned>(p.getLen()));
+ private:
+  void fill(uint64_t addr, kj::ArrayPtr<kj::byte> bytes) override {
     for (uint64_t done = 0; done < bytes.size();) {
-      const uint64_t at = p.getAddr() + done;
+      const uint64_t at = addr + done;
       const PageRun* r = copy_->find(at);
       KJ_REQUIRE(r != nullptr, "a page request outside the post-copy pages", kj::hex(at));
       const uint64_t n = std::min<uint64_t>(bytes.size() - done, r->addr + r->len - at);
       memcpy(bytes.begin() + done, copy_->bytes(*r) + (at - r->addr), n);
       done += n;
     }
-    sent_ += bytes.size();
-    asked = true;
-    return kj::READY_NOW;
   }
 
-  kj::Promise<void> finished(FinishedContext) override {
-    markFinished();
-    return kj::READY_NOW;
-  }
-
-  void markFinished() {
-    if (finished_->isWaiting()) finished_->fulfill();
-  }
-  uint64_t sent() const { return sent_; }
-  bool asked = false;  // a page was asked for since the serving loop last looked
-
- private:
   kj::Own<PageCopy> copy_;
-  kj::Own<kj::PromiseFulfiller<void>> finished_;
-  uint64_t sent_ = 0;
 };
 
-// One serving: the source, and when the destination last asked for a page or was
-// last handed the source.
+// One serving: the source, and when the destination was last handed it.
 struct Serving : kj::Refcounted {
   Serving(Daemon& d, uint64_t jobId, kj::ArrayPtr<const kj::byte> token, kj::StringPtr to)
       : d(d), jobId(jobId), token(kj::heapArray(token)), to(kj::str(to)) {}
@@ -61,7 +41,6 @@ struct Serving : kj::Refcounted {
   kj::String to;
   SpooledPages* pages = nullptr;  // kept alive by `source`
   kj::Maybe<rpc::PageSource::Client> source;
-  kj::TimePoint lastRequest = kj::origin<kj::TimePoint>();
   kj::TimePoint lastTry = kj::origin<kj::TimePoint>();
   bool trying = false;
   kj::Maybe<kj::String> refused;  // the destination has no transfer of the job
@@ -99,15 +78,14 @@ kj::Promise<void> watch(kj::Own<Serving> s) {
   return timer.afterDelay(500 * kj::MILLISECONDS).then([s = kj::mv(s)]() mutable -> kj::Promise<void> {
     auto& timer = s->d.io().provider->getTimer();
     const auto now = timer.now();
-    if (s->pages->asked) s->lastRequest = now;
-    s->pages->asked = false;
     KJ_IF_MAYBE(why, s->refused) { return KJ_EXCEPTION(FAILED, kj::str(*why)); }
     const uint64_t stallMs = s->d.config().transferTimeoutMs;
-    if (now - s->lastRequest >= stallMs * kj::MILLISECONDS) {
+    const auto idle = std::chrono::steady_clock::now() - s->pages->lastRequest();
+    if (idle >= std::chrono::milliseconds(stallMs)) {
       return KJ_EXCEPTION(FAILED, kj::str("no page asked for ", stallMs / 1000.0, " s"));
     }
     const uint64_t idleMs = std::clamp<uint64_t>(stallMs / 4, 300, 2000);
-    if (!s->trying && now - s->lastRequest >= idleMs * kj::MILLISECONDS && now - s->lastTry >= idleMs * kj::MILLISECONDS) {
+    if (!s->trying && idle >= std::chrono::milliseconds(idleMs) && now - s->lastTry >= idleMs * kj::MILLISECONDS) {
       s->d.tasks().add(handOver(kj::addRef(*s)));
     }
     return watch(kj::mv(s));
@@ -130,11 +108,9 @@ void serveSpooledPages(Daemon& d, uint64_t jobId, kj::ArrayPtr<const kj::byte> t
   }
   auto s = kj::refcounted<Serving>(d, jobId, token, to);
   auto finished = kj::newPromiseAndFulfiller<void>();
-  auto& timer = d.io().provider->getTimer();
   auto server = kj::heap<SpooledPages>(kj::mv(copy), kj::mv(finished.fulfiller));
   s->pages = server.get();
   s->source = rpc::PageSource::Client(kj::mv(server));
-  s->lastRequest = timer.now();
   d.log(kj::str("job ", jobId, ": its post-copy sender died before ", to,
                 " had every page; serving them from the copy it left (", path, ")"));
   d.tasks().add(handOver(kj::addRef(*s)));

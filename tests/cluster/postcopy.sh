@@ -33,6 +33,12 @@
 #     shadowd committed the move, c's log says it serves the pages and that b has them
 #     all, nothing is left in c's spool, and the job ends on b with the output and
 #     status of an undisturbed run.
+#  6. home's shadowd killed (SIGKILL) during a pre-copy transfer of the memory program
+#     a -> b (once b's spool grows): the migctl migrate that asked it loses its shadowd
+#     and says so in one line (the job may have moved; `migctl list` on b), exit 5,
+#     never "stays where it was". a's shadowd started again: the job runs in one place
+#     only, `migctl list` on a and on b agree, and it ends with the output and status of
+#     an undisturbed run.
 #
 # usage: postcopy.sh OPTIONS (tests/cluster/lib/cluster_lib.sh); meson runs it as test
 # 'migration-postcopy' (suites cluster and postcopy).
@@ -290,6 +296,51 @@ if start_job dead mig "${FEATURE[memory]}" 64M 160 && wait_step dead 3 60; then
   fi
 else
   fail "dead: the job did not get to STEP 3 on a"
+fi
+
+# 6. a's shadowd killed during a pre-copy transfer a -> b: migctl cannot know the outcome
+if start_job away mig "${FEATURE[memory]}" 256M 160 && wait_step away 3 60; then
+  migrate_in_background away b 120
+  if migrate_running; then
+    kill -KILL "${SD[a]}"
+    wait_until 60 eval '! migrate_running'
+    wait "$mpid"
+    MIG_RC=$?
+    if (( MIG_RC == 5 )) && [[ $(wc -l <"$MIG_ERR") == 1 ]] &&
+       grep -q "lost contact with shadowd during the hop of .*: the job may have moved; check \`migctl list\` on " "$MIG_ERR"; then
+      ok "away: a's shadowd killed during the transfer: migctl migrate exited 5: $(cat "$MIG_ERR")"
+    else
+      fail "away: a's shadowd killed during the transfer: migctl migrate exited $MIG_RC without the one line saying it lost contact"
+      detail "$MIG_OUT" "migctl stdout"
+      detail "$MIG_ERR" "migctl stderr"
+    fi
+    start_shadowd a "$T/key"
+    wait_until 20 eval '(( $(grep -c "listening on" "$T/shadowd-a.log") >= 2 ))' || fail "away: a's shadowd did not start again"
+    # One copy, once the hop's sender (on its own now) is done: at b (its deputy
+    # registered with the new shadowd), listed there by both; or still the program at
+    # a, listed there, nothing of it on b.
+    on_b() { hm b list 2>/dev/null | awk -v p="${PID[away]}" '$1 == p' | grep -q .; }
+    wait_until 30 eval '! others_on a | grep -q -- " send ${PID[away]} --to "' || fail "away: its sender still runs on a"
+    if job_at_home away "${FEATURE[memory]}"; then
+      if wait_until 10 eval '[[ $(host_of "$(where away)") == a ]]' && ! on_b; then
+        ok "away: the hop did not happen: the program runs on at a, listed there, not on b's list"
+        moved=0
+      fi
+    elif wait_until 30 eval '[[ $(host_of "$(where away)") == b ]]' && on_b; then
+      ok "away: it moved: migctl list on a and on b show it at b, a's PID is its deputy"
+      moved=1
+    fi
+    if [[ -z ${moved-} ]]; then
+      fail "away: not in one place: listed at '$(where away)' on a, on b's list: $(on_b && echo yes || echo no), the program on a: $(job_at_home away "${FEATURE[memory]}" && echo yes || echo no)"
+      shadowd_logs a b
+    fi
+    wait_job mem-ref 120
+    compare away mem-ref "$STATUS"
+  else
+    fail "away: the migration ended before the transfer to b was seen (exited $(wait "$mpid"; echo $?))"
+  fi
+else
+  fail "away: the job did not get to STEP 3 on a"
 fi
 
 cluster_end

@@ -30,6 +30,11 @@
 #  - job "rlost", relayed through a's shadowd too, with MIG_LINK_LOST_AFTER=3: given up
 #    at home as "lost" is (a's shadowd watches its login: shadow/relayed_link.cc), status
 #    87 for its parent while c is still cut off, and its process killed on c.
+#  - job "first" (python3, waiting in signal.pause() after one line), moved a -> b and
+#    silent since: no link home made yet. When a's shadowd is killed for "relayed", it
+#    is woken on b (SIGUSR1 from b) and prints its second line: the call waits for home
+#    (b's log says so) instead of failing EIO, and once a's shadowd is back the line
+#    reaches the home file exactly once and the parent gets status 0.
 #
 # usage: resend.sh [--partition S] OPTIONS (cluster_lib.sh); meson runs it as test
 # 'migration-resend' (suite cluster) with `--feature marker PATH`.
@@ -88,6 +93,12 @@ start_job lost mig /usr/bin/env MIG_LINK_LOST_AFTER=$LOST_AFTER "${FEATURE[marke
 start_job relayed mig "${FEATURE[marker]}" @DIR@ "${RPORT[relayed]}" "${MARK[relayed]}" || cluster_end
 start_job rlost mig /usr/bin/env MIG_LINK_LOST_AFTER=$LOST_AFTER "${FEATURE[marker]}" @DIR@ "${RPORT[rlost]}" \
   "${MARK[rlost]}" || cluster_end
+FIRST_MARK=resend-first-$$
+start_job first mig /usr/bin/python3 -c 'import signal, sys
+signal.signal(signal.SIGUSR1, lambda *a: None)
+print("waiting", flush=True)
+signal.pause()
+print("woken", flush=True)' "$FIRST_MARK" || cluster_end
 declare -A TO=([kept]=b [lost]=b [relayed]=c [rlost]=c)
 for j in kept lost relayed rlost; do
   wait_step "$j" 3 30 || { fail "$j: no STEP 3 on a within 30 s"; detail "$(jfile "$j" err)" "its stderr"; cluster_end; }
@@ -97,6 +108,13 @@ for j in kept lost relayed rlost; do
   k=$(( $(last_step "$j") + 5 ))
   wait_step "$j" "$k" 30 || { fail "$j: no STEP $k at b within 30 s"; shadowd_logs b; cluster_end; }
 done
+# Moved before any call home: its link home is made only at its next call.
+if wait_until 20 grep -qx waiting "$(jfile first out)" && migrate first b 40; then
+  ok "first: a -> b while it waits in signal.pause(): $(migrated_line)"
+else
+  fail "first: no 'waiting' line, or migctl migrate a -> b exited $MIG_RC: $(tr '\n' ' ' <"$MIG_ERR")"
+  cluster_end
+fi
 links=$(grep -c "mig-link: job [0-9]*: direct link to its deputy at ${ADDR[a]}:" "$T/shadowd-b.log")
 (( links == 2 )) || fail "b's log names $links direct links to a's deputies (want 2)"
 grep -q "mig-link: job [0-9]*: its calls go through home's shadowd" "$T/shadowd-c.log" ||
@@ -224,6 +242,15 @@ relayed_again "$before" "$at" "its connection to a's shadowd reset on c (ss -K)"
 before=$(relayed_resumed) at=$(last_step relayed)
 kill -KILL "${SD[a]}"
 wait_until 10 eval '! kill -0 "${SD[a]}" 2>/dev/null' || fail "a's shadowd did not die of SIGKILL"
+# first's line goes home now, with no shadowd there: it waits for the one started next.
+hx b kill -USR1 "$(others_on b | awk -v m="$FIRST_MARK" '$NF == m { print $1; exit }')"
+if wait_until 20 grep -q "mig-link: job [0-9]*: its home cannot be reached before its first link" "$T/shadowd-b.log"; then
+  ok "first: woken on b with a's shadowd down, its call home waits ($(grep -m1 -o "its home cannot be reached before its first link.*" "$T/shadowd-b.log"))"
+else
+  fail "first: woken on b with a's shadowd down, b's log does not say its call waits for home"
+  detail "$(jfile first err)" "its stderr"
+  shadowd_logs b
+fi
 start_shadowd a "$T/key"
 wait_until 20 eval '(( $(grep -c "listening on" "$T/shadowd-a.log") >= 2 ))' || { fail "a's shadowd did not start again"; shadowd_logs a; }
 relayed_again "$before" "$at" "a's shadowd killed (SIGKILL) and started again"
@@ -234,6 +261,13 @@ else
   fail "relayed: status ${STATUS:-none} (want 0), or the home file or the home server does not have lines 1..${MARKED:-?} exactly once"
   detail "$(jfile relayed err)" "its stderr"
   shadowd_logs c
+fi
+if wait_job first 40 && [[ $STATUS == 0 && $(cat "$(jfile first out)") == $'waiting\nwoken' ]]; then
+  ok "first: with a's shadowd back its line reached the home file once, and its parent got status 0"
+else
+  fail "first: status ${STATUS:-none} (want 0), or its output is not 'waiting', 'woken' once each: $(tr '\n' '|' <"$(jfile first out)")"
+  detail "$(jfile first err)" "its stderr"
+  shadowd_logs b
 fi
 # The lost job outlives a's shadowd too (kept in its spool, shadow/lost_jobs.h).
 if wait_until 10 eval '[[ $(row lost) == *" lost "* ]]'; then
@@ -254,6 +288,7 @@ for j in lost rlost; do
   fi
 done
 kill_job kept
+kill_job first
 kill_job relayed
 
 cluster_end
