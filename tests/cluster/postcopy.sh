@@ -244,7 +244,9 @@ if start_job cut mig "${FEATURE[memory]}" 256M 60 && wait_step cut 3 60; then
       fail "cut: b's shadowd log says nothing of the post-copy failure"
       shadowd_logs b
     fi
-    if wait_until 30 eval '! others_on b | grep -q .'; then
+    # Its link process tries for up to 30 s (kTellHomeMs) to tell home of the end over
+    # the cut link, counted from the job's end on b, before home's word above: 45 s.
+    if wait_until 45 eval '! others_on b | grep -q .'; then
       ok "cut: nothing of the job is left on b"
     else
       fail "cut: processes left on b: $(others_on b | tr '\n' ';')"
