@@ -31,6 +31,11 @@ extern thread_local uint64_t t_openSignals __attribute__((tls_model("initial-exe
 // application sets them (emulateSigaction), without a system call.
 uint64_t signalsThatEnd();
 
+// Of the signals the application lets in, TSTP, TTIN and TTOU left at their default
+// action: a wait for home watches for these too and stops the process when one comes
+// (connection.cc stopForSignal).
+uint64_t signalsThatStop();
+
 // Of the signals the application lets in, those it has a handler for: a wait for home
 // that one of these interrupts asks home to cancel its call (connection.cc), so the
 // handler runs at once.

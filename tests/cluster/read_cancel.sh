@@ -11,7 +11,9 @@
 # signal reaches the job at once (python's C handler writes it to its wakeup fd) and
 # the read is made again, no EINTR; (5) `kill -TSTP` (Ctrl-Z's), then `kill -STOP`,
 # while os.read waits: the job on b and its deputy on a are stopped (state T), `kill
-# -CONT` continues both and the read made again takes the next line; (6) every line
+# -CONT` continues both and the read made again takes the next line; (6) `kill -TSTP`,
+# then `kill -TTIN`, sent on b itself while os.read waits: the job stops there at once
+# (state T), `kill -CONT` on b continues it and the read takes the next line; (7) every line
 # written at home is read exactly once, in order. (Before: the handler waited until
 # more data came.)
 #
@@ -142,7 +144,25 @@ if hop job a b; then
     check "the read made again after the $sig took the next line written at home" "got $sig"
   done
 
-  if [[ $(out | grep '^got ' | tr '\n' ' ') == "got 1 got 2 got 3 got 5 got os.read got 4 got TSTP got STOP " ]]; then
+  # The same stops sent to the job on b itself (not from home): its wait for home's
+  # answer lets them in at their default action, so it stops at once, as a local
+  # process would (before: it stopped only once its read ended); CONT on b makes the
+  # read again. (Its deputy at home is not stopped: nothing tells home of a stop on b.)
+  for sig in TSTP TTIN; do
+    wait_until 20 in_read
+    hx b kill -$sig "$bpid"
+    if wait_until 20 eval '[[ $(state b "$bpid") == T ]]'; then
+      ok "kill -$sig on b stopped the job there while os.read waited at home (state T)"
+    else
+      fail "after kill -$sig on b: the job's state there '$(state b "$bpid")' (want T: stopped at once, in its read)"
+    fi
+    hx b kill -CONT "$bpid"
+    wait_until 20 eval '[[ $(state b "$bpid") != T ]]' || fail "after kill -CONT on b: the job's state there '$(state b "$bpid")'"
+    wait_until 20 in_read && hx a sh -c "echo b$sig >$fifo"
+    check "the read made again after the $sig on b took the next line written at home" "got b$sig"
+  done
+
+  if [[ $(out | grep '^got ' | tr '\n' ' ') == "got 1 got 2 got 3 got 5 got os.read got 4 got TSTP got STOP got bTSTP got bTTIN " ]]; then
     ok "every line written at home was read exactly once, in order"
   else
     fail "the lines written at home were not each read once, in order: $(out | grep '^got ' | tr '\n' ' ')"
