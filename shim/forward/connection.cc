@@ -352,6 +352,12 @@ static long logged(const rsc::Row& row, const int64_t args[6], long result, cons
   return result;
 }
 
+// rsc::kNoTtin for a call that takes input while SIGTTIN is ignored or blocked here: at
+// home, a read of the terminal from the background then fails EIO instead of stopping.
+static uint32_t noTtin(const rsc::Row& row) {
+  return row.has(rsc::kTakesInput) && !(watchedSignals() & signalBit(SIGTTIN)) ? rsc::kNoTtin : 0;
+}
+
 // Sends the call and takes its answer; see forwardCallOnce.
 static long exchange(const rsc::Row& row, const int64_t args[6], uint64_t seq, int timeout, SignalWatch* watch) {
   rsc::ReplyHeader h;
@@ -363,7 +369,7 @@ static long exchange(const rsc::Row& row, const int64_t args[6], uint64_t seq, i
     }
     if (!haveConnection() && connectRelay() != 0) return -EIO;
     const uint64_t order = waitsForWrites(row, args) ? state().pipelineOrder.load(std::memory_order_acquire) : 0;
-    int64_t len = rsc::encodeRequest(row, args, seq, flags, t_buf, kBufferSize, order, threadId());
+    int64_t len = rsc::encodeRequest(row, args, seq, flags | noTtin(row), t_buf, kBufferSize, order, threadId());
     if (len < 0) return len;
     if (sendAll(t_conn, t_buf, static_cast<uint64_t>(len)) != 0) {
       dropMine();
