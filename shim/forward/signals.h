@@ -7,6 +7,8 @@
 // SIGSYS, and the application's own SIGSYS action is kept aside.
 #pragma once
 
+#include "shim/signal_verdict.h"
+
 #include <csignal>
 #include <cstdint>
 
@@ -15,11 +17,8 @@ namespace mig::forward {
 inline constexpr uint64_t kSigsysBit = 1ull << (SIGSYS - 1);
 
 constexpr uint64_t signalBit(int sig) { return 1ull << (sig - 1); }
-// Default actions other than ending the process (every other signal's default ends it).
-inline constexpr uint64_t kIgnoredByDefault = signalBit(SIGCHLD) | signalBit(SIGURG) | signalBit(SIGWINCH) |
-                                              signalBit(SIGCONT);
-inline constexpr uint64_t kStopsByDefault = signalBit(SIGSTOP) | signalBit(SIGTSTP) | signalBit(SIGTTIN) |
-                                            signalBit(SIGTTOU);
+using shim::kIgnoredByDefault;  // default actions other than ending the process
+using shim::kStopsByDefault;
 
 // The signals the trapped context of the calling thread's current system call lets in
 // (the complement of its mask); 0 outside the SIGSYS handler.
