@@ -194,11 +194,11 @@ bool groupOrphaned() {
 
 // A read of the job's terminal from a background process group: the kernel would send
 // SIGTTIN to the group and make the read again once continued (EIO if the job ignores
-// or blocks TTIN, rsc::kNoTtin, or the group is orphaned). Run here it would fail EIO at once (the deputy blocks
-// every signal), so the worker does the kernel's part: TTIN to the group at home, which
-// the deputy passes on to the job (stopping it and itself, signals.cc), again after each
-// CONT, until the group is in the foreground; then the read runs. EINTR if cancelled.
-// kj::none: go on with the call.
+// or blocks TTIN, rsc::kNoTtin, or the group is orphaned). Run here it would fail EIO
+// at once (the deputy blocks every signal), so the worker does the kernel's part: TTIN
+// to the group at home, which the deputy passes on to the job (stopping it and itself,
+// signals.cc), again after each CONT, until the group is in the foreground; then the
+// read runs. EINTR if cancelled. nullptr: go on with the call.
 kj::Maybe<kj::Array<kj::byte>> waitForeground(kj::ArrayPtr<const kj::byte> request, const bool& cancelled,
                                               std::mutex& mutex) {
   rsc::RequestHeader h;
@@ -207,15 +207,15 @@ kj::Maybe<kj::Array<kj::byte>> waitForeground(kj::ArrayPtr<const kj::byte> reque
   const rsc::Row* row = rsc::rowById(h.call);
   if (row == nullptr || !row->has(rsc::kTakesInput) || row->fdArg < 0) return nullptr;
   const int fd = static_cast<int>(h.args[row->fdArg]);
-  uint32_t sentAfter = continuedCount() + 1;  // never: send the first at once
+  uint32_t sentAfter = continuedCount() + 1;  // the CONTs counted when TTIN went; none yet
   for (;;) {
     const pid_t foreground = tcgetpgrp(fd);  // -1 unless fd is the deputy's terminal
     if (foreground <= 0 || foreground == getpgrp()) return nullptr;
-    if ((h.flags & rsc::kNoTtin) || groupOrphaned()) {
-      const rsc::ReplyHeader eio = rsc::failureReply(h.seq, EIO);
-      return kj::heapArray<kj::byte>(reinterpret_cast<const kj::byte*>(&eio), sizeof(eio));
-    }
     if (sentAfter != continuedCount()) {
+      if ((h.flags & rsc::kNoTtin) || groupOrphaned()) {
+        const rsc::ReplyHeader eio = rsc::failureReply(h.seq, EIO);
+        return kj::heapArray<kj::byte>(reinterpret_cast<const kj::byte*>(&eio), sizeof(eio));
+      }
       sentAfter = continuedCount();
       kill(-getpgrp(), SIGTTIN);
     }

@@ -19,10 +19,12 @@
 
 namespace mig::shim {
 
-constexpr uint64_t sigBit(int sig) { return 1ull << (sig - 1); }
+constexpr uint64_t signalBit(int sig) { return 1ull << (sig - 1); }
 // Default actions other than ending the process (every other signal's default ends it).
-inline constexpr uint64_t kIgnoredByDefault = sigBit(SIGCHLD) | sigBit(SIGURG) | sigBit(SIGWINCH) | sigBit(SIGCONT);
-inline constexpr uint64_t kStopsByDefault = sigBit(SIGSTOP) | sigBit(SIGTSTP) | sigBit(SIGTTIN) | sigBit(SIGTTOU);
+inline constexpr uint64_t kIgnoredByDefault =
+    signalBit(SIGCHLD) | signalBit(SIGURG) | signalBit(SIGWINCH) | signalBit(SIGCONT);
+inline constexpr uint64_t kStopsByDefault =
+    signalBit(SIGSTOP) | signalBit(SIGTSTP) | signalBit(SIGTTIN) | signalBit(SIGTTOU);
 
 struct SignalAction {
   uint64_t handler = 0;  // SIG_DFL, SIG_IGN or a function
@@ -46,8 +48,8 @@ Verdict signalVerdict(uint64_t open, ActionOf actionOf) {
     SignalAction a;
     if (!actionOf(sig, a) || a.handler == reinterpret_cast<uint64_t>(SIG_IGN)) continue;
     if (a.handler == reinterpret_cast<uint64_t>(SIG_DFL)) {
-      if (kIgnoredByDefault & sigBit(sig)) continue;
-      if (kStopsByDefault & sigBit(sig)) {
+      if (kIgnoredByDefault & signalBit(sig)) continue;
+      if (kStopsByDefault & signalBit(sig)) {
         v.stopped = true;
         continue;
       }

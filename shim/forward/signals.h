@@ -16,7 +16,7 @@ namespace mig::forward {
 
 inline constexpr uint64_t kSigsysBit = 1ull << (SIGSYS - 1);
 
-constexpr uint64_t signalBit(int sig) { return 1ull << (sig - 1); }
+using shim::signalBit;
 using shim::kIgnoredByDefault;  // default actions other than ending the process
 using shim::kStopsByDefault;
 

@@ -22,20 +22,20 @@ TEST_CASE("signal verdict: the lowest signal that decides, as the kernel takes t
   acts.of[SIGUSR2] = {kHandler, 0};
   acts.of[SIGPIPE] = {reinterpret_cast<uint64_t>(SIG_IGN), 0};
   // A handler with SA_RESTART first: the call is made again, though USR2's lacks it.
-  Verdict v = signalVerdict(sigBit(SIGUSR1) | sigBit(SIGUSR2), acts);
+  Verdict v = signalVerdict(signalBit(SIGUSR1) | signalBit(SIGUSR2), acts);
   CHECK(v.sig == SIGUSR1);
   CHECK(v.handled);
   CHECK_FALSE(v.interrupts);
   // Without it: EINTR.
-  v = signalVerdict(sigBit(SIGUSR2), acts);
+  v = signalVerdict(signalBit(SIGUSR2), acts);
   CHECK(v.sig == SIGUSR2);
   CHECK(v.interrupts);
   // Ignored ones (SIG_IGN, a default that does nothing) do not decide.
-  v = signalVerdict(sigBit(SIGPIPE) | sigBit(SIGCHLD) | sigBit(SIGWINCH), acts);
+  v = signalVerdict(signalBit(SIGPIPE) | signalBit(SIGCHLD) | signalBit(SIGWINCH), acts);
   CHECK(v.sig == 0);
   CHECK_FALSE(v.stopped);
   // A default that ends the process ends the call, not handled.
-  v = signalVerdict(sigBit(SIGHUP) | sigBit(SIGUSR2), acts);
+  v = signalVerdict(signalBit(SIGHUP) | signalBit(SIGUSR2), acts);
   CHECK(v.sig == SIGHUP);
   CHECK(v.interrupts);
   CHECK_FALSE(v.handled);
@@ -44,10 +44,10 @@ TEST_CASE("signal verdict: the lowest signal that decides, as the kernel takes t
 TEST_CASE("signal verdict: a default stop does not decide; a handler after it does") {
   Actions acts{};
   acts.of[SIGRTMIN] = {kHandler, 0};
-  Verdict v = signalVerdict(sigBit(SIGTSTP), acts);
+  Verdict v = signalVerdict(signalBit(SIGTSTP), acts);
   CHECK(v.sig == 0);
   CHECK(v.stopped);
-  v = signalVerdict(sigBit(SIGTTIN) | sigBit(SIGRTMIN), acts);
+  v = signalVerdict(signalBit(SIGTTIN) | signalBit(SIGRTMIN), acts);
   CHECK(v.sig == SIGRTMIN);
   CHECK(v.interrupts);
 }
