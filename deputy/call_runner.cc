@@ -3,6 +3,7 @@
 
 #include "deputy/log.h"
 #include "deputy/own_fds.h"
+#include "deputy/signals.h"
 #include "rsc/call_policy.h"
 #include "rsc/forward_table.h"
 #include "rsc/wire.h"
@@ -11,14 +12,18 @@
 #include <cerrno>
 #include <condition_variable>
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
 #include <thread>
 #include <vector>
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 namespace mig::deputy {
 namespace {
@@ -152,6 +157,75 @@ bool cancellable(kj::ArrayPtr<const kj::byte> request) {
   return !(h.flags & rsc::kNoReply) && h.call != static_cast<uint32_t>(rsc::CallId::Connect);
 }
 
+// Whether the deputy's process group is orphaned (no member has a parent in another
+// group of its session), read from /proc: then the kernel fails a read of the terminal
+// from the background with EIO, sending no TTIN (nothing would continue the group).
+bool groupOrphaned() {
+  struct Proc {
+    pid_t ppid, pgrp, sid;
+  };
+  auto stat = [](pid_t pid, Proc& p) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE* f = fopen(path, "r");
+    if (f == nullptr) return false;
+    char line[1024];
+    const bool got = fgets(line, sizeof line, f) != nullptr;
+    fclose(f);
+    const char* after = got ? strrchr(line, ')') : nullptr;  // the name may hold anything
+    return after != nullptr && sscanf(after + 2, "%*c %d %d %d", &p.ppid, &p.pgrp, &p.sid) == 3;
+  };
+  const pid_t group = getpgrp(), session = getsid(0);
+  DIR* dir = opendir("/proc");
+  if (dir == nullptr) return false;
+  bool orphaned = true;
+  while (dirent* e = readdir(dir)) {
+    Proc member, parent;
+    const pid_t pid = static_cast<pid_t>(atoi(e->d_name));
+    if (pid <= 0 || !stat(pid, member) || member.pgrp != group) continue;
+    if (stat(member.ppid, parent) && parent.pgrp != group && parent.sid == session) {
+      orphaned = false;
+      break;
+    }
+  }
+  closedir(dir);
+  return orphaned;
+}
+
+// A read of the job's terminal from a background process group: the kernel would send
+// SIGTTIN to the group and make the read again once continued (EIO if the job ignores
+// or blocks TTIN, rsc::kNoTtin, or the group is orphaned). Run here it would fail EIO
+// at once (the deputy blocks every signal), so the worker does the kernel's part: TTIN
+// to the group at home, which the deputy passes on to the job (stopping it and itself,
+// signals.cc), again after each CONT, until the group is in the foreground; then the
+// read runs. EINTR if cancelled. nullptr: go on with the call.
+kj::Maybe<kj::Array<kj::byte>> waitForeground(kj::ArrayPtr<const kj::byte> request, const bool& cancelled,
+                                              std::mutex& mutex) {
+  rsc::RequestHeader h;
+  if (request.size() < sizeof(h)) return nullptr;
+  memcpy(&h, request.begin(), sizeof(h));
+  const rsc::Row* row = rsc::rowById(h.call);
+  if (row == nullptr || !row->has(rsc::kTakesInput) || row->fdArg < 0) return nullptr;
+  const int fd = static_cast<int>(h.args[row->fdArg]);
+  uint32_t sentAfter = continuedCount() + 1;  // the CONTs counted when TTIN went; none yet
+  for (;;) {
+    const pid_t foreground = tcgetpgrp(fd);  // -1 unless fd is the deputy's terminal
+    if (foreground <= 0 || foreground == getpgrp()) return nullptr;
+    if (sentAfter != continuedCount()) {
+      if ((h.flags & rsc::kNoTtin) || groupOrphaned()) {
+        const rsc::ReplyHeader eio = rsc::failureReply(h.seq, EIO);
+        return kj::heapArray<kj::byte>(reinterpret_cast<const kj::byte*>(&eio), sizeof(eio));
+      }
+      sentAfter = continuedCount();
+      kill(-getpgrp(), SIGTTIN);
+    }
+    struct timespec pause = {0, 20 * 1000 * 1000};
+    nanosleep(&pause, nullptr);  // the cancel signal ends it early
+    std::lock_guard<std::mutex> lock(mutex);
+    if (cancelled) return interruptedReply(h.seq);
+  }
+}
+
 }  // namespace
 
 CallPool::CallPool(rsc::Dispatcher& dispatcher) : dispatcher_(dispatcher) {
@@ -250,7 +324,12 @@ void CallPool::work(Worker& me) {
     // Let in only while a call that may be cancelled runs: a pipelined write must
     // never see EINTR (nor a stray signal 63 left pending from the job's freeze).
     if (mayCancel) pthread_sigmask(SIG_UNBLOCK, &cancel, nullptr);
-    auto reply = runLogged(dispatcher_, job.request);
+    kj::Array<kj::byte> reply;
+    KJ_IF_MAYBE(r, waitForeground(job.request, me.cancelled, mutex_)) {
+      reply = kj::mv(*r);
+    } else {
+      reply = runLogged(dispatcher_, job.request);
+    }
     // Only kCancelSignal reaches a worker: an EINTR without a cancel came from a stray
     // one (someone's kill -63), and the call goes on as SA_RESTART would have it.
     for (;;) {

@@ -4,6 +4,7 @@
 #include "deputy/log.h"
 #include "deputy/stand_in.h"
 
+#include <atomic>
 #include <csignal>
 #include <pthread.h>
 #include <sys/prctl.h>
@@ -34,10 +35,14 @@ bool passedOn(int sig) {
 
 namespace {
 
+std::atomic<uint32_t> g_continued{0};
+
 // Stop signals that can be caught: once the job has them, the deputy stops itself.
 bool stops(int sig) { return sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU; }
 
 }  // namespace
+
+uint32_t continuedCount() { return g_continued.load(std::memory_order_acquire); }
 
 void takeSignals(uint64_t dropMask) {
   sigset_t all;
@@ -88,9 +93,11 @@ SignalForwarder::SignalForwarder(kj::UnixEventPort& port, kj::TaskSet& tasks, rp
 
 kj::Promise<void> SignalForwarder::watch(int sig) {
   return port_.onSignal(sig).then([this, sig](siginfo_t info) {
+    if (sig == SIGCONT) g_continued.fetch_add(1, std::memory_order_acq_rel);
     // The deputy's own (a SIGPIPE from a write it ran for the job, which gets EPIPE
-    // back): not the job's to hear again.
-    bool own = (info.si_code == SI_USER || info.si_code == SI_TKILL) && info.si_pid == getpid();
+    // back): not the job's to hear again. But a TTIN it sent its group for the job's
+    // read of the terminal from the background (call_runner.cc) is the job's.
+    bool own = (info.si_code == SI_USER || info.si_code == SI_TKILL) && info.si_pid == getpid() && sig != SIGTTIN;
     if (!own) {
       queue_.push_back(info);
       if (!sending_ && !waitingForShadowd_) sendNext();

@@ -25,6 +25,10 @@ constexpr const char* kStopWatchThread = "mig-stopwatch";
 // The signals the deputy (and its group stand-in, stand_in.h) catch and pass on.
 bool passedOn(int sig);
 
+// How many SIGCONTs the deputy has taken: a worker waiting for its terminal's
+// foreground (call_runner.cc) sends SIGTTIN again after each, as the kernel does.
+uint32_t continuedCount();
+
 // Before the event loop exists: blocks every signal, drops the pending ones in
 // `dropMask` (bit n-1: signal n), and gives kj the signals to catch (and one for itself
 // that is not the job's).

@@ -39,6 +39,19 @@ constexpr bool waitsForWrites(const Row& row, bool fdIsStream) {
   return true;
 }
 
+// Whether any fd argument of the call is a stream (isStream(value)): the fdIsStream of
+// waitsForWrites. Every fd the call names counts, not only the one it works on: a dup3
+// onto a stream whose writes are pipelined replaces that fd at home, so those writes
+// must run first (bash's `echo x >&5` is dup3(5, 1), a pipelined write to 1, then
+// dup3(10, 1) back: run before the write, the write went to the old stdout; issue 15).
+template <typename IsStream>
+constexpr bool namesStream(const Row& row, const int64_t a[6], IsStream isStream) {
+  for (int i = 0; i < row.nargs && i < 6; ++i) {
+    if (row.args[i].kind == Arg::Fd && isStream(a[i])) return true;
+  }
+  return false;
+}
+
 // Whether the readiness tokens of the call's fd (argument 0) are taken before it: only
 // streams have readiness stand-ins (a file's read skips that).
 constexpr bool drainsReadiness(const Row& row, bool fdIsStream) { return row.has(kTakesInput) && fdIsStream; }

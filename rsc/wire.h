@@ -41,6 +41,11 @@ inline constexpr uint32_t kAgain = 8;    // sent again after a checkpoint took i
                                          // from pushed bytes, shadow/pushed_reads.h) and
                                          // takes this flag off
 
+inline constexpr uint32_t kNoTtin = 32;  // a call that takes input, of a job that ignores or
+                                         // blocks SIGTTIN: its read of the terminal from a
+                                         // background group fails EIO, as the kernel's would
+                                         // (deputy/call_runner.cc waitForeground)
+
 // ReplyHeader::flags
 inline constexpr uint32_t kDeferredFailure = 1;  // an earlier pipelined write (its seq) failed:
                                                  // `result` holds its fd, `error` the errno

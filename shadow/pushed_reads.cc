@@ -72,7 +72,8 @@ kj::Promise<kj::Array<kj::byte>> PushedReads::call(kj::Array<kj::byte> request) 
   const rsc::Row* row = rsc::rowById(h.call);
   const int32_t fd = row != nullptr && row->fdArg >= 0 ? static_cast<int32_t>(h.args[row->fdArg]) : -1;
   const bool read = h.call == static_cast<uint32_t>(rsc::CallId::Read);
-  if (enabled_ && read && !again && !frozen_ && h.flags == 0 && h.args[1] != 0 && h.args[2] > 0 && fd >= 0 &&
+  const bool plain = (h.flags & ~rsc::kNoTtin) == 0;  // kNoTtin concerns the terminal, never pushed
+  if (enabled_ && read && !again && !frozen_ && plain && h.args[1] != 0 && h.args[2] > 0 && fd >= 0 &&
       home_.count(fd) == 0 && notPushable_.count(fd) == 0) {
     auto it = streams_.find(fd);
     if (it == streams_.end()) {

@@ -4,6 +4,7 @@
 #include "shim/proc_dir.h"
 #include "shim/raw_syscall.h"
 #include "shim/runtime.h"
+#include "shim/signal_verdict.h"
 
 #include <cerrno>
 #include <csignal>
@@ -54,29 +55,6 @@ bool restartsOnlyWithSaRestart(const greg_t* g) {
   }
 }
 
-// The application signal the kernel will run a handler for first, of those pending for
-// this thread or its process that `mask` lets in (0: none); *restart: its SA_RESTART.
-// Ignored signals and default actions do not interrupt a call the thread goes on with
-// (those that end the process end the call too). Lowest number first, as the kernel
-// takes them.
-int firstHandled(uint64_t mask, bool& restart) {
-  uint64_t pending = 0;
-  if (rawSyscall(SYS_rt_sigpending, reinterpret_cast<long>(&pending), 8) != 0) return 0;
-  for (uint64_t open = pending & ~mask & ~bit(kCheckpointSignal); open != 0; open &= open - 1) {
-    const int sig = __builtin_ctzll(open) + 1;
-    struct {
-      uint64_t handler, flags, restorer, mask;
-    } action{};
-    if (rawSyscall(SYS_rt_sigaction, sig, 0, reinterpret_cast<long>(&action), 8) != 0) continue;
-    if (action.handler == reinterpret_cast<uint64_t>(SIG_IGN) || action.handler == reinterpret_cast<uint64_t>(SIG_DFL)) {
-      continue;
-    }
-    restart = (action.flags & SA_RESTART) != 0;
-    return sig;
-  }
-  return 0;
-}
-
 // Signals pending for this thread alone (SigPnd of its status; ShdPnd is its process's).
 uint64_t ownPending() {
   uint64_t set = 0;
@@ -124,9 +102,14 @@ void settleInterruptedCall(ucontext_t* uc) {
   // Ended with EINTR, which a wrapper of interrupted_calls.cc would make again.
   const bool ended = t_checkpointInterrupted && g[REG_RAX] == -EINTR;
   if (!restarting && !ended) return;
-  bool restart = false;
-  const int sig = firstHandled(*reinterpret_cast<const uint64_t*>(&uc->uc_sigmask), restart);
-  if (sig == 0 || (restarting && restart) || !claim(sig)) return;
+  // The signal that decides (signal_verdict.h): only a handler changes what the call
+  // does (a default that ends the process ends it anyway), and with SA_RESTART only
+  // for a wrapped call, which ends with EINTR when any handler runs.
+  uint64_t pending = 0;
+  if (rawSyscall(SYS_rt_sigpending, reinterpret_cast<long>(&pending), 8) != 0) return;
+  const Verdict v = signalVerdict(pending & ~*reinterpret_cast<const uint64_t*>(&uc->uc_sigmask) & ~bit(kCheckpointSignal),
+                                  kernelAction);
+  if (!v.handled || (restarting && !v.interrupts) || !claim(v.sig)) return;
   t_checkpointInterrupted = 0;  // the wrapper returns the EINTR
   if (restarting) {
     g[REG_RAX] = -EINTR;

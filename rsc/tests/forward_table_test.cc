@@ -133,6 +133,19 @@ TEST_CASE("forward table: the shim's and the deputy's decisions read the added r
   CHECK(whereRowGoes(row, a, facts) == Where::Local);
 }
 
+TEST_CASE("forward table: a dup3 onto a stream waits for the writes pipelined to it") {
+  // bash's `echo x >&5` restores its stdout (a file, saved at 10) with dup3(10, 1)
+  // right after its pipelined write to 1 (the FIFO at 5): that write must run first.
+  const Row& dup3 = rowOf(CallId::Dup3);
+  const int64_t a[6] = {10, 1, 0, 0, 0, 0};
+  const auto isStream = [](int64_t fd) { return fd == 1; };
+  CHECK(waitsForWrites(dup3, namesStream(dup3, a, isStream)));
+  const int64_t other[6] = {10, 2, 0, 0, 0, 0};
+  CHECK_FALSE(waitsForWrites(dup3, namesStream(dup3, other, isStream)));
+  const int64_t fromStream[6] = {1, 10, 0, 0, 0, 0};
+  CHECK(waitsForWrites(dup3, namesStream(dup3, fromStream, isStream)));
+}
+
 TEST_CASE("forward table: the decisions follow each property, not the call") {
   FakeFacts facts;
   Row r = call(kTestSysno, "f", Ret::Int, Blocking::Never, 0, {F, I});

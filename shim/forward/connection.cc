@@ -121,9 +121,12 @@ struct SignalWatch {
   uint32_t gen = 0;   // the connections' generation it was made in
 };
 
+// The signals the wait watches for on its signalfd.
+uint64_t watchedSignals() { return signalsHandled() | signalsThatStop(); }
+
 // Makes the signalfd, out of the program's way; false if it cannot be had.
 bool openSignalWatch(SignalWatch& w) {
-  const uint64_t mask = signalsHandled();
+  const uint64_t mask = watchedSignals();
   if (mask == 0) return false;
   w.fd = shim::placeOwnFd(rawSyscall(SYS_signalfd4, -1, reinterpret_cast<long>(&mask), 8, SFD_CLOEXEC | SFD_NONBLOCK));
   if (w.fd < 0) return false;
@@ -161,12 +164,31 @@ void sendCancel(int fd, SignalWatch& w) {
   closeSignalWatch(w);
 }
 
+// A TSTP, TTIN or TTOU at its default action sent to the job here (not from home,
+// whose stops come as SIGSTOP) while it waits: the process stops at once, as it would in
+// the kernel's own wait, and CONT makes this wait go on (an answer that came meanwhile
+// waits on the connection: nothing read twice or lost). The signal is taken and the
+// process stopped with SIGSTOP, as shadowd does with one from home: left to the kernel,
+// it would be dropped, the job's process group here being orphaned. False if none is
+// pending (another thread took it).
+bool stopForSignal() {
+  uint64_t stops = signalsThatStop();
+  siginfo_t info;
+  struct timespec now = {0, 0};
+  if (stops == 0 || rawSyscall(SYS_rt_sigtimedwait, reinterpret_cast<long>(&stops), reinterpret_cast<long>(&info),
+                                reinterpret_cast<long>(&now), 8) <= 0) {
+    return false;
+  }
+  rawSyscall(SYS_kill, rawSyscall(SYS_getpid), SIGSTOP);
+  return true;
+}
+
 long waitReadable(int fd, int timeoutMs, SignalWatch* watch) {
   struct pollfd pfd[2] = {{fd, POLLIN, 0}, {-1, POLLIN, 0}};
   if (timeoutMs != kCheckpointable) return rawSyscall(SYS_poll, reinterpret_cast<long>(pfd), 1, timeoutMs);
   const uint64_t blocked = ~(signalBit(shim::kCheckpointSignal) | signalsThatEnd());
   for (;;) {
-    const bool watching = watch != nullptr && !watch->sent && signalsHandled() != 0;
+    const bool watching = watch != nullptr && !watch->sent && watchedSignals() != 0;
     struct timespec grace = {0, kSignalGraceNs};  // ppoll writes back what is left
     const bool inGrace = watching && watch->fd < 0;
     pfd[1].fd = watching ? static_cast<int>(watch->fd) : -1;  // poll passes over -1
@@ -181,7 +203,7 @@ long waitReadable(int fd, int timeoutMs, SignalWatch* watch) {
       continue;
     }
     if (ready > 0 && pfd[0].revents == 0 && pfd[1].revents != 0) {
-      sendCancel(fd, *watch);
+      if (!stopForSignal()) sendCancel(fd, *watch);
       continue;
     }
     return ready;
@@ -273,9 +295,9 @@ long takeFailure(int64_t fd) {
 }
 
 // Whether a call must run at home after the pipelined writes issued before it
-// (rsc::waitsForWrites).
+// (rsc::waitsForWrites, rsc::namesStream).
 bool waitsForWrites(const rsc::Row& row, const int64_t args[6]) {
-  return rsc::waitsForWrites(row, row.fdArg >= 0 && isStreamFd(state(), fdArg(args[row.fdArg])));
+  return rsc::waitsForWrites(row, rsc::namesStream(row, args, [](int64_t fd) { return isStreamFd(state(), fdArg(fd)); }));
 }
 
 // Reads the header of the reply to the call just sent; deferred failures of earlier
@@ -330,6 +352,12 @@ static long logged(const rsc::Row& row, const int64_t args[6], long result, cons
   return result;
 }
 
+// rsc::kNoTtin for a call that takes input while SIGTTIN is ignored or blocked here: at
+// home, a read of the terminal from the background then fails EIO instead of stopping.
+static uint32_t noTtin(const rsc::Row& row) {
+  return row.has(rsc::kTakesInput) && !(watchedSignals() & signalBit(SIGTTIN)) ? rsc::kNoTtin : 0;
+}
+
 // Sends the call and takes its answer; see forwardCallOnce.
 static long exchange(const rsc::Row& row, const int64_t args[6], uint64_t seq, int timeout, SignalWatch* watch) {
   rsc::ReplyHeader h;
@@ -341,7 +369,7 @@ static long exchange(const rsc::Row& row, const int64_t args[6], uint64_t seq, i
     }
     if (!haveConnection() && connectRelay() != 0) return -EIO;
     const uint64_t order = waitsForWrites(row, args) ? state().pipelineOrder.load(std::memory_order_acquire) : 0;
-    int64_t len = rsc::encodeRequest(row, args, seq, flags, t_buf, kBufferSize, order, threadId());
+    int64_t len = rsc::encodeRequest(row, args, seq, flags | noTtin(row), t_buf, kBufferSize, order, threadId());
     if (len < 0) return len;
     if (sendAll(t_conn, t_buf, static_cast<uint64_t>(len)) != 0) {
       dropMine();

@@ -64,6 +64,10 @@ uint64_t signalsThatEnd() {
          ~(kIgnoredByDefault | kStopsByDefault | kUnblockable | kSigsysBit | kCheckpointBit);
 }
 
+uint64_t signalsThatStop() {
+  return t_openSignals & g_defaultActions.load(std::memory_order_relaxed) & kStopsByDefault & ~kUnblockable;
+}
+
 uint64_t signalsHandled() {
   return t_openSignals & g_handledActions.load(std::memory_order_relaxed) & ~(kUnblockable | kSigsysBit | kCheckpointBit);
 }

@@ -7,6 +7,8 @@
 // SIGSYS, and the application's own SIGSYS action is kept aside.
 #pragma once
 
+#include "shim/signal_verdict.h"
+
 #include <csignal>
 #include <cstdint>
 
@@ -14,12 +16,9 @@ namespace mig::forward {
 
 inline constexpr uint64_t kSigsysBit = 1ull << (SIGSYS - 1);
 
-constexpr uint64_t signalBit(int sig) { return 1ull << (sig - 1); }
-// Default actions other than ending the process (every other signal's default ends it).
-inline constexpr uint64_t kIgnoredByDefault = signalBit(SIGCHLD) | signalBit(SIGURG) | signalBit(SIGWINCH) |
-                                              signalBit(SIGCONT);
-inline constexpr uint64_t kStopsByDefault = signalBit(SIGSTOP) | signalBit(SIGTSTP) | signalBit(SIGTTIN) |
-                                            signalBit(SIGTTOU);
+using shim::signalBit;
+using shim::kIgnoredByDefault;  // default actions other than ending the process
+using shim::kStopsByDefault;
 
 // The signals the trapped context of the calling thread's current system call lets in
 // (the complement of its mask); 0 outside the SIGSYS handler.
@@ -30,6 +29,11 @@ extern thread_local uint64_t t_openSignals __attribute__((tls_model("initial-exe
 // of the application runs for them (connection.cc). The actions are followed as the
 // application sets them (emulateSigaction), without a system call.
 uint64_t signalsThatEnd();
+
+// Of the signals the application lets in, TSTP, TTIN and TTOU left at their default
+// action: a wait for home watches for these too and stops the process when one comes
+// (connection.cc stopForSignal).
+uint64_t signalsThatStop();
 
 // Of the signals the application lets in, those it has a handler for: a wait for home
 // that one of these interrupts asks home to cancel its call (connection.cc), so the

@@ -374,35 +374,21 @@ long processCall(const rsc::Row& row, TrappedCall& c, const ucontext_t* uc) {
   }
 }
 
-// What a signal pending for this thread (or its process) does to a system call it
-// waits in, by its action: 0 nothing (the application's mask in the trapped context
-// blocks it, it is ignored, or its default is to do nothing: those the kernel would
-// have dropped, but the handler's mask keeps them pending), -EINTR (a handler without
-// SA_RESTART, or a default that ends the process), kCallAgain (a handler with
-// SA_RESTART, or a default that stops the process: the call goes on after it). The
-// shim's checkpoint signal is not the application's.
+// What the signals pending for this thread (or its process) that the application's
+// mask in the trapped context lets in do to a system call it waits in, by the rule of
+// shim/signal_verdict.h (the one a park's end follows too): 0 nothing (none, or only
+// ignored ones, which the kernel would have dropped but the handler's mask keeps
+// pending), -EINTR (the deciding one has a handler without SA_RESTART, or ends the
+// process), kCallAgain (a handler with SA_RESTART, or only a default stop: the call
+// goes on after it). The shim's checkpoint signal is not the application's.
 long pendingSignalVerdict(const ucontext_t* uc) {
   uint64_t pending = 0;
   if (rawSyscall(SYS_rt_sigpending, reinterpret_cast<long>(&pending), 8) != 0) return 0;
-  uint64_t open = pending & ~*reinterpret_cast<const uint64_t*>(&uc->uc_sigmask) & ~kSigsysBit &
-                  ~(uint64_t{1} << (shim::kCheckpointSignal - 1));
-  long verdict = 0;
-  while (open != 0 && verdict != -EINTR) {
-    const int sig = __builtin_ctzll(open) + 1;
-    open &= open - 1;
-    struct {
-      uint64_t handler, flags, restorer, mask;
-    } action{};
-    if (rawSyscall(SYS_rt_sigaction, sig, 0, reinterpret_cast<long>(&action), 8) != 0) continue;
-    if (action.handler == reinterpret_cast<uint64_t>(SIG_IGN)) continue;
-    if (action.handler == reinterpret_cast<uint64_t>(SIG_DFL)) {
-      if (kIgnoredByDefault & signalBit(sig)) continue;
-      verdict = (kStopsByDefault & signalBit(sig)) ? kCallAgain : -EINTR;
-      continue;
-    }
-    verdict = (action.flags & SA_RESTART) ? (verdict == 0 ? kCallAgain : verdict) : -EINTR;
-  }
-  return verdict;
+  const shim::Verdict v = shim::signalVerdict(pending & ~*reinterpret_cast<const uint64_t*>(&uc->uc_sigmask) &
+                                                  ~kSigsysBit & ~signalBit(shim::kCheckpointSignal),
+                                              shim::kernelAction);
+  if (v.sig != 0) return v.interrupts ? -EINTR : kCallAgain;
+  return v.stopped ? kCallAgain : 0;
 }
 
 // A lock call on a home fd that may wait for another holder (Handler::WaitsForLock).

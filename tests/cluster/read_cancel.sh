@@ -11,7 +11,9 @@
 # signal reaches the job at once (python's C handler writes it to its wakeup fd) and
 # the read is made again, no EINTR; (5) `kill -TSTP` (Ctrl-Z's), then `kill -STOP`,
 # while os.read waits: the job on b and its deputy on a are stopped (state T), `kill
-# -CONT` continues both and the read made again takes the next line; (6) every line
+# -CONT` continues both and the read made again takes the next line; (6) `kill -TSTP`,
+# then `kill -TTIN`, sent on b itself while os.read waits: the job stops there at once
+# (state T), `kill -CONT` on b continues it and the read takes the next line; (7) every line
 # written at home is read exactly once, in order. (Before: the handler waited until
 # more data came.)
 #
@@ -142,12 +144,92 @@ if hop job a b; then
     check "the read made again after the $sig took the next line written at home" "got $sig"
   done
 
-  if [[ $(out | grep '^got ' | tr '\n' ' ') == "got 1 got 2 got 3 got 5 got os.read got 4 got TSTP got STOP " ]]; then
+  # The same stops sent to the job on b itself (not from home): its wait for home's
+  # answer lets them in at their default action, so it stops at once, as a local
+  # process would (before: it stopped only once its read ended); CONT on b makes the
+  # read again. (Its deputy at home is not stopped: nothing tells home of a stop on b.)
+  for sig in TSTP TTIN; do
+    wait_until 20 in_read
+    hx b kill -$sig "$bpid"
+    if wait_until 20 eval '[[ $(state b "$bpid") == T ]]'; then
+      ok "kill -$sig on b stopped the job there while os.read waited at home (state T)"
+    else
+      fail "after kill -$sig on b: the job's state there '$(state b "$bpid")' (want T: stopped at once, in its read)"
+    fi
+    hx b kill -CONT "$bpid"
+    wait_until 20 eval '[[ $(state b "$bpid") != T ]]' || fail "after kill -CONT on b: the job's state there '$(state b "$bpid")'"
+    wait_until 20 in_read && hx a sh -c "echo b$sig >$fifo"
+    check "the read made again after the $sig on b took the next line written at home" "got b$sig"
+  done
+
+  if [[ $(out | grep '^got ' | tr '\n' ' ') == "got 1 got 2 got 3 got 5 got os.read got 4 got TSTP got STOP got bTSTP got bTTIN " ]]; then
     ok "every line written at home was read exactly once, in order"
   else
     fail "the lines written at home were not each read once, in order: $(out | grep '^got ' | tr '\n' ' ')"
   fi
 fi
 kill_job job
+
+# A background job of a terminal session at home reading that terminal stops with
+# SIGTTIN, moved or not. The session (a pty made by python's pty.fork) is a plain
+# python3 at home, its leader; it starts the job (python3 under mig) in a process
+# group of its own, so in the background, its stdin the pty. Moved a -> b, the job
+# reads the terminal: its leader's waitpid(WUNTRACED) sees it stopped, as at home;
+# it then makes the job's group the foreground one, types a line and continues it
+# (the shell's `fg`): the job reads the line once and ends with status 0.
+LEADER='import os, pty, signal, sys, time
+d, libmig = sys.argv[1], sys.argv[2]
+pid, master = pty.fork()
+if pid == 0:
+    job = os.fork()
+    if job == 0:
+        os.setpgid(0, 0)
+        os.dup2(os.open(d + "/../out", os.O_WRONLY | os.O_APPEND), 1)
+        os.dup2(os.open(d + "/../err", os.O_WRONLY | os.O_APPEND), 2)
+        os.execve(sys.executable, [sys.executable, "-c", sys.argv[3], d],
+                  dict(os.environ, LD_PRELOAD=libmig))
+    os.setpgid(job, job)
+    with open(d + "/jobpid", "w") as f: f.write(str(job))
+    _, status = os.waitpid(job, os.WUNTRACED)
+    if os.WIFSTOPPED(status):
+        say = "stopped by " + signal.Signals(os.WSTOPSIG(status)).name
+    else:
+        say = "not stopped: status " + str(status)
+    with open(d + "/leader", "w") as f: f.write(say + "\n")
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    os.tcsetpgrp(0, job)
+    os.kill(job, signal.SIGCONT)
+    _, status = os.waitpid(job, 0)
+    with open(d + "/leader", "a") as f: f.write("ended: " + str(os.waitstatus_to_exitcode(status)) + "\n")
+    os._exit(0)
+while not os.path.exists(d + "/leader"): time.sleep(0.05)
+os.write(master, b"typed\n")
+try:
+    while os.read(master, 4096): pass
+except OSError: pass
+os.waitpid(pid, 0)'
+TTYJOB='import os, sys, time
+d = sys.argv[1]
+i = 0
+while not os.path.exists(d + "/GO"):
+    print("STEP", i, flush=True); i += 1; time.sleep(0.1)
+print("read:", os.read(0, 100).decode().strip(), flush=True)'
+start_job tty plain /usr/bin/python3 -c "$LEADER" @DIR@ "$LIBMIG" "$TTYJOB" || cluster_end
+wait_until 20 test -s "$(jfile tty data)/jobpid" && PID[tty]=$(cat "$(jfile tty data)/jobpid")
+if [[ -n ${PID[tty]-} ]] && hop tty a b; then
+  touch "$(jfile tty data)/GO"
+  if wait_until 20 test -s "$(jfile tty data)/leader" && [[ $(head -n 1 "$(jfile tty data)/leader") == "stopped by SIG"* ]]; then
+    ok "tty: the background job moved to b reading its home terminal stopped: its leader's waitpid(WUNTRACED) says $(head -n 1 "$(jfile tty data)/leader")"
+  else
+    fail "tty: the background job moved to b reading its home terminal: its leader saw '$(head -n 1 "$(jfile tty data)/leader" 2>/dev/null)' (want: stopped)"
+  fi
+  if wait_job tty 20 && [[ $(tail -n 1 "$(jfile tty data)/leader") == "ended: 0" && $(tr -d '\r' <"$(jfile tty out)" | tail -n 1) == "read: typed" ]]; then
+    ok "tty: brought to the foreground and continued, it read the line typed once and ended with status 0"
+  else
+    fail "tty: after fg: its leader says '$(tail -n 1 "$(jfile tty data)/leader" 2>/dev/null)', its last line '$(tail -n 1 "$(jfile tty out)")' (want ended: 0, read: typed)"
+    detail "$(jfile tty err)" "its stderr"
+  fi
+fi
+kill_job tty
 
 cluster_end
