@@ -111,6 +111,7 @@ class PushedReads {
   const bool enabled_;
   bool frozen_ = false;
   bool told_ = false;  // the log says pushing has started
+  bool toldShared_ = false;  // the log says a stream stays calls as another may read it at home
   std::map<int32_t, kj::Own<Stream>> streams_;   // fds whose reads are pushed
   std::map<int32_t, int> home_;                   // input calls on their way home, by fd
   std::map<int32_t, bool> notPushable_;           // the deputy said so (until closed)

@@ -1,0 +1,102 @@
+// otherReader (sole_reader.h): a stream another process at home may read is never the
+// deputy's alone; one whose other holders only write to it, or that no one else
+// holds, is.
+#include "deputy/sole_reader.h"
+
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <fcntl.h>
+#include <cstdlib>
+#include <string>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace mig::deputy {
+namespace {
+
+// A child that keeps the fds in `keep` (and its end of a pipe that tells the test it is
+// ready), closes every other, and waits until killed.
+class Holder {
+ public:
+  explicit Holder(std::initializer_list<int> keep) {
+    int ready[2];
+    REQUIRE(pipe(ready) == 0);
+    pid_ = fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      for (int fd = 3; fd < 1024; ++fd) {
+        bool kept = fd == ready[1];
+        for (int k : keep) kept = kept || fd == k;
+        if (!kept) close(fd);
+      }
+      close(ready[1]);  // ready: every fd not kept is closed
+      for (;;) pause();
+    }
+    close(ready[1]);
+    char c;
+    REQUIRE(read(ready[0], &c, 1) == 0);
+    close(ready[0]);
+  }
+  ~Holder() {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_;
+};
+
+TEST_CASE("a pipe: alone, with another process holding its read end, with one holding only its write end") {
+  int p[2];
+  REQUIRE(pipe(p) == 0);
+  CHECK(otherReader(p[0]) == 0);
+  {
+    Holder writer({p[1]});
+    CHECK(otherReader(p[0]) == 0);  // it only writes
+  }
+  {
+    Holder reader({p[0]});
+    CHECK(otherReader(p[0]) == reader.pid());
+  }
+  CHECK(otherReader(p[0]) == 0);  // that reader is gone
+  close(p[0]);
+  close(p[1]);
+}
+
+TEST_CASE("a socket: another process holding it may read it, the peer's end is another socket") {
+  int s[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, s) == 0);
+  {
+    Holder peer({s[1]});
+    CHECK(otherReader(s[0]) == 0);
+  }
+  {
+    Holder sharer({s[0]});
+    CHECK(otherReader(s[0]) == sharer.pid());
+  }
+  close(s[0]);
+  close(s[1]);
+}
+
+TEST_CASE("a named FIFO or a file is never a sole reader's stream") {
+  char dir[] = "/tmp/sole_reader_test.XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  const std::string fifo = std::string(dir) + "/fifo";
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  const int r = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+  REQUIRE(r >= 0);
+  CHECK(otherReader(r) == -1);  // anyone may open it by its path
+  const int file = open(dir, O_RDONLY | O_DIRECTORY);
+  CHECK(otherReader(file) == -1);
+  close(file);
+  close(r);
+  unlink(fifo.c_str());
+  rmdir(dir);
+}
+
+}  // namespace
+}  // namespace mig::deputy
