@@ -156,7 +156,7 @@ kj::Promise<void> PushedReads::push(PushContext context) {
     return kj::READY_NOW;
   }
   // Bytes another reader at home could take would be the job's too (sole_reader.h).
-  if (const pid_t other = otherReader(fd); other != 0) {
+  if (const pid_t other = sole_.otherReader(fd); other != 0) {
     log(kj::str("reads of fd ", fd, " stay calls: ",
                 other > 0 ? kj::str("process ", other, " at home may read it too") : kj::str("no sole reader's stream")));
     results.setEnd(other > 0 ? rpc::PeekEnd::SHARED : rpc::PeekEnd::NOT_PUSHABLE);

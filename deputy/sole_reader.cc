@@ -63,57 +63,71 @@ bool mayHoldUnseen(pid_t pid) {
   return ours;
 }
 
-bool holds(pid_t pid, const Link& stream, bool pipe) {
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/%d/fd", pid);
-  const int dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) return errno != ENOENT && errno != ESRCH && mayHoldUnseen(pid);
-  DIR* d = fdopendir(dir);
-  if (d == nullptr) {
-    close(dir);
-    return true;
-  }
-  bool found = false;
-  Link l;
-  while (struct dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.' || !readLink(dir, e->d_name, l)) continue;
-    if (l.size == stream.size && memcmp(l.text, stream.text, l.size) == 0 && (!pipe || readsPipe(pid, e->d_name))) {
-      found = true;
-      break;
-    }
-  }
-  closedir(d);
-  return found;
+// Whether `link` names a pipe (else a socket; else neither: false).
+bool isStream(const Link& l, bool& pipe) {
+  pipe = strncmp(l.text, "pipe:[", 6) == 0;
+  return pipe || strncmp(l.text, "socket:[", 8) == 0;
 }
 
 }  // namespace
 
-pid_t otherReader(int fd) {
-  char name[16];
-  snprintf(name, sizeof(name), "%d", fd);
-  const int self = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (self < 0) return -1;
-  Link stream;
-  const bool linked = readLink(self, name, stream);
-  close(self);
-  if (!linked) return -1;
-  const bool pipe = strncmp(stream.text, "pipe:[", 6) == 0;
-  if (!pipe && strncmp(stream.text, "socket:[", 8) != 0) return -1;  // a named FIFO: anyone may open it
+bool SoleReaders::look() {
+  DIR* self = opendir("/proc/self/fd");
+  if (self == nullptr) return false;
+  Link l;
+  bool pipe;
+  while (struct dirent* e = readdir(self)) {
+    if (e->d_name[0] != '.' && readLink(dirfd(self), e->d_name, l) && isStream(l, pipe)) others_.emplace(l.text, 0);
+  }
+  closedir(self);
   DIR* all = opendir("/proc");
-  if (all == nullptr) return -1;
+  if (all == nullptr) return false;
   const pid_t me = getpid();
-  pid_t other = 0;
   while (struct dirent* e = readdir(all)) {
     char* end = nullptr;
     const long pid = strtol(e->d_name, &end, 10);
     if (end == e->d_name || *end != '\0' || pid == me) continue;
-    if (holds(static_cast<pid_t>(pid), stream, pipe)) {
-      other = static_cast<pid_t>(pid);
-      break;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/fd", pid);
+    const int dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0) {
+      if (errno != ENOENT && errno != ESRCH && mayHoldUnseen(static_cast<pid_t>(pid))) {
+        for (auto& [name, other] : others_) {  // it may hold any of them
+          if (other == 0) other = static_cast<pid_t>(pid);
+        }
+      }
+      continue;
     }
+    DIR* fds = fdopendir(dir);
+    if (fds == nullptr) {
+      close(dir);
+      continue;
+    }
+    while (struct dirent* f = readdir(fds)) {
+      if (f->d_name[0] == '.' || !readLink(dir, f->d_name, l) || !isStream(l, pipe)) continue;
+      auto it = others_.find(l.text);
+      if (it != others_.end() && it->second == 0 && (!pipe || readsPipe(static_cast<pid_t>(pid), f->d_name))) {
+        it->second = static_cast<pid_t>(pid);
+      }
+    }
+    closedir(fds);
   }
   closedir(all);
-  return other;
+  return true;
+}
+
+pid_t SoleReaders::otherReader(int fd) {
+  char path[32];
+  snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+  Link l;
+  bool pipe;
+  if (!readLink(AT_FDCWD, path, l) || !isStream(l, pipe)) return -1;  // a named FIFO: anyone may open it
+  if (!looked_) {
+    if (!look()) return -1;
+    looked_ = true;
+  }
+  auto it = others_.find(l.text);
+  return it == others_.end() ? 0 : it->second;  // not held at the look: made by the deputy since
 }
 
 }  // namespace mig::deputy

@@ -1,6 +1,6 @@
-// otherReader (sole_reader.h): a stream another process at home may read is never the
-// deputy's alone; one whose other holders only write to it, or that no one else
-// holds, is.
+// SoleReaders (sole_reader.h): a stream another process at home may read is never the
+// deputy's alone; one whose other holders only write to it, one no one else holds,
+// and one made after the look are.
 #include "deputy/sole_reader.h"
 
 #include <doctest/doctest.h>
@@ -50,36 +50,41 @@ class Holder {
   pid_t pid_;
 };
 
-TEST_CASE("a pipe: alone, with another process holding its read end, with one holding only its write end") {
-  int p[2];
-  REQUIRE(pipe(p) == 0);
-  CHECK(otherReader(p[0]) == 0);
+TEST_CASE("pipes: held alone, its write end held by another, its read end held by another, made after the look") {
+  int alone[2], written[2], shared[2];
+  REQUIRE(pipe(alone) == 0);
+  REQUIRE(pipe(written) == 0);
+  REQUIRE(pipe(shared) == 0);
+  SoleReaders sole;
   {
-    Holder writer({p[1]});
-    CHECK(otherReader(p[0]) == 0);  // it only writes
+    Holder writer({written[1]});
+    Holder reader({shared[0]});
+    CHECK(sole.otherReader(alone[0]) == 0);
+    CHECK(sole.otherReader(written[0]) == 0);  // the other only writes to it
+    CHECK(sole.otherReader(shared[0]) == reader.pid());
   }
-  {
-    Holder reader({p[0]});
-    CHECK(otherReader(p[0]) == reader.pid());
+  CHECK(sole.otherReader(shared[0]) > 0);  // shared at the look: counts as shared after
+  int later[2];
+  REQUIRE(pipe(later) == 0);
+  CHECK(sole.otherReader(later[0]) == 0);  // made since: no one else can have it
+  for (int* p : {alone, written, shared, later}) {
+    close(p[0]);
+    close(p[1]);
   }
-  CHECK(otherReader(p[0]) == 0);  // that reader is gone
-  close(p[0]);
-  close(p[1]);
 }
 
-TEST_CASE("a socket: another process holding it may read it, the peer's end is another socket") {
-  int s[2];
-  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, s) == 0);
-  {
-    Holder peer({s[1]});
-    CHECK(otherReader(s[0]) == 0);
+TEST_CASE("sockets: another process holding it may read it, the peer's end is another socket") {
+  int peer[2], shared[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, peer) == 0);
+  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, shared) == 0);
+  Holder other({peer[1], shared[0]});
+  SoleReaders sole;
+  CHECK(sole.otherReader(peer[0]) == 0);
+  CHECK(sole.otherReader(shared[0]) == other.pid());
+  for (int* p : {peer, shared}) {
+    close(p[0]);
+    close(p[1]);
   }
-  {
-    Holder sharer({s[0]});
-    CHECK(otherReader(s[0]) == sharer.pid());
-  }
-  close(s[0]);
-  close(s[1]);
 }
 
 TEST_CASE("a named FIFO or a file is never a sole reader's stream") {
@@ -89,9 +94,10 @@ TEST_CASE("a named FIFO or a file is never a sole reader's stream") {
   REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
   const int r = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
   REQUIRE(r >= 0);
-  CHECK(otherReader(r) == -1);  // anyone may open it by its path
+  SoleReaders sole;
+  CHECK(sole.otherReader(r) == -1);  // anyone may open it by its path
   const int file = open(dir, O_RDONLY | O_DIRECTORY);
-  CHECK(otherReader(file) == -1);
+  CHECK(sole.otherReader(file) == -1);
   close(file);
   close(r);
   unlink(fifo.c_str());
