@@ -11,7 +11,7 @@
 # every accept/write goes shim -> the job's link process on B (its relay,
 # shadow/link_process.h) -> the job's direct link -> deputy
 # (shadow/direct_link.h), and its reads are served on B from bytes pushed there
-# (shadow/pushed_reads.h); then after moving it on B -> D, whose link processes have
+# (shadow/pushed_reads.h, on by default); then after moving it on B -> D, whose link processes have
 # MIG_PUSH_READS=0 (each read one call home, as before pushing: the old path, same
 # run); then D -> C, where C runs with --no-direct-link: shim -> C's relay ->
 # Cap'n Proto -> A's shadowd -> deputy, as before issue 13 (reads pushed).
@@ -57,7 +57,7 @@ pa=$(port) pb=$(port) pc=$(port) pd=$(port)
 # --insecure-plaintext-links for its plaintext figures).
 read -r -a extra <<<"${MIG_BENCH_SHADOWD_ARGS-}"
 "$build/shadow/shadowd" --listen 127.0.0.1:$pa --cluster-key "$dir/key" --socket "$dir/a/sock" --log "$dir/a.log" ${extra[@]+"${extra[@]}"} & pids+=($!)
-MIG_PUSH_READS=1 "$build/shadow/shadowd" --listen 127.0.0.1:$pb --cluster-key "$dir/key" --socket "$dir/b/sock" --log "$dir/b.log" ${extra[@]+"${extra[@]}"} & pids+=($!)
+"$build/shadow/shadowd" --listen 127.0.0.1:$pb --cluster-key "$dir/key" --socket "$dir/b/sock" --log "$dir/b.log" ${extra[@]+"${extra[@]}"} & pids+=($!)
 "$build/shadow/shadowd" --listen 127.0.0.1:$pc --cluster-key "$dir/key" --socket "$dir/c/sock" --log "$dir/c.log" --no-direct-link ${extra[@]+"${extra[@]}"} & pids+=($!)
 MIG_PUSH_READS=0 "$build/shadow/shadowd" --listen 127.0.0.1:$pd --cluster-key "$dir/key" --socket "$dir/d/sock" --log "$dir/d.log" ${extra[@]+"${extra[@]}"} & pids+=($!)
 for s in a b c d; do
@@ -106,6 +106,8 @@ restored=$(sed -n 's/.* runs here as PID \([0-9]*\).*/\1/p' "$dir/b.log" | tail 
 [ -n "$restored" ] || fail "no 'runs here as PID' in B's log" "$dir/b.log"
 job_pids+=($restored)
 measure away
+# The pushed column is only what it says if B served the server's reads from bytes pushed there.
+grep -q "reads of its home streams are pushed ahead" "$dir/b.log" || fail "B's log does not say the server's reads were pushed" "$dir/b.log"
 A migrate "$server" --to 127.0.0.1:$pd > "$dir/migrate-d.out" 2>&1 ||
   fail "migrate B -> D failed" "$dir/migrate-d.out" "$dir/a.log" "$dir/b.log" "$dir/d.log"
 restored=$(sed -n 's/.* runs here as PID \([0-9]*\).*/\1/p' "$dir/d.log" | tail -1)

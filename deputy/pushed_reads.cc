@@ -3,6 +3,7 @@
 
 #include "deputy/log.h"
 #include "deputy/own_fds.h"
+#include "deputy/sole_reader.h"
 #include "rsc/forward_table.h"
 #include "rsc/wire.h"
 
@@ -24,7 +25,7 @@ constexpr uint64_t kMaxAhead = 16u << 20;
 constexpr int kScratchSize = 1 << 20;
 
 // Whether reads of `fd` may be pushed: a blocking stream socket that is no listener,
-// or a pipe (FIFO). `pipe` says which.
+// or a pipe (`pipe`; a named FIFO is not, below: otherReader).
 bool pushable(int fd, bool& pipe) {
   struct stat st;
   if (fstat(fd, &st) != 0) return false;
@@ -152,6 +153,13 @@ kj::Promise<void> PushedReads::push(PushContext context) {
   bool pipe = false;
   if (!pushable(fd, pipe)) {
     results.setEnd(rpc::PeekEnd::NOT_PUSHABLE);
+    return kj::READY_NOW;
+  }
+  // Bytes another reader at home could take would be the job's too (sole_reader.h).
+  if (const pid_t other = sole_.otherReader(fd); other != 0) {
+    log(kj::str("reads of fd ", fd, " stay calls: ",
+                other > 0 ? kj::str("process ", other, " at home may read it too") : kj::str("no sole reader's stream")));
+    results.setEnd(other > 0 ? rpc::PeekEnd::SHARED : rpc::PeekEnd::NOT_PUSHABLE);
     return kj::READY_NOW;
   }
   Stream& s = streams_[fd];

@@ -10,6 +10,7 @@
 // the stream whichever link, or link resumed, asks.
 #pragma once
 
+#include "deputy/sole_reader.h"
 #include "shadow/mig.capnp.h"
 
 #include <kj/async-unix.h>
@@ -50,6 +51,7 @@ class PushedReads : private kj::TaskSet::ErrorHandler {
   kj::Function<int64_t(kj::ArrayPtr<const kj::byte>)> runRead_;
   kj::Function<kj::Promise<void>(int fd)> inputTaken_;
   std::map<int, Stream> streams_;
+  SoleReaders sole_;  // no stream another process at home may read is pushed
   void taskFailed(kj::Exception&&) override {}  // a token not delivered: the link is gone
   std::vector<kj::byte> buffer_;  // a look's bytes
   int scratch_[2] = {-1, -1};     // a pipe that tee(2) copies a pipe's bytes into

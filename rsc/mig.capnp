@@ -298,6 +298,7 @@ enum PeekEnd {
   failed @2;        # no byte left and the stream failed with `error` (ECONNRESET)
   notPushable @3;   # not a blocking stream socket or pipe: its reads stay calls
   outOfStep @4;     # `from` is behind what was taken (someone else read it): start afresh
+  shared @5;        # another process at home may read it (deputy/sole_reader.h): its reads stay calls
 }
 
 struct HomeRecord {

@@ -9,6 +9,7 @@
 
 #include <kj/debug.h>
 
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -23,12 +24,22 @@ constexpr uint64_t kWindow = 512u << 10;
 // Before anything that needs them taken they go at once (drained).
 constexpr uint64_t kTakeAfterMs = 2;
 
-// Off unless asked (MIG_PUSH_READS=1 in shadowd's environment): with several readers of
-// one home pipe (python's multiprocessing.Pool moved as a tree, its workers reading
-// one task pipe) the pool's close() and join() hung after a move in 2 of 3 runs.
+// On unless MIG_PUSH_READS=0 is in shadowd's environment (for comparisons: the bench).
 bool enabledByEnvironment() {
   const char* v = getenv("MIG_PUSH_READS");
-  return v != nullptr && strcmp(v, "1") == 0;
+  return v == nullptr || strcmp(v, "0") != 0;
+}
+
+// Takes rsc::kAgain off (the deputy knows no such flag: the call is the same call);
+// whether it was there.
+bool dropAgain(kj::ArrayPtr<kj::byte> request) {
+  uint32_t flags;
+  constexpr size_t at = offsetof(rsc::RequestHeader, flags);
+  memcpy(&flags, request.begin() + at, sizeof(flags));
+  if ((flags & rsc::kAgain) == 0) return false;
+  flags &= ~rsc::kAgain;
+  memcpy(request.begin() + at, &flags, sizeof(flags));
+  return true;
 }
 
 rsc::RequestHeader headerOf(kj::ArrayPtr<const kj::byte> request) {
@@ -63,17 +74,17 @@ PushedReads::PushedReads(JobCalls& calls)
 PushedReads::~PushedReads() { gate_->pushed = nullptr; }
 
 kj::Promise<kj::Array<kj::byte>> PushedReads::call(kj::Array<kj::byte> request) {
-  rsc::RequestHeader h = headerOf(request);
-  const bool again = (h.flags & rsc::kAgain) != 0;
-  if (again) {  // the deputy knows no such flag: the call is the same call
-    h.flags &= ~rsc::kAgain;
-    memcpy(request.begin(), &h, sizeof(h));
+  if (!enabled_) {
+    dropAgain(request);
+    return calls_.callHome(kj::mv(request));
   }
+  const bool again = dropAgain(request);
+  const rsc::RequestHeader h = headerOf(request);
   const rsc::Row* row = rsc::rowById(h.call);
   const int32_t fd = row != nullptr && row->fdArg >= 0 ? static_cast<int32_t>(h.args[row->fdArg]) : -1;
   const bool read = h.call == static_cast<uint32_t>(rsc::CallId::Read);
   const bool plain = (h.flags & ~rsc::kNoTtin) == 0;  // kNoTtin concerns the terminal, never pushed
-  if (enabled_ && read && !again && !frozen_ && plain && h.args[1] != 0 && h.args[2] > 0 && fd >= 0 &&
+  if (read && !again && !frozen_ && plain && h.args[1] != 0 && h.args[2] > 0 && fd >= 0 &&
       home_.count(fd) == 0 && notPushable_.count(fd) == 0) {
     auto it = streams_.find(fd);
     if (it == streams_.end()) {
@@ -100,6 +111,7 @@ kj::Promise<kj::Array<kj::byte>> PushedReads::call(kj::Array<kj::byte> request) 
   }
   const int32_t inputFd = row != nullptr && row->has(rsc::kTakesInput) ? fd : -1;
   if (inputFd >= 0) ++home_[inputFd];
+  if (before.empty()) return goHome(kj::mv(request), inputFd);  // the usual case: nothing to wait for
   return kj::joinPromises(before.releaseAsArray()).then([this, request = kj::mv(request), inputFd]() mutable {
     return goHome(kj::mv(request), inputFd);
   });
@@ -248,6 +260,13 @@ void PushedReads::start(Stream& s, uint64_t at) {
 void PushedReads::arrived(Stream& s, capnp::Data::Reader data, uint64_t at, rpc::PeekEnd end, int32_t error) {
   if (s.stopping) return;
   switch (end) {
+    case rpc::PeekEnd::SHARED:
+      if (!toldShared_) {  // once a job, as for pushing
+        toldShared_ = true;
+        calls_.d_.log(kj::str("job ", calls_.jobId_, ": reads of fd ", s.fd,
+                              " stay calls: another process at home may read it too (the first such stream)"));
+      }
+      [[fallthrough]];
     case rpc::PeekEnd::NOT_PUSHABLE:
       notPushable_[s.fd] = true;
       stop(s.fd);

@@ -33,8 +33,9 @@
 // job whose link process has MIG_PUSH_READS=0 in its environment (for comparisons);
 // readv is the shim's reads one by one, which are served. Polls and epoll waits
 // are still woken from home (the readiness stand-ins); a read after them is served here.
-// Another process reading the same pipe or socket at home makes it inexact, as for
-// two readers of one pipe (the deputy notices bytes gone and starts afresh).
+// A stream another process at home may read (a tree's other member, through its own
+// deputy) or a named FIFO stays a call too: the deputy says so (deputy/sole_reader.h),
+// as bytes pushed here would still be there for the other reader to take.
 #pragma once
 
 #include "shadow/mig.capnp.h"
@@ -111,6 +112,7 @@ class PushedReads {
   const bool enabled_;
   bool frozen_ = false;
   bool told_ = false;  // the log says pushing has started
+  bool toldShared_ = false;  // the log says a stream stays calls as another may read it at home
   std::map<int32_t, kj::Own<Stream>> streams_;   // fds whose reads are pushed
   std::map<int32_t, int> home_;                   // input calls on their way home, by fd
   std::map<int32_t, bool> notPushable_;           // the deputy said so (until closed)

@@ -9,12 +9,12 @@
 # reset on b (ss -K: resumed, bytes pushed again from where they were); paused there
 # with bytes pushed to b and not read, it moves b -> c; paused again 6 MiB in, it comes
 # home (c -> a): none is lost, none doubled. After the last byte it reads the end twice
-# (0 both times).
+# (0 both times). Then a python3 root and its child, both reading one home pipe, move
+# a -> b as a tree: its records are read once each between the two (not pushed).
 #
 # usage: push_read.sh OPTIONS (cluster_lib.sh); meson runs it as test
 # 'migration-push-read' (suite cluster) with every path filled in.
 source "$(dirname "$0")/lib/cluster_lib.sh"
-export MIG_PUSH_READS=1  # off by default (shadow/pushed_reads.cc); every shadowd here pushes
 cluster_args "$@"
 cluster_require SHADOWD DEPUTY MIGCTL LIBMIG
 cluster_up a b c
@@ -125,5 +125,52 @@ if hop job a b; then
   fi
 fi
 kill_job job
+
+# Two readers of one home pipe: a python3 root and its child, both holding its read
+# end, move a -> b as a tree (each member its own deputy at home). Each reads 16-byte
+# records the root writes; a byte the other could have had is never pushed to one of
+# them (deputy/sole_reader.h): the records are read once each between the two, and b's
+# log says why the pipe's reads stay calls. (Pushed to both, each was given the same
+# records, and each deputy's take then read the other's: records twice, others lost.)
+TWO='import os, time
+r, w = os.pipe()
+kid = os.fork()
+i = 0
+while not os.path.exists("GO"):
+    if kid:
+        print("STEP", i, flush=True); i += 1
+    time.sleep(0.1)
+if kid:
+    for k in range(400):
+        os.write(w, b"%015d\n" % k)
+    os.write(w, b"END".rjust(15) + b"\n" + b"END".rjust(15) + b"\n")
+got = []
+while True:
+    b = os.read(r, 16)
+    if not b or b.strip() == b"END":
+        break
+    got.append(int(b))
+if not kid:
+    open("child", "w").write(" ".join(map(str, got)))
+    os._exit(0)
+os.waitpid(kid, 0)
+both = got + [int(x) for x in open("child").read().split()]
+print("records read once each between the two:", sorted(both) == list(range(400)), flush=True)'
+start_job two mig /usr/bin/python3 -c "$TWO" || cluster_end
+if hop two a b; then
+  touch "$(jfile two GO)"
+  if wait_job two 60 && [[ $STATUS == 0 ]] && grep -qx "records read once each between the two: True" "$(jfile two out)"; then
+    ok "two processes reading one home pipe, moved a -> b as a tree: its 400 records read once each between the two"
+  else
+    fail "two readers of one home pipe: status $STATUS, records not read once each"
+    detail "$(jfile two out)" "its stdout"; detail "$(jfile two err)" "its stderr"; shadowd_logs a b
+  fi
+  if grep -q "reads of fd [0-9]* stay calls: another process at home may read it too" "$T/shadowd-b.log"; then
+    ok "b's log: the pipe's reads stay calls, another process at home may read it"
+  else
+    fail "b's log does not say the shared pipe's reads stay calls"
+  fi
+fi
+kill_job two
 
 cluster_end
