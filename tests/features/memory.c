@@ -3,8 +3,8 @@
  * the page number and its generation, verifies the chunk filled by the step
  * before, and rewrites a few earlier pages with a new generation (so pages
  * dirtied again after a checkpoint are covered too). A second region is never
- * touched and must read back as zeros. A third, small one (below the sizes a
- * restart maps or fills lazily as a whole) is written once. At the end every word
+ * touched and must read back as zeros. A third, small one (below the size a
+ * restart fills lazily, so always placed before the job runs) is written once. At the end every word
  * of every page is checked, then MADV_DONTNEED drops the small region and the
  * first pages of the large one, which must then read as zeros, as private
  * anonymous memory does (not as the bytes saved in an image).

@@ -26,7 +26,7 @@ static int maps_names(const void *addr, const char *suffix)
   CHECK(f != NULL, "open /proc/self/maps: %s", strerror(errno));
   char line[4096 + 128];
   int found = 0;
-  while (!found && fgets(line, sizeof line, f)) {
+  while (fgets(line, sizeof line, f)) {
     unsigned long a, b;
     if (sscanf(line, "%lx-%lx", &a, &b) != 2 || (uintptr_t)addr < a || (uintptr_t)addr >= b)
       continue;
