@@ -1,6 +1,6 @@
 #!/bin/bash
 # Restart to the job's first instruction, eager (`migctl restart --eager`, the default
-# below 64 MiB: every page checked, then mapped) beside lazy (`migctl restart --lazy`,
+# below 64 MiB: every page checked, then copied into place) beside lazy (`migctl restart --lazy`,
 # the default from 64 MiB where allowed: pages placed as touched and in the background,
 # resources/lazy_pages.h), measured in the same run
 # for a MIB MiB image, a small one (1 MiB) and a tiny one (the probe with no memory of

@@ -231,13 +231,9 @@ RestorePlan buildRestorePlan(FileReader& image, kj::ArrayPtr<const RegionFile> m
     fromFile.add(found);
   }
 
-  // Saved pages, in image order, each split at region borders. Pages that go over
-  // pages placed before (pre-copy) are copied in, not mapped: a mapping would split
-  // the region into several, which the job would see (in /proc/self/maps, and as
-  // EFAULT from an mremap of the whole region).
-  Intervals placed;
+  // Saved pages, in image order, each split at region borders; a later copy of a
+  // page (pre-copy) is copied over the earlier one.
   auto addPages = [&](const SectionInfo& info, uint64_t addr, uint64_t left, uint64_t imageOffset) {
-    const uint64_t runStart = addr, runEnd = addr + left;
     while (left > 0) {  // a run may span adjacent regions: split it at their borders
       int64_t ri = regionAt(regions, addr);
       if (ri < 0) {
@@ -256,29 +252,15 @@ RestorePlan buildRestorePlan(FileReader& image, kj::ArrayPtr<const RegionFile> m
       p.len = len;
       p.imageOffset = imageOffset;
       p.region = static_cast<uint32_t>(ri);
-      p.method = (owner.mapFlags & MAP_SHARED) ? plan::kPagesCopy : plan::kPagesMap;
-      // Split where this piece starts or stops going over earlier ones.
-      uint64_t cut = addr + len;
-      bool isOver = false;
-      placed.forEachIn(addr, addr + len, [&](uint64_t s, uint64_t e) {
-        if (s == addr) {
-          isOver = true;
-          cut = std::min(cut, e);
-        } else {
-          cut = std::min(cut, s);
-        }
-      });
-      p.len = len = cut - addr;
-      if (isOver) p.method = plan::kPagesCopy;
+      p.method = plan::kPagesCopy;
       pages.add(p);
       addr += len;
       imageOffset += len;
       left -= len;
     }
-    placed.add(runStart, runEnd);  // after: the pieces above asked what was placed before this run
   };
   // Pre-copy (format.h): the rounds' pages come first in the plan, in image order, so
-  // a later copy of a page is mapped or copied over an earlier one; then the pages
+  // a later copy of a page is copied over an earlier one; then the pages
   // taken while frozen. A round's run is used only where the frozen image wants the
   // page (kept, or sent again while frozen), so that dropped pages stay unmapped,
   // and long runs stay whole (one mapping) however the later rounds pick at them.

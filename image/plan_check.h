@@ -84,15 +84,15 @@ inline const char* validate(const void* p, uint64_t size) {
     if (pg[i].region >= h->regionCount) return "plan pages name a missing region";
     const Region& owner = r[pg[i].region];
     // Copied bytes (a sparse pages section's extents) may start and end anywhere; what
-    // is mapped or served lazily is whole pages.
+    // is served lazily is whole pages.
     if (pg[i].len == 0 ||
-        (pg[i].method != kPagesCopy && (pg[i].addr % kPage || pg[i].len % kPage || pg[i].imageOffset % kPage))) {
+        (pg[i].method == kPagesLazy && (pg[i].addr % kPage || pg[i].len % kPage || pg[i].imageOffset % kPage))) {
       return "plan pages not page aligned";
     }
     if (pg[i].addr < owner.start || pg[i].len > owner.end - pg[i].addr || pg[i].addr >= owner.end) {
       return "plan pages outside their region";
     }
-    if (pg[i].method > kPagesLazy) return "plan pages have a bad method";
+    if (pg[i].method != kPagesCopy && pg[i].method != kPagesLazy) return "plan pages have a bad method";
     if (pg[i].method == kPagesLazy && (h->lazySocket <= 0 || owner.source != kSourceZero || (owner.mapFlags & 0x01 /* MAP_SHARED */))) {
       return "plan lazy pages outside a private anonymous region, or without a page server";
     }

@@ -54,10 +54,12 @@ enum Kind : uint32_t {
 };
 
 // How saved pages are put into place.
+// Never mapped from the image: a private mapping of the image file would give the
+// saved bytes again after the job's MADV_DONTNEED, where private anonymous memory gives
+// zeros and a private file mapping its own file's bytes (tests/features/memory.c).
 enum PagesMethod : uint32_t {
-  kPagesMap = 0,   // mmap the image file range MAP_PRIVATE|MAP_FIXED over the region
-  kPagesCopy = 1,  // pread into the region (shared memory, where a private map would detach it;
-                   // a sparse pages section's extents, any bytes of a page)
+  kPagesCopy = 1,  // pread into the region (whole pages, or a sparse pages section's
+                   // extents: any bytes of a page)
   kPagesLazy = 2,  // left missing: the region is registered with a userfaultfd handed to the
                    // page server on Header::lazySocket (resources/lazy_pages.h), which fills it
 };

@@ -109,7 +109,7 @@ void printPlan(FileReader& f) {
   const plan::Pages* pg = plan::pages(&h);
   for (uint32_t i = 0; i < h.pagesCount; ++i) {
     printf("    pages  %012" PRIx64 " +%-8" PRIu64 " from image byte %" PRIu64 " (%s)\n", pg[i].addr,
-           pg[i].len, pg[i].imageOffset, pg[i].method == plan::kPagesMap ? "map" : "copy");
+           pg[i].len, pg[i].imageOffset, pg[i].method == plan::kPagesLazy ? "lazy" : "copy");
   }
   const plan::Thread* t = plan::threads(&h);
   for (uint32_t i = 0; i < h.threadCount; ++i) {

@@ -25,6 +25,7 @@ inline constexpr int kMapFixedNoreplace = 0x100000;
 inline constexpr int kMremapMaymove = 1;
 inline constexpr int kMremapFixed = 2;
 inline constexpr int kMadvDontfork = 10;
+inline constexpr int kMadvPopulateWrite = 23;  // Linux 5.14
 
 inline constexpr int kOReadOnly = 0;
 inline constexpr int kOWriteOnly = 1;

@@ -519,7 +519,7 @@ TEST_CASE("plan checks: what rt_sigreturn and the kernel will touch lies in rest
     CHECK(planProblem(f, 20, 21, nullptr, 2) == "");
   }
   SUBCASE("no saved pages for the vDSO") {
-    f.pages.push_back(plan::Pages{0x200000, 0x1000, 0, 2, plan::kPagesMap});
+    f.pages.push_back(plan::Pages{0x200000, 0x1000, 0, 2, plan::kPagesCopy});
     int64_t bad = -2;
     CHECK(planProblem(f, 20, 21, &bad).find("vDSO") != std::string::npos);
     CHECK(bad == 0);
@@ -603,13 +603,13 @@ TEST_CASE("message lines") {
 
 TEST_CASE("read batches: copied runs whose image bytes follow each other, up to the limit") {
   // Pre-copy's later rounds: single pages, scattered in memory, one after the other in
-  // the image; a mapped run or a gap in the image ends the batch.
+  // the image; a lazy run or a gap in the image ends the batch.
   plan::Pages runs[] = {
       {0x10000, P, 0x1000, 0, plan::kPagesCopy},       // 0
       {0x90000, P, 0x2000, 0, plan::kPagesCopy},       // 1: follows 0 in the image
       {0x30000, 2 * P, 0x3000, 0, plan::kPagesCopy},   // 2: follows 1
       {0x50000, P, 0x6000, 0, plan::kPagesCopy},       // 3: a gap in the image before it
-      {0x60000, P, 0x7000, 0, plan::kPagesMap},        // 4: not copied
+      {0x60000, P, 0x7000, 0, plan::kPagesLazy},       // 4: not copied
       {0x70000, P, 0x8000, 0, plan::kPagesCopy},       // 5
   };
   auto copied = [](const plan::Pages& p) { return p.method == plan::kPagesCopy; };

@@ -207,7 +207,7 @@ void savePages(uint32_t ri, uint64_t start, uint64_t end, bool onlyResident) {
       dumpFail("writing the image");
     }
     if (g_pageCount == kMaxPages) dumpFail("too many page runs");
-    g_pages[g_pageCount++] = plan::Pages{addr, len, g_imageOff, ri, plan::kPagesMap};
+    g_pages[g_pageCount++] = plan::Pages{addr, len, g_imageOff, ri, plan::kPagesCopy};
     g_imageOff += len;
     i = j;
   }
@@ -282,9 +282,6 @@ void dumpMemory() {
     } else {
       savePages(ri, start, end, true);
     }
-  }
-  for (uint32_t i = 0; i < g_pageCount; ++i) {
-    if (g_regions[g_pages[i].region].mapFlags & MAP_SHARED) g_pages[i].method = plan::kPagesCopy;
   }
 }
 

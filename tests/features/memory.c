@@ -3,8 +3,11 @@
  * the page number and its generation, verifies the chunk filled by the step
  * before, and rewrites a few earlier pages with a new generation (so pages
  * dirtied again after a checkpoint are covered too). A second region is never
- * touched and must read back as zeros. At the end every word of every page is
- * checked.
+ * touched and must read back as zeros. A third, small one (below the size a
+ * restart fills lazily, so always placed before the job runs) is written once. At the end every word
+ * of every page is checked, then MADV_DONTNEED drops the small region and the
+ * first pages of the large one, which must then read as zeros, as private
+ * anonymous memory does (not as the bytes saved in an image).
  *
  * usage: memory [SIZE [STEPS]]   (SIZE like 64M or 1G; default 1G, 30 steps)
  */
@@ -14,6 +17,7 @@
 
 enum { PAGE = 4096, WORDS = PAGE / 8, STEP_MS = 50 };
 #define UNTOUCHED_SIZE (64UL << 20)
+#define DROPPED_SIZE (256UL << 10)
 
 static uint64_t *region;
 static unsigned char *gen;  /* generation of each page; 0 = not written yet */
@@ -57,6 +61,9 @@ int main(int argc, char **argv)
   CHECK(untouched != MAP_FAILED, "mmap: %s", strerror(errno));
   gen = calloc(npages, 1);
   CHECK(gen != NULL, "calloc");
+  unsigned char *dropped = mmap(NULL, DROPPED_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK(dropped != MAP_FAILED, "mmap: %s", strerror(errno));
+  memset(dropped, 0xa5, DROPPED_SIZE);
 
   printf("memory: %zu pages in %d steps\n", npages, steps);
   size_t chunk = (npages + steps - 1) / steps, rewritten = 0;
@@ -81,10 +88,19 @@ int main(int argc, char **argv)
     sum += check_page(p);
   for (size_t i = 0; i < UNTOUCHED_SIZE; i += 512)
     CHECK(untouched[i] == 0, "untouched region byte %zu is %d", i, untouched[i]);
+  size_t dropped_pages = npages < 16 ? npages : 16;
+  CHECK_SYS(madvise(dropped, DROPPED_SIZE, MADV_DONTNEED));
+  CHECK_SYS(madvise(region, dropped_pages * PAGE, MADV_DONTNEED));
+  for (size_t i = 0; i < DROPPED_SIZE; i++)
+    CHECK(dropped[i] == 0, "small region byte %zu is %#x after MADV_DONTNEED, want 0", i, dropped[i]);
+  for (size_t i = 0; i < dropped_pages * WORDS; i++)
+    CHECK(region[i] == 0, "page %zu word %zu is %016llx after MADV_DONTNEED, want 0", i / WORDS, i % WORDS,
+          (unsigned long long)region[i]);
   printf("pages verified %zu\n", npages);
   printf("pages rewritten %zu\n", rewritten);
   printf("checksum %016llx\n", (unsigned long long)sum);
   printf("untouched region zero\n");
+  printf("dropped pages zero\n");
   printf("PASS\n");
   return 0;
 }
