@@ -1625,10 +1625,15 @@ int sendCommand(int argc, char** argv) {
   times.mark("child-check");
   hopFaultPoint("send-frozen", [](kj::String why) { fail(kj::mv(why)); });
 
-  // Every byte taken before phase one is asked. (A `done` sent right behind the last
-  // write saves a round trip, 1-3 ms on loopback, but then a hop home whose checks took
-  // 9 s was aborted by the writes' stall timeout in tests/cluster/postcopy.sh: not
-  // understood yet, so not done.)
+  // Phase one is asked right behind the image's last bytes: the connection keeps them
+  // in order and the destination checks that the image is complete, so the freeze
+  // holds one round trip less. Every write is still waited for before the answer
+  // counts (a write that failed aborts the hop). Not for a hop home: there, asked after
+  // every byte was taken, one hop home whose checks took 9 s was once aborted by the
+  // writes' stall timeout in tests/cluster/postcopy.sh (not understood).
+  out.flush();
+  kj::Promise<capnp::Response<rpc::ImageSink::DoneResults>> preparing = nullptr;
+  if (!homecoming) preparing = out.sink().doneRequest().send();
   out.flush(/*drain=*/true);
   times.mark("drain");
   double transferMs = msSince(frozenAt);
@@ -1636,7 +1641,8 @@ int sendCommand(int argc, char** argv) {
 
   // Phase one: the destination restores up to "ready, not running". A partition here
   // aborts the hop like one during the transfer: the job resumes here.
-  auto prepared = waitOrStall(out.sink().doneRequest().send(), timer, stallMs + kPrepareAllowanceMs,
+  if (homecoming) preparing = out.sink().doneRequest().send();
+  auto prepared = waitOrStall(kj::mv(preparing), timer, stallMs + kPrepareAllowanceMs,
                               kj::str("hop aborted: the destination ", to, " stopped answering while restoring (",
                                       (stallMs + kPrepareAllowanceMs) / 1000.0, " s); the job runs on ",
                                       deputy != nullptr ? "at home" : "where it was"),
