@@ -22,6 +22,7 @@
 #include "resources/process_capture.h"
 #include "resources/sysv_ipc.h"
 #include "resources/process_tree.h"
+#include "shadow/hop_times.h"
 
 #include <capnp/message.h>
 
@@ -85,8 +86,12 @@ int periodicCheckpoints(const PeriodicOptions& o) {
   kj::Array<kj::byte> copyBuffer;  // resources::FrozenCopy's, kept from image to image
   for (long k = 1;; ++k) {
     ctl = kj::heap<ControlClient>(o.pid);
+    // Where an image's freeze goes, one line per image in $MIG_HOP_TIMES (bench/chain_bench.sh).
+    shadow::HopTimes times(kj::str("chain image ", k));
+    times.mark("freeze");
     auto t0 = std::chrono::steady_clock::now();
     control::Reply reply = ctl->freeze(o.timeoutSeconds);
+    times.mark("park");
     resources::ProcPageSource memory(realPid);
     if (reply.blockSize != sizeof(control::Block)) {
       image::fail(kj::str("process ", o.pid, " runs an incompatible libmig (block size ", reply.blockSize, ")"));
@@ -96,6 +101,7 @@ int periodicCheckpoints(const PeriodicOptions& o) {
     auto regions = memory.regions();
     resources::PageRangeSet written, untracked;
     tracker.collect(regions, written, untracked);
+    times.mark("written-scan");
     resources::PageRangeSet held;  // in the chain and not written since
     if (parent.size() > 0) {
       held = chain;
@@ -126,9 +132,11 @@ int periodicCheckpoints(const PeriodicOptions& o) {
     resources::CaptureOptions options;
     options.maxDeletedFileBytes = o.maxDeletedFileBytes;
     resources::captureProcessState(realPid, *block, w, stats, options);
+    times.mark("state");
     resources::PageRangeSet inImage;
     const resources::PageRangeSet* heldPtr = parent.size() > 0 ? &held : nullptr;
     resources::FrozenCopy pages(memory, heldPtr, resources::frozenCopyLimit(), copyBuffer);
+    times.mark("copy");
     auto since = [&] {
       return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     };
@@ -138,6 +146,7 @@ int periodicCheckpoints(const PeriodicOptions& o) {
       // next image's.
       ctl->resume();
       frozenMs = since();
+      times.mark("resume");
     }
     writeMemory(pages, w, stats, heldPtr, &inImage);
     w.finish();
@@ -146,6 +155,8 @@ int periodicCheckpoints(const PeriodicOptions& o) {
       ctl->resume();
       frozenMs = since();
     }
+    times.mark(pages.copied() ? "written" : "written-frozen");
+    times.write();
     double totalMs = since();
     uint64_t kept = 0;  // pages the image takes from its chain
     for (auto& r : held.ranges()) {
