@@ -86,6 +86,7 @@ int periodicCheckpoints(const PeriodicOptions& o) {
   kj::Array<kj::byte> copyBuffer;  // resources::FrozenCopy's, kept from image to image
   for (long k = 1;; ++k) {
     ctl = kj::heap<ControlClient>(o.pid);
+    resources::growFrozenCopyBuffer(realPid, resources::frozenCopyLimit(), copyBuffer);
     // Where an image's freeze goes, one line per image in $MIG_HOP_TIMES (bench/chain_bench.sh).
     shadow::HopTimes times(kj::str("chain image ", k));
     times.mark("freeze");
