@@ -82,6 +82,9 @@ int periodicCheckpoints(const PeriodicOptions& o) {
 
   unsigned number = nextNumber(o.dir);
   kj::String parent;         // file name of the image before, "" for the first of this run
+  // Its parent section, made while the job runs (reading the image's index is no part
+  // of a freeze).
+  kj::Own<capnp::MallocMessageBuilder> parentSection;
   resources::PageRangeSet chain;  // pages the chain holds as the process has them
   kj::Array<kj::byte> copyBuffer;  // resources::FrozenCopy's, kept from image to image
   for (long k = 1;; ++k) {
@@ -115,6 +118,7 @@ int periodicCheckpoints(const PeriodicOptions& o) {
         if (r.saveWhole) held.remove(r.start, r.end);
       }
     }
+    times.mark("held");
     char nameBuf[32];
     snprintf(nameBuf, sizeof(nameBuf), "ckpt-%04u.mig", number);
     auto name = kj::str(nameBuf);
@@ -123,12 +127,7 @@ int periodicCheckpoints(const PeriodicOptions& o) {
     capnp::MallocMessageBuilder header;
     resources::fillJobHeader(header.initRoot<image::schema::Header>(), realPid, block->vpid);
     image::ImageWriter w(file.sink(), header);
-    if (parent.size() > 0) {
-      capnp::MallocMessageBuilder p;
-      image::FileReader parentImage(kj::str(o.dir, "/", parent));
-      image::describeParent(parentImage, parent, p.initRoot<image::schema::Parent>());
-      w.section(image::SectionType::parent, p);
-    }
+    if (parent.size() > 0) w.section(image::SectionType::parent, *parentSection);
     resources::CaptureStats stats{};
     resources::CaptureOptions options;
     options.maxDeletedFileBytes = o.maxDeletedFileBytes;
@@ -158,6 +157,11 @@ int periodicCheckpoints(const PeriodicOptions& o) {
     }
     times.mark(pages.copied() ? "written" : "written-frozen");
     times.write();
+    parentSection = kj::heap<capnp::MallocMessageBuilder>();
+    {
+      image::FileReader written(path);
+      image::describeParent(written, name, parentSection->initRoot<image::schema::Parent>());
+    }
     double totalMs = since();
     uint64_t kept = 0;  // pages the image takes from its chain
     for (auto& r : held.ranges()) {
