@@ -108,7 +108,7 @@ int periodicCheckpoints(const PeriodicOptions& o) {
     times.mark("written-scan");
     resources::PageRangeSet held;  // in the chain and not written since
     if (parent.size() > 0) {
-      held = chain;
+      held = kj::mv(chain);  // set anew from the image below: not copied inside the freeze
       for (auto& r : written.ranges()) held.remove(r.first, r.second);
       for (auto& r : untracked.ranges()) held.remove(r.first, r.second);
       // Private mappings saved whole (a restored job's memory, mapped from its image):
