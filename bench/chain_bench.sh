@@ -75,7 +75,8 @@ done
 # the first image (whole) apart from the later ones.
 for mode in $modes; do
   echo "$mode, the freeze's parts (medians over the images; park, written-scan: the tracked writes read and"
-  echo "  re-armed, state, copy: FrozenCopy's walk and copy, resume; written: the image written after the resume):"
+  echo "  re-armed, held: the chain's pages less the written ones, state, copy: FrozenCopy's walk and copy, resume;"
+  echo "  written: the image written after the resume; an older build may lack some):"
   sed -E 's/^chain image 1 at/first\tchain image at/; t; s/^chain image [0-9]+ at/later\tchain image at/' "$dir/times-$mode" |
     awk -f "$root/bench/hop_times.awk"
 done

@@ -423,6 +423,9 @@ void copyInParts(PageSource& frozen, kj::ArrayPtr<const PageSpan> spans, uint64_
 }
 
 void growFrozenCopyBuffer(pid_t pid, uint64_t limitBytes, kj::Array<kj::byte>& buffer) {
+  // Only the first: a later image holds what was written since, mostly far less, and
+  // remaking the buffer each time the job grew would take its CPU at every period.
+  if (buffer.size() > 0) return;
   char path[64];
   snprintf(path, sizeof(path), "/proc/%d/status", pid);
   FILE* f = fopen(path, "re");
@@ -434,7 +437,7 @@ void growFrozenCopyBuffer(pid_t pid, uint64_t limitBytes, kj::Array<kj::byte>& b
   }
   fclose(f);
   uint64_t want = std::min<uint64_t>(kib * 1024, limitBytes);
-  if (buffer.size() >= want) return;
+  if (want == 0) return;
   buffer = kj::heapArray<kj::byte>(want);
   memset(buffer.begin(), 0, buffer.size());  // its page faults here, not in the freeze
 }

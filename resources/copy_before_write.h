@@ -130,10 +130,11 @@ class FrozenCopy final : public PageSource {
 // readSpans of `spans` (`bytes` in all) into `buf`, in parts on several threads.
 void copyInParts(PageSource& frozen, kj::ArrayPtr<const PageSpan> spans, uint64_t bytes, kj::byte* buf);
 
-// Before a freeze, while the job runs: grows `buffer` (FrozenCopy's) to the job's
-// resident memory (VmRSS, more than the pages an image saves: its anonymous pages and
-// its private copies of file pages; at most `limitBytes`) and touches it, so that the
-// first image, which is whole, does not take the buffer's page faults in its freeze.
+// Before the first freeze, while the job runs (nothing if `buffer` is made already):
+// makes `buffer` (FrozenCopy's) as big as the job's resident memory (VmRSS, more than
+// the pages an image saves: its anonymous pages and its private copies of file pages;
+// at most `limitBytes`) and touches it, so that the first image, which is whole, does
+// not take the buffer's page faults in its freeze.
 void growFrozenCopyBuffer(pid_t pid, uint64_t limitBytes, kj::Array<kj::byte>& buffer);
 
 // How much FrozenCopy may hold: half of MemAvailable (/proc/meminfo), so as not to push

@@ -6,7 +6,8 @@
 // the concurrent one unusable. Needs a userfaultfd that takes kernel faults (root).
 // FrozenCopy (periodic images): what it copied at the freeze is what it reads back after
 // the child rewrote its memory; the pages a chain holds already are not copied; a copy
-// cut into parts on several threads is the memory as one copy would read it.
+// cut into parts on several threads is the memory as one copy would read it; its buffer
+// is made before the first freeze only.
 #include "image/image_error.h"
 #include "resources/copy_before_write.h"
 #include "shim/fd_passing.h"
@@ -305,6 +306,21 @@ TEST_CASE("a frozen copy cut into parts on several threads is the memory, run fo
   }
   CHECK(wrong == 0);
   CHECK(at == bytes);
+}
+
+TEST_CASE("the frozen copy's buffer is made before the first freeze only, within its limit") {
+  kj::Array<kj::byte> buffer;
+  growFrozenCopyBuffer(getpid(), uint64_t{1} << 40, buffer);
+  CHECK(buffer.size() > 0);  // this process's resident memory
+  const kj::byte* made = buffer.begin();
+  growFrozenCopyBuffer(getpid(), uint64_t{1} << 40, buffer);
+  CHECK(buffer.begin() == made);  // kept: later images grow it only if they need to
+  kj::Array<kj::byte> capped;
+  growFrozenCopyBuffer(getpid(), 3 * P, capped);
+  CHECK(capped.size() == 3 * P);
+  kj::Array<kj::byte> none;
+  growFrozenCopyBuffer(getpid(), 0, none);  // MIG_CHAIN_COPY_LIMIT_MIB=0: nothing copied
+  CHECK(none.size() == 0);
 }
 
 }  // namespace
