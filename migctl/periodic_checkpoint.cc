@@ -22,6 +22,7 @@
 #include "resources/process_capture.h"
 #include "resources/sysv_ipc.h"
 #include "resources/process_tree.h"
+#include "shadow/hop_times.h"
 
 #include <capnp/message.h>
 
@@ -81,12 +82,20 @@ int periodicCheckpoints(const PeriodicOptions& o) {
 
   unsigned number = nextNumber(o.dir);
   kj::String parent;         // file name of the image before, "" for the first of this run
+  // Its parent section, made while the job runs (reading the image's index is no part
+  // of a freeze).
+  kj::Own<capnp::MallocMessageBuilder> parentSection;
   resources::PageRangeSet chain;  // pages the chain holds as the process has them
   kj::Array<kj::byte> copyBuffer;  // resources::FrozenCopy's, kept from image to image
   for (long k = 1;; ++k) {
     ctl = kj::heap<ControlClient>(o.pid);
+    resources::growFrozenCopyBuffer(realPid, resources::frozenCopyLimit(), copyBuffer);
+    // Where an image's freeze goes, one line per image in $MIG_HOP_TIMES (bench/chain_bench.sh).
+    shadow::HopTimes times(kj::str("chain image ", k));
+    times.mark("freeze");
     auto t0 = std::chrono::steady_clock::now();
     control::Reply reply = ctl->freeze(o.timeoutSeconds);
+    times.mark("park");
     resources::ProcPageSource memory(realPid);
     if (reply.blockSize != sizeof(control::Block)) {
       image::fail(kj::str("process ", o.pid, " runs an incompatible libmig (block size ", reply.blockSize, ")"));
@@ -96,9 +105,10 @@ int periodicCheckpoints(const PeriodicOptions& o) {
     auto regions = memory.regions();
     resources::PageRangeSet written, untracked;
     tracker.collect(regions, written, untracked);
+    times.mark("written-scan");
     resources::PageRangeSet held;  // in the chain and not written since
     if (parent.size() > 0) {
-      held = chain;
+      held = kj::mv(chain);  // set anew from the image below: not copied inside the freeze
       for (auto& r : written.ranges()) held.remove(r.first, r.second);
       for (auto& r : untracked.ranges()) held.remove(r.first, r.second);
       // Private mappings saved whole (a restored job's memory, mapped from its image):
@@ -108,6 +118,7 @@ int periodicCheckpoints(const PeriodicOptions& o) {
         if (r.saveWhole) held.remove(r.start, r.end);
       }
     }
+    times.mark("held");
     char nameBuf[32];
     snprintf(nameBuf, sizeof(nameBuf), "ckpt-%04u.mig", number);
     auto name = kj::str(nameBuf);
@@ -116,19 +127,16 @@ int periodicCheckpoints(const PeriodicOptions& o) {
     capnp::MallocMessageBuilder header;
     resources::fillJobHeader(header.initRoot<image::schema::Header>(), realPid, block->vpid);
     image::ImageWriter w(file.sink(), header);
-    if (parent.size() > 0) {
-      capnp::MallocMessageBuilder p;
-      image::FileReader parentImage(kj::str(o.dir, "/", parent));
-      image::describeParent(parentImage, parent, p.initRoot<image::schema::Parent>());
-      w.section(image::SectionType::parent, p);
-    }
+    if (parent.size() > 0) w.section(image::SectionType::parent, *parentSection);
     resources::CaptureStats stats{};
     resources::CaptureOptions options;
     options.maxDeletedFileBytes = o.maxDeletedFileBytes;
     resources::captureProcessState(realPid, *block, w, stats, options);
+    times.mark("state");
     resources::PageRangeSet inImage;
     const resources::PageRangeSet* heldPtr = parent.size() > 0 ? &held : nullptr;
     resources::FrozenCopy pages(memory, heldPtr, resources::frozenCopyLimit(), copyBuffer);
+    times.mark("copy");
     auto since = [&] {
       return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     };
@@ -138,6 +146,7 @@ int periodicCheckpoints(const PeriodicOptions& o) {
       // next image's.
       ctl->resume();
       frozenMs = since();
+      times.mark("resume");
     }
     writeMemory(pages, w, stats, heldPtr, &inImage);
     w.finish();
@@ -145,6 +154,13 @@ int periodicCheckpoints(const PeriodicOptions& o) {
     if (!pages.copied()) {
       ctl->resume();
       frozenMs = since();
+    }
+    times.mark(pages.copied() ? "written" : "written-frozen");
+    times.write();
+    parentSection = kj::heap<capnp::MallocMessageBuilder>();
+    {
+      image::FileReader written(path);
+      image::describeParent(written, name, parentSection->initRoot<image::schema::Parent>());
     }
     double totalMs = since();
     uint64_t kept = 0;  // pages the image takes from its chain

@@ -127,6 +127,16 @@ class FrozenCopy final : public PageSource {
   bool copied_ = false;
 };
 
+// readSpans of `spans` (`bytes` in all) into `buf`, in parts on several threads.
+void copyInParts(PageSource& frozen, kj::ArrayPtr<const PageSpan> spans, uint64_t bytes, kj::byte* buf);
+
+// Before the first freeze, while the job runs (nothing if `buffer` is made already):
+// makes `buffer` (FrozenCopy's) as big as the job's resident memory (VmRSS, more than
+// the pages an image saves: its anonymous pages and its private copies of file pages;
+// at most `limitBytes`) and touches it, so that the first image, which is whole, does
+// not take the buffer's page faults in its freeze.
+void growFrozenCopyBuffer(pid_t pid, uint64_t limitBytes, kj::Array<kj::byte>& buffer);
+
 // How much FrozenCopy may hold: half of MemAvailable (/proc/meminfo), so as not to push
 // the machine into swap, 0 if it cannot be read; or MIG_CHAIN_COPY_LIMIT_MIB (MiB) from
 // the environment (0: every image written frozen).

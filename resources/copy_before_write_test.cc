@@ -5,7 +5,9 @@
 // readings must be equal; memory the child unmaps before it was written out must make
 // the concurrent one unusable. Needs a userfaultfd that takes kernel faults (root).
 // FrozenCopy (periodic images): what it copied at the freeze is what it reads back after
-// the child rewrote its memory; the pages a chain holds already are not copied.
+// the child rewrote its memory; the pages a chain holds already are not copied; a copy
+// cut into parts on several threads is the memory as one copy would read it; its buffer
+// is made before the first freeze only.
 #include "image/image_error.h"
 #include "resources/copy_before_write.h"
 #include "shim/fd_passing.h"
@@ -275,6 +277,50 @@ TEST_CASE("a periodic image's pages are copied at the freeze and read back after
   FrozenCopy none(proc, &held, 0, buffer);
   CHECK_FALSE(none.copied());
   CHECK(none.bytes() == copy.bytes());
+}
+
+TEST_CASE("a frozen copy cut into parts on several threads is the memory, run for run") {
+  // 48 MiB of this process's memory, each page marked with its number, read as runs of
+  // 1 to 7 pages with gaps between them: the parts' cuts fall inside runs.
+  constexpr size_t kMem = 12288;
+  auto mem = kj::heapArray<uint64_t>(kMem * P / sizeof(uint64_t));
+  for (size_t i = 0; i < kMem; ++i) mem[i * P / sizeof(uint64_t)] = i + 1;
+  uint64_t base = reinterpret_cast<uint64_t>(mem.begin());
+  kj::Vector<PageSpan> spans;
+  uint64_t bytes = 0;
+  for (size_t page = 0, len = 1; page + len <= kMem; page += len + 1, len = len % 7 + 1) {
+    spans.add(PageSpan{base + page * P, len});
+    bytes += len * P;
+  }
+  REQUIRE(bytes > 2 * (8u << 20));  // more than one part
+  ProcPageSource proc(getpid());
+  auto got = kj::heapArray<kj::byte>(bytes);
+  copyInParts(proc, spans, bytes, got.begin());
+  size_t wrong = 0, at = 0;
+  for (const PageSpan& s : spans) {
+    for (size_t i = 0; i < s.pages; ++i, at += P) {
+      uint64_t mark;
+      memcpy(&mark, got.begin() + at, sizeof(mark));
+      if (mark != (s.addr - base) / P + i + 1) ++wrong;
+    }
+  }
+  CHECK(wrong == 0);
+  CHECK(at == bytes);
+}
+
+TEST_CASE("the frozen copy's buffer is made before the first freeze only, within its limit") {
+  kj::Array<kj::byte> buffer;
+  growFrozenCopyBuffer(getpid(), uint64_t{1} << 40, buffer);
+  CHECK(buffer.size() > 0);  // this process's resident memory
+  const kj::byte* made = buffer.begin();
+  growFrozenCopyBuffer(getpid(), uint64_t{1} << 40, buffer);
+  CHECK(buffer.begin() == made);  // kept: later images grow it only if they need to
+  kj::Array<kj::byte> capped;
+  growFrozenCopyBuffer(getpid(), 3 * P, capped);
+  CHECK(capped.size() == 3 * P);
+  kj::Array<kj::byte> none;
+  growFrozenCopyBuffer(getpid(), 0, none);  // MIG_CHAIN_COPY_LIMIT_MIB=0: nothing copied
+  CHECK(none.size() == 0);
 }
 
 }  // namespace
