@@ -533,14 +533,17 @@ void JobCalls::cancel(uint32_t thread, uint64_t seq) {
 //    in the middle of the hop that brought the job here) and the job's deputy has not
 //    registered with the new one yet: for up to kHomeUnknownMs from the first such
 //    answer; after that (home really has no such job) it fails as before;
-//  - no link home was ever made and home did not answer (its shadowd down since the
+//  - no link home was ever made and home could not be reached (its shadowd down since the
 //    hop, so no ticket and no relay): for up to the link's limit, as a broken link
 //    waits (the limit is home's, not known yet: this host's --link-lost-after).
 // Each time after a pause, on a link asked for afresh.
 kj::Maybe<kj::Promise<void>> JobCalls::homeNotReady(const kj::Exception& e) {
   if (lost_) return nullptr;
   const bool unknown = strstr(e.getDescription().cStr(), kUnknownJob) != nullptr;
-  if (!unknown && reached_) return nullptr;
+  // Only a home not reached: an error home sent (the deputy's watch refused, say) came
+  // from there, and Cap'n Proto marks it so.
+  const bool fromHome = strstr(e.getDescription().cStr(), "remote exception: ") != nullptr;
+  if (!unknown && (reached_ || fromHome)) return nullptr;
   auto& timer = d_.io().provider->getTimer();
   const auto now = timer.now();
   auto& since = unknown ? unknownSince_ : awaySince_;
