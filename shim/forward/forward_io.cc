@@ -2,7 +2,7 @@
 // message holds (rsc::kMaxIo) go as consecutive pieces, and vectored I/O on a home fd
 // goes buffer by buffer (the table has no readv/writev rows). Like the kernel's own
 // short transfers, a piece that moves less than asked ends the call. Writes to a
-// stream in blocking mode are pipelined, piece by piece.
+// stream in blocking mode or a file at home are pipelined, piece by piece.
 #include "shim/forward/trapped_call.h"
 
 #include "rsc/call_policy.h"
@@ -25,9 +25,13 @@ State& state() { return shim::g_runtime.forward; }
 bool isStream(const int64_t args[6]) { return isStreamFd(state(), fdArg(args[0])); }
 
 long send(const rsc::Row& row, const int64_t args[6]) {
-  // Writes to a stream in blocking mode do not wait for their result (connection.h).
-  if (rsc::isPipelined(row, isPipelinedFd(state(), fdArg(args[0])))) return forwardPipelinedWrite(row, args);
-  return forwardCall(row, args, rsc::waitsPatiently(row, isStream(args)));
+  // Writes to a stream in blocking mode, and to a file unless MIG_SYNC_WRITES=1, do not
+  // wait for their result (connection.h).
+  const State& s = state();
+  const bool stream = isStream(args);
+  const bool pipelines = isPipelinedFd(s, fdArg(args[0])) && (stream || !s.syncWrites);
+  if (rsc::isPipelined(row, pipelines, stream)) return forwardPipelinedWrite(row, args);
+  return forwardCall(row, args, rsc::waitsPatiently(row, stream));
 }
 
 }  // namespace
