@@ -83,7 +83,7 @@ EOF
       read -r _ count rest <<<"$landed"
       ok "full: a 1 MiB file system at home: the job was $told; at home the count says $count records, all $count whole and exact, then $rest bytes of the record that failed, nothing written after it"
     else
-      fail "full: the job: '${told:-no told line}' (want ENOSPC); at home: $landed"
+      fail "full: the job: '${told:-no told line}' (want No space left on device); at home: $landed (want ok)"
       detail "$(jfile full out)" "its stdout"
     fi
   else
