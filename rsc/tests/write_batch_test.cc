@@ -178,7 +178,7 @@ TEST_CASE("write behind: only writes that land where they would have apart trave
   CHECK_FALSE(joinsWith(w1, w2));  // the failure rule sees it on its own
 }
 
-TEST_CASE("write behind: joined pwrite64s run at the first one's offset, and a short one is finished") {
+TEST_CASE("write behind: joined pwrite64s run at the first one's offset and move no file offset") {
   image::testing::TempDir dir;
   int fd = ::open(dir.file("out").c_str(), O_RDWR | O_CREAT, 0600);
   REQUIRE(fd >= 0);
