@@ -406,11 +406,11 @@ long forwardCall(const rsc::Row& row, const int64_t args[6], bool patient) {
   return logged(row, args, forwardCallOnce(row, args, patient));
 }
 
-static long forwardPipelinedWriteOnce(const rsc::Row& row, const int64_t args[6]) {
+static long forwardPipelinedWriteOnce(const rsc::Row& row, const int64_t args[6], bool firstPiece) {
   if (!ensureBuffer()) return -ENOMEM;
   if (!haveConnection() && connectRelay() != 0) return -EIO;
   collectFailures();
-  if (long failed = takeFailure(args[0]); failed != 0) return failed;
+  if (long failed = firstPiece ? takeFailure(args[0]) : 0; failed != 0) return failed;
   const uint64_t seq = ++t_seq;
   State& s = state();
   const uint64_t order = s.pipelineOrder.fetch_add(1, std::memory_order_acq_rel) + 1;
@@ -433,8 +433,8 @@ static long forwardPipelinedWriteOnce(const rsc::Row& row, const int64_t args[6]
   return static_cast<long>(args[2]);
 }
 
-long forwardPipelinedWrite(const rsc::Row& row, const int64_t args[6]) {
-  return logged(row, args, forwardPipelinedWriteOnce(row, args), " (pipelined)");
+long forwardPipelinedWrite(const rsc::Row& row, const int64_t args[6], bool firstPiece) {
+  return logged(row, args, forwardPipelinedWriteOnce(row, args, firstPiece), " (pipelined)");
 }
 
 // Asked even when no write was pipelined: the relay answers it also once the reads it
