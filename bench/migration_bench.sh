@@ -108,13 +108,13 @@ io() {  # io NAME COUNT SIZE MIGRATE SINK(file|pipe) [VAR=VALUE]: one run; print
         # MIGRATE: 0 stays home, 1 moves to B (direct link), 2 to C (relayed); VAR=VALUE: in
         # the job's environment (MIG_SYNC_WRITES=1: writes to home files wait, as before
         # write-behind)
-  local name=$1 count=$2 size=$3 migrate=$4 sink=$5 setting=${6:-MIG_BENCH_DEFAULTS=1} p runner start
+  local name=$1 count=$2 size=$3 migrate=$4 sink=$5 setting=${6:-} p runner start
   rm -f "$dir/go"
   if [ "$sink" = pipe ]; then
-    ( env "$setting" LD_PRELOAD=$build/shim/libmig.so "$build/bench/forwarded_io" "$dir/go" "$count" "$size" 2> "$dir/$name.err" |
+    ( env ${setting:+"$setting"} LD_PRELOAD=$build/shim/libmig.so "$build/bench/forwarded_io" "$dir/go" "$count" "$size" 2> "$dir/$name.err" |
         cat > "$dir/$name.sink" ) &
   else
-    env "$setting" LD_PRELOAD=$build/shim/libmig.so "$build/bench/forwarded_io" "$dir/go" "$count" "$size" > "$dir/$name.sink" 2> "$dir/$name.err" &
+    env ${setting:+"$setting"} LD_PRELOAD=$build/shim/libmig.so "$build/bench/forwarded_io" "$dir/go" "$count" "$size" > "$dir/$name.sink" 2> "$dir/$name.err" &
   fi
   runner=$!; pids+=($runner)
   wait_for "$dir/$name.err" READY

@@ -31,9 +31,9 @@ run() {  # run MODE(plain|home|moved) ROUND: prints the seconds sort took
     home)
       start=$(now); LD_PRELOAD=$build/shim/libmig.so sort -o "$out" "$dir/input"; end=$(now) ;;
     moved|moved-sync)
-      local setting=MIG_BENCH_DEFAULTS=1
+      local setting=""
       [ "$mode" = moved-sync ] && setting=MIG_SYNC_WRITES=1
-      env "$setting" LD_PRELOAD=$build/shim/libmig.so "$build/bench/exec_when" "$dir/go" sort -o "$out" "$dir/input" 2> "$dir/job.err" &
+      env ${setting:+"$setting"} LD_PRELOAD=$build/shim/libmig.so "$build/bench/exec_when" "$dir/go" sort -o "$out" "$dir/input" 2> "$dir/job.err" &
       runner=$!; pids+=($runner)
       wait_for "$dir/job.err" READY
       p=$(sed -n 's/^READY //p' "$dir/job.err")

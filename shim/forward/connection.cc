@@ -396,10 +396,8 @@ static long forwardCallOnce(const rsc::Row& row, const int64_t args[6], bool pat
   t_signalCancel = watch.sent && r == -EINTR;
   // fsync, fdatasync, close: run after the writes before them (their failures came
   // first on this connection), then tell one (a close closed the fd all the same).
-  if (row.has(rsc::kReportsWriteFailures)) {
-    if (long failed = takeFailure(args[0]); failed != 0 && r >= 0) return failed;
-  }
-  return r;
+  const long failed = row.has(rsc::kReportsWriteFailures) ? takeFailure(args[0]) : 0;
+  return failed != 0 ? failed : r;
 }
 
 long forwardCall(const rsc::Row& row, const int64_t args[6], bool patient) {
