@@ -73,8 +73,9 @@ enum Trait : uint16_t {
   kPipelinable = 1 << 1,           // on a stream in blocking mode or a regular file at
                                    // home, sent without waiting for its result (a write:
                                    // fd, buffer, count[, offset])
-  kReportsWriteFailures = 1 << 2,  // reports a failed pipelined write on its fd first
-                                   // (fsync: the data it syncs did not get there)
+  kReportsWriteFailures = 1 << 2,  // once it ran, reports a failed pipelined write on its
+                                   // fd instead of its result (fsync: the data it syncs
+                                   // did not get there; close: the last chance to tell)
   kSplitIo = 1 << 3,               // a count (argument 2) above kMaxIo goes as
                                    // consecutive pieces of the buffer (argument 1) ...
   kPositioned = 1 << 4,            // ... advancing the offset in argument 3
