@@ -302,14 +302,15 @@ kj::Promise<void> JobCalls::tellEndedDirectly(int32_t status) {
   return KJ_EXCEPTION(DISCONNECTED, "no direct link to the deputy");
 }
 
-void JobCalls::connected(uint64_t order) {
+void JobCalls::connected(uint64_t order, bool numbers) {
   ++connections_;
   pushed_->resume();  // a checkpoint's barrier is behind (pushed_reads.h)
-  if (!started_) {
+  if (!started_ && numbers) {
     started_ = true;
     ran_ = order;
     for (auto& f : startWaiters_) f->fulfill();
     startWaiters_.clear();
+    wakeWaiters();  // calls of a process born away that came first
   }
 }
 

@@ -50,9 +50,10 @@ class JobCalls : public kj::Refcounted {
   JobCalls(Daemon& d, uint64_t jobId, kj::StringPtr home, kj::ArrayPtr<const kj::byte> token);
 
   // A connection of the job said hello; `order`: the writes issued before it. The
-  // first hello after the restore (made before any thread runs) sets where the
-  // numbering goes on.
-  void connected(uint64_t order);
+  // first hello of the job's own process after the restore (made before any thread
+  // runs; `numbers`: not a process born away from home, whose order says nothing of
+  // the job's writes) sets where the numbering goes on.
+  void connected(uint64_t order, bool numbers);
   void disconnected();
 
   // A pipelined write (`w`: what rsc::parsePipelinedWrite found in `request`); a

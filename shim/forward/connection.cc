@@ -4,6 +4,7 @@
 
 #include "rsc/call_policy.h"
 #include "rsc/marshal.h"
+#include "shim/forward/child_table.h"
 #include "shim/forward/homecoming.h"
 #include "shim/forward/signals.h"
 #include "shim/forward/state.h"
@@ -242,6 +243,7 @@ long connectRelay() {
     hello.length = sizeof(hello);
     hello.jobId = s.config.jobId;
     hello.order = s.pipelineOrder.load(std::memory_order_acquire);
+    hello.kind = ownTable() ? kBornAwayCalls : kCallConnection;
     for (size_t i = 0; i < sizeof(hello.token); ++i) hello.token[i] = s.config.token[i];
     r = sendAll(static_cast<int>(fd), reinterpret_cast<const uint8_t*>(&hello), sizeof(hello));
   }

@@ -70,6 +70,9 @@ enum NetworkPolicy : uint32_t {
 enum HelloKind : uint32_t {
   kCallConnection = 0,       // a thread's forwarded calls (rsc/wire.h)
   kReadinessStandIn = 1,     // the local stand-in of home fd Hello::fd (readiness_stand_in.h)
+  kBornAwayCalls = 2,        // ... of a process born away from home (Config::ownTable): it
+                             // pipelines nothing and its order is its parent's at the fork
+                             // (or 0), so the relay does not number the job's writes from it
 };
 
 // First bytes on every new connection to the relay.
