@@ -5,7 +5,8 @@
 #     MIB MiB, beside a raw TCP stream of the same bytes over the same loopback;
 #   - a 64-byte write(2) to stdout after the migration (forwarded home through the
 #     deputy), beside the same write before it (local), and forwarded streaming of
-#     1 MiB writes beside local streaming; each forwarded figure over the job's direct
+#     1 MiB writes beside local streaming; to a file at home with write-behind and,
+#     beside it, synchronous (MIG_SYNC_WRITES=1); each forwarded figure over the job's direct
 #     link to its deputy (shadow/direct_link.h) and, beside it, through both shadowds
 #     (a third shadowd C run with --no-direct-link, as before issue 13).
 # usage: bench/migration_bench.sh [MIB [transfer]]   (default 1024; "transfer": the
@@ -103,15 +104,17 @@ kill_tagged
 # before home has run it, so for the pipe the end-to-end rate (from the first write
 # until the reader at home has every byte) is measured too.
 now() { date +%s.%N; }
-io() {  # io NAME COUNT SIZE MIGRATE SINK(file|pipe): one run; prints "ns MB/s end-to-end-MB/s"
-        # MIGRATE: 0 stays home, 1 moves to B (direct link), 2 to C (relayed)
-  local name=$1 count=$2 size=$3 migrate=$4 sink=$5 p runner start
+io() {  # io NAME COUNT SIZE MIGRATE SINK(file|pipe) [VAR=VALUE]: one run; prints "ns MB/s end-to-end-MB/s"
+        # MIGRATE: 0 stays home, 1 moves to B (direct link), 2 to C (relayed); VAR=VALUE: in
+        # the job's environment (MIG_SYNC_WRITES=1: writes to home files wait, as before
+        # write-behind)
+  local name=$1 count=$2 size=$3 migrate=$4 sink=$5 setting=${6:-} p runner start
   rm -f "$dir/go"
   if [ "$sink" = pipe ]; then
-    ( LD_PRELOAD=$build/shim/libmig.so "$build/bench/forwarded_io" "$dir/go" "$count" "$size" 2> "$dir/$name.err" |
+    ( env ${setting:+"$setting"} LD_PRELOAD=$build/shim/libmig.so "$build/bench/forwarded_io" "$dir/go" "$count" "$size" 2> "$dir/$name.err" |
         cat > "$dir/$name.sink" ) &
   else
-    LD_PRELOAD=$build/shim/libmig.so "$build/bench/forwarded_io" "$dir/go" "$count" "$size" > "$dir/$name.sink" 2> "$dir/$name.err" &
+    env ${setting:+"$setting"} LD_PRELOAD=$build/shim/libmig.so "$build/bench/forwarded_io" "$dir/go" "$count" "$size" > "$dir/$name.sink" 2> "$dir/$name.err" &
   fi
   runner=$!; pids+=($runner)
   wait_for "$dir/$name.err" READY
@@ -127,26 +130,30 @@ io() {  # io NAME COUNT SIZE MIGRATE SINK(file|pipe): one run; prints "ns MB/s e
   [ "$(stat -c %s "$dir/$name.sink")" -eq $((count * size)) ] || { echo "$name: the sink got $(stat -c %s "$dir/$name.sink") bytes, not $((count * size))" >&2; exit 1; }
   echo "$(sed -n 's/^RESULT //p' "$dir/$name.err") $(echo "$count * $size / ($end - $start) / 1000000" | bc -l)"
 }
-read -r local_ns _ _ <<<"$(io small-local 200000 64 0 file)"
-read -r fwd_ns _ _ <<<"$(io small-fwd 20000 64 1 file)"
-read -r rel_ns _ _ <<<"$(io small-rel 20000 64 2 file)"
-read -r _ local_mbs _ <<<"$(io big-local 2000 1048576 0 file)"
-read -r _ fwd_mbs _ <<<"$(io big-fwd 500 1048576 1 file)"
-read -r _ rel_mbs _ <<<"$(io big-rel 500 1048576 2 file)"
+read -r local_ns _ local_e2e <<<"$(io small-local 200000 64 0 file)"
+read -r fwd_ns _ fwd_e2e <<<"$(io small-fwd 20000 64 1 file)"
+read -r sync_ns _ sync_e2e <<<"$(io small-sync 20000 64 1 file MIG_SYNC_WRITES=1)"
+read -r rel_ns _ rel_e2e <<<"$(io small-rel 20000 64 2 file)"
+read -r _ local_mbs local_big_e2e <<<"$(io big-local 2000 1048576 0 file)"
+read -r _ fwd_mbs fwd_big_e2e <<<"$(io big-fwd 500 1048576 1 file)"
+read -r _ sync_mbs sync_big_e2e <<<"$(io big-sync 500 1048576 1 file MIG_SYNC_WRITES=1)"
+read -r _ rel_mbs rel_big_e2e <<<"$(io big-rel 500 1048576 2 file)"
 read -r plocal_ns _ plocal_e2e <<<"$(io small-local-pipe 200000 64 0 pipe)"
 read -r pfwd_ns _ pfwd_e2e <<<"$(io small-fwd-pipe 200000 64 1 pipe)"
 read -r prel_ns _ prel_e2e <<<"$(io small-rel-pipe 200000 64 2 pipe)"
 read -r _ _ pbig_local_e2e <<<"$(io big-local-pipe 2000 1048576 0 pipe)"
 read -r _ _ pbig_fwd_e2e <<<"$(io big-fwd-pipe 1000 1048576 1 pipe)"
 read -r _ _ pbig_rel_e2e <<<"$(io big-rel-pipe 1000 1048576 2 pipe)"
-printf '64-byte write to stdout (a file at home):\n'
-printf '  local, before migrating : %8.0f ns\n' "$local_ns"
-printf '  forwarded, direct link  : %8.0f ns   (target <= 30000 ns round trip on loopback)\n' "$fwd_ns"
-printf '  forwarded, via shadowds : %8.0f ns\n' "$rel_ns"
-printf '1 MiB writes to stdout:\n'
-printf '  local, before migrating : %8.1f MB/s\n' "$local_mbs"
-printf '  forwarded, direct link  : %8.1f MB/s   (target >= 50 %% of local)\n' "$fwd_mbs"
-printf '  forwarded, via shadowds : %8.1f MB/s\n' "$rel_mbs"
+printf '64-byte write to stdout (a file at home; behind once forwarded, unless MIG_SYNC_WRITES=1):\n'
+printf '  local, before migrating : %8.0f ns   end to end %6.1f MB/s\n' "$local_ns" "$local_e2e"
+printf '  forwarded, direct link  : %8.0f ns   end to end %6.1f MB/s   (target <= 30000 ns)\n' "$fwd_ns" "$fwd_e2e"
+printf '  the same, synchronous   : %8.0f ns   end to end %6.1f MB/s   (MIG_SYNC_WRITES=1, as before write-behind)\n' "$sync_ns" "$sync_e2e"
+printf '  forwarded, via shadowds : %8.0f ns   end to end %6.1f MB/s\n' "$rel_ns" "$rel_e2e"
+printf '1 MiB writes to stdout (a file at home):\n'
+printf '  local, before migrating : %8.1f MB/s   end to end %6.1f MB/s\n' "$local_mbs" "$local_big_e2e"
+printf '  forwarded, direct link  : %8.1f MB/s   end to end %6.1f MB/s   (target >= 50 %% of local)\n' "$fwd_mbs" "$fwd_big_e2e"
+printf '  the same, synchronous   : %8.1f MB/s   end to end %6.1f MB/s   (MIG_SYNC_WRITES=1)\n' "$sync_mbs" "$sync_big_e2e"
+printf '  forwarded, via shadowds : %8.1f MB/s   end to end %6.1f MB/s\n' "$rel_mbs" "$rel_big_e2e"
 printf '64-byte write to stdout (a pipe at home; pipelined once forwarded):\n'
 printf '  local, before migrating : %8.0f ns   end to end %6.1f MB/s\n' "$plocal_ns" "$plocal_e2e"
 printf '  forwarded, direct link  : %8.0f ns   end to end %6.1f MB/s   (target <= 30000 ns)\n' "$pfwd_ns" "$pfwd_e2e"

@@ -6,7 +6,8 @@
 #   at home    sort under mig (LD_PRELOAD=libmig.so), not moved
 #   moved      the job moved to B first (bench/exec_when waits, then becomes sort):
 #              every read of the input and every write of the output goes home over
-#              the job's direct link (shadow/direct_link.h)
+#              the job's direct link (shadow/direct_link.h); its writes go behind
+#   moved-sync the same with MIG_SYNC_WRITES=1 (writes wait, as before write-behind)
 # The input is MB megabytes of random base64 lines in a home directory; the output goes
 # to a file there too, and each output is checked against the plain sort's.
 # usage: bench/sort_bench.sh [MB [ROUNDS]]   (default 80 MB, 1 round; the median of
@@ -29,8 +30,10 @@ run() {  # run MODE(plain|home|moved) ROUND: prints the seconds sort took
       start=$(now); sort -o "$out" "$dir/input"; end=$(now) ;;
     home)
       start=$(now); LD_PRELOAD=$build/shim/libmig.so sort -o "$out" "$dir/input"; end=$(now) ;;
-    moved)
-      LD_PRELOAD=$build/shim/libmig.so "$build/bench/exec_when" "$dir/go" sort -o "$out" "$dir/input" 2> "$dir/job.err" &
+    moved|moved-sync)
+      local setting=""
+      [ "$mode" = moved-sync ] && setting=MIG_SYNC_WRITES=1
+      env ${setting:+"$setting"} LD_PRELOAD=$build/shim/libmig.so "$build/bench/exec_when" "$dir/go" sort -o "$out" "$dir/input" 2> "$dir/job.err" &
       runner=$!; pids+=($runner)
       wait_for "$dir/job.err" READY
       p=$(sed -n 's/^READY //p' "$dir/job.err")
@@ -49,15 +52,19 @@ run() {  # run MODE(plain|home|moved) ROUND: prints the seconds sort took
   echo "$end - $start" | bc -l
 }
 
-plain=() home=() moved=()
+plain=() home=() moved=() synced=()
 for r in $(seq 1 "$rounds"); do
   plain+=("$(run plain "$r")")
   home+=("$(run home "$r")")
   moved+=("$(run moved "$r")")
+  synced+=("$(run moved-sync "$r")")
 done
-p=$(median "${plain[@]}") h=$(median "${home[@]}") m=$(median "${moved[@]}")
+p=$(median "${plain[@]}") h=$(median "${home[@]}") m=$(median "${moved[@]}") s=$(median "${synced[@]}")
 printf 'GNU sort of a %d MB file at home (LC_ALL=C, output to a home file; median of %d):\n' "$mb" "$rounds"
 printf '  plain, no mig          : %7.2f s   (each round: %s)\n' "$p" "$(printf '%.2f ' "${plain[@]}")"
 printf '  under mig, at home     : %7.2f s   (each round: %s)\n' "$h" "$(printf '%.2f ' "${home[@]}")"
 printf '  after a move to B      : %7.2f s   (each round: %s)\n' "$m" "$(printf '%.2f ' "${moved[@]}")"
-printf '  ratio                  : %7.2fx at home (target <= 1.5x)\n' "$(echo "$m / $h" | bc -l)"
+printf '  the same, synchronous  : %7.2f s   (each round: %s; MIG_SYNC_WRITES=1, as before write-behind)\n' \
+  "$s" "$(printf '%.2f ' "${synced[@]}")"
+printf '  ratio                  : %7.2fx at home (target <= 1.5x); synchronous %.2fx\n' "$(echo "$m / $h" | bc -l)" \
+  "$(echo "$s / $h" | bc -l)"

@@ -46,7 +46,8 @@ kj::AutoCloseFd homeStandIn(FdRecord::Reader f, const FdKind& kind, const forwar
   return kj::AutoCloseFd(open("/dev/null", O_RDWR));
 }
 
-// Marks a home fd forwarded (and stream, and pipelined for blocking streams).
+// Marks a home fd forwarded (and stream, and pipelined for blocking streams and for
+// files open for writing: forward::writesBehind).
 void markHome(FdRecord::Reader f, const FdKind& kind, forward::Config& c) {
   int target = f.getFd();
   if (target < 0 || static_cast<uint32_t>(target) >= forward::kMaxFds) {
@@ -57,6 +58,9 @@ void markHome(FdRecord::Reader f, const FdKind& kind, forward::Config& c) {
   if (kind.onMigration == OnMigration::homeStream) {
     c.streamFds[target / 64] |= bit;
     if (!(f.getFlags() & O_NONBLOCK)) c.pipelinedFds[target / 64] |= bit;
+  } else if ((kind.kind == FdRecord::Kind::FILE || kind.kind == FdRecord::Kind::UNLINKED) &&
+             forward::writesBehind(static_cast<int>(f.getFlags()))) {
+    c.pipelinedFds[target / 64] |= bit;
   }
 }
 

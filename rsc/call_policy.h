@@ -26,8 +26,11 @@ constexpr bool waitsPatiently(const Row& row, bool fdIsStream) {
 }
 
 // Whether the call is sent without waiting for its result. fdIsPipelined: its fd is a
-// stream in blocking mode whose writes this process pipelines.
-constexpr bool isPipelined(const Row& row, bool fdIsPipelined) { return row.has(kPipelinable) && fdIsPipelined; }
+// stream in blocking mode or a regular file at home whose writes this process pipelines
+// (a stream has no offset: a pwrite64 to it fails, at once).
+constexpr bool isPipelined(const Row& row, bool fdIsPipelined, bool fdIsStream) {
+  return row.has(kPipelinable) && fdIsPipelined && !(fdIsStream && row.has(kPositioned));
+}
 
 // Whether the call must run at home after the pipelined writes issued before it.
 constexpr bool waitsForWrites(const Row& row, bool fdIsStream) {
@@ -50,6 +53,17 @@ constexpr bool namesStream(const Row& row, const int64_t a[6], IsStream isStream
     if (row.args[i].kind == Arg::Fd && isStream(a[i])) return true;
   }
   return false;
+}
+
+// Which pipelined writes issued before it the call runs after at home: all of them
+// (waitsForWrites); else those to regular files (write-behind: its result or what it
+// does may depend on them), except for a stream's read, which waits for nothing (a
+// prompt on its way, a pipe at home that is full, must not hold it up).
+enum class WaitFor { Nothing, FileWrites, AllWrites };
+constexpr WaitFor writesToWaitFor(const Row& row, bool fdIsStream) {
+  if (waitsForWrites(row, fdIsStream)) return WaitFor::AllWrites;
+  if (row.ordering == Ordering::Never && fdIsStream) return WaitFor::Nothing;
+  return WaitFor::FileWrites;
 }
 
 // Whether the readiness tokens of the call's fd (argument 0) are taken before it: only

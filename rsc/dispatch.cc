@@ -158,20 +158,23 @@ uint64_t outCount(const Request& r, uint8_t i, int64_t result) {
 }
 
 // A pipelined write has nobody to report a short write (or EAGAIN on a non-blocking
-// fd) to, and the bytes after it must not overtake it: write the rest, waiting for
-// room. Returns the whole count, or -1 with *error set.
-int64_t finishPipelinedWrite(int fd, const uint8_t* data, uint64_t count, int64_t done, int32_t* error) {
+// fd) to, and the bytes after it must not overtake it: write the rest (a pwrite64's
+// at its offset: `offset` >= 0), waiting for room. A file that is full says so on the
+// next write (ENOSPC), which is the error. Returns the whole count, or -1 with *error set.
+int64_t finishPipelinedWrite(int fd, const uint8_t* data, uint64_t count, int64_t offset, int64_t done,
+                             int32_t* error) {
   uint64_t written = done > 0 ? static_cast<uint64_t>(done) : 0;
   if (done < 0 && *error != EAGAIN && *error != EINTR) return -1;
   while (written < count) {
-    ssize_t n = write(fd, data + written, count - written);
+    ssize_t n = offset < 0 ? write(fd, data + written, count - written)
+                           : pwrite(fd, data + written, count - written, offset + static_cast<int64_t>(written));
     if (n > 0) {
       written += static_cast<uint64_t>(n);
     } else if (n < 0 && errno == EAGAIN) {
       struct pollfd p = {fd, POLLOUT, 0};
       poll(&p, 1, -1);
-    } else if (n < 0 && errno != EINTR) {
-      *error = errno;
+    } else if (n == 0 || errno != EINTR) {
+      *error = n == 0 ? EIO : errno;
       return -1;
     }
   }
@@ -285,8 +288,8 @@ kj::Array<kj::byte> Dispatcher::call(kj::ArrayPtr<const kj::byte> request) {
         error = saved > 0 && saved < 4096 ? saved : EIO;
       }
       if ((r.h.flags & kNoReply) != 0) {
-        result = finishPipelinedWrite(static_cast<int>(ints[0]), r.input[1],
-                                      static_cast<uint64_t>(ints[2]), result, &error);
+        result = finishPipelinedWrite(static_cast<int>(ints[0]), r.input[1], static_cast<uint64_t>(ints[2]),
+                                      row.has(kPositioned) ? ints[3] : -1, result, &error);
       }
     }
   }

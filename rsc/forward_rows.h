@@ -126,9 +126,10 @@ constexpr bool tableIsSound(const Row* rows, uint32_t count) {
                              r.args[1].lenArg == 2))
       return false;
     if (r.has(kPositioned) && (!r.has(kSplitIo) || r.args[3].kind != Arg::Int)) return false;
-    if (r.has(kPipelinable) && !(r.has(kSplitIo) && r.args[1].kind == Arg::InBuf && r.nargs == 3 &&
-                                 r.ret == Ret::Long && r.deputy == DeputyRuns::ByFd))
-      return false;  // the relay joins pipelined writes as write(fd, buffer, count)
+    if (r.has(kPipelinable) && !(r.has(kSplitIo) && r.args[1].kind == Arg::InBuf &&
+                                 r.nargs == (r.has(kPositioned) ? 4 : 3) && r.ret == Ret::Long &&
+                                 r.deputy == DeputyRuns::ByFd))
+      return false;  // the relay joins pipelined writes as write(fd, buffer, count) or pwrite64's
     if (r.handler == Handler::SetsBlockingMode &&
         !(fdFirst && (r.args[2].kind == Arg::Int || (r.args[2].kind == Arg::InStruct && r.args[2].size == kIntSize))))
       return false;

@@ -70,10 +70,12 @@ enum Trait : uint16_t {
   kTakesInput = 1 << 0,            // takes input from its fd (argument 0): that fd's
                                    // readiness is looked at again after it
                                    // (shim/forward/readiness_stand_in.h)
-  kPipelinable = 1 << 1,           // on a stream in blocking mode, sent without waiting
-                                   // for its result (a write: fd, buffer, count)
-  kReportsWriteFailures = 1 << 2,  // reports a failed pipelined write on its fd first
-                                   // (fsync: the data it syncs did not get there)
+  kPipelinable = 1 << 1,           // on a stream in blocking mode or a regular file at
+                                   // home, sent without waiting for its result (a write:
+                                   // fd, buffer, count[, offset])
+  kReportsWriteFailures = 1 << 2,  // once it ran, reports a failed pipelined write on its
+                                   // fd instead of its result (fsync: the data it syncs
+                                   // did not get there; close: the last chance to tell)
   kSplitIo = 1 << 3,               // a count (argument 2) above kMaxIo goes as
                                    // consecutive pieces of the buffer (argument 1) ...
   kPositioned = 1 << 4,            // ... advancing the offset in argument 3
@@ -120,14 +122,15 @@ enum class Locality : uint8_t {
 inline constexpr long kShimsOwnCall = -1;
 
 // Whether the call must run at home after the pipelined writes issued before it.
-// Those go to streams, and what can tell their order from a later call's is the stream
-// itself or the parent a signal goes to. Calls on files and paths do not wait: they are
-// not held up behind a pipe at home that is full.
+// Writes to streams: what can tell their order from a later call's is the stream
+// itself or the parent a signal goes to. Writes to regular files (write-behind): every
+// call but a stream's read waits for them (rsc::writesToWaitFor), as anything may look
+// at the file (a read, fstat, stat of its path, mmap, a child at home).
 enum class Ordering : uint8_t {
   OnStream,  // when its fd is a stream (a write, fcntl, tcsetattr or close on it)
   Always,    // always (kill: the parent reads what was written before the signal)
-  Never,     // never (a read: the prompt before it is on its way and does not wait for
-             // the read either)
+  Never,     // not for stream writes (a read: the prompt before it is on its way and
+             // does not wait for the read either)
 };
 
 // Where the deputy runs the call.

@@ -40,6 +40,10 @@ inline constexpr uint32_t kAgain = 8;    // sent again after a checkpoint took i
                                          // the relay sends it home as a call (never served
                                          // from pushed bytes, shadow/pushed_reads.h) and
                                          // takes this flag off
+inline constexpr uint32_t kFailureSeen = 16;  // a pipelined write sent after the shim told the
+                                              // program of its fd's failed write: the relay runs
+                                              // it and the ones after it again (rsc::WriteFailures)
+                                              // and takes this flag off
 
 inline constexpr uint32_t kNoTtin = 32;  // a call that takes input, of a job that ignores or
                                          // blocks SIGTTIN: its read of the terminal from a

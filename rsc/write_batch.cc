@@ -10,32 +10,50 @@
 
 namespace mig::rsc {
 
-bool parsePipelinedWrite(kj::ArrayPtr<const kj::byte> request, PipelinedWrite& w) {
+bool parsePipelinedWrite(kj::ArrayPtr<kj::byte> request, PipelinedWrite& w) {
   RequestHeader h;
   if (request.size() < sizeof(h) + kPayloadHeader) return false;
   memcpy(&h, request.begin(), sizeof(h));
   const Row* row = rowById(h.call);
-  if (h.magic != kRequestMagic || h.flags != kNoReply || row == nullptr || !mayComePipelined(*row) ||
-      h.length != request.size()) {
+  if (h.magic != kRequestMagic || (h.flags != kNoReply && h.flags != (kNoReply | kFailureSeen)) ||
+      row == nullptr || !mayComePipelined(*row) || h.length != request.size()) {
     return false;
   }
   const uint64_t count = loadU64(request.begin() + sizeof(h));
+  const bool positioned = row->has(kPositioned);
   if (count != static_cast<uint64_t>(h.args[2]) || count > kMaxIo ||
-      request.size() != sizeof(h) + payloadSize(count)) {
+      request.size() != sizeof(h) + payloadSize(count) || (positioned && h.args[3] < 0)) {
     return false;
   }
-  w = {h.args[0], h.seq, h.order, count};
+  w = {h.args[0], h.seq, h.order, count, h.call, positioned ? h.args[3] : -1, (h.flags & kFailureSeen) != 0};
+  h.flags = kNoReply;
+  memcpy(request.begin(), &h, sizeof(h));
   return true;
+}
+
+bool joinsWith(const PipelinedWrite& prev, const PipelinedWrite& next) {
+  if (next.fd != prev.fd || next.call != prev.call || next.failureSeen) return false;
+  return prev.offset < 0 || next.offset == prev.offset + static_cast<int64_t>(prev.count);
+}
+
+int32_t WriteFailures::before(const PipelinedWrite& w) {
+  auto it = failed_.find(w.fd);
+  if (it == failed_.end()) return 0;
+  if (!w.failureSeen) return it->second;
+  failed_.erase(it);
+  return 0;
 }
 
 kj::Array<kj::byte> joinWrites(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> parts) {
   uint64_t total = 0;
   for (auto p : parts) total += loadU64(p.begin() + sizeof(RequestHeader));
   auto out = kj::heapArray<kj::byte>(sizeof(RequestHeader) + payloadSize(total));
-  RequestHeader h;
+  RequestHeader h, first;
   memcpy(&h, parts.back().begin(), sizeof(h));
+  memcpy(&first, parts.front().begin(), sizeof(first));
   h.length = static_cast<uint32_t>(out.size());
   h.args[2] = static_cast<int64_t>(total);
+  h.args[3] = first.args[3];  // pwrite64: where the first part goes
   memcpy(out.begin(), &h, sizeof(h));
   storeU64(out.begin() + sizeof(h), total);
   kj::byte* at = out.begin() + sizeof(h) + kPayloadHeader;

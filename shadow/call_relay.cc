@@ -135,7 +135,9 @@ class RelayConnection final : public CallOrigin {
       if (hello_.kind == forward::kReadinessStandIn) {
         return job->calls->serveStandIn(hello_.fd, kj::mv(stream_)).attach(kj::addRef(*job->calls));
       }
-      if (hello_.kind != forward::kCallConnection) fail(kj::str("call relay: a connection of an unknown kind"));
+      if (hello_.kind != forward::kCallConnection && hello_.kind != forward::kBornAwayCalls) {
+        fail(kj::str("call relay: a connection of an unknown kind"));
+      }
       KJ_IF_MAYBE(fd, stream_->getFd()) {
         // kj's stream gives up the fd (and its watch) for a copy watched for input only.
         const int own = fcntl(*fd, F_DUPFD_CLOEXEC, 0);
@@ -145,7 +147,7 @@ class RelayConnection final : public CallOrigin {
           stream_ = kj::mv(calls);
         }
       }
-      job->calls->connected(hello_.order);
+      job->calls->connected(hello_.order, hello_.kind == forward::kCallConnection);
       calls_ = kj::addRef(*job->calls);
       if (!job->running) {
         job->running = true;

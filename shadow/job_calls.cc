@@ -1,6 +1,7 @@
 // See job_calls.h.
 #include "shadow/job_calls.h"
 
+#include "rsc/forward_table.h"
 #include "rsc/wire.h"
 #include "shadow/daemon.h"
 #include "shadow/direct_link.h"
@@ -303,14 +304,15 @@ kj::Promise<void> JobCalls::tellEndedDirectly(int32_t status) {
   return KJ_EXCEPTION(DISCONNECTED, "no direct link to the deputy");
 }
 
-void JobCalls::connected(uint64_t order) {
+void JobCalls::connected(uint64_t order, bool numbers) {
   ++connections_;
   pushed_->resume();  // a checkpoint's barrier is behind (pushed_reads.h)
-  if (!started_) {
+  if (!started_ && numbers) {
     started_ = true;
     ran_ = order;
     for (auto& f : startWaiters_) f->fulfill();
     startWaiters_.clear();
+    wakeWaiters();  // calls of a process born away that came first
   }
 }
 
@@ -484,6 +486,7 @@ kj::Promise<kj::Array<kj::byte>> JobCalls::callHome(kj::Array<kj::byte> request)
   memcpy(&h, request.begin(), sizeof(h));
   auto self = kj::addRef(*this);
   return ranUpTo(h.order).then([this, request = kj::mv(request)]() mutable {
+    noteClose(request);
     return send(kj::mv(request));
   }).attach(kj::mv(self));
 }
@@ -579,19 +582,40 @@ kj::Promise<void> JobCalls::settled() {
   return kj::mv(paf.promise);
 }
 
+// A close (or a dup3 over it) ends its fd's failed writes: the number may be
+// another file's next (rsc::WriteFailures).
+void JobCalls::noteClose(kj::ArrayPtr<const kj::byte> request) {
+  rsc::RequestHeader h;
+  memcpy(&h, request.begin(), sizeof(h));
+  if (h.call == static_cast<uint32_t>(rsc::CallId::Close)) failures_.closed(h.args[0]);
+  if (h.call == static_cast<uint32_t>(rsc::CallId::Dup3)) failures_.closed(h.args[1]);
+}
+
 // Sends the next write home when it is its turn, joined with the ones after it to the
 // same fd; one at a time, so they run in order whatever thread of the deputy runs them.
+// A write to an fd whose write failed before it is not sent (rsc::WriteFailures).
 void JobCalls::pump() {
-  if (sending_ || waiting_.empty()) return;
-  if (waiting_.begin()->first > ran_ + 1 && connections_ > 0) {
-    watchForGap();
-    return;
+  for (;;) {
+    if (sending_ || waiting_.empty()) return;
+    if (waiting_.begin()->first > ran_ + 1 && connections_ > 0) {
+      watchForGap();
+      return;
+    }
+    auto first = waiting_.begin();
+    const int32_t error = failures_.before(first->second.w);
+    if (error == 0) break;
+    first->second.origin->sendReply(rsc::deferredFailure(first->second.w, error));
+    const uint64_t order = first->first, cost = queueCost(first->second.request.size());
+    waiting_.erase(first);
+    if (order > ran_) ran_ = order;
+    queuedBytes_ -= cost;
+    wakeWaiters();
   }
   kj::Vector<Write> batch;
   uint64_t bytes = 0, cost = 0;
   for (auto it = waiting_.begin(); it != waiting_.end(); it = waiting_.erase(it)) {
     const rsc::PipelinedWrite& w = it->second.w;
-    if (!batch.empty() && (w.order != batch.back().w.order + 1 || w.fd != batch[0].w.fd ||
+    if (!batch.empty() && (w.order != batch.back().w.order + 1 || !rsc::joinsWith(batch.back().w, w) ||
                            bytes + w.count > rsc::kMaxIo)) {
       break;
     }
@@ -626,8 +650,10 @@ void JobCalls::pump() {
 
   sending_ = true;
   auto sent = sendWrite(kj::mv(joined));
-  d_.tasks().add(sent.then([this, origins = kj::mv(origins), last, cost](int32_t error) mutable {
+  const int64_t fd = batch[0].w.fd;
+  d_.tasks().add(sent.then([this, origins = kj::mv(origins), last, cost, fd](int32_t error) mutable {
                        if (error != 0) {
+                         failures_.failed(fd, error);
                          for (auto& o : origins) o.first->sendReply(rsc::deferredFailure(o.second, error));
                        }
                        finished(last, cost);

@@ -5,7 +5,8 @@
 // they run at home one after the other in that order whichever connection brought
 // them, consecutive writes to one fd travel as one call, and a call that waits for
 // its reply runs only after the writes issued before it. So `printf` in a loop costs
-// no round trip, and output stays in the order the job wrote it.
+// no round trip, and output stays in the order the job wrote it. After a write that
+// failed, the ones to its fd queued behind it fail unsent (rsc::WriteFailures).
 //
 // Over a direct link (direct_link.h) a call whose link breaks before its answer comes
 // is not failed: the link is resumed (same address, same key, a short bounded
@@ -49,9 +50,10 @@ class JobCalls : public kj::Refcounted {
   JobCalls(Daemon& d, uint64_t jobId, kj::StringPtr home, kj::ArrayPtr<const kj::byte> token);
 
   // A connection of the job said hello; `order`: the writes issued before it. The
-  // first hello after the restore (made before any thread runs) sets where the
-  // numbering goes on.
-  void connected(uint64_t order);
+  // first hello of the job's own process after the restore (made before any thread
+  // runs; `numbers`: not a process born away from home, whose order says nothing of
+  // the job's writes) sets where the numbering goes on.
+  void connected(uint64_t order, bool numbers);
   void disconnected();
 
   // A pipelined write (`w`: what rsc::parsePipelinedWrite found in `request`); a
@@ -140,6 +142,7 @@ class JobCalls : public kj::Refcounted {
   kj::Maybe<kj::TimePoint> awaySince_;     // home first failed to answer, before any answer
   bool reached_ = false;                   // home answered a call once
   void pump();
+  void noteClose(kj::ArrayPtr<const kj::byte> request);
   void finished(uint64_t lastOrder, uint64_t cost);
   void wakeWaiters();
   void watchForGap();
@@ -175,6 +178,7 @@ class JobCalls : public kj::Refcounted {
   std::multimap<uint64_t, Write> waiting_;  // pipelined writes by order number (kept even
                                             // if a number comes twice: no byte is dropped)
   uint64_t ran_ = 0;                   // every write up to this number has run
+  rsc::WriteFailures failures_;        // fds whose writes stop after a failed one
   uint64_t queuedBytes_ = 0;
   bool started_ = false;
   int watchesPending_ = 0;                       // stand-ins whose watch is not settled

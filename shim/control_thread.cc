@@ -271,6 +271,10 @@ __attribute__((constructor)) void shimInit() {
   const bool handedOff = forward::takeHandoff();
   s_handedOff = handedOff;
   openLog();
+  // Write-behind off (docs/design.md "Writes to home files go behind"): read before
+  // main, kept in memory across hops like the rest of the forwarding state.
+  const char* sync = getenv("MIG_SYNC_WRITES");
+  g_runtime.forward.syncWrites = sync != nullptr && sync[0] == '1' && sync[1] == '\0';
   initProcess();
   if (!handedOff) recordHome();  // exec'd away from home: home's name is not known here
   pthread_atfork(nullptr, nullptr, afterForkInChild);

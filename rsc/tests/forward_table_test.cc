@@ -117,7 +117,7 @@ TEST_CASE("forward table: the shim's and the deputy's decisions read the added r
   CHECK_FALSE(drainsReadiness(row, false));
   CHECK(rearmsReadiness(row));
   // Not pipelinable; ordered after pipelined writes even on a file.
-  CHECK_FALSE(isPipelined(row, true));
+  CHECK_FALSE(isPipelined(row, true, false));
   CHECK_FALSE(mayComePipelined(row));
   CHECK(waitsForWrites(row, false));
   CHECK(isSplit(row, uint64_t{kMaxIo} + 1));
@@ -158,6 +158,13 @@ TEST_CASE("forward table: the decisions follow each property, not the call") {
   CHECK(waitsForWrites(r, true));
   CHECK_FALSE(waitsForWrites(r, false));
   CHECK_FALSE(waitsForWrites(r.ordered(Ordering::Never), true));
+  // Write-behind: what is not held back for every write waits for those to files,
+  // but for a stream's read.
+  CHECK(writesToWaitFor(r, true) == WaitFor::AllWrites);
+  CHECK(writesToWaitFor(r, false) == WaitFor::FileWrites);
+  CHECK(writesToWaitFor(r.ordered(Ordering::Never), true) == WaitFor::Nothing);
+  CHECK(writesToWaitFor(r.ordered(Ordering::Never), false) == WaitFor::FileWrites);
+  CHECK(writesToWaitFor(r.ordered(Ordering::Always), false) == WaitFor::AllWrites);
   CHECK(waitsPatiently(call(kTestSysno, "f", Ret::Int, Blocking::Always, -1, {I}), false));
   int64_t a[6] = {3, 0, 0, 0, 0, 0};
   CHECK(whereRowGoes(r, a, facts) == Where::Home);
@@ -301,8 +308,19 @@ TEST_CASE("forward table: the real rows' properties") {
         S{"openat", "wait4", "waitid", "mig_file_identity", sel("fcntl", F_SETLKW), sel("fcntl", F_OFD_SETLKW)});
   CHECK(functionsWith([](const Row& r) { return r.handler == Handler::WaitsForLock; }) ==
         S{sel("fcntl", F_SETLKW), sel("fcntl", F_OFD_SETLKW), "flock"});
-  CHECK(functionsWith([](const Row& r) { return r.has(kPipelinable); }) == S{"write"});
-  CHECK(functionsWith([](const Row& r) { return r.has(kReportsWriteFailures); }) == S{"fsync", "fdatasync"});
+  CHECK(functionsWith([](const Row& r) { return r.has(kPipelinable); }) == S{"write", "pwrite64"});
+  CHECK(functionsWith([](const Row& r) { return r.has(kReportsWriteFailures); }) == S{"fsync", "fdatasync", "close"});
+  // A pwrite64 goes behind to a file, never to a stream (ESPIPE comes at once).
+  const Row& pwrite = rowOf(CallId::Pwrite64);
+  CHECK(isPipelined(pwrite, true, false));
+  CHECK_FALSE(isPipelined(pwrite, true, true));
+  CHECK_FALSE(isPipelined(pwrite, false, false));
+  CHECK(isPipelined(rowOf(CallId::Write), true, true));
+  // A read of a file waits for the file writes before it; a pipe's read for none.
+  CHECK(writesToWaitFor(rowOf(CallId::Read), false) == WaitFor::FileWrites);
+  CHECK(writesToWaitFor(rowOf(CallId::Read), true) == WaitFor::Nothing);
+  CHECK(writesToWaitFor(rowOf(CallId::Lseek), false) == WaitFor::FileWrites);
+  CHECK(writesToWaitFor(rowOf(CallId::Close), true) == WaitFor::AllWrites);
   CHECK(functionsWith([](const Row& r) { return r.has(kSigpipeOnEpipe); }) == S{"write", "pwrite64"});
   CHECK(functionsWith([](const Row& r) { return r.has(kSplitIo); }) ==
         S{"read", "write", "pread64", "pwrite64", "sendto", "recvfrom"});

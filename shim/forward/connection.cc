@@ -4,6 +4,7 @@
 
 #include "rsc/call_policy.h"
 #include "rsc/marshal.h"
+#include "shim/forward/child_table.h"
 #include "shim/forward/homecoming.h"
 #include "shim/forward/signals.h"
 #include "shim/forward/state.h"
@@ -39,9 +40,16 @@ thread_local uint32_t t_connSlot MIG_TLS;  // its slot in State::connections, + 
 thread_local uint64_t t_seq MIG_TLS;
 thread_local uint8_t* t_buf MIG_TLS;
 // A pipelined write of this thread failed at home: its fd + 1 (0 = none) and errno,
-// until a write or sync on that fd reports it.
+// until a write, sync or close of that fd reports it.
 thread_local int64_t t_failedFd MIG_TLS;
 thread_local int32_t t_failedError MIG_TLS;
+// The last failure reported: its fd + 1 and this thread's last seq then. The writes
+// issued before the report that the relay held back (rsc::WriteFailures) fail too and
+// say so; the program has heard of it once. The next write to that fd tells the relay
+// the program knows (rsc::kFailureSeen, once: t_seenFd).
+thread_local int64_t t_reportedFd MIG_TLS;
+thread_local uint64_t t_reportedSeq MIG_TLS;
+thread_local int64_t t_seenFd MIG_TLS;
 // The last call of this thread ended with EINTR because a signal its program handles
 // asked home to cancel it (takeSignalCancel).
 thread_local bool t_signalCancel MIG_TLS;
@@ -257,6 +265,7 @@ long connectRelay() {
     hello.length = sizeof(hello);
     hello.jobId = s.config.jobId;
     hello.order = s.pipelineOrder.load(std::memory_order_acquire);
+    hello.kind = ownTable() ? kBornAwayCalls : kCallConnection;
     for (size_t i = 0; i < sizeof(hello.token); ++i) hello.token[i] = s.config.token[i];
     r = sendAll(static_cast<int>(fd), reinterpret_cast<const uint8_t*>(&hello), sizeof(hello));
   }
@@ -279,8 +288,10 @@ bool ensureBuffer() {
 }
 
 // A deferred failure of one of this thread's pipelined writes: kept for the next
-// write or sync on its fd. The first one counts; later writes to a broken fd fail alike.
+// write, sync or close of its fd. The first one counts; later writes to a broken fd
+// fail alike, and those issued before its report are not told again.
 void noteFailure(const rsc::ReplyHeader& h) {
+  if (h.result + 1 == t_reportedFd && h.seq <= t_reportedSeq) return;
   if (t_failedFd == 0) {
     t_failedFd = h.result + 1;
     t_failedError = h.error > 0 ? h.error : EIO;
@@ -291,13 +302,21 @@ void noteFailure(const rsc::ReplyHeader& h) {
 long takeFailure(int64_t fd) {
   if (t_failedFd == 0 || t_failedFd != fd + 1) return 0;
   t_failedFd = 0;
+  t_reportedFd = t_seenFd = fd + 1;
+  t_reportedSeq = t_seq;
   return -static_cast<long>(t_failedError);
 }
 
-// Whether a call must run at home after the pipelined writes issued before it
-// (rsc::waitsForWrites, rsc::namesStream).
-bool waitsForWrites(const rsc::Row& row, const int64_t args[6]) {
-  return rsc::waitsForWrites(row, rsc::namesStream(row, args, [](int64_t fd) { return isStreamFd(state(), fdArg(fd)); }));
+// The pipelined writes a call runs after at home (rsc::writesToWaitFor, rsc::namesStream): the number
+// of the last one it waits for, 0 for none.
+uint64_t writesBefore(const rsc::Row& row, const int64_t args[6]) {
+  const bool streams = rsc::namesStream(row, args, [](int64_t fd) { return isStreamFd(state(), fdArg(fd)); });
+  switch (rsc::writesToWaitFor(row, streams)) {
+    case rsc::WaitFor::AllWrites: return state().pipelineOrder.load(std::memory_order_acquire);
+    case rsc::WaitFor::FileWrites: return state().fileWriteOrder.load(std::memory_order_acquire);
+    case rsc::WaitFor::Nothing: return 0;
+  }
+  return 0;
 }
 
 // Reads the header of the reply to the call just sent; deferred failures of earlier
@@ -368,7 +387,7 @@ static long exchange(const rsc::Row& row, const int64_t args[6], uint64_t seq, i
       watch->sent = false;  // a cancel sent before a checkpoint may not have reached home: again
     }
     if (!haveConnection() && connectRelay() != 0) return -EIO;
-    const uint64_t order = waitsForWrites(row, args) ? state().pipelineOrder.load(std::memory_order_acquire) : 0;
+    const uint64_t order = writesBefore(row, args);
     int64_t len = rsc::encodeRequest(row, args, seq, flags | noTtin(row), t_buf, kBufferSize, order, threadId());
     if (len < 0) return len;
     if (sendAll(t_conn, t_buf, static_cast<uint64_t>(len)) != 0) {
@@ -400,30 +419,41 @@ static long exchange(const rsc::Row& row, const int64_t args[6], uint64_t seq, i
 
 static long forwardCallOnce(const rsc::Row& row, const int64_t args[6], bool patient) {
   if (!ensureBuffer()) return -ENOMEM;
-  if (row.has(rsc::kReportsWriteFailures)) {
-    if (long failed = takeFailure(args[0]); failed != 0) return failed;
-  }
   const uint64_t seq = ++t_seq;
   const int timeout = patient ? kCheckpointable : kReplyTimeoutMs;
   SignalWatch watch{seq, static_cast<uint32_t>(row.id)};
   const long r = exchange(row, args, seq, timeout, patient ? &watch : nullptr);
   closeSignalWatch(watch);
   t_signalCancel = watch.sent && r == -EINTR;
-  return r;
+  // fsync, fdatasync, close: run after the writes before them (their failures came
+  // first on this connection), then tell one (a close closed the fd all the same).
+  const long failed = row.has(rsc::kReportsWriteFailures) ? takeFailure(args[0]) : 0;
+  return failed != 0 ? failed : r;
 }
 
 long forwardCall(const rsc::Row& row, const int64_t args[6], bool patient) {
   return logged(row, args, forwardCallOnce(row, args, patient));
 }
 
-static long forwardPipelinedWriteOnce(const rsc::Row& row, const int64_t args[6]) {
+static long forwardPipelinedWriteOnce(const rsc::Row& row, const int64_t args[6], bool firstPiece) {
   if (!ensureBuffer()) return -ENOMEM;
   if (!haveConnection() && connectRelay() != 0) return -EIO;
   collectFailures();
-  if (long failed = takeFailure(args[0]); failed != 0) return failed;
+  if (long failed = firstPiece ? takeFailure(args[0]) : 0; failed != 0) return failed;
   const uint64_t seq = ++t_seq;
-  const uint64_t order = state().pipelineOrder.fetch_add(1, std::memory_order_acq_rel) + 1;
-  int64_t len = rsc::encodeRequest(row, args, seq, rsc::kNoReply, t_buf, kBufferSize, order, threadId());
+  State& s = state();
+  const uint64_t order = s.pipelineOrder.fetch_add(1, std::memory_order_acq_rel) + 1;
+  if (!isStreamFd(s, fdArg(args[0]))) {  // write-behind: later calls wait for it
+    uint64_t last = s.fileWriteOrder.load(std::memory_order_acquire);
+    while (last < order && !s.fileWriteOrder.compare_exchange_weak(last, order, std::memory_order_acq_rel)) {
+    }
+  }
+  uint32_t flags = rsc::kNoReply;
+  if (t_seenFd == args[0] + 1) {
+    flags |= rsc::kFailureSeen;
+    t_seenFd = 0;
+  }
+  int64_t len = rsc::encodeRequest(row, args, seq, flags, t_buf, kBufferSize, order, threadId());
   if (len < 0) return len;
   if (sendAll(t_conn, t_buf, static_cast<uint64_t>(len)) != 0) {
     dropMine();
@@ -432,8 +462,8 @@ static long forwardPipelinedWriteOnce(const rsc::Row& row, const int64_t args[6]
   return static_cast<long>(args[2]);
 }
 
-long forwardPipelinedWrite(const rsc::Row& row, const int64_t args[6]) {
-  return logged(row, args, forwardPipelinedWriteOnce(row, args), " (pipelined)");
+long forwardPipelinedWrite(const rsc::Row& row, const int64_t args[6], bool firstPiece) {
+  return logged(row, args, forwardPipelinedWriteOnce(row, args, firstPiece), " (pipelined)");
 }
 
 // Asked even when no write was pipelined: the relay answers it also once the reads it

@@ -26,11 +26,12 @@ long forwardCall(const rsc::Row& row, const int64_t args[6], bool patient = fals
 // (EINTR, or the call made again under SA_RESTART). Clears it.
 bool takeSignalCancel();
 
-// A write to a stream fd in blocking mode, sent without waiting for its result: the
-// deputy finishes it, in the order the job's writes were issued (by any thread), and
-// only a failure comes back, reported by this thread's next write (or fsync) on that
-// fd. Returns the count, or a negative errno (an earlier failure on this fd, EIO).
-long forwardPipelinedWrite(const rsc::Row& row, const int64_t args[6]);
+// A write to a stream fd in blocking mode or to a file at home, sent without waiting
+// for its result: the deputy finishes it, in the order the job's writes were issued (by
+// any thread), and only a failure comes back, reported by this thread's next write
+// (firstPiece: the first piece of a call), fsync, fdatasync or close of that fd. Returns
+// the count, or a negative errno (an earlier failure on this fd, EIO).
+long forwardPipelinedWrite(const rsc::Row& row, const int64_t args[6], bool firstPiece);
 
 // Waits until every pipelined write issued so far has run at home (before a
 // checkpoint: the job must not leave with writes behind it). False if the relay

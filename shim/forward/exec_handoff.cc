@@ -116,6 +116,7 @@ bool takeHandoff() {
 void activateHandoff() {
   State& s = state();
   s.pipelineOrder.store(s.config.handoffPipelineOrder);
+  s.fileWriteOrder.store(s.config.handoffPipelineOrder);  // the old program's writes may be to files
   activateProcess();
   dispatchThisThread();
 }

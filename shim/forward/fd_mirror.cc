@@ -11,7 +11,8 @@
 //   dup2/dup3:           both sides; a local fd over a home fd closes the home one.
 //   close_range:         the home fds in the range are closed at home too.
 //
-// The bit of each home fd in Config::forwardedFds follows. A process whose fd table
+// The bit of each home fd in Config::forwardedFds follows, and its pipelinedFds bit
+// (a regular file opened for writing: its writes go behind). A process whose fd table
 // is not the one the deputy mirrors (a child born away) keeps its own instead
 // (child_table.h).
 #include "shim/forward/trapped_call.h"
@@ -24,6 +25,7 @@
 #include <cerrno>
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 namespace mig::forward {
@@ -35,10 +37,25 @@ long forwardDup3(int32_t from, int32_t to, int64_t flags) {
   return forwardSyscall(SYS_dup3, from, to, flags);
 }
 
-void copyStreamBit(State& s, int32_t from, int32_t to) {
-  if (!isStreamFd(s, from)) return;
-  setStreamFd(s, to);
+// `to` is now a copy of home fd `from`: a stream, or pipelined, as it is (whatever
+// `to` was before).
+void copyKindBits(State& s, int32_t from, int32_t to) {
+  setForwardedFd(s, to, false);
+  setForwardedFd(s, to, true);
+  if (isStreamFd(s, from)) setStreamFd(s, to);
   setPipelinedFd(s, to, isPipelinedFd(s, from));
+}
+
+// A file just opened at home as fd: its writes go behind when it is a regular file
+// open for writing (writesBehind; asking home is a round trip, so only then).
+void markWritesBehind(State& s, int32_t fd, int64_t flags) {
+  if (!writesBehind(static_cast<int>(flags))) return;
+  struct stat st;
+  if (forwardSyscall(SYS_newfstatat, fd, reinterpret_cast<int64_t>(""), reinterpret_cast<int64_t>(&st),
+                     AT_EMPTY_PATH) == 0 &&
+      S_ISREG(st.st_mode)) {
+    setPipelinedFd(s, fd, true);
+  }
 }
 
 // The home side of a new fd `to` that copies home fd `from` (already made here).
@@ -50,8 +67,7 @@ long mirrorCopy(int32_t from, int32_t to, int64_t flags) {
     setForwardedFd(s, to, false);
     return h;
   }
-  setForwardedFd(s, to, true);
-  copyStreamBit(s, from, to);
+  copyKindBits(s, from, to);
   return to;
 }
 
@@ -78,6 +94,7 @@ long newFdForwarded(const rsc::Row& row, const int64_t args[6], bool cloexec) {
     }
   }
   setForwardedFd(s, l, true);
+  if (row.handler == rsc::Handler::OpenFile) markWritesBehind(s, l, args[2]);
   return l;
 }
 

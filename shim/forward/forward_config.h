@@ -5,6 +5,7 @@
 // Fixed layout, no pointers: it crosses an exec.
 #pragma once
 
+#include <fcntl.h>
 #include <stdint.h>
 
 namespace mig::forward {
@@ -28,8 +29,9 @@ struct Config {
   char localPaths[kMaxLocalPaths][kPathMax];  // directory prefixes every host has (opened locally)
   int64_t monotonicOffsetNs;     // add to this host's CLOCK_MONOTONIC to get the job's
   int64_t realtimeOffsetNs;      // add to this host's CLOCK_REALTIME to get home's
-  uint64_t pipelinedFds[kMaxFds / 64];  // bit n: fd n is a stream in blocking mode: writes
-                                        // to it are pipelined (rsc::kNoReply)
+  uint64_t pipelinedFds[kMaxFds / 64];  // bit n: fd n is a stream in blocking mode, or a
+                                        // regular file open for writing (writesBehind):
+                                        // writes to it are pipelined (rsc::kNoReply)
   // A child the job forked away from home, and the programs either runs, forward
   // through the job's deputy too, but their fd tables are their own: the deputy's
   // mirrors the job's (child_table.h).
@@ -48,6 +50,14 @@ struct Config {
   int32_t carriedFd;
 };
 
+// Whether the writes to a regular file at home open with these flags (open's, F_GETFL's)
+// may go behind, pipelined: it is open for writing, and not for writes that must be
+// done when they return (O_SYNC, O_DSYNC) or whose errors come at once (O_DIRECT's
+// alignment). docs/design.md "Writes to home files go behind".
+constexpr bool writesBehind(int flags) {
+  return (flags & O_ACCMODE) != O_RDONLY && (flags & (O_PATH | O_DSYNC | O_DIRECT)) == 0;
+}
+
 // Config::network (rpc::NetworkPolicy, migctl migrate --help).
 enum NetworkPolicy : uint32_t {
   kNetworkHome = 0,    // internet sockets the job creates are made at home
@@ -60,6 +70,9 @@ enum NetworkPolicy : uint32_t {
 enum HelloKind : uint32_t {
   kCallConnection = 0,       // a thread's forwarded calls (rsc/wire.h)
   kReadinessStandIn = 1,     // the local stand-in of home fd Hello::fd (readiness_stand_in.h)
+  kBornAwayCalls = 2,        // ... of a process born away from home (Config::ownTable): it
+                             // pipelines nothing and its order is its parent's at the fork
+                             // (or 0), so the relay does not number the job's writes from it
 };
 
 // First bytes on every new connection to the relay.

@@ -36,6 +36,12 @@ struct State {
   std::atomic<uint32_t> cwdLocal;
   // Pipelined writes issued so far, by every thread (rsc::RequestHeader::order).
   std::atomic<uint64_t> pipelineOrder;
+  // The number of the last pipelined write to a regular file (write-behind), which the
+  // calls that wait for file writes carry (rsc::writesToWaitFor).
+  std::atomic<uint64_t> fileWriteOrder;
+  // MIG_SYNC_WRITES=1 in the program's environment: writes to home files wait for
+  // their result (write-behind off).
+  bool syncWrites;
   Config config;  // forwardedFds bits change with atomic builtins
   // fd + 1 of each thread's relay connection (0 = free slot), so checkpoints can drop
   // them and close() cannot take them from us.

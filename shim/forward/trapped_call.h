@@ -36,8 +36,9 @@ inline int32_t fdArg(int64_t v) { return static_cast<int32_t>(v); }
 
 // Forwards the row's call with args (splitting large reads and writes); negative errno
 // on failure. For calls the table has a row for; Openat and the fd-table calls go
-// through fd_mirror.h instead.
-long forwardRow(const rsc::Row& row, const int64_t args[6]);
+// through fd_mirror.h instead. firstPiece: false when it continues a call that has
+// moved bytes already (writev's later buffers).
+long forwardRow(const rsc::Row& row, const int64_t args[6], bool firstPiece = true);
 
 // Forwards `nr` with args if the table has a row for it (EIO if not: a bug).
 long forwardSyscall(long nr, int64_t a0, int64_t a1 = 0, int64_t a2 = 0, int64_t a3 = 0);

@@ -157,7 +157,10 @@ case_ordered() {
 # for the full pipe at home; the hop back must not leave them behind (nor let the job,
 # home again, write past them). The lines must come round by round, thread by
 # thread, and the burst must be complete (the deputy exits once every write has run).
-( LD_PRELOAD=$libmig "$writers" 150 20000 2> "$dir/ordered.err" | (sleep 3; cat > "$dir/ordered.out")
+# Its progress lines (stderr, a file at home) are the moments to migrate at: written
+# synchronously (MIG_SYNC_WRITES=1), as write-behind would queue them behind the
+# pipe's writes until the reader wakes (docs/design.md "Writes to home files go behind").
+( MIG_SYNC_WRITES=1 LD_PRELOAD=$libmig "$writers" 150 20000 2> "$dir/ordered.err" | (sleep 3; cat > "$dir/ordered.out")
   echo "${PIPESTATUS[0]}" > "$dir/ordered.status" ) &
 pids+=($!)
 wait_line "$dir/ordered.err" '^at round 0$' || bad "the ordered writers started" "$dir/ordered.err"
