@@ -273,7 +273,8 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
         o.homecomingLog = kj::str(v);
         return true;
       }, "FILE", "(the deputy, with --homecoming) append the restart's messages there, not to the job's "
-                 "stderr; a failure ends the process as if killed (SIGKILL)")
+                 "stderr; a failure ends the process as if killed (SIGKILL), or with --come-back before the "
+                 "process is touched, execs the deputy again")
       .addOptionWithArg({"realtime-offset-ns"}, [&o](kj::StringPtr v) -> V {
         char* end = nullptr;
         errno = 0;
@@ -302,10 +303,10 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
         }
         KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { cli.status = restart(o, caller); })) {
           if (o.homecomingLog != nullptr) {
-            // After the hop's commit the job exists only in this image: a failure is
-            // said in the hop's log and the process ends as a lost job does (killed).
+            // After the hop's commit: said in the hop's log; the deputy again if nothing
+            // of the process was touched yet, else it ends as a lost job does (killed).
             dprintf(resources::restartMessages(), "migctl restart --homecoming: %s\n", e->getDescription().cStr());
-            kill(getpid(), SIGKILL);
+            comeBackOrDie(o.migrated);
           }
           dprintf(resources::restartMessages(), "migctl: %s\n", e->getDescription().cStr());
           cli.status = 1;
