@@ -93,14 +93,17 @@ ComeBack decodeComeBack(kj::ArrayPtr<const kj::byte> bytes) {
 }
 
 void execHomecomingRestart(kj::StringPtr migctl, kj::StringPtr image, kj::StringPtr logPath,
-                           kj::ArrayPtr<const kj::byte> carried, const ComeBack& comeBack, kj::StringPtr fault) {
+                           kj::ArrayPtr<const kj::byte> carried, kj::Maybe<ComeBack> comeBack, kj::StringPtr fault) {
   int table = tableFd("mig-carried", carried);
-  int state = tableFd("mig-come-back", encodeComeBack(comeBack));
-  // The ticket's port stays open for the deputy that may come back (its relay resumes
-  // the link there); the restart closes it once it gives the deputy up.
-  if (comeBack.linkFd >= 0) {
-    markOwn(comeBack.linkFd, false);
-    fcntl(comeBack.linkFd, F_SETFD, 0);
+  int state = -1;
+  KJ_IF_MAYBE(c, comeBack) {
+    state = tableFd("mig-come-back", encodeComeBack(*c));
+    // The ticket's port stays open for the deputy that may come back (its relay resumes
+    // the link there); the restart closes it once it gives the deputy up.
+    if (c->linkFd >= 0) {
+      markOwn(c->linkFd, false);
+      fcntl(c->linkFd, F_SETFD, 0);
+    }
   }
 
   log(kj::str("the job comes home: becoming it (", image, ", ", carried.size(), " bytes of answers carried)"));
@@ -118,13 +121,18 @@ void execHomecomingRestart(kj::StringPtr migctl, kj::StringPtr image, kj::String
   unsetenv(shadow::kTokenEnv);  // the job's token is no business of the restart's
 
   auto tableText = kj::str(table), stateText = kj::str(state);
-  const char* argv[] = {migctl.cStr(), "restart", image.cStr(), "--homecoming", "--data-verified",
-                        "--carried-fd", tableText.cStr(), "--come-back", stateText.cStr(),
-                        "--homecoming-log", logPath.cStr(), nullptr, nullptr, nullptr};
-  if (fault.size() > 0) {
-    argv[11] = "--fault";
-    argv[12] = fault.cStr();
+  const char* argv[16] = {migctl.cStr(), "restart", image.cStr(), "--homecoming", "--data-verified",
+                          "--carried-fd", tableText.cStr(), "--homecoming-log", logPath.cStr()};
+  int n = 9;
+  if (state >= 0) {
+    argv[n++] = "--come-back";
+    argv[n++] = stateText.cStr();
   }
+  if (fault.size() > 0) {
+    argv[n++] = "--fault";
+    argv[n++] = fault.cStr();
+  }
+  argv[n] = nullptr;
   execv(migctl.cStr(), const_cast<char* const*>(argv));
   // Its connections are closed: the deputy can serve no one now, and the job, ended
   // away, exists only in its image. It ends as a lost job does (killed), so its parent

@@ -33,6 +33,9 @@ struct JobTicket {
                              # away that come with it (issue 12): restored with the same
                              # PIDs, so they must be free on the new host, or it refuses
                              # the job before anything is frozen
+  keptFrozen @9 :Bool;     # a single job's hop home: its sender keeps it frozen until home's
+                           # commit answers, so a restart at home that fails early gives the
+                           # job back (deputy/homecoming.h); a tree's members do not
 }
 
 struct SysvName {
@@ -252,13 +255,14 @@ interface Deputy {
   # The answer's `lostAfterMs`: the limit the deputy keeps (the job's own,
   # MIG_LINK_LOST_AFTER, else the one asked), which the relay is given too.
 
-  becomeJob @4 (image :Text, log :Text, migctl :Text, fault :Text) -> ();
+  becomeJob @4 (image :Text, log :Text, migctl :Text, fault :Text, comeBack :Bool) -> ();
   # From the home shadowd, once a hop back home is committed (the job's process away
   # has ended): the deputy stops taking calls, ends or cancels the ones it runs
   # (deputy/homecoming.h), answers, then execs `migctl restart IMAGE --homecoming`
   # in place, its stderr appended to `log`: the job runs local again in this process.
-  # A restart that fails before the restorer execs the deputy again, which registers
-  # again (deputy/homecoming.h). `fault`: shadowd's MIG_FAULT for the restart
+  # With `comeBack` (the job's sender keeps it frozen: JobTicket.keptFrozen), a restart
+  # that fails before the restorer execs the deputy again, which registers again
+  # (deputy/homecoming.h); without, such a failure loses the job (killed). `fault`: shadowd's MIG_FAULT for the restart
   # (hop:home-restore:..., shadow/hop_fault.h), else empty.
 
   keepRecord @5 (record :HomeRecord) -> ();

@@ -229,6 +229,7 @@ class PreparedHop {
   uint64_t generation = 0;
   kj::Maybe<rpc::PageSource::Client> pages;  // a post-copy hop: where the missing pages come from
   bool homecoming = false;  // checked only: the job is restored into its deputy at the commit
+  bool keptFrozen = false;  // a hop home whose sender keeps the job until the commit's answer
 
  private:
   static uint64_t& lastGeneration() {
@@ -249,8 +250,10 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
  public:
   // homeClock: home's realtime clock minus ours, measured while the image arrives.
   // homecoming: this host is the job's home and its deputy is here (deputy/homecoming.h).
-  ImageSinkImpl(Daemon& d, uint64_t jobId, kj::Promise<int64_t> homeClock, bool homecoming = false)
-      : d_(d), jobId_(jobId), homecoming_(homecoming), homeClock_(homeClock.fork()) {
+  // keptFrozen: its sender keeps the job until the commit is answered (JobTicket).
+  ImageSinkImpl(Daemon& d, uint64_t jobId, kj::Promise<int64_t> homeClock, bool homecoming = false,
+                bool keptFrozen = false)
+      : d_(d), jobId_(jobId), homecoming_(homecoming), keptFrozen_(keptFrozen), homeClock_(homeClock.fork()) {
     path_ = spoolImagePath(d.config().spoolDir, jobId);
     logPath_ = spoolLogPath(d.config().spoolDir, jobId);
     fd_ = open(path_.cStr(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -501,6 +504,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
       hopFaultPoint("recv-prepared", [](kj::String why) { fail(kj::mv(why)); });
       auto hop = kj::heap<PreparedHop>(d_, jobId_, kj::str(path_), kj::str(logPath_));
       hop->homecoming = true;
+      hop->keptFrozen = keptFrozen_;
       hop->reaped = true;  // no process of its own: nothing to kill
       pid_t deputy = 0;
       KJ_IF_MAYBE(h, d_.homeJobs().find(jobId_)) { deputy = (*h)->vpid; }
@@ -644,6 +648,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   Daemon& d_;
   uint64_t jobId_;
   bool homecoming_;
+  bool keptFrozen_;
   kj::String path_;
   kj::String logPath_;
   int fd_ = -1;
@@ -1011,12 +1016,13 @@ kj::Promise<kj::Tuple<pid_t, double, kj::String>> PreparedHop::commitHomecoming(
                        ? kj::str("hop:home-restore:", fault.action == HopFaultAction::CRASH ? "crash" : "error")
                        : kj::str("");
   auto become = d.deputyOf(*home).then([&d, image = kj::str(hop->path), log = kj::str(hop->logPath),
-                                        faultText = kj::mv(faultText)](rpc::Deputy::Client deputy) {
+                                        faultText = kj::mv(faultText), comeBack = hop->keptFrozen](rpc::Deputy::Client deputy) {
     auto req = deputy.becomeJobRequest();
     req.setImage(image);
     req.setLog(log);
     req.setMigctl(d.config().migctl);
     req.setFault(faultText);
+    req.setComeBack(comeBack);
     return req.send().ignoreResult();
   });
   auto limit = d.io().provider->getTimer().afterDelay(kRestoreTimeoutMs * kj::MILLISECONDS).then([]() {
@@ -1179,7 +1185,7 @@ class NodeImpl final : public rpc::Node::Server {
       }
     }
     if (homecoming) d_.log(kj::str("job ", id, " is coming home"));
-    context.getResults().setSink(kj::heap<ImageSinkImpl>(d_, id, kj::mv(homeClock), homecoming));
+    context.getResults().setSink(kj::heap<ImageSinkImpl>(d_, id, kj::mv(homeClock), homecoming, t.getKeptFrozen()));
     context.getResults().setHome(homecoming);
     return kj::READY_NOW;
   }

@@ -1440,6 +1440,7 @@ int sendCommand(int argc, char** argv) {
   ticket.setNetwork(network);
   ticket.setToken(token);
   ticket.setHome(home);
+  ticket.setKeptFrozen(true);  // read only by a home that takes the job back
   ticket.setVpid(static_cast<int32_t>(vpid > 0 ? vpid : pid));
   ticket.setCommand(command);
   setSysvNames(ticket, sysvBefore);
