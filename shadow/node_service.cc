@@ -1028,15 +1028,18 @@ kj::Promise<kj::Tuple<pid_t, double, kj::String>> PreparedHop::commitHomecoming(
   auto limit = d.io().provider->getTimer().afterDelay(kRestoreTimeoutMs * kj::MILLISECONDS).then([]() {
     fail(kj::str("the deputy did not take the job back within 120 s"));
   });
-  auto cameBack = back.promise.then([&d, jobId, hop = hop.get()]() {
-    auto why = lastLine(readText(hop->logPath));
-    if (why.size() == 0) why = kj::str("the restart failed");
-    d.log(kj::str("job ", jobId, ": its restore at home failed before the restorer (", why,
-                  "); its deputy is back, the job goes on where it was"));
-    unlink(hop->path.cStr());
-    unlink(hop->logPath.cStr());
-    return kj::str("the restore at home failed (", why, ")");
-  });
+  // (Its record gone, the deputy ended: then the other branch says why.)
+  auto cameBack = back.promise.then(
+      [&d, jobId, hop = hop.get()]() -> kj::Promise<kj::String> {
+        auto why = lastLine(readText(hop->logPath));
+        if (why.size() == 0) why = kj::str("the restart failed");
+        d.log(kj::str("job ", jobId, ": its restore at home failed before the restorer (", why,
+                      "); its deputy is back, the job goes on where it was"));
+        unlink(hop->path.cStr());
+        unlink(hop->logPath.cStr());
+        return kj::str("the restore at home failed (", why, ")");
+      },
+      [](kj::Exception&&) -> kj::Promise<kj::String> { return kj::NEVER_DONE; });
   // The deputy never answers: it execs the restart, which ends its connection.
   return become
       .exclusiveJoin(kj::mv(limit))
