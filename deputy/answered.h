@@ -43,6 +43,10 @@ class Answered {
   // later one (a cancel that crossed the call's answer): false then.
   bool cancelBeforeRun(uint32_t thread, uint64_t seq, kj::Array<kj::byte> reply);
 
+  // A deputy back after a failed hop home (homecoming.h) takes the answers its
+  // predecessor carried: thread `thread`'s last answered call was `seq`.
+  void carried(uint32_t thread, uint64_t seq, kj::Array<kj::byte> reply) { last_[thread] = Kept{seq, kj::mv(reply)}; }
+
   // Each thread's last answered call that waited for its answer (the carried replies a
   // job takes home, shim/forward/carried_replies.h).
   const std::map<uint32_t, Kept>& lastByThread() const { return last_; }

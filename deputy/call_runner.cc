@@ -483,4 +483,22 @@ kj::Array<kj::byte> CallRunner::carriedReplies() const {
   return out;
 }
 
+void CallRunner::takeCarried(kj::ArrayPtr<const kj::byte> table) {
+  using forward::CarriedEntry;
+  using forward::CarriedHeader;
+  CarriedHeader h;
+  if (table.size() < sizeof(h)) return;
+  memcpy(&h, table.begin(), sizeof(h));
+  if (h.magic != forward::kCarriedMagic) return;
+  size_t at = sizeof(h);
+  for (uint32_t i = 0; i < h.count && at + sizeof(CarriedEntry) <= table.size(); ++i) {
+    CarriedEntry e;
+    memcpy(&e, table.begin() + at, sizeof(e));
+    at += sizeof(e);
+    if (e.length > table.size() - at) return;
+    answered_.carried(e.thread, e.seq, kj::heapArray<kj::byte>(table.slice(at, at + e.length)));
+    at += forward::carriedPadded(e.length);
+  }
+}
+
 }  // namespace mig::deputy

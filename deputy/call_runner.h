@@ -55,6 +55,9 @@ class CallRunner {
   // Every thread's last answered call that may not have reached it
   // (shim/forward/carried_replies.h): the table the job takes home.
   kj::Array<kj::byte> carriedReplies() const;
+  // The reverse, for a deputy back after a failed hop home: a table carriedReplies()
+  // made (one that is not is ignored).
+  void takeCarried(kj::ArrayPtr<const kj::byte> table);
 
  private:
   using Key = std::pair<uint32_t, uint64_t>;  // thread, seq

@@ -13,19 +13,51 @@
 //      a thread that was waiting for one when the job was frozen sends its call again
 //      where it resumes, and back home it takes that answer instead of running the
 //      call twice; a call the deputy never ran runs there, once;
-//   3. closes its own fds and execs `migctl restart IMAGE --homecoming` in place,
-//      which keeps the fds the deputy holds (the job's home fds, at the job's numbers),
-//      makes the job's other fds again and runs it (migctl/restart_command.cc).
+//   3. writes what it needs to be the deputy again (ComeBack) into a second memfd,
+//      closes its own fds but its direct link's listening socket, and execs `migctl
+//      restart IMAGE --homecoming --come-back FD` in place, which keeps the fds the
+//      deputy holds (the job's home fds, at the job's numbers), makes the job's other
+//      fds again and runs it (migctl/restart_command.cc).
+// The restart does what can fail first (the image read and checked, the plan, the
+// memfds) and touches the process only after it. A failure up to there execs
+// `mig-deputy --again-from FD --carried-fd N`: the deputy again, with the same job fds,
+// the answers it had given (the carried table), the same direct link ticket (the
+// listening socket inherited: the relay resumes its link) and registered again with
+// shadowd, which tells the job's host to resume it there (shadow/node_service.cc).
 #pragma once
 
 #include <kj/array.h>
 #include <kj/string.h>
 
+#include <cstdint>
+
 namespace mig::deputy {
 
-// Step 2 and 3. Throws if the table cannot be made (nothing closed yet); a failed exec
+// What makes the deputy again after a failed homecoming restart.
+struct ComeBack {
+  kj::String deputy;  // its program (/proc/self/exe as it ran)
+  uint64_t jobId = 0;
+  kj::String socket;  // home shadowd's
+  kj::Array<kj::byte> token;
+  int linkFd = -1;  // the direct link's listening socket (resumable ticket), or -1
+  kj::Array<kj::byte> linkKey;
+  bool linkPlaintext = false;
+  uint64_t linkLostAfterMs = 0;
+  kj::Array<kj::byte> record;  // the HomeRecord shadowd last gave it, flat; empty: none
+};
+
+// Lines "KEY VALUE" (numbers, hex), then the record's bytes. The first two lines are
+// what `migctl restart` reads of it: "deputy PROGRAM" and "link FD ..." (the listener
+// it closes when it gives the deputy up).
+kj::Array<kj::byte> encodeComeBack(const ComeBack& c);
+// Throws (one line) on a table that is not one.
+ComeBack decodeComeBack(kj::ArrayPtr<const kj::byte> bytes);
+
+// Step 2 and 3. Throws if a table cannot be made (nothing closed yet); a failed exec
 // ends the process as if killed (the job is lost; the reason goes to `logPath`).
+// Without `comeBack` (a tree's member, whose sender ended it) a failed restart does too.
+// `fault`: hop:home-restore:ACTION for the restart (shadow/hop_fault.h), or empty.
 void execHomecomingRestart(kj::StringPtr migctl, kj::StringPtr image, kj::StringPtr logPath,
-                           kj::ArrayPtr<const kj::byte> carried);
+                           kj::ArrayPtr<const kj::byte> carried, kj::Maybe<ComeBack> comeBack, kj::StringPtr fault);
 
 }  // namespace mig::deputy

@@ -35,11 +35,13 @@
 #include "shadow/mig.capnp.h"
 
 #include <capnp/rpc-twoparty.h>
+#include <capnp/serialize.h>
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <csignal>
 #include <dirent.h>
 #include <cstdlib>
@@ -87,11 +89,25 @@ struct KeptRecord {
 class DeputyImpl final : public rpc::Deputy::Server {
  public:
   DeputyImpl(kj::AsyncIoContext& io, kj::UnixEventPort& port, kj::TaskSet& tasks, KeptRecord& kept, uint64_t jobId,
-             kj::ArrayPtr<const kj::byte> token)
+             kj::ArrayPtr<const kj::byte> token, kj::StringPtr socketPath)
       : io_(io), tasks_(tasks), kept_(kept), readiness_(port, tasks), calls_([this](int fd) { return readiness_.inputTaken(fd); }),
         pushed_(port, [this](kj::ArrayPtr<const kj::byte> read) { return calls_.runTaken(read); },
                 [this](int fd) { return readiness_.inputTaken(fd); }),
-        jobId_(jobId), token_(kj::heapArray(token)) {}
+        jobId_(jobId), token_(kj::heapArray(token)), socketPath_(kj::str(socketPath)) {}
+
+  // Back after a failed hop home (homecoming.h): the answers it had given, and its
+  // ticket's listener, on which the relay resumes the link.
+  void comeBack(ComeBack& c, kj::ArrayPtr<const kj::byte> carried) {
+    calls_.takeCarried(carried);
+    if (c.linkFd < 0) return;
+    shadow::OwnFds own{placeOwn, [](int fd) { markOwn(fd, false); }};
+    shadow::LinkSecret secret{kj::mv(c.linkKey), c.linkPlaintext ? shadow::LinkMode::PLAINTEXT : shadow::LinkMode::ENCRYPTED};
+    const uint64_t lostAfterMs = c.linkLostAfterMs;
+    link_ = kj::heap<shadow::DirectLinkServer>(*io_.lowLevelProvider, io_.provider->getTimer(), c.linkFd, kj::mv(secret),
+                                               thisCap(), lostAfterMs, own,
+                                               [this, lostAfterMs](uint64_t downMs) { lost(downMs, lostAfterMs); });
+    log(kj::str("direct link: listening again on port ", KJ_ASSERT_NONNULL(link_)->port(), " for the job's host"));
+  }
 
   // The home shadowd it is registered with (again after a restart): told if the job is lost.
   void registeredWith(rpc::Local::Client local) { local_ = kj::mv(local); }
@@ -132,11 +148,15 @@ class DeputyImpl final : public rpc::Deputy::Server {
   // Never answered: the process becomes the job (its shadowd sees the connection end).
   kj::Promise<void> becomeJob(BecomeJobContext context) override {
     auto p = context.getParams();
-    auto migctl = kj::str(p.getMigctl()), image = kj::str(p.getImage()), logPath = kj::str(p.getLog());
+    auto migctl = kj::str(p.getMigctl()), image = kj::str(p.getImage()), logPath = kj::str(p.getLog()),
+         fault = kj::str(p.getFault());
+    const bool comeBack = p.getComeBack();
     return calls_.stopForHomecoming(io_.provider->getTimer(), kHomecomingCancelMs)
-        .then([this, migctl = kj::mv(migctl), image = kj::mv(image), logPath = kj::mv(logPath)]() {
+        .then([this, migctl = kj::mv(migctl), image = kj::mv(image), logPath = kj::mv(logPath), fault = kj::mv(fault),
+               comeBack]() {
           KJ_IF_MAYBE(s, standIn_) { s->end(); }  // back home, the job's children are the kernel's to signal
-          execHomecomingRestart(migctl, image, logPath, calls_.carriedReplies());
+          execHomecomingRestart(migctl, image, logPath, calls_.carriedReplies(),
+                                comeBack ? kj::Maybe<ComeBack>(comeBackState()) : nullptr, fault);
         });
   }
 
@@ -171,6 +191,29 @@ class DeputyImpl final : public rpc::Deputy::Server {
   }
 
  private:
+  // What homecoming.h's restart needs to make this deputy again.
+  ComeBack comeBackState() {
+    ComeBack c;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    KJ_REQUIRE(n > 0, "cannot read the deputy's own program name", strerror(errno));
+    c.deputy = kj::heapString(exe, static_cast<size_t>(n));
+    c.jobId = jobId_;
+    c.socket = kj::str(socketPath_);
+    c.token = kj::heapArray<kj::byte>(token_);
+    KJ_IF_MAYBE(l, link_) {
+      c.linkFd = (*l)->listenFd();
+      c.linkKey = kj::heapArray<kj::byte>((*l)->secret().key);
+      c.linkPlaintext = (*l)->secret().mode == shadow::LinkMode::PLAINTEXT;
+      c.linkLostAfterMs = (*l)->lostAfterMs();
+    }
+    if (kept_.kept) {
+      auto words = capnp::messageToFlatArray(kept_.message);
+      c.record = kj::heapArray<kj::byte>(words.asBytes());
+    }
+    return c;
+  }
+
   // The job's link stayed broken past the limit: home is told (it lists the job as
   // lost), and the deputy ends with kLinkLostStatus, so its parent's wait returns.
   void lost(uint64_t downMs, uint64_t limitMs) {
@@ -206,6 +249,7 @@ class DeputyImpl final : public rpc::Deputy::Server {
   kj::Maybe<StandIn&> standIn_;
   uint64_t jobId_;
   kj::Array<kj::byte> token_;
+  kj::String socketPath_;
   kj::Maybe<kj::Own<shadow::DirectLinkServer>> link_;  // the current ticket's, when resumable
   // The job's own limit for a broken link (its environment's MIG_LINK_LOST_AFTER,
   // seconds), in place of its home shadowd's --link-lost-after; 0: home's.
@@ -222,6 +266,21 @@ class DeputyImpl final : public rpc::Deputy::Server {
     return static_cast<uint64_t>(s * 1000);
   }
 };
+
+// Everything in `fd` (a memfd handed over an exec), from its start.
+kj::Array<kj::byte> readWhole(int fd) {
+  kj::Vector<kj::byte> out;
+  kj::byte buf[4096];
+  for (off_t at = 0;;) {
+    ssize_t n = pread(fd, buf, sizeof buf, at);
+    if (n < 0 && errno == EINTR) continue;
+    KJ_REQUIRE(n >= 0, "cannot read a table handed over", strerror(errno));
+    if (n == 0) break;
+    out.addAll(buf, buf + n);
+    at += n;
+  }
+  return out.releaseAsArray();
+}
 
 // The job's fds, open when the deputy starts (sorted): none of them is the deputy's.
 kj::Vector<int> jobFds() {
@@ -301,12 +360,34 @@ int run(int argc, char** argv) {
   kj::Array<kj::byte> token;
   const char* socketPath = nullptr;
   uint64_t dropSignals = 0;
+  int againFrom = -1, carriedFd = -1;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--job-id") == 0) jobId = strtoull(argv[i + 1], nullptr, 10);
     else if (strcmp(argv[i], "--socket") == 0) socketPath = argv[i + 1];
     else if (strcmp(argv[i], "--drop-signals") == 0) dropSignals = strtoull(argv[i + 1], nullptr, 16);
+    else if (strcmp(argv[i], "--again-from") == 0) againFrom = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--carried-fd") == 0) carriedFd = atoi(argv[i + 1]);
   }
   if (const char* t = getenv(shadow::kTokenEnv)) token = shadow::unhex(t);
+  // Back after a failed hop home (homecoming.h): who it is comes from the table the
+  // deputy before the restart wrote, the answers it gave from the carried table; both
+  // closed before the job's fds are counted.
+  kj::Maybe<ComeBack> cameBack;
+  kj::Array<kj::byte> carried;
+  if (againFrom >= 0) {
+    auto c = decodeComeBack(readWhole(againFrom));
+    close(againFrom);
+    if (carriedFd >= 0) {
+      carried = readWhole(carriedFd);
+      close(carriedFd);
+    }
+    jobId = c.jobId;
+    token = kj::heapArray<kj::byte>(c.token);
+    cameBack = kj::mv(c);
+  }
+  kj::String socketText = kj::str(socketPath != nullptr ? socketPath : "");
+  KJ_IF_MAYBE(c, cameBack) { socketText = kj::str(c->socket); }
+  socketPath = socketText.size() > 0 ? socketText.cStr() : nullptr;
   if (jobId == 0 || token.size() != 32 || socketPath == nullptr) return 127;
 
   // The inherited ITIMER_REAL belongs to the job, which took it along.
@@ -317,7 +398,17 @@ int run(int argc, char** argv) {
   takeSignals(dropSignals);
   startStopWatchThread();
 
-  const auto before = jobFds();
+  auto before = jobFds();
+  KJ_IF_MAYBE(c, cameBack) {
+    // Its ticket's listener is the deputy's own, not one of the job's fds.
+    for (size_t i = 0; i < before.size(); ++i) {
+      if (before[i] == c->linkFd) {
+        for (size_t j = i; j + 1 < before.size(); ++j) before[j] = before[j + 1];
+        before.removeLast();
+        break;
+      }
+    }
+  }
   planFdSpace();
   rsc::setChildLockFdPlacer(placeOwn);  // the lock keeper's socket among the deputy's fds
   openLog();
@@ -341,9 +432,20 @@ int run(int argc, char** argv) {
   kj::TaskSet tasks(ignoreErrors);
 
   KeptRecord kept;
-  auto impl = kj::heap<DeputyImpl>(io, io.unixEventPort, tasks, kept, jobId, token);
+  auto impl = kj::heap<DeputyImpl>(io, io.unixEventPort, tasks, kept, jobId, token, socketPath);
   DeputyImpl& deputy = *impl;
   rpc::Deputy::Client self = kj::mv(impl);
+  KJ_IF_MAYBE(c, cameBack) {
+    if (c->record.size() > 0) {
+      auto words = kj::heapArray<capnp::word>(c->record.size() / sizeof(capnp::word));
+      memcpy(words.begin(), c->record.begin(), words.size() * sizeof(capnp::word));
+      capnp::FlatArrayMessageReader reader(words);
+      kept.message.setRoot(reader.getRoot<rpc::HomeRecord>());
+      kept.kept = true;
+    }
+    deputy.comeBack(*c, carried);
+    log(kj::str("job ", jobId, ": its restart at home failed before the restorer; the deputy again"));
+  }
   // Before the deputy registers, so its shadowd knows it (watchDeputy). Without one
   // the deputy serves the job all the same: group signals sent at home then reach the
   // job but not its children born away, as before.
@@ -364,6 +466,12 @@ int run(int argc, char** argv) {
     req.setDeputy(self);
     req.setStandIn(standInPid);
     req.setLostAfterMs(deputy.ownLostAfterMs());
+    if (cameBack != nullptr) {
+      // Its shadowd still has the job (the hop home waits for this) or, restarted,
+      // learns it back from the record.
+      req.setAgain(true);
+      if (kept.kept) req.setRecord(kept.message.getRoot<rpc::HomeRecord>().asReader());
+    }
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { req.send().wait(io.waitScope); })) {
       log(kj::str("job ", jobId, ": its home shadowd did not take it: ", e->getDescription()));
     } else {

@@ -142,6 +142,8 @@ shadow::HopTimes& restartTimes() {
   return times;
 }
 
+[[noreturn]] void comeBackOrDie(MigratedOptions& m);
+
 }  // namespace
 
 kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) {
@@ -253,11 +255,26 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
         return true;
       }, "FD", "(the deputy, with --homecoming) the answers to calls the job may not have read before its "
                "freeze (shim/forward/carried_replies.h)")
+      .addOptionWithArg({"come-back"}, [&o](kj::StringPtr v) -> V {
+        char* end = nullptr;
+        long n = strtol(v.cStr(), &end, 10);
+        if (end == v.cStr() || *end != '\0' || n < 3 || fcntl(static_cast<int>(n), F_GETFD) < 0) {
+          return kj::str("needs an open fd number above 2, not '", v, "'");
+        }
+        o.migrated.comeBackFd = static_cast<int>(n);
+        return true;
+      }, "FD", "(the deputy, with --homecoming) what makes the deputy again if the restart fails before "
+               "it touches the process (deputy/homecoming.h)")
+      .addOptionWithArg({"fault"}, [](kj::StringPtr v) -> V {
+        setenv("MIG_FAULT", v.cStr(), 1);  // read by shadow::hopFault(), which caches it later
+        return true;
+      }, "hop:STEP:ACTION", "(the deputy, for tests) a hop fault in this restart (shadow/hop_fault.h)")
       .addOptionWithArg({"homecoming-log"}, [&o](kj::StringPtr v) -> V {
         o.homecomingLog = kj::str(v);
         return true;
       }, "FILE", "(the deputy, with --homecoming) append the restart's messages there, not to the job's "
-                 "stderr; a failure ends the process as if killed (SIGKILL)")
+                 "stderr; a failure ends the process as if killed (SIGKILL), or with --come-back before the "
+                 "process is touched, execs the deputy again")
       .addOptionWithArg({"realtime-offset-ns"}, [&o](kj::StringPtr v) -> V {
         char* end = nullptr;
         errno = 0;
@@ -286,10 +303,10 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
         }
         KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { cli.status = restart(o, caller); })) {
           if (o.homecomingLog != nullptr) {
-            // After the hop's commit the job exists only in this image: a failure is
-            // said in the hop's log and the process ends as a lost job does (killed).
+            // After the hop's commit: said in the hop's log; the deputy again if nothing
+            // of the process was touched yet, else it ends as a lost job does (killed).
             dprintf(resources::restartMessages(), "migctl restart --homecoming: %s\n", e->getDescription().cStr());
-            kill(getpid(), SIGKILL);
+            comeBackOrDie(o.migrated);
           }
           dprintf(resources::restartMessages(), "migctl: %s\n", e->getDescription().cStr());
           cli.status = 1;
@@ -351,6 +368,40 @@ void checkHomecomingWork(image::FileReader& img) {
   if (access(restorer.c_str(), X_OK) != 0) fail(kj::str("cannot run ", restorer.c_str(), ": ", strerror(errno)));
   (void)image::buildRestorePlan(img, nullptr);
   shadow::hopFaultPoint("home-restart", [](kj::String why) { fail(kj::mv(why)); });
+}
+
+// A hop home's restart that failed (its line is in the hop's log): while the process is
+// as the deputy left it, the deputy again (deputy/homecoming.h), which its shadowd
+// takes as the hop home failed; else, or if that exec fails, the job is lost (killed).
+[[noreturn]] void comeBackOrDie(MigratedOptions& m) {
+  char table[4096] = {};
+  char deputy[PATH_MAX] = {};
+  if (m.comeBackFd >= 0 && pread(m.comeBackFd, table, sizeof(table) - 1, 0) > 0 &&
+      sscanf(table, "deputy %4095[^\n]", deputy) == 1) {
+    unsetenv("MIG_FAULT");
+    auto state = kj::str(m.comeBackFd), carried = kj::str(m.carriedFd);
+    const char* argv[] = {deputy, "--again-from", state.cStr(), m.carriedFd >= 0 ? "--carried-fd" : nullptr,
+                          carried.cStr(), nullptr};
+    execv(deputy, const_cast<char* const*>(argv));
+    dprintf(resources::restartMessages(), "migctl restart --homecoming: cannot run %s again: %s\n", deputy,
+            strerror(errno));
+  }
+  kill(getpid(), SIGKILL);
+  for (;;) pause();
+}
+
+// From here the restart changes the process (its state, its fds): the deputy cannot
+// come back. Its table and its ticket's listener go (the job must not inherit them).
+void giveUpComeBack(MigratedOptions& m) {
+  if (m.comeBackFd < 0) return;
+  char table[4096] = {};
+  int link = -1;
+  if (pread(m.comeBackFd, table, sizeof(table) - 1, 0) > 0) {
+    if (const char* l = strstr(table, "\nlink ")) link = atoi(l + 6);
+  }
+  if (link > 2) close(link);
+  close(m.comeBackFd);
+  m.comeBackFd = -1;
 }
 
 int restart(Options& o, const resources::CallerFds& caller) {
@@ -511,6 +562,8 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
   if (keep[1] < 0) fail(kj::str("cannot open image ", path, ": ", strerror(errno)));
 
   if (migrated.homecoming) {
+    shadow::hopFaultPoint("home-restore", [](kj::String why) { fail(kj::mv(why)); });
+    giveUpComeBack(const_cast<MigratedOptions&>(migrated));
     // The deputy's working directory is the job's (its chdirs went home); so are its
     // fds at the numbers it held (kept). No time namespace: the job runs on home's
     // own clocks again, which are ahead of its own by the freezes it had away.

@@ -36,6 +36,10 @@ struct MigratedOptions {
   // the fds this process holds are the job's home fds; carriedFd: the deputy's answers.
   bool homecoming = false;
   int carriedFd = -1;
+  // The deputy's come-back table (deputy/homecoming.h): a failure before the restart
+  // touches the process execs the deputy again from it (comeBackOrDie). Closed (-1) at
+  // that point, with the ticket's listener it names.
+  int comeBackFd = -1;
 };
 
 // A member's part in its tree's restart.

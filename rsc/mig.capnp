@@ -33,6 +33,9 @@ struct JobTicket {
                              # away that come with it (issue 12): restored with the same
                              # PIDs, so they must be free on the new host, or it refuses
                              # the job before anything is frozen
+  keptFrozen @9 :Bool;     # a single job's hop home: its sender keeps it frozen until home's
+                           # commit answers, so a restart at home that fails early gives the
+                           # job back (deputy/homecoming.h); a tree's members do not
 }
 
 struct SysvName {
@@ -192,11 +195,14 @@ interface ImageSink {
   # The image is complete: restore it up to "ready, not running" (every check passed,
   # fds in place, the restorer not started yet). Throws (and leaves nothing behind)
   # when it cannot be restored. Nothing of the job runs here before commit.
-  commit @2 () -> (realPid :Int32, restoreMs :Float64);
+  commit @2 () -> (realPid :Int32, restoreMs :Float64, homeFailed :Text);
   # Phase two of the hop: the sender has given the job up (at home it is the deputy
   # now). The job is released and runs here; returns once its calls reach home. A
   # sink dropped, or not committed within the transfer timeout, after done: the
   # prepared copy is killed and its image deleted (docs/design.md, "One hop").
+  # A hop home (the sender keeps the job frozen until this answers): `homeFailed`
+  # non-empty says the restore at home failed before anything of the deputy was
+  # given up and the deputy is back; the sender resumes the job where it was.
   postcopy @3 (source :PageSource) -> ();
   # Before the freeze of a post-copy hop: the image's postcopyPages (section 15) are
   # fetched from `source` by the restored job's page server once it runs here.
@@ -249,11 +255,15 @@ interface Deputy {
   # The answer's `lostAfterMs`: the limit the deputy keeps (the job's own,
   # MIG_LINK_LOST_AFTER, else the one asked), which the relay is given too.
 
-  becomeJob @4 (image :Text, log :Text, migctl :Text) -> ();
+  becomeJob @4 (image :Text, log :Text, migctl :Text, fault :Text, comeBack :Bool) -> ();
   # From the home shadowd, once a hop back home is committed (the job's process away
   # has ended): the deputy stops taking calls, ends or cancels the ones it runs
   # (deputy/homecoming.h), answers, then execs `migctl restart IMAGE --homecoming`
   # in place, its stderr appended to `log`: the job runs local again in this process.
+  # With `comeBack` (the job's sender keeps it frozen: JobTicket.keptFrozen), a restart
+  # that fails before the restorer execs the deputy again, which registers again
+  # (deputy/homecoming.h); without, such a failure loses the job (killed). `fault`: shadowd's MIG_FAULT for the restart
+  # (hop:home-restore:..., shadow/hop_fault.h), else empty.
 
   keepRecord @5 (record :HomeRecord) -> ();
   # From the home shadowd whenever the job's record there changes (where it runs): the

@@ -300,6 +300,25 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
         bool ok = status == 0 &&
                   sscanf(texts[0].startsWith("COMMITTED\n") ? texts[0].cStr() + 10 : texts[0].cStr(), "MIGRATED %lf %llu %lf %lf",
                          &freeze, &bytes, &transfer, &restore) == 4;
+        if (texts[0].startsWith("COMMITTED-HOME\n")) {
+          // A hop home: the job was kept here, frozen, for home's answer (send_command.cc).
+          texts[0] = kj::str(texts[0].slice(15));
+          ok = status == 0 && sscanf(texts[0].cStr(), "MIGRATED %lf %llu %lf %lf", &freeze, &bytes, &transfer, &restore) == 4;
+          if (!ok && !(WIFEXITED(status) && WEXITSTATUS(status) == 7)) {
+            // No answer: home may run the job, or have its deputy back. It stays stopped
+            // here (SIGSTOP), not resumed, rather than run twice.
+            auto why = oneLine(lastLine(texts[1]));
+            if (WIFSIGNALED(status) || why.size() == 0) {
+              why = kj::str("the sender (migctl send) was ", describeStatus(status), " before home answered");
+            }
+            log(kj::str("job ", jobId, ": its hop home got no answer to its commit (", why, "): the job is kept here ",
+                        "frozen and stopped, not resumed, since home may run it"));
+            fail(kj::str("home did not answer the hop's commit (", why, "); the job is kept on ", address(),
+                         " frozen and stopped (not resumed: home may run it)"));
+          }
+          // Exit status 7: the restore at home failed with the deputy back; the job
+          // resumed here and the sender's last line says so (below, as any failure).
+        }
         if (!ok && texts[0].startsWith("COMMITTED\n") && WIFEXITED(status) && WEXITSTATUS(status) == 6) {
           // Post-copy lost its destination before it had every page (send_command.cc):
           // the job was ended, said in the sender's last line.

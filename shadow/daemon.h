@@ -99,6 +99,9 @@ struct HomeJob {
   kj::String relayedFrom;
   uint64_t relayLogin = 0;
   kj::Promise<void> relayLost = nullptr;
+  // A hop home under way (node_service.cc commitHomecoming): told when the deputy
+  // registers again, its restart having failed before the restorer.
+  kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> cameBack;
   bool relayed() const { return location.size() > 0 && relayedFrom == location; }
 };
 

@@ -284,6 +284,23 @@ DirectLinkServer::DirectLinkServer(kj::LowLevelAsyncIoProvider& low, kj::Timer& 
   }).eagerlyEvaluate(nullptr);
 }
 
+DirectLinkServer::DirectLinkServer(kj::LowLevelAsyncIoProvider& low, kj::Timer& timer, int listenFd, LinkSecret secret,
+                                   capnp::Capability::Client bootstrap, uint64_t lostAfterMs, OwnFds own,
+                                   kj::Function<void(uint64_t)> onLost)
+    : low_(low), timer_(timer), secret_(kj::mv(secret)), bootstrap_(kj::mv(bootstrap)), lostAfterMs_(lostAfterMs),
+      own_(own), onLost_(kj::mv(onLost)), listenFd_(listenFd), links_(1) {
+  struct sockaddr_storage sa {};
+  socklen_t len = sizeof sa;
+  KJ_REQUIRE(getsockname(listenFd_, reinterpret_cast<struct sockaddr*>(&sa), &len) == 0,
+             "direct link: the inherited listener", strerror(errno));
+  port_ = ntohs(sa.ss_family == AF_INET6 ? reinterpret_cast<struct sockaddr_in6*>(&sa)->sin6_port
+                                         : reinterpret_cast<struct sockaddr_in*>(&sa)->sin_port);
+  fcntl(listenFd_, F_SETFD, FD_CLOEXEC);
+  listener_ = low.wrapListenSocketFd(listenFd_, kTaken);
+  accepting_ = acceptLoop().eagerlyEvaluate(nullptr);
+  watchForLoss();
+}
+
 DirectLinkServer::~DirectLinkServer() noexcept(false) { closeListener(); }
 
 void DirectLinkServer::closeListener() {
@@ -351,7 +368,11 @@ void DirectLinkServer::broke(uint32_t which) {
     tasks_.add(kj::evalLater([gone = kj::mv(gone)]() {}));  // not from within its own promise
   }
   link_ = nullptr;
-  if (ended || lostAfterMs_ == 0) return;
+  if (!ended) watchForLoss();
+}
+
+void DirectLinkServer::watchForLoss() {
+  if (lostAfterMs_ == 0) return;
   const kj::TimePoint since = timer_.now();
   lostWatch_ = timer_.afterDelay(lostAfterMs_ * kj::MILLISECONDS).then([this, since]() {
     onLost_((timer_.now() - since) / kj::MILLISECONDS);

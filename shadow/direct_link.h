@@ -79,8 +79,18 @@ class DirectLinkServer {
   DirectLinkServer(kj::LowLevelAsyncIoProvider& low, kj::Timer& timer, kj::StringPtr host, LinkSecret secret,
                    capnp::Capability::Client bootstrap, uint64_t acceptTimeoutMs, uint64_t lostAfterMs, OwnFds own,
                    kj::Function<void(uint64_t downMs)> onLost);
+  // The same ticket's listening socket `listenFd`, inherited across an exec (a deputy
+  // back after a failed hop home, deputy/homecoming.h): its link counts as broken from
+  // now, so the relay's resumption is waited for as after any break.
+  DirectLinkServer(kj::LowLevelAsyncIoProvider& low, kj::Timer& timer, int listenFd, LinkSecret secret,
+                   capnp::Capability::Client bootstrap, uint64_t lostAfterMs, OwnFds own,
+                   kj::Function<void(uint64_t downMs)> onLost);
   ~DirectLinkServer() noexcept(false);
   uint16_t port() const { return port_; }
+  // What the inheriting constructor is given (-1: no listener any more).
+  int listenFd() const { return listenFd_; }
+  const LinkSecret& secret() const { return secret_; }
+  uint64_t lostAfterMs() const { return lostAfterMs_; }
   // Connections served so far (1: the first; more: resumptions).
   uint32_t links() const { return links_; }
 
@@ -90,6 +100,7 @@ class DirectLinkServer {
   kj::Promise<void> handshake(kj::Own<kj::AsyncIoStream> raw);
   void serve(kj::Own<Served> link);
   void broke(uint32_t which);
+  void watchForLoss();
   void closeListener();
 
   kj::LowLevelAsyncIoProvider& low_;

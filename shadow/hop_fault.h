@@ -30,6 +30,8 @@ inline constexpr const char* kHopSteps[] = {
     "send-committed",  // sender: the job given up here (deputy / exited), commit not sent
     "recv-commit",     // destination: commit arrived, the job not released yet
     "recv-released",   // destination: the job released, its answer not sent
+    "home-restore",    // destination, a hop home after its commit: the deputy's restart,
+                       // before the restorer (migctl/restart_command.cc; the deputy comes back)
     "send-postcopy",   // sender (post-copy): the job runs there, its pages copied to the
                        // spool (page_copy.h), not all fetched yet
 };

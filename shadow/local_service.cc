@@ -795,6 +795,10 @@ class LocalImpl final : public rpc::Local::Server {
     keepStandIn(d_, job, p.getStandIn());
     d_.log(kj::str("job ", job.id, ": PID ", job.vpid, " is now its deputy"));
     d_.tasks().add(followStops(d_, job.id));
+    KJ_IF_MAYBE(back, job.cameBack) {
+      (*back)->fulfill();  // its hop home failed and the deputy is back (deputy/homecoming.h)
+      job.cameBack = nullptr;
+    }
     return kj::READY_NOW;
   }
 

@@ -97,6 +97,18 @@ constexpr uint64_t kSetupCheckMs = 20000;
 // Before the first bytes, the sender freezes the job (migctl send: up to 30 s) on top
 // of the transfer timeout.
 constexpr uint64_t kFreezeAllowanceMs = 30000;
+
+// The first 4 KiB of a restore's log ("" when there is none): its last line says why
+// the restore failed.
+kj::String readText(kj::StringPtr path) {
+  int fd = open(path.cStr(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return kj::str("");
+  char buf[4096];
+  ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+  close(fd);
+  return kj::heapString(buf, n > 0 ? static_cast<size_t>(n) : 0);
+}
+
 // A post-copy hop's freeze waits at most this long for home's clock to be measured.
 constexpr uint64_t kClockWaitMs = 2000;
 
@@ -160,10 +172,12 @@ class PreparedHop {
   }
 
   // Phase two: releases the job; resolves with its PID and the time it took to reach
-  // its relay. Fails if no hop of this job is ready here.
-  static kj::Promise<kj::Tuple<pid_t, double>> commit(Daemon& d, uint64_t jobId);
+  // its relay. Fails if no hop of this job is ready here. A hop home whose restore
+  // failed while its deputy could come back resolves with why (the job's sender resumes
+  // it), else with "".
+  static kj::Promise<kj::Tuple<pid_t, double, kj::String>> commit(Daemon& d, uint64_t jobId);
   // The same for a hop back home (deputy/homecoming.h).
-  static kj::Promise<kj::Tuple<pid_t, double>> commitHomecoming(Daemon& d, uint64_t jobId, kj::Own<PreparedHop> hop);
+  static kj::Promise<kj::Tuple<pid_t, double, kj::String>> commitHomecoming(Daemon& d, uint64_t jobId, kj::Own<PreparedHop> hop);
 
   // A hop given up before its commit: nothing of the job ran here.
   void abort(kj::StringPtr why) {
@@ -215,6 +229,7 @@ class PreparedHop {
   uint64_t generation = 0;
   kj::Maybe<rpc::PageSource::Client> pages;  // a post-copy hop: where the missing pages come from
   bool homecoming = false;  // checked only: the job is restored into its deputy at the commit
+  bool keptFrozen = false;  // a hop home whose sender keeps the job until the commit's answer
 
  private:
   static uint64_t& lastGeneration() {
@@ -235,8 +250,10 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
  public:
   // homeClock: home's realtime clock minus ours, measured while the image arrives.
   // homecoming: this host is the job's home and its deputy is here (deputy/homecoming.h).
-  ImageSinkImpl(Daemon& d, uint64_t jobId, kj::Promise<int64_t> homeClock, bool homecoming = false)
-      : d_(d), jobId_(jobId), homecoming_(homecoming), homeClock_(homeClock.fork()) {
+  // keptFrozen: its sender keeps the job until the commit is answered (JobTicket).
+  ImageSinkImpl(Daemon& d, uint64_t jobId, kj::Promise<int64_t> homeClock, bool homecoming = false,
+                bool keptFrozen = false)
+      : d_(d), jobId_(jobId), homecoming_(homecoming), keptFrozen_(keptFrozen), homeClock_(homeClock.fork()) {
     path_ = spoolImagePath(d.config().spoolDir, jobId);
     logPath_ = spoolLogPath(d.config().spoolDir, jobId);
     fd_ = open(path_.cStr(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -487,6 +504,7 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
       hopFaultPoint("recv-prepared", [](kj::String why) { fail(kj::mv(why)); });
       auto hop = kj::heap<PreparedHop>(d_, jobId_, kj::str(path_), kj::str(logPath_));
       hop->homecoming = true;
+      hop->keptFrozen = keptFrozen_;
       hop->reaped = true;  // no process of its own: nothing to kill
       pid_t deputy = 0;
       KJ_IF_MAYBE(h, d_.homeJobs().find(jobId_)) { deputy = (*h)->vpid; }
@@ -501,9 +519,10 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   kj::Promise<void> commit(CommitContext context) override {
     require(!dropped_, "the transfer was cancelled here: no progress within the transfer timeout");
     require(prepared_, "the job is not ready here (done first)");
-    return PreparedHop::commit(d_, jobId_).then([context](kj::Tuple<pid_t, double> r) mutable {
+    return PreparedHop::commit(d_, jobId_).then([context](kj::Tuple<pid_t, double, kj::String> r) mutable {
       context.getResults().setRealPid(kj::get<0>(r));
       context.getResults().setRestoreMs(kj::get<1>(r));
+      context.getResults().setHomeFailed(kj::get<2>(r));
     });
   }
 
@@ -624,18 +643,12 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
                    " s (the sender stopped answering); its partial image (", got, ") deleted"));
   }
 
-  kj::String readLog() {
-    int fd = open(logPath_.cStr(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return kj::str("");
-    char buf[4096];
-    ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-    close(fd);
-    return kj::heapString(buf, n > 0 ? static_cast<size_t>(n) : 0);
-  }
+  kj::String readLog() { return readText(logPath_); }
 
   Daemon& d_;
   uint64_t jobId_;
   bool homecoming_;
+  bool keptFrozen_;
   kj::String path_;
   kj::String logPath_;
   int fd_ = -1;
@@ -884,7 +897,7 @@ bool resumePostcopy(uint64_t jobId, kj::ArrayPtr<const kj::byte> token, rpc::Pag
   fail(kj::str("no post-copy transfer of job ", jobId, " here"));
 }
 
-kj::Promise<kj::Tuple<pid_t, double>> PreparedHop::commit(Daemon& d, uint64_t jobId) {
+kj::Promise<kj::Tuple<pid_t, double, kj::String>> PreparedHop::commit(Daemon& d, uint64_t jobId) {
   kj::Own<PreparedHop> hop;
   KJ_IF_MAYBE(h, all().find(jobId)) {
     hop = kj::mv(*h);
@@ -904,14 +917,7 @@ kj::Promise<kj::Tuple<pid_t, double>> PreparedHop::commit(Daemon& d, uint64_t jo
   auto started = nowSeconds();
   pid_t pid = hop->pid;
   auto failedEarly = hop->exited.addBranch().then([&d, log = kj::str(hop->logPath)](int status) {
-    kj::String why;
-    int fd = open(log.cStr(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      char buf[4096];
-      ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-      close(fd);
-      why = lastLine(kj::heapString(buf, n > 0 ? static_cast<size_t>(n) : 0));
-    }
+    kj::String why = lastLine(readText(log));
     if (why.size() == 0) why = kj::str("the released job ended with ", describeStatus(status));
     fail(kj::str("the job ended on ", d.address(), " as it started: ", why));
   });
@@ -941,7 +947,7 @@ kj::Promise<kj::Tuple<pid_t, double>> PreparedHop::commit(Daemon& d, uint64_t jo
       .exclusiveJoin(kj::mv(timeout))
       .then([&d, jobId, started, pid]() {
         d.log(kj::str("job ", jobId, " runs here as PID ", pid));
-        return kj::tuple(pid, (nowSeconds() - started) * 1000);
+        return kj::tuple(pid, (nowSeconds() - started) * 1000, kj::str(""));
       })
       .attach(kj::mv(hop));
 }
@@ -991,7 +997,7 @@ kj::Promise<void> untilJobRuns(Daemon& d, pid_t pid, uint64_t leftMs) {
   });
 }
 
-kj::Promise<kj::Tuple<pid_t, double>> PreparedHop::commitHomecoming(Daemon& d, uint64_t jobId, kj::Own<PreparedHop> hop) {
+kj::Promise<kj::Tuple<pid_t, double, kj::String>> PreparedHop::commitHomecoming(Daemon& d, uint64_t jobId, kj::Own<PreparedHop> hop) {
   HomeJob* home = nullptr;
   KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) { home = j->get(); }
   require(home != nullptr, kj::str("job ", jobId, " has no deputy here any more"));
@@ -1000,16 +1006,40 @@ kj::Promise<kj::Tuple<pid_t, double>> PreparedHop::commitHomecoming(Daemon& d, u
   const pid_t pid = home->vpid;
   const double started = nowSeconds();
   d.log(kj::str("job ", jobId, " (PID ", pid, ") comes home: its deputy becomes it"));
-  auto become = d.deputyOf(*home).then([&d, image = kj::str(hop->path), log = kj::str(hop->logPath)](rpc::Deputy::Client deputy) {
+  // A restart that fails before it touches the process execs the deputy again, which
+  // registers again (deputy/homecoming.h): then the hop home failed and the job's
+  // sender resumes it where it was.
+  auto back = kj::newPromiseAndFulfiller<void>();
+  home->cameBack = kj::mv(back.fulfiller);
+  const auto& fault = hopFault();
+  auto faultText = fault.step == "home-restore"
+                       ? kj::str("hop:home-restore:", fault.action == HopFaultAction::CRASH ? "crash" : "error")
+                       : kj::str("");
+  auto become = d.deputyOf(*home).then([&d, image = kj::str(hop->path), log = kj::str(hop->logPath),
+                                        faultText = kj::mv(faultText), comeBack = hop->keptFrozen](rpc::Deputy::Client deputy) {
     auto req = deputy.becomeJobRequest();
     req.setImage(image);
     req.setLog(log);
     req.setMigctl(d.config().migctl);
+    req.setFault(faultText);
+    req.setComeBack(comeBack);
     return req.send().ignoreResult();
   });
   auto limit = d.io().provider->getTimer().afterDelay(kRestoreTimeoutMs * kj::MILLISECONDS).then([]() {
     fail(kj::str("the deputy did not take the job back within 120 s"));
   });
+  // (Its record gone, the deputy ended: then the other branch says why.)
+  auto cameBack = back.promise.then(
+      [&d, jobId, hop = hop.get()]() -> kj::Promise<kj::String> {
+        auto why = lastLine(readText(hop->logPath));
+        if (why.size() == 0) why = kj::str("the restart failed");
+        d.log(kj::str("job ", jobId, ": its restore at home failed before the restorer (", why,
+                      "); its deputy is back, the job goes on where it was"));
+        unlink(hop->path.cStr());
+        unlink(hop->logPath.cStr());
+        return kj::str("the restore at home failed (", why, ")");
+      },
+      [](kj::Exception&&) -> kj::Promise<kj::String> { return kj::NEVER_DONE; });
   // The deputy never answers: it execs the restart, which ends its connection.
   return become
       .exclusiveJoin(kj::mv(limit))
@@ -1018,7 +1048,11 @@ kj::Promise<kj::Tuple<pid_t, double>> PreparedHop::commitHomecoming(Daemon& d, u
               if (e.getType() != kj::Exception::Type::DISCONNECTED) kj::throwFatalException(kj::mv(e));
             })
       .then([&d, pid]() { return untilJobRuns(d, pid, kRestoreTimeoutMs); })
-      .then([&d, jobId, pid, started, hop = kj::mv(hop)]() mutable {
+      .then([]() { return kj::str(""); })
+      .exclusiveJoin(kj::mv(cameBack))
+      .then([&d, jobId, pid, started, hop = kj::mv(hop)](kj::String failed) mutable {
+        if (failed.size() > 0) return kj::tuple(pid, (nowSeconds() - started) * 1000, kj::mv(failed));
+        KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) { (*j)->cameBack = nullptr; }
         // A plain local job from now on: no deputy, no record; `migctl list` finds it
         // as any job at home. Signals that came while it moved go to it now, in order.
         KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) {
@@ -1050,7 +1084,7 @@ kj::Promise<kj::Tuple<pid_t, double>> PreparedHop::commitHomecoming(Daemon& d, u
           }));
         }
         d.log(kj::str("job ", jobId, " runs at home again as PID ", pid, ", local: no deputy, nothing forwarded"));
-        return kj::tuple(pid, (nowSeconds() - started) * 1000);
+        return kj::tuple(pid, (nowSeconds() - started) * 1000, kj::str(""));
       });
 }
 
@@ -1154,7 +1188,7 @@ class NodeImpl final : public rpc::Node::Server {
       }
     }
     if (homecoming) d_.log(kj::str("job ", id, " is coming home"));
-    context.getResults().setSink(kj::heap<ImageSinkImpl>(d_, id, kj::mv(homeClock), homecoming));
+    context.getResults().setSink(kj::heap<ImageSinkImpl>(d_, id, kj::mv(homeClock), homecoming, t.getKeptFrozen()));
     context.getResults().setHome(homecoming);
     return kj::READY_NOW;
   }
@@ -1373,7 +1407,7 @@ class NodeImpl final : public rpc::Node::Server {
       pid_t pid = job->realPid;
       return r->addBranch().then([context, pid]() mutable { context.getResults().setRealPid(pid); });
     }
-    return PreparedHop::commit(d_, p.getJobId()).then([context](kj::Tuple<pid_t, double> r) mutable {
+    return PreparedHop::commit(d_, p.getJobId()).then([context](kj::Tuple<pid_t, double, kj::String> r) mutable {
       context.getResults().setRealPid(kj::get<0>(r));
       context.getResults().setRestoreMs(kj::get<1>(r));
     });

@@ -109,6 +109,9 @@ constexpr int kCommittedUnconfirmed = 5;
 // migctl send's exit status when a post-copy hop lost its destination after the commit,
 // before it had every page: the job was ended (shadow/daemon.cc tells the user).
 constexpr int kPostcopyLost = 6;
+// migctl send's exit status when a hop home's restore failed after the commit and the
+// deputy came back (deputy/homecoming.h): the job was resumed here.
+constexpr int kHomeRestoreFailed = 7;
 
 constexpr const char* kUsage =
     "usage: MIG_JOB_TOKEN=HEX migctl send PID --to HOST:PORT --key FILE --job-id ID --home HOST:PORT\n"
@@ -1431,6 +1434,7 @@ int sendCommand(int argc, char** argv) {
   ticket.setNetwork(network);
   ticket.setToken(token);
   ticket.setHome(home);
+  ticket.setKeptFrozen(true);  // read only by a home that takes the job back
   ticket.setVpid(static_cast<int32_t>(vpid > 0 ? vpid : pid));
   ticket.setCommand(command);
   setSysvNames(ticket, sysvBefore);
@@ -1655,8 +1659,12 @@ int sendCommand(int argc, char** argv) {
   // Post-copy with pages still to send: the job stays here, frozen, as their copy, and
   // stopped (SIGSTOP), so that its shim cannot resume it if this process dies: it
   // becomes the deputy (or exits) once the destination has every page.
+  // A hop home: the job stays here, frozen and stopped, until home says that the job it
+  // restored into the deputy runs (then it exits here) or that the restore failed with
+  // the deputy back (then it resumes here): one live copy either way. Without an answer
+  // it stays stopped here rather than risk a second copy.
   const bool keepFrozen = postcopy && remoteBytes > 0;
-  if (keepFrozen) {
+  if (keepFrozen || homecoming) {
     if (kill(ctl->realPid(), SIGSTOP) != 0) fail(kj::str("cannot stop the frozen job: ", strerror(errno)));
   } else if (deputy != nullptr) {
     // The token goes into the deputy's environment (see shim/checkpoint.cc, execDeputy).
@@ -1670,22 +1678,46 @@ int sendCommand(int argc, char** argv) {
   } else {
     ctl->exitProcess();
   }
-  // Said at once: if this process dies now, shadowd still knows the job left here.
-  printf("COMMITTED\n");
+  // Said at once: if this process dies now, shadowd still knows the job left here (or,
+  // coming home, that it is kept here for home's answer).
+  printf(homecoming ? "COMMITTED-HOME\n" : "COMMITTED\n");
   fflush(stdout);
   times.mark("give-up");
-  resources::removeSysvIpc(sysvMoved);  // the destination's now: none left here for a stale use
+  // The destination's now: none left here for a stale use (coming home: once it runs there).
+  if (!homecoming) resources::removeSysvIpc(sysvMoved);
   hopFaultPoint("send-committed", [](kj::String why) { fail(kj::mv(why)); });
 
   // Phase two: the destination lets the job run. If it does not confirm, the job was
   // given up here all the same: said as such, never as a resumed job.
+  kj::String homeFailed;
   auto committed = kj::runCatchingExceptions([&]() {
     auto r = waitOrStall(out.sink().commitRequest().send(), timer, stallMs + kPrepareAllowanceMs,
                          kj::str("no answer within ", (stallMs + kPrepareAllowanceMs) / 1000.0, " s"), ws);
     restoreMs += r.getRestoreMs();
+    homeFailed = kj::str(r.getHomeFailed());
   });
+  if (homecoming && committed == nullptr) {
+    if (homeFailed.size() > 0) {
+      // Nothing of the job runs at home: it goes on here, as after any failed hop.
+      ctl->resume();
+      kill(ctl->realPid(), SIGCONT);
+      fprintf(stderr, "hop home failed after its commit: %s; the job runs on where it was\n", homeFailed.cStr());
+      return kHomeRestoreFailed;
+    }
+    ctl->exitProcess();  // it runs at home
+    kill(ctl->realPid(), SIGCONT);
+    resources::removeSysvIpc(sysvMoved);
+  }
   KJ_IF_MAYBE(e, committed) {
-    if (keepFrozen) {
+    if (homecoming) {
+      // Home may run the job or may have its deputy back: neither is known here, so
+      // the job stays stopped (SIGSTOP; its shim, which sees this connection end, can
+      // resume it only once someone sends it SIGCONT).
+      fprintf(stderr,
+              "no answer to the commit (%s); the job is kept here frozen and stopped, since home may run it: "
+              "not resumed\n",
+              e->getDescription().cStr());
+    } else if (keepFrozen) {
       // No destination confirmed and none may fetch the pages: the job ends here, as
       // the deputy would end it, and never runs twice.
       kill(ctl->realPid(), SIGKILL);

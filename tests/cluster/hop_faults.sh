@@ -22,9 +22,11 @@
 # so, the job runs at the destination only (a's PID is the deputy), the source's spool
 # is empty and the destination's holds the running job's image.
 # A hop home (c -> a) whose restart fails at home-restart:error (a's check of the
-# deputy's restart, before the commit): one line, the job runs on at c; with a's
-# shadowd started again without the fault it comes home. The job finishes with the
-# output and status of an undisturbed run.
+# deputy's restart, before the commit), then one that fails at home-restore:error (the
+# deputy's restart itself, after the commit: c kept the job frozen, the deputy comes
+# back): each one line, the job runs on at c; with a's shadowd started again without
+# the fault it comes home. The job finishes with the output and status of an
+# undisturbed run (its parent at home gets its status).
 #
 # usage: hop_faults.sh OPTIONS (cluster_lib.sh); meson runs it as test
 # 'migration-hop-faults' (suite cluster) with every path filled in.
@@ -184,25 +186,31 @@ if set_fault c "hop:recv-released:error"; then
   post_commit "error at recv-released (c released the job, then failed its answer)" b c
 fi
 
-# --- a hop home whose restart would fail: the job stays away -------------------------------
-# The deputy's restart runs after the commit, when the job exists only in its image: what
-# of it can fail is done in phase one's check (home-restart, migctl/restart_command.cc
-# checkHomecomingWork), so a failure there leaves the job running on c. Then, with a's
-# shadowd started again without the fault (the deputy registers again), the job comes home.
-if set_fault a "hop:home-restart:error" && wait_until 20 eval '[[ $(host_of "$(where job)") == c ]]'; then
+# --- a hop home whose restart fails: the job stays away ----------------------------------------
+# home-restart: a's check of the deputy's restart fails in phase one, before the commit.
+# home-restore: after the commit, the deputy's restart itself fails before the restorer
+# (c keeps the job frozen for a's answer; the restart execs the deputy again, which
+# registers again, and a answers "failed": c resumes the job). Either way: one line, the
+# job runs on at c, its output whole. Then, with a's shadowd started again without the
+# fault (the deputy registers again), the job comes home.
+home_fault_case() {
+  local step=$1 what=$2 why=$3
   # (a's restarted shadowd has learned the job back from its deputy: it lists it at c)
-  what="error at home-restart (the check of the deputy's restart failed)"
+  if ! set_fault a "hop:$step:error" || ! wait_until 20 eval '[[ $(host_of "$(where job)") == c ]]'; then
+    fail "$what: a's shadowd, started with the fault, does not list the job at c: '$(where job)'"
+    return 1
+  fi
   wait_step job $(( $(last_step job) + 2 )) 20
   migrate job a 60
-  if one_line_reason && grep -q "injected fault" "$MIG_ERR"; then
+  if one_line_reason && grep -q "$why" "$MIG_ERR"; then
     ok "$what: migctl migrate exited $MIG_RC: $(cat "$MIG_ERR")"
   else
-    fail "$what: migctl migrate exited $MIG_RC without the one line saying the job stays where it was"
+    fail "$what: migctl migrate exited $MIG_RC without the one line saying the job stays where it was ($why)"
     detail "$MIG_OUT" "migctl stdout"
     detail "$MIG_ERR" "migctl stderr"
     shadowd_logs a c
   fi
-  k=$(( $(last_step job) + 2 ))
+  local k=$(( $(last_step job) + 2 ))
   if [[ $(host_of "$(where job)") == c ]] && ! job_at_home job "${FEATURE[counter]}" && wait_step job "$k" 20 &&
      job_on c; then
     ok "$what: the job runs on at c (listed there, a's PID is its deputy, STEP $k printed)"
@@ -210,23 +218,27 @@ if set_fault a "hop:home-restart:error" && wait_until 20 eval '[[ $(host_of "$(w
     fail "$what: listed at '$(where job)', the program on a: $(job_at_home job "${FEATURE[counter]}" && echo yes || echo no), last STEP $(last_step job)"
     shadowd_logs a c
   fi
-  if set_fault a && wait_until 20 eval '[[ $(host_of "$(where job)") == c ]]'; then
-    wait_step job $(( $(last_step job) + 2 )) 20
-    migrate job a 60
-    # Back home its /proc/PID/exe names the restorer (as after any restart), not the program.
-    k=$(( $(last_step job) + 2 ))
-    exe=$(hx a readlink "/proc/${PID[job]}/exe" 2>/dev/null)
-    if (( MIG_RC == 0 )) && [[ $(host_of "$(where job)") == a && -n $exe && $exe != *mig-deputy* ]] &&
-       wait_step job "$k" 20 && wait_until 20 eval '! images_on c && ! job_on c'; then
-      ok "$what: without the fault the job comes home (listed at a, not a deputy, STEP $k printed): $(migrated_line)"
-    else
-      fail "$what: the hop home without the fault: migctl migrate exited $MIG_RC, listed at '$(where job)', a's PID runs '$exe', c's spool '$(spool_of c)'"
-      detail "$MIG_ERR" "migctl stderr"
-      shadowd_logs a c
-    fi
+}
+home_fault_case home-restart "error at home-restart (the check of the deputy's restart failed)" "injected fault"
+home_fault_case home-restore "error at home-restore (the deputy's restart failed after the commit)" \
+  "restore at home failed (.*injected fault"
+what="a hop home after both faults"
+if set_fault a && wait_until 20 eval '[[ $(host_of "$(where job)") == c ]]'; then
+  wait_step job $(( $(last_step job) + 2 )) 20
+  migrate job a 60
+  # Back home its /proc/PID/exe names the restorer (as after any restart), not the program.
+  k=$(( $(last_step job) + 2 ))
+  exe=$(hx a readlink "/proc/${PID[job]}/exe" 2>/dev/null)
+  if (( MIG_RC == 0 )) && [[ $(host_of "$(where job)") == a && -n $exe && $exe != *mig-deputy* ]] &&
+     wait_step job "$k" 20 && wait_until 20 eval '! images_on c && ! job_on c'; then
+    ok "$what: without the fault the job comes home (listed at a, not a deputy, STEP $k printed): $(migrated_line)"
   else
-    fail "$what: a's shadowd, started again, does not list the job at c: '$(where job)'"
+    fail "$what: the hop home without the fault: migctl migrate exited $MIG_RC, listed at '$(where job)', a's PID runs '$exe', c's spool '$(spool_of c)'"
+    detail "$MIG_ERR" "migctl stderr"
+    shadowd_logs a c
   fi
+else
+  fail "$what: a's shadowd, started again, does not list the job at c: '$(where job)'"
 fi
 
 wait_job ref 120
