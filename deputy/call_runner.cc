@@ -19,7 +19,6 @@
 #include <mutex>
 #include <thread>
 #include <vector>
-#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/stat.h>
@@ -155,41 +154,6 @@ bool cancellable(kj::ArrayPtr<const kj::byte> request) {
   if (request.size() < sizeof(h)) return false;
   memcpy(&h, request.begin(), sizeof(h));
   return !(h.flags & rsc::kNoReply) && h.call != static_cast<uint32_t>(rsc::CallId::Connect);
-}
-
-// Whether the deputy's process group is orphaned (no member has a parent in another
-// group of its session), read from /proc: then the kernel fails a read of the terminal
-// from the background with EIO, sending no TTIN (nothing would continue the group).
-bool groupOrphaned() {
-  struct Proc {
-    pid_t ppid, pgrp, sid;
-  };
-  auto stat = [](pid_t pid, Proc& p) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE* f = fopen(path, "r");
-    if (f == nullptr) return false;
-    char line[1024];
-    const bool got = fgets(line, sizeof line, f) != nullptr;
-    fclose(f);
-    const char* after = got ? strrchr(line, ')') : nullptr;  // the name may hold anything
-    return after != nullptr && sscanf(after + 2, "%*c %d %d %d", &p.ppid, &p.pgrp, &p.sid) == 3;
-  };
-  const pid_t group = getpgrp(), session = getsid(0);
-  DIR* dir = opendir("/proc");
-  if (dir == nullptr) return false;
-  bool orphaned = true;
-  while (dirent* e = readdir(dir)) {
-    Proc member, parent;
-    const pid_t pid = static_cast<pid_t>(atoi(e->d_name));
-    if (pid <= 0 || !stat(pid, member) || member.pgrp != group) continue;
-    if (stat(member.ppid, parent) && parent.pgrp != group && parent.sid == session) {
-      orphaned = false;
-      break;
-    }
-  }
-  closedir(dir);
-  return orphaned;
 }
 
 // A read of the job's terminal from a background process group: the kernel would send

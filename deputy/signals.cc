@@ -11,6 +11,9 @@
 #include <cstring>
 #include <ctime>
 #include <unistd.h>
+#include <cstdlib>
+#include <cstdio>
+#include <dirent.h>
 
 namespace mig::deputy {
 namespace {
@@ -33,12 +36,69 @@ bool passedOn(int sig) {
          sig != kCheckpointSignal;
 }
 
+// A member's parent in another group of the session would continue the group after a
+// stop (POSIX's orphaned process group): looked for among every process in /proc.
+bool groupOrphaned() {
+  struct Proc {
+    pid_t ppid, pgrp, sid;
+  };
+  auto stat = [](pid_t pid, Proc& p) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE* f = fopen(path, "r");
+    if (f == nullptr) return false;
+    char line[1024];
+    const bool got = fgets(line, sizeof line, f) != nullptr;
+    fclose(f);
+    const char* after = got ? strrchr(line, ')') : nullptr;  // the name may hold anything
+    return after != nullptr && sscanf(after + 2, "%*c %d %d %d", &p.ppid, &p.pgrp, &p.sid) == 3;
+  };
+  const pid_t group = getpgrp(), session = getsid(0);
+  DIR* dir = opendir("/proc");
+  if (dir == nullptr) return false;
+  bool orphaned = true;
+  while (dirent* e = readdir(dir)) {
+    Proc member, parent;
+    const pid_t pid = static_cast<pid_t>(atoi(e->d_name));
+    if (pid <= 0 || !stat(pid, member) || member.pgrp != group) continue;
+    if (stat(member.ppid, parent) && parent.pgrp != group && parent.sid == session) {
+      orphaned = false;
+      break;
+    }
+  }
+  closedir(dir);
+  return orphaned;
+}
+
 namespace {
 
 std::atomic<uint32_t> g_continued{0};
 
 // Stop signals that can be caught: once the job has them, the deputy stops itself.
 bool stops(int sig) { return sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU; }
+
+// Stops the deputy with `sig` itself, so that its parent's waitpid(WUNTRACED) reports
+// that signal, as for a local job (a shell prints "Stopped (tty input)" for a TTIN).
+// The kernel drops TSTP, TTIN and TTOU at their default action in an orphaned process
+// group; SIGSTOP then, as the job has it. Every signal is blocked here (takeSignals):
+// the signal is made pending on this thread with the default action, then let in.
+void stopAs(int sig) {
+  if (groupOrphaned()) {
+    raise(SIGSTOP);
+    return;
+  }
+  struct sigaction dfl {}, old {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  sigaction(sig, &dfl, &old);
+  sigset_t one;
+  sigemptyset(&one);
+  sigaddset(&one, sig);
+  raise(sig);
+  pthread_sigmask(SIG_UNBLOCK, &one, nullptr);  // stopped here until a SIGCONT
+  pthread_sigmask(SIG_BLOCK, &one, nullptr);
+  sigaction(sig, &old, nullptr);
+}
 
 }  // namespace
 
@@ -155,9 +215,8 @@ void SignalForwarder::send(const siginfo_t& info, bool toGroup) {
                    }
                    // The job has its TSTP (TTIN, TTOU) now: stop the deputy too, so the
                    // parent at home sees its child stop (waitpid WUNTRACED) as it would
-                   // the job's. SIGSTOP, since the kernel drops the other three for an
-                   // orphaned process group. SIGCONT at home continues it, and the job.
-                   if (stops(sig)) raise(SIGSTOP);
+                   // the job's, by the same signal. SIGCONT at home continues it, and the job.
+                   if (stops(sig)) stopAs(sig);
                    sendNext();
                  }));
 }

@@ -1,7 +1,7 @@
 // Signals at the deputy: those sent to the job's PID at home (kill, sigqueue, Ctrl-C
 // and Ctrl-Z on its terminal, SIGCHLD from the children it forked at home) go on to the
 // job where it runs, with their siginfo and in order, through the home shadowd; a TSTP,
-// TTIN or TTOU stops the deputy too once the job has it (a SIGSTOP, which it cannot
+// TTIN or TTOU stops the deputy too once the job has it, by that signal (a SIGSTOP, which it cannot
 // catch, shadowd notices: local_service.cc followStops). Those pending at the freeze
 // went with the job's image and are dropped here.
 #pragma once
@@ -28,6 +28,11 @@ bool passedOn(int sig);
 // How many SIGCONTs the deputy has taken: a worker waiting for its terminal's
 // foreground (call_runner.cc) sends SIGTTIN again after each, as the kernel does.
 uint32_t continuedCount();
+
+// Whether the deputy's process group is orphaned (no member has a parent in another
+// group of its session), read from /proc: the kernel then drops TSTP, TTIN and TTOU at
+// their default action and fails a background read of the terminal with EIO.
+bool groupOrphaned();
 
 // Before the event loop exists: blocks every signal, drops the pending ones in
 // `dropMask` (bit n-1: signal n), and gives kj the signals to catch (and one for itself

@@ -218,10 +218,10 @@ start_job tty plain /usr/bin/python3 -c "$LEADER" @DIR@ "$LIBMIG" "$TTYJOB" || c
 wait_until 20 test -s "$(jfile tty data)/jobpid" && PID[tty]=$(cat "$(jfile tty data)/jobpid")
 if [[ -n ${PID[tty]-} ]] && hop tty a b; then
   touch "$(jfile tty data)/GO"
-  if wait_until 20 test -s "$(jfile tty data)/leader" && [[ $(head -n 1 "$(jfile tty data)/leader") == "stopped by SIG"* ]]; then
+  if wait_until 20 test -s "$(jfile tty data)/leader" && [[ $(head -n 1 "$(jfile tty data)/leader") == "stopped by SIGTTIN" ]]; then
     ok "tty: the background job moved to b reading its home terminal stopped: its leader's waitpid(WUNTRACED) says $(head -n 1 "$(jfile tty data)/leader")"
   else
-    fail "tty: the background job moved to b reading its home terminal: its leader saw '$(head -n 1 "$(jfile tty data)/leader" 2>/dev/null)' (want: stopped)"
+    fail "tty: the background job moved to b reading its home terminal: its leader saw '$(head -n 1 "$(jfile tty data)/leader" 2>/dev/null)' (want: stopped by SIGTTIN, as a local job)"
   fi
   if wait_job tty 20 && [[ $(tail -n 1 "$(jfile tty data)/leader") == "ended: 0" && $(tr -d '\r' <"$(jfile tty out)" | tail -n 1) == "read: typed" ]]; then
     ok "tty: brought to the foreground and continued, it read the line typed once and ended with status 0"
