@@ -57,7 +57,7 @@ pa=$(port) pb=$(port) pc=$(port) pd=$(port)
 # --insecure-plaintext-links for its plaintext figures).
 read -r -a extra <<<"${MIG_BENCH_SHADOWD_ARGS-}"
 "$build/shadow/shadowd" --listen 127.0.0.1:$pa --cluster-key "$dir/key" --socket "$dir/a/sock" --log "$dir/a.log" ${extra[@]+"${extra[@]}"} & pids+=($!)
-"$build/shadow/shadowd" --listen 127.0.0.1:$pb --cluster-key "$dir/key" --socket "$dir/b/sock" --log "$dir/b.log" ${extra[@]+"${extra[@]}"} & pids+=($!)
+MIG_PUSH_READS=1 "$build/shadow/shadowd" --listen 127.0.0.1:$pb --cluster-key "$dir/key" --socket "$dir/b/sock" --log "$dir/b.log" ${extra[@]+"${extra[@]}"} & pids+=($!)
 "$build/shadow/shadowd" --listen 127.0.0.1:$pc --cluster-key "$dir/key" --socket "$dir/c/sock" --log "$dir/c.log" --no-direct-link ${extra[@]+"${extra[@]}"} & pids+=($!)
 MIG_PUSH_READS=0 "$build/shadow/shadowd" --listen 127.0.0.1:$pd --cluster-key "$dir/key" --socket "$dir/d/sock" --log "$dir/d.log" ${extra[@]+"${extra[@]}"} & pids+=($!)
 for s in a b c d; do

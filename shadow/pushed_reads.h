@@ -29,8 +29,9 @@
 //     connection: a read whose reply the checkpoint cut off is sent again (rsc::kAgain)
 //     and goes home, where the deputy answers it from its run.
 // What stays a call: the terminal, datagram and listening sockets, non-blocking fds,
-// recv/recvfrom/recvmsg (any flags: MSG_PEEK, MSG_WAITALL, MSG_OOB), every read of a
-// job whose link process has MIG_PUSH_READS=0 in its environment (for comparisons);
+// recv/recvfrom/recvmsg (any flags: MSG_PEEK, MSG_WAITALL, MSG_OOB), a stream's reads
+// until two in a row found all they asked for (firstReads), and every read unless the
+// link process has MIG_PUSH_READS=1 in its environment (off by default);
 // readv is the shim's reads one by one, which are served. Polls and epoll waits
 // are still woken from home (the readiness stand-ins); a read after them is served here.
 // A stream another process at home may read (a tree's other member, through its own
@@ -107,6 +108,7 @@ class PushedReads {
   kj::Promise<void> drained(Stream& s);
   void releaseTokens(Stream& s);
   kj::Promise<kj::Array<kj::byte>> goHome(kj::Array<kj::byte> request, int32_t inputFd);
+  kj::Promise<kj::Array<kj::byte>> firstReads(kj::Array<kj::byte> request, int32_t fd);
 
   JobCalls& calls_;
   const bool enabled_;
@@ -116,6 +118,8 @@ class PushedReads {
   std::map<int32_t, kj::Own<Stream>> streams_;   // fds whose reads are pushed
   std::map<int32_t, int> home_;                   // input calls on their way home, by fd
   std::map<int32_t, bool> notPushable_;           // the deputy said so (until closed)
+  std::map<int32_t, int> fullReads_;              // reads in a row that found all they asked, by fd
+  static constexpr int kFullReadsBeforePushing = 2;
   kj::Own<Gate> gate_;
 };
 
