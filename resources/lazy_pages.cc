@@ -700,11 +700,15 @@ int startPageServer(image::FileReader& img, int imageFd, const image::RestorePla
     pid_t server = fork();
     if (server != 0) _exit(server < 0 ? 1 : 0);
     // The reader's own fd number may hold one of the job's files by now (the restore put
-    // them in place): put the image back under it.
+    // them in place), or be free (a hop home's restore closed the deputy's fds) and so
+    // taken by the socket or `net`: those move off it, then the image goes back under it.
+    int end = sv[1];
+    if (end == img.fd() && (end = fcntl(end, F_DUPFD_CLOEXEC, 0)) < 0) _exit(1);
+    if (net >= 0 && net == img.fd() && (net = fcntl(net, F_DUPFD_CLOEXEC, 0)) < 0) _exit(1);
     if (imageFd != img.fd() && dup3(imageFd, img.fd(), O_CLOEXEC) < 0) _exit(1);
     // Its lines go where the restart's do: fd 2 is the job's by now.
     if (restartMessages() != STDERR_FILENO && dup2(restartMessages(), STDERR_FILENO) < 0) _exit(1);
-    closeAllBut(sv[1], img.fd(), net);
+    closeAllBut(end, img.fd(), net);
     signal(SIGPIPE, SIG_IGN);
     int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     sockaddr_un a;
@@ -721,8 +725,8 @@ int startPageServer(image::FileReader& img, int imageFd, const image::RestorePla
       cut(pending, addr, addr + piece.len, nullptr);
       pending.emplace(addr, piece);
     }
-    int uffd = receiveFd(sv[1]);
-    close(sv[1]);
+    int uffd = receiveFd(end);
+    close(end);
     if (uffd < 0) {
       // The restore failed (it said why): home need not keep the job's pages for it.
       PageRequest last{0, 0};
