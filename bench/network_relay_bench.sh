@@ -97,28 +97,28 @@ measure() {  # measure TAG: sets lat_TAG p10_TAG p90_TAG up_TAG down_TAG
   l=$(client "recv-$1" recv "$mib"); read -r "down_$1" <<<"$l"
 }
 
+# hop_to HOST PORT FROM: moves the server from FROM to HOST (logs $dir/HOST.log); its
+# process there becomes the job's with its deputy (the one on FROM is gone with the hop).
+hop_to() {
+  local to=${1^^} from=${3^^} restored
+  A migrate "$server" --to 127.0.0.1:$2 > "$dir/migrate-$1.out" 2>&1 ||
+    fail "migrate $from -> $to failed" "$dir/migrate-$1.out" "$dir/a.log" "$dir/$3.log" "$dir/$1.log"
+  grep -q "^migrated $server to 127.0.0.1:$2" "$dir/migrate-$1.out" ||
+    fail "migrate $from -> $to: unexpected output" "$dir/migrate-$1.out"
+  restored=$(sed -n 's/.* runs here as PID \([0-9]*\).*/\1/p' "$dir/$1.log" | tail -1)
+  [ -n "$restored" ] || fail "no 'runs here as PID' in $to's log" "$dir/$1.log"
+  job_pids=("$server" "$restored")
+}
+
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 measure home
-A migrate "$server" --to 127.0.0.1:$pb > "$dir/migrate.out" 2>&1 ||
-  fail "migrate A -> B failed" "$dir/migrate.out" "$dir/a.log" "$dir/b.log"
-grep -q "^migrated $server to 127.0.0.1:$pb" "$dir/migrate.out" || fail "migrate A -> B: unexpected output" "$dir/migrate.out"
-restored=$(sed -n 's/.* runs here as PID \([0-9]*\).*/\1/p' "$dir/b.log" | tail -1)
-[ -n "$restored" ] || fail "no 'runs here as PID' in B's log" "$dir/b.log"
-job_pids+=($restored)
+hop_to b $pb a
 measure away
 # The pushed column is only what it says if B served the server's reads from bytes pushed there.
 grep -q "reads of its home streams are pushed ahead" "$dir/b.log" || fail "B's log does not say the server's reads were pushed" "$dir/b.log"
-A migrate "$server" --to 127.0.0.1:$pd > "$dir/migrate-d.out" 2>&1 ||
-  fail "migrate B -> D failed" "$dir/migrate-d.out" "$dir/a.log" "$dir/b.log" "$dir/d.log"
-restored=$(sed -n 's/.* runs here as PID \([0-9]*\).*/\1/p' "$dir/d.log" | tail -1)
-[ -n "$restored" ] || fail "no 'runs here as PID' in D's log" "$dir/d.log"
-job_pids=("$server" "$restored")  # its process on B is gone with the hop
+hop_to d $pd b
 measure called
-A migrate "$server" --to 127.0.0.1:$pc > "$dir/migrate-c.out" 2>&1 ||
-  fail "migrate D -> C failed" "$dir/migrate-c.out" "$dir/a.log" "$dir/d.log" "$dir/c.log"
-restored=$(sed -n 's/.* runs here as PID \([0-9]*\).*/\1/p' "$dir/c.log" | tail -1)
-[ -n "$restored" ] || fail "no 'runs here as PID' in C's log" "$dir/c.log"
-job_pids=("$server" "$restored")  # its process on D is gone with the hop
+hop_to c $pc d
 measure relayed
 
 ratio() { echo "$1 / $2" | bc -l; }

@@ -88,7 +88,8 @@ kj::Promise<kj::Array<kj::byte>> PushedReads::call(kj::Array<kj::byte> request) 
   if (read && !again && !frozen_ && plain && h.args[1] != 0 && h.args[2] > 0 && fd >= 0 &&
       home_.count(fd) == 0 && notPushable_.count(fd) == 0) {
     auto it = streams_.find(fd);
-    if (it == streams_.end() && fullReads_[fd] >= kFullReadsBeforePushing) {
+    auto full = fullReads_.find(fd);
+    if (it == streams_.end() && full != fullReads_.end() && full->second >= kFullReadsBeforePushing) {
       it = streams_.emplace(fd, kj::refcounted<Stream>(fd)).first;
       push(*it->second);
     }
