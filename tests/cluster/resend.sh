@@ -190,16 +190,22 @@ else
   grep -a "mig-deputy\|deputy" "$MIGLOG" | tail -20 | sed 's/^/#   /'
 fi
 # --- its link's TCP connection reset on b: resumed again ------------------------------------
+# resumed_again JOB COUNT HOST BEFORE AT WHAT: JOB's link resumed once more (COUNT, a function
+# counting HOST's log lines, passed BEFORE) and JOB went 5 steps past AT.
+resumed_again() {
+  local job=$1 count=$2 host=$3 before=$4 at=$5
+  if wait_until 30 eval '(( $('"$count"') > before ))' && wait_step "$job" $(( at + 5 )) 30; then
+    ok "$job: $6 at STEP $at: its link resumed, STEP $(( at + 5 )) reached"
+  else
+    fail "$job: $6 at STEP $at: no resumption, or no STEP $(( at + 5 )) (last: STEP $(last_step "$job"))"
+    detail "$(jfile "$job" err)" "its stderr"
+    shadowd_logs "$host"
+  fi
+}
 resumed() { grep -c "mig-link: job [0-9]*: its direct link home resumed after" "$T/shadowd-b.log"; }
-before=$(resumed) at_reset=$(last_step kept)
+before=$(resumed) at=$(last_step kept)
 hx b ss -K dst "${ADDR[a]}" and not dport = ":$PORT" >"$T/ss.out" 2>&1
-if wait_until 20 eval '(( $(resumed) > before ))' && wait_step kept $(( at_reset + 5 )) 30; then
-  ok "kept: its link's TCP connection reset on b at STEP $at_reset: resumed again, STEP $(( at_reset + 5 )) reached"
-else
-  fail "kept: after its link's TCP connection was reset on b (ss -K) at STEP $at_reset, no resumption or no STEP $(( at_reset + 5 ))"
-  detail "$T/ss.out" "ss -K"
-  shadowd_logs b
-fi
+resumed_again kept resumed b "$before" "$at" "its link's TCP connection reset on b (ss -K)"
 touch "$(jfile kept data/stop)"
 if wait_job kept 30 && [[ $STATUS == 0 ]]; then
   ok "kept: told to stop, it ended and its parent at home got status 0"
@@ -226,19 +232,9 @@ else
 fi
 # Its connection to a's shadowd reset on c, then a's shadowd killed and started again
 # (it learns the job back from its deputy; the link process logs in to the new one).
-relayed_again() {  # relayed_again WHAT: resumed once more and 5 steps on
-  local before=$1 at=$2
-  if wait_until 30 eval '(( $(relayed_resumed) > before ))' && wait_step relayed $(( at + 5 )) 30; then
-    ok "relayed: $3 at STEP $at: its link resumed, STEP $(( at + 5 )) reached"
-  else
-    fail "relayed: $3 at STEP $at: no resumption, or no STEP $(( at + 5 )) (last: STEP $(last_step relayed))"
-    detail "$(jfile relayed err)" "its stderr"
-    shadowd_logs c
-  fi
-}
 before=$(relayed_resumed) at=$(last_step relayed)
 hx c ss -K dst "${ADDR[a]}" and dport = ":$PORT" >"$T/ss.out" 2>&1
-relayed_again "$before" "$at" "its connection to a's shadowd reset on c (ss -K)"
+resumed_again relayed relayed_resumed c "$before" "$at" "its connection to a's shadowd reset on c (ss -K)"
 before=$(relayed_resumed) at=$(last_step relayed)
 kill -KILL "${SD[a]}"
 wait_until 10 eval '! kill -0 "${SD[a]}" 2>/dev/null' || fail "a's shadowd did not die of SIGKILL"
@@ -253,7 +249,7 @@ else
 fi
 start_shadowd a "$T/key"
 wait_until 20 eval '(( $(grep -c "listening on" "$T/shadowd-a.log") >= 2 ))' || { fail "a's shadowd did not start again"; shadowd_logs a; }
-relayed_again "$before" "$at" "a's shadowd killed (SIGKILL) and started again"
+resumed_again relayed relayed_resumed c "$before" "$at" "a's shadowd killed (SIGKILL) and started again"
 touch "$(jfile relayed data/stop)"
 if wait_job relayed 30 && [[ $STATUS == 0 ]] && marker_lines_once relayed "${MARK[relayed]}"; then
   ok "relayed: told to stop, it ended with status 0 for its parent at home; $MARKED lines, each exactly once and in order, in the home file and at the home TCP server"
