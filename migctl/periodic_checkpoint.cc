@@ -2,10 +2,12 @@
 // writes after it are tracked as for pre-copy (resources/dirty_pages.h: the job's
 // userfaultfd in asynchronous write-protect mode, PAGEMAP_SCAN), and each later image
 // holds only those, with a keptPages section for the rest of what the chain holds. The
-// process is frozen while its state is taken and the image's pages are copied into
-// migctl's memory (resources::FrozenCopy: a memory copy, not a file write and sync),
-// then runs while they are written; an image is complete in DIR once it is renamed into
-// place, so a chain is restartable from every image written.
+// image's pages are copied into migctl's memory (resources::FrozenCopy: a memory copy,
+// not a file write and sync) in rounds while the process runs, each what it wrote since
+// the round before, as a pre-copy hop sends them; then it is frozen while its state is
+// taken and what it wrote during the last round is copied, and runs while the image is
+// written. An image is complete in DIR once it is renamed into place, so a chain is
+// restartable from every image written.
 #include "migctl/periodic_checkpoint.h"
 
 #include "image/byte_io.h"
@@ -41,6 +43,8 @@ using resources::PageSpan;
 
 namespace {
 
+constexpr uint64_t kPage = 4096;
+
 // The number after the highest ckpt-NNNN.mig in `dir` (a new run goes on numbering).
 unsigned nextNumber(kj::StringPtr dir) {
   unsigned next = 1;
@@ -50,6 +54,63 @@ unsigned nextNumber(kj::StringPtr dir) {
     if (base != nullptr && sscanf(base + 1, "ckpt-%u.mig", &n) == 1) next = n + 1;
   }
   return next;
+}
+
+// What the tracker found written or untracked since its last look, with the job's
+// `regions`: no longer as the chain holds it (`held`) nor as `store` holds it (`current`).
+void takeWrites(resources::DirtyPageTracker& tracker, kj::ArrayPtr<const resources::MappedRegion> regions,
+                resources::PageRangeSet& held, resources::PageRangeSet& untracked, resources::PageRangeSet& current) {
+  resources::PageRangeSet w, u;
+  tracker.collect(regions, w, u);
+  for (auto* set : {&w, &u}) {
+    for (auto& r : set->ranges()) {
+      held.remove(r.first, r.second);
+      current.remove(r.first, r.second);
+    }
+  }
+  for (auto& r : u.ranges()) untracked.add(r.first, r.second);
+}
+
+// Rounds of copying into `store` while the job runs, until a round copies little or not
+// half of the one before: the first copies what the image is to carry (what the job has
+// and the chain does not hold, `held`), each later one what was written since the round
+// before. Leaves in `current` the pages copied and not written since. A round that fails
+// (the job unmapped memory under it) ends them: what was copied before it stays good.
+void copyWhileRunning(pid_t pid, resources::DirtyPageTracker& tracker, resources::PageStore& store, uint64_t limit,
+                      resources::PageRangeSet& held, resources::PageRangeSet& untracked,
+                      resources::PageRangeSet& current) {
+  constexpr int kRounds = 3;
+  constexpr uint64_t kSmall = 4u << 20;
+  resources::ProcPageSource running(pid);
+  uint64_t last = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    auto regions = running.regions();
+    takeWrites(tracker, regions, held, untracked, current);
+    resources::PageRangeSet skip = current;  // copied already, held by the chain, or untracked
+    for (auto* set : {&held, &untracked}) {
+      for (auto& r : set->ranges()) skip.add(r.first, r.second);
+    }
+    kj::Vector<PageSpan> toCopy;
+    uint64_t bytes = 0;
+    for (const auto& r : regions) {
+      // Saved whole: the tracker does not see the file's page show through after
+      // MADV_DONTNEED, so such pages are copied in the freeze.
+      if (r.saveWhole) continue;
+      kj::Vector<PageSpan> present;
+      running.pagesToSave(r, present);
+      for (const PageSpan& s : present) skip.split(s.addr, s.addr + s.pages * kPage, nullptr, &toCopy);
+    }
+    for (const PageSpan& s : toCopy) bytes += s.pages * kPage;
+    try {
+      if (!store.copy(running, toCopy, limit)) break;
+    } catch (const kj::Exception&) {
+      break;
+    }
+    for (const PageSpan& s : toCopy) current.add(s.addr, s.addr + s.pages * kPage);
+    bool enough = bytes < kSmall || (round > 0 && bytes * 2 > last);
+    last = bytes;
+    if (enough) break;
+  }
 }
 
 }  // namespace
@@ -89,10 +150,20 @@ int periodicCheckpoints(const PeriodicOptions& o) {
   kj::Array<kj::byte> copyBuffer;  // resources::FrozenCopy's, kept from image to image
   for (long k = 1;; ++k) {
     ctl = kj::heap<ControlClient>(o.pid);
-    resources::growFrozenCopyBuffer(realPid, resources::frozenCopyLimit(), copyBuffer);
+    const uint64_t limit = resources::frozenCopyLimit();
+    resources::growFrozenCopyBuffer(realPid, limit, copyBuffer);
     // Where an image's freeze goes, one line per image in $MIG_HOP_TIMES (bench/chain_bench.sh).
     shadow::HopTimes times(kj::str("chain image ", k));
-    times.mark("freeze");
+    times.mark("start");
+    resources::PageStore store(copyBuffer);
+    // In the chain and not written since (none for the first image), made while the job
+    // runs and then less what the freeze finds written.
+    resources::PageRangeSet held = kj::mv(chain);
+    resources::PageRangeSet untracked, current;
+    copyWhileRunning(realPid, tracker, store, limit, held, untracked, current);
+    // Room for pages that become present before the freeze, made while the job runs.
+    store.reserve(16u << 20);
+    times.mark("copy-running");
     auto t0 = std::chrono::steady_clock::now();
     control::Reply reply = ctl->freeze(o.timeoutSeconds);
     times.mark("park");
@@ -103,20 +174,13 @@ int periodicCheckpoints(const PeriodicOptions& o) {
     auto block = kj::heap<control::Block>();
     memory.read(reply.blockAddr, block.get(), sizeof(control::Block));
     auto regions = memory.regions();
-    resources::PageRangeSet written, untracked;
-    tracker.collect(regions, written, untracked);
+    takeWrites(tracker, regions, held, untracked, current);
     times.mark("written-scan");
-    resources::PageRangeSet held;  // in the chain and not written since
-    if (parent.size() > 0) {
-      held = kj::mv(chain);  // set anew from the image below: not copied inside the freeze
-      for (auto& r : written.ranges()) held.remove(r.first, r.second);
-      for (auto& r : untracked.ranges()) held.remove(r.first, r.second);
-      // Private mappings saved whole (a restored job's memory, mapped from its image):
-      // after MADV_DONTNEED the file's page shows through without a write the tracker
-      // sees, so they are saved whole again each time rather than held.
-      for (const auto& r : regions) {
-        if (r.saveWhole) held.remove(r.start, r.end);
-      }
+    // Private mappings saved whole (a restored job's memory, mapped from its image):
+    // after MADV_DONTNEED the file's page shows through without a write the tracker
+    // sees, so they are saved whole again each time rather than held.
+    for (const auto& r : regions) {
+      if (r.saveWhole) held.remove(r.start, r.end);
     }
     times.mark("held");
     char nameBuf[32];
@@ -135,7 +199,7 @@ int periodicCheckpoints(const PeriodicOptions& o) {
     times.mark("state");
     resources::PageRangeSet inImage;
     const resources::PageRangeSet* heldPtr = parent.size() > 0 ? &held : nullptr;
-    resources::FrozenCopy pages(memory, heldPtr, resources::frozenCopyLimit(), copyBuffer);
+    resources::FrozenCopy pages(memory, heldPtr, limit, store, &current);
     times.mark("copy");
     auto since = [&] {
       return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -159,8 +223,8 @@ int periodicCheckpoints(const PeriodicOptions& o) {
     times.write();
     parentSection = kj::heap<capnp::MallocMessageBuilder>();
     {
-      image::FileReader written(path);
-      image::describeParent(written, name, parentSection->initRoot<image::schema::Parent>());
+      image::FileReader reader(path);
+      image::describeParent(reader, name, parentSection->initRoot<image::schema::Parent>());
     }
     double totalMs = since();
     uint64_t kept = 0;  // pages the image takes from its chain
@@ -173,7 +237,8 @@ int periodicCheckpoints(const PeriodicOptions& o) {
         ? kj::str(inImage.pages() - kept, " pages written since ", parent, ", ", kept, " kept from the chain")
         : kj::str("whole, ", inImage.pages(), " pages");
     auto how = pages.copied()
-        ? kj::str("written in ", static_cast<long>(totalMs + 0.5), " ms, the job running")
+        ? kj::str("written in ", static_cast<long>(totalMs + 0.5), " ms, the job running (",
+                  pages.copiedFrozen() >> 10, " KiB copied frozen)")
         : kj::str("written frozen (", pages.bytes() >> 20, " MiB of pages, over the copy limit: half the memory available",
                   " or MIG_CHAIN_COPY_LIMIT_MIB)");
     printf("image %ld of process %ld: %s, %.1f MiB, %s; %s; frozen %.1f ms\n", k, static_cast<long>(o.pid),

@@ -333,9 +333,71 @@ bool CopyBeforeWrite::finish(kj::String& why) {
   return true;
 }
 
-FrozenCopy::FrozenCopy(PageSource& frozen, const PageRangeSet* held, uint64_t limitBytes,
-                       kj::Array<kj::byte>& buffer)
-    : frozen_(frozen), regions_(frozen.regions()), buffer_(buffer) {
+bool PageStore::copy(PageSource& source, kj::ArrayPtr<const PageSpan> spans, uint64_t limitBytes) {
+  kj::Vector<PageSpan> again, fresh;  // pages with a place already, pages without
+  for (const PageSpan& s : spans) placed_.split(s.addr, s.addr + s.pages * kPage, &again, &fresh);
+  uint64_t freshBytes = 0;
+  for (const PageSpan& s : fresh) freshBytes += s.pages * kPage;
+  if (used_ + freshBytes > limitBytes) return false;
+  reserve(freshBytes);
+  // The new pages in one pass (on several threads) where they stay; the others into
+  // their places, run by place.
+  copyInParts(source, fresh, freshBytes, buffer_.begin() + used_);
+  kj::Vector<PageSpan> pieces;
+  kj::Vector<kj::byte*> to;
+  for (const PageSpan& s : again) {
+    for (uint64_t addr = s.addr, end = s.addr + s.pages * kPage; addr < end;) {
+      uint64_t run;
+      to.add(at(addr, run));
+      run = std::min(run, end - addr);
+      pieces.add(PageSpan{addr, run / kPage});
+      addr += run;
+    }
+  }
+  source.readSpans(pieces, kj::ArrayPtr<kj::byte* const>(to.begin(), to.size()));
+  for (const PageSpan& s : fresh) {
+    uint64_t len = s.pages * kPage;
+    at_[s.addr] = {s.addr + len, used_};
+    placed_.add(s.addr, s.addr + len);
+    used_ += len;
+  }
+  return true;
+}
+
+void PageStore::reserve(uint64_t bytes) {
+  if (buffer_.size() >= used_ + bytes) return;
+  // A quarter more at least: a job that grows does not make every image grow it again.
+  auto bigger = kj::heapArray<kj::byte>(std::max(used_ + bytes, buffer_.size() + buffer_.size() / 4));
+  memcpy(bigger.begin(), buffer_.begin(), used_);
+  buffer_ = kj::mv(bigger);
+}
+
+kj::byte* PageStore::at(uint64_t addr, uint64_t& run) const {
+  auto it = at_.upper_bound(addr);
+  // Only what was copied is answered; anything else would be the running job's.
+  KJ_REQUIRE(it != at_.begin(), "a page the frozen copy does not hold", addr);
+  --it;
+  KJ_REQUIRE(addr < it->second.first, "a page the frozen copy does not hold", addr);
+  run = it->second.first - addr;
+  return buffer_.begin() + it->second.second + (addr - it->first);
+}
+
+void PageStore::read(uint64_t addr, void* buf, size_t len) const {
+  auto* p = static_cast<kj::byte*>(buf);
+  while (len > 0) {
+    uint64_t run;
+    const kj::byte* from = at(addr, run);
+    size_t n = std::min<uint64_t>(len, run);
+    memcpy(p, from, n);
+    p += n;
+    addr += n;
+    len -= n;
+  }
+}
+
+FrozenCopy::FrozenCopy(PageSource& frozen, const PageRangeSet* held, uint64_t limitBytes, PageStore& store,
+                       const PageRangeSet* current)
+    : frozen_(frozen), regions_(frozen.regions()), store_(store) {
   // The same choice of pages as writeMemory's (memory.cc), made once here.
   kj::Vector<PageSpan> toCopy;
   for (const MappedRegion& r : regions_) {
@@ -355,22 +417,19 @@ FrozenCopy::FrozenCopy(PageSource& frozen, const PageRangeSet* held, uint64_t li
     } else {
       changed.addAll(spans);
     }
-    for (const PageSpan& s : changed) bytes_ += s.pages * kPage;
+    for (const PageSpan& s : changed) {
+      bytes_ += s.pages * kPage;
+      // Copied while the job ran and not written since: as they are now.
+      if (current != nullptr) {
+        current->split(s.addr, s.addr + s.pages * kPage, nullptr, &toCopy);
+      } else {
+        toCopy.add(s);
+      }
+    }
     spans_[r.start] = kj::mv(spans);
-    toCopy.addAll(changed);
   }
-  if (bytes_ > limitBytes) return;
-  // Not zeroed first: the kernel gives a new page zeroed as the copy first touches it
-  // (growFrozenCopyBuffer does that before the freeze).
-  if (buffer_.size() < bytes_) buffer_ = kj::heapArray<kj::byte>(bytes_);
-  uint64_t off = 0;
-  for (const PageSpan& s : toCopy) {
-    uint64_t len = s.pages * kPage;
-    at_[s.addr] = {s.addr + len, off};
-    off += len;
-  }
-  copyInParts(frozen, toCopy, bytes_, buffer_.begin());
-  copied_ = true;
+  for (const PageSpan& s : toCopy) copiedFrozen_ += s.pages * kPage;
+  copied_ = store_.copy(frozen, toCopy, limitBytes);
 }
 
 void copyInParts(PageSource& frozen, kj::ArrayPtr<const PageSpan> spans, uint64_t bytes, kj::byte* buf) {
@@ -460,19 +519,7 @@ void FrozenCopy::pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& out) {
 
 void FrozenCopy::read(uint64_t addr, void* buf, size_t len) {
   if (!copied_) return frozen_.read(addr, buf, len);
-  auto* p = static_cast<kj::byte*>(buf);
-  while (len > 0) {
-    auto it = at_.upper_bound(addr);
-    // Only what pagesToSave named was copied; anything else would be the running job's.
-    KJ_REQUIRE(it != at_.begin(), "a page the frozen copy does not hold", addr);
-    --it;
-    KJ_REQUIRE(addr < it->second.first, "a page the frozen copy does not hold", addr);
-    size_t n = std::min<uint64_t>(len, it->second.first - addr);
-    memcpy(p, buffer_.begin() + it->second.second + (addr - it->first), n);
-    p += n;
-    addr += n;
-    len -= n;
-  }
+  store_.read(addr, buf, len);
 }
 
 uint64_t frozenCopyLimit() {

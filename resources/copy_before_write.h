@@ -94,19 +94,49 @@ class CopyBeforeWrite final : public PageSource {
   std::thread thread_;
 };
 
+// Pages copied into migctl's memory by address, one image's: FrozenCopy's, and before
+// its freeze the rounds copied while the job runs (periodic_checkpoint.cc). A page
+// copied again takes its place again; a new one the next place. The buffer is the
+// caller's, reused from image to image (its pages touched once, not at every freeze).
+class PageStore {
+ public:
+  explicit PageStore(kj::Array<kj::byte>& buffer) : buffer_(buffer) {}
+
+  // Copies `spans` from `source`. False, with nothing copied, when the store would
+  // hold more than `limitBytes` (the buffer grows up to that).
+  bool copy(PageSource& source, kj::ArrayPtr<const PageSpan> spans, uint64_t limitBytes);
+  // Room for `bytes` more: grown while the job runs, not in the freeze (a copy of what
+  // the store holds).
+  void reserve(uint64_t bytes);
+  // The copy of [addr, addr + len), which must be in the store.
+  void read(uint64_t addr, void* buf, size_t len) const;
+  uint64_t bytes() const { return used_; }
+
+ private:
+  // Where the copy of `addr` is, and how many bytes of it follow there.
+  kj::byte* at(uint64_t addr, uint64_t& run) const;
+
+  kj::Array<kj::byte>& buffer_;
+  std::map<uint64_t, std::pair<uint64_t, uint64_t>> at_;  // span start -> (end, offset in buffer)
+  PageRangeSet placed_;
+  uint64_t used_ = 0;
+};
+
 // Periodic checkpoints (migctl/periodic_checkpoint.cc) track the job's writes with an
 // asynchronous userfaultfd, and a range can have only one: the synchronous protection
-// above is not to be had there. Instead, with the job frozen, the pages the image will
-// carry (what writeMemory(..., held) saves: in an incremental image only those written
-// since its parent) are copied into migctl's memory, which is much faster than writing
-// them to a file and syncing it; the job then runs while they are written. Above
-// `limitBytes` of such pages nothing is copied and read() reads the frozen job (the
-// caller keeps it frozen until the image is written).
+// above is not to be had there. Instead the pages the image will carry (what
+// writeMemory(..., held) saves: in an incremental image only those written since its
+// parent) are copied into migctl's memory: in rounds while the job runs, then, with
+// the job frozen, those written since the last round (`current`: the pages in the
+// store not written since), much faster than writing them to a file and syncing it;
+// the job then runs while they are written. Above `limitBytes` of such pages nothing
+// is copied and read() reads the frozen job (the caller keeps it frozen until the
+// image is written).
 class FrozenCopy final : public PageSource {
  public:
-  // With the job frozen. `buffer` is reused from image to image (its pages are touched
-  // once, not at every freeze).
-  FrozenCopy(PageSource& frozen, const PageRangeSet* held, uint64_t limitBytes, kj::Array<kj::byte>& buffer);
+  // With the job frozen.
+  FrozenCopy(PageSource& frozen, const PageRangeSet* held, uint64_t limitBytes, PageStore& store,
+             const PageRangeSet* current = nullptr);
 
   kj::Array<MappedRegion> regions() override;
   // What `frozen` answered for `r` (or a part of a region) at the freeze; writeMemory
@@ -116,14 +146,15 @@ class FrozenCopy final : public PageSource {
 
   bool copied() const { return copied_; }  // false: over the limit, the job must stay frozen
   uint64_t bytes() const { return bytes_; }  // of the pages to save
+  uint64_t copiedFrozen() const { return copiedFrozen_; }  // of them, copied in the freeze
 
  private:
   PageSource& frozen_;
   kj::Array<MappedRegion> regions_;
   std::map<uint64_t, kj::Vector<PageSpan>> spans_;  // region start -> pages to save
-  std::map<uint64_t, std::pair<uint64_t, uint64_t>> at_;  // span start -> (end, offset in buffer)
-  kj::Array<kj::byte>& buffer_;
+  PageStore& store_;
   uint64_t bytes_ = 0;
+  uint64_t copiedFrozen_ = 0;
   bool copied_ = false;
 };
 

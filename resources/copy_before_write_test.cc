@@ -6,8 +6,9 @@
 // the concurrent one unusable. Needs a userfaultfd that takes kernel faults (root).
 // FrozenCopy (periodic images): what it copied at the freeze is what it reads back after
 // the child rewrote its memory; the pages a chain holds already are not copied; a copy
-// cut into parts on several threads is the memory as one copy would read it; its buffer
-// is made before the first freeze only.
+// cut into parts on several threads is the memory as one copy would read it; pages
+// copied while the job ran are taken again only where written since; its buffer is made
+// before the first freeze only.
 #include "image/image_error.h"
 #include "resources/copy_before_write.h"
 #include "shim/fd_passing.h"
@@ -247,7 +248,8 @@ TEST_CASE("a periodic image's pages are copied at the freeze and read back after
     want.add(kj::mv(b));
   }
   kj::Array<kj::byte> buffer;
-  FrozenCopy copy(proc, &held, uint64_t{1} << 40, buffer);
+  PageStore store(buffer);
+  FrozenCopy copy(proc, &held, uint64_t{1} << 40, store);
   REQUIRE(copy.copied());
   kj::Vector<PageSpan> copySpans = allSpans(copy);
   REQUIRE(copySpans.size() == spans.size());
@@ -274,9 +276,50 @@ TEST_CASE("a periodic image's pages are copied at the freeze and read back after
   }
   CHECK(refused == 1);
   // Over the limit nothing is copied and reads go to the (frozen) job.
-  FrozenCopy none(proc, &held, 0, buffer);
+  kj::Array<kj::byte> noBuffer;
+  PageStore noStore(noBuffer);
+  FrozenCopy none(proc, &held, 0, noStore);
   CHECK_FALSE(none.copied());
   CHECK(none.bytes() == copy.bytes());
+}
+
+TEST_CASE("pages copied while the job ran are not copied again in the freeze unless written since") {
+  Child c = startChild(After::rewrite);
+  KJ_DEFER(endChild(c));
+  close(c.uffd);
+  ProcPageSource proc(c.pid);
+  const uint64_t second = c.region + kPages / 2 * P;  // the region's second half
+  kj::Array<kj::byte> buffer;
+  PageStore store(buffer);
+  // A round while the job "runs": the whole region, then its first page again.
+  PageSpan round[] = {{c.region, kPages}};
+  REQUIRE(store.copy(proc, round, uint64_t{1} << 40));
+  PageSpan again[] = {{c.region, 1}};
+  REQUIRE(store.copy(proc, again, uint64_t{1} << 40));
+  CHECK(store.bytes() == kPages * P);  // copied again in its place, not a second time
+  auto before = kj::heapArray<kj::byte>(kPages * P);
+  proc.read(c.region, before.begin(), before.size());
+  REQUIRE(kill(c.pid, SIGCONT) == 0);
+  waitDone(c);  // every page but the last rewritten
+  // The tracker saw the first half written: only that half is copied in the freeze.
+  PageRangeSet current;
+  current.add(second, c.region + kPages * P);
+  FrozenCopy copy(proc, nullptr, uint64_t{1} << 40, store, &current);
+  REQUIRE(copy.copied());
+  CHECK(copy.copiedFrozen() < copy.bytes());
+  auto now = kj::heapArray<kj::byte>(kPages / 2 * P);
+  proc.read(c.region, now.begin(), now.size());
+  auto got = kj::heapArray<kj::byte>(kPages * P);
+  copy.read(c.region, got.begin(), got.size());
+  CHECK(memcmp(got.begin(), now.begin(), now.size()) == 0);  // as in the freeze
+  CHECK(memcmp(got.begin() + now.size(), before.begin() + now.size(), now.size()) == 0);  // as copied before
+  CHECK(memcmp(now.begin(), before.begin(), now.size()) != 0);  // the child did write
+  // Over the limit, nothing is copied and the store is as it was.
+  PageSpan more[] = {{c.region, kPages}};
+  kj::Array<kj::byte> small;
+  PageStore capped(small);
+  CHECK_FALSE(capped.copy(proc, more, P));
+  CHECK(capped.bytes() == 0);
 }
 
 TEST_CASE("a frozen copy cut into parts on several threads is the memory, run for run") {

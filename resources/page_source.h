@@ -47,9 +47,11 @@ class PageSource {
 
   virtual void read(uint64_t addr, void* buf, size_t len) = 0;
 
-  // The runs `spans`, one after the other into `buf`: what read() of each gives, in
-  // fewer system calls where the source can.
-  virtual void readSpans(kj::ArrayPtr<const PageSpan> spans, kj::byte* buf);
+  // The runs `spans`, each into its place `to[i]`: what read() of each gives, in fewer
+  // system calls where the source can.
+  virtual void readSpans(kj::ArrayPtr<const PageSpan> spans, kj::ArrayPtr<kj::byte* const> to);
+  // The same, one after the other into `buf`.
+  void readSpans(kj::ArrayPtr<const PageSpan> spans, kj::byte* buf);
 };
 
 // Reads a stopped (parked) process through /proc/PID/{maps,pagemap,mem}.
@@ -64,7 +66,8 @@ class ProcPageSource final : public PageSource {
   kj::Array<MappedRegion> regions() override;
   void pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& out) override;
   void read(uint64_t addr, void* buf, size_t len) override;
-  void readSpans(kj::ArrayPtr<const PageSpan> spans, kj::byte* buf) override;
+  using PageSource::readSpans;
+  void readSpans(kj::ArrayPtr<const PageSpan> spans, kj::ArrayPtr<kj::byte* const> to) override;
 
  private:
   pid_t pid_;

@@ -215,14 +215,20 @@ void ProcPageSource::pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& ou
   }
 }
 
-void PageSource::readSpans(kj::ArrayPtr<const PageSpan> spans, kj::byte* buf) {
-  for (const PageSpan& s : spans) {
-    read(s.addr, buf, s.pages * kPage);
-    buf += s.pages * kPage;
-  }
+void PageSource::readSpans(kj::ArrayPtr<const PageSpan> spans, kj::ArrayPtr<kj::byte* const> to) {
+  for (size_t i = 0; i < spans.size(); ++i) read(spans[i].addr, to[i], spans[i].pages * kPage);
 }
 
-void ProcPageSource::readSpans(kj::ArrayPtr<const PageSpan> spans, kj::byte* buf) {
+void PageSource::readSpans(kj::ArrayPtr<const PageSpan> spans, kj::byte* buf) {
+  auto to = kj::heapArray<kj::byte*>(spans.size());
+  for (size_t i = 0; i < spans.size(); ++i) {
+    to[i] = buf;
+    buf += spans[i].pages * kPage;
+  }
+  readSpans(spans, kj::ArrayPtr<kj::byte* const>(to.begin(), to.size()));
+}
+
+void ProcPageSource::readSpans(kj::ArrayPtr<const PageSpan> spans, kj::ArrayPtr<kj::byte* const> to) {
   // Scattered pages (what a job wrote since the last image) are many short runs: up to
   // IOV_MAX of them per process_vm_readv. A batch that comes back short (a PROT_NONE
   // page) is read again run by run, through read()'s /proc/PID/mem fallback.
@@ -231,23 +237,16 @@ void ProcPageSource::readSpans(kj::ArrayPtr<const PageSpan> spans, kj::byte* buf
   for (size_t first = 0; first < spans.size(); first += kBatch) {
     size_t n = std::min(kBatch, spans.size() - first);
     size_t want = 0;
-    kj::byte* at = buf;
     for (size_t i = 0; i < n; ++i) {
       size_t len = spans[first + i].pages * kPage;
-      local[i] = {at, len};
+      local[i] = {to[first + i], len};
       remote[i] = {reinterpret_cast<void*>(spans[first + i].addr), len};
-      at += len;
       want += len;
     }
     ssize_t got = process_vm_readv(pid_, local, n, remote, n, 0);
     if (got != static_cast<ssize_t>(want)) {
-      at = buf;
-      for (size_t i = 0; i < n; ++i) {
-        read(spans[first + i].addr, at, spans[first + i].pages * kPage);
-        at += spans[first + i].pages * kPage;
-      }
+      for (size_t i = 0; i < n; ++i) read(spans[first + i].addr, to[first + i], spans[first + i].pages * kPage);
     }
-    buf += want;
   }
 }
 

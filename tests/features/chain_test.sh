@@ -37,7 +37,7 @@ ref_len=$(wc -c < "$work/ref.out")
 grep -q "^image 1 .*whole" "$work/ckpt.log" || fail "the first image is not whole"
 [ "$(grep -c 'written since ckpt-' "$work/ckpt.log")" = 4 ] || fail "images 2-5 are not incremental"
 # Each image's pages copied frozen, then written while the job ran (FrozenCopy).
-[ "$(grep -c '; written in [0-9]* ms, the job running; frozen ' "$work/ckpt.log")" = 5 ] ||
+[ "$(grep -c '; written in [0-9]* ms, the job running ([0-9]* KiB copied frozen); frozen ' "$work/ckpt.log")" = 5 ] ||
   fail "not every image was written while the job ran"
 wait "$job"; st=$?
 [ "$st" = 0 ] && cmp -s "$work/ref.out" <(cat "$work/job.out") || fail "the job checkpointed every 0.3 s did not end as the reference (status $st)"
