@@ -187,6 +187,11 @@ struct ResumeInfo {
   int32_t realPid;       // the new kernel PID of the process
   int32_t configFd;      // Header::configFd: the forwarding Config memfd, or -1 (not migrated)
   int64_t monotonicNs;   // CLOCK_MONOTONIC when the restorer ran
+  // The restorer's code and data, left mapped (its last instructions run there): the
+  // shim unmaps them at its next checkpoint, once every thread is parked in the shim,
+  // so that no image carries a copy of them (one more per restore).
+  uint64_t restorerStart;
+  uint64_t restorerEnd;
 };
 inline constexpr uint64_t kResumeMagic = 0x44454d5553455247ull;  // "GRESUMED"
 

@@ -90,6 +90,32 @@ if [ "${MIG_RESTORE_READY:-1}" = 1 ]; then
   done
 fi
 
+# A restored job checkpointed again carries nothing of the restorer that brought it
+# back: its memory map is the same after two restarts as after one (each restart left
+# its restorer's pages in the job, and every later image carried all of them). The job
+# forks nothing after its start (a tree's members come back differently): it counts.
+if [ "${MIG_RESTORE_READY:-1}" = 1 ]; then
+  cat > "$dir/cycle.sh" <<'JOB'
+for i in $(seq 1 1000); do echo "step $i"; for ((j = 0; j < 3000; j++)); do :; done; done
+JOB
+  LD_PRELOAD=$libmig bash "$dir/cycle.sh" > "$dir/cycle0.out" 2>&1 &
+  restarted=$!; pids+=($restarted)
+  map_bytes() { "$migctl" image info "$1" | awk '$2 == "memory-map" { print $4; exit }'; }
+  maps=()
+  for n in 0 1 2; do
+    wait_for "step $((5 * n + 5)) of run $n" grep -q "^step $((5 * n + 5))$" "$dir/cycle0.out"  # a restart writes on to it
+    "$migctl" checkpoint "$restarted" -o "$dir/cycle$n.img" --stop > "$dir/cycle$n.ckpt" 2>&1 || bad "checkpoint of run $n" "$dir/cycle$n.ckpt"
+    maps+=("$(map_bytes "$dir/cycle$n.img")")
+    [ $n = 2 ] && break
+    # One process comes back in migctl restart's own process.
+    "$migctl" restart "$dir/cycle$n.img" > /dev/null 2> "$dir/cycle$((n + 1)).err" </dev/null &
+    restarted=$!; pids+=($restarted)
+  done
+  if [ -n "${maps[1]}" ] && [ "${maps[1]}" = "${maps[2]}" ]; then
+    ok "a job checkpointed after one restart and after two has the same memory map (${maps[1]} bytes; ${maps[0]} before any)"
+  else bad "the memory map of a job restarted twice grew: ${maps[*]} bytes" "$dir/cycle1.ckpt" "$dir/cycle2.ckpt"; fi
+fi
+
 # An epoll registration of an fd that comes back as a stand-in epoll cannot watch (stdin
 # was a FIFO, the restart's is /dev/null) is dropped with one warning; the job goes on.
 if [ "${MIG_RESTORE_READY:-1}" = 1 ] && command -v python3 >/dev/null; then

@@ -36,7 +36,8 @@
 // The restorer's code and data stay mapped in the restored process (the last
 // instruction a thread executes here is the rt_sigreturn syscall, which cannot unmap
 // the page it is on): an anonymous copy of them (about 60 KiB resident), in a gap no
-// plan region and no stack or heap growth room uses. Its stacks are unmapped: the main
+// plan region and no stack or heap growth room uses, until the shim's next checkpoint
+// unmaps them (ResumeInfo names them). Its stacks are unmapped: the main
 // thread's own as it leaves, the other threads' temporary ones by the last of them to
 // leave (the main thread does not wait for that).
 #pragma GCC visibility push(hidden)
@@ -842,6 +843,8 @@ void writeResumeInfo() {
   // 0 is what a zero-initialised plan header holds: never a config fd (it is stdin).
   info->configFd = h->configFd > 0 ? h->configFd : -1;
   info->monotonicNs = monotonicNs();
+  info->restorerStart = g.image.start;
+  info->restorerEnd = g.image.end;
   __atomic_store_n(&info->magic, plan::kResumeMagic, __ATOMIC_RELEASE);
 }
 

@@ -377,6 +377,12 @@ bool runCheckpoint(int conn, const control::Request& request) {
     struct timespec slice = {0, 20 * 1000 * 1000};
     futexWait(&rt.parked, parked, &slice);
   }
+  if (allParked && rt.resume.restorerEnd > rt.resume.restorerStart) {
+    // Every thread is in the shim: none runs the restorer's leftover code any more.
+    rawSyscall(SYS_munmap, static_cast<long>(rt.resume.restorerStart),
+               static_cast<long>(rt.resume.restorerEnd - rt.resume.restorerStart));
+    rt.resume.restorerStart = rt.resume.restorerEnd = 0;
+  }
   if (!allParked || !fillProcessState(rt.block)) {
     control::Reply reply{control::kMagic, control::kThreadTimeout, 0, 0, 0};
     writeAll(conn, &reply, sizeof(reply));
