@@ -3,6 +3,7 @@
 
 #include "deputy/log.h"
 #include "deputy/stand_in.h"
+#include "shadow/stop_watch.h"
 
 #include <atomic>
 #include <csignal>
@@ -154,6 +155,12 @@ SignalForwarder::SignalForwarder(kj::UnixEventPort& port, kj::TaskSet& tasks, rp
 kj::Promise<void> SignalForwarder::watch(int sig) {
   return port_.onSignal(sig).then([this, sig](siginfo_t info) {
     if (sig == SIGCONT) g_continued.fetch_add(1, std::memory_order_acq_rel);
+    // Home's shadowd following a stop or continue of the job where it runs
+    // (rpc::JobStops): the job has it already.
+    if (info.si_code == SI_QUEUE && info.si_value.sival_int == shadow::kFollowedStopValue) {
+      if (stops(sig)) stopAs(sig);
+      return watch(sig);
+    }
     // The deputy's own (a SIGPIPE from a write it ran for the job, which gets EPIPE
     // back): not the job's to hear again. But a TTIN (TTOU) it sent its group for the
     // job's read of (write to) the terminal from the background (call_runner.cc) is the job's.

@@ -12,8 +12,9 @@
 # the read is made again, no EINTR; (5) `kill -TSTP` (Ctrl-Z's), then `kill -STOP`,
 # while os.read waits: the job on b and its deputy on a are stopped (state T), `kill
 # -CONT` continues both and the read made again takes the next line; (6) `kill -TSTP`,
-# then `kill -TTIN`, sent on b itself while os.read waits: the job stops there at once
-# (state T), `kill -CONT` on b continues it and the read takes the next line; (7) every line
+# `kill -TTIN`, then `kill -STOP`, sent on b itself while os.read waits: the job stops
+# there at once and its deputy on a too (state T), `kill -CONT` on b continues both and
+# the read takes the next line; (7) every line
 # written at home is read exactly once, in order. (Before: the handler waited until
 # more data came.)
 #
@@ -125,44 +126,32 @@ if hop job a b; then
 
   # A stop signal sent at home (Ctrl-Z's TSTP, which the deputy passes on; STOP, which
   # shadowd on a hears of from its stop watch) reaches the job on b as SIGSTOP, which
-  # its wait for home's answer cannot hold off; CONT makes the read again.
-  for sig in TSTP STOP; do
+  # its wait for home's answer cannot hold off; CONT makes the read again. The same
+  # stops sent to the job on b itself: its wait lets them in at their default action,
+  # so it stops at once, as a local process would (before: once its read ended), and
+  # its link process tells home, whose shadowd stops the deputy too (before: nothing
+  # told home, the deputy ran on); CONT on b continues both.
+  for hs in aTSTP aSTOP bTSTP bTTIN bSTOP; do
+    host=${hs:0:1} sig=${hs:1}
+    pid=$bpid && [[ $host == a ]] && pid=${PID[job]}
     wait_until 20 in_read
-    hx a kill -$sig "${PID[job]}"
+    hx "$host" kill -"$sig" "$pid"
     if wait_until 20 eval '[[ $(state b "$bpid") == T && $(state a "${PID[job]}") == T ]]'; then
-      ok "kill -$sig at home stopped the job on b while os.read waited at home, and its deputy on a (state T)"
+      ok "kill -$sig on $host stopped the job on b while os.read waited at home, and its deputy on a (state T)"
     else
-      fail "after kill -$sig at home: the job's state on b '$(state b "$bpid")', its deputy's on a '$(state a "${PID[job]}")' (want T, T)"
+      fail "after kill -$sig on $host: the job's state on b '$(state b "$bpid")', its deputy's on a '$(state a "${PID[job]}")' (want T, T)"
     fi
-    hx a kill -CONT "${PID[job]}"
+    hx "$host" kill -CONT "$pid"
     if wait_until 20 eval '[[ $(state b "$bpid") != T && $(state a "${PID[job]}") != T ]]'; then
-      ok "kill -CONT at home continued both"
+      ok "kill -CONT on $host continued both"
     else
-      fail "after kill -CONT at home: the job's state on b '$(state b "$bpid")', its deputy's on a '$(state a "${PID[job]}")'"
+      fail "after kill -CONT on $host: the job's state on b '$(state b "$bpid")', its deputy's on a '$(state a "${PID[job]}")'"
     fi
-    wait_until 20 in_read && hx a sh -c "echo $sig >$fifo"
-    check "the read made again after the $sig took the next line written at home" "got $sig"
+    wait_until 20 in_read && hx a sh -c "echo $hs >$fifo"
+    check "the read made again after the $sig on $host took the next line written at home" "got $hs"
   done
 
-  # The same stops sent to the job on b itself (not from home): its wait for home's
-  # answer lets them in at their default action, so it stops at once, as a local
-  # process would (before: it stopped only once its read ended); CONT on b makes the
-  # read again. (Its deputy at home is not stopped: nothing tells home of a stop on b.)
-  for sig in TSTP TTIN; do
-    wait_until 20 in_read
-    hx b kill -$sig "$bpid"
-    if wait_until 20 eval '[[ $(state b "$bpid") == T ]]'; then
-      ok "kill -$sig on b stopped the job there while os.read waited at home (state T)"
-    else
-      fail "after kill -$sig on b: the job's state there '$(state b "$bpid")' (want T: stopped at once, in its read)"
-    fi
-    hx b kill -CONT "$bpid"
-    wait_until 20 eval '[[ $(state b "$bpid") != T ]]' || fail "after kill -CONT on b: the job's state there '$(state b "$bpid")'"
-    wait_until 20 in_read && hx a sh -c "echo b$sig >$fifo"
-    check "the read made again after the $sig on b took the next line written at home" "got b$sig"
-  done
-
-  if [[ $(out | grep '^got ' | tr '\n' ' ') == "got 1 got 2 got 3 got 5 got os.read got 4 got TSTP got STOP got bTSTP got bTTIN " ]]; then
+  if [[ $(out | grep '^got ' | tr '\n' ' ') == "got 1 got 2 got 3 got 5 got os.read got 4 got aTSTP got aSTOP got bTSTP got bTTIN got bSTOP " ]]; then
     ok "every line written at home was read exactly once, in order"
   else
     fail "the lines written at home were not each read once, in order: $(out | grep '^got ' | tr '\n' ' ')"
