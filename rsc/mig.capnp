@@ -91,9 +91,10 @@ interface Node {
 
   deputy @3 (jobId :UInt64, token :Data, location :Text, relayed :Bool) -> (deputy :Deputy, lostAfterMs :UInt64, stops :JobStops);
   # Asked of the job's home by the host the job runs on: the job's deputy, through
-  # which its calls go home; `stops`, where that host tells home the job's stops there. `location` is the asking host's address: from now on
-  # the job is there. `relayed`: this login is the job's own link home (its link
-  # process, `shadowd --no-direct-link` there): home watches it for liveness, and a
+  # which its calls go home; `stops`, where that host tells home the job's stops there
+  # (JobStops). `location` is the asking host's address: from now on the job is there.
+  # `relayed`: this login is the job's own link home (its link process, `shadowd
+  # --no-direct-link` there): home watches it for liveness, and a
   # login that breaks and is not made again within `lostAfterMs` (the job's limit:
   # its MIG_LINK_LOST_AFTER, else home's --link-lost-after) loses the job at home as a
   # direct link's deputy would (listed "lost", the deputy ends with status 87).

@@ -308,7 +308,11 @@ kj::Promise<void> JobCalls::tellEndedDirectly(int32_t status) {
 }
 
 kj::Promise<void> JobCalls::tellStop(int signal) {
-  deputy();  // asks home for the deputy, and its JobStops with it, if not yet asked
+  // Asks home for the deputy, and its JobStops with it, if not yet asked. Held until it
+  // resolves, as a call holds it: the link's own callbacks replace deputy_ (the only
+  // other holder) while the promise behind it fires.
+  rpc::Deputy::Client dep = deputy();
+  d_.tasks().add(dep.whenResolved().attach(kj::cp(dep)).catch_([](kj::Exception&&) {}));
   KJ_IF_MAYBE(stops, stops_) {
     if (signal == SIGCONT) return stops->continuedRequest().send().ignoreResult();
     auto req = stops->stoppedRequest();

@@ -159,6 +159,9 @@ class JobStopsImpl final : public rpc::JobStops::Server {
 
   kj::Promise<void> continued(ContinuedContext) override {
     KJ_IF_MAYBE(job, following()) {
+      if (job->stopForwarded || job->deputyStopped) {
+        d_.log(kj::str("job ", jobId_, ": continued where it runs; continuing its deputy alike"));
+      }
       job->stopForwarded = false;
       job->deputyStopped = false;
       followOnDeputy(d_, *job, SIGCONT);
