@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 namespace mig::deputy {
@@ -156,32 +157,41 @@ bool cancellable(kj::ArrayPtr<const kj::byte> request) {
   return !(h.flags & rsc::kNoReply) && h.call != static_cast<uint32_t>(rsc::CallId::Connect);
 }
 
-// A read of the job's terminal from a background process group: the kernel would send
-// SIGTTIN to the group and make the read again once continued (EIO if the job ignores
-// or blocks TTIN, rsc::kNoTtin, or the group is orphaned). Run here it would fail EIO
-// at once (the deputy blocks every signal), so the worker does the kernel's part: TTIN
-// to the group at home, which the deputy passes on to the job (stopping it and itself,
-// signals.cc), again after each CONT, until the group is in the foreground; then the
-// read runs. EINTR if cancelled. nullptr: go on with the call.
+// A read of the job's terminal from a background process group, or a write to it when
+// the terminal has TOSTOP set: the kernel would send SIGTTIN (SIGTTOU) to the group and
+// make the call again once continued (rsc::terminalStopSignal). Run here a read would
+// fail EIO and a write go on at once (the deputy blocks every signal), so the worker
+// does the kernel's part: that signal to the group at home, which the deputy passes on
+// to the job (stopping it and itself, signals.cc), again after each CONT, until the
+// group is in the foreground; then the call runs. As the kernel's: a job that ignores
+// or blocks the signal (rsc::kNoTtin, kNoTtou) has its read fail EIO and its write go
+// on, an orphaned group gets EIO. EINTR if cancelled. nullptr: go on with the call.
 kj::Maybe<kj::Array<kj::byte>> waitForeground(kj::ArrayPtr<const kj::byte> request, const bool& cancelled,
                                               std::mutex& mutex) {
   rsc::RequestHeader h;
   if (request.size() < sizeof(h)) return nullptr;
   memcpy(&h, request.begin(), sizeof(h));
   const rsc::Row* row = rsc::rowById(h.call);
-  if (row == nullptr || !row->has(rsc::kTakesInput) || row->fdArg < 0) return nullptr;
+  const int sig = row == nullptr || row->fdArg < 0 ? 0 : rsc::terminalStopSignal(*row);
+  if (sig == 0) return nullptr;
   const int fd = static_cast<int>(h.args[row->fdArg]);
-  uint32_t sentAfter = continuedCount() + 1;  // the CONTs counted when TTIN went; none yet
+  const bool ignored = (h.flags & rsc::kNoTtin) != 0;
+  auto eio = [&h]() {
+    const rsc::ReplyHeader r = rsc::failureReply(h.seq, EIO);
+    return kj::heapArray<kj::byte>(reinterpret_cast<const kj::byte*>(&r), sizeof(r));
+  };
+  uint32_t sentAfter = continuedCount() + 1;  // the CONTs counted when the signal went; none yet
   for (;;) {
     const pid_t foreground = tcgetpgrp(fd);  // -1 unless fd is the deputy's terminal
     if (foreground <= 0 || foreground == getpgrp()) return nullptr;
+    if (sig == SIGTTOU) {
+      struct termios t;
+      if (ignored || tcgetattr(fd, &t) != 0 || !(t.c_lflag & TOSTOP)) return nullptr;
+    }
     if (sentAfter != continuedCount()) {
-      if ((h.flags & rsc::kNoTtin) || groupOrphaned()) {
-        const rsc::ReplyHeader eio = rsc::failureReply(h.seq, EIO);
-        return kj::heapArray<kj::byte>(reinterpret_cast<const kj::byte*>(&eio), sizeof(eio));
-      }
+      if (ignored || groupOrphaned()) return eio();
       sentAfter = continuedCount();
-      kill(-getpgrp(), SIGTTIN);
+      kill(-getpgrp(), sig);
     }
     struct timespec pause = {0, 20 * 1000 * 1000};
     nanosleep(&pause, nullptr);  // the cancel signal ends it early

@@ -3,6 +3,7 @@
 
 #include "deputy/log.h"
 #include "deputy/stand_in.h"
+#include "shadow/stop_watch.h"
 
 #include <atomic>
 #include <csignal>
@@ -154,10 +155,17 @@ SignalForwarder::SignalForwarder(kj::UnixEventPort& port, kj::TaskSet& tasks, rp
 kj::Promise<void> SignalForwarder::watch(int sig) {
   return port_.onSignal(sig).then([this, sig](siginfo_t info) {
     if (sig == SIGCONT) g_continued.fetch_add(1, std::memory_order_acq_rel);
+    // Home's shadowd following a stop or continue of the job where it runs
+    // (rpc::JobStops): the job has it already.
+    if (info.si_code == SI_QUEUE && info.si_value.sival_int == shadow::kFollowedStopValue) {
+      if (stops(sig)) stopAs(sig);
+      return watch(sig);
+    }
     // The deputy's own (a SIGPIPE from a write it ran for the job, which gets EPIPE
-    // back): not the job's to hear again. But a TTIN it sent its group for the job's
-    // read of the terminal from the background (call_runner.cc) is the job's.
-    bool own = (info.si_code == SI_USER || info.si_code == SI_TKILL) && info.si_pid == getpid() && sig != SIGTTIN;
+    // back): not the job's to hear again. But a TTIN (TTOU) it sent its group for the
+    // job's read of (write to) the terminal from the background (call_runner.cc) is the job's.
+    bool own = (info.si_code == SI_USER || info.si_code == SI_TKILL) && info.si_pid == getpid() && sig != SIGTTIN &&
+               sig != SIGTTOU;
     if (!own) {
       queue_.push_back(info);
       if (!sending_ && !waitingForShadowd_) sendNext();

@@ -10,6 +10,7 @@
 #include "rsc/wire.h"
 
 #include <cerrno>
+#include <csignal>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/socket.h>
@@ -64,6 +65,17 @@ constexpr WaitFor writesToWaitFor(const Row& row, bool fdIsStream) {
   if (waitsForWrites(row, fdIsStream)) return WaitFor::AllWrites;
   if (row.ordering == Ordering::Never && fdIsStream) return WaitFor::Nothing;
   return WaitFor::FileWrites;
+}
+
+// The signal with which the kernel stops a process group that is not its terminal's
+// foreground one making the call on that terminal: SIGTTIN for a call that takes input,
+// SIGTTOU for a write (when the terminal has TOSTOP set); 0 for any other call. The
+// deputy does the kernel's part (deputy/call_runner.cc waitForeground), the shim tells
+// it whether the job ignores or blocks that signal (kNoTtin, kNoTtou).
+constexpr int terminalStopSignal(const Row& row) {
+  if (row.has(kTakesInput)) return SIGTTIN;
+  if (row.has(kPipelinable) && !row.has(kPositioned)) return SIGTTOU;
+  return 0;
 }
 
 // Whether the readiness tokens of the call's fd (argument 0) are taken before it: only

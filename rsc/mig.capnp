@@ -89,11 +89,12 @@ interface Node {
   # Asked by the job's home: migrate job `jobId`, which runs here, to `to`. `only`:
   # the process alone, even if it has children here (migctl migrate --only).
 
-  deputy @3 (jobId :UInt64, token :Data, location :Text, relayed :Bool) -> (deputy :Deputy, lostAfterMs :UInt64);
+  deputy @3 (jobId :UInt64, token :Data, location :Text, relayed :Bool) -> (deputy :Deputy, lostAfterMs :UInt64, stops :JobStops);
   # Asked of the job's home by the host the job runs on: the job's deputy, through
-  # which its calls go home. `location` is the asking host's address: from now on
-  # the job is there. `relayed`: this login is the job's own link home (its link
-  # process, `shadowd --no-direct-link` there): home watches it for liveness, and a
+  # which its calls go home; `stops`, where that host tells home the job's stops there
+  # (JobStops). `location` is the asking host's address: from now on the job is there.
+  # `relayed`: this login is the job's own link home (its link process, `shadowd
+  # --no-direct-link` there): home watches it for liveness, and a
   # login that breaks and is not made again within `lostAfterMs` (the job's limit:
   # its MIG_LINK_LOST_AFTER, else home's --link-lost-after) loses the job at home as a
   # direct link's deputy would (listed "lost", the deputy ends with status 87).
@@ -291,6 +292,16 @@ interface Deputy {
   # the bytes it was given) were served from peeked bytes starting at offset `at`:
   # they run at home now, in order, each answered for a call sent again
   # (deputy/answered.h). A batch sent again after a broken link runs once.
+}
+
+interface JobStops {
+  # Home's shadowd, told by the job's link process (its parent where it runs) that the
+  # job was stopped or continued there (a `kill -STOP` there, not from home): it stops
+  # or continues the deputy alike, so the job's parent at home sees what a local
+  # parent would (waitpid WUNTRACED, WCONTINUED). Not while the job moves, nor from a
+  # host it no longer runs on; a stop that came from home is not followed again.
+  stopped @0 (signal :Int32) -> ();
+  continued @1 () -> ();
 }
 
 interface PushSink {

@@ -49,6 +49,10 @@ inline constexpr uint32_t kNoTtin = 32;  // a call that takes input, of a job th
                                          // blocks SIGTTIN: its read of the terminal from a
                                          // background group fails EIO, as the kernel's would
                                          // (deputy/call_runner.cc waitForeground)
+inline constexpr uint32_t kNoTtou = kNoTtin;  // the same bit on a write (rsc::terminalStopSignal),
+                                              // of a job that ignores or blocks SIGTTOU: its
+                                              // write to the terminal from a background group
+                                              // with TOSTOP set goes on, as the kernel's would
 
 // ReplyHeader::flags
 inline constexpr uint32_t kDeferredFailure = 1;  // an earlier pipelined write (its seq) failed:

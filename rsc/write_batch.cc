@@ -15,7 +15,7 @@ bool parsePipelinedWrite(kj::ArrayPtr<kj::byte> request, PipelinedWrite& w) {
   if (request.size() < sizeof(h) + kPayloadHeader) return false;
   memcpy(&h, request.begin(), sizeof(h));
   const Row* row = rowById(h.call);
-  if (h.magic != kRequestMagic || (h.flags != kNoReply && h.flags != (kNoReply | kFailureSeen)) ||
+  if (h.magic != kRequestMagic || (h.flags & ~(kFailureSeen | kNoTtou)) != kNoReply ||
       row == nullptr || !mayComePipelined(*row) || h.length != request.size()) {
     return false;
   }
@@ -25,14 +25,15 @@ bool parsePipelinedWrite(kj::ArrayPtr<kj::byte> request, PipelinedWrite& w) {
       request.size() != sizeof(h) + payloadSize(count) || (positioned && h.args[3] < 0)) {
     return false;
   }
-  w = {h.args[0], h.seq, h.order, count, h.call, positioned ? h.args[3] : -1, (h.flags & kFailureSeen) != 0};
-  h.flags = kNoReply;
+  w = {h.args[0], h.seq, h.order, count, h.call, positioned ? h.args[3] : -1, (h.flags & kFailureSeen) != 0,
+       (h.flags & kNoTtou) != 0};
+  h.flags &= ~kFailureSeen;
   memcpy(request.begin(), &h, sizeof(h));
   return true;
 }
 
 bool joinsWith(const PipelinedWrite& prev, const PipelinedWrite& next) {
-  if (next.fd != prev.fd || next.call != prev.call || next.failureSeen) return false;
+  if (next.fd != prev.fd || next.call != prev.call || next.failureSeen || next.noTtou != prev.noTtou) return false;
   return prev.offset < 0 || next.offset == prev.offset + static_cast<int64_t>(prev.count);
 }
 

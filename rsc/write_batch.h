@@ -20,17 +20,18 @@ struct PipelinedWrite {
   uint32_t call = 0;         // its row (write or pwrite64)
   int64_t offset = -1;       // pwrite64's offset; -1 for write
   bool failureSeen = false;  // it carried kFailureSeen (taken off the request)
+  bool noTtou = false;       // it carries kNoTtou (kept: the deputy's terminal rule)
 };
 
 // True when `request` is a well-formed pipelined write (a request with kNoReply, and
-// perhaps kFailureSeen, of a row that may come pipelined, which is a write or a
+// perhaps kFailureSeen and kNoTtou, of a row that may come pipelined, which is a write or a
 // pwrite64: call_policy.h; its payload exactly args[2] bytes, at most kMaxIo); fills w
 // and takes kFailureSeen off the request (the deputy never sees it).
 bool parsePipelinedWrite(kj::ArrayPtr<kj::byte> request, PipelinedWrite& w);
 
 // Whether `next` may travel in one request with `prev` (issued just before it): the
-// same fd and row, pwrite64's offsets back to back, and `next` not one the failure
-// rule must see on its own (failureSeen).
+// same fd and row, pwrite64's offsets back to back, the same kNoTtou, and `next` not
+// one the failure rule must see on its own (failureSeen).
 bool joinsWith(const PipelinedWrite& prev, const PipelinedWrite& next);
 
 // One pipelined write carrying the bytes of `parts` (parsed, joinsWith each other, together

@@ -105,7 +105,9 @@ rpc::Deputy::Client JobCalls::deputy() {
   req.setJobId(jobId_);
   req.setToken(token_);
   req.setLocation(d_.address());
-  rpc::Deputy::Client relayed = req.send().getDeputy();
+  auto sent = req.send();
+  rpc::Deputy::Client relayed = sent.getDeputy();
+  stops_ = sent.getStops();
   // The direct link (direct_link.h): calls wait for it (one round trip more, once);
   // where it cannot be made they go through the shadowds as before.
   auto ticket = home.directLinkRequest();
@@ -159,7 +161,7 @@ kj::Promise<JobCalls::Relayed> JobCalls::relayedLink(uint64_t timeoutMs) {
         req.setLocation(d_.address());
         req.setRelayed(true);  // home watches this login as the job's link (relayed_link.cc)
         return req.send().then([login = kj::mv(login)](capnp::Response<rpc::Node::DeputyResults> r) mutable {
-          return Relayed{kj::mv(login), r.getDeputy(), r.getLostAfterMs()};
+          return Relayed{kj::mv(login), r.getDeputy(), r.getLostAfterMs(), r.getStops()};
         });
       });
 }
@@ -175,6 +177,7 @@ void JobCalls::installDirect(kj::Own<DirectLink> link) {
 void JobCalls::installRelayed(Relayed link) {
   auto disconnected = link.login->client->onDisconnect();
   dropLinks();
+  stops_ = kj::mv(link.stops);
   relayed_ = kj::mv(link.login);
   installed(kj::mv(link.deputy), kj::mv(disconnected));
 }
@@ -302,6 +305,21 @@ kj::Promise<void> JobCalls::tellEndedDirectly(int32_t status) {
     return req.send().ignoreResult().catch_([](kj::Exception&&) {});
   }
   return KJ_EXCEPTION(DISCONNECTED, "no direct link to the deputy");
+}
+
+kj::Promise<void> JobCalls::tellStop(int signal) {
+  // Asks home for the deputy, and its JobStops with it, if not yet asked. Held until it
+  // resolves, as a call holds it: the link's own callbacks replace deputy_ (the only
+  // other holder) while the promise behind it fires.
+  rpc::Deputy::Client dep = deputy();
+  d_.tasks().add(dep.whenResolved().attach(kj::cp(dep)).catch_([](kj::Exception&&) {}));
+  KJ_IF_MAYBE(stops, stops_) {
+    if (signal == SIGCONT) return stops->continuedRequest().send().ignoreResult();
+    auto req = stops->stoppedRequest();
+    req.setSignal(signal);
+    return req.send().ignoreResult();
+  }
+  return KJ_EXCEPTION(DISCONNECTED, "home has not given where to tell the job's stops yet");
 }
 
 void JobCalls::connected(uint64_t order, bool numbers) {

@@ -103,6 +103,10 @@ class JobCalls : public kj::Refcounted {
   // home shadowd cannot be told (it was restarted or is gone); fails without one.
   kj::Promise<void> tellEndedDirectly(int32_t status);
 
+  // Tells home the job was stopped here by `signal` (SIGCONT: continued), through the
+  // JobStops home gave with the deputy (rpc::JobStops), so the deputy follows.
+  kj::Promise<void> tellStop(int signal);
+
  private:
   struct Write {
     rsc::PipelinedWrite w;
@@ -122,6 +126,7 @@ class JobCalls : public kj::Refcounted {
     kj::Own<PeerLink> login;
     rpc::Deputy::Client deputy;
     uint64_t lostAfterMs;  // home's limit for the job (0: an older home's, not said)
+    rpc::JobStops::Client stops;
   };
   kj::Promise<Relayed> relayedLink(uint64_t timeoutMs);
   void installDirect(kj::Own<DirectLink> link);
@@ -153,6 +158,7 @@ class JobCalls : public kj::Refcounted {
   kj::String home_;
   kj::Array<kj::byte> token_;
   kj::Maybe<rpc::Deputy::Client> deputy_;  // direct, or through the home shadowd; dropped when it breaks
+  kj::Maybe<rpc::JobStops::Client> stops_;  // home's, given with the deputy (tellStop)
   kj::Maybe<kj::Own<DirectLink>> direct_;  // the direct link home, once up (direct_link.h)
   kj::Maybe<kj::Own<PeerLink>> relayed_;   // or the login to home's shadowd the calls go through
   // Where to resume it, once it was up and home's deputy resumes links (lostAfterMs > 0).

@@ -32,6 +32,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 
 namespace mig::shadow {
@@ -143,6 +144,7 @@ class Link {
     d_.tasks().add(running.then([this]() { control_->writeLine("running"); }));
     d_.tasks().add(readControl());
     d_.tasks().add(reportCounts());
+    watchStops(pid);
     return childExit(d_.eventPort(), pid).then([this](int status) {
       status_ = status;
       ended_ = true;
@@ -160,6 +162,36 @@ class Link {
   }
 
  private:
+  // The job's stops and continues here (a `kill -STOP` of its PID on this host), which
+  // kj's reaper never reports and home would not hear of: a thread waits for them
+  // (waitid without WEXITED leaves the job's end to the reaper; once it is reaped the
+  // thread sleeps until this process ends) and hands each to the event loop, which
+  // tells home, whose shadowd stops or continues the deputy alike (rpc::JobStops).
+  void watchStops(pid_t pid) {
+    // Kept for the process's life: the thread may outlive this object.
+    auto* loop = new kj::Own<const kj::Executor>(kj::getCurrentThreadExecutor().addRef());
+    std::thread([this, pid, loop]() {
+      for (;;) {
+        siginfo_t info{};
+        if (waitid(P_PID, pid, &info, WSTOPPED | WCONTINUED) != 0) {
+          if (errno == EINTR) continue;
+          return;
+        }
+        if (info.si_code != CLD_STOPPED && info.si_code != CLD_CONTINUED) continue;
+        const int sig = info.si_code == CLD_CONTINUED ? SIGCONT : info.si_status;
+        // The loop is gone once this process ends: nothing left to tell.
+        kj::runCatchingExceptions([&]() { (*loop)->executeSync([this, sig]() { tellStop(sig); }); });
+      }
+    }).detach();
+  }
+
+  void tellStop(int sig) {
+    d_.tasks().add(job_.calls->tellStop(sig).catch_([this, sig](kj::Exception&& e) {
+      d_.log(kj::str("job ", a_.jobId, ": its ", sig == SIGCONT ? kj::str("continue") : kj::str("stop (signal ", sig, ")"),
+                     " here could not be told home: ", oneLine(e.getDescription())));
+    }));
+  }
+
   // What the job's calls added to the counters since the last report: "CALLS OUT IN".
   kj::String takeCounts() {
     auto& m = d_.metrics();

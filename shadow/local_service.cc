@@ -123,6 +123,68 @@ void deputyFound(Daemon& d, HomeJob& job, bool stopped, const char* how) {
   job.deputyStopped = stopped;
 }
 
+// Sends the deputy `sig` marked as following the job (kFollowedStopValue): SIGSTOP stops
+// it, a TSTP, TTIN or TTOU it stops itself with, a SIGCONT continues it; none is passed
+// on to the job, which has it already.
+void followOnDeputy(Daemon& d, HomeJob& job, int sig) {
+  siginfo_t info{};
+  info.si_signo = sig;
+  info.si_code = SI_QUEUE;
+  info.si_pid = getpid();
+  info.si_uid = getuid();
+  info.si_value.sival_int = kFollowedStopValue;
+  if (syscall(SYS_rt_sigqueueinfo, job.vpid, sig, &info) != 0) {
+    d.log(kj::str("job ", job.id, ": its deputy (PID ", job.vpid, ") could not be sent signal ", sig, ": ", strerror(errno)));
+  }
+}
+
+class JobStopsImpl final : public rpc::JobStops::Server {
+ public:
+  JobStopsImpl(Daemon& d, uint64_t jobId, kj::StringPtr location) : d_(d), jobId_(jobId), location_(kj::str(location)) {}
+
+  kj::Promise<void> stopped(StoppedContext context) override {
+    const int sig = context.getParams().getSignal();
+    KJ_IF_MAYBE(job, following()) {
+      // A stop that came from home (a forwarded TSTP, shadowd's SIGSTOP) has the deputy
+      // stopped already, by the signal its parent must see.
+      if (job->stopForwarded || job->deputyStopped || !(sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU)) {
+        return kj::READY_NOW;
+      }
+      d_.log(kj::str("job ", jobId_, ": stopped where it runs (signal ", sig, "); stopping its deputy alike"));
+      job->stopForwarded = true;  // the deputy's stop is the job's: not sent back to it
+      followOnDeputy(d_, *job, sig);
+    }
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> continued(ContinuedContext) override {
+    KJ_IF_MAYBE(job, following()) {
+      if (job->stopForwarded || job->deputyStopped) {
+        d_.log(kj::str("job ", jobId_, ": continued where it runs; continuing its deputy alike"));
+      }
+      job->stopForwarded = false;
+      job->deputyStopped = false;
+      followOnDeputy(d_, *job, SIGCONT);
+    }
+    return kj::READY_NOW;
+  }
+
+ private:
+  // The job, while it runs on the host that tells (a hop's own SIGSTOP of the job
+  // there, post-copy's or a hop home's, is not the job's stop).
+  kj::Maybe<HomeJob&> following() {
+    KJ_IF_MAYBE(j, d_.homeJobs().find(jobId_)) {
+      HomeJob& job = **j;
+      if (!job.ended && !job.migrating && job.location == location_) return job;
+    }
+    return nullptr;
+  }
+
+  Daemon& d_;
+  uint64_t jobId_;
+  kj::String location_;
+};
+
 // Without a stop watch: every kStopPollMs, while the job's record lives.
 kj::Promise<void> pollStops(Daemon& d, uint64_t jobId) {
   return d.io().provider->getTimer().afterDelay(kStopPollMs * kj::MILLISECONDS).then([&d, jobId]() -> kj::Promise<void> {
@@ -977,6 +1039,10 @@ class LocalImpl final : public rpc::Local::Server {
 };
 
 }  // namespace
+
+rpc::JobStops::Client jobStops(Daemon& d, uint64_t jobId, kj::StringPtr location) {
+  return kj::heap<JobStopsImpl>(d, jobId, location);
+}
 
 kj::Promise<void> sendSignal(Daemon& d, HomeJob& job, int sig, kj::ArrayPtr<const kj::byte> info, bool toGroup) {
   require(job.location.size() > 0, "the job runs here: signal it directly");

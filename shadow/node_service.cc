@@ -1302,6 +1302,7 @@ class NodeImpl final : public rpc::Node::Server {
     // The limit once the deputy has registered: it tells the job's own.
     return d_.deputyOf(job).then([this, context, id = job.id](rpc::Deputy::Client deputy) mutable {
       context.getResults().setDeputy(kj::mv(deputy));
+      context.getResults().setStops(jobStops(d_, id, context.getParams().getLocation()));
       KJ_IF_MAYBE(j, d_.homeJobs().find(id)) { context.getResults().setLostAfterMs(relayLimitMs(d_, **j)); }
     });
   }

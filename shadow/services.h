@@ -39,6 +39,10 @@ void watchDeputy(Daemon& d, uint64_t jobId, kj::AutoCloseFd pidfd);
 kj::Promise<void> sendSignal(Daemon& d, HomeJob& job, int sig, kj::ArrayPtr<const kj::byte> info = nullptr,
                              bool toGroup = false);
 
+// Where the host the job runs on, `location`, tells home the job's stops there
+// (rpc::JobStops, given with Node.deputy).
+rpc::JobStops::Client jobStops(Daemon& d, uint64_t jobId, kj::StringPtr location);
+
 // Watches a guest learned back from its link process (Local.relearnGuest) as one that
 // arrived here: its end told home or its leaving noted, its image `image` deleted.
 void watchGuest(Daemon& d, uint64_t jobId, kj::Promise<int> exited, kj::String image);

@@ -23,6 +23,11 @@
 
 namespace mig::shadow {
 
+// The si_value (SI_QUEUE) of a signal home's shadowd sends the deputy to follow a stop or
+// continue of the job where it runs (rpc::JobStops): the deputy acts on it and does not
+// pass it on to the job, which has it already (deputy/signals.cc).
+constexpr int kFollowedStopValue = 0x6d696753;
+
 struct StopWatch {
   pid_t helper;                            // reaped by the caller (childExit)
   kj::Own<kj::AsyncInputStream> reports;   // 'S' and 'C' bytes, then EOF

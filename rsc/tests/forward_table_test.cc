@@ -401,5 +401,13 @@ TEST_CASE("forward table: a lock call that would wait goes home as its non-block
   CHECK(!lockIsTaken(-EBADF));
 }
 
+TEST_CASE("call policy: a background group's read of its terminal stops it with TTIN, a write with TTOU, nothing else") {
+  CHECK(terminalStopSignal(rowOf(CallId::Read)) == SIGTTIN);
+  CHECK(terminalStopSignal(rowOf(CallId::Write)) == SIGTTOU);
+  CHECK(terminalStopSignal(rowOf(CallId::Pwrite64)) == 0);  // a terminal has no offset: ESPIPE
+  CHECK(terminalStopSignal(rowOf(CallId::Pread64)) == 0);
+  CHECK(terminalStopSignal(rowOf(CallId::Close)) == 0);
+}
+
 }  // namespace
 }  // namespace mig::rsc

@@ -157,6 +157,23 @@ TEST_CASE("write behind: a pwrite64 comes pipelined with its offset; kFailureSee
   CHECK_FALSE(parsePipelinedWrite(view(negative), w));
 }
 
+TEST_CASE("write batch: kNoTtou stays on a pipelined write for the deputy, and joins only with its like") {
+  auto marked = writeRequest(1, "abc", 3, 41, kNoReply | kNoTtou | kFailureSeen);
+  PipelinedWrite first{}, next{};
+  REQUIRE(parsePipelinedWrite(view(marked), first));
+  CHECK(first.noTtou);
+  RequestHeader h;
+  memcpy(&h, marked.data(), sizeof(h));
+  CHECK(h.flags == (kNoReply | kNoTtou));
+  auto plain = writeRequest(1, "def", 4, 42);
+  REQUIRE(parsePipelinedWrite(view(plain), next));
+  CHECK_FALSE(next.noTtou);
+  CHECK_FALSE(joinsWith(first, next));
+  auto alike = writeRequest(1, "ghi", 5, 43, kNoReply | kNoTtou);
+  REQUIRE(parsePipelinedWrite(view(alike), next));
+  CHECK(joinsWith(first, next));
+}
+
 TEST_CASE("write behind: only writes that land where they would have apart travel as one") {
   const PipelinedWrite a{5, 1, 10, 100, static_cast<uint32_t>(CallId::Pwrite64), 1000};
   PipelinedWrite b = a;

@@ -371,10 +371,12 @@ static long logged(const rsc::Row& row, const int64_t args[6], long result, cons
   return result;
 }
 
-// rsc::kNoTtin for a call that takes input while SIGTTIN is ignored or blocked here: at
-// home, a read of the terminal from the background then fails EIO instead of stopping.
-static uint32_t noTtin(const rsc::Row& row) {
-  return row.has(rsc::kTakesInput) && !(watchedSignals() & signalBit(SIGTTIN)) ? rsc::kNoTtin : 0;
+// rsc::kNoTtin (kNoTtou) for a call on which the kernel would stop a background group
+// with SIGTTIN (SIGTTOU: a write, TOSTOP set) while that signal is ignored or blocked
+// here: at home, such a read of the terminal then fails EIO, such a write goes on.
+static uint32_t noTerminalStop(const rsc::Row& row) {
+  const int sig = rsc::terminalStopSignal(row);
+  return sig != 0 && !(watchedSignals() & signalBit(sig)) ? rsc::kNoTtin : 0;
 }
 
 // Sends the call and takes its answer; see forwardCallOnce.
@@ -388,7 +390,7 @@ static long exchange(const rsc::Row& row, const int64_t args[6], uint64_t seq, i
     }
     if (!haveConnection() && connectRelay() != 0) return -EIO;
     const uint64_t order = writesBefore(row, args);
-    int64_t len = rsc::encodeRequest(row, args, seq, flags | noTtin(row), t_buf, kBufferSize, order, threadId());
+    int64_t len = rsc::encodeRequest(row, args, seq, flags | noTerminalStop(row), t_buf, kBufferSize, order, threadId());
     if (len < 0) return len;
     if (sendAll(t_conn, t_buf, static_cast<uint64_t>(len)) != 0) {
       dropMine();
@@ -448,7 +450,7 @@ static long forwardPipelinedWriteOnce(const rsc::Row& row, const int64_t args[6]
     while (last < order && !s.fileWriteOrder.compare_exchange_weak(last, order, std::memory_order_acq_rel)) {
     }
   }
-  uint32_t flags = rsc::kNoReply;
+  uint32_t flags = rsc::kNoReply | noTerminalStop(row);
   if (t_seenFd == args[0] + 1) {
     flags |= rsc::kFailureSeen;
     t_seenFd = 0;

@@ -12,8 +12,9 @@
 # the read is made again, no EINTR; (5) `kill -TSTP` (Ctrl-Z's), then `kill -STOP`,
 # while os.read waits: the job on b and its deputy on a are stopped (state T), `kill
 # -CONT` continues both and the read made again takes the next line; (6) `kill -TSTP`,
-# then `kill -TTIN`, sent on b itself while os.read waits: the job stops there at once
-# (state T), `kill -CONT` on b continues it and the read takes the next line; (7) every line
+# `kill -TTIN`, then `kill -STOP`, sent on b itself while os.read waits: the job stops
+# there at once and its deputy on a too (state T), `kill -CONT` on b continues both and
+# the read takes the next line; (7) every line
 # written at home is read exactly once, in order. (Before: the handler waited until
 # more data came.)
 #
@@ -125,44 +126,32 @@ if hop job a b; then
 
   # A stop signal sent at home (Ctrl-Z's TSTP, which the deputy passes on; STOP, which
   # shadowd on a hears of from its stop watch) reaches the job on b as SIGSTOP, which
-  # its wait for home's answer cannot hold off; CONT makes the read again.
-  for sig in TSTP STOP; do
+  # its wait for home's answer cannot hold off; CONT makes the read again. The same
+  # stops sent to the job on b itself: its wait lets them in at their default action,
+  # so it stops at once, as a local process would (before: once its read ended), and
+  # its link process tells home, whose shadowd stops the deputy too (before: nothing
+  # told home, the deputy ran on); CONT on b continues both.
+  for hs in aTSTP aSTOP bTSTP bTTIN bSTOP; do
+    host=${hs:0:1} sig=${hs:1}
+    pid=$bpid && [[ $host == a ]] && pid=${PID[job]}
     wait_until 20 in_read
-    hx a kill -$sig "${PID[job]}"
+    hx "$host" kill -"$sig" "$pid"
     if wait_until 20 eval '[[ $(state b "$bpid") == T && $(state a "${PID[job]}") == T ]]'; then
-      ok "kill -$sig at home stopped the job on b while os.read waited at home, and its deputy on a (state T)"
+      ok "kill -$sig on $host stopped the job on b while os.read waited at home, and its deputy on a (state T)"
     else
-      fail "after kill -$sig at home: the job's state on b '$(state b "$bpid")', its deputy's on a '$(state a "${PID[job]}")' (want T, T)"
+      fail "after kill -$sig on $host: the job's state on b '$(state b "$bpid")', its deputy's on a '$(state a "${PID[job]}")' (want T, T)"
     fi
-    hx a kill -CONT "${PID[job]}"
+    hx "$host" kill -CONT "$pid"
     if wait_until 20 eval '[[ $(state b "$bpid") != T && $(state a "${PID[job]}") != T ]]'; then
-      ok "kill -CONT at home continued both"
+      ok "kill -CONT on $host continued both"
     else
-      fail "after kill -CONT at home: the job's state on b '$(state b "$bpid")', its deputy's on a '$(state a "${PID[job]}")'"
+      fail "after kill -CONT on $host: the job's state on b '$(state b "$bpid")', its deputy's on a '$(state a "${PID[job]}")'"
     fi
-    wait_until 20 in_read && hx a sh -c "echo $sig >$fifo"
-    check "the read made again after the $sig took the next line written at home" "got $sig"
+    wait_until 20 in_read && hx a sh -c "echo $hs >$fifo"
+    check "the read made again after the $sig on $host took the next line written at home" "got $hs"
   done
 
-  # The same stops sent to the job on b itself (not from home): its wait for home's
-  # answer lets them in at their default action, so it stops at once, as a local
-  # process would (before: it stopped only once its read ended); CONT on b makes the
-  # read again. (Its deputy at home is not stopped: nothing tells home of a stop on b.)
-  for sig in TSTP TTIN; do
-    wait_until 20 in_read
-    hx b kill -$sig "$bpid"
-    if wait_until 20 eval '[[ $(state b "$bpid") == T ]]'; then
-      ok "kill -$sig on b stopped the job there while os.read waited at home (state T)"
-    else
-      fail "after kill -$sig on b: the job's state there '$(state b "$bpid")' (want T: stopped at once, in its read)"
-    fi
-    hx b kill -CONT "$bpid"
-    wait_until 20 eval '[[ $(state b "$bpid") != T ]]' || fail "after kill -CONT on b: the job's state there '$(state b "$bpid")'"
-    wait_until 20 in_read && hx a sh -c "echo b$sig >$fifo"
-    check "the read made again after the $sig on b took the next line written at home" "got b$sig"
-  done
-
-  if [[ $(out | grep '^got ' | tr '\n' ' ') == "got 1 got 2 got 3 got 5 got os.read got 4 got TSTP got STOP got bTSTP got bTTIN " ]]; then
+  if [[ $(out | grep '^got ' | tr '\n' ' ') == "got 1 got 2 got 3 got 5 got os.read got 4 got aTSTP got aSTOP got bTSTP got bTTIN got bSTOP " ]]; then
     ok "every line written at home was read exactly once, in order"
   else
     fail "the lines written at home were not each read once, in order: $(out | grep '^got ' | tr '\n' ' ')"
@@ -171,22 +160,27 @@ fi
 kill_job job
 
 # A background job of a terminal session at home reading that terminal stops with
-# SIGTTIN, moved or not. The session (a pty made by python's pty.fork) is a plain
-# python3 at home, its leader; it starts the job (python3 under mig) in a process
-# group of its own, so in the background, its stdin the pty. Moved a -> b, the job
-# reads the terminal: its leader's waitpid(WUNTRACED) sees it stopped, as at home;
-# it then makes the job's group the foreground one, types a line and continues it
-# (the shell's `fg`): the job reads the line once and ends with status 0.
-LEADER='import os, pty, signal, sys, time
+# SIGTTIN, and one writing to it with SIGTTOU when the terminal has TOSTOP set, moved or
+# not. The session (a pty made by python's pty.fork, TOSTOP set) is a plain python3 at
+# home, its leader; it starts the job (python3 under mig) in a process group of its
+# own, so in the background, its stdin the pty. Moved a -> b, the job reads (writes)
+# the terminal: its leader's waitpid(WUNTRACED) sees it stopped, as at home; it then
+# makes the job's group the foreground one, types a line and continues it (the shell's
+# `fg`): the job reads the line once (its line reaches the terminal once) and ends with
+# status 0. (Before: the write went on, the job never stopped.)
+LEADER='import os, pty, signal, sys, termios, time
 d, libmig = sys.argv[1], sys.argv[2]
 pid, master = pty.fork()
 if pid == 0:
+    attrs = termios.tcgetattr(0)
+    attrs[3] |= termios.TOSTOP
+    termios.tcsetattr(0, termios.TCSANOW, attrs)
     job = os.fork()
     if job == 0:
         os.setpgid(0, 0)
         os.dup2(os.open(d + "/../out", os.O_WRONLY | os.O_APPEND), 1)
         os.dup2(os.open(d + "/../err", os.O_WRONLY | os.O_APPEND), 2)
-        os.execve(sys.executable, [sys.executable, "-c", sys.argv[3], d],
+        os.execve(sys.executable, [sys.executable, "-c", sys.argv[3], d, sys.argv[4]],
                   dict(os.environ, LD_PRELOAD=libmig))
     os.setpgid(job, job)
     with open(d + "/jobpid", "w") as f: f.write(str(job))
@@ -204,32 +198,52 @@ if pid == 0:
     os._exit(0)
 while not os.path.exists(d + "/leader"): time.sleep(0.05)
 os.write(master, b"typed\n")
-try:
-    while os.read(master, 4096): pass
-except OSError: pass
+with open(d + "/terminal", "wb") as seen:
+    try:
+        while (data := os.read(master, 4096)): seen.write(data)
+    except OSError: pass
 os.waitpid(pid, 0)'
 TTYJOB='import os, sys, time
-d = sys.argv[1]
+d, mode = sys.argv[1], sys.argv[2]
 i = 0
 while not os.path.exists(d + "/GO"):
     print("STEP", i, flush=True); i += 1; time.sleep(0.1)
-print("read:", os.read(0, 100).decode().strip(), flush=True)'
-start_job tty plain /usr/bin/python3 -c "$LEADER" @DIR@ "$LIBMIG" "$TTYJOB" || cluster_end
-wait_until 20 test -s "$(jfile tty data)/jobpid" && PID[tty]=$(cat "$(jfile tty data)/jobpid")
-if [[ -n ${PID[tty]-} ]] && hop tty a b; then
-  touch "$(jfile tty data)/GO"
-  if wait_until 20 test -s "$(jfile tty data)/leader" && [[ $(head -n 1 "$(jfile tty data)/leader") == "stopped by SIGTTIN" ]]; then
-    ok "tty: the background job moved to b reading its home terminal stopped: its leader's waitpid(WUNTRACED) says $(head -n 1 "$(jfile tty data)/leader")"
-  else
-    fail "tty: the background job moved to b reading its home terminal: its leader saw '$(head -n 1 "$(jfile tty data)/leader" 2>/dev/null)' (want: stopped by SIGTTIN, as a local job)"
+if mode == "read":
+    print("read:", os.read(0, 100).decode().strip(), flush=True)
+else:
+    os.write(0, b"written to the terminal\n")
+    print("wrote", flush=True)'
+# tty_case NAME MODE SIGNAL LAST-LINE: the job NAME reads or writes its terminal from
+# the background on b; its leader must see it stopped by SIGNAL, and once in the
+# foreground it ends with LAST-LINE as its last line of output.
+tty_case() {
+  local name=$1 mode=$2 sig=$3 last=$4 leader
+  leader="$(jfile "$name" data)/leader"
+  start_job "$name" plain /usr/bin/python3 -c "$LEADER" @DIR@ "$LIBMIG" "$TTYJOB" "$mode" || return
+  wait_until 20 test -s "$(jfile "$name" data)/jobpid" && PID[$name]=$(cat "$(jfile "$name" data)/jobpid")
+  if [[ -n ${PID[$name]-} ]] && hop "$name" a b; then
+    touch "$(jfile "$name" data)/GO"
+    if wait_until 20 test -s "$leader" && [[ $(head -n 1 "$leader") == "stopped by $sig" ]]; then
+      ok "$name: the background job moved to b ($mode of its home terminal) stopped: its leader's waitpid(WUNTRACED) says $(head -n 1 "$leader")"
+    else
+      fail "$name: the background job moved to b ($mode of its home terminal): its leader saw '$(head -n 1 "$leader" 2>/dev/null)' (want: stopped by $sig, as a local job)"
+    fi
+    if wait_job "$name" 20 && [[ $(tail -n 1 "$leader") == "ended: 0" && $(tr -d '\r' <"$(jfile "$name" out)" | tail -n 1) == "$last" ]]; then
+      ok "$name: brought to the foreground and continued, it ended with status 0 and '$last'"
+    else
+      fail "$name: after fg: its leader says '$(tail -n 1 "$leader" 2>/dev/null)', its last line '$(tail -n 1 "$(jfile "$name" out)")' (want ended: 0, $last)"
+      detail "$(jfile "$name" err)" "its stderr"
+    fi
   fi
-  if wait_job tty 20 && [[ $(tail -n 1 "$(jfile tty data)/leader") == "ended: 0" && $(tr -d '\r' <"$(jfile tty out)" | tail -n 1) == "read: typed" ]]; then
-    ok "tty: brought to the foreground and continued, it read the line typed once and ended with status 0"
-  else
-    fail "tty: after fg: its leader says '$(tail -n 1 "$(jfile tty data)/leader" 2>/dev/null)', its last line '$(tail -n 1 "$(jfile tty out)")' (want ended: 0, read: typed)"
-    detail "$(jfile tty err)" "its stderr"
-  fi
+  kill_job "$name"
+}
+tty_case tty read SIGTTIN "read: typed"
+tty_case ttyout write SIGTTOU wrote
+if [[ $(tr -d '\r' <"$(jfile ttyout data)/terminal" 2>/dev/null | grep -cx "written to the terminal") == 1 ]]; then
+  ok "ttyout: its line reached the terminal once"
+else
+  fail "ttyout: its line reached the terminal $(tr -d '\r' <"$(jfile ttyout data)/terminal" 2>/dev/null | grep -cx "written to the terminal") times (want 1)"
 fi
-kill_job tty
+
 
 cluster_end
