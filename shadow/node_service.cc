@@ -1306,6 +1306,34 @@ class NodeImpl final : public rpc::Node::Server {
     return kj::READY_NOW;
   }
 
+  // The host that kept the job for a hop home whose commit got no answer asks whether
+  // home took it. Its record with a registered deputy: the deputy serves it away
+  // (resume; also a deputy that came back from a failed restart). No record (this
+  // shadowd started after the commit, or the hop home finished and forgot it): its
+  // process here says, which is still the deputy, its restart or the restorer while
+  // undecided, and else the job (it runs here, or ran and ended): end.
+  kj::Promise<void> homecomingOutcome(HomecomingOutcomeContext context) override {
+    auto p = context.getParams();
+    auto outcome = rpc::HomecomingOutcome::UNDECIDED;
+    KJ_IF_MAYBE(j, d_.homeJobs().find(p.getJobId())) {
+      HomeJob& job = **j;
+      require(sameBytes(job.token, p.getToken()), kj::str(kUnknownJob));
+      if (job.lost) outcome = rpc::HomecomingOutcome::END;  // the deputy ended it (link lost)
+      else if (job.deputy != nullptr && job.cameBack == nullptr && !job.ended) outcome = rpc::HomecomingOutcome::RESUME;
+    } else {
+      const pid_t pid = p.getVpid();
+      auto arg = firstArg(pid);
+      kj::StringPtr base = arg;
+      KJ_IF_MAYBE(slash, arg.findLast('/')) { base = arg.slice(*slash + 1); }
+      const bool mig = arg == d_.config().deputy || arg == d_.config().migctl || base == "mig-deputy" ||
+                       base == "migctl" || base == "mig-restore" || holdsComeBack(pid);
+      // (An empty command line while it runs: an exec under way.)
+      if (pid <= 0 || !runsStill(pid) || (arg.size() > 0 && !mig)) outcome = rpc::HomecomingOutcome::END;
+    }
+    context.getResults().setOutcome(outcome);
+    return kj::READY_NOW;
+  }
+
   kj::Promise<void> deputy(DeputyContext context) override {
     auto p = context.getParams();
     HomeJob& job = d_.homeJob(p.getJobId(), p.getToken());

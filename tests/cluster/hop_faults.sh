@@ -101,7 +101,7 @@ failed_hop() {
   fi
 }
 
-STEPS=350   # 35 s: the jobs outlive every fault below (they take about 28 s)
+STEPS=360   # 36 s: the jobs outlive every fault below (they take about 26 s)
 start_job ref plain "${FEATURE[counter]}" "$STEPS"
 start_job lost mig "${FEATURE[counter]}" "$STEPS"
 if ! start_job job mig "${FEATURE[counter]}" "$STEPS" || ! wait_step job 3 30; then
@@ -227,7 +227,35 @@ for step in home-restore home-files home-exec home-restorer; do
   home_fault_case "$step" "error at $step (the deputy's restart failed after the commit)" \
     "restore at home failed (.*injected fault.*$step"
 done
-what="a hop home after both faults"
+# --- a hop home whose commit gets no answer: a's shadowd dies at the commit -----------
+# c keeps the job frozen and stopped; a's shadowd, started again, learns the job back
+# from its deputy (which was never told to become the job); c, asking a again, hears
+# that the deputy serves the job away and resumes it.
+what="crash of a's shadowd at the hop home's commit (recv-commit)"
+if set_fault a "hop:recv-commit:crash" && wait_until 20 eval '[[ $(host_of "$(where job)") == c ]]'; then
+  wait_step job $(( $(last_step job) + 2 )) 20
+  migrate job a 60
+  if (( MIG_RC != 0 )) && [[ $(wc -l < "$MIG_ERR") == 1 ]]; then
+    ok "$what: migctl migrate exited $MIG_RC: $(cat "$MIG_ERR")"
+  else
+    fail "$what: migctl migrate exited $MIG_RC without one line"
+    detail "$MIG_OUT" "migctl stdout"
+    detail "$MIG_ERR" "migctl stderr"
+  fi
+  set_fault a
+  k=$(( $(last_step job) + 2 ))
+  if wait_until 30 eval '[[ $(host_of "$(where job)") == c ]]' && wait_step job "$k" 30 && job_on c &&
+     ! job_at_home job "${FEATURE[counter]}" && grep -q "resumed here" "$T/shadowd-c.log"; then
+    ok "$what: c asked a's restarted shadowd again and resumed the job (listed at c, STEP $k printed): $(grep -m1 'resumed here' "$T/shadowd-c.log" | cut -d' ' -f3-)"
+  else
+    fail "$what: the job was not resumed at c: listed at '$(where job)', last STEP $(last_step job), the program on a: $(job_at_home job "${FEATURE[counter]}" && echo yes || echo no)"
+    shadowd_logs a c
+  fi
+else
+  fail "$what: a's shadowd, started with the fault, does not list the job at c: '$(where job)'"
+fi
+
+what="a hop home after the faults"
 if set_fault a && wait_until 20 eval '[[ $(host_of "$(where job)") == c ]]'; then
   wait_step job $(( $(last_step job) + 2 )) 20
   migrate job a 60
