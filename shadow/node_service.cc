@@ -1026,15 +1026,14 @@ kj::Promise<kj::Tuple<pid_t, double, kj::String>> PreparedHop::commitHomecoming(
   const bool comeBack = hop->keptFrozen;
   const double started = nowSeconds();
   d.log(kj::str("job ", jobId, " (PID ", pid, ") comes home: its deputy becomes it"));
-  // A restart that fails before it touches the process execs the deputy again, which
-  // registers again (deputy/homecoming.h): then the hop home failed and the job's
-  // sender resumes it where it was.
+  // A restart that fails (up to its restorer's last step that can fail) execs the
+  // deputy again, which registers again (deputy/homecoming.h): then the hop home failed
+  // and the job's sender resumes it where it was.
   auto back = kj::newPromiseAndFulfiller<void>();
   home->cameBack = kj::mv(back.fulfiller);
   const auto& fault = hopFault();
-  const bool inRestart = fault.step == "home-restore" || fault.step == "home-files" || fault.step == "home-exec" ||
-                         fault.step == "home-restorer";
-  auto faultText = inRestart
+  // The steps of the deputy's restart and its restorer (home-restart is the check's).
+  auto faultText = fault.step.startsWith("home-") && fault.step != "home-restart"
                        ? kj::str("hop:", fault.step, ":", fault.action == HopFaultAction::CRASH ? "crash" : "error")
                        : kj::str("");
   auto become = d.deputyOf(*home).then([&d, image = kj::str(hop->path), log = kj::str(hop->logPath),
