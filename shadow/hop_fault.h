@@ -30,6 +30,8 @@ inline constexpr const char* kHopSteps[] = {
     "send-committed",  // sender: the job given up here (deputy / exited), commit not sent
     "recv-commit",     // destination: commit arrived, the job not released yet
     "recv-released",   // destination: the job released, its answer not sent
+    "recv-become",     // destination, a hop home: the deputy went to become the job (its
+                       // restart runs), the commit not answered yet
     "home-restore",    // destination, a hop home after its commit: the deputy's restart,
                        // before it changes the process (migctl/restart_command.cc; the
                        // deputy comes back, as at the next three)

@@ -1067,6 +1067,7 @@ kj::Promise<kj::Tuple<pid_t, double, kj::String>> PreparedHop::commitHomecoming(
       .then([]() { fail(kj::str("the deputy answered instead of becoming the job")); },
             [](kj::Exception&& e) {
               if (e.getType() != kj::Exception::Type::DISCONNECTED) kj::throwFatalException(kj::mv(e));
+              hopFaultPoint("recv-become", [](kj::String why) { fail(kj::mv(why)); });
             })
       .then([&d, pid, comeBack]() { return untilJobRuns(d, pid, comeBack, kRestoreTimeoutMs); })
       .then([]() { return kj::str(""); })

@@ -101,7 +101,7 @@ failed_hop() {
   fi
 }
 
-STEPS=360   # 36 s: the jobs outlive every fault below (they take about 26 s)
+STEPS=400   # 40 s: the jobs outlive every fault below (they take about 30 s)
 start_job ref plain "${FEATURE[counter]}" "$STEPS"
 start_job lost mig "${FEATURE[counter]}" "$STEPS"
 if ! start_job job mig "${FEATURE[counter]}" "$STEPS" || ! wait_step job 3 30; then
@@ -272,6 +272,31 @@ if set_fault a && wait_until 20 eval '[[ $(host_of "$(where job)") == c ]]'; the
   fi
 else
   fail "$what: a's shadowd, started again, does not list the job at c: '$(where job)'"
+fi
+
+# --- a hop home whose commit gets no answer, the job home all the same -------------------
+# a's shadowd dies once the deputy went to become the job: the restart goes on and the
+# job runs at home; c, asking a's shadowd (started again) again, hears that home took
+# it and ends the copy it kept. The job finishes at home, exact.
+what="crash of a's shadowd once the deputy went to become the job (recv-become)"
+migrate job c 60
+if (( MIG_RC == 0 )) && set_fault a "hop:recv-become:crash" && wait_until 20 eval '[[ $(host_of "$(where job)") == c ]]'; then
+  wait_step job $(( $(last_step job) + 2 )) 20
+  migrate job a 60
+  set_fault a
+  k=$(( $(last_step job) + 2 ))
+  exe=$(hx a readlink "/proc/${PID[job]}/exe" 2>/dev/null)
+  if (( MIG_RC != 0 )) && wait_until 30 eval '! job_on c' && grep -q "the copy kept here is ended" "$T/shadowd-c.log" &&
+     wait_step job "$k" 20 && [[ -n $exe && $exe != *mig-deputy* ]]; then
+    ok "$what: c asked a's restarted shadowd again and ended its copy; the job runs at home (STEP $k printed): $(grep -m1 'copy kept here is ended' "$T/shadowd-c.log" | cut -d' ' -f3-)"
+  else
+    fail "$what: migctl migrate exited $MIG_RC; c's processes: $(others_on c | tr '\n' ';'); a's PID runs '$exe'; last STEP $(last_step job)"
+    detail "$MIG_ERR" "migctl stderr"
+    shadowd_logs a c
+  fi
+else
+  fail "$what: the job did not move out to c again (migctl migrate exited $MIG_RC), or a's shadowd does not list it there: '$(where job)'"
+  detail "$MIG_ERR" "migctl stderr"
 fi
 
 wait_job ref 120
