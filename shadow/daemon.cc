@@ -58,11 +58,12 @@ kj::Promise<void> decideKeptHome(Daemon& d, kj::Own<KeptHome> k) {
                   " s) whether it took the job kept here for its hop home: it is lost, ended here (SIGKILL)"));
     return kj::READY_NOW;
   }
-  auto asked = d.peer(k->home).then([&k = *k](rpc::Node::Client node) {
+  auto asked = d.peer(k->home).then([id = k->jobId, token = kj::heapArray<kj::byte>(k->token),
+                                     vpid = k->vpid](rpc::Node::Client node) {
     auto req = node.homecomingOutcomeRequest();
-    req.setJobId(k.jobId);
-    req.setToken(k.token);
-    req.setVpid(k.vpid);
+    req.setJobId(id);
+    req.setToken(token);
+    req.setVpid(vpid);
     return req.send().then([](auto r) { return r.getOutcome(); });
   });
   return timer.timeoutAfter(kKeptHomeAskMs * kj::MILLISECONDS, kj::mv(asked))

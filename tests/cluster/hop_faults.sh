@@ -26,8 +26,11 @@
 # the job frozen, the deputy comes back) at each step of the deputy's restart:
 # home-restore (before it changes the process), home-files (the job's fds made),
 # home-exec (the restorer's exec) and home-restorer (inside the restorer): each one
-# line, the job runs on at c; with a's shadowd started again without the fault it
-# comes home. The job finishes with the output and status of an
+# line, the job runs on at c. Then hops home whose commit gets no answer (a's shadowd
+# killed at it, and started again): at recv-commit c asks a again and resumes the job;
+# with a's shadowd started again without a fault the job comes home; moved out again,
+# at recv-become (the deputy went to become the job) c hears that home took it and
+# ends its copy. The job finishes with the output and status of an
 # undisturbed run (its parent at home gets its status).
 #
 # usage: hop_faults.sh OPTIONS (cluster_lib.sh); meson runs it as test
