@@ -898,11 +898,13 @@ void setMmLayout() {
 void setSignals() {
   const plan::Header* h = g.plan;
   const plan::SigAction* sa = plan::sigactions(h);
-  // The actions it had, for a deputy that comes back (comeBack).
-  for (int sig = 1; sig <= 64; ++sig) {
-    sys::rawSyscall(sys::kRtSigaction, sig, 0, reinterpret_cast<long>(&g.oldActions[sig - 1]), 8);
+  // The actions it had, for a deputy that comes back (comeBack; 64 system calls only then).
+  if (g.comeBackFd > 2) {
+    for (int sig = 1; sig <= 64; ++sig) {
+      sys::rawSyscall(sys::kRtSigaction, sig, 0, reinterpret_cast<long>(&g.oldActions[sig - 1]), 8);
+    }
+    g.actionsSaved = true;
   }
-  g.actionsSaved = true;
   for (uint32_t i = 0; i < h->sigactionCount; ++i) {
     const int sig = static_cast<int>(i + 1);
     if (sig == kSigKill || sig == kSigStop) continue;
