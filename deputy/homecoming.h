@@ -18,8 +18,8 @@
 //      restart IMAGE --homecoming --come-back FD` in place, which keeps the fds the
 //      deputy holds (the job's home fds, at the job's numbers), makes the job's other
 //      fds again and runs it (migctl/restart_command.cc).
-// The restart does what can fail first (the image read and checked, the plan, the
-// memfds) and touches the process only after it. A failure up to there execs
+// A failure of the restart, or of its restorer up to its last step that can fail (the
+// restorer closes this table and the listener only then), execs
 // `mig-deputy --again-from FD --carried-fd N`: the deputy again, with the same job fds,
 // the answers it had given (the carried table), the same direct link ticket (the
 // listening socket inherited: the relay resumes its link) and registered again with
@@ -47,8 +47,9 @@ struct ComeBack {
 };
 
 // Lines "KEY VALUE" (numbers, hex), then the record's bytes. The first two lines are
-// what `migctl restart` reads of it: "deputy PROGRAM" and "link FD ..." (the listener
-// it closes when it gives the deputy up).
+// what `migctl restart` and the restorer read of it: "deputy PROGRAM" and "link FD ..."
+// (the listener, which the restart renumbers when it moves it out of the job's way, and
+// the restorer closes when it gives the deputy up).
 kj::Array<kj::byte> encodeComeBack(const ComeBack& c);
 // Throws (one line) on a table that is not one.
 ComeBack decodeComeBack(kj::ArrayPtr<const kj::byte> bytes);

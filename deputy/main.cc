@@ -444,7 +444,7 @@ int run(int argc, char** argv) {
       kept.kept = true;
     }
     deputy.comeBack(*c, carried);
-    log(kj::str("job ", jobId, ": its restart at home failed before the restorer; the deputy again"));
+    log(kj::str("job ", jobId, ": its restart at home failed; the deputy again"));
   }
   // Before the deputy registers, so its shadowd knows it (watchDeputy). Without one
   // the deputy serves the job all the same: group signals sent at home then reach the

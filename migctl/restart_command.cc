@@ -370,15 +370,23 @@ void checkHomecomingWork(image::FileReader& img) {
   shadow::hopFaultPoint("home-restart", [](kj::String why) { fail(kj::mv(why)); });
 }
 
-// A hop home's restart that failed (its line is in the hop's log): while the process is
-// as the deputy left it, the deputy again (deputy/homecoming.h), which its shadowd
-// takes as the hop home failed; else, or if that exec fails, the job is lost (killed).
+// The restart's own fds a deputy that comes back must not hold (the plan, the image,
+// the forwarding config, the page server's socket): closed by comeBackOrDie.
+std::vector<int> g_restartFds;
+
+// A hop home's restart that failed (its line is in the hop's log): the deputy again
+// (deputy/homecoming.h), which its shadowd takes as the hop home failed; if that exec
+// fails, the job is lost (killed). What the restart did to the process by then stays
+// (the job's umask and limits, its fds made anew at its numbers: docs/design.md "A hop
+// back home" says why the deputy can hold them).
 [[noreturn]] void comeBackOrDie(MigratedOptions& m) {
   char table[4096] = {};
   char deputy[PATH_MAX] = {};
   if (m.comeBackFd >= 0 && pread(m.comeBackFd, table, sizeof(table) - 1, 0) > 0 &&
       sscanf(table, "deputy %4095[^\n]", deputy) == 1) {
     unsetenv("MIG_FAULT");
+    for (int fd : g_restartFds) close(fd);
+    fcntl(resources::restartMessages(), F_SETFD, FD_CLOEXEC);
     auto state = kj::str(m.comeBackFd), carried = kj::str(m.carriedFd);
     const char* argv[] = {deputy, "--again-from", state.cStr(), m.carriedFd >= 0 ? "--carried-fd" : nullptr,
                           carried.cStr(), nullptr};
@@ -390,18 +398,28 @@ void checkHomecomingWork(image::FileReader& img) {
   for (;;) pause();
 }
 
-// From here the restart changes the process (its state, its fds): the deputy cannot
-// come back. Its table and its ticket's listener go (the job must not inherit them).
-void giveUpComeBack(MigratedOptions& m) {
-  if (m.comeBackFd < 0) return;
+// The ticket's listener the come-back table names ("link FD ..."), or -1.
+int comeBackLink(int comeBackFd) {
   char table[4096] = {};
-  int link = -1;
-  if (pread(m.comeBackFd, table, sizeof(table) - 1, 0) > 0) {
-    if (const char* l = strstr(table, "\nlink ")) link = atoi(l + 6);
+  if (comeBackFd < 0 || pread(comeBackFd, table, sizeof(table) - 1, 0) <= 0) return -1;
+  const char* l = strstr(table, "\nlink ");
+  return l != nullptr ? atoi(l + 6) : -1;
+}
+
+// The listener moved out of the job's way (restoreFiles): the table names its new number.
+void renumberLink(int comeBackFd, int from, int to) {
+  struct stat st {};
+  if (from == to || fstat(comeBackFd, &st) != 0) return;
+  std::string table(static_cast<size_t>(st.st_size), '\0');
+  if (pread(comeBackFd, table.data(), table.size(), 0) != static_cast<ssize_t>(table.size())) return;
+  const std::string old = "\nlink " + std::to_string(from) + " ";
+  size_t at = table.find(old);
+  if (at == std::string::npos) return;
+  table.replace(at, old.size(), "\nlink " + std::to_string(to) + " ");
+  if (ftruncate(comeBackFd, 0) != 0 ||
+      pwrite(comeBackFd, table.data(), table.size(), 0) != static_cast<ssize_t>(table.size())) {
+    dprintf(resources::restartMessages(), "migctl restart --homecoming: cannot renumber the deputy's listener\n");
   }
-  if (link > 2) close(link);
-  close(m.comeBackFd);
-  m.comeBackFd = -1;
 }
 
 int restart(Options& o, const resources::CallerFds& caller) {
@@ -552,7 +570,7 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     hopLazy = resources::markLazyPages(plan) > 0;
   }
 
-  int keep[4];
+  int keep[6];
   size_t keepCount = 2;
   auto config = kj::heap<forward::Config>();
   memset(config.get(), 0, sizeof(forward::Config));
@@ -566,8 +584,10 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
   if (keep[1] < 0) fail(kj::str("cannot open image ", path, ": ", strerror(errno)));
 
   if (migrated.homecoming) {
+    // A failure from here to the restorer's last step that can fail gives the deputy
+    // back (comeBackOrDie, then restore/restorer.cc comeBack): its come-back table, its
+    // ticket's listener and the carried answers stay open until then.
     shadow::hopFaultPoint("home-restore", [](kj::String why) { fail(kj::mv(why)); });
-    giveUpComeBack(const_cast<MigratedOptions&>(migrated));
     // The deputy's working directory is the job's (its chdirs went home); so are its
     // fds at the numbers it held (kept). No time namespace: the job runs on home's
     // own clocks again, which are ahead of its own by the freezes it had away.
@@ -584,13 +604,33 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     config->size = sizeof(forward::Config);
     config->homecoming = 1;
     config->carriedFd = -1;
-    if (migrated.carriedFd >= 0) keep[keepCount++] = migrated.carriedFd;
-    resources::restoreFiles(img, keep, keepCount, caller, nullptr, nullptr, /*keepInherited=*/true);
-    if (migrated.carriedFd >= 0) config->carriedFd = keep[2];  // moved out of the job's way
+    auto& m = const_cast<MigratedOptions&>(migrated);
+    const int link = comeBackLink(m.comeBackFd);
+    const size_t carriedAt = keepCount;
+    if (m.carriedFd >= 0) keep[keepCount++] = m.carriedFd;
+    const size_t comeBackAt = keepCount;
+    if (m.comeBackFd >= 0) keep[keepCount++] = m.comeBackFd;
+    const size_t linkAt = keepCount;
+    if (link > 2) keep[keepCount++] = link;
+    {
+      // Moved out of the job's way (also when restoreFiles fails half-way), and no
+      // longer close-on-exec.
+      auto moved = [&]() {
+        g_restartFds = {keep[0], keep[1]};
+        if (m.carriedFd >= 0) m.carriedFd = keep[carriedAt];
+        if (m.comeBackFd >= 0) m.comeBackFd = keep[comeBackAt];
+        if (link > 2) renumberLink(m.comeBackFd, link, keep[linkAt]);
+      };
+      KJ_DEFER(moved());
+      resources::restoreFiles(img, keep, keepCount, caller, nullptr, nullptr, /*keepInherited=*/true);
+    }
+    config->carriedFd = m.carriedFd;
     plan.setConfigFd(writeForwardConfig(*config));
+    g_restartFds.push_back(plan.mutableHeader().configFd);
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }
+    shadow::hopFaultPoint("home-files", [](kj::String why) { fail(kj::mv(why)); });
   } else if (migrated.migrated) {
     resources::applyProcessState(img, true);  // cwd, umask, limits (the fd limit last)
     int64_t jobClock = 0;
@@ -672,6 +712,7 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     // Last, so that its socket takes an fd number none of the job's files has. (A
     // post-copy restart, always --migrated, started its page server above.)
     plan.mutableHeader().lazySocket = resources::startPageServer(img, keep[1], plan, getpid());
+    g_restartFds.push_back(plan.mutableHeader().lazySocket);
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }
@@ -684,9 +725,13 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
   const int messages = resources::restartMessages();
   if (fcntl(messages, F_SETFD, 0) != 0) fail(kj::str("cannot hand the restart's messages fd on: ", strerror(errno)));
   std::string planFd = std::to_string(keep[0]), imageFd = std::to_string(keep[1]), logFd = std::to_string(messages);
-  char* args[] = {const_cast<char*>(restorer.c_str()), planFd.data(), imageFd.data(), logFd.data(), nullptr};
+  // A hop home: the restorer gives the deputy back if it fails (restore/restorer.cc).
+  std::string comeBack = std::to_string(migrated.comeBackFd), carried = std::to_string(migrated.carriedFd);
+  char* args[] = {const_cast<char*>(restorer.c_str()), planFd.data(), imageFd.data(), logFd.data(),
+                  migrated.homecoming && migrated.comeBackFd >= 0 ? comeBack.data() : nullptr, carried.data(), nullptr};
   restartTimes().mark("exec");
   restartTimes().write();
+  if (migrated.homecoming) shadow::hopFaultPoint("home-exec", [](kj::String why) { fail(kj::mv(why)); });
   execv(restorer.c_str(), args);
   fail(kj::str("cannot run ", restorer.c_str(), ": ", strerror(errno)));
 }

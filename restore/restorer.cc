@@ -1,5 +1,6 @@
-// mig-restore: the freestanding restorer. Exec'd as `mig-restore PLAN_FD IMAGE_FD [LOG_FD]`
-// with the application's fds, cwd, umask and rlimits already in place, it turns
+// mig-restore: the freestanding restorer. Exec'd as
+// `mig-restore PLAN_FD IMAGE_FD [LOG_FD [COME_BACK_FD CARRIED_FD]]` with the
+// application's fds, cwd, umask and rlimits already in place, it turns
 // itself into the restored process by executing a restore plan (image/restore_plan.h):
 //
 //   1. moves its own code, the plan and the kernel's vDSO out of the way of the plan's
@@ -29,7 +30,12 @@
 // Built freestanding (no libc, no allocation, no exceptions), static-PIE without
 // runtime relocations, so that it runs from wherever it is copied to. Any failure
 // prints one line "mig-restore: <what failed>[: errno N]" on LOG_FD (fd 2 without
-// it) and exits 127; it never continues half-restored. LOG_FD (the restart's own
+// it) and exits 127; it never continues half-restored. With COME_BACK_FD (a hop back
+// home, deputy/homecoming.h) a failure instead execs the deputy again in this process
+// (`mig-deputy --again-from COME_BACK_FD --carried-fd CARRIED_FD`, see comeBack below):
+// until every thread is set up, nothing it did outlives an exec that the deputy would
+// see. The come-back table and the ticket's listener it names are closed at the last
+// moment, just before the threads return into the job. LOG_FD (the restart's own
 // messages fd, migctl restart puts it above the job's fds) also takes the
 // MIG_RESTORE_DEBUG lines, and is closed before the job runs again.
 //
@@ -103,6 +109,21 @@ struct State {
   uint32_t onTempStacks;  // children not yet off their temporary stacks (the last unmaps them)
   // Statistics for MIG_RESTORE_DEBUG.
   uint64_t copiedRuns, copiedBytes;
+  bool planChecked;  // the plan's fds (config, lazy socket) may be believed
+  bool lazyHandedOver;
+  // A hop back home: what makes the deputy again if the restore fails (comeBack).
+  int comeBackFd;  // > 2: the deputy's come-back table (deputy/homecoming.h)
+  int carriedFd;
+  int linkFd;      // the ticket's listener the table names, or -1
+  char deputy[4096];
+  uint64_t oldMask;  // the signal mask it was exec'd with
+  plan::SigAction oldActions[64];
+  bool actionsSaved;
+  char envText[32 * 1024];  // its environment but MIG_FAULT, for the deputy: strings at
+  uint32_t envAt[255];      // these offsets (the restorer may have moved since: no pointers)
+  uint32_t envCount;
+  const char* envp[256];    // made from them by comeBack
+  int fault;  // MIG_FAULT=hop:home-restorer:ACTION: 1 error, 2 crash
 };
 
 State g;
@@ -119,9 +140,12 @@ void writeAll(int fd, const char* p, uint64_t n) {
   }
 }
 
+[[noreturn]] void comeBack();
+
 [[noreturn]] void die(Line& line) {
   line.str("\n");
   writeAll(g.logFd, line.data(), line.size());
+  if (g.comeBackFd > 2) comeBack();
   for (;;) sys::rawSyscall(sys::kExitGroup, 127);
 }
 
@@ -188,6 +212,116 @@ long openRead(const char* path, int flags) {
 
 void closeFd(long fd) {
   if (fd >= 0) sys::rawSyscall(sys::kClose, fd);
+}
+
+// ---- a hop home that fails: the deputy again ------------------------------------------
+
+// Reads the come-back table's first two lines, "deputy PROGRAM" and "link FD ...": its
+// program and its listener. Without them (unreadable) a failure ends the job as before.
+void readComeBack(int fd, int carried) {
+  char t[4200];
+  long n = sys::rawSyscall(sys::kPread64, fd, reinterpret_cast<long>(t), sizeof(t) - 1, 0);
+  if (n <= 7) return;
+  t[n] = '\0';
+  const char* key = "deputy ";
+  int i = 0;
+  for (; key[i] != '\0'; ++i) {
+    if (t[i] != key[i]) return;
+  }
+  int k = 0;
+  while (t[i] != '\n' && t[i] != '\0' && k < static_cast<int>(sizeof(g.deputy)) - 1) g.deputy[k++] = t[i++];
+  g.deputy[k] = '\0';
+  if (t[i] != '\n' || k == 0) return;
+  const char* link = "\nlink ";
+  for (int j = 0; link[j] != '\0'; ++j) {
+    if (t[i + j] != link[j]) return;
+  }
+  i += 6;
+  int64_t v = 0;
+  const bool negative = t[i] == '-';
+  if (negative) ++i;
+  while (t[i] >= '0' && t[i] <= '9' && v < 0x7fffffff) v = v * 10 + (t[i++] - '0');
+  g.linkFd = negative ? -1 : static_cast<int>(v);
+  g.comeBackFd = fd;
+  g.carriedFd = carried;
+}
+
+// Its environment for the deputy, without MIG_FAULT (no fault in the deputy again);
+// also reads that fault for this restore. What does not fit (32 KiB) is left out.
+void keepEnvironment(char** envp) {
+  uint64_t used = 0;
+  uint32_t count = 0;
+  for (char** e = envp; *e != nullptr; ++e) {
+    const char* s = *e;
+    const char* fault = "MIG_FAULT=";
+    int i = 0;
+    while (fault[i] != '\0' && s[i] == fault[i]) ++i;
+    if (fault[i] == '\0') {
+      const char* mine = "hop:home-restorer:";
+      int j = 0;
+      while (mine[j] != '\0' && s[i + j] == mine[j]) ++j;
+      if (mine[j] == '\0') g.fault = s[i + j] == 'c' ? 2 : 1;
+      continue;
+    }
+    uint64_t len = 0;
+    while (s[len] != '\0') ++len;
+    if (count >= sizeof(g.envAt) / sizeof(g.envAt[0]) || used + len + 1 > sizeof(g.envText)) continue;
+    __builtin_memcpy(g.envText + used, s, len + 1);
+    g.envAt[count++] = static_cast<uint32_t>(used);
+    used += len + 1;
+  }
+  g.envCount = count;
+}
+
+// After a failure (said on LOG_FD): the deputy again, in this process, as `migctl
+// restart --homecoming` does for a failure before the restorer. What the restore did
+// that an exec would not undo is undone first: the job's pending signals it queued
+// (set to SIG_IGN, which discards them, or the deputy would pass them on to the job
+// away, which has them too), the job's signal actions (the deputy's back) and the mask;
+// the fds it was given (plan, image, forwarding config, page server socket, log) are
+// closed. Its memory, threads, timers, vDSO and mm layout go with the exec itself; the
+// deputy resets ITIMER_REAL and its signals at start. If the exec fails, the job is
+// lost (exit 127), as before.
+[[noreturn]] void comeBack() {
+  const plan::Header* h = g.planChecked ? g.plan : nullptr;
+  uint64_t queued = 0;
+  if (h != nullptr) {
+    queued = h->processPending;
+    for (uint32_t i = 0; i < h->threadCount; ++i) queued |= plan::threads(h)[i].pendingMask;
+    for (uint32_t i = 0; i < h->pendingCount; ++i) {
+      int32_t signo = 0;
+      __builtin_memcpy(&signo, plan::pendingSignals(h)[i].info, sizeof(signo));
+      if (signo >= 1 && signo <= 64) queued |= 1ull << (signo - 1);
+    }
+  }
+  for (int sig = 1; sig <= 64; ++sig) {
+    if (sig == kSigKill || sig == kSigStop) continue;
+    if ((queued >> (sig - 1)) & 1) {
+      plan::SigAction ignore{};
+      ignore.handler = 1;  // SIG_IGN
+      sys::rawSyscall(sys::kRtSigaction, sig, reinterpret_cast<long>(&ignore), 0, 8);
+    }
+    if (g.actionsSaved) sys::rawSyscall(sys::kRtSigaction, sig, reinterpret_cast<long>(&g.oldActions[sig - 1]), 0, 8);
+  }
+  closeFd(g.planFd);
+  closeFd(g.imageFd);
+  if (h != nullptr && h->configFd > 2) closeFd(h->configFd);
+  if (h != nullptr && h->lazySocket > 2 && !g.lazyHandedOver) closeFd(h->lazySocket);
+  if (g.logFd != 2) sys::rawSyscall(sys::kFcntl, g.logFd, kFSetfd, kFdCloexec);
+  sys::rawSyscall(sys::kRtSigprocmask, kSigSetmask, reinterpret_cast<long>(&g.oldMask), 0, 8);
+  for (uint32_t i = 0; i < g.envCount; ++i) g.envp[i] = g.envText + g.envAt[i];
+  g.envp[g.envCount] = nullptr;
+  Line from, carried;
+  from.dec(g.comeBackFd);
+  carried.dec(g.carriedFd);
+  const char* argv[] = {g.deputy, "--again-from", from.data(), g.carriedFd >= 0 ? "--carried-fd" : nullptr,
+                        carried.data(), nullptr};
+  long r = sys::rawSyscall(sys::kExecve, reinterpret_cast<long>(g.deputy), reinterpret_cast<long>(argv),
+                           reinterpret_cast<long>(g.envp));
+  Line line;
+  line.str("mig-restore: cannot run ").str(g.deputy).str(" again: errno ").dec(-r).str("\n");
+  writeAll(g.logFd, line.data(), line.size());
+  for (;;) sys::rawSyscall(sys::kExitGroup, 127);
 }
 
 void futexWaitWhile(uint32_t* word, uint32_t value) {
@@ -341,8 +475,12 @@ void moveVdsoUnit(uint64_t newSpanStart, const char* why) {
   char** e = envp;
   // Its lines go to LOG_FD, the restart's own messages fd (a hop's spool log, or the
   // stderr of the migctl restart a user ran), never to the job's fd 2.
-  g.logFd = argc == 4 ? parseFdArg(argv[3]) : 2;
+  g.logFd = argc == 4 || argc == 6 ? parseFdArg(argv[3]) : 2;
   if (g.logFd < 0) g.logFd = 2;
+  if (argc == 6 && parseFdArg(argv[4]) > 2) {
+    keepEnvironment(envp);
+    readComeBack(parseFdArg(argv[4]), parseFdArg(argv[5]));
+  }
   for (; *e != nullptr; ++e) {
     const char* s = *e;
     const char* key = "MIG_RESTORE_DEBUG=";
@@ -364,7 +502,7 @@ void moveVdsoUnit(uint64_t newSpanStart, const char* why) {
     if (av[0] == kAtSysinfoEhdr) sysinfoEhdr = av[1];
   }
 
-  if (argc != 3 && argc != 4) fail("usage: mig-restore PLAN_FD IMAGE_FD [LOG_FD]");
+  if (argc != 3 && argc != 4 && argc != 6) fail("usage: mig-restore PLAN_FD IMAGE_FD [LOG_FD [COME_BACK_FD CARRIED_FD]]");
   g.planFd = parseFdArg(argv[1]);
   g.imageFd = parseFdArg(argv[2]);
   if (g.planFd < 0) fail("PLAN_FD is not a decimal fd number", argv[1]);
@@ -410,6 +548,7 @@ void moveVdsoUnit(uint64_t newSpanStart, const char* why) {
     fail(w.data());
   }
   if (g.plan->regionCount > kMaxRegions) fail("plan has more regions than the restorer handles");
+  g.planChecked = true;
 
   // What is mapped now, and where the vDSO must go.
   readMaps();
@@ -627,6 +766,7 @@ void startLazyPages() {
     if (r != -kEINTR) break;
   }
   if (r < 0) failErr("handing the userfaultfd to the page server", r);
+  g.lazyHandedOver = true;
   closeFd(ufd);
   closeFd(h->lazySocket);
   debug("lazy regions registered, page server has them");
@@ -759,6 +899,13 @@ void setMmLayout() {
 void setSignals() {
   const plan::Header* h = g.plan;
   const plan::SigAction* sa = plan::sigactions(h);
+  // The actions it had, for a deputy that comes back (comeBack; 64 system calls only then).
+  if (g.comeBackFd > 2) {
+    for (int sig = 1; sig <= 64; ++sig) {
+      sys::rawSyscall(sys::kRtSigaction, sig, 0, reinterpret_cast<long>(&g.oldActions[sig - 1]), 8);
+    }
+    g.actionsSaved = true;
+  }
   for (uint32_t i = 0; i < h->sigactionCount; ++i) {
     const int sig = static_cast<int>(i + 1);
     if (sig == kSigKill || sig == kSigStop) continue;
@@ -831,6 +978,7 @@ void setFds() {
   }
   closeFd(g.planFd);
   closeFd(g.imageFd);
+  g.planFd = g.imageFd = -1;
 }
 
 // ---- step 8: resume info ---------------------------------------------------------------
@@ -1128,6 +1276,16 @@ void createTimers() {
   setUpThread(main, true);
   queuePending(main, main.pendingMask, static_cast<int32_t>(sys::rawSyscall(sys::kGettid)), false);
   queuePending(main, g.plan->processPending, g.pid, true);
+  // The last step that can fail (MIG_FAULT=hop:home-restorer:ACTION fails or crashes
+  // here, shadow/hop_fault.h). From here the process is the job: a deputy that could
+  // have come back gives up its table and its ticket's listener (closing cannot fail).
+  if (g.fault == 2) sys::rawSyscall(sys::kKill, g.pid, kSigKill);
+  if (g.fault == 1) fail("injected fault (MIG_FAULT=hop:home-restorer:error)");
+  if (g.comeBackFd > 2) {
+    if (g.linkFd > 2) closeFd(g.linkFd);
+    closeFd(g.comeBackFd);
+    g.comeBackFd = 0;
+  }
   // The main thread does not wait for the children to leave their temporary stacks (a
   // wait for the scheduler to run each of them, milliseconds on a loaded host): every
   // thread is set up, so none can fail any more, and the last child unmaps the stacks.
@@ -1183,10 +1341,11 @@ void createTimers() {
 extern "C" [[noreturn]] void mig_restore_start(uint64_t* sp) {
   using namespace mig::restore;
   g.startNs = monotonicNs();
+  g.planFd = g.imageFd = g.linkFd = -1;
   // Nothing may interrupt the restore: the application's handlers are installed long
   // before its memory is consistent. rt_sigreturn restores each thread's saved mask.
   uint64_t all = ~0ull;
-  sys::rawSyscall(sys::kRtSigprocmask, kSigSetmask, reinterpret_cast<long>(&all), 0, 8);
+  sys::rawSyscall(sys::kRtSigprocmask, kSigSetmask, reinterpret_cast<long>(&all), reinterpret_cast<long>(&g.oldMask), 8);
   phaseA(sp);
 }
 

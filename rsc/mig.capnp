@@ -161,6 +161,23 @@ interface Node {
   # Asked of a job's home by a host it runs on (a drain there, shadow/drain.cc): the live
   # members of the process tree it moved with, its root first, where each runs and its
   # PID at home (`hosts[i]`, `pids[i]` for `jobs[i]`); all empty when it moved alone.
+
+  reserved15 @15 () -> ();
+  reserved16 @16 () -> ();
+  reserved17 @17 () -> ();
+  # (15-17: other branches' ordinals, placeholders here until they are merged)
+
+  homecomingOutcome @18 (jobId :UInt64, token :Data, vpid :Int32) -> (outcome :HomecomingOutcome);
+  # Asked of a job's home (PID `vpid` there) by the host that keeps the job frozen and
+  # stopped after a hop home whose commit got no answer (home's shadowd died then, or a
+  # partition): whether home took the job (docs/design.md "A hop back home").
+}
+
+enum HomecomingOutcome {
+  undecided @0;  # not known yet (home's restart of it still runs, or its deputy has not
+                 # registered again): ask again
+  resume @1;     # its deputy serves it away: the kept copy goes on
+  end @2;        # home took it (it runs or ran there), or it is gone there: end the copy
 }
 
 struct JobKey {

@@ -26,6 +26,69 @@ namespace {
 // The longest one hop may take, transfer and restore included.
 constexpr int kSenderTimeoutMinutes = 30;
 
+// A hop home kept the job here frozen and stopped for home's answer to its commit, and
+// none came (home's shadowd died then, or a partition): home is asked again every 2 s
+// (Node.homecomingOutcome) until it says that its deputy serves the job away (the job
+// resumes here: SIGCONT) or that home took it (it runs or ran there: the copy here is
+// killed), or until the job's link's lost limit has passed since the commit with no
+// answer: the job is lost as after any link broken that long (killed here; its deputy
+// at home gave it up too, status 87).
+struct KeptHome {
+  uint64_t jobId;
+  kj::Array<kj::byte> token;
+  kj::String home;
+  pid_t vpid;
+  pid_t realPid;
+  kj::TimePoint since;
+};
+
+constexpr uint64_t kKeptHomeAskMs = 2000;
+
+kj::Promise<void> decideKeptHome(Daemon& d, kj::Own<KeptHome> k) {
+  // The job's process here is still the one kept (its record would be gone with it).
+  HostedJob* job = nullptr;
+  KJ_IF_MAYBE(j, d.hostedJobs().find(k->jobId)) { job = j->get(); }
+  if (job == nullptr || job->realPid != k->realPid) return kj::READY_NOW;
+  auto& timer = d.io().provider->getTimer();
+  const uint64_t limitMs = job->calls.get() != nullptr && job->calls->lostAfterMs() > 0 ? job->calls->lostAfterMs()
+                                                                                  : d.config().linkLostAfterMs;
+  if (timer.now() - k->since >= limitMs * kj::MILLISECONDS) {
+    kill(k->realPid, SIGKILL);
+    d.log(kj::str("job ", k->jobId, ": home did not say within the link's lost limit (", limitMs / 1000.0,
+                  " s) whether it took the job kept here for its hop home: it is lost, ended here (SIGKILL)"));
+    return kj::READY_NOW;
+  }
+  auto asked = d.peer(k->home).then([id = k->jobId, token = kj::heapArray<kj::byte>(k->token),
+                                     vpid = k->vpid](rpc::Node::Client node) {
+    auto req = node.homecomingOutcomeRequest();
+    req.setJobId(id);
+    req.setToken(token);
+    req.setVpid(vpid);
+    return req.send().then([](auto r) { return r.getOutcome(); });
+  });
+  return timer.timeoutAfter(kKeptHomeAskMs * kj::MILLISECONDS, kj::mv(asked))
+      .then([](rpc::HomecomingOutcome o) { return o; },
+            [](kj::Exception&&) { return rpc::HomecomingOutcome::UNDECIDED; })
+      .then([&d, k = kj::mv(k)](rpc::HomecomingOutcome o) mutable -> kj::Promise<void> {
+        KJ_IF_MAYBE(j, d.hostedJobs().find(k->jobId)) {
+          if ((*j)->realPid == k->realPid && o == rpc::HomecomingOutcome::RESUME) {
+            kill(k->realPid, SIGCONT);
+            d.log(kj::str("job ", k->jobId, ": home says its deputy serves it (the hop home did not take it): "
+                          "resumed here"));
+            return kj::READY_NOW;
+          }
+          if ((*j)->realPid == k->realPid && o == rpc::HomecomingOutcome::END) {
+            kill(k->realPid, SIGKILL);
+            d.log(kj::str("job ", k->jobId, ": home says it took the job (its hop home went on there): the copy "
+                          "kept here is ended"));
+            return kj::READY_NOW;
+          }
+        }
+        return d.io().provider->getTimer().afterDelay(kKeptHomeAskMs * kj::MILLISECONDS).then(
+            [&d, k = kj::mv(k)]() mutable { return decideKeptHome(d, kj::mv(k)); });
+      });
+}
+
 }  // namespace
 
 kj::String lastLine(kj::StringPtr text) {
@@ -290,7 +353,8 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
       })
       .attach(timeout.eagerlyEvaluate(nullptr))
       .then([this, result, timedOut = kj::mv(timedOut), jobId, token = kj::heapArray<kj::byte>(token),
-             members = kj::str(treeMembers), mode,
+             members = kj::str(treeMembers), mode, home = kj::str(home), vpid, realPid,
+             committedAt = io_.provider->getTimer().now(),
              to = kj::str(to)](kj::Tuple<int, kj::Array<kj::String>> r) mutable -> kj::Promise<void> {
         int status = kj::get<0>(r);
         auto& texts = kj::get<1>(r);
@@ -312,9 +376,11 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
               why = kj::str("the sender (migctl send) was ", describeStatus(status), " before home answered");
             }
             log(kj::str("job ", jobId, ": its hop home got no answer to its commit (", why, "): the job is kept here ",
-                        "frozen and stopped, not resumed, since home may run it"));
+                        "frozen and stopped until home says whether it took it"));
+            tasks_.add(decideKeptHome(
+                *this, kj::heap(KeptHome{jobId, kj::heapArray<kj::byte>(token), kj::str(home), vpid, realPid, committedAt})));
             fail(kj::str("home did not answer the hop's commit (", why, "); the job is kept on ", address(),
-                         " frozen and stopped (not resumed: home may run it)"));
+                         " frozen and stopped until home says whether it took it (then it resumes here or ends)"));
           }
           // Exit status 7: the restore at home failed with the deputy back; the job
           // resumed here and the sender's last line says so (below, as any failure).

@@ -30,8 +30,14 @@ inline constexpr const char* kHopSteps[] = {
     "send-committed",  // sender: the job given up here (deputy / exited), commit not sent
     "recv-commit",     // destination: commit arrived, the job not released yet
     "recv-released",   // destination: the job released, its answer not sent
+    "recv-become",     // destination, a hop home: the deputy went to become the job (its
+                       // restart runs), the commit not answered yet
     "home-restore",    // destination, a hop home after its commit: the deputy's restart,
-                       // before the restorer (migctl/restart_command.cc; the deputy comes back)
+                       // before it changes the process (migctl/restart_command.cc; the
+                       // deputy comes back, as at the next three)
+    "home-files",      // ... the job's state and fds in place, the restorer not run yet
+    "home-exec",       // ... the fd limit set, just before the restorer's exec
+    "home-restorer",   // ... in the restorer, its last step that can fail (restore/restorer.cc)
     "send-postcopy",   // sender (post-copy): the job runs there, its pages copied to the
                        // spool (page_copy.h), not all fetched yet
 };

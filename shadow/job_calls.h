@@ -71,6 +71,12 @@ class JobCalls : public kj::Refcounted {
   // ahead (pushed_reads.h), or sent home (callHome).
   kj::Promise<kj::Array<kj::byte>> call(kj::Array<kj::byte> request);
 
+  // How long its link may stay broken before the job is lost (home's word), or 0.
+  uint64_t lostAfterMs() const {
+    KJ_IF_MAYBE(r, resume_) { return r->lostAfterMs; }
+    return 0;
+  }
+
   // The job's thread `thread` asks that its call `seq`, waiting at home, end now (a
   // signal its program handles came: rsc::kCancel). Its answer still comes through
   // `call`; a cancel that cannot reach home is dropped (the call waits on).

@@ -976,10 +976,29 @@ bool runsStill(pid_t pid) {
   return paren != nullptr && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
 }
 
+// Whether process `pid` still holds its deputy's come-back table (deputy/homecoming.h):
+// the restorer closes it only past its last step that can fail. (Unreadable: no.)
+bool holdsComeBack(pid_t pid) {
+  auto dir = kj::str("/proc/", pid, "/fd");
+  DIR* d = opendir(dir.cStr());
+  if (d == nullptr) return false;
+  bool held = false;
+  while (struct dirent* e = readdir(d)) {
+    char target[64] = {};
+    if (e->d_name[0] == '.') continue;
+    ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof(target) - 1);
+    if (n > 0 && strncmp(target, "/memfd:mig-come-back", 20) == 0) held = true;
+  }
+  closedir(d);
+  return held;
+}
+
 // Until process `pid` (the deputy) runs the job: its argv[0] is no longer the deputy's,
-// migctl's or the restorer's (the restorer puts the job's command line back). Looked at
-// every 10 ms: nothing tells of an exec but /proc. Fails if the process ended.
-kj::Promise<void> untilJobRuns(Daemon& d, pid_t pid, uint64_t leftMs) {
+// migctl's or the restorer's (the restorer puts the job's command line back), and, when
+// the deputy may come back, the restorer has given up its come-back table (it sets the
+// command line before steps that can still fail). Looked at every 10 ms: nothing tells
+// of an exec but /proc. Fails if the process ended.
+kj::Promise<void> untilJobRuns(Daemon& d, pid_t pid, bool comeBack, uint64_t leftMs) {
   auto arg = firstArg(pid);
   kj::StringPtr base = arg;
   KJ_IF_MAYBE(slash, arg.findLast('/')) { base = arg.slice(*slash + 1); }
@@ -987,13 +1006,13 @@ kj::Promise<void> untilJobRuns(Daemon& d, pid_t pid, uint64_t leftMs) {
     fail(kj::str("the job's process at home (PID ", pid, ") ended as it was restored"));
   }
   if (arg.size() > 0 && arg != d.config().deputy && arg != d.config().migctl && base != "mig-deputy" &&
-      base != "migctl" && base != "mig-restore") {
+      base != "migctl" && base != "mig-restore" && !(comeBack && holdsComeBack(pid))) {
     return kj::READY_NOW;
   }
   if (leftMs == 0) fail(kj::str("the job was not restored at home within 120 s"));
   constexpr uint64_t kLookMs = 10;
-  return d.io().provider->getTimer().afterDelay(kLookMs * kj::MILLISECONDS).then([&d, pid, leftMs]() {
-    return untilJobRuns(d, pid, leftMs > kLookMs ? leftMs - kLookMs : 0);
+  return d.io().provider->getTimer().afterDelay(kLookMs * kj::MILLISECONDS).then([&d, pid, comeBack, leftMs]() {
+    return untilJobRuns(d, pid, comeBack, leftMs > kLookMs ? leftMs - kLookMs : 0);
   });
 }
 
@@ -1004,19 +1023,21 @@ kj::Promise<kj::Tuple<pid_t, double, kj::String>> PreparedHop::commitHomecoming(
   hop->settled = true;
   d.hostedJobs().erase(jobId);  // it never was a guest here
   const pid_t pid = home->vpid;
+  const bool comeBack = hop->keptFrozen;
   const double started = nowSeconds();
   d.log(kj::str("job ", jobId, " (PID ", pid, ") comes home: its deputy becomes it"));
-  // A restart that fails before it touches the process execs the deputy again, which
-  // registers again (deputy/homecoming.h): then the hop home failed and the job's
-  // sender resumes it where it was.
+  // A restart that fails (up to its restorer's last step that can fail) execs the
+  // deputy again, which registers again (deputy/homecoming.h): then the hop home failed
+  // and the job's sender resumes it where it was.
   auto back = kj::newPromiseAndFulfiller<void>();
   home->cameBack = kj::mv(back.fulfiller);
   const auto& fault = hopFault();
-  auto faultText = fault.step == "home-restore"
-                       ? kj::str("hop:home-restore:", fault.action == HopFaultAction::CRASH ? "crash" : "error")
+  // The steps of the deputy's restart and its restorer (home-restart is the check's).
+  auto faultText = fault.step.startsWith("home-") && fault.step != "home-restart"
+                       ? kj::str("hop:", fault.step, ":", fault.action == HopFaultAction::CRASH ? "crash" : "error")
                        : kj::str("");
   auto become = d.deputyOf(*home).then([&d, image = kj::str(hop->path), log = kj::str(hop->logPath),
-                                        faultText = kj::mv(faultText), comeBack = hop->keptFrozen](rpc::Deputy::Client deputy) {
+                                        faultText = kj::mv(faultText), comeBack](rpc::Deputy::Client deputy) {
     auto req = deputy.becomeJobRequest();
     req.setImage(image);
     req.setLog(log);
@@ -1033,7 +1054,7 @@ kj::Promise<kj::Tuple<pid_t, double, kj::String>> PreparedHop::commitHomecoming(
       [&d, jobId, hop = hop.get()]() -> kj::Promise<kj::String> {
         auto why = lastLine(readText(hop->logPath));
         if (why.size() == 0) why = kj::str("the restart failed");
-        d.log(kj::str("job ", jobId, ": its restore at home failed before the restorer (", why,
+        d.log(kj::str("job ", jobId, ": its restore at home failed (", why,
                       "); its deputy is back, the job goes on where it was"));
         unlink(hop->path.cStr());
         unlink(hop->logPath.cStr());
@@ -1046,8 +1067,9 @@ kj::Promise<kj::Tuple<pid_t, double, kj::String>> PreparedHop::commitHomecoming(
       .then([]() { fail(kj::str("the deputy answered instead of becoming the job")); },
             [](kj::Exception&& e) {
               if (e.getType() != kj::Exception::Type::DISCONNECTED) kj::throwFatalException(kj::mv(e));
+              hopFaultPoint("recv-become", [](kj::String why) { fail(kj::mv(why)); });
             })
-      .then([&d, pid]() { return untilJobRuns(d, pid, kRestoreTimeoutMs); })
+      .then([&d, pid, comeBack]() { return untilJobRuns(d, pid, comeBack, kRestoreTimeoutMs); })
       .then([]() { return kj::str(""); })
       .exclusiveJoin(kj::mv(cameBack))
       .then([&d, jobId, pid, started, hop = kj::mv(hop)](kj::String failed) mutable {
@@ -1281,6 +1303,34 @@ class NodeImpl final : public rpc::Node::Server {
       hosts.set(static_cast<unsigned>(i), tree[i]->location.size() > 0 ? tree[i]->location.asPtr() : d_.address());
       pids.set(static_cast<unsigned>(i), tree[i]->vpid);
     }
+    return kj::READY_NOW;
+  }
+
+  // The host that kept the job for a hop home whose commit got no answer asks whether
+  // home took it. Its record with a registered deputy: the deputy serves it away
+  // (resume; also a deputy that came back from a failed restart). No record (this
+  // shadowd started after the commit, or the hop home finished and forgot it): its
+  // process here says, which is still the deputy, its restart or the restorer while
+  // undecided, and else the job (it runs here, or ran and ended): end.
+  kj::Promise<void> homecomingOutcome(HomecomingOutcomeContext context) override {
+    auto p = context.getParams();
+    auto outcome = rpc::HomecomingOutcome::UNDECIDED;
+    KJ_IF_MAYBE(j, d_.homeJobs().find(p.getJobId())) {
+      HomeJob& job = **j;
+      require(sameBytes(job.token, p.getToken()), kj::str(kUnknownJob));
+      if (job.lost) outcome = rpc::HomecomingOutcome::END;  // the deputy ended it (link lost)
+      else if (job.deputy != nullptr && job.cameBack == nullptr && !job.ended) outcome = rpc::HomecomingOutcome::RESUME;
+    } else {
+      const pid_t pid = p.getVpid();
+      auto arg = firstArg(pid);
+      kj::StringPtr base = arg;
+      KJ_IF_MAYBE(slash, arg.findLast('/')) { base = arg.slice(*slash + 1); }
+      const bool mig = arg == d_.config().deputy || arg == d_.config().migctl || base == "mig-deputy" ||
+                       base == "migctl" || base == "mig-restore" || holdsComeBack(pid);
+      // (An empty command line while it runs: an exec under way.)
+      if (pid <= 0 || !runsStill(pid) || (arg.size() > 0 && !mig)) outcome = rpc::HomecomingOutcome::END;
+    }
+    context.getResults().setOutcome(outcome);
     return kj::READY_NOW;
   }
 

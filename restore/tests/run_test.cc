@@ -291,6 +291,32 @@ TEST_CASE("failures halfway through a restore still end with one line and exit 1
   }
 }
 
+TEST_CASE("a hop home's restore that fails halfway execs the deputy named in its come-back table") {
+  // The "deputy" is echo, its stdout the pipe the test reads: it says the arguments it
+  // got after the restorer's line. The table and the carried answers stay open for it.
+  PlanFixture f = minimalPlan();
+  f.pages.push_back(plan::Pages{kBase, 0x2000, 0, 0, plan::kPagesCopy});
+  auto plan = f.build();
+  const std::string table = "deputy /bin/echo\nlink -1 00 0 0\njob-id 1\n";
+  Result r = run({"20", "21", "2", "30", "31"}, [&] {
+    planAt(plan);
+    imageAt(21, 1);
+    memfdAt(table.data(), table.size(), 30);
+    memfdAt("", 0, 31);
+    if (dup2(2, 1) != 1) _exit(98);
+  });
+  CAPTURE(r.err);
+  CHECK(r.exitCode == 0);
+  CHECK(r.err == "mig-restore: reading saved pages 0x10000000-0x10002000 at image offset 4096: the image file ends "
+                 "there\n--again-from 30 --carried-fd 31\n");
+  // Without a readable table: the old end, exit 127.
+  expectFailure(run({"20", "21", "2", "30", "31"}, [&] {
+                  planAt(plan);
+                  imageAt(21, 1);
+                }),
+                "the image file ends there");
+}
+
 TEST_CASE("the restorer is a static PIE without run-time relocations, loader or TLS") {
   const std::string path = restorerPath();
   int fd = open(path.c_str(), O_RDONLY);

@@ -22,10 +22,15 @@
 # so, the job runs at the destination only (a's PID is the deputy), the source's spool
 # is empty and the destination's holds the running job's image.
 # A hop home (c -> a) whose restart fails at home-restart:error (a's check of the
-# deputy's restart, before the commit), then one that fails at home-restore:error (the
-# deputy's restart itself, after the commit: c kept the job frozen, the deputy comes
-# back): each one line, the job runs on at c; with a's shadowd started again without
-# the fault it comes home. The job finishes with the output and status of an
+# deputy's restart, before the commit), then ones that fail after the commit (c kept
+# the job frozen, the deputy comes back) at each step of the deputy's restart:
+# home-restore (before it changes the process), home-files (the job's fds made),
+# home-exec (the restorer's exec) and home-restorer (inside the restorer): each one
+# line, the job runs on at c. Then hops home whose commit gets no answer (a's shadowd
+# killed at it, and started again): at recv-commit c asks a again and resumes the job;
+# with a's shadowd started again without a fault the job comes home; moved out again,
+# at recv-become (the deputy went to become the job) c hears that home took it and
+# ends its copy. The job finishes with the output and status of an
 # undisturbed run (its parent at home gets its status).
 #
 # usage: hop_faults.sh OPTIONS (cluster_lib.sh); meson runs it as test
@@ -72,7 +77,34 @@ n_images_on() { compgen -G "$(hp "$1" "$SPOOL")/job-*.img" | wc -l; }
 # The job's processes on a host (its restore or the restored job): none but init and shadowd.
 job_on() { [[ -n $(others_on "$1") ]]; }
 
-STEPS=300   # 30 s: the jobs outlive every fault below (they take about 20 s)
+# failed_hop WHAT HOST [WHY]: the hop migctl migrate just tried failed and the job stays
+# at HOST: one line on migctl's stderr saying so (matching WHY when given), and the job
+# runs on at HOST, printing new STEP lines: listed there, and the program on a when HOST
+# is a, else a's PID its deputy and a process of it on HOST.
+failed_hop() {
+  local what=$1 at=$2 why=${3-} home=no want=no
+  if one_line_reason && { [[ -z $why ]] || grep -q "$why" "$MIG_ERR"; }; then
+    ok "$what: migctl migrate exited $MIG_RC: $(cat "$MIG_ERR")"
+  else
+    fail "$what: migctl migrate exited $MIG_RC without the one line saying the job stays where it was${why:+ ($why)}"
+    detail "$MIG_OUT" "migctl stdout"
+    detail "$MIG_ERR" "migctl stderr"
+    shadowd_logs a b c
+  fi
+  local k=$(( $(last_step job) + 2 ))
+  job_at_home job "${FEATURE[counter]}" && home=yes
+  [[ $at == a ]] && want=yes
+  if [[ $home == "$want" && $(host_of "$(where job)") == "$at" ]] && wait_step job "$k" 20 &&
+     { [[ $at == a ]] || job_on "$at"; }; then
+    ok "$what: the job runs on at $at (listed there, the program on a: $home, STEP $k printed)"
+  else
+    fail "$what: the job does not run on at $at: listed at '$(where job)', the program on a: $home, last STEP $(last_step job)"
+    detail "$(jfile job err)" "its stderr"
+    shadowd_logs a b c
+  fi
+}
+
+STEPS=400   # 40 s: the jobs outlive every fault below (they take about 30 s)
 start_job ref plain "${FEATURE[counter]}" "$STEPS"
 start_job lost mig "${FEATURE[counter]}" "$STEPS"
 if ! start_job job mig "${FEATURE[counter]}" "$STEPS" || ! wait_step job 3 30; then
@@ -89,22 +121,7 @@ for step in send-login recv-ticket recv-image send-frozen recv-done recv-prepare
   wait_step job "$k" 20
   migrate job b 60
   what="crash at $step ($( [[ $side == a ]] && echo "a's sender" || echo "b's shadowd") killed)"
-  if one_line_reason; then
-    ok "$what: migctl migrate exited $MIG_RC: $(cat "$MIG_ERR")"
-  else
-    fail "$what: migctl migrate exited $MIG_RC without the one line saying the job stays where it was"
-    detail "$MIG_OUT" "migctl stdout"
-    detail "$MIG_ERR" "migctl stderr"
-    shadowd_logs a b
-  fi
-  k=$(( $(last_step job) + 2 ))
-  if job_at_home job "${FEATURE[counter]}" && wait_step job "$k" 20 && [[ $(host_of "$(where job)") == a ]]; then
-    ok "$what: the job runs on at home (the program on a, STEP $k printed, listed at a)"
-  else
-    fail "$what: the job does not run on at home (still the program: $(job_at_home job "${FEATURE[counter]}" && echo yes || echo no); last STEP $(last_step job); listed at '$(where job)')"
-    detail "$(jfile job err)" "its stderr"
-    shadowd_logs a b
-  fi
+  failed_hop "$what" a
   # b forgets the hop by itself (the sink dropped, or no commit within the transfer
   # timeout); a crashed shadowd's partial image goes when it starts again.
   [[ $side == b ]] && set_fault b
@@ -188,9 +205,9 @@ fi
 
 # --- a hop home whose restart fails: the job stays away ----------------------------------------
 # home-restart: a's check of the deputy's restart fails in phase one, before the commit.
-# home-restore: after the commit, the deputy's restart itself fails before the restorer
-# (c keeps the job frozen for a's answer; the restart execs the deputy again, which
-# registers again, and a answers "failed": c resumes the job). Either way: one line, the
+# home-restore and the steps after it: after the commit, the deputy's restart itself
+# fails (c keeps the job frozen for a's answer; the restart, or the restorer, execs the
+# deputy again, which registers again, and a answers "failed": c resumes the job). Either way: one line, the
 # job runs on at c, its output whole. Then, with a's shadowd started again without the
 # fault (the deputy registers again), the job comes home.
 home_fault_case() {
@@ -202,27 +219,46 @@ home_fault_case() {
   fi
   wait_step job $(( $(last_step job) + 2 )) 20
   migrate job a 60
-  if one_line_reason && grep -q "$why" "$MIG_ERR"; then
-    ok "$what: migctl migrate exited $MIG_RC: $(cat "$MIG_ERR")"
-  else
-    fail "$what: migctl migrate exited $MIG_RC without the one line saying the job stays where it was ($why)"
-    detail "$MIG_OUT" "migctl stdout"
-    detail "$MIG_ERR" "migctl stderr"
-    shadowd_logs a c
-  fi
-  local k=$(( $(last_step job) + 2 ))
-  if [[ $(host_of "$(where job)") == c ]] && ! job_at_home job "${FEATURE[counter]}" && wait_step job "$k" 20 &&
-     job_on c; then
-    ok "$what: the job runs on at c (listed there, a's PID is its deputy, STEP $k printed)"
-  else
-    fail "$what: listed at '$(where job)', the program on a: $(job_at_home job "${FEATURE[counter]}" && echo yes || echo no), last STEP $(last_step job)"
-    shadowd_logs a c
-  fi
+  failed_hop "$what" c "$why"
 }
 home_fault_case home-restart "error at home-restart (the check of the deputy's restart failed)" "injected fault"
-home_fault_case home-restore "error at home-restore (the deputy's restart failed after the commit)" \
-  "restore at home failed (.*injected fault"
-what="a hop home after both faults"
+# After the commit, each step of the deputy's restart that can fail in turn: before it
+# changes the process; with the job's fds made at its numbers; just before the
+# restorer's exec; in the restorer, at its last step that can fail (threads cloned, the
+# job's signal actions set and its pending signals queued).
+for step in home-restore home-files home-exec home-restorer; do
+  home_fault_case "$step" "error at $step (the deputy's restart failed after the commit)" \
+    "restore at home failed (.*injected fault.*$step"
+done
+# --- a hop home whose commit gets no answer: a's shadowd dies at the commit -----------
+# c keeps the job frozen and stopped; a's shadowd, started again, learns the job back
+# from its deputy (which was never told to become the job); c, asking a again, hears
+# that the deputy serves the job away and resumes it.
+what="crash of a's shadowd at the hop home's commit (recv-commit)"
+if set_fault a "hop:recv-commit:crash" && wait_until 20 eval '[[ $(host_of "$(where job)") == c ]]'; then
+  wait_step job $(( $(last_step job) + 2 )) 20
+  migrate job a 60
+  if (( MIG_RC != 0 )) && [[ $(wc -l < "$MIG_ERR") == 1 ]]; then
+    ok "$what: migctl migrate exited $MIG_RC: $(cat "$MIG_ERR")"
+  else
+    fail "$what: migctl migrate exited $MIG_RC without one line"
+    detail "$MIG_OUT" "migctl stdout"
+    detail "$MIG_ERR" "migctl stderr"
+  fi
+  set_fault a
+  k=$(( $(last_step job) + 2 ))
+  if wait_until 30 eval '[[ $(host_of "$(where job)") == c ]]' && wait_step job "$k" 30 && job_on c &&
+     ! job_at_home job "${FEATURE[counter]}" && grep -q "resumed here" "$T/shadowd-c.log"; then
+    ok "$what: c asked a's restarted shadowd again and resumed the job (listed at c, STEP $k printed): $(grep -m1 'resumed here' "$T/shadowd-c.log" | cut -d' ' -f3-)"
+  else
+    fail "$what: the job was not resumed at c: listed at '$(where job)', last STEP $(last_step job), the program on a: $(job_at_home job "${FEATURE[counter]}" && echo yes || echo no)"
+    shadowd_logs a c
+  fi
+else
+  fail "$what: a's shadowd, started with the fault, does not list the job at c: '$(where job)'"
+fi
+
+what="a hop home after the faults"
 if set_fault a && wait_until 20 eval '[[ $(host_of "$(where job)") == c ]]'; then
   wait_step job $(( $(last_step job) + 2 )) 20
   migrate job a 60
@@ -239,6 +275,31 @@ if set_fault a && wait_until 20 eval '[[ $(host_of "$(where job)") == c ]]'; the
   fi
 else
   fail "$what: a's shadowd, started again, does not list the job at c: '$(where job)'"
+fi
+
+# --- a hop home whose commit gets no answer, the job home all the same -------------------
+# a's shadowd dies once the deputy went to become the job: the restart goes on and the
+# job runs at home; c, asking a's shadowd (started again) again, hears that home took
+# it and ends the copy it kept. The job finishes at home, exact.
+what="crash of a's shadowd once the deputy went to become the job (recv-become)"
+migrate job c 60
+if (( MIG_RC == 0 )) && set_fault a "hop:recv-become:crash" && wait_until 20 eval '[[ $(host_of "$(where job)") == c ]]'; then
+  wait_step job $(( $(last_step job) + 2 )) 20
+  migrate job a 60
+  set_fault a
+  k=$(( $(last_step job) + 2 ))
+  exe=$(hx a readlink "/proc/${PID[job]}/exe" 2>/dev/null)
+  if (( MIG_RC != 0 )) && wait_until 30 eval '! job_on c' && grep -q "the copy kept here is ended" "$T/shadowd-c.log" &&
+     wait_step job "$k" 20 && [[ -n $exe && $exe != *mig-deputy* ]]; then
+    ok "$what: c asked a's restarted shadowd again and ended its copy; the job runs at home (STEP $k printed): $(grep -m1 'copy kept here is ended' "$T/shadowd-c.log" | cut -d' ' -f3-)"
+  else
+    fail "$what: migctl migrate exited $MIG_RC; c's processes: $(others_on c | tr '\n' ';'); a's PID runs '$exe'; last STEP $(last_step job)"
+    detail "$MIG_ERR" "migctl stderr"
+    shadowd_logs a c
+  fi
+else
+  fail "$what: the job did not move out to c again (migctl migrate exited $MIG_RC), or a's shadowd does not list it there: '$(where job)'"
+  detail "$MIG_ERR" "migctl stderr"
 fi
 
 wait_job ref 120

@@ -30,6 +30,7 @@ enum : long {
   kSetitimer = 38,
   kGetpid = 39,
   kClone = 56,
+  kExecve = 59,
   kSendmsg = 46,
   kKill = 62,
   kFcntl = 72,
