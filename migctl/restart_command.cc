@@ -26,7 +26,9 @@
 
 #include <kj/debug.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <dirent.h>
 #include <climits>
 #include <cstdio>
 #include <csignal>
@@ -143,6 +145,23 @@ shadow::HopTimes& restartTimes() {
 }
 
 [[noreturn]] void comeBackOrDie(MigratedOptions& m);
+
+// Holds every fd this process inherited (the deputy's) at base + its number, base above
+// every fd open now, and says so in `config`; returns base.
+int holdDeputyFds(const resources::CallerFds& caller, forward::Config& config) {
+  int base = 0;
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) fail(kj::str("cannot list this process's fds: ", strerror(errno)));
+  while (dirent* e = readdir(d)) base = std::max(base, atoi(e->d_name) + 1);
+  closedir(d);
+  for (const auto& f : caller.all()) {
+    if (f.fd < 0 || static_cast<uint32_t>(f.fd) >= forward::kMaxFds || !caller.inherited(f.fd)) continue;
+    if (dup3(f.fd, base + f.fd, 0) < 0) fail(kj::str("cannot hold the deputy's fd ", f.fd, ": ", strerror(errno)));
+    config.heldFds[f.fd / 64] |= uint64_t{1} << (f.fd % 64);
+  }
+  config.homeFdBase = base;
+  return base;
+}
 
 }  // namespace
 
@@ -461,10 +480,21 @@ int restart(Options& o, const resources::CallerFds& caller) {
   if (migrated.homecoming) {
     // Back home: the job's home fds are the deputy's, which this process is; its fds
     // records of them are the stand-ins it had away (checked as a migrated job's).
-    if (migrated.migrated || img.isTree()) fail(kj::str("--homecoming takes one process's image, without --migrated"));
+    // A tree: the job with its children born away (step 3), each forked here with its
+    // PID of the host it left (restartBornAway).
+    if (migrated.migrated) fail(kj::str("--homecoming takes a migrated job's image, without --migrated"));
     options.migrated = true;
     resources::checkSavedFiles(img, options);
     options.migrated = false;
+    if (img.isTree()) {
+      checkBornAway(img);
+      if (o.checkOnly) {
+        img.keepOnlyMember(img.tree().getMembers()[0].getVpid());
+        checkHomecomingWork(img);
+        return 0;
+      }
+      restartBornAway(img, path, options, caller, migrated);
+    }
     checkHomecomingWork(img);
     if (o.checkOnly) return 0;
     // Its big regions come in lazily from the image in A's spool, as a hop's do: copied
@@ -552,7 +582,7 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     hopLazy = resources::markLazyPages(plan) > 0;
   }
 
-  int keep[4];
+  int keep[5];
   size_t keepCount = 2;
   auto config = kj::heap<forward::Config>();
   memset(config.get(), 0, sizeof(forward::Config));
@@ -584,13 +614,26 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     config->size = sizeof(forward::Config);
     config->homecoming = 1;
     config->carriedFd = -1;
+    // A child born away (tree_restart.h restartBornAway): the deputy's fds are its home
+    // fds, under numbers only its shim knows; held above for the shim to place.
+    const bool child = tree != nullptr && tree->readyFd >= 0;
+    const int heldFrom = child ? holdDeputyFds(caller, *config) : -1;
     if (migrated.carriedFd >= 0) keep[keepCount++] = migrated.carriedFd;
-    resources::restoreFiles(img, keep, keepCount, caller, nullptr, nullptr, /*keepInherited=*/true);
+    const size_t treeFds = keepCount;
+    if (child) keep[keepCount++] = tree->readyFd;
+    if (tree != nullptr) keep[keepCount++] = tree->goFd;
+    resources::restoreFiles(img, keep, keepCount, caller, nullptr, tree != nullptr ? &tree->pipes : nullptr,
+                            /*keepInherited=*/!child, heldFrom);
     if (migrated.carriedFd >= 0) config->carriedFd = keep[2];  // moved out of the job's way
+    if (child) tree->readyFd = keep[treeFds];
+    if (tree != nullptr) tree->goFd = keep[keepCount - 1];
     plan.setConfigFd(writeForwardConfig(*config));
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }
+    // The job releases its children; each child waits for that.
+    if (child) tree->ready();
+    else if (tree != nullptr) tree->release();
   } else if (migrated.migrated) {
     resources::applyProcessState(img, true);  // cwd, umask, limits (the fd limit last)
     int64_t jobClock = 0;

@@ -48,6 +48,11 @@ struct Config {
   // job may not have read before its freeze (carried_replies.h), -1 when none.
   uint32_t homecoming;
   int32_t carriedFd;
+  // A child born away coming home with its parent (migctl/tree_restart.h): the deputy's
+  // fds are held at homeFdBase + their number (bit n of heldFds: the deputy's fd n),
+  // for the shim to put each home fd at the child's own number (activation.cc). 0: none.
+  int32_t homeFdBase;
+  uint64_t heldFds[kMaxFds / 64];
 };
 
 // Whether the writes to a regular file at home open with these flags (open's, F_GETFL's)
