@@ -46,11 +46,12 @@ STEPS="import sys; sys.dont_write_bytecode = True; sys.path.insert(0, '$(readlin
 
 # The child echoes each line it reads; at EOF it hands a line to its own child (the
 # grandchild, started at once, on b) and says what that printed and its status.
-CHILD='import subprocess, sys
+CHILD='import os, subprocess, sys
 g = subprocess.Popen(["/bin/sh", "-c", "read x; echo grandchild got $x; exit 3"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 for line in sys.stdin:
     sys.stdout.write("got " + line)
     sys.stdout.flush()
+sys.stdout.write("ids %d %d\n" % (os.getpid(), os.getppid()))
 g.stdin.write(b"the end\n")
 g.stdin.close()
 said = g.stdout.read().decode().strip()
@@ -71,7 +72,11 @@ steps_until("HOPPED")
 say("child says", p.stdout.readline().decode().strip())
 p.stdin.write(b"after the hop\n")
 p.stdin.close()
-say("child says", *p.stdout.read().decode().strip().split("\n"))
+said = p.stdout.read().decode().strip().split("\n")
+ids = [int(x) for x in said.pop(1).split()[1:]]
+say("child says", *said)
+say("child getpid and getppid as the job knows them:", ids == [p.pid, os.getpid()])
+os.kill(p.pid, 0)
 say("child status", p.wait())
 steps_until("END")
 say("done")'
@@ -79,6 +84,7 @@ want="child born away: True
 child says got before the hop
 child says got in flight across the hop
 child says got after the hop grandchild got the end, status 3
+child getpid and getppid as the job knows them: True
 child status 5
 done"
 
