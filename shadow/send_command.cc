@@ -67,6 +67,7 @@
 #include "shadow/page_copy.h"
 #include "shadow/page_server.h"
 #include "shadow/settle_children.h"
+#include "shim/forward/child_pids.h"
 #include "shadow/tree_homecoming.h"
 #include "shadow/network_policy.h"
 #include "shadow/peer_login.h"
@@ -225,6 +226,24 @@ class RpcSink final : public image::ByteSink {
 // frozen: every live member is frozen (the quick look, resources/process_tree.h).
 kj::Vector<resources::TreeProcess> childrenLeftBehind(pid_t realPid, bool frozen = false) {
   return resources::jobDescendants(realPid, "/proc/self/exe", frozen);
+}
+
+// At home, a child born away that came home with the job (step 3 of "Children born
+// away": forked there with its PID of the host it left) still goes by its virtual PID,
+// which only the job's shim and its own know; its shim answers under that name too
+// (control_thread.cc, the restored process's alias). Neither a tree's member nor left
+// here could it keep that PID on the next hop: not built, refused before anything is
+// frozen.
+const resources::TreeProcess* bornAwayCameHome(const kj::Vector<resources::TreeProcess>& children) {
+  for (auto& p : children) {
+    if (p.zombie) continue;
+    kj::Maybe<pid_t> real;
+    kj::runCatchingExceptions([&]() { real = migctl::ControlClient(forward::kAwayPidBase + p.pid).realPid(); });
+    KJ_IF_MAYBE(r, real) {
+      if (*r == p.pid) return &p;
+    }
+  }
+  return nullptr;
 }
 
 // Those a single process's move would lose: at home a zombie child stays, the
@@ -1341,6 +1360,14 @@ int sendCommand(int argc, char** argv) {
                  " shared and writable without a lock on it through an fd open for reading and writing, so its writes "
                  "could not be kept in step with that file from another host; the job runs on ",
                  deputy != nullptr ? "at home" : "where it was"));
+  }
+  if (deputy != nullptr) {
+    auto children = childrenLeftBehind(ctl->realPid());
+    if (const resources::TreeProcess* p = bornAwayCameHome(children)) {
+      fail(kj::str("cannot move PID ", pid, ": its process ", p->pid, " (", p->command.c_str(), "), born away from home, "
+                   "came home with it and cannot move again yet (issue 12); nothing was frozen, the job runs on at home; "
+                   "move it once that process has ended and been waited for"));
+    }
   }
   // The job is the process and its descendants: from its home, with the job records
   // shadowd made for them, they move together; anywhere else one with children is

@@ -144,6 +144,14 @@ if [[ $(hx a cat "/proc/$real/status" 2>/dev/null | awk '$1 == "PPid:" { print $
 else
   fail "family: at a no child of the job with PID $real"; hx a ps -ef | grep -v ' \[' | tail -n 20 | sed 's/^/#     /'
 fi
+# Out again while that child runs: refused in one line (it cannot keep its PID yet).
+migrate family b 60
+if one_line_reason && grep -q "born away from home, came home with it and cannot move again yet" "$MIG_ERR" &&
+   [[ $(host_of "$(where family)") == a ]]; then
+  ok "family: its hop out again while its child born away runs at home is refused in one line: $(cat "$MIG_ERR")"
+else
+  fail "family: its hop out again with its child born away at home: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
+fi
 touch "$(jfile family HOPPED)"
 # Once the child has ended and been waited for (at home), the job moves out again.
 if wait_until 30 out_has family "child status 5" && wait_step family $(( $(last_step family) + 3 )) 30 &&
