@@ -28,12 +28,12 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <dirent.h>
 #include <climits>
 #include <cstdio>
 #include <csignal>
 #include <cstring>
 #include <ctime>
+#include <dirent.h>
 #include <fcntl.h>
 #include <string>
 #include <grp.h>
@@ -147,9 +147,14 @@ shadow::HopTimes& restartTimes() {
 [[noreturn]] void comeBackOrDie(MigratedOptions& m);
 
 // Holds every fd this process inherited (the deputy's) at base + its number, base above
-// every fd open now, and says so in `config`; returns base.
-int holdDeputyFds(const resources::CallerFds& caller, forward::Config& config) {
+// every fd open now and every fd number of the image's process, and says so in
+// `config`; returns base.
+int holdDeputyFds(image::FileReader& img, const resources::CallerFds& caller, forward::Config& config) {
   int base = 0;
+  for (size_t i = 0; i < img.sectionCount(); ++i) {
+    if (img.section(i).type != static_cast<uint16_t>(image::SectionType::files)) continue;
+    for (auto f : img.meta<image::schema::Files>(i).getFds()) base = std::max(base, f.getFd() + 1);
+  }
   DIR* d = opendir("/proc/self/fd");
   if (d == nullptr) fail(kj::str("cannot list this process's fds: ", strerror(errno)));
   while (dirent* e = readdir(d)) base = std::max(base, atoi(e->d_name) + 1);
@@ -617,7 +622,7 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     // A child born away (tree_restart.h restartBornAway): the deputy's fds are its home
     // fds, under numbers only its shim knows; held above for the shim to place.
     const bool child = tree != nullptr && tree->readyFd >= 0;
-    const int heldFrom = child ? holdDeputyFds(caller, *config) : -1;
+    const int heldFrom = child ? holdDeputyFds(img, caller, *config) : -1;
     if (migrated.carriedFd >= 0) keep[keepCount++] = migrated.carriedFd;
     const size_t treeFds = keepCount;
     if (child) keep[keepCount++] = tree->readyFd;

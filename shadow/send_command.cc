@@ -67,10 +67,10 @@
 #include "shadow/page_copy.h"
 #include "shadow/page_server.h"
 #include "shadow/settle_children.h"
-#include "shim/forward/child_pids.h"
 #include "shadow/tree_homecoming.h"
 #include "shadow/network_policy.h"
 #include "shadow/peer_login.h"
+#include "shim/forward/child_pids.h"
 
 #include <kj/async-io.h>
 #include <kj/thread.h>
@@ -1361,7 +1361,8 @@ int sendCommand(int argc, char** argv) {
                  "could not be kept in step with that file from another host; the job runs on ",
                  deputy != nullptr ? "at home" : "where it was"));
   }
-  if (deputy != nullptr) {
+  // (Most jobs have no child: known from their own /proc files, not all of /proc.)
+  if (deputy != nullptr && !resources::surelyChildless(ctl->realPid())) {
     auto children = childrenLeftBehind(ctl->realPid());
     if (const resources::TreeProcess* p = bornAwayCameHome(children)) {
       fail(kj::str("cannot move PID ", pid, ": its process ", p->pid, " (", p->command.c_str(), "), born away from home, "

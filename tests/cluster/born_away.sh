@@ -139,10 +139,13 @@ else
   shadowd_logs a c; detail "$(jfile family err)" "its stderr"
 fi
 real=$(awk '$1 == "REAL" { print $2 }' "$(jfile family out)")
-if [[ $(hx a cat "/proc/$real/status" 2>/dev/null | awk '$1 == "PPid:" { print $2 }') == "${PID[family]}" ]]; then
-  ok "family: at a its child runs as PID $real (its PID of b), the job's own child"
+where family >/dev/null  # (migctl list at a, in $T/list.last)
+if [[ $(hx a cat "/proc/$real/status" 2>/dev/null | awk '$1 == "PPid:" { print $2 }') == "${PID[family]}" &&
+      $(host_of "$(awk -v p="$real" '$1 == p { print $3; exit }' "$T/list.last")") == a ]]; then
+  ok "family: at a its child runs as PID $real (its PID of b), the job's own child, listed at a"
 else
-  fail "family: at a no child of the job with PID $real"; hx a ps -ef | grep -v ' \[' | tail -n 20 | sed 's/^/#     /'
+  fail "family: at a no child of the job with PID $real listed there"; sed 's/^/#     /' "$T/list.last"
+  hx a ps -ef | grep -v ' \[' | tail -n 20 | sed 's/^/#     /'
 fi
 # Out again while that child runs: refused in one line (it cannot keep its PID yet).
 migrate family b 60
