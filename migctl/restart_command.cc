@@ -146,8 +146,8 @@ shadow::HopTimes& restartTimes() {
 
 [[noreturn]] void comeBackOrDie(MigratedOptions& m);
 
-// Holds every fd this process inherited (the deputy's) at base + its number, base above
-// every fd open now and every fd number of the image's process, and says so in
+// Holds every fd this process inherited (the deputy's) one after the other from a base
+// above every fd open now and every fd number of the image's process, and says so in
 // `config`; returns base.
 int holdDeputyFds(image::FileReader& img, const resources::CallerFds& caller, forward::Config& config) {
   int base = 0;
@@ -160,9 +160,10 @@ int holdDeputyFds(image::FileReader& img, const resources::CallerFds& caller, fo
   while (dirent* e = readdir(d)) base = std::max(base, atoi(e->d_name) + 1);
   closedir(d);
   for (const auto& f : caller.all()) {
-    if (f.fd < 0 || static_cast<uint32_t>(f.fd) >= forward::kMaxFds || !caller.inherited(f.fd)) continue;
-    if (dup3(f.fd, base + f.fd, 0) < 0) fail(kj::str("cannot hold the deputy's fd ", f.fd, ": ", strerror(errno)));
-    config.heldFds[f.fd / 64] |= uint64_t{1} << (f.fd % 64);
+    if (!caller.inherited(f.fd) || config.heldCount == forward::kMaxFds) continue;
+    const int at = base + static_cast<int>(config.heldCount);
+    if (dup3(f.fd, at, 0) < 0) fail(kj::str("cannot hold the deputy's fd ", f.fd, ": ", strerror(errno)));
+    config.heldFds[config.heldCount++] = f.fd;
   }
   config.homeFdBase = base;
   return base;

@@ -35,17 +35,18 @@ State& state() { return shim::g_runtime.forward; }
 // /dev/null placeholder, keeping the close-on-exec flag the restorer set there), then
 // the held copies are closed.
 void placeHeldHomeFds(const Config& mine, const Config& back) {
-  auto held = [&](uint32_t n) { return n < kMaxFds && (back.heldFds[n / 64] >> (n % 64) & 1) != 0; };
+  const uint32_t count = back.heldCount < kMaxFds ? back.heldCount : kMaxFds;
   for (uint32_t n = 0; n < kMaxFds; ++n) {
     if ((mine.forwardedFds[n / 64] >> (n % 64) & 1) == 0) continue;
-    const uint32_t home = mine.ownTable != 0 && mine.homeFd[n] != 0 ? static_cast<uint32_t>(mine.homeFd[n] - 1) : n;
-    if (!held(home)) continue;
-    const long flags = rawSyscall(SYS_fcntl, n, F_GETFD);
-    rawSyscall(SYS_dup3, back.homeFdBase + home, n, flags > 0 && (flags & FD_CLOEXEC) ? O_CLOEXEC : 0);
+    const int32_t home = mine.ownTable != 0 && mine.homeFd[n] != 0 ? mine.homeFd[n] - 1 : static_cast<int32_t>(n);
+    for (uint32_t i = 0; i < count; ++i) {
+      if (back.heldFds[i] != home) continue;
+      const long flags = rawSyscall(SYS_fcntl, n, F_GETFD);
+      rawSyscall(SYS_dup3, back.homeFdBase + i, n, flags > 0 && (flags & FD_CLOEXEC) ? O_CLOEXEC : 0);
+      break;
+    }
   }
-  for (uint32_t h = 0; h < kMaxFds; ++h) {
-    if (held(h)) rawSyscall(SYS_close, back.homeFdBase + h);
-  }
+  for (uint32_t i = 0; i < count; ++i) rawSyscall(SYS_close, back.homeFdBase + i);
 }
 
 }  // namespace

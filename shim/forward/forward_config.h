@@ -49,10 +49,12 @@ struct Config {
   uint32_t homecoming;
   int32_t carriedFd;
   // A child born away coming home with its parent (migctl/tree_restart.h): the deputy's
-  // fds are held at homeFdBase + their number (bit n of heldFds: the deputy's fd n),
-  // for the shim to put each home fd at the child's own number (activation.cc). 0: none.
+  // fds are held at homeFdBase + i, heldFds[i] the deputy's number of each (also its
+  // high ones, the home files such a child opened), for the shim to put each home fd at
+  // the child's own number (activation.cc). homeFdBase 0: none.
   int32_t homeFdBase;
-  uint64_t heldFds[kMaxFds / 64];
+  uint32_t heldCount;
+  int32_t heldFds[kMaxFds];
 };
 
 // Whether the writes to a regular file at home open with these flags (open's, F_GETFL's)
