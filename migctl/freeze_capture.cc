@@ -301,6 +301,12 @@ void FrozenTree::exitEach() {
   }
 }
 
+void FrozenTree::signalEach(int sig) {
+  for (auto& m : members_) {
+    if (m.ctl != nullptr) kill(m.ctl->realPid(), sig);
+  }
+}
+
 void FrozenTree::exitAll(int timeoutSeconds) {
   exitEach();
   for (size_t i = members_.size(); i-- > 0;) {

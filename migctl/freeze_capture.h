@@ -82,6 +82,8 @@ class FrozenTree {
   void exitAll(int timeoutSeconds);
   // exitAll without the wait: a hop's commit, the tree runs on another host now.
   void exitEach();
+  // Sends `sig` to every live member (a hop home keeps them stopped until home's answer).
+  void signalEach(int sig);
 
  private:
   struct Member {

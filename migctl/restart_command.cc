@@ -26,12 +26,14 @@
 
 #include <kj/debug.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <csignal>
 #include <cstring>
 #include <ctime>
+#include <dirent.h>
 #include <fcntl.h>
 #include <string>
 #include <grp.h>
@@ -143,6 +145,29 @@ shadow::HopTimes& restartTimes() {
 }
 
 [[noreturn]] void comeBackOrDie(MigratedOptions& m);
+
+// Holds every fd this process inherited (the deputy's) one after the other from a base
+// above every fd open now and every fd number of the image's process, and says so in
+// `config`; returns base.
+int holdDeputyFds(image::FileReader& img, const resources::CallerFds& caller, forward::Config& config) {
+  int base = 0;
+  for (size_t i = 0; i < img.sectionCount(); ++i) {
+    if (img.section(i).type != static_cast<uint16_t>(image::SectionType::files)) continue;
+    for (auto f : img.meta<image::schema::Files>(i).getFds()) base = std::max(base, f.getFd() + 1);
+  }
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) fail(kj::str("cannot list this process's fds: ", strerror(errno)));
+  while (dirent* e = readdir(d)) base = std::max(base, atoi(e->d_name) + 1);
+  closedir(d);
+  for (const auto& f : caller.all()) {
+    if (!caller.inherited(f.fd) || config.heldCount == forward::kMaxFds) continue;
+    const int at = base + static_cast<int>(config.heldCount);
+    if (dup3(f.fd, at, 0) < 0) fail(kj::str("cannot hold the deputy's fd ", f.fd, ": ", strerror(errno)));
+    config.heldFds[config.heldCount++] = f.fd;
+  }
+  config.homeFdBase = base;
+  return base;
+}
 
 }  // namespace
 
@@ -479,10 +504,21 @@ int restart(Options& o, const resources::CallerFds& caller) {
   if (migrated.homecoming) {
     // Back home: the job's home fds are the deputy's, which this process is; its fds
     // records of them are the stand-ins it had away (checked as a migrated job's).
-    if (migrated.migrated || img.isTree()) fail(kj::str("--homecoming takes one process's image, without --migrated"));
+    // A tree: the job with its children born away (step 3), each forked here with its
+    // PID of the host it left (restartBornAway).
+    if (migrated.migrated) fail(kj::str("--homecoming takes a migrated job's image, without --migrated"));
     options.migrated = true;
     resources::checkSavedFiles(img, options);
     options.migrated = false;
+    if (img.isTree()) {
+      checkBornAway(img);
+      if (o.checkOnly) {
+        img.keepOnlyMember(img.tree().getMembers()[0].getVpid());
+        checkHomecomingWork(img);
+        return 0;
+      }
+      restartBornAway(img, path, options, caller, migrated);
+    }
     checkHomecomingWork(img);
     if (o.checkOnly) return 0;
     // Its big regions come in lazily from the image in A's spool, as a hop's do: copied
@@ -570,7 +606,7 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     hopLazy = resources::markLazyPages(plan) > 0;
   }
 
-  int keep[6];
+  int keep[8];
   size_t keepCount = 2;
   auto config = kj::heap<forward::Config>();
   memset(config.get(), 0, sizeof(forward::Config));
@@ -605,6 +641,10 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     config->homecoming = 1;
     config->carriedFd = -1;
     auto& m = const_cast<MigratedOptions&>(migrated);
+    // A child born away (tree_restart.h restartBornAway): the deputy's fds are its home
+    // fds, under numbers only its shim knows; held above for the shim to place.
+    const bool child = tree != nullptr && tree->readyFd >= 0;
+    const int heldFrom = child ? holdDeputyFds(img, caller, *config) : -1;
     const int link = comeBackLink(m.comeBackFd);
     const size_t carriedAt = keepCount;
     if (m.carriedFd >= 0) keep[keepCount++] = m.carriedFd;
@@ -612,6 +652,10 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     if (m.comeBackFd >= 0) keep[keepCount++] = m.comeBackFd;
     const size_t linkAt = keepCount;
     if (link > 2) keep[keepCount++] = link;
+    const size_t readyAt = keepCount;
+    if (child) keep[keepCount++] = tree->readyFd;
+    const size_t goAt = keepCount;
+    if (tree != nullptr) keep[keepCount++] = tree->goFd;
     {
       // Moved out of the job's way (also when restoreFiles fails half-way), and no
       // longer close-on-exec.
@@ -620,9 +664,12 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
         if (m.carriedFd >= 0) m.carriedFd = keep[carriedAt];
         if (m.comeBackFd >= 0) m.comeBackFd = keep[comeBackAt];
         if (link > 2) renumberLink(m.comeBackFd, link, keep[linkAt]);
+        if (child) tree->readyFd = keep[readyAt];
+        if (tree != nullptr) tree->goFd = keep[goAt];
       };
       KJ_DEFER(moved());
-      resources::restoreFiles(img, keep, keepCount, caller, nullptr, nullptr, /*keepInherited=*/true);
+      resources::restoreFiles(img, keep, keepCount, caller, nullptr, tree != nullptr ? &tree->pipes : nullptr,
+                              /*keepInherited=*/!child, heldFrom);
     }
     config->carriedFd = m.carriedFd;
     plan.setConfigFd(writeForwardConfig(*config));
@@ -631,6 +678,9 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }
     shadow::hopFaultPoint("home-files", [](kj::String why) { fail(kj::mv(why)); });
+    // The job releases its children; each child waits for that.
+    if (child) tree->ready();
+    else if (tree != nullptr) tree->release();
   } else if (migrated.migrated) {
     resources::applyProcessState(img, true);  // cwd, umask, limits (the fd limit last)
     int64_t jobClock = 0;

@@ -311,38 +311,50 @@ void TreeMemberRestart::release() const {
   close(goFd);
 }
 
-void restartBornAway(image::FileReader& img, const char* path, const resources::FileRestoreOptions& options,
-                     const resources::CallerFds& caller, const MigratedOptions& migrated) {
+void checkBornAway(image::FileReader& img) {
   auto members = img.tree().getMembers();
   const auto root = members[0];
   if (resources::ipcSection(img) != 0) {
     fail(kj::str("cannot restore PID ", root.getVpid(), " here: it shares memory or System V objects with its children "
                  "born away from home, which cannot move with it yet (issue 12)"));
   }
-  uint32_t live = 0;
   for (uint32_t i = 1; i < members.size(); ++i) {
-    live += !members[i].getZombie();
     const pid_t pid = members[i].getRealPid();
     if (resources::processExists(pid)) {
       fail(kj::str("cannot restore PID ", root.getVpid(), " here: its child born away from home (", members[i].getCommand(),
                    ") had PID ", pid, ", which a process here has now; move it again"));
     }
   }
+}
+
+void restartBornAway(image::FileReader& img, const char* path, const resources::FileRestoreOptions& options,
+                     const resources::CallerFds& caller, const MigratedOptions& migrated) {
+  auto members = img.tree().getMembers();
+  const auto root = members[0];
+  checkBornAway(img);
+  uint32_t live = 0;
+  for (uint32_t i = 1; i < members.size(); ++i) live += !members[i].getZombie();
   kj::Vector<kj::AutoCloseFd> held;
   resources::TreePipes pipes = makeTreePipes(img, caller, held);
   resources::TreeSharedMemory shared(img);  // none (refused above): the members' empty views
   int readyPipe[2], goPipe[2];
   if (pipe2(readyPipe, O_CLOEXEC) != 0 || pipe2(goPipe, O_CLOEXEC) != 0) fail(kj::str("cannot create a pipe: ", strerror(errno)));
   kj::AutoCloseFd readyR(readyPipe[0]), readyW(readyPipe[1]), goR(goPipe[0]), goW(goPipe[1]);
-  // Each child restores with the job's options but its gate, which is the job's.
+  // Each child restores with the job's options but its gate, which is the job's. Back
+  // home, a homecoming of its own: nothing forwarded, the deputy's fds its home fds
+  // (the deputy's answers and come-back are the job's).
   MigratedOptions child;
-  child.migrated = true;
-  child.relay = kj::str(KJ_ASSERT_NONNULL(migrated.relay));
-  child.jobId = migrated.jobId;
-  child.token = kj::heapArray<kj::byte>(migrated.token);
-  for (auto& p : migrated.localPaths) child.localPaths.add(kj::str(p));
-  child.realtimeOffsetNs = migrated.realtimeOffsetNs;
-  child.network = migrated.network;
+  if (migrated.homecoming) {
+    child.homecoming = true;
+  } else {
+    child.migrated = true;
+    child.relay = kj::str(KJ_ASSERT_NONNULL(migrated.relay));
+    child.jobId = migrated.jobId;
+    child.token = kj::heapArray<kj::byte>(migrated.token);
+    for (auto& p : migrated.localPaths) child.localPaths.add(kj::str(p));
+    child.realtimeOffsetNs = migrated.realtimeOffsetNs;
+    child.network = migrated.network;
+  }
   fflush(stdout);
   fflush(stderr);
   kj::Vector<pid_t> made;

@@ -80,7 +80,14 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
 // came from (clone3 set_tid: its virtual PID, kAwayPidBase + that PID, is unchanged),
 // each child restoring itself with the job's `migrated` options (it forwards through
 // the job's deputy) up to ready, then waiting for the job's gate.
+// Back home (--homecoming, step 3) the same, the children with homecoming options of
+// their own, the job's home fds kept as for one process (docs/design.md, "Children
+// born away").
 [[noreturn]] void restartBornAway(image::FileReader& img, const char* path, const resources::FileRestoreOptions& options,
                                   const resources::CallerFds& caller, const MigratedOptions& migrated);
+
+// Throws what restartBornAway would refuse (shared objects, a child's PID taken here):
+// phase one of a hop home says it before the commit.
+void checkBornAway(image::FileReader& img);
 
 }  // namespace mig::migctl

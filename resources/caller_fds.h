@@ -35,6 +35,8 @@ class CallerFds {
   // The same, asking the kernel what `fd` is now.
   bool inherited(int fd) const;
 
+  kj::ArrayPtr<const CallerFd> all() const { return fds_; }
+
  private:
   kj::Vector<CallerFd> fds_;
 };

@@ -77,15 +77,16 @@ int moveAbove(kj::ArrayPtr<const FdRecord::Reader> fds, int* keep, size_t keepCo
   return maxFd;
 }
 
-// Closes everything we hold but the saved numbers and `keep`.
-void closeOthers(const std::set<int>& wanted, const int* keep, size_t keepCount) {
+// Closes everything we hold but the saved numbers, `keep` and the fds from `heldFrom` up
+// (when >= 0).
+void closeOthers(const std::set<int>& wanted, const int* keep, size_t keepCount, int heldFrom) {
   DIR* d = opendir("/proc/self/fd");
   std::vector<int> extra;
   if (d != nullptr) {
     while (dirent* e = readdir(d)) {
       if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
       int fd = atoi(e->d_name);
-      bool kept = wanted.count(fd) > 0 || fd == dirfd(d);
+      bool kept = wanted.count(fd) > 0 || fd == dirfd(d) || (heldFrom >= 0 && fd >= heldFrom);
       for (size_t i = 0; i < keepCount; ++i) kept = kept || keep[i] == fd;
       if (!kept) extra.push_back(fd);
     }
@@ -124,7 +125,7 @@ void checkFdRecords(image::schema::Files::Reader files, kj::StringPtr section, c
 }
 
 void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, const CallerFds& caller,
-                  forward::Config* migrated, const TreePipes* treePipes, bool keepInherited) {
+                  forward::Config* migrated, const TreePipes* treePipes, bool keepInherited, int heldFrom) {
   kj::Vector<FdRecord::Reader> saved = savedFds(image);
   kj::ArrayPtr<const FdRecord::Reader> fds = saved.asPtr();
   int maxFd = moveAbove(fds, keep, keepCount);
@@ -150,6 +151,12 @@ void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, const C
     // made anew away (an epoll, a pipe inside the job) is made again from the image:
     // the deputy's copy at that number is the one from before the move.
     if (keepInherited && kind.onMigration != OnMigration::recreated && caller.inherited(target)) continue;
+    if (heldFrom >= 0 && kind.onMigration != OnMigration::recreated) {
+      kj::AutoCloseFd null(open("/dev/null", O_RDWR));
+      if (null == nullptr) fail(kj::str("cannot open /dev/null: ", strerror(errno)));
+      placeAt(kj::mv(null), target);
+      continue;
+    }
     const bool home = migrated != nullptr && kind.onMigration != OnMigration::recreated;
     if (home) markHome(f, kind, *migrated);
     if (f.getDupOf() >= 0) {
@@ -169,7 +176,7 @@ void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, const C
   ctx.parked.clear();
   // Close everything else we hold, except `keep` and the restart's messages.
   wanted.insert(warn);
-  closeOthers(wanted, keep, keepCount);
+  closeOthers(wanted, keep, keepCount, heldFrom);
   // Last: closing any fd of a file drops the process's fcntl locks on it. A migrated
   // job's locks stayed at home with its deputy.
   if (migrated == nullptr) {

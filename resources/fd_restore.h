@@ -44,9 +44,13 @@ void checkFdRecords(image::schema::Files::Reader files, kj::StringPtr section, c
 // `keepInherited` (a hop back home, deputy/homecoming.h): a saved fd of a kind that
 // stays at home on migration whose number this process inherited open is left as it
 // is (the deputy held it for the job); the others are made as on any restart.
+// `heldFrom` (>= 0: a child born away coming home, migctl/tree_restart.h): the deputy's
+// fds are held from that number up, where they stay (its shim puts each at its number,
+// shim/forward/activation.cc); a saved fd of a kind that stays at home gets /dev/null
+// as a placeholder meanwhile.
 void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, const CallerFds& caller,
                   forward::Config* migrated = nullptr, const TreePipes* treePipes = nullptr,
-                  bool keepInherited = false);
+                  bool keepInherited = false, int heldFrom = -1);
 
 // At a tree's restart, before its members are forked: the socketpair whose ends are
 // the `unixSocket` records `a` and `b` (in two members), with each end's options and

@@ -162,12 +162,8 @@ interface Node {
   # members of the process tree it moved with, its root first, where each runs and its
   # PID at home (`hosts[i]`, `pids[i]` for `jobs[i]`); all empty when it moved alone.
 
-  reserved15 @15 () -> ();
-  reserved16 @16 () -> ();
-  reserved17 @17 () -> ();
-  # (15-17: other branches' ordinals, placeholders here until they are merged)
 
-  homecomingOutcome @18 (jobId :UInt64, token :Data, vpid :Int32) -> (outcome :HomecomingOutcome);
+  homecomingOutcome @15 (jobId :UInt64, token :Data, vpid :Int32) -> (outcome :HomecomingOutcome);
   # Asked of a job's home (PID `vpid` there) by the host that keeps the job frozen and
   # stopped after a hop home whose commit got no answer (home's shadowd died then, or a
   # partition): whether home took the job (docs/design.md "A hop back home").

@@ -1153,19 +1153,19 @@ class NodeImpl final : public rpc::Node::Server {
       }
     }
     // Children born away come with their PIDs of the sending host (issue 12, the
-    // job's restart forks them with clone3 set_tid): one taken here refuses the job now.
-    // (Not at the job's home: they do not come home yet, and its sender says so.)
-    const bool jobsHome = d_.homeJobs().find(t.getJobId()) != nullptr;
+    // job's restart forks them with clone3 set_tid): one taken here refuses the job now,
+    // also at its home (step 3: no deputy or stand-in holds such a PID, the child never
+    // had a process here; one of the home's own processes may).
     int32_t highest = 0;
     for (int32_t pid : t.getAwayPids()) {
-      if (pid > 0 && !jobsHome && (kill(pid, 0) == 0 || errno != ESRCH)) {
+      if (pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH)) {
         fail(kj::str("cannot take PID ", t.getVpid(), " here (", d_.address(), "): its child born away from home has PID ",
                      pid, ", which a process here has; its children keep their PIDs, so move it to another host or "
                      "once that child has ended"));
       }
       highest = std::max(highest, pid);
     }
-    if (!jobsHome) keepPidsFree(highest);
+    keepPidsFree(highest);
     hopFaultPoint("recv-ticket", [](kj::String why) { fail(kj::mv(why)); });
     mkdir(d_.config().spoolDir.cStr(), 0700);
     auto job = kj::heap<HostedJob>();

@@ -70,6 +70,7 @@
 #include "shadow/tree_homecoming.h"
 #include "shadow/network_policy.h"
 #include "shadow/peer_login.h"
+#include "shim/forward/child_pids.h"
 
 #include <kj/async-io.h>
 #include <kj/thread.h>
@@ -225,6 +226,24 @@ class RpcSink final : public image::ByteSink {
 // frozen: every live member is frozen (the quick look, resources/process_tree.h).
 kj::Vector<resources::TreeProcess> childrenLeftBehind(pid_t realPid, bool frozen = false) {
   return resources::jobDescendants(realPid, "/proc/self/exe", frozen);
+}
+
+// At home, a child born away that came home with the job (step 3 of "Children born
+// away": forked there with its PID of the host it left) still goes by its virtual PID,
+// which only the job's shim and its own know; its shim answers under that name too
+// (control_thread.cc, the restored process's alias). Neither a tree's member nor left
+// here could it keep that PID on the next hop: not built, refused before anything is
+// frozen.
+const resources::TreeProcess* bornAwayCameHome(const kj::Vector<resources::TreeProcess>& children) {
+  for (auto& p : children) {
+    if (p.zombie) continue;
+    kj::Maybe<pid_t> real;
+    kj::runCatchingExceptions([&]() { real = migctl::ControlClient(forward::kAwayPidBase + p.pid).realPid(); });
+    KJ_IF_MAYBE(r, real) {
+      if (*r == p.pid) return &p;
+    }
+  }
+  return nullptr;
 }
 
 // Those a single process's move would lose: at home a zombie child stays, the
@@ -1342,6 +1361,15 @@ int sendCommand(int argc, char** argv) {
                  "could not be kept in step with that file from another host; the job runs on ",
                  deputy != nullptr ? "at home" : "where it was"));
   }
+  // (Most jobs have no child: known from their own /proc files, not all of /proc.)
+  if (deputy != nullptr && !resources::surelyChildless(ctl->realPid())) {
+    auto children = childrenLeftBehind(ctl->realPid());
+    if (const resources::TreeProcess* p = bornAwayCameHome(children)) {
+      fail(kj::str("cannot move PID ", pid, ": its process ", p->pid, " (", p->command.c_str(), "), born away from home, "
+                   "came home with it and cannot move again yet (issue 12); nothing was frozen, the job runs on at home; "
+                   "move it once that process has ended and been waited for"));
+    }
+  }
   // The job is the process and its descendants: from its home, with the job records
   // shadowd made for them, they move together; anywhere else one with children is
   // refused before the destination is asked. --only keeps the move of one process
@@ -1455,29 +1483,26 @@ int sendCommand(int argc, char** argv) {
     auto left = settledLook([&]() { return liveOnly(childrenLeftBehind(ctl->realPid())); });
     if (left.left.size() > 0) fail(homecomingRefusal(vpid > 0 ? vpid : pid, left.left, left.cameAndWent));
   }
-  if (homecoming && born.carry) {
-    fail(awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, born.children, born.cameAndWent, false, BornAwayRefused::home));
-  }
-  // To another host, a job that forks here (children at the look, or come and gone
-  // during it) moves stop-and-copy, which takes along the children it has at the
-  // freeze; pre-copy and post-copy do not.
-  kj::String bornNote;
-  // (One that forked here during the look's moment may have a child again at its freeze.)
-  if (born.forks() && !homecoming && mode == nullptr) {
-    mode = "stop-and-copy";
-    bornNote = kj::str("its children born away from home move with it, and pre-copy does not carry them");
-  } else if (born.carry && !homecoming && strcmp(mode, "stop-and-copy") != 0) {
-    fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, " by ", mode, ": its children born on this host (",
-                 childNames(born.children), ") move with it stop-and-copy only; nothing was frozen, the job runs on where it "
-                 "was; leave out --", mode));
-  }
-
   // Back home the job goes into its deputy's process, which has no page server: a
   // post-copy hop home is sent as the default (pre-copy where possible), and says so.
   kj::String modeNote;
   if (homecoming && mode != nullptr && strcmp(mode, "postcopy") == 0) {
     mode = nullptr;
     modeNote = kj::str("a hop home is not post-copy: the job goes back into its deputy's process");
+  }
+  // A job that forks here (children at the look, or come and gone during it) moves
+  // stop-and-copy, which takes along the children it has at the freeze, to another
+  // host or home (there each is forked with its PID of this host, step 3 of "Children
+  // born away"); pre-copy and post-copy do not.
+  kj::String bornNote;
+  // (One that forked here during the look's moment may have a child again at its freeze.)
+  if (born.forks() && mode == nullptr) {
+    mode = "stop-and-copy";
+    bornNote = kj::str("its children born away from home move with it, and pre-copy does not carry them");
+  } else if (born.carry && strcmp(mode, "stop-and-copy") != 0) {
+    fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, " by ", mode, ": its children born on this host (",
+                 childNames(born.children), ") move with it stop-and-copy only; nothing was frozen, the job runs on where it "
+                 "was; leave out --", mode));
   }
 
   // Write tracking for pre-copy: a userfaultfd made by the job's shim. The shim ends
@@ -1525,13 +1550,13 @@ int sendCommand(int argc, char** argv) {
     auto left = settledLook([&]() { return lostIfAlone(ctl->realPid(), deputy != nullptr); });
     if (left.left.size() == 0) return;
     if (deputy != nullptr) fail(treeRefusal(vpid > 0 ? vpid : pid, left.left));
-    if (!homecoming && uffd < 0 && !postcopy) {
+    if (uffd < 0 && !postcopy) {
       refuseUncarried(left.left);
       born.carry = true;
       return;
     }
     fail(awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, left.left, /*cameAndWent=*/true, false,
-                             homecoming ? BornAwayRefused::home : BornAwayRefused::lateStart));
+                             BornAwayRefused::lateStart));
   };
 
   // Pre-copy's image and write tracking, kept until this process ends (as a tree's
@@ -1574,10 +1599,10 @@ int sendCommand(int argc, char** argv) {
     frozenAt = std::chrono::steady_clock::now();
     times.mark("freeze");
     resources::waitForLazyPages(ctl->realPid());  // as freezeAndCapture does (waited for above already)
-    // With its children born here (away, to another host, also one born since the
-    // look): parked with it, one image of them all (a tree whose root is the job),
+    // With its children born here (away, to another host or home, also one born since
+    // the look): parked with it, one image of them all (a tree whose root is the job),
     // unless they all ended meanwhile; then the check after the freeze is as ever.
-    if (deputy == nullptr && !homecoming && !only) born.park(*ctl);
+    if (deputy == nullptr && !only) born.park(*ctl);
     if (born.carry) {
       times.mark("park");
       stats = born.capture(out);
@@ -1620,9 +1645,9 @@ int sendCommand(int argc, char** argv) {
     if (late.size() > 0) {
       fail(deputy != nullptr ? treeRefusal(vpid > 0 ? vpid : pid, late)
                              : awayChildrenRefusal(vpid > 0 ? vpid : pid, 0, late, false, /*frozen=*/true,
-                                                   homecoming ? BornAwayRefused::home : BornAwayRefused::lateStart));
+                                                   BornAwayRefused::lateStart));
     }
-  } else if (!childless && homecoming) {
+  } else if (!childless && homecoming && !born.carry) {
     auto late = liveOnly(childrenLeftBehind(ctl->realPid()));
     if (late.size() > 0) fail(homecomingRefusal(vpid > 0 ? vpid : pid, late, /*transient=*/true));
   }
@@ -1666,6 +1691,7 @@ int sendCommand(int argc, char** argv) {
   const bool keepFrozen = postcopy && remoteBytes > 0;
   if (keepFrozen || homecoming) {
     if (kill(ctl->realPid(), SIGSTOP) != 0) fail(kj::str("cannot stop the frozen job: ", strerror(errno)));
+    if (born.carry) born.frozen->signalEach(SIGSTOP);  // its children born here, carried home, too
   } else if (deputy != nullptr) {
     // The token goes into the deputy's environment (see shim/checkpoint.cc, execDeputy).
     auto idText = kj::str(jobId), tokenEnv = kj::str(kTokenEnv, "=", hex(token)),
@@ -1699,13 +1725,24 @@ int sendCommand(int argc, char** argv) {
   if (homecoming && committed == nullptr) {
     if (homeFailed.size() > 0) {
       // Nothing of the job runs at home: it goes on here, as after any failed hop.
-      ctl->resume();
-      kill(ctl->realPid(), SIGCONT);
+      if (born.carry) {
+        born.frozen->resume();
+        born.frozen->signalEach(SIGCONT);
+      } else {
+        ctl->resume();
+        kill(ctl->realPid(), SIGCONT);
+      }
       fprintf(stderr, "hop home failed after its commit: %s; the job runs on where it was\n", homeFailed.cStr());
       return kHomeRestoreFailed;
     }
-    ctl->exitProcess();  // it runs at home
-    kill(ctl->realPid(), SIGCONT);
+    // It runs at home (with its children born here, each forked there with its PID).
+    if (born.carry) {
+      born.frozen->exitEach();
+      born.frozen->signalEach(SIGCONT);
+    } else {
+      ctl->exitProcess();
+      kill(ctl->realPid(), SIGCONT);
+    }
     resources::removeSysvIpc(sysvMoved);
   }
   KJ_IF_MAYBE(e, committed) {

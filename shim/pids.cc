@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstring>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace mig::shim {
@@ -65,6 +66,25 @@ int queueToSelf(int sig, int code, sigval value) {
   return static_cast<int>(syscall(SYS_rt_sigqueueinfo, realPid(), sig, &info));
 }
 
+// A wait that ran in the kernel, not dispatched (back home, with children born away
+// that came home with their PIDs of the host they left, migctl/tree_restart.h): the
+// child it reaped is named by its virtual PID, as away; once reaped its slot is free.
+pid_t reapedChild(pid_t real, bool exited) {
+  if (real <= 0) return real;
+  const pid_t vpid = forward::childVirtualPid(real);
+  if (exited && vpid != real) forward::forgetChild(real);
+  return vpid;
+}
+
+bool endedForGood(int options, int status) {
+  return !(options & (WUNTRACED | WCONTINUED)) || (!WIFSTOPPED(status) && !WIFCONTINUED(status));
+}
+
+// Whether this process's waits need the virtual PIDs of children born away translated
+// here: it has such children and its calls are not dispatched (which translates them,
+// sigsys_handler.cc).
+bool translatesWaits() { return !dispatched() && forward::haveChildren(); }
+
 }  // namespace
 }  // namespace mig::shim
 
@@ -108,6 +128,42 @@ __attribute__((visibility("default"))) int sigqueue(pid_t pid, int sig, const un
 
 __attribute__((visibility("default"))) int tgkill(pid_t tgid, pid_t tid, int sig) {
   return static_cast<int>(syscall(SYS_tgkill, realPidOf(tgid), realTidOf(tid), sig));
+}
+
+// Waits for children: glibc's wrappers make the system call themselves, so these are
+// interposed for a process whose children born away came home with it (their virtual
+// PIDs are not the kernel's here); any other process's waits go straight through.
+__attribute__((visibility("default"))) pid_t wait4(pid_t pid, int* status, int options, struct rusage* usage) {
+  if (!translatesWaits()) return static_cast<pid_t>(syscall(SYS_wait4, pid, status, options, usage));
+  int own = 0;
+  int* st = status != nullptr ? status : &own;
+  const pid_t r = static_cast<pid_t>(syscall(SYS_wait4, realPidOf(pid), st, options, usage));
+  return reapedChild(r, r > 0 && endedForGood(options, *st));
+}
+
+__attribute__((visibility("default"))) pid_t waitpid(pid_t pid, int* status, int options) {
+  return wait4(pid, status, options, nullptr);
+}
+
+__attribute__((visibility("default"))) pid_t wait(int* status) { return wait4(-1, status, 0, nullptr); }
+
+__attribute__((visibility("default"))) pid_t wait3(int* status, int options, struct rusage* usage) {
+  return wait4(-1, status, options, usage);
+}
+
+__attribute__((visibility("default"))) int waitid(idtype_t type, id_t id, siginfo_t* info, int options) {
+  if (!translatesWaits()) return static_cast<int>(syscall(SYS_waitid, type, id, info, options, nullptr));
+  siginfo_t own;
+  memset(&own, 0, sizeof(own));
+  siginfo_t* in = info != nullptr ? info : &own;
+  const id_t asked = type == P_PID ? static_cast<id_t>(realPidOf(static_cast<pid_t>(id))) : id;
+  const int r = static_cast<int>(syscall(SYS_waitid, type, asked, in, options, nullptr));
+  if (r == 0 && in->si_pid > 0) {
+    const bool ended = !(options & WNOWAIT) &&
+                       (in->si_code == CLD_EXITED || in->si_code == CLD_KILLED || in->si_code == CLD_DUMPED);
+    in->si_pid = reapedChild(in->si_pid, ended);
+  }
+  return r;
 }
 
 }  // extern "C"

@@ -14,6 +14,7 @@
 #include "shim/runtime.h"
 
 #include <cerrno>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 
@@ -27,6 +28,26 @@ constexpr int kActivationFailedStatus = 125;
 using shim::rawSyscall;
 
 State& state() { return shim::g_runtime.forward; }
+
+// A child born away, restored at home (migctl/tree_restart.h): its home fds are the
+// deputy's, held from `back.homeFdBase` up; which deputy fd each of its numbers is only
+// its own table says (child_table.h). Each goes to its number (over the restart's
+// /dev/null placeholder, keeping the close-on-exec flag the restorer set there), then
+// the held copies are closed.
+void placeHeldHomeFds(const Config& mine, const Config& back) {
+  const uint32_t count = back.heldCount < kMaxFds ? back.heldCount : kMaxFds;
+  for (uint32_t n = 0; n < kMaxFds; ++n) {
+    if ((mine.forwardedFds[n / 64] >> (n % 64) & 1) == 0) continue;
+    const int32_t home = mine.ownTable != 0 && mine.homeFd[n] != 0 ? mine.homeFd[n] - 1 : static_cast<int32_t>(n);
+    for (uint32_t i = 0; i < count; ++i) {
+      if (back.heldFds[i] != home) continue;
+      const long flags = rawSyscall(SYS_fcntl, n, F_GETFD);
+      rawSyscall(SYS_dup3, back.homeFdBase + i, n, flags > 0 && (flags & FD_CLOEXEC) ? O_CLOEXEC : 0);
+      break;
+    }
+  }
+  for (uint32_t i = 0; i < count; ++i) rawSyscall(SYS_close, back.homeFdBase + i);
+}
 
 }  // namespace
 
@@ -46,6 +67,7 @@ bool loadConfig(int fd) {
     // Back home, in its deputy's process: every fd is the job's own again, and the
     // next move starts from what the job holds then, not from this hop's bits.
     takeCarriedReplies(c.carriedFd);
+    if (c.homeFdBase > 0) placeHeldHomeFds(s.config, c);
     __builtin_memset(&s.config, 0, sizeof(s.config));
     // Its children forked at home from now on are home's on the next move
     // (child_pids.h, mayHaveChildrenAtHome).

@@ -48,6 +48,13 @@ struct Config {
   // job may not have read before its freeze (carried_replies.h), -1 when none.
   uint32_t homecoming;
   int32_t carriedFd;
+  // A child born away coming home with its parent (migctl/tree_restart.h): the deputy's
+  // fds are held at homeFdBase + i, heldFds[i] the deputy's number of each (also its
+  // high ones, the home files such a child opened), for the shim to put each home fd at
+  // the child's own number (activation.cc). homeFdBase 0: none.
+  int32_t homeFdBase;
+  uint32_t heldCount;
+  int32_t heldFds[kMaxFds];
 };
 
 // Whether the writes to a regular file at home open with these flags (open's, F_GETFL's)

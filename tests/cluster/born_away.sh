@@ -6,10 +6,11 @@
 # their bytes), the child still answers through the pipe, the grandchild gets its line,
 # and the job's wait gets the child's status 5 (the child's gets the grandchild's 3).
 # A hop to c while a process there has the child's PID of b is refused by c before
-# anything is frozen. While they run on c the hop home is refused in one line
-# (children born away do not come home yet), the job running on; once the child has
-# ended and been waited for the job comes home and finishes there, its output the one
-# an undisturbed run prints.
+# anything is frozen. With them running the job then comes home (c -> a): the child and
+# grandchild are forked at a with their PIDs of c, so the job's virtual PID for the
+# child still names it; the child answers through its pipe there, the job's wait gets
+# its status; then the job moves out again (a -> b) and finishes there, its output the
+# one an undisturbed run prints.
 # A python3 tree (root and a child member) moved a -> b whole, whose member starts a
 # subprocess on b, moves b -> c with it (in the member's image): outputs and statuses
 # the undisturbed run's.
@@ -45,11 +46,12 @@ STEPS="import sys; sys.dont_write_bytecode = True; sys.path.insert(0, '$(readlin
 
 # The child echoes each line it reads; at EOF it hands a line to its own child (the
 # grandchild, started at once, on b) and says what that printed and its status.
-CHILD='import subprocess, sys
+CHILD='import os, subprocess, sys
 g = subprocess.Popen(["/bin/sh", "-c", "read x; echo grandchild got $x; exit 3"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 for line in sys.stdin:
     sys.stdout.write("got " + line)
     sys.stdout.flush()
+sys.stdout.write("ids %d %d\n" % (os.getpid(), os.getppid()))
 g.stdin.write(b"the end\n")
 g.stdin.close()
 said = g.stdout.read().decode().strip()
@@ -70,7 +72,11 @@ steps_until("HOPPED")
 say("child says", p.stdout.readline().decode().strip())
 p.stdin.write(b"after the hop\n")
 p.stdin.close()
-say("child says", *p.stdout.read().decode().strip().split("\n"))
+said = p.stdout.read().decode().strip().split("\n")
+ids = [int(x) for x in said.pop(1).split()[1:]]
+say("child says", *said)
+say("child getpid and getppid as the job knows them:", ids == [p.pid, os.getpid()])
+os.kill(p.pid, 0)
 say("child status", p.wait())
 steps_until("END")
 say("done")'
@@ -78,6 +84,7 @@ want="child born away: True
 child says got before the hop
 child says got in flight across the hop
 child says got after the hop grandchild got the end, status 3
+child getpid and getppid as the job knows them: True
 child status 5
 done"
 
@@ -92,6 +99,9 @@ start_job family mig "$PY" -c "$FAMILY" "$CHILD" || cluster_end
 if ! { wait_step family 3 20 && migrate family b 60; }; then
   fail "family: its move a -> b: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"; kill_job family; cluster_end
 fi
+# The simulated hosts' PIDs are small and close: b's next ones far from any of a's, so
+# that a's check of the children's PIDs at their hop home finds them free.
+hx b bash -c 'echo 20000 >/proc/sys/kernel/ns_last_pid'
 touch "$(jfile family MOVED)"
 if ! wait_until 30 out_has family "child says got before the hop"; then
   fail "family: its child born on b did not answer"; detail "$(jfile family err)" "its stderr"; kill_job family; cluster_end
@@ -120,25 +130,43 @@ else
   shadowd_logs b c; restore_log c
   kill_job family; cluster_end
 fi
-# Home, with them still running: refused in one line, the job runs on at c.
-migrate family a 60
-if one_line_reason && grep -q "born on this host" "$MIG_ERR" && grep -q "cannot come home with it yet" "$MIG_ERR" &&
-   [[ $(host_of "$(where family)") == c ]]; then
-  ok "family: its hop home with children born away is refused in one line, it runs on at c: $(cat "$MIG_ERR")"
+# Home with them still running (step 3): each child forked at a with its PID of c, the
+# job's home fds its deputy's, the child's the deputy's under its own numbers.
+if migrate family a 60 && [[ $(host_of "$(where family)") == a ]] && migrated_line | grep -q "stop-and-copy"; then
+  ok "family: c -> a with its child and grandchild born away still running: $(migrated_line)"
 else
   fail "family: its hop home with children born away: exit $MIG_RC, at '$(where family)'"; detail "$MIG_ERR" "migctl's stderr"
+  shadowd_logs a c; detail "$(jfile family err)" "its stderr"
+fi
+real=$(awk '$1 == "REAL" { print $2 }' "$(jfile family out)")
+where family >/dev/null  # (migctl list at a, in $T/list.last)
+if [[ $(hx a cat "/proc/$real/status" 2>/dev/null | awk '$1 == "PPid:" { print $2 }') == "${PID[family]}" &&
+      $(host_of "$(awk -v p="$real" '$1 == p { print $3; exit }' "$T/list.last")") == a ]]; then
+  ok "family: at a its child runs as PID $real (its PID of b), the job's own child, listed at a"
+else
+  fail "family: at a no child of the job with PID $real listed there"; sed 's/^/#     /' "$T/list.last"
+  hx a ps -ef | grep -v ' \[' | tail -n 20 | sed 's/^/#     /'
+fi
+# Out again while that child runs: refused in one line (it cannot keep its PID yet).
+migrate family b 60
+if one_line_reason && grep -q "born away from home, came home with it and cannot move again yet" "$MIG_ERR" &&
+   [[ $(host_of "$(where family)") == a ]]; then
+  ok "family: its hop out again while its child born away runs at home is refused in one line: $(cat "$MIG_ERR")"
+else
+  fail "family: its hop out again with its child born away at home: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
 fi
 touch "$(jfile family HOPPED)"
+# Once the child has ended and been waited for (at home), the job moves out again.
 if wait_until 30 out_has family "child status 5" && wait_step family $(( $(last_step family) + 3 )) 30 &&
-   migrate family a 60 && [[ $(host_of "$(where family)") == a ]]; then
-  ok "family: once its child ended and was waited for, c -> a: $(migrated_line)"
+   migrate family b 60 && [[ $(host_of "$(where family)") == b ]]; then
+  ok "family: once its child ended and was waited for at home, a -> b again: $(migrated_line)"
 else
-  fail "family: its move home once the child ended: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
+  fail "family: its move out again once the child ended: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
   detail "$(jfile family err)" "its stderr"
 fi
 touch "$(jfile family END)"
 wait_job family 30
-output_exact family "the child born on b answered through its pipe before, across and after the hop b -> c, its grandchild got its line and status 3, the job's wait got the child's status 5 (its PID a virtual one)"
+output_exact family "the child born on b answered through its pipe before, across and after the hops b -> c -> a, its grandchild got its line and status 3, the job's wait at home got the child's status 5 (its PID a virtual one)"
 kill_job family
 
 # --- a tree's member with a child born on b ------------------------------------------------
