@@ -23,6 +23,10 @@
 #include <fcntl.h>
 #include <map>
 #include <set>
+#include <algorithm>
+#include <atomic>
+#include <thread>
+#include <utility>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
@@ -302,24 +306,56 @@ ConcurrentTreeResult captureTreeConcurrently(kj::ArrayPtr<const TreeCaptureMembe
   TreeStart start = writeTreeStart(members, w);
   // Frozen: every member's state, held until its place in the image, and its memory
   // write-protected (what members share is in the ipc section already, taken now).
+  // Members are taken on as many threads as there are CPUs: each is the work of one
+  // process's concurrent checkpoint, mostly reading /proc, and the tree waits for all.
   struct Later {
     const TreeCaptureMember* member;
+    int uffd;
+    CaptureStats stats{};
     image::HeldSections state;
     kj::Own<ProcPageSource> own;
     kj::Own<WithoutSharedViews> memory;
     kj::Own<CopyBeforeWrite> pages;
+    kj::Maybe<kj::Exception> failed;
   };
   kj::Vector<Later> later;
   for (size_t i = 0; i < members.size(); ++i) {
-    const TreeCaptureMember& m = members[i];
-    if (m.block == nullptr) continue;
+    if (members[i].block == nullptr) continue;
     Later& l = later.add();
-    l.member = &m;
-    image::ImageWriter keep(l.state);
-    writeMemberState(m, start, keep, result.stats, options);
-    l.own = kj::heap<ProcPageSource>(m.proc.pid);
-    l.memory = kj::heap<WithoutSharedViews>(*l.own, start.shared, m.proc.pid, start.segments);
-    l.pages = kj::heap<CopyBeforeWrite>(m.proc.pid, owned[i].release(), *l.memory);
+    l.member = &members[i];
+    l.uffd = owned[i].release();
+  }
+  std::atomic<size_t> next{0};
+  auto work = [&]() {
+    for (size_t i; (i = next.fetch_add(1)) < later.size();) {
+      Later& l = later[i];
+      l.failed = kj::runCatchingExceptions([&]() {
+        const TreeCaptureMember& m = *l.member;
+        image::ImageWriter keep(l.state);
+        writeMemberState(m, start, keep, l.stats, options);
+        l.own = kj::heap<ProcPageSource>(m.proc.pid);
+        l.memory = kj::heap<WithoutSharedViews>(*l.own, start.shared, m.proc.pid, start.segments);
+        l.pages = kj::heap<CopyBeforeWrite>(m.proc.pid, std::exchange(l.uffd, -1), *l.memory);
+      });
+    }
+  };
+  {
+    const size_t helpers = std::min<size_t>(later.size(), std::max(1u, std::thread::hardware_concurrency())) - 1;
+    kj::Vector<std::thread> threads;
+    for (size_t t = 0; t < helpers; ++t) threads.add(work);
+    work();
+    for (auto& t : threads) t.join();
+  }
+  for (Later& l : later) {
+    if (l.uffd >= 0) close(l.uffd);  // its copier was not made: another member failed
+  }
+  for (Later& l : later) {
+    KJ_IF_MAYBE(e, l.failed) kj::throwFatalException(kj::mv(*e));
+    result.stats.threads += l.stats.threads;
+    result.stats.fds += l.stats.fds;
+    result.stats.pendingSignals |= l.stats.pendingSignals;
+    for (auto& warning : l.stats.warnings) result.stats.warnings.add(kj::mv(warning));
+    for (int fd : l.stats.connections) result.stats.connections.add(fd);
   }
   resume();
   for (Later& l : later) {
