@@ -11,14 +11,13 @@
 
 #include <kj/io.h>
 
-#include <utility>
-
 #include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <poll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <utility>
 
 namespace mig::migctl {
 
