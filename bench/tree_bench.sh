@@ -16,7 +16,7 @@
 # The job and libmig.so run from a copy under /opt (a system directory, where an
 # installed mig's shim is): from the build directory, a user's directory that the other
 # host may not have (rsc/open_rule.h), each member's image carried the whole of
-# libmig.so's mapped pages (1.4 MiB of a member's 1.5), eight times for the tree.
+# libmig.so's mapped pages (1.3 MiB of a member's 1.4), eight times for the tree.
 #   bench/tree_bench.sh [ROUNDS] [DIR]      (default 7 rounds; checkpoints in /var/tmp)
 set -eu
 rounds=${1:-7}
