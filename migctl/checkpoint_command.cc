@@ -166,28 +166,23 @@ int checkpoint(const Options& o, long pid) {
   // A lazily restarted job's page server must be done first: pages it has not placed
   // read as never touched, and its userfaultfd would keep ours from registering.
   resources::waitForLazyPages(self);
-  kj::Vector<pid_t> live;  // the processes the image will hold, as they are now
-  live.add(self);
-  if (!o.only) {
-    auto tree = resources::listTree(self);
-    for (size_t i = 1; i < tree.size(); ++i) {
-      if (!tree[i].zombie) live.add(tree[i].pid);
-    }
-  }
-  KJ_IF_MAYBE(object, resources::firstSysvObject(live)) {
+  KJ_IF_MAYBE(object, resources::firstSysvObject(kj::arrayPtr(&self, 1))) {
     // Its segments are written from the ipc section, which the frozen capture makes.
+    // (A tree's ipc section is always taken frozen: its members' objects need no check.)
     notConcurrent = kj::str("it uses the ", *object);
   } else if (!stop && !o.stopTheWorld) {
     uffd = ctl->copyOnWrite(notConcurrent);
     ctl = kj::heap<ControlClient>(static_cast<pid_t>(pid));
-    for (size_t i = 1; i < live.size() && uffd >= 0; ++i) {
-      // One that cannot be reached (ended, not under mig) is FrozenTree's to judge;
-      // without its fd the tree is written frozen.
+    auto tree = o.only || uffd < 0 ? kj::Vector<resources::TreeProcess>() : resources::listTree(self);
+    for (size_t i = 1; i < tree.size(); ++i) {
+      if (tree[i].zombie) continue;
+      // One that cannot be reached (ended meanwhile, not under mig) is FrozenTree's to
+      // judge; without its fd the tree is written frozen.
       try {
-        ControlClient member(live[i]);
+        ControlClient member(tree[i].pid);
         int fd = member.copyOnWrite(notConcurrent);
         if (fd < 0) break;
-        memberUffds[live[i]] = fd;
+        memberUffds[tree[i].pid] = fd;
       } catch (const kj::Exception&) {
       }
     }
