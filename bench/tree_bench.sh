@@ -13,6 +13,10 @@
 # the median of each phase the sender marks ($MIG_HOP_TIMES, shadow/hop_times.h; a
 # tree's one line, from the first freeze request to B's answer to the last commit)
 # and of B's restart of each member (its start to its exec of mig-restore).
+# The job and libmig.so run from a copy under /opt (a system directory, where an
+# installed mig's shim is): from the build directory, a user's directory that the other
+# host may not have (rsc/open_rule.h), each member's image carried the whole of
+# libmig.so's mapped pages (1.3 MiB of a member's 1.4), eight times for the tree.
 #   bench/tree_bench.sh [ROUNDS] [DIR]      (default 7 rounds; checkpoints in /var/tmp)
 set -eu
 rounds=${1:-7}
@@ -23,12 +27,14 @@ rm -f "$MIG_HOP_TIMES"
 bench_two_shadowds treebench
 times_all=$dir/times.all
 img=$(mktemp -d "${2:-/var/tmp}/mig-tree-bench-XXXXXX")
-trap 'bench_end; rm -rf "$img" "$MIG_HOP_TIMES"' EXIT
+installed=$(mktemp -d /opt/mig-tree-bench-XXXXXX)
+cp "$build/shim/libmig.so" "$build/bench/tree_job" "$installed/"
+trap 'bench_end; rm -rf "$img" "$installed" "$MIG_HOP_TIMES"' EXIT
 
 # The processes of a tree_job (the root and its children), for kill -9 at the end.
 tree_pids() { echo "$1"; cat /proc/"$1"/task/*/children 2>/dev/null || true; }
 start() {  # start N NAME: a tree of N under mig; sets JOB
-  LD_PRELOAD=$build/shim/libmig.so "$build/bench/tree_job" "$1" > "$dir/$2.out" &
+  LD_PRELOAD=$installed/libmig.so "$installed/tree_job" "$1" > "$dir/$2.out" &
   JOB=$!
   pids+=("$JOB")
   wait_for "$dir/$2.out" READY

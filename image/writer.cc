@@ -11,23 +11,21 @@
 
 namespace mig::image {
 
-ImageWriter::ImageWriter(ByteSink& sink, capnp::MessageBuilder& header) : sink_(sink) {
+ImageWriter::ImageWriter(ByteSink& sink, capnp::MessageBuilder& header) : sink_(&sink) {
   Preamble p = makePreamble();
   put(&p, sizeof(p));
   section(SectionType::header, header);
 }
 
 void ImageWriter::put(const void* bytes, size_t len) {
-  sink_.write(bytes, len);
+  sink_->write(bytes, len);
   offset_ += len;
 }
 
-void ImageWriter::writeFrameAndMeta(SectionType type, capnp::MessageBuilder& meta,
+void ImageWriter::writeFrameAndMeta(SectionType type, kj::ArrayPtr<const kj::byte> bytes,
                                     uint64_t dataLen) {
   KJ_REQUIRE(!inData_, "previous section's data is not finished");
   KJ_REQUIRE(!finished_, "image already finished");
-  kj::Array<capnp::word> words = capnp::messageToFlatArray(meta);
-  auto bytes = words.asBytes();
   KJ_REQUIRE(bytes.size() <= kMaxMetaBytes, "section metadata too large", bytes.size());
   SectionFrame f = makeFrame(type, nextIndex_++, bytes.size(), dataLen,
                              checksum(bytes.begin(), bytes.size()));
@@ -43,11 +41,21 @@ void ImageWriter::writeFrameAndMeta(SectionType type, capnp::MessageBuilder& met
 }
 
 void ImageWriter::section(SectionType type, capnp::MessageBuilder& meta) {
-  writeFrameAndMeta(type, meta, 0);
+  beginData(type, meta, 0);
 }
 
 void ImageWriter::beginData(SectionType type, capnp::MessageBuilder& meta, uint64_t dataLen) {
-  writeFrameAndMeta(type, meta, dataLen);  // padded up to the data's alignment
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(meta);
+  if (held_ != nullptr) {
+    KJ_REQUIRE(!inData_, "previous section's data is not finished");
+    held_->sections_.add(HeldSections::Held{type, kj::mv(words), dataLen, {}});
+  } else {
+    writeFrameAndMeta(type, words.asBytes(), dataLen);  // padded up to the data's alignment
+  }
+  startData(dataLen);
+}
+
+void ImageWriter::startData(uint64_t dataLen) {
   if (dataLen == 0) return;
   inData_ = true;
   dataLeft_ = dataLen;
@@ -57,14 +65,32 @@ void ImageWriter::beginData(SectionType type, capnp::MessageBuilder& meta, uint6
 
 void ImageWriter::data(const void* bytes, size_t len) {
   KJ_REQUIRE(inData_ && len <= dataLeft_, "more data than the section announced");
+  dataLeft_ -= len;
+  if (held_ != nullptr) {
+    held_->sections_.back().data.addAll(static_cast<const kj::byte*>(bytes), static_cast<const kj::byte*>(bytes) + len);
+    return;
+  }
   dataHash_.update(bytes, len);
   put(bytes, len);
-  dataLeft_ -= len;
+}
+
+void ImageWriter::write(const HeldSections& held) {
+  KJ_REQUIRE(held_ == nullptr, "a writer that holds its sections cannot write held ones");
+  for (const HeldSections::Held& h : held.sections_) {
+    writeFrameAndMeta(h.type, h.meta.asBytes(), h.dataLen);
+    startData(h.dataLen);
+    if (h.dataLen > 0) data(h.data.begin(), h.data.size());
+    endData();
+  }
 }
 
 void ImageWriter::endData() {
   if (!inData_) return;  // a data section announced with length 0
   KJ_REQUIRE(dataLeft_ == 0, "less data than the section announced", dataLeft_);
+  if (held_ != nullptr) {
+    inData_ = false;
+    return;
+  }
   // The padding to the trailer's alignment and the trailer, in one write.
   kj::byte tail[8 + sizeof(DataTrailer)] = {};
   const size_t padLen = static_cast<size_t>(alignUp(offset_, 8) - offset_);
@@ -75,6 +101,7 @@ void ImageWriter::endData() {
 }
 
 void ImageWriter::finish() {
+  KJ_REQUIRE(held_ == nullptr, "held sections are not an image");
   capnp::MallocMessageBuilder end;
   auto e = end.initRoot<schema::End>();
   e.setSections(nextIndex_);

@@ -9,6 +9,7 @@
 #include "migctl/json_output.h"
 #include "migctl/periodic_checkpoint.h"
 #include "resources/lazy_pages.h"
+#include "resources/process_tree.h"
 #include "resources/socket_state.h"
 #include "resources/sysv_ipc.h"
 
@@ -20,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <csignal>
 #include <poll.h>
 #include <sys/syscall.h>
@@ -33,12 +35,12 @@ constexpr const char* kAbout =
     "its descendants (children, their children, ... by parent link; a daemon that left "
     "the tree is not taken) to FILE: one image of the whole tree. Every one of them must "
     "run under libmig.so, or nothing is frozen and the checkpoint is refused naming the "
-    "one that does not. A single process is frozen only to take its state and "
-    "write-protect its memory; it runs on while its memory is written, a page it writes "
-    "being copied first, so the image is the process as it was at the freeze (a "
-    "concurrent checkpoint; where the job cannot make the userfaultfd this needs, or gives "
-    "memory back meanwhile, it is written frozen instead, as the result line says). A "
-    "tree is frozen together while the image is written. They go on after, unless --stop "
+    "one that does not. They are frozen together only to take their state and "
+    "write-protect their memory; they run on while their memory is written, a page one "
+    "writes being copied first, so the image is the tree as it was at the freeze (a "
+    "concurrent checkpoint; where one cannot make the userfaultfd this needs, or gives "
+    "memory back meanwhile, it is written frozen instead, as the result line says). "
+    "They go on after, unless --stop "
     "is given: then they end once the complete image is on disk, with exit status 86, so "
     "a parent can tell it was checkpointed (it did not finish). "
     "FILE appears only when complete; on any error the process goes on untouched. "
@@ -154,20 +156,36 @@ int checkpoint(const Options& o, long pid) {
   options.maxDeletedFileBytes = static_cast<uint64_t>(o.maxDeletedMiB) << 20;
   auto ctl = kj::heap<ControlClient>(static_cast<pid_t>(pid));
   auto file = kj::heap<image::AtomicFile>(out);  // before the freeze: a bad path fails with the process untouched
-  // Concurrent checkpoint: the userfaultfd comes first, on a connection of its own
+  // Concurrent checkpoint: the userfaultfds come first, each on a connection of its own
   // (the shim ends it after handing the fd over). --stop needs none: the job ends anyway.
   int uffd = -1;
+  std::map<pid_t, int> memberUffds;  // the tree's other live members': kernel PID -> fd
+  KJ_DEFER(for (auto& entry : memberUffds) if (entry.second >= 0) close(entry.second));
   kj::String notConcurrent;
   const pid_t self = ctl->realPid();
   // A lazily restarted job's page server must be done first: pages it has not placed
   // read as never touched, and its userfaultfd would keep ours from registering.
-  resources::waitForLazyPages(ctl->realPid());
+  resources::waitForLazyPages(self);
   KJ_IF_MAYBE(object, resources::firstSysvObject(kj::arrayPtr(&self, 1))) {
     // Its segments are written from the ipc section, which the frozen capture makes.
+    // (A tree's ipc section is always taken frozen: its members' objects need no check.)
     notConcurrent = kj::str("it uses the ", *object);
   } else if (!stop && !o.stopTheWorld) {
     uffd = ctl->copyOnWrite(notConcurrent);
     ctl = kj::heap<ControlClient>(static_cast<pid_t>(pid));
+    auto tree = o.only || uffd < 0 ? kj::Vector<resources::TreeProcess>() : resources::listTree(self);
+    for (size_t i = 1; i < tree.size(); ++i) {
+      if (tree[i].zombie) continue;
+      // One that cannot be reached (ended meanwhile, not under mig) is FrozenTree's to
+      // judge; without its fd the tree is written frozen.
+      try {
+        ControlClient member(tree[i].pid);
+        int fd = member.copyOnWrite(notConcurrent);
+        if (fd < 0) break;
+        memberUffds[tree[i].pid] = fd;
+      } catch (const kj::Exception&) {
+      }
+    }
   }
   KJ_DEFER(if (uffd >= 0) close(uffd));
   auto t0 = std::chrono::steady_clock::now();
@@ -181,16 +199,56 @@ int checkpoint(const Options& o, long pid) {
   bool several = false;
   double frozenMs = -1;
   kj::String mode = kj::str("stop-the-world");
+  auto concurrentMode = [](double totalMs, const resources::CopyBeforeWriteStats& pages, uint64_t madeHugeBytes) {
+    return kj::str("concurrent: written in ", static_cast<long>(totalMs + 0.5), " ms while it ran, ",
+                   pages.faultCopies, " pages copied before its writes",
+                   madeHugeBytes > 0 ? kj::str(", ", (madeHugeBytes + (1 << 19)) >> 20, " MiB made huge pages first")
+                                     : kj::str());
+  };
   KJ_IF_MAYBE(t, frozenTree) {
-    FrozenTree& tree = *t;
-    stats = tree.capture(file->sink(), options);
-    file->commit();
-    several = tree.size() > 1;
-    if (several) what = kj::str(" and its tree (", tree.size(), " processes, ", tree.liveCount(), " running)");
-    // A tree's TCP connections are not reset on --stop (each member's own fds): their
-    // peers see the connections close when the members end.
-    if (stop) tree.exitAll(timeout);
-    else tree.resume();
+    kj::Maybe<resources::ConcurrentTreeResult> concurrent;
+    std::chrono::steady_clock::time_point resumedAt;
+    if (uffd >= 0) {
+      memberUffds[self] = uffd;
+      uffd = -1;
+      concurrent = t->captureConcurrently(file->sink(), options, memberUffds, resumedAt);
+    }
+    several = t->size() > 1;
+    if (several) what = kj::str(" and its tree (", t->size(), " processes, ", t->liveCount(), " running)");
+    KJ_IF_MAYBE(r, concurrent) {
+      if (r->ok) {
+        file->commit();
+        stats = kj::mv(r->stats);
+        frozenMs = std::chrono::duration<double, std::milli>(resumedAt - t->frozenAt()).count();
+        auto now = std::chrono::steady_clock::now();
+        mode = concurrentMode(std::chrono::duration<double, std::milli>(now - resumedAt).count(), r->pages, 0);
+      } else {
+        // The image of that instant cannot be completed: take one of this instant, frozen.
+        notConcurrent = kj::mv(r->why);
+        file = nullptr;  // the same temporary name: gone before it is made again
+        file = kj::heap<image::AtomicFile>(out);
+        frozenTree = nullptr;
+        ctl = kj::heap<ControlClient>(static_cast<pid_t>(pid));
+        FrozenTree& again = frozenTree.emplace(*ctl, timeout);
+        t0 = again.frozenAt();
+        stats = again.capture(file->sink(), options);
+        file->commit();
+        several = again.size() > 1;
+        if (several) what = kj::str(" and its tree (", again.size(), " processes, ", again.liveCount(), " running)");
+        again.resume();
+      }
+    } else {
+      if (uffd < 0 && notConcurrent.size() == 0 && !stop && !o.stopTheWorld) {
+        notConcurrent = kj::str("a process joined the tree since its look");
+      }
+      t0 = t->frozenAt();
+      stats = t->capture(file->sink(), options);
+      file->commit();
+      // A tree's TCP connections are not reset on --stop (each member's own fds): their
+      // peers see the connections close when the members end.
+      if (stop) t->exitAll(timeout);
+      else t->resume();
+    }
   } else if (uffd >= 0) {
     auto writeStart = std::chrono::steady_clock::now();
     int fd = uffd;
@@ -202,10 +260,7 @@ int checkpoint(const Options& o, long pid) {
       frozenMs = r.frozenMs;
       double totalMs =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - writeStart).count();
-      mode = kj::str("concurrent: written in ", kj::str(static_cast<long>(totalMs + 0.5)), " ms while it ran, ",
-                     r.pages.faultCopies, " pages copied before its writes",
-                     r.madeHugeBytes > 0 ? kj::str(", ", (r.madeHugeBytes + (1 << 19)) >> 20,
-                                                   " MiB made huge pages first") : kj::str());
+      mode = concurrentMode(totalMs, r.pages, r.madeHugeBytes);
     } else {
       // The image of that instant cannot be completed: take one of this instant, frozen.
       notConcurrent = kj::mv(r.why);

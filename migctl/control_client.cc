@@ -157,13 +157,26 @@ void ControlClient::resume() {
 }
 
 void ControlClient::becomeDeputy(kj::ArrayPtr<const kj::StringPtr> argv) {
+  sendDeputy(control::kOpBecomeDeputy, argv);
+}
+
+void ControlClient::becomeDeputyOnClose(kj::ArrayPtr<const kj::StringPtr> argv) {
+  sendDeputy(control::kOpBecomeDeputyOnClose, argv);
+}
+
+void ControlClient::hangUp() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+void ControlClient::sendDeputy(uint32_t op, kj::ArrayPtr<const kj::StringPtr> argv) {
   kj::Vector<char> args;
   for (auto a : argv) {
     args.addAll(a);
     args.add('\0');
   }
   if (args.size() > control::kMaxDeputyArgs) fail(kj::str("deputy command line too long"));
-  send(control::kOpBecomeDeputy);
+  send(op);
   if (::write(fd_, args.begin(), args.size()) != static_cast<ssize_t>(args.size())) {
     fail(kj::str("cannot send the deputy's command line: ", strerror(errno)));
   }

@@ -44,9 +44,14 @@ class ControlClient {
   void exitProcess();
   // Exec `argv` (the deputy) in place of the process, keeping its PID and fds.
   void becomeDeputy(kj::ArrayPtr<const kj::StringPtr> argv);
+  // The same, the exec once this connection ends (hangUp, or this process's end): a
+  // tree's commit at home, whose deputies start once the destination runs the members.
+  void becomeDeputyOnClose(kj::ArrayPtr<const kj::StringPtr> argv);
+  void hangUp();
 
  private:
   void send(uint32_t op);
+  void sendDeputy(uint32_t op, kj::ArrayPtr<const kj::StringPtr> argv);
   int askForUffd(uint32_t op, kj::String& why);
   pid_t pid_;
   pid_t realPid_;

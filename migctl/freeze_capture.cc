@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <utility>
 
 namespace mig::migctl {
 
@@ -218,6 +219,7 @@ FrozenTree::FrozenTree(ControlClient& root, int timeoutSeconds) : root_(root.pid
   for (size_t i = 1; i < tree.size(); ++i) connect(tree[i], nullptr);
   if (single()) return;
   froze_ = true;
+  frozenAt_ = std::chrono::steady_clock::now();
   // Park every member, then look again: a child forked before its parent parked is
   // parked too (a parked process forks no more, so this ends).
   size_t frozen = 0;
@@ -287,6 +289,31 @@ resources::CaptureStats FrozenTree::capture(image::ByteSink& out, const resource
   kj::Vector<resources::TreeCaptureMember> list;
   for (auto& m : members_) list.add(resources::TreeCaptureMember{m.proc, m.block.get()});
   return resources::captureTree(list, out, options);
+}
+
+kj::Maybe<resources::ConcurrentTreeResult> FrozenTree::captureConcurrently(
+    image::ByteSink& out, const resources::CaptureOptions& options, std::map<pid_t, int>& uffds,
+    std::chrono::steady_clock::time_point& resumedAt) {
+  KJ_DEFER({
+    for (auto& entry : uffds) if (entry.second >= 0) close(entry.second);
+    uffds.clear();
+  });
+  if (members_.size() == 1) return nullptr;  // its children ended meanwhile: capture() takes one process
+  for (auto& m : members_) {
+    if (m.ctl == nullptr) continue;
+    auto it = uffds.find(m.proc.pid);
+    if (it == uffds.end() || it->second < 0) return nullptr;
+  }
+  kj::Vector<resources::TreeCaptureMember> list;
+  kj::Vector<int> fds;  // each taken out of `uffds`: the capture owns it now
+  for (auto& m : members_) {
+    list.add(resources::TreeCaptureMember{m.proc, m.block.get()});
+    fds.add(m.ctl == nullptr ? -1 : std::exchange(uffds[m.proc.pid], -1));
+  }
+  return resources::captureTreeConcurrently(list, fds, out, options, [&]() {
+    resume();
+    resumedAt = std::chrono::steady_clock::now();
+  });
 }
 
 void FrozenTree::resume() {

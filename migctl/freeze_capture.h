@@ -11,6 +11,8 @@
 #include "resources/process_tree.h"
 
 #include <kj/vector.h>
+#include <chrono>
+#include <map>
 #include "migctl/control_client.h"
 
 namespace mig::migctl {
@@ -74,8 +76,18 @@ class FrozenTree {
   // process by capture(); single() is then false: the root is parked already.)
   bool single() const { return members_.size() == 1 && !froze_; }
   size_t size() const { return members_.size(); }
+  // When the first member was asked to park: where the tree's freeze begins.
+  std::chrono::steady_clock::time_point frozenAt() const { return frozenAt_; }
   size_t liveCount() const;
   resources::CaptureStats capture(image::ByteSink& out, const resources::CaptureOptions& options = {});
+  // The same image, concurrently (resources::captureTreeConcurrently): `uffds` maps
+  // each member's kernel PID to its copy-on-write userfaultfd, taken before the freeze
+  // (all closed here). Resumes the tree once every member's state is taken and its
+  // memory write-protected, at `resumedAt`. Null, the tree still frozen and nothing
+  // written, when a member has none (it started since): capture() it then.
+  kj::Maybe<resources::ConcurrentTreeResult> captureConcurrently(
+      image::ByteSink& out, const resources::CaptureOptions& options, std::map<pid_t, int>& uffds,
+      std::chrono::steady_clock::time_point& resumedAt);
   // After a complete image: every member goes on, or ends (exit status 86),
   // children before their parents; waits (bounded) until the ended ones are gone.
   void resume();
@@ -99,6 +111,7 @@ class FrozenTree {
   kj::Vector<Member> members_;
   pid_t root_;
   bool froze_ = false;
+  std::chrono::steady_clock::time_point frozenAt_;
 };
 
 }  // namespace mig::migctl

@@ -4,6 +4,7 @@
 #include "image/host_facts.h"
 #include "image/image_error.h"
 #include "image/writer.h"
+#include "resources/copy_before_write.h"
 #include "resources/fd_capture.h"
 #include "resources/memory.h"
 #include "resources/process_attrs.h"
@@ -22,6 +23,10 @@
 #include <fcntl.h>
 #include <map>
 #include <set>
+#include <algorithm>
+#include <atomic>
+#include <thread>
+#include <utility>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
@@ -196,10 +201,19 @@ void captureProcessInto(pid_t pid, const control::Block& block, PageSource& memo
   stats.imageBytes = w.bytesWritten();
 }
 
-CaptureStats captureTree(kj::ArrayPtr<const TreeCaptureMember> members, image::ByteSink& out,
-                         const CaptureOptions& options) {
+namespace {
+
+// What a tree's members are written with, once the sections before them are.
+struct TreeStart {
+  std::set<uint64_t> pipeIds;  // the tree's pipes: not the members' own fds
+  kj::Vector<SharedObject> shared;
+  kj::Vector<int32_t> segments;
+};
+
+// The sections before the members: the tree (its members, its pipes with their
+// bytes) and the ipc section (what members share, with its contents).
+TreeStart writeTreeStart(kj::ArrayPtr<const TreeCaptureMember> members, image::ImageWriter& w) {
   KJ_REQUIRE(members.size() > 0 && members[0].block != nullptr, "a tree needs a live root");
-  CaptureStats stats{};
   // Kernel PID -> virtual PID: a member restored before answers to the PID it had
   // first; a zombie (no shim to ask) keeps its kernel PID.
   auto virtualOf = [&](pid_t real) -> pid_t {
@@ -208,18 +222,11 @@ CaptureStats captureTree(kj::ArrayPtr<const TreeCaptureMember> members, image::B
     }
     return real;
   };
-  for (auto& m : members) {
-    if (m.block != nullptr) checkBlock(m.proc.pid, *m.block);
-  }
   const TreeCaptureMember& root = members[0];
-  capnp::MallocMessageBuilder header;
-  fillJobHeader(header.initRoot<image::schema::Header>(), root.proc.pid, root.block->vpid);
-  image::ImageWriter w(out, header);
-
+  TreeStart start;
   capnp::MallocMessageBuilder treeMsg;
   auto treeRoot = treeMsg.initRoot<image::schema::Tree>();
-  std::set<uint64_t> pipeIds;
-  captureTreePipes(members, pipeIds, treeRoot);
+  captureTreePipes(members, start.pipeIds, treeRoot);
   auto list = treeRoot.initMembers(static_cast<unsigned>(members.size()));
   for (size_t i = 0; i < members.size(); ++i) {
     const TreeCaptureMember& m = members[i];
@@ -234,34 +241,139 @@ CaptureStats captureTree(kj::ArrayPtr<const TreeCaptureMember> members, image::B
     r.setRealPid(m.proc.pid);
   }
   w.section(image::SectionType::tree, treeMsg);
-  kj::Vector<SharedObject> shared = findTreeSharedMemory(members);
+  start.shared = findTreeSharedMemory(members);
   kj::Vector<pid_t> live;
   for (auto& m : members) {
     if (m.block != nullptr) live.add(m.proc.pid);
   }
   SysvIpc sysv = findSysvIpc(live);
-  writeIpc(w, shared, sysv);
-  kj::Vector<int32_t> segments = segmentIds(sysv);
+  writeIpc(w, start.shared, sysv);
+  start.segments = segmentIds(sysv);
+  return start;
+}
 
+// A live member's sections but its memory, after its `member` section.
+void writeMemberState(const TreeCaptureMember& m, const TreeStart& start, image::ImageWriter& w, CaptureStats& stats,
+                      const CaptureOptions& options) {
+  capnp::MallocMessageBuilder memberMsg;
+  memberMsg.initRoot<image::schema::Member>().setVpid(m.block->vpid);
+  w.section(image::SectionType::member, memberMsg);
+  // The kinds set their counts for one process; a tree's are the sums.
+  const uint32_t threads = stats.threads, fds = stats.fds;
+  writeProcess(m.proc.pid, *m.block, w, stats);
+  writeThreads(m.proc.pid, *m.block, w, stats);
+  writeFiles(m.proc.pid, *m.block, w, stats, options, &start.pipeIds);
+  stats.threads += threads;
+  stats.fds += fds;
+}
+
+}  // namespace
+
+CaptureStats captureTree(kj::ArrayPtr<const TreeCaptureMember> members, image::ByteSink& out,
+                         const CaptureOptions& options) {
+  CaptureStats stats{};
+  for (auto& m : members) {
+    if (m.block != nullptr) checkBlock(m.proc.pid, *m.block);
+  }
+  capnp::MallocMessageBuilder header;
+  fillJobHeader(header.initRoot<image::schema::Header>(), members[0].proc.pid, members[0].block->vpid);
+  image::ImageWriter w(out, header);
+  TreeStart start = writeTreeStart(members, w);
   for (auto& m : members) {
     if (m.block == nullptr) continue;
-    capnp::MallocMessageBuilder memberMsg;
-    memberMsg.initRoot<image::schema::Member>().setVpid(m.block->vpid);
-    w.section(image::SectionType::member, memberMsg);
+    writeMemberState(m, start, w, stats, options);
     ProcPageSource own(m.proc.pid, options.forMigration);  // (a tree that migrates: its children born away)
-    WithoutSharedViews memory(own, shared, m.proc.pid, segments);
-    // The kinds set their counts for one process; a tree's are the sums.
-    const uint32_t threads = stats.threads, fds = stats.fds;
-    writeProcess(m.proc.pid, *m.block, w, stats);
-    writeThreads(m.proc.pid, *m.block, w, stats);
-    writeFiles(m.proc.pid, *m.block, w, stats, options, &pipeIds);
+    WithoutSharedViews memory(own, start.shared, m.proc.pid, start.segments);
     writeMemory(memory, w, stats, nullptr, nullptr, /*sparse=*/false);
-    stats.threads += threads;
-    stats.fds += fds;
   }
   w.finish();
   stats.imageBytes = w.bytesWritten();
   return stats;
+}
+
+ConcurrentTreeResult captureTreeConcurrently(kj::ArrayPtr<const TreeCaptureMember> members, kj::ArrayPtr<int> uffds,
+                                             image::ByteSink& out, const CaptureOptions& options,
+                                             kj::FunctionParam<void()> resume) {
+  ConcurrentTreeResult result;
+  kj::Vector<kj::AutoCloseFd> owned;  // until each member's copier takes its own
+  for (int fd : uffds) owned.add(fd);
+  for (auto& m : members) {
+    if (m.block != nullptr) checkBlock(m.proc.pid, *m.block);
+  }
+  capnp::MallocMessageBuilder header;
+  fillJobHeader(header.initRoot<image::schema::Header>(), members[0].proc.pid, members[0].block->vpid);
+  image::ImageWriter w(out, header);
+  TreeStart start = writeTreeStart(members, w);
+  // Frozen: every member's state, held until its place in the image, and its memory
+  // write-protected (what members share is in the ipc section already, taken now).
+  // Members are taken on as many threads as there are CPUs: each is the work of one
+  // process's concurrent checkpoint, mostly reading /proc, and the tree waits for all.
+  struct Later {
+    const TreeCaptureMember* member;
+    int uffd;
+    CaptureStats stats{};
+    image::HeldSections state;
+    kj::Own<ProcPageSource> own;
+    kj::Own<WithoutSharedViews> memory;
+    kj::Own<CopyBeforeWrite> pages;
+    kj::Maybe<kj::Exception> failed;
+  };
+  kj::Vector<Later> later;
+  for (size_t i = 0; i < members.size(); ++i) {
+    if (members[i].block == nullptr) continue;
+    Later& l = later.add();
+    l.member = &members[i];
+    l.uffd = owned[i].release();
+  }
+  std::atomic<size_t> next{0};
+  auto work = [&]() {
+    for (size_t i; (i = next.fetch_add(1)) < later.size();) {
+      Later& l = later[i];
+      l.failed = kj::runCatchingExceptions([&]() {
+        const TreeCaptureMember& m = *l.member;
+        image::ImageWriter keep(l.state);
+        writeMemberState(m, start, keep, l.stats, options);
+        l.own = kj::heap<ProcPageSource>(m.proc.pid);
+        l.memory = kj::heap<WithoutSharedViews>(*l.own, start.shared, m.proc.pid, start.segments);
+        l.pages = kj::heap<CopyBeforeWrite>(m.proc.pid, std::exchange(l.uffd, -1), *l.memory);
+      });
+    }
+  };
+  {
+    const size_t helpers = std::min<size_t>(later.size(), std::max(1u, std::thread::hardware_concurrency())) - 1;
+    kj::Vector<std::thread> threads;
+    for (size_t t = 0; t < helpers; ++t) threads.add(work);
+    work();
+    for (auto& t : threads) t.join();
+  }
+  for (Later& l : later) {
+    if (l.uffd >= 0) close(l.uffd);  // its copier was not made: another member failed
+  }
+  for (Later& l : later) {
+    KJ_IF_MAYBE(e, l.failed) kj::throwFatalException(kj::mv(*e));
+    result.stats.threads += l.stats.threads;
+    result.stats.fds += l.stats.fds;
+    result.stats.pendingSignals |= l.stats.pendingSignals;
+    for (auto& warning : l.stats.warnings) result.stats.warnings.add(kj::mv(warning));
+    for (int fd : l.stats.connections) result.stats.connections.add(fd);
+  }
+  resume();
+  for (Later& l : later) {
+    w.write(l.state);
+    writeMemory(*l.pages, w, result.stats, nullptr, nullptr, /*sparse=*/false);
+    kj::String why;
+    if (!l.pages->finish(why) && result.why.size() == 0) result.why = kj::mv(why);
+    const CopyBeforeWriteStats& s = l.pages->stats();
+    result.pages.protectedPages += s.protectedPages;
+    result.pages.frozenPages += s.frozenPages;
+    result.pages.faultCopies += s.faultCopies;
+    l.pages = nullptr;  // its fault thread and protection go as soon as it is written
+  }
+  result.ok = result.why.size() == 0;
+  if (!result.ok) return result;
+  w.finish();
+  result.stats.imageBytes = w.bytesWritten();
+  return result;
 }
 
 }  // namespace mig::resources

@@ -5,11 +5,13 @@
 #pragma once
 
 #include "image/byte_io.h"
+#include "resources/copy_before_write.h"
 #include "resources/fd_kind.h"
 #include "resources/page_source.h"
 #include "resources/process_tree.h"
 #include "shim/control_protocol.h"
 
+#include <kj/function.h>
 #include <kj/string.h>
 #include <kj/vector.h>
 
@@ -68,5 +70,22 @@ struct TreeCaptureMember {
 // stats add up over the members.
 CaptureStats captureTree(kj::ArrayPtr<const TreeCaptureMember> members, image::ByteSink& out,
                          const CaptureOptions& options = {});
+
+// The same image, concurrently (copy_before_write.h): `uffds[i]` is member i's
+// copy-on-write userfaultfd (ControlClient::copyOnWrite; -1 for a zombie), owned from
+// now on. While the tree is frozen, writes the sections before the members, takes
+// every member's state (held in memory) and write-protects its memory; then calls
+// `resume` and writes each member's state and memory while they all run. ok false,
+// with the reason in `why` and the image unusable, when a member gave memory back
+// before it was written out: the caller takes the image again frozen.
+struct ConcurrentTreeResult {
+  CaptureStats stats{};
+  CopyBeforeWriteStats pages;
+  bool ok = false;
+  kj::String why;
+};
+ConcurrentTreeResult captureTreeConcurrently(kj::ArrayPtr<const TreeCaptureMember> members, kj::ArrayPtr<int> uffds,
+                                             image::ByteSink& out, const CaptureOptions& options,
+                                             kj::FunctionParam<void()> resume);
 
 }  // namespace mig::resources

@@ -1136,7 +1136,11 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   hopFaultPoint("send-prepared", [](kj::String why) { fail(kj::mv(why)); });
 
   // The commit point: every member is given up here, children first: at home each
-  // becomes the deputy of its own job record, elsewhere each ends.
+  // becomes the deputy of its own job record, elsewhere each ends. At home the execs
+  // wait until B answers the commit (each shim execs its deputy once its control
+  // connection ends: hangUp below, or this process's end), so that eight execs here
+  // do not share the CPU with B's release of the members, as a post-copy hop's job
+  // becomes its deputy only later; the members' calls home wait for their deputies.
   for (size_t i = hops.size(); i-- > 0;) {
     MemberHop& h = *hops[i];
     migctl::ControlClient& ctl = ctlOf(&h);
@@ -1152,8 +1156,9 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
          dropText = kj::str(kj::hex(h.stats.pendingSignals));
     kj::StringPtr args[] = {a.deputy, "--job-id", idText, tokenEnv, "--socket", a.shadowdSocket,
                             "--drop-signals", dropText};
-    ctl.becomeDeputy(args);
+    ctl.becomeDeputyOnClose(args);
   }
+  KJ_DEFER(for (auto* h : hops) ctlOf(h).hangUp());  // at the latest: the deputies start
   printf("COMMITTED\n");
   fflush(stdout);
   times.mark("give-up");
@@ -1173,6 +1178,7 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     for (double ms : r) most = std::max(most, ms);
     restoreMs += most;
   });
+  for (auto* h : hops) ctlOf(h).hangUp();  // B runs them: the deputies start here
   KJ_IF_MAYBE(e, committed) {
     fprintf(stderr, "no answer to the commit (%s)\n", e->getDescription().cStr());
     return kCommittedUnconfirmed;

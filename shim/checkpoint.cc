@@ -221,13 +221,21 @@ void controlThreadParked() {
   if (got == sizeof(cmd) && cmd.magic == control::kMagic && cmd.op == control::kOpExit) {
     rawSyscall(SYS_exit_group, control::kCheckpointedStatus);
   }
-  if (got == sizeof(cmd) && cmd.magic == control::kMagic && cmd.op == control::kOpBecomeDeputy) {
+  const bool onClose = cmd.op == control::kOpBecomeDeputyOnClose;
+  if (got == sizeof(cmd) && cmd.magic == control::kMagic && (cmd.op == control::kOpBecomeDeputy || onClose)) {
     static char args[control::kMaxDeputyArgs];
     if (rawSyscall(SYS_poll, reinterpret_cast<long>(&p), 1, kCommandTimeoutMs) > 0) {
       long n = rawSyscall(SYS_read, rt.controlConn, reinterpret_cast<long>(args), sizeof(args));
       if (n > 0) {
         rt.deputyArgs = args;
         rt.deputyArgsLen = static_cast<size_t>(n);
+        // Given up already (never resumed from here on); the exec waits for the sender's
+        // end of this connection, so that it does not share the CPU with the hop's last
+        // step. Its end comes also if it dies.
+        char ignored;
+        while (onClose && rawSyscall(SYS_poll, reinterpret_cast<long>(&p), 1, kCommandTimeoutMs) > 0 &&
+               rawSyscall(SYS_read, rt.controlConn, reinterpret_cast<long>(&ignored), 1) > 0) {
+        }
         delegate(kDelegateExecDeputy);  // returns only if the exec failed
       }
     }

@@ -48,6 +48,8 @@ enum Op : uint32_t {
                         // keeps running; the connection ends after the reply.
   kOpCopyOnWrite = 6,   // Request: as kOpTrackWrites, a userfaultfd with synchronous write
                         // protection for a concurrent checkpoint (write_tracking.h)
+  kOpBecomeDeputyOnClose = 7,  // Command: as kOpBecomeDeputy, the exec once this connection
+                               // ends (a tree's commit: the deputies start after the hop's)
 };
 inline constexpr uint32_t kMaxDeputyArgs = 4096;
 
