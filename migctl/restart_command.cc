@@ -449,11 +449,12 @@ int restart(Options& o, const resources::CallerFds& caller) {
     close(o.migrated.pageServer);  // a tree's members are restored eagerly: it ends
     o.migrated.pageServer = -1;
   }
-  // It indexes the image while this restart checks it and makes the plan.
-  if (o.migrated.pageServer >= 0) resources::sendPageServerImage(o.migrated.pageServer, img.fd(), img.path());
   resources::FileRestoreOptions& options = o.files;
   MigratedOptions& migrated = o.migrated;
   becomeOwner(img.header(), path, o.asFileOwner, img.isTree());
+  // It takes this user and groups and indexes the image while this restart checks it
+  // and makes the plan.
+  if (o.migrated.pageServer >= 0) resources::sendPageServerImage(o.migrated.pageServer, img.fd(), img.path());
   if (o.lazy && o.eager) fail(kj::str("--lazy and --eager: choose one"));
   if (o.lazy) {
     KJ_IF_MAYBE(why, resources::lazyPagesUnavailable()) fail(kj::str("--lazy: ", *why, "; restart without --lazy"));

@@ -53,6 +53,11 @@ constexpr uint64_t kLazyMinBytes = 1u << 20;
 constexpr uint64_t kFaultCluster = 64u << 10;  // placed per fault: neighbours are likely next
 constexpr uint64_t kFillChunk = 1u << 20;      // placed per background step
 constexpr int kHandoverTimeoutMs = 60000;      // the restorer sends the fd within this
+// The background fill starts this long after the userfaultfd came (faults are served at
+// once): the restorer's last steps, the job's start and its first call to its link
+// process, which a hop's freeze waits for, then do not share the CPU and the job's
+// address space with it (or, post-copy, B's shadowd and the sender with its fetches).
+constexpr int64_t kFillDelayNs = 100 * 1000000;
 
 int64_t nowNs() {
   struct timespec ts;
@@ -143,6 +148,7 @@ class Server {
 
   void run(int uffd) {
     start_ = nowNs();
+    const int64_t fillFrom = start_ + kFillDelayNs;
     spaces_.push_back(Space{uffd, job_, kj::mv(first_)});
     while (!spaces_.empty()) {
       for (size_t i = 0; i < spaces_.size();) {
@@ -160,13 +166,15 @@ class Server {
       std::vector<pollfd> fds;
       for (const Space& s : spaces_) fds.push_back(pollfd{s.uffd, POLLIN, 0});
       fds.push_back(pollfd{listener_, POLLIN, 0});
-      int n = poll(fds.data(), fds.size(), fill_ ? 0 : 1000);
+      const int64_t waitNs = hurried_ ? 0 : fillFrom - nowNs();
+      const bool filling = fill_ && waitNs <= 0;
+      int n = poll(fds.data(), fds.size(), filling ? 0 : fill_ ? static_cast<int>(waitNs / 1000000) + 1 : 1000);
       if (n > 0 && (fds.back().revents & POLLIN)) {
         // A capture waits for the pages: they all go in now; it sees the end (EOF)
         // when this process exits.
         int w = accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
         if (w >= 0) waiters_.push_back(w);
-        fill_ = true;
+        fill_ = hurried_ = true;
       }
       if (n < 0 && errno != EINTR) fatal(kj::str("poll: ", strerror(errno)));
       bool events = false;
@@ -175,9 +183,9 @@ class Server {
         if (fds[i].revents & POLLIN) events |= readEvents(i);
       }
       if (events) continue;
-      if (fill_) {
+      if (filling) {
         fillSome();
-      } else if (n == 0) {
+      } else if (n == 0 && !fill_) {
         // Without the background fill, a page a second per address space is what
         // tells the server that space is gone (ESRCH), so that it ends with the job.
         for (size_t i = 0; i < spaces_.size(); ++i) {
@@ -517,6 +525,7 @@ class Server {
   std::vector<char> buf_;
   bool debug_ = false;
   bool fill_ = true;  // MIG_LAZY_NO_FILL (lazy_pages.h): pages only on fault
+  bool hurried_ = false;  // a capture waits: the fill goes on at once
   int64_t start_ = 0;
   uint64_t faults_ = 0, faultBytes_ = 0, fillBytes_ = 0;
 };
@@ -678,8 +687,10 @@ void verifyEagerSections(image::FileReader& img, const image::RestorePlan& plan)
 namespace {
 
 // The restart's messages to a page server forked ahead (one fd each, on its SEQPACKET
-// socket): the image, post-copy's socket, and its work (the runs, in a memfd); it
-// answers the work with kReady once everything it could fail on is done.
+// socket): the image, post-copy's socket, and its work (the runs, in a memfd). It
+// answers the image with kReady once it has done all it could fail on (the restart
+// reads that before it hands over the work, by then mostly without waiting), so that
+// such a failure is the restart's, before "ready"; the work it just takes.
 constexpr char kImageMsg = 'i', kNetMsg = 'n', kWorkMsg = 'w', kReady = 'k';
 
 struct WorkMsg {
@@ -733,7 +744,7 @@ bool becomeLike(pid_t job) {
 // needs no server): it ends.
 [[noreturn]] void serveWhenAsked(int sock, pid_t job) {
   kj::Own<image::FileReader> img;
-  int net = -1;
+  int net = -1, listener = -1;
   for (;;) {
     char msg[PATH_MAX + 16];
     int fd = -1;
@@ -741,10 +752,23 @@ bool becomeLike(pid_t job) {
     if (n <= 0) _exit(0);
     msg[n] = '\0';
     if (msg[0] == kImageMsg && fd >= 0 && img.get() == nullptr) {
+      if (!becomeLike(job)) {
+        fprintf(stderr, "migctl restart: the page server cannot take the job's user and groups: %s\n",
+                strerror(errno));
+        _exit(1);
+      }
       KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { img = kj::heap<image::FileReader>(fd, msg + 1); })) {
         fprintf(stderr, "migctl restart: the page server cannot read the image: %s\n", e->getDescription().cStr());
         _exit(1);
       }
+      listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+      sockaddr_un a;
+      socklen_t alen = lazyAddress(job, &a);
+      if (listener >= 0 && (bind(listener, reinterpret_cast<sockaddr*>(&a), alen) != 0 || listen(listener, 16) != 0)) {
+        close(listener);
+        listener = -1;  // then a capture cannot wait: the lazy pages doc says so
+      }
+      if (send(sock, &kReady, 1, MSG_NOSIGNAL) != 1) _exit(0);
     } else if (msg[0] == kNetMsg && fd >= 0 && net < 0) {
       net = fd;
     } else if (msg[0] == kWorkMsg && fd >= 0 && img.get() != nullptr && static_cast<size_t>(n) >= sizeof(WorkMsg)) {
@@ -754,19 +778,8 @@ bool becomeLike(pid_t job) {
       std::vector<Run> runs;
       if (fstat(fd, &st) == 0) runs.resize(static_cast<size_t>(st.st_size) / sizeof(Run));
       const size_t bytes = runs.size() * sizeof(Run);
-      if (pread(fd, runs.data(), bytes, 0) != static_cast<ssize_t>(bytes) || !becomeLike(job)) {
-        fprintf(stderr, "migctl restart: the page server cannot take its work: %s\n", strerror(errno));
-        _exit(1);
-      }
+      if (pread(fd, runs.data(), bytes, 0) != static_cast<ssize_t>(bytes)) _exit(1);  // (memory: not seen)
       close(fd);
-      int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-      sockaddr_un a;
-      socklen_t alen = lazyAddress(job, &a);
-      if (listener >= 0 && (bind(listener, reinterpret_cast<sockaddr*>(&a), alen) != 0 || listen(listener, 16) != 0)) {
-        close(listener);
-        listener = -1;  // then a capture cannot wait: the lazy pages doc says so
-      }
-      if (send(sock, &kReady, 1, MSG_NOSIGNAL) != 1) _exit(0);
       // Made while the restart waits at its gate, before the job can fault.
       std::map<uint64_t, Piece> pending;
       for (const Run& r : runs) {
@@ -861,16 +874,16 @@ int startPageServer(image::FileReader& img, int imageFd, const image::RestorePla
     image::fail(kj::str("cannot write the page server's runs: ", strerror(errno)));
   }
   KJ_DEFER(close(memfd));
-  if (net >= 0) sendOrFail(server, kNetMsg, net);
-  WorkMsg work{kWorkMsg, netTimeoutMs};
-  if (control::sendFd(server, memfd, &work, sizeof(work), MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof(work))) {
-    image::fail(kj::str("cannot hand the page server its work: ", strerror(errno)));
-  }
   char c = 0;
   ssize_t n;
   do n = read(server, &c, 1); while (n < 0 && errno == EINTR);
   // It said why on the restart's messages.
   if (n != 1 || c != kReady) image::fail(kj::str("cannot start the page server"));
+  if (net >= 0) sendOrFail(server, kNetMsg, net);
+  WorkMsg work{kWorkMsg, netTimeoutMs};
+  if (control::sendFd(server, memfd, &work, sizeof(work), MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof(work))) {
+    image::fail(kj::str("cannot hand the page server its work: ", strerror(errno)));
+  }
   if (fcntl(server, F_SETFD, 0) != 0) image::fail(kj::str("page server socket: ", strerror(errno)));
   return server;
 }
