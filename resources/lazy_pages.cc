@@ -778,7 +778,7 @@ bool becomeLike(pid_t job) {
       std::vector<Run> runs;
       if (fstat(fd, &st) == 0) runs.resize(static_cast<size_t>(st.st_size) / sizeof(Run));
       const size_t bytes = runs.size() * sizeof(Run);
-      if (pread(fd, runs.data(), bytes, 0) != static_cast<ssize_t>(bytes)) _exit(1);  // (memory: not seen)
+      if (pread(fd, runs.data(), bytes, 0) != static_cast<ssize_t>(bytes)) _exit(1);  // (a memfd: only without memory)
       close(fd);
       // Made while the restart waits at its gate, before the job can fault.
       std::map<uint64_t, Piece> pending;
@@ -859,7 +859,8 @@ int startPageServer(image::FileReader& img, int imageFd, const image::RestorePla
   const plan::Header& h = plan.header();
   const plan::Pages* pages = plan::pages(&h);
   // The runs in plan order, checked here; their map is made in the server, off a hop's
-  // freeze (a pre-copy image has tens of thousands of them).
+  // freeze (a pre-copy image has tens of thousands of them). Before the server's
+  // answer is read: it indexes the image meanwhile.
   std::vector<Run> runs;
   const SectionIndex sections(img);
   for (uint32_t i = 0; i < h.pagesCount; ++i) {

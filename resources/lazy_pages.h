@@ -3,7 +3,8 @@
 // with a userfaultfd by the restorer (restore/restorer.cc, startLazyPages); a page
 // server, a process forked by migctl before it becomes the job, puts each page in
 // place from the image file (UFFDIO_COPY) when the job first touches it, and fills
-// the rest in the background. A page's data is checked against its section's
+// the rest in the background (from 100 ms after the job's memory was handed over, so
+// that a hop's release does not share the CPU with it). A page's data is checked against its section's
 // checksum before any page of that section is placed, so the job never runs on
 // corrupt data: a bad checksum kills the job with one line saying so.
 //
