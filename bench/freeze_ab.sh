@@ -61,12 +61,8 @@ for i in $(seq 1 "$hops"); do
         f="failed ($line)"  # left out of the medians
       fi
       printf '  %-13s %-6s frozen %s ms (load %s)\n' "$mode" "$w" "$f" "$(cut -d' ' -f1 /proc/loadavg)"
-      kill -9 "$job" 2>/dev/null || true
-      wait "$job" 2>/dev/null || true  # (no "Killed" line)
-      unset 'pids[-1]'  # reaped: its PID may be another's by the end
-      for p in $(tail -n +$((seen + 1)) "$dir/${w}b.log" | sed -n 's/.*runs here as PID \([0-9]*\)$/\1/p'); do
-        kill -9 "$p" 2>/dev/null || true
-      done
+      end_job "$job"
+      end_restored "$dir/${w}b.log" "$seen"
     done
   done
 done

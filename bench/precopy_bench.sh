@@ -32,7 +32,8 @@ run() {
   local job=$!; pids+=($job)
   wait_for "$dir/$1.out" READY
   : > "$MIG_HOP_TIMES"
-  local t0 t1 line
+  local t0 t1 line seen
+  seen=$(wc -l < "$dir/b.log")
   t0=$(date +%s%N)
   line=$(A migrate "$job" --to 127.0.0.1:$pb "--$1" 2>&1 | tail -1)
   t1=$(date +%s%N)
@@ -41,7 +42,8 @@ run() {
     # A hop that failed (on a loaded machine: a stall past the transfer timeout) has no
     # figures: said with its line, left out of the medians.
     echo FAILED
-    kill -9 "$job" 2>/dev/null || true
+    end_job "$job"
+    end_restored "$dir/b.log" "$seen"
     return
   fi
   local f before during rounds=0 after=0
@@ -57,8 +59,8 @@ run() {
   fi
   echo "$f $(( (t1 - t0) / 1000000 )) $before $during $rounds $after"
   sed "s/^/$1\t/" "$MIG_HOP_TIMES" >> "$times_all"
-  kill -9 "$job" 2>/dev/null || true
-  for p in $(sed -n 's/.*runs here as PID \([0-9]*\)$/\1/p' "$dir/b.log"); do kill -9 "$p" 2>/dev/null || true; done
+  end_job "$job"
+  end_restored "$dir/b.log" "$seen"
 }
 # Each mode ROUNDS times, in turn; a run's figures: freeze total before during rounds after.
 declare -A fz tt bb dd rr aa failed

@@ -14,14 +14,15 @@
 
 namespace mig::image {
 
-FileReader::FileReader(kj::StringPtr path) : path_(kj::heapString(path)) {
-  fd_ = ::open(path.cStr(), O_RDONLY | O_CLOEXEC);
+FileReader::FileReader(kj::StringPtr path) : FileReader(::open(path.cStr(), O_RDONLY | O_CLOEXEC), path) {}
+
+FileReader::FileReader(int fd, kj::StringPtr path) : path_(kj::heapString(path)), fd_(fd) {
   if (fd_ < 0) fail(kj::str("cannot open image ", path, ": ", strerror(errno)));
+  KJ_ON_SCOPE_FAILURE(::close(fd_));
   struct stat st {};
   if (::fstat(fd_, &st) != 0) fail(kj::str("cannot stat image ", path, ": ", strerror(errno)));
   if (!S_ISREG(st.st_mode)) fail(kj::str(path, " is not a regular file"));
   size_ = static_cast<uint64_t>(st.st_size);
-  KJ_ON_SCOPE_FAILURE(::close(fd_));
   index();
 }
 

@@ -18,6 +18,9 @@ class FileReader {
   // Opens and indexes `path`; throws with a one-line reason on any defect
   // except in page data, which verify() checks.
   explicit FileReader(kj::StringPtr path);
+  // The same for the image open on `fd`, which it takes over; `path` names it in
+  // messages (a page server handed the image by its restart: resources/lazy_pages.cc).
+  FileReader(int fd, kj::StringPtr path);
   ~FileReader();
   FileReader(const FileReader&) = delete;
   FileReader& operator=(const FileReader&) = delete;

@@ -454,6 +454,10 @@ int restart(Options& o, const resources::CallerFds& caller) {
   restartTimes().mark("start");
   if (o.migrated.imageOnGate) {
     if (o.migrated.gateFd < 0) fail(kj::str("--image-on-gate needs --gate-fd"));
+    // The page server a lazy hop needs, forked now, before the job's freeze (its forks
+    // and their wait were up to 30 ms of it); handed the image once it is complete, its
+    // runs once the plan is made. Where pages cannot be lazy, the hop is eager: none.
+    if (resources::lazyPagesUnavailable() == nullptr) o.migrated.pageServer = resources::forkPageServer(getpid());
     // 'W': started (exec'd, libraries loaded), so that shadowd can let a post-copy
     // sender freeze the job only now, not while this process's start takes the CPU.
     char c = 'W';
@@ -484,9 +488,16 @@ int restart(Options& o, const resources::CallerFds& caller) {
   kj::Own<image::FileReader> whole = image::openWholeImage(o.path);
   image::FileReader& img = *whole;
   const char* path = img.path().cStr();
+  if (o.migrated.pageServer >= 0 && img.isTree()) {
+    close(o.migrated.pageServer);  // a tree's members are restored eagerly: it ends
+    o.migrated.pageServer = -1;
+  }
   resources::FileRestoreOptions& options = o.files;
   MigratedOptions& migrated = o.migrated;
   becomeOwner(img.header(), path, o.asFileOwner, img.isTree());
+  // It takes this user and groups and indexes the image while this restart checks it
+  // and makes the plan.
+  if (o.migrated.pageServer >= 0) resources::sendPageServerImage(o.migrated.pageServer, img.fd(), img.path());
   if (o.lazy && o.eager) fail(kj::str("--lazy and --eager: choose one"));
   if (o.lazy) {
     KJ_IF_MAYBE(why, resources::lazyPagesUnavailable()) fail(kj::str("--lazy: ", *why, "; restart without --lazy"));
@@ -702,6 +713,15 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     }
     fillForwardConfig(*config, migrated);
     if (migrated.gateFd >= 0) keep[keepCount++] = migrated.gateFd;  // kept clear of the job's fds
+    // The page server forked as the restart started, kept clear of them too; with
+    // nothing lazy to serve, closed: it ends.
+    size_t serverAt = 0;
+    if (migrated.pageServer >= 0 && (hopLazy || postcopy)) {
+      serverAt = keepCount;
+      keep[keepCount++] = migrated.pageServer;
+    } else if (migrated.pageServer >= 0) {
+      close(migrated.pageServer);
+    }
     // With children born away (tree_restart.h restartBornAway): the job's gate and the
     // pipe its children go on, or a child's ready and go pipes.
     const size_t treeFds = keepCount;
@@ -710,27 +730,19 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     resources::restoreFiles(img, keep, keepCount, caller, config.get(), tree != nullptr ? &tree->pipes : nullptr);
     if (tree != nullptr && tree->readyFd >= 0) tree->readyFd = keep[treeFds];
     if (tree != nullptr) tree->goFd = keep[keepCount - 1];
+    const int server = serverAt > 0 ? keep[serverAt] : -1;
     plan.setConfigFd(writeForwardConfig(*config));
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }
-    if (hopLazy || postcopy) restartTimes().mark("files");
-    if (hopLazy) {
-      // Before the gate too, for the same reasons as post-copy's below: not released,
-      // this process exits, the server's handover socket closes and it ends.
-      plan.mutableHeader().lazySocket = resources::startPageServer(img, keep[1], plan, getpid());
-      if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
-        fail(kj::str("cannot write the restore plan: ", strerror(errno)));
-      }
-      restartTimes().mark("page-server");
-    }
-    if (postcopy) {
-      // The page server starts before the job is released (its forks off the freeze): it
-      // waits for the restorer's userfaultfd and only then asks for pages on the gate.
-      // Not released, this process exits and the server, whose handover socket closes,
-      // ends too. Last, so that its socket takes an fd number none of the job's files has.
-      plan.mutableHeader().lazySocket =
-          resources::startPageServer(img, keep[1], plan, getpid(), keep[2], migrated.postcopyTimeoutMs);
+    if (hopLazy || postcopy) {
+      restartTimes().mark("files");
+      // The page server (forked as this restart started, before the freeze; else now,
+      // its socket above the job's fds) gets its work before the gate: not released,
+      // this process exits, the server's handover socket closes and it ends. A post-copy
+      // one waits for the restorer's userfaultfd and only then asks for pages on the gate.
+      plan.mutableHeader().lazySocket = resources::startPageServer(
+          img, keep[1], plan, getpid(), postcopy ? keep[2] : -1, migrated.postcopyTimeoutMs, server);
       if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {
         fail(kj::str("cannot write the restore plan: ", strerror(errno)));
       }

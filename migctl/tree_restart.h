@@ -32,6 +32,7 @@ struct MigratedOptions {
   int gateFd = -1;  // --gate-fd: wait there for shadowd's commit before running (restart_command.cc)
   int postcopyTimeoutMs = 0;  // --postcopy MS: the image's postcopyPages come over the gate (0: none)
   bool imageOnGate = false;   // --image-on-gate: started before the image is complete; 'I' on the gate says it is
+  int pageServer = -1;        // with it: a page server forked then, waiting for its work (resources/lazy_pages.h)
   // --homecoming: a hop back home, run by the deputy in place (deputy/homecoming.h):
   // the fds this process holds are the job's home fds; carriedFd: the deputy's answers.
   bool homecoming = false;

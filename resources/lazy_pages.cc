@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -27,12 +28,15 @@
 #include <iterator>
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/userfaultfd.h>
 #include <map>
 #include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -49,6 +53,11 @@ constexpr uint64_t kLazyMinBytes = 1u << 20;
 constexpr uint64_t kFaultCluster = 64u << 10;  // placed per fault: neighbours are likely next
 constexpr uint64_t kFillChunk = 1u << 20;      // placed per background step
 constexpr int kHandoverTimeoutMs = 60000;      // the restorer sends the fd within this
+// The background fill starts this long after the userfaultfd came (faults are served at
+// once): the restorer's last steps, the job's start and its first call to its link
+// process, which a hop's freeze waits for, then do not share the CPU and the job's
+// address space with it (or, post-copy, B's shadowd and the sender with its fetches).
+constexpr int64_t kFillDelayNs = 100 * 1000000;
 
 int64_t nowNs() {
   struct timespec ts;
@@ -139,6 +148,7 @@ class Server {
 
   void run(int uffd) {
     start_ = nowNs();
+    const int64_t fillFrom = start_ + kFillDelayNs;
     spaces_.push_back(Space{uffd, job_, kj::mv(first_)});
     while (!spaces_.empty()) {
       for (size_t i = 0; i < spaces_.size();) {
@@ -156,13 +166,15 @@ class Server {
       std::vector<pollfd> fds;
       for (const Space& s : spaces_) fds.push_back(pollfd{s.uffd, POLLIN, 0});
       fds.push_back(pollfd{listener_, POLLIN, 0});
-      int n = poll(fds.data(), fds.size(), fill_ ? 0 : 1000);
+      const int64_t waitNs = hurried_ ? 0 : fillFrom - nowNs();
+      const bool filling = fill_ && waitNs <= 0;
+      int n = poll(fds.data(), fds.size(), filling ? 0 : fill_ ? static_cast<int>(waitNs / 1000000) + 1 : 1000);
       if (n > 0 && (fds.back().revents & POLLIN)) {
         // A capture waits for the pages: they all go in now; it sees the end (EOF)
         // when this process exits.
         int w = accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
         if (w >= 0) waiters_.push_back(w);
-        fill_ = true;
+        fill_ = hurried_ = true;
       }
       if (n < 0 && errno != EINTR) fatal(kj::str("poll: ", strerror(errno)));
       bool events = false;
@@ -171,9 +183,9 @@ class Server {
         if (fds[i].revents & POLLIN) events |= readEvents(i);
       }
       if (events) continue;
-      if (fill_) {
+      if (filling) {
         fillSome();
-      } else if (n == 0) {
+      } else if (n == 0 && !fill_) {
         // Without the background fill, a page a second per address space is what
         // tells the server that space is gone (ESRCH), so that it ends with the job.
         for (size_t i = 0; i < spaces_.size(); ++i) {
@@ -513,6 +525,7 @@ class Server {
   std::vector<char> buf_;
   bool debug_ = false;
   bool fill_ = true;  // MIG_LAZY_NO_FILL (lazy_pages.h): pages only on fault
+  bool hurried_ = false;  // a capture waits: the fill goes on at once
   int64_t start_ = 0;
   uint64_t faults_ = 0, faultBytes_ = 0, fillBytes_ = 0;
 };
@@ -534,9 +547,8 @@ int receiveFd(int sock) {
   return fd;
 }
 
-// The server must hold none of the job's files: a pipe or socket end kept open here
-// would change what the job's peers see.
-void closeAllBut(int a, int b, int c) {
+// Closes every fd but `keep` and stderr.
+void closeAllBut(int keep) {
   DIR* d = opendir("/proc/self/fd");
   if (d == nullptr) return;
   std::vector<int> fds;
@@ -546,7 +558,7 @@ void closeAllBut(int a, int b, int c) {
   }
   closedir(d);
   for (int fd : fds) {
-    if (fd != a && fd != b && fd != c && fd != STDERR_FILENO) close(fd);
+    if (fd != keep && fd != STDERR_FILENO) close(fd);
   }
 }
 
@@ -672,20 +684,137 @@ void verifyEagerSections(image::FileReader& img, const image::RestorePlan& plan)
   }
 }
 
-int startPageServer(image::FileReader& img, int imageFd, const image::RestorePlan& plan, pid_t job, int net,
-                    int netTimeoutMs) {
-  const plan::Header& h = plan.header();
-  const plan::Pages* pages = plan::pages(&h);
-  // The runs in plan order, checked here; their map is made in the server, off a hop's
-  // freeze (a pre-copy image has tens of thousands of them).
-  std::vector<std::pair<uint64_t, Piece>> runs;
-  const SectionIndex sections(img);
-  for (uint32_t i = 0; i < h.pagesCount; ++i) {
-    if (pages[i].method != plan::kPagesLazy) continue;
-    int64_t s = net >= 0 ? 0 : sections.of(pages[i].imageOffset);  // post-copy: from the network
-    if (s < 0) image::fail(kj::str("lazy pages at image offset ", pages[i].imageOffset, " lie in no section's data"));
-    runs.push_back({pages[i].addr, Piece{pages[i].len, pages[i].imageOffset, static_cast<uint32_t>(s)}});
+namespace {
+
+// The restart's messages to a page server forked ahead (one fd each, on its SEQPACKET
+// socket): the image, post-copy's socket, and its work (the runs, in a memfd). It
+// answers the image with kReady once it has done all it could fail on (the restart
+// reads that before it hands over the work, by then mostly without waiting), so that
+// such a failure is the restart's, before "ready"; the work it just takes.
+constexpr char kImageMsg = 'i', kNetMsg = 'n', kWorkMsg = 'w', kReady = 'k';
+
+struct WorkMsg {
+  char kind;
+  int32_t netTimeoutMs;
+};
+
+struct Run {  // one lazy run of the plan, its section found by the restart
+  uint64_t addr;
+  Piece piece;
+};
+
+// The server's user and groups become the job's (the restart became the image's
+// owner, becomeOwner, after it forked the server): read from /proc/JOB/status.
+bool becomeLike(pid_t job) {
+  if (geteuid() != 0) return true;  // a user's restart: the same user already
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/status", job);
+  FILE* f = fopen(path, "re");
+  if (f == nullptr) return false;
+  uid_t uid[3] = {0, 0, 0};
+  gid_t gid[3] = {0, 0, 0};
+  std::vector<gid_t> groups;
+  bool gotUid = false, gotGid = false;
+  char line[4096];
+  while (fgets(line, sizeof(line), f) != nullptr) {
+    if (sscanf(line, "Uid: %u %u %u", &uid[0], &uid[1], &uid[2]) == 3) gotUid = true;
+    if (sscanf(line, "Gid: %u %u %u", &gid[0], &gid[1], &gid[2]) == 3) gotGid = true;
+    if (strncmp(line, "Groups:", 7) == 0) {
+      char* p = line + 7;
+      char* endp = nullptr;
+      for (unsigned long g = strtoul(p, &endp, 10); endp != p; g = strtoul(p, &endp, 10)) {
+        groups.push_back(static_cast<gid_t>(g));
+        p = endp;
+      }
+    }
   }
+  fclose(f);
+  if (!gotUid || !gotGid) return false;
+  if (uid[1] == 0) return true;  // the job runs as root
+  if (setgroups(groups.size(), groups.data()) != 0 || setresgid(gid[0], gid[1], gid[2]) != 0 ||
+      setresuid(uid[0], uid[1], uid[2]) != 0) {
+    return false;
+  }
+  prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);  // as its restart: its own user's process
+  return true;
+}
+
+// The forked server: its image, then its work; then, as ever, the restorer's
+// userfaultfd and the job's pages. The restart's end closed before (it failed, or
+// needs no server): it ends.
+[[noreturn]] void serveWhenAsked(int sock, pid_t job) {
+  kj::Own<image::FileReader> img;
+  int net = -1, listener = -1;
+  for (;;) {
+    char msg[PATH_MAX + 16];
+    int fd = -1;
+    ssize_t n = control::receiveFd(sock, msg, sizeof(msg) - 1, &fd);
+    if (n <= 0) _exit(0);
+    msg[n] = '\0';
+    if (msg[0] == kImageMsg && fd >= 0 && img.get() == nullptr) {
+      if (!becomeLike(job)) {
+        fprintf(stderr, "migctl restart: the page server cannot take the job's user and groups: %s\n",
+                strerror(errno));
+        _exit(1);
+      }
+      KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { img = kj::heap<image::FileReader>(fd, msg + 1); })) {
+        fprintf(stderr, "migctl restart: the page server cannot read the image: %s\n", e->getDescription().cStr());
+        _exit(1);
+      }
+      listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+      sockaddr_un a;
+      socklen_t alen = lazyAddress(job, &a);
+      if (listener >= 0 && (bind(listener, reinterpret_cast<sockaddr*>(&a), alen) != 0 || listen(listener, 16) != 0)) {
+        close(listener);
+        listener = -1;  // then a capture cannot wait: the lazy pages doc says so
+      }
+      if (send(sock, &kReady, 1, MSG_NOSIGNAL) != 1) _exit(0);
+    } else if (msg[0] == kNetMsg && fd >= 0 && net < 0) {
+      net = fd;
+    } else if (msg[0] == kWorkMsg && fd >= 0 && img.get() != nullptr && static_cast<size_t>(n) >= sizeof(WorkMsg)) {
+      WorkMsg work;
+      memcpy(&work, msg, sizeof(work));
+      struct stat st {};
+      std::vector<Run> runs;
+      if (fstat(fd, &st) == 0) runs.resize(static_cast<size_t>(st.st_size) / sizeof(Run));
+      const size_t bytes = runs.size() * sizeof(Run);
+      if (pread(fd, runs.data(), bytes, 0) != static_cast<ssize_t>(bytes)) _exit(1);  // (a memfd: only without memory)
+      close(fd);
+      // Made while the restart waits at its gate, before the job can fault.
+      std::map<uint64_t, Piece> pending;
+      for (const Run& r : runs) {
+        // A later run over an earlier one (pre-copy's later rounds, in plan order)
+        // replaces what it covers, as the eager restore's copy over the mapping does.
+        cut(pending, r.addr, r.addr + r.piece.len, nullptr);
+        pending.emplace(r.addr, r.piece);
+      }
+      int uffd = receiveFd(sock);
+      close(sock);
+      if (uffd < 0) {
+        // The restore failed (it said why): home need not keep the job's pages for it.
+        PageRequest last{0, 0};
+        if (net >= 0) (void)!send(net, &last, sizeof(last), MSG_NOSIGNAL);
+        _exit(0);
+      }
+      Server(*img, job, kj::mv(pending), listener, net, work.netTimeoutMs).run(uffd);
+      _exit(0);
+    } else {
+      fprintf(stderr, "migctl restart: the page server got a message it did not expect\n");
+      _exit(1);
+    }
+  }
+}
+
+void sendOrFail(int server, char kind, int fd, kj::StringPtr text = nullptr) {
+  kj::String msg = kj::str(kind, text);
+  if (control::sendFd(server, fd, msg.begin(), msg.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(msg.size())) {
+    image::fail(kj::str("cannot hand the page server its work: ", strerror(errno)));
+  }
+}
+
+}  // namespace
+
+int forkPageServer(pid_t job) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
     image::fail(kj::str("socketpair for the page server: ", strerror(errno)));
@@ -699,50 +828,65 @@ int startPageServer(image::FileReader& img, int imageFd, const image::RestorePla
     setsid();
     pid_t server = fork();
     if (server != 0) _exit(server < 0 ? 1 : 0);
-    // The reader's own fd number may hold one of the job's files by now (the restore put
-    // them in place), or be free (a hop home's restore closed the deputy's fds) and so
-    // taken by the socket or `net`: those move off it, then the image goes back under it.
-    int end = sv[1];
-    if (end == img.fd() && (end = fcntl(end, F_DUPFD_CLOEXEC, 0)) < 0) _exit(1);
-    if (net >= 0 && net == img.fd() && (net = fcntl(net, F_DUPFD_CLOEXEC, 0)) < 0) _exit(1);
-    if (imageFd != img.fd() && dup3(imageFd, img.fd(), O_CLOEXEC) < 0) _exit(1);
-    // Its lines go where the restart's do: fd 2 is the job's by now.
+    // Its lines go where the restart's do (fd 2 may be the job's by now), and it holds
+    // none of the job's files: a pipe or socket end kept open here would change what
+    // the job's peers see.
     if (restartMessages() != STDERR_FILENO && dup2(restartMessages(), STDERR_FILENO) < 0) _exit(1);
-    closeAllBut(end, img.fd(), net);
+    closeAllBut(sv[1]);
     signal(SIGPIPE, SIG_IGN);
-    int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    sockaddr_un a;
-    socklen_t alen = lazyAddress(job, &a);
-    if (listener >= 0 && (bind(listener, reinterpret_cast<sockaddr*>(&a), alen) != 0 || listen(listener, 16) != 0)) {
-      close(listener);
-      listener = -1;  // then a capture cannot wait: the lazy pages doc says so
-    }
-    // Made while the restart waits at its gate, before the job can fault.
-    std::map<uint64_t, Piece> pending;
-    for (const auto& [addr, piece] : runs) {
-      // A later run over an earlier one (pre-copy's later rounds, in plan order)
-      // replaces what it covers, as the eager restore's copy over the mapping does.
-      cut(pending, addr, addr + piece.len, nullptr);
-      pending.emplace(addr, piece);
-    }
-    int uffd = receiveFd(end);
-    close(end);
-    if (uffd < 0) {
-      // The restore failed (it said why): home need not keep the job's pages for it.
-      PageRequest last{0, 0};
-      if (net >= 0) (void)!send(net, &last, sizeof(last), MSG_NOSIGNAL);
-      _exit(0);
-    }
-    Server(img, job, kj::mv(pending), listener, net, netTimeoutMs).run(uffd);
-    _exit(0);
+    serveWhenAsked(sv[1], job);
   }
   close(sv[1]);
   int status = 0;
   while (waitpid(mid, &status, 0) < 0 && errno == EINTR) {
   }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) image::fail(kj::str("cannot start the page server"));
-  if (fcntl(sv[0], F_SETFD, 0) != 0) image::fail(kj::str("page server socket: ", strerror(errno)));
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    close(sv[0]);
+    image::fail(kj::str("cannot start the page server"));
+  }
   return sv[0];
+}
+
+void sendPageServerImage(int server, int imageFd, kj::StringPtr path) { sendOrFail(server, kImageMsg, imageFd, path); }
+
+int startPageServer(image::FileReader& img, int imageFd, const image::RestorePlan& plan, pid_t job, int net,
+                    int netTimeoutMs, int server) {
+  if (server < 0) {
+    server = forkPageServer(job);
+    sendPageServerImage(server, imageFd, img.path());
+  }
+  KJ_ON_SCOPE_FAILURE(close(server));
+  const plan::Header& h = plan.header();
+  const plan::Pages* pages = plan::pages(&h);
+  // The runs in plan order, checked here; their map is made in the server, off a hop's
+  // freeze (a pre-copy image has tens of thousands of them). Before the server's
+  // answer is read: it indexes the image meanwhile.
+  std::vector<Run> runs;
+  const SectionIndex sections(img);
+  for (uint32_t i = 0; i < h.pagesCount; ++i) {
+    if (pages[i].method != plan::kPagesLazy) continue;
+    int64_t s = net >= 0 ? 0 : sections.of(pages[i].imageOffset);  // post-copy: from the network
+    if (s < 0) image::fail(kj::str("lazy pages at image offset ", pages[i].imageOffset, " lie in no section's data"));
+    runs.push_back(Run{pages[i].addr, Piece{pages[i].len, pages[i].imageOffset, static_cast<uint32_t>(s)}});
+  }
+  int memfd = memfd_create("mig-lazy-runs", MFD_CLOEXEC);
+  const size_t bytes = runs.size() * sizeof(Run);
+  if (memfd < 0 || write(memfd, runs.data(), bytes) != static_cast<ssize_t>(bytes)) {
+    image::fail(kj::str("cannot write the page server's runs: ", strerror(errno)));
+  }
+  KJ_DEFER(close(memfd));
+  char c = 0;
+  ssize_t n;
+  do n = read(server, &c, 1); while (n < 0 && errno == EINTR);
+  // It said why on the restart's messages.
+  if (n != 1 || c != kReady) image::fail(kj::str("cannot start the page server"));
+  if (net >= 0) sendOrFail(server, kNetMsg, net);
+  WorkMsg work{kWorkMsg, netTimeoutMs};
+  if (control::sendFd(server, memfd, &work, sizeof(work), MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof(work))) {
+    image::fail(kj::str("cannot hand the page server its work: ", strerror(errno)));
+  }
+  if (fcntl(server, F_SETFD, 0) != 0) image::fail(kj::str("page server socket: ", strerror(errno)));
+  return server;
 }
 
 }  // namespace mig::resources

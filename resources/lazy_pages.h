@@ -3,7 +3,8 @@
 // with a userfaultfd by the restorer (restore/restorer.cc, startLazyPages); a page
 // server, a process forked by migctl before it becomes the job, puts each page in
 // place from the image file (UFFDIO_COPY) when the job first touches it, and fills
-// the rest in the background. A page's data is checked against its section's
+// the rest in the background (from 100 ms after the job's memory was handed over, so
+// that a hop's release does not share the CPU with it). A page's data is checked against its section's
 // checksum before any page of that section is placed, so the job never runs on
 // corrupt data: a bad checksum kills the job with one line saying so.
 //
@@ -41,8 +42,24 @@ uint64_t markLazyPages(image::RestorePlan& plan);
 // page server checks those as it first uses them). Throws the image error.
 void verifyEagerSections(image::FileReader& img, const image::RestorePlan& plan);
 
-// Forks the page server (a grandchild, so it is never the job's child) and returns the
-// end of its socket that the restorer sends the userfaultfd on (not close-on-exec).
+// Forks a page server (a grandchild, so it is never the job's child; in a session of
+// its own) that waits for its work, and returns the restart's end of its socket
+// (close-on-exec; closing it ends the server). `job` is the PID the restored process
+// will have, the restart's own. A hop's restart forks it as it starts, before the job's
+// freeze, so that the freeze holds no fork (two forks and the wait for the first: up to
+// 30 ms on the loaded test VM); the server takes the job's user and groups when its
+// work comes.
+int forkPageServer(pid_t job);
+
+// Hands a server forked by forkPageServer the image (open on `imageFd`, at `path`),
+// which it indexes meanwhile (its own reader: the restart's fd numbers are the job's by
+// the time the server reads).
+void sendPageServerImage(int server, int imageFd, kj::StringPtr path);
+
+// Gives the page server its runs and returns the end of its socket that the restorer
+// sends the userfaultfd on (not close-on-exec), once the server has everything it could
+// fail on (so a failure is the restart's, before "ready"). `server` is one forked by
+// forkPageServer and handed the image; -1: forked and handed `imageFd` now.
 // `job` is the PID the restored process will have, which a corrupt page kills;
 // `imageFd` is open on img's file (img's own fd number may hold a job's file by now).
 // `net` >= 0: post-copy (network_page_source.h): every lazy page comes from that socket
@@ -50,7 +67,7 @@ void verifyEagerSections(image::FileReader& img, const image::RestorePlan& plan)
 // within `netTimeoutMs` (or a broken socket) kills the job with one line, never letting
 // it run on without its pages. The server says when it needs no more pages.
 int startPageServer(image::FileReader& img, int imageFd, const image::RestorePlan& plan, pid_t job, int net = -1,
-                    int netTimeoutMs = 30000);
+                    int netTimeoutMs = 30000, int server = -1);
 
 // Returns once the page server of a lazy restart of process `pid` (if any) has put
 // every page in place: a capture reads /proc/PID/pagemap, where a page not placed yet

@@ -57,6 +57,25 @@ cut=0
 heal() { (( cut )) && link_b up && cut=0; }
 trap 'heal; cleanup' EXIT
 
+# migrated_ok WHAT RC PATTERN HOSTS...: the migctl migrate just waited for exited RC
+# and its line (the result line for 0, else its one line on stderr) matches PATTERN
+# (grep -E): ok with that line; else fail with its output and the shadowd logs of
+# HOSTS (returns 1).
+migrated_ok() {
+  local what=$1 rc=$2 pattern=$3 line
+  shift 3
+  if (( rc == 0 )); then line=$(migrated_line); else line=$(cat "$MIG_ERR"); fi
+  if (( MIG_RC == rc )) && { (( rc == 0 )) || [[ $(wc -l <"$MIG_ERR") == 1 ]]; } && grep -qE -- "$pattern" <<<"$line"; then
+    ok "$what: migctl migrate exited $rc: $line"
+    return 0
+  fi
+  fail "$what: migctl migrate exited $MIG_RC, not $rc with a line matching '$pattern'"
+  detail "$MIG_OUT" "migctl stdout"
+  detail "$MIG_ERR" "migctl stderr"
+  (( $# == 0 )) || shadowd_logs "$@"
+  return 1
+}
+
 start_job mem-ref plain "${FEATURE[memory]}" 256M 160
 start_job small-ref plain "${FEATURE[counter]}" 30
 start_job sys-ref plain "${FEATURE[lazy_syscalls]}" 64
@@ -66,23 +85,14 @@ start_job cut-ref plain "${FEATURE[memory]}" 256M 60
 #    beat the job's end on a loaded 2-core machine
 if start_job mem mig "${FEATURE[memory]}" 256M 160 && wait_step mem 3 60; then
   migrate mem c 60 --postcopy
-  if (( MIG_RC == 0 )) && migrated_line | grep -q 'post-copy: [0-9.]* MiB sent while frozen, [0-9.]* MiB after it ran on'; then
-    ok "mem: a -> c post-copy: $(migrated_line)"
-  else
-    fail "mem: migctl migrate --postcopy exited $MIG_RC: $(cat "$MIG_OUT" "$MIG_ERR" | tr '\n' ' ')"
-    shadowd_logs a c
+  migrated_ok "mem: a -> c post-copy" 0 'post-copy: [0-9.]* MiB sent while frozen, [0-9.]* MiB after it ran on' a c ||
     restore_log c
-  fi
   # home with --postcopy: the job goes back into its deputy's process (no page server)
   k=$(( $(last_step mem) + 2 ))
   if wait_step mem "$k" 30; then
     migrate mem a 60 --postcopy
-    if (( MIG_RC == 0 )) && migrated_line | grep -qE '(pre-copy|stop-and-copy) \(a hop home is not post-copy: the job goes back into its deputy'"'"'s process\)'; then
-      ok "mem: c -> a with --postcopy goes as pre-copy and says why: $(migrated_line)"
-    else
-      fail "mem: migctl migrate --postcopy c -> a exited $MIG_RC: $(cat "$MIG_OUT" "$MIG_ERR" | tr '\n' ' ')"
-      shadowd_logs a c
-    fi
+    migrated_ok "mem: c -> a with --postcopy goes as pre-copy and says why" 0 \
+      '(pre-copy|stop-and-copy) \(a hop home is not post-copy: the job goes back into its deputy'"'"'s process\)' a c
   else
     fail "mem: no STEP $k on c"
   fi
@@ -95,20 +105,11 @@ fi
 # 1b. a job with nothing big: all of it goes while frozen, nothing after
 if start_job small mig "${FEATURE[counter]}" 30 && wait_step small 3 30; then
   migrate small c 60 --postcopy
-  if (( MIG_RC == 0 )) && migrated_line | grep -q 'post-copy: [0-9.]* MiB sent while frozen, 0.0 MiB after it ran on'; then
-    ok "small: a -> c post-copy: $(migrated_line)"
-  else
-    fail "small: migctl migrate --postcopy exited $MIG_RC: $(cat "$MIG_OUT" "$MIG_ERR" | tr '\n' ' ')"
-  fi
+  migrated_ok "small: a -> c post-copy" 0 'post-copy: [0-9.]* MiB sent while frozen, 0.0 MiB after it ran on' a c
   k=$(( $(last_step small) + 1 ))
   if wait_step small "$k" 30; then
     migrate small b 60 --postcopy
-    if (( MIG_RC == 0 )) && migrated_line | grep -q 'post-copy: [0-9.]* MiB sent while frozen, 0.0 MiB after it ran on'; then
-      ok "small: c -> b post-copy, sent from c: $(migrated_line)"
-    else
-      fail "small: migctl migrate --postcopy c -> b exited $MIG_RC: $(cat "$MIG_OUT" "$MIG_ERR" | tr '\n' ' ')"
-      shadowd_logs a b c
-    fi
+    migrated_ok "small: c -> b post-copy, sent from c" 0 'post-copy: [0-9.]* MiB sent while frozen, 0.0 MiB after it ran on' a b c
   else
     fail "small: no STEP $k on c"
   fi
@@ -121,13 +122,7 @@ fi
 # 2. system calls into pages not fetched yet (b: pages only on fault)
 if start_job sys mig "${FEATURE[lazy_syscalls]}" 64 && wait_step sys 1 60; then
   migrate sys b 90 --postcopy
-  if (( MIG_RC == 0 )) && migrated_line | grep -q 'post-copy'; then
-    ok "sys: a -> b post-copy at STEP 1: $(migrated_line)"
-  else
-    fail "sys: migctl migrate --postcopy exited $MIG_RC: $(cat "$MIG_OUT" "$MIG_ERR" | tr '\n' ' ')"
-    shadowd_logs a b
-    restore_log b
-  fi
+  migrated_ok "sys: a -> b post-copy at STEP 1" 0 'post-copy' a b || restore_log b
   wait_job sys-ref 60
   compare sys sys-ref "$STATUS" nostderr
   missing=$(sed -n 's/^lazy: \([0-9]\) of 4 target pages missing.*/\1/p' "$(jfile sys err)")
@@ -183,12 +178,7 @@ if start_job heal mig "${FEATURE[memory]}" 256M 60 && wait_step heal 3 60; then
     wait_until 90 eval '! migrate_running'
     wait "$mpid"
     MIG_RC=$?
-    if (( MIG_RC == 0 )) && migrated_line | grep -q 'post-copy: [0-9.]* MiB sent while frozen, [0-9.]* MiB after it ran on'; then
-      ok "heal: migctl migrate exited 0: $(migrated_line)"
-    else
-      fail "heal: migctl migrate exited $MIG_RC: $(cat "$MIG_OUT" "$MIG_ERR" | tr '\n' ' ')"
-      shadowd_logs a b
-    fi
+    migrated_ok heal 0 'post-copy: [0-9.]* MiB sent while frozen, [0-9.]* MiB after it ran on' a b
     if grep -q "post-copy: its sender came back over a new connection" "$T/shadowd-b.log" &&
        grep -q "post-copy: its pages come again" "$T/shadowd-b.log"; then
       ok "heal: b: $(grep -h 'post-copy: its pages come again' "$T/shadowd-b.log" | tail -n 1 | cut -d' ' -f3-)"
@@ -225,13 +215,7 @@ if start_job cut mig "${FEATURE[memory]}" 256M 60 && wait_step cut 3 60; then
     wait_until 60 eval '! migrate_running'
     wait "$mpid"
     MIG_RC=$?
-    if (( MIG_RC == 4 )) && [[ $(wc -l <"$MIG_ERR") == 1 ]] && grep -q "post-copy, but its memory could not follow" "$MIG_ERR"; then
-      ok "cut: migctl migrate exited 4: $(cat "$MIG_ERR")"
-    else
-      fail "cut: migctl migrate exited $MIG_RC without the one line saying its memory could not follow"
-      detail "$MIG_OUT" "migctl stdout"
-      detail "$MIG_ERR" "migctl stderr"
-    fi
+    migrated_ok cut 4 "post-copy, but its memory could not follow"
     if wait_job cut 60 && [[ $STATUS == 137 ]]; then
       ok "cut: the parent at home got status 137 (killed)"
     else
@@ -273,12 +257,7 @@ if start_job dead mig "${FEATURE[memory]}" 64M 160 && wait_step dead 3 60; then
   k=$(( $(last_step dead) + 1 ))
   if (( MIG_RC == 0 )) && wait_step dead "$k" 30; then
     migrate dead b 60 --postcopy
-    if (( MIG_RC == 0 )) && migrated_line | grep -q "shadowd committed the move"; then
-      ok "dead: c -> b post-copy, its sender killed after the commit: $(migrated_line)"
-    else
-      fail "dead: migctl migrate --postcopy c -> b exited $MIG_RC: $(cat "$MIG_OUT" "$MIG_ERR" | tr '\n' ' ')"
-      shadowd_logs b c
-    fi
+    migrated_ok "dead: c -> b post-copy, its sender killed after the commit" 0 "shadowd committed the move" b c
     if grep -q "its post-copy sender died before .* had every page; serving them from the copy it left" "$T/shadowd-c.log" &&
        wait_until 30 grep -q "has every page (.* MiB served from this shadowd's copy)" "$T/shadowd-c.log"; then
       ok "dead: c: $(grep -h "has every page (" "$T/shadowd-c.log" | tail -n 1 | cut -d' ' -f3-)"
@@ -308,14 +287,8 @@ if start_job away mig "${FEATURE[memory]}" 256M 160 && wait_step away 3 60; then
     wait_until 60 eval '! migrate_running'
     wait "$mpid"
     MIG_RC=$?
-    if (( MIG_RC == 5 )) && [[ $(wc -l <"$MIG_ERR") == 1 ]] &&
-       grep -q "lost contact with shadowd during the hop of .*: the job may have moved; check \`migctl list\` on " "$MIG_ERR"; then
-      ok "away: a's shadowd killed during the transfer: migctl migrate exited 5: $(cat "$MIG_ERR")"
-    else
-      fail "away: a's shadowd killed during the transfer: migctl migrate exited $MIG_RC without the one line saying it lost contact"
-      detail "$MIG_OUT" "migctl stdout"
-      detail "$MIG_ERR" "migctl stderr"
-    fi
+    migrated_ok "away: a's shadowd killed during the transfer" 5 \
+      "lost contact with shadowd during the hop of .*: the job may have moved; check \`migctl list\` on "
     start_shadowd a "$T/key"
     wait_until 20 eval '(( $(grep -c "listening on" "$T/shadowd-a.log") >= 2 ))' || fail "away: a's shadowd did not start again"
     # One copy, once the hop's sender (on its own now) is done: at b (its deputy
