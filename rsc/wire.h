@@ -41,14 +41,18 @@ inline constexpr uint32_t kAgain = 8;    // sent again after a checkpoint took i
                                          // from pushed bytes, shadow/pushed_reads.h) and
                                          // takes this flag off
 inline constexpr uint32_t kFailureSeen = 16;  // a pipelined write sent after the shim told the
-                                              // program of its fd's failed write: the relay runs
-                                              // it and the ones after it again (rsc::WriteFailures)
-                                              // and takes this flag off
+                                              // program of its fd's failed write: the relay and
+                                              // the deputy run it and the ones after it again
+                                              // (rsc::WriteFailures); a batch it begins keeps it
 
 inline constexpr uint32_t kNoTtin = 32;  // a call that takes input, of a job that ignores or
                                          // blocks SIGTTIN: its read of the terminal from a
                                          // background group fails EIO, as the kernel's would
                                          // (deputy/call_runner.cc waitForeground)
+inline constexpr uint32_t kFileWrite = 128;  // a pipelined write to a regular file (write-behind):
+                                             // it runs on the deputy's loop, in the order it
+                                             // came, so the relay may have several batches of
+                                             // them at the deputy at once; the relay takes it off
 
 // ReplyHeader::flags
 inline constexpr uint32_t kDeferredFailure = 1;  // an earlier pipelined write (its seq) failed:

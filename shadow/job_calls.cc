@@ -215,7 +215,7 @@ void JobCalls::broken(uint64_t generation) {
   if (generation != generation_ || lost_) return;  // resumed already
   // The job's process is gone here and nothing of it waits: its end (told home) or its
   // departure ends the link; a call that still comes resumes it then.
-  if (started_ && connections_ == 0 && waiting_.empty() && !sending_) return;
+  if (started_ && connections_ == 0 && waiting_.empty() && inFlight_.empty()) return;
   startRelink();
 }
 
@@ -576,7 +576,7 @@ void JobCalls::reachedHome() {
 }
 
 kj::Promise<void> JobCalls::settled() {
-  if (connections_ == 0 && waiting_.empty() && !sending_) return kj::READY_NOW;
+  if (connections_ == 0 && waiting_.empty() && inFlight_.empty()) return kj::READY_NOW;
   auto paf = kj::newPromiseAndFulfiller<void>();
   settledWaiters_.add(kj::mv(paf.fulfiller));
   return kj::mv(paf.promise);
@@ -591,106 +591,160 @@ void JobCalls::noteClose(kj::ArrayPtr<const kj::byte> request) {
   if (h.call == static_cast<uint32_t>(rsc::CallId::Dup3)) failures_.closed(h.args[1]);
 }
 
-// Sends the next write home when it is its turn, joined with the ones after it to the
-// same fd; one at a time, so they run in order whatever thread of the deputy runs them.
-// A write to an fd whose write failed before it is not sent (rsc::WriteFailures).
+// Sends the next writes home when it is their turn, each joined with the ones after it
+// to the same fd. A batch of writes to a stream goes alone (the deputy runs it on a
+// worker thread, which may block); those to files run on the deputy's loop in the
+// order they come, so up to rsc::kWritesInFlight of them go at once. A write to an fd
+// whose write failed before it is not sent (rsc::WriteFailures): it waits for the
+// batches on their way, which may fail too, and then fails unsent (or, the program
+// told, goes again).
 void JobCalls::pump() {
   for (;;) {
-    if (sending_ || waiting_.empty()) return;
-    if (waiting_.begin()->first > ran_ + 1 && connections_ > 0) {
+    if (waiting_.empty()) return;
+    const uint64_t sentUpTo = inFlight_.empty() ? ran_ : inFlight_.back()->last;
+    if (waiting_.begin()->first > sentUpTo + 1 && connections_ > 0) {
       watchForGap();
       return;
     }
     auto first = waiting_.begin();
-    const int32_t error = failures_.before(first->second.w);
-    if (error == 0) break;
-    first->second.origin->sendReply(rsc::deferredFailure(first->second.w, error));
-    const uint64_t order = first->first, cost = queueCost(first->second.request.size());
-    waiting_.erase(first);
-    if (order > ran_) ran_ = order;
-    queuedBytes_ -= cost;
-    wakeWaiters();
-  }
-  kj::Vector<Write> batch;
-  uint64_t bytes = 0, cost = 0;
-  for (auto it = waiting_.begin(); it != waiting_.end(); it = waiting_.erase(it)) {
-    const rsc::PipelinedWrite& w = it->second.w;
-    if (!batch.empty() && (w.order != batch.back().w.order + 1 || !rsc::joinsWith(batch.back().w, w) ||
-                           bytes + w.count > rsc::kMaxIo)) {
-      break;
+    const rsc::PipelinedWrite& w = first->second.w;
+    if (!inFlight_.empty() && (!w.file || !inFlight_.back()->file || inFlight_.size() >= rsc::kWritesInFlight ||
+                               failures_.has(w.fd))) {
+      return;
     }
-    bytes += w.count;
-    cost += queueCost(it->second.request.size());
-    batch.add(kj::mv(it->second));
-  }
-  const uint64_t last = batch.back().w.order;
-  // Kept as sent: after a broken link the same bytes go again (the deputy knows the
-  // batch by its last write's thread and seq, deputy/answered.h).
-  kj::Array<kj::byte> joined = nullptr;
-  if (batch.size() == 1) {
-    joined = kj::mv(batch[0].request);
-  } else {
-    kj::Vector<kj::ArrayPtr<const kj::byte>> parts;
-    for (auto& p : batch) parts.add(p.request);
-    joined = rsc::joinWrites(parts);
-  }
-  // Who hears of a failure: each thread whose bytes were in it, once, about its own
-  // last write in it.
-  kj::Vector<std::pair<kj::Own<CallOrigin>, rsc::PipelinedWrite>> origins;
-  for (auto& p : batch) {
-    bool seen = false;
-    for (auto& o : origins) {
-      if (o.first.get() == p.origin.get()) {
-        o.second = p.w;
-        seen = true;
+    if (const int32_t error = failures_.before(w); error != 0) {
+      first->second.origin->sendReply(rsc::deferredFailure(w, error));
+      const uint64_t order = first->first, cost = queueCost(first->second.request.size());
+      waiting_.erase(first);
+      if (order > ran_) ran_ = order;
+      queuedBytes_ -= cost;
+      wakeWaiters();
+      continue;
+    }
+    kj::Vector<Write> parts;
+    uint64_t bytes = 0, cost = 0;
+    for (auto it = waiting_.begin(); it != waiting_.end(); it = waiting_.erase(it)) {
+      const rsc::PipelinedWrite& next = it->second.w;
+      if (!parts.empty() && (next.order != parts.back().w.order + 1 || !rsc::joinsWith(parts.back().w, next) ||
+                             bytes + next.count > rsc::kMaxIo)) {
+        break;
       }
+      bytes += next.count;
+      cost += queueCost(it->second.request.size());
+      parts.add(kj::mv(it->second));
     }
-    if (!seen) origins.add(std::make_pair(kj::mv(p.origin), p.w));
+    auto batch = kj::heap<Batch>();
+    batch->last = parts.back().w.order;
+    batch->cost = cost;
+    batch->fd = parts[0].w.fd;
+    batch->file = parts[0].w.file;
+    if (parts.size() == 1) {
+      batch->request = kj::mv(parts[0].request);
+    } else {
+      kj::Vector<kj::ArrayPtr<const kj::byte>> views;
+      for (auto& p : parts) views.add(p.request);
+      batch->request = rsc::joinWrites(views);
+    }
+    for (auto& p : parts) {
+      bool seen = false;
+      for (auto& o : batch->origins) {
+        if (o.first.get() == p.origin.get()) {
+          o.second = p.w;
+          seen = true;
+        }
+      }
+      if (!seen) batch->origins.add(std::make_pair(kj::mv(p.origin), p.w));
+    }
+    Batch& sent = *batch;
+    inFlight_.push_back(kj::mv(batch));
+    sendBatch(sent);
   }
-
-  sending_ = true;
-  auto sent = sendWrite(kj::mv(joined));
-  const int64_t fd = batch[0].w.fd;
-  d_.tasks().add(sent.then([this, origins = kj::mv(origins), last, cost, fd](int32_t error) mutable {
-                       if (error != 0) {
-                         failures_.failed(fd, error);
-                         for (auto& o : origins) o.first->sendReply(rsc::deferredFailure(o.second, error));
-                       }
-                       finished(last, cost);
-                     }).attach(kj::addRef(*this)));
 }
 
-// One batch of pipelined writes: 0 when it ran, else the errno of its failure.
-kj::Promise<int32_t> JobCalls::sendWrite(kj::Array<kj::byte> request) {
-  if (lost_) return EIO;
+void JobCalls::sendBatch(Batch& b) {
+  b.again = false;
+  kj::Promise<int32_t> answered = lost_ ? kj::Promise<int32_t>(EIO) : sendWrite(b);
+  d_.tasks().add(answered.then([this, &b](int32_t error) {
+                           if (error < 0) return;  // it goes again (resendAfter)
+                           b.error = error;
+                           retire();
+                         }).attach(kj::addRef(*this)));
+}
+
+// One batch of pipelined writes: 0 when it ran, else the errno of its failure; -1 when
+// it did not reach home and goes again.
+kj::Promise<int32_t> JobCalls::sendWrite(Batch& b) {
   const uint64_t generation = generation_;
-  auto req = deputy().callRequest(sized(request));
-  req.setRequest(request);
+  auto req = deputy().callRequest(sized(b.request));
+  req.setRequest(b.request);
   return req.send().then(
-      [this](capnp::Response<rpc::Deputy::CallResults> r) -> kj::Promise<int32_t> {
+      [this](capnp::Response<rpc::Deputy::CallResults> r) -> int32_t {
         auto reply = r.getReply();
         int32_t error = 0;  // it worked
         if (reply.size() >= sizeof(rsc::ReplyHeader)) {
           rsc::ReplyHeader h;
           memcpy(&h, reply.begin(), sizeof(h));
-          error = h.error != 0 ? h.error : EIO;
+          error = h.error > 0 ? h.error : EIO;
         }
         hold(kj::mv(r));
         reachedHome();
         return error;
       },
-      [this, generation, request = kj::mv(request)](kj::Exception&& e) mutable -> kj::Promise<int32_t> {
+      [this, &b, generation](kj::Exception&& e) -> int32_t {
         if (resumes(e)) {
           startRelink();
-          return nextLink(generation).then([this, request = kj::mv(request)]() mutable { return sendWrite(kj::mv(request)); });
+          b.again = true;
+          resendAfter(nextLink(generation));
+          return -1;
         }
         KJ_IF_MAYBE(pause, homeNotReady(e)) {
-          return pause->then([this, request = kj::mv(request)]() mutable { return sendWrite(kj::mv(request)); });
+          b.again = true;
+          resendAfter(kj::mv(*pause));
+          return -1;
         }
         deputy_ = nullptr;
         d_.log(kj::str("job ", jobId_, ": a write home failed: ", e.getDescription()));
         return EIO;
       });
+}
+
+// The batches whose send failed go again once `when` resolves, in the order they were
+// first sent: the deputy runs them in the order they come. (A broken link fails all
+// its calls in one go, so they are all marked by then.)
+void JobCalls::resendAfter(kj::Promise<void> when) {
+  if (resendScheduled_) return;
+  resendScheduled_ = true;
+  d_.tasks().add(when.then([this]() {
+                       resendScheduled_ = false;
+                       for (auto& b : inFlight_) {
+                         if (b->again) sendBatch(*b);
+                       }
+                     }).attach(kj::addRef(*this)));
+}
+
+// The answered batches at the front are done with, in order: a failure is told to the
+// threads whose writes were in it, and the writes up to their last have run.
+void JobCalls::retire() {
+  bool any = false;
+  while (!inFlight_.empty()) {
+    KJ_IF_MAYBE(error, inFlight_.front()->error) {
+      auto b = kj::mv(inFlight_.front());
+      inFlight_.pop_front();
+      if (*error != 0) {
+        failures_.failed(b->fd, *error);
+        for (auto& o : b->origins) o.first->sendReply(rsc::deferredFailure(o.second, *error));
+      }
+      if (b->last > ran_) ran_ = b->last;
+      queuedBytes_ -= b->cost;
+      any = true;
+    } else {
+      break;
+    }
+  }
+  if (!any) return;
+  wakeWaiters();
+  pump();
+  wakeWaiters();  // pump may have had nothing to send
 }
 
 // Cap'n Proto sends the deputy a Finish message for each answer as it is dropped: one
@@ -706,15 +760,6 @@ void JobCalls::hold(capnp::Response<rpc::Deputy::CallResults> r) {
   }
 }
 
-void JobCalls::finished(uint64_t lastOrder, uint64_t cost) {
-  sending_ = false;
-  if (lastOrder > ran_) ran_ = lastOrder;
-  queuedBytes_ -= cost;
-  wakeWaiters();
-  pump();
-  wakeWaiters();  // pump may have had nothing to send
-}
-
 void JobCalls::wakeWaiters() {
   while (!ranWaiters_.empty() && ranWaiters_.begin()->first <= ran_) {
     ranWaiters_.begin()->second->fulfill();
@@ -724,7 +769,7 @@ void JobCalls::wakeWaiters() {
     for (auto& w : roomWaiters_) w->fulfill();
     roomWaiters_.clear();
   }
-  if (connections_ == 0 && waiting_.empty() && !sending_) {
+  if (connections_ == 0 && waiting_.empty() && inFlight_.empty()) {
     for (auto& w : settledWaiters_) w->fulfill();
     settledWaiters_.clear();
   }
@@ -739,7 +784,7 @@ void JobCalls::watchForGap() {
   auto timer = d_.io().provider->getTimer().afterDelay(kGapTimeoutMs * kj::MILLISECONDS);
   d_.tasks().add(timer.then([this, stuckAt]() {
                         gapWatched_ = false;
-                        if (ran_ != stuckAt || sending_) {  // moving: look again later
+                        if (ran_ != stuckAt || !inFlight_.empty()) {  // moving: look again later
                           if (!ranWaiters_.empty() || !waiting_.empty()) watchForGap();
                           return;
                         }

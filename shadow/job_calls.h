@@ -5,8 +5,11 @@
 // they run at home one after the other in that order whichever connection brought
 // them, consecutive writes to one fd travel as one call, and a call that waits for
 // its reply runs only after the writes issued before it. So `printf` in a loop costs
-// no round trip, and output stays in the order the job wrote it. After a write that
-// failed, the ones to its fd queued behind it fail unsent (rsc::WriteFailures).
+// no round trip, and output stays in the order the job wrote it. Batches of writes to
+// files may be several at the deputy at once (rsc::kWritesInFlight: they run there in
+// the order they come), a stream's batch goes alone. After a write that failed, the
+// ones to its fd queued behind it fail unsent (rsc::WriteFailures; those already on
+// their way fail alike at the deputy).
 //
 // Over a direct link (direct_link.h) a call whose link breaks before its answer comes
 // is not failed: the link is resumed (same address, same key, a short bounded
@@ -31,6 +34,7 @@
 #include <kj/async-io.h>
 #include <kj/refcount.h>
 
+#include <deque>
 #include <map>
 
 namespace mig::shadow {
@@ -114,7 +118,24 @@ class JobCalls : public kj::Refcounted {
 
   rpc::Deputy::Client deputy();
   kj::Promise<kj::Array<kj::byte>> send(kj::Array<kj::byte> request);
-  kj::Promise<int32_t> sendWrite(kj::Array<kj::byte> request);
+  // A batch of pipelined writes sent home, kept until its answer comes: after a broken
+  // link it goes again, in order with the others (the deputy knows it by its last
+  // write's order, thread and seq, deputy/answered.h).
+  struct Batch {
+    kj::Array<kj::byte> request;
+    // Who hears of a failure: each thread whose bytes were in it, about its own last write.
+    kj::Vector<std::pair<kj::Own<CallOrigin>, rsc::PipelinedWrite>> origins;
+    uint64_t last;             // its last write's number
+    uint64_t cost;             // what it counts in queuedBytes_
+    int64_t fd;
+    bool file;                 // of writes to a file: others may go beside it
+    bool again = false;        // its send failed: it goes again (resendAfter)
+    kj::Maybe<int32_t> error;  // answered: 0, or the errno it failed with
+  };
+  void sendBatch(Batch& b);
+  kj::Promise<int32_t> sendWrite(Batch& b);
+  void resendAfter(kj::Promise<void> when);
+  void retire();
   kj::Promise<void> watchAtHome(int32_t fd, kj::Own<StandInEnd> end);
   // The resumable link home, direct or through home's shadowd: install a (re)made one;
   // notice a break; make it again.
@@ -143,7 +164,6 @@ class JobCalls : public kj::Refcounted {
   bool reached_ = false;                   // home answered a call once
   void pump();
   void noteClose(kj::ArrayPtr<const kj::byte> request);
-  void finished(uint64_t lastOrder, uint64_t cost);
   void wakeWaiters();
   void watchForGap();
   kj::Promise<void> started();
@@ -178,6 +198,9 @@ class JobCalls : public kj::Refcounted {
   std::multimap<uint64_t, Write> waiting_;  // pipelined writes by order number (kept even
                                             // if a number comes twice: no byte is dropped)
   uint64_t ran_ = 0;                   // every write up to this number has run
+  std::deque<kj::Own<Batch>> inFlight_;  // sent and not answered yet (or answered
+                                         // before one sent ahead of it), in order
+  bool resendScheduled_ = false;
   rsc::WriteFailures failures_;        // fds whose writes stop after a failed one
   uint64_t queuedBytes_ = 0;
   bool started_ = false;
@@ -185,7 +208,6 @@ class JobCalls : public kj::Refcounted {
   kj::Vector<kj::String> watchProblems_;         // the ones that failed, one line each
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> watchWaiters_;
   void watchSettled(StandInEnd& end);
-  bool sending_ = false;
   int connections_ = 0;
   std::multimap<uint64_t, kj::Own<kj::PromiseFulfiller<void>>> ranWaiters_;
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> roomWaiters_;

@@ -443,12 +443,13 @@ static long forwardPipelinedWriteOnce(const rsc::Row& row, const int64_t args[6]
   const uint64_t seq = ++t_seq;
   State& s = state();
   const uint64_t order = s.pipelineOrder.fetch_add(1, std::memory_order_acq_rel) + 1;
+  uint32_t flags = rsc::kNoReply;
   if (!isStreamFd(s, fdArg(args[0]))) {  // write-behind: later calls wait for it
+    flags |= rsc::kFileWrite;
     uint64_t last = s.fileWriteOrder.load(std::memory_order_acquire);
     while (last < order && !s.fileWriteOrder.compare_exchange_weak(last, order, std::memory_order_acq_rel)) {
     }
   }
-  uint32_t flags = rsc::kNoReply;
   if (t_seenFd == args[0] + 1) {
     flags |= rsc::kFailureSeen;
     t_seenFd = 0;
