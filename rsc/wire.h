@@ -52,7 +52,11 @@ inline constexpr uint32_t kNoTtin = 32;  // a call that takes input, of a job th
 inline constexpr uint32_t kFileWrite = 128;  // a pipelined write to a regular file (write-behind):
                                              // it runs on the deputy's loop, in the order it
                                              // came, so the relay may have several batches of
-                                             // them at the deputy at once; the relay takes it off
+                                             // them at the deputy at once, and it goes past
+                                             // the writes to streams issued before it that
+                                             // wait (a full pipe at home). On any other request:
+                                             // it runs after the writes to files up to `order`
+                                             // only. The relay takes it off
 
 // ReplyHeader::flags
 inline constexpr uint32_t kDeferredFailure = 1;  // an earlier pipelined write (its seq) failed:
@@ -67,7 +71,8 @@ struct RequestHeader {
   int64_t args[6];   // the system call's arguments as the application passed them
   // The job's pipelined writes are numbered 1, 2, ... across all its threads, in the
   // order they were issued. A pipelined write carries its number; any other request
-  // carries the number of the last one issued before it, and runs only after it.
+  // carries the number of the last one issued before it, and runs only after it (with
+  // kFileWrite: after the writes to files up to it).
   uint64_t order;
   // The calling thread (its virtual TID). With seq, it names the call across
   // connections: a call that was waiting at home when its thread was checkpointed is

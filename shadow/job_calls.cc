@@ -215,7 +215,7 @@ void JobCalls::broken(uint64_t generation) {
   if (generation != generation_ || lost_) return;  // resumed already
   // The job's process is gone here and nothing of it waits: its end (told home) or its
   // departure ends the link; a call that still comes resumes it then.
-  if (started_ && connections_ == 0 && waiting_.empty() && inFlight_.empty()) return;
+  if (started_ && connections_ == 0 && idle()) return;
   startRelink();
 }
 
@@ -309,7 +309,7 @@ void JobCalls::connected(uint64_t order, bool numbers) {
   pushed_->resume();  // a checkpoint's barrier is behind (pushed_reads.h)
   if (!started_ && numbers) {
     started_ = true;
-    ran_ = order;
+    arrived(order);
     for (auto& f : startWaiters_) f->fulfill();
     startWaiters_.clear();
     wakeWaiters();  // calls of a process born away that came first
@@ -449,15 +449,44 @@ kj::Promise<kj::String> JobCalls::setupProblems() {
 }
 
 void JobCalls::disconnected() {
-  --connections_;
-  pump();  // with nobody left to send a missing write, stop waiting for it
+  // With nobody left to send a missing write, stop waiting for it.
+  if (--connections_ == 0 && !early_.empty()) arrived(*early_.rbegin());
+  pump();
   wakeWaiters();
 }
 
 void JobCalls::write(const rsc::PipelinedWrite& w, kj::Array<kj::byte> request, kj::Own<CallOrigin> origin) {
   queuedBytes_ += queueCost(request.size());
-  waiting_.emplace(w.order, Write{w, kj::mv(request), kj::mv(origin)});
+  (w.file ? fileWrites_ : streamWrites_).insert(w.order);
+  (w.file ? files_ : streams_).emplace(w.order, Write{w, kj::mv(request), kj::mv(origin)});
+  if (w.order == arrived_ + 1) {
+    arrived(w.order);
+  } else if (w.order > arrived_) {
+    early_.insert(w.order);  // another thread's write before it is on its way
+    watchForGap();
+  }
   pump();
+  wakeWaiters();
+}
+
+// Every write up to `order` has come (or will not): so have the ones come early after it.
+void JobCalls::arrived(uint64_t order) {
+  if (order > arrived_) arrived_ = order;
+  while (!early_.empty() && *early_.begin() <= arrived_ + 1) {
+    if (*early_.begin() > arrived_) arrived_ = *early_.begin();
+    early_.erase(early_.begin());
+  }
+}
+
+uint64_t JobCalls::ranUpTo(bool filesOnly) const {
+  uint64_t upTo = arrived_;
+  if (!fileWrites_.empty()) upTo = kj::min(upTo, *fileWrites_.begin() - 1);
+  if (!filesOnly && !streamWrites_.empty()) upTo = kj::min(upTo, *streamWrites_.begin() - 1);
+  return upTo;
+}
+
+bool JobCalls::idle() const {
+  return files_.empty() && streams_.empty() && inFlight_.empty() && streamInFlight_ == nullptr;
 }
 
 kj::Promise<void> JobCalls::room() {
@@ -467,10 +496,10 @@ kj::Promise<void> JobCalls::room() {
   return kj::mv(paf.promise);
 }
 
-kj::Promise<void> JobCalls::ranUpTo(uint64_t order) {
-  if (order <= ran_) return kj::READY_NOW;
+kj::Promise<void> JobCalls::ranUpTo(uint64_t order, bool filesOnly) {
+  if (order <= ranUpTo(filesOnly)) return kj::READY_NOW;
   auto paf = kj::newPromiseAndFulfiller<void>();
-  ranWaiters_.emplace(order, kj::mv(paf.fulfiller));
+  (filesOnly ? fileWaiters_ : ranWaiters_).emplace(order, kj::mv(paf.fulfiller));
   watchForGap();
   return kj::mv(paf.promise);
 }
@@ -485,7 +514,12 @@ kj::Promise<kj::Array<kj::byte>> JobCalls::callHome(kj::Array<kj::byte> request)
   rsc::RequestHeader h;
   memcpy(&h, request.begin(), sizeof(h));
   auto self = kj::addRef(*this);
-  return ranUpTo(h.order).then([this, request = kj::mv(request)]() mutable {
+  const bool filesOnly = (h.flags & rsc::kFileWrite) != 0;
+  if (filesOnly) {
+    h.flags &= ~rsc::kFileWrite;
+    memcpy(request.begin(), &h, sizeof(h));
+  }
+  return ranUpTo(h.order, filesOnly).then([this, request = kj::mv(request)]() mutable {
     noteClose(request);
     return send(kj::mv(request));
   }).attach(kj::mv(self));
@@ -576,7 +610,7 @@ void JobCalls::reachedHome() {
 }
 
 kj::Promise<void> JobCalls::settled() {
-  if (connections_ == 0 && waiting_.empty() && inFlight_.empty()) return kj::READY_NOW;
+  if (connections_ == 0 && idle()) return kj::READY_NOW;
   auto paf = kj::newPromiseAndFulfiller<void>();
   settledWaiters_.add(kj::mv(paf.fulfiller));
   return kj::mv(paf.promise);
@@ -592,73 +626,81 @@ void JobCalls::noteClose(kj::ArrayPtr<const kj::byte> request) {
 }
 
 // Sends the next writes home when it is their turn, each joined with the ones after it
-// to the same fd. A batch of writes to a stream goes alone (the deputy runs it on a
-// worker thread, which may block); those to files run on the deputy's loop in the
-// order they come, so up to rsc::kWritesInFlight of them go at once. A write to an fd
-// whose write failed before it is not sent (rsc::WriteFailures): it waits for the
-// batches on their way, which may fail too, and then fails unsent (or, the program
-// told, goes again).
+// to the same fd. A write to a stream runs after every write issued before it, alone
+// (the deputy runs it on a worker thread, where it may block on a full pipe). Writes
+// to files run in their order but go past the waiting writes to streams issued before
+// them, up to rsc::kWritesInFlight batches at once (they run on the deputy's loop in
+// the order they come). A write to an fd whose write failed before it is not sent
+// (rsc::WriteFailures): it waits for the file batches on their way, which may fail
+// too, and then fails unsent (or, the program told, goes again).
 void JobCalls::pump() {
-  for (;;) {
-    if (waiting_.empty()) return;
-    const uint64_t sentUpTo = inFlight_.empty() ? ran_ : inFlight_.back()->last;
-    if (waiting_.begin()->first > sentUpTo + 1 && connections_ > 0) {
-      watchForGap();
-      return;
-    }
-    auto first = waiting_.begin();
-    const rsc::PipelinedWrite& w = first->second.w;
-    if (!inFlight_.empty() && (!w.file || !inFlight_.back()->file || inFlight_.size() >= rsc::kWritesInFlight ||
-                               failures_.has(w.fd))) {
-      return;
-    }
-    if (const int32_t error = failures_.before(w); error != 0) {
-      first->second.origin->sendReply(rsc::deferredFailure(w, error));
-      const uint64_t order = first->first, cost = queueCost(first->second.request.size());
-      waiting_.erase(first);
-      if (order > ran_) ran_ = order;
-      queuedBytes_ -= cost;
-      wakeWaiters();
-      continue;
-    }
-    kj::Vector<Write> parts;
-    uint64_t bytes = 0, cost = 0;
-    for (auto it = waiting_.begin(); it != waiting_.end(); it = waiting_.erase(it)) {
-      const rsc::PipelinedWrite& next = it->second.w;
-      if (!parts.empty() && (next.order != parts.back().w.order + 1 || !rsc::joinsWith(parts.back().w, next) ||
-                             bytes + next.count > rsc::kMaxIo)) {
-        break;
-      }
-      bytes += next.count;
-      cost += queueCost(it->second.request.size());
-      parts.add(kj::mv(it->second));
-    }
-    auto batch = kj::heap<Batch>();
-    batch->last = parts.back().w.order;
-    batch->cost = cost;
-    batch->fd = parts[0].w.fd;
-    batch->file = parts[0].w.file;
-    if (parts.size() == 1) {
-      batch->request = kj::mv(parts[0].request);
-    } else {
-      kj::Vector<kj::ArrayPtr<const kj::byte>> views;
-      for (auto& p : parts) views.add(p.request);
-      batch->request = rsc::joinWrites(views);
-    }
-    for (auto& p : parts) {
-      bool seen = false;
-      for (auto& o : batch->origins) {
-        if (o.first.get() == p.origin.get()) {
-          o.second = p.w;
-          seen = true;
-        }
-      }
-      if (!seen) batch->origins.add(std::make_pair(kj::mv(p.origin), p.w));
-    }
-    Batch& sent = *batch;
-    inFlight_.push_back(kj::mv(batch));
-    sendBatch(sent);
+  while (sendNext(streams_) || sendNext(files_)) {
   }
+}
+
+// Sends (or fails unsent) the first write of `lane` and those joined to it, if it is
+// their turn: whether it did.
+bool JobCalls::sendNext(std::multimap<uint64_t, Write>& lane) {
+  if (lane.empty()) return false;
+  auto first = lane.begin();
+  const rsc::PipelinedWrite& w = first->second.w;
+  if (w.order > arrived_ + 1) return false;  // one before it has not come
+  if (w.file ? inFlight_.size() >= rsc::kWritesInFlight || (!inFlight_.empty() && failures_.has(w.fd))
+             : streamInFlight_ != nullptr || ranUpTo(false) + 1 < w.order) {
+    return false;
+  }
+  auto& numbers = w.file ? fileWrites_ : streamWrites_;
+  if (const int32_t error = failures_.before(w); error != 0) {
+    first->second.origin->sendReply(rsc::deferredFailure(w, error));
+    numbers.erase(numbers.find(first->first));
+    queuedBytes_ -= queueCost(first->second.request.size());
+    lane.erase(first);
+    wakeWaiters();
+    return true;
+  }
+  kj::Vector<Write> parts;
+  uint64_t bytes = 0, cost = 0;
+  for (auto it = lane.begin(); it != lane.end(); it = lane.erase(it)) {
+    const rsc::PipelinedWrite& next = it->second.w;
+    if (!parts.empty() && (next.order != parts.back().w.order + 1 || !rsc::joinsWith(parts.back().w, next) ||
+                           bytes + next.count > rsc::kMaxIo)) {
+      break;
+    }
+    bytes += next.count;
+    cost += queueCost(it->second.request.size());
+    parts.add(kj::mv(it->second));
+  }
+  auto batch = kj::heap<Batch>();
+  batch->last = parts.back().w.order;
+  batch->cost = cost;
+  batch->fd = parts[0].w.fd;
+  batch->file = parts[0].w.file;
+  if (parts.size() == 1) {
+    batch->request = kj::mv(parts[0].request);
+  } else {
+    kj::Vector<kj::ArrayPtr<const kj::byte>> views;
+    for (auto& p : parts) views.add(p.request);
+    batch->request = rsc::joinWrites(views);
+  }
+  for (auto& p : parts) {
+    batch->orders.add(p.w.order);
+    bool seen = false;
+    for (auto& o : batch->origins) {
+      if (o.first.get() == p.origin.get()) {
+        o.second = p.w;
+        seen = true;
+      }
+    }
+    if (!seen) batch->origins.add(std::make_pair(kj::mv(p.origin), p.w));
+  }
+  Batch& sent = *batch;
+  if (sent.file) {
+    inFlight_.push_back(kj::mv(batch));
+  } else {
+    streamInFlight_ = kj::mv(batch);
+  }
+  sendBatch(sent);
+  return true;
 }
 
 void JobCalls::sendBatch(Batch& b) {
@@ -716,32 +758,45 @@ void JobCalls::resendAfter(kj::Promise<void> when) {
   resendScheduled_ = true;
   d_.tasks().add(when.then([this]() {
                        resendScheduled_ = false;
+                       KJ_IF_MAYBE(b, streamInFlight_) {
+                         if ((*b)->again) sendBatch(**b);
+                       }
                        for (auto& b : inFlight_) {
                          if (b->again) sendBatch(*b);
                        }
                      }).attach(kj::addRef(*this)));
 }
 
-// The answered batches at the front are done with, in order: a failure is told to the
-// threads whose writes were in it, and the writes up to their last have run.
+// The answered batches are done with, the files' in order: a failure is told to the
+// threads whose writes were in it, and its writes have run.
 void JobCalls::retire() {
-  bool any = false;
+  auto done = [this](kj::Own<Batch> b, int32_t error) {
+    if (error != 0) {
+      failures_.failed(b->fd, error);
+      for (auto& o : b->origins) o.first->sendReply(rsc::deferredFailure(o.second, error));
+    }
+    auto& numbers = b->file ? fileWrites_ : streamWrites_;
+    for (uint64_t n : b->orders) numbers.erase(numbers.find(n));
+    queuedBytes_ -= b->cost;
+  };
+  KJ_IF_MAYBE(b, streamInFlight_) {
+    KJ_IF_MAYBE(error, (*b)->error) {
+      const int32_t e = *error;
+      auto batch = kj::mv(*b);
+      streamInFlight_ = nullptr;
+      done(kj::mv(batch), e);
+    }
+  }
   while (!inFlight_.empty()) {
     KJ_IF_MAYBE(error, inFlight_.front()->error) {
+      const int32_t e = *error;
       auto b = kj::mv(inFlight_.front());
       inFlight_.pop_front();
-      if (*error != 0) {
-        failures_.failed(b->fd, *error);
-        for (auto& o : b->origins) o.first->sendReply(rsc::deferredFailure(o.second, *error));
-      }
-      if (b->last > ran_) ran_ = b->last;
-      queuedBytes_ -= b->cost;
-      any = true;
+      done(kj::mv(b), e);
     } else {
       break;
     }
   }
-  if (!any) return;
   wakeWaiters();
   pump();
   wakeWaiters();  // pump may have had nothing to send
@@ -761,15 +816,19 @@ void JobCalls::hold(capnp::Response<rpc::Deputy::CallResults> r) {
 }
 
 void JobCalls::wakeWaiters() {
-  while (!ranWaiters_.empty() && ranWaiters_.begin()->first <= ran_) {
-    ranWaiters_.begin()->second->fulfill();
-    ranWaiters_.erase(ranWaiters_.begin());
+  for (const bool filesOnly : {false, true}) {
+    auto& waiters = filesOnly ? fileWaiters_ : ranWaiters_;
+    const uint64_t ran = ranUpTo(filesOnly);
+    while (!waiters.empty() && waiters.begin()->first <= ran) {
+      waiters.begin()->second->fulfill();
+      waiters.erase(waiters.begin());
+    }
   }
   if (queuedBytes_ <= kMaxQueuedBytes) {
     for (auto& w : roomWaiters_) w->fulfill();
     roomWaiters_.clear();
   }
-  if (connections_ == 0 && waiting_.empty() && inFlight_.empty()) {
+  if (connections_ == 0 && idle()) {
     for (auto& w : settledWaiters_) w->fulfill();
     settledWaiters_.clear();
   }
@@ -780,21 +839,23 @@ void JobCalls::wakeWaiters() {
 void JobCalls::watchForGap() {
   if (gapWatched_) return;
   gapWatched_ = true;
-  const uint64_t stuckAt = ran_;
+  const uint64_t stuckAt = arrived_;
   auto timer = d_.io().provider->getTimer().afterDelay(kGapTimeoutMs * kj::MILLISECONDS);
   d_.tasks().add(timer.then([this, stuckAt]() {
                         gapWatched_ = false;
-                        if (ran_ != stuckAt || !inFlight_.empty()) {  // moving: look again later
-                          if (!ranWaiters_.empty() || !waiting_.empty()) watchForGap();
+                        // The last number waited for that has not come.
+                        uint64_t wanted = early_.empty() ? 0 : *early_.begin() - 1;
+                        for (auto* w : {&ranWaiters_, &fileWaiters_}) {
+                          if (!w->empty()) wanted = kj::max(wanted, w->rbegin()->first);
+                        }
+                        if (wanted <= arrived_) return;
+                        if (arrived_ != stuckAt) {  // moving: look again later
+                          watchForGap();
                           return;
                         }
-                        uint64_t next = !waiting_.empty()       ? waiting_.begin()->first - 1
-                                        : !ranWaiters_.empty() ? ranWaiters_.rbegin()->first
-                                                               : ran_;
-                        if (next <= ran_) return;
-                        d_.log(kj::str("job ", jobId_, ": pipelined writes ", ran_ + 1, "..", next,
+                        d_.log(kj::str("job ", jobId_, ": pipelined writes ", arrived_ + 1, "..", wanted,
                                        " never reached this host; going on without them"));
-                        ran_ = next;
+                        arrived(wanted);
                         pump();
                         wakeWaiters();
                       }).attach(kj::addRef(*this)));
