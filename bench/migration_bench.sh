@@ -9,8 +9,9 @@
 #     beside it, synchronous (MIG_SYNC_WRITES=1); each forwarded figure over the job's direct
 #     link to its deputy (shadow/direct_link.h) and, beside it, through both shadowds
 #     (a third shadowd C run with --no-direct-link, as before issue 13).
-# usage: bench/migration_bench.sh [MIB [transfer]]   (default 1024; "transfer": the
-#        first part only, freeze time and transfer rate beside raw TCP)
+# usage: bench/migration_bench.sh [MIB [transfer|big]]   (default 1024; "transfer": the
+#        first part only, freeze time and transfer rate beside raw TCP; "big": the 1 MiB
+#        writes to a file at home only, forwarded between two local runs)
 set -eu
 mib=${1:-1024}
 only=${2:-}
@@ -37,6 +38,7 @@ kill_tagged() {
 }
 trap 'kill_tagged; kill -9 "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
 
+if [ "$only" != big ]; then
 # 1. Freeze time and transfer rate, three hops (A->B, B->A, A->B), beside raw TCP.
 env "$tag" LD_PRELOAD=$build/shim/libmig.so "$build/bench/hold_memory" "$mib" > "$dir/hold.out" &
 job=$!; pids+=($job)
@@ -98,6 +100,7 @@ printf '  ratio to that        : %8.1f %%\n' "$(echo "100 * $(median "${rates[@]
 kill -9 "$job" 2>/dev/null || true
 kill_tagged
 [ "$only" = transfer ] && exit 0
+fi
 
 # 2. write(2) to stdout: local (before migrating) and forwarded (after), to a file and
 # to a pipe at home. Writes to a pipe are pipelined once forwarded: the write returns
@@ -130,6 +133,17 @@ io() {  # io NAME COUNT SIZE MIGRATE SINK(file|pipe) [VAR=VALUE]: one run; print
   [ "$(stat -c %s "$dir/$name.sink")" -eq $((count * size)) ] || { echo "$name: the sink got $(stat -c %s "$dir/$name.sink") bytes, not $((count * size))" >&2; exit 1; }
   echo "$(sed -n 's/^RESULT //p' "$dir/$name.err") $(echo "$count * $size / ($end - $start) / 1000000" | bc -l)"
 }
+if [ "$only" = big ]; then
+  read -r _ local_mbs local_big_e2e <<<"$(io big-local 1000 1048576 0 file)"
+  read -r _ fwd_mbs fwd_big_e2e <<<"$(io big-fwd 500 1048576 1 file)"
+  read -r _ local2_mbs local2_big_e2e <<<"$(io big-local2 1000 1048576 0 file)"
+  printf '1 MiB writes to stdout (a file at home):\n'
+  printf '  local, before          : %8.1f MB/s   end to end %6.1f MB/s\n' "$local_mbs" "$local_big_e2e"
+  printf '  forwarded, direct link : %8.1f MB/s   end to end %6.1f MB/s   (%.0f %% of the two locals; target >= 50 %%)\n' \
+    "$fwd_mbs" "$fwd_big_e2e" "$(echo "200 * $fwd_big_e2e / ($local_big_e2e + $local2_big_e2e)" | bc -l)"
+  printf '  local, after           : %8.1f MB/s   end to end %6.1f MB/s\n' "$local2_mbs" "$local2_big_e2e"
+  exit 0
+fi
 read -r local_ns _ local_e2e <<<"$(io small-local 200000 64 0 file)"
 read -r fwd_ns _ fwd_e2e <<<"$(io small-fwd 20000 64 1 file)"
 read -r sync_ns _ sync_e2e <<<"$(io small-sync 20000 64 1 file MIG_SYNC_WRITES=1)"

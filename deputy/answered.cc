@@ -5,9 +5,12 @@ namespace mig::deputy {
 
 bool Answered::ran(const rsc::RequestHeader& h, kj::ArrayPtr<const kj::byte>& reply) const {
   if (h.flags & rsc::kNoReply) {
-    if (!anyWrite_ || writeThread_ != h.thread || write_.seq != h.seq) return false;
-    reply = write_.reply;
-    return true;
+    for (auto& w : writes_) {
+      if (w.order != h.order || w.thread != h.thread || w.answer.seq != h.seq) continue;
+      reply = w.answer.reply;
+      return true;
+    }
+    return false;
   }
   auto it = last_.find(h.thread);
   if (it == last_.end() || it->second.seq != h.seq) return false;
@@ -17,9 +20,10 @@ bool Answered::ran(const rsc::RequestHeader& h, kj::ArrayPtr<const kj::byte>& re
 
 void Answered::done(const rsc::RequestHeader& h, kj::Array<kj::byte> reply) {
   if (h.flags & rsc::kNoReply) {
-    anyWrite_ = true;
-    writeThread_ = h.thread;
-    write_ = Kept{h.seq, kj::mv(reply)};
+    // Twice what may be on its way: a batch sent again after a break comes behind the
+    // ones sent before it.
+    if (writes_.size() >= 2 * rsc::kWritesInFlight) writes_.pop_front();
+    writes_.push_back(Batch{h.order, h.thread, Kept{h.seq, kj::mv(reply)}});
     return;
   }
   last_[h.thread] = Kept{h.seq, kj::mv(reply)};

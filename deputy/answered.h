@@ -6,16 +6,20 @@
 //
 // What names a call: its thread and that thread's sequence number (rsc/wire.h). A
 // thread has one call waiting at a time, so its last answered call is the only one it
-// can send again. Pipelined writes are the job's, not a thread's: the relay has one
-// batch of them on its way at a time (shadow/job_calls.h) and sends only that one
-// again, so the last batch that ran is the only one that can come twice; it is kept
-// apart from its thread's waited calls, which may finish before it.
+// can send again. Pipelined writes are the job's, not a thread's: the relay has up to
+// rsc::kWritesInFlight batches of them on their way at a time (shadow/job_calls.h) and
+// sends only those again, so the last batches that ran are the only ones that can
+// come twice; they are kept apart from their threads' waited calls, which may finish
+// before them, and named by their order number besides (a program a process exec'd
+// numbers its calls from 1 again under the same thread id; the order goes on).
 #pragma once
 
 #include "rsc/wire.h"
+#include "rsc/write_batch.h"
 
 #include <kj/array.h>
 
+#include <deque>
 #include <map>
 
 namespace mig::deputy {
@@ -53,9 +57,12 @@ class Answered {
 
  private:
   std::map<uint32_t, Kept> last_;  // by thread
-  bool anyWrite_ = false;
-  uint32_t writeThread_ = 0;       // the last pipelined batch that ran: its thread, seq
-  Kept write_{0, nullptr};
+  struct Batch {
+    uint64_t order;
+    uint32_t thread;
+    Kept answer;
+  };
+  std::deque<Batch> writes_;  // the last pipelined batches that ran, oldest first
 };
 
 }  // namespace mig::deputy

@@ -44,7 +44,7 @@ TEST_CASE("a call that ran is answered again from what it answered, once per thr
   CHECK(a.lastByThread().at(1).seq == 6);
 }
 
-TEST_CASE("the last batch of pipelined writes is kept apart from its thread's waited calls") {
+TEST_CASE("the last batches of pipelined writes are kept apart from their threads' waited calls") {
   Answered a;
   kj::ArrayPtr<const kj::byte> got;
   a.done(request(1, 10, true, 3), kj::heapArray<kj::byte>(0));  // ran, no failure
@@ -57,12 +57,20 @@ TEST_CASE("the last batch of pipelined writes is kept apart from its thread's wa
   a.done(request(2, 4, true, 4), reply(0xee, 32));
   REQUIRE(a.ran(request(2, 4, true, 4), got));
   CHECK(got.size() == 32);
-  // Only the last batch: an earlier one cannot come again (the relay sends one at a time).
-  CHECK_FALSE(a.ran(request(1, 10, true, 3), got));
+  // Several batches may be on their way when a link breaks: the one before is kept too.
+  REQUIRE(a.ran(request(1, 10, true, 3), got));
+  CHECK(got.size() == 0);
+  // A batch is named by its order as well: a program exec'd numbers its calls from 1
+  // again, so the same (thread, seq) with a later order is a new batch.
+  CHECK_FALSE(a.ran(request(1, 10, true, 9), got));
   // A waited call with the batch's (thread, seq) is not taken for it.
   CHECK_FALSE(a.ran(request(2, 4), got));
   // Pipelined writes are not carried home as a thread's last call.
   CHECK(a.lastByThread().size() == 1);
+  // Only the last 2 x kWritesInFlight: older ones cannot come again.
+  for (uint64_t i = 0; i < 2 * rsc::kWritesInFlight; ++i) a.done(request(3, 20 + i, true, 5 + i), kj::heapArray<kj::byte>(0));
+  CHECK_FALSE(a.ran(request(1, 10, true, 3), got));
+  CHECK(a.ran(request(3, 20, true, 5), got));
 }
 
 TEST_CASE("a cancel that comes before its call answers the call when it comes; one that crossed its answer changes nothing") {

@@ -357,9 +357,15 @@ kj::Promise<void> CallRunner::call(CallContext context) {
       answer(context, kept);
       return kj::READY_NOW;
     }
+    KJ_IF_MAYBE(refused, refusedWrite(h)) {
+      answer(context, *refused);
+      answered_.done(h, kj::mv(*refused));
+      return kj::READY_NOW;
+    }
     const Runs runs = howToRun(request);
     if (runs != Runs::Worker) {
       auto reply = runLogged(dispatcher_, request);
+      ran(h, reply);
       answer(context, reply);
       answered_.done(h, kj::mv(reply));
       if (runs == Runs::HereOnce) return inputTaken(request);
@@ -371,6 +377,7 @@ kj::Promise<void> CallRunner::call(CallContext context) {
       // Cancelled for a signal (cancel): answered EINTR, or with what it did first.
       // (A pipelined write that worked has an empty reply: nothing to answer.)
       const bool neverBegun = o.cancelled && o.reply == nullptr;
+      if (!neverBegun) ran(h, o.reply);
       answered_.done(h, neverBegun ? interruptedReply(h.seq) : kj::mv(o.reply));
       return kj::READY_NOW;
     });
@@ -382,6 +389,36 @@ kj::Promise<void> CallRunner::call(CallContext context) {
     running_.erase(key);
     return inputTaken(context.getParams().getRequest());
   });
+}
+
+// A batch of pipelined writes to an fd whose earlier batch failed, sent before the
+// relay heard of it (it has several on their way): it fails alike, unrun, until the
+// program knows (kFailureSeen) or the fd is closed. Its answer, or nullptr: run it.
+kj::Maybe<kj::Array<kj::byte>> CallRunner::refusedWrite(const rsc::RequestHeader& h) {
+  if (!(h.flags & rsc::kNoReply)) return nullptr;
+  rsc::PipelinedWrite w{};
+  w.fd = h.args[0];
+  w.failureSeen = (h.flags & rsc::kFailureSeen) != 0;
+  const int32_t error = writeFailures_.before(w);
+  if (error == 0) return nullptr;
+  if (logging()) log(kj::str("pipelined write to fd ", w.fd, " (seq ", h.seq, ") not run: an earlier one failed"));
+  const rsc::ReplyHeader r = rsc::failureReply(h.seq, error);
+  return kj::heapArray<kj::byte>(reinterpret_cast<const kj::byte*>(&r), sizeof(r));
+}
+
+// What a call that ran means for the failure rule: a pipelined write answered (a
+// failure: its reply), a close or a dup3 over an fd (the number may be another file's next).
+void CallRunner::ran(const rsc::RequestHeader& h, kj::ArrayPtr<const kj::byte> reply) {
+  if (h.flags & rsc::kNoReply) {
+    rsc::ReplyHeader r;
+    if (reply.size() < sizeof(r)) return;
+    memcpy(&r, reply.begin(), sizeof(r));
+    writeFailures_.failed(h.args[0], r.error != 0 ? r.error : EIO);
+  } else if (h.call == static_cast<uint32_t>(rsc::CallId::Close)) {
+    writeFailures_.closed(h.args[0]);
+  } else if (h.call == static_cast<uint32_t>(rsc::CallId::Dup3)) {
+    writeFailures_.closed(h.args[1]);
+  }
 }
 
 kj::Promise<void> CallRunner::cancel(uint32_t thread, uint64_t seq, kj::Timer& timer) {

@@ -8,6 +8,7 @@
 
 #include "deputy/answered.h"
 #include "rsc/dispatch.h"
+#include "rsc/write_batch.h"
 #include "shadow/mig.capnp.h"
 
 #include <kj/async.h>
@@ -63,12 +64,17 @@ class CallRunner {
   using Key = std::pair<uint32_t, uint64_t>;  // thread, seq
 
   kj::Promise<void> inputTaken(kj::ArrayPtr<const kj::byte> request);
+  kj::Maybe<kj::Array<kj::byte>> refusedWrite(const rsc::RequestHeader& h);
+  void ran(const rsc::RequestHeader& h, kj::ArrayPtr<const kj::byte> reply);
 
   kj::Function<kj::Promise<void>(int fd)> inputTaken_;
   rsc::Dispatcher dispatcher_;
   kj::Own<CallPool> pool_;
   std::map<Key, kj::ForkedPromise<void>> running_;
   Answered answered_;                  // what ran: a call sent again is answered from it
+  // Write-behind's failure rule for the batches already on their way when one failed
+  // (the relay keeps it for those it has not sent: rsc::WriteFailures).
+  rsc::WriteFailures writeFailures_;
   bool stopped_ = false;               // stopForHomecoming: no call is taken any more
 };
 

@@ -76,7 +76,7 @@ int parse(const Table& table, kj::ArrayPtr<const kj::byte> msg, Request& r) {
   if (msg.size() < sizeof(RequestHeader) || msg.size() > kMaxMessage) return EPROTO;
   memcpy(&r.h, msg.begin(), sizeof r.h);
   if (r.h.magic != kRequestMagic || r.h.length != msg.size()) return EPROTO;
-  if ((r.h.flags & ~(kNoReply | kNoTtin)) != 0) return EPROTO;
+  if ((r.h.flags & ~(kNoReply | kNoTtin | kFailureSeen)) != 0) return EPROTO;
   r.row = table.byId(r.h.call);
   if (r.row == nullptr) return ENOSYS;
   const Row& row = *r.row;

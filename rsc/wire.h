@@ -41,9 +41,9 @@ inline constexpr uint32_t kAgain = 8;    // sent again after a checkpoint took i
                                          // from pushed bytes, shadow/pushed_reads.h) and
                                          // takes this flag off
 inline constexpr uint32_t kFailureSeen = 16;  // a pipelined write sent after the shim told the
-                                              // program of its fd's failed write: the relay runs
-                                              // it and the ones after it again (rsc::WriteFailures)
-                                              // and takes this flag off
+                                              // program of its fd's failed write: the relay and
+                                              // the deputy run it and the ones after it again
+                                              // (rsc::WriteFailures); a batch it begins keeps it
 
 inline constexpr uint32_t kNoTtin = 32;  // a call that takes input, of a job that ignores or
                                          // blocks SIGTTIN: its read of the terminal from a
@@ -53,6 +53,14 @@ inline constexpr uint32_t kNoTtou = kNoTtin;  // the same bit on a write (rsc::t
                                               // of a job that ignores or blocks SIGTTOU: its
                                               // write to the terminal from a background group
                                               // with TOSTOP set goes on, as the kernel's would
+inline constexpr uint32_t kFileWrite = 128;  // a pipelined write to a regular file (write-behind):
+                                             // it runs on the deputy's loop, in the order it
+                                             // came, so the relay may have several batches of
+                                             // them at the deputy at once, and it goes past
+                                             // the writes to streams issued before it that
+                                             // wait (a full pipe at home). On any other request:
+                                             // it runs after the writes to files up to `order`
+                                             // only. The relay takes it off
 
 // ReplyHeader::flags
 inline constexpr uint32_t kDeferredFailure = 1;  // an earlier pipelined write (its seq) failed:
@@ -67,7 +75,8 @@ struct RequestHeader {
   int64_t args[6];   // the system call's arguments as the application passed them
   // The job's pipelined writes are numbered 1, 2, ... across all its threads, in the
   // order they were issued. A pipelined write carries its number; any other request
-  // carries the number of the last one issued before it, and runs only after it.
+  // carries the number of the last one issued before it, and runs only after it (with
+  // kFileWrite: after the writes to files up to it).
   uint64_t order;
   // The calling thread (its virtual TID). With seq, it names the call across
   // connections: a call that was waiting at home when its thread was checkpointed is

@@ -15,7 +15,7 @@ bool parsePipelinedWrite(kj::ArrayPtr<kj::byte> request, PipelinedWrite& w) {
   if (request.size() < sizeof(h) + kPayloadHeader) return false;
   memcpy(&h, request.begin(), sizeof(h));
   const Row* row = rowById(h.call);
-  if (h.magic != kRequestMagic || (h.flags & ~(kFailureSeen | kNoTtou)) != kNoReply ||
+  if (h.magic != kRequestMagic || (h.flags & ~(kFailureSeen | kNoTtou | kFileWrite)) != kNoReply ||
       row == nullptr || !mayComePipelined(*row) || h.length != request.size()) {
     return false;
   }
@@ -26,8 +26,8 @@ bool parsePipelinedWrite(kj::ArrayPtr<kj::byte> request, PipelinedWrite& w) {
     return false;
   }
   w = {h.args[0], h.seq, h.order, count, h.call, positioned ? h.args[3] : -1, (h.flags & kFailureSeen) != 0,
-       (h.flags & kNoTtou) != 0};
-  h.flags &= ~kFailureSeen;
+       (h.flags & kNoTtou) != 0, (h.flags & kFileWrite) != 0};
+  h.flags &= ~kFileWrite;
   memcpy(request.begin(), &h, sizeof(h));
   return true;
 }
@@ -55,6 +55,7 @@ kj::Array<kj::byte> joinWrites(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> 
   h.length = static_cast<uint32_t>(out.size());
   h.args[2] = static_cast<int64_t>(total);
   h.args[3] = first.args[3];  // pwrite64: where the first part goes
+  h.flags = first.flags;       // kFailureSeen: only a first part has it (joinsWith)
   memcpy(out.begin(), &h, sizeof(h));
   storeU64(out.begin() + sizeof(h), total);
   kj::byte* at = out.begin() + sizeof(h) + kPayloadHeader;

@@ -218,7 +218,7 @@ void JobCalls::broken(uint64_t generation) {
   if (generation != generation_ || lost_) return;  // resumed already
   // The job's process is gone here and nothing of it waits: its end (told home) or its
   // departure ends the link; a call that still comes resumes it then.
-  if (started_ && connections_ == 0 && waiting_.empty() && !sending_) return;
+  if (started_ && connections_ == 0 && idle()) return;
   startRelink();
 }
 
@@ -327,7 +327,7 @@ void JobCalls::connected(uint64_t order, bool numbers) {
   pushed_->resume();  // a checkpoint's barrier is behind (pushed_reads.h)
   if (!started_ && numbers) {
     started_ = true;
-    ran_ = order;
+    arrived(order);
     for (auto& f : startWaiters_) f->fulfill();
     startWaiters_.clear();
     wakeWaiters();  // calls of a process born away that came first
@@ -467,15 +467,44 @@ kj::Promise<kj::String> JobCalls::setupProblems() {
 }
 
 void JobCalls::disconnected() {
-  --connections_;
-  pump();  // with nobody left to send a missing write, stop waiting for it
+  // With nobody left to send a missing write, stop waiting for it.
+  if (--connections_ == 0 && !early_.empty()) arrived(*early_.rbegin());
+  pump();
   wakeWaiters();
 }
 
 void JobCalls::write(const rsc::PipelinedWrite& w, kj::Array<kj::byte> request, kj::Own<CallOrigin> origin) {
   queuedBytes_ += queueCost(request.size());
-  waiting_.emplace(w.order, Write{w, kj::mv(request), kj::mv(origin)});
+  (w.file ? fileWrites_ : streamWrites_).insert(w.order);
+  (w.file ? files_ : streams_).emplace(w.order, Write{w, kj::mv(request), kj::mv(origin)});
+  if (w.order == arrived_ + 1) {
+    arrived(w.order);
+  } else if (w.order > arrived_) {
+    early_.insert(w.order);  // another thread's write before it is on its way
+    watchForGap();
+  }
   pump();
+  wakeWaiters();
+}
+
+// Every write up to `order` has come (or will not): so have the ones come early after it.
+void JobCalls::arrived(uint64_t order) {
+  if (order > arrived_) arrived_ = order;
+  while (!early_.empty() && *early_.begin() <= arrived_ + 1) {
+    if (*early_.begin() > arrived_) arrived_ = *early_.begin();
+    early_.erase(early_.begin());
+  }
+}
+
+uint64_t JobCalls::ranUpTo(bool filesOnly) const {
+  uint64_t upTo = arrived_;
+  if (!fileWrites_.empty()) upTo = kj::min(upTo, *fileWrites_.begin() - 1);
+  if (!filesOnly && !streamWrites_.empty()) upTo = kj::min(upTo, *streamWrites_.begin() - 1);
+  return upTo;
+}
+
+bool JobCalls::idle() const {
+  return files_.empty() && streams_.empty() && inFlight_.empty() && streamInFlight_ == nullptr;
 }
 
 kj::Promise<void> JobCalls::room() {
@@ -485,10 +514,10 @@ kj::Promise<void> JobCalls::room() {
   return kj::mv(paf.promise);
 }
 
-kj::Promise<void> JobCalls::ranUpTo(uint64_t order) {
-  if (order <= ran_) return kj::READY_NOW;
+kj::Promise<void> JobCalls::ranUpTo(uint64_t order, bool filesOnly) {
+  if (order <= ranUpTo(filesOnly)) return kj::READY_NOW;
   auto paf = kj::newPromiseAndFulfiller<void>();
-  ranWaiters_.emplace(order, kj::mv(paf.fulfiller));
+  (filesOnly ? fileWaiters_ : ranWaiters_).emplace(order, kj::mv(paf.fulfiller));
   watchForGap();
   return kj::mv(paf.promise);
 }
@@ -503,7 +532,12 @@ kj::Promise<kj::Array<kj::byte>> JobCalls::callHome(kj::Array<kj::byte> request)
   rsc::RequestHeader h;
   memcpy(&h, request.begin(), sizeof(h));
   auto self = kj::addRef(*this);
-  return ranUpTo(h.order).then([this, request = kj::mv(request)]() mutable {
+  const bool filesOnly = (h.flags & rsc::kFileWrite) != 0;
+  if (filesOnly) {
+    h.flags &= ~rsc::kFileWrite;
+    memcpy(request.begin(), &h, sizeof(h));
+  }
+  return ranUpTo(h.order, filesOnly).then([this, request = kj::mv(request)]() mutable {
     noteClose(request);
     return send(kj::mv(request));
   }).attach(kj::mv(self));
@@ -594,7 +628,7 @@ void JobCalls::reachedHome() {
 }
 
 kj::Promise<void> JobCalls::settled() {
-  if (connections_ == 0 && waiting_.empty() && !sending_) return kj::READY_NOW;
+  if (connections_ == 0 && idle()) return kj::READY_NOW;
   auto paf = kj::newPromiseAndFulfiller<void>();
   settledWaiters_.add(kj::mv(paf.fulfiller));
   return kj::mv(paf.promise);
@@ -609,106 +643,184 @@ void JobCalls::noteClose(kj::ArrayPtr<const kj::byte> request) {
   if (h.call == static_cast<uint32_t>(rsc::CallId::Dup3)) failures_.closed(h.args[1]);
 }
 
-// Sends the next write home when it is its turn, joined with the ones after it to the
-// same fd; one at a time, so they run in order whatever thread of the deputy runs them.
-// A write to an fd whose write failed before it is not sent (rsc::WriteFailures).
+// Sends the next writes home when it is their turn, each joined with the ones after it
+// to the same fd. A write to a stream runs after every write issued before it, alone
+// (the deputy runs it on a worker thread, where it may block on a full pipe). Writes
+// to files run in their order but go past the waiting writes to streams issued before
+// them, up to rsc::kWritesInFlight batches at once (they run on the deputy's loop in
+// the order they come). A write to an fd whose write failed before it is not sent
+// (rsc::WriteFailures): it waits for the file batches on their way, which may fail
+// too, and then fails unsent (or, the program told, goes again).
 void JobCalls::pump() {
-  for (;;) {
-    if (sending_ || waiting_.empty()) return;
-    if (waiting_.begin()->first > ran_ + 1 && connections_ > 0) {
-      watchForGap();
-      return;
-    }
-    auto first = waiting_.begin();
-    const int32_t error = failures_.before(first->second.w);
-    if (error == 0) break;
-    first->second.origin->sendReply(rsc::deferredFailure(first->second.w, error));
-    const uint64_t order = first->first, cost = queueCost(first->second.request.size());
-    waiting_.erase(first);
-    if (order > ran_) ran_ = order;
-    queuedBytes_ -= cost;
-    wakeWaiters();
+  while (sendNext(streams_) || sendNext(files_)) {
   }
-  kj::Vector<Write> batch;
+}
+
+// Sends (or fails unsent) the first write of `lane` and those joined to it, if it is
+// their turn: whether it did.
+bool JobCalls::sendNext(std::multimap<uint64_t, Write>& lane) {
+  if (lane.empty()) return false;
+  auto first = lane.begin();
+  const rsc::PipelinedWrite& w = first->second.w;
+  if (w.order > arrived_ + 1) return false;  // one before it has not come
+  if (w.file ? inFlight_.size() >= rsc::kWritesInFlight || (!inFlight_.empty() && failures_.has(w.fd))
+             : streamInFlight_ != nullptr || ranUpTo(false) + 1 < w.order) {
+    return false;
+  }
+  auto& numbers = w.file ? fileWrites_ : streamWrites_;
+  if (const int32_t error = failures_.before(w); error != 0) {
+    first->second.origin->sendReply(rsc::deferredFailure(w, error));
+    numbers.erase(numbers.find(first->first));
+    queuedBytes_ -= queueCost(first->second.request.size());
+    lane.erase(first);
+    wakeWaiters();
+    return true;
+  }
+  kj::Vector<Write> parts;
   uint64_t bytes = 0, cost = 0;
-  for (auto it = waiting_.begin(); it != waiting_.end(); it = waiting_.erase(it)) {
-    const rsc::PipelinedWrite& w = it->second.w;
-    if (!batch.empty() && (w.order != batch.back().w.order + 1 || !rsc::joinsWith(batch.back().w, w) ||
-                           bytes + w.count > rsc::kMaxIo)) {
+  for (auto it = lane.begin(); it != lane.end(); it = lane.erase(it)) {
+    const rsc::PipelinedWrite& next = it->second.w;
+    if (!parts.empty() && (next.order != parts.back().w.order + 1 || !rsc::joinsWith(parts.back().w, next) ||
+                           bytes + next.count > rsc::kMaxIo)) {
       break;
     }
-    bytes += w.count;
+    bytes += next.count;
     cost += queueCost(it->second.request.size());
-    batch.add(kj::mv(it->second));
+    parts.add(kj::mv(it->second));
   }
-  const uint64_t last = batch.back().w.order;
-  // Kept as sent: after a broken link the same bytes go again (the deputy knows the
-  // batch by its last write's thread and seq, deputy/answered.h).
-  kj::Array<kj::byte> joined = nullptr;
-  if (batch.size() == 1) {
-    joined = kj::mv(batch[0].request);
+  auto batch = kj::heap<Batch>();
+  batch->last = parts.back().w.order;
+  batch->cost = cost;
+  batch->fd = parts[0].w.fd;
+  batch->file = parts[0].w.file;
+  if (parts.size() == 1) {
+    batch->request = kj::mv(parts[0].request);
   } else {
-    kj::Vector<kj::ArrayPtr<const kj::byte>> parts;
-    for (auto& p : batch) parts.add(p.request);
-    joined = rsc::joinWrites(parts);
+    kj::Vector<kj::ArrayPtr<const kj::byte>> views;
+    for (auto& p : parts) views.add(p.request);
+    batch->request = rsc::joinWrites(views);
   }
-  // Who hears of a failure: each thread whose bytes were in it, once, about its own
-  // last write in it.
-  kj::Vector<std::pair<kj::Own<CallOrigin>, rsc::PipelinedWrite>> origins;
-  for (auto& p : batch) {
+  for (auto& p : parts) {
+    batch->orders.add(p.w.order);
     bool seen = false;
-    for (auto& o : origins) {
+    for (auto& o : batch->origins) {
       if (o.first.get() == p.origin.get()) {
         o.second = p.w;
         seen = true;
       }
     }
-    if (!seen) origins.add(std::make_pair(kj::mv(p.origin), p.w));
+    if (!seen) batch->origins.add(std::make_pair(kj::mv(p.origin), p.w));
   }
-
-  sending_ = true;
-  auto sent = sendWrite(kj::mv(joined));
-  const int64_t fd = batch[0].w.fd;
-  d_.tasks().add(sent.then([this, origins = kj::mv(origins), last, cost, fd](int32_t error) mutable {
-                       if (error != 0) {
-                         failures_.failed(fd, error);
-                         for (auto& o : origins) o.first->sendReply(rsc::deferredFailure(o.second, error));
-                       }
-                       finished(last, cost);
-                     }).attach(kj::addRef(*this)));
+  Batch& sent = *batch;
+  if (sent.file) {
+    inFlight_.push_back(kj::mv(batch));
+  } else {
+    streamInFlight_ = kj::mv(batch);
+  }
+  sendBatch(sent);
+  return true;
 }
 
-// One batch of pipelined writes: 0 when it ran, else the errno of its failure.
-kj::Promise<int32_t> JobCalls::sendWrite(kj::Array<kj::byte> request) {
-  if (lost_) return EIO;
+void JobCalls::sendBatch(Batch& b) {
+  b.again = false;
+  kj::Promise<int32_t> answered = lost_ ? kj::Promise<int32_t>(EIO) : sendWrite(b);
+  d_.tasks().add(answered.then([this, &b](int32_t error) {
+                           if (error < 0) return;  // it goes again (resendAfter)
+                           b.error = error;
+                           retire();
+                         }).attach(kj::addRef(*this)));
+}
+
+// One batch of pipelined writes: 0 when it ran, else the errno of its failure; -1 when
+// it did not reach home and goes again.
+kj::Promise<int32_t> JobCalls::sendWrite(Batch& b) {
   const uint64_t generation = generation_;
-  auto req = deputy().callRequest(sized(request));
-  req.setRequest(request);
+  // The bytes are not copied into the message: it points at the batch's, which live
+  // until its answer comes (a MiB copied and its segment zeroed less per MiB written).
+  auto req = deputy().callRequest(capnp::MessageSize{8, 1});
+  auto params = static_cast<rpc::Deputy::CallParams::Builder>(req);
+  req.adoptRequest(capnp::Orphanage::getForMessageContaining(params).referenceExternalData(b.request));
   return req.send().then(
-      [this](capnp::Response<rpc::Deputy::CallResults> r) -> kj::Promise<int32_t> {
+      [this](capnp::Response<rpc::Deputy::CallResults> r) -> int32_t {
         auto reply = r.getReply();
         int32_t error = 0;  // it worked
         if (reply.size() >= sizeof(rsc::ReplyHeader)) {
           rsc::ReplyHeader h;
           memcpy(&h, reply.begin(), sizeof(h));
-          error = h.error != 0 ? h.error : EIO;
+          error = h.error > 0 ? h.error : EIO;
         }
         hold(kj::mv(r));
         reachedHome();
         return error;
       },
-      [this, generation, request = kj::mv(request)](kj::Exception&& e) mutable -> kj::Promise<int32_t> {
+      [this, &b, generation](kj::Exception&& e) -> int32_t {
         if (resumes(e)) {
           startRelink();
-          return nextLink(generation).then([this, request = kj::mv(request)]() mutable { return sendWrite(kj::mv(request)); });
+          b.again = true;
+          resendAfter(nextLink(generation));
+          return -1;
         }
         KJ_IF_MAYBE(pause, homeNotReady(e)) {
-          return pause->then([this, request = kj::mv(request)]() mutable { return sendWrite(kj::mv(request)); });
+          b.again = true;
+          resendAfter(kj::mv(*pause));
+          return -1;
         }
         deputy_ = nullptr;
         d_.log(kj::str("job ", jobId_, ": a write home failed: ", e.getDescription()));
         return EIO;
       });
+}
+
+// The batches whose send failed go again once `when` resolves, in the order they were
+// first sent: the deputy runs them in the order they come. (A broken link fails all
+// its calls in one go, so they are all marked by then.)
+void JobCalls::resendAfter(kj::Promise<void> when) {
+  if (resendScheduled_) return;
+  resendScheduled_ = true;
+  d_.tasks().add(when.then([this]() {
+                       resendScheduled_ = false;
+                       KJ_IF_MAYBE(b, streamInFlight_) {
+                         if ((*b)->again) sendBatch(**b);
+                       }
+                       for (auto& b : inFlight_) {
+                         if (b->again) sendBatch(*b);
+                       }
+                     }).attach(kj::addRef(*this)));
+}
+
+// The answered batches are done with, the files' in order: a failure is told to the
+// threads whose writes were in it, and its writes have run.
+void JobCalls::retire() {
+  auto done = [this](kj::Own<Batch> b, int32_t error) {
+    if (error != 0) {
+      failures_.failed(b->fd, error);
+      for (auto& o : b->origins) o.first->sendReply(rsc::deferredFailure(o.second, error));
+    }
+    auto& numbers = b->file ? fileWrites_ : streamWrites_;
+    for (uint64_t n : b->orders) numbers.erase(numbers.find(n));
+    queuedBytes_ -= b->cost;
+  };
+  KJ_IF_MAYBE(b, streamInFlight_) {
+    KJ_IF_MAYBE(error, (*b)->error) {
+      const int32_t e = *error;
+      auto batch = kj::mv(*b);
+      streamInFlight_ = nullptr;
+      done(kj::mv(batch), e);
+    }
+  }
+  while (!inFlight_.empty()) {
+    KJ_IF_MAYBE(error, inFlight_.front()->error) {
+      const int32_t e = *error;
+      auto b = kj::mv(inFlight_.front());
+      inFlight_.pop_front();
+      done(kj::mv(b), e);
+    } else {
+      break;
+    }
+  }
+  wakeWaiters();
+  pump();
+  wakeWaiters();  // pump may have had nothing to send
 }
 
 // Cap'n Proto sends the deputy a Finish message for each answer as it is dropped: one
@@ -724,25 +836,20 @@ void JobCalls::hold(capnp::Response<rpc::Deputy::CallResults> r) {
   }
 }
 
-void JobCalls::finished(uint64_t lastOrder, uint64_t cost) {
-  sending_ = false;
-  if (lastOrder > ran_) ran_ = lastOrder;
-  queuedBytes_ -= cost;
-  wakeWaiters();
-  pump();
-  wakeWaiters();  // pump may have had nothing to send
-}
-
 void JobCalls::wakeWaiters() {
-  while (!ranWaiters_.empty() && ranWaiters_.begin()->first <= ran_) {
-    ranWaiters_.begin()->second->fulfill();
-    ranWaiters_.erase(ranWaiters_.begin());
+  for (const bool filesOnly : {false, true}) {
+    auto& waiters = filesOnly ? fileWaiters_ : ranWaiters_;
+    const uint64_t ran = ranUpTo(filesOnly);
+    while (!waiters.empty() && waiters.begin()->first <= ran) {
+      waiters.begin()->second->fulfill();
+      waiters.erase(waiters.begin());
+    }
   }
   if (queuedBytes_ <= kMaxQueuedBytes) {
     for (auto& w : roomWaiters_) w->fulfill();
     roomWaiters_.clear();
   }
-  if (connections_ == 0 && waiting_.empty() && !sending_) {
+  if (connections_ == 0 && idle()) {
     for (auto& w : settledWaiters_) w->fulfill();
     settledWaiters_.clear();
   }
@@ -753,21 +860,23 @@ void JobCalls::wakeWaiters() {
 void JobCalls::watchForGap() {
   if (gapWatched_) return;
   gapWatched_ = true;
-  const uint64_t stuckAt = ran_;
+  const uint64_t stuckAt = arrived_;
   auto timer = d_.io().provider->getTimer().afterDelay(kGapTimeoutMs * kj::MILLISECONDS);
   d_.tasks().add(timer.then([this, stuckAt]() {
                         gapWatched_ = false;
-                        if (ran_ != stuckAt || sending_) {  // moving: look again later
-                          if (!ranWaiters_.empty() || !waiting_.empty()) watchForGap();
+                        // The last number waited for that has not come.
+                        uint64_t wanted = early_.empty() ? 0 : *early_.begin() - 1;
+                        for (auto* w : {&ranWaiters_, &fileWaiters_}) {
+                          if (!w->empty()) wanted = kj::max(wanted, w->rbegin()->first);
+                        }
+                        if (wanted <= arrived_) return;
+                        if (arrived_ != stuckAt) {  // moving: look again later
+                          watchForGap();
                           return;
                         }
-                        uint64_t next = !waiting_.empty()       ? waiting_.begin()->first - 1
-                                        : !ranWaiters_.empty() ? ranWaiters_.rbegin()->first
-                                                               : ran_;
-                        if (next <= ran_) return;
-                        d_.log(kj::str("job ", jobId_, ": pipelined writes ", ran_ + 1, "..", next,
+                        d_.log(kj::str("job ", jobId_, ": pipelined writes ", arrived_ + 1, "..", wanted,
                                        " never reached this host; going on without them"));
-                        ran_ = next;
+                        arrived(wanted);
                         pump();
                         wakeWaiters();
                       }).attach(kj::addRef(*this)));

@@ -5,8 +5,13 @@
 // they run at home one after the other in that order whichever connection brought
 // them, consecutive writes to one fd travel as one call, and a call that waits for
 // its reply runs only after the writes issued before it. So `printf` in a loop costs
-// no round trip, and output stays in the order the job wrote it. After a write that
-// failed, the ones to its fd queued behind it fail unsent (rsc::WriteFailures).
+// no round trip, and output stays in the order the job wrote it. The writes to files
+// (rsc::kFileWrite) are a lane of their own: they go past the writes to streams issued
+// before them that wait (a full pipe at home must not hold up a log file), and their
+// batches may be several at the deputy at once (rsc::kWritesInFlight: they run there
+// in the order they come); a stream's write runs after every write issued before it,
+// alone. After a write that failed, the ones to its fd queued behind it fail unsent
+// (rsc::WriteFailures; those already on their way fail alike at the deputy).
 //
 // Over a direct link (direct_link.h) a call whose link breaks before its answer comes
 // is not failed: the link is resumed (same address, same key, a short bounded
@@ -31,7 +36,9 @@
 #include <kj/async-io.h>
 #include <kj/refcount.h>
 
+#include <deque>
 #include <map>
+#include <set>
 
 namespace mig::shadow {
 
@@ -64,8 +71,9 @@ class JobCalls : public kj::Refcounted {
   // a job that writes faster than home takes it is slowed down, not buffered here.
   kj::Promise<void> room();
 
-  // Resolves once every pipelined write numbered up to `order` has run at home.
-  kj::Promise<void> ranUpTo(uint64_t order);
+  // Resolves once every pipelined write numbered up to `order` (`filesOnly`: every
+  // such write to a file, rsc::kFileWrite) has run at home.
+  kj::Promise<void> ranUpTo(uint64_t order, bool filesOnly = false);
 
   // A call that waits for its reply: a read of a home stream served from bytes pushed
   // ahead (pushed_reads.h), or sent home (callHome).
@@ -124,7 +132,26 @@ class JobCalls : public kj::Refcounted {
 
   rpc::Deputy::Client deputy();
   kj::Promise<kj::Array<kj::byte>> send(kj::Array<kj::byte> request);
-  kj::Promise<int32_t> sendWrite(kj::Array<kj::byte> request);
+  // A batch of pipelined writes sent home, kept until its answer comes: after a broken
+  // link it goes again, in order with the others (the deputy knows it by its last
+  // write's order, thread and seq, deputy/answered.h).
+  struct Batch {
+    kj::Array<kj::byte> request;
+    // Who hears of a failure: each thread whose bytes were in it, about its own last write.
+    kj::Vector<std::pair<kj::Own<CallOrigin>, rsc::PipelinedWrite>> origins;
+    uint64_t last;             // its last write's number
+    kj::Vector<uint64_t> orders;  // the numbers of its writes
+    uint64_t cost;             // what it counts in queuedBytes_
+    int64_t fd;
+    bool file;                 // of writes to a file: others may go beside it
+    bool again = false;        // its send failed: it goes again (resendAfter)
+    kj::Maybe<int32_t> error;  // answered: 0, or the errno it failed with
+  };
+  bool sendNext(std::multimap<uint64_t, Write>& lane);
+  void sendBatch(Batch& b);
+  kj::Promise<int32_t> sendWrite(Batch& b);
+  void resendAfter(kj::Promise<void> when);
+  void retire();
   kj::Promise<void> watchAtHome(int32_t fd, kj::Own<StandInEnd> end);
   // The resumable link home, direct or through home's shadowd: install a (re)made one;
   // notice a break; make it again.
@@ -154,7 +181,6 @@ class JobCalls : public kj::Refcounted {
   bool reached_ = false;                   // home answered a call once
   void pump();
   void noteClose(kj::ArrayPtr<const kj::byte> request);
-  void finished(uint64_t lastOrder, uint64_t cost);
   void wakeWaiters();
   void watchForGap();
   kj::Promise<void> started();
@@ -187,9 +213,19 @@ class JobCalls : public kj::Refcounted {
   kj::Vector<capnp::Response<rpc::Deputy::CallResults>> finished_;
   uint64_t heldBytes_ = 0;
 
-  std::multimap<uint64_t, Write> waiting_;  // pipelined writes by order number (kept even
-                                            // if a number comes twice: no byte is dropped)
-  uint64_t ran_ = 0;                   // every write up to this number has run
+  // Pipelined writes not sent yet, by order number, to files and to streams (kept even
+  // if a number comes twice: no byte is dropped).
+  std::multimap<uint64_t, Write> files_, streams_;
+  uint64_t arrived_ = 0;               // every write up to this number has come
+  std::set<uint64_t> early_;           // numbers come past one that has not
+  std::multiset<uint64_t> fileWrites_, streamWrites_;  // the numbers come and not run yet
+  uint64_t ranUpTo(bool filesOnly) const;  // every such write up to it has run
+  void arrived(uint64_t order);
+  bool idle() const;
+  std::deque<kj::Own<Batch>> inFlight_;  // file batches sent and not answered yet (or
+                                         // answered before one sent ahead of it), in order
+  kj::Maybe<kj::Own<Batch>> streamInFlight_;  // a stream's batch sent, not answered yet
+  bool resendScheduled_ = false;
   rsc::WriteFailures failures_;        // fds whose writes stop after a failed one
   uint64_t queuedBytes_ = 0;
   bool started_ = false;
@@ -197,9 +233,8 @@ class JobCalls : public kj::Refcounted {
   kj::Vector<kj::String> watchProblems_;         // the ones that failed, one line each
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> watchWaiters_;
   void watchSettled(StandInEnd& end);
-  bool sending_ = false;
   int connections_ = 0;
-  std::multimap<uint64_t, kj::Own<kj::PromiseFulfiller<void>>> ranWaiters_;
+  std::multimap<uint64_t, kj::Own<kj::PromiseFulfiller<void>>> ranWaiters_, fileWaiters_;
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> roomWaiters_;
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> settledWaiters_;
   bool gapWatched_ = false;

@@ -139,32 +139,34 @@ TEST_CASE("write batch: a deferred failure names the write's seq and fd") {
   CHECK(h.error == 32);
 }
 
-TEST_CASE("write behind: a pwrite64 comes pipelined with its offset; kFailureSeen is taken off for the deputy") {
-  auto r = pwriteRequest(7, "abc", 4096, 3, 41, kNoReply | kFailureSeen);
+TEST_CASE("write behind: a pwrite64 comes pipelined with its offset; kFileWrite is taken off, kFailureSeen kept for the deputy") {
+  auto r = pwriteRequest(7, "abc", 4096, 3, 41, kNoReply | kFailureSeen | kFileWrite);
   PipelinedWrite w{};
   REQUIRE(parsePipelinedWrite(view(r), w));
   CHECK(w.offset == 4096);
   CHECK(w.failureSeen);
+  CHECK(w.file);
   CHECK(w.call == static_cast<uint32_t>(CallId::Pwrite64));
   RequestHeader h;
   memcpy(&h, r.data(), sizeof(h));
-  CHECK(h.flags == kNoReply);
+  CHECK(h.flags == (kNoReply | kFailureSeen));
   auto plain = writeRequest(7, "abc", 4, 42);
   REQUIRE(parsePipelinedWrite(view(plain), w));
   CHECK(w.offset == -1);
   CHECK_FALSE(w.failureSeen);
+  CHECK_FALSE(w.file);
   auto negative = pwriteRequest(7, "abc", -1, 5, 43);
   CHECK_FALSE(parsePipelinedWrite(view(negative), w));
 }
 
-TEST_CASE("write batch: kNoTtou stays on a pipelined write for the deputy, and joins only with its like") {
+TEST_CASE("write batch: kNoTtou and kFailureSeen stay on a pipelined write for the deputy, which joins only with its like") {
   auto marked = writeRequest(1, "abc", 3, 41, kNoReply | kNoTtou | kFailureSeen);
   PipelinedWrite first{}, next{};
   REQUIRE(parsePipelinedWrite(view(marked), first));
   CHECK(first.noTtou);
   RequestHeader h;
   memcpy(&h, marked.data(), sizeof(h));
-  CHECK(h.flags == (kNoReply | kNoTtou));
+  CHECK(h.flags == (kNoReply | kNoTtou | kFailureSeen));  // both kept for the deputy
   auto plain = writeRequest(1, "def", 4, 42);
   REQUIRE(parsePipelinedWrite(view(plain), next));
   CHECK_FALSE(next.noTtou);

@@ -308,12 +308,14 @@ long takeFailure(int64_t fd) {
 }
 
 // The pipelined writes a call runs after at home (rsc::writesToWaitFor, rsc::namesStream): the number
-// of the last one it waits for, 0 for none.
-uint64_t writesBefore(const rsc::Row& row, const int64_t args[6]) {
+// of the last one it waits for, 0 for none. `flags` gets kFileWrite when those are the
+// writes to files only: the relay then runs it past a stream's writes still waiting
+// (a full pipe at home), which it need not see.
+uint64_t writesBefore(const rsc::Row& row, const int64_t args[6], uint32_t& flags) {
   const bool streams = rsc::namesStream(row, args, [](int64_t fd) { return isStreamFd(state(), fdArg(fd)); });
   switch (rsc::writesToWaitFor(row, streams)) {
     case rsc::WaitFor::AllWrites: return state().pipelineOrder.load(std::memory_order_acquire);
-    case rsc::WaitFor::FileWrites: return state().fileWriteOrder.load(std::memory_order_acquire);
+    case rsc::WaitFor::FileWrites: flags |= rsc::kFileWrite; return state().fileWriteOrder.load(std::memory_order_acquire);
     case rsc::WaitFor::Nothing: return 0;
   }
   return 0;
@@ -389,8 +391,9 @@ static long exchange(const rsc::Row& row, const int64_t args[6], uint64_t seq, i
       watch->sent = false;  // a cancel sent before a checkpoint may not have reached home: again
     }
     if (!haveConnection() && connectRelay() != 0) return -EIO;
-    const uint64_t order = writesBefore(row, args);
-    int64_t len = rsc::encodeRequest(row, args, seq, flags | noTerminalStop(row), t_buf, kBufferSize, order, threadId());
+    uint32_t lane = 0;
+    const uint64_t order = writesBefore(row, args, lane);
+    int64_t len = rsc::encodeRequest(row, args, seq, flags | lane | noTerminalStop(row), t_buf, kBufferSize, order, threadId());
     if (len < 0) return len;
     if (sendAll(t_conn, t_buf, static_cast<uint64_t>(len)) != 0) {
       dropMine();
@@ -445,12 +448,13 @@ static long forwardPipelinedWriteOnce(const rsc::Row& row, const int64_t args[6]
   const uint64_t seq = ++t_seq;
   State& s = state();
   const uint64_t order = s.pipelineOrder.fetch_add(1, std::memory_order_acq_rel) + 1;
+  uint32_t flags = rsc::kNoReply | noTerminalStop(row);
   if (!isStreamFd(s, fdArg(args[0]))) {  // write-behind: later calls wait for it
+    flags |= rsc::kFileWrite;
     uint64_t last = s.fileWriteOrder.load(std::memory_order_acquire);
     while (last < order && !s.fileWriteOrder.compare_exchange_weak(last, order, std::memory_order_acq_rel)) {
     }
   }
-  uint32_t flags = rsc::kNoReply | noTerminalStop(row);
   if (t_seenFd == args[0] + 1) {
     flags |= rsc::kFailureSeen;
     t_seenFd = 0;

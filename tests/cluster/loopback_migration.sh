@@ -151,22 +151,29 @@ else bad "SIGPIPE through the deputy (status '$(cat "$dir/pipestatus" 2>/dev/nul
 }
 
 case_ordered() {
-# Four threads taking turns writing 1 KiB lines to a pipe at home whose reader
-# pauses for 3 s (`job | (sleep 3; cat)`), migrated A -> B and back mid-run, then a
-# burst of stdio output and an immediate exit. On B the writes are pipelined and wait
-# for the full pipe at home; the hop back must not leave them behind (nor let the job,
-# home again, write past them). The lines must come round by round, thread by
-# thread, and the burst must be complete (the deputy exits once every write has run).
-# Its progress lines (stderr, a file at home) are the moments to migrate at: written
-# synchronously (MIG_SYNC_WRITES=1), as write-behind would queue them behind the
-# pipe's writes until the reader wakes (docs/design.md "Writes to home files go behind").
-( MIG_SYNC_WRITES=1 LD_PRELOAD=$libmig "$writers" 150 20000 2> "$dir/ordered.err" | (sleep 3; cat > "$dir/ordered.out")
+# Four threads taking turns writing 1 KiB lines to a pipe at home whose reader does
+# not read until told (`job | (wait for ordered.go; cat)`), migrated A -> B and back
+# mid-run, then a burst of stdio output and an immediate exit. On B the writes are
+# pipelined and wait for the full pipe at home; the hop back must not leave them
+# behind (nor let the job, home again, write past them). The lines must come round by
+# round, thread by thread, and the burst must be complete (the deputy exits once
+# every write has run). Its progress lines go to stderr, a file at home, with
+# write-behind: they land while the pipe's writes wait (the relay's lane for file
+# writes, docs/design.md "Writes to home files go behind"), so round 40's is waited
+# for before the reader is let go.
+( LD_PRELOAD=$libmig "$writers" 150 20000 2> "$dir/ordered.err" |
+    (for _ in $(seq 1 600); do [ -e "$dir/ordered.go" ] && break; sleep 0.05; done; cat > "$dir/ordered.out")
   echo "${PIPESTATUS[0]}" > "$dir/ordered.status" ) &
 pids+=($!)
 wait_line "$dir/ordered.err" '^at round 0$' || bad "the ordered writers started" "$dir/ordered.err"
 job4=$(pgrep -f "ordered_writers 150 20000" | head -1)
 A migrate "$job4" --to 127.0.0.1:$pb > "$dir/m5.out" 2>&1 || bad "migrate the ordered writers" "$dir/m5.out" "$dir/b.log"
-wait_line "$dir/ordered.err" '^at round 40$' || bad "the ordered writers go on on B" "$dir/ordered.err"
+if wait_line "$dir/ordered.err" '^at round 40$' && [ ! -s "$dir/ordered.out" ]; then
+  ok "the ordered writers' progress (a file at home) lands on B while their pipe at home is full and unread"
+else
+  bad "the ordered writers' progress, a file at home, behind their full pipe's writes" "$dir/ordered.err" "$dir/b.log"
+fi
+touch "$dir/ordered.go"
 A migrate "$job4" --to 127.0.0.1:$pa > "$dir/m6.out" 2>&1 || bad "migrate the ordered writers home" "$dir/m6.out" "$dir/b.log"
 wait_until 20 test -s "$dir/ordered.status"
 { for r in $(seq 0 149); do for t in 0 1 2 3; do
