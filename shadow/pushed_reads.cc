@@ -23,6 +23,12 @@ constexpr uint64_t kWindow = 512u << 10;
 // long after the first of them: not one message (and a wake-up of the deputy) a read.
 // Before anything that needs them taken they go at once (drained).
 constexpr uint64_t kTakeAfterMs = 2;
+// Reads that served this much and left nothing here go at once too: the deputy has sent
+// all it saw, and what it sees is bounded by the home socket's receive buffer (often
+// 64 KiB or less), not by the window: until they are taken that buffer stays full, the
+// peer stays held back, and each such buffer waited kTakeAfterMs (32 MB/s at most).
+// Small messages (a request and its answer) still wait for the timer: one take for many.
+constexpr uint64_t kTakeDrained = 16u << 10;
 
 // Off unless MIG_PUSH_READS=1 is in shadowd's environment: on this VM it gained
 // nothing measurable (docs/design.md "Reads of home streams pushed ahead").
@@ -189,7 +195,7 @@ kj::Array<kj::byte> PushedReads::readNow(Stream& s, kj::ArrayPtr<const kj::byte>
     h.args[2] = static_cast<int64_t>(taken);  // at home it takes what it got here
     s.served.addAll(kj::arrayPtr(reinterpret_cast<const kj::byte*>(&h), sizeof(h)));
     s.servedBytes += taken;
-    if (s.servedBytes >= kWindow / 4) {
+    if (s.servedBytes >= kWindow / 4 || (s.servedBytes >= kTakeDrained && s.buffer.size() == 0)) {
       take(s);
     } else if (!s.takeSoon) {
       s.takeSoon = true;
