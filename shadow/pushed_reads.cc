@@ -72,6 +72,10 @@ struct PushedReads::Stream final : public kj::Refcounted {
   bool takeSoon = false;   // a take is due (kTakeAfterMs)
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> drainWaiters;
   kj::Vector<kj::Function<kj::Promise<void>()>> tokens;  // one held until bytes are here (token)
+  // The answers to the deputy's PushSink.bytes, held until the next take goes: sent at
+  // once, each woke the deputy only to read it (and write its Finish, which woke this
+  // process); held, they go in the take's write.
+  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> heldAnswers;
 };
 
 PushedReads::PushedReads(JobCalls& calls)
@@ -224,15 +228,15 @@ namespace {
 // The job's host's end of a stream's pushing: what the deputy sends, into the stream.
 class Sink final : public rpc::PushSink::Server {
  public:
-  Sink(kj::Function<void(capnp::Data::Reader, uint64_t, rpc::PeekEnd, int32_t)> arrived) : arrived_(kj::mv(arrived)) {}
+  Sink(kj::Function<kj::Promise<void>(capnp::Data::Reader, uint64_t, rpc::PeekEnd, int32_t)> arrived)
+      : arrived_(kj::mv(arrived)) {}
   kj::Promise<void> bytes(BytesContext context) override {
     auto p = context.getParams();
-    arrived_(p.getData(), p.getAt(), p.getEnd(), p.getError());
-    return kj::READY_NOW;
+    return arrived_(p.getData(), p.getAt(), p.getEnd(), p.getError());
   }
 
  private:
-  kj::Function<void(capnp::Data::Reader, uint64_t, rpc::PeekEnd, int32_t)> arrived_;
+  kj::Function<kj::Promise<void>(capnp::Data::Reader, uint64_t, rpc::PeekEnd, int32_t)> arrived_;
 };
 
 }  // namespace
@@ -247,7 +251,13 @@ void PushedReads::push(Stream& s) {
   req.setFresh(!s.buffer.started());
   req.setWindow(static_cast<uint32_t>(kWindow));
   req.setSink(kj::heap<Sink>([this, s = kj::addRef(s)](capnp::Data::Reader data, uint64_t at, rpc::PeekEnd end,
-                                                        int32_t error) mutable { arrived(*s, data, at, end, error); }));
+                                                        int32_t error) mutable -> kj::Promise<void> {
+    arrived(*s, data, at, end, error);
+    if (s->stopping) return kj::READY_NOW;
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    s->heldAnswers.add(kj::mv(paf.fulfiller));
+    return kj::mv(paf.promise);
+  }));
   const uint64_t generation = calls_.generation_;
   s.pushCall = req.send()
                    .then(
@@ -343,6 +353,7 @@ void PushedReads::releaseTokens(Stream& s) {
 void PushedReads::take(Stream& s) {
   if (s.taking || s.served.empty()) return;
   s.taking = true;
+  releaseAnswers(s);
   auto reads = s.served.releaseAsArray();
   const uint64_t at = s.takeAt;
   s.takeAt += s.servedBytes;
@@ -411,8 +422,14 @@ void PushedReads::stop(int32_t fd) {
     if (w.done->isWaiting()) w.done->fulfill(Served{nullptr, kj::mv(w.request)});
   }
   releaseTokens(s);
+  releaseAnswers(s);
   take(s);
   if (!s.taking && s.served.empty()) forget(s);
+}
+
+void PushedReads::releaseAnswers(Stream& s) {
+  for (auto& f : s.heldAnswers) f->fulfill();
+  s.heldAnswers.clear();
 }
 
 // Dropped on a later turn (its push call may be what runs now); a newer stream of the same

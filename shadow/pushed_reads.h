@@ -107,6 +107,7 @@ class PushedReads {
   void forget(Stream& s);
   kj::Promise<void> drained(Stream& s);
   void releaseTokens(Stream& s);
+  void releaseAnswers(Stream& s);
   kj::Promise<kj::Array<kj::byte>> goHome(kj::Array<kj::byte> request, int32_t inputFd);
   kj::Promise<kj::Array<kj::byte>> firstReads(kj::Array<kj::byte> request, int32_t fd);
 
