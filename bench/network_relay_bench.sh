@@ -14,7 +14,7 @@
 # (shadow/pushed_reads.h; off by default, B's shadowd has MIG_PUSH_READS=1); then after moving it on B -> D, whose link processes have
 # MIG_PUSH_READS=0 (each read one call home, as before pushing: the old path, same
 # run); then D -> C, where C runs with --no-direct-link: shim -> C's relay ->
-# Cap'n Proto -> A's shadowd -> deputy, as before issue 13 (reads pushed).
+# Cap'n Proto -> A's shadowd -> deputy, as before issue 13 (reads called).
 # The client runs the same way both times; it connects to the same port on A.
 # The server reads and writes with BUF-byte buffers (read(2) may return less).
 # usage: [MIG_BENCH_BUSY=N] bench/network_relay_bench.sh [MIB] [COUNT] [BUF]    (defaults 256, 2000, 1048576)
