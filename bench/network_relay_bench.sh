@@ -11,10 +11,10 @@
 # every accept/write goes shim -> the job's link process on B (its relay,
 # shadow/link_process.h) -> the job's direct link -> deputy
 # (shadow/direct_link.h), and its reads are served on B from bytes pushed there
-# (shadow/pushed_reads.h; off by default, B's shadowd has MIG_PUSH_READS=1); then after moving it on B -> D, whose link processes have
+# (shadow/pushed_reads.h, on by default; B's shadowd has MIG_PUSH_READS=1); then after moving it on B -> D, whose link processes have
 # MIG_PUSH_READS=0 (each read one call home, as before pushing: the old path, same
 # run); then D -> C, where C runs with --no-direct-link: shim -> C's relay ->
-# Cap'n Proto -> A's shadowd -> deputy, as before issue 13 (reads called).
+# Cap'n Proto -> A's shadowd -> deputy, as before issue 13 (reads pushed).
 # The client runs the same way both times; it connects to the same port on A.
 # The server reads and writes with BUF-byte buffers (read(2) may return less).
 # usage: [MIG_BENCH_BUSY=N] bench/network_relay_bench.sh [MIB] [COUNT] [BUF]    (defaults 256, 2000, 1048576)
