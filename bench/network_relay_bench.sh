@@ -11,13 +11,13 @@
 # every accept/write goes shim -> the job's link process on B (its relay,
 # shadow/link_process.h) -> the job's direct link -> deputy
 # (shadow/direct_link.h), and its reads are served on B from bytes pushed there
-# (shadow/pushed_reads.h, on by default); then after moving it on B -> D, whose link processes have
+# (shadow/pushed_reads.h, on by default; B's shadowd has MIG_PUSH_READS=1); then after moving it on B -> D, whose link processes have
 # MIG_PUSH_READS=0 (each read one call home, as before pushing: the old path, same
 # run); then D -> C, where C runs with --no-direct-link: shim -> C's relay ->
 # Cap'n Proto -> A's shadowd -> deputy, as before issue 13 (reads pushed).
 # The client runs the same way both times; it connects to the same port on A.
 # The server reads and writes with BUF-byte buffers (read(2) may return less).
-# usage: bench/network_relay_bench.sh [MIB] [COUNT] [BUF]    (defaults 256, 2000, 1048576)
+# usage: [MIG_BENCH_BUSY=N] bench/network_relay_bench.sh [MIB] [COUNT] [BUF]    (defaults 256, 2000, 1048576)
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${MIG_BUILD:-$root/build}
@@ -60,6 +60,8 @@ read -r -a extra <<<"${MIG_BENCH_SHADOWD_ARGS-}"
 MIG_PUSH_READS=1 "$build/shadow/shadowd" --listen 127.0.0.1:$pb --cluster-key "$dir/key" --socket "$dir/b/sock" --log "$dir/b.log" ${extra[@]+"${extra[@]}"} & pids+=($!)
 "$build/shadow/shadowd" --listen 127.0.0.1:$pc --cluster-key "$dir/key" --socket "$dir/c/sock" --log "$dir/c.log" --no-direct-link ${extra[@]+"${extra[@]}"} & pids+=($!)
 MIG_PUSH_READS=0 "$build/shadow/shadowd" --listen 127.0.0.1:$pd --cluster-key "$dir/key" --socket "$dir/d/sock" --log "$dir/d.log" ${extra[@]+"${extra[@]}"} & pids+=($!)
+# MIG_BENCH_BUSY=N: N busy loops beside the whole run (the figures under load).
+for _ in $(seq 1 "${MIG_BENCH_BUSY:-0}"); do (while :; do :; done) & pids+=($!); done
 for s in a b c d; do
   for _ in $(seq 1 100); do [ -S "$dir/$s/sock" ] && break; sleep 0.05; done
   [ -S "$dir/$s/sock" ] || fail "shadowd $s did not start" "$dir/$s.log"
@@ -139,6 +141,6 @@ printf '  %-34s %7.1f MB/s %7.1f MB/s %7.1f MB/s %7.1f MB/s %7.1f%%\n' "client -
 printf '  %-34s %7.1f MB/s %7.1f MB/s %7.1f MB/s %7.1f MB/s %7.1f%%\n' "server -> client, $mib MiB" "$down_home" "$down_away" \
   "$down_called" "$down_relayed" "$(echo "100 * $down_away / $down_home" | bc -l)"
 printf '  (ratio: pushed against at home; targets: round trip <= 3x, throughput >= 50 %%)\n'
-printf '  (at home: the same server before the migration, its sockets its own; migration: %s)\n' \
-  "$(sed -n 's/.*\(frozen [0-9.]* ms\).*/\1/p' "$dir/migrate.out")"
-printf '  (load average at the start: %s on %d CPUs)\n' "$load" "$(nproc)"
+printf '  (at home: the same server before the migration, its sockets its own; A -> B %s)\n' \
+  "$(sed -n 's/.*moved PID .*\(frozen [0-9.]* ms\).*/\1/p' "$dir/a.log" | head -1)"
+printf '  (load average at the start: %s on %d CPUs; %d busy loops beside)\n' "$load" "$(nproc)" "${MIG_BENCH_BUSY:-0}"

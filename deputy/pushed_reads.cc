@@ -23,6 +23,10 @@ constexpr uint64_t kMaxAhead = 16u << 20;
 // The pipe a pipe's bytes are copied into to be looked at: as big as a pipe may be
 // made without privilege, so it holds whatever a home pipe holds.
 constexpr int kScratchSize = 1 << 20;
+// Up to this many bytes not yet taken, a socket's look copies them too rather than skip
+// them with SO_PEEK_OFF, which costs two setsockopt calls: small messages (a request,
+// then its answer) are looked at with one recv.
+constexpr size_t kCopySkipped = 4096;
 
 // Whether reads of `fd` may be pushed: a blocking stream socket that is no listener,
 // or a pipe (`pipe`; a named FIFO is not, below: otherReader).
@@ -186,15 +190,15 @@ kj::Promise<void> PushedReads::push(PushContext context) {
 // them, without taking them: BYTES (n of them at the start of buffer_), NONE_YET,
 // END (no byte past `skip` will come) or FAILED (`error`; the socket's error is
 // then given, as a read would). A socket is looked at from `skip` on with SO_PEEK_OFF
-// (put back after: a job back home peeks from its start), a pipe with tee(2) from its
-// start (a pipe holds little).
+// past kCopySkipped (put back after: a job back home peeks from its start), else and a
+// pipe (with tee(2)) from its start (a pipe holds little).
 PushedReads::Found PushedReads::peekBytes(int fd, bool pipe, size_t skip, size_t max, size_t& n, int& error) {
   if (buffer_.size() < skip + max) buffer_.resize(skip + max);
   long r;
   size_t at = skip;  // where the new bytes start in buffer_
   if (!pipe) {
     int off = static_cast<int>(skip);
-    if (skip > 0 && setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off)) == 0) {
+    if (skip > kCopySkipped && setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off)) == 0) {
       r = recv(fd, buffer_.data(), max, MSG_PEEK | MSG_DONTWAIT);
       error = errno;
       off = -1;

@@ -30,8 +30,8 @@
 //     and goes home, where the deputy answers it from its run.
 // What stays a call: the terminal, datagram and listening sockets, non-blocking fds,
 // recv/recvfrom/recvmsg (any flags: MSG_PEEK, MSG_WAITALL, MSG_OOB), a stream's reads
-// until two in a row found all they asked for (firstReads), and every read unless the
-// link process has MIG_PUSH_READS=1 in its environment (off by default);
+// until two in a row found all they asked for (firstReads), and every read if the
+// link process has MIG_PUSH_READS=0 in its environment (pushing is on by default);
 // readv is the shim's reads one by one, which are served. Polls and epoll waits
 // are still woken from home (the readiness stand-ins); a read after them is served here.
 // A stream another process at home may read (a tree's other member, through its own
@@ -107,6 +107,7 @@ class PushedReads {
   void forget(Stream& s);
   kj::Promise<void> drained(Stream& s);
   void releaseTokens(Stream& s);
+  void releaseAnswers(Stream& s);
   kj::Promise<kj::Array<kj::byte>> goHome(kj::Array<kj::byte> request, int32_t inputFd);
   kj::Promise<kj::Array<kj::byte>> firstReads(kj::Array<kj::byte> request, int32_t fd);
 

@@ -15,7 +15,7 @@
 # usage: push_read.sh OPTIONS (cluster_lib.sh); meson runs it as test
 # 'migration-push-read' (suite cluster) with every path filled in.
 source "$(dirname "$0")/lib/cluster_lib.sh"
-export MIG_PUSH_READS=1  # off by default (shadow/pushed_reads.cc); every shadowd here pushes
+export MIG_PUSH_READS=1  # on by default (shadow/pushed_reads.cc); every shadowd here pushes, whatever the caller's environment
 cluster_args "$@"
 cluster_require SHADOWD DEPUTY MIGCTL LIBMIG
 cluster_up a b c
