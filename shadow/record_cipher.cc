@@ -81,21 +81,52 @@ RecordKey::~RecordKey() {
 }
 
 void RecordKey::seal(uint64_t counter, const kj::byte* aad, size_t aadLen, kj::byte* body, size_t len, kj::byte* tag) {
+  begin(counter, aad, aadLen);
+  add(body, len, body);
+  finish(body, len, tag);
+}
+
+void RecordKey::begin(uint64_t counter, const kj::byte* aad, size_t aadLen) {
+  counter_ = counter;
+  aad_ = aad;
+  aadLen_ = aadLen;
+  if (code_ == CipherCode::LIBSODIUM) return;
   kj::byte nonce[kNonce];
   nonceFor(counter, nonce);
-  if (code_ == CipherCode::LIBSODIUM) {
-    crypto_aead_chacha20poly1305_ietf_encrypt_detached(body, tag, nullptr, body, len, aad, aadLen, nullptr, nonce, key_);
-    return;
-  }
   auto& o = openssl();
   if (sealCtx_ == nullptr) sealCtx_ = keyedContext(key_, 1);
   auto* ctx = static_cast<EVP_CIPHER_CTX*>(sealCtx_);
   int n = 0;
   // A failure here is OpenSSL out of memory or broken: never send an unsealed record.
   KJ_ASSERT(ctx != nullptr && o.init(ctx, nullptr, nullptr, nullptr, nonce, 1) == 1 &&
-                o.update(ctx, nullptr, &n, aad, static_cast<int>(aadLen)) == 1 &&
-                o.update(ctx, body, &n, body, static_cast<int>(len)) == 1 && o.final(ctx, body + n, &n) == 1 &&
-                o.ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kTag, tag) == 1,
+                o.update(ctx, nullptr, &n, aad, static_cast<int>(aadLen)) == 1,
+            "OpenSSL could not seal a link record");
+}
+
+void RecordKey::add(const kj::byte* in, size_t n, kj::byte* out) {
+  if (n == 0) return;
+  if (code_ == CipherCode::LIBSODIUM) {
+    if (out != in) memcpy(out, in, n);
+    return;
+  }
+  int written = 0;
+  // ChaCha20 is a stream cipher: OpenSSL seals each part whole, whatever its length.
+  KJ_ASSERT(openssl().update(static_cast<EVP_CIPHER_CTX*>(sealCtx_), out, &written, in, static_cast<int>(n)) == 1 &&
+                written == static_cast<int>(n),
+            "OpenSSL could not seal a link record");
+}
+
+void RecordKey::finish(kj::byte* body, size_t len, kj::byte* tag) {
+  if (code_ == CipherCode::LIBSODIUM) {
+    kj::byte nonce[kNonce];
+    nonceFor(counter_, nonce);
+    crypto_aead_chacha20poly1305_ietf_encrypt_detached(body, tag, nullptr, body, len, aad_, aadLen_, nullptr, nonce, key_);
+    return;
+  }
+  auto& o = openssl();
+  auto* ctx = static_cast<EVP_CIPHER_CTX*>(sealCtx_);
+  int n = 0;
+  KJ_ASSERT(o.final(ctx, body + len, &n) == 1 && n == 0 && o.ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kTag, tag) == 1,
             "OpenSSL could not seal a link record");
 }
 

@@ -31,6 +31,13 @@ class RecordKey {
   // Seals `len` bytes at `body` in place as record number `counter`, authenticating
   // `aad`; writes the tag to `tag`.
   void seal(uint64_t counter, const kj::byte* aad, size_t aadLen, kj::byte* body, size_t len, kj::byte* tag);
+  // The same, from plaintext in parts (a message's segments): begin, then each part,
+  // sealed to where the record's body goes on (`out`, contiguous from one part to the
+  // next), then finish with the whole body. OpenSSL seals each part as it goes, with
+  // no copy of the plaintext first; libsodium's one-shot call needs the copy.
+  void begin(uint64_t counter, const kj::byte* aad, size_t aadLen);
+  void add(const kj::byte* in, size_t n, kj::byte* out);
+  void finish(kj::byte* body, size_t len, kj::byte* tag);
   // Opens `len` bytes at `in` (may be `out`) into `out`; false, with `out` zeroed, if
   // the tag does not match.
   bool open(uint64_t counter, const kj::byte* aad, size_t aadLen, const kj::byte* in, size_t len, const kj::byte* tag,
@@ -42,6 +49,10 @@ class RecordKey {
   kj::byte key_[kKey];
   void* sealCtx_ = nullptr;  // OpenSSL's EVP_CIPHER_CTX for each way, keyed once
   void* openCtx_ = nullptr;
+  // The record begun (libsodium seals it whole at finish).
+  uint64_t counter_ = 0;
+  const kj::byte* aad_ = nullptr;
+  size_t aadLen_ = 0;
 };
 
 // Whether libcrypto.so.3 loads here (loads it, once per process).

@@ -1,9 +1,9 @@
 // See secure_stream.h. The handshake is libsodium's: crypto_kx (X25519) and
 // crypto_generichash (BLAKE2b); the records' ChaCha20-Poly1305 is record_cipher.h's
 // (OpenSSL's when libcrypto loads, else libsodium's: the same bytes either way, and the
-// construction earlier builds sealed with). A record is sealed in place in the wire
-// buffer, after a copy of the writer's pieces there; it is opened straight into the
-// reader's buffer when it fits there (else in place).
+// construction earlier builds sealed with). A record is sealed from the writer's pieces
+// into the wire buffer (libsodium: copied there first, sealed in place); it is opened
+// straight into the reader's buffer when it fits there (else in place).
 #include "shadow/secure_stream.h"
 
 #include "shadow/cluster_key.h"
@@ -176,7 +176,7 @@ kj::Promise<void> SecureStream::handshake() {
         in_ = kj::heapArray<kj::byte>(kInBuffer);
         out_ = kj::heapArray<kj::byte>(kOutRecords * recordSize(kMaxRecord));
         kj::ArrayPtr<const kj::byte> piece(k.transcript, kHash);
-        Cursor all;
+        Cursor all{0, 0, kHash};
         auto wire = seal(kj::arrayPtr(&piece, 1), all);
         return inner_->write(wire.begin(), wire.size()).then([this]() { return readFinished(); });
       });
@@ -237,24 +237,26 @@ bool SecureStream::openRecord(kj::byte* out, size_t room, size_t* written) {
 
 kj::ArrayPtr<const kj::byte> SecureStream::seal(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces, Cursor& at) {
   kj::byte* out = out_.begin();
-  for (size_t records = 0; records < kOutRecords && at.piece < pieces.size(); ++records) {
+  for (size_t records = 0; records < kOutRecords && at.left > 0; ++records) {
+    size_t len = kj::min(at.left, kMaxRecord);
+    putLength(out, static_cast<uint32_t>(len));
     kj::byte* body = out + kHeader;
-    size_t len = 0;
-    while (len < kMaxRecord && at.piece < pieces.size()) {
+    // Each part sealed from where it lies into the wire buffer (no copy first).
+    sendKey_->begin(sendCounter_++, out, kHeader);
+    for (size_t filled = 0; filled < len;) {
       auto& piece = pieces[at.piece];
-      size_t n = kj::min(piece.size() - at.offset, kMaxRecord - len);
-      if (n > 0) memcpy(body + len, piece.begin() + at.offset, n);
-      len += n;
+      size_t n = kj::min(piece.size() - at.offset, len - filled);
+      sendKey_->add(piece.begin() + at.offset, n, body + filled);
+      filled += n;
       at.offset += n;
       if (at.offset == piece.size()) {
         ++at.piece;
         at.offset = 0;
       }
     }
-    if (len == 0) break;  // only empty pieces were left
-    putLength(out, static_cast<uint32_t>(len));
-    sendKey_->seal(sendCounter_++, out, kHeader, body, len, body + len);
+    sendKey_->finish(body, len, body + len);
     out += kHeader + len + kTag;
+    at.left -= len;
   }
   return kj::arrayPtr(out_.begin(), out);
 }
@@ -265,13 +267,15 @@ kj::Promise<void> SecureStream::write(const void* buffer, size_t size) {
   // The batches after the first still read the one-piece array: it lives as long.
   auto piece = kj::heap<kj::ArrayPtr<const kj::byte>>(static_cast<const kj::byte*>(buffer), size);
   auto pieces = kj::arrayPtr(piece.get(), 1);
-  return writeFrom(pieces, Cursor{}).attach(kj::mv(piece));
+  return writeFrom(pieces, Cursor{0, 0, size}).attach(kj::mv(piece));
 }
 
 kj::Promise<void> SecureStream::write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) {
   KJ_REQUIRE(ready_, "write before the link handshake completed");
   if (mode_ == LinkMode::PLAINTEXT) return inner_->write(pieces);
-  return writeFrom(pieces, Cursor{});
+  size_t total = 0;
+  for (auto& piece : pieces) total += piece.size();
+  return writeFrom(pieces, Cursor{0, 0, total});
 }
 
 kj::Promise<void> SecureStream::writeFrom(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces, Cursor at) {

@@ -74,11 +74,11 @@ class SecureStream final : public WrappedStream {
   // `room` (`*written` says how much), else in place; false if the buffer holds no
   // whole record yet. Throws on a bad record.
   bool openRecord(kj::byte* out = nullptr, size_t room = 0, size_t* written = nullptr);
-  // Where a write has got to in its pieces.
+  // Where a write has got to in its pieces, and how many bytes are left.
   struct Cursor {
-    size_t piece = 0, offset = 0;
+    size_t piece, offset, left;
   };
-  // The next up to kOutRecords records of `pieces` from `at`, sealed in out_ (empty:
+  // The next up to kOutRecords records of `pieces` from `at`, sealed into out_ (empty:
   // nothing left); `at` moves past them.
   kj::ArrayPtr<const kj::byte> seal(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces, Cursor& at);
   // Seals and sends `pieces` from `at`, a batch at a time.
