@@ -1,7 +1,7 @@
 // The links' record cipher (secure_stream.h): ChaCha20-Poly1305 (IETF, RFC 8439), one
 // key per direction, sealed and opened by OpenSSL's libcrypto when it loads, else by
 // libsodium. Both give the same bytes, so hosts of either kind link; OpenSSL's
-// assembly is 2.5x libsodium 1.0.18's on the test VM (3.7 against 1.5 GB/s a side for
+// assembly is 2.4x libsodium 1.0.18's on the test VM (3.4-3.7 against 1.5 GB/s a side for
 // 64 KiB records: bench/cipher_bench), which is most of what a link's encryption costs.
 // libcrypto is loaded with dlopen at the first link a process makes, not linked: migctl
 // carries this code for `migctl send` and every `migctl restart` would otherwise pay
