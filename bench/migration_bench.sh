@@ -76,11 +76,21 @@ if out >= 0:
 PY
 }
 
-freezes=() rates=() raws=() files=()
+# cpu_s PID [children]: seconds of CPU PID has used (with "children": and its reaped
+# children's, where the sender, `migctl send`, is counted once it exits).
+cpu_s() {
+  awk -v c="${2:-}" '{ t = $14 + $15; if (c != "") t += $16 + $17; print t / 100 }' "/proc/$1/stat"
+}
+freezes=() rates=() raws=() files=() sends=() recvs=()
 for to in $pb $pa $pb; do
+  # The sender's shadowd (with its `migctl send`) and the receiver's own CPU: what each
+  # side of the transfer costs (the receiver's restart runs in its children, not counted).
+  if [ "$to" = "$pb" ]; then snd=${pids[0]} rcv=${pids[1]}; else snd=${pids[1]} rcv=${pids[0]}; fi
+  s0=$(cpu_s "$snd" children) r0=$(cpu_s "$rcv")
   # --stop-and-copy: the figures are of the whole image sent frozen (pre-copy, the
   # default, reports only its last round's time beside every byte of every round).
   line=$(A migrate "$job" --to 127.0.0.1:$to --stop-and-copy | grep -m1 "^migrated")
+  sends+=("$(echo "$(cpu_s "$snd" children) - $s0" | bc -l)") recvs+=("$(echo "$(cpu_s "$rcv") - $r0" | bc -l)")
   # "... frozen F ms (image M MiB, captured and sent in T ms, restored in R ms)"
   read -r f m t r <<<"$(sed -E 's/.*frozen ([0-9.]+) ms \(image ([0-9.]+) MiB, captured and sent in ([0-9.]+) ms, restored in ([0-9.]+) ms.*/\1 \2 \3 \4/' <<<"$line")"
   freezes+=("$f")
@@ -97,6 +107,8 @@ printf '  ratio                : %8.1f %%     (target >= 80 %%)\n' "$(echo "100 
 printf '  raw TCP into a file  : %8.1f MiB/s (median of %s; the receiver writes each byte to a new file, as the spool is)\n' \
   "$(median "${files[@]}")" "$(printf '%.0f ' "${files[@]}")"
 printf '  ratio to that        : %8.1f %%\n' "$(echo "100 * $(median "${rates[@]}") / $(median "${files[@]}")" | bc -l)"
+printf '  CPU of each hop      : sender %s s, receiver %s s (shadowd with its migctl send; the receiving shadowd alone)\n' \
+  "$(printf '%.2f ' "${sends[@]}" | sed 's/ $//')" "$(printf '%.2f ' "${recvs[@]}" | sed 's/ $//')"
 kill -9 "$job" 2>/dev/null || true
 kill_tagged
 [ "$only" = transfer ] && exit 0

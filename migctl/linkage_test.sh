@@ -22,8 +22,8 @@ else
   bad "migctl has no DT_RELR table (linked without -z pack-relative-relocs)" "$dir/dynamic"
 fi
 # Nor libcrypto linked in: its constructor (cpuid, which traps to the hypervisor on a
-# VM) and its relocated tables ran on every restart (issue 14; the links' cipher is
-# libsodium's).
+# VM) and its relocated tables ran on every restart (issue 14; the links' cipher
+# loads it with dlopen at a link's handshake only: shadow/record_cipher.h).
 nm "$migctl" > "$dir/symbols" 2>&1 || { bad "nm $migctl" "$dir/symbols"; exit 1; }
 if grep -m5 'OPENSSL_' "$dir/symbols" > "$dir/openssl"; then
   bad "migctl has OpenSSL's libcrypto linked in" "$dir/openssl"

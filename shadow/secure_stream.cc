@@ -1,12 +1,9 @@
-// See secure_stream.h. Everything is libsodium's: the handshake's crypto_kx (X25519) and
-// crypto_generichash (BLAKE2b), and the records' ChaCha20-Poly1305 (IETF, RFC 8439), the
-// same construction OpenSSL's EVP_chacha20_poly1305 gave earlier builds, so records of
-// either open in the other. libsodium's cipher, not OpenSSL's, so that migctl (which
-// has this code for `migctl send`) does not carry libcrypto: its constructor and
-// relocations were paid by every `migctl restart` (issue 14); OpenSSL's assembly seals
-// faster (3.7 against 1.5 GB/s on one core of the test VM). A record is sealed in place
-// in the wire buffer, after a copy of the writer's pieces there; it is opened straight
-// into the reader's buffer when it fits there (else in place).
+// See secure_stream.h. The handshake is libsodium's: crypto_kx (X25519) and
+// crypto_generichash (BLAKE2b); the records' ChaCha20-Poly1305 is record_cipher.h's
+// (OpenSSL's when libcrypto loads, else libsodium's: the same bytes either way, and the
+// construction earlier builds sealed with). A record is sealed from the writer's pieces
+// into the wire buffer (libsodium: copied there first, sealed in place); it is opened
+// straight into the reader's buffer when it fits there (else in place).
 #include "shadow/secure_stream.h"
 
 #include "shadow/cluster_key.h"
@@ -23,21 +20,17 @@ constexpr kj::byte kMagic[8] = {'m', 'i', 'g', '-', 'l', 'i', 'n', 'k'};
 constexpr kj::byte kVersion = 1;
 constexpr size_t kHelloSize = sizeof(kMagic) + 2 + crypto_kx_PUBLICKEYBYTES;
 constexpr size_t kHeader = 4;
-constexpr size_t kTag = 16;
-constexpr size_t kNonce = 12;
+constexpr size_t kTag = RecordKey::kTag;
 constexpr size_t kHash = 32;
 // Room for a whole record of the largest size and the next record's start, so that one
 // read from the socket can bring several small records.
 constexpr size_t kInBuffer = 2 * (kHeader + SecureStream::kMaxRecord + kTag);
+// Records sealed before they go to the socket together: few write calls, little memory.
+constexpr size_t kOutRecords = 4;
 
 void initSodium() {
   // Idempotent and thread-safe; fails only if the system has no entropy source.
   KJ_REQUIRE(sodium_init() >= 0, "libsodium could not initialise");
-}
-
-void nonceFor(uint64_t counter, kj::byte nonce[kNonce]) {
-  memset(nonce, 0, kNonce);
-  for (int i = 0; i < 8; ++i) nonce[4 + i] = static_cast<kj::byte>(counter >> (8 * i));
 }
 
 void putLength(kj::byte* p, uint32_t n) {
@@ -83,15 +76,12 @@ LinkSecret linkSecret(const ClusterKey& key, LinkMode mode) {
 
 size_t SecureStream::recordSize(size_t plain) { return kHeader + plain + kTag; }
 
-void SecureStream::sealRecord(const kj::byte key[32], uint64_t counter, kj::byte* record, size_t len) {
-  kj::byte nonce[kNonce];
-  nonceFor(counter, nonce);
-  crypto_aead_chacha20poly1305_ietf_encrypt_detached(record + kHeader, record + kHeader + len, nullptr, record + kHeader,
-                                                     len, record, kHeader, nullptr, nonce, key);
+void SecureStream::sealRecord(const kj::byte key[32], uint64_t counter, kj::byte* record, size_t len, CipherCode code) {
+  RecordKey(key, code).seal(counter, record, kHeader, record + kHeader, len, record + kHeader + len);
 }
 
 SecureStream::SecureStream(kj::Own<kj::AsyncIoStream> inner, Side side, const LinkSecret& secret)
-    : WrappedStream(kj::mv(inner)), side_(side), mode_(secret.mode), secret_(kj::heapArray<kj::byte>(secret.key)) {
+    : WrappedStream(kj::mv(inner)), side_(side), mode_(secret.mode), cipher_(secret.cipher), secret_(kj::heapArray<kj::byte>(secret.key)) {
   initSodium();
 }
 
@@ -119,7 +109,9 @@ kj::Promise<void> SecureStream::handshake() {
   memcpy(k.hello + sizeof(kMagic) + 2, k.publicKey, sizeof(k.publicKey));
 
   // Both hellos cross at once: each side writes, then reads.
-  return inner_->write(k.hello, kHelloSize)
+  auto sent = inner_->write(k.hello, kHelloSize);
+  if (mode_ == LinkMode::ENCRYPTED) opensslAvailable();  // libcrypto loads (once a process) while the peer's hello comes
+  return sent
       .then([this]() { return readExactly(keys_->peerHello, kHelloSize); })
       .then([this]() -> kj::Promise<void> {
         auto& k = *keys_;
@@ -176,14 +168,17 @@ kj::Promise<void> SecureStream::handshake() {
         sodium_memzero(rx, sizeof(rx));
         sodium_memzero(tx, sizeof(tx));
         sodium_memzero(k.secretKey, sizeof(k.secretKey));
+        sendKey_ = kj::heap<RecordKey>(k.send, cipher_);
+        recvKey_ = kj::heap<RecordKey>(k.recv, cipher_);
 
         // `finished`: the transcript, sealed. Only a holder of the cluster key can make
         // one the other side opens.
         in_ = kj::heapArray<kj::byte>(kInBuffer);
+        out_ = kj::heapArray<kj::byte>(kOutRecords * recordSize(kMaxRecord));
         kj::ArrayPtr<const kj::byte> piece(k.transcript, kHash);
-        auto wire = seal(kj::arrayPtr(&piece, 1));
-        auto sent = inner_->write(wire.begin(), wire.size()).attach(kj::mv(wire));
-        return sent.then([this]() { return readFinished(); });
+        Cursor all{0, 0, kHash};
+        auto wire = seal(kj::arrayPtr(&piece, 1), all);
+        return inner_->write(wire.begin(), wire.size()).then([this]() { return readFinished(); });
       });
 }
 
@@ -200,6 +195,7 @@ kj::Promise<void> SecureStream::readFinished() {
       disconnected(kNoKey);
     }
     plainBegin_ = plainEnd_;
+    keys_ = nullptr;
     ready_ = true;
     return kj::READY_NOW;
   }
@@ -223,11 +219,8 @@ bool SecureStream::openRecord(kj::byte* out, size_t room, size_t* written) {
   // else in place, handed out from there.
   bool direct = out != nullptr && len <= room;
   kj::byte* dest = direct ? out : p + kHeader;
-  kj::byte nonce[kNonce];
-  nonceFor(recvCounter_, nonce);
-  // On a bad tag libsodium writes nothing of the record but zeros into dest.
-  if (crypto_aead_chacha20poly1305_ietf_decrypt_detached(dest, nullptr, p + kHeader, len, p + kHeader + len, p, kHeader,
-                                                         nonce, keys_->recv) != 0) {
+  // On a bad tag nothing of the record is left in dest (zeros).
+  if (!recvKey_->open(recvCounter_, p, kHeader, p + kHeader, len, p + kHeader + len, dest)) {
     disconnected("a record from the peer failed its integrity check (altered, replayed or reordered on the way): connection closed");
   }
   ++recvCounter_;
@@ -242,50 +235,53 @@ bool SecureStream::openRecord(kj::byte* out, size_t room, size_t* written) {
   return true;
 }
 
-kj::Array<kj::byte> SecureStream::seal(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) {
-  size_t total = 0;
-  for (auto& piece : pieces) total += piece.size();
-  size_t records = (total + kMaxRecord - 1) / kMaxRecord;
-  auto wire = kj::heapArray<kj::byte>(total + records * (kHeader + kTag));
-  kj::byte* out = wire.begin();
-  size_t pieceIndex = 0, pieceOffset = 0, left = total;
-  while (left > 0) {
-    size_t len = kj::min(left, kMaxRecord);
+kj::ArrayPtr<const kj::byte> SecureStream::seal(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces, Cursor& at) {
+  kj::byte* out = out_.begin();
+  for (size_t records = 0; records < kOutRecords && at.left > 0; ++records) {
+    size_t len = kj::min(at.left, kMaxRecord);
     putLength(out, static_cast<uint32_t>(len));
     kj::byte* body = out + kHeader;
+    // Each part sealed from where it lies into the wire buffer (no copy first).
+    sendKey_->begin(sendCounter_++, out, kHeader);
     for (size_t filled = 0; filled < len;) {
-      auto& piece = pieces[pieceIndex];
-      size_t n = kj::min(piece.size() - pieceOffset, len - filled);
-      if (n > 0) memcpy(body + filled, piece.begin() + pieceOffset, n);
+      auto& piece = pieces[at.piece];
+      size_t n = kj::min(piece.size() - at.offset, len - filled);
+      sendKey_->add(piece.begin() + at.offset, n, body + filled);
       filled += n;
-      pieceOffset += n;
-      if (pieceOffset == piece.size()) {
-        ++pieceIndex;
-        pieceOffset = 0;
+      at.offset += n;
+      if (at.offset == piece.size()) {
+        ++at.piece;
+        at.offset = 0;
       }
     }
-    sealRecord(keys_->send, sendCounter_++, out, len);
+    sendKey_->finish(body, len, body + len);
     out += kHeader + len + kTag;
-    left -= len;
+    at.left -= len;
   }
-  return wire;
+  return kj::arrayPtr(out_.begin(), out);
 }
 
 kj::Promise<void> SecureStream::write(const void* buffer, size_t size) {
   KJ_REQUIRE(ready_, "write before the link handshake completed");
   if (mode_ == LinkMode::PLAINTEXT) return inner_->write(buffer, size);
-  // seal() copies now: the one-piece array need not outlive this call.
-  kj::ArrayPtr<const kj::byte> piece(static_cast<const kj::byte*>(buffer), size);
-  return write(kj::arrayPtr(&piece, 1));
+  // The batches after the first still read the one-piece array: it lives as long.
+  auto piece = kj::heap<kj::ArrayPtr<const kj::byte>>(static_cast<const kj::byte*>(buffer), size);
+  auto pieces = kj::arrayPtr(piece.get(), 1);
+  return writeFrom(pieces, Cursor{0, 0, size}).attach(kj::mv(piece));
 }
 
 kj::Promise<void> SecureStream::write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) {
   KJ_REQUIRE(ready_, "write before the link handshake completed");
   if (mode_ == LinkMode::PLAINTEXT) return inner_->write(pieces);
-  auto wire = seal(pieces);
+  size_t total = 0;
+  for (auto& piece : pieces) total += piece.size();
+  return writeFrom(pieces, Cursor{0, 0, total});
+}
+
+kj::Promise<void> SecureStream::writeFrom(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces, Cursor at) {
+  auto wire = seal(pieces, at);
   if (wire.size() == 0) return kj::READY_NOW;
-  auto sent = inner_->write(wire.begin(), wire.size());
-  return sent.attach(kj::mv(wire));
+  return inner_->write(wire.begin(), wire.size()).then([this, pieces, at]() { return writeFrom(pieces, at); });
 }
 
 kj::Promise<size_t> SecureStream::tryRead(void* buffer, size_t minBytes, size_t maxBytes) {

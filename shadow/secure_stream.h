@@ -12,7 +12,7 @@
 // connection is dropped before Cap'n Proto reads a byte of it.
 //
 // Records: length (4 bytes, little endian, authenticated as associated data) |
-// ChaCha20-Poly1305 (IETF) ciphertext | 16-byte tag; the nonce is the record's number
+// ChaCha20-Poly1305 (IETF; record_cipher.h) ciphertext | 16-byte tag; the nonce is the record's number
 // in its direction, never sent. A flipped bit, a replayed, dropped or reordered record
 // fails the tag: the read fails (DISCONNECTED) and nothing of the record is delivered.
 // Writes are batched into records of up to 64 KiB.
@@ -21,6 +21,7 @@
 // bytes after them pass in clear. A peer that asks for the other mode is refused.
 #pragma once
 
+#include "shadow/record_cipher.h"
 #include "shadow/wrapped_stream.h"
 
 #include <kj/async-io.h>
@@ -35,6 +36,7 @@ enum class LinkMode : uint8_t { ENCRYPTED = 0, PLAINTEXT = 1 };
 struct LinkSecret {
   kj::Array<kj::byte> key;  // empty: this host has no cluster key (every handshake fails)
   LinkMode mode = LinkMode::ENCRYPTED;
+  CipherCode cipher = CipherCode::ANY;  // which library seals (tests pin one; same bytes)
 };
 LinkSecret linkSecret(const ClusterKey& key, LinkMode mode);
 
@@ -62,7 +64,8 @@ class SecureStream final : public WrappedStream {
   // Seals record number `counter` of a direction keyed `key`, in place: `record` holds
   // the 4-byte length, then `len` bytes of plaintext, then room for the tag. Public for
   // the test that pins the wire format (peers of other builds must open it).
-  static void sealRecord(const kj::byte key[32], uint64_t counter, kj::byte* record, size_t len);
+  static void sealRecord(const kj::byte key[32], uint64_t counter, kj::byte* record, size_t len,
+                         CipherCode code = CipherCode::ANY);
 
  private:
   struct Keys;
@@ -71,16 +74,25 @@ class SecureStream final : public WrappedStream {
   // `room` (`*written` says how much), else in place; false if the buffer holds no
   // whole record yet. Throws on a bad record.
   bool openRecord(kj::byte* out = nullptr, size_t room = 0, size_t* written = nullptr);
-  // `pieces` as sealed records, ready for the wire.
-  kj::Array<kj::byte> seal(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces);
+  // Where a write has got to in its pieces, and how many bytes are left.
+  struct Cursor {
+    size_t piece, offset, left;
+  };
+  // The next up to kOutRecords records of `pieces` from `at`, sealed into out_ (empty:
+  // nothing left); `at` moves past them.
+  kj::ArrayPtr<const kj::byte> seal(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces, Cursor& at);
+  // Seals and sends `pieces` from `at`, a batch at a time.
+  kj::Promise<void> writeFrom(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces, Cursor at);
   kj::Promise<void> readExactly(kj::byte* out, size_t n);
   // Reads until the peer's `finished` record is opened and checked.
   kj::Promise<void> readFinished();
 
   Side side_;
   LinkMode mode_;
+  CipherCode cipher_;
   kj::Array<kj::byte> secret_;
-  kj::Own<Keys> keys_;
+  kj::Own<Keys> keys_;                      // during the handshake
+  kj::Own<RecordKey> sendKey_, recvKey_;  // after it
   bool ready_ = false;
   uint64_t sendCounter_ = 0;
   uint64_t recvCounter_ = 0;
@@ -88,6 +100,9 @@ class SecureStream final : public WrappedStream {
   // an opened record's plaintext not yet handed out.
   kj::Array<kj::byte> in_;
   size_t inBegin_ = 0, inEnd_ = 0, plainBegin_ = 0, plainEnd_ = 0;
+  // Sealed records on their way out, kept from write to write: a stream has one write
+  // at a time, and a fresh buffer per write is fresh pages (dear on VMs).
+  kj::Array<kj::byte> out_;
 };
 
 }  // namespace mig::shadow

@@ -19,13 +19,18 @@ namespace {
 constexpr size_t kHelloWire = 42;                   // magic, version, mode, X25519 key
 const size_t kHandshakeWire = kHelloWire + SecureStream::recordSize(32);  // hello + finished
 
-LinkSecret secret(char fill, LinkMode mode = LinkMode::ENCRYPTED) {
+LinkSecret secret(char fill, LinkMode mode = LinkMode::ENCRYPTED, CipherCode cipher = CipherCode::ANY) {
   LinkSecret s;
   s.key = kj::heapArray<kj::byte>(32);
   memset(s.key.begin(), fill, 32);
   s.mode = mode;
+  s.cipher = cipher;
   return s;
 }
+
+// Both libraries that seal records; every test of what the wire refuses runs with each.
+constexpr CipherCode kCiphers[] = {CipherCode::OPENSSL, CipherCode::LIBSODIUM};
+const char* name(CipherCode c) { return c == CipherCode::OPENSSL ? "OpenSSL" : "libsodium"; }
 
 bool has(kj::StringPtr text, const char* part) { return strstr(text.cStr(), part) != nullptr; }
 
@@ -62,8 +67,8 @@ struct OnPath {
   kj::TwoWayPipe right = io.provider->newTwoWayPipe();
   kj::Own<SecureStream> a, b;
   kj::Own<kj::AsyncIoStream> aWire, bWire;  // what a sends arrives on aWire; bWire reaches b
-  explicit OnPath(kj::AsyncIoContext& io) : io(io) {
-    auto s = secret('k');
+  explicit OnPath(kj::AsyncIoContext& io, CipherCode cipher = CipherCode::ANY) : io(io) {
+    auto s = secret('k', LinkMode::ENCRYPTED, cipher);
     a = kj::heap<SecureStream>(kj::mv(left.ends[0]), SecureStream::Side::CONNECTOR, s);
     b = kj::heap<SecureStream>(kj::mv(right.ends[1]), SecureStream::Side::ACCEPTOR, s);
     aWire = kj::mv(left.ends[1]);
@@ -169,19 +174,95 @@ TEST_CASE("secure stream: a write in many pieces is one run of bytes; many small
 }
 
 // The wire format is fixed: a record sealed by an earlier build (OpenSSL's
-// ChaCha20-Poly1305) is byte for byte what this one seals, so hosts of both builds link.
-TEST_CASE("secure stream: a record is sealed as earlier builds sealed it") {
+// ChaCha20-Poly1305; then libsodium's) is byte for byte what this one seals with
+// either library, so hosts of every build link.
+TEST_CASE("secure stream: a record is sealed as earlier builds sealed it, by either library") {
+  REQUIRE(opensslAvailable());  // libssl3, a dependency of libssl-dev (tests/lib/setup.sh)
   kj::byte key[32];
   for (int i = 0; i < 32; ++i) key[i] = static_cast<kj::byte>(i);
   kj::StringPtr text = "a record of the mig-link wire format";
-  auto record = kj::heapArray<kj::byte>(SecureStream::recordSize(text.size()));
-  record[0] = static_cast<kj::byte>(text.size());  // the length, little endian
-  record[1] = record[2] = record[3] = 0;
-  memcpy(record.begin() + 4, text.begin(), text.size());
-  SecureStream::sealRecord(key, 0x0102030405, record.begin(), text.size());
-  CHECK(hex(record) ==
-        "2400000050a378b5b0a4c1a8f3726a09b86ac266cbbb996a8bf664cded3bbb28c75c7ccad23b39390f5b726d3975916e40cf79"
-        "62433fe218");
+  for (auto cipher : kCiphers) {
+    auto record = kj::heapArray<kj::byte>(SecureStream::recordSize(text.size()));
+    record[0] = static_cast<kj::byte>(text.size());  // the length, little endian
+    record[1] = record[2] = record[3] = 0;
+    memcpy(record.begin() + 4, text.begin(), text.size());
+    SecureStream::sealRecord(key, 0x0102030405, record.begin(), text.size(), cipher);
+    CHECK_MESSAGE(hex(record) ==
+                      "2400000050a378b5b0a4c1a8f3726a09b86ac266cbbb996a8bf664cded3bbb28c75c7ccad23b39390f5b726d3975916e40cf79"
+                      "62433fe218",
+                  name(cipher));
+  }
+}
+
+// One library's records open with the other's, record after record on one key (each
+// record only resets the nonce of a context keyed once), at every size; a flipped bit
+// or a wrong number fails in both, leaving nothing of the record behind.
+TEST_CASE("secure stream: records of one library open with the other's; a bad one leaves nothing") {
+  REQUIRE(opensslAvailable());
+  kj::byte key[32];
+  memset(key, 0x42, sizeof(key));
+  const kj::byte aad[4] = {1, 2, 3, 4};
+  size_t sizes[] = {0, 1, 15, 16, 17, 63, 64, 65, 1000, 4095, SecureStream::kMaxRecord};
+  for (auto sealer : kCiphers) {
+    auto opener = sealer == CipherCode::OPENSSL ? CipherCode::LIBSODIUM : CipherCode::OPENSSL;
+    RecordKey seal(key, sealer), open(key, opener), sameLibrary(key, sealer);
+    uint64_t counter = 7;
+    for (size_t n : sizes) {
+      CAPTURE(name(sealer));
+      CAPTURE(n);
+      auto plain = pattern(n, static_cast<unsigned>(n));
+      auto body = kj::heapArray<kj::byte>(plain.asPtr());
+      kj::byte tag[RecordKey::kTag];
+      seal.seal(counter, aad, sizeof(aad), body.begin(), n, tag);
+      CHECK((n < 16 || memcmp(body.begin(), plain.begin(), n) != 0));
+      auto out = kj::heapArray<kj::byte>(n + 1);
+      REQUIRE(open.open(counter, aad, sizeof(aad), body.begin(), n, tag, out.begin()));
+      CHECK(memcmp(out.begin(), plain.begin(), n) == 0);
+      REQUIRE(sameLibrary.open(counter, aad, sizeof(aad), body.begin(), n, tag, out.begin()));
+      CHECK(memcmp(out.begin(), plain.begin(), n) == 0);
+
+      for (auto* checker : {&open, &sameLibrary}) {
+        memset(out.begin(), 0xee, n);
+        CHECK_FALSE(checker->open(counter + 1, aad, sizeof(aad), body.begin(), n, tag, out.begin()));  // replayed elsewhere
+        bool zeroed = true;
+        for (size_t i = 0; i < n; ++i) zeroed = zeroed && out[i] == 0;
+        CHECK(zeroed);
+        if (n > 0) {
+          body[n / 2] ^= 0x80;
+          CHECK_FALSE(checker->open(counter, aad, sizeof(aad), body.begin(), n, tag, out.begin()));
+          body[n / 2] ^= 0x80;
+        }
+        kj::byte otherAad[4] = {1, 2, 3, 5};
+        CHECK_FALSE(checker->open(counter, otherAad, sizeof(otherAad), body.begin(), n, tag, out.begin()));
+      }
+      // In place, as a record the reader cannot take whole is opened.
+      REQUIRE(open.open(counter, aad, sizeof(aad), body.begin(), n, tag, body.begin()));
+      CHECK(memcmp(body.begin(), plain.begin(), n) == 0);
+      ++counter;
+    }
+  }
+}
+
+TEST_CASE("secure stream: ends sealing with different libraries link and carry every size") {
+  REQUIRE(opensslAvailable());
+  Direct d(secret('k', LinkMode::ENCRYPTED, CipherCode::OPENSSL), secret('k', LinkMode::ENCRYPTED, CipherCode::LIBSODIUM));
+  d.handshake();
+  auto& ws = d.io.waitScope;
+  unsigned seed = 100;
+  for (size_t n : {size_t{1}, SecureStream::kMaxRecord + 1, size_t{5} << 20}) {
+    auto data = pattern(n, ++seed);
+    // In uneven pieces, as a Cap'n Proto message's segments: OpenSSL seals each part of
+    // a record as it goes.
+    kj::Vector<kj::ArrayPtr<const kj::byte>> pieces;
+    for (size_t at = 0, cut = 1; at < n; at += cut, cut = cut * 7 + 3) pieces.add(data.slice(at, kj::min(n, at + cut)));
+    auto sending = d.a->write(pieces.asPtr());
+    CHECK(readAll(*d.b, ws, n, 1 << 20) == data);
+    sending.wait(ws);
+    auto back = pattern(n, ++seed);
+    auto replying = d.b->write(back.begin(), back.size());
+    CHECK(readAll(*d.a, ws, n, 100000) == back);
+    replying.wait(ws);
+  }
 }
 
 TEST_CASE("secure stream: a record split into single bytes on the wire is read whole") {
@@ -273,53 +354,65 @@ TEST_CASE("secure stream: a flipped bit anywhere in a record is refused") {
   // Each position: the length, the body, the tag.
   size_t positions[] = {0, 3, 4, 10, 20, 21, 36};
   kj::AsyncIoContext io = kj::setupAsyncIo();
-  for (size_t at : positions) {
-    OnPath p(io);
-    auto record = p.sealed("forwarded write: 0123");  // 21 bytes
-    REQUIRE(at < record.size());
-    record[at] ^= 0x01;
-    p.deliver(record);
-    CAPTURE(at);
-    checkRefused(p);
+  for (auto cipher : kCiphers) {
+    for (size_t at : positions) {
+      OnPath p(io, cipher);
+      auto record = p.sealed("forwarded write: 0123");  // 21 bytes
+      REQUIRE(at < record.size());
+      record[at] ^= 0x01;
+      p.deliver(record);
+      CAPTURE(name(cipher));
+      CAPTURE(at);
+      checkRefused(p);
+    }
   }
 }
 
 TEST_CASE("secure stream: a replayed record is refused, after the original was delivered") {
   kj::AsyncIoContext io = kj::setupAsyncIo();
-  OnPath p(io);
-  auto first = p.sealed("pay 100");
-  p.deliver(first);
-  CHECK(p.receive(7) == "pay 100");
-  p.deliver(first);
-  checkRefused(p);
+  for (auto cipher : kCiphers) {
+    CAPTURE(name(cipher));
+    OnPath p(io, cipher);
+    auto first = p.sealed("pay 100");
+    p.deliver(first);
+    CHECK(p.receive(7) == "pay 100");
+    p.deliver(first);
+    checkRefused(p);
+  }
 }
 
 TEST_CASE("secure stream: reordered or dropped records are refused") {
   kj::AsyncIoContext io = kj::setupAsyncIo();
-  {
-    OnPath p(io);
-    auto one = p.sealed("one");
-    auto two = p.sealed("two");
-    p.deliver(two);
-    p.deliver(one);
-    checkRefused(p);
-  }
-  {
-    OnPath p(io);
-    p.sealed("dropped");
-    auto next = p.sealed("after");
-    p.deliver(next);
-    checkRefused(p);
+  for (auto cipher : kCiphers) {
+    CAPTURE(name(cipher));
+    {
+      OnPath p(io, cipher);
+      auto one = p.sealed("one");
+      auto two = p.sealed("two");
+      p.deliver(two);
+      p.deliver(one);
+      checkRefused(p);
+    }
+    {
+      OnPath p(io, cipher);
+      p.sealed("dropped");
+      auto next = p.sealed("after");
+      p.deliver(next);
+      checkRefused(p);
+    }
   }
 }
 
 TEST_CASE("secure stream: a record from another connection with the same key is refused") {
   kj::AsyncIoContext io = kj::setupAsyncIo();
-  OnPath first(io);
-  auto record = first.sealed("from the first link");
-  OnPath second(io);
-  second.deliver(record);
-  checkRefused(second);
+  for (auto cipher : kCiphers) {
+    CAPTURE(name(cipher));
+    OnPath first(io, cipher);
+    auto record = first.sealed("from the first link");
+    OnPath second(io, cipher);
+    second.deliver(record);
+    checkRefused(second);
+  }
 }
 
 TEST_CASE("secure stream: plaintext mode (benchmarks only) passes bytes in clear after the hellos") {

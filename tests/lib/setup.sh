@@ -14,6 +14,7 @@ MIG_PACKAGES=(
   memcached                       # restarted on its port (migctl-sockets-restart); lowers RLIMIT_NOFILE to 1024 (migration-memcached)
   groff-base man-db               # man-pages test: the pages rendered by groff -ww and man --warnings
   libsodium-dev                   # host-to-host links: the X25519 handshake, ChaCha20-Poly1305 records; the cluster key's HMAC
+  libssl-dev                      # the links' records sealed by OpenSSL's libcrypto, loaded when used (shadow/record_cipher.h)
   tcpdump                         # cluster test: a capture on the simulated bridge holds no plaintext
   libtomlplusplus-dev             # shadowd --policy FILE: TOML parsed by toml++ (docs/policies.md)
   slurmctld slurmd slurm-client munge  # migration-slurm: a batch job moved live when Slurm drains its node
