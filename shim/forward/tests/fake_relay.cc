@@ -202,6 +202,10 @@ int main(int argc, char** argv) {
         }
         if (ok) {
           ++requests;
+          // The relay's own mark (runs after the writes to files only): here every request
+          // runs in order anyway. Taken off, as shadowd's relay does.
+          h.flags &= ~mig::rsc::kFileWrite;
+          memcpy(msg.data(), &h, sizeof(h));
           if (h.flags & mig::rsc::kBarrier) {
             // Requests run here one at a time, as they come: every write before it has run.
             mig::rsc::ReplyHeader done{mig::rsc::kReplyMagic, sizeof(done), h.seq, 0, 0, 0};
