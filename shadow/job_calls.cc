@@ -659,7 +659,9 @@ void JobCalls::pump() {
 // Sends (or fails unsent) the first write of `lane` and those joined to it, if it is
 // their turn: whether it did.
 bool JobCalls::sendNext(std::multimap<uint64_t, Write>& lane) {
-  if (lane.empty()) return false;
+  // Batches whose send failed go again first: one sent before them, on the new link,
+  // would run at home before them.
+  if (lane.empty() || resendScheduled_) return false;
   auto first = lane.begin();
   const rsc::PipelinedWrite& w = first->second.w;
   if (w.order > arrived_ + 1) return false;  // one before it has not come
@@ -785,6 +787,7 @@ void JobCalls::resendAfter(kj::Promise<void> when) {
                        for (auto& b : inFlight_) {
                          if (b->again) sendBatch(*b);
                        }
+                       pump();  // what waited for them
                      }).attach(kj::addRef(*this)));
 }
 

@@ -171,11 +171,12 @@ class JobStopsImpl final : public rpc::JobStops::Server {
 
  private:
   // The job, while it runs on the host that tells (a hop's own SIGSTOP of the job
-  // there, post-copy's or a hop home's, is not the job's stop).
+  // there, post-copy's or a hop home's, is not the job's stop: a hop home's holds it
+  // stopped there while its deputy becomes it, `cameBack`).
   kj::Maybe<HomeJob&> following() {
     KJ_IF_MAYBE(j, d_.homeJobs().find(jobId_)) {
       HomeJob& job = **j;
-      if (!job.ended && !job.migrating && job.location == location_) return job;
+      if (!job.ended && !job.migrating && job.cameBack == nullptr && job.location == location_) return job;
     }
     return nullptr;
   }
