@@ -172,8 +172,10 @@ class JobStopsImpl final : public rpc::JobStops::Server {
  private:
   // The job, while it runs on the host that tells (a hop's own SIGSTOP of the job
   // there, post-copy's or a hop home's, is not the job's stop: a hop home's holds it
-  // stopped there while its deputy becomes it, `cameBack`).
+  // stopped there from its commit, while this host receives it, `hostedJobs`, until
+  // its deputy has become it, `cameBack`).
   kj::Maybe<HomeJob&> following() {
+    if (d_.hostedJobs().find(jobId_) != nullptr) return nullptr;
     KJ_IF_MAYBE(j, d_.homeJobs().find(jobId_)) {
       HomeJob& job = **j;
       if (!job.ended && !job.migrating && job.cameBack == nullptr && job.location == location_) return job;
