@@ -368,7 +368,7 @@ void PageStore::reserve(uint64_t bytes) {
   if (buffer_.size() >= used_ + bytes) return;
   // A quarter more at least: a job that grows does not make every image grow it again.
   auto bigger = kj::heapArray<kj::byte>(std::max(used_ + bytes, buffer_.size() + buffer_.size() / 4));
-  memcpy(bigger.begin(), buffer_.begin(), used_);
+  if (used_ > 0) memcpy(bigger.begin(), buffer_.begin(), used_);
   buffer_ = kj::mv(bigger);
 }
 
