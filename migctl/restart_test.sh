@@ -102,13 +102,16 @@ JOB
   job=$!; pids+=($job)
   map_bytes() { "$migctl" image info "$1" | awk '$2 == "memory-map" { print $4; exit }'; }
   maps=()
+  last=2
   for n in 0 1 2; do
-    wait_for "step $((5 * n + 5)) of run $n" grep -q "^step $((5 * n + 5))$" "$dir/cycle0.out"  # a restart writes on to it
+    # A restart writes on to the same file, from where the checkpoint stopped the job.
+    wait_for "step $((last + 3)) in run $n" grep -q "^step $((last + 3))$" "$dir/cycle0.out"
     # One process comes back in migctl restart's own process; where migctl stays (a
     # sanitized build), under its old PID as migctl's child.
     [ $n -gt 0 ] && [ "$(cat "/proc/$restarted/comm" 2>/dev/null)" != migctl ] && job=$restarted
     "$migctl" checkpoint "$job" -o "$dir/cycle$n.img" --stop > "$dir/cycle$n.ckpt" 2>&1 || bad "checkpoint of run $n" "$dir/cycle$n.ckpt"
     maps+=("$(map_bytes "$dir/cycle$n.img")")
+    last=$(awk '/^step /{n = $2} END {print n + 0}' "$dir/cycle0.out")
     [ $n = 2 ] && break
     "$migctl" restart "$dir/cycle$n.img" > /dev/null 2> "$dir/cycle$((n + 1)).err" </dev/null &
     restarted=$!; pids+=($restarted)
