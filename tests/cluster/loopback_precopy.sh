@@ -107,7 +107,10 @@ else
   bad "precopy_job on B: no page server for PID ${bpid:-?} (an eager restore)" "$dir/b.log"
 fi
 wait_line "$dir/pjob.out" "^step $((n + 10))$" || bad "precopy_job goes on on B" "$dir/pjob.out" "$dir/b.log"
-migrate_checked "precopy_job B -> A (default)" "$jpid" "$pa" "pre-copy, [0-9]+ rounds" '^step' "$dir/pjob.out"
+# Home: pre-copy, or, when one of its children born on B lives at the look, stop-and-copy
+# with them (they come home too, issue 12 step 3).
+migrate_checked "precopy_job B -> A (default)" "$jpid" "$pa" \
+  "(pre-copy, [0-9]+ rounds|stop-and-copy \(its children born away from home move with it)" '^step' "$dir/pjob.out"
 touch "$dir/pjob.stop"
 wait_until 120 test -s "$dir/pjob.status" || bad "precopy_job ended" "$dir/pjob.out" "$dir/pjob.err"
 steps=$(grep -c '^step ' "$dir/pjob.out")
