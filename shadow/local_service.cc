@@ -614,15 +614,7 @@ class LocalImpl final : public rpc::Local::Server {
           })
           .then([this, id, to = kj::str(to), result]() mutable -> kj::Promise<void> {
                   finishMigration(id, kj::StringPtr(to));
-                  if (result.asReader().getMode() == "unconfirmed") {
-                    d_.tasks().add(confirmOrLose(d_, id, kj::str(to), nowSeconds() + 2 * d_.config().transferTimeoutMs / 1000.0));
-                    return kj::READY_NOW;
-                  }
-                  if (result.asReader().getMode() == "postcopy-lost") {
-                    endPostcopyLost(d_, id);
-                    return kj::READY_NOW;
-                  }
-                  return checkSetup(id, to, result);
+                  return afterHop(id, to, result);
                 },
                 [this, id](kj::Exception&& e) -> kj::Promise<void> {
                   finishMigration(id, nullptr);
@@ -751,15 +743,7 @@ class LocalImpl final : public rpc::Local::Server {
                   watchDeputy(d_, m.id, kj::mv(m.pidfd));
                   d_.tasks().add(followStops(d_, m.id));
                 }
-                if (result.asReader().getMode() == "unconfirmed") {
-                  d_.tasks().add(confirmOrLose(d_, id, kj::str(to), nowSeconds() + 2 * d_.config().transferTimeoutMs / 1000.0));
-                  return kj::READY_NOW;
-                }
-                if (result.asReader().getMode() == "postcopy-lost") {
-                  endPostcopyLost(d_, id);
-                  return kj::READY_NOW;
-                }
-                return checkSetup(id, to, result);
+                return afterHop(id, to, result);
               },
               [this, id, memberIds = kj::mv(memberIds)](kj::Exception&& e) -> kj::Promise<void> {
                 // Still here, untouched: no deputy, no job record (nor its members').
@@ -825,6 +809,21 @@ class LocalImpl final : public rpc::Local::Server {
                 for (uint64_t id : ids) finishMigration(id, nullptr);
                 return kj::mv(e);
               });
+  }
+
+  // What follows a hop that gave the job up here: its destination's word awaited (the
+  // commit went unconfirmed), the job ended (post-copy lost its pages), or its setup
+  // there checked.
+  kj::Promise<void> afterHop(uint64_t id, kj::StringPtr to, rpc::MigrationResult::Builder result) {
+    if (result.asReader().getMode() == "unconfirmed") {
+      d_.tasks().add(confirmOrLose(d_, id, kj::str(to), nowSeconds() + 2 * d_.config().transferTimeoutMs / 1000.0));
+      return kj::READY_NOW;
+    }
+    if (result.asReader().getMode() == "postcopy-lost") {
+      endPostcopyLost(d_, id);
+      return kj::READY_NOW;
+    }
+    return checkSetup(id, to, result);
   }
 
   kj::Promise<void> checkSetup(uint64_t id, kj::StringPtr to, rpc::MigrationResult::Builder result) {

@@ -109,7 +109,8 @@ case_stdin() {
 # A job whose second thread is blocked reading its stdin (a pipe at home) while its
 # main thread keeps printing: the deputy must run both threads' calls at once.
 mkfifo "$dir/in.fifo"
-( LD_PRELOAD=$libmig "$job" 80 "$dir/raw2.txt" echo-stdin < "$dir/in.fifo" > "$dir/out2.txt" 2>&1 ) &
+# (Steps enough to outlast two hops on a loaded machine; ended by PID at the case's end.)
+( LD_PRELOAD=$libmig "$job" 600 "$dir/raw2.txt" echo-stdin < "$dir/in.fifo" > "$dir/out2.txt" 2>&1 ) &
 pids+=($!)
 exec 7> "$dir/in.fifo"   # the writer end stays open: the reader blocks
 wait_line "$dir/out2.txt" '^step 3 ' || bad "the stdin job started" "$dir/out2.txt"
@@ -132,6 +133,7 @@ if wait_line "$dir/out2.txt" '^got second line$' && [ "$(grep -c '^got ' "$dir/o
   ok "a read blocked at home did not hold off the next hop; the lines written to stdin after it arrived once each"
 else bad "stdin lines after two hops" "$dir/out2.txt" "$dir/m3b.out"; fi
 exec 7>&-
+kill "$job2" 2>/dev/null
 }
 
 case_sigpipe() {
