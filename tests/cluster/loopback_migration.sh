@@ -163,7 +163,9 @@ case_ordered() {
 # write-behind: they land while the pipe's writes wait (the relay's lane for file
 # writes, docs/design.md "Writes to home files go behind"), so round 40's is waited
 # for before the reader is let go.
-( LD_PRELOAD=$libmig "$writers" 150 20000 2> "$dir/ordered.err" |
+# The burst waits for ordered.hold, made once the hop home is done: the job cannot end
+# during that hop (its rounds alone may be over before it on a loaded machine).
+( LD_PRELOAD=$libmig "$writers" 150 20000 "$dir/ordered.hold" 2> "$dir/ordered.err" |
     (for _ in $(seq 1 600); do [ -e "$dir/ordered.go" ] && break; sleep 0.05; done; cat > "$dir/ordered.out")
   echo "${PIPESTATUS[0]}" > "$dir/ordered.status" ) &
 pids+=($!)
@@ -177,6 +179,7 @@ else
 fi
 touch "$dir/ordered.go"
 A migrate "$job4" --to 127.0.0.1:$pa > "$dir/m6.out" 2>&1 || bad "migrate the ordered writers home" "$dir/m6.out" "$dir/b.log"
+touch "$dir/ordered.hold"
 wait_until 20 test -s "$dir/ordered.status"
 { for r in $(seq 0 149); do for t in 0 1 2 3; do
     printf 'round %d thread %d ' "$r" "$t"; printf '%*s\n' $((1023 - ${#r} - 16)) '' | tr ' ' '.'; done; done

@@ -6,13 +6,16 @@
  * is pipelined: the output must still be exactly round by round, thread by thread,
  * and the burst must be complete when the job's end reaches its parent. Each line is
  * padded to 1 KiB so that a reader who pauses lets the pipe fill up and writes wait;
- * progress ("at round R", every 10 rounds) goes to stderr.
+ * progress ("at round R", every 10 rounds) goes to stderr. With HOLD, the burst waits
+ * until the file HOLD exists (at most 60 s): a test's last hop then lands before the
+ * job's end, however slow the machine.
  *
- * usage: ordered_writers ROUNDS BURST */
+ * usage: ordered_writers ROUNDS BURST [HOLD] */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,8 +50,8 @@ static void *writer(void *arg) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: ordered_writers ROUNDS BURST\n");
+  if (argc != 3 && argc != 4) {
+    fprintf(stderr, "usage: ordered_writers ROUNDS BURST [HOLD]\n");
     return 2;
   }
   rounds = atoi(argv[1]);
@@ -56,6 +59,11 @@ int main(int argc, char **argv) {
   pthread_t t[kThreads];
   for (long i = 0; i < kThreads; ++i) pthread_create(&t[i], NULL, writer, (void *)i);
   for (int i = 0; i < kThreads; ++i) pthread_join(t[i], NULL);
+  struct stat st;
+  for (int i = 0; argc == 4 && i < 3000 && stat(argv[3], &st) != 0; ++i) {
+    struct timespec pause = {0, 20 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+  }
   for (int i = 0; i < burst; ++i) printf("burst %d\n", i);
   return 0;  /* exit flushes stdio's last buffer, then the process is gone */
 }
