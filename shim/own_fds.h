@@ -11,6 +11,7 @@
 #include "shim/forward/forward_config.h"
 #include "shim/raw_syscall.h"
 
+#include <cerrno>
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -35,6 +36,21 @@ inline long placeOwnFd(long fd) {
   if (high < 0) return fd;
   rawSyscall(SYS_close, fd);
   return high;
+}
+
+// A copy of our `fd` (close-on-exec) under another number for it to move to, when the
+// program takes its number: in the band, or where the program holds the whole band,
+// the highest free number under it (the program's opens take the lowest). Negative
+// errno when the table is full.
+inline long copyOwnFd(long fd) {
+  const long floor = ownFdFloor();
+  const long high = rawSyscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, floor);
+  if (high != -EMFILE) return high;
+  for (long n = floor - 1; n >= 0; --n) {
+    // F_DUPFD from a free number gives that number.
+    if (rawSyscall(SYS_fcntl, n, F_GETFD) == -EBADF) return rawSyscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, n);
+  }
+  return -EMFILE;
 }
 
 }  // namespace mig::shim
