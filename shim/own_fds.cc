@@ -34,9 +34,8 @@ bool isShimFd(long fd) {
   return !rt.controlOwnTable && (fd == rt.controlListen || fd == rt.controlAlias || fd == rt.controlWake - 1);
 }
 
-// Moves our fd `fd` elsewhere in the band, or under it when the band is full
-// (copyOwnFd; the program's call then takes the number), or to `floor` and up;
-// returns false if there is no room.
+// Moves our fd `fd` to the highest free number (copyOwnFd; the program's call then
+// takes the number), or to `floor` and up; returns false if there is no room.
 bool moveAside(int fd, long floor = -1) {
   Runtime& rt = g_runtime;
   const long moved = floor >= 0 ? rawSyscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, floor) : copyOwnFd(fd);
