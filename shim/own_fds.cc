@@ -1,5 +1,6 @@
 // The program's calls that would take or close one of the shim's own fds (own_fds.h):
-// the control sockets, the control thread's wake eventfd and the MIG_LOG file. A
+// the control sockets (migctl's connection too), the control thread's wake eventfd and
+// the MIG_LOG file. A
 // dup2/dup3 onto one moves ours to another number first (the control thread is woken
 // to poll the new numbers before the program's call goes on), then the call proceeds as
 // the program asked; a close of one is a no-op for the program, which never had it; a
@@ -31,7 +32,8 @@ bool isShimFd(long fd) {
   // vpid: before the constructor ran, the fields are zeros, not fds.
   if (fd < 0 || rt.vpid == 0) return false;
   if (fd == rt.logFd - 1) return true;
-  return !rt.controlOwnTable && (fd == rt.controlListen || fd == rt.controlAlias || fd == rt.controlWake - 1);
+  return !rt.controlOwnTable &&
+         (fd == rt.controlListen || fd == rt.controlAlias || fd == rt.controlConn || fd == rt.controlWake - 1);
 }
 
 // Moves our fd `fd` to the highest free number (copyOwnFd; the program's call then
@@ -44,6 +46,12 @@ bool moveAside(int fd, long floor = -1) {
   const int n = static_cast<int>(moved);
   if (fd == rt.logFd - 1) {
     rt.logFd = n + 1;
+    return true;
+  }
+  if (fd == rt.controlConn) {
+    // migctl's connection, in use by the control thread, which takes the number from
+    // here at each call: the one in flight finishes on the socket it started on.
+    rt.controlConn = n;
     return true;
   }
   const bool polled = fd == rt.controlListen || fd == rt.controlAlias || fd == rt.controlWake - 1;
@@ -102,8 +110,8 @@ bool lowersFdLimit(int resource, const struct rlimit* lim) {
 int closeAround(unsigned first, unsigned last, int flags) {
   const Runtime& rt = g_runtime;
   const bool shared = !rt.controlOwnTable;
-  const int ours[4] = {shared ? rt.controlListen : -1, shared ? rt.controlAlias : -1, rt.logFd - 1,
-                       shared ? rt.controlWake - 1 : -1};
+  const int ours[5] = {shared ? rt.controlListen : -1, shared ? rt.controlAlias : -1, rt.logFd - 1,
+                       shared ? rt.controlWake - 1 : -1, shared ? rt.controlConn : -1};
   unsigned from = first;
   for (;;) {
     long next = -1;  // our lowest fd in [from, last]
