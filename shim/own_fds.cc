@@ -1,16 +1,16 @@
 // The program's calls that would take or close one of the shim's own fds (own_fds.h):
 // the control sockets (migctl's connection too), the control thread's wake eventfd and
-// the MIG_LOG file. A
-// dup2/dup3 onto one moves ours to another number first (the control thread is woken
-// to poll the new numbers before the program's call goes on), then the call proceeds as
-// the program asked; a close of one is a no-op for the program, which never had it; a
-// close_range/closefrom closes around ours; a setrlimit/prlimit that lowers
-// RLIMIT_NOFILE under ours moves them under the new limit first (refused, EMFILE, only
-// if they cannot fit). After a move the same calls reach the
-// SIGSYS handler too (shim/forward/fd_mirror.cc), which keeps the relay connections.
-// The control thread's fds are among them only while it shares the program's table
-// (Runtime::controlOwnTable false); in a table of its own they are not the program's
-// business, and the same numbers in the program's table are the program's.
+// the MIG_LOG file. A dup2/dup3 onto one moves ours to another number first (the
+// control thread is woken to poll the new numbers before the program's call goes on),
+// then the call proceeds as the program asked; a close of one is a no-op for the
+// program, which never had it; a close_range/closefrom closes around ours; a
+// setrlimit/prlimit that lowers RLIMIT_NOFILE under ours moves them under the new
+// limit first (refused, EMFILE, only if they cannot fit). After a move the same calls
+// reach the SIGSYS handler too (shim/forward/fd_mirror.cc), which moves or keeps the
+// relay connections alike. The control thread's fds are among them only while it
+// shares the program's table (Runtime::controlOwnTable false); in a table of its own
+// they are not the program's business, and the same numbers in the program's table
+// are the program's.
 #include "shim/own_fds.h"
 
 #include "shim/real_function.h"

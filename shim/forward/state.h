@@ -149,11 +149,11 @@ inline bool slotHolds(uint64_t word, int64_t fd) { return fd >= 0 && (slotFd(wor
 bool isConnectionFd(int64_t fd);
 
 // The program's dup2/dup3 onto relay connection `fd` (isConnectionFd): the
-// connection is copied to another free number of the shim's and its slot switched to
-// it; once no call of its thread still uses `fd`, the number is the program's to take
-// (the copy left there is replaced by its dup2, or closed with closeMovedFd if that
-// fails). False if there is no free number, or its thread's call held `fd` for too
-// long (bounded wait): then nothing changed.
+// connection is copied to the highest free number (shim::copyOwnFd) and its slot
+// switched to it; once no call of its thread still uses `fd`, the number is the
+// program's to take (its dup2 replaces the copy left there). False if there is no
+// free number, or its thread's call held `fd` too long (bounded wait): then nothing
+// changed.
 bool moveConnectionFd(int32_t fd);
 
 }  // namespace mig::forward
