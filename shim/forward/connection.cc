@@ -640,8 +640,12 @@ void releaseThreadConnection() {
 void dropAllConnections(bool close) {
   State& s = state();
   for (uint32_t i = 0; i < kMaxConnections; ++i) {
-    const int32_t fd = slotFd(s.connections[i].exchange(0));
-    if (fd >= 0 && close) rawSyscall(SYS_close, fd);
+    const uint64_t word = s.connections[i].exchange(0);
+    if (!close) continue;
+    if (slotFd(word) >= 0) rawSyscall(SYS_close, slotFd(word));
+    // A move's old number its thread's call still used (a fork's child takes the
+    // table as it was then; a checkpoint comes only after the move's end).
+    if (slotBusy(word) >= 0 && slotBusy(word) != slotFd(word)) rawSyscall(SYS_close, slotBusy(word));
   }
   s.generation.fetch_add(1);
 }
