@@ -1,20 +1,22 @@
 /* fd_numbers: the program takes fd numbers with dup2/dup3 wherever it likes, as a
- * daemon or a shell does, while a thread of it works through a file without pause.
+ * daemon or a shell does, while a thread of it works through a file all the while.
  * Its soft fd limit is set to 256 (mig keeps its own fds in the 64 numbers under the
  * limit, and after a move, its relay connections among them). Each step the main thread
  * - dup2s /dev/null onto every number from 3 to limit-65 it does not hold, all at
  *   once, then closes them with close_range;
  * - dup3s (O_CLOEXEC) /dev/null onto each of the top 64 numbers, all at once (mig's
- *   fds there must go elsewhere), writes through each, then close_range;
+ *   fds there must go elsewhere), writes through each, then closes each (a close of
+ *   one of mig's would be a no-op, a close of the program's must succeed);
  * - dup2s data.txt onto limit-1 and onto every number /proc/self/fd lists that was
  *   not open at the start and is not the program's (mig's fds, wherever they went),
  *   writes the step's record through each with pwrite (a call forwarded home after a
  *   move), and closes it;
- * while the worker thread pwrites and preads words of work.bin (forwarded too after a
- * move, so its relay connection is in use while the main thread takes its number),
- * checking each word read back. A dup2 that failed (before issue 15: EBADF onto a
- * relay connection) fails the program. At the end: data.txt's records and work.bin's
- * words are checked; the output has no counts (they depend on speed).
+ * while the worker thread pwrites and preads words of work.bin every 2 ms (calls
+ * forwarded after a move, so its relay connection is often in use while the main
+ * thread takes its number), checking each word read back. A dup2 that failed (before
+ * issue 15: EBADF onto a relay connection) fails the program. At the end: data.txt's
+ * records and work.bin's words are checked; the output has no counts (they depend on
+ * speed).
  *
  * usage: fd_numbers DIR [STEPS]   (DIR: an empty directory; default 12 steps)
  */
