@@ -358,7 +358,7 @@ bool runCheckpoint(int conn, const control::Request& request) {
   rt.controlConn = conn;
   if (hasSigevThreadTimer()) {
     control::Reply reply{control::kMagic, control::kSigevThread, 0, 0, 0};
-    writeAll(conn, &reply, sizeof(reply));
+    writeAll(rt.controlConn, &reply, sizeof(reply));
     return false;
   }
   rt.resume.magic = 0;
@@ -393,7 +393,7 @@ bool runCheckpoint(int conn, const control::Request& request) {
   }
   if (!allParked || !fillProcessState(rt.block)) {
     control::Reply reply{control::kMagic, control::kThreadTimeout, 0, 0, 0};
-    writeAll(conn, &reply, sizeof(reply));
+    writeAll(rt.controlConn, &reply, sizeof(reply));
     rt.phase.store(kPhaseIdle);
     releaseParked();
     return false;

@@ -112,8 +112,12 @@ void sendWriteTracking(int conn, bool copyOnWrite) {
   if (fd >= 0) close(fd);
 }
 
-// Serves one connection; returns true when this is now a freshly restored process.
-bool serve(int conn) {
+// Serves migctl's connection (Runtime::controlConn, whose number the program's dup2
+// may move meanwhile: own_fds.cc); returns true when this is now a freshly restored
+// process.
+bool serve() {
+  Runtime& rt = g_runtime;
+  const int& conn = rt.controlConn;
   control::Request req{};
   if (peerAllowed(conn) && read(conn, &req, sizeof(req)) == sizeof(req) && req.magic == control::kMagic &&
       req.version == control::kVersion &&
@@ -137,7 +141,6 @@ bool serve(int conn) {
   // (control_protocol.h). The restorer made this thread share the program's table: a
   // job that forwards keeps it so (its relay connections are there, shim/forward/),
   // any other leaves it again.
-  Runtime& rt = g_runtime;
   if (rt.forward.status.load() != forward::kActive) takeOwnTable();
   listenAnew(true);
   return true;
@@ -167,7 +170,9 @@ void* controlMain(void*) {
     }
     if (fds[1].fd != rt.controlListen || fds[2].fd != rt.controlAlias) continue;  // moved meanwhile
     int listener = (fds[1].revents & POLLIN) ? rt.controlListen : rt.controlAlias;
-    int conn = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    // In the band with the others (own_fds.h): the low numbers are where shells and
+    // daemons dup2 (a job that forwards shares its fd table with this thread).
+    int conn = static_cast<int>(placeOwnFd(accept4(listener, nullptr, nullptr, SOCK_CLOEXEC)));
     if (conn < 0 && (errno == EBADF || errno == ENOTSOCK || errno == EINVAL)) {
       // The application closed or replaced our socket's fd: listen anew.
       if (listener == rt.controlAlias) rt.controlAlias = -1;
@@ -175,13 +180,15 @@ void* controlMain(void*) {
       continue;
     }
     if (conn < 0) continue;
-    if (!serve(conn)) {
+    rt.controlConn = conn;  // the program's dup2 onto it moves it, its close leaves it (own_fds.cc)
+    if (!serve()) {
       // Forgotten before it is closed: its number may be the program's next, and a
       // fork's child closes this one (afterForkInChild). Left set after a checkpoint the
       // job resumed from (a hop aborted with "try again"), every `$(...)` child of a
       // bash away from home closed its pipe's write end (EBADF) until the next one.
+      const int last = rt.controlConn;
       rt.controlConn = -1;
-      close(conn);
+      close(last);
     }
   }
 }

@@ -1,15 +1,16 @@
 // The program's calls that would take or close one of the shim's own fds (own_fds.h):
-// the control sockets, the control thread's wake eventfd and the MIG_LOG file. A
-// dup2/dup3 onto one moves ours to another number first (the control thread is woken
-// to poll the new numbers before the program's call goes on), then the call proceeds as
-// the program asked; a close of one is a no-op for the program, which never had it; a
-// close_range/closefrom closes around ours; a setrlimit/prlimit that lowers
-// RLIMIT_NOFILE under ours moves them under the new limit first (refused, EMFILE, only
-// if they cannot fit). After a move the same calls reach the
-// SIGSYS handler too (shim/forward/fd_mirror.cc), which keeps the relay connections.
-// The control thread's fds are among them only while it shares the program's table
-// (Runtime::controlOwnTable false); in a table of its own they are not the program's
-// business, and the same numbers in the program's table are the program's.
+// the control sockets (migctl's connection too), the control thread's wake eventfd and
+// the MIG_LOG file. A dup2/dup3 onto one moves ours to another number first (the
+// control thread is woken to poll the new numbers before the program's call goes on),
+// then the call proceeds as the program asked; a close of one is a no-op for the
+// program, which never had it; a close_range/closefrom closes around ours; a
+// setrlimit/prlimit that lowers RLIMIT_NOFILE under ours moves them under the new
+// limit first (refused, EMFILE, only if they cannot fit). After a move the same calls
+// reach the SIGSYS handler too (shim/forward/fd_mirror.cc), which moves or keeps the
+// relay connections alike. The control thread's fds are among them only while it
+// shares the program's table (Runtime::controlOwnTable false); in a table of its own
+// they are not the program's business, and the same numbers in the program's table
+// are the program's.
 #include "shim/own_fds.h"
 
 #include "shim/real_function.h"
@@ -31,19 +32,26 @@ bool isShimFd(long fd) {
   // vpid: before the constructor ran, the fields are zeros, not fds.
   if (fd < 0 || rt.vpid == 0) return false;
   if (fd == rt.logFd - 1) return true;
-  return !rt.controlOwnTable && (fd == rt.controlListen || fd == rt.controlAlias || fd == rt.controlWake - 1);
+  return !rt.controlOwnTable &&
+         (fd == rt.controlListen || fd == rt.controlAlias || fd == rt.controlConn || fd == rt.controlWake - 1);
 }
 
-// Moves our fd `fd` elsewhere in the band (the program's call then takes the number),
-// or to `floor` and up; returns false if there is no room.
+// Moves our fd `fd` to the highest free number (copyOwnFd; the program's call then
+// takes the number), or to `floor` and up; returns false if there is no room.
 bool moveAside(int fd, long floor = -1) {
   Runtime& rt = g_runtime;
-  const long moved = rawSyscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, floor >= 0 ? floor : ownFdFloor());
+  const long moved = floor >= 0 ? rawSyscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, floor) : copyOwnFd(fd);
   if (moved < 0) return false;  // no room: the program's call goes on and ours is gone
                                 // (the control thread then listens anew; MIG_LOG stops)
   const int n = static_cast<int>(moved);
   if (fd == rt.logFd - 1) {
     rt.logFd = n + 1;
+    return true;
+  }
+  if (fd == rt.controlConn) {
+    // migctl's connection, in use by the control thread, which takes the number from
+    // here at each call: the one in flight finishes on the socket it started on.
+    rt.controlConn = n;
     return true;
   }
   const bool polled = fd == rt.controlListen || fd == rt.controlAlias || fd == rt.controlWake - 1;
@@ -102,8 +110,8 @@ bool lowersFdLimit(int resource, const struct rlimit* lim) {
 int closeAround(unsigned first, unsigned last, int flags) {
   const Runtime& rt = g_runtime;
   const bool shared = !rt.controlOwnTable;
-  const int ours[4] = {shared ? rt.controlListen : -1, shared ? rt.controlAlias : -1, rt.logFd - 1,
-                       shared ? rt.controlWake - 1 : -1};
+  const int ours[5] = {shared ? rt.controlListen : -1, shared ? rt.controlAlias : -1, rt.logFd - 1,
+                       shared ? rt.controlWake - 1 : -1, shared ? rt.controlConn : -1};
   unsigned from = first;
   for (;;) {
     long next = -1;  // our lowest fd in [from, last]

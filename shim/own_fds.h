@@ -11,6 +11,7 @@
 #include "shim/forward/forward_config.h"
 #include "shim/raw_syscall.h"
 
+#include <cerrno>
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -19,12 +20,17 @@ namespace mig::shim {
 
 inline constexpr long kOwnFdBand = 64;
 
-// The lowest number of the band.
-inline long ownFdFloor() {
+// The top of the band: the soft limit, capped.
+inline long ownFdTop() {
   struct rlimit lim {};
   rawSyscall(SYS_prlimit64, 0, RLIMIT_NOFILE, 0, reinterpret_cast<long>(&lim));
-  const uint64_t top = lim.rlim_cur < forward::kMaxFds ? lim.rlim_cur : forward::kMaxFds;
-  return top > 2 * kOwnFdBand ? static_cast<long>(top) - kOwnFdBand : static_cast<long>(top / 2);
+  return static_cast<long>(lim.rlim_cur < forward::kMaxFds ? lim.rlim_cur : forward::kMaxFds);
+}
+
+// The lowest number of the band.
+inline long ownFdFloor() {
+  const long top = ownFdTop();
+  return top > 2 * kOwnFdBand ? top - kOwnFdBand : top / 2;
 }
 
 // Moves our new `fd` into the band (close-on-exec) and returns its number there; where
@@ -35,6 +41,22 @@ inline long placeOwnFd(long fd) {
   if (high < 0) return fd;
   rawSyscall(SYS_close, fd);
   return high;
+}
+
+// A copy of our `fd` (close-on-exec) under another number for it to move to, when the
+// program takes its number: the highest free one under the limit, away from the
+// lowest ones the program's opens get, and ahead of a program that dup2s onto every
+// number upwards (the next one it takes is not ours again). Negative errno when the
+// table is full. A scan from the top: a move is rare, and the band mostly free.
+inline long copyOwnFd(long fd) {
+  for (long n = ownFdTop() - 1; n >= 0; --n) {
+    if (rawSyscall(SYS_fcntl, n, F_GETFD) != -EBADF) continue;
+    // F_DUPFD from a free number gives that number (or the next free one, if another
+    // thread took it meanwhile).
+    const long copy = rawSyscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, n);
+    if (copy >= 0) return copy;
+  }
+  return -EMFILE;
 }
 
 }  // namespace mig::shim

@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 
 namespace mig::forward {
 namespace {
@@ -61,10 +62,49 @@ bool haveConnection() {
   return g != 0 && g == state().generation.load(std::memory_order_acquire);
 }
 
-long sendAll(int fd, const uint8_t* p, uint64_t n) {
+// One system call's use of the shim's fd in `slot` (+ 1): its number now, marked busy
+// in the slot (State::connections) until the call is done, so that a move of the fd to
+// let the program take its number (moveConnectionFd, in any thread) waits for it. Each
+// call takes the number anew: a move swaps it between two calls. No slot (every slot
+// taken): `fixed`, which nothing moves. -1 when a checkpoint emptied the slot.
+class SlotUse {
+ public:
+  SlotUse(uint32_t slot, long fixed) : slot_(slot), fd_(static_cast<int32_t>(fixed)) {
+    if (slot_ == 0) return;
+    std::atomic<uint64_t>& word = state().connections[slot_ - 1];
+    uint64_t v = word.load(std::memory_order_acquire);
+    do {
+      fd_ = slotFd(v);
+    } while (fd_ >= 0 && !word.compare_exchange_weak(v, slotWord(fd_, fd_), std::memory_order_acq_rel));
+  }
+  ~SlotUse() {
+    if (slot_ == 0 || fd_ < 0) return;
+    std::atomic<uint64_t>& word = state().connections[slot_ - 1];
+    uint64_t v = word.load(std::memory_order_acquire);
+    // Only its own mark: the slot may have been emptied (closeSlot) meanwhile.
+    while (slotBusy(v) == fd_ && !word.compare_exchange_weak(v, slotWord(slotFd(v), -1), std::memory_order_acq_rel)) {
+    }
+  }
+  SlotUse(const SlotUse&) = delete;
+  SlotUse& operator=(const SlotUse&) = delete;
+  int32_t fd() const { return fd_; }
+
+ private:
+  uint32_t slot_;
+  int32_t fd_;
+};
+
+// This thread's relay connection, for one system call.
+SlotUse useConnection() { return SlotUse(t_connSlot, t_conn); }
+
+long sendAll(const uint8_t* p, uint64_t n) {
   while (n > 0) {
-    // MSG_NOSIGNAL: a relay that went away must give EIO, not SIGPIPE.
-    long w = rawSyscall(SYS_sendto, fd, reinterpret_cast<long>(p), static_cast<long>(n), MSG_NOSIGNAL, 0, 0);
+    long w;
+    {
+      const SlotUse conn = useConnection();
+      // MSG_NOSIGNAL: a relay that went away must give EIO, not SIGPIPE.
+      w = rawSyscall(SYS_sendto, conn.fd(), reinterpret_cast<long>(p), static_cast<long>(n), MSG_NOSIGNAL, 0, 0);
+    }
     if (w == -EINTR) continue;
     if (w <= 0) return w < 0 ? w : -EIO;
     p += w;
@@ -80,8 +120,8 @@ long sendAll(int fd, const uint8_t* p, uint64_t n) {
 uint32_t claimSlot(long fd) {
   State& s = state();
   for (uint32_t i = 0; i < kMaxConnections; ++i) {
-    int32_t expected = 0;
-    if (s.connections[i].compare_exchange_strong(expected, static_cast<int32_t>(fd) + 1)) {
+    uint64_t expected = 0;
+    if (s.connections[i].compare_exchange_strong(expected, slotWord(fd, -1))) {
       uint32_t used = s.connectionSlots.load();
       while (used < i + 1 && !s.connectionSlots.compare_exchange_weak(used, i + 1)) {
       }
@@ -91,9 +131,19 @@ uint32_t claimSlot(long fd) {
   return 0;
 }
 
-void releaseSlot(uint32_t slot) {
-  if (slot != 0) state().connections[slot - 1].store(0, std::memory_order_release);
-}
+// Closes the fd in `slot` (`fixed` if none) and frees the slot; a copy a move made of
+// it meanwhile (moveConnectionFd) is closed too. Until the number is closed the slot
+// keeps it marked busy: the program's dup2 onto it waits, its close leaves it alone.
+void closeSlot(uint32_t slot, long fixed) {
+  if (slot == 0) {
+    rawSyscall(SYS_close, fixed);
+    return;
+  }
+  const SlotUse use(slot, fixed);
+  const int32_t now = slotFd(state().connections[slot - 1].exchange(slotWord(-1, use.fd()), std::memory_order_acq_rel));
+  if (now >= 0) rawSyscall(SYS_close, now);
+  if (use.fd() >= 0 && use.fd() != now) rawSyscall(SYS_close, use.fd());
+}  // the mark goes: the slot is free
 
 // A wait for a reply that may take as long as home likes (a read from a terminal):
 // it is the one place where the thread lets the checkpoint signal in, so a thread
@@ -146,10 +196,7 @@ bool openSignalWatch(SignalWatch& w) {
 // Closes it, unless a checkpoint since has closed it (or a restore made its number
 // another's).
 void closeSignalWatch(SignalWatch& w) {
-  if (w.fd >= 0 && w.gen == state().generation.load(std::memory_order_acquire)) {
-    releaseSlot(w.slot);
-    rawSyscall(SYS_close, w.fd);
-  }
+  if (w.fd >= 0 && w.gen == state().generation.load(std::memory_order_acquire)) closeSlot(w.slot, w.fd);
   w.fd = -1;
   w.slot = 0;
 }
@@ -159,7 +206,7 @@ uint32_t threadId() {
   return static_cast<uint32_t>(shim::t_vtid);
 }
 
-void sendCancel(int fd, SignalWatch& w) {
+void sendCancel(SignalWatch& w) {
   rsc::RequestHeader h{};
   h.magic = rsc::kRequestMagic;
   h.length = sizeof(h);
@@ -167,7 +214,7 @@ void sendCancel(int fd, SignalWatch& w) {
   h.call = w.call;
   h.flags = rsc::kCancel;
   h.thread = threadId();
-  sendAll(fd, reinterpret_cast<const uint8_t*>(&h), sizeof(h));  // a broken link: the wait hears of it
+  sendAll(reinterpret_cast<const uint8_t*>(&h), sizeof(h));  // a broken link: the wait hears of it
   w.sent = true;
   closeSignalWatch(w);
 }
@@ -191,17 +238,40 @@ bool stopForSignal() {
   return true;
 }
 
-long waitReadable(int fd, int timeoutMs, SignalWatch* watch) {
-  struct pollfd pfd[2] = {{fd, POLLIN, 0}, {-1, POLLIN, 0}};
-  if (timeoutMs != kCheckpointable) return rawSyscall(SYS_poll, reinterpret_cast<long>(pfd), 1, timeoutMs);
+// poll looks its fds up anew at each wake-up, so a wait holds the numbers (SlotUse) a
+// slice at a time: a move of one waits for the slice to end, not for the answer.
+constexpr int kSliceMs = 50;
+
+long waitReadable(int timeoutMs, SignalWatch* watch) {
+  if (timeoutMs != kCheckpointable) {
+    for (int left = timeoutMs;;) {  // -1: no end
+      const int slice = left >= 0 && left < kSliceMs ? left : kSliceMs;
+      long ready;
+      {
+        const SlotUse conn = useConnection();
+        struct pollfd pfd = {conn.fd(), POLLIN, 0};
+        ready = conn.fd() < 0 ? -EBADF : rawSyscall(SYS_poll, reinterpret_cast<long>(&pfd), 1, slice);
+      }
+      if (ready != 0 || left == slice) return ready;
+      if (left > 0) left -= slice;
+    }
+  }
   const uint64_t blocked = ~(signalBit(shim::kCheckpointSignal) | signalsThatEnd());
   for (;;) {
     const bool watching = watch != nullptr && !watch->sent && watchedSignals() != 0;
-    struct timespec grace = {0, kSignalGraceNs};  // ppoll writes back what is left
     const bool inGrace = watching && watch->fd < 0;
-    pfd[1].fd = watching ? static_cast<int>(watch->fd) : -1;  // poll passes over -1
-    long ready = rawSyscall(SYS_ppoll, reinterpret_cast<long>(pfd), 2, inGrace ? reinterpret_cast<long>(&grace) : 0,
-                            reinterpret_cast<long>(&blocked), 8);
+    struct timespec slice = {0, inGrace ? kSignalGraceNs : kSliceMs * 1000000L};
+    struct pollfd pfd[2] = {{-1, POLLIN, 0}, {-1, POLLIN, 0}};
+    long ready;
+    {
+      const SlotUse conn = useConnection();
+      const SlotUse signals(watching ? watch->slot : 0, watching ? watch->fd : -1);  // poll passes over -1
+      if (conn.fd() < 0) return haveConnection() ? -EBADF : kMoved;
+      pfd[0].fd = conn.fd();
+      pfd[1].fd = signals.fd();
+      ready = rawSyscall(SYS_ppoll, reinterpret_cast<long>(pfd), 2, reinterpret_cast<long>(&slice),
+                        reinterpret_cast<long>(&blocked), 8);
+    }
     if (ready == -EINTR && !haveConnection()) {
       shim::t_checkpointInterrupted = 0;  // this wait takes care of it: no sleep must restart
       return kMoved;
@@ -210,22 +280,27 @@ long waitReadable(int fd, int timeoutMs, SignalWatch* watch) {
       if (!openSignalWatch(*watch)) watch = nullptr;
       continue;
     }
+    if (ready == 0) continue;  // a slice is over: the numbers are taken anew
     if (ready > 0 && pfd[0].revents == 0 && pfd[1].revents != 0) {
-      if (!stopForSignal()) sendCancel(fd, *watch);
+      if (!stopForSignal()) sendCancel(*watch);
       continue;
     }
     return ready;
   }
 }
 
-long recvExact(int fd, uint8_t* p, uint64_t n, int timeoutMs, SignalWatch* watch = nullptr) {
+long recvExact(uint8_t* p, uint64_t n, int timeoutMs, SignalWatch* watch = nullptr) {
   while (n > 0) {
-    long ready = waitReadable(fd, timeoutMs, watch);
+    long ready = waitReadable(timeoutMs, watch);
     if (ready == kMoved) return kMoved;
     if (ready == -EINTR) continue;
     if (ready == 0) return -ETIMEDOUT;
     if (ready < 0) return ready;
-    long r = rawSyscall(SYS_recvfrom, fd, reinterpret_cast<long>(p), static_cast<long>(n), 0, 0, 0);
+    long r;
+    {
+      const SlotUse conn = useConnection();
+      r = rawSyscall(SYS_recvfrom, conn.fd(), reinterpret_cast<long>(p), static_cast<long>(n), 0, 0, 0);
+    }
     if (r == -EINTR || r == -EAGAIN) continue;
     if (r == 0) return -ECONNRESET;
     if (r < 0) return r;
@@ -235,15 +310,11 @@ long recvExact(int fd, uint8_t* p, uint64_t n, int timeoutMs, SignalWatch* watch
   return 0;
 }
 
-void forgetConnection(bool close) {
-  releaseSlot(t_connSlot);
-  t_connSlot = 0;
-  if (close) rawSyscall(SYS_close, t_conn);
-  t_connGen = 0;
-}
-
 void dropMine() {
-  if (haveConnection()) forgetConnection(true);
+  if (!haveConnection()) return;
+  closeSlot(t_connSlot, t_conn);
+  t_connSlot = 0;
+  t_connGen = 0;
 }
 
 long connectRelay() {
@@ -251,14 +322,21 @@ long connectRelay() {
   t_connSlot = 0;  // a checkpoint may have emptied the old slot, and another thread taken it
   long fd = rawSyscall(SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return fd;
-  fd = shim::placeOwnFd(fd);  // where the control socket is (shim/own_fds.h)
+  t_conn = static_cast<int>(shim::placeOwnFd(fd));  // where the control socket is (shim/own_fds.h)
+  t_connSlot = claimSlot(t_conn);                    // guarded from here on
   struct sockaddr_un addr {};
   addr.sun_family = AF_UNIX;
   static_assert(sizeof(addr.sun_path) == sizeof(s.config.relaySocket));
   for (size_t i = 0; i + 1 < sizeof(addr.sun_path); ++i) addr.sun_path[i] = s.config.relaySocket[i];
-  long r = rawSyscall(SYS_connect, fd, reinterpret_cast<long>(&addr), sizeof(addr));
-  struct timeval tv = {kReplyTimeoutMs / 1000, 0};
-  if (r == 0) r = rawSyscall(SYS_setsockopt, fd, SOL_SOCKET, SO_SNDTIMEO, reinterpret_cast<long>(&tv), sizeof(tv));
+  long r;
+  {
+    const SlotUse conn = useConnection();
+    r = rawSyscall(SYS_connect, conn.fd(), reinterpret_cast<long>(&addr), sizeof(addr));
+    struct timeval tv = {kReplyTimeoutMs / 1000, 0};
+    if (r == 0) {
+      r = rawSyscall(SYS_setsockopt, conn.fd(), SOL_SOCKET, SO_SNDTIMEO, reinterpret_cast<long>(&tv), sizeof(tv));
+    }
+  }
   if (r == 0) {
     Hello hello{};
     hello.magic = kHelloMagic;
@@ -267,14 +345,13 @@ long connectRelay() {
     hello.order = s.pipelineOrder.load(std::memory_order_acquire);
     hello.kind = ownTable() ? kBornAwayCalls : kCallConnection;
     for (size_t i = 0; i < sizeof(hello.token); ++i) hello.token[i] = s.config.token[i];
-    r = sendAll(static_cast<int>(fd), reinterpret_cast<const uint8_t*>(&hello), sizeof(hello));
+    r = sendAll(reinterpret_cast<const uint8_t*>(&hello), sizeof(hello));
   }
   if (r != 0) {
-    rawSyscall(SYS_close, fd);
+    closeSlot(t_connSlot, t_conn);
+    t_connSlot = 0;
     return r;
   }
-  t_connSlot = claimSlot(fd);
-  t_conn = static_cast<int>(fd);
   t_connGen = s.generation.load(std::memory_order_acquire);
   return 0;
 }
@@ -327,7 +404,7 @@ uint64_t writesBefore(const rsc::Row& row, const int64_t args[6], uint32_t& flag
 // relay is out of step.
 long receiveReplyHeader(rsc::ReplyHeader& h, int timeoutMs, SignalWatch* watch = nullptr) {
   for (;;) {
-    long r = recvExact(t_conn, reinterpret_cast<uint8_t*>(&h), sizeof(h), timeoutMs, watch);
+    long r = recvExact(reinterpret_cast<uint8_t*>(&h), sizeof(h), timeoutMs, watch);
     if (r == kMoved) return kMoved;
     if (r != 0 || h.magic != rsc::kReplyMagic) {
       dropMine();
@@ -343,10 +420,14 @@ long receiveReplyHeader(rsc::ReplyHeader& h, int timeoutMs, SignalWatch* watch =
 void collectFailures() {
   rsc::ReplyHeader h;
   for (;;) {
-    long r = rawSyscall(SYS_recvfrom, t_conn, reinterpret_cast<long>(&h), sizeof(h), MSG_DONTWAIT, 0, 0);
+    long r;
+    {
+      const SlotUse conn = useConnection();
+      r = rawSyscall(SYS_recvfrom, conn.fd(), reinterpret_cast<long>(&h), sizeof(h), MSG_DONTWAIT, 0, 0);
+    }
     if (r <= 0) return;  // nothing waiting (EAGAIN), or the link broke: the send will tell
     if (r < static_cast<long>(sizeof(h)) &&
-        recvExact(t_conn, reinterpret_cast<uint8_t*>(&h) + r, sizeof(h) - static_cast<uint64_t>(r), kReplyTimeoutMs) != 0) {
+        recvExact(reinterpret_cast<uint8_t*>(&h) + r, sizeof(h) - static_cast<uint64_t>(r), kReplyTimeoutMs) != 0) {
       return;
     }
     if (h.magic == rsc::kReplyMagic && (h.flags & rsc::kDeferredFailure)) noteFailure(h);
@@ -359,9 +440,58 @@ bool isConnectionFd(int64_t fd) {
   const State& s = state();
   const uint32_t used = s.connectionSlots.load(std::memory_order_relaxed);
   for (uint32_t i = 0; i < used && i < kMaxConnections; ++i) {
-    if (s.connections[i].load(std::memory_order_relaxed) == fd + 1) return true;
+    if (slotHolds(s.connections[i].load(std::memory_order_relaxed), fd)) return true;
   }
   return false;
+}
+
+// How long a move waits for a call of the fd's thread to be done with the number: a
+// wait for an answer holds it one slice at a time (kSliceMs), a send into a full
+// socket until the relay takes the bytes. Longer only when that thread is parked by
+// a checkpoint inside its call, which itself waits for the mover's handler to end.
+constexpr long kMoveWaitNs = 2000L * 1000 * 1000;
+
+static long monotonicNs() {
+  struct timespec now {};
+  rawSyscall(SYS_clock_gettime, CLOCK_MONOTONIC, reinterpret_cast<long>(&now));
+  return now.tv_sec * 1000000000L + now.tv_nsec;
+}
+
+bool moveConnectionFd(int32_t fd) {
+  State& s = state();
+  const uint32_t used = s.connectionSlots.load(std::memory_order_acquire);
+  for (uint32_t i = 0; i < used && i < kMaxConnections; ++i) {
+    std::atomic<uint64_t>& word = s.connections[i];
+    uint64_t v = word.load(std::memory_order_acquire);
+    if (!slotHolds(v, fd)) continue;
+    // Its thread's next call takes a copy...
+    long copy = -1;
+    bool swapped = false;
+    if (slotFd(v) == fd) {
+      copy = shim::copyOwnFd(fd);
+      if (copy < 0) return false;
+      while (slotFd(v) == fd && !(swapped = word.compare_exchange_weak(v, slotWord(copy, slotBusy(v))))) {
+      }
+      if (!swapped) rawSyscall(SYS_close, copy);  // its thread closed it meanwhile
+    }
+    // ...and a call that took the old number before the swap is waited for.
+    const long deadline = monotonicNs() + kMoveWaitNs;
+    for (v = word.load(std::memory_order_acquire); slotBusy(v) == fd; v = word.load(std::memory_order_acquire)) {
+      if (monotonicNs() > deadline) {
+        // Given up: the slot back as it was, the program's call refused.
+        if (!swapped || slotFd(v) != copy) return false;
+        if (word.compare_exchange_strong(v, slotWord(fd, fd))) {
+          rawSyscall(SYS_close, copy);
+          return false;
+        }
+        continue;  // it changed meanwhile: look again
+      }
+      struct timespec pause = {0, 200 * 1000};
+      rawSyscall(SYS_nanosleep, reinterpret_cast<long>(&pause), 0);
+    }
+    return true;
+  }
+  return true;  // not (or no longer) ours
 }
 
 // MIG_LOG (shim/log.h): a forwarded call, its first arguments and what home answered.
@@ -395,7 +525,7 @@ static long exchange(const rsc::Row& row, const int64_t args[6], uint64_t seq, i
     const uint64_t order = writesBefore(row, args, lane);
     int64_t len = rsc::encodeRequest(row, args, seq, flags | lane | noTerminalStop(row), t_buf, kBufferSize, order, threadId());
     if (len < 0) return len;
-    if (sendAll(t_conn, t_buf, static_cast<uint64_t>(len)) != 0) {
+    if (sendAll(t_buf, static_cast<uint64_t>(len)) != 0) {
       dropMine();
       return -EIO;
     }
@@ -408,7 +538,7 @@ static long exchange(const rsc::Row& row, const int64_t args[6], uint64_t seq, i
     if (got != 0) return -EIO;
     __builtin_memcpy(t_buf, &h, sizeof(h));  // decodeReply reads the whole reply from t_buf
     if (h.seq != seq || h.length < sizeof(h) || h.length > rsc::replyCapacity(row, args)) break;
-    got = recvExact(t_conn, t_buf + sizeof(h), h.length - sizeof(h), timeout);
+    got = recvExact(t_buf + sizeof(h), h.length - sizeof(h), timeout);
     if (got == kMoved && state().status.load(std::memory_order_acquire) != kActive) {
       return answerAfterHomecoming(row, args, seq, threadId(), t_buf, kBufferSize);
     }
@@ -461,7 +591,7 @@ static long forwardPipelinedWriteOnce(const rsc::Row& row, const int64_t args[6]
   }
   int64_t len = rsc::encodeRequest(row, args, seq, flags, t_buf, kBufferSize, order, threadId());
   if (len < 0) return len;
-  if (sendAll(t_conn, t_buf, static_cast<uint64_t>(len)) != 0) {
+  if (sendAll(t_buf, static_cast<uint64_t>(len)) != 0) {
     dropMine();
     return -EIO;
   }
@@ -483,7 +613,7 @@ bool drainPipelinedWrites() {
   int64_t len = rsc::encodeRequest(*row, none, seq, rsc::kBarrier, t_buf, kBufferSize,
                                    state().pipelineOrder.load(std::memory_order_acquire));
   rsc::ReplyHeader h;
-  if (len < 0 || sendAll(t_conn, t_buf, static_cast<uint64_t>(len)) != 0 || receiveReplyHeader(h, -1) != 0 ||
+  if (len < 0 || sendAll(t_buf, static_cast<uint64_t>(len)) != 0 || receiveReplyHeader(h, -1) != 0 ||
       h.seq != seq || h.length != sizeof(h)) {
     dropMine();
     return false;
@@ -510,8 +640,12 @@ void releaseThreadConnection() {
 void dropAllConnections(bool close) {
   State& s = state();
   for (uint32_t i = 0; i < kMaxConnections; ++i) {
-    int32_t v = s.connections[i].exchange(0);
-    if (v != 0 && close) rawSyscall(SYS_close, v - 1);
+    const uint64_t word = s.connections[i].exchange(0);
+    if (!close) continue;
+    if (slotFd(word) >= 0) rawSyscall(SYS_close, slotFd(word));
+    // A move's old number its thread's call still used (a fork's child takes the
+    // table as it was then; a checkpoint comes only after the move's end).
+    if (slotBusy(word) >= 0 && slotBusy(word) != slotFd(word)) rawSyscall(SYS_close, slotBusy(word));
   }
   s.generation.fetch_add(1);
 }

@@ -136,10 +136,12 @@ long closeRangeMirrored(const TrappedCall& c) {
     bool found = false;
     const uint32_t used = s.connectionSlots.load(std::memory_order_relaxed);
     for (uint32_t i = 0; i < used && i < kMaxConnections; ++i) {
-      int32_t v = s.connections[i].load(std::memory_order_relaxed) - 1;
-      if (v >= 0 && static_cast<uint32_t>(v) >= from && static_cast<uint32_t>(v) <= next) {
-        next = static_cast<uint32_t>(v);
-        found = true;
+      const uint64_t word = s.connections[i].load(std::memory_order_relaxed);
+      for (const int32_t v : {slotFd(word), slotBusy(word)}) {  // the number a call still uses too
+        if (v >= 0 && static_cast<uint32_t>(v) >= from && static_cast<uint32_t>(v) <= next) {
+          next = static_cast<uint32_t>(v);
+          found = true;
+        }
       }
     }
     if (!found) return runLocally(SYS_close_range, from, last, flags);
@@ -155,7 +157,14 @@ long closeRangeMirrored(const TrappedCall& c) {
 long dupMirrored(const TrappedCall& c) {
   State& s = state();
   const int32_t from = fdArg(c.a[0]);
-  if (c.nr != SYS_dup && isConnectionFd(fdArg(c.a[1]))) return -EBADF;
+  // The program's own fds only: ours are not open for it, and onto one of ours goes
+  // as onto a free number, ours moved away first (a `from` that is not open fails
+  // before anything moves).
+  if (isConnectionFd(from)) return -EBADF;
+  if (c.nr != SYS_dup && from != fdArg(c.a[1]) && isConnectionFd(fdArg(c.a[1]))) {
+    if (runLocally(SYS_fcntl, from, F_GETFD) < 0) return -EBADF;
+    if (!moveConnectionFd(fdArg(c.a[1]))) return -EBADF;
+  }
   if (ownTable()) return dupOwn(c);
   if (c.nr == SYS_dup) {
     if (!isForwardedFd(s, from)) return runLocally(SYS_dup, from);
@@ -175,6 +184,7 @@ long dupMirrored(const TrappedCall& c) {
 }
 
 long fcntlDupMirrored(const TrappedCall& c) {
+  if (isConnectionFd(fdArg(c.a[0]))) return -EBADF;  // ours: not open for the program
   if (ownTable()) return fcntlDupOwn(c);
   State& s = state();
   const int32_t fd = fdArg(c.a[0]);

@@ -43,9 +43,10 @@ struct State {
   // their result (write-behind off).
   bool syncWrites;
   Config config;  // forwardedFds bits change with atomic builtins
-  // fd + 1 of each thread's relay connection (0 = free slot), so checkpoints can drop
-  // them and close() cannot take them from us.
-  std::atomic<int32_t> connections[kMaxConnections];
+  // Each thread's relay connection (and signal watch), so checkpoints can drop them
+  // and the program's close() and dup2() cannot take them from us: a slot word
+  // (slotFd, slotBusy below; 0 = free slot).
+  std::atomic<uint64_t> connections[kMaxConnections];
   std::atomic<uint32_t> connectionSlots;  // slots ever used: the rest are free
   // Real PIDs of the children forked here, by slot (child_pids.h); 0 = free, -1 =
   // reserved for a fork in progress.
@@ -131,7 +132,28 @@ inline void setLockedFd(State& s, int64_t fd, bool on) {
   else __atomic_fetch_and(&s.lockedFds[fd / 64], ~bit, __ATOMIC_ACQ_REL);
 }
 
+// A slot of State::connections: fd + 1 of the shim's fd in the low half, and in the
+// high half fd + 1 of the number a system call of its thread is using right now (0:
+// none), which a move of the fd (moveConnectionFd) waits to see go. One word, so the
+// owner's marking and a mover's swap are single compare-exchanges.
+inline int32_t slotFd(uint64_t word) { return static_cast<int32_t>(word & 0xffffffffu) - 1; }
+inline int32_t slotBusy(uint64_t word) { return static_cast<int32_t>(word >> 32) - 1; }
+inline uint64_t slotWord(int64_t fd, int64_t busy) {
+  return (static_cast<uint64_t>(busy + 1) << 32) | static_cast<uint32_t>(fd + 1);
+}
+// Is `fd` the shim's by this slot: its fd, or the number a call still uses (moved or
+// being closed)?
+inline bool slotHolds(uint64_t word, int64_t fd) { return fd >= 0 && (slotFd(word) == fd || slotBusy(word) == fd); }
+
 // Is fd one of the threads' relay connections?
 bool isConnectionFd(int64_t fd);
+
+// The program's dup2/dup3 onto relay connection `fd` (isConnectionFd): the
+// connection is copied to the highest free number (shim::copyOwnFd) and its slot
+// switched to it; once no call of its thread still uses `fd`, the number is the
+// program's to take (its dup2 replaces the copy left there). False if there is no
+// free number, or its thread's call held `fd` too long (bounded wait): then nothing
+// changed.
+bool moveConnectionFd(int32_t fd);
 
 }  // namespace mig::forward

@@ -18,7 +18,8 @@ declare -A FARGS=(
   [avx]="40" [unlinked]="@DIR@ 60" [private_map]="@DIR@ 60" [shared_anon]="60"
   [shared_anon_alias]="60" [malloc_heavy]="40" [pipe_read]="60" [pids]="60"
   [mutex_kinds]="60" [proc_attrs]="@DIR@ 60" [eventfd]="60" [timerfd]="60" [signalfd]="60"
-  [epoll]="60" [libuv]="60" [stack_growth]="30" [posix_timers]="60" [file_locks]="@DIR@ 60")
+  [epoll]="60" [libuv]="60" [stack_growth]="30" [posix_timers]="60" [file_locks]="@DIR@ 60"
+  [fd_numbers]="@DIR@ 24")
 declare -A FSTATUS=([counter]=3 [pids]=143)
 # counter first: the longest run (100 steps of 100 ms), it ends while the others move
 # rather than after them.

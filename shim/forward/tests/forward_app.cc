@@ -9,6 +9,7 @@
 //   forward_app TMP              the full run
 //   forward_app --cwd            prints the working directory only (control run)
 //   forward_app --unreachable    one write to home fd 3 (the relay is gone by then)
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +19,7 @@
 #include <pthread.h>
 #include <string>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -39,6 +41,49 @@ void* pipeWriter(void*) {
     }
   }
   return nullptr;
+}
+
+// Forwarded calls without a side effect at home, until told to stop (the program's
+// dup2 onto the relay connections meanwhile).
+std::atomic<bool> g_stopStats{false};
+std::atomic<int> g_statFailures{0};
+
+void* statLoop(void*) {
+  struct stat st;
+  while (!g_stopStats.load()) {
+    if (fstat(4, &st) != 0) g_statFailures++;
+  }
+  return nullptr;
+}
+
+// Issue 15: the program's dup2/dup3 onto each of mig's fds in the band under its fd
+// limit (the relay connections of this thread and of one in the middle of forwarded
+// calls) takes the number, as at home; mig's fd moves elsewhere first.
+void takeOverMigFds() {
+  struct rlimit lim;
+  getrlimit(RLIMIT_NOFILE, &lim);
+  const long top = lim.rlim_cur < 4096 ? static_cast<long>(lim.rlim_cur) : 4096;
+  const long floor = top > 128 ? top - 64 : top / 2;
+  const int null = open("/dev/null", O_RDWR);
+  struct stat st;
+  fstat(4, &st);  // this thread's connection, made now if it was not
+  pthread_t t;
+  pthread_create(&t, nullptr, statLoop, nullptr);
+  int taken = 0, refused = 0;
+  for (int round = 0; round < 100; ++round) {
+    for (long fd = floor; fd < top; ++fd) {
+      if (fcntl(static_cast<int>(fd), F_GETFD) < 0) continue;  // the program has nothing here: mig's if open
+      const int r = round % 2 ? dup3(null, static_cast<int>(fd), O_CLOEXEC) : dup2(null, static_cast<int>(fd));
+      if (r == fd) taken++;
+      else refused++;
+      close(static_cast<int>(fd));
+    }
+  }
+  g_stopStats = true;
+  pthread_join(t, nullptr);
+  close(null);
+  printf("takeover %s refused %d stat failures %d\n", taken > 0 ? "some" : "none", refused, g_statFailures.load());
+  printf("after takeover fstat %d\n", fstat(4, &st));
 }
 
 }  // namespace
@@ -163,6 +208,7 @@ int main(int argc, char** argv) {
     if (syscall(SYS_write, 3, line, n) != n) printf("main write failed\n");
   }
   pthread_join(t, nullptr);
+  takeOverMigFds();
 
   // A forwarded chdir moves relative paths along at home.
   printf("chdir sub %d\n", chdir("sub"));
