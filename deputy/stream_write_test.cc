@@ -82,6 +82,9 @@ TEST_CASE("a write the socket takes whole is answered here, as the dispatcher wo
     }
     const int64_t dontwait[6] = {send[0], send[1], send[2], MSG_DONTWAIT, 0, 0};
     CHECK(writeNow(bytes(encode(rsc::CallId::Sendto, dontwait)), p.fd[0]) == nullptr);
+    char address[16] = {};
+    const int64_t to[6] = {send[0], send[1], send[2], 0, reinterpret_cast<int64_t>(address), sizeof address};
+    CHECK(writeNow(bytes(encode(rsc::CallId::Sendto, to)), p.fd[0]) == nullptr);
   }
   SUBCASE("another call is not tried") {
     const int64_t readArgs[6] = {p.fd[0], reinterpret_cast<int64_t>(got), 8};
