@@ -17,7 +17,7 @@
 # Cap'n Proto -> A's shadowd -> deputy, as before issue 13 (reads pushed).
 # The client runs the same way both times; it connects to the same port on A.
 # The server reads and writes with BUF-byte buffers (read(2) may return less).
-# usage: [MIG_BENCH_BUSY=N] bench/network_relay_bench.sh [MIB] [COUNT] [BUF]    (defaults 256, 2000, 1048576)
+# usage: [MIG_BENCH_BUSY=N] [MIG_BENCH_CPU=1] bench/network_relay_bench.sh [MIB] [COUNT] [BUF]    (defaults 256, 2000, 1048576)
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${MIG_BUILD:-$root/build}
@@ -92,11 +92,39 @@ client() {  # client NAME MODE ARG: runs net_peer MODE against the server, print
   grep -q '^RESULT [0-9]' "$dir/$1.out" || fail "client $1 printed no RESULT" "$dir/$1.out" "$dir/$1.err"
   sed -n 's/^RESULT //p' "$dir/$1.out"
 }
-measure() {  # measure TAG: sets lat_TAG p10_TAG p90_TAG up_TAG down_TAG
+# MIG_BENCH_CPU=1: the CPU time and context switches of the deputy, the job's link
+# process and the job itself (perf stat -p) over each client of the pushed column,
+# printed per round trip and per MiB: what the wall times on a loaded VM hide.
+cpu_pids=()
+perf_start() {  # perf_start NAME: counts cpu_pids until perf_stop
+  [ ${#cpu_pids[@]} -gt 0 ] || return 0
+  for p in "${cpu_pids[@]}"; do
+    perf stat -x, -e task-clock,context-switches -p "$p" -o "$dir/cpu-$1-$p" & perf_pids+=($!)
+  done
+  sleep 1  # perf attached (a perf stopped before it counted prints n/a)
+}
+perf_stop() {  # perf_stop NAME UNITS: prints "ms-of-CPU/switches" a unit for each of cpu_pids
+  [ ${#cpu_pids[@]} -gt 0 ] || return 0
+  kill -INT "${perf_pids[@]}"; wait "${perf_pids[@]}" 2>/dev/null || true; perf_pids=()
+  local p out=""
+  for p in "${cpu_pids[@]}"; do
+    out+=$(awk -F, -v u="$2" '$3=="task-clock"{ms=$1} $3=="context-switches"{cs=$1}
+      END{if (ms == "") printf " n/a"; else printf " %.3f/%.1f", ms/u, cs/u}' "$dir/cpu-$1-$p")
+  done
+  echo "$out"
+}
+perf_pids=()
+measure() {  # measure TAG: sets lat_TAG p10_TAG p90_TAG up_TAG down_TAG (and cpu_*_TAG)
   local l
+  perf_start "ping-$1"
   l=$(client "ping-$1" ping "$count"); read -r "lat_$1" "p10_$1" "p90_$1" <<<"$l"
+  printf -v "cpu_ping_$1" '%s' "$(perf_stop "ping-$1" $((count + 100)))"
+  perf_start "send-$1"
   l=$(client "send-$1" send "$mib"); read -r "up_$1" <<<"$l"
+  printf -v "cpu_send_$1" '%s' "$(perf_stop "send-$1" "$mib")"
+  perf_start "recv-$1"
   l=$(client "recv-$1" recv "$mib"); read -r "down_$1" <<<"$l"
+  printf -v "cpu_recv_$1" '%s' "$(perf_stop "recv-$1" "$mib")"
 }
 
 # hop_to HOST PORT FROM: moves the server from FROM to HOST (logs $dir/HOST.log); its
@@ -115,7 +143,11 @@ hop_to() {
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 measure home
 hop_to b $pb a
+if [ "${MIG_BENCH_CPU:-0}" = 1 ]; then  # the deputy (the server's PID at home), the link process, the job
+  cpu_pids=("$server" "$(ps -o ppid= -p "${job_pids[1]}" | tr -d ' ')" "${job_pids[1]}")
+fi
 measure away
+cpu_pids=()
 # The pushed column is only what it says if B served the server's reads from bytes pushed there.
 grep -q "reads of its home streams are pushed ahead" "$dir/b.log" || fail "B's log does not say the server's reads were pushed" "$dir/b.log"
 hop_to d $pd b
@@ -141,6 +173,11 @@ printf '  %-34s %7.1f MB/s %7.1f MB/s %7.1f MB/s %7.1f MB/s %7.1f%%\n' "client -
 printf '  %-34s %7.1f MB/s %7.1f MB/s %7.1f MB/s %7.1f MB/s %7.1f%%\n' "server -> client, $mib MiB" "$down_home" "$down_away" \
   "$down_called" "$down_relayed" "$(echo "100 * $down_away / $down_home" | bc -l)"
 printf '  (ratio: pushed against at home; targets: round trip <= 3x, throughput >= 50 %%)\n'
+if [ "${MIG_BENCH_CPU:-0}" = 1 ]; then
+  printf '  pushed, ms of CPU/context switches (perf stat), deputy, link process, job:\n'
+  printf '    a round trip:%s\n    a MiB client -> server:%s\n    a MiB server -> client:%s\n' \
+    "$cpu_ping_away" "$cpu_send_away" "$cpu_recv_away"
+fi
 printf '  (at home: the same server before the migration, its sockets its own; A -> B %s)\n' \
   "$(sed -n 's/.*moved PID .*\(frozen [0-9.]* ms\).*/\1/p' "$dir/a.log" | head -1)"
 printf '  (load average at the start: %s on %d CPUs; %d busy loops beside)\n' "$load" "$(nproc)" "${MIG_BENCH_BUSY:-0}"

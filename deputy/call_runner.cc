@@ -4,6 +4,7 @@
 #include "deputy/log.h"
 #include "deputy/own_fds.h"
 #include "deputy/signals.h"
+#include "deputy/stream_write.h"
 #include "rsc/call_policy.h"
 #include "rsc/forward_table.h"
 #include "rsc/wire.h"
@@ -31,16 +32,26 @@ namespace {
 // How the deputy runs a forwarded call (rsc::deputyRuns), from what its fd is.
 using rsc::Runs;
 
-Runs howToRun(kj::ArrayPtr<const kj::byte> request) {
+// Where a call runs, and the fd it names as fstat saw it (mode 0: none, or not open).
+struct Placed {
+  Runs runs = Runs::Here;
+  int fd = -1;
+  mode_t mode = 0;
+};
+
+Placed howToRun(kj::ArrayPtr<const kj::byte> request) {
+  Placed placed;
   rsc::RequestHeader h;
-  if (request.size() < sizeof(h)) return Runs::Here;  // malformed: answered at once
+  if (request.size() < sizeof(h)) return placed;  // malformed: answered at once
   memcpy(&h, request.begin(), sizeof(h));
   const rsc::Row* row = rsc::rowById(h.call);
-  if (row == nullptr) return Runs::Here;
+  if (row == nullptr) return placed;
   rsc::FdKind fd = rsc::FdKind::None;
   struct stat st;
   const int n = row->fdArg >= 0 ? static_cast<int>(h.args[row->fdArg]) : -1;
   if (row->fdArg >= 0 && fstat(n, &st) == 0) {
+    placed.fd = n;
+    placed.mode = st.st_mode;
     // The flags matter only for a stream: a file's call is not asked for them (one
     // system call less on every forwarded call to a file).
     if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode)) {
@@ -50,7 +61,8 @@ Runs howToRun(kj::ArrayPtr<const kj::byte> request) {
       fd = fl >= 0 && (fl & O_NONBLOCK) ? rsc::FdKind::NonBlockingStream : rsc::FdKind::Stream;
     }
   }
-  return rsc::deputyRuns(*row, fd, (h.flags & rsc::kNoReply) != 0);
+  placed.runs = rsc::deputyRuns(*row, fd, (h.flags & rsc::kNoReply) != 0);
+  return placed;
 }
 
 // The answer, in a Cap'n Proto message sized for it: without the size, each answer's
@@ -362,16 +374,40 @@ kj::Promise<void> CallRunner::call(CallContext context) {
       answered_.done(h, kj::mv(*refused));
       return kj::READY_NOW;
     }
-    const Runs runs = howToRun(request);
-    if (runs != Runs::Worker) {
-      auto reply = runLogged(dispatcher_, request);
-      ran(h, reply);
-      answer(context, reply);
-      answered_.done(h, kj::mv(reply));
-      if (runs == Runs::HereOnce) return inputTaken(request);
+    const Placed placed = howToRun(request);
+    kj::Maybe<WriteNow> now;
+    if (placed.runs == Runs::Worker && (S_ISSOCK(placed.mode) || S_ISFIFO(placed.mode))) {
+      now = writeNow(request, placed.fd);
+    }
+    kj::Maybe<kj::Array<kj::byte>> doneHere;
+    if (placed.runs != Runs::Worker) {
+      doneHere = runLogged(dispatcher_, request);
+    } else KJ_IF_MAYBE(w, now) {
+      if (w->done) {
+        if (logging()) logCall(request, w->reply);
+        doneHere = kj::mv(w->reply);
+      }
+    }
+    KJ_IF_MAYBE(reply, doneHere) {
+      ran(h, *reply);
+      answer(context, *reply);
+      answered_.done(h, kj::mv(*reply));
+      if (placed.runs == Runs::HereOnce) return inputTaken(request);
       return kj::READY_NOW;
     }
-    auto finished = pool_->run(kj::heapArray<kj::byte>(request)).then([this, h](CallPool::Outcome o) -> kj::Promise<void> {
+    auto outcome = [&]() -> kj::Promise<CallPool::Outcome> {
+      KJ_IF_MAYBE(w, now) {
+        if (w->written > 0) {
+          // The kernel took part at once: the rest blocks on a worker, the answer is both.
+          return pool_->run(kj::mv(w->rest)).then([h, written = w->written](CallPool::Outcome o) {
+            return CallPool::Outcome{joinedReply(h, written, kj::mv(o.reply)),
+                                     (h.flags & rsc::kNoReply) != 0 && o.cancelled};
+          });
+        }
+      }
+      return pool_->run(kj::heapArray<kj::byte>(request));
+    }();
+    auto finished = kj::mv(outcome).then([this, h](CallPool::Outcome o) -> kj::Promise<void> {
       // Cancelled for a hop back home, having done nothing: never answered here.
       if (o.cancelled && stopped_) return kj::NEVER_DONE;
       // Cancelled for a signal (cancel): answered EINTR, or with what it did first.

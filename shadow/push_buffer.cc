@@ -38,7 +38,9 @@ kj::Array<kj::byte> PushBuffer::read(const rsc::RequestHeader& request, uint64_t
   h.length = sizeof(h) + rsc::payloadSize(n);
   h.result = static_cast<int64_t>(n);
   auto reply = kj::heapArray<kj::byte>(h.length);
-  memset(reply.begin(), 0, reply.size());
+  // Only the padding after the bytes is left to zero: the rest is written below (a
+  // whole-reply memset was 2 % of the link process's CPU on a pushed stream).
+  memset(reply.end() - (rsc::pad8(n) - n), 0, rsc::pad8(n) - n);
   memcpy(reply.begin(), &h, sizeof(h));
   rsc::storeU64(reply.begin() + sizeof(h), n);
   kj::byte* out = reply.begin() + sizeof(h) + rsc::kPayloadHeader;
