@@ -787,7 +787,8 @@ class PageRelay {
                 auto pieces = kj::heapArray<kj::ArrayPtr<const kj::byte>>(2);
                 pieces[0] = kj::arrayPtr(reinterpret_cast<const kj::byte*>(&reply), sizeof(reply));
                 pieces[1] = data;
-                auto written = gate->write(pieces);
+                // (evalNow: a write to a closed socket throws at once)
+                auto written = kj::evalNow([&]() { return gate->write(pieces); });
                 return written.attach(kj::mv(pieces), kj::mv(got))
                     .then([this]() { return loop(); }, [this](kj::Exception&&) { return serverEnded(); });
               },
