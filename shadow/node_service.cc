@@ -805,11 +805,12 @@ class PageRelay {
   // missing and kills the job (resources/lazy_pages.cc); the job is killed here too,
   // should that guard be gone as well.
   kj::Promise<void> serverEnded() {
+    kj::StringPtr what = "the job had ended";
     KJ_IF_MAYBE(j, d.hostedJobs().find(jobId)) {
       if ((*j)->realPid > 0) kill((*j)->realPid, SIGKILL);
+      what = "the job is killed rather than let it read missing pages as zeros";
     }
-    d.log(kj::str("job ", jobId, ": post-copy: its page server ended before every page was here; the job is "
-                  "killed rather than let it read missing pages as zeros"));
+    d.log(kj::str("job ", jobId, ": post-copy: its page server ended before every page was here; ", what));
     return kj::READY_NOW;
   }
 
