@@ -38,6 +38,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -109,7 +110,16 @@ struct Space {
   int uffd;
   pid_t pid;  // 0 until a fault names one of its threads
   std::map<uint64_t, Piece> pending;  // by address, never overlapping
+  uint32_t id;  // its name in the messages to the guard
 };
+
+// The server's messages to its guard (startGuard), one each on their SEQPACKET socket.
+struct GuardMsg {
+  char kind;  // kGuardHold (with the space's userfaultfd), kGuardPid, kGuardRelease, kGuardReleaseAll
+  uint32_t id;
+  pid_t pid;
+};
+constexpr char kGuardHold = 'h', kGuardPid = 'p', kGuardRelease = 'r', kGuardReleaseAll = 'x';
 
 // Cuts [s, e) out of the map; what was there goes to `out` when given.
 void cut(std::map<uint64_t, Piece>& m, uint64_t s, uint64_t e, std::vector<std::pair<uint64_t, Piece>>* out) {
@@ -138,8 +148,9 @@ void cut(std::map<uint64_t, Piece>& m, uint64_t s, uint64_t e, std::vector<std::
 
 class Server {
  public:
-  Server(image::FileReader& img, pid_t job, std::map<uint64_t, Piece> pending, int listener, int net, int netTimeoutMs)
-      : img_(img), job_(job), listener_(listener), net_(net), netTimeoutMs_(netTimeoutMs),
+  Server(image::FileReader& img, pid_t job, std::map<uint64_t, Piece> pending, int listener, int net, int netTimeoutMs,
+         int guard)
+      : img_(img), job_(job), listener_(listener), net_(net), netTimeoutMs_(netTimeoutMs), guard_(guard),
         verified_(img.sectionCount(), false), sums_(img.sectionCount()), buf_(kFillChunk) {
     first_ = kj::mv(pending);
     debug_ = getenv("MIG_RESTORE_DEBUG") != nullptr && strcmp(getenv("MIG_RESTORE_DEBUG"), "0") != 0;
@@ -149,12 +160,14 @@ class Server {
   void run(int uffd) {
     start_ = nowNs();
     const int64_t fillFrom = start_ + kFillDelayNs;
-    spaces_.push_back(Space{uffd, job_, kj::mv(first_)});
+    spaces_.push_back(Space{uffd, job_, kj::mv(first_), nextId_++});  // the guard holds it already
     while (!spaces_.empty()) {
       for (size_t i = 0; i < spaces_.size();) {
         if (spaces_[i].pending.empty() || spaces_[i].uffd < 0) {
-          // Closing the last reference unregisters the ranges: what is still missing
-          // now (never saved, or dropped by the job) is plain zero-fill memory again.
+          // Closing the last reference (this and the guard's) unregisters the ranges:
+          // what is still missing now (never saved, or dropped by the job) is plain
+          // zero-fill memory again.
+          tellGuard(kGuardRelease, spaces_[i].id);
           if (spaces_[i].uffd >= 0) close(spaces_[i].uffd);
           spaces_.erase(spaces_.begin() + static_cast<long>(i));
           cursorSpace_ = SIZE_MAX;
@@ -219,6 +232,7 @@ class Server {
               job_);
     }
     killAll();
+    tellGuard(kGuardReleaseAll, 0);  // said why here: the guard need not
     _exit(1);
   }
 
@@ -245,14 +259,18 @@ class Server {
       switch (msg.event) {
         case UFFD_EVENT_PAGEFAULT: {
           pid_t tid = static_cast<pid_t>(msg.arg.pagefault.feat.ptid);
-          if (s.pid == 0 && tid > 0) s.pid = processOf(tid);
+          if (s.pid == 0 && tid > 0) {
+            s.pid = processOf(tid);
+            tellGuard(kGuardPid, s.id, s.pid);
+          }
           fault(i, msg.arg.pagefault.address & ~(kPage - 1), tid);
           break;
         }
         case UFFD_EVENT_FORK: {
           // The child's copy of the job's memory misses the same pages.
-          Space child{static_cast<int>(msg.arg.fork.ufd), 0, s.pending};
+          Space child{static_cast<int>(msg.arg.fork.ufd), 0, s.pending, nextId_++};
           fcntl(child.uffd, F_SETFD, FD_CLOEXEC);
+          tellGuard(kGuardHold, child.id, 0, child.uffd);
           spaces_.push_back(kj::mv(child));
           break;
         }
@@ -484,6 +502,7 @@ class Server {
             img_.path().cStr(), static_cast<unsigned long long>(addr), why.cStr(), job_);
     if (tid > 0) kill(tid, SIGKILL);
     killAll();
+    tellGuard(kGuardReleaseAll, 0);
     _exit(1);
   }
 
@@ -509,11 +528,19 @@ class Server {
     }
   }
 
+  // A guard that is gone (killed) is not ours to replace: the messages are dropped.
+  void tellGuard(char kind, uint32_t id, pid_t pid = 0, int fd = -1) {
+    GuardMsg m{kind, id, pid};
+    (void)control::sendFd(guard_, fd, &m, sizeof(m), MSG_NOSIGNAL);
+  }
+
   image::FileReader& img_;
   pid_t job_;
   int listener_;             // -1: none
   int net_;                  // post-copy: the socket pages come from (network_page_source.h); -1: the image
   int netTimeoutMs_;
+  int guard_;                // startGuard's socket
+  uint32_t nextId_ = 0;
   uint64_t netBytes_ = 0;
   std::vector<int> waiters_;  // captures waiting for the end
   std::map<uint64_t, Piece> first_;
@@ -547,8 +574,8 @@ int receiveFd(int sock) {
   return fd;
 }
 
-// Closes every fd but `keep` and stderr.
-void closeAllBut(int keep) {
+// Closes every fd but `keep`, `keep2` and stderr.
+void closeAllBut(int keep, int keep2 = -1) {
   DIR* d = opendir("/proc/self/fd");
   if (d == nullptr) return;
   std::vector<int> fds;
@@ -558,8 +585,129 @@ void closeAllBut(int keep) {
   }
   closedir(d);
   for (int fd : fds) {
-    if (fd != keep && fd != STDERR_FILENO) close(fd);
+    if (fd != keep && fd != keep2 && fd != STDERR_FILENO) close(fd);
   }
+}
+
+// Whether process `pid` exists and has not ended (a zombie has).
+bool alive(pid_t pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  const char* end = strrchr(buf, ')');  // the name may hold anything
+  return end != nullptr && end[1] == ' ' && end[2] != 'Z' && end[2] != 'X';
+}
+
+// `pids` and every process under them (by /proc's parent links).
+std::vector<pid_t> withDescendants(std::vector<pid_t> pids) {
+  std::vector<std::pair<pid_t, pid_t>> all;  // (pid, parent)
+  if (DIR* d = opendir("/proc")) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+      char path[64], buf[512];
+      snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+      FILE* f = fopen(path, "re");
+      if (f == nullptr) continue;
+      size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+      fclose(f);
+      buf[n] = '\0';
+      const char* end = strrchr(buf, ')');
+      int parent = 0;
+      if (end != nullptr && sscanf(end + 1, " %*c %d", &parent) == 1) all.push_back({atoi(e->d_name), parent});
+    }
+    closedir(d);
+  }
+  for (size_t i = 0; i < pids.size(); ++i) {
+    for (auto [pid, parent] : all) {
+      if (parent == pids[i] && std::find(pids.begin(), pids.end(), pid) == pids.end()) pids.push_back(pid);
+    }
+  }
+  return pids;
+}
+
+// Returns once process `pid` has ended (or after `ms`).
+void waitGone(pid_t pid, int ms) {
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return;  // gone already
+  pollfd p{fd, POLLIN, 0};
+  while (poll(&p, 1, ms) < 0 && errno == EINTR) {
+  }
+  close(fd);
+}
+
+// The guard: a process that holds a second reference to each userfaultfd the server
+// serves, so that a server killed (or crashed) with pages still missing never lets
+// the job read them as zeros. The kernel unregisters a userfaultfd's ranges when its
+// last reference closes, and a missing page there is then plain zero-fill memory;
+// with the guard's reference left, the job's accesses to a missing page wait
+// instead (nobody reads the events: they are the server's). Its socket ending while
+// it still holds a reference means the server ended before it was done: the job and
+// every process under it are killed, and the references dropped (this process ends)
+// only once they are gone. The server releases each space as it is done with it.
+[[noreturn]] void guardPages(int sock, int uffd, pid_t job) {
+  std::map<uint32_t, std::pair<int, pid_t>> held{{0, {uffd, job}}};  // by space id: (fd, pid)
+  for (;;) {
+    GuardMsg m{};
+    int fd = -1;
+    ssize_t n = control::receiveFd(sock, &m, sizeof(m), &fd);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    if (n == sizeof(m) && m.kind == kGuardReleaseAll) _exit(0);  // the job was killed, the server said why
+    auto it = held.find(m.id);
+    if (n == sizeof(m) && m.kind == kGuardHold && fd >= 0 && it == held.end()) {
+      held[m.id] = {fd, 0};
+      fd = -1;
+    } else if (n == sizeof(m) && m.kind == kGuardPid && it != held.end()) {
+      it->second.second = m.pid;
+    } else if (n == sizeof(m) && m.kind == kGuardRelease && it != held.end()) {
+      close(it->second.first);
+      held.erase(it);
+    }
+    if (fd >= 0) close(fd);
+  }
+  if (held.empty()) _exit(0);
+  std::vector<pid_t> pids;
+  for (const auto& [id, h] : held) {
+    if (h.second > 0) pids.push_back(h.second);
+  }
+  pids = withDescendants(kj::mv(pids));
+  bool killed = false;
+  for (pid_t p : pids) {
+    if (alive(p) && kill(p, SIGKILL) == 0) killed = true;
+  }
+  if (killed) {
+    fprintf(stderr,
+            "migctl restart: the page server ended (killed?) before every page of the job (pid %d) was in place; "
+            "killed the job rather than let it read the missing pages as zeros\n",
+            job);
+  }
+  for (pid_t p : pids) waitGone(p, 10000);
+  _exit(0);
+}
+
+// Forks the guard (guardPages) over `uffd`, the job's; returns the server's end of
+// its socket, or -1 when it could not start.
+int startGuard(int uffd, pid_t job) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return -1;
+  fflush(nullptr);
+  pid_t guard = fork();
+  if (guard == 0) {
+    closeAllBut(uffd, sv[1]);  // the server's sockets close when the server ends, not later
+    prctl(PR_SET_NAME, "mig-page-guard", 0, 0, 0);
+    guardPages(sv[1], uffd, job);
+  }
+  close(sv[1]);
+  if (guard < 0) {
+    close(sv[0]);
+    return -1;
+  }
+  return sv[0];
 }
 
 }  // namespace
@@ -796,7 +944,14 @@ bool becomeLike(pid_t job) {
         if (net >= 0) (void)!send(net, &last, sizeof(last), MSG_NOSIGNAL);
         _exit(0);
       }
-      Server(*img, job, kj::mv(pending), listener, net, work.netTimeoutMs).run(uffd);
+      int guard = startGuard(uffd, job);
+      if (guard < 0) {
+        fprintf(stderr, "migctl restart: cannot start the page server's guard (%s); killed the restarted job (pid %d)\n",
+                strerror(errno), job);
+        kill(job, SIGKILL);
+        _exit(1);
+      }
+      Server(*img, job, kj::mv(pending), listener, net, work.netTimeoutMs, guard).run(uffd);
       _exit(0);
     } else {
       fprintf(stderr, "migctl restart: the page server got a message it did not expect\n");

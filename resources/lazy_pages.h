@@ -6,7 +6,10 @@
 // the rest in the background (from 100 ms after the job's memory was handed over, so
 // that a hop's release does not share the CPU with it). A page's data is checked against its section's
 // checksum before any page of that section is placed, so the job never runs on
-// corrupt data: a bad checksum kills the job with one line saying so.
+// corrupt data: a bad checksum kills the job with one line saying so. Nor on zeros for
+// pages that never came: a guard process holds another reference to the userfaultfd,
+// so that the server's death leaves them missing, and kills the job (lazy_pages.cc,
+// guardPages).
 //
 // A pre-copy hop's restart (migctl/restart_command.cc) is lazy the same way without
 // --lazy, so that the destination places the rounds' pages after the release, not

@@ -734,17 +734,7 @@ class PageRelay {
 
   kj::Promise<void> loop() {
     return gate->tryRead(&req, sizeof(req), sizeof(req)).then([this](size_t n) -> kj::Promise<void> {
-      if (n < sizeof(req)) {
-        // The page server ended without saying it has every page: it was killed (or
-        // crashed). Its userfaultfd went with it, so a page still missing would read as
-        // zero: the job must not run on.
-        KJ_IF_MAYBE(j, d.hostedJobs().find(jobId)) {
-          if ((*j)->realPid > 0) kill((*j)->realPid, SIGKILL);
-          d.log(kj::str("job ", jobId, ": post-copy: its page server ended before every page was here; the job "
-                        "was killed rather than let it read missing pages as zeros"));
-        }
-        return kj::READY_NOW;
-      }
+      if (n < sizeof(req)) return serverEnded();
       if (req.len == 0) {
         everyPage = true;
         auto done = source.finishedRequest().send().ignoreResult();
@@ -797,8 +787,10 @@ class PageRelay {
                 auto pieces = kj::heapArray<kj::ArrayPtr<const kj::byte>>(2);
                 pieces[0] = kj::arrayPtr(reinterpret_cast<const kj::byte*>(&reply), sizeof(reply));
                 pieces[1] = data;
-                auto written = gate->write(pieces);
-                return written.attach(kj::mv(pieces), kj::mv(got)).then([this]() { return loop(); });
+                // (evalNow: a write to a closed socket throws at once)
+                auto written = kj::evalNow([&]() { return gate->write(pieces); });
+                return written.attach(kj::mv(pieces), kj::mv(got))
+                    .then([this]() { return loop(); }, [this](kj::Exception&&) { return serverEnded(); });
               },
               [this](kj::Exception&& e) -> kj::Promise<void> {
                 waiting = false;
@@ -808,6 +800,20 @@ class PageRelay {
   }
 
  private:
+  // The page server ended without saying it has every page (its gate closed under a
+  // read or a reply): it was killed, or crashed. Its guard keeps the missing pages
+  // missing and kills the job (resources/lazy_pages.cc); the job is killed here too,
+  // should that guard be gone as well.
+  kj::Promise<void> serverEnded() {
+    kj::StringPtr what = "the job had ended";
+    KJ_IF_MAYBE(j, d.hostedJobs().find(jobId)) {
+      if ((*j)->realPid > 0) kill((*j)->realPid, SIGKILL);
+      what = "the job is killed rather than let it read missing pages as zeros";
+    }
+    d.log(kj::str("job ", jobId, ": post-copy: its page server ended before every page was here; ", what));
+    return kj::READY_NOW;
+  }
+
   // The request's pages from the current source; a broken link waits for the next
   // source (resume) and asks there. Any other failure is the request's.
   kj::Promise<Answer> ask(uint64_t limit) {

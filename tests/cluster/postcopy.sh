@@ -39,6 +39,13 @@
 #     never "stays where it was". a's shadowd started again: the job runs in one place
 #     only, `migctl list` on a and on b agree, and it ends with the output and status of
 #     an undisturbed run.
+#  7. b's page server killed (SIGKILL) while the memory program's pages are still at home
+#     (b: pages only on fault), b's shadowd stopped (SIGSTOP) meanwhile so that its own
+#     kill of the job (it sees the page server's socket close) cannot hide a job that
+#     read missing pages as zeros: the page server's guard (resources/lazy_pages.cc)
+#     keeps them missing and kills the job. It ends on b before shadowd goes on, every
+#     line it printed is the undisturbed run's (never a failed check), the parent at
+#     home gets status 137, b's shadowd says why, migctl migrate exits 4 with one line.
 #
 # usage: postcopy.sh OPTIONS (tests/cluster/lib/cluster_lib.sh); meson runs it as test
 # 'migration-postcopy' (suites cluster and postcopy).
@@ -316,6 +323,70 @@ if start_job away mig "${FEATURE[memory]}" 256M 160 && wait_step away 3 60; then
   fi
 else
   fail "away: the job did not get to STEP 3 on a"
+fi
+
+# 7. b's page server killed with pages still missing (b: pages only on fault; b's shadowd
+#    stopped meanwhile)
+page_server_on() { hx "$1" ps -e -o pid=,comm=,args= | awk '$2 == "migctl" && / restart / { print $1; exit }'; }
+# The memory program runs on HOST (not a zombie; its PID there is not its PID of home).
+memory_on() { hx "$1" ps -e -o stat=,args= | awk -v exe="${FEATURE[memory]}" '$1 !~ /^Z/ && $2 == exe' | grep -q .; }
+if start_job guard mig "${FEATURE[memory]}" 256M 60 && wait_step guard 3 60; then
+  new_migrate_logs
+  run_migrate guard b 120 --postcopy &
+  mpid=$!
+  bg_pids+=("$mpid")
+  server=""
+  if wait_until 60 eval '[[ $(host_of "$(where guard)") == b ]] || ! migrate_running'; then
+    k=$(( $(last_step guard) + 1 ))
+    migrate_running && wait_step guard "$k" 30 && server=$(page_server_on b)
+  fi
+  if [[ -z $server ]]; then
+    fail "guard: no page server on b while the job ran there with pages at home (migctl migrate exited $MIG_RC first, or no STEP on b)"
+    detail "$MIG_OUT" "migctl stdout"
+    detail "$MIG_ERR" "migctl stderr"
+  else
+    kill -STOP "${SD[b]}"
+    hx b kill -KILL "$server"
+    note "b's page server (PID $server) killed after STEP $k on b, b's shadowd stopped"
+    if wait_until 30 eval '! memory_on b'; then
+      ok "guard: the job ended on b while b's shadowd was stopped"
+    else
+      fail "guard: the job still runs on b 30 s after its page server was killed"
+    fi
+    kill -CONT "${SD[b]}"
+    wait_until 60 eval '! migrate_running'
+    wait "$mpid"
+    MIG_RC=$?
+    migrated_ok guard 4 "post-copy, but its memory could not follow" a b
+    if wait_job guard 60 && [[ $STATUS == 137 ]]; then
+      ok "guard: the parent at home got status 137 (killed)"
+    else
+      fail "guard: the parent at home got status '${STATUS:-none}', not 137"
+      detail "$(jfile guard err)" "its stderr"
+    fi
+    if grep -q "its page server ended before every page was here" "$T/shadowd-b.log"; then
+      ok "guard: b says why: $(grep -h 'its page server ended before' "$T/shadowd-b.log" | tail -n 1 | cut -d' ' -f3-)"
+    else
+      fail "guard: b's shadowd log does not say that the job's page server ended"
+      shadowd_logs b
+    fi
+    wait_job cut-ref 120
+    n=$(wc -l <"$(jfile guard out)")
+    if (( n > 0 )) && cmp -s <(head -n "$n" "$(jfile cut-ref out)") "$(jfile guard out)" && ! grep -q FAIL "$(jfile guard out)" "$(jfile guard err)"; then
+      ok "guard: its $n lines of output are the undisturbed run's first $n, no failed check"
+    else
+      fail "guard: it ran on wrong data: its output is not a prefix of the undisturbed run's, or a check failed"
+      diff <(cat "$(jfile cut-ref out)") <(cat "$(jfile guard out)") | head -n 12 | sed 's/^/#     /'
+      detail "$(jfile guard err)" "its stderr"
+    fi
+    if wait_until 45 eval '! others_on b | grep -q .'; then
+      ok "guard: nothing of the job is left on b"
+    else
+      fail "guard: processes left on b: $(others_on b | tr '\n' ';')"
+    fi
+  fi
+else
+  fail "guard: the job did not get to STEP 3 on a"
 fi
 
 cluster_end
