@@ -35,6 +35,26 @@ namespace mig::resources {
 
 namespace {
 
+// work(0) .. work(n - 1) on as many threads as there are CPUs, this one among them: a
+// frozen tree's per-member work, mostly reading /proc, that the tree waits for whole
+// (one after the other, on a busy machine, they would get one share of a CPU for all).
+// The first failure is thrown once every thread is done.
+void onEveryCpu(size_t n, kj::FunctionParam<void(size_t)> work) {
+  auto failed = kj::heapArray<kj::Maybe<kj::Exception>>(n);
+  std::atomic<size_t> next{0};
+  auto run = [&]() {
+    for (size_t i; (i = next.fetch_add(1)) < n;) failed[i] = kj::runCatchingExceptions([&]() { work(i); });
+  };
+  const size_t cpus = std::max(1u, std::thread::hardware_concurrency());
+  kj::Vector<std::thread> threads;
+  for (size_t t = 1; t < std::min(n, cpus); ++t) threads.add(run);
+  run();
+  for (auto& t : threads) t.join();
+  for (auto& f : failed) {
+    KJ_IF_MAYBE(e, f) kj::throwFatalException(kj::mv(*e));
+  }
+}
+
 void checkBlock(pid_t pid, const control::Block& block) {
   if (block.magic != control::kMagic || block.version != control::kVersion) {
     image::fail(kj::str("process ", pid, " runs an incompatible libmig (checkpoint block version ", block.version, ")"));
@@ -226,7 +246,18 @@ TreeStart writeTreeStart(kj::ArrayPtr<const TreeCaptureMember> members, image::I
   TreeStart start;
   capnp::MallocMessageBuilder treeMsg;
   auto treeRoot = treeMsg.initRoot<image::schema::Tree>();
-  captureTreePipes(members, start.pipeIds, treeRoot);
+  kj::Vector<pid_t> live;
+  for (auto& m : members) {
+    if (m.block != nullptr) live.add(m.proc.pid);
+  }
+  // Three looks at every member (its fds, its maps twice, its uid) that do not wait
+  // for one another.
+  SysvIpc sysv;
+  onEveryCpu(3, [&](size_t i) {
+    if (i == 0) captureTreePipes(members, start.pipeIds, treeRoot);
+    if (i == 1) start.shared = findTreeSharedMemory(members);
+    if (i == 2) sysv = findSysvIpc(live);
+  });
   auto list = treeRoot.initMembers(static_cast<unsigned>(members.size()));
   for (size_t i = 0; i < members.size(); ++i) {
     const TreeCaptureMember& m = members[i];
@@ -241,16 +272,28 @@ TreeStart writeTreeStart(kj::ArrayPtr<const TreeCaptureMember> members, image::I
     r.setRealPid(m.proc.pid);
   }
   w.section(image::SectionType::tree, treeMsg);
-  start.shared = findTreeSharedMemory(members);
-  kj::Vector<pid_t> live;
-  for (auto& m : members) {
-    if (m.block != nullptr) live.add(m.proc.pid);
-  }
-  SysvIpc sysv = findSysvIpc(live);
   writeIpc(w, start.shared, sysv);
   start.segments = segmentIds(sysv);
   return start;
 }
+
+// A tree's image up to its members: every live member's shim checked, the job's
+// header (the root's), then the sections before the members (writeTreeStart).
+struct TreeImage {
+  TreeImage(kj::ArrayPtr<const TreeCaptureMember> members, image::ByteSink& out)
+      : writer(out, checkedHeader(members, header)), start(writeTreeStart(members, writer)) {}
+  static capnp::MessageBuilder& checkedHeader(kj::ArrayPtr<const TreeCaptureMember> members,
+                                              capnp::MallocMessageBuilder& msg) {
+    for (auto& m : members) {
+      if (m.block != nullptr) checkBlock(m.proc.pid, *m.block);
+    }
+    fillJobHeader(msg.initRoot<image::schema::Header>(), members[0].proc.pid, members[0].block->vpid);
+    return msg;
+  }
+  capnp::MallocMessageBuilder header;
+  image::ImageWriter writer;
+  TreeStart start;
+};
 
 // A live member's sections but its memory, after its `member` section.
 void writeMemberState(const TreeCaptureMember& m, const TreeStart& start, image::ImageWriter& w, CaptureStats& stats,
@@ -272,13 +315,9 @@ void writeMemberState(const TreeCaptureMember& m, const TreeStart& start, image:
 CaptureStats captureTree(kj::ArrayPtr<const TreeCaptureMember> members, image::ByteSink& out,
                          const CaptureOptions& options) {
   CaptureStats stats{};
-  for (auto& m : members) {
-    if (m.block != nullptr) checkBlock(m.proc.pid, *m.block);
-  }
-  capnp::MallocMessageBuilder header;
-  fillJobHeader(header.initRoot<image::schema::Header>(), members[0].proc.pid, members[0].block->vpid);
-  image::ImageWriter w(out, header);
-  TreeStart start = writeTreeStart(members, w);
+  TreeImage image(members, out);
+  image::ImageWriter& w = image.writer;
+  const TreeStart& start = image.start;
   for (auto& m : members) {
     if (m.block == nullptr) continue;
     writeMemberState(m, start, w, stats, options);
@@ -297,17 +336,13 @@ ConcurrentTreeResult captureTreeConcurrently(kj::ArrayPtr<const TreeCaptureMembe
   ConcurrentTreeResult result;
   kj::Vector<kj::AutoCloseFd> owned;  // until each member's copier takes its own
   for (int fd : uffds) owned.add(fd);
-  for (auto& m : members) {
-    if (m.block != nullptr) checkBlock(m.proc.pid, *m.block);
-  }
-  capnp::MallocMessageBuilder header;
-  fillJobHeader(header.initRoot<image::schema::Header>(), members[0].proc.pid, members[0].block->vpid);
-  image::ImageWriter w(out, header);
-  TreeStart start = writeTreeStart(members, w);
+  TreeImage image(members, out);
+  image::ImageWriter& w = image.writer;
+  const TreeStart& start = image.start;
+  if (options.mark != nullptr) (*options.mark)("tree-start");
   // Frozen: every member's state, held until its place in the image, and its memory
-  // write-protected (what members share is in the ipc section already, taken now).
-  // Members are taken on as many threads as there are CPUs: each is the work of one
-  // process's concurrent checkpoint, mostly reading /proc, and the tree waits for all.
+  // write-protected (what members share is in the ipc section already, taken now);
+  // each the work of one process's concurrent checkpoint (onEveryCpu).
   struct Later {
     const TreeCaptureMember* member;
     int uffd;
@@ -316,7 +351,6 @@ ConcurrentTreeResult captureTreeConcurrently(kj::ArrayPtr<const TreeCaptureMembe
     kj::Own<ProcPageSource> own;
     kj::Own<WithoutSharedViews> memory;
     kj::Own<CopyBeforeWrite> pages;
-    kj::Maybe<kj::Exception> failed;
   };
   kj::Vector<Later> later;
   for (size_t i = 0; i < members.size(); ++i) {
@@ -325,39 +359,28 @@ ConcurrentTreeResult captureTreeConcurrently(kj::ArrayPtr<const TreeCaptureMembe
     l.member = &members[i];
     l.uffd = owned[i].release();
   }
-  std::atomic<size_t> next{0};
-  auto work = [&]() {
-    for (size_t i; (i = next.fetch_add(1)) < later.size();) {
-      Later& l = later[i];
-      l.failed = kj::runCatchingExceptions([&]() {
-        const TreeCaptureMember& m = *l.member;
-        image::ImageWriter keep(l.state);
-        writeMemberState(m, start, keep, l.stats, options);
-        l.own = kj::heap<ProcPageSource>(m.proc.pid);
-        l.memory = kj::heap<WithoutSharedViews>(*l.own, start.shared, m.proc.pid, start.segments);
-        l.pages = kj::heap<CopyBeforeWrite>(m.proc.pid, std::exchange(l.uffd, -1), *l.memory);
-      });
-    }
-  };
   {
-    const size_t helpers = std::min<size_t>(later.size(), std::max(1u, std::thread::hardware_concurrency())) - 1;
-    kj::Vector<std::thread> threads;
-    for (size_t t = 0; t < helpers; ++t) threads.add(work);
-    work();
-    for (auto& t : threads) t.join();
+    KJ_DEFER(for (Later& l : later) if (l.uffd >= 0) close(l.uffd));  // its copier was not made: a member failed
+    onEveryCpu(later.size(), [&](size_t i) {
+      Later& l = later[i];
+      const TreeCaptureMember& m = *l.member;
+      image::ImageWriter keep(l.state);
+      writeMemberState(m, start, keep, l.stats, options);
+      l.own = kj::heap<ProcPageSource>(m.proc.pid);
+      l.memory = kj::heap<WithoutSharedViews>(*l.own, start.shared, m.proc.pid, start.segments);
+      l.pages = kj::heap<CopyBeforeWrite>(m.proc.pid, std::exchange(l.uffd, -1), *l.memory);
+    });
   }
   for (Later& l : later) {
-    if (l.uffd >= 0) close(l.uffd);  // its copier was not made: another member failed
-  }
-  for (Later& l : later) {
-    KJ_IF_MAYBE(e, l.failed) kj::throwFatalException(kj::mv(*e));
     result.stats.threads += l.stats.threads;
     result.stats.fds += l.stats.fds;
     result.stats.pendingSignals |= l.stats.pendingSignals;
     for (auto& warning : l.stats.warnings) result.stats.warnings.add(kj::mv(warning));
     for (int fd : l.stats.connections) result.stats.connections.add(fd);
   }
+  if (options.mark != nullptr) (*options.mark)("state-protect");
   resume();
+  if (options.mark != nullptr) (*options.mark)("resume");
   for (Later& l : later) {
     w.write(l.state);
     writeMemory(*l.pages, w, result.stats, nullptr, nullptr, /*sparse=*/false);
