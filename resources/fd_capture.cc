@@ -50,8 +50,8 @@ namespace {
 
 // The process's fd numbers, sorted, without the shim's own (its control socket, log)
 // and without any socket bound under @mig/.
-std::vector<int> processFds(pid_t pid, const control::Block& block) {
-  const std::set<uint64_t> migSockets = migSocketInodes(pid);
+std::vector<int> processFds(pid_t pid, const control::Block& block, const std::set<uint64_t>* migSocketsRead) {
+  const std::set<uint64_t> migSockets = migSocketsRead != nullptr ? *migSocketsRead : migSocketInodes(pid);
   std::string dirPath = "/proc/" + std::to_string(pid) + "/fd";
   DIR* d = opendir(dirPath.c_str());
   if (d == nullptr) image::fail(kj::str("cannot list ", dirPath.c_str(), ": ", strerror(errno)));
@@ -89,9 +89,9 @@ FdProbe probe(pid_t pid, int fd) {
 
 }  // namespace
 
-std::vector<FdProbe> probeFiles(pid_t pid, const control::Block& block) {
+std::vector<FdProbe> probeFiles(pid_t pid, const control::Block& block, const std::set<uint64_t>* migSockets) {
   std::vector<FdProbe> probes;
-  for (int fd : processFds(pid, block)) probes.push_back(probe(pid, fd));
+  for (int fd : processFds(pid, block, migSockets)) probes.push_back(probe(pid, fd));
   return probes;
 }
 

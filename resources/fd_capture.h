@@ -15,7 +15,9 @@ namespace mig::resources {
 // The parked process's fds, sorted by number, the shim's own left out: what writeFiles
 // walks. A tree's capture takes them first and finds the pipes between its members
 // in them (resources/process_capture.cc), each member's fds looked at once.
-std::vector<FdProbe> probeFiles(pid_t pid, const control::Block& block);
+// migSockets: migSocketInodes(pid), read already (null: read here).
+std::vector<FdProbe> probeFiles(pid_t pid, const control::Block& block,
+                                const std::set<uint64_t>* migSockets = nullptr);
 
 // treePipes: see CaptureContext::treePipes. probed: probeFiles(pid, block), taken
 // already while the process is parked (null: taken here).

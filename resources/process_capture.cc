@@ -21,6 +21,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <map>
+#include <mutex>
 #include <set>
 #include <algorithm>
 #include <atomic>
@@ -236,13 +237,27 @@ TreeStart writeTreeStart(kj::ArrayPtr<const TreeCaptureMember> members, image::I
     if (m.block != nullptr) live.add(m.proc.pid);
   }
   SysvIpc sysv;
+  // The shim's sockets of the root's network namespace (migSocketInodes), read once for
+  // the members in it: its /proc/PID/net/unix lists every Unix socket of the namespace,
+  // a quarter of a small member's state.
+  auto netOf = [](pid_t pid, struct stat& st) {
+    return stat(("/proc/" + std::to_string(pid) + "/ns/net").c_str(), &st) == 0;
+  };
+  struct stat rootNet {};
+  const bool rootNetKnown = netOf(root.proc.pid, rootNet);
+  std::once_flag migSocketsRead;
+  std::set<uint64_t> migSockets;
   onEveryCpu(2 + members.size(), [&](size_t i) {
     if (i == 0) {
       start.shared = findTreeSharedMemory(members);
     } else if (i == 1) {
       sysv = findSysvIpc(live);
-    } else if (members[i - 2].block != nullptr) {
-      start.fds[i - 2] = probeFiles(members[i - 2].proc.pid, *members[i - 2].block);
+    } else if (const TreeCaptureMember& m = members[i - 2]; m.block != nullptr) {
+      struct stat net {};
+      const bool rootsNet = rootNetKnown && netOf(m.proc.pid, net) && net.st_dev == rootNet.st_dev &&
+                            net.st_ino == rootNet.st_ino;
+      if (rootsNet) std::call_once(migSocketsRead, [&]() { migSockets = migSocketInodes(root.proc.pid); });
+      start.fds[i - 2] = probeFiles(m.proc.pid, *m.block, rootsNet ? &migSockets : nullptr);
       alsoEach(i - 2);
     }
   });
