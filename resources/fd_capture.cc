@@ -49,9 +49,10 @@ std::set<uint64_t> migSocketInodes(pid_t pid) {
 namespace {
 
 // The process's fd numbers, sorted, without the shim's own (its control socket, log)
-// and without any socket bound under @mig/.
-std::vector<int> processFds(pid_t pid, const control::Block& block, const std::set<uint64_t>* migSocketsRead) {
-  const std::set<uint64_t> migSockets = migSocketsRead != nullptr ? *migSocketsRead : migSocketInodes(pid);
+// and without any socket bound under @mig/ (`read`: migSocketInodes(pid), or null).
+std::vector<int> processFds(pid_t pid, const control::Block& block, const std::set<uint64_t>* read) {
+  std::set<uint64_t> own;
+  const std::set<uint64_t>& migSockets = read != nullptr ? *read : (own = migSocketInodes(pid));
   std::string dirPath = "/proc/" + std::to_string(pid) + "/fd";
   DIR* d = opendir(dirPath.c_str());
   if (d == nullptr) image::fail(kj::str("cannot list ", dirPath.c_str(), ": ", strerror(errno)));
