@@ -61,8 +61,10 @@ migrate() {
   kill -9 $members $(tail -n +"$((seen + 1))" "$dir/b.log" | sed -n 's/.*runs here as PID \([0-9]*\)$/\1/p') 2>/dev/null || true
   sed -E 's/.*frozen ([0-9.]+) ms.*/\1/' <<<"$line"
 }
-checkpoint() {  # checkpoint PID: one checkpoint, prints its frozen ms
+checkpoint() {  # checkpoint PID N: one checkpoint of a tree of N, prints its frozen ms
+  : > "$MIG_HOP_TIMES"
   "$build/migctl/migctl" checkpoint "$1" -o "$img/img" > "$img/ckpt.log"
+  sed "s/^/checkpoint, $2 process(es)\t/" "$MIG_HOP_TIMES" >> "$times_all"
   rm -f "$img/img"
   sed -n 's/.*frozen \([0-9.]*\) ms.*/\1/p' "$img/ckpt.log"
 }
@@ -77,8 +79,8 @@ done
 start 1 c1; c1=$JOB
 start 8 c8; c8=$JOB
 for _ in $(seq 1 "$rounds"); do
-  one[checkpoint]+=" $(checkpoint "$c1")"
-  eight[checkpoint]+=" $(checkpoint "$c8")"
+  one[checkpoint]+=" $(checkpoint "$c1" 1)"
+  eight[checkpoint]+=" $(checkpoint "$c8" 8)"
 done
 grep -q 'its tree (8 processes' "$img/ckpt.log" || { echo "the 8-process job was not checkpointed as a tree" >&2; exit 1; }
 

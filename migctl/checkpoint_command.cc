@@ -12,6 +12,7 @@
 #include "resources/process_tree.h"
 #include "resources/socket_state.h"
 #include "resources/sysv_ipc.h"
+#include "shadow/hop_times.h"
 
 #include <kj/array.h>
 #include <kj/debug.h>
@@ -188,9 +189,13 @@ int checkpoint(const Options& o, long pid) {
     }
   }
   KJ_DEFER(if (uffd >= 0) close(uffd));
+  // The concurrent freeze's breakdown ($MIG_HOP_TIMES, shadow/hop_times.h; bench/tree_bench.sh).
+  shadow::HopTimes times("checkpoint");
+  kj::Function<void(const char*)> mark = [&](const char* phase) { times.mark(phase); };
+  options.mark = times.on() ? &mark : nullptr;
   auto t0 = std::chrono::steady_clock::now();
   kj::Maybe<FrozenTree> frozenTree;
-  if (!o.only) frozenTree.emplace(*ctl, timeout);
+  if (!o.only) frozenTree.emplace(*ctl, timeout, options.mark);
   KJ_IF_MAYBE(t, frozenTree) {
     if (t->single()) frozenTree = nullptr;  // no descendants: the image of one process
   }
@@ -220,6 +225,8 @@ int checkpoint(const Options& o, long pid) {
         file->commit();
         stats = kj::mv(r->stats);
         frozenMs = std::chrono::duration<double, std::milli>(resumedAt - t->frozenAt()).count();
+        times.setWho(kj::str("checkpoint tree of ", t->size()));
+        times.write();
         auto now = std::chrono::steady_clock::now();
         mode = concurrentMode(std::chrono::duration<double, std::milli>(now - resumedAt).count(), r->pages, 0);
       } else {
@@ -253,8 +260,11 @@ int checkpoint(const Options& o, long pid) {
     auto writeStart = std::chrono::steady_clock::now();
     int fd = uffd;
     uffd = -1;
-    ConcurrentResult r = freezeAndCaptureConcurrently(*ctl, timeout, fd, file->sink(), options.maxDeletedFileBytes);
+    ConcurrentResult r =
+        freezeAndCaptureConcurrently(*ctl, timeout, fd, file->sink(), options.maxDeletedFileBytes, options.mark);
     if (r.ok) {
+      times.setWho("checkpoint of 1");
+      times.write();
       file->commit();
       stats = kj::mv(r.stats);
       frozenMs = r.frozenMs;

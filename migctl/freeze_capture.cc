@@ -45,7 +45,7 @@ resources::CaptureStats captureFrozen(ControlClient& ctl, const control::Reply& 
 }
 
 ConcurrentResult freezeAndCaptureConcurrently(ControlClient& ctl, int timeoutSeconds, int uffd, image::ByteSink& out,
-                                              uint64_t maxDeletedFileBytes) {
+                                              uint64_t maxDeletedFileBytes, kj::Function<void(const char*)>* mark) {
   kj::AutoCloseFd owned(uffd);  // until the copier takes it
   ConcurrentResult result;
   {
@@ -53,7 +53,9 @@ ConcurrentResult freezeAndCaptureConcurrently(ControlClient& ctl, int timeoutSec
     result.madeHugeBytes = resources::collapseForProtection(ctl.realPid(), running);
   }
   auto t0 = std::chrono::steady_clock::now();
+  if (mark != nullptr) (*mark)("freeze");
   control::Reply reply = ctl.freeze(timeoutSeconds);
+  if (mark != nullptr) (*mark)("park");
   resources::ProcPageSource memory(ctl.realPid());
   if (reply.blockSize != sizeof(control::Block)) {
     image::fail(kj::str("process ", ctl.pid(), " runs an incompatible libmig (block size ", reply.blockSize, ")"));
@@ -66,8 +68,11 @@ ConcurrentResult freezeAndCaptureConcurrently(ControlClient& ctl, int timeoutSec
   resources::fillJobHeader(header.initRoot<image::schema::Header>(), ctl.realPid(), block->vpid);
   image::ImageWriter w(out, header);
   resources::captureProcessState(ctl.realPid(), *block, w, result.stats, options);
+  if (mark != nullptr) (*mark)("state");
   resources::CopyBeforeWrite pages(ctl.realPid(), owned.release(), memory);
+  if (mark != nullptr) (*mark)("protect");
   ctl.resume();
+  if (mark != nullptr) (*mark)("resume");
   result.frozenMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   resources::writeMemory(pages, w, result.stats);
   result.ok = pages.finish(result.why);
@@ -212,7 +217,8 @@ kj::Vector<resources::TreeProcess> parkedTreeNow(pid_t root) {
 }
 }  // namespace
 
-FrozenTree::FrozenTree(ControlClient& root, int timeoutSeconds) : root_(root.pid()) {
+FrozenTree::FrozenTree(ControlClient& root, int timeoutSeconds, kj::Function<void(const char*)>* mark)
+    : root_(root.pid()) {
   resources::waitForLazyPages(root.realPid());  // its page server also fills its children
   auto tree = resources::listTree(root.realPid());
   connect(tree[0], &root);
@@ -220,9 +226,11 @@ FrozenTree::FrozenTree(ControlClient& root, int timeoutSeconds) : root_(root.pid
   if (single()) return;
   froze_ = true;
   frozenAt_ = std::chrono::steady_clock::now();
+  if (mark != nullptr) (*mark)("freeze");
   // Park every member, then look again: a child forked before its parent parked is
   // parked too (a parked process forks no more, so this ends).
   size_t frozen = 0;
+  kj::Vector<resources::TreeProcess> now;  // the last look, once every member is parked
   for (int round = 0;; ++round) {
     for (size_t i = frozen; i < members_.size(); ++i) {
       if (members_[i].ctl != nullptr) request(members_[i]);
@@ -231,7 +239,7 @@ FrozenTree::FrozenTree(ControlClient& root, int timeoutSeconds) : root_(root.pid
       if (members_[i].ctl != nullptr) park(members_[i], timeoutSeconds);
     }
     frozen = members_.size();
-    auto now = parkedTreeNow(root.realPid());
+    now = parkedTreeNow(root.realPid());
     kj::Vector<resources::TreeProcess> fresh;
     for (auto& p : now) {
       bool known = false;
@@ -256,8 +264,9 @@ FrozenTree::FrozenTree(ControlClient& root, int timeoutSeconds) : root_(root.pid
     if (round == 8) image::fail(kj::str("the tree of process ", root_, " kept growing while it was frozen; try again"));
     for (auto& p : fresh) connect(p, nullptr);
   }
-  // Zombies reaped while the rest parked are not members any more.
-  auto now = parkedTreeNow(root.realPid());
+  if (mark != nullptr) (*mark)("park");
+  // Zombies reaped while the rest parked are not members any more (the last look,
+  // taken with every member parked, is the tree as it holds still: nobody reaps now).
   kj::Vector<Member> kept;
   for (auto& m : members_) {
     if (m.ctl != nullptr || listed(now, m.proc.pid)) kept.add(kj::mv(m));
@@ -272,6 +281,7 @@ FrozenTree::FrozenTree(ControlClient& root, int timeoutSeconds) : root_(root.pid
       if (m.ctl != nullptr) m.proc.zombie = false;
     }
   }
+  if (mark != nullptr) (*mark)("look");
 }
 
 size_t FrozenTree::liveCount() const {

@@ -44,8 +44,10 @@ struct ConcurrentResult {
   bool ok = false;
   kj::String why;
 };
+// `mark`: the freeze's breakdown, as CaptureOptions::mark ("freeze" as it begins).
 ConcurrentResult freezeAndCaptureConcurrently(ControlClient& ctl, int timeoutSeconds, int uffd, image::ByteSink& out,
-                                              uint64_t maxDeletedFileBytes);
+                                              uint64_t maxDeletedFileBytes,
+                                              kj::Function<void(const char*)>* mark = nullptr);
 
 // Pre-copy's end (resources/precopy.h): freezes the process, takes the last look at
 // what it wrote, and finishes the image `w` that the rounds began.
@@ -68,8 +70,9 @@ class FrozenTree {
   // Lists the tree of `root`'s process and connects to every live member's shim
   // before anything is frozen: a member not under mig refuses the whole tree with
   // one line naming it. Then parks them all at once, and any child a member forked
-  // meanwhile, until the tree holds still.
-  FrozenTree(ControlClient& root, int timeoutSeconds);
+  // meanwhile, until the tree holds still. `mark`: the freeze's breakdown, as
+  // CaptureOptions::mark ("freeze" as it begins, "park", "look").
+  FrozenTree(ControlClient& root, int timeoutSeconds, kj::Function<void(const char*)>* mark = nullptr);
   // A tree of one process: the caller takes the single-process path (image
   // version-compatible with what it always was).
   // (Once frozen, a tree whose children all ended meanwhile is captured as one

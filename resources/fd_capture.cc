@@ -49,9 +49,10 @@ std::set<uint64_t> migSocketInodes(pid_t pid) {
 namespace {
 
 // The process's fd numbers, sorted, without the shim's own (its control socket, log)
-// and without any socket bound under @mig/.
-std::vector<int> processFds(pid_t pid, const control::Block& block) {
-  const std::set<uint64_t> migSockets = migSocketInodes(pid);
+// and without any socket bound under @mig/ (`read`: migSocketInodes(pid), or null).
+std::vector<int> processFds(pid_t pid, const control::Block& block, const std::set<uint64_t>* read) {
+  std::set<uint64_t> own;
+  const std::set<uint64_t>& migSockets = read != nullptr ? *read : (own = migSocketInodes(pid));
   std::string dirPath = "/proc/" + std::to_string(pid) + "/fd";
   DIR* d = opendir(dirPath.c_str());
   if (d == nullptr) image::fail(kj::str("cannot list ", dirPath.c_str(), ": ", strerror(errno)));
@@ -72,15 +73,15 @@ std::vector<int> processFds(pid_t pid, const control::Block& block) {
   return numbers;
 }
 
-FdProbe probe(const CaptureContext& ctx, int fd) {
+FdProbe probe(pid_t pid, int fd) {
   FdProbe p{};
   p.fd = fd;
-  std::string link = ctx.linkOf(fd);
+  std::string link = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
   p.target = readLink(link);
   p.path = p.target;
   p.deleted = p.path.size() > kDeletedLen && p.path.compare(p.path.size() - kDeletedLen, kDeletedLen, kDeleted) == 0;
   if (p.deleted) p.path.resize(p.path.size() - kDeletedLen);
-  std::string fdinfo = readProcFile(ctx.pid, "fdinfo/" + std::to_string(fd));
+  std::string fdinfo = readProcFile(pid, "fdinfo/" + std::to_string(fd));
   p.pos = strtoll(fieldOr(fdinfo, "pos").c_str(), nullptr, 10);
   p.flags = static_cast<uint32_t>(strtoul(fieldOr(fdinfo, "flags").c_str(), nullptr, 8));
   if (stat(link.c_str(), &p.st) != 0) memset(&p.st, 0, sizeof(p.st));
@@ -89,13 +90,21 @@ FdProbe probe(const CaptureContext& ctx, int fd) {
 
 }  // namespace
 
+std::vector<FdProbe> probeFiles(pid_t pid, const control::Block& block, const std::set<uint64_t>* migSockets) {
+  std::vector<FdProbe> probes;
+  for (int fd : processFds(pid, block, migSockets)) probes.push_back(probe(pid, fd));
+  return probes;
+}
+
 std::string CaptureContext::linkOf(int fd) const {
   return "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
 }
 
 void writeFiles(pid_t pid, const control::Block& block, image::ImageWriter& w, CaptureStats& stats,
-                const CaptureOptions& options, const std::set<uint64_t>* treePipes) {
-  std::vector<FdProbe> probes;
+                const CaptureOptions& options, const std::set<uint64_t>* treePipes,
+                const std::vector<FdProbe>* probed) {
+  std::vector<FdProbe> own;
+  const std::vector<FdProbe>& probes = probed != nullptr ? *probed : (own = probeFiles(pid, block));
   CaptureContext ctx{pid, nullptr, options};
   ctx.treePipes = treePipes;
   // The socket kinds read the process's sockets through copies of them (socket_state.h).
@@ -103,7 +112,6 @@ void writeFiles(pid_t pid, const control::Block& block, image::ImageWriter& w, C
   ctx.pidfd = pidfd == nullptr ? -1 : pidfd.get();
   ctx.warnings = &stats.warnings;
   ctx.connections = &stats.connections;
-  for (int fd : processFds(pid, block)) probes.push_back(probe(ctx, fd));
   ctx.all = kj::arrayPtr(probes.data(), probes.size());
 
   capnp::MallocMessageBuilder msg;

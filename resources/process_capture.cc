@@ -19,9 +19,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <dirent.h>
 #include <fcntl.h>
 #include <map>
+#include <mutex>
 #include <set>
 #include <algorithm>
 #include <atomic>
@@ -34,6 +34,26 @@
 namespace mig::resources {
 
 namespace {
+
+// work(0) .. work(n - 1) on as many threads as there are CPUs, this one among them: a
+// frozen tree's per-member work, mostly reading /proc, that the tree waits for whole
+// (one after the other, on a busy machine, they would get one share of a CPU for all).
+// The first failure is thrown once every thread is done.
+void onEveryCpu(size_t n, kj::FunctionParam<void(size_t)> work) {
+  auto failed = kj::heapArray<kj::Maybe<kj::Exception>>(n);
+  std::atomic<size_t> next{0};
+  auto run = [&]() {
+    for (size_t i; (i = next.fetch_add(1)) < n;) failed[i] = kj::runCatchingExceptions([&]() { work(i); });
+  };
+  const size_t cpus = std::max(1u, std::thread::hardware_concurrency());
+  kj::Vector<std::thread> threads;
+  for (size_t t = 1; t < std::min(n, cpus); ++t) threads.add(run);
+  run();
+  for (auto& t : threads) t.join();
+  for (auto& f : failed) {
+    KJ_IF_MAYBE(e, f) kj::throwFatalException(kj::mv(*e));
+  }
+}
 
 void checkBlock(pid_t pid, const control::Block& block) {
   if (block.magic != control::kMagic || block.version != control::kVersion) {
@@ -51,44 +71,25 @@ struct PipeEnd {
   bool read;
 };
 
-void captureTreePipes(kj::ArrayPtr<const TreeCaptureMember> members, std::set<uint64_t>& ids,
-                      image::schema::Tree::Builder tree) {
+// fds[i]: member i's fds (probeFiles; none for a zombie).
+void captureTreePipes(kj::ArrayPtr<const TreeCaptureMember> members, kj::ArrayPtr<const std::vector<FdProbe>> fds,
+                      std::set<uint64_t>& ids, image::schema::Tree::Builder tree) {
   std::map<uint64_t, std::vector<PipeEnd>> ends;
   std::map<uint64_t, std::string> fifos;  // inode -> path ("" once removed)
-  for (auto& m : members) {
-    if (m.block == nullptr) continue;
-    std::string dirPath = "/proc/" + std::to_string(m.proc.pid) + "/fd";
-    DIR* d = opendir(dirPath.c_str());
-    if (d == nullptr) image::fail(kj::str("cannot list ", dirPath.c_str(), ": ", strerror(errno)));
-    KJ_DEFER(closedir(d));
-    while (dirent* e = readdir(d)) {
-      if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-      int fd = atoi(e->d_name);
-      bool shim = false;
-      for (uint32_t i = 0; i < m.block->shimFdCount && i < control::kMaxShimFds; ++i) shim = shim || m.block->shimFds[i] == fd;
-      if (shim) continue;
-      char target[4096];
-      ssize_t n = readlink((dirPath + "/" + e->d_name).c_str(), target, sizeof(target) - 1);
-      if (n <= 0) continue;
-      target[n] = '\0';
+  for (size_t i = 0; i < members.size(); ++i) {
+    for (const FdProbe& f : fds[i]) {
       unsigned long long ino = 0;
-      if (target[0] == '/') {
-        struct stat st {};
-        if (stat((dirPath + "/" + e->d_name).c_str(), &st) != 0 || !S_ISFIFO(st.st_mode)) continue;
-        ino = st.st_ino;
-        std::string path = target;
-        const std::string deleted = " (deleted)";
-        bool gone = path.size() > deleted.size() && path.compare(path.size() - deleted.size(), deleted.size(), deleted) == 0;
-        fifos[ino] = gone ? "" : path;
-      } else if (sscanf(target, "socket:[%llu]", &ino) == 1) {
+      if (f.target[0] == '/') {
+        if (!S_ISFIFO(f.st.st_mode)) continue;
+        ino = f.st.st_ino;
+        fifos[ino] = f.deleted ? "" : f.target;
+      } else if (sscanf(f.target.c_str(), "socket:[%llu]", &ino) == 1) {
         ids.insert(kTreeSocket | ino);  // a socketpair end another member may hold the peer of
         continue;
-      } else if (sscanf(target, "pipe:[%llu]", &ino) != 1) {
+      } else if (sscanf(f.target.c_str(), "pipe:[%llu]", &ino) != 1) {
         continue;
       }
-      std::string info = readProcFile(m.proc.pid, "fdinfo/" + std::to_string(fd));
-      uint32_t flags = static_cast<uint32_t>(strtoul(fieldOr(info, "flags").c_str(), nullptr, 8));
-      ends[ino].push_back(PipeEnd{m.proc.pid, fd, (flags & O_ACCMODE) == O_RDONLY});
+      ends[ino].push_back(PipeEnd{members[i].proc.pid, f.fd, (f.flags & O_ACCMODE) == O_RDONLY});
     }
   }
   kj::Vector<std::pair<uint64_t, const std::vector<PipeEnd>*>> shared;
@@ -208,11 +209,17 @@ struct TreeStart {
   std::set<uint64_t> pipeIds;  // the tree's pipes: not the members' own fds
   kj::Vector<SharedObject> shared;
   kj::Vector<int32_t> segments;
+  kj::Array<std::vector<FdProbe>> fds;  // each member's (probeFiles; none for a zombie)
 };
 
 // The sections before the members: the tree (its members, its pipes with their
-// bytes) and the ipc section (what members share, with its contents).
-TreeStart writeTreeStart(kj::ArrayPtr<const TreeCaptureMember> members, image::ImageWriter& w) {
+// bytes) and the ipc section (what members share, with its contents). What they are
+// made of is read from every member at once, on every CPU (onEveryCpu): each member's
+// fds (the pipes between members are found in them, and its files section is written
+// from them later), the shared memory and System V objects of all; `alsoEach(i)`:
+// the caller's own work on live member i, done on the same threads meanwhile.
+TreeStart writeTreeStart(kj::ArrayPtr<const TreeCaptureMember> members, image::ImageWriter& w,
+                         kj::FunctionParam<void(size_t)> alsoEach) {
   KJ_REQUIRE(members.size() > 0 && members[0].block != nullptr, "a tree needs a live root");
   // Kernel PID -> virtual PID: a member restored before answers to the PID it had
   // first; a zombie (no shim to ask) keeps its kernel PID.
@@ -224,9 +231,39 @@ TreeStart writeTreeStart(kj::ArrayPtr<const TreeCaptureMember> members, image::I
   };
   const TreeCaptureMember& root = members[0];
   TreeStart start;
+  start.fds = kj::heapArray<std::vector<FdProbe>>(members.size());
+  kj::Vector<pid_t> live;
+  for (auto& m : members) {
+    if (m.block != nullptr) live.add(m.proc.pid);
+  }
+  SysvIpc sysv;
+  // The shim's sockets of the root's network namespace (migSocketInodes), read once for
+  // the members in it: its /proc/PID/net/unix lists every Unix socket of the namespace,
+  // a quarter of a small member's state.
+  auto netOf = [](pid_t pid, struct stat& st) {
+    return stat(("/proc/" + std::to_string(pid) + "/ns/net").c_str(), &st) == 0;
+  };
+  struct stat rootNet {};
+  const bool rootNetKnown = netOf(root.proc.pid, rootNet);
+  std::once_flag migSocketsRead;
+  std::set<uint64_t> migSockets;
+  onEveryCpu(2 + members.size(), [&](size_t i) {
+    if (i == 0) {
+      start.shared = findTreeSharedMemory(members);
+    } else if (i == 1) {
+      sysv = findSysvIpc(live);
+    } else if (const TreeCaptureMember& m = members[i - 2]; m.block != nullptr) {
+      struct stat net {};
+      const bool rootsNet = rootNetKnown && netOf(m.proc.pid, net) && net.st_dev == rootNet.st_dev &&
+                            net.st_ino == rootNet.st_ino;
+      if (rootsNet) std::call_once(migSocketsRead, [&]() { migSockets = migSocketInodes(root.proc.pid); });
+      start.fds[i - 2] = probeFiles(m.proc.pid, *m.block, rootsNet ? &migSockets : nullptr);
+      alsoEach(i - 2);
+    }
+  });
   capnp::MallocMessageBuilder treeMsg;
   auto treeRoot = treeMsg.initRoot<image::schema::Tree>();
-  captureTreePipes(members, start.pipeIds, treeRoot);
+  captureTreePipes(members, start.fds, start.pipeIds, treeRoot);
   auto list = treeRoot.initMembers(static_cast<unsigned>(members.size()));
   for (size_t i = 0; i < members.size(); ++i) {
     const TreeCaptureMember& m = members[i];
@@ -241,30 +278,49 @@ TreeStart writeTreeStart(kj::ArrayPtr<const TreeCaptureMember> members, image::I
     r.setRealPid(m.proc.pid);
   }
   w.section(image::SectionType::tree, treeMsg);
-  start.shared = findTreeSharedMemory(members);
-  kj::Vector<pid_t> live;
-  for (auto& m : members) {
-    if (m.block != nullptr) live.add(m.proc.pid);
-  }
-  SysvIpc sysv = findSysvIpc(live);
   writeIpc(w, start.shared, sysv);
   start.segments = segmentIds(sysv);
   return start;
 }
 
-// A live member's sections but its memory, after its `member` section.
-void writeMemberState(const TreeCaptureMember& m, const TreeStart& start, image::ImageWriter& w, CaptureStats& stats,
-                      const CaptureOptions& options) {
+// A tree's image up to its members: every live member's shim checked, the job's
+// header (the root's), then the sections before the members (writeTreeStart).
+struct TreeImage {
+  TreeImage(kj::ArrayPtr<const TreeCaptureMember> members, image::ByteSink& out,
+            kj::FunctionParam<void(size_t)> alsoEach)
+      : writer(out, checkedHeader(members, header)), start(writeTreeStart(members, writer, alsoEach)) {}
+  static capnp::MessageBuilder& checkedHeader(kj::ArrayPtr<const TreeCaptureMember> members,
+                                              capnp::MallocMessageBuilder& msg) {
+    for (auto& m : members) {
+      if (m.block != nullptr) checkBlock(m.proc.pid, *m.block);
+    }
+    fillJobHeader(msg.initRoot<image::schema::Header>(), members[0].proc.pid, members[0].block->vpid);
+    return msg;
+  }
+  capnp::MallocMessageBuilder header;
+  image::ImageWriter writer;
+  TreeStart start;
+};
+
+// A live member's sections but its files and memory: its `member` section, then its
+// process and threads. (The kinds set their counts for one process; a tree's are
+// the sums.)
+void writeMemberHead(const TreeCaptureMember& m, image::ImageWriter& w, CaptureStats& stats) {
   capnp::MallocMessageBuilder memberMsg;
   memberMsg.initRoot<image::schema::Member>().setVpid(m.block->vpid);
   w.section(image::SectionType::member, memberMsg);
-  // The kinds set their counts for one process; a tree's are the sums.
-  const uint32_t threads = stats.threads, fds = stats.fds;
+  const uint32_t threads = stats.threads;
   writeProcess(m.proc.pid, *m.block, w, stats);
   writeThreads(m.proc.pid, *m.block, w, stats);
-  writeFiles(m.proc.pid, *m.block, w, stats, options, &start.pipeIds);
   stats.threads += threads;
-  stats.fds += fds;
+}
+
+// Then its files section, from the fds taken at the tree's start.
+void writeMemberFiles(const TreeCaptureMember& m, const std::vector<FdProbe>& fds, const TreeStart& start,
+                      image::ImageWriter& w, CaptureStats& stats, const CaptureOptions& options) {
+  const uint32_t count = stats.fds;
+  writeFiles(m.proc.pid, *m.block, w, stats, options, &start.pipeIds, &fds);
+  stats.fds += count;
 }
 
 }  // namespace
@@ -272,16 +328,14 @@ void writeMemberState(const TreeCaptureMember& m, const TreeStart& start, image:
 CaptureStats captureTree(kj::ArrayPtr<const TreeCaptureMember> members, image::ByteSink& out,
                          const CaptureOptions& options) {
   CaptureStats stats{};
-  for (auto& m : members) {
-    if (m.block != nullptr) checkBlock(m.proc.pid, *m.block);
-  }
-  capnp::MallocMessageBuilder header;
-  fillJobHeader(header.initRoot<image::schema::Header>(), members[0].proc.pid, members[0].block->vpid);
-  image::ImageWriter w(out, header);
-  TreeStart start = writeTreeStart(members, w);
-  for (auto& m : members) {
+  TreeImage image(members, out, [](size_t) {});
+  image::ImageWriter& w = image.writer;
+  const TreeStart& start = image.start;
+  for (size_t i = 0; i < members.size(); ++i) {
+    const TreeCaptureMember& m = members[i];
     if (m.block == nullptr) continue;
-    writeMemberState(m, start, w, stats, options);
+    writeMemberHead(m, w, stats);
+    writeMemberFiles(m, start.fds[i], start, w, stats, options);
     ProcPageSource own(m.proc.pid, options.forMigration);  // (a tree that migrates: its children born away)
     WithoutSharedViews memory(own, start.shared, m.proc.pid, start.segments);
     writeMemory(memory, w, stats, nullptr, nullptr, /*sparse=*/false);
@@ -295,70 +349,50 @@ ConcurrentTreeResult captureTreeConcurrently(kj::ArrayPtr<const TreeCaptureMembe
                                              image::ByteSink& out, const CaptureOptions& options,
                                              kj::FunctionParam<void()> resume) {
   ConcurrentTreeResult result;
-  kj::Vector<kj::AutoCloseFd> owned;  // until each member's copier takes its own
-  for (int fd : uffds) owned.add(fd);
-  for (auto& m : members) {
-    if (m.block != nullptr) checkBlock(m.proc.pid, *m.block);
-  }
-  capnp::MallocMessageBuilder header;
-  fillJobHeader(header.initRoot<image::schema::Header>(), members[0].proc.pid, members[0].block->vpid);
-  image::ImageWriter w(out, header);
-  TreeStart start = writeTreeStart(members, w);
   // Frozen: every member's state, held until its place in the image, and its memory
-  // write-protected (what members share is in the ipc section already, taken now).
-  // Members are taken on as many threads as there are CPUs: each is the work of one
-  // process's concurrent checkpoint, mostly reading /proc, and the tree waits for all.
+  // write-protected (what members share is in the ipc section already, taken now),
+  // each the work of one process's concurrent checkpoint, on every CPU: its head
+  // while the tree's start is read, its files and write-protection after it.
   struct Later {
-    const TreeCaptureMember* member;
-    int uffd;
+    int uffd = -1;  // until its copier takes it
     CaptureStats stats{};
     image::HeldSections state;
     kj::Own<ProcPageSource> own;
     kj::Own<WithoutSharedViews> memory;
     kj::Own<CopyBeforeWrite> pages;
-    kj::Maybe<kj::Exception> failed;
   };
-  kj::Vector<Later> later;
-  for (size_t i = 0; i < members.size(); ++i) {
-    if (members[i].block == nullptr) continue;
-    Later& l = later.add();
-    l.member = &members[i];
-    l.uffd = owned[i].release();
-  }
-  std::atomic<size_t> next{0};
-  auto work = [&]() {
-    for (size_t i; (i = next.fetch_add(1)) < later.size();) {
-      Later& l = later[i];
-      l.failed = kj::runCatchingExceptions([&]() {
-        const TreeCaptureMember& m = *l.member;
-        image::ImageWriter keep(l.state);
-        writeMemberState(m, start, keep, l.stats, options);
-        l.own = kj::heap<ProcPageSource>(m.proc.pid);
-        l.memory = kj::heap<WithoutSharedViews>(*l.own, start.shared, m.proc.pid, start.segments);
-        l.pages = kj::heap<CopyBeforeWrite>(m.proc.pid, std::exchange(l.uffd, -1), *l.memory);
-      });
-    }
-  };
-  {
-    const size_t helpers = std::min<size_t>(later.size(), std::max(1u, std::thread::hardware_concurrency())) - 1;
-    kj::Vector<std::thread> threads;
-    for (size_t t = 0; t < helpers; ++t) threads.add(work);
-    work();
-    for (auto& t : threads) t.join();
-  }
+  auto later = kj::heapArray<Later>(members.size());  // by member; a zombie's stays empty
+  for (size_t i = 0; i < members.size(); ++i) later[i].uffd = uffds[i];
+  KJ_DEFER(for (Later& l : later) if (l.uffd >= 0) close(l.uffd));  // its copier was not made: a member failed
+  TreeImage image(members, out, [&](size_t i) {
+    image::ImageWriter keep(later[i].state);
+    writeMemberHead(members[i], keep, later[i].stats);
+  });
+  image::ImageWriter& w = image.writer;
+  const TreeStart& start = image.start;
+  if (options.mark != nullptr) (*options.mark)("tree-start");
+  onEveryCpu(members.size(), [&](size_t i) {
+    const TreeCaptureMember& m = members[i];
+    if (m.block == nullptr) return;
+    Later& l = later[i];
+    image::ImageWriter keep(l.state);
+    writeMemberFiles(m, start.fds[i], start, keep, l.stats, options);
+    l.own = kj::heap<ProcPageSource>(m.proc.pid);
+    l.memory = kj::heap<WithoutSharedViews>(*l.own, start.shared, m.proc.pid, start.segments);
+    l.pages = kj::heap<CopyBeforeWrite>(m.proc.pid, std::exchange(l.uffd, -1), *l.memory);
+  });
   for (Later& l : later) {
-    if (l.uffd >= 0) close(l.uffd);  // its copier was not made: another member failed
-  }
-  for (Later& l : later) {
-    KJ_IF_MAYBE(e, l.failed) kj::throwFatalException(kj::mv(*e));
     result.stats.threads += l.stats.threads;
     result.stats.fds += l.stats.fds;
     result.stats.pendingSignals |= l.stats.pendingSignals;
     for (auto& warning : l.stats.warnings) result.stats.warnings.add(kj::mv(warning));
     for (int fd : l.stats.connections) result.stats.connections.add(fd);
   }
+  if (options.mark != nullptr) (*options.mark)("state-protect");
   resume();
+  if (options.mark != nullptr) (*options.mark)("resume");
   for (Later& l : later) {
+    if (l.pages.get() == nullptr) continue;  // a zombie
     w.write(l.state);
     writeMemory(*l.pages, w, result.stats, nullptr, nullptr, /*sparse=*/false);
     kj::String why;
