@@ -4,12 +4,13 @@
  * pipes between members with bytes in them. Every round each process checks its
  * parent (getppid), the root signals both children (kill(pid, 0)); at the end the
  * root sends -1 round the ring, the children exit 0 and 5 and the root reaps each
- * by PID (waitpid) and checks the status. */
+ * by PID (waitpid) and checks the status. usage: tree_ring [ROUNDS] (default 30; a
+ * concurrent checkpoint's test gives more, since the job runs on past its moment and
+ * must still run when a slow migctl gets to it). */
 #include "feature.h"
 
 #include <sys/wait.h>
 
-#define ROUNDS 30
 
 static void child(int in, int out, pid_t parent, int status)
 {
@@ -24,8 +25,9 @@ static void child(int in, int out, pid_t parent, int status)
   }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+  const int rounds = argc > 1 ? atoi(argv[1]) : 30;
   int p[3][2]; /* p[0]: root -> c1, p[1]: c1 -> c2, p[2]: c2 -> root */
   for (int i = 0; i < 3; i++) CHECK_SYS(pipe(p[i]));
   pid_t self = getpid();
@@ -47,7 +49,7 @@ int main(void)
   close(p[1][1]);
   close(p[2][1]);
   long v = 0;
-  for (int r = 1; r <= ROUNDS; r++) {
+  for (int r = 1; r <= rounds; r++) {
     v++;
     CHECK(write(p[0][1], &v, sizeof v) == (ssize_t)sizeof v, "root: write: %s", strerror(errno));
     sleep_ms(50); /* the token waits in a pipe between the children meanwhile */
@@ -66,7 +68,7 @@ int main(void)
     CHECK(WIFEXITED(status[k]), "child %d did not exit (status %#x)", k, status[k]);
   }
   CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD, "a child left over");
-  printf("ring of 3: %d rounds, counter %ld, children exited %d and %d\n", ROUNDS, 3L * ROUNDS,
+  printf("ring of 3: %d rounds, counter %ld, children exited %d and %d\n", rounds, 3L * rounds,
          WEXITSTATUS(status[0]), WEXITSTATUS(status[1]));
   puts("PASS");
   return 0;
