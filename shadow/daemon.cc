@@ -385,6 +385,13 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
           // Exit status 7: the restore at home failed with the deputy back; the job
           // resumed here and the sender's last line says so (below, as any failure).
         }
+        if (!ok && texts[0].startsWith("COMMITTED\n") && WIFEXITED(status) && WEXITSTATUS(status) == 8) {
+          // The job's process here ended as it became its deputy, before the commit was
+          // sent (send_command.cc): nothing runs there, so nothing is committed from here.
+          auto why = oneLine(lastLine(texts[1]));
+          log(kj::str("job ", jobId, ": ", why));
+          fail(kj::mv(why));
+        }
         if (!ok && texts[0].startsWith("COMMITTED\n") && WIFEXITED(status) && WEXITSTATUS(status) == 6) {
           // Post-copy lost its destination before it had every page (send_command.cc):
           // the job was ended, said in the sender's last line.
