@@ -110,7 +110,7 @@ failed_hop() {
   fi
 }
 
-STEPS=400   # 40 s: the jobs outlive every fault below (they take about 30 s)
+STEPS=540   # 54 s: the jobs outlive every fault below (they take about 45 s)
 start_job ref plain "${FEATURE[counter]}" "$STEPS"
 start_job lost mig "${FEATURE[counter]}" "$STEPS"
 start_job died mig "${FEATURE[counter]}" "$STEPS"
