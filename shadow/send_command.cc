@@ -1758,6 +1758,7 @@ int sendCommand(int argc, char** argv) {
               to);
       return kDeputyDied;
     }
+    times.mark("deputy-ready");
   }
   // The destination's now: none left here for a stale use (coming home: once it runs there).
   if (!homecoming) resources::removeSysvIpc(sysvMoved);
