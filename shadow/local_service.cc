@@ -759,6 +759,8 @@ class LocalImpl final : public rpc::Local::Server {
                   endPostcopyLost(d_, id);
                   return kj::READY_NOW;
                 }
+                // Its deputy died as it started: the watch above ends the job there.
+                if (result.asReader().getMode() == "deputy-died") return kj::READY_NOW;
                 return checkSetup(id, to, result);
               },
               [this, id, memberIds = kj::mv(memberIds)](kj::Exception&& e) -> kj::Promise<void> {

@@ -115,8 +115,8 @@ constexpr int kPostcopyLost = 6;
 // deputy came back (deputy/homecoming.h): the job was resumed here.
 constexpr int kHomeRestoreFailed = 7;
 // migctl send's exit status when the job's process at home ended as it became its
-// deputy, after COMMITTED but before the commit was sent: nothing runs at the
-// destination (shadow/daemon.cc tells the user, and commits nothing in its place).
+// deputy, before it registered: the hop went through, and home's shadowd ends the job
+// at the destination (shadow/daemon.cc tells the user).
 constexpr int kDeputyDied = 8;
 // How long the deputy's trial start, the exec at the commit and its registration with
 // shadowd may take (deputy_start.h); they take milliseconds.
@@ -1747,19 +1747,6 @@ int sendCommand(int argc, char** argv) {
   printf(homecoming ? "COMMITTED-HOME\n" : "COMMITTED\n");
   fflush(stdout);
   times.mark("give-up");
-  // The deputy registered with shadowd, or lives and goes on trying (as with a
-  // restarted shadowd), before the job runs there; a deputy that died first leaves
-  // nobody at home to serve it: not committed, so nothing of the job runs there.
-  KJ_IF_MAYBE(r, ready) {
-    if (r->wait(ctl->realPid(), kDeputyStartMs) == DeputyReady::Outcome::DIED) {
-      fprintf(stderr,
-              "the job's process at home ended as it became its deputy, before the commit: nothing of the job runs on "
-              "%s (the hop was not committed), and its parent at home got that end as the job's status\n",
-              to);
-      return kDeputyDied;
-    }
-    times.mark("deputy-ready");
-  }
   // The destination's now: none left here for a stale use (coming home: once it runs there).
   if (!homecoming) resources::removeSysvIpc(sysvMoved);
   hopFaultPoint("send-committed", [](kj::String why) { fail(kj::mv(why)); });
@@ -1934,6 +1921,19 @@ int sendCommand(int argc, char** argv) {
       return kPostcopyLost;
     }
     if (!gone) letGo();
+  }
+  // The deputy registered with shadowd, or lives and goes on trying (as with a
+  // restarted shadowd). One that died first (killed as it started: its trial start
+  // and exec went well) leaves nobody at home: home's shadowd, which watches the
+  // process, ends the job there (local_service.cc watchDeputy); said, not "migrated".
+  KJ_IF_MAYBE(r, ready) {
+    if (r->wait(ctl->realPid(), kDeputyStartMs) == DeputyReady::Outcome::DIED) {
+      fprintf(stderr,
+              "its process at home ended as it became its deputy, before it registered with shadowd: with nobody at home "
+              "to serve it, the job is ended on %s too, and its parent at home got that end as the job's status\n",
+              to);
+      return kDeputyDied;
+    }
   }
   printf("MIGRATED %.3f %llu %.3f %.3f %s %llu %llu %u %llu %.3f\n", freezeMs,
          static_cast<unsigned long long>(out.total() + bytesAfter), transferMs, restoreMs,
