@@ -361,7 +361,7 @@ kj::Own<ShadowdConnection> connectAgain(kj::AsyncIoContext& io, const char* path
   }
 }
 
-// The hop's sender waits for this word before it lets the job run away (deputy_start.h):
+// The hop's sender waits for this word to know that the deputy started (deputy_start.h):
 // said once, the first time the deputy registered.
 void sayRegistered(const char* name) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -411,7 +411,7 @@ int run(int argc, char** argv) {
   const char* readyName = nullptr;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--ready") == 0) readyName = argv[i + 1];
-    if (strcmp(argv[i], "--job-id") == 0) jobId = strtoull(argv[i + 1], nullptr, 10);
+    else if (strcmp(argv[i], "--job-id") == 0) jobId = strtoull(argv[i + 1], nullptr, 10);
     else if (strcmp(argv[i], "--socket") == 0) socketPath = argv[i + 1];
     else if (strcmp(argv[i], "--drop-signals") == 0) dropSignals = strtoull(argv[i + 1], nullptr, 16);
     else if (strcmp(argv[i], "--again-from") == 0) againFrom = atoi(argv[i + 1]);

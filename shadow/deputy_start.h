@@ -1,13 +1,14 @@
 // The deputy's start at a hop's commit from home (docs/design.md "One hop"), made
-// sure of before the destination runs the job, so that a job never runs away with
-// nobody at home serving its calls and holding its PID for its parent:
+// sure of so that a job never runs away with nobody at home serving its calls and
+// holding its PID for its parent:
 //   - before the freeze, a trial start (`mig-deputy --check`, a process of its own)
 //     proves that the program starts here and reaches shadowd: if not, the hop is
 //     refused with nothing frozen;
 //   - at the commit the job's shim tries the exec (control kOpTryDeputy): one that
 //     fails leaves the job intact, to resume here;
-//   - the deputy then says on a socket of the sender's (DeputyReady) that it has
-//     registered with shadowd; one that dies first is seen, and the hop not committed.
+//   - after the commit (outside the freeze) the deputy says on a socket of the
+//     sender's (DeputyReady) that it has registered with shadowd; one that died first
+//     is seen and said (home's watch on the job's process ends the job away).
 #pragma once
 
 #include <kj/string.h>

@@ -1716,8 +1716,8 @@ int sendCommand(int argc, char** argv) {
     if (born.carry) born.frozen->signalEach(SIGSTOP);  // its children born here, carried home, too
   } else if (deputy != nullptr) {
     // The job's process becomes its deputy before the destination runs the job
-    // (deputy_start.h): an exec that fails leaves the job here, to resume; the commit
-    // waits below for the deputy to register.
+    // (deputy_start.h): an exec that fails leaves the job here, to resume; the
+    // deputy's registration is waited for after the commit, out of the freeze.
     // The token goes into the deputy's environment (see shim/checkpoint.cc, execDeputy).
     DeputyReady& r = ready.emplace();
     auto idText = kj::str(jobId), tokenEnv = kj::str(kTokenEnv, "=", hex(token)),
