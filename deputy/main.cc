@@ -19,7 +19,11 @@
 //   - becomes the job again when a hop brings it back home (homecoming.h).
 // It prints nothing: its stdout and stderr are the job's.
 //
-// usage: MIG_JOB_TOKEN=HEX mig-deputy --job-id ID --socket SHADOWD_SOCKET [--drop-signals MASK]
+// usage: MIG_JOB_TOKEN=HEX mig-deputy --job-id ID --socket SHADOWD_SOCKET [--drop-signals MASK] [--ready NAME]
+//        mig-deputy --check --socket SHADOWD_SOCKET
+// (--ready: once registered, it says so on the hop's sender's socket NAME; --check: a
+// trial start in a process of its own, before a hop from home: exit 0 if it starts and
+// reaches shadowd, else one line why; shadow/deputy_start.h)
 // (MIG_LINK_LOST_AFTER=S in the job's environment: its own limit for a broken link)
 #include "deputy/call_runner.h"
 #include "deputy/homecoming.h"
@@ -31,7 +35,9 @@
 #include "deputy/stand_in.h"
 #include "rsc/child_locks.h"
 #include "shadow/direct_link.h"
+#include "shadow/error.h"
 #include "shadow/hex.h"
+#include "shadow/hop_fault.h"
 #include "shadow/mig.capnp.h"
 
 #include <capnp/rpc-twoparty.h>
@@ -355,14 +361,57 @@ kj::Own<ShadowdConnection> connectAgain(kj::AsyncIoContext& io, const char* path
   }
 }
 
+// The hop's sender waits for this word to know that the deputy started (deputy_start.h):
+// said once, the first time the deputy registered.
+void sayRegistered(const char* name) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd >= 0) fd = placeOwn(fd);  // out of the job's numbers (own_fds.h)
+  if (fd < 0) return;
+  struct sockaddr_un sa {};
+  sa.sun_family = AF_UNIX;
+  size_t n = std::min(strlen(name), sizeof(sa.sun_path) - 1);
+  memcpy(sa.sun_path + 1, name, n);
+  const char word = 'R';
+  if (connect(fd, reinterpret_cast<struct sockaddr*>(&sa), static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + 1 + n)) != 0 ||
+      write(fd, &word, 1) != 1) {
+    log(kj::str("could not tell the hop's sender that the deputy registered: ", strerror(errno)));
+  }
+  markOwn(fd, false);
+  close(fd);
+}
+
+// --check: the start-up's steps that do not need the job (an event loop, shadowd's
+// socket, an answer from shadowd), in a process of its own.
+int checkStart(const char* socketPath) {
+  shadow::hopFaultPoint("deputy-start", [](kj::String why) { shadow::fail(kj::mv(why)); });
+  auto io = kj::setupAsyncIo();
+  auto address = io.provider->getNetwork().parseAddress(kj::str("unix:", socketPath)).wait(io.waitScope);
+  auto stream = address->connect().wait(io.waitScope);
+  capnp::TwoPartyClient client(*stream);
+  auto local = client.bootstrap().castAs<rpc::Local>();
+  local.listRequest().send().wait(io.waitScope);
+  return 0;
+}
+
 int run(int argc, char** argv) {
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (strcmp(argv[i], "--check") == 0 && strcmp(argv[i + 1], "--socket") == 0 && i + 2 < argc) {
+      KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { checkStart(argv[i + 2]); })) {
+        fprintf(stderr, "%s\n", shadow::oneLine(e->getDescription()).cStr());
+        return 1;
+      }
+      return 0;
+    }
+  }
   uint64_t jobId = 0;
   kj::Array<kj::byte> token;
   const char* socketPath = nullptr;
   uint64_t dropSignals = 0;
   int againFrom = -1, carriedFd = -1;
+  const char* readyName = nullptr;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--job-id") == 0) jobId = strtoull(argv[i + 1], nullptr, 10);
+    if (strcmp(argv[i], "--ready") == 0) readyName = argv[i + 1];
+    else if (strcmp(argv[i], "--job-id") == 0) jobId = strtoull(argv[i + 1], nullptr, 10);
     else if (strcmp(argv[i], "--socket") == 0) socketPath = argv[i + 1];
     else if (strcmp(argv[i], "--drop-signals") == 0) dropSignals = strtoull(argv[i + 1], nullptr, 16);
     else if (strcmp(argv[i], "--again-from") == 0) againFrom = atoi(argv[i + 1]);
@@ -478,6 +527,8 @@ int run(int argc, char** argv) {
       registered = true;
       deputy.registeredWith(local);
       log(kj::str("job ", jobId, ": registered as its deputy; own fds from ", lowestOwn(), "; group stand-in: PID ", standInPid));
+      if (readyName != nullptr) sayRegistered(readyName);
+      readyName = nullptr;
     }
   }
   SignalForwarder signals(io.unixEventPort, tasks, local, jobId, token);
@@ -518,6 +569,8 @@ int run(int argc, char** argv) {
       break;
     }
     log(kj::str("job ", jobId, ": registered again with the restarted home shadowd"));
+    if (readyName != nullptr) sayRegistered(readyName);  // its first registration
+    readyName = nullptr;
     signals.reconnected(local);
     deputy.registeredWith(local);
   }

@@ -238,6 +238,17 @@ int migrate(const MigrateOptions& o, long pid) {
       }
       return;
     }
+    if (m.getMode() == "deputy-died") {
+      // Its process at home ended as it became its deputy (send_command.cc): ended
+      // there too, neither moved nor left here.
+      j.setOk(false);
+      j.setError(m.getProblem());
+      if (!o.json) {
+        fprintf(stderr, "migctl migrate: %ld was moved to %s, but it cannot go on: %s\n", pid, m.getDestination().cStr(),
+                m.getProblem().cStr());
+      }
+      return;
+    }
     if (m.getMode() == "unconfirmed") {
       // Given up here after the destination was ready, which then did not say it runs
       // (docs/design.md, "One hop"): neither "moved" nor "stays".
@@ -302,7 +313,7 @@ int migrate(const MigrateOptions& o, long pid) {
     return unknown ? 5 : 1;
   }
   if (o.json) printJson(j.asReader());
-  if (j.getMode() == "unconfirmed" || j.getMode() == "postcopy-lost") return 4;
+  if (j.getMode() == "unconfirmed" || j.getMode() == "postcopy-lost" || j.getMode() == "deputy-died") return 4;
   return j.getProblem().size() > 0 ? 3 : 0;
 }
 

@@ -164,6 +164,23 @@ void ControlClient::becomeDeputyOnClose(kj::ArrayPtr<const kj::StringPtr> argv) 
   sendDeputy(control::kOpBecomeDeputyOnClose, argv);
 }
 
+int ControlClient::tryDeputy(kj::ArrayPtr<const kj::StringPtr> argv, int timeoutMs) {
+  sendDeputy(control::kOpTryDeputy, argv);
+  frozen_ = true;  // until the exec is known to have happened
+  struct pollfd p = {fd_, POLLIN, 0};
+  if (poll(&p, 1, timeoutMs) != 1) return ETIMEDOUT;
+  control::Reply reply{};
+  ssize_t n = ::read(fd_, &reply, sizeof(reply));
+  if (n == 0) {  // the connection ended: closed by the exec (or the process is gone)
+    frozen_ = false;
+    return 0;
+  }
+  if (n == sizeof(reply) && reply.magic == control::kMagic && reply.status == control::kDeputyExecFailed) {
+    return reply.reserved != 0 ? static_cast<int>(reply.reserved) : EIO;
+  }
+  return EPROTO;
+}
+
 void ControlClient::hangUp() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;

@@ -47,6 +47,10 @@ class ControlClient {
   // The same, the exec once this connection ends (hangUp, or this process's end): a
   // tree's commit at home, whose deputies start once the destination runs the members.
   void becomeDeputyOnClose(kj::ArrayPtr<const kj::StringPtr> argv);
+  // The same before the hop's commit: 0 once the exec happened (the connection ended),
+  // else why it did not (errno; ETIMEDOUT: no answer); the process is then still the
+  // frozen job, to resume.
+  int tryDeputy(kj::ArrayPtr<const kj::StringPtr> argv, int timeoutMs);
   void hangUp();
 
  private:

@@ -385,6 +385,16 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
           // Exit status 7: the restore at home failed with the deputy back; the job
           // resumed here and the sender's last line says so (below, as any failure).
         }
+        if (!ok && texts[0].startsWith("COMMITTED\n") && WIFEXITED(status) && WEXITSTATUS(status) == 8) {
+          // The job's process here ended as it became its deputy (send_command.cc): the
+          // hop went through, and the watch on that process ends the job there
+          // (local_service.cc watchDeputy), as for any deputy that ends.
+          auto why = oneLine(lastLine(texts[1]));
+          log(kj::str("job ", jobId, ": ", why));
+          result.setMode("deputy-died");
+          result.setProblem(why);
+          return kj::READY_NOW;
+        }
         if (!ok && texts[0].startsWith("COMMITTED\n") && WIFEXITED(status) && WEXITSTATUS(status) == 6) {
           // Post-copy lost its destination before it had every page (send_command.cc):
           // the job was ended, said in the sender's last line.

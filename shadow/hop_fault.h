@@ -18,6 +18,8 @@
 namespace mig::shadow {
 
 inline constexpr const char* kHopSteps[] = {
+    "deputy-start",    // from home, before the freeze: the deputy's trial start (mig-deputy
+                       // --check, shadow/deputy_start.h), before it reaches shadowd
     "send-login",      // sender: logged in to the destination, nothing asked yet
     "recv-ticket",     // destination: the job's ticket arrived, no byte of it yet
     "recv-image",      // destination: the first bytes of the image arrived
@@ -27,6 +29,9 @@ inline constexpr const char* kHopSteps[] = {
                        // shadowd's child (migctl/restart_command.cc checkHomecomingWork)
     "recv-prepared",   // destination: restored up to "ready, not running", not said yet
     "send-prepared",   // sender: the destination is ready; the job not given up yet
+    "deputy-exec",     // sender, from home: the job's exec of its deputy at the commit
+                       // (error: the program is not there; crash: the job's process is
+                       // killed as it execs)
     "send-committed",  // sender: the job given up here (deputy / exited), commit not sent
     "recv-commit",     // destination: commit arrived, the job not released yet
     "recv-released",   // destination: the job released, its answer not sent

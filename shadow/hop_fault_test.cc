@@ -29,7 +29,7 @@ TEST_CASE("hop fault: unset, or another part's value, is no fault") {
 TEST_CASE("hop fault: a bad value is one line naming what is wrong") {
   kj::String why;
   CHECK(parseHopFault("hop:nope:crash", why).action == HopFaultAction::NONE);
-  CHECK(why.startsWith("MIG_FAULT=hop:nope:crash: no hop step 'nope' (steps: send-login, "));
+  CHECK(why.startsWith("MIG_FAULT=hop:nope:crash: no hop step 'nope' (steps: deputy-start, send-login, "));
   CHECK(parseHopFault("hop:recv-done:boom", why).action == HopFaultAction::NONE);
   CHECK(why == "MIG_FAULT=hop:recv-done:boom: the action is crash or error, not 'boom'");
   CHECK(parseHopFault("hop:recv-done", why).action == HopFaultAction::NONE);

@@ -812,8 +812,8 @@ class LocalImpl final : public rpc::Local::Server {
   }
 
   // What follows a hop that gave the job up here: its destination's word awaited (the
-  // commit went unconfirmed), the job ended (post-copy lost its pages), or its setup
-  // there checked.
+  // commit went unconfirmed), the job ended (post-copy lost its pages, or its deputy
+  // died), or its setup there checked.
   kj::Promise<void> afterHop(uint64_t id, kj::StringPtr to, rpc::MigrationResult::Builder result) {
     if (result.asReader().getMode() == "unconfirmed") {
       d_.tasks().add(confirmOrLose(d_, id, kj::str(to), nowSeconds() + 2 * d_.config().transferTimeoutMs / 1000.0));
@@ -823,6 +823,8 @@ class LocalImpl final : public rpc::Local::Server {
       endPostcopyLost(d_, id);
       return kj::READY_NOW;
     }
+    // Its deputy died as it started (a hop from home): the watch on it ends the job there.
+    if (result.asReader().getMode() == "deputy-died") return kj::READY_NOW;
     return checkSetup(id, to, result);
   }
 

@@ -61,6 +61,7 @@
 #include "resources/shared_memory.h"
 #include "resources/process_tree.h"
 #include "resources/sysv_ipc.h"
+#include "shadow/deputy_start.h"
 #include "shadow/hex.h"
 #include "shadow/hop_fault.h"
 #include "shadow/hop_times.h"
@@ -113,6 +114,13 @@ constexpr int kPostcopyLost = 6;
 // migctl send's exit status when a hop home's restore failed after the commit and the
 // deputy came back (deputy/homecoming.h): the job was resumed here.
 constexpr int kHomeRestoreFailed = 7;
+// migctl send's exit status when the job's process at home ended as it became its
+// deputy, before it registered: the hop went through, and home's shadowd ends the job
+// at the destination (shadow/daemon.cc tells the user).
+constexpr int kDeputyDied = 8;
+// How long the deputy's trial start, the exec at the commit and its registration with
+// shadowd may take (deputy_start.h); they take milliseconds.
+constexpr int kDeputyStartMs = 10000;
 
 constexpr const char* kUsage =
     "usage: MIG_JOB_TOKEN=HEX migctl send PID --to HOST:PORT --key FILE --job-id ID --home HOST:PORT\n"
@@ -1350,6 +1358,13 @@ int sendCommand(int argc, char** argv) {
     return 2;
   }
   if (deputy != nullptr && access(deputy, X_OK) != 0) fail(kj::str("the deputy program ", deputy, " is missing"));
+  if (deputy != nullptr) {
+    auto why = tryDeputyStart(deputy, shadowdSocket, kDeputyStartMs);
+    if (why.size() > 0) {
+      fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, ": its deputy would not start here (", deputy, ": ", why,
+                   "); nothing was frozen, the job runs on at home"));
+    }
+  }
   auto token = tokenFromEnv();
   auto key = ClusterKey::load(keyPath);
 
@@ -1695,16 +1710,33 @@ int sendCommand(int argc, char** argv) {
   // the deputy back (then it resumes here): one live copy either way. Without an answer
   // it stays stopped here rather than risk a second copy.
   const bool keepFrozen = postcopy && remoteBytes > 0;
+  kj::Maybe<DeputyReady> ready;
   if (keepFrozen || homecoming) {
     if (kill(ctl->realPid(), SIGSTOP) != 0) fail(kj::str("cannot stop the frozen job: ", strerror(errno)));
     if (born.carry) born.frozen->signalEach(SIGSTOP);  // its children born here, carried home, too
   } else if (deputy != nullptr) {
+    // The job's process becomes its deputy before the destination runs the job
+    // (deputy_start.h): an exec that fails leaves the job here, to resume; the
+    // deputy's registration is waited for after the commit, out of the freeze.
     // The token goes into the deputy's environment (see shim/checkpoint.cc, execDeputy).
+    DeputyReady& r = ready.emplace();
     auto idText = kj::str(jobId), tokenEnv = kj::str(kTokenEnv, "=", hex(token)),
          dropText = kj::str(kj::hex(stats.pendingSignals));
-    kj::StringPtr args[] = {deputy, "--job-id", idText, tokenEnv, "--socket", shadowdSocket,
-                            "--drop-signals", dropText};
-    ctl->becomeDeputy(args);
+    // MIG_FAULT=hop:deputy-exec:error: a program that is not there (the exec really
+    // fails); crash: the job's process is killed as it execs (as the OOM killer might).
+    const HopFault& f = hopFault();
+    const bool injected = f.step == "deputy-exec";
+    auto program = injected ? kj::str(deputy, ".injected-fault") : kj::str(deputy);
+    kj::StringPtr args[] = {program, "--job-id", idText, tokenEnv, "--socket", shadowdSocket,
+                            "--drop-signals", dropText, "--ready", r.name()};
+    int err = 0;
+    if (injected && f.action == HopFaultAction::CRASH) kill(ctl->realPid(), SIGKILL);
+    else err = ctl->tryDeputy(args, kDeputyStartMs);
+    if (err != 0) {
+      ctl->resume();
+      fail(kj::str("the deputy could not start (exec of ", program, ": ", strerror(err),
+                   "); the hop was aborted, the job runs on at home"));
+    }
   } else if (born.carry) {
     born.frozen->exitEach();  // they run there now, with it
   } else {
@@ -1889,6 +1921,19 @@ int sendCommand(int argc, char** argv) {
       return kPostcopyLost;
     }
     if (!gone) letGo();
+  }
+  // The deputy registered with shadowd, or lives and goes on trying (as with a
+  // restarted shadowd). One that died first (killed as it started: its trial start
+  // and exec went well) leaves nobody at home: home's shadowd, which watches the
+  // process, ends the job there (local_service.cc watchDeputy); said, not "migrated".
+  KJ_IF_MAYBE(r, ready) {
+    if (r->wait(ctl->realPid(), kDeputyStartMs) == DeputyReady::Outcome::DIED) {
+      fprintf(stderr,
+              "its process at home ended as it became its deputy, before it registered with shadowd: with nobody at home "
+              "to serve it, the job is ended on %s too, and its parent at home got that end as the job's status\n",
+              to);
+      return kDeputyDied;
+    }
   }
   printf("MIGRATED %.3f %llu %.3f %.3f %s %llu %llu %u %llu %.3f\n", freezeMs,
          static_cast<unsigned long long>(out.total() + bytesAfter), transferMs, restoreMs,

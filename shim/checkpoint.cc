@@ -99,10 +99,11 @@ void writeAll(int fd, const void* p, size_t n) {
 // exec it in place, from this thread, while every other thread is parked. The job's
 // fds stay open (close-on-exec cleared: the deputy holds them for the job); ours are
 // close-on-exec and go. The deputy runs without the shim. No allocation here: other
-// threads may be parked holding malloc's lock.
+// threads may be parked holding malloc's lock. Returns only if the exec failed: its
+// errno, the fds' close-on-exec as it was.
 // Runs in a thread of the program (the delegate below): exec keeps the table of the
 // thread that calls it, and the deputy needs the program's.
-void execDeputy(char* args, size_t len) {
+int execDeputy(char* args, size_t len) {
   Runtime& rt = g_runtime;
   // NAME=VALUE entries among the args are for the environment (the job token: never
   // on a command line, which every user can read).
@@ -115,21 +116,41 @@ void execDeputy(char* args, size_t len) {
     else argv[argc++] = args + i;
   }
   argv[argc] = nullptr;
-  if (argc == 0 || args[len - 1] != '\0') return;
+  if (argc == 0 || args[len - 1] != '\0') return EINVAL;
   for (char** e = environ; *e != nullptr && envc + 1 < 4096; ++e) {
     if (strncmp(*e, "LD_PRELOAD=", 11) != 0) envp[envc++] = *e;
   }
   envp[envc] = nullptr;
+  // The fds whose close-on-exec is cleared below, to set it again if the exec fails
+  // (the job may then go on here: kOpTryDeputy).
+  static int cleared[65536];
+  size_t nCleared = 0;
+  bool overflow = false;
+  auto restore = [&]() {
+    for (size_t i = 0; i < nCleared; ++i) rawSyscall(SYS_fcntl, cleared[i], F_SETFD, FD_CLOEXEC);
+  };
   // thread-self: this thread's table (/proc/self/fd is the main thread's).
   const bool own = rt.controlOwnTable;  // then the control fds are not in this table
   bool listed = forEachNumberedEntry("/proc/thread-self/fd", [&](int fd, int dir) {
     if (fd != dir && fd != rt.logFd - 1 &&
         (own || (fd != rt.controlConn && fd != rt.controlListen && fd != rt.controlAlias && fd != rt.controlWake - 1))) {
+      long flags = rawSyscall(SYS_fcntl, fd, F_GETFD);
+      if (flags <= 0 || !(flags & FD_CLOEXEC)) return;
+      if (nCleared == sizeof(cleared) / sizeof(cleared[0])) {
+        overflow = true;
+        return;
+      }
+      cleared[nCleared++] = fd;
       rawSyscall(SYS_fcntl, fd, F_SETFD, 0);  // the job's fds, for the deputy
     }
   });
-  if (!listed) return;
-  rawSyscall(SYS_execve, reinterpret_cast<long>(argv[0]), reinterpret_cast<long>(argv), reinterpret_cast<long>(envp));
+  if (!listed || overflow) {
+    restore();
+    return overflow ? EMFILE : EIO;
+  }
+  long r = rawSyscall(SYS_execve, reinterpret_cast<long>(argv[0]), reinterpret_cast<long>(argv), reinterpret_cast<long>(envp));
+  restore();
+  return r < 0 ? static_cast<int>(-r) : EIO;
 }
 
 // Wakes the parked threads of the program: to take delegated work, or to go on.
@@ -155,7 +176,7 @@ void serveDelegated() {
     return;
   }
   if (op == kDelegatePrepare) forward::prepareCheckpoint();
-  else execDeputy(rt.deputyArgs, rt.deputyArgsLen);  // returns only if the exec failed
+  else rt.deputyExecError = execDeputy(rt.deputyArgs, rt.deputyArgsLen);  // returns only if the exec failed
   rt.delegateOp.store(kDelegateDone);
   futexWakeAll(&rt.delegateOp);
 }
@@ -167,7 +188,7 @@ bool delegate(uint32_t op) {
   Runtime& rt = g_runtime;
   if (!rt.controlOwnTable || rt.parked.load() == 0) {  // one table: run it here, as ever
     if (op == kDelegatePrepare) forward::prepareCheckpoint();
-    else execDeputy(rt.deputyArgs, rt.deputyArgsLen);
+    else rt.deputyExecError = execDeputy(rt.deputyArgs, rt.deputyArgsLen);
     return true;
   }
   // The main thread if it is parked: the work runs on the stack the thread was stopped
@@ -212,34 +233,44 @@ void controlThreadParked() {
   reply.blockSize = sizeof(rt.block);
   writeAll(rt.controlConn, &reply, sizeof(reply));
 
-  control::Request cmd{};
+  // Commands until one lets the job go on: a kOpTryDeputy whose exec failed waits for
+  // the next (resume, or another try).
   struct pollfd p = {rt.controlConn, POLLIN, 0};
-  long got = 0;
-  if (rawSyscall(SYS_poll, reinterpret_cast<long>(&p), 1, kCommandTimeoutMs) > 0) {
-    got = rawSyscall(SYS_read, rt.controlConn, reinterpret_cast<long>(&cmd), sizeof(cmd));
-  }
-  if (got == sizeof(cmd) && cmd.magic == control::kMagic && cmd.op == control::kOpExit) {
-    rawSyscall(SYS_exit_group, control::kCheckpointedStatus);
-  }
-  const bool onClose = cmd.op == control::kOpBecomeDeputyOnClose;
-  if (got == sizeof(cmd) && cmd.magic == control::kMagic && (cmd.op == control::kOpBecomeDeputy || onClose)) {
-    static char args[control::kMaxDeputyArgs];
+  for (;;) {
+    control::Request cmd{};
+    long got = 0;
     if (rawSyscall(SYS_poll, reinterpret_cast<long>(&p), 1, kCommandTimeoutMs) > 0) {
-      long n = rawSyscall(SYS_read, rt.controlConn, reinterpret_cast<long>(args), sizeof(args));
-      if (n > 0) {
-        rt.deputyArgs = args;
-        rt.deputyArgsLen = static_cast<size_t>(n);
-        // Given up already (never resumed from here on); the exec waits for the sender's
-        // end of this connection, so that it does not share the CPU with the hop's last
-        // step. Its end comes also if it dies.
-        char ignored;
-        while (onClose && rawSyscall(SYS_poll, reinterpret_cast<long>(&p), 1, kCommandTimeoutMs) > 0 &&
-               rawSyscall(SYS_read, rt.controlConn, reinterpret_cast<long>(&ignored), 1) > 0) {
-        }
-        delegate(kDelegateExecDeputy);  // returns only if the exec failed
-      }
+      got = rawSyscall(SYS_read, rt.controlConn, reinterpret_cast<long>(&cmd), sizeof(cmd));
     }
-    rawSyscall(SYS_exit_group, 127);  // the job runs elsewhere now: never on here too
+    const bool valid = got == sizeof(cmd) && cmd.magic == control::kMagic;
+    if (valid && cmd.op == control::kOpExit) rawSyscall(SYS_exit_group, control::kCheckpointedStatus);
+    const bool onClose = cmd.op == control::kOpBecomeDeputyOnClose, trying = cmd.op == control::kOpTryDeputy;
+    if (!valid || !(cmd.op == control::kOpBecomeDeputy || onClose || trying)) break;
+    static char args[control::kMaxDeputyArgs];
+    long n = 0;
+    if (rawSyscall(SYS_poll, reinterpret_cast<long>(&p), 1, kCommandTimeoutMs) > 0) {
+      n = rawSyscall(SYS_read, rt.controlConn, reinterpret_cast<long>(args), sizeof(args));
+    }
+    rt.deputyExecError = EINVAL;
+    if (n > 0) {
+      rt.deputyArgs = args;
+      rt.deputyArgsLen = static_cast<size_t>(n);
+      // Given up already (never resumed from here on); the exec waits for the sender's
+      // end of this connection, so that it does not share the CPU with the hop's last
+      // step. Its end comes also if it dies.
+      char ignored;
+      while (onClose && rawSyscall(SYS_poll, reinterpret_cast<long>(&p), 1, kCommandTimeoutMs) > 0 &&
+             rawSyscall(SYS_read, rt.controlConn, reinterpret_cast<long>(&ignored), 1) > 0) {
+      }
+      if (!delegate(kDelegateExecDeputy)) rt.deputyExecError = EAGAIN;  // returns only if the exec failed
+    }
+    // Not given up yet (the hop is not committed): the job stays, and the sender hears why.
+    if (!trying) rawSyscall(SYS_exit_group, 127);  // the job runs elsewhere now: never on here too
+    control::Reply failed{};
+    failed.magic = control::kMagic;
+    failed.status = control::kDeputyExecFailed;
+    failed.reserved = static_cast<uint32_t>(rt.deputyExecError);
+    writeAll(rt.controlConn, &failed, sizeof(failed));
   }
   // Resume: on kOpResume, and also when migctl vanished, so the job never stays frozen.
   rearmItimer(rt.block);

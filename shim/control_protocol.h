@@ -50,6 +50,10 @@ enum Op : uint32_t {
                         // protection for a concurrent checkpoint (write_tracking.h)
   kOpBecomeDeputyOnClose = 7,  // Command: as kOpBecomeDeputy, the exec once this connection
                                // ends (a tree's commit: the deputies start after the hop's)
+  kOpTryDeputy = 9,  // Command: as kOpBecomeDeputy, before the hop's commit: a successful
+                     // exec ends this connection (close-on-exec); a failed one leaves the
+                     // job as it was and says so (Reply, status kDeputyExecFailed, reserved
+                     // = errno), then the next command is waited for as after the freeze
 };
 inline constexpr uint32_t kMaxDeputyArgs = 4096;
 
@@ -72,6 +76,7 @@ enum Status : int32_t {
   kBadRequest = 3,
   kSigevThread = 4,    // a SIGEV_THREAD timer's glibc helper thread blocks every signal
   kNoTracking = 5,     // kOpTrackWrites/kOpCopyOnWrite: no such userfaultfd here; reserved = errno
+  kDeputyExecFailed = 6,  // kOpTryDeputy: the exec failed, the job is intact; reserved = errno
 };
 
 struct Reply {

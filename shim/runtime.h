@@ -71,6 +71,7 @@ struct Runtime {
                                      // stack), 0: any
   char* deputyArgs;                  // kDelegateExecDeputy's arguments
   size_t deputyArgsLen;
+  int deputyExecError;               // errno of its last exec that failed
   control::Block block;
   plan::ResumeInfo resume;           // written by the restorer
   forward::State forward;            // system call forwarding after a migration (shim/forward/)

@@ -11,6 +11,11 @@
 # prints new STEP lines; nothing of it runs on b and b's spool holds no image (at
 # once, or after the transfer timeout, or once b's crashed shadowd is started again);
 # a's spool holds none either.
+# The deputy's start from home (shadow/deputy_start.h): deputy-start:crash (its trial
+# start before the freeze killed) and deputy-exec:error (the job's exec of its deputy
+# at the commit fails): one line, the job runs on at a, nothing of it on b.
+# deputy-exec:crash (the job's process killed as it execs its deputy), a third job:
+# home ends it on b, one line saying so (exit 4), its parent gets 137.
 # At recv-commit (b's shadowd dies between the commit and the release), a second job
 # is lost: migctl migrate exits 4 with one line saying b did not confirm that it
 # runs, no copy runs anywhere (the gap docs/design.md names), and its parent gets
@@ -104,9 +109,10 @@ failed_hop() {
   fi
 }
 
-STEPS=400   # 40 s: the jobs outlive every fault below (they take about 30 s)
+STEPS=600   # 60 s: the jobs outlive every fault below (they take about 45 s, 55 s at load 30)
 start_job ref plain "${FEATURE[counter]}" "$STEPS"
 start_job lost mig "${FEATURE[counter]}" "$STEPS"
+start_job died mig "${FEATURE[counter]}" "$STEPS"
 if ! start_job job mig "${FEATURE[counter]}" "$STEPS" || ! wait_step job 3 30; then
   fail "the counter job did not get to STEP 3 on a"
   cluster_end
@@ -133,6 +139,52 @@ for step in send-login recv-ticket recv-image send-frozen recv-done recv-prepare
   fi
   if images_on a; then fail "$what: a's spool holds an image: $(spool_of a)"; fi
 done
+
+# --- the deputy's start (shadow/deputy_start.h) ------------------------------------------------
+# deputy-start: a's deputy cannot start (its trial start killed before it reaches
+# shadowd): refused before the freeze. deputy-exec:error: the job's exec of its deputy
+# at the commit fails (the program is not there): the hop is aborted and the job goes
+# on at home. Either way one line, the job runs on at a, nothing of it on b.
+for fault in deputy-start:crash deputy-exec:error; do
+  step=${fault%%:*}
+  set_fault b && set_fault a "hop:$fault" || continue
+  wait_step job $(( $(last_step job) + 2 )) 20
+  migrate job b 60
+  what="${fault/:/ }"
+  failed_hop "$what" a "$( [[ $step == deputy-start ]] && echo "deputy would not start here" || echo "the deputy could not start")"
+  if wait_until $((TRANSFER_TIMEOUT + 10)) eval '! images_on b && ! job_on b' && ! images_on a; then
+    ok "$what: nothing of the job on b (spool '$(spool_of b)', no process of it), none in a's spool"
+  else
+    fail "$what: b: spool '$(spool_of b)', processes: $(others_on b | tr '\n' ';'); a's spool: '$(spool_of a)'"
+    shadowd_logs a b
+  fi
+done
+# deputy-exec:crash: the job's process is killed as it execs its deputy (as the OOM
+# killer might), once the exec is under way: the hop goes through, and home's shadowd,
+# which watches that process, ends the job on b (nobody at home would serve it);
+# migctl says so in one line (exit 4), and the parent gets that end (137).
+if set_fault b && set_fault a "hop:deputy-exec:crash"; then
+  wait_step died $(( $(last_step died) + 2 )) 20
+  migrate died b 60
+  what="deputy-exec crash (the job's process killed as it became its deputy)"
+  if (( MIG_RC == 4 )) && [[ $(wc -l < "$MIG_ERR") == 1 ]] && grep -q "ended as it became its deputy" "$MIG_ERR"; then
+    ok "$what: migctl migrate exited 4: $(cat "$MIG_ERR")"
+  else
+    fail "$what: migctl migrate exited $MIG_RC without the one line saying the job ended as its deputy started"
+    detail "$MIG_OUT" "migctl stdout"
+    detail "$MIG_ERR" "migctl stderr"
+    shadowd_logs a b
+  fi
+  # (Its link process on b may stay a while, telling its end home: not the job.)
+  if wait_job died 20 && [[ $STATUS == 137 ]] &&
+     wait_until $((TRANSFER_TIMEOUT + 10)) eval '[[ -z $(others_on b | awk '"'"'$2 !~ /mig-link$/'"'"') ]]' &&
+     [[ -z $(where died) ]]; then
+    ok "$what: its parent got 137, the job ended on b, not listed"
+  else
+    fail "$what: parent's status '$STATUS' (want 137), b's processes: $(others_on b | tr '\n' ';'), listed at '$(where died)'"
+    kill_job died
+  fi
+fi
 
 # --- the gap that is left: b's shadowd dies between the commit and the release -------------
 # The job is given up on a and never released on b: it is lost (docs/design.md, "One
