@@ -315,10 +315,13 @@ const TreeMemberRestart* g_homeJob = nullptr;  // back home: the job's part (res
 
 void endBornAwayAtHome() {
   if (g_homeJob == nullptr) return;
-  close(g_homeJob->goFd);
+  // Killed while they still wait for the go (closed first, a child would say "called
+  // off" in the hop's log, whose last line is what the user is told), then reaped: the
+  // job's own children; a grandchild is not ours to reap (ECHILD at once).
   for (pid_t pid : g_homeJob->children) kill(pid, SIGKILL);
+  close(g_homeJob->goFd);
   for (pid_t pid : g_homeJob->children) {
-    while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {}
+    while (waitpid(pid, nullptr, __WALL) < 0 && errno == EINTR) {}
   }
   g_homeJob = nullptr;
 }
@@ -330,11 +333,9 @@ void checkBornAway(image::FileReader& img) {
     fail(kj::str("cannot restore PID ", root.getVpid(), " here: it shares memory or System V objects with its children "
                  "born away from home, which cannot move with it yet (issue 12)"));
   }
-  uint32_t children = 0;
-  for (uint32_t i = 1; i < members.size(); ++i) children += members[i].getVppid() == root.getVpid();
-  if (children > restore::kMaxChildrenReleased) {
-    fail(kj::str("cannot restore PID ", root.getVpid(), " here: it has ", children, " children born away from home, "
-                 "more than ", restore::kMaxChildrenReleased, "; move it once fewer of them run"));
+  if (members.size() - 1 > restore::kMaxChildrenReleased) {
+    fail(kj::str("cannot restore PID ", root.getVpid(), " here: it has ", members.size() - 1, " descendants born away "
+                 "from home, more than ", restore::kMaxChildrenReleased, "; move it once fewer of them run"));
   }
   for (uint32_t i = 1; i < members.size(); ++i) {
     const pid_t pid = members[i].getRealPid();
@@ -409,7 +410,9 @@ void restartBornAway(image::FileReader& img, const char* path, const resources::
   readyR = nullptr;
   img.keepOnlyMember(root.getVpid());
   // Left to the exec (or to a come-back, which needs it after this frame is gone).
-  auto* job = new TreeMemberRestart{kj::mv(pipes), -1, goW.release(), nullptr, true, live, kj::heapArray<pid_t>(made)};
+  kj::Vector<pid_t> family;  // every descendant born away, each waiting for its go
+  for (uint32_t i = 1; i < members.size(); ++i) family.add(members[i].getRealPid());
+  auto* job = new TreeMemberRestart{kj::mv(pipes), -1, goW.release(), nullptr, true, live, family.releaseAsArray()};
   if (migrated.homecoming) g_homeJob = job;
   becomeRestored(img, path, options, caller, migrated, job);
 }

@@ -56,7 +56,7 @@ struct TreeMemberRestart {
   // called off). Back home its restorer sends them at its point of no return instead.
   bool goOnByte = false;
   uint32_t waiting = 0;  // the job's part: how many wait on goFd (its readyFd is -1)
-  kj::Array<pid_t> children;  // the job's part back home: the children it forked (zombies too)
+  kj::Array<pid_t> children;  // the job's part back home: its descendants born away (zombies too)
   // Says so and waits for the whole tree; throws when the restart was called off.
   void ready() const;
   // The job's part, past its gate: lets the children born away go.
@@ -90,9 +90,10 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
                                   const resources::CallerFds& caller, const MigratedOptions& migrated);
 
 // Back home, a come-back before the job's restorer ran (comeBackOrDie): the job's
-// children born away killed (none has run anything of itself yet) and reaped, their go
-// socket closed, so that nothing of them stays at home (no zombie the deputy would
-// show its job). The restorer does the same on its own come-back (restore/restorer.cc).
+// descendants born away killed (none has run anything of its own yet), their go socket
+// closed, and the job's children among them reaped, so that nothing of them stays at
+// home (no zombie the deputy would show its job). The restorer does the same on its
+// own come-back (restore/restorer.cc).
 void endBornAwayAtHome();
 
 // Throws what restartBornAway would refuse (shared objects, a child's PID taken here):

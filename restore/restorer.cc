@@ -38,9 +38,9 @@
 // moment, just before the threads return into the job. With GO_FD (the job's children
 // born away, forked by `migctl restart --homecoming`, each waiting for a byte there)
 // that same moment is theirs: GO_COUNT bytes 'G' are sent and GO_FD closed, so a
-// child runs only once the job can no longer come back; a come-back closes GO_FD and
-// kills and reaps the job's CHILD_PIDs (the children it forked) first, so that nothing
-// of them stays at home (migctl/tree_restart.h). LOG_FD (the restart's own
+// child runs only once the job can no longer come back; a come-back first kills its
+// CHILD_PIDs (every descendant born away), closes GO_FD and reaps the job's children
+// among them, so that nothing of them stays at home (migctl/tree_restart.h). LOG_FD (the restart's own
 // messages fd, migctl restart puts it above the job's fds) also takes the
 // MIG_RESTORE_DEBUG lines, and is closed before the job runs again.
 //
@@ -120,10 +120,6 @@ struct State {
   int comeBackFd;  // > 2: the deputy's come-back table (deputy/homecoming.h)
   int carriedFd;
   int linkFd;      // the ticket's listener the table names, or -1
-  int goFd;        // > 2: the socket the job's children born away go on (GO_FD)
-  uint32_t goCount;
-  int32_t children[kMaxChildrenReleased];
-  uint32_t childCount;
   char deputy[4096];
   uint64_t oldMask;  // the signal mask it was exec'd with
   plan::SigAction oldActions[64];
@@ -133,6 +129,10 @@ struct State {
   uint32_t envCount;
   const char* envp[256];    // made from them by comeBack
   int fault;  // MIG_FAULT=hop:home-restorer:ACTION: 1 error, 2 crash
+  int goFd;        // > 2: the socket the job's children born away go on (GO_FD)
+  uint32_t goCount;
+  int32_t children[kMaxChildrenReleased];
+  uint32_t childCount;
 };
 
 State g;
@@ -304,17 +304,19 @@ void releaseChildren() {
   g.goFd = -1;
 }
 
-// A come-back: the children born away never run. Killed (each waits for its go, having
-// run nothing of the child's yet) and reaped, so that no zombie of them stays the
-// deputy's; a grandchild sees the go socket closed and ends. The SIGCHLDs this makes
-// (blocked here, so kept pending across the exec) are taken back.
+// A come-back: the descendants born away never run. Killed while each waits for its go
+// (having run nothing of its own yet; the go closed first, a child would say "called
+// off" in the hop's log, whose last line the user is told), and the job's children
+// among them reaped (a grandchild: ECHILD at once), so that no zombie of them stays the
+// deputy's. The SIGCHLDs this makes (blocked here, so kept pending across the exec) are
+// taken back.
 void endChildren() {
   if (g.goFd <= 2) return;
-  closeFd(g.goFd);
-  g.goFd = -1;
   uint64_t pendingBefore = 0;
   sys::rawSyscall(sys::kRtSigpending, reinterpret_cast<long>(&pendingBefore), 8);
   for (uint32_t i = 0; i < g.childCount; ++i) sys::rawSyscall(sys::kKill, g.children[i], kSigKill);
+  closeFd(g.goFd);
+  g.goFd = -1;
   for (uint32_t i = 0; i < g.childCount; ++i) {
     while (sys::rawSyscall(sys::kWait4, g.children[i], 0, kWall, 0) == -kEINTR) {}
   }
@@ -367,9 +369,14 @@ void endChildren() {
   Line from, carried;
   from.dec(g.comeBackFd);
   carried.dec(g.carriedFd);
-  const char* argv[] = {g.deputy, "--again-from", from.data(), g.carriedFd >= 0 ? "--carried-fd" : nullptr,
+  // The deputy's path through a register: as a constant the compiler may put &g.deputy
+  // into a table that needs a load-time relocation, which this static-PIE never gets
+  // (the exec then failed with EFAULT).
+  const char* deputy = g.deputy;
+  asm("" : "+r"(deputy));
+  const char* argv[] = {deputy, "--again-from", from.data(), g.carriedFd >= 0 ? "--carried-fd" : nullptr,
                         carried.data(), nullptr};
-  long r = sys::rawSyscall(sys::kExecve, reinterpret_cast<long>(g.deputy), reinterpret_cast<long>(argv),
+  long r = sys::rawSyscall(sys::kExecve, reinterpret_cast<long>(deputy), reinterpret_cast<long>(argv),
                            reinterpret_cast<long>(g.envp));
   Line line;
   line.str("mig-restore: cannot run ").str(g.deputy).str(" again: errno ").dec(-r).str("\n");

@@ -277,7 +277,7 @@ say("done")'
       ok "$what: migctl migrate exited $MIG_RC, the job runs on at b: $(cat "$MIG_ERR")"
     else
       fail "$what: migctl migrate exited $MIG_RC, the job listed at '$(where family)'"
-      detail "$MIG_ERR" "migctl stderr"; shadowd_logs a b
+      detail "$MIG_ERR" "migctl stderr"; shadowd_logs a b; restore_log a
     fi
     n=$(grep -ac '^CHILD ' "$(jfile family out)")
     kids=$(hx a ps -o pid=,stat=,args= --ppid "${PID[family]}")
@@ -346,6 +346,7 @@ fi
 # The family (above) comes home with its child now, and ends at home as undisturbed.
 if [[ $FAMILY_OK == yes ]]; then
   what="the family's hop home after the fault"
+  wait_until 20 eval '[[ $(host_of "$(where family)") == b ]]'  # (a's shadowd learned it back)
   if migrate family a 60 && [[ $(host_of "$(where family)") == a ]] &&
      [[ $(hx a cat "/proc/$real/status" 2>/dev/null | awk '$1 == "PPid:" { print $2 }') == "${PID[family]}" ]]; then
     ok "$what: the job comes home, its child runs at a as PID $real (its PID of b), the job's child: $(migrated_line)"
