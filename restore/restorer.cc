@@ -535,7 +535,7 @@ void moveVdsoUnit(uint64_t newSpanStart, const char* why) {
   char** e = envp;
   // Its lines go to LOG_FD, the restart's own messages fd (a hop's spool log, or the
   // stderr of the migctl restart a user ran), never to the job's fd 2.
-  g.logFd = argc >= 4 ? parseFdArg(argv[3]) : 2;
+  g.logFd = argc == 4 || argc == 6 || argc >= 8 ? parseFdArg(argv[3]) : 2;
   if (g.logFd < 0) g.logFd = 2;
   if (argc >= 6 && parseFdArg(argv[4]) > 2) {
     keepEnvironment(envp);
