@@ -151,6 +151,22 @@ int ControlClient::askForUffd(uint32_t op, kj::String& why) {
   return -1;
 }
 
+kj::Array<pid_t> ControlClient::bornAwayChildren() {
+  send(control::kOpBornAwayChildren);
+  struct pollfd p = {fd_, POLLIN, 0};
+  struct {
+    control::Reply reply;
+    pid_t pids[1024];
+  } msg{};
+  ssize_t n = poll(&p, 1, 10000) == 1 ? ::read(fd_, &msg, sizeof(msg)) : -1;
+  const auto got = static_cast<size_t>(n > 0 ? n : 0);
+  if (got < sizeof(msg.reply) || msg.reply.magic != control::kMagic || msg.reply.status != control::kOk ||
+      got != sizeof(msg.reply) + msg.reply.reserved * sizeof(pid_t)) {
+    fail(kj::str("process ", pid_, " gave no valid answer when asked for its children born away"));
+  }
+  return kj::heapArray<pid_t>(msg.pids, msg.reply.reserved);
+}
+
 void ControlClient::resume() {
   send(control::kOpResume);
   frozen_ = false;

@@ -33,6 +33,11 @@ class ControlClient {
   // (resources/copy_before_write.h).
   int copyOnWrite(kj::String& why);
 
+  // The real PIDs of the children born away the process has not reaped (its table,
+  // shim/forward/child_pids.h). Throws when it gives no valid answer. The shim ends
+  // this connection after it.
+  kj::Array<pid_t> bornAwayChildren();
+
   // Parks every thread of the process; returns where its checkpoint block is.
   control::Reply freeze(int timeoutSeconds);
   // The same in two halves, so the members of a tree are asked all at once and

@@ -411,6 +411,7 @@ std::vector<int> g_restartFds;
       sscanf(table, "deputy %4095[^\n]", deputy) == 1) {
     unsetenv("MIG_FAULT");
     for (int fd : g_restartFds) close(fd);
+    endBornAwayAtHome();
     fcntl(resources::restartMessages(), F_SETFD, FD_CLOEXEC);
     auto state = kj::str(m.comeBackFd), carried = kj::str(m.carriedFd);
     const char* argv[] = {deputy, "--again-from", state.cStr(), m.carriedFd >= 0 ? "--carried-fd" : nullptr,
@@ -689,9 +690,9 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
       fail(kj::str("cannot write the restore plan: ", strerror(errno)));
     }
     shadow::hopFaultPoint("home-files", [](kj::String why) { fail(kj::mv(why)); });
-    // The job releases its children; each child waits for that.
+    // A child waits for its go, which the job's restorer sends at its point of no
+    // return (before it, the job may still come back: then the child never runs).
     if (child) tree->ready();
-    else if (tree != nullptr) tree->release();
   } else if (migrated.migrated) {
     resources::applyProcessState(img, true);  // cwd, umask, limits (the fd limit last)
     int64_t jobClock = 0;
@@ -787,14 +788,26 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
   const int messages = resources::restartMessages();
   if (fcntl(messages, F_SETFD, 0) != 0) fail(kj::str("cannot hand the restart's messages fd on: ", strerror(errno)));
   std::string planFd = std::to_string(keep[0]), imageFd = std::to_string(keep[1]), logFd = std::to_string(messages);
-  // A hop home: the restorer gives the deputy back if it fails (restore/restorer.cc).
-  std::string comeBack = std::to_string(migrated.comeBackFd), carried = std::to_string(migrated.carriedFd);
-  char* args[] = {const_cast<char*>(restorer.c_str()), planFd.data(), imageFd.data(), logFd.data(),
-                  migrated.homecoming && migrated.comeBackFd >= 0 ? comeBack.data() : nullptr, carried.data(), nullptr};
+  // A hop home: the restorer gives the deputy back if it fails, and releases the job's
+  // children born away at its point of no return (restore/restorer.cc).
+  std::vector<std::string> words = {restorer, planFd, imageFd, logFd};
+  const bool releases = migrated.homecoming && tree != nullptr && tree->readyFd < 0;
+  if (releases || (migrated.homecoming && migrated.comeBackFd >= 0)) {
+    words.push_back(std::to_string(migrated.comeBackFd));
+    words.push_back(std::to_string(migrated.carriedFd));
+  }
+  if (releases) {
+    words.push_back(std::to_string(tree->goFd));
+    words.push_back(std::to_string(tree->waiting));
+    for (pid_t pid : tree->children) words.push_back(std::to_string(pid));
+  }
+  std::vector<char*> args;
+  for (auto& w : words) args.push_back(w.data());
+  args.push_back(nullptr);
   restartTimes().mark("exec");
   restartTimes().write();
   if (migrated.homecoming) shadow::hopFaultPoint("home-exec", [](kj::String why) { fail(kj::mv(why)); });
-  execv(restorer.c_str(), args);
+  execv(restorer.c_str(), args.data());
   fail(kj::str("cannot run ", restorer.c_str(), ": ", strerror(errno)));
 }
 

@@ -11,6 +11,7 @@
 #include "resources/process_tree.h"
 #include "resources/shared_memory.h"
 #include "resources/sysv_ipc.h"
+#include "restore/layout.h"
 
 #include <kj/io.h>
 
@@ -25,6 +26,7 @@
 #include <set>
 #include <string>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -300,15 +302,28 @@ void TreeMemberRestart::ready() const {
 void TreeMemberRestart::release() const {
   // Past the gate the job runs here whatever becomes of a child: one gone meanwhile
   // (no reader left) is said on the restore log, not a SIGPIPE that ends the job.
-  struct sigaction ignore {}, old {};
-  ignore.sa_handler = SIG_IGN;
-  sigaction(SIGPIPE, &ignore, &old);
   std::string go(waiting, 'G');
-  if (!go.empty() && write(goFd, go.data(), go.size()) != static_cast<ssize_t>(go.size())) {
+  if (!go.empty() && send(goFd, go.data(), go.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(go.size())) {
     dprintf(resources::restartMessages(), "migctl restart: a child born away ended before it was released: %s\n", strerror(errno));
   }
-  sigaction(SIGPIPE, &old, nullptr);
   close(goFd);
+}
+
+namespace {
+const TreeMemberRestart* g_homeJob = nullptr;  // back home: the job's part (restartBornAway)
+}  // namespace
+
+void endBornAwayAtHome() {
+  if (g_homeJob == nullptr) return;
+  // Killed while they still wait for the go (closed first, a child would say "called
+  // off" in the hop's log, whose last line is what the user is told), then reaped: the
+  // job's own children; a grandchild is not ours to reap (ECHILD at once).
+  for (pid_t pid : g_homeJob->children) kill(pid, SIGKILL);
+  close(g_homeJob->goFd);
+  for (pid_t pid : g_homeJob->children) {
+    while (waitpid(pid, nullptr, __WALL) < 0 && errno == EINTR) {}
+  }
+  g_homeJob = nullptr;
 }
 
 void checkBornAway(image::FileReader& img) {
@@ -317,6 +332,10 @@ void checkBornAway(image::FileReader& img) {
   if (resources::ipcSection(img) != 0) {
     fail(kj::str("cannot restore PID ", root.getVpid(), " here: it shares memory or System V objects with its children "
                  "born away from home, which cannot move with it yet (issue 12)"));
+  }
+  if (members.size() - 1 > restore::kMaxChildrenReleased) {
+    fail(kj::str("cannot restore PID ", root.getVpid(), " here: it has ", members.size() - 1, " descendants born away "
+                 "from home, more than ", restore::kMaxChildrenReleased, "; move it once fewer of them run"));
   }
   for (uint32_t i = 1; i < members.size(); ++i) {
     const pid_t pid = members[i].getRealPid();
@@ -337,8 +356,12 @@ void restartBornAway(image::FileReader& img, const char* path, const resources::
   kj::Vector<kj::AutoCloseFd> held;
   resources::TreePipes pipes = makeTreePipes(img, caller, held);
   resources::TreeSharedMemory shared(img);  // none (refused above): the members' empty views
+  // The go is a socket: sent with MSG_NOSIGNAL, a child gone meanwhile costs the job
+  // (or its restorer, whose signals are blocked) no SIGPIPE.
   int readyPipe[2], goPipe[2];
-  if (pipe2(readyPipe, O_CLOEXEC) != 0 || pipe2(goPipe, O_CLOEXEC) != 0) fail(kj::str("cannot create a pipe: ", strerror(errno)));
+  if (pipe2(readyPipe, O_CLOEXEC) != 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, goPipe) != 0) {
+    fail(kj::str("cannot create a pipe: ", strerror(errno)));
+  }
   kj::AutoCloseFd readyR(readyPipe[0]), readyW(readyPipe[1]), goR(goPipe[0]), goW(goPipe[1]);
   // Each child restores with the job's options but its gate, which is the job's. Back
   // home, a homecoming of its own: nothing forwarded, the deputy's fds its home fds
@@ -386,8 +409,12 @@ void restartBornAway(image::FileReader& img, const char* path, const resources::
   }
   readyR = nullptr;
   img.keepOnlyMember(root.getVpid());
-  TreeMemberRestart job{kj::mv(pipes), -1, goW.release(), nullptr, true, live};
-  becomeRestored(img, path, options, caller, migrated, &job);
+  // Left to the exec (or to a come-back, which needs it after this frame is gone).
+  kj::Vector<pid_t> family;  // every descendant born away, each waiting for its go
+  for (uint32_t i = 1; i < members.size(); ++i) family.add(members[i].getRealPid());
+  auto* job = new TreeMemberRestart{kj::mv(pipes), -1, goW.release(), nullptr, true, live, family.releaseAsArray()};
+  if (migrated.homecoming) g_homeJob = job;
+  becomeRestored(img, path, options, caller, migrated, job);
 }
 
 int restartTree(image::FileReader& img, const char* path, const resources::FileRestoreOptions& options,

@@ -52,9 +52,11 @@ struct TreeMemberRestart {
   mutable int goFd;     // EOF when every member is ready
   kj::ArrayPtr<const image::RegionFile> sharedRegions;  // mapped from the tree's shared objects
   // A migrated job with children born away (restartBornAway): they go on a 'G' each
-  // on goFd, which the job writes once its gate said go (EOF: the hop was called off).
+  // on goFd (a socket), which the job sends once its gate said go (EOF: the hop was
+  // called off). Back home its restorer sends them at its point of no return instead.
   bool goOnByte = false;
   uint32_t waiting = 0;  // the job's part: how many wait on goFd (its readyFd is -1)
+  kj::Array<pid_t> children;  // the job's part back home: its descendants born away (zombies too)
   // Says so and waits for the whole tree; throws when the restart was called off.
   void ready() const;
   // The job's part, past its gate: lets the children born away go.
@@ -86,6 +88,13 @@ int restartTree(image::FileReader& img, const char* path, const resources::FileR
 // born away").
 [[noreturn]] void restartBornAway(image::FileReader& img, const char* path, const resources::FileRestoreOptions& options,
                                   const resources::CallerFds& caller, const MigratedOptions& migrated);
+
+// Back home, a come-back before the job's restorer ran (comeBackOrDie): the job's
+// descendants born away killed (none has run anything of its own yet), their go socket
+// closed, and the job's children among them reaped, so that nothing of them stays at
+// home (no zombie the deputy would show its job). The restorer does the same on its
+// own come-back (restore/restorer.cc).
+void endBornAwayAtHome();
 
 // Throws what restartBornAway would refuse (shared objects, a child's PID taken here):
 // phase one of a hop home says it before the commit.

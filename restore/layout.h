@@ -16,6 +16,10 @@ inline constexpr uint64_t kPage = plan::kPage;
 // TASK_SIZE_MAX is 2^47 - one page).
 inline constexpr uint64_t kUserTop = (1ull << 47) - kPage;
 inline constexpr uint32_t kMaxThreads = 1024;
+// A hop home with children born away: at most this many of them are named on the
+// restorer's command line (restorer.cc, GO_FD; migctl/tree_restart.cc); a job's shim
+// keeps at most 64 children born away (shim/forward/state.h kMaxAwayChildren).
+inline constexpr uint32_t kMaxChildrenReleased = 64;
 inline constexpr uint64_t kPrivateStackSize = 256 * 1024;
 inline constexpr uint64_t kTempStackSize = 64 * 1024;
 inline constexpr uint64_t kGuard = kPage;           // free space kept around what we place

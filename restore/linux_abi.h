@@ -42,6 +42,8 @@ inline constexpr int kFdCloexec = 1;
 
 inline constexpr int kSigKill = 9;
 inline constexpr int kSigStop = 19;
+inline constexpr int kSigChld = 17;
+inline constexpr int kWall = 0x40000000;  // __WALL
 inline constexpr int kSigSetmask = 2;
 inline constexpr int kSiUser = 0;    // SI_USER: sent by kill()
 inline constexpr int kSiTkill = -6;  // SI_TKILL: sent by tgkill() (raise, pthread_kill)

@@ -35,7 +35,12 @@
 // (`mig-deputy --again-from COME_BACK_FD --carried-fd CARRIED_FD`, see comeBack below):
 // until every thread is set up, nothing it did outlives an exec that the deputy would
 // see. The come-back table and the ticket's listener it names are closed at the last
-// moment, just before the threads return into the job. LOG_FD (the restart's own
+// moment, just before the threads return into the job. With GO_FD (the job's children
+// born away, forked by `migctl restart --homecoming`, each waiting for a byte there)
+// that same moment is theirs: GO_COUNT bytes 'G' are sent and GO_FD closed, so a
+// child runs only once the job can no longer come back; a come-back first kills its
+// CHILD_PIDs (every descendant born away), closes GO_FD and reaps the job's children
+// among them, so that nothing of them stays at home (migctl/tree_restart.h). LOG_FD (the restart's own
 // messages fd, migctl restart puts it above the job's fds) also takes the
 // MIG_RESTORE_DEBUG lines, and is closed before the job runs again.
 //
@@ -124,6 +129,10 @@ struct State {
   uint32_t envCount;
   const char* envp[256];    // made from them by comeBack
   int fault;  // MIG_FAULT=hop:home-restorer:ACTION: 1 error, 2 crash
+  int goFd;        // > 2: the socket the job's children born away go on (GO_FD)
+  uint32_t goCount;
+  int32_t children[kMaxChildrenReleased];
+  uint32_t childCount;
 };
 
 State g;
@@ -273,6 +282,51 @@ void keepEnvironment(char** envp) {
   g.envCount = count;
 }
 
+// The point of no return: the children born away go ('G' each), as the job will run.
+void releaseChildren() {
+  if (g.goFd <= 2) return;
+  char go[64];
+  for (uint32_t i = 0; i < sizeof(go); ++i) go[i] = 'G';
+  for (uint32_t left = g.goCount; left > 0;) {
+    const uint32_t n = left < sizeof(go) ? left : sizeof(go);
+    // MSG_NOSIGNAL: a child gone meanwhile must not leave the job a SIGPIPE.
+    long w = sys::rawSyscall(sys::kSendto, g.goFd, reinterpret_cast<long>(go), n, kMsgNosignal, 0, 0);
+    if (w == -kEINTR) continue;
+    if (w <= 0) {
+      Line line;
+      line.str("mig-restore: a child born away ended before it was released: errno ").dec(-w).str("\n");
+      writeAll(g.logFd, line.data(), line.size());
+      break;
+    }
+    left -= static_cast<uint32_t>(w);
+  }
+  closeFd(g.goFd);
+  g.goFd = -1;
+}
+
+// A come-back: the descendants born away never run. Killed while each waits for its go
+// (having run nothing of its own yet; the go closed first, a child would say "called
+// off" in the hop's log, whose last line the user is told), and the job's children
+// among them reaped (a grandchild: ECHILD at once), so that no zombie of them stays the
+// deputy's. The SIGCHLDs this makes (blocked here, so kept pending across the exec) are
+// taken back.
+void endChildren() {
+  if (g.goFd <= 2) return;
+  uint64_t pendingBefore = 0;
+  sys::rawSyscall(sys::kRtSigpending, reinterpret_cast<long>(&pendingBefore), 8);
+  for (uint32_t i = 0; i < g.childCount; ++i) sys::rawSyscall(sys::kKill, g.children[i], kSigKill);
+  closeFd(g.goFd);
+  g.goFd = -1;
+  for (uint32_t i = 0; i < g.childCount; ++i) {
+    while (sys::rawSyscall(sys::kWait4, g.children[i], 0, kWall, 0) == -kEINTR) {}
+  }
+  const uint64_t chld = 1ull << (kSigChld - 1);
+  if ((pendingBefore & chld) == 0) {
+    Timespec none{};
+    sys::rawSyscall(sys::kRtSigtimedwait, reinterpret_cast<long>(&chld), 0, reinterpret_cast<long>(&none), 8);
+  }
+}
+
 // After a failure (said on LOG_FD): the deputy again, in this process, as `migctl
 // restart --homecoming` does for a failure before the restorer. What the restore did
 // that an exec would not undo is undone first: the job's pending signals it queued
@@ -283,6 +337,7 @@ void keepEnvironment(char** envp) {
 // deputy resets ITIMER_REAL and its signals at start. If the exec fails, the job is
 // lost (exit 127), as before.
 [[noreturn]] void comeBack() {
+  endChildren();
   const plan::Header* h = g.planChecked ? g.plan : nullptr;
   uint64_t queued = 0;
   if (h != nullptr) {
@@ -314,9 +369,14 @@ void keepEnvironment(char** envp) {
   Line from, carried;
   from.dec(g.comeBackFd);
   carried.dec(g.carriedFd);
-  const char* argv[] = {g.deputy, "--again-from", from.data(), g.carriedFd >= 0 ? "--carried-fd" : nullptr,
+  // The deputy's path through a register: as a constant the compiler may put &g.deputy
+  // into a table that needs a load-time relocation, which this static-PIE never gets
+  // (the exec then failed with EFAULT).
+  const char* deputy = g.deputy;
+  asm("" : "+r"(deputy));
+  const char* argv[] = {deputy, "--again-from", from.data(), g.carriedFd >= 0 ? "--carried-fd" : nullptr,
                         carried.data(), nullptr};
-  long r = sys::rawSyscall(sys::kExecve, reinterpret_cast<long>(g.deputy), reinterpret_cast<long>(argv),
+  long r = sys::rawSyscall(sys::kExecve, reinterpret_cast<long>(deputy), reinterpret_cast<long>(argv),
                            reinterpret_cast<long>(g.envp));
   Line line;
   line.str("mig-restore: cannot run ").str(g.deputy).str(" again: errno ").dec(-r).str("\n");
@@ -475,11 +535,20 @@ void moveVdsoUnit(uint64_t newSpanStart, const char* why) {
   char** e = envp;
   // Its lines go to LOG_FD, the restart's own messages fd (a hop's spool log, or the
   // stderr of the migctl restart a user ran), never to the job's fd 2.
-  g.logFd = argc == 4 || argc == 6 ? parseFdArg(argv[3]) : 2;
+  g.logFd = argc == 4 || argc == 6 || argc >= 8 ? parseFdArg(argv[3]) : 2;
   if (g.logFd < 0) g.logFd = 2;
-  if (argc == 6 && parseFdArg(argv[4]) > 2) {
+  if (argc >= 6 && parseFdArg(argv[4]) > 2) {
     keepEnvironment(envp);
     readComeBack(parseFdArg(argv[4]), parseFdArg(argv[5]));
+  }
+  if (argc >= 8 && argc - 8 <= kMaxChildrenReleased) {
+    g.goFd = parseFdArg(argv[6]);
+    const int count = parseFdArg(argv[7]);
+    g.goCount = count > 0 ? static_cast<uint32_t>(count) : 0;
+    for (uint64_t i = 8; i < argc; ++i) {
+      const int pid = parseFdArg(argv[i]);
+      if (pid > 0) g.children[g.childCount++] = pid;
+    }
   }
   for (; *e != nullptr; ++e) {
     const char* s = *e;
@@ -502,7 +571,9 @@ void moveVdsoUnit(uint64_t newSpanStart, const char* why) {
     if (av[0] == kAtSysinfoEhdr) sysinfoEhdr = av[1];
   }
 
-  if (argc != 3 && argc != 4 && argc != 6) fail("usage: mig-restore PLAN_FD IMAGE_FD [LOG_FD [COME_BACK_FD CARRIED_FD]]");
+  if (argc != 3 && argc != 4 && argc != 6 && (argc < 8 || argc - 8 > kMaxChildrenReleased)) {
+    fail("usage: mig-restore PLAN_FD IMAGE_FD [LOG_FD [COME_BACK_FD CARRIED_FD [GO_FD GO_COUNT CHILD_PID...]]]");
+  }
   g.planFd = parseFdArg(argv[1]);
   g.imageFd = parseFdArg(argv[2]);
   if (g.planFd < 0) fail("PLAN_FD is not a decimal fd number", argv[1]);
@@ -1286,6 +1357,7 @@ void createTimers() {
     closeFd(g.comeBackFd);
     g.comeBackFd = 0;
   }
+  releaseChildren();
   // The main thread does not wait for the children to leave their temporary stacks (a
   // wait for the scheduler to run each of them, milliseconds on a loaded host): every
   // thread is set up, so none can fail any more, and the last child unmaps the stacks.
@@ -1341,7 +1413,7 @@ void createTimers() {
 extern "C" [[noreturn]] void mig_restore_start(uint64_t* sp) {
   using namespace mig::restore;
   g.startNs = monotonicNs();
-  g.planFd = g.imageFd = g.linkFd = -1;
+  g.planFd = g.imageFd = g.linkFd = g.goFd = -1;
   // Nothing may interrupt the restore: the application's handlers are installed long
   // before its memory is consistent. rt_sigreturn restores each thread's saved mask.
   uint64_t all = ~0ull;

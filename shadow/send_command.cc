@@ -241,10 +241,19 @@ kj::Vector<resources::TreeProcess> childrenLeftBehind(pid_t realPid, bool frozen
 // which only the job's shim and its own know; its shim answers under that name too
 // (control_thread.cc, the restored process's alias). Neither a tree's member nor left
 // here could it keep that PID on the next hop: not built, refused before anything is
-// frozen.
-const resources::TreeProcess* bornAwayCameHome(const kj::Vector<resources::TreeProcess>& children) {
+// frozen. Ended and not waited for (a zombie, no shim to answer) it is named by the
+// job's own table of its children born away (`table`, kOpBornAwayChildren): left
+// behind as any zombie, the job's wait away would look for it there and never get its
+// status.
+const resources::TreeProcess* bornAwayCameHome(const kj::Vector<resources::TreeProcess>& children,
+                                               kj::ArrayPtr<const pid_t> table) {
   for (auto& p : children) {
-    if (p.zombie) continue;
+    if (p.zombie) {
+      for (pid_t real : table) {
+        if (real == p.pid) return &p;
+      }
+      continue;
+    }
     kj::Maybe<pid_t> real;
     kj::runCatchingExceptions([&]() { real = migctl::ControlClient(forward::kAwayPidBase + p.pid).realPid(); });
     KJ_IF_MAYBE(r, real) {
@@ -1385,9 +1394,20 @@ int sendCommand(int argc, char** argv) {
   // (Most jobs have no child: known from their own /proc files, not all of /proc.)
   if (deputy != nullptr && !resources::surelyChildless(ctl->realPid())) {
     auto children = childrenLeftBehind(ctl->realPid());
-    if (const resources::TreeProcess* p = bornAwayCameHome(children)) {
+    // Asked on the job's control connection, which its shim serves alone and ends after
+    // the answer: a new one for the hop.
+    kj::Array<pid_t> table;
+    for (auto& p : children) {
+      if (!p.zombie) continue;
+      table = ctl->bornAwayChildren();
+      ctl = nullptr;
+      ctl = kj::heap<migctl::ControlClient>(static_cast<pid_t>(pid));
+      break;
+    }
+    if (const resources::TreeProcess* p = bornAwayCameHome(children, table)) {
       fail(kj::str("cannot move PID ", pid, ": its process ", p->pid, " (", p->command.c_str(), "), born away from home, "
-                   "came home with it and cannot move again yet (issue 12); nothing was frozen, the job runs on at home; "
+                   "came home with it and ", p->zombie ? "has ended without being waited for: its status would be lost" :
+                   "cannot move again yet", " (issue 12); nothing was frozen, the job runs on at home; "
                    "move it once that process has ended and been waited for"));
     }
   }

@@ -50,6 +50,10 @@ enum Op : uint32_t {
                         // protection for a concurrent checkpoint (write_tracking.h)
   kOpBecomeDeputyOnClose = 7,  // Command: as kOpBecomeDeputy, the exec once this connection
                                // ends (a tree's commit: the deputies start after the hop's)
+  kOpBornAwayChildren = 8,  // Request: the real PIDs of the children born away this process
+                            // has not reaped (shim/forward/child_pids.h): one message, a Reply
+                            // whose `reserved` is their count, then that many int32_t. The
+                            // connection ends after it.
   kOpTryDeputy = 9,  // Command: as kOpBecomeDeputy, before the hop's commit: a successful
                      // exec ends this connection (close-on-exec); a failed one leaves the
                      // job as it was and says so (Reply, status kDeputyExecFailed, reserved

@@ -7,7 +7,9 @@
 #include "shim/checkpoint.h"
 #include "shim/control_protocol.h"
 #include "shim/fd_passing.h"
+#include "shim/forward/child_pids.h"
 #include "shim/forward/exec_handoff.h"
+#include "shim/forward/state.h"
 #include "shim/log.h"
 #include "shim/own_fds.h"
 #include "shim/raw_syscall.h"
@@ -112,6 +114,18 @@ void sendWriteTracking(int conn, bool copyOnWrite) {
   if (fd >= 0) close(fd);
 }
 
+// A hop out from home asks: a child born away that came home and ended (a zombie, no
+// shim of its own to answer) is known only to its parent's table.
+void sendBornAwayChildren(int conn) {
+  struct {
+    control::Reply reply;
+    pid_t pids[forward::kMaxAwayChildren];
+  } msg{};
+  const uint32_t n = forward::listChildren(msg.pids, forward::kMaxAwayChildren);
+  msg.reply = control::Reply{control::kMagic, control::kOk, 0, 0, n};
+  (void)!::send(conn, &msg, sizeof(msg.reply) + n * sizeof(pid_t), MSG_NOSIGNAL);
+}
+
 // Serves migctl's connection (Runtime::controlConn, whose number the program's dup2
 // may move meanwhile: own_fds.cc); returns true when this is now a freshly restored
 // process.
@@ -123,6 +137,10 @@ bool serve() {
       req.version == control::kVersion &&
       (req.op == control::kOpTrackWrites || req.op == control::kOpCopyOnWrite)) {
     sendWriteTracking(conn, req.op == control::kOpCopyOnWrite);
+    return false;
+  }
+  if (req.magic == control::kMagic && req.version == control::kVersion && req.op == control::kOpBornAwayChildren) {
+    sendBornAwayChildren(conn);  // (peerAllowed above)
     return false;
   }
   if (req.magic != control::kMagic || req.version != control::kVersion ||

@@ -85,6 +85,16 @@ void forgetChild(pid_t real) {
   }
 }
 
+uint32_t listChildren(pid_t* out, uint32_t max) {
+  const State& s = state();
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < kMaxAwayChildren && n < max; ++i) {
+    const int32_t real = s.childReal[i].load(std::memory_order_relaxed);
+    if (real > 0) out[n++] = real;
+  }
+  return n;
+}
+
 bool mayHaveChildrenAtHome() {
   return !shim::g_runtime.bornAway && !state().noChildAtHome.load(std::memory_order_relaxed);
 }

@@ -13,6 +13,7 @@
 // Async-signal-safe: a fixed table of atomics in State, no locks.
 #pragma once
 
+#include <cstdint>
 #include <sys/types.h>
 
 namespace mig::forward {
@@ -40,6 +41,8 @@ bool isChildRealPid(pid_t real);
 bool haveChildren();
 // The child with this real PID was reaped: its slot is free again.
 void forgetChild(pid_t real);
+// The real PIDs of the children in the table (at most `max`, into `out`); their count.
+uint32_t listChildren(pid_t* out, uint32_t max);
 
 // Whether a wait for any child that found none ready here (WNOHANG's 0, or ECHILD)
 // must ask home too: the job's children forked at home before it left (a tree's

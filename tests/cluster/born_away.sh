@@ -9,8 +9,9 @@
 # anything is frozen. With them running the job then comes home (c -> a): the child and
 # grandchild are forked at a with their PIDs of c, so the job's virtual PID for the
 # child still names it; the child answers through its pipe there, the job's wait gets
-# its status; then the job moves out again (a -> b) and finishes there, its output the
-# one an undisturbed run prints.
+# its status (a hop out while the child runs, and while it has ended and is not yet
+# waited for, is refused in one line); then the job moves out again (a -> b) and
+# finishes there, its output the one an undisturbed run prints.
 # A python3 tree (root and a child member) moved a -> b whole, whose member starts a
 # subprocess on b, moves b -> c with it (in the member's image): outputs and statuses
 # the undisturbed run's.
@@ -76,6 +77,7 @@ said = p.stdout.read().decode().strip().split("\n")
 ids = [int(x) for x in said.pop(1).split()[1:]]
 say("child says", *said)
 say("child getpid and getppid as the job knows them:", ids == [p.pid, os.getpid()])
+steps_until("REAPED")  # (its child ended: a zombie until the wait below)
 os.kill(p.pid, 0)
 say("child status", p.wait())
 steps_until("END")
@@ -89,7 +91,7 @@ child status 5
 done"
 
 # The undisturbed run: plain, every file there from the start.
-mkdir -p "$(jfile ref data)" && touch "$(jfile ref MOVED)" "$(jfile ref HOPPED)" "$(jfile ref END)"
+mkdir -p "$(jfile ref data)" && touch "$(jfile ref MOVED)" "$(jfile ref HOPPED)" "$(jfile ref REAPED)" "$(jfile ref END)"
 start_job ref plain "$PY" -c "$FAMILY" "$CHILD" || cluster_end
 # (Its child is born at home: a PID of its own, not a virtual one.)
 if ! wait_job ref 60 || [[ $STATUS != 0 || $(grep -av '^STEP \|^REAL ' "$(jfile ref out)") != "${want/born away: True/born away: False}" ]]; then
@@ -156,6 +158,20 @@ else
   fail "family: its hop out again with its child born away at home: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
 fi
 touch "$(jfile family HOPPED)"
+# Ended and not yet waited for (a zombie at home, no shim to answer): refused in one
+# line too, named by the job's table (else its status would be lost to the job away).
+if wait_until 30 grep -q "^child getpid" "$(jfile family out)" && wait_step family $(( $(last_step family) + 2 )) 30 &&
+   [[ $(hx a awk '$1 == "State:" { print $2 }' "/proc/$real/status" 2>/dev/null) == Z ]]; then
+  migrate family b 60
+  if one_line_reason && grep -q "has ended without being waited for" "$MIG_ERR" && [[ $(host_of "$(where family)") == a ]]; then
+    ok "family: its hop out while its child born away is a zombie at home is refused in one line: $(cat "$MIG_ERR")"
+  else
+    fail "family: its hop out with its child born away a zombie at home: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
+  fi
+else
+  fail "family: its child born away did not end (a zombie, PID $real) at home"; detail "$(jfile family err)" "its stderr"
+fi
+touch "$(jfile family REAPED)"
 # Once the child has ended and been waited for (at home), the job moves out again.
 if wait_until 30 out_has family "child status 5" && wait_step family $(( $(last_step family) + 3 )) 30 &&
    migrate family b 60 && [[ $(host_of "$(where family)") == b ]]; then
