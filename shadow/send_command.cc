@@ -1269,13 +1269,14 @@ class PageSourceImpl final : public PageServer {
   uint64_t copiedBytes_ = 0;  // and this much of runs_[copiedRuns_]
 };
 
-// The freeze's work ahead of the host's other programs (issue 14): beside busy programs
-// at the same priority, each wake-up in it (the job's threads parking, this process's
-// steps) waited for a CPU and the freeze grew 3-4x. Raised for the freeze only, for
-// this thread (Linux keeps a priority per thread; one made meanwhile takes this one's)
-// and the job's threads, each back to its own when the freeze ends or fails (the job
-// then runs on here, or is the deputy: its exec keeps the PID). Needs CAP_SYS_NICE,
-// as shadowd has as root; without it nothing changes.
+// A post-copy freeze's work ahead of the host's other programs (issue 14): beside busy
+// programs at the same priority, each wake-up in it (the job's threads parking, this
+// process's steps) waited for a CPU and the freeze grew 3-4x. Raised for the freeze
+// only, for this thread (Linux keeps a priority per thread; one made meanwhile takes
+// this one's) and the job's threads, each back to its own when the freeze ends or fails
+// (the job then runs on here). Needs CAP_SYS_NICE, as shadowd has as root; without it
+// nothing changes. Not for pre-copy: its freeze with it had two multi-second hops in
+// seven on the test VM (the last round's pages), not understood.
 class FreezePriority {
  public:
   explicit FreezePriority(pid_t job) {
@@ -1642,7 +1643,6 @@ int sendCommand(int argc, char** argv) {
     bytesBefore = out.total();
     rounds = tracked->precopy.stats().rounds;
     lookBeforeFreeze();
-    priority.emplace(ctl->realPid());
     frozenAt = std::chrono::steady_clock::now();
     times.mark("freeze");
     control::Reply parked = ctl->freeze(kFreezeTimeoutSeconds);
@@ -1652,7 +1652,6 @@ int sendCommand(int argc, char** argv) {
                                  times.on() ? &mark : nullptr);
   } else {
     lookBeforeFreeze();
-    priority.emplace(ctl->realPid());
     frozenAt = std::chrono::steady_clock::now();
     times.mark("freeze");
     resources::waitForLazyPages(ctl->realPid());  // as freezeAndCapture does (waited for above already)
