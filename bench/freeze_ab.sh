@@ -8,8 +8,9 @@
 # three modes with one build).
 # Prints every hop (freeze, load), each build's median freeze per mode, then each
 # phase's median ($MIG_HOP_TIMES, shadow/hop_times.h; bench/hop_times.awk).
-# usage: MIG_BEFORE_BUILD=DIR bench/freeze_ab.sh [MIB [RATE [HOPS [MODE...]]]]
-#        (defaults 1024, 16, 5, postcopy precopy; a mode is migctl migrate's --MODE)
+# usage: MIG_BEFORE_BUILD=DIR [MIG_FREEZE_ONLY=1] bench/freeze_ab.sh [MIB [RATE [HOPS [MODE...]]]]
+#        (defaults 1024, 16, 5, postcopy precopy; a mode is migctl migrate's --MODE;
+#        MIG_FREEZE_ONLY: each hop's job is ended on B right after its freeze)
 set -eu
 mib=${1:-1024}
 rate=${2:-16}
@@ -51,8 +52,24 @@ for i in $(seq 1 "$hops"); do
       wait_for "$dir/job.out" READY
       : > "$MIG_HOP_TIMES"
       seen=$(wc -l < "$dir/${w}b.log")  # B's lines of this hop only: an older PID may be another's now
-      line=$(MIG_SHADOWD_SOCKET=$dir/${w}a/sock "$b/migctl/migctl" migrate "$job" --to 127.0.0.1:${ports[${w}b]} \
-             "--$mode" 2>&1 | tail -1)
+      if [ -n "${MIG_FREEZE_ONLY-}" ]; then
+        # The freeze alone: the job on B is ended once the sender wrote its line (at the
+        # commit's answer), so that a post-copy hop's fetch of the rest, minutes beside
+        # busy loops, is not waited for; the freeze is that line's total.
+        MIG_SHADOWD_SOCKET=$dir/${w}a/sock "$b/migctl/migctl" migrate "$job" --to 127.0.0.1:${ports[${w}b]} \
+          "--$mode" > "$dir/migrate.out" 2>&1 &
+        mig=$!
+        for _ in $(seq 1 1200); do grep -q '^send ' "$MIG_HOP_TIMES" && break; kill -0 $mig 2>/dev/null || break; sleep 0.1; done
+        sleep 0.5  # B's "runs here as PID" line
+        end_restored "$dir/${w}b.log" "$seen"
+        wait $mig || true
+        t=$(sed -n 's/^send .*total \([0-9.]*\) ms$/\1/p' "$MIG_HOP_TIMES")
+        line=${t:+"migrated: frozen $t ms"}
+        [ -n "$line" ] || line=$(tail -1 "$dir/migrate.out")
+      else
+        line=$(MIG_SHADOWD_SOCKET=$dir/${w}a/sock "$b/migctl/migctl" migrate "$job" --to 127.0.0.1:${ports[${w}b]} \
+               "--$mode" 2>&1 | tail -1)
+      fi
       if [[ "$line" == migrated* ]]; then
         f=$(sed -E 's/.*frozen ([0-9.]+) ms.*/\1/' <<<"$line")
         frozen[$mode $w]+=" $f"

@@ -37,7 +37,38 @@ PostcopySource::~PostcopySource() noexcept(false) {
   if (pagemap_ >= 0) ::close(pagemap_);
 }
 
+kj::Array<MappedRegion> PostcopySource::regions() {
+  KJ_IF_MAYBE(r, regions_) {
+    auto taken = kj::mv(*r);
+    regions_ = nullptr;
+    return taken;
+  }
+  return inner_.regions();
+}
+
+void PostcopySource::prefetch() {
+  auto regions = inner_.regions();
+  for (const MappedRegion& r : regions) {
+    found_.add(Found{r.start, r.end, {}});
+    walk(r, found_.back().spans);
+  }
+  regions_ = kj::mv(regions);
+}
+
 void PostcopySource::pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& out) {
+  // Asked in the order of regions(): the next one found, else a search.
+  for (size_t k = 0; k < found_.size(); ++k) {
+    Found& f = found_[(next_ + k) % found_.size()];
+    if (f.start == r.start && f.end == r.end) {
+      out.addAll(f.spans);
+      next_ = (next_ + k + 1) % found_.size();
+      return;
+    }
+  }
+  walk(r, out);
+}
+
+void PostcopySource::walk(const MappedRegion& r, kj::Vector<PageSpan>& out) {
   kj::Vector<PageSpan> spans;
   if (!remoteKind(r) || pagemap_ < 0 || !scanPresent(pagemap_, r.start, r.end, spans)) inner_.pagesToSave(r, spans);
   uint64_t bytes = 0;

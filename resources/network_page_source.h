@@ -34,16 +34,29 @@ class PostcopySource final : public PageSource {
   // kernel without it: `inner` says.
   explicit PostcopySource(PageSource& inner, pid_t pid = 0);
   ~PostcopySource() noexcept(false) override;
-  kj::Array<MappedRegion> regions() override { return inner_.regions(); }
+  kj::Array<MappedRegion> regions() override;
   void pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& out) override;
+  // Reads the regions and walks their pages now, so that a second thread can do it
+  // while the first captures the rest of the frozen job's state (the walk of a 1 GiB
+  // region is most of a post-copy freeze, issue 14); regions() and pagesToSave() then
+  // answer from what it found. Not thread-safe against them: join before using them.
+  void prefetch();
   void read(uint64_t addr, void* buf, size_t len) override { inner_.read(addr, buf, len); }
 
   kj::ArrayPtr<const PageSpan> remote() const { return remote_; }
   uint64_t remoteBytes() const { return remoteBytes_; }
 
  private:
+  void walk(const MappedRegion& r, kj::Vector<PageSpan>& out);  // the pages to save, or remote_
   PageSource& inner_;
   int pagemap_ = -1;
+  struct Found {
+    uint64_t start, end;
+    kj::Vector<PageSpan> spans;  // as pagesToSave would add them
+  };
+  kj::Maybe<kj::Array<MappedRegion>> regions_;  // prefetched, until regions() takes it
+  kj::Vector<Found> found_;
+  size_t next_ = 0;
   kj::Vector<PageSpan> remote_;
   uint64_t remoteBytes_ = 0;
 };

@@ -64,5 +64,50 @@ TEST_CASE("post-copy finds a live process's touched pages of a region with PAGEM
   munmap(p, kBytes);
 }
 
+// Says what a fixed list of regions holds, and counts how often it is asked.
+class Listed final : public PageSource {
+ public:
+  kj::Array<MappedRegion> regions() override {
+    ++looks;
+    auto list = kj::heapArrayBuilder<MappedRegion>(3);
+    list.add(region(0x10000000, 4 << 20, K::ANONYMOUS));
+    list.add(region(0x30000000, 64 << 10, K::ANONYMOUS));
+    list.add(region(0x60000000, 8 << 10, K::FILE, MAP_PRIVATE, "/bin/true"));
+    return list.finish();
+  }
+  void pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& out) override {
+    ++walks;
+    out.add(PageSpan{r.start, (r.end - r.start) / 4096});
+  }
+  void read(uint64_t, void*, size_t) override {}
+  int looks = 0, walks = 0;
+};
+
+TEST_CASE("post-copy's walk done ahead (on another thread) answers as the walk in turn does") {
+  Listed inner;
+  PostcopySource ahead(inner);
+  ahead.prefetch();
+  CHECK(inner.looks == 1);
+  CHECK(inner.walks == 3);
+  CHECK(ahead.remoteBytes() == (4u << 20));  // found by the walk ahead, before any pagesToSave
+  kj::Array<MappedRegion> regions = ahead.regions();
+  REQUIRE(regions.size() == 3);
+  kj::Vector<PageSpan> saved;
+  for (const MappedRegion& r : regions) ahead.pagesToSave(r, saved);
+  CHECK(inner.looks == 1);  // nothing looked at or walked again
+  CHECK(inner.walks == 3);
+  CHECK(ahead.remote().size() == 1);  // the big region listed once
+  REQUIRE(saved.size() == 2);
+  CHECK(saved[0].addr == 0x30000000);
+  CHECK(saved[1].addr == 0x60000000);
+  // A region it did not see (a part of one) is walked as before.
+  ahead.pagesToSave(region(0x30000000, 8 << 10, K::ANONYMOUS), saved);
+  CHECK(inner.walks == 4);
+  CHECK(saved.size() == 3);
+  // And regions() once taken asks the source again.
+  CHECK(ahead.regions().size() == 3);
+  CHECK(inner.looks == 2);
+}
+
 }  // namespace
 }  // namespace mig::resources

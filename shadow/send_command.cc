@@ -86,6 +86,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -1285,6 +1286,46 @@ class PageSourceImpl final : public PageServer {
   uint64_t copiedBytes_ = 0;  // and this much of runs_[copiedRuns_]
 };
 
+// A post-copy freeze's work ahead of the host's other programs (issue 14): beside busy
+// programs at the same priority, each wake-up in it (the job's threads parking, this
+// process's steps) waited for a CPU and the freeze grew 3-4x. Raised for the freeze
+// only, for this thread (Linux keeps a priority per thread; one made meanwhile takes
+// this one's) and the job's threads, each back to its own when the freeze ends or fails
+// (the job then runs on here). Needs CAP_SYS_NICE, as shadowd has as root; without it
+// nothing changes. Not for pre-copy: its freeze with it had two multi-second hops in
+// seven on the test VM (the last round's pages), not understood.
+class FreezePriority {
+ public:
+  explicit FreezePriority(pid_t job) {
+    lift(0);
+    DIR* d = opendir(kj::str("/proc/", job, "/task").cStr());
+    if (d == nullptr) return;
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.') lift(static_cast<pid_t>(atoi(e->d_name)));
+    }
+    closedir(d);
+  }
+  ~FreezePriority() {
+    for (auto& r : raised_) setpriority(PRIO_PROCESS, static_cast<id_t>(r.tid), r.nice);
+  }
+  KJ_DISALLOW_COPY(FreezePriority);
+
+ private:
+  static constexpr int kNice = -10;
+  void lift(pid_t tid) {
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(tid));
+    if (errno == 0 && nice > kNice && setpriority(PRIO_PROCESS, static_cast<id_t>(tid), kNice) == 0) {
+      raised_.add(Raised{tid, nice});
+    }
+  }
+  struct Raised {
+    pid_t tid;  // 0: this thread
+    int nice;
+  };
+  kj::Vector<Raised> raised_;
+};
+
 // The frozen job's image for a post-copy hop: everything but the pages of its big
 // private anonymous regions, which postcopyPages lists. Returns those pages' bytes.
 uint64_t capturePostcopy(migctl::ControlClient& ctl, image::ByteSink& out, resources::CaptureStats& stats,
@@ -1305,8 +1346,15 @@ uint64_t capturePostcopy(migctl::ControlClient& ctl, image::ByteSink& out, resou
   options.forMigration = true;
   resources::WithoutSharedViews own(proc, nullptr, pid, nullptr);  // as a plain capture does
   resources::PostcopySource memory(own, pid);
-  resources::captureProcessState(pid, *block, w, stats, options);
-  times.mark("state");
+  {
+    // The look at the maps and the walk of the present pages (4 ms for 1 GiB quiet,
+    // 17-28 at load) on a second thread, beside the rest of the state: the job is
+    // frozen, neither changes. Joined (an exception of its rethrown) before the write.
+    kj::Thread walk([&]() { memory.prefetch(); });
+    resources::captureProcessState(pid, *block, w, stats, options);
+    times.mark("state");
+  }
+  times.mark("walk");
   resources::writeMemory(memory, w, stats, nullptr);
   times.mark("memory");
   resources::writePostcopyPages(w, memory.remote());
@@ -1616,8 +1664,10 @@ int sendCommand(int argc, char** argv) {
   std::chrono::steady_clock::time_point frozenAt;
   // The freeze's breakdown ($MIG_HOP_TIMES, hop_times.h): its first mark is the freeze.
   HopTimes times(postcopy ? "send post-copy" : uffd >= 0 ? "send pre-copy" : "send stop-and-copy");
+  kj::Maybe<FreezePriority> priority;
   if (postcopy) {
     lookBeforeFreeze();
+    priority.emplace(ctl->realPid());
     frozenAt = std::chrono::steady_clock::now();
     times.mark("freeze");
     remoteBytes = capturePostcopy(*ctl, out, stats, *pages, times);
@@ -1825,6 +1875,7 @@ int sendCommand(int argc, char** argv) {
   }
   double freezeMs = msSince(frozenAt);
   times.mark("commit");
+  priority = nullptr;
   times.write();
   uint64_t bytesAfter = 0;
   if (keepFrozen) {
