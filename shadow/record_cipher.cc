@@ -29,6 +29,7 @@ struct OpenSsl {
   decltype(&EVP_CIPHER_CTX_free) ctxFree;
   decltype(&EVP_CIPHER_CTX_ctrl) ctrl;
   decltype(&EVP_chacha20_poly1305) chacha;
+  decltype(&EVP_aes_256_gcm) aesGcm;
   decltype(&EVP_CipherInit_ex) init;
   decltype(&EVP_CipherUpdate) update;
   decltype(&EVP_CipherFinal_ex) final;
@@ -46,6 +47,7 @@ const OpenSsl& openssl() {
     };
     l.loaded = get(l.ctxNew, "EVP_CIPHER_CTX_new") && get(l.ctxFree, "EVP_CIPHER_CTX_free") &&
                get(l.ctrl, "EVP_CIPHER_CTX_ctrl") && get(l.chacha, "EVP_chacha20_poly1305") &&
+               get(l.aesGcm, "EVP_aes_256_gcm") &&
                get(l.init, "EVP_CipherInit_ex") && get(l.update, "EVP_CipherUpdate") &&
                get(l.final, "EVP_CipherFinal_ex");
     return l;
@@ -54,10 +56,12 @@ const OpenSsl& openssl() {
 }
 
 // A context keyed for one way (enc 1: seal, 0: open); null if OpenSSL refuses.
-void* keyedContext(const kj::byte* key, int enc) {
+void* keyedContext(const kj::byte* key, Algorithm algorithm, int enc) {
   auto& o = openssl();
   EVP_CIPHER_CTX* ctx = o.ctxNew();
-  if (ctx != nullptr && o.init(ctx, o.chacha(), nullptr, key, nullptr, enc) == 1) return ctx;
+  // Both take the 12-byte nonce by default.
+  const EVP_CIPHER* cipher = algorithm == Algorithm::AES256_GCM ? o.aesGcm() : o.chacha();
+  if (ctx != nullptr && o.init(ctx, cipher, nullptr, key, nullptr, enc) == 1) return ctx;
   if (ctx != nullptr) o.ctxFree(ctx);
   return nullptr;
 }
@@ -66,11 +70,18 @@ void* keyedContext(const kj::byte* key, int enc) {
 
 bool opensslAvailable() { return openssl().loaded; }
 
-RecordKey::RecordKey(const kj::byte key[kKey], CipherCode code) : code_(code) {
+bool aesGcmFast() {
+  return __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul") && opensslAvailable();
+}
+
+RecordKey::RecordKey(const kj::byte key[kKey], CipherCode code, Algorithm algorithm)
+    : code_(code), algorithm_(algorithm) {
   KJ_REQUIRE(sodium_init() >= 0, "libsodium could not initialise");
   memcpy(key_, key, kKey);
   if (code_ == CipherCode::ANY) code_ = opensslAvailable() ? CipherCode::OPENSSL : CipherCode::LIBSODIUM;
   KJ_REQUIRE(code_ != CipherCode::OPENSSL || opensslAvailable(), "libcrypto.so.3 could not be loaded");
+  KJ_REQUIRE(algorithm_ == Algorithm::CHACHA20_POLY1305 || code_ == CipherCode::OPENSSL,
+             "AES-256-GCM links need libcrypto.so.3");
 }
 
 RecordKey::~RecordKey() {
@@ -94,7 +105,7 @@ void RecordKey::begin(uint64_t counter, const kj::byte* aad, size_t aadLen) {
   kj::byte nonce[kNonce];
   nonceFor(counter, nonce);
   auto& o = openssl();
-  if (sealCtx_ == nullptr) sealCtx_ = keyedContext(key_, 1);
+  if (sealCtx_ == nullptr) sealCtx_ = keyedContext(key_, algorithm_, 1);
   auto* ctx = static_cast<EVP_CIPHER_CTX*>(sealCtx_);
   int n = 0;
   // A failure here is OpenSSL out of memory or broken: never send an unsealed record.
@@ -110,7 +121,8 @@ void RecordKey::add(const kj::byte* in, size_t n, kj::byte* out) {
     return;
   }
   int written = 0;
-  // ChaCha20 is a stream cipher: OpenSSL seals each part whole, whatever its length.
+  // Both are stream ciphers (GCM is counter mode): OpenSSL seals each part whole,
+  // whatever its length.
   KJ_ASSERT(openssl().update(static_cast<EVP_CIPHER_CTX*>(sealCtx_), out, &written, in, static_cast<int>(n)) == 1 &&
                 written == static_cast<int>(n),
             "OpenSSL could not seal a link record");
@@ -139,7 +151,7 @@ bool RecordKey::open(uint64_t counter, const kj::byte* aad, size_t aadLen, const
     return crypto_aead_chacha20poly1305_ietf_decrypt_detached(out, nullptr, in, len, tag, aad, aadLen, nonce, key_) == 0;
   }
   auto& o = openssl();
-  if (openCtx_ == nullptr) openCtx_ = keyedContext(key_, 0);
+  if (openCtx_ == nullptr) openCtx_ = keyedContext(key_, algorithm_, 0);
   auto* ctx = static_cast<EVP_CIPHER_CTX*>(openCtx_);
   int n = 0, last = 0;
   bool ok = ctx != nullptr && o.init(ctx, nullptr, nullptr, nullptr, nonce, 0) == 1 &&

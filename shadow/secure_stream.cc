@@ -22,8 +22,11 @@ constexpr size_t kHelloSize = sizeof(kMagic) + 2 + crypto_kx_PUBLICKEYBYTES;
 constexpr size_t kHeader = 4;
 constexpr size_t kTag = RecordKey::kTag;
 constexpr size_t kHash = 32;
+// In the hello's last byte, the X25519 key's top bit: this end offers AES-256-GCM.
+constexpr kj::byte kOffersAesGcm = 0x80;
 // Room for a whole record of the largest size and the next record's start, so that one
-// read from the socket can bring several small records.
+// read from the socket can bring several small records (four records' room measured no
+// better on the forwarded writes, bench/stream_bench and migration_bench.sh big).
 constexpr size_t kInBuffer = 2 * (kHeader + SecureStream::kMaxRecord + kTag);
 // Records sealed before they go to the socket together: few write calls, little memory.
 constexpr size_t kOutRecords = 4;
@@ -76,12 +79,14 @@ LinkSecret linkSecret(const ClusterKey& key, LinkMode mode) {
 
 size_t SecureStream::recordSize(size_t plain) { return kHeader + plain + kTag; }
 
-void SecureStream::sealRecord(const kj::byte key[32], uint64_t counter, kj::byte* record, size_t len, CipherCode code) {
-  RecordKey(key, code).seal(counter, record, kHeader, record + kHeader, len, record + kHeader + len);
+void SecureStream::sealRecord(const kj::byte key[32], uint64_t counter, kj::byte* record, size_t len, CipherCode code,
+                              Algorithm algorithm) {
+  RecordKey(key, code, algorithm).seal(counter, record, kHeader, record + kHeader, len, record + kHeader + len);
 }
 
 SecureStream::SecureStream(kj::Own<kj::AsyncIoStream> inner, Side side, const LinkSecret& secret)
-    : WrappedStream(kj::mv(inner)), side_(side), mode_(secret.mode), cipher_(secret.cipher), secret_(kj::heapArray<kj::byte>(secret.key)) {
+    : WrappedStream(kj::mv(inner)), side_(side), mode_(secret.mode), cipher_(secret.cipher),
+      offerAesGcm_(secret.offerAesGcm), secret_(kj::heapArray<kj::byte>(secret.key)) {
   initSodium();
 }
 
@@ -107,10 +112,13 @@ kj::Promise<void> SecureStream::handshake() {
   k.hello[sizeof(kMagic)] = kVersion;
   k.hello[sizeof(kMagic) + 1] = static_cast<kj::byte>(mode_);
   memcpy(k.hello + sizeof(kMagic) + 2, k.publicKey, sizeof(k.publicKey));
+  // The offer of AES-256-GCM (see the header); a library pinned to libsodium cannot.
+  if (mode_ == LinkMode::ENCRYPTED && offerAesGcm_ && cipher_ != CipherCode::LIBSODIUM && aesGcmFast()) {
+    k.hello[kHelloSize - 1] |= kOffersAesGcm;
+  }
 
   // Both hellos cross at once: each side writes, then reads.
   auto sent = inner_->write(k.hello, kHelloSize);
-  if (mode_ == LinkMode::ENCRYPTED) opensslAvailable();  // libcrypto loads (once a process) while the peer's hello comes
   return sent
       .then([this]() { return readExactly(keys_->peerHello, kHelloSize); })
       .then([this]() -> kj::Promise<void> {
@@ -145,12 +153,15 @@ kj::Promise<void> SecureStream::handshake() {
         crypto_generichash_update(&h, acceptorHello, kHelloSize);
         crypto_generichash_final(&h, k.transcript, kHash);
 
-        // The X25519 shared secret, split by crypto_kx into one key per direction.
+        // The X25519 shared secret, split by crypto_kx into one key per direction. Both
+        // public keys as the hellos carry them, offer bit and all: crypto_kx hashes them,
+        // and X25519 ignores the bit.
         kj::byte rx[crypto_kx_SESSIONKEYBYTES], tx[crypto_kx_SESSIONKEYBYTES];
+        const kj::byte* ownPublic = k.hello + sizeof(kMagic) + 2;
         const kj::byte* peerPublic = k.peerHello + sizeof(kMagic) + 2;
         int kx = side_ == Side::CONNECTOR
-                     ? crypto_kx_client_session_keys(rx, tx, k.publicKey, k.secretKey, peerPublic)
-                     : crypto_kx_server_session_keys(rx, tx, k.publicKey, k.secretKey, peerPublic);
+                     ? crypto_kx_client_session_keys(rx, tx, ownPublic, k.secretKey, peerPublic)
+                     : crypto_kx_server_session_keys(rx, tx, ownPublic, k.secretKey, peerPublic);
         if (kx != 0) disconnected("the peer sent an invalid public key in the link handshake");
         // Each direction's key binds the cluster key, the fresh shared secret and both hellos.
         auto derive = [&](kj::byte out[32], const kj::byte* shared, bool connectorToAcceptor) {
@@ -168,8 +179,11 @@ kj::Promise<void> SecureStream::handshake() {
         sodium_memzero(rx, sizeof(rx));
         sodium_memzero(tx, sizeof(tx));
         sodium_memzero(k.secretKey, sizeof(k.secretKey));
-        sendKey_ = kj::heap<RecordKey>(k.send, cipher_);
-        recvKey_ = kj::heap<RecordKey>(k.recv, cipher_);
+        auto algorithm = (k.hello[kHelloSize - 1] & k.peerHello[kHelloSize - 1] & kOffersAesGcm) != 0
+                             ? Algorithm::AES256_GCM
+                             : Algorithm::CHACHA20_POLY1305;
+        sendKey_ = kj::heap<RecordKey>(k.send, cipher_, algorithm);
+        recvKey_ = kj::heap<RecordKey>(k.recv, cipher_, algorithm);
 
         // `finished`: the transcript, sealed. Only a holder of the cluster key can make
         // one the other side opens.

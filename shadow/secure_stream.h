@@ -11,8 +11,15 @@
 // key cannot make a `finished` the other side accepts: the handshake fails and the
 // connection is dropped before Cap'n Proto reads a byte of it.
 //
+// The cipher: AES-256-GCM when both hellos offer it, else ChaCha20-Poly1305 (IETF)
+// (record_cipher.h). The offer is the top bit of the hello's X25519 key, which X25519
+// ignores (RFC 7748 masks it) and earlier builds never set: an earlier peer does not
+// offer, computes the same shared secret, and links with ChaCha20-Poly1305. Both ends
+// hash the hellos as sent (crypto_kx's keys too), so a flipped offer fails `finished`.
+// A host offers when OpenSSL loads and the CPU has AES-NI (record_cipher.h).
+//
 // Records: length (4 bytes, little endian, authenticated as associated data) |
-// ChaCha20-Poly1305 (IETF; record_cipher.h) ciphertext | 16-byte tag; the nonce is the record's number
+// ciphertext | 16-byte tag; the nonce is the record's number
 // in its direction, never sent. A flipped bit, a replayed, dropped or reordered record
 // fails the tag: the read fails (DISCONNECTED) and nothing of the record is delivered.
 // Writes are batched into records of up to 64 KiB.
@@ -37,6 +44,7 @@ struct LinkSecret {
   kj::Array<kj::byte> key;  // empty: this host has no cluster key (every handshake fails)
   LinkMode mode = LinkMode::ENCRYPTED;
   CipherCode cipher = CipherCode::ANY;  // which library seals (tests pin one; same bytes)
+  bool offerAesGcm = true;  // false: hello as an earlier build's (tests)
 };
 LinkSecret linkSecret(const ClusterKey& key, LinkMode mode);
 
@@ -54,6 +62,8 @@ class SecureStream final : public WrappedStream {
   // differ.
   kj::Promise<void> handshake();
   LinkMode mode() const { return mode_; }
+  // The cipher the handshake chose (encrypted mode, after it).
+  Algorithm algorithm() const { return sendKey_->algorithm(); }
 
   kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override;
   kj::Promise<void> write(const void* buffer, size_t size) override;
@@ -65,7 +75,7 @@ class SecureStream final : public WrappedStream {
   // the 4-byte length, then `len` bytes of plaintext, then room for the tag. Public for
   // the test that pins the wire format (peers of other builds must open it).
   static void sealRecord(const kj::byte key[32], uint64_t counter, kj::byte* record, size_t len,
-                         CipherCode code = CipherCode::ANY);
+                         CipherCode code = CipherCode::ANY, Algorithm algorithm = Algorithm::CHACHA20_POLY1305);
 
  private:
   struct Keys;
@@ -90,6 +100,7 @@ class SecureStream final : public WrappedStream {
   Side side_;
   LinkMode mode_;
   CipherCode cipher_;
+  bool offerAesGcm_;
   kj::Array<kj::byte> secret_;
   kj::Own<Keys> keys_;                      // during the handshake
   kj::Own<RecordKey> sendKey_, recvKey_;  // after it

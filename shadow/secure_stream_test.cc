@@ -10,6 +10,7 @@
 
 #include <kj/async-io.h>
 #include <kj/vector.h>
+#include <sodium.h>
 
 #include <cstring>
 
@@ -262,6 +263,118 @@ TEST_CASE("secure stream: ends sealing with different libraries link and carry e
     auto replying = d.b->write(back.begin(), back.size());
     CHECK(readAll(*d.a, ws, n, 100000) == back);
     replying.wait(ws);
+  }
+}
+
+// The cipher both ends offer (AES-256-GCM, the hello's offer bit) or, when one end is
+// of an earlier build (no offer) or seals with libsodium, ChaCha20-Poly1305; data goes
+// both ways in each case. The tests of what the wire refuses run OpenSSL pairs, which
+// use AES-256-GCM here, and libsodium pairs, which use ChaCha20-Poly1305.
+TEST_CASE("secure stream: AES-256-GCM when both ends offer it, else ChaCha20-Poly1305, and both link") {
+  REQUIRE(aesGcmFast());  // this CPU has AES-NI (the test VM's EPYC does)
+  auto earlier = []() {  // a peer of an earlier build: its hello offers nothing
+    auto s = secret('k', LinkMode::ENCRYPTED, CipherCode::OPENSSL);
+    s.offerAesGcm = false;
+    return s;
+  };
+  struct Pair {
+    LinkSecret a, b;
+    Algorithm expected;
+  } pairs[] = {
+      {secret('k', LinkMode::ENCRYPTED, CipherCode::OPENSSL), secret('k', LinkMode::ENCRYPTED, CipherCode::OPENSSL),
+       Algorithm::AES256_GCM},
+      {secret('k'), earlier(), Algorithm::CHACHA20_POLY1305},
+      {earlier(), secret('k'), Algorithm::CHACHA20_POLY1305},
+      {secret('k', LinkMode::ENCRYPTED, CipherCode::LIBSODIUM), secret('k'), Algorithm::CHACHA20_POLY1305},
+  };
+  unsigned seed = 300;
+  for (auto& pair : pairs) {
+    CAPTURE(seed);
+    Direct d(pair.a, pair.b);
+    d.handshake();
+    auto& ws = d.io.waitScope;
+    CHECK(d.a->algorithm() == pair.expected);
+    CHECK(d.b->algorithm() == pair.expected);
+    for (size_t n : {size_t{1}, size_t{3} * SecureStream::kMaxRecord + 5}) {
+      auto data = pattern(n, ++seed);
+      auto sending = d.a->write(data.begin(), data.size());
+      CHECK(readAll(*d.b, ws, n, 1 << 20) == data);
+      sending.wait(ws);
+      auto back = pattern(n, ++seed);
+      auto replying = d.b->write(back.begin(), back.size());
+      CHECK(readAll(*d.a, ws, n, 1000) == back);
+      replying.wait(ws);
+    }
+  }
+}
+
+// An AES-256-GCM record is the same layout as a ChaCha20-Poly1305 one (length as
+// associated data, nonce = 4 zero bytes and the record's number, little endian): checked
+// against libsodium's own AES-256-GCM, another implementation.
+TEST_CASE("secure stream: an AES-256-GCM record is length | ciphertext | tag with the record number as nonce") {
+  REQUIRE(aesGcmFast());
+  REQUIRE(crypto_aead_aes256gcm_is_available());
+  kj::byte key[32];
+  for (int i = 0; i < 32; ++i) key[i] = static_cast<kj::byte>(i * 3);
+  kj::StringPtr text = "a record of the mig-link wire format, sealed with AES-256-GCM";
+  auto record = kj::heapArray<kj::byte>(SecureStream::recordSize(text.size()));
+  record[0] = static_cast<kj::byte>(text.size());
+  record[1] = record[2] = record[3] = 0;
+  memcpy(record.begin() + 4, text.begin(), text.size());
+  uint64_t counter = 0x0102030405;
+  SecureStream::sealRecord(key, counter, record.begin(), text.size(), CipherCode::OPENSSL, Algorithm::AES256_GCM);
+
+  kj::byte nonce[12] = {0, 0, 0, 0, 5, 4, 3, 2, 1, 0, 0, 0};
+  auto expected = kj::heapArray<kj::byte>(record.size());
+  memcpy(expected.begin(), record.begin(), 4);
+  crypto_aead_aes256gcm_encrypt_detached(expected.begin() + 4, expected.begin() + 4 + text.size(), nullptr,
+                                         reinterpret_cast<const kj::byte*>(text.begin()), text.size(),
+                                         record.begin(), 4, nullptr, nonce, key);
+  CHECK(hex(record) == hex(expected));
+  // And not the ChaCha20-Poly1305 record of the same key and number.
+  auto chacha = kj::heapArray<kj::byte>(record.size());
+  memcpy(chacha.begin(), expected.begin(), 4);
+  memcpy(chacha.begin() + 4, text.begin(), text.size());
+  SecureStream::sealRecord(key, counter, chacha.begin(), text.size(), CipherCode::OPENSSL);
+  CHECK(hex(chacha) != hex(record));
+}
+
+// The offer is in the hellos both ends hash: flipped on the way (a downgrade, say), the
+// two ends derive different keys and neither takes the other's `finished`.
+TEST_CASE("secure stream: an offer bit flipped on the wire fails the handshake") {
+  REQUIRE(aesGcmFast());
+  for (bool fromConnector : {true, false}) {
+    CAPTURE(fromConnector);
+    kj::AsyncIoContext io = kj::setupAsyncIo();
+    auto left = io.provider->newTwoWayPipe();
+    auto right = io.provider->newTwoWayPipe();
+    auto s = secret('k', LinkMode::ENCRYPTED, CipherCode::OPENSSL);
+    SecureStream a(kj::mv(left.ends[0]), SecureStream::Side::CONNECTOR, s);
+    SecureStream b(kj::mv(right.ends[1]), SecureStream::Side::ACCEPTOR, s);
+    auto& aWire = *left.ends[1];
+    auto& bWire = *right.ends[0];
+    auto ha = a.handshake();
+    auto hb = b.handshake();
+    kj::byte hello[2][kHelloWire];
+    aWire.read(hello[0], kHelloWire).wait(io.waitScope);
+    bWire.read(hello[1], kHelloWire).wait(io.waitScope);
+    CHECK((hello[0][kHelloWire - 1] & 0x80) != 0);
+    CHECK((hello[1][kHelloWire - 1] & 0x80) != 0);
+    hello[fromConnector ? 0 : 1][kHelloWire - 1] ^= 0x80;
+    bWire.write(hello[0], kHelloWire).wait(io.waitScope);
+    aWire.write(hello[1], kHelloWire).wait(io.waitScope);
+    auto up = aWire.pumpTo(bWire);
+    auto down = bWire.pumpTo(aWire);
+    auto ea = kj::runCatchingExceptions([&]() { ha.wait(io.waitScope); });
+    auto eb = kj::runCatchingExceptions([&]() { hb.wait(io.waitScope); });
+    KJ_IF_MAYBE(e, ea) { CHECK(has(e->getDescription(), "does not hold this cluster's key")); }
+    else {
+      FAIL("the connector took a hello altered on the way");
+    }
+    KJ_IF_MAYBE(e, eb) { CHECK(has(e->getDescription(), "does not hold this cluster's key")); }
+    else {
+      FAIL("the acceptor took a hello altered on the way");
+    }
   }
 }
 
