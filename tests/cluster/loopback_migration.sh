@@ -170,7 +170,7 @@ case_ordered() {
   echo "${PIPESTATUS[0]}" > "$dir/ordered.status" ) &
 pids+=($!)
 wait_line "$dir/ordered.err" '^at round 0$' || bad "the ordered writers started" "$dir/ordered.err"
-job4=$(pgrep -f "ordered_writers 150 20000" | head -1)
+job4=$(pgrep -f "ordered_writers 150 20000 $dir/ordered.hold" | head -1)
 A migrate "$job4" --to 127.0.0.1:$pb > "$dir/m5.out" 2>&1 || bad "migrate the ordered writers" "$dir/m5.out" "$dir/b.log"
 if wait_line "$dir/ordered.err" '^at round 40$' && [ ! -s "$dir/ordered.out" ]; then
   ok "the ordered writers' progress (a file at home) lands on B while their pipe at home is full and unread"
