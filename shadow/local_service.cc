@@ -1085,10 +1085,19 @@ void watchDeputy(Daemon& d, uint64_t jobId, kj::AutoCloseFd pidfd) {
   };
   auto watch = kj::heap<Watch>(d.eventPort(), kj::mv(pidfd));
   auto gone = watch->observer.whenBecomesReadable();
-  d.tasks().add(gone.attach(kj::mv(watch)).then([&d, jobId]() -> kj::Promise<void> {
+  d.tasks().add(gone.then([&d, jobId, watch = kj::mv(watch)]() mutable -> kj::Promise<void> {
     KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) {
       HomeJob& job = **j;
       if (job.ended) return kj::READY_NOW;
+      // Woken while the process lives on (not a zombie): not its end. Seen when the job's
+      // process became its deputy by an exec from a thread other than its first (the
+      // first thread's release wakes the pidfd's waiters); watched again.
+      if (syscall(SYS_pidfd_send_signal, watch->fd.get(), 0, nullptr, 0) == 0 && runsStill(job.vpid)) {
+        auto fd = kj::mv(watch->fd);
+        watch = nullptr;  // its observer first: one fd is watched once
+        watchDeputy(d, jobId, kj::mv(fd));
+        return kj::READY_NOW;
+      }
       // The deputy is gone (killed, even with SIGKILL, or it failed): the job must
       // not outlive it. Its stand-in killed with it: their group was, and the job's
       // group where it runs is too (its children born there).

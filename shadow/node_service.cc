@@ -968,20 +968,6 @@ kj::String firstArg(pid_t pid) {
   return kj::heapString(buf, n > 0 ? strnlen(buf, static_cast<size_t>(n)) : 0);
 }
 
-// Whether process `pid` exists and has not ended (a zombie has). Its command line reads
-// empty for a moment during an exec too.
-bool runsStill(pid_t pid) {
-  int fd = open(kj::str("/proc/", pid, "/stat").cStr(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char buf[512];
-  ssize_t n = read(fd, buf, sizeof(buf) - 1);
-  close(fd);
-  if (n <= 0) return false;
-  buf[n] = '\0';
-  const char* paren = strrchr(buf, ')');
-  return paren != nullptr && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
-}
-
 // Whether process `pid` still holds its deputy's come-back table (deputy/homecoming.h):
 // the restorer closes it only past its last step that can fail. (Unreadable: no.)
 bool holdsComeBack(pid_t pid) {
@@ -1512,6 +1498,20 @@ rpc::Node::Client makeNode(Daemon& d, kj::Maybe<kj::Function<void()>> watchLiven
 
 void watchGuest(Daemon& d, uint64_t jobId, kj::Promise<int> exited, kj::String image) {
   ImageSinkImpl::watchJob(d, jobId, kj::mv(exited), kj::mv(image));
+}
+
+// Whether process `pid` exists and has not ended (a zombie has). Its command line reads
+// empty for a moment during an exec too.
+bool runsStill(pid_t pid) {
+  int fd = open(kj::str("/proc/", pid, "/stat").cStr(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[512];
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  const char* paren = strrchr(buf, ')');
+  return paren != nullptr && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
 }
 
 }  // namespace mig::shadow

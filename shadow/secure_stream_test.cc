@@ -112,6 +112,14 @@ kj::Array<kj::byte> readAll(SecureStream& s, kj::WaitScope& ws, size_t n, size_t
   return out;
 }
 
+// `n` bytes of pattern `seed` written by b arrive whole at a, read `chunk` at a time.
+void replyArrives(Direct& d, size_t n, unsigned seed, size_t chunk) {
+  auto back = pattern(n, seed);
+  auto replying = d.b->write(back.begin(), back.size());
+  CHECK(readAll(*d.a, d.io.waitScope, n, chunk) == back);
+  replying.wait(d.io.waitScope);
+}
+
 TEST_CASE("secure stream: every size comes through whole, both ways, however reads are cut") {
   Direct d(secret('k'), secret('k'));
   d.handshake();
@@ -259,10 +267,7 @@ TEST_CASE("secure stream: ends sealing with different libraries link and carry e
     auto sending = d.a->write(pieces.asPtr());
     CHECK(readAll(*d.b, ws, n, 1 << 20) == data);
     sending.wait(ws);
-    auto back = pattern(n, ++seed);
-    auto replying = d.b->write(back.begin(), back.size());
-    CHECK(readAll(*d.a, ws, n, 100000) == back);
-    replying.wait(ws);
+    replyArrives(d, n, ++seed, 100000);
   }
 }
 
@@ -300,10 +305,7 @@ TEST_CASE("secure stream: AES-256-GCM when both ends offer it, else ChaCha20-Pol
       auto sending = d.a->write(data.begin(), data.size());
       CHECK(readAll(*d.b, ws, n, 1 << 20) == data);
       sending.wait(ws);
-      auto back = pattern(n, ++seed);
-      auto replying = d.b->write(back.begin(), back.size());
-      CHECK(readAll(*d.a, ws, n, 1000) == back);
-      replying.wait(ws);
+      replyArrives(d, n, ++seed, 1000);
     }
   }
 }
