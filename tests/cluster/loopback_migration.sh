@@ -265,7 +265,7 @@ python3 "$producer" 2> /dev/null | cat | sha256sum > "$dir/pipe1.out"
 ( python3 "$producer" 2> "$dir/pipe2.progress" | LD_PRELOAD=$libmig cat - | sha256sum > "$dir/pipe2.out"
   echo "${PIPESTATUS[*]}" > "$dir/pipe2.status" ) &
 pids+=($!)
-for _ in $(seq 1 100); do job6=$(pgrep -n -f -x 'cat -'); [ -n "$job6" ] && break; sleep 0.05; done
+for _ in $(seq 1 100); do job6=$(pgrep -P "$!" -f -x 'cat -'); [ -n "$job6" ] && break; sleep 0.05; done
 # producer_at N: the producer has flushed line N (or, if it ended before, its last).
 producer_at() { wait_line "$dir/pipe2.progress" "^at line $(( $1 < 290000 ? $1 : 290000 ))\$"; }
 producer_at 50000 || bad "the producer of the pipeline goes" "$dir/pipe2.progress"
@@ -293,7 +293,7 @@ client() {  # client PORT N [PROGRESS]: N numbered lines, 20 ms apart, each echo
 pids+=($!)
 wait_line "$dir/server.out" '^port ' || bad "the echo server started" "$dir/server.out"
 sport=$(sed -n 's/^port //p' "$dir/server.out")
-spid=$(pgrep -n -x echo_server)
+spid=$(pgrep -P "${pids[-1]}" -x echo_server)
 client "$sport" 150 "$dir/client1.progress" > "$dir/client1.out" 2>&1 &
 c1=$!; pids+=($c1)
 # mid-conversation: 50 of its 150 echoes (about 1 s) back
@@ -324,7 +324,7 @@ event_loop_check() {
   wait_line "$dir/$name.out" '^port ' || bad "$name started" "$dir/$name.out"
   local eport evpid steadies=()
   eport=$(sed -n 's/^port //p' "$dir/$name.out")
-  evpid=$(pgrep -n -x "$comm")
+  evpid=$(pgrep -P "${pids[-1]}" -x "$comm")
   for k in 1 2 3; do python3 "$steady" 127.0.0.1 "$eport" 600 10 "c$k" > "$dir/$name$k.out" 2>&1 & steadies+=($!); pids+=($!); done
   wait_line "$dir/$name.out" '^client 3'
   A migrate "$evpid" --to 127.0.0.1:$pb > "$dir/$name-m1.out" 2>&1 || bad "migrate $name" "$dir/$name-m1.out" "$dir/b.log"
@@ -369,7 +369,7 @@ print("%d datagrams echoed whole" % n)' "$@"
 pids+=($!)
 wait_line "$dir/udp.out" '^port ' || bad "the UDP echo job started" "$dir/udp.out"
 uport=$(sed -n 's/^port //p' "$dir/udp.out")
-upid=$(pgrep -n -x udp_echo)
+upid=$(pgrep -P "${pids[-1]}" -x udp_echo)
 udp_client "$uport" 50 > "$dir/udp1.out" 2>&1
 A migrate "$upid" --to 127.0.0.1:$pb > "$dir/m14.out" 2>&1 || bad "migrate the UDP job" "$dir/m14.out" "$dir/b.log"
 udp_client "$uport" 50 > "$dir/udp2.out" 2>&1
