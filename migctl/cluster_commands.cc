@@ -4,6 +4,7 @@
 #include "migctl/commands.h"
 #include "migctl/json_output.h"
 #include "migctl/local_link.h"
+#include "resources/proc_file.h"
 #include "shadow/error.h"
 #include "shadow/local_socket.h"
 #include "shadow/mig.capnp.h"
@@ -152,21 +153,6 @@ kj::MainFunc migrateMain(cli::Context& cli) {
 
 namespace {
 
-// Whether the process `pid` here has ended (gone, or a zombie its parent has not yet
-// waited for): a hop that failed because its job ended has nothing that stays.
-bool ended(long pid) {
-  char path[64], state = 0;
-  snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-  FILE* f = fopen(path, "re");
-  if (f == nullptr) return true;
-  // The state follows the command name's closing parenthesis.
-  char line[512];
-  const char* close = fgets(line, sizeof(line), f) != nullptr ? strrchr(line, ')') : nullptr;
-  fclose(f);
-  if (close != nullptr && close[1] == ' ') state = close[2];
-  return state == 'Z' || state == 'X';
-}
-
 // --anywhere: the reachable node with the lowest load (then fewest jobs) whose host
 // name is not this host's, by its name in the nodes file.
 kj::String idlestOtherNode(LocalLink& link) {
@@ -296,7 +282,7 @@ int migrate(const MigrateOptions& o, long pid) {
       fprintf(stderr, "migctl migrate: lost contact with shadowd during the hop of %ld to %s (%s): the job may have "
               "moved; check `migctl list` on %s, or here once shadowd runs again\n", pid, to.cStr(), why.cStr(),
               to.cStr());
-    } else if (ended(pid)) {
+    } else if (!resources::processRuns(static_cast<pid_t>(pid))) {
       fprintf(stderr, "migctl migrate: %ld ended while it was being moved to %s; nothing was moved (%s)\n", pid,
               to.size() > 0 ? to.cStr() : o.anywhere ? "another host" : o.to.cStr(), why.cStr());
     } else {

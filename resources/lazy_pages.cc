@@ -5,6 +5,7 @@
 // leaves it once placed, or once the job unmapped or dropped it (then it must read
 // as zero, or as whatever the job put there, never as the saved page).
 #include "resources/lazy_pages.h"
+#include "resources/proc_file.h"
 
 #include "image/checksum.h"
 #include "resources/fd_restore.h"
@@ -589,20 +590,6 @@ void closeAllBut(int keep, int keep2 = -1) {
   }
 }
 
-// Whether process `pid` exists and has not ended (a zombie has).
-bool alive(pid_t pid) {
-  char path[64], buf[512];
-  snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  ssize_t n = read(fd, buf, sizeof(buf) - 1);
-  close(fd);
-  if (n <= 0) return false;
-  buf[n] = '\0';
-  const char* end = strrchr(buf, ')');  // the name may hold anything
-  return end != nullptr && end[1] == ' ' && end[2] != 'Z' && end[2] != 'X';
-}
-
 // `pids` and every process under them (by /proc's parent links).
 std::vector<pid_t> withDescendants(std::vector<pid_t> pids) {
   std::vector<std::pair<pid_t, pid_t>> all;  // (pid, parent)
@@ -678,7 +665,7 @@ void waitGone(pid_t pid, int ms) {
   pids = withDescendants(kj::mv(pids));
   bool killed = false;
   for (pid_t p : pids) {
-    if (alive(p) && kill(p, SIGKILL) == 0) killed = true;
+    if (processRuns(p) && kill(p, SIGKILL) == 0) killed = true;
   }
   if (killed) {
     fprintf(stderr,

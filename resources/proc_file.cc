@@ -6,6 +6,7 @@
 #include <kj/io.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <unistd.h>
@@ -54,6 +55,19 @@ bool field(std::string_view text, std::string_view name, std::string_view& value
 std::string fieldOr(std::string_view text, std::string_view name) {
   std::string_view v;
   return field(text, name, v) ? std::string(v) : std::string();
+}
+
+bool processRuns(pid_t pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(pid));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  const char* end = strrchr(buf, ')');  // the command name may hold anything
+  return end != nullptr && end[1] == ' ' && end[2] != 'Z' && end[2] != 'X';
 }
 
 namespace fdinfo {

@@ -45,6 +45,12 @@ void forEachProcLine(pid_t pid, const std::string& what, F&& line) {
   forEachLine(text, [&](std::string_view one) { line(std::string(one)); });
 }
 
+// Whether process `pid` exists and has not ended: its /proc/PID/stat state is not Z or
+// X (a zombie has ended). No allocation, no exception. A process whose non-first
+// thread execs reads as a zombie for a moment: a watch that must not mistake that for
+// an end looks twice (shadow/process_end.h).
+bool processRuns(pid_t pid);
+
 // Where the link at `path` points; throws (one line naming it) if it cannot be read.
 std::string readLink(const std::string& path);
 

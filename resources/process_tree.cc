@@ -16,12 +16,6 @@
 
 namespace mig::resources {
 
-bool processRuns(pid_t pid) {
-  std::string stat;
-  TreeProcess p{};
-  return readProcFileIfExists(pid, "stat", stat) && parseStat(stat, p) && !p.zombie;
-}
-
 bool processExists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
 
 bool parseStat(const std::string& stat, TreeProcess& out) {

@@ -5,6 +5,8 @@
 // stop. Zombies are members too, with the wait status their parent will reap.
 #pragma once
 
+#include "resources/proc_file.h"  // processRuns
+
 #include <kj/vector.h>
 #include <string>
 #include <sys/types.h>
@@ -23,9 +25,6 @@ struct TreeProcess {
 
 // Parses one /proc/PID/stat line; false when it is not one.
 bool parseStat(const std::string& stat, TreeProcess& out);
-
-// Whether PID exists and has not ended (not a zombie).
-bool processRuns(pid_t pid);
 
 // Whether PID exists at all, a zombie included (its number still taken).
 bool processExists(pid_t pid);

@@ -257,14 +257,6 @@ kj::Maybe<OutsideUse> outsideUse(const SysvUse& use, const std::set<pid_t>& memb
 
 namespace {
 
-// A live process (not a zombie): /proc/PID/stat's state.
-bool liveProcess(pid_t pid) {
-  std::string stat;
-  if (!readProcFileIfExists(pid, "stat", stat)) return false;
-  size_t close = stat.rfind(')');
-  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z' && stat[close + 2] != 'X';
-}
-
 kj::String commandOf(pid_t pid) {
   std::string comm;
   if (!readProcFileIfExists(pid, "comm", comm)) return kj::str("?");
@@ -301,14 +293,14 @@ kj::Maybe<kj::String> sysvUsedOutside(kj::ArrayPtr<const pid_t> pids) {
     struct shmid_ds ds {};
     if (shmctl(o.perm.id, IPC_STAT, &ds) != 0) continue;
     SysvUse use{{ds.shm_cpid, ds.shm_lpid}, ds.shm_nattch, attached[o.perm.id]};
-    KJ_IF_MAYBE(u, outsideUse(use, members, liveProcess)) {
+    KJ_IF_MAYBE(u, outsideUse(use, members, processRuns)) {
       return refusal(describe("System V shared memory segment", o.perm.key, o.perm.id), *u);
     }
   }
   for (auto& o : objects.sem) {
     SysvUse use;
     for (size_t i = 0; i < o.values.size(); ++i) use.users.push_back(semctl(o.perm.id, static_cast<int>(i), GETPID));
-    KJ_IF_MAYBE(u, outsideUse(use, members, liveProcess)) {
+    KJ_IF_MAYBE(u, outsideUse(use, members, processRuns)) {
       return refusal(describe("System V semaphore set", o.perm.key, o.perm.id), *u);
     }
   }
@@ -316,7 +308,7 @@ kj::Maybe<kj::String> sysvUsedOutside(kj::ArrayPtr<const pid_t> pids) {
     struct msqid_ds ds {};
     if (msgctl(o.perm.id, IPC_STAT, &ds) != 0) continue;
     SysvUse use{{ds.msg_lspid, ds.msg_lrpid}, 0, 0};
-    KJ_IF_MAYBE(u, outsideUse(use, members, liveProcess)) {
+    KJ_IF_MAYBE(u, outsideUse(use, members, processRuns)) {
       return refusal(describe("System V message queue", o.perm.key, o.perm.id), *u);
     }
   }

@@ -6,6 +6,7 @@
 #include "shadow/child_process.h"
 #include "shadow/lost_jobs.h"
 #include "shadow/network_policy.h"
+#include "shadow/send_command.h"
 #include "shadow/spooled_pages.h"
 
 #include <capnp/message.h>
@@ -368,7 +369,7 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
           // A hop home: the job was kept here, frozen, for home's answer (send_command.cc).
           texts[0] = kj::str(texts[0].slice(15));
           ok = status == 0 && sscanf(texts[0].cStr(), "MIGRATED %lf %llu %lf %lf", &freeze, &bytes, &transfer, &restore) == 4;
-          if (!ok && !(WIFEXITED(status) && WEXITSTATUS(status) == 7)) {
+          if (!ok && !(WIFEXITED(status) && WEXITSTATUS(status) == kHomeRestoreFailed)) {
             // No answer: home may run the job, or have its deputy back. It stays stopped
             // here (SIGSTOP), not resumed, rather than run twice.
             auto why = oneLine(lastLine(texts[1]));
@@ -385,24 +386,21 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
           // Exit status 7: the restore at home failed with the deputy back; the job
           // resumed here and the sender's last line says so (below, as any failure).
         }
-        if (!ok && texts[0].startsWith("COMMITTED\n") && WIFEXITED(status) && WEXITSTATUS(status) == 8) {
-          // The job's process here ended as it became its deputy (send_command.cc): the
-          // hop went through, and the watch on that process ends the job there
-          // (local_service.cc watchDeputy), as for any deputy that ends.
-          auto why = oneLine(lastLine(texts[1]));
-          log(kj::str("job ", jobId, ": ", why));
-          result.setMode("deputy-died");
-          result.setProblem(why);
-          return kj::READY_NOW;
-        }
-        if (!ok && texts[0].startsWith("COMMITTED\n") && WIFEXITED(status) && WEXITSTATUS(status) == 6) {
-          // Post-copy lost its destination before it had every page (send_command.cc):
-          // the job was ended, said in the sender's last line.
-          auto why = oneLine(lastLine(texts[1]));
-          log(kj::str("job ", jobId, ": ", why));
-          result.setMode("postcopy-lost");
-          result.setProblem(why);
-          return kj::READY_NOW;
+        // A hop that went through but leaves the job unable to serve: the sender's last
+        // line says why (its deputy ended as it started: the watch on that process ends
+        // the job there, local_service.cc watchDeputy; post-copy lost its destination).
+        static constexpr struct {
+          SenderExit status;
+          const char* mode;
+        } kCommittedButLost[] = {{kDeputyDied, "deputy-died"}, {kPostcopyLost, "postcopy-lost"}};
+        for (auto& lost : kCommittedButLost) {
+          if (!ok && texts[0].startsWith("COMMITTED\n") && WIFEXITED(status) && WEXITSTATUS(status) == lost.status) {
+            auto why = oneLine(lastLine(texts[1]));
+            log(kj::str("job ", jobId, ": ", why));
+            result.setMode(lost.mode);
+            result.setProblem(why);
+            return kj::READY_NOW;
+          }
         }
         if (!ok && texts[0].startsWith("COMMITTED\n")) {
           // The job was given up here (two-phase commit, send_command.cc) but the

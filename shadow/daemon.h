@@ -243,7 +243,4 @@ void markLinkLost(Daemon& d, HomeJob& job, uint64_t downMs, uint64_t limitMs);
 double nowSeconds();
 kj::String lastLine(kj::StringPtr text);
 
-// Whether process `pid` exists and has not ended (a zombie has): node_service.cc.
-bool runsStill(pid_t pid);
-
 }  // namespace mig::shadow

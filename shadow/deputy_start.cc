@@ -1,6 +1,7 @@
 // See deputy_start.h.
 #include "shadow/deputy_start.h"
 
+#include "resources/proc_file.h"
 #include "shadow/error.h"
 
 #include <algorithm>
@@ -30,20 +31,6 @@ int64_t nowMs() {
 kj::String describe(int status) {
   if (WIFSIGNALED(status)) return kj::str("ended by signal ", WTERMSIG(status), " (", strsignal(WTERMSIG(status)), ")");
   return kj::str("exit status ", WEXITSTATUS(status));
-}
-
-// Whether `pid` has ended (gone, or a zombie its parent has not reaped yet).
-bool ended(pid_t pid) {
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(pid));
-  FILE* f = fopen(path, "re");
-  if (f == nullptr) return true;
-  char buf[512];
-  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  const char* close = strrchr(buf, ')');  // the command name may hold anything
-  return close == nullptr || close[1] == '\0' || close[2] == 'Z' || close[2] == 'X';
 }
 
 }  // namespace
@@ -138,7 +125,7 @@ DeputyReady::Outcome DeputyReady::wait(pid_t pid, int timeoutMs) {
       close(c);
       if (ours) return Outcome::REGISTERED;
     }
-    if (ended(pid)) return Outcome::DIED;
+    if (!resources::processRuns(pid)) return Outcome::DIED;
     int64_t left = deadline - nowMs();
     if (left <= 0) return Outcome::SLOW;
     struct pollfd p = {fd_, POLLIN, 0};

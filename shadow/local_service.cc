@@ -7,6 +7,7 @@
 #include "shadow/balance.h"
 #include "shadow/drain.h"
 #include "shadow/error.h"
+#include "shadow/process_end.h"
 #include "shadow/services.h"
 #include "shadow/spool.h"
 #include "shadow/stop_watch.h"
@@ -722,28 +723,38 @@ class LocalImpl final : public rpc::Local::Server {
                 d_.tasks().add(followStops(d_, id));
                 // A member that ended and was reaped before the sender's look (a shell's
                 // `$(...)`) was left out of the tree there (send_command.cc): nothing of
-                // it moved, so no record, deputy or `migctl list` row stays for it.
-                size_t moved = 0;
-                for (auto& m : *members) {
-                  struct pollfd gone = {m.pidfd.get(), POLLIN, 0};
-                  if (poll(&gone, 1, 0) == 1) {
-                    d_.log(kj::str("job ", id, ": its descendant job ", m.id, " ended before the move, not part of it"));
-                    d_.homeJobs().erase(m.id);
-                    m.id = 0;
-                  } else {
-                    ++moved;
+                // it moved, so no record, deputy or `migctl list` row stays for it. One
+                // that looks ended may be execing its deputy: looked at again a moment later.
+                auto endedMember = [this](TreeMemberRecord& m) {
+                  KJ_IF_MAYBE(j, d_.homeJobs().find(m.id)) { return looksEnded(m.pidfd.get(), (*j)->vpid); }
+                  return true;
+                };
+                bool doubt = false;
+                for (auto& m : *members) doubt = doubt || endedMember(m);
+                auto settled = doubt ? d_.io().provider->getTimer().afterDelay(kSecondLookMs * kj::MILLISECONDS)
+                                     : kj::Promise<void>(kj::READY_NOW);
+                return settled.then([this, id, to = kj::mv(to), result, members = kj::mv(members), endedMember]() mutable {
+                  size_t moved = 0;
+                  for (auto& m : *members) {
+                    if (endedMember(m)) {
+                      d_.log(kj::str("job ", id, ": its descendant job ", m.id, " ended before the move, not part of it"));
+                      d_.homeJobs().erase(m.id);
+                      m.id = 0;
+                    } else {
+                      ++moved;
+                    }
                   }
-                }
-                KJ_IF_MAYBE(j, d_.homeJobs().find(id)) {
-                  if (moved > 0) (*j)->treeRoot = id;
-                }
-                for (auto& m : *members) {
-                  if (m.id == 0) continue;
-                  finishMigration(m.id, kj::StringPtr(to));
-                  watchDeputy(d_, m.id, kj::mv(m.pidfd));
-                  d_.tasks().add(followStops(d_, m.id));
-                }
-                return afterHop(id, to, result);
+                  KJ_IF_MAYBE(j, d_.homeJobs().find(id)) {
+                    if (moved > 0) (*j)->treeRoot = id;
+                  }
+                  for (auto& m : *members) {
+                    if (m.id == 0) continue;
+                    finishMigration(m.id, kj::StringPtr(to));
+                    watchDeputy(d_, m.id, kj::mv(m.pidfd));
+                    d_.tasks().add(followStops(d_, m.id));
+                  }
+                  return afterHop(id, to, result);
+                });
               },
               [this, id, memberIds = kj::mv(memberIds)](kj::Exception&& e) -> kj::Promise<void> {
                 // Still here, untouched: no deputy, no job record (nor its members').
@@ -1076,28 +1087,12 @@ size_t untrackedJobsHere(Daemon& d) {
 }
 
 void watchDeputy(Daemon& d, uint64_t jobId, kj::AutoCloseFd pidfd) {
-  // The observer must go before the fd it watches: members die in reverse order.
-  struct Watch {
-    Watch(kj::UnixEventPort& port, kj::AutoCloseFd f)
-        : fd(kj::mv(f)), observer(port, fd.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ) {}
-    kj::AutoCloseFd fd;
-    kj::UnixEventPort::FdObserver observer;
-  };
-  auto watch = kj::heap<Watch>(d.eventPort(), kj::mv(pidfd));
-  auto gone = watch->observer.whenBecomesReadable();
-  d.tasks().add(gone.then([&d, jobId, watch = kj::mv(watch)]() mutable -> kj::Promise<void> {
+  pid_t pid = 0;
+  KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) { pid = (*j)->vpid; }
+  watchProcessEnd(d, pid, kj::mv(pidfd), [&d, jobId]() -> kj::Promise<void> {
     KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) {
       HomeJob& job = **j;
       if (job.ended) return kj::READY_NOW;
-      // Woken while the process lives on (not a zombie): not its end. Seen when the job's
-      // process became its deputy by an exec from a thread other than its first (the
-      // first thread's release wakes the pidfd's waiters); watched again.
-      if (syscall(SYS_pidfd_send_signal, watch->fd.get(), 0, nullptr, 0) == 0 && runsStill(job.vpid)) {
-        auto fd = kj::mv(watch->fd);
-        watch = nullptr;  // its observer first: one fd is watched once
-        watchDeputy(d, jobId, kj::mv(fd));
-        return kj::READY_NOW;
-      }
       // The deputy is gone (killed, even with SIGKILL, or it failed): the job must
       // not outlive it. Its stand-in killed with it: their group was, and the job's
       // group where it runs is too (its children born there).
@@ -1111,7 +1106,7 @@ void watchDeputy(Daemon& d, uint64_t jobId, kj::AutoCloseFd pidfd) {
       return kill;
     }
     return kj::READY_NOW;
-  }));
+  });
 }
 
 }  // namespace mig::shadow

@@ -2,6 +2,7 @@
 // send a job that runs here elsewhere, reach the deputy of a job whose home is here,
 // deliver a signal to a job that runs here, report that a job ended, tell the time.
 #include "image/stream_verifier.h"
+#include "resources/proc_file.h"
 #include "resources/proc_owner.h"
 #include "resources/network_page_source.h"
 #include "resources/sysv_names.h"
@@ -17,6 +18,7 @@
 #include "shadow/network_policy.h"
 #include "shadow/services.h"
 #include "shadow/spool.h"
+#include "shadow/process_end.h"
 #include "shadow/tree_homecoming.h"
 
 #include <kj/debug.h>
@@ -994,7 +996,7 @@ kj::Promise<void> untilJobRuns(Daemon& d, pid_t pid, bool comeBack, uint64_t lef
   auto arg = firstArg(pid);
   kj::StringPtr base = arg;
   KJ_IF_MAYBE(slash, arg.findLast('/')) { base = arg.slice(*slash + 1); }
-  if (arg.size() == 0 && !runsStill(pid)) {
+  if (arg.size() == 0 && !resources::processRuns(pid)) {
     fail(kj::str("the job's process at home (PID ", pid, ") ended as it was restored"));
   }
   if (arg.size() > 0 && arg != d.config().deputy && arg != d.config().migctl && base != "mig-deputy" &&
@@ -1084,18 +1086,11 @@ kj::Promise<kj::Tuple<pid_t, double, kj::String>> PreparedHop::commitHomecoming(
         // Its memory is mapped from the image: deleted when the process ends.
         int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
         if (pidfd >= 0) {
-          struct Watch {
-            Watch(kj::UnixEventPort& port, kj::AutoCloseFd f)
-                : fd(kj::mv(f)), observer(port, fd.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ) {}
-            kj::AutoCloseFd fd;
-            kj::UnixEventPort::FdObserver observer;
-          };
-          auto watch = kj::heap<Watch>(d.eventPort(), kj::AutoCloseFd(pidfd));
-          auto gone = watch->observer.whenBecomesReadable();
-          d.tasks().add(gone.attach(kj::mv(watch)).then([image = kj::str(hop->path), log = kj::str(hop->logPath)]() {
+          watchProcessEnd(d, pid, kj::AutoCloseFd(pidfd), [image = kj::str(hop->path), log = kj::str(hop->logPath)]() {
             unlink(image.cStr());
             unlink(log.cStr());
-          }));
+            return kj::Promise<void>(kj::READY_NOW);
+          });
         }
         d.log(kj::str("job ", jobId, " runs at home again as PID ", pid, ", local: no deputy, nothing forwarded"));
         return kj::tuple(pid, (nowSeconds() - started) * 1000, kj::str(""));
@@ -1320,7 +1315,7 @@ class NodeImpl final : public rpc::Node::Server {
       const bool mig = arg == d_.config().deputy || arg == d_.config().migctl || base == "mig-deputy" ||
                        base == "migctl" || base == "mig-restore" || holdsComeBack(pid);
       // (An empty command line while it runs: an exec under way.)
-      if (pid <= 0 || !runsStill(pid) || (arg.size() > 0 && !mig)) outcome = rpc::HomecomingOutcome::END;
+      if (pid <= 0 || !resources::processRuns(pid) || (arg.size() > 0 && !mig)) outcome = rpc::HomecomingOutcome::END;
     }
     context.getResults().setOutcome(outcome);
     return kj::READY_NOW;
@@ -1498,20 +1493,6 @@ rpc::Node::Client makeNode(Daemon& d, kj::Maybe<kj::Function<void()>> watchLiven
 
 void watchGuest(Daemon& d, uint64_t jobId, kj::Promise<int> exited, kj::String image) {
   ImageSinkImpl::watchJob(d, jobId, kj::mv(exited), kj::mv(image));
-}
-
-// Whether process `pid` exists and has not ended (a zombie has). Its command line reads
-// empty for a moment during an exec too.
-bool runsStill(pid_t pid) {
-  int fd = open(kj::str("/proc/", pid, "/stat").cStr(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char buf[512];
-  ssize_t n = read(fd, buf, sizeof(buf) - 1);
-  close(fd);
-  if (n <= 0) return false;
-  buf[n] = '\0';
-  const char* paren = strrchr(buf, ')');
-  return paren != nullptr && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
 }
 
 }  // namespace mig::shadow

@@ -106,19 +106,6 @@ constexpr int kFreezeTimeoutSeconds = 30;
 // The destination's restore up to "ready" has its own limit (node_service.cc,
 // kRestoreTimeoutMs); the sender waits that long on top of the stall timeout.
 constexpr uint64_t kPrepareAllowanceMs = 120000;
-// migctl send's exit status when the job was given up here but the destination did
-// not confirm that it runs (shadow/daemon.cc tells the user; docs/design.md).
-constexpr int kCommittedUnconfirmed = 5;
-// migctl send's exit status when a post-copy hop lost its destination after the commit,
-// before it had every page: the job was ended (shadow/daemon.cc tells the user).
-constexpr int kPostcopyLost = 6;
-// migctl send's exit status when a hop home's restore failed after the commit and the
-// deputy came back (deputy/homecoming.h): the job was resumed here.
-constexpr int kHomeRestoreFailed = 7;
-// migctl send's exit status when the job's process at home ended as it became its
-// deputy, before it registered: the hop went through, and home's shadowd ends the job
-// at the destination (shadow/daemon.cc tells the user).
-constexpr int kDeputyDied = 8;
 // How long the deputy's trial start, the exec at the commit and its registration with
 // shadowd may take (deputy_start.h); they take milliseconds.
 constexpr int kDeputyStartMs = 10000;
