@@ -154,8 +154,9 @@ bool FileReader::hashMapped(const SectionInfo& info, Checksummer& hash) const {
 void FileReader::verify(size_t i) const {
   const SectionInfo& info = entries_[i].info;
   if (info.dataLen == 0) return;
-  auto buf = kj::heapArray<kj::byte>(1 << 20);
   uint64_t metaEnd = info.layout.metaOffset + info.metaLen;
+  // No bigger than the section (a small image's restart would map and unmap 1 MiB for each).
+  auto buf = kj::heapArray<kj::byte>(std::min<uint64_t>(1 << 20, info.layout.trailerOffset - metaEnd));
   for (uint64_t at = metaEnd; at < info.layout.dataOffset;) {
     size_t n = std::min<uint64_t>(buf.size(), info.layout.dataOffset - at);
     if (preadSome(buf.begin(), n, at) < n) fail(kj::str("image truncated: ", info.describe()));

@@ -97,6 +97,8 @@ inline constexpr long kEINVAL = 22;
 
 inline constexpr uint32_t kRseqMinLen = 32;  // ORIG_RSEQ_SIZE: the kernel refuses shorter areas
 inline constexpr uint32_t kRseqCpuIdUninitialized = 0xffffffffu;  // (uint32_t)-1
+inline constexpr int kRseqFlagUnregister = 1;
+inline constexpr uint32_t kRobustListHeadLen = 24;  // sizeof(struct robust_list_head): all set_robust_list takes
 
 // userfaultfd (linux/userfaultfd.h), for lazy pages.
 inline constexpr int kONonblock = 0x800;

@@ -14,10 +14,13 @@
 //   8. writes ResumeInfo for the shim;
 //   9. recreates the threads, then the POSIX timers with their ids (a SIGEV_THREAD_ID
 //      timer names its thread's new TID), each of which re-registers its kernel-side state (robust
-//      list, with the futex words of robust mutexes it holds moved to its new TID;
-//      rseq; sigaltstack), queues its pending signals and returns into its saved
-//      signal frame with rt_sigreturn. No thread returns before every thread is set
-//      up, so a failure never leaves part of the application running. When the plan has
+//      list, rseq, sigaltstack) and returns into its saved signal frame with
+//      rt_sigreturn. The main thread moves the futex words of the robust mutexes each
+//      thread holds to its new TID and queues each thread's pending signals; what another
+//      thread's set-up could refuse it tries on itself first. So nothing that can fail is
+//      left once any thread returns (a failure never leaves part of the application
+//      running), and the main thread returns without waiting for the others to be
+//      scheduled; they return once it has given the go. When the plan has
 //      a resumeEntry, each thread calls that shim function (on its own stack, below its
 //      frame) instead, and the shim does the rt_sigreturn (see shim/forward/resume.cc).
 //
@@ -109,8 +112,8 @@ struct State {
   int32_t vpid;  // the PID the process knows: its main thread's virtual TID
   uint32_t uid;
   // Futex words for starting the threads.
-  uint32_t setUp;  // children that finished their set-up
-  uint32_t go;     // 1: all set up, return into the saved contexts
+  uint32_t go;     // 1: all checked and set up but theirs, return into the saved contexts
+  uint64_t resumeEntry;  // the plan's, read before the plan is unmapped
   uint32_t onTempStacks;  // children not yet off their temporary stacks (the last unmaps them)
   // Statistics for MIG_RESTORE_DEBUG.
   uint64_t copiedRuns, copiedBytes;
@@ -1093,14 +1096,22 @@ void loadThreads() {
   }
 }
 
-[[noreturn]] void threadFail(const ThreadCtl& t, const char* what, long err) {
+// A thread other than the main one says nothing: it may run after the main thread has
+// closed the log fd and returned into the application, whose file may have that number
+// by then. It cannot fail anyway short of the kernel changing its mind: the main thread
+// tried its set-up first (checkThreadSetUp).
+[[noreturn]] void threadFail(const ThreadCtl& t, const char* what, long err, bool quiet = false) {
+  if (quiet) {
+    for (;;) sys::rawSyscall(sys::kExitGroup, 127);
+  }
   Line w;
   w.str(what).str(" for thread ").dec(t.vtid);
   failErr(w, err);
 }
 
-void registerRseq(const ThreadCtl& t) {
-  if (t.kernel.rseqAddr == 0) return;
+// Registers t's rseq area for the calling thread; returns the length registered (0: none).
+uint32_t registerRseq(const ThreadCtl& t, bool quiet) {
+  if (t.kernel.rseqAddr == 0) return 0;
   // The kernel refuses areas shorter than the original struct rseq (32 bytes); glibc's
   // area is that size even though glibc 2.36 reports __rseq_size 20.
   const uint32_t len = t.kernel.rseqLen < kRseqMinLen ? kRseqMinLen : t.kernel.rseqLen;
@@ -1112,13 +1123,16 @@ void registerRseq(const ThreadCtl& t) {
     area[kRseqCpuId / 4] = kRseqCpuIdUninitialized;
     *reinterpret_cast<volatile uint64_t*>(t.kernel.rseqAddr + kRseqCs) = 0;
     long again = sys::rawSyscall(sys::kRseq, static_cast<long>(t.kernel.rseqAddr), len, 0, t.kernel.rseqSig);
-    if (again < 0) threadFail(t, "rseq registration (also after clearing its cpu ids)", again);
-    Line l;
-    l.str("rseq of thread ").dec(t.vtid).str(" registered after clearing its cpu ids (first try: errno ").dec(-r).str(")");
-    debugLine(l);
-    return;
+    if (again < 0) threadFail(t, "rseq registration (also after clearing its cpu ids)", again, quiet);
+    if (!quiet) {
+      Line l;
+      l.str("rseq of thread ").dec(t.vtid).str(" registered after clearing its cpu ids (first try: errno ").dec(-r).str(")");
+      debugLine(l);
+    }
+    return len;
   }
-  if (r < 0) threadFail(t, "rseq registration", r);
+  if (r < 0) threadFail(t, "rseq registration", r, quiet);
+  return len;
 }
 
 bool restoredMemory(uint64_t addr, uint64_t len, int prot) {
@@ -1160,7 +1174,21 @@ void adoptRobustMutexes(const ThreadCtl& t, int32_t newTid) {
   if (pending != 0) adoptFutexOwner(pending + static_cast<uint64_t>(futexOffset), oldTid, newTid);
 }
 
-// The per-thread kernel state every restored thread re-creates for itself.
+bool hasAltStack(const ThreadCtl& t) {
+  return t.kernel.altStackSize != 0 && !(t.kernel.altStackFlags & kSsDisable);
+}
+
+StackT altStack(const ThreadCtl& t) {
+  StackT ss{};
+  ss.sp = t.kernel.altStackSp;
+  ss.size = t.kernel.altStackSize;
+  // SS_ONSTACK is only reported
+  ss.flags = static_cast<int32_t>(static_cast<uint32_t>(t.kernel.altStackFlags) & kSsAutodisarm);
+  return ss;
+}
+
+// The per-thread kernel state every restored thread re-creates for itself. The other
+// threads' robust mutexes and pending signals are the main thread's work (startThreads).
 void setUpThread(const ThreadCtl& t, bool isMain) {
   long r;
   if (isMain) {
@@ -1181,20 +1209,40 @@ void setUpThread(const ThreadCtl& t, bool isMain) {
   if (t.kernel.robustList != 0) {
     r = sys::rawSyscall(sys::kSetRobustList, static_cast<long>(t.kernel.robustList),
                         static_cast<long>(t.kernel.robustListLen));
-    if (r < 0) threadFail(t, "set_robust_list", r);
-    adoptRobustMutexes(t, static_cast<int32_t>(sys::rawSyscall(sys::kGettid)));
+    if (r < 0) threadFail(t, "set_robust_list", r, !isMain);
+    if (isMain) adoptRobustMutexes(t, static_cast<int32_t>(sys::rawSyscall(sys::kGettid)));
   }
-  registerRseq(t);
-  if (t.kernel.altStackSize != 0 && !(t.kernel.altStackFlags & kSsDisable)) {
-    StackT ss{};
-    ss.sp = t.kernel.altStackSp;
-    ss.size = t.kernel.altStackSize;
-    // SS_ONSTACK is only reported
-    ss.flags = static_cast<int32_t>(static_cast<uint32_t>(t.kernel.altStackFlags) & kSsAutodisarm);
+  registerRseq(t, !isMain);
+  if (hasAltStack(t)) {
+    StackT ss = altStack(t);
     r = sys::rawSyscall(sys::kSigaltstack, reinterpret_cast<long>(&ss), 0);
-    if (r < 0) threadFail(t, "sigaltstack", r);
+    if (r < 0) threadFail(t, "sigaltstack", r, !isMain);
   }
   if (t.name[0] != '\0') sys::rawSyscall(sys::kPrctl, kPrSetName, reinterpret_cast<long>(t.name));
+}
+
+// What another thread's set-up could refuse, tried on the main thread (whose own comes
+// later) and undone, so that a refusal ends the restore before any thread runs and the
+// main thread need not wait for the others to be scheduled (milliseconds on a loaded
+// host) before it returns into the application.
+void checkThreadSetUp(const ThreadCtl& t) {
+  // The length is all set_robust_list checks.
+  if (t.kernel.robustList != 0 && t.kernel.robustListLen != kRobustListHeadLen) {
+    threadFail(t, "set_robust_list", -kEINVAL);
+  }
+  if (const uint32_t len = registerRseq(t, false)) {
+    long r = sys::rawSyscall(sys::kRseq, static_cast<long>(t.kernel.rseqAddr), len, kRseqFlagUnregister,
+                             t.kernel.rseqSig);
+    if (r < 0) threadFail(t, "rseq unregistration after its trial", r);
+  }
+  if (hasAltStack(t)) {
+    StackT ss = altStack(t);
+    long r = sys::rawSyscall(sys::kSigaltstack, reinterpret_cast<long>(&ss), 0);
+    if (r < 0) threadFail(t, "sigaltstack", r);
+    StackT off{};
+    off.flags = kSsDisable;
+    sys::rawSyscall(sys::kSigaltstack, reinterpret_cast<long>(&off), 0);
+  }
 }
 
 // Queues pending signals again; they stay blocked until rt_sigreturn restores the
@@ -1293,19 +1341,15 @@ void createTimers() {
   if (chosenIds) sys::rawSyscall(sys::kPrctl, kPrTimerCreateRestoreIds, kPrTimerCreateRestoreIdsOff, 0, 0, 0);
 }
 
+// Reads nothing of the plan, which the main thread may have unmapped by now: only g
+// (the restorer's own data, which stays mapped).
 [[noreturn]] void childMain(void* arg) {
   const ThreadCtl& t = *static_cast<const ThreadCtl*>(arg);
-  // Read before the go: the main thread unmaps the plan as soon as it has given it.
-  const uint64_t entry = g.plan->resumeEntry;
   setUpThread(t, false);
-  queuePending(t, t.pendingMask, static_cast<int32_t>(sys::rawSyscall(sys::kGettid)), false);
-  __atomic_fetch_add(&g.setUp, 1, __ATOMIC_RELEASE);
-  futexWakeAll(&g.setUp);
   waitFor(&g.go, 1);
-  // g (the restorer's own data) stays mapped; the last child off the temporary stacks
-  // unmaps them.
+  // The last child off the temporary stacks unmaps them.
   const Range& ts = g.layout.tempStacks;
-  if (entry != 0) mig_resume_call(t.sigframeAddr, ts.start, ts.size(), &g.onTempStacks, entry);
+  if (g.resumeEntry != 0) mig_resume_call(t.sigframeAddr, ts.start, ts.size(), &g.onTempStacks, g.resumeEntry);
   mig_resume(t.sigframeAddr, ts.start, ts.size(), &g.onTempStacks);
 }
 
@@ -1325,6 +1369,10 @@ void createTimers() {
     l.str("threads' temporary stacks ").hex(ts.start).str("-").hex(ts.end);
     debugLine(l);
   }
+  g.resumeEntry = g.plan->resumeEntry;
+  for (uint32_t i = 0; i < g.threadCount; ++i) {
+    if (i != g.mainIndex) checkThreadSetUp(g.threads[i]);
+  }
   uint32_t k = 0;
   for (uint32_t i = 0; i < g.threadCount; ++i) {
     if (i == g.mainIndex) continue;
@@ -1337,10 +1385,13 @@ void createTimers() {
     if (tid < 0) threadFail(t, "clone", tid);
     g.threads[i].newTid = static_cast<int32_t>(tid);
     ++k;
+    // Its robust mutexes and its pending signals (blocked, as every signal is in every
+    // thread until its rt_sigreturn) are the main thread's work: whatever fails here
+    // fails before any thread returns into the application, children included (they
+    // wait for the go).
+    adoptRobustMutexes(t, g.threads[i].newTid);
+    queuePending(t, t.pendingMask, g.threads[i].newTid, false);
   }
-  // Every child has set itself up (a failure there ends the whole process) before any
-  // thread returns into the application.
-  waitFor(&g.setUp, children);
   g.threads[g.mainIndex].newTid = g.pid;
   createTimers();
   const ThreadCtl& main = g.threads[g.mainIndex];
@@ -1372,10 +1423,10 @@ void createTimers() {
   if (g.logFd != 2) closeFd(g.logFd);
   __atomic_store_n(&g.go, 1, __ATOMIC_RELEASE);
   futexWakeAll(&g.go);
-  const uint64_t entry = g.plan->resumeEntry;
   munmap(g.planMap.start, g.planMap.size());
-  if (entry != 0) {
-    mig_resume_call(main.sigframeAddr, g.layout.privateStack.start, g.layout.privateStack.size(), nullptr, entry);
+  if (g.resumeEntry != 0) {
+    mig_resume_call(main.sigframeAddr, g.layout.privateStack.start, g.layout.privateStack.size(), nullptr,
+                    g.resumeEntry);
   }
   mig_resume(main.sigframeAddr, g.layout.privateStack.start, g.layout.privateStack.size(), nullptr);
 }

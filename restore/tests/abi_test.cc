@@ -66,6 +66,8 @@ static_assert(a::kRseqCpuIdStart == offsetof(struct rseq, cpu_id_start));
 static_assert(a::kRseqCpuId == offsetof(struct rseq, cpu_id));
 static_assert(a::kRseqCs == offsetof(struct rseq, rseq_cs));
 static_assert(a::kRseqMinLen == sizeof(struct rseq) || a::kRseqMinLen == 32);
+static_assert(a::kRseqFlagUnregister == RSEQ_FLAG_UNREGISTER);
+static_assert(a::kRobustListHeadLen == sizeof(struct robust_list_head));
 
 static_assert(sizeof(a::Stat) == sizeof(struct stat));
 static_assert(offsetof(a::Stat, mode) == offsetof(struct stat, st_mode));

@@ -289,6 +289,17 @@ TEST_CASE("failures halfway through a restore still end with one line and exit 1
                   }),
                   "rseq registration (also after clearing its cpu ids) for thread 101: errno 22");
   }
+  SUBCASE("a second thread's alternate signal stack is refused: said by the main thread, which tries it first") {
+    PlanFixture f = minimalPlan();
+    f.thread(kBase + 0x9000, false).kernel.altStackSp = kBase + 0x2000;
+    f.threads[1].kernel.altStackSize = 1024;  // under MINSIGSTKSZ
+    auto plan = f.build();
+    expectFailure(run({"20", "21"}, [&] {
+                    planAt(plan);
+                    imageAt();
+                  }),
+                  "sigaltstack for thread 101: errno 12");
+  }
 }
 
 TEST_CASE("a hop home's restore that fails halfway execs the deputy named in its come-back table") {
