@@ -19,8 +19,8 @@
 # every round; moved b -> c while they come and go, every round's number still comes
 # back through its pipe, and its output is the undisturbed run's. A child born on b
 # without libmig.so refuses the hop b -> c in one line, naming it. Two multiprocessing
-# workers born on b move b -> c with the socketpairs between them and the job, messages
-# in flight (python's multiprocessing.Pipe; datagram and seqpacket socketpairs too).
+# workers born on b move b -> c and home with the socketpairs between them and the job,
+# messages in flight (python's multiprocessing.Pipe; datagram and seqpacket pairs too).
 #
 # usage: born_away.sh OPTIONS (below)
 source "$(dirname "$0")/lib/cluster_lib.sh"
@@ -276,10 +276,11 @@ kill_job bare
 # --- multiprocessing workers born on b, socketpairs between them and with the job --------
 # On b the job starts two multiprocessing workers: a Pipe (a stream socketpair, the job
 # keeping both ends as python's examples do) and a datagram socketpair to the first, a
-# seqpacket socketpair between the two workers alone. Moved b -> c with messages in
-# flight on each (one each way on the Pipe, two datagrams, two seqpackets): every
-# message arrives whole and in order (boundaries kept), they talk on after the hop, and
-# the job's joins get the workers' exit codes.
+# seqpacket socketpair between the two workers alone, and one of its own. Moved b -> c
+# with messages in flight on each (one each way on the Pipe, two datagrams, two
+# seqpackets, one on its own pair): every message arrives whole and in order
+# (boundaries kept), they talk on after the hop; then home (c -> a) with the workers waiting on their socketpairs, a line goes through
+# both of them there, and the job's joins get the workers' exit codes.
 PIPES=$STEPS'
 import multiprocessing, socket, sys
 def first(conn, dgram, seq):
@@ -292,12 +293,15 @@ def first(conn, dgram, seq):
     wait_for("HOPPED")
     conn.send([conn.recv(), dgram.recv(100).decode(), dgram.recv(100).decode(), seq.recv(100).decode()])
     conn.send(conn.recv() + " back")
+    seq.send(conn.recv().encode())
+    conn.send(seq.recv(100).decode())
     sys.exit(7)
 def second(seq):
     for s in (mine, theirs, dj, dw, sa):
         s.close()
     wait_for("HOPPED")
     seq.send(b"|".join([seq.recv(100), seq.recv(100)]))
+    seq.send(seq.recv(100) + b", the second worker says")
     sys.exit(4)
 steps_until("MOVED")
 fork = multiprocessing.get_context("fork")
@@ -310,18 +314,24 @@ w2 = fork.Process(target=second, args=(sb,))
 w2.start()
 for s in (dw, sa, sb):
     s.close()
+own, back = socket.socketpair()  # held by the job alone
 say("workers born away:", w1.pid > 4194304, w2.pid > 4194304)
 mine.send("hello")
 say("worker says", mine.recv())
 mine.send("job in flight")
 dj.send(b"dgram one")
 dj.send(b"dgram two, longer")
+own.sendall(b"its own pair")
 mine.poll(None)  # its "worker in flight" is here: every message is on its way
 say("all in flight")
 steps_until("HOPPED")
 say("worker says", mine.recv())
 say("worker got", *mine.recv())
+say("job got", back.recv(100).decode())
 mine.send("after the hop")
+say("worker says", mine.recv())
+steps_until("HOME")
+mine.send("at home")
 say("worker says", mine.recv())
 w1.join()
 w2.join()
@@ -331,9 +341,11 @@ worker says hello back
 all in flight
 worker says worker in flight
 worker got job in flight dgram one dgram two, longer one|two two
+job got its own pair
 worker says after the hop back
+worker says at home, the second worker says
 exit codes 7 4"
-mkdir -p "$(jfile pref data)" && touch "$(jfile pref MOVED)" "$(jfile pref HOPPED)"
+mkdir -p "$(jfile pref data)" && touch "$(jfile pref MOVED)" "$(jfile pref HOPPED)" "$(jfile pref HOME)"
 start_job pref plain "$PY" -c "$PIPES" || cluster_end
 if ! wait_job pref 60 || [[ $STATUS != 0 || $(grep -av '^STEP ' "$(jfile pref out)") != "${want/born away: True True/born away: False False}" ]]; then
   fail "the workers' undisturbed run: status $STATUS, its output not the expected"; detail "$(jfile pref out)" "its output"
@@ -352,8 +364,16 @@ else
   fail "pipes: its move a -> b: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
 fi
 touch "$(jfile pipes HOPPED)"
+# Home with the workers waiting on their socketpairs (each forked at a with its PID of b).
+if wait_until 30 out_has pipes "worker says after the hop back" && migrate pipes a 60 &&
+   [[ $(host_of "$(where pipes)") == a ]]; then
+  ok "pipes: c -> a with its workers waiting on their socketpairs: $(migrated_line)"
+else
+  fail "pipes: its hop home with its workers: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"; shadowd_logs a c
+fi
+touch "$(jfile pipes HOME)"
 wait_job pipes 30
-output_exact pipes "on c every message in flight on the Pipe, the datagram and the seqpacket socketpairs arrived whole and in order, they talked on, the joins got exit codes 7 and 4"
+output_exact pipes "on c every message in flight on the Pipe, the datagram and the seqpacket socketpairs arrived whole and in order, they talked on there and back home (a line through both workers), the joins got exit codes 7 and 4"
 kill_job pipes
 
 # --- a bash loop whose `$(...)` children are born on b ---------------------------------------
