@@ -133,6 +133,10 @@ enum class OnMigration {
 // - settle: once every fd of the image is at its number, for state that names other
 //   fds by number (registrations of one fd on others). Called once for the whole
 //   image. Null: nothing.
+// - movesWithTree: for a kind that stays at home on migration, whether this record
+//   (dupOf < 0) was made away and moves with its tree all the same, made anew where
+//   the tree lands (restore is called for it): a socketpair of a job and its children
+//   born away. Asked only at a tree's restart. Null: never.
 struct FdKind {
   FdRecord::Kind kind;                 // the image's enum value (one FdKind per value)
   const char* name;                    // its page in docs/kinds/ is NAME.md
@@ -142,6 +146,7 @@ struct FdKind {
   void (*check)(FdRecord::Reader f, const CheckContext& ctx) = nullptr;
   void (*restore)(FdRecord::Reader f, RestoreContext& ctx);
   void (*settle)(RestoreContext& ctx) = nullptr;
+  bool (*movesWithTree)(FdRecord::Reader f) = nullptr;
 };
 
 }  // namespace mig::resources

@@ -95,6 +95,19 @@ void closeOthers(const std::set<int>& wanted, const int* keep, size_t keepCount,
   for (int fd : extra) close(fd);
 }
 
+// Whether record `f` (a dup: the record it duplicates) is made here rather than held
+// at home on migration: its kind is made anew, or, in a tree's restart, it moved with
+// the tree (FdKind::movesWithTree).
+bool madeHere(FdRecord::Reader f, const FdKind& kind, kj::ArrayPtr<const FdRecord::Reader> fds, bool tree) {
+  if (kind.onMigration == OnMigration::recreated) return true;
+  if (!tree || kind.movesWithTree == nullptr) return false;
+  if (f.getDupOf() < 0) return kind.movesWithTree(f);
+  for (auto o : fds) {
+    if (o.getFd() == f.getDupOf() && o.getDupOf() < 0) return kind.movesWithTree(o);
+  }
+  return false;
+}
+
 }  // namespace
 
 int restartMessages() { return g_restartMessages; }
@@ -147,17 +160,18 @@ void restoreFiles(image::FileReader& image, int* keep, size_t keepCount, const C
     int target = f.getFd();
     wanted.insert(target);
     const FdKind& kind = kindOf(f.getKind());
+    const bool here = madeHere(f, kind, fds, treePipes != nullptr);
     // Back home: an fd that stayed at home is the deputy's, at its number. One that was
     // made anew away (an epoll, a pipe inside the job) is made again from the image:
     // the deputy's copy at that number is the one from before the move.
-    if (keepInherited && kind.onMigration != OnMigration::recreated && caller.inherited(target)) continue;
-    if (heldFrom >= 0 && kind.onMigration != OnMigration::recreated) {
+    if (keepInherited && !here && caller.inherited(target)) continue;
+    if (heldFrom >= 0 && !here) {
       kj::AutoCloseFd null(open("/dev/null", O_RDWR));
       if (null == nullptr) fail(kj::str("cannot open /dev/null: ", strerror(errno)));
       placeAt(kj::mv(null), target);
       continue;
     }
-    const bool home = migrated != nullptr && kind.onMigration != OnMigration::recreated;
+    const bool home = migrated != nullptr && !here;
     if (home) markHome(f, kind, *migrated);
     if (f.getDupOf() >= 0) {
       if (dup2(f.getDupOf(), target) < 0) fail(kj::str("cannot duplicate fd ", f.getDupOf(), " as ", target));

@@ -16,10 +16,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -45,7 +47,9 @@ struct Captured {
   kj::Vector<FdRecord::Reader> readers;
 };
 
-kj::Own<Captured> capture(std::vector<int> fds) {
+// `migration`: a hop's capture; `tree`: the sockets of the image's processes (a
+// family's tree image, kTreeSocket | inode), null for one process.
+kj::Own<Captured> capture(std::vector<int> fds, bool migration = false, const std::set<uint64_t>* tree = nullptr) {
   auto out = kj::heap<Captured>();
   std::vector<FdProbe> probes;
   for (int fd : fds) {
@@ -62,6 +66,8 @@ kj::Own<Captured> capture(std::vector<int> fds) {
   CaptureContext ctx{getpid(), kj::arrayPtr(probes.data(), probes.size())};
   ctx.pidfd = pidfd;
   ctx.warnings = &out->warnings;
+  ctx.options.forMigration = migration;
+  ctx.treePipes = tree;
   auto list = out->msg.initRoot<image::schema::Files>().initFds(static_cast<unsigned>(probes.size()));
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
                 for (size_t i = 0; i < probes.size(); ++i) {
@@ -241,6 +247,46 @@ TEST_CASE("a socketpair: what waits on each end is saved, left in place, and bac
   CHECK(recv(sv[0], buf, sizeof(buf), MSG_DONTWAIT) == 4);
   CHECK(send(sv[1], "x", 1, 0) == 1);  // still each other's peer
   CHECK(recv(sv[0], buf, sizeof(buf), MSG_DONTWAIT) == 1);
+  close(sv[0]);
+  close(sv[1]);
+}
+
+TEST_CASE("on a hop a socketpair moves only in a family's tree image, whole, and only then is made anew") {
+  int sv[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+  REQUIRE(send(sv[0], "one", 3, 0) == 3);
+  REQUIRE(send(sv[0], "two two", 7, 0) == 7);
+  const FdKind& kind = kindOf(K::UNIX_SOCKET);
+  const bool hasHook = kind.movesWithTree != nullptr;
+  REQUIRE(hasHook);
+
+  // One process moving (or a tree image naming neither end): the socket stays at home.
+  auto alone = capture({sv[0], sv[1]}, true);
+  REQUIRE(alone->error == "");
+  CHECK(alone->at(sv[1]).getKind() == K::UNIX_SOCKET);
+  CHECK(alone->at(sv[1]).getSocket().getState() != State::CONNECTED);
+  CHECK_FALSE(kind.movesWithTree(alone->at(sv[1])));
+  const std::set<uint64_t> none;
+  auto outside = capture({sv[0], sv[1]}, true, &none);
+  CHECK_FALSE(kind.movesWithTree(outside->at(sv[1])));
+
+  // Its ends held in the family: captured as at a checkpoint, boundaries kept.
+  std::set<uint64_t> family;
+  for (int fd : sv) {
+    struct stat st {};
+    REQUIRE(fstat(fd, &st) == 0);
+    family.insert(kTreeSocket | st.st_ino);
+  }
+  auto moving = capture({sv[0], sv[1]}, true, &family);
+  REQUIRE(moving->error == "");
+  auto b = moving->at(sv[1]).getSocket();
+  CHECK(b.getState() == State::CONNECTED);
+  CHECK(b.getPeerInode() == moving->at(sv[0]).getSocket().getInode());
+  REQUIRE(b.getQueued().size() == 2);
+  CHECK(b.getQueued()[0].size() == 3);
+  CHECK(b.getQueued()[1].size() == 7);
+  CHECK(kind.movesWithTree(moving->at(sv[0])));
+  CHECK(kind.movesWithTree(moving->at(sv[1])));
   close(sv[0]);
   close(sv[1]);
 }

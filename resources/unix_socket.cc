@@ -13,8 +13,10 @@
 // In a tree, a socketpair with its ends in two members is the tree's: each end is
 // captured as above by its member, and the restart makes the pair once, before the
 // members are forked (makeTreeSocketpair). A Unix socket connected to another
-// process is a home stream (home_stream.cc). On
-// migration every socket stays at home: only a restart uses this.
+// process is a home stream (home_stream.cc). On migration every socket stays at home
+// but one: a job away from home with children born there (a tree image) takes the
+// socketpairs of the family along (python's multiprocessing.Pipe), captured as above
+// and made anew where it lands (movesWithTree), both ends with what waited on them.
 #include "resources/fd_kind.h"
 #include "resources/fd_restore.h"
 #include "resources/proc_file.h"
@@ -133,8 +135,16 @@ kj::Vector<kj::Array<kj::byte>> peekQueued(int copy, int fd) {
   return out;
 }
 
+// A socketpair end of a family moving away from home: its other end is in the image
+// (the process's own, or a member's of its tree).
+bool pairOfFamily(const FdProbe& p, const CaptureContext& ctx) {
+  sockets::DiagInfo d;
+  return ctx.treePipes != nullptr && sockets::unixDiag(sockets::socketInode(p.target), d) && d.state == kEstablished &&
+         d.peerInode != 0 && inTree(d.peerInode, ctx);
+}
+
 void capture(const FdProbe& p, const CaptureContext& ctx, FdRecord::Builder out) {
-  if (ctx.options.forMigration) return;  // it stays at home, open in the deputy
+  if (ctx.options.forMigration && !pairOfFamily(p, ctx)) return;  // it stays at home, open in the deputy
   kj::AutoCloseFd copy = sockets::captureCommon(p, ctx, out);
   const uint64_t inode = sockets::socketInode(p.target);
   absolutePath(ctx, out);
@@ -232,6 +242,11 @@ void restorePair(FdRecord::Reader f, RestoreContext& ctx) {
   sockets::placeSaved(kj::mv(mine), f);
 }
 
+// Captured whole on migration only as a family's socketpair (pairOfFamily).
+bool movesWithTree(FdRecord::Reader f) {
+  return f.getSocket().getState() == State::CONNECTED && f.getSocket().getPeerInode() != 0;
+}
+
 void restore(FdRecord::Reader f, RestoreContext& ctx) {
   auto s = f.getSocket();
   if (s.getState() == State::CONNECTED) return restorePair(f, ctx);
@@ -263,6 +278,7 @@ extern const FdKind kUnixSocket = {
     .capture = capture,
     .check = check,
     .restore = restore,
+    .movesWithTree = movesWithTree,
 };
 
 }  // namespace mig::resources

@@ -54,7 +54,6 @@
 #include "resources/memory.h"
 #include "resources/network_page_source.h"
 #include "resources/shared_memory.h"
-#include "resources/socket_state.h"
 #include "resources/page_source.h"
 #include "resources/precopy.h"
 #include "resources/proc_file.h"
@@ -92,7 +91,6 @@
 #include <unistd.h>
 #include <deque>
 #include <dirent.h>
-#include <set>
 #include <vector>
 
 namespace mig::shadow {
@@ -329,6 +327,8 @@ kj::Vector<resources::TreeProcess> liveOnly(kj::Vector<resources::TreeProcess> a
 
 // The first of `children` (born here, away from home) not under the shim, said in a
 // few words: it could not be frozen and captured with the job (settle_children.h).
+// (What else they share with the job comes along: pipes and socketpairs between them
+// are made anew on the next host as a tree's, resources/unix_socket.cc.)
 kj::Maybe<kj::String> notUnderShim(const kj::Vector<resources::TreeProcess>& children) {
   auto answers = [](pid_t pid) {
     return kj::runCatchingExceptions([&]() { migctl::ControlClient probe(pid); }) == nullptr ||
@@ -338,56 +338,6 @@ kj::Maybe<kj::String> notUnderShim(const kj::Vector<resources::TreeProcess>& chi
   if (p == nullptr) return nullptr;
   return kj::str("its child ", p->pid, " (", p->command.c_str(), "), born on this host, is not under libmig.so, so it "
                  "cannot move with it");
-}
-
-// The socket inodes process `pid` holds (/proc/PID/fd).
-std::set<uint64_t> socketsOf(pid_t pid) {
-  std::set<uint64_t> out;
-  auto dir = kj::str("/proc/", pid, "/fd");
-  DIR* d = opendir(dir.cStr());
-  if (d == nullptr) return out;
-  while (dirent* e = readdir(d)) {
-    char target[64];
-    ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof(target) - 1);
-    if (n <= 0) continue;
-    const uint64_t inode = resources::sockets::socketInode(std::string(target, static_cast<size_t>(n)));
-    if (inode != 0) out.insert(inode);
-  }
-  closedir(d);
-  return out;
-}
-
-// A socketpair between the job `job` and one of its children born here, or between two
-// of them (multiprocessing.Pipe): the image of a process that migrates keeps no
-// socket's identity, so it would come back as a home fd nothing at home has, and the
-// family would wait on it for ever. Refused before anything is frozen (not built yet).
-kj::Maybe<kj::String> socketpairWithChildren(pid_t job, const kj::Vector<resources::TreeProcess>& children) {
-  std::set<uint64_t> family = socketsOf(job);
-  kj::Vector<std::pair<const resources::TreeProcess*, std::set<uint64_t>>> held;
-  for (auto& p : children) {
-    if (p.zombie) continue;
-    auto mine = socketsOf(p.pid);
-    family.insert(mine.begin(), mine.end());
-    held.add(&p, kj::mv(mine));
-  }
-  for (auto& [p, mine] : held) {
-    for (uint64_t inode : mine) {
-      resources::sockets::DiagInfo d;
-      if (resources::sockets::unixDiag(inode, d) && d.peerInode != 0 && family.count(d.peerInode) > 0) {
-        return kj::str("its child ", p->pid, " (", p->command.c_str(), "), born on this host, shares a socketpair with it, "
-                       "which cannot move with children born away yet (issue 12)");
-      }
-    }
-  }
-  return nullptr;
-}
-
-// Why the children born here (away from home) of the job's process `real` cannot
-// come along in its image, if one cannot.
-kj::Maybe<kj::String> whyNotCarried(pid_t real, const kj::Vector<resources::TreeProcess>& children) {
-  kj::Maybe<kj::String> why = notUnderShim(children);
-  if (why == nullptr && children.size() > 0) why = socketpairWithChildren(real, children);
-  return why;
 }
 
 // A job's children born here, away from home (issue 12): on a stop-and-copy hop to
@@ -729,7 +679,7 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
         if (first) h->born.cameAndWent = born.cameAndWent;
         if (born.left.size() == 0) continue;
         if (!frozen && (first || (!precopy && !homecoming))) {
-          KJ_IF_MAYBE(why, whyNotCarried(h->pid, born.left)) {
+          KJ_IF_MAYBE(why, notUnderShim(born.left)) {
             fail(stillHere(kj::str("for its process ", h->vpid, ": ", *why, "; move it once that process has ended")));
           }
           if (first) h->born.children = kj::mv(born.left);
@@ -1494,7 +1444,7 @@ int sendCommand(int argc, char** argv) {
   BornAway born;
   // Children born here that cannot come along refuse the hop before anything is frozen.
   auto refuseUncarried = [&](const kj::Vector<resources::TreeProcess>& children) {
-    KJ_IF_MAYBE(w, whyNotCarried(ctl->realPid(), children)) {
+    KJ_IF_MAYBE(w, notUnderShim(children)) {
       fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, ": ", *w, "; nothing was frozen, the job runs on where "
                    "it was; move it once that process has ended, or --only moves process ", vpid > 0 ? vpid : pid,
                    " alone"));

@@ -18,8 +18,9 @@
 # A job moved a -> b execs bash there, which forks a `$(...)` child (running sleep)
 # every round; moved b -> c while they come and go, every round's number still comes
 # back through its pipe, and its output is the undisturbed run's. A child born on b
-# without libmig.so refuses the hop b -> c in one line, naming it; so does a
-# multiprocessing worker with a Pipe (a socketpair) to the job (not carried yet).
+# without libmig.so refuses the hop b -> c in one line, naming it. Two multiprocessing
+# workers born on b move b -> c and home with the socketpairs between them and the job,
+# messages in flight (python's multiprocessing.Pipe; datagram and seqpacket pairs too).
 #
 # usage: born_away.sh OPTIONS (below)
 source "$(dirname "$0")/lib/cluster_lib.sh"
@@ -244,24 +245,13 @@ kill_job tree
 
 # --- a child born on b without libmig.so: refused ------------------------------------------
 BARE=$STEPS'
-import multiprocessing, os, subprocess, time
-def worker(conn):
-    conn.send(conn.recv() + 1)
+import os, subprocess, time
 wait_for("MOVED")
 s = subprocess.Popen(["/usr/bin/env", "-u", "LD_PRELOAD", "/usr/bin/sleep", "600"])
 os.write(1, b"started\n")
-wait_for("NEXT")
-s.kill()
-os.write(1, b"child status %d\n" % s.wait())
-mine, theirs = multiprocessing.Pipe()
-w = multiprocessing.get_context("fork").Process(target=worker, args=(theirs,))
-w.start()
-os.write(1, b"worker started\n")
 wait_for("END")
-mine.send(41)
-os.write(1, b"worker says %d\n" % mine.recv())
-w.join()
-os.write(1, b"worker exitcode %d\n" % w.exitcode)'
+s.kill()
+os.write(1, b"child status %d\n" % s.wait())'
 start_job bare mig "$PY" -c "$BARE" || cluster_end
 if migrate bare b 60; then
   touch "$(jfile bare MOVED)"
@@ -272,25 +262,119 @@ if migrate bare b 60; then
   else
     fail "bare: its hop b -> c with a child not under libmig.so: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
   fi
-  # A multiprocessing worker with a Pipe (a socketpair) to it: not carried yet, refused.
-  touch "$(jfile bare NEXT)"
-  wait_until 30 out_has bare "worker started"
-  migrate bare c 60
-  if one_line_reason && grep -q "shares a socketpair with it" "$MIG_ERR" && [[ $(host_of "$(where bare)") == b ]]; then
-    ok "bare: its hop b -> c with a multiprocessing worker born on b (a Pipe between them) is refused in one line, it runs on at b: $(cat "$MIG_ERR")"
-  else
-    fail "bare: its hop b -> c with a multiprocessing worker: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
-  fi
 else
   fail "bare: its move a -> b: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
 fi
 touch "$(jfile bare END)"
-if wait_job bare 30 && [[ $STATUS == 0 && $(cat "$(jfile bare out)") == $'started\nchild status -9\nworker started\nworker says 42\nworker exitcode 0' ]]; then
-  ok "bare: ended on b as undisturbed (its child killed, status -9; its worker answered through the Pipe), status 0"
+if wait_job bare 30 && [[ $STATUS == 0 && $(cat "$(jfile bare out)") == $'started\nchild status -9' ]]; then
+  ok "bare: ended on b as undisturbed (its child killed, status -9), status 0"
 else
   fail "bare: status $STATUS, output '$(tr '\n' '|' <"$(jfile bare out)")'"; detail "$(jfile bare err)" "its stderr"
 fi
 kill_job bare
+
+# --- multiprocessing workers born on b, socketpairs between them and with the job --------
+# On b the job starts two multiprocessing workers: a Pipe (a stream socketpair, the job
+# keeping both ends as python's examples do) and a datagram socketpair to the first, a
+# seqpacket socketpair between the two workers alone, and one of its own. Moved b -> c
+# with messages in flight on each (one each way on the Pipe, two datagrams, two
+# seqpackets, one on its own pair): every message arrives whole and in order
+# (boundaries kept), they talk on after the hop; then home (c -> a) with the workers waiting on their socketpairs, a line goes through
+# both of them there, and the job's joins get the workers' exit codes.
+PIPES=$STEPS'
+import multiprocessing, socket, sys
+def first(conn, dgram, seq):
+    for s in (mine, dj, sb):
+        s.close()
+    conn.send(conn.recv() + " back")
+    seq.send(b"one")
+    seq.send(b"two two")
+    conn.send("worker in flight")
+    wait_for("HOPPED")
+    conn.send([conn.recv(), dgram.recv(100).decode(), dgram.recv(100).decode(), seq.recv(100).decode()])
+    conn.send(conn.recv() + " back")
+    seq.send(conn.recv().encode())
+    conn.send(seq.recv(100).decode())
+    sys.exit(7)
+def second(seq):
+    for s in (mine, theirs, dj, dw, sa):
+        s.close()
+    wait_for("HOPPED")
+    seq.send(b"|".join([seq.recv(100), seq.recv(100)]))
+    seq.send(seq.recv(100) + b", the second worker says")
+    sys.exit(4)
+steps_until("MOVED")
+fork = multiprocessing.get_context("fork")
+mine, theirs = fork.Pipe()
+dj, dw = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+sa, sb = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+w1 = fork.Process(target=first, args=(theirs, dw, sa))
+w1.start()
+w2 = fork.Process(target=second, args=(sb,))
+w2.start()
+for s in (dw, sa, sb):
+    s.close()
+own, back = socket.socketpair()  # held by the job alone
+say("workers born away:", w1.pid > 4194304, w2.pid > 4194304)
+mine.send("hello")
+say("worker says", mine.recv())
+mine.send("job in flight")
+dj.send(b"dgram one")
+dj.send(b"dgram two, longer")
+own.sendall(b"its own pair")
+mine.poll(None)  # its "worker in flight" is here: every message is on its way
+say("all in flight")
+steps_until("HOPPED")
+say("worker says", mine.recv())
+say("worker got", *mine.recv())
+say("job got", back.recv(100).decode())
+mine.send("after the hop")
+say("worker says", mine.recv())
+steps_until("HOME")
+mine.send("at home")
+say("worker says", mine.recv())
+w1.join()
+w2.join()
+say("exit codes", w1.exitcode, w2.exitcode)'
+want="workers born away: True True
+worker says hello back
+all in flight
+worker says worker in flight
+worker got job in flight dgram one dgram two, longer one|two two
+job got its own pair
+worker says after the hop back
+worker says at home, the second worker says
+exit codes 7 4"
+mkdir -p "$(jfile pref data)" && touch "$(jfile pref MOVED)" "$(jfile pref HOPPED)" "$(jfile pref HOME)"
+start_job pref plain "$PY" -c "$PIPES" || cluster_end
+if ! wait_job pref 60 || [[ $STATUS != 0 || $(grep -av '^STEP ' "$(jfile pref out)") != "${want/born away: True True/born away: False False}" ]]; then
+  fail "the workers' undisturbed run: status $STATUS, its output not the expected"; detail "$(jfile pref out)" "its output"
+fi
+start_job pipes mig "$PY" -c "$PIPES" || cluster_end
+if wait_step pipes 3 20 && migrate pipes b 60; then
+  touch "$(jfile pipes MOVED)"
+  wait_until 30 out_has pipes "all in flight"
+  if migrate pipes c 60 && [[ $(host_of "$(where pipes)") == c ]] && migrated_line | grep -q "stop-and-copy"; then
+    ok "pipes: b -> c with its multiprocessing workers born on b and messages in flight on their socketpairs: $(migrated_line)"
+  else
+    fail "pipes: its move b -> c with its workers and their socketpairs: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
+    shadowd_logs b c; restore_log c
+  fi
+else
+  fail "pipes: its move a -> b: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
+fi
+touch "$(jfile pipes HOPPED)"
+# Home with the workers waiting on their socketpairs (each forked at a with its PID of b).
+if wait_until 30 out_has pipes "worker says after the hop back" && migrate pipes a 60 &&
+   [[ $(host_of "$(where pipes)") == a ]]; then
+  ok "pipes: c -> a with its workers waiting on their socketpairs: $(migrated_line)"
+else
+  fail "pipes: its hop home with its workers: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"; shadowd_logs a c
+fi
+touch "$(jfile pipes HOME)"
+wait_job pipes 30
+output_exact pipes "on c every message in flight on the Pipe, the datagram and the seqpacket socketpairs arrived whole and in order, they talked on there and back home (a line through both workers), the joins got exit codes 7 and 4"
+kill_job pipes
 
 # --- a bash loop whose `$(...)` children are born on b ---------------------------------------
 # Until MOVED python3 counts steps (no child: it leaves home as one process), then

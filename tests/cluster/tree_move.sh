@@ -209,9 +209,11 @@ wait_until 30 grep -q '^late child status ' "$(jfile family out)" || fail "the r
 tree_hop c a "pre-copy, "
 list=$(hm a list 2>/dev/null)
 local_row() {  # local_row PID: its one row in `migctl list` at a says local, running
+  # (before its COMMAND, whose script names the test's directory: "away" in a path)
+  local upto=$(head -n 1 <<<"$list" | grep -bo COMMAND | cut -d: -f1)
   [[ $(awk -v p="$1" '$1 == p' <<<"$list" | wc -l) == 1 ]] &&
-    awk -v p="$1" '$1 == p' <<<"$list" | grep -q " running " &&
-    ! awk -v p="$1" '$1 == p' <<<"$list" | grep -q "away\|migrat"
+    awk -v p="$1" '$1 == p' <<<"$list" | cut -c "1-$upto" | grep -q " running " &&
+    ! awk -v p="$1" '$1 == p' <<<"$list" | cut -c "1-$upto" | grep -q "away\|migrat"
 }
 pipes_of() { hx a ls -l "/proc/$1/fd" 2>/dev/null | grep -o 'pipe:\[[0-9]*\]' | sort -u; }
 if local_row "$root" && local_row "$c1" && [[ -n $(comm -12 <(pipes_of "$root") <(pipes_of "$c1")) ]] &&
