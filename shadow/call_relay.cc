@@ -138,9 +138,9 @@ class RelayConnection final : public CallOrigin {
       }
       KJ_IF_MAYBE(fd, stream_->getFd()) {
         // kj's stream gives up the fd (and its watch) for a copy watched for input only.
-        // A stand-in too: the job takes a token from it on every read of its fd, and
+        // A stand-in too: the shim takes its tokens before each read of the fd, and
         // each take woke this process for the room it made (an EPOLLOUT-only wake-up
-        // for 166 of 400 round trips in bench/network_relay_bench.sh's strace).
+        // for 142 of 400 round trips in network_relay_bench.sh's MIG_BENCH_STRACE).
         const int own = fcntl(*fd, F_DUPFD_CLOEXEC, 0);
         if (own >= 0) {
           auto calls = kj::heap<CallStream>(d_.eventPort(), kj::AutoCloseFd(own));
