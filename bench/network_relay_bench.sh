@@ -17,7 +17,10 @@
 # Cap'n Proto -> A's shadowd -> deputy, as before issue 13 (reads pushed).
 # The client runs the same way both times; it connects to the same port on A.
 # The server reads and writes with BUF-byte buffers (read(2) may return less).
-# usage: [MIG_BENCH_BUSY=N] [MIG_BENCH_CPU=1] bench/network_relay_bench.sh [MIB] [COUNT] [BUF]    (defaults 256, 2000, 1048576)
+# MIG_BENCH_STRACE=DIR: strace -f -tt of the deputy, the link process and the job over the
+# pushed column's round trips, into DIR/{deputy,link,job}.trace (the path hop by hop; strace
+# slows each system call, so read its order and its waits, not its wall times).
+# usage: [MIG_BENCH_BUSY=N] [MIG_BENCH_CPU=1] [MIG_BENCH_STRACE=DIR] bench/network_relay_bench.sh [MIB] [COUNT] [BUF]    (defaults 256, 2000, 1048576)
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${MIG_BUILD:-$root/build}
@@ -114,10 +117,16 @@ perf_stop() {  # perf_stop NAME UNITS: prints "ms-of-CPU/switches" a unit for ea
   echo "$out"
 }
 perf_pids=()
+strace_pids=() trace_pids=()
 measure() {  # measure TAG: sets lat_TAG p10_TAG p90_TAG up_TAG down_TAG (and cpu_*_TAG)
-  local l
+  local l i names=(deputy link job)
   perf_start "ping-$1"
+  for i in "${!trace_pids[@]}"; do
+    strace -f -tt -o "$MIG_BENCH_STRACE/${names[$i]}.trace" -p "${trace_pids[$i]}" 2>/dev/null & strace_pids+=($!)
+  done
+  [ ${#strace_pids[@]} -eq 0 ] || sleep 1  # attached
   l=$(client "ping-$1" ping "$count"); read -r "lat_$1" "p10_$1" "p90_$1" <<<"$l"
+  [ ${#strace_pids[@]} -eq 0 ] || { kill -INT "${strace_pids[@]}"; wait "${strace_pids[@]}" 2>/dev/null || true; strace_pids=(); }
   printf -v "cpu_ping_$1" '%s' "$(perf_stop "ping-$1" $((count + 100)))"
   perf_start "send-$1"
   l=$(client "send-$1" send "$mib"); read -r "up_$1" <<<"$l"
@@ -143,11 +152,11 @@ hop_to() {
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 measure home
 hop_to b $pb a
-if [ "${MIG_BENCH_CPU:-0}" = 1 ]; then  # the deputy (the server's PID at home), the link process, the job
-  cpu_pids=("$server" "$(ps -o ppid= -p "${job_pids[1]}" | tr -d ' ')" "${job_pids[1]}")
-fi
+trio=("$server" "$(ps -o ppid= -p "${job_pids[1]}" | tr -d ' ')" "${job_pids[1]}")  # the deputy (the server's PID at home), the link process, the job
+[ "${MIG_BENCH_CPU:-0}" != 1 ] || cpu_pids=("${trio[@]}")
+[ -z "${MIG_BENCH_STRACE:-}" ] || { mkdir -p "$MIG_BENCH_STRACE"; trace_pids=("${trio[@]}"); }
 measure away
-cpu_pids=()
+cpu_pids=() trace_pids=()
 # The pushed column is only what it says if B served the server's reads from bytes pushed there.
 grep -q "reads of its home streams are pushed ahead" "$dir/b.log" || fail "B's log does not say the server's reads were pushed" "$dir/b.log"
 hop_to d $pd b

@@ -98,7 +98,11 @@ class PushedReads::Pusher final : public rpc::PushHandle::Server, private kj::Ta
           memcpy(req.initData(n).begin(), owner_.buffer_.data(), n);
           sends_.add(req.send().ignoreResult());
           sent_ += n;
-          return kj::evalLater([this]() { return run(); });  // more may be there
+          // The look found less than it could take: the stream held no more then, and
+          // what comes after is the edge asked before it (no second look, and the push
+          // goes out with this turn's write). Else more may be there.
+          if (n < window_ - ahead) break;
+          return kj::evalLater([this]() { return run(); });
         }
         case Found::END: return end(rpc::PeekEnd::END_OF_STREAM, 0);
         case Found::FAILED: return end(rpc::PeekEnd::FAILED, error);
