@@ -52,6 +52,7 @@
 #include "migctl/freeze_capture.h"
 #include "resources/lazy_pages.h"
 #include "resources/memory.h"
+#include "resources/dirty_pages.h"
 #include "resources/network_page_source.h"
 #include "resources/shared_memory.h"
 #include "resources/socket_state.h"
@@ -74,6 +75,7 @@
 #include "shim/forward/child_pids.h"
 
 #include <kj/async-io.h>
+#include <kj/io.h>
 #include <kj/thread.h>
 
 #include <algorithm>
@@ -1239,19 +1241,31 @@ class PageSourceImpl final : public PageServer {
     copy_ = PageCopy::create(copyPath_, kj::heapArray<PageRun>(runs_.asPtr()), why);
     if (copy_.get() == nullptr) fail(kj::str("cannot keep a copy of the job's pages: ", why));
     constexpr uint64_t kPiece = 8u << 20;
+    kj::AutoCloseFd pagemap(::open(kj::str("/proc/", pid_, "/pagemap").cStr(), O_RDONLY | O_CLOEXEC));
     for (copiedRuns_ = 0; copiedRuns_ < runs_.size(); ++copiedRuns_) {
       const PageRun& r = copy_->runs()[copiedRuns_];
       for (copiedBytes_ = 0; copiedBytes_ < r.len;) {
-        uint64_t n = std::min(kPiece, r.len - copiedBytes_);
-        iovec local{copy_->bytes(r) + copiedBytes_, n};
-        iovec remote{reinterpret_cast<void*>(r.addr + copiedBytes_), n};
-        ssize_t got = process_vm_readv(pid_, &local, 1, &remote, 1, 0);
-        if (got <= 0) {
-          // Unreadable through process_vm_readv (e.g. a page the kernel refuses): /proc.
-          memory_.read(r.addr + copiedBytes_, local.iov_base, n);
-          got = static_cast<ssize_t>(n);
+        const uint64_t n = std::min(kPiece, r.len - copiedBytes_);
+        // Only the present pages: a run may be a whole region (densePostcopyRegions)
+        // whose absent pages are zero, as the new copy is already.
+        kj::Vector<resources::PageSpan> present;
+        if (pagemap.get() < 0 || !resources::scanPresent(pagemap.get(), r.addr + copiedBytes_, r.addr + copiedBytes_ + n, present)) {
+          present.add(resources::PageSpan{r.addr + copiedBytes_, n / 4096});
         }
-        copiedBytes_ += static_cast<uint64_t>(got);
+        for (const resources::PageSpan& s : present) {
+          for (uint64_t at = s.addr, end = s.addr + s.pages * 4096; at < end;) {
+            iovec local{copy_->bytes(r) + (at - r.addr), end - at};
+            iovec remote{reinterpret_cast<void*>(at), end - at};
+            ssize_t got = process_vm_readv(pid_, &local, 1, &remote, 1, 0);
+            if (got <= 0) {
+              // Unreadable through process_vm_readv (e.g. a page the kernel refuses): /proc.
+              memory_.read(at, local.iov_base, end - at);
+              got = static_cast<ssize_t>(end - at);
+            }
+            at += static_cast<uint64_t>(got);
+          }
+        }
+        copiedBytes_ += n;
         ws.poll();  // the destination's requests meanwhile
       }
     }
@@ -1329,7 +1343,7 @@ class FreezePriority {
 // The frozen job's image for a post-copy hop: everything but the pages of its big
 // private anonymous regions, which postcopyPages lists. Returns those pages' bytes.
 uint64_t capturePostcopy(migctl::ControlClient& ctl, image::ByteSink& out, resources::CaptureStats& stats,
-                         PageSourceImpl& source, HopTimes& times) {
+                         PageSourceImpl& source, HopTimes& times, kj::Array<resources::RegionSpan> dense) {
   control::Reply reply = ctl.freeze(kFreezeTimeoutSeconds);
   times.mark("park");
   const pid_t pid = ctl.realPid();
@@ -1345,7 +1359,7 @@ uint64_t capturePostcopy(migctl::ControlClient& ctl, image::ByteSink& out, resou
   resources::CaptureOptions options;
   options.forMigration = true;
   resources::WithoutSharedViews own(proc, nullptr, pid, nullptr);  // as a plain capture does
-  resources::PostcopySource memory(own, pid);
+  resources::PostcopySource memory(own, pid, kj::mv(dense));
   {
     // The look at the maps and the walk of the present pages (4 ms for 1 GiB quiet,
     // 17-28 at load) on a second thread, beside the rest of the state: the job is
@@ -1615,6 +1629,7 @@ int sendCommand(int argc, char** argv) {
   uint64_t remoteBytes = 0;
   PageSourceImpl* pages = nullptr;          // kept alive by pageSource, whatever the destination does
   kj::Maybe<rpc::PageSource::Client> pageSource;
+  kj::Array<resources::RegionSpan> dense;  // post-copy: regions listed whole at the freeze
   if (postcopy) {
     auto req = out.sink().postcopyRequest();
     auto server = kj::heap<PageSourceImpl>(ctl->realPid(), kj::mv(finished.fulfiller), pagesFile);
@@ -1622,6 +1637,14 @@ int sendCommand(int argc, char** argv) {
     rpc::PageSource::Client client = kj::mv(server);
     req.setSource(client);
     pageSource = kj::mv(client);
+    // The look at which regions are mostly present, off the freeze, while the
+    // destination gets ready (a hint: failing, it finds none).
+    kj::Thread survey([&, jobPid = ctl->realPid()]() {
+      (void)kj::runCatchingExceptions([&]() {
+        resources::ProcPageSource maps(jobPid, /*forMigration=*/true);
+        dense = resources::densePostcopyRegions(maps, jobPid);
+      });
+    });
     waitOrStall(req.send(), timer, stallMs,
                 kj::str("hop aborted: the destination ", to, " stopped answering; the job runs on ",
                         deputy != nullptr ? "at home" : "where it was"),
@@ -1670,7 +1693,7 @@ int sendCommand(int argc, char** argv) {
     priority.emplace(ctl->realPid());
     frozenAt = std::chrono::steady_clock::now();
     times.mark("freeze");
-    remoteBytes = capturePostcopy(*ctl, out, stats, *pages, times);
+    remoteBytes = capturePostcopy(*ctl, out, stats, *pages, times, kj::mv(dense));
   } else if (uffd >= 0) {
     tracked = kj::heap<MemberPrecopy>(ctl->realPid(), static_cast<pid_t>(vpid > 0 ? vpid : pid), uffd, out);
     tracked->precopy.runRounds(*tracked->w, resources::PrecopyRule{}, [&]() { out.flush(); });
