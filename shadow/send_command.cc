@@ -1631,20 +1631,19 @@ int sendCommand(int argc, char** argv) {
   kj::Maybe<rpc::PageSource::Client> pageSource;
   kj::Array<resources::RegionSpan> dense;  // post-copy: regions listed whole at the freeze
   if (postcopy) {
+    // Which regions are mostly present, looked at off the freeze and before B starts
+    // the job's restart, whose start it would otherwise share the CPU with (a hint:
+    // failing, it finds none).
+    (void)kj::runCatchingExceptions([&]() {
+      resources::ProcPageSource maps(ctl->realPid(), /*forMigration=*/true);
+      dense = resources::densePostcopyRegions(maps, ctl->realPid());
+    });
     auto req = out.sink().postcopyRequest();
     auto server = kj::heap<PageSourceImpl>(ctl->realPid(), kj::mv(finished.fulfiller), pagesFile);
     pages = server.get();
     rpc::PageSource::Client client = kj::mv(server);
     req.setSource(client);
     pageSource = kj::mv(client);
-    // The look at which regions are mostly present, off the freeze, while the
-    // destination gets ready (a hint: failing, it finds none).
-    kj::Thread survey([&, jobPid = ctl->realPid()]() {
-      (void)kj::runCatchingExceptions([&]() {
-        resources::ProcPageSource maps(jobPid, /*forMigration=*/true);
-        dense = resources::densePostcopyRegions(maps, jobPid);
-      });
-    });
     waitOrStall(req.send(), timer, stallMs,
                 kj::str("hop aborted: the destination ", to, " stopped answering; the job runs on ",
                         deputy != nullptr ? "at home" : "where it was"),
