@@ -29,7 +29,24 @@ bool remoteKind(const MappedRegion& r) {
 
 }  // namespace
 
-PostcopySource::PostcopySource(PageSource& inner, pid_t pid) : inner_(inner) {
+kj::Array<RegionSpan> densePostcopyRegions(PageSource& maps, pid_t pid) {
+  kj::Vector<RegionSpan> dense;
+  int pagemap = ::open(kj::str("/proc/", pid, "/pagemap").cStr(), O_RDONLY | O_CLOEXEC);
+  if (pagemap < 0) return nullptr;
+  KJ_DEFER(::close(pagemap));
+  for (const MappedRegion& r : maps.regions()) {
+    if (!remoteKind(r) || r.end - r.start < kPostcopyMinBytes) continue;
+    kj::Vector<PageSpan> spans;
+    if (!scanPresent(pagemap, r.start, r.end, spans)) return nullptr;
+    uint64_t bytes = 0;
+    for (const PageSpan& s : spans) bytes += s.pages * kPage;
+    if (bytes >= kPostcopyMinBytes && 2 * bytes >= r.end - r.start) dense.add(RegionSpan{r.start, r.end});
+  }
+  return dense.releaseAsArray();
+}
+
+PostcopySource::PostcopySource(PageSource& inner, pid_t pid, kj::Array<RegionSpan> dense)
+    : inner_(inner), dense_(kj::mv(dense)) {
   if (pid > 0) pagemap_ = ::open(kj::str("/proc/", pid, "/pagemap").cStr(), O_RDONLY | O_CLOEXEC);
 }
 
@@ -69,6 +86,14 @@ void PostcopySource::pagesToSave(const MappedRegion& r, kj::Vector<PageSpan>& ou
 }
 
 void PostcopySource::walk(const MappedRegion& r, kj::Vector<PageSpan>& out) {
+  if (remoteKind(r)) {
+    for (const RegionSpan& d : dense_) {
+      if (d.start != r.start || d.end != r.end) continue;
+      remote_.add(PageSpan{r.start, (r.end - r.start) / kPage});
+      remoteBytes_ += r.end - r.start;
+      return;
+    }
+  }
   kj::Vector<PageSpan> spans;
   if (!remoteKind(r) || pagemap_ < 0 || !scanPresent(pagemap_, r.start, r.end, spans)) inner_.pagesToSave(r, spans);
   uint64_t bytes = 0;

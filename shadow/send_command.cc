@@ -52,6 +52,7 @@
 #include "migctl/freeze_capture.h"
 #include "resources/lazy_pages.h"
 #include "resources/memory.h"
+#include "resources/dirty_pages.h"
 #include "resources/network_page_source.h"
 #include "resources/shared_memory.h"
 #include "resources/page_source.h"
@@ -73,6 +74,7 @@
 #include "shim/forward/child_pids.h"
 
 #include <kj/async-io.h>
+#include <kj/io.h>
 #include <kj/thread.h>
 
 #include <algorithm>
@@ -1176,19 +1178,32 @@ class PageSourceImpl final : public PageServer {
     copy_ = PageCopy::create(copyPath_, kj::heapArray<PageRun>(runs_.asPtr()), why);
     if (copy_.get() == nullptr) fail(kj::str("cannot keep a copy of the job's pages: ", why));
     constexpr uint64_t kPiece = 8u << 20;
+    kj::AutoCloseFd pagemap(::open(kj::str("/proc/", pid_, "/pagemap").cStr(), O_RDONLY | O_CLOEXEC));
     for (copiedRuns_ = 0; copiedRuns_ < runs_.size(); ++copiedRuns_) {
       const PageRun& r = copy_->runs()[copiedRuns_];
       for (copiedBytes_ = 0; copiedBytes_ < r.len;) {
-        uint64_t n = std::min(kPiece, r.len - copiedBytes_);
-        iovec local{copy_->bytes(r) + copiedBytes_, n};
-        iovec remote{reinterpret_cast<void*>(r.addr + copiedBytes_), n};
-        ssize_t got = process_vm_readv(pid_, &local, 1, &remote, 1, 0);
-        if (got <= 0) {
-          // Unreadable through process_vm_readv (e.g. a page the kernel refuses): /proc.
-          memory_.read(r.addr + copiedBytes_, local.iov_base, n);
-          got = static_cast<ssize_t>(n);
+        const uint64_t n = std::min(kPiece, r.len - copiedBytes_);
+        // Only the present pages: a run may be a whole region (densePostcopyRegions)
+        // whose absent pages are zero, as the new copy is already.
+        kj::Vector<resources::PageSpan> present;
+        const uint64_t from = r.addr + copiedBytes_;
+        if (pagemap.get() < 0 || !resources::scanPresent(pagemap.get(), from, from + n, present)) {
+          present.add(resources::PageSpan{from, n / 4096});
         }
-        copiedBytes_ += static_cast<uint64_t>(got);
+        for (const resources::PageSpan& s : present) {
+          for (uint64_t at = s.addr, end = s.addr + s.pages * 4096; at < end;) {
+            iovec local{copy_->bytes(r) + (at - r.addr), end - at};
+            iovec remote{reinterpret_cast<void*>(at), end - at};
+            ssize_t got = process_vm_readv(pid_, &local, 1, &remote, 1, 0);
+            if (got <= 0) {
+              // Unreadable through process_vm_readv (e.g. a page the kernel refuses): /proc.
+              memory_.read(at, local.iov_base, end - at);
+              got = static_cast<ssize_t>(end - at);
+            }
+            at += static_cast<uint64_t>(got);
+          }
+        }
+        copiedBytes_ += n;
         ws.poll();  // the destination's requests meanwhile
       }
     }
@@ -1266,7 +1281,7 @@ class FreezePriority {
 // The frozen job's image for a post-copy hop: everything but the pages of its big
 // private anonymous regions, which postcopyPages lists. Returns those pages' bytes.
 uint64_t capturePostcopy(migctl::ControlClient& ctl, image::ByteSink& out, resources::CaptureStats& stats,
-                         PageSourceImpl& source, HopTimes& times) {
+                         PageSourceImpl& source, HopTimes& times, kj::Array<resources::RegionSpan> dense) {
   control::Reply reply = ctl.freeze(kFreezeTimeoutSeconds);
   times.mark("park");
   const pid_t pid = ctl.realPid();
@@ -1282,11 +1297,12 @@ uint64_t capturePostcopy(migctl::ControlClient& ctl, image::ByteSink& out, resou
   resources::CaptureOptions options;
   options.forMigration = true;
   resources::WithoutSharedViews own(proc, nullptr, pid, nullptr);  // as a plain capture does
-  resources::PostcopySource memory(own, pid);
+  resources::PostcopySource memory(own, pid, kj::mv(dense));
   {
-    // The look at the maps and the walk of the present pages (4 ms for 1 GiB quiet,
-    // 17-28 at load) on a second thread, beside the rest of the state: the job is
-    // frozen, neither changes. Joined (an exception of its rethrown) before the write.
+    // The look at the maps and the walk of the present pages of regions not listed
+    // whole (`dense`; 4 ms for 1 GiB quiet, 17-28 at load) on a second thread, beside
+    // the rest of the state: the job is frozen, neither changes. Joined (an exception
+    // of its rethrown) before the write.
     kj::Thread walk([&]() { memory.prefetch(); });
     resources::captureProcessState(pid, *block, w, stats, options);
     times.mark("state");
@@ -1552,7 +1568,15 @@ int sendCommand(int argc, char** argv) {
   uint64_t remoteBytes = 0;
   PageSourceImpl* pages = nullptr;          // kept alive by pageSource, whatever the destination does
   kj::Maybe<rpc::PageSource::Client> pageSource;
+  kj::Array<resources::RegionSpan> dense;  // post-copy: regions listed whole at the freeze
   if (postcopy) {
+    // Which regions are mostly present, looked at off the freeze and before B starts
+    // the job's restart, whose start it would otherwise share the CPU with (a hint:
+    // failing, it finds none).
+    (void)kj::runCatchingExceptions([&]() {
+      resources::ProcPageSource maps(ctl->realPid(), /*forMigration=*/true);
+      dense = resources::densePostcopyRegions(maps, ctl->realPid());
+    });
     auto req = out.sink().postcopyRequest();
     auto server = kj::heap<PageSourceImpl>(ctl->realPid(), kj::mv(finished.fulfiller), pagesFile);
     pages = server.get();
@@ -1607,7 +1631,7 @@ int sendCommand(int argc, char** argv) {
     priority.emplace(ctl->realPid());
     frozenAt = std::chrono::steady_clock::now();
     times.mark("freeze");
-    remoteBytes = capturePostcopy(*ctl, out, stats, *pages, times);
+    remoteBytes = capturePostcopy(*ctl, out, stats, *pages, times, kj::mv(dense));
   } else if (uffd >= 0) {
     tracked = kj::heap<MemberPrecopy>(ctl->realPid(), static_cast<pid_t>(vpid > 0 ? vpid : pid), uffd, out);
     tracked->precopy.runRounds(*tracked->w, resources::PrecopyRule{}, [&]() { out.flush(); });
