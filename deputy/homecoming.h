@@ -56,9 +56,11 @@ ComeBack decodeComeBack(kj::ArrayPtr<const kj::byte> bytes);
 
 // Step 2 and 3. Throws if a table cannot be made (nothing closed yet); a failed exec
 // ends the process as if killed (the job is lost; the reason goes to `logPath`).
-// Without `comeBack` (a tree's member, whose sender ended it) a failed restart does too.
+// Without `comeBack` (a sender that did not keep the job) a failed restart does too.
 // `fault`: hop:home-restore:ACTION for the restart (shadow/hop_fault.h), or empty.
+// `gate`: a tree's hop home, where the restorer waits for its tree (shadow/home_gate.h).
 void execHomecomingRestart(kj::StringPtr migctl, kj::StringPtr image, kj::StringPtr logPath,
-                           kj::ArrayPtr<const kj::byte> carried, kj::Maybe<ComeBack> comeBack, kj::StringPtr fault);
+                           kj::ArrayPtr<const kj::byte> carried, kj::Maybe<ComeBack> comeBack, kj::StringPtr fault,
+                           kj::StringPtr gate);
 
 }  // namespace mig::deputy

@@ -34,7 +34,9 @@
 # line, the job runs on at c. A python3 job with a child born on b fails its hop home
 # at home-restorer too: it runs on at b with its child, which never ran at a (no CHILD
 # line printed twice, no process or zombie of it at a), and later comes home with it,
-# its output the undisturbed run's. Then hops home whose commit gets no answer (a's shadowd
+# its output the undisturbed run's. A python3 tree (a child forked at home) moved a -> b
+# fails its hop home in the root's restorer: all or none, both run on at b, neither at
+# a; later the tree comes home whole, exact. Then hops home whose commit gets no answer (a's shadowd
 # killed at it, and started again): at recv-commit c asks a again and resumes the job;
 # with a's shadowd started again without a fault the job comes home; moved out again,
 # at recv-become (the deputy went to become the job) c hears that home took it and
@@ -348,6 +350,97 @@ say("done")'
 else
   echo "# ($PY is not installed: the case of a child born away skipped)"
 fi
+# --- a tree's hop home, all or none (issue 12) -----------------------------------------
+# A python3 job with a child forked at home (a member of its tree, not born away) moves
+# a -> b whole. Its hop home fails in the root's restorer (home-restorer: a's shadowd
+# gives a tree's hop home its fault in the root only): the child's restore at a was
+# ready, and must not run there alone. One line, exit non-zero; both run on at b (listed
+# there, a's PIDs their deputies, KID lines going on, none twice). Later, with no fault,
+# the tree comes home whole; its output and status the undisturbed run's.
+# (Before, a tree's members were given up at b at the commit: the root was lost, its
+# parent got 137, and the child ran at home alone.)
+TREE_OK=no
+tree_home_fault() {
+  [[ -x $PY ]] || { echo "# ($PY is not installed: the tree's hop home skipped)"; return 0; }
+  TREE=$STEPS_PY'
+import os, sys, time
+kid = os.fork()
+if kid == 0:
+    n = 0
+    while not os.path.exists("END"):
+        n += 1
+        say("KID", n)
+        time.sleep(0.1)
+    say("kid done")
+    os._exit(3)
+say("KIDPID", kid)
+steps_until("END")
+_, st = os.waitpid(kid, 0)
+say("kid status", os.waitstatus_to_exitcode(st))
+say("done")'
+  mkdir -p "$(jfile tref data)" && touch "$(jfile tref END)"
+  start_job tref plain "$PY" -c "$TREE"
+  local what="a tree's hop home failing in its root's restorer"
+  if ! start_job tree mig "$PY" -c "$TREE" || ! wait_step tree 3 20 || ! migrate tree b 60; then
+    fail "$what: the tree did not move a -> b: exit $MIG_RC"; detail "$MIG_ERR" "migctl stderr"
+    return 0
+  fi
+  TREE_KID=$(awk '$1 == "KIDPID" { print $2 }' "$(jfile tree out)")
+  set_fault a "hop:home-restorer:error"
+  wait_until 20 eval '[[ $(host_of "$(where tree)") == b ]]'  # (a's shadowd learned it back)
+  migrate tree a 60
+  local kidAt
+  hm a list >"$T/list.last" 2>/dev/null
+  kidAt=$(awk -v p="$TREE_KID" '$1 == p { print $3; exit }' "$T/list.last")
+  if one_line_reason && grep -q "restore at home failed (.*injected fault.*home-restorer" "$MIG_ERR" &&
+     [[ $(host_of "$(where tree)") == b && $(host_of "$kidAt") == b ]]; then
+    ok "$what: migctl migrate exited $MIG_RC, the root and its child run on at b: $(cat "$MIG_ERR")"
+  else
+    fail "$what: migctl migrate exited $MIG_RC, the root listed at '$(where tree)', its child ($TREE_KID) at '$kidAt'"
+    detail "$MIG_ERR" "migctl stderr"; shadowd_logs a b; restore_log a
+    return 0
+  fi
+  local n k
+  n=$(grep -ac '^KID ' "$(jfile tree out)")
+  k=$(( $(last_step tree) + 3 ))
+  if wait_step tree "$k" 20 && wait_until 20 eval '(( $(grep -ac "^KID " "$(jfile tree out)") >= n + 3 ))' &&
+     [[ $(hx a readlink "/proc/${PID[tree]}/exe") == *mig-deputy* && $(hx a readlink "/proc/$TREE_KID/exe") == *mig-deputy* ]] &&
+     [[ -z $(grep -a '^KID ' "$(jfile tree out)" | sort | uniq -d) ]]; then
+    ok "$what: both run on at b (STEP $k and new KID lines, none twice), a's PIDs their deputies"
+    TREE_OK=yes
+  else
+    fail "$what: the tree does not run on at b: last STEP $(last_step tree), KID lines twice: $(grep -a '^KID ' "$(jfile tree out)" | sort | uniq -d | tr '\n' ' '), at a: $(hx a ps -o pid=,stat=,args= -p "${PID[tree]},$TREE_KID" | tr '\n' ';')"
+    shadowd_logs a b
+  fi
+}
+# tree_home_after: a's shadowd has no fault now: the tree comes home whole and ends exact.
+tree_home_after() {
+  [[ $TREE_OK == yes ]] || { kill_job tree; return 0; }
+  local what="the tree's hop home after the fault"
+  wait_until 20 eval '[[ $(host_of "$(where tree)") == b ]]'  # (a's shadowd learned it back)
+  if migrate tree a 60 && [[ $(host_of "$(where tree)") == a ]] &&
+     [[ $(hx a readlink "/proc/${PID[tree]}/exe") != *mig-deputy* && $(hx a readlink "/proc/$TREE_KID/exe") != *mig-deputy* ]]; then
+    ok "$what: the root and its child run at a, not deputies: $(migrated_line)"
+  else
+    fail "$what: migctl migrate exited $MIG_RC, listed at '$(where tree)'"; detail "$MIG_ERR" "migctl stderr"
+    shadowd_logs a b
+  fi
+  touch "$(jfile tree END)"
+  wait_job tree 30
+  local got want
+  got=$(grep -av '^STEP \|^KID \|^KIDPID ' "$(jfile tree out)")
+  want=$(grep -av '^STEP \|^KID \|^KIDPID ' "$(jfile tref out)")
+  if [[ $STATUS == 0 && $got == "$want" && ! -s $(jfile tree err) && -z $(grep -a '^KID ' "$(jfile tree out)" | sort | uniq -d) ]]; then
+    ok "tree: output the undisturbed run's (the child's status 3), no KID line twice, nothing on stderr, status 0"
+  else
+    fail "tree: status $STATUS, output not the undisturbed run's"
+    diff <(echo "$want") <(echo "$got") | head -n 12 | sed 's/^/#     /'
+    detail "$(jfile tree err)" "its stderr"
+  fi
+  kill_job tree
+}
+tree_home_fault
+
 # --- a hop home whose commit gets no answer: a's shadowd dies at the commit -----------
 # c keeps the job frozen and stopped; a's shadowd, started again, learns the job back
 # from its deputy (which was never told to become the job); c, asking a again, hears
@@ -420,6 +513,8 @@ if [[ $FAMILY_OK == yes ]]; then
   fi
 fi
 kill_job family
+
+tree_home_after
 
 # --- a hop home whose commit gets no answer, the job home all the same -------------------
 # a's shadowd dies once the deputy went to become the job: the restart goes on and the
