@@ -353,10 +353,11 @@ fi
 # --- a tree's hop home, all or none (issue 12) -----------------------------------------
 # A python3 job with a child forked at home (a member of its tree, not born away) moves
 # a -> b whole. Its hop home fails in the root's restorer (home-restorer: a's shadowd
-# gives a tree's hop home its fault in the root only): the child's restore at a was
-# ready, and must not run there alone. One line, exit non-zero; both run on at b (listed
-# there, a's PIDs their deputies, KID lines going on, none twice). Later, with no fault,
-# the tree comes home whole; its output and status the undisturbed run's.
+# gives a tree's hop home its fault in the root only), then in the root's restart just
+# before the restorer's exec (home-exec): the child's restore at a was ready, and must
+# not run there alone. One line, exit non-zero; both run on at b (listed there, a's PIDs
+# their deputies, KID lines going on, none twice). Later, with no fault, the tree comes
+# home whole; its output and status the undisturbed run's.
 # (Before, a tree's members were given up at b at the commit: the root was lost, its
 # parent got 137, and the child ran at home alone.)
 TREE_OK=no
@@ -380,37 +381,42 @@ say("kid status", os.waitstatus_to_exitcode(st))
 say("done")'
   mkdir -p "$(jfile tref data)" && touch "$(jfile tref END)"
   start_job tref plain "$PY" -c "$TREE"
-  local what="a tree's hop home failing in its root's restorer"
+  local what="a tree's move a -> b"
+  set_fault a "hop:home-restorer:error"  # (before the move: its hops home only)
   if ! start_job tree mig "$PY" -c "$TREE" || ! wait_step tree 3 20 || ! migrate tree b 60; then
     fail "$what: the tree did not move a -> b: exit $MIG_RC"; detail "$MIG_ERR" "migctl stderr"
     return 0
   fi
   TREE_KID=$(awk '$1 == "KIDPID" { print $2 }' "$(jfile tree out)")
-  set_fault a "hop:home-restorer:error"
+  TREE_OK=yes
+  tree_home_fails home-restorer && set_fault a "hop:home-exec:error" && tree_home_fails home-exec || TREE_OK=no
+}
+# tree_home_fails STEP: the tree's hop home fails at STEP (a's shadowd has the fault).
+tree_home_fails() {
+  local step=$1 what="a tree's hop home failing at $1 in its root" kidAt n k
   wait_until 20 eval '[[ $(host_of "$(where tree)") == b ]]'  # (a's shadowd learned it back)
+  wait_step tree $(( $(last_step tree) + 3 )) 20
   migrate tree a 60
-  local kidAt
   hm a list >"$T/list.last" 2>/dev/null
   kidAt=$(awk -v p="$TREE_KID" '$1 == p { print $3; exit }' "$T/list.last")
-  if one_line_reason && grep -q "restore at home failed (.*injected fault.*home-restorer" "$MIG_ERR" &&
+  if one_line_reason && grep -q "restore at home failed (.*injected fault.*$step" "$MIG_ERR" &&
      [[ $(host_of "$(where tree)") == b && $(host_of "$kidAt") == b ]]; then
     ok "$what: migctl migrate exited $MIG_RC, the root and its child run on at b: $(cat "$MIG_ERR")"
   else
     fail "$what: migctl migrate exited $MIG_RC, the root listed at '$(where tree)', its child ($TREE_KID) at '$kidAt'"
     detail "$MIG_ERR" "migctl stderr"; shadowd_logs a b; restore_log a
-    return 0
+    return 1
   fi
-  local n k
   n=$(grep -ac '^KID ' "$(jfile tree out)")
   k=$(( $(last_step tree) + 3 ))
   if wait_step tree "$k" 20 && wait_until 20 eval '(( $(grep -ac "^KID " "$(jfile tree out)") >= n + 3 ))' &&
      [[ $(hx a readlink "/proc/${PID[tree]}/exe") == *mig-deputy* && $(hx a readlink "/proc/$TREE_KID/exe") == *mig-deputy* ]] &&
      [[ -z $(grep -a '^KID ' "$(jfile tree out)" | sort | uniq -d) ]]; then
     ok "$what: both run on at b (STEP $k and new KID lines, none twice), a's PIDs their deputies"
-    TREE_OK=yes
   else
     fail "$what: the tree does not run on at b: last STEP $(last_step tree), KID lines twice: $(grep -a '^KID ' "$(jfile tree out)" | sort | uniq -d | tr '\n' ' '), at a: $(hx a ps -o pid=,stat=,args= -p "${PID[tree]},$TREE_KID" | tr '\n' ';')"
     shadowd_logs a b
+    return 1
   fi
 }
 # tree_home_after: a's shadowd has no fault now: the tree comes home whole and ends exact.
