@@ -2,7 +2,8 @@
 // sent to its home host again, is restored into its deputy's process, so it runs
 // local again with the PID, parent, terminal and fds it has always had there, and
 // nothing is forwarded any more. A tree coming home whole does this in every member's
-// deputy at once, after every member was frozen (shadow/tree_homecoming.h).
+// deputy at once, after every member was frozen (shadow/tree_homecoming.h), all or none:
+// each restorer waits at its tree's gate until every member can run (shadow/home_gate.h).
 //
 // The hop is committed first (the job's process away has ended; shadow/send_command.cc),
 // then home's shadowd calls Deputy.becomeJob. The deputy

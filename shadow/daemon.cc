@@ -389,8 +389,8 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
               if (sscanf(at, " %ld:%llu:%64[0-9a-fA-F]%n", &memberPid, &memberId, hexToken, &used) < 3) break;
               at += used;
               if (sscanf(at, ":%ld%n", &memberVpid, &used) == 1) at += used;
-              tasks_.add(decideKeptHome(*this, kj::heap(KeptHome{memberId, unhex(hexToken), kj::str(home),
-                                                                 static_cast<pid_t>(memberVpid > 0 ? memberVpid : memberPid),
+              const auto memberHome = static_cast<pid_t>(memberVpid > 0 ? memberVpid : memberPid);
+              tasks_.add(decideKeptHome(*this, kj::heap(KeptHome{memberId, unhex(hexToken), kj::str(home), memberHome,
                                                                  static_cast<pid_t>(memberPid), committedAt})));
               while (*at != '\0' && *at != ' ') ++at;
             }

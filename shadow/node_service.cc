@@ -1018,7 +1018,8 @@ kj::Promise<void> untilJobRuns(Daemon& d, pid_t pid, bool comeBack, uint64_t lef
 }
 
 kj::Promise<kj::Tuple<pid_t, double, kj::String>> PreparedHop::commitHomecoming(Daemon& d, uint64_t jobId,
-                                                                                  kj::Own<PreparedHop> hop, TreeHop tree) {
+                                                                                  kj::Own<PreparedHop> hop,
+                                                                                  TreeHop tree) {
   HomeJob* home = nullptr;
   KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) { home = j->get(); }
   require(home != nullptr, kj::str("job ", jobId, " has no deputy here any more"));
@@ -1034,7 +1035,8 @@ kj::Promise<kj::Tuple<pid_t, double, kj::String>> PreparedHop::commitHomecoming(
     } else {
       unlink(hop->path.cStr());
       unlink(hop->logPath.cStr());
-      return kj::tuple(home->vpid, 0.0, kj::str("called off: another member of the tree could not be restored at home"));
+      return kj::tuple(home->vpid, 0.0,
+                       kj::str("called off: another member of the tree could not be restored at home"));
     }
   }
   const pid_t pid = home->vpid;
@@ -1483,10 +1485,11 @@ class NodeImpl final : public rpc::Node::Server {
       pid_t pid = job->realPid;
       return r->addBranch().then([context, pid]() mutable { context.getResults().setRealPid(pid); });
     }
-    return PreparedHop::commit(d_, p.getJobId(), PreparedHop::TreeHop{}).then([context](kj::Tuple<pid_t, double, kj::String> r) mutable {
-      context.getResults().setRealPid(kj::get<0>(r));
-      context.getResults().setRestoreMs(kj::get<1>(r));
-    });
+    return PreparedHop::commit(d_, p.getJobId(), PreparedHop::TreeHop{})
+        .then([context](kj::Tuple<pid_t, double, kj::String> r) mutable {
+          context.getResults().setRealPid(kj::get<0>(r));
+          context.getResults().setRestoreMs(kj::get<1>(r));
+        });
   }
 
   kj::Promise<void> jobEnded(JobEndedContext context) override {
