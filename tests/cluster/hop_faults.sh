@@ -34,14 +34,15 @@
 # line, the job runs on at c. A python3 job with a child born on b fails its hop home
 # at home-restorer too: it runs on at b with its child, which never ran at a (no CHILD
 # line printed twice, no process or zombie of it at a), and later comes home with it,
-# its output the undisturbed run's. A python3 tree (a child forked at home) moved a -> b
-# fails its hop home in the root's restorer: all or none, both run on at b, neither at
-# a; later the tree comes home whole, exact. Then hops home whose commit gets no answer (a's shadowd
+# its output the undisturbed run's. Then hops home whose commit gets no answer (a's shadowd
 # killed at it, and started again): at recv-commit c asks a again and resumes the job;
 # with a's shadowd started again without a fault the job comes home; moved out again,
 # at recv-become (the deputy went to become the job) c hears that home took it and
 # ends its copy. The job finishes with the output and status of an
 # undisturbed run (its parent at home gets its status).
+# Last (while the counter jobs finish), a python3 tree (a child forked at home) moved
+# a -> b fails its hop home in the root's restorer, then in its restart: all or none,
+# both run on at b, neither at a; then the tree comes home whole, exact.
 #
 # usage: hop_faults.sh OPTIONS (cluster_lib.sh); meson runs it as test
 # 'migration-hop-faults' (suite cluster) with every path filled in.
@@ -445,8 +446,6 @@ tree_home_after() {
   fi
   kill_job tree
 }
-tree_home_fault
-
 # --- a hop home whose commit gets no answer: a's shadowd dies at the commit -----------
 # c keeps the job frozen and stopped; a's shadowd, started again, learns the job back
 # from its deputy (which was never told to become the job); c, asking a again, hears
@@ -520,8 +519,6 @@ if [[ $FAMILY_OK == yes ]]; then
 fi
 kill_job family
 
-tree_home_after
-
 # --- a hop home whose commit gets no answer, the job home all the same -------------------
 # a's shadowd dies once the deputy went to become the job: the restart goes on and the
 # job runs at home; c, asking a's shadowd (started again) again, hears that home took
@@ -546,6 +543,11 @@ else
   fail "$what: the job did not move out to c again (migctl migrate exited $MIG_RC), or a's shadowd does not list it there: '$(where job)'"
   detail "$MIG_ERR" "migctl stderr"
 fi
+
+# The tree's case (above) last, while the counter jobs finish: they need not outlive it.
+tree_home_fault
+set_fault a
+tree_home_after
 
 wait_job ref 120
 compare job ref "$STATUS"
