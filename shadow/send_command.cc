@@ -34,8 +34,8 @@
 // alone. A hop to the job's
 // home (the destination says so) restores the job into its deputy
 // (deputy/homecoming.h), a tree's every member into its own, all or none
-// (shadow/tree_homecoming.h); children born away that still run are refused then even
-// with --only.
+// (shadow/tree_homecoming.h, shadow/home_gate.h), their children born here with them,
+// stop-and-copy; with --only such children that still run refuse the hop.
 //
 // Pre-copy (the default where the job's writes can be tracked, resources/precopy.h):
 // the image's pages go in rounds while the job runs, then the freeze sends the rest.
@@ -709,16 +709,26 @@ int commitTreeHome(kj::ArrayPtr<MemberHop*> hops, CtlOf& ctlOf, kj::Timer& timer
       continue;
     }
     if (a.homeFailed.size() > 0) {
-      ctlOf(&h).resume();
-      kill(h.pid, SIGCONT);
+      if (h.born.carry) {
+        h.born.frozen->resume();  // with its children born here, which never ran at home
+        h.born.frozen->signalEach(SIGCONT);
+      } else {
+        ctlOf(&h).resume();
+        kill(h.pid, SIGCONT);
+      }
       // The member that failed says why; the others were called off because of it.
       if (failed.size() == 0 || (calledOff(failed) && !calledOff(a.homeFailed))) {
         failed = a.homeFailed;
       }
       continue;
     }
-    ctlOf(&h).exitProcess();
-    kill(h.pid, SIGCONT);
+    if (h.born.carry) {
+      h.born.frozen->exitEach();  // they run at home now, with it
+      h.born.frozen->signalEach(SIGCONT);
+    } else {
+      ctlOf(&h).exitProcess();
+      kill(h.pid, SIGCONT);
+    }
     restoreMs = std::max(restoreMs, a.ms);
   }
   if (unanswered.size() > 0) {
@@ -812,7 +822,7 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
         auto born = frozen ? SettledChildren<resources::TreeProcess>{look(), false} : settledLook(look);
         if (first) h->born.cameAndWent = born.cameAndWent;
         if (born.left.size() == 0) continue;
-        if (!frozen && (first || (!precopy && !homecoming))) {
+        if (!frozen && (first || !precopy)) {
           KJ_IF_MAYBE(why, whyNotCarried(h->pid, born.left)) {
             fail(stillHere(kj::str("for its process ", h->vpid, ": ", *why, "; move it once that process has ended")));
           }
@@ -960,13 +970,12 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     }
     homecoming = homeIs == TreeHomecoming::ALL;
   }
-  // A member's children born here come along to another host stop-and-copy (BornAway),
-  // not home, and not where the members share objects (those move in the root's image).
+  // A member's children born here come along stop-and-copy (BornAway), to another host
+  // or home (there each is forked with its PID of this host into the member's restart,
+  // released at the tree's point of no return), not where the members share objects
+  // (those move in the root's image).
   for (auto* h : hops) {
     if (h->born.children.size() == 0) continue;
-    if (homecoming) {
-      fail(awayChildrenRefusal(vpid, h->vpid, h->born.children, h->born.cameAndWent, false, BornAwayRefused::home));
-    }
     if (sharesBefore) {
       fail(stillHere(kj::str("its process ", h->vpid, " has children born on this host (", childNames(h->born.children),
                              ") and its members share memory or System V objects, which cannot move together yet")));
@@ -978,7 +987,7 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   }
   // One that forked here during the look's moment may have a child again at the freeze.
   for (auto* h : hops) {
-    if (precopy && a.mode == nullptr && !homecoming && h->born.forks()) {
+    if (precopy && a.mode == nullptr && h->born.forks()) {
       precopy = false;
       whyNot = kj::str("its process ", h->vpid, " has children born away from home, which move with it, and pre-copy "
                        "does not carry them");
@@ -1103,7 +1112,7 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   froze = true;
   // Away, to another host, stop-and-copy: a member with children now is parked with
   // them (BornAway), the others alone.
-  const bool mayCarry = !atHome && !homecoming && !precopy;
+  const bool mayCarry = !atHome && !precopy;
   for (auto* h : hops) {
     park(h, [&]() {
       if (mayCarry) h->born.park(ctlOf(h));
@@ -1241,9 +1250,13 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     if (homecoming) {
       if (kill(h.pid, SIGSTOP) != 0) {
         const int err = errno;
-        for (size_t j = i + 1; j < hops.size(); ++j) kill(hops[j]->pid, SIGCONT);
+        for (size_t j = i + 1; j < hops.size(); ++j) {
+          kill(hops[j]->pid, SIGCONT);
+          if (hops[j]->born.carry) hops[j]->born.frozen->signalEach(SIGCONT);
+        }
         fail(kj::str("cannot stop the frozen process ", h.vpid, ": ", strerror(err), "; the job runs on ", here));
       }
+      if (h.born.carry) h.born.frozen->signalEach(SIGSTOP);  // its children born here, carried home, too
       continue;
     }
     if (!atHome) {
