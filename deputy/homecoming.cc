@@ -93,7 +93,8 @@ ComeBack decodeComeBack(kj::ArrayPtr<const kj::byte> bytes) {
 }
 
 void execHomecomingRestart(kj::StringPtr migctl, kj::StringPtr image, kj::StringPtr logPath,
-                           kj::ArrayPtr<const kj::byte> carried, kj::Maybe<ComeBack> comeBack, kj::StringPtr fault) {
+                           kj::ArrayPtr<const kj::byte> carried, kj::Maybe<ComeBack> comeBack, kj::StringPtr fault,
+                           kj::StringPtr gate) {
   int table = tableFd("mig-carried", carried);
   int state = -1;
   KJ_IF_MAYBE(c, comeBack) {
@@ -131,6 +132,10 @@ void execHomecomingRestart(kj::StringPtr migctl, kj::StringPtr image, kj::String
   if (fault.size() > 0) {
     argv[n++] = "--fault";
     argv[n++] = fault.cStr();
+  }
+  if (gate.size() > 0) {
+    argv[n++] = "--home-gate";
+    argv[n++] = gate.cStr();
   }
   argv[n] = nullptr;
   execv(migctl.cStr(), const_cast<char* const*>(argv));

@@ -2,7 +2,8 @@
 // sent to its home host again, is restored into its deputy's process, so it runs
 // local again with the PID, parent, terminal and fds it has always had there, and
 // nothing is forwarded any more. A tree coming home whole does this in every member's
-// deputy at once, after every member was frozen (shadow/tree_homecoming.h).
+// deputy at once, after every member was frozen (shadow/tree_homecoming.h), all or none:
+// each restorer waits at its tree's gate until every member can run (shadow/home_gate.h).
 //
 // The hop is committed first (the job's process away has ended; shadow/send_command.cc),
 // then home's shadowd calls Deputy.becomeJob. The deputy
@@ -56,9 +57,11 @@ ComeBack decodeComeBack(kj::ArrayPtr<const kj::byte> bytes);
 
 // Step 2 and 3. Throws if a table cannot be made (nothing closed yet); a failed exec
 // ends the process as if killed (the job is lost; the reason goes to `logPath`).
-// Without `comeBack` (a tree's member, whose sender ended it) a failed restart does too.
+// Without `comeBack` (a sender that did not keep the job) a failed restart does too.
 // `fault`: hop:home-restore:ACTION for the restart (shadow/hop_fault.h), or empty.
+// `gate`: a tree's hop home, where the restorer waits for its tree (shadow/home_gate.h).
 void execHomecomingRestart(kj::StringPtr migctl, kj::StringPtr image, kj::StringPtr logPath,
-                           kj::ArrayPtr<const kj::byte> carried, kj::Maybe<ComeBack> comeBack, kj::StringPtr fault);
+                           kj::ArrayPtr<const kj::byte> carried, kj::Maybe<ComeBack> comeBack, kj::StringPtr fault,
+                           kj::StringPtr gate);
 
 }  // namespace mig::deputy

@@ -155,14 +155,14 @@ class DeputyImpl final : public rpc::Deputy::Server {
   kj::Promise<void> becomeJob(BecomeJobContext context) override {
     auto p = context.getParams();
     auto migctl = kj::str(p.getMigctl()), image = kj::str(p.getImage()), logPath = kj::str(p.getLog()),
-         fault = kj::str(p.getFault());
+         fault = kj::str(p.getFault()), gate = kj::str(p.getGate());
     const bool comeBack = p.getComeBack();
     return calls_.stopForHomecoming(io_.provider->getTimer(), kHomecomingCancelMs)
         .then([this, migctl = kj::mv(migctl), image = kj::mv(image), logPath = kj::mv(logPath), fault = kj::mv(fault),
-               comeBack]() {
+               gate = kj::mv(gate), comeBack]() {
           KJ_IF_MAYBE(s, standIn_) { s->end(); }  // back home, the job's children are the kernel's to signal
           execHomecomingRestart(migctl, image, logPath, calls_.carriedReplies(),
-                                comeBack ? kj::Maybe<ComeBack>(comeBackState()) : nullptr, fault);
+                                comeBack ? kj::Maybe<ComeBack>(comeBackState()) : nullptr, fault, gate);
         });
   }
 

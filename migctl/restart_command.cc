@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstddef>
 #include <cstdio>
 #include <csignal>
 #include <cstring>
@@ -40,6 +41,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <vector>
 #include <unistd.h>
@@ -145,6 +147,28 @@ shadow::HopTimes& restartTimes() {
 }
 
 [[noreturn]] void comeBackOrDie(MigratedOptions& m);
+
+// A Unix stream socket connected to `name` ("@NAME": abstract, shadow/home_gate.h),
+// close-on-exec; -1 with errno.
+int connectHomeGate(kj::StringPtr name) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (name.size() < 2 || name[0] != '@' || name.size() > sizeof(addr.sun_path)) {
+    errno = EINVAL;
+    return -1;
+  }
+  memcpy(addr.sun_path + 1, name.begin() + 1, name.size() - 1);  // sun_path[0] = 0
+  const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    int err = errno;
+    close(fd);
+    errno = err;
+    return -1;
+  }
+  return fd;
+}
 
 // Holds every fd this process inherited (the deputy's) one after the other from a base
 // above every fd open now and every fd number of the image's process, and says so in
@@ -290,6 +314,11 @@ kj::MainFunc restartMain(cli::Context& cli, const resources::CallerFds& caller) 
         return true;
       }, "FD", "(the deputy, with --homecoming) what makes the deputy again if the restart fails before "
                "it touches the process (deputy/homecoming.h)")
+      .addOptionWithArg({"home-gate"}, [&o](kj::StringPtr v) -> V {
+        o.migrated.homeGate = kj::str(v);
+        return true;
+      }, "SOCKET", "(the deputy, a tree's hop home) wait there, in the restorer, for every member of the tree "
+                   "to be restorable (shadow/home_gate.h)")
       .addOptionWithArg({"fault"}, [](kj::StringPtr v) -> V {
         setenv("MIG_FAULT", v.cStr(), 1);  // read by shadow::hopFault(), which caches it later
         return true;
@@ -410,7 +439,9 @@ std::vector<int> g_restartFds;
   if (m.comeBackFd >= 0 && pread(m.comeBackFd, table, sizeof(table) - 1, 0) > 0 &&
       sscanf(table, "deputy %4095[^\n]", deputy) == 1) {
     unsetenv("MIG_FAULT");
+    unsetenv("MIG_HOME_GATE_FD");
     for (int fd : g_restartFds) close(fd);
+    if (m.homeGateFd >= 0) close(m.homeGateFd);  // its tree hears of the failure at once
     endBornAwayAtHome();
     fcntl(resources::restartMessages(), F_SETFD, FD_CLOEXEC);
     auto state = kj::str(m.comeBackFd), carried = kj::str(m.carriedFd);
@@ -618,7 +649,7 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     hopLazy = resources::markLazyPages(plan) > 0;
   }
 
-  int keep[8];
+  int keep[9];
   size_t keepCount = 2;
   auto config = kj::heap<forward::Config>();
   memset(config.get(), 0, sizeof(forward::Config));
@@ -635,6 +666,13 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     // A failure from here to the restorer's last step that can fail gives the deputy
     // back (comeBackOrDie, then restore/restorer.cc comeBack): its come-back table, its
     // ticket's listener and the carried answers stay open until then.
+    auto& m = const_cast<MigratedOptions&>(migrated);
+    if (m.homeGate.size() > 0) {
+      // A tree's hop home: a member that fails from here on closes it as it comes back,
+      // which calls off the whole tree's return (shadow/home_gate.h).
+      m.homeGateFd = connectHomeGate(m.homeGate);
+      if (m.homeGateFd < 0) fail(kj::str("cannot reach the tree's gate ", m.homeGate, ": ", strerror(errno)));
+    }
     shadow::hopFaultPoint("home-restore", [](kj::String why) { fail(kj::mv(why)); });
     // The deputy's working directory is the job's (its chdirs went home); so are its
     // fds at the numbers it held (kept). No time namespace: the job runs on home's
@@ -652,7 +690,6 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     config->size = sizeof(forward::Config);
     config->homecoming = 1;
     config->carriedFd = -1;
-    auto& m = const_cast<MigratedOptions&>(migrated);
     // A child born away (tree_restart.h restartBornAway): the deputy's fds are its home
     // fds, under numbers only its shim knows; held above for the shim to place.
     const bool child = tree != nullptr && tree->readyFd >= 0;
@@ -668,6 +705,8 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
     if (child) keep[keepCount++] = tree->readyFd;
     const size_t goAt = keepCount;
     if (tree != nullptr) keep[keepCount++] = tree->goFd;
+    const size_t gateAt = keepCount;
+    if (m.homeGateFd >= 0) keep[keepCount++] = m.homeGateFd;
     {
       // Moved out of the job's way (also when restoreFiles fails half-way), and no
       // longer close-on-exec.
@@ -678,12 +717,14 @@ void waitAtGate(int gate, const char* path, bool keepOpen) {
         if (link > 2) renumberLink(m.comeBackFd, link, keep[linkAt]);
         if (child) tree->readyFd = keep[readyAt];
         if (tree != nullptr) tree->goFd = keep[goAt];
+        if (m.homeGateFd >= 0) m.homeGateFd = keep[gateAt];
       };
       KJ_DEFER(moved());
       resources::restoreFiles(img, keep, keepCount, caller, nullptr, tree != nullptr ? &tree->pipes : nullptr,
                               /*keepInherited=*/!child, heldFrom);
     }
     config->carriedFd = m.carriedFd;
+    if (m.homeGateFd >= 0) setenv("MIG_HOME_GATE_FD", std::to_string(m.homeGateFd).c_str(), 1);  // the restorer's
     plan.setConfigFd(writeForwardConfig(*config));
     g_restartFds.push_back(plan.mutableHeader().configFd);
     if (pwrite(keep[0], plan.bytes().begin(), plan.bytes().size(), 0) != static_cast<ssize_t>(plan.bytes().size())) {

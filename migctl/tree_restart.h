@@ -41,6 +41,10 @@ struct MigratedOptions {
   // touches the process execs the deputy again from it (comeBackOrDie). Closed (-1) at
   // that point, with the ticket's listener it names.
   int comeBackFd = -1;
+  // --home-gate: a tree's hop home, connected to as the restore begins; the restorer
+  // waits on it for the tree's go (shadow/home_gate.h). Closed on a come-back.
+  kj::String homeGate;
+  int homeGateFd = -1;
 };
 
 // A member's part in its tree's restart.

@@ -132,6 +132,7 @@ struct State {
   uint32_t envCount;
   const char* envp[256];    // made from them by comeBack
   int fault;  // MIG_FAULT=hop:home-restorer:ACTION: 1 error, 2 crash
+  int gateFd;      // > 2: a tree's hop home: where its go comes (MIG_HOME_GATE_FD, treeGo)
   int goFd;        // > 2: the socket the job's children born away go on (GO_FD)
   uint32_t goCount;
   int32_t children[kMaxChildrenReleased];
@@ -258,8 +259,8 @@ void readComeBack(int fd, int carried) {
   g.carriedFd = carried;
 }
 
-// Its environment for the deputy, without MIG_FAULT (no fault in the deputy again);
-// also reads that fault for this restore. What does not fit (32 KiB) is left out.
+// Its environment for the deputy, without MIG_FAULT (no fault in the deputy again) and
+// MIG_HOME_GATE_FD; also reads both for this restore. What does not fit (32 KiB) is left out.
 void keepEnvironment(char** envp) {
   uint64_t used = 0;
   uint32_t count = 0;
@@ -275,6 +276,14 @@ void keepEnvironment(char** envp) {
       if (mine[j] == '\0') g.fault = s[i + j] == 'c' ? 2 : 1;
       continue;
     }
+    // A tree's hop home: the socket where this member waits for its tree's go (treeGo).
+    const char* gate = "MIG_HOME_GATE_FD=";
+    i = 0;
+    while (gate[i] != '\0' && s[i] == gate[i]) ++i;
+    if (gate[i] == '\0') {
+      g.gateFd = parseFdArg(s + i);
+      continue;
+    }
     uint64_t len = 0;
     while (s[len] != '\0') ++len;
     if (count >= sizeof(g.envAt) / sizeof(g.envAt[0]) || used + len + 1 > sizeof(g.envText)) continue;
@@ -283,6 +292,29 @@ void keepEnvironment(char** envp) {
     used += len + 1;
   }
   g.envCount = count;
+}
+
+// A tree's hop home (shadow/home_gate.h): this member is at its last step that can
+// fail; it says so ('R') and waits for its tree: 'G' once every member got here (the
+// tree's point of no return), anything else (the connection closed: a member failed,
+// home's limit, home's shadowd gone) calls it off, and the deputy comes back.
+void treeGo() {
+  if (g.gateFd <= 2) return;
+  const char ready = 'R';
+  long w;
+  do {
+    w = sys::rawSyscall(sys::kSendto, g.gateFd, reinterpret_cast<long>(&ready), 1, kMsgNosignal, 0, 0);
+  } while (w == -kEINTR);
+  char go = 0;
+  long r = 0;
+  if (w == 1) {
+    do {
+      r = sys::rawSyscall(sys::kRead, g.gateFd, reinterpret_cast<long>(&go), 1);
+    } while (r == -kEINTR);
+  }
+  if (r != 1 || go != 'G') fail("called off: another member of the tree could not be restored at home");
+  closeFd(g.gateFd);
+  g.gateFd = -1;
 }
 
 // The point of no return: the children born away go ('G' each), as the job will run.
@@ -363,6 +395,7 @@ void endChildren() {
   }
   closeFd(g.planFd);
   closeFd(g.imageFd);
+  if (g.gateFd > 2) closeFd(g.gateFd);  // its tree hears of the failure at once
   if (h != nullptr && h->configFd > 2) closeFd(h->configFd);
   if (h != nullptr && h->lazySocket > 2 && !g.lazyHandedOver) closeFd(h->lazySocket);
   if (g.logFd != 2) sys::rawSyscall(sys::kFcntl, g.logFd, kFSetfd, kFdCloexec);
@@ -1403,6 +1436,7 @@ void createTimers() {
   // have come back gives up its table and its ticket's listener (closing cannot fail).
   if (g.fault == 2) sys::rawSyscall(sys::kKill, g.pid, kSigKill);
   if (g.fault == 1) fail("injected fault (MIG_FAULT=hop:home-restorer:error)");
+  treeGo();
   if (g.comeBackFd > 2) {
     if (g.linkFd > 2) closeFd(g.linkFd);
     closeFd(g.comeBackFd);
@@ -1464,7 +1498,7 @@ void createTimers() {
 extern "C" [[noreturn]] void mig_restore_start(uint64_t* sp) {
   using namespace mig::restore;
   g.startNs = monotonicNs();
-  g.planFd = g.imageFd = g.linkFd = g.goFd = -1;
+  g.planFd = g.imageFd = g.linkFd = g.goFd = g.gateFd = -1;
   // Nothing may interrupt the restore: the application's handlers are installed long
   // before its memory is consistent. rt_sigreturn restores each thread's saved mask.
   uint64_t all = ~0ull;

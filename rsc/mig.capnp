@@ -209,7 +209,7 @@ interface ImageSink {
   # The image is complete: restore it up to "ready, not running" (every check passed,
   # fds in place, the restorer not started yet). Throws (and leaves nothing behind)
   # when it cannot be restored. Nothing of the job runs here before commit.
-  commit @2 () -> (realPid :Int32, restoreMs :Float64, homeFailed :Text);
+  commit @2 (treeHop :UInt64, treeMembers :UInt32) -> (realPid :Int32, restoreMs :Float64, homeFailed :Text);
   # Phase two of the hop: the sender has given the job up (at home it is the deputy
   # now). The job is released and runs here; returns once its calls reach home. A
   # sink dropped, or not committed within the transfer timeout, after done: the
@@ -217,6 +217,10 @@ interface ImageSink {
   # A hop home (the sender keeps the job frozen until this answers): `homeFailed`
   # non-empty says the restore at home failed before anything of the deputy was
   # given up and the deputy is back; the sender resumes the job where it was.
+  # A tree's hop home names itself (`treeHop`, the sender's random number, the same for
+  # every member) and its count of members: home lets none of them run until every
+  # one's restorer is at its point of no return (shadow/home_gate.h), or brings every
+  # deputy back. 0 members: one job's hop.
   postcopy @3 (source :PageSource) -> ();
   # Before the freeze of a post-copy hop: the image's postcopyPages (section 15) are
   # fetched from `source` by the restored job's page server once it runs here.
@@ -269,7 +273,7 @@ interface Deputy {
   # The answer's `lostAfterMs`: the limit the deputy keeps (the job's own,
   # MIG_LINK_LOST_AFTER, else the one asked), which the relay is given too.
 
-  becomeJob @4 (image :Text, log :Text, migctl :Text, fault :Text, comeBack :Bool) -> ();
+  becomeJob @4 (image :Text, log :Text, migctl :Text, fault :Text, comeBack :Bool, gate :Text) -> ();
   # From the home shadowd, once a hop back home is committed (the job's process away
   # has ended): the deputy stops taking calls, ends or cancels the ones it runs
   # (deputy/homecoming.h), answers, then execs `migctl restart IMAGE --homecoming`
@@ -277,7 +281,8 @@ interface Deputy {
   # With `comeBack` (the job's sender keeps it frozen: JobTicket.keptFrozen), a restart
   # that fails before the restorer execs the deputy again, which registers again
   # (deputy/homecoming.h); without, such a failure loses the job (killed). `fault`: shadowd's MIG_FAULT for the restart
-  # (hop:home-restore:..., shadow/hop_fault.h), else empty.
+  # (hop:home-restore:..., shadow/hop_fault.h), else empty. `gate`: a tree's hop home,
+  # the socket where the restorer waits for its tree's go (shadow/home_gate.h), else empty.
 
   keepRecord @5 (record :HomeRecord) -> ();
   # From the home shadowd whenever the job's record there changes (where it runs): the

@@ -380,6 +380,21 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
                         "frozen and stopped until home says whether it took it"));
             tasks_.add(decideKeptHome(
                 *this, kj::heap(KeptHome{jobId, kj::heapArray<kj::byte>(token), kj::str(home), vpid, realPid, committedAt})));
+            // A tree's members were kept the same way, each decided by its own asking
+            // ("PID:JOBID:TOKENHEX:VPID" each; home's gate let all or none run).
+            for (const char* at = members.cStr(); *at != '\0';) {
+              long memberPid = 0, memberVpid = 0;
+              unsigned long long memberId = 0;
+              char hexToken[65] = {};
+              int used = 0;
+              if (sscanf(at, " %ld:%llu:%64[0-9a-fA-F]%n", &memberPid, &memberId, hexToken, &used) < 3) break;
+              at += used;
+              if (sscanf(at, ":%ld%n", &memberVpid, &used) == 1) at += used;
+              const auto memberHome = static_cast<pid_t>(memberVpid > 0 ? memberVpid : memberPid);
+              tasks_.add(decideKeptHome(*this, kj::heap(KeptHome{memberId, unhex(hexToken), kj::str(home), memberHome,
+                                                                 static_cast<pid_t>(memberPid), committedAt})));
+              while (*at != '\0' && *at != ' ') ++at;
+            }
             fail(kj::str("home did not answer the hop's commit (", why, "); the job is kept on ", address(),
                          " frozen and stopped until home says whether it took it (then it resumes here or ends)"));
           }

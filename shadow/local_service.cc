@@ -745,7 +745,12 @@ class LocalImpl final : public rpc::Local::Server {
                     }
                   }
                   KJ_IF_MAYBE(j, d_.homeJobs().find(id)) {
-                    if (moved > 0) (*j)->treeRoot = id;
+                    if (moved > 0) {
+                      (*j)->treeRoot = id;
+                      // Its deputy's copy too (finishMigration sent it one without): a
+                      // restarted shadowd learns the tree back from it (registerDeputy).
+                      keepRecordAtDeputy(d_, **j);
+                    }
                   }
                   for (auto& m : *members) {
                     if (m.id == 0) continue;

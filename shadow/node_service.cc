@@ -14,6 +14,7 @@
 #include "shadow/drain.h"
 #include "shadow/error.h"
 #include "shadow/hex.h"
+#include "shadow/home_gate.h"
 #include "shadow/hop_fault.h"
 #include "shadow/network_policy.h"
 #include "shadow/services.h"
@@ -177,9 +178,15 @@ class PreparedHop {
   // its relay. Fails if no hop of this job is ready here. A hop home whose restore
   // failed while its deputy could come back resolves with why (the job's sender resumes
   // it), else with "".
-  static kj::Promise<kj::Tuple<pid_t, double, kj::String>> commit(Daemon& d, uint64_t jobId);
+  // `tree`: a tree's hop home, whose members go all or none (home_gate.h).
+  struct TreeHop {
+    uint64_t hop = 0;
+    uint32_t members = 0;  // 0 or 1: one job, no gate
+  };
+  static kj::Promise<kj::Tuple<pid_t, double, kj::String>> commit(Daemon& d, uint64_t jobId, TreeHop tree);
   // The same for a hop back home (deputy/homecoming.h).
-  static kj::Promise<kj::Tuple<pid_t, double, kj::String>> commitHomecoming(Daemon& d, uint64_t jobId, kj::Own<PreparedHop> hop);
+  static kj::Promise<kj::Tuple<pid_t, double, kj::String>> commitHomecoming(Daemon& d, uint64_t jobId,
+                                                                            kj::Own<PreparedHop> hop, TreeHop tree);
 
   // A hop given up before its commit: nothing of the job ran here.
   void abort(kj::StringPtr why) {
@@ -521,7 +528,9 @@ class ImageSinkImpl final : public rpc::ImageSink::Server {
   kj::Promise<void> commit(CommitContext context) override {
     require(!dropped_, "the transfer was cancelled here: no progress within the transfer timeout");
     require(prepared_, "the job is not ready here (done first)");
-    return PreparedHop::commit(d_, jobId_).then([context](kj::Tuple<pid_t, double, kj::String> r) mutable {
+    auto p = context.getParams();
+    PreparedHop::TreeHop tree{p.getTreeHop(), p.getTreeMembers()};
+    return PreparedHop::commit(d_, jobId_, tree).then([context](kj::Tuple<pid_t, double, kj::String> r) mutable {
       context.getResults().setRealPid(kj::get<0>(r));
       context.getResults().setRestoreMs(kj::get<1>(r));
       context.getResults().setHomeFailed(kj::get<2>(r));
@@ -905,7 +914,7 @@ bool resumePostcopy(uint64_t jobId, kj::ArrayPtr<const kj::byte> token, rpc::Pag
   fail(kj::str("no post-copy transfer of job ", jobId, " here"));
 }
 
-kj::Promise<kj::Tuple<pid_t, double, kj::String>> PreparedHop::commit(Daemon& d, uint64_t jobId) {
+kj::Promise<kj::Tuple<pid_t, double, kj::String>> PreparedHop::commit(Daemon& d, uint64_t jobId, TreeHop tree) {
   kj::Own<PreparedHop> hop;
   KJ_IF_MAYBE(h, all().find(jobId)) {
     hop = kj::mv(*h);
@@ -914,7 +923,7 @@ kj::Promise<kj::Tuple<pid_t, double, kj::String>> PreparedHop::commit(Daemon& d,
     fail(kj::str("job ", jobId, " is not ready here (its hop was cancelled, or never got ready)"));
   }
   hopFaultPoint("recv-commit", [](kj::String why) { fail(kj::mv(why)); });
-  if (hop->homecoming) return commitHomecoming(d, jobId, kj::mv(hop));
+  if (hop->homecoming) return commitHomecoming(d, jobId, kj::mv(hop), tree);
   HostedJob* job = nullptr;
   KJ_IF_MAYBE(j, d.hostedJobs().find(jobId)) { job = j->get(); }
   require(job != nullptr, "the job was dropped here");
@@ -1010,14 +1019,30 @@ kj::Promise<void> untilJobRuns(Daemon& d, pid_t pid, bool comeBack, uint64_t lef
   });
 }
 
-kj::Promise<kj::Tuple<pid_t, double, kj::String>> PreparedHop::commitHomecoming(Daemon& d, uint64_t jobId, kj::Own<PreparedHop> hop) {
+kj::Promise<kj::Tuple<pid_t, double, kj::String>> PreparedHop::commitHomecoming(Daemon& d, uint64_t jobId,
+                                                                                  kj::Own<PreparedHop> hop,
+                                                                                  TreeHop tree) {
   HomeJob* home = nullptr;
   KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) { home = j->get(); }
   require(home != nullptr, kj::str("job ", jobId, " has no deputy here any more"));
   hop->settled = true;
   d.hostedJobs().erase(jobId);  // it never was a guest here
+  // A tree's members go all or none: each restorer waits at the tree's gate for every
+  // other (home_gate.h). One whose hop was called off already stays its deputy.
+  const bool gated = tree.members > 1;
+  kj::String gate;
+  if (gated) {
+    KJ_IF_MAYBE(g, joinHomeGate(d, tree.hop, tree.members, home->vpid)) {
+      gate = kj::mv(*g);
+    } else {
+      unlink(hop->path.cStr());
+      unlink(hop->logPath.cStr());
+      return kj::tuple(home->vpid, 0.0,
+                       kj::str("called off: another member of the tree could not be restored at home"));
+    }
+  }
   const pid_t pid = home->vpid;
-  const bool comeBack = hop->keptFrozen;
+  const bool comeBack = hop->keptFrozen || gated;
   const double started = nowSeconds();
   d.log(kj::str("job ", jobId, " (PID ", pid, ") comes home: its deputy becomes it"));
   // A restart that fails (up to its restorer's last step that can fail) execs the
@@ -1027,17 +1052,20 @@ kj::Promise<kj::Tuple<pid_t, double, kj::String>> PreparedHop::commitHomecoming(
   home->cameBack = kj::mv(back.fulfiller);
   const auto& fault = hopFault();
   // The steps of the deputy's restart and its restorer (home-restart is the check's).
-  auto faultText = fault.step.startsWith("home-") && fault.step != "home-restart"
+  // A tree's: its root's only, so that the other members show the all or none.
+  auto faultText = fault.step.startsWith("home-") && fault.step != "home-restart" && (!gated || home->treeRoot == jobId)
                        ? kj::str("hop:", fault.step, ":", fault.action == HopFaultAction::CRASH ? "crash" : "error")
                        : kj::str("");
   auto become = d.deputyOf(*home).then([&d, image = kj::str(hop->path), log = kj::str(hop->logPath),
-                                        faultText = kj::mv(faultText), comeBack](rpc::Deputy::Client deputy) {
+                                        faultText = kj::mv(faultText), comeBack,
+                                        gate = kj::mv(gate)](rpc::Deputy::Client deputy) {
     auto req = deputy.becomeJobRequest();
     req.setImage(image);
     req.setLog(log);
     req.setMigctl(d.config().migctl);
     req.setFault(faultText);
     req.setComeBack(comeBack);
+    req.setGate(gate);
     return req.send().ignoreResult();
   });
   auto limit = d.io().provider->getTimer().afterDelay(kRestoreTimeoutMs * kj::MILLISECONDS).then([]() {
@@ -1066,8 +1094,15 @@ kj::Promise<kj::Tuple<pid_t, double, kj::String>> PreparedHop::commitHomecoming(
       .then([&d, pid, comeBack]() { return untilJobRuns(d, pid, comeBack, kRestoreTimeoutMs); })
       .then([]() { return kj::str(""); })
       .exclusiveJoin(kj::mv(cameBack))
-      .then([&d, jobId, pid, started, hop = kj::mv(hop)](kj::String failed) mutable {
-        if (failed.size() > 0) return kj::tuple(pid, (nowSeconds() - started) * 1000, kj::mv(failed));
+      .catch_([gated, hop = tree.hop](kj::Exception&& e) -> kj::String {
+        if (gated) callOffHomeGate(hop, e.getDescription());  // the others must not run without it
+        kj::throwFatalException(kj::mv(e));
+      })
+      .then([&d, jobId, pid, started, hop = kj::mv(hop), gated, treeHop = tree.hop](kj::String failed) mutable {
+        if (failed.size() > 0) {
+          if (gated) callOffHomeGate(treeHop, kj::str("its process ", pid, ": ", failed));
+          return kj::tuple(pid, (nowSeconds() - started) * 1000, kj::mv(failed));
+        }
         KJ_IF_MAYBE(j, d.homeJobs().find(jobId)) { (*j)->cameBack = nullptr; }
         // A plain local job from now on: no deputy, no record; `migctl list` finds it
         // as any job at home. Signals that came while it moved go to it now, in order.
@@ -1445,10 +1480,11 @@ class NodeImpl final : public rpc::Node::Server {
       pid_t pid = job->realPid;
       return r->addBranch().then([context, pid]() mutable { context.getResults().setRealPid(pid); });
     }
-    return PreparedHop::commit(d_, p.getJobId()).then([context](kj::Tuple<pid_t, double, kj::String> r) mutable {
-      context.getResults().setRealPid(kj::get<0>(r));
-      context.getResults().setRestoreMs(kj::get<1>(r));
-    });
+    return PreparedHop::commit(d_, p.getJobId(), PreparedHop::TreeHop{})
+        .then([context](kj::Tuple<pid_t, double, kj::String> r) mutable {
+          context.getResults().setRealPid(kj::get<0>(r));
+          context.getResults().setRestoreMs(kj::get<1>(r));
+        });
   }
 
   kj::Promise<void> jobEnded(JobEndedContext context) override {

@@ -34,8 +34,8 @@
 // alone. A hop to the job's
 // home (the destination says so) restores the job into its deputy
 // (deputy/homecoming.h), a tree's every member into its own, all or none
-// (shadow/tree_homecoming.h); children born away that still run are refused then even
-// with --only.
+// (shadow/tree_homecoming.h, shadow/home_gate.h), their children born here with them,
+// stop-and-copy; with --only such children that still run refuse the hop.
 //
 // Pre-copy (the default where the job's writes can be tracked, resources/precopy.h):
 // the image's pages go in rounds while the job runs, then the freeze sends the rest.
@@ -604,6 +604,87 @@ resources::CaptureStats captureMember(migctl::ControlClient& ctl, const control:
   return resources::captureMovingMember(ctl.realPid(), *block, out, options, share.view(), root);
 }
 
+// Phase two of a tree's hop home (sendTree): every member, kept here frozen and stopped,
+// is committed at once with the hop's number and size (home's gate lets none run until
+// every member is restorable, shadow/home_gate.h). Each member is then settled by its own
+// answer: one that runs at home ends here, one whose deputy came back resumes here, one
+// without an answer stays frozen and stopped (this host's shadowd asks home again, as for
+// one job). Returns 0 when every member runs at home (`restoreMs` grown by the slowest),
+// else the exit status that says which.
+template <typename CtlOf>
+int commitTreeHome(kj::ArrayPtr<MemberHop*> hops, CtlOf& ctlOf, kj::Timer& timer, uint64_t limitMs, double& restoreMs,
+                   kj::WaitScope& ws) {
+  struct Answer {
+    bool answered = false;
+    kj::String homeFailed;
+    double ms = 0;
+    kj::String why;  // not answered
+  };
+  uint64_t hop = 0;
+  if (getrandom(&hop, sizeof hop, 0) != static_cast<ssize_t>(sizeof hop)) {
+    hop = static_cast<uint64_t>(getpid()) << 32 ^ static_cast<uint64_t>(time(nullptr));
+  }
+  kj::Vector<kj::Promise<Answer>> answers;
+  for (auto* h : hops) {
+    auto req = h->out->sink().commitRequest();
+    req.setTreeHop(hop);
+    req.setTreeMembers(static_cast<uint32_t>(hops.size()));
+    auto answered =
+        req.send().then([](auto r) { return Answer{true, kj::str(r.getHomeFailed()), r.getRestoreMs(), nullptr}; });
+    answers.add(answered
+                    .exclusiveJoin(timer.afterDelay(limitMs * kj::MILLISECONDS).then([limitMs]() -> Answer {
+                      fail(kj::str("no answer within ", limitMs / 1000.0, " s"));
+                    }))
+                    .catch_([](kj::Exception&& e) { return Answer{false, nullptr, 0, kj::str(e.getDescription())}; }));
+  }
+  auto all = kj::joinPromises(answers.releaseAsArray()).wait(ws);
+  kj::StringPtr failed = "", unanswered = "";
+  auto calledOff = [](kj::StringPtr why) { return strstr(why.cStr(), "called off") != nullptr; };
+  for (size_t i = 0; i < hops.size(); ++i) {
+    MemberHop& h = *hops[i];
+    Answer& a = all[i];
+    if (!a.answered) {
+      if (unanswered.size() == 0) unanswered = a.why;
+      continue;
+    }
+    if (a.homeFailed.size() > 0) {
+      if (h.born.carry) {
+        h.born.frozen->resume();  // with its children born here, which never ran at home
+        h.born.frozen->signalEach(SIGCONT);
+      } else {
+        ctlOf(&h).resume();
+        kill(h.pid, SIGCONT);
+      }
+      // The member that failed says why; the others were called off because of it.
+      if (failed.size() == 0 || (calledOff(failed) && !calledOff(a.homeFailed))) {
+        failed = a.homeFailed;
+      }
+      continue;
+    }
+    if (h.born.carry) {
+      h.born.frozen->exitEach();  // they run at home now, with it
+      h.born.frozen->signalEach(SIGCONT);
+    } else {
+      ctlOf(&h).exitProcess();
+      kill(h.pid, SIGCONT);
+    }
+    restoreMs = std::max(restoreMs, a.ms);
+  }
+  if (unanswered.size() > 0) {
+    fprintf(stderr,
+            "no answer to the commit (%s); the tree's members without one are kept here frozen and stopped, since "
+            "home may run them: not resumed\n",
+            unanswered.cStr());
+    return kCommittedUnconfirmed;
+  }
+  if (failed.size() > 0) {
+    fprintf(stderr, "hop home failed after its commit: %s; the job runs on where it was with its children\n",
+            failed.cStr());
+    return kHomeRestoreFailed;
+  }
+  return 0;
+}
+
 // How many times a move of a tree from home starts again when a child member ended
 // before the freeze (sendCommand).
 constexpr int kTreeAttempts = 4;
@@ -680,7 +761,7 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
         auto born = frozen ? SettledChildren<resources::TreeProcess>{look(), false} : settledLook(look);
         if (first) h->born.cameAndWent = born.cameAndWent;
         if (born.left.size() == 0) continue;
-        if (!frozen && (first || (!precopy && !homecoming))) {
+        if (!frozen && (first || !precopy)) {
           KJ_IF_MAYBE(why, notUnderShim(born.left)) {
             fail(stillHere(kj::str("for its process ", h->vpid, ": ", *why, "; move it once that process has ended")));
           }
@@ -808,6 +889,7 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
       ticket.setVpid(static_cast<int32_t>(h->vpid));
       ticket.setCommand(h == &root ? command : h->command.asPtr());
       ticket.setKeepDeputy(sharesBefore);
+      ticket.setKeptFrozen(true);  // read only by a home that takes the tree back
       setAwayPids(ticket, h->born);
       asked.add(receive.send().then([](auto r) { return kj::tuple(r.getSink(), r.getHome()); }));
     }
@@ -827,13 +909,12 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     }
     homecoming = homeIs == TreeHomecoming::ALL;
   }
-  // A member's children born here come along to another host stop-and-copy (BornAway),
-  // not home, and not where the members share objects (those move in the root's image).
+  // A member's children born here come along stop-and-copy (BornAway), to another host
+  // or home (there each is forked with its PID of this host into the member's restart,
+  // released at the tree's point of no return), not where the members share objects
+  // (those move in the root's image).
   for (auto* h : hops) {
     if (h->born.children.size() == 0) continue;
-    if (homecoming) {
-      fail(awayChildrenRefusal(vpid, h->vpid, h->born.children, h->born.cameAndWent, false, BornAwayRefused::home));
-    }
     if (sharesBefore) {
       fail(stillHere(kj::str("its process ", h->vpid, " has children born on this host (", childNames(h->born.children),
                              ") and its members share memory or System V objects, which cannot move together yet")));
@@ -845,7 +926,7 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   }
   // One that forked here during the look's moment may have a child again at the freeze.
   for (auto* h : hops) {
-    if (precopy && a.mode == nullptr && !homecoming && h->born.forks()) {
+    if (precopy && a.mode == nullptr && h->born.forks()) {
       precopy = false;
       whyNot = kj::str("its process ", h->vpid, " has children born away from home, which move with it, and pre-copy "
                        "does not carry them");
@@ -970,7 +1051,7 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   froze = true;
   // Away, to another host, stop-and-copy: a member with children now is parked with
   // them (BornAway), the others alone.
-  const bool mayCarry = !atHome && !homecoming && !precopy;
+  const bool mayCarry = !atHome && !precopy;
   for (auto* h : hops) {
     park(h, [&]() {
       if (mayCarry) h->born.park(ctlOf(h));
@@ -1098,9 +1179,25 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   // connection ends: hangUp below, or this process's end), so that eight execs here
   // do not share the CPU with B's release of the members, as a post-copy hop's job
   // becomes its deputy only later; the members' calls home wait for their deputies.
+  // A hop home: every member stays here, frozen and stopped (as one job's does), until
+  // home says that the tree runs there (then each ends here) or that its return was
+  // called off, every deputy back (then each resumes here): all or none, since home
+  // lets no member run before every one is restorable (shadow/home_gate.h).
   for (size_t i = hops.size(); i-- > 0;) {
     MemberHop& h = *hops[i];
     migctl::ControlClient& ctl = ctlOf(&h);
+    if (homecoming) {
+      if (kill(h.pid, SIGSTOP) != 0) {
+        const int err = errno;
+        for (size_t j = i + 1; j < hops.size(); ++j) {
+          kill(hops[j]->pid, SIGCONT);
+          if (hops[j]->born.carry) hops[j]->born.frozen->signalEach(SIGCONT);
+        }
+        fail(kj::str("cannot stop the frozen process ", h.vpid, ": ", strerror(err), "; the job runs on ", here));
+      }
+      if (h.born.carry) h.born.frozen->signalEach(SIGSTOP);  // its children born here, carried home, too
+      continue;
+    }
     if (!atHome) {
       if (h.born.carry) {
         h.born.frozen->exitEach();  // its children too: they run there now, with it
@@ -1116,7 +1213,7 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
     ctl.becomeDeputyOnClose(args);
   }
   KJ_DEFER(for (auto* h : hops) ctlOf(h).hangUp());  // at the latest: the deputies start
-  printf("COMMITTED\n");
+  printf(homecoming ? "COMMITTED-HOME\n" : "COMMITTED\n");
   fflush(stdout);
   times.mark("give-up");
   // The System V objects are the destination's now: none left here for a stale use.
@@ -1124,8 +1221,12 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   hopFaultPoint("send-committed", [](kj::String why) { fail(kj::mv(why)); });
 
   // Phase two: every member runs there.
+  if (homecoming) {
+    auto code = commitTreeHome(hops.asPtr(), ctlOf, timer, a.stallMs + kPrepareAllowanceMs, restoreMs, ws);
+    if (code != 0) return code;
+  }
   kj::Vector<kj::Promise<double>> running;
-  for (auto* h : hops) {
+  for (auto* h : homecoming ? kj::ArrayPtr<MemberHop*>() : hops.asPtr()) {
     running.add(h->out->sink().commitRequest().send().then([](auto r) { return r.getRestoreMs(); }));
   }
   auto committed = kj::runCatchingExceptions([&]() {

@@ -49,5 +49,24 @@ TEST_CASE("tree homecoming: the sender takes all or none") {
   CHECK(treeHomecoming(kj::arrayPtr(one, 1)) == TreeHomecoming::ALL);
 }
 
+TEST_CASE("tree homecoming: the tree goes once every member is ready, not before") {
+  TreeGoTally t(3);
+  CHECK(t.ready(100) == TreeGoTally::Step::WAIT);
+  CHECK(t.ready(100) == TreeGoTally::Step::WAIT);  // the same member twice counts once
+  CHECK(t.ready(101) == TreeGoTally::Step::WAIT);
+  CHECK(t.ready(102) == TreeGoTally::Step::GO);
+  CHECK(t.failed() == TreeGoTally::Step::GO);  // past the point of no return: nothing to undo
+  CHECK(t.decided() == TreeGoTally::Step::GO);
+}
+
+TEST_CASE("tree homecoming: one member's failure calls every member's return off") {
+  TreeGoTally t(3);
+  CHECK(t.ready(100) == TreeGoTally::Step::WAIT);
+  CHECK(t.failed() == TreeGoTally::Step::CALL_OFF);
+  CHECK(t.ready(101) == TreeGoTally::Step::CALL_OFF);  // ready later: called off too
+  CHECK(t.ready(102) == TreeGoTally::Step::CALL_OFF);
+  CHECK(t.failed() == TreeGoTally::Step::CALL_OFF);
+}
+
 }  // namespace
 }  // namespace mig::shadow

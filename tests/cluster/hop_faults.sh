@@ -40,6 +40,10 @@
 # at recv-become (the deputy went to become the job) c hears that home took it and
 # ends its copy. The job finishes with the output and status of an
 # undisturbed run (its parent at home gets its status).
+# Last (while the counter jobs finish), a python3 tree (a child forked at home, which
+# starts a child of its own on b) moved a -> b fails its hop home in the root's
+# restorer, then in its restart: all or none, the three run on at b, nothing at a; then
+# the tree comes home whole with the child born on b, exact.
 #
 # usage: hop_faults.sh OPTIONS (cluster_lib.sh); meson runs it as test
 # 'migration-hop-faults' (suite cluster) with every path filled in.
@@ -348,6 +352,123 @@ say("done")'
 else
   echo "# ($PY is not installed: the case of a child born away skipped)"
 fi
+# --- a tree's hop home, all or none (issue 12) -----------------------------------------
+# A python3 job with a child forked at home (a member of its tree, not born away) moves
+# a -> b whole; there the child starts a child of its own (born away, a python3 printing
+# GRAND lines), which comes home with its parent, stop-and-copy. Its hop home fails in
+# the root's restorer (home-restorer: a's shadowd gives a tree's hop home its fault in
+# the root only), then in the root's restart just before the restorer's exec
+# (home-exec): the child's restore at a was ready, and must not run there alone. One line, exit non-zero; both run on at b (listed there, a's PIDs
+# their deputies, GRAND lines going on, none twice, the child's deputy with no child).
+# Later, with no fault, the tree comes home whole, the grandchild with it (a child of
+# the child at a); its output and status the undisturbed run's.
+# (Before, a tree's members were given up at b at the commit: at home-exec both were
+# lost, migctl exit 4; and a member's child born away refused the tree's hop home.)
+TREE_OK=no
+tree_home_fault() {
+  [[ -x $PY ]] || { echo "# ($PY is not installed: the tree's hop home skipped)"; return 0; }
+  TREE=$STEPS_PY'
+import os, subprocess, sys, time
+kid = os.fork()
+if kid == 0:
+    while not os.path.exists("MOVED"):
+        time.sleep(0.05)
+    grand = subprocess.Popen([sys.executable, "-c", sys.argv[1]])  # born on b
+    n = 0
+    while not os.path.exists("END"):
+        n += 1
+        say("KID", n)
+        time.sleep(0.1)
+    say("grandchild status", grand.wait())
+    os._exit(3)
+say("KIDPID", kid)
+steps_until("END")
+_, st = os.waitpid(kid, 0)
+say("kid status", os.waitstatus_to_exitcode(st))
+say("done")'
+  GRAND=$STEPS_PY'
+import os, time
+n = 0
+while not os.path.exists("END"):
+    n += 1
+    say("GRAND", n)
+    time.sleep(0.1)
+say("grandchild done")
+os._exit(4)'
+  mkdir -p "$(jfile tref data)" && touch "$(jfile tref MOVED)" "$(jfile tref END)"
+  start_job tref plain "$PY" -c "$TREE" "$GRAND"
+  local what="a tree's move a -> b"
+  set_fault a "hop:home-restorer:error"  # (before the move: its hops home only)
+  if ! start_job tree mig "$PY" -c "$TREE" "$GRAND" || ! wait_step tree 3 20 || ! migrate tree b 60; then
+    fail "$what: the tree did not move a -> b: exit $MIG_RC"; detail "$MIG_ERR" "migctl stderr"
+    return 0
+  fi
+  # (b's next PIDs far from a's: the grandchild's PID of b must be free at a, born_away.sh)
+  hx b bash -c 'echo 40000 >/proc/sys/kernel/ns_last_pid'
+  touch "$(jfile tree MOVED)"
+  wait_until 30 grep -q '^GRAND 3$' "$(jfile tree out)"
+  TREE_KID=$(awk '$1 == "KIDPID" { print $2 }' "$(jfile tree out)")
+  TREE_OK=yes
+  tree_home_fails home-restorer && set_fault a "hop:home-exec:error" && tree_home_fails home-exec || TREE_OK=no
+}
+# tree_home_fails STEP: the tree's hop home fails at STEP (a's shadowd has the fault).
+tree_home_fails() {
+  local step=$1 what="a tree's hop home failing at $1 in its root" kidAt n k
+  wait_until 20 eval '[[ $(host_of "$(where tree)") == b ]]'  # (a's shadowd learned it back)
+  wait_step tree $(( $(last_step tree) + 3 )) 20
+  migrate tree a 60
+  hm a list >"$T/list.last" 2>/dev/null
+  kidAt=$(awk -v p="$TREE_KID" '$1 == p { print $3; exit }' "$T/list.last")
+  if one_line_reason && grep -q "restore at home failed (.*injected fault.*$step" "$MIG_ERR" &&
+     [[ $(host_of "$(where tree)") == b && $(host_of "$kidAt") == b ]]; then
+    ok "$what: migctl migrate exited $MIG_RC, the root and its child run on at b: $(cat "$MIG_ERR")"
+  else
+    fail "$what: migctl migrate exited $MIG_RC, the root listed at '$(where tree)', its child ($TREE_KID) at '$kidAt'"
+    detail "$MIG_ERR" "migctl stderr"; shadowd_logs a b; restore_log a
+    return 1
+  fi
+  n=$(grep -ac '^GRAND ' "$(jfile tree out)")
+  k=$(( $(last_step tree) + 3 ))
+  if wait_step tree "$k" 20 && wait_until 20 eval '(( $(grep -ac "^GRAND " "$(jfile tree out)") >= n + 3 ))' &&
+     [[ $(hx a readlink "/proc/${PID[tree]}/exe") == *mig-deputy* && $(hx a readlink "/proc/$TREE_KID/exe") == *mig-deputy* ]] &&
+     [[ -z $(grep -a '^KID \|^GRAND ' "$(jfile tree out)" | sort | uniq -d) && -z $(hx a ps -o pid= --ppid "$TREE_KID") ]]; then
+    ok "$what: both run on at b with the child's child born there (STEP $k and new GRAND lines, no KID or GRAND line twice), a's PIDs their deputies, the child's with no child"
+  else
+    fail "$what: the tree does not run on at b: last STEP $(last_step tree), lines twice: $(grep -a '^KID \|^GRAND ' "$(jfile tree out)" | sort | uniq -d | tr '\n' ' '), at a: $(hx a ps -o pid=,ppid=,stat=,args= -p "${PID[tree]},$TREE_KID" --ppid "$TREE_KID" | tr '\n' ';')"
+    shadowd_logs a b
+    return 1
+  fi
+}
+# tree_home_after: a's shadowd has no fault now: the tree comes home whole and ends exact.
+tree_home_after() {
+  [[ $TREE_OK == yes ]] || { kill_job tree; return 0; }
+  local what="the tree's hop home after the fault"
+  wait_until 20 eval '[[ $(host_of "$(where tree)") == b ]]'  # (a's shadowd learned it back)
+  if migrate tree a 60 && [[ $(host_of "$(where tree)") == a ]] &&
+     [[ $(hx a readlink "/proc/${PID[tree]}/exe") != *mig-deputy* && $(hx a readlink "/proc/$TREE_KID/exe") != *mig-deputy* ]] &&
+     [[ -n $(hx a ps -o pid= --ppid "$TREE_KID") ]]; then
+    ok "$what: the root and its child run at a, not deputies, the child's child born on b with them: $(migrated_line)"
+  else
+    fail "$what: migctl migrate exited $MIG_RC, listed at '$(where tree)'"; detail "$MIG_ERR" "migctl stderr"
+    shadowd_logs a b
+  fi
+  local n
+  n=$(grep -ac '^GRAND ' "$(jfile tree out)")
+  wait_until 20 eval '(( $(grep -ac "^GRAND " "$(jfile tree out)") >= n + 3 ))'  # (at a now)
+  touch "$(jfile tree END)"
+  wait_job tree 30
+  local got want
+  got=$(grep -av '^STEP \|^KID \|^KIDPID \|^GRAND ' "$(jfile tree out)")
+  want=$(grep -av '^STEP \|^KID \|^KIDPID \|^GRAND ' "$(jfile tref out)")
+  if [[ $STATUS == 0 && $got == "$want" && ! -s $(jfile tree err) && -z $(grep -a '^KID \|^GRAND ' "$(jfile tree out)" | sort | uniq -d) ]]; then
+    ok "tree: output the undisturbed run's (statuses 4 and 3), no KID or GRAND line twice, nothing on stderr, status 0"
+  else
+    fail "tree: status $STATUS, output not the undisturbed run's"
+    diff <(echo "$want") <(echo "$got") | head -n 12 | sed 's/^/#     /'
+    detail "$(jfile tree err)" "its stderr"
+  fi
+  kill_job tree
+}
 # --- a hop home whose commit gets no answer: a's shadowd dies at the commit -----------
 # c keeps the job frozen and stopped; a's shadowd, started again, learns the job back
 # from its deputy (which was never told to become the job); c, asking a again, hears
@@ -445,6 +566,11 @@ else
   fail "$what: the job did not move out to c again (migctl migrate exited $MIG_RC), or a's shadowd does not list it there: '$(where job)'"
   detail "$MIG_ERR" "migctl stderr"
 fi
+
+# The tree's case (above) last, while the counter jobs finish: they need not outlive it.
+tree_home_fault
+set_fault a
+tree_home_after
 
 wait_job ref 120
 compare job ref "$STATUS"

@@ -12,7 +12,8 @@
 #    child's 3 under their PIDs, and the shell on a gets the root's status 7.
 #    The tree then moves on whole, b -> c with --stop-and-copy (a signal from home
 #    reaches the child there); once the root has a child born away from home (on c),
-#    the tree's move home is refused in one line and it runs on; the root kills that
+#    the tree's move home with --precopy is refused in one line (such a child comes
+#    home stop-and-copy only) and it runs on; the root kills that
 #    child and waits for it (status -9). Then the tree comes home, c -> a pre-copy, and
 #    is a plain local tree again (deputy/homecoming.h): `migctl list` at a shows the
 #    root and the child once each, local; neither is a deputy; the child is still the
@@ -187,15 +188,16 @@ else
   fail "SIGUSR2 sent at home to the child did not reach it on c"
 fi
 
-# A child born away from the tree's home (here: on c): the tree's next move (home) is
-# refused in one line, the job runs on. The root then kills and waits for it.
+# A child born away from the tree's home (here: on c) comes home with its parent only
+# stop-and-copy (hop_faults.sh brings one home): the tree's next move (home) with
+# --precopy is refused in one line, the job runs on. The root then kills and waits for it.
 touch "$(jfile family SPAWN)"
 if wait_until 30 grep -q '^late child ' "$(jfile family out)"; then
-  migrate family a
+  migrate family a 60 --precopy
   k=$(( $(last_step family) + 3 ))
-  if one_line_reason && grep -q "cannot move PID $root with its children: its process $root has 1 child born on this host (sleep)" "$MIG_ERR" &&
+  if one_line_reason && grep -q "cannot move PID $root with its children: the children born on this host of its process $root (sleep) move with it stop-and-copy only" "$MIG_ERR" &&
      grep -q "the job runs on where it was" "$MIG_ERR" && wait_step family "$k" 30; then
-    ok "the tree with a child born away from home: its move refused in one line, the job runs on (STEP $k)"
+    ok "the tree with a child born away from home: its move home with --precopy refused in one line, the job runs on (STEP $k)"
   else
     fail "the tree with a child born away from home: exit $MIG_RC"; detail "$MIG_ERR" "migctl's stderr"
   fi
