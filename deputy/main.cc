@@ -23,7 +23,8 @@
 //        mig-deputy --check --socket SHADOWD_SOCKET
 // (--ready: once registered, it says so on the hop's sender's socket NAME; --check: a
 // trial start in a process of its own, before a hop from home: exit 0 if it starts and
-// reaches shadowd, else one line why; shadow/deputy_start.h)
+// reaches shadowd, else one line why; shadow/deputy_start.h; MIG_DEPUTY_PROBE in the
+// environment: exit 0 at once, the job's shim proving that the job can exec it)
 // (MIG_LINK_LOST_AFTER=S in the job's environment: its own limit for a broken link)
 #include "deputy/call_runner.h"
 #include "deputy/homecoming.h"
@@ -593,6 +594,7 @@ class LogToMigLog final : public kj::ExceptionCallback {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (getenv("MIG_DEPUTY_PROBE") != nullptr) return 0;  // the job's exec of it works (shim probeDeputy)
   mig::shadow::keepCallBuffers();
   LogToMigLog logToMigLog;
   try {

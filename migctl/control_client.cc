@@ -180,9 +180,10 @@ void ControlClient::becomeDeputyOnClose(kj::ArrayPtr<const kj::StringPtr> argv) 
   sendDeputy(control::kOpBecomeDeputyOnClose, argv);
 }
 
-int ControlClient::tryDeputy(kj::ArrayPtr<const kj::StringPtr> argv, int timeoutMs) {
+int ControlClient::tryDeputy(kj::ArrayPtr<const kj::StringPtr> argv, int timeoutMs, bool stopped) {
   sendDeputy(control::kOpTryDeputy, argv);
   frozen_ = true;  // until the exec is known to have happened
+  if (stopped) kill(realPid_, SIGCONT);  // the command is there when its shim goes on
   struct pollfd p = {fd_, POLLIN, 0};
   if (poll(&p, 1, timeoutMs) != 1) return ETIMEDOUT;
   control::Reply reply{};
@@ -195,6 +196,18 @@ int ControlClient::tryDeputy(kj::ArrayPtr<const kj::StringPtr> argv, int timeout
     return reply.reserved != 0 ? static_cast<int>(reply.reserved) : EIO;
   }
   return EPROTO;
+}
+
+int ControlClient::probeDeputy(kj::ArrayPtr<const kj::StringPtr> argv, int timeoutMs) {
+  sendDeputy(control::kOpProbeDeputy, argv);
+  struct pollfd p = {fd_, POLLIN, 0};
+  if (poll(&p, 1, timeoutMs) != 1) return ETIMEDOUT;
+  control::Reply reply{};
+  ssize_t n = ::read(fd_, &reply, sizeof(reply));
+  if (n != sizeof(reply) || reply.magic != control::kMagic) return EPROTO;
+  if (reply.status == control::kOk) return 0;
+  if (reply.status == control::kDeputyExecFailed) return reply.reserved != 0 ? static_cast<int>(reply.reserved) : EIO;
+  return EPROTO;  // kBadRequest: a libmig without the probe
 }
 
 void ControlClient::hangUp() {

@@ -55,7 +55,13 @@ class ControlClient {
   // The same before the hop's commit: 0 once the exec happened (the connection ended),
   // else why it did not (errno; ETIMEDOUT: no answer); the process is then still the
   // frozen job, to resume.
-  int tryDeputy(kj::ArrayPtr<const kj::StringPtr> argv, int timeoutMs);
+  // stopped: the process is stopped (SIGSTOP) and is continued once the command is sent.
+  int tryDeputy(kj::ArrayPtr<const kj::StringPtr> argv, int timeoutMs, bool stopped = false);
+  // While the process runs on: whether its exec of `argv` (the deputy) would succeed,
+  // tried in a child of it that ends at once (a hop whose deputy starts after the
+  // commit proves it before). 0, or why not (errno; ETIMEDOUT: no answer). The shim
+  // ends this connection after it.
+  int probeDeputy(kj::ArrayPtr<const kj::StringPtr> argv, int timeoutMs);
   void hangUp();
 
  private:

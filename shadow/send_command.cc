@@ -110,6 +110,26 @@ constexpr uint64_t kPrepareAllowanceMs = 120000;
 // shadowd may take (deputy_start.h); they take milliseconds.
 constexpr int kDeputyStartMs = 10000;
 
+// The deputy's program as the job's process execs it. MIG_FAULT=hop:deputy-exec:error
+// names one that is not there: the exec really fails (crash: see the exec at the commit).
+kj::String deputyProgram(kj::StringPtr deputy) {
+  const HopFault& f = hopFault();
+  const bool injected = f.step == "deputy-exec" && f.action == HopFaultAction::ERROR;
+  return injected ? kj::str(deputy, ".injected-fault") : kj::str(deputy);
+}
+
+// A tree member's and a post-copy job's deputy start after the commit, when the job
+// can no longer go on here: their exec is proved first, from the job's process while
+// it runs (ControlClient::probeDeputy: its credentials, root, limits, environment).
+// "" if it would start, else why not. The job's control connection is spent after it.
+kj::String whyDeputyWouldNotStart(migctl::ControlClient& ctl, kj::StringPtr program, uint64_t jobId,
+                                  kj::ArrayPtr<const kj::byte> token, kj::StringPtr shadowdSocket) {
+  auto idText = kj::str(jobId), tokenEnv = kj::str(kTokenEnv, "=", hex(token));
+  kj::StringPtr args[] = {program, "--job-id", idText, tokenEnv, "--socket", shadowdSocket};
+  int err = ctl.probeDeputy(args, kDeputyStartMs);
+  return err == 0 ? kj::str("") : kj::str("exec of ", program, ": ", strerror(err));
+}
+
 constexpr const char* kUsage =
     "usage: MIG_JOB_TOKEN=HEX migctl send PID --to HOST:PORT --key FILE --job-id ID --home HOST:PORT\n"
     "                   --vpid N [--command TEXT] [--network local|rebind] [--deputy PATH --shadowd-socket PATH]\n"
@@ -865,6 +885,29 @@ int sendTree(kj::AsyncIoContext& io, migctl::ControlClient& rootCtl, long vpid, 
   };
   hops.add(&root);
   for (auto& m : members) hops.add(&m);
+  // At home every member execs its deputy after the commit (below), all or none: each
+  // exec is proved first, before the destination is asked, or the hop is refused with
+  // every member running on here. (A member that ended meanwhile is left out later.)
+  if (atHome) {
+    auto program = deputyProgram(a.deputy);
+    for (auto* h : hops) {
+      kj::String why;
+      auto probed = kj::runCatchingExceptions([&]() {
+        why = whyDeputyWouldNotStart(h->ctl.get() != nullptr ? *h->ctl : rootCtl, program, h->jobId, h->token,
+                                     a.shadowdSocket);
+        h->ctl = nullptr;  // (spent: a new one for what follows)
+        h->ctl = kj::heap<migctl::ControlClient>(h == &root ? rootCtl.pid() : h->pid);
+      });
+      if (h != &root && !resources::processRuns(h->pid)) continue;
+      KJ_IF_MAYBE(e, probed) { kj::throwFatalException(kj::mv(*e)); }
+      if (why.size() > 0) {
+        // (The root's command may span lines; a member's is its comm.)
+        auto whose = h == &root ? kj::str("its deputy")
+                                : kj::str("the deputy of its process ", h->vpid > 0 ? h->vpid : h->pid, " (", h->command, ")");
+        fail(stillHere(kj::str(whose, " could not start (", why, ")")));
+      }
+    }
+  }
   // The destination may refuse any of them before anything is frozen (the root's
   // ticket names the tree's System V objects: their keys and ids must be free there);
   // all asked at once, one round trip for the tree.
@@ -1665,6 +1708,17 @@ int sendCommand(int argc, char** argv) {
   // Post-copy: the destination takes the page source now (and may refuse, the job
   // untouched); it asks for pages only once the job runs there.
   const bool postcopy = mode != nullptr && strcmp(mode, "postcopy") == 0;
+  // Post-copy's deputy starts after the commit (the job stays here as its pages'
+  // source until they are copied): its exec is proved first.
+  if (postcopy && deputy != nullptr) {
+    auto why = whyDeputyWouldNotStart(*ctl, deputyProgram(deputy), jobId, token, shadowdSocket);
+    if (why.size() > 0) {
+      fail(kj::str("cannot move PID ", vpid > 0 ? vpid : pid, ": its deputy could not start (", why,
+                   "); nothing was frozen, the job runs on at home"));
+    }
+    ctl = nullptr;
+    ctl = kj::heap<migctl::ControlClient>(static_cast<pid_t>(pid));
+  }
   auto finished = kj::newPromiseAndFulfiller<void>();
   uint64_t remoteBytes = 0;
   PageSourceImpl* pages = nullptr;          // kept alive by pageSource, whatever the destination does
@@ -1857,12 +1911,11 @@ int sendCommand(int argc, char** argv) {
     // MIG_FAULT=hop:deputy-exec:error: a program that is not there (the exec really
     // fails); crash: the job's process is killed as it execs (as the OOM killer might).
     const HopFault& f = hopFault();
-    const bool injected = f.step == "deputy-exec";
-    auto program = injected ? kj::str(deputy, ".injected-fault") : kj::str(deputy);
+    auto program = deputyProgram(deputy);
     kj::StringPtr args[] = {program, "--job-id", idText, tokenEnv, "--socket", shadowdSocket,
                             "--drop-signals", dropText, "--ready", r.name()};
     int err = 0;
-    if (injected && f.action == HopFaultAction::CRASH) kill(ctl->realPid(), SIGKILL);
+    if (f.step == "deputy-exec" && f.action == HopFaultAction::CRASH) kill(ctl->realPid(), SIGKILL);
     else err = ctl->tryDeputy(args, kDeputyStartMs);
     if (err != 0) {
       ctl->resume();
@@ -1953,21 +2006,33 @@ int sendCommand(int argc, char** argv) {
       fprintf(stderr, "post-copy: %s; the job stays frozen here until %s has its pages\n",
               e->getDescription().cStr(), to);
     }
-    auto letGo = [&]() {
-      if (deputy != nullptr) {
-        auto idText = kj::str(jobId), tokenEnv = kj::str(kTokenEnv, "=", hex(token)),
-             dropText = kj::str(kj::hex(stats.pendingSignals));
-        kj::StringPtr args[] = {deputy, "--job-id", idText, tokenEnv, "--socket", shadowdSocket,
-                                "--drop-signals", dropText};
-        ctl->becomeDeputy(args);
-      } else {
+    // The exec was proved before the freeze; one that fails all the same (the program
+    // gone since) leaves nobody at home for the job running there: ended, here (the
+    // watch on this process ends it there) and by its page server's end.
+    auto letGo = [&]() -> int {
+      if (deputy == nullptr) {
         ctl->exitProcess();
+        kill(ctl->realPid(), SIGCONT);
+        return 0;
       }
-      kill(ctl->realPid(), SIGCONT);
+      DeputyReady& r = ready.emplace();
+      auto idText = kj::str(jobId), tokenEnv = kj::str(kTokenEnv, "=", hex(token)),
+           dropText = kj::str(kj::hex(stats.pendingSignals));
+      auto program = deputyProgram(deputy);
+      kj::StringPtr args[] = {program, "--job-id", idText, tokenEnv, "--socket", shadowdSocket,
+                              "--drop-signals", dropText, "--ready", r.name()};
+      int err = ctl->tryDeputy(args, kDeputyStartMs, /*stopped=*/true);
+      if (err == 0) return 0;
+      kill(ctl->realPid(), SIGKILL);
+      fprintf(stderr,
+              "its deputy could not start after the commit (exec of %s: %s): with nobody at home to serve it, the job "
+              "was ended on %s and at home, and its parent at home got that end (SIGKILL) as the job's status\n",
+              program.cStr(), strerror(err), to);
+      return kDeputyDied;
     };
     bool gone = false;  // the job here is the deputy (or ended) by now
     if (copied == nullptr) {
-      letGo();
+      if (int rc = letGo()) return rc;
       gone = true;
     }
     // This process dying from here on leaves the copy to shadowd (spooled_pages.h).
@@ -2053,7 +2118,9 @@ int sendCommand(int argc, char** argv) {
               e->getDescription().cStr());
       return kPostcopyLost;
     }
-    if (!gone) letGo();
+    if (!gone) {
+      if (int rc = letGo()) return rc;
+    }
   }
   // The deputy registered with shadowd, or lives and goes on trying (as with a
   // restarted shadowd). One that died first (killed as it started: its trial start

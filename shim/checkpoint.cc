@@ -19,6 +19,9 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <poll.h>
+#include <sched.h>
+#include <csignal>
+#include <sys/wait.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -95,6 +98,29 @@ void writeAll(int fd, const void* p, size_t n) {
   }
 }
 
+constexpr size_t kMaxDeputyArgv = 64, kMaxDeputyEnv = 4096;
+
+// The deputy's argv and environment from kOpBecomeDeputy's NUL-separated args:
+// NAME=VALUE entries among them are for the environment (the job token: never on a
+// command line, which every user can read), then the program's own but LD_PRELOAD;
+// `first` goes first into the environment when not null. False if malformed.
+bool deputyExecArgs(char* args, size_t len, char** argv, char** envp, char* first) {
+  size_t argc = 0, envc = 0;
+  if (first != nullptr) envp[envc++] = first;
+  for (size_t i = 0; i < len && argc + 1 < kMaxDeputyArgv && envc + 1 < kMaxDeputyArgv; ++i) {
+    if (i != 0 && args[i - 1] != '\0') continue;
+    if (argc > 0 && strncmp(args + i, "MIG_", 4) == 0 && strchr(args + i, '=') != nullptr) envp[envc++] = args + i;
+    else argv[argc++] = args + i;
+  }
+  argv[argc] = nullptr;
+  if (argc == 0 || len == 0 || args[len - 1] != '\0') return false;
+  for (char** e = environ; *e != nullptr && envc + 1 < kMaxDeputyEnv; ++e) {
+    if (strncmp(*e, "LD_PRELOAD=", 11) != 0) envp[envc++] = *e;
+  }
+  envp[envc] = nullptr;
+  return true;
+}
+
 // The job migrated and its home process becomes the deputy (deputy/main.cc):
 // exec it in place, from this thread, while every other thread is parked. The job's
 // fds stay open (close-on-exec cleared: the deputy holds them for the job); ours are
@@ -105,22 +131,9 @@ void writeAll(int fd, const void* p, size_t n) {
 // thread that calls it, and the deputy needs the program's.
 int execDeputy(char* args, size_t len) {
   Runtime& rt = g_runtime;
-  // NAME=VALUE entries among the args are for the environment (the job token: never
-  // on a command line, which every user can read).
-  static char* argv[64];
-  static char* envp[4096];
-  size_t argc = 0, envc = 0;
-  for (size_t i = 0; i < len && argc + 1 < 64 && envc + 1 < 64; ++i) {
-    if (i != 0 && args[i - 1] != '\0') continue;
-    if (argc > 0 && strncmp(args + i, "MIG_", 4) == 0 && strchr(args + i, '=') != nullptr) envp[envc++] = args + i;
-    else argv[argc++] = args + i;
-  }
-  argv[argc] = nullptr;
-  if (argc == 0 || args[len - 1] != '\0') return EINVAL;
-  for (char** e = environ; *e != nullptr && envc + 1 < 4096; ++e) {
-    if (strncmp(*e, "LD_PRELOAD=", 11) != 0) envp[envc++] = *e;
-  }
-  envp[envc] = nullptr;
+  static char* argv[kMaxDeputyArgv];
+  static char* envp[kMaxDeputyEnv];
+  if (!deputyExecArgs(args, len, argv, envp, nullptr)) return EINVAL;
   // The fds whose close-on-exec is cleared below, to set it again if the exec fails
   // (the job may then go on here: kOpTryDeputy).
   static int cleared[65536];
@@ -265,7 +278,12 @@ void controlThreadParked() {
       if (!delegate(kDelegateExecDeputy)) rt.deputyExecError = EAGAIN;  // returns only if the exec failed
     }
     // Not given up yet (the hop is not committed): the job stays, and the sender hears why.
-    if (!trying) rawSyscall(SYS_exit_group, 127);  // the job runs elsewhere now: never on here too
+    // Given up (the job runs elsewhere now: never on here too): ended as killed, which
+    // its parent sees and home's watch on this process follows (ends the job there).
+    if (!trying) {
+      rawSyscall(SYS_kill, rawSyscall(SYS_getpid), SIGKILL);
+      rawSyscall(SYS_exit_group, 127);
+    }
     control::Reply failed{};
     failed.magic = control::kMagic;
     failed.status = control::kDeputyExecFailed;
@@ -461,6 +479,50 @@ bool runCheckpoint(int conn, const control::Request& request) {
     return true;
   }
   return false;
+}
+
+// The child that tries the exec for probeDeputy: it shares our memory (no copy of a
+// big job's), runs on a stack of its own with every signal blocked (no handler of the
+// program runs in it), and leaves only through the exec or _exit.
+namespace {
+struct Probe {
+  char** argv;
+  char** envp;
+  int execError;
+};
+alignas(16) char g_probeStack[64 * 1024];
+
+int probeChild(void* arg) {
+  auto* p = static_cast<Probe*>(arg);
+  long r = rawSyscall(SYS_execve, reinterpret_cast<long>(p->argv[0]), reinterpret_cast<long>(p->argv),
+                      reinterpret_cast<long>(p->envp));
+  p->execError = r < 0 ? static_cast<int>(-r) : EIO;
+  rawSyscall(SYS_exit, 127);
+  return 0;
+}
+}  // namespace
+
+int probeDeputy(char* args, size_t len) {
+  static char* argv[kMaxDeputyArgv];
+  static char* envp[kMaxDeputyEnv];
+  static char probeWord[] = "MIG_DEPUTY_PROBE=1";  // deputy/main.cc ends at once
+  if (!deputyExecArgs(args, len, argv, envp, probeWord)) return EINVAL;
+  Probe probe{argv, envp, 0};
+  uint64_t all = ~0ull, old = 0;
+  rawSyscall(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&all), reinterpret_cast<long>(&old), 8);
+  // CLONE_VFORK: back here once the child has exec'd or ended. Exit signal 0: no
+  // SIGCHLD for the program, which could not wait for this child either (__WALL only).
+  int pid = clone(probeChild, g_probeStack + sizeof(g_probeStack), CLONE_VM | CLONE_VFORK, &probe);
+  const int cloneError = pid < 0 ? errno : 0;
+  rawSyscall(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&old), 0, 8);
+  if (pid < 0) return cloneError;
+  int status = 0;
+  while (rawSyscall(SYS_wait4, pid, reinterpret_cast<long>(&status), __WALL, 0) == -EINTR) {
+  }
+  if (probe.execError != 0) return probe.execError;
+  // It exec'd, but a program that cannot run (a library missing: the loader's 127)
+  // is no deputy either.
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : ENOEXEC;
 }
 
 }  // namespace mig::shim

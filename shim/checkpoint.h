@@ -5,6 +5,8 @@
 
 #include "shim/control_protocol.h"
 
+#include <cstddef>
+
 namespace mig::shim {
 
 void installCheckpointHandler();
@@ -13,5 +15,11 @@ void installCheckpointHandler();
 // Returns once the threads run again (resumed, or restored in a new process).
 // Returns true when this process is a freshly restored one.
 bool runCheckpoint(int conn, const control::Request& request);
+
+// kOpProbeDeputy: tries the exec of the deputy (kOpBecomeDeputy's args, `len` bytes)
+// in a child of this process that ends at once, while the job runs on: 0 if it would
+// start from here (this process's credentials, root, limits and environment), else
+// the errno of its exec (ENOEXEC: it exec'd but could not run).
+int probeDeputy(char* args, size_t len);
 
 }  // namespace mig::shim

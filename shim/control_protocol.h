@@ -58,6 +58,11 @@ enum Op : uint32_t {
                      // exec ends this connection (close-on-exec); a failed one leaves the
                      // job as it was and says so (Reply, status kDeputyExecFailed, reserved
                      // = errno), then the next command is waited for as after the freeze
+  kOpProbeDeputy = 10,  // Request: the deputy's argv follows as for kOpBecomeDeputy; its
+                        // exec is tried in a child of the process, which ends at once, while
+                        // the job runs on (a tree member's or a post-copy job's deputy
+                        // starts after the commit: proved before it). Reply status kOk, or
+                        // kDeputyExecFailed with reserved = errno. The connection ends after it.
 };
 inline constexpr uint32_t kMaxDeputyArgs = 4096;
 

@@ -126,6 +126,20 @@ void sendBornAwayChildren(int conn) {
   (void)!::send(conn, &msg, sizeof(msg.reply) + n * sizeof(pid_t), MSG_NOSIGNAL);
 }
 
+// A hop from home asks before its commit whether this process could exec its deputy
+// (checkpoint.h probeDeputy); the args follow the request.
+void answerDeputyProbe(int conn) {
+  static char args[control::kMaxDeputyArgs];
+  struct pollfd p = {conn, POLLIN, 0};
+  long n = rawSyscall(SYS_poll, reinterpret_cast<long>(&p), 1, 10000) == 1
+               ? rawSyscall(SYS_read, conn, reinterpret_cast<long>(args), sizeof(args))
+               : 0;
+  const int err = n > 0 ? probeDeputy(args, static_cast<size_t>(n)) : EINVAL;
+  control::Reply reply{control::kMagic, err == 0 ? control::kOk : control::kDeputyExecFailed, 0, 0,
+                       static_cast<uint32_t>(err)};
+  (void)!::send(conn, &reply, sizeof(reply), MSG_NOSIGNAL);
+}
+
 // Serves migctl's connection (Runtime::controlConn, whose number the program's dup2
 // may move meanwhile: own_fds.cc); returns true when this is now a freshly restored
 // process.
@@ -141,6 +155,10 @@ bool serve() {
   }
   if (req.magic == control::kMagic && req.version == control::kVersion && req.op == control::kOpBornAwayChildren) {
     sendBornAwayChildren(conn);  // (peerAllowed above)
+    return false;
+  }
+  if (req.magic == control::kMagic && req.version == control::kVersion && req.op == control::kOpProbeDeputy) {
+    answerDeputyProbe(conn);  // (peerAllowed above)
     return false;
   }
   if (req.magic != control::kMagic || req.version != control::kVersion ||

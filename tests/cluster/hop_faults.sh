@@ -572,6 +572,104 @@ tree_home_fault
 set_fault a
 tree_home_after
 
+# --- a deputy that starts after the commit: a tree's members', a post-copy job's ---------
+# Their exec of the deputy comes after the commit, when the job can no longer go on at
+# home: each is proved before the freeze from the job's own processes (shim op
+# kOpProbeDeputy). With deputy-exec:error (the program they would exec is not there) a
+# python3 tree (root and child) and a post-copy python3 job are each refused in one
+# line, nothing frozen, and run on at home as the program (no member a deputy); without
+# the fault the next hop of each goes through; at the end each one's output (STEP lines
+# aside) and the status its parent at home gets are the undisturbed run's.
+# deputy_exec_jobs: the jobs and their undisturbed runs (the runs end at once: END made).
+deputy_exec_jobs() {
+  TREE_JOB=$STEPS_PY'
+import os
+from steps import wait_for
+c = os.fork()
+if c == 0:
+    wait_for("END")
+    say("child done")
+    os._exit(4)
+steps_until("END")
+pid, st = os.waitpid(c, 0)
+say("child", pid == c, "status", os.waitstatus_to_exitcode(st))
+os._exit(7)'
+  # 32 MiB of private memory that post-copy leaves at home for the page server.
+  PC_JOB=$STEPS_PY'
+import os
+data = bytearray(range(256)) * (1 << 17)
+steps_until("END")
+say("sum", sum(data[::4096]))
+os._exit(3)'
+  local j
+  for j in tree-ref pc-ref; do mkdir -p "$(jfile "$j" data)" && touch "$(jfile "$j" END)"; done
+  start_job tree-ref plain "$PY" -c "$TREE_JOB"
+  start_job pc-ref plain "$PY" -c "$PC_JOB"
+  start_job tree mig "$PY" -c "$TREE_JOB" && start_job pc mig "$PY" -c "$PC_JOB" && wait_step tree 3 20 && wait_step pc 3 20
+}
+# program_at_home NAME: NAME's process on a and every child of it run the program, none its deputy.
+program_at_home() {
+  local p exe
+  for p in "${PID[$1]}" $(hx a pgrep -P "${PID[$1]}"); do
+    exe=$(hx a readlink "/proc/$p/exe" 2>/dev/null)
+    [[ -n $exe && $exe != *mig-deputy* ]] || return 1
+  done
+}
+# deputy_exec_refused NAME WHAT [MIGCTL_OPTION]: its hop a -> b under deputy-exec:error.
+deputy_exec_refused() {
+  local name=$1 what=$2 k
+  k=$(( $(last_step "$name") + 2 ))
+  migrate "$name" b 60 ${3-}
+  if one_line_reason && grep -q "could not start (exec of .*injected-fault" "$MIG_ERR"; then
+    ok "$what: migctl migrate exited $MIG_RC: $(cat "$MIG_ERR")"
+  else
+    fail "$what: migctl migrate exited $MIG_RC without the one line saying the deputy could not start"
+    detail "$MIG_OUT" "migctl stdout"; detail "$MIG_ERR" "migctl stderr"; shadowd_logs a b
+  fi
+  if wait_step "$name" "$k" 20 && program_at_home "$name" && [[ $(host_of "$(where "$name")") == a ]] &&
+     wait_until $((TRANSFER_TIMEOUT + 10)) eval '! job_on b'; then
+    ok "$what: it runs on at a (the program, no deputy; STEP $k printed), nothing of it on b"
+  else
+    fail "$what: not running on at a: listed at '$(where "$name")', last STEP $(last_step "$name"), b: $(others_on b | tr '\n' ';')"
+    detail "$(jfile "$name" err)" "its stderr"; shadowd_logs a b
+  fi
+}
+# deputy_exec_after NAME REF WANT WHAT [MIGCTL_OPTION]: without the fault its hop a -> b
+# goes through; then END: output (STEP lines aside) and status WANT the undisturbed run's.
+deputy_exec_after() {
+  local name=$1 ref=$2 want=$3 what=$4 got wantout
+  if migrate "$name" b 60 ${5-} && [[ $(host_of "$(where "$name")") == b ]]; then
+    ok "$what: without the fault the next hop goes through: $(migrated_line)"
+  else
+    fail "$what: the hop without the fault: migctl migrate exited $MIG_RC, listed at '$(where "$name")'"
+    detail "$MIG_ERR" "migctl stderr"; shadowd_logs a b
+  fi
+  touch "$(jfile "$name" END)"
+  wait_job "$ref" 30
+  wait_job "$name" 40
+  got=$(grep -av '^STEP ' "$(jfile "$name" out)")
+  wantout=$(grep -av '^STEP ' "$(jfile "$ref" out)")
+  if [[ $STATUS == "$want" && $(status_of "$ref") == "$want" && -n $got && $got == "$wantout" && ! -s $(jfile "$name" err) ]]; then
+    ok "$what: output the undisturbed run's, nothing on stderr, its parent at home got status $STATUS"
+  else
+    fail "$what: status '$STATUS' (undisturbed '$(status_of "$ref")', want $want), output differs or stderr not empty"
+    diff <(echo "$wantout") <(echo "$got") | head -n 8 | sed 's/^/#     /'; detail "$(jfile "$name" err)" "its stderr"
+    kill_job "$name"
+  fi
+}
+if [[ -x $PY && -n ${STEPS_PY-} ]]; then
+  if deputy_exec_jobs && set_fault b && set_fault a "hop:deputy-exec:error"; then
+    deputy_exec_refused tree "a tree whose member's deputy exec fails"
+    deputy_exec_refused pc "a post-copy hop whose deputy exec fails" --postcopy
+    set_fault a
+    deputy_exec_after tree tree-ref 7 "the tree"
+    deputy_exec_after pc pc-ref 3 "the post-copy job" --postcopy
+  else
+    fail "the tree and post-copy jobs did not start (or a's shadowd not with the fault)"
+  fi
+  kill_job tree; kill_job pc
+fi
+
 wait_job ref 120
 compare job ref "$STATUS"
 cluster_end
