@@ -731,9 +731,7 @@ class LocalImpl final : public rpc::Local::Server {
                 };
                 bool doubt = false;
                 for (auto& m : *members) doubt = doubt || endedMember(m);
-                auto settled = doubt ? d_.io().provider->getTimer().afterDelay(kSecondLookMs * kj::MILLISECONDS)
-                                     : kj::Promise<void>(kj::READY_NOW);
-                return settled.then([this, id, to = kj::mv(to), result, members = kj::mv(members), endedMember]() mutable {
+                auto finish = [this, id, to = kj::mv(to), result, members = kj::mv(members), endedMember]() mutable {
                   size_t moved = 0;
                   for (auto& m : *members) {
                     if (endedMember(m)) {
@@ -759,7 +757,11 @@ class LocalImpl final : public rpc::Local::Server {
                     d_.tasks().add(followStops(d_, m.id));
                   }
                   return afterHop(id, to, result);
-                });
+                };
+                // In this turn when there is no doubt: `migctl list` must not show the
+                // job moved before its hop's follow-up (afterHop) has run.
+                if (!doubt) return finish();
+                return d_.io().provider->getTimer().afterDelay(kSecondLookMs * kj::MILLISECONDS).then(kj::mv(finish));
               },
               [this, id, memberIds = kj::mv(memberIds)](kj::Exception&& e) -> kj::Promise<void> {
                 // Still here, untouched: no deputy, no job record (nor its members').

@@ -59,7 +59,7 @@ fi
 LOAD_A=$(mh spawn "$C" a "$T/load-a.log" -- sh -c 'while :; do :; done')
 bg_pids+=("$LOAD_A")
 moved_line() { grep -m1 "balance: PID ${PID[job]} of a (.*) moved to b, frozen" "$T/shadowd-a.log"; }
-if wait_until 90 eval '[[ $(host_of "$(where job)") == b ]]' && moved_line >/dev/null; then
+if wait_until 90 eval '[[ $(host_of "$(where job)") == b ]]' && wait_until 10 moved_line >/dev/null; then
   ok "job: a got busy, its shadowd moved the job to idle b: $(moved_line | sed 's/^.*shadowd: //')"
 else
   fail "job: on $(host_of "$(where job)") 90 s after a's busy loop started, not on b"
