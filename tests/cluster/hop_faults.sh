@@ -602,10 +602,10 @@ steps_until("END")
 say("sum", sum(data[::4096]))
 os._exit(3)'
   local j
-  for j in tree-ref pc-ref; do mkdir -p "$(jfile "$j" data)" && touch "$(jfile "$j" END)"; done
-  start_job tree-ref plain "$PY" -c "$TREE_JOB"
+  for j in dxtree-ref pc-ref; do mkdir -p "$(jfile "$j" data)" && touch "$(jfile "$j" END)"; done
+  start_job dxtree-ref plain "$PY" -c "$TREE_JOB"
   start_job pc-ref plain "$PY" -c "$PC_JOB"
-  start_job tree mig "$PY" -c "$TREE_JOB" && start_job pc mig "$PY" -c "$PC_JOB" && wait_step tree 3 20 && wait_step pc 3 20
+  start_job dxtree mig "$PY" -c "$TREE_JOB" && start_job pc mig "$PY" -c "$PC_JOB" && wait_step dxtree 3 20 && wait_step pc 3 20
 }
 # program_at_home NAME: NAME's process on a and every child of it run the program, none its deputy.
 program_at_home() {
@@ -659,15 +659,15 @@ deputy_exec_after() {
 }
 if [[ -x $PY && -n ${STEPS_PY-} ]]; then
   if deputy_exec_jobs && set_fault b && set_fault a "hop:deputy-exec:error"; then
-    deputy_exec_refused tree "a tree whose member's deputy exec fails"
+    deputy_exec_refused dxtree "a tree whose member's deputy exec fails"
     deputy_exec_refused pc "a post-copy hop whose deputy exec fails" --postcopy
     set_fault a
-    deputy_exec_after tree tree-ref 7 "the tree"
+    deputy_exec_after dxtree dxtree-ref 7 "the tree"
     deputy_exec_after pc pc-ref 3 "the post-copy job" --postcopy
   else
     fail "the tree and post-copy jobs did not start (or a's shadowd not with the fault)"
   fi
-  kill_job tree; kill_job pc
+  kill_job dxtree; kill_job pc
 fi
 
 wait_job ref 120
