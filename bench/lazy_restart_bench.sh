@@ -30,24 +30,7 @@ probe=$build/bench/restart_probe
 rounds=${ROUNDS:-5}
 ms() { echo "$(( $1 / 1000 )).$(( $1 % 1000 / 100 ))"; }
 
-# image NAME MIB: a checkpoint of restart_probe holding MIB MiB, waiting on stdin.
-# Its stdin and stdout are pipes (a restart connects them to its own).
-image() {
-  # The sleeper and the reading cat are this script's children, not the job's.
-  exec 6< <(exec sleep 600)
-  local sleeper=$!
-  exec 4> >(cat > "$dir/$1.out")
-  # Its stderr a pipe too: a restart connects it to its own, where mig-restore's
-  # MIG_RESTORE_DEBUG lines go (a file there would have changed: refused).
-  LD_PRELOAD=$build/shim/libmig.so "$probe" "$2" <&6 >&4 2>&4 6<&- 4>&- &
-  job=$!
-  exec 6<&- 4>&-
-  for _ in $(seq 1 600); do grep -q READY "$dir/$1.out" && break; sleep 0.1; done
-  "$migctl" checkpoint "$job" -o "$dir/$1.img" --stop > /dev/null
-  kill $sleeper
-  wait $job 2>/dev/null || true
-  job=
-}
+source "$(dirname "$0")/probe_image.sh"
 # once IMG [ARGS]: prints "first_ms all_ms restorer_ms": from the command's start to
 # the job's first action and to all its memory read, and from mig-restore's start (its
 # MIG_RESTORE_DEBUG line) to the first action: DESIGN's "restart of a small process".
@@ -95,9 +78,9 @@ plain() {
 }
 median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 
-image big "$mib"
-image small 1
-image tiny 0   # no memory of its own: a small printf program under libmig.so
+probe_image "$build" "$dir" big "$mib"
+probe_image "$build" "$dir" small 1
+probe_image "$build" "$dir" tiny 0   # no memory of its own: a small printf program under libmig.so
 printf 'image sizes: %d MiB, %d KiB, %d KiB (tiny: issue 14 wants a small printf program <= 150 KiB; CRIU 120 KiB)\n' \
   $(($(stat -c %s "$dir/big.img") >> 20)) $(($(stat -c %s "$dir/small.img") >> 10)) $(($(stat -c %s "$dir/tiny.img") >> 10))
 pm=() pn=()

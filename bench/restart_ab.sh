@@ -14,23 +14,10 @@ trap 'rm -rf "$dir"' EXIT
 ms() { echo "$(( $1 / 1000 )).$(( $1 % 1000 / 100 ))$(( $1 % 100 / 10 ))"; }
 first() { sed -n 's/^first \([0-9]*\)$/\1/p' "$1"; }
 
-# image BUILD N: $dir/N.img, the probe under BUILD's shim checkpointed by BUILD's migctl,
-# its stdin and stdout pipes (a restart connects them to its own).
-image() {
-  local b=$1 n=$2 sleeper job
-  exec 6< <(exec sleep 600)
-  sleeper=$!
-  exec 4> >(cat > "$dir/$n.out")
-  LD_PRELOAD=$b/shim/libmig.so "$b/bench/restart_probe" 0 <&6 >&4 2>&4 6<&- 4>&- &
-  job=$!
-  exec 6<&- 4>&-
-  for _ in $(seq 1 600); do grep -q READY "$dir/$n.out" && break; sleep 0.05; done
-  "$b/migctl/migctl" checkpoint "$job" -o "$dir/$n.img" --stop > /dev/null
-  kill $sleeper
-  wait $job 2>/dev/null || true
-}
+source "$(dirname "$0")/probe_image.sh"
+job=
 
-for n in "${!builds[@]}"; do image "${builds[$n]}" "$n"; done
+for n in "${!builds[@]}"; do probe_image "${builds[$n]}" "$dir" "$n" 0; done
 echo go > "$dir/go"
 declare -A runs
 for _ in $(seq 1 "$rounds"); do

@@ -301,15 +301,13 @@ PY=/usr/bin/python3
 FAMILY_OK=no
 if [[ -x $PY ]]; then
   STEPS_PY="import sys; sys.dont_write_bytecode = True; sys.path.insert(0, '$(readlink -f "$(dirname "$0")/jobs")'); from steps import say, steps_until"
-  CHILD=$STEPS_PY'
-import os, time
-n = 0
-while not os.path.exists("END"):
-    n += 1
-    say("CHILD", n)
-    time.sleep(0.1)
-say("child done")
-os._exit(5)'
+  # counting WORD STATUS: a python3 job that says "WORD n" every 0.1 s until END is
+  # made, then "WORD done" and exits STATUS.
+  counting() {
+    printf '%s\nimport os, time\nn = 0\nwhile not os.path.exists("END"):\n    n += 1\n    say("%s", n)\n    time.sleep(0.1)\nsay("%s done")\nos._exit(%s)' \
+      "$STEPS_PY" "$1" "$1" "$2"
+  }
+  CHILD=$(counting CHILD 5)
   FAMILY=$STEPS_PY'
 import subprocess, sys
 steps_until("MOVED")
@@ -386,15 +384,7 @@ steps_until("END")
 _, st = os.waitpid(kid, 0)
 say("kid status", os.waitstatus_to_exitcode(st))
 say("done")'
-  GRAND=$STEPS_PY'
-import os, time
-n = 0
-while not os.path.exists("END"):
-    n += 1
-    say("GRAND", n)
-    time.sleep(0.1)
-say("grandchild done")
-os._exit(4)'
+  GRAND=$(counting GRAND 4)
   mkdir -p "$(jfile tref data)" && touch "$(jfile tref MOVED)" "$(jfile tref END)"
   start_job tref plain "$PY" -c "$TREE" "$GRAND"
   local what="a tree's move a -> b"
