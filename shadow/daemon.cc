@@ -8,6 +8,7 @@
 #include "shadow/network_policy.h"
 #include "shadow/send_command.h"
 #include "shadow/spooled_pages.h"
+#include "shadow/tree_members.h"
 
 #include <capnp/message.h>
 #include <kj/debug.h>
@@ -382,18 +383,11 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
                 *this, kj::heap(KeptHome{jobId, kj::heapArray<kj::byte>(token), kj::str(home), vpid, realPid, committedAt})));
             // A tree's members were kept the same way, each decided by its own asking
             // ("PID:JOBID:TOKENHEX:VPID" each; home's gate let all or none run).
-            for (const char* at = members.cStr(); *at != '\0';) {
-              long memberPid = 0, memberVpid = 0;
-              unsigned long long memberId = 0;
-              char hexToken[65] = {};
-              int used = 0;
-              if (sscanf(at, " %ld:%llu:%64[0-9a-fA-F]%n", &memberPid, &memberId, hexToken, &used) < 3) break;
-              at += used;
-              if (sscanf(at, ":%ld%n", &memberVpid, &used) == 1) at += used;
-              const auto memberHome = static_cast<pid_t>(memberVpid > 0 ? memberVpid : memberPid);
-              tasks_.add(decideKeptHome(*this, kj::heap(KeptHome{memberId, unhex(hexToken), kj::str(home), memberHome,
-                                                                 static_cast<pid_t>(memberPid), committedAt})));
-              while (*at != '\0' && *at != ' ') ++at;
+            KJ_IF_MAYBE(entries, parseTreeMembers(members.cStr())) {
+              for (auto& m : *entries) {
+                tasks_.add(decideKeptHome(*this, kj::heap(KeptHome{m.jobId, kj::mv(m.token), kj::str(home), m.vpid,
+                                                                   m.pid, committedAt})));
+              }
             }
             fail(kj::str("home did not answer the hop's commit (", why, "); the job is kept on ", address(),
                          " frozen and stopped until home says whether it took it (then it resumes here or ends)"));
@@ -433,16 +427,8 @@ kj::Promise<void> Daemon::runSender(rpc::MigrationResult::Builder result, pid_t 
           // A tree's members were given up too (send_command.cc sendTree): each is
           // committed after the root ("PID:JOBID:TOKENHEX[:VPID]" each).
           auto others = kj::heap<kj::Vector<kj::Tuple<uint64_t, kj::Array<kj::byte>>>>();
-          for (const char* at = members.cStr(); *at != '\0';) {
-            while (*at == ' ') ++at;
-            const char* colon = strchr(at, ':');
-            if (*at == '\0' || colon == nullptr) break;
-            char* end = nullptr;
-            uint64_t memberId = strtoull(colon + 1, &end, 10);
-            size_t n = (end != nullptr && *end == ':') ? strcspn(end + 1, ": ") : 0;
-            if (n == 64) others->add(kj::tuple(memberId, unhex(kj::heapString(end + 1, n))));
-            at = end != nullptr ? end + 1 + n : at + strlen(at);
-            while (*at != '\0' && *at != ' ') ++at;
+          KJ_IF_MAYBE(entries, parseTreeMembers(members.cStr())) {
+            for (auto& m : *entries) others->add(kj::tuple(m.jobId, kj::mv(m.token)));
           }
           return peer(to)
               .then([jobId, token = kj::mv(token), others = kj::mv(others)](rpc::Node::Client node) mutable {

@@ -69,6 +69,7 @@
 #include "shadow/page_server.h"
 #include "shadow/settle_children.h"
 #include "shadow/tree_homecoming.h"
+#include "shadow/tree_members.h"
 #include "shadow/network_policy.h"
 #include "shadow/peer_login.h"
 #include "shim/forward/child_pids.h"
@@ -510,36 +511,20 @@ struct MemberHop {
   BornAway born;                   // away: its children born here, that come along
 };
 
-// MIG_TREE_MEMBERS (shadowd sets it): "PID:JOBID:TOKENHEX[:VPID]" per member but the
-// root, separated by spaces (VPID: its PID at home, when PID is not); tokens stay out
-// of command lines.
+// MIG_TREE_MEMBERS (shadowd sets it: tree_members.h).
 kj::Vector<MemberHop> parseMembers(const char* text) {
   kj::Vector<MemberHop> out;
-  const char* p = text;
-  while (*p != '\0') {
-    while (*p == ' ') ++p;
-    if (*p == '\0') break;
-    char* end = nullptr;
-    MemberHop m;
-    m.pid = static_cast<pid_t>(strtol(p, &end, 10));
-    if (end == p || *end != ':') fail(kj::str(kTreeMembersEnv, " is malformed"));
-    p = end + 1;
-    m.jobId = strtoull(p, &end, 10);
-    if (end == p || *end != ':') fail(kj::str(kTreeMembersEnv, " is malformed"));
-    p = end + 1;
-    size_t n = strcspn(p, ": ");
-    m.token = unhex(kj::heapString(p, n));
-    p += n;
-    m.vpid = m.pid;
-    if (*p == ':') {
-      ++p;
-      m.vpid = static_cast<pid_t>(strtol(p, &end, 10));
-      p = end;
+  KJ_IF_MAYBE(entries, parseTreeMembers(text)) {
+    for (auto& e : *entries) {
+      MemberHop m;
+      m.pid = e.pid;
+      m.vpid = e.vpid;
+      m.jobId = e.jobId;
+      m.token = kj::mv(e.token);
+      out.add(kj::mv(m));
     }
-    if (m.pid <= 0 || m.vpid <= 0 || m.jobId == 0 || m.token.size() != 32 || (*p != ' ' && *p != '\0')) {
-      fail(kj::str(kTreeMembersEnv, " is malformed"));
-    }
-    out.add(kj::mv(m));
+  } else {
+    fail(kj::str(kTreeMembersEnv, " is malformed"));
   }
   return out;
 }

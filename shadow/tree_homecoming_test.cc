@@ -1,10 +1,36 @@
 // Which members of a moved tree come home into their deputies, and the sender's all-or-none.
 #include "shadow/tree_homecoming.h"
+#include "shadow/tree_members.h"
 
 #include <doctest/doctest.h>
 
+#include <string>
+
 namespace mig::shadow {
 namespace {
+
+TEST_CASE("tree members: the hop's member list, with and without each one's PID at home") {
+  const std::string token(64, 'a');
+  auto text = kj::str(" 12:34:", token.c_str(), " 13:35:", token.c_str(), ":7 ");
+  KJ_IF_MAYBE(m, parseTreeMembers(text.cStr())) {
+    REQUIRE(m->size() == 2);
+    CHECK((*m)[0].pid == 12);
+    CHECK((*m)[0].vpid == 12);  // no VPID: the same
+    CHECK((*m)[0].jobId == 34);
+    CHECK((*m)[0].token.size() == 32);
+    CHECK((*m)[0].token[0] == 0xaa);
+    CHECK((*m)[1].pid == 13);
+    CHECK((*m)[1].vpid == 7);
+  } else {
+    FAIL("a well-formed list was refused");
+  }
+  KJ_IF_MAYBE(none, parseTreeMembers("")) { CHECK(none->size() == 0); } else { FAIL("an empty list was refused"); }
+  CHECK(parseTreeMembers("12:34") == nullptr);
+  CHECK(parseTreeMembers(kj::str("12:34:", std::string(62, 'a').c_str()).cStr()) == nullptr);  // short token
+  CHECK(parseTreeMembers(kj::str("12:34:", std::string(64, 'g').c_str()).cStr()) == nullptr);  // not hex
+  CHECK(parseTreeMembers(kj::str("0:34:", token.c_str()).cStr()) == nullptr);
+  CHECK(parseTreeMembers(kj::str("12:34:", token.c_str(), "x").cStr()) == nullptr);
+}
 
 TEST_CASE("tree homecoming: a job that never moved with a tree comes home local") {
   TreeRecordFacts one[] = {{7, 0, true, false, true}};
