@@ -2,6 +2,8 @@
 // tracker on this test's own memory (a userfaultfd tracks the process that made it):
 // writes by the process, by the kernel (read() into a protected buffer) and by a
 // forked child, and regions mapped after tracking began.
+#include "image/checksum.h"
+#include "image/file_reader.h"
 #include "image/host_facts.h"
 #include "image/image_test_util.h"
 #include "resources/dirty_pages.h"
@@ -15,6 +17,7 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <vector>
 
 namespace mig::resources {
 namespace {
@@ -232,6 +235,42 @@ TEST_CASE("pre-copy keeps no page of a data file mapping whose file page shows t
   precopy.finalScan();
   CHECK(pagesOf(precopy.held(), map) == "0-1 3-4");
   munmap(map, 4 * P);
+}
+
+TEST_CASE("a pre-copy round of 1 MiB or more carries one checksum per page (a lazy restore checks pages by them)") {
+  constexpr uint64_t n = 300;  // over 1 MiB
+  auto* map = static_cast<char*>(mmap(nullptr, n * P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  REQUIRE(map != MAP_FAILED);
+  for (uint64_t i = 0; i < n; ++i) memset(map + i * P, static_cast<int>(i + 1), P);
+  uint64_t start = reinterpret_cast<uint64_t>(map);
+  int uffd = control::makeWriteTrackingUffd();
+  REQUIRE(uffd >= 0);
+  RangeSource source(start, start + n * P);
+  Precopy precopy(getpid(), uffd, source);
+  image::MemorySink sink;
+  capnp::MallocMessageBuilder header;
+  image::fillHeader(header.initRoot<image::schema::Header>(), 0, 1, "test");
+  image::ImageWriter w(sink, header);
+  precopy.runRounds(w, PrecopyRule{}, [] {});
+  w.finish();
+  image::testing::TempDir dir;
+  image::FileReader img(dir.write("round.img", sink.bytes()).c_str());
+  size_t pages = img.sectionCount();
+  for (size_t i = 0; i < img.sectionCount(); ++i) {
+    if (img.section(i).type == static_cast<uint16_t>(image::SectionType::pages)) pages = i;
+  }
+  REQUIRE(pages + 1 < img.sectionCount());
+  REQUIRE(img.section(pages).dataLen == n * P);
+  REQUIRE(img.section(pages + 1).type == static_cast<uint16_t>(image::SectionType::pageSums));
+  REQUIRE(img.section(pages + 1).dataLen == n * sizeof(uint64_t));
+  std::vector<uint64_t> sums(n);
+  img.readData(pages + 1, 0, sums.data(), n * sizeof(uint64_t));
+  std::vector<char> page(P);
+  for (uint64_t i = 0; i < n; ++i) {
+    img.readData(pages, i * P, page.data(), P);
+    CHECK(sums[i] == image::checksum(page.data(), P));
+  }
+  munmap(map, n * P);
 }
 
 TEST_CASE("a tree's pre-copies go round by round together, the rule on the tree's sums") {
